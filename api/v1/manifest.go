@@ -1,0 +1,274 @@
+package v1
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// MaxManifestSize bounds one manifest document.
+const MaxManifestSize = 1 << 20
+
+// A manifest is a YAML (or JSON) document that describes one object. Two
+// shapes are accepted:
+//
+//   - the flat form people write: kind, name, namespace, labels and
+//     annotations at the top, every other key a field of the object's spec
+//     (kind: App, name: hello, image: hello:v1, replicas: 3);
+//   - the API form that `gantry get -o yaml` prints: kind, metadata, spec
+//     (status is ignored).
+//
+// A file may hold several documents separated by "---" lines.
+
+// ManifestError locates a problem in a multi-document manifest.
+type ManifestError struct {
+	Doc  int    // 1-based document number
+	Kind string // kind, when it could be read
+	Name string // name, when it could be read
+	Err  error
+}
+
+func (e *ManifestError) Error() string {
+	what := fmt.Sprintf("document %d", e.Doc)
+	if e.Kind != "" && e.Name != "" {
+		what += fmt.Sprintf(" (%s/%s)", strings.ToLower(e.Kind), e.Name)
+	}
+	return what + ": " + e.Err.Error()
+}
+
+func (e *ManifestError) Unwrap() error { return e.Err }
+
+// SplitDocuments splits a multi-document YAML stream at "---" lines and
+// drops documents that hold only comments or whitespace.
+func SplitDocuments(r io.Reader) ([][]byte, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), MaxManifestSize)
+	var docs [][]byte
+	var cur bytes.Buffer
+	flush := func() {
+		if hasContent(cur.Bytes()) {
+			docs = append(docs, bytes.Clone(cur.Bytes()))
+		}
+		cur.Reset()
+	}
+	for sc.Scan() {
+		line := sc.Bytes()
+		if isSeparator(line) {
+			flush()
+			continue
+		}
+		if cur.Len()+len(line) > MaxManifestSize {
+			return nil, fmt.Errorf("document %d is larger than %d bytes", len(docs)+1, MaxManifestSize)
+		}
+		cur.Write(line)
+		cur.WriteByte('\n')
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, fmt.Errorf("a line is longer than %d bytes", MaxManifestSize)
+		}
+		return nil, err
+	}
+	flush()
+	return docs, nil
+}
+
+func isSeparator(line []byte) bool {
+	if !bytes.HasPrefix(line, []byte("---")) {
+		return false
+	}
+	rest := bytes.TrimSpace(line[3:])
+	return len(rest) == 0 || rest[0] == '#'
+}
+
+func hasContent(doc []byte) bool {
+	for _, l := range bytes.Split(doc, []byte("\n")) {
+		l = bytes.TrimSpace(l)
+		if len(l) > 0 && l[0] != '#' && !bytes.Equal(l, []byte("...")) {
+			return true
+		}
+	}
+	return false
+}
+
+// DecodeManifests reads every document of a YAML stream into objects,
+// applies defaults and validates them. It returns all objects that decoded
+// and a joined error holding a *ManifestError for each document that did
+// not decode or validate.
+func DecodeManifests(r io.Reader) ([]Object, error) {
+	docs, err := SplitDocuments(r)
+	if err != nil {
+		return nil, err
+	}
+	var objs []Object
+	var errs []error
+	for i, d := range docs {
+		o, err := DecodeManifest(d)
+		if err != nil {
+			me := &ManifestError{Doc: i + 1, Err: err}
+			if o != nil {
+				me.Kind, me.Name = o.GetType().Kind, o.GetMeta().Name
+			}
+			errs = append(errs, me)
+			continue
+		}
+		objs = append(objs, o)
+	}
+	return objs, errors.Join(errs...)
+}
+
+var metaKeys = map[string]bool{"kind": true, "apiVersion": true, "name": true, "namespace": true, "labels": true, "annotations": true}
+
+// DecodeManifest decodes, defaults and validates one document. When
+// validation fails it returns the object as well as the FieldErrors, so
+// callers can name it.
+func DecodeManifest(doc []byte) (Object, error) {
+	j, err := yaml.YAMLToJSON(doc)
+	if err != nil {
+		return nil, fmt.Errorf("not valid YAML: %w", err)
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(j, &top); err != nil {
+		return nil, errors.New("a manifest must be a mapping with a kind, such as kind: App")
+	}
+	var kind, apiVersion string
+	if raw, ok := top["kind"]; !ok || json.Unmarshal(raw, &kind) != nil || kind == "" {
+		return nil, errors.New("kind is required (App, Namespace, …)")
+	}
+	if raw, ok := top["apiVersion"]; ok {
+		if json.Unmarshal(raw, &apiVersion) != nil || (apiVersion != Version && apiVersion != "gantry.dev/"+Version) {
+			return nil, fmt.Errorf("apiVersion %s is not supported: use %s", raw, Version)
+		}
+	}
+	o, err := NewObject(kind)
+	if err != nil {
+		return nil, fmt.Errorf("%w: known kinds are %s", err, kindNames())
+	}
+	if _, apiForm := top["metadata"]; apiForm {
+		delete(top, "status")
+		b, _ := json.Marshal(top)
+		if err := strictUnmarshal(b, o); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := decodeFlat(top, o); err != nil {
+			return nil, err
+		}
+	}
+	k, _ := KindOf(o)
+	*o.GetType() = TypeMeta{Kind: k.Kind, APIVersion: Version}
+	m := o.GetMeta()
+	m.Revision, m.UID, m.Deleting = 0, "", nil
+	SetDefaults(o)
+	if errs := Validate(o); len(errs) > 0 {
+		return o, errs
+	}
+	return o, nil
+}
+
+func decodeFlat(top map[string]json.RawMessage, o Object) error {
+	meta := map[string]json.RawMessage{}
+	spec := map[string]json.RawMessage{}
+	for k, v := range top {
+		switch {
+		case k == "kind" || k == "apiVersion":
+		case metaKeys[k]:
+			meta[k] = v
+		default:
+			spec[k] = v
+		}
+	}
+	mb, _ := json.Marshal(meta)
+	if err := strictUnmarshal(mb, o.GetMeta()); err != nil {
+		return err
+	}
+	if len(spec) == 0 {
+		return nil
+	}
+	sv := reflect.ValueOf(o).Elem().FieldByName("Spec")
+	if !sv.IsValid() {
+		keys := make([]string, 0, len(spec))
+		for k := range spec {
+			keys = append(keys, k)
+		}
+		return fmt.Errorf("%s takes no fields besides name, namespace and labels (got %s)", o.GetType().Kind, strings.Join(keys, ", "))
+	}
+	sb, _ := json.Marshal(spec)
+	if err := strictUnmarshal(sb, sv.Addr().Interface()); err != nil {
+		return fmt.Errorf("%w", prefixField(err, "spec."))
+	}
+	return nil
+}
+
+// strictUnmarshal decodes JSON and refuses unknown fields, turning
+// encoding/json's messages into field paths users recognise.
+func strictUnmarshal(b []byte, into any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(into); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return FieldErrors{{Field: lowerFirstPath(te.Field), Message: fmt.Sprintf("must be %s, not %s", jsonTypeName(te.Type), te.Value)}}
+		}
+		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return FieldErrors{{Field: strings.Trim(f, `"`), Message: "unknown field: check its spelling and indentation"}}
+		}
+		return err
+	}
+	return nil
+}
+
+func prefixField(err error, prefix string) error {
+	var fe FieldErrors
+	if errors.As(err, &fe) {
+		out := make(FieldErrors, len(fe))
+		for i, e := range fe {
+			out[i] = FieldError{Field: prefix + e.Field, Message: e.Message}
+		}
+		return out
+	}
+	return err
+}
+
+func lowerFirstPath(p string) string {
+	parts := strings.Split(p, ".")
+	for i, s := range parts {
+		if s != "" {
+			parts[i] = strings.ToLower(s[:1]) + s[1:]
+		}
+	}
+	return strings.Join(parts, ".")
+}
+
+func jsonTypeName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "a mapping"
+	}
+	return t.String()
+}
+
+func kindNames() string {
+	var names []string
+	for _, k := range Kinds() {
+		names = append(names, k.Kind)
+	}
+	return strings.Join(names, ", ")
+}

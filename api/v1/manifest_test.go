@@ -1,0 +1,202 @@
+package v1
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestDecodeExampleManifest(t *testing.T) {
+	f, err := os.Open("../../examples/hello.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	objs, err := DecodeManifests(f)
+	if err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	if len(objs) != 1 {
+		t.Fatalf("got %d objects, want 1", len(objs))
+	}
+	a, ok := objs[0].(*App)
+	if !ok {
+		t.Fatalf("got %T, want *App", objs[0])
+	}
+	if a.Metadata.Name != "hello" || a.Metadata.Namespace != "default" || a.DesiredReplicas() != 3 {
+		t.Errorf("metadata or replicas wrong: %+v replicas=%d", a.Metadata, a.DesiredReplicas())
+	}
+	if a.Spec.Resources.CPU != 50 || a.Spec.Resources.Memory != 32<<20 {
+		t.Errorf("resources = %+v", a.Spec.Resources)
+	}
+	if got := a.Spec.Health.Readiness; got == nil || got.HTTP.Port != 8080 || got.Period.D().Seconds() != 1 {
+		t.Errorf("readiness = %+v", got)
+	}
+	if len(a.Spec.Env) != 1 || a.Spec.Env[0].Name != "GREETING" || a.Spec.Env[0].Value != "hi" {
+		t.Errorf("env = %+v", a.Spec.Env)
+	}
+}
+
+func TestDecodeManifestErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		doc  string
+		want []string // substrings that must all appear in the error
+	}{
+		{"missing kind", "name: x\nimage: a", []string{"kind is required"}},
+		{"unknown kind", "kind: Pod\nname: x", []string{`unknown kind "Pod"`}},
+		{"bad api version", "kind: App\napiVersion: v9\nname: x\nimage: a", []string{"apiVersion"}},
+		{"unknown field names the field", "kind: App\nname: x\nimgae: a", []string{"spec.imgae: unknown field"}},
+		{"wrong type names the field", "kind: App\nname: x\nimage: a\nreplicas: many", []string{"spec.replicas", "whole number"}},
+		{"every field error is reported", `kind: App
+name: Bad_Name
+image: ""
+replicas: -1
+ports: [{port: 8080}, {port: 70000, protocol: sctp}]
+restartPolicy: sometimes
+`, []string{
+			"metadata.name: must be a DNS-1123 label",
+			"spec.image: is required",
+			"spec.replicas: must be between 0 and",
+			"spec.ports[1].port: must be 1-65535",
+			"spec.ports[1].protocol: must be http, tcp or udp",
+			"spec.restartPolicy: must be always, on-failure or never",
+		}},
+		{"probe needs one check", "kind: App\nname: x\nimage: a\nhealth: {readiness: {period: 1s}}", []string{"spec.health.readiness: set exactly one of http, tcp or exec"}},
+		{"bad cpu quantity", "kind: App\nname: x\nimage: a\nresources: {cpu: lots}", []string{`cpu "lots"`}},
+		{"bad duration", "kind: App\nname: x\nimage: a\nstrategy: {drainDelay: soon}", []string{`duration "soon"`}},
+		{"strategy cannot stall", "kind: App\nname: x\nimage: a\nstrategy: {maxSurge: 0, maxUnavailable: 0}", []string{"spec.strategy: maxSurge and maxUnavailable cannot both be 0"}},
+		{"route needs http port", "kind: App\nname: x\nimage: a\nroutes: [{host: a.example.com}]", []string{"spec.routes[0]: a route needs an http port"}},
+		{"duplicate port names", "kind: App\nname: x\nimage: a\nports: [{name: web, port: 1}, {name: web, port: 2}]", []string{`spec.ports[1].name: "web" is already used by ports[0]`}},
+		{"bad image reference", "kind: App\nname: x\nimage: Hello World", []string{"spec.image: must not contain spaces"}},
+		{"namespace on a cluster kind", "kind: Namespace\nname: team\nnamespace: other", []string{"metadata.namespace: Namespace is cluster-scoped"}},
+		{"not a mapping", "- a\n- b", []string{"must be a mapping"}},
+		{"not yaml", "kind: App\n  name: : x\n\t- y", []string{"not valid YAML"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := DecodeManifest([]byte(tt.doc))
+			if err == nil {
+				t.Fatal("decode succeeded, want an error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestDecodeManifestsLocatesBadDocuments(t *testing.T) {
+	stream := `# leading comment
+kind: Namespace
+name: team
+---
+kind: App
+name: good
+namespace: team
+image: good:v1
+--- # a comment after the separator
+kind: App
+name: bad
+image: ""
+---
+`
+	objs, err := DecodeManifests(strings.NewReader(stream))
+	if len(objs) != 2 {
+		t.Fatalf("got %d objects, want 2 (the namespace and the good app)", len(objs))
+	}
+	var me *ManifestError
+	if !errors.As(err, &me) || me.Doc != 3 || me.Name != "bad" {
+		t.Fatalf("error = %v, want document 3 (app/bad)", err)
+	}
+	if !strings.Contains(err.Error(), "document 3 (app/bad): spec.image: is required") {
+		t.Errorf("error text %q", err)
+	}
+}
+
+func TestDecodeAPIForm(t *testing.T) {
+	doc := `kind: App
+apiVersion: v1
+metadata: {name: web, namespace: prod, revision: 99, labels: {tier: front}}
+spec: {image: web:v2, replicas: 2, env: [{name: A, value: b}]}
+status: {replicas: 7}
+`
+	o, err := DecodeManifest([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := o.(*App)
+	if a.Metadata.Namespace != "prod" || a.Metadata.Revision != 0 || a.Status.Replicas != 0 || *a.Spec.Replicas != 2 {
+		t.Errorf("got %+v %+v; revision and status must be dropped", a.Metadata, a.Status)
+	}
+}
+
+func TestEnvForms(t *testing.T) {
+	for _, doc := range []string{
+		"kind: App\nname: x\nimage: a\nenv: {B: 2, A: one}",
+		"kind: App\nname: x\nimage: a\nenv: [{name: A, value: one}, {name: B, value: '2'}]",
+	} {
+		o, err := DecodeManifest([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := o.(*App).Spec.Env
+		if len(env) != 2 || env[0] != (EnvVar{Name: "A", Value: "one"}) || env[1] != (EnvVar{Name: "B", Value: "2"}) {
+			t.Errorf("%q: env = %+v", doc, env)
+		}
+	}
+}
+
+func TestTemplateHashIgnoresNonTemplateFields(t *testing.T) {
+	a, _ := DecodeManifest([]byte("kind: App\nname: x\nimage: a:v1\nreplicas: 1"))
+	b, _ := DecodeManifest([]byte("kind: App\nname: x\nimage: a:v1\nreplicas: 5\nroutes: [{host: x.example.com}]\nports: []"))
+	c, _ := DecodeManifest([]byte("kind: App\nname: x\nimage: a:v2"))
+	ha, hb, hc := a.(*App).Spec.Template.Hash(), b.(*App).Spec.Template.Hash(), c.(*App).Spec.Template.Hash()
+	if ha != hb {
+		t.Errorf("replicas and routes changed the template hash: %s vs %s", ha, hb)
+	}
+	if ha == hc {
+		t.Error("a new image did not change the template hash")
+	}
+}
+
+// FuzzDecodeManifest feeds arbitrary documents to the decoder and the
+// validator: they must never panic, and whatever decodes cleanly must
+// survive a round trip through JSON unchanged.
+func FuzzDecodeManifest(f *testing.F) {
+	seeds := []string{
+		"kind: App\nname: hello\nimage: hello:v1\nreplicas: 3\nports: [{name: http, port: 8080}]",
+		"kind: App\nname: x\nimage: a\nresources: {cpu: 0.5, memory: 1Gi, limits: {cpu: 1}}",
+		"kind: App\nname: x\nimage: a\nhealth: {liveness: {exec: {command: [true]}}}",
+		"kind: App\nname: x\nimage: a\nstrategy: {maxSurge: '50%', maxUnavailable: 1}",
+		"kind: Namespace\nname: team\nquota: {cpu: 2, memory: 4Gi}",
+		"kind: App\nmetadata: {name: x}\nspec: {image: a}",
+		"{}", "---\n---", "kind: [", "kind: App\nname: x\nimage: a@sha256:" + strings.Repeat("a", 64),
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		objs, _ := DecodeManifests(strings.NewReader(string(doc)))
+		for _, o := range objs {
+			if errs := Validate(o); len(errs) > 0 {
+				t.Fatalf("DecodeManifests returned an object that fails validation: %v", errs)
+			}
+			b, err := marshalForTest(o)
+			if err != nil {
+				t.Fatalf("marshal decoded object: %v", err)
+			}
+			o2, err := DecodeManifest(b)
+			if err != nil {
+				t.Fatalf("round trip of %s failed: %v", b, err)
+			}
+			b2, _ := marshalForTest(o2)
+			if string(b) != string(b2) {
+				t.Fatalf("round trip changed the object:\n%s\n%s", b, b2)
+			}
+		}
+	})
+}

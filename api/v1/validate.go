@@ -1,0 +1,483 @@
+package v1
+
+import (
+	"fmt"
+	"net"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// FieldError is one problem with one field of an object.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+func (e FieldError) String() string { return e.Field + ": " + e.Message }
+
+// FieldErrors is every problem found in an object. It is an error when
+// non-empty.
+type FieldErrors []FieldError
+
+func (l FieldErrors) Error() string {
+	parts := make([]string, len(l))
+	for i, e := range l {
+		parts[i] = e.String()
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (l *FieldErrors) add(field, format string, args ...any) {
+	*l = append(*l, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+// OrNil returns nil when there are no errors, so the result can be
+// returned as an error without the typed-nil trap.
+func (l FieldErrors) OrNil() error {
+	if len(l) == 0 {
+		return nil
+	}
+	return l
+}
+
+var (
+	dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	envName      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	labelKey     = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
+	labelValue   = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$`)
+	capName      = regexp.MustCompile(`^(CAP_)?[A-Z_]+$`)
+)
+
+// MaxAppName leaves room in a DNS label for an instance suffix.
+const MaxAppName = 52
+
+// ValidateName checks a DNS-1123 label of at most max characters.
+func ValidateName(name string, max int) string {
+	switch {
+	case name == "":
+		return "is required"
+	case len(name) > max:
+		return fmt.Sprintf("must be at most %d characters (got %d)", max, len(name))
+	case !dns1123Label.MatchString(name):
+		return "must be a DNS-1123 label: lower-case letters, digits and '-', starting and ending with a letter or digit"
+	}
+	return ""
+}
+
+// ValidateHostname checks a DNS name such as app.example.com.
+func ValidateHostname(h string) string {
+	if h == "" {
+		return "is required"
+	}
+	if len(h) > 253 {
+		return "must be at most 253 characters"
+	}
+	for i, l := range strings.Split(h, ".") {
+		if i == 0 && l == "*" {
+			continue
+		}
+		if l == "" || len(l) > 63 || !dns1123Label.MatchString(l) {
+			return fmt.Sprintf("%q is not a valid host name: use lower-case labels separated by dots", h)
+		}
+	}
+	return ""
+}
+
+// Validate checks an object of any registered kind and returns every
+// problem found.
+func Validate(o Object) FieldErrors {
+	var errs FieldErrors
+	k, err := KindOf(o)
+	if err != nil {
+		errs.add("kind", "%v", err)
+		return errs
+	}
+	validateMeta(&errs, k, o.GetMeta())
+	switch o := o.(type) {
+	case *App:
+		validateApp(&errs, o)
+	case *Namespace:
+		validateNamespace(&errs, o)
+	case *Node, *Instance, *Revision, *Event:
+		// Written by Gantry itself; metadata checks are enough.
+	default:
+		if v, ok := o.(interface{ Validate() FieldErrors }); ok {
+			errs = append(errs, v.Validate()...)
+		}
+	}
+	return errs
+}
+
+func validateMeta(errs *FieldErrors, k *KindInfo, m *ObjectMeta) {
+	max := 63
+	if k.Kind == "App" {
+		max = MaxAppName
+	}
+	if msg := ValidateName(m.Name, max); msg != "" {
+		errs.add("metadata.name", "%s", msg)
+	}
+	if k.Namespaced {
+		if msg := ValidateName(m.Namespace, 63); msg != "" {
+			errs.add("metadata.namespace", "%s", msg)
+		}
+	} else if m.Namespace != "" {
+		errs.add("metadata.namespace", "%s is cluster-scoped and takes no namespace", k.Kind)
+	}
+	for key, v := range m.Labels {
+		if len(key) > 253 || !labelKey.MatchString(key) {
+			errs.add("metadata.labels["+key+"]", "invalid label key: use letters, digits, '-', '_', '.', with an optional DNS prefix and '/'")
+		}
+		if len(v) > 63 || !labelValue.MatchString(v) {
+			errs.add("metadata.labels["+key+"]", "invalid label value %q: at most 63 letters, digits, '-', '_' or '.'", v)
+		}
+	}
+}
+
+func validateNamespace(errs *FieldErrors, n *Namespace) {
+	if q := n.Spec.Quota; q != nil {
+		if q.CPU < 0 || q.Memory < 0 || q.Instances < 0 || q.Apps < 0 || q.Secrets < 0 || q.Storage < 0 {
+			errs.add("spec.quota", "quota values must not be negative")
+		}
+	}
+	if l := n.Spec.Limits; l != nil {
+		if l.MaxCPU > 0 && l.DefaultCPU > l.MaxCPU {
+			errs.add("spec.limits.defaultCPU", "must not exceed maxCPU (%s)", l.MaxCPU)
+		}
+		if l.MaxMemory > 0 && l.DefaultMemory > l.MaxMemory {
+			errs.add("spec.limits.defaultMemory", "must not exceed maxMemory (%s)", l.MaxMemory)
+		}
+	}
+}
+
+const maxReplicas = 10000
+
+func validateApp(errs *FieldErrors, a *App) {
+	s := &a.Spec
+	validateTemplate(errs, "spec", &s.Template)
+	if s.Replicas != nil && (*s.Replicas < 0 || *s.Replicas > maxReplicas) {
+		errs.add("spec.replicas", "must be between 0 and %d", maxReplicas)
+	}
+	st := s.Strategy
+	if st.MaxSurge != nil && st.MaxUnavailable != nil && st.MaxSurge.Value == 0 && st.MaxUnavailable.Value == 0 {
+		errs.add("spec.strategy", "maxSurge and maxUnavailable cannot both be 0: the rollout could never make progress")
+	}
+	for _, f := range []struct {
+		name string
+		v    *IntOrPercent
+	}{{"maxSurge", st.MaxSurge}, {"maxUnavailable", st.MaxUnavailable}} {
+		if f.v != nil && f.v.IsPercent && f.v.Value > 100 {
+			errs.add("spec.strategy."+f.name, "percentage must be at most 100%%")
+		}
+	}
+	if st.ProgressDeadline < 0 {
+		errs.add("spec.strategy.progressDeadline", "must not be negative")
+	}
+	if st.DrainDelay != nil && (*st.DrainDelay < 0 || st.DrainDelay.D().Hours() > 1) {
+		errs.add("spec.strategy.drainDelay", "must be between 0 and 1h")
+	}
+	httpPorts := map[string]bool{}
+	for _, p := range s.Ports {
+		if p.Protocol == ProtocolHTTP || p.Protocol == "" {
+			httpPorts[p.Name] = true
+		}
+	}
+	seenRoute := map[string]int{}
+	for i, r := range s.Routes {
+		f := fmt.Sprintf("spec.routes[%d]", i)
+		if msg := ValidateHostname(r.Host); msg != "" {
+			errs.add(f+".host", "%s", msg)
+		}
+		if r.Path != "" && (!strings.HasPrefix(r.Path, "/") || path.Clean(r.Path) != strings.TrimSuffix(r.Path, "/") && r.Path != "/") {
+			errs.add(f+".path", "must be a clean absolute path such as /api")
+		}
+		if r.Port != "" && !httpPorts[r.Port] {
+			errs.add(f+".port", "no http port named %q in spec.ports", r.Port)
+		}
+		if r.Port == "" && len(httpPorts) == 0 {
+			errs.add(f, "a route needs an http port in spec.ports")
+		}
+		key := r.Host + routePath(r.Path)
+		if j, dup := seenRoute[key]; dup {
+			errs.add(f, "duplicates spec.routes[%d] (%s)", j, key)
+		}
+		seenRoute[key] = i
+	}
+	if as := s.Autoscale; as != nil {
+		if as.Min < 1 {
+			errs.add("spec.autoscale.min", "must be at least 1")
+		}
+		if as.Max < as.Min {
+			errs.add("spec.autoscale.max", "must be at least min (%d)", as.Min)
+		}
+		if as.Max > maxReplicas {
+			errs.add("spec.autoscale.max", "must be at most %d", maxReplicas)
+		}
+		if as.TargetCPUPercent == 0 && as.TargetRequestsPerSecond == 0 {
+			errs.add("spec.autoscale", "set targetCPUPercent or targetRequestsPerSecond")
+		}
+		if as.TargetCPUPercent < 0 || as.TargetCPUPercent > 1000 {
+			errs.add("spec.autoscale.targetCPUPercent", "must be between 1 and 1000")
+		}
+		if as.TargetRequestsPerSecond < 0 {
+			errs.add("spec.autoscale.targetRequestsPerSecond", "must not be negative")
+		}
+	}
+	if np := s.Network; np != nil {
+		for i, ns := range np.AllowFrom {
+			if msg := ValidateName(ns, 63); msg != "" && ns != "*" {
+				errs.add(fmt.Sprintf("spec.network.allowFrom[%d]", i), "%s", msg)
+			}
+		}
+	}
+}
+
+func routePath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	return p
+}
+
+func validateTemplate(errs *FieldErrors, f string, t *Template) {
+	if t.Image == "" {
+		errs.add(f+".image", "is required")
+	} else if msg := ValidateImageRef(t.Image); msg != "" {
+		errs.add(f+".image", "%s", msg)
+	}
+	seenEnv := map[string]bool{}
+	for i, e := range t.Env {
+		ef := fmt.Sprintf("%s.env[%d]", f, i)
+		if !envName.MatchString(e.Name) {
+			errs.add(ef+".name", "%q is not a valid variable name (letters, digits, '_'; not starting with a digit)", e.Name)
+		}
+		if seenEnv[e.Name] {
+			errs.add(ef+".name", "%q is set twice", e.Name)
+		}
+		seenEnv[e.Name] = true
+		if e.Secret != nil {
+			if e.Value != "" {
+				errs.add(ef, "set value or secret, not both")
+			}
+			if msg := ValidateName(e.Secret.Name, 63); msg != "" {
+				errs.add(ef+".secret.name", "%s", msg)
+			}
+			if e.Secret.Key == "" {
+				errs.add(ef+".secret.key", "is required")
+			}
+		}
+	}
+	for i, m := range t.Files {
+		mf := fmt.Sprintf("%s.files[%d]", f, i)
+		if !path.IsAbs(m.Path) || path.Clean(m.Path) != m.Path || m.Path == "/" {
+			errs.add(mf+".path", "must be a clean absolute path other than /")
+		}
+		if msg := ValidateName(m.Secret, 63); msg != "" {
+			errs.add(mf+".secret", "%s", msg)
+		}
+	}
+	r := t.Resources
+	if r.CPU < 0 {
+		errs.add(f+".resources.cpu", "must not be negative")
+	}
+	if r.Memory < 0 {
+		errs.add(f+".resources.memory", "must not be negative")
+	} else if r.Memory > 0 && r.Memory < 4<<20 {
+		errs.add(f+".resources.memory", "must be at least 4Mi (got %s)", r.Memory)
+	}
+	if r.Pids < 0 {
+		errs.add(f+".resources.pids", "must not be negative")
+	}
+	if l := r.Limits; l != nil {
+		if l.Memory > 0 && l.Memory < r.Memory {
+			errs.add(f+".resources.limits.memory", "must be at least the memory request (%s)", r.Memory)
+		}
+		if l.CPU > 0 && l.CPU < r.CPU {
+			errs.add(f+".resources.limits.cpu", "must be at least the cpu request (%s)", r.CPU)
+		}
+	}
+	names := map[string]int{}
+	ports := map[string]int{}
+	for i, p := range t.Ports {
+		pf := fmt.Sprintf("%s.ports[%d]", f, i)
+		if p.Port < 1 || p.Port > 65535 {
+			errs.add(pf+".port", "must be 1-65535")
+		}
+		if p.Name != "" {
+			if msg := ValidateName(p.Name, 15); msg != "" {
+				errs.add(pf+".name", "%s", msg)
+			}
+			if j, dup := names[p.Name]; dup {
+				errs.add(pf+".name", "%q is already used by ports[%d]", p.Name, j)
+			}
+			names[p.Name] = i
+		}
+		switch p.Protocol {
+		case "", ProtocolHTTP, ProtocolTCP, ProtocolUDP:
+		default:
+			errs.add(pf+".protocol", "must be http, tcp or udp (got %q)", p.Protocol)
+		}
+		key := strconv.Itoa(p.Port) + "/" + transport(p.Protocol)
+		if j, dup := ports[key]; dup {
+			errs.add(pf+".port", "%s is already declared by ports[%d]", key, j)
+		}
+		ports[key] = i
+		if p.HostPort < 0 || p.HostPort > 65535 {
+			errs.add(pf+".hostPort", "must be 1-65535")
+		}
+		switch p.Expose {
+		case "", "tcp":
+		default:
+			errs.add(pf+".expose", "must be tcp (got %q)", p.Expose)
+		}
+		if p.NodePort != 0 && (p.NodePort < 1 || p.NodePort > 65535) {
+			errs.add(pf+".nodePort", "must be 1-65535")
+		}
+		if p.NodePort != 0 && p.Expose == "" {
+			errs.add(pf+".nodePort", "only applies with expose: tcp")
+		}
+	}
+	validateProbe(errs, f+".health.readiness", t.Health.Readiness)
+	validateProbe(errs, f+".health.liveness", t.Health.Liveness)
+	validateProbe(errs, f+".health.startup", t.Health.Startup)
+	for i, c := range t.Constraints {
+		cf := fmt.Sprintf("%s.constraints[%d]", f, i)
+		if c.Label == "" {
+			errs.add(cf+".label", "is required")
+		}
+		switch c.Op {
+		case "", OpEqual, "==", OpNotEqual:
+			if len(c.Values) > 0 {
+				errs.add(cf+".values", "use value with op %q", c.Op)
+			}
+		case OpIn, OpNotIn:
+			if len(c.Values) == 0 {
+				errs.add(cf+".values", "op %q needs at least one value", c.Op)
+			}
+		case OpExists, OpNotExists:
+			if c.Value != "" || len(c.Values) > 0 {
+				errs.add(cf, "op %q takes no value", c.Op)
+			}
+		default:
+			errs.add(cf+".op", "must be one of =, !=, in, notin, exists, !exists (got %q)", c.Op)
+		}
+	}
+	switch t.Placement {
+	case "", PlacementBinpack, PlacementSpread:
+	default:
+		errs.add(f+".placement", "must be binpack or spread (got %q)", t.Placement)
+	}
+	switch t.RestartPolicy {
+	case "", RestartAlways, RestartOnFailure, RestartNever:
+	default:
+		errs.add(f+".restartPolicy", "must be always, on-failure or never (got %q)", t.RestartPolicy)
+	}
+	if g := t.StopGracePeriod; g != nil && (*g < 0 || g.D().Hours() > 1) {
+		errs.add(f+".stopGracePeriod", "must be between 0 and 1h")
+	}
+	if sc := t.SecurityContext; sc != nil && sc.Capabilities != nil {
+		for i, c := range sc.Capabilities.Add {
+			if !capName.MatchString(strings.ToUpper(c)) {
+				errs.add(fmt.Sprintf("%s.securityContext.capabilities.add[%d]", f, i), "%q is not a capability name", c)
+			}
+		}
+		for i, c := range sc.Capabilities.Drop {
+			if !capName.MatchString(strings.ToUpper(c)) {
+				errs.add(fmt.Sprintf("%s.securityContext.capabilities.drop[%d]", f, i), "%q is not a capability name", c)
+			}
+		}
+	}
+	if sc := t.SecurityContext; sc != nil {
+		if sc.RunAsUser != nil && *sc.RunAsUser < 0 {
+			errs.add(f+".securityContext.runAsUser", "must not be negative")
+		}
+		if sc.RunAsGroup != nil && *sc.RunAsGroup < 0 {
+			errs.add(f+".securityContext.runAsGroup", "must not be negative")
+		}
+	}
+}
+
+func transport(proto string) string {
+	if proto == ProtocolUDP {
+		return "udp"
+	}
+	return "tcp"
+}
+
+func validateProbe(errs *FieldErrors, f string, p *Probe) {
+	if p == nil {
+		return
+	}
+	n := 0
+	if p.HTTP != nil {
+		n++
+		if p.HTTP.Port < 1 || p.HTTP.Port > 65535 {
+			errs.add(f+".http.port", "must be 1-65535")
+		}
+		if p.HTTP.Path != "" && !strings.HasPrefix(p.HTTP.Path, "/") {
+			errs.add(f+".http.path", "must start with /")
+		}
+	}
+	if p.TCP != nil {
+		n++
+		if p.TCP.Port < 1 || p.TCP.Port > 65535 {
+			errs.add(f+".tcp.port", "must be 1-65535")
+		}
+	}
+	if p.Exec != nil {
+		n++
+		if len(p.Exec.Command) == 0 {
+			errs.add(f+".exec.command", "is required")
+		}
+	}
+	if n != 1 {
+		errs.add(f, "set exactly one of http, tcp or exec (got %d)", n)
+	}
+	if p.Period < 0 || p.Timeout < 0 || p.InitialDelay < 0 {
+		errs.add(f, "period, timeout and initialDelay must not be negative")
+	}
+	if p.FailureThreshold < 0 || p.SuccessThreshold < 0 {
+		errs.add(f, "thresholds must not be negative")
+	}
+}
+
+// ValidateImageRef checks the shape of an image reference: [host[:port]/]path[:tag][@digest].
+func ValidateImageRef(ref string) string {
+	if strings.ContainsAny(ref, " \t\n") {
+		return "must not contain spaces"
+	}
+	name, digest, hasDigest := strings.Cut(ref, "@")
+	if hasDigest {
+		algo, hex, ok := strings.Cut(digest, ":")
+		if !ok || algo != "sha256" || len(hex) != 64 || strings.Trim(hex, "0123456789abcdef") != "" {
+			return fmt.Sprintf("digest %q must be sha256: followed by 64 hex digits", digest)
+		}
+	}
+	tag := ""
+	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+		name, tag = name[:i], name[i+1:]
+		if tag == "" || len(tag) > 128 || !tagPattern.MatchString(tag) {
+			return fmt.Sprintf("tag %q is invalid", tag)
+		}
+	}
+	parts := strings.Split(name, "/")
+	start := 0
+	if len(parts) > 1 && (strings.ContainsAny(parts[0], ".:") || parts[0] == "localhost") {
+		if _, _, err := net.SplitHostPort(parts[0]); err != nil && strings.Contains(parts[0], ":") {
+			return fmt.Sprintf("registry host %q is invalid", parts[0])
+		}
+		start = 1
+	}
+	for _, p := range parts[start:] {
+		if !repoComponent.MatchString(p) {
+			return fmt.Sprintf("%q is not a valid image name: use lower-case letters, digits and separators (., _, -), as in team/app:v1", ref)
+		}
+	}
+	return ""
+}
+
+var (
+	repoComponent = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$`)
+	tagPattern    = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
+)

@@ -1,0 +1,153 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+)
+
+var rpcCompacted = rpctypes.ErrCompacted
+
+// EventType says what happened to an object.
+type EventType string
+
+// Watch event types. A Bookmark carries no object: it tells the watcher
+// that everything up to Revision has been delivered, so a later resume can
+// start after it. An Error ends the watch.
+const (
+	Added    EventType = "ADDED"
+	Modified EventType = "MODIFIED"
+	Deleted  EventType = "DELETED"
+	Bookmark EventType = "BOOKMARK"
+	Error    EventType = "ERROR"
+)
+
+// Event is one change seen by a watch.
+type Event struct {
+	Type EventType
+	// Object is the object after the change; for Deleted, as it was last.
+	Object v1.Object
+	// Revision is the store revision of the change. Resume a watch from
+	// Revision+1 to see what came after.
+	Revision int64
+	// Err is set on Error events; errors.Is(Err, v1.ErrResyncRequired)
+	// means the revision asked for was compacted away: list again.
+	Err error
+}
+
+// WatchOptions narrow a Watch.
+type WatchOptions struct {
+	Namespace string      // empty: every namespace
+	Name      string      // empty: every object (needs Namespace for namespaced kinds)
+	Selector  v1.Selector // applied to each changed object
+	// Revision is the first revision to deliver; 0 means changes after now.
+	Revision int64
+	// ProgressNotify asks for Bookmark events while the watch is idle.
+	ProgressNotify bool
+}
+
+// Watch streams changes to objects of a kind, in revision order, each
+// exactly once. The channel closes when ctx ends or after an Error event.
+// Because revisions survive restarts, a watch resumed with the revision
+// after the last one seen continues seamlessly, even across a restart of
+// the server, unless etcd has compacted that history (ErrResyncRequired).
+func (s *Store) Watch(ctx context.Context, k *v1.KindInfo, opts WatchOptions) <-chan Event {
+	key := s.listPrefix(k, opts.Namespace)
+	wopts := []clientv3.OpOption{clientv3.WithPrevKV()}
+	if opts.Name != "" {
+		key = s.Key(k, opts.Namespace, opts.Name)
+	} else {
+		wopts = append(wopts, clientv3.WithPrefix())
+	}
+	if opts.Revision > 0 {
+		wopts = append(wopts, clientv3.WithRev(opts.Revision))
+	}
+	if opts.ProgressNotify {
+		wopts = append(wopts, clientv3.WithProgressNotify())
+	}
+	out := make(chan Event, 64)
+	ctx, cancel := context.WithCancel(ctx)
+	// RequireLeader makes the watch fail over instead of hanging when this
+	// member loses its leader.
+	wch := s.cli.Watch(clientv3.WithRequireLeader(ctx), key, wopts...)
+	go func() {
+		defer close(out)
+		defer cancel()
+		send := func(e Event) bool {
+			select {
+			case out <- e:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		for resp := range wch {
+			if resp.CompactRevision != 0 {
+				send(Event{Type: Error, Revision: resp.CompactRevision,
+					Err: fmt.Errorf("watch %s from revision %d: history before %d was compacted: %w", k.Plural, opts.Revision, resp.CompactRevision, v1.ErrResyncRequired)})
+				return
+			}
+			if err := resp.Err(); err != nil {
+				send(Event{Type: Error, Err: fmt.Errorf("watch %s: %w", k.Plural, unavailable(err))})
+				return
+			}
+			if resp.IsProgressNotify() {
+				if !send(Event{Type: Bookmark, Revision: resp.Header.Revision}) {
+					return
+				}
+				continue
+			}
+			for _, ev := range resp.Events {
+				e, ok, err := convert(k, ev)
+				if err != nil {
+					send(Event{Type: Error, Err: err})
+					return
+				}
+				if !ok || (opts.Selector != nil && !opts.Selector.Matches(e.Object.GetMeta().Labels)) {
+					continue
+				}
+				if !send(e) {
+					return
+				}
+			}
+		}
+		// The etcd channel closes when ctx ends; anything else is a lost
+		// connection the caller must hear about.
+		if ctx.Err() == nil {
+			send(Event{Type: Error, Err: fmt.Errorf("watch %s: %w: watch channel closed", k.Plural, v1.ErrUnavailable)})
+		}
+	}()
+	return out
+}
+
+func convert(k *v1.KindInfo, ev *clientv3.Event) (Event, bool, error) {
+	switch ev.Type {
+	case mvccpb.PUT:
+		o, err := decode(k, ev.Kv.Value, ev.Kv.ModRevision)
+		if err != nil {
+			return Event{}, false, err
+		}
+		t := Modified
+		if ev.IsCreate() {
+			t = Added
+		}
+		return Event{Type: t, Object: o, Revision: ev.Kv.ModRevision}, true, nil
+	case mvccpb.DELETE:
+		if ev.PrevKv == nil {
+			// The previous value was compacted; nothing to report but
+			// the fact, which a name-less event cannot carry.
+			return Event{}, false, nil
+		}
+		o, err := decode(k, ev.PrevKv.Value, ev.Kv.ModRevision)
+		if err != nil {
+			return Event{}, false, err
+		}
+		return Event{Type: Deleted, Object: o, Revision: ev.Kv.ModRevision}, true, nil
+	}
+	return Event{}, false, nil
+}
