@@ -349,7 +349,7 @@ type AppStatus struct {
 	Revision int64 `json:"revision,omitempty"`
 	// StableRevision is the last revision that completed a rollout; an
 	// automatic rollback returns to it.
-	StableRevision int64 `json:"stableRevision,omitempty"`
+	StableRevision  int64  `json:"stableRevision,omitempty"`
 	Replicas        int32  `json:"replicas"`
 	ReadyReplicas   int32  `json:"readyReplicas"`
 	UpdatedReplicas int32  `json:"updatedReplicas"`
