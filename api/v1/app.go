@@ -349,16 +349,28 @@ type AppStatus struct {
 	Revision int64 `json:"revision,omitempty"`
 	// StableRevision is the last revision that completed a rollout; an
 	// automatic rollback returns to it.
-	StableRevision  int64  `json:"stableRevision,omitempty"`
-	Replicas        int32  `json:"replicas"`
-	ReadyReplicas   int32  `json:"readyReplicas"`
-	UpdatedReplicas int32  `json:"updatedReplicas"`
-	Phase           string `json:"phase,omitempty"`
-	Message         string `json:"message,omitempty"`
+	StableRevision  int64 `json:"stableRevision,omitempty"`
+	Replicas        int32 `json:"replicas"`
+	ReadyReplicas   int32 `json:"readyReplicas"`
+	UpdatedReplicas int32 `json:"updatedReplicas"`
+	// UpdatedReady counts ready instances of the current revision.
+	UpdatedReady int32  `json:"updatedReady"`
+	Phase        string `json:"phase,omitempty"`
+	Message      string `json:"message,omitempty"`
 	// RolloutStarted is when the current revision's rollout began.
 	RolloutStarted *time.Time `json:"rolloutStarted,omitempty"`
 	// Progressed is the last time a new instance became ready.
 	Progressed *time.Time `json:"progressed,omitempty"`
+	// RolledBack records the last automatic rollback.
+	RolledBack *RollbackRecord `json:"rolledBack,omitempty"`
+}
+
+// RollbackRecord says why a rollout was undone automatically.
+type RollbackRecord struct {
+	From   int64     `json:"from"`
+	To     int64     `json:"to"`
+	Time   time.Time `json:"time"`
+	Reason string    `json:"reason"`
 }
 
 // App phases.

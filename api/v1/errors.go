@@ -10,10 +10,14 @@ import (
 // place; the client maps the codes back, so errors.Is works on both sides
 // of the wire.
 var (
-	ErrNotFound       = errors.New("not found")
-	ErrAlreadyExists  = errors.New("already exists")
-	ErrConflict       = errors.New("conflict")
-	ErrInvalid        = errors.New("invalid")
+	ErrNotFound      = errors.New("not found")
+	ErrAlreadyExists = errors.New("already exists")
+	ErrConflict      = errors.New("conflict")
+	ErrInvalid       = errors.New("invalid")
+	// ErrUnprocessable is a well-formed request that cannot be carried
+	// out as asked: changing an immutable object, rolling back to a
+	// revision that does not exist.
+	ErrUnprocessable  = errors.New("unprocessable")
 	ErrUnauthorized   = errors.New("unauthorized")
 	ErrForbidden      = errors.New("forbidden")
 	ErrTooLarge       = errors.New("too large")
@@ -56,7 +60,8 @@ var codes = []struct {
 	{ErrNotFound, http.StatusNotFound, "NotFound"},
 	{ErrAlreadyExists, http.StatusConflict, "AlreadyExists"},
 	{ErrConflict, http.StatusConflict, "Conflict"},
-	{ErrInvalid, http.StatusUnprocessableEntity, "Invalid"},
+	{ErrInvalid, http.StatusBadRequest, "Invalid"},
+	{ErrUnprocessable, http.StatusUnprocessableEntity, "Unprocessable"},
 	{ErrUnauthorized, http.StatusUnauthorized, "Unauthorized"},
 	{ErrForbidden, http.StatusForbidden, "Forbidden"},
 	{ErrQuotaExceeded, http.StatusForbidden, "QuotaExceeded"},
@@ -72,7 +77,7 @@ var codes = []struct {
 func StatusFor(err error) (int, string) {
 	var fe FieldErrors
 	if errors.As(err, &fe) {
-		return http.StatusUnprocessableEntity, "Invalid"
+		return http.StatusBadRequest, "Invalid"
 	}
 	for _, c := range codes {
 		if errors.Is(err, c.err) {

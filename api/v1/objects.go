@@ -22,8 +22,11 @@ type RevisionSpec struct {
 	Number int64  `json:"number"`
 	// Template is the App template as applied.
 	Template Template `json:"template"`
-	// ImageDigest pins Template.Image to the digest it had when the
-	// revision was made, so a re-pushed tag never changes what runs.
+	// Image is Template.Image made absolute: a bare name is qualified
+	// with the cluster registry and the App's namespace.
+	Image string `json:"image,omitempty"`
+	// ImageDigest pins Image to the digest it had when the revision was
+	// made, so a re-pushed tag never changes what runs.
 	ImageDigest string `json:"imageDigest,omitempty"`
 	Hash        string `json:"hash"`
 	ChangeCause string `json:"changeCause,omitempty"`

@@ -81,6 +81,9 @@ func StartEmbedded(ctx context.Context, cfg EmbedConfig) (*Embedded, error) {
 	ec.ElectionMs = 100
 	ec.TickMs = 10
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	// Idle watchers get a progress notification (a bookmark) this often,
+	// so they can resume from a recent revision after a disconnect.
+	ec.WatchProgressNotifyInterval = 5 * time.Second
 
 	e, err := embed.StartEtcd(ec)
 	if err != nil {

@@ -1,0 +1,319 @@
+// Package client is the Go client of Gantry's API, used by the CLI, the
+// node agent and the tests. It speaks the REST+JSON API of api/v1 and maps
+// error responses back onto the v1 error kinds, so that
+// errors.Is(err, v1.ErrConflict) works the same on both sides of the wire.
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+)
+
+// Config says how to reach the server.
+type Config struct {
+	// Server is the API's base URL, e.g. https://127.0.0.1:7443.
+	Server string
+	// Token is the bearer token.
+	Token string
+	// CA is the PEM of the cluster CA that signed the server's
+	// certificate; empty trusts the system roots.
+	CA []byte
+	// Certificates are client certificates (node identity).
+	Certificates []tls.Certificate
+	// Timeout bounds non-streaming requests (default 30s).
+	Timeout time.Duration
+	// UserAgent names the caller.
+	UserAgent string
+}
+
+// Client talks to one Gantry API server. It is safe for concurrent use.
+type Client struct {
+	base    *url.URL
+	token   string
+	hc      *http.Client // bounded requests
+	stream  *http.Client // watches, logs: no overall timeout
+	ua      string
+	timeout time.Duration
+}
+
+// New returns a client for cfg.
+func New(cfg Config) (*Client, error) {
+	if cfg.Server == "" {
+		return nil, errors.New("no server address: pass --server, set GANTRY_SERVER, or run `gantry up` to write ~/.gantry/config")
+	}
+	u, err := url.Parse(strings.TrimRight(cfg.Server, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("server address %q must look like https://host:port", cfg.Server)
+	}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: cfg.Certificates}
+	if len(cfg.CA) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(cfg.CA) {
+			return nil, errors.New("the CA in the client config is not valid PEM")
+		}
+		tlsCfg.RootCAs = pool
+	}
+	tr := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     tlsCfg,
+		MaxIdleConns:        100,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+		ForceAttemptHTTP2:   true,
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	ua := cfg.UserAgent
+	if ua == "" {
+		ua = "gantry-client"
+	}
+	return &Client{
+		base: u, token: cfg.Token, ua: ua, timeout: cfg.Timeout,
+		hc:     &http.Client{Transport: tr, Timeout: cfg.Timeout},
+		stream: &http.Client{Transport: tr},
+	}, nil
+}
+
+// Server returns the base URL.
+func (c *Client) Server() string { return c.base.String() }
+
+// Path returns the API path of a kind's collection or object. ns is
+// ignored for cluster-scoped kinds; an empty ns lists across namespaces.
+func Path(k *v1.KindInfo, ns, name string) string {
+	p := "/api/v1/"
+	if k.Namespaced && ns != "" {
+		p += "namespaces/" + url.PathEscape(ns) + "/"
+	}
+	p += k.Plural
+	if name != "" {
+		p += "/" + url.PathEscape(name)
+	}
+	return p
+}
+
+// Do sends a request and decodes a JSON response into out (when non-nil).
+// Error responses become *v1.StatusError.
+func (c *Client) Do(ctx context.Context, method, path string, query url.Values, body, out any) (http.Header, error) {
+	resp, err := c.send(ctx, c.hc, method, path, query, body)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if out != nil && resp.StatusCode != http.StatusNoContent {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return resp.Header, fmt.Errorf("decode response of %s %s: %w", method, path, err)
+		}
+	} else {
+		io.Copy(io.Discard, resp.Body)
+	}
+	return resp.Header, nil
+}
+
+// send performs a request and returns the response if its status is 2xx.
+func (c *Client) send(ctx context.Context, hc *http.Client, method, path string, query url.Values, body any) (*http.Response, error) {
+	u := *c.base
+	u.Path = strings.TrimRight(u.Path, "/") + path
+	u.RawQuery = query.Encode()
+	var rd io.Reader
+	if body != nil {
+		if r, ok := body.(io.Reader); ok {
+			rd = r
+		} else {
+			b, err := json.Marshal(body)
+			if err != nil {
+				return nil, err
+			}
+			rd = bytes.NewReader(b)
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.ua)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w: %s %s: %v", v1.ErrUnavailable, method, c.base.Host, err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		return nil, decodeError(resp)
+	}
+	return resp, nil
+}
+
+func decodeError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var st v1.Status
+	if json.Unmarshal(b, &st) != nil || st.Message == "" {
+		st = v1.Status{Code: resp.StatusCode, Message: strings.TrimSpace(string(b))}
+		if st.Message == "" {
+			st.Message = resp.Status
+		}
+	}
+	if st.Code == 0 {
+		st.Code = resp.StatusCode
+	}
+	return &v1.StatusError{Status: st}
+}
+
+func decodeObject(kind string, b []byte) (v1.Object, error) {
+	o, err := v1.NewObject(kind)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, o); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", kind, err)
+	}
+	return o, nil
+}
+
+func kindOf(o v1.Object) (*v1.KindInfo, error) {
+	return v1.KindOf(o)
+}
+
+// Get reads one object.
+func (c *Client) Get(ctx context.Context, kind, ns, name string) (v1.Object, error) {
+	k, ok := v1.LookupKind(kind)
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown kind %q", v1.ErrInvalid, kind)
+	}
+	var raw json.RawMessage
+	if _, err := c.Do(ctx, http.MethodGet, Path(k, ns, name), nil, nil, &raw); err != nil {
+		return nil, err
+	}
+	return decodeObject(k.Kind, raw)
+}
+
+// ListOptions narrow a List or Watch.
+type ListOptions struct {
+	Selector string
+}
+
+type listBody struct {
+	Kind     string            `json:"kind"`
+	Revision int64             `json:"revision"`
+	Items    []json.RawMessage `json:"items"`
+}
+
+// List reads every object of a kind in ns (every namespace when ns is
+// empty) and the revision of the list.
+func (c *Client) List(ctx context.Context, kind, ns string, opts ListOptions) ([]v1.Object, int64, error) {
+	k, ok := v1.LookupKind(kind)
+	if !ok {
+		return nil, 0, fmt.Errorf("%w: unknown kind %q", v1.ErrInvalid, kind)
+	}
+	q := url.Values{}
+	if opts.Selector != "" {
+		q.Set("labelSelector", opts.Selector)
+	}
+	var lb listBody
+	if _, err := c.Do(ctx, http.MethodGet, Path(k, ns, ""), q, nil, &lb); err != nil {
+		return nil, 0, err
+	}
+	out := make([]v1.Object, 0, len(lb.Items))
+	for _, raw := range lb.Items {
+		o, err := decodeObject(k.Kind, raw)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, o)
+	}
+	return out, lb.Revision, nil
+}
+
+// write sends o and decodes the stored object back into it.
+func (c *Client) write(ctx context.Context, method string, o v1.Object, query url.Values) (string, error) {
+	k, err := kindOf(o)
+	if err != nil {
+		return "", err
+	}
+	m := o.GetMeta()
+	name := m.Name
+	if method == http.MethodPost {
+		name = ""
+	}
+	h, err := c.Do(ctx, method, Path(k, m.Namespace, name), query, o, o)
+	if err != nil {
+		return "", err
+	}
+	return h.Get("X-Gantry-Result"), nil
+}
+
+// Create stores a new object; o is updated with the stored version.
+func (c *Client) Create(ctx context.Context, o v1.Object) error {
+	_, err := c.write(ctx, http.MethodPost, o, nil)
+	return err
+}
+
+// Update writes o if it is unchanged since it was read (its
+// metadata.revision); otherwise it fails with v1.ErrConflict.
+func (c *Client) Update(ctx context.Context, o v1.Object) error {
+	_, err := c.write(ctx, http.MethodPut, o, nil)
+	return err
+}
+
+// Apply creates or updates o to match and says which happened:
+// "created", "configured" or "unchanged".
+func (c *Client) Apply(ctx context.Context, o v1.Object) (string, error) {
+	return c.write(ctx, http.MethodPut, o, url.Values{"apply": {"true"}})
+}
+
+// Delete removes an object and returns it as it was (or as marked for
+// deletion, for instances that drain first).
+func (c *Client) Delete(ctx context.Context, kind, ns, name string) (v1.Object, error) {
+	k, ok := v1.LookupKind(kind)
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown kind %q", v1.ErrInvalid, kind)
+	}
+	var raw json.RawMessage
+	if _, err := c.Do(ctx, http.MethodDelete, Path(k, ns, name), nil, nil, &raw); err != nil {
+		return nil, err
+	}
+	return decodeObject(k.Kind, raw)
+}
+
+// Sub calls a subresource (scale, rollback, status, …) and decodes the
+// answer into out.
+func (c *Client) Sub(ctx context.Context, method, kind, ns, name, sub string, body, out any) error {
+	k, ok := v1.LookupKind(kind)
+	if !ok {
+		return fmt.Errorf("%w: unknown kind %q", v1.ErrInvalid, kind)
+	}
+	_, err := c.Do(ctx, method, Path(k, ns, name)+"/"+sub, nil, body, out)
+	return err
+}
+
+// Stream opens a streaming GET (logs) and returns the body.
+func (c *Client) Stream(ctx context.Context, path string, query url.Values) (io.ReadCloser, error) {
+	resp, err := c.send(ctx, c.stream, http.MethodGet, path, query, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}

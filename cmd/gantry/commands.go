@@ -1,0 +1,595 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/client"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func newVersionCmd(g *globals) *cobra.Command {
+	var clientOnly bool
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print the client and server versions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fmt.Fprintf(cmd.OutOrStdout(), "Client: %s\n", version)
+			if clientOnly {
+				return nil
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var v map[string]string
+			if _, err := c.Do(cmd.Context(), "GET", "/version", nil, nil, &v); err != nil {
+				return fmt.Errorf("server %s: %w", c.Server(), err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Server: %s (%s)\n", v["version"], c.Server())
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&clientOnly, "client", false, "print only the client version")
+	return cmd
+}
+
+// readManifests reads every manifest from files, directories (their .yaml,
+// .yml and .json files, not recursively) or "-" for standard input.
+func readManifests(paths []string, stdin io.Reader) ([]v1.Object, error) {
+	if len(paths) == 0 {
+		return nil, errors.New("give manifests with -f FILE, -f DIR or -f -")
+	}
+	var objs []v1.Object
+	var errs []error
+	read := func(name string, r io.Reader) {
+		o, err := v1.DecodeManifests(r)
+		objs = append(objs, o...)
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				errs = append(errs, fmt.Errorf("%s: %w", name, e))
+			}
+		} else if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	for _, p := range paths {
+		if p == "-" {
+			read("stdin", stdin)
+			continue
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		files := []string{p}
+		if st.IsDir() {
+			files = nil
+			entries, err := os.ReadDir(p)
+			if err != nil {
+				return nil, err
+			}
+			for _, e := range entries {
+				switch filepath.Ext(e.Name()) {
+				case ".yaml", ".yml", ".json":
+					files = append(files, filepath.Join(p, e.Name()))
+				}
+			}
+			if len(files) == 0 {
+				return nil, fmt.Errorf("%s holds no .yaml, .yml or .json files", p)
+			}
+		}
+		for _, f := range files {
+			fh, err := os.Open(f)
+			if err != nil {
+				return nil, err
+			}
+			read(f, fh)
+			fh.Close()
+		}
+	}
+	return objs, errors.Join(errs...)
+}
+
+func newApplyCmd(g *globals) *cobra.Command {
+	var files []string
+	cmd := &cobra.Command{
+		Use:   "apply -f FILE|DIR|-",
+		Short: "Create or update objects from manifests",
+		Long: `Create or update every object in the given manifests. A changed App template
+makes a new revision and rolls the App out. Nothing is applied if any manifest
+is invalid: every problem is printed with its field.`,
+		Example: "  gantry apply -f examples/hello.yaml\n  cat app.yaml | gantry apply -f -",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			objs, err := readManifests(files, cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			failed := false
+			for _, o := range objs {
+				k, _ := v1.KindOf(o)
+				if k.Namespaced && g.namespace != "" && o.GetMeta().Namespace == v1.DefaultNamespace {
+					o.GetMeta().Namespace = g.namespace
+				}
+				res, err := c.Apply(ctx, o)
+				ref := strings.ToLower(k.Kind) + "/" + o.GetMeta().Name
+				if err != nil {
+					failed = true
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: ", ref)
+					printError(os.Stderr, err)
+					continue
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", ref, res)
+			}
+			if failed {
+				return errSilent
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringSliceVarP(&files, "filename", "f", nil, "manifest file, directory, or - for standard input (repeatable)")
+	return cmd
+}
+
+// parseRef reads "kind/name", "kind name" or "kind" from args.
+func parseRef(args []string) (*v1.KindInfo, string, error) {
+	if len(args) == 0 {
+		return nil, "", errors.New("name a kind, such as apps, instances, nodes")
+	}
+	kindName, name, _ := strings.Cut(args[0], "/")
+	if name == "" && len(args) > 1 {
+		name = args[1]
+	}
+	k, ok := v1.LookupKind(kindName)
+	if !ok {
+		var names []string
+		for _, k := range v1.Kinds() {
+			names = append(names, k.Plural)
+		}
+		return nil, "", fmt.Errorf("unknown kind %q; known kinds: %s", kindName, strings.Join(names, ", "))
+	}
+	return k, name, nil
+}
+
+func newGetCmd(g *globals) *cobra.Command {
+	var output, selector string
+	var all, watch bool
+	cmd := &cobra.Command{
+		Use:   "get KIND [NAME]",
+		Short: "List or show objects",
+		Example: `  gantry get apps
+  gantry get instances -l gantry.dev/app=hello -o wide
+  gantry get app hello -o yaml
+  gantry get apps -A`,
+		Args: cobra.RangeArgs(1, 2),
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+			if len(args) == 0 {
+				var names []string
+				for _, k := range v1.Kinds() {
+					names = append(names, k.Plural)
+				}
+				return names, cobra.ShellCompDirectiveNoFileComp
+			}
+			return completeNames(cmd.Context(), g, args[0]), cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, name, err := parseRef(args)
+			if err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			ns := g.ns()
+			if all {
+				ns = ""
+			}
+			if watch {
+				return watchObjects(ctx, cmd.OutOrStdout(), c, k, ns, selector, output, all)
+			}
+			if name != "" {
+				o, err := c.Get(ctx, k.Kind, ns, name)
+				if err != nil {
+					return err
+				}
+				return printObjects(cmd.OutOrStdout(), k.Kind, output, []v1.Object{o}, true, false)
+			}
+			objs, _, err := c.List(ctx, k.Kind, ns, client.ListOptions{Selector: selector})
+			if err != nil {
+				return err
+			}
+			return printObjects(cmd.OutOrStdout(), k.Kind, output, objs, false, all && k.Namespaced)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, wide, json, yaml or name")
+	cmd.Flags().StringVarP(&selector, "selector", "l", "", "label selector, e.g. gantry.dev/app=hello,tier!=db")
+	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "list across every namespace")
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "after listing, print changes as they happen")
+	return cmd
+}
+
+func completeNames(ctx context.Context, g *globals, kind string) []string {
+	c, err := g.client()
+	if err != nil {
+		return nil
+	}
+	objs, _, err := c.List(ctx, kind, g.ns(), client.ListOptions{})
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, o := range objs {
+		out = append(out, o.GetMeta().Name)
+	}
+	return out
+}
+
+func watchObjects(ctx context.Context, w io.Writer, c *client.Client, k *v1.KindInfo, ns, selector, output string, all bool) error {
+	headers := true
+	for ev := range c.Watch(ctx, k.Kind, ns, client.WatchOptions{Selector: selector}) {
+		switch ev.Type {
+		case "ERROR":
+			return ev.Err
+		case "BOOKMARK":
+			continue
+		}
+		switch output {
+		case "json":
+			printJSON(w, map[string]any{"type": ev.Type, "object": ev.Object})
+		case "yaml":
+			printYAML(w, map[string]any{"type": ev.Type, "object": ev.Object})
+			fmt.Fprintln(w, "---")
+		default:
+			printTable(w, k.Kind, []v1.Object{ev.Object}, output == "wide", all && k.Namespaced, headers)
+			headers = false
+		}
+	}
+	return ctx.Err()
+}
+
+func newDeleteCmd(g *globals) *cobra.Command {
+	var files []string
+	cmd := &cobra.Command{
+		Use:     "delete KIND NAME | -f FILE",
+		Short:   "Delete objects",
+		Example: "  gantry delete app hello\n  gantry delete -f examples/hello.yaml",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			type target struct {
+				k        *v1.KindInfo
+				ns, name string
+			}
+			var targets []target
+			if len(files) > 0 {
+				objs, err := readManifests(files, cmd.InOrStdin())
+				if err != nil {
+					return err
+				}
+				for _, o := range objs {
+					k, _ := v1.KindOf(o)
+					targets = append(targets, target{k, o.GetMeta().Namespace, o.GetMeta().Name})
+				}
+			} else {
+				k, name, err := parseRef(args)
+				if err != nil {
+					return err
+				}
+				if name == "" {
+					return fmt.Errorf("name the %s to delete: gantry delete %s NAME", strings.ToLower(k.Kind), strings.ToLower(k.Kind))
+				}
+				targets = append(targets, target{k, g.ns(), name})
+			}
+			failed := false
+			for _, t := range targets {
+				_, err := c.Delete(ctx, t.k.Kind, t.ns, t.name)
+				ref := strings.ToLower(t.k.Kind) + "/" + t.name
+				if err != nil {
+					failed = true
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: ", ref)
+					printError(os.Stderr, err)
+					continue
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s deleted\n", ref)
+			}
+			if failed {
+				return errSilent
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringSliceVarP(&files, "filename", "f", nil, "delete the objects in these manifests")
+	return cmd
+}
+
+func newCreateCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "create", Short: "Create an object from the command line"}
+	cmd.AddCommand(&cobra.Command{
+		Use:     "namespace NAME",
+		Aliases: []string{"ns"},
+		Short:   "Create a namespace (a tenant)",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ns := &v1.Namespace{TypeMeta: v1.TypeMeta{Kind: "Namespace"}, Metadata: v1.ObjectMeta{Name: args[0]}}
+			if err := v1.Validate(ns).OrNil(); err != nil {
+				return err
+			}
+			if err := c.Create(cmd.Context(), ns); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "namespace/%s created\n", args[0])
+			return nil
+		},
+	})
+	return cmd
+}
+
+// appArg reads "app/NAME" or "NAME".
+func appArg(arg string) (string, error) {
+	kind, name, ok := strings.Cut(arg, "/")
+	if !ok {
+		return arg, nil
+	}
+	if k, found := v1.LookupKind(kind); !found || k.Kind != "App" {
+		return "", fmt.Errorf("%q: expected app/NAME", arg)
+	}
+	return name, nil
+}
+
+func newScaleCmd(g *globals) *cobra.Command {
+	var replicas int32
+	cmd := &cobra.Command{
+		Use:     "scale app/NAME --replicas N",
+		Short:   "Set the number of instances of an app",
+		Example: "  gantry scale app/hello --replicas 5",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("replicas") {
+				return errors.New("--replicas is required")
+			}
+			name, err := appArg(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if _, err := c.Scale(cmd.Context(), g.ns(), name, replicas); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "app/%s scaled to %d\n", name, replicas)
+			return nil
+		},
+	}
+	cmd.Flags().Int32Var(&replicas, "replicas", 0, "the number of instances")
+	return cmd
+}
+
+func newRolloutCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "rollout", Short: "Manage the rollouts of an app: status, history, undo, pause, resume, restart"}
+	var toRevision int64
+	undo := &cobra.Command{
+		Use:   "undo app/NAME [--to-revision N]",
+		Short: "Roll an app back to its previous (or a given) revision",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := appArg(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			a, err := c.Rollback(cmd.Context(), g.ns(), name, toRevision)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "app/%s rolled back (now revision %d)\n", name, a.Status.Revision)
+			return nil
+		},
+	}
+	undo.Flags().Int64Var(&toRevision, "to-revision", 0, "the revision to return to (default: the previous one)")
+	history := &cobra.Command{
+		Use:   "history app/NAME",
+		Short: "List an app's revisions",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := appArg(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			a, err := client.Get[*v1.App](ctx, c, g.ns(), name)
+			if err != nil {
+				return err
+			}
+			revs, _, err := client.List[*v1.Revision](ctx, c, g.ns(), client.ListOptions{Selector: v1.LabelApp + "=" + name})
+			if err != nil {
+				return err
+			}
+			sort.Slice(revs, func(i, j int) bool { return revs[i].Spec.Number < revs[j].Spec.Number })
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "app/%s\n", name)
+			rows := [][]string{{"REVISION", "IMAGE", "CREATED", "CHANGE-CAUSE"}}
+			for _, r := range revs {
+				mark := ""
+				if r.Spec.Number == a.Status.Revision {
+					mark = " (current)"
+				}
+				rows = append(rows, []string{strconv.FormatInt(r.Spec.Number, 10) + mark, r.Spec.Template.Image, age(r.Metadata.Created) + " ago", orDash(r.Spec.ChangeCause)})
+			}
+			printRows(w, rows)
+			return nil
+		},
+	}
+	simple := func(use, short string, fn func(ctx context.Context, c *client.Client, ns, name string) error, done string) *cobra.Command {
+		return &cobra.Command{
+			Use: use + " app/NAME", Short: short, Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				name, err := appArg(args[0])
+				if err != nil {
+					return err
+				}
+				c, err := g.client()
+				if err != nil {
+					return err
+				}
+				if err := fn(cmd.Context(), c, g.ns(), name); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "app/%s %s\n", name, done)
+				return nil
+			},
+		}
+	}
+	pause := simple("pause", "Stop rolling out template changes until resumed", func(ctx context.Context, c *client.Client, ns, name string) error {
+		_, err := c.Pause(ctx, ns, name, true)
+		return err
+	}, "paused")
+	resume := simple("resume", "Resume a paused rollout", func(ctx context.Context, c *client.Client, ns, name string) error {
+		_, err := c.Pause(ctx, ns, name, false)
+		return err
+	}, "resumed")
+	restart := simple("restart", "Replace every instance with a fresh one, rolling, without downtime", func(ctx context.Context, c *client.Client, ns, name string) error {
+		_, err := c.Restart(ctx, ns, name)
+		return err
+	}, "restarted")
+	cmd.AddCommand(history, undo, pause, resume, restart, newRolloutStatusCmd(g))
+	return cmd
+}
+
+func printRows(w io.Writer, rows [][]string) {
+	widths := make([]int, 0)
+	for _, r := range rows {
+		for i, c := range r {
+			if i >= len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], len(c))
+		}
+	}
+	for _, r := range rows {
+		var b strings.Builder
+		for i, c := range r {
+			if i == len(r)-1 {
+				b.WriteString(c)
+				break
+			}
+			b.WriteString(c + strings.Repeat(" ", widths[i]-len(c)+3))
+		}
+		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
+	}
+}
+
+// newRolloutStatusCmd follows an app's rollout until it completes (exit 0)
+// or fails or is rolled back (exit 1).
+func newRolloutStatusCmd(g *globals) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "status app/NAME",
+		Short: "Follow a rollout until it finishes; exits non-zero if it fails",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := appArg(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			w := cmd.OutOrStdout()
+			last := ""
+			var startRev int64
+			for ev := range c.Watch(ctx, "App", g.ns(), client.WatchOptions{}) {
+				if ev.Type == "ERROR" {
+					return ev.Err
+				}
+				if ev.Object == nil || ev.Object.GetMeta().Name != name {
+					continue
+				}
+				if ev.Type == "DELETED" {
+					return &exitError{1, fmt.Errorf("app/%s was deleted", name)}
+				}
+				a := ev.Object.(*v1.App)
+				if startRev == 0 {
+					startRev = a.Status.Revision
+				}
+				st := a.Status
+				desired := a.DesiredReplicas()
+				var line string
+				switch {
+				case a.Spec.Paused:
+					line = fmt.Sprintf("app/%s rollout is paused at revision %d (gantry rollout resume app/%s)", name, st.Revision, name)
+				case st.Phase == v1.AppRolledBack && st.Revision != startRev:
+					fmt.Fprintf(w, "app/%s: rollout failed and was rolled back to revision %d: %s\n", name, st.Revision, st.Message)
+					return &exitError{1, errSilent}
+				case st.Phase == v1.AppRolledBack || st.Phase == v1.AppFailed:
+					fmt.Fprintf(w, "app/%s: rollout failed: %s\n", name, st.Message)
+					return &exitError{1, errSilent}
+				case st.Phase == v1.AppRunning && st.UpdatedReplicas >= desired && st.ReadyReplicas >= desired && st.Replicas == desired:
+					fmt.Fprintf(w, "app/%s successfully rolled out (revision %d, %d/%d ready)\n", name, st.Revision, st.ReadyReplicas, desired)
+					return nil
+				default:
+					line = fmt.Sprintf("Waiting for app/%s rollout of revision %d: %d of %d updated instances ready, %d running in total...", name, st.Revision, min(st.UpdatedReplicas, st.ReadyReplicas), desired, st.Replicas)
+					if st.Message != "" {
+						line += " (" + st.Message + ")"
+					}
+				}
+				if line != last {
+					fmt.Fprintln(w, line)
+					last = line
+				}
+			}
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return &exitError{1, fmt.Errorf("timed out waiting for app/%s to roll out", name)}
+			}
+			return ctx.Err()
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (default: wait until done)")
+	return cmd
+}
+
+

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/gantry-dev/gantry/client"
+)
+
+// CLIConfig is ~/.gantry/config: where the server is and how to prove who
+// you are.
+type CLIConfig struct {
+	Server string `json:"server"`
+	Token  string `json:"token,omitempty"`
+	// CA is the PEM of the cluster CA.
+	CA string `json:"ca,omitempty"`
+	// Registry is host:port of the cluster registry.
+	Registry string `json:"registry,omitempty"`
+	// Namespace is the default namespace of commands.
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// defaultHome is the directory of the CLI config and, by default, of the
+// data of `gantry up`.
+func defaultHome() string {
+	if h := os.Getenv("GANTRY_HOME"); h != "" {
+		return h
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ".gantry"
+	}
+	return filepath.Join(home, ".gantry")
+}
+
+func defaultConfigPath() string {
+	if p := os.Getenv("GANTRY_CONFIG"); p != "" {
+		return p
+	}
+	return filepath.Join(defaultHome(), "config")
+}
+
+func loadConfig(path string) (*CLIConfig, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &CLIConfig{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var c CLIConfig
+	if err := yaml.UnmarshalStrict(b, &c); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// saveConfig writes the config readable only by its owner: it holds a
+// credential.
+func saveConfig(path string, c *CLIConfig) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// globals are the flags every client command shares.
+type globals struct {
+	configPath string
+	server     string
+	token      string
+	namespace  string
+	cfg        *CLIConfig
+}
+
+func (g *globals) bind(root *cobra.Command) {
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.configPath, "config", "", "CLI config file (default $GANTRY_CONFIG or ~/.gantry/config)")
+	pf.StringVar(&g.server, "server", "", "API server URL (default $GANTRY_SERVER or the config's server)")
+	pf.StringVar(&g.token, "token", "", "API token (default $GANTRY_TOKEN or the config's token)")
+	pf.StringVarP(&g.namespace, "namespace", "n", "", "namespace (default the config's namespace or \"default\")")
+}
+
+func (g *globals) config() (*CLIConfig, error) {
+	if g.cfg != nil {
+		return g.cfg, nil
+	}
+	path := g.configPath
+	if path == "" {
+		path = defaultConfigPath()
+	}
+	c, err := loadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	if v := os.Getenv("GANTRY_SERVER"); v != "" {
+		c.Server = v
+	}
+	if v := os.Getenv("GANTRY_TOKEN"); v != "" {
+		c.Token = v
+	}
+	if g.server != "" {
+		c.Server = g.server
+	}
+	if g.token != "" {
+		c.Token = g.token
+	}
+	g.cfg = c
+	return c, nil
+}
+
+func (g *globals) ns() string {
+	if g.namespace != "" {
+		return g.namespace
+	}
+	if c, err := g.config(); err == nil && c.Namespace != "" {
+		return c.Namespace
+	}
+	return "default"
+}
+
+func (g *globals) client() (*client.Client, error) {
+	c, err := g.config()
+	if err != nil {
+		return nil, err
+	}
+	if c.Server == "" {
+		return nil, errors.New("no Gantry server configured: start one with `gantry up` (it writes ~/.gantry/config), or pass --server / set GANTRY_SERVER")
+	}
+	return client.New(client.Config{Server: c.Server, Token: c.Token, CA: []byte(c.CA), UserAgent: "gantry-cli/" + version})
+}

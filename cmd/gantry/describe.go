@@ -1,0 +1,114 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/client"
+)
+
+func newDescribeCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "describe KIND NAME",
+		Short:   "Show an object in detail, with its related objects and recent events",
+		Example: "  gantry describe app hello\n  gantry describe instance hello-x7k2p",
+		Args:    cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, name, err := parseRef(args)
+			if err != nil {
+				return err
+			}
+			if name == "" {
+				return fmt.Errorf("name the %s to describe", strings.ToLower(k.Kind))
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			ns := g.ns()
+			o, err := c.Get(ctx, k.Kind, ns, name)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			printYAML(w, o)
+			switch o := o.(type) {
+			case *v1.App:
+				revs, _, _ := client.List[*v1.Revision](ctx, c, ns, client.ListOptions{Selector: v1.LabelApp + "=" + name})
+				sort.Slice(revs, func(i, j int) bool { return revs[i].Spec.Number < revs[j].Spec.Number })
+				fmt.Fprintln(w, "\nRevisions:")
+				rows := [][]string{{"  REVISION", "IMAGE", "DIGEST", "CAUSE"}}
+				for _, r := range revs {
+					rows = append(rows, []string{fmt.Sprintf("  %d", r.Spec.Number), r.Spec.Template.Image, orDash(shortDigest(r.Spec.ImageDigest)), orDash(r.Spec.ChangeCause)})
+				}
+				printRows(w, rows)
+				insts, _, _ := client.List[*v1.Instance](ctx, c, ns, client.ListOptions{Selector: v1.LabelApp + "=" + name})
+				fmt.Fprintln(w, "\nInstances:")
+				objs := make([]v1.Object, len(insts))
+				for i := range insts {
+					objs[i] = insts[i]
+				}
+				if len(objs) == 0 {
+					fmt.Fprintln(w, "  none")
+				} else {
+					printTable(indent{w}, "Instance", objs, true, false, true)
+				}
+				describeEvents(w, c, cmd, ns, "App", name, v1.LabelApp+"="+name)
+			default:
+				describeEvents(w, c, cmd, ns, o.GetType().Kind, name, "")
+			}
+			return nil
+		},
+	}
+}
+
+type indent struct{ w io.Writer }
+
+func (i indent) Write(b []byte) (int, error) {
+	lines := strings.SplitAfter(string(b), "\n")
+	for _, l := range lines {
+		if l == "" {
+			continue
+		}
+		if _, err := io.WriteString(i.w, "  "+l); err != nil {
+			return 0, err
+		}
+	}
+	return len(b), nil
+}
+
+func shortDigest(d string) string {
+	if len(d) > 19 {
+		return d[:19]
+	}
+	return d
+}
+
+func describeEvents(w io.Writer, c *client.Client, cmd *cobra.Command, ns, kind, name, selector string) {
+	evs, _, err := client.List[*v1.Event](cmd.Context(), c, ns, client.ListOptions{Selector: selector})
+	if err != nil {
+		return
+	}
+	var objs []v1.Object
+	for _, e := range evs {
+		if selector != "" || (e.Object.Kind == kind && e.Object.Name == name) {
+			objs = append(objs, e)
+		}
+	}
+	fmt.Fprintln(w, "\nEvents:")
+	if len(objs) == 0 {
+		fmt.Fprintln(w, "  none")
+		return
+	}
+	sort.Slice(objs, func(i, j int) bool { return objs[i].(*v1.Event).Time.Before(objs[j].(*v1.Event).Time) })
+	if len(objs) > 20 {
+		objs = objs[len(objs)-20:]
+	}
+	printTable(indent{w}, "Event", objs, false, false, true)
+}

@@ -1,0 +1,108 @@
+// Command gantry is the single binary of the Gantry platform: the server,
+// the node agent, `gantry up` (both in one process) and the CLI.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+)
+
+// exitError carries a specific exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	root := newRootCmd()
+	err := root.ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		code := 1
+		var ee *exitError
+		if errors.As(err, &ee) {
+			code = ee.code
+			err = ee.err
+		}
+		if err != nil && !errors.Is(err, errSilent) {
+			printError(os.Stderr, err)
+		}
+		os.Exit(code)
+	}
+}
+
+// errSilent ends a command with a failure status after it has already
+// said why.
+var errSilent = errors.New("")
+
+// printError writes an error so that a user can act on it: the message,
+// then one line per invalid field. Joined errors (several bad manifests)
+// are printed one after the other.
+func printError(w *os.File, err error) {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			printError(w, e)
+		}
+		return
+	}
+	var se *v1.StatusError
+	if errors.As(err, &se) {
+		fmt.Fprintf(w, "error: %s\n", se.Status.Message)
+		for _, d := range se.Status.Details {
+			fmt.Fprintf(w, "  %s\n", d)
+		}
+		return
+	}
+	var fe v1.FieldErrors
+	if errors.As(err, &fe) {
+		where := "invalid manifest"
+		var me *v1.ManifestError
+		if errors.As(err, &me) {
+			where = strings.TrimSuffix(err.Error(), ": "+me.Err.Error()) + " is invalid"
+		}
+		fmt.Fprintf(w, "error: %s:\n", where)
+		for _, d := range fe {
+			fmt.Fprintf(w, "  %s\n", d)
+		}
+		return
+	}
+	fmt.Fprintf(w, "error: %v\n", err)
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "gantry",
+		Short:         "Gantry: a self-hosted container platform in one binary",
+		Long:          "Gantry runs, scales, heals and rolls out containers, with a built-in registry, DNS,\nload balancer, RBAC, secrets, audit and metrics. Start a node with `gantry up`.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	g.bind(root)
+	root.AddCommand(
+		newUpCmd(),
+		newVersionCmd(g),
+		newApplyCmd(g),
+		newGetCmd(g),
+		newDescribeCmd(g),
+		newDeleteCmd(g),
+		newCreateCmd(g),
+		newRolloutCmd(g),
+		newScaleCmd(g),
+	)
+	addExtraCommands(root, g)
+	return root
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gantry-dev/gantry/internal/server"
+)
+
+// upOptions are the flags of `gantry up`.
+type upOptions struct {
+	dataDir       string
+	apiAddr       string
+	etcdEndpoints []string
+	clusterCIDR   string
+	logLevel      string
+	logFormat     string
+	configPath    string
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+}
+
+func newUpCmd() *cobra.Command {
+	o := &upOptions{}
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run a complete single-node Gantry on this machine",
+		Long: `Run a complete Gantry on this machine in one process: embedded etcd, the API
+server and controllers, and (as they are enabled) the node agent with its own
+containerd, the registry, DNS and the load balancer. State lives in the data
+directory; stop with Ctrl-C and start again to continue where you left off.
+
+The first start creates a cluster admin and writes the CLI config
+(~/.gantry/config, mode 0600) so that other gantry commands just work.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runUp(cmd, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.dataDir, "data-dir", defaultHome(), "directory for all state (etcd, containers, images, logs)")
+	f.StringVar(&o.apiAddr, "api-addr", "127.0.0.1:7443", "address the API listens on")
+	f.StringSliceVar(&o.etcdEndpoints, "etcd-endpoints", nil, "use this external etcd cluster instead of the embedded one")
+	f.StringVar(&o.clusterCIDR, "cluster-cidr", "10.77.0.0/16", "address range split into per-node instance subnets")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	f.StringVar(&o.configPath, "write-config", "", "where to write the CLI config (default ~/.gantry/config)")
+	return cmd
+}
+
+func runUp(cmd *cobra.Command, o *upOptions) error {
+	log, err := newLogger(o.logLevel, o.logFormat)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	start := time.Now()
+	dataDir, err := filepath.Abs(o.dataDir)
+	if err != nil {
+		return err
+	}
+	cfg := server.DefaultConfig(dataDir)
+	cfg.APIAddr = o.apiAddr
+	cfg.EtcdEndpoints = o.etcdEndpoints
+	cfg.API.ClusterCIDR = o.clusterCIDR
+	srv, err := server.Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+
+	cfgPath := o.configPath
+	if cfgPath == "" {
+		cfgPath = defaultConfigPath()
+	}
+	cc, err := loadConfig(cfgPath)
+	if err != nil {
+		return err
+	}
+	cc.Server = srv.APIURL
+	if srv.AdminToken != "" {
+		cc.Token = srv.AdminToken
+	}
+	if err := saveConfig(cfgPath, cc); err != nil {
+		return fmt.Errorf("write CLI config %s: %w", cfgPath, err)
+	}
+	log.Info("gantry is up", "api", srv.APIURL, "data", dataDir, "config", cfgPath, "startup", time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(cmd.ErrOrStderr(), "\nGantry is up (%s). Try:\n  gantry apply -f examples/hello.yaml\n  gantry get apps\n\n", strings.TrimPrefix(srv.APIURL, "http://"))
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+		return nil
+	case err := <-srv.Err():
+		return err
+	}
+}

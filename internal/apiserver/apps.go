@@ -1,0 +1,216 @@
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/apps"
+	"github.com/gantry-dev/gantry/internal/store"
+)
+
+// saveApp admits an App and writes it with its revision history.
+func (s *Server) saveApp(ctx context.Context, a *v1.App, prev *v1.App) (apps.Result, error) {
+	image, digest, err := s.admitApp(ctx, a, prev)
+	if err != nil {
+		return "", err
+	}
+	cause := a.Metadata.Annotations[v1.AnnotationChangeCause]
+	res, err := apps.Save(ctx, s.store, apps.Change{App: a, Prev: prev, Image: image, ImageDigest: digest, Cause: cause})
+	if err != nil {
+		return "", err
+	}
+	return res, nil
+}
+
+// admitApp runs the admission checks on an App and returns the qualified
+// image and, when the registry knows it, its digest.
+func (s *Server) admitApp(ctx context.Context, a *v1.App, prev *v1.App) (string, string, error) {
+	if prev != nil && prev.Metadata.Deleting != nil {
+		return "", "", fmt.Errorf("%w: app %q is being deleted", v1.ErrConflict, a.Metadata.Name)
+	}
+	ns, err := store.Get[*v1.Namespace](ctx, s.store, "", a.Metadata.Namespace)
+	if err != nil {
+		return "", "", err
+	}
+	if err := checkPolicy(ns, &a.Spec.Template); err != nil {
+		return "", "", err
+	}
+	applyLimitDefaults(ns, &a.Spec.Template)
+	if err := v1.Validate(a).OrNil(); err != nil {
+		return "", "", err
+	}
+	if err := s.checkRoutes(ctx, a); err != nil {
+		return "", "", err
+	}
+	if err := s.checkQuota(ctx, ns, a, prev); err != nil {
+		return "", "", err
+	}
+	image := v1.QualifyImage(a.Spec.Image, a.Metadata.Namespace, s.cfg.Registry)
+	digest := ""
+	if _, d, ok := strings.Cut(image, "@"); ok {
+		digest = d
+	} else if s.resolver != nil {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		d, err := s.resolver.Resolve(rctx, image)
+		cancel()
+		if err == nil {
+			digest = d
+		} else {
+			// Not fatal: the instance will report the pull error in
+			// its status, where the user looks for it.
+			s.log.Debug("image not resolved at admission", "image", image, "err", err)
+		}
+	}
+	return image, digest, nil
+}
+
+// checkPolicy refuses what the namespace's policy does not allow.
+func checkPolicy(ns *v1.Namespace, t *v1.Template) error {
+	sc := t.SecurityContext
+	if sc == nil {
+		return nil
+	}
+	p := ns.Spec.Policy
+	if sc.Privileged && (p == nil || !p.AllowPrivileged) {
+		return fmt.Errorf("%w: privileged containers are not allowed in namespace %q; a cluster admin can allow them with policy.allowPrivileged", v1.ErrForbidden, ns.Metadata.Name)
+	}
+	if sc.HostNetwork && (p == nil || !p.AllowHostNetwork) {
+		return fmt.Errorf("%w: host networking is not allowed in namespace %q; a cluster admin can allow it with policy.allowHostNetwork", v1.ErrForbidden, ns.Metadata.Name)
+	}
+	return nil
+}
+
+// applyLimitDefaults fills in the namespace's default requests where the
+// App left the cluster defaults, and is checked against its maximums by
+// checkQuota.
+func applyLimitDefaults(ns *v1.Namespace, t *v1.Template) {
+	l := ns.Spec.Limits
+	if l == nil {
+		return
+	}
+	if l.DefaultCPU > 0 && t.Resources.CPU == v1.DefaultCPU {
+		t.Resources.CPU = l.DefaultCPU
+	}
+	if l.DefaultMemory > 0 && t.Resources.Memory == v1.DefaultMemory {
+		t.Resources.Memory = l.DefaultMemory
+	}
+}
+
+// checkRoutes refuses a route that another App already serves.
+func (s *Server) checkRoutes(ctx context.Context, a *v1.App) error {
+	if len(a.Spec.Routes) == 0 {
+		return nil
+	}
+	all, _, err := store.List[*v1.App](ctx, s.store, store.ListOptions{})
+	if err != nil {
+		return err
+	}
+	var errs v1.FieldErrors
+	for i, r := range a.Spec.Routes {
+		for _, other := range all {
+			if other.Metadata.Namespace == a.Metadata.Namespace && other.Metadata.Name == a.Metadata.Name {
+				continue
+			}
+			for _, or := range other.Spec.Routes {
+				if strings.EqualFold(or.Host, r.Host) && or.Path == r.Path {
+					errs = append(errs, v1.FieldError{Field: fmt.Sprintf("spec.routes[%d]", i),
+						Message: fmt.Sprintf("%s%s is already routed to app %s/%s", r.Host, r.Path, other.Metadata.Namespace, other.Metadata.Name)})
+				}
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return &v1.StatusError{Status: v1.Status{Code: http.StatusConflict, Reason: "Conflict", Message: "route already in use by another app", Details: errs}}
+	}
+	return nil
+}
+
+func (s *Server) deleteApp(ctx context.Context, ns, name string, rev int64) (v1.Object, error) {
+	a, err := apps.Delete(ctx, s.store, ns, name, rev)
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// deleteNamespace removes a namespace and everything in it. Instances are
+// left to the rollout controller, which stops those whose App is gone.
+func (s *Server) deleteNamespace(ctx context.Context, name string, rev int64) (v1.Object, error) {
+	if name == v1.DefaultNamespace {
+		return nil, fmt.Errorf("%w: the default namespace cannot be deleted", v1.ErrUnprocessable)
+	}
+	ns, err := store.Get[*v1.Namespace](ctx, s.store, "", name)
+	if err != nil {
+		return nil, err
+	}
+	if rev != 0 && rev != ns.Metadata.Revision {
+		return nil, fmt.Errorf("namespace %q was modified: %w", name, v1.ErrConflict)
+	}
+	appList, _, err := store.List[*v1.App](ctx, s.store, store.ListOptions{Namespace: name})
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range appList {
+		if _, err := apps.Delete(ctx, s.store, name, a.Metadata.Name, 0); err != nil && !errors.Is(err, v1.ErrNotFound) {
+			return nil, fmt.Errorf("delete app %s: %w", a.Metadata.Name, err)
+		}
+	}
+	for _, k := range v1.Kinds() {
+		if !k.Namespaced || k.Kind == "App" || k.Kind == "Instance" || k.Kind == "Revision" {
+			continue
+		}
+		objs, _, err := s.store.List(ctx, k, store.ListOptions{Namespace: name})
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range objs {
+			if _, err := s.store.Delete(ctx, k, name, o.GetMeta().Name, 0); err != nil && !errors.Is(err, v1.ErrNotFound) {
+				return nil, err
+			}
+		}
+	}
+	old, err := s.store.Delete(ctx, store.KindFor[*v1.Namespace](), "", name, 0)
+	if err != nil {
+		return nil, err
+	}
+	return old, nil
+}
+
+// deleteInstance begins an instance's graceful deletion: it is marked so
+// that the load balancer and DNS drop it at once, and its agent drains,
+// stops and then removes it. Unbound instances, forced deletes and the
+// agent's own final removal delete the object outright.
+func (s *Server) deleteInstance(ctx context.Context, ns, name string, rev int64, force bool) (v1.Object, error) {
+	k := store.KindFor[*v1.Instance]()
+	node := nodeScoped(ctx)
+	inst, err := store.Get[*v1.Instance](ctx, s.store, ns, name)
+	if err != nil {
+		return nil, err
+	}
+	if node != "" && inst.Spec.Node != node {
+		return nil, fmt.Errorf("%w: instance %s is not bound to node %s", v1.ErrForbidden, name, node)
+	}
+	if force || inst.Spec.Node == "" || node != "" {
+		return s.store.Delete(ctx, k, ns, name, rev)
+	}
+	if inst.Metadata.Deleting != nil {
+		return inst, nil
+	}
+	out, err := store.Mutate(ctx, s.store, ns, name, func(i *v1.Instance) error {
+		if i.Metadata.Deleting != nil {
+			return store.ErrUnchanged
+		}
+		now := time.Now().UTC()
+		i.Metadata.Deleting = &now
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

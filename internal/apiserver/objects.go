@@ -1,0 +1,483 @@
+package apiserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/store"
+)
+
+func contextWith(ctx context.Context, id *auth.Identity, ri *requestInfo) context.Context {
+	ctx = context.WithValue(ctx, identityKey, id)
+	return context.WithValue(ctx, infoKey, ri)
+}
+
+// List is the body of a list response.
+type List struct {
+	Kind     string      `json:"kind"`
+	Revision int64       `json:"revision"`
+	Items    []v1.Object `json:"items"`
+}
+
+// WatchEvent is one line of a watch stream.
+type WatchEvent struct {
+	Type     string     `json:"type"`
+	Revision int64      `json:"revision,omitempty"`
+	Object   v1.Object  `json:"object,omitempty"`
+	Error    *v1.Status `json:"error,omitempty"`
+}
+
+func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, ri *requestInfo) {
+	if ri.Sub != "" {
+		s.serveSub(w, r, ri)
+		return
+	}
+	var err error
+	switch ri.Verb {
+	case "list":
+		err = s.list(w, r, ri)
+	case "watch":
+		err = s.watch(w, r, ri)
+	case "get":
+		err = s.get(w, r, ri)
+	case "create":
+		err = s.create(w, r, ri)
+	case "update", "apply":
+		err = s.update(w, r, ri)
+	case "delete":
+		err = s.delete(w, r, ri)
+	default:
+		err = methodNotAllowed(r)
+	}
+	if err != nil {
+		writeError(w, err)
+	}
+}
+
+// nodeScoped reports whether the caller is an agent, whose view of
+// instances is limited to its node.
+func nodeScoped(ctx context.Context) string {
+	return IdentityFrom(ctx).Node
+}
+
+func boundTo(o v1.Object, node string) bool {
+	i, ok := o.(*v1.Instance)
+	return ok && i.Spec.Node == node
+}
+
+func (s *Server) listOptions(r *http.Request, ri *requestInfo) (store.ListOptions, error) {
+	opts := store.ListOptions{Namespace: ri.Namespace}
+	sel, err := v1.ParseSelector(r.URL.Query().Get("labelSelector"))
+	if err != nil {
+		return opts, fmt.Errorf("%w: labelSelector: %v", v1.ErrInvalid, err)
+	}
+	opts.Selector = sel
+	return opts, nil
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
+	opts, err := s.listOptions(r, ri)
+	if err != nil {
+		return err
+	}
+	items, rev, err := s.store.List(r.Context(), ri.Kind, opts)
+	if err != nil {
+		return err
+	}
+	node := nodeScoped(r.Context())
+	out := make([]v1.Object, 0, len(items))
+	for _, o := range items {
+		if node != "" && !boundTo(o, node) {
+			continue
+		}
+		out = append(out, redact(o))
+	}
+	writeJSON(w, http.StatusOK, List{Kind: ri.Kind.Kind + "List", Revision: rev, Items: out})
+	return nil
+}
+
+// watch streams changes as newline-delimited JSON. With revision=N it
+// sends every change after N; without, it first sends every existing
+// object as ADDED and then the changes after that list.
+func (s *Server) watch(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
+	ctx := r.Context()
+	q := r.URL.Query()
+	var after int64
+	if v := q.Get("revision"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%w: revision must be a non-negative number", v1.ErrInvalid)
+		}
+		after = n
+	}
+	opts, err := s.listOptions(r, ri)
+	if err != nil {
+		return err
+	}
+	node := nodeScoped(ctx)
+	var initial []v1.Object
+	if after == 0 {
+		items, rev, err := s.store.List(ctx, ri.Kind, opts)
+		if err != nil {
+			return err
+		}
+		initial, after = items, rev
+	}
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		return errors.New("streaming not supported by this connection")
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	for _, o := range initial {
+		if node != "" && !boundTo(o, node) {
+			continue
+		}
+		enc.Encode(WatchEvent{Type: string(store.Added), Revision: o.GetMeta().Revision, Object: redact(o)})
+	}
+	// A bookmark right away tells the client the revision it is now
+	// caught up to, even when nothing changes for a while.
+	enc.Encode(WatchEvent{Type: string(store.Bookmark), Revision: after})
+	fl.Flush()
+	ch := s.store.Watch(ctx, ri.Kind, store.WatchOptions{Namespace: ri.Namespace, Selector: opts.Selector, Revision: after + 1, ProgressNotify: true})
+	for ev := range ch {
+		switch ev.Type {
+		case store.Error:
+			code, reason := v1.StatusFor(ev.Err)
+			enc.Encode(WatchEvent{Type: string(store.Error), Revision: ev.Revision, Error: &v1.Status{Code: code, Reason: reason, Message: ev.Err.Error()}})
+			fl.Flush()
+			return nil
+		case store.Bookmark:
+			enc.Encode(WatchEvent{Type: string(store.Bookmark), Revision: ev.Revision})
+		default:
+			if node != "" && !boundTo(ev.Object, node) {
+				// Instances that move off this node must still be
+				// seen as gone by its agent.
+				if ev.Type != store.Modified {
+					continue
+				}
+				enc.Encode(WatchEvent{Type: string(store.Bookmark), Revision: ev.Revision})
+				continue
+			}
+			if err := enc.Encode(WatchEvent{Type: string(ev.Type), Revision: ev.Revision, Object: redact(ev.Object)}); err != nil {
+				return nil
+			}
+		}
+		// Flush each event: watchers are latency-sensitive (an instance
+		// becoming ready must reach the load balancer within ms).
+		fl.Flush()
+	}
+	return nil
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
+	o, err := s.store.Get(r.Context(), ri.Kind, ri.Namespace, ri.Name)
+	if err != nil {
+		return err
+	}
+	if node := nodeScoped(r.Context()); node != "" && ri.Kind.Kind == "Instance" && !boundTo(o, node) {
+		return auth.Forbidden(IdentityFrom(r.Context()), ri.attributes(), "the instance is not bound to node "+node)
+	}
+	writeJSON(w, http.StatusOK, redact(o))
+	return nil
+}
+
+// decodeObject reads a request body as an object of the request's kind
+// and checks that its name and namespace agree with the URL.
+func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, ri *requestInfo) (v1.Object, error) {
+	o, _ := v1.NewObject(ri.Kind.Kind)
+	if err := decodeBody(w, r, s.cfg.MaxBodyBytes, o); err != nil {
+		return nil, err
+	}
+	t := o.GetType()
+	if t.Kind != "" && t.Kind != ri.Kind.Kind {
+		return nil, fmt.Errorf("%w: body is a %s but the URL is for %s", v1.ErrInvalid, t.Kind, ri.Kind.Plural)
+	}
+	*t = v1.TypeMeta{Kind: ri.Kind.Kind, APIVersion: v1.Version}
+	m := o.GetMeta()
+	if ri.Kind.Namespaced {
+		if m.Namespace == "" {
+			m.Namespace = ri.Namespace
+		}
+		if m.Namespace != ri.Namespace {
+			return nil, fmt.Errorf("%w: metadata.namespace %q does not match the URL's namespace %q", v1.ErrInvalid, m.Namespace, ri.Namespace)
+		}
+	}
+	if ri.Name != "" {
+		if m.Name == "" {
+			m.Name = ri.Name
+		}
+		if m.Name != ri.Name {
+			return nil, fmt.Errorf("%w: metadata.name %q does not match the URL's name %q", v1.ErrInvalid, m.Name, ri.Name)
+		}
+	}
+	m.Deleting = nil
+	v1.SetDefaults(o)
+	return o, nil
+}
+
+// readOnly explains why users cannot write a kind directly.
+func readOnly(k *v1.KindInfo, verb string) error {
+	switch k.Kind {
+	case "Revision":
+		return fmt.Errorf("%w: revisions are immutable; apply a changed app to make a new one, delete the app to remove them", v1.ErrUnprocessable)
+	case "Instance":
+		if verb == "delete" {
+			return nil
+		}
+		return fmt.Errorf("%w: instances are created by their app; change the app instead", v1.ErrUnprocessable)
+	case "Event":
+		return fmt.Errorf("%w: events are written by Gantry itself", v1.ErrUnprocessable)
+	case "Node":
+		if verb == "create" {
+			return fmt.Errorf("%w: nodes register themselves when their agent joins (gantry agent --join)", v1.ErrUnprocessable)
+		}
+	}
+	return nil
+}
+
+func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
+	ctx := r.Context()
+	if ri.AllNamespaces {
+		return fmt.Errorf("%w: create %s in a namespace: POST /api/v1/namespaces/NS/%s", v1.ErrInvalid, ri.Kind.Plural, ri.Kind.Plural)
+	}
+	if err := readOnly(ri.Kind, "create"); err != nil {
+		return err
+	}
+	o, err := s.decodeObject(w, r, ri)
+	if err != nil {
+		return err
+	}
+	if err := v1.Validate(o).OrNil(); err != nil {
+		return err
+	}
+	if err := s.checkNamespace(ctx, o); err != nil {
+		return err
+	}
+	switch o := o.(type) {
+	case *v1.App:
+		res, err := s.saveApp(ctx, o, nil)
+		if err != nil {
+			return err
+		}
+		w.Header().Set("X-Gantry-Result", string(res))
+		writeJSON(w, http.StatusCreated, o)
+		return nil
+	case *v1.Token:
+		return s.createToken(w, r, o)
+	}
+	if err := s.admitOther(ctx, o, nil); err != nil {
+		return err
+	}
+	if err := s.store.Create(ctx, o); err != nil {
+		return err
+	}
+	s.afterWrite(o)
+	w.Header().Set("X-Gantry-Result", "created")
+	writeJSON(w, http.StatusCreated, redact(o))
+	return nil
+}
+
+// checkNamespace makes sure a namespaced object's namespace exists.
+func (s *Server) checkNamespace(ctx context.Context, o v1.Object) error {
+	ns := o.GetMeta().Namespace
+	if ns == "" {
+		return nil
+	}
+	if _, err := store.Get[*v1.Namespace](ctx, s.store, "", ns); err != nil {
+		if errors.Is(err, v1.ErrNotFound) {
+			return fmt.Errorf("%w: namespace %q does not exist: create it with `gantry create namespace %s`", v1.ErrNotFound, ns, ns)
+		}
+		return err
+	}
+	return nil
+}
+
+func (s *Server) update(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
+	ctx := r.Context()
+	if err := readOnly(ri.Kind, "update"); err != nil {
+		return err
+	}
+	o, err := s.decodeObject(w, r, ri)
+	if err != nil {
+		return err
+	}
+	if err := v1.Validate(o).OrNil(); err != nil {
+		return err
+	}
+	apply := ri.Verb == "apply"
+	if !apply && o.GetMeta().Revision == 0 {
+		return fmt.Errorf("%w: metadata.revision is required for an update (it guards against overwriting someone else's change); use ?apply=true to create or replace", v1.ErrInvalid)
+	}
+	if err := s.checkNamespace(ctx, o); err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		res, err := s.updateOnce(ctx, ri, o, apply)
+		if apply && errors.Is(err, v1.ErrConflict) && attempt < 5 {
+			// Apply means "make it so": retry against the fresh
+			// object. Plain updates surface the conflict.
+			o.GetMeta().Revision = 0
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		status := http.StatusOK
+		if res == "created" {
+			status = http.StatusCreated
+		}
+		w.Header().Set("X-Gantry-Result", res)
+		writeJSON(w, status, redact(o))
+		return nil
+	}
+}
+
+func (s *Server) updateOnce(ctx context.Context, ri *requestInfo, o v1.Object, apply bool) (string, error) {
+	m := o.GetMeta()
+	prev, err := s.store.Get(ctx, ri.Kind, m.Namespace, m.Name)
+	if errors.Is(err, v1.ErrNotFound) && apply {
+		if err := readOnly(ri.Kind, "create"); err != nil {
+			return "", err
+		}
+		if a, ok := o.(*v1.App); ok {
+			res, err := s.saveApp(ctx, a, nil)
+			return string(res), err
+		}
+		if err := s.admitOther(ctx, o, nil); err != nil {
+			return "", err
+		}
+		if err := s.store.Create(ctx, o); err != nil {
+			return "", err
+		}
+		s.afterWrite(o)
+		return "created", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if apply || m.Revision == 0 {
+		m.Revision = prev.GetMeta().Revision
+	}
+	if m.Revision != prev.GetMeta().Revision {
+		return "", fmt.Errorf("%s %q was modified (now at revision %d, you sent %d): %w; read it again and retry",
+			strings.ToLower(ri.Kind.Kind), m.Key(), prev.GetMeta().Revision, m.Revision, v1.ErrConflict)
+	}
+	if a, ok := o.(*v1.App); ok {
+		res, err := s.saveApp(ctx, a, prev.(*v1.App))
+		return string(res), err
+	}
+	pm := prev.GetMeta()
+	m.UID, m.Created, m.Deleting = pm.UID, pm.Created, pm.Deleting
+	copyStatus(o, prev)
+	if err := s.admitOther(ctx, o, prev); err != nil {
+		return "", err
+	}
+	if sameObject(o, prev) {
+		return "unchanged", nil
+	}
+	if err := s.store.Update(ctx, o); err != nil {
+		return "", err
+	}
+	s.afterWrite(o)
+	return "configured", nil
+}
+
+// copyStatus carries the stored status over an update: users write spec,
+// controllers and agents write status.
+func copyStatus(dst, src v1.Object) {
+	d := reflect.ValueOf(dst).Elem().FieldByName("Status")
+	sv := reflect.ValueOf(src).Elem().FieldByName("Status")
+	if d.IsValid() && sv.IsValid() && d.CanSet() {
+		d.Set(sv)
+	}
+}
+
+func sameObject(a, b v1.Object) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+func (s *Server) delete(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
+	ctx := r.Context()
+	if err := readOnly(ri.Kind, "delete"); err != nil {
+		return err
+	}
+	var rev int64
+	if v := r.URL.Query().Get("revision"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%w: revision must be a number", v1.ErrInvalid)
+		}
+		rev = n
+	}
+	var old v1.Object
+	var err error
+	switch ri.Kind.Kind {
+	case "App":
+		old, err = s.deleteApp(ctx, ri.Namespace, ri.Name, rev)
+	case "Namespace":
+		old, err = s.deleteNamespace(ctx, ri.Name, rev)
+	case "Instance":
+		old, err = s.deleteInstance(ctx, ri.Namespace, ri.Name, rev, r.URL.Query().Get("force") == "true")
+	default:
+		old, err = s.store.Delete(ctx, ri.Kind, ri.Namespace, ri.Name, rev)
+		if err == nil {
+			s.afterDelete(old)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, redact(old))
+	return nil
+}
+
+// afterWrite and afterDelete keep caches that depend on what was written
+// in step.
+func (s *Server) afterWrite(o v1.Object) {
+	switch o.(type) {
+	case *v1.Role, *v1.RoleBinding:
+		if z, ok := s.authz.(interface{ Invalidate() }); ok {
+			z.Invalidate()
+		}
+	}
+}
+
+func (s *Server) afterDelete(o v1.Object) {
+	s.afterWrite(o)
+	switch o := o.(type) {
+	case *v1.Token:
+		if a, ok := s.authn.(interface{ Forget(string) }); ok {
+			a.Forget(o.Metadata.Name)
+		}
+	case *v1.Node:
+		s.heartbeats.Forget(context.Background(), o.Metadata.Name)
+	}
+}
+
+// redact hides what must never leave the server: token hashes and secret
+// values (revealed only through their own subresource).
+func redact(o v1.Object) v1.Object {
+	switch t := o.(type) {
+	case *v1.Token:
+		c := *t
+		c.Spec.Hash = ""
+		return &c
+	}
+	if r, ok := o.(interface{ Redacted() v1.Object }); ok {
+		return r.Redacted()
+	}
+	return o
+}

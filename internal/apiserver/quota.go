@@ -1,0 +1,94 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/store"
+)
+
+// QuotaError says which quota an admission would exceed, with the numbers.
+type QuotaError struct {
+	Namespace string
+	Resource  string
+	Used      string
+	Requested string
+	Limit     string
+}
+
+func (e *QuotaError) Error() string {
+	return fmt.Sprintf("quota exceeded in namespace %q: %s: used %s + requested %s > limit %s", e.Namespace, e.Resource, e.Used, e.Requested, e.Limit)
+}
+
+// Is makes errors.Is(err, v1.ErrQuotaExceeded) true.
+func (e *QuotaError) Is(target error) bool { return target == v1.ErrQuotaExceeded }
+
+// appFootprint is what an App reserves: its replicas (plus the surge a
+// rollout adds when surging) times each instance's requests.
+func appFootprint(a *v1.App, surging bool) (cpu v1.CPU, mem v1.Bytes, instances int) {
+	n := int(a.DesiredReplicas())
+	if surging && a.Spec.Strategy.MaxSurge != nil {
+		n += a.Spec.Strategy.MaxSurge.Resolve(n, true)
+	}
+	r := a.Spec.Resources
+	return r.CPU * v1.CPU(n), r.Memory * v1.Bytes(n), n
+}
+
+// checkQuota refuses an App whose footprint, added to the rest of the
+// namespace, exceeds the namespace quota, or whose containers exceed the
+// per-container maximums.
+func (s *Server) checkQuota(ctx context.Context, ns *v1.Namespace, a *v1.App, prev *v1.App) error {
+	if l := ns.Spec.Limits; l != nil {
+		r := a.Spec.Resources
+		if l.MaxCPU > 0 && r.CPU > l.MaxCPU {
+			return fmt.Errorf("%w: spec.resources.cpu %s is above the per-container maximum %s of namespace %q", v1.ErrQuotaExceeded, r.CPU, l.MaxCPU, ns.Metadata.Name)
+		}
+		if l.MaxMemory > 0 && r.MemoryLimit() > l.MaxMemory {
+			return fmt.Errorf("%w: memory %s is above the per-container maximum %s of namespace %q", v1.ErrQuotaExceeded, r.MemoryLimit(), l.MaxMemory, ns.Metadata.Name)
+		}
+	}
+	q := ns.Spec.Quota
+	if q == nil {
+		return nil
+	}
+	others, _, err := store.List[*v1.App](ctx, s.store, store.ListOptions{Namespace: ns.Metadata.Name})
+	if err != nil {
+		return err
+	}
+	var usedCPU v1.CPU
+	var usedMem v1.Bytes
+	usedInst, usedApps := 0, 0
+	for _, o := range others {
+		if o.Metadata.Name == a.Metadata.Name {
+			continue
+		}
+		c, m, n := appFootprint(o, false)
+		usedCPU, usedMem, usedInst, usedApps = usedCPU+c, usedMem+m, usedInst+n, usedApps+1
+	}
+	// A template change starts a rollout, which may surge.
+	surging := prev == nil || prev.Spec.Template.Hash() != a.Spec.Template.Hash()
+	if prev == nil {
+		surging = false // nothing to roll from
+	}
+	cpu, mem, inst := appFootprint(a, surging)
+	name := ns.Metadata.Name
+	switch {
+	case q.Apps > 0 && prev == nil && usedApps+1 > q.Apps:
+		return &QuotaError{name, "apps", fmt.Sprint(usedApps), "1", fmt.Sprint(q.Apps)}
+	case q.Instances > 0 && usedInst+inst > q.Instances:
+		return &QuotaError{name, "instances", fmt.Sprint(usedInst), fmt.Sprint(inst) + surgeNote(surging), fmt.Sprint(q.Instances)}
+	case q.CPU > 0 && usedCPU+cpu > q.CPU:
+		return &QuotaError{name, "cpu", usedCPU.String(), cpu.String() + surgeNote(surging), q.CPU.String()}
+	case q.Memory > 0 && usedMem+mem > q.Memory:
+		return &QuotaError{name, "memory", usedMem.String(), mem.String() + surgeNote(surging), q.Memory.String()}
+	}
+	return nil
+}
+
+func surgeNote(surging bool) string {
+	if surging {
+		return " (including rollout surge)"
+	}
+	return ""
+}

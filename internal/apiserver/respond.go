@@ -1,0 +1,86 @@
+package apiserver
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+)
+
+// writeJSON writes v with the given status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.Encode(v)
+}
+
+// writeError maps err to its HTTP status (the one place this mapping
+// happens) and writes a v1.Status body.
+func writeError(w http.ResponseWriter, err error) {
+	code, reason := v1.StatusFor(err)
+	st := v1.Status{Code: code, Reason: reason, Message: err.Error()}
+	var fe v1.FieldErrors
+	if errors.As(err, &fe) {
+		st.Message = fmt.Sprintf("%d invalid field(s)", len(fe))
+		st.Details = fe
+	}
+	var se *v1.StatusError
+	if errors.As(err, &se) {
+		st = se.Status
+	}
+	if code == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="gantry"`)
+	}
+	writeJSON(w, code, st)
+}
+
+// decodeBody reads a JSON (or YAML) request body into v, enforcing the
+// size limit and refusing unknown fields.
+func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	ct := r.Header.Get("Content-Type")
+	isYAML := false
+	if ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil {
+			return fmt.Errorf("%w: Content-Type %q is malformed", v1.ErrUnsupported, ct)
+		}
+		switch mt {
+		case "application/json":
+		case "application/yaml", "application/x-yaml", "text/yaml":
+			isYAML = true
+		default:
+			return fmt.Errorf("%w: Content-Type %s is not supported; send application/json or application/yaml", v1.ErrUnsupported, mt)
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("%w: request body is larger than %d bytes", v1.ErrTooLarge, limit)
+		}
+		return fmt.Errorf("%w: read body: %v", v1.ErrInvalid, err)
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return fmt.Errorf("%w: request body is empty", v1.ErrInvalid)
+	}
+	if isYAML {
+		body, err = yaml.YAMLToJSON(body)
+		if err != nil {
+			return fmt.Errorf("%w: body is not valid YAML: %v", v1.ErrInvalid, err)
+		}
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: body: %v", v1.ErrInvalid, strings.TrimPrefix(err.Error(), "json: "))
+	}
+	return nil
+}

@@ -1,0 +1,209 @@
+package apiserver
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/auth"
+)
+
+// requestInfo is what a request is about, parsed from its path and method.
+type requestInfo struct {
+	Kind      *v1.KindInfo
+	Namespace string
+	Name      string
+	Sub       string
+	Verb      string
+	// AllNamespaces is a list or watch of a namespaced kind across every
+	// namespace (/api/v1/apps).
+	AllNamespaces bool
+}
+
+func (ri *requestInfo) attributes() auth.Attributes {
+	return auth.Attributes{Verb: ri.Verb, Resource: ri.Kind.Plural, Subresource: ri.Sub, Namespace: ri.Namespace, Name: ri.Name}
+}
+
+// parseRequest maps /api/v1/... onto a kind, namespace, name and
+// subresource:
+//
+//	/api/v1/{plural}                              list across namespaces, or cluster-scoped
+//	/api/v1/{plural}/{name}[/{sub}]               cluster-scoped object
+//	/api/v1/namespaces/{ns}/{plural}              namespaced collection
+//	/api/v1/namespaces/{ns}/{plural}/{name}[/{sub}]
+func parseRequest(r *http.Request) (*requestInfo, error) {
+	rest := strings.Trim(strings.TrimPrefix(r.URL.Path, "/api/v1"), "/")
+	parts := strings.Split(rest, "/")
+	if rest == "" || len(parts) == 0 {
+		return nil, fmt.Errorf("%w: name a resource, as in /api/v1/namespaces/default/apps", v1.ErrNotFound)
+	}
+	ri := &requestInfo{}
+	if parts[0] == "namespaces" && len(parts) >= 3 {
+		ri.Namespace = parts[1]
+		parts = parts[2:]
+	}
+	k, ok := v1.LookupKind(parts[0])
+	if !ok || k.Plural != parts[0] {
+		return nil, fmt.Errorf("%w: unknown resource %q", v1.ErrNotFound, parts[0])
+	}
+	ri.Kind = k
+	if len(parts) > 1 {
+		ri.Name = parts[1]
+	}
+	if len(parts) > 2 {
+		ri.Sub = parts[2]
+	}
+	if len(parts) > 3 {
+		return nil, fmt.Errorf("%w: path %s is too long", v1.ErrNotFound, r.URL.Path)
+	}
+	if k.Namespaced && ri.Namespace == "" {
+		if ri.Name != "" {
+			return nil, fmt.Errorf("%w: %s are namespaced: use /api/v1/namespaces/NS/%s/%s", v1.ErrNotFound, k.Plural, k.Plural, ri.Name)
+		}
+		ri.AllNamespaces = true
+	}
+	if !k.Namespaced && ri.Namespace != "" {
+		return nil, fmt.Errorf("%w: %s are cluster-scoped: use /api/v1/%s", v1.ErrNotFound, k.Plural, k.Plural)
+	}
+	for _, seg := range []string{ri.Namespace, ri.Name} {
+		if seg != "" && v1.ValidateName(seg, 253) != "" && !(k.Kind == "Event" && seg == ri.Name) {
+			return nil, fmt.Errorf("%w: %q is not a valid name", v1.ErrNotFound, seg)
+		}
+	}
+	q := r.URL.Query()
+	switch {
+	case ri.Name == "" && r.Method == http.MethodGet && q.Get("watch") == "true":
+		ri.Verb = "watch"
+	case ri.Name == "" && r.Method == http.MethodGet:
+		ri.Verb = "list"
+	case ri.Name == "" && r.Method == http.MethodPost:
+		ri.Verb = "create"
+	case ri.Name == "":
+		return nil, methodNotAllowed(r)
+	case r.Method == http.MethodGet:
+		ri.Verb = "get"
+	case r.Method == http.MethodPut || r.Method == http.MethodPatch:
+		ri.Verb = "update"
+		if q.Get("apply") == "true" && ri.Sub == "" {
+			ri.Verb = "apply"
+		}
+	case r.Method == http.MethodPost:
+		ri.Verb = "create"
+		if ri.Sub != "" {
+			ri.Verb = "update"
+		}
+	case r.Method == http.MethodDelete:
+		ri.Verb = "delete"
+	default:
+		return nil, methodNotAllowed(r)
+	}
+	// Subresources that read are "get"; exec is "create" as in
+	// Kubernetes; the rest change the object.
+	switch ri.Sub {
+	case "logs", "metrics", "reveal", "history":
+		ri.Verb = "get"
+	case "exec":
+		ri.Verb = "create"
+	}
+	return ri, nil
+}
+
+func methodNotAllowed(r *http.Request) error {
+	return &v1.StatusError{Status: v1.Status{Code: http.StatusMethodNotAllowed, Reason: "MethodNotAllowed", Message: fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path)}}
+}
+
+// statusRecorder captures the status code for audit and metrics.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w}
+	id := auth.Anonymous
+	var ri *requestInfo
+	reason := ""
+	defer func() {
+		s.finish(r, rec, ri, id, start, reason)
+	}()
+	var err error
+	id, err = s.authenticate(r)
+	if err != nil {
+		id = auth.Anonymous
+		reason = "authentication failed"
+		writeError(rec, err)
+		return
+	}
+	ri, err = parseRequest(r)
+	if err != nil {
+		writeError(rec, err)
+		return
+	}
+	if err := s.authz.Authorize(r.Context(), id, ri.attributes()); err != nil {
+		reason = "denied"
+		writeError(rec, err)
+		return
+	}
+	ctx := r.Context()
+	ctx = contextWith(ctx, id, ri)
+	s.dispatch(rec, r.WithContext(ctx), ri)
+}
+
+func (s *Server) finish(r *http.Request, rec *statusRecorder, ri *requestInfo, id *auth.Identity, start time.Time, reason string) {
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	e := AuditEntry{
+		Time: start.UTC(), RequestID: requestID(r.Context()), User: id.User, Source: sourceIP(r),
+		Method: r.Method, Path: r.URL.Path, Status: status, Duration: time.Since(start), Reason: reason,
+	}
+	route := "unknown"
+	if ri != nil {
+		e.Verb, e.Resource, e.Sub, e.Namespace, e.Name = ri.Verb, ri.Kind.Plural, ri.Sub, ri.Namespace, ri.Name
+		route = ri.Kind.Plural
+		if ri.Sub != "" {
+			route += "/" + ri.Sub
+		}
+	}
+	if s.auditor != nil {
+		s.auditor.Record(r.Context(), e)
+	}
+	if s.metrics != nil && e.Verb != "watch" {
+		s.metrics.observe(route, e.Verb, status, e.Duration)
+	}
+}
+
+func sourceIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

@@ -1,0 +1,262 @@
+package apiserver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/store"
+)
+
+// Version is reported by /version; the build sets it.
+var Version = "dev"
+
+// Config configures the API server. Defaults come from DefaultConfig.
+type Config struct {
+	// MaxBodyBytes bounds request bodies (413 beyond).
+	MaxBodyBytes int64
+	// Registry is host:port of the cluster registry; bare image names in
+	// Apps resolve to it.
+	Registry string
+	// ClusterCIDR is split into per-node subnets of NodeSubnetBits.
+	ClusterCIDR    string
+	NodeSubnetBits int
+	// HeartbeatTTL is how long a node stays Ready without a heartbeat.
+	HeartbeatTTL time.Duration
+	// ShutdownGrace is how long in-flight requests get on shutdown.
+	ShutdownGrace time.Duration
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		MaxBodyBytes:   3 << 20,
+		ClusterCIDR:    "10.77.0.0/16",
+		NodeSubnetBits: 24,
+		HeartbeatTTL:   6 * time.Second,
+		ShutdownGrace:  10 * time.Second,
+	}
+}
+
+// Authenticator turns a bearer token into an identity.
+type Authenticator interface {
+	Authenticate(ctx context.Context, token string) (*auth.Identity, error)
+}
+
+// Authorizer decides whether an identity may make a request.
+type Authorizer interface {
+	Authorize(ctx context.Context, id *auth.Identity, a auth.Attributes) error
+}
+
+// ImageResolver pins an image reference to its digest.
+type ImageResolver interface {
+	Resolve(ctx context.Context, ref string) (digest string, err error)
+}
+
+// Auditor records every request.
+type Auditor interface {
+	Record(ctx context.Context, e AuditEntry)
+}
+
+// AuditEntry is what the server knows about a finished request.
+type AuditEntry struct {
+	Time      time.Time
+	RequestID string
+	User      string
+	Source    string
+	Method    string
+	Path      string
+	Verb      string
+	Resource  string
+	Sub       string
+	Namespace string
+	Name      string
+	Status    int
+	Duration  time.Duration
+	Reason    string
+}
+
+// Server is the API server.
+type Server struct {
+	cfg        Config
+	store      *store.Store
+	log        *slog.Logger
+	authn      Authenticator
+	authz      Authorizer
+	resolver   ImageResolver
+	auditor    Auditor
+	heartbeats *store.Heartbeats
+	proxy      NodeProxy
+	metrics    *apiMetrics
+}
+
+// Option sets an optional collaborator.
+type Option func(*Server)
+
+// WithImageResolver pins App images to digests at admission.
+func WithImageResolver(r ImageResolver) Option { return func(s *Server) { s.resolver = r } }
+
+// WithAuditor records every request.
+func WithAuditor(a Auditor) Option { return func(s *Server) { s.auditor = a } }
+
+// WithNodeProxy lets the server reach agents for logs, exec and metrics.
+func WithNodeProxy(p NodeProxy) Option { return func(s *Server) { s.proxy = p } }
+
+// New returns a server over st.
+func New(cfg Config, st *store.Store, authn Authenticator, authz Authorizer, log *slog.Logger, opts ...Option) *Server {
+	d := DefaultConfig()
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = d.MaxBodyBytes
+	}
+	if cfg.ClusterCIDR == "" {
+		cfg.ClusterCIDR = d.ClusterCIDR
+	}
+	if cfg.NodeSubnetBits == 0 {
+		cfg.NodeSubnetBits = d.NodeSubnetBits
+	}
+	if cfg.HeartbeatTTL == 0 {
+		cfg.HeartbeatTTL = d.HeartbeatTTL
+	}
+	if cfg.ShutdownGrace == 0 {
+		cfg.ShutdownGrace = d.ShutdownGrace
+	}
+	s := &Server{cfg: cfg, store: st, log: log, authn: authn, authz: authz,
+		heartbeats: st.Heartbeats("nodes", cfg.HeartbeatTTL), metrics: newAPIMetrics()}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Heartbeats returns the node heartbeat registry the server writes, for
+// the node lifecycle controller to watch.
+func (s *Server) Heartbeats() *store.Heartbeats { return s.heartbeats }
+
+type ctxKey int
+
+const (
+	identityKey ctxKey = iota
+	requestIDKey
+	infoKey
+)
+
+// IdentityFrom returns the caller's identity.
+func IdentityFrom(ctx context.Context) *auth.Identity {
+	id, _ := ctx.Value(identityKey).(*auth.Identity)
+	if id == nil {
+		return auth.Anonymous
+	}
+	return id
+}
+
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"version": Version, "api": v1.Version})
+	})
+	mux.Handle("/api/v1/", http.HandlerFunc(s.serveAPI))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, fmt.Errorf("%w: no API at %s; the API lives under /api/v1", v1.ErrNotFound, r.URL.Path))
+	})
+	return s.withRequestID(s.withRecover(mux))
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := s.store.Revision(ctx); err != nil {
+		writeError(w, fmt.Errorf("%w: store not ready: %v", v1.ErrUnavailable, err))
+		return
+	}
+	w.Write([]byte("ok\n"))
+}
+
+func (s *Server) withRequestID(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if id == "" || len(id) > 64 {
+			var b [8]byte
+			rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		w.Header().Set("X-Request-Id", id)
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+	})
+}
+
+func (s *Server) withRecover(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("panic in handler", "path", r.URL.Path, "panic", v, "request", requestID(r.Context()))
+				writeError(w, fmt.Errorf("internal error (request %s)", requestID(r.Context())))
+			}
+		}()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// authenticate resolves the bearer token. A missing token gives the
+// anonymous identity; a bad one is an error.
+func (s *Server) authenticate(r *http.Request) (*auth.Identity, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return auth.Anonymous, nil
+	}
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok {
+		return nil, fmt.Errorf("%w: Authorization header must be \"Bearer <token>\"", v1.ErrUnauthorized)
+	}
+	return s.authn.Authenticate(r.Context(), strings.TrimSpace(tok))
+}
+
+// Serve serves on ln until ctx ends, then shuts down gracefully, letting
+// in-flight requests finish within ShutdownGrace.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, wrap func(http.Handler) http.Handler) error {
+	h := s.Handler()
+	if wrap != nil {
+		h = wrap(h)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		srv.Close()
+	}
+	<-errc
+	return nil
+}

@@ -1,0 +1,432 @@
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/apps"
+	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/store"
+)
+
+// NodeProxy forwards a request to the agent of a node (logs, exec,
+// metrics live on the node).
+type NodeProxy interface {
+	ServeNode(w http.ResponseWriter, r *http.Request, node *v1.Node, path string, query url.Values)
+}
+
+// ScaleRequest is the body of apps/NAME/scale.
+type ScaleRequest struct {
+	Replicas int32 `json:"replicas"`
+}
+
+// RollbackRequest is the body of apps/NAME/rollback.
+type RollbackRequest struct {
+	// ToRevision is the revision to return to; 0 means the previous one.
+	ToRevision int64 `json:"toRevision,omitempty"`
+}
+
+// RegisterRequest is what an agent sends when it joins.
+type RegisterRequest struct {
+	Labels map[string]string `json:"labels,omitempty"`
+	Status v1.NodeStatus     `json:"status"`
+}
+
+func (s *Server) serveSub(w http.ResponseWriter, r *http.Request, ri *requestInfo) {
+	var err error
+	switch ri.Kind.Kind + "/" + ri.Sub {
+	case "App/scale":
+		err = s.scaleApp(w, r, ri)
+	case "App/rollback":
+		err = s.rollbackApp(w, r, ri)
+	case "App/pause", "App/resume":
+		err = s.pauseApp(w, r, ri, ri.Sub == "pause")
+	case "App/restart":
+		err = s.restartApp(w, r, ri)
+	case "App/logs":
+		err = s.appLogs(w, r, ri)
+	case "Instance/status":
+		err = s.instanceStatus(w, r, ri)
+	case "Instance/logs", "Instance/exec", "Instance/metrics":
+		err = s.proxyInstance(w, r, ri)
+	case "Node/register":
+		err = s.registerNode(w, r, ri)
+	case "Node/heartbeat":
+		err = s.heartbeat(w, r, ri)
+	case "Node/status":
+		err = s.nodeStatus(w, r, ri)
+	default:
+		err = fmt.Errorf("%w: %s have no subresource %q", v1.ErrNotFound, ri.Kind.Plural, ri.Sub)
+	}
+	if err != nil {
+		writeError(w, err)
+	}
+}
+
+func (s *Server) scaleApp(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
+	if r.Method != http.MethodPut && r.Method != http.MethodPost {
+		return methodNotAllowed(r)
+	}
+	var req ScaleRequest
+	if err := decodeBody(w, r, s.cfg.MaxBodyBytes, &req); err != nil {
+		return err
+	}
+	if req.Replicas < 0 || req.Replicas > 10000 {
+		return v1.FieldErrors{{Field: "replicas", Message: "must be between 0 and 10000"}}
+	}
+	ctx := r.Context()
+	ns, err := store.Get[*v1.Namespace](ctx, s.store, "", ri.Namespace)
+	if err != nil {
+		return err
+	}
+	a, err := store.Mutate(ctx, s.store, ri.Namespace, ri.Name, func(a *v1.App) error {
+		if a.Metadata.Deleting != nil {
+			return fmt.Errorf("%w: app %q is being deleted", v1.ErrConflict, a.Metadata.Name)
+		}
+		if a.Spec.Replicas != nil && *a.Spec.Replicas == req.Replicas {
+			return store.ErrUnchanged
+		}
+		prev := *a
+		n := req.Replicas
+		a.Spec.Replicas = &n
+		return s.checkQuota(ctx, ns, a, &prev)
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a)
+	return nil
+}
+
+func (s *Server) rollbackApp(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
+	var req RollbackRequest
+	if r.ContentLength != 0 {
+		if err := decodeBody(w, r, s.cfg.MaxBodyBytes, &req); err != nil {
+			return err
+		}
+	}
+	if req.ToRevision < 0 {
+		return v1.FieldErrors{{Field: "toRevision", Message: "must be a revision number"}}
+	}
+	a, _, err := apps.Rollback(r.Context(), s.store, ri.Namespace, ri.Name, req.ToRevision, "")
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a)
+	return nil
+}
+
+func (s *Server) pauseApp(w http.ResponseWriter, r *http.Request, ri *requestInfo, pause bool) error {
+	a, err := store.Mutate(r.Context(), s.store, ri.Namespace, ri.Name, func(a *v1.App) error {
+		if a.Spec.Paused == pause {
+			return store.ErrUnchanged
+		}
+		a.Spec.Paused = pause
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a)
+	return nil
+}
+
+// restartApp rolls every instance by making a new revision with the same
+// template and a fresh restart nonce.
+func (s *Server) restartApp(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
+	ctx := r.Context()
+	for attempt := 0; ; attempt++ {
+		prev, err := store.Get[*v1.App](ctx, s.store, ri.Namespace, ri.Name)
+		if err != nil {
+			return err
+		}
+		a := *prev
+		a.Spec.Template.RestartNonce = time.Now().UTC().Format(time.RFC3339Nano)
+		if a.Metadata.Annotations == nil {
+			a.Metadata.Annotations = map[string]string{}
+		} else {
+			a.Metadata.Annotations = v1.CloneLabels(a.Metadata.Annotations)
+		}
+		a.Metadata.Annotations[v1.AnnotationChangeCause] = "rollout restart"
+		_, err = s.saveApp(ctx, &a, prev)
+		if errors.Is(err, v1.ErrConflict) && attempt < 5 {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, &a)
+		return nil
+	}
+}
+
+// instanceStatus lets an agent write an instance's status. Only the
+// status is taken from the body; the node must be the one the instance is
+// bound to.
+func (s *Server) instanceStatus(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
+	ctx := r.Context()
+	if r.Method == http.MethodGet {
+		return s.get(w, r, &requestInfo{Kind: ri.Kind, Namespace: ri.Namespace, Name: ri.Name, Verb: "get"})
+	}
+	var body v1.Instance
+	if err := decodeBody(w, r, s.cfg.MaxBodyBytes, &body); err != nil {
+		return err
+	}
+	node := nodeScoped(ctx)
+	out, err := store.Mutate(ctx, s.store, ri.Namespace, ri.Name, func(i *v1.Instance) error {
+		if node != "" && i.Spec.Node != node {
+			return auth.Forbidden(IdentityFrom(ctx), ri.attributes(), "the instance is not bound to node "+node)
+		}
+		if body.Metadata.UID != "" && body.Metadata.UID != i.Metadata.UID {
+			return fmt.Errorf("%w: instance %s was replaced by a new one of the same name", v1.ErrConflict, i.Metadata.Name)
+		}
+		if sameObject(&v1.Instance{Status: i.Status}, &v1.Instance{Status: body.Status}) {
+			return store.ErrUnchanged
+		}
+		i.Status = body.Status
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) proxyInstance(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
+	ctx := r.Context()
+	inst, err := store.Get[*v1.Instance](ctx, s.store, ri.Namespace, ri.Name)
+	if err != nil {
+		return err
+	}
+	node := inst.Spec.Node
+	if node == "" {
+		node = inst.Status.Node
+	}
+	if node == "" {
+		return fmt.Errorf("%w: instance %s is not on a node yet (it is %s)", v1.ErrUnavailable, ri.Name, inst.Status.Phase)
+	}
+	n, err := store.Get[*v1.Node](ctx, s.store, "", node)
+	if err != nil {
+		return err
+	}
+	if s.proxy == nil {
+		return fmt.Errorf("%w: this server cannot reach agents", v1.ErrUnavailable)
+	}
+	s.proxy.ServeNode(w, r, n, "/instances/"+ri.Namespace+"/"+ri.Name+"/"+ri.Sub, r.URL.Query())
+	return nil
+}
+
+// registerNode creates or refreshes a Node when its agent starts, and
+// hands it a subnet of the cluster CIDR the first time.
+func (s *Server) registerNode(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
+	ctx := r.Context()
+	if id := IdentityFrom(ctx); id.Node != "" && id.Node != ri.Name {
+		return auth.Forbidden(id, ri.attributes(), "a node may only register itself")
+	}
+	if msg := v1.ValidateName(ri.Name, 63); msg != "" {
+		return v1.FieldErrors{{Field: "metadata.name", Message: msg}}
+	}
+	var req RegisterRequest
+	if err := decodeBody(w, r, s.cfg.MaxBodyBytes, &req); err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		n, err := store.Get[*v1.Node](ctx, s.store, "", ri.Name)
+		now := time.Now().UTC()
+		req.Status.Heartbeat = &now
+		req.Status.Ready = true
+		if errors.Is(err, v1.ErrNotFound) {
+			subnet, err := s.allocateSubnet(ctx)
+			if err != nil {
+				return err
+			}
+			n = &v1.Node{TypeMeta: v1.TypeMeta{Kind: "Node"}, Metadata: v1.ObjectMeta{Name: ri.Name, Labels: req.Labels}, Spec: v1.NodeSpec{Subnet: subnet}, Status: req.Status}
+			err = s.store.Create(ctx, n)
+			if errors.Is(err, v1.ErrAlreadyExists) && attempt < 5 {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+		} else if err != nil {
+			return err
+		} else {
+			n.Metadata.Labels = req.Labels
+			n.Status = req.Status
+			if n.Spec.Subnet == "" {
+				if n.Spec.Subnet, err = s.allocateSubnet(ctx); err != nil {
+					return err
+				}
+			}
+			err = s.store.Update(ctx, n)
+			if errors.Is(err, v1.ErrConflict) && attempt < 5 {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if err := s.heartbeats.Beat(ctx, ri.Name); err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, n)
+		return nil
+	}
+}
+
+// allocateSubnet picks the first subnet of the cluster CIDR that no node
+// holds. Two nodes registering at once may pick the same one; the node
+// lifecycle controller resolves that (rare) case by re-assigning.
+func (s *Server) allocateSubnet(ctx context.Context) (string, error) {
+	_, cidr, err := net.ParseCIDR(s.cfg.ClusterCIDR)
+	if err != nil {
+		return "", fmt.Errorf("cluster CIDR %q: %w", s.cfg.ClusterCIDR, err)
+	}
+	nodes, _, err := store.List[*v1.Node](ctx, s.store, store.ListOptions{})
+	if err != nil {
+		return "", err
+	}
+	used := map[string]bool{}
+	for _, n := range nodes {
+		used[n.Spec.Subnet] = true
+	}
+	ones, bits := cidr.Mask.Size()
+	if s.cfg.NodeSubnetBits <= ones || s.cfg.NodeSubnetBits > bits-2 {
+		return "", fmt.Errorf("node subnet size /%d does not fit cluster CIDR %s", s.cfg.NodeSubnetBits, cidr)
+	}
+	count := 1 << (s.cfg.NodeSubnetBits - ones)
+	base := cidr.IP.To4()
+	if base == nil {
+		return "", fmt.Errorf("cluster CIDR %s: only IPv4 is supported", cidr)
+	}
+	step := uint32(1) << (bits - s.cfg.NodeSubnetBits)
+	start := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
+	for i := 0; i < count; i++ {
+		v := start + uint32(i)*step
+		ip := net.IPv4(byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+		sn := (&net.IPNet{IP: ip.To4(), Mask: net.CIDRMask(s.cfg.NodeSubnetBits, 32)}).String()
+		if !used[sn] {
+			return sn, nil
+		}
+	}
+	return "", fmt.Errorf("%w: cluster CIDR %s has no free /%d subnet for another node", v1.ErrUnavailable, cidr, s.cfg.NodeSubnetBits)
+}
+
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
+	ctx := r.Context()
+	if id := IdentityFrom(ctx); id.Node != "" && id.Node != ri.Name {
+		return auth.Forbidden(id, ri.attributes(), "a node may only heartbeat for itself")
+	}
+	if _, err := store.Get[*v1.Node](ctx, s.store, "", ri.Name); err != nil {
+		return err
+	}
+	if err := s.heartbeats.Beat(ctx, ri.Name); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) nodeStatus(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
+	ctx := r.Context()
+	if r.Method == http.MethodGet {
+		return s.get(w, r, &requestInfo{Kind: ri.Kind, Name: ri.Name, Verb: "get"})
+	}
+	var body v1.Node
+	if err := decodeBody(w, r, s.cfg.MaxBodyBytes, &body); err != nil {
+		return err
+	}
+	out, err := store.Mutate(ctx, s.store, "", ri.Name, func(n *v1.Node) error {
+		ready := n.Status.Ready
+		n.Status = body.Status
+		// Readiness is the lifecycle controller's call, from the lease.
+		n.Status.Ready = ready
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// appLogs merges the logs of every instance of an App. It is served by
+// asking each instance's agent and interleaving the lines.
+func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
+	if s.proxy == nil {
+		return fmt.Errorf("%w: this server cannot reach agents", v1.ErrUnavailable)
+	}
+	if m, ok := s.proxy.(interface {
+		ServeAppLogs(w http.ResponseWriter, r *http.Request, ns, app string) error
+	}); ok {
+		return m.ServeAppLogs(w, r, ri.Namespace, ri.Name)
+	}
+	return fmt.Errorf("%w: app logs are not supported by this server", v1.ErrUnavailable)
+}
+
+// createToken makes a token and returns its secret, once.
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request, t *v1.Token) error {
+	ctx := r.Context()
+	id := IdentityFrom(ctx)
+	if t.Spec.User == "" {
+		t.Spec.User = id.User
+	}
+	if t.Spec.Node != "" {
+		return fmt.Errorf("%w: node credentials are issued at join, not through tokens", v1.ErrForbidden)
+	}
+	if _, err := store.Get[*v1.User](ctx, s.store, "", t.Spec.User); err != nil {
+		return err
+	}
+	tok, secret, err := auth.CreateToken(ctx, s.store, t.Spec)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("X-Gantry-Token", secret)
+	red := redact(tok).(*v1.Token)
+	writeJSON(w, http.StatusCreated, struct {
+		*v1.Token
+		Secret string `json:"secret"`
+	}{red, secret})
+	return nil
+}
+
+// admitOther checks writes of kinds other than App.
+func (s *Server) admitOther(ctx context.Context, o, prev v1.Object) error {
+	switch o := o.(type) {
+	case *v1.Token:
+		if prev != nil {
+			p := prev.(*v1.Token)
+			if o.Spec.User != p.Spec.User || o.Spec.Node != p.Spec.Node {
+				return fmt.Errorf("%w: a token's user cannot change; create a new token", v1.ErrUnprocessable)
+			}
+			o.Spec.Hash = p.Spec.Hash
+		}
+	case *v1.RoleBinding:
+		if _, ok := authRoleExists(ctx, s.authz, o.Spec.Role); !ok {
+			return v1.FieldErrors{{Field: "spec.role", Message: fmt.Sprintf("role %q does not exist: use cluster-admin, admin, developer, viewer or a Role you created", o.Spec.Role)}}
+		}
+	case *v1.Node:
+		if prev != nil {
+			o.Spec.Subnet = prev.(*v1.Node).Spec.Subnet
+		}
+	}
+	return nil
+}
+
+func authRoleExists(ctx context.Context, z Authorizer, role string) ([]v1.Rule, bool) {
+	if r, ok := z.(interface {
+		RulesFor(context.Context, string) ([]v1.Rule, bool, error)
+	}); ok {
+		rules, found, err := r.RulesFor(ctx, role)
+		return rules, err == nil && found
+	}
+	_, ok := auth.BuiltinRoles[role]
+	return nil, ok
+}

@@ -1,0 +1,228 @@
+// Package apps keeps an App and its revision history consistent: every
+// write that changes the template also creates the next immutable Revision,
+// in the same etcd transaction, so the two can never disagree.
+//
+// Both the API server (apply, rollout undo) and the rollout controller
+// (automatic rollback) write Apps through this package. It does no
+// admission or authorization; callers do.
+package apps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/store"
+)
+
+var (
+	appKind      = store.KindFor[*v1.App]()
+	revisionKind = store.KindFor[*v1.Revision]()
+)
+
+// Result says what a Save did.
+type Result string
+
+// Save results.
+const (
+	Created    Result = "created"
+	Configured Result = "configured"
+	Unchanged  Result = "unchanged"
+)
+
+// Change is a write to an App.
+type Change struct {
+	// App is the desired App. On update its metadata.revision must be the
+	// revision of Prev.
+	App *v1.App
+	// Prev is the App as stored, nil when creating.
+	Prev *v1.App
+	// Image is the template's image qualified with the registry.
+	Image string
+	// ImageDigest pins the template's image, when known.
+	ImageDigest string
+	// Cause is recorded on a new revision ("kubectl.kubernetes.io/change-cause"-like).
+	Cause string
+}
+
+// Save creates or updates the App. When the template differs from the
+// current revision's (or there is none), it writes Revision N+1 in the same
+// transaction and points the App at it. Status is carried over from Prev:
+// users cannot write it. A concurrent writer makes Save fail with
+// v1.ErrConflict; nothing is written then.
+func Save(ctx context.Context, s *store.Store, c Change) (Result, error) {
+	a := c.App
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	hash := a.Spec.Template.Hash()
+	if c.Prev == nil {
+		a.Status = v1.AppStatus{Revision: 1, Phase: v1.AppProgressing, RolloutStarted: &now}
+		rev := newRevision(a, 1, hash, c.Image, c.ImageDigest, c.Cause)
+		if err := s.Txn().Create(a).Create(rev).Commit(ctx); err != nil {
+			if errors.Is(err, v1.ErrConflict) {
+				// The app or a stale revision of a deleted namesake
+				// exists.
+				if _, gerr := s.Get(ctx, appKind, a.Metadata.Namespace, a.Metadata.Name); gerr == nil {
+					return "", fmt.Errorf("app %q %w", a.Metadata.Key(), v1.ErrAlreadyExists)
+				}
+			}
+			return "", err
+		}
+		return Created, nil
+	}
+	prev := c.Prev
+	a.Metadata.UID, a.Metadata.Created, a.Metadata.Revision = prev.Metadata.UID, prev.Metadata.Created, prev.Metadata.Revision
+	a.Metadata.Deleting = prev.Metadata.Deleting
+	a.Status = prev.Status
+	cur, err := store.Get[*v1.Revision](ctx, s, a.Metadata.Namespace, v1.RevisionName(a.Metadata.Name, prev.Status.Revision))
+	if err != nil && !errors.Is(err, v1.ErrNotFound) {
+		return "", err
+	}
+	templateChanged := cur == nil || cur.Spec.Hash != hash || (c.ImageDigest != "" && cur.Spec.ImageDigest != c.ImageDigest)
+	if !templateChanged && sameApp(a, prev) {
+		return Unchanged, nil
+	}
+	txn := s.Txn()
+	if templateChanged {
+		n := prev.Status.Revision + 1
+		a.Status.Revision = n
+		a.Status.Phase = v1.AppProgressing
+		a.Status.Message = ""
+		a.Status.RolloutStarted = &now
+		a.Status.Progressed = nil
+		txn.Create(newRevision(a, n, hash, c.Image, c.ImageDigest, c.Cause))
+	}
+	if err := txn.Update(a).Commit(ctx); err != nil {
+		return "", err
+	}
+	return Configured, nil
+}
+
+func newRevision(a *v1.App, n int64, hash, image, digest, cause string) *v1.Revision {
+	return &v1.Revision{
+		TypeMeta: v1.TypeMeta{Kind: "Revision", APIVersion: v1.Version},
+		Metadata: v1.ObjectMeta{
+			Name:      v1.RevisionName(a.Metadata.Name, n),
+			Namespace: a.Metadata.Namespace,
+			Labels:    map[string]string{v1.LabelApp: a.Metadata.Name},
+		},
+		Spec: v1.RevisionSpec{App: a.Metadata.Name, Number: n, Template: a.Spec.Template, Image: image, ImageDigest: digest, Hash: hash, ChangeCause: cause},
+	}
+}
+
+// sameApp compares what a user can change besides the template.
+func sameApp(a, b *v1.App) bool {
+	x, y := *a, *b
+	x.Status, y.Status = v1.AppStatus{}, v1.AppStatus{}
+	x.Metadata.Revision, y.Metadata.Revision = 0, 0
+	return equalJSON(&x, &y)
+}
+
+// Rollback points the App at the template of revision to (or the one
+// before the current, when to is 0) by creating a new revision with that
+// template and pinned digest. It returns the App as written.
+func Rollback(ctx context.Context, s *store.Store, ns, name string, to int64, cause string) (*v1.App, int64, error) {
+	for attempt := 0; ; attempt++ {
+		a, err := store.Get[*v1.App](ctx, s, ns, name)
+		if err != nil {
+			return nil, 0, err
+		}
+		target := to
+		if target == 0 {
+			target, err = previousRevision(ctx, s, a)
+			if err != nil {
+				return nil, 0, err
+			}
+		}
+		if target == a.Status.Revision {
+			return nil, 0, fmt.Errorf("%w: app %q already runs revision %d", v1.ErrUnprocessable, name, target)
+		}
+		rev, err := store.Get[*v1.Revision](ctx, s, ns, v1.RevisionName(name, target))
+		if errors.Is(err, v1.ErrNotFound) {
+			return nil, 0, fmt.Errorf("%w: app %q has no revision %d (see gantry rollout history app/%s)", v1.ErrUnprocessable, name, target, name)
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		prev := *a
+		a.Spec.Template = rev.Spec.Template
+		if cause == "" {
+			cause = fmt.Sprintf("rollback to revision %d", target)
+		}
+		_, err = Save(ctx, s, Change{App: a, Prev: &prev, Image: rev.Spec.Image, ImageDigest: rev.Spec.ImageDigest, Cause: cause})
+		if errors.Is(err, v1.ErrConflict) && attempt < 10 {
+			continue
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		return a, target, nil
+	}
+}
+
+// previousRevision finds the newest revision before the current one whose
+// template differs from it.
+func previousRevision(ctx context.Context, s *store.Store, a *v1.App) (int64, error) {
+	revs, err := History(ctx, s, a.Metadata.Namespace, a.Metadata.Name)
+	if err != nil {
+		return 0, err
+	}
+	var curHash string
+	for _, r := range revs {
+		if r.Spec.Number == a.Status.Revision {
+			curHash = r.Spec.Hash
+		}
+	}
+	for i := len(revs) - 1; i >= 0; i-- {
+		r := revs[i]
+		if r.Spec.Number < a.Status.Revision && r.Spec.Hash != curHash {
+			return r.Spec.Number, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: app %q has no earlier revision to roll back to", v1.ErrUnprocessable, a.Metadata.Name)
+}
+
+// History lists an App's revisions, oldest first.
+func History(ctx context.Context, s *store.Store, ns, name string) ([]*v1.Revision, error) {
+	sel := v1.Selector{{Key: v1.LabelApp, Op: v1.OpEqual, Value: name}}
+	revs, _, err := store.List[*v1.Revision](ctx, s, store.ListOptions{Namespace: ns, Selector: sel})
+	if err != nil {
+		return nil, err
+	}
+	sortRevisions(revs)
+	return revs, nil
+}
+
+func sortRevisions(revs []*v1.Revision) {
+	for i := 1; i < len(revs); i++ {
+		for j := i; j > 0 && revs[j].Spec.Number < revs[j-1].Spec.Number; j-- {
+			revs[j], revs[j-1] = revs[j-1], revs[j]
+		}
+	}
+}
+
+// Delete removes an App and its revisions in one transaction. Its
+// instances are stopped by the rollout controller, which notices they
+// have no App.
+func Delete(ctx context.Context, s *store.Store, ns, name string, rev int64) (*v1.App, error) {
+	a, err := store.Get[*v1.App](ctx, s, ns, name)
+	if err != nil {
+		return nil, err
+	}
+	if rev != 0 && rev != a.Metadata.Revision {
+		return nil, fmt.Errorf("app %q was modified (now at revision %d): %w", name, a.Metadata.Revision, v1.ErrConflict)
+	}
+	revs, err := History(ctx, s, ns, name)
+	if err != nil {
+		return nil, err
+	}
+	txn := s.Txn().Delete(appKind, ns, name, a.Metadata.Revision)
+	for _, r := range revs {
+		txn.Delete(revisionKind, ns, r.Metadata.Name, 0)
+	}
+	if err := txn.Commit(ctx); err != nil {
+		return nil, err
+	}
+	return a, nil
+}

@@ -1,0 +1,212 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base32"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/store"
+)
+
+const tokenPrefix = "gtk_"
+
+var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// NewToken makes a fresh token: its id (the Token object's name), the full
+// secret string to hand to the user once, and the hash to store.
+func NewToken() (id, full, hash string) {
+	var idb [5]byte
+	var sec [32]byte
+	if _, err := rand.Read(idb[:]); err != nil {
+		panic(err)
+	}
+	if _, err := rand.Read(sec[:]); err != nil {
+		panic(err)
+	}
+	id = strings.ToLower(b32.EncodeToString(idb[:]))
+	secret := strings.ToLower(b32.EncodeToString(sec[:]))
+	return id, tokenPrefix + id + "_" + secret, HashSecret(secret)
+}
+
+// HashSecret returns the stored form of a token secret.
+func HashSecret(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// ParseToken splits a token into id and secret.
+func ParseToken(tok string) (id, secret string, err error) {
+	rest, ok := strings.CutPrefix(tok, tokenPrefix)
+	if !ok {
+		return "", "", fmt.Errorf("%w: malformed token (expected gtk_…)", v1.ErrUnauthorized)
+	}
+	id, secret, ok = strings.Cut(rest, "_")
+	if !ok || len(id) != 8 || len(secret) != 52 {
+		return "", "", fmt.Errorf("%w: malformed token", v1.ErrUnauthorized)
+	}
+	return id, secret, nil
+}
+
+// Identity is an authenticated caller.
+type Identity struct {
+	User string
+	// Node is set for node credentials (agents).
+	Node string
+	// TokenID names the credential used.
+	TokenID string
+}
+
+// Anonymous is the identity of an unauthenticated caller.
+var Anonymous = &Identity{User: "system:anonymous"}
+
+// NodeUser is the user name node credentials act as.
+func NodeUser(node string) string { return "system:node:" + node }
+
+// Authenticator checks bearer tokens against the Token objects in the
+// store. It caches verified tokens briefly so that the hot path does not
+// read etcd on every request; revocation takes effect within CacheTTL.
+type Authenticator struct {
+	Store    *store.Store
+	CacheTTL time.Duration
+	Log      *slog.Logger
+
+	mu    sync.Mutex
+	cache map[string]cached // by token id
+}
+
+type cached struct {
+	hash    string
+	id      *Identity
+	expires *time.Time
+	until   time.Time
+}
+
+// ErrInvalidToken is returned for unknown, expired, revoked or malformed
+// tokens; the message never says which, so as not to help a guesser.
+var ErrInvalidToken = fmt.Errorf("%w: invalid or expired token", v1.ErrUnauthorized)
+
+// Authenticate returns the identity a token belongs to.
+func (a *Authenticator) Authenticate(ctx context.Context, tok string) (*Identity, error) {
+	id, secret, err := ParseToken(tok)
+	if err != nil {
+		return nil, err
+	}
+	hash := HashSecret(secret)
+	now := time.Now()
+	a.mu.Lock()
+	c, ok := a.cache[id]
+	a.mu.Unlock()
+	if ok && now.Before(c.until) {
+		if subtle.ConstantTimeCompare([]byte(c.hash), []byte(hash)) != 1 || (c.expires != nil && now.After(*c.expires)) {
+			return nil, ErrInvalidToken
+		}
+		return c.id, nil
+	}
+	t, err := store.Get[*v1.Token](ctx, a.Store, "", id)
+	if errors.Is(err, v1.ErrNotFound) {
+		return nil, ErrInvalidToken
+	}
+	if err != nil {
+		return nil, err
+	}
+	if t.Spec.Revoked || subtle.ConstantTimeCompare([]byte(t.Spec.Hash), []byte(hash)) != 1 || (t.Spec.Expires != nil && now.After(*t.Spec.Expires)) {
+		return nil, ErrInvalidToken
+	}
+	if t.Spec.Node == "" {
+		u, err := store.Get[*v1.User](ctx, a.Store, "", t.Spec.User)
+		if err != nil || u.Spec.Disabled {
+			return nil, ErrInvalidToken
+		}
+	}
+	ident := &Identity{User: t.Spec.User, Node: t.Spec.Node, TokenID: id}
+	ttl := a.CacheTTL
+	if ttl == 0 {
+		ttl = 5 * time.Second
+	}
+	a.mu.Lock()
+	if a.cache == nil {
+		a.cache = map[string]cached{}
+	}
+	a.cache[id] = cached{hash: t.Spec.Hash, id: ident, expires: t.Spec.Expires, until: now.Add(ttl)}
+	a.mu.Unlock()
+	a.touch(ctx, t)
+	return ident, nil
+}
+
+// touch records the token's last use at most once a minute.
+func (a *Authenticator) touch(ctx context.Context, t *v1.Token) {
+	if t.Status.LastUsed != nil && time.Since(*t.Status.LastUsed) < time.Minute {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_, err := store.Mutate(ctx, a.Store, "", t.Metadata.Name, func(t *v1.Token) error {
+			now := time.Now().UTC().Truncate(time.Second)
+			t.Status.LastUsed = &now
+			return nil
+		})
+		if err != nil && a.Log != nil {
+			a.Log.Debug("record token use", "token", t.Metadata.Name, "err", err)
+		}
+	}()
+}
+
+// Forget drops a token from the cache at once (after revoke).
+func (a *Authenticator) Forget(id string) {
+	a.mu.Lock()
+	delete(a.cache, id)
+	a.mu.Unlock()
+}
+
+// CreateToken stores a new token for user and returns the full secret
+// string, which is not recoverable afterwards.
+func CreateToken(ctx context.Context, s *store.Store, spec v1.TokenSpec) (*v1.Token, string, error) {
+	id, full, hash := NewToken()
+	spec.Hash = hash
+	t := &v1.Token{TypeMeta: v1.TypeMeta{Kind: "Token"}, Metadata: v1.ObjectMeta{Name: id}, Spec: spec}
+	if err := s.Create(ctx, t); err != nil {
+		return nil, "", fmt.Errorf("store token: %w", err)
+	}
+	return t, full, nil
+}
+
+// AdminUser is the cluster admin that the first start creates.
+const AdminUser = "admin"
+
+// Bootstrap creates the first cluster admin and a token for it when the
+// cluster has no users yet. It returns the token, or "" when users already
+// existed (their tokens are not recoverable).
+func Bootstrap(ctx context.Context, s *store.Store) (string, error) {
+	users, _, err := store.List[*v1.User](ctx, s, store.ListOptions{Limit: 1})
+	if err != nil {
+		return "", err
+	}
+	if len(users) > 0 {
+		return "", nil
+	}
+	u := &v1.User{TypeMeta: v1.TypeMeta{Kind: "User"}, Metadata: v1.ObjectMeta{Name: AdminUser, Labels: map[string]string{"gantry.dev/role": "cluster-admin"}}, Spec: v1.UserSpec{FullName: "Cluster administrator"}}
+	if err := s.Create(ctx, u); err != nil {
+		return "", fmt.Errorf("create admin user: %w", err)
+	}
+	b := &v1.RoleBinding{TypeMeta: v1.TypeMeta{Kind: "RoleBinding"}, Metadata: v1.ObjectMeta{Name: "admin-cluster-admin"},
+		Spec: v1.RoleBindingSpec{User: AdminUser, Role: RoleClusterAdmin, Namespace: "*"}}
+	if err := s.Create(ctx, b); err != nil && !errors.Is(err, v1.ErrAlreadyExists) {
+		return "", fmt.Errorf("bind admin to cluster-admin: %w", err)
+	}
+	_, full, err := CreateToken(ctx, s, v1.TokenSpec{User: AdminUser, Description: "created at first start"})
+	if err != nil {
+		return "", err
+	}
+	return full, nil
+}

@@ -1,0 +1,167 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/store"
+)
+
+// Informer keeps an in-memory copy of every object of one kind, fed by a
+// list and then a watch of the store, and tells a handler about each
+// change. If the watch falls behind etcd's compaction it lists again.
+type Informer[T v1.Object] struct {
+	store *store.Store
+	log   *slog.Logger
+
+	mu      sync.RWMutex
+	objs    map[string]T // by namespace/name
+	synced  chan struct{}
+	once    sync.Once
+	handler []func(old, cur T, deleted bool)
+}
+
+// NewInformer returns an informer of kind T.
+func NewInformer[T v1.Object](s *store.Store, log *slog.Logger) *Informer[T] {
+	return &Informer[T]{store: s, log: log, objs: map[string]T{}, synced: make(chan struct{})}
+}
+
+// OnChange registers a handler; call before Run. old is the zero value
+// for additions; deleted marks removals (cur is then the last state).
+func (inf *Informer[T]) OnChange(fn func(old, cur T, deleted bool)) {
+	inf.handler = append(inf.handler, fn)
+}
+
+// Synced is closed after the first full list.
+func (inf *Informer[T]) Synced() <-chan struct{} { return inf.synced }
+
+// Get returns an object by namespace and name.
+func (inf *Informer[T]) Get(ns, name string) (T, bool) {
+	inf.mu.RLock()
+	defer inf.mu.RUnlock()
+	o, ok := inf.objs[ns+"/"+name]
+	return o, ok
+}
+
+// List returns every object for which keep returns true (all when nil).
+func (inf *Informer[T]) List(keep func(T) bool) []T {
+	inf.mu.RLock()
+	defer inf.mu.RUnlock()
+	out := make([]T, 0, len(inf.objs))
+	for _, o := range inf.objs {
+		if keep == nil || keep(o) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// Run lists and watches until ctx ends.
+func (inf *Informer[T]) Run(ctx context.Context) {
+	k := store.KindFor[T]()
+	for ctx.Err() == nil {
+		objs, rev, err := inf.store.List(ctx, k, store.ListOptions{})
+		if err != nil {
+			inf.log.Warn("list for informer", "kind", k.Plural, "err", err)
+			sleep(ctx, time.Second)
+			continue
+		}
+		inf.replace(objs)
+		inf.once.Do(func() { close(inf.synced) })
+		next := rev + 1
+		for ev := range inf.store.Watch(ctx, k, store.WatchOptions{Revision: next, ProgressNotify: true}) {
+			if ev.Type == store.Error {
+				if !errors.Is(ev.Err, v1.ErrResyncRequired) {
+					inf.log.Warn("watch for informer", "kind", k.Plural, "err", ev.Err)
+				}
+				break
+			}
+			if ev.Type == store.Bookmark {
+				continue
+			}
+			inf.apply(ev)
+		}
+		sleep(ctx, 100*time.Millisecond)
+	}
+}
+
+func (inf *Informer[T]) replace(objs []v1.Object) {
+	fresh := make(map[string]T, len(objs))
+	for _, o := range objs {
+		fresh[o.GetMeta().Key()] = o.(T)
+	}
+	inf.mu.Lock()
+	old := inf.objs
+	inf.objs = fresh
+	inf.mu.Unlock()
+	for key, o := range fresh {
+		prev, had := old[key]
+		if !had || prev.GetMeta().Revision != o.GetMeta().Revision {
+			inf.notify(prev, o, false)
+		}
+	}
+	for key, o := range old {
+		if _, still := fresh[key]; !still {
+			inf.notify(o, o, true)
+		}
+	}
+}
+
+func (inf *Informer[T]) apply(ev store.Event) {
+	o := ev.Object.(T)
+	key := o.GetMeta().Key()
+	inf.mu.Lock()
+	prev := inf.objs[key]
+	if ev.Type == store.Deleted {
+		delete(inf.objs, key)
+	} else {
+		inf.objs[key] = o
+	}
+	inf.mu.Unlock()
+	inf.notify(prev, o, ev.Type == store.Deleted)
+}
+
+func (inf *Informer[T]) notify(old, cur T, deleted bool) {
+	for _, h := range inf.handler {
+		h(old, cur, deleted)
+	}
+}
+
+// Observe records that obj was written with a newer revision, so that
+// reads through the informer see the controller's own writes before the
+// watch delivers them.
+func (inf *Informer[T]) Observe(o T) {
+	key := o.GetMeta().Key()
+	inf.mu.Lock()
+	if prev, ok := inf.objs[key]; !ok || prev.GetMeta().Revision < o.GetMeta().Revision {
+		inf.objs[key] = o
+	}
+	inf.mu.Unlock()
+}
+
+// Forget removes an object the controller itself deleted.
+func (inf *Informer[T]) Forget(ns, name string) {
+	inf.mu.Lock()
+	delete(inf.objs, ns+"/"+name)
+	inf.mu.Unlock()
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func equalJSON(a, b any) bool {
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && string(x) == string(y)
+}

@@ -1,0 +1,505 @@
+package controller
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/apps"
+	"github.com/gantry-dev/gantry/internal/store"
+)
+
+// Recorder records events about objects.
+type Recorder interface {
+	Eventf(ctx context.Context, obj v1.Object, eventType, reason, format string, args ...any)
+}
+
+// LabelTemplateHash marks which template (and pinned image) an instance
+// runs. Instances whose hash equals the current revision's are up to date
+// even if they were made for an older revision number — which is what
+// makes a rollback to a still-running revision instant.
+const LabelTemplateHash = "gantry.dev/template-hash"
+
+// Rollout makes each App have the right number of instances of its
+// current revision, replacing old ones in a rolling fashion that never
+// drops below the available count the strategy allows, and rolls back a
+// rollout that stops making progress.
+type Rollout struct {
+	store *store.Store
+	rec   Recorder
+	log   *slog.Logger
+	now   func() time.Time
+
+	Apps      *Informer[*v1.App]
+	Instances *Informer[*v1.Instance]
+	queue     *Queue
+
+	revMu sync.Mutex
+	revs  map[string]*v1.Revision // immutable: cached forever, by ns/name
+}
+
+// NewRollout returns the rollout controller. Instances may be shared with
+// other controllers; pass nil to make a private one.
+func NewRollout(s *store.Store, rec Recorder, log *slog.Logger, instances *Informer[*v1.Instance]) *Rollout {
+	if instances == nil {
+		instances = NewInformer[*v1.Instance](s, log)
+	}
+	r := &Rollout{
+		store: s, rec: rec, log: log.With("controller", "rollout"), now: time.Now,
+		Apps: NewInformer[*v1.App](s, log), Instances: instances,
+		queue: NewQueue(), revs: map[string]*v1.Revision{},
+	}
+	r.Apps.OnChange(func(_, a *v1.App, deleted bool) {
+		if deleted {
+			r.forgetRevisions(a.Metadata.Namespace, a.Metadata.Name)
+		}
+		r.queue.Add(a.Metadata.Key())
+	})
+	r.Instances.OnChange(func(old, i *v1.Instance, deleted bool) {
+		r.queue.Add(i.Metadata.Namespace + "/" + i.Spec.App)
+	})
+	return r
+}
+
+// Run starts the informers and workers; it returns when ctx ends.
+func (r *Rollout) Run(ctx context.Context, workers int, runInstances bool) {
+	go r.Apps.Run(ctx)
+	if runInstances {
+		go r.Instances.Run(ctx)
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-r.Apps.Synced():
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-r.Instances.Synced():
+	}
+	// Apps with no instances left also need a pass (deleted apps whose
+	// instances were all already gone are simply skipped).
+	for _, a := range r.Apps.List(nil) {
+		r.queue.Add(a.Metadata.Key())
+	}
+	r.queue.RunWorkers(ctx, workers, r.sync)
+}
+
+func (r *Rollout) sync(ctx context.Context, key string) {
+	requeue, err := r.reconcile(ctx, key)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("reconcile app", "app", key, "err", err)
+		}
+		if requeue == 0 || requeue > time.Second {
+			requeue = time.Second
+		}
+	}
+	if requeue > 0 {
+		r.queue.AddAfter(key, requeue)
+	}
+}
+
+func (r *Rollout) revision(ctx context.Context, ns, app string, n int64) (*v1.Revision, error) {
+	name := v1.RevisionName(app, n)
+	r.revMu.Lock()
+	rev, ok := r.revs[ns+"/"+name]
+	r.revMu.Unlock()
+	if ok {
+		return rev, nil
+	}
+	rev, err := store.Get[*v1.Revision](ctx, r.store, ns, name)
+	if err != nil {
+		return nil, err
+	}
+	r.revMu.Lock()
+	r.revs[ns+"/"+name] = rev
+	r.revMu.Unlock()
+	return rev, nil
+}
+
+func (r *Rollout) forgetRevisions(ns, app string) {
+	r.revMu.Lock()
+	defer r.revMu.Unlock()
+	prefix := ns + "/" + app + "-"
+	for k := range r.revs {
+		if strings.HasPrefix(k, prefix) {
+			delete(r.revs, k)
+		}
+	}
+}
+
+// TemplateHash identifies what an instance of rev runs: template and
+// pinned image.
+func TemplateHash(rev *v1.Revision) string {
+	sum := sha256.Sum256([]byte(rev.Spec.Hash + "|" + rev.Spec.Image + "|" + rev.Spec.ImageDigest))
+	return hex.EncodeToString(sum[:5])
+}
+
+// reconcile brings one App's instances toward its spec. It returns when
+// to look again even if nothing changes (for the progress deadline).
+func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, error) {
+	ns, name, _ := strings.Cut(key, "/")
+	insts := r.Instances.List(func(i *v1.Instance) bool { return i.Metadata.Namespace == ns && i.Spec.App == name })
+	app, ok := r.Apps.Get(ns, name)
+	if !ok || app.Metadata.Deleting != nil {
+		// The App is gone: drain and stop everything it had.
+		for _, i := range insts {
+			if i.Metadata.Deleting == nil {
+				if err := r.retire(ctx, i, v1.DefaultDrainDelay, "app deleted"); err != nil {
+					return 0, err
+				}
+			}
+		}
+		return 0, nil
+	}
+	rev, err := r.revision(ctx, ns, name, app.Status.Revision)
+	if err != nil {
+		return 0, fmt.Errorf("read revision %d: %w", app.Status.Revision, err)
+	}
+	hash := TemplateHash(rev)
+	var cur, old []*v1.Instance
+	for _, i := range insts {
+		switch {
+		case i.Metadata.Deleting != nil:
+		case i.Metadata.Labels[LabelTemplateHash] == hash:
+			cur = append(cur, i)
+		default:
+			old = append(old, i)
+		}
+	}
+	desired := int(app.DesiredReplicas())
+	st := app.Spec.Strategy
+	surge, unavail := 1, 0
+	if st.MaxSurge != nil {
+		surge = st.MaxSurge.Resolve(desired, true)
+	}
+	if st.MaxUnavailable != nil {
+		unavail = st.MaxUnavailable.Resolve(desired, false)
+	}
+	if surge == 0 && unavail == 0 {
+		unavail = 1
+	}
+	drain := v1.DefaultDrainDelay
+	if st.DrainDelay != nil {
+		drain = *st.DrainDelay
+	}
+	newReady, oldReady := countReady(cur), countReady(old)
+
+	// 1. Add instances of the current template, within the surge.
+	if !app.Spec.Paused || len(old) == 0 {
+		want := desired - len(cur)
+		if !app.Spec.Paused {
+			room := desired + surge - len(cur) - len(old)
+			want = min(want, room)
+		}
+		for k := 0; k < want; k++ {
+			i, err := r.createInstance(ctx, app, rev, hash)
+			if err != nil {
+				return 0, err
+			}
+			cur = append(cur, i)
+		}
+	}
+
+	// 2. Retire old instances: unready ones at once, ready ones only
+	// while enough instances stay available.
+	if !app.Spec.Paused && len(old) > 0 {
+		minAvailable := desired - unavail
+		available := newReady + oldReady
+		sortRetireFirst(old)
+		for _, i := range old {
+			if i.Status.Ready {
+				if available-1 < minAvailable {
+					break
+				}
+				available--
+			}
+			if err := r.retire(ctx, i, drain, fmt.Sprintf("replaced by revision %d", rev.Spec.Number)); err != nil {
+				return 0, err
+			}
+		}
+	}
+
+	// 3. Scale down extra current instances: unready first, then newest.
+	if excess := len(cur) - desired; excess > 0 {
+		sortRetireFirst(cur)
+		for _, i := range cur[:excess] {
+			if err := r.retire(ctx, i, drain, fmt.Sprintf("scaled down to %d", desired)); err != nil {
+				return 0, err
+			}
+		}
+		cur = cur[excess:]
+		newReady = countReady(cur)
+	}
+	return r.updateStatus(ctx, app, rev, cur, old, newReady, oldReady, desired)
+}
+
+func countReady(l []*v1.Instance) int {
+	n := 0
+	for _, i := range l {
+		if i.Status.Ready {
+			n++
+		}
+	}
+	return n
+}
+
+// sortRetireFirst orders instances so that the best ones to remove come
+// first: not ready, then not running, then the newest.
+func sortRetireFirst(l []*v1.Instance) {
+	rank := func(i *v1.Instance) int {
+		switch {
+		case i.Spec.Node == "":
+			return 0
+		case !i.Status.Ready && i.Status.Phase != v1.PhaseRunning:
+			return 1
+		case !i.Status.Ready:
+			return 2
+		}
+		return 3
+	}
+	sort.SliceStable(l, func(a, b int) bool {
+		ra, rb := rank(l[a]), rank(l[b])
+		if ra != rb {
+			return ra < rb
+		}
+		return l[a].Metadata.Created.After(l[b].Metadata.Created)
+	})
+}
+
+const nameAlphabet = "bcdfghjklmnpqrstvwxz2456789"
+
+func randomSuffix(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	for i := range b {
+		b[i] = nameAlphabet[int(b[i])%len(nameAlphabet)]
+	}
+	return string(b)
+}
+
+func (r *Rollout) createInstance(ctx context.Context, a *v1.App, rev *v1.Revision, hash string) (*v1.Instance, error) {
+	image := rev.Spec.Image
+	if image == "" {
+		image = rev.Spec.Template.Image
+	}
+	if rev.Spec.ImageDigest != "" && !strings.Contains(image, "@") {
+		image = stripTag(image) + "@" + rev.Spec.ImageDigest
+	}
+	var allow []string
+	if a.Spec.Network != nil {
+		allow = a.Spec.Network.AllowFrom
+	}
+	for attempt := 0; ; attempt++ {
+		i := &v1.Instance{
+			TypeMeta: v1.TypeMeta{Kind: "Instance", APIVersion: v1.Version},
+			Metadata: v1.ObjectMeta{
+				Name:      a.Metadata.Name + "-" + randomSuffix(5),
+				Namespace: a.Metadata.Namespace,
+				Labels: map[string]string{
+					v1.LabelApp:       a.Metadata.Name,
+					v1.LabelRevision:  fmt.Sprint(rev.Spec.Number),
+					LabelTemplateHash: hash,
+				},
+			},
+			Spec: v1.InstanceSpec{App: a.Metadata.Name, Revision: rev.Spec.Number, Template: rev.Spec.Template, Image: image, AllowFrom: allow},
+			Status: v1.InstanceStatus{Phase: v1.PhasePending, Reason: "Scheduling", Message: "waiting for the scheduler"},
+		}
+		err := r.store.Create(ctx, i)
+		if errors.Is(err, v1.ErrAlreadyExists) && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("create instance of %s: %w", a.Metadata.Key(), err)
+		}
+		r.Instances.Observe(i)
+		return i, nil
+	}
+}
+
+// stripTag removes a :tag from an image reference (keeping a registry
+// port).
+func stripTag(ref string) string {
+	slash := strings.LastIndex(ref, "/")
+	if colon := strings.LastIndex(ref, ":"); colon > slash {
+		return ref[:colon]
+	}
+	return ref
+}
+
+// retire marks an instance for deletion: the load balancer and DNS drop
+// it at once, and its agent drains, stops and removes it. Instances not
+// yet on a node are deleted outright.
+func (r *Rollout) retire(ctx context.Context, i *v1.Instance, drain v1.Duration, why string) error {
+	if i.Spec.Node == "" {
+		_, err := r.store.Delete(ctx, store.KindFor[*v1.Instance](), i.Metadata.Namespace, i.Metadata.Name, 0)
+		if err != nil && !errors.Is(err, v1.ErrNotFound) {
+			return err
+		}
+		r.Instances.Forget(i.Metadata.Namespace, i.Metadata.Name)
+		return nil
+	}
+	out, err := store.Mutate(ctx, r.store, i.Metadata.Namespace, i.Metadata.Name, func(i *v1.Instance) error {
+		if i.Metadata.Deleting != nil {
+			return store.ErrUnchanged
+		}
+		now := r.now().UTC()
+		i.Metadata.Deleting = &now
+		i.Spec.DrainDelay = drain
+		return nil
+	})
+	if errors.Is(err, v1.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	r.Instances.Observe(out)
+	r.log.Debug("retiring instance", "instance", i.Metadata.Key(), "why", why)
+	return nil
+}
+
+// updateStatus records what the pass saw and enforces the progress
+// deadline.
+func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision, cur, old []*v1.Instance, newReady, oldReady, desired int) (time.Duration, error) {
+	now := r.now().UTC()
+	st := a.Status
+	st.Replicas = int32(len(cur) + len(old))
+	st.ReadyReplicas = int32(newReady + oldReady)
+	st.UpdatedReplicas = int32(len(cur))
+	if int32(newReady) > st.UpdatedReady {
+		st.Progressed = &now
+	}
+	st.UpdatedReady = int32(newReady)
+	complete := len(old) == 0 && len(cur) == desired && newReady == desired
+	var requeue time.Duration
+	rolling := st.StableRevision != st.Revision
+	switch {
+	case complete:
+		if st.Phase != v1.AppRunning || rolling {
+			if rolling {
+				r.rec.Eventf(ctx, a, v1.EventNormal, "RolloutComplete", "revision %d is running with %d/%d instances ready", st.Revision, newReady, desired)
+			}
+		}
+		st.Phase, st.Message, st.StableRevision = v1.AppRunning, "", st.Revision
+	case a.Spec.Paused:
+		st.Phase, st.Message = v1.AppPaused, fmt.Sprintf("paused with %d of %d instances on revision %d", len(cur), desired, st.Revision)
+	case !rolling:
+		// The rollout finished earlier; something broke since.
+		st.Phase = v1.AppDegraded
+		st.Message = fmt.Sprintf("%d of %d instances ready", st.ReadyReplicas, desired) + blame(cur)
+	case st.Phase == v1.AppFailed:
+		// A first rollout that never worked: stays failed until the
+		// user applies a fix.
+		st.Message = strings.TrimSpace(st.Message)
+	default:
+		if st.Phase != v1.AppRolledBack {
+			st.Phase = v1.AppProgressing
+		}
+		st.Message = fmt.Sprintf("%d of %d new instances ready", newReady, desired) + blame(cur)
+		deadline := a.Spec.Strategy.ProgressDeadline.D()
+		if deadline == 0 {
+			deadline = v1.DefaultProgressDeadline.D()
+		}
+		since := a.Metadata.Created
+		if st.RolloutStarted != nil {
+			since = *st.RolloutStarted
+		}
+		if st.Progressed != nil && st.Progressed.After(since) {
+			since = *st.Progressed
+		}
+		left := deadline - now.Sub(since)
+		if left <= 0 {
+			return 0, r.deadlineExceeded(ctx, a, rev, deadline, blame(cur))
+		}
+		requeue = left + 10*time.Millisecond
+	}
+	if sameStatus(a.Status, st) {
+		return requeue, nil
+	}
+	out, err := store.Mutate(ctx, r.store, a.Metadata.Namespace, a.Metadata.Name, func(x *v1.App) error {
+		if x.Status.Revision != a.Status.Revision || x.Metadata.UID != a.Metadata.UID {
+			// Someone applied a new revision meanwhile; the next pass
+			// will see it.
+			return store.ErrUnchanged
+		}
+		x.Status = st
+		return nil
+	})
+	if err != nil {
+		return requeue, err
+	}
+	r.Apps.Observe(out)
+	return requeue, nil
+}
+
+func sameStatus(a, b v1.AppStatus) bool {
+	return equalJSON(a, b)
+}
+
+// blame explains why new instances are not ready, from their status.
+func blame(cur []*v1.Instance) string {
+	for _, i := range cur {
+		if i.Status.Ready {
+			continue
+		}
+		msg := i.Status.Message
+		if msg == "" {
+			msg = i.Status.Phase
+		}
+		if msg != "" {
+			return fmt.Sprintf(": instance %s: %s", i.Metadata.Name, msg)
+		}
+	}
+	return ""
+}
+
+// deadlineExceeded rolls back to the last revision that completed a
+// rollout, or marks a first rollout failed.
+func (r *Rollout) deadlineExceeded(ctx context.Context, a *v1.App, rev *v1.Revision, deadline time.Duration, why string) error {
+	from := a.Status.Revision
+	stable := a.Status.StableRevision
+	reason := fmt.Sprintf("revision %d made no progress for %s%s", from, deadline, why)
+	if stable == 0 || stable == from {
+		r.rec.Eventf(ctx, a, v1.EventWarning, "ProgressDeadlineExceeded", "%s; no earlier working revision to roll back to", reason)
+		_, err := store.Mutate(ctx, r.store, a.Metadata.Namespace, a.Metadata.Name, func(x *v1.App) error {
+			if x.Status.Revision != from {
+				return store.ErrUnchanged
+			}
+			x.Status.Phase = v1.AppFailed
+			x.Status.Message = reason
+			return nil
+		})
+		return err
+	}
+	r.rec.Eventf(ctx, a, v1.EventWarning, "ProgressDeadlineExceeded", "%s; rolling back to revision %d", reason, stable)
+	cause := fmt.Sprintf("automatic rollback from revision %d: %s", from, reason)
+	_, _, err := apps.Rollback(ctx, r.store, a.Metadata.Namespace, a.Metadata.Name, stable, cause)
+	if err != nil {
+		return fmt.Errorf("roll back %s to revision %d: %w", a.Metadata.Key(), stable, err)
+	}
+	out, err := store.Mutate(ctx, r.store, a.Metadata.Namespace, a.Metadata.Name, func(x *v1.App) error {
+		x.Status.Phase = v1.AppRolledBack
+		x.Status.Message = reason
+		// The rolled-back-to template already completed a rollout.
+		x.Status.StableRevision = x.Status.Revision
+		x.Status.RolledBack = &v1.RollbackRecord{From: from, To: stable, Time: r.now().UTC(), Reason: reason}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	r.Apps.Observe(out)
+	r.rec.Eventf(ctx, a, v1.EventWarning, "RolledBack", "rolled back from revision %d to the template of revision %d (now revision %d): %s", from, stable, out.Status.Revision, reason)
+	return nil
+}
