@@ -591,5 +591,3 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (default: wait until done)")
 	return cmd
 }
-
-

@@ -312,7 +312,7 @@ func (r *Rollout) createInstance(ctx context.Context, a *v1.App, rev *v1.Revisio
 					LabelTemplateHash: hash,
 				},
 			},
-			Spec: v1.InstanceSpec{App: a.Metadata.Name, Revision: rev.Spec.Number, Template: rev.Spec.Template, Image: image, AllowFrom: allow},
+			Spec:   v1.InstanceSpec{App: a.Metadata.Name, Revision: rev.Spec.Number, Template: rev.Spec.Template, Image: image, AllowFrom: allow},
 			Status: v1.InstanceStatus{Phase: v1.PhasePending, Reason: "Scheduling", Message: "waiting for the scheduler"},
 		}
 		err := r.store.Create(ctx, i)
