@@ -132,9 +132,11 @@ type NodeStatus struct {
 	Runtime     string     `json:"runtime,omitempty"`
 	OS          string     `json:"os,omitempty"`
 	Arch        string     `json:"arch,omitempty"`
-	// Bridge is the address of the node's container bridge, where the
+	// BridgeIP is the address of the node's container bridge, where the
 	// node's DNS server listens for containers.
 	BridgeIP string `json:"bridgeIP,omitempty"`
+	// AgentURL is where the server reaches the agent for logs and exec.
+	AgentURL string `json:"agentURL,omitempty"`
 }
 
 // Capacity counts a node's resources.

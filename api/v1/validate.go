@@ -115,7 +115,12 @@ func validateMeta(errs *FieldErrors, k *KindInfo, m *ObjectMeta) {
 	if k.Kind == "App" {
 		max = MaxAppName
 	}
-	if msg := ValidateName(m.Name, max); msg != "" {
+	if k.Kind == "Event" {
+		// Event names are dotted: object.time.random.
+		if msg := ValidateHostname(m.Name); msg != "" {
+			errs.add("metadata.name", "%s", msg)
+		}
+	} else if msg := ValidateName(m.Name, max); msg != "" {
 		errs.add("metadata.name", "%s", msg)
 	}
 	if k.Namespaced {

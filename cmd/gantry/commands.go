@@ -562,19 +562,19 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 				switch {
 				case a.Spec.Paused:
 					line = fmt.Sprintf("app/%s rollout is paused at revision %d (gantry rollout resume app/%s)", name, st.Revision, name)
-				case st.Phase == v1.AppRolledBack && st.Revision != startRev:
-					fmt.Fprintf(w, "app/%s: rollout failed and was rolled back to revision %d: %s\n", name, st.Revision, st.Message)
+				case st.RolledBack != nil && st.RolledBack.From >= startRev:
+					fmt.Fprintf(w, "app/%s: rollout of revision %d failed and was rolled back to the template of revision %d: %s\n", name, st.RolledBack.From, st.RolledBack.To, st.RolledBack.Reason)
 					return &exitError{1, errSilent}
-				case st.Phase == v1.AppRolledBack || st.Phase == v1.AppFailed:
+				case st.Phase == v1.AppFailed:
 					fmt.Fprintf(w, "app/%s: rollout failed: %s\n", name, st.Message)
 					return &exitError{1, errSilent}
 				case st.Phase == v1.AppRunning && st.UpdatedReplicas >= desired && st.ReadyReplicas >= desired && st.Replicas == desired:
 					fmt.Fprintf(w, "app/%s successfully rolled out (revision %d, %d/%d ready)\n", name, st.Revision, st.ReadyReplicas, desired)
 					return nil
 				default:
-					line = fmt.Sprintf("Waiting for app/%s rollout of revision %d: %d of %d updated instances ready, %d running in total...", name, st.Revision, min(st.UpdatedReplicas, st.ReadyReplicas), desired, st.Replicas)
-					if st.Message != "" {
-						line += " (" + st.Message + ")"
+					line = fmt.Sprintf("Waiting for app/%s rollout of revision %d: %d of %d new instances ready, %d instances in total", name, st.Revision, st.UpdatedReady, desired, st.Replicas)
+					if i := strings.Index(st.Message, ": instance "); i >= 0 {
+						line += " (" + st.Message[i+2:] + ")"
 					}
 				}
 				if line != last {

@@ -94,6 +94,7 @@ func newRootCmd() *cobra.Command {
 	g.bind(root)
 	root.AddCommand(
 		newUpCmd(),
+		newLogDriverCmd(),
 		newVersionCmd(g),
 		newApplyCmd(g),
 		newGetCmd(g),

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,6 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gantry-dev/gantry/client"
+	"github.com/gantry-dev/gantry/internal/logfile"
+	"github.com/gantry-dev/gantry/internal/node"
 	"github.com/gantry-dev/gantry/internal/server"
 )
 
@@ -22,6 +26,12 @@ type upOptions struct {
 	logLevel      string
 	logFormat     string
 	configPath    string
+	noAgent       bool
+	nodeName      string
+	containerd    string
+	bridge        string
+	netnsDir      string
+	domain        string
 }
 
 func newLogger(level, format string) (*slog.Logger, error) {
@@ -64,6 +74,12 @@ The first start creates a cluster admin and writes the CLI config
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	f.StringVar(&o.configPath, "write-config", "", "where to write the CLI config (default ~/.gantry/config)")
+	f.BoolVar(&o.noAgent, "no-agent", false, "run only the server part (no containers on this machine)")
+	f.StringVar(&o.nodeName, "node-name", node.DefaultName(), "name of this machine's node")
+	f.StringVar(&o.containerd, "containerd-socket", "", "use this containerd instead of starting a private one under the data dir")
+	f.StringVar(&o.bridge, "bridge", "gantry0", "name of the Linux bridge instances attach to")
+	f.StringVar(&o.netnsDir, "netns-dir", "/run/gantry/netns", "where instance network namespaces are mounted")
+	f.StringVar(&o.domain, "cluster-domain", "gantry.internal", "DNS domain of service names")
 	return cmd
 }
 
@@ -103,6 +119,18 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	if err := saveConfig(cfgPath, cc); err != nil {
 		return fmt.Errorf("write CLI config %s: %w", cfgPath, err)
 	}
+	if !o.noAgent {
+		nd, err := startLocalNode(ctx, o, srv, dataDir, log)
+		if err != nil {
+			return err
+		}
+		defer nd.Stop()
+		go func() {
+			if err := <-nd.Err(); err != nil {
+				srv.Fail(err)
+			}
+		}()
+	}
 	log.Info("gantry is up", "api", srv.APIURL, "data", dataDir, "config", cfgPath, "startup", time.Since(start).Round(time.Millisecond))
 	fmt.Fprintf(cmd.ErrOrStderr(), "\nGantry is up (%s). Try:\n  gantry apply -f examples/hello.yaml\n  gantry get apps\n\n", strings.TrimPrefix(srv.APIURL, "http://"))
 
@@ -112,5 +140,51 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 		return nil
 	case err := <-srv.Err():
 		return err
+	}
+}
+
+// startLocalNode runs this machine's node in the same process as the
+// server, with its own node credential.
+func startLocalNode(ctx context.Context, o *upOptions, srv *server.Server, dataDir string, log *slog.Logger) (*node.Node, error) {
+	tok, err := srv.NodeCredential(ctx, o.nodeName)
+	if err != nil {
+		return nil, fmt.Errorf("node credential: %w", err)
+	}
+	api, err := client.New(client.Config{Server: srv.APIURL, Token: tok, UserAgent: "gantry-agent/" + version})
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	if self, err = filepath.EvalSymlinks(self); err != nil {
+		return nil, err
+	}
+	nd, err := node.Start(ctx, node.Config{
+		Name: o.nodeName, DataDir: filepath.Join(dataDir, "node"), ContainerdSocket: o.containerd,
+		LogDriver: []string{self, logDriverCommand}, BridgeName: o.bridge, ClusterCIDR: o.clusterCIDR,
+		NetNSDir: o.netnsDir, Address: node.OutboundIP(), ClusterDomain: o.domain,
+	}, api, log)
+	if err != nil {
+		return nil, fmt.Errorf("start node %s: %w", o.nodeName, err)
+	}
+	srv.Nodes.AddLocal(o.nodeName, nd.Agent.Handler())
+	return nd, nil
+}
+
+// logDriverCommand is the hidden command containerd's shim runs to write
+// container logs.
+const logDriverCommand = "__log-driver"
+
+func newLogDriverCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    logDriverCommand,
+		Hidden: true,
+		// The shim passes its own arguments; cobra must not parse them.
+		DisableFlagParsing: true,
+		Run: func(cmd *cobra.Command, args []string) {
+			logfile.RunDriver()
+		},
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/auth"
@@ -251,18 +252,33 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	if ri.AllNamespaces {
 		return fmt.Errorf("%w: create %s in a namespace: POST /api/v1/namespaces/NS/%s", v1.ErrInvalid, ri.Kind.Plural, ri.Kind.Plural)
 	}
-	if err := readOnly(ri.Kind, "create"); err != nil {
+	if err := readOnly(ri.Kind, "create"); err != nil && !(ri.Kind.Kind == "Event" && nodeScoped(ctx) != "") {
 		return err
 	}
 	o, err := s.decodeObject(w, r, ri)
 	if err != nil {
 		return err
 	}
+	if t, ok := o.(*v1.Token); ok {
+		// The server names tokens: the name is part of the secret.
+		return s.createToken(w, r, t)
+	}
 	if err := v1.Validate(o).OrNil(); err != nil {
 		return err
 	}
 	if err := s.checkNamespace(ctx, o); err != nil {
 		return err
+	}
+	if e, ok := o.(*v1.Event); ok {
+		// Agents report events; they expire like the server's own.
+		if e.Time.IsZero() {
+			e.Time = time.Now().UTC()
+		}
+		if err := s.store.CreateExpiring(ctx, e, time.Hour); err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusCreated, e)
+		return nil
 	}
 	switch o := o.(type) {
 	case *v1.App:
@@ -273,8 +289,6 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 		w.Header().Set("X-Gantry-Result", string(res))
 		writeJSON(w, http.StatusCreated, o)
 		return nil
-	case *v1.Token:
-		return s.createToken(w, r, o)
 	}
 	if err := s.admitOther(ctx, o, nil); err != nil {
 		return err

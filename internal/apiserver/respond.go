@@ -25,16 +25,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // writeError maps err to its HTTP status (the one place this mapping
 // happens) and writes a v1.Status body.
 func writeError(w http.ResponseWriter, err error) {
+	var se *v1.StatusError
+	if errors.As(err, &se) {
+		writeJSON(w, se.Status.Code, se.Status)
+		return
+	}
 	code, reason := v1.StatusFor(err)
 	st := v1.Status{Code: code, Reason: reason, Message: err.Error()}
 	var fe v1.FieldErrors
 	if errors.As(err, &fe) {
 		st.Message = fmt.Sprintf("%d invalid field(s)", len(fe))
 		st.Details = fe
-	}
-	var se *v1.StatusError
-	if errors.As(err, &se) {
-		st = se.Status
 	}
 	if code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="gantry"`)

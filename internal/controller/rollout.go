@@ -450,15 +450,19 @@ func sameStatus(a, b v1.AppStatus) bool {
 // blame explains why new instances are not ready, from their status.
 func blame(cur []*v1.Instance) string {
 	for _, i := range cur {
-		if i.Status.Ready {
+		if i.Status.Ready || i.Status.Message == "" {
 			continue
 		}
-		msg := i.Status.Message
-		if msg == "" {
-			msg = i.Status.Phase
+		switch i.Status.Reason {
+		case "", "Scheduling", "Scheduled":
+			// Progress, not a problem.
+			continue
 		}
-		if msg != "" {
-			return fmt.Sprintf(": instance %s: %s", i.Metadata.Name, msg)
+		return fmt.Sprintf(": instance %s: %s", i.Metadata.Name, i.Status.Message)
+	}
+	for _, i := range cur {
+		if !i.Status.Ready && strings.HasPrefix(i.Status.Message, "readiness check failing") {
+			return fmt.Sprintf(": instance %s: %s", i.Metadata.Name, i.Status.Message)
 		}
 	}
 	return ""

@@ -27,6 +27,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/auth"
 	"github.com/gantry-dev/gantry/internal/controller"
 	"github.com/gantry-dev/gantry/internal/events"
+	"github.com/gantry-dev/gantry/internal/scheduler"
 	"github.com/gantry-dev/gantry/internal/store"
 )
 
@@ -58,12 +59,14 @@ func DefaultConfig(dataDir string) Config {
 
 // Server is a running server.
 type Server struct {
-	Config     Config
-	Store      *store.Store
-	API        *apiserver.Server
-	Registry   *prometheus.Registry
-	Recorder   *events.Recorder
-	Instances  *controller.Informer[*v1.Instance]
+	Config    Config
+	Store     *store.Store
+	API       *apiserver.Server
+	Registry  *prometheus.Registry
+	Recorder  *events.Recorder
+	Instances *controller.Informer[*v1.Instance]
+	// Nodes reaches agents for logs and exec.
+	Nodes      *apiserver.Nodes
 	AdminToken string
 	// APIURL is the address clients use.
 	APIURL string
@@ -113,7 +116,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.Recorder = events.NewRecorder(s.Store, "server", log)
 	authn := &auth.Authenticator{Store: s.Store, Log: log}
 	authz := &auth.Authorizer{Store: s.Store}
-	s.API = apiserver.New(cfg.API, s.Store, authn, authz, log)
+	s.Nodes = apiserver.NewNodes()
+	s.API = apiserver.New(cfg.API, s.Store, authn, authz, log, apiserver.WithNodeProxy(s.Nodes))
 	s.Registry.MustRegister(s.API.Collectors()...)
 
 	ln, err := net.Listen("tcp", cfg.APIAddr)
@@ -129,6 +133,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	rollout := controller.NewRollout(s.Store, s.Recorder, log, s.Instances)
 	s.goRun(func() error { s.Instances.Run(ctx); return nil })
 	s.goRun(func() error { rollout.Run(ctx, 4, false); return nil })
+	sched := &scheduler.Scheduler{Store: s.Store, Recorder: s.Recorder, Log: log.With("controller", "scheduler")}
+	s.goRun(func() error { return sched.Run(ctx) })
 	nodes := &controller.NodeLifecycle{Store: s.Store, Heartbeats: s.API.Heartbeats(), Instances: s.Instances, Recorder: s.Recorder, Log: log, EvictAfter: cfg.EvictAfter}
 	s.goRun(func() error { nodes.Run(ctx); return nil })
 	if s.etcd != nil {
@@ -153,6 +159,14 @@ func (s *Server) goRun(fn func() error) {
 			s.errc <- err
 		}
 	}()
+}
+
+// Fail reports a fatal error of a component started next to the server.
+func (s *Server) Fail(err error) {
+	select {
+	case s.errc <- err:
+	default:
+	}
 }
 
 // Err reports a fatal error of a component.
@@ -199,4 +213,26 @@ func trimNL(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
+}
+
+// NodeCredential returns a token that acts as the named node (for the
+// in-process agent of `gantry up`). It is kept in the data directory and
+// reused across restarts while it is valid.
+func (s *Server) NodeCredential(ctx context.Context, node string) (string, error) {
+	path := filepath.Join(s.Config.DataDir, "node-"+node+".token")
+	if b, err := os.ReadFile(path); err == nil {
+		tok := string(trimNL(b))
+		a := &auth.Authenticator{Store: s.Store}
+		if id, err := a.Authenticate(ctx, tok); err == nil && id.Node == node {
+			return tok, nil
+		}
+	}
+	_, tok, err := auth.CreateToken(ctx, s.Store, v1.TokenSpec{User: auth.NodeUser(node), Node: node, Description: "node credential of " + node})
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return tok, nil
 }

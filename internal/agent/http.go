@@ -1,0 +1,185 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/logfile"
+	"github.com/gantry-dev/gantry/internal/runtime"
+	"github.com/gantry-dev/gantry/internal/stream"
+)
+
+// LogLine is one line of `gantry logs` as the agent streams it.
+type LogLine struct {
+	Time     time.Time `json:"time"`
+	Stream   string    `json:"stream"`
+	Line     string    `json:"line"`
+	Instance string    `json:"instance,omitempty"`
+}
+
+// Handler serves what only the node has: instance logs and exec. The API
+// server authorizes requests before it forwards them here.
+func (a *Agent) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /instances/{ns}/{name}/logs", a.serveLogs)
+	mux.HandleFunc("/instances/{ns}/{name}/exec", a.serveExec)
+	return mux
+}
+
+func httpError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v1.Status{Code: code, Reason: http.StatusText(code), Message: msg})
+}
+
+func (a *Agent) serveLogs(w http.ResponseWriter, r *http.Request) {
+	ns, name := r.PathValue("ns"), r.PathValue("name")
+	q := r.URL.Query()
+	opts := logfile.ReadOptions{Follow: q.Get("follow") == "true"}
+	if v := q.Get("tail"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			httpError(w, http.StatusBadRequest, "tail must be a number")
+			return
+		}
+		opts.Tail = n
+	}
+	if v := q.Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			httpError(w, http.StatusBadRequest, "since must be an RFC 3339 time")
+			return
+		}
+		opts.Since = t
+	}
+	if opts.Follow {
+		opts.PollInterval = 50 * time.Millisecond
+	}
+	rd, err := logfile.Open(a.LogPath(ns, name), opts)
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	defer rd.Close()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	fl, _ := w.(http.Flusher)
+	if fl != nil {
+		fl.Flush()
+	}
+	enc := json.NewEncoder(w)
+	ctx := r.Context()
+	for {
+		var e logfile.Entry
+		var err error
+		if opts.Follow {
+			// Flush whatever is buffered before blocking for more.
+			nctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			e, err = rd.Next(nctx)
+			cancel()
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				if fl != nil {
+					fl.Flush()
+				}
+				continue
+			}
+		} else {
+			e, err = rd.Next(ctx)
+		}
+		if err != nil {
+			if fl != nil {
+				fl.Flush()
+			}
+			return
+		}
+		if enc.Encode(LogLine{Time: e.Time, Stream: e.Stream, Line: e.Line}) != nil {
+			return
+		}
+	}
+}
+
+// serveExec runs a command in an instance's container over an upgraded
+// connection carrying stream frames.
+func (a *Agent) serveExec(w http.ResponseWriter, r *http.Request) {
+	ns, name := r.PathValue("ns"), r.PathValue("name")
+	q := r.URL.Query()
+	cmd := q["cmd"]
+	if len(cmd) == 0 {
+		httpError(w, http.StatusBadRequest, "give the command to run: gantry exec INSTANCE -- CMD [ARGS…]")
+		return
+	}
+	if !strings.EqualFold(r.Header.Get("Upgrade"), stream.Protocol) {
+		httpError(w, http.StatusBadRequest, "exec needs an upgraded connection (Upgrade: "+stream.Protocol+")")
+		return
+	}
+	id := containerID(ns + "/" + name)
+	c, err := a.rt.Inspect(r.Context(), id)
+	if err != nil || c.Status != runtime.StatusRunning {
+		httpError(w, http.StatusConflict, fmt.Sprintf("instance %s is not running on node %s", name, a.cfg.NodeName))
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		httpError(w, http.StatusInternalServerError, "connection cannot be upgraded")
+		return
+	}
+	conn, brw, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n\r\n", stream.Protocol)
+	brw.Flush()
+	sc := stream.New(struct {
+		io.Reader
+		io.Writer
+	}{bufio.NewReader(brw), conn})
+	tty := q.Get("tty") == "true"
+	withStdin := q.Get("stdin") == "true"
+	stdinR, stdinW := io.Pipe()
+	resize := make(chan runtime.Size, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		defer stdinW.Close()
+		for {
+			t, p, err := sc.Read()
+			if err != nil {
+				cancel()
+				return
+			}
+			switch t {
+			case stream.Stdin:
+				stdinW.Write(p)
+			case stream.CloseStdin:
+				stdinW.Close()
+			case stream.Resize:
+				if wd, ht, ok := stream.ParseResize(p); ok {
+					select {
+					case resize <- runtime.Size{Width: wd, Height: ht}:
+					default:
+					}
+				}
+			}
+		}
+	}()
+	opts := runtime.ExecOptions{Cmd: cmd, Tty: tty, Stdout: sc.Writer(stream.Stdout), Stderr: sc.Writer(stream.Stderr), Resize: resize}
+	if withStdin {
+		opts.Stdin = stdinR
+	}
+	code, err := a.rt.Exec(ctx, id, opts)
+	if err != nil {
+		sc.Write(stream.Error, []byte(err.Error()))
+		return
+	}
+	sc.Write(stream.Exit, stream.ExitPayload(code))
+}

@@ -1,0 +1,152 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/network"
+	"github.com/gantry-dev/gantry/internal/runtime"
+)
+
+// instanceDir holds an instance's generated files.
+func (a *Agent) instanceDir(id string) string { return filepath.Join(a.cfg.DataDir, "instances", id) }
+
+// LogPath is where an instance's container log lives. It outlives the
+// instance so that its logs stay readable after it stopped.
+func (a *Agent) LogPath(ns, name string) string {
+	return filepath.Join(a.cfg.DataDir, "logs", ns, name+".log")
+}
+
+// containerSpec turns an instance into what the runtime runs.
+func (a *Agent) containerSpec(ctx context.Context, i *v1.Instance, id string, att *network.Attachment) (*runtime.ContainerSpec, error) {
+	t := i.Spec.Template
+	dir := a.instanceDir(id)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	resolv, err := a.net.WriteResolvConf(dir, i.Metadata.Namespace, a.cfg.ClusterDomain)
+	if err != nil {
+		return nil, fmt.Errorf("write resolv.conf: %w", err)
+	}
+	hosts, err := a.net.WriteHosts(dir, i.Metadata.Name, att.IP)
+	if err != nil {
+		return nil, fmt.Errorf("write hosts: %w", err)
+	}
+	env := []string{
+		"GANTRY_INSTANCE=" + i.Metadata.Name,
+		"GANTRY_APP=" + i.Spec.App,
+		"GANTRY_NAMESPACE=" + i.Metadata.Namespace,
+		"GANTRY_REVISION=" + fmt.Sprint(i.Spec.Revision),
+	}
+	for _, e := range t.Env {
+		if e.Secret != nil {
+			v, err := a.secretValue(ctx, i.Metadata.Namespace, e.Secret.Name, e.Secret.Key)
+			if err != nil {
+				return nil, fmt.Errorf("env %s: %w", e.Name, err)
+			}
+			env = append(env, e.Name+"="+v)
+			continue
+		}
+		env = append(env, e.Name+"="+e.Value)
+	}
+	mounts := []runtime.Mount{
+		{Source: resolv, Destination: "/etc/resolv.conf", ReadOnly: true},
+		{Source: hosts, Destination: "/etc/hosts", ReadOnly: true},
+	}
+	files, err := a.secretFiles(ctx, i, dir)
+	if err != nil {
+		return nil, err
+	}
+	mounts = append(mounts, files...)
+	logPath := a.LogPath(i.Metadata.Namespace, i.Metadata.Name)
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
+		return nil, err
+	}
+	spec := &runtime.ContainerSpec{
+		ID:    id,
+		Image: i.Spec.Image,
+		Labels: map[string]string{
+			labelInstance:  i.Metadata.Name,
+			labelNamespace: i.Metadata.Namespace,
+			labelUID:       i.Metadata.UID,
+			v1.LabelApp:    i.Spec.App,
+		},
+		Command:    t.Command,
+		Args:       t.Args,
+		Env:        env,
+		WorkingDir: t.WorkingDir,
+		Hostname:   i.Metadata.Name,
+		NetNSPath:  att.NetNSPath,
+		Resources: runtime.Resources{
+			CPURequestMillis: int64(t.Resources.CPU),
+			CPULimitMillis:   int64(t.Resources.CPULimit()),
+			MemoryLimitBytes: int64(t.Resources.MemoryLimit()),
+			PidsLimit:        t.Resources.Pids,
+		},
+		Mounts:      mounts,
+		LogPath:     logPath,
+		LogMaxSize:  a.cfg.LogMaxSize,
+		LogMaxFiles: a.cfg.LogMaxFiles,
+	}
+	if sc := t.SecurityContext; sc != nil {
+		spec.Security = runtime.Security{Privileged: sc.Privileged, ReadOnlyRootfs: sc.ReadOnlyRootFilesystem, RunAsUser: sc.RunAsUser, RunAsGroup: sc.RunAsGroup}
+		if sc.Capabilities != nil {
+			spec.Security.CapAdd, spec.Security.CapDrop = sc.Capabilities.Add, sc.Capabilities.Drop
+		}
+		if sc.HostNetwork {
+			spec.HostNetwork, spec.NetNSPath = true, ""
+		}
+	}
+	return spec, nil
+}
+
+// hostPorts lists the ports the instance publishes on the node.
+func hostPorts(i *v1.Instance) []network.PortMapping {
+	var out []network.PortMapping
+	for _, p := range i.Spec.Template.Ports {
+		if p.HostPort == 0 {
+			continue
+		}
+		proto := "tcp"
+		if p.Protocol == v1.ProtocolUDP {
+			proto = "udp"
+		}
+		out = append(out, network.PortMapping{HostPort: p.HostPort, ContainerPort: p.Port, Protocol: proto})
+	}
+	return out
+}
+
+// eventf records an event through the API; failures only log.
+func (a *Agent) eventf(ctx context.Context, obj v1.Object, typ, reason, format string, args ...any) {
+	m := obj.GetMeta()
+	e := &v1.Event{
+		TypeMeta: v1.TypeMeta{Kind: "Event"},
+		Metadata: v1.ObjectMeta{Name: m.Name + "." + randomHex(6), Namespace: m.Namespace},
+		Type:     typ, Reason: reason, Message: fmt.Sprintf(format, args...),
+		Object: v1.ObjectRef{Kind: obj.GetType().Kind, Name: m.Name},
+		Source: "agent/" + a.cfg.NodeName, Count: 1,
+	}
+	if app := m.Labels[v1.LabelApp]; app != "" {
+		e.Metadata.Labels = map[string]string{v1.LabelApp: app}
+	}
+	go func() {
+		if err := a.api.Create(context.WithoutCancel(ctx), e); err != nil {
+			a.log.Debug("record event", "reason", reason, "err", err)
+		}
+	}()
+}
+
+func equalJSON(a, b any) bool {
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && string(x) == string(y)
+}
+
+func randomHex(n int) string {
+	return strings.ToLower(fmt.Sprintf("%x", randBytes(n)))[:n]
+}

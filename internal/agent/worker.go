@@ -1,0 +1,519 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/network"
+	"github.com/gantry-dev/gantry/internal/runtime"
+)
+
+// worker owns one instance on this node for its whole life: it prepares
+// and starts the container, restarts it per the restart policy, runs its
+// probes, and finally drains, stops and removes it.
+type worker struct {
+	a        *Agent
+	key, id  string
+	uid      string
+	ns, name string
+
+	mu       sync.Mutex
+	desired  *v1.Instance
+	removing bool // the instance is being deleted: drain and stop
+	gone     bool // the instance object no longer exists: stop now
+	ip       net.IP
+	wake     chan struct{}
+	done     chan struct{}
+
+	status   v1.InstanceStatus // as last written
+	reported bool
+}
+
+func newWorker(a *Agent, i *v1.Instance) *worker {
+	return &worker{
+		a: a, key: i.Metadata.Key(), id: containerID(i.Metadata.Key()), uid: i.Metadata.UID,
+		ns: i.Metadata.Namespace, name: i.Metadata.Name,
+		desired: i, status: i.Status, wake: make(chan struct{}, 1), done: make(chan struct{}),
+	}
+}
+
+func (w *worker) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *worker) update(i *v1.Instance) {
+	w.mu.Lock()
+	w.desired = i
+	if i.Metadata.Deleting != nil {
+		w.removing = true
+	}
+	w.mu.Unlock()
+	w.signal()
+}
+
+func (w *worker) remove(gone bool) {
+	w.mu.Lock()
+	w.removing = true
+	w.gone = w.gone || gone
+	w.mu.Unlock()
+	w.signal()
+}
+
+func (w *worker) state() (inst *v1.Instance, removing, gone bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.desired, w.removing, w.gone
+}
+
+func (w *worker) member() (network.Member, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ip == nil || w.gone {
+		return network.Member{}, false
+	}
+	return network.Member{IP: w.ip, Namespace: w.ns, AllowFrom: w.desired.Spec.AllowFrom}, true
+}
+
+// report merges a change into the instance status and writes it if it
+// differs from what was last written.
+func (w *worker) report(ctx context.Context, change func(s *v1.InstanceStatus)) {
+	inst, _, gone := w.state()
+	if gone {
+		return
+	}
+	st := w.status
+	change(&st)
+	st.Node = w.a.cfg.NodeName
+	if w.reported && equalJSON(st, w.status) {
+		return
+	}
+	send := *inst
+	send.Status = st
+	_, err := w.a.api.UpdateInstanceStatus(ctx, &send)
+	if err != nil {
+		if !errors.Is(err, v1.ErrNotFound) && !errors.Is(err, v1.ErrConflict) && ctx.Err() == nil {
+			w.a.log.Warn("report instance status", "instance", w.key, "err", err)
+		}
+		return
+	}
+	w.status, w.reported = st, true
+}
+
+func (w *worker) event(ctx context.Context, typ, reason, format string, args ...any) {
+	inst, _, _ := w.state()
+	w.a.eventf(ctx, inst, typ, reason, format, args...)
+}
+
+// wait blocks for d, a wake-up or the end of ctx; it reports whether the
+// full time passed.
+func (w *worker) wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-w.wake:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (w *worker) run(ctx context.Context) {
+	defer close(w.done)
+	c, err := w.a.rt.Inspect(ctx, w.id)
+	adopted := err == nil && c.Labels[labelUID] == w.uid
+	if err == nil && !adopted {
+		// A container of the same name from an older instance.
+		w.a.rt.Stop(ctx, w.id, 0)
+		w.a.rt.Remove(ctx, w.id)
+	}
+	if !w.prepare(ctx, adopted) {
+		w.terminate(ctx)
+		return
+	}
+	w.supervise(ctx, adopted && c.Status == runtime.StatusRunning)
+}
+
+// prepare pulls the image, attaches the network and creates the
+// container, retrying with back-off until it works or the instance goes
+// away. It returns false if the instance is being removed.
+func (w *worker) prepare(ctx context.Context, adopted bool) bool {
+	backoff := time.Second
+	for attempt := 0; ; attempt++ {
+		if _, removing, _ := w.state(); removing || ctx.Err() != nil {
+			return false
+		}
+		err := w.setup(ctx, adopted)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		reason := "CreateFailed"
+		var pe *pullError
+		if errors.As(err, &pe) {
+			reason = "ErrImagePull"
+		}
+		msg := err.Error()
+		w.report(ctx, func(s *v1.InstanceStatus) {
+			s.Phase, s.Reason, s.Message, s.Ready = v1.PhasePending, reason, fmt.Sprintf("%s (retrying in %s)", msg, backoff), false
+		})
+		if attempt == 0 || attempt%5 == 0 {
+			w.event(ctx, v1.EventWarning, reason, "%s", msg)
+		}
+		w.wait(ctx, backoff)
+		backoff = min(backoff*2, 60*time.Second)
+	}
+}
+
+type pullError struct{ err error }
+
+func (e *pullError) Error() string { return e.err.Error() }
+func (e *pullError) Unwrap() error { return e.err }
+
+// setup does one attempt of what prepare retries. Pulling the image and
+// attaching the network are independent, so they run at the same time:
+// together they are most of a deploy's latency.
+func (w *worker) setup(ctx context.Context, adopted bool) error {
+	inst, _, _ := w.state()
+	var img runtime.ImageInfo
+	var imgErr error
+	var pulled bool
+	var wg sync.WaitGroup
+	if !adopted {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			img, imgErr = w.a.rt.EnsureImage(ctx, inst.Spec.Image)
+			pulled = time.Since(start) > 500*time.Millisecond
+		}()
+	}
+	ports := hostPorts(inst)
+	att, err := w.a.net.Setup(ctx, w.id, ports)
+	wg.Wait()
+	if imgErr != nil {
+		return &pullError{fmt.Errorf("pull %s: %w", inst.Spec.Image, imgErr)}
+	}
+	if err != nil {
+		return fmt.Errorf("attach network: %w", err)
+	}
+	if pulled {
+		w.event(ctx, v1.EventNormal, "Pulled", "pulled image %s", inst.Spec.Image)
+	}
+	w.mu.Lock()
+	w.ip = att.IP
+	w.mu.Unlock()
+	// Admit the instance to the isolation rules while the container is
+	// made, so it is reachable by its peers before it starts.
+	polErr := make(chan error, 1)
+	go func() { polErr <- w.a.applyPolicy(ctx) }()
+	defer func() {
+		if err := <-polErr; err != nil && ctx.Err() == nil {
+			w.a.log.Warn("apply network isolation", "instance", w.key, "err", err)
+		}
+	}()
+	if adopted {
+		return nil
+	}
+	spec, err := w.a.containerSpec(ctx, inst, w.id, att)
+	if err != nil {
+		return err
+	}
+	_ = img
+	if err := w.a.rt.Create(ctx, spec); err != nil && !errors.Is(err, v1.ErrAlreadyExists) {
+		return fmt.Errorf("create container: %w", err)
+	}
+	return nil
+}
+
+// supervise starts the container (unless it already runs) and keeps it
+// running per the restart policy until the instance is removed.
+func (w *worker) supervise(ctx context.Context, running bool) {
+	inst, _, _ := w.state()
+	policy := inst.Spec.Template.RestartPolicy
+	crashes := 0
+	for {
+		if _, removing, _ := w.state(); removing {
+			w.terminate(ctx)
+			return
+		}
+		var startedAt time.Time
+		startReady := false
+		if running {
+			// Adopted after an agent restart: keep serving and keep
+			// the readiness already known until a probe says otherwise.
+			startReady = w.status.Ready
+			startedAt = time.Now()
+			if w.status.StartedAt != nil {
+				startedAt = *w.status.StartedAt
+			}
+		} else {
+			if _, err := w.a.rt.Start(ctx, w.id); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				msg := err.Error()
+				w.report(ctx, func(s *v1.InstanceStatus) {
+					s.Phase, s.Reason, s.Message, s.Ready = v1.PhaseBackOff, "StartFailed", msg, false
+				})
+				w.event(ctx, v1.EventWarning, "StartFailed", "start container: %s", msg)
+				crashes++
+				if !w.wait(ctx, backoffFor(crashes)) && ctx.Err() != nil {
+					return
+				}
+				continue
+			}
+			startedAt = time.Now().UTC()
+		}
+		running = false
+		exitCode, why, stop := w.watchRun(ctx, startedAt, startReady)
+		if stop {
+			return // agent shutting down: leave the container as it is
+		}
+		if _, removing, _ := w.state(); removing {
+			w.terminate(ctx)
+			return
+		}
+		ran := time.Since(startedAt)
+		if ran > 30*time.Second {
+			crashes = 0
+		}
+		restart := policy == v1.RestartAlways || (policy == v1.RestartOnFailure && exitCode != 0)
+		if !restart {
+			phase := v1.PhaseSucceeded
+			if exitCode != 0 {
+				phase = v1.PhaseFailed
+			}
+			w.report(ctx, func(s *v1.InstanceStatus) {
+				s.Phase, s.Ready, s.Reason, s.Message = phase, false, why, fmt.Sprintf("exited with code %d; restart policy %s", exitCode, policy)
+			})
+			// Nothing more to do until the instance is removed.
+			for {
+				if _, removing, _ := w.state(); removing {
+					w.terminate(ctx)
+					return
+				}
+				if !w.wait(ctx, time.Hour) && ctx.Err() != nil {
+					return
+				}
+			}
+		}
+		crashes++
+		delay := backoffFor(crashes)
+		w.report(ctx, func(s *v1.InstanceStatus) {
+			s.Restarts++
+			s.Ready = false
+			if delay >= time.Second {
+				s.Phase, s.Reason = v1.PhaseBackOff, why
+				s.Message = fmt.Sprintf("back-off %s restarting container (exit code %d, %s)", delay, exitCode, why)
+			} else {
+				s.Phase, s.Reason, s.Message = v1.PhaseStarting, why, fmt.Sprintf("restarting (exit code %d, %s)", exitCode, why)
+			}
+		})
+		if delay >= time.Second {
+			w.event(ctx, v1.EventWarning, "BackOff", "container exited with code %d (%s); restarting in %s", exitCode, why, delay)
+		} else {
+			w.event(ctx, v1.EventNormal, "Restarted", "container exited with code %d (%s); restarting", exitCode, why)
+		}
+		if !w.wait(ctx, delay) && ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// backoffFor is the pause before the nth consecutive restart: none for
+// the first (a single crash is back within milliseconds), then doubling
+// from one second up to a minute.
+func backoffFor(n int) time.Duration {
+	if n <= 1 {
+		return 0
+	}
+	d := time.Second << (n - 2)
+	if d > 60*time.Second || d <= 0 {
+		d = 60 * time.Second
+	}
+	return d
+}
+
+// watchRun follows one run of the container: it reports Running, runs
+// the probes, and returns when the process exits (with its code and why)
+// or, with stop set, when the agent itself is stopping.
+func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady bool) (code int, why string, stop bool) {
+	inst, _, _ := w.state()
+	exits, err := w.a.rt.Wait(ctx, w.id)
+	if err != nil {
+		return -1, "ContainerGone", ctx.Err() != nil
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan probeResult, 8)
+	w.mu.Lock()
+	ip := w.ip
+	w.mu.Unlock()
+	go runProbes(runCtx, w.a.rt, w.id, ip, inst.Spec.Template.Health, startReady, results)
+	started := inst.Spec.Template.Health.Startup == nil
+	ready := startReady
+	w.report(ctx, func(s *v1.InstanceStatus) {
+		s.Phase, s.Reason, s.Message = v1.PhaseRunning, "", ""
+		if !started {
+			s.Phase, s.Message = v1.PhaseStarting, "waiting for the startup check"
+		}
+		s.IP = ip.String()
+		s.Ready = ready
+		t := startedAt.UTC()
+		s.StartedAt = &t
+		s.ExitCode = nil
+		s.FinishedAt = nil
+		if inst.Spec.Image != "" {
+			s.ImageDigest = digestOf(inst.Spec.Image)
+		}
+	})
+	killedBy := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return 0, "", true
+		case e := <-exits:
+			if e.Err != nil {
+				if ctx.Err() != nil {
+					return 0, "", true
+				}
+				// containerd went away; wait again once it is back.
+				sleep(ctx, 500*time.Millisecond)
+				if exits, err = w.a.rt.Wait(ctx, w.id); err != nil {
+					if ctx.Err() != nil {
+						return 0, "", true
+					}
+					return -1, "ContainerGone", false
+				}
+				continue
+			}
+			reason := "Error"
+			switch {
+			case killedBy != "":
+				reason = killedBy
+			case e.Code == 0:
+				reason = "Completed"
+			case e.Code == 137:
+				reason = "Killed"
+			}
+			fin := e.At.UTC()
+			code := e.Code
+			w.report(ctx, func(s *v1.InstanceStatus) {
+				s.ExitCode, s.FinishedAt, s.Ready = &code, &fin, false
+			})
+			return e.Code, reason, false
+		case r := <-results:
+			switch r.kind {
+			case startupProbe:
+				if r.ok {
+					started = true
+					w.report(ctx, func(s *v1.InstanceStatus) { s.Phase, s.Message = v1.PhaseRunning, "" })
+				} else {
+					msg := r.msg
+					w.report(ctx, func(s *v1.InstanceStatus) { s.Message = "startup check failing: " + msg })
+				}
+			case readinessProbe:
+				ready = r.ok
+				msg := ""
+				if !r.ok {
+					msg = "readiness check failing: " + r.msg
+					w.event(ctx, v1.EventWarning, "Unhealthy", "readiness check failed: %s", r.msg)
+				}
+				w.report(ctx, func(s *v1.InstanceStatus) {
+					s.Ready, s.Message = r.ok, msg
+					if r.ok && s.ReadySince == nil {
+						t := time.Now().UTC()
+						s.ReadySince = &t
+					}
+					if !r.ok {
+						s.ReadySince = nil
+					}
+				})
+			case livenessProbe:
+				if !r.ok && killedBy == "" {
+					killedBy = "LivenessFailed"
+					w.event(ctx, v1.EventWarning, "Unhealthy", "liveness check failed: %s; restarting", r.msg)
+					w.report(ctx, func(s *v1.InstanceStatus) { s.Ready, s.Message = false, "liveness check failed: "+r.msg })
+					grace := stopGrace(inst)
+					go w.a.rt.Stop(ctx, w.id, grace)
+				}
+			}
+		case <-w.wake:
+			if _, removing, _ := w.state(); removing {
+				return 0, "Removed", false
+			}
+		}
+	}
+}
+
+func stopGrace(i *v1.Instance) time.Duration {
+	if g := i.Spec.Template.StopGracePeriod; g != nil {
+		return g.D()
+	}
+	return v1.DefaultStopGracePeriod.D()
+}
+
+func digestOf(ref string) string {
+	for i := len(ref) - 1; i > 0; i-- {
+		if ref[i] == '@' {
+			return ref[i+1:]
+		}
+	}
+	return ""
+}
+
+// terminate drains and stops the instance and removes everything it had:
+// container, snapshot, network, files, and finally the instance object.
+func (w *worker) terminate(ctx context.Context) {
+	inst, _, gone := w.state()
+	if !gone {
+		w.report(ctx, func(s *v1.InstanceStatus) {
+			s.Phase, s.Ready, s.Reason, s.Message = v1.PhaseTerminating, false, "Draining", "draining before stop"
+		})
+		// The load balancer and DNS dropped the instance when it was
+		// marked for deletion; in-flight requests get DrainDelay to
+		// finish before the process hears SIGTERM.
+		deadline := time.Now().Add(inst.Spec.DrainDelay.D())
+		for time.Now().Before(deadline) {
+			if _, _, gone := w.state(); gone || ctx.Err() != nil {
+				break
+			}
+			w.wait(ctx, time.Until(deadline))
+		}
+	}
+	if ctx.Err() != nil {
+		return // the agent is stopping; the next one finishes the job
+	}
+	if err := w.a.rt.Stop(ctx, w.id, stopGrace(inst)); err != nil && !errors.Is(err, v1.ErrNotFound) {
+		w.a.log.Warn("stop container", "instance", w.key, "err", err)
+	}
+	if err := w.a.rt.Remove(ctx, w.id); err != nil && !errors.Is(err, v1.ErrNotFound) {
+		w.a.log.Warn("remove container", "instance", w.key, "err", err)
+	}
+	if err := w.a.net.Teardown(ctx, w.id); err != nil {
+		w.a.log.Warn("detach network", "instance", w.key, "err", err)
+	}
+	w.mu.Lock()
+	w.ip = nil
+	w.mu.Unlock()
+	os.RemoveAll(filepath.Join(w.a.cfg.DataDir, "instances", w.id))
+	if _, _, gone := w.state(); !gone {
+		if _, err := w.a.api.Delete(ctx, "Instance", w.ns, w.name); err != nil && !errors.Is(err, v1.ErrNotFound) {
+			w.a.log.Warn("remove instance object", "instance", w.key, "err", err)
+		}
+	}
+}
