@@ -11,7 +11,7 @@ import (
 
 // addExtraCommands adds the day-two commands.
 func addExtraCommands(root *cobra.Command, g *globals) {
-	root.AddCommand(newEventsCmd(g))
+	root.AddCommand(newEventsCmd(g), newLogsCmd(g), newExecCmd(g))
 }
 
 func newEventsCmd(g *globals) *cobra.Command {

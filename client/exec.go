@@ -1,0 +1,81 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/stream"
+)
+
+// ExecOptions describe a command to run in an instance.
+type ExecOptions struct {
+	Cmd   []string
+	TTY   bool
+	Stdin bool
+}
+
+// Exec opens an exec session in an instance's container. The returned
+// connection carries stream frames; close it when done.
+func (c *Client) Exec(ctx context.Context, ns, instance string, opts ExecOptions) (*stream.Conn, io.Closer, error) {
+	q := url.Values{"cmd": opts.Cmd}
+	if opts.TTY {
+		q.Set("tty", "true")
+	}
+	if opts.Stdin {
+		q.Set("stdin", "true")
+	}
+	k, _ := v1.LookupKind("Instance")
+	u := *c.base
+	u.Path = strings.TrimRight(u.Path, "/") + Path(k, ns, instance) + "/exec"
+	u.RawQuery = q.Encode()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: connect to %s: %v", v1.ErrUnavailable, u.Host, err)
+	}
+	if u.Scheme == "https" {
+		tr := c.hc.Transport.(*http.Transport)
+		cfg := tr.TLSClientConfig.Clone()
+		cfg.ServerName = u.Hostname()
+		cfg.NextProtos = []string{"http/1.1"}
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
+		conn = tc
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", stream.Protocol)
+	req.Header.Set("User-Agent", c.ua)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if err := req.Write(conn); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		defer conn.Close()
+		return nil, nil, decodeError(resp)
+	}
+	return stream.New(struct {
+		io.Reader
+		io.Writer
+	}{br, conn}), conn, nil
+}

@@ -1,0 +1,333 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/client"
+	"github.com/gantry-dev/gantry/internal/stream"
+)
+
+// logLine is one line as agents stream it.
+type logLine struct {
+	Time     time.Time `json:"time"`
+	Stream   string    `json:"stream"`
+	Line     string    `json:"line"`
+	Instance string    `json:"instance,omitempty"`
+}
+
+var prefixColors = []string{"\x1b[36m", "\x1b[33m", "\x1b[32m", "\x1b[35m", "\x1b[34m", "\x1b[31m"}
+
+func newLogsCmd(g *globals) *cobra.Command {
+	var follow, timestamps bool
+	var tail int
+	var since time.Duration
+	var output string
+	cmd := &cobra.Command{
+		Use:   "logs app/NAME | INSTANCE",
+		Short: "Print the logs of an instance, or of every instance of an app",
+		Example: `  gantry logs app/hello -f
+  gantry logs hello-x7k2p --tail 20 --timestamps
+  gantry logs app/hello --since 10m -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			ns := g.ns()
+			var instances []string
+			if kind, name, ok := strings.Cut(args[0], "/"); ok {
+				k, found := v1.LookupKind(kind)
+				switch {
+				case found && k.Kind == "App":
+					insts, _, err := client.List[*v1.Instance](ctx, c, ns, client.ListOptions{Selector: v1.LabelApp + "=" + name})
+					if err != nil {
+						return err
+					}
+					if len(insts) == 0 {
+						if _, err := client.Get[*v1.App](ctx, c, ns, name); err != nil {
+							return err
+						}
+						return fmt.Errorf("app/%s has no instances", name)
+					}
+					for _, i := range insts {
+						instances = append(instances, i.Metadata.Name)
+					}
+				case found && k.Kind == "Instance":
+					instances = []string{name}
+				default:
+					return fmt.Errorf("%q: give app/NAME or an instance name", args[0])
+				}
+			} else {
+				instances = []string{args[0]}
+			}
+			sort.Strings(instances)
+			q := url.Values{}
+			if follow {
+				q.Set("follow", "true")
+			}
+			if tail >= 0 {
+				q.Set("tail", strconv.Itoa(tail))
+			}
+			if since > 0 {
+				q.Set("since", time.Now().Add(-since).UTC().Format(time.RFC3339Nano))
+			}
+			p := &logPrinter{w: cmd.OutOrStdout(), json: output == "json", timestamps: timestamps,
+				prefix: len(instances) > 1, color: isTerminal(cmd.OutOrStdout())}
+			if !follow {
+				var all []logLine
+				for _, inst := range instances {
+					lines, err := readLogs(ctx, c, ns, inst, q)
+					if err != nil {
+						return err
+					}
+					all = append(all, lines...)
+				}
+				sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
+				for _, l := range all {
+					p.print(l, instances)
+				}
+				return nil
+			}
+			var wg sync.WaitGroup
+			errc := make(chan error, len(instances))
+			for _, inst := range instances {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					errc <- followLogs(ctx, c, ns, inst, q, func(l logLine) { p.print(l, instances) })
+				}()
+			}
+			wg.Wait()
+			close(errc)
+			for err := range errc {
+				if err != nil && !errors.Is(err, context.Canceled) {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVarP(&follow, "follow", "f", false, "keep printing new lines")
+	f.IntVar(&tail, "tail", -1, "print only the last N lines of each instance")
+	f.DurationVar(&since, "since", 0, "only lines newer than this (e.g. 10m)")
+	f.BoolVar(&timestamps, "timestamps", false, "prefix each line with its time")
+	f.StringVarP(&output, "output", "o", "text", "text or json")
+	return cmd
+}
+
+type logPrinter struct {
+	mu         sync.Mutex
+	w          io.Writer
+	json       bool
+	timestamps bool
+	prefix     bool
+	color      bool
+}
+
+func (p *logPrinter) print(l logLine, all []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.json {
+		json.NewEncoder(p.w).Encode(l)
+		return
+	}
+	var b strings.Builder
+	if p.prefix {
+		if p.color {
+			b.WriteString(prefixColors[indexOf(all, l.Instance)%len(prefixColors)])
+		}
+		b.WriteString("[" + l.Instance + "] ")
+		if p.color {
+			b.WriteString("\x1b[0m")
+		}
+	}
+	if p.timestamps {
+		b.WriteString(l.Time.Format(time.RFC3339Nano) + " ")
+	}
+	b.WriteString(l.Line)
+	fmt.Fprintln(p.w, b.String())
+}
+
+func indexOf(l []string, s string) int {
+	for i, v := range l {
+		if v == s {
+			return i
+		}
+	}
+	return 0
+}
+
+func logsPath(ns, inst string) string {
+	return "/api/v1/namespaces/" + url.PathEscape(ns) + "/instances/" + url.PathEscape(inst) + "/logs"
+}
+
+func readLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Values) ([]logLine, error) {
+	var out []logLine
+	err := streamLogs(ctx, c, ns, inst, q, func(l logLine) { out = append(out, l) })
+	return out, err
+}
+
+func streamLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Values, fn func(logLine)) error {
+	body, err := c.Stream(ctx, logsPath(ns, inst), q)
+	if err != nil {
+		return fmt.Errorf("logs of %s: %w", inst, err)
+	}
+	defer body.Close()
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		var l logLine
+		if json.Unmarshal(sc.Bytes(), &l) != nil {
+			continue
+		}
+		l.Instance = inst
+		fn(l)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return sc.Err()
+}
+
+// followLogs follows an instance's log and reconnects when the stream
+// breaks (the server or agent restarting), continuing after the last line
+// seen.
+func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Values, fn func(logLine)) error {
+	var last time.Time
+	for ctx.Err() == nil {
+		qq := url.Values{}
+		for k, v := range q {
+			qq[k] = v
+		}
+		if !last.IsZero() {
+			qq.Del("tail")
+			qq.Set("since", last.Add(time.Nanosecond).Format(time.RFC3339Nano))
+		}
+		err := streamLogs(ctx, c, ns, inst, qq, func(l logLine) {
+			if !l.Time.After(last) && !last.IsZero() {
+				return
+			}
+			last = l.Time
+			fn(l)
+		})
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, v1.ErrNotFound) {
+			return nil // the instance is gone
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return ctx.Err()
+}
+
+func newExecCmd(g *globals) *cobra.Command {
+	var interactive, tty bool
+	cmd := &cobra.Command{
+		Use:   "exec INSTANCE -- CMD [ARGS…]",
+		Short: "Run a command in an instance's container",
+		Example: `  gantry exec hello-x7k2p -- cat /etc/resolv.conf
+  gantry exec -it hello-x7k2p -- sh`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			inst := args[0]
+			if _, name, ok := strings.Cut(inst, "/"); ok {
+				inst = name
+			}
+			in := os.Stdin
+			if tty && !term.IsTerminal(int(in.Fd())) {
+				return errors.New("-t needs a terminal on standard input; drop -t")
+			}
+			ctx := cmd.Context()
+			sc, closer, err := c.Exec(ctx, g.ns(), inst, client.ExecOptions{Cmd: args[1:], TTY: tty, Stdin: interactive})
+			if err != nil {
+				return err
+			}
+			defer closer.Close()
+			if tty {
+				old, err := term.MakeRaw(int(in.Fd()))
+				if err == nil {
+					defer term.Restore(int(in.Fd()), old)
+				}
+				sendSize := func() {
+					if w, h, err := term.GetSize(int(in.Fd())); err == nil {
+						sc.Write(stream.Resize, stream.ResizePayload(uint16(w), uint16(h)))
+					}
+				}
+				sendSize()
+				winch := make(chan os.Signal, 1)
+				signal.Notify(winch, syscall.SIGWINCH)
+				defer signal.Stop(winch)
+				go func() {
+					for range winch {
+						sendSize()
+					}
+				}()
+			}
+			if interactive {
+				go func() {
+					buf := make([]byte, 32<<10)
+					for {
+						n, err := in.Read(buf)
+						if n > 0 {
+							if sc.Write(stream.Stdin, buf[:n]) != nil {
+								return
+							}
+						}
+						if err != nil {
+							sc.Write(stream.CloseStdin, nil)
+							return
+						}
+					}
+				}()
+			}
+			for {
+				t, p, err := sc.Read()
+				if err != nil {
+					return fmt.Errorf("exec session ended unexpectedly: %w", err)
+				}
+				switch t {
+				case stream.Stdout:
+					cmd.OutOrStdout().Write(p)
+				case stream.Stderr:
+					cmd.ErrOrStderr().Write(p)
+				case stream.Error:
+					return errors.New(string(p))
+				case stream.Exit:
+					if code := stream.ParseExit(p); code != 0 {
+						return &exitError{code, errSilent}
+					}
+					return nil
+				}
+			}
+		},
+	}
+	cmd.Flags().BoolVarP(&interactive, "stdin", "i", false, "pass standard input to the command")
+	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "allocate a terminal (use with -i for a shell)")
+	return cmd
+}
