@@ -95,6 +95,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(
 		newUpCmd(),
 		newLogDriverCmd(),
+		newDownCmd(),
 		newVersionCmd(g),
 		newApplyCmd(g),
 		newGetCmd(g),

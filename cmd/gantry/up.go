@@ -98,11 +98,17 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	cfg.APIAddr = o.apiAddr
 	cfg.EtcdEndpoints = o.etcdEndpoints
 	cfg.API.ClusterCIDR = o.clusterCIDR
+	pidPath := filepath.Join(dataDir, "gantry.pid")
+	if pidAlive(pidPath) {
+		return fmt.Errorf("another gantry up runs on %s (pid file %s)", dataDir, pidPath)
+	}
 	srv, err := server.Start(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer srv.Stop()
+	os.WriteFile(pidPath, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o600)
+	defer os.Remove(pidPath)
 
 	cfgPath := o.configPath
 	if cfgPath == "" {
@@ -187,4 +193,50 @@ func newLogDriverCmd() *cobra.Command {
 			logfile.RunDriver()
 		},
 	}
+}
+
+func newDownCmd() *cobra.Command {
+	var dataDir string
+	var purge bool
+	cmd := &cobra.Command{
+		Use:   "down",
+		Short: "Remove what `gantry up` left running: containers, network, containerd",
+		Long: `Stop and remove every container of this machine's node, its network (bridge,
+network namespaces, iptables rules) and the private containerd. Run it after
+stopping gantry up. With --purge the data directory (state, images, logs) goes too.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, _ := newLogger("warn", "text")
+			if pidAlive(filepath.Join(dataDir, "gantry.pid")) {
+				return fmt.Errorf("gantry up is still running on %s: stop it first (Ctrl-C)", dataDir)
+			}
+			if err := node.Down(cmd.Context(), filepath.Join(dataDir, "node"), log); err != nil {
+				return err
+			}
+			if purge {
+				if err := os.RemoveAll(dataDir); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "gantry is down")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", defaultHome(), "the data directory of gantry up")
+	cmd.Flags().BoolVar(&purge, "purge", false, "also delete the data directory")
+	return cmd
+}
+
+// pidAlive reports whether the pid in path names a running gantry.
+func pidAlive(path string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	var pid int
+	if _, err := fmt.Sscanf(string(b), "%d", &pid); err != nil || pid <= 0 {
+		return false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && strings.Contains(string(cmdline), "gantry")
 }

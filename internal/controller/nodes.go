@@ -8,6 +8,7 @@ import (
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/informer"
 	"github.com/gantry-dev/gantry/internal/store"
 )
 
@@ -19,7 +20,7 @@ import (
 type NodeLifecycle struct {
 	Store      *store.Store
 	Heartbeats *store.Heartbeats
-	Instances  *Informer[*v1.Instance]
+	Instances  *informer.Informer[*v1.Instance]
 	Recorder   Recorder
 	Log        *slog.Logger
 	// EvictAfter is how long a node may be NotReady before its
@@ -41,13 +42,13 @@ func (c *NodeLifecycle) Run(ctx context.Context) {
 		alive, rev, err := c.Heartbeats.Alive(ctx)
 		if err != nil {
 			log.Warn("read heartbeats", "err", err)
-			sleep(ctx, time.Second)
+			informer.Sleep(ctx, time.Second)
 			continue
 		}
 		nodes, _, err := store.List[*v1.Node](ctx, c.Store, store.ListOptions{})
 		if err != nil {
 			log.Warn("list nodes", "err", err)
-			sleep(ctx, time.Second)
+			informer.Sleep(ctx, time.Second)
 			continue
 		}
 		for _, n := range nodes {
@@ -60,7 +61,7 @@ func (c *NodeLifecycle) Run(ctx context.Context) {
 			}
 			c.setReady(ctx, ev.Name, ev.Alive)
 		}
-		sleep(ctx, 200*time.Millisecond)
+		informer.Sleep(ctx, 200*time.Millisecond)
 	}
 	c.mu.Lock()
 	for _, t := range c.timers {

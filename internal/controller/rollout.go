@@ -15,6 +15,7 @@ import (
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/apps"
+	"github.com/gantry-dev/gantry/internal/informer"
 	"github.com/gantry-dev/gantry/internal/store"
 )
 
@@ -39,8 +40,8 @@ type Rollout struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	Apps      *Informer[*v1.App]
-	Instances *Informer[*v1.Instance]
+	Apps      *informer.Informer[*v1.App]
+	Instances *informer.Informer[*v1.Instance]
 	queue     *Queue
 
 	revMu sync.Mutex
@@ -49,13 +50,13 @@ type Rollout struct {
 
 // NewRollout returns the rollout controller. Instances may be shared with
 // other controllers; pass nil to make a private one.
-func NewRollout(s *store.Store, rec Recorder, log *slog.Logger, instances *Informer[*v1.Instance]) *Rollout {
+func NewRollout(s *store.Store, rec Recorder, log *slog.Logger, instances *informer.Informer[*v1.Instance]) *Rollout {
 	if instances == nil {
-		instances = NewInformer[*v1.Instance](s, log)
+		instances = informer.New[*v1.Instance](s, log)
 	}
 	r := &Rollout{
 		store: s, rec: rec, log: log.With("controller", "rollout"), now: time.Now,
-		Apps: NewInformer[*v1.App](s, log), Instances: instances,
+		Apps: informer.New[*v1.App](s, log), Instances: instances,
 		queue: NewQueue(), revs: map[string]*v1.Revision{},
 	}
 	r.Apps.OnChange(func(_, a *v1.App, deleted bool) {
@@ -444,7 +445,7 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 }
 
 func sameStatus(a, b v1.AppStatus) bool {
-	return equalJSON(a, b)
+	return informer.EqualJSON(a, b)
 }
 
 // blame explains why new instances are not ready, from their status.

@@ -86,10 +86,14 @@ func Start(ctx context.Context, cfg Config, api *client.Client, log *slog.Logger
 		Address: cfg.Address, AgentURL: cfg.AgentURL, ClusterDomain: cfg.ClusterDomain,
 		RuntimeName: "containerd",
 		Network: func(subnet string) (agent.Network, error) {
-			nw, err := network.New(network.Config{
+			ncfg := network.Config{
 				BridgeName: cfg.BridgeName, Subnet: subnet, ClusterCIDR: cfg.ClusterCIDR,
 				DataDir: filepath.Join(cfg.DataDir, "net"), NetNSDir: cfg.NetNSDir,
-			}, log)
+			}
+			if err := saveState(cfg.DataDir, state{Network: ncfg, ContainerdSocket: cfg.ContainerdSocket}); err != nil {
+				return nil, err
+			}
+			nw, err := network.New(ncfg, log)
 			if err != nil {
 				return nil, err
 			}

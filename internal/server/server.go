@@ -28,6 +28,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/controller"
 	"github.com/gantry-dev/gantry/internal/events"
 	"github.com/gantry-dev/gantry/internal/scheduler"
+	"github.com/gantry-dev/gantry/internal/informer"
 	"github.com/gantry-dev/gantry/internal/store"
 )
 
@@ -64,7 +65,7 @@ type Server struct {
 	API       *apiserver.Server
 	Registry  *prometheus.Registry
 	Recorder  *events.Recorder
-	Instances *controller.Informer[*v1.Instance]
+	Instances *informer.Informer[*v1.Instance]
 	// Nodes reaches agents for logs and exec.
 	Nodes      *apiserver.Nodes
 	AdminToken string
@@ -129,7 +130,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.goRun(func() error { return s.API.Serve(ctx, ln, nil) })
 	s.goRun(func() error { s.Recorder.Run(ctx); return nil })
 
-	s.Instances = controller.NewInformer[*v1.Instance](s.Store, log)
+	s.Instances = informer.New[*v1.Instance](s.Store, log)
 	rollout := controller.NewRollout(s.Store, s.Recorder, log, s.Instances)
 	s.goRun(func() error { s.Instances.Run(ctx); return nil })
 	s.goRun(func() error { rollout.Run(ctx, 4, false); return nil })

@@ -1,4 +1,8 @@
-package controller
+// Package informer keeps in-memory copies of the store's objects of one
+// kind, fed by a list and then a watch, and tells handlers about every
+// change. Controllers, the discovery source and others read from informers
+// instead of etcd on their hot paths.
+package informer
 
 import (
 	"context"
@@ -27,7 +31,7 @@ type Informer[T v1.Object] struct {
 }
 
 // NewInformer returns an informer of kind T.
-func NewInformer[T v1.Object](s *store.Store, log *slog.Logger) *Informer[T] {
+func New[T v1.Object](s *store.Store, log *slog.Logger) *Informer[T] {
 	return &Informer[T]{store: s, log: log, objs: map[string]T{}, synced: make(chan struct{})}
 }
 
@@ -68,7 +72,7 @@ func (inf *Informer[T]) Run(ctx context.Context) {
 		objs, rev, err := inf.store.List(ctx, k, store.ListOptions{})
 		if err != nil {
 			inf.log.Warn("list for informer", "kind", k.Plural, "err", err)
-			sleep(ctx, time.Second)
+			Sleep(ctx, time.Second)
 			continue
 		}
 		inf.replace(objs)
@@ -86,7 +90,7 @@ func (inf *Informer[T]) Run(ctx context.Context) {
 			}
 			inf.apply(ev)
 		}
-		sleep(ctx, 100*time.Millisecond)
+		Sleep(ctx, 100*time.Millisecond)
 	}
 }
 
@@ -151,7 +155,8 @@ func (inf *Informer[T]) Forget(ns, name string) {
 	inf.mu.Unlock()
 }
 
-func sleep(ctx context.Context, d time.Duration) {
+// Sleep waits for d or the end of ctx.
+func Sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -160,7 +165,8 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-func equalJSON(a, b any) bool {
+// EqualJSON reports whether a and b marshal to the same JSON.
+func EqualJSON(a, b any) bool {
 	x, err1 := json.Marshal(a)
 	y, err2 := json.Marshal(b)
 	return err1 == nil && err2 == nil && string(x) == string(y)

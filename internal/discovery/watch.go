@@ -1,0 +1,157 @@
+package discovery
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"sort"
+	"sync"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/informer"
+	"github.com/gantry-dev/gantry/internal/store"
+)
+
+// Watcher builds snapshots from the store: it follows Apps and Instances
+// and publishes a new snapshot on every change that affects a service.
+type Watcher struct {
+	*Broadcaster
+	apps      *informer.Informer[*v1.App]
+	instances *informer.Informer[*v1.Instance]
+	log       *slog.Logger
+
+	mu      sync.Mutex
+	pending map[string]bool
+	kick    chan struct{}
+}
+
+// NewWatcher returns a watcher; instances may be an informer shared with
+// other components (pass nil for a private one, which Run then runs).
+func NewWatcher(s *store.Store, instances *informer.Informer[*v1.Instance], log *slog.Logger) *Watcher {
+	w := &Watcher{
+		Broadcaster: NewBroadcaster(),
+		apps:        informer.New[*v1.App](s, log),
+		instances:   instances,
+		log:         log,
+		pending:     map[string]bool{},
+		kick:        make(chan struct{}, 1),
+	}
+	if w.instances == nil {
+		w.instances = informer.New[*v1.Instance](s, log)
+	}
+	w.apps.OnChange(func(_, a *v1.App, _ bool) { w.dirty(a.Metadata.Key()) })
+	w.instances.OnChange(func(old, i *v1.Instance, deleted bool) {
+		if deleted || old == nil || servingChanged(old, i) {
+			w.dirty(i.Metadata.Namespace + "/" + i.Spec.App)
+		}
+	})
+	return w
+}
+
+// servingChanged reports whether an instance update matters to traffic.
+func servingChanged(a, b *v1.Instance) bool {
+	return a.Status.Ready != b.Status.Ready || a.Status.IP != b.Status.IP ||
+		(a.Metadata.Deleting == nil) != (b.Metadata.Deleting == nil) || a.Spec.Node != b.Spec.Node
+}
+
+func (w *Watcher) dirty(key string) {
+	w.mu.Lock()
+	w.pending[key] = true
+	w.mu.Unlock()
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run follows the store until ctx ends. runInstances says whether the
+// instance informer is private to the watcher.
+func (w *Watcher) Run(ctx context.Context, runInstances bool) {
+	go w.apps.Run(ctx)
+	if runInstances {
+		go w.instances.Run(ctx)
+	}
+	for _, ch := range []<-chan struct{}{w.apps.Synced(), w.instances.Synced()} {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		}
+	}
+	w.rebuildAll()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.kick:
+		}
+		w.mu.Lock()
+		keys := w.pending
+		w.pending = map[string]bool{}
+		w.mu.Unlock()
+		w.rebuild(keys)
+	}
+}
+
+func (w *Watcher) rebuildAll() {
+	keys := map[string]bool{}
+	for _, a := range w.apps.List(nil) {
+		keys[a.Metadata.Key()] = true
+	}
+	w.rebuild(keys)
+}
+
+// rebuild publishes a snapshot in which the given services are rebuilt
+// and every other one is shared with the previous snapshot.
+func (w *Watcher) rebuild(keys map[string]bool) {
+	cur := w.Current()
+	next := &Snapshot{Time: time.Now(), Services: maps.Clone(cur.Services)}
+	for key := range keys {
+		ns, name := splitKey(key)
+		a, ok := w.apps.Get(ns, name)
+		if !ok {
+			delete(next.Services, key)
+			continue
+		}
+		next.Services[key] = w.service(a)
+	}
+	w.Publish(next)
+}
+
+func splitKey(k string) (string, string) {
+	for i := 0; i < len(k); i++ {
+		if k[i] == '/' {
+			return k[:i], k[i+1:]
+		}
+	}
+	return "", k
+}
+
+func (w *Watcher) service(a *v1.App) *Service {
+	svc := &Service{Namespace: a.Metadata.Namespace, Name: a.Metadata.Name, Ports: a.Spec.Ports, Routes: a.Spec.Routes}
+	if a.Spec.Network != nil {
+		svc.AllowFrom = a.Spec.Network.AllowFrom
+	}
+	insts := w.instances.List(func(i *v1.Instance) bool {
+		return i.Metadata.Namespace == a.Metadata.Namespace && i.Spec.App == a.Metadata.Name
+	})
+	sort.Slice(insts, func(x, y int) bool { return insts[x].Metadata.Name < insts[y].Metadata.Name })
+	for _, i := range insts {
+		if i.Status.IP == "" || i.Metadata.Deleting != nil {
+			continue
+		}
+		ep := Endpoint{Instance: i.Metadata.Name, IP: i.Status.IP, Node: i.Spec.Node}
+		svc.All = append(svc.All, ep)
+		if Serves(i) {
+			svc.Ready = append(svc.Ready, ep)
+		}
+	}
+	return svc
+}
+
+// Serves is the rule of who gets traffic: ready, addressed, and not being
+// deleted.
+func Serves(i *v1.Instance) bool {
+	return i.Status.Ready && i.Status.IP != "" && i.Metadata.Deleting == nil
+}

@@ -1,0 +1,96 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gantry-dev/gantry/internal/network"
+	"github.com/gantry-dev/gantry/internal/runtime"
+)
+
+// state is what a node records about itself so that Down can undo it
+// without a server.
+type state struct {
+	Network          network.Config `json:"network"`
+	ContainerdSocket string         `json:"containerdSocket,omitempty"`
+}
+
+func statePath(dir string) string { return filepath.Join(dir, "node.json") }
+
+func saveState(dir string, s state) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(statePath(dir), b, 0o600)
+}
+
+// Down removes what a node left on the machine: every Gantry container
+// and its snapshot, the instance network (netns, IPs, bridge, iptables
+// chains) and the private containerd. The node's agent must not be
+// running. Images and logs stay unless the caller removes dataDir.
+func Down(ctx context.Context, dataDir string, log *slog.Logger) error {
+	b, err := os.ReadFile(statePath(dataDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // never started a node here
+	}
+	if err != nil {
+		return err
+	}
+	var st state
+	if err := json.Unmarshal(b, &st); err != nil {
+		return fmt.Errorf("%s: %w", statePath(dataDir), err)
+	}
+	var errs []error
+	addr := st.ContainerdSocket
+	var d *runtime.Daemon
+	if addr == "" {
+		d, err = runtime.StartDaemon(ctx, runtime.DaemonConfig{Dir: filepath.Join(dataDir, "containerd")}, log)
+		if err != nil {
+			return fmt.Errorf("reach containerd to remove containers: %w", err)
+		}
+		addr = d.Address()
+	}
+	drv, err := runtime.New(ctx, runtime.Config{Address: addr}, log)
+	if err != nil {
+		errs = append(errs, err)
+	} else {
+		cs, err := drv.List(ctx)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, c := range cs {
+			if err := drv.Stop(ctx, c.ID, 2*time.Second); err != nil {
+				errs = append(errs, fmt.Errorf("stop %s: %w", c.ID, err))
+			}
+			if err := drv.Remove(ctx, c.ID); err != nil {
+				errs = append(errs, fmt.Errorf("remove %s: %w", c.ID, err))
+			}
+		}
+		drv.Close()
+	}
+	if st.Network.Subnet != "" {
+		nw, err := network.New(st.Network, log)
+		if err != nil {
+			errs = append(errs, err)
+		} else if err := nw.Cleanup(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if d != nil {
+		if err := d.Stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
