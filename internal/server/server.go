@@ -27,8 +27,8 @@ import (
 	"github.com/gantry-dev/gantry/internal/auth"
 	"github.com/gantry-dev/gantry/internal/controller"
 	"github.com/gantry-dev/gantry/internal/events"
-	"github.com/gantry-dev/gantry/internal/scheduler"
 	"github.com/gantry-dev/gantry/internal/informer"
+	"github.com/gantry-dev/gantry/internal/scheduler"
 	"github.com/gantry-dev/gantry/internal/store"
 )
 
