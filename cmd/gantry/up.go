@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"fmt"
 	"log/slog"
 	"os"
@@ -32,6 +33,8 @@ type upOptions struct {
 	bridge        string
 	netnsDir      string
 	domain        string
+	appsDomain    string
+	dnsAddr       string
 }
 
 func newLogger(level, format string) (*slog.Logger, error) {
@@ -80,6 +83,8 @@ The first start creates a cluster admin and writes the CLI config
 	f.StringVar(&o.bridge, "bridge", "gantry0", "name of the Linux bridge instances attach to")
 	f.StringVar(&o.netnsDir, "netns-dir", "/run/gantry/netns", "where instance network namespaces are mounted")
 	f.StringVar(&o.domain, "cluster-domain", "gantry.internal", "DNS domain of service names")
+	f.StringVar(&o.appsDomain, "apps-domain", "localhost", "domain of the default app hostnames (APP.NS.DOMAIN)")
+	f.StringVar(&o.dnsAddr, "dns-addr", "127.0.0.1:5353", "host address of the DNS server (UDP and TCP; empty: none)")
 	return cmd
 }
 
@@ -98,6 +103,9 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	cfg.APIAddr = o.apiAddr
 	cfg.EtcdEndpoints = o.etcdEndpoints
 	cfg.API.ClusterCIDR = o.clusterCIDR
+	cfg.DNSAddr = o.dnsAddr
+	cfg.DNS.Domain = o.domain
+	cfg.DNS.AppsDomain = o.appsDomain
 	pidPath := filepath.Join(dataDir, "gantry.pid")
 	if pidAlive(pidPath) {
 		return fmt.Errorf("another gantry up runs on %s (pid file %s)", dataDir, pidPath)
@@ -176,6 +184,13 @@ func startLocalNode(ctx context.Context, o *upOptions, srv *server.Server, dataD
 		return nil, fmt.Errorf("start node %s: %w", o.nodeName, err)
 	}
 	srv.Nodes.AddLocal(o.nodeName, nd.Agent.Handler())
+	// Containers resolve through the node's bridge gateway.
+	if gw := nd.Network.Gateway(); gw != nil {
+		if err := srv.ServeDNSOn(ctx, net.JoinHostPort(gw.String(), "53")); err != nil {
+			nd.Stop()
+			return nil, fmt.Errorf("DNS for containers on %s: %w", gw, err)
+		}
+	}
 	return nd, nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +27,8 @@ import (
 	"github.com/gantry-dev/gantry/internal/apiserver"
 	"github.com/gantry-dev/gantry/internal/auth"
 	"github.com/gantry-dev/gantry/internal/controller"
+	"github.com/gantry-dev/gantry/internal/discovery"
+	"github.com/gantry-dev/gantry/internal/dns"
 	"github.com/gantry-dev/gantry/internal/events"
 	"github.com/gantry-dev/gantry/internal/informer"
 	"github.com/gantry-dev/gantry/internal/scheduler"
@@ -46,6 +49,10 @@ type Config struct {
 	// EvictAfter is how long a node may be NotReady before its
 	// instances are rescheduled.
 	EvictAfter time.Duration
+	// DNS configures service discovery; DNSAddr is its host listener
+	// (empty: none).
+	DNS     dns.Config
+	DNSAddr string
 }
 
 // DefaultConfig returns the defaults for a data directory.
@@ -55,6 +62,8 @@ func DefaultConfig(dataDir string) Config {
 		APIAddr:    "127.0.0.1:7443",
 		API:        apiserver.DefaultConfig(),
 		EvictAfter: 5 * time.Second,
+		DNS:        dns.Config{Domain: dns.DefaultDomain, AppsDomain: dns.DefaultAppsDomain},
+		DNSAddr:    "127.0.0.1:5353",
 	}
 }
 
@@ -66,6 +75,9 @@ type Server struct {
 	Registry  *prometheus.Registry
 	Recorder  *events.Recorder
 	Instances *informer.Informer[*v1.Instance]
+	// Discovery publishes service snapshots for DNS and the ingress.
+	Discovery *discovery.Watcher
+	DNS       *dns.Server
 	// Nodes reaches agents for logs and exec.
 	Nodes      *apiserver.Nodes
 	AdminToken string
@@ -134,6 +146,21 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	rollout := controller.NewRollout(s.Store, s.Recorder, log, s.Instances)
 	s.goRun(func() error { s.Instances.Run(ctx); return nil })
 	s.goRun(func() error { rollout.Run(ctx, 4, false); return nil })
+	s.Discovery = discovery.NewWatcher(s.Store, s.Instances, log)
+	s.goRun(func() error { s.Discovery.Run(ctx, false); return nil })
+	cfg.DNS.Registerer = s.Registry
+	d, err := dns.New(cfg.DNS, s.Discovery, log.With("component", "dns"))
+	if err != nil {
+		return nil, fmt.Errorf("dns: %w", err)
+	}
+	s.DNS = d
+	if cfg.DNSAddr != "" {
+		pc, ln, err := listenDNS(cfg.DNSAddr, false)
+		if err != nil {
+			return nil, fmt.Errorf("DNS listener on %s: %w (pass --dns-addr)", cfg.DNSAddr, err)
+		}
+		s.goRun(func() error { return d.Serve(ctx, pc, ln) })
+	}
 	sched := &scheduler.Scheduler{Store: s.Store, Recorder: s.Recorder, Log: log.With("controller", "scheduler")}
 	s.goRun(func() error { return sched.Run(ctx) })
 	nodes := &controller.NodeLifecycle{Store: s.Store, Heartbeats: s.API.Heartbeats(), Instances: s.Instances, Recorder: s.Recorder, Log: log, EvictAfter: cfg.EvictAfter}
@@ -236,4 +263,42 @@ func (s *Server) NodeCredential(ctx context.Context, node string) (string, error
 		return "", err
 	}
 	return tok, nil
+}
+
+// ServeDNSOn serves DNS on another address too, e.g. a node bridge's
+// gateway for its containers. The address may not exist yet (the bridge
+// appears with the first instance), so the sockets bind with IP_FREEBIND.
+func (s *Server) ServeDNSOn(ctx context.Context, addr string) error {
+	pc, ln, err := listenDNS(addr, true)
+	if err != nil {
+		return err
+	}
+	s.goRun(func() error { return s.DNS.Serve(ctx, pc, ln) })
+	return nil
+}
+
+func listenDNS(addr string, freebind bool) (net.PacketConn, net.Listener, error) {
+	lc := net.ListenConfig{}
+	if freebind {
+		lc.Control = func(network, address string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_IP, syscall.IP_FREEBIND, 1)
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	pc, err := lc.ListenPacket(context.Background(), "udp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	ln, err := lc.Listen(context.Background(), "tcp", pc.LocalAddr().String())
+	if err != nil {
+		pc.Close()
+		return nil, nil, err
+	}
+	return pc, ln, nil
 }

@@ -1,0 +1,171 @@
+package dns
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	miekg "github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+)
+
+// Defaults used when a Config field is left zero.
+const (
+	DefaultDomain         = "gantry.internal"
+	DefaultAppsDomain     = "localhost"
+	DefaultTTL            = time.Second
+	DefaultForwardTimeout = 2 * time.Second
+	DefaultResolvConf     = "/etc/resolv.conf"
+	// DefaultMaxConcurrentForwards bounds the goroutines a flood of
+	// queries to a slow upstream can pin down.
+	DefaultMaxConcurrentForwards = 1000
+	// DefaultMaxUDPSize follows DNS Flag Day 2020: answers up to 1232
+	// bytes avoid IP fragmentation on every common path MTU.
+	DefaultMaxUDPSize = 1232
+)
+
+// Config configures a Server. The zero value is usable: every empty field
+// takes its default in setDefaults.
+type Config struct {
+	// Domain is the cluster domain; services live under svc.Domain.
+	Domain string `json:"domain,omitempty"`
+	// AppsDomain is the domain whose every name resolves to the load
+	// balancer. The default, localhost, needs no DNS set-up at all:
+	// browsers and glibc already send *.localhost to loopback.
+	AppsDomain string `json:"appsDomain,omitempty"`
+	// TTL is the TTL of service and instance records and of negative
+	// answers. It is short because readiness changes must be seen within
+	// a second even through a caching resolver.
+	TTL time.Duration `json:"ttl,omitempty"`
+	// Upstreams are the resolvers ("ip" or "ip:port") that get every
+	// query outside our zones. Nil means the nameservers of ResolvConf;
+	// an empty non-nil slice disables forwarding (such queries are
+	// REFUSED). Addresses this server listens on are skipped, so a host
+	// whose resolv.conf points at Gantry does not loop.
+	Upstreams []string `json:"upstreams,omitempty"`
+	// ResolvConf is read when Upstreams is nil.
+	ResolvConf string `json:"resolvConf,omitempty"`
+	// ForwardTimeout bounds one exchange with one upstream.
+	ForwardTimeout time.Duration `json:"forwardTimeout,omitempty"`
+	// MaxConcurrentForwards is how many queries may wait on upstreams at
+	// once; more get SERVFAIL at once instead of piling up.
+	MaxConcurrentForwards int `json:"maxConcurrentForwards,omitempty"`
+	// MaxUDPSize caps UDP answers below what the client advertises in
+	// EDNS0; larger answers are truncated (TC) and the client retries
+	// over TCP.
+	MaxUDPSize int `json:"maxUDPSize,omitempty"`
+	// LoadBalancer returns the ingress addresses that app hostnames
+	// resolve to. It is called for each such query, so it must be cheap
+	// and safe for concurrent use. Nil (or an empty result) answers with
+	// the address the query arrived on when the listener is bound to a
+	// specific IP (the bridge gateway for containers, where the ingress
+	// of the same node listens too), and 127.0.0.1 otherwise.
+	LoadBalancer func() []net.IP `json:"-"`
+	// Listen are the addresses Run serves on, UDP and TCP each.
+	Listen []string `json:"listen,omitempty"`
+	// Registerer receives the server's metrics; nil registers nowhere.
+	Registerer prometheus.Registerer `json:"-"`
+}
+
+// setDefaults fills the zero fields and checks the rest.
+func (c *Config) setDefaults() error {
+	if c.Domain == "" {
+		c.Domain = DefaultDomain
+	}
+	if c.AppsDomain == "" {
+		c.AppsDomain = DefaultAppsDomain
+	}
+	if c.TTL <= 0 {
+		c.TTL = DefaultTTL
+	}
+	if c.ForwardTimeout <= 0 {
+		c.ForwardTimeout = DefaultForwardTimeout
+	}
+	if c.MaxConcurrentForwards <= 0 {
+		c.MaxConcurrentForwards = DefaultMaxConcurrentForwards
+	}
+	if c.ResolvConf == "" {
+		c.ResolvConf = DefaultResolvConf
+	}
+	if c.MaxUDPSize <= 0 {
+		c.MaxUDPSize = DefaultMaxUDPSize
+	}
+	if c.MaxUDPSize < miekg.MinMsgSize {
+		c.MaxUDPSize = miekg.MinMsgSize
+	}
+	if c.MaxUDPSize > miekg.MaxMsgSize {
+		c.MaxUDPSize = miekg.MaxMsgSize
+	}
+	var err error
+	if c.Domain, err = canonicalZone(c.Domain); err != nil {
+		return fmt.Errorf("dns: domain: %w", err)
+	}
+	if c.AppsDomain, err = canonicalZone(c.AppsDomain); err != nil {
+		return fmt.Errorf("dns: apps domain: %w", err)
+	}
+	if c.Domain == c.AppsDomain {
+		return fmt.Errorf("dns: domain and apps domain are both %q; give them different names: %w", c.Domain, v1.ErrInvalid)
+	}
+	return nil
+}
+
+// canonicalZone lower-cases a zone name and makes it fully qualified.
+func canonicalZone(z string) (string, error) {
+	z = strings.ToLower(strings.TrimSpace(z))
+	if z == "." || z == "" {
+		return "", fmt.Errorf("the root zone cannot be served; give a domain such as %q: %w", DefaultDomain, v1.ErrInvalid)
+	}
+	z = miekg.Fqdn(z)
+	if _, ok := miekg.IsDomainName(z); !ok {
+		return "", fmt.Errorf("%q is not a domain name: %w", z, v1.ErrInvalid)
+	}
+	for _, l := range miekg.SplitDomainName(z) {
+		if !isLabel(l) {
+			return "", fmt.Errorf("%q is not a host name: use lower-case labels of letters, digits and '-': %w", z, v1.ErrInvalid)
+		}
+	}
+	return z, nil
+}
+
+// upstreamsFrom returns the nameservers of a resolv.conf file as host:port.
+func upstreamsFrom(path string) ([]string, error) {
+	cc, err := miekg.ClientConfigFromFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read upstream resolvers from %s: %w", path, err)
+	}
+	out := make([]string, 0, len(cc.Servers))
+	for _, s := range cc.Servers {
+		out = append(out, net.JoinHostPort(s, cc.Port))
+	}
+	return out, nil
+}
+
+// normalizeUpstream adds port 53 to a bare IP and checks the address.
+func normalizeUpstream(u string) (string, error) {
+	if ip := net.ParseIP(strings.Trim(u, "[]")); ip != nil {
+		return net.JoinHostPort(ip.String(), "53"), nil
+	}
+	host, port, err := net.SplitHostPort(u)
+	if err != nil || net.ParseIP(host) == nil || port == "" {
+		return "", fmt.Errorf("dns: upstream %q: want an IP or IP:port: %w", u, v1.ErrInvalid)
+	}
+	return net.JoinHostPort(net.ParseIP(host).String(), port), nil
+}
+
+// isLabel reports whether l is a lower-case DNS-1123 label, the only kind
+// of label we put into names we serve.
+func isLabel(l string) bool {
+	if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(l); i++ {
+		c := l[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
+}

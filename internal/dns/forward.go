@@ -1,0 +1,209 @@
+package dns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	miekg "github.com/miekg/dns"
+)
+
+var (
+	// errNoUpstream means forwarding is off or every upstream is ourselves.
+	errNoUpstream = errors.New("no upstream resolver")
+	// errBusy means too many queries are already waiting on upstreams.
+	errBusy = errors.New("too many queries in flight to upstream resolvers")
+)
+
+// forwardUDPSize is what we advertise to upstreams: big enough that most
+// answers need no TCP retry, small enough not to fragment.
+const forwardUDPSize = 1232
+
+// forwarder sends queries outside our zones to the upstream resolvers, in
+// order, starting with the one that answered last.
+type forwarder struct {
+	timeout time.Duration
+	// slots holds a token per query in flight upstream.
+	slots chan struct{}
+	udp   *miekg.Client
+	tcp   *miekg.Client
+
+	mu         sync.Mutex
+	configured []string
+	listening  map[string]int // addresses we serve on, with a use count
+	// usable are the configured upstreams that are not ourselves,
+	// recomputed whenever a listener comes or goes.
+	usable atomic.Pointer[[]string]
+	prefer atomic.Uint32
+}
+
+func newForwarder(upstreams []string, timeout time.Duration, maxInFlight int) *forwarder {
+	f := &forwarder{
+		timeout:    timeout,
+		slots:      make(chan struct{}, maxInFlight),
+		udp:        &miekg.Client{Net: "udp", UDPSize: forwardUDPSize},
+		tcp:        &miekg.Client{Net: "tcp"},
+		configured: upstreams,
+		listening:  map[string]int{},
+	}
+	f.recompute()
+	return f
+}
+
+func (f *forwarder) enabled() bool { return len(*f.usable.Load()) > 0 }
+
+// listen records that we serve on addr (so it is never an upstream) and
+// returns a func that forgets it.
+func (f *forwarder) listen(addr net.Addr) func() {
+	key := addr.String()
+	f.mu.Lock()
+	f.listening[key]++
+	f.recomputeLocked()
+	f.mu.Unlock()
+	return func() {
+		f.mu.Lock()
+		if f.listening[key]--; f.listening[key] <= 0 {
+			delete(f.listening, key)
+		}
+		f.recomputeLocked()
+		f.mu.Unlock()
+	}
+}
+
+func (f *forwarder) recompute() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.recomputeLocked()
+}
+
+func (f *forwarder) recomputeLocked() {
+	var local []net.IP // addresses of this host, looked up only if needed
+	usable := make([]string, 0, len(f.configured))
+	for _, u := range f.configured {
+		if !f.isSelf(u, &local) {
+			usable = append(usable, u)
+		}
+	}
+	f.usable.Store(&usable)
+}
+
+// isSelf reports whether upstream u is one of our own listeners: the same
+// address, or the same port on a wildcard listener and an address of this
+// host.
+func (f *forwarder) isSelf(u string, local *[]net.IP) bool {
+	uh, up, err := net.SplitHostPort(u)
+	if err != nil {
+		return false
+	}
+	uip := net.ParseIP(uh)
+	for l := range f.listening {
+		lh, lp, err := net.SplitHostPort(l)
+		if err != nil || lp != up {
+			continue
+		}
+		lip := net.ParseIP(lh)
+		if lip == nil || uip == nil {
+			continue
+		}
+		if lip.Equal(uip) {
+			return true
+		}
+		if !lip.IsUnspecified() {
+			continue
+		}
+		if uip.IsLoopback() {
+			return true
+		}
+		if *local == nil {
+			*local = hostAddrs()
+		}
+		for _, a := range *local {
+			if a.Equal(uip) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func hostAddrs() []net.IP {
+	addrs, err := net.InterfaceAddrs()
+	out := []net.IP{}
+	if err != nil {
+		return out
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			out = append(out, n.IP)
+		}
+	}
+	return out
+}
+
+// exchange sends r upstream and returns the first usable answer, with
+// r's ID. It tries every upstream once; an upstream that times out,
+// fails, or answers SERVFAIL or REFUSED makes way for the next.
+func (f *forwarder) exchange(ctx context.Context, r *miekg.Msg) (*miekg.Msg, error) {
+	ups := *f.usable.Load()
+	if len(ups) == 0 {
+		return nil, errNoUpstream
+	}
+	select {
+	case f.slots <- struct{}{}:
+		defer func() { <-f.slots }()
+	default:
+		return nil, errBusy
+	}
+	q := r.Copy()
+	// A fresh ID per upstream query: the client's ID is guessable by
+	// whoever sent it, ours should not be.
+	q.Id = miekg.Id()
+	if q.IsEdns0() == nil {
+		q.SetEdns0(forwardUDPSize, false)
+	}
+	var errs []error
+	start := int(f.prefer.Load())
+	for i := range ups {
+		n := (start + i) % len(ups)
+		resp, err := f.one(ctx, q, ups[n])
+		if err != nil {
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		f.prefer.Store(uint32(n))
+		resp.Id = r.Id
+		return resp, nil
+	}
+	return nil, fmt.Errorf("forward %s: %w", r.Question[0].Name, errors.Join(errs...))
+}
+
+// one asks one upstream: over UDP, then over TCP if the answer was
+// truncated.
+func (f *forwarder) one(ctx context.Context, q *miekg.Msg, upstream string) (*miekg.Msg, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	resp, _, err := f.udp.ExchangeContext(ctx, q, upstream)
+	if err == nil && resp.Truncated {
+		resp, _, err = f.tcp.ExchangeContext(ctx, q, upstream)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", upstream, err)
+	}
+	if len(resp.Question) != 1 || !strings.EqualFold(resp.Question[0].Name, q.Question[0].Name) ||
+		resp.Question[0].Qtype != q.Question[0].Qtype {
+		return nil, fmt.Errorf("%s: answer is for another question", upstream)
+	}
+	switch resp.Rcode {
+	case miekg.RcodeServerFailure, miekg.RcodeRefused:
+		return nil, fmt.Errorf("%s: %s", upstream, miekg.RcodeToString[resp.Rcode])
+	}
+	return resp, nil
+}

@@ -1,0 +1,569 @@
+package dns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	miekg "github.com/miekg/dns"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/discovery"
+)
+
+// ErrClosed is returned by Serve and friends after Close.
+var ErrClosed = errors.New("dns: server closed")
+
+// Server answers DNS queries from the newest discovery snapshot and
+// forwards the rest. It is safe for concurrent use; one Server can serve
+// on any number of addresses.
+type Server struct {
+	cfg Config
+	z   zones
+	src discovery.Source
+	log *slog.Logger
+	m   *metrics
+	fwd *forwarder
+
+	// idx is the index of the snapshot answered from; build serialises
+	// rebuilding it.
+	idx   atomic.Pointer[index]
+	build sync.Mutex
+
+	// ctx ends at Close: it stops the snapshot subscription, every Serve
+	// call and forwarding in flight.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New returns a Server for cfg that answers from src. It starts watching
+// src at once; Close stops it.
+func New(cfg Config, src discovery.Source, log *slog.Logger) (*Server, error) {
+	if src == nil {
+		return nil, fmt.Errorf("dns: a discovery source is required: %w", v1.ErrInvalid)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	ups := cfg.Upstreams
+	if ups == nil {
+		var err error
+		if ups, err = upstreamsFrom(cfg.ResolvConf); err != nil {
+			// Service discovery works without upstreams; only names
+			// outside our zones fail, and the log says why.
+			log.Warn("dns: no upstream resolvers; names outside our zones will be refused", "err", err)
+			ups = []string{}
+		}
+	}
+	norm := make([]string, 0, len(ups))
+	for _, u := range ups {
+		n, err := normalizeUpstream(u)
+		if err != nil {
+			return nil, err
+		}
+		norm = append(norm, n)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg:    cfg,
+		z:      newZones(&cfg),
+		src:    src,
+		log:    log,
+		m:      m,
+		fwd:    newForwarder(norm, cfg.ForwardTimeout, cfg.MaxConcurrentForwards),
+		ctx:    ctx,
+		cancel: cancel,
+	}
+	s.current()
+	snaps := src.Subscribe(ctx)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		// Index each snapshot as it arrives so that queries rarely pay
+		// for it. Queries still check the source themselves, which is
+		// what makes a publish visible to the very next query.
+		for range snaps {
+			s.current()
+		}
+	}()
+	return s, nil
+}
+
+// Close stops watching the source and ends every Serve call. It does not
+// wait for queries being forwarded; they end within ForwardTimeout.
+func (s *Server) Close() error {
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+// current returns the index of the source's newest snapshot, building it
+// if this is the first query to see that snapshot.
+func (s *Server) current() *index {
+	snap := s.src.Current()
+	if idx := s.idx.Load(); idx != nil && idx.snap == snap {
+		return idx
+	}
+	s.build.Lock()
+	defer s.build.Unlock()
+	if idx := s.idx.Load(); idx != nil && idx.snap == snap {
+		return idx
+	}
+	start := time.Now()
+	idx := buildIndex(&s.z, snap, s.idx.Load())
+	s.idx.Store(idx)
+	s.m.indexBuilds.Inc()
+	var rev int64
+	if snap != nil {
+		rev = snap.Revision
+	}
+	s.log.Debug("dns: indexed snapshot", "revision", rev, "services", len(idx.services), "took", time.Since(start))
+	return idx
+}
+
+// Run serves on every address of Config.Listen until ctx ends or one of
+// them fails.
+func (s *Server) Run(ctx context.Context) error {
+	if len(s.cfg.Listen) == 0 {
+		return fmt.Errorf("dns: no listen address configured: %w", v1.ErrInvalid)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(s.cfg.Listen))
+	for _, addr := range s.cfg.Listen {
+		go func() { errc <- s.ListenAndServe(ctx, addr) }()
+	}
+	var first error
+	for range s.cfg.Listen {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			cancel()
+		}
+	}
+	return first
+}
+
+// ListenAndServe serves UDP and TCP on addr ("host:port"; port 53 for
+// containers, 5353 for people by default) until ctx ends or Close. It
+// returns nil after a clean shutdown. A zero port picks a free one, the
+// same for both protocols.
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	pc, ln, err := listen(addr)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ctx, pc, ln)
+}
+
+// listen binds UDP and TCP on the same address.
+func listen(addr string) (net.PacketConn, net.Listener, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dns: listen address %q: %w", addr, err)
+	}
+	// With port 0 the TCP port must follow the UDP one, which another
+	// process may hold: try a few ports.
+	for attempt := 0; ; attempt++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dns: listen udp %s: %w", addr, err)
+		}
+		_, got, _ := net.SplitHostPort(pc.LocalAddr().String())
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, got))
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if port != "0" || attempt == 10 {
+			return nil, nil, fmt.Errorf("dns: listen tcp %s: %w", net.JoinHostPort(host, got), err)
+		}
+	}
+}
+
+// Serve answers on already bound sockets until ctx ends or Close; either
+// may be nil. It closes them when it returns.
+func (s *Server) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) error {
+	var servers []*miekg.Server
+	if pc != nil {
+		servers = append(servers, &miekg.Server{
+			PacketConn: pc,
+			Handler:    s,
+			// The read buffer: queries with EDNS options can exceed
+			// 512 bytes and must not be cut before parsing.
+			UDPSize:        miekg.DefaultMsgSize,
+			MsgInvalidFunc: s.invalid,
+		})
+		defer s.fwd.listen(pc.LocalAddr())()
+	}
+	if ln != nil {
+		servers = append(servers, &miekg.Server{
+			Listener:       ln,
+			Handler:        s,
+			MsgInvalidFunc: s.invalid,
+		})
+		defer s.fwd.listen(ln.Addr())()
+	}
+	if len(servers) == 0 {
+		return fmt.Errorf("dns: serve: no socket given: %w", v1.ErrInvalid)
+	}
+	if s.ctx.Err() != nil {
+		for _, srv := range servers {
+			closeSocket(srv)
+		}
+		return ErrClosed
+	}
+	errc := make(chan error, len(servers))
+	started := make(chan struct{}, len(servers))
+	for _, srv := range servers {
+		srv.NotifyStartedFunc = func() { started <- struct{}{} }
+		go func() { errc <- srv.ActivateAndServe() }()
+	}
+	// Shutting down a server that has not started yet is a no-op in
+	// miekg/dns, after which it would start and run forever: wait.
+	var err error
+	running := 0
+	for running < len(servers) && err == nil {
+		select {
+		case <-started:
+			running++
+		case err = <-errc:
+		}
+	}
+	if err == nil {
+		s.log.Info("dns: serving", "addr", addrOf(pc, ln), "domain", s.z.domain, "apps", s.z.apps)
+		select {
+		case <-ctx.Done():
+		case <-s.ctx.Done():
+		case err = <-errc:
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, srv := range servers {
+		if serr := srv.ShutdownContext(sctx); serr != nil {
+			// Not started (it failed) or already stopped: make sure its
+			// socket is released all the same.
+			closeSocket(srv)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("dns: serve %s: %w", addrOf(pc, ln), err)
+	}
+	return nil
+}
+
+func closeSocket(srv *miekg.Server) {
+	if srv.PacketConn != nil {
+		srv.PacketConn.Close()
+	}
+	if srv.Listener != nil {
+		srv.Listener.Close()
+	}
+}
+
+func addrOf(pc net.PacketConn, ln net.Listener) string {
+	if pc != nil {
+		return pc.LocalAddr().String()
+	}
+	return ln.Addr().String()
+}
+
+// invalid counts packets that miekg/dns could not parse; it answers
+// FORMERR itself when the header was readable, and nothing otherwise so
+// that garbage cannot be used for amplification.
+func (s *Server) invalid([]byte, error) { s.m.dropped["malformed"].Inc() }
+
+// ServeDNS answers one query; it implements miekg/dns.Handler, so it can
+// be mounted in another miekg/dns server or mux.
+func (s *Server) ServeDNS(w miekg.ResponseWriter, r *miekg.Msg) {
+	if r == nil || r.Response {
+		// Answering a response could start a loop between two servers.
+		s.m.dropped["response"].Inc()
+		return
+	}
+	tcp := false
+	if ra := w.RemoteAddr(); ra != nil {
+		_, tcp = ra.(*net.TCPAddr)
+	}
+	m, opt := s.answer(w, r)
+	s.write(w, r, m, opt, tcp)
+}
+
+// answer builds the response to r, without the OPT record; opt is the
+// request's OPT (nil without EDNS0).
+func (s *Server) answer(w miekg.ResponseWriter, r *miekg.Msg) (m *miekg.Msg, opt *miekg.OPT) {
+	m = new(miekg.Msg)
+	m.SetReply(r)
+	m.RecursionAvailable = s.fwd.enabled()
+	nopt := 0
+	for _, rr := range r.Extra {
+		if o, ok := rr.(*miekg.OPT); ok {
+			opt = o
+			nopt++
+		}
+	}
+	switch {
+	case r.Opcode != miekg.OpcodeQuery:
+		m.Rcode = miekg.RcodeNotImplemented
+		return m, opt
+	case len(r.Question) != 1 || nopt > 1:
+		m.Rcode = miekg.RcodeFormatError
+		return m, nil
+	case opt != nil && opt.Version() != 0:
+		// RFC 6891 6.1.3: we speak EDNS version 0 only.
+		m.Rcode = miekg.RcodeBadVers
+		return m, opt
+	}
+	q := r.Question[0]
+	switch q.Qtype {
+	case miekg.TypeOPT, miekg.TypeTSIG, miekg.TypeTKEY:
+		m.Rcode = miekg.RcodeFormatError
+		return m, opt
+	case miekg.TypeAXFR, miekg.TypeIXFR:
+		// No zone transfers: the zone is derived state and secondaries
+		// would only serve it stale.
+		m.Rcode = miekg.RcodeRefused
+		return m, opt
+	}
+	if q.Qclass != miekg.ClassINET && q.Qclass != miekg.ClassANY {
+		m.Rcode = miekg.RcodeRefused
+		return m, opt
+	}
+	// strings.ToLower returns its argument unchanged, without copying,
+	// when it is already lower case: the usual query costs nothing here.
+	name := strings.ToLower(q.Name)
+	idx := s.current()
+	switch {
+	case inZone(name, s.z.apps) && (len(s.z.apps) > len(s.z.domain) || !inZone(name, s.z.domain)):
+		s.answerApps(w, m, idx, name, q)
+	case inZone(name, s.z.domain):
+		s.answerCluster(w, m, idx, name, q)
+	case idx.isRoute(name) && isAddressType(q.Qtype):
+		m.Authoritative = true
+		m.Answer = s.lbRecords(w, q)
+	default:
+		return s.forward(r, opt), opt
+	}
+	return m, opt
+}
+
+func isAddressType(t uint16) bool {
+	return t == miekg.TypeA || t == miekg.TypeAAAA || t == miekg.TypeANY
+}
+
+// answerCluster answers from the index of the cluster zone.
+func (s *Server) answerCluster(w miekg.ResponseWriter, m *miekg.Msg, idx *index, name string, q miekg.Question) {
+	m.Authoritative = true
+	set := idx.lookup(&s.z, name)
+	if set == nil {
+		m.Rcode = miekg.RcodeNameError
+		m.Ns = []miekg.RR{idx.soa}
+		return
+	}
+	if name == s.z.nameserver {
+		// Our own address is wherever the query reached us.
+		m.Answer = addrRecords(q, localAddrs(w), s.z.ttl)
+	} else {
+		ans, extra := set.forType(q.Qtype)
+		m.Answer = withOwner(ans, q.Name, name)
+		m.Extra = extra
+	}
+	if len(m.Answer) == 0 {
+		m.Extra = nil
+		m.Ns = []miekg.RR{idx.soa}
+	}
+}
+
+// answerApps answers names of the apps domain: every one of them is the
+// load balancer.
+func (s *Server) answerApps(w miekg.ResponseWriter, m *miekg.Msg, idx *index, name string, q miekg.Question) {
+	m.Authoritative = true
+	if name == s.z.apps {
+		switch q.Qtype {
+		case miekg.TypeSOA:
+			m.Answer = withOwner([]miekg.RR{idx.appsSOA}, q.Name, name)
+		case miekg.TypeNS:
+			m.Answer = withOwner([]miekg.RR{idx.appsNS}, q.Name, name)
+		case miekg.TypeANY:
+			m.Answer = withOwner([]miekg.RR{idx.appsSOA, idx.appsNS}, q.Name, name)
+		}
+	}
+	if isAddressType(q.Qtype) {
+		m.Answer = append(m.Answer, s.lbRecords(w, q)...)
+	}
+	if len(m.Answer) == 0 {
+		m.Ns = []miekg.RR{idx.appsSOA}
+	}
+}
+
+// lbRecords returns the load balancer's addresses of q's type, owned by
+// q's name as asked.
+func (s *Server) lbRecords(w miekg.ResponseWriter, q miekg.Question) []miekg.RR {
+	var ips []net.IP
+	if s.cfg.LoadBalancer != nil {
+		ips = s.cfg.LoadBalancer()
+	}
+	if len(ips) == 0 {
+		ips = localAddrs(w)
+	}
+	return addrRecords(q, ips, s.z.ttl)
+}
+
+// localAddrs is the address a query arrived on, when the listener is
+// bound to one, and 127.0.0.1 when it is a wildcard.
+func localAddrs(w miekg.ResponseWriter) []net.IP {
+	if la := w.LocalAddr(); la != nil {
+		var ip net.IP
+		switch a := la.(type) {
+		case *net.UDPAddr:
+			ip = a.IP
+		case *net.TCPAddr:
+			ip = a.IP
+		}
+		if ip != nil && !ip.IsUnspecified() {
+			return []net.IP{ip}
+		}
+	}
+	return []net.IP{net.IPv4(127, 0, 0, 1)}
+}
+
+// addrRecords makes A and/or AAAA records (as q asks) for ips.
+func addrRecords(q miekg.Question, ips []net.IP, ttl uint32) []miekg.RR {
+	var out []miekg.RR
+	for _, ip := range ips {
+		hdr := miekg.RR_Header{Name: q.Name, Class: miekg.ClassINET, Ttl: ttl}
+		if v4 := ip.To4(); v4 != nil {
+			if q.Qtype == miekg.TypeA || q.Qtype == miekg.TypeANY {
+				hdr.Rrtype = miekg.TypeA
+				out = append(out, &miekg.A{Hdr: hdr, A: v4})
+			}
+		} else if len(ip) == net.IPv6len {
+			if q.Qtype == miekg.TypeAAAA || q.Qtype == miekg.TypeANY {
+				hdr.Rrtype = miekg.TypeAAAA
+				out = append(out, &miekg.AAAA{Hdr: hdr, AAAA: ip})
+			}
+		}
+	}
+	return out
+}
+
+// withOwner returns rrs with the owner name spelled as the client asked
+// (qname) where it differs from the index's lower-case name: resolvers
+// that randomise case (DNS 0x20) like to see their spelling back. The
+// shared records are copied, never changed.
+func withOwner(rrs []miekg.RR, qname, name string) []miekg.RR {
+	if qname == name || len(rrs) == 0 {
+		return rrs
+	}
+	out := make([]miekg.RR, len(rrs))
+	for i, rr := range rrs {
+		if rr.Header().Name == name {
+			rr = miekg.Copy(rr)
+			rr.Header().Name = qname
+		}
+		out[i] = rr
+	}
+	return out
+}
+
+// forward answers r from the upstream resolvers.
+func (s *Server) forward(r *miekg.Msg, opt *miekg.OPT) *miekg.Msg {
+	resp, err := s.fwd.exchange(s.ctx, r)
+	if err != nil {
+		m := new(miekg.Msg)
+		m.SetReply(r)
+		m.RecursionAvailable = s.fwd.enabled()
+		if errors.Is(err, errNoUpstream) {
+			m.Rcode = miekg.RcodeRefused
+			return m
+		}
+		s.m.forwardFailed.Inc()
+		s.log.Debug("dns: forward failed", "name", r.Question[0].Name, "err", err)
+		m.Rcode = miekg.RcodeServerFailure
+		return m
+	}
+	s.m.forwardOK.Inc()
+	// The client sees our OPT, not the upstream's, and the question as
+	// it asked it.
+	extra := make([]miekg.RR, 0, len(resp.Extra))
+	for _, rr := range resp.Extra {
+		if rr.Header().Rrtype != miekg.TypeOPT {
+			extra = append(extra, rr)
+		}
+	}
+	resp.Extra = extra
+	resp.Question = r.Question
+	if opt == nil && resp.Rcode > 0xF {
+		// An extended rcode cannot be said without EDNS0.
+		resp.Rcode = miekg.RcodeServerFailure
+	}
+	return resp
+}
+
+// packBuffers saves an allocation per answer.
+var packBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// write adds the OPT record, truncates to what the transport allows,
+// counts and sends m.
+func (s *Server) write(w miekg.ResponseWriter, r, m *miekg.Msg, opt *miekg.OPT, tcp bool) {
+	limit := miekg.MaxMsgSize
+	if opt != nil {
+		o := &miekg.OPT{Hdr: miekg.RR_Header{Name: ".", Rrtype: miekg.TypeOPT}}
+		o.SetUDPSize(uint16(s.cfg.MaxUDPSize))
+		o.SetDo(opt.Do())
+		// Full slice expression: appending must copy, never write into
+		// an index slice shared with other queries.
+		m.Extra = append(m.Extra[:len(m.Extra):len(m.Extra)], o)
+		if !tcp {
+			limit = min(max(int(opt.UDPSize()), miekg.MinMsgSize), s.cfg.MaxUDPSize)
+		}
+	} else if !tcp {
+		limit = miekg.MinMsgSize
+	}
+	answers, auth, wasTC := len(m.Answer), len(m.Ns), m.Truncated
+	m.Truncate(limit)
+	// miekg/dns sets TC when it drops anything, even additional records
+	// a client can do without (SRV target addresses); only a cut answer
+	// or authority section should send the client to TCP.
+	m.Truncated = wasTC || len(m.Answer) < answers || len(m.Ns) < auth
+
+	qtype := uint16(0)
+	if len(r.Question) > 0 {
+		qtype = r.Question[0].Qtype
+	}
+	s.m.countQuery(qtype, m.Rcode)
+
+	bp := packBuffers.Get().(*[]byte)
+	out, err := m.PackBuffer((*bp)[:cap(*bp)])
+	if err != nil {
+		packBuffers.Put(bp)
+		s.log.Debug("dns: pack answer", "err", err)
+		fail := new(miekg.Msg)
+		fail.SetRcode(r, miekg.RcodeServerFailure)
+		fail.Question = nil
+		if out, err = fail.Pack(); err != nil {
+			return
+		}
+		_, _ = w.Write(out)
+		return
+	}
+	_, _ = w.Write(out)
+	if cap(out) <= 64*1024 {
+		*bp = out[:0]
+		packBuffers.Put(bp)
+	}
+}
