@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"net"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
