@@ -161,7 +161,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		}
 		s.goRun(func() error { return d.Serve(ctx, pc, ln) })
 	}
-	sched := &scheduler.Scheduler{Store: s.Store, Recorder: s.Recorder, Log: log.With("controller", "scheduler")}
+	sched := &scheduler.Scheduler{Store: s.Store, Recorder: s.Recorder, Log: log.With("controller", "scheduler"), Metrics: scheduler.NewMetrics(s.Registry)}
 	s.goRun(func() error { return sched.Run(ctx) })
 	nodes := &controller.NodeLifecycle{Store: s.Store, Heartbeats: s.API.Heartbeats(), Instances: s.Instances, Recorder: s.Recorder, Log: log, EvictAfter: cfg.EvictAfter}
 	s.goRun(func() error { nodes.Run(ctx); return nil })

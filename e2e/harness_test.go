@@ -1,0 +1,374 @@
+// Package e2e runs Gantry end to end: each test starts the real gantry
+// binary (`gantry up`) with its own data directory, containerd, bridge,
+// subnet and ports, drives it through the CLI and the Go client, and
+// removes everything afterwards with `gantry down --purge`.
+//
+// The tests need root, containerd, runc and the CNI plugins. Outside CI
+// they skip when those are missing; with CI=true a missing prerequisite
+// fails the run instead, so that CI can never pass without them.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcr "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"sigs.k8s.io/yaml"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/client"
+	"github.com/gantry-dev/gantry/internal/image"
+)
+
+var (
+	gantryBin string // built once by TestMain
+	webappBin string
+	skipWhy   string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	var missing []string
+	if os.Getuid() != 0 {
+		missing = append(missing, "root")
+	}
+	for _, bin := range []string{"containerd", "runc", "iptables", "containerd-shim-runc-v2"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing = append(missing, bin)
+		}
+	}
+	if _, err := os.Stat("/usr/lib/cni/bridge"); err != nil {
+		missing = append(missing, "containernetworking-plugins")
+	}
+	if _, err := os.Stat(image.BusyboxPath); err != nil {
+		missing = append(missing, "busybox-static")
+	}
+	if len(missing) > 0 {
+		skipWhy = "end-to-end tests need " + strings.Join(missing, ", ") + " (run scripts/setup.sh as root)"
+		if os.Getenv("CI") == "true" {
+			fmt.Fprintln(os.Stderr, "FAIL: "+skipWhy+"; CI=true forbids skipping them")
+			return 1
+		}
+		fmt.Fprintln(os.Stderr, "skipping: "+skipWhy)
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "gantry-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	gantryBin = filepath.Join(dir, "gantry")
+	webappBin = filepath.Join(dir, "webapp")
+	for _, b := range []struct{ out, pkg string }{{gantryBin, "../cmd/gantry"}, {webappBin, "./testdata/webapp"}} {
+		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b.pkg, err, out)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+func requireE2E(t *testing.T) {
+	t.Helper()
+	if skipWhy != "" {
+		t.Skip(skipWhy)
+	}
+}
+
+// clusterSeq gives each cluster of this run its own bridge and subnet.
+var clusterSeq atomic.Int32
+
+// Cluster is one `gantry up` under test.
+type Cluster struct {
+	t        *testing.T
+	Dir      string
+	Config   string
+	APIAddr  string
+	RegAddr  string
+	DNSAddr  string
+	HTTPAddr string
+	Bridge   string
+	CIDR     string
+	Node     string
+	Client   *client.Client
+	Token    string
+	args     []string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *bytes.Buffer
+}
+
+// ClusterOptions adjust a cluster.
+type ClusterOptions struct {
+	ExtraArgs []string
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// StartCluster starts a gantry up and waits until its node is Ready.
+func StartCluster(t *testing.T, opts ClusterOptions) *Cluster {
+	t.Helper()
+	requireE2E(t)
+	n := int(clusterSeq.Add(1)) + os.Getpid()%50*4
+	dir, err := os.MkdirTemp("", "gantry-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Cluster{
+		t: t, Dir: dir, Config: filepath.Join(dir, "config"),
+		APIAddr: freePort(t), RegAddr: freePort(t), DNSAddr: freePort(t), HTTPAddr: freePort(t),
+		Bridge: fmt.Sprintf("gte%d", n), CIDR: fmt.Sprintf("10.%d.0.0/16", 100+n%150),
+		Node: fmt.Sprintf("e2e-%d", n),
+	}
+	c.args = append([]string{"up", "--data-dir", dir, "--api-addr", c.APIAddr,
+		"--bridge", c.Bridge, "--cluster-cidr", c.CIDR, "--netns-dir", filepath.Join(dir, "netns"),
+		"--write-config", c.Config, "--node-name", c.Node, "--log-level", "debug"}, opts.ExtraArgs...)
+	c.args = append(c.args, clusterFeatureArgs(c)...)
+	t.Cleanup(c.destroy)
+	c.start()
+	c.waitReady()
+	return c
+}
+
+func (c *Cluster) start() {
+	c.t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cmd := exec.Command(gantryBin, c.args...)
+	c.log = &bytes.Buffer{}
+	logf, err := os.OpenFile(filepath.Join(c.Dir, "gantry-up.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); logf.Close(); close(done) }()
+	c.cmd, c.done = cmd, done
+}
+
+func (c *Cluster) waitReady() {
+	c.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-c.done:
+			c.t.Fatalf("gantry up exited early:\n%s", c.Logs())
+		default:
+		}
+		if b, err := os.ReadFile(c.Config); err == nil {
+			var cfg struct{ Server, Token, CA string }
+			if yaml.Unmarshal(b, &cfg) == nil && cfg.Token != "" {
+				cl, err := client.New(client.Config{Server: cfg.Server, Token: cfg.Token, CA: []byte(cfg.CA)})
+				if err == nil {
+					ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+					n, err := client.Get[*v1.Node](ctx, cl, "", c.Node)
+					cancel()
+					if err == nil && n.Status.Ready {
+						c.Client, c.Token = cl, cfg.Token
+						return
+					}
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.t.Fatalf("gantry up did not get ready in 60s:\n%s", c.Logs())
+}
+
+// Logs returns the tail of gantry up's output.
+func (c *Cluster) Logs() string {
+	b, _ := os.ReadFile(filepath.Join(c.Dir, "gantry-up.log"))
+	if len(b) > 8000 {
+		b = b[len(b)-8000:]
+	}
+	return string(b)
+}
+
+// Stop stops gantry up gracefully.
+func (c *Cluster) Stop() {
+	c.mu.Lock()
+	cmd, done := c.cmd, c.done
+	c.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
+// Kill9 kills gantry up (server and agent) without a chance to clean up.
+func (c *Cluster) Kill9() {
+	c.mu.Lock()
+	cmd, done := c.cmd, c.done
+	c.mu.Unlock()
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-done
+}
+
+// Restart starts gantry up again on the same data.
+func (c *Cluster) Restart() {
+	c.t.Helper()
+	c.start()
+	c.waitReady()
+}
+
+func (c *Cluster) destroy() {
+	c.Stop()
+	if c.t.Failed() {
+		c.t.Logf("gantry up log of %s:\n%s", c.Dir, c.Logs())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, gantryBin, "down", "--data-dir", c.Dir, "--purge").CombinedOutput()
+	if err != nil {
+		c.t.Errorf("gantry down: %v\n%s", err, out)
+	}
+}
+
+// Gantry runs the CLI against the cluster and returns its output and exit
+// code.
+func (c *Cluster) Gantry(stdin string, args ...string) (stdout, stderr string, code int) {
+	c.t.Helper()
+	cmd := exec.Command(gantryBin, args...)
+	cmd.Env = append(os.Environ(), "GANTRY_CONFIG="+c.Config)
+	cmd.Stdin = strings.NewReader(stdin)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return o.String(), e.String(), ee.ExitCode()
+	}
+	if err != nil {
+		c.t.Fatalf("run gantry %v: %v", args, err)
+	}
+	return o.String(), e.String(), 0
+}
+
+// MustGantry runs the CLI and fails the test on a non-zero exit.
+func (c *Cluster) MustGantry(stdin string, args ...string) string {
+	c.t.Helper()
+	out, errOut, code := c.Gantry(stdin, args...)
+	if code != 0 {
+		c.t.Fatalf("gantry %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+// Push pushes an image to the cluster registry as repo:tag and returns
+// its reference (REGISTRY/repo@digest form is in the second value).
+func (c *Cluster) Push(img ggcr.Image, repoTag string) (string, string) {
+	c.t.Helper()
+	ref, err := name.ParseReference(c.RegAddr+"/"+repoTag, name.Insecure)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	auth := authn.FromConfig(authn.AuthConfig{Username: "e2e", Password: c.Token})
+	if err := remote.Write(ref, img, remote.WithAuth(auth)); err != nil {
+		c.t.Fatalf("push %s: %v", ref, err)
+	}
+	d, _ := img.Digest()
+	return ref.String(), ref.Context().String() + "@" + d.String()
+}
+
+// WebappImage packs the test web app as an image.
+func WebappImage(t *testing.T) ggcr.Image {
+	t.Helper()
+	img, err := image.GoBinary(webappBin, "webapp", image.Config{ExposedPorts: []string{"8080/tcp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// BusyboxImage is the seed image.
+func BusyboxImage(t *testing.T) ggcr.Image {
+	t.Helper()
+	img, err := image.Busybox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// Eventually polls cond until it is true or the timeout passes.
+func Eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s", timeout, what)
+}
+
+// Instances lists an app's instances.
+func (c *Cluster) Instances(ns, app string) []*v1.Instance {
+	c.t.Helper()
+	l, _, err := client.List[*v1.Instance](context.Background(), c.Client, ns, client.ListOptions{Selector: v1.LabelApp + "=" + app})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return l
+}
+
+// HTTPGet fetches a URL with a short timeout.
+func HTTPGet(url string, host string) (int, string, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	if host != "" {
+		req.Host = host
+	}
+	cl := &http.Client{Timeout: 3 * time.Second}
+	resp, err := cl.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), nil
+}

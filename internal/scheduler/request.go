@@ -1,0 +1,89 @@
+package scheduler
+
+import (
+	"strconv"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+)
+
+// Request is what one Instance asks of a node.
+type Request struct {
+	// App is "namespace/app"; instances with the same App are kept apart
+	// by the spread strategy. Empty means the instance belongs to no app.
+	App         string
+	CPU         v1.CPU
+	Memory      v1.Bytes
+	Constraints []v1.Constraint
+	HostPorts   []HostPort
+	// Placement is v1.PlacementBinpack (also when empty) or
+	// v1.PlacementSpread.
+	Placement string
+}
+
+// RequestFor returns the request of an Instance's template.
+func RequestFor(inst *v1.Instance) Request {
+	t := &inst.Spec.Template
+	r := Request{
+		CPU:         t.Resources.CPU,
+		Memory:      t.Resources.Memory,
+		Constraints: t.Constraints,
+		Placement:   t.Placement,
+	}
+	if inst.Spec.App != "" {
+		r.App = inst.Metadata.Namespace + "/" + inst.Spec.App
+	}
+	for _, p := range t.Ports {
+		if p.HostPort > 0 {
+			r.HostPorts = append(r.HostPorts, HostPort{Port: p.HostPort, Protocol: transport(p.Protocol)})
+		}
+	}
+	return r
+}
+
+// fitKey appends an encoding of everything in r that the Filters look at:
+// requests with equal keys fit on exactly the same nodes.
+func fitKey(b []byte, r *Request) []byte {
+	b = strconv.AppendInt(b, int64(r.CPU), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(r.Memory), 10)
+	for _, p := range r.HostPorts {
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(p.Port), 10)
+		b = append(b, p.Protocol...)
+	}
+	b = append(b, ' ')
+	return constraintKey(b, r.Constraints)
+}
+
+// HostPort is a port published on a node's address. Two instances conflict
+// only when both port and transport protocol are equal.
+type HostPort struct {
+	Port int
+	// Protocol is "tcp" or "udp"; an App's "http" port is "tcp" here.
+	Protocol string
+}
+
+func (p HostPort) String() string { return strconv.Itoa(p.Port) + "/" + p.Protocol }
+
+// transport maps an App port protocol to the transport that occupies the
+// node's port.
+func transport(protocol string) string {
+	if protocol == v1.ProtocolUDP {
+		return v1.ProtocolUDP
+	}
+	return v1.ProtocolTCP
+}
+
+// counts reports whether an instance holds resources on a node: it is
+// bound and has not finished. Instances being deleted still count, because
+// their containers run until the agent has drained and stopped them.
+func counts(inst *v1.Instance) bool {
+	if inst.Spec.Node == "" {
+		return false
+	}
+	switch inst.Status.Phase {
+	case v1.PhaseFailed, v1.PhaseSucceeded:
+		return false
+	}
+	return true
+}
