@@ -461,10 +461,14 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 // afterWrite and afterDelete keep caches that depend on what was written
 // in step.
 func (s *Server) afterWrite(o v1.Object) {
-	switch o.(type) {
+	switch o := o.(type) {
 	case *v1.Role, *v1.RoleBinding:
 		if z, ok := s.authz.(interface{ Invalidate() }); ok {
 			z.Invalidate()
+		}
+	case *v1.Token:
+		if a, ok := s.authn.(interface{ Forget(string) }); ok {
+			a.Forget(o.Metadata.Name)
 		}
 	}
 }

@@ -97,6 +97,7 @@ type Server struct {
 	heartbeats *store.Heartbeats
 	proxy      NodeProxy
 	metrics    *apiMetrics
+	limiter    *failLimiter
 }
 
 // Option sets an optional collaborator.
@@ -130,7 +131,8 @@ func New(cfg Config, st *store.Store, authn Authenticator, authz Authorizer, log
 		cfg.ShutdownGrace = d.ShutdownGrace
 	}
 	s := &Server{cfg: cfg, store: st, log: log, authn: authn, authz: authz,
-		heartbeats: st.Heartbeats("nodes", cfg.HeartbeatTTL), metrics: newAPIMetrics()}
+		heartbeats: st.Heartbeats("nodes", cfg.HeartbeatTTL), metrics: newAPIMetrics(),
+		limiter: newFailLimiter(2, 20)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -172,6 +174,7 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"version": Version, "api": v1.Version})
 	})
 	mux.Handle("/api/v1/", http.HandlerFunc(s.serveAPI))
+	mux.HandleFunc("GET /api/v1/whoami", s.whoami)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no API at %s; the API lives under /api/v1", v1.ErrNotFound, r.URL.Path))
 	})
@@ -217,17 +220,47 @@ func (s *Server) withRecover(h http.Handler) http.Handler {
 }
 
 // authenticate resolves the bearer token. A missing token gives the
-// anonymous identity; a bad one is an error.
+// anonymous identity; a bad one is an error. A source that keeps failing
+// is slowed down (429) before its tokens are even checked.
 func (s *Server) authenticate(r *http.Request) (*auth.Identity, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
 		return auth.Anonymous, nil
 	}
+	src, now := sourceIP(r), time.Now()
+	if s.limiter.blocked(src, now) {
+		return nil, fmt.Errorf("%w: too many failed authentications from %s; wait and retry", v1.ErrTooManyRequest, src)
+	}
 	tok, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok {
+		s.limiter.fail(src, now)
 		return nil, fmt.Errorf("%w: Authorization header must be \"Bearer <token>\"", v1.ErrUnauthorized)
 	}
-	return s.authn.Authenticate(r.Context(), strings.TrimSpace(tok))
+	id, err := s.authn.Authenticate(r.Context(), strings.TrimSpace(tok))
+	if err != nil && errors.Is(err, v1.ErrUnauthorized) {
+		s.limiter.fail(src, now)
+	}
+	return id, err
+}
+
+// WhoAmI is the answer of /api/v1/whoami.
+type WhoAmI struct {
+	User  string `json:"user"`
+	Node  string `json:"node,omitempty"`
+	Token string `json:"token,omitempty"`
+}
+
+func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
+	id, err := s.authenticate(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if id == auth.Anonymous {
+		writeError(w, fmt.Errorf("%w: no token given", v1.ErrUnauthorized))
+		return
+	}
+	writeJSON(w, http.StatusOK, WhoAmI{User: id.User, Node: id.Node, Token: id.TokenID})
 }
 
 // Serve serves on ln until ctx ends, then shuts down gracefully, letting

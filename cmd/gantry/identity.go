@@ -1,0 +1,311 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/client"
+)
+
+func newLoginCmd(g *globals) *cobra.Command {
+	var caFile string
+	cmd := &cobra.Command{
+		Use:   "login --server URL --token TOKEN [--ca FILE]",
+		Short: "Check a token against a server and save both in the CLI config",
+		Example: `  gantry login --server https://gantry.example.com:7443 --token gtk_... --ca ca.crt
+  echo "$TOKEN" | gantry login --server https://10.0.0.5:7443 --token -`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.config()
+			if err != nil {
+				return err
+			}
+			if g.token == "-" {
+				var t string
+				fmt.Fscanln(cmd.InOrStdin(), &t)
+				c.Token = strings.TrimSpace(t)
+			}
+			if c.Server == "" || c.Token == "" {
+				return errors.New("give --server and --token (or - to read the token from standard input)")
+			}
+			if caFile != "" {
+				b, err := os.ReadFile(caFile)
+				if err != nil {
+					return err
+				}
+				c.CA = string(b)
+			}
+			cl, err := client.New(client.Config{Server: c.Server, Token: c.Token, CA: []byte(c.CA)})
+			if err != nil {
+				return err
+			}
+			var who struct{ User, Node string }
+			if _, err := cl.Do(cmd.Context(), "GET", "/api/v1/whoami", nil, nil, &who); err != nil {
+				return fmt.Errorf("login to %s: %w", c.Server, err)
+			}
+			path := g.configPath
+			if path == "" {
+				path = defaultConfigPath()
+			}
+			if err := saveConfig(path, c); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "logged in to %s as %s (config %s)\n", c.Server, who.User, path)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&caFile, "ca", "", "PEM file of the cluster CA (for https servers with the built-in CA)")
+	return cmd
+}
+
+func newWhoAmICmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "whoami",
+		Short: "Print the user the configured token belongs to",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var who struct{ User, Node string }
+			if _, err := c.Do(cmd.Context(), "GET", "/api/v1/whoami", nil, nil, &who); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), who.User)
+			return nil
+		},
+	}
+}
+
+func newUserCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "user", Short: "Manage users: create, ls, rm"}
+	var role, fullName string
+	var withToken bool
+	create := &cobra.Command{
+		Use:   "create NAME [--role ROLE -n NAMESPACE] [--token]",
+		Short: "Create a user, optionally bind a role and issue a token",
+		Example: `  gantry user create alice --role developer -n team --token
+  gantry user create ops --role cluster-admin`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			u := &v1.User{TypeMeta: v1.TypeMeta{Kind: "User"}, Metadata: v1.ObjectMeta{Name: args[0]}, Spec: v1.UserSpec{FullName: fullName}}
+			if err := v1.Validate(u).OrNil(); err != nil {
+				return err
+			}
+			if err := c.Create(ctx, u); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "user/%s created\n", args[0])
+			if role != "" {
+				if err := bindRole(cmd, g, c, args[0], role); err != nil {
+					return err
+				}
+			}
+			if withToken {
+				t, err := c.CreateToken(ctx, v1.TokenSpec{User: args[0], Description: "created with the user"})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "token %s (shown once, keep it safe):\n%s\n", t.Metadata.Name, t.Secret)
+			}
+			return nil
+		},
+	}
+	create.Flags().StringVar(&role, "role", "", "bind this role (cluster-admin, admin, developer, viewer or a custom one) in -n NAMESPACE; cluster-admin binds everywhere")
+	create.Flags().StringVar(&fullName, "full-name", "", "the user's full name")
+	create.Flags().BoolVar(&withToken, "token", false, "also issue an API token and print it")
+	ls := &cobra.Command{
+		Use: "ls", Short: "List users", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			objs, _, err := c.List(cmd.Context(), "User", "", client.ListOptions{})
+			if err != nil {
+				return err
+			}
+			return printObjects(cmd.OutOrStdout(), "User", "table", objs, false, false)
+		},
+	}
+	rm := &cobra.Command{
+		Use: "rm NAME", Short: "Delete a user (their tokens stop working at once)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if _, err := c.Delete(ctx, "User", "", args[0]); err != nil {
+				return err
+			}
+			// Revoke the user's tokens and bindings too, so a later user
+			// of the same name inherits nothing.
+			toks, _, _ := client.List[*v1.Token](ctx, c, "", client.ListOptions{})
+			for _, t := range toks {
+				if t.Spec.User == args[0] {
+					c.Delete(ctx, "Token", "", t.Metadata.Name)
+				}
+			}
+			bs, _, _ := client.List[*v1.RoleBinding](ctx, c, "", client.ListOptions{})
+			for _, b := range bs {
+				if b.Spec.User == args[0] {
+					c.Delete(ctx, "RoleBinding", "", b.Metadata.Name)
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "user/%s deleted\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(create, ls, rm)
+	return cmd
+}
+
+func bindRole(cmd *cobra.Command, g *globals, c *client.Client, user, role string) error {
+	ns := g.ns()
+	if role == "cluster-admin" {
+		ns = "*"
+	}
+	name := user + "-" + role + "-" + strings.ReplaceAll(ns, "*", "all")
+	b := &v1.RoleBinding{TypeMeta: v1.TypeMeta{Kind: "RoleBinding"}, Metadata: v1.ObjectMeta{Name: name}, Spec: v1.RoleBindingSpec{User: user, Role: role, Namespace: ns}}
+	if err := v1.Validate(b).OrNil(); err != nil {
+		return err
+	}
+	if _, err := c.Apply(cmd.Context(), b); err != nil {
+		return err
+	}
+	where := "namespace " + ns
+	if ns == "*" {
+		where = "every namespace"
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "rolebinding/%s: %s is %s in %s\n", name, user, role, where)
+	return nil
+}
+
+func newRoleCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "role", Short: "Grant and list roles: bind, unbind, ls"}
+	bind := &cobra.Command{
+		Use:     "bind USER ROLE [-n NAMESPACE]",
+		Short:   "Give a user a role in a namespace (cluster-admin: everywhere)",
+		Example: "  gantry role bind alice developer -n team",
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			return bindRole(cmd, g, c, args[0], args[1])
+		},
+	}
+	ls := &cobra.Command{
+		Use: "ls", Short: "List role bindings", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			objs, _, err := c.List(cmd.Context(), "RoleBinding", "", client.ListOptions{})
+			if err != nil {
+				return err
+			}
+			return printObjects(cmd.OutOrStdout(), "RoleBinding", "table", objs, false, false)
+		},
+	}
+	unbind := &cobra.Command{
+		Use: "unbind BINDING", Short: "Remove a role binding", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if _, err := c.Delete(cmd.Context(), "RoleBinding", "", args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "rolebinding/%s deleted\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(bind, ls, unbind)
+	return cmd
+}
+
+func newTokenCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "token", Short: "Manage API tokens: create, ls, revoke"}
+	var user, desc string
+	var expires time.Duration
+	create := &cobra.Command{
+		Use:     "create [--user USER] [--expires 720h] [--description TEXT]",
+		Short:   "Issue an API token; its secret is printed once",
+		Example: "  gantry token create --user alice --expires 24h --description ci",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			spec := v1.TokenSpec{User: user, Description: desc}
+			if expires > 0 {
+				t := time.Now().Add(expires).UTC().Truncate(time.Second)
+				spec.Expires = &t
+			}
+			t, err := c.CreateToken(cmd.Context(), spec)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "token %s for %s (shown once, keep it safe):\n", t.Metadata.Name, t.Spec.User)
+			fmt.Fprintln(cmd.OutOrStdout(), t.Secret)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&user, "user", "", "the user the token acts as (default: you)")
+	create.Flags().DurationVar(&expires, "expires", 0, "lifetime, e.g. 24h (default: no expiry)")
+	create.Flags().StringVar(&desc, "description", "", "what the token is for")
+	ls := &cobra.Command{
+		Use: "ls", Short: "List tokens (never their secrets)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			objs, _, err := c.List(cmd.Context(), "Token", "", client.ListOptions{})
+			if err != nil {
+				return err
+			}
+			return printObjects(cmd.OutOrStdout(), "Token", "table", objs, false, false)
+		},
+	}
+	revoke := &cobra.Command{
+		Use: "revoke ID", Short: "Revoke a token at once", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			t, err := client.Get[*v1.Token](ctx, c, "", args[0])
+			if err != nil {
+				return err
+			}
+			t.Spec.Revoked = true
+			if err := c.Update(ctx, t); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "token/%s revoked\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(create, ls, revoke)
+	return cmd
+}
