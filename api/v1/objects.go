@@ -186,6 +186,10 @@ type LimitDefaults struct {
 type Policy struct {
 	AllowPrivileged  bool `json:"allowPrivileged,omitempty"`
 	AllowHostNetwork bool `json:"allowHostNetwork,omitempty"`
+	// AllowPrivateTargets lets this namespace's notifiers and health
+	// checks reach loopback, link-local and private addresses and the
+	// API server (refused by default: SSRF).
+	AllowPrivateTargets bool `json:"allowPrivateTargets,omitempty"`
 }
 
 // Event records something that happened to an object.
