@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/gantry-dev/gantry/client"
@@ -35,6 +37,8 @@ type upOptions struct {
 	domain        string
 	appsDomain    string
 	dnsAddr       string
+	agentMetrics  string
+	sampleEvery   time.Duration
 }
 
 func newLogger(level, format string) (*slog.Logger, error) {
@@ -84,6 +88,8 @@ The first start creates a cluster admin and writes the CLI config
 	f.StringVar(&o.netnsDir, "netns-dir", "/run/gantry/netns", "where instance network namespaces are mounted")
 	f.StringVar(&o.domain, "cluster-domain", "gantry.internal", "DNS domain of service names")
 	f.StringVar(&o.appsDomain, "apps-domain", "localhost", "domain of the default app hostnames (APP.NS.DOMAIN)")
+	f.StringVar(&o.agentMetrics, "agent-metrics-addr", "127.0.0.1:7445", "where this node's agent serves /metrics (empty: nowhere)")
+	f.DurationVar(&o.sampleEvery, "sample-interval", 10*time.Second, "how often instance CPU and memory are sampled")
 	f.StringVar(&o.dnsAddr, "dns-addr", "127.0.0.1:5353", "host address of the DNS server (UDP and TCP; empty: none)")
 	return cmd
 }
@@ -178,12 +184,22 @@ func startLocalNode(ctx context.Context, o *upOptions, srv *server.Server, dataD
 	nd, err := node.Start(ctx, node.Config{
 		Name: o.nodeName, DataDir: filepath.Join(dataDir, "node"), ContainerdSocket: o.containerd,
 		LogDriver: []string{self, logDriverCommand}, BridgeName: o.bridge, ClusterCIDR: o.clusterCIDR,
-		NetNSDir: o.netnsDir, Address: node.OutboundIP(), ClusterDomain: o.domain,
+		NetNSDir: o.netnsDir, Address: node.OutboundIP(), ClusterDomain: o.domain, SampleInterval: o.sampleEvery,
 	}, api, log)
 	if err != nil {
 		return nil, fmt.Errorf("start node %s: %w", o.nodeName, err)
 	}
 	srv.Nodes.AddLocal(o.nodeName, nd.Agent.Handler())
+	if o.agentMetrics != "" {
+		ln, err := net.Listen("tcp", o.agentMetrics)
+		if err != nil {
+			nd.Stop()
+			return nil, fmt.Errorf("agent metrics listener on %s: %w (pass --agent-metrics-addr)", o.agentMetrics, err)
+		}
+		hs := &http.Server{Handler: promhttp.HandlerFor(nd.Registry, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+		go hs.Serve(ln)
+		go func() { <-ctx.Done(); hs.Close() }()
+	}
 	// Containers resolve through the node's bridge gateway.
 	if gw := nd.Network.Gateway(); gw != nil {
 		if err := srv.ServeDNSOn(ctx, net.JoinHostPort(gw.String(), "53")); err != nil {

@@ -50,6 +50,9 @@ type Config struct {
 	RuntimeName string
 	// AgentURL is where the server reaches this agent for logs and exec.
 	AgentURL string
+	// SampleInterval is how often instance metrics are sampled and sent
+	// to the server (default 10s).
+	SampleInterval time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -64,6 +67,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.LogMaxFiles == 0 {
 		c.LogMaxFiles = 3
+	}
+	if c.SampleInterval == 0 {
+		c.SampleInterval = 10 * time.Second
 	}
 	if c.Capacity.CPU == 0 {
 		c.Capacity.CPU = v1.CPU(goruntime.NumCPU() * 1000)
@@ -93,14 +99,17 @@ type Agent struct {
 	workers map[string]*worker // by namespace/name
 	policy  chan struct{}
 	polMu   sync.Mutex
+	sampler *sampler
 	wg      sync.WaitGroup
 }
 
 // New returns an agent; Run starts it.
 func New(cfg Config, api *client.Client, rt Runtime, log *slog.Logger) *Agent {
 	cfg.setDefaults()
-	return &Agent{cfg: cfg, api: api, rt: rt, log: log.With("node", cfg.NodeName), workers: map[string]*worker{},
+	a := &Agent{cfg: cfg, api: api, rt: rt, log: log.With("node", cfg.NodeName), workers: map[string]*worker{},
 		policy: make(chan struct{}, 1), ready: make(chan struct{})}
+	a.sampler = &sampler{a: a, interval: cfg.SampleInterval}
+	return a
 }
 
 // Ready is closed once the node is registered and its network is up.
@@ -132,9 +141,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	close(a.ready)
 	a.log.Info("agent ready", "subnet", node.Spec.Subnet, "gateway", a.net.Gateway())
 
-	a.wg.Add(2)
+	a.wg.Add(3)
 	go func() { defer a.wg.Done(); a.heartbeat(ctx) }()
 	go func() { defer a.wg.Done(); a.syncPolicy(ctx) }()
+	go func() { defer a.wg.Done(); a.sampler.run(ctx) }()
 	a.watch(ctx)
 	a.wg.Wait()
 	a.mu.Lock()

@@ -103,7 +103,11 @@ func parseRequest(r *http.Request) (*requestInfo, error) {
 	// Subresources that read are "get"; exec is "create" as in
 	// Kubernetes; the rest change the object.
 	switch ri.Sub {
-	case "logs", "metrics", "reveal", "history":
+	case "metrics":
+		if r.Method == http.MethodGet {
+			ri.Verb = "get"
+		}
+	case "logs", "reveal", "history":
 		ri.Verb = "get"
 	case "exec":
 		ri.Verb = "create"

@@ -14,7 +14,10 @@ import (
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/metrics"
 	"github.com/gantry-dev/gantry/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Version is reported by /version; the build sets it.
@@ -98,6 +101,8 @@ type Server struct {
 	proxy      NodeProxy
 	metrics    *apiMetrics
 	limiter    *failLimiter
+	window     *metrics.Window
+	gatherer   prometheus.Gatherer
 }
 
 // Option sets an optional collaborator.
@@ -108,6 +113,10 @@ func WithImageResolver(r ImageResolver) Option { return func(s *Server) { s.reso
 
 // WithAuditor records every request.
 func WithAuditor(a Auditor) Option { return func(s *Server) { s.auditor = a } }
+
+// WithPrometheus serves the gatherer's metrics at /metrics to callers who
+// may get metrics.
+func WithPrometheus(g prometheus.Gatherer) Option { return func(s *Server) { s.gatherer = g } }
 
 // WithNodeProxy lets the server reach agents for logs, exec and metrics.
 func WithNodeProxy(p NodeProxy) Option { return func(s *Server) { s.proxy = p } }
@@ -175,6 +184,7 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.Handle("/api/v1/", http.HandlerFunc(s.serveAPI))
 	mux.HandleFunc("GET /api/v1/whoami", s.whoami)
+	mux.HandleFunc("GET /metrics", s.serveProm)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no API at %s; the API lives under /api/v1", v1.ErrNotFound, r.URL.Path))
 	})
@@ -241,6 +251,26 @@ func (s *Server) authenticate(r *http.Request) (*auth.Identity, error) {
 		s.limiter.fail(src, now)
 	}
 	return id, err
+}
+
+// serveProm exposes the Prometheus metrics to callers allowed to "get
+// metrics" (cluster-admin, or a role that grants it; create a token for
+// Prometheus with such a role).
+func (s *Server) serveProm(w http.ResponseWriter, r *http.Request) {
+	if s.gatherer == nil {
+		writeError(w, fmt.Errorf("%w: no metrics", v1.ErrNotFound))
+		return
+	}
+	id, err := s.authenticate(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := s.authz.Authorize(r.Context(), id, auth.Attributes{Verb: "get", Resource: "metrics"}); err != nil {
+		writeError(w, err)
+		return
+	}
+	promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}).ServeHTTP(w, r)
 }
 
 // WhoAmI is the answer of /api/v1/whoami.

@@ -53,7 +53,9 @@ func (s *Server) serveSub(w http.ResponseWriter, r *http.Request, ri *requestInf
 		err = s.appLogs(w, r, ri)
 	case "Instance/status":
 		err = s.instanceStatus(w, r, ri)
-	case "Instance/logs", "Instance/exec", "Instance/metrics":
+	case "App/metrics", "Instance/metrics", "Node/metrics":
+		err = s.serveMetrics(w, r, ri)
+	case "Instance/logs", "Instance/exec":
 		err = s.proxyInstance(w, r, ri)
 	case "Node/register":
 		err = s.registerNode(w, r, ri)

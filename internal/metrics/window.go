@@ -250,8 +250,13 @@ func (w *Window) App(ns, app string, since time.Time) ([]Point, float64) {
 		if r.touch.After(newest) {
 			newest = r.touch
 		}
+		// Agents may sample more often than the window's resolution: an
+		// instance counts once per slot, with its newest point in it.
+		latest := map[int64]Point{}
 		for _, p := range r.since(since) {
-			slot := p.Time.Truncate(w.interval).Unix()
+			latest[p.Time.Truncate(w.interval).Unix()] = p
+		}
+		for slot, p := range latest {
 			a, ok := slots[slot]
 			if !ok {
 				a = &Point{Time: time.Unix(slot, 0).UTC()}

@@ -13,6 +13,10 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/gantry-dev/gantry/client"
 	"github.com/gantry-dev/gantry/internal/agent"
@@ -41,6 +45,8 @@ type Config struct {
 	Credentials func(host string) (user, secret string)
 	// ClusterDomain is the DNS domain of service names.
 	ClusterDomain string
+	// SampleInterval is how often instance metrics are sampled.
+	SampleInterval time.Duration
 }
 
 // Node is a running node.
@@ -49,6 +55,8 @@ type Node struct {
 	Driver  *runtime.Driver
 	Daemon  *runtime.Daemon
 	Network *network.Network
+	// Registry holds the node's Prometheus metrics (instances, node).
+	Registry *prometheus.Registry
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -84,7 +92,7 @@ func Start(ctx context.Context, cfg Config, api *client.Client, log *slog.Logger
 	a := agent.New(agent.Config{
 		NodeName: cfg.Name, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels,
 		Address: cfg.Address, AgentURL: cfg.AgentURL, ClusterDomain: cfg.ClusterDomain,
-		RuntimeName: "containerd",
+		RuntimeName: "containerd", SampleInterval: cfg.SampleInterval,
 		Network: func(subnet string) (agent.Network, error) {
 			ncfg := network.Config{
 				BridgeName: cfg.BridgeName, Subnet: subnet, ClusterCIDR: cfg.ClusterCIDR,
@@ -102,6 +110,8 @@ func Start(ctx context.Context, cfg Config, api *client.Client, log *slog.Logger
 		},
 	}, api, drv, log)
 	n.Agent = a
+	n.Registry = prometheus.NewRegistry()
+	n.Registry.MustRegister(a.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "gantry_agent"}))
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

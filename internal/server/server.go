@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -31,6 +32,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/dns"
 	"github.com/gantry-dev/gantry/internal/events"
 	"github.com/gantry-dev/gantry/internal/informer"
+	"github.com/gantry-dev/gantry/internal/metrics"
 	"github.com/gantry-dev/gantry/internal/scheduler"
 	"github.com/gantry-dev/gantry/internal/store"
 )
@@ -75,6 +77,8 @@ type Server struct {
 	Registry  *prometheus.Registry
 	Recorder  *events.Recorder
 	Instances *informer.Informer[*v1.Instance]
+	// Window holds the last hour of resource samples.
+	Window *metrics.Window
 	// Discovery publishes service snapshots for DNS and the ingress.
 	Discovery *discovery.Watcher
 	DNS       *dns.Server
@@ -130,7 +134,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	authn := &auth.Authenticator{Store: s.Store, Log: log}
 	authz := &auth.Authorizer{Store: s.Store}
 	s.Nodes = apiserver.NewNodes()
-	s.API = apiserver.New(cfg.API, s.Store, authn, authz, log, apiserver.WithNodeProxy(s.Nodes))
+	s.Window = metrics.NewWindow(time.Hour, 10*time.Second)
+	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newWindowCollector(s.Window))
+	s.API = apiserver.New(cfg.API, s.Store, authn, authz, log, apiserver.WithNodeProxy(s.Nodes),
+		apiserver.WithMetrics(s.Window), apiserver.WithPrometheus(s.Registry))
 	s.Registry.MustRegister(s.API.Collectors()...)
 
 	ln, err := net.Listen("tcp", cfg.APIAddr)
@@ -163,6 +170,19 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	sched := &scheduler.Scheduler{Store: s.Store, Recorder: s.Recorder, Log: log.With("controller", "scheduler"), Metrics: scheduler.NewMetrics(s.Registry)}
 	s.goRun(func() error { return sched.Run(ctx) })
+	s.goRun(func() error {
+		// Series of instances gone for longer than the window are dropped.
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case now := <-t.C:
+				s.Window.Forget(now.Add(-time.Hour))
+			}
+		}
+	})
 	nodes := &controller.NodeLifecycle{Store: s.Store, Heartbeats: s.API.Heartbeats(), Instances: s.Instances, Recorder: s.Recorder, Log: log, EvictAfter: cfg.EvictAfter}
 	s.goRun(func() error { nodes.Run(ctx); return nil })
 	if s.etcd != nil {
@@ -301,4 +321,19 @@ func listenDNS(addr string, freebind bool) (net.PacketConn, net.Listener, error)
 		return nil, nil, err
 	}
 	return pc, ln, nil
+}
+
+// windowCollector reports the size of the metrics window.
+type windowCollector struct{ w *metrics.Window }
+
+func newWindowCollector(w *metrics.Window) prometheus.Collector { return windowCollector{w} }
+
+var descSeries = prometheus.NewDesc("gantry_metrics_window_series", "Series held in the server's metrics window.", []string{"kind"}, nil)
+
+func (c windowCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descSeries }
+
+func (c windowCollector) Collect(ch chan<- prometheus.Metric) {
+	i, n := c.w.Series()
+	ch <- prometheus.MustNewConstMetric(descSeries, prometheus.GaugeValue, float64(i), "instance")
+	ch <- prometheus.MustNewConstMetric(descSeries, prometheus.GaugeValue, float64(n), "node")
 }

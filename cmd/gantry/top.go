@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"sort"
+
+	"github.com/spf13/cobra"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/client"
+)
+
+type metricsBody struct {
+	CPULimit float64 `json:"cpuLimit"`
+	Points   []struct {
+		CPU         float64 `json:"cpu"`
+		Memory      int64   `json:"memory"`
+		MemoryLimit int64   `json:"memoryLimit"`
+		Restarts    int     `json:"restarts"`
+		Instances   int     `json:"instances"`
+	} `json:"points"`
+}
+
+func fetchMetrics(ctx context.Context, c *client.Client, kind, ns, name string) (*metricsBody, error) {
+	k, _ := v1.LookupKind(kind)
+	var m metricsBody
+	_, err := c.Do(ctx, "GET", client.Path(k, ns, name)+"/metrics", url.Values{"since": {"1m"}}, nil, &m)
+	return &m, err
+}
+
+func pct(v, of float64) string {
+	if of <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f%%", v/of*100)
+}
+
+func cores(c float64) string { return fmt.Sprintf("%dm", int64(c*1000+0.5)) }
+
+func newTopCmd(g *globals) *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "top apps|instances|nodes",
+		Short: "Show current CPU and memory use against requests and limits",
+		Example: `  gantry top apps
+  gantry top instances -n team
+  gantry top nodes`,
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"apps", "instances", "nodes"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			ns := g.ns()
+			if all {
+				ns = ""
+			}
+			w := cmd.OutOrStdout()
+			k, ok := v1.LookupKind(args[0])
+			if !ok {
+				return fmt.Errorf("top shows apps, instances or nodes, not %q", args[0])
+			}
+			switch k.Kind {
+			case "App":
+				apps, _, err := client.List[*v1.App](ctx, c, ns, client.ListOptions{})
+				if err != nil {
+					return err
+				}
+				rows := [][]string{{"NAMESPACE", "APP", "INSTANCES", "CPU", "CPU/LIMIT", "CPU REQUEST", "MEMORY", "MEMORY/LIMIT"}}
+				for _, a := range apps {
+					m, err := fetchMetrics(ctx, c, "App", a.Metadata.Namespace, a.Metadata.Name)
+					if err != nil || len(m.Points) == 0 {
+						rows = append(rows, []string{a.Metadata.Namespace, a.Metadata.Name, fmt.Sprint(a.Status.Replicas), "-", "-", a.Spec.Resources.CPU.String(), "-", "-"})
+						continue
+					}
+					p := m.Points[len(m.Points)-1]
+					rows = append(rows, []string{a.Metadata.Namespace, a.Metadata.Name, fmt.Sprint(p.Instances), cores(p.CPU), pct(p.CPU, m.CPULimit),
+						a.Spec.Resources.CPU.String(), v1.Bytes(p.Memory).String(), pct(float64(p.Memory), float64(p.MemoryLimit))})
+				}
+				printRows(w, rows)
+			case "Instance":
+				insts, _, err := client.List[*v1.Instance](ctx, c, ns, client.ListOptions{})
+				if err != nil {
+					return err
+				}
+				sort.Slice(insts, func(i, j int) bool { return insts[i].Metadata.Key() < insts[j].Metadata.Key() })
+				rows := [][]string{{"NAMESPACE", "INSTANCE", "APP", "CPU", "CPU/LIMIT", "MEMORY", "MEMORY/LIMIT", "RESTARTS", "NODE"}}
+				for _, i := range insts {
+					m, err := fetchMetrics(ctx, c, "Instance", i.Metadata.Namespace, i.Metadata.Name)
+					if err != nil || len(m.Points) == 0 {
+						rows = append(rows, []string{i.Metadata.Namespace, i.Metadata.Name, i.Spec.App, "-", "-", "-", "-", fmt.Sprint(i.Status.Restarts), orDash(i.Spec.Node)})
+						continue
+					}
+					p := m.Points[len(m.Points)-1]
+					rows = append(rows, []string{i.Metadata.Namespace, i.Metadata.Name, i.Spec.App, cores(p.CPU), pct(p.CPU, m.CPULimit),
+						v1.Bytes(p.Memory).String(), pct(float64(p.Memory), float64(p.MemoryLimit)), fmt.Sprint(i.Status.Restarts), orDash(i.Spec.Node)})
+				}
+				printRows(w, rows)
+			case "Node":
+				nodes, _, err := client.List[*v1.Node](ctx, c, "", client.ListOptions{})
+				if err != nil {
+					return err
+				}
+				rows := [][]string{{"NODE", "CPU", "CPU%", "MEMORY", "MEMORY%", "INSTANCES", "READY"}}
+				for _, n := range nodes {
+					m, err := fetchMetrics(ctx, c, "Node", "", n.Metadata.Name)
+					if err != nil || len(m.Points) == 0 {
+						rows = append(rows, []string{n.Metadata.Name, "-", "-", "-", "-", "-", fmt.Sprint(n.Status.Ready)})
+						continue
+					}
+					p := m.Points[len(m.Points)-1]
+					rows = append(rows, []string{n.Metadata.Name, cores(p.CPU), pct(p.CPU, m.CPULimit), v1.Bytes(p.Memory).String(),
+						pct(float64(p.Memory), float64(p.MemoryLimit)), fmt.Sprint(p.Instances), fmt.Sprint(n.Status.Ready)})
+				}
+				printRows(w, rows)
+			default:
+				return fmt.Errorf("top shows apps, instances or nodes, not %q", args[0])
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "every namespace")
+	return cmd
+}

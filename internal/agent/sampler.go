@@ -1,0 +1,257 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gantry-dev/gantry/internal/metrics"
+)
+
+// sampler reads every running instance's cgroup counters and the node's
+// totals each interval, turns counters into rates, reports them to the
+// server's metrics window and keeps the last round for /metrics.
+type sampler struct {
+	a        *Agent
+	interval time.Duration
+
+	mu      sync.Mutex
+	prev    map[string]prevCounters // by container id
+	prevCPU cpuTimes
+	last    metrics.Report
+}
+
+type prevCounters struct {
+	at       time.Time
+	cpuNanos uint64
+	rx, tx   uint64
+}
+
+type cpuTimes struct {
+	at          time.Time
+	busy, total uint64
+}
+
+func (s *sampler) run(ctx context.Context) {
+	t := time.NewTicker(s.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r := s.sample(ctx)
+		s.mu.Lock()
+		s.last = r
+		s.mu.Unlock()
+		if err := s.a.api.Sub(ctx, http.MethodPost, "Node", "", s.a.cfg.NodeName, "metrics", r, nil); err != nil && ctx.Err() == nil {
+			s.a.log.Debug("report metrics", "err", err)
+		}
+	}
+}
+
+func (s *sampler) sample(ctx context.Context) metrics.Report {
+	now := time.Now().UTC()
+	s.a.mu.Lock()
+	workers := make([]*worker, 0, len(s.a.workers))
+	for _, w := range s.a.workers {
+		workers = append(workers, w)
+	}
+	s.a.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.prev == nil {
+		s.prev = map[string]prevCounters{}
+	}
+	seen := map[string]bool{}
+	var r metrics.Report
+	var memSum int64
+	for _, w := range workers {
+		inst, removing, gone := w.state()
+		if removing || gone {
+			continue
+		}
+		st, err := s.a.rt.Stats(ctx, w.id)
+		if err != nil {
+			continue
+		}
+		seen[w.id] = true
+		c, _ := s.a.rt.Inspect(ctx, w.id)
+		rx, tx := netCounters(c.Pid)
+		p := metrics.Point{Time: now, Memory: int64(st.MemoryWorkingSetBytes), MemoryLimit: int64(st.MemoryLimitBytes), Restarts: w.restarts()}
+		if prev, ok := s.prev[w.id]; ok && st.CPUUsageNanos >= prev.cpuNanos {
+			secs := now.Sub(prev.at).Seconds()
+			if secs > 0 {
+				p.CPU = float64(st.CPUUsageNanos-prev.cpuNanos) / 1e9 / secs
+				if rx >= prev.rx && tx >= prev.tx {
+					p.RxBytes = float64(rx-prev.rx) / secs
+					p.TxBytes = float64(tx-prev.tx) / secs
+				}
+			}
+		}
+		s.prev[w.id] = prevCounters{at: now, cpuNanos: st.CPUUsageNanos, rx: rx, tx: tx}
+		res := inst.Spec.Template.Resources
+		limit := res.CPULimit()
+		if limit == 0 {
+			limit = res.CPU
+		}
+		r.Instances = append(r.Instances, metrics.InstanceSample{
+			Namespace: w.ns, Name: w.name, App: inst.Spec.App, Node: s.a.cfg.NodeName,
+			CPULimit: float64(limit) / 1000, Point: p,
+		})
+		memSum += p.Memory
+	}
+	for id := range s.prev {
+		if !seen[id] {
+			delete(s.prev, id)
+		}
+	}
+	node := metrics.Point{Time: now, Instances: len(r.Instances), MemoryLimit: int64(s.a.cfg.Capacity.Memory)}
+	if busy, total, err := readCPUTimes(); err == nil {
+		if s.prevCPU.total > 0 && total > s.prevCPU.total {
+			frac := float64(busy-s.prevCPU.busy) / float64(total-s.prevCPU.total)
+			node.CPU = frac * float64(s.a.cfg.Capacity.CPU) / 1000
+		}
+		s.prevCPU = cpuTimes{at: now, busy: busy, total: total}
+	}
+	if used, err := hostMemoryUsed(); err == nil {
+		node.Memory = used
+	} else {
+		node.Memory = memSum
+	}
+	r.Node = metrics.NodeSample{Node: s.a.cfg.NodeName, CPUCapacity: float64(s.a.cfg.Capacity.CPU) / 1000, Point: node}
+	return r
+}
+
+func (w *worker) restarts() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.status.Restarts
+}
+
+// netCounters reads eth0's byte counters in the network namespace of pid.
+func netCounters(pid uint32) (rx, tx uint64) {
+	if pid == 0 {
+		return 0, 0
+	}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/net/dev", pid))
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(name) != "eth0" {
+			continue
+		}
+		fields := strings.Fields(rest)
+		if len(fields) >= 9 {
+			fmt.Sscan(fields[0], &rx)
+			fmt.Sscan(fields[8], &tx)
+		}
+	}
+	return rx, tx
+}
+
+// readCPUTimes returns busy and total jiffies from /proc/stat.
+func readCPUTimes() (busy, total uint64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 5 || fields[0] != "cpu" {
+		return 0, 0, fmt.Errorf("unexpected /proc/stat")
+	}
+	for i, f := range fields[1:] {
+		var v uint64
+		fmt.Sscan(f, &v)
+		total += v
+		if i != 3 && i != 4 { // idle, iowait
+			busy += v
+		}
+	}
+	return busy, total, nil
+}
+
+// hostMemoryUsed is MemTotal - MemAvailable.
+func hostMemoryUsed() (int64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	var total, avail int64
+	for _, l := range strings.Split(string(b), "\n") {
+		fmt.Sscanf(l, "MemTotal: %d kB", &total)
+		fmt.Sscanf(l, "MemAvailable: %d kB", &avail)
+	}
+	if total == 0 {
+		return 0, fmt.Errorf("no MemTotal")
+	}
+	return (total - avail) << 10, nil
+}
+
+// Collector exposes the last sampling round as Prometheus metrics with
+// namespace, app, instance and node labels.
+func (a *Agent) Collector() prometheus.Collector { return (*agentCollector)(a) }
+
+type agentCollector Agent
+
+var (
+	descCPU = prometheus.NewDesc("gantry_instance_cpu_usage_cores", "CPU in use by an instance, in cores, over the last sampling interval.",
+		[]string{"namespace", "app", "instance", "node"}, nil)
+	descMem = prometheus.NewDesc("gantry_instance_memory_working_set_bytes", "Memory working set of an instance.",
+		[]string{"namespace", "app", "instance", "node"}, nil)
+	descMemLimit = prometheus.NewDesc("gantry_instance_memory_limit_bytes", "Memory limit of an instance.",
+		[]string{"namespace", "app", "instance", "node"}, nil)
+	descRx = prometheus.NewDesc("gantry_instance_network_receive_bytes_per_second", "Bytes per second received by an instance.",
+		[]string{"namespace", "app", "instance", "node"}, nil)
+	descTx = prometheus.NewDesc("gantry_instance_network_transmit_bytes_per_second", "Bytes per second sent by an instance.",
+		[]string{"namespace", "app", "instance", "node"}, nil)
+	descRestarts = prometheus.NewDesc("gantry_instance_restarts", "Times an instance's container was restarted.",
+		[]string{"namespace", "app", "instance", "node"}, nil)
+	descNodeCPU  = prometheus.NewDesc("gantry_node_cpu_usage_cores", "CPU in use on a node, in cores.", []string{"node"}, nil)
+	descNodeMem  = prometheus.NewDesc("gantry_node_memory_used_bytes", "Memory in use on a node.", []string{"node"}, nil)
+	descNodeInst = prometheus.NewDesc("gantry_node_instances", "Instances running on a node.", []string{"node"}, nil)
+)
+
+func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descCPU, descMem, descMemLimit, descRx, descTx, descRestarts, descNodeCPU, descNodeMem, descNodeInst} {
+		ch <- d
+	}
+}
+
+func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
+	a := (*Agent)(c)
+	if a.sampler == nil {
+		return
+	}
+	a.sampler.mu.Lock()
+	r := a.sampler.last
+	a.sampler.mu.Unlock()
+	for _, s := range r.Instances {
+		l := []string{s.Namespace, s.App, s.Name, s.Node}
+		ch <- prometheus.MustNewConstMetric(descCPU, prometheus.GaugeValue, s.CPU, l...)
+		ch <- prometheus.MustNewConstMetric(descMem, prometheus.GaugeValue, float64(s.Memory), l...)
+		ch <- prometheus.MustNewConstMetric(descMemLimit, prometheus.GaugeValue, float64(s.MemoryLimit), l...)
+		ch <- prometheus.MustNewConstMetric(descRx, prometheus.GaugeValue, s.RxBytes, l...)
+		ch <- prometheus.MustNewConstMetric(descTx, prometheus.GaugeValue, s.TxBytes, l...)
+		ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.GaugeValue, float64(s.Restarts), l...)
+	}
+	if r.Node.Node != "" {
+		ch <- prometheus.MustNewConstMetric(descNodeCPU, prometheus.GaugeValue, r.Node.CPU, r.Node.Node)
+		ch <- prometheus.MustNewConstMetric(descNodeMem, prometheus.GaugeValue, float64(r.Node.Memory), r.Node.Node)
+		ch <- prometheus.MustNewConstMetric(descNodeInst, prometheus.GaugeValue, float64(r.Node.Instances), r.Node.Node)
+	}
+}

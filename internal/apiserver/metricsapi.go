@@ -1,0 +1,100 @@
+package apiserver
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/metrics"
+	"github.com/gantry-dev/gantry/internal/store"
+)
+
+// WithMetrics serves and fills the metrics window.
+func WithMetrics(w *metrics.Window) Option { return func(s *Server) { s.window = w } }
+
+// MetricsResponse is the body of a …/metrics GET.
+type MetricsResponse struct {
+	Kind      string          `json:"kind"`
+	Namespace string          `json:"namespace,omitempty"`
+	Name      string          `json:"name"`
+	Interval  v1.Duration     `json:"interval"`
+	CPULimit  float64         `json:"cpuLimit,omitempty"`
+	Points    []metrics.Point `json:"points"`
+}
+
+func sinceParam(r *http.Request) (time.Time, error) {
+	d := time.Hour
+	if v := r.URL.Query().Get("since"); v != "" {
+		var err error
+		d, err = time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return time.Time{}, fmt.Errorf("%w: since must be a duration like 10m", v1.ErrInvalid)
+		}
+	}
+	return time.Now().Add(-d), nil
+}
+
+// serveMetrics answers metrics GETs for apps, instances and nodes, and
+// takes the agents' reports (POST on nodes/NAME/metrics).
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
+	if s.window == nil {
+		return fmt.Errorf("%w: metrics are not kept by this server", v1.ErrUnavailable)
+	}
+	ctx := r.Context()
+	if r.Method == http.MethodPost || r.Method == http.MethodPut {
+		if ri.Kind.Kind != "Node" {
+			return methodNotAllowed(r)
+		}
+		if id := IdentityFrom(ctx); id.Node != ri.Name {
+			return auth.Forbidden(id, ri.attributes(), "only a node's agent reports its metrics")
+		}
+		var rep metrics.Report
+		if err := decodeBody(w, r, s.cfg.MaxBodyBytes, &rep); err != nil {
+			return err
+		}
+		rep.Node.Node = ri.Name
+		for i := range rep.Instances {
+			rep.Instances[i].Node = ri.Name
+		}
+		s.window.Add(rep)
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	since, err := sinceParam(r)
+	if err != nil {
+		return err
+	}
+	resp := MetricsResponse{Kind: ri.Kind.Kind, Namespace: ri.Namespace, Name: ri.Name, Interval: v1.Duration(s.window.Interval())}
+	switch ri.Kind.Kind {
+	case "App":
+		if _, err := store.Get[*v1.App](ctx, s.store, ri.Namespace, ri.Name); err != nil {
+			return err
+		}
+		resp.Points, resp.CPULimit = s.window.App(ri.Namespace, ri.Name, since)
+	case "Instance":
+		if _, err := store.Get[*v1.Instance](ctx, s.store, ri.Namespace, ri.Name); err != nil {
+			return err
+		}
+		resp.Points = s.window.Instance(ri.Namespace, ri.Name, since)
+		if l, ok := s.window.InstanceLatest(ri.Namespace, ri.Name); ok {
+			resp.CPULimit = l.CPULimit
+		}
+	case "Node":
+		if _, err := store.Get[*v1.Node](ctx, s.store, "", ri.Name); err != nil {
+			return err
+		}
+		resp.Points = s.window.Node(ri.Name, since)
+		if _, c, ok := s.window.NodeLatest(ri.Name); ok {
+			resp.CPULimit = c
+		}
+	default:
+		return fmt.Errorf("%w: %s have no metrics", v1.ErrNotFound, ri.Kind.Plural)
+	}
+	if resp.Points == nil {
+		resp.Points = []metrics.Point{}
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
