@@ -363,6 +363,11 @@ type AppStatus struct {
 	Progressed *time.Time `json:"progressed,omitempty"`
 	// RolledBack records the last automatic rollback.
 	RolledBack *RollbackRecord `json:"rolledBack,omitempty"`
+	// AutoscaleReplicas is the autoscaler's choice of replicas; it wins
+	// over spec.replicas while spec.autoscale is set.
+	AutoscaleReplicas int32 `json:"autoscaleReplicas,omitempty"`
+	// AutoscaleReason explains the autoscaler's last decision.
+	AutoscaleReason string `json:"autoscaleReason,omitempty"`
 }
 
 // RollbackRecord says why a rollout was undone automatically.
@@ -385,11 +390,15 @@ const (
 
 // DesiredReplicas returns the replica count the App asks for.
 func (a *App) DesiredReplicas() int32 {
+	if as := a.Spec.Autoscale; as != nil {
+		n := a.Status.AutoscaleReplicas
+		if n == 0 && a.Spec.Replicas != nil {
+			n = *a.Spec.Replicas
+		}
+		return max(as.Min, min(as.Max, n))
+	}
 	if a.Spec.Replicas != nil {
 		return *a.Spec.Replicas
-	}
-	if a.Spec.Autoscale != nil {
-		return a.Spec.Autoscale.Min
 	}
 	return 1
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/logfile"
 )
 
 // exitError carries a specific exit code out of a command.
@@ -26,6 +27,11 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
 func main() {
+	// containerd's shim starts the log driver for every container: go
+	// straight to it, before flag parsing and anything else.
+	if len(os.Args) > 1 && os.Args[1] == logDriverCommand {
+		logfile.RunDriver()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	root := newRootCmd()
 	err := root.ExecuteContext(ctx)

@@ -1,0 +1,202 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/informer"
+	"github.com/gantry-dev/gantry/internal/metrics"
+	"github.com/gantry-dev/gantry/internal/store"
+)
+
+// RequestRater reports an App's ingress requests per second (the load
+// balancer implements it).
+type RequestRater interface {
+	RequestRate(ns, app string) float64
+}
+
+// QuotaChecker says how many replicas of an App fit the namespace quota.
+type QuotaChecker func(ctx context.Context, a *v1.App, replicas int32) (int32, error)
+
+// Autoscaler sets the replica count of Apps that ask for it from their
+// recent CPU use (and optionally ingress request rate), like Kubernetes'
+// HPA: desired = ceil(current × observed / target), within [min, max].
+// Scaling up happens at once; scaling down only when every recommendation
+// of the last DownStabilization agrees, so a dip does not flap.
+type Autoscaler struct {
+	Store    *store.Store
+	Apps     *informer.Informer[*v1.App]
+	Window   *metrics.Window
+	Requests RequestRater
+	Quota    QuotaChecker
+	Recorder Recorder
+	Log      *slog.Logger
+	// Interval is how often apps are evaluated (default 5s).
+	Interval time.Duration
+	// Lookback is how much recent history is averaged (default 30s).
+	Lookback time.Duration
+	// DownStabilization (default 60s) and Tolerance (default 0.1) keep
+	// the count steady.
+	DownStabilization time.Duration
+	Tolerance         float64
+	Now               func() time.Time
+
+	mu   sync.Mutex
+	recs map[string][]recommendation
+}
+
+type recommendation struct {
+	at       time.Time
+	replicas int32
+}
+
+// Run evaluates until ctx ends.
+func (s *Autoscaler) Run(ctx context.Context) {
+	if s.Interval == 0 {
+		s.Interval = 5 * time.Second
+	}
+	if s.Lookback == 0 {
+		s.Lookback = 30 * time.Second
+	}
+	if s.DownStabilization == 0 {
+		s.DownStabilization = 60 * time.Second
+	}
+	if s.Tolerance == 0 {
+		s.Tolerance = 0.1
+	}
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	s.recs = map[string][]recommendation{}
+	select {
+	case <-ctx.Done():
+		return
+	case <-s.Apps.Synced():
+	}
+	t := time.NewTicker(s.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, a := range s.Apps.List(func(a *v1.App) bool { return a.Spec.Autoscale != nil && a.Metadata.Deleting == nil }) {
+			if err := s.evaluate(ctx, a); err != nil && ctx.Err() == nil {
+				s.Log.Warn("autoscale", "app", a.Metadata.Key(), "err", err)
+			}
+		}
+	}
+}
+
+// evaluate makes one decision for an App.
+func (s *Autoscaler) evaluate(ctx context.Context, a *v1.App) error {
+	as := a.Spec.Autoscale
+	now := s.Now()
+	current := a.DesiredReplicas()
+	key := a.Metadata.Key()
+	want, why, ok := s.recommend(a, current, now)
+	if !ok {
+		return nil
+	}
+	want = max(as.Min, min(as.Max, want))
+	s.mu.Lock()
+	recs := append(s.recs[key], recommendation{now, want})
+	for len(recs) > 0 && now.Sub(recs[0].at) > s.DownStabilization {
+		recs = recs[1:]
+	}
+	s.recs[key] = recs
+	// Scale down only to the highest recommendation of the window.
+	if want < current {
+		for _, r := range recs {
+			want = max(want, r.replicas)
+		}
+	}
+	s.mu.Unlock()
+	// A rollout in progress is left alone except to reach min.
+	if a.Status.Phase == v1.AppProgressing && want > current && current >= as.Min {
+		return nil
+	}
+	if want == current {
+		return nil
+	}
+	if s.Quota != nil && want > current {
+		fit, err := s.Quota(ctx, a, want)
+		if err != nil {
+			return err
+		}
+		if fit < want {
+			s.Recorder.Eventf(ctx, a, v1.EventWarning, "QuotaLimitsScaling", "autoscaler wanted %d replicas (%s) but the namespace quota allows %d", want, why, fit)
+			want = fit
+		}
+		if want <= current {
+			return nil
+		}
+	}
+	out, err := store.Mutate(ctx, s.Store, a.Metadata.Namespace, a.Metadata.Name, func(x *v1.App) error {
+		if x.Spec.Autoscale == nil {
+			return store.ErrUnchanged
+		}
+		x.Status.AutoscaleReplicas = want
+		x.Status.AutoscaleReason = why
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.Apps.Observe(out)
+	s.Recorder.Eventf(ctx, a, v1.EventNormal, "Scaled", "autoscaler scaled from %d to %d replicas: %s", current, want, why)
+	return nil
+}
+
+// recommend computes the replica count the metrics call for.
+func (s *Autoscaler) recommend(a *v1.App, current int32, now time.Time) (int32, string, bool) {
+	as := a.Spec.Autoscale
+	var want int32
+	var why string
+	found := false
+	if as.TargetCPUPercent > 0 && s.Window != nil {
+		pts, _ := s.Window.App(a.Metadata.Namespace, a.Metadata.Name, now.Add(-s.Lookback))
+		var cpu float64
+		var n int
+		for _, p := range pts {
+			if p.Instances > 0 {
+				cpu += p.CPU / float64(p.Instances)
+				n++
+			}
+		}
+		req := float64(a.Spec.Resources.CPU) / 1000
+		if n > 0 && req > 0 {
+			perInstance := cpu / float64(n)
+			util := perInstance / req * 100
+			ratio := util / float64(as.TargetCPUPercent)
+			if math.Abs(ratio-1) > s.Tolerance {
+				want = int32(math.Ceil(float64(current) * ratio))
+			} else {
+				want = current
+			}
+			why = fmt.Sprintf("cpu at %.0f%% of requests, target %d%%", util, as.TargetCPUPercent)
+			found = true
+		}
+	}
+	if as.TargetRequestsPerSecond > 0 && s.Requests != nil {
+		rps := s.Requests.RequestRate(a.Metadata.Namespace, a.Metadata.Name)
+		perInstance := rps / float64(max(current, 1))
+		ratio := perInstance / as.TargetRequestsPerSecond
+		r := current
+		if math.Abs(ratio-1) > s.Tolerance {
+			r = int32(math.Ceil(rps / as.TargetRequestsPerSecond))
+		}
+		if !found || r > want {
+			want = r
+			why = fmt.Sprintf("%.1f requests/s per instance, target %.1f", perInstance, as.TargetRequestsPerSecond)
+		}
+		found = true
+	}
+	return want, why, found
+}

@@ -1,0 +1,418 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/errdefs"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/logfile"
+)
+
+// Status of a container as List reports it.
+type Status string
+
+const (
+	// StatusCreated: the container exists and no process of it is
+	// running or waiting to be reaped: it never started, or Stop ended
+	// and cleaned up its last run.
+	StatusCreated Status = "created"
+	// StatusRunning: its main process runs (or is paused).
+	StatusRunning Status = "running"
+	// StatusStopped: its main process exited and the exit code is known;
+	// Start runs it again in place.
+	StatusStopped Status = "stopped"
+)
+
+// Container is what List reports of one container.
+type Container struct {
+	ID       string
+	Labels   map[string]string // the spec's labels, without the runtime's own
+	Image    string
+	Status   Status
+	Pid      uint32 // of the main process while it runs
+	ExitCode int    // when StatusStopped
+	ExitedAt time.Time
+	LogPath  string
+	Created  time.Time
+}
+
+// Exit is how a container's main process ended.
+type Exit struct {
+	Code int
+	At   time.Time
+	// Err is set when the wait itself failed (containerd went away or ctx
+	// ended): the process may still be running, and the caller should
+	// Wait again once containerd is back.
+	Err error
+}
+
+// Create makes the container and its writable snapshot, pulling the image
+// if needed. It does not start it. A container with this ID must not
+// exist (v1.ErrAlreadyExists).
+func (d *Driver) Create(ctx context.Context, spec *ContainerSpec) error {
+	if err := spec.validate(); err != nil {
+		return err
+	}
+	if spec.LogPath != "" && len(d.cfg.LogDriver) == 0 {
+		return fmt.Errorf("create %s: the spec has a log file but the runtime has no log driver configured: %w", spec.ID, v1.ErrInvalid)
+	}
+	info, err := d.EnsureImage(ctx, spec.Image)
+	if err != nil {
+		return err
+	}
+	ctx = d.ns(ctx)
+	unlock := d.locks.lock(spec.ID)
+	defer unlock()
+
+	img, err := d.client.GetImage(ctx, info.Ref)
+	if err != nil {
+		return fmt.Errorf("create %s: image %s: %w", spec.ID, info.Ref, kindOf(err))
+	}
+	labels := make(map[string]string, len(spec.Labels)+1)
+	for k, v := range spec.Labels {
+		if !strings.HasPrefix(k, labelPrefix) {
+			labels[k] = v
+		}
+	}
+	if spec.LogPath != "" {
+		lc := logfile.DriverConfig{Path: spec.LogPath, MaxSize: spec.LogMaxSize, MaxFiles: spec.LogMaxFiles}
+		if lc.MaxSize == 0 {
+			lc.MaxSize = d.cfg.DefaultLogMaxSize
+		}
+		if lc.MaxFiles == 0 {
+			lc.MaxFiles = d.cfg.DefaultLogMaxFiles
+		}
+		labels[labelLog] = lc.Arg()
+	}
+
+	if _, err := d.client.LoadContainer(ctx, spec.ID); err == nil {
+		return fmt.Errorf("create %s: container exists: %w", spec.ID, v1.ErrAlreadyExists)
+	}
+	// A create that died halfway (agent killed) can leave the snapshot
+	// without its container; it is ours to reuse the name.
+	d.removeSnapshot(ctx, spec.ID)
+
+	_, err = d.client.NewContainer(ctx, spec.ID,
+		client.WithImageName(info.Ref),
+		client.WithSnapshotter(d.cfg.Snapshotter),
+		client.WithNewSnapshot(spec.ID, img),
+		client.WithRuntime(runcRuntime, nil),
+		client.WithContainerLabels(labels),
+		client.WithNewSpec(d.specOpts(spec, info, img)...),
+	)
+	if err != nil {
+		d.removeSnapshot(ctx, spec.ID)
+		return fmt.Errorf("create %s: %w", spec.ID, kindOf(err))
+	}
+	return nil
+}
+
+func (d *Driver) removeSnapshot(ctx context.Context, key string) {
+	sn := d.client.SnapshotService(d.cfg.Snapshotter)
+	if err := sn.Remove(ctx, key); err != nil && !errdefs.IsNotFound(err) {
+		d.log.Warn("remove snapshot", "key", key, "err", err)
+	}
+}
+
+// Start runs the container's main process and returns its pid. If the
+// process already runs, Start returns its pid. If it exited, Start deletes
+// that run and starts a new one in the same container and filesystem:
+// that is how a restart policy restarts in place.
+func (d *Driver) Start(ctx context.Context, id string) (uint32, error) {
+	ctx = d.ns(ctx)
+	unlock := d.locks.lock(id)
+	defer unlock()
+
+	c, err := d.client.LoadContainer(ctx, id)
+	if err != nil {
+		return 0, fmt.Errorf("start %s: %w", id, kindOf(err))
+	}
+	if t, err := c.Task(ctx, nil); err == nil {
+		st, err := t.Status(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("start %s: task status: %w", id, kindOf(err))
+		}
+		switch st.Status {
+		case client.Running, client.Paused, client.Pausing:
+			return t.Pid(), nil
+		case client.Created:
+			// Created by a Start that died before starting it.
+			if err := t.Start(ctx); err != nil {
+				return 0, fmt.Errorf("start %s: %w", id, kindOf(err))
+			}
+			return t.Pid(), nil
+		default:
+			if _, err := t.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+				return 0, fmt.Errorf("start %s: delete the previous run: %w", id, kindOf(err))
+			}
+		}
+	} else if !errdefs.IsNotFound(err) {
+		return 0, fmt.Errorf("start %s: load task: %w", id, kindOf(err))
+	}
+
+	labels, err := c.Labels(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("start %s: %w", id, kindOf(err))
+	}
+	ioc, err := d.logIO(labels[labelLog])
+	if err != nil {
+		return 0, fmt.Errorf("start %s: %w", id, err)
+	}
+	t, err := c.NewTask(ctx, ioc)
+	if err != nil {
+		return 0, fmt.Errorf("start %s: create task: %w", id, kindOf(err))
+	}
+	if err := t.Start(ctx); err != nil {
+		if _, derr := t.Delete(ctx, client.WithProcessKill); derr != nil {
+			d.log.Warn("clean up a task that failed to start", "id", id, "err", derr)
+		}
+		return 0, fmt.Errorf("start %s: %w", id, kindOf(err))
+	}
+	return t.Pid(), nil
+}
+
+// logIO returns the task IO for a container's log settings: the binary
+// log driver when the container has a log file, nothing otherwise.
+func (d *Driver) logIO(arg string) (cio.Creator, error) {
+	if arg == "" {
+		return cio.NullIO, nil
+	}
+	if len(d.cfg.LogDriver) == 0 {
+		return nil, fmt.Errorf("container has a log file but the runtime has no log driver configured: %w", v1.ErrInvalid)
+	}
+	lc, err := logfile.ParseDriverConfig(arg)
+	if err != nil {
+		return nil, err
+	}
+	// Fail here, with a message, rather than in the driver, whose errors
+	// nobody sees.
+	if err := os.MkdirAll(filepath.Dir(lc.Path), 0o755); err != nil {
+		return nil, fmt.Errorf("log directory: %w", err)
+	}
+	f, err := os.OpenFile(lc.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("log file: %w", err)
+	}
+	f.Close()
+	// The shim turns the URI's query into arguments, key then value.
+	key := "--config"
+	if len(d.cfg.LogDriver) == 2 {
+		key = d.cfg.LogDriver[1]
+	}
+	return cio.BinaryIO(d.cfg.LogDriver[0], map[string]string{key: arg}), nil
+}
+
+// Wait returns a channel that receives how the container's current run
+// ends, then closes. It works on containers started by another process
+// (an agent before its restart): output goes to the log driver, so there
+// is no IO to re-attach. A run that already ended is reported at once.
+func (d *Driver) Wait(ctx context.Context, id string) (<-chan Exit, error) {
+	ctx = d.ns(ctx)
+	c, err := d.client.LoadContainer(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("wait %s: %w", id, kindOf(err))
+	}
+	t, err := c.Task(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("wait %s: not started: %w", id, kindOf(err))
+	}
+	ch, err := t.Wait(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("wait %s: %w", id, kindOf(err))
+	}
+	out := make(chan Exit, 1)
+	go func() {
+		defer close(out)
+		st, ok := <-ch
+		if !ok {
+			out <- Exit{Err: fmt.Errorf("wait %s: %w", id, v1.ErrUnavailable)}
+			return
+		}
+		code, at, err := st.Result()
+		if err != nil {
+			out <- Exit{Err: fmt.Errorf("wait %s: %w", id, kindOf(err))}
+			return
+		}
+		out <- Exit{Code: int(code), At: at}
+	}()
+	return out, nil
+}
+
+// Stop sends SIGTERM to the container's main process, SIGKILL after grace
+// if it still runs, and deletes the run. The container and its filesystem
+// stay (Start runs it again). Stopping a container that does not run is
+// not an error.
+func (d *Driver) Stop(ctx context.Context, id string, grace time.Duration) error {
+	ctx = d.ns(ctx)
+	unlock := d.locks.lock(id)
+	defer unlock()
+	c, err := d.client.LoadContainer(ctx, id)
+	if err != nil {
+		return fmt.Errorf("stop %s: %w", id, kindOf(err))
+	}
+	return d.stop(ctx, c, grace)
+}
+
+func (d *Driver) stop(ctx context.Context, c client.Container, grace time.Duration) error {
+	id := c.ID()
+	t, err := c.Task(ctx, nil)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stop %s: %w", id, kindOf(err))
+	}
+	st, err := t.Status(ctx)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("stop %s: %w", id, kindOf(err))
+	}
+	if st.Status != client.Stopped {
+		exited, err := t.Wait(ctx)
+		if err != nil {
+			return fmt.Errorf("stop %s: %w", id, kindOf(err))
+		}
+		if st.Status == client.Paused {
+			_ = t.Resume(ctx) // a paused process cannot act on SIGTERM
+		}
+		killed := false
+		if grace > 0 && st.Status != client.Created {
+			if err := t.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
+				return fmt.Errorf("stop %s: SIGTERM: %w", id, kindOf(err))
+			}
+			timer := time.NewTimer(grace)
+			select {
+			case es := <-exited:
+				killed = es.Error() == nil
+			case <-timer.C:
+			case <-ctx.Done():
+				timer.Stop()
+				return fmt.Errorf("stop %s: %w", id, ctx.Err())
+			}
+			timer.Stop()
+		}
+		if !killed {
+			if err := t.Kill(ctx, syscall.SIGKILL); err != nil && !errdefs.IsNotFound(err) {
+				return fmt.Errorf("stop %s: SIGKILL: %w", id, kindOf(err))
+			}
+			select {
+			case es := <-exited:
+				if err := es.Error(); err != nil {
+					return fmt.Errorf("stop %s: wait: %w", id, kindOf(err))
+				}
+			case <-ctx.Done():
+				return fmt.Errorf("stop %s: %w", id, ctx.Err())
+			}
+		}
+	}
+	if _, err := t.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("stop %s: delete task: %w", id, kindOf(err))
+	}
+	return nil
+}
+
+// Remove kills the container if it runs, then deletes it and its
+// snapshot. Removing a container that does not exist is not an error. The
+// log file stays: the agent decides when logs go.
+func (d *Driver) Remove(ctx context.Context, id string) error {
+	ctx = d.ns(ctx)
+	unlock := d.locks.lock(id)
+	defer unlock()
+	c, err := d.client.LoadContainer(ctx, id)
+	if errdefs.IsNotFound(err) {
+		d.removeSnapshot(ctx, id)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", id, kindOf(err))
+	}
+	if err := d.stop(ctx, c, 0); err != nil {
+		return fmt.Errorf("remove %s: %w", id, err)
+	}
+	if err := c.Delete(ctx, client.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("remove %s: %w", id, kindOf(err))
+	}
+	return nil
+}
+
+// List reports every container in the driver's namespace.
+func (d *Driver) List(ctx context.Context) ([]Container, error) {
+	ctx = d.ns(ctx)
+	cs, err := d.client.Containers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", kindOf(err))
+	}
+	out := make([]Container, 0, len(cs))
+	for _, c := range cs {
+		ct, err := d.describe(ctx, c)
+		if errdefs.IsNotFound(err) {
+			continue // removed while we listed
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ct)
+	}
+	return out, nil
+}
+
+// Inspect reports one container (v1.ErrNotFound if it does not exist).
+func (d *Driver) Inspect(ctx context.Context, id string) (Container, error) {
+	ctx = d.ns(ctx)
+	c, err := d.client.LoadContainer(ctx, id)
+	if err != nil {
+		return Container{}, fmt.Errorf("inspect %s: %w", id, kindOf(err))
+	}
+	ct, err := d.describe(ctx, c)
+	if err != nil {
+		return Container{}, fmt.Errorf("inspect %s: %w", id, kindOf(err))
+	}
+	return ct, nil
+}
+
+func (d *Driver) describe(ctx context.Context, c client.Container) (Container, error) {
+	info, err := c.Info(ctx, client.WithoutRefreshedMetadata)
+	if err != nil {
+		return Container{}, err
+	}
+	ct := Container{ID: info.ID, Image: info.Image, Created: info.CreatedAt, Labels: map[string]string{}, Status: StatusCreated}
+	for k, v := range info.Labels {
+		if !strings.HasPrefix(k, labelPrefix) {
+			ct.Labels[k] = v
+		}
+	}
+	if arg := info.Labels[labelLog]; arg != "" {
+		if lc, err := logfile.ParseDriverConfig(arg); err == nil {
+			ct.LogPath = lc.Path
+		}
+	}
+	t, err := c.Task(ctx, nil)
+	if errdefs.IsNotFound(err) {
+		return ct, nil
+	}
+	if err != nil {
+		return Container{}, fmt.Errorf("task of %s: %w", info.ID, err)
+	}
+	st, err := t.Status(ctx)
+	if errdefs.IsNotFound(err) {
+		return ct, nil
+	}
+	if err != nil {
+		return Container{}, fmt.Errorf("task status of %s: %w", info.ID, err)
+	}
+	switch st.Status {
+	case client.Running, client.Paused, client.Pausing:
+		ct.Status, ct.Pid = StatusRunning, t.Pid()
+	case client.Stopped:
+		ct.Status, ct.ExitCode, ct.ExitedAt = StatusStopped, int(st.ExitStatus), st.ExitTime
+	}
+	return ct, nil
+}

@@ -1,0 +1,160 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/remotes"
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	remoteserrors "github.com/containerd/containerd/v2/core/remotes/errors"
+	"github.com/containerd/errdefs"
+	"github.com/distribution/reference"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+)
+
+// ImageInfo describes an image present in containerd, unpacked.
+type ImageInfo struct {
+	Ref        string // normalized reference, e.g. "127.0.0.1:5000/team/app@sha256:…"
+	Digest     string // digest of the manifest (or index) the ref points at
+	Entrypoint []string
+	Cmd        []string
+	Env        []string
+	WorkingDir string
+	User       string
+}
+
+// NormalizeRef turns a user's image reference into containerd's image
+// name: "busybox" becomes "docker.io/library/busybox:latest". A ref with
+// both a tag and a digest keeps only the digest.
+func NormalizeRef(ref string) (string, error) {
+	named, err := reference.ParseDockerRef(ref)
+	if err != nil {
+		return "", fmt.Errorf("image reference %q: %w: %v", ref, v1.ErrInvalid, err)
+	}
+	return named.String(), nil
+}
+
+// Timeouts of registry traffic. A registry that accepts a connection and
+// then says nothing must not hold a deploy forever.
+const (
+	registryDialTimeout   = 10 * time.Second
+	registryHeaderTimeout = 30 * time.Second
+)
+
+// EnsureImage makes ref present and unpacked in the snapshotter, pulling
+// it if needed. An image already present is not fetched again, so a ref
+// by digest or one pulled before costs no registry round trip. A ref the
+// registry does not have fails fast with an error wrapping v1.ErrNotFound.
+func (d *Driver) EnsureImage(ctx context.Context, ref string) (ImageInfo, error) {
+	name, err := NormalizeRef(ref)
+	if err != nil {
+		return ImageInfo{}, err
+	}
+	ctx = d.ns(ctx)
+	// Two instances of one revision start together: pull once.
+	unlock := d.pulls.lock(name)
+	defer unlock()
+
+	img, err := d.client.GetImage(ctx, name)
+	switch {
+	case err == nil:
+		unpacked, err := img.IsUnpacked(ctx, d.cfg.Snapshotter)
+		if err != nil {
+			return ImageInfo{}, fmt.Errorf("check image %s: %w", name, kindOf(err))
+		}
+		if !unpacked {
+			if err := img.Unpack(ctx, d.cfg.Snapshotter); err != nil {
+				return ImageInfo{}, fmt.Errorf("unpack image %s: %w", name, kindOf(err))
+			}
+		}
+	case errdefs.IsNotFound(err):
+		start := time.Now()
+		img, err = d.client.Pull(ctx, name,
+			client.WithPullUnpack,
+			client.WithPullSnapshotter(d.cfg.Snapshotter),
+			client.WithResolver(d.resolver()),
+		)
+		if err != nil {
+			return ImageInfo{}, pullError(name, err)
+		}
+		d.log.Info("pulled image", "ref", name, "digest", img.Target().Digest.String(), "took", time.Since(start).Round(time.Millisecond))
+	default:
+		return ImageInfo{}, fmt.Errorf("look up image %s: %w", name, kindOf(err))
+	}
+	return imageInfo(ctx, name, img)
+}
+
+func imageInfo(ctx context.Context, name string, img client.Image) (ImageInfo, error) {
+	spec, err := img.Spec(ctx)
+	if err != nil {
+		return ImageInfo{}, fmt.Errorf("read config of image %s: %w", name, kindOf(err))
+	}
+	return ImageInfo{
+		Ref:        name,
+		Digest:     img.Target().Digest.String(),
+		Entrypoint: spec.Config.Entrypoint,
+		Cmd:        spec.Config.Cmd,
+		Env:        spec.Config.Env,
+		WorkingDir: spec.Config.WorkingDir,
+		User:       spec.Config.User,
+	}, nil
+}
+
+// pullError says what went wrong in words an operator can act on, and
+// keeps the error kind.
+func pullError(name string, err error) error {
+	var netErr *net.OpError
+	var status remoteserrors.ErrUnexpectedStatus
+	if errors.As(err, &status) {
+		switch status.StatusCode {
+		case http.StatusUnauthorized:
+			err = fmt.Errorf("%w: %w", errdefs.ErrUnauthenticated, err)
+		case http.StatusForbidden:
+			err = fmt.Errorf("%w: %w", errdefs.ErrPermissionDenied, err)
+		case http.StatusNotFound:
+			err = fmt.Errorf("%w: %w", errdefs.ErrNotFound, err)
+		}
+	}
+	switch {
+	case errdefs.IsNotFound(err):
+		return fmt.Errorf("pull %s: the registry has no such image (check the name and tag, and that it was pushed): %w: %v", name, v1.ErrNotFound, err)
+	case errdefs.IsUnauthorized(err) || errors.Is(err, docker.ErrInvalidAuthorization):
+		return fmt.Errorf("pull %s: the registry refused the credentials: %w: %v", name, v1.ErrUnauthorized, err)
+	case errdefs.IsPermissionDenied(err):
+		return fmt.Errorf("pull %s: access denied by the registry: %w: %v", name, v1.ErrForbidden, err)
+	case errors.As(err, &netErr):
+		return fmt.Errorf("pull %s: cannot reach the registry: %w: %v", name, v1.ErrUnavailable, err)
+	}
+	return fmt.Errorf("pull %s: %w", name, kindOf(err))
+}
+
+// resolver reaches registries over HTTPS, or plain HTTP where PlainHTTP
+// says so, with the configured credentials.
+func (d *Driver) resolver() remotes.Resolver {
+	transport := docker.DefaultHTTPTransport(nil)
+	transport.DialContext = (&net.Dialer{Timeout: registryDialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	transport.ResponseHeaderTimeout = registryHeaderTimeout
+	httpClient := &http.Client{Transport: transport}
+	var creds func(string) (string, string, error)
+	if d.cfg.Credentials != nil {
+		creds = func(host string) (string, string, error) {
+			u, s := d.cfg.Credentials(host)
+			return u, s, nil
+		}
+	}
+	hosts := docker.ConfigureDefaultRegistries(
+		docker.WithClient(httpClient),
+		docker.WithPlainHTTP(func(host string) (bool, error) { return d.cfg.PlainHTTP(host), nil }),
+		docker.WithAuthorizer(docker.NewDockerAuthorizer(
+			docker.WithAuthClient(httpClient),
+			docker.WithAuthCreds(creds),
+		)),
+	)
+	return docker.NewResolver(docker.ResolverOptions{Hosts: hosts})
+}

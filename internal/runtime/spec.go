@@ -1,0 +1,327 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/containerd/v2/contrib/seccomp"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+)
+
+// ContainerSpec is what the agent asks the runtime to run.
+type ContainerSpec struct {
+	ID     string            // containerd container ID; also names the snapshot
+	Image  string            // image reference; pulled if not present
+	Labels map[string]string // kept on the container, returned by List
+
+	// Command replaces the image's entrypoint and Args its cmd, as in
+	// Kubernetes: Command alone drops the image's cmd too.
+	Command []string
+	Args    []string
+	// Env entries ("KEY=value") are added to the image's, replacing
+	// variables of the same name.
+	Env        []string
+	WorkingDir string
+	Hostname   string
+
+	// NetNSPath is a network namespace file to join (made by the network
+	// package). With neither it nor HostNetwork the container gets a
+	// namespace of its own with only loopback.
+	NetNSPath   string
+	HostNetwork bool
+
+	Resources Resources
+	Security  Security
+	Mounts    []Mount
+
+	// LogPath is the container's log file; empty discards output.
+	LogPath     string
+	LogMaxSize  int64 // bytes; Config.DefaultLogMaxSize when zero
+	LogMaxFiles int   // Config.DefaultLogMaxFiles when zero
+}
+
+// Resources are the cgroup limits of a container.
+type Resources struct {
+	// CPURequestMillis sets the CPU weight (cpu.shares, 1024 per core).
+	CPURequestMillis int64
+	// CPULimitMillis caps CPU time with a CFS quota; zero means no cap.
+	CPULimitMillis int64
+	// MemoryLimitBytes and PidsLimit take Config's defaults when zero:
+	// no container runs without them.
+	MemoryLimitBytes int64
+	PidsLimit        int64
+}
+
+// Security loosens or tightens the secure defaults.
+type Security struct {
+	// Privileged gives all capabilities and devices and drops seccomp,
+	// masked paths and no-new-privileges. Policy is checked before.
+	Privileged     bool
+	ReadOnlyRootfs bool
+	RunAsUser      *int64
+	RunAsGroup     *int64
+	// CapAdd and CapDrop adjust the default capability set. Names may
+	// omit the CAP_ prefix; "ALL" in CapDrop starts from nothing.
+	CapAdd  []string
+	CapDrop []string
+}
+
+// Mount types.
+const (
+	MountBind  = "bind"
+	MountTmpfs = "tmpfs"
+)
+
+// Mount is a bind mount of a host path or a tmpfs in the container.
+type Mount struct {
+	Type        string // MountBind (default) or MountTmpfs
+	Source      string // host path, for bind mounts
+	Destination string // absolute path in the container
+	ReadOnly    bool
+	// Mode of a tmpfs's root directory, 0755 when zero (e.g. 0400 or 0500
+	// for secrets). SizeBytes caps a tmpfs; zero is the kernel default.
+	Mode      os.FileMode
+	SizeBytes int64
+}
+
+// DefaultCapabilities is Docker's default set less CAP_NET_RAW: raw
+// sockets let a container forge packets on its network, and ping works
+// without them through ICMP sockets.
+var DefaultCapabilities = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+// cpuPeriod is the CFS period used with a CPU limit, the kernel default.
+const cpuPeriod = 100000
+
+// validate checks what containerd would otherwise reject late or not at
+// all.
+func (s *ContainerSpec) validate() error {
+	var problems []string
+	if s.ID == "" {
+		problems = append(problems, "no container ID")
+	}
+	if s.Image == "" {
+		problems = append(problems, "no image")
+	}
+	if s.NetNSPath != "" && s.HostNetwork {
+		problems = append(problems, "both a network namespace and the host network")
+	}
+	if s.NetNSPath != "" && !path.IsAbs(s.NetNSPath) {
+		problems = append(problems, "network namespace path must be absolute")
+	}
+	if s.LogPath != "" && !path.IsAbs(s.LogPath) {
+		problems = append(problems, "log path must be absolute")
+	}
+	r := s.Resources
+	if r.CPURequestMillis < 0 || r.CPULimitMillis < 0 || r.MemoryLimitBytes < 0 || r.PidsLimit < 0 {
+		problems = append(problems, "negative resource")
+	}
+	for _, m := range s.Mounts {
+		switch {
+		case !path.IsAbs(m.Destination):
+			problems = append(problems, fmt.Sprintf("mount destination %q must be absolute", m.Destination))
+		case m.Type != "" && m.Type != MountBind && m.Type != MountTmpfs:
+			problems = append(problems, fmt.Sprintf("mount type %q is neither bind nor tmpfs", m.Type))
+		case (m.Type == "" || m.Type == MountBind) && !path.IsAbs(m.Source):
+			problems = append(problems, fmt.Sprintf("bind mount source %q must be absolute", m.Source))
+		}
+	}
+	for _, c := range append(slices.Clone(s.Security.CapAdd), s.Security.CapDrop...) {
+		if n := capName(c); n != "CAP_ALL" && !slices.Contains(knownCapabilities, n) {
+			problems = append(problems, fmt.Sprintf("unknown capability %q", c))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("container spec %s: %s: %w", s.ID, strings.Join(problems, "; "), v1.ErrInvalid)
+	}
+	return nil
+}
+
+// processArgs applies Kubernetes' rules for command and args over the
+// image's entrypoint and cmd.
+func processArgs(img ImageInfo, command, args []string) []string {
+	switch {
+	case len(command) > 0:
+		return append(slices.Clone(command), args...)
+	case len(args) > 0:
+		return append(slices.Clone(img.Entrypoint), args...)
+	default:
+		return append(slices.Clone(img.Entrypoint), img.Cmd...)
+	}
+}
+
+// cpuShares converts a CPU request in millicores to cgroup v1 shares the
+// way the kubelet does: 1024 per core, at least 2 (the kernel minimum).
+func cpuShares(millis int64) uint64 {
+	if millis <= 0 {
+		return 0
+	}
+	return uint64(max(millis*1024/1000, 2))
+}
+
+// cpuQuota converts a CPU limit in millicores to a CFS quota over
+// cpuPeriod, at least 1ms (the kernel minimum).
+func cpuQuota(millis int64) int64 {
+	return max(millis*cpuPeriod/1000, 1000)
+}
+
+// capabilities computes the capability set from the defaults and the
+// spec's additions and removals.
+func capabilities(sec Security) []string {
+	caps := slices.Clone(DefaultCapabilities)
+	for _, c := range sec.CapDrop {
+		if n := capName(c); n == "CAP_ALL" {
+			caps = nil
+		} else {
+			caps = slices.DeleteFunc(caps, func(x string) bool { return x == n })
+		}
+	}
+	for _, c := range sec.CapAdd {
+		if n := capName(c); n == "CAP_ALL" {
+			caps = slices.Clone(knownCapabilities)
+		} else if !slices.Contains(caps, n) {
+			caps = append(caps, n)
+		}
+	}
+	return caps
+}
+
+func capName(c string) string {
+	c = strings.ToUpper(strings.TrimSpace(c))
+	if !strings.HasPrefix(c, "CAP_") {
+		c = "CAP_" + c
+	}
+	return c
+}
+
+// knownCapabilities are the Linux capabilities up to 6.x, for validation
+// and CapAdd ALL.
+var knownCapabilities = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+	"CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+	"CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+	"CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+	"CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+	"CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+	"CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+	"CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+	"CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+}
+
+// ociMounts converts the spec's mounts.
+func ociMounts(ms []Mount) []specs.Mount {
+	var out []specs.Mount
+	for _, m := range ms {
+		access := "rw"
+		if m.ReadOnly {
+			access = "ro"
+		}
+		if m.Type == MountTmpfs {
+			mode := m.Mode.Perm()
+			if mode == 0 {
+				mode = 0o755
+			}
+			opts := []string{"nosuid", "nodev", "noexec", access, "mode=" + strconv.FormatUint(uint64(mode), 8)}
+			if m.SizeBytes > 0 {
+				opts = append(opts, "size="+strconv.FormatInt(m.SizeBytes, 10))
+			}
+			out = append(out, specs.Mount{Type: "tmpfs", Source: "tmpfs", Destination: m.Destination, Options: opts})
+			continue
+		}
+		out = append(out, specs.Mount{Type: "bind", Source: m.Source, Destination: m.Destination,
+			Options: []string{"rbind", "rprivate", "nosuid", "nodev", access}})
+	}
+	return out
+}
+
+// specOpts builds the OCI spec of a container: the image's config, then
+// the spec's process, namespaces, mounts and limits, then the security
+// settings, with the secure defaults unless the spec is privileged.
+func (d *Driver) specOpts(s *ContainerSpec, img ImageInfo, image oci.Image) []oci.SpecOpts {
+	opts := []oci.SpecOpts{
+		oci.WithImageConfig(image),
+		oci.WithProcessArgs(processArgs(img, s.Command, s.Args)...),
+	}
+	if len(s.Env) > 0 {
+		opts = append(opts, oci.WithEnv(s.Env))
+	}
+	if s.WorkingDir != "" {
+		opts = append(opts, oci.WithProcessCwd(s.WorkingDir))
+	}
+	if s.Hostname != "" {
+		opts = append(opts, oci.WithHostname(s.Hostname))
+	}
+	switch {
+	case s.HostNetwork:
+		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace))
+	case s.NetNSPath != "":
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: s.NetNSPath}))
+	}
+	if len(s.Mounts) > 0 {
+		opts = append(opts, oci.WithMounts(ociMounts(s.Mounts)))
+	}
+
+	r := s.Resources
+	mem := r.MemoryLimitBytes
+	if mem == 0 {
+		mem = d.cfg.DefaultMemoryLimit
+	}
+	pids := r.PidsLimit
+	if pids == 0 {
+		pids = d.cfg.DefaultPidsLimit
+	}
+	opts = append(opts, oci.WithMemoryLimit(uint64(mem)), oci.WithPidsLimit(pids))
+	if shares := cpuShares(r.CPURequestMillis); shares > 0 {
+		opts = append(opts, oci.WithCPUShares(shares))
+	}
+	if r.CPULimitMillis > 0 {
+		opts = append(opts, oci.WithCPUCFS(cpuQuota(r.CPULimitMillis), cpuPeriod))
+	}
+
+	sec := s.Security
+	if sec.Privileged {
+		opts = append(opts, oci.WithPrivileged, oci.WithAllDevicesAllowed, oci.WithHostDevices, oci.WithNewPrivileges)
+	} else {
+		// Capabilities first: the seccomp profile allows some syscalls
+		// only to containers that hold the matching capability.
+		opts = append(opts,
+			oci.WithCapabilities(capabilities(sec)),
+			oci.WithNoNewPrivileges,
+			seccomp.WithDefaultProfile(),
+		)
+	}
+	if sec.ReadOnlyRootfs {
+		opts = append(opts, oci.WithRootFSReadonly())
+	}
+	switch {
+	case sec.RunAsUser != nil && sec.RunAsGroup != nil:
+		opts = append(opts, oci.WithUIDGID(uint32(*sec.RunAsUser), uint32(*sec.RunAsGroup)))
+	case sec.RunAsUser != nil:
+		opts = append(opts, oci.WithUserID(uint32(*sec.RunAsUser)))
+	case sec.RunAsGroup != nil:
+		opts = append(opts, withGID(uint32(*sec.RunAsGroup)))
+	}
+	return opts
+}
+
+func withGID(gid uint32) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		if s.Process == nil {
+			s.Process = &specs.Process{}
+		}
+		s.Process.User.GID = gid
+		return nil
+	}
+}
