@@ -135,11 +135,19 @@ stopGracePeriod: 1s
 	})
 
 	t.Run("replicas that do not fit in memory stay Pending with the reason", func(t *testing.T) {
+		for _, app := range []string{"web", "sick"} {
+			c.Gantry("", "delete", "app", app)
+		}
+		Eventually(t, 60*time.Second, "earlier apps gone", func() bool {
+			l, _, err := client.List[*v1.Instance](context.Background(), c.Client, "default", client.ListOptions{})
+			return err == nil && len(l) == 0
+		})
 		n, err := client.Get[*v1.Node](context.Background(), c.Client, "", c.Node)
 		if err != nil {
 			t.Fatal(err)
 		}
-		per := n.Status.Allocatable.Memory / 3
+		// Three fit, the fourth does not.
+		per := (n.Status.Allocatable.Memory - 64<<20) / 3
 		c.apply(fmt.Sprintf("kind: App\nname: big\nimage: webapp:v1\nreplicas: 4\nresources: {cpu: 10m, memory: %d}\n", int64(per)))
 		Eventually(t, 60*time.Second, "3 running and 1 pending", func() bool {
 			running, pending := 0, 0

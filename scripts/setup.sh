@@ -9,7 +9,7 @@ set -euo pipefail
 runtime_pkgs=(containerd runc containernetworking-plugins iptables iproute2 ca-certificates)
 # Tests, demos and benchmarks: busybox-static is packed into the seed image;
 # the rest are the real peers and clients the suite measures against.
-test_pkgs=(busybox-static skopeo dnsutils dnsperf nginx-light prometheus docker-registry wrk curl git)
+test_pkgs=(busybox-static skopeo dnsutils dnsperf nginx-light prometheus docker-registry wrk curl git bzip2 xz-utils zstd)
 
 want=("${runtime_pkgs[@]}")
 if [[ "${GANTRY_SETUP_MINIMAL:-}" != "1" ]]; then

@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -59,7 +60,20 @@ func (r *Recorder) Run(ctx context.Context) {
 // Eventf records an event about obj.
 func (r *Recorder) Eventf(ctx context.Context, obj v1.Object, eventType, reason, format string, args ...any) {
 	m := obj.GetMeta()
-	ns := m.Namespace
+	app := m.Labels[v1.LabelApp]
+	if app == "" && obj.GetType().Kind == "App" {
+		app = m.Name
+	}
+	r.record(m.Namespace, v1.ObjectRef{Kind: obj.GetType().Kind, Name: m.Name}, app, eventType, reason, fmt.Sprintf(format, args...))
+}
+
+// Record records an event about something that is not a stored object
+// (an image in the registry, say).
+func (r *Recorder) Record(ctx context.Context, ns string, ref v1.ObjectRef, eventType, reason, message string) {
+	r.record(ns, ref, "", eventType, reason, message)
+}
+
+func (r *Recorder) record(ns string, ref v1.ObjectRef, app, eventType, reason, message string) {
 	if ns == "" {
 		ns = v1.DefaultNamespace
 	}
@@ -69,22 +83,19 @@ func (r *Recorder) Eventf(ctx context.Context, obj v1.Object, eventType, reason,
 	e := &v1.Event{
 		TypeMeta: v1.TypeMeta{Kind: "Event", APIVersion: v1.Version},
 		Metadata: v1.ObjectMeta{
-			Name:      fmt.Sprintf("%s.%x.%s", m.Name, now.UnixMilli(), hex.EncodeToString(b[:])),
+			Name:      fmt.Sprintf("%s.%x.%s", sanitizeName(ref.Name), now.UnixMilli(), hex.EncodeToString(b[:])),
 			Namespace: ns,
-			Labels:    map[string]string{},
 		},
 		Type:    eventType,
 		Reason:  reason,
-		Message: fmt.Sprintf(format, args...),
-		Object:  v1.ObjectRef{Kind: obj.GetType().Kind, Name: m.Name},
+		Message: message,
+		Object:  ref,
 		Source:  r.source,
 		Count:   1,
 		Time:    now,
 	}
-	if app := m.Labels[v1.LabelApp]; app != "" {
-		e.Metadata.Labels[v1.LabelApp] = app
-	} else if obj.GetType().Kind == "App" {
-		e.Metadata.Labels[v1.LabelApp] = m.Name
+	if app != "" {
+		e.Metadata.Labels = map[string]string{v1.LabelApp: app}
 	}
 	if len(e.Metadata.Name) > 253 {
 		e.Metadata.Name = e.Metadata.Name[len(e.Metadata.Name)-253:]
@@ -95,10 +106,23 @@ func (r *Recorder) Eventf(ctx context.Context, obj v1.Object, eventType, reason,
 	select {
 	case r.queue <- e:
 	default:
-		r.log.Warn("event queue full; dropping event", "reason", reason, "object", m.Key())
+		r.log.Warn("event queue full; dropping event", "reason", reason, "object", ref.Kind+"/"+ref.Name)
 	}
 }
 
 // Listen registers fn to see every event this recorder records.
 // It must be called before Run.
 func (r *Recorder) Listen(fn func(*v1.Event)) { r.listeners = append(r.listeners, fn) }
+
+// sanitizeName makes a string usable in an event name.
+func sanitizeName(s string) string {
+	b := []byte(strings.ToLower(s))
+	for i, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '.':
+		default:
+			b[i] = '-'
+		}
+	}
+	return string(b)
+}

@@ -3,6 +3,7 @@ package image
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -222,11 +223,34 @@ func GoBinary(binPath, name string, cfg Config) (ggcr.Image, error) {
 // BuildStatic compiles the Go main package in dir into a static binary at
 // out (CGO disabled, trimmed paths), for GoBinary.
 func BuildStatic(dir, out string) error {
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
+	return buildStatic(context.Background(), dir, out)
+}
+
+func buildStatic(ctx context.Context, dir, out string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build in %s: %w\n%s", dir, err, b)
 	}
 	return nil
+}
+
+// The seed image's place in the registry.
+const (
+	SeedRepository = "library/busybox"
+	SeedTag        = "latest"
+)
+
+// Seed pushes Busybox as library/busybox:latest to registry (HOST:PORT),
+// so that a fresh install has a shell image to build on and demo with
+// (`gantry image seed`). It returns the pushed reference and digest.
+func Seed(ctx context.Context, registry string, auth Auth, progress func(done, total int64)) (string, ggcr.Hash, error) {
+	img, err := Busybox()
+	if err != nil {
+		return "", ggcr.Hash{}, err
+	}
+	ref := strings.TrimSuffix(registry, "/") + "/" + SeedRepository + ":" + SeedTag
+	d, err := Push(ctx, img, ref, auth, progress)
+	return ref, d, err
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/events"
 	"github.com/gantry-dev/gantry/internal/informer"
 	"github.com/gantry-dev/gantry/internal/metrics"
+	"github.com/gantry-dev/gantry/internal/registry"
 	"github.com/gantry-dev/gantry/internal/scheduler"
 	"github.com/gantry-dev/gantry/internal/store"
 )
@@ -51,6 +52,12 @@ type Config struct {
 	// EvictAfter is how long a node may be NotReady before its
 	// instances are rescheduled.
 	EvictAfter time.Duration
+	// RegistryAddr is where the OCI registry listens (empty: no
+	// registry); RegistryHost is the host:port image references use for
+	// it, and RegistryURL its public base URL (token realm).
+	RegistryAddr string
+	RegistryHost string
+	RegistryURL  string
 	// DNS configures service discovery; DNSAddr is its host listener
 	// (empty: none).
 	DNS     dns.Config
@@ -60,12 +67,13 @@ type Config struct {
 // DefaultConfig returns the defaults for a data directory.
 func DefaultConfig(dataDir string) Config {
 	return Config{
-		DataDir:    dataDir,
-		APIAddr:    "127.0.0.1:7443",
-		API:        apiserver.DefaultConfig(),
-		EvictAfter: 5 * time.Second,
-		DNS:        dns.Config{Domain: dns.DefaultDomain, AppsDomain: dns.DefaultAppsDomain},
-		DNSAddr:    "127.0.0.1:5353",
+		DataDir:      dataDir,
+		APIAddr:      "127.0.0.1:7443",
+		API:          apiserver.DefaultConfig(),
+		EvictAfter:   5 * time.Second,
+		DNS:          dns.Config{Domain: dns.DefaultDomain, AppsDomain: dns.DefaultAppsDomain},
+		DNSAddr:      "127.0.0.1:5353",
+		RegistryAddr: ":5000",
 	}
 }
 
@@ -74,9 +82,12 @@ type Server struct {
 	Config    Config
 	Store     *store.Store
 	API       *apiserver.Server
-	Registry  *prometheus.Registry
+	Metrics   *prometheus.Registry
+	Registry  *registry.Registry
 	Recorder  *events.Recorder
 	Instances *informer.Informer[*v1.Instance]
+	// Autoscaler sets replicas of Apps with spec.autoscale.
+	Autoscaler *controller.Autoscaler
 	// Window holds the last hour of resource samples.
 	Window *metrics.Window
 	// Discovery publishes service snapshots for DNS and the ingress.
@@ -104,7 +115,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	s := &Server{Config: cfg, log: log, cancel: cancel, errc: make(chan error, 4), Registry: prometheus.NewRegistry()}
+	s := &Server{Config: cfg, log: log, cancel: cancel, errc: make(chan error, 4), Metrics: prometheus.NewRegistry()}
 	ok := false
 	defer func() {
 		if !ok {
@@ -133,12 +144,25 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.Recorder = events.NewRecorder(s.Store, "server", log)
 	authn := &auth.Authenticator{Store: s.Store, Log: log}
 	authz := &auth.Authorizer{Store: s.Store}
+	if cfg.RegistryAddr != "" {
+		if err := s.startRegistry(ctx, authn, authz); err != nil {
+			return nil, err
+		}
+		if cfg.RegistryHost == "" {
+			cfg.RegistryHost = advertised(cfg.RegistryAddr)
+		}
+		cfg.API.Registry = cfg.RegistryHost
+		s.Config = cfg
+	}
 	s.Nodes = apiserver.NewNodes()
 	s.Window = metrics.NewWindow(time.Hour, 10*time.Second)
-	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newWindowCollector(s.Window))
-	s.API = apiserver.New(cfg.API, s.Store, authn, authz, log, apiserver.WithNodeProxy(s.Nodes),
-		apiserver.WithMetrics(s.Window), apiserver.WithPrometheus(s.Registry))
-	s.Registry.MustRegister(s.API.Collectors()...)
+	s.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newWindowCollector(s.Window))
+	opts := []apiserver.Option{apiserver.WithNodeProxy(s.Nodes), apiserver.WithMetrics(s.Window), apiserver.WithPrometheus(s.Metrics)}
+	if s.Registry != nil {
+		opts = append(opts, apiserver.WithImageResolver(imageResolver{host: cfg.RegistryHost, reg: s.Registry}))
+	}
+	s.API = apiserver.New(cfg.API, s.Store, authn, authz, log, opts...)
+	s.Metrics.MustRegister(s.API.Collectors()...)
 
 	ln, err := net.Listen("tcp", cfg.APIAddr)
 	if err != nil {
@@ -153,9 +177,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	rollout := controller.NewRollout(s.Store, s.Recorder, log, s.Instances)
 	s.goRun(func() error { s.Instances.Run(ctx); return nil })
 	s.goRun(func() error { rollout.Run(ctx, 4, false); return nil })
+	s.Autoscaler = &controller.Autoscaler{Store: s.Store, Apps: rollout.Apps, Window: s.Window, Quota: s.API.FitReplicas,
+		Recorder: s.Recorder, Log: log.With("controller", "autoscaler")}
+	s.goRun(func() error { s.Autoscaler.Run(ctx); return nil })
 	s.Discovery = discovery.NewWatcher(s.Store, s.Instances, log)
 	s.goRun(func() error { s.Discovery.Run(ctx, false); return nil })
-	cfg.DNS.Registerer = s.Registry
+	cfg.DNS.Registerer = s.Metrics
 	d, err := dns.New(cfg.DNS, s.Discovery, log.With("component", "dns"))
 	if err != nil {
 		return nil, fmt.Errorf("dns: %w", err)
@@ -168,7 +195,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		}
 		s.goRun(func() error { return d.Serve(ctx, pc, ln) })
 	}
-	sched := &scheduler.Scheduler{Store: s.Store, Recorder: s.Recorder, Log: log.With("controller", "scheduler"), Metrics: scheduler.NewMetrics(s.Registry)}
+	sched := &scheduler.Scheduler{Store: s.Store, Recorder: s.Recorder, Log: log.With("controller", "scheduler"), Metrics: scheduler.NewMetrics(s.Metrics)}
 	s.goRun(func() error { return sched.Run(ctx) })
 	s.goRun(func() error {
 		// Series of instances gone for longer than the window are dropped.
@@ -336,4 +363,17 @@ func (c windowCollector) Collect(ch chan<- prometheus.Metric) {
 	i, n := c.w.Series()
 	ch <- prometheus.MustNewConstMetric(descSeries, prometheus.GaugeValue, float64(i), "instance")
 	ch <- prometheus.MustNewConstMetric(descSeries, prometheus.GaugeValue, float64(n), "node")
+}
+
+// advertised turns a listen address into one clients can use: a wildcard
+// host becomes loopback.
+func advertised(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }

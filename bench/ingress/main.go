@@ -1,0 +1,431 @@
+// Command ingress compares Gantry's ingress with Debian's nginx proxying
+// the same backend, side by side in one run:
+//
+//	go run ./bench/ingress            # defaults: wrk -t2 -c64, 10s per measurement
+//	go run ./bench/ingress -duration 20s -connections 128 -rounds 3
+//
+// It starts a small Go HTTP backend, Gantry's ingress (serving a
+// synthetic discovery snapshot that points at the backend) and nginx with
+// its own config, pid and temp directories in a temp dir, each in its
+// own process. For each target (the backend direct, nginx, gantry) it
+// measures maximum throughput with wrk (closed loop, same threads and
+// connections), then latency at a common open-loop rate of half the lower
+// proxy maximum with bench/loadgen, and prints a table with the ratios the
+// issue asks for: throughput ≥ 0.8× nginx, added p99 ≤ 1 ms.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/bench/loadgen"
+	"github.com/gantry-dev/gantry/internal/discovery"
+	"github.com/gantry-dev/gantry/internal/ingress"
+)
+
+const benchHost = "hello.bench.localhost"
+
+func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "backend":
+			runBackend(os.Args[2])
+			return
+		case "gantry":
+			runGantry(os.Args[2], os.Args[3])
+			return
+		}
+	}
+	if err := drive(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/ingress:", err)
+		os.Exit(1)
+	}
+}
+
+// runBackend is the app: a small fixed response, like a health endpoint
+// or a tiny API answer.
+func runBackend(addr string) {
+	body := []byte("hello from the backend\n")
+	srv := &http.Server{Addr: addr, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write(body)
+	})}
+	if err := srv.ListenAndServe(); err != nil {
+		fmt.Fprintln(os.Stderr, "backend:", err)
+		os.Exit(1)
+	}
+}
+
+// runGantry serves the ingress in front of the backend as gantry up would,
+// minus the access log (nginx's is off too).
+func runGantry(addr, backend string) {
+	maybeProfile()
+	host, portStr, _ := net.SplitHostPort(backend)
+	port, _ := strconv.Atoi(portStr)
+	src := discovery.NewBroadcaster()
+	src.Publish(&discovery.Snapshot{Revision: 1, Time: time.Now(), Services: map[string]*discovery.Service{
+		"bench/hello": {
+			Namespace: "bench", Name: "hello",
+			Ports: []v1.Port{{Name: "http", Port: port, Protocol: v1.ProtocolHTTP}},
+			Ready: []discovery.Endpoint{{Instance: "hello-0", IP: host}},
+		},
+	}})
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	p, err := ingress.New(ingress.Config{HTTPAddr: addr}, src, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gantry:", err)
+		os.Exit(1)
+	}
+	if err := p.ListenAndServe(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "gantry:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	duration    time.Duration
+	warmup      time.Duration
+	threads     int
+	connections int
+	rounds      int
+	latencyFor  time.Duration
+	slices      int
+}
+
+type target struct {
+	name string
+	url  string
+	pid  int       // the process whose CPU time is charged to the target
+	max  []float64 // requests/s per round
+	cpu  []float64 // CPU µs per request per round
+	lat  loadgen.Results
+}
+
+func drive() error {
+	var o options
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each wrk throughput measurement")
+	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "wrk warm-up before the first measurement of each target")
+	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
+	flag.IntVar(&o.connections, "connections", 64, "wrk connections (the same for every target)")
+	flag.IntVar(&o.rounds, "rounds", 5, "throughput rounds, interleaved across targets; the median counts")
+	flag.DurationVar(&o.latencyFor, "latency-duration", 15*time.Second, "open-loop latency run per target, in interleaved slices")
+	flag.IntVar(&o.slices, "latency-slices", 5, "slices the latency runs are cut into, interleaved across targets")
+	flag.Parse()
+
+	for _, bin := range []string{"wrk", "nginx"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			return fmt.Errorf("%s not found: install it (Debian: apt-get install wrk nginx-light)", bin)
+		}
+	}
+	dir, err := os.MkdirTemp("", "gantry-bench-ingress-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	ports, err := freePorts(3)
+	if err != nil {
+		return err
+	}
+	backend := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	gantry := fmt.Sprintf("127.0.0.1:%d", ports[1])
+	nginxAddr := fmt.Sprintf("127.0.0.1:%d", ports[2])
+
+	backendPid, stopBackend, err := start(exec.Command(self, "backend", backend))
+	if err != nil {
+		return err
+	}
+	defer stopBackend()
+	gantryPid, stopGantry, err := start(exec.Command(self, "gantry", gantry, backend))
+	if err != nil {
+		return err
+	}
+	defer stopGantry()
+	nginxPid, stopNginx, err := startNginx(dir, nginxAddr, backend)
+	if err != nil {
+		return err
+	}
+	defer stopNginx()
+
+	targets := []*target{
+		{name: "direct", url: "http://" + backend + "/", pid: backendPid},
+		{name: "nginx", url: "http://" + nginxAddr + "/", pid: nginxPid},
+		{name: "gantry", url: "http://" + gantry + "/", pid: gantryPid},
+	}
+	for _, t := range targets {
+		if err := waitReady(t.url); err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+	}
+	nginxVersion, _ := exec.Command("nginx", "-v").CombinedOutput()
+	fmt.Printf("# ingress benchmark: %d CPUs, %s, %s", runtime.NumCPU(), runtime.Version(), nginxVersion)
+	fmt.Printf("# wrk -t%d -c%d -d%s -H 'Host: %s', %d round(s), median counts; backend, nginx (worker_processes auto, upstream keepalive), gantry and wrk share the machine\n",
+		o.threads, o.connections, o.duration, benchHost, o.rounds)
+
+	for _, t := range targets {
+		if _, _, err := runWrk(t.url, o.threads, o.connections, o.warmup); err != nil {
+			return fmt.Errorf("warm-up %s: %w", t.name, err)
+		}
+	}
+	for round := 0; round < o.rounds; round++ {
+		for _, t := range targets {
+			before := cpuTime(t.pid)
+			rps, n, err := runWrk(t.url, o.threads, o.connections, o.duration)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			cpu := float64(cpuTime(t.pid)-before) / float64(time.Microsecond) / float64(n)
+			t.max = append(t.max, rps)
+			t.cpu = append(t.cpu, cpu)
+			fmt.Printf("#   round %d %-6s %8.0f req/s %6.1f µs CPU/req\n", round+1, t.name, rps, cpu)
+		}
+	}
+	nginxMax, gantryMax := median(targets[1].max), median(targets[2].max)
+	rate := 0.5 * min(nginxMax, gantryMax)
+	slice := o.latencyFor / time.Duration(o.slices)
+	fmt.Printf("# open-loop latency at %.0f req/s (half the lower proxy maximum), %s per target in %d interleaved slices, bench/loadgen with %d connections\n",
+		rate, o.latencyFor, o.slices, o.connections)
+	for i := 0; i < o.slices; i++ {
+		for _, t := range targets {
+			run, err := loadgen.Start(context.Background(), loadgen.Config{URL: t.url, Host: benchHost, Rate: rate, Duration: slice, Timeout: 5 * time.Second, Connections: o.connections})
+			if err != nil {
+				return err
+			}
+			res := run.Wait()
+			t.lat.List = append(t.lat.List, res.List...)
+			t.lat.End = t.lat.End.Add(res.End.Sub(res.Start))
+		}
+	}
+
+	fmt.Println()
+	fmt.Printf("%-8s %10s %9s %9s %10s %10s %10s %10s %11s\n", "target", "max req/s", "vs nginx", "CPU/req", "p50", "p90", "p99", "p99.9", "p99 added")
+	sums := map[string]loadgen.Summary{}
+	for _, t := range targets {
+		sums[t.name] = t.lat.Summary()
+	}
+	direct := sums["direct"].P99
+	for _, t := range targets {
+		s := sums[t.name]
+		if s.Failed > 0 {
+			return fmt.Errorf("%s: %d requests failed during the latency run: %v", t.name, s.Failed, s.Failures)
+		}
+		added := "-"
+		if t.name != "direct" {
+			added = ms(s.P99 - direct)
+		}
+		fmt.Printf("%-8s %10.0f %8.2fx %7.1fµs %10s %10s %10s %10s %11s\n", t.name, median(t.max), median(t.max)/nginxMax, median(t.cpu),
+			ms(s.P50), ms(s.P90), ms(s.P99), ms(s.P999), added)
+	}
+	ratio := gantryMax / nginxMax
+	added := sums["gantry"].P99 - direct
+	fmt.Println()
+	fmt.Printf("(CPU/req is the target process's CPU time per request: the backend's for direct, nginx's workers', gantry's)\n")
+	fmt.Printf("throughput gantry/nginx = %.2f (target >= 0.80): %s\n", ratio, verdict(ratio >= 0.8))
+	fmt.Printf("added p99 gantry - direct = %s at %.0f req/s (target <= 1ms): %s\n", ms(added), rate, verdict(added <= time.Millisecond))
+	fmt.Printf("added p99 nginx - direct = %s (for reference)\n", ms(sums["nginx"].P99-direct))
+	return nil
+}
+
+// cpuTime is the user+system CPU time of pid and its child processes
+// (nginx's workers), from /proc.
+func cpuTime(pid int) time.Duration {
+	total := procCPU(pid)
+	children, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	for _, f := range strings.Fields(string(children)) {
+		if c, err := strconv.Atoi(f); err == nil {
+			total += procCPU(c)
+		}
+	}
+	return total
+}
+
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the parenthesised command name; utime and stime are
+	// the 14th and 15th fields of the whole line.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / clockTicks
+}
+
+// clockTicks is USER_HZ, 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+func verdict(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "FAIL"
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.3fms", float64(d)/float64(time.Millisecond)) }
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+var (
+	wrkRate  = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	wrkCount = regexp.MustCompile(`(\d+) requests in`)
+)
+
+// runWrk measures closed-loop throughput and returns requests/s and the
+// number of requests. Any socket error or non-2xx answer makes the figure
+// worthless, so it is an error.
+func runWrk(url string, threads, conns int, d time.Duration) (float64, int, error) {
+	secs := max(1, int(d.Round(time.Second)/time.Second))
+	out, err := exec.Command("wrk", "-t"+strconv.Itoa(threads), "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(secs)+"s",
+		"-H", "Host: "+benchHost, url).CombinedOutput()
+	if err != nil {
+		return 0, 0, fmt.Errorf("wrk: %v: %s", err, out)
+	}
+	if strings.Contains(string(out), "Socket errors") || strings.Contains(string(out), "Non-2xx") {
+		return 0, 0, fmt.Errorf("wrk saw errors:\n%s", out)
+	}
+	m, c := wrkRate.FindSubmatch(out), wrkCount.FindSubmatch(out)
+	if m == nil || c == nil {
+		return 0, 0, fmt.Errorf("no Requests/sec in wrk output:\n%s", out)
+	}
+	rps, err := strconv.ParseFloat(string(m[1]), 64)
+	n, _ := strconv.Atoi(string(c[1]))
+	return rps, n, err
+}
+
+const nginxConf = `worker_processes auto;
+user root root;
+pid {{dir}}/nginx.pid;
+error_log {{dir}}/error.log warn;
+daemon off;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path {{dir}}/client_body;
+  proxy_temp_path {{dir}}/proxy;
+  fastcgi_temp_path {{dir}}/fastcgi;
+  uwsgi_temp_path {{dir}}/uwsgi;
+  scgi_temp_path {{dir}}/scgi;
+  upstream backend {
+    server {{backend}};
+    keepalive 256;
+  }
+  server {
+    listen {{listen}};
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Host $host;
+      proxy_set_header X-Forwarded-Proto $scheme;
+    }
+  }
+}
+`
+
+func startNginx(dir, listen, backend string) (int, func(), error) {
+	conf := strings.NewReplacer("{{dir}}", dir, "{{listen}}", listen, "{{backend}}", backend).Replace(nginxConf)
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return 0, nil, err
+	}
+	return start(exec.Command("nginx", "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", path))
+}
+
+// start runs cmd in its own process group and returns its pid and a stop
+// function that ends exactly that group.
+func start(cmd *exec.Cmd) (int, func(), error) {
+	cmd.Stdout = os.Stderr
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return 0, nil, fmt.Errorf("start %s: %w", cmd.Path, err)
+	}
+	return cmd.Process.Pid, func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	}, nil
+}
+
+func waitReady(url string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.Host = benchHost
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+			err = errors.New(resp.Status)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready: %w", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func freePorts(n int) ([]int, error) {
+	var out []int
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, ln)
+		out = append(out, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return out, nil
+}

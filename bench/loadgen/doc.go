@@ -1,0 +1,15 @@
+// Package loadgen is an open-loop HTTP load generator: it sends requests
+// on a fixed schedule at a target rate whatever the responses do, and
+// records every request's outcome. Benchmarks use it for latency at a
+// given load, and end-to-end tests use it to prove that a rollout drops no
+// request and to see which app version answered.
+//
+// Open loop matters for both. A closed-loop client (wrk, a worker pool)
+// slows down when the server does, so a stall sends fewer requests and
+// hides itself; here a stall shows up as failed or slow requests, and
+// latency is measured from the time a request was due, not from when it
+// finally went out.
+//
+// It must not be used to judge maximum throughput: that is a closed-loop
+// question (wrk answers it in bench/ingress).
+package loadgen

@@ -1,0 +1,194 @@
+package loadgen
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestRateIsKeptWhateverTheServerDoes(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		delay time.Duration
+	}{
+		{"a fast server gets the target rate", 0},
+		// A closed-loop client with a few workers would send far fewer
+		// requests to a server that takes 200ms each.
+		{"a slow server still gets the target rate", 200 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				time.Sleep(tc.delay)
+				w.Header().Set("X-Version", "v1")
+			}))
+			t.Cleanup(srv.Close)
+			run, err := Start(context.Background(), Config{URL: srv.URL, Rate: 400, Duration: time.Second, MarkerHeader: "X-Version"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := run.Wait().Summary()
+			t.Log(s)
+			if s.Sent != 400 || s.OK != 400 {
+				t.Fatalf("sent %d, ok %d; want 400 of 400", s.Sent, s.OK)
+			}
+			if s.Rate < 390 || s.Rate > 410 {
+				t.Fatalf("achieved rate %.1f/s, want 400/s", s.Rate)
+			}
+			if s.Markers["v1"] != 400 {
+				t.Fatalf("markers = %v", s.Markers)
+			}
+			if s.P50 < tc.delay {
+				t.Fatalf("p50 %s is below the server's delay %s", s.P50, tc.delay)
+			}
+		})
+	}
+}
+
+func TestFailuresAreClassified(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch n.Add(1) % 3 {
+		case 0:
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case 1:
+			time.Sleep(300 * time.Millisecond)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+
+	for _, tc := range []struct {
+		name, url string
+		want      []string
+	}{
+		{"statuses and timeouts are told apart", srv.URL, []string{"status 503", "timeout"}},
+		{"a refused connection is named", dead, []string{"connection refused"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			run, err := Start(context.Background(), Config{URL: tc.url, Rate: 60, Duration: 500 * time.Millisecond, Timeout: 100 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := run.Wait().Summary()
+			for _, w := range tc.want {
+				if s.Failures[w] == 0 {
+					t.Fatalf("no failure %q in %v", w, s.Failures)
+				}
+			}
+			if s.Failed+s.OK != s.Sent {
+				t.Fatalf("ok %d + failed %d != sent %d", s.OK, s.Failed, s.Sent)
+			}
+		})
+	}
+}
+
+func TestStopAndWindows(t *testing.T) {
+	var version atomic.Value
+	version.Store("v1")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("hello from " + version.Load().(string)))
+	}))
+	t.Cleanup(srv.Close)
+	run, err := Start(context.Background(), Config{
+		URL: srv.URL, Host: "hello.default.localhost", Rate: 200,
+		Marker: func(_ *http.Response, body []byte) string { return strings.TrimPrefix(string(body), "hello from ") },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	version.Store("v2")
+	switched := time.Now()
+	// Requests due just before the switch may still be answered by v2; a
+	// request is only known to be "after" once it is due after the switch.
+	time.Sleep(300 * time.Millisecond)
+	res := run.Stop()
+	all := res.Summary()
+	after := res.Since(switched).Summary()
+	t.Log(all)
+	if all.Markers["v1"] == 0 || all.Markers["v2"] == 0 {
+		t.Fatalf("markers = %v, want both versions", all.Markers)
+	}
+	if after.Markers["v1"] != 0 || after.Sent == 0 {
+		t.Fatalf("after the switch: %v", after.Markers)
+	}
+	if all.Sent < 100 || all.Sent > 130 {
+		t.Fatalf("sent %d in 0.6s at 200/s", all.Sent)
+	}
+	if n := len(run.Stop().List); n != all.Sent {
+		t.Fatalf("a second Stop returned %d results, want %d", n, all.Sent)
+	}
+}
+
+func TestInFlightCapRecordsOverload(t *testing.T) {
+	block := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-block }))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(block) })
+	run, err := Start(context.Background(), Config{URL: srv.URL, Rate: 200, Duration: 200 * time.Millisecond, MaxInFlight: 5, Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := run.Wait().Summary()
+	if s.Failures["overload: generator in-flight limit reached"] < 20 {
+		t.Fatalf("failures = %v, want overloads beyond 5 in flight", s.Failures)
+	}
+}
+
+func TestConfigIsValidated(t *testing.T) {
+	for _, c := range []Config{{Rate: 1}, {URL: "127.0.0.1:80", Rate: 1}, {URL: "http://x/"}} {
+		if _, err := Start(context.Background(), c); err == nil {
+			t.Errorf("Start(%+v) accepted a bad config", c)
+		}
+	}
+}
+
+func TestConnectionsClosedByTheServerWhileIdleAreNotFailures(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	// Every keep-alive connection is closed by the server between two
+	// requests of the same worker.
+	srv.Config.IdleTimeout = 20 * time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+	run, err := Start(context.Background(), Config{URL: srv.URL, Rate: 20, Duration: time.Second, Connections: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := run.Wait().Summary(); s.Failed != 0 || s.OK != 20 {
+		t.Fatalf("%v", s)
+	}
+}
+
+func TestHTTPSAndACustomClient(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Host", r.Host)
+	}))
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"the built-in client speaks TLS", Config{TLSConfig: srv.Client().Transport.(*http.Transport).TLSClientConfig}},
+		{"a given http.Client is used", Config{Client: srv.Client()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			cfg.URL, cfg.Host, cfg.Rate, cfg.Duration, cfg.MarkerHeader = srv.URL, "app.example.com", 100, 300*time.Millisecond, "X-Host"
+			run, err := Start(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := run.Wait().Summary()
+			if s.Failed != 0 || s.Markers["app.example.com"] != s.Sent || s.Sent < 25 {
+				t.Fatalf("%v", s)
+			}
+		})
+	}
+}

@@ -1,0 +1,492 @@
+package image
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/bzip2"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	ggcr "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
+)
+
+// Import makes an image out of a base operating system without a
+// registry or a daemon, for `gantry image import`. src is one of:
+//
+//   - a directory holding a root filesystem, such as debootstrap makes;
+//   - a tarball of one (plain, gzip, bzip2 or zstd), such as
+//     `docker export` or `tar -C root -c .` makes;
+//   - an image archive, from `docker save` or an OCI image layout in a
+//     tar (`skopeo copy … oci-archive:`), taken as it is.
+//
+// A root filesystem becomes one gzip-compressed layer that keeps modes,
+// owners, times, hard links, device nodes and file capabilities; cfg
+// gives the image its configuration (with /bin/sh as the command when
+// the root has one and cfg names none). The layer file is written into
+// workDir, which must outlive every use of the image (its push).
+func Import(ctx context.Context, src, workDir string, cfg Config) (ggcr.Image, error) {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	if fi.IsDir() {
+		return importTree(ctx, workDir, cfg, func(tw *tar.Writer) (bool, error) { return tarDir(ctx, src, tw) })
+	}
+	kind, err := sniff(src)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", src, err)
+	}
+	switch kind {
+	case "docker-archive":
+		img, err := tarball.ImageFromPath(src, nil)
+		if err != nil {
+			return nil, fmt.Errorf("import %s as a docker save archive: %w", src, err)
+		}
+		return img, nil
+	case "oci-archive":
+		return importOCIArchive(src, workDir)
+	}
+	return importTree(ctx, workDir, cfg, func(tw *tar.Writer) (bool, error) {
+		f, err := os.Open(src)
+		if err != nil {
+			return false, err
+		}
+		defer f.Close()
+		r, err := decompress(bufio.NewReaderSize(f, 1<<20))
+		if err != nil {
+			return false, fmt.Errorf("%s: %w", src, err)
+		}
+		return retar(ctx, r, tw)
+	})
+}
+
+// importTree writes one layer with fill and makes the image.
+func importTree(ctx context.Context, workDir string, cfg Config, fill func(*tar.Writer) (bool, error)) (ggcr.Image, error) {
+	l, hasShell, err := writeLayer(workDir, fill)
+	if err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if cfg.Entrypoint == nil && cfg.Cmd == nil && hasShell {
+		cfg.Cmd = []string{"/bin/sh"}
+	}
+	return FromLayers(cfg, l)
+}
+
+// fileLayer is a gzip-compressed layer in a file, with its digests worked
+// out while it was written, so that nothing is compressed twice.
+type fileLayer struct {
+	path           string
+	digest, diffID ggcr.Hash
+	size           int64
+}
+
+func (l *fileLayer) Digest() (ggcr.Hash, error)           { return l.digest, nil }
+func (l *fileLayer) DiffID() (ggcr.Hash, error)           { return l.diffID, nil }
+func (l *fileLayer) Size() (int64, error)                 { return l.size, nil }
+func (l *fileLayer) MediaType() (types.MediaType, error)  { return types.OCILayer, nil }
+func (l *fileLayer) Compressed() (io.ReadCloser, error)   { return os.Open(l.path) }
+func (l *fileLayer) Uncompressed() (io.ReadCloser, error) { return gunzipFile(l.path) }
+
+func gunzipFile(p string) (io.ReadCloser, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	zr, err := gzip.NewReader(bufio.NewReaderSize(f, 1<<20))
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{zr, f}, nil
+}
+
+// countingHash hashes and counts what is written through it.
+type countingHash struct {
+	h hash.Hash
+	n int64
+}
+
+func (c *countingHash) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return c.h.Write(p)
+}
+
+func (c *countingHash) sum() ggcr.Hash {
+	return ggcr.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", c.h.Sum(nil))}
+}
+
+// writeLayer streams a tar made by fill through gzip into a file in dir,
+// hashing both sides on the way.
+func writeLayer(dir string, fill func(*tar.Writer) (bool, error)) (*fileLayer, bool, error) {
+	f, err := os.CreateTemp(dir, "layer-*.tar.gz")
+	if err != nil {
+		return nil, false, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	compressed := &countingHash{h: sha256.New()}
+	bw := bufio.NewWriterSize(io.MultiWriter(f, compressed), 1<<20)
+	zw, err := gzip.NewWriterLevel(bw, gzip.DefaultCompression)
+	if err != nil {
+		return nil, false, err
+	}
+	uncompressed := &countingHash{h: sha256.New()}
+	tw := tar.NewWriter(io.MultiWriter(zw, uncompressed))
+	hasShell, err := fill(tw)
+	if err != nil {
+		return nil, false, err
+	}
+	for _, c := range []io.Closer{tw, zw} {
+		if err := c.Close(); err != nil {
+			return nil, false, err
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return nil, false, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, false, err
+	}
+	ok = true
+	return &fileLayer{path: f.Name(), digest: compressed.sum(), diffID: uncompressed.sum(), size: compressed.n}, hasShell, nil
+}
+
+// shells are the paths whose presence makes /bin/sh the default command.
+func isShell(name string) bool { return name == "bin/sh" || name == "usr/bin/sh" }
+
+// tarDir writes the tree under root into tw, in lexical order. It stays
+// on root's filesystem: a mount inside the tree (a forgotten /proc in a
+// debootstrap root) appears as an empty directory.
+func tarDir(ctx context.Context, root string, tw *tar.Writer) (bool, error) {
+	rootInfo, err := os.Lstat(root)
+	if err != nil {
+		return false, err
+	}
+	rootDev := rootInfo.Sys().(*syscall.Stat_t).Dev
+	type inode struct{ dev, ino uint64 }
+	links := map[inode]string{}
+	hasShell := false
+	buf := make([]byte, 1<<20)
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		name := filepath.ToSlash(rel)
+		info, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		if info.Mode()&fs.ModeSocket != 0 {
+			return nil
+		}
+		target := ""
+		if info.Mode()&fs.ModeSymlink != 0 {
+			if target, err = os.Readlink(p); err != nil {
+				return err
+			}
+		}
+		hdr, err := tar.FileInfoHeader(info, target)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		st := info.Sys().(*syscall.Stat_t)
+		hdr.Name = name
+		hdr.Uname, hdr.Gname = "", ""
+		hdr.Uid, hdr.Gid = int(st.Uid), int(st.Gid)
+		hdr.ModTime = info.ModTime().Truncate(time.Second)
+		hdr.AccessTime, hdr.ChangeTime = time.Time{}, time.Time{}
+		hdr.Format = tar.FormatPAX
+		if info.IsDir() {
+			hdr.Name += "/"
+		}
+		if info.Mode().IsRegular() && st.Nlink > 1 {
+			key := inode{uint64(st.Dev), st.Ino}
+			if first, ok := links[key]; ok {
+				hdr.Typeflag, hdr.Linkname, hdr.Size = tar.TypeLink, first, 0
+			} else {
+				links[key] = name
+			}
+		}
+		if capability, err := lgetxattr(p, "security.capability"); err == nil && len(capability) > 0 {
+			hdr.PAXRecords = map[string]string{"SCHILY.xattr.security.capability": string(capability)}
+		}
+		if isShell(name) {
+			hasShell = true
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if hdr.Typeflag == tar.TypeReg && hdr.Size > 0 {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			_, err = io.CopyBuffer(tw, f, buf)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+		}
+		if info.IsDir() && uint64(st.Dev) != uint64(rootDev) {
+			return filepath.SkipDir
+		}
+		return nil
+	})
+	return hasShell, err
+}
+
+func lgetxattr(p, attr string) ([]byte, error) {
+	buf := make([]byte, 256)
+	n, err := unix.Lgetxattr(p, attr, buf)
+	if err != nil {
+		return nil, err
+	}
+	return buf[:n], nil
+}
+
+// retar copies a root filesystem tarball into tw with its names made
+// relative and clean, refusing entries that would land outside the root.
+func retar(ctx context.Context, r io.Reader, tw *tar.Writer) (bool, error) {
+	tr := tar.NewReader(r)
+	hasShell := false
+	buf := make([]byte, 1<<20)
+	for {
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return hasShell, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("read tarball: %w", err)
+		}
+		name, err := cleanName(hdr.Name)
+		if err != nil {
+			return false, err
+		}
+		if name == "" {
+			continue // the root itself
+		}
+		if hdr.Typeflag == tar.TypeLink {
+			if hdr.Linkname, err = cleanName(hdr.Linkname); err != nil {
+				return false, err
+			}
+		}
+		if isShell(name) {
+			hasShell = true
+		}
+		hdr.Name = name
+		if hdr.Typeflag == tar.TypeDir {
+			hdr.Name += "/"
+		}
+		hdr.Format = tar.FormatUnknown
+		if err := tw.WriteHeader(hdr); err != nil {
+			return false, fmt.Errorf("%s: %w", name, err)
+		}
+		if _, err := io.CopyBuffer(tw, tr, buf); err != nil {
+			return false, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+}
+
+// cleanName makes a tar entry name relative to the root ("./etc/x",
+// "/etc/x" and "etc/x" all become "etc/x"); "" is the root itself.
+func cleanName(n string) (string, error) {
+	c := path.Clean("/" + n)
+	if strings.Contains(n, "..") {
+		// path.Clean of "/"+n keeps us inside the root, but an entry
+		// that climbs out is a broken or hostile tarball: say so.
+		for _, part := range strings.Split(n, "/") {
+			if part == ".." {
+				return "", fmt.Errorf("tar entry %q points outside the root filesystem", n)
+			}
+		}
+	}
+	return strings.TrimPrefix(c, "/"), nil
+}
+
+// sniff tells what kind of tarball a file is: "docker-archive" (docker
+// save), "oci-archive" (an OCI image layout), or "rootfs".
+func sniff(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	magic := make([]byte, 6)
+	n, _ := io.ReadFull(f, magic)
+	if _, _, compressed := compression(magic[:n]); compressed {
+		return "rootfs", nil
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", err
+	}
+	tr := tar.NewReader(f)
+	var manifest, ociLayout bool
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return "", fmt.Errorf("not a tarball (plain, gzip, bzip2 or zstd) nor a directory: %w", err)
+		}
+		switch strings.TrimPrefix(hdr.Name, "./") {
+		case "manifest.json":
+			manifest = true
+		case "oci-layout":
+			ociLayout = true
+		}
+	}
+	switch {
+	case ociLayout:
+		return "oci-archive", nil
+	case manifest:
+		return "docker-archive", nil
+	}
+	return "rootfs", nil
+}
+
+// compression names the compression a stream starts with.
+func compression(magic []byte) (name string, supported, compressed bool) {
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		return "gzip", true, true
+	case bytes.HasPrefix(magic, []byte("BZh")):
+		return "bzip2", true, true
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		return "zstd", true, true
+	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}):
+		return "xz", false, true
+	}
+	return "", true, false
+}
+
+func decompress(r *bufio.Reader) (io.Reader, error) {
+	magic, _ := r.Peek(6)
+	name, supported, _ := compression(magic)
+	if !supported {
+		return nil, fmt.Errorf("%s-compressed tarballs are not supported: decompress it first (xz -d)", name)
+	}
+	switch name {
+	case "gzip":
+		return gzip.NewReader(r)
+	case "bzip2":
+		return bzip2.NewReader(r), nil
+	case "zstd":
+		zr, err := zstd.NewReader(r)
+		if err != nil {
+			return nil, err
+		}
+		return zr.IOReadCloser(), nil
+	}
+	return r, nil
+}
+
+// importOCIArchive unpacks an OCI image layout tarball into workDir and
+// returns its one image.
+func importOCIArchive(src, workDir string) (ggcr.Image, error) {
+	dir, err := os.MkdirTemp(workDir, "oci-")
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(src)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("import %s: %w", src, err)
+		}
+		name, err := cleanName(hdr.Name)
+		if err != nil || name == "" {
+			if err != nil {
+				return nil, fmt.Errorf("import %s: %w", src, err)
+			}
+			continue
+		}
+		dst := filepath.Join(dir, filepath.FromSlash(name))
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(dst, 0o755); err != nil {
+				return nil, err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+				return nil, err
+			}
+			out, err := os.Create(dst)
+			if err != nil {
+				return nil, err
+			}
+			_, err = io.Copy(out, tr)
+			if cerr := out.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	idx, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		return nil, fmt.Errorf("import %s as an OCI layout: %w", src, err)
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", src, err)
+	}
+	var images []ggcr.Hash
+	for _, d := range m.Manifests {
+		if d.MediaType.IsImage() {
+			images = append(images, d.Digest)
+		}
+	}
+	if len(images) != 1 {
+		return nil, fmt.Errorf("import %s: the layout holds %d images; import needs exactly one", src, len(images))
+	}
+	return idx.Image(images[0])
+}

@@ -1,0 +1,326 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"path"
+	"regexp"
+	"strings"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/opencontainers/go-digest"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+)
+
+// Blob requests go to the engine with three additions:
+//
+//   - Requests that complete a blob in a repository or promise one to a
+//     client (HEAD, finishing an upload, a mount) run under the
+//     collector's shared lock and record the blob, under the digest the
+//     client used and under the canonical one the engine answers with, in
+//     the touch set (see gc.go).
+//   - Digests other than sha256: the engine stores blobs under their
+//     sha256 and links the other digest to it, but answers with the
+//     sha256 in Docker-Content-Digest and Location, and forgets the link
+//     when mounting. The front end puts the client's digest back and
+//     makes the link.
+//   - Uploads in one POST (?digest= with the body) and mounts without
+//     ?from=, both OCI 1.1 features the engine lacks, are built from the
+//     engine's own upload and mount.
+
+func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, rt route) {
+	d, err := digest.Parse(rt.ref)
+	if err != nil {
+		r.toEngine(w, req)
+		return
+	}
+	if req.Method != http.MethodHead {
+		if d.Algorithm() != digest.Canonical {
+			w = r.blobHook(w, d, false)
+		}
+		r.toEngine(w, req)
+		return
+	}
+	// A client that finds a blob here skips uploading it and will
+	// reference it from its manifest: protect it from the collector.
+	r.writeMu.RLock()
+	defer r.writeMu.RUnlock()
+	r.touches.add(d, r.now())
+	r.toEngine(r.blobHook(w, d, true), req)
+}
+
+// startUpload handles POST /v2/<name>/blobs/uploads/: a mount, an upload
+// in one request, or the start of an upload.
+func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, rt route, c *caller) {
+	q := req.URL.Query()
+	if m := q.Get("mount"); m != "" {
+		d, err := digest.Parse(m)
+		if err != nil {
+			r.toEngine(w, req)
+			return
+		}
+		r.writeMu.RLock()
+		defer r.writeMu.RUnlock()
+		r.touches.add(d, r.now())
+		from := q.Get("from")
+		if from == "" {
+			if from = r.mountSource(req.Context(), c, rt.repo, d); from != "" {
+				q.Set("from", from)
+				req = req.Clone(req.Context())
+				req.URL.RawQuery = q.Encode()
+				req.RequestURI = req.URL.RequestURI()
+			}
+		}
+		var canonical digest.Digest
+		if from != "" && d.Algorithm() != digest.Canonical {
+			// The engine links a mounted blob under the digest the
+			// client named, pointing at itself; for a non-canonical
+			// digest the link must point at the canonical blob, which
+			// the source repository's link names.
+			if b, err := r.driver.GetContent(req.Context(), layerLinkPath(from, d)); err == nil {
+				canonical, _ = digest.Parse(string(b))
+			}
+		}
+		r.toEngine(r.mountHook(w, rt.repo, d, canonical), req)
+		return
+	}
+	if s := q.Get("digest"); s != "" {
+		d, err := digest.Parse(s)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, codeDigestInvalid, "digest "+s+" is invalid", nil)
+			return
+		}
+		r.writeMu.RLock()
+		defer r.writeMu.RUnlock()
+		r.touches.add(d, r.now())
+		r.uploadInOne(w, req, rt, d)
+		return
+	}
+	r.toEngine(w, req)
+}
+
+// finishUpload handles PUT /v2/<name>/blobs/uploads/<id>?digest=, which
+// completes an upload.
+func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, rt route) {
+	r.writeMu.RLock()
+	defer r.writeMu.RUnlock()
+	d, err := digest.Parse(req.URL.Query().Get("digest"))
+	if err != nil {
+		r.toEngine(w, req)
+		return
+	}
+	r.touches.add(d, r.now())
+	r.completeUpload(w, req, rt.repo, rt.ref, d)
+}
+
+// completeUpload passes the PUT that completes upload id to the engine.
+// When the engine refuses the content (a wrong digest, a wrong length)
+// it means to cancel the upload, but its writer is closed by then and the
+// cancel fails, leaving the session and its data behind; the front end
+// removes them, so that a failed upload leaves nothing. Other refusals (a
+// chunk out of order, 416) leave the session for the client to go on.
+func (r *Registry) completeUpload(w http.ResponseWriter, req *http.Request, repo, id string, d digest.Digest) {
+	hw := r.blobHook(w, d, true)
+	r.toEngine(hw, req)
+	if hw.status == http.StatusBadRequest && (hw.errorCode() == codeDigestInvalid || hw.errorCode() == "BLOB_UPLOAD_INVALID") {
+		r.dropUpload(req.Context(), repo, id)
+	}
+}
+
+// cancelUpload handles DELETE /v2/<name>/blobs/uploads/<id>. The engine
+// removes the upload and then, closing its writer, writes the hash state
+// back into the directory it removed; the front end removes it again.
+func (r *Registry) cancelUpload(w http.ResponseWriter, req *http.Request, rt route) {
+	sw := &statusWriter{ResponseWriter: w}
+	r.toEngine(sw, req)
+	if sw.status == http.StatusNoContent {
+		r.dropUpload(req.Context(), rt.repo, rt.ref)
+	}
+}
+
+// uploadID is the shape of the engine's upload identifiers (UUIDs). Only
+// such names are ever removed, so that no request can point the removal
+// elsewhere.
+var uploadID = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+func (r *Registry) dropUpload(ctx context.Context, repo, id string) {
+	if !uploadID.MatchString(id) {
+		return
+	}
+	err := r.driver.Delete(ctx, path.Join(storageRoot, "repositories", repo, "_uploads", id))
+	var nf storagedriver.PathNotFoundError
+	if err != nil && !errors.As(err, &nf) {
+		r.log.Warn("registry: remove failed upload", "repo", repo, "upload", id, "err", err)
+	}
+}
+
+// uploadInOne stores a blob sent whole in the POST that would otherwise
+// start an upload: it starts one in the engine and completes it with the
+// request's body, which is what a client that gets 202 does next anyway.
+func (r *Registry) uploadInOne(w http.ResponseWriter, req *http.Request, rt route, d digest.Digest) {
+	ctx := req.Context()
+	start := req.Clone(ctx)
+	start.Method = http.MethodPost
+	start.URL = &url.URL{Path: "/v2/" + rt.repo + "/blobs/uploads/"}
+	start.RequestURI = start.URL.RequestURI()
+	start.Body = http.NoBody
+	start.ContentLength = 0
+	start.Header.Del("Content-Type")
+	start.Header.Set("Content-Length", "0")
+	rec := newBufferedWriter()
+	r.engine.ServeHTTP(rec, start)
+	if rec.status != http.StatusAccepted {
+		rec.flushTo(w)
+		return
+	}
+	loc, err := url.Parse(rec.header.Get("Location"))
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "UNKNOWN", "engine returned a bad upload location", nil)
+		return
+	}
+	q := loc.Query()
+	q.Set("digest", d.String())
+	put := req.Clone(ctx)
+	put.Method = http.MethodPut
+	put.URL = &url.URL{Path: loc.Path, RawQuery: q.Encode()}
+	put.RequestURI = put.URL.RequestURI()
+	put.Header.Set("Content-Type", "application/octet-stream")
+	r.completeUpload(w, put, rt.repo, path.Base(loc.Path), d)
+}
+
+// mountSource finds a repository to mount a blob from when the client did
+// not name one: one that links the blob, in a namespace the caller may
+// pull from, so that a mount never hands out a blob its caller could not
+// have read. Empty when there is none; the engine then starts an upload.
+func (r *Registry) mountSource(ctx context.Context, c *caller, target string, d digest.Digest) string {
+	repos, err := r.allRepositories(ctx)
+	if err != nil {
+		return ""
+	}
+	allowed := map[string]bool{}
+	for _, repo := range repos {
+		if repo == target {
+			continue
+		}
+		ns, _, _ := strings.Cut(repo, "/")
+		ok, seen := allowed[ns]
+		if !seen {
+			err := r.cfg.Authorizer.Authorize(ctx, c.id, ns, "pull")
+			ok = err == nil
+			allowed[ns] = ok
+			if errors.Is(err, v1.ErrUnavailable) {
+				return ""
+			}
+		}
+		if !ok {
+			continue
+		}
+		if _, err := r.driver.Stat(ctx, layerLinkPath(repo, d)); err == nil {
+			return repo
+		}
+	}
+	return ""
+}
+
+// mountHook wraps the response to a mount of digest d into repo. On
+// success it touches the canonical blob and, for a non-canonical d,
+// links the canonical blob into repo under both digests.
+func (r *Registry) mountHook(w http.ResponseWriter, repo string, d, canonical digest.Digest) http.ResponseWriter {
+	if canonical == "" || canonical == d {
+		return w
+	}
+	return &headerHook{ResponseWriter: w, hook: func(status int, h http.Header) {
+		if status != http.StatusCreated {
+			return
+		}
+		r.touches.add(canonical, r.now())
+		// Link both digests, as an upload does: reads resolve d to the
+		// canonical digest and then look that up in the repository.
+		for _, link := range []digest.Digest{canonical, d} {
+			if err := r.driver.PutContent(context.Background(), layerLinkPath(repo, link), []byte(canonical.String())); err != nil {
+				r.log.Error("registry: link mounted blob", "repo", repo, "digest", link, "err", err)
+			}
+		}
+	}}
+}
+
+// blobHook wraps the response to a blob request for digest want. When
+// the engine answers with success it records the canonical digest it
+// names in the touch set (if touch) and shows the client want rather than
+// the canonical digest.
+func (r *Registry) blobHook(w http.ResponseWriter, want digest.Digest, touch bool) *headerHook {
+	return &headerHook{ResponseWriter: w, hook: func(status int, h http.Header) {
+		if status < 200 || status > 299 {
+			return
+		}
+		canonical, err := digest.Parse(h.Get("Docker-Content-Digest"))
+		if err != nil || canonical == want {
+			return
+		}
+		if touch {
+			r.touches.add(canonical, r.now())
+		}
+		h.Set("Docker-Content-Digest", want.String())
+		if loc := h.Get("Location"); loc != "" {
+			h.Set("Location", strings.Replace(loc, canonical.String(), want.String(), 1))
+		}
+	}}
+}
+
+// headerHook lets a hook adjust the headers just before they are sent.
+// It keeps the start of an error body, to tell error codes apart.
+type headerHook struct {
+	http.ResponseWriter
+	hook   func(status int, h http.Header)
+	wrote  bool
+	status int
+	errBuf []byte
+}
+
+// errorCode is the first error code of an error response, if any.
+func (h *headerHook) errorCode() string {
+	var body struct {
+		Errors []specError `json:"errors"`
+	}
+	if h.status < 400 || json.Unmarshal(h.errBuf, &body) != nil || len(body.Errors) == 0 {
+		return ""
+	}
+	return body.Errors[0].Code
+}
+
+func (h *headerHook) WriteHeader(status int) {
+	if !h.wrote {
+		h.wrote = true
+		h.status = status
+		h.hook(status, h.Header())
+	}
+	h.ResponseWriter.WriteHeader(status)
+}
+
+func (h *headerHook) Write(p []byte) (int, error) {
+	if !h.wrote {
+		h.WriteHeader(http.StatusOK)
+	}
+	if h.status >= 400 && len(h.errBuf) < 4096 {
+		h.errBuf = append(h.errBuf, p[:min(len(p), 4096-len(h.errBuf))]...)
+	}
+	return h.ResponseWriter.Write(p)
+}
+
+// ReadFrom keeps the underlying writer's sendfile path for blob bodies.
+func (h *headerHook) ReadFrom(src io.Reader) (int64, error) {
+	if !h.wrote {
+		h.WriteHeader(http.StatusOK)
+	}
+	if rf, ok := h.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(struct{ io.Writer }{h.ResponseWriter}, src)
+}
+
+func (h *headerHook) Unwrap() http.ResponseWriter { return h.ResponseWriter }

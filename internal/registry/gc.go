@@ -1,0 +1,329 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/distribution/distribution/v3"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Garbage collection while the registry serves.
+//
+// The collector deletes blobs that no manifest references. It keeps every
+// manifest, tagged or not (signatures and other referrers are untagged),
+// and everything they reference. The hazard is a push in flight: a client
+// uploads (or finds, with HEAD, or mounts) its blobs first and references
+// them from a manifest later, possibly minutes later. In that window the
+// blobs are unreferenced, and a naive sweep would delete them under the
+// client, which then stores a manifest pointing at nothing.
+//
+// Three rules close the window:
+//
+//  1. Every request that makes a blob part of a repository or promises it
+//     to a client (finishing an upload, a mount, a HEAD on a blob, a
+//     manifest PUT for the blobs it references) records the blob in a
+//     touch set with the time, and it does so while holding writeMu
+//     shared, for the whole request.
+//  2. A collection starts with a barrier: it takes writeMu exclusively
+//     for an instant and notes the time T. Every write that began before
+//     T has finished by then, so its manifest is in storage and the mark
+//     phase, which runs next without any lock, sees it.
+//  3. The sweep holds writeMu exclusively. It deletes a blob only if the
+//     mark did not reach it, it was not touched after T - GCGrace, and
+//     its data file was not written after T - GCGrace (the file time
+//     covers uploads made before a restart emptied the touch set).
+//
+// A write that commits during the mark touched its blobs after T (rule 1
+// and 2), so the sweep keeps them. A write that starts after the sweep
+// finds deleted blobs gone and fails cleanly (blob unknown, and the client
+// uploads again) instead of half-succeeding. The grace period only needs
+// to cover the time between a client checking for a blob and storing the
+// manifest that references it. Reads take no lock, and blob data streams
+// (PATCH) take none either: an upload in progress lives under _uploads,
+// which the collector does not touch. A request that completes an upload
+// with data in its body (a monolithic PUT or POST) holds the shared lock
+// while that data streams; a collection waiting for the exclusive lock
+// then waits for it, and, Go's RWMutex preferring the writer, so do new
+// blob writes meanwhile. Collections are rare and short, so this costs
+// little.
+//
+// Deleted blobs are also unlinked from the repositories that linked them,
+// and referrers index entries whose manifest is gone are dropped.
+
+// GCResult reports what a collection did.
+type GCResult struct {
+	Repositories int
+	Manifests    int
+	BlobsMarked  int   // blobs reachable from a manifest
+	BlobsDeleted int   // unreferenced blobs removed
+	BytesFreed   int64 // their size
+	// BlobsInFlight are unreferenced blobs left alone because a push may
+	// be about to reference them (see GCGrace). The next run takes them.
+	BlobsInFlight   int
+	LinksRemoved    int
+	ReferrersPruned int
+	Duration        time.Duration
+}
+
+// GC removes blobs that no manifest references, safely while the
+// registry serves. Only one collection runs at a time.
+func (r *Registry) GC(ctx context.Context) (GCResult, error) {
+	r.gcMu.Lock()
+	defer r.gcMu.Unlock()
+	began := time.Now()
+
+	r.writeMu.Lock()
+	start := r.now()
+	r.writeMu.Unlock()
+	cutoff := start.Add(-r.cfg.GCGrace)
+
+	var res GCResult
+	m, err := r.mark(ctx, &res)
+	if err != nil {
+		return res, fmt.Errorf("registry gc: mark: %w", err)
+	}
+
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+	if err := r.sweep(ctx, m, cutoff, &res); err != nil {
+		return res, fmt.Errorf("registry gc: sweep: %w", err)
+	}
+	r.touches.prune(cutoff)
+	if err := r.pruneReferrers(ctx, &res); err != nil {
+		return res, fmt.Errorf("registry gc: prune referrers index: %w", err)
+	}
+	res.Duration = time.Since(began)
+	r.log.Info("registry gc", "repositories", res.Repositories, "manifests", res.Manifests,
+		"marked", res.BlobsMarked, "deleted", res.BlobsDeleted, "freed", res.BytesFreed,
+		"inFlight", res.BlobsInFlight, "links", res.LinksRemoved, "referrers", res.ReferrersPruned,
+		"took", res.Duration)
+	return res, nil
+}
+
+// markSet is the mark phase's result: the canonical digests of reachable
+// blobs, and for every repository its blob links with their targets.
+type markSet struct {
+	reachable map[digest.Digest]bool
+	links     map[string]map[digest.Digest]digest.Digest // repo → link digest → canonical target
+}
+
+func (r *Registry) mark(ctx context.Context, res *GCResult) (*markSet, error) {
+	m := &markSet{reachable: map[digest.Digest]bool{}, links: map[string]map[digest.Digest]digest.Digest{}}
+	repos, err := r.repositories(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range repos {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		res.Repositories++
+		named, err := reference.WithName(name)
+		if err != nil {
+			return nil, err
+		}
+		repo, err := r.ns.Repository(ctx, named)
+		if err != nil {
+			return nil, err
+		}
+		ms, err := repo.Manifests(ctx)
+		if err != nil {
+			return nil, err
+		}
+		blobs := repo.Blobs(ctx)
+		// resolve maps a digest as the repository knows it onto the
+		// canonical blob it names: the same digest for sha256, the link
+		// target for others (sha512 links point at sha256 blobs).
+		resolve := func(d digest.Digest) {
+			if d.Validate() != nil {
+				return
+			}
+			m.reachable[d] = true
+			if d.Algorithm() != digest.Canonical {
+				if desc, err := blobs.Stat(ctx, d); err == nil {
+					m.reachable[desc.Digest] = true
+				}
+			}
+		}
+		err = ms.(distribution.ManifestEnumerator).Enumerate(ctx, func(d digest.Digest) error {
+			man, err := ms.Get(ctx, d)
+			if err != nil {
+				// Deleted since it was listed.
+				return nil
+			}
+			res.Manifests++
+			m.reachable[d] = true
+			if _, payload, err := man.Payload(); err == nil {
+				m.reachable[digest.Canonical.FromBytes(payload)] = true
+			}
+			for _, ref := range man.References() {
+				resolve(ref.Digest)
+			}
+			return nil
+		})
+		var nf storagedriver.PathNotFoundError
+		if err != nil && !errors.As(err, &nf) {
+			return nil, fmt.Errorf("manifests of %s: %w", name, err)
+		}
+		links := map[digest.Digest]digest.Digest{}
+		err = blobs.(distribution.ManifestEnumerator).Enumerate(ctx, func(d digest.Digest) error {
+			target := d
+			if b, err := r.driver.GetContent(ctx, layerLinkPath(name, d)); err == nil {
+				if t, err := digest.Parse(string(b)); err == nil {
+					target = t
+				}
+			}
+			links[d] = target
+			return nil
+		})
+		if err != nil && !errors.As(err, &nf) {
+			return nil, fmt.Errorf("blob links of %s: %w", name, err)
+		}
+		m.links[name] = links
+	}
+	res.BlobsMarked = len(m.reachable)
+	return m, nil
+}
+
+func layerLinkPath(repo string, d digest.Digest) string {
+	return path.Join(storageRoot, "repositories", repo, "_layers", string(d.Algorithm()), d.Encoded(), "link")
+}
+
+func (r *Registry) sweep(ctx context.Context, m *markSet, cutoff time.Time, res *GCResult) error {
+	type victim struct {
+		d    digest.Digest
+		dir  string
+		size int64
+	}
+	var victims []victim
+	blobsDir := path.Join(storageRoot, "blobs")
+	err := r.driver.Walk(ctx, blobsDir, func(fi storagedriver.FileInfo) error {
+		if fi.IsDir() || path.Base(fi.Path()) != "data" {
+			return nil
+		}
+		// .../blobs/<alg>/<2 hex>/<hex>/data
+		parts := strings.Split(strings.TrimPrefix(fi.Path(), blobsDir+"/"), "/")
+		if len(parts) != 4 {
+			return nil
+		}
+		d := digest.NewDigestFromEncoded(digest.Algorithm(parts[0]), parts[2])
+		if d.Validate() != nil || m.reachable[d] {
+			return nil
+		}
+		if fi.ModTime().After(cutoff) || r.touches.since(d, cutoff) {
+			res.BlobsInFlight++
+			return nil
+		}
+		victims = append(victims, victim{d: d, dir: path.Dir(fi.Path()), size: fi.Size()})
+		return nil
+	})
+	var nf storagedriver.PathNotFoundError
+	if err != nil && !errors.As(err, &nf) {
+		return err
+	}
+	gone := map[digest.Digest]bool{}
+	for _, v := range victims {
+		if err := r.driver.Delete(ctx, v.dir); err != nil && !errors.As(err, &nf) {
+			return fmt.Errorf("delete blob %s: %w", v.d, err)
+		}
+		gone[v.d] = true
+		res.BlobsDeleted++
+		res.BytesFreed += v.size
+	}
+	for repo, links := range m.links {
+		for link, target := range links {
+			if !gone[target] {
+				continue
+			}
+			if err := r.driver.Delete(ctx, path.Dir(layerLinkPath(repo, link))); err != nil && !errors.As(err, &nf) {
+				return fmt.Errorf("unlink blob %s from %s: %w", link, repo, err)
+			}
+			res.LinksRemoved++
+		}
+	}
+	return nil
+}
+
+// pruneReferrers drops index entries whose manifest no longer exists. It
+// runs under writeMu held exclusively, when no manifest PUT is between
+// writing its entry and storing its manifest.
+func (r *Registry) pruneReferrers(ctx context.Context, res *GCResult) error {
+	manifests := map[string]distribution.ManifestService{}
+	return r.referrers.walk(func(repo string, subject digest.Digest, desc ocispec.Descriptor) error {
+		ms, ok := manifests[repo]
+		if !ok {
+			named, err := reference.WithName(repo)
+			if err != nil {
+				return nil
+			}
+			rp, err := r.ns.Repository(ctx, named)
+			if err != nil {
+				return err
+			}
+			if ms, err = rp.Manifests(ctx); err != nil {
+				return err
+			}
+			manifests[repo] = ms
+		}
+		exists, err := ms.Exists(ctx, desc.Digest)
+		if err != nil || exists {
+			return nil
+		}
+		res.ReferrersPruned++
+		return r.referrers.remove(repo, subject, desc.Digest)
+	})
+}
+
+// touchSet remembers when blobs were last made part of a repository or
+// promised to a client. See the top of this file.
+type touchSet struct {
+	mu   sync.Mutex
+	m    map[digest.Digest]time.Time
+	keep time.Duration // at least GCGrace
+}
+
+// touchSetPruneAt bounds the set when collections are rare: past this
+// many entries, adding one drops those older than keep.
+const touchSetPruneAt = 100_000
+
+func (t *touchSet) add(d digest.Digest, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = map[digest.Digest]time.Time{}
+	}
+	if len(t.m) >= touchSetPruneAt {
+		t.pruneLocked(now.Add(-t.keep))
+	}
+	t.m[d] = now
+}
+
+func (t *touchSet) since(d digest.Digest, cutoff time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	at, ok := t.m[d]
+	return ok && !at.Before(cutoff)
+}
+
+func (t *touchSet) prune(cutoff time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.pruneLocked(cutoff)
+}
+
+func (t *touchSet) pruneLocked(cutoff time.Time) {
+	for d, at := range t.m {
+		if at.Before(cutoff) {
+			delete(t.m, d)
+		}
+	}
+}

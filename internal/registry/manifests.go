@@ -1,0 +1,311 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// manifestFields is what the front end reads out of a manifest or index
+// on its way to the engine.
+type manifestFields struct {
+	MediaType    string               `json:"mediaType"`
+	ArtifactType string               `json:"artifactType"`
+	Config       *ocispec.Descriptor  `json:"config"`
+	Layers       []ocispec.Descriptor `json:"layers"`
+	Manifests    []ocispec.Descriptor `json:"manifests"`
+	Subject      *ocispec.Descriptor  `json:"subject"`
+	Annotations  map[string]string    `json:"annotations"`
+}
+
+func (m *manifestFields) references() []digest.Digest {
+	var out []digest.Digest
+	if m.Config != nil {
+		out = append(out, m.Config.Digest)
+	}
+	for _, d := range m.Layers {
+		out = append(out, d.Digest)
+	}
+	for _, d := range m.Manifests {
+		out = append(out, d.Digest)
+	}
+	return out
+}
+
+// putManifest stores a manifest through the engine, adding what the
+// engine lacks:
+//   - a configurable size limit answered with 413;
+//   - digests other than sha256: the engine addresses manifests by their
+//     sha256 only, so a PUT by sha512:X is checked here, stored under its
+//     sha256 and given a revision link sha512:X → sha256, which the
+//     engine's storage follows on reads (it supports such cross-algorithm
+//     links for blobs already);
+//   - the referrers index entry when the manifest has a subject, and the
+//     OCI-Subject response header;
+//   - the push event.
+func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, rt route, c *caller) {
+	body, err := io.ReadAll(io.LimitReader(req.Body, r.cfg.MaxManifestSize+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, codeManifestInvalid, "reading the manifest: "+err.Error(), nil)
+		return
+	}
+	if int64(len(body)) > r.cfg.MaxManifestSize {
+		writeError(w, http.StatusRequestEntityTooLarge, codeManifestInvalid,
+			fmt.Sprintf("manifest is larger than the registry's limit of %d bytes", r.cfg.MaxManifestSize),
+			map[string]int64{"limit": r.cfg.MaxManifestSize})
+		return
+	}
+	canonical := digest.SHA256.FromBytes(body)
+	dgst := canonical
+	if d, err := digest.Parse(rt.ref); err == nil {
+		if !d.Algorithm().Available() {
+			writeError(w, http.StatusBadRequest, codeDigestInvalid, "unsupported digest algorithm "+string(d.Algorithm()), nil)
+			return
+		}
+		if dgst = d.Algorithm().FromBytes(body); dgst != d {
+			writeError(w, http.StatusBadRequest, codeDigestInvalid,
+				fmt.Sprintf("manifest digest is %s, not %s as the request says", dgst, d), nil)
+			return
+		}
+	}
+	// ?tag= on a PUT by digest tags the manifest too (OCI 1.1+dev), which
+	// is how tags can point at a manifest stored under a non-sha256
+	// digest.
+	var tags []string
+	if _, err := digest.Parse(rt.ref); err == nil {
+		for _, tag := range req.URL.Query()["tag"] {
+			if !tagPattern.MatchString(tag) {
+				writeError(w, http.StatusBadRequest, codeTagInvalid, fmt.Sprintf("%q is not a valid tag", tag), nil)
+				return
+			}
+			tags = append(tags, tag)
+		}
+	}
+	var m manifestFields
+	// A body that is not JSON is the engine's to refuse (MANIFEST_INVALID).
+	parsed := json.Unmarshal(body, &m) == nil
+	mediaType := m.MediaType
+	if mediaType == "" {
+		mediaType, _, _ = strings.Cut(req.Header.Get("Content-Type"), ";")
+	}
+
+	r.writeMu.RLock()
+	defer r.writeMu.RUnlock()
+	now := r.now()
+	r.touches.add(canonical, now)
+	for _, d := range m.references() {
+		r.touches.add(d, now)
+	}
+	if parsed && m.Subject != nil && m.Subject.Digest.Validate() == nil {
+		// Written before the engine commits the manifest, so that a
+		// crash in between leaves an entry whose manifest does not
+		// exist (filtered out on read, pruned by GC) rather than a
+		// manifest missing from the index.
+		artifactType := m.ArtifactType
+		if artifactType == "" && m.Config != nil && mediaType == ocispec.MediaTypeImageManifest {
+			artifactType = m.Config.MediaType
+		}
+		desc := ocispec.Descriptor{
+			MediaType:    mediaType,
+			Digest:       dgst,
+			Size:         int64(len(body)),
+			ArtifactType: artifactType,
+			Annotations:  m.Annotations,
+		}
+		if err := r.referrers.add(rt.repo, m.Subject.Digest, desc); err != nil {
+			r.log.Error("registry: write referrers index", "repo", rt.repo, "subject", m.Subject.Digest, "err", err)
+			writeError(w, http.StatusInternalServerError, "UNKNOWN", "cannot record the manifest's subject", nil)
+			return
+		}
+		w.Header().Set("OCI-Subject", m.Subject.Digest.String())
+	}
+
+	fwd := req.Clone(req.Context())
+	fwd.Body = io.NopCloser(bytes.NewReader(body))
+	fwd.ContentLength = int64(len(body))
+	fwd.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	if dgst != canonical {
+		fwd.URL.Path = strings.TrimSuffix(fwd.URL.Path, rt.ref) + canonical.String()
+		fwd.URL.RawPath = ""
+	}
+	rec := newBufferedWriter()
+	r.toEngine(rec, fwd)
+
+	if rec.status == http.StatusCreated && dgst != canonical {
+		if err := r.linkRevision(req.Context(), rt.repo, dgst, canonical); err != nil {
+			r.log.Error("registry: link manifest digest", "repo", rt.repo, "digest", dgst, "err", err)
+			writeError(w, http.StatusInternalServerError, "UNKNOWN", "cannot record the manifest under "+dgst.String(), nil)
+			return
+		}
+		rec.header.Set("Docker-Content-Digest", dgst.String())
+		if loc := rec.header.Get("Location"); loc != "" {
+			rec.header.Set("Location", strings.Replace(loc, canonical.String(), dgst.String(), 1))
+		}
+	}
+	if rec.status == http.StatusCreated && len(tags) > 0 {
+		if err := r.tagManifest(req.Context(), rt.repo, dgst, tags); err != nil {
+			r.log.Error("registry: tag manifest", "repo", rt.repo, "digest", dgst, "tags", tags, "err", err)
+			writeError(w, http.StatusInternalServerError, "UNKNOWN", "cannot tag the manifest", nil)
+			return
+		}
+		for _, tag := range tags {
+			rec.header.Add("OCI-Tag", tag)
+		}
+	}
+	rec.flushTo(w)
+	if rec.status != http.StatusCreated {
+		return
+	}
+	if _, err := digest.Parse(rt.ref); err != nil {
+		tags = []string{rt.ref}
+	}
+	if len(tags) == 0 {
+		tags = []string{""}
+	}
+	for _, tag := range tags {
+		r.events.emit(Event{Action: ActionPush, Repository: rt.repo, Namespace: rt.namespace(), Tag: tag, Digest: dgst.String(),
+			MediaType: mediaType, Size: int64(len(body)), User: c.id.User, Node: c.id.Node, Time: r.now()})
+	}
+}
+
+// tagManifest points tags at a stored manifest, through the storage
+// view: the engine's HTTP API tags only what is pushed by tag, and
+// always under its sha256.
+func (r *Registry) tagManifest(ctx context.Context, repo string, d digest.Digest, tags []string) error {
+	named, err := reference.WithName(repo)
+	if err != nil {
+		return err
+	}
+	rp, err := r.ns.Repository(ctx, named)
+	if err != nil {
+		return err
+	}
+	ts := rp.Tags(ctx)
+	for _, tag := range tags {
+		if err := ts.Tag(ctx, tag, ocispec.Descriptor{Digest: d}); err != nil {
+			return fmt.Errorf("tag %s: %w", tag, err)
+		}
+	}
+	return nil
+}
+
+// Paths of the engine's storage layout (stable since distribution 2.0).
+const storageRoot = "/docker/registry/v2"
+
+func revisionLinkPath(repo string, d digest.Digest) string {
+	return path.Join(storageRoot, "repositories", repo, "_manifests", "revisions", string(d.Algorithm()), d.Encoded(), "link")
+}
+
+func (r *Registry) linkRevision(ctx context.Context, repo string, alias, canonical digest.Digest) error {
+	return r.driver.PutContent(ctx, revisionLinkPath(repo, alias), []byte(canonical.String()))
+}
+
+// deleteManifest deletes a tag or a manifest through the engine, after
+// Config.CanDelete agrees (unless ?force=true), and emits the event. A
+// manifest pushed under a non-sha256 digest is deleted under its sha256
+// too, so that nothing of it stays behind.
+func (r *Registry) deleteManifest(w http.ResponseWriter, req *http.Request, rt route, c *caller) {
+	force, _ := strconv.ParseBool(req.URL.Query().Get("force"))
+	if !force && r.cfg.CanDelete != nil {
+		if err := r.cfg.CanDelete(req.Context(), rt.repo, rt.ref); err != nil {
+			writeError(w, http.StatusConflict, codeDenied,
+				fmt.Sprintf("%s:%s cannot be deleted: %v (delete with ?force=true to override)", rt.repo, rt.ref, err),
+				map[string]string{"repository": rt.repo, "reference": rt.ref})
+			return
+		}
+	}
+	var canonical digest.Digest
+	d, isDigest := digest.Parse(rt.ref)
+	if isDigest == nil && d.Algorithm() != digest.SHA256 {
+		if b, err := r.driver.GetContent(req.Context(), revisionLinkPath(rt.repo, d)); err == nil {
+			canonical, _ = digest.Parse(string(b))
+		}
+	}
+	rec := &statusWriter{ResponseWriter: w}
+	r.toEngine(rec, req)
+	if rec.status != http.StatusAccepted {
+		return
+	}
+	if canonical != "" && canonical != d {
+		sub := req.Clone(req.Context())
+		sub.URL.Path = strings.TrimSuffix(req.URL.Path, rt.ref) + canonical.String()
+		sub.URL.RawPath = ""
+		r.engine.ServeHTTP(newBufferedWriter(), sub)
+	}
+	ev := Event{Action: ActionDelete, Repository: rt.repo, Namespace: rt.namespace(), User: c.id.User, Node: c.id.Node, Time: r.now()}
+	if isDigest == nil {
+		ev.Digest = rt.ref
+	} else {
+		ev.Tag = rt.ref
+	}
+	r.events.emit(ev)
+}
+
+// bufferedWriter holds a small response (a manifest PUT's) so that its
+// headers can be adjusted after the engine wrote them.
+type bufferedWriter struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func newBufferedWriter() *bufferedWriter { return &bufferedWriter{header: http.Header{}} }
+
+func (b *bufferedWriter) Header() http.Header { return b.header }
+
+func (b *bufferedWriter) WriteHeader(status int) {
+	if b.status == 0 {
+		b.status = status
+	}
+}
+
+func (b *bufferedWriter) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	return b.body.Write(p)
+}
+
+func (b *bufferedWriter) flushTo(w http.ResponseWriter) {
+	h := w.Header()
+	for k, v := range b.header {
+		h[k] = v
+	}
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	w.WriteHeader(b.status)
+	_, _ = w.Write(b.body.Bytes())
+}
+
+// statusWriter passes a response through and remembers its status.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(status int) {
+	if s.status == 0 {
+		s.status = status
+	}
+	s.ResponseWriter.WriteHeader(status)
+}
+
+func (s *statusWriter) Write(p []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(p)
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }

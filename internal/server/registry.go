@@ -1,0 +1,192 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/registry"
+	"github.com/gantry-dev/gantry/internal/store"
+)
+
+// regAuthn checks registry credentials with the platform's tokens.
+type regAuthn struct{ a *auth.Authenticator }
+
+func (r regAuthn) Authenticate(ctx context.Context, tok string) (registry.Identity, error) {
+	id, err := r.a.Authenticate(ctx, tok)
+	if err != nil {
+		return registry.Identity{}, err
+	}
+	return registry.Identity{User: id.User, Node: id.Node}, nil
+}
+
+// regAuthz maps registry actions onto RBAC: pull is get on images of the
+// namespace, push and delete are writes. Images of the "library"
+// namespace (base images) are readable by every authenticated user.
+type regAuthz struct{ z *auth.Authorizer }
+
+// LibraryNamespace holds base images anyone may pull.
+const LibraryNamespace = "library"
+
+func (r regAuthz) Authorize(ctx context.Context, id registry.Identity, ns, action string) error {
+	if action == "pull" && ns == LibraryNamespace {
+		return nil
+	}
+	err := r.z.Authorize(ctx, &auth.Identity{User: id.User, Node: id.Node}, auth.Attributes{Verb: action, Resource: "images", Namespace: ns})
+	if err != nil {
+		return fmt.Errorf("%s has no role granting it", id)
+	}
+	return nil
+}
+
+// loadKey reads a 32-byte secret key from path, making it on first use.
+func loadKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil && len(b) == 32 {
+		return b, nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	b = make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// startRegistry runs the OCI registry on its own listener.
+func (s *Server) startRegistry(ctx context.Context, authn *auth.Authenticator, authz *auth.Authorizer) error {
+	cfg := s.Config
+	key, err := loadKey(filepath.Join(cfg.DataDir, "registry.key"))
+	if err != nil {
+		return fmt.Errorf("registry key: %w", err)
+	}
+	reg, err := registry.New(ctx, registry.Config{
+		DataDir:       filepath.Join(cfg.DataDir, "registry"),
+		PublicURL:     cfg.RegistryURL,
+		Authenticator: regAuthn{authn},
+		Authorizer:    regAuthz{authz},
+		TokenKey:      key,
+		OnEvent:       func(e registry.Event) { s.imageEvent(ctx, e) },
+		CanDelete:     s.imageInUse,
+	}, s.log.With("component", "registry"))
+	if err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	s.Registry = reg
+	ln, err := net.Listen("tcp", cfg.RegistryAddr)
+	if err != nil {
+		reg.Close()
+		return fmt.Errorf("registry listener on %s: %w (pass --registry-addr)", cfg.RegistryAddr, err)
+	}
+	hs := &http.Server{Handler: reg.Handler(), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	s.goRun(func() error {
+		go func() {
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			hs.Shutdown(sctx)
+			reg.Close()
+		}()
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	return nil
+}
+
+// imageEvent records pushes and deletes as events of the image's
+// namespace.
+func (s *Server) imageEvent(ctx context.Context, e registry.Event) {
+	ref := e.Repository
+	if e.Tag != "" {
+		ref += ":" + e.Tag
+	} else if e.Digest != "" {
+		ref += "@" + e.Digest
+	}
+	who := e.User
+	if e.Node != "" {
+		who = "node " + e.Node
+	}
+	reason, verb := "ImagePushed", "pushed"
+	if e.Action == registry.ActionDelete {
+		reason, verb = "ImageDeleted", "deleted"
+	}
+	msg := fmt.Sprintf("%s %s by %s", ref, verb, who)
+	if e.Digest != "" && e.Action != registry.ActionDelete {
+		msg += " (" + e.Digest + ")"
+	}
+	ns := e.Namespace
+	if _, err := store.Get[*v1.Namespace](ctx, s.Store, "", ns); err != nil {
+		ns = v1.DefaultNamespace
+	}
+	s.Recorder.Record(ctx, ns, v1.ObjectRef{Kind: "Image", Name: ref}, v1.EventNormal, reason, msg)
+}
+
+// imageInUse refuses to delete a tag or digest that a running App's
+// current revision uses.
+func (s *Server) imageInUse(ctx context.Context, repo, ref string) error {
+	apps, _, err := store.List[*v1.App](ctx, s.Store, store.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, a := range apps {
+		rev, err := store.Get[*v1.Revision](ctx, s.Store, a.Metadata.Namespace, v1.RevisionName(a.Metadata.Name, a.Status.Revision))
+		if err != nil {
+			continue
+		}
+		name, tag := repoAndTag(rev.Spec.Image)
+		if name != repo {
+			continue
+		}
+		if ref == tag || ref == rev.Spec.ImageDigest {
+			return fmt.Errorf("%s:%s is used by app %s/%s (revision %d)", repo, ref, a.Metadata.Namespace, a.Metadata.Name, rev.Spec.Number)
+		}
+	}
+	return nil
+}
+
+// repoAndTag splits "host:port/ns/name:tag" into "ns/name" and "tag".
+func repoAndTag(ref string) (string, string) {
+	ref, _, _ = strings.Cut(ref, "@")
+	if first, rest, ok := strings.Cut(ref, "/"); ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
+		ref = rest
+	}
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		return ref[:i], ref[i+1:]
+	}
+	return ref, ""
+}
+
+// imageResolver pins images of the cluster registry to their digests.
+type imageResolver struct {
+	host string
+	reg  *registry.Registry
+}
+
+func (r imageResolver) Resolve(ctx context.Context, ref string) (string, error) {
+	first, _, _ := strings.Cut(ref, "/")
+	if first != r.host {
+		return "", fmt.Errorf("%w: %s is not in the cluster registry", v1.ErrUnsupported, ref)
+	}
+	repo, tag := repoAndTag(ref)
+	if tag == "" {
+		tag = "latest"
+	}
+	return r.reg.Resolve(ctx, repo, tag)
+}
