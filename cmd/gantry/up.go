@@ -39,6 +39,8 @@ type upOptions struct {
 	dnsAddr       string
 	agentMetrics  string
 	sampleEvery   time.Duration
+	registryAddr  string
+	registryHost  string
 }
 
 func newLogger(level, format string) (*slog.Logger, error) {
@@ -90,6 +92,8 @@ The first start creates a cluster admin and writes the CLI config
 	f.StringVar(&o.appsDomain, "apps-domain", "localhost", "domain of the default app hostnames (APP.NS.DOMAIN)")
 	f.StringVar(&o.agentMetrics, "agent-metrics-addr", "127.0.0.1:7445", "where this node's agent serves /metrics (empty: nowhere)")
 	f.DurationVar(&o.sampleEvery, "sample-interval", 10*time.Second, "how often instance CPU and memory are sampled")
+	f.StringVar(&o.registryAddr, "registry-addr", ":5000", "where the OCI registry listens (empty: no registry)")
+	f.StringVar(&o.registryHost, "registry-host", "", "host:port that image references use for the registry (default: the listen address, with a wildcard host as 127.0.0.1)")
 	f.StringVar(&o.dnsAddr, "dns-addr", "127.0.0.1:5353", "host address of the DNS server (UDP and TCP; empty: none)")
 	return cmd
 }
@@ -110,6 +114,7 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	cfg.EtcdEndpoints = o.etcdEndpoints
 	cfg.API.ClusterCIDR = o.clusterCIDR
 	cfg.DNSAddr = o.dnsAddr
+	cfg.RegistryAddr, cfg.RegistryHost = o.registryAddr, o.registryHost
 	cfg.DNS.Domain = o.domain
 	cfg.DNS.AppsDomain = o.appsDomain
 	pidPath := filepath.Join(dataDir, "gantry.pid")
@@ -136,6 +141,7 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	if srv.AdminToken != "" {
 		cc.Token = srv.AdminToken
 	}
+	cc.Registry = srv.Config.RegistryHost
 	if err := saveConfig(cfgPath, cc); err != nil {
 		return fmt.Errorf("write CLI config %s: %w", cfgPath, err)
 	}
@@ -181,8 +187,16 @@ func startLocalNode(ctx context.Context, o *upOptions, srv *server.Server, dataD
 	if self, err = filepath.EvalSymlinks(self); err != nil {
 		return nil, err
 	}
+	regHost := srv.Config.RegistryHost
+	creds := func(host string) (string, string) {
+		if host == regHost {
+			return "node", tok
+		}
+		return "", ""
+	}
 	nd, err := node.Start(ctx, node.Config{
-		Name: o.nodeName, DataDir: filepath.Join(dataDir, "node"), ContainerdSocket: o.containerd,
+		Credentials: creds,
+		Name:        o.nodeName, DataDir: filepath.Join(dataDir, "node"), ContainerdSocket: o.containerd,
 		LogDriver: []string{self, logDriverCommand}, BridgeName: o.bridge, ClusterCIDR: o.clusterCIDR,
 		NetNSDir: o.netnsDir, Address: node.OutboundIP(), ClusterDomain: o.domain, SampleInterval: o.sampleEvery,
 	}, api, log)

@@ -92,3 +92,21 @@ func surgeNote(surging bool) string {
 	}
 	return ""
 }
+
+// FitReplicas returns the largest replica count up to want that the App's
+// namespace quota allows (the autoscaler asks before scaling up).
+func (s *Server) FitReplicas(ctx context.Context, a *v1.App, want int32) (int32, error) {
+	ns, err := store.Get[*v1.Namespace](ctx, s.store, "", a.Metadata.Namespace)
+	if err != nil {
+		return 0, err
+	}
+	cur := a.DesiredReplicas()
+	for n := want; n > cur; n-- {
+		trial := *a
+		trial.Status.AutoscaleReplicas = n
+		if err := s.checkQuota(ctx, ns, &trial, a); err == nil {
+			return n, nil
+		}
+	}
+	return cur, nil
+}

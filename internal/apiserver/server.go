@@ -13,6 +13,7 @@ import (
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/audit"
 	"github.com/gantry-dev/gantry/internal/auth"
 	"github.com/gantry-dev/gantry/internal/metrics"
 	"github.com/gantry-dev/gantry/internal/store"
@@ -70,23 +71,9 @@ type Auditor interface {
 	Record(ctx context.Context, e AuditEntry)
 }
 
-// AuditEntry is what the server knows about a finished request.
-type AuditEntry struct {
-	Time      time.Time
-	RequestID string
-	User      string
-	Source    string
-	Method    string
-	Path      string
-	Verb      string
-	Resource  string
-	Sub       string
-	Namespace string
-	Name      string
-	Status    int
-	Duration  time.Duration
-	Reason    string
-}
+// AuditEntry is what the server knows about a finished request; the
+// audit log chains and stores it.
+type AuditEntry = audit.Entry
 
 // Server is the API server.
 type Server struct {
@@ -97,6 +84,7 @@ type Server struct {
 	authz      Authorizer
 	resolver   ImageResolver
 	auditor    Auditor
+	auditLog   *audit.Log
 	heartbeats *store.Heartbeats
 	proxy      NodeProxy
 	metrics    *apiMetrics
@@ -185,6 +173,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/api/v1/", http.HandlerFunc(s.serveAPI))
 	mux.HandleFunc("GET /api/v1/whoami", s.whoami)
 	mux.HandleFunc("GET /metrics", s.serveProm)
+	mux.HandleFunc("GET /api/v1/audit", s.serveAudit)
+	mux.HandleFunc("GET /api/v1/audit/{op}", s.serveAudit)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no API at %s; the API lives under /api/v1", v1.ErrNotFound, r.URL.Path))
 	})

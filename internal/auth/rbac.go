@@ -32,7 +32,7 @@ var BuiltinRoles = map[string][]v1.Rule{
 		{Verbs: []string{"*"}, Resources: []string{
 			"apps", "apps/*", "revisions", "instances", "instances/*", "events",
 			"secrets", "secrets/reveal", "images", "volumes", "alertrules", "notifiers", "notifiers/*",
-			"metrics", "audit",
+			"metrics",
 		}},
 		{Verbs: readVerbs, Resources: []string{"namespaces"}},
 	},

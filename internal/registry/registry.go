@@ -48,6 +48,9 @@ type Config struct {
 	// TokenTTL is how long a registry token is valid. Default 15m.
 	TokenTTL time.Duration
 
+	// OnRequest, when set, is told about every request once it is
+	// answered, allowed or denied (the audit log).
+	OnRequest func(RequestRecord)
 	// OnEvent, when set, is told about every manifest pushed or deleted.
 	// It is called on one goroutine in order; see Event.
 	OnEvent func(Event)

@@ -1,7 +1,9 @@
 package registry
 
 import (
+	"io"
 	"net/http"
+	"time"
 )
 
 const (
@@ -15,6 +17,86 @@ const (
 // engine, taking part in manifest writes (size limit, referrers index,
 // events, delete protection) and in blob writes (the collector's lock).
 func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if r.cfg.OnRequest == nil {
+		r.serve(w, req, nil)
+		return
+	}
+	start := time.Now()
+	sw := &auditWriter{ResponseWriter: w}
+	var who Identity
+	r.serve(sw, req, &who)
+	rt := parseRoute(req.URL.Path)
+	status := sw.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	r.cfg.OnRequest(RequestRecord{Time: start, Identity: who, Method: req.Method, Path: req.URL.Path,
+		Repository: rt.repo, Action: actionOf(req), Status: status, Duration: time.Since(start), Source: req.RemoteAddr})
+}
+
+// RequestRecord describes a finished registry request, for the audit log.
+type RequestRecord struct {
+	Time       time.Time
+	Identity   Identity // empty when the request was not authenticated
+	Method     string
+	Path       string
+	Repository string
+	Action     string // pull, push or delete
+	Status     int
+	Duration   time.Duration
+	Source     string
+}
+
+func actionOf(req *http.Request) string {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead:
+		return "pull"
+	case http.MethodDelete:
+		return ActionDelete
+	}
+	return ActionPush
+}
+
+// auditWriter remembers the status code of a response for OnRequest.
+type auditWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *auditWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *auditWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// ReadFrom keeps the sendfile path of blob bodies.
+func (s *auditWriter) ReadFrom(src io.Reader) (int64, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	if rf, ok := s.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(s.ResponseWriter, src)
+}
+
+func (s *auditWriter) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *auditWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (r *Registry) serve(w http.ResponseWriter, req *http.Request, who *Identity) {
 	rt := parseRoute(req.URL.Path)
 	w.Header().Set(apiVersionHeader, "registry/2.0")
 	if rt.kind == routeToken {
@@ -52,6 +134,9 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if rt.kind == routeCatalog && c.token != nil && !c.token.allows("registry", "catalog", "*") {
 		r.challenge(w, req, catalogScope, "insufficient_scope", "the registry token does not carry the catalog scope")
 		return
+	}
+	if who != nil {
+		*who = c.id
 	}
 	if !r.authorize(w, req, c, acc) {
 		return

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/audit"
 	"github.com/gantry-dev/gantry/internal/auth"
 	"github.com/gantry-dev/gantry/internal/registry"
 	"github.com/gantry-dev/gantry/internal/store"
@@ -82,6 +83,7 @@ func (s *Server) startRegistry(ctx context.Context, authn *auth.Authenticator, a
 		Authorizer:    regAuthz{authz},
 		TokenKey:      key,
 		OnEvent:       func(e registry.Event) { s.imageEvent(ctx, e) },
+		OnRequest:     func(rr registry.RequestRecord) { s.auditRegistry(ctx, rr) },
 		CanDelete:     s.imageInUse,
 	}, s.log.With("component", "registry"))
 	if err != nil {
@@ -189,4 +191,32 @@ func (r imageResolver) Resolve(ctx context.Context, ref string) (string, error) 
 		tag = "latest"
 	}
 	return r.reg.Resolve(ctx, repo, tag)
+}
+
+// auditRegistry records a registry request in the audit log.
+func (s *Server) auditRegistry(ctx context.Context, rr registry.RequestRecord) {
+	if s.Audit == nil {
+		return
+	}
+	ns, name, _ := strings.Cut(rr.Repository, "/")
+	user := rr.Identity.User
+	if rr.Identity.Node != "" {
+		user = auth.NodeUser(rr.Identity.Node)
+	}
+	if user == "" {
+		user = auth.Anonymous.User
+	}
+	src := rr.Source
+	if h, _, err := net.SplitHostPort(src); err == nil {
+		src = h
+	}
+	reason := ""
+	switch rr.Status {
+	case http.StatusUnauthorized:
+		reason = "authentication failed"
+	case http.StatusForbidden:
+		reason = "denied"
+	}
+	s.Audit.Record(ctx, audit.Entry{Time: rr.Time.UTC(), User: user, Source: src, Method: rr.Method, Path: rr.Path,
+		Verb: rr.Action, Resource: "images", Namespace: ns, Name: name, Status: rr.Status, Duration: rr.Duration, Reason: reason})
 }

@@ -26,6 +26,7 @@ import (
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/apiserver"
+	"github.com/gantry-dev/gantry/internal/audit"
 	"github.com/gantry-dev/gantry/internal/auth"
 	"github.com/gantry-dev/gantry/internal/controller"
 	"github.com/gantry-dev/gantry/internal/discovery"
@@ -88,6 +89,8 @@ type Server struct {
 	Instances *informer.Informer[*v1.Instance]
 	// Autoscaler sets replicas of Apps with spec.autoscale.
 	Autoscaler *controller.Autoscaler
+	// Audit is the hash-chained record of every API and registry request.
+	Audit *audit.Log
 	// Window holds the last hour of resource samples.
 	Window *metrics.Window
 	// Discovery publishes service snapshots for DNS and the ingress.
@@ -142,6 +145,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	}
 
 	s.Recorder = events.NewRecorder(s.Store, "server", log)
+	acfg := audit.DefaultConfig()
+	acfg.Store, acfg.Dir = s.Store, filepath.Join(cfg.DataDir, "audit")
+	al, err := audit.New(ctx, acfg, log.With("component", "audit"))
+	if err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	s.Audit = al
 	authn := &auth.Authenticator{Store: s.Store, Log: log}
 	authz := &auth.Authorizer{Store: s.Store}
 	if cfg.RegistryAddr != "" {
@@ -157,7 +167,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.Nodes = apiserver.NewNodes()
 	s.Window = metrics.NewWindow(time.Hour, 10*time.Second)
 	s.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newWindowCollector(s.Window))
-	opts := []apiserver.Option{apiserver.WithNodeProxy(s.Nodes), apiserver.WithMetrics(s.Window), apiserver.WithPrometheus(s.Metrics)}
+	opts := []apiserver.Option{apiserver.WithNodeProxy(s.Nodes), apiserver.WithMetrics(s.Window), apiserver.WithPrometheus(s.Metrics),
+		apiserver.WithAuditLog(s.Audit)}
 	if s.Registry != nil {
 		opts = append(opts, apiserver.WithImageResolver(imageResolver{host: cfg.RegistryHost, reg: s.Registry}))
 	}
@@ -251,6 +262,15 @@ func (s *Server) Err() <-chan error { return s.errc }
 func (s *Server) Stop() {
 	s.cancel()
 	s.wg.Wait()
+	if s.Audit != nil {
+		// After the API and registry stopped, so their last requests
+		// are in.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := s.Audit.Close(ctx); err != nil {
+			s.log.Error("audit log not fully written", "err", err)
+		}
+		cancel()
+	}
 	if s.etcd != nil {
 		s.etcd.Close()
 	} else if s.cli != nil {
