@@ -166,6 +166,10 @@ func DecodeManifest(doc []byte) (Object, error) {
 	*o.GetType() = TypeMeta{Kind: k.Kind, APIVersion: Version}
 	m := o.GetMeta()
 	m.Revision, m.UID, m.Deleting = 0, "", nil
+	if sec, ok := o.(*Secret); ok {
+		// Only the server seals; what a manifest says about it is ignored.
+		sec.Sealed, sec.Keys = nil, nil
+	}
 	SetDefaults(o)
 	if errs := Validate(o); len(errs) > 0 {
 		return o, errs
@@ -194,11 +198,9 @@ func decodeFlat(top map[string]json.RawMessage, o Object) error {
 	}
 	sv := reflect.ValueOf(o).Elem().FieldByName("Spec")
 	if !sv.IsValid() {
-		keys := make([]string, 0, len(spec))
-		for k := range spec {
-			keys = append(keys, k)
-		}
-		return fmt.Errorf("%s takes no fields besides name, namespace and labels (got %s)", o.GetType().Kind, strings.Join(keys, ", "))
+		// Kinds without a spec (Secret) keep their fields at the top.
+		b, _ := json.Marshal(spec)
+		return strictUnmarshal(b, o)
 	}
 	sb, _ := json.Marshal(spec)
 	if err := strictUnmarshal(sb, sv.Addr().Interface()); err != nil {

@@ -229,7 +229,7 @@ func newNotifierCmd(g *globals) *cobra.Command {
 					fmt.Fprintf(w, "notifier/%s: delivered to %s (HTTP %d) in %s\n", name, orDash(res.Target), res.StatusCode, took)
 				} else {
 					fmt.Fprintf(w, "notifier/%s: NOT delivered to %s after %s: %s\n", name, orDash(res.Target), took, res.Error)
-					if res.Refused {
+					if res.Refused && !strings.Contains(res.Error, "allowPrivateTargets") {
 						fmt.Fprintln(w, "  the target is a loopback, link-local, private or API-server address; a cluster admin can allow it with policy.allowPrivateTargets on the namespace")
 					}
 				}

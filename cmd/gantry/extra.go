@@ -12,7 +12,8 @@ import (
 // addExtraCommands adds the day-two commands.
 func addExtraCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(newEventsCmd(g), newLogsCmd(g), newExecCmd(g),
-		newLoginCmd(g), newWhoAmICmd(g), newUserCmd(g), newTokenCmd(g), newRoleCmd(g), newTopCmd(g), newAuditCmd(g))
+		newLoginCmd(g), newWhoAmICmd(g), newUserCmd(g), newTokenCmd(g), newRoleCmd(g), newTopCmd(g), newAuditCmd(g), newSecretCmd(g),
+		newAlertCmd(g), newNotifierCmd(g))
 }
 
 func newEventsCmd(g *globals) *cobra.Command {

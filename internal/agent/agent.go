@@ -53,6 +53,9 @@ type Config struct {
 	// SampleInterval is how often instance metrics are sampled and sent
 	// to the server (default 10s).
 	SampleInterval time.Duration
+	// SecretDir holds secret files on a tmpfs (default /run/gantry/secrets
+	// plus the node name).
+	SecretDir string
 }
 
 func (c *Config) setDefaults() {
@@ -67,6 +70,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.LogMaxFiles == 0 {
 		c.LogMaxFiles = 3
+	}
+	if c.SecretDir == "" {
+		c.SecretDir = filepath.Join("/run/gantry/secrets", c.NodeName)
 	}
 	if c.SampleInterval == 0 {
 		c.SampleInterval = 10 * time.Second
@@ -310,6 +316,7 @@ func (a *Agent) collect(ctx context.Context, desired map[string]bool) {
 		}
 		a.net.Teardown(ctx, c.ID)
 		os.RemoveAll(filepath.Join(a.cfg.DataDir, "instances", c.ID))
+		os.RemoveAll(a.secretDir(c.ID))
 	}
 	keep := map[string]bool{}
 	for key := range desired {

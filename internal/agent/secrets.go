@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/runtime"
@@ -23,12 +25,74 @@ func (a *Agent) secretValue(ctx context.Context, ns, name, key string) (string, 
 	return v, nil
 }
 
-// secretFiles mounts the secrets an instance asks for as files.
-func (a *Agent) secretFiles(ctx context.Context, i *v1.Instance, dir string) ([]runtime.Mount, error) {
-	if len(i.Spec.Template.Files) > 0 {
-		return nil, fmt.Errorf("%w: secret files are not supported by this agent yet", v1.ErrUnsupported)
+// secretFiles writes the secrets an instance asks for as files into a
+// directory on the host's tmpfs (/run: never on disk), readable only by
+// the owner (0400), and bind-mounts each read-only into the container.
+func (a *Agent) secretFiles(ctx context.Context, i *v1.Instance, _ string) ([]runtime.Mount, error) {
+	files := i.Spec.Template.Files
+	if len(files) == 0 {
+		return nil, nil
 	}
-	return nil, nil
+	dir := a.secretDir(containerID(i.Metadata.Key()))
+	os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("secret files: %w", err)
+	}
+	uid, gid := -1, -1
+	if sc := i.Spec.Template.SecurityContext; sc != nil {
+		if sc.RunAsUser != nil {
+			uid = int(*sc.RunAsUser)
+		}
+		if sc.RunAsGroup != nil {
+			gid = int(*sc.RunAsGroup)
+		}
+	}
+	var mounts []runtime.Mount
+	for n, f := range files {
+		var out map[string]string
+		if err := a.api.Sub(ctx, "GET", "Secret", i.Metadata.Namespace, f.Secret, "reveal", nil, &out); err != nil {
+			return nil, fmt.Errorf("read secret %s: %w", f.Secret, err)
+		}
+		write := func(path, value string) error {
+			if err := os.WriteFile(path, []byte(value), 0o400); err != nil {
+				return err
+			}
+			if uid >= 0 || gid >= 0 {
+				return os.Chown(path, uid, gid)
+			}
+			return nil
+		}
+		src := filepath.Join(dir, fmt.Sprintf("%d", n))
+		if f.Key != "" {
+			v, ok := out[f.Key]
+			if !ok {
+				return nil, fmt.Errorf("%w: secret %s has no key %q", v1.ErrNotFound, f.Secret, f.Key)
+			}
+			if err := write(src, v); err != nil {
+				return nil, err
+			}
+		} else {
+			if err := os.Mkdir(src, 0o500); err != nil {
+				return nil, err
+			}
+			for k, v := range out {
+				if err := write(filepath.Join(src, k), v); err != nil {
+					return nil, err
+				}
+			}
+			if uid >= 0 || gid >= 0 {
+				os.Chown(src, uid, gid)
+			}
+		}
+		mounts = append(mounts, runtime.Mount{Source: src, Destination: f.Path, ReadOnly: true})
+	}
+	return mounts, nil
+}
+
+// secretDir is where an instance's secret files live: under /run, a
+// tmpfs, so that values never reach a disk.
+func (a *Agent) secretDir(id string) string {
+	return filepath.Join(a.cfg.SecretDir, id)
 }
 
 func randBytes(n int) []byte {

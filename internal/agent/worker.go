@@ -511,6 +511,7 @@ func (w *worker) terminate(ctx context.Context) {
 	w.ip = nil
 	w.mu.Unlock()
 	os.RemoveAll(filepath.Join(w.a.cfg.DataDir, "instances", w.id))
+	os.RemoveAll(w.a.secretDir(w.id))
 	if _, _, gone := w.state(); !gone {
 		if _, err := w.a.api.Delete(ctx, "Instance", w.ns, w.name); err != nil && !errors.Is(err, v1.ErrNotFound) {
 			w.a.log.Warn("remove instance object", "instance", w.key, "err", err)

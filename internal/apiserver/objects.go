@@ -289,6 +289,13 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 		w.Header().Set("X-Gantry-Result", string(res))
 		writeJSON(w, http.StatusCreated, o)
 		return nil
+	case *v1.Secret:
+		if _, err := s.writeSecret(ctx, o, nil); err != nil {
+			return err
+		}
+		w.Header().Set("X-Gantry-Result", "created")
+		writeJSON(w, http.StatusCreated, redact(o))
+		return nil
 	}
 	if err := s.admitOther(ctx, o, nil); err != nil {
 		return err
@@ -368,6 +375,9 @@ func (s *Server) updateOnce(ctx context.Context, ri *requestInfo, o v1.Object, a
 			res, err := s.saveApp(ctx, a, nil)
 			return string(res), err
 		}
+		if sec, ok := o.(*v1.Secret); ok {
+			return s.writeSecret(ctx, sec, nil)
+		}
 		if err := s.admitOther(ctx, o, nil); err != nil {
 			return "", err
 		}
@@ -390,6 +400,9 @@ func (s *Server) updateOnce(ctx context.Context, ri *requestInfo, o v1.Object, a
 	if a, ok := o.(*v1.App); ok {
 		res, err := s.saveApp(ctx, a, prev.(*v1.App))
 		return string(res), err
+	}
+	if sec, ok := o.(*v1.Secret); ok {
+		return s.writeSecret(ctx, sec, prev.(*v1.Secret))
 	}
 	pm := prev.GetMeta()
 	m.UID, m.Created, m.Deleting = pm.UID, pm.Created, pm.Deleting

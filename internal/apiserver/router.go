@@ -111,6 +111,8 @@ func parseRequest(r *http.Request) (*requestInfo, error) {
 		ri.Verb = "get"
 	case "exec":
 		ri.Verb = "create"
+	case "test":
+		ri.Verb = "update"
 	}
 	return ri, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/audit"
 	"github.com/gantry-dev/gantry/internal/auth"
 	"github.com/gantry-dev/gantry/internal/metrics"
+	"github.com/gantry-dev/gantry/internal/secrets"
 	"github.com/gantry-dev/gantry/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -85,6 +86,8 @@ type Server struct {
 	resolver   ImageResolver
 	auditor    Auditor
 	auditLog   *audit.Log
+	secrets    *secrets.Codec
+	tester     NotifierTester
 	heartbeats *store.Heartbeats
 	proxy      NodeProxy
 	metrics    *apiMetrics
@@ -173,6 +176,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/api/v1/", http.HandlerFunc(s.serveAPI))
 	mux.HandleFunc("GET /api/v1/whoami", s.whoami)
 	mux.HandleFunc("GET /metrics", s.serveProm)
+	mux.HandleFunc("POST /api/v1/secret-key/rotate", s.rotateKey)
 	mux.HandleFunc("GET /api/v1/audit", s.serveAudit)
 	mux.HandleFunc("GET /api/v1/audit/{op}", s.serveAudit)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -12,6 +12,7 @@ import (
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/apps"
 	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/notify"
 	"github.com/gantry-dev/gantry/internal/store"
 )
 
@@ -57,6 +58,10 @@ func (s *Server) serveSub(w http.ResponseWriter, r *http.Request, ri *requestInf
 		err = s.serveMetrics(w, r, ri)
 	case "Instance/logs", "Instance/exec":
 		err = s.proxyInstance(w, r, ri)
+	case "Notifier/test":
+		err = s.testNotifier(w, r, ri)
+	case "Secret/reveal":
+		err = s.revealSecret(w, r, ri)
 	case "Node/register":
 		err = s.registerNode(w, r, ri)
 	case "Node/heartbeat":
@@ -431,4 +436,29 @@ func authRoleExists(ctx context.Context, z Authorizer, role string) ([]v1.Rule, 
 	}
 	_, ok := auth.BuiltinRoles[role]
 	return nil, ok
+}
+
+// NotifierTester sends a test message through a notifier.
+type NotifierTester interface {
+	Test(ctx context.Context, n *v1.Notifier) notify.Result
+}
+
+// WithNotifierTester serves notifiers/NAME/test.
+func WithNotifierTester(t NotifierTester) Option { return func(s *Server) { s.tester = t } }
+
+// testNotifier sends a test message now and returns the delivery result
+// (200 even when delivery failed: the result says why).
+func (s *Server) testNotifier(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
+	if r.Method != http.MethodPost {
+		return methodNotAllowed(r)
+	}
+	if s.tester == nil {
+		return fmt.Errorf("%w: notifications are not running on this server", v1.ErrUnavailable)
+	}
+	n, err := store.Get[*v1.Notifier](r.Context(), s.store, ri.Namespace, ri.Name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s.tester.Test(r.Context(), n))
+	return nil
 }

@@ -59,9 +59,16 @@ func NewRollout(s *store.Store, rec Recorder, log *slog.Logger, instances *infor
 		Apps: informer.New[*v1.App](s, log), Instances: instances,
 		queue: NewQueue(), revs: map[string]*v1.Revision{},
 	}
-	r.Apps.OnChange(func(_, a *v1.App, deleted bool) {
+	r.Apps.OnChange(func(old, a *v1.App, deleted bool) {
 		if deleted {
 			r.forgetRevisions(a.Metadata.Namespace, a.Metadata.Name)
+		}
+		if !deleted && old != nil && a.Status.Revision > old.Status.Revision && a.Status.Phase == v1.AppProgressing {
+			cause := "template changed"
+			if a.Status.RolledBack != nil {
+				cause = "rollback"
+			}
+			r.rec.Eventf(context.Background(), a, v1.EventNormal, "RolloutStarted", "rolling out revision %d (%s)", a.Status.Revision, cause)
 		}
 		r.queue.Add(a.Metadata.Key())
 	})

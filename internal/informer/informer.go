@@ -46,9 +46,13 @@ func (inf *Informer[T]) Synced() <-chan struct{} { return inf.synced }
 
 // Get returns an object by namespace and name.
 func (inf *Informer[T]) Get(ns, name string) (T, bool) {
+	key := name
+	if ns != "" {
+		key = ns + "/" + name
+	}
 	inf.mu.RLock()
 	defer inf.mu.RUnlock()
-	o, ok := inf.objs[ns+"/"+name]
+	o, ok := inf.objs[key]
 	return o, ok
 }
 
@@ -120,7 +124,12 @@ func (inf *Informer[T]) apply(ev store.Event) {
 	o := ev.Object.(T)
 	key := o.GetMeta().Key()
 	inf.mu.Lock()
-	prev := inf.objs[key]
+	prev, had := inf.objs[key]
+	if had && ev.Type != store.Deleted && prev.GetMeta().Revision >= o.GetMeta().Revision {
+		// Already newer through Observe: the watch is catching up.
+		inf.mu.Unlock()
+		return
+	}
 	if ev.Type == store.Deleted {
 		delete(inf.objs, key)
 	} else {
@@ -138,20 +147,29 @@ func (inf *Informer[T]) notify(old, cur T, deleted bool) {
 
 // Observe records that obj was written with a newer revision, so that
 // reads through the informer see the controller's own writes before the
-// watch delivers them.
+// watch delivers them. Handlers hear of it at once, as of a watch event;
+// the watch event itself is then skipped.
 func (inf *Informer[T]) Observe(o T) {
 	key := o.GetMeta().Key()
 	inf.mu.Lock()
-	if prev, ok := inf.objs[key]; !ok || prev.GetMeta().Revision < o.GetMeta().Revision {
-		inf.objs[key] = o
+	prev, had := inf.objs[key]
+	if had && prev.GetMeta().Revision >= o.GetMeta().Revision {
+		inf.mu.Unlock()
+		return
 	}
+	inf.objs[key] = o
 	inf.mu.Unlock()
+	inf.notify(prev, o, false)
 }
 
 // Forget removes an object the controller itself deleted.
 func (inf *Informer[T]) Forget(ns, name string) {
+	key := name
+	if ns != "" {
+		key = ns + "/" + name
+	}
 	inf.mu.Lock()
-	delete(inf.objs, ns+"/"+name)
+	delete(inf.objs, key)
 	inf.mu.Unlock()
 }
 

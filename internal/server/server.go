@@ -25,6 +25,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/alert"
 	"github.com/gantry-dev/gantry/internal/apiserver"
 	"github.com/gantry-dev/gantry/internal/audit"
 	"github.com/gantry-dev/gantry/internal/auth"
@@ -34,8 +35,10 @@ import (
 	"github.com/gantry-dev/gantry/internal/events"
 	"github.com/gantry-dev/gantry/internal/informer"
 	"github.com/gantry-dev/gantry/internal/metrics"
+	"github.com/gantry-dev/gantry/internal/notify"
 	"github.com/gantry-dev/gantry/internal/registry"
 	"github.com/gantry-dev/gantry/internal/scheduler"
+	"github.com/gantry-dev/gantry/internal/secrets"
 	"github.com/gantry-dev/gantry/internal/store"
 )
 
@@ -89,6 +92,8 @@ type Server struct {
 	Instances *informer.Informer[*v1.Instance]
 	// Autoscaler sets replicas of Apps with spec.autoscale.
 	Autoscaler *controller.Autoscaler
+	// Notify delivers alerts and deploy events to chat and webhooks.
+	Notify *notify.Manager
 	// Audit is the hash-chained record of every API and registry request.
 	Audit *audit.Log
 	// Window holds the last hour of resource samples.
@@ -145,6 +150,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	}
 
 	s.Recorder = events.NewRecorder(s.Store, "server", log)
+	s.Notify = &notify.Manager{Store: s.Store, Log: log.With("component", "notify"), Metrics: notify.NewMetrics(s.Metrics),
+		Guard: notify.NewGuard(cfg.APIAddr)}
+	s.Recorder.Listen(s.Notify.ObserveEvent)
 	acfg := audit.DefaultConfig()
 	acfg.Store, acfg.Dir = s.Store, filepath.Join(cfg.DataDir, "audit")
 	al, err := audit.New(ctx, acfg, log.With("component", "audit"))
@@ -167,8 +175,31 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.Nodes = apiserver.NewNodes()
 	s.Window = metrics.NewWindow(time.Hour, 10*time.Second)
 	s.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newWindowCollector(s.Window))
+	keys, err := secrets.LoadKeyring(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("secret master key: %w", err)
+	}
+	codec := secrets.NewCodec(keys)
+	s.Notify.Secrets = func(ctx context.Context, ns string, ref v1.SecretRef) (string, error) {
+		sec, err := store.Get[*v1.Secret](ctx, s.Store, ns, ref.Name)
+		if err != nil {
+			return "", err
+		}
+		if sec.Sealed == nil {
+			return "", fmt.Errorf("%w: secret %s is empty", v1.ErrNotFound, ref.Name)
+		}
+		data, err := codec.Open(ns, ref.Name, &secrets.SealedData{KeyID: sec.Sealed.KeyID, WrappedKey: sec.Sealed.WrappedKey, Nonce: sec.Sealed.Nonce, Ciphertext: sec.Sealed.Ciphertext})
+		if err != nil {
+			return "", err
+		}
+		v, ok := data[ref.Key]
+		if !ok {
+			return "", fmt.Errorf("%w: secret %s has no key %q", v1.ErrNotFound, ref.Name, ref.Key)
+		}
+		return string(v), nil
+	}
 	opts := []apiserver.Option{apiserver.WithNodeProxy(s.Nodes), apiserver.WithMetrics(s.Window), apiserver.WithPrometheus(s.Metrics),
-		apiserver.WithAuditLog(s.Audit)}
+		apiserver.WithAuditLog(s.Audit), apiserver.WithSecrets(codec), apiserver.WithNotifierTester(s.Notify)}
 	if s.Registry != nil {
 		opts = append(opts, apiserver.WithImageResolver(imageResolver{host: cfg.RegistryHost, reg: s.Registry}))
 	}
@@ -183,6 +214,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.APIURL = "http://" + ln.Addr().String()
 	s.goRun(func() error { return s.API.Serve(ctx, ln, nil) })
 	s.goRun(func() error { s.Recorder.Run(ctx); return nil })
+	s.Notify.ClusterURL = s.APIURL
+	s.goRun(func() error { s.Notify.Run(ctx); return nil })
 
 	s.Instances = informer.New[*v1.Instance](s.Store, log)
 	rollout := controller.NewRollout(s.Store, s.Recorder, log, s.Instances)
@@ -221,6 +254,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 			}
 		}
 	})
+	alerts := &alert.Evaluator{Store: s.Store, Window: s.Window, Notify: s.Notify, Recorder: s.Recorder,
+		Log: log.With("controller", "alerts"), Metrics: alert.NewMetrics(s.Metrics), Instances: s.Instances}
+	s.goRun(func() error { alerts.Run(ctx); return nil })
 	nodes := &controller.NodeLifecycle{Store: s.Store, Heartbeats: s.API.Heartbeats(), Instances: s.Instances, Recorder: s.Recorder, Log: log, EvictAfter: cfg.EvictAfter}
 	s.goRun(func() error { nodes.Run(ctx); return nil })
 	if s.etcd != nil {

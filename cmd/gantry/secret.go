@@ -1,0 +1,164 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/client"
+)
+
+func newSecretCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "secret", Short: "Manage secrets: set, ls, get, rm, rotate-key"}
+	var fromFiles []string
+	set := &cobra.Command{
+		Use:   "set NAME [KEY=VALUE…] [--from-file KEY=PATH…]",
+		Short: "Create or replace a secret (values are encrypted at rest)",
+		Example: `  gantry secret set db password=hunter2 user=app -n team
+  gantry secret set tls --from-file tls.crt=./cert.pem --from-file tls.key=./key.pem`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			sec := &v1.Secret{TypeMeta: v1.TypeMeta{Kind: "Secret"}, Metadata: v1.ObjectMeta{Name: args[0], Namespace: g.ns()}, Data: map[string][]byte{}}
+			for _, kv := range args[1:] {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok || k == "" {
+					return fmt.Errorf("%q: give values as KEY=VALUE", kv)
+				}
+				sec.Data[k] = []byte(v)
+			}
+			for _, kp := range fromFiles {
+				k, p, ok := strings.Cut(kp, "=")
+				if !ok {
+					p, k = kp, baseName(kp)
+				}
+				b, err := os.ReadFile(p)
+				if err != nil {
+					return err
+				}
+				sec.Data[k] = b
+			}
+			if len(sec.Data) == 0 {
+				return errors.New("give at least one KEY=VALUE or --from-file")
+			}
+			if err := v1.Validate(sec).OrNil(); err != nil {
+				return err
+			}
+			res, err := c.Apply(cmd.Context(), sec)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "secret/%s %s (%d keys)\n", args[0], res, len(sec.Keys))
+			return nil
+		},
+	}
+	set.Flags().StringArrayVar(&fromFiles, "from-file", nil, "KEY=PATH (or PATH, keyed by its file name) to read a value from a file")
+	ls := &cobra.Command{
+		Use: "ls", Short: "List secrets and their keys (never values)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			l, _, err := client.List[*v1.Secret](cmd.Context(), c, g.ns(), client.ListOptions{})
+			if err != nil {
+				return err
+			}
+			rows := [][]string{{"NAME", "KEYS", "AGE"}}
+			for _, s := range l {
+				rows = append(rows, []string{s.Metadata.Name, strings.Join(s.Keys, ","), age(s.Metadata.Created)})
+			}
+			printRows(cmd.OutOrStdout(), rows)
+			return nil
+		},
+	}
+	get := &cobra.Command{
+		Use:   "get NAME [KEY]",
+		Short: "Reveal a secret's values (needs the secrets/reveal permission; the reveal is audited)",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var out map[string]string
+			if err := c.Sub(cmd.Context(), "GET", "Secret", g.ns(), args[0], "reveal", nil, &out); err != nil {
+				return err
+			}
+			if len(args) == 2 {
+				v, ok := out[args[1]]
+				if !ok {
+					return fmt.Errorf("secret %s has no key %q", args[0], args[1])
+				}
+				fmt.Fprint(cmd.OutOrStdout(), v)
+				if isTerminal(cmd.OutOrStdout()) {
+					fmt.Fprintln(cmd.OutOrStdout())
+				}
+				return nil
+			}
+			keys := make([]string, 0, len(out))
+			for k := range out {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s=%s\n", k, out[k])
+			}
+			return nil
+		},
+	}
+	rm := &cobra.Command{
+		Use: "rm NAME", Short: "Delete a secret", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if _, err := c.Delete(cmd.Context(), "Secret", g.ns(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "secret/%s deleted\n", args[0])
+			return nil
+		},
+	}
+	rotate := &cobra.Command{
+		Use:   "rotate-key",
+		Short: "Re-encrypt every secret under a new master key, without downtime (cluster admins)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var res struct {
+				KeyID    string
+				Resealed int
+				Retired  []string
+				Took     string
+			}
+			if _, err := c.Do(cmd.Context(), "POST", "/api/v1/secret-key/rotate", nil, nil, &res); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "master key rotated to %s: %d secrets re-encrypted in %s; retired keys %s no longer decrypt anything\n",
+				res.KeyID, res.Resealed, res.Took, strings.Join(res.Retired, ", "))
+			return nil
+		},
+	}
+	cmd.AddCommand(set, ls, get, rm, rotate)
+	return cmd
+}
+
+func baseName(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[i+1:]
+	}
+	return p
+}

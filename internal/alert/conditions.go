@@ -1,0 +1,266 @@
+package alert
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/metrics"
+)
+
+// finding is what one evaluation of a rule's condition saw.
+type finding struct {
+	// subjects the condition holds for, sorted ("instance/web-x7k2p");
+	// empty means the condition does not hold.
+	subjects []string
+	// value is the measure of the worst subject (or of all, when no
+	// subject qualifies): percent, restarts, missing instances, nodes.
+	value   float64
+	message string
+	// app is the one App the subjects belong to, if there is one.
+	app string
+}
+
+func (f finding) holds() bool { return len(f.subjects) > 0 }
+
+// snapshot is the state one evaluation pass reads.
+type snapshot struct {
+	now       time.Time
+	window    *metrics.Window
+	instances []*v1.Instance
+	apps      []*v1.App
+	nodes     []*v1.Node
+	// increase returns how much an instance's restarts grew within d.
+	increase func(i *v1.Instance, d time.Duration) int
+}
+
+// measured is one subject's measure.
+type measured struct {
+	subject string
+	name    string
+	app     string
+	value   float64
+}
+
+// check evaluates a rule's condition.
+func check(r *v1.AlertRule, s *snapshot) finding {
+	switch r.Spec.Condition {
+	case v1.AlertCPU, v1.AlertMemory, v1.AlertRestarts:
+		return checkInstances(r, s)
+	case v1.AlertNotReady:
+		return checkApps(r, s)
+	case v1.AlertNodeNotReady:
+		return checkNodes(s)
+	}
+	return finding{}
+}
+
+func (s *snapshot) ruleInstances(r *v1.AlertRule) []*v1.Instance {
+	var out []*v1.Instance
+	for _, i := range s.instances {
+		if i.Metadata.Namespace != r.Metadata.Namespace || i.Metadata.Deleting != nil {
+			continue
+		}
+		if r.Spec.App != "" && i.Spec.App != r.Spec.App {
+			continue
+		}
+		out = append(out, i)
+	}
+	return out
+}
+
+// fresh is how old an instance's newest sample may be and still count:
+// an instance that stopped reporting is not using anything now.
+func (s *snapshot) fresh() time.Duration {
+	if s.window == nil {
+		return 0
+	}
+	return 3 * s.window.Interval()
+}
+
+// instanceValue measures one instance for a cpu, memory or restarts rule.
+func (s *snapshot) instanceValue(r *v1.AlertRule, i *v1.Instance) (float64, bool) {
+	if r.Spec.Condition == v1.AlertRestarts {
+		return float64(s.increase(i, r.Spec.Window.D())), true
+	}
+	if s.window == nil {
+		return 0, false
+	}
+	smp, ok := s.window.InstanceLatest(i.Metadata.Namespace, i.Metadata.Name)
+	if !ok || s.now.Sub(smp.Time) > s.fresh() {
+		return 0, false
+	}
+	if r.Spec.Condition == v1.AlertCPU {
+		if smp.CPULimit <= 0 {
+			return 0, false
+		}
+		return smp.CPU / smp.CPULimit * 100, true
+	}
+	if smp.MemoryLimit <= 0 {
+		return 0, false
+	}
+	return float64(smp.Memory) / float64(smp.MemoryLimit) * 100, true
+}
+
+func checkInstances(r *v1.AlertRule, s *snapshot) finding {
+	var over []measured
+	var worst float64
+	for _, i := range s.ruleInstances(r) {
+		v, ok := s.instanceValue(r, i)
+		if !ok {
+			continue
+		}
+		worst = max(worst, v)
+		// Usage must exceed its threshold; restarts reach theirs.
+		hit := v > r.Spec.Threshold
+		if r.Spec.Condition == v1.AlertRestarts {
+			hit = v >= r.Spec.Threshold
+		}
+		if hit {
+			over = append(over, measured{subject: "instance/" + i.Metadata.Name, name: i.Metadata.Name, app: i.Spec.App, value: v})
+		}
+	}
+	f := finding{value: round(worst)}
+	if len(over) == 0 {
+		return f
+	}
+	sort.Slice(over, func(a, b int) bool {
+		if over[a].value != over[b].value {
+			return over[a].value > over[b].value
+		}
+		return over[a].name < over[b].name
+	})
+	top := over[0]
+	f.app = oneApp(over)
+	if r.Spec.App != "" {
+		f.app = r.Spec.App
+	}
+	f.value = round(top.value)
+	for _, o := range over {
+		f.subjects = append(f.subjects, o.subject)
+	}
+	sort.Strings(f.subjects)
+	switch r.Spec.Condition {
+	case v1.AlertRestarts:
+		if len(over) == 1 {
+			f.message = fmt.Sprintf("instance %s restarted %s in %s (threshold %g)", top.name, times(int(top.value)), r.Spec.Window, r.Spec.Threshold)
+		} else {
+			f.message = fmt.Sprintf("%d instances restarted at least %s in %s; most: %s (%s)", len(over), times(int(r.Spec.Threshold)), r.Spec.Window, top.name, times(int(top.value)))
+		}
+	default:
+		what := "CPU limit"
+		if r.Spec.Condition == v1.AlertMemory {
+			what = "memory limit"
+		}
+		if len(over) == 1 {
+			f.message = fmt.Sprintf("instance %s uses %.0f%% of its %s (threshold %g%%)", top.name, top.value, what, r.Spec.Threshold)
+		} else {
+			f.message = fmt.Sprintf("%d instances use more than %g%% of their %s; highest: %s at %.0f%%", len(over), r.Spec.Threshold, what, top.name, top.value)
+		}
+	}
+	return f
+}
+
+func checkApps(r *v1.AlertRule, s *snapshot) finding {
+	ready := map[string]int{}
+	for _, i := range s.ruleInstances(r) {
+		if i.Status.Ready {
+			ready[i.Spec.App]++
+		}
+	}
+	type shortfall struct {
+		name       string
+		have, want int
+	}
+	var short []shortfall
+	var missing int
+	for _, a := range s.apps {
+		if a.Metadata.Namespace != r.Metadata.Namespace || a.Metadata.Deleting != nil {
+			continue
+		}
+		if r.Spec.App != "" && a.Metadata.Name != r.Spec.App {
+			continue
+		}
+		want, have := int(a.DesiredReplicas()), ready[a.Metadata.Name]
+		if want <= 0 || have >= want {
+			continue
+		}
+		missing += want - have
+		short = append(short, shortfall{a.Metadata.Name, have, want})
+	}
+	if len(short) == 0 {
+		return finding{}
+	}
+	sort.Slice(short, func(i, j int) bool { return short[i].name < short[j].name })
+	f := finding{value: float64(missing)}
+	var parts []string
+	for _, a := range short {
+		f.subjects = append(f.subjects, "app/"+a.name)
+		parts = append(parts, fmt.Sprintf("%s (%d/%d)", a.name, a.have, a.want))
+	}
+	if len(short) == 1 {
+		a := short[0]
+		f.app = a.name
+		f.message = fmt.Sprintf("app %s has %d of %d instances ready", a.name, a.have, a.want)
+	} else {
+		f.message = fmt.Sprintf("%d apps are not fully ready: %s", len(short), strings.Join(parts, ", "))
+	}
+	return f
+}
+
+func checkNodes(s *snapshot) finding {
+	var names []string
+	var why string
+	for _, n := range s.nodes {
+		if n.Status.Ready {
+			continue
+		}
+		names = append(names, n.Metadata.Name)
+		if len(names) == 1 && n.Status.Message != "" {
+			why = ": " + n.Status.Message
+		}
+	}
+	if len(names) == 0 {
+		return finding{}
+	}
+	sort.Strings(names)
+	f := finding{value: float64(len(names))}
+	for _, n := range names {
+		f.subjects = append(f.subjects, "node/"+n)
+	}
+	if len(names) == 1 {
+		f.message = fmt.Sprintf("node %s is NotReady%s", names[0], why)
+	} else {
+		f.message = fmt.Sprintf("%d nodes are NotReady: %s", len(names), strings.Join(names, ", "))
+	}
+	return f
+}
+
+// oneApp returns the App every measure belongs to, or "".
+func oneApp(ms []measured) string {
+	if len(ms) == 0 {
+		return ""
+	}
+	app := ms[0].app
+	for _, m := range ms[1:] {
+		if m.app != app {
+			return ""
+		}
+	}
+	return app
+}
+
+func times(n int) string {
+	if n == 1 {
+		return "once"
+	}
+	return fmt.Sprintf("%d times", n)
+}
+
+// round keeps one decimal: enough for a percentage, and it keeps status
+// writes from chasing noise.
+func round(v float64) float64 {
+	return float64(int64(v*10+0.5)) / 10
+}

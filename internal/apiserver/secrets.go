@@ -1,0 +1,231 @@
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/secrets"
+	"github.com/gantry-dev/gantry/internal/store"
+)
+
+// WithSecrets seals Secret values at rest with codec.
+func WithSecrets(c *secrets.Codec) Option { return func(s *Server) { s.secrets = c } }
+
+func toV1(sd *secrets.SealedData, keys []string) *v1.SealedData {
+	return &v1.SealedData{KeyID: sd.KeyID, WrappedKey: sd.WrappedKey, Nonce: sd.Nonce, Ciphertext: sd.Ciphertext, Keys: keys}
+}
+
+func fromV1(sd *v1.SealedData) *secrets.SealedData {
+	return &secrets.SealedData{KeyID: sd.KeyID, WrappedKey: sd.WrappedKey, Nonce: sd.Nonce, Ciphertext: sd.Ciphertext}
+}
+
+// writeSecret seals a secret's values and creates or updates it. prev is
+// the stored secret (nil to create). It reports whether anything changed.
+func (s *Server) writeSecret(ctx context.Context, sec *v1.Secret, prev *v1.Secret) (string, error) {
+	if s.secrets == nil {
+		return "", fmt.Errorf("%w: this server has no secret master key", v1.ErrUnavailable)
+	}
+	data := sec.MergedData()
+	keys := sec.DataKeys()
+	if prev != nil {
+		old, err := s.secrets.Open(prev.Metadata.Namespace, prev.Metadata.Name, fromV1(prev.Sealed))
+		if err == nil && sameData(old, data) && equalLabels(prev.Metadata.Labels, sec.Metadata.Labels) {
+			return "unchanged", nil
+		}
+		sec.Metadata.UID, sec.Metadata.Created, sec.Metadata.Revision = prev.Metadata.UID, prev.Metadata.Created, prev.Metadata.Revision
+	} else if err := s.checkSecretQuota(ctx, sec.Metadata.Namespace); err != nil {
+		return "", err
+	}
+	err := s.secrets.SealAndWrite(sec.Metadata.Namespace, sec.Metadata.Name, data, func(sd *secrets.SealedData) error {
+		sec.Sealed = toV1(sd, keys)
+		sec.Data, sec.StringData, sec.Keys = nil, nil, nil
+		if prev == nil {
+			return s.store.Create(ctx, sec)
+		}
+		return s.store.Update(ctx, sec)
+	})
+	if err != nil {
+		return "", err
+	}
+	if prev == nil {
+		return "created", nil
+	}
+	return "configured", nil
+}
+
+func sameData(a, b map[string][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || string(v) != string(w) {
+			return false
+		}
+	}
+	return true
+}
+
+func equalLabels(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) checkSecretQuota(ctx context.Context, ns string) error {
+	n, err := store.Get[*v1.Namespace](ctx, s.store, "", ns)
+	if err != nil {
+		return err
+	}
+	if n.Spec.Quota == nil || n.Spec.Quota.Secrets == 0 {
+		return nil
+	}
+	l, _, err := store.List[*v1.Secret](ctx, s.store, store.ListOptions{Namespace: ns})
+	if err != nil {
+		return err
+	}
+	if len(l)+1 > n.Spec.Quota.Secrets {
+		return &QuotaError{ns, "secrets", fmt.Sprint(len(l)), "1", fmt.Sprint(n.Spec.Quota.Secrets)}
+	}
+	return nil
+}
+
+// revealSecret returns a secret's values. The router has authorized
+// secrets/reveal; a node may reveal only what an instance bound to it
+// uses.
+func (s *Server) revealSecret(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
+	ctx := r.Context()
+	if s.secrets == nil {
+		return fmt.Errorf("%w: this server has no secret master key", v1.ErrUnavailable)
+	}
+	if node := nodeScoped(ctx); node != "" {
+		if !s.nodeUsesSecret(ctx, node, ri.Namespace, ri.Name) {
+			return auth.Forbidden(IdentityFrom(ctx), ri.attributes(), "no instance on node "+node+" uses this secret")
+		}
+	}
+	sec, err := store.Get[*v1.Secret](ctx, s.store, ri.Namespace, ri.Name)
+	if err != nil {
+		return err
+	}
+	if sec.Sealed == nil {
+		writeJSON(w, http.StatusOK, map[string]string{})
+		return nil
+	}
+	data, err := s.secrets.Open(ri.Namespace, ri.Name, fromV1(sec.Sealed))
+	if err != nil {
+		return fmt.Errorf("open secret %s: %w", ri.Name, err)
+	}
+	out := make(map[string]string, len(data))
+	for k, v := range data {
+		out[k] = string(v)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) nodeUsesSecret(ctx context.Context, node, ns, name string) bool {
+	insts, _, err := store.List[*v1.Instance](ctx, s.store, store.ListOptions{Namespace: ns})
+	if err != nil {
+		return false
+	}
+	for _, i := range insts {
+		if i.Spec.Node != node {
+			continue
+		}
+		t := i.Spec.Template
+		for _, e := range t.Env {
+			if e.Secret != nil && e.Secret.Name == name {
+				return true
+			}
+		}
+		for _, f := range t.Files {
+			if f.Secret == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// secretStore lets the codec rotate every stored secret with CAS writes.
+type secretStore struct{ st *store.Store }
+
+func (a secretStore) List(ctx context.Context) ([]secrets.StoredSecret, error) {
+	l, _, err := store.List[*v1.Secret](ctx, a.st, store.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]secrets.StoredSecret, 0, len(l))
+	for _, sec := range l {
+		if sec.Sealed == nil {
+			continue
+		}
+		out = append(out, secrets.StoredSecret{Namespace: sec.Metadata.Namespace, Name: sec.Metadata.Name, Sealed: fromV1(sec.Sealed), Revision: sec.Metadata.Revision, Ref: sec})
+	}
+	return out, nil
+}
+
+func (a secretStore) Update(ctx context.Context, ss secrets.StoredSecret) error {
+	sec := ss.Ref.(*v1.Secret)
+	keys := sec.Sealed.Keys
+	sec.Sealed = toV1(ss.Sealed, keys)
+	return a.st.Update(ctx, sec)
+}
+
+// RotateResult is the answer of POST /api/v1/secret-key/rotate.
+type RotateResult struct {
+	KeyID    string   `json:"keyID"`
+	Resealed int      `json:"resealed"`
+	Retired  []string `json:"retired"`
+	Took     string   `json:"took"`
+}
+
+// rotateKey re-encrypts every secret under a new master key while the
+// cluster keeps serving (cluster admins only: update on secretkeys).
+func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w}
+	ri := &requestInfo{Kind: &v1.KindInfo{Kind: "SecretKey", Plural: "secretkeys"}, Verb: "update", Sub: "rotate"}
+	id, err := s.authenticate(r)
+	reason := ""
+	defer func() { s.finish(r, rec, ri, orAnon(id), start, reason) }()
+	if err != nil {
+		reason = "authentication failed"
+		writeError(rec, err)
+		return
+	}
+	if err := s.authz.Authorize(r.Context(), id, auth.Attributes{Verb: "update", Resource: "secretkeys"}); err != nil {
+		reason = "denied"
+		writeError(rec, err)
+		return
+	}
+	if s.secrets == nil {
+		writeError(rec, fmt.Errorf("%w: this server has no secret master key", v1.ErrUnavailable))
+		return
+	}
+	res, err := s.secrets.Rotate(r.Context(), secretStore{s.store}, s.log)
+	if err != nil {
+		if errors.Is(err, secrets.ErrUnknownKey) {
+			err = fmt.Errorf("%w: %v", v1.ErrUnprocessable, err)
+		}
+		writeError(rec, err)
+		return
+	}
+	retired := slices.Clone(res.Retired)
+	if retired == nil {
+		retired = []string{}
+	}
+	writeJSON(rec, http.StatusOK, RotateResult{KeyID: res.KeyID, Resealed: res.Resealed, Retired: retired, Took: time.Since(start).Round(time.Millisecond).String()})
+}

@@ -1,0 +1,157 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"syscall"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+)
+
+// ErrTargetRefused is wrapped by errors about addresses the guard refuses;
+// it wraps v1.ErrForbidden so that the API maps it to 403.
+var ErrTargetRefused = fmt.Errorf("%w: outbound target refused", v1.ErrForbidden)
+
+// refusedPrefixes are the ranges a tenant's webhook must not reach unless
+// an admin allows private targets for its namespace.
+var refusedPrefixes = []struct {
+	prefix netip.Prefix
+	why    string
+}{
+	{netip.MustParsePrefix("0.0.0.0/8"), "this-network"},
+	{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
+	{netip.MustParsePrefix("10.0.0.0/8"), "private"},
+	{netip.MustParsePrefix("172.16.0.0/12"), "private"},
+	{netip.MustParsePrefix("192.168.0.0/16"), "private"},
+	{netip.MustParsePrefix("100.64.0.0/10"), "shared address space"},
+	{netip.MustParsePrefix("169.254.0.0/16"), "link-local"},
+	{netip.MustParsePrefix("224.0.0.0/4"), "multicast"},
+	{netip.MustParsePrefix("255.255.255.255/32"), "broadcast"},
+	{netip.MustParsePrefix("::/128"), "unspecified"},
+	{netip.MustParsePrefix("::1/128"), "loopback"},
+	{netip.MustParsePrefix("fe80::/10"), "link-local"},
+	{netip.MustParsePrefix("fc00::/7"), "private"},
+	{netip.MustParsePrefix("ff00::/8"), "multicast"},
+}
+
+// Guard decides which addresses notifications may connect to. The zero
+// Guard refuses the fixed private ranges only; NewGuard adds the API
+// server's own addresses.
+type Guard struct {
+	server []netip.Addr
+}
+
+// NewGuard returns a guard that also refuses the API server's addresses.
+// serverAddrs are its listen addresses (host:port or host); an
+// unspecified host (0.0.0.0, ::) stands for every address of this
+// machine, which are then all refused.
+func NewGuard(serverAddrs ...string) *Guard {
+	g := &Guard{}
+	for _, a := range serverAddrs {
+		host := a
+		if h, _, err := net.SplitHostPort(a); err == nil {
+			host = h
+		}
+		ip, err := netip.ParseAddr(host)
+		if err != nil {
+			// A host name: resolve it once now; the server's own name
+			// does not move the way a tenant's does.
+			ips, lerr := net.DefaultResolver.LookupNetIP(context.Background(), "ip", host)
+			if lerr == nil {
+				for _, ip := range ips {
+					g.server = append(g.server, ip.Unmap())
+				}
+			}
+			continue
+		}
+		ip = ip.Unmap()
+		if ip.IsUnspecified() {
+			g.server = append(g.server, localAddrs()...)
+			continue
+		}
+		g.server = append(g.server, ip)
+	}
+	return g
+}
+
+func localAddrs() []netip.Addr {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, p.Addr().Unmap())
+		}
+	}
+	return out
+}
+
+// Check returns an error wrapping ErrTargetRefused if ip may not be
+// reached from a namespace without allowPrivateTargets.
+func (g *Guard) Check(ip netip.Addr) error {
+	ip = ip.Unmap()
+	if !ip.IsValid() {
+		return fmt.Errorf("%w: invalid address", ErrTargetRefused)
+	}
+	if ip.IsUnspecified() {
+		return fmt.Errorf("%w: %s is an unspecified address", ErrTargetRefused, ip)
+	}
+	for _, r := range refusedPrefixes {
+		if r.prefix.Contains(ip) {
+			return fmt.Errorf("%w: %s is a %s address; a cluster admin can allow private targets with the namespace policy allowPrivateTargets", ErrTargetRefused, ip, r.why)
+		}
+	}
+	if g != nil {
+		for _, s := range g.server {
+			if s == ip {
+				return fmt.Errorf("%w: %s is the API server's address", ErrTargetRefused, ip)
+			}
+		}
+	}
+	return nil
+}
+
+// control is a net.Dialer Control function: it runs after resolution,
+// just before connect, with the address actually dialled, which is what
+// defeats DNS rebinding.
+func (g *Guard) control(network, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return fmt.Errorf("%w: cannot parse dialled address %q", ErrTargetRefused, address)
+	}
+	return g.Check(ap.Addr())
+}
+
+// CheckURL resolves a notifier URL's host and checks every address it
+// resolves to, for an early, friendly refusal at admission or on test.
+// Delivery checks again at connect time regardless.
+func (g *Guard) CheckURL(ctx context.Context, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		return fmt.Errorf("%w: notifier URL must be an http or https URL", v1.ErrInvalid)
+	}
+	host := u.Hostname()
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return g.Check(ip)
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return fmt.Errorf("resolve %s: %w", host, err)
+	}
+	var errs []error
+	for _, ip := range ips {
+		if err := g.Check(ip); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s resolves to a refused address: %w", host, errors.Join(errs...))
+	}
+	return nil
+}

@@ -1,0 +1,88 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"testing"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+)
+
+func TestGuardRefusesPrivateAddresses(t *testing.T) {
+	g := NewGuard("203.0.113.9:7443")
+	tests := []struct {
+		ip      string
+		refused bool
+	}{
+		{"127.0.0.1", true},
+		{"127.8.9.10", true},
+		{"::1", true},
+		{"::ffff:127.0.0.1", true},
+		{"169.254.169.254", true},
+		{"fe80::1", true},
+		{"10.1.2.3", true},
+		{"172.16.0.1", true},
+		{"172.31.255.255", true},
+		{"192.168.1.1", true},
+		{"fd00::1", true},
+		{"100.64.0.1", true},
+		{"0.0.0.0", true},
+		{"::", true},
+		{"224.0.0.1", true},
+		{"203.0.113.9", true}, // the API server
+		{"172.32.0.1", false},
+		{"93.184.215.14", false},
+		{"2606:4700::1111", false},
+		{"203.0.113.10", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.ip, func(t *testing.T) {
+			err := g.Check(netip.MustParseAddr(tt.ip))
+			if tt.refused != (err != nil) {
+				t.Fatalf("Check(%s) = %v, want refused=%v", tt.ip, err, tt.refused)
+			}
+			if err != nil && (!errors.Is(err, ErrTargetRefused) || !errors.Is(err, v1.ErrForbidden)) {
+				t.Fatalf("error %v does not wrap ErrTargetRefused and ErrForbidden", err)
+			}
+		})
+	}
+}
+
+func TestGuardWithAnUnspecifiedServerAddressRefusesThisMachine(t *testing.T) {
+	g := NewGuard("0.0.0.0:7443")
+	local := localAddrs()
+	if len(local) == 0 {
+		t.Skip("this machine reports no interface addresses")
+	}
+	for _, ip := range local {
+		if err := g.Check(ip); err == nil {
+			t.Errorf("local address %s is allowed", ip)
+		}
+	}
+}
+
+func TestCheckURL(t *testing.T) {
+	g := &Guard{}
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		url     string
+		wantErr error
+	}{
+		{"a loopback literal is refused", "http://127.0.0.1:9000/hook", ErrTargetRefused},
+		{"localhost is resolved and refused", "http://localhost:9000/hook", ErrTargetRefused},
+		{"the metadata service is refused", "http://169.254.169.254/latest/meta-data", ErrTargetRefused},
+		{"a private address is refused", "https://10.0.0.5/hook", ErrTargetRefused},
+		{"a public literal is allowed", "https://198.51.100.7/hook", nil},
+		{"a non-http scheme is invalid", "file:///etc/passwd", v1.ErrInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := g.CheckURL(ctx, tt.url)
+			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Fatalf("CheckURL(%s) = %v, want %v", tt.url, err, tt.wantErr)
+			}
+		})
+	}
+}
