@@ -19,7 +19,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/gantry
 
 up: setup build
-	./$(BIN) up --demo
+	./$(BIN) up --seed --apply examples/hello.yaml
 
 # test is the whole suite: static checks, unit and integration tests with
 # the race detector, end-to-end tests against real containerd, and a short

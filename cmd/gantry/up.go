@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gantry-dev/gantry/client"
+	"github.com/gantry-dev/gantry/internal/image"
 	"github.com/gantry-dev/gantry/internal/logfile"
 	"github.com/gantry-dev/gantry/internal/node"
 	"github.com/gantry-dev/gantry/internal/server"
@@ -41,6 +42,8 @@ type upOptions struct {
 	sampleEvery   time.Duration
 	registryAddr  string
 	registryHost  string
+	seed          bool
+	apply         []string
 }
 
 func newLogger(level, format string) (*slog.Logger, error) {
@@ -92,6 +95,8 @@ The first start creates a cluster admin and writes the CLI config
 	f.StringVar(&o.appsDomain, "apps-domain", "localhost", "domain of the default app hostnames (APP.NS.DOMAIN)")
 	f.StringVar(&o.agentMetrics, "agent-metrics-addr", "127.0.0.1:7445", "where this node's agent serves /metrics (empty: nowhere)")
 	f.DurationVar(&o.sampleEvery, "sample-interval", 10*time.Second, "how often instance CPU and memory are sampled")
+	f.BoolVar(&o.seed, "seed", false, "push the busybox seed image (library/busybox:latest) once up")
+	f.StringSliceVar(&o.apply, "apply", nil, "apply these manifests once up (the demo of `make up`)")
 	f.StringVar(&o.registryAddr, "registry-addr", ":5000", "where the OCI registry listens (empty: no registry)")
 	f.StringVar(&o.registryHost, "registry-host", "", "host:port that image references use for the registry (default: the listen address, with a wildcard host as 127.0.0.1)")
 	f.StringVar(&o.dnsAddr, "dns-addr", "127.0.0.1:5353", "host address of the DNS server (UDP and TCP; empty: none)")
@@ -156,6 +161,9 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 				srv.Fail(err)
 			}
 		}()
+	}
+	if err := upExtras(ctx, cmd, o, srv, cc); err != nil {
+		return err
 	}
 	log.Info("gantry is up", "api", srv.APIURL, "data", dataDir, "config", cfgPath, "startup", time.Since(start).Round(time.Millisecond))
 	fmt.Fprintf(cmd.ErrOrStderr(), "\nGantry is up (%s). Try:\n  gantry apply -f examples/hello.yaml\n  gantry get apps\n\n", strings.TrimPrefix(srv.APIURL, "http://"))
@@ -284,4 +292,35 @@ func pidAlive(path string) bool {
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	return err == nil && strings.Contains(string(cmdline), "gantry")
+}
+
+// upExtras seeds the busybox image and applies manifests, for a demo that
+// works out of the box.
+func upExtras(ctx context.Context, cmd *cobra.Command, o *upOptions, srv *server.Server, cc *CLIConfig) error {
+	if o.seed && srv.Registry != nil {
+		ref, d, err := image.Seed(ctx, srv.Config.RegistryHost, image.Auth{Token: cc.Token}, nil)
+		if err != nil {
+			return fmt.Errorf("seed busybox image: %w", err)
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "seeded %s@%s\n", ref, d)
+	}
+	if len(o.apply) == 0 {
+		return nil
+	}
+	objs, err := readManifests(o.apply, os.Stdin)
+	if err != nil {
+		return err
+	}
+	c, err := client.New(client.Config{Server: srv.APIURL, Token: cc.Token, CA: []byte(cc.CA)})
+	if err != nil {
+		return err
+	}
+	for _, obj := range objs {
+		res, err := c.Apply(ctx, obj)
+		if err != nil {
+			return fmt.Errorf("apply %s/%s: %w", strings.ToLower(obj.GetType().Kind), obj.GetMeta().Name, err)
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "%s/%s %s\n", strings.ToLower(obj.GetType().Kind), obj.GetMeta().Name, res)
+	}
+	return nil
 }

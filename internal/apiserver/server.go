@@ -88,6 +88,7 @@ type Server struct {
 	auditLog   *audit.Log
 	secrets    *secrets.Codec
 	tester     NotifierTester
+	registryGC func(context.Context) (any, error)
 	heartbeats *store.Heartbeats
 	proxy      NodeProxy
 	metrics    *apiMetrics
@@ -177,6 +178,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/whoami", s.whoami)
 	mux.HandleFunc("GET /metrics", s.serveProm)
 	mux.HandleFunc("POST /api/v1/secret-key/rotate", s.rotateKey)
+	mux.HandleFunc("POST /api/v1/registry/gc", s.serveRegistryGC)
 	mux.HandleFunc("GET /api/v1/audit", s.serveAudit)
 	mux.HandleFunc("GET /api/v1/audit/{op}", s.serveAudit)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -201,7 +201,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	opts := []apiserver.Option{apiserver.WithNodeProxy(s.Nodes), apiserver.WithMetrics(s.Window), apiserver.WithPrometheus(s.Metrics),
 		apiserver.WithAuditLog(s.Audit), apiserver.WithSecrets(codec), apiserver.WithNotifierTester(s.Notify)}
 	if s.Registry != nil {
-		opts = append(opts, apiserver.WithImageResolver(imageResolver{host: cfg.RegistryHost, reg: s.Registry}))
+		opts = append(opts, apiserver.WithImageResolver(imageResolver{host: cfg.RegistryHost, reg: s.Registry}),
+			apiserver.WithRegistryGC(func(ctx context.Context) (any, error) { return s.Registry.GC(ctx) }))
 	}
 	s.API = apiserver.New(cfg.API, s.Store, authn, authz, log, opts...)
 	s.Metrics.MustRegister(s.API.Collectors()...)

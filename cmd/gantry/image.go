@@ -1,0 +1,343 @@
+package main
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcr "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/spf13/cobra"
+
+	"github.com/gantry-dev/gantry/internal/image"
+)
+
+// imageEnv is what image commands need: the registry host and how to log
+// in to it.
+type imageEnv struct {
+	registry string
+	auth     image.Auth
+	ns       string
+}
+
+func (g *globals) imageEnv() (*imageEnv, error) {
+	c, err := g.config()
+	if err != nil {
+		return nil, err
+	}
+	if c.Registry == "" {
+		return nil, errors.New("no registry in the CLI config: run `gantry up` (it writes it) or add `registry: HOST:PORT` to ~/.gantry/config")
+	}
+	auth := image.Auth{Token: c.Token}
+	if c.CA != "" {
+		pool := x509.NewCertPool()
+		if pool.AppendCertsFromPEM([]byte(c.CA)) {
+			auth.RootCAs = pool
+		}
+	}
+	return &imageEnv{registry: c.Registry, auth: auth, ns: g.ns()}, nil
+}
+
+func (e *imageEnv) ref(r string) string { return image.Reference(e.registry, e.ns, r) }
+
+// progress returns a progress callback drawing a bar on a terminal.
+func progress(cmd *cobra.Command, label string) (func(done, total int64), func()) {
+	bar := image.NewBar(cmd.ErrOrStderr(), label)
+	return bar.Update, bar.Finish
+}
+
+func newImageCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "image", Aliases: []string{"images"}, Short: "Build, push, pull, list, inspect and remove images in the cluster registry"}
+	var tag string
+	var push bool
+	build := &cobra.Command{
+		Use:   "build DIR -t NAME:TAG [--push]",
+		Short: "Build an image from a Go main package or a Dockerfile, without a Docker daemon",
+		Long: `Build an image from DIR. If DIR holds a Go main package (and no Dockerfile), it is
+compiled into a static binary and packed FROM scratch. If DIR has a Dockerfile, its
+steps run as Docker would, with RUN executed in a real containerd container.`,
+		Example: "  gantry image build ./cmd/web -t web:v1 --push\n  gantry image build . -t app:v2 --push",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if tag == "" {
+				return errors.New("name the image with -t NAME:TAG")
+			}
+			env, err := g.imageEnv()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			dir := args[0]
+			var img ggcr.Image
+			if _, err := os.Stat(filepath.Join(dir, "Dockerfile")); err == nil {
+				img, err = buildDockerfile(ctx, cmd, g, env, dir)
+				if err != nil {
+					return err
+				}
+			} else if image.IsGoMain(ctx, dir) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "building Go package %s (static, FROM scratch)\n", dir)
+				img, err = image.BuildGo(ctx, dir, image.Config{})
+				if err != nil {
+					return err
+				}
+			} else {
+				return fmt.Errorf("%s has neither a Dockerfile nor a Go main package", dir)
+			}
+			d, _ := img.Digest()
+			ref := env.ref(tag)
+			if !push {
+				out := strings.NewReplacer("/", "_", ":", "_").Replace(tag) + ".tar"
+				r, err := name.ParseReference(ref, name.Insecure)
+				if err != nil {
+					return err
+				}
+				if err := tarball.WriteToFile(out, r, img); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "built %s (%s), saved to %s; push it with --push or `gantry image push %s %s`\n", tag, d, out, out, tag)
+				return nil
+			}
+			up, done := progress(cmd, "push "+tag)
+			dig, err := image.Push(ctx, img, ref, env.auth, up)
+			done()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "built and pushed %s@%s\n", ref, dig)
+			return nil
+		},
+	}
+	build.Flags().StringVarP(&tag, "tag", "t", "", "image name and tag, e.g. web:v1 (bare names go to the namespace)")
+	build.Flags().BoolVar(&push, "push", false, "push to the cluster registry")
+
+	pushCmd := &cobra.Command{
+		Use:   "push SOURCE NAME:TAG",
+		Short: "Push an image tarball (docker save, OCI archive) or OCI layout directory",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			env, err := g.imageEnv()
+			if err != nil {
+				return err
+			}
+			img, err := loadLocalImage(args[0])
+			if err != nil {
+				return err
+			}
+			up, done := progress(cmd, "push "+args[1])
+			d, err := image.Push(cmd.Context(), img, env.ref(args[1]), env.auth, up)
+			done()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "pushed %s@%s\n", env.ref(args[1]), d)
+			return nil
+		},
+	}
+	var out string
+	pull := &cobra.Command{
+		Use:   "pull NAME:TAG [-o FILE.tar]",
+		Short: "Download an image as a tarball (loadable by docker load, skopeo, …)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			env, err := g.imageEnv()
+			if err != nil {
+				return err
+			}
+			ref := env.ref(args[0])
+			img, err := image.Pull(cmd.Context(), ref, env.auth)
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				out = strings.NewReplacer("/", "_", ":", "_").Replace(args[0]) + ".tar"
+			}
+			r, err := name.ParseReference(ref, name.Insecure)
+			if err != nil {
+				return err
+			}
+			if err := tarball.WriteToFile(out, r, img); err != nil {
+				return err
+			}
+			d, _ := img.Digest()
+			fmt.Fprintf(cmd.OutOrStdout(), "pulled %s (%s) to %s\n", ref, d, out)
+			return nil
+		},
+	}
+	pull.Flags().StringVarP(&out, "output", "o", "", "file to write (default NAME_TAG.tar)")
+	ls := &cobra.Command{
+		Use: "ls", Short: "List repositories and tags you can read", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			env, err := g.imageEnv()
+			if err != nil {
+				return err
+			}
+			repos, err := image.List(cmd.Context(), env.registry, env.auth)
+			if err != nil {
+				return err
+			}
+			sort.Slice(repos, func(i, j int) bool { return repos[i].Repository < repos[j].Repository })
+			rows := [][]string{{"REPOSITORY", "TAGS"}}
+			for _, r := range repos {
+				rows = append(rows, []string{r.Repository, strings.Join(r.Tags, ", ")})
+			}
+			printRows(cmd.OutOrStdout(), rows)
+			return nil
+		},
+	}
+	tags := &cobra.Command{
+		Use: "tags NAME", Short: "List the tags of a repository", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			env, err := g.imageEnv()
+			if err != nil {
+				return err
+			}
+			t, err := image.Tags(cmd.Context(), env.ref(args[0]), env.auth)
+			if err != nil {
+				return err
+			}
+			for _, x := range t {
+				fmt.Fprintln(cmd.OutOrStdout(), x)
+			}
+			return nil
+		},
+	}
+	inspect := &cobra.Command{
+		Use: "inspect NAME:TAG", Short: "Show an image's digest, config and layers", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			env, err := g.imageEnv()
+			if err != nil {
+				return err
+			}
+			info, err := image.Inspect(cmd.Context(), env.ref(args[0]), env.auth)
+			if err != nil {
+				return err
+			}
+			return printYAML(cmd.OutOrStdout(), info)
+		},
+	}
+	var force bool
+	rm := &cobra.Command{
+		Use: "rm NAME:TAG|NAME@DIGEST [--force]", Short: "Delete a tag or manifest (refused while an App runs it, unless --force)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			env, err := g.imageEnv()
+			if err != nil {
+				return err
+			}
+			if err := image.Delete(cmd.Context(), env.ref(args[0]), env.auth, force); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted %s; run `gantry registry gc` to free the space\n", env.ref(args[0]))
+			return nil
+		},
+	}
+	rm.Flags().BoolVar(&force, "force", false, "delete even if a running App uses it")
+	var importTag string
+	importCmd := &cobra.Command{
+		Use:     "import ROOTFS_DIR|TARBALL -t NAME:TAG",
+		Short:   "Make an image from a root filesystem (e.g. from debootstrap) or a tarball, and push it",
+		Example: "  debootstrap --variant=minbase bookworm /tmp/root\n  gantry image import /tmp/root -t library/debian:12",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if importTag == "" {
+				return errors.New("name the image with -t NAME:TAG")
+			}
+			env, err := g.imageEnv()
+			if err != nil {
+				return err
+			}
+			work, err := os.MkdirTemp("", "gantry-import")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(work)
+			img, err := image.Import(cmd.Context(), args[0], work, image.Config{Cmd: []string{"/bin/sh"}})
+			if err != nil {
+				return err
+			}
+			up, done := progress(cmd, "push "+importTag)
+			d, err := image.Push(cmd.Context(), img, env.ref(importTag), env.auth, up)
+			done()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "imported %s as %s@%s\n", args[0], env.ref(importTag), d)
+			return nil
+		},
+	}
+	importCmd.Flags().StringVarP(&importTag, "tag", "t", "", "image name and tag")
+	seed := &cobra.Command{
+		Use:   "seed",
+		Short: "Pack Debian's busybox-static into library/busybox:latest, a shell image to build on",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			env, err := g.imageEnv()
+			if err != nil {
+				return err
+			}
+			up, done := progress(cmd, "push library/busybox:latest")
+			ref, d, err := image.Seed(cmd.Context(), env.registry, env.auth, up)
+			done()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "seeded %s@%s\n", ref, d)
+			return nil
+		},
+	}
+	cmd.AddCommand(build, pushCmd, pull, ls, tags, inspect, rm, importCmd, seed)
+	return cmd
+}
+
+// loadLocalImage reads an image from a tarball or an OCI layout directory.
+func loadLocalImage(path string) (ggcr.Image, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if st.IsDir() {
+		idx, err := layout.ImageIndexFromPath(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s is not an OCI layout: %w", path, err)
+		}
+		m, err := idx.IndexManifest()
+		if err != nil {
+			return nil, err
+		}
+		if len(m.Manifests) == 0 {
+			return nil, fmt.Errorf("OCI layout %s holds no image", path)
+		}
+		return idx.Image(m.Manifests[0].Digest)
+	}
+	img, err := tarball.ImageFromPath(path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s is not an image tarball (docker save or OCI archive): %w", path, err)
+	}
+	return img, nil
+}
+
+func newRegistryCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "registry", Short: "Operate the built-in registry"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "gc",
+		Short: "Remove blobs no manifest references (safe while the registry serves)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var res map[string]any
+			if _, err := c.Do(cmd.Context(), "POST", "/api/v1/registry/gc", nil, nil, &res); err != nil {
+				return err
+			}
+			return printYAML(cmd.OutOrStdout(), res)
+		},
+	})
+	return cmd
+}
