@@ -11,6 +11,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -25,10 +26,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
 	ggcr "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"sigs.k8s.io/yaml"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -114,6 +112,7 @@ type Cluster struct {
 	Node     string
 	Client   *client.Client
 	Token    string
+	CA       []byte
 	args     []string
 
 	mu   sync.Mutex
@@ -200,7 +199,7 @@ func (c *Cluster) waitReady() {
 					n, err := client.Get[*v1.Node](ctx, cl, "", c.Node)
 					cancel()
 					if err == nil && n.Status.Ready {
-						c.Client, c.Token = cl, cfg.Token
+						c.Client, c.Token, c.CA = cl, cfg.Token, []byte(cfg.CA)
 						return
 					}
 				}
@@ -299,16 +298,21 @@ func (c *Cluster) MustGantry(stdin string, args ...string) string {
 // its reference (REGISTRY/repo@digest form is in the second value).
 func (c *Cluster) Push(img ggcr.Image, repoTag string) (string, string) {
 	c.t.Helper()
-	ref, err := name.ParseReference(c.RegAddr+"/"+repoTag, name.Insecure)
+	ref := c.RegAddr + "/" + repoTag
+	d, err := image.Push(context.Background(), img, ref, c.ImageAuth(), nil)
 	if err != nil {
-		c.t.Fatal(err)
-	}
-	auth := authn.FromConfig(authn.AuthConfig{Username: "e2e", Password: c.Token})
-	if err := remote.Write(ref, img, remote.WithAuth(auth)); err != nil {
 		c.t.Fatalf("push %s: %v", ref, err)
 	}
-	d, _ := img.Digest()
-	return ref.String(), ref.Context().String() + "@" + d.String()
+	repo, _, _ := strings.Cut(ref, ":"+strings.SplitN(repoTag, ":", 2)[len(strings.SplitN(repoTag, ":", 2))-1])
+	return ref, repo + "@" + d.String()
+}
+
+// ImageAuth logs in to the cluster registry as the admin, trusting the
+// cluster CA.
+func (c *Cluster) ImageAuth() image.Auth {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(c.CA)
+	return image.Auth{Token: c.Token, RootCAs: pool}
 }
 
 // WebappImage packs the test web app as an image.

@@ -50,7 +50,7 @@ func (c *Cluster) apply(manifest string) {
 func (c *Cluster) waitRunning(ns, app string, n int, timeout time.Duration) []*v1.Instance {
 	c.t.Helper()
 	var insts []*v1.Instance
-	Eventually(c.t, timeout, fmt.Sprintf("%d ready instances of %s", n, app), func() bool {
+	ok := func() bool {
 		insts = c.Instances(ns, app)
 		if len(insts) != n {
 			return false
@@ -61,7 +61,18 @@ func (c *Cluster) waitRunning(ns, app string, n int, timeout time.Duration) []*v
 			}
 		}
 		return true
-	})
+	}
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			var b strings.Builder
+			for _, i := range insts {
+				fmt.Fprintf(&b, "\n  %s phase=%s ready=%v deleting=%v restarts=%d reason=%s message=%q", i.Metadata.Name, i.Status.Phase, i.Status.Ready, i.Metadata.Deleting != nil, i.Status.Restarts, i.Status.Reason, i.Status.Message)
+			}
+			c.t.Fatalf("timed out after %s waiting for %d ready instances of %s; have:%s", timeout, n, app, b.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	return insts
 }
 

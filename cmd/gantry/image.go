@@ -34,14 +34,23 @@ func (g *globals) imageEnv() (*imageEnv, error) {
 	if c.Registry == "" {
 		return nil, errors.New("no registry in the CLI config: run `gantry up` (it writes it) or add `registry: HOST:PORT` to ~/.gantry/config")
 	}
+	return &imageEnv{registry: c.Registry, auth: imageAuth(c), ns: g.ns()}, nil
+}
+
+// imageAuth logs in to the cluster registry with the CLI's token and
+// trusts the cluster CA.
+func imageAuth(c *CLIConfig) image.Auth {
 	auth := image.Auth{Token: c.Token}
 	if c.CA != "" {
-		pool := x509.NewCertPool()
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
 		if pool.AppendCertsFromPEM([]byte(c.CA)) {
 			auth.RootCAs = pool
 		}
 	}
-	return &imageEnv{registry: c.Registry, auth: auth, ns: g.ns()}, nil
+	return auth
 }
 
 func (e *imageEnv) ref(r string) string { return image.Reference(e.registry, e.ns, r) }

@@ -38,6 +38,7 @@ type upOptions struct {
 	domain        string
 	appsDomain    string
 	dnsAddr       string
+	noTLS         bool
 	agentMetrics  string
 	sampleEvery   time.Duration
 	registryAddr  string
@@ -95,6 +96,7 @@ The first start creates a cluster admin and writes the CLI config
 	f.StringVar(&o.appsDomain, "apps-domain", "localhost", "domain of the default app hostnames (APP.NS.DOMAIN)")
 	f.StringVar(&o.agentMetrics, "agent-metrics-addr", "127.0.0.1:7445", "where this node's agent serves /metrics (empty: nowhere)")
 	f.DurationVar(&o.sampleEvery, "sample-interval", 10*time.Second, "how often instance CPU and memory are sampled")
+	f.BoolVar(&o.noTLS, "insecure-no-tls", false, "serve the API and registry over plain HTTP (for debugging only)")
 	f.BoolVar(&o.seed, "seed", false, "push the busybox seed image (library/busybox:latest) once up")
 	f.StringSliceVar(&o.apply, "apply", nil, "apply these manifests once up (the demo of `make up`)")
 	f.StringVar(&o.registryAddr, "registry-addr", ":5000", "where the OCI registry listens (empty: no registry)")
@@ -120,6 +122,7 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	cfg.API.ClusterCIDR = o.clusterCIDR
 	cfg.DNSAddr = o.dnsAddr
 	cfg.RegistryAddr, cfg.RegistryHost = o.registryAddr, o.registryHost
+	cfg.TLS = !o.noTLS
 	cfg.DNS.Domain = o.domain
 	cfg.DNS.AppsDomain = o.appsDomain
 	pidPath := filepath.Join(dataDir, "gantry.pid")
@@ -147,6 +150,7 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 		cc.Token = srv.AdminToken
 	}
 	cc.Registry = srv.Config.RegistryHost
+	cc.CA = string(srv.CAPEM)
 	if err := saveConfig(cfgPath, cc); err != nil {
 		return fmt.Errorf("write CLI config %s: %w", cfgPath, err)
 	}
@@ -184,7 +188,7 @@ func startLocalNode(ctx context.Context, o *upOptions, srv *server.Server, dataD
 	if err != nil {
 		return nil, fmt.Errorf("node credential: %w", err)
 	}
-	api, err := client.New(client.Config{Server: srv.APIURL, Token: tok, UserAgent: "gantry-agent/" + version})
+	api, err := client.New(client.Config{Server: srv.APIURL, Token: tok, CA: srv.CAPEM, UserAgent: "gantry-agent/" + version})
 	if err != nil {
 		return nil, err
 	}
@@ -203,8 +207,8 @@ func startLocalNode(ctx context.Context, o *upOptions, srv *server.Server, dataD
 		return "", ""
 	}
 	nd, err := node.Start(ctx, node.Config{
-		Credentials: creds,
-		Name:        o.nodeName, DataDir: filepath.Join(dataDir, "node"), ContainerdSocket: o.containerd,
+		Credentials: creds, CAPEM: srv.CAPEM,
+		Name: o.nodeName, DataDir: filepath.Join(dataDir, "node"), ContainerdSocket: o.containerd,
 		LogDriver: []string{self, logDriverCommand}, BridgeName: o.bridge, ClusterCIDR: o.clusterCIDR,
 		NetNSDir: o.netnsDir, Address: node.OutboundIP(), ClusterDomain: o.domain, SampleInterval: o.sampleEvery,
 	}, api, log)
@@ -298,7 +302,7 @@ func pidAlive(path string) bool {
 // works out of the box.
 func upExtras(ctx context.Context, cmd *cobra.Command, o *upOptions, srv *server.Server, cc *CLIConfig) error {
 	if o.seed && srv.Registry != nil {
-		ref, d, err := image.Seed(ctx, srv.Config.RegistryHost, image.Auth{Token: cc.Token}, nil)
+		ref, d, err := image.Seed(ctx, srv.Config.RegistryHost, imageAuth(cc), nil)
 		if err != nil {
 			return fmt.Errorf("seed busybox image: %w", err)
 		}

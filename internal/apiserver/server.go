@@ -16,6 +16,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/audit"
 	"github.com/gantry-dev/gantry/internal/auth"
 	"github.com/gantry-dev/gantry/internal/metrics"
+	"github.com/gantry-dev/gantry/internal/pki"
 	"github.com/gantry-dev/gantry/internal/secrets"
 	"github.com/gantry-dev/gantry/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -231,6 +232,11 @@ func (s *Server) withRecover(h http.Handler) http.Handler {
 func (s *Server) authenticate(r *http.Request) (*auth.Identity, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
+		// A node certificate from the cluster CA, verified in the TLS
+		// handshake, identifies an agent.
+		if node, ok := pki.NodeFromTLS(r.TLS); ok {
+			return &auth.Identity{User: auth.NodeUser(node), Node: node}, nil
+		}
 		return auth.Anonymous, nil
 	}
 	src, now := sourceIP(r), time.Now()

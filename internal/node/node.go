@@ -6,6 +6,7 @@ package node
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,6 +44,9 @@ type Config struct {
 	AgentURL    string
 	// Credentials answers registry credentials per host.
 	Credentials func(host string) (user, secret string)
+	// CAPEM is the cluster CA, trusted for registry TLS; with it, even
+	// loopback registries are reached over HTTPS.
+	CAPEM []byte
 	// ClusterDomain is the DNS domain of service names.
 	ClusterDomain string
 	// SampleInterval is how often instance metrics are sampled.
@@ -84,7 +88,19 @@ func Start(ctx context.Context, cfg Config, api *client.Client, log *slog.Logger
 		n.Daemon = d
 		addr = d.Address()
 	}
-	drv, err := runtime.New(ctx, runtime.Config{Address: addr, LogDriver: cfg.LogDriver, Credentials: cfg.Credentials}, log)
+	rcfg := runtime.Config{Address: addr, LogDriver: cfg.LogDriver, Credentials: cfg.Credentials}
+	if len(cfg.CAPEM) > 0 {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(cfg.CAPEM) {
+			return nil, fmt.Errorf("cluster CA is not valid PEM")
+		}
+		rcfg.RootCAs = pool
+		rcfg.PlainHTTP = func(string) bool { return false }
+	}
+	drv, err := runtime.New(ctx, rcfg, log)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -137,7 +138,11 @@ func pullError(name string, err error) error {
 // resolver reaches registries over HTTPS, or plain HTTP where PlainHTTP
 // says so, with the configured credentials.
 func (d *Driver) resolver() remotes.Resolver {
-	transport := docker.DefaultHTTPTransport(nil)
+	var tlsCfg *tls.Config
+	if d.cfg.RootCAs != nil {
+		tlsCfg = &tls.Config{RootCAs: d.cfg.RootCAs, MinVersion: tls.VersionTLS12}
+	}
+	transport := docker.DefaultHTTPTransport(tlsCfg)
 	transport.DialContext = (&net.Dialer{Timeout: registryDialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	transport.ResponseHeaderTimeout = registryHeaderTimeout
 	httpClient := &http.Client{Transport: transport}

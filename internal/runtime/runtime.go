@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +32,9 @@ type Config struct {
 	// PlainHTTP reports whether a registry host ("host:port") is reached
 	// over plain HTTP. By default only loopback registries are.
 	PlainHTTP func(host string) bool
+	// RootCAs verifies registries' TLS certificates in addition to the
+	// system roots (Gantry's own CA for its registry).
+	RootCAs *x509.CertPool
 	// Credentials returns the user and secret for a registry host; empty
 	// strings mean anonymous. If user is empty and secret is not, secret
 	// is a bearer token.

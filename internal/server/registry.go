@@ -95,6 +95,15 @@ func (s *Server) startRegistry(ctx context.Context, authn *auth.Authenticator, a
 		reg.Close()
 		return fmt.Errorf("registry listener on %s: %w (pass --registry-addr)", cfg.RegistryAddr, err)
 	}
+	if s.CA != nil {
+		tl, err := s.tlsListener(ln, "registry")
+		if err != nil {
+			ln.Close()
+			reg.Close()
+			return err
+		}
+		ln = tl
+	}
 	hs := &http.Server{Handler: reg.Handler(), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	s.goRun(func() error {
 		go func() {

@@ -10,6 +10,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,6 +37,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/informer"
 	"github.com/gantry-dev/gantry/internal/metrics"
 	"github.com/gantry-dev/gantry/internal/notify"
+	"github.com/gantry-dev/gantry/internal/pki"
 	"github.com/gantry-dev/gantry/internal/registry"
 	"github.com/gantry-dev/gantry/internal/scheduler"
 	"github.com/gantry-dev/gantry/internal/secrets"
@@ -56,6 +58,11 @@ type Config struct {
 	// EvictAfter is how long a node may be NotReady before its
 	// instances are rescheduled.
 	EvictAfter time.Duration
+	// TLS serves the API and the registry over HTTPS with certificates of
+	// the built-in CA (made at first start under DataDir/pki). TLSNames
+	// are extra host names and IPs for the certificates.
+	TLS      bool
+	TLSNames []string
 	// RegistryAddr is where the OCI registry listens (empty: no
 	// registry); RegistryHost is the host:port image references use for
 	// it, and RegistryURL its public base URL (token realm).
@@ -78,6 +85,7 @@ func DefaultConfig(dataDir string) Config {
 		DNS:          dns.Config{Domain: dns.DefaultDomain, AppsDomain: dns.DefaultAppsDomain},
 		DNSAddr:      "127.0.0.1:5353",
 		RegistryAddr: ":5000",
+		TLS:          true,
 	}
 }
 
@@ -101,6 +109,9 @@ type Server struct {
 	// Discovery publishes service snapshots for DNS and the ingress.
 	Discovery *discovery.Watcher
 	DNS       *dns.Server
+	// CA is the cluster CA; CAPEM its certificate, which clients trust.
+	CA    *pki.CA
+	CAPEM []byte
 	// Nodes reaches agents for logs and exec.
 	Nodes      *apiserver.Nodes
 	AdminToken string
@@ -147,6 +158,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.Store = store.New(s.cli, "")
 	if err := s.bootstrap(ctx); err != nil {
 		return nil, err
+	}
+	if cfg.TLS {
+		ca, err := pki.LoadOrCreateCA(cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("cluster CA: %w", err)
+		}
+		s.CA, s.CAPEM = ca, ca.CertPEM()
 	}
 
 	s.Recorder = events.NewRecorder(s.Store, "server", log)
@@ -212,7 +230,16 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("API listener on %s: %w (is another gantry running? pass --api-addr)", cfg.APIAddr, err)
 	}
 	s.listener = ln
-	s.APIURL = "http://" + ln.Addr().String()
+	s.APIURL = "http://" + advertised(ln.Addr().String())
+	if s.CA != nil {
+		tl, err := s.tlsListener(ln, "api")
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		ln = tl
+		s.APIURL = "https://" + advertised(s.listener.Addr().String())
+	}
 	s.goRun(func() error { return s.API.Serve(ctx, ln, nil) })
 	s.goRun(func() error { s.Recorder.Run(ctx); return nil })
 	s.Notify.ClusterURL = s.APIURL
@@ -433,4 +460,35 @@ func advertised(addr string) string {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// tlsListener wraps ln in TLS with a certificate of the cluster CA for
+// this machine's names; clients may present node certificates.
+func (s *Server) tlsListener(ln net.Listener, name string) (net.Listener, error) {
+	sans := []string{"localhost", "127.0.0.1", "::1"}
+	if h, err := os.Hostname(); err == nil {
+		sans = append(sans, h)
+	}
+	if host, _, err := net.SplitHostPort(ln.Addr().String()); err == nil && host != "0.0.0.0" && host != "::" {
+		sans = append(sans, host)
+	}
+	sans = append(sans, outboundIP())
+	sans = append(sans, s.Config.TLSNames...)
+	cert, err := s.CA.ServingCert(pki.Dir(s.Config.DataDir), name, sans...)
+	if err != nil {
+		return nil, fmt.Errorf("%s certificate: %w", name, err)
+	}
+	cfg := pki.ServerTLS(s.CA.Pool(), cert.GetCertificate)
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	return tls.NewListener(ln, cfg), nil
+}
+
+// outboundIP guesses the address other machines reach this one at.
+func outboundIP() string {
+	conn, err := net.Dial("udp", "192.0.2.1:9")
+	if err != nil {
+		return "127.0.0.1"
+	}
+	defer conn.Close()
+	return conn.LocalAddr().(*net.UDPAddr).IP.String()
 }

@@ -1,0 +1,140 @@
+package ingress
+
+import (
+	"crypto/tls"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Balancing policies.
+const (
+	RoundRobin    = "round-robin"
+	LeastRequests = "least-requests"
+)
+
+// Certificates supplies the certificate for a TLS host. The ingress asks
+// only for hosts it routes, so an implementation that issues certificates
+// on demand (the built-in CA) cannot be made to sign arbitrary names.
+type Certificates interface {
+	GetCertificate(host string) (*tls.Certificate, error)
+}
+
+// Config configures a Proxy. The zero value is usable: withDefaults fills
+// every unset field.
+type Config struct {
+	// HTTPAddr is the plain HTTP (and h2c) listen address. Default ":8080".
+	HTTPAddr string
+	// HTTPSAddr is the TLS listen address; empty disables HTTPS.
+	HTTPSAddr string
+	// Certificates backs HTTPS. Required when HTTPSAddr is set.
+	Certificates Certificates
+
+	// AppsDomain gives every App with an http port the default host
+	// APP.NAMESPACE.AppsDomain. Default "localhost", which resolves to
+	// loopback without any DNS set-up.
+	AppsDomain string
+
+	// Balancer is RoundRobin (default) or LeastRequests.
+	Balancer string
+
+	// DialTimeout bounds a connect to an instance. Default 2s.
+	DialTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for an instance's response
+	// headers once the request is written. Default 0: no limit, because
+	// long polls are legitimate.
+	ResponseHeaderTimeout time.Duration
+	// MaxIdlePerEndpoint is the number of idle keep-alive connections kept
+	// to each instance. Default 256.
+	MaxIdlePerEndpoint int
+	// UpstreamIdleTimeout closes upstream connections idle this long.
+	// Default 60s.
+	UpstreamIdleTimeout time.Duration
+	// ClientIdleTimeout closes client keep-alive connections idle this
+	// long. Default 120s.
+	ClientIdleTimeout time.Duration
+
+	// EjectAfter is the number of consecutive connect failures after which
+	// an instance gets no traffic for EjectFor. Defaults 3 and 10s.
+	EjectAfter int
+	EjectFor   time.Duration
+
+	// TCPBindAddress is the IP that node ports of `expose: tcp` ports bind
+	// to. Default "" (every address).
+	TCPBindAddress string
+	// NodePortMin and NodePortMax bound node ports allocated to exposed
+	// ports that do not ask for one. Defaults 30000 and 32767.
+	NodePortMin, NodePortMax int
+
+	// ShutdownTimeout bounds how long in-flight requests and TCP flows may
+	// run once the context of ListenAndServe ends. Default 10s.
+	ShutdownTimeout time.Duration
+
+	// AccessLog logs every request at Info level. Default off in the zero
+	// value; gantry up turns it on.
+	AccessLog bool
+
+	// Registerer receives the ingress metrics; nil keeps them unregistered.
+	Registerer prometheus.Registerer
+
+	// RateWindow is the window over which RequestRate averages. Default 10s.
+	RateWindow time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = ":8080"
+	}
+	if c.AppsDomain == "" {
+		c.AppsDomain = "localhost"
+	}
+	c.AppsDomain = strings.Trim(strings.ToLower(c.AppsDomain), ".")
+	if c.Balancer == "" {
+		c.Balancer = RoundRobin
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 2 * time.Second
+	}
+	if c.MaxIdlePerEndpoint <= 0 {
+		c.MaxIdlePerEndpoint = 256
+	}
+	if c.UpstreamIdleTimeout <= 0 {
+		c.UpstreamIdleTimeout = 60 * time.Second
+	}
+	if c.ClientIdleTimeout <= 0 {
+		c.ClientIdleTimeout = 120 * time.Second
+	}
+	if c.EjectAfter <= 0 {
+		c.EjectAfter = 3
+	}
+	if c.EjectFor <= 0 {
+		c.EjectFor = 10 * time.Second
+	}
+	if c.NodePortMin == 0 && c.NodePortMax == 0 {
+		c.NodePortMin, c.NodePortMax = 30000, 32767
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.RateWindow <= 0 {
+		c.RateWindow = 10 * time.Second
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	switch c.Balancer {
+	case RoundRobin, LeastRequests:
+	default:
+		return fmt.Errorf("ingress: balancer must be %q or %q (got %q)", RoundRobin, LeastRequests, c.Balancer)
+	}
+	if c.HTTPSAddr != "" && c.Certificates == nil {
+		return fmt.Errorf("ingress: HTTPSAddr %q needs a Certificates source", c.HTTPSAddr)
+	}
+	if c.NodePortMin < 1 || c.NodePortMax > 65535 || c.NodePortMin > c.NodePortMax {
+		return fmt.Errorf("ingress: node port range %d-%d is not within 1-65535", c.NodePortMin, c.NodePortMax)
+	}
+	return nil
+}

@@ -1,0 +1,23 @@
+// Package ingress is Gantry's load balancer: an HTTP reverse proxy that
+// routes by Host and path prefix to the ready instances of Apps, and an L4
+// TCP balancer for ports marked `expose: tcp`.
+//
+// It owns the routing table built from discovery snapshots, endpoint
+// selection (round-robin or least-requests), passive health (retry on a
+// connect error, ejection after consecutive connect failures), draining of
+// endpoints that leave a snapshot, TLS termination with per-host
+// certificates chosen by SNI, access logging and per-app request metrics.
+//
+// It must not decide who is ready: that is discovery's rule, and a snapshot
+// is taken as the truth. It does not issue or store certificates (a
+// Certificates implementation does), and it does not probe backends
+// actively: readiness probes are the agent's job.
+//
+// Zero downtime rests on three rules. A request picks its endpoint from
+// the newest table, and re-picks if the endpoint it got was retired in
+// between. An endpoint that leaves the table keeps serving the requests
+// already on it, gets no new ones, and has its idle upstream connections
+// closed until it has none left. A connect error means the request never
+// reached the app, so it is retried once on another endpoint whatever its
+// method.
+package ingress

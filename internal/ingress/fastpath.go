@@ -1,0 +1,441 @@
+package ingress
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/textproto"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// The fast path proxies requests without a body (most GETs) over
+// HTTP/1.1 connections that the serving goroutine reads and writes
+// itself. http.Transport hands every request to a write goroutine and
+// every response back from a read goroutine; on a proxy whose work is
+// mostly those hand-offs, that roughly doubled the CPU per request.
+// Requests with a body, upgrades, Expect and TE go through ReverseProxy,
+// whose concurrent reading and writing they need.
+
+// fastEligible reports whether r can take the fast path.
+func fastEligible(r *http.Request) bool {
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 || r.Method == http.MethodConnect {
+		return false
+	}
+	h := r.Header
+	return h["Upgrade"] == nil && h["Te"] == nil && h["Expect"] == nil && h["Trailer"] == nil
+}
+
+// pconn is one keep-alive connection to an instance.
+type pconn struct {
+	conn net.Conn
+	raw  syscall.RawConn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	idle time.Time // when it went back to the pool
+}
+
+func (pc *pconn) close() { pc.conn.Close() }
+
+// alive peeks at the socket without blocking: an idle connection that
+// reads EOF or data was closed or spoken to by the server and must not be
+// reused.
+func (pc *pconn) alive() bool {
+	if pc.raw == nil {
+		return true
+	}
+	var b [1]byte
+	ok := false
+	err := pc.raw.Read(func(fd uintptr) bool {
+		_, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		ok = rerr == syscall.EAGAIN
+		return true
+	})
+	return err == nil && ok
+}
+
+// connPool is an endpoint's idle fast-path connections, most recently
+// used last so the warmest is reused first.
+type connPool struct {
+	mu     sync.Mutex
+	idle   []*pconn
+	closed bool // retired: returned connections are closed at once
+}
+
+// peekAfter is how long a connection may sit idle before it is checked
+// with a peek before reuse. Servers close idle connections after seconds
+// (nginx 75s, many Go servers 60s+), not within one.
+const peekAfter = time.Second
+
+// getConn returns an idle connection or dials a new one. fresh skips the
+// pool.
+func (p *Proxy) getConn(ctx context.Context, ep *endpoint, fresh bool) (pc *pconn, reused bool, err error) {
+	if !fresh {
+		now := time.Now()
+		pool := &ep.pool
+		for {
+			pool.mu.Lock()
+			n := len(pool.idle)
+			if n == 0 {
+				pool.mu.Unlock()
+				break
+			}
+			pc = pool.idle[n-1]
+			pool.idle[n-1] = nil
+			pool.idle = pool.idle[:n-1]
+			pool.mu.Unlock()
+			if now.Sub(pc.idle) < peekAfter || pc.alive() {
+				return pc, true, nil
+			}
+			pc.close()
+		}
+	}
+	c, err := p.dialer.DialContext(ctx, "tcp", ep.addr)
+	if err != nil {
+		return nil, false, &dialError{addr: ep.addr, err: err}
+	}
+	pc = &pconn{conn: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 8<<10)}
+	if sc, ok := c.(syscall.Conn); ok {
+		pc.raw, _ = sc.SyscallConn()
+	}
+	return pc, false, nil
+}
+
+func (p *Proxy) putConn(ep *endpoint, pc *pconn) {
+	pool := &ep.pool
+	pc.idle = time.Now()
+	pool.mu.Lock()
+	if pool.closed || len(pool.idle) >= p.cfg.MaxIdlePerEndpoint {
+		pool.mu.Unlock()
+		pc.close()
+		return
+	}
+	pool.idle = append(pool.idle, pc)
+	pool.mu.Unlock()
+}
+
+// closeIdle closes idle connections; with retire set, later returns are
+// closed too.
+func (cp *connPool) closeIdle(retire bool) {
+	cp.mu.Lock()
+	idle := cp.idle
+	cp.idle = nil
+	if retire {
+		cp.closed = true
+	}
+	cp.mu.Unlock()
+	for _, pc := range idle {
+		pc.close()
+	}
+}
+
+// expire closes connections idle since before cutoff.
+func (cp *connPool) expire(cutoff time.Time) {
+	cp.mu.Lock()
+	var old []*pconn
+	keep := cp.idle[:0]
+	for _, pc := range cp.idle {
+		if pc.idle.Before(cutoff) {
+			old = append(old, pc)
+		} else {
+			keep = append(keep, pc)
+		}
+	}
+	clear(cp.idle[len(keep):])
+	cp.idle = keep
+	cp.mu.Unlock()
+	for _, pc := range old {
+		pc.close()
+	}
+}
+
+func noStop() bool { return true }
+
+var errStale = errors.New("connection closed by the instance before answering")
+
+// aLongTimeAgo is a deadline that fails pending I/O at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// serveFast proxies r on the fast path. It owns the response from here on.
+func (p *Proxy) serveFast(st *reqState, r *http.Request) {
+	ctx := r.Context()
+	staleRetried := false
+	for {
+		pc, reused, err := p.getConn(ctx, st.ep, staleRetried)
+		if err != nil {
+			if ctx.Err() != nil {
+				st.rec.status = statusClientClosed
+				return
+			}
+			p.connectFailed(st.ep)
+			if !st.retried && p.switchEndpoint(st) {
+				staleRetried = false
+				continue
+			}
+			p.fastError(st, err)
+			return
+		}
+		// A client that goes away aborts the exchange with the instance.
+		// (Requests from the front have no cancellation to watch.)
+		stop := noStop
+		if ctx.Done() != nil {
+			stop = context.AfterFunc(ctx, func() { pc.conn.SetDeadline(aLongTimeAgo) })
+		}
+		resp, err := p.roundTripFast(st, pc, r)
+		if err != nil {
+			stop()
+			pc.close()
+			if ctx.Err() != nil {
+				st.rec.status = statusClientClosed
+				return
+			}
+			// A kept-alive connection the instance closed meanwhile: the
+			// request may go again on a new one if it is idempotent.
+			if reused && !staleRetried && idempotent(r.Method) {
+				staleRetried = true
+				continue
+			}
+			p.fastError(st, err)
+			return
+		}
+		st.ep.succeeded()
+		p.relayFast(st, r, pc, resp, stop)
+		return
+	}
+}
+
+// switchEndpoint moves st to another endpoint after a connect error.
+func (p *Proxy) switchEndpoint(st *reqState) bool {
+	be := p.table.Load().backends[st.be.key]
+	if be == nil {
+		be = st.be
+	}
+	alt := p.acquire(be, st.ep)
+	if alt == nil {
+		return false
+	}
+	st.ep.release()
+	st.ep = alt
+	st.retried = true
+	st.be.app.retries.Inc()
+	return true
+}
+
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// roundTripFast writes r on pc and reads the response head. 1xx
+// responses are passed on (103 Early Hints) or skipped.
+func (p *Proxy) roundTripFast(st *reqState, pc *pconn, r *http.Request) (*http.Response, error) {
+	if err := writeRequest(pc.bw, r, st.ep.addr); err != nil {
+		return nil, err
+	}
+	if t := p.cfg.ResponseHeaderTimeout; t > 0 {
+		pc.conn.SetReadDeadline(time.Now().Add(t))
+		defer pc.conn.SetReadDeadline(time.Time{})
+	}
+	for {
+		resp, err := http.ReadResponse(pc.br, r)
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+				return nil, errStale
+			}
+			return nil, err
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			if resp.StatusCode == http.StatusSwitchingProtocols {
+				return nil, errors.New("instance switched protocols without being asked")
+			}
+			return resp, nil
+		}
+		if resp.StatusCode == http.StatusEarlyHints {
+			h := st.rec.Header()
+			for k, vv := range resp.Header {
+				h[k] = vv
+			}
+			st.rec.WriteHeader(resp.StatusCode)
+			clear(h)
+		}
+	}
+}
+
+var requestHopHeaders = map[string]bool{
+	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
+	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+	// Set by the proxy itself:
+	"Forwarded": true, "X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true,
+	"Content-Length": true,
+}
+
+// writeRequest serialises r as an HTTP/1.1 request head without a body.
+// Header names and values were validated by the server that parsed r.
+func writeRequest(bw *bufio.Writer, r *http.Request, addr string) error {
+	bw.WriteString(r.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(r.URL.RequestURI())
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	if r.Host != "" {
+		bw.WriteString(r.Host)
+	} else {
+		bw.WriteString(addr)
+	}
+	bw.WriteString("\r\n")
+	listed := connectionListed(r.Header)
+	for k, vv := range r.Header {
+		if requestHopHeaders[k] || (listed != nil && listed[k]) {
+			continue
+		}
+		for _, v := range vv {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	// X-Forwarded-For keeps the chain of earlier proxies and appends the
+	// client, as ReverseProxy's SetXForwarded does on the other path.
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		bw.WriteString("X-Forwarded-For: ")
+		for _, prior := range r.Header["X-Forwarded-For"] {
+			bw.WriteString(prior)
+			bw.WriteString(", ")
+		}
+		bw.WriteString(ip)
+		bw.WriteString("\r\n")
+	}
+	bw.WriteString("X-Forwarded-Host: ")
+	bw.WriteString(r.Host)
+	if r.TLS != nil {
+		bw.WriteString("\r\nX-Forwarded-Proto: https\r\n")
+	} else {
+		bw.WriteString("\r\nX-Forwarded-Proto: http\r\n")
+	}
+	switch r.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch:
+		bw.WriteString("Content-Length: 0\r\n")
+	}
+	bw.WriteString("\r\n")
+	return bw.Flush()
+}
+
+// connectionListed returns the headers named in Connection, which are
+// hop-by-hop too; nil when there are none (the common case).
+func connectionListed(h http.Header) map[string]bool {
+	var out map[string]bool
+	for _, v := range h["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = textproto.TrimString(f); f != "" {
+				if out == nil {
+					out = map[string]bool{}
+				}
+				out[textproto.CanonicalMIMEHeaderKey(f)] = true
+			}
+		}
+	}
+	return out
+}
+
+var responseHopHeaders = map[string]bool{
+	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
+	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+}
+
+// relayFast sends resp to the client and returns pc to the pool if the
+// response ended cleanly.
+// stop ends the client-cancellation hook set up by serveFast; if it has
+// fired, the connection's deadline is spoilt and it is not reused.
+func (p *Proxy) relayFast(st *reqState, r *http.Request, pc *pconn, resp *http.Response, stop func() bool) {
+	reusable := false
+	defer func() {
+		if reusable {
+			p.putConn(st.ep, pc)
+		} else {
+			pc.close()
+		}
+	}()
+	dst := st.rec.Header()
+	listed := connectionListed(resp.Header)
+	for k, vv := range resp.Header {
+		if responseHopHeaders[k] || (listed != nil && listed[k]) {
+			continue
+		}
+		dst[k] = vv
+	}
+	announced := len(resp.Trailer)
+	if announced > 0 {
+		keys := make([]string, 0, announced)
+		for k := range resp.Trailer {
+			keys = append(keys, k)
+		}
+		dst.Add("Trailer", strings.Join(keys, ", "))
+	}
+	st.rec.WriteHeader(resp.StatusCode)
+
+	streaming := resp.ContentLength == -1
+	if !streaming {
+		if ct := resp.Header.Get("Content-Type"); strings.HasPrefix(ct, "text/event-stream") {
+			base, _, _ := mime.ParseMediaType(ct)
+			streaming = base == "text/event-stream"
+		}
+	}
+	bufp := buffers.Get().(*[]byte)
+	buf := *bufp
+	var rerr error
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := st.rec.Write(buf[:n]); werr != nil {
+				rerr = werr
+				break
+			}
+			if streaming {
+				http.NewResponseController(&st.rec).Flush()
+			}
+		}
+		if err != nil {
+			if err != io.EOF {
+				rerr = err
+			}
+			break
+		}
+	}
+	buffers.Put(bufp)
+	fired := !stop()
+	if rerr != nil {
+		if r.Context().Err() == nil {
+			p.log.Debug("response body copy failed", "app", st.be.app.key, "instance", st.ep.instance, "err", rerr)
+			// The client must not take a cut-short body for a whole
+			// one: abort the response as ReverseProxy does.
+			panic(http.ErrAbortHandler)
+		}
+		return
+	}
+	if len(resp.Trailer) > 0 {
+		http.NewResponseController(&st.rec).Flush()
+		for k, vv := range resp.Trailer {
+			if len(resp.Trailer) != announced {
+				k = http.TrailerPrefix + k
+			}
+			dst[k] = vv
+		}
+	}
+	reusable = !fired && !resp.Close && pc.br.Buffered() == 0
+}
+
+func (p *Proxy) fastError(st *reqState, err error) {
+	p.log.Warn("upstream request failed", "app", st.be.app.key, "instance", st.ep.instance, "addr", st.ep.addr, "err", err)
+	writeError(&st.rec, http.StatusBadGateway, "BadGateway",
+		"app "+st.be.app.key+": instance "+st.ep.instance+" did not answer: "+reason(err),
+		map[string]string{"app": st.be.app.key, "instance": st.ep.instance})
+}

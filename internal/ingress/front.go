@@ -1,0 +1,555 @@
+package ingress
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// The front serves plain HTTP/1.x connections itself for as long as they
+// carry only requests the fast path can proxy: no body, no upgrade, no
+// Expect, a head that fits its buffer. The first request it cannot take
+// hands the whole connection, that request included, to net/http, which
+// serves it from then on. Parsing is net/http's own (http.ReadRequest)
+// with the checks net/http's server adds; what the front saves is the
+// server's per-request machinery (a context, a background reader
+// goroutine, a response object), about a third of the CPU a proxied
+// request costs.
+//
+// Front requests are not cancelled when the client disconnects while the
+// instance is still working: the exchange ends when the instance answers
+// and the write to the client fails. Streaming responses notice at their
+// next write.
+
+const (
+	frontBufSize      = 8 << 10 // a longer request head goes to net/http
+	readHeaderTimeout = 10 * time.Second
+)
+
+// handoffListener feeds connections the front gives up to net/http.
+type handoffListener struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newHandoffListener(addr net.Addr) *handoffListener {
+	return &handoffListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *handoffListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *handoffListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *handoffListener) Addr() net.Addr { return l.addr }
+
+func (l *handoffListener) handoff(c net.Conn) {
+	select {
+	case l.ch <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+// replayConn gives net/http the bytes the front had buffered but not
+// consumed before reading on from the connection.
+type replayConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (c *replayConn) Read(b []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(b, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}
+
+// front accepts plain connections and serves them.
+type front struct {
+	p       *Proxy
+	ln      net.Listener
+	handoff *handoffListener
+
+	mu       sync.Mutex
+	conns    map[net.Conn]bool // → idle between requests
+	closing  bool
+	wg       sync.WaitGroup
+	shutdown chan struct{}
+}
+
+func newFront(p *Proxy, ln net.Listener) *front {
+	return &front{p: p, ln: ln, handoff: newHandoffListener(ln.Addr()), conns: map[net.Conn]bool{}, shutdown: make(chan struct{})}
+}
+
+// serve accepts until the listener closes.
+func (f *front) serve() error {
+	var backoff time.Duration
+	for {
+		c, err := f.ln.Accept()
+		if err != nil {
+			select {
+			case <-f.shutdown:
+				return nil
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			f.p.log.Warn("ingress accept failed", "err", err)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		if !f.track(c) {
+			c.Close()
+			continue
+		}
+		f.wg.Add(1)
+		go f.serveConn(c)
+	}
+}
+
+func (f *front) track(c net.Conn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closing {
+		return false
+	}
+	f.conns[c] = false
+	return true
+}
+
+func (f *front) untrack(c net.Conn) {
+	f.mu.Lock()
+	delete(f.conns, c)
+	f.mu.Unlock()
+}
+
+// setIdle marks c idle (waiting for a request) or busy; it reports false
+// if the front is shutting down and c should close instead of waiting.
+func (f *front) setIdle(c net.Conn, idle bool) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if idle && f.closing {
+		return false
+	}
+	f.conns[c] = idle
+	return true
+}
+
+// close stops accepting, wakes idle connections so they close, and waits
+// for busy ones to finish their response, until ctx-like deadline.
+func (f *front) close(deadline time.Time) {
+	f.mu.Lock()
+	f.closing = true
+	close(f.shutdown)
+	for c, idle := range f.conns {
+		if idle {
+			c.SetReadDeadline(aLongTimeAgo)
+		}
+	}
+	f.mu.Unlock()
+	f.ln.Close()
+	done := make(chan struct{})
+	go func() { f.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-time.After(time.Until(deadline)):
+	}
+	f.mu.Lock()
+	for c := range f.conns {
+		c.Close()
+	}
+	f.mu.Unlock()
+	<-done
+}
+
+var frontReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, frontBufSize) }}
+var frontWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+
+// headParser parses a request head held in a byte slice.
+type headParser struct {
+	src bytes.Reader
+	br  *bufio.Reader
+}
+
+var headParsers = sync.Pool{New: func() any {
+	hp := &headParser{}
+	hp.br = bufio.NewReaderSize(&hp.src, 512)
+	return hp
+}}
+
+func (f *front) serveConn(c net.Conn) {
+	defer f.wg.Done()
+	br := frontReaders.Get().(*bufio.Reader)
+	br.Reset(c)
+	bw := frontWriters.Get().(*bufio.Writer)
+	bw.Reset(c)
+	handedOff := false
+	defer func() {
+		f.untrack(c)
+		if !handedOff {
+			c.Close()
+		}
+		br.Reset(nil)
+		frontReaders.Put(br)
+		bw.Reset(nil)
+		frontWriters.Put(bw)
+	}()
+	remote := c.RemoteAddr().String()
+	idleTimeout := f.p.cfg.ClientIdleTimeout
+	fw := &frontWriter{bw: bw, h: make(http.Header, 8)}
+	for {
+		if br.Buffered() == 0 {
+			if !f.setIdle(c, true) {
+				return
+			}
+			c.SetReadDeadline(time.Now().Add(idleTimeout))
+			_, err := br.Peek(1)
+			if !f.setIdle(c, false) || err != nil {
+				return
+			}
+		}
+		c.SetReadDeadline(time.Now().Add(readHeaderTimeout))
+		n, err := headLength(br)
+		if err != nil {
+			return
+		}
+		var req *http.Request
+		var head []byte
+		if n > 0 {
+			head, _ = br.Peek(n)
+			req = parseHead(head)
+		}
+		if req == nil || !frontEligible(req, head) {
+			// Everything net/http should see: the head has only been
+			// peeked, so the replay starts at this request.
+			pending, _ := br.Peek(br.Buffered())
+			handedOff = true
+			f.untrack(c)
+			f.handoff.handoff(&replayConn{Conn: c, pending: bytes.Clone(pending)})
+			return
+		}
+		br.Discard(n)
+		req.RemoteAddr = remote
+		fw.reset(req)
+		if !f.serveOne(fw, req) || fw.err != nil {
+			return
+		}
+		fw.finish()
+		if fw.closeAfter || fw.err != nil {
+			bw.Flush()
+			return
+		}
+		// Pipelined requests are answered in one write.
+		if br.Buffered() == 0 {
+			if bw.Flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+// serveOne runs the proxy for one request; false means the response was
+// aborted and the connection must close.
+func (f *front) serveOne(fw *frontWriter, req *http.Request) (ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v != http.ErrAbortHandler {
+				f.p.log.Error("panic serving request", "panic", v, "host", req.Host, "path", req.URL.Path)
+			}
+			ok = false
+		}
+	}()
+	f.p.ServeHTTP(fw, req)
+	return true
+}
+
+// headLength waits until br holds a whole request head and returns its
+// length, or 0 if the head does not fit the buffer.
+func headLength(br *bufio.Reader) (int, error) {
+	for {
+		buf, _ := br.Peek(br.Buffered())
+		// A head ends at an empty line; textproto accepts bare LF line
+		// endings, so look for both forms.
+		if i := bytes.Index(buf, []byte("\n\r\n")); i >= 0 {
+			if j := bytes.Index(buf[:i+1], []byte("\n\n")); j >= 0 {
+				return j + 2, nil
+			}
+			return i + 3, nil
+		}
+		if j := bytes.Index(buf, []byte("\n\n")); j >= 0 {
+			return j + 2, nil
+		}
+		if len(buf) == br.Size() {
+			return 0, nil
+		}
+		if _, err := br.Peek(len(buf) + 1); err != nil {
+			if len(buf) > 0 && errors.Is(err, bufio.ErrBufferFull) {
+				return 0, nil
+			}
+			return 0, err
+		}
+	}
+}
+
+// parseHead parses a request head, or returns nil if net/http should
+// judge it.
+func parseHead(head []byte) *http.Request {
+	hp := headParsers.Get().(*headParser)
+	defer headParsers.Put(hp)
+	hp.src.Reset(head)
+	hp.br.Reset(&hp.src)
+	req, err := http.ReadRequest(hp.br)
+	if err != nil || hp.br.Buffered() != 0 || hp.src.Len() != 0 {
+		return nil
+	}
+	return req
+}
+
+// frontEligible applies net/http's server-side checks and the fast path's
+// own limits; anything else is net/http's to answer. http.ReadRequest has
+// moved the Host header into req.Host, so the head is scanned to insist on
+// exactly one, as net/http's server does.
+func frontEligible(req *http.Request, head []byte) bool {
+	if req.ProtoMajor != 1 || !fastEligible(req) || req.URL.Host != "" {
+		return false
+	}
+	if hostFields(head) != 1 || !httpguts.ValidHostHeader(req.Host) {
+		return false
+	}
+	for k, vv := range req.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return false
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// hostFields counts the Host fields of a request head.
+func hostFields(head []byte) int {
+	n := 0
+	for {
+		i := bytes.IndexByte(head, '\n')
+		if i < 0 || i+6 > len(head) {
+			return n
+		}
+		head = head[i+1:]
+		if (head[0] == 'H' || head[0] == 'h') && (head[1] == 'O' || head[1] == 'o') &&
+			(head[2] == 'S' || head[2] == 's') && (head[3] == 'T' || head[3] == 't') && head[4] == ':' {
+			n++
+		}
+	}
+}
+
+// frontWriter is an http.ResponseWriter writing HTTP/1.1 framing straight
+// to the connection's buffer.
+type frontWriter struct {
+	bw  *bufio.Writer
+	req *http.Request
+	h   http.Header
+
+	status     int
+	wroteHead  bool
+	noBody     bool
+	chunked    bool
+	closeAfter bool
+	err        error
+}
+
+// reset prepares fw, which lives as long as its connection, for req.
+func (fw *frontWriter) reset(req *http.Request) {
+	clear(fw.h)
+	*fw = frontWriter{bw: fw.bw, h: fw.h, req: req}
+}
+
+func (fw *frontWriter) Header() http.Header { return fw.h }
+
+func (fw *frontWriter) WriteHeader(code int) {
+	if fw.wroteHead || fw.status != 0 {
+		return
+	}
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		// Interim responses (103 Early Hints) go out at once.
+		fw.writeStatusLine(code)
+		fw.writeFields(nil)
+		fw.bw.WriteString("\r\n")
+		fw.err = fw.bw.Flush()
+		return
+	}
+	fw.status = code
+}
+
+func (fw *frontWriter) writeStatusLine(code int) {
+	fw.bw.WriteString("HTTP/1.1 ")
+	var num [3]byte
+	fw.bw.Write(strconv.AppendInt(num[:0], int64(code), 10))
+	fw.bw.WriteByte(' ')
+	fw.bw.WriteString(http.StatusText(code))
+	fw.bw.WriteString("\r\n")
+}
+
+// framingHeaders are decided by the front itself.
+var framingHeaders = map[string]bool{"Connection": true, "Transfer-Encoding": true, "Keep-Alive": true}
+
+// writeFields writes the header map, skipping framing and trailers, with
+// newlines in values turned into spaces as net/http does.
+func (fw *frontWriter) writeFields(skip map[string]bool) {
+	for k, vv := range fw.h {
+		if (skip != nil && skip[k]) || strings.HasPrefix(k, http.TrailerPrefix) || !httpguts.ValidHeaderFieldName(k) {
+			continue
+		}
+		for _, v := range vv {
+			fw.bw.WriteString(k)
+			fw.bw.WriteString(": ")
+			if strings.ContainsAny(v, "\r\n") {
+				v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+			}
+			fw.bw.WriteString(v)
+			fw.bw.WriteString("\r\n")
+		}
+	}
+}
+
+func (fw *frontWriter) writeHead() {
+	if fw.wroteHead {
+		return
+	}
+	fw.wroteHead = true
+	if fw.status == 0 {
+		fw.status = http.StatusOK
+	}
+	fw.writeStatusLine(fw.status)
+	fw.noBody = fw.req.Method == http.MethodHead || fw.status == http.StatusNoContent || fw.status == http.StatusNotModified
+	hasLength := false
+	if cl := fw.h["Content-Length"]; len(cl) == 1 {
+		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n >= 0 {
+			hasLength = true
+		}
+	} else if len(cl) > 1 {
+		delete(fw.h, "Content-Length")
+	}
+	switch {
+	case fw.noBody, hasLength:
+	case fw.req.ProtoAtLeast(1, 1):
+		fw.chunked = true
+		fw.bw.WriteString("Transfer-Encoding: chunked\r\n")
+	default:
+		// An HTTP/1.0 client learns the end of an unsized body from the
+		// connection closing.
+		fw.closeAfter = true
+	}
+	if !fw.chunked {
+		delete(fw.h, "Trailer")
+	}
+	if fw.req.Close {
+		fw.closeAfter = true
+	}
+	switch {
+	case fw.closeAfter:
+		fw.bw.WriteString("Connection: close\r\n")
+	case !fw.req.ProtoAtLeast(1, 1):
+		fw.bw.WriteString("Connection: keep-alive\r\n")
+	}
+	fw.writeFields(framingHeaders)
+	fw.bw.WriteString("\r\n")
+}
+
+func (fw *frontWriter) Write(b []byte) (int, error) {
+	if fw.err != nil {
+		return 0, fw.err
+	}
+	fw.writeHead()
+	if fw.noBody || len(b) == 0 {
+		return len(b), nil
+	}
+	if fw.chunked {
+		var num [16]byte
+		fw.bw.Write(strconv.AppendInt(num[:0], int64(len(b)), 16))
+		fw.bw.WriteString("\r\n")
+	}
+	n, err := fw.bw.Write(b)
+	if err == nil && fw.chunked {
+		_, err = fw.bw.WriteString("\r\n")
+	}
+	if err != nil {
+		fw.err = err
+	}
+	return n, err
+}
+
+// Flush sends what is buffered, for streaming responses.
+func (fw *frontWriter) Flush() {
+	if fw.err != nil {
+		return
+	}
+	fw.writeHead()
+	fw.err = fw.bw.Flush()
+}
+
+// finish ends the response: the last chunk and the trailers.
+func (fw *frontWriter) finish() {
+	if fw.err != nil {
+		return
+	}
+	fw.writeHead()
+	if !fw.chunked {
+		return
+	}
+	fw.bw.WriteString("0\r\n")
+	for _, names := range fw.h["Trailer"] {
+		for name := range strings.SplitSeq(names, ",") {
+			k := http.CanonicalHeaderKey(strings.TrimSpace(name))
+			for _, v := range fw.h[k] {
+				fw.writeTrailer(k, v)
+			}
+		}
+	}
+	for k, vv := range fw.h {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
+			for _, v := range vv {
+				fw.writeTrailer(name, v)
+			}
+		}
+	}
+	_, fw.err = fw.bw.WriteString("\r\n")
+}
+
+func (fw *frontWriter) writeTrailer(k, v string) {
+	if !httpguts.ValidTrailerHeader(k) || !httpguts.ValidHeaderFieldValue(v) {
+		return
+	}
+	fw.bw.WriteString(k)
+	fw.bw.WriteString(": ")
+	fw.bw.WriteString(v)
+	fw.bw.WriteString("\r\n")
+}

@@ -1,0 +1,221 @@
+package ingress
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rawConn talks HTTP/1.x to the proxy byte by byte.
+type rawConn struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialRaw(t *testing.T, h *harness) *rawConn {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return &rawConn{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+func (r *rawConn) send(s string) {
+	r.t.Helper()
+	if _, err := io.WriteString(r.c, s); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *rawConn) read(method string) (*http.Response, string) {
+	r.t.Helper()
+	resp, err := http.ReadResponse(r.br, &http.Request{Method: method})
+	if err != nil {
+		r.t.Fatalf("read response: %v", err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		r.t.Fatalf("read body: %v", err)
+	}
+	return resp, string(b)
+}
+
+// closed reports whether the proxy closed the connection.
+func (r *rawConn) closed() bool {
+	r.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, err := r.br.ReadByte()
+	return err == io.EOF
+}
+
+func TestFrontHTTP1(t *testing.T) {
+	app := func(name string) http.Handler {
+		echo := echoHandler(name)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case "/stream":
+				w.Header().Set("Content-Type", "text/event-stream")
+				fmt.Fprintf(w, "data: one\n\n")
+				w.(http.Flusher).Flush()
+				<-r.Context().Done()
+			case "/chunked":
+				w.Header().Set("Trailer", "X-Sum")
+				w.Write([]byte("part1,"))
+				w.(http.Flusher).Flush()
+				w.Write([]byte("part2"))
+				w.Header().Set("X-Sum", "42")
+			case "/nolength":
+				// HTTP/1.0 answers without a length end at close.
+				w.Write([]byte("no length"))
+				w.(http.Flusher).Flush()
+			default:
+				echo.ServeHTTP(w, r)
+			}
+		})
+	}
+	port, ins := startInstances(t, "f", 1, app)
+	h := startProxy(t, Config{}, httpService("default", "f", port, ins...))
+	const host = "f.default.localhost"
+
+	t.Run("pipelined requests are answered in order on one connection", func(t *testing.T) {
+		rc := dialRaw(t, h)
+		rc.send("GET /a HTTP/1.1\r\nHost: " + host + "\r\n\r\nGET /b HTTP/1.1\r\nHost: " + host + "\r\n\r\nHEAD /c HTTP/1.1\r\nHost: " + host + "\r\n\r\n")
+		for _, want := range []string{"/a", "/b"} {
+			resp, body := rc.read("GET")
+			if resp.StatusCode != 200 || decodeEcho(t, []byte(body)).Path != want {
+				t.Fatalf("got %d %s, want %s", resp.StatusCode, body, want)
+			}
+		}
+		resp, body := rc.read("HEAD")
+		if resp.StatusCode != 200 || body != "" || resp.ContentLength <= 0 {
+			t.Fatalf("HEAD: %d, %q, length %d", resp.StatusCode, body, resp.ContentLength)
+		}
+	})
+	t.Run("HTTP/1.0 closes unless asked to keep alive", func(t *testing.T) {
+		rc := dialRaw(t, h)
+		rc.send("GET /x HTTP/1.0\r\nHost: " + host + "\r\nConnection: keep-alive\r\n\r\n")
+		resp, _ := rc.read("GET")
+		if resp.StatusCode != 200 || resp.Header.Get("Connection") != "keep-alive" {
+			t.Fatalf("keep-alive: %d %v", resp.StatusCode, resp.Header)
+		}
+		rc.send("GET /nolength HTTP/1.0\r\nHost: " + host + "\r\n\r\n")
+		resp, body := rc.read("GET")
+		if resp.StatusCode != 200 || body != "no length" {
+			t.Fatalf("%d %q", resp.StatusCode, body)
+		}
+		if !rc.closed() {
+			t.Fatal("connection still open after an HTTP/1.0 request without keep-alive")
+		}
+	})
+	t.Run("Connection close from the client is honoured", func(t *testing.T) {
+		rc := dialRaw(t, h)
+		rc.send("GET /x HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n")
+		if resp, _ := rc.read("GET"); !resp.Close {
+			t.Fatal("response does not say Connection: close")
+		}
+		if !rc.closed() {
+			t.Fatal("connection still open")
+		}
+	})
+	t.Run("chunked responses and their trailers pass through", func(t *testing.T) {
+		rc := dialRaw(t, h)
+		rc.send("GET /chunked HTTP/1.1\r\nHost: " + host + "\r\n\r\n")
+		resp, body := rc.read("GET")
+		if body != "part1,part2" || resp.Trailer.Get("X-Sum") != "42" {
+			t.Fatalf("body %q trailer %v", body, resp.Trailer)
+		}
+	})
+	t.Run("an event stream is flushed as it comes", func(t *testing.T) {
+		rc := dialRaw(t, h)
+		rc.send("GET /stream HTTP/1.1\r\nHost: " + host + "\r\n\r\n")
+		resp, err := http.ReadResponse(rc.br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(resp.Body).ReadString('\n')
+		if err != nil || line != "data: one\n" {
+			t.Fatalf("first event: %q, %v", line, err)
+		}
+	})
+	t.Run("a request with a body moves the connection to net/http", func(t *testing.T) {
+		rc := dialRaw(t, h)
+		rc.send("GET /first HTTP/1.1\r\nHost: " + host + "\r\n\r\n")
+		rc.read("GET")
+		rc.send("POST /second HTTP/1.1\r\nHost: " + host + "\r\nContent-Length: 5\r\n\r\nhelloGET /third HTTP/1.1\r\nHost: " + host + "\r\n\r\n")
+		_, body := rc.read("POST")
+		if e := decodeEcho(t, []byte(body)); e.Path != "/second" || e.Body != "hello" {
+			t.Fatalf("POST reached the app as %+v", e)
+		}
+		_, body = rc.read("GET")
+		if e := decodeEcho(t, []byte(body)); e.Path != "/third" {
+			t.Fatalf("third request reached the app as %+v", e)
+		}
+	})
+	t.Run("a head larger than the front's buffer is served by net/http", func(t *testing.T) {
+		rc := dialRaw(t, h)
+		big := strings.Repeat("x", 3*frontBufSize)
+		rc.send("GET /big HTTP/1.1\r\nHost: " + host + "\r\nCookie: " + big + "\r\n\r\n")
+		resp, body := rc.read("GET")
+		if resp.StatusCode != 200 || http.Header(decodeEcho(t, []byte(body)).Header).Get("Cookie") != big {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	})
+	for _, tc := range []struct{ name, req string }{
+		{"two Host headers are rejected", "GET / HTTP/1.1\r\nHost: " + host + "\r\nHost: evil.example.com\r\n\r\n"},
+		{"a missing Host header is rejected", "GET / HTTP/1.1\r\nAccept: */*\r\n\r\n"},
+		{"a malformed header is rejected", "GET / HTTP/1.1\r\nHost: " + host + "\r\nBad Name: x\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := dialRaw(t, h)
+			rc.send(tc.req)
+			if resp, _ := rc.read("GET"); resp.StatusCode != http.StatusBadRequest {
+				t.Fatalf("status %d, want 400", resp.StatusCode)
+			}
+		})
+	}
+	t.Run("bare LF line endings are understood", func(t *testing.T) {
+		rc := dialRaw(t, h)
+		rc.send("GET /lf HTTP/1.1\nHost: " + host + "\n\n")
+		if resp, body := rc.read("GET"); resp.StatusCode != 200 || decodeEcho(t, []byte(body)).Path != "/lf" {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+	})
+}
+
+func TestInstanceClosingIdleConnectionsCausesNoErrors(t *testing.T) {
+	port, ins := startInstances(t, "idle", 2, nil)
+	for _, in := range ins {
+		// The instance drops every kept-alive connection between requests.
+		in.srv.SetKeepAlivesEnabled(true)
+		in.srv.IdleTimeout = 10 * time.Millisecond
+	}
+	h := startProxy(t, Config{}, httpService("default", "idle", port, ins...))
+	client := &http.Client{Transport: &http.Transport{}}
+	for i := 0; i < 40; i++ {
+		method := []string{http.MethodGet, http.MethodDelete, http.MethodPost}[i%3]
+		var body io.Reader
+		if method == http.MethodPost {
+			body = strings.NewReader("payload")
+		}
+		req, _ := http.NewRequest(method, h.url+"/", body)
+		req.Host = "idle.default.localhost"
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s %d: status %d: %s", method, i, resp.StatusCode, b)
+		}
+		time.Sleep(15 * time.Millisecond)
+	}
+}

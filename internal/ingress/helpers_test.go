@@ -1,0 +1,293 @@
+package ingress
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/discovery"
+)
+
+// instance is a real HTTP server standing in for one App instance. Every
+// instance of a test App listens on the same port on its own loopback IP
+// (127.0.0.N), as instances do on a node bridge.
+type instance struct {
+	name  string
+	ip    string
+	srv   *http.Server
+	hits  atomic.Int64
+	conns atomic.Int64 // open server-side connections
+}
+
+func (in *instance) endpoint() discovery.Endpoint {
+	return discovery.Endpoint{Instance: in.name, IP: in.ip}
+}
+
+// echo is what the default instance handler answers.
+type echo struct {
+	Instance string              `json:"instance"`
+	Method   string              `json:"method"`
+	Host     string              `json:"host"`
+	Path     string              `json:"path"`
+	Body     string              `json:"body"`
+	Header   map[string][]string `json:"header"`
+}
+
+func echoHandler(name string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Instance", name)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(echo{Instance: name, Method: r.Method, Host: r.Host, Path: r.URL.Path, Body: string(body), Header: r.Header})
+	})
+}
+
+var nextIP atomic.Int32
+
+// freeIP hands out loopback addresses so that parallel tests in this
+// package do not share instance IPs.
+func freeIP() string { return "127.0.0." + strconv.Itoa(int(10+nextIP.Add(1)%240)) }
+
+// startInstances starts n instances named prefix-0..n-1 on a shared port.
+// handler may be nil for echoHandler.
+func startInstances(t testing.TB, prefix string, n int, handler func(name string) http.Handler) (int, []*instance) {
+	t.Helper()
+	for try := 0; try < 20; try++ {
+		probe, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := probe.Addr().(*net.TCPAddr).Port
+		probe.Close()
+		out, err := listenInstances(prefix, n, port, handler)
+		if err != nil {
+			continue
+		}
+		t.Cleanup(func() {
+			for _, in := range out {
+				in.srv.Close()
+			}
+		})
+		return port, out
+	}
+	t.Fatal("could not find a port free on several loopback addresses")
+	return 0, nil
+}
+
+func listenInstances(prefix string, n, port int, handler func(name string) http.Handler) ([]*instance, error) {
+	var out []*instance
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("%s-%d", prefix, i)
+		ip := freeIP()
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		if err != nil {
+			for _, in := range out {
+				in.srv.Close()
+			}
+			return nil, err
+		}
+		h := echoHandler(name)
+		if handler != nil {
+			h = handler(name)
+		}
+		in := &instance{name: name, ip: ip}
+		in.srv = &http.Server{
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				in.hits.Add(1)
+				h.ServeHTTP(w, r)
+			}),
+			ConnState: func(_ net.Conn, s http.ConnState) {
+				switch s {
+				case http.StateNew:
+					in.conns.Add(1)
+				case http.StateClosed, http.StateHijacked:
+					in.conns.Add(-1)
+				}
+			},
+		}
+		go in.srv.Serve(ln)
+		out = append(out, in)
+	}
+	return out, nil
+}
+
+func httpService(ns, name string, port int, instances ...*instance) *discovery.Service {
+	s := &discovery.Service{
+		Namespace: ns, Name: name,
+		Ports: []v1.Port{{Name: "http", Port: port, Protocol: v1.ProtocolHTTP}},
+	}
+	for _, in := range instances {
+		s.Ready = append(s.Ready, in.endpoint())
+		s.All = append(s.All, in.endpoint())
+	}
+	return s
+}
+
+var revision atomic.Int64
+
+func snapshot(services ...*discovery.Service) *discovery.Snapshot {
+	s := &discovery.Snapshot{Revision: revision.Add(1), Time: time.Now(), Services: map[string]*discovery.Service{}}
+	for _, svc := range services {
+		s.Services[svc.Key()] = svc
+	}
+	return s
+}
+
+// harness is a Proxy serving on a loopback port and following a
+// Broadcaster.
+type harness struct {
+	p   *Proxy
+	src *discovery.Broadcaster
+	url string
+	ln  net.Listener
+}
+
+func startProxy(t *testing.T, cfg Config, services ...*discovery.Service) *harness {
+	t.Helper()
+	return startProxyTLS(t, cfg, nil, services...)
+}
+
+func newSource(services ...*discovery.Service) *discovery.Broadcaster {
+	src := discovery.NewBroadcaster()
+	src.Publish(snapshot(services...))
+	return src
+}
+
+func startProxyTLS(t *testing.T, cfg Config, tlsLn net.Listener, services ...*discovery.Service) *harness {
+	t.Helper()
+	src := newSource(services...)
+	if cfg.TCPBindAddress == "" {
+		cfg.TCPBindAddress = "127.0.0.1"
+	}
+	p, err := New(cfg, src, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ctx, ln, tlsLn) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	h := &harness{p: p, src: src, url: "http://" + ln.Addr().String(), ln: ln}
+	h.waitRunning(t)
+	return h
+}
+
+func (h *harness) waitRunning(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !h.p.tcpReady() {
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not start")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (p *Proxy) tcpReady() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tcp != nil
+}
+
+// publish makes services the snapshot and waits until the proxy serves it.
+func (h *harness) publish(t *testing.T, services ...*discovery.Service) {
+	t.Helper()
+	s := snapshot(services...)
+	h.src.Publish(s)
+	deadline := time.Now().Add(5 * time.Second)
+	for h.p.Revision() < s.Revision {
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy did not apply revision %d (at %d)", s.Revision, h.p.Revision())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// get sends a request with the given Host through the proxy.
+func (h *harness) get(t *testing.T, c *http.Client, host, path string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, h.url+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	if c == nil {
+		c = http.DefaultClient
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s%s: %v", host, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+func decodeEcho(t *testing.T, b []byte) echo {
+	t.Helper()
+	var e echo
+	if err := json.Unmarshal(b, &e); err != nil {
+		t.Fatalf("response is not an echo: %v: %s", err, b)
+	}
+	return e
+}
+
+// testLogger sends the proxy's logs to the test log.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+type testWriter struct{ t *testing.T }
+
+var logMu sync.Mutex
+
+func (w testWriter) Write(b []byte) (int, error) {
+	logMu.Lock()
+	defer logMu.Unlock()
+	defer func() { recover() }() // a late log after the test ended
+	w.t.Log(string(b))
+	return len(b), nil
+}
+
+// deadIP is a loopback IP where nothing listens on port.
+func deadIP(t *testing.T, port int) string {
+	t.Helper()
+	for i := 0; i < 20; i++ {
+		ip := freeIP()
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(ip, strconv.Itoa(port)), time.Second)
+		if err != nil {
+			var oe *net.OpError
+			if errors.As(err, &oe) {
+				return ip
+			}
+		}
+		if c != nil {
+			c.Close()
+		}
+	}
+	t.Fatal("no dead loopback address found")
+	return ""
+}

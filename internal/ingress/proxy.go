@@ -1,0 +1,401 @@
+package ingress
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gantry-dev/gantry/internal/discovery"
+)
+
+// Proxy is the HTTP and TCP load balancer. Build it with New; serve with
+// ListenAndServe, or mount it as an http.Handler and run Run beside it.
+type Proxy struct {
+	cfg Config
+	src discovery.Source
+	log *slog.Logger
+	m   *metrics
+	rp  *httputil.ReverseProxy
+
+	table atomic.Pointer[table]
+
+	// mu guards the state below, which only snapshot application and
+	// housekeeping touch; the request path reads the table alone.
+	mu            sync.Mutex
+	endpoints     map[string]*endpoint // by endpoint key, every live one
+	apps          map[string]*appStats // by namespace/name
+	draining      map[*endpoint]int    // retired endpoints → idle sweeps seen
+	lastConflicts map[string]bool      // to log each collision once
+	tcp           *tcpBalancer         // nil unless Run is running
+	running       atomic.Bool
+
+	dialer *net.Dialer
+}
+
+// New builds a Proxy serving src's current snapshot. It starts nothing:
+// Run (or ListenAndServe) follows later snapshots and opens TCP ports.
+func New(cfg Config, src discovery.Source, log *slog.Logger) (*Proxy, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if src == nil {
+		return nil, errors.New("ingress: a discovery source is required")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{
+		cfg:           cfg,
+		src:           src,
+		log:           log,
+		m:             m,
+		endpoints:     map[string]*endpoint{},
+		apps:          map[string]*appStats{},
+		draining:      map[*endpoint]int{},
+		lastConflicts: map[string]bool{},
+		dialer:        &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second},
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:      p.rewrite,
+		Transport:    upstream{p},
+		ErrorHandler: p.proxyError,
+		// Copy errors after the response started (a client that went
+		// away) are routine for a proxy; keep them out of Info.
+		ErrorLog:   slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		BufferPool: bufferPool{},
+	}
+	p.apply(src.Current())
+	return p, nil
+}
+
+// Revision is the store revision of the snapshot being served; tests and
+// the propagation benchmark use it to know a change has landed.
+func (p *Proxy) Revision() int64 { return p.table.Load().revision }
+
+// RequestRate is the app's requests per second through the ingress,
+// averaged over Config.RateWindow. It needs Run to be running (Run takes a
+// sample every second) and is 0 for an unknown app.
+func (p *Proxy) RequestRate(namespace, app string) float64 {
+	p.mu.Lock()
+	a := p.apps[namespace+"/"+app]
+	p.mu.Unlock()
+	if a == nil {
+		return 0
+	}
+	return a.rate(time.Now())
+}
+
+type stateKey struct{}
+
+// reqState follows one request through ReverseProxy's callbacks, which
+// all run on the ServeHTTP goroutine.
+type reqState struct {
+	rec      recorder
+	be       *backend
+	ep       *endpoint
+	upgraded bool
+	retried  bool
+}
+
+var statePool = sync.Pool{New: func() any { return new(reqState) }}
+
+// ServeHTTP routes one request.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	st := statePool.Get().(*reqState)
+	st.rec.ResponseWriter = w
+	host := canonicalHost(r.Host)
+	defer func() {
+		p.finish(st, r, host, start)
+		*st = reqState{}
+		statePool.Put(st)
+	}()
+
+	rt := p.table.Load().match(host, r.URL.Path)
+	if rt == nil {
+		p.m.unrouted.Inc()
+		writeError(&st.rec, http.StatusNotFound, "NotFound",
+			fmt.Sprintf("no app routes host %q (path %s): check the app's routes, or use APP.NAMESPACE.%s", host, r.URL.Path, p.cfg.AppsDomain),
+			map[string]string{"host": host, "path": r.URL.Path})
+		return
+	}
+	st.be = rt.backend
+	st.ep = p.acquire(rt.backend, nil)
+	if st.ep == nil {
+		w.Header().Set("Retry-After", "1")
+		writeError(&st.rec, http.StatusServiceUnavailable, "Unavailable",
+			fmt.Sprintf("app %s has no ready instance: see `gantry get instances -n %s` and the app's readiness check", rt.backend.app.key, rt.backend.app.ns),
+			map[string]string{"app": rt.backend.app.name, "namespace": rt.backend.app.ns, "host": host})
+		return
+	}
+	if fastEligible(r) {
+		p.serveFast(st, r)
+		return
+	}
+	p.rp.ServeHTTP(&st.rec, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+}
+
+// acquire picks an endpoint of be other than skip and counts a request on
+// it. If the pick was retired by a snapshot that landed after the caller
+// loaded its table, the newest table is asked instead: inflight is raised
+// before retired is read, and retire sets retired before the drain reads
+// inflight, so either this request moves on or the drain waits for it.
+func (p *Proxy) acquire(be *backend, skip *endpoint) *endpoint {
+	now := time.Now().UnixNano()
+	ep := be.pick(now, skip)
+	if ep == nil {
+		return nil
+	}
+	ep.acquire()
+	if !ep.retired.Load() {
+		return ep
+	}
+	if cur := p.table.Load().backends[be.key]; cur != nil && cur != be {
+		if alt := cur.pick(now, skip); alt != nil {
+			alt.acquire()
+			ep.release()
+			return alt
+		}
+	}
+	// Nothing newer to go to: a retired endpoint is draining, not dead.
+	return ep
+}
+
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	st := pr.In.Context().Value(stateKey{}).(*reqState)
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = st.ep.addr
+	// Apps see the host the client asked for, as with nginx's
+	// `proxy_set_header Host $host`.
+	pr.Out.Host = pr.In.Host
+	// Keep the chain of earlier proxies; SetXForwarded appends the client.
+	if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
+		pr.Out.Header["X-Forwarded-For"] = prior
+	}
+	pr.SetXForwarded()
+	if pr.Out.Body != nil {
+		// The transport closes a request body when a connect fails, and
+		// ReverseProxy's wrapper refuses reads after that; keep the body
+		// readable so the retry can still send it.
+		pr.Out.Body = keepOpenBody{pr.Out.Body}
+	}
+	// An h2c upgrade concerns the client's connection to us, not the app.
+	if strings.EqualFold(pr.Out.Header.Get("Upgrade"), "h2c") {
+		pr.Out.Header.Del("Upgrade")
+		pr.Out.Header.Del("Connection")
+		pr.Out.Header.Del("Http2-Settings")
+	}
+}
+
+// upstream is the ReverseProxy transport: it sends to the endpoint chosen
+// in ServeHTTP and retries once elsewhere on a connect error.
+type upstream struct{ p *Proxy }
+
+func (u upstream) RoundTrip(req *http.Request) (*http.Response, error) {
+	p := u.p
+	st := req.Context().Value(stateKey{}).(*reqState)
+	resp, err := p.send(st, req)
+	var de *dialError
+	if err == nil || !errors.As(err, &de) || req.Context().Err() != nil {
+		return resp, err
+	}
+	// Nothing reached the app, so any method may go again, and the body
+	// (if any) is unread. Use the newest view of the app's endpoints: the
+	// failed one has often just left it.
+	be := p.table.Load().backends[st.be.key]
+	if be == nil {
+		be = st.be
+	}
+	alt := p.acquire(be, st.ep)
+	if alt == nil {
+		return nil, err
+	}
+	st.ep.release()
+	st.ep = alt
+	st.retried = true
+	st.be.app.retries.Inc()
+	retry := req.WithContext(req.Context())
+	u2 := *req.URL
+	u2.Host = alt.addr
+	retry.URL = &u2
+	return p.send(st, retry)
+}
+
+// send does one attempt on st.ep and keeps its passive health.
+func (p *Proxy) send(st *reqState, req *http.Request) (*http.Response, error) {
+	ep := st.ep
+	resp, err := ep.tr.RoundTrip(req)
+	if err == nil {
+		ep.succeeded()
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			st.upgraded = true
+		}
+		return resp, nil
+	}
+	var de *dialError
+	if errors.As(err, &de) && req.Context().Err() == nil {
+		p.connectFailed(ep)
+	}
+	return nil, err
+}
+
+func (p *Proxy) connectFailed(ep *endpoint) {
+	ep.app.connectErrors.Inc()
+	if ep.connectFailed(&p.cfg, time.Now()) {
+		ep.app.ejections.Inc()
+		p.log.Warn("ejecting instance after consecutive connect failures",
+			"app", ep.app.name, "ns", ep.app.ns, "instance", ep.instance, "addr", ep.addr,
+			"failures", p.cfg.EjectAfter, "for", p.cfg.EjectFor)
+	}
+}
+
+// statusClientClosed is nginx's code for a client that went away before
+// the response; it only appears in logs and metrics.
+const statusClientClosed = 499
+
+func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	st, _ := r.Context().Value(stateKey{}).(*reqState)
+	if r.Context().Err() != nil {
+		if st != nil && st.rec.status == 0 {
+			st.rec.status = statusClientClosed
+		}
+		return
+	}
+	app, inst, addr := "?", "?", "?"
+	if st != nil && st.ep != nil {
+		app, inst, addr = st.ep.app.key, st.ep.instance, st.ep.addr
+	}
+	p.log.Warn("upstream request failed", "app", app, "instance", inst, "addr", addr, "err", err)
+	if st != nil && st.rec.status != 0 {
+		return // the response has started; nothing more can be said
+	}
+	writeError(w, http.StatusBadGateway, "BadGateway",
+		fmt.Sprintf("app %s: instance %s did not answer: %s", app, inst, reason(err)),
+		map[string]string{"app": app, "instance": inst})
+}
+
+// reason shortens a transport error for a response body.
+func reason(err error) string {
+	var de *dialError
+	switch {
+	case errors.As(err, &de):
+		return "connect failed (" + de.err.Error() + ")"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timed out"
+	}
+	return err.Error()
+}
+
+type errorBody struct {
+	Code    string            `json:"code"`
+	Message string            `json:"message"`
+	Details map[string]string `json:"details,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string, details map[string]string) {
+	b, _ := json.Marshal(errorBody{Code: code, Message: msg, Details: details})
+	b = append(b, '\n')
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+func (p *Proxy) finish(st *reqState, r *http.Request, host string, start time.Time) {
+	if st.ep != nil {
+		st.ep.release()
+	}
+	d := time.Since(start)
+	status := st.rec.status
+	if st.upgraded {
+		status = http.StatusSwitchingProtocols
+	} else if status == 0 {
+		status = http.StatusOK
+	}
+	if st.be != nil {
+		st.be.app.observe(status, d)
+	}
+	if !p.cfg.AccessLog || !p.log.Enabled(r.Context(), slog.LevelInfo) {
+		return
+	}
+	app, inst, addr := "", "", ""
+	if st.be != nil {
+		app = st.be.app.key
+	}
+	if st.ep != nil {
+		inst, addr = st.ep.instance, st.ep.addr
+	}
+	p.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		slog.String("method", r.Method),
+		slog.String("host", host),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", status),
+		slog.Int64("bytes", st.rec.bytes),
+		slog.Duration("duration", d),
+		slog.String("app", app),
+		slog.String("instance", inst),
+		slog.String("upstream", addr),
+		slog.Bool("retried", st.retried),
+		slog.String("remote", r.RemoteAddr),
+		slog.String("proto", r.Proto),
+	)
+}
+
+// recorder notes the status and size of a response for the access log.
+// Unwrap lets http.ResponseController reach Flush and Hijack underneath.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 && code >= 200 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// bufferPool recycles the 32 KiB copy buffers of ReverseProxy.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }
+
+// keepOpenBody ignores Close; ReverseProxy closes the real body itself when
+// the request is done.
+type keepOpenBody struct{ io.ReadCloser }
+
+func (keepOpenBody) Close() error { return nil }

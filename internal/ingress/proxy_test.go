@@ -1,0 +1,488 @@
+package ingress
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/discovery"
+)
+
+func TestDefaultHostReachesApp(t *testing.T) {
+	port, ins := startInstances(t, "hello", 1, nil)
+	h := startProxy(t, Config{}, httpService("default", "hello", port, ins...))
+	resp, body := h.get(t, nil, "hello.default.localhost", "/greet")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status = %d: %s", resp.StatusCode, body)
+	}
+	if e := decodeEcho(t, body); e.Instance != "hello-0" || e.Path != "/greet" {
+		t.Fatalf("echo = %+v", e)
+	}
+	// The same through a Host header with a port and in capitals.
+	resp, body = h.get(t, nil, "HELLO.default.localhost:8080", "/")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status = %d: %s", resp.StatusCode, body)
+	}
+}
+
+func TestErrorResponses(t *testing.T) {
+	port, ins := startInstances(t, "ok", 1, nil)
+	dead := deadIP(t, port)
+	empty := httpService("default", "empty", port)
+	broken := httpService("default", "broken", port)
+	broken.Ready = []discovery.Endpoint{{Instance: "broken-0", IP: dead}}
+	h := startProxy(t, Config{}, httpService("default", "ok", port, ins...), empty, broken)
+
+	for _, tc := range []struct {
+		name, host string
+		status     int
+		code       string
+		mentions   []string
+	}{
+		{"an unknown host gets 404 naming the host", "nobody.example.com", 404, "NotFound", []string{`no app routes host \"nobody.example.com\"`}},
+		{"an app with no ready instance gets 503 naming the app", "empty.default.localhost", 503, "Unavailable", []string{"default/empty has no ready instance"}},
+		{"an instance that refuses connections gets 502 naming it", "broken.default.localhost", 502, "BadGateway", []string{"default/broken", "broken-0", "connect failed"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := h.get(t, nil, tc.host, "/x")
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status = %d, want %d: %s", resp.StatusCode, tc.status, body)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+				t.Fatalf("content type = %q", ct)
+			}
+			var eb errorBody
+			if err := json.Unmarshal(body, &eb); err != nil {
+				t.Fatalf("body is not JSON: %s", body)
+			}
+			if eb.Code != tc.code {
+				t.Fatalf("code = %q, want %q", eb.Code, tc.code)
+			}
+			for _, m := range tc.mentions {
+				if !strings.Contains(string(body), m) {
+					t.Errorf("body %s does not mention %q", body, m)
+				}
+			}
+		})
+	}
+}
+
+func TestForwardedHeaders(t *testing.T) {
+	port, ins := startInstances(t, "fw", 1, nil)
+	h := startProxy(t, Config{}, httpService("default", "fw", port, ins...))
+	req, _ := http.NewRequest(http.MethodGet, h.url+"/p?q=1", nil)
+	req.Host = "fw.default.localhost"
+	req.Header.Set("X-Forwarded-For", "203.0.113.7")
+	req.Header.Set("X-Forwarded-Host", "spoofed.example.com")
+	req.Header.Set("Connection", "keep-alive, X-Hop")
+	req.Header.Set("X-Hop", "must not pass")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	e := decodeEcho(t, b)
+	hd := http.Header(e.Header)
+	for _, c := range []struct{ name, got, want string }{
+		{"Host", e.Host, "fw.default.localhost"},
+		{"X-Forwarded-For", hd.Get("X-Forwarded-For"), "203.0.113.7, 127.0.0.1"},
+		{"X-Forwarded-Host", hd.Get("X-Forwarded-Host"), "fw.default.localhost"},
+		{"X-Forwarded-Proto", hd.Get("X-Forwarded-Proto"), "http"},
+		{"X-Hop", hd.Get("X-Hop"), ""},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %q, want %q", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestBalancing(t *testing.T) {
+	t.Run("round-robin spreads requests evenly", func(t *testing.T) {
+		port, ins := startInstances(t, "rr", 3, nil)
+		h := startProxy(t, Config{}, httpService("default", "rr", port, ins...))
+		for i := 0; i < 300; i++ {
+			if resp, b := h.get(t, nil, "rr.default.localhost", "/"); resp.StatusCode != 200 {
+				t.Fatalf("status %d: %s", resp.StatusCode, b)
+			}
+		}
+		for _, in := range ins {
+			if n := in.hits.Load(); n != 100 {
+				t.Fatalf("%s got %d of 300 requests, want 100", in.name, n)
+			}
+		}
+	})
+	t.Run("least-requests keeps load off a slow instance", func(t *testing.T) {
+		slow := func(name string) http.Handler {
+			h := echoHandler(name)
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if strings.HasSuffix(name, "-0") {
+					time.Sleep(100 * time.Millisecond)
+				}
+				h.ServeHTTP(w, r)
+			})
+		}
+		shares := map[string]float64{}
+		for _, policy := range []string{RoundRobin, LeastRequests} {
+			port, ins := startInstances(t, "lr", 3, slow)
+			h := startProxy(t, Config{Balancer: policy}, httpService("default", "lr", port, ins...))
+			var wg sync.WaitGroup
+			stop := time.Now().Add(time.Second)
+			for w := 0; w < 8; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for time.Now().Before(stop) {
+						req, _ := http.NewRequest(http.MethodGet, h.url, nil)
+						req.Host = "lr.default.localhost"
+						resp, err := http.DefaultClient.Do(req)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+					}
+				}()
+			}
+			wg.Wait()
+			total := ins[0].hits.Load() + ins[1].hits.Load() + ins[2].hits.Load()
+			shares[policy] = float64(ins[0].hits.Load()) / float64(total)
+		}
+		t.Logf("share of the slow instance: %v", shares)
+		if shares[RoundRobin] < 0.30 {
+			t.Errorf("round-robin gave the slow instance %.2f, want about a third", shares[RoundRobin])
+		}
+		if shares[LeastRequests] > 0.10 {
+			t.Errorf("least-requests gave the slow instance %.2f, want under 0.10", shares[LeastRequests])
+		}
+	})
+}
+
+func TestRetryOnConnectError(t *testing.T) {
+	port, ins := startInstances(t, "live", 1, nil)
+	dead := deadIP(t, port)
+	svc := httpService("default", "retry", port, ins...)
+	svc.Ready = append([]discovery.Endpoint{{Instance: "dead-0", IP: dead}}, svc.Ready...)
+	reg := prometheus.NewRegistry()
+	h := startProxy(t, Config{Registerer: reg, EjectAfter: 1000}, svc)
+
+	for i := 0; i < 20; i++ {
+		method := []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete}[i%4]
+		body := fmt.Sprintf("payload-%d", i)
+		req, _ := http.NewRequest(method, h.url+"/r", strings.NewReader(body))
+		req.Host = "retry.default.localhost"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s %d: status %d: %s", method, i, resp.StatusCode, b)
+		}
+		if e := decodeEcho(t, b); e.Body != body || e.Method != method {
+			t.Fatalf("app got %s %q, want %s %q", e.Method, e.Body, method, body)
+		}
+	}
+	retries := counterValue(t, h.p.m.retries.WithLabelValues("default", "retry"))
+	connErrs := counterValue(t, h.p.m.connectErrors.WithLabelValues("default", "retry"))
+	if retries < 5 || retries != connErrs {
+		t.Fatalf("retries = %v, connect errors = %v: want about half the requests retried, once per connect error", retries, connErrs)
+	}
+}
+
+func TestEjection(t *testing.T) {
+	port, ins := startInstances(t, "live", 1, nil)
+	dead := deadIP(t, port)
+	svc := httpService("default", "ej", port, ins...)
+	svc.Ready = append(svc.Ready, discovery.Endpoint{Instance: "dead-0", IP: dead})
+	h := startProxy(t, Config{EjectAfter: 2, EjectFor: time.Minute}, svc)
+	for i := 0; i < 40; i++ {
+		if resp, b := h.get(t, nil, "ej.default.localhost", "/"); resp.StatusCode != 200 {
+			t.Fatalf("status %d: %s", resp.StatusCode, b)
+		}
+	}
+	if n := counterValue(t, h.p.m.connectErrors.WithLabelValues("default", "ej")); n != 2 {
+		t.Fatalf("connect errors = %v, want 2: the dead instance should be ejected after two", n)
+	}
+	if n := counterValue(t, h.p.m.ejections.WithLabelValues("default", "ej")); n != 1 {
+		t.Fatalf("ejections = %v, want 1", n)
+	}
+}
+
+func TestWebSocketPassThrough(t *testing.T) {
+	// The app completes a WebSocket-style upgrade and then echoes raw bytes
+	// upper-cased; the proxy must relay the 101 and both byte streams.
+	upgrade := func(name string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+				http.Error(w, "want upgrade", http.StatusBadRequest)
+				return
+			}
+			c, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Instance: %s\r\n\r\n", name)
+			brw.Flush()
+			line, _ := brw.ReadString('\n')
+			brw.WriteString(strings.ToUpper(line))
+			brw.Flush()
+		})
+	}
+	port, ins := startInstances(t, "ws", 1, upgrade)
+	h := startProxy(t, Config{}, httpService("default", "ws", port, ins...))
+	c, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "GET /chat HTTP/1.1\r\nHost: ws.default.localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("X-Instance") != "ws-0" {
+		t.Fatalf("response = %d %v", resp.StatusCode, resp.Header)
+	}
+	fmt.Fprintf(c, "hello over the tunnel\n")
+	line, err := br.ReadString('\n')
+	if err != nil || line != "HELLO OVER THE TUNNEL\n" {
+		t.Fatalf("echo = %q, %v", line, err)
+	}
+}
+
+func TestH2C(t *testing.T) {
+	port, ins := startInstances(t, "h2c", 1, nil)
+	h := startProxy(t, Config{}, httpService("default", "h2c", port, ins...))
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	resp, body := h.get(t, &http.Client{Transport: tr}, "h2c.default.localhost", "/h2")
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("client spoke %s, want HTTP/2", resp.Proto)
+	}
+	if resp.StatusCode != 200 || decodeEcho(t, body).Instance != "h2c-0" {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+}
+
+// testCerts issues a certificate per host from a throwaway CA and counts
+// which hosts were asked for.
+type testCerts struct {
+	ca    *x509.Certificate
+	key   *ecdsa.PrivateKey
+	mu    sync.Mutex
+	asked []string
+}
+
+func newTestCerts(t *testing.T) *testCerts {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(der)
+	return &testCerts{ca: ca, key: key}
+}
+
+func (c *testCerts) GetCertificate(host string) (*tls.Certificate, error) {
+	c.mu.Lock()
+	c.asked = append(c.asked, host)
+	c.mu.Unlock()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: host},
+		DNSNames: []string{host}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.ca, &key.PublicKey, c.key)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+func TestTLSWithSNI(t *testing.T) {
+	port, ins := startInstances(t, "tls", 1, nil)
+	svc := httpService("default", "shop", port, ins...)
+	svc.Routes = []v1.Route{{Host: "shop.example.com", Path: "/", TLS: "shop-cert"}, {Host: "api.example.com", Path: "/", TLS: "auto"}}
+	certs := newTestCerts(t)
+	tln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startProxyTLS(t, Config{Certificates: certs}, tln, svc)
+	pool := x509.NewCertPool()
+	pool.AddCert(certs.ca)
+
+	for _, host := range []string{"shop.example.com", "api.example.com"} {
+		t.Run("a routed host gets its own certificate over HTTP/2: "+host, func(t *testing.T) {
+			tr := &http.Transport{
+				TLSClientConfig:   &tls.Config{RootCAs: pool, ServerName: host},
+				ForceAttemptHTTP2: true,
+			}
+			defer tr.CloseIdleConnections()
+			req, _ := http.NewRequest(http.MethodGet, "https://"+tln.Addr().String()+"/secure", nil)
+			req.Host = host
+			resp, err := (&http.Client{Transport: tr}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.ProtoMajor != 2 {
+				t.Errorf("proto = %s, want HTTP/2", resp.Proto)
+			}
+			if got := resp.TLS.PeerCertificates[0].DNSNames; len(got) != 1 || got[0] != host {
+				t.Errorf("certificate names %v, want %s", got, host)
+			}
+			e := decodeEcho(t, b)
+			if p := http.Header(e.Header).Get("X-Forwarded-Proto"); p != "https" {
+				t.Errorf("X-Forwarded-Proto = %q, want https", p)
+			}
+		})
+	}
+	t.Run("an unrouted host gets no certificate", func(t *testing.T) {
+		c, err := tls.Dial("tcp", tln.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "evil.example.com"})
+		if err == nil {
+			c.Close()
+			t.Fatal("handshake succeeded for an unrouted host")
+		}
+		certs.mu.Lock()
+		defer certs.mu.Unlock()
+		for _, a := range certs.asked {
+			if a == "evil.example.com" {
+				t.Fatal("the certificate source was asked for an unrouted host")
+			}
+		}
+	})
+	_ = h
+}
+
+func TestAccessLogAndMetrics(t *testing.T) {
+	port, ins := startInstances(t, "m", 1, nil)
+	var buf syncBuffer
+	reg := prometheus.NewRegistry()
+	src := discovery.NewBroadcaster()
+	src.Publish(snapshot(httpService("default", "m", port, ins...)))
+	p, err := New(Config{AccessLog: true, Registerer: reg, RateWindow: 2 * time.Second}, src, slog.New(slog.NewJSONHandler(&buf, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go p.Run(ctx)
+	srv := &http.Server{Handler: p}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	deadline := time.Now().Add(2500 * time.Millisecond)
+	n := 0
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+"/logged", nil)
+		req.Host = "m.default.localhost"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		n++
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := counterValue(t, p.m.requests.WithLabelValues("default", "m", "2xx")); got != float64(n) {
+		t.Fatalf("2xx counter = %v, want %d", got, n)
+	}
+	rate := p.RequestRate("default", "m")
+	want := float64(n) / 2.5
+	if rate < want*0.6 || rate > want*1.4 {
+		t.Fatalf("RequestRate = %.1f/s, want about %.1f/s", rate, want)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var observed uint64
+	for _, mf := range mfs {
+		if mf.GetName() == "gantry_ingress_request_duration_seconds" {
+			for _, m := range mf.GetMetric() {
+				observed += m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	if observed != uint64(n) {
+		t.Fatalf("latency histogram has %d observations, want %d", observed, n)
+	}
+	line, _, _ := strings.Cut(buf.String(), "\n")
+	var entry map[string]any
+	if err := json.Unmarshal([]byte(line), &entry); err != nil {
+		t.Fatalf("access log line %q: %v", line, err)
+	}
+	for _, k := range []string{"method", "host", "path", "status", "bytes", "duration", "upstream", "app"} {
+		if _, ok := entry[k]; !ok {
+			t.Errorf("access log lacks %q: %s", k, line)
+		}
+	}
+	if entry["host"] != "m.default.localhost" || entry["path"] != "/logged" || entry["status"] != float64(200) || entry["upstream"] != ins[0].ip+fmt.Sprint(":", port) {
+		t.Errorf("access log entry = %s", line)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}

@@ -1,0 +1,284 @@
+package ingress
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gantry-dev/gantry/internal/discovery"
+)
+
+const (
+	exposeTCP    = "tcp"
+	tcpKeyPrefix = "tcp:"
+)
+
+// tcpBalancer publishes exposed App ports on node ports. Its listeners
+// belong to Run: reconcile runs under Proxy.mu from apply.
+type tcpBalancer struct {
+	p   *Proxy
+	ctx context.Context
+
+	services  map[string]*tcpService // by namespace/app/port
+	allocated map[string]int         // node ports chosen for ports that named none
+
+	wg     sync.WaitGroup // accept loops and flows
+	flowMu sync.Mutex
+	flows  map[*tcpFlow]struct{}
+}
+
+type tcpService struct {
+	key      string
+	beKey    string
+	nodePort int
+	target   int
+	explicit bool
+	ln       net.Listener
+	accepted prometheus.Counter
+}
+
+type tcpFlow struct{ client, up net.Conn }
+
+func newTCPBalancer(ctx context.Context, p *Proxy) *tcpBalancer {
+	return &tcpBalancer{
+		p:         p,
+		ctx:       ctx,
+		services:  map[string]*tcpService{},
+		allocated: map[string]int{},
+		flows:     map[*tcpFlow]struct{}{},
+	}
+}
+
+type tcpWant struct {
+	ns, app, port string
+	nodePort      int // 0: allocate
+	target        int
+}
+
+// reconcile opens, moves and closes listeners to match s. Flows on a
+// listener that closes keep running; only new connections stop.
+func (tb *tcpBalancer) reconcile(s *discovery.Snapshot) {
+	want := map[string]tcpWant{}
+	var order []string
+	reserved := map[int]bool{}
+	if s != nil {
+		for _, svc := range s.Sorted() {
+			for _, pt := range svc.Ports {
+				if pt.Expose != exposeTCP {
+					continue
+				}
+				k := svc.Key() + "/" + pt.Name
+				want[k] = tcpWant{ns: svc.Namespace, app: svc.Name, port: pt.Name, nodePort: pt.NodePort, target: pt.Port}
+				order = append(order, k)
+				if pt.NodePort != 0 {
+					reserved[pt.NodePort] = true
+				}
+			}
+		}
+	}
+	for k, ts := range tb.services {
+		w, ok := want[k]
+		moved := ok && w.nodePort != 0 && w.nodePort != ts.nodePort
+		// A port that lost its explicit node port keeps the one it has.
+		if !ok || moved || w.target != ts.target {
+			ts.ln.Close()
+			delete(tb.services, k)
+			tb.p.log.Info("closed node port", "service", k, "nodePort", ts.nodePort)
+		}
+		if !ok {
+			delete(tb.allocated, k)
+		}
+	}
+	inUse := map[int]bool{}
+	for _, ts := range tb.services {
+		inUse[ts.nodePort] = true
+	}
+	for _, port := range tb.allocated {
+		inUse[port] = true
+	}
+	for _, k := range order {
+		if tb.services[k] != nil {
+			continue
+		}
+		w := want[k]
+		var ln net.Listener
+		var err error
+		port := w.nodePort
+		if port != 0 {
+			ln, err = tb.listen(port)
+		} else {
+			port, ln, err = tb.allocate(k, reserved, inUse)
+		}
+		if err != nil {
+			tb.p.log.Error("cannot publish exposed port", "service", k, "nodePort", port, "err", err)
+			continue
+		}
+		inUse[port] = true
+		ts := &tcpService{
+			key: k, beKey: tcpKeyPrefix + k, nodePort: port, target: w.target,
+			explicit: w.nodePort != 0, ln: ln,
+			accepted: tb.p.m.tcpFlows.WithLabelValues(w.ns, w.app, w.port),
+		}
+		tb.services[k] = ts
+		tb.p.log.Info("published node port", "service", k, "nodePort", port, "target", w.target)
+		tb.wg.Add(1)
+		go tb.accept(ts)
+	}
+}
+
+func (tb *tcpBalancer) listen(port int) (net.Listener, error) {
+	return net.Listen("tcp", net.JoinHostPort(tb.p.cfg.TCPBindAddress, strconv.Itoa(port)))
+}
+
+// allocate keeps a port's earlier allocation when it can and otherwise
+// takes the lowest free port of the range, skipping ports someone else
+// already listens on.
+func (tb *tcpBalancer) allocate(key string, reserved, inUse map[int]bool) (int, net.Listener, error) {
+	if port, ok := tb.allocated[key]; ok && !reserved[port] {
+		if ln, err := tb.listen(port); err == nil {
+			return port, ln, nil
+		}
+	}
+	delete(tb.allocated, key)
+	var lastErr error = errors.New("node port range exhausted")
+	for port := tb.p.cfg.NodePortMin; port <= tb.p.cfg.NodePortMax; port++ {
+		if reserved[port] || inUse[port] {
+			continue
+		}
+		ln, err := tb.listen(port)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		tb.allocated[key] = port
+		return port, ln, nil
+	}
+	return 0, nil, lastErr
+}
+
+func (tb *tcpBalancer) accept(ts *tcpService) {
+	defer tb.wg.Done()
+	var backoff time.Duration
+	for {
+		c, err := ts.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off as net/http
+			// does rather than spin.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			tb.p.log.Warn("accept failed on node port", "service", ts.key, "err", err)
+			select {
+			case <-time.After(backoff):
+			case <-tb.ctx.Done():
+				return
+			}
+			continue
+		}
+		backoff = 0
+		ts.accepted.Inc()
+		tb.wg.Add(1)
+		go tb.serve(ts, c)
+	}
+}
+
+// serve connects a client to a ready instance, trying a second one if the
+// first refuses, and relays bytes both ways until both sides are done.
+func (tb *tcpBalancer) serve(ts *tcpService, client net.Conn) {
+	defer tb.wg.Done()
+	defer client.Close()
+	p := tb.p
+	var ep *endpoint
+	var up net.Conn
+	d := net.Dialer{Timeout: p.cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	for attempt := 0; attempt < 2 && up == nil; attempt++ {
+		be := p.table.Load().backends[ts.beKey]
+		if be == nil {
+			return
+		}
+		next := p.acquire(be, ep)
+		if next == nil {
+			break
+		}
+		c, err := d.DialContext(tb.ctx, "tcp", next.addr)
+		if err != nil {
+			if tb.ctx.Err() == nil {
+				p.connectFailed(next)
+			}
+			next.release()
+			ep = next
+			continue
+		}
+		next.succeeded()
+		ep, up = next, c
+	}
+	if up == nil {
+		p.log.Warn("no instance accepted a TCP connection", "service", ts.key, "client", client.RemoteAddr().String())
+		return
+	}
+	defer ep.release()
+	defer up.Close()
+	f := &tcpFlow{client: client, up: up}
+	tb.flowMu.Lock()
+	tb.flows[f] = struct{}{}
+	tb.flowMu.Unlock()
+	defer func() {
+		tb.flowMu.Lock()
+		delete(tb.flows, f)
+		tb.flowMu.Unlock()
+	}()
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		relay(up, client)
+	}()
+	relay(client, up)
+	<-done
+}
+
+// relay copies src to dst. A clean end of src is passed on as a half
+// close, so protocols that shut down one direction first keep working; a
+// failure aborts both connections.
+func relay(dst, src net.Conn) {
+	if _, err := io.Copy(dst, src); err == nil {
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+			return
+		}
+	}
+	dst.Close()
+	src.Close()
+}
+
+// shutdown closes the listeners, waits up to timeout for flows to end on
+// their own, then cuts the rest.
+func (tb *tcpBalancer) shutdown(timeout time.Duration) {
+	for k, ts := range tb.services {
+		ts.ln.Close()
+		delete(tb.services, k)
+	}
+	done := make(chan struct{})
+	go func() {
+		tb.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return
+	case <-time.After(timeout):
+	}
+	tb.flowMu.Lock()
+	for f := range tb.flows {
+		f.client.Close()
+		f.up.Close()
+	}
+	tb.flowMu.Unlock()
+	<-done
+}
