@@ -98,6 +98,43 @@ func requireE2E(t *testing.T) {
 // clusterSeq gives each cluster of this run its own bridge and subnet.
 var clusterSeq atomic.Int32
 
+// freeClusterNumber picks a number for a cluster's bridge (gteN) and
+// subnet (10.(100+N).0.0/16) that no other cluster on this machine uses,
+// even one of another test process: the bridge name is claimed by a lock
+// file for the life of the test.
+func freeClusterNumber(t *testing.T) int {
+	t.Helper()
+	os.MkdirAll("/run/gantry/e2e", 0o755)
+	start := int(clusterSeq.Add(1)) + os.Getpid()
+	for i := 0; i < 150; i++ {
+		n := (start + i*7) % 150
+		if _, err := os.Stat("/sys/class/net/gte" + fmt.Sprint(n)); err == nil {
+			continue
+		}
+		lock := fmt.Sprintf("/run/gantry/e2e/%d", n)
+		f, err := os.OpenFile(lock, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err != nil {
+			// Taken, unless its owner is gone.
+			b, _ := os.ReadFile(lock)
+			var pid int
+			fmt.Sscanf(string(b), "%d", &pid)
+			if pid > 0 && syscall.Kill(pid, 0) == nil {
+				continue
+			}
+			os.Remove(lock)
+			if f, err = os.OpenFile(lock, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644); err != nil {
+				continue
+			}
+		}
+		fmt.Fprintf(f, "%d\n", os.Getpid())
+		f.Close()
+		t.Cleanup(func() { os.Remove(lock) })
+		return n
+	}
+	t.Fatal("no free cluster number: too many e2e clusters on this machine")
+	return 0
+}
+
 // Cluster is one `gantry up` under test.
 type Cluster struct {
 	t        *testing.T
@@ -140,7 +177,7 @@ func freePort(t *testing.T) string {
 func StartCluster(t *testing.T, opts ClusterOptions) *Cluster {
 	t.Helper()
 	requireE2E(t)
-	n := int(clusterSeq.Add(1)) + os.Getpid()%50*4
+	n := freeClusterNumber(t)
 	dir, err := os.MkdirTemp("", "gantry-e2e-")
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +185,7 @@ func StartCluster(t *testing.T, opts ClusterOptions) *Cluster {
 	c := &Cluster{
 		t: t, Dir: dir, Config: filepath.Join(dir, "config"),
 		APIAddr: freePort(t), RegAddr: freePort(t), DNSAddr: freePort(t), HTTPAddr: freePort(t),
-		Bridge: fmt.Sprintf("gte%d", n), CIDR: fmt.Sprintf("10.%d.0.0/16", 100+n%150),
+		Bridge: fmt.Sprintf("gte%d", n), CIDR: fmt.Sprintf("10.%d.0.0/16", 100+n),
 		Node: fmt.Sprintf("e2e-%d", n),
 	}
 	c.args = append([]string{"up", "--data-dir", dir, "--api-addr", c.APIAddr,
