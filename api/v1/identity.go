@@ -135,3 +135,25 @@ func init() {
 	Register(&KindInfo{Kind: "Role", Plural: "roles", New: func() Object { return &Role{} }})
 	Register(&KindInfo{Kind: "RoleBinding", Plural: "rolebindings", Aliases: []string{"binding", "bindings", "rb"}, New: func() Object { return &RoleBinding{} }})
 }
+
+// JoinToken lets an agent join the cluster once and receive its node
+// certificate. Only the hash of its secret is stored.
+type JoinToken struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta    `json:"metadata"`
+	Spec     JoinTokenSpec `json:"spec"`
+}
+
+// GetMeta returns the JoinToken's metadata.
+func (j *JoinToken) GetMeta() *ObjectMeta { return &j.Metadata }
+
+// JoinTokenSpec holds the token's hash and lifetime.
+type JoinTokenSpec struct {
+	Hash        string    `json:"hash,omitempty"`
+	Expires     time.Time `json:"expires"`
+	Description string    `json:"description,omitempty"`
+}
+
+func init() {
+	Register(&KindInfo{Kind: "JoinToken", Plural: "jointokens", Aliases: []string{"jointoken", "jt"}, New: func() Object { return &JoinToken{} }})
+}

@@ -13,7 +13,7 @@ import (
 func addExtraCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(newEventsCmd(g), newLogsCmd(g), newExecCmd(g),
 		newLoginCmd(g), newWhoAmICmd(g), newUserCmd(g), newTokenCmd(g), newRoleCmd(g), newTopCmd(g), newAuditCmd(g), newSecretCmd(g),
-		newAlertCmd(g), newNotifierCmd(g), newImageCmd(g), newRegistryCmd(g))
+		newAlertCmd(g), newNotifierCmd(g), newImageCmd(g), newRegistryCmd(g), newJoinTokenCmd(g))
 }
 
 func newEventsCmd(g *globals) *cobra.Command {

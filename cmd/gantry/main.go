@@ -102,6 +102,8 @@ func newRootCmd() *cobra.Command {
 		newUpCmd(),
 		newLogDriverCmd(),
 		newDownCmd(),
+		newServerCmd(),
+		newAgentCmd(),
 		newVersionCmd(g),
 		newApplyCmd(g),
 		newGetCmd(g),

@@ -62,6 +62,19 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: use text or json", format)
 }
 
+// newServerCmd is `gantry up` without the local node: the server parts
+// for a cluster whose nodes join with `gantry agent`.
+func newServerCmd() *cobra.Command {
+	cmd := newUpCmd()
+	cmd.Use = "server"
+	cmd.Short = "Run the server parts of a cluster (API, controllers, registry, DNS, load balancer); nodes join with `gantry agent`"
+	cmd.Long = `Run a Gantry server: embedded etcd (or --etcd-endpoints), the API, the controllers,
+the registry, DNS and the load balancer, without running containers here. Make a join
+token with ` + "`gantry join-token create`" + ` and start ` + "`gantry agent --join`" + ` on each node.`
+	cmd.Flags().Set("no-agent", "true")
+	return cmd
+}
+
 func newUpCmd() *cobra.Command {
 	o := &upOptions{}
 	cmd := &cobra.Command{
@@ -267,8 +280,12 @@ stopping gantry up. With --purge the data directory (state, images, logs) goes t
 			if pidAlive(filepath.Join(dataDir, "gantry.pid")) {
 				return fmt.Errorf("gantry up is still running on %s: stop it first (Ctrl-C)", dataDir)
 			}
-			if err := node.Down(cmd.Context(), filepath.Join(dataDir, "node"), log); err != nil {
-				return err
+			// gantry up keeps its node under DATA/node; gantry agent
+			// keeps it in DATA itself.
+			for _, d := range []string{filepath.Join(dataDir, "node"), dataDir} {
+				if err := node.Down(cmd.Context(), d, log); err != nil {
+					return err
+				}
 			}
 			if purge {
 				if err := os.RemoveAll(dataDir); err != nil {

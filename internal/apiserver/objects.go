@@ -263,6 +263,9 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 		// The server names tokens: the name is part of the secret.
 		return s.createToken(w, r, t)
 	}
+	if jt, ok := o.(*v1.JoinToken); ok {
+		return s.createJoinToken(w, r, jt)
+	}
 	if err := v1.Validate(o).OrNil(); err != nil {
 		return err
 	}
@@ -503,6 +506,10 @@ func (s *Server) afterDelete(o v1.Object) {
 func redact(o v1.Object) v1.Object {
 	switch t := o.(type) {
 	case *v1.Token:
+		c := *t
+		c.Spec.Hash = ""
+		return &c
+	case *v1.JoinToken:
 		c := *t
 		c.Spec.Hash = ""
 		return &c

@@ -79,23 +79,25 @@ type AuditEntry = audit.Entry
 
 // Server is the API server.
 type Server struct {
-	cfg        Config
-	store      *store.Store
-	log        *slog.Logger
-	authn      Authenticator
-	authz      Authorizer
-	resolver   ImageResolver
-	auditor    Auditor
-	auditLog   *audit.Log
-	secrets    *secrets.Codec
-	tester     NotifierTester
-	registryGC func(context.Context) (any, error)
-	heartbeats *store.Heartbeats
-	proxy      NodeProxy
-	metrics    *apiMetrics
-	limiter    *failLimiter
-	window     *metrics.Window
-	gatherer   prometheus.Gatherer
+	cfg          Config
+	store        *store.Store
+	log          *slog.Logger
+	authn        Authenticator
+	authz        Authorizer
+	resolver     ImageResolver
+	auditor      Auditor
+	auditLog     *audit.Log
+	secrets      *secrets.Codec
+	tester       NotifierTester
+	registryGC   func(context.Context) (any, error)
+	ca           *pki.CA
+	registryHost string
+	heartbeats   *store.Heartbeats
+	proxy        NodeProxy
+	metrics      *apiMetrics
+	limiter      *failLimiter
+	window       *metrics.Window
+	gatherer     prometheus.Gatherer
 }
 
 // Option sets an optional collaborator.
@@ -180,6 +182,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /metrics", s.serveProm)
 	mux.HandleFunc("POST /api/v1/secret-key/rotate", s.rotateKey)
 	mux.HandleFunc("POST /api/v1/registry/gc", s.serveRegistryGC)
+	mux.HandleFunc("POST /api/v1/join", s.serveJoin)
 	mux.HandleFunc("GET /api/v1/audit", s.serveAudit)
 	mux.HandleFunc("GET /api/v1/audit/{op}", s.serveAudit)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -423,6 +423,11 @@ func (s *Server) admitOther(ctx context.Context, o, prev v1.Object) error {
 		if prev != nil {
 			o.Spec.Subnet = prev.(*v1.Node).Spec.Subnet
 		}
+	case *v1.JoinToken:
+		if prev == nil {
+			return fmt.Errorf("%w: create join tokens with POST /api/v1/jointokens", v1.ErrUnprocessable)
+		}
+		o.Spec.Hash = prev.(*v1.JoinToken).Spec.Hash
 	}
 	return nil
 }

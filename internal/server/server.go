@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -217,7 +218,19 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		return string(v), nil
 	}
 	opts := []apiserver.Option{apiserver.WithNodeProxy(s.Nodes), apiserver.WithMetrics(s.Window), apiserver.WithPrometheus(s.Metrics),
-		apiserver.WithAuditLog(s.Audit), apiserver.WithSecrets(codec), apiserver.WithNotifierTester(s.Notify)}
+		apiserver.WithAuditLog(s.Audit), apiserver.WithSecrets(codec), apiserver.WithNotifierTester(s.Notify),
+		apiserver.WithRegistryHost(cfg.RegistryHost)}
+	if s.CA != nil {
+		opts = append(opts, apiserver.WithCA(s.CA))
+		// The server proves itself to agents with a client certificate
+		// when it forwards logs and exec.
+		cc, err := s.CA.IssueServerClient()
+		if err != nil {
+			return nil, err
+		}
+		s.Nodes.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.CA.Pool(), Certificates: []tls.Certificate{cc}, MinVersion: tls.VersionTLS12},
+			ForceAttemptHTTP2: false, IdleConnTimeout: 90 * time.Second}
+	}
 	if s.Registry != nil {
 		opts = append(opts, apiserver.WithImageResolver(imageResolver{host: cfg.RegistryHost, reg: s.Registry}),
 			apiserver.WithRegistryGC(func(ctx context.Context) (any, error) { return s.Registry.GC(ctx) }))

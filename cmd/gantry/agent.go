@@ -1,0 +1,332 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/client"
+	"github.com/gantry-dev/gantry/internal/apiserver"
+	"github.com/gantry-dev/gantry/internal/node"
+	"github.com/gantry-dev/gantry/internal/pki"
+)
+
+// agentOptions are the flags of `gantry agent`.
+type agentOptions struct {
+	server     string
+	join       string
+	name       string
+	dataDir    string
+	listen     string
+	containerd string
+	bridge     string
+	cidr       string
+	netnsDir   string
+	domain     string
+	sample     time.Duration
+	logLevel   string
+	labels     []string
+}
+
+func newAgentCmd() *cobra.Command {
+	o := &agentOptions{}
+	cmd := &cobra.Command{
+		Use:   "agent --server URL --join TOKEN",
+		Short: "Run this machine as a node of a Gantry cluster",
+		Long: `Run the node agent: it joins the cluster with a join token (made with
+` + "`gantry join-token create`" + ` on the server) once, receives a node certificate from the
+cluster CA, and from then on runs the instances the scheduler places here.
+The token carries a pin of the cluster CA, so nothing else needs copying.`,
+		Example: "  gantry agent --server https://10.0.0.5:7443 --join gjt_… --name worker-1",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runAgent(cmd, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.server, "server", "", "the API server's URL (https://HOST:7443)")
+	f.StringVar(&o.join, "join", "", "a join token (needed the first time only)")
+	f.StringVar(&o.name, "name", node.DefaultName(), "this node's name")
+	f.StringVar(&o.dataDir, "data-dir", filepath.Join(defaultHome(), "agent"), "where the node keeps its state, images and logs")
+	f.StringVar(&o.listen, "listen", ":7446", "where the agent serves logs, exec and /metrics to the server (TLS, server certificate required)")
+	f.StringVar(&o.containerd, "containerd-socket", "", "use this containerd instead of starting a private one")
+	f.StringVar(&o.bridge, "bridge", "gantry0", "the Linux bridge instances attach to")
+	f.StringVar(&o.cidr, "cluster-cidr", "10.77.0.0/16", "the cluster CIDR the server hands node subnets out of")
+	f.StringVar(&o.netnsDir, "netns-dir", "/run/gantry/netns", "where instance network namespaces are mounted")
+	f.StringVar(&o.domain, "cluster-domain", "gantry.internal", "DNS domain of service names")
+	f.DurationVar(&o.sample, "sample-interval", 10*time.Second, "how often instance CPU and memory are sampled")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringSliceVar(&o.labels, "label", nil, "node labels KEY=VALUE (for placement constraints)")
+	return cmd
+}
+
+// identity is what a joined node keeps on disk.
+type identity struct {
+	Server        string `json:"server"`
+	Node          string `json:"node"`
+	CA            string `json:"ca"`
+	Certificate   string `json:"certificate"`
+	ServerCert    string `json:"serverCertificate"`
+	Key           string `json:"key"`
+	RegistryToken string `json:"registryToken"`
+	Registry      string `json:"registry"`
+}
+
+func runAgent(cmd *cobra.Command, o *agentOptions) error {
+	log, err := newLogger(o.logLevel, "text")
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return err
+	}
+	idPath := filepath.Join(o.dataDir, "identity.json")
+	id, err := loadIdentity(idPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		if o.server == "" || o.join == "" {
+			return errors.New("this node has not joined yet: give --server URL and --join TOKEN (from `gantry join-token create` on the server)")
+		}
+		id, err = joinCluster(ctx, o)
+		if err != nil {
+			return err
+		}
+		b, _ := json.MarshalIndent(id, "", "  ")
+		if err := os.WriteFile(idPath, b, 0o600); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "node %s joined %s\n", id.Node, id.Server)
+	} else if err != nil {
+		return err
+	}
+	if id.Node != o.name && cmd.Flags().Changed("name") {
+		return fmt.Errorf("this data dir belongs to node %s; use another --data-dir for node %s", id.Node, o.name)
+	}
+	cert, err := tls.X509KeyPair([]byte(id.Certificate), []byte(id.Key))
+	if err != nil {
+		return fmt.Errorf("node certificate: %w", err)
+	}
+	api, err := client.New(client.Config{Server: id.Server, CA: []byte(id.CA), Certificates: []tls.Certificate{cert}, UserAgent: "gantry-agent/" + version})
+	if err != nil {
+		return err
+	}
+	labels := map[string]string{}
+	for _, l := range o.labels {
+		k, v, _ := strings.Cut(l, "=")
+		labels[k] = v
+	}
+	agentURL := ""
+	host, port, _ := net.SplitHostPort(o.listen)
+	if host == "" {
+		host = node.OutboundIP()
+	}
+	if port != "" {
+		agentURL = "https://" + net.JoinHostPort(host, port)
+	}
+	regToken := id.RegistryToken
+	creds := func(h string) (string, string) {
+		if h == id.Registry {
+			return "node", regToken
+		}
+		return "", ""
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if self, err = filepath.EvalSymlinks(self); err != nil {
+		return err
+	}
+	nd, err := node.Start(ctx, node.Config{
+		Name: id.Node, DataDir: o.dataDir, ContainerdSocket: o.containerd, LogDriver: []string{self, logDriverCommand},
+		BridgeName: o.bridge, ClusterCIDR: o.cidr, NetNSDir: o.netnsDir, Labels: labels, Address: node.OutboundIP(),
+		AgentURL: agentURL, Credentials: creds, CAPEM: []byte(id.CA), ClusterDomain: o.domain, SampleInterval: o.sample,
+	}, api, log)
+	if err != nil {
+		return err
+	}
+	defer nd.Stop()
+	if o.listen != "" {
+		if err := serveAgent(ctx, o.listen, id, nd); err != nil {
+			return err
+		}
+	}
+	log.Info("agent running", "node", id.Node, "server", id.Server, "listen", o.listen)
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-nd.Err():
+		return err
+	}
+}
+
+func loadIdentity(path string) (*identity, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var id identity
+	if err := json.Unmarshal(b, &id); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &id, nil
+}
+
+// joinCluster trades the join token for a node certificate. The server is
+// trusted through the CA pin inside the token.
+func joinCluster(ctx context.Context, o *agentOptions) (*identity, error) {
+	jc, err := pki.ParseJoinToken(o.join)
+	if err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(o.server)
+	if err != nil || u.Scheme != "https" {
+		return nil, fmt.Errorf("--server %q must be an https URL", o.server)
+	}
+	key, err := pki.NewKey()
+	if err != nil {
+		return nil, err
+	}
+	csr, err := pki.NodeCSR(o.name, key)
+	if err != nil {
+		return nil, err
+	}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: pki.PinnedClientTLS(jc.CAPin, u.Hostname())}}
+	body, _ := json.Marshal(apiserver.JoinRequest{Node: o.name, Token: o.join, CSR: string(csr)})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(o.server, "/")+"/api/v1/join", strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("join %s: %w", o.server, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var st v1.Status
+		json.NewDecoder(resp.Body).Decode(&st)
+		return nil, fmt.Errorf("join %s: %s (HTTP %d)", o.server, st.Message, resp.StatusCode)
+	}
+	var jr apiserver.JoinResponse
+	if err := json.NewDecoder(resp.Body).Decode(&jr); err != nil {
+		return nil, err
+	}
+	if _, err := pki.CheckPin([]byte(jr.CA), jc.CAPin); err != nil {
+		return nil, fmt.Errorf("the server's CA does not match the join token: %w", err)
+	}
+	keyPEM, err := pki.EncodeKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return &identity{Server: o.server, Node: o.name, CA: jr.CA, Certificate: jr.Certificate, ServerCert: jr.ServerCertificate,
+		Key: string(keyPEM), RegistryToken: jr.RegistryToken, Registry: jr.Registry}, nil
+}
+
+// serveAgent serves logs, exec and /metrics to the API server only: TLS
+// with the node's server certificate, and the server's client certificate
+// required.
+func serveAgent(ctx context.Context, addr string, id *identity, nd *node.Node) error {
+	cert, err := tls.X509KeyPair([]byte(id.ServerCert), []byte(id.Key))
+	if err != nil {
+		return fmt.Errorf("agent listener certificate: %w", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(id.CA))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("agent listener on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(nd.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("/", nd.Agent.Handler())
+	guard := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !pki.IsServer(r.TLS) {
+			http.Error(w, "only the Gantry API server may call an agent", http.StatusForbidden)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+	tl := tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS12})
+	hs := &http.Server{Handler: guard, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(tl)
+	go func() { <-ctx.Done(); hs.Close() }()
+	return nil
+}
+
+func newJoinTokenCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "join-token", Short: "Manage the tokens agents join the cluster with"}
+	var ttl time.Duration
+	var desc string
+	create := &cobra.Command{
+		Use:   "create [--ttl 24h]",
+		Short: "Make a join token; give it to `gantry agent --join` on the new node",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			body := &v1.JoinToken{TypeMeta: v1.TypeMeta{Kind: "JoinToken"}, Spec: v1.JoinTokenSpec{Description: desc}}
+			if ttl > 0 {
+				body.Spec.Expires = time.Now().Add(ttl).UTC()
+			}
+			var out apiserver.CreatedJoinToken
+			if _, err := c.Do(cmd.Context(), "POST", "/api/v1/jointokens", nil, body, &out); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "join token %s, valid until %s; on the new node run:\n  gantry agent --server %s --join <token>\n", out.Metadata.Name, out.Spec.Expires.Local().Format(time.RFC3339), c.Server())
+			fmt.Fprintln(cmd.OutOrStdout(), out.Token)
+			return nil
+		},
+	}
+	create.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token can be used")
+	create.Flags().StringVar(&desc, "description", "", "what the token is for")
+	ls := &cobra.Command{
+		Use: "ls", Short: "List join tokens", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			l, _, err := client.List[*v1.JoinToken](cmd.Context(), c, "", client.ListOptions{})
+			if err != nil {
+				return err
+			}
+			rows := [][]string{{"ID", "EXPIRES", "DESCRIPTION"}}
+			for _, t := range l {
+				rows = append(rows, []string{t.Metadata.Name, t.Spec.Expires.Local().Format(time.RFC3339), t.Spec.Description})
+			}
+			printRows(cmd.OutOrStdout(), rows)
+			return nil
+		},
+	}
+	rm := &cobra.Command{
+		Use: "rm ID", Short: "Delete a join token", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if _, err := c.Delete(cmd.Context(), "JoinToken", "", args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "jointoken/%s deleted\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(create, ls, rm)
+	return cmd
+}

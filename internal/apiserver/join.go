@@ -1,0 +1,159 @@
+package apiserver
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/pki"
+	"github.com/gantry-dev/gantry/internal/store"
+)
+
+// WithCA lets the server issue join tokens and node certificates.
+func WithCA(ca *pki.CA) Option { return func(s *Server) { s.ca = ca } }
+
+// WithRegistryHost tells joining agents where the registry is.
+func WithRegistryHost(h string) Option { return func(s *Server) { s.registryHost = h } }
+
+// JoinRequest is what an agent sends to join.
+type JoinRequest struct {
+	Node  string `json:"node"`
+	Token string `json:"token"`
+	// CSR is the PEM certificate request of the node's key.
+	CSR string `json:"csr"`
+}
+
+// JoinResponse hands a joining agent its identity.
+type JoinResponse struct {
+	// Certificate is the node's client certificate (PEM).
+	Certificate string `json:"certificate"`
+	// ServerCertificate is the certificate of the agent's own listener,
+	// for the same key, naming the node and the address it joined from.
+	ServerCertificate string `json:"serverCertificate"`
+	CA                string `json:"ca"`
+	// RegistryToken is a node token for pulling from the registry.
+	RegistryToken string `json:"registryToken"`
+	Registry      string `json:"registry,omitempty"`
+}
+
+// CreatedJoinToken is the answer of a join token creation; Token is
+// shown once.
+type CreatedJoinToken struct {
+	v1.JoinToken
+	Token string `json:"token"`
+}
+
+// createJoinToken makes a join token (cluster admins: create jointokens).
+func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request, jt *v1.JoinToken) error {
+	if s.ca == nil {
+		return fmt.Errorf("%w: this server has no CA (started without TLS)", v1.ErrUnavailable)
+	}
+	ttl := pki.DefaultJoinTokenTTL
+	if !jt.Spec.Expires.IsZero() {
+		ttl = time.Until(jt.Spec.Expires)
+		if ttl <= 0 {
+			return v1.FieldErrors{{Field: "spec.expires", Message: "must be in the future"}}
+		}
+	}
+	tok, rec, err := pki.NewJoinToken(s.ca.Pin(), ttl, time.Now())
+	if err != nil {
+		return err
+	}
+	out := &v1.JoinToken{TypeMeta: v1.TypeMeta{Kind: "JoinToken"}, Metadata: v1.ObjectMeta{Name: rec.ID},
+		Spec: v1.JoinTokenSpec{Hash: rec.Hash, Expires: rec.Expires, Description: jt.Spec.Description}}
+	if err := s.store.Create(r.Context(), out); err != nil {
+		return err
+	}
+	out.Spec.Hash = ""
+	writeJSON(w, http.StatusCreated, CreatedJoinToken{JoinToken: *out, Token: tok})
+	return nil
+}
+
+// serveJoin lets an agent trade a join token and a certificate request
+// for its node certificate. It is the one unauthenticated write: the join
+// token is the credential.
+func (s *Server) serveJoin(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w}
+	ri := &requestInfo{Kind: &v1.KindInfo{Kind: "Node", Plural: "nodes"}, Verb: "create", Sub: "join"}
+	reason := ""
+	id := auth.Anonymous
+	defer func() { s.finish(r, rec, ri, id, start, reason) }()
+	src := sourceIP(r)
+	if s.limiter.blocked(src, start) {
+		writeError(rec, fmt.Errorf("%w: too many failed joins from %s", v1.ErrTooManyRequest, src))
+		return
+	}
+	var req JoinRequest
+	if err := decodeBody(rec, r, 64<<10, &req); err != nil {
+		writeError(rec, err)
+		return
+	}
+	ri.Name = req.Node
+	resp, err := s.join(r.Context(), req, src)
+	if err != nil {
+		if errors.Is(err, v1.ErrUnauthorized) {
+			s.limiter.fail(src, start)
+			reason = "authentication failed"
+		}
+		writeError(rec, err)
+		return
+	}
+	id = &auth.Identity{User: auth.NodeUser(req.Node), Node: req.Node}
+	writeJSON(rec, http.StatusOK, resp)
+}
+
+func (s *Server) join(ctx context.Context, req JoinRequest, src string) (*JoinResponse, error) {
+	if s.ca == nil {
+		return nil, fmt.Errorf("%w: this server has no CA (started without TLS)", v1.ErrUnavailable)
+	}
+	if msg := v1.ValidateName(req.Node, 63); msg != "" {
+		return nil, v1.FieldErrors{{Field: "node", Message: msg}}
+	}
+	jc, err := pki.ParseJoinToken(req.Token)
+	if err != nil {
+		return nil, err
+	}
+	jt, err := store.Get[*v1.JoinToken](ctx, s.store, "", jc.ID)
+	if errors.Is(err, v1.ErrNotFound) {
+		return nil, pki.ErrInvalidJoinToken
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := (pki.JoinToken{ID: jt.Metadata.Name, Hash: jt.Spec.Hash, Expires: jt.Spec.Expires}).Verify(req.Token, time.Now()); err != nil {
+		return nil, err
+	}
+	nodePEM, err := s.ca.SignNodeCSR([]byte(req.CSR), req.Node)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode([]byte(req.CSR))
+	csr, err := x509.ParseCertificateRequest(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", v1.ErrInvalid, err)
+	}
+	// The agent's listener is named for the node and for the address the
+	// server saw it join from: never for names the agent asks for.
+	var ips []net.IP
+	if ip := net.ParseIP(src); ip != nil {
+		ips = append(ips, ip)
+	}
+	servPEM, err := s.ca.SignServer(csr.PublicKey, []string{req.Node}, ips)
+	if err != nil {
+		return nil, err
+	}
+	_, regTok, err := auth.CreateToken(ctx, s.store, v1.TokenSpec{User: auth.NodeUser(req.Node), Node: req.Node, Description: "registry pulls of node " + req.Node})
+	if err != nil {
+		return nil, err
+	}
+	return &JoinResponse{Certificate: string(nodePEM), ServerCertificate: string(servPEM), CA: string(s.ca.CertPEM()),
+		RegistryToken: regTok, Registry: s.registryHost}, nil
+}

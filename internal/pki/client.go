@@ -1,0 +1,44 @@
+package pki
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"slices"
+)
+
+// ServerCommonName and ServerOrganization name the API server when it
+// acts as a client of agents (to forward logs and exec).
+const (
+	ServerCommonName   = "system:server"
+	ServerOrganization = "gantry:servers"
+)
+
+// IssueServerClient issues the client certificate the API server presents
+// to agents, with a new key.
+func (ca *CA) IssueServerClient() (tls.Certificate, error) {
+	key, err := NewKey()
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	leaf, err := ca.sign(&x509.Certificate{
+		Subject:     pkix.Name{CommonName: ServerCommonName, Organization: []string{ServerOrganization}},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, key.Public(), ServerValidity)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("issue the server's client certificate: %w", err)
+	}
+	return tls.Certificate{Certificate: [][]byte{leaf.Raw, ca.cert.Raw}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// IsServer reports whether a verified TLS peer is a Gantry API server.
+func IsServer(cs *tls.ConnectionState) bool {
+	if cs == nil || len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+		return false
+	}
+	c := cs.VerifiedChains[0][0]
+	return c.Subject.CommonName == ServerCommonName && slices.Contains(c.Subject.Organization, ServerOrganization) &&
+		slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
+}
