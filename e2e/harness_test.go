@@ -413,3 +413,5 @@ func HTTPGet(url string, host string) (int, string, error) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), nil
 }
+
+func isCI() bool { return os.Getenv("CI") == "true" }

@@ -372,10 +372,12 @@ type AppStatus struct {
 
 // RollbackRecord says why a rollout was undone automatically.
 type RollbackRecord struct {
-	From   int64     `json:"from"`
-	To     int64     `json:"to"`
-	Time   time.Time `json:"time"`
-	Reason string    `json:"reason"`
+	From int64 `json:"from"`
+	To   int64 `json:"to"`
+	// Revision is the revision the rollback made (with To's template).
+	Revision int64     `json:"revision,omitempty"`
+	Time     time.Time `json:"time"`
+	Reason   string    `json:"reason"`
 }
 
 // App phases.

@@ -44,7 +44,7 @@ func main() {
 	defer os.RemoveAll(dir)
 	addr := freeAddr()
 	cmd := exec.Command(*bin, "up", "--no-agent", "--data-dir", dir, "--api-addr", addr,
-		"--write-config", filepath.Join(dir, "config"), "--dns-addr", freeAddr(), "--registry-addr", freeAddr(), "--log-level", "warn")
+		"--write-config", filepath.Join(dir, "config"), "--dns-addr", freeAddr(), "--registry-addr", freeAddr(), "--ingress-addr", freeAddr(), "--log-level", "warn")
 	cmd.Stderr = os.Stderr
 	start := time.Now()
 	if err := cmd.Start(); err != nil {

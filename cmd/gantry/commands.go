@@ -562,7 +562,10 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 				switch {
 				case a.Spec.Paused:
 					line = fmt.Sprintf("app/%s rollout is paused at revision %d (gantry rollout resume app/%s)", name, st.Revision, name)
-				case st.RolledBack != nil && st.RolledBack.From >= startRev:
+				case st.RolledBack != nil && (st.RolledBack.From >= startRev || st.RolledBack.Revision == st.Revision):
+					// The rollout asked for failed: either while we
+					// watched, or it is the one the App was rolled back
+					// from and nothing was applied since.
 					fmt.Fprintf(w, "app/%s: rollout of revision %d failed and was rolled back to the template of revision %d: %s\n", name, st.RolledBack.From, st.RolledBack.To, st.RolledBack.Reason)
 					return &exitError{1, errSilent}
 				case st.Phase == v1.AppFailed:

@@ -43,6 +43,8 @@ type upOptions struct {
 	sampleEvery   time.Duration
 	registryAddr  string
 	registryHost  string
+	ingressAddr   string
+	ingressHTTPS  string
 	seed          bool
 	apply         []string
 }
@@ -112,6 +114,8 @@ The first start creates a cluster admin and writes the CLI config
 	f.BoolVar(&o.noTLS, "insecure-no-tls", false, "serve the API and registry over plain HTTP (for debugging only)")
 	f.BoolVar(&o.seed, "seed", false, "push the busybox seed image (library/busybox:latest) once up")
 	f.StringSliceVar(&o.apply, "apply", nil, "apply these manifests once up (the demo of `make up`)")
+	f.StringVar(&o.ingressAddr, "ingress-addr", ":8080", "where the HTTP load balancer listens (empty: no load balancer)")
+	f.StringVar(&o.ingressHTTPS, "ingress-https-addr", "", "where the HTTPS load balancer listens, for routes with tls (e.g. :8443)")
 	f.StringVar(&o.registryAddr, "registry-addr", ":5000", "where the OCI registry listens (empty: no registry)")
 	f.StringVar(&o.registryHost, "registry-host", "", "host:port that image references use for the registry (default: the listen address, with a wildcard host as 127.0.0.1)")
 	f.StringVar(&o.dnsAddr, "dns-addr", "127.0.0.1:5353", "host address of the DNS server (UDP and TCP; empty: none)")
@@ -136,6 +140,7 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	cfg.DNSAddr = o.dnsAddr
 	cfg.RegistryAddr, cfg.RegistryHost = o.registryAddr, o.registryHost
 	cfg.TLS = !o.noTLS
+	cfg.IngressAddr, cfg.IngressHTTPSAddr = o.ingressAddr, o.ingressHTTPS
 	cfg.DNS.Domain = o.domain
 	cfg.DNS.AppsDomain = o.appsDomain
 	pidPath := filepath.Join(dataDir, "gantry.pid")

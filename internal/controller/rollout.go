@@ -505,7 +505,7 @@ func (r *Rollout) deadlineExceeded(ctx context.Context, a *v1.App, rev *v1.Revis
 		x.Status.Message = reason
 		// The rolled-back-to template already completed a rollout.
 		x.Status.StableRevision = x.Status.Revision
-		x.Status.RolledBack = &v1.RollbackRecord{From: from, To: stable, Time: r.now().UTC(), Reason: reason}
+		x.Status.RolledBack = &v1.RollbackRecord{From: from, To: stable, Revision: x.Status.Revision, Time: r.now().UTC(), Reason: reason}
 		return nil
 	})
 	if err != nil {

@@ -36,6 +36,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/dns"
 	"github.com/gantry-dev/gantry/internal/events"
 	"github.com/gantry-dev/gantry/internal/informer"
+	"github.com/gantry-dev/gantry/internal/ingress"
 	"github.com/gantry-dev/gantry/internal/metrics"
 	"github.com/gantry-dev/gantry/internal/notify"
 	"github.com/gantry-dev/gantry/internal/pki"
@@ -70,6 +71,11 @@ type Config struct {
 	RegistryAddr string
 	RegistryHost string
 	RegistryURL  string
+	// IngressAddr and IngressHTTPSAddr are the load balancer's listeners
+	// (empty: none); Ingress holds its other settings.
+	IngressAddr      string
+	IngressHTTPSAddr string
+	Ingress          ingress.Config
 	// DNS configures service discovery; DNSAddr is its host listener
 	// (empty: none).
 	DNS     dns.Config
@@ -87,6 +93,8 @@ func DefaultConfig(dataDir string) Config {
 		DNSAddr:      "127.0.0.1:5353",
 		RegistryAddr: ":5000",
 		TLS:          true,
+		IngressAddr:  ":8080",
+		Ingress:      ingress.Config{AccessLog: true},
 	}
 }
 
@@ -107,6 +115,8 @@ type Server struct {
 	Audit *audit.Log
 	// Window holds the last hour of resource samples.
 	Window *metrics.Window
+	// Ingress is the HTTP/TCP load balancer.
+	Ingress *ingress.Proxy
 	// Discovery publishes service snapshots for DNS and the ingress.
 	Discovery *discovery.Watcher
 	DNS       *dns.Server
@@ -264,10 +274,17 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.goRun(func() error { rollout.Run(ctx, 4, false); return nil })
 	s.Autoscaler = &controller.Autoscaler{Store: s.Store, Apps: rollout.Apps, Window: s.Window, Quota: s.API.FitReplicas,
 		Recorder: s.Recorder, Log: log.With("controller", "autoscaler")}
-	s.goRun(func() error { s.Autoscaler.Run(ctx); return nil })
 	s.Discovery = discovery.NewWatcher(s.Store, s.Instances, log)
 	s.goRun(func() error { s.Discovery.Run(ctx, false); return nil })
 	cfg.DNS.Registerer = s.Metrics
+	if cfg.IngressAddr != "" {
+		cfg.DNS.LoadBalancer = loadBalancerIPs(cfg.IngressAddr)
+		if err := s.startIngress(ctx, codec); err != nil {
+			return nil, err
+		}
+		s.Autoscaler.Requests = s.Ingress
+	}
+	s.goRun(func() error { s.Autoscaler.Run(ctx); return nil })
 	d, err := dns.New(cfg.DNS, s.Discovery, log.With("component", "dns"))
 	if err != nil {
 		return nil, fmt.Errorf("dns: %w", err)
@@ -504,4 +521,35 @@ func outboundIP() string {
 	}
 	defer conn.Close()
 	return conn.LocalAddr().(*net.UDPAddr).IP.String()
+}
+
+// startIngress runs the load balancer over the discovery snapshots.
+func (s *Server) startIngress(ctx context.Context, codec *secrets.Codec) error {
+	cfg := s.Config.Ingress
+	cfg.HTTPAddr, cfg.HTTPSAddr = s.Config.IngressAddr, s.Config.IngressHTTPSAddr
+	if cfg.AppsDomain == "" {
+		cfg.AppsDomain = s.Config.DNS.AppsDomain
+	}
+	cfg.Registerer = s.Metrics
+	if cfg.HTTPSAddr != "" {
+		cfg.Certificates = &routeCerts{src: s.Discovery, store: s.Store, codec: codec, ca: s.CA, dir: filepath.Join(pki.Dir(s.Config.DataDir), "routes")}
+	}
+	p, err := ingress.New(cfg, s.Discovery, s.log.With("component", "ingress"))
+	if err != nil {
+		return fmt.Errorf("ingress: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("ingress listener on %s: %w (pass --ingress-addr)", cfg.HTTPAddr, err)
+	}
+	var tln net.Listener
+	if cfg.HTTPSAddr != "" {
+		if tln, err = net.Listen("tcp", cfg.HTTPSAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("ingress HTTPS listener on %s: %w (pass --ingress-https-addr)", cfg.HTTPSAddr, err)
+		}
+	}
+	s.Ingress = p
+	s.goRun(func() error { return p.Serve(ctx, ln, tln) })
+	return nil
 }
