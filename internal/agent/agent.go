@@ -147,7 +147,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	close(a.ready)
 	a.log.Info("agent ready", "subnet", node.Spec.Subnet, "gateway", a.net.Gateway())
 
-	a.wg.Add(3)
+	a.wg.Add(4)
+	go func() { defer a.wg.Done(); a.collectLogs(ctx) }()
 	go func() { defer a.wg.Done(); a.heartbeat(ctx) }()
 	go func() { defer a.wg.Done(); a.syncPolicy(ctx) }()
 	go func() { defer a.wg.Done(); a.sampler.run(ctx) }()
