@@ -204,25 +204,32 @@ func sortRevisions(revs []*v1.Revision) {
 
 // Delete removes an App and its revisions in one transaction. Its
 // instances are stopped by the rollout controller, which notices they
-// have no App.
+// have no App. With rev 0 the delete is unconditional: a concurrent status
+// write by a controller makes it read again and retry.
 func Delete(ctx context.Context, s *store.Store, ns, name string, rev int64) (*v1.App, error) {
-	a, err := store.Get[*v1.App](ctx, s, ns, name)
-	if err != nil {
-		return nil, err
+	for attempt := 0; ; attempt++ {
+		a, err := store.Get[*v1.App](ctx, s, ns, name)
+		if err != nil {
+			return nil, err
+		}
+		if rev != 0 && rev != a.Metadata.Revision {
+			return nil, fmt.Errorf("app %q was modified (now at revision %d): %w", name, a.Metadata.Revision, v1.ErrConflict)
+		}
+		revs, err := History(ctx, s, ns, name)
+		if err != nil {
+			return nil, err
+		}
+		txn := s.Txn().Delete(appKind, ns, name, a.Metadata.Revision)
+		for _, r := range revs {
+			txn.Delete(revisionKind, ns, r.Metadata.Name, 0)
+		}
+		err = txn.Commit(ctx)
+		if errors.Is(err, v1.ErrConflict) && rev == 0 && attempt < 20 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return a, nil
 	}
-	if rev != 0 && rev != a.Metadata.Revision {
-		return nil, fmt.Errorf("app %q was modified (now at revision %d): %w", name, a.Metadata.Revision, v1.ErrConflict)
-	}
-	revs, err := History(ctx, s, ns, name)
-	if err != nil {
-		return nil, err
-	}
-	txn := s.Txn().Delete(appKind, ns, name, a.Metadata.Revision)
-	for _, r := range revs {
-		txn.Delete(revisionKind, ns, r.Metadata.Name, 0)
-	}
-	if err := txn.Commit(ctx); err != nil {
-		return nil, err
-	}
-	return a, nil
 }
