@@ -180,13 +180,18 @@ func DecodeManifest(doc []byte) (Object, error) {
 func decodeFlat(top map[string]json.RawMessage, o Object) error {
 	meta := map[string]json.RawMessage{}
 	spec := map[string]json.RawMessage{}
-	for k, v := range top {
+	k, _ := KindOf(o)
+	for key, v := range top {
 		switch {
-		case k == "kind" || k == "apiVersion":
-		case metaKeys[k]:
-			meta[k] = v
+		case key == "namespace" && k != nil && !k.Namespaced && specHasField(o, "namespace"):
+			// Cluster-scoped objects have no namespace: a namespace
+			// key is theirs (a RoleBinding's).
+			spec[key] = v
+		case key == "kind" || key == "apiVersion":
+		case metaKeys[key]:
+			meta[key] = v
 		default:
-			spec[k] = v
+			spec[key] = v
 		}
 	}
 	mb, _ := json.Marshal(meta)
@@ -273,4 +278,20 @@ func kindNames() string {
 		names = append(names, k.Kind)
 	}
 	return strings.Join(names, ", ")
+}
+
+// specHasField reports whether the object's spec has a JSON field name.
+func specHasField(o Object, name string) bool {
+	sv := reflect.ValueOf(o).Elem().FieldByName("Spec")
+	if !sv.IsValid() {
+		return false
+	}
+	t := sv.Type()
+	for i := 0; i < t.NumField(); i++ {
+		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if tag == name {
+			return true
+		}
+	}
+	return false
 }

@@ -200,3 +200,14 @@ func FuzzDecodeManifest(f *testing.F) {
 		}
 	})
 }
+
+func TestFlatRoleBindingKeepsItsNamespace(t *testing.T) {
+	o, err := DecodeManifest([]byte("kind: RoleBinding\nname: bob-viewer\nuser: bob\nrole: viewer\nnamespace: team\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := o.(*RoleBinding)
+	if b.Spec.Namespace != "team" || b.Metadata.Namespace != "" {
+		t.Fatalf("spec.namespace %q, metadata.namespace %q", b.Spec.Namespace, b.Metadata.Namespace)
+	}
+}

@@ -78,6 +78,7 @@ func (a *Agent) serveLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	enc := json.NewEncoder(w)
 	ctx := r.Context()
+	lastFlush := time.Now()
 	for {
 		var e logfile.Entry
 		var err error
@@ -89,6 +90,7 @@ func (a *Agent) serveLogs(w http.ResponseWriter, r *http.Request) {
 			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 				if fl != nil {
 					fl.Flush()
+					lastFlush = time.Now()
 				}
 				continue
 			}
@@ -103,6 +105,12 @@ func (a *Agent) serveLogs(w http.ResponseWriter, r *http.Request) {
 		}
 		if enc.Encode(LogLine{Time: e.Time, Stream: e.Stream, Line: e.Line}) != nil {
 			return
+		}
+		// A busy log never goes quiet for the idle flush above: flush at
+		// least every 100ms so that followers see lines within that.
+		if opts.Follow && fl != nil && time.Since(lastFlush) >= 100*time.Millisecond {
+			fl.Flush()
+			lastFlush = time.Now()
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -53,11 +54,15 @@ func (w *worker) signal() {
 
 func (w *worker) update(i *v1.Instance) {
 	w.mu.Lock()
+	policyChanged := !slices.Equal(w.desired.Spec.AllowFrom, i.Spec.AllowFrom)
 	w.desired = i
 	if i.Metadata.Deleting != nil {
 		w.removing = true
 	}
 	w.mu.Unlock()
+	if policyChanged {
+		w.a.policyChanged()
+	}
 	w.signal()
 }
 

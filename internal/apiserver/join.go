@@ -87,7 +87,7 @@ func (s *Server) serveJoin(w http.ResponseWriter, r *http.Request) {
 	id := auth.Anonymous
 	defer func() { s.finish(r, rec, ri, id, start, reason) }()
 	src := sourceIP(r)
-	if s.limiter.blocked(src, start) {
+	if s.limiter.Blocked(src, start) {
 		writeError(rec, fmt.Errorf("%w: too many failed joins from %s", v1.ErrTooManyRequest, src))
 		return
 	}
@@ -100,7 +100,7 @@ func (s *Server) serveJoin(w http.ResponseWriter, r *http.Request) {
 	resp, err := s.join(r.Context(), req, src)
 	if err != nil {
 		if errors.Is(err, v1.ErrUnauthorized) {
-			s.limiter.fail(src, start)
+			s.limiter.Fail(src, start)
 			reason = "authentication failed"
 		}
 		writeError(rec, err)

@@ -33,6 +33,9 @@ func (s *Server) writeSecret(ctx context.Context, sec *v1.Secret, prev *v1.Secre
 	}
 	data := sec.MergedData()
 	keys := sec.DataKeys()
+	if len(data) == 0 && len(sec.Keys) > 0 {
+		return "", fmt.Errorf("%w: this secret carries key names but no values (reads never return values); set values with data, stringData or `gantry secret set`", v1.ErrInvalid)
+	}
 	if prev != nil {
 		old, err := s.secrets.Open(prev.Metadata.Namespace, prev.Metadata.Name, fromV1(prev.Sealed))
 		if err == nil && sameData(old, data) && equalLabels(prev.Metadata.Labels, sec.Metadata.Labels) {

@@ -17,6 +17,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/auth"
 	"github.com/gantry-dev/gantry/internal/metrics"
 	"github.com/gantry-dev/gantry/internal/pki"
+	"github.com/gantry-dev/gantry/internal/ratelimit"
 	"github.com/gantry-dev/gantry/internal/secrets"
 	"github.com/gantry-dev/gantry/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -95,7 +96,7 @@ type Server struct {
 	heartbeats   *store.Heartbeats
 	proxy        NodeProxy
 	metrics      *apiMetrics
-	limiter      *failLimiter
+	limiter      *ratelimit.FailLimiter
 	window       *metrics.Window
 	gatherer     prometheus.Gatherer
 }
@@ -136,7 +137,7 @@ func New(cfg Config, st *store.Store, authn Authenticator, authz Authorizer, log
 	}
 	s := &Server{cfg: cfg, store: st, log: log, authn: authn, authz: authz,
 		heartbeats: st.Heartbeats("nodes", cfg.HeartbeatTTL), metrics: newAPIMetrics(),
-		limiter: newFailLimiter(2, 20)}
+		limiter: ratelimit.NewFailLimiter(2, 20)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -243,17 +244,17 @@ func (s *Server) authenticate(r *http.Request) (*auth.Identity, error) {
 		return auth.Anonymous, nil
 	}
 	src, now := sourceIP(r), time.Now()
-	if s.limiter.blocked(src, now) {
+	if s.limiter.Blocked(src, now) {
 		return nil, fmt.Errorf("%w: too many failed authentications from %s; wait and retry", v1.ErrTooManyRequest, src)
 	}
 	tok, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok {
-		s.limiter.fail(src, now)
+		s.limiter.Fail(src, now)
 		return nil, fmt.Errorf("%w: Authorization header must be \"Bearer <token>\"", v1.ErrUnauthorized)
 	}
 	id, err := s.authn.Authenticate(r.Context(), strings.TrimSpace(tok))
 	if err != nil && errors.Is(err, v1.ErrUnauthorized) {
-		s.limiter.fail(src, now)
+		s.limiter.Fail(src, now)
 	}
 	return id, err
 }

@@ -364,20 +364,6 @@ func (s *Server) nodeStatus(w http.ResponseWriter, r *http.Request, ri *requestI
 	return nil
 }
 
-// appLogs merges the logs of every instance of an App. It is served by
-// asking each instance's agent and interleaving the lines.
-func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
-	if s.proxy == nil {
-		return fmt.Errorf("%w: this server cannot reach agents", v1.ErrUnavailable)
-	}
-	if m, ok := s.proxy.(interface {
-		ServeAppLogs(w http.ResponseWriter, r *http.Request, ns, app string) error
-	}); ok {
-		return m.ServeAppLogs(w, r, ri.Namespace, ri.Name)
-	}
-	return fmt.Errorf("%w: app logs are not supported by this server", v1.ErrUnavailable)
-}
-
 // createToken makes a token and returns its secret, once.
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request, t *v1.Token) error {
 	ctx := r.Context()

@@ -40,7 +40,7 @@ var BuiltinRoles = map[string][]v1.Rule{
 		{Verbs: []string{"*"}, Resources: []string{"apps", "apps/*", "instances/logs", "instances/exec", "images", "alertrules", "notifiers", "notifiers/*"}},
 		{Verbs: append([]string{"delete"}, readVerbs...), Resources: []string{"instances"}},
 		{Verbs: []string{"get", "list", "watch", "create", "update", "delete"}, Resources: []string{"secrets"}},
-		{Verbs: readVerbs, Resources: []string{"revisions", "events", "namespaces", "metrics"}},
+		{Verbs: readVerbs, Resources: []string{"revisions", "events", "namespaces", "metrics", "instances/metrics"}},
 	},
 	RoleViewer: {
 		{Verbs: readVerbs, Resources: []string{"apps", "revisions", "instances", "events", "namespaces", "metrics", "alertrules", "notifiers"}},
@@ -107,8 +107,18 @@ func (z *Authorizer) Authorize(ctx context.Context, id *Identity, a Attributes) 
 	return Forbidden(id, a, "no role binding grants it")
 }
 
-// Allowed reports whether rules allow a.
+// allows reports whether rules allow a. "apply" (create or replace) is
+// allowed where both create and update are, unless a rule names it.
 func allows(rules []v1.Rule, a Attributes) bool {
+	if a.Verb == "apply" && !allows1(rules, a) {
+		c, u := a, a
+		c.Verb, u.Verb = "create", "update"
+		return allows1(rules, c) && allows1(rules, u)
+	}
+	return allows1(rules, a)
+}
+
+func allows1(rules []v1.Rule, a Attributes) bool {
 	res := a.Resource
 	if a.Subresource != "" {
 		res += "/" + a.Subresource

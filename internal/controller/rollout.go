@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -202,6 +203,32 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 		drain = *st.DrainDelay
 	}
 	newReady, oldReady := countReady(cur), countReady(old)
+
+	// 0. Network policy is not part of the template: carry a change of
+	// spec.network.allowFrom to the running instances, whose agents
+	// update the packet filter.
+	var allow []string
+	if a := app.Spec.Network; a != nil {
+		allow = a.AllowFrom
+	}
+	for _, i := range append(append([]*v1.Instance(nil), cur...), old...) {
+		if slices.Equal(i.Spec.AllowFrom, allow) {
+			continue
+		}
+		out, err := store.Mutate(ctx, r.store, i.Metadata.Namespace, i.Metadata.Name, func(x *v1.Instance) error {
+			if slices.Equal(x.Spec.AllowFrom, allow) {
+				return store.ErrUnchanged
+			}
+			x.Spec.AllowFrom = slices.Clone(allow)
+			return nil
+		})
+		if err != nil && !errors.Is(err, v1.ErrNotFound) {
+			return 0, err
+		}
+		if err == nil {
+			r.Instances.Observe(out)
+		}
+	}
 
 	// 1. Add instances of the current template, within the surge.
 	if !app.Spec.Paused || len(old) == 0 {

@@ -20,6 +20,8 @@ import (
 type state struct {
 	Network          network.Config `json:"network"`
 	ContainerdSocket string         `json:"containerdSocket,omitempty"`
+	// SecretDir holds the instances' secret files (on a tmpfs).
+	SecretDir string `json:"secretDir,omitempty"`
 }
 
 func statePath(dir string) string { return filepath.Join(dir, "node.json") }
@@ -84,6 +86,11 @@ func Down(ctx context.Context, dataDir string, log *slog.Logger) error {
 		if err != nil {
 			errs = append(errs, err)
 		} else if err := nw.Cleanup(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if st.SecretDir != "" {
+		if err := os.RemoveAll(st.SecretDir); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -105,8 +105,10 @@ func Start(ctx context.Context, cfg Config, api *client.Client, log *slog.Logger
 		return nil, err
 	}
 	n.Driver = drv
+	secretDir := filepath.Join("/run/gantry/secrets", cfg.Name)
 	a := agent.New(agent.Config{
-		NodeName: cfg.Name, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels,
+		SecretDir: secretDir,
+		NodeName:  cfg.Name, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels,
 		Address: cfg.Address, AgentURL: cfg.AgentURL, ClusterDomain: cfg.ClusterDomain,
 		RuntimeName: "containerd", SampleInterval: cfg.SampleInterval,
 		Network: func(subnet string) (agent.Network, error) {
@@ -114,7 +116,7 @@ func Start(ctx context.Context, cfg Config, api *client.Client, log *slog.Logger
 				BridgeName: cfg.BridgeName, Subnet: subnet, ClusterCIDR: cfg.ClusterCIDR,
 				DataDir: filepath.Join(cfg.DataDir, "net"), NetNSDir: cfg.NetNSDir,
 			}
-			if err := saveState(cfg.DataDir, state{Network: ncfg, ContainerdSocket: cfg.ContainerdSocket}); err != nil {
+			if err := saveState(cfg.DataDir, state{Network: ncfg, ContainerdSocket: cfg.ContainerdSocket, SecretDir: secretDir}); err != nil {
 				return nil, err
 			}
 			nw, err := network.New(ncfg, log)

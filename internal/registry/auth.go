@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -56,11 +57,35 @@ type caller struct {
 type authFailure struct {
 	err          error
 	unavailable  bool   // the Authenticator could not answer
+	tooMany      bool   // the source failed too often lately
 	tokenProblem string // "invalid_token" for a bad registry token
 }
 
+// tooManyFailures is the failure of a source that keeps guessing.
+var tooManyFailures = &authFailure{err: errors.New("too many failed authentications from this address; wait and retry"), tooMany: true}
+
+// sourceOf is the client address of a request, for rate limiting.
+func sourceOf(req *http.Request) string {
+	host, _, err := net.SplitHostPort(req.RemoteAddr)
+	if err != nil {
+		return req.RemoteAddr
+	}
+	return host
+}
+
 func (r *Registry) authenticate(req *http.Request) (*caller, *authFailure) {
+	c, fail := r.authenticate1(req)
+	if fail != nil && !fail.unavailable && !fail.tooMany && req.Header.Get("Authorization") != "" {
+		r.limiter.Fail(sourceOf(req), time.Now())
+	}
+	return c, fail
+}
+
+func (r *Registry) authenticate1(req *http.Request) (*caller, *authFailure) {
 	h := req.Header.Get("Authorization")
+	if h != "" && r.limiter.Blocked(sourceOf(req), time.Now()) {
+		return nil, tooManyFailures
+	}
 	scheme, cred, _ := strings.Cut(h, " ")
 	cred = strings.TrimSpace(cred)
 	switch {
@@ -244,7 +269,15 @@ func (r *Registry) serveToken(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, "log in with a Gantry token as the password", nil)
 		return
 	}
+	src := sourceOf(req)
+	if r.limiter.Blocked(src, time.Now()) {
+		writeError(w, http.StatusTooManyRequests, codeTooManyRequests, tooManyFailures.err.Error(), nil)
+		return
+	}
 	c, fail := r.platformToken(req.Context(), secret)
+	if fail != nil && !fail.unavailable {
+		r.limiter.Fail(src, time.Now())
+	}
 	if fail != nil {
 		if fail.unavailable {
 			writeError(w, http.StatusServiceUnavailable, codeUnavailable, "cannot check credentials now, retry shortly", nil)

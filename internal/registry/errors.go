@@ -17,6 +17,7 @@ const (
 	codeManifestInvalid = "MANIFEST_INVALID"
 	codeUnsupported     = "UNSUPPORTED"
 	codeUnavailable     = "UNAVAILABLE"
+	codeTooManyRequests = "TOOMANYREQUESTS"
 )
 
 type specError struct {

@@ -20,6 +20,8 @@ import (
 	"github.com/distribution/distribution/v3/registry/storage"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+
+	"github.com/gantry-dev/gantry/internal/ratelimit"
 )
 
 // Config configures the registry. Zero values take the defaults given on
@@ -109,9 +111,11 @@ type Registry struct {
 	// the engine's HTTP API does not offer: the catalog filtered by
 	// permission, the referrers index, non-canonical digest links and
 	// garbage collection. Neither caches anything, so both views agree.
-	driver    storagedriver.StorageDriver
-	ns        distribution.Namespace
-	signer    *signer
+	driver storagedriver.StorageDriver
+	ns     distribution.Namespace
+	signer *signer
+	// limiter slows down sources that keep failing to authenticate.
+	limiter   *ratelimit.FailLimiter
 	referrers *referrersIndex
 	events    *eventQueue
 
@@ -173,6 +177,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Registry, error) {
 		now:       time.Now,
 	}
 	r.signer = &signer{key: derive(key, "registry token"), issuer: "gantry-registry", audience: cfg.Service, now: func() time.Time { return r.now() }}
+	r.limiter = ratelimit.NewFailLimiter(2, 20)
 	r.events = newEventQueue(cfg.OnEvent, log)
 	return r, nil
 }

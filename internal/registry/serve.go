@@ -120,6 +120,10 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request, who *Identity
 	acc := needs(req, rt)
 	c, fail := r.authenticate(req)
 	if fail != nil {
+		if fail.tooMany {
+			writeError(w, http.StatusTooManyRequests, codeTooManyRequests, fail.err.Error(), nil)
+			return
+		}
 		if fail.unavailable {
 			writeError(w, http.StatusServiceUnavailable, codeUnavailable, "cannot check credentials now, retry shortly", nil)
 			return

@@ -1,14 +1,17 @@
-package apiserver
+// Package ratelimit slows down guessing: it counts failed authentications
+// per source address in token buckets. The API server and the registry
+// consult it before checking a credential.
+package ratelimit
 
 import (
 	"sync"
 	"time"
 )
 
-// failLimiter limits failed authentications per source address with a
+// FailLimiter limits failed authentications per source address with a
 // token bucket, so that guessing tokens is slow. Successful requests are
 // not limited.
-type failLimiter struct {
+type FailLimiter struct {
 	mu      sync.Mutex
 	rate    float64 // tokens per second
 	burst   float64
@@ -21,20 +24,21 @@ type bucket struct {
 	last   time.Time
 }
 
-func newFailLimiter(perSecond, burst float64) *failLimiter {
-	return &failLimiter{rate: perSecond, burst: burst, buckets: map[string]*bucket{}}
+// NewFailLimiter allows burst failures, refilled at perSecond.
+func NewFailLimiter(perSecond, burst float64) *FailLimiter {
+	return &FailLimiter{rate: perSecond, burst: burst, buckets: map[string]*bucket{}}
 }
 
-// blocked reports whether source has used up its failures.
-func (l *failLimiter) blocked(source string, now time.Time) bool {
+// Blocked reports whether source has used up its failures.
+func (l *FailLimiter) Blocked(source string, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.refill(source, now)
 	return b.tokens < 1
 }
 
-// fail records a failed authentication.
-func (l *failLimiter) fail(source string, now time.Time) {
+// Fail records a failed authentication.
+func (l *FailLimiter) Fail(source string, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.refill(source, now)
@@ -49,7 +53,7 @@ func (l *failLimiter) fail(source string, now time.Time) {
 	}
 }
 
-func (l *failLimiter) refill(source string, now time.Time) *bucket {
+func (l *FailLimiter) refill(source string, now time.Time) *bucket {
 	b, ok := l.buckets[source]
 	if !ok {
 		b = &bucket{tokens: l.burst, last: now}
