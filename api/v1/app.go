@@ -347,6 +347,10 @@ type AppStatus struct {
 	// Revision is the number of the revision the App should run: its
 	// newest.
 	Revision int64 `json:"revision,omitempty"`
+	// TemplateHash identifies the current revision's template and pinned
+	// image, so that a write can tell a template change without reading
+	// the revision.
+	TemplateHash string `json:"templateHash,omitempty"`
 	// StableRevision is the last revision that completed a rollout; an
 	// automatic rollback returns to it.
 	StableRevision  int64 `json:"stableRevision,omitempty"`

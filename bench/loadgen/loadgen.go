@@ -40,10 +40,10 @@ type Config struct {
 	// Timeout bounds each request from the moment it is sent, body
 	// included. Default 10s.
 	Timeout time.Duration
-	// MaxInFlight caps requests due but not yet answered (queued or on the
-	// wire); a request due while the cap is reached is recorded as failed
-	// ("overload") rather than delayed, which would close the loop.
-	// Default 10000.
+	// MaxInFlight caps outstanding requests when Client is set; a request
+	// due while the cap is reached is recorded as failed ("overload")
+	// rather than delayed, which would close the loop. Default 10000. (The
+	// built-in client has Connections requests out at most.)
 	MaxInFlight int
 	// Connections is the number of keep-alive connections of the built-in
 	// client. A due request waits for a free one, and the wait counts in
@@ -111,8 +111,8 @@ type Run struct {
 	okFn func(int) bool
 
 	// built-in client
-	jobs     chan job
-	addr     string // host:port to dial
+	next     atomic.Int64 // the next sequence number a connection takes
+	addr     string       // host:port to dial
 	tlsConf  *tls.Config
 	reqBytes []byte
 	reqHead  *http.Request // for ReadResponse: the method decides HEAD semantics
@@ -167,15 +167,19 @@ func Start(ctx context.Context, cfg Config) (*Run, error) {
 	if r.okFn == nil {
 		r.okFn = func(s int) bool { return s >= 200 && s < 400 }
 	}
+	r.start = time.Now()
 	if cfg.Client == nil {
 		r.prepare(u)
-		r.jobs = make(chan job, cfg.MaxInFlight)
 		for i := 0; i < cfg.Connections; i++ {
 			r.wg.Add(1)
-			go r.worker()
+			go r.worker(ctx)
 		}
+		go func() {
+			r.wg.Wait()
+			close(r.sched)
+		}()
+		return r, nil
 	}
-	r.start = time.Now()
 	go r.schedule(ctx)
 	return r, nil
 }
@@ -218,54 +222,66 @@ func (r *Run) prepare(u *url.URL) {
 	r.reqHead = &http.Request{Method: r.cfg.Method}
 }
 
+// dueAt is when request seq is due, or false once the run's Duration
+// is over.
+func (r *Run) dueAt(seq int) (time.Time, bool) {
+	offset := time.Duration(float64(seq) * float64(time.Second) / r.cfg.Rate)
+	if r.cfg.Duration > 0 && offset >= r.cfg.Duration {
+		return time.Time{}, false
+	}
+	return r.start.Add(offset), true
+}
+
+// wait sleeps until due; false means the run was stopped.
+func (r *Run) wait(ctx context.Context, timer *time.Timer, due time.Time) bool {
+	if d := time.Until(due); d > 0 {
+		timer.Reset(d)
+		select {
+		case <-timer.C:
+			return true
+		case <-r.stop:
+		case <-ctx.Done():
+		}
+		timer.Stop()
+		return false
+	}
+	// Behind schedule: go at once, but still notice a stop.
+	select {
+	case <-r.stop:
+		return false
+	case <-ctx.Done():
+		return false
+	default:
+		return true
+	}
+}
+
+// schedule starts a goroutine per request for Config.Client.
 func (r *Run) schedule(ctx context.Context) {
 	defer close(r.sched)
-	if r.jobs != nil {
-		defer close(r.jobs)
-	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	nanosPer := float64(time.Second) / r.cfg.Rate
 	for i := 0; ; i++ {
-		offset := time.Duration(float64(i) * nanosPer)
-		if r.cfg.Duration > 0 && offset >= r.cfg.Duration {
+		due, ok := r.dueAt(i)
+		if !ok || !r.wait(ctx, timer, due) {
 			return
-		}
-		due := r.start.Add(offset)
-		if wait := time.Until(due); wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-timer.C:
-			case <-r.stop:
-				return
-			case <-ctx.Done():
-				return
-			}
-		} else {
-			// Behind schedule: catch up at once, but still notice a stop.
-			select {
-			case <-r.stop:
-				return
-			case <-ctx.Done():
-				return
-			default:
-			}
 		}
 		if r.inflight.Load() >= int64(r.cfg.MaxInFlight) {
 			r.record(Result{Seq: i, Due: due, Err: "overload: generator in-flight limit reached"})
 			continue
 		}
 		r.inflight.Add(1)
-		if r.jobs != nil {
-			r.jobs <- job{seq: i, due: due}
-			continue
-		}
 		r.wg.Add(1)
 		go r.do(i, due)
 	}
 }
 
-// worker is one connection of the built-in client.
+// worker is one connection of the built-in client. Workers share the
+// schedule: a free one takes the next request number and sends it when it
+// is due, so a request waits only if every connection is busy, and then
+// its latency, counted from when it was due, shows the wait. Each worker
+// sleeps on its own timer, so a request costs one wake-up, not a
+// scheduler's and a worker's.
 type worker struct {
 	r    *Run
 	conn net.Conn
@@ -273,12 +289,20 @@ type worker struct {
 	buf  []byte
 }
 
-func (r *Run) worker() {
+func (r *Run) worker(ctx context.Context) {
 	defer r.wg.Done()
 	w := &worker{r: r, buf: make([]byte, r.cfg.MaxBody)}
 	defer w.close()
-	for j := range r.jobs {
-		res := w.do(j)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		seq := int(r.next.Add(1) - 1)
+		due, ok := r.dueAt(seq)
+		if !ok || !r.wait(ctx, timer, due) {
+			return
+		}
+		r.inflight.Add(1)
+		res := w.do(job{seq: seq, due: due})
 		r.inflight.Add(-1)
 		r.record(res)
 	}

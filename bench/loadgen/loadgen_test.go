@@ -132,13 +132,34 @@ func TestInFlightCapRecordsOverload(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-block }))
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { close(block) })
-	run, err := Start(context.Background(), Config{URL: srv.URL, Rate: 200, Duration: 200 * time.Millisecond, MaxInFlight: 5, Timeout: 300 * time.Millisecond})
+	run, err := Start(context.Background(), Config{URL: srv.URL, Rate: 200, Duration: 200 * time.Millisecond, MaxInFlight: 5, Timeout: 300 * time.Millisecond, Client: srv.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := run.Wait().Summary()
 	if s.Failures["overload: generator in-flight limit reached"] < 20 {
 		t.Fatalf("failures = %v, want overloads beyond 5 in flight", s.Failures)
+	}
+}
+
+func TestBusyConnectionsDelayRequestsAndTheDelayCounts(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(50 * time.Millisecond)
+	}))
+	t.Cleanup(srv.Close)
+	// Two connections serve at most 40 requests/s; 100/s are due.
+	run, err := Start(context.Background(), Config{URL: srv.URL, Rate: 100, Duration: 500 * time.Millisecond, Connections: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := run.Wait()
+	s := res.Summary()
+	if s.Sent != 50 || s.Failed != 0 {
+		t.Fatalf("%v", s)
+	}
+	last := res.List[len(res.List)-1]
+	if last.Lag < 500*time.Millisecond || last.Latency < last.Lag+50*time.Millisecond {
+		t.Fatalf("last request: lag %s, latency %s; want the queueing in both", last.Lag, last.Latency)
 	}
 }
 

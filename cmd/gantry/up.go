@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,6 +47,7 @@ type upOptions struct {
 	ingressAddr   string
 	ingressHTTPS  string
 	seed          bool
+	debugAddr     string
 	apply         []string
 }
 
@@ -112,6 +114,7 @@ The first start creates a cluster admin and writes the CLI config
 	f.StringVar(&o.agentMetrics, "agent-metrics-addr", "127.0.0.1:7445", "where this node's agent serves /metrics (empty: nowhere)")
 	f.DurationVar(&o.sampleEvery, "sample-interval", 10*time.Second, "how often instance CPU and memory are sampled")
 	f.BoolVar(&o.noTLS, "insecure-no-tls", false, "serve the API and registry over plain HTTP (for debugging only)")
+	f.StringVar(&o.debugAddr, "debug-addr", "", "serve Go's /debug/pprof profiles here (e.g. 127.0.0.1:6060; off by default)")
 	f.BoolVar(&o.seed, "seed", false, "push the busybox seed image (library/busybox:latest) once up")
 	f.StringSliceVar(&o.apply, "apply", nil, "apply these manifests once up (the demo of `make up`)")
 	f.StringVar(&o.ingressAddr, "ingress-addr", ":8080", "where the HTTP load balancer listens (empty: no load balancer)")
@@ -146,6 +149,14 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	pidPath := filepath.Join(dataDir, "gantry.pid")
 	if pidAlive(pidPath) {
 		return fmt.Errorf("another gantry up runs on %s (pid file %s)", dataDir, pidPath)
+	}
+	if o.debugAddr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		go http.ListenAndServe(o.debugAddr, mux)
 	}
 	srv, err := server.Start(ctx, cfg, log)
 	if err != nil {

@@ -68,6 +68,9 @@ type Evaluator struct {
 	// Instances may be an informer shared with other controllers (the
 	// evaluator only reads it; its owner runs it). Nil: a private one.
 	Instances *informer.Informer[*v1.Instance]
+	// Apps may be an informer shared with other components (nil: a
+	// private one).
+	Apps *informer.Informer[*v1.App]
 
 	once      sync.Once
 	private   []func(context.Context)
@@ -96,9 +99,12 @@ func (e *Evaluator) init() {
 			e.Now = time.Now
 		}
 		e.rules = informer.New[*v1.AlertRule](e.Store, e.Log)
-		e.apps = informer.New[*v1.App](e.Store, e.Log)
 		e.nodes = informer.New[*v1.Node](e.Store, e.Log)
-		e.private = []func(context.Context){e.rules.Run, e.apps.Run, e.nodes.Run}
+		e.private = []func(context.Context){e.rules.Run, e.nodes.Run}
+		if e.apps = e.Apps; e.apps == nil {
+			e.apps = informer.New[*v1.App](e.Store, e.Log)
+			e.private = append(e.private, e.apps.Run)
+		}
 		if e.Instances == nil {
 			e.Instances = informer.New[*v1.Instance](e.Store, e.Log)
 			e.private = append(e.private, e.Instances.Run)

@@ -15,12 +15,12 @@ import (
 
 // saveApp admits an App and writes it with its revision history.
 func (s *Server) saveApp(ctx context.Context, a *v1.App, prev *v1.App) (apps.Result, error) {
-	image, digest, err := s.admitApp(ctx, a, prev)
+	image, digest, resolve, err := s.admitApp(ctx, a, prev)
 	if err != nil {
 		return "", err
 	}
 	cause := a.Metadata.Annotations[v1.AnnotationChangeCause]
-	res, err := apps.Save(ctx, s.store, apps.Change{App: a, Prev: prev, Image: image, ImageDigest: digest, Cause: cause})
+	res, err := apps.Save(ctx, s.store, apps.Change{App: a, Prev: prev, Image: image, ImageDigest: digest, Resolve: resolve, Cause: cause})
 	if err != nil {
 		return "", err
 	}
@@ -28,45 +28,49 @@ func (s *Server) saveApp(ctx context.Context, a *v1.App, prev *v1.App) (apps.Res
 }
 
 // admitApp runs the admission checks on an App and returns the qualified
-// image and, when the registry knows it, its digest.
-func (s *Server) admitApp(ctx context.Context, a *v1.App, prev *v1.App) (string, string, error) {
+// image, its digest when the reference names one, and how to look the
+// digest up in the registry otherwise (done only when a revision is made).
+func (s *Server) admitApp(ctx context.Context, a *v1.App, prev *v1.App) (string, string, func() string, error) {
 	if prev != nil && prev.Metadata.Deleting != nil {
-		return "", "", fmt.Errorf("%w: app %q is being deleted", v1.ErrConflict, a.Metadata.Name)
+		return "", "", nil, fmt.Errorf("%w: app %q is being deleted", v1.ErrConflict, a.Metadata.Name)
 	}
-	ns, err := store.Get[*v1.Namespace](ctx, s.store, "", a.Metadata.Namespace)
+	ns, err := s.namespace(ctx, a.Metadata.Namespace)
 	if err != nil {
-		return "", "", err
+		return "", "", nil, err
 	}
 	if err := checkPolicy(ns, &a.Spec.Template); err != nil {
-		return "", "", err
+		return "", "", nil, err
 	}
 	applyLimitDefaults(ns, &a.Spec.Template)
 	if err := v1.Validate(a).OrNil(); err != nil {
-		return "", "", err
+		return "", "", nil, err
 	}
 	if err := s.checkRoutes(ctx, a); err != nil {
-		return "", "", err
+		return "", "", nil, err
 	}
 	if err := s.checkQuota(ctx, ns, a, prev); err != nil {
-		return "", "", err
+		return "", "", nil, err
 	}
 	image := v1.QualifyImage(a.Spec.Image, a.Metadata.Namespace, s.cfg.Registry)
-	digest := ""
 	if _, d, ok := strings.Cut(image, "@"); ok {
-		digest = d
-	} else if s.resolver != nil {
+		return image, d, nil, nil
+	}
+	resolve := func() string {
+		if s.resolver == nil {
+			return ""
+		}
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
 		d, err := s.resolver.Resolve(rctx, image)
-		cancel()
-		if err == nil {
-			digest = d
-		} else {
+		if err != nil {
 			// Not fatal: the instance will report the pull error in
 			// its status, where the user looks for it.
 			s.log.Debug("image not resolved at admission", "image", image, "err", err)
+			return ""
 		}
+		return d
 	}
-	return image, digest, nil
+	return image, "", resolve, nil
 }
 
 // checkPolicy refuses what the namespace's policy does not allow.

@@ -318,13 +318,24 @@ func (s *Server) checkNamespace(ctx context.Context, o v1.Object) error {
 	if ns == "" {
 		return nil
 	}
-	if _, err := store.Get[*v1.Namespace](ctx, s.store, "", ns); err != nil {
-		if errors.Is(err, v1.ErrNotFound) {
-			return fmt.Errorf("%w: namespace %q does not exist: create it with `gantry create namespace %s`", v1.ErrNotFound, ns, ns)
+	_, err := s.namespace(ctx, ns)
+	return err
+}
+
+// namespace reads a namespace, from the cache when it has it: namespaces
+// change rarely and every write in one reads it. A namespace the cache
+// does not know (yet) is read from the store.
+func (s *Server) namespace(ctx context.Context, name string) (*v1.Namespace, error) {
+	if s.namespaces != nil {
+		if n, ok := s.namespaces.Get("", name); ok {
+			return n, nil
 		}
-		return err
 	}
-	return nil
+	n, err := store.Get[*v1.Namespace](ctx, s.store, "", name)
+	if errors.Is(err, v1.ErrNotFound) {
+		return nil, fmt.Errorf("%w: namespace %q does not exist: create it with `gantry create namespace %s`", v1.ErrNotFound, name, name)
+	}
+	return n, err
 }
 
 func (s *Server) update(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
@@ -343,8 +354,10 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	if !apply && o.GetMeta().Revision == 0 {
 		return fmt.Errorf("%w: metadata.revision is required for an update (it guards against overwriting someone else's change); use ?apply=true to create or replace", v1.ErrInvalid)
 	}
-	if err := s.checkNamespace(ctx, o); err != nil {
-		return err
+	if _, isApp := o.(*v1.App); !isApp { // admission of Apps reads it
+		if err := s.checkNamespace(ctx, o); err != nil {
+			return err
+		}
 	}
 	for attempt := 0; ; attempt++ {
 		res, err := s.updateOnce(ctx, ri, o, apply)

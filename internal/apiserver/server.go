@@ -15,6 +15,7 @@ import (
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/audit"
 	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/informer"
 	"github.com/gantry-dev/gantry/internal/metrics"
 	"github.com/gantry-dev/gantry/internal/pki"
 	"github.com/gantry-dev/gantry/internal/ratelimit"
@@ -92,6 +93,7 @@ type Server struct {
 	tester       NotifierTester
 	registryGC   func(context.Context) (any, error)
 	ca           *pki.CA
+	namespaces   *informer.Informer[*v1.Namespace]
 	registryHost string
 	heartbeats   *store.Heartbeats
 	proxy        NodeProxy
@@ -113,6 +115,11 @@ func WithAuditor(a Auditor) Option { return func(s *Server) { s.auditor = a } }
 // WithPrometheus serves the gatherer's metrics at /metrics to callers who
 // may get metrics.
 func WithPrometheus(g prometheus.Gatherer) Option { return func(s *Server) { s.gatherer = g } }
+
+// WithNamespaceCache reads namespaces through an informer.
+func WithNamespaceCache(inf *informer.Informer[*v1.Namespace]) Option {
+	return func(s *Server) { s.namespaces = inf }
+}
 
 // WithNodeProxy lets the server reach agents for logs, exec and metrics.
 func WithNodeProxy(p NodeProxy) Option { return func(s *Server) { s.proxy = p } }

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -43,6 +44,9 @@ type Change struct {
 	Image string
 	// ImageDigest pins the template's image, when known.
 	ImageDigest string
+	// Resolve, when set and ImageDigest is empty, finds the digest; it is
+	// called only when a new revision is made.
+	Resolve func() string
 	// Cause is recorded on a new revision ("kubectl.kubernetes.io/change-cause"-like).
 	Cause string
 }
@@ -56,8 +60,15 @@ func Save(ctx context.Context, s *store.Store, c Change) (Result, error) {
 	a := c.App
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	hash := a.Spec.Template.Hash()
+	digest := func() string {
+		if c.ImageDigest == "" && c.Resolve != nil {
+			c.ImageDigest = c.Resolve()
+		}
+		return c.ImageDigest
+	}
 	if c.Prev == nil {
-		a.Status = v1.AppStatus{Revision: 1, Phase: v1.AppProgressing, RolloutStarted: &now}
+		digest()
+		a.Status = v1.AppStatus{Revision: 1, Phase: v1.AppProgressing, RolloutStarted: &now, TemplateHash: statusHash(hash, c.Image, c.ImageDigest)}
 		rev := newRevision(a, 1, hash, c.Image, c.ImageDigest, c.Cause)
 		if err := s.Txn().Create(a).Create(rev).Commit(ctx); err != nil {
 			if errors.Is(err, v1.ErrConflict) {
@@ -75,16 +86,28 @@ func Save(ctx context.Context, s *store.Store, c Change) (Result, error) {
 	a.Metadata.UID, a.Metadata.Created, a.Metadata.Revision = prev.Metadata.UID, prev.Metadata.Created, prev.Metadata.Revision
 	a.Metadata.Deleting = prev.Metadata.Deleting
 	a.Status = prev.Status
-	cur, err := store.Get[*v1.Revision](ctx, s, a.Metadata.Namespace, v1.RevisionName(a.Metadata.Name, prev.Status.Revision))
-	if err != nil && !errors.Is(err, v1.ErrNotFound) {
-		return "", err
+	var templateChanged bool
+	switch {
+	case prev.Status.TemplateHash != "" && c.ImageDigest == "":
+		// The common case: compare with what the App carries, and pin
+		// the image only if the template changed.
+		templateChanged = !strings.HasPrefix(prev.Status.TemplateHash, hash+"|"+c.Image+"|")
+	case prev.Status.TemplateHash != "":
+		templateChanged = prev.Status.TemplateHash != statusHash(hash, c.Image, c.ImageDigest)
+	default:
+		cur, err := store.Get[*v1.Revision](ctx, s, a.Metadata.Namespace, v1.RevisionName(a.Metadata.Name, prev.Status.Revision))
+		if err != nil && !errors.Is(err, v1.ErrNotFound) {
+			return "", err
+		}
+		templateChanged = cur == nil || cur.Spec.Hash != hash || cur.Spec.Image != c.Image || (c.ImageDigest != "" && cur.Spec.ImageDigest != c.ImageDigest)
 	}
-	templateChanged := cur == nil || cur.Spec.Hash != hash || (c.ImageDigest != "" && cur.Spec.ImageDigest != c.ImageDigest)
 	if !templateChanged && sameApp(a, prev) {
 		return Unchanged, nil
 	}
 	txn := s.Txn()
 	if templateChanged {
+		digest()
+		a.Status.TemplateHash = statusHash(hash, c.Image, c.ImageDigest)
 		n := prev.Status.Revision + 1
 		a.Status.Revision = n
 		a.Status.Phase = v1.AppProgressing
@@ -232,4 +255,10 @@ func Delete(ctx context.Context, s *store.Store, ns, name string, rev int64) (*v
 		}
 		return a, nil
 	}
+}
+
+// statusHash is what AppStatus.TemplateHash records: the template's hash
+// and the image it resolved to.
+func statusHash(templateHash, image, digest string) string {
+	return templateHash + "|" + image + "|" + digest
 }

@@ -99,8 +99,8 @@ func startRollout(t *testing.T, s *store.Store, rec Recorder) *Rollout {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	r := NewRollout(s, rec, quiet, nil)
-	go r.Run(ctx, 2, true)
+	r := NewRollout(s, rec, quiet, nil, nil)
+	go r.Run(ctx, 2)
 	return r
 }
 

@@ -49,15 +49,18 @@ type Rollout struct {
 	revs  map[string]*v1.Revision // immutable: cached forever, by ns/name
 }
 
-// NewRollout returns the rollout controller. Instances may be shared with
-// other controllers; pass nil to make a private one.
-func NewRollout(s *store.Store, rec Recorder, log *slog.Logger, instances *informer.Informer[*v1.Instance]) *Rollout {
+// NewRollout returns the rollout controller. The informers may be shared
+// with other components; pass nil to make private ones.
+func NewRollout(s *store.Store, rec Recorder, log *slog.Logger, instances *informer.Informer[*v1.Instance], apps *informer.Informer[*v1.App]) *Rollout {
 	if instances == nil {
 		instances = informer.New[*v1.Instance](s, log)
 	}
+	if apps == nil {
+		apps = informer.New[*v1.App](s, log)
+	}
 	r := &Rollout{
 		store: s, rec: rec, log: log.With("controller", "rollout"), now: time.Now,
-		Apps: informer.New[*v1.App](s, log), Instances: instances,
+		Apps: apps, Instances: instances,
 		queue: NewQueue(), revs: map[string]*v1.Revision{},
 	}
 	r.Apps.OnChange(func(old, a *v1.App, deleted bool) {
@@ -79,12 +82,11 @@ func NewRollout(s *store.Store, rec Recorder, log *slog.Logger, instances *infor
 	return r
 }
 
-// Run starts the informers and workers; it returns when ctx ends.
-func (r *Rollout) Run(ctx context.Context, workers int, runInstances bool) {
+// Run starts the informers (shared ones run once) and the workers; it
+// returns when ctx ends.
+func (r *Rollout) Run(ctx context.Context, workers int) {
 	go r.Apps.Run(ctx)
-	if runInstances {
-		go r.Instances.Run(ctx)
-	}
+	go r.Instances.Run(ctx)
 	select {
 	case <-ctx.Done():
 		return

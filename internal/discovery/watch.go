@@ -26,12 +26,16 @@ type Watcher struct {
 	kick    chan struct{}
 }
 
-// NewWatcher returns a watcher; instances may be an informer shared with
-// other components (pass nil for a private one, which Run then runs).
-func NewWatcher(s *store.Store, instances *informer.Informer[*v1.Instance], log *slog.Logger) *Watcher {
+// NewWatcher returns a watcher; instances and apps may be informers
+// shared with other components (nil for private ones). Run runs them
+// (a shared informer runs once however many call it).
+func NewWatcher(s *store.Store, instances *informer.Informer[*v1.Instance], apps *informer.Informer[*v1.App], log *slog.Logger) *Watcher {
+	if apps == nil {
+		apps = informer.New[*v1.App](s, log)
+	}
 	w := &Watcher{
 		Broadcaster: NewBroadcaster(),
-		apps:        informer.New[*v1.App](s, log),
+		apps:        apps,
 		instances:   instances,
 		log:         log,
 		pending:     map[string]bool{},
@@ -65,13 +69,10 @@ func (w *Watcher) dirty(key string) {
 	}
 }
 
-// Run follows the store until ctx ends. runInstances says whether the
-// instance informer is private to the watcher.
-func (w *Watcher) Run(ctx context.Context, runInstances bool) {
+// Run follows the store until ctx ends.
+func (w *Watcher) Run(ctx context.Context) {
 	go w.apps.Run(ctx)
-	if runInstances {
-		go w.instances.Run(ctx)
-	}
+	go w.instances.Run(ctx)
 	for _, ch := range []<-chan struct{}{w.apps.Synced(), w.instances.Synced()} {
 		select {
 		case <-ctx.Done():

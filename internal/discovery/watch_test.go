@@ -33,8 +33,8 @@ func TestWatcherPublishesOnlyServingInstances(t *testing.T) {
 	}
 	a := inst("web-a", "10.0.0.2", true)
 	inst("web-b", "10.0.0.3", false)
-	w := discovery.NewWatcher(s, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	go w.Run(ctx, true)
+	w := discovery.NewWatcher(s, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	go w.Run(ctx)
 	sub := w.Subscribe(ctx)
 	waitFor := func(what string, ok func(*discovery.Snapshot) bool) time.Duration {
 		t.Helper()

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -27,6 +28,9 @@ type Informer[T v1.Object] struct {
 	objs    map[string]T // by namespace/name
 	synced  chan struct{}
 	once    sync.Once
+	started atomic.Bool
+
+	hmu     sync.RWMutex
 	handler []func(old, cur T, deleted bool)
 }
 
@@ -35,10 +39,14 @@ func New[T v1.Object](s *store.Store, log *slog.Logger) *Informer[T] {
 	return &Informer[T]{store: s, log: log, objs: map[string]T{}, synced: make(chan struct{})}
 }
 
-// OnChange registers a handler; call before Run. old is the zero value
-// for additions; deleted marks removals (cur is then the last state).
+// OnChange registers a handler. old is the zero value for additions;
+// deleted marks removals (cur is then the last state). A handler
+// registered after Run started hears only of later changes: it should
+// List what exists.
 func (inf *Informer[T]) OnChange(fn func(old, cur T, deleted bool)) {
+	inf.hmu.Lock()
 	inf.handler = append(inf.handler, fn)
+	inf.hmu.Unlock()
 }
 
 // Synced is closed after the first full list.
@@ -69,8 +77,13 @@ func (inf *Informer[T]) List(keep func(T) bool) []T {
 	return out
 }
 
-// Run lists and watches until ctx ends.
+// Run lists and watches until ctx ends. An informer shared by several
+// components runs once: later calls just wait for ctx.
 func (inf *Informer[T]) Run(ctx context.Context) {
+	if !inf.started.CompareAndSwap(false, true) {
+		<-ctx.Done()
+		return
+	}
 	k := store.KindFor[T]()
 	for ctx.Err() == nil {
 		objs, rev, err := inf.store.List(ctx, k, store.ListOptions{})
@@ -140,7 +153,10 @@ func (inf *Informer[T]) apply(ev store.Event) {
 }
 
 func (inf *Informer[T]) notify(old, cur T, deleted bool) {
-	for _, h := range inf.handler {
+	inf.hmu.RLock()
+	handlers := inf.handler
+	inf.hmu.RUnlock()
+	for _, h := range handlers {
 		h(old, cur, deleted)
 	}
 }

@@ -22,8 +22,8 @@ type Certificates interface {
 	GetCertificate(host string) (*tls.Certificate, error)
 }
 
-// Config configures a Proxy. The zero value is usable: withDefaults fills
-// every unset field.
+// Config configures a Proxy. The zero value is usable: unset fields take
+// the defaults given with them.
 type Config struct {
 	// HTTPAddr is the plain HTTP (and h2c) listen address. Default ":8080".
 	HTTPAddr string
@@ -72,8 +72,8 @@ type Config struct {
 	// run once the context of ListenAndServe ends. Default 10s.
 	ShutdownTimeout time.Duration
 
-	// AccessLog logs every request at Info level. Default off in the zero
-	// value; gantry up turns it on.
+	// AccessLog logs every request at Info level (method, host, path,
+	// status, bytes, duration, app, instance, upstream). Default off.
 	AccessLog bool
 
 	// Registerer receives the ingress metrics; nil keeps them unregistered.

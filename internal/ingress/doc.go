@@ -13,6 +13,15 @@
 // Certificates implementation does), and it does not probe backends
 // actively: readiness probes are the agent's job.
 //
+// Requests take one of two paths. Those without a body (most GETs) go
+// over the ingress's own HTTP/1.1 keep-alive pools, read and written by
+// the serving goroutine (fastpath.go), and on the plain listener they are
+// also parsed and answered by a small HTTP/1.1 front (front.go) that hands
+// a connection to net/http as soon as it carries anything else. Requests
+// with a body, upgrades (WebSocket), and the rest go through
+// httputil.ReverseProxy over a per-endpoint http.Transport. Both paths
+// share routing, balancing, retries, ejection, draining and accounting.
+//
 // Zero downtime rests on three rules. A request picks its endpoint from
 // the newest table, and re-picks if the endpoint it got was retired in
 // between. An endpoint that leaves the table keeps serving the requests

@@ -2,7 +2,9 @@ package ingress
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sort"
 	"strconv"
@@ -16,7 +18,7 @@ import (
 func moreInstances(t *testing.T, prefix string, n, port int) []*instance {
 	t.Helper()
 	for try := 0; try < 10; try++ {
-		out, err := listenInstances(prefix, n, port, nil)
+		out, err := listenInstances(prefix, n, port, nil, nil)
 		if err != nil {
 			continue
 		}
@@ -242,4 +244,75 @@ func TestRemovedInstanceDrains(t *testing.T) {
 			t.Fatal("the remaining instance lost its connections too")
 		}
 	})
+}
+
+func TestShutdownLetsInFlightRequestsFinish(t *testing.T) {
+	slow := func(name string) http.Handler {
+		h := echoHandler(name)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/slow" {
+				time.Sleep(400 * time.Millisecond)
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	port, ins := startInstances(t, "sd", 1, slow)
+	src := newSource(httpService("default", "sd", port, ins...))
+	p, err := New(Config{}, src, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ctx, ln, nil) }()
+	url := "http://" + ln.Addr().String()
+
+	// An idle keep-alive connection, and a request in flight.
+	idle := &http.Client{Transport: &http.Transport{}}
+	get := func(c *http.Client, path string) (int, error) {
+		req, _ := http.NewRequest(http.MethodGet, url+path, nil)
+		req.Host = "sd.default.localhost"
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	if code, err := get(idle, "/"); err != nil || code != 200 {
+		t.Fatalf("warm-up: %d %v", code, err)
+	}
+	slowDone := make(chan error, 1)
+	go func() {
+		code, err := get(&http.Client{Transport: &http.Transport{}}, "/slow")
+		if err == nil && code != 200 {
+			err = fmt.Errorf("status %d", code)
+		}
+		slowDone <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	cancel()
+	if err := <-slowDone; err != nil {
+		t.Fatalf("in-flight request failed during shutdown: %v", err)
+	}
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after the in-flight request finished")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("shutdown took %s: the idle connection held it up", d)
+	}
+	if _, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+		t.Fatal("the listener still accepts after shutdown")
+	}
 }

@@ -165,11 +165,12 @@ var aLongTimeAgo = time.Unix(1, 0)
 // serveFast proxies r on the fast path. It owns the response from here on.
 func (p *Proxy) serveFast(st *reqState, r *http.Request) {
 	ctx := r.Context()
+	cw, _ := st.rec.ResponseWriter.(clientWatcher)
 	staleRetried := false
 	for {
 		pc, reused, err := p.getConn(ctx, st.ep, staleRetried)
 		if err != nil {
-			if ctx.Err() != nil {
+			if clientGone(ctx, cw) {
 				st.rec.status = statusClientClosed
 				return
 			}
@@ -187,11 +188,17 @@ func (p *Proxy) serveFast(st *reqState, r *http.Request) {
 		if ctx.Done() != nil {
 			stop = context.AfterFunc(ctx, func() { pc.conn.SetDeadline(aLongTimeAgo) })
 		}
+		if cw != nil {
+			cw.watchUpstream(pc.conn)
+		}
 		resp, err := p.roundTripFast(st, pc, r)
 		if err != nil {
 			stop()
+			if cw != nil {
+				cw.unwatchUpstream()
+			}
 			pc.close()
-			if ctx.Err() != nil {
+			if clientGone(ctx, cw) {
 				st.rec.status = statusClientClosed
 				return
 			}
@@ -205,9 +212,24 @@ func (p *Proxy) serveFast(st *reqState, r *http.Request) {
 			return
 		}
 		st.ep.succeeded()
-		p.relayFast(st, r, pc, resp, stop)
+		p.relayFast(st, r, pc, resp, stop, cw)
 		return
 	}
+}
+
+// clientWatcher is implemented by the front's ResponseWriter, whose
+// requests carry no cancellation: it aborts the exchange on the upstream
+// connection it is given when the client goes away.
+type clientWatcher interface {
+	watchUpstream(net.Conn)
+	// unwatchUpstream stops watching and reports whether it aborted the
+	// connection, which then must not be reused.
+	unwatchUpstream() bool
+	clientGone() bool
+}
+
+func clientGone(ctx context.Context, cw clientWatcher) bool {
+	return ctx.Err() != nil || (cw != nil && cw.clientGone())
 }
 
 // switchEndpoint moves st to another endpoint after a connect error.
@@ -353,9 +375,9 @@ var responseHopHeaders = map[string]bool{
 
 // relayFast sends resp to the client and returns pc to the pool if the
 // response ended cleanly.
-// stop ends the client-cancellation hook set up by serveFast; if it has
-// fired, the connection's deadline is spoilt and it is not reused.
-func (p *Proxy) relayFast(st *reqState, r *http.Request, pc *pconn, resp *http.Response, stop func() bool) {
+// stop and cw end the client-cancellation hooks set up by serveFast; if
+// one has fired, the connection's deadline is spoilt and it is not reused.
+func (p *Proxy) relayFast(st *reqState, r *http.Request, pc *pconn, resp *http.Response, stop func() bool, cw clientWatcher) {
 	reusable := false
 	defer func() {
 		if reusable {
@@ -412,8 +434,11 @@ func (p *Proxy) relayFast(st *reqState, r *http.Request, pc *pconn, resp *http.R
 	}
 	buffers.Put(bufp)
 	fired := !stop()
+	if cw != nil && cw.unwatchUpstream() {
+		fired = true
+	}
 	if rerr != nil {
-		if r.Context().Err() == nil {
+		if !clientGone(r.Context(), cw) {
 			p.log.Debug("response body copy failed", "app", st.be.app.key, "instance", st.ep.instance, "err", rerr)
 			// The client must not take a cut-short body for a whole
 			// one: abort the response as ReverseProxy does.

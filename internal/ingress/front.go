@@ -93,14 +93,20 @@ type front struct {
 	handoff *handoffListener
 
 	mu       sync.Mutex
-	conns    map[net.Conn]bool // → idle between requests
+	conns    map[net.Conn]*connState
 	closing  bool
 	wg       sync.WaitGroup
 	shutdown chan struct{}
 }
 
+// connState is what shutdown needs to know of a connection.
+type connState struct {
+	idle  bool // waiting for a request
+	watch *clientWatch
+}
+
 func newFront(p *Proxy, ln net.Listener) *front {
-	return &front{p: p, ln: ln, handoff: newHandoffListener(ln.Addr()), conns: map[net.Conn]bool{}, shutdown: make(chan struct{})}
+	return &front{p: p, ln: ln, handoff: newHandoffListener(ln.Addr()), conns: map[net.Conn]*connState{}, shutdown: make(chan struct{})}
 }
 
 // serve accepts until the listener closes.
@@ -138,7 +144,7 @@ func (f *front) track(c net.Conn) bool {
 	if f.closing {
 		return false
 	}
-	f.conns[c] = false
+	f.conns[c] = &connState{}
 	return true
 }
 
@@ -156,7 +162,9 @@ func (f *front) setIdle(c net.Conn, idle bool) bool {
 	if idle && f.closing {
 		return false
 	}
-	f.conns[c] = idle
+	if cs := f.conns[c]; cs != nil {
+		cs.idle = idle
+	}
 	return true
 }
 
@@ -166,8 +174,8 @@ func (f *front) close(deadline time.Time) {
 	f.mu.Lock()
 	f.closing = true
 	close(f.shutdown)
-	for c, idle := range f.conns {
-		if idle {
+	for c, cs := range f.conns {
+		if cs.idle {
 			c.SetReadDeadline(aLongTimeAgo)
 		}
 	}
@@ -180,9 +188,14 @@ func (f *front) close(deadline time.Time) {
 		return
 	case <-time.After(time.Until(deadline)):
 	}
+	// Cut what is left, upstream exchanges included: a request blocked on
+	// its instance does not notice its client connection closing.
 	f.mu.Lock()
-	for c := range f.conns {
+	for c, cs := range f.conns {
 		c.Close()
+		if cs.watch != nil {
+			cs.watch.abort()
+		}
 	}
 	f.mu.Unlock()
 	<-done
@@ -222,13 +235,22 @@ func (f *front) serveConn(c net.Conn) {
 	}()
 	remote := c.RemoteAddr().String()
 	idleTimeout := f.p.cfg.ClientIdleTimeout
-	fw := &frontWriter{bw: bw, h: make(http.Header, 8)}
+	watch := newClientWatch(c, br)
+	defer watch.timer.Stop()
+	f.mu.Lock()
+	if cs := f.conns[c]; cs != nil {
+		cs.watch = watch
+	}
+	f.mu.Unlock()
+	fw := &frontWriter{bw: bw, h: make(http.Header, 8), watch: watch}
 	for {
 		if br.Buffered() == 0 {
+			// The deadline before the idle mark: shutdown cuts idle reads
+			// short with a deadline of its own, which must win.
+			c.SetReadDeadline(time.Now().Add(idleTimeout))
 			if !f.setIdle(c, true) {
 				return
 			}
-			c.SetReadDeadline(time.Now().Add(idleTimeout))
 			_, err := br.Peek(1)
 			if !f.setIdle(c, false) || err != nil {
 				return
@@ -257,7 +279,9 @@ func (f *front) serveConn(c net.Conn) {
 		br.Discard(n)
 		req.RemoteAddr = remote
 		fw.reset(req)
-		if !f.serveOne(fw, req) || fw.err != nil {
+		watch.arm()
+		ok := f.serveOne(fw, req)
+		if watch.disarm() || !ok || fw.err != nil {
 			return
 		}
 		fw.finish()
@@ -374,9 +398,10 @@ func hostFields(head []byte) int {
 // frontWriter is an http.ResponseWriter writing HTTP/1.1 framing straight
 // to the connection's buffer.
 type frontWriter struct {
-	bw  *bufio.Writer
-	req *http.Request
-	h   http.Header
+	bw    *bufio.Writer
+	req   *http.Request
+	h     http.Header
+	watch *clientWatch
 
 	status     int
 	wroteHead  bool
@@ -389,8 +414,12 @@ type frontWriter struct {
 // reset prepares fw, which lives as long as its connection, for req.
 func (fw *frontWriter) reset(req *http.Request) {
 	clear(fw.h)
-	*fw = frontWriter{bw: fw.bw, h: fw.h, req: req}
+	*fw = frontWriter{bw: fw.bw, h: fw.h, watch: fw.watch, req: req}
 }
+
+func (fw *frontWriter) watchUpstream(c net.Conn) { fw.watch.setUpstream(c) }
+func (fw *frontWriter) unwatchUpstream() bool    { return fw.watch.setUpstream(nil) }
+func (fw *frontWriter) clientGone() bool         { return fw.watch.isGone() }
 
 func (fw *frontWriter) Header() http.Header { return fw.h }
 
@@ -552,4 +581,117 @@ func (fw *frontWriter) writeTrailer(k, v string) {
 	fw.bw.WriteString(": ")
 	fw.bw.WriteString(v)
 	fw.bw.WriteString("\r\n")
+}
+
+// watchAfter is how long a request runs before its client connection is
+// watched for a disconnect. Watching costs a goroutine and a read; most
+// requests are done long before.
+const watchAfter = 100 * time.Millisecond
+
+// clientWatch notices a client that goes away while its request is still
+// with the instance, and aborts the upstream exchange, as net/http's
+// server does by cancelling the request context. It reads the client
+// connection only between arm and disarm, when the serving goroutine does
+// not.
+type clientWatch struct {
+	c      net.Conn
+	br     *bufio.Reader
+	timer  *time.Timer
+	exited chan struct{} // one value per run that started
+
+	mu       sync.Mutex
+	upstream net.Conn
+	stopped  bool // disarm has begun: the read's end is not a disconnect
+	running  bool
+	gone     bool
+	aborted  bool // upstream was cut
+}
+
+func newClientWatch(c net.Conn, br *bufio.Reader) *clientWatch {
+	w := &clientWatch{c: c, br: br, exited: make(chan struct{}, 1)}
+	w.timer = time.AfterFunc(time.Hour, w.run)
+	w.timer.Stop()
+	return w
+}
+
+func (w *clientWatch) arm() {
+	w.mu.Lock()
+	w.stopped, w.gone, w.aborted, w.upstream = false, false, false, nil
+	w.mu.Unlock()
+	w.timer.Reset(watchAfter)
+}
+
+func (w *clientWatch) run() {
+	w.mu.Lock()
+	if w.stopped {
+		w.mu.Unlock()
+		w.exited <- struct{}{}
+		return
+	}
+	w.running = true
+	w.mu.Unlock()
+	w.c.SetReadDeadline(time.Time{})
+	// Peek leaves any pipelined bytes in the buffer for the next request.
+	_, err := w.br.Peek(1)
+	w.mu.Lock()
+	w.running = false
+	if err != nil && !w.stopped {
+		w.gone = true
+		w.cutLocked()
+	}
+	w.mu.Unlock()
+	w.exited <- struct{}{}
+}
+
+// disarm stops watching before the serving goroutine reads the
+// connection again, and reports whether the client went away.
+func (w *clientWatch) disarm() bool {
+	if w.timer.Stop() {
+		return false
+	}
+	// The timer fired: wait for its run, cutting its read short.
+	w.mu.Lock()
+	w.stopped = true
+	if w.running {
+		w.c.SetReadDeadline(aLongTimeAgo)
+	}
+	w.mu.Unlock()
+	<-w.exited
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.gone
+}
+
+// setUpstream sets the connection to cut if the client goes; it reports
+// whether the previous one was cut.
+func (w *clientWatch) setUpstream(c net.Conn) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	aborted := w.aborted
+	w.upstream, w.aborted = c, false
+	if c != nil && w.gone {
+		w.cutLocked()
+	}
+	return aborted
+}
+
+func (w *clientWatch) isGone() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.gone
+}
+
+// abort cuts the upstream exchange, for shutdown.
+func (w *clientWatch) abort() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.gone = true
+	w.cutLocked()
+}
+
+func (w *clientWatch) cutLocked() {
+	if w.upstream != nil {
+		w.upstream.SetDeadline(aLongTimeAgo)
+		w.aborted = true
+	}
 }

@@ -191,12 +191,8 @@ func TestFrontHTTP1(t *testing.T) {
 }
 
 func TestInstanceClosingIdleConnectionsCausesNoErrors(t *testing.T) {
-	port, ins := startInstances(t, "idle", 2, nil)
-	for _, in := range ins {
-		// The instance drops every kept-alive connection between requests.
-		in.srv.SetKeepAlivesEnabled(true)
-		in.srv.IdleTimeout = 10 * time.Millisecond
-	}
+	// The instances drop every kept-alive connection between requests.
+	port, ins := startInstancesWith(t, "idle", 2, nil, func(s *http.Server) { s.IdleTimeout = 10 * time.Millisecond })
 	h := startProxy(t, Config{}, httpService("default", "idle", port, ins...))
 	client := &http.Client{Transport: &http.Transport{}}
 	for i := 0; i < 40; i++ {
@@ -217,5 +213,38 @@ func TestInstanceClosingIdleConnectionsCausesNoErrors(t *testing.T) {
 			t.Fatalf("%s %d: status %d: %s", method, i, resp.StatusCode, b)
 		}
 		time.Sleep(15 * time.Millisecond)
+	}
+}
+
+func TestClientDisconnectReleasesTheInstance(t *testing.T) {
+	cancelled := make(chan string, 4)
+	hang := func(name string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/stream" {
+				// Headers out, then silence: the proxy is in the body copy.
+				w.WriteHeader(200)
+				w.(http.Flusher).Flush()
+			}
+			<-r.Context().Done()
+			cancelled <- r.URL.Path
+		})
+	}
+	port, ins := startInstances(t, "hang", 1, hang)
+	h := startProxy(t, Config{}, httpService("default", "hang", port, ins...))
+	for _, path := range []string{"/wait", "/stream"} {
+		t.Run("a client gone during "+path+" cancels the instance's request", func(t *testing.T) {
+			rc := dialRaw(t, h)
+			rc.send("GET " + path + " HTTP/1.1\r\nHost: hang.default.localhost\r\n\r\n")
+			time.Sleep(300 * time.Millisecond)
+			rc.c.Close()
+			select {
+			case got := <-cancelled:
+				if got != path {
+					t.Fatalf("cancelled %s, want %s", got, path)
+				}
+			case <-time.After(3 * time.Second):
+				t.Fatal("the instance still holds the request after the client left")
+			}
+		})
 	}
 }

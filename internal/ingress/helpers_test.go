@@ -63,6 +63,13 @@ func freeIP() string { return "127.0.0." + strconv.Itoa(int(10+nextIP.Add(1)%240
 // handler may be nil for echoHandler.
 func startInstances(t testing.TB, prefix string, n int, handler func(name string) http.Handler) (int, []*instance) {
 	t.Helper()
+	return startInstancesWith(t, prefix, n, handler, nil)
+}
+
+// startInstancesWith is startInstances with a hook to configure each
+// server before it serves.
+func startInstancesWith(t testing.TB, prefix string, n int, handler func(name string) http.Handler, configure func(*http.Server)) (int, []*instance) {
+	t.Helper()
 	for try := 0; try < 20; try++ {
 		probe, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -70,7 +77,7 @@ func startInstances(t testing.TB, prefix string, n int, handler func(name string
 		}
 		port := probe.Addr().(*net.TCPAddr).Port
 		probe.Close()
-		out, err := listenInstances(prefix, n, port, handler)
+		out, err := listenInstances(prefix, n, port, handler, configure)
 		if err != nil {
 			continue
 		}
@@ -85,7 +92,7 @@ func startInstances(t testing.TB, prefix string, n int, handler func(name string
 	return 0, nil
 }
 
-func listenInstances(prefix string, n, port int, handler func(name string) http.Handler) ([]*instance, error) {
+func listenInstances(prefix string, n, port int, handler func(name string) http.Handler, configure func(*http.Server)) ([]*instance, error) {
 	var out []*instance
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("%s-%d", prefix, i)
@@ -115,6 +122,9 @@ func listenInstances(prefix string, n, port int, handler func(name string) http.
 					in.conns.Add(-1)
 				}
 			},
+		}
+		if configure != nil {
+			configure(in.srv)
 		}
 		go in.srv.Serve(ln)
 		out = append(out, in)

@@ -193,8 +193,8 @@ func (p *Proxy) ListenAndServe(ctx context.Context) error {
 	return p.Serve(ctx, ln, tln)
 }
 
-// Serve serves plain HTTP/1.1 and h2c on ln (see front.go for how) and,
-// when tlsLn is not nil, HTTPS with HTTP/2 on tlsLn, and runs Run beside
+// Serve serves plain HTTP/1.1 and h2c (prior knowledge) on ln and, when
+// tlsLn is not nil, HTTPS with HTTP/2 on tlsLn, and runs Run beside
 // them. When ctx ends it stops accepting, lets in-flight requests finish
 // for up to ShutdownTimeout, and returns nil; it returns an error if a
 // listener fails first.

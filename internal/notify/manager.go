@@ -66,6 +66,9 @@ type Manager struct {
 	Secrets SecretFunc
 	// ClusterURL is put into every message (and links Slack titles).
 	ClusterURL string
+	// Apps may be an informer shared with other components (nil: a
+	// private one).
+	Apps *informer.Informer[*v1.App]
 	// Retry defaults to DefaultRetry.
 	Retry Retry
 	// QueueSize bounds each notifier's queue (default 64); when it is
@@ -137,7 +140,9 @@ func (m *Manager) init() {
 		m.workers = map[string]*worker{}
 		m.notifiers = informer.New[*v1.Notifier](m.Store, m.Log)
 		m.namespaces = informer.New[*v1.Namespace](m.Store, m.Log)
-		m.apps = informer.New[*v1.App](m.Store, m.Log)
+		if m.apps = m.Apps; m.apps == nil {
+			m.apps = informer.New[*v1.App](m.Store, m.Log)
+		}
 		m.apps.OnChange(m.appChanged)
 		m.strict = newClient(m.Guard)
 		m.open = newClient(nil)

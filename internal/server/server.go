@@ -100,13 +100,15 @@ func DefaultConfig(dataDir string) Config {
 
 // Server is a running server.
 type Server struct {
-	Config    Config
-	Store     *store.Store
-	API       *apiserver.Server
-	Metrics   *prometheus.Registry
-	Registry  *registry.Registry
-	Recorder  *events.Recorder
-	Instances *informer.Informer[*v1.Instance]
+	Config     Config
+	Store      *store.Store
+	API        *apiserver.Server
+	Metrics    *prometheus.Registry
+	Registry   *registry.Registry
+	Recorder   *events.Recorder
+	Instances  *informer.Informer[*v1.Instance]
+	Apps       *informer.Informer[*v1.App]
+	Namespaces *informer.Informer[*v1.Namespace]
 	// Autoscaler sets replicas of Apps with spec.autoscale.
 	Autoscaler *controller.Autoscaler
 	// Notify delivers alerts and deploy events to chat and webhooks.
@@ -167,6 +169,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		s.cli = e.Client
 	}
 	s.Store = store.New(s.cli, "")
+	// One watch per kind feeds every component that follows it.
+	s.Instances = informer.New[*v1.Instance](s.Store, log)
+	s.Apps = informer.New[*v1.App](s.Store, log)
+	s.Namespaces = informer.New[*v1.Namespace](s.Store, log)
+	s.goRun(func() error { s.Namespaces.Run(ctx); return nil })
 	if err := s.bootstrap(ctx); err != nil {
 		return nil, err
 	}
@@ -180,7 +187,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 
 	s.Recorder = events.NewRecorder(s.Store, "server", log)
 	s.Notify = &notify.Manager{Store: s.Store, Log: log.With("component", "notify"), Metrics: notify.NewMetrics(s.Metrics),
-		Guard: notify.NewGuard(cfg.APIAddr)}
+		Guard: notify.NewGuard(cfg.APIAddr), Apps: s.Apps}
 	s.Recorder.Listen(s.Notify.ObserveEvent)
 	acfg := audit.DefaultConfig()
 	acfg.Store, acfg.Dir = s.Store, filepath.Join(cfg.DataDir, "audit")
@@ -229,7 +236,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	opts := []apiserver.Option{apiserver.WithNodeProxy(s.Nodes), apiserver.WithMetrics(s.Window), apiserver.WithPrometheus(s.Metrics),
 		apiserver.WithAuditLog(s.Audit), apiserver.WithSecrets(codec), apiserver.WithNotifierTester(s.Notify),
-		apiserver.WithRegistryHost(cfg.RegistryHost)}
+		apiserver.WithRegistryHost(cfg.RegistryHost), apiserver.WithNamespaceCache(s.Namespaces)}
 	if s.CA != nil {
 		opts = append(opts, apiserver.WithCA(s.CA))
 		// The server proves itself to agents with a client certificate
@@ -268,14 +275,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.Notify.ClusterURL = s.APIURL
 	s.goRun(func() error { s.Notify.Run(ctx); return nil })
 
-	s.Instances = informer.New[*v1.Instance](s.Store, log)
-	rollout := controller.NewRollout(s.Store, s.Recorder, log, s.Instances)
+	rollout := controller.NewRollout(s.Store, s.Recorder, log, s.Instances, s.Apps)
 	s.goRun(func() error { s.Instances.Run(ctx); return nil })
-	s.goRun(func() error { rollout.Run(ctx, 4, false); return nil })
+	s.goRun(func() error { s.Apps.Run(ctx); return nil })
+	s.goRun(func() error { rollout.Run(ctx, 4); return nil })
 	s.Autoscaler = &controller.Autoscaler{Store: s.Store, Apps: rollout.Apps, Window: s.Window, Quota: s.API.FitReplicas,
 		Recorder: s.Recorder, Log: log.With("controller", "autoscaler")}
-	s.Discovery = discovery.NewWatcher(s.Store, s.Instances, log)
-	s.goRun(func() error { s.Discovery.Run(ctx, false); return nil })
+	s.Discovery = discovery.NewWatcher(s.Store, s.Instances, s.Apps, log)
+	s.goRun(func() error { s.Discovery.Run(ctx); return nil })
 	cfg.DNS.Registerer = s.Metrics
 	if cfg.IngressAddr != "" {
 		cfg.DNS.LoadBalancer = loadBalancerIPs(cfg.IngressAddr)
@@ -313,7 +320,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		}
 	})
 	alerts := &alert.Evaluator{Store: s.Store, Window: s.Window, Notify: s.Notify, Recorder: s.Recorder,
-		Log: log.With("controller", "alerts"), Metrics: alert.NewMetrics(s.Metrics), Instances: s.Instances}
+		Log: log.With("controller", "alerts"), Metrics: alert.NewMetrics(s.Metrics), Instances: s.Instances, Apps: s.Apps}
 	s.goRun(func() error { alerts.Run(ctx); return nil })
 	nodes := &controller.NodeLifecycle{Store: s.Store, Heartbeats: s.API.Heartbeats(), Instances: s.Instances, Recorder: s.Recorder, Log: log, EvictAfter: cfg.EvictAfter}
 	s.goRun(func() error { nodes.Run(ctx); return nil })

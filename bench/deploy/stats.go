@@ -1,0 +1,176 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// dist summarizes a sample of durations. Percentiles are nearest-rank:
+// with 50 samples p99 is the largest one, p90 the 45th.
+type dist struct {
+	n                             int
+	min, p50, p90, p99, max, mean time.Duration
+}
+
+func summarize(ds []time.Duration) dist {
+	if len(ds) == 0 {
+		return dist{}
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	rank := func(p float64) time.Duration {
+		i := int(math.Ceil(p*float64(len(s)))) - 1
+		return s[max(0, min(i, len(s)-1))]
+	}
+	var sum time.Duration
+	for _, d := range s {
+		sum += d
+	}
+	return dist{n: len(s), min: s[0], p50: rank(0.50), p90: rank(0.90), p99: rank(0.99), max: s[len(s)-1], mean: sum / time.Duration(len(s))}
+}
+
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64)
+}
+
+// table prints rows aligned in columns; the first row is the header.
+func table(w io.Writer, rows [][]string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t")+"\t")
+	}
+	tw.Flush()
+}
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc: 100 on
+// every Linux architecture Go supports.
+const clockTicks = 100
+
+// procCPU returns a process's user+system CPU time (all its threads), from
+// /proc/PID/stat. Children are not included.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatCPU(string(b))
+}
+
+// parseStatCPU reads utime and stime (fields 14 and 15) from a
+// /proc/PID/stat line. The command name (field 2) may contain spaces and
+// parentheses, so fields are counted from the last ')'.
+func parseStatCPU(stat string) (time.Duration, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("malformed stat line")
+	}
+	f := strings.Fields(stat[i+1:])
+	// f[0] is field 3 (state); utime is field 14, stime 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("malformed stat line")
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("malformed stat line")
+	}
+	return time.Duration(ut+st) * time.Second / clockTicks, nil
+}
+
+// procRSS returns a process's resident set size in bytes.
+func procRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// procGroups sorts the processes that belong to one cluster into what
+// they are: the gantry up process (server and agent), its containerd, the
+// containerd shims, and the log drivers the shims run for each container.
+func procGroups(gantryPID int, dataDir, socket string) map[string][]int {
+	out := map[string][]int{"gantry up": {gantryPID}}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == gantryPID {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		line := strings.Join(args, " ")
+		base := filepath.Base(args[0])
+		switch {
+		case base == "containerd" && strings.Contains(line, dataDir):
+			out["containerd"] = append(out["containerd"], pid)
+		case base == "containerd-shim-runc-v2" && strings.Contains(line, socket):
+			out["shims"] = append(out["shims"], pid)
+		case len(args) > 1 && args[1] == "__log-driver" && strings.Contains(line, dataDir):
+			out["log drivers"] = append(out["log drivers"], pid)
+		}
+	}
+	return out
+}
+
+// cpuOf sums the CPU time of pids; processes that are gone count zero.
+func cpuOf(pids []int) map[int]time.Duration {
+	out := map[int]time.Duration{}
+	for _, p := range pids {
+		if d, err := procCPU(p); err == nil {
+			out[p] = d
+		}
+	}
+	return out
+}
+
+// machineCPU returns busy and total jiffies of the whole machine from
+// /proc/stat, to show how loaded the shared machine was.
+func machineCPU() (busy, total int64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	// user nice system idle iowait irq softirq steal; guest time is
+	// already counted in user.
+	for i, v := range f[1:min(len(f), 9)] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, total
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
