@@ -112,14 +112,14 @@ func (c *Cluster) rawCall(hc *http.Client, base, method, path, token string, bod
 	return r
 }
 
-// api calls the API server as the holder of token.
-func (c *Cluster) api(method, path, token string, body any) reply {
+// apiCall calls the API server as the holder of token.
+func (c *Cluster) apiCall(method, path, token string, body any) reply {
 	c.t.Helper()
 	return c.rawCall(c.httpClient(nil), c.Client.Server(), method, path, token, body, nil)
 }
 
-// registry calls the registry with a platform token as the bearer.
-func (c *Cluster) registry(method, path, token string, body any, hdr map[string]string) reply {
+// regCall calls the registry with a platform token as the bearer.
+func (c *Cluster) regCall(method, path, token string, body any, hdr map[string]string) reply {
 	c.t.Helper()
 	return c.rawCall(c.httpClient(nil), "https://"+c.RegAddr, method, path, token, body, hdr)
 }
@@ -145,8 +145,8 @@ func (c *Cluster) createUser(name, role, ns string) string {
 	return ""
 }
 
-// etcd connects to the cluster's embedded etcd through its unix socket.
-func (c *Cluster) etcd() *clientv3.Client {
+// etcdClient connects to the cluster's embedded etcd through its unix socket.
+func (c *Cluster) etcdClient() *clientv3.Client {
 	c.t.Helper()
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   []string{"unix://" + filepath.Join(c.Dir, "etcd", "client.sock")},
@@ -193,8 +193,8 @@ func filesContaining(t *testing.T, dir string, needles ...[]byte) []string {
 	return hits
 }
 
-// busybox is a manifest of a container that just sleeps.
-func busybox(name, ns string, replicas int, extra string) string {
+// sleeperApp is a manifest of a container that just sleeps.
+func sleeperApp(name, ns string, replicas int, extra string) string {
 	return fmt.Sprintf(`kind: App
 name: %s
 namespace: %s
@@ -230,7 +230,7 @@ func (c *Cluster) clientAs(token string) *client.Client {
 	return cl
 }
 
-// withTimeout is a context for one call.
-func withTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+// timeoutCtx is a context for one call.
+func timeoutCtx(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
