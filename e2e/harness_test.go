@@ -11,6 +11,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"io"
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	ggcr "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"sigs.k8s.io/yaml"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -190,8 +192,9 @@ func StartCluster(t *testing.T, opts ClusterOptions) *Cluster {
 	}
 	c.args = append([]string{"up", "--data-dir", dir, "--api-addr", c.APIAddr,
 		"--bridge", c.Bridge, "--cluster-cidr", c.CIDR, "--netns-dir", filepath.Join(dir, "netns"),
-		"--write-config", c.Config, "--node-name", c.Node, "--log-level", "debug"}, opts.ExtraArgs...)
-	c.args = append(c.args, clusterFeatureArgs(c)...)
+		"--write-config", c.Config, "--node-name", c.Node, "--log-level", "debug"}, clusterFeatureArgs(c)...)
+	// Later flags win: a test's own flags override the defaults above.
+	c.args = append(c.args, opts.ExtraArgs...)
 	t.Cleanup(c.destroy)
 	c.start()
 	c.waitReady()
@@ -415,3 +418,11 @@ func HTTPGet(url string, host string) (int, string, error) {
 }
 
 func isCI() bool { return os.Getenv("CI") == "true" }
+
+// ImageAuthTLS is a TLS config that trusts the cluster CA.
+func (c *Cluster) ImageAuthTLS() *tls.Config {
+	return &tls.Config{RootCAs: c.ImageAuth().RootCAs, MinVersion: tls.VersionTLS12}
+}
+
+// emptyIndex is an empty OCI image index, to start a layout.
+func emptyIndex() ggcr.ImageIndex { return empty.Index }

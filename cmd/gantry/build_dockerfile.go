@@ -2,14 +2,52 @@ package main
 
 import (
 	"context"
-	"errors"
+	"path/filepath"
+	"strings"
 
 	ggcr "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
+
+	"github.com/gantry-dev/gantry/internal/image/build"
 )
 
-// buildDockerfile builds a Dockerfile context. It is filled in by the
-// Dockerfile builder (internal/image/build).
-func buildDockerfile(ctx context.Context, cmd *cobra.Command, g *globals, env *imageEnv, dir string) (ggcr.Image, error) {
-	return nil, errors.New("Dockerfile builds are not available in this build of gantry yet: build Go packages, or import a root filesystem")
+// buildFlags are the Dockerfile options of `gantry image build`.
+type buildFlags struct {
+	dockerfile string
+	args       []string
+	target     string
+	noCache    bool
+	hostNet    bool
+	dataDir    string
+}
+
+// buildDockerfile builds a Dockerfile context, running RUN steps in a
+// containerd under the data directory (the node's, when gantry up runs
+// here, or one started for the build).
+func buildDockerfile(ctx context.Context, cmd *cobra.Command, g *globals, env *imageEnv, dir string, f *buildFlags) (ggcr.Image, error) {
+	log, _ := newLogger("warn", "text")
+	args := map[string]string{}
+	for _, kv := range f.args {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			v = ""
+		}
+		args[k] = v
+	}
+	data := f.dataDir
+	if data == "" {
+		data = defaultHome()
+	}
+	df := f.dockerfile
+	if df != "" && !filepath.IsAbs(df) {
+		df = filepath.Join(dir, df)
+	}
+	return build.Build(ctx, build.Options{
+		Dir: dir, Dockerfile: df, BuildArgs: args, Target: f.target,
+		Registry: env.registry, Namespace: env.ns, Auth: env.auth,
+		ContainerdDir: filepath.Join(data, "node", "containerd"),
+		CacheDir:      filepath.Join(data, "build-cache"),
+		NoCache:       f.noCache, HostNetwork: f.hostNet,
+		Progress: cmd.ErrOrStderr(), Log: log,
+	})
 }

@@ -65,6 +65,7 @@ func newImageCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "image", Aliases: []string{"images"}, Short: "Build, push, pull, list, inspect and remove images in the cluster registry"}
 	var tag string
 	var push bool
+	bf := &buildFlags{}
 	build := &cobra.Command{
 		Use:   "build DIR -t NAME:TAG [--push]",
 		Short: "Build an image from a Go main package or a Dockerfile, without a Docker daemon",
@@ -84,8 +85,15 @@ steps run as Docker would, with RUN executed in a real containerd container.`,
 			ctx := cmd.Context()
 			dir := args[0]
 			var img ggcr.Image
-			if _, err := os.Stat(filepath.Join(dir, "Dockerfile")); err == nil {
-				img, err = buildDockerfile(ctx, cmd, g, env, dir)
+			dockerfile := bf.dockerfile
+			if dockerfile == "" {
+				dockerfile = "Dockerfile"
+			}
+			if !filepath.IsAbs(dockerfile) {
+				dockerfile = filepath.Join(dir, dockerfile)
+			}
+			if _, err := os.Stat(dockerfile); err == nil {
+				img, err = buildDockerfile(ctx, cmd, g, env, dir, bf)
 				if err != nil {
 					return err
 				}
@@ -124,6 +132,12 @@ steps run as Docker would, with RUN executed in a real containerd container.`,
 	}
 	build.Flags().StringVarP(&tag, "tag", "t", "", "image name and tag, e.g. web:v1 (bare names go to the namespace)")
 	build.Flags().BoolVar(&push, "push", false, "push to the cluster registry")
+	build.Flags().StringVarP(&bf.dockerfile, "file", "f", "", "the Dockerfile (default DIR/Dockerfile)")
+	build.Flags().StringArrayVar(&bf.args, "build-arg", nil, "ARG values, NAME=VALUE (repeatable)")
+	build.Flags().StringVar(&bf.target, "target", "", "build this stage of a multi-stage Dockerfile")
+	build.Flags().BoolVar(&bf.noCache, "no-cache", false, "run every step even if cached")
+	build.Flags().BoolVar(&bf.hostNet, "network-host", false, "give RUN steps the host's network (default: none)")
+	build.Flags().StringVar(&bf.dataDir, "data-dir", "", "where the build cache and containerd live (default ~/.gantry)")
 
 	pushCmd := &cobra.Command{
 		Use:   "push SOURCE NAME:TAG",

@@ -253,6 +253,7 @@ func startLocalNode(ctx context.Context, o *upOptions, srv *server.Server, dataD
 		}
 		hs := &http.Server{Handler: promhttp.HandlerFor(nd.Registry, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
 		go hs.Serve(ln)
+		log.Info("agent metrics listening", "addr", ln.Addr().String())
 		go func() { <-ctx.Done(); hs.Close() }()
 	}
 	// Containers resolve through the node's bridge gateway.

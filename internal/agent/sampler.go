@@ -26,6 +26,9 @@ type sampler struct {
 	prev    map[string]prevCounters // by container id
 	prevCPU cpuTimes
 	last    metrics.Report
+	// totals are the cumulative counters of the last round, by
+	// namespace/name, for Prometheus counters.
+	totals map[string]prevCounters
 }
 
 type prevCounters struct {
@@ -112,6 +115,12 @@ func (s *sampler) sample(ctx context.Context) metrics.Report {
 	for id := range s.prev {
 		if !seen[id] {
 			delete(s.prev, id)
+		}
+	}
+	s.totals = map[string]prevCounters{}
+	for _, w := range workers {
+		if p, ok := s.prev[w.id]; ok && seen[w.id] {
+			s.totals[w.ns+"/"+w.name] = p
 		}
 	}
 	node := metrics.Point{Time: now, Instances: len(r.Instances), MemoryLimit: int64(s.a.cfg.Capacity.Memory)}
@@ -209,25 +218,21 @@ func (a *Agent) Collector() prometheus.Collector { return (*agentCollector)(a) }
 type agentCollector Agent
 
 var (
-	descCPU = prometheus.NewDesc("gantry_instance_cpu_usage_cores", "CPU in use by an instance, in cores, over the last sampling interval.",
-		[]string{"namespace", "app", "instance", "node"}, nil)
-	descMem = prometheus.NewDesc("gantry_instance_memory_working_set_bytes", "Memory working set of an instance.",
-		[]string{"namespace", "app", "instance", "node"}, nil)
-	descMemLimit = prometheus.NewDesc("gantry_instance_memory_limit_bytes", "Memory limit of an instance.",
-		[]string{"namespace", "app", "instance", "node"}, nil)
-	descRx = prometheus.NewDesc("gantry_instance_network_receive_bytes_per_second", "Bytes per second received by an instance.",
-		[]string{"namespace", "app", "instance", "node"}, nil)
-	descTx = prometheus.NewDesc("gantry_instance_network_transmit_bytes_per_second", "Bytes per second sent by an instance.",
-		[]string{"namespace", "app", "instance", "node"}, nil)
-	descRestarts = prometheus.NewDesc("gantry_instance_restarts", "Times an instance's container was restarted.",
-		[]string{"namespace", "app", "instance", "node"}, nil)
-	descNodeCPU  = prometheus.NewDesc("gantry_node_cpu_usage_cores", "CPU in use on a node, in cores.", []string{"node"}, nil)
-	descNodeMem  = prometheus.NewDesc("gantry_node_memory_used_bytes", "Memory in use on a node.", []string{"node"}, nil)
-	descNodeInst = prometheus.NewDesc("gantry_node_instances", "Instances running on a node.", []string{"node"}, nil)
+	instanceLabels = []string{"namespace", "app", "instance", "node"}
+	descCPU        = prometheus.NewDesc("gantry_instance_cpu_usage_cores", "CPU in use by an instance, in cores, over the last sampling interval.", instanceLabels, nil)
+	descCPUTotal   = prometheus.NewDesc("gantry_instance_cpu_seconds_total", "CPU time an instance's container has used in its current run.", instanceLabels, nil)
+	descMem        = prometheus.NewDesc("gantry_instance_memory_working_set_bytes", "Memory working set of an instance.", instanceLabels, nil)
+	descMemLimit   = prometheus.NewDesc("gantry_instance_memory_limit_bytes", "Memory limit of an instance.", instanceLabels, nil)
+	descRx         = prometheus.NewDesc("gantry_instance_network_receive_bytes_total", "Bytes an instance received on its network interface.", instanceLabels, nil)
+	descTx         = prometheus.NewDesc("gantry_instance_network_transmit_bytes_total", "Bytes an instance sent on its network interface.", instanceLabels, nil)
+	descRestarts   = prometheus.NewDesc("gantry_instance_restarts_total", "Times an instance's container was restarted.", instanceLabels, nil)
+	descNodeCPU    = prometheus.NewDesc("gantry_node_cpu_usage_cores", "CPU in use on a node, in cores.", []string{"node"}, nil)
+	descNodeMem    = prometheus.NewDesc("gantry_node_memory_used_bytes", "Memory in use on a node.", []string{"node"}, nil)
+	descNodeInst   = prometheus.NewDesc("gantry_node_instances", "Instances running on a node.", []string{"node"}, nil)
 )
 
 func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCPU, descMem, descMemLimit, descRx, descTx, descRestarts, descNodeCPU, descNodeMem, descNodeInst} {
+	for _, d := range []*prometheus.Desc{descCPU, descCPUTotal, descMem, descMemLimit, descRx, descTx, descRestarts, descNodeCPU, descNodeMem, descNodeInst} {
 		ch <- d
 	}
 }
@@ -239,15 +244,18 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	a.sampler.mu.Lock()
 	r := a.sampler.last
+	totals := a.sampler.totals
 	a.sampler.mu.Unlock()
 	for _, s := range r.Instances {
 		l := []string{s.Namespace, s.App, s.Name, s.Node}
+		t := totals[s.Namespace+"/"+s.Name]
 		ch <- prometheus.MustNewConstMetric(descCPU, prometheus.GaugeValue, s.CPU, l...)
+		ch <- prometheus.MustNewConstMetric(descCPUTotal, prometheus.CounterValue, float64(t.cpuNanos)/1e9, l...)
 		ch <- prometheus.MustNewConstMetric(descMem, prometheus.GaugeValue, float64(s.Memory), l...)
 		ch <- prometheus.MustNewConstMetric(descMemLimit, prometheus.GaugeValue, float64(s.MemoryLimit), l...)
-		ch <- prometheus.MustNewConstMetric(descRx, prometheus.GaugeValue, s.RxBytes, l...)
-		ch <- prometheus.MustNewConstMetric(descTx, prometheus.GaugeValue, s.TxBytes, l...)
-		ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.GaugeValue, float64(s.Restarts), l...)
+		ch <- prometheus.MustNewConstMetric(descRx, prometheus.CounterValue, float64(t.rx), l...)
+		ch <- prometheus.MustNewConstMetric(descTx, prometheus.CounterValue, float64(t.tx), l...)
+		ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(s.Restarts), l...)
 	}
 	if r.Node.Node != "" {
 		ch <- prometheus.MustNewConstMetric(descNodeCPU, prometheus.GaugeValue, r.Node.CPU, r.Node.Node)

@@ -144,7 +144,7 @@ func New(cfg Config, st *store.Store, authn Authenticator, authz Authorizer, log
 	}
 	s := &Server{cfg: cfg, store: st, log: log, authn: authn, authz: authz,
 		heartbeats: st.Heartbeats("nodes", cfg.HeartbeatTTL), metrics: newAPIMetrics(),
-		limiter: ratelimit.NewFailLimiter(2, 20)}
+		limiter: ratelimit.NewFailLimiter(5, 40)}
 	for _, o := range opts {
 		o(s)
 	}

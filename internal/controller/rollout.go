@@ -43,7 +43,9 @@ type Rollout struct {
 
 	Apps      *informer.Informer[*v1.App]
 	Instances *informer.Informer[*v1.Instance]
-	queue     *Queue
+	// Metrics may be nil.
+	Metrics *RolloutMetrics
+	queue   *Queue
 
 	revMu sync.Mutex
 	revs  map[string]*v1.Revision // immutable: cached forever, by ns/name
@@ -423,10 +425,9 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 	rolling := st.StableRevision != st.Revision
 	switch {
 	case complete:
-		if st.Phase != v1.AppRunning || rolling {
-			if rolling {
-				r.rec.Eventf(ctx, a, v1.EventNormal, "RolloutComplete", "revision %d is running with %d/%d instances ready", st.Revision, newReady, desired)
-			}
+		if rolling {
+			r.rec.Eventf(ctx, a, v1.EventNormal, "RolloutComplete", "revision %d is running with %d/%d instances ready", st.Revision, newReady, desired)
+			r.observe(a, "completed", now)
 		}
 		st.Phase, st.Message, st.StableRevision = v1.AppRunning, "", st.Revision
 	case a.Spec.Paused:
@@ -505,6 +506,17 @@ func blame(cur []*v1.Instance) string {
 	return ""
 }
 
+// observe counts a finished rollout.
+func (r *Rollout) observe(a *v1.App, outcome string, now time.Time) {
+	if r.Metrics == nil {
+		return
+	}
+	r.Metrics.Total.WithLabelValues(outcome).Inc()
+	if s := a.Status.RolloutStarted; s != nil {
+		r.Metrics.Duration.WithLabelValues(outcome).Observe(now.Sub(*s).Seconds())
+	}
+}
+
 // deadlineExceeded rolls back to the last revision that completed a
 // rollout, or marks a first rollout failed.
 func (r *Rollout) deadlineExceeded(ctx context.Context, a *v1.App, rev *v1.Revision, deadline time.Duration, why string) error {
@@ -513,6 +525,7 @@ func (r *Rollout) deadlineExceeded(ctx context.Context, a *v1.App, rev *v1.Revis
 	reason := fmt.Sprintf("revision %d made no progress for %s%s", from, deadline, why)
 	if stable == 0 || stable == from {
 		r.rec.Eventf(ctx, a, v1.EventWarning, "ProgressDeadlineExceeded", "%s; no earlier working revision to roll back to", reason)
+		r.observe(a, "failed", r.now())
 		_, err := store.Mutate(ctx, r.store, a.Metadata.Namespace, a.Metadata.Name, func(x *v1.App) error {
 			if x.Status.Revision != from {
 				return store.ErrUnchanged
@@ -524,6 +537,7 @@ func (r *Rollout) deadlineExceeded(ctx context.Context, a *v1.App, rev *v1.Revis
 		return err
 	}
 	r.rec.Eventf(ctx, a, v1.EventWarning, "ProgressDeadlineExceeded", "%s; rolling back to revision %d", reason, stable)
+	r.observe(a, "rolled_back", r.now())
 	cause := fmt.Sprintf("automatic rollback from revision %d: %s", from, reason)
 	_, _, err := apps.Rollback(ctx, r.store, a.Metadata.Namespace, a.Metadata.Name, stable, cause)
 	if err != nil {

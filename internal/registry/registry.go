@@ -177,7 +177,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Registry, error) {
 		now:       time.Now,
 	}
 	r.signer = &signer{key: derive(key, "registry token"), issuer: "gantry-registry", audience: cfg.Service, now: func() time.Time { return r.now() }}
-	r.limiter = ratelimit.NewFailLimiter(2, 20)
+	r.limiter = ratelimit.NewFailLimiter(5, 40)
 	r.events = newEventQueue(cfg.OnEvent, log)
 	return r, nil
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/auth"
 	"github.com/gantry-dev/gantry/internal/registry"
 	"github.com/gantry-dev/gantry/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // regAuthn checks registry credentials with the platform's tokens.
@@ -72,6 +74,7 @@ func loadKey(path string) ([]byte, error) {
 // startRegistry runs the OCI registry on its own listener.
 func (s *Server) startRegistry(ctx context.Context, authn *auth.Authenticator, authz *auth.Authorizer) error {
 	cfg := s.Config
+	s.regMetrics = newRegistryMetrics(s.Metrics)
 	key, err := loadKey(filepath.Join(cfg.DataDir, "registry.key"))
 	if err != nil {
 		return fmt.Errorf("registry key: %w", err)
@@ -202,8 +205,35 @@ func (r imageResolver) Resolve(ctx context.Context, ref string) (string, error) 
 	return r.reg.Resolve(ctx, repo, tag)
 }
 
-// auditRegistry records a registry request in the audit log.
+// registryMetrics count registry requests.
+type registryMetrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+func newRegistryMetrics(reg prometheus.Registerer) *registryMetrics {
+	m := &registryMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gantry_registry_requests_total",
+			Help: "Registry requests by action (pull, push, delete) and HTTP status code.",
+		}, []string{"action", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gantry_registry_request_duration_seconds",
+			Help:    "Registry request latency by action, bodies included.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
+		}, []string{"action"}),
+	}
+	reg.MustRegister(m.requests, m.latency)
+	return m
+}
+
+// auditRegistry records a registry request in the audit log and the
+// metrics.
 func (s *Server) auditRegistry(ctx context.Context, rr registry.RequestRecord) {
+	if m := s.regMetrics; m != nil {
+		m.requests.WithLabelValues(rr.Action, strconv.Itoa(rr.Status)).Inc()
+		m.latency.WithLabelValues(rr.Action).Observe(rr.Duration.Seconds())
+	}
 	if s.Audit == nil {
 		return
 	}

@@ -104,6 +104,7 @@ type Server struct {
 	Store      *store.Store
 	API        *apiserver.Server
 	Metrics    *prometheus.Registry
+	regMetrics *registryMetrics
 	Registry   *registry.Registry
 	Recorder   *events.Recorder
 	Instances  *informer.Informer[*v1.Instance]
@@ -276,6 +277,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.goRun(func() error { s.Notify.Run(ctx); return nil })
 
 	rollout := controller.NewRollout(s.Store, s.Recorder, log, s.Instances, s.Apps)
+	rollout.Metrics = controller.NewRolloutMetrics(s.Metrics)
+	s.Metrics.MustRegister(newEtcdCollector(s.cli))
 	s.goRun(func() error { s.Instances.Run(ctx); return nil })
 	s.goRun(func() error { s.Apps.Run(ctx); return nil })
 	s.goRun(func() error { rollout.Run(ctx, 4); return nil })
@@ -559,4 +562,46 @@ func (s *Server) startIngress(ctx context.Context, codec *secrets.Codec) error {
 	s.Ingress = p
 	s.goRun(func() error { return p.Serve(ctx, ln, tln) })
 	return nil
+}
+
+// etcdCollector reports the health of the store at every scrape.
+type etcdCollector struct{ cli *clientv3.Client }
+
+func newEtcdCollector(cli *clientv3.Client) prometheus.Collector { return etcdCollector{cli} }
+
+var (
+	descEtcdUp        = prometheus.NewDesc("gantry_etcd_up", "1 if every etcd endpoint answered a status request within a second.", nil, nil)
+	descEtcdLeader    = prometheus.NewDesc("gantry_etcd_has_leader", "1 if the etcd member has a leader.", []string{"endpoint"}, nil)
+	descEtcdDBSize    = prometheus.NewDesc("gantry_etcd_db_size_bytes", "Size of the etcd backend database.", []string{"endpoint"}, nil)
+	descEtcdLatency   = prometheus.NewDesc("gantry_etcd_status_duration_seconds", "How long the status request to the endpoint took.", []string{"endpoint"}, nil)
+	descEtcdRaftIndex = prometheus.NewDesc("gantry_etcd_raft_index", "The member's raft index.", []string{"endpoint"}, nil)
+)
+
+func (c etcdCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descEtcdUp, descEtcdLeader, descEtcdDBSize, descEtcdLatency, descEtcdRaftIndex} {
+		ch <- d
+	}
+}
+
+func (c etcdCollector) Collect(ch chan<- prometheus.Metric) {
+	up := 1.0
+	for _, ep := range c.cli.Endpoints() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		start := time.Now()
+		st, err := c.cli.Status(ctx, ep)
+		cancel()
+		if err != nil {
+			up = 0
+			continue
+		}
+		leader := 0.0
+		if st.Leader != 0 {
+			leader = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descEtcdLeader, prometheus.GaugeValue, leader, ep)
+		ch <- prometheus.MustNewConstMetric(descEtcdDBSize, prometheus.GaugeValue, float64(st.DbSize), ep)
+		ch <- prometheus.MustNewConstMetric(descEtcdLatency, prometheus.GaugeValue, time.Since(start).Seconds(), ep)
+		ch <- prometheus.MustNewConstMetric(descEtcdRaftIndex, prometheus.GaugeValue, float64(st.RaftIndex), ep)
+	}
+	ch <- prometheus.MustNewConstMetric(descEtcdUp, prometheus.GaugeValue, up)
 }
