@@ -8,7 +8,7 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X github.com/gantry-dev/gantry/internal/apiserver.Version=$(VERSION)
 # Packages that are ours (not the throwaway modules that benchmarks fetch).
 PKGS     := ./...
-FUZZTIME ?= 10s
+FUZZTIME ?= 3s
 
 .PHONY: up build setup test vet fmt-check unit e2e fuzz bench clean
 

@@ -55,6 +55,7 @@ type options struct {
 	pause     time.Duration
 	intervals []string
 	keepLogs  string
+	scaleLog  string
 }
 
 func numCPU() int { return goruntime.NumCPU() }
@@ -71,6 +72,7 @@ func main() {
 	flag.DurationVar(&o.settle, "settle", 15*time.Second, "wait before each CPU window")
 	flag.DurationVar(&o.pause, "pause", 200*time.Millisecond, "pause between two measured steps of latency")
 	flag.StringVar(&intervals, "intervals", "1h,10s", "agent --sample-interval values for scale; 1h means no sample falls in the window")
+	flag.StringVar(&o.scaleLog, "scale-log-level", "info", "log level of the scale clusters (debug adds network.Setup times of the burst, and log volume to the CPU)")
 	flag.StringVar(&o.keepLogs, "keep-logs", "", "copy each cluster's gantry up log into this directory before it is purged")
 	flag.Parse()
 	o.parts = strings.Split(parts, ",")
@@ -137,7 +139,7 @@ func run(ctx context.Context, o options, w io.Writer) error {
 			}
 			var rs []fleetResult
 			for _, iv := range o.intervals {
-				err := withCluster(ctx, o, "info", []string{"--sample-interval", iv}, w, func(c *cluster) error {
+				err := withCluster(ctx, o, o.scaleLog, []string{"--sample-interval", iv}, w, func(c *cluster) error {
 					r, err := runScale(ctx, c, o, iv, w)
 					if err == nil {
 						rs = append(rs, r)

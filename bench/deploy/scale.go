@@ -69,9 +69,62 @@ type fleetResult struct {
 	bindAll              time.Duration // apply returned -> last instance bound
 	startBusy            float64       // machine CPU busy while they started
 	segs                 map[string]dist
+	burstCPU             []burstShare  // CPU spent from apply to all Running
 	teardown             time.Duration // delete -> last instance gone
 	idle, steady         cpuWindow
 }
+
+// burstShare is the CPU one kind of process spent on a burst of starts.
+type burstShare struct {
+	what string
+	cpu  time.Duration
+}
+
+// burstCPU attributes the CPU of a burst of starts: gantry up and
+// containerd (and the children they reaped: CNI plugins and iptables for
+// gantry up, the shim's start step for containerd) by difference, the
+// shims (with the runc runs they reaped) and log drivers, all new, by
+// their totals.
+type burstCPU struct {
+	gantry, gantryKids, ctrd, ctrdKids time.Duration
+	ctrdPID                            int
+}
+
+func startBurstCPU(c *cluster) burstCPU {
+	var b burstCPU
+	b.gantry, b.gantryKids, _ = procCPUWithChildren(c.pid())
+	if pids := procGroups(c.pid(), c.dir, c.containerdSocket())["containerd"]; len(pids) == 1 {
+		b.ctrdPID = pids[0]
+		b.ctrd, b.ctrdKids, _ = procCPUWithChildren(b.ctrdPID)
+	}
+	return b
+}
+
+func (b burstCPU) end(c *cluster) []burstShare {
+	g, gk, _ := procCPUWithChildren(c.pid())
+	out := []burstShare{
+		{"gantry up (server and agent)", g - b.gantry},
+		{"gantry up's reaped children (CNI plugins, iptables)", gk - b.gantryKids},
+	}
+	if b.ctrdPID != 0 {
+		cd, ck, _ := procCPUWithChildren(b.ctrdPID)
+		out = append(out, burstShare{"containerd", cd - b.ctrd}, burstShare{"containerd's reaped children (shim start)", ck - b.ctrdKids})
+	}
+	groups := procGroups(c.pid(), c.dir, c.containerdSocket())
+	var shims, logs time.Duration
+	for _, p := range groups["shims"] {
+		self, kids, _ := procCPUWithChildren(p)
+		shims += self + kids
+	}
+	for _, p := range groups["log drivers"] {
+		self, _, _ := procCPUWithChildren(p)
+		logs += self
+	}
+	return append(out, burstShare{fmt.Sprintf("shims, with the runc runs they reaped (%d)", len(groups["shims"])), shims},
+		burstShare{fmt.Sprintf("log drivers (%d)", len(groups["log drivers"])), logs})
+}
+
+const netSegment = "  of which network.Setup (debug log)"
 
 // fleetSegments names the per-instance segments of a fleet start, in
 // order.
@@ -79,6 +132,7 @@ var fleetSegments = []string{
 	"apply returned -> instance seen",
 	"instance seen -> bound seen",
 	"bound -> snapshot prepared",
+	netSegment,
 	"snapshot -> container record",
 	"container record -> task created",
 	"task created -> task started",
@@ -121,6 +175,7 @@ func runScale(ctx context.Context, c *cluster, opts options, interval string, w 
 	}
 	fmt.Fprintf(w, "[%s] applying fleet with %d replicas (load %s)\n", interval, opts.instances, loadAvg())
 	busy0, total0 := machineCPU()
+	bc := startBurstCPU(c)
 	if _, err := c.api.Apply(ctx, obj); err != nil {
 		return res, fmt.Errorf("apply fleet: %w", err)
 	}
@@ -129,25 +184,47 @@ func runScale(ctx context.Context, c *cluster, opts options, interval string, w 
 		return res, err
 	}
 	busy1, total1 := machineCPU()
+	res.burstCPU = bc.end(c)
 	res.startBusy = 100 * float64(busy1-busy0) / float64(max(1, total1-total0))
 	var run []time.Duration
-	segs := make([][]time.Duration, len(fleetSegments))
+	segs := map[string][]time.Duration{}
 	for _, it := range tr.snapshot("fleet") {
 		run = append(run, it.running.Sub(applied))
 		res.createdAll = max(res.createdAll, it.created.Sub(applied))
 		res.bindAll = max(res.bindAll, it.bound.Sub(applied))
 		ct := ev.get(containerID(it.key))
-		for k, span := range [][2]time.Time{
-			{applied, it.created}, {it.created, it.bound}, {it.bound, ct.snapshot}, {ct.snapshot, ct.container},
-			{ct.container, ct.taskCreate}, {ct.taskCreate, ct.taskStart}, {ct.taskStart, it.startedAt}, {it.startedAt, it.running},
+		for _, sp := range []struct {
+			name     string
+			from, to time.Time
+		}{
+			{"apply returned -> instance seen", applied, it.created},
+			{"instance seen -> bound seen", it.created, it.bound},
+			{"bound -> snapshot prepared", it.bound, ct.snapshot},
+			{"snapshot -> container record", ct.snapshot, ct.container},
+			{"container record -> task created", ct.container, ct.taskCreate},
+			{"task created -> task started", ct.taskCreate, ct.taskStart},
+			{"task started -> startedAt", ct.taskStart, it.startedAt},
+			{"startedAt -> Running seen", it.startedAt, it.running},
 		} {
-			if !span[0].IsZero() && !span[1].IsZero() {
-				segs[k] = append(segs[k], span[1].Sub(span[0]))
+			if !sp.from.IsZero() && !sp.to.IsZero() {
+				segs[sp.name] = append(segs[sp.name], sp.to.Sub(sp.from))
 			}
 		}
 	}
-	for k, name := range fleetSegments {
-		res.segs[name] = summarize(segs[k])
+	for name, ds := range segs {
+		res.segs[name] = summarize(ds)
+	}
+	// At debug level the log has each instance's network.Setup time.
+	if logs, err := readLogTimings(c.logPath()); err == nil {
+		var netw []time.Duration
+		for _, it := range tr.snapshot("fleet") {
+			if t := logs[it.key]; t.network > 0 {
+				netw = append(netw, t.network)
+			}
+		}
+		if len(netw) > 0 {
+			res.segs[netSegment] = summarize(netw)
+		}
 	}
 	d := summarize(run)
 	res.first, res.p50, res.p90, res.all = d.min, d.p50, d.p90, d.max
@@ -202,12 +279,44 @@ func printScale(w io.Writer, rs []fleetResult, server *cpuWindow) {
 	for _, name := range fleetSegments {
 		row := []string{name}
 		for _, r := range rs {
-			d := r.segs[name]
+			d, ok := r.segs[name]
+			if !ok {
+				row = append(row, "- (needs -scale-log-level debug)")
+				continue
+			}
 			row = append(row, fmt.Sprintf("%s / %s / %s", ms(d.p50), ms(d.p90), ms(d.max)))
 		}
 		rows = append(rows, row)
 	}
 	table(w, rows)
+
+	fmt.Fprintf(w, "\nCPU spent on the burst, from apply to all %d Running: CPU-seconds (ms per instance)\n", rs[0].n)
+	hdr = []string{"process"}
+	for _, r := range rs {
+		hdr = append(hdr, "--sample-interval "+r.interval)
+	}
+	rows = [][]string{hdr}
+	for k := range rs[0].burstCPU {
+		row := []string{rs[0].burstCPU[k].what}
+		for _, r := range rs {
+			if k >= len(r.burstCPU) {
+				row = append(row, "-")
+				continue
+			}
+			b := r.burstCPU[k]
+			row = append(row, fmt.Sprintf("%.2f (%.0f)", b.cpu.Seconds(), float64(b.cpu.Milliseconds())/float64(r.n)))
+		}
+		rows = append(rows, row)
+	}
+	totals := []string{"total"}
+	for _, r := range rs {
+		var t time.Duration
+		for _, b := range r.burstCPU {
+			t += b.cpu
+		}
+		totals = append(totals, fmt.Sprintf("%.2f (%.0f)", t.Seconds(), float64(t.Milliseconds())/float64(r.n)))
+	}
+	table(w, append(rows, totals))
 
 	groups := map[string]bool{}
 	for _, r := range rs {

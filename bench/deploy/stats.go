@@ -57,32 +57,44 @@ const clockTicks = 100
 // procCPU returns a process's user+system CPU time (all its threads), from
 // /proc/PID/stat. Children are not included.
 func procCPU(pid int) (time.Duration, error) {
+	self, _, err := procCPUWithChildren(pid)
+	return self, err
+}
+
+// procCPUWithChildren returns a process's own CPU time and that of its
+// children it has waited for (cutime+cstime): for gantry up, the CNI
+// plugins and iptables runs; for a shim, runc.
+func procCPUWithChildren(pid int) (self, children time.Duration, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	return parseStatCPU(string(b))
 }
 
-// parseStatCPU reads utime and stime (fields 14 and 15) from a
-// /proc/PID/stat line. The command name (field 2) may contain spaces and
-// parentheses, so fields are counted from the last ')'.
-func parseStatCPU(stat string) (time.Duration, error) {
+// parseStatCPU reads utime, stime, cutime and cstime (fields 14 to 17) from
+// a /proc/PID/stat line. The command name (field 2) may contain spaces
+// and parentheses, so fields are counted from the last ')'.
+func parseStatCPU(stat string) (self, children time.Duration, err error) {
 	i := strings.LastIndexByte(stat, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("malformed stat line")
+		return 0, 0, fmt.Errorf("malformed stat line")
 	}
 	f := strings.Fields(stat[i+1:])
-	// f[0] is field 3 (state); utime is field 14, stime 15.
-	if len(f) < 13 {
-		return 0, fmt.Errorf("malformed stat line")
+	// f[0] is field 3 (state); utime is field 14.
+	if len(f) < 15 {
+		return 0, 0, fmt.Errorf("malformed stat line")
 	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("malformed stat line")
+	var v [4]int64
+	for k := range v {
+		n, err := strconv.ParseInt(f[11+k], 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("malformed stat line")
+		}
+		v[k] = n
 	}
-	return time.Duration(ut+st) * time.Second / clockTicks, nil
+	tick := time.Second / clockTicks
+	return time.Duration(v[0]+v[1]) * tick, time.Duration(v[2]+v[3]) * tick, nil
 }
 
 // procRSS returns a process's resident set size in bytes.

@@ -44,33 +44,33 @@ func TestParseLogfmt(t *testing.T) {
 
 func TestParseStatCPU(t *testing.T) {
 	tests := []struct {
-		name string
-		stat string
-		want time.Duration
+		name           string
+		stat           string
+		self, children time.Duration
 	}{
 		{
-			name: "utime and stime are summed in clock ticks",
-			stat: "1234 (gantry) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 12 0 100 0 0",
-			want: 3 * time.Second,
+			name: "utime and stime are summed in clock ticks, cutime and cstime apart",
+			stat: "1234 (gantry) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 30 20 20 0 12 0 100 0 0",
+			self: 3 * time.Second, children: 500 * time.Millisecond,
 		},
 		{
 			name: "a command name with spaces and parentheses does not shift fields",
 			stat: "99 (a (b) c) R 1 99 99 0 -1 0 0 0 0 0 7 3 0 0 20 0 1 0 1 0 0",
-			want: 100 * time.Millisecond,
+			self: 100 * time.Millisecond,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseStatCPU(tt.stat)
+			self, children, err := parseStatCPU(tt.stat)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tt.want {
-				t.Errorf("got %s, want %s", got, tt.want)
+			if self != tt.self || children != tt.children {
+				t.Errorf("got %s and %s, want %s and %s", self, children, tt.self, tt.children)
 			}
 		})
 	}
-	if _, err := parseStatCPU("garbage"); err == nil {
+	if _, _, err := parseStatCPU("garbage"); err == nil {
 		t.Error("a line without fields parsed")
 	}
 }
