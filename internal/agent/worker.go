@@ -282,6 +282,9 @@ func (w *worker) supervise(ctx context.Context, running bool) {
 				continue
 			}
 			startedAt = time.Now().UTC()
+			if crashes == 0 {
+				w.event(ctx, v1.EventNormal, "Started", "started container %s on node %s", w.id, w.a.cfg.NodeName)
+			}
 		}
 		running = false
 		exitCode, why, stop := w.watchRun(ctx, startedAt, startReady)
@@ -432,6 +435,9 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 					w.report(ctx, func(s *v1.InstanceStatus) { s.Message = "startup check failing: " + msg })
 				}
 			case readinessProbe:
+				if r.ok && !ready {
+					w.event(ctx, v1.EventNormal, "Ready", "instance %s is ready and gets traffic", w.name)
+				}
 				ready = r.ok
 				msg := ""
 				if !r.ok {
@@ -502,6 +508,9 @@ func (w *worker) terminate(ctx context.Context) {
 	}
 	if ctx.Err() != nil {
 		return // the agent is stopping; the next one finishes the job
+	}
+	if !gone {
+		w.event(ctx, v1.EventNormal, "Killing", "stopping container (SIGTERM, then SIGKILL after %s)", stopGrace(inst))
 	}
 	if err := w.a.rt.Stop(ctx, w.id, stopGrace(inst)); err != nil && !errors.Is(err, v1.ErrNotFound) {
 		w.a.log.Warn("stop container", "instance", w.key, "err", err)

@@ -49,6 +49,7 @@ func (s *Server) admitApp(ctx context.Context, a *v1.App, prev *v1.App) (string,
 		return "", "", nil, err
 	}
 	if err := s.checkQuota(ctx, ns, a, prev); err != nil {
+		s.quotaDenied(ctx, a, err)
 		return "", "", nil, err
 	}
 	image := v1.QualifyImage(a.Spec.Image, a.Metadata.Namespace, s.cfg.Registry)

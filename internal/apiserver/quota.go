@@ -110,3 +110,20 @@ func (s *Server) FitReplicas(ctx context.Context, a *v1.App, want int32) (int32,
 	}
 	return cur, nil
 }
+
+// WithEvents lets the server record events (quota denials).
+func WithEvents(r EventRecorder) Option { return func(s *Server) { s.events = r } }
+
+// EventRecorder records events about objects.
+type EventRecorder interface {
+	Record(ctx context.Context, ns string, ref v1.ObjectRef, eventType, reason, message string)
+}
+
+// quotaDenied records that an App was refused for quota, so that the
+// refusal shows in `gantry events` and reaches notifiers.
+func (s *Server) quotaDenied(ctx context.Context, a *v1.App, err error) {
+	if s.events == nil {
+		return
+	}
+	s.events.Record(ctx, a.Metadata.Namespace, v1.ObjectRef{Kind: "App", Name: a.Metadata.Name}, v1.EventWarning, "QuotaDenied", err.Error())
+}

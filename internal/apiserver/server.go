@@ -91,6 +91,7 @@ type Server struct {
 	auditLog     *audit.Log
 	secrets      *secrets.Codec
 	tester       NotifierTester
+	events       EventRecorder
 	registryGC   func(context.Context) (any, error)
 	ca           *pki.CA
 	namespaces   *informer.Informer[*v1.Namespace]

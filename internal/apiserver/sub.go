@@ -102,7 +102,11 @@ func (s *Server) scaleApp(w http.ResponseWriter, r *http.Request, ri *requestInf
 		prev := *a
 		n := req.Replicas
 		a.Spec.Replicas = &n
-		return s.checkQuota(ctx, ns, a, &prev)
+		if err := s.checkQuota(ctx, ns, a, &prev); err != nil {
+			s.quotaDenied(ctx, a, err)
+			return err
+		}
+		return nil
 	})
 	if err != nil {
 		return err

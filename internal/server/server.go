@@ -237,7 +237,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	opts := []apiserver.Option{apiserver.WithNodeProxy(s.Nodes), apiserver.WithMetrics(s.Window), apiserver.WithPrometheus(s.Metrics),
 		apiserver.WithAuditLog(s.Audit), apiserver.WithSecrets(codec), apiserver.WithNotifierTester(s.Notify),
-		apiserver.WithRegistryHost(cfg.RegistryHost), apiserver.WithNamespaceCache(s.Namespaces)}
+		apiserver.WithRegistryHost(cfg.RegistryHost), apiserver.WithNamespaceCache(s.Namespaces), apiserver.WithEvents(s.Recorder)}
 	if s.CA != nil {
 		opts = append(opts, apiserver.WithCA(s.CA))
 		// The server proves itself to agents with a client certificate
