@@ -137,6 +137,15 @@ func (w *worker) wait(ctx context.Context, d time.Duration) bool {
 func (w *worker) run(ctx context.Context) {
 	defer close(w.done)
 	c, err := w.a.rt.Inspect(ctx, w.id)
+	// containerd may be restarting: an unanswered question is not "no
+	// container", or a running container would be created again.
+	for errors.Is(err, v1.ErrUnavailable) {
+		if _, removing, _ := w.state(); removing || ctx.Err() != nil {
+			break
+		}
+		sleep(ctx, 200*time.Millisecond)
+		c, err = w.a.rt.Inspect(ctx, w.id)
+	}
 	adopted := err == nil && c.Labels[labelUID] == w.uid
 	if err == nil && !adopted {
 		// A container of the same name from an older instance.
@@ -175,11 +184,19 @@ func (w *worker) prepare(ctx context.Context, adopted bool) bool {
 		w.report(ctx, func(s *v1.InstanceStatus) {
 			s.Phase, s.Reason, s.Message, s.Ready = v1.PhasePending, reason, fmt.Sprintf("%s (retrying in %s)", msg, backoff), false
 		})
+		if errors.Is(err, v1.ErrUnavailable) && !errors.As(err, &pe) {
+			// The runtime is restarting: retry soon, without backing off.
+			w.wait(ctx, 500*time.Millisecond)
+			continue
+		}
 		if attempt == 0 || attempt%5 == 0 {
 			w.event(ctx, v1.EventWarning, reason, "%s", msg)
 		}
-		w.wait(ctx, backoff)
-		backoff = min(backoff*2, 60*time.Second)
+		// Only a back-off that ran its course doubles: wake-ups from
+		// updates of the instance must not race it up to the cap.
+		if w.wait(ctx, backoff) {
+			backoff = min(backoff*2, 60*time.Second)
+		}
 	}
 }
 
