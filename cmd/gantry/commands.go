@@ -353,6 +353,17 @@ func newCreateCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// appClient reads an "app/NAME" argument and returns the name with a
+// client.
+func (g *globals) appClient(arg string) (string, *client.Client, error) {
+	name, err := appArg(arg)
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := g.client()
+	return name, c, err
+}
+
 // appArg reads "app/NAME" or "NAME".
 func appArg(arg string) (string, error) {
 	kind, name, ok := strings.Cut(arg, "/")
@@ -376,11 +387,7 @@ func newScaleCmd(g *globals) *cobra.Command {
 			if !cmd.Flags().Changed("replicas") {
 				return errors.New("--replicas is required")
 			}
-			name, err := appArg(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
+			name, c, err := g.appClient(args[0])
 			if err != nil {
 				return err
 			}
@@ -403,11 +410,7 @@ func newRolloutCmd(g *globals) *cobra.Command {
 		Short: "Roll an app back to its previous (or a given) revision",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := appArg(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
+			name, c, err := g.appClient(args[0])
 			if err != nil {
 				return err
 			}
@@ -425,11 +428,7 @@ func newRolloutCmd(g *globals) *cobra.Command {
 		Short: "List an app's revisions",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := appArg(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
+			name, c, err := g.appClient(args[0])
 			if err != nil {
 				return err
 			}
@@ -461,11 +460,7 @@ func newRolloutCmd(g *globals) *cobra.Command {
 		return &cobra.Command{
 			Use: use + " app/NAME", Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				name, err := appArg(args[0])
-				if err != nil {
-					return err
-				}
-				c, err := g.client()
+				name, c, err := g.appClient(args[0])
 				if err != nil {
 					return err
 				}
@@ -525,11 +520,7 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 		Short: "Follow a rollout until it finishes; exits non-zero if it fails",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := appArg(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
+			name, c, err := g.appClient(args[0])
 			if err != nil {
 				return err
 			}

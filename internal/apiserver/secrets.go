@@ -197,38 +197,22 @@ type RotateResult struct {
 
 // rotateKey re-encrypts every secret under a new master key while the
 // cluster keeps serving (cluster admins only: update on secretkeys).
-func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {
+func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) error {
 	start := time.Now()
-	rec := &statusRecorder{ResponseWriter: w}
-	ri := &requestInfo{Kind: &v1.KindInfo{Kind: "SecretKey", Plural: "secretkeys"}, Verb: "update", Sub: "rotate"}
-	id, err := s.authenticate(r)
-	reason := ""
-	defer func() { s.finish(r, rec, ri, orAnon(id), start, reason) }()
-	if err != nil {
-		reason = "authentication failed"
-		writeError(rec, err)
-		return
-	}
-	if err := s.authz.Authorize(r.Context(), id, auth.Attributes{Verb: "update", Resource: "secretkeys"}); err != nil {
-		reason = "denied"
-		writeError(rec, err)
-		return
-	}
 	if s.secrets == nil {
-		writeError(rec, fmt.Errorf("%w: this server has no secret master key", v1.ErrUnavailable))
-		return
+		return fmt.Errorf("%w: this server has no secret master key", v1.ErrUnavailable)
 	}
 	res, err := s.secrets.Rotate(r.Context(), secretStore{s.store}, s.log)
 	if err != nil {
 		if errors.Is(err, secrets.ErrUnknownKey) {
 			err = fmt.Errorf("%w: %v", v1.ErrUnprocessable, err)
 		}
-		writeError(rec, err)
-		return
+		return err
 	}
 	retired := slices.Clone(res.Retired)
 	if retired == nil {
 		retired = []string{}
 	}
-	writeJSON(rec, http.StatusOK, RotateResult{KeyID: res.KeyID, Resealed: res.Resealed, Retired: retired, Took: time.Since(start).Round(time.Millisecond).String()})
+	writeJSON(w, http.StatusOK, RotateResult{KeyID: res.KeyID, Resealed: res.Resealed, Retired: retired, Took: time.Since(start).Round(time.Millisecond).String()})
+	return nil
 }
