@@ -15,8 +15,12 @@ FUZZTIME ?= 3s
 setup:
 	./scripts/setup.sh
 
+# gantry-logdriver goes next to gantry: containerd's shim starts it for
+# every container, and it starts much faster than the whole gantry binary
+# (docs/adr/0007-log-driver-binary.md).
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/gantry
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)-logdriver ./cmd/gantry-logdriver
 
 up: setup build
 	./$(BIN) up --seed --apply examples/hello.yaml

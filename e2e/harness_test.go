@@ -79,7 +79,12 @@ func runMain(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	gantryBin = filepath.Join(dir, "gantry")
 	webappBin = filepath.Join(dir, "webapp")
-	for _, b := range []struct{ out, pkg string }{{gantryBin, "../cmd/gantry"}, {webappBin, "./testdata/webapp"}} {
+	// gantry-logdriver next to gantry, as make build puts it.
+	for _, b := range []struct{ out, pkg string }{
+		{gantryBin, "../cmd/gantry"},
+		{filepath.Join(dir, "gantry-logdriver"), "../cmd/gantry-logdriver"},
+		{webappBin, "./testdata/webapp"},
+	} {
 		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {

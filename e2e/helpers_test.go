@@ -104,6 +104,27 @@ func mainPID(t *testing.T, instance string) int {
 	return best
 }
 
+// logDriverOf returns the program of the log driver process that writes
+// an instance's log file, or "" if none runs.
+func logDriverOf(instance string) string {
+	want := "/" + instance + ".log"
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) > 0 && strings.Contains(args[len(args)-1], want) && strings.Contains(args[len(args)-1], `"path"`) {
+			return args[0]
+		}
+	}
+	return ""
+}
+
 func getApp(t *testing.T, c *Cluster, ns, name string) *v1.App {
 	t.Helper()
 	a, err := client.Get[*v1.App](context.Background(), c.Client, ns, name)

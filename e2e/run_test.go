@@ -62,6 +62,11 @@ func TestRunContainers(t *testing.T) {
 			if err != nil || code != 200 || !strings.Contains(body, "instance="+i.Metadata.Name) {
 				t.Fatalf("GET %s: %d %q %v", i.Status.IP, code, body, err)
 			}
+			// The shim runs the small gantry-logdriver that lies next to
+			// gantry, not gantry itself (ADR 0007).
+			if drv := logDriverOf(i.Metadata.Name); filepath.Base(drv) != "gantry-logdriver" {
+				t.Fatalf("log driver of %s is %q, want gantry-logdriver", i.Metadata.Name, drv)
+			}
 		}
 	})
 

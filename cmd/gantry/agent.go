@@ -153,7 +153,7 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 		return err
 	}
 	nd, err := node.Start(ctx, node.Config{
-		Name: id.Node, DataDir: o.dataDir, ContainerdSocket: o.containerd, LogDriver: []string{self, logDriverCommand},
+		Name: id.Node, DataDir: o.dataDir, ContainerdSocket: o.containerd, LogDriver: logDriverArgv(ctx, self, log),
 		BridgeName: o.bridge, ClusterCIDR: o.cidr, NetNSDir: o.netnsDir, Labels: labels, Address: node.OutboundIP(),
 		AgentURL: agentURL, Credentials: creds, CAPEM: []byte(id.CA), ClusterDomain: o.domain, SampleInterval: o.sample,
 	}, api, log)

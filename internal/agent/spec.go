@@ -22,8 +22,11 @@ func (a *Agent) LogPath(ns, name string) string {
 	return filepath.Join(a.cfg.DataDir, "logs", ns, name+".log")
 }
 
-// containerSpec turns an instance into what the runtime runs.
-func (a *Agent) containerSpec(ctx context.Context, i *v1.Instance, id string, att *network.Attachment) (*runtime.ContainerSpec, error) {
+// containerSpec turns an instance into what the runtime runs. It needs
+// no network attachment, so the container is created while the network is
+// set up: /etc/hosts, which holds the instance's IP, is a bind mount of
+// dir/hosts, which writeHosts fills in before the container starts.
+func (a *Agent) containerSpec(ctx context.Context, i *v1.Instance, id string) (*runtime.ContainerSpec, error) {
 	t := i.Spec.Template
 	dir := a.instanceDir(id)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -32,10 +35,6 @@ func (a *Agent) containerSpec(ctx context.Context, i *v1.Instance, id string, at
 	resolv, err := a.net.WriteResolvConf(dir, i.Metadata.Namespace, a.cfg.ClusterDomain)
 	if err != nil {
 		return nil, fmt.Errorf("write resolv.conf: %w", err)
-	}
-	hosts, err := a.net.WriteHosts(dir, i.Metadata.Name, att.IP)
-	if err != nil {
-		return nil, fmt.Errorf("write hosts: %w", err)
 	}
 	env := []string{
 		"GANTRY_INSTANCE=" + i.Metadata.Name,
@@ -56,7 +55,7 @@ func (a *Agent) containerSpec(ctx context.Context, i *v1.Instance, id string, at
 	}
 	mounts := []runtime.Mount{
 		{Source: resolv, Destination: "/etc/resolv.conf", ReadOnly: true},
-		{Source: hosts, Destination: "/etc/hosts", ReadOnly: true},
+		{Source: filepath.Join(dir, network.HostsFile), Destination: "/etc/hosts", ReadOnly: true},
 	}
 	files, err := a.secretFiles(ctx, i, dir)
 	if err != nil {
@@ -81,7 +80,7 @@ func (a *Agent) containerSpec(ctx context.Context, i *v1.Instance, id string, at
 		Env:        env,
 		WorkingDir: t.WorkingDir,
 		Hostname:   i.Metadata.Name,
-		NetNSPath:  att.NetNSPath,
+		NetNSPath:  a.net.NetNSPath(id),
 		Resources: runtime.Resources{
 			CPURequestMillis: int64(t.Resources.CPU),
 			CPULimitMillis:   int64(t.Resources.CPULimit()),

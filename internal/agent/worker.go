@@ -205,56 +205,66 @@ type pullError struct{ err error }
 func (e *pullError) Error() string { return e.err.Error() }
 func (e *pullError) Unwrap() error { return e.err }
 
-// setup does one attempt of what prepare retries. Pulling the image and
-// attaching the network are independent, so they run at the same time:
-// together they are most of a deploy's latency.
+// setup does one attempt of what prepare retries. Attaching the network
+// and making the container (pulling its image if needed) are independent,
+// so they run at the same time: together they are most of a deploy's
+// latency. The container only needs the path of its network namespace,
+// which is known beforehand, and the hosts file with the IP is written
+// once the attachment is there, before the container starts.
 func (w *worker) setup(ctx context.Context, adopted bool) error {
 	inst, _, _ := w.state()
-	var img runtime.ImageInfo
-	var imgErr error
-	var pulled bool
+	var ctrErr error
 	var wg sync.WaitGroup
 	if !adopted {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			start := time.Now()
-			img, imgErr = w.a.rt.EnsureImage(ctx, inst.Spec.Image)
-			pulled = time.Since(start) > 500*time.Millisecond
+			ctrErr = w.createContainer(ctx, inst)
 		}()
 	}
-	ports := hostPorts(inst)
-	att, err := w.a.net.Setup(ctx, w.id, ports)
+	att, err := w.a.net.Setup(ctx, w.id, hostPorts(inst))
+	if err == nil {
+		w.mu.Lock()
+		w.ip = att.IP
+		w.mu.Unlock()
+		// Admit the instance to the isolation rules while the container
+		// is made, so it is reachable by its peers before it starts.
+		polErr := make(chan error, 1)
+		go func() { polErr <- w.a.applyPolicy(ctx) }()
+		defer func() {
+			if err := <-polErr; err != nil && ctx.Err() == nil {
+				w.a.log.Warn("apply network isolation", "instance", w.key, "err", err)
+			}
+		}()
+	}
 	wg.Wait()
-	if imgErr != nil {
-		return &pullError{fmt.Errorf("pull %s: %w", inst.Spec.Image, imgErr)}
+	if ctrErr != nil {
+		return ctrErr
 	}
 	if err != nil {
 		return fmt.Errorf("attach network: %w", err)
 	}
-	if pulled {
+	if _, err := w.a.net.WriteHosts(w.a.instanceDir(w.id), inst.Metadata.Name, att.IP); err != nil {
+		return fmt.Errorf("write hosts: %w", err)
+	}
+	return nil
+}
+
+// createContainer pulls the image if needed and creates the container.
+// A container that exists already (an agent restart between create and
+// start) is kept.
+func (w *worker) createContainer(ctx context.Context, inst *v1.Instance) error {
+	start := time.Now()
+	if _, err := w.a.rt.EnsureImage(ctx, inst.Spec.Image); err != nil {
+		return &pullError{fmt.Errorf("pull %s: %w", inst.Spec.Image, err)}
+	}
+	if time.Since(start) > 500*time.Millisecond {
 		w.event(ctx, v1.EventNormal, "Pulled", "pulled image %s", inst.Spec.Image)
 	}
-	w.mu.Lock()
-	w.ip = att.IP
-	w.mu.Unlock()
-	// Admit the instance to the isolation rules while the container is
-	// made, so it is reachable by its peers before it starts.
-	polErr := make(chan error, 1)
-	go func() { polErr <- w.a.applyPolicy(ctx) }()
-	defer func() {
-		if err := <-polErr; err != nil && ctx.Err() == nil {
-			w.a.log.Warn("apply network isolation", "instance", w.key, "err", err)
-		}
-	}()
-	if adopted {
-		return nil
-	}
-	spec, err := w.a.containerSpec(ctx, inst, w.id, att)
+	spec, err := w.a.containerSpec(ctx, inst, w.id)
 	if err != nil {
 		return err
 	}
-	_ = img
 	if err := w.a.rt.Create(ctx, spec); err != nil && !errors.Is(err, v1.ErrAlreadyExists) {
 		return fmt.Errorf("create container: %w", err)
 	}

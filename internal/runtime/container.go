@@ -65,7 +65,7 @@ func (d *Driver) Create(ctx context.Context, spec *ContainerSpec) error {
 	if spec.LogPath != "" && len(d.cfg.LogDriver) == 0 {
 		return fmt.Errorf("create %s: the spec has a log file but the runtime has no log driver configured: %w", spec.ID, v1.ErrInvalid)
 	}
-	info, err := d.EnsureImage(ctx, spec.Image)
+	info, img, err := d.ensureImage(ctx, spec.Image)
 	if err != nil {
 		return err
 	}
@@ -73,10 +73,6 @@ func (d *Driver) Create(ctx context.Context, spec *ContainerSpec) error {
 	unlock := d.locks.lock(spec.ID)
 	defer unlock()
 
-	img, err := d.client.GetImage(ctx, info.Ref)
-	if err != nil {
-		return fmt.Errorf("create %s: image %s: %w", spec.ID, info.Ref, kindOf(err))
-	}
 	labels := make(map[string]string, len(spec.Labels)+1)
 	for k, v := range spec.Labels {
 		if !strings.HasPrefix(k, labelPrefix) {
@@ -94,23 +90,33 @@ func (d *Driver) Create(ctx context.Context, spec *ContainerSpec) error {
 		labels[labelLog] = lc.Arg()
 	}
 
-	if _, err := d.client.LoadContainer(ctx, spec.ID); err == nil {
-		return fmt.Errorf("create %s: container exists: %w", spec.ID, v1.ErrAlreadyExists)
+	newContainer := func() error {
+		_, err := d.client.NewContainer(ctx, spec.ID,
+			client.WithImageName(info.Ref),
+			client.WithSnapshotter(d.cfg.Snapshotter),
+			client.WithNewSnapshot(spec.ID, img),
+			client.WithRuntime(runcRuntime, nil),
+			client.WithContainerLabels(labels),
+			client.WithNewSpec(d.specOpts(spec, info, img)...),
+		)
+		return err
 	}
-	// A create that died halfway (agent killed) can leave the snapshot
-	// without its container; it is ours to reuse the name.
-	d.removeSnapshot(ctx, spec.ID)
-
-	_, err = d.client.NewContainer(ctx, spec.ID,
-		client.WithImageName(info.Ref),
-		client.WithSnapshotter(d.cfg.Snapshotter),
-		client.WithNewSnapshot(spec.ID, img),
-		client.WithRuntime(runcRuntime, nil),
-		client.WithContainerLabels(labels),
-		client.WithNewSpec(d.specOpts(spec, info, img)...),
-	)
-	if err != nil {
+	err = newContainer()
+	if errdefs.IsAlreadyExists(err) {
+		// Either the container exists, or a create that died halfway
+		// (agent killed) left its snapshot behind: that one is ours to
+		// clear and reuse. Looking only now keeps the common case to one
+		// round trip.
+		if _, lerr := d.client.LoadContainer(ctx, spec.ID); lerr == nil {
+			return fmt.Errorf("create %s: container exists: %w", spec.ID, v1.ErrAlreadyExists)
+		}
 		d.removeSnapshot(ctx, spec.ID)
+		err = newContainer()
+	}
+	if err != nil {
+		if !errdefs.IsAlreadyExists(err) {
+			d.removeSnapshot(ctx, spec.ID)
+		}
 		return fmt.Errorf("create %s: %w", spec.ID, kindOf(err))
 	}
 	return nil

@@ -53,28 +53,41 @@ const (
 // by digest or one pulled before costs no registry round trip. A ref the
 // registry does not have fails fast with an error wrapping v1.ErrNotFound.
 func (d *Driver) EnsureImage(ctx context.Context, ref string) (ImageInfo, error) {
+	info, _, err := d.ensureImage(ctx, ref)
+	return info, err
+}
+
+// ensureImage is EnsureImage that also returns the containerd image. The
+// common case, an image already unpacked, takes no lock: a burst of
+// starts of one image checks it in parallel rather than in a queue. Only
+// a pull or an unpack is serialized per ref, so two instances of one
+// revision that start together pull once.
+func (d *Driver) ensureImage(ctx context.Context, ref string) (ImageInfo, client.Image, error) {
 	name, err := NormalizeRef(ref)
 	if err != nil {
-		return ImageInfo{}, err
+		return ImageInfo{}, nil, err
 	}
 	ctx = d.ns(ctx)
-	// Two instances of one revision start together: pull once.
+	if img, ok, err := d.unpackedImage(ctx, name); err != nil || ok {
+		if err != nil {
+			return ImageInfo{}, nil, err
+		}
+		return imageInfo(ctx, name, img)
+	}
+
 	unlock := d.pulls.lock(name)
 	defer unlock()
-
-	img, err := d.client.GetImage(ctx, name)
+	// Whoever held the lock before may have pulled it.
+	img, ok, err := d.unpackedImage(ctx, name)
 	switch {
-	case err == nil:
-		unpacked, err := img.IsUnpacked(ctx, d.cfg.Snapshotter)
-		if err != nil {
-			return ImageInfo{}, fmt.Errorf("check image %s: %w", name, kindOf(err))
+	case err != nil:
+		return ImageInfo{}, nil, err
+	case ok:
+	case img != nil:
+		if err := img.Unpack(ctx, d.cfg.Snapshotter); err != nil {
+			return ImageInfo{}, nil, fmt.Errorf("unpack image %s: %w", name, kindOf(err))
 		}
-		if !unpacked {
-			if err := img.Unpack(ctx, d.cfg.Snapshotter); err != nil {
-				return ImageInfo{}, fmt.Errorf("unpack image %s: %w", name, kindOf(err))
-			}
-		}
-	case errdefs.IsNotFound(err):
+	default:
 		start := time.Now()
 		img, err = d.client.Pull(ctx, name,
 			client.WithPullUnpack,
@@ -82,19 +95,35 @@ func (d *Driver) EnsureImage(ctx context.Context, ref string) (ImageInfo, error)
 			client.WithResolver(d.resolver()),
 		)
 		if err != nil {
-			return ImageInfo{}, pullError(name, err)
+			return ImageInfo{}, nil, pullError(name, err)
 		}
 		d.log.Info("pulled image", "ref", name, "digest", img.Target().Digest.String(), "took", time.Since(start).Round(time.Millisecond))
-	default:
-		return ImageInfo{}, fmt.Errorf("look up image %s: %w", name, kindOf(err))
 	}
 	return imageInfo(ctx, name, img)
 }
 
-func imageInfo(ctx context.Context, name string, img client.Image) (ImageInfo, error) {
+// unpackedImage looks name up. It returns the image and true if it is
+// present and unpacked, the image and false if it is present but not
+// unpacked, and nil and false if containerd does not have it.
+func (d *Driver) unpackedImage(ctx context.Context, name string) (client.Image, bool, error) {
+	img, err := d.client.GetImage(ctx, name)
+	switch {
+	case errdefs.IsNotFound(err):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("look up image %s: %w", name, kindOf(err))
+	}
+	unpacked, err := img.IsUnpacked(ctx, d.cfg.Snapshotter)
+	if err != nil {
+		return nil, false, fmt.Errorf("check image %s: %w", name, kindOf(err))
+	}
+	return img, unpacked, nil
+}
+
+func imageInfo(ctx context.Context, name string, img client.Image) (ImageInfo, client.Image, error) {
 	spec, err := img.Spec(ctx)
 	if err != nil {
-		return ImageInfo{}, fmt.Errorf("read config of image %s: %w", name, kindOf(err))
+		return ImageInfo{}, nil, fmt.Errorf("read config of image %s: %w", name, kindOf(err))
 	}
 	return ImageInfo{
 		Ref:        name,
@@ -104,7 +133,7 @@ func imageInfo(ctx context.Context, name string, img client.Image) (ImageInfo, e
 		Env:        spec.Config.Env,
 		WorkingDir: spec.Config.WorkingDir,
 		User:       spec.Config.User,
-	}, nil
+	}, img, nil
 }
 
 // pullError says what went wrong in words an operator can act on, and

@@ -56,6 +56,40 @@ func TestEnsureImage(t *testing.T) {
 		}
 		t.Logf("5 cached EnsureImage calls took %v", time.Since(start))
 	})
+	t.Run("starts of one image at the same time pull it once", func(t *testing.T) {
+		// The content stays in containerd's store after the image is
+		// deleted, so each pull below makes the same requests: resolve
+		// the tag and read the manifest.
+		forget := func() {
+			if err := d.client.ImageService().Delete(d.ns(ctx), e.busybox); err != nil {
+				t.Fatal(err)
+			}
+		}
+		forget()
+		before := e.requests.Load()
+		if _, err := d.EnsureImage(ctx, e.busybox); err != nil {
+			t.Fatal(err)
+		}
+		one := e.requests.Load() - before
+		forget()
+		before = e.requests.Load()
+		var wg sync.WaitGroup
+		errs := make([]error, 8)
+		for i := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = d.EnsureImage(ctx, e.busybox)
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatal(err)
+		}
+		if eight := e.requests.Load() - before; one == 0 || eight != one {
+			t.Fatalf("8 concurrent ensures made %d registry requests, one made %d", eight, one)
+		}
+	})
 	t.Run("a ref by digest is served from the cache", func(t *testing.T) {
 		ref := strings.TrimSuffix(e.busybox, ":latest") + "@" + e.digest
 		if _, err := d.EnsureImage(ctx, ref); err != nil {
@@ -756,6 +790,17 @@ func TestErrorsNameTheirKind(t *testing.T) {
 		}
 		if _, err := d.Wait(ctx, s.ID); err != nil {
 			t.Fatalf("the first container suffered: %v", err)
+		}
+	})
+	t.Run("a snapshot left by a create that died halfway is cleared and reused", func(t *testing.T) {
+		id := newID(t)
+		sn := d.client.SnapshotService(d.cfg.Snapshotter)
+		if _, err := sn.Prepare(d.ns(ctx), id, ""); err != nil {
+			t.Fatal(err)
+		}
+		s := run(t, e, d, func(s *ContainerSpec) { s.ID, s.Command = id, []string{"sleep", "600"} })
+		if c, err := d.Inspect(ctx, s.ID); err != nil || c.Status != StatusRunning {
+			t.Fatalf("Inspect = %+v, %v; want it running", c, err)
 		}
 	})
 	t.Run("a container of a missing image is not found", func(t *testing.T) {
