@@ -37,6 +37,8 @@ type cluster struct {
 	node    string
 	args    []string
 	noAgent bool // server only: ready once the API answers
+	// debugAddr serves gantry up's pprof profiles, when asked for.
+	debugAddr string
 
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -115,6 +117,9 @@ func startCluster(ctx context.Context, bin string, logLevel string, extra ...str
 		if *p, err = freePort(); err != nil {
 			return c, err
 		}
+	}
+	if i := slices.Index(extra, "--debug-addr"); i >= 0 && i+1 < len(extra) {
+		c.debugAddr = extra[i+1]
 	}
 	c.args = append([]string{"up", "--data-dir", dir, "--api-addr", c.apiAddr,
 		"--bridge", c.bridge, "--cluster-cidr", c.cidr, "--netns-dir", filepath.Join(dir, "netns"),

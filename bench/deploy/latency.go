@@ -55,7 +55,6 @@ type latencyRun struct {
 	drv   *runtime.Driver // log driver: gantry __log-driver, as the agent runs it
 	small *runtime.Driver // log driver: the same code in a small binary
 	ref   string          // the image as containerd names it
-	opts  options
 	// conflicts counts App deletes refused with 409 and retried.
 	conflicts int
 }
@@ -69,7 +68,7 @@ type driverVariant struct {
 
 var driverVariants = []driverVariant{
 	{"runtime driver, log driver = gantry __log-driver (as the agent)", func(r *latencyRun) *runtime.Driver { return r.drv }, true},
-	{"runtime driver, log driver = small binary (bench/deploy/logdriver)", func(r *latencyRun) *runtime.Driver { return r.small }, true},
+	{"runtime driver, log driver = gantry-logdriver", func(r *latencyRun) *runtime.Driver { return r.small }, true},
 	{"runtime driver, no log file (NullIO)", func(r *latencyRun) *runtime.Driver { return r.drv }, false},
 }
 
@@ -216,7 +215,7 @@ func runLatency(ctx context.Context, c *cluster, opts options, accumulate bool, 
 		return err
 	}
 	defer cl.Close()
-	r := &latencyRun{c: c, tr: tr, ev: ev, drv: drv, small: small, opts: opts}
+	r := &latencyRun{c: c, tr: tr, ev: ev, drv: drv, small: small}
 	directs := []direct{
 		{"floor: BaselineCreateStart (containerd client)", "floor", r.floor},
 		{"floor + default seccomp profile", "floor+seccomp", func(ctx context.Context, id string) (directResult, error) {

@@ -2,30 +2,36 @@
 // container and what a node full of instances costs, on a real `gantry
 // up` with its own containerd, bridge and subnet (set up the way the e2e
 // harness does it, and removed with `gantry down --purge` even on
-// failure or Ctrl-C):
+// failure or Ctrl-C). Parts:
 //
 //   - latency: N deploys of a 1-replica busybox App with the image already
 //     on the node, from the apply call returning to the instance Running
 //     as seen by a watch opened before the first apply; interleaved with
 //     the floor (runtime.BaselineCreateStart: the same image created and
 //     started straight through containerd's client, on the same
-//     containerd) and with Gantry's runtime driver alone (Create+Start
-//     with the log driver, no network, no API). Each deploy is split into
-//     segments from the watch, containerd's own events and the debug log.
-//
+//     containerd), the floor with the default seccomp profile, and
+//     Gantry's runtime driver alone (Create+Start, no network, no API) with
+//     three log setups. Each deploy is split into segments from the watch,
+//     containerd's own events and the debug log.
 //   - accumulate: the same, but the Apps are kept, so deploy i runs next
 //     to i-1 instances.
-//
 //   - scale: one App scaled to M instances; time until all are Running,
-//     then the CPU of gantry up (server and agent share the process), its
-//     containerd, the shims and the log drivers over a steady window, with
-//     0 and with M instances, once per --sample-interval given.
+//     where the burst queues and what CPU it costs, next to the same burst
+//     straight through containerd; then the CPU of gantry up (server and
+//     agent share the process), its containerd, the shims and the log
+//     drivers over a steady window with 0 and with M instances, once per
+//     --sample-interval given, and of an idle gantry up --no-agent.
+//   - policy: network.SetPolicy timed for 1 to 200 members on a bridge of
+//     its own (each instance start waits for one, one at a time per node).
 //
-//     go run ./bench/deploy                         # latency and scale, as in the issue
-//     go run ./bench/deploy -parts latency -deploys 50
-//     go run ./bench/deploy -parts scale -instances 100 -window 60s -intervals 1h,10s
+// Usage, as root from the repository:
 //
-// It needs root, containerd, runc and the CNI plugins, like the e2e tests.
+//	go run ./bench/deploy                          # every part (~25 min)
+//	go run ./bench/deploy -parts latency -deploys 50
+//	go run ./bench/deploy -parts scale -instances 100 -window 60s -intervals 1h,10s
+//
+// It needs root, containerd, runc, iptables and the CNI plugins, like the
+// e2e tests. README.md explains the method and the caveats.
 package main
 
 import (
@@ -56,6 +62,9 @@ type options struct {
 	intervals []string
 	keepLogs  string
 	scaleLog  string
+	// profileDir, when set, receives CPU profiles of gantry up over each
+	// CPU window of the scale part (gantry up runs with --debug-addr).
+	profileDir string
 }
 
 func numCPU() int { return goruntime.NumCPU() }
@@ -64,7 +73,7 @@ func main() {
 	var o options
 	var parts, intervals string
 	flag.StringVar(&o.gantry, "gantry", "", "gantry binary to run (default: build ./cmd/gantry into a temporary directory)")
-	flag.StringVar(&o.logDriver, "logdriver", "", "the small log driver binary (default: build ./bench/deploy/logdriver)")
+	flag.StringVar(&o.logDriver, "logdriver", "", "the small log driver binary (default: build ./cmd/gantry-logdriver)")
 	flag.StringVar(&parts, "parts", "latency,accumulate,scale,policy", "what to run: latency, accumulate, scale, policy (comma-separated)")
 	flag.IntVar(&o.deploys, "deploys", 50, "deploys measured by latency and accumulate")
 	flag.IntVar(&o.instances, "instances", 100, "instances started by scale")
@@ -73,6 +82,7 @@ func main() {
 	flag.DurationVar(&o.pause, "pause", 200*time.Millisecond, "pause between two measured steps of latency")
 	flag.StringVar(&intervals, "intervals", "1h,10s", "agent --sample-interval values for scale; 1h means no sample falls in the window")
 	flag.StringVar(&o.scaleLog, "scale-log-level", "info", "log level of the scale clusters (debug adds network.Setup times of the burst, and log volume to the CPU)")
+	flag.StringVar(&o.profileDir, "profile", "", "save CPU profiles of gantry up over the scale part's CPU windows in this directory (adds --debug-addr)")
 	flag.StringVar(&o.keepLogs, "keep-logs", "", "copy each cluster's gantry up log into this directory before it is purged")
 	flag.Parse()
 	o.parts = strings.Split(parts, ",")
@@ -103,7 +113,7 @@ func run(ctx context.Context, o options, w io.Writer) error {
 	for _, b := range []struct {
 		path *string
 		pkg  string
-	}{{&o.gantry, "cmd/gantry"}, {&o.logDriver, "bench/deploy/logdriver"}} {
+	}{{&o.gantry, "cmd/gantry"}, {&o.logDriver, "cmd/gantry-logdriver"}} {
 		if *b.path == "" {
 			*b.path = filepath.Join(dir, filepath.Base(b.pkg))
 			cmd := exec.CommandContext(ctx, "go", "build", "-o", *b.path, "github.com/gantry-dev/gantry/"+b.pkg)
@@ -129,7 +139,7 @@ func run(ctx context.Context, o options, w io.Writer) error {
 			}
 		case "scale":
 			var server *cpuWindow
-			err := withCluster(ctx, o, "info", []string{"--no-agent"}, w, func(c *cluster) error {
+			err := withCluster(ctx, o, "info", append([]string{"--no-agent"}, debugArgs(o)...), w, func(c *cluster) error {
 				cw, err := runServerOnly(ctx, c, o, w)
 				server = &cw
 				return err
@@ -139,7 +149,7 @@ func run(ctx context.Context, o options, w io.Writer) error {
 			}
 			var rs []fleetResult
 			for _, iv := range o.intervals {
-				err := withCluster(ctx, o, o.scaleLog, []string{"--sample-interval", iv}, w, func(c *cluster) error {
+				err := withCluster(ctx, o, o.scaleLog, append([]string{"--sample-interval", iv}, debugArgs(o)...), w, func(c *cluster) error {
 					r, err := runScale(ctx, c, o, iv, w)
 					if err == nil {
 						rs = append(rs, r)
@@ -161,6 +171,19 @@ func run(ctx context.Context, o options, w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// debugArgs turns on gantry up's pprof endpoint when profiles are asked
+// for.
+func debugArgs(o options) []string {
+	if o.profileDir == "" {
+		return nil
+	}
+	addr, err := freePort()
+	if err != nil {
+		return nil
+	}
+	return []string{"--debug-addr", addr}
 }
 
 // withCluster runs fn on a fresh cluster and always destroys it after.

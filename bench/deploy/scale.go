@@ -159,12 +159,23 @@ func runScale(ctx context.Context, c *cluster, opts options, interval string, w 
 	defer closeEv()
 	r := &latencyRun{c: c, tr: tr, ev: ev}
 	// Pull the image first: the instances are measured with it present.
-	if _, err := r.deploy(ctx, "warmup", false); err != nil {
+	warm, err := r.deploy(ctx, "warmup", false)
+	if err != nil {
 		return res, fmt.Errorf("warm-up deploy: %w", err)
+	}
+	if err := probeImageChecks(ctx, c, warm.inst.image, opts.instances, w); err != nil {
+		return res, fmt.Errorf("image checks: %w", err)
+	}
+	if err := burstFloor(ctx, c, ev, warm.inst.image, opts.instances, w); err != nil {
+		return res, err
 	}
 	fmt.Fprintf(w, "[%s] idle: settling %s, then measuring CPU for %s with 0 instances\n", interval, opts.settle, opts.window)
 	sleepCtx(ctx, opts.settle)
+	wait := profileDuring(ctx, c, opts.profileDir, interval+"-0-instances", opts.window)
 	if res.idle, err = measureCPU(ctx, c, "0 instances", opts.window); err != nil {
+		return res, err
+	}
+	if err := wait(); err != nil {
 		return res, err
 	}
 
@@ -231,7 +242,11 @@ func runScale(ctx context.Context, c *cluster, opts options, interval string, w 
 	fmt.Fprintf(w, "[%s] all %d Running %s after apply returned; settling %s, then measuring CPU for %s\n",
 		interval, opts.instances, res.all.Round(time.Millisecond), opts.settle, opts.window)
 	sleepCtx(ctx, opts.settle)
+	wait = profileDuring(ctx, c, opts.profileDir, fmt.Sprintf("%s-%d-instances", interval, opts.instances), opts.window)
 	if res.steady, err = measureCPU(ctx, c, fmt.Sprintf("%d instances", opts.instances), opts.window); err != nil {
+		return res, err
+	}
+	if err := wait(); err != nil {
 		return res, err
 	}
 	start := time.Now()
@@ -247,7 +262,12 @@ func runScale(ctx context.Context, c *cluster, opts options, interval string, w 
 func runServerOnly(ctx context.Context, c *cluster, opts options, w io.Writer) (cpuWindow, error) {
 	fmt.Fprintf(w, "[server only] settling %s, then measuring CPU for %s\n", opts.settle, opts.window)
 	sleepCtx(ctx, opts.settle)
-	return measureCPU(ctx, c, "server only (--no-agent)", opts.window)
+	wait := profileDuring(ctx, c, opts.profileDir, "server-only", opts.window)
+	cw, err := measureCPU(ctx, c, "server only (--no-agent)", opts.window)
+	if err != nil {
+		return cw, err
+	}
+	return cw, wait()
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
