@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -266,8 +267,18 @@ func TestAgentAndContainerdCrashes(t *testing.T) {
 	c.waitRunning("default", "steady", 3, 30*time.Second)
 	victim := after[0].Metadata.Name
 	syscall.Kill(mainPID(t, victim), syscall.SIGKILL)
+	var last v1.InstanceStatus
+	defer func() {
+		if t.Failed() {
+			b, _ := json.Marshal(last)
+			t.Logf("last status of %s: %s", victim, b)
+		}
+	}()
 	Eventually(t, 10*time.Second, "restart after containerd came back", func() bool {
 		i, err := client.Get[*v1.Instance](context.Background(), c.Client, "default", victim)
+		if err == nil {
+			last = i.Status
+		}
 		return err == nil && i.Status.Restarts == 1 && i.Status.Phase == v1.PhaseRunning
 	})
 }

@@ -349,13 +349,17 @@ func (a *Agent) policyChanged() {
 }
 
 // syncPolicy keeps the node's namespace isolation rules in step with the
-// instances on it.
+// instances on it, and reapplies them every network.PolicyRecheck so that
+// rules someone removed come back even when nothing changes.
 func (a *Agent) syncPolicy(ctx context.Context) {
+	tick := time.NewTicker(network.PolicyRecheck)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.policy:
+		case <-tick.C:
 		}
 		if err := a.applyPolicy(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("apply network isolation", "err", err)

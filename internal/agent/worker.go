@@ -156,7 +156,10 @@ func (w *worker) run(ctx context.Context) {
 		w.terminate(ctx)
 		return
 	}
-	w.supervise(ctx, adopted && c.Status == runtime.StatusRunning)
+	if !adopted {
+		c = runtime.Container{}
+	}
+	w.supervise(ctx, c)
 }
 
 // prepare pulls the image, attaches the network and creates the
@@ -272,11 +275,22 @@ func (w *worker) createContainer(ctx context.Context, inst *v1.Instance) error {
 }
 
 // supervise starts the container (unless it already runs) and keeps it
-// running per the restart policy until the instance is removed.
-func (w *worker) supervise(ctx context.Context, running bool) {
-	inst, _, _ := w.state()
-	policy := inst.Spec.Template.RestartPolicy
+// running per the restart policy until the instance is removed. adopted
+// is the container as the agent found it after a restart (zero for a
+// new one): one that runs is watched, and one whose process exited while
+// the agent was away is handled like any exit, restart count included.
+func (w *worker) supervise(ctx context.Context, adopted runtime.Container) {
 	crashes := 0
+	running := adopted.Status == runtime.StatusRunning
+	if adopted.Status == runtime.StatusStopped {
+		code, fin := adopted.ExitCode, adopted.ExitedAt.UTC()
+		w.report(ctx, func(s *v1.InstanceStatus) {
+			s.ExitCode, s.FinishedAt, s.Ready = &code, &fin, false
+		})
+		if !w.afterExit(ctx, code, exitReason(code, ""), time.Time{}, &crashes) {
+			return
+		}
+	}
 	for {
 		if _, removing, _ := w.state(); removing {
 			w.terminate(ctx)
@@ -318,55 +332,64 @@ func (w *worker) supervise(ctx context.Context, running bool) {
 		if stop {
 			return // agent shutting down: leave the container as it is
 		}
-		if _, removing, _ := w.state(); removing {
-			w.terminate(ctx)
-			return
-		}
-		ran := time.Since(startedAt)
-		if ran > 30*time.Second {
-			crashes = 0
-		}
-		restart := policy == v1.RestartAlways || (policy == v1.RestartOnFailure && exitCode != 0)
-		if !restart {
-			phase := v1.PhaseSucceeded
-			if exitCode != 0 {
-				phase = v1.PhaseFailed
-			}
-			w.report(ctx, func(s *v1.InstanceStatus) {
-				s.Phase, s.Ready, s.Reason, s.Message = phase, false, why, fmt.Sprintf("exited with code %d; restart policy %s", exitCode, policy)
-			})
-			// Nothing more to do until the instance is removed.
-			for {
-				if _, removing, _ := w.state(); removing {
-					w.terminate(ctx)
-					return
-				}
-				if !w.wait(ctx, time.Hour) && ctx.Err() != nil {
-					return
-				}
-			}
-		}
-		crashes++
-		delay := backoffFor(crashes)
-		w.report(ctx, func(s *v1.InstanceStatus) {
-			s.Restarts++
-			s.Ready = false
-			if delay >= time.Second {
-				s.Phase, s.Reason = v1.PhaseBackOff, why
-				s.Message = fmt.Sprintf("back-off %s restarting container (exit code %d, %s)", delay, exitCode, why)
-			} else {
-				s.Phase, s.Reason, s.Message = v1.PhaseStarting, why, fmt.Sprintf("restarting (exit code %d, %s)", exitCode, why)
-			}
-		})
-		if delay >= time.Second {
-			w.event(ctx, v1.EventWarning, "BackOff", "container exited with code %d (%s); restarting in %s", exitCode, why, delay)
-		} else {
-			w.event(ctx, v1.EventNormal, "Restarted", "container exited with code %d (%s); restarting", exitCode, why)
-		}
-		if !w.wait(ctx, delay) && ctx.Err() != nil {
+		if !w.afterExit(ctx, exitCode, why, startedAt, &crashes) {
 			return
 		}
 	}
+}
+
+// afterExit applies the restart policy to a process that exited: it
+// reports the final phase and waits for the instance's removal if the
+// policy says not to restart, or counts the restart and waits out the
+// back-off. It returns false when supervise is done.
+func (w *worker) afterExit(ctx context.Context, exitCode int, why string, startedAt time.Time, crashes *int) bool {
+	if _, removing, _ := w.state(); removing {
+		w.terminate(ctx)
+		return false
+	}
+	inst, _, _ := w.state()
+	policy := inst.Spec.Template.RestartPolicy
+	if time.Since(startedAt) > 30*time.Second {
+		*crashes = 0
+	}
+	restart := policy == v1.RestartAlways || (policy == v1.RestartOnFailure && exitCode != 0)
+	if !restart {
+		phase := v1.PhaseSucceeded
+		if exitCode != 0 {
+			phase = v1.PhaseFailed
+		}
+		w.report(ctx, func(s *v1.InstanceStatus) {
+			s.Phase, s.Ready, s.Reason, s.Message = phase, false, why, fmt.Sprintf("exited with code %d; restart policy %s", exitCode, policy)
+		})
+		// Nothing more to do until the instance is removed.
+		for {
+			if _, removing, _ := w.state(); removing {
+				w.terminate(ctx)
+				return false
+			}
+			if !w.wait(ctx, time.Hour) && ctx.Err() != nil {
+				return false
+			}
+		}
+	}
+	*crashes++
+	delay := backoffFor(*crashes)
+	w.report(ctx, func(s *v1.InstanceStatus) {
+		s.Restarts++
+		s.Ready = false
+		if delay >= time.Second {
+			s.Phase, s.Reason = v1.PhaseBackOff, why
+			s.Message = fmt.Sprintf("back-off %s restarting container (exit code %d, %s)", delay, exitCode, why)
+		} else {
+			s.Phase, s.Reason, s.Message = v1.PhaseStarting, why, fmt.Sprintf("restarting (exit code %d, %s)", exitCode, why)
+		}
+	})
+	if delay >= time.Second {
+		w.event(ctx, v1.EventWarning, "BackOff", "container exited with code %d (%s); restarting in %s", exitCode, why, delay)
+	} else {
+		w.event(ctx, v1.EventNormal, "Restarted", "container exited with code %d (%s); restarting", exitCode, why)
+	}
+	return w.wait(ctx, delay) || ctx.Err() == nil
 }
 
 // backoffFor is the pause before the nth consecutive restart: none for
@@ -386,6 +409,39 @@ func backoffFor(n int) time.Duration {
 // watchRun follows one run of the container: it reports Running, runs
 // the probes, and returns when the process exits (with its code and why)
 // or, with stop set, when the agent itself is stopping.
+// exitReason names why a container's process ended: killedBy if the
+// agent killed it (a failed liveness check, say), else by its exit code.
+func exitReason(code int, killedBy string) string {
+	switch {
+	case killedBy != "":
+		return killedBy
+	case code == 0:
+		return "Completed"
+	case code == 137:
+		return "Killed"
+	}
+	return "Error"
+}
+
+// rewait waits on the container again after containerd went away. While
+// containerd restarts, calls fail as unavailable; its shims keep the
+// container, so rewait keeps trying for up to rewaitFor before it takes
+// the container for gone.
+func (w *worker) rewait(ctx context.Context) (<-chan runtime.Exit, error) {
+	deadline := time.Now().Add(rewaitFor)
+	for {
+		sleep(ctx, 250*time.Millisecond)
+		exits, err := w.a.rt.Wait(ctx, w.id)
+		if err == nil || ctx.Err() != nil || !errors.Is(err, v1.ErrUnavailable) || time.Now().After(deadline) {
+			return exits, err
+		}
+	}
+}
+
+// rewaitFor bounds how long a worker waits for containerd to come back
+// (the agent restarts it within seconds).
+const rewaitFor = time.Minute
+
 func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady bool) (code int, why string, stop bool) {
 	inst, _, _ := w.state()
 	exits, err := w.a.rt.Wait(ctx, w.id)
@@ -427,24 +483,17 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 					return 0, "", true
 				}
 				// containerd went away; wait again once it is back.
-				sleep(ctx, 500*time.Millisecond)
-				if exits, err = w.a.rt.Wait(ctx, w.id); err != nil {
+				w.a.log.Debug("lost the wait on the container; waiting again", "instance", w.key, "err", e.Err)
+				if exits, err = w.rewait(ctx); err != nil {
 					if ctx.Err() != nil {
 						return 0, "", true
 					}
+					w.a.log.Info("container gone after containerd came back", "instance", w.key, "err", err)
 					return -1, "ContainerGone", false
 				}
 				continue
 			}
-			reason := "Error"
-			switch {
-			case killedBy != "":
-				reason = killedBy
-			case e.Code == 0:
-				reason = "Completed"
-			case e.Code == 137:
-				reason = "Killed"
-			}
+			reason := exitReason(e.Code, killedBy)
 			fin := e.At.UTC()
 			code := e.Code
 			w.report(ctx, func(s *v1.InstanceStatus) {

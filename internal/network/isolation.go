@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 )
@@ -65,7 +66,20 @@ type policyState struct {
 	// is unknown and Teardown leaves the chains alone.
 	applied bool
 	members []Member
+	// chains are the policy chains the last apply left, and checked is
+	// when the filter table was last read. Within PolicyRecheck of that
+	// read an apply trusts them instead of listing the table again: the
+	// listing is an iptables run on the path from deploy to running.
+	chains  []string
+	checked time.Time
 }
+
+// PolicyRecheck is how long an apply trusts what the previous one left
+// in the filter table. Past it, an apply reads the table again and puts
+// back a hook that someone removed (a firewall reload, say); the agent
+// reapplies every PolicyRecheck so that this happens even when nothing
+// changes.
+const PolicyRecheck = 30 * time.Second
 
 const hookComment = "gantry namespace isolation"
 
@@ -182,17 +196,33 @@ func (n *Network) forgetMemberIP(ctx context.Context, ip net.IP) error {
 }
 
 func (n *Network) applyPolicy(ctx context.Context, members []Member) error {
+	trusted := n.policy.applied && time.Since(n.policy.checked) < PolicyRecheck
+	if trusted {
+		rules, kept := renderPolicy(n.mainChain(), n.chainPrefix(), members, n.policy.chains)
+		if err := n.restore(ctx, rules); err == nil {
+			n.policy.chains = kept
+			return nil
+		} else if ctx.Err() != nil {
+			return err
+		}
+		// The table is not what the last apply left: read it.
+	}
+	checked := time.Now()
 	existing, hooks, err := n.readFilter(ctx)
 	if err != nil {
 		return err
 	}
-	rules := renderPolicy(n.mainChain(), n.chainPrefix(), members, existing)
+	rules, kept := renderPolicy(n.mainChain(), n.chainPrefix(), members, existing)
 	if hooks == 0 {
 		// First policy, or someone flushed FORWARD (a firewall reload):
 		// hook the main chain in within the same transaction.
 		rules = strings.TrimSuffix(rules, "COMMIT\n") + n.hookLine() + "COMMIT\n"
 	}
-	return n.restore(ctx, rules)
+	if err := n.restore(ctx, rules); err != nil {
+		return err
+	}
+	n.policy.chains, n.policy.checked = kept, checked
+	return nil
 }
 
 // hookLine is forwardRule in iptables-restore syntax, first in FORWARD.
@@ -313,7 +343,7 @@ func validateMembers(members []Member) ([]Member, error) {
 // deletes those of existing that are no longer needed. members must have
 // passed validateMembers. It is a pure function so the rule layout can be
 // tested without iptables.
-func renderPolicy(main, prefix string, members []Member, existing []string) string {
+func renderPolicy(main, prefix string, members []Member, existing []string) (rules string, chains []string) {
 	groupChain := func(key string) string { return prefix + "P" + shortHash(key, 12) }
 	sourceChain := func(ns string) string { return prefix + "S" + shortHash(ns, 12) }
 
@@ -399,5 +429,9 @@ func renderPolicy(main, prefix string, members []Member, existing []string) stri
 		fmt.Fprintf(&b, "-X %s\n", c)
 	}
 	b.WriteString("COMMIT\n")
-	return b.String()
+	for c := range keep {
+		chains = append(chains, c)
+	}
+	slices.Sort(chains)
+	return b.String(), chains
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 )
@@ -115,12 +116,15 @@ func TestIsolation(t *testing.T) {
 		}
 	})
 
-	t.Run("puts the FORWARD hook back when it went missing", func(t *testing.T) {
+	t.Run("puts the FORWARD hook back at the first apply past the recheck interval", func(t *testing.T) {
 		hook := strings.Replace(n.hookLine(), "-I FORWARD 1 ", "-D FORWARD ", 1)
 		if err := n.restore(ctx, "*filter\n"+hook+"COMMIT\n"); err != nil {
 			t.Fatal(err)
 		}
 		mustReach(t, b1.NetNSPath, addr(a1), "a-1") // unfiltered without the hook
+		n.policy.mu.Lock()
+		n.policy.checked = time.Now().Add(-PolicyRecheck)
+		n.policy.mu.Unlock()
 		policy(t, Member{IP: a1.IP, Namespace: "a"}, Member{IP: b1.IP, Namespace: "b"})
 		if _, hooks, err := n.readFilter(ctx); err != nil || hooks != 1 {
 			t.Fatalf("FORWARD hooks: %d, %v; want 1", hooks, err)
@@ -180,7 +184,7 @@ func TestRenderPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	const main, prefix = "GANTRY-ISO-br", "GANTRY-XXXXXX-"
-	out := renderPolicy(main, prefix, members, []string{main, prefix + "PSTALE"})
+	out, chains := renderPolicy(main, prefix, members, []string{main, prefix + "PSTALE"})
 	rules := strings.Split(strings.TrimSpace(out), "\n")
 
 	t.Run("is one transaction on the filter table", func(t *testing.T) {
@@ -219,6 +223,16 @@ func TestRenderPolicy(t *testing.T) {
 	t.Run("skips namespaces without members", func(t *testing.T) {
 		if strings.Contains(out, "from ns ghost") {
 			t.Fatalf("jump to an empty source namespace:\n%s", out)
+		}
+	})
+	t.Run("reports the chains it leaves", func(t *testing.T) {
+		if !slices.Contains(chains, main) || slices.Contains(chains, prefix+"PSTALE") || !slices.IsSorted(chains) {
+			t.Fatalf("chains = %v", chains)
+		}
+		for _, c := range chains {
+			if !slices.Contains(rules, ":"+c+" - [0:0]") {
+				t.Errorf("chain %s reported but not declared", c)
+			}
 		}
 	})
 	t.Run("deletes chains of the old policy after flushing them", func(t *testing.T) {

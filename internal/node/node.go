@@ -87,6 +87,15 @@ func Start(ctx context.Context, cfg Config, api *client.Client, log *slog.Logger
 		}
 		n.Daemon = d
 		addr = d.Address()
+		// Supervise from here on: a containerd that dies while the node
+		// connects is restarted, and runtime.New waits for it.
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := d.Supervise(ctx, func() { log.Warn("containerd restarted; instances continue through their shims") }); err != nil && ctx.Err() == nil {
+				n.errc <- fmt.Errorf("containerd supervision: %w", err)
+			}
+		}()
 	}
 	rcfg := runtime.Config{Address: addr, LogDriver: cfg.LogDriver, Credentials: cfg.Credentials}
 	if len(cfg.CAPEM) > 0 {
@@ -137,15 +146,6 @@ func Start(ctx context.Context, cfg Config, api *client.Client, log *slog.Logger
 			n.errc <- fmt.Errorf("agent: %w", err)
 		}
 	}()
-	if n.Daemon != nil {
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			if err := n.Daemon.Supervise(ctx, func() { log.Warn("containerd restarted; instances continue through their shims") }); err != nil && ctx.Err() == nil {
-				n.errc <- fmt.Errorf("containerd supervision: %w", err)
-			}
-		}()
-	}
 	select {
 	case <-a.Ready():
 	case err := <-n.errc:

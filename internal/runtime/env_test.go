@@ -54,10 +54,13 @@ type env struct {
 	daemon   *Daemon
 	registry *httptest.Server
 	requests atomic.Int64 // registry requests served
-	busybox  string       // ref of the busybox image in the registry
-	digest   string       // its manifest digest
-	driver   *Driver
-	err      error
+
+	mu      sync.Mutex
+	served  []string // "METHOD path" of every registry request, in order
+	busybox string   // ref of the busybox image in the registry
+	digest  string   // its manifest digest
+	driver  *Driver
+	err     error
 }
 
 var (
@@ -82,6 +85,14 @@ func testEnv(t testing.TB) *env {
 	return &shared
 }
 
+// servedSince returns the registry requests made after the first n, and
+// the new count to pass next time.
+func (e *env) servedSince(n int) ([]string, int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.served[n:]...), len(e.served)
+}
+
 func (e *env) start() error {
 	dir, err := os.MkdirTemp("", "gtrt")
 	if err != nil {
@@ -97,6 +108,9 @@ func (e *env) start() error {
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	e.registry = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.requests.Add(1)
+		e.mu.Lock()
+		e.served = append(e.served, r.Method+" "+r.URL.Path)
+		e.mu.Unlock()
 		reg.ServeHTTP(w, r)
 	}))
 	host := strings.TrimPrefix(e.registry.URL, "http://")

@@ -144,17 +144,9 @@ func (d *Driver) Exec(ctx context.Context, id string, opts ExecOptions) (int, er
 			}
 		}()
 	}
-	var code uint32
-	select {
-	case st := <-statusC:
-		var werr error
-		code, _, werr = st.Result()
-		if werr != nil {
-			return -1, fmt.Errorf("exec in %s: wait: %w", id, kindOf(werr))
-		}
-	case <-ctx.Done():
-		// The wait above ended with ctx; wait again so that the deferred
-		// Delete finds the process gone.
+	// cancelled kills the process after ctx ended and waits again, so that
+	// the deferred Delete finds it gone.
+	cancelled := func() (int, error) {
 		_ = p.Kill(cleanupCtx, syscall.SIGKILL)
 		wctx, cancel := context.WithTimeout(cleanupCtx, 10*time.Second)
 		if ch, err := p.Wait(wctx); err == nil {
@@ -162,6 +154,22 @@ func (d *Driver) Exec(ctx context.Context, id string, opts ExecOptions) (int, er
 		}
 		cancel()
 		return -1, fmt.Errorf("exec in %s: %w", id, ctx.Err())
+	}
+	var code uint32
+	select {
+	case st := <-statusC:
+		var werr error
+		code, _, werr = st.Result()
+		if werr != nil {
+			if ctx.Err() != nil {
+				// The wait ended because ctx did; containerd reports
+				// that as an unknown error.
+				return cancelled()
+			}
+			return -1, fmt.Errorf("exec in %s: wait: %w", id, kindOf(werr))
+		}
+	case <-ctx.Done():
+		return cancelled()
 	}
 	// Let the output of the process reach the caller's writers.
 	drained := make(chan struct{})

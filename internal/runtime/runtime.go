@@ -16,6 +16,8 @@ import (
 	clog "github.com/containerd/log"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 )
@@ -164,13 +166,24 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Driver, error) {
 	}
 	d := &Driver{cfg: cfg, log: log.With("component", "runtime"), client: c}
 	d.clog = containerdLogger(d.log.With("source", "containerd-client"))
+	// A containerd that just started (or was just adopted) can drop the
+	// first connections: try until connectTimeout.
 	vctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
-	if _, err := c.Version(d.ns(vctx)); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("runtime: containerd at %s does not answer (is it running?): %w: %v", cfg.Address, v1.ErrUnavailable, err)
+	for {
+		_, err := c.Version(d.ns(vctx))
+		if err == nil {
+			return d, nil
+		}
+		if vctx.Err() != nil || !(errdefs.IsUnavailable(err) || status.Code(err) == codes.Unavailable) {
+			c.Close()
+			return nil, fmt.Errorf("runtime: containerd at %s does not answer (is it running?): %w: %v", cfg.Address, v1.ErrUnavailable, err)
+		}
+		select {
+		case <-vctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	return d, nil
 }
 
 // Close closes the connection to containerd. Containers keep running.
