@@ -92,8 +92,8 @@ func probeImageChecks(ctx context.Context, c *cluster, ref string, n int, w io.W
 // defaults; no network, no API), and reports how long until all ran:
 // what containerd, runc and this machine allow for a burst, without the
 // control plane and the agent. Everything is removed after.
-func burstFloor(ctx context.Context, c *cluster, ev *ctrEvents, ref string, n int, w io.Writer) error {
-	drv, err := runtime.New(ctx, runtime.Config{Address: c.containerdSocket(), LogDriver: []string{c.bin, "__log-driver"}}, nil)
+func burstFloor(ctx context.Context, c *cluster, ev *ctrEvents, ref, logDriver string, n int, w io.Writer) error {
+	drv, err := runtime.New(ctx, runtime.Config{Address: c.containerdSocket(), LogDriver: []string{logDriver}}, nil)
 	if err != nil {
 		return err
 	}

@@ -52,8 +52,8 @@ type latencyRun struct {
 	c     *cluster
 	tr    *tracker
 	ev    *ctrEvents
-	drv   *runtime.Driver // log driver: gantry __log-driver, as the agent runs it
-	small *runtime.Driver // log driver: the same code in a small binary
+	drv   *runtime.Driver // log driver: gantry __log-driver, the fallback
+	small *runtime.Driver // log driver: gantry-logdriver, as the agent runs it
 	ref   string          // the image as containerd names it
 	// conflicts counts App deletes refused with 409 and retried.
 	conflicts int
@@ -67,8 +67,8 @@ type driverVariant struct {
 }
 
 var driverVariants = []driverVariant{
-	{"runtime driver, log driver = gantry __log-driver (as the agent)", func(r *latencyRun) *runtime.Driver { return r.drv }, true},
-	{"runtime driver, log driver = gantry-logdriver", func(r *latencyRun) *runtime.Driver { return r.small }, true},
+	{"runtime driver, log driver = gantry __log-driver (fallback)", func(r *latencyRun) *runtime.Driver { return r.drv }, true},
+	{"runtime driver, log driver = gantry-logdriver (as the agent)", func(r *latencyRun) *runtime.Driver { return r.small }, true},
 	{"runtime driver, no log file (NullIO)", func(r *latencyRun) *runtime.Driver { return r.drv }, false},
 }
 
@@ -421,7 +421,7 @@ func printLatency(w io.Writer, deps []deployResult, directs []direct, results []
 		rows = append(rows, row)
 	}
 	table(w, rows)
-	fmt.Fprintln(w, "driver 1 = runtime driver as the agent runs it (log driver gantry __log-driver); 2 = the same with the log driver as a small binary; 3 = no log file")
+	fmt.Fprintln(w, "driver 1 = runtime driver with the fallback log driver gantry __log-driver; 2 = as the agent runs it, log driver gantry-logdriver; 3 = no log file")
 }
 
 func ratio(a, b time.Duration) float64 {

@@ -166,7 +166,7 @@ func runScale(ctx context.Context, c *cluster, opts options, interval string, w 
 	if err := probeImageChecks(ctx, c, warm.inst.image, opts.instances, w); err != nil {
 		return res, fmt.Errorf("image checks: %w", err)
 	}
-	if err := burstFloor(ctx, c, ev, warm.inst.image, opts.instances, w); err != nil {
+	if err := burstFloor(ctx, c, ev, warm.inst.image, opts.logDriver, opts.instances, w); err != nil {
 		return res, err
 	}
 	fmt.Fprintf(w, "[%s] idle: settling %s, then measuring CPU for %s with 0 instances\n", interval, opts.settle, opts.window)

@@ -118,6 +118,7 @@ func procRSS(pid int) int64 {
 // containerd shims, and the log drivers the shims run for each container.
 func procGroups(gantryPID int, dataDir, socket string) map[string][]int {
 	out := map[string][]int{"gantry up": {gantryPID}}
+	var drivers []int
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -136,11 +137,39 @@ func procGroups(gantryPID int, dataDir, socket string) map[string][]int {
 			out["containerd"] = append(out["containerd"], pid)
 		case base == "containerd-shim-runc-v2" && strings.Contains(line, socket):
 			out["shims"] = append(out["shims"], pid)
-		case len(args) > 1 && args[1] == "__log-driver" && strings.Contains(line, dataDir):
-			out["log drivers"] = append(out["log drivers"], pid)
+		case base == "gantry-logdriver" || len(args) > 1 && args[1] == "__log-driver":
+			drivers = append(drivers, pid)
+		}
+	}
+	// A log driver is this cluster's if one of its shims runs it.
+	shims := map[int]bool{}
+	for _, p := range out["shims"] {
+		shims[p] = true
+	}
+	for _, p := range drivers {
+		if shims[parentPID(p)] {
+			out["log drivers"] = append(out["log drivers"], p)
 		}
 	}
 	return out
+}
+
+// parentPID returns a process's parent from /proc/PID/stat, or 0.
+func parentPID(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name is in parentheses and may hold spaces: the fields
+	// after the last ')' are state, then the parent's pid.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	var state string
+	var ppid int
+	fmt.Sscanf(string(b[i+1:]), " %s %d", &state, &ppid)
+	return ppid
 }
 
 // cpuOf sums the CPU time of pids; processes that are gone count zero.

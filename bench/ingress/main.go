@@ -189,6 +189,12 @@ func drive() error {
 	fmt.Printf("# ingress benchmark: %d CPUs, %s, %s", runtime.NumCPU(), runtime.Version(), nginxVersion)
 	fmt.Printf("# wrk -t%d -c%d -d%s -H 'Host: %s', %d round(s), median counts; backend, nginx (worker_processes auto, upstream keepalive), gantry and wrk share the machine\n",
 		o.threads, o.connections, o.duration, benchHost, o.rounds)
+	// Like with like: as many nginx workers as gantry has Ps, both
+	// keeping 256 idle upstream connections, both adding the same
+	// X-Forwarded fields and neither logging requests.
+	fmt.Printf("# nginx workers: %d; gantry GOMAXPROCS: %s; load average at start: %s\n",
+		len(childPids(nginxPid)), gomaxprocs(gantryPid), loadAverage())
+	defer func() { fmt.Printf("# load average at the end: %s\n", loadAverage()) }()
 
 	for _, t := range targets {
 		if _, _, err := runWrk(t.url, o.threads, o.connections, o.warmup); err != nil {
@@ -281,13 +287,42 @@ func drive() error {
 // (nginx's workers), from /proc.
 func cpuTime(pid int) time.Duration {
 	total := procCPU(pid)
-	children, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	for _, f := range strings.Fields(string(children)) {
-		if c, err := strconv.Atoi(f); err == nil {
-			total += procCPU(c)
-		}
+	for _, c := range childPids(pid) {
+		total += procCPU(c)
 	}
 	return total
+}
+
+func childPids(pid int) []int {
+	children, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	var out []int
+	for _, f := range strings.Fields(string(children)) {
+		if c, err := strconv.Atoi(f); err == nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// gomaxprocs is the GOMAXPROCS the gantry process runs with: its own
+// environment's, or the CPU count.
+func gomaxprocs(pid int) string {
+	env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	for _, kv := range strings.Split(string(env), "\x00") {
+		if v, ok := strings.CutPrefix(kv, "GOMAXPROCS="); ok {
+			return v + " (from the environment)"
+		}
+	}
+	return "default (" + strconv.Itoa(runtime.NumCPU()) + " CPUs)"
+}
+
+func loadAverage() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func procCPU(pid int) time.Duration {

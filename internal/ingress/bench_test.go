@@ -1,6 +1,10 @@
 package ingress
 
 import (
+	"bufio"
+	"context"
+	"io"
+	"net"
 	"net/http"
 	"testing"
 )
@@ -36,6 +40,64 @@ func BenchmarkServeHTTP(b *testing.B) {
 		for pb.Next() {
 			clear(w.h)
 			p.ServeHTTP(w, req)
+		}
+	})
+}
+
+// BenchmarkFront proxies keep-alive GETs from raw client connections
+// through the plain listener (the front) to a real instance: the whole
+// per-request cost of the ingress process, syscalls included, as the
+// bench/ingress comparison with nginx sees it.
+func BenchmarkFront(b *testing.B) {
+	port, ins := startInstances(b, "bench", 1, func(string) http.Handler {
+		body := []byte("hello from the backend\n")
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.Write(body)
+		})
+	})
+	p, err := New(Config{}, newSource(httpService("default", "bench", port, ins...)), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ctx, ln, nil) }()
+	b.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	const head = "GET / HTTP/1.1\r\nHost: bench.default.localhost\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		req := &http.Request{Method: http.MethodGet}
+		for pb.Next() {
+			if _, err := io.WriteString(c, head); err != nil {
+				b.Error(err)
+				return
+			}
+			resp, err := http.ReadResponse(br, req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			if resp.StatusCode != http.StatusOK {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
 		}
 	})
 }

@@ -17,10 +17,14 @@
 // over the ingress's own HTTP/1.1 keep-alive pools, read and written by
 // the serving goroutine (fastpath.go), and on the plain listener they are
 // also parsed and answered by a small HTTP/1.1 front (front.go) that hands
-// a connection to net/http as soon as it carries anything else. Requests
-// with a body, upgrades (WebSocket), and the rest go through
-// httputil.ReverseProxy over a per-endpoint http.Transport. Both paths
-// share routing, balancing, retries, ejection, draining and accounting.
+// a connection to net/http as soon as it carries anything else. Plain
+// request heads and plain answers from instances are read by small
+// readers of the ingress's own (simplehead.go), which take a subset of
+// what net/http accepts and read it to the same result (fuzzed against
+// net/http); anything else is read by net/http. Requests with a body,
+// upgrades (WebSocket), and the rest go through httputil.ReverseProxy
+// over a per-endpoint http.Transport. Both paths share routing,
+// balancing, retries, ejection, draining and accounting.
 //
 // Zero downtime rests on three rules. A request picks its endpoint from
 // the newest table, and re-picks if the endpoint it got was retired in

@@ -37,8 +37,27 @@ type pconn struct {
 	conn net.Conn
 	raw  syscall.RawConn
 	br   *bufio.Reader
-	bw   *bufio.Writer
+	head []byte    // the request head being sent, kept for its capacity
 	idle time.Time // when it went back to the pool
+
+	// For answers read by readSimpleResponse, reused from one request to
+	// the next on the connection.
+	resp   http.Response
+	body   fixedBody
+	fields []field
+}
+
+// maxKeptHead bounds the request-head buffer a pooled connection keeps.
+const maxKeptHead = 16 << 10
+
+// send writes a request head. (Writing it from inside RawConn.Read, so
+// that the read after it never finds EAGAIN, was tried and dropped: the
+// readiness reset that needs loses an end of stream already queued by an
+// instance that half-closed the idle connection, and the wait then never
+// ends.)
+func (pc *pconn) send(head []byte) error {
+	_, err := pc.conn.Write(head)
+	return err
 }
 
 func (pc *pconn) close() { pc.conn.Close() }
@@ -100,7 +119,7 @@ func (p *Proxy) getConn(ctx context.Context, ep *endpoint, fresh bool) (pc *pcon
 	if err != nil {
 		return nil, false, &dialError{addr: ep.addr, err: err}
 	}
-	pc = &pconn{conn: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 8<<10)}
+	pc = &pconn{conn: c, br: bufio.NewReaderSize(c, 16<<10)}
 	if sc, ok := c.(syscall.Conn); ok {
 		pc.raw, _ = sc.SyscallConn()
 	}
@@ -260,12 +279,20 @@ func idempotent(method string) bool {
 // roundTripFast writes r on pc and reads the response head. 1xx
 // responses are passed on (103 Early Hints) or skipped.
 func (p *Proxy) roundTripFast(st *reqState, pc *pconn, r *http.Request) (*http.Response, error) {
-	if err := writeRequest(pc.bw, r, st.ep.addr); err != nil {
-		return nil, err
-	}
 	if t := p.cfg.ResponseHeaderTimeout; t > 0 {
 		pc.conn.SetReadDeadline(time.Now().Add(t))
 		defer pc.conn.SetReadDeadline(time.Time{})
+	}
+	pc.head = appendRequest(pc.head[:0], r, st.ep.addr)
+	err := pc.send(pc.head)
+	if cap(pc.head) > maxKeptHead {
+		pc.head = nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if resp := pc.readSimpleResponse(r, st.rec.Header()); resp != nil {
+		return resp, nil
 	}
 	for {
 		resp, err := http.ReadResponse(pc.br, r)
@@ -300,55 +327,54 @@ var requestHopHeaders = map[string]bool{
 	"Content-Length": true,
 }
 
-// writeRequest serialises r as an HTTP/1.1 request head without a body.
+// appendRequest serialises r as an HTTP/1.1 request head without a body.
 // Header names and values were validated by the server that parsed r.
-func writeRequest(bw *bufio.Writer, r *http.Request, addr string) error {
-	bw.WriteString(r.Method)
-	bw.WriteByte(' ')
-	bw.WriteString(r.URL.RequestURI())
-	bw.WriteString(" HTTP/1.1\r\nHost: ")
+func appendRequest(b []byte, r *http.Request, addr string) []byte {
+	b = append(b, r.Method...)
+	b = append(b, ' ')
+	b = append(b, r.URL.RequestURI()...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
 	if r.Host != "" {
-		bw.WriteString(r.Host)
+		b = append(b, r.Host...)
 	} else {
-		bw.WriteString(addr)
+		b = append(b, addr...)
 	}
-	bw.WriteString("\r\n")
+	b = append(b, "\r\n"...)
 	listed := connectionListed(r.Header)
 	for k, vv := range r.Header {
 		if requestHopHeaders[k] || (listed != nil && listed[k]) {
 			continue
 		}
 		for _, v := range vv {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(v)
-			bw.WriteString("\r\n")
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
 		}
 	}
 	// X-Forwarded-For keeps the chain of earlier proxies and appends the
 	// client, as ReverseProxy's SetXForwarded does on the other path.
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		bw.WriteString("X-Forwarded-For: ")
+		b = append(b, "X-Forwarded-For: "...)
 		for _, prior := range r.Header["X-Forwarded-For"] {
-			bw.WriteString(prior)
-			bw.WriteString(", ")
+			b = append(b, prior...)
+			b = append(b, ", "...)
 		}
-		bw.WriteString(ip)
-		bw.WriteString("\r\n")
+		b = append(b, ip...)
+		b = append(b, "\r\n"...)
 	}
-	bw.WriteString("X-Forwarded-Host: ")
-	bw.WriteString(r.Host)
+	b = append(b, "X-Forwarded-Host: "...)
+	b = append(b, r.Host...)
 	if r.TLS != nil {
-		bw.WriteString("\r\nX-Forwarded-Proto: https\r\n")
+		b = append(b, "\r\nX-Forwarded-Proto: https\r\n"...)
 	} else {
-		bw.WriteString("\r\nX-Forwarded-Proto: http\r\n")
+		b = append(b, "\r\nX-Forwarded-Proto: http\r\n"...)
 	}
 	switch r.Method {
 	case http.MethodPost, http.MethodPut, http.MethodPatch:
-		bw.WriteString("Content-Length: 0\r\n")
+		b = append(b, "Content-Length: 0\r\n"...)
 	}
-	bw.WriteString("\r\n")
-	return bw.Flush()
+	return append(b, "\r\n"...)
 }
 
 // connectionListed returns the headers named in Connection, which are
@@ -387,6 +413,11 @@ func (p *Proxy) relayFast(st *reqState, r *http.Request, pc *pconn, resp *http.R
 		}
 	}()
 	dst := st.rec.Header()
+	// An answer read by readSimpleResponse has its fields in dst already.
+	src := resp.Header
+	if src == nil {
+		src = dst
+	}
 	listed := connectionListed(resp.Header)
 	for k, vv := range resp.Header {
 		if responseHopHeaders[k] || (listed != nil && listed[k]) {
@@ -406,7 +437,7 @@ func (p *Proxy) relayFast(st *reqState, r *http.Request, pc *pconn, resp *http.R
 
 	streaming := resp.ContentLength == -1
 	if !streaming {
-		if ct := resp.Header.Get("Content-Type"); strings.HasPrefix(ct, "text/event-stream") {
+		if ct := src.Get("Content-Type"); strings.HasPrefix(ct, "text/event-stream") {
 			base, _, _ := mime.ParseMediaType(ct)
 			streaming = base == "text/event-stream"
 		}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -18,16 +19,16 @@ import (
 // carry only requests the fast path can proxy: no body, no upgrade, no
 // Expect, a head that fits its buffer. The first request it cannot take
 // hands the whole connection, that request included, to net/http, which
-// serves it from then on. Parsing is net/http's own (http.ReadRequest)
-// with the checks net/http's server adds; what the front saves is the
-// server's per-request machinery (a context, a background reader
-// goroutine, a response object), about a third of the CPU a proxied
-// request costs.
+// serves it from then on. Parsing is net/http's (http.ReadRequest), or
+// for plain heads parseSimpleRequest, which reads a subset of what
+// http.ReadRequest accepts to the same request; the checks net/http's
+// server adds are applied to both. What the front saves is the server's
+// per-request machinery (a context, a background reader goroutine, a
+// response object), about a third of the CPU a proxied request costs.
 //
-// Front requests are not cancelled when the client disconnects while the
-// instance is still working: the exchange ends when the instance answers
-// and the write to the client fails. Streaming responses notice at their
-// next write.
+// Front requests carry no cancellation: a client that goes away while the
+// instance is still working is noticed by a clientWatch once the request
+// has run for watchAfter, and the upstream exchange is cut then.
 
 const (
 	frontBufSize      = 8 << 10 // a longer request head goes to net/http
@@ -94,14 +95,17 @@ type front struct {
 
 	mu       sync.Mutex
 	conns    map[net.Conn]*connState
-	closing  bool
+	closing  atomic.Bool // set under mu
 	wg       sync.WaitGroup
 	shutdown chan struct{}
 }
 
-// connState is what shutdown needs to know of a connection.
+// connState is what shutdown needs to know of a connection. A connection
+// marks itself idle, then checks closing; shutdown sets closing, then
+// looks for idle connections: one of the two sees the other, without a
+// lock on the request path.
 type connState struct {
-	idle  bool // waiting for a request
+	idle  atomic.Bool // waiting for a request
 	watch *clientWatch
 }
 
@@ -129,23 +133,26 @@ func (f *front) serve() error {
 			continue
 		}
 		backoff = 0
-		if !f.track(c) {
+		cs := f.track(c)
+		if cs == nil {
 			c.Close()
 			continue
 		}
 		f.wg.Add(1)
-		go f.serveConn(c)
+		go f.serveConn(c, cs)
 	}
 }
 
-func (f *front) track(c net.Conn) bool {
+// track registers c; nil means the front is shutting down.
+func (f *front) track(c net.Conn) *connState {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.closing {
-		return false
+	if f.closing.Load() {
+		return nil
 	}
-	f.conns[c] = &connState{}
-	return true
+	cs := &connState{}
+	f.conns[c] = cs
+	return cs
 }
 
 func (f *front) untrack(c net.Conn) {
@@ -154,28 +161,14 @@ func (f *front) untrack(c net.Conn) {
 	f.mu.Unlock()
 }
 
-// setIdle marks c idle (waiting for a request) or busy; it reports false
-// if the front is shutting down and c should close instead of waiting.
-func (f *front) setIdle(c net.Conn, idle bool) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if idle && f.closing {
-		return false
-	}
-	if cs := f.conns[c]; cs != nil {
-		cs.idle = idle
-	}
-	return true
-}
-
 // close stops accepting, wakes idle connections so they close, and waits
 // for busy ones to finish their response, until ctx-like deadline.
 func (f *front) close(deadline time.Time) {
 	f.mu.Lock()
-	f.closing = true
+	f.closing.Store(true)
 	close(f.shutdown)
 	for c, cs := range f.conns {
-		if cs.idle {
+		if cs.idle.Load() {
 			c.SetReadDeadline(aLongTimeAgo)
 		}
 	}
@@ -216,7 +209,7 @@ var headParsers = sync.Pool{New: func() any {
 	return hp
 }}
 
-func (f *front) serveConn(c net.Conn) {
+func (f *front) serveConn(c net.Conn, cs *connState) {
 	defer f.wg.Done()
 	br := frontReaders.Get().(*bufio.Reader)
 	br.Reset(c)
@@ -238,25 +231,40 @@ func (f *front) serveConn(c net.Conn) {
 	watch := newClientWatch(c, br)
 	defer watch.timer.Stop()
 	f.mu.Lock()
-	if cs := f.conns[c]; cs != nil {
-		cs.watch = watch
-	}
+	cs.watch = watch
 	f.mu.Unlock()
 	fw := &frontWriter{bw: bw, h: make(http.Header, 8), watch: watch}
+	// idleDeadline is the read deadline on c while it is the idle one, or
+	// zero once something else set c's deadline. Setting a deadline costs
+	// a runtime timer update, so it is moved only when less than a full
+	// idle timeout is left: a connection closes after between
+	// idleTimeout and idleTimeout+idleSlack without a request.
+	var idleDeadline time.Time
+	idleSlack := min(idleTimeout/16, time.Second)
 	for {
 		if br.Buffered() == 0 {
 			// The deadline before the idle mark: shutdown cuts idle reads
 			// short with a deadline of its own, which must win.
-			c.SetReadDeadline(time.Now().Add(idleTimeout))
-			if !f.setIdle(c, true) {
+			if now := time.Now(); idleDeadline.Sub(now) < idleTimeout {
+				idleDeadline = now.Add(idleTimeout + idleSlack)
+				c.SetReadDeadline(idleDeadline)
+			}
+			cs.idle.Store(true)
+			if f.closing.Load() {
 				return
 			}
 			_, err := br.Peek(1)
-			if !f.setIdle(c, false) || err != nil {
+			cs.idle.Store(false)
+			if err != nil {
 				return
 			}
 		}
-		c.SetReadDeadline(time.Now().Add(readHeaderTimeout))
+		// The header timeout runs from the first byte of a head; most
+		// heads arrive whole, and then there is nothing left to time.
+		if buf, _ := br.Peek(br.Buffered()); headEnd(buf) < 0 {
+			c.SetReadDeadline(time.Now().Add(readHeaderTimeout))
+			idleDeadline = time.Time{}
+		}
 		n, err := headLength(br)
 		if err != nil {
 			return
@@ -281,7 +289,11 @@ func (f *front) serveConn(c net.Conn) {
 		fw.reset(req)
 		watch.arm()
 		ok := f.serveOne(fw, req)
-		if watch.disarm() || !ok || fw.err != nil {
+		gone, watched := watch.disarm()
+		if watched {
+			idleDeadline = time.Time{} // the watch cleared it
+		}
+		if gone || !ok || fw.err != nil {
 			return
 		}
 		fw.finish()
@@ -318,16 +330,8 @@ func (f *front) serveOne(fw *frontWriter, req *http.Request) (ok bool) {
 func headLength(br *bufio.Reader) (int, error) {
 	for {
 		buf, _ := br.Peek(br.Buffered())
-		// A head ends at an empty line; textproto accepts bare LF line
-		// endings, so look for both forms.
-		if i := bytes.Index(buf, []byte("\n\r\n")); i >= 0 {
-			if j := bytes.Index(buf[:i+1], []byte("\n\n")); j >= 0 {
-				return j + 2, nil
-			}
-			return i + 3, nil
-		}
-		if j := bytes.Index(buf, []byte("\n\n")); j >= 0 {
-			return j + 2, nil
+		if n := headEnd(buf); n > 0 {
+			return n, nil
 		}
 		if len(buf) == br.Size() {
 			return 0, nil
@@ -341,9 +345,28 @@ func headLength(br *bufio.Reader) (int, error) {
 	}
 }
 
+// headEnd returns the length of the request head at the start of buf, or
+// -1 if buf holds no whole head. A head ends at an empty line; textproto
+// accepts bare LF line endings, so both forms are looked for.
+func headEnd(buf []byte) int {
+	if i := bytes.Index(buf, []byte("\n\r\n")); i >= 0 {
+		if j := bytes.Index(buf[:i+1], []byte("\n\n")); j >= 0 {
+			return j + 2
+		}
+		return i + 3
+	}
+	if j := bytes.Index(buf, []byte("\n\n")); j >= 0 {
+		return j + 2
+	}
+	return -1
+}
+
 // parseHead parses a request head, or returns nil if net/http should
 // judge it.
 func parseHead(head []byte) *http.Request {
+	if req := parseSimpleRequest(head); req != nil {
+		return req
+	}
 	hp := headParsers.Get().(*headParser)
 	defer headParsers.Put(hp)
 	hp.src.Reset(head)
@@ -440,8 +463,13 @@ func (fw *frontWriter) WriteHeader(code int) {
 
 func (fw *frontWriter) writeStatusLine(code int) {
 	fw.bw.WriteString("HTTP/1.1 ")
-	var num [3]byte
-	fw.bw.Write(strconv.AppendInt(num[:0], int64(code), 10))
+	if code >= 100 && code <= 999 {
+		fw.bw.WriteByte(byte('0' + code/100))
+		fw.bw.WriteByte(byte('0' + code/10%10))
+		fw.bw.WriteByte(byte('0' + code%10))
+	} else {
+		fw.bw.WriteString(strconv.Itoa(code))
+	}
 	fw.bw.WriteByte(' ')
 	fw.bw.WriteString(http.StatusText(code))
 	fw.bw.WriteString("\r\n")
@@ -628,9 +656,11 @@ func (w *clientWatch) run() {
 		w.exited <- struct{}{}
 		return
 	}
+	// Clear the deadline under the lock: disarm sets its own once it sees
+	// running, and must not have it undone.
+	w.c.SetReadDeadline(time.Time{})
 	w.running = true
 	w.mu.Unlock()
-	w.c.SetReadDeadline(time.Time{})
 	// Peek leaves any pipelined bytes in the buffer for the next request.
 	_, err := w.br.Peek(1)
 	w.mu.Lock()
@@ -644,10 +674,11 @@ func (w *clientWatch) run() {
 }
 
 // disarm stops watching before the serving goroutine reads the
-// connection again, and reports whether the client went away.
-func (w *clientWatch) disarm() bool {
+// connection again. It reports whether the client went away, and whether
+// the watch ran, which changes the connection's read deadline.
+func (w *clientWatch) disarm() (gone, ran bool) {
 	if w.timer.Stop() {
-		return false
+		return false, false
 	}
 	// The timer fired: wait for its run, cutting its read short.
 	w.mu.Lock()
@@ -659,7 +690,7 @@ func (w *clientWatch) disarm() bool {
 	<-w.exited
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.gone
+	return w.gone, true
 }
 
 // setUpstream sets the connection to cut if the client goes; it reports

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/discovery"
 )
 
 // rawConn talks HTTP/1.x to the proxy byte by byte.
@@ -244,6 +247,136 @@ func TestClientDisconnectReleasesTheInstance(t *testing.T) {
 				}
 			case <-time.After(3 * time.Second):
 				t.Fatal("the instance still holds the request after the client left")
+			}
+		})
+	}
+}
+
+func TestFrontWaitsForTheClientCorrectly(t *testing.T) {
+	slow := func(name string) http.Handler {
+		echo := echoHandler(name)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if d, err := time.ParseDuration(r.URL.Query().Get("sleep")); err == nil {
+				time.Sleep(d)
+			}
+			echo.ServeHTTP(w, r)
+		})
+	}
+	port, ins := startInstances(t, "w", 1, slow)
+	h := startProxy(t, Config{ClientIdleTimeout: 300 * time.Millisecond}, httpService("default", "w", port, ins...))
+	const host = "w.default.localhost"
+
+	// A request sent while the one before it is still with the instance
+	// arrives while nobody reads the connection; it must not be missed.
+	for _, sleep := range []string{"20ms", "250ms"} {
+		t.Run("a request sent during a "+sleep+" one is served", func(t *testing.T) {
+			rc := dialRaw(t, h)
+			rc.send("GET /first?sleep=" + sleep + " HTTP/1.1\r\nHost: " + host + "\r\n\r\n")
+			time.Sleep(5 * time.Millisecond)
+			rc.send("GET /second HTTP/1.1\r\nHost: " + host + "\r\n\r\n")
+			for _, want := range []string{"/first", "/second"} {
+				resp, body := rc.read("GET")
+				if resp.StatusCode != 200 || decodeEcho(t, []byte(body)).Path != want {
+					t.Fatalf("got %d %s, want %s", resp.StatusCode, body, want)
+				}
+			}
+		})
+	}
+	t.Run("a head that arrives in pieces is served", func(t *testing.T) {
+		rc := dialRaw(t, h)
+		for i := 0; i < 3; i++ {
+			for _, piece := range []string{"GET /pie", "ces HTTP/1.1\r\nHo", "st: " + host + "\r\n", "\r\n"} {
+				rc.send(piece)
+				time.Sleep(10 * time.Millisecond)
+			}
+			if resp, body := rc.read("GET"); resp.StatusCode != 200 || decodeEcho(t, []byte(body)).Path != "/pieces" {
+				t.Fatalf("got %d %s", resp.StatusCode, body)
+			}
+		}
+	})
+	t.Run("an idle connection closes after ClientIdleTimeout and not before", func(t *testing.T) {
+		rc := dialRaw(t, h)
+		for i := 0; i < 3; i++ {
+			rc.send("GET /x HTTP/1.1\r\nHost: " + host + "\r\n\r\n")
+			rc.read("GET")
+			time.Sleep(150 * time.Millisecond) // half the idle timeout
+		}
+		start := time.Now()
+		if !rc.closed() {
+			t.Fatal("connection still open after twice the idle timeout")
+		}
+		// 150ms of the timeout had passed; it may run up to 1/16 over.
+		if waited := time.Since(start); waited < 100*time.Millisecond {
+			t.Fatalf("closed %v after the last 150ms of idleness, before the 300ms timeout", waited)
+		}
+	})
+}
+
+func TestHalfClosedConnectionsEndPromptly(t *testing.T) {
+	t.Run("a client that half-closes after its request gets the answer and the connection closes", func(t *testing.T) {
+		port, ins := startInstances(t, "hc", 1, nil)
+		h := startProxy(t, Config{}, httpService("default", "hc", port, ins...))
+		for i := 0; i < 5; i++ {
+			rc := dialRaw(t, h)
+			rc.send("GET /x HTTP/1.1\r\nHost: hc.default.localhost\r\n\r\n")
+			rc.c.(*net.TCPConn).CloseWrite()
+			if resp, _ := rc.read("GET"); resp.StatusCode != 200 {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			// The default idle timeout is minutes; the end of the stream
+			// must be seen now.
+			if !rc.closed() {
+				t.Fatal("connection still open 2s after the client half-closed it")
+			}
+		}
+	})
+	// A raw instance: answers one request per connection with keep-alive
+	// framing, then after closeAfter shuts its side down and reads (and
+	// drops) whatever comes for a while, as a lingering close does. The
+	// request that follows gap later must be retried on a new connection,
+	// however soon after the half-close it comes.
+	for _, tc := range []struct{ closeAfter, gap time.Duration }{
+		{30 * time.Millisecond, 60 * time.Millisecond},
+		{2 * time.Millisecond, 6 * time.Millisecond},
+	} {
+		t.Run(fmt.Sprintf("an instance that half-closes connections %v after answering and keeps reading is not waited on", tc.closeAfter), func(t *testing.T) {
+			ln, err := net.Listen("tcp", freeIP()+":0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer c.Close()
+						br := bufio.NewReader(c)
+						if _, err := http.ReadRequest(br); err != nil {
+							return
+						}
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+						time.Sleep(tc.closeAfter)
+						c.(*net.TCPConn).CloseWrite()
+						c.SetReadDeadline(time.Now().Add(5 * time.Second))
+						io.Copy(io.Discard, br)
+					}()
+				}
+			}()
+			addr := ln.Addr().(*net.TCPAddr)
+			svc := &discovery.Service{Namespace: "default", Name: "linger",
+				Ports: []v1.Port{{Name: "http", Port: addr.Port, Protocol: v1.ProtocolHTTP}},
+				Ready: []discovery.Endpoint{{Instance: "linger-0", IP: addr.IP.String()}}}
+			h := startProxy(t, Config{}, svc)
+			client := &http.Client{Timeout: 3 * time.Second}
+			for i := 0; i < 4; i++ {
+				resp, body := h.get(t, client, "linger.default.localhost", "/")
+				if resp.StatusCode != 200 || string(body) != "ok" {
+					t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+				}
+				time.Sleep(tc.gap)
 			}
 		})
 	}
