@@ -153,7 +153,7 @@ func (d *Driver) Exec(ctx context.Context, id string, opts ExecOptions) (int, er
 			<-ch
 		}
 		cancel()
-		return -1, fmt.Errorf("exec in %s: %w", id, ctx.Err())
+		return -1, fmt.Errorf("exec in %s: %w", id, ctxEnded(ctx))
 	}
 	var code uint32
 	select {
@@ -161,7 +161,7 @@ func (d *Driver) Exec(ctx context.Context, id string, opts ExecOptions) (int, er
 		var werr error
 		code, _, werr = st.Result()
 		if werr != nil {
-			if ctx.Err() != nil {
+			if ctxEnded(ctx) != nil {
 				// The wait ended because ctx did; containerd reports
 				// that as an unknown error.
 				return cancelled()
@@ -218,4 +218,17 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// ctxEnded is ctx.Err(), or context.DeadlineExceeded once ctx's deadline
+// has passed even if its timer has not fired yet: containerd can end a
+// call on the deadline it was sent before this process's timer runs.
+func ctxEnded(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
