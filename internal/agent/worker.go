@@ -406,9 +406,6 @@ func backoffFor(n int) time.Duration {
 	return d
 }
 
-// watchRun follows one run of the container: it reports Running, runs
-// the probes, and returns when the process exits (with its code and why)
-// or, with stop set, when the agent itself is stopping.
 // exitReason names why a container's process ended: killedBy if the
 // agent killed it (a failed liveness check, say), else by its exit code.
 func exitReason(code int, killedBy string) string {
@@ -442,6 +439,9 @@ func (w *worker) rewait(ctx context.Context) (<-chan runtime.Exit, error) {
 // (the agent restarts it within seconds).
 const rewaitFor = time.Minute
 
+// watchRun follows one run of the container: it reports Running, runs
+// the probes, and returns when the process exits (with its code and why)
+// or, with stop set, when the agent itself is stopping.
 func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady bool) (code int, why string, stop bool) {
 	inst, _, _ := w.state()
 	exits, err := w.a.rt.Wait(ctx, w.id)
