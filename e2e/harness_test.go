@@ -180,6 +180,22 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// clusterPort returns port i (0-7) of cluster number n: a fixed block
+// below the kernel's ephemeral range (32768 and up), so that no outgoing
+// connection of another process can take it between now and when gantry
+// up listens, or while a test restarts gantry up. A port that something
+// else holds is replaced by an ephemeral one.
+func clusterPort(t *testing.T, n, i int) string {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", 21000+8*n+i)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return freePort(t)
+	}
+	ln.Close()
+	return addr
+}
+
 // StartCluster starts a gantry up and waits until its node is Ready.
 func StartCluster(t *testing.T, opts ClusterOptions) *Cluster {
 	t.Helper()
@@ -191,7 +207,7 @@ func StartCluster(t *testing.T, opts ClusterOptions) *Cluster {
 	}
 	c := &Cluster{
 		t: t, Dir: dir, Config: filepath.Join(dir, "config"),
-		APIAddr: freePort(t), RegAddr: freePort(t), DNSAddr: freePort(t), HTTPAddr: freePort(t),
+		APIAddr: clusterPort(t, n, 0), RegAddr: clusterPort(t, n, 1), DNSAddr: clusterPort(t, n, 2), HTTPAddr: clusterPort(t, n, 3),
 		Bridge: fmt.Sprintf("gte%d", n), CIDR: fmt.Sprintf("10.%d.0.0/16", 100+n),
 		Node: fmt.Sprintf("e2e-%d", n),
 	}

@@ -1,0 +1,114 @@
+package agent
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+)
+
+func TestBackoffFor(t *testing.T) {
+	tests := []struct {
+		name string
+		n    int
+		want time.Duration
+	}{
+		{"no restart yet needs no pause", 0, 0},
+		{"a negative count needs no pause", -5, 0},
+		{"the first restart is immediate", 1, 0},
+		{"the second restart waits a second", 2, time.Second},
+		{"the third restart waits two seconds", 3, 2 * time.Second},
+		{"the fourth restart waits four seconds", 4, 4 * time.Second},
+		{"the seventh restart waits 32 seconds", 7, 32 * time.Second},
+		{"the eighth restart would wait 64s and is capped at a minute", 8, time.Minute},
+		{"a count that overflows the shift is capped at a minute", 36, time.Minute},
+		{"a count of 64 is capped at a minute", 64, time.Minute},
+		{"a count past the width of the shift is capped at a minute", 100, time.Minute},
+		{"the largest count is capped at a minute", math.MaxInt, time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := backoffFor(tt.n); got != tt.want {
+				t.Errorf("backoffFor(%d) = %s, want %s", tt.n, got, tt.want)
+			}
+		})
+	}
+
+	t.Run("the pause never shrinks and stays within a minute", func(t *testing.T) {
+		prev := time.Duration(0)
+		for n := 2; n <= 200; n++ {
+			d := backoffFor(n)
+			if d < prev || d <= 0 || d > time.Minute {
+				t.Fatalf("backoffFor(%d) = %s after %s", n, d, prev)
+			}
+			prev = d
+		}
+	})
+}
+
+func TestExitReason(t *testing.T) {
+	tests := []struct {
+		name     string
+		code     int
+		killedBy string
+		want     string
+	}{
+		{"exit code 0 completed", 0, "", "Completed"},
+		{"exit code 137 was killed", 137, "", "Killed"},
+		{"exit code 1 is an error", 1, "", "Error"},
+		{"exit code 143 is an error", 143, "", "Error"},
+		{"exit code -1 is an error", -1, "", "Error"},
+		{"a kill by the agent names why, whatever the code", 137, "LivenessFailed", "LivenessFailed"},
+		{"a kill by the agent wins over a clean exit", 0, "LivenessFailed", "LivenessFailed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := exitReason(tt.code, tt.killedBy); got != tt.want {
+				t.Errorf("exitReason(%d, %q) = %q, want %q", tt.code, tt.killedBy, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDigestOf(t *testing.T) {
+	tests := []struct {
+		name string
+		ref  string
+		want string
+	}{
+		{"a pinned reference gives its digest", "registry.local/web@sha256:abc", "sha256:abc"},
+		{"a tag and digest give the digest", "web:1.2@sha256:abc", "sha256:abc"},
+		{"a tag alone gives no digest", "web:1.2", ""},
+		{"an empty reference gives no digest", "", ""},
+		{"a leading @ is not a digest", "@sha256:abc", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := digestOf(tt.ref); got != tt.want {
+				t.Errorf("digestOf(%q) = %q, want %q", tt.ref, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestStopGrace(t *testing.T) {
+	three, zero := v1.Duration(3*time.Second), v1.Duration(0)
+	tests := []struct {
+		name  string
+		grace *v1.Duration
+		want  time.Duration
+	}{
+		{"no grace period uses the default", nil, v1.DefaultStopGracePeriod.D()},
+		{"a grace period is used as given", &three, 3 * time.Second},
+		{"a zero grace period kills at once", &zero, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			i := &v1.Instance{Spec: v1.InstanceSpec{Template: v1.Template{StopGracePeriod: tt.grace}}}
+			if got := stopGrace(i); got != tt.want {
+				t.Errorf("got %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
