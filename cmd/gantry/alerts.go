@@ -111,44 +111,20 @@ func newAlertCmd(g *globals) *cobra.Command {
 			"window and instance and node states; a rule that holds for its `for` duration fires and\n" +
 			"tells its notifiers, and tells them again when it resolves. Create rules with `gantry apply`.",
 	}
-	var all bool
-	var output string
-	ls := &cobra.Command{
-		Use:     "ls",
-		Aliases: []string{"list"},
-		Short:   "List alert rules with their state, firing first",
-		Example: "  gantry alert ls\n  gantry alert ls -A -o wide",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
+	cmd.AddCommand(newKindListCmd(g, kindList{
+		kind:    "AlertRule",
+		short:   "List alert rules with their state, firing first",
+		example: "  gantry alert ls\n  gantry alert ls -A -o wide",
+		allHelp: "rules of every namespace",
+		none:    "No alert rules.",
+		less: func(x, y v1.Object) bool {
+			a, b := x.(*v1.AlertRule), y.(*v1.AlertRule)
+			if ra, rb := stateRank(a.Status.State), stateRank(b.Status.State); ra != rb {
+				return ra < rb
 			}
-			ns := g.ns()
-			if all {
-				ns = ""
-			}
-			objs, _, err := c.List(cmd.Context(), "AlertRule", ns, client.ListOptions{})
-			if err != nil {
-				return err
-			}
-			sort.SliceStable(objs, func(i, j int) bool {
-				a, b := objs[i].(*v1.AlertRule), objs[j].(*v1.AlertRule)
-				if ra, rb := stateRank(a.Status.State), stateRank(b.Status.State); ra != rb {
-					return ra < rb
-				}
-				return a.Metadata.Key() < b.Metadata.Key()
-			})
-			if len(objs) == 0 && (output == "table" || output == "wide") {
-				fmt.Fprintln(cmd.ErrOrStderr(), "No alert rules.")
-				return nil
-			}
-			return printObjects(cmd.OutOrStdout(), "AlertRule", output, objs, false, all)
+			return a.Metadata.Key() < b.Metadata.Key()
 		},
-	}
-	ls.Flags().BoolVarP(&all, "all-namespaces", "A", false, "rules of every namespace")
-	ls.Flags().StringVarP(&output, "output", "o", "table", "table, wide, json or yaml")
-	cmd.AddCommand(ls)
+	}))
 	return cmd
 }
 
@@ -161,36 +137,13 @@ func newNotifierCmd(g *globals) *cobra.Command {
 			"`gantry apply`; loopback, link-local and private URLs are refused unless a cluster admin\n" +
 			"sets policy.allowPrivateTargets on the namespace.",
 	}
-	var all bool
-	var output string
-	ls := &cobra.Command{
-		Use:     "ls",
-		Aliases: []string{"list"},
-		Short:   "List notifiers with their delivery counts",
-		Example: "  gantry notifier ls\n  gantry notifier ls -o wide   # with the last error",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			ns := g.ns()
-			if all {
-				ns = ""
-			}
-			objs, _, err := c.List(cmd.Context(), "Notifier", ns, client.ListOptions{})
-			if err != nil {
-				return err
-			}
-			if len(objs) == 0 && (output == "table" || output == "wide") {
-				fmt.Fprintln(cmd.ErrOrStderr(), "No notifiers.")
-				return nil
-			}
-			return printObjects(cmd.OutOrStdout(), "Notifier", output, objs, false, all)
-		},
-	}
-	ls.Flags().BoolVarP(&all, "all-namespaces", "A", false, "notifiers of every namespace")
-	ls.Flags().StringVarP(&output, "output", "o", "table", "table, wide, json or yaml")
+	ls := newKindListCmd(g, kindList{
+		kind:    "Notifier",
+		short:   "List notifiers with their delivery counts",
+		example: "  gantry notifier ls\n  gantry notifier ls -o wide   # with the last error",
+		allHelp: "notifiers of every namespace",
+		none:    "No notifiers.",
+	})
 
 	var testOutput string
 	test := &cobra.Command{
@@ -244,5 +197,47 @@ func newNotifierCmd(g *globals) *cobra.Command {
 	}
 	test.Flags().StringVarP(&testOutput, "output", "o", "text", "text, json or yaml")
 	cmd.AddCommand(ls, test)
+	return cmd
+}
+
+// kindList describes an `ls` subcommand that lists the objects of one
+// kind in the current namespace, or every namespace with -A.
+type kindList struct {
+	kind, short, example string
+	allHelp              string                    // help of -A
+	none                 string                    // said on stderr when a table would be empty
+	less                 func(a, b v1.Object) bool // order; nil keeps the server's
+}
+
+func newKindListCmd(g *globals, l kindList) *cobra.Command {
+	var all bool
+	var output string
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   l.short,
+		Example: l.example,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			objs, _, err := c.List(cmd.Context(), l.kind, g.listNamespace(all), client.ListOptions{})
+			if err != nil {
+				return err
+			}
+			if l.less != nil {
+				sort.SliceStable(objs, func(i, j int) bool { return l.less(objs[i], objs[j]) })
+			}
+			if len(objs) == 0 && (output == "table" || output == "wide") {
+				fmt.Fprintln(cmd.ErrOrStderr(), l.none)
+				return nil
+			}
+			return printObjects(cmd.OutOrStdout(), l.kind, output, objs, false, all)
+		},
+	}
+	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, l.allHelp)
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, wide, json or yaml")
 	return cmd
 }

@@ -202,10 +202,7 @@ func newGetCmd(g *globals) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			ns := g.ns()
-			if all {
-				ns = ""
-			}
+			ns := g.listNamespace(all)
 			if watch {
 				return watchObjects(ctx, cmd.OutOrStdout(), c, k, ns, selector, output, all)
 			}

@@ -133,6 +133,15 @@ func (g *globals) ns() string {
 	return "default"
 }
 
+// listNamespace is the namespace a list command reads: every namespace
+// ("") with -A, else the current one.
+func (g *globals) listNamespace(all bool) string {
+	if all {
+		return ""
+	}
+	return g.ns()
+}
+
 func (g *globals) client() (*client.Client, error) {
 	c, err := g.config()
 	if err != nil {

@@ -29,10 +29,7 @@ func newEventsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ns := g.ns()
-			if all {
-				ns = ""
-			}
+			ns := g.listNamespace(all)
 			k, _ := v1.LookupKind("Event")
 			if watch {
 				return watchObjects(cmd.Context(), cmd.OutOrStdout(), c, k, ns, "", output, all)

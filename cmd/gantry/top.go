@@ -55,10 +55,7 @@ func newTopCmd(g *globals) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			ns := g.ns()
-			if all {
-				ns = ""
-			}
+			ns := g.listNamespace(all)
 			w := cmd.OutOrStdout()
 			k, ok := v1.LookupKind(args[0])
 			if !ok {
