@@ -93,6 +93,27 @@ func (b *builder) run(ctx context.Context, st *stageState, in Instruction) error
 		network = "host"
 	}
 	key := stepKey(st.key, "RUN", jsonString(args), jsonString(argEnv), network)
+	return b.layerStep(ctx, st, in, key, createdBy, func(s *session, a active) error {
+		out := &indentWriter{w: b.out}
+		err := s.run(ctx, a, runSpec{
+			args: args,
+			env:  append(append([]string(nil), st.cfg.Env...), argEnv...),
+			cwd:  st.workdir(),
+			user: st.cfg.User,
+		}, out)
+		out.flush()
+		var ee *ExitError
+		if errors.As(err, &ee) {
+			return fmt.Errorf("RUN %s: %w", shorten(in.command(), 80), err)
+		}
+		return err
+	})
+}
+
+// layerStep makes the layer of a step that changes files: the one cached
+// under key, or one that change makes on top of the stage's layers,
+// committed and kept in the cache under key.
+func (b *builder) layerStep(ctx context.Context, st *stageState, in Instruction, key, createdBy string, change func(s *session, a active) error) error {
 	if l, ok := b.cached(key); ok {
 		b.progress(in, "(cached)")
 		st.addLayer(l, createdBy)
@@ -117,20 +138,8 @@ func (b *builder) run(ctx context.Context, st *stageState, in Instruction) error
 	if err != nil {
 		return err
 	}
-	out := &indentWriter{w: b.out}
-	err = s.run(ctx, a, runSpec{
-		args: args,
-		env:  append(append([]string(nil), st.cfg.Env...), argEnv...),
-		cwd:  st.workdir(),
-		user: st.cfg.User,
-	}, out)
-	out.flush()
-	if err != nil {
+	if err := change(s, a); err != nil {
 		s.discard(a)
-		var ee *ExitError
-		if errors.As(err, &ee) {
-			return fmt.Errorf("RUN %s: %w", shorten(in.command(), 80), err)
-		}
 		return err
 	}
 	res, err := s.commit(ctx, a, ids)
@@ -142,7 +151,7 @@ func (b *builder) run(ctx context.Context, st *stageState, in Instruction) error
 	if err != nil {
 		return err
 	}
-	b.log.Debug("ran step", "line", in.Line, "took", time.Since(start), "empty", res.empty)
+	b.log.Debug("made step layer", "line", in.Line, "took", time.Since(start), "empty", res.empty)
 	st.addLayer(l, createdBy)
 	st.key = key
 	return nil
@@ -271,58 +280,21 @@ func (b *builder) copy(ctx context.Context, st *stageState, idx int, in Instruct
 		mode = chmod.String()
 	}
 	key := stepKey(st.key, in.Keyword, jsonString(srcs), dest, strconv.FormatBool(destIsDir), chown, mode, srcKey)
-	if l, ok := b.cached(key); ok {
-		b.progress(in, "(cached)")
-		st.addLayer(l, createdBy)
-		st.key = key
-		return nil
-	}
-	b.progress(in, "")
-	s, err := b.session(ctx, in)
-	if err != nil {
-		return err
-	}
-	parent, err := s.rootfs(ctx, st.layers, b.out)
-	if err != nil {
-		return err
-	}
-	ids, err := diffIDs(st.layers)
-	if err != nil {
-		return err
-	}
-	a, err := s.prepare(ctx, parent)
-	if err != nil {
-		return err
-	}
 	spec := copySpec{dest: dest, destIsDir: destIsDir, chown: chown, chmod: chmod, add: isAdd}
-	err = s.edit(ctx, a, func(root string) error {
-		if !hasFrom {
-			return copyInto(ctx, root, sources, spec)
-		}
-		return s.view(ctx, fromLayers, b.out, func(src string) error {
-			srcs, err := collectSources(src, srcs, nil)
-			if err != nil {
-				return invalidf("COPY --from=%s %v", from, err)
+	return b.layerStep(ctx, st, in, key, createdBy, func(s *session, a active) error {
+		return s.edit(ctx, a, func(root string) error {
+			if !hasFrom {
+				return copyInto(ctx, root, sources, spec)
 			}
-			return copyInto(ctx, root, srcs, spec)
+			return s.view(ctx, fromLayers, b.out, func(src string) error {
+				srcs, err := collectSources(src, srcs, nil)
+				if err != nil {
+					return invalidf("COPY --from=%s %v", from, err)
+				}
+				return copyInto(ctx, root, srcs, spec)
+			})
 		})
 	})
-	if err != nil {
-		s.discard(a)
-		return err
-	}
-	res, err := s.commit(ctx, a, ids)
-	if err != nil {
-		s.discard(a)
-		return err
-	}
-	l, err := b.keep(ctx, key, res, createdBy)
-	if err != nil {
-		return err
-	}
-	st.addLayer(l, createdBy)
-	st.key = key
-	return nil
 }
 
 func isURL(s string) bool {
