@@ -15,7 +15,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -33,6 +32,7 @@ import (
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/client"
+	"github.com/gantry-dev/gantry/internal/clusterslot"
 	"github.com/gantry-dev/gantry/internal/image"
 )
 
@@ -107,39 +107,15 @@ var clusterSeq atomic.Int32
 
 // freeClusterNumber picks a number for a cluster's bridge (gteN) and
 // subnet (10.(100+N).0.0/16) that no other cluster on this machine uses,
-// even one of another test process: the bridge name is claimed by a lock
-// file for the life of the test.
+// even one of another test process, for the life of the test.
 func freeClusterNumber(t *testing.T) int {
 	t.Helper()
-	os.MkdirAll("/run/gantry/e2e", 0o755)
-	start := int(clusterSeq.Add(1)) + os.Getpid()
-	for i := 0; i < 150; i++ {
-		n := (start + i*7) % 150
-		if _, err := os.Stat("/sys/class/net/gte" + fmt.Sprint(n)); err == nil {
-			continue
-		}
-		lock := fmt.Sprintf("/run/gantry/e2e/%d", n)
-		f, err := os.OpenFile(lock, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-		if err != nil {
-			// Taken, unless its owner is gone.
-			b, _ := os.ReadFile(lock)
-			var pid int
-			fmt.Sscanf(string(b), "%d", &pid)
-			if pid > 0 && syscall.Kill(pid, 0) == nil {
-				continue
-			}
-			os.Remove(lock)
-			if f, err = os.OpenFile(lock, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644); err != nil {
-				continue
-			}
-		}
-		fmt.Fprintf(f, "%d\n", os.Getpid())
-		f.Close()
-		t.Cleanup(func() { os.Remove(lock) })
-		return n
+	n, release, err := clusterslot.Claim(int(clusterSeq.Add(1)) + os.Getpid())
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free cluster number: too many e2e clusters on this machine")
-	return 0
+	t.Cleanup(release)
+	return n
 }
 
 // Cluster is one `gantry up` under test.
@@ -172,27 +148,20 @@ type ClusterOptions struct {
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := clusterslot.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
-// clusterPort returns port i (0-7) of cluster number n: a fixed block
-// below the kernel's ephemeral range (32768 and up), so that no outgoing
-// connection of another process can take it between now and when gantry
-// up listens, or while a test restarts gantry up. A port that something
-// else holds is replaced by an ephemeral one.
+// clusterPort returns port i (0-7) of cluster number n (clusterslot.Port).
 func clusterPort(t *testing.T, n, i int) string {
 	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", 21000+8*n+i)
-	ln, err := net.Listen("tcp", addr)
+	addr, err := clusterslot.Port(n, i)
 	if err != nil {
-		return freePort(t)
+		t.Fatal(err)
 	}
-	ln.Close()
 	return addr
 }
 

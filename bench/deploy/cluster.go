@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +15,7 @@ import (
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/client"
+	"github.com/gantry-dev/gantry/internal/clusterslot"
 	"github.com/gantry-dev/gantry/internal/image"
 	"github.com/gantry-dev/gantry/internal/runtime"
 )
@@ -28,7 +27,7 @@ import (
 type cluster struct {
 	bin     string
 	dir     string
-	lock    string
+	release func() // gives back the cluster number
 	apiAddr string
 	regAddr string
 	dnsAddr string
@@ -48,73 +47,26 @@ type cluster struct {
 	ca    []byte
 }
 
-// lockDir is shared with the e2e harness: a cluster number claimed there
-// (bridge gteN, subnet 10.(100+N).0.0/16) is taken for everyone.
-const lockDir = "/run/gantry/e2e"
-
-// claimClusterNumber picks a bridge and subnet number no other cluster on
-// this machine uses and holds it with a lock file naming this process.
-func claimClusterNumber() (int, string, error) {
-	if err := os.MkdirAll(lockDir, 0o755); err != nil {
-		return 0, "", err
-	}
-	start := os.Getpid()
-	for i := 0; i < 150; i++ {
-		n := (start + i*7) % 150
-		if _, err := os.Stat("/sys/class/net/gte" + fmt.Sprint(n)); err == nil {
-			continue
-		}
-		lock := filepath.Join(lockDir, fmt.Sprint(n))
-		f, err := os.OpenFile(lock, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-		if err != nil {
-			// Taken, unless its owner is gone.
-			b, _ := os.ReadFile(lock)
-			var pid int
-			fmt.Sscanf(string(b), "%d", &pid)
-			if pid > 0 && syscall.Kill(pid, 0) == nil {
-				continue
-			}
-			os.Remove(lock)
-			if f, err = os.OpenFile(lock, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644); err != nil {
-				continue
-			}
-		}
-		fmt.Fprintf(f, "%d\n", os.Getpid())
-		f.Close()
-		return n, lock, nil
-	}
-	return 0, "", errors.New("no free cluster number: too many clusters on this machine")
-}
-
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 // startCluster starts gantry up and waits until its node is Ready. On an
 // error the caller must still call destroy (it is safe on a half-started
 // cluster).
 func startCluster(ctx context.Context, bin string, logLevel string, extra ...string) (*cluster, error) {
-	n, lock, err := claimClusterNumber()
+	n, release, err := clusterslot.Claim(os.Getpid())
 	if err != nil {
 		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "gantry-bench-deploy-")
 	if err != nil {
-		os.Remove(lock)
+		release()
 		return nil, err
 	}
 	c := &cluster{
-		bin: bin, dir: dir, lock: lock,
+		bin: bin, dir: dir, release: release,
 		bridge: fmt.Sprintf("gte%d", n), cidr: fmt.Sprintf("10.%d.0.0/16", 100+n),
 		node: fmt.Sprintf("bench-%d", n), noAgent: slices.Contains(extra, "--no-agent"),
 	}
-	for _, p := range []*string{&c.apiAddr, &c.regAddr, &c.dnsAddr} {
-		if *p, err = freePort(); err != nil {
+	for i, p := range []*string{&c.apiAddr, &c.regAddr, &c.dnsAddr} {
+		if *p, err = clusterslot.Port(n, i); err != nil {
 			return c, err
 		}
 	}
@@ -220,7 +172,7 @@ func (c *cluster) destroy() error {
 	if c == nil {
 		return nil
 	}
-	defer os.Remove(c.lock)
+	defer c.release()
 	c.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

@@ -48,6 +48,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gantry-dev/gantry/internal/clusterslot"
 )
 
 type options struct {
@@ -179,7 +181,7 @@ func debugArgs(o options) []string {
 	if o.profileDir == "" {
 		return nil
 	}
-	addr, err := freePort()
+	addr, err := clusterslot.FreePort()
 	if err != nil {
 		return nil
 	}
