@@ -287,25 +287,3 @@ func (b *bufferedWriter) flushTo(w http.ResponseWriter) {
 	w.WriteHeader(b.status)
 	_, _ = w.Write(b.body.Bytes())
 }
-
-// statusWriter passes a response through and remembers its status.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusWriter) WriteHeader(status int) {
-	if s.status == 0 {
-		s.status = status
-	}
-	s.ResponseWriter.WriteHeader(status)
-}
-
-func (s *statusWriter) Write(p []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(p)
-}
-
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }

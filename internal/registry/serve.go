@@ -22,7 +22,7 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	start := time.Now()
-	sw := &auditWriter{ResponseWriter: w}
+	sw := &statusWriter{ResponseWriter: w}
 	var who Identity
 	r.serve(sw, req, &who)
 	rt := parseRoute(req.URL.Path)
@@ -57,20 +57,21 @@ func actionOf(req *http.Request) string {
 	return ActionPush
 }
 
-// auditWriter remembers the status code of a response for OnRequest.
-type auditWriter struct {
+// statusWriter passes a response through and remembers its status, for
+// OnRequest and for the front end's own steps after the engine answered.
+type statusWriter struct {
 	http.ResponseWriter
 	status int
 }
 
-func (s *auditWriter) WriteHeader(code int) {
+func (s *statusWriter) WriteHeader(code int) {
 	if s.status == 0 {
 		s.status = code
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
-func (s *auditWriter) Write(b []byte) (int, error) {
+func (s *statusWriter) Write(b []byte) (int, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
 	}
@@ -78,7 +79,7 @@ func (s *auditWriter) Write(b []byte) (int, error) {
 }
 
 // ReadFrom keeps the sendfile path of blob bodies.
-func (s *auditWriter) ReadFrom(src io.Reader) (int64, error) {
+func (s *statusWriter) ReadFrom(src io.Reader) (int64, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
 	}
@@ -88,13 +89,13 @@ func (s *auditWriter) ReadFrom(src io.Reader) (int64, error) {
 	return io.Copy(s.ResponseWriter, src)
 }
 
-func (s *auditWriter) Flush() {
+func (s *statusWriter) Flush() {
 	if f, ok := s.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
 }
 
-func (s *auditWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (r *Registry) serve(w http.ResponseWriter, req *http.Request, who *Identity) {
 	rt := parseRoute(req.URL.Path)
