@@ -11,6 +11,7 @@ import (
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/runtime/runtimetest"
 )
 
 // daemonDir returns a directory for a private containerd, removed (after
@@ -22,7 +23,7 @@ func daemonDir(t *testing.T, long bool) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		unmountUnder(top)
+		runtimetest.UnmountUnder(top)
 		os.RemoveAll(top)
 	})
 	dir := top

@@ -1,14 +1,12 @@
 package runtime
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"log"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,10 +21,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"golang.org/x/sys/unix"
 
 	"github.com/gantry-dev/gantry/internal/image"
 	"github.com/gantry-dev/gantry/internal/logfile"
+	"github.com/gantry-dev/gantry/internal/runtime/runtimetest"
 )
 
 // logDriverArg makes the test binary act as the log driver: the shim runs
@@ -171,50 +169,16 @@ func (e *env) teardown() {
 		e.registry.Close()
 	}
 	if e.dir != "" {
-		unmountUnder(e.dir)
+		runtimetest.UnmountUnder(e.dir)
 		os.RemoveAll(e.dir)
 	}
-	// runc makes the namespace's parent cgroups; remove them if empty.
-	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", testNamespace))
-	for _, d := range dirs {
-		_ = os.Remove(d)
-	}
-	_ = os.Remove(filepath.Join("/sys/fs/cgroup", testNamespace))
-	_ = os.Remove(filepath.Join("/run/containerd/runc", testNamespace))
+	runtimetest.RemoveNamespaceDirs(testNamespace)
 }
 
-// unmountUnder lazily unmounts whatever a failed test left mounted below
-// dir, deepest first, so the directory can be removed.
-func unmountUnder(dir string) {
-	for _, m := range mountsUnder(dir) {
-		_ = unix.Unmount(m, unix.MNT_DETACH)
-	}
-}
-
-// mountsUnder lists mount points below dir, deepest first.
-func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && strings.HasPrefix(fields[4], dir+"/") {
-			out = append([]string{fields[4]}, out...)
-		}
-	}
-	return out
-}
-
-func testLogger() *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
+var (
+	testLogger = runtimetest.Logger
+	ctxT       = runtimetest.Context
+)
 
 // newID returns a container ID unique to this test run.
 func newID(t testing.TB) string {
@@ -232,14 +196,6 @@ func newID(t testing.TB) string {
 		n = strings.Trim(n[:40], "-")
 	}
 	return n + "-" + hex.EncodeToString(b)
-}
-
-// ctxT returns a context that ends with the test or after d.
-func ctxT(t testing.TB, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // run creates and starts a container of the shared busybox, removed when

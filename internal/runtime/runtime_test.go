@@ -27,6 +27,7 @@ import (
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/logfile"
+	"github.com/gantry-dev/gantry/internal/runtime/runtimetest"
 )
 
 func TestEnsureImage(t *testing.T) {
@@ -693,7 +694,7 @@ func TestCreateRemoveCyclesLeaveNothingBehind(t *testing.T) {
 	if after := snapshotKeys(t, d); len(after) != len(before) {
 		t.Errorf("snapshots before %d, after %d: %v", len(before), len(after), after)
 	}
-	for _, m := range mountsUnder(e.dir) {
+	for _, m := range runtimetest.MountsUnder(e.dir) {
 		if strings.Contains(m, "cycle-") {
 			t.Errorf("mount left: %s", m)
 		}

@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -30,6 +29,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/logfile"
 	"github.com/gantry-dev/gantry/internal/registry"
 	"github.com/gantry-dev/gantry/internal/runtime"
+	"github.com/gantry-dev/gantry/internal/runtime/runtimetest"
 )
 
 // logDriverArg makes the test binary the log driver of the containers
@@ -170,53 +170,17 @@ func (e *env) teardown() {
 			e.reg.Close()
 		}
 		if e.dir != "" {
-			for _, m := range mountsUnder(e.dir) {
-				_ = exec.Command("umount", "-l", m).Run()
-			}
+			runtimetest.UnmountUnder(e.dir)
 			os.RemoveAll(e.dir)
 		}
-		for _, ns := range []string{runNamespace, Namespace} {
-			dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", ns))
-			for _, d := range dirs {
-				_ = os.Remove(d)
-			}
-			_ = os.Remove(filepath.Join("/sys/fs/cgroup", ns))
-			_ = os.Remove(filepath.Join("/run/containerd/runc", ns))
-		}
+		runtimetest.RemoveNamespaceDirs(runNamespace, Namespace)
 	})
 }
 
-// mountsUnder lists mount points below dir, deepest first.
-func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && strings.HasPrefix(fields[4], dir+"/") {
-			out = append([]string{fields[4]}, out...)
-		}
-	}
-	return out
-}
-
-func testLogger() *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-func ctxT(t testing.TB, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
+var (
+	testLogger = runtimetest.Logger
+	ctxT       = runtimetest.Context
+)
 
 // writeContext makes a build context from a map of relative paths to
 // contents.
