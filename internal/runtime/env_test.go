@@ -34,15 +34,7 @@ const logDriverArg = "__gantry-test-log-driver"
 // testNamespace keeps test containers apart from a real agent's.
 const testNamespace = "gantry-test"
 
-func TestMain(m *testing.M) {
-	if len(os.Args) >= 2 && os.Args[1] == logDriverArg {
-		logfile.RunDriver()
-		return
-	}
-	code := m.Run()
-	shared.teardown()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { runtimetest.Main(m, logDriverArg, shared.teardown) }
 
 // env is one private containerd and one in-process registry with busybox
 // pushed to it, shared by the tests of this package: starting containerd

@@ -42,15 +42,7 @@ const runNamespace = "gantry-build-test"
 
 const testToken = "build-test-token"
 
-func TestMain(m *testing.M) {
-	if len(os.Args) >= 2 && os.Args[1] == logDriverArg {
-		logfile.RunDriver()
-		return
-	}
-	code := m.Run()
-	shared.teardown()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { runtimetest.Main(m, logDriverArg, shared.teardown) }
 
 // env is one private containerd and one Gantry registry (with auth on)
 // holding the busybox seed image, shared by the tests of the package.

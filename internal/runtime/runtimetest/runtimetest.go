@@ -14,7 +14,23 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gantry-dev/gantry/internal/logfile"
 )
+
+// Main is the TestMain of a package whose tests run containers with the
+// test binary as log driver: run with logDriverArg (as the shim runs it),
+// the binary is the log driver; otherwise it runs the tests, then
+// teardown, and exits.
+func Main(m *testing.M, logDriverArg string, teardown func()) {
+	if len(os.Args) >= 2 && os.Args[1] == logDriverArg {
+		logfile.RunDriver()
+		return
+	}
+	code := m.Run()
+	teardown()
+	os.Exit(code)
+}
 
 // Logger logs at debug level to stderr under go test -v, else nowhere.
 func Logger() *slog.Logger {
