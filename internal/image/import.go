@@ -101,18 +101,22 @@ type fileLayer struct {
 	size           int64
 }
 
-func (l *fileLayer) Digest() (ggcr.Hash, error)           { return l.digest, nil }
-func (l *fileLayer) DiffID() (ggcr.Hash, error)           { return l.diffID, nil }
-func (l *fileLayer) Size() (int64, error)                 { return l.size, nil }
-func (l *fileLayer) MediaType() (types.MediaType, error)  { return types.OCILayer, nil }
-func (l *fileLayer) Compressed() (io.ReadCloser, error)   { return os.Open(l.path) }
-func (l *fileLayer) Uncompressed() (io.ReadCloser, error) { return gunzipFile(l.path) }
-
-func gunzipFile(p string) (io.ReadCloser, error) {
-	f, err := os.Open(p)
+func (l *fileLayer) Digest() (ggcr.Hash, error)          { return l.digest, nil }
+func (l *fileLayer) DiffID() (ggcr.Hash, error)          { return l.diffID, nil }
+func (l *fileLayer) Size() (int64, error)                { return l.size, nil }
+func (l *fileLayer) MediaType() (types.MediaType, error) { return types.OCILayer, nil }
+func (l *fileLayer) Compressed() (io.ReadCloser, error)  { return os.Open(l.path) }
+func (l *fileLayer) Uncompressed() (io.ReadCloser, error) {
+	f, err := l.Compressed()
 	if err != nil {
 		return nil, err
 	}
+	return Gunzip(f)
+}
+
+// Gunzip reads the gzip stream f uncompressed; closing the result closes
+// f. f is closed if it is not gzip.
+func Gunzip(f io.ReadCloser) (io.ReadCloser, error) {
 	zr, err := gzip.NewReader(bufio.NewReaderSize(f, 1<<20))
 	if err != nil {
 		f.Close()

@@ -14,7 +14,8 @@ import (
 
 	ggcr "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/klauspost/compress/gzip"
+
+	"github.com/gantry-dev/gantry/internal/image"
 )
 
 // cache keeps what steps produced, so that a rebuild with the same inputs
@@ -203,13 +204,5 @@ func (l *blobLayer) Uncompressed() (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	zr, err := gzip.NewReader(bufio.NewReaderSize(f, 1<<20))
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{zr, f}, nil
+	return image.Gunzip(f)
 }
