@@ -44,21 +44,13 @@ import (
 	"github.com/gantry-dev/gantry/internal/image"
 	"github.com/gantry-dev/gantry/internal/image/build"
 	"github.com/gantry-dev/gantry/internal/registry"
+	"github.com/gantry-dev/gantry/internal/registry/registrytest"
 	"github.com/gantry-dev/gantry/internal/runtime"
 )
 
 const benchToken = "bench-token"
 
-type benchAuth struct{}
-
-func (benchAuth) Authenticate(_ context.Context, tok string) (registry.Identity, error) {
-	if tok != benchToken {
-		return registry.Identity{}, errors.New("unknown token")
-	}
-	return registry.Identity{User: "bench"}, nil
-}
-
-func (benchAuth) Authorize(context.Context, registry.Identity, string, string) error { return nil }
+var benchAuth = registrytest.OneToken{Token: benchToken, User: "bench"}
 
 const dockerfile = `FROM library/busybox
 RUN echo one > /one.txt
@@ -104,7 +96,7 @@ func run(rebuilds int, verbose bool) error {
 		return err
 	}
 	defer d.Stop()
-	reg, err := registry.New(ctx, registry.Config{DataDir: filepath.Join(dir, "registry"), Authenticator: benchAuth{}, Authorizer: benchAuth{}}, log)
+	reg, err := registry.New(ctx, registry.Config{DataDir: filepath.Join(dir, "registry"), Authenticator: benchAuth, Authorizer: benchAuth}, log)
 	if err != nil {
 		return err
 	}

@@ -48,20 +48,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/gantry-dev/gantry/internal/registry"
+	"github.com/gantry-dev/gantry/internal/registry/registrytest"
 )
 
 const benchToken = "bench-token"
 
-type benchAuth struct{}
-
-func (benchAuth) Authenticate(_ context.Context, tok string) (registry.Identity, error) {
-	if tok != benchToken {
-		return registry.Identity{}, errors.New("unknown token")
-	}
-	return registry.Identity{User: "bench"}, nil
-}
-
-func (benchAuth) Authorize(context.Context, registry.Identity, string, string) error { return nil }
+var benchAuth = registrytest.OneToken{Token: benchToken, User: "bench"}
 
 // target is one registry under test.
 type target struct {
@@ -303,7 +295,7 @@ func startGantry(dir string) (string, int, func(), error) {
 }
 
 func serveGantry(dir string) error {
-	reg, err := registry.New(context.Background(), registry.Config{DataDir: dir, Authenticator: benchAuth{}, Authorizer: benchAuth{}},
+	reg, err := registry.New(context.Background(), registry.Config{DataDir: dir, Authenticator: benchAuth, Authorizer: benchAuth},
 		slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err

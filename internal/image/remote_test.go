@@ -3,7 +3,6 @@ package image
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -16,29 +15,20 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
-	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/registry"
+	"github.com/gantry-dev/gantry/internal/registry/registrytest"
 )
 
 const testToken = "image-test-token"
 
-type oneToken struct{}
-
-func (oneToken) Authenticate(_ context.Context, tok string) (registry.Identity, error) {
-	if tok != testToken {
-		return registry.Identity{}, fmt.Errorf("unknown token: %w", v1.ErrUnauthorized)
-	}
-	return registry.Identity{User: "tester"}, nil
-}
-
-func (oneToken) Authorize(context.Context, registry.Identity, string, string) error { return nil }
+var oneToken = registrytest.OneToken{Token: testToken, User: "tester"}
 
 // startRegistry runs Gantry's registry on loopback and returns its
 // HOST:PORT.
 func startRegistry(t *testing.T, canDelete func(ctx context.Context, repo, ref string) error) string {
 	t.Helper()
 	reg, err := registry.New(context.Background(), registry.Config{
-		DataDir: t.TempDir(), Authenticator: oneToken{}, Authorizer: oneToken{}, CanDelete: canDelete,
+		DataDir: t.TempDir(), Authenticator: oneToken, Authorizer: oneToken, CanDelete: canDelete,
 	}, nil)
 	if err != nil {
 		t.Fatal(err)

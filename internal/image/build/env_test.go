@@ -28,6 +28,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/image"
 	"github.com/gantry-dev/gantry/internal/logfile"
 	"github.com/gantry-dev/gantry/internal/registry"
+	"github.com/gantry-dev/gantry/internal/registry/registrytest"
 	"github.com/gantry-dev/gantry/internal/runtime"
 	"github.com/gantry-dev/gantry/internal/runtime/runtimetest"
 )
@@ -87,16 +88,7 @@ func testEnv(t testing.TB) *env {
 
 // allowAll stands in for the platform's token store and RBAC: one token,
 // allowed everything.
-type allowAll struct{}
-
-func (allowAll) Authenticate(_ context.Context, tok string) (registry.Identity, error) {
-	if tok != testToken {
-		return registry.Identity{}, errors.New("unknown token")
-	}
-	return registry.Identity{User: "admin"}, nil
-}
-
-func (allowAll) Authorize(context.Context, registry.Identity, string, string) error { return nil }
+var allowAll = registrytest.OneToken{Token: testToken, User: "admin"}
 
 func (e *env) start() error {
 	// Short: containerd's socket path must fit in 108 bytes.
@@ -111,7 +103,7 @@ func (e *env) start() error {
 	if err != nil {
 		return err
 	}
-	e.reg, err = registry.New(ctx, registry.Config{DataDir: filepath.Join(dir, "registry"), Authenticator: allowAll{}, Authorizer: allowAll{}}, testLogger())
+	e.reg, err = registry.New(ctx, registry.Config{DataDir: filepath.Join(dir, "registry"), Authenticator: allowAll, Authorizer: allowAll}, testLogger())
 	if err != nil {
 		return err
 	}

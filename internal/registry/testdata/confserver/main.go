@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,22 +15,9 @@ import (
 	"os/signal"
 	"syscall"
 
-	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/registry"
+	"github.com/gantry-dev/gantry/internal/registry/registrytest"
 )
-
-type oneToken string
-
-func (t oneToken) Authenticate(_ context.Context, tok string) (registry.Identity, error) {
-	if subtle.ConstantTimeCompare([]byte(tok), []byte(t)) != 1 {
-		return registry.Identity{}, fmt.Errorf("unknown token: %w", v1.ErrUnauthorized)
-	}
-	return registry.Identity{User: "conformance"}, nil
-}
-
-type allowAll struct{}
-
-func (allowAll) Authorize(context.Context, registry.Identity, string, string) error { return nil }
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
@@ -49,8 +35,8 @@ func main() {
 
 	reg, err := registry.New(ctx, registry.Config{
 		DataDir:       *data,
-		Authenticator: oneToken(*token),
-		Authorizer:    allowAll{},
+		Authenticator: registrytest.OneToken{Token: *token, User: "conformance"},
+		Authorizer:    registrytest.OneToken{},
 	}, log)
 	if err != nil {
 		log.Error("start registry", "err", err)
