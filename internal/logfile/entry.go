@@ -106,6 +106,11 @@ func ParseEntry(line []byte) (Entry, error) {
 	if err != nil {
 		return Entry{}, fmt.Errorf("%w: time: %v", ErrBadRecord, err)
 	}
+	// Records store UTC, and RFC 3339 has four-digit years: a time whose
+	// offset pushes it out of years 0-9999 in UTC could not be written back.
+	if y := t.UTC().Year(); y < 0 || y > 9999 {
+		return Entry{}, fmt.Errorf("%w: time %q is outside years 0000-9999 in UTC", ErrBadRecord, r.T)
+	}
 	if r.S != Stdout && r.S != Stderr {
 		return Entry{}, fmt.Errorf("%w: unknown stream %q", ErrBadRecord, r.S)
 	}

@@ -59,6 +59,8 @@ func TestParseEntryRejectsWhatIsNotARecord(t *testing.T) {
 		`{"t":"2025-01-01T00:00:00Z","s":"stdin","log":"x"}`,
 		`{"t":"2025-01-01T00:00:00Z","log":"x"}`,
 		`["t","s"]`,
+		`{"t":"0000-01-01T00:00:00+01:00","s":"stdout","log":""}`,
+		`{"t":"9999-12-31T23:00:00-02:00","s":"stdout","log":""}`,
 	} {
 		if _, err := ParseEntry([]byte(line)); !errors.Is(err, ErrBadRecord) {
 			t.Errorf("ParseEntry(%q) = %v, want ErrBadRecord", line, err)
