@@ -100,11 +100,11 @@ func (s *signer) verify(tok string) (*claims, error) {
 		return nil, errTokenMalformed
 	}
 	i := strings.LastIndexByte(tok, '.')
-	sig, err := base64.RawURLEncoding.DecodeString(tok[i+1:])
-	if err != nil {
-		return nil, errTokenMalformed
-	}
-	if !hmac.Equal(sig, s.mac(tok[:i])) {
+	// Compared in its encoded form: the decoder skips newlines and
+	// ignores stray low bits, so decoding first would accept many
+	// spellings of one signature.
+	want := base64.RawURLEncoding.EncodeToString(s.mac(tok[:i]))
+	if !hmac.Equal([]byte(tok[i+1:]), []byte(want)) {
 		return nil, errTokenSignature
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(tok[len(tokenHeader)+1 : i])
