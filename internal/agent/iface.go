@@ -13,6 +13,7 @@ import (
 type Runtime interface {
 	EnsureImage(ctx context.Context, ref string) (runtime.ImageInfo, error)
 	Create(ctx context.Context, spec *runtime.ContainerSpec) error
+	CreateTask(ctx context.Context, id string) error
 	Start(ctx context.Context, id string) (uint32, error)
 	Wait(ctx context.Context, id string) (<-chan runtime.Exit, error)
 	Stop(ctx context.Context, id string, grace time.Duration) error
@@ -30,6 +31,9 @@ type Network interface {
 	// NetNSPath is where Setup puts the network namespace of id, known
 	// before Setup runs so that the container can be created meanwhile.
 	NetNSPath(id string) string
+	// PrepareNetNS makes that namespace before Setup, so that the
+	// container's task can join it while Setup attaches it.
+	PrepareNetNS(ctx context.Context, id string) (string, error)
 	Teardown(ctx context.Context, id string) error
 	GC(ctx context.Context, keep func(id string) bool) error
 	Gateway() net.IP

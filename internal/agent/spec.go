@@ -23,9 +23,10 @@ func (a *Agent) LogPath(ns, name string) string {
 }
 
 // containerSpec turns an instance into what the runtime runs. It needs
-// no network attachment, so the container is created while the network is
-// set up: /etc/hosts, which holds the instance's IP, is a bind mount of
-// dir/hosts, which writeHosts fills in before the container starts.
+// no network attachment, so the container and its task are created while
+// the network is set up: /etc/hosts, which holds the instance's IP, is a
+// bind mount of dir/hosts, which WriteHosts fills in before the container
+// starts.
 func (a *Agent) containerSpec(ctx context.Context, i *v1.Instance, id string) (*runtime.ContainerSpec, error) {
 	t := i.Spec.Template
 	dir := a.instanceDir(id)
@@ -53,9 +54,17 @@ func (a *Agent) containerSpec(ctx context.Context, i *v1.Instance, id string) (*
 		}
 		env = append(env, e.Name+"="+e.Value)
 	}
+	// The task is created before the IP is known, and its mount needs the
+	// file: an empty one until WriteHosts fills it in, in place.
+	hosts := filepath.Join(dir, network.HostsFile)
+	f, err := os.OpenFile(hosts, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("hosts file: %w", err)
+	}
+	f.Close()
 	mounts := []runtime.Mount{
 		{Source: resolv, Destination: "/etc/resolv.conf", ReadOnly: true},
-		{Source: filepath.Join(dir, network.HostsFile), Destination: "/etc/hosts", ReadOnly: true},
+		{Source: hosts, Destination: "/etc/hosts", ReadOnly: true},
 	}
 	files, err := a.secretFiles(ctx, i, dir)
 	if err != nil {

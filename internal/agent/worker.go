@@ -152,6 +152,15 @@ func (w *worker) run(ctx context.Context) {
 		w.a.rt.Stop(ctx, w.id, 0)
 		w.a.rt.Remove(ctx, w.id)
 	}
+	if adopted && c.Status == runtime.StatusCreated {
+		// The agent stopped between creating the task and starting it,
+		// maybe before the network was attached, whose repair replaces
+		// the namespace the task joined: drop the task, Start makes
+		// another.
+		if err := w.a.rt.Stop(ctx, w.id, 0); err != nil {
+			w.a.log.Warn("drop a task that never started", "instance", w.key, "err", err)
+		}
+	}
 	if !w.prepare(ctx, adopted) {
 		w.terminate(ctx)
 		return
@@ -209,34 +218,63 @@ func (e *pullError) Error() string { return e.err.Error() }
 func (e *pullError) Unwrap() error { return e.err }
 
 // setup does one attempt of what prepare retries. Attaching the network
-// and making the container (pulling its image if needed) are independent,
-// so they run at the same time: together they are most of a deploy's
-// latency. The container only needs the path of its network namespace,
-// which is known beforehand, and the hosts file with the IP is written
-// once the attachment is there, before the container starts.
-func (w *worker) setup(ctx context.Context, adopted bool) error {
+// and making the container (pulling its image if needed, then its task:
+// shim, log driver, runc's create step) are independent, so they run at
+// the same time: together they are most of a deploy's latency. The task
+// only needs the network namespace to exist, so that is made first; the
+// hosts file with the IP is written, and the isolation rules admit the
+// instance, once the attachment is there, before the container starts.
+func (w *worker) setup(ctx context.Context, adopted bool) (err error) {
 	inst, _, _ := w.state()
+	start := time.Now()
+	var took setupTimes
 	var ctrErr error
 	var wg sync.WaitGroup
 	if !adopted {
+		if _, err := w.a.net.PrepareNetNS(ctx, w.id); err != nil {
+			return fmt.Errorf("attach network: %w", err)
+		}
+		took.netns = time.Since(start)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctrErr = w.createContainer(ctx, inst)
+			ctrErr = w.createContainer(ctx, inst, &took)
+		}()
+		defer func() {
+			// A failed attachment is torn down, namespace included; the
+			// task made meanwhile sits in that namespace and must not be
+			// the one started after the next attempt.
+			if err != nil {
+				if serr := w.a.rt.Stop(context.WithoutCancel(ctx), w.id, 0); serr != nil && !errors.Is(serr, v1.ErrNotFound) {
+					w.a.log.Warn("drop the task of a failed setup", "instance", w.key, "err", serr)
+				}
+			}
 		}()
 	}
-	att, err := w.a.net.Setup(ctx, w.id, hostPorts(inst))
-	if err == nil {
+	netStart := time.Now()
+	att, netErr := w.a.net.Setup(ctx, w.id, hostPorts(inst))
+	took.network = time.Since(netStart)
+	if netErr == nil {
 		w.mu.Lock()
 		w.ip = att.IP
 		w.mu.Unlock()
 		// Admit the instance to the isolation rules while the container
 		// is made, so it is reachable by its peers before it starts.
 		polErr := make(chan error, 1)
-		go func() { polErr <- w.a.applyPolicy(ctx) }()
+		go func() {
+			polStart := time.Now()
+			err := w.a.applyPolicy(ctx)
+			took.policy = time.Since(polStart)
+			polErr <- err
+		}()
 		defer func() {
 			if err := <-polErr; err != nil && ctx.Err() == nil {
 				w.a.log.Warn("apply network isolation", "instance", w.key, "err", err)
+			}
+			if err == nil {
+				w.a.log.Debug("instance ready to start", "instance", w.key, "took", time.Since(start),
+					"netns", took.netns, "image", took.image, "container", took.container, "task", took.task,
+					"network", took.network, "policy", took.policy)
 			}
 		}()
 	}
@@ -244,8 +282,8 @@ func (w *worker) setup(ctx context.Context, adopted bool) error {
 	if ctrErr != nil {
 		return ctrErr
 	}
-	if err != nil {
-		return fmt.Errorf("attach network: %w", err)
+	if netErr != nil {
+		return fmt.Errorf("attach network: %w", netErr)
 	}
 	if _, err := w.a.net.WriteHosts(w.a.instanceDir(w.id), inst.Metadata.Name, att.IP); err != nil {
 		return fmt.Errorf("write hosts: %w", err)
@@ -253,17 +291,24 @@ func (w *worker) setup(ctx context.Context, adopted bool) error {
 	return nil
 }
 
-// createContainer pulls the image if needed and creates the container.
-// A container that exists already (an agent restart between create and
-// start) is kept.
-func (w *worker) createContainer(ctx context.Context, inst *v1.Instance) error {
+// setupTimes is where one setup spent its time, for the debug log.
+type setupTimes struct {
+	netns, image, container, task, network, policy time.Duration
+}
+
+// createContainer pulls the image if needed, creates the container and
+// its task. A container that exists already (an agent restart between
+// create and start) is kept.
+func (w *worker) createContainer(ctx context.Context, inst *v1.Instance, took *setupTimes) error {
 	start := time.Now()
 	if _, err := w.a.rt.EnsureImage(ctx, inst.Spec.Image); err != nil {
 		return &pullError{fmt.Errorf("pull %s: %w", inst.Spec.Image, err)}
 	}
-	if time.Since(start) > 500*time.Millisecond {
+	took.image = time.Since(start)
+	if took.image > 500*time.Millisecond {
 		w.event(ctx, v1.EventNormal, "Pulled", "pulled image %s", inst.Spec.Image)
 	}
+	start = time.Now()
 	spec, err := w.a.containerSpec(ctx, inst, w.id)
 	if err != nil {
 		return err
@@ -271,6 +316,12 @@ func (w *worker) createContainer(ctx context.Context, inst *v1.Instance) error {
 	if err := w.a.rt.Create(ctx, spec); err != nil && !errors.Is(err, v1.ErrAlreadyExists) {
 		return fmt.Errorf("create container: %w", err)
 	}
+	took.container = time.Since(start)
+	start = time.Now()
+	if err := w.a.rt.CreateTask(ctx, w.id); err != nil {
+		return fmt.Errorf("create container: %w", err)
+	}
+	took.task = time.Since(start)
 	return nil
 }
 

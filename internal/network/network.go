@@ -67,6 +67,13 @@ type Network struct {
 	// would have to be garbage collected: ids hash onto a fixed set.
 	idLocks [64]sync.Mutex
 
+	// fresh holds the ids whose namespace PrepareNetNS made and CNI ADD
+	// has not filled yet. Setup takes such a namespace as it is; any other
+	// namespace without a CNI result is the left-over of a failed
+	// attachment and is cleared first.
+	freshMu sync.Mutex
+	fresh   map[string]bool
+
 	// policy is the isolation state; see isolation.go.
 	policy policyState
 }
@@ -89,6 +96,7 @@ func New(cfg Config, log *slog.Logger) (*Network, error) {
 		subnet:  subnet,
 		cluster: cluster,
 		gateway: firstHost(subnet),
+		fresh:   map[string]bool{},
 	}
 	for _, plugin := range []string{"bridge", "host-local", "portmap"} {
 		if _, err := invoke.FindInPath(plugin, cfg.PluginDirs); err != nil {
@@ -216,30 +224,22 @@ func (n *Network) Setup(ctx context.Context, id string, ports []PortMapping) (*A
 	path := n.NetNSPath(id)
 	rt := n.runtimeConf(id, path, want)
 
-	att, cachedRt, err := n.existing(id, path)
-	switch {
-	case err == nil && att != nil:
+	att, cachedRt, err := n.prepare(ctx, id, path)
+	if err != nil {
+		return nil, fmt.Errorf("network: setup %s: %w", id, err)
+	}
+	if att != nil {
 		if !samePorts(cachedRt.CapabilityArgs, rt.CapabilityArgs) {
 			return nil, fmt.Errorf("network: instance %s is attached with other port mappings; tear it down before changing them: %w", id, v1.ErrConflict)
 		}
 		return att, nil
-	case err != nil:
-		// Something is there but not whole: clear it so ADD starts clean
-		// (ADD on top of a left-over eth0 or reservation would fail or leak).
-		n.log.Info("repairing partial network attachment", "instance", id, "reason", err)
-		if err := n.teardown(ctx, id); err != nil {
-			return nil, fmt.Errorf("network: setup %s: clear partial attachment: %w", id, err)
-		}
-	}
-
-	if _, err := ensureNetNS(path); err != nil {
-		return nil, fmt.Errorf("network: setup %s: %w", id, err)
 	}
 	list := n.bridgeOnly
 	if len(want) > 0 {
 		list = n.list
 	}
 	res, err := n.cni.AddNetworkList(ctx, list, rt)
+	n.setFresh(id, false)
 	if err != nil {
 		// CNI leaves cleaning up a failed ADD to the runtime, with DEL.
 		if terr := n.teardown(context.WithoutCancel(ctx), id); terr != nil {
@@ -253,6 +253,65 @@ func (n *Network) Setup(ctx context.Context, id string, ports []PortMapping) (*A
 	}
 	n.log.Debug("instance attached", "instance", id, "ip", ip, "took", time.Since(start))
 	return &Attachment{NetNSPath: path, IP: ip, Gateway: gw}, nil
+}
+
+// PrepareNetNS makes the network namespace of instance id ahead of Setup
+// and returns its path, so that the container can join it (runc's create
+// step) while Setup attaches it: the two are most of a deploy's time. A
+// complete attachment is left as it is, and a partial one left by a crash
+// is cleared first, as Setup would.
+func (n *Network) PrepareNetNS(ctx context.Context, id string) (string, error) {
+	if err := validateID(id); err != nil {
+		return "", err
+	}
+	defer n.lockID(id)()
+	path := n.NetNSPath(id)
+	if _, _, err := n.prepare(ctx, id, path); err != nil {
+		return "", fmt.Errorf("network: prepare %s: %w", id, err)
+	}
+	return path, nil
+}
+
+// prepare brings the namespace of id to one of two states, with the id
+// lock held: a complete attachment, which it returns, or a namespace that
+// CNI ADD can fill, marked fresh. Anything in between, left by a crash,
+// is cleared first (ADD on top of a left-over eth0 or reservation would
+// fail or leak).
+func (n *Network) prepare(ctx context.Context, id, path string) (*Attachment, *libcni.RuntimeConf, error) {
+	if n.isFresh(id) {
+		return nil, nil, nil
+	}
+	att, cachedRt, err := n.existing(id, path)
+	switch {
+	case err == nil && att != nil:
+		return att, cachedRt, nil
+	case err != nil:
+		n.log.Info("repairing partial network attachment", "instance", id, "reason", err)
+		if err := n.teardown(ctx, id); err != nil {
+			return nil, nil, fmt.Errorf("clear partial attachment: %w", err)
+		}
+	}
+	if _, err := ensureNetNS(path); err != nil {
+		return nil, nil, err
+	}
+	n.setFresh(id, true)
+	return nil, nil, nil
+}
+
+func (n *Network) isFresh(id string) bool {
+	n.freshMu.Lock()
+	defer n.freshMu.Unlock()
+	return n.fresh[id]
+}
+
+func (n *Network) setFresh(id string, fresh bool) {
+	n.freshMu.Lock()
+	defer n.freshMu.Unlock()
+	if fresh {
+		n.fresh[id] = true
+	} else {
+		delete(n.fresh, id)
+	}
 }
 
 // existing returns the complete attachment of id, if there is one. It
@@ -353,6 +412,7 @@ func (n *Network) Teardown(ctx context.Context, id string) error {
 
 // teardown is Teardown with the id lock held.
 func (n *Network) teardown(ctx context.Context, id string) error {
+	n.setFresh(id, false)
 	path := n.NetNSPath(id)
 	rt := &libcni.RuntimeConf{ContainerID: id, IfName: ifName}
 	_, nsFileErr := os.Lstat(path)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 )
@@ -195,6 +196,120 @@ func TestTeardown(t *testing.T) {
 			t.Errorf("portmap rules left: %v", lines)
 		}
 	})
+}
+
+// TestPrepareNetNS covers the namespace made ahead of Setup, which the
+// agent's container joins while Setup attaches it.
+func TestPrepareNetNS(t *testing.T) {
+	n := newTestNetwork(t)
+	ctx := context.Background()
+	// sameNS reports whether the namespace held open is the one mounted
+	// at path now.
+	sameNS := func(t *testing.T, held ns.NetNS, path string) bool {
+		t.Helper()
+		var sa, sb unix.Stat_t
+		if err := unix.Fstat(int(held.Fd()), &sa); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Stat(path, &sb); err != nil {
+			t.Fatal(err)
+		}
+		return sa.Dev == sb.Dev && sa.Ino == sb.Ino
+	}
+
+	t.Run("Setup fills the namespace joined before it", func(t *testing.T) {
+		path, err := n.PrepareNetNS(ctx, "early-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// What a container created now holds on to.
+		held, err := ns.GetNS(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer held.Close()
+		again, err := n.PrepareNetNS(ctx, "early-1")
+		if err != nil || again != path {
+			t.Fatalf("second PrepareNetNS = %q, %v", again, err)
+		}
+		att := setup(t, n, "early-1")
+		if !sameNS(t, held, att.NetNSPath) {
+			t.Fatal("Setup replaced the prepared namespace")
+		}
+		if err := held.Do(func(ns.NetNS) error { return hasAddr(ifName, att.IP) }); err != nil { // the fd, not the path
+			t.Fatalf("the held namespace: %v", err)
+		}
+		// A complete attachment is kept as it is.
+		if _, err := n.PrepareNetNS(ctx, "early-1"); err != nil {
+			t.Fatal(err)
+		}
+		if again := setup(t, n, "early-1"); !again.IP.Equal(att.IP) || !sameNS(t, held, again.NetNSPath) {
+			t.Fatalf("after PrepareNetNS on a complete attachment: %s, want %s in the same namespace", again.IP, att.IP)
+		}
+		if err := n.Teardown(ctx, "early-1"); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("a namespace left by a crash is replaced", func(t *testing.T) {
+		// An earlier agent made the namespace and died inside CNI ADD,
+		// after the bridge plugin made eth0: ADD on top of it would fail.
+		path := n.NetNSPath("crashed-1")
+		if _, err := ensureNetNS(path); err != nil {
+			t.Fatal(err)
+		}
+		err := ns.WithNetNSPath(path, func(ns.NetNS) error {
+			return netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: ifName}, PeerName: "leftover0"})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		old, err := ns.GetNS(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer old.Close()
+		restarted := openTestNetwork(t, n.cfg, false)
+		if _, err := restarted.PrepareNetNS(ctx, "crashed-1"); err != nil {
+			t.Fatal(err)
+		}
+		if sameNS(t, old, path) {
+			t.Fatal("the left-over namespace was kept")
+		}
+		att := setup(t, restarted, "crashed-1")
+		mustHave := func(ns.NetNS) error { return hasAddr(ifName, att.IP) }
+		if err := ns.WithNetNSPath(att.NetNSPath, mustHave); err != nil {
+			t.Fatal(err)
+		}
+		if err := restarted.Teardown(ctx, "crashed-1"); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("Teardown before Setup removes the prepared namespace", func(t *testing.T) {
+		path, err := n.PrepareNetNS(ctx, "unused-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Teardown(ctx, "unused-1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("netns %s still there: %v", path, err)
+		}
+		if n.isFresh("unused-1") {
+			t.Fatal("still marked fresh after Teardown")
+		}
+		// Setup alone still works: it makes its own namespace.
+		setup(t, n, "unused-1")
+		if err := n.Teardown(ctx, "unused-1"); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	if _, err := n.PrepareNetNS(ctx, "../escape"); !errors.Is(err, v1.ErrInvalid) {
+		t.Errorf("PrepareNetNS of a bad id = %v, want ErrInvalid", err)
+	}
 }
 
 func TestSetupTeardownCyclesLeaveNothingBehind(t *testing.T) {

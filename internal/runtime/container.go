@@ -129,53 +129,39 @@ func (d *Driver) removeSnapshot(ctx context.Context, key string) {
 	}
 }
 
-// Start runs the container's main process and returns its pid. If the
-// process already runs, Start returns its pid. If it exited, Start deletes
-// that run and starts a new one in the same container and filesystem:
-// that is how a restart policy restarts in place.
+// CreateTask makes the container's process without starting it: the
+// shim, the log driver and runc's create step, which joins the network
+// namespace the spec names (it must exist) and sets up the mounts. Start
+// then only has to run it. A task that is created or running already is
+// kept; the task of a run that ended is replaced. The agent creates the
+// task while the network is being attached, which takes most of a
+// deploy's time off the critical path.
+func (d *Driver) CreateTask(ctx context.Context, id string) error {
+	ctx = d.ns(ctx)
+	unlock := d.locks.lock(id)
+	defer unlock()
+	_, _, err := d.task(ctx, id)
+	if err != nil {
+		return fmt.Errorf("create task of %s: %w", id, err)
+	}
+	return nil
+}
+
+// Start runs the container's main process, creating its task first unless
+// CreateTask did, and returns its pid. A container that runs already is
+// left as it is. If its process exited, Start deletes that run and starts
+// a new one in the same container and filesystem: that is how a restart
+// policy restarts in place.
 func (d *Driver) Start(ctx context.Context, id string) (uint32, error) {
 	ctx = d.ns(ctx)
 	unlock := d.locks.lock(id)
 	defer unlock()
-
-	c, err := d.client.LoadContainer(ctx, id)
-	if err != nil {
-		return 0, fmt.Errorf("start %s: %w", id, kindOf(err))
-	}
-	if t, err := c.Task(ctx, nil); err == nil {
-		st, err := t.Status(ctx)
-		if err != nil {
-			return 0, fmt.Errorf("start %s: task status: %w", id, kindOf(err))
-		}
-		switch st.Status {
-		case client.Running, client.Paused, client.Pausing:
-			return t.Pid(), nil
-		case client.Created:
-			// Created by a Start that died before starting it.
-			if err := t.Start(ctx); err != nil {
-				return 0, fmt.Errorf("start %s: %w", id, kindOf(err))
-			}
-			return t.Pid(), nil
-		default:
-			if _, err := t.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
-				return 0, fmt.Errorf("start %s: delete the previous run: %w", id, kindOf(err))
-			}
-		}
-	} else if !errdefs.IsNotFound(err) {
-		return 0, fmt.Errorf("start %s: load task: %w", id, kindOf(err))
-	}
-
-	labels, err := c.Labels(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("start %s: %w", id, kindOf(err))
-	}
-	ioc, err := d.logIO(labels[labelLog])
+	t, st, err := d.task(ctx, id)
 	if err != nil {
 		return 0, fmt.Errorf("start %s: %w", id, err)
 	}
-	t, err := c.NewTask(ctx, ioc)
-	if err != nil {
-		return 0, fmt.Errorf("start %s: create task: %w", id, kindOf(err))
+	if st != client.Created {
+		return t.Pid(), nil // running or paused
 	}
 	if err := t.Start(ctx); err != nil {
 		if _, derr := t.Delete(ctx, client.WithProcessKill); derr != nil {
@@ -184,6 +170,45 @@ func (d *Driver) Start(ctx context.Context, id string) (uint32, error) {
 		return 0, fmt.Errorf("start %s: %w", id, kindOf(err))
 	}
 	return t.Pid(), nil
+}
+
+// task returns the container's live task and its status, creating the
+// task if there is none or the last one ended. The caller holds the
+// container's lock.
+func (d *Driver) task(ctx context.Context, id string) (client.Task, client.ProcessStatus, error) {
+	c, err := d.client.LoadContainer(ctx, id)
+	if err != nil {
+		return nil, "", kindOf(err)
+	}
+	if t, err := c.Task(ctx, nil); err == nil {
+		st, err := t.Status(ctx)
+		if err != nil {
+			return nil, "", fmt.Errorf("task status: %w", kindOf(err))
+		}
+		switch st.Status {
+		case client.Running, client.Paused, client.Pausing, client.Created:
+			return t, st.Status, nil
+		default:
+			if _, err := t.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+				return nil, "", fmt.Errorf("delete the previous run: %w", kindOf(err))
+			}
+		}
+	} else if !errdefs.IsNotFound(err) {
+		return nil, "", fmt.Errorf("load task: %w", kindOf(err))
+	}
+	labels, err := c.Labels(ctx)
+	if err != nil {
+		return nil, "", kindOf(err)
+	}
+	ioc, err := d.logIO(labels[labelLog])
+	if err != nil {
+		return nil, "", err
+	}
+	t, err := c.NewTask(ctx, ioc)
+	if err != nil {
+		return nil, "", fmt.Errorf("create task: %w", kindOf(err))
+	}
+	return t, client.Created, nil
 }
 
 // logIO returns the task IO for a container's log settings: the binary

@@ -243,6 +243,75 @@ func TestLifecycleRestartsInPlace(t *testing.T) {
 	}
 }
 
+// TestCreateTaskThenStart covers what the agent does on a deploy: the
+// task is created (mounts set up) while the network is attached, a file
+// mounted from the host is filled in afterwards, and the process started
+// last sees the new content.
+func TestCreateTaskThenStart(t *testing.T) {
+	e := testEnv(t)
+	d := e.driver
+	hostDir := t.TempDir()
+	hosts := filepath.Join(hostDir, "hosts")
+	if err := os.WriteFile(hosts, []byte("placeholder\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := &ContainerSpec{
+		ID:      newID(t),
+		Image:   e.busybox,
+		Command: []string{"cat", "/etc/hosts"},
+		Mounts:  []Mount{{Source: hosts, Destination: "/etc/hosts", ReadOnly: true}},
+		LogPath: filepath.Join(e.dir, "logs", newID(t)+".log"),
+	}
+	ctx := ctxT(t, 60*time.Second)
+	if err := d.Create(ctx, s); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := d.Remove(context.Background(), s.ID); err != nil {
+			t.Errorf("Remove %s: %v", s.ID, err)
+		}
+	})
+	for i := range 2 { // the second call keeps the task of the first
+		if err := d.CreateTask(ctx, s.ID); err != nil {
+			t.Fatalf("CreateTask #%d: %v", i+1, err)
+		}
+	}
+	if c, err := d.Inspect(ctx, s.ID); err != nil || c.Status != StatusCreated || c.Pid != 0 {
+		t.Fatalf("after CreateTask: %+v, %v; want created, not running", c, err)
+	}
+	// Written in place, as network.WriteHosts does: the bind mount holds
+	// the inode.
+	if err := os.WriteFile(hosts, []byte("10.0.0.7\tweb-1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if pid, err := d.Start(ctx, s.ID); err != nil || pid == 0 {
+		t.Fatalf("Start: pid %d, %v", pid, err)
+	}
+	if ex := waitExit(t, d, s.ID, 30*time.Second); ex.Code != 0 {
+		t.Fatalf("exit = %+v, want 0", ex)
+	}
+	if got := logLines(t, s.LogPath, 1); len(got) != 1 || got[0].Line != "10.0.0.7\tweb-1" {
+		t.Fatalf("the process saw %+v, want the content written after CreateTask", got)
+	}
+	// A task created and stopped before it ran is gone, and the next one
+	// can be created.
+	if err := d.CreateTask(ctx, s.ID); err != nil {
+		t.Fatalf("CreateTask after the run: %v", err)
+	}
+	if err := d.Stop(ctx, s.ID, 0); err != nil {
+		t.Fatalf("Stop of a created task: %v", err)
+	}
+	if c, err := d.Inspect(ctx, s.ID); err != nil || c.Status != StatusCreated {
+		t.Fatalf("after Stop: %+v, %v", c, err)
+	}
+	if err := d.CreateTask(ctx, s.ID); err != nil {
+		t.Fatalf("CreateTask after Stop: %v", err)
+	}
+	if err := d.CreateTask(ctx, "no-such-container"); !errors.Is(err, v1.ErrNotFound) {
+		t.Fatalf("CreateTask of a missing container = %v, want ErrNotFound", err)
+	}
+}
+
 func TestStopSendsSIGTERMThenSIGKILL(t *testing.T) {
 	e := testEnv(t)
 	d := e.driver
