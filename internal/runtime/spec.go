@@ -299,7 +299,7 @@ func (d *Driver) specOpts(s *ContainerSpec, img ImageInfo, image oci.Image) []oc
 		opts = append(opts,
 			oci.WithCapabilities(capabilities(sec)),
 			oci.WithNoNewPrivileges,
-			seccomp.WithDefaultProfile(),
+			WithSeccompProfile(),
 		)
 	}
 	if sec.ReadOnlyRootfs {
@@ -314,6 +314,25 @@ func (d *Driver) specOpts(s *ContainerSpec, img ImageInfo, image oci.Image) []oc
 		opts = append(opts, withGID(uint32(*sec.RunAsGroup)))
 	}
 	return opts
+}
+
+// WithSeccompProfile applies containerd's default seccomp profile (the
+// allow-list Docker and Kubernetes' RuntimeDefault use) without the x32
+// ABI. x32 is off in mainstream kernels (Debian's needs syscall.x32=y,
+// many are built without it), so its syscalls fail either way, while
+// runc compiles the filter again for every architecture listed in every
+// container it creates: leaving x32 out saves about 6 ms of each
+// container start on amd64. i386 binaries keep working. See ADR 0008.
+func WithSeccompProfile() oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		if s.Linux == nil {
+			s.Linux = &specs.Linux{}
+		}
+		p := seccomp.DefaultProfile(s)
+		p.Architectures = slices.DeleteFunc(p.Architectures, func(a specs.Arch) bool { return a == specs.ArchX32 })
+		s.Linux.Seccomp = p
+		return nil
+	}
 }
 
 func withGID(gid uint32) oci.SpecOpts {

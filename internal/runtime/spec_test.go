@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"os"
+	goruntime "runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/containerd/containerd/v2/pkg/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 )
@@ -206,5 +210,22 @@ func TestNewFailsClearlyWithoutContainerd(t *testing.T) {
 	}
 	if _, statErr := os.Stat(sock); statErr == nil {
 		t.Fatal("New created the socket")
+	}
+}
+
+func TestSeccompProfileLeavesOutX32(t *testing.T) {
+	s := &oci.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: DefaultCapabilities}}}
+	if err := WithSeccompProfile()(context.Background(), nil, nil, s); err != nil {
+		t.Fatal(err)
+	}
+	p := s.Linux.Seccomp
+	if p == nil || p.DefaultAction != specs.ActErrno || len(p.Syscalls) == 0 {
+		t.Fatalf("profile = %+v, want containerd's default allow-list", p)
+	}
+	if slices.Contains(p.Architectures, specs.ArchX32) {
+		t.Errorf("architectures %v include x32", p.Architectures)
+	}
+	if goruntime.GOARCH == "amd64" && !slices.Equal(p.Architectures, []specs.Arch{specs.ArchX86_64, specs.ArchX86}) {
+		t.Errorf("architectures %v, want x86_64 and x86 (i386 binaries keep working)", p.Architectures)
 	}
 }

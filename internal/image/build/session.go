@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/contrib/seccomp"
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/diff"
 	"github.com/containerd/containerd/v2/core/leases"
@@ -519,7 +518,7 @@ func (s *session) run(ctx context.Context, a active, rs runSpec, out io.Writer) 
 		oci.WithHostname("gantry-build"),
 		oci.WithCapabilities(runtime.DefaultCapabilities),
 		oci.WithNoNewPrivileges,
-		seccomp.WithDefaultProfile(),
+		runtime.WithSeccompProfile(),
 		oci.WithPidsLimit(runPidsLimit),
 	}
 	if rs.user != "" {
