@@ -222,12 +222,7 @@ func TestPrepareNetNS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// What a container created now holds on to.
-		held, err := ns.GetNS(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer held.Close()
+		held := holdNS(t, path) // what a container created now holds on to
 		again, err := n.PrepareNetNS(ctx, "early-1")
 		if err != nil || again != path {
 			t.Fatalf("second PrepareNetNS = %q, %v", again, err)
@@ -264,11 +259,7 @@ func TestPrepareNetNS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		old, err := ns.GetNS(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer old.Close()
+		old := holdNS(t, path)
 		restarted := openTestNetwork(t, n.cfg, false)
 		if _, err := restarted.PrepareNetNS(ctx, "crashed-1"); err != nil {
 			t.Fatal(err)
@@ -310,6 +301,18 @@ func TestPrepareNetNS(t *testing.T) {
 	if _, err := n.PrepareNetNS(ctx, "../escape"); !errors.Is(err, v1.ErrInvalid) {
 		t.Errorf("PrepareNetNS of a bad id = %v, want ErrInvalid", err)
 	}
+}
+
+// holdNS opens the namespace mounted at path, as a process inside it
+// would hold it, until the test ends.
+func holdNS(t *testing.T, path string) ns.NetNS {
+	t.Helper()
+	h, err := ns.GetNS(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
 }
 
 func TestSetupTeardownCyclesLeaveNothingBehind(t *testing.T) {

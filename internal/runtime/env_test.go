@@ -194,6 +194,16 @@ func newID(t testing.TB) string {
 // the test ends. mutate adjusts the spec first.
 func run(t *testing.T, e *env, d *Driver, mutate func(*ContainerSpec)) *ContainerSpec {
 	t.Helper()
+	s := create(t, e, d, mutate)
+	if _, err := d.Start(ctxT(t, 60*time.Second), s.ID); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	return s
+}
+
+// create is run without the start.
+func create(t *testing.T, e *env, d *Driver, mutate func(*ContainerSpec)) *ContainerSpec {
+	t.Helper()
 	s := &ContainerSpec{
 		ID:      newID(t),
 		Image:   e.busybox,
@@ -212,9 +222,6 @@ func run(t *testing.T, e *env, d *Driver, mutate func(*ContainerSpec)) *Containe
 			t.Errorf("Remove %s: %v", s.ID, err)
 		}
 	})
-	if _, err := d.Start(ctx, s.ID); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
 	return s
 }
 

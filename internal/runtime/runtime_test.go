@@ -255,22 +255,11 @@ func TestCreateTaskThenStart(t *testing.T) {
 	if err := os.WriteFile(hosts, []byte("placeholder\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s := &ContainerSpec{
-		ID:      newID(t),
-		Image:   e.busybox,
-		Command: []string{"cat", "/etc/hosts"},
-		Mounts:  []Mount{{Source: hosts, Destination: "/etc/hosts", ReadOnly: true}},
-		LogPath: filepath.Join(e.dir, "logs", newID(t)+".log"),
-	}
-	ctx := ctxT(t, 60*time.Second)
-	if err := d.Create(ctx, s); err != nil {
-		t.Fatalf("Create: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := d.Remove(context.Background(), s.ID); err != nil {
-			t.Errorf("Remove %s: %v", s.ID, err)
-		}
+	s := create(t, e, d, func(s *ContainerSpec) {
+		s.Command = []string{"cat", "/etc/hosts"}
+		s.Mounts = []Mount{{Source: hosts, Destination: "/etc/hosts", ReadOnly: true}}
 	})
+	ctx := ctxT(t, 60*time.Second)
 	for i := range 2 { // the second call keeps the task of the first
 		if err := d.CreateTask(ctx, s.ID); err != nil {
 			t.Fatalf("CreateTask #%d: %v", i+1, err)
