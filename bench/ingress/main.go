@@ -49,6 +49,10 @@ import (
 
 const benchHost = "hello.bench.localhost"
 
+// pinnedEnv marks the run that -pin started again on CPU 0; its value is
+// the number of CPUs the first run saw.
+const pinnedEnv = "GANTRY_BENCH_INGRESS_PINNED"
+
 func main() {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
@@ -115,6 +119,7 @@ type options struct {
 	latencyFor  time.Duration
 	slices      int
 	lightRate   float64
+	pin         bool
 }
 
 type target struct {
@@ -135,7 +140,29 @@ func drive() error {
 	flag.DurationVar(&o.latencyFor, "latency-duration", 15*time.Second, "open-loop latency run per target, in interleaved slices")
 	flag.IntVar(&o.slices, "latency-slices", 5, "slices the latency runs are cut into, interleaved across targets")
 	flag.Float64Var(&o.lightRate, "light-rate", 1000, "a second latency run at this fixed rate (0: skip)")
+	flag.BoolVar(&o.pin, "pin", false, "run the proxies on CPU 1 and everything else (wrk, load generator, backend) on CPU 0, as if on machines of their own")
 	flag.Parse()
+
+	if o.pin && os.Getenv(pinnedEnv) == "" {
+		// runtime.NumCPU counts the CPUs this process may use: checked
+		// before the process confines itself to one.
+		if runtime.NumCPU() < 2 {
+			return errors.New("-pin needs at least 2 CPUs")
+		}
+		taskset, err := exec.LookPath("taskset")
+		if err != nil {
+			return errors.New("-pin needs taskset (Debian: util-linux)")
+		}
+		// Run again on CPU 0, so that every thread of this process (the
+		// load generator) and every child not placed elsewhere (the
+		// backend, wrk) stays there.
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		env := append(os.Environ(), fmt.Sprintf("%s=%d", pinnedEnv, runtime.NumCPU()))
+		return syscall.Exec(taskset, append([]string{"taskset", "-c", "0", self}, os.Args[1:]...), env)
+	}
 
 	for _, bin := range []string{"wrk", "nginx"} {
 		if _, err := exec.LookPath(bin); err != nil {
@@ -164,12 +191,25 @@ func drive() error {
 		return err
 	}
 	defer stopBackend()
-	gantryPid, stopGantry, err := start(exec.Command(self, "gantry", gantry, backend))
+	// proxyCmd places a proxy: on CPU 1 when pinned (Go then runs it
+	// with GOMAXPROCS 1, and nginx gets one worker), where it likes
+	// otherwise.
+	proxyCmd := func(name string, args ...string) *exec.Cmd {
+		if o.pin {
+			return exec.Command("taskset", append([]string{"-c", "1", name}, args...)...)
+		}
+		return exec.Command(name, args...)
+	}
+	gantryPid, stopGantry, err := start(proxyCmd(self, "gantry", gantry, backend))
 	if err != nil {
 		return err
 	}
 	defer stopGantry()
-	nginxPid, stopNginx, err := startNginx(dir, nginxAddr, backend)
+	workers := "auto"
+	if o.pin {
+		workers = "1"
+	}
+	nginxPid, stopNginx, err := startNginx(dir, nginxAddr, backend, workers, proxyCmd)
 	if err != nil {
 		return err
 	}
@@ -186,9 +226,17 @@ func drive() error {
 		}
 	}
 	nginxVersion, _ := exec.Command("nginx", "-v").CombinedOutput()
-	fmt.Printf("# ingress benchmark: %d CPUs, %s, %s", runtime.NumCPU(), runtime.Version(), nginxVersion)
-	fmt.Printf("# wrk -t%d -c%d -d%s -H 'Host: %s', %d round(s), median counts; backend, nginx (worker_processes auto, upstream keepalive), gantry and wrk share the machine\n",
-		o.threads, o.connections, o.duration, benchHost, o.rounds)
+	cpus := strconv.Itoa(runtime.NumCPU())
+	if o.pin {
+		cpus = os.Getenv(pinnedEnv) // what the machine has; this process now sees one
+	}
+	fmt.Printf("# ingress benchmark: %s CPUs, %s, %s", cpus, runtime.Version(), nginxVersion)
+	placement := "backend, nginx, gantry, wrk and the load generator share the machine"
+	if o.pin {
+		placement = "pinned: nginx and gantry on CPU 1; backend, wrk and the load generator on CPU 0"
+	}
+	fmt.Printf("# wrk -t%d -c%d -d%s -H 'Host: %s', %d round(s), median counts; nginx worker_processes %s, upstream keepalive; %s\n",
+		o.threads, o.connections, o.duration, benchHost, o.rounds, workers, placement)
 	// Like with like: as many nginx workers as gantry has Ps, both
 	// keeping 256 idle upstream connections, both adding the same
 	// X-Forwarded fields and neither logging requests.
@@ -220,6 +268,7 @@ func drive() error {
 		label string
 		rate  float64
 		sums  map[string]loadgen.Summary
+		busy  map[string]time.Duration // CPU time the target used during its slices
 	}
 	runs := []*latencyRun{{label: "half the lower proxy maximum", rate: half}}
 	if o.lightRate > 0 {
@@ -231,13 +280,16 @@ func drive() error {
 		lr.sums = map[string]loadgen.Summary{}
 		all := map[string]*loadgen.Results{}
 		slice := o.latencyFor / time.Duration(o.slices)
+		lr.busy = map[string]time.Duration{}
 		for i := 0; i < o.slices; i++ {
 			for _, t := range targets {
+				before := cpuTime(t.pid)
 				run, err := loadgen.Start(context.Background(), loadgen.Config{URL: t.url, Host: benchHost, Rate: lr.rate, Duration: slice, Timeout: 5 * time.Second, Connections: o.connections})
 				if err != nil {
 					return err
 				}
 				res := run.Wait()
+				lr.busy[t.name] += cpuTime(t.pid) - before
 				if all[t.name] == nil {
 					all[t.name] = &loadgen.Results{}
 				}
@@ -261,7 +313,7 @@ func drive() error {
 	}
 	for _, lr := range runs {
 		fmt.Printf("\nlatency at %.0f req/s (%s)\n", lr.rate, lr.label)
-		fmt.Printf("%-8s %10s %10s %10s %10s %11s %12s\n", "target", "p50", "p90", "p99", "p99.9", "p99 added", "gen. lag max")
+		fmt.Printf("%-8s %10s %10s %10s %10s %11s %12s %9s\n", "target", "p50", "p90", "p99", "p99.9", "p99 added", "gen. lag max", "CPU busy")
 		direct := lr.sums["direct"].P99
 		for _, t := range targets {
 			s := lr.sums[t.name]
@@ -269,14 +321,16 @@ func drive() error {
 			if t.name != "direct" {
 				added = ms(s.P99 - direct)
 			}
-			fmt.Printf("%-8s %10s %10s %10s %10s %11s %12s\n", t.name, ms(s.P50), ms(s.P90), ms(s.P99), ms(s.P999), added, ms(s.MaxLag))
+			busy := float64(lr.busy[t.name]) / float64(o.latencyFor) * 100
+			fmt.Printf("%-8s %10s %10s %10s %10s %11s %12s %8.0f%%\n", t.name, ms(s.P50), ms(s.P90), ms(s.P99), ms(s.P999), added, ms(s.MaxLag), busy)
 		}
 	}
 	ratio := gantryMax / nginxMax
 	added := runs[0].sums["gantry"].P99 - runs[0].sums["direct"].P99
 	fmt.Println()
 	fmt.Printf("(CPU/req: the target process's CPU time per request under wrk, the backend's for direct, nginx's workers', gantry's;\n")
-	fmt.Printf(" gen. lag max: the load generator's worst delay in sending, a sign of the machine, not the target, being the limit)\n")
+	fmt.Printf(" gen. lag max: the load generator's worst delay in sending, a sign of the machine, not the target, being the limit;\n")
+	fmt.Printf(" CPU busy: the target process's CPU time during its latency slices, %% of one core)\n")
 	fmt.Printf("throughput gantry/nginx = %.2f (target >= 0.80): %s\n", ratio, verdict(ratio >= 0.8))
 	fmt.Printf("added p99 gantry - direct = %s at %.0f req/s (target <= 1ms): %s\n", ms(added), half, verdict(added <= time.Millisecond))
 	fmt.Printf("added p99 nginx - direct = %s (for reference)\n", ms(runs[0].sums["nginx"].P99-runs[0].sums["direct"].P99))
@@ -393,7 +447,7 @@ func runWrk(url string, threads, conns int, d time.Duration) (float64, int, erro
 	return rps, n, err
 }
 
-const nginxConf = `worker_processes auto;
+const nginxConf = `worker_processes {{workers}};
 user root root;
 pid {{dir}}/nginx.pid;
 error_log {{dir}}/error.log warn;
@@ -425,13 +479,13 @@ http {
 }
 `
 
-func startNginx(dir, listen, backend string) (int, func(), error) {
-	conf := strings.NewReplacer("{{dir}}", dir, "{{listen}}", listen, "{{backend}}", backend).Replace(nginxConf)
+func startNginx(dir, listen, backend, workers string, command func(string, ...string) *exec.Cmd) (int, func(), error) {
+	conf := strings.NewReplacer("{{dir}}", dir, "{{listen}}", listen, "{{backend}}", backend, "{{workers}}", workers).Replace(nginxConf)
 	path := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return 0, nil, err
 	}
-	return start(exec.Command("nginx", "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", path))
+	return start(command("nginx", "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", path))
 }
 
 // start runs cmd in its own process group and returns its pid and a stop
