@@ -140,9 +140,8 @@ func (d *Driver) CreateTask(ctx context.Context, id string) error {
 	ctx = d.ns(ctx)
 	unlock := d.locks.lock(id)
 	defer unlock()
-	_, _, err := d.task(ctx, id)
-	if err != nil {
-		return fmt.Errorf("create task of %s: %w", id, err)
+	if _, _, err := d.task(ctx, id); err != nil {
+		return fmt.Errorf("%s: %w", id, err) // task's errors say what failed
 	}
 	return nil
 }

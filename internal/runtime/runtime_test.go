@@ -711,6 +711,7 @@ func TestCreateRemoveCyclesLeaveNothingBehind(t *testing.T) {
 	d := e.driver
 	ctx := ctxT(t, 5*time.Minute)
 	before := snapshotKeys(t, d)
+	logPath := filepath.Join(e.dir, "logs", "cycles-"+randomHex(3)+".log") // the env outlives one run of the test
 	const cycles = 50
 	start := time.Now()
 	for i := range cycles {
@@ -724,7 +725,7 @@ func TestCreateRemoveCyclesLeaveNothingBehind(t *testing.T) {
 			ID:      fmt.Sprintf("cycle-%d-%s", i, randomHex(3)),
 			Image:   e.busybox,
 			Command: cmd,
-			LogPath: filepath.Join(e.dir, "logs", "cycles.log"),
+			LogPath: logPath,
 		}
 		if err := d.Create(ctx, s); err != nil {
 			t.Fatalf("cycle %d: Create: %v", i, err)
@@ -762,7 +763,7 @@ func TestCreateRemoveCyclesLeaveNothingBehind(t *testing.T) {
 	}
 	// Every run that exited wrote one line to the shared log, and Remove
 	// waited for it to be written.
-	if got := logLines(t, filepath.Join(e.dir, "logs", "cycles.log"), 0); len(got) != cycles/2 {
+	if got := logLines(t, logPath, 0); len(got) != cycles/2 {
 		t.Errorf("log has %d lines, want %d", len(got), cycles/2)
 	}
 }
