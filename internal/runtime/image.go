@@ -15,6 +15,7 @@ import (
 	remoteserrors "github.com/containerd/containerd/v2/core/remotes/errors"
 	"github.com/containerd/errdefs"
 	"github.com/distribution/reference"
+	"github.com/opencontainers/image-spec/identity"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 )
@@ -72,7 +73,7 @@ func (d *Driver) ensureImage(ctx context.Context, ref string) (ImageInfo, client
 		if err != nil {
 			return ImageInfo{}, nil, err
 		}
-		return imageInfo(ctx, name, img)
+		return d.imageInfo(ctx, name, img)
 	}
 
 	unlock := d.pulls.lock(name)
@@ -99,12 +100,17 @@ func (d *Driver) ensureImage(ctx context.Context, ref string) (ImageInfo, client
 		}
 		d.log.Info("pulled image", "ref", name, "digest", img.Target().Digest.String(), "took", time.Since(start).Round(time.Millisecond))
 	}
-	return imageInfo(ctx, name, img)
+	return d.imageInfo(ctx, name, img)
 }
 
 // unpackedImage looks name up. It returns the image and true if it is
 // present and unpacked, the image and false if it is present but not
 // unpacked, and nil and false if containerd does not have it.
+//
+// The image record and the snapshot of its top layer are asked for every
+// time; what follows from the image's content (the chain ID of its
+// layers, its config) is read once per target digest, since content is
+// immutable: an image present costs two round trips instead of a dozen.
 func (d *Driver) unpackedImage(ctx context.Context, name string) (client.Image, bool, error) {
 	img, err := d.client.GetImage(ctx, name)
 	switch {
@@ -113,27 +119,69 @@ func (d *Driver) unpackedImage(ctx context.Context, name string) (client.Image, 
 	case err != nil:
 		return nil, false, fmt.Errorf("look up image %s: %w", name, kindOf(err))
 	}
-	unpacked, err := img.IsUnpacked(ctx, d.cfg.Snapshotter)
+	f, err := d.imageFacts(ctx, name, img)
 	if err != nil {
+		return nil, false, err
+	}
+	_, err = d.client.SnapshotService(d.cfg.Snapshotter).Stat(ctx, f.chainID)
+	switch {
+	case errdefs.IsNotFound(err):
+		return img, false, nil
+	case err != nil:
 		return nil, false, fmt.Errorf("check image %s: %w", name, kindOf(err))
 	}
-	return img, unpacked, nil
+	return img, true, nil
 }
 
-func imageInfo(ctx context.Context, name string, img client.Image) (ImageInfo, client.Image, error) {
+// imageFacts is what an image's content says, by its target digest.
+type imageFacts struct {
+	chainID string    // of its layers: the snapshot an unpacked image has
+	info    ImageInfo // without Ref, which depends on the name used
+}
+
+// imageFacts returns the facts of img, reading its content the first time
+// its target digest is seen.
+func (d *Driver) imageFacts(ctx context.Context, name string, img client.Image) (imageFacts, error) {
+	dgst := img.Target().Digest
+	d.factsMu.Lock()
+	f, ok := d.facts[dgst]
+	d.factsMu.Unlock()
+	if ok {
+		return f, nil
+	}
+	diffs, err := img.RootFS(ctx)
+	if err != nil {
+		return imageFacts{}, fmt.Errorf("check image %s: %w", name, kindOf(err))
+	}
 	spec, err := img.Spec(ctx)
 	if err != nil {
-		return ImageInfo{}, nil, fmt.Errorf("read config of image %s: %w", name, kindOf(err))
+		return imageFacts{}, fmt.Errorf("read config of image %s: %w", name, kindOf(err))
 	}
-	return ImageInfo{
-		Ref:        name,
-		Digest:     img.Target().Digest.String(),
-		Entrypoint: spec.Config.Entrypoint,
-		Cmd:        spec.Config.Cmd,
-		Env:        spec.Config.Env,
-		WorkingDir: spec.Config.WorkingDir,
-		User:       spec.Config.User,
-	}, img, nil
+	f = imageFacts{
+		chainID: identity.ChainID(diffs).String(),
+		info: ImageInfo{
+			Digest:     dgst.String(),
+			Entrypoint: spec.Config.Entrypoint,
+			Cmd:        spec.Config.Cmd,
+			Env:        spec.Config.Env,
+			WorkingDir: spec.Config.WorkingDir,
+			User:       spec.Config.User,
+		},
+	}
+	d.factsMu.Lock()
+	d.facts[dgst] = f
+	d.factsMu.Unlock()
+	return f, nil
+}
+
+func (d *Driver) imageInfo(ctx context.Context, name string, img client.Image) (ImageInfo, client.Image, error) {
+	f, err := d.imageFacts(ctx, name, img)
+	if err != nil {
+		return ImageInfo{}, nil, err
+	}
+	info := f.info
+	info.Ref = name
+	return info, img, nil
 }
 
 // pullError says what went wrong in words an operator can act on, and

@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	clog "github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
@@ -134,6 +135,9 @@ type Driver struct {
 
 	locks keyedMutex // per container ID
 	pulls keyedMutex // per image ref
+
+	factsMu sync.Mutex
+	facts   map[digest.Digest]imageFacts // see unpackedImage
 }
 
 // New connects to containerd at cfg.Address and checks that it answers.
@@ -164,7 +168,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runtime: connect to containerd at %s: %w", cfg.Address, err)
 	}
-	d := &Driver{cfg: cfg, log: log.With("component", "runtime"), client: c}
+	d := &Driver{cfg: cfg, log: log.With("component", "runtime"), client: c, facts: map[digest.Digest]imageFacts{}}
 	d.clog = containerdLogger(d.log.With("source", "containerd-client"))
 	// A containerd that just started (or was just adopted) can drop the
 	// first connections: try until connectTimeout.

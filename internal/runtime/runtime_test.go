@@ -24,6 +24,7 @@ import (
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/errdefs"
 	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/opencontainers/image-spec/identity"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/logfile"
@@ -56,6 +57,33 @@ func TestEnsureImage(t *testing.T) {
 			t.Fatalf("registry saw %d requests for a present image", n)
 		}
 		t.Logf("5 cached EnsureImage calls took %v", time.Since(start))
+	})
+	t.Run("an image whose unpacked layers were removed is unpacked again", func(t *testing.T) {
+		// What the driver remembers of an image must not hide that its
+		// snapshot is gone.
+		img, err := d.client.GetImage(d.ns(ctx), e.busybox)
+		if err != nil {
+			t.Fatal(err)
+		}
+		diffs, err := img.RootFS(d.ns(ctx))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sn := d.client.SnapshotService(d.cfg.Snapshotter)
+		top := identity.ChainID(diffs).String()
+		if err := sn.Remove(d.ns(ctx), top); err != nil {
+			t.Fatalf("remove the image's top snapshot (no container may use it here): %v", err)
+		}
+		before := e.requests.Load()
+		if _, err := d.EnsureImage(ctx, e.busybox); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sn.Stat(d.ns(ctx), top); err != nil {
+			t.Fatalf("after EnsureImage the snapshot is still missing: %v", err)
+		}
+		if n := e.requests.Load() - before; n != 0 {
+			t.Fatalf("registry saw %d requests: the content was there, only the unpack was missing", n)
+		}
 	})
 	t.Run("starts of one image at the same time pull it once", func(t *testing.T) {
 		// Deleting the image lets containerd's garbage collector drop
