@@ -259,10 +259,13 @@ func (a *Agent) desire(ctx context.Context, i *v1.Instance) {
 	key := i.Metadata.Key()
 	a.mu.Lock()
 	w, ok := a.workers[key]
+	var prev <-chan struct{}
 	if ok && w.uid != i.Metadata.UID {
 		// A new instance of the same name: the old worker must go first.
+		// Both use the same container, namespace and files, so the new
+		// one waits until the old one has removed them.
 		w.remove(true)
-		ok = false
+		prev, ok = w.done, false
 	}
 	if !ok {
 		w = newWorker(a, i)
@@ -270,6 +273,12 @@ func (a *Agent) desire(ctx context.Context, i *v1.Instance) {
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
+			if prev != nil {
+				select {
+				case <-prev:
+				case <-ctx.Done():
+				}
+			}
 			w.run(ctx)
 			a.mu.Lock()
 			if a.workers[key] == w {

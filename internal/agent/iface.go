@@ -33,7 +33,7 @@ type Network interface {
 	NetNSPath(id string) string
 	// PrepareNetNS makes that namespace before Setup, so that the
 	// container's task can join it while Setup attaches it.
-	PrepareNetNS(ctx context.Context, id string) (string, error)
+	PrepareNetNS(ctx context.Context, id string) (network.NetNS, error)
 	Teardown(ctx context.Context, id string) error
 	GC(ctx context.Context, keep func(id string) bool) error
 	Gateway() net.IP

@@ -35,6 +35,10 @@ type worker struct {
 
 	status   v1.InstanceStatus // as last written
 	reported bool
+
+	// dropTask: a task made by an earlier setup attempt may exist and
+	// must be deleted before the next is made (see setup).
+	dropTask bool
 }
 
 func newWorker(a *Agent, i *v1.Instance) *worker {
@@ -153,13 +157,12 @@ func (w *worker) run(ctx context.Context) {
 		w.a.rt.Remove(ctx, w.id)
 	}
 	if adopted && c.Status == runtime.StatusCreated {
-		// The agent stopped between creating the task and starting it,
-		// maybe before the network was attached, whose repair replaces
-		// the namespace the task joined: drop the task, Start makes
-		// another.
-		if err := w.a.rt.Stop(ctx, w.id, 0); err != nil {
-			w.a.log.Warn("drop a task that never started", "instance", w.key, "err", err)
-		}
+		// Never started: the agent stopped between creating the task and
+		// starting it, maybe before the network was attached, whose
+		// repair replaces the namespace the task joined. Set it up like a
+		// new container (Create keeps the container) whose task must be
+		// dropped before another is made.
+		adopted, w.dropTask = false, true
 	}
 	if !w.prepare(ctx, adopted) {
 		w.terminate(ctx)
@@ -230,8 +233,9 @@ func (w *worker) setup(ctx context.Context, adopted bool) (err error) {
 	var took setupTimes
 	var ctrErr error
 	var wg sync.WaitGroup
+	var netns network.NetNS
 	if !adopted {
-		if _, err := w.a.net.PrepareNetNS(ctx, w.id); err != nil {
+		if netns, err = w.a.net.PrepareNetNS(ctx, w.id); err != nil {
 			return fmt.Errorf("attach network: %w", err)
 		}
 		took.netns = time.Since(start)
@@ -242,12 +246,12 @@ func (w *worker) setup(ctx context.Context, adopted bool) (err error) {
 		}()
 		defer func() {
 			// A failed attachment is torn down, namespace included; the
-			// task made meanwhile sits in that namespace and must not be
-			// the one started after the next attempt.
+			// task made meanwhile may sit in that namespace and must not
+			// be the one started after the next attempt. If it cannot be
+			// dropped now, the next attempt must drop it first.
 			if err != nil {
-				if serr := w.a.rt.Stop(context.WithoutCancel(ctx), w.id, 0); serr != nil && !errors.Is(serr, v1.ErrNotFound) {
-					w.a.log.Warn("drop the task of a failed setup", "instance", w.key, "err", serr)
-				}
+				w.dropTask = true
+				w.dropStaleTask(ctx)
 			}
 		}()
 	}
@@ -279,11 +283,19 @@ func (w *worker) setup(ctx context.Context, adopted bool) (err error) {
 		}()
 	}
 	wg.Wait()
-	if ctrErr != nil {
+	var pe *pullError
+	switch {
+	case netErr != nil && (ctrErr == nil || !errors.As(ctrErr, &pe)):
+		// The task joins the namespace, so a failed attachment can fail
+		// its creation too: the network is the cause to report.
+		return fmt.Errorf("attach network: %w", netErr)
+	case ctrErr != nil:
 		return ctrErr
 	}
-	if netErr != nil {
-		return fmt.Errorf("attach network: %w", netErr)
+	if !adopted {
+		if err := netns.Unchanged(); err != nil {
+			return fmt.Errorf("attach network: %w", err)
+		}
 	}
 	if _, err := w.a.net.WriteHosts(w.a.instanceDir(w.id), inst.Metadata.Name, att.IP); err != nil {
 		return fmt.Errorf("write hosts: %w", err)
@@ -318,11 +330,29 @@ func (w *worker) createContainer(ctx context.Context, inst *v1.Instance, took *s
 	}
 	took.container = time.Since(start)
 	start = time.Now()
+	if w.dropTask && !w.dropStaleTask(ctx) {
+		return errors.New("create task: the task of an earlier attempt could not be dropped (see the agent's log); retrying")
+	}
 	if err := w.a.rt.CreateTask(ctx, w.id); err != nil {
-		return fmt.Errorf("create container: %w", err)
+		return fmt.Errorf("create task: %w", err)
 	}
 	took.task = time.Since(start)
 	return nil
+}
+
+// dropStaleTask deletes the task of an earlier setup attempt, which may
+// sit in a network namespace that has since been replaced, and reports
+// whether none is left. Only the worker's goroutine, or the one setup
+// waits for, calls it.
+func (w *worker) dropStaleTask(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := w.a.rt.Stop(ctx, w.id, 0); err != nil && !errors.Is(err, v1.ErrNotFound) {
+		w.a.log.Warn("drop the task of an earlier setup attempt", "instance", w.key, "err", err)
+		return false
+	}
+	w.dropTask = false
+	return true
 }
 
 // supervise starts the container (unless it already runs) and keeps it

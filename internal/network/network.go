@@ -25,6 +25,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 )
@@ -255,21 +256,58 @@ func (n *Network) Setup(ctx context.Context, id string, ports []PortMapping) (*A
 	return &Attachment{NetNSPath: path, IP: ip, Gateway: gw}, nil
 }
 
-// PrepareNetNS makes the network namespace of instance id ahead of Setup
-// and returns its path, so that the container can join it (runc's create
-// step) while Setup attaches it: the two are most of a deploy's time. A
-// complete attachment is left as it is, and a partial one left by a crash
-// is cleared first, as Setup would.
-func (n *Network) PrepareNetNS(ctx context.Context, id string) (string, error) {
+// PrepareNetNS makes the network namespace of instance id ahead of Setup,
+// so that the container can join it (runc's create step) while Setup
+// attaches it: the two are most of a deploy's time. A complete attachment
+// is left as it is, and a partial one left by a crash is cleared first,
+// as Setup would. The NetNS it returns tells whether the namespace at the
+// path is still the one the container joined.
+func (n *Network) PrepareNetNS(ctx context.Context, id string) (NetNS, error) {
 	if err := validateID(id); err != nil {
-		return "", err
+		return NetNS{}, err
 	}
 	defer n.lockID(id)()
 	path := n.NetNSPath(id)
 	if _, _, err := n.prepare(ctx, id, path); err != nil {
-		return "", fmt.Errorf("network: prepare %s: %w", id, err)
+		return NetNS{}, fmt.Errorf("network: prepare %s: %w", id, err)
 	}
-	return path, nil
+	p, err := NetNSAt(path)
+	if err != nil {
+		return NetNS{}, fmt.Errorf("network: prepare %s: %w", id, err)
+	}
+	return p, nil
+}
+
+// NetNSAt returns what is mounted at path now, to tell later with
+// Unchanged whether it was replaced.
+func NetNSAt(path string) (NetNS, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return NetNS{}, fmt.Errorf("network namespace %s: %w", path, err)
+	}
+	return NetNS{Path: path, dev: st.Dev, ino: st.Ino}, nil
+}
+
+// NetNS is a network namespace PrepareNetNS made or found, by its path
+// and its identity (a namespace's inode is unique while it lives).
+type NetNS struct {
+	Path     string
+	dev, ino uint64
+}
+
+// Unchanged returns an error if the namespace at the path is no longer
+// the one PrepareNetNS returned: something (a failed attachment's clean-
+// up, a repair, a teardown) replaced or removed it, and a container that
+// joined the old one must not be started.
+func (p NetNS) Unchanged() error {
+	var st unix.Stat_t
+	if err := unix.Stat(p.Path, &st); err != nil {
+		return fmt.Errorf("network namespace %s: %w", p.Path, err)
+	}
+	if st.Dev != p.dev || st.Ino != p.ino {
+		return fmt.Errorf("network namespace %s was replaced while the container was created: %w", p.Path, v1.ErrConflict)
+	}
+	return nil
 }
 
 // prepare brings the namespace of id to one of two states, with the id

@@ -218,18 +218,18 @@ func TestPrepareNetNS(t *testing.T) {
 	}
 
 	t.Run("Setup fills the namespace joined before it", func(t *testing.T) {
-		path, err := n.PrepareNetNS(ctx, "early-1")
+		prep, err := n.PrepareNetNS(ctx, "early-1")
 		if err != nil {
 			t.Fatal(err)
 		}
-		held := holdNS(t, path) // what a container created now holds on to
+		held := holdNS(t, prep.Path) // what a container created now holds on to
 		again, err := n.PrepareNetNS(ctx, "early-1")
-		if err != nil || again != path {
-			t.Fatalf("second PrepareNetNS = %q, %v", again, err)
+		if err != nil || again != prep {
+			t.Fatalf("second PrepareNetNS = %+v, %v; want %+v", again, err, prep)
 		}
 		att := setup(t, n, "early-1")
-		if !sameNS(t, held, att.NetNSPath) {
-			t.Fatal("Setup replaced the prepared namespace")
+		if !sameNS(t, held, att.NetNSPath) || prep.Unchanged() != nil {
+			t.Fatalf("Setup replaced the prepared namespace (Unchanged: %v)", prep.Unchanged())
 		}
 		if err := held.Do(func(ns.NetNS) error { return hasAddr(ifName, att.IP) }); err != nil { // the fd, not the path
 			t.Fatalf("the held namespace: %v", err)
@@ -261,7 +261,8 @@ func TestPrepareNetNS(t *testing.T) {
 		}
 		old := holdNS(t, path)
 		restarted := openTestNetwork(t, n.cfg, false)
-		if _, err := restarted.PrepareNetNS(ctx, "crashed-1"); err != nil {
+		prep, err := restarted.PrepareNetNS(ctx, "crashed-1")
+		if err != nil {
 			t.Fatal(err)
 		}
 		if sameNS(t, old, path) {
@@ -272,27 +273,34 @@ func TestPrepareNetNS(t *testing.T) {
 		if err := ns.WithNetNSPath(att.NetNSPath, mustHave); err != nil {
 			t.Fatal(err)
 		}
+		if err := prep.Unchanged(); err != nil {
+			t.Fatal(err)
+		}
 		if err := restarted.Teardown(ctx, "crashed-1"); err != nil {
 			t.Fatal(err)
 		}
 	})
 
 	t.Run("Teardown before Setup removes the prepared namespace", func(t *testing.T) {
-		path, err := n.PrepareNetNS(ctx, "unused-1")
+		prep, err := n.PrepareNetNS(ctx, "unused-1")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := n.Teardown(ctx, "unused-1"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
-			t.Fatalf("netns %s still there: %v", path, err)
+		if _, err := os.Lstat(prep.Path); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("netns %s still there: %v", prep.Path, err)
 		}
 		if n.isFresh("unused-1") {
 			t.Fatal("still marked fresh after Teardown")
 		}
-		// Setup alone still works: it makes its own namespace.
+		// Setup alone still works: it makes its own namespace, which is
+		// not the one prepared.
 		setup(t, n, "unused-1")
+		if err := prep.Unchanged(); !errors.Is(err, v1.ErrConflict) {
+			t.Fatalf("Unchanged after a teardown and a new Setup = %v, want ErrConflict", err)
+		}
 		if err := n.Teardown(ctx, "unused-1"); err != nil {
 			t.Fatal(err)
 		}
