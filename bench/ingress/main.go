@@ -41,6 +41,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/bench/loadgen"
 	"github.com/gantry-dev/gantry/internal/discovery"
@@ -49,8 +51,9 @@ import (
 
 const benchHost = "hello.bench.localhost"
 
-// pinnedEnv marks the run that -pin started again on CPU 0; its value is
-// the number of CPUs the first run saw.
+// pinnedEnv marks the run that -pin started again on one CPU; its value
+// is "N,G,P": the CPUs the first run could use, the generator's CPU and
+// the proxies'.
 const pinnedEnv = "GANTRY_BENCH_INGRESS_PINNED"
 
 func main() {
@@ -140,28 +143,45 @@ func drive() error {
 	flag.DurationVar(&o.latencyFor, "latency-duration", 15*time.Second, "open-loop latency run per target, in interleaved slices")
 	flag.IntVar(&o.slices, "latency-slices", 5, "slices the latency runs are cut into, interleaved across targets")
 	flag.Float64Var(&o.lightRate, "light-rate", 1000, "a second latency run at this fixed rate (0: skip)")
-	flag.BoolVar(&o.pin, "pin", false, "run the proxies on CPU 1 and everything else (wrk, load generator, backend) on CPU 0, as if on machines of their own")
+	flag.BoolVar(&o.pin, "pin", false, "run the proxies on one CPU and everything else (wrk, load generator, backend) on another, as if on machines of their own")
 	flag.Parse()
 
+	// With -pin: the first two CPUs this process may use; the generator's
+	// side gets the first, the proxies the second.
+	var genCPU, proxyCPU int
 	if o.pin && os.Getenv(pinnedEnv) == "" {
-		// runtime.NumCPU counts the CPUs this process may use: checked
-		// before the process confines itself to one.
-		if runtime.NumCPU() < 2 {
+		var set unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &set); err != nil {
+			return fmt.Errorf("-pin: %w", err)
+		}
+		var cpus []int
+		for c := 0; c < 1024 && len(cpus) < 2; c++ {
+			if set.IsSet(c) {
+				cpus = append(cpus, c)
+			}
+		}
+		if len(cpus) < 2 {
 			return errors.New("-pin needs at least 2 CPUs")
 		}
 		taskset, err := exec.LookPath("taskset")
 		if err != nil {
 			return errors.New("-pin needs taskset (Debian: util-linux)")
 		}
-		// Run again on CPU 0, so that every thread of this process (the
-		// load generator) and every child not placed elsewhere (the
-		// backend, wrk) stays there.
+		// Run again on the first CPU, so that every thread of this
+		// process (the load generator) and every child not placed
+		// elsewhere (the backend, wrk) stays there.
 		self, err := os.Executable()
 		if err != nil {
 			return err
 		}
-		env := append(os.Environ(), fmt.Sprintf("%s=%d", pinnedEnv, runtime.NumCPU()))
-		return syscall.Exec(taskset, append([]string{"taskset", "-c", "0", self}, os.Args[1:]...), env)
+		env := append(os.Environ(), fmt.Sprintf("%s=%d,%d,%d", pinnedEnv, runtime.NumCPU(), cpus[0], cpus[1]))
+		return syscall.Exec(taskset, append([]string{"taskset", "-c", strconv.Itoa(cpus[0]), self}, os.Args[1:]...), env)
+	}
+	machineCPUs := runtime.NumCPU()
+	if o.pin {
+		if _, err := fmt.Sscanf(os.Getenv(pinnedEnv), "%d,%d,%d", &machineCPUs, &genCPU, &proxyCPU); err != nil {
+			return fmt.Errorf("-pin: bad %s=%q: %w", pinnedEnv, os.Getenv(pinnedEnv), err)
+		}
 	}
 
 	for _, bin := range []string{"wrk", "nginx"} {
@@ -191,12 +211,12 @@ func drive() error {
 		return err
 	}
 	defer stopBackend()
-	// proxyCmd places a proxy: on CPU 1 when pinned (Go then runs it
-	// with GOMAXPROCS 1, and nginx gets one worker), where it likes
-	// otherwise.
+	// proxyCmd places a proxy: on its own CPU when pinned (Go then runs
+	// it with GOMAXPROCS 1 unless the environment sets it, and nginx gets
+	// one worker), where it likes otherwise.
 	proxyCmd := func(name string, args ...string) *exec.Cmd {
 		if o.pin {
-			return exec.Command("taskset", append([]string{"-c", "1", name}, args...)...)
+			return exec.Command("taskset", append([]string{"-c", strconv.Itoa(proxyCPU), name}, args...)...)
 		}
 		return exec.Command(name, args...)
 	}
@@ -226,14 +246,10 @@ func drive() error {
 		}
 	}
 	nginxVersion, _ := exec.Command("nginx", "-v").CombinedOutput()
-	cpus := strconv.Itoa(runtime.NumCPU())
-	if o.pin {
-		cpus = os.Getenv(pinnedEnv) // what the machine has; this process now sees one
-	}
-	fmt.Printf("# ingress benchmark: %s CPUs, %s, %s", cpus, runtime.Version(), nginxVersion)
+	fmt.Printf("# ingress benchmark: %d CPUs, %s, %s", machineCPUs, runtime.Version(), nginxVersion)
 	placement := "backend, nginx, gantry, wrk and the load generator share the machine"
 	if o.pin {
-		placement = "pinned: nginx and gantry on CPU 1; backend, wrk and the load generator on CPU 0"
+		placement = fmt.Sprintf("pinned: nginx and gantry on CPU %d; backend, wrk and the load generator on CPU %d", proxyCPU, genCPU)
 	}
 	fmt.Printf("# wrk -t%d -c%d -d%s -H 'Host: %s', %d round(s), median counts; nginx worker_processes %s, upstream keepalive; %s\n",
 		o.threads, o.connections, o.duration, benchHost, o.rounds, workers, placement)
