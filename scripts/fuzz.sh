@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # fuzz.sh runs every fuzz target of the repository for a short time
-# (default 10s each). Go's fuzzer takes one target per run.
+# (default 10s each; a count like 10000x runs each that many times).
+# Go's fuzzer takes one target per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t="${1:-10s}"
