@@ -12,7 +12,10 @@
 //     see each other's state;
 //   - one persistent named network namespace per instance, bind-mounted
 //     under Config.NetNSDir, its loopback up. It outlives the instance's
-//     container, so an instance restarted in place keeps its IP;
+//     container, so an instance restarted in place keeps its IP. The agent
+//     has it made first (PrepareNetNS), so that the container's task can
+//     join it while Setup attaches it; NetNS.Unchanged then tells whether
+//     the namespace at the path is still the one the task joined;
 //   - masquerading of traffic that leaves the cluster CIDR (one rule per
 //     node, not the bridge plugin's per-instance chains: see conflist.go);
 //   - the packet-filter chains that keep instances of one Gantry namespace
@@ -21,7 +24,7 @@
 //   - the resolv.conf and hosts files an instance sees.
 //
 // It must not: decide which instances exist (the agent tells it through
-// Setup, Teardown, GC and SetPolicy), talk to the store or containerd, or
+// PrepareNetNS, Setup, Teardown, GC and SetPolicy), talk to the store or containerd, or
 // touch iptables rules and chains it did not create — the portmap plugin's
 // shared CNI-HOSTPORT-* chains are left alone even by Cleanup, since other
 // CNI users on the machine share them.
