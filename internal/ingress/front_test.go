@@ -345,26 +345,17 @@ func TestHalfClosedConnectionsEndPromptly(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { ln.Close() })
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go func() {
-						defer c.Close()
-						br := bufio.NewReader(c)
-						if _, err := http.ReadRequest(br); err != nil {
-							return
-						}
-						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-						time.Sleep(tc.closeAfter)
-						c.(*net.TCPConn).CloseWrite()
-						c.SetReadDeadline(time.Now().Add(5 * time.Second))
-						io.Copy(io.Discard, br)
-					}()
+			serveConns(ln, func(c net.Conn) {
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
 				}
-			}()
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				time.Sleep(tc.closeAfter)
+				c.(*net.TCPConn).CloseWrite()
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				io.Copy(io.Discard, br)
+			})
 			addr := ln.Addr().(*net.TCPAddr)
 			svc := &discovery.Service{Namespace: "default", Name: "linger",
 				Ports: []v1.Port{{Name: "http", Port: addr.Port, Protocol: v1.ProtocolHTTP}},

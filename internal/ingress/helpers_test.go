@@ -132,6 +132,23 @@ func listenInstances(prefix string, n, port int, handler func(name string) http.
 	return out, nil
 }
 
+// serveConns accepts on ln until it is closed and hands each connection
+// to handle in a goroutine of its own, closing it when handle returns.
+func serveConns(ln net.Listener, handle func(net.Conn)) {
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+}
+
 func httpService(ns, name string, port int, instances ...*instance) *discovery.Service {
 	s := &discovery.Service{
 		Namespace: ns, Name: name,

@@ -45,23 +45,14 @@ func startEchoServers(t *testing.T, n int) (int, []discovery.Endpoint) {
 		}
 		for i, ln := range lns {
 			name := eps[i].Instance
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go func() {
-						defer c.Close()
-						fmt.Fprintf(c, "%s\n", name)
-						sc := bufio.NewScanner(c)
-						for sc.Scan() {
-							fmt.Fprintf(c, "%s\n", strings.ToUpper(sc.Text()))
-						}
-						fmt.Fprintf(c, "bye\n")
-					}()
+			serveConns(ln, func(c net.Conn) {
+				fmt.Fprintf(c, "%s\n", name)
+				sc := bufio.NewScanner(c)
+				for sc.Scan() {
+					fmt.Fprintf(c, "%s\n", strings.ToUpper(sc.Text()))
 				}
-			}()
+				fmt.Fprintf(c, "bye\n")
+			})
 			t.Cleanup(func() { ln.Close() })
 		}
 		return port, eps
