@@ -20,6 +20,7 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	ggcr "github.com/google/go-containerregistry/pkg/v1"
@@ -97,6 +98,12 @@ func (e *env) start() error {
 		return err
 	}
 	e.dir = dir
+	// The builder's own temporary mounts go under dir too, so assertClean
+	// can tell them from those of other test processes sharing the host's
+	// mount table (go test runs packages side by side).
+	if err := mount.SetTempMountLocation(filepath.Join(dir, "tmpmounts")); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	e.daemon, err = runtime.StartDaemon(ctx, runtime.DaemonConfig{Dir: filepath.Join(dir, "ctrd")}, testLogger())
@@ -233,7 +240,8 @@ func (e *env) build(t *testing.T, dir, cacheDir string, mutate func(*Options)) (
 }
 
 // assertClean checks that the build namespace holds no container, lease,
-// snapshot or content, and that no temporary mount is left.
+// snapshot or content, and that no temporary mount is left under its
+// directory (the test's own and its containerd's).
 func (e *env) assertClean(t *testing.T) {
 	t.Helper()
 	ctx := namespaces.WithNamespace(ctxT(t, 30*time.Second), Namespace)
@@ -272,7 +280,9 @@ func (e *env) assertClean(t *testing.T) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if strings.Contains(sc.Text(), "containerd-mount") {
+		// ID parent major:minor root MOUNTPOINT ...
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 && strings.HasPrefix(fields[4], e.dir+"/") && strings.Contains(fields[4], "containerd-mount") {
 			t.Errorf("temporary mount left behind: %s", sc.Text())
 		}
 	}
