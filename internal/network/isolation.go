@@ -231,8 +231,8 @@ func (n *Network) hookLine() string {
 		n.cfg.BridgeName, n.cfg.BridgeName, hookComment, n.mainChain())
 }
 
-// readFilter lists this bridge's policy chains and reports whether
-// how many times FORWARD jumps to the main chain, from one listing of the filter table
+// readFilter lists this bridge's policy chains and counts how many times
+// FORWARD jumps to the main chain, from one listing of the filter table
 // (each iptables run costs milliseconds, and SetPolicy sits on the path
 // from deploy to running).
 func (n *Network) readFilter(ctx context.Context) (chains []string, hooks int, err error) {
