@@ -259,3 +259,45 @@ func TestSetupNeverStartsATaskInAReplacedNamespace(t *testing.T) {
 		}
 	})
 }
+
+// TestFoundContainer checks what a worker does with the container it
+// finds under its id when it starts, after an agent restart or a new
+// instance of the same name.
+func TestFoundContainer(t *testing.T) {
+	mine := map[string]string{labelUID: "u1"}
+	for _, tt := range []struct {
+		name         string
+		c            runtime.Container
+		err          error
+		adopt, stale bool
+		drop         bool
+	}{
+		{name: "none", err: fmt.Errorf("no container: %w", v1.ErrNotFound)},
+		{name: "containerd not answering", err: fmt.Errorf("dial: %w", v1.ErrUnavailable)},
+		{name: "running: adopted", c: runtime.Container{Labels: mine, Status: runtime.StatusRunning}, adopt: true},
+		{name: "exited while the agent was away: adopted", c: runtime.Container{Labels: mine, Status: runtime.StatusStopped}, adopt: true},
+		{name: "never started: set up again, its task dropped first", c: runtime.Container{Labels: mine, Status: runtime.StatusCreated}, drop: true},
+		{name: "an older instance's: stale", c: runtime.Container{Labels: map[string]string{labelUID: "u0"}, Status: runtime.StatusRunning}, stale: true},
+		{name: "an older instance's, never started: stale", c: runtime.Container{Labels: map[string]string{labelUID: "u0"}, Status: runtime.StatusCreated}, stale: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newSetupWorker(t, &setupRuntime{}, &setupNetwork{})
+			adopt, stale := w.found(tt.c, tt.err)
+			if adopt != tt.adopt || stale != tt.stale || w.dropTask != tt.drop {
+				t.Errorf("adopt %v, stale %v, drop %v; want %v, %v, %v", adopt, stale, w.dropTask, tt.adopt, tt.stale, tt.drop)
+			}
+		})
+	}
+
+	t.Run("a never-started task is dropped before the new one is made", func(t *testing.T) {
+		rt := &setupRuntime{}
+		w := newSetupWorker(t, rt, &setupNetwork{})
+		adopt, _ := w.found(runtime.Container{Labels: mine, Status: runtime.StatusCreated}, nil)
+		if err := w.setup(context.Background(), adopt); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := rt.log(), "EnsureImage,Create,Stop,CreateTask"; got != want {
+			t.Errorf("runtime calls %s, want %s", got, want)
+		}
+	})
+}

@@ -150,19 +150,10 @@ func (w *worker) run(ctx context.Context) {
 		sleep(ctx, 200*time.Millisecond)
 		c, err = w.a.rt.Inspect(ctx, w.id)
 	}
-	adopted := err == nil && c.Labels[labelUID] == w.uid
-	if err == nil && !adopted {
-		// A container of the same name from an older instance.
+	adopted, stale := w.found(c, err)
+	if stale {
 		w.a.rt.Stop(ctx, w.id, 0)
 		w.a.rt.Remove(ctx, w.id)
-	}
-	if adopted && c.Status == runtime.StatusCreated {
-		// Never started: the agent stopped between creating the task and
-		// starting it, maybe before the network was attached, whose
-		// repair replaces the namespace the task joined. Set it up like a
-		// new container (Create keeps the container) whose task must be
-		// dropped before another is made.
-		adopted, w.dropTask = false, true
 	}
 	if !w.prepare(ctx, adopted) {
 		w.terminate(ctx)
@@ -172,6 +163,28 @@ func (w *worker) run(ctx context.Context) {
 		c = runtime.Container{}
 	}
 	w.supervise(ctx, c)
+}
+
+// found decides what run does with what Inspect found under the
+// instance's container id (err is Inspect's). A container of this
+// instance whose task started once is adopted as it is, running or not.
+// One of another instance of the same name (an older one) is stale: run
+// removes it. One of this instance whose task never started, because the
+// agent stopped between creating the task and starting it (maybe before
+// the network was attached, whose repair replaces the namespace the task
+// joined), is set up like a new container: Create keeps the container,
+// and the task is owed a drop before another is made.
+func (w *worker) found(c runtime.Container, err error) (adopt, stale bool) {
+	switch {
+	case err != nil:
+		return false, false
+	case c.Labels[labelUID] != w.uid:
+		return false, true
+	case c.Status == runtime.StatusCreated:
+		w.dropTask = true
+		return false, false
+	}
+	return true, false
 }
 
 // prepare pulls the image, attaches the network and creates the
