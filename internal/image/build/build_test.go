@@ -58,7 +58,7 @@ CMD ["sh", "-c", "cat /one.txt /two.txt /srv/hello.txt"]
 		}
 	})
 
-	t.Run("a rebuild with no change reuses every layer in under a second", func(t *testing.T) {
+	t.Run("a rebuild with no change reuses every layer", func(t *testing.T) {
 		start := time.Now()
 		img2, progress, err := e.build(t, dir, cache, nil)
 		took := time.Since(start)
@@ -76,10 +76,9 @@ CMD ["sh", "-c", "cat /one.txt /two.txt /srv/hello.txt"]
 		if d, _ := img2.Digest(); d != first {
 			t.Errorf("rebuild digest %s, want %s", d, first)
 		}
+		// How fast is for BenchmarkCachedBuild to say, not a timed
+		// assertion here; the time is logged for the curious.
 		t.Logf("cached rebuild took %v", took)
-		if took > time.Second {
-			t.Errorf("cached rebuild took %v, want under 1s", took)
-		}
 	})
 
 	t.Run("a changed source reruns only the steps from it on", func(t *testing.T) {
