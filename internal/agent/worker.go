@@ -169,11 +169,12 @@ func (w *worker) run(ctx context.Context) {
 // instance's container id (err is Inspect's). A container of this
 // instance whose task started once is adopted as it is, running or not.
 // One of another instance of the same name (an older one) is stale: run
-// removes it. One of this instance whose task never started, because the
-// agent stopped between creating the task and starting it (maybe before
-// the network was attached, whose repair replaces the namespace the task
-// joined), is set up like a new container: Create keeps the container,
-// and the task is owed a drop before another is made.
+// removes it. One of this instance with no process (StatusCreated: most
+// often a task that never started because the agent stopped between
+// creating and starting it, maybe before the network was attached, whose
+// repair replaces the namespace the task joined) is set up like a new
+// container: Create keeps the container, and any task is owed a drop
+// before another is made.
 func (w *worker) found(c runtime.Container, err error) (adopt, stale bool) {
 	switch {
 	case err != nil:
