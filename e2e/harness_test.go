@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,7 @@ import (
 	"github.com/gantry-dev/gantry/client"
 	"github.com/gantry-dev/gantry/internal/clusterslot"
 	"github.com/gantry-dev/gantry/internal/image"
+	"github.com/gantry-dev/gantry/internal/runtime"
 )
 
 var (
@@ -292,6 +294,20 @@ func (c *Cluster) destroy() {
 	out, err := exec.CommandContext(ctx, gantryBin, "down", "--data-dir", c.Dir, "--purge").CombinedOutput()
 	if err != nil {
 		c.t.Errorf("gantry down: %v\n%s", err, out)
+	}
+	// Every shim of the cluster's containerd must be gone with it, even
+	// one whose task containerd was creating when the cluster stopped.
+	sock := runtime.SocketPath(filepath.Join(c.Dir, "node", "containerd"))
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range cmdlines {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		argv := strings.Split(string(b), "\x00")
+		if strings.HasPrefix(filepath.Base(argv[0]), "containerd-shim") && slices.Contains(argv, sock) {
+			c.t.Errorf("gantry down left a containerd shim running: %s: %s", filepath.Dir(f), strings.Join(argv, " "))
+		}
 	}
 }
 

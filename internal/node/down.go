@@ -39,8 +39,9 @@ func saveState(dir string, s state) error {
 
 // Down removes what a node left on the machine: every Gantry container
 // and its snapshot, the instance network (netns, IPs, bridge, iptables
-// chains) and the private containerd. The node's agent must not be
-// running. Images and logs stay unless the caller removes dataDir.
+// chains) and the private containerd, with any shim of it left without a
+// task. The node's agent must not be running. Images and logs stay unless
+// the caller removes dataDir.
 func Down(ctx context.Context, dataDir string, log *slog.Logger) error {
 	b, err := os.ReadFile(statePath(dataDir))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -97,6 +98,10 @@ func Down(ctx context.Context, dataDir string, log *slog.Logger) error {
 	if d != nil {
 		if err := d.Stop(); err != nil {
 			errs = append(errs, err)
+		} else if n, err := killOrphanShims(addr); err != nil {
+			errs = append(errs, err)
+		} else if n > 0 {
+			log.Warn("ended containerd shims left without a task (containerd stopped while creating it)", "count", n)
 		}
 	}
 	return errors.Join(errs...)
