@@ -297,7 +297,24 @@ func (c *Cluster) destroy() {
 	}
 	// Every shim of the cluster's containerd must be gone with it, even
 	// one whose task containerd was creating when the cluster stopped.
+	// A shim killed or shut down a moment ago may take that long to exit.
 	sock := runtime.SocketPath(filepath.Join(c.Dir, "node", "containerd"))
+	var left []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		left = shimsOf(sock)
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, s := range left {
+		c.t.Errorf("gantry down left a containerd shim running: %s", s)
+	}
+}
+
+// shimsOf lists the containerd shims serving the containerd at sock, as
+// "/proc/PID: ARGV".
+func shimsOf(sock string) []string {
+	var out []string
 	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, f := range cmdlines {
 		b, err := os.ReadFile(f)
@@ -306,9 +323,10 @@ func (c *Cluster) destroy() {
 		}
 		argv := strings.Split(string(b), "\x00")
 		if strings.HasPrefix(filepath.Base(argv[0]), "containerd-shim") && slices.Contains(argv, sock) {
-			c.t.Errorf("gantry down left a containerd shim running: %s: %s", filepath.Dir(f), strings.Join(argv, " "))
+			out = append(out, filepath.Dir(f)+": "+strings.Join(argv, " "))
 		}
 	}
+	return out
 }
 
 // Gantry runs the CLI against the cluster and returns its output and exit
