@@ -300,11 +300,11 @@ type NetNS struct {
 // up, a repair, a teardown) replaced or removed it, and a container that
 // joined the old one must not be started.
 func (p NetNS) Unchanged() error {
-	var st unix.Stat_t
-	if err := unix.Stat(p.Path, &st); err != nil {
-		return fmt.Errorf("network namespace %s: %w", p.Path, err)
+	now, err := NetNSAt(p.Path)
+	if err != nil {
+		return err
 	}
-	if st.Dev != p.dev || st.Ino != p.ino {
+	if now != p {
 		return fmt.Errorf("network namespace %s was replaced while the container was created: %w", p.Path, v1.ErrConflict)
 	}
 	return nil
