@@ -19,7 +19,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,6 +34,7 @@ import (
 	"github.com/gantry-dev/gantry/client"
 	"github.com/gantry-dev/gantry/internal/clusterslot"
 	"github.com/gantry-dev/gantry/internal/image"
+	"github.com/gantry-dev/gantry/internal/node"
 	"github.com/gantry-dev/gantry/internal/runtime"
 )
 
@@ -299,34 +299,20 @@ func (c *Cluster) destroy() {
 	// one whose task containerd was creating when the cluster stopped.
 	// A shim killed or shut down a moment ago may take that long to exit.
 	sock := runtime.SocketPath(filepath.Join(c.Dir, "node", "containerd"))
-	var left []string
+	var left []int
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		left = shimsOf(sock)
+		if left, err = node.Shims(sock); err != nil {
+			c.t.Errorf("list containerd shims: %v", err)
+			return
+		}
 		if len(left) == 0 || time.Now().After(deadline) {
 			break
 		}
 	}
-	for _, s := range left {
-		c.t.Errorf("gantry down left a containerd shim running: %s", s)
+	for _, pid := range left {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		c.t.Errorf("gantry down left a containerd shim running: pid %d: %s", pid, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
 	}
-}
-
-// shimsOf lists the containerd shims serving the containerd at sock, as
-// "/proc/PID: ARGV".
-func shimsOf(sock string) []string {
-	var out []string
-	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, f := range cmdlines {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		argv := strings.Split(string(b), "\x00")
-		if strings.HasPrefix(filepath.Base(argv[0]), "containerd-shim") && slices.Contains(argv, sock) {
-			out = append(out, filepath.Dir(f)+": "+strings.Join(argv, " "))
-		}
-	}
-	return out
 }
 
 // Gantry runs the CLI against the cluster and returns its output and exit

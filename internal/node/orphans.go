@@ -31,12 +31,8 @@ func killOrphanShims(address string) (int, error) {
 		children[p.ppid] = append(children[p.ppid], pid)
 	}
 	var errs []error
-	found := 0
-	for pid, p := range procs {
-		if !isShimOf(p.argv, address) {
-			continue
-		}
-		found++
+	shims := shimsIn(procs, address)
+	for _, pid := range shims {
 		// Children first: a shim is their subreaper, and once it is gone
 		// they would be reparented and harder to find.
 		for _, c := range descendants(children, pid) {
@@ -48,7 +44,27 @@ func killOrphanShims(address string) (int, error) {
 			errs = append(errs, fmt.Errorf("kill orphaned shim %d: %w", pid, err))
 		}
 	}
-	return found, errors.Join(errs...)
+	return len(shims), errors.Join(errs...)
+}
+
+// Shims lists the processes of the containerd shims serving the
+// containerd at address.
+func Shims(address string) ([]int, error) {
+	procs, err := listProcs()
+	if err != nil {
+		return nil, err
+	}
+	return shimsIn(procs, address), nil
+}
+
+func shimsIn(procs map[int]proc, address string) []int {
+	var out []int
+	for pid, p := range procs {
+		if isShimOf(p.argv, address) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // isShimOf reports whether argv is a containerd shim's serving address.
@@ -101,25 +117,13 @@ func listProcs() (map[int]proc, error) {
 		if err != nil {
 			continue
 		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		_, ppid, err := procStat(pid)
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+			// Gone meanwhile, or a line it cannot parse: skipped.
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) || errors.Is(err, errBadStat) {
 				continue
 			}
 			return nil, fmt.Errorf("read process %d: %w", pid, err)
-		}
-		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(stat[i+1:]))
-		if len(f) < 2 {
-			continue
-		}
-		ppid, err := strconv.Atoi(f[1])
-		if err != nil {
-			continue
 		}
 		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 		if err != nil {
@@ -129,4 +133,28 @@ func listProcs() (map[int]proc, error) {
 		out[pid] = proc{ppid: ppid, argv: argv}
 	}
 	return out, nil
+}
+
+var errBadStat = errors.New("malformed stat line")
+
+// procStat reads the state letter and the parent of process pid from
+// /proc/PID/stat.
+func procStat(pid int) (state byte, ppid int, err error) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, 0, err
+	}
+	// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: no command name: %w", pid, errBadStat)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: no state and parent: %w", pid, errBadStat)
+	}
+	if ppid, err = strconv.Atoi(f[1]); err != nil {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: parent %q: %w", pid, f[1], errBadStat)
+	}
+	return f[0][0], ppid, nil
 }

@@ -1,11 +1,8 @@
 package node
 
 import (
-	"bytes"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -100,13 +97,9 @@ func TestIsShimOf(t *testing.T) {
 
 // procState is the state letter of process pid, or 0 if there is none.
 func procState(pid int) byte {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	st, _, err := procStat(pid)
 	if err != nil {
 		return 0
 	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return 0
-	}
-	return b[i+2]
+	return st
 }
