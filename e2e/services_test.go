@@ -169,7 +169,13 @@ func TestDNSAndIngress(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		t.Logf("DNS reflected the readiness change %s after the status", time.Since(unready).Round(time.Millisecond))
+		// The next subtests expect every instance ready and in DNS: wait
+		// for the instance to pass its readiness check again.
 		HTTPGet("http://"+sick.Status.IP+":8080/well", "")
+		all := strings.Join(ips(insts, ""), ",")
+		Eventually(t, 10*time.Second, "the instance back in DNS", func() bool {
+			return strings.Join(dig(name), ",") == all
+		})
 	})
 	t.Run("an instance of another app resolves hello by short name", func(t *testing.T) {
 		c.apply(webapp("client", "default", "v1", 1, ""))
