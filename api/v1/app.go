@@ -295,6 +295,13 @@ type SecurityContext struct {
 	Privileged             bool          `json:"privileged,omitempty"`
 	HostNetwork            bool          `json:"hostNetwork,omitempty"`
 	Capabilities           *Capabilities `json:"capabilities,omitempty"`
+	// Allow32Bit lets 32-bit programs of the node's architecture family
+	// (i386 on amd64, arm on arm64) make system calls. Off by default:
+	// the seccomp filter then admits only the native ABI, and a 32-bit
+	// program is killed by SIGSYS at its first system call. Images whose
+	// config says they are built for that 32-bit architecture get it
+	// without asking. See ADR 0009.
+	Allow32Bit bool `json:"allow32Bit,omitempty"`
 }
 
 // Capabilities adds to or drops from the default capability set.

@@ -102,7 +102,10 @@ func (a *Agent) containerSpec(ctx context.Context, i *v1.Instance, id string) (*
 		LogMaxFiles: a.cfg.LogMaxFiles,
 	}
 	if sc := t.SecurityContext; sc != nil {
-		spec.Security = runtime.Security{Privileged: sc.Privileged, ReadOnlyRootfs: sc.ReadOnlyRootFilesystem, RunAsUser: sc.RunAsUser, RunAsGroup: sc.RunAsGroup}
+		spec.Security = runtime.Security{
+			Privileged: sc.Privileged, ReadOnlyRootfs: sc.ReadOnlyRootFilesystem,
+			RunAsUser: sc.RunAsUser, RunAsGroup: sc.RunAsGroup, Allow32Bit: sc.Allow32Bit,
+		}
 		if sc.Capabilities != nil {
 			spec.Security.CapAdd, spec.Security.CapDrop = sc.Capabilities.Add, sc.Capabilities.Drop
 		}

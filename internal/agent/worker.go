@@ -454,7 +454,7 @@ func (w *worker) afterExit(ctx context.Context, exitCode int, why string, starte
 			phase = v1.PhaseFailed
 		}
 		w.report(ctx, func(s *v1.InstanceStatus) {
-			s.Phase, s.Ready, s.Reason, s.Message = phase, false, why, fmt.Sprintf("exited with code %d; restart policy %s", exitCode, policy)
+			s.Phase, s.Ready, s.Reason, s.Message = phase, false, why, fmt.Sprintf("exited with code %d; restart policy %s%s", exitCode, policy, exitHint(why))
 		})
 		// Nothing more to do until the instance is removed.
 		for {
@@ -474,15 +474,15 @@ func (w *worker) afterExit(ctx context.Context, exitCode int, why string, starte
 		s.Ready = false
 		if delay >= time.Second {
 			s.Phase, s.Reason = v1.PhaseBackOff, why
-			s.Message = fmt.Sprintf("back-off %s restarting container (exit code %d, %s)", delay, exitCode, why)
+			s.Message = fmt.Sprintf("back-off %s restarting container (exit code %d, %s)%s", delay, exitCode, why, exitHint(why))
 		} else {
-			s.Phase, s.Reason, s.Message = v1.PhaseStarting, why, fmt.Sprintf("restarting (exit code %d, %s)", exitCode, why)
+			s.Phase, s.Reason, s.Message = v1.PhaseStarting, why, fmt.Sprintf("restarting (exit code %d, %s)%s", exitCode, why, exitHint(why))
 		}
 	})
 	if delay >= time.Second {
-		w.event(ctx, v1.EventWarning, "BackOff", "container exited with code %d (%s); restarting in %s", exitCode, why, delay)
+		w.event(ctx, v1.EventWarning, "BackOff", "container exited with code %d (%s); restarting in %s%s", exitCode, why, delay, exitHint(why))
 	} else {
-		w.event(ctx, v1.EventNormal, "Restarted", "container exited with code %d (%s); restarting", exitCode, why)
+		w.event(ctx, v1.EventNormal, "Restarted", "container exited with code %d (%s); restarting%s", exitCode, why, exitHint(why))
 	}
 	return w.wait(ctx, delay) || ctx.Err() == nil
 }
@@ -511,8 +511,25 @@ func exitReason(code int, killedBy string) string {
 		return "Completed"
 	case code == 137:
 		return "Killed"
+	case code == exitSIGSYS:
+		return reasonBadSyscall
 	}
 	return "Error"
+}
+
+// A process the seccomp filter stopped dies of SIGSYS.
+const (
+	exitSIGSYS       = 128 + 31
+	reasonBadSyscall = "BadSyscall"
+)
+
+// exitHint is what to add to an exit's message so that its reader knows
+// what to do; most exits need none.
+func exitHint(why string) string {
+	if why == reasonBadSyscall {
+		return "; the seccomp filter refused a system call (SIGSYS): a 32-bit program needs securityContext.allow32Bit: true"
+	}
+	return ""
 }
 
 // rewait waits on the container again after containerd went away. While

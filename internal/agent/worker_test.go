@@ -2,6 +2,7 @@ package agent
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,6 +60,7 @@ func TestExitReason(t *testing.T) {
 		{"exit code 1 is an error", 1, "", "Error"},
 		{"exit code 143 is an error", 143, "", "Error"},
 		{"exit code -1 is an error", -1, "", "Error"},
+		{"SIGSYS is a refused system call", 159, "", "BadSyscall"},
 		{"a kill by the agent names why, whatever the code", 137, "LivenessFailed", "LivenessFailed"},
 		{"a kill by the agent wins over a clean exit", 0, "LivenessFailed", "LivenessFailed"},
 	}
@@ -68,6 +70,17 @@ func TestExitReason(t *testing.T) {
 				t.Errorf("exitReason(%d, %q) = %q, want %q", tt.code, tt.killedBy, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestExitHint(t *testing.T) {
+	if h := exitHint(exitReason(159, "")); !strings.Contains(h, "securityContext.allow32Bit: true") {
+		t.Errorf("hint for SIGSYS = %q, want it to name securityContext.allow32Bit", h)
+	}
+	for _, why := range []string{"Completed", "Killed", "Error", "LivenessFailed"} {
+		if h := exitHint(why); h != "" {
+			t.Errorf("exitHint(%q) = %q, want none", why, h)
+		}
 	}
 }
 

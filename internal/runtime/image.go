@@ -29,6 +29,9 @@ type ImageInfo struct {
 	Env        []string
 	WorkingDir string
 	User       string
+	// Architecture is what the image's config says it was built for
+	// ("amd64", "386", ...); empty if it does not say.
+	Architecture string
 }
 
 // NormalizeRef turns a user's image reference into containerd's image
@@ -166,6 +169,8 @@ func (d *Driver) imageFacts(ctx context.Context, name string, img client.Image) 
 			Env:        spec.Config.Env,
 			WorkingDir: spec.Config.WorkingDir,
 			User:       spec.Config.User,
+
+			Architecture: spec.Architecture,
 		},
 	}
 	d.factsMu.Lock()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	goruntime "runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,6 +74,10 @@ type Security struct {
 	// omit the CAP_ prefix; "ALL" in CapDrop starts from nothing.
 	CapAdd  []string
 	CapDrop []string
+	// Allow32Bit admits the 32-bit ABI of the node's architecture family
+	// to the seccomp filter (i386 on amd64, arm on arm64). An image built
+	// for that architecture gets it anyway.
+	Allow32Bit bool
 }
 
 // Mount types.
@@ -299,7 +304,7 @@ func (d *Driver) specOpts(s *ContainerSpec, img ImageInfo, image oci.Image) []oc
 		opts = append(opts,
 			oci.WithCapabilities(capabilities(sec)),
 			oci.WithNoNewPrivileges,
-			WithSeccompProfile(),
+			WithSeccompProfile(sec.Allow32Bit || isCompat32(img.Architecture)),
 		)
 	}
 	if sec.ReadOnlyRootfs {
@@ -317,22 +322,43 @@ func (d *Driver) specOpts(s *ContainerSpec, img ImageInfo, image oci.Image) []oc
 }
 
 // WithSeccompProfile applies containerd's default seccomp profile (the
-// allow-list Docker and Kubernetes' RuntimeDefault use) without the x32
-// ABI. x32 is off in mainstream kernels (Debian's needs syscall.x32=y,
-// many are built without it), so its syscalls fail either way, while
-// runc compiles the filter again for every architecture listed in every
-// container it creates: leaving x32 out saves about 6 ms of each
-// container start on amd64. i386 binaries keep working. See ADR 0008.
-func WithSeccompProfile() oci.SpecOpts {
+// allow-list Docker and Kubernetes' RuntimeDefault use) for the native
+// ABI only, unless allow32Bit also admits the 32-bit one of the same
+// family (i386 on amd64, arm on arm64). runc compiles the filter again
+// for every architecture listed, in every container it creates, and
+// each costs milliseconds of its start (ADR 0008). x32 is never listed:
+// mainstream kernels have it off. Without the 32-bit ABI a 32-bit
+// program dies of SIGSYS at its first system call (ADR 0009).
+func WithSeccompProfile(allow32Bit bool) oci.SpecOpts {
 	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
 		if s.Linux == nil {
 			s.Linux = &specs.Linux{}
 		}
 		p := seccomp.DefaultProfile(s)
-		p.Architectures = slices.DeleteFunc(p.Architectures, func(a specs.Arch) bool { return a == specs.ArchX32 })
+		native, known := nativeSeccompArch[goruntime.GOARCH]
+		p.Architectures = slices.DeleteFunc(p.Architectures, func(a specs.Arch) bool {
+			return a == specs.ArchX32 || (known && !allow32Bit && a != native)
+		})
 		s.Linux.Seccomp = p
 		return nil
 	}
+}
+
+// nativeSeccompArch is the seccomp architecture of the node's own ABI,
+// for the architectures whose default profile also lists a 32-bit one.
+var nativeSeccompArch = map[string]specs.Arch{
+	"amd64": specs.ArchX86_64,
+	"arm64": specs.ArchAARCH64,
+}
+
+// compat32 is the 32-bit image architecture (as in an image config) a
+// node of each architecture can run.
+var compat32 = map[string]string{"amd64": "386", "arm64": "arm"}
+
+// isCompat32 reports whether an image built for arch is a 32-bit one of
+// this node's family, which needs its ABI in the seccomp filter.
+func isCompat32(arch string) bool {
+	return arch != "" && compat32[goruntime.GOARCH] == arch
 }
 
 func withGID(gid uint32) oci.SpecOpts {

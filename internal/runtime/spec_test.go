@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/contrib/seccomp"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -213,19 +214,44 @@ func TestNewFailsClearlyWithoutContainerd(t *testing.T) {
 	}
 }
 
-func TestSeccompProfileLeavesOutX32(t *testing.T) {
-	s := &oci.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: DefaultCapabilities}}}
-	if err := WithSeccompProfile()(context.Background(), nil, nil, s); err != nil {
-		t.Fatal(err)
+func TestSeccompProfileArchitectures(t *testing.T) {
+	native, known := nativeSeccompArch[goruntime.GOARCH]
+	if !known {
+		t.Skipf("no 32-bit sibling ABI known for %s", goruntime.GOARCH)
 	}
-	p := s.Linux.Seccomp
-	if p == nil || p.DefaultAction != specs.ActErrno || len(p.Syscalls) == 0 {
-		t.Fatalf("profile = %+v, want containerd's default allow-list", p)
+	full := seccomp.DefaultProfile(&oci.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{}}}).Architectures
+	with32 := slices.DeleteFunc(slices.Clone(full), func(a specs.Arch) bool { return a == specs.ArchX32 })
+	for _, tc := range []struct {
+		allow32Bit bool
+		want       []specs.Arch
+	}{
+		{false, []specs.Arch{native}},
+		{true, with32},
+	} {
+		s := &oci.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: DefaultCapabilities}}}
+		if err := WithSeccompProfile(tc.allow32Bit)(context.Background(), nil, nil, s); err != nil {
+			t.Fatal(err)
+		}
+		p := s.Linux.Seccomp
+		if p == nil || p.DefaultAction != specs.ActErrno || len(p.Syscalls) == 0 {
+			t.Fatalf("profile = %+v, want containerd's default allow-list", p)
+		}
+		if !slices.Equal(p.Architectures, tc.want) {
+			t.Errorf("allow32Bit=%v: architectures %v, want %v", tc.allow32Bit, p.Architectures, tc.want)
+		}
 	}
-	if slices.Contains(p.Architectures, specs.ArchX32) {
-		t.Errorf("architectures %v include x32", p.Architectures)
+	if goruntime.GOARCH == "amd64" && !slices.Equal(with32, []specs.Arch{specs.ArchX86_64, specs.ArchX86}) {
+		t.Errorf("with 32-bit: %v, want x86_64 and x86 (no x32)", with32)
 	}
-	if goruntime.GOARCH == "amd64" && !slices.Equal(p.Architectures, []specs.Arch{specs.ArchX86_64, specs.ArchX86}) {
-		t.Errorf("architectures %v, want x86_64 and x86 (i386 binaries keep working)", p.Architectures)
+}
+
+func TestIsCompat32(t *testing.T) {
+	if goruntime.GOARCH != "amd64" {
+		t.Skip("table for amd64 nodes")
+	}
+	for arch, want := range map[string]bool{"386": true, "amd64": false, "": false, "arm": false, "arm64": false} {
+		if got := isCompat32(arch); got != want {
+			t.Errorf("isCompat32(%q) = %v, want %v", arch, got, want)
+		}
 	}
 }

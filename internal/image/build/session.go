@@ -518,7 +518,10 @@ func (s *session) run(ctx context.Context, a active, rs runSpec, out io.Writer) 
 		oci.WithHostname("gantry-build"),
 		oci.WithCapabilities(runtime.DefaultCapabilities),
 		oci.WithNoNewPrivileges,
-		runtime.WithSeccompProfile(),
+		// A build step runs whatever tools the Dockerfile brings, 32-bit
+		// ones included, as under docker build; its start time matters
+		// less than an app's.
+		runtime.WithSeccompProfile(true),
 		oci.WithPidsLimit(runPidsLimit),
 	}
 	if rs.user != "" {
