@@ -28,6 +28,7 @@ type setupRuntime struct {
 	pullErr  error
 	taskErr  error
 	stopErrs []error // one per Stop, in order; nil once used up
+	netns    string  // if set, CreateTask fails unless this file exists
 }
 
 func (f *setupRuntime) record(call string) {
@@ -48,6 +49,11 @@ func (f *setupRuntime) Create(context.Context, *runtime.ContainerSpec) error {
 
 func (f *setupRuntime) CreateTask(context.Context, string) error {
 	f.record("CreateTask")
+	if f.netns != "" {
+		if _, err := os.Stat(f.netns); err != nil {
+			return fmt.Errorf("runc: cannot join the network namespace: %w", err)
+		}
+	}
 	return f.taskErr
 }
 
@@ -75,14 +81,20 @@ func (f *setupRuntime) log() string {
 type setupNetwork struct {
 	Network
 
-	dir      string
-	setupErr error
-	replace  bool // Setup puts a new namespace in place
+	dir        string
+	setupErr   error
+	replace    bool // Setup puts a new namespace in place
+	prepareErr error
+	slowNetNS  time.Duration // PrepareNetNS takes this long
 }
 
 func (f *setupNetwork) NetNSPath(id string) string { return filepath.Join(f.dir, id) }
 
 func (f *setupNetwork) PrepareNetNS(_ context.Context, id string) (network.NetNS, error) {
+	time.Sleep(f.slowNetNS)
+	if f.prepareErr != nil {
+		return network.NetNS{}, f.prepareErr
+	}
 	path := f.NetNSPath(id)
 	if _, err := os.Stat(path); err != nil {
 		if err := os.WriteFile(path, nil, 0o600); err != nil {
@@ -238,6 +250,42 @@ func TestSetupNeverStartsATaskInAReplacedNamespace(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("the task waits for its namespace, made meanwhile", func(t *testing.T) {
+		rt := &setupRuntime{}
+		nw := &setupNetwork{slowNetNS: 50 * time.Millisecond}
+		w := newSetupWorker(t, rt, nw)
+		rt.netns = nw.NetNSPath(w.id)
+		if err := w.setup(context.Background(), false); err != nil {
+			t.Fatalf("setup: %v", err)
+		}
+		if got := rt.log(); got != "EnsureImage,Create,CreateTask" {
+			t.Fatalf("runtime calls %s", got)
+		}
+	})
+
+	t.Run("a namespace that cannot be made fails the attempt with no task made", func(t *testing.T) {
+		rt := &setupRuntime{}
+		nw := &setupNetwork{prepareErr: errors.New("unshare: no space left on device")}
+		w := newSetupWorker(t, rt, nw)
+		err := w.setup(context.Background(), false)
+		if err == nil || !strings.Contains(err.Error(), "attach network: unshare") {
+			t.Fatalf("setup = %v, want the namespace error", err)
+		}
+		if got := rt.log(); got != "EnsureImage,Create" {
+			t.Fatalf("runtime calls %s, want the container record and no task", got)
+		}
+		nw.prepareErr = nil
+		rt.mu.Lock()
+		rt.calls = nil
+		rt.mu.Unlock()
+		if err := w.setup(context.Background(), false); err != nil {
+			t.Fatalf("second attempt: %v", err)
+		}
+		if got := rt.log(); got != "EnsureImage,Create,CreateTask" {
+			t.Fatalf("second attempt: runtime calls %s", got)
+		}
+	})
 
 	t.Run("a task that still cannot be dropped fails the attempt before another is made", func(t *testing.T) {
 		rt := &setupRuntime{stopErrs: []error{errors.New("away"), errors.New("still away")}}

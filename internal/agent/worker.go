@@ -238,7 +238,8 @@ func (e *pullError) Unwrap() error { return e.err }
 // and making the container (pulling its image if needed, then its task:
 // shim, log driver, runc's create step) are independent, so they run at
 // the same time: together they are most of a deploy's latency. The task
-// only needs the network namespace to exist, so that is made first; the
+// only needs the network namespace to exist, so it waits for that, made
+// while the image is checked and the container record written; the
 // hosts file with the IP is written, and the isolation rules admit the
 // instance, once the attachment is there, before the container starts.
 func (w *worker) setup(ctx context.Context, adopted bool) (err error) {
@@ -249,15 +250,23 @@ func (w *worker) setup(ctx context.Context, adopted bool) (err error) {
 	var wg sync.WaitGroup
 	var netns network.NetNS
 	if !adopted {
-		if netns, err = w.a.net.PrepareNetNS(ctx, w.id); err != nil {
-			return fmt.Errorf("attach network: %w", err)
-		}
-		took.netns = time.Since(start)
+		nsMade := make(chan struct{})
+		var nsErr error
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctrErr = w.createContainer(ctx, inst, &took)
+			ctrErr = w.createContainer(ctx, inst, &took, func() error {
+				<-nsMade
+				return nsErr
+			})
 		}()
+		netns, nsErr = w.a.net.PrepareNetNS(ctx, w.id)
+		took.netns = time.Since(start)
+		close(nsMade)
+		if nsErr != nil {
+			wg.Wait() // no task was made: createContainer stops before it
+			return fmt.Errorf("attach network: %w", nsErr)
+		}
 		defer func() {
 			// A failed attachment is torn down, namespace included; the
 			// task made meanwhile may sit in that namespace and must not
@@ -322,10 +331,11 @@ type setupTimes struct {
 	netns, image, container, task, network, policy time.Duration
 }
 
-// createContainer pulls the image if needed, creates the container and
-// its task. A container that exists already (an agent restart between
-// create and start) is kept.
-func (w *worker) createContainer(ctx context.Context, inst *v1.Instance, took *setupTimes) error {
+// createContainer pulls the image if needed, creates the container and,
+// once netnsMade says the network namespace it joins is there, its task.
+// A container that exists already (an agent restart between create and
+// start) is kept.
+func (w *worker) createContainer(ctx context.Context, inst *v1.Instance, took *setupTimes, netnsMade func() error) error {
 	start := time.Now()
 	if _, err := w.a.rt.EnsureImage(ctx, inst.Spec.Image); err != nil {
 		return &pullError{fmt.Errorf("pull %s: %w", inst.Spec.Image, err)}
@@ -343,6 +353,9 @@ func (w *worker) createContainer(ctx context.Context, inst *v1.Instance, took *s
 		return fmt.Errorf("create container: %w", err)
 	}
 	took.container = time.Since(start)
+	if err := netnsMade(); err != nil {
+		return fmt.Errorf("attach network: %w", err)
+	}
 	start = time.Now()
 	if w.dropTask && !w.dropStaleTask(ctx) {
 		return errors.New("create task: the task of an earlier attempt could not be dropped (see the agent's log); retrying")
@@ -556,10 +569,18 @@ const rewaitFor = time.Minute
 // or, with stop set, when the agent itself is stopping.
 func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady bool) (code int, why string, stop bool) {
 	inst, _, _ := w.state()
-	exits, err := w.a.rt.Wait(ctx, w.id)
-	if err != nil {
-		return -1, "ContainerGone", ctx.Err() != nil
+	// The wait is set up while Running is written: both are round trips
+	// (to containerd, to the API) on a deploy's critical path. If the
+	// container is gone by then, afterExit reports that next.
+	type waitResult struct {
+		exits <-chan runtime.Exit
+		err   error
 	}
+	waited := make(chan waitResult, 1)
+	go func() {
+		exits, err := w.a.rt.Wait(ctx, w.id)
+		waited <- waitResult{exits, err}
+	}()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	results := make(chan probeResult, 8)
@@ -584,6 +605,11 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 			s.ImageDigest = digestOf(inst.Spec.Image)
 		}
 	})
+	wr := <-waited
+	if wr.err != nil {
+		return -1, "ContainerGone", ctx.Err() != nil
+	}
+	exits := wr.exits
 	killedBy := ""
 	for {
 		select {
@@ -596,6 +622,7 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 				}
 				// containerd went away; wait again once it is back.
 				w.a.log.Debug("lost the wait on the container; waiting again", "instance", w.key, "err", e.Err)
+				var err error
 				if exits, err = w.rewait(ctx); err != nil {
 					if ctx.Err() != nil {
 						return 0, "", true
