@@ -39,9 +39,10 @@ import (
 )
 
 var (
-	gantryBin string // built once by TestMain
-	webappBin string
-	skipWhy   string
+	gantryBin    string // built once by TestMain
+	webappBin    string
+	webapp386Bin string // the same, built for i386
+	skipWhy      string
 )
 
 func TestMain(m *testing.M) {
@@ -81,14 +82,19 @@ func runMain(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	gantryBin = filepath.Join(dir, "gantry")
 	webappBin = filepath.Join(dir, "webapp")
+	webapp386Bin = filepath.Join(dir, "webapp386")
 	// gantry-logdriver next to gantry, as make build puts it.
-	for _, b := range []struct{ out, pkg string }{
-		{gantryBin, "../cmd/gantry"},
-		{filepath.Join(dir, "gantry-logdriver"), "../cmd/gantry-logdriver"},
-		{webappBin, "./testdata/webapp"},
+	for _, b := range []struct{ out, pkg, goarch string }{
+		{gantryBin, "../cmd/gantry", ""},
+		{filepath.Join(dir, "gantry-logdriver"), "../cmd/gantry-logdriver", ""},
+		{webappBin, "./testdata/webapp", ""},
+		{webapp386Bin, "./testdata/webapp", "386"}, // a 32-bit program
 	} {
 		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b.goarch != "" {
+			cmd.Env = append(cmd.Env, "GOARCH="+b.goarch)
+		}
 		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b.pkg, err, out)
 			return 1
@@ -369,6 +375,17 @@ func (c *Cluster) ImageAuth() image.Auth {
 func WebappImage(t *testing.T) ggcr.Image {
 	t.Helper()
 	img, err := image.GoBinary(webappBin, "webapp", image.Config{ExposedPorts: []string{"8080/tcp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// Webapp386Image packs the test web app built for i386 in an image whose
+// config says amd64: a 64-bit image that runs a 32-bit program.
+func Webapp386Image(t *testing.T) ggcr.Image {
+	t.Helper()
+	img, err := image.GoBinary(webapp386Bin, "webapp", image.Config{ExposedPorts: []string{"8080/tcp"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -140,6 +140,32 @@ stopGracePeriod: 1s
 		c.MustGantry("", "delete", "app", "ghost")
 	})
 
+	t.Run("a 32-bit program is stopped with the setting to use, and runs with it", func(t *testing.T) {
+		c.Push(Webapp386Image(t), "default/webapp386:v1")
+		const app = "kind: App\nname: old32\nimage: webapp386:v1\nresources: {cpu: 10m, memory: 32Mi}\n"
+		c.apply(app + "restartPolicy: never\n")
+		Eventually(t, 30*time.Second, "BadSyscall with the fix in status", func() bool {
+			l := c.Instances("default", "old32")
+			return len(l) == 1 && l[0].Status.Reason == "BadSyscall" &&
+				strings.Contains(l[0].Status.Message, "securityContext.allow32Bit: true")
+		})
+		c.apply(app + "securityContext: {allow32Bit: true}\n")
+		var ip string
+		Eventually(t, 30*time.Second, "old32 running with allow32Bit", func() bool {
+			l := c.Instances("default", "old32")
+			if len(l) != 1 || l[0].Status.Phase != v1.PhaseRunning || l[0].Status.IP == "" {
+				return false
+			}
+			ip = l[0].Status.IP
+			return true
+		})
+		Eventually(t, 10*time.Second, "the i386 web app answering", func() bool {
+			code, _, err := HTTPGet("http://"+ip+":8080/healthz", "")
+			return err == nil && code == 200
+		})
+		c.MustGantry("", "delete", "app", "old32")
+	})
+
 	t.Run("replicas that do not fit in memory stay Pending with the reason", func(t *testing.T) {
 		for _, app := range []string{"web", "sick"} {
 			c.Gantry("", "delete", "app", app)
