@@ -372,20 +372,15 @@ func (c *Cluster) ImageAuth() image.Auth {
 }
 
 // WebappImage packs the test web app as an image.
-func WebappImage(t *testing.T) ggcr.Image {
-	t.Helper()
-	img, err := image.GoBinary(webappBin, "webapp", image.Config{ExposedPorts: []string{"8080/tcp"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
-}
+func WebappImage(t *testing.T) ggcr.Image { return webappImageOf(t, webappBin) }
 
 // Webapp386Image packs the test web app built for i386 in an image whose
 // config says amd64: a 64-bit image that runs a 32-bit program.
-func Webapp386Image(t *testing.T) ggcr.Image {
+func Webapp386Image(t *testing.T) ggcr.Image { return webappImageOf(t, webapp386Bin) }
+
+func webappImageOf(t *testing.T, bin string) ggcr.Image {
 	t.Helper()
-	img, err := image.GoBinary(webapp386Bin, "webapp", image.Config{ExposedPorts: []string{"8080/tcp"}})
+	img, err := image.GoBinary(bin, "webapp", image.Config{ExposedPorts: []string{"8080/tcp"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,16 +2,13 @@ package runtime
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/gantry-dev/gantry/internal/image"
 )
@@ -29,11 +26,9 @@ func TestSeccomp32BitABI(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module hello32\n\ngo 1.22\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello from i386\") }\n"), 0o644)
 	bin := filepath.Join(dir, "hello")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOARCH=386", "CGO_ENABLED=0", "GOOS=linux")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build GOARCH=386: %v\n%s", err, out)
+	t.Setenv("GOARCH", "386")
+	if err := image.BuildStatic(dir, bin); err != nil {
+		t.Fatal(err)
 	}
 	host := strings.Split(e.busybox, "/")[0]
 	push := func(ref, arch string) string {
@@ -50,14 +45,11 @@ func TestSeccomp32BitABI(t *testing.T) {
 		if img, err = mutate.ConfigFile(img, cf); err != nil {
 			t.Fatal(err)
 		}
-		r, err := name.ParseReference(host+"/"+ref, name.Insecure)
-		if err != nil {
+		ref = host + "/" + ref
+		if err := pushImage(ref, img); err != nil {
 			t.Fatal(err)
 		}
-		if err := remote.Write(r, img); err != nil {
-			t.Fatal(err)
-		}
-		return r.String()
+		return ref
 	}
 	// A 64-bit image that carries a 32-bit program, and an i386 image.
 	labelled64 := push("test/hello32:amd64", "amd64")

@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	ggcr "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/gantry-dev/gantry/internal/image"
@@ -131,15 +132,20 @@ func pushBusybox(ref string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	r, err := name.ParseReference(ref, name.Insecure)
-	if err != nil {
-		return "", err
-	}
-	if err := remote.Write(r, img); err != nil {
+	if err := pushImage(ref, img); err != nil {
 		return "", fmt.Errorf("push busybox: %w", err)
 	}
 	d, err := img.Digest()
 	return d.String(), err
+}
+
+// pushImage pushes img to ref on the plain-HTTP test registry.
+func pushImage(ref string, img ggcr.Image) error {
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		return err
+	}
+	return remote.Write(r, img)
 }
 
 // teardown removes every test container, stops containerd and deletes its
