@@ -11,7 +11,19 @@ import (
 	"time"
 )
 
+// engines are the two ways of the built-in client; tests of it run on both.
+var engines = []struct {
+	name      string
+	eventLoop bool
+}{{"goroutines", false}, {"event loop", true}}
+
 func TestRateIsKeptWhateverTheServerDoes(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) { testRateIsKept(t, e.eventLoop) })
+	}
+}
+
+func testRateIsKept(t *testing.T, eventLoop bool) {
 	for _, tc := range []struct {
 		name  string
 		delay time.Duration
@@ -27,7 +39,7 @@ func TestRateIsKeptWhateverTheServerDoes(t *testing.T) {
 				w.Header().Set("X-Version", "v1")
 			}))
 			t.Cleanup(srv.Close)
-			run, err := Start(context.Background(), Config{URL: srv.URL, Rate: 400, Duration: time.Second, MarkerHeader: "X-Version"})
+			run, err := Start(context.Background(), Config{URL: srv.URL, Rate: 400, Duration: time.Second, MarkerHeader: "X-Version", EventLoop: eventLoop})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -50,6 +62,12 @@ func TestRateIsKeptWhateverTheServerDoes(t *testing.T) {
 }
 
 func TestFailuresAreClassified(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) { testFailuresAreClassified(t, e.eventLoop) })
+	}
+}
+
+func testFailuresAreClassified(t *testing.T, eventLoop bool) {
 	var n atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch n.Add(1) % 3 {
@@ -72,7 +90,7 @@ func TestFailuresAreClassified(t *testing.T) {
 		{"a refused connection is named", dead, []string{"connection refused"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			run, err := Start(context.Background(), Config{URL: tc.url, Rate: 60, Duration: 500 * time.Millisecond, Timeout: 100 * time.Millisecond})
+			run, err := Start(context.Background(), Config{URL: tc.url, Rate: 60, Duration: 500 * time.Millisecond, Timeout: 100 * time.Millisecond, EventLoop: eventLoop})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,16 +108,27 @@ func TestFailuresAreClassified(t *testing.T) {
 }
 
 func TestStopAndWindows(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) { testStopAndWindows(t, e.eventLoop) })
+	}
+}
+
+func testStopAndWindows(t *testing.T, eventLoop bool) {
 	var version atomic.Value
 	version.Store("v1")
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Write([]byte("hello from " + version.Load().(string)))
+		v := version.Load().(string)
+		w.Header().Set("X-Version", v)
+		w.Write([]byte("hello from " + v))
 	}))
 	t.Cleanup(srv.Close)
-	run, err := Start(context.Background(), Config{
-		URL: srv.URL, Host: "hello.default.localhost", Rate: 200,
-		Marker: func(_ *http.Response, body []byte) string { return strings.TrimPrefix(string(body), "hello from ") },
-	})
+	cfg := Config{URL: srv.URL, Host: "hello.default.localhost", Rate: 200, EventLoop: eventLoop}
+	if eventLoop {
+		cfg.MarkerHeader = "X-Version"
+	} else {
+		cfg.Marker = func(_ *http.Response, body []byte) string { return strings.TrimPrefix(string(body), "hello from ") }
+	}
+	run, err := Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,12 +172,18 @@ func TestInFlightCapRecordsOverload(t *testing.T) {
 }
 
 func TestBusyConnectionsDelayRequestsAndTheDelayCounts(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) { testBusyConnections(t, e.eventLoop) })
+	}
+}
+
+func testBusyConnections(t *testing.T, eventLoop bool) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(50 * time.Millisecond)
 	}))
 	t.Cleanup(srv.Close)
 	// Two connections serve at most 40 requests/s; 100/s are due.
-	run, err := Start(context.Background(), Config{URL: srv.URL, Rate: 100, Duration: 500 * time.Millisecond, Connections: 2})
+	run, err := Start(context.Background(), Config{URL: srv.URL, Rate: 100, Duration: 500 * time.Millisecond, Connections: 2, EventLoop: eventLoop})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +199,12 @@ func TestBusyConnectionsDelayRequestsAndTheDelayCounts(t *testing.T) {
 }
 
 func TestConfigIsValidated(t *testing.T) {
-	for _, c := range []Config{{Rate: 1}, {URL: "127.0.0.1:80", Rate: 1}, {URL: "http://x/"}} {
+	for _, c := range []Config{
+		{Rate: 1}, {URL: "127.0.0.1:80", Rate: 1}, {URL: "http://x/"},
+		{URL: "https://127.0.0.1/", Rate: 1, EventLoop: true},
+		{URL: "http://127.0.0.1/", Rate: 1, EventLoop: true, Marker: func(*http.Response, []byte) string { return "" }},
+		{URL: "http://127.0.0.1/", Rate: 1, EventLoop: true, Client: http.DefaultClient},
+	} {
 		if _, err := Start(context.Background(), c); err == nil {
 			t.Errorf("Start(%+v) accepted a bad config", c)
 		}
@@ -172,13 +212,19 @@ func TestConfigIsValidated(t *testing.T) {
 }
 
 func TestConnectionsClosedByTheServerWhileIdleAreNotFailures(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) { testIdleClosed(t, e.eventLoop) })
+	}
+}
+
+func testIdleClosed(t *testing.T, eventLoop bool) {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	// Every keep-alive connection is closed by the server between two
 	// requests of the same worker.
 	srv.Config.IdleTimeout = 20 * time.Millisecond
 	srv.Start()
 	t.Cleanup(srv.Close)
-	run, err := Start(context.Background(), Config{URL: srv.URL, Rate: 20, Duration: time.Second, Connections: 1})
+	run, err := Start(context.Background(), Config{URL: srv.URL, Rate: 20, Duration: time.Second, Connections: 1, EventLoop: eventLoop})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,6 +255,43 @@ func TestHTTPSAndACustomClient(t *testing.T) {
 			s := run.Wait().Summary()
 			if s.Failed != 0 || s.Markers["app.example.com"] != s.Sent || s.Sent < 25 {
 				t.Fatalf("%v", s)
+			}
+		})
+	}
+}
+
+func TestBodiesOfAnySizeAreReadToTheEnd(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			var n atomic.Int64
+			big := strings.Repeat("x", 200<<10)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				switch n.Add(1) % 3 {
+				case 0: // no length: chunked
+					w.Write([]byte(big))
+				case 1: // a length, and the connection closes after it
+					w.Header().Set("Connection", "close")
+					w.Header().Set("Content-Length", "102400")
+					w.Write([]byte(big[:100<<10]))
+				default:
+					w.WriteHeader(http.StatusNoContent)
+				}
+			}))
+			t.Cleanup(srv.Close)
+			run, err := Start(context.Background(), Config{URL: srv.URL, Rate: 150, Duration: 400 * time.Millisecond, Connections: 4, EventLoop: e.eventLoop})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := run.Wait()
+			if s := res.Summary(); s.Failed != 0 || s.OK != 60 {
+				t.Fatalf("%v", s)
+			}
+			sizes := map[int64]int{}
+			for _, r := range res.List {
+				sizes[r.Bytes]++
+			}
+			if sizes[200<<10] != 20 || sizes[100<<10] != 20 || sizes[0] != 20 {
+				t.Fatalf("body sizes seen: %v, want 20 each of 200 KiB, 100 KiB and none", sizes)
 			}
 		})
 	}
