@@ -21,7 +21,10 @@
 // request heads and plain answers from instances are read by small
 // readers of the ingress's own (simplehead.go), which take a subset of
 // what net/http accepts and read it to the same result (fuzzed against
-// net/http); anything else is read by net/http. Requests with a body,
+// net/http); anything else is read by net/http. On Linux that path reads
+// and writes its sockets with raw system calls (sockio_linux.go, ADR 0010),
+// which spares the Go scheduler's per-call bookkeeping and the wake-ups of
+// its monitor thread it caused at moderate load. Requests with a body,
 // upgrades (WebSocket), and the rest go through httputil.ReverseProxy
 // over a per-endpoint http.Transport. Both paths share routing,
 // balancing, retries, ejection, draining and accounting.

@@ -35,6 +35,7 @@ func fastEligible(r *http.Request) bool {
 // pconn is one keep-alive connection to an instance.
 type pconn struct {
 	conn net.Conn
+	rw   io.ReadWriter // conn's raw I/O (sockIO)
 	raw  syscall.RawConn
 	br   *bufio.Reader
 	head []byte    // the request head being sent, kept for its capacity
@@ -56,7 +57,7 @@ const maxKeptHead = 16 << 10
 // instance that half-closed the idle connection, and the wait then never
 // ends.)
 func (pc *pconn) send(head []byte) error {
-	_, err := pc.conn.Write(head)
+	_, err := pc.rw.Write(head)
 	return err
 }
 
@@ -119,7 +120,8 @@ func (p *Proxy) getConn(ctx context.Context, ep *endpoint, fresh bool) (pc *pcon
 	if err != nil {
 		return nil, false, &dialError{addr: ep.addr, err: err}
 	}
-	pc = &pconn{conn: c, br: bufio.NewReaderSize(c, 16<<10)}
+	rw := newSockIO(c)
+	pc = &pconn{conn: c, rw: rw, br: bufio.NewReaderSize(rw, 16<<10)}
 	if sc, ok := c.(syscall.Conn); ok {
 		pc.raw, _ = sc.SyscallConn()
 	}

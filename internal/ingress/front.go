@@ -211,10 +211,11 @@ var headParsers = sync.Pool{New: func() any {
 
 func (f *front) serveConn(c net.Conn, cs *connState) {
 	defer f.wg.Done()
+	rw := newSockIO(c)
 	br := frontReaders.Get().(*bufio.Reader)
-	br.Reset(c)
+	br.Reset(rw)
 	bw := frontWriters.Get().(*bufio.Writer)
-	bw.Reset(c)
+	bw.Reset(rw)
 	handedOff := false
 	defer func() {
 		f.untrack(c)
