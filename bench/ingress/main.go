@@ -122,6 +122,8 @@ type options struct {
 	latencyFor  time.Duration
 	slices      int
 	lightRate   float64
+	rates       string
+	backend     string
 	pin         bool
 }
 
@@ -143,8 +145,24 @@ func drive() error {
 	flag.DurationVar(&o.latencyFor, "latency-duration", 15*time.Second, "open-loop latency run per target, in interleaved slices")
 	flag.IntVar(&o.slices, "latency-slices", 5, "slices the latency runs are cut into, interleaved across targets")
 	flag.Float64Var(&o.lightRate, "light-rate", 1000, "a second latency run at this fixed rate (0: skip)")
+	flag.StringVar(&o.rates, "rates", "", "comma-separated extra open-loop rates in req/s, a load sweep (with -rounds 0, only these are measured)")
+	flag.StringVar(&o.backend, "backend", "go", "the app behind both proxies: go (a net/http server) or nginx (nginx answering a fixed body, cheaper per request)")
 	flag.BoolVar(&o.pin, "pin", false, "run the proxies on one CPU and everything else (wrk, load generator, backend) on another, as if on machines of their own")
 	flag.Parse()
+	var sweep []float64
+	for _, f := range strings.FieldsFunc(o.rates, func(r rune) bool { return r == ',' || r == ' ' }) {
+		r, err := strconv.ParseFloat(f, 64)
+		if err != nil || r <= 0 {
+			return fmt.Errorf("-rates: %q is not a positive number of requests per second", f)
+		}
+		sweep = append(sweep, r)
+	}
+	if o.backend != "go" && o.backend != "nginx" {
+		return fmt.Errorf("-backend %q: want go or nginx", o.backend)
+	}
+	if o.rounds < 0 || (o.rounds == 0 && len(sweep) == 0) {
+		return errors.New("-rounds must be positive, or 0 together with -rates")
+	}
 
 	// With -pin: the first two CPUs this process may use; the generator's
 	// side gets the first, the proxies the second.
@@ -206,7 +224,17 @@ func drive() error {
 	gantry := fmt.Sprintf("127.0.0.1:%d", ports[1])
 	nginxAddr := fmt.Sprintf("127.0.0.1:%d", ports[2])
 
-	backendPid, stopBackend, err := start(exec.Command(self, "backend", backend))
+	workers := "auto"
+	if o.pin {
+		workers = "1"
+	}
+	var backendPid int
+	var stopBackend func()
+	if o.backend == "nginx" {
+		backendPid, stopBackend, err = startNginx(filepath.Join(dir, "backend"), nginxBackendConf, backend, "", workers, exec.Command)
+	} else {
+		backendPid, stopBackend, err = start(exec.Command(self, "backend", backend))
+	}
 	if err != nil {
 		return err
 	}
@@ -225,11 +253,7 @@ func drive() error {
 		return err
 	}
 	defer stopGantry()
-	workers := "auto"
-	if o.pin {
-		workers = "1"
-	}
-	nginxPid, stopNginx, err := startNginx(dir, nginxAddr, backend, workers, proxyCmd)
+	nginxPid, stopNginx, err := startNginx(filepath.Join(dir, "proxy"), nginxConf, nginxAddr, backend, workers, proxyCmd)
 	if err != nil {
 		return err
 	}
@@ -251,8 +275,8 @@ func drive() error {
 	if o.pin {
 		placement = fmt.Sprintf("pinned: nginx and gantry on CPU %d; backend, wrk and the load generator on CPU %d", proxyCPU, genCPU)
 	}
-	fmt.Printf("# wrk -t%d -c%d -d%s -H 'Host: %s', %d round(s), median counts; nginx worker_processes %s, upstream keepalive; %s\n",
-		o.threads, o.connections, o.duration, benchHost, o.rounds, workers, placement)
+	fmt.Printf("# wrk -t%d -c%d -d%s -H 'Host: %s', %d round(s), median counts; nginx worker_processes %s, upstream keepalive; %s backend; %s\n",
+		o.threads, o.connections, o.duration, benchHost, o.rounds, workers, o.backend, placement)
 	// Like with like: as many nginx workers as gantry has Ps, both
 	// keeping 256 idle upstream connections, both adding the same
 	// X-Forwarded fields and neither logging requests.
@@ -286,9 +310,15 @@ func drive() error {
 		sums  map[string]loadgen.Summary
 		busy  map[string]time.Duration // CPU time the target used during its slices
 	}
-	runs := []*latencyRun{{label: "half the lower proxy maximum", rate: half}}
-	if o.lightRate > 0 {
-		runs = append(runs, &latencyRun{label: "light load", rate: o.lightRate})
+	var runs []*latencyRun
+	if o.rounds > 0 {
+		runs = append(runs, &latencyRun{label: "half the lower proxy maximum", rate: half})
+		if o.lightRate > 0 {
+			runs = append(runs, &latencyRun{label: "light load", rate: o.lightRate})
+		}
+	}
+	for _, r := range sweep {
+		runs = append(runs, &latencyRun{label: "sweep", rate: r})
 	}
 	for _, lr := range runs {
 		fmt.Printf("# open-loop latency at %.0f req/s (%s), %s per target in %d interleaved slices, bench/loadgen with %d connections\n",
@@ -300,7 +330,7 @@ func drive() error {
 		for i := 0; i < o.slices; i++ {
 			for _, t := range targets {
 				before := cpuTime(t.pid)
-				run, err := loadgen.Start(context.Background(), loadgen.Config{URL: t.url, Host: benchHost, Rate: lr.rate, Duration: slice, Timeout: 5 * time.Second, Connections: o.connections})
+				run, err := loadgen.Start(context.Background(), loadgen.Config{URL: t.url, Host: benchHost, Rate: lr.rate, Duration: slice, Timeout: 5 * time.Second, Connections: o.connections, EventLoop: true})
 				if err != nil {
 					return err
 				}
@@ -323,8 +353,13 @@ func drive() error {
 	}
 
 	fmt.Println()
-	fmt.Printf("%-8s %10s %9s %9s\n", "target", "max req/s", "vs nginx", "CPU/req")
+	if o.rounds > 0 {
+		fmt.Printf("%-8s %10s %9s %9s\n", "target", "max req/s", "vs nginx", "CPU/req")
+	}
 	for _, t := range targets {
+		if o.rounds == 0 {
+			break
+		}
 		fmt.Printf("%-8s %10.0f %8.2fx %7.1fµs\n", t.name, median(t.max), median(t.max)/nginxMax, median(t.cpu))
 	}
 	for _, lr := range runs {
@@ -341,12 +376,15 @@ func drive() error {
 			fmt.Printf("%-8s %10s %10s %10s %10s %11s %12s %8.0f%%\n", t.name, ms(s.P50), ms(s.P90), ms(s.P99), ms(s.P999), added, ms(s.MaxLag), busy)
 		}
 	}
-	ratio := gantryMax / nginxMax
-	added := runs[0].sums["gantry"].P99 - runs[0].sums["direct"].P99
 	fmt.Println()
 	fmt.Printf("(CPU/req: the target process's CPU time per request under wrk, the backend's for direct, nginx's workers', gantry's;\n")
 	fmt.Printf(" gen. lag max: the load generator's worst delay in sending, a sign of the machine, not the target, being the limit;\n")
 	fmt.Printf(" CPU busy: the target process's CPU time during its latency slices, %% of one core)\n")
+	if o.rounds == 0 {
+		return nil
+	}
+	ratio := gantryMax / nginxMax
+	added := runs[0].sums["gantry"].P99 - runs[0].sums["direct"].P99
 	fmt.Printf("throughput gantry/nginx = %.2f (target >= 0.80): %s\n", ratio, verdict(ratio >= 0.8))
 	fmt.Printf("added p99 gantry - direct = %s at %.0f req/s (target <= 1ms): %s\n", ms(added), half, verdict(added <= time.Millisecond))
 	fmt.Printf("added p99 nginx - direct = %s (for reference)\n", ms(runs[0].sums["nginx"].P99-runs[0].sums["direct"].P99))
@@ -471,6 +509,7 @@ daemon off;
 events { worker_connections 4096; }
 http {
   access_log off;
+  keepalive_requests 1000000;
   client_body_temp_path {{dir}}/client_body;
   proxy_temp_path {{dir}}/proxy;
   fastcgi_temp_path {{dir}}/fastcgi;
@@ -479,6 +518,7 @@ http {
   upstream backend {
     server {{backend}};
     keepalive 256;
+    keepalive_requests 1000000;
   }
   server {
     listen {{listen}};
@@ -495,8 +535,38 @@ http {
 }
 `
 
-func startNginx(dir, listen, backend, workers string, command func(string, ...string) *exec.Cmd) (int, func(), error) {
-	conf := strings.NewReplacer("{{dir}}", dir, "{{listen}}", listen, "{{backend}}", backend, "{{workers}}", workers).Replace(nginxConf)
+// nginxBackendConf is the app when -backend nginx: the Go backend's
+// answer, from nginx.
+const nginxBackendConf = `worker_processes {{workers}};
+user root root;
+pid {{dir}}/nginx.pid;
+error_log {{dir}}/error.log warn;
+daemon off;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path {{dir}}/client_body;
+  proxy_temp_path {{dir}}/proxy;
+  fastcgi_temp_path {{dir}}/fastcgi;
+  uwsgi_temp_path {{dir}}/uwsgi;
+  scgi_temp_path {{dir}}/scgi;
+  server {
+    listen {{listen}};
+    location / {
+      default_type text/plain;
+      return 200 "hello from the backend\n";
+    }
+  }
+}
+`
+
+// startNginx runs nginx with conf (nginxConf or nginxBackendConf) in dir.
+func startNginx(dir, conf, listen, backend, workers string, command func(string, ...string) *exec.Cmd) (int, func(), error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, nil, err
+	}
+	conf = strings.NewReplacer("{{dir}}", dir, "{{listen}}", listen, "{{backend}}", backend, "{{workers}}", workers).Replace(conf)
 	path := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return 0, nil, err
