@@ -197,6 +197,10 @@ func (l *evLoop) run() {
 				unix.Read(l.timer, b[:])
 				l.armed = time.Time{}
 			case l.wake:
+				// Read it, or epoll reports it again at once while the
+				// requests in flight finish.
+				var b [8]byte
+				unix.Read(l.wake, b[:])
 				stopped = true
 			default:
 				if c := l.conns[fd]; c != nil {

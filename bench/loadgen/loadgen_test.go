@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -295,4 +296,35 @@ func TestBodiesOfAnySizeAreReadToTheEnd(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The event loop waits for the requests in flight after a Stop; it must
+// sleep while it does, not spin on the stop signal.
+func TestEventLoopSleepsWhileRequestsFinishAfterStop(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(400 * time.Millisecond)
+	}))
+	t.Cleanup(srv.Close)
+	run, err := Start(context.Background(), Config{URL: srv.URL, Rate: 20, EventLoop: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(30 * time.Millisecond) // the first request is out
+	before := cpuTime(t)
+	s := run.Stop().Summary()
+	used := cpuTime(t) - before
+	if s.OK == 0 || s.Failed != 0 {
+		t.Fatalf("%v", s)
+	}
+	if used > 150*time.Millisecond {
+		t.Fatalf("the process used %s of CPU while a request finished in ~370ms: the loop spins", used)
+	}
+}
+
+func cpuTime(t *testing.T) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
