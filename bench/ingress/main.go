@@ -501,7 +501,9 @@ func runWrk(url string, threads, conns int, d time.Duration) (float64, int, erro
 	return rps, n, err
 }
 
-const nginxConf = `worker_processes {{workers}};
+// nginxHead is what both nginx configurations share: everything in its
+// temp dir, no access log, connections kept.
+const nginxHead = `worker_processes {{workers}};
 user root root;
 pid {{dir}}/nginx.pid;
 error_log {{dir}}/error.log warn;
@@ -515,7 +517,10 @@ http {
   fastcgi_temp_path {{dir}}/fastcgi;
   uwsgi_temp_path {{dir}}/uwsgi;
   scgi_temp_path {{dir}}/scgi;
-  upstream backend {
+`
+
+// nginxConf is nginx the proxy.
+const nginxConf = nginxHead + `  upstream backend {
     server {{backend}};
     keepalive 256;
     keepalive_requests 1000000;
@@ -537,21 +542,7 @@ http {
 
 // nginxBackendConf is the app when -backend nginx: the Go backend's
 // answer, from nginx.
-const nginxBackendConf = `worker_processes {{workers}};
-user root root;
-pid {{dir}}/nginx.pid;
-error_log {{dir}}/error.log warn;
-daemon off;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path {{dir}}/client_body;
-  proxy_temp_path {{dir}}/proxy;
-  fastcgi_temp_path {{dir}}/fastcgi;
-  uwsgi_temp_path {{dir}}/uwsgi;
-  scgi_temp_path {{dir}}/scgi;
-  server {
+const nginxBackendConf = nginxHead + `  server {
     listen {{listen}};
     location / {
       default_type text/plain;
