@@ -23,6 +23,7 @@ type respParser struct {
 	close  bool   // the server closes the connection after this response
 	remain int64  // body bytes left in the body or in the current chunk
 	body   int64  // body bytes seen
+	got    bool   // a byte of the response has arrived
 }
 
 type parseState uint8
@@ -48,13 +49,15 @@ func (p *respParser) reset(head bool, marker string) {
 	*p = respParser{head: head, marker: marker, buf: p.buf[:0]}
 }
 
-// started reports whether any byte of the response has arrived.
-func (p *respParser) started() bool { return p.state != stHead || len(p.buf) > 0 }
+// started reports whether any byte of the response has arrived (an
+// interim 1xx answer included, after which the state is stHead again).
+func (p *respParser) started() bool { return p.got }
 
 // feed consumes bytes of the response and reports how many it used and
 // whether the response is complete; bytes after a complete response are
 // not used.
 func (p *respParser) feed(b []byte) (int, bool, error) {
+	p.got = p.got || len(b) > 0
 	used := 0
 	for used < len(b) && p.state != stDone {
 		n, err := p.step(b[used:])

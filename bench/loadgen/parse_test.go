@@ -110,6 +110,26 @@ func TestResponseParser(t *testing.T) {
 	}
 }
 
+// A connection that dies after an interim answer was not a stale one:
+// the server had begun to answer this request.
+func TestAnInterimAnswerCountsAsStarted(t *testing.T) {
+	var p respParser
+	p.reset(false, "")
+	if p.started() {
+		t.Fatal("started before any byte")
+	}
+	if _, done, err := p.feed([]byte("HTTP/1.1 100 Continue\r\n\r\n")); done || err != nil {
+		t.Fatalf("feed = done %v, %v", done, err)
+	}
+	if !p.started() {
+		t.Fatal("not started after a 100 Continue")
+	}
+	p.reset(false, "")
+	if p.started() {
+		t.Fatal("still started after reset")
+	}
+}
+
 func TestResponseHeadIsBounded(t *testing.T) {
 	in := "HTTP/1.1 200 OK\r\nX: " + strings.Repeat("a", maxHead) + "\r\n\r\n"
 	if got := parseAll([]byte(in), 4096, false, ""); !got.err {
