@@ -54,10 +54,11 @@ func newEndpoint(cfg *Config, key, addr, instance string, app *appStats) *endpoi
 			}
 			return c, nil
 		},
-		MaxIdleConnsPerHost:   cfg.MaxIdlePerEndpoint,
-		IdleConnTimeout:       cfg.UpstreamIdleTimeout,
-		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
-		ExpectContinueTimeout: time.Second,
+		MaxIdleConnsPerHost:    cfg.MaxIdlePerEndpoint,
+		IdleConnTimeout:        cfg.UpstreamIdleTimeout,
+		ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: maxResponseHeadBytes,
 		// The client negotiated its own encoding with the app; the proxy
 		// must not add or strip one.
 		DisableCompression: true,

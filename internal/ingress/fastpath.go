@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net"
@@ -37,6 +38,7 @@ type pconn struct {
 	conn net.Conn
 	rw   io.ReadWriter // conn's raw I/O (sockIO)
 	raw  syscall.RawConn
+	lim  headLimit // rw, limited while a long answer head is read
 	br   *bufio.Reader
 	head []byte    // the request head being sent, kept for its capacity
 	idle time.Time // when it went back to the pool
@@ -65,8 +67,14 @@ func (pc *pconn) close() { pc.conn.Close() }
 
 // alive peeks at the socket without blocking: an idle connection that
 // reads EOF or data was closed or spoken to by the server and must not be
-// reused.
+// reused. Every reuse checks, however short the idle time: an instance
+// may close a connection at once (a restart, a tiny idle timeout) or send
+// bytes after a response's end (a body longer than its Content-Length),
+// which would otherwise be read as the next request's answer.
 func (pc *pconn) alive() bool {
+	if q, ok := pc.rw.(interface{ quiet() bool }); ok {
+		return q.quiet()
+	}
 	if pc.raw == nil {
 		return true
 	}
@@ -88,16 +96,10 @@ type connPool struct {
 	closed bool // retired: returned connections are closed at once
 }
 
-// peekAfter is how long a connection may sit idle before it is checked
-// with a peek before reuse. Servers close idle connections after seconds
-// (nginx 75s, many Go servers 60s+), not within one.
-const peekAfter = time.Second
-
 // getConn returns an idle connection or dials a new one. fresh skips the
 // pool.
 func (p *Proxy) getConn(ctx context.Context, ep *endpoint, fresh bool) (pc *pconn, reused bool, err error) {
 	if !fresh {
-		now := time.Now()
 		pool := &ep.pool
 		for {
 			pool.mu.Lock()
@@ -110,7 +112,7 @@ func (p *Proxy) getConn(ctx context.Context, ep *endpoint, fresh bool) (pc *pcon
 			pool.idle[n-1] = nil
 			pool.idle = pool.idle[:n-1]
 			pool.mu.Unlock()
-			if now.Sub(pc.idle) < peekAfter || pc.alive() {
+			if pc.alive() {
 				return pc, true, nil
 			}
 			pc.close()
@@ -121,7 +123,8 @@ func (p *Proxy) getConn(ctx context.Context, ep *endpoint, fresh bool) (pc *pcon
 		return nil, false, &dialError{addr: ep.addr, err: err}
 	}
 	rw := newSockIO(c)
-	pc = &pconn{conn: c, rw: rw, br: bufio.NewReaderSize(rw, 16<<10)}
+	pc = &pconn{conn: c, rw: rw, lim: headLimit{r: rw}}
+	pc.br = bufio.NewReaderSize(&pc.lim, 16<<10)
 	if sc, ok := c.(syscall.Conn); ok {
 		pc.raw, _ = sc.SyscallConn()
 	}
@@ -224,8 +227,10 @@ func (p *Proxy) serveFast(st *reqState, r *http.Request) {
 				return
 			}
 			// A kept-alive connection the instance closed meanwhile: the
-			// request may go again on a new one if it is idempotent.
-			if reused && !staleRetried && idempotent(r.Method) {
+			// request may go again on a new one if it is idempotent. Any
+			// other failure (a timeout, a malformed answer) may have left
+			// the request running on the instance, and is not retried.
+			if reused && !staleRetried && errors.Is(err, errStale) && idempotent(r.Method) {
 				staleRetried = true
 				continue
 			}
@@ -291,12 +296,24 @@ func (p *Proxy) roundTripFast(st *reqState, pc *pconn, r *http.Request) (*http.R
 		pc.head = nil
 	}
 	if err != nil {
+		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+			// The instance closed the connection: it cannot have
+			// taken a request whose head it did not read whole.
+			return nil, fmt.Errorf("%w (%v)", errStale, err)
+		}
 		return nil, err
 	}
 	if resp := pc.readSimpleResponse(r, st.rec.Header()); resp != nil {
 		return resp, nil
 	}
-	for {
+	// Heads too long for readSimpleResponse's buffer are read with a
+	// limit, as http.Transport reads them, and so are interim answers.
+	defer pc.lim.off()
+	for interim := 0; ; interim++ {
+		if interim > maxInterimResponses {
+			return nil, fmt.Errorf("more than %d interim (1xx) answers", maxInterimResponses)
+		}
+		pc.lim.on(maxResponseHeadBytes - int64(pc.br.Buffered()))
 		resp, err := http.ReadResponse(pc.br, r)
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
@@ -321,7 +338,47 @@ func (p *Proxy) roundTripFast(st *reqState, pc *pconn, r *http.Request) (*http.R
 	}
 }
 
+// maxResponseHeadBytes bounds an instance's answer head on both paths
+// (http.Transport's MaxResponseHeaderBytes on the other); a longer one is
+// a 502.
+const maxResponseHeadBytes = 1 << 20
+
+// maxInterimResponses bounds the 1xx answers before the final one, as
+// http.Transport does.
+const maxInterimResponses = 5
+
+// headLimit sits between a pooled connection and its reader: while on,
+// it lets at most n more bytes through.
+type headLimit struct {
+	r      io.Reader
+	n      int64
+	active bool
+}
+
+var errHeadTooLarge = fmt.Errorf("answer head larger than %d bytes", maxResponseHeadBytes)
+
+func (l *headLimit) Read(p []byte) (int, error) {
+	if !l.active {
+		return l.r.Read(p)
+	}
+	if l.n <= 0 {
+		return 0, errHeadTooLarge
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
+}
+
+func (l *headLimit) on(n int64) { l.active, l.n = true, n }
+func (l *headLimit) off()       { l.active = false }
+
 var requestHopHeaders = map[string]bool{
+	// Written from r.Host: an HTTP/2 request may carry a host field
+	// beside its :authority, and only the one routed on goes on.
+	"Host":       true,
 	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
 	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
 	// Set by the proxy itself:

@@ -220,6 +220,9 @@ func (f *front) serveConn(c net.Conn, cs *connState) {
 	defer func() {
 		f.untrack(c)
 		if !handedOff {
+			// Answers to pipelined requests wait in bw for the last of
+			// them; whatever ends the connection, they go out first.
+			flushPending(c, bw)
 			c.Close()
 		}
 		br.Reset(nil)
@@ -280,6 +283,9 @@ func (f *front) serveConn(c net.Conn, cs *connState) {
 			// Everything net/http should see: the head has only been
 			// peeked, so the replay starts at this request.
 			pending, _ := br.Peek(br.Buffered())
+			if !flushPending(c, bw) {
+				return
+			}
 			handedOff = true
 			f.untrack(c)
 			f.handoff.handoff(&replayConn{Conn: c, pending: bytes.Clone(pending)})
@@ -309,6 +315,23 @@ func (f *front) serveConn(c net.Conn, cs *connState) {
 			}
 		}
 	}
+}
+
+// pendingFlushTimeout bounds the last write of answers to pipelined
+// requests when a connection ends or changes hands, so that a client that
+// stopped reading cannot hold it.
+const pendingFlushTimeout = 10 * time.Second
+
+// flushPending writes what bw holds for the client and reports whether
+// that succeeded.
+func flushPending(c net.Conn, bw *bufio.Writer) bool {
+	if bw.Buffered() == 0 {
+		return true
+	}
+	c.SetWriteDeadline(time.Now().Add(pendingFlushTimeout))
+	err := bw.Flush()
+	c.SetWriteDeadline(time.Time{})
+	return err == nil
 }
 
 // serveOne runs the proxy for one request; false means the response was

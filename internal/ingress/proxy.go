@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/gantry-dev/gantry/internal/discovery"
 )
 
@@ -127,6 +129,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		statePool.Put(st)
 	}()
 
+	if r.ProtoMajor >= 2 {
+		// HTTP/1 heads were checked by the front or net/http's reader;
+		// HTTP/2 fields may hold spaces that would change the request
+		// line an instance reads.
+		if msg := checkH2Request(r); msg != "" {
+			writeError(&st.rec, http.StatusBadRequest, "BadRequest", msg, nil)
+			return
+		}
+	}
 	rt := p.table.Load().match(host, r.URL.Path)
 	if rt == nil {
 		p.m.unrouted.Inc()
@@ -149,6 +160,30 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.rp.ServeHTTP(&st.rec, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+}
+
+// checkH2Request returns what is wrong with an HTTP/2 request that could
+// not be written as an HTTP/1.1 request line and Host field, or "".
+func checkH2Request(r *http.Request) string {
+	switch {
+	case !httpguts.ValidHeaderFieldName(r.Method):
+		return fmt.Sprintf("method %q is not a token", r.Method)
+	case !httpguts.ValidHostHeader(r.Host):
+		return fmt.Sprintf("authority %q is not a valid host", r.Host)
+	case !targetBytes(r.URL.RawQuery) || !targetBytes(r.URL.Opaque):
+		return "request target holds spaces or control characters: escape them"
+	}
+	return ""
+}
+
+// targetBytes reports whether s has no space or control byte.
+func targetBytes(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // acquire picks an endpoint of be other than skip and counts a request on

@@ -35,6 +35,10 @@ type sockIO struct {
 	wn    int
 	werr  syscall.Errno
 	write func(uintptr) bool
+
+	pbuf   [1]byte
+	pquiet bool
+	peek   func(uintptr) bool
 }
 
 // newSockIO returns raw I/O for c, or c itself when it is not a plain
@@ -48,8 +52,29 @@ func newSockIO(c net.Conn) io.ReadWriter {
 		return c
 	}
 	s := &sockIO{rc: rc}
-	s.read, s.write = s.doRead, s.doWrite
+	s.read, s.write, s.peek = s.doRead, s.doWrite, s.doPeek
 	return s
+}
+
+// quiet reports whether nothing waits to be read: no data and no end of
+// stream. It must not run beside a Read.
+func (s *sockIO) quiet() bool {
+	s.pquiet = false
+	if err := s.rc.Read(s.peek); err != nil {
+		return false
+	}
+	return s.pquiet
+}
+
+func (s *sockIO) doPeek(fd uintptr) bool {
+	for {
+		_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&s.pbuf[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		if e != syscall.EINTR {
+			s.pquiet = e == syscall.EAGAIN
+			return true
+		}
+	}
 }
 
 func (s *sockIO) Read(p []byte) (int, error) {

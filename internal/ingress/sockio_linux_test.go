@@ -153,6 +153,28 @@ func TestSockIO(t *testing.T) {
 			t.Fatalf("echo: %d bytes, %v", len(got), err)
 		}
 	})
+	t.Run("quiet: nothing to read, then data, then the peer's close", func(t *testing.T) {
+		a, b := tcpPair(t)
+		s := newSockIO(a).(*sockIO)
+		if !s.quiet() {
+			t.Fatal("an idle connection is not quiet")
+		}
+		b.Write([]byte("x"))
+		waitFor(t, func() bool { return !s.quiet() }, "data to make it not quiet")
+		buf := make([]byte, 1)
+		if n, err := s.Read(buf); n != 1 || err != nil {
+			t.Fatalf("the peeked byte was consumed: %d %v", n, err)
+		}
+		if !s.quiet() {
+			t.Fatal("quiet again once the data was read")
+		}
+		b.Close()
+		waitFor(t, func() bool { return !s.quiet() }, "the close to make it not quiet")
+		a.Close()
+		if s.quiet() {
+			t.Fatal("a closed connection is quiet")
+		}
+	})
 	t.Run("anything but a TCP connection is used as it is", func(t *testing.T) {
 		p, q := net.Pipe()
 		defer p.Close()
@@ -161,4 +183,16 @@ func TestSockIO(t *testing.T) {
 			t.Fatalf("newSockIO(pipe) = %T", rw)
 		}
 	})
+}
+
+// waitFor polls cond for up to a second; loopback delivery is not
+// instant.
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited a second for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
