@@ -125,7 +125,7 @@ func (s *Server) rollbackApp(w http.ResponseWriter, r *http.Request, ri *request
 	if req.ToRevision < 0 {
 		return v1.FieldErrors{{Field: "toRevision", Message: "must be a revision number"}}
 	}
-	a, _, err := apps.Rollback(r.Context(), s.store, ri.Namespace, ri.Name, req.ToRevision, "")
+	a, _, err := apps.Rollback(r.Context(), s.store, ri.Namespace, ri.Name, apps.RollbackOptions{To: req.ToRevision})
 	if err != nil {
 		return err
 	}

@@ -49,6 +49,11 @@ type Change struct {
 	Resolve func() string
 	// Cause is recorded on a new revision ("kubectl.kubernetes.io/change-cause"-like).
 	Cause string
+	// RolledBack marks an automatic rollback: the new revision is
+	// written with phase RolledBack, counts as stable (its template
+	// completed a rollout before), and the record (its Revision filled
+	// in) goes into the status in the same transaction.
+	RolledBack *v1.RollbackRecord
 }
 
 // Save creates or updates the App. When the template differs from the
@@ -114,6 +119,12 @@ func Save(ctx context.Context, s *store.Store, c Change) (Result, error) {
 		a.Status.Message = ""
 		a.Status.RolloutStarted = &now
 		a.Status.Progressed = nil
+		if rb := c.RolledBack; rb != nil {
+			rec := *rb
+			rec.Revision = n
+			a.Status.RolledBack = &rec
+			a.Status.Phase, a.Status.Message, a.Status.StableRevision = v1.AppRolledBack, rec.Reason, n
+		}
 		txn.Create(newRevision(a, n, hash, c.Image, c.ImageDigest, c.Cause))
 	}
 	if err := txn.Update(a).Commit(ctx); err != nil {
@@ -142,14 +153,33 @@ func sameApp(a, b *v1.App) bool {
 	return equalJSON(&x, &y)
 }
 
-// Rollback points the App at the template of revision to (or the one
-// before the current, when to is 0) by creating a new revision with that
-// template and pinned digest. It returns the App as written.
-func Rollback(ctx context.Context, s *store.Store, ns, name string, to int64, cause string) (*v1.App, int64, error) {
+// RollbackOptions says what Rollback restores and when.
+type RollbackOptions struct {
+	// To is the revision whose template comes back; 0 is the one before
+	// the current.
+	To int64
+	// From, when set, is the revision being rolled back: if the App has
+	// moved on from it meanwhile, nothing is written and the error wraps
+	// v1.ErrConflict.
+	From int64
+	// Cause is recorded on the new revision.
+	Cause string
+	// Automatic is set by the rollout controller (see Change.RolledBack).
+	Automatic *v1.RollbackRecord
+}
+
+// Rollback points the App at the template of revision opts.To by creating
+// a new revision with that template and pinned digest. It returns the App
+// as written and the revision whose template it restored.
+func Rollback(ctx context.Context, s *store.Store, ns, name string, opts RollbackOptions) (*v1.App, int64, error) {
+	to, cause := opts.To, opts.Cause
 	for attempt := 0; ; attempt++ {
 		a, err := store.Get[*v1.App](ctx, s, ns, name)
 		if err != nil {
 			return nil, 0, err
+		}
+		if opts.From != 0 && a.Status.Revision != opts.From {
+			return nil, 0, fmt.Errorf("%w: app %q moved on from revision %d to %d", v1.ErrConflict, name, opts.From, a.Status.Revision)
 		}
 		target := to
 		if target == 0 {
@@ -173,7 +203,7 @@ func Rollback(ctx context.Context, s *store.Store, ns, name string, to int64, ca
 		if cause == "" {
 			cause = fmt.Sprintf("rollback to revision %d", target)
 		}
-		_, err = Save(ctx, s, Change{App: a, Prev: &prev, Image: rev.Spec.Image, ImageDigest: rev.Spec.ImageDigest, Cause: cause})
+		_, err = Save(ctx, s, Change{App: a, Prev: &prev, Image: rev.Spec.Image, ImageDigest: rev.Spec.ImageDigest, Cause: cause, RolledBack: opts.Automatic})
 		if errors.Is(err, v1.ErrConflict) && attempt < 10 {
 			continue
 		}

@@ -235,6 +235,19 @@ func TestRolloutRollsBackWhenNewRevisionNeverReady(t *testing.T) {
 	if !rec.has("RolledBack") || !rec.has("ProgressDeadlineExceeded") {
 		t.Errorf("events: %v", rec.events)
 	}
+	// The rollback's revision is written whole, record and all, and is
+	// announced as a rollback only, not as a rollout of a changed
+	// template.
+	a, err := store.Get[*v1.App](ctx, s, "default", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rb := a.Status.RolledBack; rb.Revision != 3 || a.Status.StableRevision != 3 {
+		t.Errorf("after the rollback: rolledBack %+v, stableRevision %d; want both at revision 3", rb, a.Status.StableRevision)
+	}
+	if rec.has("RolloutStarted: rolling out revision 3") {
+		t.Errorf("the automatic rollback was announced as a new rollout: %v", rec.events)
+	}
 }
 
 func mustInstances(t *testing.T, s *store.Store, app string) []*v1.Instance {

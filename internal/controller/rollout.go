@@ -69,12 +69,10 @@ func NewRollout(s *store.Store, rec Recorder, log *slog.Logger, instances *infor
 		if deleted {
 			r.forgetRevisions(a.Metadata.Namespace, a.Metadata.Name)
 		}
+		// An automatic rollback is announced by its own RolledBack
+		// event, and starts with phase RolledBack.
 		if !deleted && old != nil && a.Status.Revision > old.Status.Revision && a.Status.Phase == v1.AppProgressing {
-			cause := "template changed"
-			if a.Status.RolledBack != nil {
-				cause = "rollback"
-			}
-			r.rec.Eventf(context.Background(), a, v1.EventNormal, "RolloutStarted", "rolling out revision %d (%s)", a.Status.Revision, cause)
+			r.rec.Eventf(context.Background(), a, v1.EventNormal, "RolloutStarted", "rolling out revision %d (template changed)", a.Status.Revision)
 		}
 		r.queue.Add(a.Metadata.Key())
 	})
@@ -202,10 +200,7 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 	if surge == 0 && unavail == 0 {
 		unavail = 1
 	}
-	drain := v1.DefaultDrainDelay
-	if st.DrainDelay != nil {
-		drain = *st.DrainDelay
-	}
+	drain := st.Drain()
 	newReady, oldReady := countReady(cur), countReady(old)
 
 	// 0. Network policy is not part of the template: carry a change of
@@ -419,6 +414,11 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 	if int32(newReady) > st.UpdatedReady {
 		st.Progressed = &now
 	}
+	if !a.Spec.Paused && a.Status.Phase == v1.AppPaused {
+		// Resumed: a pause stops the progress deadline's clock, as in
+		// Kubernetes, so it starts again from now.
+		st.Progressed = &now
+	}
 	st.UpdatedReady = int32(newReady)
 	complete := len(old) == 0 && len(cur) == desired && newReady == desired
 	var requeue time.Duration
@@ -471,6 +471,9 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 			// will see it.
 			return store.ErrUnchanged
 		}
+		// The autoscaler writes its own fields, perhaps after the
+		// cache this pass read.
+		st.AutoscaleReplicas, st.AutoscaleReason = x.Status.AutoscaleReplicas, x.Status.AutoscaleReason
 		x.Status = st
 		return nil
 	})
@@ -539,20 +542,18 @@ func (r *Rollout) deadlineExceeded(ctx context.Context, a *v1.App, rev *v1.Revis
 	r.rec.Eventf(ctx, a, v1.EventWarning, "ProgressDeadlineExceeded", "%s; rolling back to revision %d", reason, stable)
 	r.observe(a, "rolled_back", r.now())
 	cause := fmt.Sprintf("automatic rollback from revision %d: %s", from, reason)
-	_, _, err := apps.Rollback(ctx, r.store, a.Metadata.Namespace, a.Metadata.Name, stable, cause)
+	out, _, err := apps.Rollback(ctx, r.store, a.Metadata.Namespace, a.Metadata.Name, apps.RollbackOptions{
+		To: stable, From: from, Cause: cause,
+		Automatic: &v1.RollbackRecord{From: from, To: stable, Time: r.now().UTC(), Reason: reason},
+	})
+	if errors.Is(err, v1.ErrConflict) {
+		// A newer revision was applied after the cache this pass read;
+		// its own rollout (and deadline) starts now.
+		r.log.Debug("not rolling back: the app moved on", "app", a.Metadata.Key(), "err", err)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("roll back %s to revision %d: %w", a.Metadata.Key(), stable, err)
-	}
-	out, err := store.Mutate(ctx, r.store, a.Metadata.Namespace, a.Metadata.Name, func(x *v1.App) error {
-		x.Status.Phase = v1.AppRolledBack
-		x.Status.Message = reason
-		// The rolled-back-to template already completed a rollout.
-		x.Status.StableRevision = x.Status.Revision
-		x.Status.RolledBack = &v1.RollbackRecord{From: from, To: stable, Revision: x.Status.Revision, Time: r.now().UTC(), Reason: reason}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
 	r.Apps.Observe(out)
 	r.rec.Eventf(ctx, a, v1.EventWarning, "RolledBack", "rolled back from revision %d to the template of revision %d (now revision %d): %s", from, stable, out.Status.Revision, reason)

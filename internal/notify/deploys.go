@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -23,10 +22,6 @@ var deployReasons = map[string]string{
 
 const seenEvents = 4096
 
-// rollbackGrace is how long after a failed rollout that rolls back a new
-// revision is taken to be that rollback.
-const rollbackGrace = 30 * time.Second
-
 // ObserveEvent turns a deploy event into a notification to the
 // namespace's notifiers that want deploys. Register it with the server's
 // events.Recorder (Listen) for events recorded in this process; Run also
@@ -41,16 +36,6 @@ func (m *Manager) ObserveEvent(e *v1.Event) {
 	app := e.Metadata.Labels[v1.LabelApp]
 	if e.Object.Kind == "App" {
 		app = e.Object.Name
-	}
-	if status == StatusFailed && strings.Contains(e.Message, "rolling back") {
-		// The rollback about to happen makes a new revision; its start
-		// is part of this failure, not a deploy of its own.
-		m.seenMu.Lock()
-		if m.rollingBack == nil {
-			m.rollingBack = map[string]time.Time{}
-		}
-		m.rollingBack[e.Metadata.Namespace+"/"+app] = time.Now()
-		m.seenMu.Unlock()
 	}
 	msg := Message{Kind: KindDeploy, Status: status, App: app, Message: e.Message, Time: e.Time, Severity: "info"}
 	if status != StatusSucceeded {
@@ -85,7 +70,8 @@ func (m *Manager) firstSight(key string) bool {
 // appChanged notices a deploy starting: the App's current revision moves
 // to one that has not completed a rollout yet. The initial list of the
 // informer is not news, and an automatic rollback (which also makes a new
-// revision) is announced by its own event.
+// revision, written stable and with its RolledBack record in one
+// transaction) is announced by its own event.
 func (m *Manager) appChanged(old, cur *v1.App, deleted bool) {
 	select {
 	case <-m.apps.Synced():
@@ -104,14 +90,6 @@ func (m *Manager) appChanged(old, cur *v1.App, deleted bool) {
 		}
 	}
 	if st.Revision == 0 || st.Revision == prev || st.Revision == st.StableRevision {
-		return
-	}
-	key := cur.Metadata.Key()
-	m.seenMu.Lock()
-	since, rollback := m.rollingBack[key]
-	delete(m.rollingBack, key)
-	m.seenMu.Unlock()
-	if rollback && time.Since(since) < rollbackGrace {
 		return
 	}
 	msg := Message{

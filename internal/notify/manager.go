@@ -95,9 +95,6 @@ type Manager struct {
 	seenMu  sync.Mutex
 	seen    map[string]struct{}
 	seenLog []string
-	// rollingBack marks Apps whose failed rollout is being rolled back
-	// (see ObserveEvent), by namespace/name.
-	rollingBack map[string]time.Time
 }
 
 type envelope struct {

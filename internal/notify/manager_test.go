@@ -533,7 +533,13 @@ func TestDeployEventsReachNotifiersThatWantDeploys(t *testing.T) {
 	t.Run("an automatic rollback is announced as failed and rolled back, not as a new deploy", func(t *testing.T) {
 		e.m.ObserveEvent(&v1.Event{Metadata: v1.ObjectMeta{Name: "api.4.d", Namespace: "default"}, Reason: "ProgressDeadlineExceeded",
 			Message: "revision 2 made no progress for 1m0s; rolling back to revision 1", Object: v1.ObjectRef{Kind: "App", Name: "api"}, Time: time.Now()})
-		a, err := store.Mutate(e.ctx, e.store, "default", "api", func(a *v1.App) error { a.Status.Revision, a.Status.StableRevision = 3, 1; return nil })
+		// The rollout controller writes the rollback's revision whole:
+		// stable, phase RolledBack, with its record.
+		a, err := store.Mutate(e.ctx, e.store, "default", "api", func(a *v1.App) error {
+			a.Status.Revision, a.Status.StableRevision, a.Status.Phase = 3, 3, v1.AppRolledBack
+			a.Status.RolledBack = &v1.RollbackRecord{From: 2, To: 1, Revision: 3, Time: time.Now(), Reason: "no progress"}
+			return nil
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -551,13 +557,25 @@ func TestDeployEventsReachNotifiersThatWantDeploys(t *testing.T) {
 		if strings.Join(seen, " ") != "deploy/failed alert/firing" {
 			t.Errorf("after the failure the notifier got %v, want the failure and then the barrier", seen)
 		}
+
+		// The user's next deploy, moments later, is news again.
+		if _, err := store.Mutate(e.ctx, e.store, "default", "api", func(a *v1.App) error {
+			a.Status.Revision, a.Status.Phase = 4, v1.AppProgressing
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		got = all.waitRequests(t, 7, 5*time.Second)
+		if p := got[6].json(t); p["kind"] != "deploy" || p["status"] != "started" || p["revision"] != float64(4) {
+			t.Errorf("a deploy right after a rollback: got %s", got[6].body)
+		}
 	})
 
 	t.Run("a notifier named explicitly gets alerts whatever its events", func(t *testing.T) {
 		e.m.Send(e.ctx, "default", []string{"deploys"}, alert(StatusResolved, "named"))
-		got := deploys.waitRequests(t, 5, 5*time.Second)
-		if got[4].json(t)["message"] != "named" {
-			t.Errorf("got %s", got[4].body)
+		got := deploys.waitRequests(t, 6, 5*time.Second)
+		if got[5].json(t)["message"] != "named" {
+			t.Errorf("got %s", got[5].body)
 		}
 	})
 }
