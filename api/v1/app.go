@@ -323,6 +323,14 @@ type Strategy struct {
 	DrainDelay *Duration `json:"drainDelay,omitempty"`
 }
 
+// Drain is the drain delay, DefaultDrainDelay when unset.
+func (s *Strategy) Drain() Duration {
+	if s.DrainDelay == nil {
+		return DefaultDrainDelay
+	}
+	return *s.DrainDelay
+}
+
 // Route sends HTTP requests for a host (and path prefix) to the App.
 type Route struct {
 	Host string `json:"host"`

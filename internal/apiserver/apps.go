@@ -206,12 +206,21 @@ func (s *Server) deleteInstance(ctx context.Context, ns, name string, rev int64,
 	if inst.Metadata.Deleting != nil {
 		return inst, nil
 	}
+	// The instance drains as its App's rollouts drain theirs; one whose
+	// App is gone gets the default.
+	drain := v1.DefaultDrainDelay
+	if a, err := store.Get[*v1.App](ctx, s.store, ns, inst.Spec.App); err == nil {
+		drain = a.Spec.Strategy.Drain()
+	} else if !errors.Is(err, v1.ErrNotFound) {
+		return nil, err
+	}
 	out, err := store.Mutate(ctx, s.store, ns, name, func(i *v1.Instance) error {
 		if i.Metadata.Deleting != nil {
 			return store.ErrUnchanged
 		}
 		now := time.Now().UTC()
 		i.Metadata.Deleting = &now
+		i.Spec.DrainDelay = drain
 		return nil
 	})
 	if err != nil {
