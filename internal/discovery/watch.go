@@ -107,7 +107,10 @@ func (w *Watcher) rebuildAll() {
 // and every other one is shared with the previous snapshot.
 func (w *Watcher) rebuild(keys map[string]bool) {
 	cur := w.Current()
-	next := &Snapshot{Time: time.Now(), Services: maps.Clone(cur.Services)}
+	// Read before the objects, so that the snapshot reflects at least
+	// this revision.
+	rev := max(w.apps.Revision(), w.instances.Revision(), cur.Revision)
+	next := &Snapshot{Revision: rev, Time: time.Now(), Services: maps.Clone(cur.Services)}
 	for key := range keys {
 		ns, name := splitKey(key)
 		a, ok := w.apps.Get(ns, name)

@@ -355,6 +355,12 @@ func (s *Server) answer(w miekg.ResponseWriter, r *miekg.Msg) (m *miekg.Msg, opt
 	case idx.isRoute(name) && isAddressType(q.Qtype):
 		m.Authoritative = true
 		m.Answer = s.lbRecords(w, q)
+		if len(m.Answer) == 0 {
+			// NODATA (the load balancer has no address of this
+			// family): an SOA lets resolvers cache it (RFC 2308),
+			// with the route's name as the apex of what is answered.
+			m.Ns = []miekg.RR{s.z.soaFor(name, idx.soa.(*miekg.SOA).Serial)}
+		}
 	default:
 		return s.forward(r, opt), opt
 	}

@@ -29,6 +29,7 @@ type Informer[T v1.Object] struct {
 	synced  chan struct{}
 	once    sync.Once
 	started atomic.Bool
+	rev     atomic.Int64 // the newest store revision seen
 
 	hmu     sync.RWMutex
 	handler []func(old, cur T, deleted bool)
@@ -47,6 +48,19 @@ func (inf *Informer[T]) OnChange(fn func(old, cur T, deleted bool)) {
 	inf.hmu.Lock()
 	inf.handler = append(inf.handler, fn)
 	inf.hmu.Unlock()
+}
+
+// Revision is the newest store revision the cache has caught up with (a
+// list's, then each change's or progress note's); it only grows.
+func (inf *Informer[T]) Revision() int64 { return inf.rev.Load() }
+
+func (inf *Informer[T]) seen(rev int64) {
+	for {
+		cur := inf.rev.Load()
+		if rev <= cur || inf.rev.CompareAndSwap(cur, rev) {
+			return
+		}
+	}
 }
 
 // Synced is closed after the first full list.
@@ -92,6 +106,7 @@ func (inf *Informer[T]) Run(ctx context.Context) {
 			Sleep(ctx, time.Second)
 			continue
 		}
+		inf.seen(rev)
 		inf.replace(objs)
 		inf.once.Do(func() { close(inf.synced) })
 		next := rev + 1
@@ -102,6 +117,7 @@ func (inf *Informer[T]) Run(ctx context.Context) {
 				}
 				break
 			}
+			inf.seen(ev.Revision)
 			if ev.Type == store.Bookmark {
 				continue
 			}

@@ -1,0 +1,56 @@
+package discovery_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/discovery"
+	"github.com/gantry-dev/gantry/internal/store/storetest"
+)
+
+// Snapshot.Revision feeds the DNS SOA serial: the Watcher's snapshots
+// carry the store revision they reflect.
+func TestWatcherSnapshotsCarryTheStoreRevision(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := storetest.New(t)
+	app := &v1.App{TypeMeta: v1.TypeMeta{Kind: "App"}, Metadata: v1.ObjectMeta{Name: "web", Namespace: "default"}}
+	app.Spec.Image = "web:v1"
+	if err := s.Create(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	w := discovery.NewWatcher(s, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	go w.Run(ctx)
+	sub := w.Subscribe(ctx)
+	timeout := time.After(10 * time.Second)
+	// next waits for a snapshot in which web satisfies ok.
+	next := func(what string, ok func(*discovery.Service) bool) *discovery.Snapshot {
+		t.Helper()
+		for {
+			select {
+			case snap := <-sub:
+				if svc := snap.Service("default", "web"); svc != nil && ok(svc) {
+					return snap
+				}
+			case <-timeout:
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+	first := next("web", func(*discovery.Service) bool { return true })
+	if first.Revision < app.Metadata.Revision {
+		t.Fatalf("snapshot with web has revision %d, before web's own %d", first.Revision, app.Metadata.Revision)
+	}
+	app.Spec.Ports = []v1.Port{{Name: "http", Port: 8080, Protocol: v1.ProtocolHTTP}}
+	if err := s.Update(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	second := next("web's port", func(svc *discovery.Service) bool { return len(svc.Ports) == 1 })
+	if second.Revision <= first.Revision || second.Revision < app.Metadata.Revision {
+		t.Fatalf("after an update: snapshot revision %d (before %d, the update's %d)", second.Revision, first.Revision, app.Metadata.Revision)
+	}
+}
