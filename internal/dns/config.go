@@ -3,6 +3,7 @@ package dns
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -143,16 +144,23 @@ func upstreamsFrom(path string) ([]string, error) {
 	return out, nil
 }
 
-// normalizeUpstream adds port 53 to a bare IP and checks the address.
+// normalizeUpstream adds port 53 to a bare IP and checks the address. An
+// IPv6 address may carry a zone (fe80::1%eth0), as resolv.conf files
+// written by NetworkManager do.
 func normalizeUpstream(u string) (string, error) {
-	if ip := net.ParseIP(strings.Trim(u, "[]")); ip != nil {
-		return net.JoinHostPort(ip.String(), "53"), nil
+	if ap, err := netip.ParseAddrPort(u); err == nil && ap.Port() != 0 {
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String(), nil
 	}
-	host, port, err := net.SplitHostPort(u)
-	if err != nil || net.ParseIP(host) == nil || port == "" {
-		return "", fmt.Errorf("dns: upstream %q: want an IP or IP:port: %w", u, v1.ErrInvalid)
+	bare := u
+	if strings.HasPrefix(u, "[") && strings.HasSuffix(u, "]") {
+		bare = u[1 : len(u)-1]
 	}
-	return net.JoinHostPort(net.ParseIP(host).String(), port), nil
+	// A zone is any text after '%': one with a ']' or ':' in it was a
+	// malformed IP:port, not an address.
+	if a, err := netip.ParseAddr(bare); err == nil && !strings.ContainsAny(a.Zone(), "]:") {
+		return netip.AddrPortFrom(a.Unmap(), 53).String(), nil
+	}
+	return "", fmt.Errorf("dns: upstream %q: want an IP or IP:port: %w", u, v1.ErrInvalid)
 }
 
 // isLabel reports whether l is a lower-case DNS-1123 label, the only kind

@@ -163,9 +163,20 @@ func (f *forwarder) exchange(ctx context.Context, r *miekg.Msg) (*miekg.Msg, err
 	// A fresh ID per upstream query: the client's ID is guessable by
 	// whoever sent it, ours should not be.
 	q.Id = miekg.Id()
-	if q.IsEdns0() == nil {
-		q.SetEdns0(forwardUDPSize, false)
+	// Our own EDNS0: the size we can take without fragments whatever the
+	// client offered, and only its DO bit of the client's options.
+	do := false
+	if opt := q.IsEdns0(); opt != nil {
+		do = opt.Do()
+		extra := q.Extra[:0]
+		for _, rr := range q.Extra {
+			if rr.Header().Rrtype != miekg.TypeOPT {
+				extra = append(extra, rr)
+			}
+		}
+		q.Extra = extra
 	}
+	q.SetEdns0(forwardUDPSize, do)
 	var errs []error
 	start := int(f.prefer.Load())
 	for i := range ups {
@@ -197,8 +208,11 @@ func (f *forwarder) one(ctx context.Context, q *miekg.Msg, upstream string) (*mi
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", upstream, err)
 	}
+	if !resp.Response || resp.Opcode != q.Opcode {
+		return nil, fmt.Errorf("%s: sent a query back, not an answer", upstream)
+	}
 	if len(resp.Question) != 1 || !strings.EqualFold(resp.Question[0].Name, q.Question[0].Name) ||
-		resp.Question[0].Qtype != q.Question[0].Qtype {
+		resp.Question[0].Qtype != q.Question[0].Qtype || resp.Question[0].Qclass != q.Question[0].Qclass {
 		return nil, fmt.Errorf("%s: answer is for another question", upstream)
 	}
 	switch resp.Rcode {

@@ -68,6 +68,12 @@ func New(cfg Config, src discovery.Source, log *slog.Logger) (*Server, error) {
 	norm := make([]string, 0, len(ups))
 	for _, u := range ups {
 		n, err := normalizeUpstream(u)
+		if err != nil && cfg.Upstreams == nil {
+			// A line of the host's resolv.conf we cannot use costs
+			// that upstream only, not the server.
+			log.Warn("dns: skipping an upstream resolver from "+cfg.ResolvConf, "err", err)
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
