@@ -13,12 +13,14 @@ import (
 	"github.com/gantry-dev/gantry/internal/store"
 )
 
-// Watcher builds snapshots from the store: it follows Apps and Instances
-// and publishes a new snapshot on every change that affects a service.
+// Watcher builds snapshots from the store: it follows Apps, Instances and
+// Nodes and publishes a new snapshot on every change that affects a
+// service.
 type Watcher struct {
 	*Broadcaster
 	apps      *informer.Informer[*v1.App]
 	instances *informer.Informer[*v1.Instance]
+	nodes     *informer.Informer[*v1.Node]
 	log       *slog.Logger
 
 	mu      sync.Mutex
@@ -37,6 +39,7 @@ func NewWatcher(s *store.Store, instances *informer.Informer[*v1.Instance], apps
 		Broadcaster: NewBroadcaster(),
 		apps:        apps,
 		instances:   instances,
+		nodes:       informer.New[*v1.Node](s, log),
 		log:         log,
 		pending:     map[string]bool{},
 		kick:        make(chan struct{}, 1),
@@ -50,7 +53,23 @@ func NewWatcher(s *store.Store, instances *informer.Informer[*v1.Instance], apps
 			w.dirty(i.Metadata.Namespace + "/" + i.Spec.App)
 		}
 	})
+	// A node that stops (or starts again) answering takes its instances
+	// out of (or back into) traffic at once, before they are evicted.
+	w.nodes.OnChange(func(old, n *v1.Node, deleted bool) {
+		if old != nil && !deleted && old.Status.Ready == n.Status.Ready {
+			return
+		}
+		for _, i := range w.instances.List(func(i *v1.Instance) bool { return i.Spec.Node == n.Metadata.Name }) {
+			w.dirty(i.Metadata.Namespace + "/" + i.Spec.App)
+		}
+	})
 	return w
+}
+
+// nodeDown reports whether an instance's node is known and not ready.
+func (w *Watcher) nodeDown(name string) bool {
+	n, ok := w.nodes.Get("", name)
+	return ok && !n.Status.Ready
 }
 
 // servingChanged reports whether an instance update matters to traffic.
@@ -73,7 +92,8 @@ func (w *Watcher) dirty(key string) {
 func (w *Watcher) Run(ctx context.Context) {
 	go w.apps.Run(ctx)
 	go w.instances.Run(ctx)
-	for _, ch := range []<-chan struct{}{w.apps.Synced(), w.instances.Synced()} {
+	go w.nodes.Run(ctx)
+	for _, ch := range []<-chan struct{}{w.apps.Synced(), w.instances.Synced(), w.nodes.Synced()} {
 		select {
 		case <-ctx.Done():
 			return
@@ -109,7 +129,7 @@ func (w *Watcher) rebuild(keys map[string]bool) {
 	cur := w.Current()
 	// Read before the objects, so that the snapshot reflects at least
 	// this revision.
-	rev := max(w.apps.Revision(), w.instances.Revision(), cur.Revision)
+	rev := max(w.apps.Revision(), w.instances.Revision(), w.nodes.Revision(), cur.Revision)
 	next := &Snapshot{Revision: rev, Time: time.Now(), Services: maps.Clone(cur.Services)}
 	for key := range keys {
 		ns, name := splitKey(key)
@@ -147,7 +167,7 @@ func (w *Watcher) service(a *v1.App) *Service {
 		}
 		ep := Endpoint{Instance: i.Metadata.Name, IP: i.Status.IP, Node: i.Spec.Node}
 		svc.All = append(svc.All, ep)
-		if Serves(i) {
+		if Serves(i) && !w.nodeDown(i.Spec.Node) {
 			svc.Ready = append(svc.Ready, ep)
 		}
 	}
@@ -155,7 +175,8 @@ func (w *Watcher) service(a *v1.App) *Service {
 }
 
 // Serves is the rule of who gets traffic: ready, addressed, and not being
-// deleted.
+// deleted; the Watcher also leaves out instances on a node that is not
+// ready (its heartbeat stopped).
 func Serves(i *v1.Instance) bool {
 	return i.Status.Ready && i.Status.IP != "" && i.Metadata.Deleting == nil
 }
