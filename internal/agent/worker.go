@@ -35,6 +35,10 @@ type worker struct {
 
 	status   v1.InstanceStatus // as last written
 	reported bool
+	// unsent is a status a write failed to deliver (the API server
+	// restarting, say): later changes build on it, and watchRun writes it
+	// again until it lands.
+	unsent *v1.InstanceStatus
 
 	// dropTask: a task made by an earlier setup attempt may exist and
 	// must be deleted before the next is made (see setup).
@@ -94,29 +98,43 @@ func (w *worker) member() (network.Member, bool) {
 }
 
 // report merges a change into the instance status and writes it if it
-// differs from what was last written.
+// differs from what was last written. A write that fails for any reason
+// but the instance being gone is kept in unsent, to be sent again.
 func (w *worker) report(ctx context.Context, change func(s *v1.InstanceStatus)) {
 	inst, _, gone := w.state()
 	if gone {
+		w.unsent = nil
 		return
 	}
 	st := w.status
+	if w.unsent != nil {
+		st = *w.unsent
+	}
 	change(&st)
 	st.Node = w.a.cfg.NodeName
 	if w.reported && equalJSON(st, w.status) {
+		w.unsent = nil
 		return
 	}
 	send := *inst
 	send.Status = st
 	_, err := w.a.api.UpdateInstanceStatus(ctx, &send)
 	if err != nil {
-		if !errors.Is(err, v1.ErrNotFound) && !errors.Is(err, v1.ErrConflict) && ctx.Err() == nil {
-			w.a.log.Warn("report instance status", "instance", w.key, "err", err)
+		if errors.Is(err, v1.ErrNotFound) {
+			w.unsent = nil
+			return
 		}
+		if ctx.Err() == nil {
+			w.a.log.Warn("report instance status; will retry", "instance", w.key, "err", err)
+		}
+		w.unsent = &st
 		return
 	}
-	w.status, w.reported = st, true
+	w.status, w.reported, w.unsent = st, true, nil
 }
+
+// statusRetry is how soon an undelivered status is sent again.
+const statusRetry = 500 * time.Millisecond
 
 func (w *worker) event(ctx context.Context, typ, reason, format string, args ...any) {
 	inst, _, _ := w.state()
@@ -612,9 +630,15 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 	exits := wr.exits
 	killedBy := ""
 	for {
+		var resend <-chan time.Time
+		if w.unsent != nil {
+			resend = time.After(statusRetry)
+		}
 		select {
 		case <-ctx.Done():
 			return 0, "", true
+		case <-resend:
+			w.report(ctx, func(*v1.InstanceStatus) {})
 		case e := <-exits:
 			if e.Err != nil {
 				if ctx.Err() != nil {
@@ -727,10 +751,21 @@ func (w *worker) terminate(ctx context.Context) {
 	if !gone {
 		w.event(ctx, v1.EventNormal, "Killing", "stopping container (SIGTERM, then SIGKILL after %s)", stopGrace(inst))
 	}
-	if err := w.a.rt.Stop(ctx, w.id, stopGrace(inst)); err != nil && !errors.Is(err, v1.ErrNotFound) {
+	// While containerd is away (restarting), the container may still
+	// run: wait for it to come back rather than tear down the network
+	// and delete the object of a live process.
+	stop := func() error { return w.a.rt.Stop(ctx, w.id, stopGrace(inst)) }
+	if err := w.retry(ctx, "stop container", stop, isUnavailable); err != nil && !errors.Is(err, v1.ErrNotFound) {
+		if ctx.Err() != nil {
+			return
+		}
 		w.a.log.Warn("stop container", "instance", w.key, "err", err)
 	}
-	if err := w.a.rt.Remove(ctx, w.id); err != nil && !errors.Is(err, v1.ErrNotFound) {
+	remove := func() error { return w.a.rt.Remove(ctx, w.id) }
+	if err := w.retry(ctx, "remove container", remove, isUnavailable); err != nil && !errors.Is(err, v1.ErrNotFound) {
+		if ctx.Err() != nil {
+			return
+		}
 		w.a.log.Warn("remove container", "instance", w.key, "err", err)
 	}
 	if err := w.a.net.Teardown(ctx, w.id); err != nil {
@@ -742,8 +777,38 @@ func (w *worker) terminate(ctx context.Context) {
 	os.RemoveAll(filepath.Join(w.a.cfg.DataDir, "instances", w.id))
 	os.RemoveAll(w.a.secretDir(w.id))
 	if _, _, gone := w.state(); !gone {
-		if _, err := w.a.api.Delete(ctx, "Instance", w.ns, w.name); err != nil && !errors.Is(err, v1.ErrNotFound) {
+		// Nothing else deletes the object: keep asking until it is
+		// gone or the agent stops (the next one finishes the job).
+		del := func() error {
+			_, err := w.a.api.Delete(ctx, "Instance", w.ns, w.name)
+			return err
+		}
+		notGone := func(err error) bool { return !errors.Is(err, v1.ErrNotFound) }
+		if err := w.retry(ctx, "remove instance object", del, notGone); err != nil && !errors.Is(err, v1.ErrNotFound) {
 			w.a.log.Warn("remove instance object", "instance", w.key, "err", err)
 		}
+	}
+}
+
+func isUnavailable(err error) bool { return errors.Is(err, v1.ErrUnavailable) }
+
+// retry calls fn until it succeeds or fails with an error for which again
+// is false, backing off from 100ms to 5s, or until ctx ends.
+func (w *worker) retry(ctx context.Context, what string, fn func() error, again func(error) bool) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil || !again(err) || ctx.Err() != nil {
+			return err
+		}
+		w.a.log.Info(what+"; retrying", "instance", w.key, "in", backoff, "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
 }

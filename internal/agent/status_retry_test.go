@@ -1,0 +1,224 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/client"
+	"github.com/gantry-dev/gantry/internal/runtime"
+)
+
+// flakyAPI is an API server that accepts everything, except that fail
+// decides which requests get 503 (the server restarting, say).
+type flakyAPI struct {
+	mu       sync.Mutex
+	statuses []v1.InstanceStatus // accepted status writes, in order
+	deletes  int                 // accepted DELETEs of the instance
+	fail     func(r *http.Request, st *v1.InstanceStatus) bool
+}
+
+func (s *flakyAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	var st *v1.InstanceStatus
+	if strings.HasSuffix(r.URL.Path, "/status") {
+		var i v1.Instance
+		json.Unmarshal(body, &i)
+		st = &i.Status
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil && s.fail(r, st) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprint(w, `{"code":503,"message":"server restarting"}`)
+		return
+	}
+	switch {
+	case st != nil:
+		s.statuses = append(s.statuses, *st)
+	case r.Method == http.MethodDelete && strings.Contains(r.URL.Path, "/instances/"):
+		s.deletes++
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if len(body) == 0 || r.Method == http.MethodDelete {
+		body = []byte(`{"kind":"Instance","metadata":{"name":"web-1","namespace":"default"}}`)
+	}
+	w.Write(body)
+}
+
+func agentWithAPI(t *testing.T, rt Runtime, api *flakyAPI) *Agent {
+	t.Helper()
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	c, err := client.New(client.Config{Server: srv.URL, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	return &Agent{
+		cfg: Config{NodeName: "n1", DataDir: dir, SecretDir: filepath.Join(dir, "secrets"), ClusterDomain: "gantry.internal"},
+		api: c, rt: rt, net: &noNetwork{}, log: slog.New(slog.DiscardHandler), workers: map[string]*worker{},
+		policy: make(chan struct{}, 1),
+	}
+}
+
+type noNetwork struct{ Network }
+
+func (noNetwork) Teardown(context.Context, string) error { return nil }
+
+// scriptedRuntime: a container that runs until stopped; exec probes pass
+// until failFrom calls, then fail; Stop fails with stopErr.
+type scriptedRuntime struct {
+	Runtime
+	mu       sync.Mutex
+	execs    int
+	failFrom int
+	stopErr  error
+	calls    []string
+}
+
+func (f *scriptedRuntime) Wait(context.Context, string) (<-chan runtime.Exit, error) {
+	return make(chan runtime.Exit), nil
+}
+
+func (f *scriptedRuntime) Exec(context.Context, string, runtime.ExecOptions) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.execs++
+	if f.execs >= f.failFrom {
+		return 1, nil
+	}
+	return 0, nil
+}
+
+func (f *scriptedRuntime) Stop(context.Context, string, time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "Stop")
+	return f.stopErr
+}
+
+func (f *scriptedRuntime) Remove(context.Context, string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "Remove")
+	return f.stopErr
+}
+
+func instanceWith(h v1.Health) *v1.Instance {
+	return &v1.Instance{
+		TypeMeta: v1.TypeMeta{Kind: "Instance"},
+		Metadata: v1.ObjectMeta{Namespace: "default", Name: "web-1", UID: "u1"},
+		Spec:     v1.InstanceSpec{App: "web", Image: "busybox:v1", Node: "n1", Template: v1.Template{Health: h}},
+	}
+}
+
+// A readiness flip whose status write fails once (the API server
+// restarting) is written again until it lands: otherwise the API keeps
+// Ready=true, and DNS and the ingress keep sending traffic to an instance
+// whose readiness check fails.
+func TestAStatusWriteThatFailedIsSentAgain(t *testing.T) {
+	api := &flakyAPI{}
+	failedOnce := false
+	api.fail = func(r *http.Request, st *v1.InstanceStatus) bool {
+		if st != nil && !st.Ready && st.Message != "" && !failedOnce {
+			failedOnce = true
+			return true
+		}
+		return false
+	}
+	rt := &scriptedRuntime{failFrom: 4}
+	a := agentWithAPI(t, rt, api)
+	probe := &v1.Probe{Exec: &v1.ExecCheck{Command: []string{"true"}}, Period: v1.Duration(30 * time.Millisecond), FailureThreshold: 1, SuccessThreshold: 1}
+	w := newWorker(a, instanceWith(v1.Health{Readiness: probe}))
+	w.ip = net.IPv4(10, 0, 0, 9)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.watchRun(ctx, time.Now(), false) }()
+	time.Sleep(2 * time.Second)
+	cancel()
+	<-done
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if !failedOnce {
+		t.Fatalf("the readiness check never failed; statuses %+v", api.statuses)
+	}
+	last := api.statuses[len(api.statuses)-1]
+	if last.Ready {
+		t.Fatalf("2s after the readiness check started failing, the API still says Ready=true; %d status writes accepted", len(api.statuses))
+	}
+}
+
+// The instance object is deleted only by the agent at the end of
+// terminate, so a DELETE that fails is retried: nothing else would, and
+// the instance would stay Terminating.
+func TestTheFinalDeleteIsRetried(t *testing.T) {
+	api := &flakyAPI{}
+	deletesFailed := 0
+	api.fail = func(r *http.Request, _ *v1.InstanceStatus) bool {
+		if r.Method == http.MethodDelete && deletesFailed == 0 {
+			deletesFailed++
+			return true
+		}
+		return false
+	}
+	rt := &scriptedRuntime{}
+	a := agentWithAPI(t, rt, api)
+	inst := instanceWith(v1.Health{})
+	now := time.Now()
+	inst.Metadata.Deleting = &now
+	w := newWorker(a, inst)
+	w.update(inst)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	w.terminate(ctx)
+	time.Sleep(500 * time.Millisecond)
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if api.deletes == 0 {
+		t.Fatalf("terminate returned after one failed DELETE of the instance object and never retried it")
+	}
+}
+
+// While the container cannot be stopped (containerd restarting),
+// terminate keeps trying and leaves the network and the instance object
+// alone: the process may still run.
+func TestTerminateKeepsTheObjectWhileContainerdIsAway(t *testing.T) {
+	api := &flakyAPI{}
+	rt := &scriptedRuntime{stopErr: fmt.Errorf("connection refused: %w", v1.ErrUnavailable)}
+	a := agentWithAPI(t, rt, api)
+	inst := instanceWith(v1.Health{})
+	now := time.Now()
+	inst.Metadata.Deleting = &now
+	w := newWorker(a, inst)
+	w.update(inst)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	w.terminate(ctx)
+	rt.mu.Lock()
+	stops := strings.Count(strings.Join(rt.calls, " "), "Stop")
+	rt.mu.Unlock()
+	if stops < 3 {
+		t.Errorf("Stop was tried %d times in 2s while containerd was away; want it retried", stops)
+	}
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if api.deletes > 0 {
+		rt.mu.Lock()
+		defer rt.mu.Unlock()
+		t.Fatalf("runtime calls %v all failed (%v), yet the instance object was deleted: its container may still run", rt.calls, errors.Unwrap(rt.stopErr))
+	}
+}
