@@ -41,6 +41,7 @@ type Proxy struct {
 	lastConflicts map[string]bool      // to log each collision once
 	tcp           *tcpBalancer         // nil unless Run is running
 	running       atomic.Bool
+	tunnels       atomic.Int64 // requests asking for an upgrade, in flight
 
 	dialer *net.Dialer
 }
@@ -158,6 +159,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if fastEligible(r) {
 		p.serveFast(st, r)
 		return
+	}
+	if r.Header["Upgrade"] != nil {
+		// A tunnel, perhaps, that runs until one side closes: Serve
+		// waits for it at shutdown, up to ShutdownTimeout.
+		p.tunnels.Add(1)
+		defer p.tunnels.Add(-1)
 	}
 	p.rp.ServeHTTP(&st.rec, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 }
@@ -361,7 +368,9 @@ func (p *Proxy) finish(st *reqState, r *http.Request, host string, start time.Ti
 	}
 	d := time.Since(start)
 	status := st.rec.status
-	if st.upgraded {
+	// A switch that worked wrote its 101 on the taken-over connection,
+	// past the recorder; one that failed was answered (502) through it.
+	if st.upgraded && status == 0 {
 		status = http.StatusSwitchingProtocols
 	} else if status == 0 {
 		status = http.StatusOK

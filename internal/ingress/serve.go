@@ -205,7 +205,14 @@ func (p *Proxy) Serve(ctx context.Context, ln, tlsLn net.Listener) error {
 		return errors.New("ingress: HTTPS needs Config.Certificates")
 	}
 	errc := make(chan error, 3)
+	// Requests of the net/http servers run in reqCtx: Shutdown does not
+	// wait for connections taken over by an upgrade (WebSocket), so
+	// those are cut through it when ShutdownTimeout runs out.
+	reqCtx, cutRequests := context.WithCancel(context.Background())
+	defer cutRequests()
+	base := func(net.Listener) context.Context { return reqCtx }
 	plain := p.newServer()
+	plain.BaseContext = base
 	plain.Protocols = new(http.Protocols)
 	plain.Protocols.SetHTTP1(true)
 	plain.Protocols.SetUnencryptedHTTP2(true)
@@ -215,6 +222,7 @@ func (p *Proxy) Serve(ctx context.Context, ln, tlsLn net.Listener) error {
 	go func() { errc <- serveResult("http", fr.serve()) }()
 	if tlsLn != nil {
 		secure := p.newServer()
+		secure.BaseContext = base
 		secure.TLSConfig = p.tlsConfig()
 		servers = append(servers, secure)
 		go func() { errc <- serveResult("https", secure.ServeTLS(tlsLn, "", "")) }()
@@ -241,6 +249,10 @@ func (p *Proxy) Serve(ctx context.Context, ln, tlsLn net.Listener) error {
 			s.Close()
 		}
 	}
+	for p.tunnels.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cutRequests()
 	cancel()
 	<-runDone
 	return err

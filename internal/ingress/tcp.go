@@ -85,13 +85,16 @@ func (tb *tcpBalancer) reconcile(s *discovery.Snapshot) {
 	for k, ts := range tb.services {
 		w, ok := want[k]
 		moved := ok && w.nodePort != 0 && w.nodePort != ts.nodePort
+		// A port given one automatically yields it to a port that now
+		// asks for it by number, and gets another.
+		yields := ok && w.nodePort == 0 && reserved[ts.nodePort]
 		// A port that lost its explicit node port keeps the one it has.
-		if !ok || moved || w.target != ts.target {
+		if !ok || moved || yields || w.target != ts.target {
 			ts.ln.Close()
 			delete(tb.services, k)
 			tb.p.log.Info("closed node port", "service", k, "nodePort", ts.nodePort)
 		}
-		if !ok {
+		if !ok || yields {
 			delete(tb.allocated, k)
 		}
 	}

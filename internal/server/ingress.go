@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -39,14 +41,7 @@ type cachedCert struct {
 
 func (c *routeCerts) GetCertificate(host string) (*tls.Certificate, error) {
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	var ns, tlsRef string
-	for _, svc := range c.src.Current().Services {
-		for _, r := range svc.Routes {
-			if strings.EqualFold(r.Host, host) && r.TLS != "" {
-				ns, tlsRef = svc.Namespace, r.TLS
-			}
-		}
-	}
+	ns, tlsRef := routeTLS(c.src.Current().Services, host)
 	if tlsRef == "" {
 		return nil, fmt.Errorf("%w: no route with TLS for host %s", v1.ErrNotFound, host)
 	}
@@ -92,6 +87,38 @@ func (c *routeCerts) GetCertificate(host string) (*tls.Certificate, error) {
 	c.remember(host, &cert, src)
 	c.mu.Unlock()
 	return &cert, nil
+}
+
+// routeTLS finds the TLS setting of the route that serves host: an exact
+// host first, then a wildcard one label up (*.example.com serves
+// a.example.com), as the load balancer routes. Among routes of one host
+// (on different paths) the first App by namespace/name that sets TLS
+// wins, so the choice does not change from one handshake to the next.
+func routeTLS(services map[string]*discovery.Service, host string) (ns, tlsRef string) {
+	wild := ""
+	if i := strings.IndexByte(host, '.'); i > 0 {
+		wild = "*" + host[i:]
+	}
+	keys := slices.Sorted(maps.Keys(services))
+	var wildNS, wildRef string
+	for _, k := range keys {
+		svc := services[k]
+		for _, r := range svc.Routes {
+			if r.TLS == "" {
+				continue
+			}
+			switch h := strings.ToLower(r.Host); {
+			case h == host && tlsRef == "":
+				ns, tlsRef = svc.Namespace, r.TLS
+			case h == wild && wildRef == "":
+				wildNS, wildRef = svc.Namespace, r.TLS
+			}
+		}
+	}
+	if tlsRef != "" {
+		return ns, tlsRef
+	}
+	return wildNS, wildRef
 }
 
 func (c *routeCerts) remember(host string, cert *tls.Certificate, src string) {

@@ -1,0 +1,44 @@
+package ingress
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// An instance that answers 101 to a request that asked for no upgrade gets
+// the client a 502, and the metrics and access log say 502 too, not 101.
+func TestAFailedUpgradeIsCountedAsA502(t *testing.T) {
+	rogue := func(name string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.ReadAll(r.Body)
+			c, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+			brw.Flush()
+		})
+	}
+	port, ins := startInstances(t, "rogue", 1, rogue)
+	h := startProxy(t, Config{}, httpService("default", "rogue", port, ins...))
+	req, _ := http.NewRequest(http.MethodPost, h.url+"/x", strings.NewReader("body"))
+	req.Host = "rogue.default.localhost"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("client got %d: %s", resp.StatusCode, b)
+	}
+	fivexx := counterValue(t, h.p.m.requests.WithLabelValues("default", "rogue", "5xx"))
+	onexx := counterValue(t, h.p.m.requests.WithLabelValues("default", "rogue", "1xx"))
+	if fivexx != 1 || onexx != 0 {
+		t.Fatalf("client got 502, but metrics count 5xx=%v 1xx=%v", fivexx, onexx)
+	}
+}
