@@ -68,6 +68,7 @@ restartPolicy: sometimes
 		{"bad duration", "kind: App\nname: x\nimage: a\nstrategy: {drainDelay: soon}", []string{`duration "soon"`}},
 		{"strategy cannot stall", "kind: App\nname: x\nimage: a\nstrategy: {maxSurge: 0, maxUnavailable: 0}", []string{"spec.strategy: maxSurge and maxUnavailable cannot both be 0"}},
 		{"route needs http port", "kind: App\nname: x\nimage: a\nroutes: [{host: a.example.com}]", []string{"spec.routes[0]: a route needs an http port"}},
+		{"one route twice", "kind: App\nname: x\nimage: a\nports: [{name: http, port: 80}]\nroutes: [{host: a.example.com, path: /api}, {host: A.example.com, path: /api/}]", []string{"spec.routes[1]: duplicates spec.routes[0] (a.example.com/api)"}},
 		{"duplicate port names", "kind: App\nname: x\nimage: a\nports: [{name: web, port: 1}, {name: web, port: 2}]", []string{`spec.ports[1].name: "web" is already used by ports[0]`}},
 		{"bad image reference", "kind: App\nname: x\nimage: Hello World", []string{"spec.image: must not contain spaces"}},
 		{"namespace on a cluster kind", "kind: Namespace\nname: team\nnamespace: other", []string{"metadata.namespace: Namespace is cluster-scoped"}},

@@ -203,7 +203,7 @@ func validateApp(errs *FieldErrors, a *App) {
 		if r.Port == "" && len(httpPorts) == 0 {
 			errs.add(f, "a route needs an http port in spec.ports")
 		}
-		key := r.Host + routePath(r.Path)
+		key := strings.ToLower(r.Host) + RoutePath(r.Path)
 		if j, dup := seenRoute[key]; dup {
 			errs.add(f, "duplicates spec.routes[%d] (%s)", j, key)
 		}
@@ -238,11 +238,16 @@ func validateApp(errs *FieldErrors, a *App) {
 	}
 }
 
-func routePath(p string) string {
-	if p == "" {
+// RoutePath is a route path as routing compares it: "/" or "/a/b", so
+// that "", "/" and "/api", "/api/" are one route each.
+func RoutePath(p string) string {
+	if p == "" || p == "/" {
 		return "/"
 	}
-	return p
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	return strings.TrimRight(p, "/")
 }
 
 func validateTemplate(errs *FieldErrors, f string, t *Template) {

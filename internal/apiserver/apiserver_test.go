@@ -45,7 +45,7 @@ func startServer(t *testing.T, dir, addr string) *testServer {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	api := apiserver.New(apiserver.Config{}, s, &auth.Authenticator{Store: s}, &auth.Authorizer{Store: s}, log)
+	api := apiserver.New(apiserver.Config{AppsDomain: "localhost"}, s, &auth.Authenticator{Store: s}, &auth.Authorizer{Store: s}, log)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

@@ -117,12 +117,17 @@ func (s *Server) checkRoutes(ctx context.Context, a *v1.App) error {
 	}
 	var errs v1.FieldErrors
 	for i, r := range a.Spec.Routes {
+		if app, ns, ok := s.defaultHostOf(r.Host); ok && ns != a.Metadata.Namespace {
+			errs = append(errs, v1.FieldError{Field: fmt.Sprintf("spec.routes[%d].host", i),
+				Message: fmt.Sprintf("%s is the default host of app %s in namespace %s; a route may take a default host of its own namespace only", r.Host, app, ns)})
+			continue
+		}
 		for _, other := range all {
 			if other.Metadata.Namespace == a.Metadata.Namespace && other.Metadata.Name == a.Metadata.Name {
 				continue
 			}
 			for _, or := range other.Spec.Routes {
-				if strings.EqualFold(or.Host, r.Host) && or.Path == r.Path {
+				if strings.EqualFold(or.Host, r.Host) && v1.RoutePath(or.Path) == v1.RoutePath(r.Path) {
 					errs = append(errs, v1.FieldError{Field: fmt.Sprintf("spec.routes[%d]", i),
 						Message: fmt.Sprintf("%s%s is already routed to app %s/%s", r.Host, r.Path, other.Metadata.Namespace, other.Metadata.Name)})
 				}
@@ -133,6 +138,23 @@ func (s *Server) checkRoutes(ctx context.Context, a *v1.App) error {
 		return &v1.StatusError{Status: v1.Status{Code: http.StatusConflict, Reason: "Conflict", Message: "route already in use by another app", Details: errs}}
 	}
 	return nil
+}
+
+// defaultHostOf reports whether host has the form of the load balancer's
+// default host APP.NS.APPS_DOMAIN, and for which app and namespace.
+func (s *Server) defaultHostOf(host string) (app, ns string, ok bool) {
+	if s.cfg.AppsDomain == "" {
+		return "", "", false
+	}
+	rest, found := strings.CutSuffix(strings.ToLower(host), "."+strings.ToLower(s.cfg.AppsDomain))
+	if !found {
+		return "", "", false
+	}
+	app, ns, found = strings.Cut(rest, ".")
+	if !found || strings.Contains(ns, ".") || app == "" || ns == "" {
+		return "", "", false
+	}
+	return app, ns, true
 }
 
 func (s *Server) deleteApp(ctx context.Context, ns, name string, rev int64) (v1.Object, error) {

@@ -42,6 +42,9 @@ type Config struct {
 	HeartbeatTTL time.Duration
 	// ShutdownGrace is how long in-flight requests get on shutdown.
 	ShutdownGrace time.Duration
+	// AppsDomain is the load balancer's apps domain: a route may not take
+	// the default host (APP.NS.AppsDomain) of another namespace's app.
+	AppsDomain string
 }
 
 // DefaultConfig returns the defaults.

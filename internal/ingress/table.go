@@ -98,16 +98,9 @@ func canonicalHost(h string) string {
 	return h
 }
 
-// cleanPath normalises a route path to "/" or "/a/b".
-func cleanPath(p string) string {
-	if p == "" || p == "/" {
-		return "/"
-	}
-	if !strings.HasPrefix(p, "/") {
-		p = "/" + p
-	}
-	return strings.TrimRight(p, "/")
-}
+// cleanPath normalises a route path to "/" or "/a/b", as the API's
+// collision check does.
+func cleanPath(p string) string { return v1.RoutePath(p) }
 
 // httpPort is the port a route without a port name goes to.
 func httpPort(svc *discovery.Service, name string) (v1.Port, bool) {

@@ -253,6 +253,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		opts = append(opts, apiserver.WithImageResolver(imageResolver{host: cfg.RegistryHost, reg: s.Registry}),
 			apiserver.WithRegistryGC(func(ctx context.Context) (any, error) { return s.Registry.GC(ctx) }))
 	}
+	if cfg.API.AppsDomain == "" {
+		cfg.API.AppsDomain = cfg.DNS.AppsDomain
+	}
 	s.API = apiserver.New(cfg.API, s.Store, authn, authz, log, opts...)
 	s.Metrics.MustRegister(s.API.Collectors()...)
 

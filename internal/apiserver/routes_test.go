@@ -1,0 +1,39 @@
+package apiserver_test
+
+import (
+	"strings"
+	"testing"
+)
+
+// Routes are checked against every other app's at apply: the same host
+// and path (compared as routing compares them) is refused naming its
+// owner, and so is another namespace's default host.
+func TestRouteCollisionsAreRefused(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	if code, body := raw(t, ts, "POST", "/api/v1/namespaces", "application/yaml", []byte("kind: Namespace\nmetadata: {name: shop}\n")); code != 201 {
+		t.Fatalf("create namespace: %d %s", code, body)
+	}
+	app := func(ns, name, routes string) (int, string) {
+		return raw(t, ts, "POST", "/api/v1/namespaces/"+ns+"/apps", "application/yaml",
+			[]byte("kind: App\nmetadata: {name: "+name+"}\nspec: {image: web:v1, ports: [{name: http, port: 8080}], routes: "+routes+"}\n"))
+	}
+	for _, tc := range []struct {
+		ns, name, routes string
+		code             int
+		says             string
+	}{
+		{"default", "api", "[{host: shop.example.com, path: /api}]", 201, ""},
+		{"default", "api2", "[{host: Shop.Example.com, path: /api/}]", 409, "is already routed to app default/api"},
+		{"shop", "web", "[{host: shop.example.com, path: /}]", 201, ""},
+		{"shop", "web2", "[{host: shop.example.com}]", 409, "already routed to app shop/web"},
+		{"default", "mine", "[{host: hello.default.localhost}]", 201, ""},
+		{"shop", "thief", "[{host: hello.default.localhost, path: /admin}]", 409, "default host of app hello in namespace default"},
+		{"shop", "wild", "[{host: '*.default.localhost'}]", 409, "namespace default"},
+		{"shop", "own", "[{host: hello.shop.localhost}, {host: a.b.c.localhost}]", 201, ""},
+	} {
+		code, body := app(tc.ns, tc.name, tc.routes)
+		if code != tc.code || !strings.Contains(body, tc.says) {
+			t.Errorf("%s/%s with routes %s: %d %s; want %d saying %q", tc.ns, tc.name, tc.routes, code, body, tc.code, tc.says)
+		}
+	}
+}
