@@ -222,3 +222,19 @@ func TestTerminateKeepsTheObjectWhileContainerdIsAway(t *testing.T) {
 		t.Fatalf("runtime calls %v all failed (%v), yet the instance object was deleted: its container may still run", rt.calls, errors.Unwrap(rt.stopErr))
 	}
 }
+
+// A worker made for an instance that is already draining (the agent
+// restarted mid-drain) knows it from the start: its run must not treat
+// an exited container as a crash to restart.
+func TestAWorkerForADrainingInstanceStartsRemoving(t *testing.T) {
+	inst := instanceWith(v1.Health{})
+	now := time.Now()
+	inst.Metadata.Deleting = &now
+	if _, removing, _ := newWorker(&Agent{}, inst).state(); !removing {
+		t.Fatal("a worker for an instance marked for deletion does not know it is removing")
+	}
+	inst.Metadata.Deleting = nil
+	if _, removing, _ := newWorker(&Agent{}, inst).state(); removing {
+		t.Fatal("a worker for a live instance thinks it is removing")
+	}
+}

@@ -50,6 +50,10 @@ func newWorker(a *Agent, i *v1.Instance) *worker {
 		a: a, key: i.Metadata.Key(), id: containerID(i.Metadata.Key()), uid: i.Metadata.UID,
 		ns: i.Metadata.Namespace, name: i.Metadata.Name,
 		desired: i, status: i.Status, wake: make(chan struct{}, 1), done: make(chan struct{}),
+		// Known from the start, so that a worker made for an instance
+		// already draining (an agent restart) never restarts its
+		// container.
+		removing: i.Metadata.Deleting != nil,
 	}
 }
 
