@@ -102,8 +102,9 @@ func (w *worker) member() (network.Member, bool) {
 }
 
 // report merges a change into the instance status and writes it if it
-// differs from what was last written. A write that fails for any reason
-// but the instance being gone is kept in unsent, to be sent again.
+// differs from what was last written. A write that fails for a passing
+// reason (the API server away or restarting) is kept in unsent, to be
+// sent again.
 func (w *worker) report(ctx context.Context, change func(s *v1.InstanceStatus)) {
 	inst, _, gone := w.state()
 	if gone {
@@ -124,7 +125,9 @@ func (w *worker) report(ctx context.Context, change func(s *v1.InstanceStatus)) 
 	send.Status = st
 	_, err := w.a.api.UpdateInstanceStatus(ctx, &send)
 	if err != nil {
-		if errors.Is(err, v1.ErrNotFound) {
+		if errors.Is(err, v1.ErrNotFound) || errors.Is(err, v1.ErrConflict) || errors.Is(err, v1.ErrForbidden) || errors.Is(err, v1.ErrInvalid) {
+			// Gone, replaced by a namesake, or not ours: sending it
+			// again would not help.
 			w.unsent = nil
 			return
 		}
