@@ -363,12 +363,15 @@ func (g *globals) appClient(arg string) (string, *client.Client, error) {
 
 // appArg reads "app/NAME" or "NAME".
 func appArg(arg string) (string, error) {
-	kind, name, ok := strings.Cut(arg, "/")
-	if !ok {
-		return arg, nil
+	name := arg
+	if kind, rest, ok := strings.Cut(arg, "/"); ok {
+		if k, found := v1.LookupKind(kind); !found || k.Kind != "App" {
+			return "", fmt.Errorf("%q: expected app/NAME", arg)
+		}
+		name = rest
 	}
-	if k, found := v1.LookupKind(kind); !found || k.Kind != "App" {
-		return "", fmt.Errorf("%q: expected app/NAME", arg)
+	if name == "" || strings.Contains(name, "/") {
+		return "", fmt.Errorf("%q: give an app name, as in app/NAME", arg)
 	}
 	return name, nil
 }
@@ -527,6 +530,12 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
+			// A plain read first: a missing app, a wrong namespace or an
+			// unreachable server fail at once (the watch would wait and
+			// retry).
+			if _, err := client.Get[*v1.App](ctx, c, g.ns(), name); err != nil {
+				return err
+			}
 			w := cmd.OutOrStdout()
 			last := ""
 			var startRev int64
@@ -546,9 +555,10 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 				}
 				st := a.Status
 				desired := a.DesiredReplicas()
+				done := st.Phase == v1.AppRunning && st.UpdatedReplicas >= desired && st.ReadyReplicas >= desired && st.Replicas == desired
 				var line string
 				switch {
-				case a.Spec.Paused:
+				case a.Spec.Paused && !done:
 					line = fmt.Sprintf("app/%s rollout is paused at revision %d (gantry rollout resume app/%s)", name, st.Revision, name)
 				case st.RolledBack != nil && (st.RolledBack.From >= startRev || st.RolledBack.Revision == st.Revision):
 					// The rollout asked for failed: either while we
@@ -559,7 +569,7 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 				case st.Phase == v1.AppFailed:
 					fmt.Fprintf(w, "app/%s: rollout failed: %s\n", name, st.Message)
 					return &exitError{1, errSilent}
-				case st.Phase == v1.AppRunning && st.UpdatedReplicas >= desired && st.ReadyReplicas >= desired && st.Replicas == desired:
+				case done:
 					fmt.Fprintf(w, "app/%s successfully rolled out (revision %d, %d/%d ready)\n", name, st.Revision, st.ReadyReplicas, desired)
 					return nil
 				default:

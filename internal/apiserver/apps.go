@@ -15,6 +15,12 @@ import (
 
 // saveApp admits an App and writes it with its revision history.
 func (s *Server) saveApp(ctx context.Context, a *v1.App, prev *v1.App) (apps.Result, error) {
+	if prev != nil && a.Spec.Template.RestartNonce == "" {
+		// A restart's mark stays until the next restart: re-applying
+		// the same manifest (a GitOps sync) must not roll everything
+		// again.
+		a.Spec.Template.RestartNonce = prev.Spec.Template.RestartNonce
+	}
 	image, digest, resolve, err := s.admitApp(ctx, a, prev)
 	if err != nil {
 		return "", err

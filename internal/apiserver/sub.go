@@ -115,7 +115,29 @@ func (s *Server) scaleApp(w http.ResponseWriter, r *http.Request, ri *requestInf
 	return nil
 }
 
+// writeVerb refuses methods other than POST and PUT on subresources that
+// change an App: a GET is authorized as a read.
+func writeVerb(r *http.Request) error {
+	if r.Method != http.MethodPost && r.Method != http.MethodPut {
+		return methodNotAllowed(r)
+	}
+	return nil
+}
+
+// notPaused refuses to make a revision a paused App would not roll out,
+// as kubectl does.
+func notPaused(a *v1.App, what string) error {
+	if a.Spec.Paused {
+		return fmt.Errorf("%w: app/%s is paused, so a %s would not roll out: run gantry rollout resume app/%s first",
+			v1.ErrConflict, a.Metadata.Name, what, a.Metadata.Name)
+	}
+	return nil
+}
+
 func (s *Server) rollbackApp(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
+	if err := writeVerb(r); err != nil {
+		return err
+	}
 	var req RollbackRequest
 	if r.ContentLength != 0 {
 		if err := decodeBody(w, r, s.cfg.MaxBodyBytes, &req); err != nil {
@@ -125,7 +147,15 @@ func (s *Server) rollbackApp(w http.ResponseWriter, r *http.Request, ri *request
 	if req.ToRevision < 0 {
 		return v1.FieldErrors{{Field: "toRevision", Message: "must be a revision number"}}
 	}
-	a, _, err := apps.Rollback(r.Context(), s.store, ri.Namespace, ri.Name, apps.RollbackOptions{To: req.ToRevision})
+	ctx := r.Context()
+	a, _, err := apps.Rollback(ctx, s.store, ri.Namespace, ri.Name, apps.RollbackOptions{To: req.ToRevision,
+		Admit: func(a, prev *v1.App) error {
+			if err := notPaused(prev, "rollback"); err != nil {
+				return err
+			}
+			_, _, _, err := s.admitApp(ctx, a, prev)
+			return err
+		}})
 	if err != nil {
 		return err
 	}
@@ -134,6 +164,9 @@ func (s *Server) rollbackApp(w http.ResponseWriter, r *http.Request, ri *request
 }
 
 func (s *Server) pauseApp(w http.ResponseWriter, r *http.Request, ri *requestInfo, pause bool) error {
+	if err := writeVerb(r); err != nil {
+		return err
+	}
 	a, err := store.Mutate(r.Context(), s.store, ri.Namespace, ri.Name, func(a *v1.App) error {
 		if a.Spec.Paused == pause {
 			return store.ErrUnchanged
@@ -151,10 +184,16 @@ func (s *Server) pauseApp(w http.ResponseWriter, r *http.Request, ri *requestInf
 // restartApp rolls every instance by making a new revision with the same
 // template and a fresh restart nonce.
 func (s *Server) restartApp(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
+	if err := writeVerb(r); err != nil {
+		return err
+	}
 	ctx := r.Context()
 	for attempt := 0; ; attempt++ {
 		prev, err := store.Get[*v1.App](ctx, s.store, ri.Namespace, ri.Name)
 		if err != nil {
+			return err
+		}
+		if err := notPaused(prev, "restart"); err != nil {
 			return err
 		}
 		a := *prev

@@ -166,6 +166,10 @@ type RollbackOptions struct {
 	Cause string
 	// Automatic is set by the rollout controller (see Change.RolledBack).
 	Automatic *v1.RollbackRecord
+	// Admit, when set, checks the App with the restored template (prev
+	// is the App as stored) before anything is written: a rollback a user
+	// asks for passes the same admission as an apply.
+	Admit func(a, prev *v1.App) error
 }
 
 // Rollback points the App at the template of revision opts.To by creating
@@ -200,6 +204,11 @@ func Rollback(ctx context.Context, s *store.Store, ns, name string, opts Rollbac
 		}
 		prev := *a
 		a.Spec.Template = rev.Spec.Template
+		if opts.Admit != nil {
+			if err := opts.Admit(a, &prev); err != nil {
+				return nil, 0, err
+			}
+		}
 		if cause == "" {
 			cause = fmt.Sprintf("rollback to revision %d", target)
 		}
@@ -209,6 +218,9 @@ func Rollback(ctx context.Context, s *store.Store, ns, name string, opts Rollbac
 		}
 		if err != nil {
 			return nil, 0, err
+		}
+		if a.Status.Revision == prev.Status.Revision {
+			return nil, 0, fmt.Errorf("%w: app %q already runs the template of revision %d (as revision %d); nothing to roll back", v1.ErrUnprocessable, name, target, prev.Status.Revision)
 		}
 		return a, target, nil
 	}

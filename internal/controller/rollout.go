@@ -552,6 +552,19 @@ func (r *Rollout) deadlineExceeded(ctx context.Context, a *v1.App, rev *v1.Revis
 		r.log.Debug("not rolling back: the app moved on", "app", a.Metadata.Key(), "err", err)
 		return nil
 	}
+	if errors.Is(err, v1.ErrUnprocessable) {
+		// The failing revision already runs the stable template (it
+		// was applied again by hand): nothing to roll back to.
+		_, merr := store.Mutate(ctx, r.store, a.Metadata.Namespace, a.Metadata.Name, func(x *v1.App) error {
+			if x.Status.Revision != from {
+				return store.ErrUnchanged
+			}
+			x.Status.Phase = v1.AppFailed
+			x.Status.Message = reason + "; it runs the template of revision " + fmt.Sprint(stable) + " already"
+			return nil
+		})
+		return merr
+	}
 	if err != nil {
 		return fmt.Errorf("roll back %s to revision %d: %w", a.Metadata.Key(), stable, err)
 	}

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/client"
+	"github.com/gantry-dev/gantry/internal/apiserver"
+	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/store"
+	"github.com/gantry-dev/gantry/internal/store/storetest"
+)
+
+type rolloutServer struct {
+	url, token string
+	st         *store.Store
+	c          *client.Client
+}
+
+func startRolloutServer(t *testing.T) *rolloutServer {
+	t.Helper()
+	e := storetest.EmbeddedIn(t, t.TempDir())
+	s := store.New(e.Client, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	ns := &v1.Namespace{TypeMeta: v1.TypeMeta{Kind: "Namespace"}, Metadata: v1.ObjectMeta{Name: "default"}}
+	if err := s.Create(ctx, ns); err != nil && !errors.Is(err, v1.ErrAlreadyExists) {
+		t.Fatal(err)
+	}
+	tok, err := auth.Bootstrap(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	api := apiserver.New(apiserver.Config{AppsDomain: "localhost"}, s, &auth.Authenticator{Store: s}, &auth.Authorizer{Store: s}, log)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { api.Serve(ctx, ln, nil); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; e.Close() })
+	rs := &rolloutServer{url: "http://" + ln.Addr().String(), token: tok, st: s}
+	rs.c, err = client.New(client.Config{Server: rs.url, Token: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+// run runs the CLI with a deadline of its own so that a hang shows.
+func (rs *rolloutServer) run(t *testing.T, limit time.Duration, args ...string) (string, error, time.Duration) {
+	t.Helper()
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(append([]string{"--config", filepath.Join(t.TempDir(), "none"), "--server", rs.url, "--token", rs.token}, args...))
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	start := time.Now()
+	err := root.ExecuteContext(ctx)
+	return out.String(), err, time.Since(start)
+}
+
+func applyRolloutApp(t *testing.T, rs *rolloutServer, name, image string) {
+	t.Helper()
+	o, err := v1.DecodeManifest([]byte(fmt.Sprintf("kind: App\nname: %s\nimage: %s\nreplicas: 1\n", name, image)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rs.c.Apply(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rollout status of an app that does not exist must say so, not wait
+// until --timeout (or forever without it).
+func TestRolloutStatusOfAMissingApp(t *testing.T) {
+	rs := startRolloutServer(t)
+	out, err, took := rs.run(t, 20*time.Second, "rollout", "status", "app/nope", "--timeout", "3s")
+	if err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("rollout status app/nope after %v: err=%v out=%q; want a not-found error at once", took.Round(time.Millisecond), err, out)
+	}
+}
+
+// An empty name ("app/" or "") must be refused before any request.
+func TestAnEmptyAppNameIsRefused(t *testing.T) {
+	rs := startRolloutServer(t)
+	applyRolloutApp(t, rs, "hello", "hello:v1")
+	var bad []string
+	for _, args := range [][]string{
+		{"rollout", "status", "app/", "--timeout", "3s"},
+		{"rollout", "undo", "app/"},
+		{"rollout", "pause", "app/"},
+		{"rollout", "restart", ""},
+		{"rollout", "history", "app/"},
+	} {
+		out, err, took := rs.run(t, 20*time.Second, args...)
+		if err == nil || !strings.Contains(strings.ToLower(err.Error()), "name") || took > 2*time.Second {
+			bad = append(bad, fmt.Sprintf("%q: after %v err=%v out=%q", strings.Join(args, " "), took.Round(time.Millisecond), err, out))
+		}
+	}
+	if len(bad) > 0 {
+		t.Fatal("empty app names not refused clearly:\n" + strings.Join(bad, "\n"))
+	}
+}
+
+// With the server unreachable, rollout status must fail and say so, as
+// every other command does, instead of retrying silently.
+func TestRolloutStatusWithTheServerUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	rs := &rolloutServer{url: "http://" + addr, token: "x"}
+	out, err, took := rs.run(t, 20*time.Second, "rollout", "status", "app/hello", "--timeout", "3s")
+	if err == nil || strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("rollout status with no server: after %v err=%v out=%q; want a connection error at once", took.Round(time.Millisecond), err, out)
+	}
+}
+
+// A paused app whose current revision has completed its rollout is rolled
+// out: status must exit 0, not wait forever for a resume.
+func TestRolloutStatusOfAPausedAppThatCompleted(t *testing.T) {
+	rs := startRolloutServer(t)
+	applyRolloutApp(t, rs, "hello", "hello:v1")
+	if _, err := store.Mutate(context.Background(), rs.st, "default", "hello", func(a *v1.App) error {
+		a.Spec.Paused = true
+		a.Status.Phase, a.Status.StableRevision = v1.AppRunning, a.Status.Revision
+		a.Status.Replicas, a.Status.ReadyReplicas, a.Status.UpdatedReplicas, a.Status.UpdatedReady = 1, 1, 1, 1
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	out, err, took := rs.run(t, 20*time.Second, "rollout", "status", "app/hello", "--timeout", "3s")
+	if err != nil {
+		t.Fatalf("rollout status of a paused, fully rolled-out app after %v: err=%v out=%q; want exit 0", took.Round(time.Millisecond), err, out)
+	}
+}
+
+// The other bad inputs fail, quickly, with a message.
+func TestRolloutBadInputsFail(t *testing.T) {
+	rs := startRolloutServer(t)
+	applyRolloutApp(t, rs, "hello", "hello:v1")
+	for _, args := range [][]string{
+		{"rollout", "undo", "app/hello"},
+		{"rollout", "undo", "app/hello", "--to-revision", "7"},
+		{"rollout", "undo", "app/hello", "--to-revision", "-1"},
+		{"rollout", "undo", "app/hello", "--to-revision", "1"},
+		{"rollout", "undo", "app/nope"},
+		{"rollout", "history", "app/nope"},
+		{"rollout", "pause", "instance/x"},
+		{"rollout", "undo", "app/a/b"},
+		{"-n", "ghost", "rollout", "undo", "app/hello"},
+		{"rollout", "undo", "app/Hello"},
+		{"rollout", "status", "app/hello", "--timeout", "1s"},
+	} {
+		out, err, took := rs.run(t, 20*time.Second, args...)
+		if err == nil || err.Error() == "" || took > 15*time.Second {
+			t.Errorf("%q: err=%v after %v (out %q); want a quick failure with a message", strings.Join(args, " "), err, took.Round(time.Millisecond), out)
+		}
+	}
+	out, err, _ := rs.run(t, 20*time.Second, "rollout", "history", "app/hello")
+	if err != nil || !strings.Contains(out, "REVISION") {
+		t.Errorf("history: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,146 @@
+package apiserver_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/client"
+	"github.com/gantry-dev/gantry/internal/store"
+)
+
+func rolloutApp(t *testing.T, name, extra string) *v1.App {
+	t.Helper()
+	o, err := v1.DecodeManifest([]byte(fmt.Sprintf("kind: App\nname: %s\nreplicas: 1\nports: [{port: 8080}]\n%s", name, extra)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o.(*v1.App)
+}
+
+// The rollback, pause, resume and restart subresources change the App;
+// a GET (authorized as the read verb "get") or a DELETE must not.
+func TestAppSubresourcesRefuseReadMethods(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	c := ts.client(t, ts.Token)
+	ctx := context.Background()
+	if _, err := c.Apply(ctx, rolloutApp(t, "hello", "image: hello:v1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Apply(ctx, rolloutApp(t, "hello", "image: hello:v2")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ method, sub string }{
+		{"GET", "pause"},
+		{"GET", "resume"},
+		{"GET", "restart"},
+		{"GET", "rollback"},
+		{"DELETE", "restart"},
+	} {
+		before, _ := client.Get[*v1.App](ctx, c, "default", "hello")
+		code, body := raw(t, ts, tc.method, "/api/v1/namespaces/default/apps/hello/"+tc.sub, "", nil)
+		after, _ := client.Get[*v1.App](ctx, c, "default", "hello")
+		if code != 405 {
+			t.Errorf("%s apps/hello/%s = %d %s; want 405 (revision %d -> %d, paused %v -> %v)", tc.method, tc.sub, code, trunc(body),
+				before.Status.Revision, after.Status.Revision, before.Spec.Paused, after.Spec.Paused)
+		}
+	}
+}
+
+// A user's rollout undo must pass the same admission as apply: here the
+// namespace's per-container memory maximum was lowered after revision 1.
+func TestARollbackIsAdmitted(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	c := ts.client(t, ts.Token)
+	ctx := context.Background()
+	if _, err := c.Apply(ctx, rolloutApp(t, "big", "image: big:v1\nresources: {memory: 512Mi}")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Apply(ctx, rolloutApp(t, "big", "image: big:v2\nresources: {memory: 64Mi}")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Mutate(ctx, ts.Store, "", "default", func(n *v1.Namespace) error {
+		n.Spec.Limits = &v1.LimitDefaults{MaxMemory: 128 << 20}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Sanity: apply of the old template is refused now.
+	if _, err := c.Apply(ctx, rolloutApp(t, "big", "image: big:v1\nresources: {memory: 512Mi}")); !errors.Is(err, v1.ErrQuotaExceeded) {
+		t.Fatalf("apply above maxMemory: %v; want quota exceeded", err)
+	}
+	a, err := c.Rollback(ctx, "default", "big", 1)
+	if err == nil {
+		t.Fatalf("rollout undo to a template above the namespace maximum was admitted: now revision %d with memory %s", a.Status.Revision, a.Spec.Resources.Memory)
+	}
+}
+
+// An explicit --to-revision whose template is the one already running
+// must not answer 200 "rolled back" while writing nothing.
+func TestARollbackToTheRunningTemplateIsRefused(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	c := ts.client(t, ts.Token)
+	ctx := context.Background()
+	for _, img := range []string{"hello:v1", "hello:v2"} {
+		if _, err := c.Apply(ctx, rolloutApp(t, "hello", "image: "+img)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Rollback(ctx, "default", "hello", 1); err != nil { // revision 3 = template of 1
+		t.Fatal(err)
+	}
+	a, err := c.Rollback(ctx, "default", "hello", 1)
+	if err == nil {
+		t.Fatalf("undo --to-revision 1 while revision 3 already runs its template: 200, app at revision %d (nothing written)", a.Status.Revision)
+	}
+}
+
+// Undo and restart of a paused rollout are refused, as kubectl does: the
+// controller would not roll the revision they make out.
+func TestUndoAndRestartOfAPausedAppAreRefused(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	c := ts.client(t, ts.Token)
+	ctx := context.Background()
+	for _, img := range []string{"hello:v1", "hello:v2"} {
+		if _, err := c.Apply(ctx, rolloutApp(t, "hello", "image: "+img)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Pause(ctx, "default", "hello", true); err != nil {
+		t.Fatal(err)
+	}
+	var errs []string
+	if a, err := c.Restart(ctx, "default", "hello"); err == nil {
+		errs = append(errs, fmt.Sprintf("restart of a paused app accepted (revision %d, paused %v)", a.Status.Revision, a.Spec.Paused))
+	}
+	if a, err := c.Rollback(ctx, "default", "hello", 0); err == nil {
+		errs = append(errs, fmt.Sprintf("undo of a paused app accepted (revision %d, paused %v)", a.Status.Revision, a.Spec.Paused))
+	}
+	if len(errs) > 0 {
+		t.Fatal(strings.Join(errs, "; "))
+	}
+}
+
+// rollout restart stores its nonce in the template; re-applying the
+// unchanged manifest (what a GitOps sync does) keeps it and rolls nothing.
+func TestReapplyAfterARestartDoesNotRollAgain(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	c := ts.client(t, ts.Token)
+	ctx := context.Background()
+	if _, err := c.Apply(ctx, rolloutApp(t, "hello", "image: hello:v1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Restart(ctx, "default", "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Apply(ctx, rolloutApp(t, "hello", "image: hello:v1")); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := client.Get[*v1.App](ctx, c, "default", "hello")
+	if a.Status.Revision != 2 {
+		t.Fatalf("re-applying the same manifest after a restart made revision %d (another rolling restart)", a.Status.Revision)
+	}
+}
