@@ -179,22 +179,18 @@ func (a *Agent) register(ctx context.Context) (*v1.Node, error) {
 		AgentVer: "gantry", Runtime: a.cfg.RuntimeName, OS: goruntime.GOOS, Arch: goruntime.GOARCH,
 		AgentURL: a.cfg.AgentURL,
 	}
-	backoff := 100 * time.Millisecond
-	for {
-		n, err := a.api.RegisterNode(ctx, a.cfg.NodeName, labels, st)
-		if err == nil {
-			return n, nil
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if !errors.Is(err, v1.ErrUnavailable) {
-			return nil, fmt.Errorf("register node %s: %w", a.cfg.NodeName, err)
-		}
-		a.log.Warn("register node: server unavailable, retrying", "err", err)
-		time.Sleep(backoff)
-		backoff = min(backoff*2, 5*time.Second)
+	var n *v1.Node
+	err := retry(ctx, a.log, "register node: server unavailable", func() (err error) {
+		n, err = a.api.RegisterNode(ctx, a.cfg.NodeName, labels, st)
+		return err
+	}, isUnavailable)
+	switch {
+	case err == nil:
+		return n, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
 	}
+	return nil, fmt.Errorf("register node %s: %w", a.cfg.NodeName, err)
 }
 
 func (a *Agent) heartbeat(ctx context.Context) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -762,14 +763,14 @@ func (w *worker) terminate(ctx context.Context) {
 	// run: wait for it to come back rather than tear down the network
 	// and delete the object of a live process.
 	stop := func() error { return w.a.rt.Stop(ctx, w.id, stopGrace(inst)) }
-	if err := w.retry(ctx, "stop container", stop, isUnavailable); err != nil && !errors.Is(err, v1.ErrNotFound) {
+	if err := retry(ctx, w.a.log, "stop container", stop, isUnavailable, "instance", w.key); err != nil && !errors.Is(err, v1.ErrNotFound) {
 		if ctx.Err() != nil {
 			return
 		}
 		w.a.log.Warn("stop container", "instance", w.key, "err", err)
 	}
 	remove := func() error { return w.a.rt.Remove(ctx, w.id) }
-	if err := w.retry(ctx, "remove container", remove, isUnavailable); err != nil && !errors.Is(err, v1.ErrNotFound) {
+	if err := retry(ctx, w.a.log, "remove container", remove, isUnavailable, "instance", w.key); err != nil && !errors.Is(err, v1.ErrNotFound) {
 		if ctx.Err() != nil {
 			return
 		}
@@ -791,7 +792,7 @@ func (w *worker) terminate(ctx context.Context) {
 			return err
 		}
 		notGone := func(err error) bool { return !errors.Is(err, v1.ErrNotFound) }
-		if err := w.retry(ctx, "remove instance object", del, notGone); err != nil && !errors.Is(err, v1.ErrNotFound) {
+		if err := retry(ctx, w.a.log, "remove instance object", del, notGone, "instance", w.key); err != nil && !errors.Is(err, v1.ErrNotFound) {
 			w.a.log.Warn("remove instance object", "instance", w.key, "err", err)
 		}
 	}
@@ -800,15 +801,16 @@ func (w *worker) terminate(ctx context.Context) {
 func isUnavailable(err error) bool { return errors.Is(err, v1.ErrUnavailable) }
 
 // retry calls fn until it succeeds or fails with an error for which again
-// is false, backing off from 100ms to 5s, or until ctx ends.
-func (w *worker) retry(ctx context.Context, what string, fn func() error, again func(error) bool) error {
+// is false, backing off from 100ms to 5s, or until ctx ends; each retry
+// is logged as what, with attrs.
+func retry(ctx context.Context, log *slog.Logger, what string, fn func() error, again func(error) bool, attrs ...any) error {
 	backoff := 100 * time.Millisecond
 	for {
 		err := fn()
 		if err == nil || !again(err) || ctx.Err() != nil {
 			return err
 		}
-		w.a.log.Info(what+"; retrying", "instance", w.key, "in", backoff, "err", err)
+		log.Warn(what+"; retrying", append(attrs, "in", backoff, "err", err)...)
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
