@@ -3,10 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
@@ -15,10 +12,8 @@ import (
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/client"
-	"github.com/gantry-dev/gantry/internal/apiserver"
-	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/apiserver/apiservertest"
 	"github.com/gantry-dev/gantry/internal/store"
-	"github.com/gantry-dev/gantry/internal/store/storetest"
 )
 
 type rolloutServer struct {
@@ -29,28 +24,10 @@ type rolloutServer struct {
 
 func startRolloutServer(t *testing.T) *rolloutServer {
 	t.Helper()
-	e := storetest.EmbeddedIn(t, t.TempDir())
-	s := store.New(e.Client, "")
-	ctx, cancel := context.WithCancel(context.Background())
-	ns := &v1.Namespace{TypeMeta: v1.TypeMeta{Kind: "Namespace"}, Metadata: v1.ObjectMeta{Name: "default"}}
-	if err := s.Create(ctx, ns); err != nil && !errors.Is(err, v1.ErrAlreadyExists) {
-		t.Fatal(err)
-	}
-	tok, err := auth.Bootstrap(ctx, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	api := apiserver.New(apiserver.Config{AppsDomain: "localhost"}, s, &auth.Authenticator{Store: s}, &auth.Authorizer{Store: s}, log)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { api.Serve(ctx, ln, nil); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; e.Close() })
-	rs := &rolloutServer{url: "http://" + ln.Addr().String(), token: tok, st: s}
-	rs.c, err = client.New(client.Config{Server: rs.url, Token: tok})
+	srv := apiservertest.Start(t, t.TempDir(), "127.0.0.1:0")
+	rs := &rolloutServer{url: srv.URL, token: srv.Token, st: srv.Store}
+	var err error
+	rs.c, err = client.New(client.Config{Server: rs.url, Token: rs.token})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -126,6 +126,16 @@ func instanceWith(h v1.Health) *v1.Instance {
 	}
 }
 
+// deletingWorker is a worker of a for an instance marked for deletion.
+func deletingWorker(a *Agent) *worker {
+	inst := instanceWith(v1.Health{})
+	now := time.Now()
+	inst.Metadata.Deleting = &now
+	w := newWorker(a, inst)
+	w.update(inst)
+	return w
+}
+
 // A readiness flip whose status write fails once (the API server
 // restarting) is written again until it lands: otherwise the API keeps
 // Ready=true, and DNS and the ingress keep sending traffic to an instance
@@ -177,11 +187,7 @@ func TestTheFinalDeleteIsRetried(t *testing.T) {
 	}
 	rt := &scriptedRuntime{}
 	a := agentWithAPI(t, rt, api)
-	inst := instanceWith(v1.Health{})
-	now := time.Now()
-	inst.Metadata.Deleting = &now
-	w := newWorker(a, inst)
-	w.update(inst)
+	w := deletingWorker(a)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	w.terminate(ctx)
@@ -200,11 +206,7 @@ func TestTerminateKeepsTheObjectWhileContainerdIsAway(t *testing.T) {
 	api := &flakyAPI{}
 	rt := &scriptedRuntime{stopErr: fmt.Errorf("connection refused: %w", v1.ErrUnavailable)}
 	a := agentWithAPI(t, rt, api)
-	inst := instanceWith(v1.Health{})
-	now := time.Now()
-	inst.Metadata.Deleting = &now
-	w := newWorker(a, inst)
-	w.update(inst)
+	w := deletingWorker(a)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	w.terminate(ctx)

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -17,49 +15,15 @@ import (
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/client"
-	"github.com/gantry-dev/gantry/internal/apiserver"
-	"github.com/gantry-dev/gantry/internal/auth"
-	"github.com/gantry-dev/gantry/internal/store"
-	"github.com/gantry-dev/gantry/internal/store/storetest"
+	"github.com/gantry-dev/gantry/internal/apiserver/apiservertest"
 )
 
 // testServer is an API server on a real embedded etcd.
-type testServer struct {
-	URL   string
-	Token string
-	Store *store.Store
-	stop  func()
-}
+type testServer struct{ *apiservertest.Server }
 
 func startServer(t *testing.T, dir, addr string) *testServer {
 	t.Helper()
-	e := storetest.EmbeddedIn(t, dir)
-	s := store.New(e.Client, "")
-	ctx, cancel := context.WithCancel(context.Background())
-	ns := &v1.Namespace{TypeMeta: v1.TypeMeta{Kind: "Namespace"}, Metadata: v1.ObjectMeta{Name: "default"}}
-	if err := s.Create(ctx, ns); err != nil && !errors.Is(err, v1.ErrAlreadyExists) {
-		t.Fatal(err)
-	}
-	tok, err := auth.Bootstrap(ctx, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	api := apiserver.New(apiserver.Config{AppsDomain: "localhost"}, s, &auth.Authenticator{Store: s}, &auth.Authorizer{Store: s}, log)
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { api.Serve(ctx, ln, nil); close(done) }()
-	ts := &testServer{URL: "http://" + ln.Addr().String(), Token: tok, Store: s}
-	ts.stop = func() {
-		cancel()
-		<-done
-		e.Close()
-	}
-	t.Cleanup(ts.stop)
-	return ts
+	return &testServer{apiservertest.Start(t, dir, addr)}
 }
 
 func (ts *testServer) client(t *testing.T, token string) *client.Client {
@@ -362,7 +326,7 @@ func TestWatchResumesAcrossServerRestart(t *testing.T) {
 		}
 	}
 	next(2)
-	ts.stop()
+	ts.Stop()
 	// While the server is down, nobody sees anything; after it returns on
 	// the same address and data, the watch resumes by itself.
 	ts2 := startServer(t, dir, addr)

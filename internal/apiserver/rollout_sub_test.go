@@ -21,18 +21,25 @@ func rolloutApp(t *testing.T, name, extra string) *v1.App {
 	return o.(*v1.App)
 }
 
+// withRevisions starts a server and applies app name once per extra
+// (manifest lines besides kind and name): revision i+1 is extras[i].
+func withRevisions(t *testing.T, name string, extras ...string) (*testServer, *client.Client) {
+	t.Helper()
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	c := ts.client(t, ts.Token)
+	for _, extra := range extras {
+		if _, err := c.Apply(context.Background(), rolloutApp(t, name, extra)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ts, c
+}
+
 // The rollback, pause, resume and restart subresources change the App;
 // a GET (authorized as the read verb "get") or a DELETE must not.
 func TestAppSubresourcesRefuseReadMethods(t *testing.T) {
-	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
-	c := ts.client(t, ts.Token)
+	ts, c := withRevisions(t, "hello", "image: hello:v1", "image: hello:v2")
 	ctx := context.Background()
-	if _, err := c.Apply(ctx, rolloutApp(t, "hello", "image: hello:v1")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Apply(ctx, rolloutApp(t, "hello", "image: hello:v2")); err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct{ method, sub string }{
 		{"GET", "pause"},
 		{"GET", "resume"},
@@ -53,15 +60,8 @@ func TestAppSubresourcesRefuseReadMethods(t *testing.T) {
 // A user's rollout undo must pass the same admission as apply: here the
 // namespace's per-container memory maximum was lowered after revision 1.
 func TestARollbackIsAdmitted(t *testing.T) {
-	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
-	c := ts.client(t, ts.Token)
+	ts, c := withRevisions(t, "big", "image: big:v1\nresources: {memory: 512Mi}", "image: big:v2\nresources: {memory: 64Mi}")
 	ctx := context.Background()
-	if _, err := c.Apply(ctx, rolloutApp(t, "big", "image: big:v1\nresources: {memory: 512Mi}")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Apply(ctx, rolloutApp(t, "big", "image: big:v2\nresources: {memory: 64Mi}")); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := store.Mutate(ctx, ts.Store, "", "default", func(n *v1.Namespace) error {
 		n.Spec.Limits = &v1.LimitDefaults{MaxMemory: 128 << 20}
 		return nil
@@ -81,14 +81,8 @@ func TestARollbackIsAdmitted(t *testing.T) {
 // An explicit --to-revision whose template is the one already running
 // must not answer 200 "rolled back" while writing nothing.
 func TestARollbackToTheRunningTemplateIsRefused(t *testing.T) {
-	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
-	c := ts.client(t, ts.Token)
+	_, c := withRevisions(t, "hello", "image: hello:v1", "image: hello:v2")
 	ctx := context.Background()
-	for _, img := range []string{"hello:v1", "hello:v2"} {
-		if _, err := c.Apply(ctx, rolloutApp(t, "hello", "image: "+img)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	if _, err := c.Rollback(ctx, "default", "hello", 1); err != nil { // revision 3 = template of 1
 		t.Fatal(err)
 	}
@@ -101,14 +95,8 @@ func TestARollbackToTheRunningTemplateIsRefused(t *testing.T) {
 // Undo and restart of a paused rollout are refused, as kubectl does: the
 // controller would not roll the revision they make out.
 func TestUndoAndRestartOfAPausedAppAreRefused(t *testing.T) {
-	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
-	c := ts.client(t, ts.Token)
+	_, c := withRevisions(t, "hello", "image: hello:v1", "image: hello:v2")
 	ctx := context.Background()
-	for _, img := range []string{"hello:v1", "hello:v2"} {
-		if _, err := c.Apply(ctx, rolloutApp(t, "hello", "image: "+img)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	if _, err := c.Pause(ctx, "default", "hello", true); err != nil {
 		t.Fatal(err)
 	}
@@ -127,12 +115,8 @@ func TestUndoAndRestartOfAPausedAppAreRefused(t *testing.T) {
 // rollout restart stores its nonce in the template; re-applying the
 // unchanged manifest (what a GitOps sync does) keeps it and rolls nothing.
 func TestReapplyAfterARestartDoesNotRollAgain(t *testing.T) {
-	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
-	c := ts.client(t, ts.Token)
+	_, c := withRevisions(t, "hello", "image: hello:v1")
 	ctx := context.Background()
-	if _, err := c.Apply(ctx, rolloutApp(t, "hello", "image: hello:v1")); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := c.Restart(ctx, "default", "hello"); err != nil {
 		t.Fatal(err)
 	}

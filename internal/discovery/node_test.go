@@ -2,14 +2,11 @@ package discovery_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"slices"
 	"testing"
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
-	"github.com/gantry-dev/gantry/internal/discovery"
 	"github.com/gantry-dev/gantry/internal/store"
 	"github.com/gantry-dev/gantry/internal/store/storetest"
 )
@@ -32,12 +29,7 @@ func TestInstancesOnANotReadyNodeLeaveTraffic(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	app := &v1.App{TypeMeta: v1.TypeMeta{Kind: "App"}, Metadata: v1.ObjectMeta{Name: "web", Namespace: "default"}}
-	app.Spec.Image = "web:v1"
-	app.Spec.Ports = []v1.Port{{Name: "http", Port: 8080, Protocol: "http"}}
-	if err := s.Create(ctx, app); err != nil {
-		t.Fatal(err)
-	}
+	createWeb(ctx, t, s, webPort)
 	for _, i := range []struct{ name, node, ip string }{{"web-a", "dead", "10.0.0.2"}, {"web-b", "alive", "10.0.1.2"}} {
 		inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"}, Metadata: v1.ObjectMeta{Name: i.name, Namespace: "default"},
 			Spec: v1.InstanceSpec{App: "web", Node: i.node}, Status: v1.InstanceStatus{IP: i.ip, Ready: true}}
@@ -45,8 +37,7 @@ func TestInstancesOnANotReadyNodeLeaveTraffic(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	w := discovery.NewWatcher(s, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	go w.Run(ctx)
+	w := startWatcher(ctx, s)
 	// served waits until exactly the named instances are ready.
 	served := func(step string, want ...string) {
 		t.Helper()

@@ -2,8 +2,6 @@ package discovery_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -18,13 +16,8 @@ func TestWatcherSnapshotsCarryTheStoreRevision(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s := storetest.New(t)
-	app := &v1.App{TypeMeta: v1.TypeMeta{Kind: "App"}, Metadata: v1.ObjectMeta{Name: "web", Namespace: "default"}}
-	app.Spec.Image = "web:v1"
-	if err := s.Create(ctx, app); err != nil {
-		t.Fatal(err)
-	}
-	w := discovery.NewWatcher(s, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	go w.Run(ctx)
+	app := createWeb(ctx, t, s)
+	w := startWatcher(ctx, s)
 	sub := w.Subscribe(ctx)
 	timeout := time.After(10 * time.Second)
 	// next waits for a snapshot in which web satisfies ok.

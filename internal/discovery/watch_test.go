@@ -13,16 +13,33 @@ import (
 	"github.com/gantry-dev/gantry/internal/store/storetest"
 )
 
+// webPort is the http port of the test app.
+var webPort = v1.Port{Name: "http", Port: 8080, Protocol: "http"}
+
+// createWeb stores App default/web with the given ports.
+func createWeb(ctx context.Context, t *testing.T, s *store.Store, ports ...v1.Port) *v1.App {
+	t.Helper()
+	app := &v1.App{TypeMeta: v1.TypeMeta{Kind: "App"}, Metadata: v1.ObjectMeta{Name: "web", Namespace: "default"}}
+	app.Spec.Image = "web:v1"
+	app.Spec.Ports = ports
+	if err := s.Create(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	return app
+}
+
+// startWatcher runs a Watcher on s until ctx ends.
+func startWatcher(ctx context.Context, s *store.Store) *discovery.Watcher {
+	w := discovery.NewWatcher(s, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	go w.Run(ctx)
+	return w
+}
+
 func TestWatcherPublishesOnlyServingInstances(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s := storetest.New(t)
-	app := &v1.App{TypeMeta: v1.TypeMeta{Kind: "App"}, Metadata: v1.ObjectMeta{Name: "web", Namespace: "default"}}
-	app.Spec.Image = "web:v1"
-	app.Spec.Ports = []v1.Port{{Name: "http", Port: 8080, Protocol: "http"}}
-	if err := s.Create(ctx, app); err != nil {
-		t.Fatal(err)
-	}
+	createWeb(ctx, t, s, webPort)
 	inst := func(name, ip string, ready bool) *v1.Instance {
 		i := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"}, Metadata: v1.ObjectMeta{Name: name, Namespace: "default"},
 			Spec: v1.InstanceSpec{App: "web", Node: "n1"}, Status: v1.InstanceStatus{IP: ip, Ready: ready}}
@@ -33,8 +50,7 @@ func TestWatcherPublishesOnlyServingInstances(t *testing.T) {
 	}
 	a := inst("web-a", "10.0.0.2", true)
 	inst("web-b", "10.0.0.3", false)
-	w := discovery.NewWatcher(s, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	go w.Run(ctx)
+	w := startWatcher(ctx, s)
 	sub := w.Subscribe(ctx)
 	waitFor := func(what string, ok func(*discovery.Snapshot) bool) time.Duration {
 		t.Helper()

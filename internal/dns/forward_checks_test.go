@@ -1,7 +1,6 @@
 package dns
 
 import (
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -10,30 +9,6 @@ import (
 
 	"github.com/gantry-dev/gantry/internal/discovery"
 )
-
-// scriptedUpstream runs a DNS server on loopback whose answers come from h.
-func scriptedUpstream(t *testing.T, h miekg.HandlerFunc) string {
-	t.Helper()
-	pc, ln, err := listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{}, 2)
-	for _, srv := range []*miekg.Server{
-		{PacketConn: pc, Handler: h, NotifyStartedFunc: func() { started <- struct{}{} }},
-		{Listener: ln, Handler: h, NotifyStartedFunc: func() { started <- struct{}{} }},
-	} {
-		go srv.ActivateAndServe()
-		t.Cleanup(func() { srv.Shutdown() })
-	}
-	<-started
-	<-started
-	return pc.LocalAddr().String()
-}
-
-func answerA(name string) miekg.RR {
-	return &miekg.A{Hdr: miekg.RR_Header{Name: name, Rrtype: miekg.TypeA, Class: miekg.ClassINET, Ttl: 300}, A: net.ParseIP("192.0.2.1")}
-}
 
 // A host whose resolv.conf lists a link-local IPv6 resolver with its zone
 // (NetworkManager writes "nameserver fe80::1%wlan0") must still get a DNS

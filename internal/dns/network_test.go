@@ -199,6 +199,30 @@ func TestSRVWhoseAdditionalRecordsDoNotFitIsNotTruncated(t *testing.T) {
 	}
 }
 
+// scriptedUpstream runs a DNS server on loopback whose answers come from h.
+func scriptedUpstream(t *testing.T, h miekg.HandlerFunc) string {
+	t.Helper()
+	pc, ln, err := listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{}, 2)
+	for _, srv := range []*miekg.Server{
+		{PacketConn: pc, Handler: h, NotifyStartedFunc: func() { started <- struct{}{} }},
+		{Listener: ln, Handler: h, NotifyStartedFunc: func() { started <- struct{}{} }},
+	} {
+		go srv.ActivateAndServe()
+		t.Cleanup(func() { srv.Shutdown() })
+	}
+	<-started
+	<-started
+	return pc.LocalAddr().String()
+}
+
+func answerA(name string) miekg.RR {
+	return &miekg.A{Hdr: miekg.RR_Header{Name: name, Rrtype: miekg.TypeA, Class: miekg.ClassINET, Ttl: 300}, A: net.ParseIP("192.0.2.1")}
+}
+
 // upstream is a real DNS server on loopback standing in for the host's
 // resolver.
 type upstream struct {
@@ -224,10 +248,7 @@ func startUpstream(t *testing.T, rcode int) *upstream {
 		if rcode == miekg.RcodeSuccess {
 			switch strings.ToLower(q.Name) {
 			case "example.test.":
-				m.Answer = append(m.Answer, &miekg.A{
-					Hdr: miekg.RR_Header{Name: q.Name, Rrtype: miekg.TypeA, Class: miekg.ClassINET, Ttl: 300},
-					A:   net.ParseIP("192.0.2.1"),
-				})
+				m.Answer = append(m.Answer, answerA(q.Name))
 			case "big.example.test.":
 				for i := range 40 {
 					m.Answer = append(m.Answer, &miekg.TXT{
@@ -249,21 +270,7 @@ func startUpstream(t *testing.T, rcode int) *upstream {
 		m.Truncate(size)
 		w.WriteMsg(m)
 	})
-	pc, ln, err := listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{}, 2)
-	for _, srv := range []*miekg.Server{
-		{PacketConn: pc, Handler: h, NotifyStartedFunc: func() { started <- struct{}{} }},
-		{Listener: ln, Handler: h, NotifyStartedFunc: func() { started <- struct{}{} }},
-	} {
-		go srv.ActivateAndServe()
-		t.Cleanup(func() { srv.Shutdown() })
-	}
-	<-started
-	<-started
-	u.addr = pc.LocalAddr().String()
+	u.addr = scriptedUpstream(t, h)
 	return u
 }
 

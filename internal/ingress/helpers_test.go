@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -178,6 +179,48 @@ type harness struct {
 	src *discovery.Broadcaster
 	url string
 	ln  net.Listener
+
+	cancel   context.CancelFunc
+	served   chan struct{} // closed when Serve returned, with serveErr
+	serveErr error
+}
+
+// stop ends the proxy's context; the channel is closed once Serve
+// returned (h.serveErr then holds its result).
+func (h *harness) stop() <-chan struct{} {
+	h.cancel()
+	return h.served
+}
+
+// tunnelApp is an app that answers with a WebSocket-style 101 (only to
+// requests asking for an upgrade, unless anyRequest) and then echoes
+// each line upper-cased until the connection ends. The 101 names the
+// instance in X-Instance.
+func tunnelApp(anyRequest bool) func(name string) http.Handler {
+	return func(name string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !anyRequest && !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+				http.Error(w, "want upgrade", http.StatusBadRequest)
+				return
+			}
+			io.Copy(io.Discard, r.Body)
+			c, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Instance: %s\r\n\r\n", name)
+			brw.Flush()
+			for {
+				line, err := brw.ReadString('\n')
+				if err != nil {
+					return
+				}
+				brw.WriteString(strings.ToUpper(line))
+				brw.Flush()
+			}
+		})
+	}
 }
 
 func startProxy(t *testing.T, cfg Config, services ...*discovery.Service) *harness {
@@ -206,15 +249,17 @@ func startProxyTLS(t *testing.T, cfg Config, tlsLn net.Listener, services ...*di
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, ln, tlsLn) }()
+	h := &harness{p: p, src: src, url: "http://" + ln.Addr().String(), ln: ln, cancel: cancel, served: make(chan struct{})}
+	go func() {
+		h.serveErr = p.Serve(ctx, ln, tlsLn)
+		close(h.served)
+	}()
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
+		<-h.stop()
+		if h.serveErr != nil {
+			t.Errorf("Serve: %v", h.serveErr)
 		}
 	})
-	h := &harness{p: p, src: src, url: "http://" + ln.Addr().String(), ln: ln}
 	h.waitRunning(t)
 	return h
 }

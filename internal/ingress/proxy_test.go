@@ -235,25 +235,7 @@ func TestEjection(t *testing.T) {
 func TestWebSocketPassThrough(t *testing.T) {
 	// The app completes a WebSocket-style upgrade and then echoes raw bytes
 	// upper-cased; the proxy must relay the 101 and both byte streams.
-	upgrade := func(name string) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-				http.Error(w, "want upgrade", http.StatusBadRequest)
-				return
-			}
-			c, brw, err := http.NewResponseController(w).Hijack()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Instance: %s\r\n\r\n", name)
-			brw.Flush()
-			line, _ := brw.ReadString('\n')
-			brw.WriteString(strings.ToUpper(line))
-			brw.Flush()
-		})
-	}
-	port, ins := startInstances(t, "ws", 1, upgrade)
+	port, ins := startInstances(t, "ws", 1, tunnelApp(false))
 	h := startProxy(t, Config{}, httpService("default", "ws", port, ins...))
 	c, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
 	if err != nil {

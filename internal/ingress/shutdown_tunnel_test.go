@@ -2,11 +2,9 @@ package ingress
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 )
@@ -16,41 +14,9 @@ import (
 // too, which http.Server.Shutdown does not track: it is cut when the
 // timeout runs out, and counted as the 101 it was.
 func TestUpgradedTunnelsAreCutAtShutdown(t *testing.T) {
-	upgrade := func(name string) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			c, brw, err := http.NewResponseController(w).Hijack()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-			brw.Flush()
-			for {
-				line, err := brw.ReadString('\n')
-				if err != nil {
-					return
-				}
-				brw.WriteString(strings.ToUpper(line))
-				brw.Flush()
-			}
-		})
-	}
-	port, ins := startInstances(t, "wsd", 1, upgrade)
-	src := newSource(httpService("default", "wsd", port, ins...))
-	p, err := New(Config{ShutdownTimeout: 300 * time.Millisecond}, src, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(ctx, ln, nil) }()
-
-	c, err := net.Dial("tcp", ln.Addr().String())
+	port, ins := startInstances(t, "wsd", 1, tunnelApp(false))
+	h := startProxy(t, Config{ShutdownTimeout: 300 * time.Millisecond}, httpService("default", "wsd", port, ins...))
+	c, err := net.Dial("tcp", h.ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,11 +33,10 @@ func TestUpgradedTunnelsAreCutAtShutdown(t *testing.T) {
 		t.Fatalf("echo = %q, %v", line, err)
 	}
 
-	cancel()
 	select {
-	case err := <-served:
-		if err != nil {
-			t.Fatalf("Serve: %v", err)
+	case <-h.stop():
+		if h.serveErr != nil {
+			t.Fatalf("Serve: %v", h.serveErr)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not return")
@@ -82,7 +47,7 @@ func TestUpgradedTunnelsAreCutAtShutdown(t *testing.T) {
 	if line, err := br.ReadString('\n'); err == nil {
 		t.Fatalf("the tunnel still relays %q after Serve returned and ShutdownTimeout passed", line)
 	}
-	if n := counterValue(t, p.m.requests.WithLabelValues("default", "wsd", "1xx")); n != 1 {
+	if n := counterValue(t, h.p.m.requests.WithLabelValues("default", "wsd", "1xx")); n != 1 {
 		t.Errorf("the tunnel was counted %v times as a 1xx, want 1", n)
 	}
 }

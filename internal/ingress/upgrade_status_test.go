@@ -1,7 +1,6 @@
 package ingress
 
 import (
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -11,19 +10,7 @@ import (
 // An instance that answers 101 to a request that asked for no upgrade gets
 // the client a 502, and the metrics and access log say 502 too, not 101.
 func TestAFailedUpgradeIsCountedAsA502(t *testing.T) {
-	rogue := func(name string) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.ReadAll(r.Body)
-			c, brw, err := http.NewResponseController(w).Hijack()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-			brw.Flush()
-		})
-	}
-	port, ins := startInstances(t, "rogue", 1, rogue)
+	port, ins := startInstances(t, "rogue", 1, tunnelApp(true))
 	h := startProxy(t, Config{}, httpService("default", "rogue", port, ins...))
 	req, _ := http.NewRequest(http.MethodPost, h.url+"/x", strings.NewReader("body"))
 	req.Host = "rogue.default.localhost"

@@ -1,0 +1,68 @@
+// Package apiservertest starts an API server on a real embedded etcd for
+// tests of the server and of its clients (the CLI): a default namespace,
+// a bootstrap admin token, plain HTTP.
+package apiservertest
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/apiserver"
+	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/store"
+	"github.com/gantry-dev/gantry/internal/store/storetest"
+)
+
+// Server is a running API server.
+type Server struct {
+	URL   string
+	Token string // a cluster admin's
+	Store *store.Store
+	stop  func()
+}
+
+// Start runs a server whose etcd keeps its data in dir and which listens
+// on addr ("127.0.0.1:0" for any port), with apps domain "localhost". It
+// stops when the test ends, or earlier with Stop.
+func Start(t testing.TB, dir, addr string) *Server {
+	t.Helper()
+	e := storetest.EmbeddedIn(t, dir)
+	s := store.New(e.Client, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	ns := &v1.Namespace{TypeMeta: v1.TypeMeta{Kind: "Namespace"}, Metadata: v1.ObjectMeta{Name: "default"}}
+	if err := s.Create(ctx, ns); err != nil && !errors.Is(err, v1.ErrAlreadyExists) {
+		t.Fatal(err)
+	}
+	tok, err := auth.Bootstrap(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	api := apiserver.New(apiserver.Config{AppsDomain: "localhost"}, s, &auth.Authenticator{Store: s}, &auth.Authorizer{Store: s}, log)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { api.Serve(ctx, ln, nil); close(done) }()
+	srv := &Server{URL: "http://" + ln.Addr().String(), Token: tok, Store: s}
+	var once sync.Once
+	srv.stop = func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			e.Close()
+		})
+	}
+	t.Cleanup(srv.stop)
+	return srv
+}
+
+// Stop stops the server and its etcd; the data directory stays.
+func (s *Server) Stop() { s.stop() }
