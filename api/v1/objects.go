@@ -59,7 +59,8 @@ type InstanceSpec struct {
 	// Node is empty until the scheduler binds the instance.
 	Node string `json:"node,omitempty"`
 	// DrainDelay is copied from the App strategy when the instance is
-	// marked for deletion.
+	// created and again when it is marked for deletion; the agent reads
+	// it only for an instance marked for deletion.
 	DrainDelay Duration `json:"drainDelay,omitempty"`
 	// AllowFrom lists other namespaces whose instances may connect.
 	AllowFrom []string `json:"allowFrom,omitempty"`

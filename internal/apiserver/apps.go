@@ -235,8 +235,8 @@ func (s *Server) deleteInstance(ctx context.Context, ns, name string, rev int64,
 		return inst, nil
 	}
 	// The instance drains as its App's rollouts drain theirs; one whose
-	// App is gone gets the default.
-	drain := v1.DefaultDrainDelay
+	// App is gone for as long as it was created with.
+	drain := inst.Spec.DrainDelay
 	if a, err := store.Get[*v1.App](ctx, s.store, ns, inst.Spec.App); err == nil {
 		drain = a.Spec.Strategy.Drain()
 	} else if !errors.Is(err, v1.ErrNotFound) {

@@ -271,8 +271,22 @@ func TestDeletedAppInstancesAreRetired(t *testing.T) {
 	defer cancel()
 	fakeNode(ctx, t, s, func(*v1.Instance) bool { return false })
 	startRollout(t, s, &eventLog{})
-	saveApp(t, s, decodeApp(t, "kind: App\nname: gone\nimage: x:v1\nreplicas: 3"))
+	saveApp(t, s, decodeApp(t, "kind: App\nname: gone\nimage: x:v1\nreplicas: 3\nstrategy: {drainDelay: 7s}"))
 	waitApp(t, s, "gone", "running", func(a *v1.App, l []*v1.Instance) bool { return a.Status.Phase == v1.AppRunning })
+	// What the agents are told to drain for, seen as each instance is
+	// marked for deletion.
+	var mu sync.Mutex
+	drains := map[string]v1.Duration{}
+	go func() {
+		for ev := range s.Watch(ctx, store.KindFor[*v1.Instance](), store.WatchOptions{}) {
+			if i, ok := ev.Object.(*v1.Instance); ok && i.Metadata.Deleting != nil {
+				mu.Lock()
+				drains[i.Metadata.Name] = i.Spec.DrainDelay
+				mu.Unlock()
+			}
+		}
+	}()
+	time.Sleep(50 * time.Millisecond) // let the watch start
 	if _, err := apps.Delete(ctx, s, "default", "gone", 0); err != nil {
 		t.Fatal(err)
 	}
@@ -280,6 +294,16 @@ func TestDeletedAppInstancesAreRetired(t *testing.T) {
 	for time.Now().Before(deadline) {
 		l, _, _ := store.List[*v1.Instance](ctx, s, store.ListOptions{Namespace: "default"})
 		if len(l) == 0 {
+			mu.Lock()
+			defer mu.Unlock()
+			if len(drains) != 3 {
+				t.Fatalf("saw %d of 3 instances marked for deletion: %v", len(drains), drains)
+			}
+			for name, d := range drains {
+				if d != v1.Duration(7*time.Second) {
+					t.Errorf("instance %s of the deleted app drains for %s; want the app's drainDelay 7s", name, d.D())
+				}
+			}
 			return
 		}
 		time.Sleep(20 * time.Millisecond)

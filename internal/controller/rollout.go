@@ -163,10 +163,11 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 	insts := r.Instances.List(func(i *v1.Instance) bool { return i.Metadata.Namespace == ns && i.Spec.App == name })
 	app, ok := r.Apps.Get(ns, name)
 	if !ok || app.Metadata.Deleting != nil {
-		// The App is gone: drain and stop everything it had.
+		// The App is gone: drain and stop everything it had, each
+		// instance for the drain delay it was created with.
 		for _, i := range insts {
 			if i.Metadata.Deleting == nil {
-				if err := r.retire(ctx, i, v1.DefaultDrainDelay, "app deleted"); err != nil {
+				if err := r.retire(ctx, i, i.Spec.DrainDelay, "app deleted"); err != nil {
 					return 0, err
 				}
 			}
@@ -346,7 +347,10 @@ func (r *Rollout) createInstance(ctx context.Context, a *v1.App, rev *v1.Revisio
 					LabelTemplateHash: hash,
 				},
 			},
-			Spec:   v1.InstanceSpec{App: a.Metadata.Name, Revision: rev.Spec.Number, Template: rev.Spec.Template, Image: image, AllowFrom: allow},
+			Spec: v1.InstanceSpec{App: a.Metadata.Name, Revision: rev.Spec.Number, Template: rev.Spec.Template, Image: image, AllowFrom: allow,
+				// Kept for the day the App is deleted: its instances
+				// then drain as long as its rollouts would have.
+				DrainDelay: a.Spec.Strategy.Drain()},
 			Status: v1.InstanceStatus{Phase: v1.PhasePending, Reason: "Scheduling", Message: "waiting for the scheduler"},
 		}
 		err := r.store.Create(ctx, i)
@@ -539,8 +543,6 @@ func (r *Rollout) deadlineExceeded(ctx context.Context, a *v1.App, rev *v1.Revis
 		})
 		return err
 	}
-	r.rec.Eventf(ctx, a, v1.EventWarning, "ProgressDeadlineExceeded", "%s; rolling back to revision %d", reason, stable)
-	r.observe(a, "rolled_back", r.now())
 	cause := fmt.Sprintf("automatic rollback from revision %d: %s", from, reason)
 	out, _, err := apps.Rollback(ctx, r.store, a.Metadata.Namespace, a.Metadata.Name, apps.RollbackOptions{
 		To: stable, From: from, Cause: cause,
@@ -555,6 +557,8 @@ func (r *Rollout) deadlineExceeded(ctx context.Context, a *v1.App, rev *v1.Revis
 	if errors.Is(err, v1.ErrUnprocessable) {
 		// The failing revision already runs the stable template (it
 		// was applied again by hand): nothing to roll back to.
+		r.rec.Eventf(ctx, a, v1.EventWarning, "ProgressDeadlineExceeded", "%s; it runs the template of revision %d, the last working one, already: not rolling back", reason, stable)
+		r.observe(a, "failed", r.now())
 		_, merr := store.Mutate(ctx, r.store, a.Metadata.Namespace, a.Metadata.Name, func(x *v1.App) error {
 			if x.Status.Revision != from {
 				return store.ErrUnchanged
@@ -568,6 +572,8 @@ func (r *Rollout) deadlineExceeded(ctx context.Context, a *v1.App, rev *v1.Revis
 	if err != nil {
 		return fmt.Errorf("roll back %s to revision %d: %w", a.Metadata.Key(), stable, err)
 	}
+	r.rec.Eventf(ctx, a, v1.EventWarning, "ProgressDeadlineExceeded", "%s; rolling back to revision %d", reason, stable)
+	r.observe(a, "rolled_back", r.now())
 	r.Apps.Observe(out)
 	r.rec.Eventf(ctx, a, v1.EventWarning, "RolledBack", "rolled back from revision %d to the template of revision %d (now revision %d): %s", from, stable, out.Status.Revision, reason)
 	return nil

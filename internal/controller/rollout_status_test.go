@@ -75,7 +75,8 @@ func TestAutomaticRollbackLeavesANewerRevision(t *testing.T) {
 	// The user applies a fix, revision 3; the controller's cache still
 	// shows revision 2.
 	saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:v3\nreplicas: 1"))
-	r := newDetachedRollout(s, &eventLog{})
+	rec := &eventLog{}
+	r := newDetachedRollout(s, rec)
 	r.Apps.Observe(stale)
 	_, err = r.reconcile(ctx, "default/web")
 	if err != nil {
@@ -85,6 +86,9 @@ func TestAutomaticRollbackLeavesANewerRevision(t *testing.T) {
 	if a.Status.Revision != 3 || a.Spec.Image != "web:v3" {
 		t.Fatalf("revision 3 (applied just now) was replaced: app is at revision %d image %s, rolledBack %+v",
 			a.Status.Revision, a.Spec.Image, a.Status.RolledBack)
+	}
+	if rec.has("ProgressDeadlineExceeded") || rec.has("RolledBack") {
+		t.Errorf("events announce a rollback that did not happen: %v", rec.events)
 	}
 }
 
