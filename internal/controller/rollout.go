@@ -246,6 +246,17 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 		}
 	}
 
+	// 1b. Scaling a paused rollout resizes its old side; the new
+	// instances stay as many as the pause found (fewer if the App was
+	// scaled below that, in step 3).
+	if app.Spec.Paused && len(old) > 0 {
+		old, err = r.scalePaused(ctx, app, old, max(0, desired-len(cur)), drain)
+		if err != nil {
+			return 0, err
+		}
+		oldReady = countReady(old)
+	}
+
 	// 2. Retire old instances: unready ones at once, ready ones only
 	// while enough instances stay available.
 	if !app.Spec.Paused && len(old) > 0 {
@@ -277,6 +288,52 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 		newReady = countReady(cur)
 	}
 	return r.updateStatus(ctx, app, rev, cur, old, newReady, oldReady, desired)
+}
+
+// scalePaused brings the old instances of a paused rollout to want,
+// retiring the best ones to remove first, or adding instances of the
+// last working revision (of the newest revision among them if none runs
+// it). It returns the old instances that remain.
+func (r *Rollout) scalePaused(ctx context.Context, app *v1.App, old []*v1.Instance, want int, drain v1.Duration) ([]*v1.Instance, error) {
+	if len(old) > want {
+		sortRetireFirst(old)
+		for _, i := range old[:len(old)-want] {
+			if err := r.retire(ctx, i, drain, fmt.Sprintf("scaled down while paused, %d old instances wanted", want)); err != nil {
+				return nil, err
+			}
+		}
+		return old[len(old)-want:], nil
+	}
+	if len(old) == want {
+		return old, nil
+	}
+	var n int64
+	for _, i := range old {
+		if i.Spec.Revision == app.Status.StableRevision {
+			n = i.Spec.Revision
+			break
+		}
+		n = max(n, i.Spec.Revision)
+	}
+	rev, err := r.revision(ctx, app.Metadata.Namespace, app.Metadata.Name, n)
+	if errors.Is(err, v1.ErrNotFound) {
+		// Pruned from the history: nothing to add old instances from.
+		// The rollout, once resumed, brings the count to the spec.
+		r.log.Warn("cannot scale the old side of a paused rollout: its revision is gone", "app", app.Metadata.Key(), "revision", n)
+		return old, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read revision %d: %w", n, err)
+	}
+	hash := TemplateHash(rev)
+	for len(old) < want {
+		i, err := r.createInstance(ctx, app, rev, hash)
+		if err != nil {
+			return nil, err
+		}
+		old = append(old, i)
+	}
+	return old, nil
 }
 
 func countReady(l []*v1.Instance) int {

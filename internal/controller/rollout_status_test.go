@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -118,4 +119,44 @@ func TestStatusWriteKeepsTheAutoscalersFields(t *testing.T) {
 	if a.Status.AutoscaleReplicas != 3 {
 		t.Fatalf("autoscaler's decision lost: status.autoscaleReplicas = %d, want 3", a.Status.AutoscaleReplicas)
 	}
+}
+
+// Scaling an App whose rollout is paused resizes the side the pause
+// kept running (the old revision) and leaves the new one alone.
+func TestScalingAPausedRolloutResizesTheOldSide(t *testing.T) {
+	s := storetest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fakeNode(ctx, t, s, func(*v1.Instance) bool { return false })
+	startRollout(t, s, &eventLog{})
+	saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:v1\nreplicas: 2"))
+	waitApp(t, s, "web", "v1 running", func(a *v1.App, l []*v1.Instance) bool {
+		return a.Status.Phase == v1.AppRunning && a.Status.ReadyReplicas == 2
+	})
+	saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:v2\nreplicas: 2\npaused: true"))
+	waitApp(t, s, "web", "paused on revision 2", func(a *v1.App, l []*v1.Instance) bool {
+		return a.Status.Revision == 2 && a.Status.Phase == v1.AppPaused
+	})
+	images := func(l []*v1.Instance) map[string]int {
+		n := map[string]int{}
+		for _, i := range l {
+			if i.Metadata.Deleting == nil {
+				n[i.Spec.Template.Image]++
+			}
+		}
+		return n
+	}
+	for _, replicas := range []int{4, 1} {
+		saveApp(t, s, decodeApp(t, fmt.Sprintf("kind: App\nname: web\nimage: web:v2\nreplicas: %d\npaused: true", replicas)))
+		waitApp(t, s, "web", fmt.Sprintf("%d instances of v1 while paused", replicas), func(a *v1.App, l []*v1.Instance) bool {
+			n := images(l)
+			return n["web:v1"] == replicas && n["web:v2"] == 0
+		})
+	}
+	// Resumed, the rollout replaces the one v1 instance.
+	saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:v2\nreplicas: 1"))
+	waitApp(t, s, "web", "v2 rolled out", func(a *v1.App, l []*v1.Instance) bool {
+		n := images(l)
+		return a.Status.Phase == v1.AppRunning && n["web:v2"] == 1 && n["web:v1"] == 0
+	})
 }
