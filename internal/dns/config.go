@@ -20,6 +20,10 @@ const (
 	DefaultTTL            = time.Second
 	DefaultForwardTimeout = 2 * time.Second
 	DefaultResolvConf     = "/etc/resolv.conf"
+	// DefaultForwardBudget is less than the 5 s a glibc stub resolver
+	// waits before it asks again, so that a client whose upstreams are
+	// all dead gets our SERVFAIL rather than a timeout of its own.
+	DefaultForwardBudget = 4 * time.Second
 	// DefaultMaxConcurrentForwards bounds the goroutines a flood of
 	// queries to a slow upstream can pin down.
 	DefaultMaxConcurrentForwards = 1000
@@ -51,6 +55,10 @@ type Config struct {
 	ResolvConf string `json:"resolvConf,omitempty"`
 	// ForwardTimeout bounds one exchange with one upstream.
 	ForwardTimeout time.Duration `json:"forwardTimeout,omitempty"`
+	// ForwardBudget bounds one forwarded query over all the upstreams it
+	// tries: each gets ForwardTimeout or what is left of the budget,
+	// whichever is less, and the client gets SERVFAIL when it is spent.
+	ForwardBudget time.Duration `json:"forwardBudget,omitempty"`
 	// MaxConcurrentForwards is how many queries may wait on upstreams at
 	// once; more get SERVFAIL at once instead of piling up.
 	MaxConcurrentForwards int `json:"maxConcurrentForwards,omitempty"`
@@ -84,6 +92,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.ForwardTimeout <= 0 {
 		c.ForwardTimeout = DefaultForwardTimeout
+	}
+	if c.ForwardBudget <= 0 {
+		c.ForwardBudget = DefaultForwardBudget
 	}
 	if c.MaxConcurrentForwards <= 0 {
 		c.MaxConcurrentForwards = DefaultMaxConcurrentForwards

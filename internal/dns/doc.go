@@ -11,7 +11,8 @@
 //	DOMAIN                                 SOA and NS
 //
 // Names in the apps domain (default localhost), and every route host that
-// an App declares, answer A/AAAA with the load balancer's addresses.
+// an App declares, answer A/AAAA with the load balancer's addresses, and
+// NODATA for every other type.
 //
 // The package owns the mapping from a discovery.Snapshot to DNS answers
 // and the wire behaviour (NXDOMAIN vs NODATA, EDNS0, truncation, TCP,

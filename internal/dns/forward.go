@@ -18,6 +18,8 @@ var (
 	errNoUpstream = errors.New("no upstream resolver")
 	// errBusy means too many queries are already waiting on upstreams.
 	errBusy = errors.New("too many queries in flight to upstream resolvers")
+	// errBudget means a query's forwarding budget ran out.
+	errBudget = errors.New("forwarding budget spent")
 )
 
 // forwardUDPSize is what we advertise to upstreams: big enough that most
@@ -27,7 +29,7 @@ const forwardUDPSize = 1232
 // forwarder sends queries outside our zones to the upstream resolvers, in
 // order, starting with the one that answered last.
 type forwarder struct {
-	timeout time.Duration
+	timeout, budget time.Duration
 	// slots holds a token per query in flight upstream.
 	slots chan struct{}
 	udp   *miekg.Client
@@ -42,12 +44,16 @@ type forwarder struct {
 	prefer atomic.Uint32
 }
 
-func newForwarder(upstreams []string, timeout time.Duration, maxInFlight int) *forwarder {
+func newForwarder(upstreams []string, timeout, budget time.Duration, maxInFlight int) *forwarder {
 	f := &forwarder{
-		timeout:    timeout,
-		slots:      make(chan struct{}, maxInFlight),
-		udp:        &miekg.Client{Net: "udp", UDPSize: forwardUDPSize},
-		tcp:        &miekg.Client{Net: "tcp"},
+		timeout: timeout,
+		budget:  budget,
+		slots:   make(chan struct{}, maxInFlight),
+		// Timeout replaces the client's own 2 s read deadline, which
+		// would cut a longer ForwardTimeout short; the context still
+		// ends each exchange first.
+		udp:        &miekg.Client{Net: "udp", UDPSize: forwardUDPSize, Timeout: timeout},
+		tcp:        &miekg.Client{Net: "tcp", Timeout: timeout},
 		configured: upstreams,
 		listening:  map[string]int{},
 	}
@@ -146,8 +152,9 @@ func hostAddrs() []net.IP {
 }
 
 // exchange sends r upstream and returns the first usable answer, with
-// r's ID. It tries every upstream once; an upstream that times out,
-// fails, or answers SERVFAIL or REFUSED makes way for the next.
+// r's ID. It tries every upstream once within the budget; an upstream
+// that times out, fails, or answers SERVFAIL or REFUSED makes way for the
+// next.
 func (f *forwarder) exchange(ctx context.Context, r *miekg.Msg) (*miekg.Msg, error) {
 	ups := *f.usable.Load()
 	if len(ups) == 0 {
@@ -168,15 +175,14 @@ func (f *forwarder) exchange(ctx context.Context, r *miekg.Msg) (*miekg.Msg, err
 	do := false
 	if opt := q.IsEdns0(); opt != nil {
 		do = opt.Do()
-		extra := q.Extra[:0]
-		for _, rr := range q.Extra {
-			if rr.Header().Rrtype != miekg.TypeOPT {
-				extra = append(extra, rr)
-			}
-		}
-		q.Extra = extra
+		q.Extra = withoutOPT(q.Extra)
 	}
 	q.SetEdns0(forwardUDPSize, do)
+	// One budget for every upstream, each attempt getting the lesser of
+	// its timeout and what is left: a stub resolver asks again after 5 s
+	// (glibc), and a timeout per dead upstream would add up beyond that.
+	ctx, cancel := context.WithTimeoutCause(ctx, f.budget, errBudget)
+	defer cancel()
 	var errs []error
 	start := int(f.prefer.Load())
 	for i := range ups {
@@ -185,6 +191,7 @@ func (f *forwarder) exchange(ctx context.Context, r *miekg.Msg) (*miekg.Msg, err
 		if err != nil {
 			errs = append(errs, err)
 			if ctx.Err() != nil {
+				errs = append(errs, context.Cause(ctx))
 				break
 			}
 			continue
@@ -196,20 +203,25 @@ func (f *forwarder) exchange(ctx context.Context, r *miekg.Msg) (*miekg.Msg, err
 	return nil, fmt.Errorf("forward %s: %w", r.Question[0].Name, errors.Join(errs...))
 }
 
-// one asks one upstream: over UDP, then over TCP if the answer was
-// truncated.
+// one asks one upstream, and asks it once more without EDNS0 if it
+// rejects the OPT record.
 func (f *forwarder) one(ctx context.Context, q *miekg.Msg, upstream string) (*miekg.Msg, error) {
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	resp, _, err := f.udp.ExchangeContext(ctx, q, upstream)
-	if err == nil && resp.Truncated {
-		resp, _, err = f.tcp.ExchangeContext(ctx, q, upstream)
+	resp, err := f.send(ctx, q, upstream)
+	if err == nil && q.IsEdns0() != nil &&
+		(resp.Rcode == miekg.RcodeFormatError || resp.Rcode == miekg.RcodeNotImplemented) {
+		// Old servers and middleboxes that do not know EDNS0 answer so
+		// (RFC 6891 7), often without the question, hence before the
+		// checks below. The client's DO bit cannot be honoured without
+		// EDNS0, but its answer is not changed by that: write gives it
+		// an OPT only if it sent one.
+		plain := q.Copy()
+		plain.Extra = withoutOPT(plain.Extra)
+		resp, err = f.send(ctx, plain, upstream)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", upstream, err)
-	}
-	if !resp.Response || resp.Opcode != q.Opcode {
-		return nil, fmt.Errorf("%s: sent a query back, not an answer", upstream)
+		return nil, err
 	}
 	if len(resp.Question) != 1 || !strings.EqualFold(resp.Question[0].Name, q.Question[0].Name) ||
 		resp.Question[0].Qtype != q.Question[0].Qtype || resp.Question[0].Qclass != q.Question[0].Qclass {
@@ -220,4 +232,32 @@ func (f *forwarder) one(ctx context.Context, q *miekg.Msg, upstream string) (*mi
 		return nil, fmt.Errorf("%s: %s", upstream, miekg.RcodeToString[resp.Rcode])
 	}
 	return resp, nil
+}
+
+// send sends q over UDP, then over TCP if the answer was truncated, and
+// checks that what came back is an answer.
+func (f *forwarder) send(ctx context.Context, q *miekg.Msg, upstream string) (*miekg.Msg, error) {
+	resp, _, err := f.udp.ExchangeContext(ctx, q, upstream)
+	if err == nil && resp.Truncated {
+		resp, _, err = f.tcp.ExchangeContext(ctx, q, upstream)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", upstream, err)
+	}
+	if !resp.Response || resp.Opcode != q.Opcode {
+		return nil, fmt.Errorf("%s: sent a query back, not an answer", upstream)
+	}
+	return resp, nil
+}
+
+// withoutOPT returns rrs without OPT records, in a new slice: rrs may be
+// shared.
+func withoutOPT(rrs []miekg.RR) []miekg.RR {
+	out := make([]miekg.RR, 0, len(rrs))
+	for _, rr := range rrs {
+		if rr.Header().Rrtype != miekg.TypeOPT {
+			out = append(out, rr)
+		}
+	}
+	return out
 }

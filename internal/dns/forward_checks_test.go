@@ -133,3 +133,119 @@ func TestNormalizeUpstream(t *testing.T) {
 		}
 	}
 }
+
+// One forwarded query has one budget over all the upstreams it tries, so
+// that a client whose upstreams are dead gets SERVFAIL before its stub
+// resolver gives up on us, not after a timeout per upstream.
+func TestForwardBudgetIsSharedByEveryUpstream(t *testing.T) {
+	good := startUpstream(t, miekg.RcodeSuccess)
+	dead := deadAddr(t)
+	const budget = 100 * time.Millisecond
+	for _, tt := range []struct {
+		name      string
+		upstreams []string
+		timeout   time.Duration
+		rcode     int
+	}{
+		{"dead upstreams share the budget and the one after them is not asked",
+			[]string{dead, dead, dead, dead, good.addr}, 40 * time.Millisecond, miekg.RcodeServerFailure},
+		{"an upstream waits no longer than what is left of the budget",
+			[]string{dead}, time.Second, miekg.RcodeServerFailure},
+		{"an upstream reached within the budget answers",
+			[]string{dead, good.addr}, 40 * time.Millisecond, miekg.RcodeSuccess},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := newTestServer(t, Config{Upstreams: tt.upstreams, ForwardTimeout: tt.timeout, ForwardBudget: budget}, nil)
+			before := good.queries.Load()
+			start := time.Now()
+			m := ask(t, s, "example.test.", miekg.TypeA)
+			took := time.Since(start)
+			if m.Rcode != tt.rcode {
+				t.Fatalf("rcode %s after %v, want %s", miekg.RcodeToString[m.Rcode], took, miekg.RcodeToString[tt.rcode])
+			}
+			if asked := good.queries.Load() > before; asked != (tt.rcode == miekg.RcodeSuccess) {
+				t.Errorf("the good upstream asked: %v", asked)
+			}
+			if took > 3*budget {
+				t.Errorf("took %v with a budget of %v", took, budget)
+			}
+		})
+	}
+}
+
+// Old resolvers and middleboxes answer FORMERR or NOTIMP to a query that
+// carries an OPT record. Such an upstream is asked once more without it,
+// and the client gets EDNS0 in its answer only if it asked for it.
+func TestForwardRetriesWithoutEDNSOnFormerr(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		// ednsRcode is the upstream's answer to a query with an OPT
+		// record, plainRcode to one without; bare leaves the question
+		// out of the first, as some old servers do.
+		ednsRcode, plainRcode int
+		bare                  bool
+		clientEDNS, clientDO  bool
+		rcode                 int
+	}{
+		{"FORMERR is retried without EDNS0 for a client without EDNS0",
+			miekg.RcodeFormatError, miekg.RcodeSuccess, false, false, false, miekg.RcodeSuccess},
+		{"FORMERR without the question is retried for a client with EDNS0 and DO",
+			miekg.RcodeFormatError, miekg.RcodeSuccess, true, true, true, miekg.RcodeSuccess},
+		{"NOTIMP is retried without EDNS0",
+			miekg.RcodeNotImplemented, miekg.RcodeSuccess, false, true, false, miekg.RcodeSuccess},
+		{"an upstream that answers FORMERR either way is asked twice, no more",
+			miekg.RcodeFormatError, miekg.RcodeFormatError, false, false, false, miekg.RcodeFormatError},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var withOPT []bool
+			up := scriptedUpstream(t, func(w miekg.ResponseWriter, r *miekg.Msg) {
+				edns := r.IsEdns0() != nil
+				mu.Lock()
+				withOPT = append(withOPT, edns)
+				mu.Unlock()
+				m := new(miekg.Msg)
+				m.SetReply(r)
+				switch {
+				case edns:
+					m.Rcode = tt.ednsRcode
+					if tt.bare {
+						m.Question = nil
+					}
+				case tt.plainRcode != miekg.RcodeSuccess:
+					m.Rcode = tt.plainRcode
+				default:
+					m.Answer = []miekg.RR{answerA(r.Question[0].Name)}
+				}
+				w.WriteMsg(m)
+			})
+			s, _ := newTestServer(t, Config{Upstreams: []string{up}, ForwardTimeout: 500 * time.Millisecond}, nil)
+			q := new(miekg.Msg)
+			q.SetQuestion("example.test.", miekg.TypeA)
+			if tt.clientEDNS {
+				q.SetEdns0(1232, tt.clientDO)
+			}
+			m := exchangeHandler(t, s, q, false)
+			if m.Rcode != tt.rcode {
+				t.Fatalf("rcode %s, want %s\n%v", miekg.RcodeToString[m.Rcode], miekg.RcodeToString[tt.rcode], m)
+			}
+			if tt.rcode == miekg.RcodeSuccess && len(m.Answer) != 1 {
+				t.Errorf("%d answers, want the upstream's 1", len(m.Answer))
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(withOPT) != 2 || !withOPT[0] || withOPT[1] {
+				t.Errorf("upstream queries with OPT: %v, want [true false]", withOPT)
+			}
+			// Our OPT to the client says what we take from it, whatever
+			// the upstream spoke; DO is copied from the query (RFC 3225).
+			opt := m.IsEdns0()
+			if (opt != nil) != tt.clientEDNS {
+				t.Fatalf("OPT in the answer: %v, want %v", opt != nil, tt.clientEDNS)
+			}
+			if opt != nil && opt.Do() != tt.clientDO {
+				t.Errorf("DO %v in the answer, want the client's %v", opt.Do(), tt.clientDO)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package dns
 import (
 	"net"
 	"testing"
+	"time"
 
 	miekg "github.com/miekg/dns"
 
@@ -24,5 +25,34 @@ func TestRouteHostNodataHasSOA(t *testing.T) {
 	}
 	if len(m.Ns) == 0 {
 		t.Fatalf("authoritative NODATA for a route host without an SOA in the authority section:\n%v", m)
+	}
+}
+
+// We are the authority for route hosts and the apps domain, so every type
+// of such a name is answered by us, never forwarded: an HTTPS or SVCB
+// record from upstream could send a browser past the load balancer (its
+// address hints, h3 through ALPN). Types we hold nothing for are NODATA.
+func TestRouteAndAppsHostsAnswerEveryTypeThemselves(t *testing.T) {
+	up := startUpstream(t, miekg.RcodeSuccess)
+	s, _ := newTestServer(t, Config{Upstreams: []string{up.addr}, ForwardTimeout: 500 * time.Millisecond}, tableSnapshot())
+	for _, host := range []struct{ name, zone string }{
+		{"hello.example.com.", "hello.example.com."},
+		{"x.wild.example.org.", "x.wild.example.org."},
+		{"hello.default.localhost.", "localhost."},
+	} {
+		for _, qtype := range []uint16{miekg.TypeHTTPS, miekg.TypeSVCB, miekg.TypeMX} {
+			t.Run(host.name+" "+miekg.TypeToString[qtype]+" is our NODATA", func(t *testing.T) {
+				m := ask(t, s, host.name, qtype)
+				if m.Rcode != miekg.RcodeSuccess || !m.Authoritative || len(m.Answer) != 0 {
+					t.Fatalf("want an authoritative NODATA:\n%v", m)
+				}
+				if len(m.Ns) != 1 || m.Ns[0].Header().Rrtype != miekg.TypeSOA || m.Ns[0].Header().Name != host.zone {
+					t.Fatalf("authority %v, want the SOA of %s", m.Ns, host.zone)
+				}
+			})
+		}
+	}
+	if n := up.queries.Load(); n != 0 {
+		t.Errorf("upstream asked %d times about names we are the authority for", n)
 	}
 }

@@ -90,7 +90,7 @@ func New(cfg Config, src discovery.Source, log *slog.Logger) (*Server, error) {
 		src:    src,
 		log:    log,
 		m:      m,
-		fwd:    newForwarder(norm, cfg.ForwardTimeout, cfg.MaxConcurrentForwards),
+		fwd:    newForwarder(norm, cfg.ForwardTimeout, cfg.ForwardBudget, cfg.MaxConcurrentForwards),
 		ctx:    ctx,
 		cancel: cancel,
 	}
@@ -358,13 +358,19 @@ func (s *Server) answer(w miekg.ResponseWriter, r *miekg.Msg) (m *miekg.Msg, opt
 		s.answerApps(w, m, idx, name, q)
 	case inZone(name, s.z.domain):
 		s.answerCluster(w, m, idx, name, q)
-	case idx.isRoute(name) && isAddressType(q.Qtype):
+	case idx.isRoute(name):
+		// Every type of a route host is ours to answer: an HTTPS or
+		// SVCB record from upstream could lead browsers past the load
+		// balancer (address hints, ALPN).
 		m.Authoritative = true
-		m.Answer = s.lbRecords(w, q)
+		if isAddressType(q.Qtype) {
+			m.Answer = s.lbRecords(w, q)
+		}
 		if len(m.Answer) == 0 {
-			// NODATA (the load balancer has no address of this
-			// family): an SOA lets resolvers cache it (RFC 2308),
-			// with the route's name as the apex of what is answered.
+			// NODATA (a type that is not an address, or the load
+			// balancer has none of this family): an SOA lets
+			// resolvers cache it (RFC 2308), with the route's name as
+			// the apex of what is answered.
 			m.Ns = []miekg.RR{s.z.soaFor(name, idx.soa.(*miekg.SOA).Serial)}
 		}
 	default:
@@ -511,13 +517,7 @@ func (s *Server) forward(r *miekg.Msg, opt *miekg.OPT) *miekg.Msg {
 	s.m.forwardOK.Inc()
 	// The client sees our OPT, not the upstream's, and the question as
 	// it asked it.
-	extra := make([]miekg.RR, 0, len(resp.Extra))
-	for _, rr := range resp.Extra {
-		if rr.Header().Rrtype != miekg.TypeOPT {
-			extra = append(extra, rr)
-		}
-	}
-	resp.Extra = extra
+	resp.Extra = withoutOPT(resp.Extra)
 	resp.Question = r.Question
 	if opt == nil && resp.Rcode > 0xF {
 		// An extended rcode cannot be said without EDNS0.
