@@ -20,7 +20,7 @@ type endpoint struct {
 
 	inflight atomic.Int64 // requests or TCP flows using it now
 	fails    atomic.Int32 // consecutive connect failures
-	ejected  atomic.Int64 // unix nanos until which it gets no traffic
+	ejected  atomic.Int64 // monoNow value until which it gets no traffic
 	retired  atomic.Bool  // left every table; draining
 
 	// pool holds the fast path's keep-alive connections and tr the
@@ -70,6 +70,16 @@ func newEndpoint(cfg *Config, key, addr, instance string, app *appStats) *endpoi
 
 func (e *endpoint) isEjected(now int64) bool { return e.ejected.Load() > now }
 
+// clockStart anchors monoNow. Ejection deadlines are kept on the
+// monotonic clock, so a wall-clock step (NTP, a VM resume) can neither
+// eject an endpoint for hours nor cut an ejection short.
+var clockStart = time.Now()
+
+// monoNow is the time since the process started, in nanoseconds, read from
+// the monotonic clock. It is always positive, so a zero deadline means
+// "not ejected".
+func monoNow() int64 { return int64(time.Since(clockStart)) }
+
 // acquire counts a request or flow on e.
 func (e *endpoint) acquire() { e.inflight.Add(1) }
 func (e *endpoint) release() { e.inflight.Add(-1) }
@@ -83,14 +93,20 @@ func (e *endpoint) succeeded() {
 }
 
 // connectFailed records a connect failure and reports whether it ejected
-// the endpoint.
-func (e *endpoint) connectFailed(cfg *Config, now time.Time) bool {
+// the endpoint. now is a monoNow reading.
+func (e *endpoint) connectFailed(cfg *Config, now int64) bool {
 	if e.fails.Add(1) < int32(cfg.EjectAfter) {
 		return false
 	}
 	e.fails.Store(0)
-	e.ejected.Store(now.Add(cfg.EjectFor).UnixNano())
+	e.ejected.Store(now + int64(cfg.EjectFor))
 	return true
+}
+
+// covers reports whether e is skip itself or another endpoint of the same
+// instance and address. A nil skip covers nothing.
+func (skip *endpoint) covers(e *endpoint) bool {
+	return skip != nil && (e == skip || (e.instance == skip.instance && e.addr == skip.addr))
 }
 
 // backend is the set of ready endpoints of one App port, as of one table.
@@ -103,7 +119,10 @@ type backend struct {
 	next  atomic.Uint64
 }
 
-// pick chooses an endpoint other than skip. Ejected endpoints are passed
+// pick chooses an endpoint other than skip, and other than any endpoint of
+// skip's instance: after a readiness flap the instance comes back as a new
+// endpoint object, and a retry must not go to the instance that just
+// refused the connection. Ejected endpoints are passed
 // over, but when every candidate is ejected one is used anyway: ejection
 // is a hint from past failures, and trying beats a certain 503.
 func (b *backend) pick(now int64, skip *endpoint) *endpoint {
@@ -117,7 +136,7 @@ func (b *backend) pick(now int64, skip *endpoint) *endpoint {
 		var bestLoad int64
 		for i := uint64(0); i < n; i++ {
 			e := b.eps[(start+i)%n]
-			if e == skip || e.isEjected(now) {
+			if skip.covers(e) || e.isEjected(now) {
 				continue
 			}
 			if l := e.inflight.Load(); best == nil || l < bestLoad {
@@ -129,13 +148,13 @@ func (b *backend) pick(now int64, skip *endpoint) *endpoint {
 		}
 	} else {
 		for i := uint64(0); i < n; i++ {
-			if e := b.eps[(start+i)%n]; e != skip && !e.isEjected(now) {
+			if e := b.eps[(start+i)%n]; !skip.covers(e) && !e.isEjected(now) {
 				return e
 			}
 		}
 	}
 	for i := uint64(0); i < n; i++ {
-		if e := b.eps[(start+i)%n]; e != skip {
+		if e := b.eps[(start+i)%n]; !skip.covers(e) {
 			return e
 		}
 	}

@@ -199,7 +199,7 @@ func targetBytes(s string) bool {
 // before retired is read, and retire sets retired before the drain reads
 // inflight, so either this request moves on or the drain waits for it.
 func (p *Proxy) acquire(be *backend, skip *endpoint) *endpoint {
-	now := time.Now().UnixNano()
+	now := monoNow()
 	ep := be.pick(now, skip)
 	if ep == nil {
 		return nil
@@ -299,7 +299,7 @@ func (p *Proxy) send(st *reqState, req *http.Request) (*http.Response, error) {
 
 func (p *Proxy) connectFailed(ep *endpoint) {
 	ep.app.connectErrors.Inc()
-	if ep.connectFailed(&p.cfg, time.Now()) {
+	if ep.connectFailed(&p.cfg, monoNow()) {
 		ep.app.ejections.Inc()
 		p.log.Warn("ejecting instance after consecutive connect failures",
 			"app", ep.app.name, "ns", ep.app.ns, "instance", ep.instance, "addr", ep.addr,

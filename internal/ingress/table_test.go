@@ -1,6 +1,7 @@
 package ingress
 
 import (
+	"fmt"
 	"testing"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -124,7 +125,8 @@ func TestPick(t *testing.T) {
 	eps := func(loads ...int64) []*endpoint {
 		var out []*endpoint
 		for i, l := range loads {
-			e := &endpoint{key: string(rune('a' + i))}
+			name := string(rune('a' + i))
+			e := &endpoint{key: name, instance: name, addr: "10.0.0." + name + ":80"}
 			e.inflight.Store(l)
 			out = append(out, e)
 		}
@@ -193,4 +195,25 @@ func TestPick(t *testing.T) {
 			t.Fatal("picked the skipped endpoint")
 		}
 	})
+	// A request's first try went to an endpoint that then left the table
+	// (readiness flapped) and came back as a new object for the same
+	// instance. The retry must not go back to that instance.
+	for _, least := range []bool{false, true} {
+		t.Run(fmt.Sprintf("a retry skips the instance after a flap (least=%v)", least), func(t *testing.T) {
+			es := eps(0, 5)
+			failed := es[0]
+			back := &endpoint{key: failed.key, instance: failed.instance, addr: failed.addr}
+			be := &backend{eps: []*endpoint{back, es[1]}, least: least}
+			for i := 0; i < 10; i++ {
+				if e := be.pick(0, failed); e != es[1] {
+					t.Fatalf("retry picked %s (%p), want the other instance b", e.key, e)
+				}
+			}
+			// The same IP and port under another instance is someone else.
+			other := &endpoint{key: "c", instance: "c", addr: failed.addr}
+			if e := (&backend{eps: []*endpoint{other}}).pick(0, failed); e != other {
+				t.Fatalf("picked %v, want the new instance at the reused address", e)
+			}
+		})
+	}
 }
