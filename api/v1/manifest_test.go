@@ -68,6 +68,7 @@ restartPolicy: sometimes
 		{"bad duration", "kind: App\nname: x\nimage: a\nstrategy: {drainDelay: soon}", []string{`duration "soon"`}},
 		{"strategy cannot stall", "kind: App\nname: x\nimage: a\nstrategy: {maxSurge: 0, maxUnavailable: 0}", []string{"spec.strategy: maxSurge and maxUnavailable cannot both be 0"}},
 		{"route needs http port", "kind: App\nname: x\nimage: a\nroutes: [{host: a.example.com}]", []string{"spec.routes[0]: a route needs an http port"}},
+		{"root route twice", "kind: App\nname: x\nimage: a\nports: [{name: http, port: 80}]\nroutes: [{host: a.example.com, path: /}, {host: a.example.com, path: //}]", []string{"spec.routes[1]: duplicates spec.routes[0] (a.example.com/)"}},
 		{"one route twice", "kind: App\nname: x\nimage: a\nports: [{name: http, port: 80}]\nroutes: [{host: a.example.com, path: /api}, {host: A.example.com, path: /api/}]", []string{"spec.routes[1]: duplicates spec.routes[0] (a.example.com/api)"}},
 		{"duplicate port names", "kind: App\nname: x\nimage: a\nports: [{name: web, port: 1}, {name: web, port: 2}]", []string{`spec.ports[1].name: "web" is already used by ports[0]`}},
 		{"bad image reference", "kind: App\nname: x\nimage: Hello World", []string{"spec.image: must not contain spaces"}},
@@ -210,5 +211,16 @@ func TestFlatRoleBindingKeepsItsNamespace(t *testing.T) {
 	b := o.(*RoleBinding)
 	if b.Spec.Namespace != "team" || b.Metadata.Namespace != "" {
 		t.Fatalf("spec.namespace %q, metadata.namespace %q", b.Spec.Namespace, b.Metadata.Namespace)
+	}
+}
+
+func TestRoutePath(t *testing.T) {
+	for in, want := range map[string]string{
+		"": "/", "/": "/", "//": "/", "///": "/",
+		"/api": "/api", "/api/": "/api", "api": "/api", "/a/b//": "/a/b",
+	} {
+		if got := RoutePath(in); got != want {
+			t.Errorf("RoutePath(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -239,15 +239,16 @@ func validateApp(errs *FieldErrors, a *App) {
 }
 
 // RoutePath is a route path as routing compares it: "/" or "/a/b", so
-// that "", "/" and "/api", "/api/" are one route each.
+// that "", "/", "//" are one route and "/api", "/api/" another.
 func RoutePath(p string) string {
-	if p == "" || p == "/" {
+	p = strings.TrimRight(p, "/")
+	if p == "" {
 		return "/"
 	}
 	if !strings.HasPrefix(p, "/") {
 		p = "/" + p
 	}
-	return strings.TrimRight(p, "/")
+	return p
 }
 
 func validateTemplate(errs *FieldErrors, f string, t *Template) {
