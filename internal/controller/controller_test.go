@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -50,15 +51,24 @@ func decodeApp(t *testing.T, doc string) *v1.App {
 	return o.(*v1.App)
 }
 
+// saveApp applies a as the API server does, reading the stored App and
+// trying again when the controller's status write got in between.
 func saveApp(t *testing.T, s *store.Store, a *v1.App) {
 	t.Helper()
 	ctx := context.Background()
-	prev, err := store.Get[*v1.App](ctx, s, a.Metadata.Namespace, a.Metadata.Name)
-	if err != nil {
-		prev = nil
-	}
-	if _, err := apps.Save(ctx, s, apps.Change{App: a, Prev: prev}); err != nil {
-		t.Fatal(err)
+	for attempt := 0; ; attempt++ {
+		prev, err := store.Get[*v1.App](ctx, s, a.Metadata.Namespace, a.Metadata.Name)
+		if err != nil {
+			prev = nil
+		}
+		_, err = apps.Save(ctx, s, apps.Change{App: a, Prev: prev})
+		if errors.Is(err, v1.ErrConflict) && attempt < 10 {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
 	}
 }
 

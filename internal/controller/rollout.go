@@ -48,7 +48,10 @@ type Rollout struct {
 	queue   *Queue
 
 	revMu sync.Mutex
-	revs  map[string]*v1.Revision // immutable: cached forever, by ns/name
+	// revs caches revisions, which never change, by App UID and number:
+	// an App deleted and created again under its name starts afresh even
+	// if the watch never showed the delete.
+	revs map[string]*v1.Revision
 }
 
 // NewRollout returns the rollout controller. The informers may be shared
@@ -67,7 +70,9 @@ func NewRollout(s *store.Store, rec Recorder, log *slog.Logger, instances *infor
 	}
 	r.Apps.OnChange(func(old, a *v1.App, deleted bool) {
 		if deleted {
-			r.forgetRevisions(a.Metadata.Namespace, a.Metadata.Name)
+			r.forgetRevisions(a.Metadata.UID)
+		} else if old != nil && old.Metadata.UID != a.Metadata.UID {
+			r.forgetRevisions(old.Metadata.UID)
 		}
 		// An automatic rollback is announced by its own RolledBack
 		// event, and starts with phase RolledBack.
@@ -120,28 +125,30 @@ func (r *Rollout) sync(ctx context.Context, key string) {
 	}
 }
 
-func (r *Rollout) revision(ctx context.Context, ns, app string, n int64) (*v1.Revision, error) {
-	name := v1.RevisionName(app, n)
+// revision returns revision n of a.
+func (r *Rollout) revision(ctx context.Context, a *v1.App, n int64) (*v1.Revision, error) {
+	key := fmt.Sprintf("%s/%d", a.Metadata.UID, n)
 	r.revMu.Lock()
-	rev, ok := r.revs[ns+"/"+name]
+	rev, ok := r.revs[key]
 	r.revMu.Unlock()
 	if ok {
 		return rev, nil
 	}
-	rev, err := store.Get[*v1.Revision](ctx, r.store, ns, name)
+	rev, err := store.Get[*v1.Revision](ctx, r.store, a.Metadata.Namespace, v1.RevisionName(a.Metadata.Name, n))
 	if err != nil {
 		return nil, err
 	}
 	r.revMu.Lock()
-	r.revs[ns+"/"+name] = rev
+	r.revs[key] = rev
 	r.revMu.Unlock()
 	return rev, nil
 }
 
-func (r *Rollout) forgetRevisions(ns, app string) {
+// forgetRevisions drops the cached revisions of the App with this UID.
+func (r *Rollout) forgetRevisions(uid string) {
 	r.revMu.Lock()
 	defer r.revMu.Unlock()
-	prefix := ns + "/" + app + "-"
+	prefix := uid + "/"
 	for k := range r.revs {
 		if strings.HasPrefix(k, prefix) {
 			delete(r.revs, k)
@@ -174,7 +181,7 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 		}
 		return 0, nil
 	}
-	rev, err := r.revision(ctx, ns, name, app.Status.Revision)
+	rev, err := r.revision(ctx, app, app.Status.Revision)
 	if err != nil {
 		return 0, fmt.Errorf("read revision %d: %w", app.Status.Revision, err)
 	}
@@ -204,22 +211,26 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 	drain := st.Drain()
 	newReady, oldReady := countReady(cur), countReady(old)
 
-	// 0. Network policy is not part of the template: carry a change of
-	// spec.network.allowFrom to the running instances, whose agents
-	// update the packet filter.
+	// 0. Network policy and the drain delay are not part of the
+	// template: carry a change of spec.network.allowFrom to the running
+	// instances, whose agents update the packet filter, and one of
+	// strategy.drainDelay, which they drain for if the App is deleted.
 	var allow []string
 	if a := app.Spec.Network; a != nil {
 		allow = a.AllowFrom
 	}
 	for _, i := range append(append([]*v1.Instance(nil), cur...), old...) {
-		if slices.Equal(i.Spec.AllowFrom, allow) {
+		if slices.Equal(i.Spec.AllowFrom, allow) && i.Spec.DrainDelay == drain {
 			continue
 		}
 		out, err := store.Mutate(ctx, r.store, i.Metadata.Namespace, i.Metadata.Name, func(x *v1.Instance) error {
-			if slices.Equal(x.Spec.AllowFrom, allow) {
+			if x.Metadata.Deleting != nil || slices.Equal(x.Spec.AllowFrom, allow) && x.Spec.DrainDelay == drain {
+				// A retired instance drains for the delay it was
+				// retired with.
 				return store.ErrUnchanged
 			}
 			x.Spec.AllowFrom = slices.Clone(allow)
+			x.Spec.DrainDelay = drain
 			return nil
 		})
 		if err != nil && !errors.Is(err, v1.ErrNotFound) {
@@ -248,32 +259,29 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 
 	// 1b. Scaling a paused rollout resizes its old side; the new
 	// instances stay as many as the pause found (fewer if the App was
-	// scaled below that, in step 3).
+	// scaled below that, in step 3). Shrinking keeps to the strategy's
+	// availability, so pausing mid-rollout never takes ready instances
+	// away for surge instances that are not ready.
 	if app.Spec.Paused && len(old) > 0 {
-		old, err = r.scalePaused(ctx, app, old, max(0, desired-len(cur)), drain)
+		want := max(0, desired-len(cur))
+		if len(old) > want {
+			old, err = r.retireOld(ctx, cur, old, want, desired-unavail, drain, fmt.Sprintf("scaled down while paused, %d old instances wanted", want))
+		} else if len(old) < want {
+			old, err = r.growPaused(ctx, app, old, want)
+		}
 		if err != nil {
 			return 0, err
 		}
 		oldReady = countReady(old)
 	}
 
-	// 2. Retire old instances: unready ones at once, ready ones only
-	// while enough instances stay available.
+	// 2. Retire old instances as far as the strategy allows.
 	if !app.Spec.Paused && len(old) > 0 {
-		minAvailable := desired - unavail
-		available := newReady + oldReady
-		sortRetireFirst(old)
-		for _, i := range old {
-			if i.Status.Ready {
-				if available-1 < minAvailable {
-					break
-				}
-				available--
-			}
-			if err := r.retire(ctx, i, drain, fmt.Sprintf("replaced by revision %d", rev.Spec.Number)); err != nil {
-				return 0, err
-			}
+		old, err = r.retireOld(ctx, cur, old, 0, desired-unavail, drain, fmt.Sprintf("replaced by revision %d", rev.Spec.Number))
+		if err != nil {
+			return 0, err
 		}
+		oldReady = countReady(old)
 	}
 
 	// 3. Scale down extra current instances: unready first, then newest.
@@ -290,36 +298,78 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 	return r.updateStatus(ctx, app, rev, cur, old, newReady, oldReady, desired)
 }
 
-// scalePaused brings the old instances of a paused rollout to want,
-// retiring the best ones to remove first, or adding instances of the
-// last working revision (of the newest revision among them if none runs
-// it). It returns the old instances that remain.
-func (r *Rollout) scalePaused(ctx context.Context, app *v1.App, old []*v1.Instance, want int, drain v1.Duration) ([]*v1.Instance, error) {
-	if len(old) > want {
-		sortRetireFirst(old)
-		for _, i := range old[:len(old)-want] {
-			if err := r.retire(ctx, i, drain, fmt.Sprintf("scaled down while paused, %d old instances wanted", want)); err != nil {
-				return nil, err
+// retireOld retires instances of old, the best to remove first, until
+// keep remain, within the strategy: a ready one only while minAvailable
+// instances stay ready, an unready one only while the instances left
+// would cover minAvailable once the new ones are ready (the bound
+// Kubernetes puts on removing unhealthy old pods), so a readiness blip on
+// the old side does not wipe it out. It returns the old instances that
+// remain.
+func (r *Rollout) retireOld(ctx context.Context, cur, old []*v1.Instance, keep, minAvailable int, drain v1.Duration, why string) ([]*v1.Instance, error) {
+	newReady := countReady(cur)
+	available := newReady + countReady(old)
+	unreadyBudget := len(old) + newReady - minAvailable
+	removable := len(old) - keep
+	sortRetireFirst(old)
+	kept := make([]*v1.Instance, 0, len(old))
+	for _, i := range old {
+		ok := removable > 0
+		switch {
+		case !ok:
+		case i.Status.Ready:
+			if ok = available-1 >= minAvailable; ok {
+				available--
+			}
+		default:
+			if ok = unreadyBudget > 0; ok {
+				unreadyBudget--
 			}
 		}
-		return old[len(old)-want:], nil
+		if !ok {
+			kept = append(kept, i)
+			continue
+		}
+		if err := r.retire(ctx, i, drain, why); err != nil {
+			return nil, err
+		}
+		removable--
 	}
-	if len(old) == want {
-		return old, nil
+	return kept, nil
+}
+
+// growPaused adds instances to the old side of a paused rollout until it
+// has want. They run what the ready old instances run: the last working
+// revision's template if one of them has it, else the newest revision
+// among them. With no ready old instance there is nothing known to work
+// to add; the rollout, once resumed, brings the count to the spec.
+func (r *Rollout) growPaused(ctx context.Context, app *v1.App, old []*v1.Instance, want int) ([]*v1.Instance, error) {
+	stableHash := ""
+	if n := app.Status.StableRevision; n != 0 {
+		if rev, err := r.revision(ctx, app, n); err == nil {
+			stableHash = TemplateHash(rev)
+		} else if !errors.Is(err, v1.ErrNotFound) {
+			return nil, fmt.Errorf("read revision %d: %w", n, err)
+		}
 	}
 	var n int64
 	for _, i := range old {
-		if i.Spec.Revision == app.Status.StableRevision {
+		if !i.Status.Ready {
+			continue
+		}
+		if stableHash != "" && i.Metadata.Labels[LabelTemplateHash] == stableHash {
 			n = i.Spec.Revision
 			break
 		}
 		n = max(n, i.Spec.Revision)
 	}
-	rev, err := r.revision(ctx, app.Metadata.Namespace, app.Metadata.Name, n)
+	if n == 0 {
+		r.log.Info("not scaling the old side of a paused rollout up: none of its instances is ready", "app", app.Metadata.Key())
+		return old, nil
+	}
+	rev, err := r.revision(ctx, app, n)
 	if errors.Is(err, v1.ErrNotFound) {
 		// Pruned from the history: nothing to add old instances from.
-		// The rollout, once resumed, brings the count to the spec.
-		r.log.Warn("cannot scale the old side of a paused rollout: its revision is gone", "app", app.Metadata.Key(), "revision", n)
+		r.log.Warn("cannot scale the old side of a paused rollout up: its revision is gone", "app", app.Metadata.Key(), "revision", n)
 		return old, nil
 	}
 	if err != nil {
@@ -436,13 +486,23 @@ func stripTag(ref string) string {
 // it at once, and its agent drains, stops and removes it. Instances not
 // yet on a node are deleted outright.
 func (r *Rollout) retire(ctx context.Context, i *v1.Instance, drain v1.Duration, why string) error {
-	if i.Spec.Node == "" {
-		_, err := r.store.Delete(ctx, store.KindFor[*v1.Instance](), i.Metadata.Namespace, i.Metadata.Name, 0)
-		if err != nil && !errors.Is(err, v1.ErrNotFound) {
+	for i.Spec.Node == "" {
+		// Deleted only if still as read: the scheduler may have just
+		// placed it, and then it drains like any other.
+		_, err := r.store.Delete(ctx, store.KindFor[*v1.Instance](), i.Metadata.Namespace, i.Metadata.Name, i.Metadata.Revision)
+		if err == nil || errors.Is(err, v1.ErrNotFound) {
+			r.Instances.Forget(i.Metadata.Namespace, i.Metadata.Name)
+			return nil
+		}
+		if !errors.Is(err, v1.ErrConflict) {
 			return err
 		}
-		r.Instances.Forget(i.Metadata.Namespace, i.Metadata.Name)
-		return nil
+		if i, err = store.Get[*v1.Instance](ctx, r.store, i.Metadata.Namespace, i.Metadata.Name); err != nil {
+			if errors.Is(err, v1.ErrNotFound) {
+				return nil
+			}
+			return err
+		}
 	}
 	out, err := store.Mutate(ctx, r.store, i.Metadata.Namespace, i.Metadata.Name, func(i *v1.Instance) error {
 		if i.Metadata.Deleting != nil {
@@ -486,13 +546,14 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 	rolling := st.StableRevision != st.Revision
 	switch {
 	case complete:
-		if rolling {
-			r.rec.Eventf(ctx, a, v1.EventNormal, "RolloutComplete", "revision %d is running with %d/%d instances ready", st.Revision, newReady, desired)
-			r.observe(a, "completed", now)
-		}
 		st.Phase, st.Message, st.StableRevision = v1.AppRunning, "", st.Revision
 	case a.Spec.Paused:
 		st.Phase, st.Message = v1.AppPaused, fmt.Sprintf("paused with %d of %d instances on revision %d", len(cur), desired, st.Revision)
+	case st.Phase == v1.AppRolledBack && st.RolledBack != nil && st.RolledBack.Revision == st.Revision:
+		// Rolling back: the revision it made is stable by definition
+		// (no deadline, nothing earlier to go to), but until it runs
+		// everywhere the App says so, and why.
+		st.Message = fmt.Sprintf("%s; %d of %d instances of revision %d ready", st.RolledBack.Reason, newReady, desired, st.Revision) + blame(cur)
 	case !rolling:
 		// The rollout finished earlier; something broke since.
 		st.Phase = v1.AppDegraded
@@ -502,9 +563,7 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 		// user applies a fix.
 		st.Message = strings.TrimSpace(st.Message)
 	default:
-		if st.Phase != v1.AppRolledBack {
-			st.Phase = v1.AppProgressing
-		}
+		st.Phase = v1.AppProgressing
 		st.Message = fmt.Sprintf("%d of %d new instances ready", newReady, desired) + blame(cur)
 		deadline := a.Spec.Strategy.ProgressDeadline.D()
 		if deadline == 0 {
@@ -526,7 +585,9 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 	if sameStatus(a.Status, st) {
 		return requeue, nil
 	}
+	wrote := false
 	out, err := store.Mutate(ctx, r.store, a.Metadata.Namespace, a.Metadata.Name, func(x *v1.App) error {
+		wrote = false
 		if x.Status.Revision != a.Status.Revision || x.Metadata.UID != a.Metadata.UID {
 			// Someone applied a new revision meanwhile; the next pass
 			// will see it.
@@ -536,12 +597,17 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 		// cache this pass read.
 		st.AutoscaleReplicas, st.AutoscaleReason = x.Status.AutoscaleReplicas, x.Status.AutoscaleReason
 		x.Status = st
+		wrote = true
 		return nil
 	})
 	if err != nil {
 		return requeue, err
 	}
 	r.Apps.Observe(out)
+	if wrote && complete && rolling {
+		r.rec.Eventf(ctx, a, v1.EventNormal, "RolloutComplete", "revision %d is running with %d/%d instances ready", st.Revision, newReady, desired)
+		r.observe(a, "completed", now)
+	}
 	return requeue, nil
 }
 
