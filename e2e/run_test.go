@@ -14,6 +14,7 @@ import (
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/client"
 	"github.com/gantry-dev/gantry/internal/runtime"
+	"github.com/gantry-dev/gantry/internal/runtime/runtimetest"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/snapshots"
@@ -141,6 +142,8 @@ stopGracePeriod: 1s
 	})
 
 	t.Run("a 32-bit program is stopped with the setting to use, and runs with it", func(t *testing.T) {
+		runtimetest.Require32Bit(t, webapp386Bin)
+		defer c.Gantry("", "delete", "app", "old32")
 		c.Push(Webapp386Image(t), "default/webapp386:v1")
 		const app = "kind: App\nname: old32\nimage: webapp386:v1\nresources: {cpu: 10m, memory: 32Mi}\n"
 		c.apply(app + "restartPolicy: never\n")
@@ -163,11 +166,10 @@ stopGracePeriod: 1s
 			code, _, err := HTTPGet("http://"+ip+":8080/healthz", "")
 			return err == nil && code == 200
 		})
-		c.MustGantry("", "delete", "app", "old32")
 	})
 
 	t.Run("replicas that do not fit in memory stay Pending with the reason", func(t *testing.T) {
-		for _, app := range []string{"web", "sick"} {
+		for _, app := range []string{"web", "sick", "ghost", "old32"} {
 			c.Gantry("", "delete", "app", app)
 		}
 		Eventually(t, 60*time.Second, "earlier apps gone", func() bool {

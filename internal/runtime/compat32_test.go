@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/gantry-dev/gantry/internal/image"
+	"github.com/gantry-dev/gantry/internal/runtime/runtimetest"
 )
 
 // TestSeccomp32BitABI runs a 32-bit (i386) program under the secure
@@ -30,6 +31,7 @@ func TestSeccomp32BitABI(t *testing.T) {
 	if err := image.BuildStatic(dir, bin); err != nil {
 		t.Fatal(err)
 	}
+	runtimetest.Require32Bit(t, bin)
 	host := strings.Split(e.busybox, "/")[0]
 	push := func(ref, arch string) string {
 		img, err := image.GoBinary(bin, "hello", image.Config{})

@@ -6,10 +6,13 @@ package runtimetest
 import (
 	"bufio"
 	"context"
+	"errors"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -86,4 +89,22 @@ func RemoveNamespaceDirs(namespaces ...string) {
 		_ = os.Remove(filepath.Join("/sys/fs/cgroup", ns))
 		_ = os.Remove(filepath.Join("/run/containerd/runc", ns))
 	}
+}
+
+// Require32Bit skips t when this kernel cannot execute the i386 program
+// at bin: some VM kernels run without IA-32 emulation, and there is then
+// no 32-bit program for the seccomp filter to stop or admit. The program
+// is killed at once if it starts.
+func Require32Bit(t testing.TB, bin string) {
+	t.Helper()
+	cmd := exec.Command(bin)
+	err := cmd.Start()
+	if errors.Is(err, syscall.ENOEXEC) {
+		t.Skipf("this kernel cannot run 32-bit programs (%v); the 32-bit ABI checks need IA-32 emulation", err)
+	}
+	if err != nil {
+		t.Fatalf("start the i386 program %s: %v", bin, err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
 }
