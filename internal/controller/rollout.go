@@ -264,9 +264,20 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 	// away for surge instances that are not ready.
 	if app.Spec.Paused && len(old) > 0 {
 		want := max(0, desired-len(cur))
-		if len(old) > want {
+		switch {
+		case len(old) > want:
 			old, err = r.retireOld(ctx, cur, old, want, desired-unavail, drain, fmt.Sprintf("scaled down while paused, %d old instances wanted", want))
-		} else if len(old) < want {
+		case len(old) < want && app.Status.StableRevision == app.Status.Revision:
+			// A rollback, paused: the current template is the one
+			// that works and the old side is what failed, so the
+			// current side grows instead.
+			for len(cur)+len(old) < desired && err == nil {
+				var i *v1.Instance
+				if i, err = r.createInstance(ctx, app, rev, hash); err == nil {
+					cur = append(cur, i)
+				}
+			}
+		case len(old) < want:
 			old, err = r.growPaused(ctx, app, old, want)
 		}
 		if err != nil {
@@ -363,7 +374,7 @@ func (r *Rollout) growPaused(ctx context.Context, app *v1.App, old []*v1.Instanc
 		n = max(n, i.Spec.Revision)
 	}
 	if n == 0 {
-		r.log.Info("not scaling the old side of a paused rollout up: none of its instances is ready", "app", app.Metadata.Key())
+		r.log.Debug("not scaling the old side of a paused rollout up: none of its instances is ready", "app", app.Metadata.Key())
 		return old, nil
 	}
 	rev, err := r.revision(ctx, app, n)
@@ -547,13 +558,16 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 	switch {
 	case complete:
 		st.Phase, st.Message, st.StableRevision = v1.AppRunning, "", st.Revision
-	case a.Spec.Paused:
-		st.Phase, st.Message = v1.AppPaused, fmt.Sprintf("paused with %d of %d instances on revision %d", len(cur), desired, st.Revision)
 	case st.Phase == v1.AppRolledBack && st.RolledBack != nil && st.RolledBack.Revision == st.Revision:
 		// Rolling back: the revision it made is stable by definition
 		// (no deadline, nothing earlier to go to), but until it runs
-		// everywhere the App says so, and why.
+		// everywhere the App says so, and why, paused or not.
 		st.Message = fmt.Sprintf("%s; %d of %d instances of revision %d ready", st.RolledBack.Reason, newReady, desired, st.Revision) + blame(cur)
+		if a.Spec.Paused {
+			st.Message += " (paused)"
+		}
+	case a.Spec.Paused:
+		st.Phase, st.Message = v1.AppPaused, fmt.Sprintf("paused with %d of %d instances on revision %d", len(cur), desired, st.Revision)
 	case !rolling:
 		// The rollout finished earlier; something broke since.
 		st.Phase = v1.AppDegraded
@@ -647,6 +661,32 @@ func (r *Rollout) observe(a *v1.App, outcome string, now time.Time) {
 	}
 }
 
+// markFailed records that the App's current revision failed its rollout,
+// and announces it once: a pass that runs on a cache older than the write
+// finds it already done.
+func (r *Rollout) markFailed(ctx context.Context, a *v1.App, message, event string) error {
+	from := a.Status.Revision
+	wrote := false
+	out, err := store.Mutate(ctx, r.store, a.Metadata.Namespace, a.Metadata.Name, func(x *v1.App) error {
+		wrote = false
+		if x.Status.Revision != from || x.Status.Phase == v1.AppFailed {
+			return store.ErrUnchanged
+		}
+		x.Status.Phase, x.Status.Message = v1.AppFailed, message
+		wrote = true
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	r.Apps.Observe(out)
+	if wrote {
+		r.rec.Eventf(ctx, a, v1.EventWarning, "ProgressDeadlineExceeded", "%s", event)
+		r.observe(a, "failed", r.now())
+	}
+	return nil
+}
+
 // deadlineExceeded rolls back to the last revision that completed a
 // rollout, or marks a first rollout failed.
 func (r *Rollout) deadlineExceeded(ctx context.Context, a *v1.App, rev *v1.Revision, deadline time.Duration, why string) error {
@@ -654,17 +694,7 @@ func (r *Rollout) deadlineExceeded(ctx context.Context, a *v1.App, rev *v1.Revis
 	stable := a.Status.StableRevision
 	reason := fmt.Sprintf("revision %d made no progress for %s%s", from, deadline, why)
 	if stable == 0 || stable == from {
-		r.rec.Eventf(ctx, a, v1.EventWarning, "ProgressDeadlineExceeded", "%s; no earlier working revision to roll back to", reason)
-		r.observe(a, "failed", r.now())
-		_, err := store.Mutate(ctx, r.store, a.Metadata.Namespace, a.Metadata.Name, func(x *v1.App) error {
-			if x.Status.Revision != from {
-				return store.ErrUnchanged
-			}
-			x.Status.Phase = v1.AppFailed
-			x.Status.Message = reason
-			return nil
-		})
-		return err
+		return r.markFailed(ctx, a, reason, reason+"; no earlier working revision to roll back to")
 	}
 	cause := fmt.Sprintf("automatic rollback from revision %d: %s", from, reason)
 	out, _, err := apps.Rollback(ctx, r.store, a.Metadata.Namespace, a.Metadata.Name, apps.RollbackOptions{
@@ -680,17 +710,8 @@ func (r *Rollout) deadlineExceeded(ctx context.Context, a *v1.App, rev *v1.Revis
 	if errors.Is(err, v1.ErrUnprocessable) {
 		// The failing revision already runs the stable template (it
 		// was applied again by hand): nothing to roll back to.
-		r.rec.Eventf(ctx, a, v1.EventWarning, "ProgressDeadlineExceeded", "%s; it runs the template of revision %d, the last working one, already: not rolling back", reason, stable)
-		r.observe(a, "failed", r.now())
-		_, merr := store.Mutate(ctx, r.store, a.Metadata.Namespace, a.Metadata.Name, func(x *v1.App) error {
-			if x.Status.Revision != from {
-				return store.ErrUnchanged
-			}
-			x.Status.Phase = v1.AppFailed
-			x.Status.Message = reason + "; it runs the template of revision " + fmt.Sprint(stable) + " already"
-			return nil
-		})
-		return merr
+		return r.markFailed(ctx, a, reason+"; it runs the template of revision "+fmt.Sprint(stable)+" already",
+			fmt.Sprintf("%s; it runs the template of revision %d, the last working one, already: not rolling back", reason, stable))
 	}
 	if err != nil {
 		return fmt.Errorf("roll back %s to revision %d: %w", a.Metadata.Key(), stable, err)

@@ -309,3 +309,132 @@ func TestRolloutCompleteOnlyWhenWritten(t *testing.T) {
 		t.Fatalf("stable revision %d, want 1", a.Status.StableRevision)
 	}
 }
+
+// count counts the events whose reason is reason.
+func (e *eventLog) count(reason string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, ev := range e.events {
+		if strings.HasPrefix(ev, reason+":") {
+			n++
+		}
+	}
+	return n
+}
+
+// rollBackToV1 makes the automatic rollback of revision 2 to revision 1
+// (as deadlineExceeded does) and returns the App as cached.
+func rollBackToV1(t *testing.T, s *store.Store, r *Rollout) *v1.App {
+	t.Helper()
+	const reason = "revision 2 made no progress for 2m0s"
+	if _, _, err := apps.Rollback(context.Background(), s, "default", "web", apps.RollbackOptions{
+		To: 1, From: 2, Cause: "automatic rollback",
+		Automatic: &v1.RollbackRecord{From: 2, To: 1, Time: time.Now().UTC(), Reason: reason},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return storedApp(t, r, "web")
+}
+
+func setPaused(t *testing.T, s *store.Store, r *Rollout, paused bool, replicas int32) *v1.App {
+	t.Helper()
+	if _, err := store.Mutate(context.Background(), s, "default", "web", func(a *v1.App) error {
+		a.Spec.Paused = paused
+		if replicas > 0 {
+			a.Spec.Replicas = &replicas
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return storedApp(t, r, "web")
+}
+
+// A first rollout that misses its deadline is marked Failed once: a pass
+// that runs before the watch delivers the write (any status change of the
+// crashlooping instances) must not announce it again (each announcement
+// is a "deploy failed" notification and a count in the metrics).
+func TestFailedFirstRolloutIsAnnouncedOnce(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.New(t)
+	rec := &eventLog{}
+	r := newDetachedRollout(s, rec)
+	saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:broken\nreplicas: 1\nstrategy: {progressDeadline: 1s}"))
+	past := time.Now().Add(-time.Minute).UTC()
+	if _, err := store.Mutate(ctx, s, "default", "web", func(a *v1.App) error { a.Status.RolloutStarted = &past; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	placeInstance(t, r, storedApp(t, r, "web"), 1, false)
+	for pass := 0; pass < 2; pass++ {
+		if _, err := r.reconcile(ctx, "default/web"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := rec.count("ProgressDeadlineExceeded"); n != 1 {
+		t.Fatalf("%d ProgressDeadlineExceeded events for one failed rollout, want 1: %v", n, rec.events)
+	}
+}
+
+// Pausing an App while its automatic rollback is still restoring
+// instances, then resuming it, keeps the RolledBack phase and its reason
+// until the restored template runs on every instance.
+func TestPauseAndResumeDuringARollbackKeepRolledBack(t *testing.T) {
+	ctx := context.Background()
+	s, r, a := runningV1(t, 2, &eventLog{})
+	placeInstance(t, r, a, 1, true)
+	placeInstance(t, r, a, 1, false) // restored instance still starting
+	saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:broken\nreplicas: 2"))
+	placeInstance(t, r, storedApp(t, r, "web"), 2, false)
+	rollBackToV1(t, s, r)
+	if _, err := r.reconcile(ctx, "default/web"); err != nil {
+		t.Fatal(err)
+	}
+	if got := storedApp(t, r, "web").Status; got.Phase != v1.AppRolledBack {
+		t.Fatalf("phase %s after the rollback, want RolledBack", got.Phase)
+	}
+	setPaused(t, s, r, true, 0)
+	if _, err := r.reconcile(ctx, "default/web"); err != nil {
+		t.Fatal(err)
+	}
+	setPaused(t, s, r, false, 0)
+	if _, err := r.reconcile(ctx, "default/web"); err != nil {
+		t.Fatal(err)
+	}
+	got := storedApp(t, r, "web").Status
+	if got.Phase != v1.AppRolledBack {
+		t.Fatalf("after pause and resume mid-rollback: phase %s (%q), want RolledBack until the restored template runs everywhere", got.Phase, got.Message)
+	}
+}
+
+// After an automatic rollback the current revision is the working one and
+// the old side is what failed: scaling the App up while the rollback is
+// paused adds instances of the restored template, not of the revision
+// that was rolled back.
+func TestScalingAPausedRollbackGrowsTheRestoredTemplate(t *testing.T) {
+	ctx := context.Background()
+	s, r, a := runningV1(t, 3, &eventLog{})
+	placeInstance(t, r, a, 1, true) // the last v1 left
+	saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:v2\nreplicas: 3"))
+	a2 := storedApp(t, r, "web")
+	placeInstance(t, r, a2, 2, true) // v2 got partly ready...
+	placeInstance(t, r, a2, 2, true)
+	placeInstance(t, r, a2, 2, false) // ...but one never did: deadline
+	rollBackToV1(t, s, r)
+	if _, err := r.reconcile(ctx, "default/web"); err != nil {
+		t.Fatal(err)
+	}
+	before := live(t, s, "web")["web:v2"]
+	// The user pauses to investigate; the App is scaled up meanwhile.
+	setPaused(t, s, r, true, 6)
+	if _, err := r.reconcile(ctx, "default/web"); err != nil {
+		t.Fatal(err)
+	}
+	n := live(t, s, "web")
+	if n["web:v2"] > before {
+		t.Fatalf("scaling the paused rollback up started instances of the rolled-back revision: %d -> %d of web:v2 (all: %v)", before, n["web:v2"], n)
+	}
+	if n["web:v1"]+n["web:v2"] != 6 {
+		t.Fatalf("instances by image %v, want 6 in all", n)
+	}
+}
