@@ -311,11 +311,12 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 
 // retireOld retires instances of old, the best to remove first, until
 // keep remain, within the strategy: a ready one only while minAvailable
-// instances stay ready, an unready one only while the instances left
-// would cover minAvailable once the new ones are ready (the bound
-// Kubernetes puts on removing unhealthy old pods), so a readiness blip on
-// the old side does not wipe it out. It returns the old instances that
-// remain.
+// instances stay ready, a running one that is not ready only while the
+// instances left would cover minAvailable once the new ones are ready
+// (the bound Kubernetes puts on removing unhealthy old pods), so a
+// readiness blip on the old side does not wipe it out. Instances whose
+// container is not running go first and freely. It returns the old
+// instances that remain.
 func (r *Rollout) retireOld(ctx context.Context, cur, old []*v1.Instance, keep, minAvailable int, drain v1.Duration, why string) ([]*v1.Instance, error) {
 	newReady := countReady(cur)
 	available := newReady + countReady(old)
@@ -331,6 +332,10 @@ func (r *Rollout) retireOld(ctx context.Context, cur, old []*v1.Instance, keep, 
 			if ok = available-1 >= minAvailable; ok {
 				available--
 			}
+		case i.Spec.Node == "" || i.Status.Phase != v1.PhaseRunning:
+			// Not placed, or its container is not running (in
+			// back-off, say): it serves nothing and may hold the
+			// capacity the new instances need.
 		default:
 			if ok = unreadyBudget > 0; ok {
 				unreadyBudget--

@@ -117,21 +117,35 @@ func TestUnreadyOldInstancesGoWithinTheAvailabilityBudget(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		newReady    bool
+		unreadyOld  string // phase of the two unready old instances
 		wantOldLeft int
 	}{
 		// 3 wanted, none may be unavailable: the new instance is not
 		// ready, so every old one stays.
-		{"new instance starting", false, 3},
+		{"new instance starting", false, v1.PhaseRunning, 3},
 		// Once it is ready, one unready old instance may go (the
 		// strategy's surge of one is used up).
-		{"new instance ready", true, 2},
+		{"new instance ready", true, v1.PhaseRunning, 2},
+		// Old instances whose container is not running (crash-looping
+		// in back-off) serve nothing and hold their node's capacity:
+		// they go at once.
+		{"old instances crash-looping", false, v1.PhaseBackOff, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			s, r, a := runningV1(t, 3, &eventLog{})
 			placeInstance(t, r, a, 1, true)
-			placeInstance(t, r, a, 1, false) // readiness blips
-			placeInstance(t, r, a, 1, false)
+			for k := 0; k < 2; k++ {
+				i := placeInstance(t, r, a, 1, false)
+				out, err := store.Mutate(ctx, s, "default", i.Metadata.Name, func(x *v1.Instance) error {
+					x.Status.Phase = tc.unreadyOld
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.Instances.Observe(out)
+			}
 			saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:v2\nreplicas: 3"))
 			placeInstance(t, r, storedApp(t, r, "web"), 2, tc.newReady)
 			if _, err := r.reconcile(ctx, "default/web"); err != nil {
