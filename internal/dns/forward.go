@@ -184,11 +184,23 @@ func (f *forwarder) exchange(ctx context.Context, r *miekg.Msg) (*miekg.Msg, err
 	ctx, cancel := context.WithTimeoutCause(ctx, f.budget, errBudget)
 	defer cancel()
 	var errs []error
+	var fallback *miekg.Msg
 	start := int(f.prefer.Load())
 	for i := range ups {
 		n := (start + i) % len(ups)
 		resp, err := f.one(ctx, q, ups[n])
+		if err == nil && (resp.Rcode == miekg.RcodeFormatError || resp.Rcode == miekg.RcodeNotImplemented) {
+			// Even without EDNS0 this upstream cannot answer: try the
+			// others, and pass its answer on only if none can.
+			if fallback == nil {
+				fallback = resp
+			}
+			err = fmt.Errorf("%s: %s", ups[n], miekg.RcodeToString[resp.Rcode])
+		}
 		if err != nil {
+			// The next query starts after an upstream that failed,
+			// so dead ones do not eat every query's budget.
+			f.prefer.CompareAndSwap(uint32(n), uint32((n+1)%len(ups)))
 			errs = append(errs, err)
 			if ctx.Err() != nil {
 				errs = append(errs, context.Cause(ctx))
@@ -199,6 +211,10 @@ func (f *forwarder) exchange(ctx context.Context, r *miekg.Msg) (*miekg.Msg, err
 		f.prefer.Store(uint32(n))
 		resp.Id = r.Id
 		return resp, nil
+	}
+	if fallback != nil {
+		fallback.Id = r.Id
+		return fallback, nil
 	}
 	return nil, fmt.Errorf("forward %s: %w", r.Question[0].Name, errors.Join(errs...))
 }
@@ -238,7 +254,9 @@ func (f *forwarder) one(ctx context.Context, q *miekg.Msg, upstream string) (*mi
 // checks that what came back is an answer.
 func (f *forwarder) send(ctx context.Context, q *miekg.Msg, upstream string) (*miekg.Msg, error) {
 	resp, _, err := f.udp.ExchangeContext(ctx, q, upstream)
-	if err == nil && resp.Truncated {
+	// TC sends us to TCP whatever follows the header: some servers cut
+	// the datagram mid-record, which does not parse.
+	if resp != nil && resp.Id == q.Id && resp.Truncated {
 		resp, _, err = f.tcp.ExchangeContext(ctx, q, upstream)
 	}
 	if err != nil {

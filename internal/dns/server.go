@@ -110,7 +110,7 @@ func New(cfg Config, src discovery.Source, log *slog.Logger) (*Server, error) {
 }
 
 // Close stops watching the source and ends every Serve call. It does not
-// wait for queries being forwarded; they end within ForwardTimeout.
+// wait for queries being forwarded; they end within ForwardBudget.
 func (s *Server) Close() error {
 	s.cancel()
 	s.wg.Wait()
