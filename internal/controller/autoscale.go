@@ -118,8 +118,10 @@ func (s *Autoscaler) evaluate(ctx context.Context, a *v1.App) error {
 		}
 	}
 	s.mu.Unlock()
-	// A rollout in progress is left alone except to reach min.
-	if a.Status.Phase == v1.AppProgressing && want > current && current >= as.Min {
+	// A rollout in progress is left alone except to reach min (an App
+	// that is only scaling is Progressing too, but on its stable
+	// revision).
+	if a.Status.Phase == v1.AppProgressing && a.Status.Revision != a.Status.StableRevision && want > current && current >= as.Min {
 		return nil
 	}
 	if want == current {

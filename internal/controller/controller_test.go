@@ -389,3 +389,52 @@ func TestAutoscalerScalesUpAtOnceAndDownAfterStabilization(t *testing.T) {
 		t.Error("no Scaled event")
 	}
 }
+
+// The autoscaler leaves an App whose rollout is in progress alone (except
+// to reach min), but not one that is Progressing only because it is
+// scaling on its stable revision: load that keeps growing while new
+// instances start gets more of them.
+func TestAutoscalerWaitsForRolloutsNotForScaling(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		stable int64
+		want   int32
+	}{
+		{"scaling on the stable revision", 1, 4},
+		{"rollout of revision 1 in progress", 0, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := storetest.New(t)
+			ctx := context.Background()
+			saveApp(t, s, decodeApp(t, "kind: App\nname: burn\nimage: x:v1\nresources: {cpu: 100m}\nautoscale: {min: 1, max: 4, targetCPUPercent: 50}"))
+			a, err := store.Mutate(ctx, s, "default", "burn", func(x *v1.App) error {
+				x.Status.Phase, x.Status.StableRevision, x.Status.AutoscaleReplicas = v1.AppProgressing, tc.stable, 2
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := metrics.NewWindow(time.Hour, time.Second)
+			now := time.Unix(2_000_000, 0)
+			for i := 0; i < 5; i++ {
+				now = now.Add(time.Second)
+				r := metrics.Report{Node: metrics.NodeSample{Node: "n1", Point: metrics.Point{Time: now}}}
+				for k := 0; k < 2; k++ {
+					r.Instances = append(r.Instances, metrics.InstanceSample{Namespace: "default", Name: fmt.Sprintf("burn-%d", k), App: "burn", CPULimit: 0.1,
+						Point: metrics.Point{Time: now, CPU: 0.1}})
+				}
+				w.Add(r)
+			}
+			as := &Autoscaler{Store: s, Apps: informer.New[*v1.App](s, quiet), Window: w, Recorder: &eventLog{}, Log: quiet,
+				Now: func() time.Time { return now }, Lookback: 10 * time.Second, DownStabilization: 30 * time.Second, Interval: time.Hour,
+				Tolerance: 0.1, recs: map[string][]recommendation{}}
+			if err := as.evaluate(ctx, a); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := store.Get[*v1.App](ctx, s, "default", "burn")
+			if n := got.DesiredReplicas(); n != tc.want {
+				t.Fatalf("%d replicas, want %d", n, tc.want)
+			}
+		})
+	}
+}

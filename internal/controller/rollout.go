@@ -574,9 +574,16 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 	case a.Spec.Paused:
 		st.Phase, st.Message = v1.AppPaused, fmt.Sprintf("paused with %d of %d instances on revision %d", len(cur), desired, st.Revision)
 	case !rolling:
-		// The rollout finished earlier; something broke since.
-		st.Phase = v1.AppDegraded
-		st.Message = fmt.Sprintf("%d of %d instances ready", st.ReadyReplicas, desired) + blame(cur)
+		// The rollout finished earlier. Either the App was scaled (or
+		// an instance replaced) and new instances are on their way, or
+		// something broke: an instance says what.
+		if why := blame(cur); why != "" {
+			st.Phase = v1.AppDegraded
+			st.Message = fmt.Sprintf("%d of %d instances ready", st.ReadyReplicas, desired) + why
+		} else {
+			st.Phase = v1.AppProgressing
+			st.Message = fmt.Sprintf("scaling to %d: %d ready", desired, st.ReadyReplicas)
+		}
 	case st.Phase == v1.AppFailed:
 		// A first rollout that never worked: stays failed until the
 		// user applies a fix.

@@ -452,3 +452,43 @@ func TestScalingAPausedRollbackGrowsTheRestoredTemplate(t *testing.T) {
 		t.Fatalf("instances by image %v, want 6 in all", n)
 	}
 }
+
+// A finished App that is scaled up is Progressing while its new
+// instances start, and Degraded only when one of them reports a problem.
+func TestScalingUpIsProgressingNotDegraded(t *testing.T) {
+	ctx := context.Background()
+	s, r, a := runningV1(t, 1, &eventLog{})
+	placeInstance(t, r, a, 1, true)
+	replicas := int32(2)
+	if _, err := store.Mutate(ctx, s, "default", "web", func(a *v1.App) error { a.Spec.Replicas = &replicas; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	storedApp(t, r, "web")
+	if _, err := r.reconcile(ctx, "default/web"); err != nil {
+		t.Fatal(err)
+	}
+	if st := storedApp(t, r, "web").Status; st.Phase != v1.AppProgressing || !strings.Contains(st.Message, "scaling to 2") {
+		t.Fatalf("while the new instance starts: %s %q, want Progressing, scaling to 2", st.Phase, st.Message)
+	}
+	// The new instance fails its readiness check.
+	for _, i := range mustInstances(t, s, "web") {
+		if i.Status.Ready {
+			continue
+		}
+		out, err := store.Mutate(ctx, s, "default", i.Metadata.Name, func(x *v1.Instance) error {
+			x.Spec.Node = "n1"
+			x.Status = v1.InstanceStatus{Phase: v1.PhaseRunning, Reason: "Unhealthy", Message: "readiness check failing: HTTP 500"}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Instances.Observe(out)
+	}
+	if _, err := r.reconcile(ctx, "default/web"); err != nil {
+		t.Fatal(err)
+	}
+	if st := storedApp(t, r, "web").Status; st.Phase != v1.AppDegraded || !strings.Contains(st.Message, "readiness check failing") {
+		t.Fatalf("with a failing instance: %s %q, want Degraded naming it", st.Phase, st.Message)
+	}
+}
