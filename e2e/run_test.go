@@ -113,11 +113,14 @@ stopGracePeriod: 1s
 			l := c.Instances("default", "sick")
 			return len(l) == 1 && l[0].Status.Phase == v1.PhaseRunning && l[0].Status.IP != ""
 		})
-		// /sick makes /healthz fail from then on.
+		// /sick makes /healthz fail from then on. Running means the
+		// process started, not that it listens yet (the App has no
+		// readiness check): ask until it answers.
 		ip := c.Instances("default", "sick")[0].Status.IP
-		if code, _, err := HTTPGet("http://"+ip+":8080/sick", ""); err != nil || code != 200 {
-			t.Fatalf("GET /sick: %d %v", code, err)
-		}
+		Eventually(t, 10*time.Second, "GET /sick answered", func() bool {
+			code, _, err := HTTPGet("http://"+ip+":8080/sick", "")
+			return err == nil && code == 200
+		})
 		Eventually(t, 30*time.Second, "a liveness restart", func() bool {
 			l := c.Instances("default", "sick")
 			return len(l) == 1 && l[0].Status.Restarts >= 1
