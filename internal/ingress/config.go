@@ -68,6 +68,13 @@ type Config struct {
 	// ports that do not ask for one. Defaults 30000 and 32767.
 	NodePortMin, NodePortMax int
 
+	// TCPHalfCloseTimeout ends a relayed TCP flow whose one side has
+	// finished sending when the other sends nothing for this long: a
+	// peer that never closes its half would otherwise hold the flow, and
+	// its node port's file descriptors, forever. The flow ends within
+	// twice this of the last byte. Default 60s.
+	TCPHalfCloseTimeout time.Duration
+
 	// ShutdownTimeout bounds how long in-flight requests and TCP flows may
 	// run once the context of ListenAndServe ends. Default 10s.
 	ShutdownTimeout time.Duration
@@ -117,6 +124,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.TCPHalfCloseTimeout <= 0 {
+		c.TCPHalfCloseTimeout = 60 * time.Second
 	}
 	if c.RateWindow <= 0 {
 		c.RateWindow = 10 * time.Second

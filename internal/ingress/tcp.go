@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -241,20 +242,34 @@ func (tb *tcpBalancer) serve(ts *tcpService, client net.Conn) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		relay(up, client)
+		relay(up, client, p.cfg.TCPHalfCloseTimeout)
 	}()
-	relay(client, up)
+	relay(client, up, p.cfg.TCPHalfCloseTimeout)
 	<-done
 }
 
 // relay copies src to dst. A clean end of src is passed on as a half
-// close, so protocols that shut down one direction first keep working; a
-// failure aborts both connections.
-func relay(dst, src net.Conn) {
-	if _, err := io.Copy(dst, src); err == nil {
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
-			return
+// close, so protocols that shut down one direction first keep working,
+// and from then on the other direction must make progress at least every
+// halfClose: its reads get a deadline, renewed each time data moved
+// before it (io.Copy keeps its zero-copy splice between deadlines). A
+// failure, or a half-closed flow gone quiet, aborts both connections.
+func relay(dst, src net.Conn, halfClose time.Duration) {
+	for {
+		n, err := io.Copy(dst, src)
+		if err == nil {
+			if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+				// dst is the other direction's source.
+				dst.SetReadDeadline(time.Now().Add(halfClose))
+				return
+			}
+			break
 		}
+		if n > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			src.SetReadDeadline(time.Now().Add(halfClose))
+			continue
+		}
+		break
 	}
 	dst.Close()
 	src.Close()

@@ -178,3 +178,71 @@ func TestTCPExpose(t *testing.T) {
 		}
 	})
 }
+
+// Once one side of a relayed flow has finished sending, the other must
+// keep making progress: a half-closed flow that goes quiet for
+// TCPHalfCloseTimeout is closed, while one still sending is not.
+func TestTCPHalfClosedFlowsEndWhenQuiet(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	port := ln.Addr().(*net.TCPAddr).Port
+	// The instance greets, then for the client's first line "trickle N"
+	// sends N dots 100 ms apart and closes, and for anything else never
+	// sends or closes again.
+	serveConns(ln, func(c net.Conn) {
+		fmt.Fprintf(c, "hello\n")
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		var n int
+		if _, err := fmt.Sscanf(line, "trickle %d", &n); err != nil {
+			time.Sleep(10 * time.Second)
+			return
+		}
+		for i := 0; i < n; i++ {
+			time.Sleep(100 * time.Millisecond)
+			c.Write([]byte("."))
+		}
+	})
+	lo, hi := freePortRange(t)
+	svc := &discovery.Service{
+		Namespace: "default", Name: "stubborn",
+		Ports: []v1.Port{{Name: "raw", Port: port, Protocol: v1.ProtocolTCP, Expose: "tcp"}},
+		Ready: []discovery.Endpoint{{Instance: "stubborn-0", IP: "127.0.0.1"}},
+	}
+	h := startProxy(t, Config{NodePortMin: lo, NodePortMax: hi, TCPHalfCloseTimeout: 300 * time.Millisecond}, svc)
+	np, ok := h.p.NodePort("default", "stubborn", "raw")
+	if !ok {
+		t.Fatal("no node port")
+	}
+	for _, tc := range []struct {
+		name, send, want string
+	}{
+		{"a quiet instance is cut", "wait\n", ""},
+		{"an instance still sending is not", "trickle 10\n", ".........."},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(np)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			br := bufio.NewReader(c)
+			if g, err := br.ReadString('\n'); err != nil || g != "hello\n" {
+				t.Fatalf("greeting %q, %v", g, err)
+			}
+			fmt.Fprint(c, tc.send)
+			c.(*net.TCPConn).CloseWrite()
+			start := time.Now()
+			rest, err := io.ReadAll(br)
+			if err != nil {
+				t.Fatalf("after %v: %v (got %q); the half-closed flow was not ended", time.Since(start).Round(time.Millisecond), err, rest)
+			}
+			if string(rest) != tc.want {
+				t.Fatalf("read %q, want %q", rest, tc.want)
+			}
+		})
+	}
+}
