@@ -198,14 +198,23 @@ func (f *forwarder) exchange(ctx context.Context, r *miekg.Msg) (*miekg.Msg, err
 			err = fmt.Errorf("%s: %s", ups[n], miekg.RcodeToString[resp.Rcode])
 		}
 		if err != nil {
+			errs = append(errs, err)
+			if spent(ctx) {
+				// Cut short by the budget rather than failed on its
+				// own: the next query starts here, with a whole
+				// timeout. Moving on would let an upstream slow to
+				// answer behind dead ones send the next query back
+				// to them.
+				cause := context.Cause(ctx)
+				if cause == nil {
+					cause = errBudget
+				}
+				errs = append(errs, cause)
+				break
+			}
 			// The next query starts after an upstream that failed,
 			// so dead ones do not eat every query's budget.
 			f.prefer.CompareAndSwap(uint32(n), uint32((n+1)%len(ups)))
-			errs = append(errs, err)
-			if ctx.Err() != nil {
-				errs = append(errs, context.Cause(ctx))
-				break
-			}
 			continue
 		}
 		f.prefer.Store(uint32(n))
@@ -217,6 +226,17 @@ func (f *forwarder) exchange(ctx context.Context, r *miekg.Msg) (*miekg.Msg, err
 		return fallback, nil
 	}
 	return nil, fmt.Errorf("forward %s: %w", r.Question[0].Name, errors.Join(errs...))
+}
+
+// spent reports whether ctx is done or past its deadline. The socket
+// deadline taken from ctx can fire before ctx's own timer does, so an
+// attempt cut by the budget may return while ctx.Err is still nil.
+func spent(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // one asks one upstream, and asks it once more without EDNS0 if it
@@ -255,8 +275,11 @@ func (f *forwarder) one(ctx context.Context, q *miekg.Msg, upstream string) (*mi
 func (f *forwarder) send(ctx context.Context, q *miekg.Msg, upstream string) (*miekg.Msg, error) {
 	resp, _, err := f.udp.ExchangeContext(ctx, q, upstream)
 	// TC sends us to TCP whatever follows the header: some servers cut
-	// the datagram mid-record, which does not parse.
-	if resp != nil && resp.Id == q.Id && resp.Truncated {
+	// the datagram mid-record, which does not parse. An answer to our
+	// query that does not parse at all is asked for again over TCP too:
+	// a server that ignores our EDNS0 size sends more than the read
+	// buffer, and the kernel cuts the datagram without a TC bit.
+	if resp != nil && resp.Id == q.Id && (resp.Truncated || err != nil) {
 		resp, _, err = f.tcp.ExchangeContext(ctx, q, upstream)
 	}
 	if err != nil {

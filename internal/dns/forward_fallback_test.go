@@ -118,3 +118,29 @@ func TestForwardDeadUpstreamsDoNotHideALiveOneForever(t *testing.T) {
 		t.Fatalf("rcodes of four queries in a row: %v; the live third upstream was never asked (%d queries)", rcodes, good.queries.Load())
 	}
 }
+
+// An upstream that ignores our EDNS0 size sends a datagram larger than
+// the read buffer, without TC; the kernel cuts it and it does not parse.
+// The answer is fetched again over TCP rather than the upstream failing.
+func TestForwardOversizeDatagramFallsBackToTCP(t *testing.T) {
+	big := func(r *miekg.Msg) *miekg.Msg {
+		m := bigTXT(r)
+		m.Answer = append(m.Answer, bigTXT(r).Answer...) // 60 records, ~3.5 kB
+		return m
+	}
+	up := rawUDPUpstream(t, func(r *miekg.Msg) []byte {
+		b, err := big(r).Pack()
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		return b
+	}, func(w miekg.ResponseWriter, r *miekg.Msg) { w.WriteMsg(big(r)) })
+	s, _ := newTestServer(t, Config{Upstreams: []string{up}, ForwardTimeout: time.Second}, nil)
+	q := new(miekg.Msg)
+	q.SetQuestion("big.example.test.", miekg.TypeTXT)
+	m := exchangeHandler(t, s, q, true)
+	if m.Rcode != miekg.RcodeSuccess || len(m.Answer) != 60 {
+		t.Fatalf("rcode %s with %d answers; want the 60 of the TCP answer", miekg.RcodeToString[m.Rcode], len(m.Answer))
+	}
+}
