@@ -7,9 +7,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gantry-dev/gantry/client"
+	"github.com/gantry-dev/gantry/internal/dns"
 	"github.com/gantry-dev/gantry/internal/image"
 	"github.com/gantry-dev/gantry/internal/logfile"
 	"github.com/gantry-dev/gantry/internal/node"
@@ -40,6 +43,7 @@ type upOptions struct {
 	domain        string
 	appsDomain    string
 	dnsAddr       string
+	dnsForward    []string
 	noTLS         bool
 	agentMetrics  string
 	sampleEvery   time.Duration
@@ -123,6 +127,7 @@ The first start creates a cluster admin and writes the CLI config
 	f.StringVar(&o.registryAddr, "registry-addr", ":5000", "where the OCI registry listens (empty: no registry)")
 	f.StringVar(&o.registryHost, "registry-host", "", "host:port that image references use for the registry (default: the listen address, with a wildcard host as 127.0.0.1)")
 	f.StringVar(&o.dnsAddr, "dns-addr", "127.0.0.1:5353", "host address of the DNS server (UDP and TCP; empty: none)")
+	f.StringSliceVar(&o.dnsForward, "dns-forward-from", nil, "client networks (CIDR) whose queries for other names the DNS server forwards upstream, or none (default: loopback, private ranges and the cluster CIDR)")
 	return cmd
 }
 
@@ -147,6 +152,9 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	cfg.IngressAddr, cfg.IngressHTTPSAddr = o.ingressAddr, o.ingressHTTPS
 	cfg.DNS.Domain = o.domain
 	cfg.DNS.AppsDomain = o.appsDomain
+	if cfg.DNS.ForwardFrom, err = forwardFrom(o.dnsForward, o.clusterCIDR); err != nil {
+		return err
+	}
 	pidPath := filepath.Join(dataDir, "gantry.pid")
 	if pidAlive(pidPath) {
 		return fmt.Errorf("another gantry up runs on %s (pid file %s)", dataDir, pidPath)
@@ -387,4 +395,47 @@ func upExtras(ctx context.Context, cmd *cobra.Command, o *upOptions, srv *server
 		fmt.Fprintf(cmd.ErrOrStderr(), "%s/%s %s\n", strings.ToLower(obj.GetType().Kind), obj.GetMeta().Name, res)
 	}
 	return nil
+}
+
+// forwardFrom turns --dns-forward-from into the DNS server's client
+// networks. Unset, it is the DNS default plus the cluster CIDR, which
+// need not be a private range; "none" forwards for no one.
+func forwardFrom(flag []string, clusterCIDR string) ([]netip.Prefix, error) {
+	if len(flag) == 1 && flag[0] == "none" {
+		return []netip.Prefix{}, nil
+	}
+	if len(flag) > 0 {
+		out := make([]netip.Prefix, 0, len(flag))
+		for _, f := range flag {
+			p, err := parseNetwork(f)
+			if err != nil {
+				return nil, fmt.Errorf("--dns-forward-from: %w", err)
+			}
+			out = append(out, p)
+		}
+		return out, nil
+	}
+	cluster, err := netip.ParsePrefix(clusterCIDR)
+	if err != nil {
+		return nil, fmt.Errorf("--cluster-cidr %q: give a network such as 10.77.0.0/16", clusterCIDR)
+	}
+	out := slices.Clone(dns.DefaultForwardFrom)
+	for _, p := range out {
+		if p.Bits() <= cluster.Bits() && p.Contains(cluster.Addr()) {
+			return out, nil // already covered
+		}
+	}
+	return append(out, cluster.Masked()), nil
+}
+
+// parseNetwork reads a CIDR, or a single address as a one-host network.
+func parseNetwork(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	return netip.Prefix{}, fmt.Errorf("%q is not a network: give a CIDR such as 192.0.2.0/24, an address, or none", s)
 }

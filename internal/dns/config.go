@@ -32,6 +32,22 @@ const (
 	DefaultMaxUDPSize = 1232
 )
 
+// DefaultForwardFrom are the clients forwarded for unless configured:
+// loopback, and the private and link-local ranges containers and local
+// networks live in (RFC 1918, RFC 6598 shared space, RFC 4193 unique
+// local addresses).
+var DefaultForwardFrom = []netip.Prefix{
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("169.254.0.0/16"),
+	netip.MustParsePrefix("::1/128"),
+	netip.MustParsePrefix("fc00::/7"),
+	netip.MustParsePrefix("fe80::/10"),
+}
+
 // Config configures a Server. The zero value is usable: every empty field
 // takes its default in setDefaults.
 type Config struct {
@@ -51,6 +67,13 @@ type Config struct {
 	// REFUSED). Addresses this server listens on are skipped, so a host
 	// whose resolv.conf points at Gantry does not loop.
 	Upstreams []string `json:"upstreams,omitempty"`
+	// ForwardFrom are the client networks whose queries for names
+	// outside our zones are forwarded; other clients get REFUSED for
+	// those names, and our zones still answer everyone. Nil means
+	// DefaultForwardFrom, so a listener opened to the world does not
+	// make an open resolver, which floods use to amplify their traffic;
+	// an empty non-nil slice forwards for no one.
+	ForwardFrom []netip.Prefix `json:"forwardFrom,omitempty"`
 	// ResolvConf is read when Upstreams is nil.
 	ResolvConf string `json:"resolvConf,omitempty"`
 	// ForwardTimeout bounds one exchange with one upstream.
@@ -98,6 +121,18 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxConcurrentForwards <= 0 {
 		c.MaxConcurrentForwards = DefaultMaxConcurrentForwards
+	}
+	from := c.ForwardFrom
+	if from == nil {
+		from = DefaultForwardFrom
+	}
+	// A copy, never nil: the caller's slice and the default stay theirs.
+	c.ForwardFrom = make([]netip.Prefix, 0, len(from))
+	for i, p := range from {
+		if !p.IsValid() {
+			return fmt.Errorf("dns: forwardFrom: entry %d is not a network; give one such as 10.0.0.0/8: %w", i, v1.ErrInvalid)
+		}
+		c.ForwardFrom = append(c.ForwardFrom, p.Masked())
 	}
 	if c.ResolvConf == "" {
 		c.ResolvConf = DefaultResolvConf

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -314,7 +315,10 @@ func (s *Server) ServeDNS(w miekg.ResponseWriter, r *miekg.Msg) {
 func (s *Server) answer(w miekg.ResponseWriter, r *miekg.Msg) (m *miekg.Msg, opt *miekg.OPT) {
 	m = new(miekg.Msg)
 	m.SetReply(r)
-	m.RecursionAvailable = s.fwd.enabled()
+	// RA says whether this client may recurse through us (RFC 1035
+	// 4.1.1), as BIND sets it for clients outside allow-recursion.
+	mayForward := s.fwd.enabled() && s.forwardsFor(w.RemoteAddr())
+	m.RecursionAvailable = mayForward
 	nopt := 0
 	for _, rr := range r.Extra {
 		if o, ok := rr.(*miekg.OPT); ok {
@@ -373,10 +377,29 @@ func (s *Server) answer(w miekg.ResponseWriter, r *miekg.Msg) (m *miekg.Msg, opt
 			// the apex of what is answered.
 			m.Ns = []miekg.RR{s.z.soaFor(name, idx.soa.(*miekg.SOA).Serial)}
 		}
+	case !mayForward:
+		// Not ours, and no upstream for this client: REFUSED, the
+		// answer of an authoritative-only server (RFC 8906 3.1.5).
+		m.Rcode = miekg.RcodeRefused
 	default:
 		return s.forward(r, opt), opt
 	}
 	return m, opt
+}
+
+// forwardsFor reports whether queries from addr may be forwarded.
+func (s *Server) forwardsFor(addr net.Addr) bool {
+	ap, ok := netip.AddrFromSlice(addrIP(addr))
+	if !ok {
+		return false
+	}
+	ap = ap.Unmap()
+	for _, p := range s.cfg.ForwardFrom {
+		if p.Contains(ap) {
+			return true
+		}
+	}
+	return false
 }
 
 func isAddressType(t uint16) bool {
@@ -441,20 +464,22 @@ func (s *Server) lbRecords(w miekg.ResponseWriter, q miekg.Question) []miekg.RR 
 	return addrRecords(q, ips, s.z.ttl)
 }
 
+// addrIP is the IP of a UDP or TCP address, nil for any other.
+func addrIP(addr net.Addr) net.IP {
+	switch a := addr.(type) {
+	case *net.UDPAddr:
+		return a.IP
+	case *net.TCPAddr:
+		return a.IP
+	}
+	return nil
+}
+
 // localAddrs is the address a query arrived on, when the listener is
 // bound to one, and 127.0.0.1 when it is a wildcard.
 func localAddrs(w miekg.ResponseWriter) []net.IP {
-	if la := w.LocalAddr(); la != nil {
-		var ip net.IP
-		switch a := la.(type) {
-		case *net.UDPAddr:
-			ip = a.IP
-		case *net.TCPAddr:
-			ip = a.IP
-		}
-		if ip != nil && !ip.IsUnspecified() {
-			return []net.IP{ip}
-		}
+	if ip := addrIP(w.LocalAddr()); ip != nil && !ip.IsUnspecified() {
+		return []net.IP{ip}
 	}
 	return []net.IP{net.IPv4(127, 0, 0, 1)}
 }
