@@ -92,9 +92,12 @@ type Config struct {
 	// LoadBalancer returns the ingress addresses that app hostnames
 	// resolve to. It is called for each such query, so it must be cheap
 	// and safe for concurrent use. Nil (or an empty result) answers with
-	// the address the query arrived on when the listener is bound to a
-	// specific IP (the bridge gateway for containers, where the ingress
-	// of the same node listens too), and 127.0.0.1 otherwise.
+	// the address the query arrived on (the bridge gateway for
+	// containers, where the ingress of the same node listens too) when
+	// that is known: always over TCP, over UDP when the listener is
+	// bound to one address. A datagram to a wildcard listener gets
+	// 127.0.0.1; set LoadBalancer when such a listener serves other
+	// machines.
 	LoadBalancer func() []net.IP `json:"-"`
 	// Listen are the addresses Run serves on, UDP and TCP each.
 	Listen []string `json:"listen,omitempty"`

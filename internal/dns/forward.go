@@ -186,8 +186,12 @@ func (f *forwarder) exchange(ctx context.Context, r *miekg.Msg) (*miekg.Msg, err
 	var errs []error
 	var fallback *miekg.Msg
 	start := int(f.prefer.Load())
+	deadline, _ := ctx.Deadline()
 	for i := range ups {
 		n := (start + i) % len(ups)
+		// An attempt is fair when it may run its whole timeout, or the
+		// whole budget when that is shorter: its failure is its own.
+		fair := i == 0 || time.Until(deadline) >= f.timeout
 		resp, err := f.one(ctx, q, ups[n])
 		if err == nil && (resp.Rcode == miekg.RcodeFormatError || resp.Rcode == miekg.RcodeNotImplemented) {
 			// Even without EDNS0 this upstream cannot answer: try the
@@ -199,12 +203,16 @@ func (f *forwarder) exchange(ctx context.Context, r *miekg.Msg) (*miekg.Msg, err
 		}
 		if err != nil {
 			errs = append(errs, err)
+			if fair {
+				// The next query starts after an upstream that
+				// failed, so dead ones do not eat every query's
+				// budget. One cut short by the budget keeps its
+				// place and gets a whole timeout next time: moving
+				// on would let an upstream slow to answer behind
+				// dead ones send the next query back to them.
+				f.prefer.CompareAndSwap(uint32(n), uint32((n+1)%len(ups)))
+			}
 			if spent(ctx) {
-				// Cut short by the budget rather than failed on its
-				// own: the next query starts here, with a whole
-				// timeout. Moving on would let an upstream slow to
-				// answer behind dead ones send the next query back
-				// to them.
 				cause := context.Cause(ctx)
 				if cause == nil {
 					cause = errBudget
@@ -212,9 +220,6 @@ func (f *forwarder) exchange(ctx context.Context, r *miekg.Msg) (*miekg.Msg, err
 				errs = append(errs, cause)
 				break
 			}
-			// The next query starts after an upstream that failed,
-			// so dead ones do not eat every query's budget.
-			f.prefer.CompareAndSwap(uint32(n), uint32((n+1)%len(ups)))
 			continue
 		}
 		f.prefer.Store(uint32(n))

@@ -144,3 +144,23 @@ func TestForwardOversizeDatagramFallsBackToTCP(t *testing.T) {
 		t.Fatalf("rcode %s with %d answers; want the 60 of the TCP answer", miekg.RcodeToString[m.Rcode], len(m.Answer))
 	}
 }
+
+// When one attempt may take the whole budget (a timeout no shorter than
+// the budget), a dead first upstream fails on its own, not by the
+// budget: the next query must start at the live one.
+func TestForwardTimeoutAsLongAsTheBudgetStillMovesOn(t *testing.T) {
+	good := startUpstream(t, miekg.RcodeSuccess)
+	s, _ := newTestServer(t, Config{
+		Upstreams:      []string{deadAddr(t), good.addr},
+		ForwardTimeout: 150 * time.Millisecond,
+		ForwardBudget:  100 * time.Millisecond,
+	}, nil)
+	var rcodes []string
+	for range 3 {
+		m := ask(t, s, "example.test.", miekg.TypeA)
+		rcodes = append(rcodes, miekg.RcodeToString[m.Rcode])
+	}
+	if rcodes[len(rcodes)-1] != "NOERROR" {
+		t.Fatalf("rcodes of three queries in a row: %v; the live second upstream was asked %d times", rcodes, good.queries.Load())
+	}
+}

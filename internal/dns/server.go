@@ -127,6 +127,9 @@ func (s *Server) current() *index {
 	}
 	s.build.Lock()
 	defer s.build.Unlock()
+	// Another query may have built a newer snapshot while this one
+	// waited: build the source's newest, never an older one over it.
+	snap = s.src.Current()
 	if idx := s.idx.Load(); idx != nil && idx.snap == snap {
 		return idx
 	}
@@ -475,8 +478,10 @@ func addrIP(addr net.Addr) net.IP {
 	return nil
 }
 
-// localAddrs is the address a query arrived on, when the listener is
-// bound to one, and 127.0.0.1 when it is a wildcard.
+// localAddrs is the address a query arrived on when it is known: the
+// listener's for UDP bound to one address, the connection's for TCP.
+// A datagram on a wildcard socket does not say which address it was
+// sent to, and gets 127.0.0.1.
 func localAddrs(w miekg.ResponseWriter) []net.IP {
 	if ip := addrIP(w.LocalAddr()); ip != nil && !ip.IsUnspecified() {
 		return []net.IP{ip}
