@@ -69,10 +69,12 @@ type Config struct {
 	NodePortMin, NodePortMax int
 
 	// TCPHalfCloseTimeout ends a relayed TCP flow whose one side has
-	// finished sending when the other sends nothing for this long: a
-	// peer that never closes its half would otherwise hold the flow, and
-	// its node port's file descriptors, forever. The flow ends within
-	// twice this of the last byte. Default 60s.
+	// finished sending when, for this long, the other sends nothing or
+	// the finished side takes nothing of what it sends: a peer that
+	// never closes its half, or never reads, would otherwise hold the
+	// flow, and its node port's file descriptors, forever. The flow ends
+	// within twice this of the last byte moved. Linux only (the kernel's
+	// TCP counters tell progress). Default 60s.
 	TCPHalfCloseTimeout time.Duration
 
 	// ShutdownTimeout bounds how long in-flight requests and TCP flows may

@@ -6,6 +6,8 @@ import (
 	"os"
 	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // sockIO reads and writes a TCP connection with raw system calls, inside
@@ -145,4 +147,26 @@ func (s *sockIO) doWrite(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// tcpCounters are the bytes a TCP connection has received and the bytes
+// it sent that its peer acknowledged, as the kernel counts them
+// (TCP_INFO, Linux 4.1 and later). ok is false for other connections.
+func tcpCounters(c net.Conn) (received, acked uint64, ok bool) {
+	sc, isSC := c.(syscall.Conn)
+	if !isSC {
+		return 0, 0, false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0, 0, false
+	}
+	var info *unix.TCPInfo
+	var ierr error
+	if err := rc.Control(func(fd uintptr) {
+		info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+	}); err != nil || ierr != nil {
+		return 0, 0, false
+	}
+	return info.Bytes_received, info.Bytes_acked, true
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -32,6 +31,7 @@ type tcpBalancer struct {
 	wg     sync.WaitGroup // accept loops and flows
 	flowMu sync.Mutex
 	flows  map[*tcpFlow]struct{}
+	cut    bool // shutdown cut the flows: later ones are closed at once
 }
 
 type tcpService struct {
@@ -44,7 +44,93 @@ type tcpService struct {
 	accepted prometheus.Counter
 }
 
-type tcpFlow struct{ client, up net.Conn }
+type tcpFlow struct {
+	client, up net.Conn
+
+	mu    sync.Mutex
+	quiet *quietWatch // from the first half close on
+}
+
+// halfClosed starts watching the direction from → to, the one left once
+// the other has finished; the first call wins.
+func (f *tcpFlow) halfClosed(from, to net.Conn, d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.quiet == nil {
+		f.quiet = watchQuiet(from, to, d)
+	}
+}
+
+func (f *tcpFlow) end() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.quiet != nil {
+		f.quiet.stop()
+	}
+}
+
+// quietWatch closes a half-closed flow once its remaining direction has
+// moved nothing for a whole period: no byte arrived from the side still
+// sending, and none of what was relayed was acknowledged by the side
+// receiving. It reads the kernel's counters (tcpCounters) rather than
+// the relay's, so the relay keeps its zero-copy splice, and a relay
+// stuck writing to a peer that stopped reading counts as quiet (a
+// deadline would cut such a write with bytes still in the splice pipe).
+type quietWatch struct {
+	from, to net.Conn
+	period   time.Duration
+
+	mu      sync.Mutex
+	last    uint64
+	timer   *time.Timer
+	stopped bool
+}
+
+func watchQuiet(from, to net.Conn, period time.Duration) *quietWatch {
+	w := &quietWatch{from: from, to: to, period: period}
+	n, ok := w.progress()
+	if !ok {
+		return w // not TCP, or not Linux: not watched
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.last = n
+	w.timer = time.AfterFunc(period, w.check)
+	return w
+}
+
+func (w *quietWatch) progress() (uint64, bool) {
+	received, _, ok1 := tcpCounters(w.from)
+	_, acked, ok2 := tcpCounters(w.to)
+	return received + acked, ok1 && ok2
+}
+
+func (w *quietWatch) check() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped {
+		return
+	}
+	n, ok := w.progress()
+	if ok && n != w.last {
+		w.last = n
+		w.timer.Reset(w.period)
+		return
+	}
+	// Quiet for a period, or the sockets are gone: either way the
+	// relay ends on the closed connections.
+	w.from.Close()
+	w.to.Close()
+}
+
+func (w *quietWatch) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stopped = true
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+}
 
 func newTCPBalancer(ctx context.Context, p *Proxy) *tcpBalancer {
 	return &tcpBalancer{
@@ -231,9 +317,15 @@ func (tb *tcpBalancer) serve(ts *tcpService, client net.Conn) {
 	defer up.Close()
 	f := &tcpFlow{client: client, up: up}
 	tb.flowMu.Lock()
+	if tb.cut {
+		// Its dial finished after shutdown cut the others.
+		tb.flowMu.Unlock()
+		return
+	}
 	tb.flows[f] = struct{}{}
 	tb.flowMu.Unlock()
 	defer func() {
+		f.end()
 		tb.flowMu.Lock()
 		delete(tb.flows, f)
 		tb.flowMu.Unlock()
@@ -242,34 +334,23 @@ func (tb *tcpBalancer) serve(ts *tcpService, client net.Conn) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		relay(up, client, p.cfg.TCPHalfCloseTimeout)
+		f.relay(up, client, p.cfg.TCPHalfCloseTimeout)
 	}()
-	relay(client, up, p.cfg.TCPHalfCloseTimeout)
+	f.relay(client, up, p.cfg.TCPHalfCloseTimeout)
 	<-done
 }
 
 // relay copies src to dst. A clean end of src is passed on as a half
 // close, so protocols that shut down one direction first keep working,
-// and from then on the other direction must make progress at least every
-// halfClose: its reads get a deadline, renewed each time data moved
-// before it (io.Copy keeps its zero-copy splice between deadlines). A
-// failure, or a half-closed flow gone quiet, aborts both connections.
-func relay(dst, src net.Conn, halfClose time.Duration) {
-	for {
-		n, err := io.Copy(dst, src)
-		if err == nil {
-			if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
-				// dst is the other direction's source.
-				dst.SetReadDeadline(time.Now().Add(halfClose))
-				return
-			}
-			break
+// and from then on the other direction, dst to src, must make progress
+// at least every halfClose (quietWatch). A failure aborts both
+// connections.
+func (f *tcpFlow) relay(dst, src net.Conn, halfClose time.Duration) {
+	if _, err := io.Copy(dst, src); err == nil {
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+			f.halfClosed(dst, src, halfClose)
+			return
 		}
-		if n > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
-			src.SetReadDeadline(time.Now().Add(halfClose))
-			continue
-		}
-		break
 	}
 	dst.Close()
 	src.Close()
@@ -293,6 +374,7 @@ func (tb *tcpBalancer) shutdown(timeout time.Duration) {
 	case <-time.After(timeout):
 	}
 	tb.flowMu.Lock()
+	tb.cut = true
 	for f := range tb.flows {
 		f.client.Close()
 		f.up.Close()

@@ -190,11 +190,21 @@ func TestTCPHalfClosedFlowsEndWhenQuiet(t *testing.T) {
 	t.Cleanup(func() { ln.Close() })
 	port := ln.Addr().(*net.TCPAddr).Port
 	// The instance greets, then for the client's first line "trickle N"
-	// sends N dots 100 ms apart and closes, and for anything else never
-	// sends or closes again.
+	// sends N dots 100 ms apart and closes, for "flood" sends until a
+	// write fails, and for anything else never sends or closes again.
+	floodEnded := make(chan error, 1)
 	serveConns(ln, func(c net.Conn) {
 		fmt.Fprintf(c, "hello\n")
 		line, _ := bufio.NewReader(c).ReadString('\n')
+		if line == "flood\n" {
+			chunk := make([]byte, 64<<10)
+			for {
+				if _, err := c.Write(chunk); err != nil {
+					floodEnded <- err
+					return
+				}
+			}
+		}
 		var n int
 		if _, err := fmt.Sscanf(line, "trickle %d", &n); err != nil {
 			time.Sleep(10 * time.Second)
@@ -245,4 +255,25 @@ func TestTCPHalfClosedFlowsEndWhenQuiet(t *testing.T) {
 			}
 		})
 	}
+	// The relay is then stuck writing, not reading: the flow must end
+	// all the same, and the instance see its connection go.
+	t.Run("a client that stops reading is cut", func(t *testing.T) {
+		c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(np)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if g, err := bufio.NewReader(c).ReadString('\n'); err != nil || g != "hello\n" {
+			t.Fatalf("greeting %q, %v", g, err)
+		}
+		fmt.Fprint(c, "flood\n")
+		c.(*net.TCPConn).CloseWrite()
+		select {
+		case err := <-floodEnded:
+			t.Logf("the instance's writes ended: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the instance still sends 10 s after the client stopped reading; the flow was not cut")
+		}
+	})
 }
