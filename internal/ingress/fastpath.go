@@ -237,6 +237,15 @@ func (p *Proxy) serveFast(st *reqState, r *http.Request) {
 			p.fastError(st, err)
 			return
 		}
+		if p.cfg.ResponseHeaderTimeout > 0 {
+			// Each cut marks the client gone before it sets its
+			// deadline: one that came before this lift is seen and
+			// made again, one after it stands.
+			pc.conn.SetReadDeadline(time.Time{})
+			if clientGone(ctx, cw) {
+				pc.conn.SetDeadline(aLongTimeAgo)
+			}
+		}
 		st.ep.succeeded()
 		p.relayFast(st, r, pc, resp, stop, cw)
 		return
@@ -286,9 +295,10 @@ func idempotent(method string) bool {
 // roundTripFast writes r on pc and reads the response head. 1xx
 // responses are passed on (103 Early Hints) or skipped.
 func (p *Proxy) roundTripFast(st *reqState, pc *pconn, r *http.Request) (*http.Response, error) {
+	// The caller lifts the deadline after a good head: lifting it here
+	// could undo a client's going away, which also works by deadline.
 	if t := p.cfg.ResponseHeaderTimeout; t > 0 {
 		pc.conn.SetReadDeadline(time.Now().Add(t))
-		defer pc.conn.SetReadDeadline(time.Time{})
 	}
 	pc.head = appendRequest(pc.head[:0], r, st.ep.addr)
 	err := pc.send(pc.head)
@@ -550,7 +560,8 @@ func (p *Proxy) relayFast(st *reqState, r *http.Request, pc *pconn, resp *http.R
 
 func (p *Proxy) fastError(st *reqState, err error) {
 	p.log.Warn("upstream request failed", "app", st.be.app.key, "instance", st.ep.instance, "addr", st.ep.addr, "err", err)
-	writeError(&st.rec, http.StatusBadGateway, "BadGateway",
+	status, code := upstreamFailure(err)
+	writeError(&st.rec, status, code,
 		"app "+st.be.app.key+": instance "+st.ep.instance+" did not answer: "+reason(err),
 		map[string]string{"app": st.be.app.key, "instance": st.ep.instance})
 }

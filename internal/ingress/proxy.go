@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -327,7 +328,8 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	if st != nil && st.rec.status != 0 {
 		return // the response has started; nothing more can be said
 	}
-	writeError(w, http.StatusBadGateway, "BadGateway",
+	status, code := upstreamFailure(err)
+	writeError(w, status, code,
 		fmt.Sprintf("app %s: instance %s did not answer: %s", app, inst, reason(err)),
 		map[string]string{"app": app, "instance": inst})
 }
@@ -338,10 +340,26 @@ func reason(err error) string {
 	switch {
 	case errors.As(err, &de):
 		return "connect failed (" + de.err.Error() + ")"
-	case errors.Is(err, context.DeadlineExceeded):
+	case timedOut(err):
 		return "timed out"
 	}
 	return err.Error()
+}
+
+// upstreamFailure is the status and code of a failed exchange with an
+// instance: 504 when it timed out, connecting or waiting for the
+// answer, as nginx and HAProxy say it; 502 for every other failure.
+func upstreamFailure(err error) (int, string) {
+	if timedOut(err) {
+		return http.StatusGatewayTimeout, "GatewayTimeout"
+	}
+	return http.StatusBadGateway, "BadGateway"
+}
+
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		(errors.As(err, &ne) && ne.Timeout())
 }
 
 type errorBody struct {

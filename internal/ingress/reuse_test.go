@@ -174,8 +174,8 @@ func TestATimedOutRequestIsNotSentAgain(t *testing.T) {
 	<-hits
 	rc.send("DELETE /slow HTTP/1.1\r\nHost: to.default.localhost\r\n\r\n")
 	resp, _ := rc.read("DELETE")
-	if resp.StatusCode != http.StatusBadGateway {
-		t.Errorf("a request past ResponseHeaderTimeout: status %d, want 502", resp.StatusCode)
+	if resp.StatusCode != http.StatusGatewayTimeout {
+		t.Errorf("a request past ResponseHeaderTimeout: status %d, want 504", resp.StatusCode)
 	}
 	time.Sleep(400 * time.Millisecond)
 	if n := len(hits); n != 1 {
