@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -85,6 +86,17 @@ func (c *replayConn) Read(b []byte) (int, error) {
 		return n, nil
 	}
 	return c.Conn.Read(b)
+}
+
+// CloseWrite half-closes the connection beneath. net/http does that
+// before closing a connection after an error answer (400, 431), then
+// waits a moment, so that a client still sending reads the answer rather
+// than the reset its unread bytes cause.
+func (c *replayConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return fmt.Errorf("half close on %T: %w", c.Conn, errors.ErrUnsupported)
 }
 
 // front accepts plain connections and serves them.

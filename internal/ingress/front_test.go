@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -370,5 +371,60 @@ func TestHalfClosedConnectionsEndPromptly(t *testing.T) {
 				time.Sleep(tc.gap)
 			}
 		})
+	}
+}
+
+// net/http half-closes a connection before closing it after an error
+// answer only if the connection can: the replayed one handed to it must.
+func TestReplayConnHalfCloses(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	srv := <-accepted
+	if srv == nil {
+		t.Fatal("accept failed")
+	}
+	rc := &replayConn{Conn: srv, pending: []byte("GET / HTTP/1.1\r\n")}
+	defer rc.Close()
+	var cw interface{ CloseWrite() error } = rc // net/http's test
+	if err := cw.CloseWrite(); err != nil {
+		t.Fatalf("CloseWrite: %v", err)
+	}
+	client.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if n, err := client.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("client read %d, %v after the half close; want EOF", n, err)
+	}
+	// The other direction still works: the client's bytes arrive after
+	// the replayed ones.
+	if _, err := client.Write([]byte("more")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 0, 32)
+	buf := make([]byte, 32)
+	rc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	for len(got) < len("GET / HTTP/1.1\r\nmore") {
+		n, err := rc.Read(buf)
+		if err != nil {
+			t.Fatalf("read after %q: %v", got, err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if string(got) != "GET / HTTP/1.1\r\nmore" {
+		t.Fatalf("read %q", got)
+	}
+	if err := (&replayConn{Conn: struct{ net.Conn }{srv}}).CloseWrite(); !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("CloseWrite on a connection without one: %v, want ErrUnsupported", err)
 	}
 }
