@@ -161,6 +161,13 @@ func TestDNSAndIngress(t *testing.T) {
 			t.Fatalf("dig %s = %v, want %v", name, got, want)
 		}
 	})
+	t.Run("dig -x names the instance", func(t *testing.T) {
+		i := insts[0]
+		want := i.Metadata.Name + "." + name + "."
+		if got := dig("-x", i.Status.IP); strings.Join(got, ",") != want {
+			t.Fatalf("dig -x %s = %v, want %s", i.Status.IP, got, want)
+		}
+	})
 	t.Run("a readiness change shows in DNS within a second", func(t *testing.T) {
 		sick := insts[0]
 		if code, _, err := HTTPGet("http://"+sick.Status.IP+":8080/sick", ""); err != nil || code != 200 {

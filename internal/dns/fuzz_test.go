@@ -38,6 +38,8 @@ func FuzzServeDNS(f *testing.F) {
 	seed("a.b.localhost.", miekg.TypeAAAA, 0)
 	seed("localhost.", miekg.TypeANY, 0)
 	seed("x.wild.example.org.", miekg.TypeA, 0)
+	seed("10.0.88.10.in-addr.arpa.", miekg.TypePTR, 0)
+	seed("5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.", miekg.TypePTR, 1232)
 	seed("example.net.", miekg.TypeMX, 0)
 	seed("gantry.internal.", miekg.TypeAXFR, 0)
 	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 1, 0, 1}, false)

@@ -77,6 +77,8 @@ type index struct {
 	// soa and appsSOA go into the authority section of negative answers.
 	soa, appsSOA miekg.RR
 	appsNS       miekg.RR
+	// reverse answers PTR queries of instance addresses.
+	reverse reverseIndex
 }
 
 // svcRecords are the records of one service.

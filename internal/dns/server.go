@@ -365,6 +365,9 @@ func (s *Server) answer(w miekg.ResponseWriter, r *miekg.Msg) (m *miekg.Msg, opt
 		s.answerApps(w, m, idx, name, q)
 	case inZone(name, s.z.domain):
 		s.answerCluster(w, m, idx, name, q)
+	case strings.HasSuffix(name, ".arpa.") && s.answerReverse(m, idx, name, q):
+		// The reverse name of an instance's address, answered there;
+		// other reverse names go on down, to the upstreams.
 	case idx.isRoute(name):
 		// Every type of a route host is ours to answer: an HTTPS or
 		// SVCB record from upstream could lead browsers past the load
