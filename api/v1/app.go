@@ -373,12 +373,18 @@ type AppStatus struct {
 	ReadyReplicas   int32 `json:"readyReplicas"`
 	UpdatedReplicas int32 `json:"updatedReplicas"`
 	// UpdatedReady counts ready instances of the current revision.
-	UpdatedReady int32  `json:"updatedReady"`
-	Phase        string `json:"phase,omitempty"`
-	Message      string `json:"message,omitempty"`
+	UpdatedReady int32 `json:"updatedReady"`
+	// PeakUpdatedReady is the most instances of the current revision
+	// ready at once since its rollout began (at most the replicas asked
+	// for). Only going above it is progress, so an instance whose
+	// readiness flaps does not hold the progress deadline off.
+	PeakUpdatedReady int32  `json:"peakUpdatedReady,omitempty"`
+	Phase            string `json:"phase,omitempty"`
+	Message          string `json:"message,omitempty"`
 	// RolloutStarted is when the current revision's rollout began.
 	RolloutStarted *time.Time `json:"rolloutStarted,omitempty"`
-	// Progressed is the last time a new instance became ready.
+	// Progressed is the last time more new instances were ready than
+	// ever before in this rollout (PeakUpdatedReady).
 	Progressed *time.Time `json:"progressed,omitempty"`
 	// RolledBack records the last automatic rollback.
 	RolledBack *RollbackRecord `json:"rolledBack,omitempty"`

@@ -548,19 +548,42 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 	st.Replicas = int32(len(cur) + len(old))
 	st.ReadyReplicas = int32(newReady + oldReady)
 	st.UpdatedReplicas = int32(len(cur))
-	if int32(newReady) > st.UpdatedReady {
+	// Progress is more new instances ready than ever in this rollout,
+	// not merely more than on the last pass: readiness that comes and
+	// goes would otherwise reset the deadline forever. The peak follows
+	// the replicas down, so that a scale-down and up again can progress.
+	st.PeakUpdatedReady = min(st.PeakUpdatedReady, int32(desired))
+	if int32(newReady) > st.PeakUpdatedReady {
 		st.Progressed = &now
+		st.PeakUpdatedReady = int32(newReady)
 	}
+	rolling := st.StableRevision != st.Revision
 	if !a.Spec.Paused && a.Status.Phase == v1.AppPaused {
 		// Resumed: a pause stops the progress deadline's clock, as in
 		// Kubernetes, so it starts again from now.
 		st.Progressed = &now
 	}
+	if desired > 0 && rolling && a.Status.Phase == v1.AppRunning {
+		// Scaled up from zero in the middle of a rollout (the case
+		// below): the deadline's clock starts now.
+		st.Progressed = &now
+	}
 	st.UpdatedReady = int32(newReady)
-	complete := len(old) == 0 && len(cur) == desired && newReady == desired
+	// Zero instances prove nothing: a revision scaled to zero before
+	// any instance of it was ready must not become the one rollbacks go
+	// back to.
+	complete := len(old) == 0 && len(cur) == desired && newReady == desired && (desired > 0 || !rolling)
 	var requeue time.Duration
-	rolling := st.StableRevision != st.Revision
 	switch {
+	case desired == 0 && len(old) == 0 && len(cur) == 0 && rolling:
+		// Scaled to zero mid-rollout (often to stop a bad one): done,
+		// as far as waiting goes, but revision StableRevision stays
+		// the last good one.
+		st.Phase = v1.AppRunning
+		st.Message = fmt.Sprintf("scaled to 0 before revision %d was ready", st.Revision)
+		if st.StableRevision > 0 {
+			st.Message += fmt.Sprintf("; revision %d stays the one to roll back to", st.StableRevision)
+		}
 	case complete:
 		st.Phase, st.Message, st.StableRevision = v1.AppRunning, "", st.Revision
 	case st.Phase == v1.AppRolledBack && st.RolledBack != nil && st.RolledBack.Revision == st.Revision:

@@ -1,0 +1,100 @@
+package controller
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/store"
+	"github.com/gantry-dev/gantry/internal/store/storetest"
+)
+
+// setReady changes an instance's readiness, as its agent would, and puts
+// it in r's cache.
+func setReady(t *testing.T, r *Rollout, i *v1.Instance, ready bool) *v1.Instance {
+	t.Helper()
+	out, err := store.Mutate(context.Background(), r.store, i.Metadata.Namespace, i.Metadata.Name, func(x *v1.Instance) error {
+		x.Status.Ready = ready
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Instances.Observe(out)
+	return out
+}
+
+// A new instance whose readiness comes and goes is not progress each
+// time it comes back: the deadline runs from the first time it was
+// ready, and the rollout is rolled back when it passes.
+func TestFlappingReadinessDoesNotHoldOffTheDeadline(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.New(t)
+	rec := &eventLog{}
+	r := newDetachedRollout(s, rec)
+	clock := time.Now()
+	r.now = func() time.Time { return clock }
+	saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:v1\nreplicas: 2\nstrategy: {progressDeadline: 10s}"))
+	markStable(t, s, "web")
+	a := storedApp(t, r, "web")
+	placeInstance(t, r, a, 1, true)
+	placeInstance(t, r, a, 1, true)
+	saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:v2\nreplicas: 2\nstrategy: {progressDeadline: 10s}"))
+	a = storedApp(t, r, "web")
+	flappy := placeInstance(t, r, a, 2, false)
+	pass := func(after time.Duration) *v1.App {
+		t.Helper()
+		clock = clock.Add(after)
+		if _, err := r.reconcile(ctx, "default/web"); err != nil {
+			t.Fatal(err)
+		}
+		return storedApp(t, r, "web")
+	}
+	pass(0)
+	flappy = setReady(t, r, flappy, true)
+	pass(4 * time.Second) // first ready: progress
+	flappy = setReady(t, r, flappy, false)
+	pass(3 * time.Second)
+	setReady(t, r, flappy, true)
+	pass(3 * time.Second) // ready again: no higher than before
+	a = pass(5 * time.Second)
+	// 11 s after the last real progress, 8 s after it flapped back.
+	if a.Status.RolledBack == nil || !rec.has("ProgressDeadlineExceeded") {
+		t.Fatalf("phase %s (%s), rolledBack %+v, events %v: a revision whose one ready instance flaps was not rolled back at its deadline",
+			a.Status.Phase, a.Status.Message, a.Status.RolledBack, rec.events)
+	}
+}
+
+// Scaling to zero in the middle of a rollout (to stop a bad one) ends
+// the wait, but the revision that never ran does not become the one
+// rollbacks go to; scaled up again, its deadline runs from then.
+func TestScaledToZeroMidRolloutKeepsTheStableRevision(t *testing.T) {
+	ctx := context.Background()
+	s, r, a := runningV1(t, 1, &eventLog{})
+	placeInstance(t, r, a, 1, true)
+	saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:broken\nreplicas: 1"))
+	placeInstance(t, r, storedApp(t, r, "web"), 2, false)
+	saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:broken\nreplicas: 0"))
+	storedApp(t, r, "web")
+	for range 3 {
+		if _, err := r.reconcile(ctx, "default/web"); err != nil {
+			t.Fatal(err)
+		}
+		storedApp(t, r, "web")
+		for _, i := range mustInstances(t, s, "web") {
+			if i.Metadata.Deleting != nil {
+				// The agents finish the drain.
+				if _, err := s.Delete(ctx, store.KindFor[*v1.Instance](), "default", i.Metadata.Name, 0); err != nil {
+					t.Fatal(err)
+				}
+				r.Instances.Forget("default", i.Metadata.Name)
+			}
+		}
+	}
+	a = storedApp(t, r, "web")
+	if a.Status.Revision != 2 || a.Status.StableRevision != 1 || a.Status.Phase != v1.AppRunning {
+		t.Fatalf("scaled to 0 mid-rollout: revision %d, stable %d, phase %s (%s); want revision 2 running, stable still 1",
+			a.Status.Revision, a.Status.StableRevision, a.Status.Phase, a.Status.Message)
+	}
+}
