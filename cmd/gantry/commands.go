@@ -539,48 +539,60 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 			w := cmd.OutOrStdout()
 			last := ""
 			var startRev int64
-			for ev := range c.Watch(ctx, "App", g.ns(), client.WatchOptions{}) {
-				if ev.Type == "ERROR" {
-					return ev.Err
-				}
-				if ev.Object == nil || ev.Object.GetMeta().Name != name {
-					continue
-				}
-				if ev.Type == "DELETED" {
-					return &exitError{1, fmt.Errorf("app/%s was deleted", name)}
-				}
-				a := ev.Object.(*v1.App)
-				if startRev == 0 {
-					startRev = a.Status.Revision
-				}
-				st := a.Status
-				desired := a.DesiredReplicas()
-				done := st.Phase == v1.AppRunning && st.UpdatedReplicas >= desired && st.ReadyReplicas >= desired && st.Replicas == desired
-				var line string
-				switch {
-				case a.Spec.Paused && !done:
-					line = fmt.Sprintf("app/%s rollout is paused at revision %d (gantry rollout resume app/%s)", name, st.Revision, name)
-				case st.RolledBack != nil && (st.RolledBack.From >= startRev || st.RolledBack.Revision == st.Revision):
-					// The rollout asked for failed: either while we
-					// watched, or it is the one the App was rolled back
-					// from and nothing was applied since.
-					fmt.Fprintf(w, "app/%s: rollout of revision %d failed and was rolled back to the template of revision %d: %s\n", name, st.RolledBack.From, st.RolledBack.To, st.RolledBack.Reason)
-					return &exitError{1, errSilent}
-				case st.Phase == v1.AppFailed:
-					fmt.Fprintf(w, "app/%s: rollout failed: %s\n", name, st.Message)
-					return &exitError{1, errSilent}
-				case done:
-					fmt.Fprintf(w, "app/%s successfully rolled out (revision %d, %d/%d ready)\n", name, st.Revision, st.ReadyReplicas, desired)
-					return nil
-				default:
-					line = fmt.Sprintf("Waiting for app/%s rollout of revision %d: %d of %d new instances ready, %d instances in total", name, st.Revision, st.UpdatedReady, desired, st.Replicas)
-					if i := strings.Index(st.Message, ": instance "); i >= 0 {
-						line += " (" + st.Message[i+2:] + ")"
+			// A watch the server lost our place in (compaction, a
+			// restart) ends with ErrResyncRequired; a new one starts
+			// from the App as it is now.
+			for resync := true; resync && ctx.Err() == nil; {
+				resync = false
+				for ev := range c.Watch(ctx, "App", g.ns(), client.WatchOptions{}) {
+					if ev.Type == "ERROR" {
+						if errors.Is(ev.Err, v1.ErrResyncRequired) {
+							resync = true
+							continue // the watch ends after its ERROR
+						}
+						return ev.Err
 					}
-				}
-				if line != last {
-					fmt.Fprintln(w, line)
-					last = line
+					if ev.Object == nil || ev.Object.GetMeta().Name != name {
+						continue
+					}
+					if ev.Type == "DELETED" {
+						return &exitError{1, fmt.Errorf("app/%s was deleted", name)}
+					}
+					a := ev.Object.(*v1.App)
+					if startRev == 0 {
+						startRev = a.Status.Revision
+					}
+					st := a.Status
+					desired := a.DesiredReplicas()
+					done := st.Phase == v1.AppRunning && st.UpdatedReplicas >= desired && st.ReadyReplicas >= desired && st.Replicas == desired
+					var line string
+					switch {
+					case st.RolledBack != nil && (st.RolledBack.From >= startRev || st.RolledBack.Revision == st.Revision):
+						// The rollout asked for failed: either while we
+						// watched, or it is the one the App was rolled back
+						// from and nothing was applied since.
+						fmt.Fprintf(w, "app/%s: rollout of revision %d failed and was rolled back to the template of revision %d: %s\n", name, st.RolledBack.From, st.RolledBack.To, st.RolledBack.Reason)
+						return &exitError{1, errSilent}
+					case st.Phase == v1.AppFailed:
+						fmt.Fprintf(w, "app/%s: rollout failed: %s\n", name, st.Message)
+						return &exitError{1, errSilent}
+					case a.Spec.Paused && !done:
+						// After the failures: a rollout that failed is
+						// not waiting for a resume.
+						line = fmt.Sprintf("app/%s rollout is paused at revision %d (gantry rollout resume app/%s)", name, st.Revision, name)
+					case done:
+						fmt.Fprintf(w, "app/%s successfully rolled out (revision %d, %d/%d ready)\n", name, st.Revision, st.ReadyReplicas, desired)
+						return nil
+					default:
+						line = fmt.Sprintf("Waiting for app/%s rollout of revision %d: %d of %d new instances ready, %d instances in total", name, st.Revision, st.UpdatedReady, desired, st.Replicas)
+						if i := strings.Index(st.Message, ": instance "); i >= 0 {
+							line += " (" + st.Message[i+2:] + ")"
+						}
+					}
+					if line != last {
+						fmt.Fprintln(w, line)
+						last = line
+					}
 				}
 			}
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -152,5 +153,25 @@ func TestRolloutBadInputsFail(t *testing.T) {
 	out, err, _ := rs.run(t, 20*time.Second, "rollout", "history", "app/hello")
 	if err != nil || !strings.Contains(out, "REVISION") {
 		t.Errorf("history: %v\n%s", err, out)
+	}
+}
+
+// A paused app whose rollout failed and was rolled back is not waiting
+// for a resume: status must report the failure and exit 1.
+func TestRolloutStatusOfAPausedAppThatWasRolledBack(t *testing.T) {
+	rs := startRolloutServer(t)
+	applyRolloutApp(t, rs, "hello", "hello:v1")
+	if _, err := store.Mutate(context.Background(), rs.st, "default", "hello", func(a *v1.App) error {
+		a.Spec.Paused = true
+		a.Status.Phase = v1.AppRolledBack
+		a.Status.RolledBack = &v1.RollbackRecord{From: a.Status.Revision + 1, To: a.Status.Revision, Revision: a.Status.Revision, Reason: "progress deadline exceeded"}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	out, err, took := rs.run(t, 20*time.Second, "rollout", "status", "app/hello", "--timeout", "3s")
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 1 || !strings.Contains(out, "rolled back") {
+		t.Fatalf("rollout status of a paused, rolled-back app after %v: err=%v out=%q; want the failure and exit 1", took.Round(time.Millisecond), err, out)
 	}
 }
