@@ -153,14 +153,23 @@ func (s *Server) rollbackApp(w http.ResponseWriter, r *http.Request, ri *request
 			if err := notPaused(prev, "rollback"); err != nil {
 				return err
 			}
-			_, _, _, err := s.admitApp(ctx, a, prev)
-			return err
+			return s.AdmitRollback(ctx, a, prev)
 		}})
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, a)
 	return nil
+}
+
+// AdmitRollback checks an App whose template a rollback restores (prev
+// is the App before) against the namespace's policy and quota as they
+// are now, as a rollback through the API is: the controller's automatic
+// rollbacks go through it too, so a template the policy has since
+// forbidden does not come back by itself.
+func (s *Server) AdmitRollback(ctx context.Context, a, prev *v1.App) error {
+	_, _, _, err := s.admitApp(ctx, a, prev)
+	return err
 }
 
 func (s *Server) pauseApp(w http.ResponseWriter, r *http.Request, ri *requestInfo, pause bool) error {

@@ -45,7 +45,11 @@ type Rollout struct {
 	Instances *informer.Informer[*v1.Instance]
 	// Metrics may be nil.
 	Metrics *RolloutMetrics
-	queue   *Queue
+	// Admit checks the App an automatic rollback would make (prev is
+	// the App before) against today's policy and quota; a refusal
+	// marks the App Failed instead. Nil admits every rollback.
+	Admit func(ctx context.Context, a, prev *v1.App) error
+	queue *Queue
 
 	revMu sync.Mutex
 	// revs caches revisions, which never change, by App UID and number:
@@ -732,10 +736,24 @@ func (r *Rollout) deadlineExceeded(ctx context.Context, a *v1.App, rev *v1.Revis
 		return r.markFailed(ctx, a, reason, reason+"; no earlier working revision to roll back to")
 	}
 	cause := fmt.Sprintf("automatic rollback from revision %d: %s", from, reason)
-	out, _, err := apps.Rollback(ctx, r.store, a.Metadata.Namespace, a.Metadata.Name, apps.RollbackOptions{
+	opts := apps.RollbackOptions{
 		To: stable, From: from, Cause: cause,
 		Automatic: &v1.RollbackRecord{From: from, To: stable, Time: r.now().UTC(), Reason: reason},
-	})
+	}
+	var refused error
+	if r.Admit != nil {
+		opts.Admit = func(a, prev *v1.App) error {
+			refused = r.Admit(ctx, a, prev)
+			return refused
+		}
+	}
+	out, _, err := apps.Rollback(ctx, r.store, a.Metadata.Namespace, a.Metadata.Name, opts)
+	if err != nil && refused != nil {
+		// The namespace's policy or quota no longer admits the old
+		// template: the App stays on the failing revision, and says so.
+		msg := fmt.Sprintf("%s; the rollback to revision %d was refused: %v", reason, stable, refused)
+		return r.markFailed(ctx, a, msg, msg)
+	}
 	if errors.Is(err, v1.ErrConflict) {
 		// A newer revision was applied after the cache this pass read;
 		// its own rollout (and deadline) starts now.

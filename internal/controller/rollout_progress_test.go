@@ -2,6 +2,8 @@ package controller
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,5 +98,38 @@ func TestScaledToZeroMidRolloutKeepsTheStableRevision(t *testing.T) {
 	if a.Status.Revision != 2 || a.Status.StableRevision != 1 || a.Status.Phase != v1.AppRunning {
 		t.Fatalf("scaled to 0 mid-rollout: revision %d, stable %d, phase %s (%s); want revision 2 running, stable still 1",
 			a.Status.Revision, a.Status.StableRevision, a.Status.Phase, a.Status.Message)
+	}
+}
+
+// An automatic rollback goes through the same admission as one asked for:
+// a template the namespace's policy has since forbidden does not come
+// back by itself, and the App says why it stays on the failing revision.
+func TestAutomaticRollbackIsAdmitted(t *testing.T) {
+	ctx := context.Background()
+	s, r, a := runningV1(t, 1, &eventLog{})
+	placeInstance(t, r, a, 1, true)
+	saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:broken\nreplicas: 1"))
+	past := time.Now().Add(-10 * time.Minute).UTC()
+	if _, err := store.Mutate(ctx, s, "default", "web", func(a *v1.App) error { a.Status.RolloutStarted = &past; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	a = storedApp(t, r, "web")
+	placeInstance(t, r, a, 2, false)
+	var asked []string
+	r.Admit = func(_ context.Context, a, prev *v1.App) error {
+		asked = append(asked, a.Spec.Image+" over "+prev.Spec.Image)
+		return fmt.Errorf("%w: hostNetwork is not allowed in namespace default", v1.ErrForbidden)
+	}
+	if _, err := r.reconcile(ctx, "default/web"); err != nil {
+		t.Fatal(err)
+	}
+	a = storedApp(t, r, "web")
+	if len(asked) != 1 || asked[0] != "web:v1 over web:broken" {
+		t.Fatalf("admission asked %v, want once for web:v1 over web:broken", asked)
+	}
+	if a.Status.Revision != 2 || a.Status.RolledBack != nil || a.Status.Phase != v1.AppFailed ||
+		!strings.Contains(a.Status.Message, "rollback to revision 1 was refused") || !strings.Contains(a.Status.Message, "hostNetwork") {
+		t.Fatalf("revision %d, phase %s (%s), rolledBack %+v; want revision 2 Failed, saying the rollback was refused and why",
+			a.Status.Revision, a.Status.Phase, a.Status.Message, a.Status.RolledBack)
 	}
 }
