@@ -386,6 +386,11 @@ type AppStatus struct {
 	// Progressed is the last time more new instances were ready than
 	// ever before in this rollout (PeakUpdatedReady).
 	Progressed *time.Time `json:"progressed,omitempty"`
+	// Stalled says that, outside a rollout, the App has not come closer
+	// to its replicas for a whole progress deadline (a scale-up with no
+	// room, a replaced instance that never gets ready); progress or a
+	// new rollout clears it. The App is Degraded meanwhile.
+	Stalled bool `json:"stalled,omitempty"`
 	// RolledBack records the last automatic rollback.
 	RolledBack *RollbackRecord `json:"rolledBack,omitempty"`
 	// AutoscaleReplicas is the autoscaler's choice of replicas; it wins

@@ -576,6 +576,9 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 					case st.Phase == v1.AppFailed:
 						fmt.Fprintf(w, "app/%s: rollout failed: %s\n", name, st.Message)
 						return &exitError{1, errSilent}
+					case st.Stalled && !done:
+						fmt.Fprintf(w, "app/%s is stuck: %s\n", name, st.Message)
+						return &exitError{1, errSilent}
 					case a.Spec.Paused && !done:
 						// After the failures: a rollout that failed is
 						// not waiting for a resume.

@@ -175,3 +175,25 @@ func TestRolloutStatusOfAPausedAppThatWasRolledBack(t *testing.T) {
 		t.Fatalf("rollout status of a paused, rolled-back app after %v: err=%v out=%q; want the failure and exit 1", took.Round(time.Millisecond), err, out)
 	}
 }
+
+// An App stuck short of its replicas for a whole progress deadline
+// outside a rollout (a scale-up with no room) ends the wait with exit 1.
+func TestRolloutStatusOfAStalledApp(t *testing.T) {
+	rs := startRolloutServer(t)
+	applyRolloutApp(t, rs, "hello", "hello:v1")
+	if _, err := store.Mutate(context.Background(), rs.st, "default", "hello", func(a *v1.App) error {
+		two := int32(2)
+		a.Spec.Replicas = &two
+		a.Status.Phase, a.Status.StableRevision, a.Status.Stalled = v1.AppDegraded, a.Status.Revision, true
+		a.Status.Message = "scaling to 2: 1 ready; no progress for 2m0s"
+		a.Status.Replicas, a.Status.ReadyReplicas, a.Status.UpdatedReplicas, a.Status.UpdatedReady = 2, 1, 2, 1
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	out, err, took := rs.run(t, 20*time.Second, "rollout", "status", "app/hello", "--timeout", "3s")
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 1 || !strings.Contains(out, "no progress for 2m0s") {
+		t.Fatalf("rollout status of a stalled app after %v: err=%v out=%q; want the reason and exit 1", took.Round(time.Millisecond), err, out)
+	}
+}

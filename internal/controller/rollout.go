@@ -560,6 +560,7 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 	if int32(newReady) > st.PeakUpdatedReady {
 		st.Progressed = &now
 		st.PeakUpdatedReady = int32(newReady)
+		st.Stalled = false
 	}
 	rolling := st.StableRevision != st.Revision
 	if !a.Spec.Paused && a.Status.Phase == v1.AppPaused {
@@ -590,6 +591,7 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 		}
 	case complete:
 		st.Phase, st.Message, st.StableRevision = v1.AppRunning, "", st.Revision
+		st.Stalled = false
 	case st.Phase == v1.AppRolledBack && st.RolledBack != nil && st.RolledBack.Revision == st.Revision:
 		// Rolling back: the revision it made is stable by definition
 		// (no deadline, nothing earlier to go to), but until it runs
@@ -604,12 +606,25 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 		// The rollout finished earlier. Either the App was scaled (or
 		// an instance replaced) and new instances are on their way, or
 		// something broke: an instance says what.
+		if a.Status.Phase == v1.AppRunning || st.Progressed == nil {
+			// It was whole until now: the deadline's clock starts.
+			st.Progressed = &now
+		}
 		if why := blame(cur); why != "" {
 			st.Phase = v1.AppDegraded
 			st.Message = fmt.Sprintf("%d of %d instances ready", st.ReadyReplicas, desired) + why
 		} else {
 			st.Phase = v1.AppProgressing
 			st.Message = fmt.Sprintf("scaling to %d: %d ready", desired, st.ReadyReplicas)
+		}
+		// Nothing to roll back to, but no waiting forever either, as
+		// with a Kubernetes Deployment's progress deadline.
+		deadline := progressDeadline(a)
+		if left := deadline - now.Sub(*st.Progressed); left > 0 {
+			requeue = left + 10*time.Millisecond
+		} else {
+			st.Phase, st.Stalled = v1.AppDegraded, true
+			st.Message += fmt.Sprintf("; no progress for %s", deadline)
 		}
 	case st.Phase == v1.AppFailed:
 		// A first rollout that never worked: stays failed until the
@@ -618,10 +633,7 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 	default:
 		st.Phase = v1.AppProgressing
 		st.Message = fmt.Sprintf("%d of %d new instances ready", newReady, desired) + blame(cur)
-		deadline := a.Spec.Strategy.ProgressDeadline.D()
-		if deadline == 0 {
-			deadline = v1.DefaultProgressDeadline.D()
-		}
+		deadline := progressDeadline(a)
 		since := a.Metadata.Created
 		if st.RolloutStarted != nil {
 			since = *st.RolloutStarted
@@ -662,6 +674,13 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 		r.observe(a, "completed", now)
 	}
 	return requeue, nil
+}
+
+func progressDeadline(a *v1.App) time.Duration {
+	if d := a.Spec.Strategy.ProgressDeadline.D(); d > 0 {
+		return d
+	}
+	return v1.DefaultProgressDeadline.D()
 }
 
 func sameStatus(a, b v1.AppStatus) bool {

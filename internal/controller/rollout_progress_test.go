@@ -133,3 +133,59 @@ func TestAutomaticRollbackIsAdmitted(t *testing.T) {
 			a.Status.Revision, a.Status.Phase, a.Status.Message, a.Status.RolledBack)
 	}
 }
+
+// Outside a rollout, an App that does not come closer to its replicas
+// for a whole progress deadline (a scale-up with no room) is Degraded
+// and Stalled, so that `rollout status` can stop waiting; progress
+// clears it.
+func TestAScaleUpThatMakesNoProgressStalls(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.New(t)
+	r := newDetachedRollout(s, &eventLog{})
+	clock := time.Now()
+	r.now = func() time.Time { return clock }
+	saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:v1\nreplicas: 1\nstrategy: {progressDeadline: 10s}"))
+	a := storedApp(t, r, "web")
+	placeInstance(t, r, a, 1, true)
+	pass := func(after time.Duration) *v1.App {
+		t.Helper()
+		clock = clock.Add(after)
+		if _, err := r.reconcile(ctx, "default/web"); err != nil {
+			t.Fatal(err)
+		}
+		return storedApp(t, r, "web")
+	}
+	if a = pass(time.Second); a.Status.Phase != v1.AppRunning || a.Status.StableRevision != 1 {
+		t.Fatalf("phase %s, stable %d; want the first rollout complete", a.Status.Phase, a.Status.StableRevision)
+	}
+	saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:v1\nreplicas: 2\nstrategy: {progressDeadline: 10s}"))
+	storedApp(t, r, "web")
+	if a = pass(time.Second); a.Status.Phase != v1.AppProgressing || a.Status.Stalled {
+		t.Fatalf("scaling up: phase %s stalled %v (%s); want Progressing", a.Status.Phase, a.Status.Stalled, a.Status.Message)
+	}
+	// The second instance is never placed (no room).
+	if a = pass(5 * time.Second); a.Status.Stalled {
+		t.Fatalf("stalled after 5 s of a 10 s deadline: %s", a.Status.Message)
+	}
+	a = pass(6 * time.Second)
+	if a.Status.Phase != v1.AppDegraded || !a.Status.Stalled || !strings.Contains(a.Status.Message, "no progress for 10s") {
+		t.Fatalf("11 s into a scale-up without progress: phase %s stalled %v (%s); want Degraded and stalled", a.Status.Phase, a.Status.Stalled, a.Status.Message)
+	}
+	// Room appears: the instance runs and gets ready.
+	for _, i := range mustInstances(t, s, "web") {
+		if i.Spec.Node == "" {
+			out, err := store.Mutate(ctx, s, "default", i.Metadata.Name, func(x *v1.Instance) error {
+				x.Spec.Node = "n1"
+				x.Status = v1.InstanceStatus{Phase: v1.PhaseRunning, IP: "10.0.0.2", Ready: true}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Instances.Observe(out)
+		}
+	}
+	if a = pass(time.Second); a.Status.Phase != v1.AppRunning || a.Status.Stalled {
+		t.Fatalf("after the instance got ready: phase %s stalled %v (%s); want Running", a.Status.Phase, a.Status.Stalled, a.Status.Message)
+	}
+}
