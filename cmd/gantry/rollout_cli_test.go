@@ -161,18 +161,27 @@ func TestRolloutBadInputsFail(t *testing.T) {
 func TestRolloutStatusOfAPausedAppThatWasRolledBack(t *testing.T) {
 	rs := startRolloutServer(t)
 	applyRolloutApp(t, rs, "hello", "hello:v1")
-	if _, err := store.Mutate(context.Background(), rs.st, "default", "hello", func(a *v1.App) error {
+	rs.statusExitsOne(t, "rolled back", func(a *v1.App) {
 		a.Spec.Paused = true
 		a.Status.Phase = v1.AppRolledBack
 		a.Status.RolledBack = &v1.RollbackRecord{From: a.Status.Revision + 1, To: a.Status.Revision, Revision: a.Status.Revision, Reason: "progress deadline exceeded"}
+	})
+}
+
+// statusExitsOne changes app hello as the controller would, then expects
+// rollout status to print want and exit 1 at once.
+func (rs *rolloutServer) statusExitsOne(t *testing.T, want string, change func(*v1.App)) {
+	t.Helper()
+	if _, err := store.Mutate(context.Background(), rs.st, "default", "hello", func(a *v1.App) error {
+		change(a)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
 	out, err, took := rs.run(t, 20*time.Second, "rollout", "status", "app/hello", "--timeout", "3s")
 	var ee *exitError
-	if !errors.As(err, &ee) || ee.code != 1 || !strings.Contains(out, "rolled back") {
-		t.Fatalf("rollout status of a paused, rolled-back app after %v: err=%v out=%q; want the failure and exit 1", took.Round(time.Millisecond), err, out)
+	if !errors.As(err, &ee) || ee.code != 1 || !strings.Contains(out, want) {
+		t.Fatalf("rollout status after %v: err=%v out=%q; want %q and exit 1", took.Round(time.Millisecond), err, out, want)
 	}
 }
 
@@ -181,19 +190,11 @@ func TestRolloutStatusOfAPausedAppThatWasRolledBack(t *testing.T) {
 func TestRolloutStatusOfAStalledApp(t *testing.T) {
 	rs := startRolloutServer(t)
 	applyRolloutApp(t, rs, "hello", "hello:v1")
-	if _, err := store.Mutate(context.Background(), rs.st, "default", "hello", func(a *v1.App) error {
+	rs.statusExitsOne(t, "no progress for 2m0s", func(a *v1.App) {
 		two := int32(2)
 		a.Spec.Replicas = &two
 		a.Status.Phase, a.Status.StableRevision, a.Status.Stalled = v1.AppDegraded, a.Status.Revision, true
 		a.Status.Message = "scaling to 2: 1 ready; no progress for 2m0s"
 		a.Status.Replicas, a.Status.ReadyReplicas, a.Status.UpdatedReplicas, a.Status.UpdatedReady = 2, 1, 2, 1
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	out, err, took := rs.run(t, 20*time.Second, "rollout", "status", "app/hello", "--timeout", "3s")
-	var ee *exitError
-	if !errors.As(err, &ee) || ee.code != 1 || !strings.Contains(out, "no progress for 2m0s") {
-		t.Fatalf("rollout status of a stalled app after %v: err=%v out=%q; want the reason and exit 1", took.Round(time.Millisecond), err, out)
-	}
+	})
 }

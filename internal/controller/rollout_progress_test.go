@@ -174,15 +174,7 @@ func TestAScaleUpThatMakesNoProgressStalls(t *testing.T) {
 	// Room appears: the instance runs and gets ready.
 	for _, i := range mustInstances(t, s, "web") {
 		if i.Spec.Node == "" {
-			out, err := store.Mutate(ctx, s, "default", i.Metadata.Name, func(x *v1.Instance) error {
-				x.Spec.Node = "n1"
-				x.Status = v1.InstanceStatus{Phase: v1.PhaseRunning, IP: "10.0.0.2", Ready: true}
-				return nil
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			r.Instances.Observe(out)
+			bindInstance(t, r, i, true)
 		}
 	}
 	if a = pass(time.Second); a.Status.Phase != v1.AppRunning || a.Status.Stalled {

@@ -26,7 +26,14 @@ func placeInstance(t *testing.T, r *Rollout, a *v1.App, n int64, ready bool) *v1
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := store.Mutate(ctx, r.store, i.Metadata.Namespace, i.Metadata.Name, func(x *v1.Instance) error {
+	return bindInstance(t, r, i, ready)
+}
+
+// bindInstance binds i to a node and makes it running, as the scheduler
+// and an agent would, and puts it in r's cache.
+func bindInstance(t *testing.T, r *Rollout, i *v1.Instance, ready bool) *v1.Instance {
+	t.Helper()
+	out, err := store.Mutate(context.Background(), r.store, i.Metadata.Namespace, i.Metadata.Name, func(x *v1.Instance) error {
 		x.Spec.Node = "n1"
 		x.Status = v1.InstanceStatus{Phase: v1.PhaseRunning, IP: "10.0.0.1", Ready: ready}
 		return nil
