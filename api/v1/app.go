@@ -386,6 +386,10 @@ type AppStatus struct {
 	// Progressed is the last time more new instances were ready than
 	// ever before in this rollout (PeakUpdatedReady).
 	Progressed *time.Time `json:"progressed,omitempty"`
+	// ObservedReplicas is the replica count the controller last worked
+	// toward: a status whose count differs from the App's is older than
+	// its last scale (Stalled in particular says nothing then).
+	ObservedReplicas int32 `json:"observedReplicas,omitempty"`
 	// Stalled says that, outside a rollout, the App has not come closer
 	// to its replicas for a whole progress deadline (a scale-up with no
 	// room, a replaced instance that never gets ready); progress or a

@@ -565,6 +565,9 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 					st := a.Status
 					desired := a.DesiredReplicas()
 					done := st.Phase == v1.AppRunning && st.UpdatedReplicas >= desired && st.ReadyReplicas >= desired && st.Replicas == desired
+					// Scaled to 0 before the revision ever ran: it did
+					// not roll out, and never will at 0.
+					zeroed := done && desired == 0 && st.StableRevision > 0 && st.StableRevision != st.Revision
 					var line string
 					switch {
 					case st.RolledBack != nil && (st.RolledBack.From >= startRev || st.RolledBack.Revision == st.Revision):
@@ -576,7 +579,10 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 					case st.Phase == v1.AppFailed:
 						fmt.Fprintf(w, "app/%s: rollout failed: %s\n", name, st.Message)
 						return &exitError{1, errSilent}
-					case st.Stalled && !done:
+					case zeroed:
+						fmt.Fprintf(w, "app/%s: rollout of revision %d did not finish: %s\n", name, st.Revision, st.Message)
+						return &exitError{1, errSilent}
+					case st.Stalled && !done && st.ObservedReplicas == desired:
 						fmt.Fprintf(w, "app/%s is stuck: %s\n", name, st.Message)
 						return &exitError{1, errSilent}
 					case a.Spec.Paused && !done:

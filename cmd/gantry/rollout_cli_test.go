@@ -172,12 +172,7 @@ func TestRolloutStatusOfAPausedAppThatWasRolledBack(t *testing.T) {
 // rollout status to print want and exit 1 at once.
 func (rs *rolloutServer) statusExitsOne(t *testing.T, want string, change func(*v1.App)) {
 	t.Helper()
-	if _, err := store.Mutate(context.Background(), rs.st, "default", "hello", func(a *v1.App) error {
-		change(a)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	rs.changeApp(t, change)
 	out, err, took := rs.run(t, 20*time.Second, "rollout", "status", "app/hello", "--timeout", "3s")
 	var ee *exitError
 	if !errors.As(err, &ee) || ee.code != 1 || !strings.Contains(out, want) {
@@ -196,5 +191,41 @@ func TestRolloutStatusOfAStalledApp(t *testing.T) {
 		a.Status.Phase, a.Status.StableRevision, a.Status.Stalled = v1.AppDegraded, a.Status.Revision, true
 		a.Status.Message = "scaling to 2: 1 ready; no progress for 2m0s"
 		a.Status.Replicas, a.Status.ReadyReplicas, a.Status.UpdatedReplicas, a.Status.UpdatedReady = 2, 1, 2, 1
+		a.Status.ObservedReplicas = 2
 	})
+	// Scaled since (the status speaks of 2, the App asks for 3): the
+	// stall is not this count's, and status waits for the controller.
+	rs.changeApp(t, func(a *v1.App) {
+		three := int32(3)
+		a.Spec.Replicas = &three
+	})
+	out, err, _ := rs.run(t, 20*time.Second, "rollout", "status", "app/hello", "--timeout", "1s")
+	if err == nil || !strings.Contains(err.Error(), "timed out") || strings.Contains(out, "stuck") {
+		t.Fatalf("rollout status with a stall older than the last scale: err=%v out=%q; want it to wait (here until --timeout)", err, out)
+	}
+}
+
+// Scaled to 0 before the new revision ever ran, the rollout did not
+// finish: status says so and exits 1 rather than report success.
+func TestRolloutStatusOfARolloutScaledToZero(t *testing.T) {
+	rs := startRolloutServer(t)
+	applyRolloutApp(t, rs, "hello", "hello:v1")
+	rs.statusExitsOne(t, "did not finish: scaled to 0", func(a *v1.App) {
+		zero := int32(0)
+		a.Spec.Replicas = &zero
+		a.Status.Revision, a.Status.StableRevision, a.Status.Phase = 2, 1, v1.AppRunning
+		a.Status.Message = "scaled to 0 before revision 2 was ready; revision 1 stays the one to roll back to"
+		a.Status.Replicas, a.Status.ReadyReplicas, a.Status.UpdatedReplicas, a.Status.UpdatedReady = 0, 0, 0, 0
+	})
+}
+
+// changeApp changes app hello in the store, behind the API's back.
+func (rs *rolloutServer) changeApp(t *testing.T, change func(*v1.App)) {
+	t.Helper()
+	if _, err := store.Mutate(context.Background(), rs.st, "default", "hello", func(a *v1.App) error {
+		change(a)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 }

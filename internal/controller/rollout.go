@@ -574,21 +574,23 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 		st.Progressed = &now
 	}
 	st.UpdatedReady = int32(newReady)
+	rescaled := st.ObservedReplicas != int32(desired)
+	st.ObservedReplicas = int32(desired)
+	if rescaled {
+		st.Stalled = false // it was about another count
+	}
 	// Zero instances prove nothing: a revision scaled to zero before
-	// any instance of it was ready must not become the one rollbacks go
-	// back to.
-	complete := len(old) == 0 && len(cur) == desired && newReady == desired && (desired > 0 || !rolling)
+	// any instance of it was ready must not replace the last good one
+	// as the revision rollbacks go back to.
+	complete := len(old) == 0 && len(cur) == desired && newReady == desired && (desired > 0 || !rolling || st.StableRevision == 0)
 	var requeue time.Duration
 	switch {
-	case desired == 0 && len(old) == 0 && len(cur) == 0 && rolling:
+	case desired == 0 && len(old) == 0 && len(cur) == 0 && rolling && st.StableRevision > 0:
 		// Scaled to zero mid-rollout (often to stop a bad one): done,
 		// as far as waiting goes, but revision StableRevision stays
 		// the last good one.
 		st.Phase = v1.AppRunning
-		st.Message = fmt.Sprintf("scaled to 0 before revision %d was ready", st.Revision)
-		if st.StableRevision > 0 {
-			st.Message += fmt.Sprintf("; revision %d stays the one to roll back to", st.StableRevision)
-		}
+		st.Message = fmt.Sprintf("scaled to 0 before revision %d was ready; revision %d stays the one to roll back to", st.Revision, st.StableRevision)
 	case complete:
 		st.Phase, st.Message, st.StableRevision = v1.AppRunning, "", st.Revision
 		st.Stalled = false
@@ -601,14 +603,18 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 			st.Message += " (paused)"
 		}
 	case a.Spec.Paused:
+		st.Stalled = false // no clock runs while paused
 		st.Phase, st.Message = v1.AppPaused, fmt.Sprintf("paused with %d of %d instances on revision %d", len(cur), desired, st.Revision)
 	case !rolling:
 		// The rollout finished earlier. Either the App was scaled (or
 		// an instance replaced) and new instances are on their way, or
 		// something broke: an instance says what.
-		if a.Status.Phase == v1.AppRunning || st.Progressed == nil {
-			// It was whole until now: the deadline's clock starts.
+		if a.Status.Phase == v1.AppRunning || st.Progressed == nil || rescaled {
+			// It was whole until now, or has a new count to reach:
+			// the deadline's clock starts, and every instance that
+			// gets ready from here on is progress.
 			st.Progressed = &now
+			st.PeakUpdatedReady = int32(newReady)
 		}
 		if why := blame(cur); why != "" {
 			st.Phase = v1.AppDegraded
@@ -674,6 +680,17 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 		r.observe(a, "completed", now)
 	}
 	return requeue, nil
+}
+
+// isRefusal tells an admission's no (policy, quota, an invalid or
+// conflicting App) from its failing to decide.
+func isRefusal(err error) bool {
+	for _, e := range []error{v1.ErrForbidden, v1.ErrQuotaExceeded, v1.ErrInvalid, v1.ErrConflict, v1.ErrUnprocessable} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func progressDeadline(a *v1.App) time.Duration {
@@ -767,6 +784,11 @@ func (r *Rollout) deadlineExceeded(ctx context.Context, a *v1.App, rev *v1.Revis
 		}
 	}
 	out, _, err := apps.Rollback(ctx, r.store, a.Metadata.Namespace, a.Metadata.Name, opts)
+	if refused != nil && !isRefusal(refused) {
+		// Admission could not tell (the store is unavailable): the
+		// next pass tries again.
+		return fmt.Errorf("admit the rollback of %s to revision %d: %w", a.Metadata.Key(), stable, refused)
+	}
 	if err != nil && refused != nil {
 		// The namespace's policy or quota no longer admits the old
 		// template: the App stays on the failing revision, and says so.

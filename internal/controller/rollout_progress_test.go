@@ -27,16 +27,29 @@ func setReady(t *testing.T, r *Rollout, i *v1.Instance, ready bool) *v1.Instance
 	return out
 }
 
+// stepper returns a function that moves r's clock on and runs a pass for
+// App web, returning the App as stored after it.
+func stepper(t *testing.T, r *Rollout) func(after time.Duration) *v1.App {
+	clock := time.Now()
+	r.now = func() time.Time { return clock }
+	return func(after time.Duration) *v1.App {
+		t.Helper()
+		clock = clock.Add(after)
+		if _, err := r.reconcile(context.Background(), "default/web"); err != nil {
+			t.Fatal(err)
+		}
+		return storedApp(t, r, "web")
+	}
+}
+
 // A new instance whose readiness comes and goes is not progress each
 // time it comes back: the deadline runs from the first time it was
 // ready, and the rollout is rolled back when it passes.
 func TestFlappingReadinessDoesNotHoldOffTheDeadline(t *testing.T) {
-	ctx := context.Background()
 	s := storetest.New(t)
 	rec := &eventLog{}
 	r := newDetachedRollout(s, rec)
-	clock := time.Now()
-	r.now = func() time.Time { return clock }
+	pass := stepper(t, r)
 	saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:v1\nreplicas: 2\nstrategy: {progressDeadline: 10s}"))
 	markStable(t, s, "web")
 	a := storedApp(t, r, "web")
@@ -45,14 +58,6 @@ func TestFlappingReadinessDoesNotHoldOffTheDeadline(t *testing.T) {
 	saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:v2\nreplicas: 2\nstrategy: {progressDeadline: 10s}"))
 	a = storedApp(t, r, "web")
 	flappy := placeInstance(t, r, a, 2, false)
-	pass := func(after time.Duration) *v1.App {
-		t.Helper()
-		clock = clock.Add(after)
-		if _, err := r.reconcile(ctx, "default/web"); err != nil {
-			t.Fatal(err)
-		}
-		return storedApp(t, r, "web")
-	}
 	pass(0)
 	flappy = setReady(t, r, flappy, true)
 	pass(4 * time.Second) // first ready: progress
@@ -101,20 +106,27 @@ func TestScaledToZeroMidRolloutKeepsTheStableRevision(t *testing.T) {
 	}
 }
 
+// brokenPastItsDeadline sets up App web: revision 1 ran, revision 2's
+// one instance has not got ready in the ten minutes since it was applied.
+func brokenPastItsDeadline(t *testing.T) *Rollout {
+	t.Helper()
+	s, r, a := runningV1(t, 1, &eventLog{})
+	placeInstance(t, r, a, 1, true)
+	saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:broken\nreplicas: 1"))
+	past := time.Now().Add(-10 * time.Minute).UTC()
+	if _, err := store.Mutate(context.Background(), s, "default", "web", func(a *v1.App) error { a.Status.RolloutStarted = &past; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	placeInstance(t, r, storedApp(t, r, "web"), 2, false)
+	return r
+}
+
 // An automatic rollback goes through the same admission as one asked for:
 // a template the namespace's policy has since forbidden does not come
 // back by itself, and the App says why it stays on the failing revision.
 func TestAutomaticRollbackIsAdmitted(t *testing.T) {
 	ctx := context.Background()
-	s, r, a := runningV1(t, 1, &eventLog{})
-	placeInstance(t, r, a, 1, true)
-	saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:broken\nreplicas: 1"))
-	past := time.Now().Add(-10 * time.Minute).UTC()
-	if _, err := store.Mutate(ctx, s, "default", "web", func(a *v1.App) error { a.Status.RolloutStarted = &past; return nil }); err != nil {
-		t.Fatal(err)
-	}
-	a = storedApp(t, r, "web")
-	placeInstance(t, r, a, 2, false)
+	r := brokenPastItsDeadline(t)
 	var asked []string
 	r.Admit = func(_ context.Context, a, prev *v1.App) error {
 		asked = append(asked, a.Spec.Image+" over "+prev.Spec.Image)
@@ -123,7 +135,7 @@ func TestAutomaticRollbackIsAdmitted(t *testing.T) {
 	if _, err := r.reconcile(ctx, "default/web"); err != nil {
 		t.Fatal(err)
 	}
-	a = storedApp(t, r, "web")
+	a := storedApp(t, r, "web")
 	if len(asked) != 1 || asked[0] != "web:v1 over web:broken" {
 		t.Fatalf("admission asked %v, want once for web:v1 over web:broken", asked)
 	}
@@ -139,22 +151,12 @@ func TestAutomaticRollbackIsAdmitted(t *testing.T) {
 // and Stalled, so that `rollout status` can stop waiting; progress
 // clears it.
 func TestAScaleUpThatMakesNoProgressStalls(t *testing.T) {
-	ctx := context.Background()
 	s := storetest.New(t)
 	r := newDetachedRollout(s, &eventLog{})
-	clock := time.Now()
-	r.now = func() time.Time { return clock }
+	pass := stepper(t, r)
 	saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:v1\nreplicas: 1\nstrategy: {progressDeadline: 10s}"))
 	a := storedApp(t, r, "web")
 	placeInstance(t, r, a, 1, true)
-	pass := func(after time.Duration) *v1.App {
-		t.Helper()
-		clock = clock.Add(after)
-		if _, err := r.reconcile(ctx, "default/web"); err != nil {
-			t.Fatal(err)
-		}
-		return storedApp(t, r, "web")
-	}
 	if a = pass(time.Second); a.Status.Phase != v1.AppRunning || a.Status.StableRevision != 1 {
 		t.Fatalf("phase %s, stable %d; want the first rollout complete", a.Status.Phase, a.Status.StableRevision)
 	}
@@ -171,7 +173,14 @@ func TestAScaleUpThatMakesNoProgressStalls(t *testing.T) {
 	if a.Status.Phase != v1.AppDegraded || !a.Status.Stalled || !strings.Contains(a.Status.Message, "no progress for 10s") {
 		t.Fatalf("11 s into a scale-up without progress: phase %s stalled %v (%s); want Degraded and stalled", a.Status.Phase, a.Status.Stalled, a.Status.Message)
 	}
-	// Room appears: the instance runs and gets ready.
+	// Scaled again: the stall was about the other count.
+	saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:v1\nreplicas: 3\nstrategy: {progressDeadline: 10s}"))
+	storedApp(t, r, "web")
+	if a = pass(time.Second); a.Status.Stalled || a.Status.Phase != v1.AppProgressing || a.Status.ObservedReplicas != 3 {
+		t.Fatalf("scaled to 3 while stalled at 2: phase %s stalled %v observed %d (%s); want Progressing toward 3, not stalled",
+			a.Status.Phase, a.Status.Stalled, a.Status.ObservedReplicas, a.Status.Message)
+	}
+	// Room appears: the instances run and get ready.
 	for _, i := range mustInstances(t, s, "web") {
 		if i.Spec.Node == "" {
 			bindInstance(t, r, i, true)
@@ -179,5 +188,57 @@ func TestAScaleUpThatMakesNoProgressStalls(t *testing.T) {
 	}
 	if a = pass(time.Second); a.Status.Phase != v1.AppRunning || a.Status.Stalled {
 		t.Fatalf("after the instance got ready: phase %s stalled %v (%s); want Running", a.Status.Phase, a.Status.Stalled, a.Status.Message)
+	}
+}
+
+// An App that lost instances and gets them back one by one is making
+// progress, not stalled, though it never goes above its earlier count.
+func TestRecoveringInstancesAreProgress(t *testing.T) {
+	s := storetest.New(t)
+	r := newDetachedRollout(s, &eventLog{})
+	pass := stepper(t, r)
+	saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:v1\nreplicas: 3\nstrategy: {progressDeadline: 10s}"))
+	a := storedApp(t, r, "web")
+	var insts []*v1.Instance
+	for range 3 {
+		insts = append(insts, placeInstance(t, r, a, 1, true))
+	}
+	if a = pass(time.Second); a.Status.Phase != v1.AppRunning {
+		t.Fatalf("phase %s (%s), want Running", a.Status.Phase, a.Status.Message)
+	}
+	setReady(t, r, insts[1], false)
+	setReady(t, r, insts[2], false)
+	pass(0)
+	setReady(t, r, insts[1], true)
+	pass(8 * time.Second) // one back: progress
+	if a = pass(8 * time.Second); a.Status.Stalled {
+		t.Fatalf("stalled 8 s after an instance came back, with a 10 s deadline: %s", a.Status.Message)
+	}
+	setReady(t, r, insts[2], true)
+	if a = pass(time.Second); a.Status.Phase != v1.AppRunning || a.Status.Stalled {
+		t.Fatalf("all back: phase %s stalled %v (%s)", a.Status.Phase, a.Status.Stalled, a.Status.Message)
+	}
+}
+
+// Admission that cannot decide (the store is away) is not a refusal: the
+// pass fails and is retried, and the App is not marked Failed.
+func TestAdmissionFailureIsRetriedNotARefusal(t *testing.T) {
+	ctx := context.Background()
+	r := brokenPastItsDeadline(t)
+	r.Admit = func(context.Context, *v1.App, *v1.App) error {
+		return fmt.Errorf("list quotas: %w", v1.ErrUnavailable)
+	}
+	if _, err := r.reconcile(ctx, "default/web"); err == nil {
+		t.Fatal("the pass succeeded although admission could not decide")
+	}
+	if a := storedApp(t, r, "web"); a.Status.Phase == v1.AppFailed || a.Status.RolledBack != nil {
+		t.Fatalf("phase %s (%s), rolledBack %+v; want neither Failed nor rolled back yet", a.Status.Phase, a.Status.Message, a.Status.RolledBack)
+	}
+	r.Admit = nil // the store is back
+	if _, err := r.reconcile(ctx, "default/web"); err != nil {
+		t.Fatal(err)
+	}
+	if a := storedApp(t, r, "web"); a.Status.RolledBack == nil {
+		t.Fatalf("phase %s (%s): not rolled back once admission could decide", a.Status.Phase, a.Status.Message)
 	}
 }
