@@ -377,27 +377,8 @@ func TestHalfClosedConnectionsEndPromptly(t *testing.T) {
 // net/http half-closes a connection before closing it after an error
 // answer only if the connection can: the replayed one handed to it must.
 func TestReplayConnHalfCloses(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	srv := <-accepted
-	if srv == nil {
-		t.Fatal("accept failed")
-	}
+	client, srv := tcpPair(t)
 	rc := &replayConn{Conn: srv, pending: []byte("GET / HTTP/1.1\r\n")}
-	defer rc.Close()
 	var cw interface{ CloseWrite() error } = rc // net/http's test
 	if err := cw.CloseWrite(); err != nil {
 		t.Fatalf("CloseWrite: %v", err)
