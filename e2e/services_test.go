@@ -37,7 +37,7 @@ func TestZeroDowntimeRollouts(t *testing.T) {
 	c := StartCluster(t, ClusterOptions{})
 	c.Push(WebappImage(t), "default/webapp:v1")
 	manifest := func(version, extra string) string {
-		return webapp("hello", "default", version, 3, "strategy: {drainDelay: 500ms, maxSurge: 1, maxUnavailable: 0, progressDeadline: 15s}\n"+extra)
+		return webapp("hello", "default", version, 3, "strategy: {drainDelay: 500ms, maxSurge: 1, maxUnavailable: 0, progressDeadline: 15s, minReady: 1s}\n"+extra)
 	}
 	c.apply(strings.Replace(manifest("v1", ""), "strategy: {drainDelay: 300ms}\n", "", 1))
 	c.waitRunning("default", "hello", 3, 60*time.Second)
@@ -62,7 +62,7 @@ func TestZeroDowntimeRollouts(t *testing.T) {
 		apply()
 		Eventually(t, 90*time.Second, step+" to finish", func() bool {
 			a := getApp(t, c, "default", "hello")
-			if a.Status.Revision == before || a.Status.Phase != v1.AppRunning {
+			if a.Status.Revision == before || a.Status.Phase != v1.AppRunning || a.Status.AvailableReplicas != 3 {
 				return false
 			}
 			insts := c.Instances("default", "hello")

@@ -321,6 +321,13 @@ type Strategy struct {
 	// requests after it is taken out of the load balancer and DNS, before
 	// it is sent SIGTERM.
 	DrainDelay *Duration `json:"drainDelay,omitempty"`
+	// MinReady is how long an instance must have been ready, without
+	// a break, before it counts as available: before a rollout retires
+	// an old instance for it and before the rollout is complete
+	// (Kubernetes' minReadySeconds). It does not delay traffic: an
+	// instance gets requests as soon as it is ready. 0, the default,
+	// makes ready instances available at once.
+	MinReady Duration `json:"minReady,omitempty"`
 }
 
 // Drain is the drain delay, DefaultDrainDelay when unset.
@@ -374,6 +381,11 @@ type AppStatus struct {
 	UpdatedReplicas int32 `json:"updatedReplicas"`
 	// UpdatedReady counts ready instances of the current revision.
 	UpdatedReady int32 `json:"updatedReady"`
+	// AvailableReplicas and UpdatedAvailable count the instances (all,
+	// and of the current revision) that have been ready for
+	// spec.strategy.minReady; without it they equal the ready counts.
+	AvailableReplicas int32 `json:"availableReplicas"`
+	UpdatedAvailable  int32 `json:"updatedAvailable"`
 	// PeakUpdatedReady is the most instances of the current revision
 	// ready at once since its rollout began (at most the replicas asked
 	// for). Only going above it is progress, so an instance whose

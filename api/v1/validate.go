@@ -1,6 +1,7 @@
 package v1
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"path"
@@ -181,6 +182,9 @@ func validateApp(errs *FieldErrors, a *App) {
 	}
 	if st.DrainDelay != nil && (*st.DrainDelay < 0 || st.DrainDelay.D().Hours() > 1) {
 		errs.add("spec.strategy.drainDelay", "must be between 0 and 1h")
+	}
+	if deadline := cmp.Or(st.ProgressDeadline, DefaultProgressDeadline); st.MinReady < 0 || st.MinReady >= deadline {
+		errs.add("spec.strategy.minReady", "must be at least 0 and shorter than strategy.progressDeadline (%s): a rollout could never progress in time otherwise", deadline)
 	}
 	httpPorts := map[string]bool{}
 	for _, p := range s.Ports {

@@ -594,6 +594,9 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 						return nil
 					default:
 						line = fmt.Sprintf("Waiting for app/%s rollout of revision %d: %d of %d new instances ready, %d instances in total", name, st.Revision, st.UpdatedReady, desired, st.Replicas)
+						if a.Spec.Strategy.MinReady > 0 && st.UpdatedAvailable < st.UpdatedReady {
+							line += fmt.Sprintf("; %d ready for less than minReady %s", st.UpdatedReady-st.UpdatedAvailable, a.Spec.Strategy.MinReady)
+						}
 						if i := strings.Index(st.Message, ": instance "); i >= 0 {
 							line += " (" + st.Message[i+2:] + ")"
 						}

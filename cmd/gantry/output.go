@@ -82,6 +82,7 @@ func tableColumns(kind string) []column {
 				a := o.(*v1.App)
 				return fmt.Sprintf("%d/%d", a.Status.ReadyReplicas, a.DesiredReplicas())
 			}},
+			{header: "AVAILABLE", value: func(o v1.Object) string { return fmt.Sprint(o.(*v1.App).Status.AvailableReplicas) }},
 			{header: "REVISION", value: func(o v1.Object) string { return fmt.Sprint(o.(*v1.App).Status.Revision) }},
 			{header: "PHASE", value: func(o v1.Object) string { return orDash(o.(*v1.App).Status.Phase) }},
 			{header: "IMAGE", value: func(o v1.Object) string { return o.(*v1.App).Spec.Image }},

@@ -240,3 +240,41 @@ func TestAWorkerForADrainingInstanceStartsRemoving(t *testing.T) {
 		t.Fatal("a worker for a live instance thinks it is removing")
 	}
 }
+
+// ReadySince marks the start of the current spell of readiness, whatever
+// ended the last one (a readiness check, a liveness kill, a crash): a
+// rollout's minReady counts from it.
+func TestReadySinceRestartsAfterEveryBreak(t *testing.T) {
+	api := &flakyAPI{}
+	a := agentWithAPI(t, &scriptedRuntime{}, api)
+	w := newWorker(a, instanceWith(v1.Health{}))
+	ctx := context.Background()
+	last := func() v1.InstanceStatus {
+		t.Helper()
+		api.mu.Lock()
+		defer api.mu.Unlock()
+		if len(api.statuses) == 0 {
+			t.Fatal("no status was written")
+		}
+		return api.statuses[len(api.statuses)-1]
+	}
+	w.report(ctx, func(s *v1.InstanceStatus) { s.Phase, s.Ready = v1.PhaseRunning, true })
+	first := last().ReadySince
+	if first == nil {
+		t.Fatal("a ready instance has no readySince")
+	}
+	w.report(ctx, func(s *v1.InstanceStatus) { s.Message = "still fine" })
+	if got := last().ReadySince; got == nil || !got.Equal(*first) {
+		t.Fatalf("readySince moved while the instance stayed ready: %v, was %v", got, first)
+	}
+	// A crash restart sets only Ready=false (worker.go's back-off path).
+	w.report(ctx, func(s *v1.InstanceStatus) { s.Restarts++; s.Ready = false })
+	if got := last().ReadySince; got != nil {
+		t.Fatalf("a not-ready instance keeps readySince %v", got)
+	}
+	time.Sleep(10 * time.Millisecond)
+	w.report(ctx, func(s *v1.InstanceStatus) { s.Ready = true })
+	if got := last().ReadySince; got == nil || !got.After(*first) {
+		t.Fatalf("ready again: readySince %v, want after the first spell's %v", got, first)
+	}
+}

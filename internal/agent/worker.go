@@ -118,6 +118,16 @@ func (w *worker) report(ctx context.Context, change func(s *v1.InstanceStatus)) 
 	}
 	change(&st)
 	st.Node = w.a.cfg.NodeName
+	// ReadySince is when the current unbroken spell of readiness began
+	// (a rollout's minReady counts from it): whatever made the
+	// instance not ready ends the spell.
+	switch {
+	case !st.Ready:
+		st.ReadySince = nil
+	case st.ReadySince == nil:
+		t := time.Now().UTC()
+		st.ReadySince = &t
+	}
 	if w.reported && equalJSON(st, w.status) {
 		w.unsent = nil
 		return
@@ -693,13 +703,6 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 				}
 				w.report(ctx, func(s *v1.InstanceStatus) {
 					s.Ready, s.Message = r.ok, msg
-					if r.ok && s.ReadySince == nil {
-						t := time.Now().UTC()
-						s.ReadySince = &t
-					}
-					if !r.ok {
-						s.ReadySince = nil
-					}
 				})
 			case livenessProbe:
 				if !r.ok && killedBy == "" {

@@ -213,6 +213,7 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 		unavail = 1
 	}
 	drain := st.Drain()
+	av := newAvailability(st.MinReady.D(), r.now())
 	newReady, oldReady := countReady(cur), countReady(old)
 
 	// 0. Network policy and the drain delay are not part of the
@@ -270,7 +271,7 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 		want := max(0, desired-len(cur))
 		switch {
 		case len(old) > want:
-			old, err = r.retireOld(ctx, cur, old, want, desired-unavail, drain, fmt.Sprintf("scaled down while paused, %d old instances wanted", want))
+			old, err = r.retireOld(ctx, av, cur, old, want, desired-unavail, drain, fmt.Sprintf("scaled down while paused, %d old instances wanted", want))
 		case len(old) < want && app.Status.StableRevision == app.Status.Revision:
 			// A rollback, paused: the current template is the one
 			// that works and the old side is what failed, so the
@@ -292,7 +293,7 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 
 	// 2. Retire old instances as far as the strategy allows.
 	if !app.Spec.Paused && len(old) > 0 {
-		old, err = r.retireOld(ctx, cur, old, 0, desired-unavail, drain, fmt.Sprintf("replaced by revision %d", rev.Spec.Number))
+		old, err = r.retireOld(ctx, av, cur, old, 0, desired-unavail, drain, fmt.Sprintf("replaced by revision %d", rev.Spec.Number))
 		if err != nil {
 			return 0, err
 		}
@@ -310,21 +311,77 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 		cur = cur[excess:]
 		newReady = countReady(cur)
 	}
-	return r.updateStatus(ctx, app, rev, cur, old, newReady, oldReady, desired)
+	requeue, err := r.updateStatus(ctx, app, rev, av, cur, old, newReady, oldReady, desired)
+	if next := av.next; next > 0 && (requeue == 0 || next < requeue) {
+		// An instance becomes available then, and nothing else would
+		// wake this App's pass.
+		requeue = next
+	}
+	return requeue, err
+}
+
+// availability tells available instances, those ready for the
+// strategy's minReady, from those merely ready, and notes when the
+// first of the latter becomes available.
+type availability struct {
+	minReady time.Duration
+	now      time.Time
+	// next is how long until the soonest ready instance asked about
+	// becomes available; 0 if none is waiting.
+	next time.Duration
+}
+
+func newAvailability(minReady time.Duration, now time.Time) *availability {
+	return &availability{minReady: minReady, now: now}
+}
+
+// available reports whether i has been ready, without a break, for
+// minReady. A ready instance whose start of readiness is unknown is not
+// (its agent reports one with its next status).
+func (av *availability) available(i *v1.Instance) bool {
+	if !i.Status.Ready {
+		return false
+	}
+	if av.minReady <= 0 {
+		return true
+	}
+	if i.Status.ReadySince == nil {
+		return false
+	}
+	left := av.minReady - av.now.Sub(*i.Status.ReadySince)
+	if left <= 0 {
+		return true
+	}
+	left += 10 * time.Millisecond
+	if av.next == 0 || left < av.next {
+		av.next = left
+	}
+	return false
+}
+
+func (av *availability) count(l []*v1.Instance) int {
+	n := 0
+	for _, i := range l {
+		if av.available(i) {
+			n++
+		}
+	}
+	return n
 }
 
 // retireOld retires instances of old, the best to remove first, until
-// keep remain, within the strategy: a ready one only while minAvailable
-// instances stay ready, a running one that is not ready only while the
-// instances left would cover minAvailable once the new ones are ready
-// (the bound Kubernetes puts on removing unhealthy old pods), so a
-// readiness blip on the old side does not wipe it out. Instances whose
-// container is not running go first and freely. It returns the old
-// instances that remain.
-func (r *Rollout) retireOld(ctx context.Context, cur, old []*v1.Instance, keep, minAvailable int, drain v1.Duration, why string) ([]*v1.Instance, error) {
-	newReady := countReady(cur)
-	available := newReady + countReady(old)
-	unreadyBudget := len(old) + newReady - minAvailable
+// keep remain, within the strategy: an available one only while
+// minAvailable instances stay available, a running one that is not
+// available (not ready, or not ready for minReady yet) only while the
+// instances left would cover minAvailable once the new ones are
+// available (the bound Kubernetes puts on removing unhealthy old pods),
+// so a readiness blip on the old side does not wipe it out. Instances
+// whose container is not running go first and freely. It returns the
+// old instances that remain.
+func (r *Rollout) retireOld(ctx context.Context, av *availability, cur, old []*v1.Instance, keep, minAvailable int, drain v1.Duration, why string) ([]*v1.Instance, error) {
+	newAvailable := av.count(cur)
+	available := newAvailable + av.count(old)
+	unreadyBudget := len(old) + newAvailable - minAvailable
 	removable := len(old) - keep
 	sortRetireFirst(old)
 	kept := make([]*v1.Instance, 0, len(old))
@@ -332,7 +389,7 @@ func (r *Rollout) retireOld(ctx context.Context, cur, old []*v1.Instance, keep, 
 		ok := removable > 0
 		switch {
 		case !ok:
-		case i.Status.Ready:
+		case av.available(i):
 			if ok = available-1 >= minAvailable; ok {
 				available--
 			}
@@ -546,11 +603,14 @@ func (r *Rollout) retire(ctx context.Context, i *v1.Instance, drain v1.Duration,
 
 // updateStatus records what the pass saw and enforces the progress
 // deadline.
-func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision, cur, old []*v1.Instance, newReady, oldReady, desired int) (time.Duration, error) {
+func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision, av *availability, cur, old []*v1.Instance, newReady, oldReady, desired int) (time.Duration, error) {
 	now := r.now().UTC()
 	st := a.Status
+	newAvailable := av.count(cur)
 	st.Replicas = int32(len(cur) + len(old))
 	st.ReadyReplicas = int32(newReady + oldReady)
+	st.AvailableReplicas = int32(newAvailable + av.count(old))
+	st.UpdatedAvailable = int32(newAvailable)
 	st.UpdatedReplicas = int32(len(cur))
 	// Progress is more new instances ready than ever in this rollout,
 	// not merely more than on the last pass: readiness that comes and
@@ -582,7 +642,7 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 	// Zero instances prove nothing: a revision scaled to zero before
 	// any instance of it was ready must not replace the last good one
 	// as the revision rollbacks go back to.
-	complete := len(old) == 0 && len(cur) == desired && newReady == desired && (desired > 0 || !rolling || st.StableRevision == 0)
+	complete := len(old) == 0 && len(cur) == desired && newAvailable == desired && (desired > 0 || !rolling || st.StableRevision == 0)
 	var requeue time.Duration
 	switch {
 	case desired == 0 && len(old) == 0 && len(cur) == 0 && rolling && st.StableRevision > 0:
@@ -621,7 +681,7 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 			st.Message = fmt.Sprintf("%d of %d instances ready", st.ReadyReplicas, desired) + why
 		} else {
 			st.Phase = v1.AppProgressing
-			st.Message = fmt.Sprintf("scaling to %d: %d ready", desired, st.ReadyReplicas)
+			st.Message = fmt.Sprintf("scaling to %d: %d ready", desired, st.ReadyReplicas) + waitingMinReady(a, newReady, newAvailable)
 		}
 		// Nothing to roll back to, but no waiting forever either, as
 		// with a Kubernetes Deployment's progress deadline.
@@ -638,7 +698,7 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 		st.Message = strings.TrimSpace(st.Message)
 	default:
 		st.Phase = v1.AppProgressing
-		st.Message = fmt.Sprintf("%d of %d new instances ready", newReady, desired) + blame(cur)
+		st.Message = fmt.Sprintf("%d of %d new instances ready", newReady, desired) + waitingMinReady(a, newReady, newAvailable) + blame(cur)
 		deadline := progressDeadline(a)
 		since := a.Metadata.Created
 		if st.RolloutStarted != nil {
@@ -702,6 +762,15 @@ func progressDeadline(a *v1.App) time.Duration {
 
 func sameStatus(a, b v1.AppStatus) bool {
 	return informer.EqualJSON(a, b)
+}
+
+// waitingMinReady says how many of the ready instances have yet to be
+// ready for the strategy's minReady, if any.
+func waitingMinReady(a *v1.App, ready, available int) string {
+	if ready <= available {
+		return ""
+	}
+	return fmt.Sprintf(" (%d of them not yet for minReady %s)", ready-available, a.Spec.Strategy.MinReady)
 }
 
 // blame explains why new instances are not ready, from their status.

@@ -242,3 +242,80 @@ func TestAdmissionFailureIsRetriedNotARefusal(t *testing.T) {
 		t.Fatalf("phase %s (%s): not rolled back once admission could decide", a.Status.Phase, a.Status.Message)
 	}
 }
+
+// readyFrom makes i ready since r's now, or not ready, as its agent
+// would report it, and puts it in r's cache.
+func readyFrom(t *testing.T, r *Rollout, i *v1.Instance, ready bool) *v1.Instance {
+	t.Helper()
+	out, err := store.Mutate(context.Background(), r.store, i.Metadata.Namespace, i.Metadata.Name, func(x *v1.Instance) error {
+		x.Status.Ready, x.Status.ReadySince = ready, nil
+		if ready {
+			now := r.now().UTC()
+			x.Status.ReadySince = &now
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Instances.Observe(out)
+	return out
+}
+
+// With strategy.minReady a new instance must stay ready that long, in
+// one spell, before an old one is retired for it and before the rollout
+// is complete; the controller comes back by itself when the time is up.
+func TestMinReadyHoldsTheOldInstanceUntilTheNewOneHasProvedItself(t *testing.T) {
+	s := storetest.New(t)
+	r := newDetachedRollout(s, &eventLog{})
+	pass := stepper(t, r)
+	const spec = "kind: App\nname: web\nimage: web:%s\nreplicas: 1\nstrategy: {minReady: 10s, progressDeadline: 60s}"
+	saveApp(t, s, decodeApp(t, fmt.Sprintf(spec, "v1")))
+	markStable(t, s, "web")
+	readyFrom(t, r, placeInstance(t, r, storedApp(t, r, "web"), 1, false), true)
+	pass(time.Minute)
+	saveApp(t, s, decodeApp(t, fmt.Sprintf(spec, "v2")))
+	storedApp(t, r, "web")
+	pass(0) // the surge instance
+	var v2 *v1.Instance
+	for _, i := range mustInstances(t, s, "web") {
+		if i.Spec.Revision == 2 {
+			v2 = bindInstance(t, r, i, false)
+		}
+	}
+	if v2 == nil {
+		t.Fatal("no instance of revision 2 was made")
+	}
+	v2 = readyFrom(t, r, v2, true)
+	requeue, err := r.reconcile(context.Background(), "default/web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if requeue <= 0 || requeue > 10*time.Second+time.Second {
+		t.Errorf("requeue after %s, want about 10s (when the new instance becomes available)", requeue)
+	}
+	check := func(a *v1.App, when string, wantV1 int, phase string) {
+		t.Helper()
+		if n := live(t, s, "web"); n["web:v1"] != wantV1 {
+			t.Fatalf("%s: instances by image %v, want %d of web:v1", when, n, wantV1)
+		}
+		if a.Status.Phase != phase {
+			t.Fatalf("%s: phase %s (%s), want %s", when, a.Status.Phase, a.Status.Message, phase)
+		}
+	}
+	a := pass(4 * time.Second)
+	check(a, "ready for 4s", 1, v1.AppProgressing)
+	if !strings.Contains(a.Status.Message, "1 of them not yet for minReady 10s") || a.Status.UpdatedReady != 1 || a.Status.UpdatedAvailable != 0 || a.Status.AvailableReplicas != 1 {
+		t.Fatalf("ready for 4s: status %+v", a.Status)
+	}
+	// A break in readiness starts the wait again.
+	v2 = readyFrom(t, r, v2, false)
+	pass(time.Second)
+	readyFrom(t, r, v2, true)
+	check(pass(7*time.Second), "12s after it was first ready, 7s in its second spell", 1, v1.AppProgressing)
+	a = pass(3 * time.Second)
+	check(a, "10s into its second spell", 0, v1.AppRunning)
+	if a.Status.StableRevision != 2 || a.Status.AvailableReplicas != 1 || a.Status.UpdatedAvailable != 1 {
+		t.Fatalf("complete: status %+v", a.Status)
+	}
+}
