@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -276,5 +277,53 @@ func TestReadySinceRestartsAfterEveryBreak(t *testing.T) {
 	w.report(ctx, func(s *v1.InstanceStatus) { s.Ready = true })
 	if got := last().ReadySince; got == nil || !got.After(*first) {
 		t.Fatalf("ready again: readySince %v, want after the first spell's %v", got, first)
+	}
+}
+
+// An agent restarted in the middle of a drain finishes that drain: the
+// time it began is kept in the instance's directory, and a new worker
+// waits only for what is left of the delay.
+func TestARestartedAgentFinishesTheDrainItBegan(t *testing.T) {
+	a := agentWithAPI(t, &scriptedRuntime{}, &flakyAPI{})
+	w := deletingWorker(a)
+	const delay = 30 * time.Second
+	// The first agent began draining 29.5 s ago, then stopped.
+	if err := os.MkdirAll(a.instanceDir(w.id), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now().Add(-delay + 500*time.Millisecond)
+	if err := os.WriteFile(filepath.Join(a.instanceDir(w.id), drainFile), []byte(began.Format(time.RFC3339Nano)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.drainDeadline(delay); !got.Equal(began.Add(delay)) {
+		t.Fatalf("drain ends at %s, want %s (%s after it began)", got.Format(time.StampMilli), began.Add(delay).Format(time.StampMilli), delay)
+	}
+	// A fresh drain, or one whose recorded start is in the future (the
+	// clock was set back), gets the whole delay, and is recorded.
+	for _, recorded := range []string{"", time.Now().Add(time.Hour).Format(time.RFC3339Nano), "garbage"} {
+		path := filepath.Join(a.instanceDir(w.id), drainFile)
+		os.Remove(path)
+		if recorded != "" {
+			os.WriteFile(path, []byte(recorded), 0o600)
+		}
+		before := time.Now()
+		if got := w.drainDeadline(delay); got.Before(before.Add(delay)) {
+			t.Errorf("recorded start %q: drain ends %s after now, want the whole %s", recorded, time.Until(got).Round(time.Millisecond), delay)
+		}
+		if b, err := os.ReadFile(path); err != nil || strings.TrimSpace(string(b)) == recorded {
+			t.Errorf("recorded start %q: the new start was not written (%q, %v)", recorded, b, err)
+		}
+	}
+	// And terminate waits for what is left, not the whole delay.
+	w.desired.Spec.DrainDelay = v1.Duration(delay)
+	os.WriteFile(filepath.Join(a.instanceDir(w.id), drainFile), []byte(time.Now().Add(-delay+time.Second).Format(time.RFC3339Nano)), 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	w.terminate(ctx)
+	if ctx.Err() != nil {
+		t.Fatal("terminate drained from zero again after the restart: still waiting after 10s, with 1s of its drain left")
+	}
+	if _, err := os.Stat(a.instanceDir(w.id)); !os.IsNotExist(err) {
+		t.Errorf("the instance's directory (with the drain's start) outlived it: %v", err)
 	}
 }

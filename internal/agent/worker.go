@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -737,6 +738,33 @@ func digestOf(ref string) string {
 	return ""
 }
 
+// drainFile, in the instance's directory, holds when its drain began.
+const drainFile = "drain-started"
+
+// drainDeadline is when the instance's drain ends: delay after it began.
+// The start is kept on disk, so that an agent restarted in the middle of
+// a drain finishes that drain rather than starting another from zero
+// (which would hold a retired instance, and its node's capacity, for the
+// whole delay again after every restart). A start in the future (the
+// clock was set back) does not count.
+func (w *worker) drainDeadline(delay time.Duration) time.Time {
+	now := time.Now()
+	path := filepath.Join(w.a.instanceDir(w.id), drainFile)
+	if b, err := os.ReadFile(path); err == nil {
+		if began, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b))); err == nil && !began.After(now) {
+			return began.Add(delay)
+		}
+	}
+	err := os.MkdirAll(filepath.Dir(path), 0o700)
+	if err == nil {
+		err = os.WriteFile(path, []byte(now.UTC().Format(time.RFC3339Nano)+"\n"), 0o600)
+	}
+	if err != nil {
+		w.a.log.Warn("record the start of a drain; a restarted agent would drain again from zero", "instance", w.key, "err", err)
+	}
+	return now.Add(delay)
+}
+
 // terminate drains and stops the instance and removes everything it had:
 // container, snapshot, network, files, and finally the instance object.
 func (w *worker) terminate(ctx context.Context) {
@@ -748,7 +776,7 @@ func (w *worker) terminate(ctx context.Context) {
 		// The load balancer and DNS dropped the instance when it was
 		// marked for deletion; in-flight requests get DrainDelay to
 		// finish before the process hears SIGTERM.
-		deadline := time.Now().Add(inst.Spec.DrainDelay.D())
+		deadline := w.drainDeadline(inst.Spec.DrainDelay.D())
 		for time.Now().Before(deadline) {
 			if _, _, gone := w.state(); gone || ctx.Err() != nil {
 				break
@@ -785,7 +813,7 @@ func (w *worker) terminate(ctx context.Context) {
 	w.mu.Lock()
 	w.ip = nil
 	w.mu.Unlock()
-	os.RemoveAll(filepath.Join(w.a.cfg.DataDir, "instances", w.id))
+	os.RemoveAll(w.a.instanceDir(w.id))
 	os.RemoveAll(w.a.secretDir(w.id))
 	if _, _, gone := w.state(); !gone {
 		// Nothing else deletes the object: keep asking until it is
