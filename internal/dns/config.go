@@ -95,9 +95,10 @@ type Config struct {
 	// the address the query arrived on (the bridge gateway for
 	// containers, where the ingress of the same node listens too) when
 	// that is known: always over TCP, over UDP when the listener is
-	// bound to one address. A datagram to a wildcard listener gets
-	// 127.0.0.1; set LoadBalancer when such a listener serves other
-	// machines.
+	// bound to one address. A datagram to a wildcard listener gets the
+	// address this host would answer the client from (its route back),
+	// which on a host with one address per network is the one the
+	// client queried.
 	LoadBalancer func() []net.IP `json:"-"`
 	// Listen are the addresses Run serves on, UDP and TCP each.
 	Listen []string `json:"listen,omitempty"`

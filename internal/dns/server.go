@@ -31,6 +31,9 @@ type Server struct {
 	log *slog.Logger
 	m   *metrics
 	fwd *forwarder
+	// sources finds the address to give for ourselves to a client
+	// whose query reached a wildcard socket.
+	sources *sourceCache
 
 	// idx is the index of the snapshot answered from; build serialises
 	// rebuilding it.
@@ -86,14 +89,15 @@ func New(cfg Config, src discovery.Source, log *slog.Logger) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		cfg:    cfg,
-		z:      newZones(&cfg),
-		src:    src,
-		log:    log,
-		m:      m,
-		fwd:    newForwarder(norm, cfg.ForwardTimeout, cfg.ForwardBudget, cfg.MaxConcurrentForwards),
-		ctx:    ctx,
-		cancel: cancel,
+		cfg:     cfg,
+		z:       newZones(&cfg),
+		src:     src,
+		log:     log,
+		m:       m,
+		fwd:     newForwarder(norm, cfg.ForwardTimeout, cfg.ForwardBudget, cfg.MaxConcurrentForwards),
+		sources: newSourceCache(),
+		ctx:     ctx,
+		cancel:  cancel,
 	}
 	s.current()
 	snaps := src.Subscribe(ctx)
@@ -423,7 +427,7 @@ func (s *Server) answerCluster(w miekg.ResponseWriter, m *miekg.Msg, idx *index,
 	}
 	if name == s.z.nameserver {
 		// Our own address is wherever the query reached us.
-		m.Answer = addrRecords(q, localAddrs(w), s.z.ttl)
+		m.Answer = addrRecords(q, s.localAddrs(w), s.z.ttl)
 	} else {
 		ans, extra := set.forType(q.Qtype)
 		m.Answer = withOwner(ans, q.Name, name)
@@ -465,7 +469,7 @@ func (s *Server) lbRecords(w miekg.ResponseWriter, q miekg.Question) []miekg.RR 
 		ips = s.cfg.LoadBalancer()
 	}
 	if len(ips) == 0 {
-		ips = localAddrs(w)
+		ips = s.localAddrs(w)
 	}
 	return addrRecords(q, ips, s.z.ttl)
 }
@@ -481,13 +485,21 @@ func addrIP(addr net.Addr) net.IP {
 	return nil
 }
 
-// localAddrs is the address a query arrived on when it is known: the
-// listener's for UDP bound to one address, the connection's for TCP.
-// A datagram on a wildcard socket does not say which address it was
-// sent to, and gets 127.0.0.1.
-func localAddrs(w miekg.ResponseWriter) []net.IP {
+// localAddrs is the address a query arrived on: the listener's for UDP
+// bound to one address, the connection's for TCP. A datagram on a
+// wildcard socket does not say which address it was sent to; it gets
+// the address the host would answer the client from (see sourceCache),
+// and 127.0.0.1 if there is no route back.
+func (s *Server) localAddrs(w miekg.ResponseWriter) []net.IP {
 	if ip := addrIP(w.LocalAddr()); ip != nil && !ip.IsUnspecified() {
 		return []net.IP{ip}
+	}
+	if client, ok := netip.AddrFromSlice(addrIP(w.RemoteAddr())); ok {
+		src, err := s.sources.lookup(client.Unmap(), time.Now())
+		if err == nil {
+			return []net.IP{net.IP(src.WithZone("").AsSlice())}
+		}
+		s.log.Debug("dns: no route back to the client; answering 127.0.0.1", "client", client, "err", err)
 	}
 	return []net.IP{net.IPv4(127, 0, 0, 1)}
 }
