@@ -390,13 +390,18 @@ type AppStatus struct {
 	// ready at once since its rollout began (at most the replicas asked
 	// for). Only going above it is progress, so an instance whose
 	// readiness flaps does not hold the progress deadline off.
-	PeakUpdatedReady int32  `json:"peakUpdatedReady,omitempty"`
-	Phase            string `json:"phase,omitempty"`
-	Message          string `json:"message,omitempty"`
+	PeakUpdatedReady int32 `json:"peakUpdatedReady,omitempty"`
+	// PeakUpdatedAvailable is the same for available instances (ready
+	// for spec.strategy.minReady): with minReady, an instance becoming
+	// available is progress too.
+	PeakUpdatedAvailable int32  `json:"peakUpdatedAvailable,omitempty"`
+	Phase                string `json:"phase,omitempty"`
+	Message              string `json:"message,omitempty"`
 	// RolloutStarted is when the current revision's rollout began.
 	RolloutStarted *time.Time `json:"rolloutStarted,omitempty"`
-	// Progressed is the last time more new instances were ready than
-	// ever before in this rollout (PeakUpdatedReady).
+	// Progressed is the last time more new instances were ready, or
+	// available, than ever before in this rollout (PeakUpdatedReady,
+	// PeakUpdatedAvailable).
 	Progressed *time.Time `json:"progressed,omitempty"`
 	// ObservedReplicas is the replica count the controller last worked
 	// toward: a status whose count differs from the App's is older than

@@ -184,7 +184,7 @@ func validateApp(errs *FieldErrors, a *App) {
 		errs.add("spec.strategy.drainDelay", "must be between 0 and 1h")
 	}
 	if deadline := cmp.Or(st.ProgressDeadline, DefaultProgressDeadline); st.MinReady < 0 || st.MinReady >= deadline {
-		errs.add("spec.strategy.minReady", "must be at least 0 and shorter than strategy.progressDeadline (%s): a rollout could never progress in time otherwise", deadline)
+		errs.add("spec.strategy.minReady", "must be at least 0 and shorter than strategy.progressDeadline (%s): every rollout would be rolled back before its first new instance counted as available", deadline)
 	}
 	httpPorts := map[string]bool{}
 	for _, p := range s.Ports {

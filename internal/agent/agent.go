@@ -321,12 +321,22 @@ func (a *Agent) collect(ctx context.Context, desired map[string]bool) {
 			a.log.Warn("remove orphan", "container", c.ID, "err", err)
 		}
 		a.net.Teardown(ctx, c.ID)
-		os.RemoveAll(filepath.Join(a.cfg.DataDir, "instances", c.ID))
+		os.RemoveAll(a.instanceDir(c.ID))
 		os.RemoveAll(a.secretDir(c.ID))
 	}
 	keep := map[string]bool{}
 	for key := range desired {
 		keep[containerID(key)] = true
+	}
+	// Files of instances that are gone, whose containers were gone
+	// first (an agent stopped between removing a container and
+	// deleting the object, say).
+	if dirs, err := os.ReadDir(filepath.Join(a.cfg.DataDir, "instances")); err == nil {
+		for _, d := range dirs {
+			if id := d.Name(); !keep[id] && !a.hasWorker(id) {
+				os.RemoveAll(a.instanceDir(id))
+			}
+		}
 	}
 	if err := a.net.GC(ctx, func(id string) bool { return keep[id] || a.hasWorker(id) }); err != nil {
 		a.log.Warn("network cleanup", "err", err)

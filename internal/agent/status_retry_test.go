@@ -292,15 +292,17 @@ func TestARestartedAgentFinishesTheDrainItBegan(t *testing.T) {
 		t.Fatal(err)
 	}
 	began := time.Now().Add(-delay + 500*time.Millisecond)
-	if err := os.WriteFile(filepath.Join(a.instanceDir(w.id), drainFile), []byte(began.Format(time.RFC3339Nano)), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(a.instanceDir(w.id), drainFile), []byte(w.uid+" "+began.Format(time.RFC3339Nano)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if got := w.drainDeadline(delay); !got.Equal(began.Add(delay)) {
 		t.Fatalf("drain ends at %s, want %s (%s after it began)", got.Format(time.StampMilli), began.Add(delay).Format(time.StampMilli), delay)
 	}
-	// A fresh drain, or one whose recorded start is in the future (the
-	// clock was set back), gets the whole delay, and is recorded.
-	for _, recorded := range []string{"", time.Now().Add(time.Hour).Format(time.RFC3339Nano), "garbage"} {
+	// A fresh drain, one whose recorded start is in the future (the
+	// clock was set back), or the record of an earlier instance of the
+	// same name gets the whole delay, and is recorded.
+	for _, recorded := range []string{"", w.uid + " " + time.Now().Add(time.Hour).Format(time.RFC3339Nano), "garbage",
+		"an-older-uid " + began.Format(time.RFC3339Nano)} {
 		path := filepath.Join(a.instanceDir(w.id), drainFile)
 		os.Remove(path)
 		if recorded != "" {
@@ -316,7 +318,7 @@ func TestARestartedAgentFinishesTheDrainItBegan(t *testing.T) {
 	}
 	// And terminate waits for what is left, not the whole delay.
 	w.desired.Spec.DrainDelay = v1.Duration(delay)
-	os.WriteFile(filepath.Join(a.instanceDir(w.id), drainFile), []byte(time.Now().Add(-delay+time.Second).Format(time.RFC3339Nano)), 0o600)
+	os.WriteFile(filepath.Join(a.instanceDir(w.id), drainFile), []byte(w.uid+" "+time.Now().Add(-delay+time.Second).Format(time.RFC3339Nano)), 0o600)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	w.terminate(ctx)
@@ -325,5 +327,26 @@ func TestARestartedAgentFinishesTheDrainItBegan(t *testing.T) {
 	}
 	if _, err := os.Stat(a.instanceDir(w.id)); !os.IsNotExist(err) {
 		t.Errorf("the instance's directory (with the drain's start) outlived it: %v", err)
+	}
+}
+
+// Until the instance object is deleted, its drain record stays: an agent
+// restarted between stopping the container and deleting the object
+// must not drain the instance all over again.
+func TestTheDrainRecordOutlivesTheContainerUntilTheObjectIsGone(t *testing.T) {
+	api := &flakyAPI{fail: func(r *http.Request, _ *v1.InstanceStatus) bool { return r.Method == http.MethodDelete }}
+	a := agentWithAPI(t, &scriptedRuntime{}, api)
+	w := deletingWorker(a)
+	os.MkdirAll(a.instanceDir(w.id), 0o700)
+	os.WriteFile(filepath.Join(a.instanceDir(w.id), "hosts"), []byte("10.0.0.9 web-1\n"), 0o644)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	w.terminate(ctx) // the DELETE keeps failing until ctx ends
+	left, _ := os.ReadDir(a.instanceDir(w.id))
+	if len(left) != 1 || left[0].Name() != drainFile {
+		t.Fatalf("files left while the object exists: %v, want only %s", left, drainFile)
+	}
+	if _, ok := w.drainStart(filepath.Join(a.instanceDir(w.id), drainFile)); !ok {
+		t.Fatal("the drain record is not this instance's")
 	}
 }

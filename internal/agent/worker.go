@@ -191,6 +191,9 @@ func (w *worker) run(ctx context.Context) {
 	if stale {
 		w.a.rt.Stop(ctx, w.id, 0)
 		w.a.rt.Remove(ctx, w.id)
+		// Its files too (a drain record among them): this instance
+		// starts with none.
+		os.RemoveAll(w.a.instanceDir(w.id))
 	}
 	if !w.prepare(ctx, adopted) {
 		w.terminate(ctx)
@@ -738,31 +741,71 @@ func digestOf(ref string) string {
 	return ""
 }
 
-// drainFile, in the instance's directory, holds when its drain began.
+// drainFile, in the instance's directory, holds when its drain began,
+// after the UID of the instance that began it.
 const drainFile = "drain-started"
 
 // drainDeadline is when the instance's drain ends: delay after it began.
 // The start is kept on disk, so that an agent restarted in the middle of
 // a drain finishes that drain rather than starting another from zero
 // (which would hold a retired instance, and its node's capacity, for the
-// whole delay again after every restart). A start in the future (the
-// clock was set back) does not count.
+// whole delay again after every restart). A record of another instance
+// of the same name, or a start in the future (the clock was set back),
+// does not count.
 func (w *worker) drainDeadline(delay time.Duration) time.Time {
 	now := time.Now()
 	path := filepath.Join(w.a.instanceDir(w.id), drainFile)
-	if b, err := os.ReadFile(path); err == nil {
-		if began, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b))); err == nil && !began.After(now) {
-			return began.Add(delay)
-		}
+	if began, ok := w.drainStart(path); ok && !began.After(now) {
+		return began.Add(delay)
 	}
 	err := os.MkdirAll(filepath.Dir(path), 0o700)
 	if err == nil {
-		err = os.WriteFile(path, []byte(now.UTC().Format(time.RFC3339Nano)+"\n"), 0o600)
+		err = os.WriteFile(path, []byte(w.uid+" "+now.UTC().Format(time.RFC3339Nano)+"\n"), 0o600)
 	}
 	if err != nil {
 		w.a.log.Warn("record the start of a drain; a restarted agent would drain again from zero", "instance", w.key, "err", err)
 	}
 	return now.Add(delay)
+}
+
+// drainStart reads the drain record at path, if it is this instance's.
+func (w *worker) drainStart(path string) (time.Time, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return time.Time{}, false
+	}
+	uid, at, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
+	if uid != w.uid {
+		return time.Time{}, false
+	}
+	began, err := time.Parse(time.RFC3339Nano, at)
+	return began, err == nil
+}
+
+// removeFiles removes what the agent kept for the instance on disk, but
+// for its drain record while the instance object exists: an agent
+// restarted before the object is gone must not drain again.
+func (w *worker) removeFiles() {
+	dir := w.a.instanceDir(w.id)
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.Name() != drainFile {
+			os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
+	os.RemoveAll(w.a.secretDir(w.id))
+}
+
+// removeDrainRecord removes the instance's drain record and its
+// directory, once the object is gone. The directory stays if it has
+// anything else: a new instance of the same name may already use it.
+func (w *worker) removeDrainRecord() {
+	dir := w.a.instanceDir(w.id)
+	path := filepath.Join(dir, drainFile)
+	if _, ours := w.drainStart(path); ours {
+		os.Remove(path)
+	}
+	os.Remove(dir)
 }
 
 // terminate drains and stops the instance and removes everything it had:
@@ -813,8 +856,7 @@ func (w *worker) terminate(ctx context.Context) {
 	w.mu.Lock()
 	w.ip = nil
 	w.mu.Unlock()
-	os.RemoveAll(w.a.instanceDir(w.id))
-	os.RemoveAll(w.a.secretDir(w.id))
+	w.removeFiles()
 	if _, _, gone := w.state(); !gone {
 		// Nothing else deletes the object: keep asking until it is
 		// gone or the agent stops (the next one finishes the job).
@@ -825,8 +867,10 @@ func (w *worker) terminate(ctx context.Context) {
 		notGone := func(err error) bool { return !errors.Is(err, v1.ErrNotFound) }
 		if err := retry(ctx, w.a.log, "remove instance object", del, notGone, "instance", w.key); err != nil && !errors.Is(err, v1.ErrNotFound) {
 			w.a.log.Warn("remove instance object", "instance", w.key, "err", err)
+			return
 		}
 	}
+	w.removeDrainRecord()
 }
 
 func isUnavailable(err error) bool { return errors.Is(err, v1.ErrUnavailable) }

@@ -119,7 +119,7 @@ func Save(ctx context.Context, s *store.Store, c Change) (Result, error) {
 		a.Status.Message = ""
 		a.Status.RolloutStarted = &now
 		a.Status.Progressed = nil
-		a.Status.PeakUpdatedReady = 0
+		a.Status.PeakUpdatedReady, a.Status.PeakUpdatedAvailable = 0, 0
 		a.Status.Stalled = false
 		if rb := c.RolledBack; rb != nil {
 			rec := *rb

@@ -51,6 +51,12 @@ type Rollout struct {
 	Admit func(ctx context.Context, a, prev *v1.App) error
 	queue *Queue
 
+	// spells remembers, by instance UID, when this controller saw the
+	// current spell of an instance's readiness begin, on its own clock:
+	// minReady is then measured on one clock, whatever the node's says.
+	spellMu sync.Mutex
+	spells  map[string]spell
+
 	revMu sync.Mutex
 	// revs caches revisions, which never change, by App UID and number:
 	// an App deleted and created again under its name starts afresh even
@@ -70,7 +76,7 @@ func NewRollout(s *store.Store, rec Recorder, log *slog.Logger, instances *infor
 	r := &Rollout{
 		store: s, rec: rec, log: log.With("controller", "rollout"), now: time.Now,
 		Apps: apps, Instances: instances,
-		queue: NewQueue(), revs: map[string]*v1.Revision{},
+		queue: NewQueue(), revs: map[string]*v1.Revision{}, spells: map[string]spell{},
 	}
 	r.Apps.OnChange(func(old, a *v1.App, deleted bool) {
 		if deleted {
@@ -86,6 +92,7 @@ func NewRollout(s *store.Store, rec Recorder, log *slog.Logger, instances *infor
 		r.queue.Add(a.Metadata.Key())
 	})
 	r.Instances.OnChange(func(old, i *v1.Instance, deleted bool) {
+		r.noteSpell(old, i, deleted)
 		r.queue.Add(i.Metadata.Namespace + "/" + i.Spec.App)
 	})
 	return r
@@ -213,7 +220,7 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 		unavail = 1
 	}
 	drain := st.Drain()
-	av := newAvailability(st.MinReady.D(), r.now())
+	av := r.newAvailability(st.MinReady.D())
 	newReady, oldReady := countReady(cur), countReady(old)
 
 	// 0. Network policy and the drain delay are not part of the
@@ -320,19 +327,61 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 	return requeue, err
 }
 
+// spell is a spell of readiness: since is its start as the node's agent
+// reported it, seen when this controller heard of it.
+type spell struct {
+	since, seen time.Time
+}
+
+// noteSpell records when a spell of readiness was first heard of. Only
+// a change seen as it happens counts: an instance already ready when the
+// controller started (old is nil) goes by its agent's clock.
+func (r *Rollout) noteSpell(old, i *v1.Instance, deleted bool) {
+	r.spellMu.Lock()
+	defer r.spellMu.Unlock()
+	switch since := i.Status.ReadySince; {
+	case deleted:
+		delete(r.spells, i.Metadata.UID)
+	case !i.Status.Ready || since == nil:
+	case old == nil || old.Status.ReadySince == nil || !old.Status.ReadySince.Equal(*since):
+		if old != nil {
+			r.spells[i.Metadata.UID] = spell{since: *since, seen: r.now()}
+		}
+	}
+}
+
+// readySince is when i's current spell of readiness began, on this
+// controller's clock where it saw it begin, else on the node's (but not
+// in the future).
+func (r *Rollout) readySince(i *v1.Instance, now time.Time) time.Time {
+	since := *i.Status.ReadySince
+	r.spellMu.Lock()
+	sp, ok := r.spells[i.Metadata.UID]
+	r.spellMu.Unlock()
+	if ok && sp.since.Equal(since) {
+		return sp.seen
+	}
+	if since.After(now) {
+		return now
+	}
+	return since
+}
+
 // availability tells available instances, those ready for the
 // strategy's minReady, from those merely ready, and notes when the
 // first of the latter becomes available.
 type availability struct {
 	minReady time.Duration
 	now      time.Time
+	// since is when an instance's spell of readiness began.
+	since func(i *v1.Instance, now time.Time) time.Time
 	// next is how long until the soonest ready instance asked about
 	// becomes available; 0 if none is waiting.
 	next time.Duration
 }
 
-func newAvailability(minReady time.Duration, now time.Time) *availability {
-	return &availability{minReady: minReady, now: now}
+func (r *Rollout) newAvailability(minReady time.Duration) *availability {
+	return &availability{minReady: minReady, now: r.now(), since: r.readySince}
 }
 
 // available reports whether i has been ready, without a break, for
@@ -348,7 +397,7 @@ func (av *availability) available(i *v1.Instance) bool {
 	if i.Status.ReadySince == nil {
 		return false
 	}
-	left := av.minReady - av.now.Sub(*i.Status.ReadySince)
+	left := av.minReady - av.now.Sub(av.since(i, av.now))
 	if left <= 0 {
 		return true
 	}
@@ -612,14 +661,17 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 	st.AvailableReplicas = int32(newAvailable + av.count(old))
 	st.UpdatedAvailable = int32(newAvailable)
 	st.UpdatedReplicas = int32(len(cur))
-	// Progress is more new instances ready than ever in this rollout,
-	// not merely more than on the last pass: readiness that comes and
-	// goes would otherwise reset the deadline forever. The peak follows
-	// the replicas down, so that a scale-down and up again can progress.
+	// Progress is more new instances ready (or available: ready for
+	// minReady) than ever in this rollout, not merely more than on the
+	// last pass: readiness that comes and goes would otherwise reset the
+	// deadline forever. The peaks follow the replicas down, so that a
+	// scale-down and up again can progress.
 	st.PeakUpdatedReady = min(st.PeakUpdatedReady, int32(desired))
-	if int32(newReady) > st.PeakUpdatedReady {
+	st.PeakUpdatedAvailable = min(st.PeakUpdatedAvailable, int32(desired))
+	if int32(newReady) > st.PeakUpdatedReady || int32(newAvailable) > st.PeakUpdatedAvailable {
 		st.Progressed = &now
-		st.PeakUpdatedReady = int32(newReady)
+		st.PeakUpdatedReady = max(st.PeakUpdatedReady, int32(newReady))
+		st.PeakUpdatedAvailable = max(st.PeakUpdatedAvailable, int32(newAvailable))
 		st.Stalled = false
 	}
 	rolling := st.StableRevision != st.Revision
@@ -674,7 +726,7 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 			// the deadline's clock starts, and every instance that
 			// gets ready from here on is progress.
 			st.Progressed = &now
-			st.PeakUpdatedReady = int32(newReady)
+			st.PeakUpdatedReady, st.PeakUpdatedAvailable = int32(newReady), int32(newAvailable)
 		}
 		if why := blame(cur); why != "" {
 			st.Phase = v1.AppDegraded

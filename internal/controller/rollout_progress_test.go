@@ -247,11 +247,22 @@ func TestAdmissionFailureIsRetriedNotARefusal(t *testing.T) {
 // would report it, and puts it in r's cache.
 func readyFrom(t *testing.T, r *Rollout, i *v1.Instance, ready bool) *v1.Instance {
 	t.Helper()
+	if !ready {
+		return readyAgo(t, r, i, -1)
+	}
+	return readyAgo(t, r, i, 0)
+}
+
+// readyAgo makes i ready since this long before r's now (not ready if
+// negative), as its agent reported it and the controller saw it then,
+// and puts it in r's cache.
+func readyAgo(t *testing.T, r *Rollout, i *v1.Instance, ago time.Duration) *v1.Instance {
+	t.Helper()
 	out, err := store.Mutate(context.Background(), r.store, i.Metadata.Namespace, i.Metadata.Name, func(x *v1.Instance) error {
-		x.Status.Ready, x.Status.ReadySince = ready, nil
-		if ready {
-			now := r.now().UTC()
-			x.Status.ReadySince = &now
+		x.Status.Ready, x.Status.ReadySince = ago >= 0, nil
+		if ago >= 0 {
+			since := r.now().Add(-ago).UTC()
+			x.Status.ReadySince = &since
 		}
 		return nil
 	})
@@ -259,6 +270,11 @@ func readyFrom(t *testing.T, r *Rollout, i *v1.Instance, ready bool) *v1.Instanc
 		t.Fatal(err)
 	}
 	r.Instances.Observe(out)
+	if since := out.Status.ReadySince; since != nil {
+		r.spellMu.Lock()
+		r.spells[out.Metadata.UID] = spell{since: *since, seen: *since}
+		r.spellMu.Unlock()
+	}
 	return out
 }
 
@@ -272,8 +288,8 @@ func TestMinReadyHoldsTheOldInstanceUntilTheNewOneHasProvedItself(t *testing.T) 
 	const spec = "kind: App\nname: web\nimage: web:%s\nreplicas: 1\nstrategy: {minReady: 10s, progressDeadline: 60s}"
 	saveApp(t, s, decodeApp(t, fmt.Sprintf(spec, "v1")))
 	markStable(t, s, "web")
-	readyFrom(t, r, placeInstance(t, r, storedApp(t, r, "web"), 1, false), true)
-	pass(time.Minute)
+	readyAgo(t, r, placeInstance(t, r, storedApp(t, r, "web"), 1, false), time.Minute)
+	pass(0)
 	saveApp(t, s, decodeApp(t, fmt.Sprintf(spec, "v2")))
 	storedApp(t, r, "web")
 	pass(0) // the surge instance
@@ -317,5 +333,98 @@ func TestMinReadyHoldsTheOldInstanceUntilTheNewOneHasProvedItself(t *testing.T) 
 	check(a, "10s into its second spell", 0, v1.AppRunning)
 	if a.Status.StableRevision != 2 || a.Status.AvailableReplicas != 1 || a.Status.UpdatedAvailable != 1 {
 		t.Fatalf("complete: status %+v", a.Status)
+	}
+}
+
+// An instance becoming available is progress: with a minReady close to
+// the progress deadline, each step of a rollout takes minReady plus the
+// next instance's start, and a healthy rollout must not be rolled back
+// for it.
+func TestBecomingAvailableIsProgress(t *testing.T) {
+	s := storetest.New(t)
+	rec := &eventLog{}
+	r := newDetachedRollout(s, rec)
+	pass := stepper(t, r)
+	const spec = "kind: App\nname: web\nimage: web:%s\nreplicas: 2\nstrategy: {maxSurge: 1, maxUnavailable: 0, minReady: 50s, progressDeadline: 60s}"
+	saveApp(t, s, decodeApp(t, fmt.Sprintf(spec, "v1")))
+	markStable(t, s, "web")
+	a := storedApp(t, r, "web")
+	readyAgo(t, r, placeInstance(t, r, a, 1, false), time.Hour)
+	readyAgo(t, r, placeInstance(t, r, a, 1, false), time.Hour)
+	pass(0)
+	saveApp(t, s, decodeApp(t, fmt.Sprintf(spec, "v2")))
+	storedApp(t, r, "web")
+	// next binds the newest instance of revision 2 not yet placed.
+	next := func() *v1.Instance {
+		t.Helper()
+		for _, i := range mustInstances(t, s, "web") {
+			if i.Spec.Revision == 2 && i.Spec.Node == "" {
+				return bindInstance(t, r, i, false)
+			}
+		}
+		t.Fatal("no unplaced instance of revision 2")
+		return nil
+	}
+	pass(0)
+	readyFrom(t, r, next(), true)
+	pass(time.Second)      // t=1s: ready, progress
+	pass(50 * time.Second) // t=51s: available, progress; an old one goes
+	pass(0)                // and the second new one is made
+	if n := live(t, s, "web"); n["web:v1"] != 1 || n["web:v2"] != 2 {
+		t.Fatalf("after the first new instance was available: instances by image %v", n)
+	}
+	second := next()
+	a = pass(11 * time.Second) // t=62s: 11s since it became available, 61s since it was ready
+	if a.Status.RolledBack != nil || a.Status.Phase != v1.AppProgressing {
+		t.Fatalf("phase %s (%s), rolledBack %+v: a rollout that progresses every minReady was rolled back", a.Status.Phase, a.Status.Message, a.Status.RolledBack)
+	}
+	readyFrom(t, r, second, true)
+	pass(time.Second)
+	if a = pass(50 * time.Second); a.Status.Phase != v1.AppRunning || a.Status.StableRevision != 2 {
+		t.Fatalf("phase %s (%s), stable revision %d: want the rollout complete", a.Status.Phase, a.Status.Message, a.Status.StableRevision)
+	}
+}
+
+// minReady is measured on the controller's clock when it saw the spell
+// of readiness begin, whatever the node's clock said: a node whose clock
+// is an hour behind makes no instance available at once, and one an hour
+// ahead does not hold it off for an hour.
+func TestMinReadyIsMeasuredOnTheControllersClock(t *testing.T) {
+	for _, skew := range []time.Duration{-time.Hour, time.Hour} {
+		t.Run(fmt.Sprintf("node clock %s", skew), func(t *testing.T) {
+			_, r, a := runningV1(t, 1, &eventLog{})
+			s := r.store
+			pass := stepper(t, r)
+			readyAgo(t, r, placeInstance(t, r, a, 1, false), time.Hour)
+			pass(0)
+			saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:v2\nreplicas: 1\nstrategy: {minReady: 10s}"))
+			storedApp(t, r, "web")
+			pass(0)
+			var v2 *v1.Instance
+			for _, i := range mustInstances(t, s, "web") {
+				if i.Spec.Revision == 2 {
+					v2 = bindInstance(t, r, i, false)
+				}
+			}
+			// The agent reports it ready, stamped by its own clock; the
+			// watch delivers the change.
+			ready := readyFrom(t, r, v2, true)
+			node := r.now().Add(skew).UTC()
+			ready.Status.ReadySince = &node
+			r.Instances.Observe(ready)
+			r.noteSpell(v2, ready, false)
+			if n := live(t, s, "web"); n["web:v1"] != 1 {
+				t.Fatalf("instances by image %v before any pass", n)
+			}
+			// The cache holds the skewed status; the store is only read
+			// through it.
+			a = pass(5 * time.Second)
+			if n := live(t, s, "web"); n["web:v1"] != 1 {
+				t.Fatalf("5s after it was seen ready: instances by image %v (phase %s, %s): the old one went before minReady", n, a.Status.Phase, a.Status.Message)
+			}
+			if a = pass(5 * time.Second); a.Status.Phase != v1.AppRunning {
+				t.Fatalf("10s after it was seen ready: phase %s (%s), want the rollout complete", a.Status.Phase, a.Status.Message)
+			}
+		})
 	}
 }
