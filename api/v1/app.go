@@ -345,8 +345,13 @@ type Route struct {
 	// Port names the App port to send to; the first http port by default.
 	Port string `json:"port,omitempty"`
 	// TLS names a Secret holding tls.crt and tls.key for Host, or "auto"
-	// for a certificate from the cluster CA.
+	// for a certificate from the cluster CA. Plain HTTP requests for a
+	// route with TLS are then redirected to HTTPS (308) when the load
+	// balancer serves HTTPS, unless AllowHTTP.
 	TLS string `json:"tls,omitempty"`
+	// AllowHTTP serves a TLS route over plain HTTP too, instead of
+	// redirecting to HTTPS.
+	AllowHTTP bool `json:"allowHTTP,omitempty"`
 }
 
 // Autoscale lets a controller set the replica count from load.

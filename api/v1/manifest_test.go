@@ -70,6 +70,7 @@ restartPolicy: sometimes
 		{"minReady past the default deadline", "kind: App\nname: x\nimage: a\nstrategy: {minReady: 5m}", []string{"spec.strategy.minReady: must be at least 0 and shorter than strategy.progressDeadline (2m0s)"}},
 		{"minReady past the deadline given", "kind: App\nname: x\nimage: a\nstrategy: {minReady: 30s, progressDeadline: 30s}", []string{"spec.strategy.minReady", "(30s)"}},
 		{"negative minReady", "kind: App\nname: x\nimage: a\nstrategy: {minReady: -1s}", []string{"spec.strategy.minReady: must be at least 0"}},
+		{"allowHTTP without tls", "kind: App\nname: x\nimage: a\nports: [{name: http, port: 80}]\nroutes: [{host: a.example.com, allowHTTP: true}]", []string{"spec.routes[0].allowHTTP: applies to routes with tls only"}},
 		{"route needs http port", "kind: App\nname: x\nimage: a\nroutes: [{host: a.example.com}]", []string{"spec.routes[0]: a route needs an http port"}},
 		{"root route twice", "kind: App\nname: x\nimage: a\nports: [{name: http, port: 80}]\nroutes: [{host: a.example.com, path: /}, {host: a.example.com, path: //}]", []string{"spec.routes[1]: duplicates spec.routes[0] (a.example.com/)"}},
 		{"one route twice", "kind: App\nname: x\nimage: a\nports: [{name: http, port: 80}]\nroutes: [{host: a.example.com, path: /api}, {host: A.example.com, path: /api/}]", []string{"spec.routes[1]: duplicates spec.routes[0] (a.example.com/api)"}},

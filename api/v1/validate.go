@@ -207,6 +207,9 @@ func validateApp(errs *FieldErrors, a *App) {
 		if r.Port == "" && len(httpPorts) == 0 {
 			errs.add(f, "a route needs an http port in spec.ports")
 		}
+		if r.AllowHTTP && r.TLS == "" {
+			errs.add(f+".allowHTTP", "applies to routes with tls only: a route without tls is served over plain HTTP anyway")
+		}
 		key := strings.ToLower(r.Host) + RoutePath(r.Path)
 		if j, dup := seenRoute[key]; dup {
 			errs.add(f, "duplicates spec.routes[%d] (%s)", j, key)

@@ -43,6 +43,9 @@ type Proxy struct {
 	tcp           *tcpBalancer         // nil unless Run is running
 	running       atomic.Bool
 	tunnels       atomic.Int64 // requests asking for an upgrade, in flight
+	// httpsPort is the port HTTPS is served on while Serve serves it:
+	// where plain HTTP requests for TLS routes are redirected.
+	httpsPort atomic.Pointer[string]
 
 	dialer *net.Dialer
 }
@@ -148,6 +151,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			map[string]string{"host": host, "path": r.URL.Path})
 		return
 	}
+	if rt.toHTTPS && r.TLS == nil {
+		if port := p.httpsPort.Load(); port != nil {
+			toHTTPS(&st.rec, r, host, *port)
+			return
+		}
+	}
 	st.be = rt.backend
 	st.ep = p.acquire(rt.backend, nil)
 	if st.ep == nil {
@@ -168,6 +177,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer p.tunnels.Add(-1)
 	}
 	p.rp.ServeHTTP(&st.rec, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+}
+
+// toHTTPS redirects a plain HTTP request to the same URL over HTTPS, with
+// 308 so that the method and body are sent again unchanged (as
+// ingress-nginx does for hosts with TLS).
+func toHTTPS(w http.ResponseWriter, r *http.Request, host, port string) {
+	if port != "443" {
+		host = net.JoinHostPort(host, port)
+	}
+	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
 }
 
 // checkH2Request returns what is wrong with an HTTP/2 request that could

@@ -319,7 +319,8 @@ func (c *testCerts) GetCertificate(host string) (*tls.Certificate, error) {
 func TestTLSWithSNI(t *testing.T) {
 	port, ins := startInstances(t, "tls", 1, nil)
 	svc := httpService("default", "shop", port, ins...)
-	svc.Routes = []v1.Route{{Host: "shop.example.com", Path: "/", TLS: "shop-cert"}, {Host: "api.example.com", Path: "/", TLS: "auto"}}
+	svc.Routes = []v1.Route{{Host: "shop.example.com", Path: "/", TLS: "shop-cert"}, {Host: "api.example.com", Path: "/", TLS: "auto"},
+		{Host: "legacy.example.com", TLS: "auto", AllowHTTP: true}}
 	certs := newTestCerts(t)
 	tln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -356,6 +357,32 @@ func TestTLSWithSNI(t *testing.T) {
 			}
 		})
 	}
+	t.Run("plain HTTP to a TLS route is redirected to HTTPS unless it allows HTTP", func(t *testing.T) {
+		_, httpsPort, _ := net.SplitHostPort(tln.Addr().String())
+		noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		for _, tc := range []struct {
+			host, method, target string
+			status               int
+			location             string
+		}{
+			{"shop.example.com", http.MethodGet, "/cart?id=7", http.StatusPermanentRedirect, "https://shop.example.com:" + httpsPort + "/cart?id=7"},
+			{"API.example.com:80", http.MethodPost, "/v1/orders", http.StatusPermanentRedirect, "https://api.example.com:" + httpsPort + "/v1/orders"},
+			{"legacy.example.com", http.MethodGet, "/plain", http.StatusOK, ""},
+			{"shop.default.localhost", http.MethodGet, "/", http.StatusOK, ""}, // the default host has no TLS
+		} {
+			req, _ := http.NewRequest(tc.method, h.url+tc.target, strings.NewReader("body"))
+			req.Host = tc.host
+			resp, err := noFollow.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || resp.Header.Get("Location") != tc.location {
+				t.Errorf("%s http://%s%s: %d, Location %q; want %d, %q", tc.method, tc.host, tc.target, resp.StatusCode, resp.Header.Get("Location"), tc.status, tc.location)
+			}
+		}
+	})
 	t.Run("an unrouted host gets no certificate", func(t *testing.T) {
 		c, err := tls.Dial("tcp", tln.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "evil.example.com"})
 		if err == nil {
@@ -467,4 +494,16 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// Without an HTTPS listener there is nowhere to redirect to: a TLS route
+// is served over plain HTTP.
+func TestTLSRouteWithoutHTTPSIsServedOverHTTP(t *testing.T) {
+	port, ins := startInstances(t, "plain", 1, nil)
+	svc := httpService("default", "shop", port, ins...)
+	svc.Routes = []v1.Route{{Host: "shop.example.com", TLS: "auto"}}
+	h := startProxy(t, Config{}, svc)
+	if resp, _ := h.get(t, http.DefaultClient, "shop.example.com", "/"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, want 200 from the instance", resp.StatusCode)
+	}
 }

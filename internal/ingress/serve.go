@@ -221,6 +221,10 @@ func (p *Proxy) Serve(ctx context.Context, ln, tlsLn net.Listener) error {
 	go func() { errc <- serveResult("http", plain.Serve(fr.handoff)) }()
 	go func() { errc <- serveResult("http", fr.serve()) }()
 	if tlsLn != nil {
+		if _, port, err := net.SplitHostPort(tlsLn.Addr().String()); err == nil {
+			p.httpsPort.Store(&port)
+			defer p.httpsPort.Store(nil)
+		}
 		secure := p.newServer()
 		secure.BaseContext = base
 		secure.TLSConfig = p.tlsConfig()

@@ -31,6 +31,9 @@ type route struct {
 	path     string // "/" or a clean prefix without a trailing slash
 	backend  *backend
 	explicit bool // from spec.routes, not the default host
+	// toHTTPS sends plain HTTP requests to HTTPS: the route has TLS
+	// and does not allow HTTP.
+	toHTTPS bool
 }
 
 // pathMatches reports whether prefix covers p on a segment boundary:
@@ -189,7 +192,8 @@ func (b *tableBuilder) build(s *discovery.Snapshot) *table {
 				b.skipped = append(b.skipped, svc.Key()+" "+rt.Host+cleanPath(rt.Path))
 				continue
 			}
-			add(&route{host: strings.ToLower(strings.TrimSuffix(rt.Host, ".")), path: cleanPath(rt.Path), backend: backendFor("", p), explicit: true})
+			add(&route{host: strings.ToLower(strings.TrimSuffix(rt.Host, ".")), path: cleanPath(rt.Path), backend: backendFor("", p), explicit: true,
+				toHTTPS: rt.TLS != "" && !rt.AllowHTTP})
 		}
 		for _, p := range svc.Ports {
 			if p.Expose == exposeTCP {
