@@ -125,6 +125,7 @@ type options struct {
 	rates       string
 	backend     string
 	pin         bool
+	proxyNice   int
 }
 
 type target struct {
@@ -147,6 +148,7 @@ func drive() error {
 	flag.Float64Var(&o.lightRate, "light-rate", 1000, "a second latency run at this fixed rate (0: skip)")
 	flag.StringVar(&o.rates, "rates", "", "comma-separated extra open-loop rates in req/s, a load sweep (with -rounds 0, only these are measured)")
 	flag.StringVar(&o.backend, "backend", "go", "the app behind both proxies: go (a net/http server) or nginx (nginx answering a fixed body, cheaper per request)")
+	flag.IntVar(&o.proxyNice, "proxy-nice", 0, "start both proxies at this nice value (-10: the kernel runs them before the backend and the load generator, as a node may favour its load balancer over its apps; needs root)")
 	flag.BoolVar(&o.pin, "pin", false, "run the proxies on one CPU and everything else (wrk, load generator, backend) on another, as if on machines of their own")
 	flag.Parse()
 	var sweep []float64
@@ -242,11 +244,17 @@ func drive() error {
 	// proxyCmd places a proxy: on its own CPU when pinned (Go then runs
 	// it with GOMAXPROCS 1 unless the environment sets it, and nginx gets
 	// one worker), where it likes otherwise.
+	// With -proxy-nice, both start at that nice value (nginx's workers
+	// and every gantry thread inherit it).
 	proxyCmd := func(name string, args ...string) *exec.Cmd {
+		argv := append([]string{name}, args...)
 		if o.pin {
-			return exec.Command("taskset", append([]string{"-c", strconv.Itoa(proxyCPU), name}, args...)...)
+			argv = append([]string{"taskset", "-c", strconv.Itoa(proxyCPU)}, argv...)
 		}
-		return exec.Command(name, args...)
+		if o.proxyNice != 0 {
+			argv = append([]string{"nice", "-n", strconv.Itoa(o.proxyNice)}, argv...)
+		}
+		return exec.Command(argv[0], argv[1:]...)
 	}
 	gantryPid, stopGantry, err := start(proxyCmd(self, "gantry", gantry, backend))
 	if err != nil {
@@ -274,6 +282,9 @@ func drive() error {
 	placement := "backend, nginx, gantry, wrk and the load generator share the machine"
 	if o.pin {
 		placement = fmt.Sprintf("pinned: nginx and gantry on CPU %d; backend, wrk and the load generator on CPU %d", proxyCPU, genCPU)
+	}
+	if o.proxyNice != 0 {
+		placement += fmt.Sprintf("; both proxies at nice %d", o.proxyNice)
 	}
 	fmt.Printf("# wrk -t%d -c%d -d%s -H 'Host: %s', %d round(s), median counts; nginx worker_processes %s, upstream keepalive; %s backend; %s\n",
 		o.threads, o.connections, o.duration, benchHost, o.rounds, workers, o.backend, placement)

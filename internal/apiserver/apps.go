@@ -33,6 +33,21 @@ func (s *Server) saveApp(ctx context.Context, a *v1.App, prev *v1.App) (apps.Res
 	return res, nil
 }
 
+// keepLiveFields carries over what commands change on a running App and
+// a manifest need not say, as `kubectl apply` keeps fields its manifest
+// never set: the replica count `gantry scale` set, when the manifest
+// gives none, and a pause, which only `gantry rollout resume` (or
+// `paused: true` in the manifest, the other way) changes. Otherwise
+// applying an edited manifest would scale a scaled App back and roll out
+// a paused one at once.
+func keepLiveFields(a, prev *v1.App) {
+	if a.Spec.Replicas == nil && prev.Spec.Replicas != nil {
+		n := *prev.Spec.Replicas
+		a.Spec.Replicas = &n
+	}
+	a.Spec.Paused = a.Spec.Paused || prev.Spec.Paused
+}
+
 // admitApp runs the admission checks on an App and returns the qualified
 // image, its digest when the reference names one, and how to look the
 // digest up in the registry otherwise (done only when a revision is made).

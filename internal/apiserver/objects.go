@@ -414,6 +414,9 @@ func (s *Server) updateOnce(ctx context.Context, ri *requestInfo, o v1.Object, a
 			strings.ToLower(ri.Kind.Kind), m.Key(), prev.GetMeta().Revision, m.Revision, v1.ErrConflict)
 	}
 	if a, ok := o.(*v1.App); ok {
+		if apply {
+			keepLiveFields(a, prev.(*v1.App))
+		}
 		res, err := s.saveApp(ctx, a, prev.(*v1.App))
 		return string(res), err
 	}

@@ -128,3 +128,55 @@ func TestReapplyAfterARestartDoesNotRollAgain(t *testing.T) {
 		t.Fatalf("re-applying the same manifest after a restart made revision %d (another rolling restart)", a.Status.Revision)
 	}
 }
+
+// Applying an edited manifest keeps what commands changed and the
+// manifest does not say, as `kubectl apply` does: the replica count set
+// by `gantry scale` and a pause set by `gantry rollout pause`.
+func TestApplyKeepsAScaleAndAPause(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	c := ts.client(t, ts.Token)
+	ctx := context.Background()
+	manifest := func(extra string) *v1.App {
+		o, err := v1.DecodeManifest([]byte("kind: App\nname: web\nports: [{port: 8080}]\n" + extra))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.(*v1.App)
+	}
+	if _, err := c.Apply(ctx, manifest("image: web:v1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Scale(ctx, "default", "web", 4); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Pause(ctx, "default", "web", true); err != nil {
+		t.Fatal(err)
+	}
+	apply := func(extra string) *v1.App {
+		t.Helper()
+		if _, err := c.Apply(ctx, manifest(extra)); err != nil {
+			t.Fatal(err)
+		}
+		a, err := client.Get[*v1.App](ctx, c, "default", "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	a := apply("image: web:v2")
+	if a.Spec.Replicas == nil || *a.Spec.Replicas != 4 || !a.Spec.Paused {
+		t.Fatalf("after applying a manifest without replicas or paused: replicas %v, paused %v; want 4 and still paused", a.Spec.Replicas, a.Spec.Paused)
+	}
+	// What the manifest says wins; only resume unpauses.
+	a = apply("image: web:v2\nreplicas: 2")
+	if *a.Spec.Replicas != 2 || !a.Spec.Paused {
+		t.Fatalf("after applying replicas: 2: replicas %d, paused %v; want 2, still paused", *a.Spec.Replicas, a.Spec.Paused)
+	}
+	if _, err := c.Pause(ctx, "default", "web", false); err != nil {
+		t.Fatal(err)
+	}
+	a = apply("image: web:v3\npaused: true")
+	if !a.Spec.Paused {
+		t.Fatal("paused: true in the manifest did not pause")
+	}
+}
