@@ -260,6 +260,10 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 			room := desired + surge - len(cur) - len(old)
 			want = min(want, room)
 		}
+		// A few at a time: the next pass, which the new instances
+		// queue, reads the App again, so a scale-down (or a fix)
+		// applied while thousands are being made takes effect at once.
+		want = min(want, createsPerPass)
 		for k := 0; k < want; k++ {
 			i, err := r.createInstance(ctx, app, rev, hash)
 			if err != nil {
@@ -283,7 +287,7 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 			// A rollback, paused: the current template is the one
 			// that works and the old side is what failed, so the
 			// current side grows instead.
-			for len(cur)+len(old) < desired && err == nil {
+			for made := 0; len(cur)+len(old) < desired && made < createsPerPass && err == nil; made++ {
 				var i *v1.Instance
 				if i, err = r.createInstance(ctx, app, rev, hash); err == nil {
 					cur = append(cur, i)
@@ -502,7 +506,7 @@ func (r *Rollout) growPaused(ctx context.Context, app *v1.App, old []*v1.Instanc
 		return nil, fmt.Errorf("read revision %d: %w", n, err)
 	}
 	hash := TemplateHash(rev)
-	for len(old) < want {
+	for made := 0; len(old) < want && made < createsPerPass; made++ {
 		i, err := r.createInstance(ctx, app, rev, hash)
 		if err != nil {
 			return nil, err
@@ -511,6 +515,10 @@ func (r *Rollout) growPaused(ctx context.Context, app *v1.App, old []*v1.Instanc
 	}
 	return old, nil
 }
+
+// createsPerPass is the most instances one pass for an App creates; the
+// instances it made queue the next pass.
+const createsPerPass = 32
 
 func countReady(l []*v1.Instance) int {
 	n := 0

@@ -499,3 +499,30 @@ func TestScalingUpIsProgressingNotDegraded(t *testing.T) {
 		t.Fatalf("with a failing instance: %s %q, want Degraded naming it", st.Phase, st.Message)
 	}
 }
+
+// A large scale-up is made a batch per pass, each pass reading the App
+// again: a scale-down applied in the middle stops it.
+func TestAScaleDownStopsALargeScaleUp(t *testing.T) {
+	ctx := context.Background()
+	s, r, _ := runningV1(t, 1, &eventLog{})
+	if _, err := store.Mutate(ctx, s, "default", "web", func(a *v1.App) error { n := int32(1000); a.Spec.Replicas = &n; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	storedApp(t, r, "web")
+	if _, err := r.reconcile(ctx, "default/web"); err != nil {
+		t.Fatal(err)
+	}
+	if n := live(t, s, "web")["web:v1"]; n == 0 || n > createsPerPass {
+		t.Fatalf("one pass made %d of 1000 instances, want 1 to %d", n, createsPerPass)
+	}
+	if _, err := store.Mutate(ctx, s, "default", "web", func(a *v1.App) error { n := int32(0); a.Spec.Replicas = &n; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	storedApp(t, r, "web")
+	if _, err := r.reconcile(ctx, "default/web"); err != nil {
+		t.Fatal(err)
+	}
+	if n := live(t, s, "web"); len(n) != 0 {
+		t.Fatalf("after scaling to 0: instances by image %v, want none", n)
+	}
+}
