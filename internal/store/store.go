@@ -11,7 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 )
@@ -446,9 +449,31 @@ func (s *Store) Revision(ctx context.Context) (int64, error) {
 	return resp.Header.Revision, nil
 }
 
+// MaxWriteBytes is about the most one write (a transaction) may carry:
+// etcd's default request limit.
+const MaxWriteBytes = 3 << 19 // 1.5 MiB
+
 func unavailable(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
+	if tooLarge(err) {
+		// Not a failure of the store, and sending it again will not
+		// help: the client must send less.
+		return fmt.Errorf("%w: the write is larger than the store takes (%d KiB at most, and an App is written together with its new revision, so an App's spec must stay under about %d KiB): move big values into Secrets or files in the image",
+			v1.ErrTooLarge, MaxWriteBytes>>10, MaxWriteBytes>>11)
+	}
 	return fmt.Errorf("%w: etcd: %v", v1.ErrUnavailable, err)
+}
+
+// tooLarge reports whether etcd, or the gRPC client before it, refused a
+// request for its size.
+func tooLarge(err error) bool {
+	if errors.Is(err, rpctypes.ErrRequestTooLarge) || errors.Is(err, rpctypes.ErrGRPCRequestTooLarge) {
+		return true
+	}
+	// The client's own send limit; etcd uses ResourceExhausted for a
+	// full database and for too many requests too.
+	s, ok := status.FromError(err)
+	return ok && s.Code() == codes.ResourceExhausted && strings.Contains(s.Message(), "larger than max")
 }

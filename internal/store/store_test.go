@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -355,6 +356,25 @@ func TestHeartbeatExpiry(t *testing.T) {
 			}
 		case <-deadline:
 			t.Fatalf("lease did not expire (up=%v)", sawUp)
+		}
+	}
+}
+
+// A write larger than etcd takes is the client's mistake, not the
+// store's being away: ErrTooLarge (413), never ErrUnavailable (503, which
+// says to retry), and nothing is written.
+func TestAWriteTooLargeIsTooLargeNotUnavailable(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.New(t)
+	for _, size := range []int{store.MaxWriteBytes + 100<<10, 3 << 20} { // etcd's own limit, then gRPC's
+		a := app("default", fmt.Sprintf("big%d", size), "big:v1")
+		a.Spec.Env = []v1.EnvVar{{Name: "BLOB", Value: strings.Repeat("a", size)}}
+		err := s.Create(ctx, a)
+		if !errors.Is(err, v1.ErrTooLarge) || errors.Is(err, v1.ErrUnavailable) {
+			t.Errorf("create of a %d-byte app: %v; want ErrTooLarge", size, err)
+		}
+		if _, err := s.Get(ctx, appKind, "default", a.Metadata.Name); !errors.Is(err, v1.ErrNotFound) {
+			t.Errorf("after the refused create: get %v, want not found", err)
 		}
 	}
 }
