@@ -92,6 +92,9 @@ func TestStatusCodes(t *testing.T) {
 		{"revisions are immutable: 422", "PUT", "/api/v1/namespaces/default/revisions/hello-1", "application/json", `{"kind":"Revision","metadata":{"name":"hello-1","revision":5}}`, 422, "immutable"},
 		{"name in body must match the URL", "PUT", "/api/v1/namespaces/default/apps/hello", "application/json", `{"kind":"App","metadata":{"name":"other","revision":5},"spec":{"image":"x"}}`, 400, "does not match"},
 		{"wrong methods are 405", "PATCH", "/api/v1/namespaces/default/apps", "", "", 405, "not allowed"},
+		{"PATCH of an object is 405, not a replace", "PATCH", "/api/v1/namespaces/default/apps/hello", "application/json", `{"spec":{"replicas":3}}`, 405, "PUT the whole object"},
+		{"scale without replicas is 400, not 0", "POST", "/api/v1/namespaces/default/apps/hello/scale", "application/json", `{}`, 400, `"field":"replicas","message":"is required`},
+		{"scale to null is 400", "PUT", "/api/v1/namespaces/default/apps/hello/scale", "application/json", `{"replicas":null}`, 400, `"field":"replicas","message":"is required`},
 		{"the default namespace cannot be deleted", "DELETE", "/api/v1/namespaces/default", "", "", 422, "cannot be deleted"},
 	}
 	for _, tt := range tests {

@@ -85,7 +85,12 @@ func parseRequest(r *http.Request) (*requestInfo, error) {
 		return nil, methodNotAllowed(r)
 	case r.Method == http.MethodGet:
 		ri.Verb = "get"
-	case r.Method == http.MethodPut || r.Method == http.MethodPatch:
+	case r.Method == http.MethodPatch:
+		// A PATCH would be read as a whole object and replace
+		// everything it leaves out.
+		return nil, &v1.StatusError{Status: v1.Status{Code: http.StatusMethodNotAllowed, Reason: "MethodNotAllowed",
+			Message: fmt.Sprintf("PATCH is not supported on %s: PUT the whole object (with ?apply=true to create or replace it)", r.URL.Path)}}
+	case r.Method == http.MethodPut:
 		ri.Verb = "update"
 		if q.Get("apply") == "true" && ri.Sub == "" {
 			ri.Verb = "apply"

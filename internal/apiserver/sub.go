@@ -24,7 +24,9 @@ type NodeProxy interface {
 
 // ScaleRequest is the body of apps/NAME/scale.
 type ScaleRequest struct {
-	Replicas int32 `json:"replicas"`
+	// Replicas is required: a body without it is refused rather than
+	// read as 0.
+	Replicas *int32 `json:"replicas"`
 }
 
 // RollbackRequest is the body of apps/NAME/rollback.
@@ -84,9 +86,13 @@ func (s *Server) scaleApp(w http.ResponseWriter, r *http.Request, ri *requestInf
 	if err := decodeBody(w, r, s.cfg.MaxBodyBytes, &req); err != nil {
 		return err
 	}
-	if req.Replicas < 0 || req.Replicas > 10000 {
+	if req.Replicas == nil {
+		return v1.FieldErrors{{Field: "replicas", Message: `is required: send {"replicas": N}`}}
+	}
+	if *req.Replicas < 0 || *req.Replicas > 10000 {
 		return v1.FieldErrors{{Field: "replicas", Message: "must be between 0 and 10000"}}
 	}
+	want := *req.Replicas
 	ctx := r.Context()
 	ns, err := store.Get[*v1.Namespace](ctx, s.store, "", ri.Namespace)
 	if err != nil {
@@ -96,12 +102,11 @@ func (s *Server) scaleApp(w http.ResponseWriter, r *http.Request, ri *requestInf
 		if a.Metadata.Deleting != nil {
 			return fmt.Errorf("%w: app %q is being deleted", v1.ErrConflict, a.Metadata.Name)
 		}
-		if a.Spec.Replicas != nil && *a.Spec.Replicas == req.Replicas {
+		if a.Spec.Replicas != nil && *a.Spec.Replicas == want {
 			return store.ErrUnchanged
 		}
 		prev := *a
-		n := req.Replicas
-		a.Spec.Replicas = &n
+		a.Spec.Replicas = &want
 		if err := s.checkQuota(ctx, ns, a, &prev); err != nil {
 			s.quotaDenied(ctx, a, err)
 			return err
