@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // FieldError is one problem with one field of an object.
@@ -74,6 +75,9 @@ func ValidateHostname(h string) string {
 	}
 	if len(h) > 253 {
 		return "must be at most 253 characters"
+	}
+	if h == "*" {
+		return `a bare "*" matches no host name: use "*.example.com" for every name under example.com`
 	}
 	for i, l := range strings.Split(h, ".") {
 		if i == 0 && l == "*" {
@@ -177,8 +181,8 @@ func validateApp(errs *FieldErrors, a *App) {
 			errs.add("spec.strategy."+f.name, "percentage must be at most 100%%")
 		}
 	}
-	if st.ProgressDeadline < 0 {
-		errs.add("spec.strategy.progressDeadline", "must not be negative")
+	if st.ProgressDeadline != 0 && st.ProgressDeadline < Duration(time.Second) {
+		errs.add("spec.strategy.progressDeadline", "must be at least 1s (the default is %s): a shorter one would roll back every rollout before an instance could start", DefaultProgressDeadline)
 	}
 	if st.DrainDelay != nil && (*st.DrainDelay < 0 || st.DrainDelay.D().Hours() > 1) {
 		errs.add("spec.strategy.drainDelay", "must be between 0 and 1h")
@@ -200,6 +204,8 @@ func validateApp(errs *FieldErrors, a *App) {
 		}
 		if r.Path != "" && (!strings.HasPrefix(r.Path, "/") || path.Clean(r.Path) != strings.TrimSuffix(r.Path, "/") && r.Path != "/") {
 			errs.add(f+".path", "must be a clean absolute path such as /api")
+		} else if i := strings.IndexFunc(r.Path, func(c rune) bool { return c == '?' || c == '#' || c <= ' ' || c == 0x7f }); i >= 0 {
+			errs.add(f+".path", "must be a path alone, without a query (?), a fragment (#), spaces or control characters: requests are routed by their path (found %q)", r.Path[i:i+1])
 		}
 		if r.Port != "" && !httpPorts[r.Port] {
 			errs.add(f+".port", "no http port named %q in spec.ports", r.Port)
