@@ -102,6 +102,9 @@ func readManifests(paths []string, stdin io.Reader) ([]v1.Object, error) {
 			fh.Close()
 		}
 	}
+	if len(objs) == 0 && len(errs) == 0 {
+		return nil, fmt.Errorf("no objects in %s: nothing to do", strings.Join(paths, ", "))
+	}
 	return objs, errors.Join(errs...)
 }
 
@@ -118,6 +121,19 @@ is invalid: every problem is printed with its field.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			objs, err := readManifests(files, cmd.InOrStdin())
 			if err != nil {
+				return err
+			}
+			// An explicit -n that a manifest contradicts is a mistake,
+			// as with kubectl: neither wins silently.
+			var clash []error
+			for _, o := range objs {
+				k, _ := v1.KindOf(o)
+				if ns := o.GetMeta().Namespace; k.Namespaced && g.namespace != "" && ns != v1.DefaultNamespace && ns != g.namespace {
+					clash = append(clash, fmt.Errorf("%s/%s is in namespace %q, but -n says %q: drop -n or change the manifest",
+						strings.ToLower(k.Kind), o.GetMeta().Name, ns, g.namespace))
+				}
+			}
+			if err := errors.Join(clash...); err != nil {
 				return err
 			}
 			c, err := g.client()
@@ -391,10 +407,14 @@ func newScaleCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := c.Scale(cmd.Context(), g.ns(), name, replicas); err != nil {
+			a, err := c.Scale(cmd.Context(), g.ns(), name, replicas)
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "app/%s scaled to %d\n", name, replicas)
+			if as := a.Spec.Autoscale; as != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: app/%s is autoscaled: the autoscaler picks its count between %d and %d, and --replicas counts only until its first decision; change spec.autoscale to move those bounds\n", name, as.Min, as.Max)
+			}
 			return nil
 		},
 	}
@@ -520,6 +540,9 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 		Short: "Follow a rollout until it finishes; exits non-zero if it fails",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if timeout < 0 {
+				return fmt.Errorf("--timeout %s: give a positive duration such as 5m, or leave it out to wait until done", timeout)
+			}
 			name, c, err := g.appClient(args[0])
 			if err != nil {
 				return err
@@ -534,6 +557,9 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 			// unreachable server fail at once (the watch would wait and
 			// retry).
 			if _, err := client.Get[*v1.App](ctx, c, g.ns(), name); err != nil {
+				if errors.Is(err, context.DeadlineExceeded) && timeout > 0 {
+					return &exitError{1, fmt.Errorf("timed out after %s waiting for app/%s to roll out", timeout, name)}
+				}
 				return err
 			}
 			w := cmd.OutOrStdout()
@@ -608,7 +634,7 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 				}
 			}
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return &exitError{1, fmt.Errorf("timed out waiting for app/%s to roll out", name)}
+				return &exitError{1, fmt.Errorf("timed out after %s waiting for app/%s to roll out", timeout, name)}
 			}
 			return ctx.Err()
 		},

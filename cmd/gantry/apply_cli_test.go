@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/client"
+)
+
+func TestApplyBadInvocations(t *testing.T) {
+	rs := startRolloutServer(t)
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	empty := write("empty.yaml", "# nothing here\n---\n")
+	team := write("team.yaml", "kind: App\nname: web\nnamespace: team\nimage: web:v1\n")
+	for _, tc := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"apply", "-f", empty}, "no objects in " + empty},
+		{[]string{"-n", "default", "apply", "-f", team}, `app/web is in namespace "team", but -n says "default"`},
+		{[]string{"rollout", "status", "app/web", "--timeout", "-1s"}, "give a positive duration"},
+	} {
+		out, err, _ := rs.run(t, 20*time.Second, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%q: err %v (out %q); want an error saying %q", strings.Join(tc.args, " "), err, out, tc.says)
+		}
+	}
+	// Nothing was applied, in either namespace.
+	for _, ns := range []string{"default", "team"} {
+		if _, err := client.Get[*v1.App](context.Background(), rs.c, ns, "web"); err == nil {
+			t.Errorf("app web exists in namespace %s after the refused apply", ns)
+		}
+	}
+}
+
+// A timeout that ends before the first read is still a timeout, said
+// as one.
+func TestRolloutStatusTimeoutIsSaidAsSuch(t *testing.T) {
+	rs := startRolloutServer(t)
+	applyRolloutApp(t, rs, "hello", "hello:v1")
+	_, err, _ := rs.run(t, 20*time.Second, "rollout", "status", "app/hello", "--timeout", "1ns")
+	if err == nil || !strings.Contains(err.Error(), "timed out after 1ns waiting for app/hello") {
+		t.Fatalf("err %v; want a timeout message", err)
+	}
+}
