@@ -143,9 +143,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	rt := p.table.Load().match(host, r.URL.Path)
+	tbl := p.table.Load()
+	rt := tbl.match(host, r.URL.Path)
 	if rt == nil {
 		p.m.unrouted.Inc()
+		if tbl.noHTTP[host] {
+			writeError(&st.rec, http.StatusNotFound, "NotFound",
+				fmt.Sprintf("the app at %q has no http port, so the load balancer does not serve it: add a port with protocol http to its spec.ports (an expose: tcp port is balanced at L4 on its node port instead)", host),
+				map[string]string{"host": host, "path": r.URL.Path})
+			return
+		}
 		writeError(&st.rec, http.StatusNotFound, "NotFound",
 			fmt.Sprintf("no app routes host %q (path %s): check the app's routes, or use APP.NAMESPACE.%s", host, r.URL.Path, p.cfg.AppsDomain),
 			map[string]string{"host": host, "path": r.URL.Path})

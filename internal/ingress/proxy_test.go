@@ -52,7 +52,9 @@ func TestErrorResponses(t *testing.T) {
 	empty := httpService("default", "empty", port)
 	broken := httpService("default", "broken", port)
 	broken.Ready = []discovery.Endpoint{{Instance: "broken-0", IP: dead}}
-	h := startProxy(t, Config{}, httpService("default", "ok", port, ins...), empty, broken)
+	db := httpService("default", "db", port, ins...)
+	db.Ports = []v1.Port{{Name: "pg", Port: 5432, Protocol: v1.ProtocolTCP, Expose: "tcp"}}
+	h := startProxy(t, Config{TCPBindAddress: "127.0.0.1"}, httpService("default", "ok", port, ins...), empty, broken, db)
 
 	for _, tc := range []struct {
 		name, host string
@@ -61,6 +63,7 @@ func TestErrorResponses(t *testing.T) {
 		mentions   []string
 	}{
 		{"an unknown host gets 404 naming the host", "nobody.example.com", 404, "NotFound", []string{`no app routes host \"nobody.example.com\"`}},
+		{"an app with no http port gets 404 saying so", "db.default.localhost", 404, "NotFound", []string{"has no http port", "protocol http"}},
 		{"an app with no ready instance gets 503 naming the app", "empty.default.localhost", 503, "Unavailable", []string{"default/empty has no ready instance"}},
 		{"an instance that refuses connections gets 502 naming it", "broken.default.localhost", 502, "BadGateway", []string{"default/broken", "broken-0", "connect failed"}},
 	} {

@@ -20,6 +20,9 @@ type table struct {
 	// for HTTP, tcpKeyPrefix + the same for exposed TCP ports. Retries and
 	// TCP accepts look up the newest set here.
 	backends map[string]*backend
+	// noHTTP holds the default hosts of Apps that have no http port,
+	// which the load balancer does not serve: a 404 for one says why.
+	noHTTP map[string]bool
 }
 
 type hostRoutes struct {
@@ -185,6 +188,11 @@ func (b *tableBuilder) build(s *discovery.Snapshot) *table {
 		if p, ok := httpPort(svc, ""); ok && b.cfg.AppsDomain != "" {
 			host := svc.Name + "." + svc.Namespace + "." + b.cfg.AppsDomain
 			add(&route{host: host, path: "/", backend: backendFor("", p)})
+		} else if b.cfg.AppsDomain != "" {
+			if t.noHTTP == nil {
+				t.noHTTP = map[string]bool{}
+			}
+			t.noHTTP[svc.Name+"."+svc.Namespace+"."+b.cfg.AppsDomain] = true
 		}
 		for _, rt := range svc.Routes {
 			p, ok := httpPort(svc, rt.Port)
