@@ -143,6 +143,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if !validHostPort(r.Host) {
+		writeError(&st.rec, http.StatusBadRequest, "BadRequest",
+			fmt.Sprintf("Host %q has a port that is not a number from 0 to 65535", r.Host), nil)
+		return
+	}
 	tbl := p.table.Load()
 	rt := tbl.match(host, r.URL.Path)
 	if rt == nil {
@@ -194,6 +199,43 @@ func toHTTPS(w http.ResponseWriter, r *http.Request, host, port string) {
 		host = net.JoinHostPort(host, port)
 	}
 	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
+}
+
+// validHostPort reports whether the port of a Host value, if it has one,
+// is a decimal number up to 65535 (RFC 3986 allows it empty). A bare
+// IPv6 address (more than one colon, no brackets) has no port.
+func validHostPort(h string) bool {
+	var port string
+	if strings.HasPrefix(h, "[") {
+		i := strings.IndexByte(h, ']')
+		if i < 0 {
+			return true // not ours to judge: no route will match
+		}
+		rest := h[i+1:]
+		if rest == "" {
+			return true
+		}
+		if rest[0] != ':' {
+			return false
+		}
+		port = rest[1:]
+	} else if i := strings.IndexByte(h, ':'); i >= 0 && strings.LastIndexByte(h, ':') == i {
+		port = h[i+1:]
+	} else {
+		return true
+	}
+	if len(port) > 5 {
+		return false
+	}
+	n := 0
+	for i := 0; i < len(port); i++ {
+		c := port[i]
+		if c < '0' || c > '9' {
+			return false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n <= 65535
 }
 
 // checkH2Request returns what is wrong with an HTTP/2 request that could

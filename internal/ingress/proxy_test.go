@@ -63,6 +63,7 @@ func TestErrorResponses(t *testing.T) {
 		mentions   []string
 	}{
 		{"an unknown host gets 404 naming the host", "nobody.example.com", 404, "NotFound", []string{`no app routes host \"nobody.example.com\"`}},
+		{"a Host with a bad port gets 400", "ok.default.localhost:99999", 400, "BadRequest", []string{"not a number from 0 to 65535"}},
 		{"an app with no http port gets 404 saying so", "db.default.localhost", 404, "NotFound", []string{"has no http port", "protocol http"}},
 		{"an app with no ready instance gets 503 naming the app", "empty.default.localhost", 503, "Unavailable", []string{"default/empty has no ready instance"}},
 		{"an instance that refuses connections gets 502 naming it", "broken.default.localhost", 502, "BadGateway", []string{"default/broken", "broken-0", "connect failed"}},

@@ -217,3 +217,28 @@ func TestPick(t *testing.T) {
 		})
 	}
 }
+
+func TestValidHostPort(t *testing.T) {
+	for _, tc := range []struct {
+		host string
+		ok   bool
+	}{
+		{"hello.default.localhost", true},
+		{"hello.default.localhost:8080", true},
+		{"hello.default.localhost:", true},
+		{"hello.default.localhost:65535", true},
+		{"[::1]:8080", true},
+		{"[::1]", true},
+		{"::1", true},
+		{"hello.default.localhost:abc", false},
+		{"hello.default.localhost:99999", false},
+		{"hello.default.localhost:123456", false},
+		{"hello.default.localhost:-1", false},
+		{"[::1]x", false},
+		{"[::1]:http", false},
+	} {
+		if got := validHostPort(tc.host); got != tc.ok {
+			t.Errorf("validHostPort(%q) = %v, want %v", tc.host, got, tc.ok)
+		}
+	}
+}
