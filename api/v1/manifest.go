@@ -130,7 +130,8 @@ var metaKeys = map[string]bool{"kind": true, "apiVersion": true, "name": true, "
 // validation fails it returns the object as well as the FieldErrors, so
 // callers can name it.
 func DecodeManifest(doc []byte) (Object, error) {
-	j, err := yaml.YAMLToJSON(doc)
+	// Strict: a key given twice is an error, not "the last one wins".
+	j, err := yaml.YAMLToJSONStrict(doc)
 	if err != nil {
 		return nil, fmt.Errorf("not valid YAML: %w", err)
 	}
@@ -217,20 +218,39 @@ func decodeFlat(top map[string]json.RawMessage, o Object) error {
 // strictUnmarshal decodes JSON and refuses unknown fields, turning
 // encoding/json's messages into field paths users recognise.
 func strictUnmarshal(b []byte, into any) error {
+	if dup := duplicateKeys(b); len(dup) > 0 {
+		return dup
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(into); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
+			if te.Field == "" {
+				return fmt.Errorf("must be %s, not %s", jsonTypeName(te.Type), te.Value)
+			}
 			return FieldErrors{{Field: lowerFirstPath(te.Field), Message: fmt.Sprintf("must be %s, not %s", jsonTypeName(te.Type), te.Value)}}
 		}
 		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 			return FieldErrors{{Field: strings.Trim(f, `"`), Message: "unknown field: check its spelling and indentation"}}
 		}
+		// A value our own types refuse: say where it is.
+		if fe := fieldProblems(reflect.TypeOf(into), b, ""); len(fe) > 0 {
+			return fe
+		}
 		return err
+	}
+	if fe := fieldProblems(reflect.TypeOf(into), b, ""); len(fe) > 0 {
+		return fe
 	}
 	return nil
 }
+
+// UnmarshalStrict decodes JSON into v as manifests are decoded: unknown
+// fields, keys whose case differs from a field's, keys given twice and
+// values of the wrong type are errors, as FieldErrors with their paths
+// where they have one.
+func UnmarshalStrict(b []byte, v any) error { return strictUnmarshal(b, v) }
 
 func prefixField(err error, prefix string) error {
 	var fe FieldErrors

@@ -73,14 +73,18 @@ func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 		return fmt.Errorf("%w: request body is empty", v1.ErrInvalid)
 	}
 	if isYAML {
-		body, err = yaml.YAMLToJSON(body)
+		body, err = yaml.YAMLToJSONStrict(body)
 		if err != nil {
 			return fmt.Errorf("%w: body is not valid YAML: %v", v1.ErrInvalid, err)
 		}
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	// As strict as manifests: unknown or wrongly cased fields, keys
+	// given twice and wrong types are field errors with their paths.
+	if err := v1.UnmarshalStrict(body, v); err != nil {
+		var fe v1.FieldErrors
+		if errors.As(err, &fe) {
+			return fe
+		}
 		return fmt.Errorf("%w: body: %v", v1.ErrInvalid, strings.TrimPrefix(err.Error(), "json: "))
 	}
 	return nil
