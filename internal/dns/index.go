@@ -354,7 +354,9 @@ func (idx *index) addRoute(z *zones, host string) {
 }
 
 // isRoute reports whether name is a route host, exactly or through a
-// wildcard at any depth (DNS wildcard semantics).
+// wildcard route "*.PARENT" for one label under PARENT: the names the
+// load balancer routes (as a Kubernetes Ingress wildcard does), not a
+// DNS wildcard's any depth, which would send clients to a 404.
 func (idx *index) isRoute(name string) bool {
 	if _, ok := idx.routes[name]; ok {
 		return true
@@ -362,15 +364,12 @@ func (idx *index) isRoute(name string) bool {
 	if len(idx.wildRoutes) == 0 {
 		return false
 	}
-	for i := 0; i < len(name)-1; i++ {
-		if name[i] != '.' {
-			continue
-		}
-		if _, ok := idx.wildRoutes[name[i+1:]]; ok {
-			return true
-		}
+	i := strings.IndexByte(name, '.')
+	if i <= 0 || i == len(name)-1 {
+		return false
 	}
-	return false
+	_, ok := idx.wildRoutes[name[i+1:]]
+	return ok
 }
 
 // addAddr adds an A or AAAA record for ip to set and returns it, or nil
