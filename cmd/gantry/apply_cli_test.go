@@ -55,3 +55,19 @@ func TestRolloutStatusTimeoutIsSaidAsSuch(t *testing.T) {
 		t.Fatalf("err %v; want a timeout message", err)
 	}
 }
+
+func TestPauseAndResumeSayWhenThereWasNothingToDo(t *testing.T) {
+	rs := startRolloutServer(t)
+	applyRolloutApp(t, rs, "hello", "hello:v1")
+	for _, step := range []struct{ verb, says string }{
+		{"pause", "app/hello paused"},
+		{"pause", "app/hello was already paused"},
+		{"resume", "app/hello resumed"},
+		{"resume", "app/hello was not paused"},
+	} {
+		out, err, _ := rs.run(t, 20*time.Second, "rollout", step.verb, "app/hello")
+		if err != nil || strings.TrimSpace(out) != step.says {
+			t.Errorf("rollout %s: %q, %v; want %q", step.verb, out, err, step.says)
+		}
+	}
+}

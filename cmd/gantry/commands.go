@@ -492,14 +492,33 @@ func newRolloutCmd(g *globals) *cobra.Command {
 			},
 		}
 	}
-	pause := simple("pause", "Stop rolling out template changes until resumed", func(ctx context.Context, c *client.Client, ns, name string) error {
-		_, err := c.Pause(ctx, ns, name, true)
-		return err
-	}, "paused")
-	resume := simple("resume", "Resume a paused rollout", func(ctx context.Context, c *client.Client, ns, name string) error {
-		_, err := c.Pause(ctx, ns, name, false)
-		return err
-	}, "resumed")
+	// pausing says when there was nothing to do, as kubectl does (but
+	// succeeds: the App is as asked).
+	pausing := func(use, short string, pause bool, done, already string) *cobra.Command {
+		return &cobra.Command{
+			Use: use + " app/NAME", Short: short, Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				name, c, err := g.appClient(args[0])
+				if err != nil {
+					return err
+				}
+				before, err := client.Get[*v1.App](cmd.Context(), c, g.ns(), name)
+				if err != nil {
+					return err
+				}
+				if _, err := c.Pause(cmd.Context(), g.ns(), name, pause); err != nil {
+					return err
+				}
+				if before.Spec.Paused == pause {
+					done = already
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "app/%s %s\n", name, done)
+				return nil
+			},
+		}
+	}
+	pause := pausing("pause", "Stop rolling out template changes until resumed", true, "paused", "was already paused")
+	resume := pausing("resume", "Resume a paused rollout", false, "resumed", "was not paused")
 	restart := simple("restart", "Replace every instance with a fresh one, rolling, without downtime", func(ctx context.Context, c *client.Client, ns, name string) error {
 		_, err := c.Restart(ctx, ns, name)
 		return err
