@@ -130,8 +130,7 @@ var metaKeys = map[string]bool{"kind": true, "apiVersion": true, "name": true, "
 // validation fails it returns the object as well as the FieldErrors, so
 // callers can name it.
 func DecodeManifest(doc []byte) (Object, error) {
-	// Strict: a key given twice is an error, not "the last one wins".
-	j, err := yaml.YAMLToJSONStrict(doc)
+	j, err := YAMLToJSON(doc)
 	if err != nil {
 		return nil, fmt.Errorf("not valid YAML: %w", err)
 	}
@@ -217,6 +216,20 @@ func decodeFlat(top map[string]json.RawMessage, o Object) error {
 
 // strictUnmarshal decodes JSON and refuses unknown fields, turning
 // encoding/json's messages into field paths users recognise.
+// YAMLToJSON converts a YAML document to JSON, refusing a key given twice
+// in one mapping (rather than letting the last one win), except where
+// the document uses merge keys (<<: *anchor), whose point is to override
+// what they bring in.
+func YAMLToJSON(doc []byte) ([]byte, error) {
+	j, err := yaml.YAMLToJSONStrict(doc)
+	if err != nil && bytes.Contains(doc, []byte("<<")) {
+		if lax, laxErr := yaml.YAMLToJSON(doc); laxErr == nil {
+			return lax, nil
+		}
+	}
+	return j, err
+}
+
 func strictUnmarshal(b []byte, into any) error {
 	if dup := duplicateKeys(b); len(dup) > 0 {
 		return dup
@@ -229,7 +242,7 @@ func strictUnmarshal(b []byte, into any) error {
 			if te.Field == "" {
 				return fmt.Errorf("must be %s, not %s", jsonTypeName(te.Type), te.Value)
 			}
-			return FieldErrors{{Field: lowerFirstPath(te.Field), Message: fmt.Sprintf("must be %s, not %s", jsonTypeName(te.Type), te.Value)}}
+			return FieldErrors{{Field: lowerFirstPath(jsonPath(te.Field)), Message: fmt.Sprintf("must be %s, not %s", jsonTypeName(te.Type), te.Value)}}
 		}
 		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 			return FieldErrors{{Field: strings.Trim(f, `"`), Message: "unknown field: check its spelling and indentation"}}
@@ -262,6 +275,21 @@ func prefixField(err error, prefix string) error {
 		return out
 	}
 	return err
+}
+
+// jsonPath drops from encoding/json's path of a field the Go names of
+// embedded structs (AppSpec's Template), which are no part of the JSON:
+// every JSON name of the API starts in lower case.
+func jsonPath(p string) string {
+	parts := strings.Split(p, ".")
+	out := parts[:0]
+	for i, s := range parts {
+		if i < len(parts)-1 && s != "" && s[0] >= 'A' && s[0] <= 'Z' {
+			continue
+		}
+		out = append(out, s)
+	}
+	return strings.Join(out, ".")
 }
 
 func lowerFirstPath(p string) string {

@@ -239,3 +239,21 @@ func TestRoutePath(t *testing.T) {
 		}
 	}
 }
+
+// What strict decoding must still take: empty values (YAML null) for
+// fields of our own types, and merge keys that override what they bring.
+func TestDecodeManifestAcceptsNullsAndMergeOverrides(t *testing.T) {
+	for _, doc := range []string{
+		"kind: App\nname: x\nimage: a\nstrategy: {maxSurge: , drainDelay: ~}\nstopGracePeriod:\n",
+		"kind: App\nname: x\nimage: a\nports: [{name: http, port: 8080}]\nhealth:\n  readiness: &p {tcp: {port: 8080}, period: 1s}\n  liveness: {<<: *p, period: 2s}\n",
+	} {
+		o, err := DecodeManifest([]byte(doc))
+		if err != nil {
+			t.Errorf("%q: %v", doc, err)
+			continue
+		}
+		if a := o.(*App); a.Spec.Health.Liveness != nil && a.Spec.Health.Liveness.Period.D().Seconds() != 2 {
+			t.Errorf("the merge override was lost: liveness period %s", a.Spec.Health.Liveness.Period)
+		}
+	}
+}

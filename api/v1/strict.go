@@ -22,6 +22,9 @@ var jsonUnmarshaler = reflect.TypeFor[json.Unmarshaler]()
 // their paths under path, keys whose case differs from the field's and
 // values that t's own decoders refuse.
 func fieldProblems(t reflect.Type, raw json.RawMessage, path string) FieldErrors {
+	if string(bytes.TrimSpace(raw)) == "null" {
+		return nil // null leaves the field unset, whatever its type
+	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -114,74 +117,93 @@ func jsonFields(t reflect.Type) map[string]reflect.StructField {
 	return m
 }
 
-// duplicateKeys reports keys that appear twice in one JSON object of b.
+// maxCheckDepth bounds how deep duplicateKeys looks: manifests are a
+// few levels deep, and a hostile body must not buy work with nesting.
+const maxCheckDepth = 64
+
+// duplicateKeys reports keys that appear twice in one JSON object of b,
+// down to maxCheckDepth. Paths are built only for what it reports.
 func duplicateKeys(b []byte) FieldErrors {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
+	// frame is an open object or array; key and index say where in its
+	// parent it sits, so that a path is made only when needed.
 	type frame struct {
-		object bool
-		keys   map[string]bool
-		path   string
-		index  int
-		key    bool // the next token of an object is a key
+		parent   *frame
+		object   bool
+		keys     map[string]bool
+		key      string // in the parent object
+		index    int    // in the parent array
+		items    int    // values seen so far, for an array
+		wantKey  bool   // the next token of an object is a key
+		nextKey  string // the key whose value comes next
+		inObject bool   // the parent is an object
 	}
-	var stack []*frame
+	pathOf := func(f *frame, last string) string {
+		var parts []string
+		if last != "" {
+			parts = append(parts, last)
+		}
+		for ; f != nil && f.parent != nil; f = f.parent {
+			if f.inObject {
+				parts = append(parts, "."+f.key)
+			} else {
+				parts = append(parts, fmt.Sprintf("[%d]", f.index))
+			}
+		}
+		var sb strings.Builder
+		for i := len(parts) - 1; i >= 0; i-- {
+			sb.WriteString(parts[i])
+		}
+		return strings.TrimPrefix(sb.String(), ".")
+	}
+	var top *frame
+	depth := 0
 	var out FieldErrors
-	childPath := func() string {
-		if len(stack) == 0 {
-			return ""
-		}
-		top := stack[len(stack)-1]
-		if !top.object {
-			p := fmt.Sprintf("%s[%d]", top.path, top.index)
-			top.index++
-			return p
-		}
-		return top.path
-	}
-	var pendingKey string
 	for {
 		tok, err := dec.Token()
 		if err != nil {
 			return out // the end, or malformed JSON that decoding reports
 		}
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		if top != nil && top.object && top.key {
+		if top != nil && top.object && top.wantKey {
 			if d, ok := tok.(json.Delim); ok && d == '}' {
-				stack = stack[:len(stack)-1]
+				top, depth = top.parent, depth-1
 				continue
 			}
 			k, _ := tok.(string)
-			p := k
-			if top.path != "" {
-				p = top.path + "." + k
-			}
-			if top.keys[k] {
-				out = append(out, FieldError{Field: p, Message: "appears twice: keep one (the last would silently win)"})
+			if top.keys[k] && len(out) < 10 {
+				out = append(out, FieldError{Field: pathOf(top, "."+k), Message: "appears twice: keep one (the last would silently win)"})
 			}
 			top.keys[k] = true
-			pendingKey, top.key = p, false
+			top.nextKey, top.wantKey = k, false
 			continue
 		}
 		// A value: of an object's key, an array's item, or the top.
-		var p string
-		if top != nil && top.object {
-			p, top.key = pendingKey, true
-		} else {
-			p = childPath()
+		d, isDelim := tok.(json.Delim)
+		if isDelim && d == ']' {
+			top, depth = top.parent, depth-1
+			continue
 		}
-		if d, ok := tok.(json.Delim); ok {
-			switch d {
-			case '{':
-				stack = append(stack, &frame{object: true, keys: map[string]bool{}, path: p, key: true})
-			case '[':
-				stack = append(stack, &frame{path: p})
-			case ']':
-				stack = stack[:len(stack)-1]
+		child := &frame{parent: top}
+		if top != nil {
+			if top.object {
+				child.inObject, child.key = true, top.nextKey
+				top.wantKey = true
+			} else {
+				child.index = top.items
+				top.items++
 			}
 		}
+		if !isDelim {
+			continue
+		}
+		if depth >= maxCheckDepth {
+			return out // deeper than any manifest: decoding judges the rest
+		}
+		child.object = d == '{'
+		if child.object {
+			child.keys, child.wantKey = map[string]bool{}, true
+		}
+		top, depth = child, depth+1
 	}
 }

@@ -20,6 +20,8 @@ func TestUnmarshalStrict(t *testing.T) {
 		{"a bad value in a list", `{"kind":"App","metadata":{"name":"x"},"spec":{"image":"a","health":{"readiness":{"period":"soon","tcp":{"port":1}}}}}`, []string{"spec.health.readiness.period:"}},
 		{"a wrong JSON type", `{"kind":"App","metadata":{"name":"x"},"spec":{"replicas":"3"}}`, []string{"spec.replicas: must be"}},
 		{"not an object", `[1,2]`, []string{"must be"}},
+		{"null leaves a field of our own type unset", `{"kind":"App","metadata":{"name":"x"},"spec":{"image":"a","stopGracePeriod":null,"strategy":{"maxSurge":null,"drainDelay":null}}}`, nil},
+		{"a type error in the embedded template has the JSON path", `{"kind":"App","metadata":{"name":"x"},"spec":{"image":"a","ports":"http"}}`, []string{"spec.ports: must be"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var a App
@@ -50,4 +52,18 @@ func FuzzUnmarshalStrict(f *testing.F) {
 		UnmarshalStrict(b, &a) // must not panic
 		duplicateKeys(b)
 	})
+}
+
+// A deeply nested body costs little: paths are made only for what is
+// reported, and nesting past any manifest's is not looked into.
+func TestDuplicateKeysOnDeepNesting(t *testing.T) {
+	deep := `{"node":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}`
+	allocs := testing.AllocsPerRun(3, func() { duplicateKeys([]byte(deep)) })
+	if allocs > 2000 {
+		t.Fatalf("%.0f allocations for a 20 KB body nested 10,000 deep", allocs)
+	}
+	objs := `{"a":` + strings.Repeat(`{"k":1,"k":`, 50) + "2" + strings.Repeat("}", 50) + "}"
+	if got := duplicateKeys([]byte(objs)); len(got) == 0 || len(got) > 10 || got[0].Field != "a.k" {
+		t.Fatalf("nested duplicates: %v; want a.k first and at most 10 reported", got)
+	}
 }

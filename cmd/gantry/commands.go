@@ -502,17 +502,17 @@ func newRolloutCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				before, err := client.Get[*v1.App](cmd.Context(), c, g.ns(), name)
-				if err != nil {
-					return err
-				}
+				// Only for the message: a role that may pause but not
+				// read apps gets the plain one.
+				before, _ := client.Get[*v1.App](cmd.Context(), c, g.ns(), name)
 				if _, err := c.Pause(cmd.Context(), g.ns(), name, pause); err != nil {
 					return err
 				}
-				if before.Spec.Paused == pause {
-					done = already
+				said := done
+				if before != nil && before.Spec.Paused == pause {
+					said = already
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "app/%s %s\n", name, done)
+				fmt.Fprintf(cmd.OutOrStdout(), "app/%s %s\n", name, said)
 				return nil
 			},
 		}

@@ -93,6 +93,9 @@ func (s *Server) serveJoin(w http.ResponseWriter, r *http.Request) {
 	}
 	var req JoinRequest
 	if err := decodeBody(rec, r, 64<<10, &req); err != nil {
+		// Garbage counts against the source like a wrong token: this
+		// endpoint answers anyone.
+		s.limiter.Fail(src, start)
 		writeError(rec, err)
 		return
 	}

@@ -359,7 +359,15 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 			return err
 		}
 	}
+	// An apply carries over fields from the stored App (keepLiveFields):
+	// each attempt starts again from what the request said.
+	restore := func() {}
+	if a, ok := o.(*v1.App); ok {
+		replicas, paused := a.Spec.Replicas, a.Spec.Paused
+		restore = func() { a.Spec.Replicas, a.Spec.Paused = replicas, paused }
+	}
 	for attempt := 0; ; attempt++ {
+		restore()
 		res, err := s.updateOnce(ctx, ri, o, apply)
 		if apply && errors.Is(err, v1.ErrConflict) && attempt < 5 {
 			// Apply means "make it so": retry against the fresh

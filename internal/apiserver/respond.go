@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"strings"
 
-	"sigs.k8s.io/yaml"
-
 	v1 "github.com/gantry-dev/gantry/api/v1"
 )
 
@@ -73,7 +71,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 		return fmt.Errorf("%w: request body is empty", v1.ErrInvalid)
 	}
 	if isYAML {
-		body, err = yaml.YAMLToJSONStrict(body)
+		body, err = v1.YAMLToJSON(body)
 		if err != nil {
 			return fmt.Errorf("%w: body is not valid YAML: %v", v1.ErrInvalid, err)
 		}

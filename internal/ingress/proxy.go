@@ -163,7 +163,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			map[string]string{"host": host, "path": r.URL.Path})
 		return
 	}
-	if rt.toHTTPS && r.TLS == nil {
+	if rt.toHTTPS && r.TLS == nil && r.RequestURI != "*" && !forwardedHTTPS(r) {
 		if port := p.httpsPort.Load(); port != nil {
 			toHTTPS(&st.rec, r, host, *port)
 			return
@@ -195,10 +195,25 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // 308 so that the method and body are sent again unchanged (as
 // ingress-nginx does for hosts with TLS).
 func toHTTPS(w http.ResponseWriter, r *http.Request, host, port string) {
-	if port != "443" {
+	switch {
+	case port != "443":
 		host = net.JoinHostPort(host, port)
+	case strings.Contains(host, ":"):
+		host = "[" + host + "]" // an IPv6 literal
 	}
 	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
+}
+
+// forwardedHTTPS reports whether a proxy in front says the client used
+// HTTPS: redirecting then would loop. A client that sends the field
+// itself only gets plain HTTP, its own choice.
+func forwardedHTTPS(r *http.Request) bool {
+	for _, v := range r.Header["X-Forwarded-Proto"] {
+		if strings.EqualFold(strings.TrimSpace(v), "https") {
+			return true
+		}
+	}
+	return false
 }
 
 // validHostPort reports whether the port of a Host value, if it has one,

@@ -368,14 +368,20 @@ func TestTLSWithSNI(t *testing.T) {
 			host, method, target string
 			status               int
 			location             string
+			forwardedProto       string
 		}{
-			{"shop.example.com", http.MethodGet, "/cart?id=7", http.StatusPermanentRedirect, "https://shop.example.com:" + httpsPort + "/cart?id=7"},
-			{"API.example.com:80", http.MethodPost, "/v1/orders", http.StatusPermanentRedirect, "https://api.example.com:" + httpsPort + "/v1/orders"},
-			{"legacy.example.com", http.MethodGet, "/plain", http.StatusOK, ""},
-			{"shop.default.localhost", http.MethodGet, "/", http.StatusOK, ""}, // the default host has no TLS
+			{"shop.example.com", http.MethodGet, "/cart?id=7", http.StatusPermanentRedirect, "https://shop.example.com:" + httpsPort + "/cart?id=7", ""},
+			{"API.example.com:80", http.MethodPost, "/v1/orders", http.StatusPermanentRedirect, "https://api.example.com:" + httpsPort + "/v1/orders", ""},
+			{"legacy.example.com", http.MethodGet, "/plain", http.StatusOK, "", ""},
+			{"shop.default.localhost", http.MethodGet, "/", http.StatusOK, "", ""}, // the default host has no TLS
+			// A TLS-terminating proxy in front: a redirect would loop.
+			{"shop.example.com", http.MethodGet, "/behind-a-proxy", http.StatusOK, "", "https"},
 		} {
 			req, _ := http.NewRequest(tc.method, h.url+tc.target, strings.NewReader("body"))
 			req.Host = tc.host
+			if tc.forwardedProto != "" {
+				req.Header.Set("X-Forwarded-Proto", tc.forwardedProto)
+			}
 			resp, err := noFollow.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -385,6 +391,22 @@ func TestTLSWithSNI(t *testing.T) {
 			if resp.StatusCode != tc.status || resp.Header.Get("Location") != tc.location {
 				t.Errorf("%s http://%s%s: %d, Location %q; want %d, %q", tc.method, tc.host, tc.target, resp.StatusCode, resp.Header.Get("Location"), tc.status, tc.location)
 			}
+		}
+	})
+	t.Run("OPTIONS * is not redirected", func(t *testing.T) {
+		c, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprint(c, "OPTIONS * HTTP/1.1\r\nHost: shop.example.com\r\nConnection: close\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusPermanentRedirect {
+			t.Fatalf("OPTIONS * got a redirect to %q", resp.Header.Get("Location"))
 		}
 	})
 	t.Run("an unrouted host gets no certificate", func(t *testing.T) {
