@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,6 +38,10 @@ type Config struct {
 	Timeout time.Duration
 	// UserAgent names the caller.
 	UserAgent string
+	// Warnings, if set, hears each warning the server sends with an
+	// answer (a Warning field, as Kubernetes sends them), such as a
+	// field an apply kept from the stored object.
+	Warnings func(text string)
 }
 
 // Client talks to one Gantry API server. It is safe for concurrent use.
@@ -47,6 +52,7 @@ type Client struct {
 	stream  *http.Client // watches, logs: no overall timeout
 	ua      string
 	timeout time.Duration
+	warn    func(string)
 }
 
 // New returns a client for cfg.
@@ -83,7 +89,7 @@ func New(cfg Config) (*Client, error) {
 		ua = "gantry-client"
 	}
 	return &Client{
-		base: u, token: cfg.Token, ua: ua, timeout: cfg.Timeout,
+		base: u, token: cfg.Token, ua: ua, timeout: cfg.Timeout, warn: cfg.Warnings,
 		hc:     &http.Client{Transport: tr, Timeout: cfg.Timeout},
 		stream: &http.Client{Transport: tr},
 	}, nil
@@ -106,6 +112,18 @@ func Path(k *v1.KindInfo, ns, name string) string {
 	return p
 }
 
+// warningText takes the text out of a Warning field (`299 - "text"`).
+func warningText(field string) string {
+	rest, ok := strings.CutPrefix(field, "299 - ")
+	if !ok {
+		return field
+	}
+	if t, err := strconv.Unquote(rest); err == nil {
+		return t
+	}
+	return rest
+}
+
 // Do sends a request and decodes a JSON response into out (when non-nil).
 // Error responses become *v1.StatusError.
 func (c *Client) Do(ctx context.Context, method, path string, query url.Values, body, out any) (http.Header, error) {
@@ -114,6 +132,11 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if c.warn != nil {
+		for _, w := range resp.Header.Values("Warning") {
+			c.warn(warningText(w))
+		}
+	}
 	if out != nil && resp.StatusCode != http.StatusNoContent {
 		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 			return resp.Header, fmt.Errorf("decode response of %s %s: %w", method, path, err)

@@ -150,5 +150,6 @@ func (g *globals) client() (*client.Client, error) {
 	if c.Server == "" {
 		return nil, errors.New("no Gantry server configured: start one with `gantry up` (it writes ~/.gantry/config), or pass --server / set GANTRY_SERVER")
 	}
-	return client.New(client.Config{Server: c.Server, Token: c.Token, CA: []byte(c.CA), UserAgent: "gantry-cli/" + version})
+	return client.New(client.Config{Server: c.Server, Token: c.Token, CA: []byte(c.CA), UserAgent: "gantry-cli/" + version,
+		Warnings: func(text string) { fmt.Fprintln(os.Stderr, "Warning:", text) }})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,12 +41,28 @@ func (s *Server) saveApp(ctx context.Context, a *v1.App, prev *v1.App) (apps.Res
 // `paused: true` in the manifest, the other way) changes. Otherwise
 // applying an edited manifest would scale a scaled App back and roll out
 // a paused one at once.
-func keepLiveFields(a, prev *v1.App) {
+// It returns what it kept that the manifest may have meant to change,
+// for a warning.
+func keepLiveFields(a, prev *v1.App) []string {
+	var notes []string
 	if a.Spec.Replicas == nil && prev.Spec.Replicas != nil {
 		n := *prev.Spec.Replicas
 		a.Spec.Replicas = &n
+		if n != 1 && prev.Spec.Autoscale == nil {
+			notes = append(notes, fmt.Sprintf("app/%s keeps replicas %d (the manifest gives none); set replicas in it to change the count", a.Metadata.Name, n))
+		}
+	}
+	if prev.Spec.Paused && !a.Spec.Paused {
+		notes = append(notes, fmt.Sprintf("app/%s stays paused; `gantry rollout resume app/%s` rolls out the change", a.Metadata.Name, a.Metadata.Name))
 	}
 	a.Spec.Paused = a.Spec.Paused || prev.Spec.Paused
+	return notes
+}
+
+// warn adds a Warning field (RFC 9111's code 299, as Kubernetes sends
+// them) to the answer.
+func warn(w http.ResponseWriter, text string) {
+	w.Header().Add("Warning", "299 - "+strconv.Quote(text))
 }
 
 // admitApp runs the admission checks on an App and returns the qualified

@@ -368,7 +368,8 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	}
 	for attempt := 0; ; attempt++ {
 		restore()
-		res, err := s.updateOnce(ctx, ri, o, apply)
+		var notes []string
+		res, err := s.updateOnce(ctx, ri, o, apply, &notes)
 		if apply && errors.Is(err, v1.ErrConflict) && attempt < 5 {
 			// Apply means "make it so": retry against the fresh
 			// object. Plain updates surface the conflict.
@@ -383,12 +384,17 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 			status = http.StatusCreated
 		}
 		w.Header().Set("X-Gantry-Result", res)
+		if res != "unchanged" {
+			for _, n := range notes {
+				warn(w, n)
+			}
+		}
 		writeJSON(w, status, redact(o))
 		return nil
 	}
 }
 
-func (s *Server) updateOnce(ctx context.Context, ri *requestInfo, o v1.Object, apply bool) (string, error) {
+func (s *Server) updateOnce(ctx context.Context, ri *requestInfo, o v1.Object, apply bool, notes *[]string) (string, error) {
 	m := o.GetMeta()
 	prev, err := s.store.Get(ctx, ri.Kind, m.Namespace, m.Name)
 	if errors.Is(err, v1.ErrNotFound) && apply {
@@ -423,7 +429,7 @@ func (s *Server) updateOnce(ctx context.Context, ri *requestInfo, o v1.Object, a
 	}
 	if a, ok := o.(*v1.App); ok {
 		if apply {
-			keepLiveFields(a, prev.(*v1.App))
+			*notes = keepLiveFields(a, prev.(*v1.App))
 		}
 		res, err := s.saveApp(ctx, a, prev.(*v1.App))
 		return string(res), err

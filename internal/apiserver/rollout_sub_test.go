@@ -134,7 +134,11 @@ func TestReapplyAfterARestartDoesNotRollAgain(t *testing.T) {
 // by `gantry scale` and a pause set by `gantry rollout pause`.
 func TestApplyKeepsAScaleAndAPause(t *testing.T) {
 	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
-	c := ts.client(t, ts.Token)
+	var warnings []string
+	c, err := client.New(client.Config{Server: ts.URL, Token: ts.Token, Warnings: func(w string) { warnings = append(warnings, w) }})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	manifest := func(extra string) *v1.App {
 		o, err := v1.DecodeManifest([]byte("kind: App\nname: web\nports: [{port: 8080}]\n" + extra))
@@ -163,9 +167,13 @@ func TestApplyKeepsAScaleAndAPause(t *testing.T) {
 		}
 		return a
 	}
+	warnings = nil
 	a := apply("image: web:v2")
 	if a.Spec.Replicas == nil || *a.Spec.Replicas != 4 || !a.Spec.Paused {
 		t.Fatalf("after applying a manifest without replicas or paused: replicas %v, paused %v; want 4 and still paused", a.Spec.Replicas, a.Spec.Paused)
+	}
+	if w := strings.Join(warnings, "\n"); !strings.Contains(w, "app/web keeps replicas 4") || !strings.Contains(w, "app/web stays paused") {
+		t.Errorf("warnings %q; want both kept fields named", warnings)
 	}
 	// What the manifest says wins; only resume unpauses.
 	a = apply("image: web:v2\nreplicas: 2")
