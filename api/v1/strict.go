@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 )
 
@@ -51,12 +53,13 @@ func fieldProblems(t reflect.Type, raw json.RawMessage, path string) FieldErrors
 			return nil // not an object: encoding/json reports the type
 		}
 		fields := jsonFields(t)
-		for key, v := range obj {
+		for _, key := range slices.Sorted(maps.Keys(obj)) {
+			v := obj[key]
 			if f, ok := fields[key]; ok {
 				out = append(out, fieldProblems(f.Type, v, join(key))...)
 				continue
 			}
-			for name := range fields {
+			for _, name := range slices.Sorted(maps.Keys(fields)) {
 				if strings.EqualFold(name, key) {
 					out = append(out, FieldError{Field: join(key), Message: fmt.Sprintf("unknown field: did you mean %q? Field names are case-sensitive", name)})
 					break
@@ -79,8 +82,8 @@ func fieldProblems(t reflect.Type, raw json.RawMessage, path string) FieldErrors
 		if json.Unmarshal(raw, &obj) != nil {
 			return nil
 		}
-		for key, v := range obj {
-			out = append(out, fieldProblems(t.Elem(), v, join(key))...)
+		for _, key := range slices.Sorted(maps.Keys(obj)) {
+			out = append(out, fieldProblems(t.Elem(), obj[key], join(key))...)
 		}
 	}
 	return out
