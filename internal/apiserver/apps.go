@@ -59,6 +59,21 @@ func keepLiveFields(a, prev *v1.App) []string {
 	return notes
 }
 
+// tlsWarnings are the warnings an App's routes earn on this server: a
+// route with tls while the load balancer serves no HTTPS.
+func (s *Server) tlsWarnings(a *v1.App) []string {
+	if s.cfg.IngressHTTPS {
+		return nil
+	}
+	var out []string
+	for _, r := range a.Spec.Routes {
+		if r.TLS != "" {
+			out = append(out, fmt.Sprintf("app/%s: route %s has tls, but the load balancer serves no HTTPS (start Gantry with --ingress-https-addr): it is served over plain HTTP only", a.Metadata.Name, r.Host+v1.RoutePath(r.Path)))
+		}
+	}
+	return out
+}
+
 // warn adds a Warning field (RFC 9111's code 299, as Kubernetes sends
 // them) to the answer.
 func warn(w http.ResponseWriter, text string) {

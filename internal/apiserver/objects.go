@@ -289,6 +289,9 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 		if err != nil {
 			return err
 		}
+		for _, n := range s.tlsWarnings(o) {
+			warn(w, n)
+		}
 		w.Header().Set("X-Gantry-Result", string(res))
 		writeJSON(w, http.StatusCreated, o)
 		return nil
@@ -385,6 +388,9 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 		}
 		w.Header().Set("X-Gantry-Result", res)
 		if res != "unchanged" {
+			if a, ok := o.(*v1.App); ok {
+				notes = append(notes, s.tlsWarnings(a)...)
+			}
 			for _, n := range notes {
 				warn(w, n)
 			}

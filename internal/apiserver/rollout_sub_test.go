@@ -188,3 +188,28 @@ func TestApplyKeepsAScaleAndAPause(t *testing.T) {
 		t.Fatal("paused: true in the manifest did not pause")
 	}
 }
+
+// A route with tls on a server whose load balancer serves no HTTPS is
+// accepted with a warning that says so: it would be plain HTTP only.
+func TestATLSRouteWithoutHTTPSIsWarnedAbout(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	var warnings []string
+	c, err := client.New(client.Config{Server: ts.URL, Token: ts.Token, Warnings: func(w string) { warnings = append(warnings, w) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, route := range []string{"{host: plain.example.com}", "{host: shop.example.com, path: /cart, tls: auto}"} {
+		warnings = nil
+		o, err := v1.DecodeManifest([]byte("kind: App\nname: web\nimage: web:v1\nports: [{name: http, port: 8080}]\nroutes: [" + route + "]\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Apply(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+		tls := strings.Contains(route, "tls")
+		if got := strings.Join(warnings, "\n"); tls != strings.Contains(got, "route shop.example.com/cart has tls, but the load balancer serves no HTTPS") {
+			t.Errorf("route %s: warnings %q", route, warnings)
+		}
+	}
+}

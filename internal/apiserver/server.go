@@ -45,6 +45,10 @@ type Config struct {
 	// AppsDomain is the load balancer's apps domain: a route may not take
 	// the default host (APP.NS.AppsDomain) of another namespace's app.
 	AppsDomain string
+	// IngressHTTPS says whether the load balancer serves HTTPS; without
+	// it, an App whose routes ask for TLS is warned that they are served
+	// over plain HTTP only.
+	IngressHTTPS bool
 }
 
 // DefaultConfig returns the defaults.

@@ -253,6 +253,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		opts = append(opts, apiserver.WithImageResolver(imageResolver{host: cfg.RegistryHost, reg: s.Registry}),
 			apiserver.WithRegistryGC(func(ctx context.Context) (any, error) { return s.Registry.GC(ctx) }))
 	}
+	cfg.API.IngressHTTPS = cfg.IngressHTTPSAddr != ""
 	if cfg.API.AppsDomain == "" {
 		cfg.API.AppsDomain = cfg.DNS.AppsDomain
 	}
