@@ -102,7 +102,12 @@ func hasContent(doc []byte) bool {
 // applies defaults and validates them. It returns all objects that decoded
 // and a joined error holding a *ManifestError for each document that did
 // not decode or validate.
-func DecodeManifests(r io.Reader) ([]Object, error) {
+func DecodeManifests(r io.Reader) ([]Object, error) { return DecodeManifestsIn(r, "") }
+
+// DecodeManifestsIn is DecodeManifests with ns as the namespace of the
+// namespaced objects whose documents name none ("" means the default).
+// A document that names one keeps it, so a caller can tell it from ns.
+func DecodeManifestsIn(r io.Reader, ns string) ([]Object, error) {
 	docs, err := SplitDocuments(r)
 	if err != nil {
 		return nil, err
@@ -110,7 +115,7 @@ func DecodeManifests(r io.Reader) ([]Object, error) {
 	var objs []Object
 	var errs []error
 	for i, d := range docs {
-		o, err := DecodeManifest(d)
+		o, err := decodeManifest(d, ns)
 		if err != nil {
 			me := &ManifestError{Doc: i + 1, Err: err}
 			if o != nil {
@@ -129,7 +134,9 @@ var metaKeys = map[string]bool{"kind": true, "apiVersion": true, "name": true, "
 // DecodeManifest decodes, defaults and validates one document. When
 // validation fails it returns the object as well as the FieldErrors, so
 // callers can name it.
-func DecodeManifest(doc []byte) (Object, error) {
+func DecodeManifest(doc []byte) (Object, error) { return decodeManifest(doc, "") }
+
+func decodeManifest(doc []byte, ns string) (Object, error) {
 	j, err := YAMLToJSON(doc)
 	if err != nil {
 		return nil, fmt.Errorf("not valid YAML: %w", err)
@@ -169,6 +176,9 @@ func DecodeManifest(doc []byte) (Object, error) {
 	if sec, ok := o.(*Secret); ok {
 		// Only the server seals; what a manifest says about it is ignored.
 		sec.Sealed, sec.Keys = nil, nil
+	}
+	if k.Namespaced && m.Namespace == "" {
+		m.Namespace = ns
 	}
 	SetDefaults(o)
 	if errs := Validate(o); len(errs) > 0 {

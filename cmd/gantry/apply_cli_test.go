@@ -71,3 +71,17 @@ func TestPauseAndResumeSayWhenThereWasNothingToDo(t *testing.T) {
 		}
 	}
 }
+
+// A manifest that names namespace default is as explicit as any other:
+// -n cannot move it elsewhere without a word.
+func TestApplyRefusesMovingAnExplicitDefaultNamespace(t *testing.T) {
+	rs := startRolloutServer(t)
+	p := filepath.Join(t.TempDir(), "web.yaml")
+	if err := os.WriteFile(p, []byte("kind: App\nname: web\nnamespace: default\nimage: web:v1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err, _ := rs.run(t, 20*time.Second, "-n", "team", "apply", "-f", p)
+	if err == nil || !strings.Contains(err.Error(), `app/web is in namespace "default", but -n says "team"`) {
+		t.Fatalf("err %v; want the clash named", err)
+	}
+}

@@ -50,14 +50,16 @@ func newVersionCmd(g *globals) *cobra.Command {
 
 // readManifests reads every manifest from files, directories (their .yaml,
 // .yml and .json files, not recursively) or "-" for standard input.
-func readManifests(paths []string, stdin io.Reader) ([]v1.Object, error) {
+// readManifests decodes the manifests at paths; ns ("" for the default)
+// is the namespace of namespaced objects whose documents name none.
+func readManifests(paths []string, stdin io.Reader, ns string) ([]v1.Object, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("give manifests with -f FILE, -f DIR or -f -")
 	}
 	var objs []v1.Object
 	var errs []error
 	read := func(name string, r io.Reader) {
-		o, err := v1.DecodeManifests(r)
+		o, err := v1.DecodeManifestsIn(r, ns)
 		objs = append(objs, o...)
 		if j, ok := err.(interface{ Unwrap() []error }); ok {
 			for _, e := range j.Unwrap() {
@@ -119,16 +121,17 @@ is invalid: every problem is printed with its field.`,
 		Example: "  gantry apply -f examples/hello.yaml\n  cat app.yaml | gantry apply -f -",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			objs, err := readManifests(files, cmd.InOrStdin())
+			objs, err := readManifests(files, cmd.InOrStdin(), g.ns())
 			if err != nil {
 				return err
 			}
 			// An explicit -n that a manifest contradicts is a mistake,
-			// as with kubectl: neither wins silently.
+			// as with kubectl: neither wins silently. Documents that
+			// name no namespace are in -n's already.
 			var clash []error
 			for _, o := range objs {
 				k, _ := v1.KindOf(o)
-				if ns := o.GetMeta().Namespace; k.Namespaced && g.namespace != "" && ns != v1.DefaultNamespace && ns != g.namespace {
+				if ns := o.GetMeta().Namespace; k.Namespaced && g.namespace != "" && ns != g.namespace {
 					clash = append(clash, fmt.Errorf("%s/%s is in namespace %q, but -n says %q: drop -n or change the manifest",
 						strings.ToLower(k.Kind), o.GetMeta().Name, ns, g.namespace))
 				}
@@ -144,9 +147,6 @@ is invalid: every problem is printed with its field.`,
 			failed := false
 			for _, o := range objs {
 				k, _ := v1.KindOf(o)
-				if k.Namespaced && g.namespace != "" && o.GetMeta().Namespace == v1.DefaultNamespace {
-					o.GetMeta().Namespace = g.namespace
-				}
 				res, err := c.Apply(ctx, o)
 				ref := strings.ToLower(k.Kind) + "/" + o.GetMeta().Name
 				if err != nil {
@@ -300,7 +300,7 @@ func newDeleteCmd(g *globals) *cobra.Command {
 			}
 			var targets []target
 			if len(files) > 0 {
-				objs, err := readManifests(files, cmd.InOrStdin())
+				objs, err := readManifests(files, cmd.InOrStdin(), g.ns())
 				if err != nil {
 					return err
 				}

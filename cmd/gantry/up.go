@@ -379,7 +379,7 @@ func upExtras(ctx context.Context, cmd *cobra.Command, o *upOptions, srv *server
 	if len(o.apply) == 0 {
 		return nil
 	}
-	objs, err := readManifests(o.apply, os.Stdin)
+	objs, err := readManifests(o.apply, os.Stdin, "")
 	if err != nil {
 		return err
 	}
