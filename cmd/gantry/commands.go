@@ -476,7 +476,8 @@ func newRolloutCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	simple := func(use, short string, fn func(ctx context.Context, c *client.Client, ns, name string) error, done string) *cobra.Command {
+	// simple runs fn on one app and prints what it says happened.
+	simple := func(use, short string, fn func(ctx context.Context, c *client.Client, ns, name string) (string, error)) *cobra.Command {
 		return &cobra.Command{
 			Use: use + " app/NAME", Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
@@ -484,45 +485,37 @@ func newRolloutCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if err := fn(cmd.Context(), c, g.ns(), name); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "app/%s %s\n", name, done)
-				return nil
-			},
-		}
-	}
-	// pausing says when there was nothing to do, as kubectl does (but
-	// succeeds: the App is as asked).
-	pausing := func(use, short string, pause bool, done, already string) *cobra.Command {
-		return &cobra.Command{
-			Use: use + " app/NAME", Short: short, Args: cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				name, c, err := g.appClient(args[0])
+				said, err := fn(cmd.Context(), c, g.ns(), name)
 				if err != nil {
 					return err
-				}
-				// Only for the message: a role that may pause but not
-				// read apps gets the plain one.
-				before, _ := client.Get[*v1.App](cmd.Context(), c, g.ns(), name)
-				if _, err := c.Pause(cmd.Context(), g.ns(), name, pause); err != nil {
-					return err
-				}
-				said := done
-				if before != nil && before.Spec.Paused == pause {
-					said = already
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "app/%s %s\n", name, said)
 				return nil
 			},
 		}
 	}
-	pause := pausing("pause", "Stop rolling out template changes until resumed", true, "paused", "was already paused")
-	resume := pausing("resume", "Resume a paused rollout", false, "resumed", "was not paused")
-	restart := simple("restart", "Replace every instance with a fresh one, rolling, without downtime", func(ctx context.Context, c *client.Client, ns, name string) error {
+	// pausing says when there was nothing to do, as kubectl does (but
+	// succeeds: the App is as asked).
+	pausing := func(pause bool, done, already string) func(ctx context.Context, c *client.Client, ns, name string) (string, error) {
+		return func(ctx context.Context, c *client.Client, ns, name string) (string, error) {
+			// Only for the message: a role that may pause but not
+			// read apps gets the plain one.
+			before, _ := client.Get[*v1.App](ctx, c, ns, name)
+			if _, err := c.Pause(ctx, ns, name, pause); err != nil {
+				return "", err
+			}
+			if before != nil && before.Spec.Paused == pause {
+				return already, nil
+			}
+			return done, nil
+		}
+	}
+	pause := simple("pause", "Stop rolling out template changes until resumed", pausing(true, "paused", "was already paused"))
+	resume := simple("resume", "Resume a paused rollout", pausing(false, "resumed", "was not paused"))
+	restart := simple("restart", "Replace every instance with a fresh one, rolling, without downtime", func(ctx context.Context, c *client.Client, ns, name string) (string, error) {
 		_, err := c.Restart(ctx, ns, name)
-		return err
-	}, "restarted")
+		return "restarted", err
+	})
 	cmd.AddCommand(history, undo, pause, resume, restart, newRolloutStatusCmd(g))
 	return cmd
 }

@@ -134,11 +134,7 @@ func TestReapplyAfterARestartDoesNotRollAgain(t *testing.T) {
 // by `gantry scale` and a pause set by `gantry rollout pause`.
 func TestApplyKeepsAScaleAndAPause(t *testing.T) {
 	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
-	var warnings []string
-	c, err := client.New(client.Config{Server: ts.URL, Token: ts.Token, Warnings: func(w string) { warnings = append(warnings, w) }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, warnings := warningClient(t, ts)
 	ctx := context.Background()
 	manifest := func(extra string) *v1.App {
 		o, err := v1.DecodeManifest([]byte("kind: App\nname: web\nports: [{port: 8080}]\n" + extra))
@@ -167,13 +163,13 @@ func TestApplyKeepsAScaleAndAPause(t *testing.T) {
 		}
 		return a
 	}
-	warnings = nil
+	*warnings = nil
 	a := apply("image: web:v2")
 	if a.Spec.Replicas == nil || *a.Spec.Replicas != 4 || !a.Spec.Paused {
 		t.Fatalf("after applying a manifest without replicas or paused: replicas %v, paused %v; want 4 and still paused", a.Spec.Replicas, a.Spec.Paused)
 	}
-	if w := strings.Join(warnings, "\n"); !strings.Contains(w, "app/web keeps replicas 4") || !strings.Contains(w, "app/web stays paused") {
-		t.Errorf("warnings %q; want both kept fields named", warnings)
+	if w := strings.Join(*warnings, "\n"); !strings.Contains(w, "app/web keeps replicas 4") || !strings.Contains(w, "app/web stays paused") {
+		t.Errorf("warnings %q; want both kept fields named", *warnings)
 	}
 	// What the manifest says wins; only resume unpauses.
 	a = apply("image: web:v2\nreplicas: 2")
@@ -193,13 +189,9 @@ func TestApplyKeepsAScaleAndAPause(t *testing.T) {
 // accepted with a warning that says so: it would be plain HTTP only.
 func TestATLSRouteWithoutHTTPSIsWarnedAbout(t *testing.T) {
 	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
-	var warnings []string
-	c, err := client.New(client.Config{Server: ts.URL, Token: ts.Token, Warnings: func(w string) { warnings = append(warnings, w) }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, warnings := warningClient(t, ts)
 	for _, route := range []string{"{host: plain.example.com}", "{host: shop.example.com, path: /cart, tls: auto}"} {
-		warnings = nil
+		*warnings = nil
 		o, err := v1.DecodeManifest([]byte("kind: App\nname: web\nimage: web:v1\nports: [{name: http, port: 8080}]\nroutes: [" + route + "]\n"))
 		if err != nil {
 			t.Fatal(err)
@@ -208,8 +200,20 @@ func TestATLSRouteWithoutHTTPSIsWarnedAbout(t *testing.T) {
 			t.Fatal(err)
 		}
 		tls := strings.Contains(route, "tls")
-		if got := strings.Join(warnings, "\n"); tls != strings.Contains(got, "route shop.example.com/cart has tls, but the load balancer serves no HTTPS") {
-			t.Errorf("route %s: warnings %q", route, warnings)
+		if got := strings.Join(*warnings, "\n"); tls != strings.Contains(got, "route shop.example.com/cart has tls, but the load balancer serves no HTTPS") {
+			t.Errorf("route %s: warnings %q", route, *warnings)
 		}
 	}
+}
+
+// warningClient is an admin client of ts that keeps the warnings the
+// server sends.
+func warningClient(t *testing.T, ts *testServer) (*client.Client, *[]string) {
+	t.Helper()
+	warnings := new([]string)
+	c, err := client.New(client.Config{Server: ts.URL, Token: ts.Token, Warnings: func(w string) { *warnings = append(*warnings, w) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, warnings
 }

@@ -78,7 +78,14 @@ func newTestServer(t testing.TB, cfg Config, snap *discovery.Snapshot) (*Server,
 // address.
 func serve(t testing.TB, s *Server) string {
 	t.Helper()
-	pc, ln, err := listen("127.0.0.1:0")
+	return serveOn(t, s, "127.0.0.1:0")
+}
+
+// serveOn runs s on fresh UDP and TCP sockets of addr (port 0 picks one)
+// until the test ends and returns the address bound.
+func serveOn(t testing.TB, s *Server, addr string) string {
+	t.Helper()
+	pc, ln, err := listen(addr)
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
@@ -91,9 +98,9 @@ func serve(t testing.TB, s *Server) string {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	addr := pc.LocalAddr().String()
-	waitServing(t, addr)
-	return addr
+	bound := pc.LocalAddr().String()
+	waitServing(t, bound)
+	return bound
 }
 
 // waitServing waits until addr answers over UDP and TCP.

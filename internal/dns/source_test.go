@@ -1,7 +1,6 @@
 package dns
 
 import (
-	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -82,18 +81,9 @@ func hostIPv4(t *testing.T) netip.Addr {
 func TestWildcardListenerAnswersTheAddressTheClientReaches(t *testing.T) {
 	host := hostIPv4(t)
 	s, _ := newTestServer(t, Config{}, tableSnapshot())
-	pc, ln, err := listen("0.0.0.0:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, pc, ln) }()
-	defer func() { cancel(); <-done }()
-	port := pc.LocalAddr().(*net.UDPAddr).Port
+	port := netip.MustParseAddrPort(serveOn(t, s, "0.0.0.0:0")).Port()
 	for _, from := range []netip.Addr{host, netip.MustParseAddr("127.0.0.1")} {
-		to := netip.AddrPortFrom(from, uint16(port)).String()
-		waitServing(t, to)
+		to := netip.AddrPortFrom(from, port).String()
 		c := &miekg.Client{Net: "udp", Timeout: 2 * time.Second, Dialer: &net.Dialer{LocalAddr: &net.UDPAddr{IP: from.AsSlice()}}}
 		q := new(miekg.Msg)
 		q.SetQuestion("hello.default.localhost.", miekg.TypeA)
