@@ -37,6 +37,20 @@ type AppSpec struct {
 	Paused bool `json:"paused,omitempty"`
 	// Network holds the App's network policy.
 	Network *NetworkPolicy `json:"network,omitempty"`
+	// RevisionHistoryLimit is how many revisions before the current one
+	// are kept for `rollout undo` (Kubernetes' field of the same name).
+	// Older ones are deleted when a new revision is made; the revision an
+	// automatic rollback returns to is always kept. Nil means
+	// DefaultRevisionHistoryLimit.
+	RevisionHistoryLimit *int32 `json:"revisionHistoryLimit,omitempty"`
+}
+
+// HistoryLimit is RevisionHistoryLimit, or its default when unset.
+func (s *AppSpec) HistoryLimit() int {
+	if s.RevisionHistoryLimit == nil {
+		return DefaultRevisionHistoryLimit
+	}
+	return int(*s.RevisionHistoryLimit)
 }
 
 // Template is everything that determines what an instance runs and where.

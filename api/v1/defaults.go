@@ -15,6 +15,9 @@ const (
 	DefaultProgressDeadline = Duration(120 * time.Second)
 	DefaultDrainDelay       = Duration(2 * time.Second)
 	DefaultStopGracePeriod  = Duration(10 * time.Second)
+	// DefaultRevisionHistoryLimit is how many earlier revisions an App
+	// keeps, as Kubernetes keeps old ReplicaSets.
+	DefaultRevisionHistoryLimit = 10
 )
 
 // DefaultMaxSurge and DefaultMaxUnavailable are the rolling update
@@ -62,6 +65,10 @@ func defaultApp(a *App) {
 	if s.Strategy.DrainDelay == nil {
 		d := DefaultDrainDelay
 		s.Strategy.DrainDelay = &d
+	}
+	if s.RevisionHistoryLimit == nil {
+		n := int32(DefaultRevisionHistoryLimit)
+		s.RevisionHistoryLimit = &n
 	}
 	for i := range s.Routes {
 		if s.Routes[i].Path == "" {

@@ -76,6 +76,8 @@ restartPolicy: sometimes
 		{"fragment in a route path", "kind: App\nname: x\nimage: a\nports: [{name: http, port: 80}]\nroutes: [{host: a.example.com, path: \"/a#f\"}]", []string{"spec.routes[0].path: must be a path alone"}},
 		{"tiny progress deadline", "kind: App\nname: x\nimage: a\nstrategy: {progressDeadline: 1ms}", []string{"spec.strategy.progressDeadline: must be at least 1s"}},
 		{"negative progress deadline", "kind: App\nname: x\nimage: a\nstrategy: {progressDeadline: -5s}", []string{"spec.strategy.progressDeadline: must be at least 1s"}},
+		{"negative history", "kind: App\nname: x\nimage: a\nrevisionHistoryLimit: -1", []string{"spec.revisionHistoryLimit: must be between 0 and 1000"}},
+		{"too much history", "kind: App\nname: x\nimage: a\nrevisionHistoryLimit: 1001", []string{"spec.revisionHistoryLimit: must be between 0 and 1000"}},
 		{"a bad count says where it is", "kind: App\nname: x\nimage: a\nstrategy: {maxSurge: -1}", []string{"spec.strategy.maxSurge: -1: want a non-negative count"}},
 		{"a bad duration says where it is", "kind: App\nname: x\nimage: a\nstrategy: {progressDeadline: soon}", []string{"spec.strategy.progressDeadline:", `"soon"`}},
 		{"field names are case-sensitive", "kind: App\nname: x\nimage: a\nReplicas: 3", []string{`spec.Replicas: unknown field: did you mean "replicas"?`}},

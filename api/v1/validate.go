@@ -163,11 +163,18 @@ func validateNamespace(errs *FieldErrors, n *Namespace) {
 
 const maxReplicas = 10000
 
+// maxRevisionHistory bounds revisionHistoryLimit: every kept revision is a
+// copy of the template in etcd.
+const maxRevisionHistory = 1000
+
 func validateApp(errs *FieldErrors, a *App) {
 	s := &a.Spec
 	validateTemplate(errs, "spec", &s.Template)
 	if s.Replicas != nil && (*s.Replicas < 0 || *s.Replicas > maxReplicas) {
 		errs.add("spec.replicas", "must be between 0 and %d", maxReplicas)
+	}
+	if n := s.RevisionHistoryLimit; n != nil && (*n < 0 || *n > maxRevisionHistory) {
+		errs.add("spec.revisionHistoryLimit", "must be between 0 and %d", maxRevisionHistory)
 	}
 	st := s.Strategy
 	if st.MaxSurge != nil && st.MaxUnavailable != nil && st.MaxSurge.Value == 0 && st.MaxUnavailable.Value == 0 {

@@ -129,10 +129,50 @@ func Save(ctx context.Context, s *store.Store, c Change) (Result, error) {
 		}
 		txn.Create(newRevision(a, n, hash, c.Image, c.ImageDigest, c.Cause))
 	}
+	if templateChanged || a.Spec.HistoryLimit() != prev.Spec.HistoryLimit() {
+		old, err := expired(ctx, s, a)
+		if err != nil {
+			return "", err
+		}
+		for _, name := range old {
+			txn.Delete(revisionKind, a.Metadata.Namespace, name, 0)
+		}
+	}
 	if err := txn.Update(a).Commit(ctx); err != nil {
 		return "", err
 	}
 	return Configured, nil
+}
+
+// maxPrunePerWrite bounds the revisions one write deletes, to stay within
+// a transaction's limit; a later write deletes the rest.
+const maxPrunePerWrite = store.MaxTxnOps - 28
+
+// expired names the revisions of a that its history limit no longer
+// keeps, oldest first: all before a.Status.Revision but the newest
+// HistoryLimit of them, sparing the stable revision, which an automatic
+// rollback returns to.
+func expired(ctx context.Context, s *store.Store, a *v1.App) ([]string, error) {
+	revs, err := History(ctx, s, a.Metadata.Namespace, a.Metadata.Name)
+	if err != nil {
+		return nil, err
+	}
+	var older []*v1.Revision
+	for _, r := range revs {
+		if r.Spec.Number < a.Status.Revision {
+			older = append(older, r)
+		}
+	}
+	var out []string
+	for _, r := range older[:max(0, len(older)-a.Spec.HistoryLimit())] {
+		if r.Spec.Number == a.Status.StableRevision {
+			continue
+		}
+		if out = append(out, r.Metadata.Name); len(out) == maxPrunePerWrite {
+			break
+		}
+	}
+	return out, nil
 }
 
 func newRevision(a *v1.App, n int64, hash, image, digest, cause string) *v1.Revision {
@@ -269,7 +309,8 @@ func sortRevisions(revs []*v1.Revision) {
 	}
 }
 
-// Delete removes an App and its revisions in one transaction. Its
+// Delete removes an App and its revisions: in one transaction unless
+// there are more than one takes (see RevisionHistoryLimit). Its
 // instances are stopped by the rollout controller, which notices they
 // have no App. With rev 0 the delete is unconditional: a concurrent status
 // write by a controller makes it read again and retry.
@@ -286,11 +327,25 @@ func Delete(ctx context.Context, s *store.Store, ns, name string, rev int64) (*v
 		if err != nil {
 			return nil, err
 		}
-		txn := s.Txn().Delete(appKind, ns, name, a.Metadata.Revision)
-		for _, r := range revs {
-			txn.Delete(revisionKind, ns, r.Metadata.Name, 0)
+		// More revisions than one transaction takes go first, the
+		// oldest first, each batch only while the App is as read; the
+		// App goes with the newest, so that no revision outlives it.
+		for len(revs) >= store.MaxTxnOps && err == nil {
+			txn := s.Txn().Unmodified(appKind, ns, name, a.Metadata.Revision)
+			for _, r := range revs[:store.MaxTxnOps-1] {
+				txn.Delete(revisionKind, ns, r.Metadata.Name, 0)
+			}
+			if err = txn.Commit(ctx); err == nil {
+				revs = revs[store.MaxTxnOps-1:]
+			}
 		}
-		err = txn.Commit(ctx)
+		if err == nil {
+			txn := s.Txn().Delete(appKind, ns, name, a.Metadata.Revision)
+			for _, r := range revs {
+				txn.Delete(revisionKind, ns, r.Metadata.Name, 0)
+			}
+			err = txn.Commit(ctx)
+		}
 		if errors.Is(err, v1.ErrConflict) && rev == 0 && attempt < 20 {
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -436,5 +437,28 @@ func TestAutoscalerWaitsForRolloutsNotForScaling(t *testing.T) {
 				t.Fatalf("%d replicas, want %d", n, tc.want)
 			}
 		})
+	}
+}
+
+// The revision cache forgets what the App's history no longer keeps,
+// except the stable revision.
+func TestRevisionCacheTrimmed(t *testing.T) {
+	r := NewRollout(storetest.New(t), nil, quiet, nil, nil)
+	a := decodeApp(t, "kind: App\nname: web\nimage: a\nrevisionHistoryLimit: 2")
+	v1.SetDefaults(a)
+	a.Metadata.UID = "u1"
+	r.revs["u1"] = map[int64]*v1.Revision{}
+	for n := int64(1); n <= 6; n++ {
+		r.revs["u1"][n] = &v1.Revision{}
+	}
+	a.Status.Revision, a.Status.StableRevision = 6, 1
+	r.trimRevisions(a)
+	var kept []int64
+	for n := range r.revs["u1"] {
+		kept = append(kept, n)
+	}
+	slices.Sort(kept)
+	if want := []int64{1, 4, 5, 6}; !slices.Equal(kept, want) {
+		t.Errorf("cached revisions = %v, want %v", kept, want)
 	}
 }

@@ -61,7 +61,7 @@ type Rollout struct {
 	// revs caches revisions, which never change, by App UID and number:
 	// an App deleted and created again under its name starts afresh even
 	// if the watch never showed the delete.
-	revs map[string]*v1.Revision
+	revs map[string]map[int64]*v1.Revision
 }
 
 // NewRollout returns the rollout controller. The informers may be shared
@@ -76,13 +76,16 @@ func NewRollout(s *store.Store, rec Recorder, log *slog.Logger, instances *infor
 	r := &Rollout{
 		store: s, rec: rec, log: log.With("controller", "rollout"), now: time.Now,
 		Apps: apps, Instances: instances,
-		queue: NewQueue(), revs: map[string]*v1.Revision{}, spells: map[string]spell{},
+		queue: NewQueue(), revs: map[string]map[int64]*v1.Revision{}, spells: map[string]spell{},
 	}
 	r.Apps.OnChange(func(old, a *v1.App, deleted bool) {
-		if deleted {
+		switch {
+		case deleted:
 			r.forgetRevisions(a.Metadata.UID)
-		} else if old != nil && old.Metadata.UID != a.Metadata.UID {
+		case old != nil && old.Metadata.UID != a.Metadata.UID:
 			r.forgetRevisions(old.Metadata.UID)
+		case old != nil && a.Status.Revision != old.Status.Revision:
+			r.trimRevisions(a)
 		}
 		// An automatic rollback is announced by its own RolledBack
 		// event, and starts with phase RolledBack.
@@ -138,9 +141,9 @@ func (r *Rollout) sync(ctx context.Context, key string) {
 
 // revision returns revision n of a.
 func (r *Rollout) revision(ctx context.Context, a *v1.App, n int64) (*v1.Revision, error) {
-	key := fmt.Sprintf("%s/%d", a.Metadata.UID, n)
+	uid := a.Metadata.UID
 	r.revMu.Lock()
-	rev, ok := r.revs[key]
+	rev, ok := r.revs[uid][n]
 	r.revMu.Unlock()
 	if ok {
 		return rev, nil
@@ -150,7 +153,10 @@ func (r *Rollout) revision(ctx context.Context, a *v1.App, n int64) (*v1.Revisio
 		return nil, err
 	}
 	r.revMu.Lock()
-	r.revs[key] = rev
+	if r.revs[uid] == nil {
+		r.revs[uid] = map[int64]*v1.Revision{}
+	}
+	r.revs[uid][n] = rev
 	r.revMu.Unlock()
 	return rev, nil
 }
@@ -159,10 +165,20 @@ func (r *Rollout) revision(ctx context.Context, a *v1.App, n int64) (*v1.Revisio
 func (r *Rollout) forgetRevisions(uid string) {
 	r.revMu.Lock()
 	defer r.revMu.Unlock()
-	prefix := uid + "/"
-	for k := range r.revs {
-		if strings.HasPrefix(k, prefix) {
-			delete(r.revs, k)
+	delete(r.revs, uid)
+}
+
+// trimRevisions drops the cached revisions of a that its history no
+// longer keeps, so that an App deployed for months does not grow the
+// cache by every revision it ever ran. (One still needed, for an old
+// instance, is read again.)
+func (r *Rollout) trimRevisions(a *v1.App) {
+	r.revMu.Lock()
+	defer r.revMu.Unlock()
+	oldest := a.Status.Revision - int64(a.Spec.HistoryLimit())
+	for n := range r.revs[a.Metadata.UID] {
+		if n < oldest && n != a.Status.StableRevision {
+			delete(r.revs[a.Metadata.UID], n)
 		}
 	}
 }

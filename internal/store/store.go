@@ -421,6 +421,18 @@ func (t *Txn) Delete(k *v1.KindInfo, ns, name string, rev int64) *Txn {
 	return t
 }
 
+// Unmodified makes the transaction conditional on an object still being
+// at revision rev, without writing it.
+func (t *Txn) Unmodified(k *v1.KindInfo, ns, name string, rev int64) *Txn {
+	t.cmps = append(t.cmps, clientv3.Compare(clientv3.ModRevision(t.s.Key(k, ns, name)), "=", rev))
+	t.what = append(t.what, "check "+strings.ToLower(k.Kind)+" "+ns+"/"+name)
+	return t
+}
+
+// MaxTxnOps is how many writes one transaction may carry: etcd's default
+// (--max-txn-ops), which the embedded etcd keeps.
+const MaxTxnOps = 128
+
 // Commit runs the transaction. On a failed precondition it returns
 // ErrConflict naming the operations involved; nothing was written.
 func (t *Txn) Commit(ctx context.Context) error {
