@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -443,39 +444,43 @@ func newRolloutCmd(g *globals) *cobra.Command {
 		},
 	}
 	undo.Flags().Int64Var(&toRevision, "to-revision", 0, "the revision to return to (default: the previous one)")
+	var showRevision int64
 	history := &cobra.Command{
 		Use:   "history app/NAME",
-		Short: "List an app's revisions",
+		Short: "List an app's revisions, or show one with --revision",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, c, err := g.appClient(args[0])
 			if err != nil {
 				return err
 			}
+			if showRevision < 0 {
+				return fmt.Errorf("--revision %d: revisions are numbered from 1", showRevision)
+			}
 			ctx := cmd.Context()
 			a, err := client.Get[*v1.App](ctx, c, g.ns(), name)
 			if err != nil {
 				return err
+			}
+			w := cmd.OutOrStdout()
+			if showRevision > 0 {
+				return printRevision(ctx, w, c, a, showRevision)
 			}
 			revs, _, err := client.List[*v1.Revision](ctx, c, g.ns(), client.ListOptions{Selector: v1.LabelApp + "=" + name})
 			if err != nil {
 				return err
 			}
 			sort.Slice(revs, func(i, j int) bool { return revs[i].Spec.Number < revs[j].Spec.Number })
-			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "app/%s\n", name)
 			rows := [][]string{{"REVISION", "IMAGE", "CREATED", "CHANGE-CAUSE"}}
 			for _, r := range revs {
-				mark := ""
-				if r.Spec.Number == a.Status.Revision {
-					mark = " (current)"
-				}
-				rows = append(rows, []string{strconv.FormatInt(r.Spec.Number, 10) + mark, r.Spec.Template.Image, age(r.Metadata.Created) + " ago", orDash(r.Spec.ChangeCause)})
+				rows = append(rows, []string{strconv.FormatInt(r.Spec.Number, 10) + revisionMark(a, r.Spec.Number), r.Spec.Template.Image, age(r.Metadata.Created) + " ago", orDash(r.Spec.ChangeCause)})
 			}
 			printRows(w, rows)
 			return nil
 		},
 	}
+	history.Flags().Int64Var(&showRevision, "revision", 0, "show this revision's template and image")
 	// simple runs fn on one app and prints what it says happened.
 	simple := func(use, short string, fn func(ctx context.Context, c *client.Client, ns, name string) (string, error)) *cobra.Command {
 		return &cobra.Command{
@@ -653,4 +658,50 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (default: wait until done)")
 	return cmd
+}
+
+// revisionMark tells the App's current revision, and the stable one
+// (the last that completed a rollout, which an automatic rollback returns
+// to) when it is another.
+func revisionMark(a *v1.App, n int64) string {
+	switch n {
+	case a.Status.Revision:
+		return " (current)"
+	case a.Status.StableRevision:
+		return " (stable)"
+	}
+	return ""
+}
+
+// printRevision shows one revision of a: what it ran, and its template as
+// a manifest would give it.
+func printRevision(ctx context.Context, w io.Writer, c *client.Client, a *v1.App, n int64) error {
+	name := a.Metadata.Name
+	r, err := client.Get[*v1.Revision](ctx, c, a.Metadata.Namespace, v1.RevisionName(name, n))
+	if errors.Is(err, v1.ErrNotFound) {
+		return fmt.Errorf("app/%s has no revision %d: it keeps the %d before its current one (revisionHistoryLimit); see gantry rollout history app/%s", name, n, a.Spec.HistoryLimit(), name)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "app/%s revision %d%s\n", name, n, revisionMark(a, n))
+	image := r.Spec.Image
+	if r.Spec.ImageDigest != "" && !strings.Contains(image, "@") {
+		image += "@" + r.Spec.ImageDigest
+	}
+	printRows(w, [][]string{
+		{"Image:", image},
+		{"Created:", r.Metadata.Created.Local().Format(time.RFC3339) + " (" + age(r.Metadata.Created) + " ago)"},
+		{"Change-Cause:", orDash(r.Spec.ChangeCause)},
+	})
+	fmt.Fprintln(w, "Template:")
+	var buf bytes.Buffer
+	if err := printYAML(&buf, r.Spec.Template); err != nil {
+		return err
+	}
+	for _, line := range strings.SplitAfter(strings.TrimSuffix(buf.String(), "\n"), "\n") {
+		fmt.Fprint(w, "  ", line)
+	}
+	fmt.Fprintln(w)
+	return nil
 }

@@ -139,6 +139,8 @@ func TestRolloutBadInputsFail(t *testing.T) {
 		{"rollout", "undo", "app/hello", "--to-revision", "1"},
 		{"rollout", "undo", "app/nope"},
 		{"rollout", "history", "app/nope"},
+		{"rollout", "history", "app/hello", "--revision", "9"},
+		{"rollout", "history", "app/hello", "--revision", "-2"},
 		{"rollout", "pause", "instance/x"},
 		{"rollout", "undo", "app/a/b"},
 		{"-n", "ghost", "rollout", "undo", "app/hello"},
@@ -153,6 +155,29 @@ func TestRolloutBadInputsFail(t *testing.T) {
 	out, err, _ := rs.run(t, 20*time.Second, "rollout", "history", "app/hello")
 	if err != nil || !strings.Contains(out, "REVISION") {
 		t.Errorf("history: %v\n%s", err, out)
+	}
+}
+
+// history --revision shows what a revision ran; the list marks the
+// current revision and the stable one.
+func TestRolloutHistoryOfOneRevision(t *testing.T) {
+	rs := startRolloutServer(t)
+	applyRolloutApp(t, rs, "hello", "hello:v1")
+	applyRolloutApp(t, rs, "hello", "hello:v2")
+	rs.changeApp(t, func(a *v1.App) { a.Status.StableRevision = 1 })
+	out, err, _ := rs.run(t, 20*time.Second, "rollout", "history", "app/hello", "--revision", "1")
+	for _, want := range []string{"app/hello revision 1 (stable)", "Image:", "Template:", "  image: hello:v1"} {
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("history --revision 1: err=%v, output lacks %q:\n%s", err, want, out)
+		}
+	}
+	out, err, _ = rs.run(t, 20*time.Second, "rollout", "history", "app/hello")
+	if err != nil || !strings.Contains(out, "1 (stable)") || !strings.Contains(out, "2 (current)") {
+		t.Errorf("history: err=%v; want revisions 1 (stable) and 2 (current):\n%s", err, out)
+	}
+	_, err, _ = rs.run(t, 20*time.Second, "rollout", "history", "app/hello", "--revision", "5")
+	if err == nil || !strings.Contains(err.Error(), "no revision 5") || !strings.Contains(err.Error(), "revisionHistoryLimit") {
+		t.Errorf("history --revision 5: err=%v; want one that names the history limit", err)
 	}
 }
 
