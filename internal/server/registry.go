@@ -152,30 +152,37 @@ func (s *Server) imageEvent(ctx context.Context, e registry.Event) {
 	s.Recorder.Record(ctx, ns, v1.ObjectRef{Kind: "Image", Name: ref}, v1.EventNormal, reason, msg)
 }
 
-// imageInUse refuses to delete a tag or digest that a running App's
-// current revision uses.
+// imageInUse refuses to delete a tag or digest that an App's current
+// revision uses, or its stable one: the revision an automatic rollback
+// returns to, which must still be pullable when a rollout fails.
 func (s *Server) imageInUse(ctx context.Context, repo, ref string) error {
 	apps, _, err := store.List[*v1.App](ctx, s.Store, store.ListOptions{})
 	if err != nil {
 		return err
 	}
 	for _, a := range apps {
-		rev, err := store.Get[*v1.Revision](ctx, s.Store, a.Metadata.Namespace, v1.RevisionName(a.Metadata.Name, a.Status.Revision))
-		if err != nil {
-			continue
-		}
-		name, tag := repoAndTag(rev.Spec.Image)
-		if name != repo {
-			continue
-		}
-		if ref == tag || ref == rev.Spec.ImageDigest {
-			return fmt.Errorf("%s:%s is used by app %s/%s (revision %d)", repo, ref, a.Metadata.Namespace, a.Metadata.Name, rev.Spec.Number)
+		for _, n := range []int64{a.Status.Revision, a.Status.StableRevision} {
+			if n == 0 {
+				continue
+			}
+			rev, err := store.Get[*v1.Revision](ctx, s.Store, a.Metadata.Namespace, v1.RevisionName(a.Metadata.Name, n))
+			if err != nil {
+				continue
+			}
+			name, tag := repoAndTag(rev.Spec.Image)
+			if name != repo || (ref != tag && ref != rev.Spec.ImageDigest) {
+				continue
+			}
+			why := "its current revision"
+			if n != a.Status.Revision {
+				why = "its stable revision, which a failed rollout returns to"
+			}
+			return fmt.Errorf("%s:%s is used by app %s/%s (revision %d, %s)", repo, ref, a.Metadata.Namespace, a.Metadata.Name, rev.Spec.Number, why)
 		}
 	}
 	return nil
 }
 
-// repoAndTag splits "host:port/ns/name:tag" into "ns/name" and "tag".
 func repoAndTag(ref string) (string, string) {
 	ref, _, _ = strings.Cut(ref, "@")
 	if first, rest, ok := strings.Cut(ref, "/"); ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
