@@ -307,6 +307,14 @@ func (c *Client) Apply(ctx context.Context, o v1.Object) (string, error) {
 	return c.write(ctx, http.MethodPut, o, url.Values{"apply": {"true"}})
 }
 
+// ApplyDryRun runs an apply through every check the server makes
+// (validation, policy, quota, route ownership) without storing anything,
+// and says what the apply would do; o becomes the object as it would be
+// stored.
+func (c *Client) ApplyDryRun(ctx context.Context, o v1.Object) (string, error) {
+	return c.write(ctx, http.MethodPut, o, url.Values{"apply": {"true"}, "dryRun": {"true"}})
+}
+
 // Delete removes an object and returns it as it was (or as marked for
 // deletion, for instances that drain first).
 func (c *Client) Delete(ctx context.Context, kind, ns, name string) (v1.Object, error) {

@@ -111,33 +111,49 @@ func readManifests(paths []string, stdin io.Reader, ns string) ([]v1.Object, err
 	return objs, errors.Join(errs...)
 }
 
+// namespaceClash refuses manifests that an explicit -n contradicts, as
+// kubectl does: neither wins silently. Documents that name no namespace
+// are in -n's already.
+func (g *globals) namespaceClash(objs []v1.Object) error {
+	var clash []error
+	for _, o := range objs {
+		k, _ := v1.KindOf(o)
+		if ns := o.GetMeta().Namespace; k.Namespaced && g.namespace != "" && ns != g.namespace {
+			clash = append(clash, fmt.Errorf("%s/%s is in namespace %q, but -n says %q: drop -n or change the manifest",
+				strings.ToLower(k.Kind), o.GetMeta().Name, ns, g.namespace))
+		}
+	}
+	return errors.Join(clash...)
+}
+
 func newApplyCmd(g *globals) *cobra.Command {
 	var files []string
+	var dryRun string
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE|DIR|-",
 		Short: "Create or update objects from manifests",
 		Long: `Create or update every object in the given manifests. A changed App template
 makes a new revision and rolls the App out. Nothing is applied if any manifest
-is invalid: every problem is printed with its field.`,
-		Example: "  gantry apply -f examples/hello.yaml\n  cat app.yaml | gantry apply -f -",
+is invalid: every problem is printed with its field.
+
+With --dry-run the server checks each object as it would for a real apply
+(validation, namespace policy, quota, routes other apps own) and says what the
+apply would do, without storing anything; gantry diff shows the changes.`,
+		Example: "  gantry apply -f examples/hello.yaml\n  cat app.yaml | gantry apply -f -\n  gantry apply -f web.yaml --dry-run",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			switch dryRun {
+			case "none", "server":
+			case "client":
+				return errors.New("--dry-run=client is not supported: manifests are always checked locally first; --dry-run (server) also asks the server")
+			default:
+				return fmt.Errorf("--dry-run=%s: want server (the default when given) or none", dryRun)
+			}
 			objs, err := readManifests(files, cmd.InOrStdin(), g.ns())
 			if err != nil {
 				return err
 			}
-			// An explicit -n that a manifest contradicts is a mistake,
-			// as with kubectl: neither wins silently. Documents that
-			// name no namespace are in -n's already.
-			var clash []error
-			for _, o := range objs {
-				k, _ := v1.KindOf(o)
-				if ns := o.GetMeta().Namespace; k.Namespaced && g.namespace != "" && ns != g.namespace {
-					clash = append(clash, fmt.Errorf("%s/%s is in namespace %q, but -n says %q: drop -n or change the manifest",
-						strings.ToLower(k.Kind), o.GetMeta().Name, ns, g.namespace))
-				}
-			}
-			if err := errors.Join(clash...); err != nil {
+			if err := g.namespaceClash(objs); err != nil {
 				return err
 			}
 			c, err := g.client()
@@ -148,7 +164,11 @@ is invalid: every problem is printed with its field.`,
 			failed := false
 			for _, o := range objs {
 				k, _ := v1.KindOf(o)
-				res, err := c.Apply(ctx, o)
+				apply, suffix := c.Apply, ""
+				if dryRun == "server" {
+					apply, suffix = c.ApplyDryRun, " (server dry run)"
+				}
+				res, err := apply(ctx, o)
 				ref := strings.ToLower(k.Kind) + "/" + o.GetMeta().Name
 				if err != nil {
 					failed = true
@@ -156,7 +176,7 @@ is invalid: every problem is printed with its field.`,
 					printError(os.Stderr, err)
 					continue
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", ref, res)
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s%s\n", ref, res, suffix)
 			}
 			if failed {
 				return errSilent
@@ -165,6 +185,8 @@ is invalid: every problem is printed with its field.`,
 		},
 	}
 	cmd.Flags().StringSliceVarP(&files, "filename", "f", nil, "manifest file, directory, or - for standard input (repeatable)")
+	cmd.Flags().StringVar(&dryRun, "dry-run", "none", "server: check everything and say what would change, storing nothing")
+	cmd.Flags().Lookup("dry-run").NoOptDefVal = "server"
 	return cmd
 }
 

@@ -106,6 +106,7 @@ func newRootCmd() *cobra.Command {
 		newAgentCmd(),
 		newVersionCmd(g),
 		newApplyCmd(g),
+		newDiffCmd(g),
 		newGetCmd(g),
 		newDescribeCmd(g),
 		newDeleteCmd(g),

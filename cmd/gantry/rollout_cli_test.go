@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -252,5 +254,61 @@ func (rs *rolloutServer) changeApp(t *testing.T, change func(*v1.App)) {
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// apply --dry-run says what would happen and changes nothing; diff shows
+// it, with kubectl diff's exit status.
+func TestApplyDryRunAndDiff(t *testing.T) {
+	if _, err := exec.LookPath("diff"); err != nil {
+		t.Skip("diff (diffutils) is not installed")
+	}
+	rs := startRolloutServer(t)
+	applyRolloutApp(t, rs, "hello", "hello:v1")
+	dir := t.TempDir()
+	write := func(name, doc string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	same := write("same.yaml", "kind: App\nname: hello\nimage: hello:v1\nreplicas: 1\n")
+	v2 := write("v2.yaml", "kind: App\nname: hello\nimage: hello:v2\nreplicas: 1\n---\nkind: App\nname: other\nimage: other:v1\n")
+
+	out, err, _ := rs.run(t, 20*time.Second, "apply", "-f", v2, "--dry-run")
+	if err != nil || !strings.Contains(out, "app/hello configured (server dry run)") || !strings.Contains(out, "app/other created (server dry run)") {
+		t.Errorf("apply --dry-run: err=%v out=%q", err, out)
+	}
+	if a, err := client.Get[*v1.App](context.Background(), rs.c, "default", "hello"); err != nil || a.Spec.Image != "hello:v1" || a.Status.Revision != 1 {
+		t.Errorf("after the dry run hello is %v (revision %d), err %v; want it untouched", a.Spec.Image, a.Status.Revision, err)
+	}
+	if _, err := client.Get[*v1.App](context.Background(), rs.c, "default", "other"); !errors.Is(err, v1.ErrNotFound) {
+		t.Errorf("a dry run created app other: %v", err)
+	}
+	if _, err, _ := rs.run(t, 20*time.Second, "apply", "-f", v2, "--dry-run=client"); err == nil {
+		t.Errorf("apply --dry-run=client was accepted")
+	}
+
+	out, err, _ = rs.run(t, 20*time.Second, "diff", "-f", same)
+	if err != nil || out != "" {
+		t.Errorf("diff of the live manifest: err=%v out=%q; want exit 0 and no output", err, out)
+	}
+	out, err, _ = rs.run(t, 20*time.Second, "diff", "-f", v2)
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 1 {
+		t.Errorf("diff with changes: err=%v; want exit status 1", err)
+	}
+	for _, want := range []string{"-  image: hello:v1", "+  image: hello:v2", "+kind: App", "+  name: other"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("diff output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "status:") || strings.Contains(out, "uid:") {
+		t.Errorf("diff shows status or bookkeeping:\n%s", out)
+	}
+	bad := write("bad.yaml", "kind: App\nname: hello\nimage: hello:v3\nreplicas: -4\n")
+	if _, err, _ := rs.run(t, 20*time.Second, "diff", "-f", bad); !errors.As(err, &ee) || ee.code != 2 {
+		t.Errorf("diff of an invalid manifest: err=%v; want exit status 2", err)
 	}
 }

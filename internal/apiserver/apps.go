@@ -14,20 +14,21 @@ import (
 	"github.com/gantry-dev/gantry/internal/store"
 )
 
-// saveApp admits an App and writes it with its revision history.
-func (s *Server) saveApp(ctx context.Context, a *v1.App, prev *v1.App) (apps.Result, error) {
+// saveApp admits an App and writes it with its revision history; a dry
+// run admits it and says what the write would do.
+func (s *Server) saveApp(ctx context.Context, a *v1.App, prev *v1.App, dry bool) (apps.Result, error) {
 	if prev != nil && a.Spec.Template.RestartNonce == "" {
 		// A restart's mark stays until the next restart: re-applying
 		// the same manifest (a GitOps sync) must not roll everything
 		// again.
 		a.Spec.Template.RestartNonce = prev.Spec.Template.RestartNonce
 	}
-	image, digest, resolve, err := s.admitApp(ctx, a, prev)
+	image, digest, resolve, err := s.admitApp(ctx, a, prev, dry)
 	if err != nil {
 		return "", err
 	}
 	cause := a.Metadata.Annotations[v1.AnnotationChangeCause]
-	res, err := apps.Save(ctx, s.store, apps.Change{App: a, Prev: prev, Image: image, ImageDigest: digest, Resolve: resolve, Cause: cause})
+	res, err := apps.Save(ctx, s.store, apps.Change{App: a, Prev: prev, Image: image, ImageDigest: digest, Resolve: resolve, Cause: cause, DryRun: dry})
 	if err != nil {
 		return "", err
 	}
@@ -83,7 +84,8 @@ func warn(w http.ResponseWriter, text string) {
 // admitApp runs the admission checks on an App and returns the qualified
 // image, its digest when the reference names one, and how to look the
 // digest up in the registry otherwise (done only when a revision is made).
-func (s *Server) admitApp(ctx context.Context, a *v1.App, prev *v1.App) (string, string, func() string, error) {
+// A dry run's refusal by quota makes no event.
+func (s *Server) admitApp(ctx context.Context, a *v1.App, prev *v1.App, dry bool) (string, string, func() string, error) {
 	if prev != nil && prev.Metadata.Deleting != nil {
 		return "", "", nil, fmt.Errorf("%w: app %q is being deleted", v1.ErrConflict, a.Metadata.Name)
 	}
@@ -102,7 +104,9 @@ func (s *Server) admitApp(ctx context.Context, a *v1.App, prev *v1.App) (string,
 		return "", "", nil, err
 	}
 	if err := s.checkQuota(ctx, ns, a, prev); err != nil {
-		s.quotaDenied(ctx, a, err)
+		if !dry {
+			s.quotaDenied(ctx, a, err)
+		}
 		return "", "", nil, err
 	}
 	image := v1.QualifyImage(a.Spec.Image, a.Metadata.Namespace, s.cfg.Registry)

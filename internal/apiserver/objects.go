@@ -259,6 +259,11 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	if err != nil {
 		return err
 	}
+	if ri.DryRun {
+		if err := dryRunnable(o); err != nil {
+			return err
+		}
+	}
 	if t, ok := o.(*v1.Token); ok {
 		// The server names tokens: the name is part of the secret.
 		return s.createToken(w, r, t)
@@ -271,6 +276,15 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	}
 	if err := s.checkNamespace(ctx, o); err != nil {
 		return err
+	}
+	if ri.DryRun {
+		// A real create learns this from the store's create.
+		m := o.GetMeta()
+		if _, err := s.store.Get(ctx, ri.Kind, m.Namespace, m.Name); err == nil {
+			return fmt.Errorf("%s %q %w", strings.ToLower(ri.Kind.Kind), m.Key(), v1.ErrAlreadyExists)
+		} else if !errors.Is(err, v1.ErrNotFound) {
+			return err
+		}
 	}
 	if e, ok := o.(*v1.Event); ok {
 		// Agents report events; they expire like the server's own.
@@ -285,7 +299,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	}
 	switch o := o.(type) {
 	case *v1.App:
-		res, err := s.saveApp(ctx, o, nil)
+		res, err := s.saveApp(ctx, o, nil, ri.DryRun)
 		if err != nil {
 			return err
 		}
@@ -296,7 +310,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 		writeJSON(w, http.StatusCreated, o)
 		return nil
 	case *v1.Secret:
-		if _, err := s.writeSecret(ctx, o, nil); err != nil {
+		if _, err := s.writeSecret(ctx, o, nil, ri.DryRun); err != nil {
 			return err
 		}
 		w.Header().Set("X-Gantry-Result", "created")
@@ -306,12 +320,25 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	if err := s.admitOther(ctx, o, nil); err != nil {
 		return err
 	}
-	if err := s.store.Create(ctx, o); err != nil {
-		return err
+	if !ri.DryRun {
+		if err := s.store.Create(ctx, o); err != nil {
+			return err
+		}
+		s.afterWrite(o)
 	}
-	s.afterWrite(o)
 	w.Header().Set("X-Gantry-Result", "created")
 	writeJSON(w, http.StatusCreated, redact(o))
+	return nil
+}
+
+// dryRunnable refuses a dry run of the kinds whose create is not an
+// admission and a write: the server makes up a token's secret, and events
+// are written by Gantry itself.
+func dryRunnable(o v1.Object) error {
+	switch o.(type) {
+	case *v1.Token, *v1.JoinToken, *v1.Event:
+		return fmt.Errorf("%w: dryRun is not supported for %ss", v1.ErrInvalid, strings.ToLower(o.GetType().Kind))
+	}
 	return nil
 }
 
@@ -349,6 +376,11 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	o, err := s.decodeObject(w, r, ri)
 	if err != nil {
 		return err
+	}
+	if ri.DryRun {
+		if err := dryRunnable(o); err != nil {
+			return err
+		}
 	}
 	if err := v1.Validate(o).OrNil(); err != nil {
 		return err
@@ -408,14 +440,17 @@ func (s *Server) updateOnce(ctx context.Context, ri *requestInfo, o v1.Object, a
 			return "", err
 		}
 		if a, ok := o.(*v1.App); ok {
-			res, err := s.saveApp(ctx, a, nil)
+			res, err := s.saveApp(ctx, a, nil, ri.DryRun)
 			return string(res), err
 		}
 		if sec, ok := o.(*v1.Secret); ok {
-			return s.writeSecret(ctx, sec, nil)
+			return s.writeSecret(ctx, sec, nil, ri.DryRun)
 		}
 		if err := s.admitOther(ctx, o, nil); err != nil {
 			return "", err
+		}
+		if ri.DryRun {
+			return "created", nil
 		}
 		if err := s.store.Create(ctx, o); err != nil {
 			return "", err
@@ -437,11 +472,11 @@ func (s *Server) updateOnce(ctx context.Context, ri *requestInfo, o v1.Object, a
 		if apply {
 			*notes = keepLiveFields(a, prev.(*v1.App))
 		}
-		res, err := s.saveApp(ctx, a, prev.(*v1.App))
+		res, err := s.saveApp(ctx, a, prev.(*v1.App), ri.DryRun)
 		return string(res), err
 	}
 	if sec, ok := o.(*v1.Secret); ok {
-		return s.writeSecret(ctx, sec, prev.(*v1.Secret))
+		return s.writeSecret(ctx, sec, prev.(*v1.Secret), ri.DryRun)
 	}
 	pm := prev.GetMeta()
 	m.UID, m.Created, m.Deleting = pm.UID, pm.Created, pm.Deleting
@@ -451,6 +486,9 @@ func (s *Server) updateOnce(ctx context.Context, ri *requestInfo, o v1.Object, a
 	}
 	if sameObject(o, prev) {
 		return "unchanged", nil
+	}
+	if ri.DryRun {
+		return "configured", nil
 	}
 	if err := s.store.Update(ctx, o); err != nil {
 		return "", err

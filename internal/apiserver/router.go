@@ -21,6 +21,10 @@ type requestInfo struct {
 	// AllNamespaces is a list or watch of a namespaced kind across every
 	// namespace (/api/v1/apps).
 	AllNamespaces bool
+	// DryRun (?dryRun=true, or Kubernetes' ?dryRun=All) runs a create,
+	// update or apply through every check and answers what it would
+	// store, without storing anything.
+	DryRun bool
 }
 
 func (ri *requestInfo) attributes() auth.Attributes {
@@ -104,6 +108,16 @@ func parseRequest(r *http.Request) (*requestInfo, error) {
 		ri.Verb = "delete"
 	default:
 		return nil, methodNotAllowed(r)
+	}
+	switch dry := q.Get("dryRun"); dry {
+	case "", "false":
+	case "true", "All":
+		if ri.Sub != "" || (ri.Verb != "create" && ri.Verb != "update" && ri.Verb != "apply") {
+			return nil, fmt.Errorf("%w: dryRun works on create (POST), update and apply (PUT) of an object, not on %s %s", v1.ErrInvalid, r.Method, r.URL.Path)
+		}
+		ri.DryRun = true
+	default:
+		return nil, fmt.Errorf("%w: dryRun=%q: use dryRun=true (or All)", v1.ErrInvalid, dry)
 	}
 	// Subresources that read are "get"; exec is "create" as in
 	// Kubernetes; the rest change the object.
@@ -199,6 +213,9 @@ func (s *Server) finish(r *http.Request, rec *statusRecorder, ri *requestInfo, i
 	if ri != nil {
 		e.Verb, e.Resource, e.Sub, e.Namespace, e.Name = ri.Verb, ri.Kind.Plural, ri.Sub, ri.Namespace, ri.Name
 		route = ri.Kind.Plural
+		if ri.DryRun && e.Reason == "" {
+			e.Reason = "dry run"
+		}
 		if ri.Sub != "" {
 			route += "/" + ri.Sub
 		}

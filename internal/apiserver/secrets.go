@@ -27,7 +27,7 @@ func fromV1(sd *v1.SealedData) *secrets.SealedData {
 
 // writeSecret seals a secret's values and creates or updates it. prev is
 // the stored secret (nil to create). It reports whether anything changed.
-func (s *Server) writeSecret(ctx context.Context, sec *v1.Secret, prev *v1.Secret) (string, error) {
+func (s *Server) writeSecret(ctx context.Context, sec *v1.Secret, prev *v1.Secret, dry bool) (string, error) {
 	if s.secrets == nil {
 		return "", fmt.Errorf("%w: this server has no secret master key", v1.ErrUnavailable)
 	}
@@ -44,6 +44,13 @@ func (s *Server) writeSecret(ctx context.Context, sec *v1.Secret, prev *v1.Secre
 		sec.Metadata.UID, sec.Metadata.Created, sec.Metadata.Revision = prev.Metadata.UID, prev.Metadata.Created, prev.Metadata.Revision
 	} else if err := s.checkSecretQuota(ctx, sec.Metadata.Namespace); err != nil {
 		return "", err
+	}
+	if dry {
+		// The answer is redacted: it names the keys, not the values.
+		if prev == nil {
+			return "created", nil
+		}
+		return "configured", nil
 	}
 	err := s.secrets.SealAndWrite(sec.Metadata.Namespace, sec.Metadata.Name, data, func(sd *secrets.SealedData) error {
 		sec.Sealed = toV1(sd, keys)

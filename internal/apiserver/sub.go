@@ -173,7 +173,7 @@ func (s *Server) rollbackApp(w http.ResponseWriter, r *http.Request, ri *request
 // rollbacks go through it too, so a template the policy has since
 // forbidden does not come back by itself.
 func (s *Server) AdmitRollback(ctx context.Context, a, prev *v1.App) error {
-	_, _, _, err := s.admitApp(ctx, a, prev)
+	_, _, _, err := s.admitApp(ctx, a, prev, false)
 	return err
 }
 
@@ -218,7 +218,7 @@ func (s *Server) restartApp(w http.ResponseWriter, r *http.Request, ri *requestI
 			a.Metadata.Annotations = v1.CloneLabels(a.Metadata.Annotations)
 		}
 		a.Metadata.Annotations[v1.AnnotationChangeCause] = "rollout restart"
-		_, err = s.saveApp(ctx, &a, prev)
+		_, err = s.saveApp(ctx, &a, prev, false)
 		if errors.Is(err, v1.ErrConflict) && attempt < 5 {
 			continue
 		}

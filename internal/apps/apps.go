@@ -54,6 +54,11 @@ type Change struct {
 	// completed a rollout before), and the record (its Revision filled
 	// in) goes into the status in the same transaction.
 	RolledBack *v1.RollbackRecord
+	// DryRun makes Save do everything but write: the App comes back as
+	// it would be stored, and the Result says what would happen. A
+	// create is not checked against an existing App; callers read it
+	// first.
+	DryRun bool
 }
 
 // Save creates or updates the App. When the template differs from the
@@ -75,6 +80,9 @@ func Save(ctx context.Context, s *store.Store, c Change) (Result, error) {
 		digest()
 		a.Status = v1.AppStatus{Revision: 1, Phase: v1.AppProgressing, RolloutStarted: &now, TemplateHash: statusHash(hash, c.Image, c.ImageDigest)}
 		rev := newRevision(a, 1, hash, c.Image, c.ImageDigest, c.Cause)
+		if c.DryRun {
+			return Created, nil
+		}
 		if err := s.Txn().Create(a).Create(rev).Commit(ctx); err != nil {
 			if errors.Is(err, v1.ErrConflict) {
 				// The app or a stale revision of a deleted namesake
@@ -137,6 +145,9 @@ func Save(ctx context.Context, s *store.Store, c Change) (Result, error) {
 		for _, name := range old {
 			txn.Delete(revisionKind, a.Metadata.Namespace, name, 0)
 		}
+	}
+	if c.DryRun {
+		return Configured, nil
 	}
 	if err := txn.Update(a).Commit(ctx); err != nil {
 		return "", err

@@ -42,7 +42,8 @@ type Entry struct {
 	Status   int           `json:"status"`
 	Duration time.Duration `json:"durationNs"`
 	// Reason says why a request was refused ("denied",
-	// "authentication failed"), empty otherwise.
+	// "authentication failed"), or "dry run" for a write that stored
+	// nothing (?dryRun=true); empty otherwise.
 	Reason string `json:"reason,omitempty"`
 	// Prev is the Hash of record Seq-1 (empty for the very first record).
 	Prev string `json:"prev"`

@@ -15,6 +15,7 @@ import (
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/apiserver"
 	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/secrets"
 	"github.com/gantry-dev/gantry/internal/store"
 	"github.com/gantry-dev/gantry/internal/store/storetest"
 )
@@ -29,7 +30,8 @@ type Server struct {
 
 // Start runs a server whose etcd keeps its data in dir and which listens
 // on addr ("127.0.0.1:0" for any port), with apps domain "localhost". It
-// stops when the test ends, or earlier with Stop.
+// stops when the test ends, or earlier with Stop. Secrets are sealed with a
+// master key of its own.
 func Start(t testing.TB, dir, addr string) *Server {
 	t.Helper()
 	e := storetest.EmbeddedIn(t, dir)
@@ -44,7 +46,16 @@ func Start(t testing.TB, dir, addr string) *Server {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	api := apiserver.New(apiserver.Config{AppsDomain: "localhost"}, s, &auth.Authenticator{Store: s}, &auth.Authorizer{Store: s}, log)
+	key, err := secrets.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := secrets.NewKeyring(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := apiserver.New(apiserver.Config{AppsDomain: "localhost"}, s, &auth.Authenticator{Store: s}, &auth.Authorizer{Store: s}, log,
+		apiserver.WithSecrets(secrets.NewCodec(kr)))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
