@@ -701,7 +701,10 @@ func printRevision(ctx context.Context, w io.Writer, c *client.Client, a *v1.App
 	name := a.Metadata.Name
 	r, err := client.Get[*v1.Revision](ctx, c, a.Metadata.Namespace, v1.RevisionName(name, n))
 	if errors.Is(err, v1.ErrNotFound) {
-		return fmt.Errorf("app/%s has no revision %d: it keeps the %d before its current one (revisionHistoryLimit); see gantry rollout history app/%s", name, n, a.Spec.HistoryLimit(), name)
+		if n > a.Status.Revision {
+			return fmt.Errorf("app/%s has no revision %d: its current revision is %d", name, n, a.Status.Revision)
+		}
+		return fmt.Errorf("app/%s has no revision %d any more: it keeps the %d before its current one (revisionHistoryLimit); see gantry rollout history app/%s", name, n, a.Spec.HistoryLimit(), name)
 	}
 	if err != nil {
 		return err

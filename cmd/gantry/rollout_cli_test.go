@@ -178,8 +178,15 @@ func TestRolloutHistoryOfOneRevision(t *testing.T) {
 		t.Errorf("history: err=%v; want revisions 1 (stable) and 2 (current):\n%s", err, out)
 	}
 	_, err, _ = rs.run(t, 20*time.Second, "rollout", "history", "app/hello", "--revision", "5")
-	if err == nil || !strings.Contains(err.Error(), "no revision 5") || !strings.Contains(err.Error(), "revisionHistoryLimit") {
-		t.Errorf("history --revision 5: err=%v; want one that names the history limit", err)
+	if err == nil || !strings.Contains(err.Error(), "no revision 5: its current revision is 2") {
+		t.Errorf("history --revision 5: err=%v; want one that gives the current revision", err)
+	}
+	if _, err := rs.st.Delete(context.Background(), store.KindFor[*v1.Revision](), "default", "hello-1", 0); err != nil {
+		t.Fatal(err)
+	}
+	_, err, _ = rs.run(t, 20*time.Second, "rollout", "history", "app/hello", "--revision", "1")
+	if err == nil || !strings.Contains(err.Error(), "no revision 1 any more") || !strings.Contains(err.Error(), "revisionHistoryLimit") {
+		t.Errorf("history --revision 1 after it was pruned: err=%v; want one that names the history limit", err)
 	}
 }
 
