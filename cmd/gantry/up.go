@@ -50,10 +50,12 @@ type upOptions struct {
 	registryAddr  string
 	registryHost  string
 	ingressAddr   string
-	ingressHTTPS  string
-	seed          bool
-	debugAddr     string
-	apply         []string
+	// ingressResponseTimeout bounds the wait for an instance's answer.
+	ingressResponseTimeout time.Duration
+	ingressHTTPS           string
+	seed                   bool
+	debugAddr              string
+	apply                  []string
 }
 
 func newLogger(level, format string) (*slog.Logger, error) {
@@ -124,6 +126,7 @@ The first start creates a cluster admin and writes the CLI config
 	f.StringSliceVar(&o.apply, "apply", nil, "apply these manifests once up (the demo of `make up`)")
 	f.StringVar(&o.ingressAddr, "ingress-addr", ":8080", "where the HTTP load balancer listens (empty: no load balancer)")
 	f.StringVar(&o.ingressHTTPS, "ingress-https-addr", "", "where the HTTPS load balancer listens, for routes with tls (e.g. :8443)")
+	f.DurationVar(&o.ingressResponseTimeout, "ingress-response-timeout", 0, "how long the load balancer waits for an instance to start answering before a 504 (0: no limit, for long polls; nginx's proxy_read_timeout is 60s)")
 	f.StringVar(&o.registryAddr, "registry-addr", ":5000", "where the OCI registry listens (empty: no registry)")
 	f.StringVar(&o.registryHost, "registry-host", "", "host:port that image references use for the registry (default: the listen address, with a wildcard host as 127.0.0.1)")
 	f.StringVar(&o.dnsAddr, "dns-addr", "127.0.0.1:5353", "host address of the DNS server (UDP and TCP; empty: none)")
@@ -150,6 +153,10 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	cfg.RegistryAddr, cfg.RegistryHost = o.registryAddr, o.registryHost
 	cfg.TLS = !o.noTLS
 	cfg.IngressAddr, cfg.IngressHTTPSAddr = o.ingressAddr, o.ingressHTTPS
+	if o.ingressResponseTimeout < 0 {
+		return fmt.Errorf("--ingress-response-timeout %s: give a duration of 0 (no limit) or more", o.ingressResponseTimeout)
+	}
+	cfg.Ingress.ResponseHeaderTimeout = o.ingressResponseTimeout
 	cfg.DNS.Domain = o.domain
 	cfg.DNS.AppsDomain = o.appsDomain
 	if cfg.DNS.ForwardFrom, err = forwardFrom(o.dnsForward, o.clusterCIDR); err != nil {

@@ -55,6 +55,20 @@ type Config struct {
 	// ClientIdleTimeout closes client keep-alive connections idle this
 	// long. Default 120s.
 	ClientIdleTimeout time.Duration
+	// ClientBodyTimeout bounds each wait for more of a request body from
+	// the client, as nginx's client_body_timeout does: the body streams
+	// to the instance, so a client that trickles it would otherwise hold
+	// a connection (and often a worker) of the instance for as long as it
+	// likes. Such a request gets 408. Default 60s.
+	ClientBodyTimeout time.Duration
+	// ClientSendTimeout bounds each wait for an HTTP/1 client to take
+	// more of a response, as nginx's send_timeout does: the answer
+	// streams from the instance, so a client that stops reading would
+	// otherwise hold the instance's connection for as long as it likes.
+	// The response is cut then. (HTTP/2 streams are not bounded: the
+	// server would cut a stream whose deadline passes while it waits for
+	// its instance, such as a long poll.) Default 60s.
+	ClientSendTimeout time.Duration
 
 	// EjectAfter is the number of consecutive connect failures after which
 	// an instance gets no traffic for EjectFor. Defaults 3 and 10s.
@@ -114,6 +128,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ClientIdleTimeout <= 0 {
 		c.ClientIdleTimeout = 120 * time.Second
+	}
+	if c.ClientSendTimeout <= 0 {
+		c.ClientSendTimeout = 60 * time.Second
+	}
+	if c.ClientBodyTimeout <= 0 {
+		c.ClientBodyTimeout = 60 * time.Second
 	}
 	if c.EjectAfter <= 0 {
 		c.EjectAfter = 3

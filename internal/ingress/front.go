@@ -249,7 +249,7 @@ func (f *front) serveConn(c net.Conn, cs *connState) {
 	f.mu.Lock()
 	cs.watch = watch
 	f.mu.Unlock()
-	fw := &frontWriter{bw: bw, h: make(http.Header, 8), watch: watch}
+	fw := &frontWriter{bw: bw, h: make(http.Header, 8), watch: watch, c: c, sendSlack: sendSlack(f.p.cfg.ClientSendTimeout)}
 	// idleDeadline is the read deadline on c while it is the idle one, or
 	// zero once something else set c's deadline. Setting a deadline costs
 	// a runtime timer update, so it is moved only when less than a full
@@ -297,6 +297,10 @@ func (f *front) serveConn(c net.Conn, cs *connState) {
 			pending, _ := br.Peek(br.Buffered())
 			if !flushPending(c, bw) {
 				return
+			}
+			if !fw.sendBy.IsZero() {
+				// net/http bounds its writes itself.
+				c.SetWriteDeadline(time.Time{})
 			}
 			handedOff = true
 			f.untrack(c)
@@ -461,6 +465,11 @@ type frontWriter struct {
 	req   *http.Request
 	h     http.Header
 	watch *clientWatch
+	c     net.Conn
+	// sendBy is the connection's write deadline: it outlives requests,
+	// so that one set for an earlier answer spares a timer update.
+	sendBy    time.Time
+	sendSlack time.Duration
 
 	status     int
 	wroteHead  bool
@@ -473,7 +482,18 @@ type frontWriter struct {
 // reset prepares fw, which lives as long as its connection, for req.
 func (fw *frontWriter) reset(req *http.Request) {
 	clear(fw.h)
-	*fw = frontWriter{bw: fw.bw, h: fw.h, watch: fw.watch, req: req}
+	*fw = frontWriter{bw: fw.bw, h: fw.h, watch: fw.watch, c: fw.c, sendBy: fw.sendBy, sendSlack: fw.sendSlack, req: req}
+}
+
+// SetWriteDeadline moves the connection's write deadline, for
+// http.ResponseController and the recorder's send timeout; a deadline no
+// more than the send slack past the one set is left as it is.
+func (fw *frontWriter) SetWriteDeadline(t time.Time) error {
+	if !t.IsZero() && !fw.sendBy.IsZero() && t.Sub(fw.sendBy) < fw.sendSlack && !t.Before(fw.sendBy) {
+		return nil
+	}
+	fw.sendBy = t
+	return fw.c.SetWriteDeadline(t)
 }
 
 func (fw *frontWriter) watchUpstream(c net.Conn) { fw.watch.setUpstream(c) }

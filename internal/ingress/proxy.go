@@ -118,6 +118,9 @@ type reqState struct {
 	ep       *endpoint
 	upgraded bool
 	retried  bool
+	// bodyStalled is set when the client took longer than
+	// ClientBodyTimeout to send more of the request body.
+	bodyStalled atomic.Bool
 }
 
 var statePool = sync.Pool{New: func() any { return new(reqState) }}
@@ -127,6 +130,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	st := statePool.Get().(*reqState)
 	st.rec.ResponseWriter = w
+	if r.ProtoMajor == 1 && r.Header["Upgrade"] == nil {
+		// An upgraded connection is a tunnel, and must keep no deadline.
+		st.rec.sendTimeout = p.cfg.ClientSendTimeout
+		st.rec.armSend(start)
+	}
 	host := canonicalHost(r.Host)
 	defer func() {
 		p.finish(st, r, host, start)
@@ -147,6 +155,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(&st.rec, http.StatusBadRequest, "BadRequest",
 			fmt.Sprintf("Host %q has a port that is not a number from 0 to 65535", r.Host), nil)
 		return
+	}
+	clean, ok := cleanRequestPath(r.URL.Path)
+	if !ok {
+		writeError(&st.rec, http.StatusBadRequest, "BadRequest",
+			fmt.Sprintf("path %q hides a dot-segment behind ';' or a backslash, which servers read differently: escape those characters", r.URL.Path), nil)
+		return
+	}
+	if clean != r.URL.Path {
+		// The instance gets the path the route was chosen by, so that
+		// the two cannot disagree about where the request belongs.
+		r = withPath(r, clean)
 	}
 	tbl := p.table.Load()
 	rt := tbl.match(host, r.URL.Path)
@@ -187,8 +206,21 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// waits for it at shutdown, up to ShutdownTimeout.
 		p.tunnels.Add(1)
 		defer p.tunnels.Add(-1)
+	} else if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		r = r.WithContext(r.Context())
+		r.Body = &bodyGuard{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: p.cfg.ClientBodyTimeout, st: st}
 	}
 	p.rp.ServeHTTP(&st.rec, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+}
+
+// withPath returns a shallow copy of r for path, which is sent on
+// escaped afresh: the raw form held the segments that were resolved.
+func withPath(r *http.Request, path string) *http.Request {
+	r = r.WithContext(r.Context())
+	u := *r.URL
+	u.Path, u.RawPath = path, ""
+	r.URL = &u
+	return r
 }
 
 // toHTTPS redirects a plain HTTP request to the same URL over HTTPS, with
@@ -397,6 +429,19 @@ const statusClientClosed = 499
 
 func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	st, _ := r.Context().Value(stateKey{}).(*reqState)
+	if st != nil && st.bodyStalled.Load() {
+		// The client, not the instance, was too slow. (net/http's
+		// server cancels the request on the read error, so this comes
+		// before the check for a client that went away.)
+		app := st.be.app.key
+		p.log.Debug("request body stalled", "app", app, "remote", r.RemoteAddr, "err", err)
+		if st.rec.status == 0 {
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestTimeout, "RequestTimeout",
+				fmt.Sprintf("app %s: the request body stalled: nothing more of it arrived for %s", app, p.cfg.ClientBodyTimeout), nil)
+		}
+		return
+	}
 	if r.Context().Err() != nil {
 		if st != nil && st.rec.status == 0 {
 			st.rec.status = statusClientClosed
@@ -505,18 +550,43 @@ func (p *Proxy) finish(st *reqState, r *http.Request, host string, start time.Ti
 	)
 }
 
-// recorder notes the status and size of a response for the access log.
+// recorder notes the status and size of a response for the access log,
+// and bounds the client's reading of it (sendTimeout).
 // Unwrap lets http.ResponseController reach Flush and Hijack underneath.
 type recorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+
+	sendTimeout time.Duration // 0: no bound
+	sendBy      time.Time     // the write deadline last set
+}
+
+// sendSlack is how far a write deadline may lag behind now+timeout
+// before it is moved: moving it costs a timer update, and a stream of
+// small writes need not pay that for each.
+func sendSlack(timeout time.Duration) time.Duration { return min(time.Second, timeout/8) }
+
+// armSend makes sure the client has at least sendTimeout-sendSlack from
+// now to take what is written next. It is called before every write, the
+// head's included: the head of a long poll's answer may come long after
+// the deadline set when the request came in. A deadline that passes
+// while nothing is being written does no harm on HTTP/1.
+func (r *recorder) armSend(now time.Time) {
+	if r.sendTimeout <= 0 || r.sendBy.Sub(now) >= r.sendTimeout-sendSlack(r.sendTimeout) {
+		return
+	}
+	r.sendBy = now.Add(r.sendTimeout)
+	if w, ok := r.ResponseWriter.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		w.SetWriteDeadline(r.sendBy)
+	}
 }
 
 func (r *recorder) WriteHeader(code int) {
 	if r.status == 0 && code >= 200 {
 		r.status = code
 	}
+	r.armSend(time.Now())
 	r.ResponseWriter.WriteHeader(code)
 }
 
@@ -524,6 +594,7 @@ func (r *recorder) Write(b []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}
+	r.armSend(time.Now())
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)
 	return n, err
@@ -538,6 +609,37 @@ var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 
 func (bufferPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
 func (bufferPool) Put(b []byte) { buffers.Put(&b) }
+
+// bodyGuard bounds each wait for more of a request body. The deadline is
+// set just before each read, so time the instance spends not taking the
+// body does not count against the client; it is lifted once the body
+// ends, before net/http's server reads the connection again on its own
+// (to notice the client leaving) and would take the deadline for that.
+// Close may come from another goroutine than Read, so it keeps no state.
+type bodyGuard struct {
+	io.ReadCloser
+	rc      *http.ResponseController
+	timeout time.Duration
+	st      *reqState
+}
+
+func (b *bodyGuard) Read(p []byte) (int, error) {
+	// A writer that cannot set deadlines leaves the body unbounded.
+	armed := b.rc.SetReadDeadline(time.Now().Add(b.timeout)) == nil
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && armed {
+		if timedOut(err) {
+			b.st.bodyStalled.Store(true)
+		}
+		b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
+func (b *bodyGuard) Close() error {
+	b.rc.SetReadDeadline(time.Time{})
+	return b.ReadCloser.Close()
+}
 
 // keepOpenBody ignores Close; ReverseProxy closes the real body itself when
 // the request is done.

@@ -1,6 +1,7 @@
 package ingress
 
 import (
+	"bytes"
 	"net"
 	"sort"
 	"strconv"
@@ -40,7 +41,9 @@ type route struct {
 }
 
 // pathMatches reports whether prefix covers p on a segment boundary:
-// "/api" covers "/api" and "/api/x" but not "/apix".
+// "/api" covers "/api" and "/api/x" but not "/apix". A ';' ends a segment's
+// name too: servlet containers read "/api;jsessionid=1" as "/api", so the
+// App routed at "/api" must be the one that gets it.
 func pathMatches(prefix, p string) bool {
 	if prefix == "/" {
 		return true
@@ -48,7 +51,82 @@ func pathMatches(prefix, p string) bool {
 	if !strings.HasPrefix(p, prefix) {
 		return false
 	}
-	return len(p) == len(prefix) || p[len(prefix)] == '/'
+	return len(p) == len(prefix) || p[len(prefix)] == '/' || p[len(prefix)] == ';'
+}
+
+// cleanRequestPath returns the path a request is routed by and sent on
+// with: its dot-segments ("." and "..") resolved and empty segments
+// ("//") merged, as RFC 3986 and nginx do before matching a location. An
+// instance resolves them too, so matching the path as sent would let
+// "/api/../admin" through a route for "/api" to the App's "/admin". p is
+// the decoded path, so "%2e%2e" and "%2F" count as ".." and "/" here; an
+// instance that decodes less sees a path that is at worst inside the
+// route. ok is false for a segment that some servers read as a
+// dot-segment and others do not ("..;x" in a servlet container, "..\"
+// on Windows): no route can be chosen for it that every instance agrees
+// with. A path that needs no change is returned as it is, without
+// allocating.
+func cleanRequestPath(p string) (clean string, ok bool) {
+	if p == "" || p[0] != '/' {
+		return p, true // "*" (OPTIONS) or empty: nothing to resolve
+	}
+	dirty := false
+	for i := 0; i < len(p); {
+		j, odd := i+1, false
+		for ; j < len(p) && p[j] != '/'; j++ {
+			if c := p[j]; c == ';' || c == '\\' {
+				odd = true
+			}
+		}
+		switch seg := p[i+1 : j]; {
+		case seg == "" && j < len(p), seg == ".", seg == "..":
+			dirty = true
+		case odd && hidesDotSegment(seg):
+			return "", false
+		}
+		i = j
+	}
+	if !dirty {
+		return p, true
+	}
+	out := make([]byte, 0, len(p))
+	for i := 0; i < len(p); {
+		j := i + 1
+		for j < len(p) && p[j] != '/' {
+			j++
+		}
+		seg, last := p[i+1:j], j == len(p)
+		switch seg {
+		case "", ".":
+		case "..":
+			if k := bytes.LastIndexByte(out, '/'); k >= 0 {
+				out = out[:k]
+			}
+		default:
+			out = append(out, '/')
+			out = append(out, seg...)
+		}
+		// A path that named a directory still does: "/a/b/.." is "/a/".
+		if last && (seg == "" || seg == "." || seg == "..") {
+			out = append(out, '/')
+		}
+		i = j
+	}
+	return string(out), true
+}
+
+// hidesDotSegment reports whether seg, split at backslashes and with
+// path parameters (";...") cut off, holds "." or "..".
+func hidesDotSegment(seg string) bool {
+	for piece := range strings.SplitSeq(seg, "\\") {
+		if k := strings.IndexByte(piece, ';'); k >= 0 {
+			piece = piece[:k]
+		}
+		if piece == "." || piece == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *hostRoutes) match(p string) *route {

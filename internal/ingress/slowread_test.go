@@ -1,0 +1,98 @@
+package ingress
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// An answer streams from the instance to the client, so a client that
+// stops reading would hold the instance's connection, and its handler,
+// for ever; past ClientSendTimeout without taking anything it is cut.
+// Time the instance takes to answer is not the client's.
+func TestClientsThatStopReadingAreCut(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	// What each client's /huge?k=KEY handler ended with.
+	finished := map[string]chan error{"GET": make(chan error, 1), "POST": make(chan error, 1), "steady": make(chan error, 1)}
+	app := func(name string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			switch r.URL.Path {
+			case "/huge":
+				buf := make([]byte, 64<<10)
+				var err error
+				for i := 0; i < 4096 && err == nil; i++ { // up to 256 MiB
+					_, err = w.Write(buf)
+				}
+				finished[r.URL.Query().Get("k")] <- err
+			case "/long-poll":
+				time.Sleep(3 * timeout)
+				w.WriteHeader(http.StatusNotModified)
+			default:
+				fmt.Fprint(w, "ok")
+			}
+		})
+	}
+	port, ins := startInstances(t, "sr", 1, app)
+	h := startProxy(t, Config{ClientSendTimeout: timeout}, httpService("default", "sr", port, ins...))
+
+	for _, method := range []string{"GET", "POST"} { // the front's path, and net/http's
+		req := func(path string) string {
+			if method == "POST" {
+				return "POST " + path + " HTTP/1.1\r\nHost: sr.default.localhost\r\nContent-Length: 1\r\n\r\nx"
+			}
+			return "GET " + path + " HTTP/1.1\r\nHost: sr.default.localhost\r\n\r\n"
+		}
+		t.Run(method+" a client that stops reading is cut", func(t *testing.T) {
+			rc := dialRaw(t, h)
+			rc.send(req("/huge?k=" + method))
+			select {
+			case err := <-finished[method]:
+				if err == nil {
+					t.Fatal("the instance wrote 256 MiB to a client that reads nothing")
+				}
+			case <-time.After(20 * timeout):
+				t.Fatal("the instance is still writing to a client that reads nothing")
+			}
+		})
+		t.Run(method+" an answer that comes late is sent, and so is the next", func(t *testing.T) {
+			rc := dialRaw(t, h)
+			rc.send(req("/"))
+			if resp, body := rc.read(method); resp.StatusCode != 200 || body != "ok" {
+				t.Fatalf("first: %d %q", resp.StatusCode, body)
+			}
+			rc.send(req("/long-poll"))
+			if resp, _ := rc.read(method); resp.StatusCode != http.StatusNotModified {
+				t.Fatalf("long poll: %d", resp.StatusCode)
+			}
+			time.Sleep(3 * timeout)
+			rc.send(req("/"))
+			if resp, body := rc.read(method); resp.StatusCode != 200 || body != "ok" {
+				t.Fatalf("after an idle while: %d %q", resp.StatusCode, body)
+			}
+		})
+	}
+	t.Run("a slow but steady reader gets it all", func(t *testing.T) {
+		rc := dialRaw(t, h)
+		rc.c.SetDeadline(time.Now().Add(time.Minute))
+		rc.send("GET /huge?k=steady HTTP/1.1\r\nHost: sr.default.localhost\r\n\r\n")
+		resp, err := http.ReadResponse(rc.br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 16<<20)
+		var n int64
+		for n < 128<<20 {
+			time.Sleep(timeout / 3)
+			m, err := io.ReadFull(resp.Body, buf)
+			n += int64(m)
+			if err != nil {
+				t.Fatalf("after %d bytes: %v", n, err)
+			}
+		}
+		rc.c.Close()
+		<-finished["steady"]
+	})
+}
