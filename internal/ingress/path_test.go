@@ -118,3 +118,30 @@ func TestPathTricksStayInsideTheirRoute(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCleanRequestPath checks what routing relies on for any path: a
+// cleaned path starts with "/", holds no empty, "." or ".." segment, and
+// cleaning it again changes nothing.
+func FuzzCleanRequestPath(f *testing.F) {
+	for _, p := range []string{"/", "/api/../admin", "//a//b", "/a/./b/..", "/..;/x", "/a\\..\\b", "/x/%2e%2e/y", "*", ""} {
+		f.Add(p)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		clean, ok := cleanRequestPath(p)
+		if !ok || p == "" || p[0] != '/' {
+			return
+		}
+		if clean == "" || clean[0] != '/' {
+			t.Fatalf("cleanRequestPath(%q) = %q: not absolute", p, clean)
+		}
+		segs := strings.Split(clean[1:], "/")
+		for i, s := range segs {
+			if s == "." || s == ".." || (s == "" && i != len(segs)-1) {
+				t.Fatalf("cleanRequestPath(%q) = %q: segment %d is %q", p, clean, i, s)
+			}
+		}
+		if again, ok := cleanRequestPath(clean); !ok || again != clean {
+			t.Fatalf("cleanRequestPath(%q) = %q, but again gives %q (ok %v)", p, clean, again, ok)
+		}
+	})
+}
