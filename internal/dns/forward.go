@@ -166,16 +166,27 @@ func (f *forwarder) exchange(ctx context.Context, r *miekg.Msg) (*miekg.Msg, err
 	default:
 		return nil, errBusy
 	}
-	q := r.Copy()
-	// A fresh ID per upstream query: the client's ID is guessable by
-	// whoever sent it, ours should not be.
-	q.Id = miekg.Id()
+	// Our own query, of the client's question and flags only: records
+	// in its other sections are not ours to pass on, and a TSIG cannot
+	// be, for we hold no key to sign the query again (miekg/dns would
+	// refuse to send it, and the upstream would look dead). A fresh ID
+	// per upstream query: the client's ID is guessable by whoever sent
+	// it, ours should not be.
+	q := &miekg.Msg{
+		MsgHdr: miekg.MsgHdr{
+			Id:                miekg.Id(),
+			Opcode:            r.Opcode,
+			RecursionDesired:  r.RecursionDesired,
+			CheckingDisabled:  r.CheckingDisabled,
+			AuthenticatedData: r.AuthenticatedData,
+		},
+		Question: []miekg.Question{r.Question[0]},
+	}
 	// Our own EDNS0: the size we can take without fragments whatever the
 	// client offered, and only its DO bit of the client's options.
 	do := false
-	if opt := q.IsEdns0(); opt != nil {
+	if opt := r.IsEdns0(); opt != nil {
 		do = opt.Do()
-		q.Extra = withoutOPT(q.Extra)
 	}
 	q.SetEdns0(forwardUDPSize, do)
 	// One budget for every upstream, each attempt getting the lesser of

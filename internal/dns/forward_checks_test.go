@@ -249,3 +249,64 @@ func TestForwardRetriesWithoutEDNSOnFormerr(t *testing.T) {
 		})
 	}
 }
+
+// TestForwardSendsOnlyTheQuestion checks what reaches the upstream of a
+// query whose other sections hold records: only the question and our
+// OPT. A TSIG we hold no key for cannot be signed again, and records in
+// the answer or authority section of a query are not ours to pass on.
+func TestForwardSendsOnlyTheQuestion(t *testing.T) {
+	got := make(chan *miekg.Msg, 4)
+	up := scriptedUpstream(t, func(w miekg.ResponseWriter, r *miekg.Msg) {
+		got <- r
+		m := new(miekg.Msg)
+		m.SetReply(r)
+		m.Answer = []miekg.RR{answerA(r.Question[0].Name)}
+		w.WriteMsg(m)
+	})
+	s, _ := newTestServer(t, Config{Upstreams: []string{up}, ForwardTimeout: 500 * time.Millisecond}, nil)
+	tsig := func(q *miekg.Msg) {
+		q.Extra = append(q.Extra, &miekg.TSIG{
+			Hdr:        miekg.RR_Header{Name: "key.", Rrtype: miekg.TypeTSIG, Class: miekg.ClassANY},
+			Algorithm:  miekg.HmacSHA256,
+			TimeSigned: uint64(time.Now().Unix()),
+			Fudge:      300,
+			MAC:        "00112233445566778899aabbccddeeff",
+			OrigId:     q.Id,
+		})
+	}
+	tests := []struct {
+		name string
+		add  func(q *miekg.Msg)
+	}{
+		{"a TSIG without EDNS", tsig},
+		{"a TSIG after an OPT", func(q *miekg.Msg) { q.SetEdns0(1232, true); tsig(q) }},
+		{"records in the answer and authority sections", func(q *miekg.Msg) {
+			q.Answer = []miekg.RR{answerA("stray.example.")}
+			q.Ns = []miekg.RR{answerA("stray.example.")}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run("the upstream gets only the question of a query with "+tt.name, func(t *testing.T) {
+			q := new(miekg.Msg)
+			q.SetQuestion("example.test.", miekg.TypeA)
+			q.CheckingDisabled = true
+			tt.add(q)
+			m := exchangeHandler(t, s, q, false)
+			if m.Rcode != miekg.RcodeSuccess || len(m.Answer) != 1 {
+				t.Fatalf("want the upstream's answer:\n%v", m)
+			}
+			var r *miekg.Msg
+			select {
+			case r = <-got:
+			default:
+				t.Fatal("the upstream was not asked")
+			}
+			if len(r.Answer) != 0 || len(r.Ns) != 0 || len(r.Extra) != 1 || r.IsEdns0() == nil {
+				t.Fatalf("the upstream got more than the question and an OPT:\n%v", r)
+			}
+			if !r.RecursionDesired || !r.CheckingDisabled || r.Question[0] != q.Question[0] {
+				t.Errorf("the upstream got flags rd %v cd %v and question %v, want the client's", r.RecursionDesired, r.CheckingDisabled, r.Question)
+			}
+		})
+	}
+}

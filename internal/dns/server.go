@@ -34,6 +34,10 @@ type Server struct {
 	// sources finds the address to give for ourselves to a client
 	// whose query reached a wildcard socket.
 	sources *sourceCache
+	// tcpWriteTimeout and maxTCPConns bound what one TCP client can hold
+	// (see tcpListener); tests shorten them.
+	tcpWriteTimeout time.Duration
+	maxTCPConns     int
 
 	// idx is the index of the snapshot answered from; build serialises
 	// rebuilding it.
@@ -98,6 +102,9 @@ func New(cfg Config, src discovery.Source, log *slog.Logger) (*Server, error) {
 		sources: newSourceCache(),
 		ctx:     ctx,
 		cancel:  cancel,
+
+		tcpWriteTimeout: defaultTCPWriteTimeout,
+		maxTCPConns:     defaultMaxTCPConns,
 	}
 	s.current()
 	snaps := src.Subscribe(ctx)
@@ -219,14 +226,16 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) 
 			// The read buffer: queries with EDNS options can exceed
 			// 512 bytes and must not be cut before parsing.
 			UDPSize:        miekg.DefaultMsgSize,
+			MsgAcceptFunc:  s.accept,
 			MsgInvalidFunc: s.invalid,
 		})
 		defer s.fwd.listen(pc.LocalAddr())()
 	}
 	if ln != nil {
 		servers = append(servers, &miekg.Server{
-			Listener:       ln,
+			Listener:       newTCPListener(ln, s.tcpWriteTimeout, s.maxTCPConns),
 			Handler:        s,
+			MsgAcceptFunc:  s.accept,
 			MsgInvalidFunc: s.invalid,
 		})
 		defer s.fwd.listen(ln.Addr())()
@@ -296,6 +305,23 @@ func addrOf(pc net.PacketConn, ln net.Listener) string {
 	return ln.Addr().String()
 }
 
+// qrBit is the QR flag in the second 16 bits of the header.
+const qrBit = 1 << 15
+
+// accept drops responses (answering one could start a loop between two
+// servers) and lets every query through to ServeDNS, whatever its opcode
+// or section counts. miekg/dns's default would answer those with a
+// FORMERR or NOTIMP of its own that copies the query's flags (TC, RA,
+// AD) into the answer and leaves out the OPT record, which tells an EDNS
+// client that we do not speak EDNS; answer gets them right instead.
+func (s *Server) accept(dh miekg.Header) miekg.MsgAcceptAction {
+	if dh.Bits&qrBit != 0 {
+		s.m.dropped["response"].Inc()
+		return miekg.MsgIgnore
+	}
+	return miekg.MsgAccept
+}
+
 // invalid counts packets that miekg/dns could not parse; it answers
 // FORMERR itself when the header was readable, and nothing otherwise so
 // that garbage cannot be used for amplification.
@@ -334,15 +360,20 @@ func (s *Server) answer(w miekg.ResponseWriter, r *miekg.Msg) (m *miekg.Msg, opt
 		}
 	}
 	switch {
-	case r.Opcode != miekg.OpcodeQuery:
-		m.Rcode = miekg.RcodeNotImplemented
-		return m, opt
-	case len(r.Question) != 1 || nopt > 1:
+	case nopt > 1:
+		// RFC 6891 6.1.1; which of the OPTs to answer is anyone's guess.
 		m.Rcode = miekg.RcodeFormatError
 		return m, nil
 	case opt != nil && opt.Version() != 0:
-		// RFC 6891 6.1.3: we speak EDNS version 0 only.
+		// RFC 6891 6.1.3: we speak EDNS version 0 only, whatever else
+		// the query asks.
 		m.Rcode = miekg.RcodeBadVers
+		return m, opt
+	case r.Opcode != miekg.OpcodeQuery:
+		m.Rcode = miekg.RcodeNotImplemented
+		return m, opt
+	case len(r.Question) != 1:
+		m.Rcode = miekg.RcodeFormatError
 		return m, opt
 	}
 	q := r.Question[0]
@@ -350,10 +381,22 @@ func (s *Server) answer(w miekg.ResponseWriter, r *miekg.Msg) (m *miekg.Msg, opt
 	case miekg.TypeOPT, miekg.TypeTSIG, miekg.TypeTKEY:
 		m.Rcode = miekg.RcodeFormatError
 		return m, opt
+	case miekg.TypeNone, miekg.TypeReserved, miekg.TypeMAILA, miekg.TypeMAILB:
+		// Reserved, or obsolete and served by no one (RFC 6895 3.1):
+		// no data can answer them, and an upstream may drop them, which
+		// would cost the client our whole forwarding budget.
+		m.Rcode = miekg.RcodeNotImplemented
+		return m, opt
 	case miekg.TypeAXFR, miekg.TypeIXFR:
 		// No zone transfers: the zone is derived state and secondaries
 		// would only serve it stale.
 		m.Rcode = miekg.RcodeRefused
+		return m, opt
+	}
+	if q.Qtype >= 128 && q.Qtype < miekg.TypeTKEY {
+		// The rest of the meta range, none of them assigned: a query
+		// for one is malformed, as for OPT.
+		m.Rcode = miekg.RcodeFormatError
 		return m, opt
 	}
 	if q.Qclass != miekg.ClassINET && q.Qclass != miekg.ClassANY {
@@ -420,6 +463,12 @@ func isAddressType(t uint16) bool {
 func (s *Server) answerCluster(w miekg.ResponseWriter, m *miekg.Msg, idx *index, name string, q miekg.Question) {
 	m.Authoritative = true
 	set := idx.lookup(&s.z, name)
+	if set == nil && inZone(s.z.apps, name) {
+		// The apps zone lies below this name, which therefore exists,
+		// with no records of its own: NXDOMAIN would deny the apps zone
+		// too (RFC 8020).
+		set = &idx.empty
+	}
 	if set == nil {
 		m.Rcode = miekg.RcodeNameError
 		m.Ns = []miekg.RR{idx.soa}
@@ -592,6 +641,10 @@ func (s *Server) write(w miekg.ResponseWriter, r, m *miekg.Msg, opt *miekg.OPT, 
 		limit = miekg.MinMsgSize
 	}
 	answers, auth, wasTC := len(m.Answer), len(m.Ns), m.Truncated
+	// A cut answer keeps the records that fit, with TC (RFC 2181 9
+	// allows the partial RRset): a stub that never retries over TCP,
+	// such as musl before 1.2.4, then still gets some addresses rather
+	// than none.
 	m.Truncate(limit)
 	// miekg/dns sets TC when it drops anything, even additional records
 	// a client can do without (SRV target addresses); only a cut answer
@@ -615,12 +668,23 @@ func (s *Server) write(w miekg.ResponseWriter, r, m *miekg.Msg, opt *miekg.OPT, 
 		if out, err = fail.Pack(); err != nil {
 			return
 		}
-		_, _ = w.Write(out)
+		s.send(w, out, tcp)
 		return
 	}
-	_, _ = w.Write(out)
+	s.send(w, out, tcp)
 	if cap(out) <= 64*1024 {
 		*bp = out[:0]
 		packBuffers.Put(bp)
+	}
+}
+
+// send writes one packed answer. A TCP write that fails (the client
+// stopped reading and the write timed out) may have left part of a
+// message on the stream, after which nothing more can be framed on it:
+// the connection is closed.
+func (s *Server) send(w miekg.ResponseWriter, out []byte, tcp bool) {
+	if _, err := w.Write(out); err != nil && tcp {
+		s.log.Debug("dns: write answer; closing the connection", "client", w.RemoteAddr(), "err", err)
+		_ = w.Close()
 	}
 }
