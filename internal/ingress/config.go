@@ -61,13 +61,12 @@ type Config struct {
 	// a connection (and often a worker) of the instance for as long as it
 	// likes. Such a request gets 408. Default 60s.
 	ClientBodyTimeout time.Duration
-	// ClientSendTimeout bounds each wait for an HTTP/1 client to take
-	// more of a response, as nginx's send_timeout does: the answer
-	// streams from the instance, so a client that stops reading would
-	// otherwise hold the instance's connection for as long as it likes.
-	// The response is cut then. (HTTP/2 streams are not bounded: the
-	// server would cut a stream whose deadline passes while it waits for
-	// its instance, such as a long poll.) Default 60s.
+	// ClientSendTimeout bounds each wait for a client to take more of a
+	// response, as nginx's send_timeout does: the answer streams from
+	// the instance, so a client that stops reading would otherwise hold
+	// the instance's connection for as long as it likes. The response is
+	// cut then (an HTTP/2 stream is reset). Time spent waiting for the
+	// instance does not count. Default 60s.
 	ClientSendTimeout time.Duration
 
 	// EjectAfter is the number of consecutive connect failures after which

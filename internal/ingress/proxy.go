@@ -118,9 +118,8 @@ type reqState struct {
 	ep       *endpoint
 	upgraded bool
 	retried  bool
-	// bodyStalled is set when the client took longer than
-	// ClientBodyTimeout to send more of the request body.
-	bodyStalled atomic.Bool
+	// body guards the request body, when it has one (see bodyGuard).
+	body *bodyGuard
 }
 
 var statePool = sync.Pool{New: func() any { return new(reqState) }}
@@ -130,10 +129,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	st := statePool.Get().(*reqState)
 	st.rec.ResponseWriter = w
-	if r.ProtoMajor == 1 && r.Header["Upgrade"] == nil {
+	switch {
+	case r.ProtoMajor == 1 && r.Header["Upgrade"] == nil:
 		// An upgraded connection is a tunnel, and must keep no deadline.
 		st.rec.sendTimeout = p.cfg.ClientSendTimeout
 		st.rec.armSend(start)
+	case r.ProtoMajor == 2 && r.Method != http.MethodConnect:
+		// A stream is reset when its write deadline passes, also while
+		// nothing is being written (a long poll waiting for its
+		// instance): the deadline holds only while a write is under way.
+		// (An extended CONNECT, a WebSocket over HTTP/2, is a tunnel.)
+		st.rec.sendTimeout, st.rec.perWrite = p.cfg.ClientSendTimeout, true
 	}
 	host := canonicalHost(r.Host)
 	defer func() {
@@ -208,7 +214,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer p.tunnels.Add(-1)
 	} else if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		r = r.WithContext(r.Context())
-		r.Body = &bodyGuard{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: p.cfg.ClientBodyTimeout, st: st}
+		st.body = &bodyGuard{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: p.cfg.ClientBodyTimeout}
+		r.Body = st.body
 	}
 	p.rp.ServeHTTP(&st.rec, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 }
@@ -429,7 +436,7 @@ const statusClientClosed = 499
 
 func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	st, _ := r.Context().Value(stateKey{}).(*reqState)
-	if st != nil && st.bodyStalled.Load() {
+	if st != nil && st.body != nil && st.body.stalled.Load() {
 		// The client, not the instance, was too slow. (net/http's
 		// server cancels the request on the read error, so this comes
 		// before the check for a client that went away.)
@@ -560,6 +567,9 @@ type recorder struct {
 
 	sendTimeout time.Duration // 0: no bound
 	sendBy      time.Time     // the write deadline last set
+	// perWrite lifts the deadline after each write (HTTP/2; see
+	// ServeHTTP).
+	perWrite bool
 }
 
 // sendSlack is how far a write deadline may lag behind now+timeout
@@ -582,12 +592,24 @@ func (r *recorder) armSend(now time.Time) {
 	}
 }
 
+// sent lifts a per-write deadline once the write is done.
+func (r *recorder) sent() {
+	if !r.perWrite || r.sendBy.IsZero() {
+		return
+	}
+	r.sendBy = time.Time{}
+	if w, ok := r.ResponseWriter.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		w.SetWriteDeadline(time.Time{})
+	}
+}
+
 func (r *recorder) WriteHeader(code int) {
 	if r.status == 0 && code >= 200 {
 		r.status = code
 	}
 	r.armSend(time.Now())
 	r.ResponseWriter.WriteHeader(code)
+	r.sent()
 }
 
 func (r *recorder) Write(b []byte) (int, error) {
@@ -596,8 +618,20 @@ func (r *recorder) Write(b []byte) (int, error) {
 	}
 	r.armSend(time.Now())
 	n, err := r.ResponseWriter.Write(b)
+	r.sent()
 	r.bytes += int64(n)
 	return n, err
+}
+
+// FlushError flushes under the send deadline, as Write writes: on HTTP/2 a
+// flush waits for the client's flow-control window. (ResponseController,
+// which ReverseProxy flushes with, finds it before Unwrap.)
+func (r *recorder) FlushError() error {
+	if r.perWrite {
+		r.armSend(time.Now())
+		defer r.sent()
+	}
+	return http.NewResponseController(r.ResponseWriter).Flush()
 }
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
@@ -616,11 +650,17 @@ func (bufferPool) Put(b []byte) { buffers.Put(&b) }
 // ends, before net/http's server reads the connection again on its own
 // (to notice the client leaving) and would take the deadline for that.
 // Close may come from another goroutine than Read, so it keeps no state.
+// The upstream transport may still read the body after ServeHTTP has
+// returned (an instance that answered before taking all of it), when the
+// request's pooled reqState serves another request: so the guard keeps
+// its own flag rather than one in the reqState.
 type bodyGuard struct {
 	io.ReadCloser
 	rc      *http.ResponseController
 	timeout time.Duration
-	st      *reqState
+	// stalled is set when the client took longer than the timeout to
+	// send more of the body.
+	stalled atomic.Bool
 }
 
 func (b *bodyGuard) Read(p []byte) (int, error) {
@@ -629,7 +669,7 @@ func (b *bodyGuard) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err != nil && armed {
 		if timedOut(err) {
-			b.st.bodyStalled.Store(true)
+			b.stalled.Store(true)
 		}
 		b.rc.SetReadDeadline(time.Time{})
 	}

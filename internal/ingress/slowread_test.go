@@ -96,3 +96,54 @@ func TestClientsThatStopReadingAreCut(t *testing.T) {
 		<-finished["steady"]
 	})
 }
+
+// Over HTTP/2 the bound holds while a write waits for the client's
+// flow-control window, and only then: a long poll waiting for its
+// instance, longer than the timeout, is not cut.
+func TestClientsThatStopReadingAreCutOverHTTP2(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	finished := make(chan error, 1)
+	app := func(name string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case "/huge":
+				buf := make([]byte, 64<<10)
+				var err error
+				for i := 0; i < 4096 && err == nil; i++ { // up to 256 MiB
+					_, err = w.Write(buf)
+				}
+				finished <- err
+			case "/long-poll":
+				time.Sleep(3 * timeout)
+				fmt.Fprint(w, "late")
+			}
+		})
+	}
+	port, ins := startInstances(t, "sr2", 1, app)
+	h := startProxy(t, Config{ClientSendTimeout: timeout}, httpService("default", "sr2", port, ins...))
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+
+	resp, body := h.get(t, c, "sr2.default.localhost", "/long-poll")
+	if resp.ProtoMajor != 2 || resp.StatusCode != 200 || string(body) != "late" {
+		t.Fatalf("long poll over %s: %d %q; want 200 \"late\"", resp.Proto, resp.StatusCode, body)
+	}
+
+	req, _ := http.NewRequest("GET", h.url+"/huge", nil)
+	req.Host = "sr2.default.localhost"
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close() // read nothing
+	select {
+	case err := <-finished:
+		if err == nil {
+			t.Fatal("the instance wrote 256 MiB to a client that reads nothing")
+		}
+	case <-time.After(20 * timeout):
+		t.Fatal("the instance is still writing to an HTTP/2 client that reads nothing")
+	}
+}
