@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -312,7 +313,20 @@ func (c *Client) Apply(ctx context.Context, o v1.Object) (string, error) {
 // and says what the apply would do; o becomes the object as it would be
 // stored.
 func (c *Client) ApplyDryRun(ctx context.Context, o v1.Object) (string, error) {
-	return c.write(ctx, http.MethodPut, o, url.Values{"apply": {"true"}, "dryRun": {"true"}})
+	k, err := kindOf(o)
+	if err != nil {
+		return "", err
+	}
+	// Decoded into a fresh object, not over o: what the answer leaves out
+	// (a secret's values) must not survive from the request.
+	out := reflect.New(reflect.TypeOf(o).Elem())
+	m := o.GetMeta()
+	h, err := c.Do(ctx, http.MethodPut, Path(k, m.Namespace, m.Name), url.Values{"apply": {"true"}, "dryRun": {"true"}}, o, out.Interface())
+	if err != nil {
+		return "", err
+	}
+	reflect.ValueOf(o).Elem().Set(out.Elem())
+	return h.Get("X-Gantry-Result"), nil
 }
 
 // Delete removes an object and returns it as it was (or as marked for

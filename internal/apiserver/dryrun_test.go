@@ -3,12 +3,15 @@ package apiserver_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
-	"github.com/gantry-dev/gantry/client"
+	"github.com/gantry-dev/gantry/internal/apiserver"
+	"github.com/gantry-dev/gantry/internal/apiserver/apiservertest"
 	"github.com/gantry-dev/gantry/internal/store"
 )
 
@@ -70,9 +73,11 @@ func TestDryRun(t *testing.T) {
 	}
 }
 
-// A dry run refused by quota leaves no QuotaExceeded event behind.
+// A dry run refused by quota records no QuotaDenied event; the same apply
+// made for real does.
 func TestDryRunQuotaMakesNoEvent(t *testing.T) {
-	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	rec := &eventLog{}
+	ts := &testServer{apiservertest.Start(t, t.TempDir(), "127.0.0.1:0", apiserver.WithEvents(rec))}
 	c := ts.client(t, ts.Token)
 	ctx := context.Background()
 	if _, err := store.Mutate(ctx, ts.Store, "", "default", func(n *v1.Namespace) error {
@@ -85,13 +90,33 @@ func TestDryRunQuotaMakesNoEvent(t *testing.T) {
 	if _, err := c.ApplyDryRun(ctx, big); !errors.Is(err, v1.ErrQuotaExceeded) {
 		t.Fatalf("dry run above maxMemory: %v; want quota exceeded", err)
 	}
-	evs, _, err := client.List[*v1.Event](ctx, c, "default", client.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
+	if got := rec.reasons(); len(got) != 0 {
+		t.Errorf("events after a dry run: %v", got)
 	}
-	for _, e := range evs {
-		t.Errorf("event after a dry run: %s %s", e.Reason, e.Message)
+	if _, err := c.Apply(ctx, big); !errors.Is(err, v1.ErrQuotaExceeded) {
+		t.Fatalf("apply above maxMemory: %v; want quota exceeded", err)
 	}
+	if got := rec.reasons(); !slices.Equal(got, []string{"QuotaDenied"}) {
+		t.Errorf("events after the real apply: %v; want [QuotaDenied]", got)
+	}
+}
+
+// eventLog is an apiserver.EventRecorder that keeps the reasons it hears.
+type eventLog struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (l *eventLog) Record(_ context.Context, _ string, _ v1.ObjectRef, _, reason, _ string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.got = append(l.got, reason)
+}
+
+func (l *eventLog) reasons() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.got)
 }
 
 // snapshot lists every object in the store with its store revision.
@@ -109,4 +134,41 @@ func snapshot(t *testing.T, ts *testServer) string {
 		}
 	}
 	return b.String()
+}
+
+// A dry run of a create answers as the create would even for a name that
+// exists: admission first, so a manifest the namespace refuses says why,
+// not merely that the name is taken.
+func TestDryRunCreateAnswersAsTheCreate(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	c := ts.client(t, ts.Token)
+	ctx := context.Background()
+	if _, err := c.Apply(ctx, newApp("hello", "hello:v1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Mutate(ctx, ts.Store, "", "default", func(n *v1.Namespace) error {
+		n.Spec.Limits = &v1.LimitDefaults{MaxMemory: 128 << 20}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	const apps = "/api/v1/namespaces/default/apps"
+	for _, body := range []string{
+		`{"kind":"App","metadata":{"name":"hello"},"spec":{"image":"x"}}`,
+		`{"kind":"App","metadata":{"name":"hello"},"spec":{"image":"x","resources":{"memory":"512Mi"}}}`,
+		`{"kind":"Secret","metadata":{"name":"hello"},"stringData":{"a":"b"}}`,
+	} {
+		if _, err := c.Apply(ctx, &v1.Secret{TypeMeta: v1.TypeMeta{Kind: "Secret"}, Metadata: v1.ObjectMeta{Name: "hello", Namespace: "default"}, StringData: map[string]string{"a": "b"}}); err != nil {
+			t.Fatal(err)
+		}
+		path := apps
+		if strings.Contains(body, "Secret") {
+			path = "/api/v1/namespaces/default/secrets"
+		}
+		dryCode, dryBody := raw(t, ts, "POST", path+"?dryRun=true", "application/json", []byte(body))
+		code, realBody := raw(t, ts, "POST", path, "application/json", []byte(body))
+		if dryCode != code || dryBody != realBody {
+			t.Errorf("POST %s:\ndry run %d %s\nreal    %d %s", body, dryCode, trunc(dryBody), code, trunc(realBody))
+		}
+	}
 }

@@ -277,15 +277,6 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	if err := s.checkNamespace(ctx, o); err != nil {
 		return err
 	}
-	if ri.DryRun {
-		// A real create learns this from the store's create.
-		m := o.GetMeta()
-		if _, err := s.store.Get(ctx, ri.Kind, m.Namespace, m.Name); err == nil {
-			return fmt.Errorf("%s %q %w", strings.ToLower(ri.Kind.Kind), m.Key(), v1.ErrAlreadyExists)
-		} else if !errors.Is(err, v1.ErrNotFound) {
-			return err
-		}
-	}
 	if e, ok := o.(*v1.Event); ok {
 		// Agents report events; they expire like the server's own.
 		if e.Time.IsZero() {
@@ -300,6 +291,9 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	switch o := o.(type) {
 	case *v1.App:
 		res, err := s.saveApp(ctx, o, nil, ri.DryRun)
+		if err == nil && ri.DryRun {
+			err = s.dryCreate(ctx, ri.Kind, o)
+		}
 		if err != nil {
 			return err
 		}
@@ -310,7 +304,11 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 		writeJSON(w, http.StatusCreated, o)
 		return nil
 	case *v1.Secret:
-		if _, err := s.writeSecret(ctx, o, nil, ri.DryRun); err != nil {
+		_, err := s.writeSecret(ctx, o, nil, ri.DryRun)
+		if err == nil && ri.DryRun {
+			err = s.dryCreate(ctx, ri.Kind, o)
+		}
+		if err != nil {
 			return err
 		}
 		w.Header().Set("X-Gantry-Result", "created")
@@ -320,7 +318,11 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	if err := s.admitOther(ctx, o, nil); err != nil {
 		return err
 	}
-	if !ri.DryRun {
+	if ri.DryRun {
+		if err := s.dryCreate(ctx, ri.Kind, o); err != nil {
+			return err
+		}
+	} else {
 		if err := s.store.Create(ctx, o); err != nil {
 			return err
 		}
@@ -329,6 +331,21 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	w.Header().Set("X-Gantry-Result", "created")
 	writeJSON(w, http.StatusCreated, redact(o))
 	return nil
+}
+
+// dryCreate fails as the store's create would for an object that exists
+// already: a dry run of a create runs every admission check first, as the
+// real one does, and then learns this instead of writing.
+func (s *Server) dryCreate(ctx context.Context, k *v1.KindInfo, o v1.Object) error {
+	m := o.GetMeta()
+	_, err := s.store.Get(ctx, k, m.Namespace, m.Name)
+	if err == nil {
+		return fmt.Errorf("%s %q %w", strings.ToLower(k.Kind), m.Key(), v1.ErrAlreadyExists)
+	}
+	if errors.Is(err, v1.ErrNotFound) {
+		return nil
+	}
+	return err
 }
 
 // dryRunnable refuses a dry run of the kinds whose create is not an

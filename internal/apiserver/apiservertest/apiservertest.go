@@ -31,8 +31,8 @@ type Server struct {
 // Start runs a server whose etcd keeps its data in dir and which listens
 // on addr ("127.0.0.1:0" for any port), with apps domain "localhost". It
 // stops when the test ends, or earlier with Stop. Secrets are sealed with a
-// master key of its own.
-func Start(t testing.TB, dir, addr string) *Server {
+// master key of its own; opts add to what it is configured with.
+func Start(t testing.TB, dir, addr string, opts ...apiserver.Option) *Server {
 	t.Helper()
 	e := storetest.EmbeddedIn(t, dir)
 	s := store.New(e.Client, "")
@@ -54,8 +54,8 @@ func Start(t testing.TB, dir, addr string) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := apiserver.New(apiserver.Config{AppsDomain: "localhost"}, s, &auth.Authenticator{Store: s}, &auth.Authorizer{Store: s}, log,
-		apiserver.WithSecrets(secrets.NewCodec(kr)))
+	opts = append([]apiserver.Option{apiserver.WithSecrets(secrets.NewCodec(kr))}, opts...)
+	api := apiserver.New(apiserver.Config{AppsDomain: "localhost"}, s, &auth.Authenticator{Store: s}, &auth.Authorizer{Store: s}, log, opts...)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// gantry diff of a secret never prints its values: not the live ones,
+// which never leave the server, and not the manifest's either, which
+// would land in a CI log. A secret as applied shows no change; one whose
+// values change is named below the diff.
+func TestDiffOfSecretShowsNoValues(t *testing.T) {
+	if _, err := exec.LookPath("diff"); err != nil {
+		t.Skip("diff (diffutils) is not installed")
+	}
+	rs := startRolloutServer(t)
+	dir := t.TempDir()
+	write := func(name, doc string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	one := write("one.yaml", "kind: Secret\nname: db\nstringData: {password: hunter-one}\n")
+	two := write("two.yaml", "kind: Secret\nname: db\nstringData: {password: hunter-two}\n")
+	if _, err, _ := rs.run(t, 20*time.Second, "apply", "-f", one); err != nil {
+		t.Fatal(err)
+	}
+	out, err, _ := rs.run(t, 20*time.Second, "diff", "-f", one)
+	if err != nil || out != "" {
+		t.Errorf("diff of the secret as applied: err=%v; want exit 0 and no output:\n%s", err, out)
+	}
+	out, err, _ = rs.run(t, 20*time.Second, "diff", "-f", two)
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 1 {
+		t.Errorf("diff of a secret's new value: err=%v; want exit status 1", err)
+	}
+	if strings.Contains(out, "hunter") {
+		t.Errorf("diff shows a secret value:\n%s", out)
+	}
+	if !strings.Contains(out, "secret/db would be configured") {
+		t.Errorf("diff does not name the changed secret:\n%s", out)
+	}
+}
