@@ -108,7 +108,7 @@ func runDiff(cmd *cobra.Command, c *client.Client, objs []v1.Object) (bool, erro
 		if err := os.WriteFile(filepath.Join(merged, file), after, 0o600); err != nil {
 			return false, err
 		}
-		if res == "configured" && bytes.Equal(before, after) {
+		if _, secret := o.(*v1.Secret); secret && res == "configured" && bytes.Equal(before, after) {
 			// What changes is not shown: secret values.
 			hidden = append(hidden, ref)
 		}

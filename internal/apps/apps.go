@@ -162,9 +162,12 @@ const maxPrunePerWrite = store.MaxTxnOps - 28
 // expired names the revisions of a that its history limit no longer
 // keeps, oldest first: all before a.Status.Revision but the newest
 // HistoryLimit of them, sparing the stable revision, which an automatic
-// rollback returns to.
+// rollback returns to, and those that instances still run (as
+// Kubernetes keeps a ReplicaSet while it has pods): a paused rollout
+// grows its old side from theirs.
 func expired(ctx context.Context, s *store.Store, a *v1.App) ([]string, error) {
-	revs, err := History(ctx, s, a.Metadata.Namespace, a.Metadata.Name)
+	ns, name := a.Metadata.Namespace, a.Metadata.Name
+	revs, err := History(ctx, s, ns, name)
 	if err != nil {
 		return nil, err
 	}
@@ -174,9 +177,23 @@ func expired(ctx context.Context, s *store.Store, a *v1.App) ([]string, error) {
 			older = append(older, r)
 		}
 	}
+	if len(older) <= a.Spec.HistoryLimit() {
+		return nil, nil
+	}
+	sel := v1.Selector{{Key: v1.LabelApp, Op: v1.OpEqual, Value: name}}
+	insts, _, err := store.List[*v1.Instance](ctx, s, store.ListOptions{Namespace: ns, Selector: sel})
+	if err != nil {
+		return nil, err
+	}
+	running := map[int64]bool{a.Status.StableRevision: true}
+	for _, i := range insts {
+		if i.Spec.App == name {
+			running[i.Spec.Revision] = true
+		}
+	}
 	var out []string
-	for _, r := range older[:max(0, len(older)-a.Spec.HistoryLimit())] {
-		if r.Spec.Number == a.Status.StableRevision {
+	for _, r := range older[:len(older)-a.Spec.HistoryLimit()] {
+		if running[r.Spec.Number] {
 			continue
 		}
 		if out = append(out, r.Metadata.Name); len(out) == maxPrunePerWrite {
@@ -250,7 +267,7 @@ func Rollback(ctx context.Context, s *store.Store, ns, name string, opts Rollbac
 		}
 		rev, err := store.Get[*v1.Revision](ctx, s, ns, v1.RevisionName(name, target))
 		if errors.Is(err, v1.ErrNotFound) {
-			return nil, 0, fmt.Errorf("%w: app %q has no revision %d (see gantry rollout history app/%s)", v1.ErrUnprocessable, name, target, name)
+			return nil, 0, &NoRevisionError{App: name, Revision: target}
 		}
 		if err != nil {
 			return nil, 0, err
@@ -278,6 +295,19 @@ func Rollback(ctx context.Context, s *store.Store, ns, name string, opts Rollbac
 		return a, target, nil
 	}
 }
+
+// NoRevisionError is Rollback's error for a revision that does not exist
+// (any more: see RevisionHistoryLimit). It is an v1.ErrUnprocessable.
+type NoRevisionError struct {
+	App      string
+	Revision int64
+}
+
+func (e *NoRevisionError) Error() string {
+	return fmt.Sprintf("%v: app %q has no revision %d (see gantry rollout history app/%s)", v1.ErrUnprocessable, e.App, e.Revision, e.App)
+}
+
+func (e *NoRevisionError) Unwrap() error { return v1.ErrUnprocessable }
 
 // previousRevision finds the newest revision before the current one whose
 // template differs from it.
@@ -340,7 +370,10 @@ func Delete(ctx context.Context, s *store.Store, ns, name string, rev int64) (*v
 		}
 		// More revisions than one transaction takes go first, the
 		// oldest first, each batch only while the App is as read; the
-		// App goes with the newest, so that no revision outlives it.
+		// App goes with the newest and with its current and stable
+		// revisions, so that no revision outlives it and a delete that
+		// fails half-way leaves the App what it runs and returns to.
+		revs = keepLast(revs, a.Status.Revision, a.Status.StableRevision)
 		for len(revs) >= store.MaxTxnOps && err == nil {
 			txn := s.Txn().Unmodified(appKind, ns, name, a.Metadata.Revision)
 			for _, r := range revs[:store.MaxTxnOps-1] {
@@ -365,6 +398,21 @@ func Delete(ctx context.Context, s *store.Store, ns, name string, rev int64) (*v
 		}
 		return a, nil
 	}
+}
+
+// keepLast moves revisions numbered cur and stable to the end of revs,
+// keeping the order of the rest.
+func keepLast(revs []*v1.Revision, cur, stable int64) []*v1.Revision {
+	out := make([]*v1.Revision, 0, len(revs))
+	var last []*v1.Revision
+	for _, r := range revs {
+		if n := r.Spec.Number; n == cur || n == stable {
+			last = append(last, r)
+		} else {
+			out = append(out, r)
+		}
+	}
+	return append(out, last...)
 }
 
 // statusHash is what AppStatus.TemplateHash records: the template's hash

@@ -96,6 +96,43 @@ func TestRevisionHistoryLimit(t *testing.T) {
 	}
 }
 
+// A revision that instances still run is kept, as Kubernetes keeps a
+// ReplicaSet with pods.
+func TestRevisionsInUseAreKept(t *testing.T) {
+	s := storetest.New(t)
+	for i := 1; i <= 3; i++ {
+		deploy(t, s, fmt.Sprint("v", i), 1)
+	}
+	inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"},
+		Metadata: v1.ObjectMeta{Name: "web-abcde", Namespace: "default", Labels: map[string]string{v1.LabelApp: "web"}},
+		Spec:     v1.InstanceSpec{App: "web", Revision: 2}}
+	if err := s.Create(context.Background(), inst); err != nil {
+		t.Fatal(err)
+	}
+	for i := 4; i <= 6; i++ {
+		deploy(t, s, fmt.Sprint("v", i), 1)
+	}
+	if got, want := history(t, s), []int64{2, 5, 6}; !slices.Equal(got, want) {
+		t.Errorf("revisions kept = %v, want %v (2 runs an instance)", got, want)
+	}
+}
+
+// A delete that fails part-way through a long history has deleted the
+// oldest revisions, never the current or stable one.
+func TestKeepLast(t *testing.T) {
+	var revs []*v1.Revision
+	for n := int64(1); n <= 6; n++ {
+		revs = append(revs, &v1.Revision{Spec: v1.RevisionSpec{Number: n}})
+	}
+	var got []int64
+	for _, r := range apps.KeepLast(revs, 6, 2) {
+		got = append(got, r.Spec.Number)
+	}
+	if want := []int64{1, 3, 4, 5, 2, 6}; !slices.Equal(got, want) {
+		t.Errorf("order = %v, want %v", got, want)
+	}
+}
+
 func TestRollbackToPrunedRevision(t *testing.T) {
 	s := storetest.New(t)
 	for i := 1; i <= 5; i++ {

@@ -84,7 +84,7 @@ func NewRollout(s *store.Store, rec Recorder, log *slog.Logger, instances *infor
 			r.forgetRevisions(a.Metadata.UID)
 		case old != nil && old.Metadata.UID != a.Metadata.UID:
 			r.forgetRevisions(old.Metadata.UID)
-		case old != nil && a.Status.Revision != old.Status.Revision:
+		case old != nil && (a.Status.Revision != old.Status.Revision || a.Spec.HistoryLimit() < old.Spec.HistoryLimit()):
 			r.trimRevisions(a)
 		}
 		// An automatic rollback is announced by its own RolledBack
@@ -945,6 +945,12 @@ func (r *Rollout) deadlineExceeded(ctx context.Context, a *v1.App, rev *v1.Revis
 		// its own rollout (and deadline) starts now.
 		r.log.Debug("not rolling back: the app moved on", "app", a.Metadata.Key(), "err", err)
 		return nil
+	}
+	if nr := (*apps.NoRevisionError)(nil); errors.As(err, &nr) {
+		// Deleted from the history (by hand, or before the history
+		// spared it): there is nothing to roll back to.
+		return r.markFailed(ctx, a, fmt.Sprintf("%s; revision %d, the last working one, is gone from the history", reason, stable),
+			fmt.Sprintf("%s; revision %d, the last working one, is gone from the history: not rolling back", reason, stable))
 	}
 	if errors.Is(err, v1.ErrUnprocessable) {
 		// The failing revision already runs the stable template (it

@@ -146,6 +146,24 @@ func TestAutomaticRollbackIsAdmitted(t *testing.T) {
 	}
 }
 
+// A rollout past its deadline whose last working revision is gone from
+// the history fails saying so, rather than claiming it runs that
+// template already.
+func TestAutomaticRollbackToARevisionThatIsGone(t *testing.T) {
+	ctx := context.Background()
+	r := brokenPastItsDeadline(t)
+	if _, err := r.store.Delete(ctx, store.KindFor[*v1.Revision](), "default", v1.RevisionName("web", 1), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.reconcile(ctx, "default/web"); err != nil {
+		t.Fatal(err)
+	}
+	a := storedApp(t, r, "web")
+	if a.Status.Revision != 2 || a.Status.Phase != v1.AppFailed || !strings.Contains(a.Status.Message, "revision 1, the last working one, is gone from the history") {
+		t.Fatalf("revision %d, phase %s (%s); want revision 2 Failed, saying revision 1 is gone", a.Status.Revision, a.Status.Phase, a.Status.Message)
+	}
+}
+
 // Outside a rollout, an App that does not come closer to its replicas
 // for a whole progress deadline (a scale-up with no room) is Degraded
 // and Stalled, so that `rollout status` can stop waiting; progress

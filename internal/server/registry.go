@@ -183,6 +183,7 @@ func (s *Server) imageInUse(ctx context.Context, repo, ref string) error {
 	return nil
 }
 
+// repoAndTag splits "host:port/ns/name:tag" into "ns/name" and "tag".
 func repoAndTag(ref string) (string, string) {
 	ref, _, _ = strings.Cut(ref, "@")
 	if first, rest, ok := strings.Cut(ref, "/"); ok && (strings.ContainsAny(first, ".:") || first == "localhost") {

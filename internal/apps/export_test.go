@@ -1,0 +1,4 @@
+package apps
+
+// KeepLast exposes keepLast to the external tests.
+var KeepLast = keepLast
