@@ -56,3 +56,16 @@ func TestRouteAndAppsHostsAnswerEveryTypeThemselves(t *testing.T) {
 		t.Errorf("upstream asked %d times about names we are the authority for", n)
 	}
 }
+
+// The SOA that a route host's negative answers carry is its own, so a
+// query for the SOA of that name gets it, in the answer section.
+func TestRouteHostAnswersItsSOA(t *testing.T) {
+	s, _ := newTestServer(t, Config{}, tableSnapshot())
+	m := ask(t, s, "Hello.Example.com.", miekg.TypeSOA)
+	if m.Rcode != miekg.RcodeSuccess || !m.Authoritative || len(m.Answer) != 1 || len(m.Ns) != 0 {
+		t.Fatalf("want an authoritative answer with the SOA:\n%v", m)
+	}
+	if h := m.Answer[0].Header(); h.Rrtype != miekg.TypeSOA || h.Name != "Hello.Example.com." {
+		t.Fatalf("answer %v, want the SOA of Hello.Example.com. (the question's case)", m.Answer[0])
+	}
+}

@@ -423,7 +423,13 @@ func (s *Server) answer(w miekg.ResponseWriter, r *miekg.Msg) (m *miekg.Msg, opt
 		if isAddressType(q.Qtype) {
 			m.Answer = s.lbRecords(w, q)
 		}
-		if len(m.Answer) == 0 {
+		switch {
+		case len(m.Answer) > 0:
+		case q.Qtype == miekg.TypeSOA:
+			// The route's name is the apex of what is answered (see
+			// below), so its SOA is there to be asked for.
+			m.Answer = withOwner([]miekg.RR{s.z.soaFor(name, idx.soa.(*miekg.SOA).Serial)}, q.Name, name)
+		default:
 			// NODATA (a type that is not an address, or the load
 			// balancer has none of this family): an SOA lets
 			// resolvers cache it (RFC 2308), with the route's name as
