@@ -36,8 +36,9 @@ type Server struct {
 	sources *sourceCache
 	// tcpWriteTimeout and maxTCPConns bound what one TCP client can hold
 	// (see tcpListener); tests shorten them.
-	tcpWriteTimeout time.Duration
-	maxTCPConns     int
+	tcpWriteTimeout      time.Duration
+	maxTCPConns          int
+	maxTCPConnsPerClient int
 
 	// idx is the index of the snapshot answered from; build serialises
 	// rebuilding it.
@@ -103,8 +104,9 @@ func New(cfg Config, src discovery.Source, log *slog.Logger) (*Server, error) {
 		ctx:     ctx,
 		cancel:  cancel,
 
-		tcpWriteTimeout: defaultTCPWriteTimeout,
-		maxTCPConns:     defaultMaxTCPConns,
+		tcpWriteTimeout:      defaultTCPWriteTimeout,
+		maxTCPConns:          defaultMaxTCPConns,
+		maxTCPConnsPerClient: defaultMaxTCPConnsPerClient,
 	}
 	s.current()
 	snaps := src.Subscribe(ctx)
@@ -233,7 +235,7 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) 
 	}
 	if ln != nil {
 		servers = append(servers, &miekg.Server{
-			Listener:       newTCPListener(ln, s.tcpWriteTimeout, s.maxTCPConns),
+			Listener:       newTCPListener(ln, s.tcpWriteTimeout, s.maxTCPConns, s.maxTCPConnsPerClient),
 			Handler:        s,
 			MsgAcceptFunc:  s.accept,
 			MsgInvalidFunc: s.invalid,

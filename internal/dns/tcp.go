@@ -2,6 +2,7 @@ package dns
 
 import (
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -21,40 +22,88 @@ const (
 	// listener. TCP is the fallback for the few answers that do not fit
 	// a datagram, so this is far above what clients need.
 	defaultMaxTCPConns = 1024
+	// defaultMaxTCPConnsPerClient bounds them per client address, so
+	// that one client (a container, say) cannot take every slot from
+	// the others by keeping connections busy. A stub resolver opens one
+	// or two at a time.
+	defaultMaxTCPConnsPerClient = 32
 )
 
 // tcpListener hands out connections whose writes time out, and at most
 // cap(slots) of them at a time: Accept waits for one to close, leaving
-// new clients in the kernel's backlog meanwhile.
+// new clients in the kernel's backlog meanwhile. A client address with
+// perClient connections open has further ones closed at once.
 type tcpListener struct {
 	net.Listener
 	writeTimeout time.Duration
 	slots        chan struct{}
 	done         chan struct{}
 	closeOnce    sync.Once
+
+	perClient int
+	mu        sync.Mutex
+	clients   map[netip.Addr]int
 }
 
-func newTCPListener(ln net.Listener, writeTimeout time.Duration, maxConns int) *tcpListener {
+func newTCPListener(ln net.Listener, writeTimeout time.Duration, maxConns, perClient int) *tcpListener {
 	return &tcpListener{
 		Listener:     ln,
 		writeTimeout: writeTimeout,
 		slots:        make(chan struct{}, maxConns),
 		done:         make(chan struct{}),
+		perClient:    perClient,
+		clients:      map[netip.Addr]int{},
 	}
 }
 
 func (l *tcpListener) Accept() (net.Conn, error) {
-	select {
-	case l.slots <- struct{}{}:
-	case <-l.done:
-		return nil, net.ErrClosed
+	for {
+		select {
+		case l.slots <- struct{}{}:
+		case <-l.done:
+			return nil, net.ErrClosed
+		}
+		c, err := l.Listener.Accept()
+		if err != nil {
+			<-l.slots
+			return nil, err
+		}
+		ip := clientAddr(c)
+		if !l.admit(ip) {
+			c.Close()
+			<-l.slots
+			continue
+		}
+		return &tcpConn{Conn: c, l: l, ip: ip}, nil
 	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.slots
-		return nil, err
+}
+
+// clientAddr is the address a connection came from (the zero Addr if
+// it is not an IP connection, which then all count as one client).
+func clientAddr(c net.Conn) netip.Addr {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.AddrPort().Addr().Unmap()
 	}
-	return &tcpConn{Conn: c, l: l}, nil
+	return netip.Addr{}
+}
+
+// admit counts a connection from ip, unless ip has perClient open.
+func (l *tcpListener) admit(ip netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.clients[ip] >= l.perClient {
+		return false
+	}
+	l.clients[ip]++
+	return true
+}
+
+func (l *tcpListener) release(ip netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.clients[ip]--; l.clients[ip] <= 0 {
+		delete(l.clients, ip)
+	}
 }
 
 // Close also ends an Accept that waits for a free slot.
@@ -66,6 +115,7 @@ func (l *tcpListener) Close() error {
 type tcpConn struct {
 	net.Conn
 	l       *tcpListener
+	ip      netip.Addr
 	release sync.Once
 }
 
@@ -80,6 +130,9 @@ func (c *tcpConn) Write(b []byte) (int, error) {
 
 func (c *tcpConn) Close() error {
 	err := c.Conn.Close()
-	c.release.Do(func() { <-c.l.slots })
+	c.release.Do(func() {
+		c.l.release(c.ip)
+		<-c.l.slots
+	})
 	return err
 }

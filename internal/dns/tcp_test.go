@@ -125,6 +125,58 @@ func TestTCPClientsCannotHoldTheServer(t *testing.T) {
 				t.Fatalf("after one closed, the waiting connection got %v, %v; want its answer", m, err)
 			}
 		}},
+		{"one client cannot take every connection", func(t *testing.T) {
+			s, _ := newTestServer(t, Config{}, tableSnapshot())
+			s.maxTCPConnsPerClient = 2
+			addr := serve(t, s)
+			q := new(miekg.Msg)
+			q.SetQuestion("hello.default.svc.gantry.internal.", miekg.TypeA)
+			ask := func(c net.Conn) error {
+				if _, err := c.Write(tcpQuery(t, q)); err != nil {
+					return err
+				}
+				c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				_, err := readTCPAnswer(c)
+				return err
+			}
+			var held []net.Conn
+			for range 2 {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				if err := ask(c); err != nil {
+					t.Fatalf("one of the first two connections: %v", err)
+				}
+				held = append(held, c)
+			}
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := ask(c); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("a third connection from the same client: %v; want it closed at once", err)
+			}
+			held[0].Close()
+			// Served again once the server has noticed the close.
+			for deadline := time.Now().Add(5 * time.Second); ; {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = ask(c)
+				c.Close()
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("5 s after one closed, a new connection: %v", err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, tt.run)
