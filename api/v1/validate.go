@@ -163,6 +163,13 @@ func validateNamespace(errs *FieldErrors, n *Namespace) {
 
 const maxReplicas = 10000
 
+// NodePortMin and NodePortMax bound the nodePort of an exposed port: the
+// load balancer's default node port range.
+const (
+	NodePortMin = 30000
+	NodePortMax = 32767
+)
+
 // maxRevisionHistory bounds revisionHistoryLimit: every kept revision is a
 // copy of the template in etcd.
 const maxRevisionHistory = 1000
@@ -330,6 +337,7 @@ func validateTemplate(errs *FieldErrors, f string, t *Template) {
 	}
 	names := map[string]int{}
 	ports := map[string]int{}
+	nodePorts := map[int]int{}
 	for i, p := range t.Ports {
 		pf := fmt.Sprintf("%s.ports[%d]", f, i)
 		if p.Port < 1 || p.Port > 65535 {
@@ -362,11 +370,28 @@ func validateTemplate(errs *FieldErrors, f string, t *Template) {
 		default:
 			errs.add(pf+".expose", "must be tcp (got %q)", p.Expose)
 		}
-		if p.NodePort != 0 && (p.NodePort < 1 || p.NodePort > 65535) {
-			errs.add(pf+".nodePort", "must be 1-65535")
+		// The load balancer's node port range, as in Kubernetes: below it
+		// are Gantry's own ports (API, registry, DNS, agent metrics, 53 on
+		// the bridge), and the load balancer refuses a node port outside
+		// it.
+		if p.NodePort != 0 && (p.NodePort < NodePortMin || p.NodePort > NodePortMax) {
+			errs.add(pf+".nodePort", "must be %d-%d, or left out to have one chosen", NodePortMin, NodePortMax)
 		}
 		if p.NodePort != 0 && p.Expose == "" {
 			errs.add(pf+".nodePort", "only applies with expose: tcp")
+		}
+		if p.NodePort != 0 {
+			if j, dup := nodePorts[p.NodePort]; dup {
+				errs.add(pf+".nodePort", "%d is already used by ports[%d]", p.NodePort, j)
+			}
+			nodePorts[p.NodePort] = i
+		}
+		// The load balancer knows an exposed port by its name.
+		if p.Expose != "" && p.Name == "" && len(t.Ports) > 1 {
+			errs.add(pf+".name", "is required for an exposed port when the App has several ports")
+		}
+		if p.Expose != "" && p.Protocol == ProtocolUDP {
+			errs.add(pf+".expose", "applies to tcp and http ports only (the load balancer relays TCP)")
 		}
 	}
 	validateProbe(errs, f+".health.readiness", t.Health.Readiness)

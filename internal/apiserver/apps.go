@@ -100,7 +100,7 @@ func (s *Server) admitApp(ctx context.Context, a *v1.App, prev *v1.App, dry bool
 	if err := v1.Validate(a).OrNil(); err != nil {
 		return "", "", nil, err
 	}
-	if err := s.checkRoutes(ctx, a); err != nil {
+	if err := s.checkClaims(ctx, a); err != nil {
 		return "", "", nil, err
 	}
 	if err := s.checkQuota(ctx, ns, a, prev); err != nil {
@@ -163,15 +163,34 @@ func applyLimitDefaults(ns *v1.Namespace, t *v1.Template) {
 	}
 }
 
-// checkRoutes refuses a route that another App already serves.
-func (s *Server) checkRoutes(ctx context.Context, a *v1.App) error {
-	if len(a.Spec.Routes) == 0 {
+// checkClaims refuses routes and node ports that another App already
+// has, reading the other Apps once for both.
+func (s *Server) checkClaims(ctx context.Context, a *v1.App) error {
+	claims := len(a.Spec.Routes) > 0
+	for _, p := range a.Spec.Ports {
+		claims = claims || (p.Expose != "" && p.NodePort != 0)
+	}
+	if !claims {
 		return nil
 	}
 	all, _, err := store.List[*v1.App](ctx, s.store, store.ListOptions{})
 	if err != nil {
 		return err
 	}
+	others := all[:0]
+	for _, o := range all {
+		if o.Metadata.Namespace != a.Metadata.Namespace || o.Metadata.Name != a.Metadata.Name {
+			others = append(others, o)
+		}
+	}
+	if err := s.checkRoutes(a, others); err != nil {
+		return err
+	}
+	return checkNodePorts(a, others)
+}
+
+// checkRoutes refuses a route that one of the other Apps already serves.
+func (s *Server) checkRoutes(a *v1.App, others []*v1.App) error {
 	var errs v1.FieldErrors
 	for i, r := range a.Spec.Routes {
 		if app, ns, ok := s.defaultHostOf(r.Host); ok && ns != a.Metadata.Namespace {
@@ -179,10 +198,7 @@ func (s *Server) checkRoutes(ctx context.Context, a *v1.App) error {
 				Message: fmt.Sprintf("%s is the default host of app %s in namespace %s; a route may take a default host of its own namespace only", r.Host, app, ns)})
 			continue
 		}
-		for _, other := range all {
-			if other.Metadata.Namespace == a.Metadata.Namespace && other.Metadata.Name == a.Metadata.Name {
-				continue
-			}
+		for _, other := range others {
 			for _, or := range other.Spec.Routes {
 				if strings.EqualFold(or.Host, r.Host) && v1.RoutePath(or.Path) == v1.RoutePath(r.Path) {
 					errs = append(errs, v1.FieldError{Field: fmt.Sprintf("spec.routes[%d]", i),
@@ -193,6 +209,32 @@ func (s *Server) checkRoutes(ctx context.Context, a *v1.App) error {
 	}
 	if len(errs) > 0 {
 		return &v1.StatusError{Status: v1.Status{Code: http.StatusConflict, Reason: "Conflict", Message: "route already in use by another app", Details: errs}}
+	}
+	return nil
+}
+
+// checkNodePorts refuses a nodePort that one of the other Apps already
+// asks for: the load balancer can publish it for one of them only, and
+// the other would be left unreachable with nothing but a line in the
+// server's log.
+func checkNodePorts(a *v1.App, others []*v1.App) error {
+	mine := map[int]int{}
+	for i, p := range a.Spec.Ports {
+		if p.Expose != "" && p.NodePort != 0 {
+			mine[p.NodePort] = i
+		}
+	}
+	var errs v1.FieldErrors
+	for _, other := range others {
+		for _, op := range other.Spec.Ports {
+			if i, taken := mine[op.NodePort]; taken && op.Expose != "" {
+				errs = append(errs, v1.FieldError{Field: fmt.Sprintf("spec.ports[%d].nodePort", i),
+					Message: fmt.Sprintf("%d is already the node port of app %s/%s; choose another or leave it out to have one chosen", op.NodePort, other.Metadata.Namespace, other.Metadata.Name)})
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return &v1.StatusError{Status: v1.Status{Code: http.StatusConflict, Reason: "Conflict", Message: "node port already in use by another app", Details: errs}}
 	}
 	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
 )
 
 // Balancing policies.
@@ -77,8 +79,10 @@ type Config struct {
 	// TCPBindAddress is the IP that node ports of `expose: tcp` ports bind
 	// to. Default "" (every address).
 	TCPBindAddress string
-	// NodePortMin and NodePortMax bound node ports allocated to exposed
-	// ports that do not ask for one. Defaults 30000 and 32767.
+	// NodePortMin and NodePortMax bound the node ports of exposed ports:
+	// those allocated, and those asked for (a port outside is not
+	// published). Defaults v1.NodePortMin and v1.NodePortMax, the range
+	// validation admits.
 	NodePortMin, NodePortMax int
 
 	// TCPHalfCloseTimeout ends a relayed TCP flow whose one side has
@@ -141,7 +145,7 @@ func (c Config) withDefaults() Config {
 		c.EjectFor = 10 * time.Second
 	}
 	if c.NodePortMin == 0 && c.NodePortMax == 0 {
-		c.NodePortMin, c.NodePortMax = 30000, 32767
+		c.NodePortMin, c.NodePortMax = v1.NodePortMin, v1.NodePortMax
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 10 * time.Second

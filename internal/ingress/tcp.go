@@ -3,10 +3,12 @@ package ingress
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +29,9 @@ type tcpBalancer struct {
 
 	services  map[string]*tcpService // by namespace/app/port
 	allocated map[string]int         // node ports chosen for ports that named none
+	// refused holds why a port is not published, so that a snapshot
+	// that changes nothing about it does not log it again.
+	refused map[string]string
 
 	wg     sync.WaitGroup // accept loops and flows
 	flowMu sync.Mutex
@@ -42,6 +47,10 @@ type tcpService struct {
 	explicit bool
 	ln       net.Listener
 	accepted prometheus.Counter
+	// starved is set from the first connection that no instance took
+	// until one takes a connection again: clients reconnect in loops,
+	// and one line per attempt would flood the log.
+	starved atomic.Bool
 }
 
 type tcpFlow struct {
@@ -138,6 +147,7 @@ func newTCPBalancer(ctx context.Context, p *Proxy) *tcpBalancer {
 		ctx:       ctx,
 		services:  map[string]*tcpService{},
 		allocated: map[string]int{},
+		refused:   map[string]string{},
 		flows:     map[*tcpFlow]struct{}{},
 	}
 }
@@ -154,6 +164,9 @@ func (tb *tcpBalancer) reconcile(s *discovery.Snapshot) {
 	want := map[string]tcpWant{}
 	var order []string
 	reserved := map[int]bool{}
+	refused := map[string]string{}
+	claimed := map[string]int{} // key → the target port that has it
+	cfg := &tb.p.cfg
 	if s != nil {
 		for _, svc := range s.Sorted() {
 			for _, pt := range svc.Ports {
@@ -161,6 +174,23 @@ func (tb *tcpBalancer) reconcile(s *discovery.Snapshot) {
 					continue
 				}
 				k := svc.Key() + "/" + pt.Name
+				if first, dup := claimed[k]; dup {
+					// Unnamed ports of one App share a key, and the
+					// table keeps the first one's backend under it:
+					// publishing another would relay its node port to
+					// the first port's target.
+					refused[k+"#"+strconv.Itoa(pt.Port)] = fmt.Sprintf("port %d is exposed under the same name (%q) as port %d: name the exposed ports", pt.Port, pt.Name, first)
+					continue
+				}
+				claimed[k] = pt.Port
+				if np := pt.NodePort; np != 0 && (np < cfg.NodePortMin || np > cfg.NodePortMax) {
+					// Below the range live Gantry's own ports (API, registry,
+					// DNS, agent metrics, the bridge's DNS on 53). Some of
+					// them open after the load balancer at start-up, so a
+					// node port there would keep the server from starting.
+					refused[k] = fmt.Sprintf("nodePort %d is outside the node port range %d-%d", np, cfg.NodePortMin, cfg.NodePortMax)
+					continue
+				}
 				want[k] = tcpWant{ns: svc.Namespace, app: svc.Name, port: pt.Name, nodePort: pt.NodePort, target: pt.Port}
 				order = append(order, k)
 				if pt.NodePort != 0 {
@@ -181,7 +211,9 @@ func (tb *tcpBalancer) reconcile(s *discovery.Snapshot) {
 			delete(tb.services, k)
 			tb.p.log.Info("closed node port", "service", k, "nodePort", ts.nodePort)
 		}
-		if !ok || yields {
+		// A port that now names its node port no longer needs the one it
+		// was given; kept, it would stay out of every later allocation.
+		if !ok || yields || moved {
 			delete(tb.allocated, k)
 		}
 	}
@@ -206,7 +238,11 @@ func (tb *tcpBalancer) reconcile(s *discovery.Snapshot) {
 			port, ln, err = tb.allocate(k, reserved, inUse)
 		}
 		if err != nil {
-			tb.p.log.Error("cannot publish exposed port", "service", k, "nodePort", port, "err", err)
+			if w.nodePort != 0 {
+				refused[k] = fmt.Sprintf("nodePort %d: %v", port, err)
+			} else {
+				refused[k] = fmt.Sprintf("no node port free in %d-%d: %v", cfg.NodePortMin, cfg.NodePortMax, err)
+			}
 			continue
 		}
 		inUse[port] = true
@@ -220,6 +256,12 @@ func (tb *tcpBalancer) reconcile(s *discovery.Snapshot) {
 		tb.wg.Add(1)
 		go tb.accept(ts)
 	}
+	for k, why := range refused {
+		if tb.refused[k] != why {
+			tb.p.log.Error("cannot publish exposed port", "service", k, "reason", why)
+		}
+	}
+	tb.refused = refused
 }
 
 func (tb *tcpBalancer) listen(port int) (net.Listener, error) {
@@ -310,8 +352,18 @@ func (tb *tcpBalancer) serve(ts *tcpService, client net.Conn) {
 		ep, up = next, c
 	}
 	if up == nil {
-		p.log.Warn("no instance accepted a TCP connection", "service", ts.key, "client", client.RemoteAddr().String())
+		if ts.starved.CompareAndSwap(false, true) {
+			why := "no instance is ready"
+			if ep != nil {
+				why = "every instance tried refused the connection"
+			}
+			p.log.Warn("closing TCP connections until an instance takes one", "service", ts.key, "reason", why,
+				"client", client.RemoteAddr().String())
+		}
 		return
+	}
+	if ts.starved.Load() && ts.starved.CompareAndSwap(true, false) {
+		p.log.Info("an instance takes TCP connections again", "service", ts.key, "instance", ep.instance)
 	}
 	defer ep.release()
 	defer up.Close()

@@ -2,11 +2,15 @@ package ingress
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,7 +141,7 @@ func TestTCPExpose(t *testing.T) {
 	})
 
 	t.Run("an explicit node port is used", func(t *testing.T) {
-		want, _ := freePortRange(t)
+		want := hi // in the node port range, and not the one allocated
 		explicit := *svc
 		explicit.Ports = []v1.Port{{Name: "pg", Port: port, Protocol: v1.ProtocolTCP, Expose: "tcp", NodePort: want}}
 		h.publish(t, &explicit)
@@ -276,4 +280,209 @@ func TestTCPHalfClosedFlowsEndWhenQuiet(t *testing.T) {
 			t.Fatal("the instance still sends 10 s after the client stopped reading; the flow was not cut")
 		}
 	})
+}
+
+// A client of an exposed port with no ready instance is closed at once,
+// not left waiting. Clients reconnect in loops, so that is logged when
+// it starts and not again for every connection until an instance takes
+// one.
+func TestTCPWithNoReadyInstanceClosesAtOnceAndSaysSoOnce(t *testing.T) {
+	targets := startGreeters(t, "a")
+	lo, hi := freePortRange(t)
+	np := freeInRange(t, lo, hi, 1)[0]
+	var warnings atomic.Int32
+	log := slog.New(countingHandler{testLogger(t).Handler(), slog.LevelWarn, &warnings})
+	svc := func(ready bool) *discovery.Service {
+		s := &discovery.Service{Namespace: "default", Name: "db",
+			Ports: []v1.Port{{Name: "pg", Port: targets[0], Protocol: v1.ProtocolTCP, Expose: "tcp", NodePort: np}}}
+		if ready {
+			s.Ready = []discovery.Endpoint{{Instance: "db-0", IP: "127.0.0.1"}}
+		}
+		return s
+	}
+	src := newSource()
+	p, err := New(Config{NodePortMin: lo, NodePortMax: hi, TCPBindAddress: "127.0.0.1"}, src, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- p.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-ran })
+	h := &harness{p: p, src: src}
+	h.waitRunning(t)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(np))
+	for _, step := range []struct {
+		name        string
+		ready       bool
+		connections int
+		greeting    string // "" for closed at once
+		warnings    int32
+	}{
+		{"with no instance every connection is closed, and that is said once", false, 5, "", 1},
+		{"an instance that comes back takes connections", true, 2, "a", 0},
+		{"losing it again is said once more", false, 3, "", 1},
+	} {
+		t.Run(step.name, func(t *testing.T) {
+			h.publishTCP(t, svc(step.ready))
+			before := warnings.Load()
+			for range step.connections {
+				start := time.Now()
+				g, err := greeting(addr)
+				if step.greeting == "" && (err == nil || time.Since(start) > time.Second) {
+					t.Fatalf("got %q, %v after %v; want the connection closed at once", g, err, time.Since(start))
+				}
+				if step.greeting != "" && g != step.greeting {
+					t.Fatalf("greeting %q, %v; want %q", g, err, step.greeting)
+				}
+			}
+			if got := warnings.Load() - before; got != step.warnings {
+				t.Errorf("%d warnings logged, want %d", got, step.warnings)
+			}
+		})
+	}
+}
+
+// On shutdown the node ports close at once; flows get ShutdownTimeout to
+// end on their own and are then cut, so an idle one (a pooled database
+// connection) cannot hold the server's stop.
+func TestTCPShutdownClosesPortsAndCutsIdleFlows(t *testing.T) {
+	targets := startGreeters(t, "a")
+	lo, hi := freePortRange(t)
+	const grace = 300 * time.Millisecond
+	h := startProxy(t, Config{NodePortMin: lo, NodePortMax: hi, ShutdownTimeout: grace})
+	np := freeInRange(t, lo, hi, 1)[0]
+	svc := &discovery.Service{Namespace: "default", Name: "db",
+		Ports: []v1.Port{{Name: "pg", Port: targets[0], Protocol: v1.ProtocolTCP, Expose: "tcp", NodePort: np}},
+		Ready: []discovery.Endpoint{{Instance: "db-0", IP: "127.0.0.1"}}}
+	h.publishTCP(t, svc)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(np))
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	br := bufio.NewReader(idle)
+	if g, err := br.ReadString('\n'); err != nil || g != "a\n" {
+		t.Fatalf("greeting %q, %v", g, err)
+	}
+	start := time.Now()
+	stopped := h.stop()
+	for _, tc := range []struct {
+		name  string
+		check func() error
+	}{
+		{"the node port stops accepting", func() error {
+			deadline := time.Now().Add(grace / 2)
+			for {
+				c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+				if err != nil {
+					return nil
+				}
+				c.Close()
+				if time.Now().After(deadline) {
+					return fmt.Errorf("still accepting %v after shutdown began", time.Since(start))
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}},
+		{"the idle flow is cut after the grace period", func() error {
+			idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err := br.ReadByte()
+			if err == nil || time.Since(start) > grace+2*time.Second {
+				return fmt.Errorf("after %v: read %v; want the flow cut soon after %v", time.Since(start), err, grace)
+			}
+			return nil
+		}},
+		{"Serve returns", func() error {
+			select {
+			case <-stopped:
+				return nil
+			case <-time.After(5 * time.Second):
+				return errors.New("Serve did not return")
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.check(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// An instance that leaves the ready set (unready, or retired in a
+// rollout) gets no new connection from the next one on, while its open
+// flows keep running through the drain; when it stops, its flows end and
+// their clients see it at once.
+func TestTCPRetiredInstanceDrains(t *testing.T) {
+	port, eps := startEchoServers(t, 2)
+	lo, hi := freePortRange(t)
+	var np int // chosen once the proxy listens
+	svc := func(ready ...discovery.Endpoint) *discovery.Service {
+		return &discovery.Service{Namespace: "default", Name: "db",
+			Ports: []v1.Port{{Name: "pg", Port: port, Protocol: v1.ProtocolTCP, Expose: "tcp", NodePort: np}},
+			Ready: ready}
+	}
+	h := startProxy(t, Config{NodePortMin: lo, NodePortMax: hi})
+	np = freeInRange(t, lo, hi, 1)[0]
+	h.publishTCP(t, svc(eps...))
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(np))
+	// Open a flow to each instance; the one to echo-0 is the flow that
+	// must survive echo-0's retirement.
+	var flow net.Conn
+	var br *bufio.Reader
+	for range 4 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		r := bufio.NewReader(c)
+		if g, _ := r.ReadString('\n'); g == "echo-0\n" && flow == nil {
+			flow, br = c, r
+		}
+	}
+	if flow == nil {
+		t.Fatal("no connection reached echo-0")
+	}
+	h.publishTCP(t, svc(eps[1]))
+	for _, tc := range []struct {
+		name  string
+		check func() error
+	}{
+		{"new connections go to the ready instance only", func() error {
+			for range 6 {
+				if g, _ := talk(t, addr); g != "echo-1" {
+					return fmt.Errorf("greeting %q, want echo-1", g)
+				}
+			}
+			return nil
+		}},
+		{"the open flow to the retired instance keeps working", func() error {
+			fmt.Fprintf(flow, "still here\n")
+			if line, err := br.ReadString('\n'); err != nil || line != "STILL HERE\n" {
+				return fmt.Errorf("open flow: %q, %v", line, err)
+			}
+			return nil
+		}},
+		{"when the instance ends the flow the client sees it at once", func() error {
+			// The echo instance says bye and closes once its client has
+			// finished: the close comes from the instance's side.
+			flow.(*net.TCPConn).CloseWrite()
+			start := time.Now()
+			rest, err := io.ReadAll(br)
+			if err != nil || string(rest) != "bye\n" || time.Since(start) > time.Second {
+				return fmt.Errorf("after %v: %q, %v; want bye and the end at once", time.Since(start), rest, err)
+			}
+			return nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.check(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

@@ -1,0 +1,40 @@
+package apiserver_test
+
+import (
+	"strings"
+	"testing"
+)
+
+// A nodePort is checked against every other App's at apply, as routes
+// are: the load balancer can publish it for one App only.
+func TestNodePortCollisionsAreRefused(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	if code, body := raw(t, ts, "POST", "/api/v1/namespaces", "application/yaml", []byte("kind: Namespace\nmetadata: {name: shop}\n")); code != 201 {
+		t.Fatalf("create namespace: %d %s", code, body)
+	}
+	app := func(ns, name, ports string) (int, string) {
+		return raw(t, ts, "POST", "/api/v1/namespaces/"+ns+"/apps", "application/yaml",
+			[]byte("kind: App\nmetadata: {name: "+name+"}\nspec: {image: db:v1, ports: "+ports+"}\n"))
+	}
+	for _, tc := range []struct {
+		ns, name, ports string
+		code            int
+		says            string
+	}{
+		{"default", "pg", "[{name: pg, port: 5432, protocol: tcp, expose: tcp, nodePort: 30432}]", 201, ""},
+		{"default", "pg2", "[{name: pg, port: 5432, protocol: tcp, expose: tcp, nodePort: 30432}]", 409, "30432 is already the node port of app default/pg"},
+		{"shop", "pg", "[{name: sql, port: 5433, protocol: tcp, expose: tcp, nodePort: 30432}]", 409, "node port of app default/pg"},
+		{"shop", "auto", "[{name: pg, port: 5432, protocol: tcp, expose: tcp}]", 201, ""},
+		{"shop", "other", "[{name: pg, port: 5432, protocol: tcp, expose: tcp, nodePort: 30433}]", 201, ""},
+	} {
+		code, body := app(tc.ns, tc.name, tc.ports)
+		if code != tc.code || !strings.Contains(body, tc.says) {
+			t.Errorf("%s/%s with ports %s: %d %s; want %d saying %q", tc.ns, tc.name, tc.ports, code, body, tc.code, tc.says)
+		}
+	}
+	// An App keeps its own node port when it is applied again.
+	if code, body := raw(t, ts, "PUT", "/api/v1/namespaces/default/apps/pg?apply=true", "application/yaml",
+		[]byte("kind: App\nmetadata: {name: pg}\nspec: {image: db:v2, ports: [{name: pg, port: 5432, protocol: tcp, expose: tcp, nodePort: 30432}]}\n")); code != 200 {
+		t.Errorf("re-apply of default/pg with its own node port: %d %s", code, body)
+	}
+}
