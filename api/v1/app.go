@@ -438,6 +438,17 @@ type AppStatus struct {
 	AutoscaleReplicas int32 `json:"autoscaleReplicas,omitempty"`
 	// AutoscaleReason explains the autoscaler's last decision.
 	AutoscaleReason string `json:"autoscaleReason,omitempty"`
+	// NodePorts are the node ports the load balancer publishes the
+	// App's exposed ports on (expose: tcp), given in the spec or chosen
+	// by it; written by the server.
+	NodePorts []NodePortStatus `json:"nodePorts,omitempty"`
+}
+
+// NodePortStatus is where one exposed port is published.
+type NodePortStatus struct {
+	// Port is the name of the App's port.
+	Port     string `json:"port"`
+	NodePort int    `json:"nodePort"`
 }
 
 // RollbackRecord says why a rollout was undone automatically.

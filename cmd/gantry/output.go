@@ -87,6 +87,13 @@ func tableColumns(kind string) []column {
 			{header: "PHASE", value: func(o v1.Object) string { return orDash(o.(*v1.App).Status.Phase) }},
 			{header: "IMAGE", value: func(o v1.Object) string { return o.(*v1.App).Spec.Image }},
 			ageCol,
+			{header: "NODE-PORTS", wide: true, value: func(o v1.Object) string {
+				var ports []string
+				for _, p := range o.(*v1.App).Status.NodePorts {
+					ports = append(ports, fmt.Sprintf("%s:%d", p.Port, p.NodePort))
+				}
+				return orDash(strings.Join(ports, ","))
+			}},
 			{header: "MESSAGE", wide: true, value: func(o v1.Object) string { return o.(*v1.App).Status.Message }},
 		}
 	case "Instance":

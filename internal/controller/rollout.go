@@ -800,9 +800,10 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 			// will see it.
 			return store.ErrUnchanged
 		}
-		// The autoscaler writes its own fields, perhaps after the
-		// cache this pass read.
+		// The autoscaler and the server's load balancer write their
+		// own fields, perhaps after the cache this pass read.
 		st.AutoscaleReplicas, st.AutoscaleReason = x.Status.AutoscaleReplicas, x.Status.AutoscaleReason
+		st.NodePorts = x.Status.NodePorts
 		x.Status = st
 		wrote = true
 		return nil

@@ -79,6 +79,11 @@ type Config struct {
 	// TCPBindAddress is the IP that node ports of `expose: tcp` ports bind
 	// to. Default "" (every address).
 	TCPBindAddress string
+	// OnNodePorts, when set, is called with every published node port,
+	// by "namespace/app/port", after a snapshot changed them. It is
+	// called with the load balancer's lock held: it must not block or
+	// call back into the Proxy.
+	OnNodePorts func(map[string]int)
 	// NodePortMin and NodePortMax bound the node ports of exposed ports:
 	// those allocated, and those asked for (a port outside is not
 	// published). Defaults v1.NodePortMin and v1.NodePortMax, the range

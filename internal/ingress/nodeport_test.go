@@ -312,3 +312,28 @@ func freeInRange(t *testing.T, lo, hi, n int) []int {
 	}
 	return out
 }
+
+// Config.OnNodePorts hears of every change of the published node ports,
+// and only of changes.
+func TestOnNodePortsReportsChanges(t *testing.T) {
+	port, eps := startEchoServers(t, 1)
+	lo, hi := freePortRange(t)
+	var calls []map[string]int
+	svc := func(name string) *discovery.Service {
+		return &discovery.Service{Namespace: "default", Name: name,
+			Ports: []v1.Port{{Name: "pg", Port: port, Protocol: v1.ProtocolTCP, Expose: "tcp"}}, Ready: eps}
+	}
+	h := startProxy(t, Config{NodePortMin: lo, NodePortMax: hi, OnNodePorts: func(m map[string]int) { calls = append(calls, m) }}, svc("a"))
+	h.publishTCP(t, svc("a"))
+	h.publishTCP(t, svc("a"), svc("b"))
+	h.publishTCP(t)
+	h.p.mu.Lock() // calls is written under the proxy's lock
+	defer h.p.mu.Unlock()
+	if len(calls) != 3 {
+		t.Fatalf("OnNodePorts called %d times (%v), want 3: a, a and b, none", len(calls), calls)
+	}
+	a, b := calls[1]["default/a/pg"], calls[1]["default/b/pg"]
+	if !maps.Equal(calls[0], map[string]int{"default/a/pg": a}) || a == 0 || b == 0 || a == b || len(calls[2]) != 0 {
+		t.Fatalf("OnNodePorts calls %v; want a's port, then a's and b's, then none", calls)
+	}
+}

@@ -41,6 +41,7 @@ type Proxy struct {
 	draining      map[*endpoint]int    // retired endpoints → idle sweeps seen
 	lastConflicts map[string]bool      // to log each collision once
 	tcp           *tcpBalancer         // nil unless Run is running
+	nodePorts     map[string]int       // as last told to Config.OnNodePorts
 	running       atomic.Bool
 	tunnels       atomic.Int64 // requests asking for an upgrade, in flight
 	// httpsPort is the port HTTPS is served on while Serve serves it:

@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
-	"sort"
 	"time"
 
 	"github.com/gantry-dev/gantry/internal/discovery"
@@ -53,6 +53,12 @@ func (p *Proxy) apply(s *discovery.Snapshot) {
 	p.table.Store(t)
 	if p.tcp != nil {
 		p.tcp.reconcile(s)
+		if p.cfg.OnNodePorts != nil {
+			if np := p.tcp.published(); !maps.Equal(np, p.nodePorts) {
+				p.nodePorts = np
+				p.cfg.OnNodePorts(maps.Clone(np))
+			}
+		}
 	}
 	for k, e := range p.endpoints {
 		if live[k] == nil {
@@ -326,17 +332,8 @@ func (p *Proxy) NodePort(namespace, app, port string) (int, bool) {
 func (p *Proxy) NodePorts() map[string]int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := map[string]int{}
 	if p.tcp == nil {
-		return out
+		return map[string]int{}
 	}
-	keys := make([]string, 0, len(p.tcp.services))
-	for k := range p.tcp.services {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		out[k] = p.tcp.services[k].nodePort
-	}
-	return out
+	return p.tcp.published()
 }

@@ -264,6 +264,15 @@ func (tb *tcpBalancer) reconcile(s *discovery.Snapshot) {
 	tb.refused = refused
 }
 
+// published lists the open node ports by "namespace/app/port".
+func (tb *tcpBalancer) published() map[string]int {
+	out := make(map[string]int, len(tb.services))
+	for k, ts := range tb.services {
+		out[k] = ts.nodePort
+	}
+	return out
+}
+
 func (tb *tcpBalancer) listen(port int) (net.Listener, error) {
 	return net.Listen("tcp", net.JoinHostPort(tb.p.cfg.TCPBindAddress, strconv.Itoa(port)))
 }

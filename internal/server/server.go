@@ -546,6 +546,8 @@ func (s *Server) startIngress(ctx context.Context, codec *secrets.Codec) error {
 		cfg.AppsDomain = s.Config.DNS.AppsDomain
 	}
 	cfg.Registerer = s.Metrics
+	nps := newNodePortStatus(s.Store, func() []*v1.App { return s.Apps.List(nil) }, s.log.With("component", "ingress"))
+	cfg.OnNodePorts = nps.set
 	if cfg.HTTPSAddr != "" {
 		cfg.Certificates = &routeCerts{src: s.Discovery, store: s.Store, codec: codec, ca: s.CA, dir: filepath.Join(pki.Dir(s.Config.DataDir), "routes")}
 	}
@@ -566,6 +568,7 @@ func (s *Server) startIngress(ctx context.Context, codec *secrets.Codec) error {
 	}
 	s.Ingress = p
 	s.goRun(func() error { return p.Serve(ctx, ln, tln) })
+	s.goRun(func() error { return nps.run(ctx) })
 	return nil
 }
 
