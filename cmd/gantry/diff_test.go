@@ -15,18 +15,7 @@ import (
 // would land in a CI log. A secret as applied shows no change; one whose
 // values change is named below the diff.
 func TestDiffOfSecretShowsNoValues(t *testing.T) {
-	if _, err := exec.LookPath("diff"); err != nil {
-		t.Skip("diff (diffutils) is not installed")
-	}
-	rs := startRolloutServer(t)
-	dir := t.TempDir()
-	write := func(name, doc string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	rs, write := startDiffServer(t)
 	one := write("one.yaml", "kind: Secret\nname: db\nstringData: {password: hunter-one}\n")
 	two := write("two.yaml", "kind: Secret\nname: db\nstringData: {password: hunter-two}\n")
 	if _, err, _ := rs.run(t, 20*time.Second, "apply", "-f", one); err != nil {
@@ -46,5 +35,23 @@ func TestDiffOfSecretShowsNoValues(t *testing.T) {
 	}
 	if !strings.Contains(out, "secret/db would be configured") {
 		t.Errorf("diff does not name the changed secret:\n%s", out)
+	}
+}
+
+// startDiffServer starts an API server for tests of gantry diff (skipped
+// without diff(1)), and returns it with a function that writes a
+// manifest into a temporary directory and returns its path.
+func startDiffServer(t *testing.T) (*rolloutServer, func(name, doc string) string) {
+	t.Helper()
+	if _, err := exec.LookPath("diff"); err != nil {
+		t.Skip("diff (diffutils) is not installed")
+	}
+	dir := t.TempDir()
+	return startRolloutServer(t), func(name, doc string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
 	}
 }

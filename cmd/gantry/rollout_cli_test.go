@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -267,19 +265,8 @@ func (rs *rolloutServer) changeApp(t *testing.T, change func(*v1.App)) {
 // apply --dry-run says what would happen and changes nothing; diff shows
 // it, with kubectl diff's exit status.
 func TestApplyDryRunAndDiff(t *testing.T) {
-	if _, err := exec.LookPath("diff"); err != nil {
-		t.Skip("diff (diffutils) is not installed")
-	}
-	rs := startRolloutServer(t)
+	rs, write := startDiffServer(t)
 	applyRolloutApp(t, rs, "hello", "hello:v1")
-	dir := t.TempDir()
-	write := func(name, doc string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
 	same := write("same.yaml", "kind: App\nname: hello\nimage: hello:v1\nreplicas: 1\n")
 	v2 := write("v2.yaml", "kind: App\nname: hello\nimage: hello:v2\nreplicas: 1\n---\nkind: App\nname: other\nimage: other:v1\n")
 

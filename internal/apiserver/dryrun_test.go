@@ -80,12 +80,7 @@ func TestDryRunQuotaMakesNoEvent(t *testing.T) {
 	ts := &testServer{apiservertest.Start(t, t.TempDir(), "127.0.0.1:0", apiserver.WithEvents(rec))}
 	c := ts.client(t, ts.Token)
 	ctx := context.Background()
-	if _, err := store.Mutate(ctx, ts.Store, "", "default", func(n *v1.Namespace) error {
-		n.Spec.Limits = &v1.LimitDefaults{MaxMemory: 128 << 20}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	limitMemory(t, ts, 128<<20)
 	big := rolloutApp(t, "big", "image: big:v1\nresources: {memory: 512Mi}")
 	if _, err := c.ApplyDryRun(ctx, big); !errors.Is(err, v1.ErrQuotaExceeded) {
 		t.Fatalf("dry run above maxMemory: %v; want quota exceeded", err)
@@ -146,12 +141,7 @@ func TestDryRunCreateAnswersAsTheCreate(t *testing.T) {
 	if _, err := c.Apply(ctx, newApp("hello", "hello:v1")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Mutate(ctx, ts.Store, "", "default", func(n *v1.Namespace) error {
-		n.Spec.Limits = &v1.LimitDefaults{MaxMemory: 128 << 20}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	limitMemory(t, ts, 128<<20)
 	const apps = "/api/v1/namespaces/default/apps"
 	for _, body := range []string{
 		`{"kind":"App","metadata":{"name":"hello"},"spec":{"image":"x"}}`,

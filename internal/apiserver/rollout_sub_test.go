@@ -62,12 +62,7 @@ func TestAppSubresourcesRefuseReadMethods(t *testing.T) {
 func TestARollbackIsAdmitted(t *testing.T) {
 	ts, c := withRevisions(t, "big", "image: big:v1\nresources: {memory: 512Mi}", "image: big:v2\nresources: {memory: 64Mi}")
 	ctx := context.Background()
-	if _, err := store.Mutate(ctx, ts.Store, "", "default", func(n *v1.Namespace) error {
-		n.Spec.Limits = &v1.LimitDefaults{MaxMemory: 128 << 20}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	limitMemory(t, ts, 128<<20)
 	// Sanity: apply of the old template is refused now.
 	if _, err := c.Apply(ctx, rolloutApp(t, "big", "image: big:v1\nresources: {memory: 512Mi}")); !errors.Is(err, v1.ErrQuotaExceeded) {
 		t.Fatalf("apply above maxMemory: %v; want quota exceeded", err)
@@ -216,4 +211,15 @@ func warningClient(t *testing.T, ts *testServer) (*client.Client, *[]string) {
 		t.Fatal(err)
 	}
 	return c, warnings
+}
+
+// limitMemory sets the default namespace's per-container memory maximum.
+func limitMemory(t *testing.T, ts *testServer, max v1.Bytes) {
+	t.Helper()
+	if _, err := store.Mutate(context.Background(), ts.Store, "", "default", func(n *v1.Namespace) error {
+		n.Spec.Limits = &v1.LimitDefaults{MaxMemory: max}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 }

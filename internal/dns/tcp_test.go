@@ -96,20 +96,8 @@ func TestTCPClientsCannotHoldTheServer(t *testing.T) {
 			s, _ := newTestServer(t, Config{}, tableSnapshot())
 			s.maxTCPConns = 2
 			addr := serve(t, s) // waitServing's own connection has closed
-			var held []net.Conn
-			for range 2 {
-				c, err := net.Dial("tcp", addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				held = append(held, c)
-			}
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			held := []net.Conn{dialTCP(t, addr), dialTCP(t, addr)}
+			c := dialTCP(t, addr)
 			q := new(miekg.Msg)
 			q.SetQuestion("hello.default.svc.gantry.internal.", miekg.TypeA)
 			if _, err := c.Write(tcpQuery(t, q)); err != nil {
@@ -139,34 +127,20 @@ func TestTCPClientsCannotHoldTheServer(t *testing.T) {
 				_, err := readTCPAnswer(c)
 				return err
 			}
-			var held []net.Conn
-			for range 2 {
-				c, err := net.Dial("tcp", addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
+			held := []net.Conn{dialTCP(t, addr), dialTCP(t, addr)}
+			for _, c := range held {
 				if err := ask(c); err != nil {
 					t.Fatalf("one of the first two connections: %v", err)
 				}
-				held = append(held, c)
 			}
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			if err := ask(c); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			if err := ask(dialTCP(t, addr)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 				t.Fatalf("a third connection from the same client: %v; want it closed at once", err)
 			}
 			held[0].Close()
 			// Served again once the server has noticed the close.
 			for deadline := time.Now().Add(5 * time.Second); ; {
-				c, err := net.Dial("tcp", addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				err = ask(c)
+				c := dialTCP(t, addr)
+				err := ask(c)
 				c.Close()
 				if err == nil {
 					break
@@ -181,4 +155,15 @@ func TestTCPClientsCannotHoldTheServer(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, tt.run)
 	}
+}
+
+// dialTCP connects to addr; the connection is closed when the test ends.
+func dialTCP(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }

@@ -21,12 +21,7 @@ func TestClientsThatStopReadingAreCut(t *testing.T) {
 			io.Copy(io.Discard, r.Body)
 			switch r.URL.Path {
 			case "/huge":
-				buf := make([]byte, 64<<10)
-				var err error
-				for i := 0; i < 4096 && err == nil; i++ { // up to 256 MiB
-					_, err = w.Write(buf)
-				}
-				finished[r.URL.Query().Get("k")] <- err
+				finished[r.URL.Query().Get("k")] <- writeHuge(w)
 			case "/long-poll":
 				time.Sleep(3 * timeout)
 				w.WriteHeader(http.StatusNotModified)
@@ -107,12 +102,7 @@ func TestClientsThatStopReadingAreCutOverHTTP2(t *testing.T) {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			switch r.URL.Path {
 			case "/huge":
-				buf := make([]byte, 64<<10)
-				var err error
-				for i := 0; i < 4096 && err == nil; i++ { // up to 256 MiB
-					_, err = w.Write(buf)
-				}
-				finished <- err
+				finished <- writeHuge(w)
 			case "/long-poll":
 				time.Sleep(3 * timeout)
 				fmt.Fprint(w, "late")
@@ -146,4 +136,15 @@ func TestClientsThatStopReadingAreCutOverHTTP2(t *testing.T) {
 	case <-time.After(20 * timeout):
 		t.Fatal("the instance is still writing to an HTTP/2 client that reads nothing")
 	}
+}
+
+// writeHuge writes up to 256 MiB to w and says how the writing ended.
+func writeHuge(w http.ResponseWriter) error {
+	buf := make([]byte, 64<<10)
+	for range 4096 {
+		if _, err := w.Write(buf); err != nil {
+			return err
+		}
+	}
+	return nil
 }
