@@ -186,13 +186,7 @@ func TestProtocolEdges(t *testing.T) {
 		q.SetQuestion(name, qtype)
 		return q
 	}
-	tests := []struct {
-		name  string
-		make  func() *miekg.Msg
-		rcode int
-		// wantOPT says the answer must carry an OPT record.
-		wantOPT bool
-	}{
+	tests := []headerCase{
 		{"a NOTIFY is not implemented", func() *miekg.Msg {
 			q := query("gantry.internal.", miekg.TypeSOA)
 			q.Opcode = miekg.OpcodeNotify

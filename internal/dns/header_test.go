@@ -52,13 +52,7 @@ func TestOddHeadersOverTheNetwork(t *testing.T) {
 		}
 		return q
 	}
-	tests := []struct {
-		name  string
-		make  func() *miekg.Msg
-		rcode int
-		// wantOPT says the answer must carry an OPT record.
-		wantOPT bool
-	}{
+	tests := []headerCase{
 		{"an UPDATE with EDNS gets NOTIMP with an OPT", func() *miekg.Msg {
 			q := query(true)
 			q.Opcode = miekg.OpcodeUpdate
@@ -124,4 +118,14 @@ func TestOddHeadersOverTheNetwork(t *testing.T) {
 			t.Errorf("responses dropped counted %v, want 1", n)
 		}
 	})
+}
+
+// headerCase is a query with an odd header or question and the answer's
+// rcode.
+type headerCase struct {
+	name  string
+	make  func() *miekg.Msg
+	rcode int
+	// wantOPT says the answer must carry an OPT record.
+	wantOPT bool
 }
