@@ -3,6 +3,7 @@ package ingress
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -292,6 +293,19 @@ func (f *front) serveConn(c net.Conn, cs *connState) {
 			req = parseHead(head)
 		}
 		if req == nil || !frontEligible(req, head) {
+			if framedTwice(head) {
+				// RFC 9112 6.1: a request with both Content-Length and
+				// Transfer-Encoding is a smuggling attempt or a broken
+				// client. net/http would read it as chunked and keep the
+				// connection; a proxy in front of us may have read it by
+				// its length, and take what we read as the next request
+				// for part of this one. Refuse it, and close.
+				if flushPending(c, bw) {
+					writeFrontRefusal(c, "the request gives both Content-Length and Transfer-Encoding: send one of them")
+				}
+				f.p.log.Debug("refused a request framed twice", "remote", remote)
+				return
+			}
 			// Everything net/http should see: the head has only been
 			// peeked, so the replay starts at this request.
 			pending, _ := br.Peek(br.Buffered())
@@ -331,6 +345,35 @@ func (f *front) serveConn(c net.Conn, cs *connState) {
 			}
 		}
 	}
+}
+
+// framedTwice reports whether a request head has both a Content-Length
+// and a Transfer-Encoding field.
+func framedTwice(head []byte) bool {
+	_, rest, ok := cutCRLF(head)
+	cl, te := false, false
+	for ok {
+		var line []byte
+		if line, rest, ok = cutCRLF(rest); !ok || len(line) == 0 {
+			break
+		}
+		name, _, found := bytes.Cut(line, []byte(":"))
+		if !found {
+			continue
+		}
+		cl = cl || asciiEqualFold(name, "Content-Length")
+		te = te || asciiEqualFold(name, "Transfer-Encoding")
+	}
+	return cl && te
+}
+
+// writeFrontRefusal answers 400 with msg, on a connection that closes
+// after it.
+func writeFrontRefusal(c net.Conn, msg string) {
+	b, _ := json.Marshal(errorBody{Code: "BadRequest", Message: msg})
+	b = append(b, '\n')
+	c.SetWriteDeadline(time.Now().Add(pendingFlushTimeout))
+	fmt.Fprintf(c, "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: %d\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n%s", len(b), b)
 }
 
 // pendingFlushTimeout bounds the last write of answers to pipelined

@@ -409,3 +409,47 @@ func TestReplayConnHalfCloses(t *testing.T) {
 		t.Fatalf("CloseWrite on a connection without one: %v, want ErrUnsupported", err)
 	}
 }
+
+// A request with both Content-Length and Transfer-Encoding is refused
+// and its connection closed (RFC 9112 6.1): a proxy in front could have
+// read it by its length, and the rest as another request.
+func TestRequestsFramedTwiceAreRefused(t *testing.T) {
+	port, ins := startInstances(t, "ft", 1, nil)
+	h := startProxy(t, Config{}, httpService("default", "ft", port, ins...))
+	for _, head := range []string{
+		"POST / HTTP/1.1\r\nHost: ft.default.localhost\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: ft.default.localhost\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n",
+	} {
+		rc := dialRaw(t, h)
+		rc.send(head + "0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: ft.default.localhost\r\n\r\n")
+		resp, body := rc.read("POST")
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "both Content-Length and Transfer-Encoding") {
+			t.Fatalf("%q: %d %s; want 400 saying why", head, resp.StatusCode, body)
+		}
+		if !rc.closed() {
+			t.Fatalf("%q: the connection stayed open after the refusal", head)
+		}
+	}
+	// A head too large for the front goes to net/http, which drops the
+	// Content-Length: the connection still ends after the answer.
+	rc := dialRaw(t, h)
+	big := "X-Pad: " + strings.Repeat("p", 9000) + "\r\n"
+	rc.send("POST / HTTP/1.1\r\nHost: ft.default.localhost\r\n" + big + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: ft.default.localhost\r\n\r\n")
+	if resp, body := rc.read("POST"); resp.StatusCode == http.StatusOK && strings.Contains(body, "smuggled") {
+		t.Fatalf("the request after a large head framed twice was served: %s", body)
+	}
+	if !rc.closed() {
+		t.Fatal("a large head framed twice left the connection open")
+	}
+	// Either alone is served.
+	rc = dialRaw(t, h)
+	rc.send("POST / HTTP/1.1\r\nHost: ft.default.localhost\r\nContent-Length: 0\r\n\r\n")
+	if resp, _ := rc.read("POST"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("a request with a length: %d", resp.StatusCode)
+	}
+	rc = dialRaw(t, h)
+	rc.send("POST / HTTP/1.1\r\nHost: ft.default.localhost\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+	if resp, _ := rc.read("POST"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("a chunked request: %d", resp.StatusCode)
+	}
+}

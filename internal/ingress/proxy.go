@@ -163,6 +163,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("Host %q has a port that is not a number from 0 to 65535", r.Host), nil)
 		return
 	}
+	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+		// net/http drops a Content-Length that came with the
+		// Transfer-Encoding without a trace. The front refuses such a
+		// request, but one whose head is too large for it comes here:
+		// end the connection after it (RFC 9112 6.1), so that nothing a
+		// proxy in front read by the length is taken for a request.
+		w.Header().Set("Connection", "close")
+	}
 	clean, ok := cleanRequestPath(r.URL.Path)
 	if !ok {
 		writeError(&st.rec, http.StatusBadRequest, "BadRequest",
