@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -368,12 +369,22 @@ func framedTwice(head []byte) bool {
 }
 
 // writeFrontRefusal answers 400 with msg, on a connection that closes
-// after it.
+// after it. The request's body is still coming: closing with it unread
+// would make the kernel reset the connection, and the client might never
+// read the answer. So the answer is followed by a half-close, and what
+// the client still sends is read and dropped for a moment first, as
+// net/http does.
 func writeFrontRefusal(c net.Conn, msg string) {
 	b, _ := json.Marshal(errorBody{Code: "BadRequest", Message: msg})
 	b = append(b, '\n')
 	c.SetWriteDeadline(time.Now().Add(pendingFlushTimeout))
-	fmt.Fprintf(c, "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: %d\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n%s", len(b), b)
+	if _, err := fmt.Fprintf(c, "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: %d\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n%s", len(b), b); err != nil {
+		return
+	}
+	if hc, ok := c.(interface{ CloseWrite() error }); ok && hc.CloseWrite() == nil {
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		io.CopyN(io.Discard, c, 256<<10)
+	}
 }
 
 // pendingFlushTimeout bounds the last write of answers to pipelined

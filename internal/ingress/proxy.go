@@ -144,6 +144,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	host := canonicalHost(r.Host)
 	defer func() {
+		if st.body != nil {
+			// Before net/http releases w: the transport may read on.
+			st.body.detach()
+		}
 		p.finish(st, r, host, start)
 		*st = reqState{}
 		statePool.Put(st)
@@ -221,12 +225,21 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// waits for it at shutdown, up to ShutdownTimeout.
 		p.tunnels.Add(1)
 		defer p.tunnels.Add(-1)
-	} else if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+	} else if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 && r.Method != http.MethodConnect && !isGRPC(r) {
+		// (An HTTP/2 CONNECT is a tunnel, and a gRPC call may stream
+		// from the client: either may well be silent for long.)
 		r = r.WithContext(r.Context())
-		st.body = &bodyGuard{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: p.cfg.ClientBodyTimeout}
+		st.body = &bodyGuard{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: p.cfg.ClientBodyTimeout, perRead: r.ProtoMajor >= 2}
 		r.Body = st.body
 	}
 	p.rp.ServeHTTP(&st.rec, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+}
+
+// isGRPC reports whether r is a gRPC call, whose request is a stream of
+// messages the client sends when it has them (a watch sends one and
+// waits): no timeout between them can be right for every service.
+func isGRPC(r *http.Request) bool {
+	return strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
 }
 
 // withPath returns a shallow copy of r for path, which is sent on
@@ -658,36 +671,64 @@ func (bufferPool) Put(b []byte) { buffers.Put(&b) }
 // body does not count against the client; it is lifted once the body
 // ends, before net/http's server reads the connection again on its own
 // (to notice the client leaving) and would take the deadline for that.
-// Close may come from another goroutine than Read, so it keeps no state.
-// The upstream transport may still read the body after ServeHTTP has
-// returned (an instance that answered before taking all of it), when the
-// request's pooled reqState serves another request: so the guard keeps
-// its own flag rather than one in the reqState.
+// An HTTP/2 stream's read deadline is a timer that resets the body on its
+// own, reading or not, so there (perRead) it is lifted after every read.
+//
+// The upstream transport may still read (and close) the body after
+// ServeHTTP has returned, from its own goroutine: an instance that
+// answered before taking all of it. net/http has released the
+// ResponseWriter then (an HTTP/2 one is pooled; an HTTP/1 connection is
+// reading its next request), so ServeHTTP detaches the guard before it
+// returns, and the guard keeps its own stalled flag rather than one in
+// the pooled reqState.
 type bodyGuard struct {
 	io.ReadCloser
 	rc      *http.ResponseController
 	timeout time.Duration
+	perRead bool
 	// stalled is set when the client took longer than the timeout to
 	// send more of the body.
 	stalled atomic.Bool
+
+	mu       sync.Mutex
+	detached bool // rc is no longer ours to use
 }
 
 func (b *bodyGuard) Read(p []byte) (int, error) {
 	// A writer that cannot set deadlines leaves the body unbounded.
-	armed := b.rc.SetReadDeadline(time.Now().Add(b.timeout)) == nil
+	armed := b.setReadDeadline(time.Now().Add(b.timeout))
 	n, err := b.ReadCloser.Read(p)
-	if err != nil && armed {
-		if timedOut(err) {
+	if armed && (err != nil || b.perRead) {
+		if err != nil && timedOut(err) {
 			b.stalled.Store(true)
 		}
-		b.rc.SetReadDeadline(time.Time{})
+		b.setReadDeadline(time.Time{})
 	}
 	return n, err
 }
 
 func (b *bodyGuard) Close() error {
-	b.rc.SetReadDeadline(time.Time{})
+	b.setReadDeadline(time.Time{})
 	return b.ReadCloser.Close()
+}
+
+// setReadDeadline sets the request's read deadline, unless the handler
+// has returned; it reports whether it did.
+func (b *bodyGuard) setReadDeadline(t time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.detached && b.rc.SetReadDeadline(t) == nil
+}
+
+// detach lifts the deadline and leaves the ResponseWriter alone from
+// now on; ServeHTTP calls it before it returns.
+func (b *bodyGuard) detach() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.detached {
+		b.detached = true
+		b.rc.SetReadDeadline(time.Time{})
+	}
 }
 
 // keepOpenBody ignores Close; ReverseProxy closes the real body itself when

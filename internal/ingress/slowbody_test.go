@@ -57,6 +57,16 @@ func TestStalledRequestBodiesAreCut(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a gRPC client quiet between messages is waited for", func(t *testing.T) {
+		rc := dialRaw(t, h)
+		rc.c.SetDeadline(time.Now().Add(10 * timeout))
+		rc.send("POST /svc/Watch HTTP/1.1\r\nHost: sb.default.localhost\r\nContent-Type: application/grpc+proto\r\nContent-Length: 10\r\n\r\nab")
+		time.Sleep(3 * timeout)
+		rc.send("cdefghij")
+		if resp, body := rc.read("POST"); resp.StatusCode != http.StatusOK || body != "read 10" {
+			t.Fatalf("status %d, body %q; want 200 \"read 10\"", resp.StatusCode, body)
+		}
+	})
 }
 
 // Over HTTP/2 the deadline is the stream's, and the connection's other
