@@ -101,3 +101,57 @@ func BenchmarkFront(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkH2C proxies GETs over one h2c connection (prior knowledge)
+// to a real instance, each answer 256 KiB written in 8 KiB pieces: the
+// HTTP/2 path, where every write of an answer and every flush set and
+// lift a stream deadline (ClientSendTimeout).
+func BenchmarkH2C(b *testing.B) {
+	port, ins := startInstances(b, "bench", 1, func(string) http.Handler {
+		piece := make([]byte, 8<<10)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			for range 32 {
+				w.Write(piece)
+			}
+		})
+	})
+	p, err := New(Config{}, newSource(httpService("default", "bench", port, ins...)), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ctx, ln, nil) }()
+	b.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	url := "http://" + ln.Addr().String() + "/"
+	b.ReportAllocs()
+	b.SetBytes(256 << 10)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest(http.MethodGet, url, nil)
+			req.Host = "bench.default.localhost"
+			resp, err := c.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
+				b.Errorf("status %d over %s", resp.StatusCode, resp.Proto)
+				return
+			}
+		}
+	})
+}
