@@ -98,6 +98,12 @@ type Config struct {
 	// within twice this of the last byte moved. Linux only (the kernel's
 	// TCP counters tell progress). Default 60s.
 	TCPHalfCloseTimeout time.Duration
+	// MaxTCPFlows bounds the flows one exposed port relays at once, as
+	// HAProxy's maxconn does: each holds two file descriptors of the
+	// server process, which its API server and etcd share, and an idle
+	// flow lasts as long as its two ends keep it. A connection beyond it
+	// is closed at once. Default 10000.
+	MaxTCPFlows int
 
 	// ShutdownTimeout bounds how long in-flight requests and TCP flows may
 	// run once the context of ListenAndServe ends. Default 10s.
@@ -154,6 +160,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.MaxTCPFlows <= 0 {
+		c.MaxTCPFlows = 10000
 	}
 	if c.TCPHalfCloseTimeout <= 0 {
 		c.TCPHalfCloseTimeout = 60 * time.Second

@@ -337,3 +337,52 @@ func TestOnNodePortsReportsChanges(t *testing.T) {
 		t.Fatalf("OnNodePorts calls %v; want a's port, then a's and b's, then none", calls)
 	}
 }
+
+// A node port relays at most MaxTCPFlows flows at once: a connection
+// beyond them is closed at once, and one is taken again when a flow ends.
+func TestTCPFlowsAreCapped(t *testing.T) {
+	targets := startGreeters(t, "g")
+	lo, hi := freePortRange(t)
+	h := startProxy(t, Config{NodePortMin: lo, NodePortMax: hi, MaxTCPFlows: 2})
+	h.publishTCP(t, &discovery.Service{Namespace: "default", Name: "capped",
+		Ports: []v1.Port{{Name: "g", Port: targets[0], Protocol: v1.ProtocolTCP, Expose: "tcp"}},
+		Ready: []discovery.Endpoint{{Instance: "g-0", IP: "127.0.0.1"}}})
+	np, ok := h.p.NodePort("default", "capped", "g")
+	if !ok {
+		t.Fatal("not published")
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(np))
+	// open connects and reads the greeting, or the error instead.
+	open := func() (net.Conn, error) {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if g, err := bufio.NewReader(c).ReadString('\n'); err != nil || g != "g\n" {
+			c.Close()
+			return nil, fmt.Errorf("greeting %q: %v", g, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c, nil
+	}
+	var held []net.Conn
+	for range 2 {
+		c, err := open()
+		if err != nil {
+			t.Fatalf("a flow under the cap: %v", err)
+		}
+		held = append(held, c)
+	}
+	if _, err := open(); err == nil {
+		t.Fatal("a third flow was relayed with MaxTCPFlows 2")
+	}
+	held[0].Close()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := open(); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("5 s after a flow ended, a new one: %v", err)
+		}
+	}
+}

@@ -51,6 +51,10 @@ type tcpService struct {
 	// until one takes a connection again: clients reconnect in loops,
 	// and one line per attempt would flood the log.
 	starved atomic.Bool
+	// active counts the connections being served; full is set, for the
+	// same reason as starved, while they are at Config.MaxTCPFlows.
+	active atomic.Int64
+	full   atomic.Bool
 }
 
 type tcpFlow struct {
@@ -325,8 +329,22 @@ func (tb *tcpBalancer) accept(ts *tcpService) {
 		}
 		backoff = 0
 		ts.accepted.Inc()
+		if max := int64(tb.p.cfg.MaxTCPFlows); ts.active.Load() >= max {
+			c.Close()
+			if ts.full.CompareAndSwap(false, true) {
+				tb.p.log.Warn("closing new TCP connections: the node port relays as many flows as it may", "service", ts.key, "max", max)
+			}
+			continue
+		}
+		if ts.full.Load() && ts.full.CompareAndSwap(true, false) {
+			tb.p.log.Info("the node port takes new TCP connections again", "service", ts.key)
+		}
+		ts.active.Add(1)
 		tb.wg.Add(1)
-		go tb.serve(ts, c)
+		go func() {
+			defer ts.active.Add(-1)
+			tb.serve(ts, c)
+		}()
 	}
 }
 
