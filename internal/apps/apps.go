@@ -156,7 +156,8 @@ func Save(ctx context.Context, s *store.Store, c Change) (Result, error) {
 }
 
 // maxPrunePerWrite bounds the revisions one write deletes, to stay within
-// a transaction's limit; a later write deletes the rest.
+// a transaction's limit beside the App's update and the new revision (a
+// round 100, with room to spare); a later write deletes the rest.
 const maxPrunePerWrite = store.MaxTxnOps - 28
 
 // expired names the revisions of a that its history limit no longer
