@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"testing"
+
+	"github.com/gantry-dev/gantry/internal/discovery"
 )
 
 // discardWriter is a ResponseWriter that keeps nothing, so the benchmark
@@ -56,26 +58,12 @@ func BenchmarkFront(b *testing.B) {
 			w.Write(body)
 		})
 	})
-	p, err := New(Config{}, newSource(httpService("default", "bench", port, ins...)), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, ln, nil) }()
-	b.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	addr := serveForBench(b, httpService("default", "bench", port, ins...))
 	const head = "GET / HTTP/1.1\r\nHost: bench.default.localhost\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
 	b.ReportAllocs()
 	b.SetParallelism(4)
 	b.RunParallel(func(pb *testing.PB) {
-		c, err := net.Dial("tcp", ln.Addr().String())
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			b.Error(err)
 			return
@@ -115,26 +103,9 @@ func BenchmarkH2C(b *testing.B) {
 			}
 		})
 	})
-	p, err := New(Config{}, newSource(httpService("default", "bench", port, ins...)), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, ln, nil) }()
-	b.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	tr := &http.Transport{Protocols: new(http.Protocols)}
-	tr.Protocols.SetUnencryptedHTTP2(true)
-	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr}
-	url := "http://" + ln.Addr().String() + "/"
+	addr := serveForBench(b, httpService("default", "bench", port, ins...))
+	c := h2cClient(b, 0)
+	url := "http://" + addr + "/"
 	b.ReportAllocs()
 	b.SetBytes(256 << 10)
 	b.RunParallel(func(pb *testing.PB) {
@@ -154,4 +125,25 @@ func BenchmarkH2C(b *testing.B) {
 			}
 		}
 	})
+}
+
+// serveForBench runs a proxy for svc on a loopback listener until the
+// benchmark ends, and returns the listener's address.
+func serveForBench(b *testing.B, svc *discovery.Service) string {
+	p, err := New(Config{}, newSource(svc), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ctx, ln, nil) }()
+	b.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return ln.Addr().String()
 }

@@ -388,3 +388,13 @@ func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
 	t.Cleanup(func() { a.Close(); b.Close() })
 	return a.(*net.TCPConn), b.(*net.TCPConn)
 }
+
+// h2cClient speaks HTTP/2 without TLS (prior knowledge), as gRPC and
+// h2c clients do; timeout 0 means none. Its connections close when the
+// test ends.
+func h2cClient(t testing.TB, timeout time.Duration) *http.Client {
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: timeout}
+}

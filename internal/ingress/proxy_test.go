@@ -266,10 +266,7 @@ func TestWebSocketPassThrough(t *testing.T) {
 func TestH2C(t *testing.T) {
 	port, ins := startInstances(t, "h2c", 1, nil)
 	h := startProxy(t, Config{}, httpService("default", "h2c", port, ins...))
-	tr := &http.Transport{Protocols: new(http.Protocols)}
-	tr.Protocols.SetUnencryptedHTTP2(true)
-	defer tr.CloseIdleConnections()
-	resp, body := h.get(t, &http.Client{Transport: tr}, "h2c.default.localhost", "/h2")
+	resp, body := h.get(t, h2cClient(t, 0), "h2c.default.localhost", "/h2")
 	if resp.ProtoMajor != 2 {
 		t.Fatalf("client spoke %s, want HTTP/2", resp.Proto)
 	}

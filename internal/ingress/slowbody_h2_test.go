@@ -3,16 +3,16 @@ package ingress
 import (
 	"bufio"
 	"bytes"
-	"net"
-
 	"fmt"
-	v1 "github.com/gantry-dev/gantry/api/v1"
-	"github.com/gantry-dev/gantry/internal/discovery"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/discovery"
 )
 
 // Over HTTP/2 a stream's read deadline is a timer that fires on its own,
@@ -34,10 +34,7 @@ func TestAnInstanceSlowToTakeABodyIsWaitedForOverHTTP2(t *testing.T) {
 	}
 	port, ins := startInstances(t, "sb3", 1, app)
 	h := startProxy(t, Config{ClientBodyTimeout: timeout}, httpService("default", "sb3", port, ins...))
-	tr := &http.Transport{Protocols: new(http.Protocols)}
-	tr.Protocols.SetUnencryptedHTTP2(true)
-	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr, Timeout: 20 * timeout}
+	c := h2cClient(t, 20*timeout)
 
 	big := strings.Repeat("x", 8<<20)
 	req, _ := http.NewRequest(http.MethodPost, h.url+"/late-reader", strings.NewReader(big))
@@ -63,32 +60,20 @@ func TestAnEarlyAnswerToAnUploadOutlivesItsHandlerOverHTTP2(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				if _, err := http.ReadRequest(br); err != nil {
-					return
-				}
-				io.WriteString(c, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\n\r\nno")
-				io.Copy(io.Discard, br) // and takes whatever comes
-			}()
+	serveConns(ln, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
 		}
-	}()
+		io.WriteString(c, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\n\r\nno")
+		io.Copy(io.Discard, br) // and takes whatever comes
+	})
 	port := ln.Addr().(*net.TCPAddr).Port
 	svc := &discovery.Service{Namespace: "default", Name: "early", Ports: []v1.Port{{Name: "http", Port: port, Protocol: v1.ProtocolHTTP}}}
 	ep := discovery.Endpoint{Instance: "early-0", IP: "127.0.0.1"}
 	svc.Ready, svc.All = []discovery.Endpoint{ep}, []discovery.Endpoint{ep}
 	h := startProxy(t, Config{ClientBodyTimeout: time.Second}, svc)
-	tr := &http.Transport{Protocols: new(http.Protocols)}
-	tr.Protocols.SetUnencryptedHTTP2(true)
-	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	c := h2cClient(t, 10*time.Second)
 
 	for i := 0; i < 20; i++ {
 		pr, pw := io.Pipe()

@@ -75,10 +75,7 @@ func TestStalledRequestBodiesAreCutOverHTTP2(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	port, ins := startInstances(t, "sb2", 1, nil)
 	h := startProxy(t, Config{ClientBodyTimeout: timeout}, httpService("default", "sb2", port, ins...))
-	tr := &http.Transport{Protocols: new(http.Protocols)}
-	tr.Protocols.SetUnencryptedHTTP2(true)
-	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr, Timeout: 10 * timeout}
+	c := h2cClient(t, 10*timeout)
 
 	pr, pw := io.Pipe()
 	defer pw.Close()

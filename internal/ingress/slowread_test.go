@@ -111,10 +111,7 @@ func TestClientsThatStopReadingAreCutOverHTTP2(t *testing.T) {
 	}
 	port, ins := startInstances(t, "sr2", 1, app)
 	h := startProxy(t, Config{ClientSendTimeout: timeout}, httpService("default", "sr2", port, ins...))
-	tr := &http.Transport{Protocols: new(http.Protocols)}
-	tr.Protocols.SetUnencryptedHTTP2(true)
-	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr}
+	c := h2cClient(t, 0)
 
 	resp, body := h.get(t, c, "sr2.default.localhost", "/long-poll")
 	if resp.ProtoMajor != 2 || resp.StatusCode != 200 || string(body) != "late" {
