@@ -194,7 +194,8 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, ri *requestInfo) er
 }
 
 // decodeObject reads a request body as an object of the request's kind
-// and checks that its name and namespace agree with the URL.
+// and checks that its name and namespace agree with the URL, and that a
+// dry run can be made of it.
 func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, ri *requestInfo) (v1.Object, error) {
 	o, _ := v1.NewObject(ri.Kind.Kind)
 	if err := decodeBody(w, r, s.cfg.MaxBodyBytes, o); err != nil {
@@ -223,6 +224,11 @@ func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, ri *reques
 		}
 	}
 	m.Deleting = nil
+	if ri.DryRun {
+		if err := dryRunnable(o); err != nil {
+			return nil, err
+		}
+	}
 	v1.SetDefaults(o)
 	return o, nil
 }
@@ -258,11 +264,6 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	o, err := s.decodeObject(w, r, ri)
 	if err != nil {
 		return err
-	}
-	if ri.DryRun {
-		if err := dryRunnable(o); err != nil {
-			return err
-		}
 	}
 	if t, ok := o.(*v1.Token); ok {
 		// The server names tokens: the name is part of the secret.
@@ -393,11 +394,6 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	o, err := s.decodeObject(w, r, ri)
 	if err != nil {
 		return err
-	}
-	if ri.DryRun {
-		if err := dryRunnable(o); err != nil {
-			return err
-		}
 	}
 	if err := v1.Validate(o).OrNil(); err != nil {
 		return err
