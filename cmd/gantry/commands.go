@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -720,13 +719,5 @@ func printRevision(ctx context.Context, w io.Writer, c *client.Client, a *v1.App
 		{"Change-Cause:", orDash(r.Spec.ChangeCause)},
 	})
 	fmt.Fprintln(w, "Template:")
-	var buf bytes.Buffer
-	if err := printYAML(&buf, r.Spec.Template); err != nil {
-		return err
-	}
-	for _, line := range strings.SplitAfter(strings.TrimSuffix(buf.String(), "\n"), "\n") {
-		fmt.Fprint(w, "  ", line)
-	}
-	fmt.Fprintln(w)
-	return nil
+	return printYAML(indent{w}, r.Spec.Template)
 }
