@@ -330,7 +330,7 @@ func (tb *tcpBalancer) accept(ts *tcpService) {
 		backoff = 0
 		ts.accepted.Inc()
 		if max := int64(tb.p.cfg.MaxTCPFlows); ts.active.Load() >= max {
-			c.Close()
+			reset(c)
 			if ts.full.CompareAndSwap(false, true) {
 				tb.p.log.Warn("closing new TCP connections: the node port relays as many flows as it may", "service", ts.key, "max", max)
 			}
@@ -352,7 +352,6 @@ func (tb *tcpBalancer) accept(ts *tcpService) {
 // first refuses, and relays bytes both ways until both sides are done.
 func (tb *tcpBalancer) serve(ts *tcpService, client net.Conn) {
 	defer tb.wg.Done()
-	defer client.Close()
 	p := tb.p
 	var ep *endpoint
 	var up net.Conn
@@ -360,6 +359,7 @@ func (tb *tcpBalancer) serve(ts *tcpService, client net.Conn) {
 	for attempt := 0; attempt < 2 && up == nil; attempt++ {
 		be := p.table.Load().backends[ts.beKey]
 		if be == nil {
+			reset(client)
 			return
 		}
 		next := p.acquire(be, ep)
@@ -384,11 +384,13 @@ func (tb *tcpBalancer) serve(ts *tcpService, client net.Conn) {
 			if ep != nil {
 				why = "every instance tried refused the connection"
 			}
-			p.log.Warn("closing TCP connections until an instance takes one", "service", ts.key, "reason", why,
+			p.log.Warn("resetting TCP connections until an instance takes one", "service", ts.key, "reason", why,
 				"client", client.RemoteAddr().String())
 		}
+		reset(client)
 		return
 	}
+	defer client.Close()
 	if ts.starved.Load() && ts.starved.CompareAndSwap(true, false) {
 		p.log.Info("an instance takes TCP connections again", "service", ts.key, "instance", ep.instance)
 	}
@@ -417,6 +419,19 @@ func (tb *tcpBalancer) serve(ts *tcpService, client net.Conn) {
 	}()
 	f.relay(client, up, p.cfg.TCPHalfCloseTimeout)
 	<-done
+}
+
+// reset closes a connection the balancer will not relay with a TCP RST
+// rather than a FIN, so the client sees "connection reset" at its first
+// read or write instead of a clean end of stream that a protocol might
+// take for a server that had nothing to say. kube-proxy refuses such a
+// SYN outright; a listener that stays open cannot, and this is the
+// nearest it comes.
+func reset(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
 }
 
 // relay copies src to dst. A clean end of src is passed on as a half
