@@ -202,7 +202,17 @@ type Port struct {
 	// ready instance (L4 load balancing).
 	Expose   string `json:"expose,omitempty"`
 	NodePort int    `json:"nodePort,omitempty"`
+	// ProxyProtocol, with expose: tcp, makes the load balancer open each
+	// relayed connection with a PROXY protocol header (ProxyProtocolV1 or
+	// ProxyProtocolV2) that gives the instance the client's address.
+	ProxyProtocol string `json:"proxyProtocol,omitempty"`
 }
+
+// PROXY protocol versions for Port.ProxyProtocol.
+const (
+	ProxyProtocolV1 = "v1"
+	ProxyProtocolV2 = "v2"
+)
 
 // Health holds the three kinds of checks.
 type Health struct {

@@ -7,7 +7,8 @@ import (
 
 // An exposed port's nodePort must lie in the node port range (below it
 // are Gantry's own ports), be used once per App, and belong to a port the
-// load balancer can tell apart by name and relay to over TCP.
+// load balancer can tell apart by name and relay to over TCP; a PROXY
+// protocol header is only for such a port.
 func TestExposedPortValidation(t *testing.T) {
 	for _, tc := range []struct {
 		name, ports string
@@ -25,6 +26,12 @@ func TestExposedPortValidation(t *testing.T) {
 		{"an unnamed exposed port among several is refused", "[{name: web, port: 80}, {port: 5432, protocol: tcp, expose: tcp}]",
 			"spec.ports[1].name: is required for an exposed port"},
 		{"an exposed udp port is refused", "[{name: dns, port: 53, protocol: udp, expose: tcp}]", "spec.ports[0].expose: applies to tcp and http ports only"},
+		{"PROXY protocol v1 on an exposed port is valid", "[{name: pg, port: 5432, protocol: tcp, expose: tcp, proxyProtocol: v1}]", ""},
+		{"PROXY protocol v2 on an exposed port is valid", "[{name: pg, port: 5432, protocol: tcp, expose: tcp, proxyProtocol: v2}]", ""},
+		{"PROXY protocol without expose is refused", "[{name: pg, port: 5432, protocol: tcp, proxyProtocol: v2}]",
+			"spec.ports[0].proxyProtocol: only applies with expose: tcp"},
+		{"an unknown PROXY protocol version is refused", "[{name: pg, port: 5432, protocol: tcp, expose: tcp, proxyProtocol: \"2\"}]",
+			"spec.ports[0].proxyProtocol: must be v1 or v2 (got \"2\")"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := DecodeManifest([]byte("kind: App\nname: x\nimage: a\nports: " + tc.ports))

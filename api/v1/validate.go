@@ -390,6 +390,15 @@ func validateTemplate(errs *FieldErrors, f string, t *Template) {
 		if p.Expose != "" && p.Name == "" && len(t.Ports) > 1 {
 			errs.add(pf+".name", "is required for an exposed port when the App has several ports")
 		}
+		switch p.ProxyProtocol {
+		case "":
+		case ProxyProtocolV1, ProxyProtocolV2:
+			if p.Expose == "" {
+				errs.add(pf+".proxyProtocol", "only applies with expose: tcp")
+			}
+		default:
+			errs.add(pf+".proxyProtocol", "must be v1 or v2 (got %q)", p.ProxyProtocol)
+		}
 		if p.Expose != "" && p.Protocol == ProtocolUDP {
 			errs.add(pf+".expose", "applies to tcp and http ports only (the load balancer relays TCP)")
 		}

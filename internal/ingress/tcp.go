@@ -47,6 +47,10 @@ type tcpService struct {
 	explicit bool
 	ln       net.Listener
 	accepted prometheus.Counter
+	// proxyProtocol is the PROXY protocol version new flows start with
+	// ("" for none). A change takes effect on the next connection,
+	// without closing the listener.
+	proxyProtocol atomic.Value
 	// starved is set from the first connection that no instance took
 	// until one takes a connection again: clients reconnect in loops,
 	// and one line per attempt would flood the log.
@@ -160,6 +164,7 @@ type tcpWant struct {
 	ns, app, port string
 	nodePort      int // 0: allocate
 	target        int
+	proxyProtocol string
 }
 
 // reconcile opens, moves and closes listeners to match s. Flows on a
@@ -195,7 +200,8 @@ func (tb *tcpBalancer) reconcile(s *discovery.Snapshot) {
 					refused[k] = fmt.Sprintf("nodePort %d is outside the node port range %d-%d", np, cfg.NodePortMin, cfg.NodePortMax)
 					continue
 				}
-				want[k] = tcpWant{ns: svc.Namespace, app: svc.Name, port: pt.Name, nodePort: pt.NodePort, target: pt.Port}
+				want[k] = tcpWant{ns: svc.Namespace, app: svc.Name, port: pt.Name, nodePort: pt.NodePort, target: pt.Port,
+					proxyProtocol: pt.ProxyProtocol}
 				order = append(order, k)
 				if pt.NodePort != 0 {
 					reserved[pt.NodePort] = true
@@ -219,6 +225,9 @@ func (tb *tcpBalancer) reconcile(s *discovery.Snapshot) {
 		// was given; kept, it would stay out of every later allocation.
 		if !ok || yields || moved {
 			delete(tb.allocated, k)
+		}
+		if ok && tb.services[k] != nil {
+			ts.proxyProtocol.Store(w.proxyProtocol)
 		}
 	}
 	inUse := map[int]bool{}
@@ -255,6 +264,7 @@ func (tb *tcpBalancer) reconcile(s *discovery.Snapshot) {
 			explicit: w.nodePort != 0, ln: ln,
 			accepted: tb.p.m.tcpFlows.WithLabelValues(w.ns, w.app, w.port),
 		}
+		ts.proxyProtocol.Store(w.proxyProtocol)
 		tb.services[k] = ts
 		tb.p.log.Info("published node port", "service", k, "nodePort", port, "target", w.target)
 		tb.wg.Add(1)
@@ -396,6 +406,12 @@ func (tb *tcpBalancer) serve(ts *tcpService, client net.Conn) {
 	}
 	defer ep.release()
 	defer up.Close()
+	if v, _ := ts.proxyProtocol.Load().(string); v != "" {
+		// A fresh connection's send buffer is empty: this does not block.
+		if _, err := up.Write(proxyHeader(v, client.RemoteAddr(), client.LocalAddr())); err != nil {
+			return
+		}
+	}
 	f := &tcpFlow{client: client, up: up}
 	tb.flowMu.Lock()
 	if tb.cut {
