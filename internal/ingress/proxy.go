@@ -1,6 +1,8 @@
 package ingress
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -80,9 +82,10 @@ func New(cfg Config, src discovery.Source, log *slog.Logger) (*Proxy, error) {
 		dialer:        &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second},
 	}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:      p.rewrite,
-		Transport:    upstream{p},
-		ErrorHandler: p.proxyError,
+		Rewrite:        p.rewrite,
+		Transport:      upstream{p},
+		ErrorHandler:   p.proxyError,
+		ModifyResponse: refuseOtherSwitch,
 		// Copy errors after the response started (a client that went
 		// away) are routine for a proxy; keep them out of Info.
 		ErrorLog:   slog.NewLogLogger(log.Handler(), slog.LevelDebug),
@@ -131,7 +134,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := statePool.Get().(*reqState)
 	st.rec.ResponseWriter = w
 	switch {
-	case r.ProtoMajor == 1 && r.Header["Upgrade"] == nil:
+	case r.ProtoMajor == 1 && !isUpgrade(r):
 		// An upgraded connection is a tunnel, and must keep no deadline.
 		st.rec.sendTimeout = p.cfg.ClientSendTimeout
 		st.rec.armSend(start)
@@ -220,7 +223,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.serveFast(st, r)
 		return
 	}
-	if r.Header["Upgrade"] != nil {
+	if isUpgrade(r) {
 		// A tunnel, perhaps, that runs until one side closes: Serve
 		// waits for it at shutdown, up to ShutdownTimeout.
 		p.tunnels.Add(1)
@@ -233,6 +236,46 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = st.body
 	}
 	p.rp.ServeHTTP(&st.rec, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+}
+
+// isUpgrade reports whether r asks to switch protocols: an Upgrade field
+// with "upgrade" among the Connection options, the only requests
+// ReverseProxy turns into tunnels. An Upgrade field alone is dropped as
+// hop-by-hop and leaves an ordinary request, which keeps its body and
+// send timeouts.
+func isUpgrade(r *http.Request) bool {
+	return r.ProtoMajor == 1 && upgradeType(r.Header) != ""
+}
+
+// upgradeType is the protocol a request or a 101 answer switches to, ""
+// for none (ReverseProxy's own rule).
+func upgradeType(h http.Header) string {
+	if !httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade") {
+		return ""
+	}
+	return h.Get("Upgrade")
+}
+
+// refuseOtherSwitch fails a 101 that switches to another protocol than
+// the request asked for (or to one when it asked for none), before
+// ReverseProxy's own check does: that check answers 502 but leaves the
+// connection to the instance open until a finalizer closes it
+// (golang/go#80875), while an error from ModifyResponse has ReverseProxy
+// close it.
+func refuseOtherSwitch(res *http.Response) error {
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		return nil
+	}
+	if asked, got := upgradeType(res.Request.Header), upgradeType(res.Header); !strings.EqualFold(asked, got) {
+		return &switchRefused{asked: asked, got: got}
+	}
+	return nil
+}
+
+type switchRefused struct{ asked, got string }
+
+func (e *switchRefused) Error() string {
+	return fmt.Sprintf("the instance switched protocols to %q when the request asked for %q", e.got, e.asked)
 }
 
 // isGRPC reports whether r is a gRPC call, whose request is a stream of
@@ -657,6 +700,47 @@ func (r *recorder) FlushError() error {
 }
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Hijack hands the client's connection over for a tunnel. Bytes the
+// client sent right behind its upgrade request, which net/http's reader
+// has already taken in, come first from the connection returned:
+// ReverseProxy relays from the connection, not from that reader
+// (golang/go#80875), and would drop them.
+func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(r.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if n := brw.Reader.Buffered(); n > 0 {
+		early, _ := brw.Reader.Peek(n)
+		c = &earlyConn{Conn: c, early: bytes.Clone(early)}
+		brw.Reader.Discard(n)
+	}
+	return c, brw, nil
+}
+
+// earlyConn reads early first, then from Conn.
+type earlyConn struct {
+	net.Conn
+	early []byte
+}
+
+func (c *earlyConn) Read(p []byte) (int, error) {
+	if len(c.early) > 0 {
+		n := copy(p, c.early)
+		c.early = c.early[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// CloseWrite passes a tunnel's half close on, as on the plain connection.
+func (c *earlyConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
 
 // bufferPool recycles the 32 KiB copy buffers of ReverseProxy.
 type bufferPool struct{}

@@ -1,0 +1,143 @@
+package ingress
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// An Upgrade field alone (no "Connection: upgrade") upgrades nothing:
+// ReverseProxy drops it as hop-by-hop. The request is an ordinary one and
+// keeps its body timeout: before, any Upgrade field turned it off.
+func TestAnUpgradeFieldAloneKeepsTheBodyTimeout(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	app := func(name string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n, _ := io.Copy(io.Discard, r.Body)
+			fmt.Fprintf(w, "read %d upgrade=%q", n, r.Header.Get("Upgrade"))
+		})
+	}
+	port, ins := startInstances(t, "ub", 1, app)
+	h := startProxy(t, Config{ClientBodyTimeout: timeout}, httpService("default", "ub", port, ins...))
+	for _, extra := range []string{"", "Upgrade: anything\r\n"} {
+		t.Run(fmt.Sprintf("extra=%q", extra), func(t *testing.T) {
+			rc := dialRaw(t, h)
+			rc.c.SetDeadline(time.Now().Add(10 * timeout))
+			rc.send("POST / HTTP/1.1\r\nHost: ub.default.localhost\r\n" + extra + "Content-Length: 10\r\n\r\nab")
+			start := time.Now()
+			resp, err := http.ReadResponse(rc.br, &http.Request{Method: "POST"})
+			if err != nil {
+				t.Fatalf("no answer after %v (ClientBodyTimeout %v): %v", time.Since(start).Round(time.Millisecond), timeout, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusRequestTimeout {
+				t.Fatalf("status %d %q, want 408", resp.StatusCode, b)
+			}
+		})
+	}
+}
+
+// Bytes a client sends right behind its upgrade request (in the same
+// segment, before the 101 came back) must reach the instance.
+func TestBytesSentBeforeThe101ReachTheInstance(t *testing.T) {
+	port, ins := startInstances(t, "early", 1, tunnelApp(false))
+	h := startProxy(t, Config{}, httpService("default", "early", port, ins...))
+	c, err := net.Dial("tcp", h.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	io.WriteString(c, "GET /chat HTTP/1.1\r\nHost: early.default.localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nearly\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	io.WriteString(c, "later\n")
+	line, err := br.ReadString('\n')
+	if line != "EARLY\n" {
+		t.Fatalf("first echoed line = %q (%v), want \"EARLY\\n\": the bytes sent before the 101 were lost", line, err)
+	}
+}
+
+// An instance that answers 101 with another protocol than the one asked
+// for (or to a request that asked for none) gets the client a 502, and
+// its connection is closed then, not left open until a finalizer runs.
+func TestARefusedSwitchClosesTheInstanceConnection(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // the leak is only undone by a finalizer
+	var open atomic.Int64
+	app := func(name string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// Like gorilla/websocket: a token list that contains "websocket".
+			if !strings.Contains(strings.ToLower(r.Header.Get("Upgrade")), "websocket") {
+				http.Error(w, "no", 400)
+				return
+			}
+			c, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			open.Add(1)
+			defer open.Add(-1)
+			defer c.Close()
+			brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+			brw.Flush()
+			io.Copy(io.Discard, brw) // until the proxy closes it
+		})
+	}
+	port, ins := startInstances(t, "leak", 1, app)
+	h := startProxy(t, Config{}, httpService("default", "leak", port, ins...))
+	const n = 20
+	for range n {
+		rc := dialRaw(t, h)
+		rc.send("GET /chat HTTP/1.1\r\nHost: leak.default.localhost\r\nUpgrade: websocket, x\r\nConnection: Upgrade\r\n\r\n")
+		resp, _ := rc.read("GET")
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("status %d, want 502", resp.StatusCode)
+		}
+		rc.c.Close()
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for open.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if k := open.Load(); k > 0 {
+		runtime.GC() // only netFD finalizers close them
+		time.Sleep(200 * time.Millisecond)
+		t.Fatalf("%d of %d instance connections still open 2s after their clients got 502 and left (%d after a forced GC)", k, n, open.Load())
+	}
+}
+
+// Nor does an Upgrade field alone turn off ClientSendTimeout: before, a
+// client that sent one and read nothing held the instance's handler for
+// ever.
+func TestAnUpgradeFieldAloneKeepsTheSendTimeout(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	finished := make(chan error, 1)
+	app := func(name string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			finished <- writeHuge(w)
+		})
+	}
+	port, ins := startInstances(t, "us", 1, app)
+	h := startProxy(t, Config{ClientSendTimeout: timeout}, httpService("default", "us", port, ins...))
+	rc := dialRaw(t, h)
+	rc.send("GET /huge HTTP/1.1\r\nHost: us.default.localhost\r\nUpgrade: anything\r\n\r\n")
+	select {
+	case err := <-finished:
+		if err == nil {
+			t.Fatal("the instance wrote it all to a client that reads nothing")
+		}
+	case <-time.After(20 * timeout):
+		t.Fatalf("the instance is still writing to a client that has read nothing for %v (ClientSendTimeout %v)", 20*timeout, timeout)
+	}
+}
