@@ -18,8 +18,9 @@ const (
 )
 
 // Certificates supplies the certificate for a TLS host. The ingress asks
-// only for hosts it routes, so an implementation that issues certificates
-// on demand (the built-in CA) cannot be made to sign arbitrary names.
+// only for hosts it routes; under a wildcard route that is any name a
+// client sends, so an implementation that issues certificates on demand
+// (the built-in CA) must issue per route, not per name asked for.
 type Certificates interface {
 	GetCertificate(host string) (*tls.Certificate, error)
 }

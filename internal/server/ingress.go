@@ -3,10 +3,12 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +24,11 @@ import (
 // the Secret the route names (keys tls.crt and tls.key), or, for
 // `tls: auto`, one issued by the cluster CA (for development: clients must
 // trust the cluster CA).
+//
+// Certificates are kept by the route's host, not by the name a client
+// asked for: a wildcard route (*.tenants.example.com) has one, whatever
+// names clients send, so they cannot make the CA sign, or the cache keep,
+// one certificate per name.
 type routeCerts struct {
 	src   discovery.Source
 	store *store.Store
@@ -29,49 +36,88 @@ type routeCerts struct {
 	ca    *pki.CA
 	dir   string
 
-	mu    sync.Mutex
-	cache map[string]cachedCert
+	mu sync.Mutex
+	// auto holds the issued certificates by route host; each renews
+	// itself ahead of its expiry.
+	auto map[string]*pki.ServingCert
+	// fromSecret holds certificates read from Secrets, by route host.
+	fromSecret map[string]secretCert
 }
 
-type cachedCert struct {
-	cert   *tls.Certificate
-	source string // "auto" or ns/secret@revision
-	at     time.Time
+type secretCert struct {
+	cert    *tls.Certificate
+	source  string    // ns/secret@revision
+	checked time.Time // when the Secret's revision was last read
 }
+
+// secretRecheck is how long a certificate from a Secret is served before
+// the Secret's revision is read again: a handshake does not cost a read
+// of etcd, and a replaced certificate is served within this time.
+const secretRecheck = 5 * time.Second
 
 func (c *routeCerts) GetCertificate(host string) (*tls.Certificate, error) {
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	ns, tlsRef := routeTLS(c.src.Current().Services, host)
+	services := c.src.Current().Services
+	ns, routeHost, tlsRef := routeTLS(services, host)
 	if tlsRef == "" {
 		return nil, fmt.Errorf("%w: no route with TLS for host %s", v1.ErrNotFound, host)
 	}
 	if tlsRef == "auto" {
-		if c.ca == nil {
-			return nil, fmt.Errorf("%w: tls: auto needs the cluster CA", v1.ErrUnavailable)
-		}
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if cc, ok := c.cache[host]; ok && cc.source == "auto" {
-			return cc.cert, nil
-		}
-		cert, err := c.ca.EnsureServerCert(c.dir, "route-"+host, host)
-		if err != nil {
+		return c.autoCert(services, routeHost)
+	}
+	return c.secretCert(services, ns, routeHost, tlsRef)
+}
+
+func (c *routeCerts) autoCert(services map[string]*discovery.Service, routeHost string) (*tls.Certificate, error) {
+	if c.ca == nil {
+		return nil, fmt.Errorf("%w: tls: auto needs the cluster CA", v1.ErrUnavailable)
+	}
+	c.mu.Lock()
+	sc := c.auto[routeHost]
+	if sc == nil {
+		var err error
+		if sc, err = c.ca.ServingCert(c.dir, certFileName(routeHost), routeHost); err != nil {
+			c.mu.Unlock()
 			return nil, err
 		}
-		c.remember(host, &cert, "auto")
-		return &cert, nil
-	}
-	sec, err := store.Get[*v1.Secret](context.Background(), c.store, ns, tlsRef)
-	if err != nil {
-		return nil, err
-	}
-	src := fmt.Sprintf("%s/%s@%d", ns, tlsRef, sec.Metadata.Revision)
-	c.mu.Lock()
-	if cc, ok := c.cache[host]; ok && cc.source == src {
-		c.mu.Unlock()
-		return cc.cert, nil
+		c.forgetGone(services)
+		if c.auto == nil {
+			c.auto = map[string]*pki.ServingCert{}
+		}
+		c.auto[routeHost] = sc
 	}
 	c.mu.Unlock()
+	return sc.GetCertificate(nil)
+}
+
+func (c *routeCerts) secretCert(services map[string]*discovery.Service, ns, routeHost, tlsRef string) (*tls.Certificate, error) {
+	prefix := ns + "/" + tlsRef + "@"
+	c.mu.Lock()
+	cached, ok := c.fromSecret[routeHost]
+	ok = ok && strings.HasPrefix(cached.source, prefix)
+	if ok && time.Since(cached.checked) < secretRecheck {
+		c.mu.Unlock()
+		return cached.cert, nil
+	}
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sec, err := store.Get[*v1.Secret](ctx, c.store, ns, tlsRef)
+	if err != nil {
+		if ok && !errors.Is(err, v1.ErrNotFound) {
+			// etcd is slow or away: HTTPS goes on with what it had.
+			return cached.cert, nil
+		}
+		return nil, err
+	}
+	src := prefix + strconv.FormatInt(sec.Metadata.Revision, 10)
+	if ok && cached.source == src {
+		cached.checked = time.Now()
+		c.mu.Lock()
+		c.fromSecret[routeHost] = cached
+		c.mu.Unlock()
+		return cached.cert, nil
+	}
 	if sec.Sealed == nil || c.codec == nil {
 		return nil, fmt.Errorf("%w: secret %s holds no certificate", v1.ErrNotFound, tlsRef)
 	}
@@ -84,17 +130,47 @@ func (c *routeCerts) GetCertificate(host string) (*tls.Certificate, error) {
 		return nil, fmt.Errorf("secret %s: keys tls.crt and tls.key must hold a PEM certificate and key: %w", tlsRef, err)
 	}
 	c.mu.Lock()
-	c.remember(host, &cert, src)
+	c.forgetGone(services)
+	if c.fromSecret == nil {
+		c.fromSecret = map[string]secretCert{}
+	}
+	c.fromSecret[routeHost] = secretCert{cert: &cert, source: src, checked: time.Now()}
 	c.mu.Unlock()
 	return &cert, nil
 }
 
-// routeTLS finds the TLS setting of the route that serves host: an exact
-// host first, then a wildcard one label up (*.example.com serves
-// a.example.com), as the load balancer routes. Among routes of one host
-// (on different paths) the first App by namespace/name that sets TLS
-// wins, so the choice does not change from one handshake to the next.
-func routeTLS(services map[string]*discovery.Service, host string) (ns, tlsRef string) {
+// forgetGone drops certificates of hosts no route serves with TLS any
+// more. It runs when one is added, under c.mu.
+func (c *routeCerts) forgetGone(services map[string]*discovery.Service) {
+	live := map[string]bool{}
+	for _, svc := range services {
+		for _, r := range svc.Routes {
+			if r.TLS != "" {
+				live[strings.ToLower(r.Host)] = true
+			}
+		}
+	}
+	maps.DeleteFunc(c.auto, func(h string, _ *pki.ServingCert) bool { return !live[h] })
+	maps.DeleteFunc(c.fromSecret, func(h string, _ secretCert) bool { return !live[h] })
+}
+
+// certFileName names the files of a route host's issued certificate.
+// Hosts hold no "_", so a wildcard's cannot clash with another host's.
+func certFileName(routeHost string) string {
+	if rest, ok := strings.CutPrefix(routeHost, "*."); ok {
+		return "route-_wildcard." + rest
+	}
+	return "route-" + routeHost
+}
+
+// routeTLS finds the TLS setting of the route that serves host, and that
+// route's host: an exact host first, then a wildcard one label up
+// (*.example.com serves a.example.com), as the load balancer routes.
+// Among routes of one host (on different paths) the first App by
+// namespace/name that sets TLS wins, so the choice does not change from
+// one handshake to the next (the API refuses routes of one host that
+// disagree on it).
+func routeTLS(services map[string]*discovery.Service, host string) (ns, routeHost, tlsRef string) {
 	wild := ""
 	if i := strings.IndexByte(host, '.'); i > 0 {
 		wild = "*" + host[i:]
@@ -116,16 +192,12 @@ func routeTLS(services map[string]*discovery.Service, host string) (ns, tlsRef s
 		}
 	}
 	if tlsRef != "" {
-		return ns, tlsRef
+		return ns, host, tlsRef
 	}
-	return wildNS, wildRef
-}
-
-func (c *routeCerts) remember(host string, cert *tls.Certificate, src string) {
-	if c.cache == nil {
-		c.cache = map[string]cachedCert{}
+	if wildRef != "" {
+		return wildNS, wild, wildRef
 	}
-	c.cache[host] = cachedCert{cert: cert, source: src, at: time.Now()}
+	return "", "", ""
 }
 
 // loadBalancerIPs are the addresses app hostnames resolve to: the

@@ -32,7 +32,7 @@ func TestRouteTLS(t *testing.T) {
 		{"both.example.com", "e", "api-cert"},
 	} {
 		for range 20 { // map order must not matter
-			if ns, ref := routeTLS(services, tc.host); ns != tc.ns || ref != tc.ref {
+			if ns, _, ref := routeTLS(services, tc.host); ns != tc.ns || ref != tc.ref {
 				t.Fatalf("routeTLS(%s) = %q %q, want %q %q", tc.host, ns, ref, tc.ns, tc.ref)
 			}
 		}

@@ -1,0 +1,168 @@
+package server
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/discovery"
+	"github.com/gantry-dev/gantry/internal/pki"
+	"github.com/gantry-dev/gantry/internal/secrets"
+	"github.com/gantry-dev/gantry/internal/store"
+	"github.com/gantry-dev/gantry/internal/store/storetest"
+)
+
+func routeCertsFor(t *testing.T, services ...*discovery.Service) (*routeCerts, *pki.CA) {
+	t.Helper()
+	ca, err := pki.LoadOrCreateCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]*discovery.Service{}
+	for _, s := range services {
+		m[s.Key()] = s
+	}
+	src := discovery.NewBroadcaster()
+	src.Publish(&discovery.Snapshot{Revision: 1, Services: m})
+	return &routeCerts{src: src, ca: ca, dir: t.TempDir()}, ca
+}
+
+// A tls: auto wildcard route has one certificate, for the wildcard,
+// whatever names clients send: before, each new name made the CA issue
+// (and the disk and the cache keep) one more, a cheap way to burn the
+// server's CPU from outside.
+func TestAutoWildcardRouteHasOneCertificate(t *testing.T) {
+	c, _ := routeCertsFor(t, &discovery.Service{Namespace: "b", Name: "tenants",
+		Routes: []v1.Route{{Host: "*.tenants.example.com", TLS: "auto"}, {Host: "shop.example.com", TLS: "auto"}}})
+	var first *tls.Certificate
+	for i := range 50 {
+		name := fmt.Sprintf("x%d.tenants.example.com", i)
+		cert, err := c.GetCertificate(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cert.Leaf.VerifyHostname(name); err != nil {
+			t.Fatalf("the certificate served for %s does not cover it: %v", name, err)
+		}
+		if first == nil {
+			first = cert
+		} else if cert.Leaf.SerialNumber.Cmp(first.Leaf.SerialNumber) != 0 {
+			t.Fatalf("%s got a certificate of its own", name)
+		}
+	}
+	shop, err := c.GetCertificate("SHOP.example.com.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := shop.Leaf.VerifyHostname("shop.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := os.ReadDir(c.dir)
+	if len(c.auto) != 2 || len(files) != 4 {
+		t.Errorf("%d certificates kept and %d files written for two routes, want 2 and 4", len(c.auto), len(files))
+	}
+	if _, err := c.GetCertificate("a.b.tenants.example.com"); !errors.Is(err, v1.ErrNotFound) {
+		t.Errorf("a name two labels under the wildcard: %v, want not found", err)
+	}
+}
+
+// A certificate from a Secret is read from etcd at most every
+// secretRecheck, not on every handshake; a replaced one is served after
+// that, a deleted Secret stops it, and a route that is gone takes its
+// certificate out of memory when another is added.
+func TestSecretCertificateIsRecheckedNotReadPerHandshake(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.New(t)
+	key, err := secrets.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := secrets.NewKeyring(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec := secrets.NewCodec(kr)
+	c, ca := routeCertsFor(t, &discovery.Service{Namespace: "a", Name: "shop",
+		Routes: []v1.Route{{Host: "*.shop.example.com", TLS: "shop-cert"}}})
+	c.store, c.codec = st, codec
+	sealed := func(t *testing.T) (*v1.SealedData, *tls.Certificate) {
+		cert, err := ca.IssueServer([]string{"*.shop.example.com"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyPEM, err := pki.EncodeKey(cert.PrivateKey.(crypto.Signer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		crtPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
+		sd, err := codec.Seal("a", "shop-cert", map[string][]byte{"tls.crt": crtPEM, "tls.key": keyPEM})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &v1.SealedData{KeyID: sd.KeyID, WrappedKey: sd.WrappedKey, Nonce: sd.Nonce, Ciphertext: sd.Ciphertext}, &cert
+	}
+	serial := func(t *testing.T, host string) string {
+		t.Helper()
+		got, err := c.GetCertificate(host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.Leaf.SerialNumber.String()
+	}
+	s1, cert1 := sealed(t)
+	sec := &v1.Secret{TypeMeta: v1.TypeMeta{Kind: "Secret"}, Metadata: v1.ObjectMeta{Namespace: "a", Name: "shop-cert"}, Sealed: s1}
+	if err := st.Create(ctx, sec); err != nil {
+		t.Fatal(err)
+	}
+	want1 := cert1.Leaf.SerialNumber.String()
+	for i := range 20 {
+		if got := serial(t, fmt.Sprintf("n%d.shop.example.com", i)); got != want1 {
+			t.Fatalf("serial %s, want %s", got, want1)
+		}
+	}
+	if len(c.fromSecret) != 1 {
+		t.Fatalf("%d certificates kept for one wildcard route", len(c.fromSecret))
+	}
+
+	s2, cert2 := sealed(t)
+	sec.Sealed = s2
+	if err := st.Update(ctx, sec); err != nil {
+		t.Fatal(err)
+	}
+	if got := serial(t, "n1.shop.example.com"); got != want1 {
+		t.Fatalf("within secretRecheck the certificate was read again (serial %s)", got)
+	}
+	age := func() {
+		e := c.fromSecret["*.shop.example.com"]
+		e.checked = time.Now().Add(-secretRecheck)
+		c.fromSecret["*.shop.example.com"] = e
+	}
+	age()
+	if got, want := serial(t, "n1.shop.example.com"), cert2.Leaf.SerialNumber.String(); got != want {
+		t.Fatalf("after secretRecheck: serial %s, want the replaced certificate's %s", got, want)
+	}
+
+	if _, err := st.Delete(ctx, store.KindFor[*v1.Secret](), "a", "shop-cert", 0); err != nil {
+		t.Fatal(err)
+	}
+	age()
+	if _, err := c.GetCertificate("n1.shop.example.com"); !errors.Is(err, v1.ErrNotFound) {
+		t.Fatalf("the Secret is deleted: %v, want not found", err)
+	}
+
+	c.src.(*discovery.Broadcaster).Publish(&discovery.Snapshot{Revision: 2, Services: map[string]*discovery.Service{
+		"b/dev": {Namespace: "b", Name: "dev", Routes: []v1.Route{{Host: "dev.example.com", TLS: "auto"}}}}})
+	if _, err := c.GetCertificate("dev.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.fromSecret) != 0 {
+		t.Errorf("the certificate of a route that is gone is still kept")
+	}
+}
