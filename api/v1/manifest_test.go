@@ -71,6 +71,8 @@ restartPolicy: sometimes
 		{"minReady past the deadline given", "kind: App\nname: x\nimage: a\nstrategy: {minReady: 30s, progressDeadline: 30s}", []string{"spec.strategy.minReady", "(30s)"}},
 		{"negative minReady", "kind: App\nname: x\nimage: a\nstrategy: {minReady: -1s}", []string{"spec.strategy.minReady: must be at least 0"}},
 		{"allowHTTP without tls", "kind: App\nname: x\nimage: a\nports: [{name: http, port: 80}]\nroutes: [{host: a.example.com, allowHTTP: true}]", []string{"spec.routes[0].allowHTTP: applies to routes with tls only"}},
+		{"two tls for one host", "kind: App\nname: x\nimage: a\nports: [{name: http, port: 80}]\nroutes: [{host: a.example.com, path: /a, tls: auto}, {host: A.example.com, path: /b}, {host: a.example.com, path: /c, tls: c-cert}]",
+			[]string{`spec.routes[2].tls: is "c-cert" but spec.routes[0] serves a.example.com with tls "auto"`}},
 		{"bare wildcard host", "kind: App\nname: x\nimage: a\nports: [{name: http, port: 80}]\nroutes: [{host: \"*\"}]", []string{`spec.routes[0].host: a bare "*" matches no host name`}},
 		{"query in a route path", "kind: App\nname: x\nimage: a\nports: [{name: http, port: 80}]\nroutes: [{host: a.example.com, path: \"/a?x=1\"}]", []string{"spec.routes[0].path: must be a path alone", `(found "?")`}},
 		{"fragment in a route path", "kind: App\nname: x\nimage: a\nports: [{name: http, port: 80}]\nroutes: [{host: a.example.com, path: \"/a#f\"}]", []string{"spec.routes[0].path: must be a path alone"}},

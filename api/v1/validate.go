@@ -211,6 +211,7 @@ func validateApp(errs *FieldErrors, a *App) {
 		}
 	}
 	seenRoute := map[string]int{}
+	hostTLS := map[string]int{} // host → the first route of it that sets tls
 	for i, r := range s.Routes {
 		f := fmt.Sprintf("spec.routes[%d]", i)
 		if msg := ValidateHostname(r.Host); msg != "" {
@@ -235,6 +236,14 @@ func validateApp(errs *FieldErrors, a *App) {
 			errs.add(f, "duplicates spec.routes[%d] (%s)", j, key)
 		}
 		seenRoute[key] = i
+		if r.TLS != "" {
+			h := strings.ToLower(r.Host)
+			if j, ok := hostTLS[h]; ok && s.Routes[j].TLS != r.TLS {
+				errs.add(f+".tls", "is %q but spec.routes[%d] serves %s with tls %q: a host has one certificate, so its routes must agree", r.TLS, j, h, s.Routes[j].TLS)
+			} else if !ok {
+				hostTLS[h] = i
+			}
+		}
 	}
 	if as := s.Autoscale; as != nil {
 		if as.Min < 1 {

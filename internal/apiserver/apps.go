@@ -198,11 +198,24 @@ func (s *Server) checkRoutes(a *v1.App, others []*v1.App) error {
 				Message: fmt.Sprintf("%s is the default host of app %s in namespace %s; a route may take a default host of its own namespace only", r.Host, app, ns)})
 			continue
 		}
+		tlsClash := false
 		for _, other := range others {
 			for _, or := range other.Spec.Routes {
-				if strings.EqualFold(or.Host, r.Host) && v1.RoutePath(or.Path) == v1.RoutePath(r.Path) {
+				if !strings.EqualFold(or.Host, r.Host) {
+					continue
+				}
+				if v1.RoutePath(or.Path) == v1.RoutePath(r.Path) {
 					errs = append(errs, v1.FieldError{Field: fmt.Sprintf("spec.routes[%d]", i),
 						Message: fmt.Sprintf("%s%s is already routed to app %s/%s", r.Host, r.Path, other.Metadata.Namespace, other.Metadata.Name)})
+				}
+				// A host has one certificate, chosen by the routes that
+				// set tls: another namespace must not replace it (a
+				// Secret is named within its namespace, so the same
+				// name elsewhere is another certificate).
+				if r.TLS != "" && or.TLS != "" && !tlsClash && (or.TLS != r.TLS || other.Metadata.Namespace != a.Metadata.Namespace) {
+					tlsClash = true
+					errs = append(errs, v1.FieldError{Field: fmt.Sprintf("spec.routes[%d].tls", i),
+						Message: fmt.Sprintf("%s already gets its certificate from tls %q of app %s/%s; routes of one host must name the same tls in the same namespace, or leave tls out", r.Host, or.TLS, other.Metadata.Namespace, other.Metadata.Name)})
 				}
 			}
 		}

@@ -7,7 +7,8 @@ import (
 
 // Routes are checked against every other app's at apply: the same host
 // and path (compared as routing compares them) is refused naming its
-// owner, and so is another namespace's default host.
+// owner, and so is another namespace's default host, and a route whose
+// tls differs from another App's on the same host.
 func TestRouteCollisionsAreRefused(t *testing.T) {
 	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
 	if code, body := raw(t, ts, "POST", "/api/v1/namespaces", "application/yaml", []byte("kind: Namespace\nmetadata: {name: shop}\n")); code != 201 {
@@ -30,6 +31,12 @@ func TestRouteCollisionsAreRefused(t *testing.T) {
 		{"shop", "thief", "[{host: hello.default.localhost, path: /admin}]", 409, "default host of app hello in namespace default"},
 		{"shop", "wild", "[{host: '*.default.localhost'}]", 409, "namespace default"},
 		{"shop", "own", "[{host: hello.shop.localhost}, {host: a.b.c.localhost}]", 201, ""},
+		// A host has one certificate: routes of it that set tls agree.
+		{"default", "tlsapi", "[{host: tls.example.com, path: /api, tls: auto}]", 201, ""},
+		{"default", "tlsok", "[{host: tls.example.com, path: /ok, tls: auto}]", 201, ""},
+		{"default", "tlsweb", "[{host: TLS.example.com, path: /web, tls: web-cert}]", 409, "already gets its certificate from tls \\\"auto\\\" of app default/tlsapi"},
+		{"shop", "tlsthief", "[{host: tls.example.com, path: /, tls: auto}]", 409, "of app default/tlsapi"},
+		{"shop", "tlsplain", "[{host: tls.example.com, path: /plain}]", 201, ""},
 	} {
 		code, body := app(tc.ns, tc.name, tc.routes)
 		if code != tc.code || !strings.Contains(body, tc.says) {
