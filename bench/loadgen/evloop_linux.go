@@ -169,7 +169,7 @@ func (l *evLoop) run() {
 			}
 			if err != nil {
 				l.r.inflight.Add(-1)
-				l.r.record(Result{Seq: j.seq, Due: j.due, Lag: j.sent.Sub(j.due), Latency: now.Sub(j.due), Err: Reason(err)})
+				l.r.record(Result{Seq: j.seq, Due: j.due, Lag: j.sent.Sub(j.due), Latency: now.Sub(j.due), Err: Reason(err), Retried: j.retry})
 				continue
 			}
 			l.assign(c, j)
@@ -379,7 +379,8 @@ func (l *evLoop) read(c *evConn) {
 
 // complete records the answer c received.
 func (l *evLoop) complete(c *evConn, closeAfter bool) {
-	res := Result{Seq: c.job.seq, Due: c.job.due, Lag: c.job.sent.Sub(c.job.due), Status: c.p.status, Bytes: c.p.body, Marker: c.p.value}
+	res := Result{Seq: c.job.seq, Due: c.job.due, Lag: c.job.sent.Sub(c.job.due), Status: c.p.status, Bytes: c.p.body, Marker: c.p.value,
+		Retried: c.job.retry}
 	res.Latency = time.Since(c.job.due)
 	if !l.r.okFn(res.Status) {
 		res.Err = fmt.Sprintf("status %d", res.Status)
@@ -408,7 +409,7 @@ func (l *evLoop) finish(c *evConn, res Result) {
 // epoll events, which may name c's file descriptor, is being handled.
 func (l *evLoop) fail(c *evConn, err error) {
 	busy, j, started := c.busy, c.job, c.p.started()
-	stale := c.answered && !j.retry && !started && staleConn(err) && idempotent(l.r.cfg.Method)
+	stale := c.answered && !j.retry && !j.final && !started && staleConn(err) && idempotent(l.r.cfg.Method)
 	if busy {
 		c.busy = false
 		l.busy--
@@ -423,7 +424,7 @@ func (l *evLoop) fail(c *evConn, err error) {
 		return
 	}
 	l.r.inflight.Add(-1)
-	l.r.record(Result{Seq: j.seq, Due: j.due, Lag: j.sent.Sub(j.due), Latency: time.Since(j.due), Err: Reason(err)})
+	l.r.record(Result{Seq: j.seq, Due: j.due, Lag: j.sent.Sub(j.due), Latency: time.Since(j.due), Err: Reason(err), Retried: j.retry})
 }
 
 // drop closes c.
@@ -457,7 +458,7 @@ func (l *evLoop) expire(now time.Time) {
 func (l *evLoop) failAll(reason string) {
 	for _, c := range l.conns {
 		if c.busy {
-			c.job.retry = true // no second try
+			c.job.final = true
 			l.fail(c, errors.New(reason))
 		}
 	}
@@ -465,7 +466,7 @@ func (l *evLoop) failAll(reason string) {
 		if j.retry {
 			l.r.inflight.Add(-1)
 		}
-		l.r.record(Result{Seq: j.seq, Due: j.due, Latency: time.Since(j.due), Err: reason})
+		l.r.record(Result{Seq: j.seq, Due: j.due, Latency: time.Since(j.due), Err: reason, Retried: j.retry})
 	}
 	l.queue = nil
 }

@@ -95,7 +95,17 @@ type Result struct {
 	Err    string
 	Marker string
 	Bytes  int64
+	// Retried is set when the first try failed on a kept-alive
+	// connection before any answer (EOF, reset) and the request went out
+	// again on a new one, as browsers and net/http do: the server closed
+	// an idle connection, or dropped a request it had read. The summary
+	// counts them, so that a test can tell the two apart.
+	Retried bool
 }
+
+// notSent is the failure of a request that was due before Stop but that
+// no connection was free to send.
+const notSent = "not sent: every connection was busy until the run stopped"
 
 // OK reports whether the request succeeded.
 func (r Result) OK() bool { return r.Err == "" }
@@ -115,6 +125,7 @@ type job struct {
 	// this is its second try.
 	sent  time.Time
 	retry bool
+	final bool // no second try, whatever the failure
 }
 
 // Run is a running load. Its methods are safe for concurrent use.
@@ -139,6 +150,7 @@ type Run struct {
 	mu      sync.Mutex
 	results []Result
 	end     time.Time
+	stopAt  time.Time // when Stop was called
 }
 
 // Start validates cfg and starts sending. The schedule stops when
@@ -319,7 +331,13 @@ func (r *Run) worker(ctx context.Context) {
 	for {
 		seq := int(r.next.Add(1) - 1)
 		due, ok := r.dueAt(seq)
-		if !ok || !r.wait(ctx, timer, due) {
+		if !ok {
+			return
+		}
+		if !r.wait(ctx, timer, due) {
+			if r.dueBeforeStop(due) {
+				r.record(Result{Seq: seq, Due: due, Err: notSent})
+			}
 			return
 		}
 		r.inflight.Add(1)
@@ -385,18 +403,29 @@ func (w *worker) do(j job) Result {
 			// A kept-alive connection the server closed while idle: send
 			// again on a new one, as browsers and net/http do.
 			if reused && attempt == 0 && staleConn(err) && idempotent(r.cfg.Method) {
+				res.Retried = true
 				continue
 			}
 			res.Err = Reason(err)
 			break
 		}
 		res.Status = resp.StatusCode
-		head, err := io.ReadFull(resp.Body, w.buf)
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			err = nil
+		// Not io.ReadFull: it reports a body shorter than the buffer and
+		// a body cut short (the body's own io.ErrUnexpectedEOF) alike.
+		head, ended := 0, false
+		for head < len(w.buf) && !ended {
+			var n int
+			n, err = resp.Body.Read(w.buf[head:])
+			head += n
+			if err != nil {
+				ended = true
+				if err == io.EOF {
+					err = nil
+				}
+			}
 		}
 		res.Bytes = int64(head)
-		if err == nil {
+		if !ended {
 			var n int64
 			n, err = io.Copy(io.Discard, resp.Body)
 			res.Bytes += n
@@ -533,8 +562,21 @@ func Reason(err error) string {
 // Stop ends the schedule, waits for requests in flight (each is bounded by
 // Config.Timeout) and returns every result.
 func (r *Run) Stop() *Results {
-	r.stopOnce.Do(func() { close(r.stop) })
+	r.stopOnce.Do(func() {
+		r.mu.Lock()
+		r.stopAt = time.Now()
+		r.mu.Unlock()
+		close(r.stop)
+	})
 	return r.Wait()
+}
+
+// dueBeforeStop reports whether a request due then should have gone out
+// before Stop.
+func (r *Run) dueBeforeStop(due time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.stopAt.IsZero() && due.Before(r.stopAt)
 }
 
 // Wait waits for the schedule to end on its own (Duration or the context)
@@ -542,6 +584,18 @@ func (r *Run) Stop() *Results {
 func (r *Run) Wait() *Results {
 	<-r.sched
 	r.wg.Wait()
+	if r.cfg.Client == nil && !r.cfg.EventLoop {
+		// Requests due before Stop that no connection was free to take
+		// (every one was stuck) are failures too, not missing rows.
+		for seq := int(r.next.Load()); ; seq++ {
+			due, ok := r.dueAt(seq)
+			if !ok || !r.dueBeforeStop(due) {
+				break
+			}
+			r.record(Result{Seq: seq, Due: due, Err: notSent})
+			r.next.Store(int64(seq + 1))
+		}
+	}
 	r.mu.Lock()
 	if r.end.IsZero() {
 		r.end = time.Now()
@@ -619,17 +673,36 @@ type Summary struct {
 	// the latencies, the generator, not the target, was the bottleneck.
 	MaxLag   time.Duration
 	Duration time.Duration
-	// Rate is the achieved send rate.
+	// Rate is the achieved send rate: the requests that went out over the
+	// span of the times they actually went out (not when they were due),
+	// so a generator that fell behind shows a lower rate.
 	Rate float64
+	// Retried counts requests that went out a second time (Result.Retried).
+	Retried int
 }
 
 // Summary computes the summary of rs.
 func (rs *Results) Summary() Summary {
 	s := Summary{Sent: len(rs.List), Failures: map[string]int{}, Markers: map[string]int{}}
 	lat := make([]time.Duration, 0, len(rs.List))
+	var first, last time.Time
+	went := 0
 	for _, r := range rs.List {
 		if r.Lag > s.MaxLag {
 			s.MaxLag = r.Lag
+		}
+		if r.Retried {
+			s.Retried++
+		}
+		if r.Err != notSent {
+			at := r.Due.Add(r.Lag)
+			if went == 0 || at.Before(first) {
+				first = at
+			}
+			if went == 0 || at.After(last) {
+				last = at
+			}
+			went++
 		}
 		if !r.OK() {
 			s.Failed++
@@ -641,11 +714,8 @@ func (rs *Results) Summary() Summary {
 		lat = append(lat, r.Latency)
 	}
 	s.Duration = rs.End.Sub(rs.Start)
-	if len(rs.List) > 0 {
-		span := rs.List[len(rs.List)-1].Due.Sub(rs.List[0].Due)
-		if span > 0 {
-			s.Rate = float64(len(rs.List)-1) / span.Seconds()
-		}
+	if span := last.Sub(first); went > 1 && span > 0 {
+		s.Rate = float64(went-1) / span.Seconds()
 	}
 	if len(lat) > 0 {
 		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
@@ -661,7 +731,11 @@ func (rs *Results) Summary() Summary {
 // String renders the summary on a few lines.
 func (s Summary) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "sent %d at %.1f/s over %s: ok %d, failed %d\n", s.Sent, s.Rate, s.Duration.Round(time.Millisecond), s.OK, s.Failed)
+	fmt.Fprintf(&b, "sent %d at %.1f/s over %s: ok %d, failed %d", s.Sent, s.Rate, s.Duration.Round(time.Millisecond), s.OK, s.Failed)
+	if s.Retried > 0 {
+		fmt.Fprintf(&b, ", retried on a new connection %d", s.Retried)
+	}
+	b.WriteString("\n")
 	fmt.Fprintf(&b, "latency p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (generator lag max %s)\n",
 		fmtDur(s.P50), fmtDur(s.P90), fmtDur(s.P99), fmtDur(s.P999), fmtDur(s.Max), fmtDur(s.MaxLag))
 	for _, k := range sortedKeys(s.Failures) {

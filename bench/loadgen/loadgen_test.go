@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -82,13 +83,35 @@ func testFailuresAreClassified(t *testing.T, eventLoop bool) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := "http://" + ln.Addr().String()
 	ln.Close()
+	// A server that promises 100 bytes, sends 5 and closes.
+	cut, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cut.Close() })
+	go func() {
+		for {
+			c, err := cut.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				c.Read(buf)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello")
+			}()
+		}
+	}()
 
 	for _, tc := range []struct {
 		name, url string
 		want      []string
+		allFail   bool
 	}{
-		{"statuses and timeouts are told apart", srv.URL, []string{"status 503", "timeout"}},
-		{"a refused connection is named", dead, []string{"connection refused"}},
+		{"statuses and timeouts are told apart", srv.URL, []string{"status 503", "timeout"}, false},
+		{"a refused connection is named", dead, []string{"connection refused"}, true},
+		{"a body cut short is a failure", "http://" + cut.Addr().String(), nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			run, err := Start(context.Background(), Config{URL: tc.url, Rate: 60, Duration: 500 * time.Millisecond, Timeout: 100 * time.Millisecond, EventLoop: eventLoop})
@@ -103,6 +126,9 @@ func testFailuresAreClassified(t *testing.T, eventLoop bool) {
 			}
 			if s.Failed+s.OK != s.Sent {
 				t.Fatalf("ok %d + failed %d != sent %d", s.OK, s.Failed, s.Sent)
+			}
+			if tc.allFail && (s.OK != 0 || s.Sent == 0) {
+				t.Fatalf("%v: want every request failed", s)
 			}
 		})
 	}
@@ -193,6 +219,10 @@ func testBusyConnections(t *testing.T, eventLoop bool) {
 	if s.Sent != 50 || s.Failed != 0 {
 		t.Fatalf("%v", s)
 	}
+	// They went out at about 40/s, however they were due.
+	if s.Rate > 60 {
+		t.Fatalf("achieved rate %.1f/s with two connections of 20/s each", s.Rate)
+	}
 	last := res.List[len(res.List)-1]
 	if last.Lag < 500*time.Millisecond || last.Latency < last.Lag+50*time.Millisecond {
 		t.Fatalf("last request: lag %s, latency %s; want the queueing in both", last.Lag, last.Latency)
@@ -229,8 +259,48 @@ func testIdleClosed(t *testing.T, eventLoop bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := run.Wait().Summary(); s.Failed != 0 || s.OK != 20 {
+	s := run.Wait().Summary()
+	if s.Failed != 0 || s.OK != 20 {
 		t.Fatalf("%v", s)
+	}
+	// The goroutines find the close when they send, and send again on a
+	// new connection, which they count; the event loop sees it while the
+	// connection is idle and never sends on it.
+	if !eventLoop && s.Retried < 15 || eventLoop && s.Retried != 0 {
+		t.Fatalf("%d of 20 requests counted as retried: %v", s.Retried, s)
+	}
+}
+
+// Requests due before Stop that no connection was free to send are
+// failures, not rows missing from the results, so a target that holds
+// every connection cannot pass for one that answered everything.
+func TestRequestsDueBeforeStopAreAllAccountedFor(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				time.Sleep(100 * time.Millisecond)
+			}))
+			t.Cleanup(srv.Close)
+			run, err := Start(context.Background(), Config{URL: srv.URL, Rate: 100, Connections: 2, EventLoop: e.eventLoop})
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(500 * time.Millisecond)
+			res := run.Stop()
+			s := res.Summary()
+			t.Log(s)
+			if s.Sent < 48 {
+				t.Fatalf("%d results for the ~50 requests due before Stop", s.Sent)
+			}
+			for i, r := range res.List {
+				if r.Seq != i {
+					t.Fatalf("result %d has sequence number %d: a request is missing", i, r.Seq)
+				}
+			}
+			if !e.eventLoop && s.Failures[notSent] == 0 {
+				t.Fatalf("no request failed as not sent: %v", s.Failures)
+			}
+		})
 	}
 }
 
