@@ -167,11 +167,18 @@ func TestBalancing(t *testing.T) {
 						}
 						io.Copy(io.Discard, resp.Body)
 						resp.Body.Close()
+						if resp.StatusCode != http.StatusOK {
+							t.Errorf("%s: status %d", policy, resp.StatusCode)
+							return
+						}
 					}
 				}()
 			}
 			wg.Wait()
 			total := ins[0].hits.Load() + ins[1].hits.Load() + ins[2].hits.Load()
+			if total < 20 {
+				t.Fatalf("%s: only %d requests reached the instances", policy, total)
+			}
 			shares[policy] = float64(ins[0].hits.Load()) / float64(total)
 		}
 		t.Logf("share of the slow instance: %v", shares)

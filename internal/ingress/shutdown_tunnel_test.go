@@ -2,9 +2,11 @@ package ingress
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 )
@@ -46,6 +48,8 @@ func TestUpgradedTunnelsAreCutAtShutdown(t *testing.T) {
 	fmt.Fprintf(c, "after\n")
 	if line, err := br.ReadString('\n'); err == nil {
 		t.Fatalf("the tunnel still relays %q after Serve returned and ShutdownTimeout passed", line)
+	} else if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatal("the tunnel is still open after Serve returned and ShutdownTimeout passed: it was not cut")
 	}
 	if n := counterValue(t, h.p.m.requests.WithLabelValues("default", "wsd", "1xx")); n != 1 {
 		t.Errorf("the tunnel was counted %v times as a 1xx, want 1", n)
