@@ -719,5 +719,5 @@ func printRevision(ctx context.Context, w io.Writer, c *client.Client, a *v1.App
 		{"Change-Cause:", orDash(r.Spec.ChangeCause)},
 	})
 	fmt.Fprintln(w, "Template:")
-	return printYAML(indent{w}, r.Spec.Template)
+	return printYAML(&indent{w: w}, r.Spec.Template)
 }

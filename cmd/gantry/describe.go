@@ -57,7 +57,7 @@ func newDescribeCmd(g *globals) *cobra.Command {
 				if len(objs) == 0 {
 					fmt.Fprintln(w, "  none")
 				} else {
-					printTable(indent{w}, "Instance", objs, true, false, true)
+					printTable(&indent{w: w}, "Instance", objs, true, false, true)
 				}
 				describeEvents(w, c, cmd, ns, "App", name, v1.LabelApp+"="+name)
 			default:
@@ -68,17 +68,26 @@ func newDescribeCmd(g *globals) *cobra.Command {
 	}
 }
 
-type indent struct{ w io.Writer }
+// indent writes to w with two spaces at the start of every line. A
+// tabwriter flushes a line in several writes, so it keeps track of where
+// lines start rather than indenting each write.
+type indent struct {
+	w   io.Writer
+	mid bool // the last write did not end a line
+}
 
-func (i indent) Write(b []byte) (int, error) {
-	lines := strings.SplitAfter(string(b), "\n")
-	for _, l := range lines {
+func (i *indent) Write(b []byte) (int, error) {
+	for _, l := range strings.SplitAfter(string(b), "\n") {
 		if l == "" {
 			continue
 		}
-		if _, err := io.WriteString(i.w, "  "+l); err != nil {
+		if !i.mid {
+			l = "  " + l
+		}
+		if _, err := io.WriteString(i.w, l); err != nil {
 			return 0, err
 		}
+		i.mid = !strings.HasSuffix(l, "\n")
 	}
 	return len(b), nil
 }
@@ -110,5 +119,5 @@ func describeEvents(w io.Writer, c *client.Client, cmd *cobra.Command, ns, kind,
 	if len(objs) > 20 {
 		objs = objs[len(objs)-20:]
 	}
-	printTable(indent{w}, "Event", objs, false, false, true)
+	printTable(&indent{w: w}, "Event", objs, false, false, true)
 }
