@@ -33,7 +33,13 @@ The diff is made by "diff -u -N", or by the command in GANTRY_EXTERNAL_DIFF,
 given two directories. Exit status, as with kubectl diff: 0 when nothing would
 change, 1 when something would, 2 or more on an error.`,
 		Example: "  gantry diff -f web.yaml\n  GANTRY_EXTERNAL_DIFF='diff -u --color=always' gantry diff -f deploy/",
-		Args:    cobra.NoArgs,
+		// Usage errors are errors too (2), not "something would change".
+		Args: func(cmd *cobra.Command, args []string) error {
+			if err := cobra.NoArgs(cmd, args); err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			objs, err := readManifests(files, cmd.InOrStdin(), g.ns())
 			if err != nil {
@@ -57,6 +63,7 @@ change, 1 when something would, 2 or more on an error.`,
 		},
 	}
 	cmd.Flags().StringSliceVarP(&files, "filename", "f", nil, "manifest file, directory, or - for standard input (repeatable)")
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })
 	return cmd
 }
 

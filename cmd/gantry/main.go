@@ -115,5 +115,26 @@ func newRootCmd() *cobra.Command {
 		newScaleCmd(g),
 	)
 	addExtraCommands(root, g)
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes a group of commands (gantry rollout,
+// gantry secret, ...) fail on a word that names none of them, as the root
+// does, instead of printing its help and exiting 0: a typo in a script
+// must not pass for success. Without a word it prints its help.
+func refuseUnknownSubcommands(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if !c.HasParent() || !c.HasSubCommands() || c.Runnable() {
+		return
+	}
+	c.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("unknown command %q for %q; see %q", args[0], cmd.CommandPath(), cmd.CommandPath()+" --help")
+		}
+		return nil
+	}
+	c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 }

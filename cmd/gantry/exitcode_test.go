@@ -1,0 +1,50 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+)
+
+// exitCode is what main would exit with after err.
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return 1
+}
+
+// A word that names no command fails in every group, as at the root (a
+// typo in a script must not pass for success), and gantry diff keeps 1
+// for "something would change": a usage error is 2 there.
+func TestUsageErrorsExitNonZero(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"frob"}, 1, `unknown command "frob" for "gantry"`},
+		{[]string{"rollout", "udno", "app/hello"}, 1, `unknown command "udno" for "gantry rollout"`},
+		{[]string{"secret", "frob"}, 1, `unknown command "frob" for "gantry secret"`},
+		{[]string{"rollout"}, 0, ""}, // help, as kubectl rollout
+		{[]string{"diff", "-f", "x.yaml", "--bogus"}, 2, "unknown flag: --bogus"},
+		{[]string{"diff", "stray"}, 2, `unknown command "stray" for "gantry diff"`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			root := newRootCmd()
+			var out bytes.Buffer
+			root.SetOut(&out)
+			root.SetErr(&out)
+			root.SetArgs(tc.args)
+			err := root.Execute()
+			if got := exitCode(err); got != tc.code || tc.says != "" && (err == nil || !strings.Contains(err.Error(), tc.says)) {
+				t.Fatalf("exit %d, %v; want %d saying %q", got, err, tc.code, tc.says)
+			}
+		})
+	}
+}
