@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -61,15 +62,33 @@ func keepLiveFields(a, prev *v1.App) []string {
 }
 
 // tlsWarnings are the warnings an App's routes earn on this server: a
-// route with tls while the load balancer serves no HTTPS.
-func (s *Server) tlsWarnings(a *v1.App) []string {
-	if s.cfg.IngressHTTPS {
-		return nil
-	}
+// route with tls while the load balancer serves no HTTPS, or one whose
+// Secret is missing or holds no certificate (HTTPS for its host would
+// fail the handshake, while plain HTTP is redirected to it).
+func (s *Server) tlsWarnings(ctx context.Context, a *v1.App) []string {
 	var out []string
+	checked := map[string]bool{}
 	for _, r := range a.Spec.Routes {
-		if r.TLS != "" {
-			out = append(out, fmt.Sprintf("app/%s: route %s has tls, but the load balancer serves no HTTPS (start Gantry with --ingress-https-addr): it is served over plain HTTP only", a.Metadata.Name, r.Host+v1.RoutePath(r.Path)))
+		if r.TLS == "" {
+			continue
+		}
+		route := r.Host + v1.RoutePath(r.Path)
+		if !s.cfg.IngressHTTPS {
+			out = append(out, fmt.Sprintf("app/%s: route %s has tls, but the load balancer serves no HTTPS (start Gantry with --ingress-https-addr): it is served over plain HTTP only", a.Metadata.Name, route))
+			continue
+		}
+		if r.TLS == "auto" || checked[r.TLS] {
+			continue
+		}
+		checked[r.TLS] = true
+		sec, err := store.Get[*v1.Secret](ctx, s.store, a.Metadata.Namespace, r.TLS)
+		switch {
+		case errors.Is(err, v1.ErrNotFound):
+			out = append(out, fmt.Sprintf("app/%s: route %s has tls %q, but there is no secret %q in namespace %s: HTTPS for %s fails until it is created (gantry secret set %s --from-file tls.crt=CERT --from-file tls.key=KEY)",
+				a.Metadata.Name, route, r.TLS, r.TLS, a.Metadata.Namespace, r.Host, r.TLS))
+		case err == nil && sec.Sealed != nil && len(sec.Sealed.Keys) > 0 && (!slices.Contains(sec.Sealed.Keys, "tls.crt") || !slices.Contains(sec.Sealed.Keys, "tls.key")):
+			out = append(out, fmt.Sprintf("app/%s: route %s has tls %q, but that secret has no tls.crt and tls.key (it has %s): HTTPS for %s fails until it does",
+				a.Metadata.Name, route, r.TLS, strings.Join(sec.Sealed.Keys, ", "), r.Host))
 		}
 	}
 	return out

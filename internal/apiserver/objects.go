@@ -298,7 +298,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 		if err != nil {
 			return err
 		}
-		for _, n := range s.tlsWarnings(o) {
+		for _, n := range s.tlsWarnings(ctx, o) {
 			warn(w, n)
 		}
 		w.Header().Set("X-Gantry-Result", string(res))
@@ -432,13 +432,13 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 			status = http.StatusCreated
 		}
 		w.Header().Set("X-Gantry-Result", res)
-		if res != "unchanged" {
-			if a, ok := o.(*v1.App); ok {
-				notes = append(notes, s.tlsWarnings(a)...)
-			}
-			for _, n := range notes {
-				warn(w, n)
-			}
+		// Also when nothing changed: the apply kept what it kept again,
+		// and a route's missing certificate is still missing.
+		if a, ok := o.(*v1.App); ok {
+			notes = append(notes, s.tlsWarnings(ctx, a)...)
+		}
+		for _, n := range notes {
+			warn(w, n)
 		}
 		writeJSON(w, status, redact(o))
 		return nil

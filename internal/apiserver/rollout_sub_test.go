@@ -9,6 +9,8 @@ import (
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/client"
+	"github.com/gantry-dev/gantry/internal/apiserver"
+	"github.com/gantry-dev/gantry/internal/apiserver/apiservertest"
 	"github.com/gantry-dev/gantry/internal/store"
 )
 
@@ -198,6 +200,60 @@ func TestATLSRouteWithoutHTTPSIsWarnedAbout(t *testing.T) {
 		if got := strings.Join(*warnings, "\n"); tls != strings.Contains(got, "route shop.example.com/cart has tls, but the load balancer serves no HTTPS") {
 			t.Errorf("route %s: warnings %q", route, *warnings)
 		}
+	}
+}
+
+// With HTTPS served, a route whose Secret is missing or holds no
+// certificate is accepted with a warning: plain HTTP to it is redirected
+// to HTTPS, whose handshake would fail. The warning comes again when the
+// apply changes nothing, as long as the Secret is still missing.
+func TestATLSRouteWithoutItsCertificateIsWarnedAbout(t *testing.T) {
+	ts := &testServer{apiservertest.StartConfig(t, t.TempDir(), "127.0.0.1:0", apiserver.Config{AppsDomain: "localhost", IngressHTTPS: true})}
+	c, warnings := warningClient(t, ts)
+	ctx := context.Background()
+	apply := func(route string) string {
+		t.Helper()
+		*warnings = nil
+		o, err := v1.DecodeManifest([]byte("kind: App\nname: web\nimage: web:v1\nports: [{name: http, port: 8080}]\nroutes: [" + route + "]\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Apply(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(*warnings, "\n")
+	}
+	secret := func(keys ...string) {
+		t.Helper()
+		data := map[string]string{}
+		for _, k := range keys {
+			data[k] = "x"
+		}
+		if _, err := c.Apply(ctx, &v1.Secret{TypeMeta: v1.TypeMeta{Kind: "Secret"}, Metadata: v1.ObjectMeta{Name: "shop-cert", Namespace: "default"}, StringData: data}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	route := "{host: shop.example.com, tls: shop-cert}"
+	for _, step := range []struct {
+		name  string
+		setup func()
+		says  string // "" for no warning
+	}{
+		{"a missing secret", func() {}, `there is no secret "shop-cert" in namespace default`},
+		{"still missing on an unchanged apply", func() {}, `there is no secret "shop-cert" in namespace default`},
+		{"a secret without tls.crt and tls.key", func() { secret("foo") }, "that secret has no tls.crt and tls.key (it has foo)"},
+		{"a secret with both", func() { secret("tls.crt", "tls.key") }, ""},
+	} {
+		t.Run(step.name, func(t *testing.T) {
+			step.setup()
+			got := apply(route)
+			if step.says == "" && got != "" || !strings.Contains(got, step.says) {
+				t.Errorf("warnings %q, want %q", got, step.says)
+			}
+		})
+	}
+	if got := apply("{host: dev.example.com, tls: auto}"); got != "" {
+		t.Errorf("tls: auto earned warnings %q", got)
 	}
 }
 

@@ -49,6 +49,9 @@ type Proxy struct {
 	// httpsPort is the port HTTPS is served on while Serve serves it:
 	// where plain HTTP requests for TLS routes are redirected.
 	httpsPort atomic.Pointer[string]
+	// certErrs holds when each certificate failure was last logged.
+	certErrMu sync.Mutex
+	certErrs  map[string]time.Time
 
 	dialer *net.Dialer
 }

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -535,5 +536,37 @@ func TestTLSRouteWithoutHTTPSIsServedOverHTTP(t *testing.T) {
 	h := startProxy(t, Config{}, svc)
 	if resp, _ := h.get(t, http.DefaultClient, "shop.example.com", "/"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d, want 200 from the instance", resp.StatusCode)
+	}
+}
+
+type failingCerts struct{}
+
+func (failingCerts) GetCertificate(host string) (*tls.Certificate, error) {
+	return nil, fmt.Errorf("secret %q does not exist", "broken-cert")
+}
+
+// A routed host without a usable certificate shows its clients only a
+// failed handshake; the server says why in its log, once however many
+// handshakes fail, and nothing for hosts no route serves.
+func TestACertificateFailureIsLoggedOnce(t *testing.T) {
+	svc := httpService("default", "broken", 8080)
+	svc.Routes = []v1.Route{{Host: "broken.example.com", TLS: "broken-cert"}}
+	var warnings atomic.Int32
+	log := slog.New(countingHandler{testLogger(t).Handler(), slog.LevelWarn, &warnings})
+	p, err := New(Config{Certificates: failingCerts{}}, newSource(svc), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := p.tlsConfig().GetCertificate
+	for range 5 {
+		if _, err := get(&tls.ClientHelloInfo{ServerName: "broken.example.com"}); err == nil || !strings.Contains(err.Error(), "broken-cert") {
+			t.Fatalf("handshake: %v, want the certificate's failure", err)
+		}
+	}
+	if _, err := get(&tls.ClientHelloInfo{ServerName: "unrouted.example.com"}); err == nil {
+		t.Fatal("an unrouted host got a certificate")
+	}
+	if n := warnings.Load(); n != 1 {
+		t.Errorf("%d warnings logged for five failed handshakes, want 1", n)
 	}
 }

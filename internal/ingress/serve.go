@@ -306,10 +306,33 @@ func (p *Proxy) tlsConfig() *tls.Config {
 			}
 			c, err := p.cfg.Certificates.GetCertificate(host)
 			if err != nil {
-				return nil, fmt.Errorf("ingress: certificate for %s: %w", host, err)
+				err = fmt.Errorf("ingress: certificate for %s: %w", host, err)
+				p.certFailed(host, err)
+				return nil, err
 			}
 			return c, nil
 		},
+	}
+}
+
+// certFailed logs that a routed host has no usable certificate (a
+// missing Secret, one without tls.crt and tls.key): its clients only see
+// a failed handshake. Each distinct failure is logged at most once a
+// minute, whatever the number of handshakes.
+func (p *Proxy) certFailed(host string, err error) {
+	msg := err.Error()
+	now := time.Now()
+	p.certErrMu.Lock()
+	last, seen := p.certErrs[msg]
+	if !seen || now.Sub(last) >= time.Minute {
+		if p.certErrs == nil || len(p.certErrs) >= 256 {
+			p.certErrs = map[string]time.Time{}
+		}
+		p.certErrs[msg] = now
+	}
+	p.certErrMu.Unlock()
+	if !seen || now.Sub(last) >= time.Minute {
+		p.log.Warn("HTTPS handshake failed: no usable certificate for a routed host", "host", host, "err", err)
 	}
 }
 

@@ -34,6 +34,12 @@ type Server struct {
 // master key of its own; opts add to what it is configured with.
 func Start(t testing.TB, dir, addr string, opts ...apiserver.Option) *Server {
 	t.Helper()
+	return StartConfig(t, dir, addr, apiserver.Config{AppsDomain: "localhost"}, opts...)
+}
+
+// StartConfig is Start with a configuration of the caller's.
+func StartConfig(t testing.TB, dir, addr string, cfg apiserver.Config, opts ...apiserver.Option) *Server {
+	t.Helper()
 	e := storetest.EmbeddedIn(t, dir)
 	s := store.New(e.Client, "")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -55,7 +61,7 @@ func Start(t testing.TB, dir, addr string, opts ...apiserver.Option) *Server {
 		t.Fatal(err)
 	}
 	opts = append([]apiserver.Option{apiserver.WithSecrets(secrets.NewCodec(kr))}, opts...)
-	api := apiserver.New(apiserver.Config{AppsDomain: "localhost"}, s, &auth.Authenticator{Store: s}, &auth.Authorizer{Store: s}, log, opts...)
+	api := apiserver.New(cfg, s, &auth.Authenticator{Store: s}, &auth.Authorizer{Store: s}, log, opts...)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
