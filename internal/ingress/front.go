@@ -375,7 +375,7 @@ func framedTwice(head []byte) bool {
 // the client still sends is read and dropped for a moment first, as
 // net/http does.
 func writeFrontRefusal(c net.Conn, msg string) {
-	b, _ := json.Marshal(errorBody{Code: "BadRequest", Message: msg})
+	b, _ := json.Marshal(errorBody{Code: http.StatusBadRequest, Reason: "BadRequest", Message: msg})
 	b = append(b, '\n')
 	c.SetWriteDeadline(time.Now().Add(pendingFlushTimeout))
 	if _, err := fmt.Fprintf(c, "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: %d\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n%s", len(b), b); err != nil {

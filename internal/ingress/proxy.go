@@ -565,14 +565,18 @@ func timedOut(err error) bool {
 		(errors.As(err, &ne) && ne.Timeout())
 }
 
+// errorBody is the load balancer's own answer, shaped as the API's errors
+// are (code, reason, message), so one decoder reads both; what it
+// concerns (app, namespace, host, instance) is under context.
 type errorBody struct {
-	Code    string            `json:"code"`
+	Code    int               `json:"code"`
+	Reason  string            `json:"reason"`
 	Message string            `json:"message"`
-	Details map[string]string `json:"details,omitempty"`
+	Context map[string]string `json:"context,omitempty"`
 }
 
-func writeError(w http.ResponseWriter, status int, code, msg string, details map[string]string) {
-	b, _ := json.Marshal(errorBody{Code: code, Message: msg, Details: details})
+func writeError(w http.ResponseWriter, status int, reason, msg string, context map[string]string) {
+	b, _ := json.Marshal(errorBody{Code: status, Reason: reason, Message: msg, Context: context})
 	b = append(b, '\n')
 	h := w.Header()
 	h.Set("Content-Type", "application/json")

@@ -81,8 +81,8 @@ func TestErrorResponses(t *testing.T) {
 			if err := json.Unmarshal(body, &eb); err != nil {
 				t.Fatalf("body is not JSON: %s", body)
 			}
-			if eb.Code != tc.code {
-				t.Fatalf("code = %q, want %q", eb.Code, tc.code)
+			if eb.Reason != tc.code || eb.Code != tc.status {
+				t.Fatalf("code %d, reason %q; want %d, %q", eb.Code, eb.Reason, tc.status, tc.code)
 			}
 			for _, m := range tc.mentions {
 				if !strings.Contains(string(body), m) {
