@@ -99,23 +99,31 @@ func (c *routeCerts) secretCert(services map[string]*discovery.Service, ns, rout
 		c.mu.Unlock()
 		return cached.cert, nil
 	}
+	if ok {
+		// This handshake reads the Secret again; the ones that come
+		// meanwhile go on with the certificate they had, so a slow or
+		// absent etcd delays one handshake every secretRecheck, not all.
+		cached.checked = time.Now()
+		c.fromSecret[routeHost] = cached
+	}
 	c.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	sec, err := store.Get[*v1.Secret](ctx, c.store, ns, tlsRef)
-	if err != nil {
-		if ok && !errors.Is(err, v1.ErrNotFound) {
-			// etcd is slow or away: HTTPS goes on with what it had.
-			return cached.cert, nil
-		}
+	switch {
+	case errors.Is(err, v1.ErrNotFound):
+		c.mu.Lock()
+		delete(c.fromSecret, routeHost)
+		c.mu.Unlock()
+		return nil, err
+	case err != nil && ok:
+		// etcd is slow or away: HTTPS goes on with what it had.
+		return cached.cert, nil
+	case err != nil:
 		return nil, err
 	}
 	src := prefix + strconv.FormatInt(sec.Metadata.Revision, 10)
 	if ok && cached.source == src {
-		cached.checked = time.Now()
-		c.mu.Lock()
-		c.fromSecret[routeHost] = cached
-		c.mu.Unlock()
 		return cached.cert, nil
 	}
 	if sec.Sealed == nil || c.codec == nil {

@@ -73,13 +73,10 @@ func TestAutoWildcardRouteHasOneCertificate(t *testing.T) {
 	}
 }
 
-// A certificate from a Secret is read from etcd at most every
-// secretRecheck, not on every handshake; a replaced one is served after
-// that, a deleted Secret stops it, and a route that is gone takes its
-// certificate out of memory when another is added.
-func TestSecretCertificateIsRecheckedNotReadPerHandshake(t *testing.T) {
-	ctx := context.Background()
-	st := storetest.New(t)
+// secretCerts is a routeCerts serving *.shop.example.com from Secret
+// a/shop-cert in st; put stores a new certificate in that Secret.
+func secretCerts(t *testing.T, st *store.Store) (c *routeCerts, put func() *tls.Certificate) {
+	t.Helper()
 	key, err := secrets.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +89,8 @@ func TestSecretCertificateIsRecheckedNotReadPerHandshake(t *testing.T) {
 	c, ca := routeCertsFor(t, &discovery.Service{Namespace: "a", Name: "shop",
 		Routes: []v1.Route{{Host: "*.shop.example.com", TLS: "shop-cert"}}})
 	c.store, c.codec = st, codec
-	sealed := func(t *testing.T) (*v1.SealedData, *tls.Certificate) {
+	put = func() *tls.Certificate {
+		t.Helper()
 		cert, err := ca.IssueServer([]string{"*.shop.example.com"}, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -106,24 +104,52 @@ func TestSecretCertificateIsRecheckedNotReadPerHandshake(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return &v1.SealedData{KeyID: sd.KeyID, WrappedKey: sd.WrappedKey, Nonce: sd.Nonce, Ciphertext: sd.Ciphertext}, &cert
-	}
-	serial := func(t *testing.T, host string) string {
-		t.Helper()
-		got, err := c.GetCertificate(host)
+		ctx := context.Background()
+		sealed := &v1.SealedData{KeyID: sd.KeyID, WrappedKey: sd.WrappedKey, Nonce: sd.Nonce, Ciphertext: sd.Ciphertext}
+		sec, err := store.Get[*v1.Secret](ctx, st, "a", "shop-cert")
+		switch {
+		case errors.Is(err, v1.ErrNotFound):
+			err = st.Create(ctx, &v1.Secret{TypeMeta: v1.TypeMeta{Kind: "Secret"}, Metadata: v1.ObjectMeta{Namespace: "a", Name: "shop-cert"}, Sealed: sealed})
+		case err == nil:
+			sec.Sealed = sealed
+			err = st.Update(ctx, sec)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		return got.Leaf.SerialNumber.String()
+		return &cert
 	}
-	s1, cert1 := sealed(t)
-	sec := &v1.Secret{TypeMeta: v1.TypeMeta{Kind: "Secret"}, Metadata: v1.ObjectMeta{Namespace: "a", Name: "shop-cert"}, Sealed: s1}
-	if err := st.Create(ctx, sec); err != nil {
+	return c, put
+}
+
+func (c *routeCerts) serial(t *testing.T, host string) string {
+	t.Helper()
+	got, err := c.GetCertificate(host)
+	if err != nil {
 		t.Fatal(err)
 	}
-	want1 := cert1.Leaf.SerialNumber.String()
+	return got.Leaf.SerialNumber.String()
+}
+
+// age makes the cached certificate of *.shop.example.com due for a
+// recheck.
+func (c *routeCerts) age() {
+	e := c.fromSecret["*.shop.example.com"]
+	e.checked = time.Now().Add(-secretRecheck)
+	c.fromSecret["*.shop.example.com"] = e
+}
+
+// A certificate from a Secret is read from etcd at most every
+// secretRecheck, not on every handshake; a replaced one is served after
+// that, a deleted Secret stops it, and a route that is gone takes its
+// certificate out of memory when another is added.
+func TestSecretCertificateIsRecheckedNotReadPerHandshake(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.New(t)
+	c, put := secretCerts(t, st)
+	want1 := put().Leaf.SerialNumber.String()
 	for i := range 20 {
-		if got := serial(t, fmt.Sprintf("n%d.shop.example.com", i)); got != want1 {
+		if got := c.serial(t, fmt.Sprintf("n%d.shop.example.com", i)); got != want1 {
 			t.Fatalf("serial %s, want %s", got, want1)
 		}
 	}
@@ -131,32 +157,27 @@ func TestSecretCertificateIsRecheckedNotReadPerHandshake(t *testing.T) {
 		t.Fatalf("%d certificates kept for one wildcard route", len(c.fromSecret))
 	}
 
-	s2, cert2 := sealed(t)
-	sec.Sealed = s2
-	if err := st.Update(ctx, sec); err != nil {
-		t.Fatal(err)
-	}
-	if got := serial(t, "n1.shop.example.com"); got != want1 {
+	want2 := put().Leaf.SerialNumber.String()
+	if got := c.serial(t, "n1.shop.example.com"); got != want1 {
 		t.Fatalf("within secretRecheck the certificate was read again (serial %s)", got)
 	}
-	age := func() {
-		e := c.fromSecret["*.shop.example.com"]
-		e.checked = time.Now().Add(-secretRecheck)
-		c.fromSecret["*.shop.example.com"] = e
-	}
-	age()
-	if got, want := serial(t, "n1.shop.example.com"), cert2.Leaf.SerialNumber.String(); got != want {
-		t.Fatalf("after secretRecheck: serial %s, want the replaced certificate's %s", got, want)
+	c.age()
+	if got := c.serial(t, "n1.shop.example.com"); got != want2 {
+		t.Fatalf("after secretRecheck: serial %s, want the replaced certificate's %s", got, want2)
 	}
 
 	if _, err := st.Delete(ctx, store.KindFor[*v1.Secret](), "a", "shop-cert", 0); err != nil {
 		t.Fatal(err)
 	}
-	age()
-	if _, err := c.GetCertificate("n1.shop.example.com"); !errors.Is(err, v1.ErrNotFound) {
-		t.Fatalf("the Secret is deleted: %v, want not found", err)
+	c.age()
+	for range 2 {
+		if _, err := c.GetCertificate("n1.shop.example.com"); !errors.Is(err, v1.ErrNotFound) {
+			t.Fatalf("the Secret is deleted: %v, want not found", err)
+		}
 	}
 
+	put()
+	c.serial(t, "n1.shop.example.com")
 	c.src.(*discovery.Broadcaster).Publish(&discovery.Snapshot{Revision: 2, Services: map[string]*discovery.Service{
 		"b/dev": {Namespace: "b", Name: "dev", Routes: []v1.Route{{Host: "dev.example.com", TLS: "auto"}}}}})
 	if _, err := c.GetCertificate("dev.example.com"); err != nil {
@@ -164,5 +185,28 @@ func TestSecretCertificateIsRecheckedNotReadPerHandshake(t *testing.T) {
 	}
 	if len(c.fromSecret) != 0 {
 		t.Errorf("the certificate of a route that is gone is still kept")
+	}
+}
+
+// With etcd gone, HTTPS goes on with the certificate it had, and only one
+// handshake per secretRecheck waits for etcd's answer.
+func TestSecretCertificateOutlivesAnEtcdOutage(t *testing.T) {
+	e := storetest.Embedded(t)
+	c, put := secretCerts(t, store.New(e.Client, ""))
+	want := put().Leaf.SerialNumber.String()
+	c.serial(t, "a.shop.example.com")
+	e.Close()
+	c.age()
+	start := time.Now()
+	if got := c.serial(t, "a.shop.example.com"); got != want {
+		t.Fatalf("serial %s during the outage, want %s", got, want)
+	}
+	t.Logf("the handshake that read etcd waited %v", time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	for range 10 {
+		c.serial(t, "b.shop.example.com")
+	}
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Errorf("ten handshakes after the first took %v: each waited for etcd", d)
 	}
 }
