@@ -37,6 +37,10 @@ type AppSpec struct {
 	Paused bool `json:"paused,omitempty"`
 	// Network holds the App's network policy.
 	Network *NetworkPolicy `json:"network,omitempty"`
+	// LoadBalancing is how the load balancer spreads requests (and L4
+	// connections) over the ready instances: BalanceRoundRobin (the
+	// default) or BalanceLeastRequests.
+	LoadBalancing string `json:"loadBalancing,omitempty"`
 	// RevisionHistoryLimit is how many revisions before the current one
 	// are kept for `rollout undo` (Kubernetes' field of the same name).
 	// Older ones are deleted when a new revision is made; the revision an
@@ -44,6 +48,12 @@ type AppSpec struct {
 	// DefaultRevisionHistoryLimit.
 	RevisionHistoryLimit *int32 `json:"revisionHistoryLimit,omitempty"`
 }
+
+// Load balancing policies for AppSpec.LoadBalancing.
+const (
+	BalanceRoundRobin    = "round-robin"
+	BalanceLeastRequests = "least-requests"
+)
 
 // HistoryLimit is RevisionHistoryLimit, or its default when unset.
 func (s *AppSpec) HistoryLimit() int {

@@ -71,6 +71,7 @@ restartPolicy: sometimes
 		{"minReady past the deadline given", "kind: App\nname: x\nimage: a\nstrategy: {minReady: 30s, progressDeadline: 30s}", []string{"spec.strategy.minReady", "(30s)"}},
 		{"negative minReady", "kind: App\nname: x\nimage: a\nstrategy: {minReady: -1s}", []string{"spec.strategy.minReady: must be at least 0"}},
 		{"allowHTTP without tls", "kind: App\nname: x\nimage: a\nports: [{name: http, port: 80}]\nroutes: [{host: a.example.com, allowHTTP: true}]", []string{"spec.routes[0].allowHTTP: applies to routes with tls only"}},
+		{"an unknown load balancing policy", "kind: App\nname: x\nimage: a\nloadBalancing: random", []string{`spec.loadBalancing: must be round-robin or least-requests (got "random")`}},
 		{"two tls for one host", "kind: App\nname: x\nimage: a\nports: [{name: http, port: 80}]\nroutes: [{host: a.example.com, path: /a, tls: auto}, {host: A.example.com, path: /b}, {host: a.example.com, path: /c, tls: c-cert}]",
 			[]string{`spec.routes[2].tls: is "c-cert" but spec.routes[0] serves a.example.com with tls "auto"`}},
 		{"bare wildcard host", "kind: App\nname: x\nimage: a\nports: [{name: http, port: 80}]\nroutes: [{host: \"*\"}]", []string{`spec.routes[0].host: a bare "*" matches no host name`}},

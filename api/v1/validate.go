@@ -210,6 +210,11 @@ func validateApp(errs *FieldErrors, a *App) {
 			httpPorts[p.Name] = true
 		}
 	}
+	switch s.LoadBalancing {
+	case "", BalanceRoundRobin, BalanceLeastRequests:
+	default:
+		errs.add("spec.loadBalancing", "must be %s or %s (got %q)", BalanceRoundRobin, BalanceLeastRequests, s.LoadBalancing)
+	}
 	seenRoute := map[string]int{}
 	hostTLS := map[string]int{} // host → the first route of it that sets tls
 	for i, r := range s.Routes {

@@ -37,6 +37,9 @@ type Service struct {
 	All []Endpoint `json:"all"`
 	// AllowFrom lists other namespaces allowed to connect.
 	AllowFrom []string `json:"allowFrom,omitempty"`
+	// Balancing is the App's spec.loadBalancing ("" for the load
+	// balancer's default).
+	Balancing string `json:"balancing,omitempty"`
 }
 
 // Key is "namespace/name".

@@ -153,7 +153,8 @@ func splitKey(k string) (string, string) {
 }
 
 func (w *Watcher) service(a *v1.App) *Service {
-	svc := &Service{Namespace: a.Metadata.Namespace, Name: a.Metadata.Name, Ports: a.Spec.Ports, Routes: a.Spec.Routes}
+	svc := &Service{Namespace: a.Metadata.Namespace, Name: a.Metadata.Name, Ports: a.Spec.Ports, Routes: a.Spec.Routes,
+		Balancing: a.Spec.LoadBalancing}
 	if a.Spec.Network != nil {
 		svc.AllowFrom = a.Spec.Network.AllowFrom
 	}

@@ -13,8 +13,8 @@ import (
 
 // Balancing policies.
 const (
-	RoundRobin    = "round-robin"
-	LeastRequests = "least-requests"
+	RoundRobin    = v1.BalanceRoundRobin
+	LeastRequests = v1.BalanceLeastRequests
 )
 
 // Certificates supplies the certificate for a TLS host. The ingress asks

@@ -149,9 +149,16 @@ func TestBalancing(t *testing.T) {
 			})
 		}
 		shares := map[string]float64{}
-		for _, policy := range []string{RoundRobin, LeastRequests} {
+		// The server's default, or the App's spec.loadBalancing over it.
+		const perApp = "least-requests (the App's)"
+		for _, policy := range []string{RoundRobin, LeastRequests, perApp} {
 			port, ins := startInstances(t, "lr", 3, slow)
-			h := startProxy(t, Config{Balancer: policy}, httpService("default", "lr", port, ins...))
+			svc := httpService("default", "lr", port, ins...)
+			cfg := Config{Balancer: policy}
+			if policy == perApp {
+				cfg.Balancer, svc.Balancing = RoundRobin, LeastRequests
+			}
+			h := startProxy(t, cfg, svc)
 			var wg sync.WaitGroup
 			stop := time.Now().Add(time.Second)
 			for w := 0; w < 8; w++ {
@@ -186,8 +193,10 @@ func TestBalancing(t *testing.T) {
 		if shares[RoundRobin] < 0.30 {
 			t.Errorf("round-robin gave the slow instance %.2f, want about a third", shares[RoundRobin])
 		}
-		if shares[LeastRequests] > 0.10 {
-			t.Errorf("least-requests gave the slow instance %.2f, want under 0.10", shares[LeastRequests])
+		for _, policy := range []string{LeastRequests, perApp} {
+			if shares[policy] > 0.10 {
+				t.Errorf("%s gave the slow instance %.2f, want under 0.10", policy, shares[policy])
+			}
 		}
 	})
 }

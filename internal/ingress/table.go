@@ -249,7 +249,11 @@ func (b *tableBuilder) build(s *discovery.Snapshot) *table {
 			if be := t.backends[key]; be != nil {
 				return be
 			}
-			be := &backend{key: key, app: app, port: p.Port, least: b.cfg.Balancer == LeastRequests}
+			policy := b.cfg.Balancer
+			if svc.Balancing != "" {
+				policy = svc.Balancing
+			}
+			be := &backend{key: key, app: app, port: p.Port, least: policy == LeastRequests}
 			for _, e := range svc.Ready {
 				if e.IP == "" {
 					continue
