@@ -659,6 +659,8 @@ func (rs *Results) Failed() []Result {
 // Summary condenses results. Latency percentiles cover successful
 // requests only.
 type Summary struct {
+	// Sent counts the results: every request due, including those that
+	// failed as not sent.
 	Sent     int
 	OK       int
 	Failed   int
