@@ -12,6 +12,7 @@ import (
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/apps"
+	"github.com/gantry-dev/gantry/internal/auth"
 	"github.com/gantry-dev/gantry/internal/store"
 )
 
@@ -81,6 +82,11 @@ func (s *Server) tlsWarnings(ctx context.Context, a *v1.App) []string {
 			continue
 		}
 		checked[r.TLS] = true
+		// Whether a Secret exists, and its keys, are for those who may
+		// read it.
+		if s.authz.Authorize(ctx, IdentityFrom(ctx), auth.Attributes{Verb: "get", Resource: "secrets", Namespace: a.Metadata.Namespace, Name: r.TLS}) != nil {
+			continue
+		}
 		sec, err := store.Get[*v1.Secret](ctx, s.store, a.Metadata.Namespace, r.TLS)
 		switch {
 		case errors.Is(err, v1.ErrNotFound):
@@ -119,7 +125,7 @@ func (s *Server) admitApp(ctx context.Context, a *v1.App, prev *v1.App, dry bool
 	if err := v1.Validate(a).OrNil(); err != nil {
 		return "", "", nil, err
 	}
-	if err := s.checkClaims(ctx, a); err != nil {
+	if err := s.checkClaims(ctx, a, prev); err != nil {
 		return "", "", nil, err
 	}
 	if err := s.checkQuota(ctx, ns, a, prev); err != nil {
@@ -183,8 +189,9 @@ func applyLimitDefaults(ns *v1.Namespace, t *v1.Template) {
 }
 
 // checkClaims refuses routes and node ports that another App already
-// has, reading the other Apps once for both.
-func (s *Server) checkClaims(ctx context.Context, a *v1.App) error {
+// has, reading the other Apps once for both. prev is the App as stored,
+// or nil.
+func (s *Server) checkClaims(ctx context.Context, a, prev *v1.App) error {
 	claims := len(a.Spec.Routes) > 0
 	for _, p := range a.Spec.Ports {
 		claims = claims || (p.Expose != "" && p.NodePort != 0)
@@ -202,16 +209,22 @@ func (s *Server) checkClaims(ctx context.Context, a *v1.App) error {
 			others = append(others, o)
 		}
 	}
-	if err := s.checkRoutes(a, others); err != nil {
+	if err := s.checkRoutes(a, prev, others); err != nil {
 		return err
 	}
 	return checkNodePorts(a, others)
 }
 
-// checkRoutes refuses a route that one of the other Apps already serves.
-func (s *Server) checkRoutes(a *v1.App, others []*v1.App) error {
+// checkRoutes refuses a route that one of the other Apps already serves,
+// or whose tls disagrees with another App's on the same host. A route
+// with the tls it had when stored is not checked for the latter: Apps
+// stored before the check existed must still be updated and rolled back.
+func (s *Server) checkRoutes(a, prev *v1.App, others []*v1.App) error {
 	var errs v1.FieldErrors
 	for i, r := range a.Spec.Routes {
+		hadTLS := prev != nil && slices.ContainsFunc(prev.Spec.Routes, func(p v1.Route) bool {
+			return strings.EqualFold(p.Host, r.Host) && p.TLS == r.TLS
+		})
 		if app, ns, ok := s.defaultHostOf(r.Host); ok && ns != a.Metadata.Namespace {
 			errs = append(errs, v1.FieldError{Field: fmt.Sprintf("spec.routes[%d].host", i),
 				Message: fmt.Sprintf("%s is the default host of app %s in namespace %s; a route may take a default host of its own namespace only", r.Host, app, ns)})
@@ -231,7 +244,7 @@ func (s *Server) checkRoutes(a *v1.App, others []*v1.App) error {
 				// set tls: another namespace must not replace it (a
 				// Secret is named within its namespace, so the same
 				// name elsewhere is another certificate).
-				if r.TLS != "" && or.TLS != "" && !tlsClash && (or.TLS != r.TLS || other.Metadata.Namespace != a.Metadata.Namespace) {
+				if r.TLS != "" && or.TLS != "" && !tlsClash && !hadTLS && (or.TLS != r.TLS || other.Metadata.Namespace != a.Metadata.Namespace) {
 					tlsClash = true
 					errs = append(errs, v1.FieldError{Field: fmt.Sprintf("spec.routes[%d].tls", i),
 						Message: fmt.Sprintf("%s already gets its certificate from tls %q of app %s/%s; routes of one host must name the same tls in the same namespace, or leave tls out", r.Host, or.TLS, other.Metadata.Namespace, other.Metadata.Name)})

@@ -11,6 +11,7 @@ import (
 	"github.com/gantry-dev/gantry/client"
 	"github.com/gantry-dev/gantry/internal/apiserver"
 	"github.com/gantry-dev/gantry/internal/apiserver/apiservertest"
+	"github.com/gantry-dev/gantry/internal/auth"
 	"github.com/gantry-dev/gantry/internal/store"
 )
 
@@ -254,6 +255,47 @@ func TestATLSRouteWithoutItsCertificateIsWarnedAbout(t *testing.T) {
 	}
 	if got := apply("{host: dev.example.com, tls: auto}"); got != "" {
 		t.Errorf("tls: auto earned warnings %q", got)
+	}
+}
+
+// Whether a Secret exists, and which keys it has, is for those who may
+// read it: a user who may write Apps but not read Secrets gets no warning
+// about a route's Secret.
+func TestTLSRouteWarningsNeedSecretReadAccess(t *testing.T) {
+	ts := &testServer{apiservertest.StartConfig(t, t.TempDir(), "127.0.0.1:0", apiserver.Config{AppsDomain: "localhost", IngressHTTPS: true})}
+	ctx := context.Background()
+	admin := ts.client(t, ts.Token)
+	for _, m := range []string{
+		"kind: User\nname: writer\n",
+		"kind: Role\nname: app-writer\nrules: [{verbs: ['*'], resources: [apps]}]\n",
+		"kind: RoleBinding\nname: writer\nuser: writer\nrole: app-writer\nnamespace: default\n",
+	} {
+		o, err := v1.DecodeManifest([]byte(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := admin.Apply(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, tok, err := auth.CreateToken(ctx, ts.Store, v1.TokenSpec{User: "writer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var warnings []string
+	c, err := client.New(client.Config{Server: ts.URL, Token: tok, Warnings: func(w string) { warnings = append(warnings, w) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := v1.DecodeManifest([]byte("kind: App\nname: web\nimage: web:v1\nports: [{name: http, port: 8080}]\nroutes: [{host: shop.example.com, tls: shop-cert}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Apply(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 0 {
+		t.Errorf("a user who cannot read secrets was told %q", warnings)
 	}
 }
 

@@ -1,8 +1,11 @@
 package apiserver_test
 
 import (
+	"context"
 	"strings"
 	"testing"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
 )
 
 // Routes are checked against every other app's at apply: the same host
@@ -42,5 +45,36 @@ func TestRouteCollisionsAreRefused(t *testing.T) {
 		if code != tc.code || !strings.Contains(body, tc.says) {
 			t.Errorf("%s/%s with routes %s: %d %s; want %d saying %q", tc.ns, tc.name, tc.routes, code, body, tc.code, tc.says)
 		}
+	}
+}
+
+// Apps stored before routes of one host had to agree on tls keep being
+// updatable (a rollout, a rollback), as long as the disagreeing route
+// stays as it was; changing its tls is checked.
+func TestRoutesStoredDisagreeingOnTLSCanStillBeUpdated(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	app := func(name, image, route string) []byte {
+		return []byte("kind: App\nmetadata: {name: " + name + "}\nspec: {image: " + image + ", ports: [{name: http, port: 8080}], routes: [" + route + "]}\n")
+	}
+	put := func(name string, body []byte) (int, string) {
+		return raw(t, ts, "PUT", "/api/v1/namespaces/default/apps/"+name+"?apply=true", "application/yaml", body)
+	}
+	if code, body := put("legacy-a", app("legacy-a", "web:v1", "{host: legacy.example.com, path: /a, tls: auto}")); code != 201 {
+		t.Fatalf("legacy-a: %d %s", code, body)
+	}
+	// What an older server let through, written straight to the store.
+	o, err := v1.DecodeManifest(app("legacy-b", "web:v1", "{host: legacy.example.com, path: /b, tls: b-cert}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.GetMeta().Namespace = "default"
+	if err := ts.Store.Create(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := put("legacy-b", app("legacy-b", "web:v2", "{host: legacy.example.com, path: /b, tls: b-cert}")); code != 200 {
+		t.Fatalf("updating the image of an App stored with a disagreeing tls: %d %s", code, body)
+	}
+	if code, body := put("legacy-b", app("legacy-b", "web:v2", "{host: legacy.example.com, path: /b, tls: c-cert}")); code != 409 || !strings.Contains(body, "already gets its certificate") {
+		t.Fatalf("changing that route's tls to another disagreeing one: %d %s, want 409", code, body)
 	}
 }
