@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -16,6 +17,10 @@ const (
 	RoundRobin    = v1.BalanceRoundRobin
 	LeastRequests = v1.BalanceLeastRequests
 )
+
+// ErrNoTLSRoute is what Certificates answers for a host that routes serve
+// but none with tls: a client's mistake, not a certificate to fix.
+var ErrNoTLSRoute = errors.New("no route with tls serves this host")
 
 // Certificates supplies the certificate for a TLS host. The ingress asks
 // only for hosts it routes; under a wildcard route that is any name a

@@ -269,10 +269,22 @@ func refuseOtherSwitch(res *http.Response) error {
 	if res.StatusCode != http.StatusSwitchingProtocols {
 		return nil
 	}
-	if asked, got := upgradeType(res.Request.Header), upgradeType(res.Header); !strings.EqualFold(asked, got) {
+	if asked, got := upgradeType(res.Request.Header), upgradeType(res.Header); !sameProtocol(asked, got) {
 		return &switchRefused{asked: asked, got: got}
 	}
 	return nil
+}
+
+// sameProtocol is ReverseProxy's own test of a 101, so that what it would
+// refuse is refused here first: printable ASCII, equal but for ASCII case
+// (strings.EqualFold would also take the Kelvin sign for a k).
+func sameProtocol(asked, got string) bool {
+	for i := 0; i < len(got); i++ {
+		if got[i] < ' ' || got[i] > '~' {
+			return false
+		}
+	}
+	return asciiEqualFold([]byte(got), asked)
 }
 
 type switchRefused struct{ asked, got string }

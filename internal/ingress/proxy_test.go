@@ -551,15 +551,19 @@ func TestTLSRouteWithoutHTTPSIsServedOverHTTP(t *testing.T) {
 type failingCerts struct{}
 
 func (failingCerts) GetCertificate(host string) (*tls.Certificate, error) {
+	if strings.HasSuffix(host, ".localhost") {
+		return nil, fmt.Errorf("%w (%s)", ErrNoTLSRoute, host)
+	}
 	return nil, fmt.Errorf("secret %q does not exist", "broken-cert")
 }
 
 // A routed host without a usable certificate shows its clients only a
-// failed handshake; the server says why in its log, once however many
-// handshakes fail, and nothing for hosts no route serves.
-func TestACertificateFailureIsLoggedOnce(t *testing.T) {
+// failed handshake; the server says why in its log, once per route
+// however many handshakes fail and whatever names clients send under a
+// wildcard, and nothing for hosts no route serves or none with tls.
+func TestACertificateFailureIsLoggedOncePerRoute(t *testing.T) {
 	svc := httpService("default", "broken", 8080)
-	svc.Routes = []v1.Route{{Host: "broken.example.com", TLS: "broken-cert"}}
+	svc.Routes = []v1.Route{{Host: "broken.example.com", TLS: "broken-cert"}, {Host: "*.tenants.example.com", TLS: "broken-cert"}}
 	var warnings atomic.Int32
 	log := slog.New(countingHandler{testLogger(t).Handler(), slog.LevelWarn, &warnings})
 	p, err := New(Config{Certificates: failingCerts{}}, newSource(svc), log)
@@ -567,15 +571,19 @@ func TestACertificateFailureIsLoggedOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	get := p.tlsConfig().GetCertificate
-	for range 5 {
-		if _, err := get(&tls.ClientHelloInfo{ServerName: "broken.example.com"}); err == nil || !strings.Contains(err.Error(), "broken-cert") {
-			t.Fatalf("handshake: %v, want the certificate's failure", err)
+	for i := range 200 {
+		for _, name := range []string{"broken.example.com", fmt.Sprintf("t%d.tenants.example.com", i)} {
+			if _, err := get(&tls.ClientHelloInfo{ServerName: name}); err == nil || !strings.Contains(err.Error(), "broken-cert") {
+				t.Fatalf("handshake for %s: %v, want the certificate's failure", name, err)
+			}
 		}
 	}
-	if _, err := get(&tls.ClientHelloInfo{ServerName: "unrouted.example.com"}); err == nil {
-		t.Fatal("an unrouted host got a certificate")
+	for _, name := range []string{"unrouted.example.com", "broken.default.localhost"} {
+		if _, err := get(&tls.ClientHelloInfo{ServerName: name}); err == nil {
+			t.Fatalf("%s got a certificate", name)
+		}
 	}
-	if n := warnings.Load(); n != 1 {
-		t.Errorf("%d warnings logged for five failed handshakes, want 1", n)
+	if n := warnings.Load(); n != 2 {
+		t.Errorf("%d warnings logged for 400 failed handshakes on two routes, want 2", n)
 	}
 }

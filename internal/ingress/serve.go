@@ -301,13 +301,16 @@ func (p *Proxy) tlsConfig() *tls.Config {
 			if host == "" {
 				return nil, errors.New("ingress: the client sent no server name (SNI); connect by host name")
 			}
-			if !p.table.Load().routes(host) {
+			routeHost, ok := p.table.Load().routeHost(host)
+			if !ok {
 				return nil, fmt.Errorf("ingress: no app routes host %q", host)
 			}
 			c, err := p.cfg.Certificates.GetCertificate(host)
 			if err != nil {
 				err = fmt.Errorf("ingress: certificate for %s: %w", host, err)
-				p.certFailed(host, err)
+				if !errors.Is(err, ErrNoTLSRoute) {
+					p.certFailed(routeHost, err)
+				}
 				return nil, err
 			}
 			return c, nil
@@ -315,24 +318,25 @@ func (p *Proxy) tlsConfig() *tls.Config {
 	}
 }
 
-// certFailed logs that a routed host has no usable certificate (a
-// missing Secret, one without tls.crt and tls.key): its clients only see
-// a failed handshake. Each distinct failure is logged at most once a
-// minute, whatever the number of handshakes.
-func (p *Proxy) certFailed(host string, err error) {
-	msg := err.Error()
+// certFailed logs that the routes of routeHost (a host, or a wildcard)
+// have no usable certificate (a missing Secret, one without tls.crt and
+// tls.key): their clients only see a failed handshake. It logs at most
+// once a minute per route host, whatever the names clients send under a
+// wildcard, so the log stays bounded by the routes.
+func (p *Proxy) certFailed(routeHost string, err error) {
 	now := time.Now()
 	p.certErrMu.Lock()
-	last, seen := p.certErrs[msg]
-	if !seen || now.Sub(last) >= time.Minute {
-		if p.certErrs == nil || len(p.certErrs) >= 256 {
+	last, seen := p.certErrs[routeHost]
+	due := !seen || now.Sub(last) >= time.Minute
+	if due {
+		if p.certErrs == nil {
 			p.certErrs = map[string]time.Time{}
 		}
-		p.certErrs[msg] = now
+		p.certErrs[routeHost] = now
 	}
 	p.certErrMu.Unlock()
-	if !seen || now.Sub(last) >= time.Minute {
-		p.log.Warn("HTTPS handshake failed: no usable certificate for a routed host", "host", host, "err", err)
+	if due {
+		p.log.Warn("HTTPS handshake failed: no usable certificate for a routed host", "route", routeHost, "err", err)
 	}
 }
 

@@ -156,11 +156,20 @@ func (t *table) match(host, p string) *route {
 
 // routes reports whether any route serves host, for SNI.
 func (t *table) routes(host string) bool {
+	_, ok := t.routeHost(host)
+	return ok
+}
+
+// routeHost is the host of the routes that serve host: host itself, or
+// the wildcard (*.example.com) that covers it.
+func (t *table) routeHost(host string) (string, bool) {
 	if t.hosts[host] != nil {
-		return true
+		return host, true
 	}
-	i := strings.IndexByte(host, '.')
-	return i > 0 && t.wild[host[i+1:]] != nil
+	if i := strings.IndexByte(host, '.'); i > 0 && t.wild[host[i+1:]] != nil {
+		return "*" + host[i:], true
+	}
+	return "", false
 }
 
 // canonicalHost lower-cases a Host header or SNI name and strips its port

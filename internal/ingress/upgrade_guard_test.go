@@ -141,3 +141,27 @@ func TestAnUpgradeFieldAloneKeepsTheSendTimeout(t *testing.T) {
 		t.Fatalf("the instance is still writing to a client that has read nothing for %v (ClientSendTimeout %v)", 20*timeout, timeout)
 	}
 }
+
+// What ReverseProxy refuses after ModifyResponse (a name equal only by
+// Unicode folding, or not printable) must be refused before it, or its
+// refusal, which leaves the instance's connection open, is reached again.
+func TestRefuseOtherSwitchComparesAsReverseProxyDoes(t *testing.T) {
+	req := &http.Request{Header: http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}}}
+	for _, tc := range []struct {
+		got  string
+		pass bool
+	}{
+		{"websocket", true},
+		{"WebSocket", true},
+		{"websoc\u212aet", false}, // Kelvin sign
+		{"web\u017focket", false}, // long s
+		{"websocket\x7f", false},
+		{"chat", false},
+		{"", false},
+	} {
+		res := &http.Response{StatusCode: http.StatusSwitchingProtocols, Request: req, Header: http.Header{"Connection": {"Upgrade"}, "Upgrade": {tc.got}}}
+		if err := refuseOtherSwitch(res); (err == nil) != tc.pass {
+			t.Errorf("101 to %q for a websocket request: %v, want passed %v", tc.got, err, tc.pass)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/discovery"
+	"github.com/gantry-dev/gantry/internal/ingress"
 	"github.com/gantry-dev/gantry/internal/pki"
 	"github.com/gantry-dev/gantry/internal/secrets"
 	"github.com/gantry-dev/gantry/internal/store"
@@ -60,7 +61,7 @@ func (c *routeCerts) GetCertificate(host string) (*tls.Certificate, error) {
 	services := c.src.Current().Services
 	ns, routeHost, tlsRef := routeTLS(services, host)
 	if tlsRef == "" {
-		return nil, fmt.Errorf("%w: no route with TLS for host %s", v1.ErrNotFound, host)
+		return nil, fmt.Errorf("%w (%s): %w", ingress.ErrNoTLSRoute, host, v1.ErrNotFound)
 	}
 	if tlsRef == "auto" {
 		return c.autoCert(services, routeHost)
@@ -126,16 +127,26 @@ func (c *routeCerts) secretCert(services map[string]*discovery.Service, ns, rout
 	if ok && cached.source == src {
 		return cached.cert, nil
 	}
+	// The Secret changed, or is new to us. If it holds no usable
+	// certificate, the one cached from before goes too: every handshake
+	// then fails alike (and the load balancer logs why), rather than
+	// one in each secretRecheck while the others get the old one.
+	fail := func(err error) (*tls.Certificate, error) {
+		c.mu.Lock()
+		delete(c.fromSecret, routeHost)
+		c.mu.Unlock()
+		return nil, err
+	}
 	if sec.Sealed == nil || c.codec == nil {
-		return nil, fmt.Errorf("%w: secret %s holds no certificate", v1.ErrNotFound, tlsRef)
+		return fail(fmt.Errorf("%w: secret %s holds no certificate", v1.ErrNotFound, tlsRef))
 	}
 	data, err := c.codec.Open(ns, tlsRef, &secrets.SealedData{KeyID: sec.Sealed.KeyID, WrappedKey: sec.Sealed.WrappedKey, Nonce: sec.Sealed.Nonce, Ciphertext: sec.Sealed.Ciphertext})
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	cert, err := tls.X509KeyPair(data["tls.crt"], data["tls.key"])
 	if err != nil {
-		return nil, fmt.Errorf("secret %s: keys tls.crt and tls.key must hold a PEM certificate and key: %w", tlsRef, err)
+		return fail(fmt.Errorf("secret %s: keys tls.crt and tls.key must hold a PEM certificate and key: %w", tlsRef, err))
 	}
 	c.mu.Lock()
 	c.forgetGone(services)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,8 +75,9 @@ func TestAutoWildcardRouteHasOneCertificate(t *testing.T) {
 }
 
 // secretCerts is a routeCerts serving *.shop.example.com from Secret
-// a/shop-cert in st; put stores a new certificate in that Secret.
-func secretCerts(t *testing.T, st *store.Store) (c *routeCerts, put func() *tls.Certificate) {
+// a/shop-cert in st; put stores a new certificate in that Secret, putData
+// whatever data it is given.
+func secretCerts(t *testing.T, st *store.Store) (c *routeCerts, put func() *tls.Certificate, putData func(map[string][]byte)) {
 	t.Helper()
 	key, err := secrets.GenerateKey()
 	if err != nil {
@@ -89,18 +91,9 @@ func secretCerts(t *testing.T, st *store.Store) (c *routeCerts, put func() *tls.
 	c, ca := routeCertsFor(t, &discovery.Service{Namespace: "a", Name: "shop",
 		Routes: []v1.Route{{Host: "*.shop.example.com", TLS: "shop-cert"}}})
 	c.store, c.codec = st, codec
-	put = func() *tls.Certificate {
+	putData = func(data map[string][]byte) {
 		t.Helper()
-		cert, err := ca.IssueServer([]string{"*.shop.example.com"}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyPEM, err := pki.EncodeKey(cert.PrivateKey.(crypto.Signer))
-		if err != nil {
-			t.Fatal(err)
-		}
-		crtPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
-		sd, err := codec.Seal("a", "shop-cert", map[string][]byte{"tls.crt": crtPEM, "tls.key": keyPEM})
+		sd, err := codec.Seal("a", "shop-cert", data)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -117,9 +110,21 @@ func secretCerts(t *testing.T, st *store.Store) (c *routeCerts, put func() *tls.
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+	put = func() *tls.Certificate {
+		t.Helper()
+		cert, err := ca.IssueServer([]string{"*.shop.example.com"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyPEM, err := pki.EncodeKey(cert.PrivateKey.(crypto.Signer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		putData(map[string][]byte{"tls.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), "tls.key": keyPEM})
 		return &cert
 	}
-	return c, put
+	return c, put, putData
 }
 
 func (c *routeCerts) serial(t *testing.T, host string) string {
@@ -134,9 +139,10 @@ func (c *routeCerts) serial(t *testing.T, host string) string {
 // age makes the cached certificate of *.shop.example.com due for a
 // recheck.
 func (c *routeCerts) age() {
-	e := c.fromSecret["*.shop.example.com"]
-	e.checked = time.Now().Add(-secretRecheck)
-	c.fromSecret["*.shop.example.com"] = e
+	if e, ok := c.fromSecret["*.shop.example.com"]; ok {
+		e.checked = time.Now().Add(-secretRecheck)
+		c.fromSecret["*.shop.example.com"] = e
+	}
 }
 
 // A certificate from a Secret is read from etcd at most every
@@ -146,7 +152,7 @@ func (c *routeCerts) age() {
 func TestSecretCertificateIsRecheckedNotReadPerHandshake(t *testing.T) {
 	ctx := context.Background()
 	st := storetest.New(t)
-	c, put := secretCerts(t, st)
+	c, put, putData := secretCerts(t, st)
 	want1 := put().Leaf.SerialNumber.String()
 	for i := range 20 {
 		if got := c.serial(t, fmt.Sprintf("n%d.shop.example.com", i)); got != want1 {
@@ -165,6 +171,17 @@ func TestSecretCertificateIsRecheckedNotReadPerHandshake(t *testing.T) {
 	if got := c.serial(t, "n1.shop.example.com"); got != want2 {
 		t.Fatalf("after secretRecheck: serial %s, want the replaced certificate's %s", got, want2)
 	}
+
+	// Replaced by something that is no certificate, it fails every
+	// handshake alike, not one in each recheck.
+	putData(map[string][]byte{"tls.crt": []byte("not PEM"), "tls.key": []byte("nor this")})
+	c.age()
+	for i := range 3 {
+		if _, err := c.GetCertificate("n1.shop.example.com"); err == nil || !strings.Contains(err.Error(), "must hold a PEM certificate") {
+			t.Fatalf("handshake %d after a broken replacement: %v, want it refused", i, err)
+		}
+	}
+	put()
 
 	if _, err := st.Delete(ctx, store.KindFor[*v1.Secret](), "a", "shop-cert", 0); err != nil {
 		t.Fatal(err)
@@ -192,7 +209,7 @@ func TestSecretCertificateIsRecheckedNotReadPerHandshake(t *testing.T) {
 // handshake per secretRecheck waits for etcd's answer.
 func TestSecretCertificateOutlivesAnEtcdOutage(t *testing.T) {
 	e := storetest.Embedded(t)
-	c, put := secretCerts(t, store.New(e.Client, ""))
+	c, put, _ := secretCerts(t, store.New(e.Client, ""))
 	want := put().Leaf.SerialNumber.String()
 	c.serial(t, "a.shop.example.com")
 	e.Close()
