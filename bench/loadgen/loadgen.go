@@ -150,7 +150,9 @@ type Run struct {
 	mu      sync.Mutex
 	results []Result
 	end     time.Time
-	stopAt  time.Time // when Stop was called
+	stopAt  time.Time // when Stop was called or the context ended, the first
+
+	notSentOnce sync.Once
 }
 
 // Start validates cfg and starts sending. The schedule stops when
@@ -210,6 +212,15 @@ func Start(ctx context.Context, cfg Config) (*Run, error) {
 		go func() {
 			r.wg.Wait()
 			close(r.sched)
+		}()
+		go func() {
+			// The run ends when its context does, not when a later Stop
+			// looks at it: what fell due in between was never meant to go.
+			select {
+			case <-ctx.Done():
+				r.markStop()
+			case <-r.sched:
+			}
 		}()
 		return r, nil
 	}
@@ -335,6 +346,7 @@ func (r *Run) worker(ctx context.Context) {
 			return
 		}
 		if !r.wait(ctx, timer, due) {
+			r.markStop()
 			if r.dueBeforeStop(due) {
 				r.record(Result{Seq: seq, Due: due, Err: notSent})
 			}
@@ -563,12 +575,20 @@ func Reason(err error) string {
 // Config.Timeout) and returns every result.
 func (r *Run) Stop() *Results {
 	r.stopOnce.Do(func() {
-		r.mu.Lock()
-		r.stopAt = time.Now()
-		r.mu.Unlock()
+		r.markStop()
 		close(r.stop)
 	})
 	return r.Wait()
+}
+
+// markStop notes when the run was stopped (by Stop or its context),
+// the first time only.
+func (r *Run) markStop() {
+	r.mu.Lock()
+	if r.stopAt.IsZero() {
+		r.stopAt = time.Now()
+	}
+	r.mu.Unlock()
 }
 
 // dueBeforeStop reports whether a request due then should have gone out
@@ -585,16 +605,19 @@ func (r *Run) Wait() *Results {
 	<-r.sched
 	r.wg.Wait()
 	if r.cfg.Client == nil && !r.cfg.EventLoop {
-		// Requests due before Stop that no connection was free to take
-		// (every one was stuck) are failures too, not missing rows.
-		for seq := int(r.next.Load()); ; seq++ {
-			due, ok := r.dueAt(seq)
-			if !ok || !r.dueBeforeStop(due) {
-				break
+		// Requests due before the stop that no connection was free to
+		// take (every one was stuck) are failures too, not missing rows;
+		// once, however many callers wait.
+		r.notSentOnce.Do(func() {
+			for seq := int(r.next.Load()); ; seq++ {
+				due, ok := r.dueAt(seq)
+				if !ok || !r.dueBeforeStop(due) {
+					break
+				}
+				r.record(Result{Seq: seq, Due: due, Err: notSent})
+				r.next.Store(int64(seq + 1))
 			}
-			r.record(Result{Seq: seq, Due: due, Err: notSent})
-			r.next.Store(int64(seq + 1))
-		}
+		})
 	}
 	r.mu.Lock()
 	if r.end.IsZero() {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -397,4 +398,47 @@ func cpuTime(t *testing.T) time.Duration {
 		t.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// Stop and Wait may be called together: the requests due before the stop
+// that never went out are recorded once, not once per caller.
+func TestConcurrentStopAndWaitRecordEachRequestOnce(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+	}))
+	t.Cleanup(srv.Close)
+	run, err := Start(context.Background(), Config{URL: srv.URL, Rate: 20000, Connections: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); run.Wait() }()
+	go func() { defer wg.Done(); run.Stop() }()
+	wg.Wait()
+	res := run.Snapshot()
+	for i, r := range res.List {
+		if r.Seq != i {
+			t.Fatalf("result %d has sequence number %d: recorded twice or missing (%d results)", i, r.Seq, len(res.List))
+		}
+	}
+}
+
+// A run ended by its context and stopped later (a deferred Stop) has no
+// failures for what fell due in between: it was never meant to go.
+func TestStopAfterTheContextEndedAddsNoFailures(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	run, err := Start(ctx, Config{URL: srv.URL, Rate: 100, Connections: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	time.Sleep(500 * time.Millisecond)
+	if s := run.Stop().Summary(); s.Failed != 0 || s.Sent > 40 {
+		t.Errorf("%v: want about 30 requests, none failed", s)
+	}
 }
