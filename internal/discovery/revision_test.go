@@ -11,7 +11,7 @@ import (
 )
 
 // Snapshot.Revision feeds the DNS SOA serial: the Watcher's snapshots
-// carry the store revision they reflect.
+// carry the store revision they reflect, and follow the App's updates.
 func TestWatcherSnapshotsCarryTheStoreRevision(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -46,35 +46,11 @@ func TestWatcherSnapshotsCarryTheStoreRevision(t *testing.T) {
 	if second.Revision <= first.Revision || second.Revision < app.Metadata.Revision {
 		t.Fatalf("after an update: snapshot revision %d (before %d, the update's %d)", second.Revision, first.Revision, app.Metadata.Revision)
 	}
-}
-
-// An App's spec.loadBalancing reaches the load balancer through the
-// snapshot, and a change of it alone is published.
-func TestWatcherCarriesTheAppsLoadBalancing(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s := storetest.New(t)
-	app := createWeb(ctx, t, s)
-	w := startWatcher(ctx, s)
-	sub := w.Subscribe(ctx)
-	timeout := time.After(10 * time.Second)
-	wait := func(want string) {
-		t.Helper()
-		for {
-			select {
-			case snap := <-sub:
-				if svc := snap.Service("default", "web"); svc != nil && svc.Balancing == want {
-					return
-				}
-			case <-timeout:
-				t.Fatalf("timed out waiting for balancing %q", want)
-			}
-		}
-	}
-	wait("")
+	// The App's load balancing reaches the load balancer the same way,
+	// and a change of it alone is published.
 	app.Spec.LoadBalancing = v1.BalanceLeastRequests
 	if err := s.Update(ctx, app); err != nil {
 		t.Fatal(err)
 	}
-	wait(v1.BalanceLeastRequests)
+	next("web's load balancing", func(svc *discovery.Service) bool { return svc.Balancing == v1.BalanceLeastRequests })
 }

@@ -75,7 +75,8 @@ func (l *handoffListener) handoff(c net.Conn) {
 }
 
 // replayConn gives net/http the bytes the front had buffered but not
-// consumed before reading on from the connection.
+// consumed before reading on from the connection; and a tunnel the bytes
+// net/http had buffered (recorder.Hijack).
 type replayConn struct {
 	net.Conn
 	pending []byte

@@ -732,33 +732,10 @@ func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	if n := brw.Reader.Buffered(); n > 0 {
 		early, _ := brw.Reader.Peek(n)
-		c = &earlyConn{Conn: c, early: bytes.Clone(early)}
+		c = &replayConn{Conn: c, pending: bytes.Clone(early)}
 		brw.Reader.Discard(n)
 	}
 	return c, brw, nil
-}
-
-// earlyConn reads early first, then from Conn.
-type earlyConn struct {
-	net.Conn
-	early []byte
-}
-
-func (c *earlyConn) Read(p []byte) (int, error) {
-	if len(c.early) > 0 {
-		n := copy(p, c.early)
-		c.early = c.early[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
-}
-
-// CloseWrite passes a tunnel's half close on, as on the plain connection.
-func (c *earlyConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return errors.ErrUnsupported
 }
 
 // bufferPool recycles the 32 KiB copy buffers of ReverseProxy.

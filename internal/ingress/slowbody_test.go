@@ -37,20 +37,23 @@ func TestStalledRequestBodiesAreCut(t *testing.T) {
 	big := strings.Repeat("x", 8<<20)
 	for _, tc := range []struct {
 		name, path string
+		field      string // a header field besides Host and Content-Length
 		length     int    // the Content-Length sent
 		body       string // what is sent of it before the client waits
 		status     int
 		want       string
 	}{
-		{"a body that stops coming gets 408", "/", 10, "ab", http.StatusRequestTimeout, "RequestTimeout"},
-		{"a body that never starts gets 408", "/", 10, "", http.StatusRequestTimeout, "RequestTimeout"},
-		{"an instance slow to take a large body is waited for", "/late-reader", len(big), big, http.StatusOK, fmt.Sprintf("read %d", len(big))},
-		{"an instance slow to answer after the body is waited for", "/slow-answer", 5, "hello", http.StatusOK, "read 5"},
+		{"a body that stops coming gets 408", "/", "", 10, "ab", http.StatusRequestTimeout, "RequestTimeout"},
+		{"a body that never starts gets 408", "/", "", 10, "", http.StatusRequestTimeout, "RequestTimeout"},
+		// Without "Connection: upgrade" it upgrades nothing: no tunnel.
+		{"an Upgrade field alone does not lift the bound", "/", "Upgrade: anything\r\n", 10, "ab", http.StatusRequestTimeout, "RequestTimeout"},
+		{"an instance slow to take a large body is waited for", "/late-reader", "", len(big), big, http.StatusOK, fmt.Sprintf("read %d", len(big))},
+		{"an instance slow to answer after the body is waited for", "/slow-answer", "", 5, "hello", http.StatusOK, "read 5"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rc := dialRaw(t, h)
 			rc.c.SetDeadline(time.Now().Add(10 * timeout))
-			go io.Copy(rc.c, io.MultiReader(strings.NewReader(fmt.Sprintf("POST %s HTTP/1.1\r\nHost: sb.default.localhost\r\nContent-Length: %d\r\n\r\n", tc.path, tc.length)), bytes.NewReader([]byte(tc.body))))
+			go io.Copy(rc.c, io.MultiReader(strings.NewReader(fmt.Sprintf("POST %s HTTP/1.1\r\nHost: sb.default.localhost\r\n%sContent-Length: %d\r\n\r\n", tc.path, tc.field, tc.length)), bytes.NewReader([]byte(tc.body))))
 			resp, body := rc.read("POST")
 			if resp.StatusCode != tc.status || !strings.Contains(body, tc.want) {
 				t.Fatalf("status %d, body %q; want %d with %q", resp.StatusCode, body, tc.status, tc.want)

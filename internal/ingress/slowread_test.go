@@ -15,7 +15,7 @@ import (
 func TestClientsThatStopReadingAreCut(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	// What each client's /huge?k=KEY handler ended with.
-	finished := map[string]chan error{"GET": make(chan error, 1), "POST": make(chan error, 1), "steady": make(chan error, 1)}
+	finished := map[string]chan error{"GET": make(chan error, 1), "POST": make(chan error, 1), "upgrade": make(chan error, 1), "steady": make(chan error, 1)}
 	app := func(name string) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.Copy(io.Discard, r.Body)
@@ -33,18 +33,28 @@ func TestClientsThatStopReadingAreCut(t *testing.T) {
 	port, ins := startInstances(t, "sr", 1, app)
 	h := startProxy(t, Config{ClientSendTimeout: timeout}, httpService("default", "sr", port, ins...))
 
-	for _, method := range []string{"GET", "POST"} { // the front's path, and net/http's
+	// The front's path, net/http's, and net/http's for a request with an
+	// Upgrade field alone: it upgrades nothing (no "Connection: upgrade"),
+	// so it is no tunnel and keeps the bound.
+	for _, kind := range []string{"GET", "POST", "upgrade"} {
+		method := kind
+		if kind == "upgrade" {
+			method = "GET"
+		}
 		req := func(path string) string {
-			if method == "POST" {
+			switch kind {
+			case "POST":
 				return "POST " + path + " HTTP/1.1\r\nHost: sr.default.localhost\r\nContent-Length: 1\r\n\r\nx"
+			case "upgrade":
+				return "GET " + path + " HTTP/1.1\r\nHost: sr.default.localhost\r\nUpgrade: anything\r\n\r\n"
 			}
 			return "GET " + path + " HTTP/1.1\r\nHost: sr.default.localhost\r\n\r\n"
 		}
-		t.Run(method+" a client that stops reading is cut", func(t *testing.T) {
+		t.Run(kind+" a client that stops reading is cut", func(t *testing.T) {
 			rc := dialRaw(t, h)
-			rc.send(req("/huge?k=" + method))
+			rc.send(req("/huge?k=" + kind))
 			select {
-			case err := <-finished[method]:
+			case err := <-finished[kind]:
 				if err == nil {
 					t.Fatal("the instance wrote 256 MiB to a client that reads nothing")
 				}
@@ -52,7 +62,7 @@ func TestClientsThatStopReadingAreCut(t *testing.T) {
 				t.Fatal("the instance is still writing to a client that reads nothing")
 			}
 		})
-		t.Run(method+" an answer that comes late is sent, and so is the next", func(t *testing.T) {
+		t.Run(kind+" an answer that comes late is sent, and so is the next", func(t *testing.T) {
 			rc := dialRaw(t, h)
 			rc.send(req("/"))
 			if resp, body := rc.read(method); resp.StatusCode != 200 || body != "ok" {

@@ -2,7 +2,6 @@ package ingress
 
 import (
 	"bufio"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,37 +12,6 @@ import (
 	"testing"
 	"time"
 )
-
-// An Upgrade field alone (no "Connection: upgrade") upgrades nothing:
-// ReverseProxy drops it as hop-by-hop. The request is an ordinary one and
-// keeps its body timeout: before, any Upgrade field turned it off.
-func TestAnUpgradeFieldAloneKeepsTheBodyTimeout(t *testing.T) {
-	const timeout = 300 * time.Millisecond
-	app := func(name string) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			n, _ := io.Copy(io.Discard, r.Body)
-			fmt.Fprintf(w, "read %d upgrade=%q", n, r.Header.Get("Upgrade"))
-		})
-	}
-	port, ins := startInstances(t, "ub", 1, app)
-	h := startProxy(t, Config{ClientBodyTimeout: timeout}, httpService("default", "ub", port, ins...))
-	for _, extra := range []string{"", "Upgrade: anything\r\n"} {
-		t.Run(fmt.Sprintf("extra=%q", extra), func(t *testing.T) {
-			rc := dialRaw(t, h)
-			rc.c.SetDeadline(time.Now().Add(10 * timeout))
-			rc.send("POST / HTTP/1.1\r\nHost: ub.default.localhost\r\n" + extra + "Content-Length: 10\r\n\r\nab")
-			start := time.Now()
-			resp, err := http.ReadResponse(rc.br, &http.Request{Method: "POST"})
-			if err != nil {
-				t.Fatalf("no answer after %v (ClientBodyTimeout %v): %v", time.Since(start).Round(time.Millisecond), timeout, err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			if resp.StatusCode != http.StatusRequestTimeout {
-				t.Fatalf("status %d %q, want 408", resp.StatusCode, b)
-			}
-		})
-	}
-}
 
 // Bytes a client sends right behind its upgrade request (in the same
 // segment, before the 101 came back) must reach the instance.
@@ -114,31 +82,6 @@ func TestARefusedSwitchClosesTheInstanceConnection(t *testing.T) {
 		runtime.GC() // only netFD finalizers close them
 		time.Sleep(200 * time.Millisecond)
 		t.Fatalf("%d of %d instance connections still open 2s after their clients got 502 and left (%d after a forced GC)", k, n, open.Load())
-	}
-}
-
-// Nor does an Upgrade field alone turn off ClientSendTimeout: before, a
-// client that sent one and read nothing held the instance's handler for
-// ever.
-func TestAnUpgradeFieldAloneKeepsTheSendTimeout(t *testing.T) {
-	const timeout = 300 * time.Millisecond
-	finished := make(chan error, 1)
-	app := func(name string) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			finished <- writeHuge(w)
-		})
-	}
-	port, ins := startInstances(t, "us", 1, app)
-	h := startProxy(t, Config{ClientSendTimeout: timeout}, httpService("default", "us", port, ins...))
-	rc := dialRaw(t, h)
-	rc.send("GET /huge HTTP/1.1\r\nHost: us.default.localhost\r\nUpgrade: anything\r\n\r\n")
-	select {
-	case err := <-finished:
-		if err == nil {
-			t.Fatal("the instance wrote it all to a client that reads nothing")
-		}
-	case <-time.After(20 * timeout):
-		t.Fatalf("the instance is still writing to a client that has read nothing for %v (ClientSendTimeout %v)", 20*timeout, timeout)
 	}
 }
 
