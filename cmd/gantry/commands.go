@@ -466,6 +466,7 @@ func newRolloutCmd(g *globals) *cobra.Command {
 	}
 	undo.Flags().Int64Var(&toRevision, "to-revision", 0, "the revision to return to (default: the previous one)")
 	var showRevision int64
+	var historyOutput string
 	history := &cobra.Command{
 		Use:   "history app/NAME",
 		Short: "List an app's revisions, or show one with --revision",
@@ -484,14 +485,41 @@ func newRolloutCmd(g *globals) *cobra.Command {
 				return err
 			}
 			w := cmd.OutOrStdout()
+			switch historyOutput {
+			case "":
+			case "json", "yaml":
+				// The Revision objects, as kubectl rollout history -o gives
+				// its ReplicaSets' templates.
+				var objs []v1.Object
+				if showRevision > 0 {
+					r, err := client.Get[*v1.Revision](ctx, c, g.ns(), v1.RevisionName(name, showRevision))
+					if errors.Is(err, v1.ErrNotFound) {
+						return printRevision(ctx, w, c, a, showRevision) // says why it is missing
+					}
+					if err != nil {
+						return err
+					}
+					objs = append(objs, r)
+				} else {
+					revs, err := sortedRevisions(ctx, c, g.ns(), name)
+					if err != nil {
+						return err
+					}
+					for _, r := range revs {
+						objs = append(objs, r)
+					}
+				}
+				return printObjects(w, "Revision", historyOutput, objs, showRevision > 0, false)
+			default:
+				return fmt.Errorf("unknown output format %q: use json or yaml, or leave -o out for the table", historyOutput)
+			}
 			if showRevision > 0 {
 				return printRevision(ctx, w, c, a, showRevision)
 			}
-			revs, _, err := client.List[*v1.Revision](ctx, c, g.ns(), client.ListOptions{Selector: v1.LabelApp + "=" + name})
+			revs, err := sortedRevisions(ctx, c, g.ns(), name)
 			if err != nil {
 				return err
 			}
-			sort.Slice(revs, func(i, j int) bool { return revs[i].Spec.Number < revs[j].Spec.Number })
 			fmt.Fprintf(w, "app/%s\n", name)
 			rows := [][]string{{"REVISION", "IMAGE", "CREATED", "CHANGE-CAUSE"}}
 			for _, r := range revs {
@@ -502,6 +530,7 @@ func newRolloutCmd(g *globals) *cobra.Command {
 		},
 	}
 	history.Flags().Int64Var(&showRevision, "revision", 0, "show this revision's template and image")
+	history.Flags().StringVarP(&historyOutput, "output", "o", "", "json or yaml: the Revision objects instead of the table")
 	// simple runs fn on one app and prints what it says happened.
 	simple := func(use, short string, fn func(ctx context.Context, c *client.Client, ns, name string) (string, error)) *cobra.Command {
 		return &cobra.Command{
@@ -692,6 +721,16 @@ func revisionMark(a *v1.App, n int64) string {
 		return " (stable)"
 	}
 	return ""
+}
+
+// sortedRevisions lists an app's revisions, oldest first.
+func sortedRevisions(ctx context.Context, c *client.Client, ns, app string) ([]*v1.Revision, error) {
+	revs, _, err := client.List[*v1.Revision](ctx, c, ns, client.ListOptions{Selector: v1.LabelApp + "=" + app})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(revs, func(i, j int) bool { return revs[i].Spec.Number < revs[j].Spec.Number })
+	return revs, nil
 }
 
 // printRevision shows one revision of a: what it ran, and its template as

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -178,6 +179,22 @@ func TestRolloutHistoryOfOneRevision(t *testing.T) {
 	_, err, _ = rs.run(t, 20*time.Second, "rollout", "history", "app/hello", "--revision", "5")
 	if err == nil || !strings.Contains(err.Error(), "no revision 5: its current revision is 2") {
 		t.Errorf("history --revision 5: err=%v; want one that gives the current revision", err)
+	}
+	// -o gives the Revision objects, all of them or the one asked for.
+	out, err, _ = rs.run(t, 20*time.Second, "rollout", "history", "app/hello", "-o", "json")
+	var list struct {
+		Kind  string
+		Items []v1.Revision
+	}
+	if err != nil || json.Unmarshal([]byte(out), &list) != nil || list.Kind != "RevisionList" || len(list.Items) != 2 || list.Items[0].Spec.Number != 1 || list.Items[1].Spec.Template.Image != "hello:v2" {
+		t.Errorf("history -o json: err=%v, %+v:\n%s", err, list, out)
+	}
+	out, err, _ = rs.run(t, 20*time.Second, "rollout", "history", "app/hello", "--revision", "1", "-o", "yaml")
+	if err != nil || !strings.Contains(out, "kind: Revision") || !strings.Contains(out, "image: hello:v1") || strings.Contains(out, "hello:v2") {
+		t.Errorf("history --revision 1 -o yaml: err=%v:\n%s", err, out)
+	}
+	if _, err, _ = rs.run(t, 20*time.Second, "rollout", "history", "app/hello", "-o", "wide"); err == nil || !strings.Contains(err.Error(), "use json or yaml") {
+		t.Errorf("history -o wide: %v, want a refusal naming the formats", err)
 	}
 	if _, err := rs.st.Delete(context.Background(), store.KindFor[*v1.Revision](), "default", "hello-1", 0); err != nil {
 		t.Fatal(err)

@@ -305,7 +305,7 @@ type NoRevisionError struct {
 }
 
 func (e *NoRevisionError) Error() string {
-	return fmt.Sprintf("%v: app %q has no revision %d (see gantry rollout history app/%s)", v1.ErrUnprocessable, e.App, e.Revision, e.App)
+	return fmt.Sprintf("app/%s has no revision %d: gantry rollout history app/%s lists those it keeps (revisionHistoryLimit)", e.App, e.Revision, e.App)
 }
 
 func (e *NoRevisionError) Unwrap() error { return v1.ErrUnprocessable }
