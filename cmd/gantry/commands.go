@@ -605,7 +605,11 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status app/NAME",
 		Short: "Follow a rollout until it finishes; exits non-zero if it fails",
-		Args:  cobra.ExactArgs(1),
+		Long: `Follow the app's rollout until its current revision runs on every replica (exit 0)
+or the rollout fails (exit 1): an automatic rollback, a failed first rollout, a stuck one.
+After an automatic rollback it reports that failure, and exits 1, until a new revision is
+applied. A paused rollout is waited for until it is resumed, or until --timeout.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if timeout < 0 {
 				return fmt.Errorf("--timeout %s: give a positive duration such as 5m, or leave it out to wait until done", timeout)
