@@ -31,6 +31,8 @@ func TestUsageErrorsExitNonZero(t *testing.T) {
 		{[]string{"frob"}, 1, `unknown command "frob" for "gantry"`},
 		{[]string{"rollout", "udno", "app/hello"}, 1, `unknown command "udno" for "gantry rollout"`},
 		{[]string{"secret", "frob"}, 1, `unknown command "frob" for "gantry secret"`},
+		{[]string{"completion", "frob"}, 1, `unknown command "frob" for "gantry completion"`},
+		{[]string{"completion", "bash"}, 0, ""},
 		{[]string{"rollout"}, 0, ""}, // help, as kubectl rollout
 		{[]string{"diff", "-f", "x.yaml", "--bogus"}, 2, "unknown flag: --bogus"},
 		{[]string{"diff", "stray"}, 2, `unknown command "stray" for "gantry diff"`},

@@ -115,6 +115,9 @@ func newRootCmd() *cobra.Command {
 		newScaleCmd(g),
 	)
 	addExtraCommands(root, g)
+	// Cobra adds its completion group at Execute; add it now so that it
+	// refuses unknown words too.
+	root.InitDefaultCompletionCmd()
 	refuseUnknownSubcommands(root)
 	return root
 }
