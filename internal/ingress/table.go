@@ -154,14 +154,9 @@ func (t *table) match(host, p string) *route {
 	return nil
 }
 
-// routes reports whether any route serves host, for SNI.
-func (t *table) routes(host string) bool {
-	_, ok := t.routeHost(host)
-	return ok
-}
-
-// routeHost is the host of the routes that serve host: host itself, or
-// the wildcard (*.example.com) that covers it.
+// routeHost is the host of the routes that serve host, for SNI: host
+// itself, or the wildcard (*.example.com) that covers it; false when no
+// route serves it.
 func (t *table) routeHost(host string) (string, bool) {
 	if t.hosts[host] != nil {
 		return host, true

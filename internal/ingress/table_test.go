@@ -112,10 +112,11 @@ func TestRoutingTable(t *testing.T) {
 			t.Fatalf("conflicts = %+v", b.conflicts)
 		}
 	})
-	t.Run("SNI is answered only for routed hosts", func(t *testing.T) {
-		for host, want := range map[string]bool{"shop.example.com": true, "x.tenants.example.com": true, "hello.default.localhost": true, "evil.example.com": false} {
-			if got := tab.routes(host); got != want {
-				t.Errorf("routes(%q) = %v, want %v", host, got, want)
+	t.Run("SNI is answered only for routed hosts, by the host of their routes", func(t *testing.T) {
+		for host, want := range map[string]string{"shop.example.com": "shop.example.com", "x.tenants.example.com": "*.tenants.example.com",
+			"hello.default.localhost": "hello.default.localhost", "evil.example.com": "", "a.x.tenants.example.com": ""} {
+			if got, ok := tab.routeHost(host); got != want || ok != (want != "") {
+				t.Errorf("routeHost(%q) = %q, %v; want %q", host, got, ok, want)
 			}
 		}
 	})

@@ -342,7 +342,7 @@ func (tb *tcpBalancer) accept(ts *tcpService) {
 		if max := int64(tb.p.cfg.MaxTCPFlows); ts.active.Load() >= max {
 			reset(c)
 			if ts.full.CompareAndSwap(false, true) {
-				tb.p.log.Warn("closing new TCP connections: the node port relays as many flows as it may", "service", ts.key, "max", max)
+				tb.p.log.Warn("resetting new TCP connections: the node port relays as many flows as it may", "service", ts.key, "max", max)
 			}
 			continue
 		}
