@@ -131,6 +131,27 @@ stopGracePeriod: 1s
 		}
 	})
 
+	t.Run("a container that keeps crashing is restarted with a growing back-off", func(t *testing.T) {
+		// PORT=x makes webapp exit at once: it cannot listen there.
+		c.apply("kind: App\nname: crasher\nimage: webapp:v1\nenv: {PORT: x}\nresources: {cpu: 10m, memory: 32Mi}\n")
+		Eventually(t, 30*time.Second, "crasher in back-off", func() bool {
+			l := c.Instances("default", "crasher")
+			return len(l) == 1 && l[0].Status.Phase == v1.PhaseBackOff
+		})
+		first := c.Instances("default", "crasher")[0].Status.Restarts
+		time.Sleep(8 * time.Second)
+		// Restarts at once, then after 1, 2, 4, 8 s: a handful in 8 s,
+		// not one for each status write (dozens, before the fix).
+		l := c.Instances("default", "crasher")
+		if len(l) != 1 {
+			t.Fatalf("%d crasher instances, want 1", len(l))
+		}
+		if n := l[0].Status.Restarts - first; n > 4 {
+			t.Errorf("%d restarts in 8 s of back-off (from %d); want at most 4", n, first)
+		}
+		c.MustGantry("", "delete", "app", "crasher")
+	})
+
 	t.Run("a missing image shows a clear error, not a hang", func(t *testing.T) {
 		c.apply("kind: App\nname: ghost\nimage: nosuch:v9\n")
 		Eventually(t, 30*time.Second, "pull error in status", func() bool {

@@ -175,6 +175,27 @@ func (w *worker) wait(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// pause waits a back-off out. Only the instance's removal (or the agent
+// stopping) cuts it short: the other updates that wake the worker, its
+// own status reports coming back through the watch among them, do not,
+// or a crashing container would be restarted as fast as its status is
+// written. It reports whether the pause ran its course.
+func (w *worker) pause(ctx context.Context, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return true
+		}
+		if w.wait(ctx, left) {
+			return true
+		}
+		if _, removing, _ := w.state(); removing || ctx.Err() != nil {
+			return false
+		}
+	}
+}
+
 func (w *worker) run(ctx context.Context) {
 	defer close(w.done)
 	c, err := w.a.rt.Inspect(ctx, w.id)
@@ -261,9 +282,7 @@ func (w *worker) prepare(ctx context.Context, adopted bool) bool {
 		if attempt == 0 || attempt%5 == 0 {
 			w.event(ctx, v1.EventWarning, reason, "%s", msg)
 		}
-		// Only a back-off that ran its course doubles: wake-ups from
-		// updates of the instance must not race it up to the cap.
-		if w.wait(ctx, backoff) {
+		if w.pause(ctx, backoff) {
 			backoff = min(backoff*2, 60*time.Second)
 		}
 	}
@@ -465,7 +484,7 @@ func (w *worker) supervise(ctx context.Context, adopted runtime.Container) {
 				})
 				w.event(ctx, v1.EventWarning, "StartFailed", "start container: %s", msg)
 				crashes++
-				if !w.wait(ctx, backoffFor(crashes)) && ctx.Err() != nil {
+				if !w.pause(ctx, backoffFor(crashes)) && ctx.Err() != nil {
 					return
 				}
 				continue
@@ -537,7 +556,7 @@ func (w *worker) afterExit(ctx context.Context, exitCode int, why string, starte
 	} else {
 		w.event(ctx, v1.EventNormal, "Restarted", "container exited with code %d (%s); restarting%s", exitCode, why, exitHint(why))
 	}
-	return w.wait(ctx, delay) || ctx.Err() == nil
+	return w.pause(ctx, delay) || ctx.Err() == nil
 }
 
 // backoffFor is the pause before the nth consecutive restart: none for

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"math"
 	"strings"
 	"testing"
@@ -123,5 +124,46 @@ func TestStopGrace(t *testing.T) {
 				t.Errorf("got %s, want %s", got, tt.want)
 			}
 		})
+	}
+}
+
+// A back-off is waited out whatever updates of the instance wake the
+// worker (its own status reports come back as such updates: a crashing
+// container was restarted as fast as they came); only removal, or the
+// agent stopping, cuts it short.
+func TestPauseIsCutShortOnlyByRemoval(t *testing.T) {
+	w := newWorker(&Agent{}, instanceWith(v1.Health{}))
+	const d = 300 * time.Millisecond
+	done := make(chan bool, 1)
+	start := time.Now()
+	go func() { done <- w.pause(context.Background(), d) }()
+	for range 10 {
+		time.Sleep(10 * time.Millisecond)
+		w.signal() // what update does, without an Agent
+	}
+	if ran := <-done; !ran || time.Since(start) < d {
+		t.Fatalf("pause returned %v after %v under wake-ups; want true after %v", ran, time.Since(start), d)
+	}
+
+	go func() { done <- w.pause(context.Background(), time.Minute) }()
+	time.Sleep(20 * time.Millisecond)
+	w.remove(false)
+	select {
+	case ran := <-done:
+		if ran {
+			t.Fatal("a pause cut short by removal says it ran its course")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("removal did not end the pause")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	w2 := newWorker(&Agent{}, instanceWith(v1.Health{}))
+	go func() { done <- w2.pause(ctx, time.Minute) }()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the agent stopping did not end the pause")
 	}
 }
