@@ -308,6 +308,10 @@ files: [{path: /etc/db/password, secret: db, key: password}]
 		if got := strings.TrimSpace(c.execIn(ns, inst, "stat", "-c", "%a", "/etc/db/password")); got != "400" {
 			t.Errorf("/etc/db/password has mode %s, want 400", got)
 		}
+		// In memory, whatever the host's /run is on (on this VM, a disk).
+		if got := strings.TrimSpace(c.execIn(ns, inst, "stat", "-f", "-c", "%T", "/etc/db/password")); got != "tmpfs" {
+			t.Errorf("/etc/db/password is on a %q file system, want tmpfs", got)
+		}
 	}
 	t.Run("an app sees the secret as env and as a 0400 file", func(t *testing.T) { seesSecret(t, inst.Metadata.Name) })
 

@@ -91,7 +91,9 @@ func Down(ctx context.Context, dataDir string, log *slog.Logger) error {
 		}
 	}
 	if st.SecretDir != "" {
-		if err := os.RemoveAll(st.SecretDir); err != nil {
+		if err := unmountSecretFS(st.SecretDir); err != nil {
+			errs = append(errs, err)
+		} else if err := os.RemoveAll(st.SecretDir); err != nil {
 			errs = append(errs, err)
 		}
 	}

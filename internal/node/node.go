@@ -115,6 +115,9 @@ func Start(ctx context.Context, cfg Config, api *client.Client, log *slog.Logger
 	}
 	n.Driver = drv
 	secretDir := filepath.Join("/run/gantry/secrets", cfg.Name)
+	if err := secretFS(secretDir); err != nil {
+		return nil, err
+	}
 	a := agent.New(agent.Config{
 		SecretDir: secretDir,
 		NodeName:  cfg.Name, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels,
