@@ -106,10 +106,12 @@ CMD ["/bin/sh", "-c", "cat /one.txt /two.txt /greeting.txt; while true; do sleep
 			t.Fatalf("deleting a tag in use: exit %d %q", code, errOut)
 		}
 		c.MustGantry("", "delete", "app", "built")
-		if out := c.MustGantry("", "image", "rm", "built:v1", "--force"); !strings.Contains(out, "deleted") {
-			t.Fatalf("forced delete: %q", out)
+		if out := c.MustGantry("", "image", "rm", "built:v1", "--force"); !strings.Contains(out, "untagged") || !strings.Contains(out, "manifest stays") {
+			t.Fatalf("forced delete of a tag: %q", out)
 		}
-		c.MustGantry("", "registry", "gc")
+		if out := c.MustGantry("", "registry", "gc"); !strings.Contains(out, "freed ") || !strings.Contains(out, "kept ") {
+			t.Fatalf("registry gc: %q", out)
+		}
 	})
 
 	t.Run("the registry refuses bad requests with the spec's codes", func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcr "github.com/google/go-containerregistry/pkg/v1"
@@ -255,7 +256,12 @@ steps run as Docker would, with RUN executed in a real containerd container.`,
 			if err := image.Delete(cmd.Context(), env.ref(args[0]), env.auth, force); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deleted %s; run `gantry registry gc` to free the space\n", env.ref(args[0]))
+			ref := env.ref(args[0])
+			if strings.Contains(args[0], "@") {
+				fmt.Fprintf(cmd.OutOrStdout(), "deleted %s; `gantry registry gc` frees the blobs no other manifest uses (15 minutes after they were last pushed or asked for)\n", ref)
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "untagged %s; its manifest stays, pullable by digest (an App's revisions pin digests), until `gantry image rm NAME@DIGEST`; only then can `gantry registry gc` free its blobs\n", ref)
+			}
 			return nil
 		},
 	}
@@ -346,7 +352,8 @@ func loadLocalImage(path string) (ggcr.Image, error) {
 
 func newRegistryCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "registry", Short: "Operate the built-in registry"}
-	cmd.AddCommand(&cobra.Command{
+	var gcOutput string
+	gc := &cobra.Command{
 		Use:   "gc",
 		Short: "Remove blobs no manifest references (safe while the registry serves)",
 		Args:  cobra.NoArgs,
@@ -359,8 +366,41 @@ func newRegistryCmd(g *globals) *cobra.Command {
 			if _, err := c.Do(cmd.Context(), "POST", "/api/v1/registry/gc", nil, nil, &res); err != nil {
 				return err
 			}
-			return printYAML(cmd.OutOrStdout(), res)
+			w := cmd.OutOrStdout()
+			switch gcOutput {
+			case "json":
+				return printJSON(w, res)
+			case "yaml":
+				return printYAML(w, res)
+			case "":
+			default:
+				return fmt.Errorf("unknown output format %q: use json or yaml, or leave -o out for a summary", gcOutput)
+			}
+			n := func(k string) int64 { f, _ := res[k].(float64); return int64(f) }
+			fmt.Fprintf(w, "freed %s in %d blobs; kept %d manifests in %d repositories and the %d blobs they use",
+				humanBytes(n("BytesFreed")), n("BlobsDeleted"), n("Manifests"), n("Repositories"), n("BlobsMarked"))
+			if in := n("BlobsInFlight"); in > 0 {
+				fmt.Fprintf(w, "; %d unused blobs pushed or asked for in the last 15 minutes wait for a later run", in)
+			}
+			fmt.Fprintf(w, " (%s)\n", time.Duration(n("Duration")).Round(time.Millisecond))
+			return nil
 		},
-	})
+	}
+	gc.Flags().StringVarP(&gcOutput, "output", "o", "", "json or yaml: the full report")
+	cmd.AddCommand(gc)
 	return cmd
+}
+
+// humanBytes writes a size for people: 0 B, 512 B, 3.4 KiB, 12.0 MiB.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, i := float64(n)/unit, 0
+	for v >= unit && i < 3 {
+		v /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %ciB", v, "KMGT"[i])
 }
