@@ -158,16 +158,19 @@ func decodeManifest(doc []byte, ns string) (Object, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: known kinds are %s", err, kindNames())
 	}
+	var decodeErr error
 	if _, apiForm := top["metadata"]; apiForm {
 		delete(top, "status")
 		b, _ := json.Marshal(top)
-		if err := strictUnmarshal(b, o); err != nil {
-			return nil, err
-		}
+		decodeErr = strictUnmarshal(b, o)
 	} else {
-		if err := decodeFlat(top, o); err != nil {
-			return nil, err
-		}
+		decodeErr = decodeFlat(top, o)
+	}
+	// Unknown fields leave a value to validate: report them and what
+	// else is wrong together, not one round of fixes at a time.
+	var unknown unknownFields
+	if decodeErr != nil && !errors.As(decodeErr, &unknown) {
+		return nil, decodeErr
 	}
 	k, _ := KindOf(o)
 	*o.GetType() = TypeMeta{Kind: k.Kind, APIVersion: Version}
@@ -181,7 +184,7 @@ func decodeManifest(doc []byte, ns string) (Object, error) {
 		m.Namespace = ns
 	}
 	SetDefaults(o)
-	if errs := Validate(o); len(errs) > 0 {
+	if errs := append(FieldErrors(unknown), Validate(o)...); len(errs) > 0 {
 		return o, errs
 	}
 	return o, nil
@@ -255,7 +258,18 @@ func strictUnmarshal(b []byte, into any) error {
 			return FieldErrors{{Field: lowerFirstPath(jsonPath(te.Field)), Message: fmt.Sprintf("must be %s, not %s", jsonTypeName(te.Type), te.Value)}}
 		}
 		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return FieldErrors{{Field: strings.Trim(f, `"`), Message: "unknown field: check its spelling and indentation"}}
+			// Every unknown field, each with its whole path (encoding/json
+			// names the first alone, by its last key). The value is
+			// decoded without them, so that validation can say what else
+			// is wrong in the same answer.
+			fe := fieldProblems(reflect.TypeOf(into), b, "")
+			if len(fe) == 0 {
+				fe = FieldErrors{{Field: strings.Trim(f, `"`), Message: unknownFieldMessage}}
+			}
+			if json.Unmarshal(b, into) == nil {
+				return unknownFields(fe)
+			}
+			return fe
 		}
 		// A value our own types refuse: say where it is.
 		if fe := fieldProblems(reflect.TypeOf(into), b, ""); len(fe) > 0 {
@@ -267,6 +281,24 @@ func strictUnmarshal(b []byte, into any) error {
 		return fe
 	}
 	return nil
+}
+
+const unknownFieldMessage = "unknown field: check its spelling and indentation"
+
+// unknownFields is strictUnmarshal's error when the only problems were
+// unknown fields: the value was decoded without them, and may be
+// validated for the rest.
+type unknownFields FieldErrors
+
+func (u unknownFields) Error() string { return FieldErrors(u).Error() }
+
+// As lets errors.As find the FieldErrors.
+func (u unknownFields) As(target any) bool {
+	if fe, ok := target.(*FieldErrors); ok {
+		*fe = FieldErrors(u)
+		return true
+	}
+	return false
 }
 
 // UnmarshalStrict decodes JSON into v as manifests are decoded: unknown
@@ -281,6 +313,10 @@ func prefixField(err error, prefix string) error {
 		out := make(FieldErrors, len(fe))
 		for i, e := range fe {
 			out[i] = FieldError{Field: prefix + e.Field, Message: e.Message}
+		}
+		var soft unknownFields
+		if errors.As(err, &soft) {
+			return unknownFields(out)
 		}
 		return out
 	}

@@ -48,6 +48,13 @@ func TestDecodeManifestErrors(t *testing.T) {
 		{"unknown kind", "kind: Pod\nname: x", []string{`unknown kind "Pod"`}},
 		{"bad api version", "kind: App\napiVersion: v9\nname: x\nimage: a", []string{"apiVersion"}},
 		{"unknown field names the field", "kind: App\nname: x\nimgae: a", []string{"spec.imgae: unknown field"}},
+		// Not one round of fixes at a time: unknown fields, each with its
+		// whole path, and what validation finds, in one answer.
+		{"unknown fields do not hide the other problems", "kind: App\nname: Bad_Name\nimage: ''\nreplicas: -1\nports: [{port: 70000, bogus: 1}]\nresourcez: {}\nstrategy: {maxSurge: 1, extra: 2}",
+			[]string{"spec.resourcez: unknown field", "spec.ports[0].bogus: unknown field", "spec.strategy.extra: unknown field",
+				"metadata.name:", "spec.image:", "spec.replicas:", "spec.ports[0].port:"}},
+		{"unknown fields in the API form have their paths", `{"kind":"App","metadata":{"name":"x","labelz":{}},"spec":{"image":"a","ports":[{"port":80,"bogus":1}]}}`,
+			[]string{"metadata.labelz: unknown field", "spec.ports[0].bogus: unknown field"}},
 		{"wrong type names the field", "kind: App\nname: x\nimage: a\nreplicas: many", []string{"spec.replicas", "whole number"}},
 		{"every field error is reported", `kind: App
 name: Bad_Name

@@ -59,11 +59,16 @@ func fieldProblems(t reflect.Type, raw json.RawMessage, path string) FieldErrors
 				out = append(out, fieldProblems(f.Type, v, join(key))...)
 				continue
 			}
+			cased := false
 			for _, name := range slices.Sorted(maps.Keys(fields)) {
 				if strings.EqualFold(name, key) {
 					out = append(out, FieldError{Field: join(key), Message: fmt.Sprintf("unknown field: did you mean %q? Field names are case-sensitive", name)})
+					cased = true
 					break
 				}
+			}
+			if !cased {
+				out = append(out, FieldError{Field: join(key), Message: unknownFieldMessage})
 			}
 		}
 	case reflect.Slice, reflect.Array:
