@@ -39,6 +39,19 @@ func pct(v, of float64) string {
 
 func cores(c float64) string { return fmt.Sprintf("%dm", int64(c*1000+0.5)) }
 
+// cpuShare is CPU use as a share of the CPU limit, or of the request
+// when the template sets no limit (instances may then use more than
+// they asked for), saying which.
+func cpuShare(use, of float64, r v1.Resources) string {
+	if of <= 0 {
+		return "-"
+	}
+	if r.CPULimit() == 0 {
+		return pct(use, of) + " of request"
+	}
+	return pct(use, of) + " of limit"
+}
+
 func newTopCmd(g *globals) *cobra.Command {
 	var all bool
 	cmd := &cobra.Command{
@@ -67,16 +80,17 @@ func newTopCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				rows := [][]string{{"NAMESPACE", "APP", "INSTANCES", "CPU", "CPU/LIMIT", "CPU REQUEST", "MEMORY", "MEMORY/LIMIT"}}
+				// CPU and its request are the App's totals, over its instances.
+				rows := [][]string{{"NAMESPACE", "APP", "INSTANCES", "CPU", "CPU%", "CPU REQUEST", "MEMORY", "MEMORY/LIMIT"}}
 				for _, a := range apps {
 					m, err := fetchMetrics(ctx, c, "App", a.Metadata.Namespace, a.Metadata.Name)
 					if err != nil || len(m.Points) == 0 {
-						rows = append(rows, []string{a.Metadata.Namespace, a.Metadata.Name, fmt.Sprint(a.Status.Replicas), "-", "-", a.Spec.Resources.CPU.String(), "-", "-"})
+						rows = append(rows, []string{a.Metadata.Namespace, a.Metadata.Name, fmt.Sprint(a.Status.Replicas), "-", "-", cores(float64(a.Spec.Resources.CPU) / 1000 * float64(a.Status.Replicas)), "-", "-"})
 						continue
 					}
 					p := m.Points[len(m.Points)-1]
-					rows = append(rows, []string{a.Metadata.Namespace, a.Metadata.Name, fmt.Sprint(p.Instances), cores(p.CPU), pct(p.CPU, m.CPULimit),
-						a.Spec.Resources.CPU.String(), v1.Bytes(p.Memory).String(), pct(float64(p.Memory), float64(p.MemoryLimit))})
+					rows = append(rows, []string{a.Metadata.Namespace, a.Metadata.Name, fmt.Sprint(p.Instances), cores(p.CPU), cpuShare(p.CPU, m.CPULimit, a.Spec.Resources),
+						cores(float64(a.Spec.Resources.CPU) / 1000 * float64(p.Instances)), v1.Bytes(p.Memory).String(), pct(float64(p.Memory), float64(p.MemoryLimit))})
 				}
 				printRows(w, rows)
 			case "Instance":
@@ -85,7 +99,7 @@ func newTopCmd(g *globals) *cobra.Command {
 					return err
 				}
 				sort.Slice(insts, func(i, j int) bool { return insts[i].Metadata.Key() < insts[j].Metadata.Key() })
-				rows := [][]string{{"NAMESPACE", "INSTANCE", "APP", "CPU", "CPU/LIMIT", "MEMORY", "MEMORY/LIMIT", "RESTARTS", "NODE"}}
+				rows := [][]string{{"NAMESPACE", "INSTANCE", "APP", "CPU", "CPU%", "MEMORY", "MEMORY/LIMIT", "RESTARTS", "NODE"}}
 				for _, i := range insts {
 					m, err := fetchMetrics(ctx, c, "Instance", i.Metadata.Namespace, i.Metadata.Name)
 					if err != nil || len(m.Points) == 0 {
@@ -93,7 +107,7 @@ func newTopCmd(g *globals) *cobra.Command {
 						continue
 					}
 					p := m.Points[len(m.Points)-1]
-					rows = append(rows, []string{i.Metadata.Namespace, i.Metadata.Name, i.Spec.App, cores(p.CPU), pct(p.CPU, m.CPULimit),
+					rows = append(rows, []string{i.Metadata.Namespace, i.Metadata.Name, i.Spec.App, cores(p.CPU), cpuShare(p.CPU, m.CPULimit, i.Spec.Template.Resources),
 						v1.Bytes(p.Memory).String(), pct(float64(p.Memory), float64(p.MemoryLimit)), fmt.Sprint(i.Status.Restarts), orDash(i.Spec.Node)})
 				}
 				printRows(w, rows)

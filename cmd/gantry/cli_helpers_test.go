@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
 )
 
 // exitCode is what main would exit with after err.
@@ -55,6 +57,23 @@ func TestHumanBytes(t *testing.T) {
 	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 12 << 20: "12.0 MiB", 3 << 40: "3.0 TiB", 5 << 50: "5120.0 TiB"} {
 		if got := humanBytes(n); got != want {
 			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestCPUShareSaysWhatItIsAShareOf(t *testing.T) {
+	limited := v1.Resources{CPU: 100, Limits: &v1.ResourceLimits{CPU: 500}}
+	for _, tc := range []struct {
+		use, of float64
+		r       v1.Resources
+		want    string
+	}{
+		{0.25, 0.5, limited, "50% of limit"},
+		{0.8, 0.05, v1.Resources{CPU: 50}, "1600% of request"},
+		{0.1, 0, v1.Resources{}, "-"},
+	} {
+		if got := cpuShare(tc.use, tc.of, tc.r); got != tc.want {
+			t.Errorf("cpuShare(%v, %v) = %q, want %q", tc.use, tc.of, got, tc.want)
 		}
 	}
 }
