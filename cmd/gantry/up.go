@@ -123,7 +123,7 @@ The first start creates a cluster admin and writes the CLI config
 	f.BoolVar(&o.noTLS, "insecure-no-tls", false, "serve the API and registry over plain HTTP (for debugging only)")
 	f.StringVar(&o.debugAddr, "debug-addr", "", "serve Go's /debug/pprof profiles here (e.g. 127.0.0.1:6060; off by default)")
 	f.BoolVar(&o.seed, "seed", false, "push the busybox seed image (library/busybox:latest) once up")
-	f.StringSliceVar(&o.apply, "apply", nil, "apply these manifests once up (the demo of `make up`)")
+	f.StringSliceVar(&o.apply, "apply", nil, "apply these manifests once up (the demo of make up)")
 	f.StringVar(&o.ingressAddr, "ingress-addr", ":8080", "where the HTTP load balancer listens (empty: no load balancer)")
 	f.StringVar(&o.ingressHTTPS, "ingress-https-addr", "", "where the HTTPS load balancer listens, for routes with tls (e.g. :8443)")
 	f.DurationVar(&o.ingressResponseTimeout, "ingress-response-timeout", 0, "how long the load balancer waits for an instance to start answering before a 504 (0: no limit, for long polls; nginx's proxy_read_timeout is 60s)")
@@ -215,7 +215,12 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 		return err
 	}
 	log.Info("gantry is up", "api", srv.APIURL, "data", dataDir, "config", cfgPath, "startup", time.Since(start).Round(time.Millisecond))
-	fmt.Fprintf(cmd.ErrOrStderr(), "\nGantry is up (%s). Try:\n  gantry apply -f examples/hello.yaml\n  gantry get apps\n\n", strings.TrimPrefix(srv.APIURL, "http://"))
+	// The CLI finds the config by itself only at its default place.
+	cli := "gantry"
+	if cfgPath != defaultConfigPath() {
+		cli = "gantry --config " + cfgPath
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "\nGantry is up (%s). Try:\n  %s apply -f examples/hello.yaml\n  %s get apps\n\n", strings.TrimPrefix(srv.APIURL, "http://"), cli, cli)
 
 	select {
 	case <-ctx.Done():
