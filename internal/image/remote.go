@@ -336,6 +336,16 @@ func Delete(ctx context.Context, ref string, auth Auth, force bool) error {
 	return nil
 }
 
+// registryError is a registry's answer as its messages say it; the
+// transport.Error stays underneath for errors.As.
+type registryError struct {
+	msg string
+	err error
+}
+
+func (e *registryError) Error() string { return e.msg }
+func (e *registryError) Unwrap() error { return e.err }
+
 func authenticator(a Auth) authn.Authenticator {
 	if a.Token == "" {
 		return authn.Anonymous
@@ -347,6 +357,15 @@ func authenticator(a Auth) authn.Authenticator {
 func explain(err error) error {
 	var terr *transport.Error
 	if errors.As(err, &terr) {
+		if len(terr.Errors) > 0 {
+			// The registry's messages, without the Go rendering of each
+			// one's detail (map[...]) that transport.Error adds.
+			msgs := make([]string, 0, len(terr.Errors))
+			for _, d := range terr.Errors {
+				msgs = append(msgs, d.Message)
+			}
+			err = &registryError{msg: strings.Join(msgs, "; "), err: err}
+		}
 		switch terr.StatusCode {
 		case http.StatusUnauthorized:
 			return fmt.Errorf("%w (log in again: the token is missing, expired or revoked)", err)

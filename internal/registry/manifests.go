@@ -219,7 +219,7 @@ func (r *Registry) deleteManifest(w http.ResponseWriter, req *http.Request, rt r
 	if !force && r.cfg.CanDelete != nil {
 		if err := r.cfg.CanDelete(req.Context(), rt.repo, rt.ref); err != nil {
 			writeError(w, http.StatusConflict, codeDenied,
-				fmt.Sprintf("%s:%s cannot be deleted: %v (delete with ?force=true to override)", rt.repo, rt.ref, err),
+				fmt.Sprintf("%s:%s cannot be deleted: %v (force it with gantry image rm --force, or ?force=true)", rt.repo, rt.ref, err),
 				map[string]string{"repository": rt.repo, "reference": rt.ref})
 			return
 		}
