@@ -612,7 +612,11 @@ func testBadTokens(t *testing.T, c *Cluster) {
 		count := func(do func() reply) map[int]int {
 			codes := map[int]int{}
 			for range 40 {
-				codes[do().Code]++
+				r := do()
+				codes[r.Code]++
+				if r.Code == http.StatusTooManyRequests && r.Header.Get("Retry-After") == "" {
+					t.Errorf("a 429 without Retry-After: %s", r)
+				}
 			}
 			return codes
 		}

@@ -35,7 +35,13 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	root := newRootCmd()
 	err := root.ExecuteContext(ctx)
+	interrupted := ctx.Err() != nil // before stop, which cancels it too
 	stop()
+	if err != nil && interrupted && errors.Is(err, context.Canceled) {
+		// Ctrl-C ended a command that follows (logs -f, events -w,
+		// rollout status): not an error to report; 130, as shells do.
+		os.Exit(130)
+	}
 	if err != nil {
 		code := 1
 		var ee *exitError

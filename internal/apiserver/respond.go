@@ -38,6 +38,10 @@ func writeError(w http.ResponseWriter, err error) {
 	if code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="gantry"`)
 	}
+	if code == http.StatusTooManyRequests {
+		// The failure budget refills at several a second.
+		w.Header().Set("Retry-After", "1")
+	}
 	writeJSON(w, code, st)
 }
 

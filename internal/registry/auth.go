@@ -271,6 +271,7 @@ func (r *Registry) serveToken(w http.ResponseWriter, req *http.Request) {
 	}
 	src := sourceOf(req)
 	if r.limiter.Blocked(src, time.Now()) {
+		w.Header().Set("Retry-After", "1") // the failure budget refills at several a second
 		writeError(w, http.StatusTooManyRequests, codeTooManyRequests, tooManyFailures.err.Error(), nil)
 		return
 	}

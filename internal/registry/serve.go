@@ -122,6 +122,7 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request, who *Identity
 	c, fail := r.authenticate(req)
 	if fail != nil {
 		if fail.tooMany {
+			w.Header().Set("Retry-After", "1") // the failure budget refills at several a second
 			writeError(w, http.StatusTooManyRequests, codeTooManyRequests, fail.err.Error(), nil)
 			return
 		}
