@@ -15,7 +15,7 @@ import (
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/discovery"
 	"github.com/gantry-dev/gantry/internal/pki"
-	"github.com/gantry-dev/gantry/internal/secrets"
+	"github.com/gantry-dev/gantry/internal/secrets/secretstest"
 	"github.com/gantry-dev/gantry/internal/store"
 	"github.com/gantry-dev/gantry/internal/store/storetest"
 )
@@ -79,15 +79,7 @@ func TestAutoWildcardRouteHasOneCertificate(t *testing.T) {
 // whatever data it is given.
 func secretCerts(t *testing.T, st *store.Store) (c *routeCerts, put func() *tls.Certificate, putData func(map[string][]byte)) {
 	t.Helper()
-	key, err := secrets.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := secrets.NewKeyring(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	codec := secrets.NewCodec(kr)
+	codec := secretstest.Codec(t)
 	c, ca := routeCertsFor(t, &discovery.Service{Namespace: "a", Name: "shop",
 		Routes: []v1.Route{{Host: "*.shop.example.com", TLS: "shop-cert"}}})
 	c.store, c.codec = st, codec

@@ -15,7 +15,7 @@ import (
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/apiserver"
 	"github.com/gantry-dev/gantry/internal/auth"
-	"github.com/gantry-dev/gantry/internal/secrets"
+	"github.com/gantry-dev/gantry/internal/secrets/secretstest"
 	"github.com/gantry-dev/gantry/internal/store"
 	"github.com/gantry-dev/gantry/internal/store/storetest"
 )
@@ -52,15 +52,7 @@ func StartConfig(t testing.TB, dir, addr string, cfg apiserver.Config, opts ...a
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	key, err := secrets.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := secrets.NewKeyring(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts = append([]apiserver.Option{apiserver.WithSecrets(secrets.NewCodec(kr))}, opts...)
+	opts = append([]apiserver.Option{apiserver.WithSecrets(secretstest.Codec(t))}, opts...)
 	api := apiserver.New(cfg, s, &auth.Authenticator{Store: s}, &auth.Authorizer{Store: s}, log, opts...)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
