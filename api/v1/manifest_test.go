@@ -53,6 +53,8 @@ func TestDecodeManifestErrors(t *testing.T) {
 		{"unknown fields do not hide the other problems", "kind: App\nname: Bad_Name\nimage: ''\nreplicas: -1\nports: [{port: 70000, bogus: 1}]\nresourcez: {}\nstrategy: {maxSurge: 1, extra: 2}",
 			[]string{"spec.resourcez: unknown field", "spec.ports[0].bogus: unknown field", "spec.strategy.extra: unknown field",
 				"metadata.name:", "spec.image:", "spec.replicas:", "spec.ports[0].port:"}},
+		{"unknown fields inside env items are found", "kind: App\nname: x\nimage: a\nenv: [{name: A, valeu: x}, {name: B, secret: {name: s, kee: k}}]",
+			[]string{"spec.env[0].valeu: unknown field", "spec.env[1].secret.kee: unknown field"}},
 		{"unknown fields in the API form have their paths", `{"kind":"App","metadata":{"name":"x","labelz":{}},"spec":{"image":"a","ports":[{"port":80,"bogus":1}]}}`,
 			[]string{"metadata.labelz: unknown field", "spec.ports[0].bogus: unknown field"}},
 		{"wrong type names the field", "kind: App\nname: x\nimage: a\nreplicas: many", []string{"spec.replicas", "whole number"}},

@@ -37,7 +37,12 @@ func fieldProblems(t reflect.Type, raw json.RawMessage, path string) FieldErrors
 				return FieldErrors{{Field: path, Message: err.Error()}}
 			}
 		}
-		return nil
+		// A list with a decoder of its own (EnvList takes a map too)
+		// decodes its items without encoding/json's strictness: walk
+		// them when it is given as a list.
+		if t.Kind() != reflect.Slice || !bytes.HasPrefix(bytes.TrimSpace(raw), []byte("[")) {
+			return nil
+		}
 	}
 	join := func(key string) string {
 		if path == "" {

@@ -196,6 +196,19 @@ func (w *worker) pause(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// restoreSecretFiles writes an adopted container's secret files again.
+// Its task bind-mounts them from the node's tmpfs, which may be new since
+// the container was made (the first start after they moved off the disk,
+// a node whose mounts were lost): without them, the next restart in
+// place could not mount its files. The running process keeps the ones it
+// has. A failure is only logged: the container runs on, and a restart
+// that then fails says so.
+func (w *worker) restoreSecretFiles(ctx context.Context, inst *v1.Instance) {
+	if _, err := w.a.secretFiles(ctx, inst, ""); err != nil && ctx.Err() == nil {
+		w.a.log.Warn("could not write the secret files of an adopted instance again; a restart in place may fail", "instance", w.key, "err", err)
+	}
+}
+
 func (w *worker) run(ctx context.Context) {
 	defer close(w.done)
 	c, err := w.a.rt.Inspect(ctx, w.id)
@@ -303,6 +316,9 @@ func (e *pullError) Unwrap() error { return e.err }
 // instance, once the attachment is there, before the container starts.
 func (w *worker) setup(ctx context.Context, adopted bool) (err error) {
 	inst, _, _ := w.state()
+	if adopted {
+		w.restoreSecretFiles(ctx, inst)
+	}
 	start := time.Now()
 	var took setupTimes
 	var ctrErr error

@@ -2,12 +2,20 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/client"
 )
 
 func TestBackoffFor(t *testing.T) {
@@ -166,4 +174,38 @@ func TestPauseIsCutShortOnlyByRemoval(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the agent stopping did not end the pause")
 	}
+}
+
+// An adopted container's secret files are written again, so that its
+// next restart in place finds what its task bind-mounts (the node's
+// tmpfs may be new since the container was made); a failure to read the
+// secret leaves the running container alone.
+func TestAdoptedInstancesGetTheirSecretFilesBack(t *testing.T) {
+	var fail atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fail.Load() || !strings.HasSuffix(r.URL.Path, "/secrets/db/reveal") {
+			http.Error(w, `{"code":503,"message":"away"}`, http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"password":"s3cret"}`)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := client.New(client.Config{Server: srv.URL, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	a := &Agent{cfg: Config{NodeName: "n1", SecretDir: filepath.Join(dir, "secrets")}, api: c, log: slog.New(slog.DiscardHandler)}
+	inst := instanceWith(v1.Health{})
+	inst.Spec.Template.Files = []v1.FileMount{{Path: "/etc/db/password", Secret: "db", Key: "password"}}
+	w := newWorker(a, inst)
+	src := filepath.Join(a.secretDir(w.id), "0")
+
+	w.restoreSecretFiles(context.Background(), inst)
+	if b, err := os.ReadFile(src); err != nil || string(b) != "s3cret" {
+		t.Fatalf("%s after adoption: %q, %v", src, b, err)
+	}
+	fail.Store(true)
+	w.restoreSecretFiles(context.Background(), inst) // logs, does not panic or block
 }

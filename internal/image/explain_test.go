@@ -23,6 +23,9 @@ func TestExplainKeepsTheRegistrysMessage(t *testing.T) {
 	if !errors.As(err, &back) || back.StatusCode != http.StatusConflict {
 		t.Error("the transport.Error is lost")
 	}
+	if got := explain(&transport.Error{StatusCode: http.StatusNotFound, Errors: []transport.Diagnostic{{Code: transport.ManifestUnknownErrorCode}}}).Error(); got != "MANIFEST_UNKNOWN" {
+		t.Errorf("a code without a message: %q, want the code", got)
+	}
 	unauth := explain(&transport.Error{StatusCode: http.StatusUnauthorized, Errors: []transport.Diagnostic{{Code: transport.UnauthorizedErrorCode, Message: "authentication required"}}})
 	if got := unauth.Error(); !strings.HasPrefix(got, "authentication required (log in again") || strings.Contains(got, "map[") {
 		t.Errorf("explain(401) = %q", got)

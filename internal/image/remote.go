@@ -357,12 +357,17 @@ func authenticator(a Auth) authn.Authenticator {
 func explain(err error) error {
 	var terr *transport.Error
 	if errors.As(err, &terr) {
-		if len(terr.Errors) > 0 {
+		if direct, ok := err.(*transport.Error); ok && len(direct.Errors) > 0 {
 			// The registry's messages, without the Go rendering of each
-			// one's detail (map[...]) that transport.Error adds.
-			msgs := make([]string, 0, len(terr.Errors))
-			for _, d := range terr.Errors {
-				msgs = append(msgs, d.Message)
+			// one's detail (map[...]) that transport.Error adds; its code
+			// where it gave no message.
+			msgs := make([]string, 0, len(direct.Errors))
+			for _, d := range direct.Errors {
+				m := d.Message
+				if m == "" {
+					m = string(d.Code)
+				}
+				msgs = append(msgs, m)
 			}
 			err = &registryError{msg: strings.Join(msgs, "; "), err: err}
 		}
