@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -32,15 +33,25 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == logDriverCommand {
 		logfile.RunDriver()
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	var got atomic.Value // the signal that ended the run
+	go func() {
+		if sig, ok := <-sigs; ok {
+			got.Store(sig)
+			cancel()
+		}
+	}()
 	root := newRootCmd()
 	err := root.ExecuteContext(ctx)
-	interrupted := ctx.Err() != nil // before stop, which cancels it too
-	stop()
-	if err != nil && interrupted && errors.Is(err, context.Canceled) {
-		// Ctrl-C ended a command that follows (logs -f, events -w,
-		// rollout status): not an error to report; 130, as shells do.
-		os.Exit(130)
+	signal.Stop(sigs)
+	cancel()
+	if sig, ok := got.Load().(syscall.Signal); ok && err != nil && errors.Is(err, context.Canceled) {
+		// Ctrl-C (or SIGTERM) ended a command that follows (logs -f,
+		// events -w, rollout status): not an error to report; the
+		// status is 128 + the signal, as shells give.
+		os.Exit(128 + int(sig))
 	}
 	if err != nil {
 		code := 1
