@@ -345,9 +345,16 @@ func (r *Run) worker(ctx context.Context) {
 		if !ok {
 			return
 		}
+		// Overdue when this connection came free: it waited on busy
+		// connections.
+		late := !time.Now().Before(due)
 		if !r.wait(ctx, timer, due) {
 			r.markStop()
-			if r.dueBeforeStop(due) {
+			// Only a request that was kept waiting by busy connections
+			// failed to go; one whose due time merely raced the stop (the
+			// timer and the stop firing together) was not the target's
+			// doing, and is left out.
+			if late && r.dueBeforeStop(due) {
 				r.record(Result{Seq: seq, Due: due, Err: notSent})
 			}
 			return
