@@ -53,14 +53,6 @@ func TestUsageErrorsExitNonZero(t *testing.T) {
 	}
 }
 
-func TestHumanBytes(t *testing.T) {
-	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 12 << 20: "12.0 MiB", 3 << 40: "3.0 TiB", 5 << 50: "5120.0 TiB"} {
-		if got := humanBytes(n); got != want {
-			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
-
 func TestCPUShareSaysWhatItIsAShareOf(t *testing.T) {
 	limited := v1.Resources{CPU: 100, Limits: &v1.ResourceLimits{CPU: 500}}
 	for _, tc := range []struct {

@@ -378,7 +378,7 @@ func newRegistryCmd(g *globals) *cobra.Command {
 			}
 			n := func(k string) int64 { f, _ := res[k].(float64); return int64(f) }
 			fmt.Fprintf(w, "freed %s in %d blobs; kept %d manifests in %d repositories and the %d blobs they use",
-				humanBytes(n("BytesFreed")), n("BlobsDeleted"), n("Manifests"), n("Repositories"), n("BlobsMarked"))
+				image.HumanBytes(n("BytesFreed")), n("BlobsDeleted"), n("Manifests"), n("Repositories"), n("BlobsMarked"))
 			if in := n("BlobsInFlight"); in > 0 {
 				fmt.Fprintf(w, "; %d unused blobs pushed or asked for in the last 15 minutes wait for a later run", in)
 			}
@@ -389,18 +389,4 @@ func newRegistryCmd(g *globals) *cobra.Command {
 	gc.Flags().StringVarP(&gcOutput, "output", "o", "", "json or yaml: the full report")
 	cmd.AddCommand(gc)
 	return cmd
-}
-
-// humanBytes writes a size for people: 0 B, 512 B, 3.4 KiB, 12.0 MiB.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	v, i := float64(n)/unit, 0
-	for v >= unit && i < 3 {
-		v /= unit
-		i++
-	}
-	return fmt.Sprintf("%.1f %ciB", v, "KMGT"[i])
 }

@@ -81,10 +81,10 @@ func (b *Bar) line() string {
 	elapsed := b.now().Sub(b.start)
 	rate := ""
 	if s := elapsed.Seconds(); s > 0 {
-		rate = humanBytes(int64(float64(b.done)/s)) + "/s"
+		rate = HumanBytes(int64(float64(b.done)/s)) + "/s"
 	}
 	if b.total <= 0 {
-		return fmt.Sprintf("%s  %s  %s", b.label, humanBytes(b.done), rate)
+		return fmt.Sprintf("%s  %s  %s", b.label, HumanBytes(b.done), rate)
 	}
 	frac := min(1, float64(b.done)/float64(b.total))
 	bar := b.width
@@ -103,13 +103,13 @@ func (b *Bar) line() string {
 		}
 		sb.WriteString("]")
 	}
-	fmt.Fprintf(&sb, " %3.0f%% %s/%s  %s", frac*100, humanBytes(b.done), humanBytes(b.total), rate)
+	fmt.Fprintf(&sb, " %3.0f%% %s/%s  %s", frac*100, HumanBytes(b.done), HumanBytes(b.total), rate)
 	return sb.String()
 }
 
-// humanBytes renders a size in decimal units, as registries and docker
+// HumanBytes renders a size in decimal units, as registries and docker
 // report them.
-func humanBytes(n int64) string {
+func HumanBytes(n int64) string {
 	const unit = 1000
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

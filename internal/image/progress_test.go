@@ -63,3 +63,11 @@ func TestBar(t *testing.T) {
 		}
 	})
 }
+
+func TestHumanBytes(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 999: "999 B", 1000: "1.0 kB", 1500: "1.5 kB", 12_000_000: "12.0 MB", 3_000_000_000_000: "3.0 TB"} {
+		if got := HumanBytes(n); got != want {
+			t.Errorf("HumanBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
