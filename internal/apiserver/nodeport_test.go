@@ -8,13 +8,9 @@ import (
 // A nodePort is checked against every other App's at apply, as routes
 // are: the load balancer can publish it for one App only.
 func TestNodePortCollisionsAreRefused(t *testing.T) {
-	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
-	if code, body := raw(t, ts, "POST", "/api/v1/namespaces", "application/yaml", []byte("kind: Namespace\nmetadata: {name: shop}\n")); code != 201 {
-		t.Fatalf("create namespace: %d %s", code, body)
-	}
+	ts, create := claimServer(t)
 	app := func(ns, name, ports string) (int, string) {
-		return raw(t, ts, "POST", "/api/v1/namespaces/"+ns+"/apps", "application/yaml",
-			[]byte("kind: App\nmetadata: {name: "+name+"}\nspec: {image: db:v1, ports: "+ports+"}\n"))
+		return create(ns, name, "image: db:v1, ports: "+ports)
 	}
 	for _, tc := range []struct {
 		ns, name, ports string

@@ -13,13 +13,9 @@ import (
 // owner, and so is another namespace's default host, and a route whose
 // tls differs from another App's on the same host.
 func TestRouteCollisionsAreRefused(t *testing.T) {
-	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
-	if code, body := raw(t, ts, "POST", "/api/v1/namespaces", "application/yaml", []byte("kind: Namespace\nmetadata: {name: shop}\n")); code != 201 {
-		t.Fatalf("create namespace: %d %s", code, body)
-	}
+	_, create := claimServer(t)
 	app := func(ns, name, routes string) (int, string) {
-		return raw(t, ts, "POST", "/api/v1/namespaces/"+ns+"/apps", "application/yaml",
-			[]byte("kind: App\nmetadata: {name: "+name+"}\nspec: {image: web:v1, ports: [{name: http, port: 8080}], routes: "+routes+"}\n"))
+		return create(ns, name, "image: web:v1, ports: [{name: http, port: 8080}], routes: "+routes)
 	}
 	for _, tc := range []struct {
 		ns, name, routes string
@@ -45,6 +41,21 @@ func TestRouteCollisionsAreRefused(t *testing.T) {
 		if code != tc.code || !strings.Contains(body, tc.says) {
 			t.Errorf("%s/%s with routes %s: %d %s; want %d saying %q", tc.ns, tc.name, tc.routes, code, body, tc.code, tc.says)
 		}
+	}
+}
+
+// claimServer starts a server with namespaces default and shop, and a
+// function that creates an App there from the fields of its spec, for
+// the checks of what Apps claim (routes, node ports).
+func claimServer(t *testing.T) (*testServer, func(ns, name, spec string) (int, string)) {
+	t.Helper()
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	if code, body := raw(t, ts, "POST", "/api/v1/namespaces", "application/yaml", []byte("kind: Namespace\nmetadata: {name: shop}\n")); code != 201 {
+		t.Fatalf("create namespace: %d %s", code, body)
+	}
+	return ts, func(ns, name, spec string) (int, string) {
+		return raw(t, ts, "POST", "/api/v1/namespaces/"+ns+"/apps", "application/yaml",
+			[]byte("kind: App\nmetadata: {name: "+name+"}\nspec: {"+spec+"}\n"))
 	}
 }
 
