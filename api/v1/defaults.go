@@ -18,6 +18,9 @@ const (
 	// DefaultRevisionHistoryLimit is how many earlier revisions an App
 	// keeps, as Kubernetes keeps old ReplicaSets.
 	DefaultRevisionHistoryLimit = 10
+	// LibraryNamespace holds the registry's base images, which every
+	// authenticated user may pull.
+	LibraryNamespace = "library"
 )
 
 // DefaultMaxSurge and DefaultMaxUnavailable are the rolling update

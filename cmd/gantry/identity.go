@@ -147,23 +147,11 @@ func newUserCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			if _, err := c.Delete(ctx, "User", "", args[0]); err != nil {
+			// The server deletes the user's tokens and role bindings
+			// with them, so a later user of the same name inherits
+			// nothing.
+			if _, err := c.Delete(cmd.Context(), "User", "", args[0]); err != nil {
 				return err
-			}
-			// Revoke the user's tokens and bindings too, so a later user
-			// of the same name inherits nothing.
-			toks, _, _ := client.List[*v1.Token](ctx, c, "", client.ListOptions{})
-			for _, t := range toks {
-				if t.Spec.User == args[0] {
-					c.Delete(ctx, "Token", "", t.Metadata.Name)
-				}
-			}
-			bs, _, _ := client.List[*v1.RoleBinding](ctx, c, "", client.ListOptions{})
-			for _, b := range bs {
-				if b.Spec.User == args[0] {
-					c.Delete(ctx, "RoleBinding", "", b.Metadata.Name)
-				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "user/%s deleted\n", args[0])
 			return nil

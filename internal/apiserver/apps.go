@@ -25,6 +25,7 @@ func (s *Server) saveApp(ctx context.Context, a *v1.App, prev *v1.App, dry bool)
 		// again.
 		a.Spec.Template.RestartNonce = prev.Spec.Template.RestartNonce
 	}
+	defer s.HoldQuota(ctx, a.Metadata.Namespace)()
 	image, digest, resolve, err := s.admitApp(ctx, a, prev, dry)
 	if err != nil {
 		return "", err
@@ -135,6 +136,11 @@ func (s *Server) admitApp(ctx context.Context, a *v1.App, prev *v1.App, dry bool
 		return "", "", nil, err
 	}
 	image := v1.QualifyImage(a.Spec.Image, a.Metadata.Namespace, s.cfg.Registry)
+	if prev == nil || a.Spec.Image != prev.Spec.Image {
+		if err := s.mayPull(ctx, image); err != nil {
+			return "", "", nil, err
+		}
+	}
 	if _, d, ok := strings.Cut(image, "@"); ok {
 		return image, d, nil, nil
 	}
@@ -154,6 +160,36 @@ func (s *Server) admitApp(ctx context.Context, a *v1.App, prev *v1.App, dry bool
 		return d
 	}
 	return image, "", resolve, nil
+}
+
+// mayPull refuses an image of the cluster registry that the caller may
+// not pull: the node pulls it with a credential that reads every
+// namespace, and whoever runs it can read it through exec and logs, so
+// deploying an image is pulling it. Base images of the library namespace
+// are everyone's. A change the server makes itself (the controller's
+// automatic rollback) has no caller, and restores what someone was
+// allowed to deploy.
+func (s *Server) mayPull(ctx context.Context, image string) error {
+	id, ok := ctx.Value(identityKey).(*auth.Identity)
+	if !ok || s.cfg.Registry == "" {
+		return nil
+	}
+	repo, ok := strings.CutPrefix(image, s.cfg.Registry+"/")
+	if !ok {
+		return nil // another registry: its own credentials decide
+	}
+	ns, _, _ := strings.Cut(repo, "/")
+	if ns == v1.LibraryNamespace {
+		return nil
+	}
+	a := auth.Attributes{Verb: "pull", Resource: "images", Namespace: ns}
+	if err := s.authz.Authorize(ctx, id, a); err != nil {
+		if errors.Is(err, v1.ErrForbidden) {
+			return auth.Forbidden(id, a, fmt.Sprintf("image %s is in namespace %q, and deploying an image takes leave to pull it", image, ns))
+		}
+		return err
+	}
+	return nil
 }
 
 // checkPolicy refuses what the namespace's policy does not allow.
@@ -348,6 +384,11 @@ func (s *Server) deleteNamespace(ctx context.Context, name string, rev int64) (v
 	old, err := s.store.Delete(ctx, store.KindFor[*v1.Namespace](), "", name, 0)
 	if err != nil {
 		return nil, err
+	}
+	// Bindings name their namespace by name: left behind, they would
+	// grant their roles again in a later namespace of the same name.
+	if err := deleteMatching(ctx, s, func(b *v1.RoleBinding) bool { return b.Spec.Namespace == name }); err != nil {
+		return nil, fmt.Errorf("namespace %s was deleted, but not all of its role bindings: %w; delete them with `gantry delete rolebinding NAME`", name, err)
 	}
 	return old, nil
 }

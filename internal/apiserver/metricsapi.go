@@ -1,8 +1,10 @@
 package apiserver
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -55,9 +57,7 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request, ri *reques
 			return err
 		}
 		rep.Node.Node = ri.Name
-		for i := range rep.Instances {
-			rep.Instances[i].Node = ri.Name
-		}
+		rep.Instances = s.reported.bound(ctx, s.store, ri.Name, rep.Instances)
 		s.window.Add(rep)
 		w.WriteHeader(http.StatusNoContent)
 		return nil
@@ -97,4 +97,46 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request, ri *reques
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
+}
+
+// reportedInstances remembers, per node, the instances its agent reported
+// that are bound to it, and their App, so that each is looked up in the
+// store once rather than at every report.
+type reportedInstances struct {
+	mu     sync.Mutex
+	byNode map[string]map[string]string // namespace/name → App
+}
+
+// bound keeps the samples of instances bound to node, with the node and
+// App taken from the store rather than from the report: a node's
+// credential must not write samples for another node's or another
+// namespace's instances (they feed that namespace's autoscaler, alerts
+// and charts), nor grow the window with names that do not exist.
+func (r *reportedInstances) bound(ctx context.Context, st *store.Store, node string, in []metrics.InstanceSample) []metrics.InstanceSample {
+	r.mu.Lock()
+	known := r.byNode[node]
+	r.mu.Unlock()
+	next := make(map[string]string, len(in))
+	out := in[:0]
+	for _, smp := range in {
+		key := smp.Namespace + "/" + smp.Name
+		app, ok := known[key]
+		if !ok {
+			inst, err := store.Get[*v1.Instance](ctx, st, smp.Namespace, smp.Name)
+			if err != nil || (inst.Spec.Node != node && inst.Status.Node != node) {
+				continue // gone, never there, another node's, or unknown for now
+			}
+			app = inst.Spec.App
+		}
+		next[key] = app
+		smp.Node, smp.App = node, app
+		out = append(out, smp)
+	}
+	r.mu.Lock()
+	if r.byNode == nil {
+		r.byNode = map[string]map[string]string{}
+	}
+	r.byNode[node] = next
+	r.mu.Unlock()
+	return out
 }

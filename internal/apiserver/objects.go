@@ -548,6 +548,8 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 		old, err = s.deleteNamespace(ctx, ri.Name, rev)
 	case "Instance":
 		old, err = s.deleteInstance(ctx, ri.Namespace, ri.Name, rev, r.URL.Query().Get("force") == "true")
+	case "User":
+		old, err = s.deleteUser(ctx, ri.Name, rev)
 	default:
 		old, err = s.store.Delete(ctx, ri.Kind, ri.Namespace, ri.Name, rev)
 		if err == nil {
@@ -558,6 +560,49 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 		return err
 	}
 	writeJSON(w, http.StatusOK, redact(old))
+	return nil
+}
+
+// deleteUser deletes a user, then their tokens and role bindings: both
+// name the user only by name, and would otherwise give a later user of
+// the same name the old one's credentials and roles. The user goes first,
+// so that their tokens stop working even if the rest fails.
+func (s *Server) deleteUser(ctx context.Context, name string, rev int64) (v1.Object, error) {
+	old, err := s.store.Delete(ctx, store.KindFor[*v1.User](), "", name, rev)
+	if err != nil {
+		return nil, err
+	}
+	s.afterDelete(old)
+	if err := deleteMatching(ctx, s, func(t *v1.Token) bool { return t.Spec.User == name }); err != nil {
+		return nil, fmt.Errorf("user %s was deleted, but not all of their tokens: %w; delete them with `gantry delete token NAME`", name, err)
+	}
+	if err := deleteMatching(ctx, s, func(b *v1.RoleBinding) bool { return b.Spec.User == name }); err != nil {
+		return nil, fmt.Errorf("user %s was deleted, but not all of their role bindings: %w; delete them with `gantry delete rolebinding NAME`", name, err)
+	}
+	return old, nil
+}
+
+// deleteMatching deletes every cluster-scoped object of kind T that match
+// picks, keeping the caches in step.
+func deleteMatching[T v1.Object](ctx context.Context, s *Server, match func(T) bool) error {
+	objs, _, err := store.List[T](ctx, s.store, store.ListOptions{})
+	if err != nil {
+		return err
+	}
+	k := store.KindFor[T]()
+	for _, o := range objs {
+		if !match(o) {
+			continue
+		}
+		old, err := s.store.Delete(ctx, k, "", o.GetMeta().Name, 0)
+		if errors.Is(err, v1.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("delete %s %s: %w", k.Kind, o.GetMeta().Name, err)
+		}
+		s.afterDelete(old)
+	}
 	return nil
 }
 

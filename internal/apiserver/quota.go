@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/store"
@@ -44,6 +45,9 @@ func (s *Server) checkQuota(ctx context.Context, ns *v1.Namespace, a *v1.App, pr
 		if l.MaxCPU > 0 && r.CPU > l.MaxCPU {
 			return fmt.Errorf("%w: spec.resources.cpu %s is above the per-container maximum %s of namespace %q", v1.ErrQuotaExceeded, r.CPU, l.MaxCPU, ns.Metadata.Name)
 		}
+		if l.MaxCPU > 0 && r.CPULimit() > l.MaxCPU {
+			return fmt.Errorf("%w: spec.resources.limits.cpu %s is above the per-container maximum %s of namespace %q", v1.ErrQuotaExceeded, r.CPULimit(), l.MaxCPU, ns.Metadata.Name)
+		}
 		if l.MaxMemory > 0 && r.MemoryLimit() > l.MaxMemory {
 			return fmt.Errorf("%w: memory %s is above the per-container maximum %s of namespace %q", v1.ErrQuotaExceeded, r.MemoryLimit(), l.MaxMemory, ns.Metadata.Name)
 		}
@@ -84,6 +88,40 @@ func (s *Server) checkQuota(ctx context.Context, ns *v1.Namespace, a *v1.App, pr
 		return &QuotaError{name, "memory", usedMem.String(), mem.String() + surgeNote(surging), q.Memory.String()}
 	}
 	return nil
+}
+
+// quotaLocks serializes, per namespace, the writes that a quota counts:
+// the check lists what the namespace uses and the write follows, and two
+// writers interleaved so would each see room for one more and both be
+// admitted. A lock in the process suffices because one API server
+// serves the cluster; namespaces without a quota take none, so that
+// their writes stay concurrent.
+type quotaLocks struct {
+	locks sync.Map // namespace → *sync.Mutex
+}
+
+// hold locks ns's quota if it has one, and returns the unlock.
+func (q *quotaLocks) hold(ns *v1.Namespace) func() {
+	if ns == nil || ns.Spec.Quota == nil {
+		return func() {}
+	}
+	m, _ := q.locks.LoadOrStore(ns.Metadata.Name, new(sync.Mutex))
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+// HoldQuota locks the quota of the namespace named ns, if it has one,
+// until the returned release is called: a check of the quota and the
+// write it admits, made under it, are not interleaved with other such
+// pairs (the autoscaler's scale-ups hold it too). An unknown namespace
+// takes no lock (the write that follows refuses it).
+func (s *Server) HoldQuota(ctx context.Context, ns string) func() {
+	n, err := s.namespace(ctx, ns)
+	if err != nil {
+		return func() {}
+	}
+	return s.quotaLocks.hold(n)
 }
 
 func surgeNote(surging bool) string {

@@ -59,6 +59,11 @@ func parseRequest(r *http.Request) (*requestInfo, error) {
 	}
 	if len(parts) > 2 {
 		ri.Sub = parts[2]
+		if !subresources[k.Kind+"/"+ri.Sub] {
+			// Refused before anything records it: the path would
+			// otherwise name a metrics series of its own.
+			return nil, fmt.Errorf("%w: %s have no subresource %q", v1.ErrNotFound, k.Plural, ri.Sub)
+		}
 	}
 	if len(parts) > 3 {
 		return nil, fmt.Errorf("%w: path %s is too long", v1.ErrNotFound, r.URL.Path)
@@ -126,7 +131,7 @@ func parseRequest(r *http.Request) (*requestInfo, error) {
 		if r.Method == http.MethodGet {
 			ri.Verb = "get"
 		}
-	case "logs", "reveal", "history":
+	case "logs", "reveal":
 		ri.Verb = "get"
 	case "exec":
 		ri.Verb = "create"

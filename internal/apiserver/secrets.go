@@ -42,8 +42,11 @@ func (s *Server) writeSecret(ctx context.Context, sec *v1.Secret, prev *v1.Secre
 			return "unchanged", nil
 		}
 		sec.Metadata.UID, sec.Metadata.Created, sec.Metadata.Revision = prev.Metadata.UID, prev.Metadata.Created, prev.Metadata.Revision
-	} else if err := s.checkSecretQuota(ctx, sec.Metadata.Namespace); err != nil {
-		return "", err
+	} else {
+		defer s.HoldQuota(ctx, sec.Metadata.Namespace)()
+		if err := s.checkSecretQuota(ctx, sec.Metadata.Namespace); err != nil {
+			return "", err
+		}
 	}
 	if dry {
 		// The answer is redacted: it names the keys, not the values.

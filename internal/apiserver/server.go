@@ -108,6 +108,8 @@ type Server struct {
 	metrics      *apiMetrics
 	limiter      *ratelimit.FailLimiter
 	window       *metrics.Window
+	reported     reportedInstances
+	quotaLocks   quotaLocks
 	gatherer     prometheus.Gatherer
 }
 

@@ -41,6 +41,16 @@ type RegisterRequest struct {
 	Status v1.NodeStatus     `json:"status"`
 }
 
+// subresources are the KIND/SUB pairs serveSub answers; parseRequest
+// refuses the others.
+var subresources = map[string]bool{
+	"App/scale": true, "App/rollback": true, "App/pause": true, "App/resume": true, "App/restart": true,
+	"App/logs": true, "App/metrics": true,
+	"Instance/status": true, "Instance/metrics": true, "Instance/logs": true, "Instance/exec": true,
+	"Notifier/test": true, "Secret/reveal": true,
+	"Node/register": true, "Node/heartbeat": true, "Node/status": true, "Node/metrics": true,
+}
+
 func (s *Server) serveSub(w http.ResponseWriter, r *http.Request, ri *requestInfo) {
 	var err error
 	switch ri.Kind.Kind + "/" + ri.Sub {
@@ -98,6 +108,7 @@ func (s *Server) scaleApp(w http.ResponseWriter, r *http.Request, ri *requestInf
 	if err != nil {
 		return err
 	}
+	defer s.quotaLocks.hold(ns)()
 	a, err := store.Mutate(ctx, s.store, ri.Namespace, ri.Name, func(a *v1.App) error {
 		if a.Metadata.Deleting != nil {
 			return fmt.Errorf("%w: app %q is being deleted", v1.ErrConflict, a.Metadata.Name)

@@ -30,11 +30,16 @@ var BuiltinRoles = map[string][]v1.Rule{
 	RoleClusterAdmin: {{Verbs: []string{"*"}, Resources: []string{"*"}}},
 	RoleAdmin: {
 		{Verbs: []string{"*"}, Resources: []string{
-			"apps", "apps/*", "revisions", "instances", "instances/*", "events",
+			"apps", "apps/*", "revisions", "instances", "instances/logs", "instances/exec", "instances/metrics", "events",
 			"secrets", "secrets/reveal", "images", "volumes", "alertrules", "notifiers", "notifiers/*",
 			"metrics",
 		}},
-		{Verbs: readVerbs, Resources: []string{"namespaces"}},
+		// An instance's status is what its node reports: the address the
+		// load balancer and DNS send the App's traffic to. Whoever writes
+		// it steers that traffic anywhere, past network isolation, so
+		// only nodes (and cluster-admin) do, as only kubelets write a
+		// Pod's status under Kubernetes' admin role.
+		{Verbs: readVerbs, Resources: []string{"namespaces", "instances/status"}},
 	},
 	RoleDeveloper: {
 		{Verbs: []string{"*"}, Resources: []string{"apps", "apps/*", "instances/logs", "instances/exec", "images", "alertrules", "notifiers", "notifiers/*"}},

@@ -34,8 +34,12 @@ type Autoscaler struct {
 	Window   *metrics.Window
 	Requests RequestRater
 	Quota    QuotaChecker
-	Recorder Recorder
-	Log      *slog.Logger
+	// HoldQuota, when set, serializes a scale-up with the other writes
+	// the namespace's quota counts, from its check to its write; it
+	// returns the release.
+	HoldQuota func(ctx context.Context, namespace string) (release func())
+	Recorder  Recorder
+	Log       *slog.Logger
 	// Interval is how often apps are evaluated (default 5s).
 	Interval time.Duration
 	// Lookback is how much recent history is averaged (default 30s).
@@ -128,6 +132,9 @@ func (s *Autoscaler) evaluate(ctx context.Context, a *v1.App) error {
 		return nil
 	}
 	if s.Quota != nil && want > current {
+		if s.HoldQuota != nil {
+			defer s.HoldQuota(ctx, a.Metadata.Namespace)()
+		}
 		fit, err := s.Quota(ctx, a, want)
 		if err != nil {
 			return err

@@ -38,11 +38,8 @@ func (r regAuthn) Authenticate(ctx context.Context, tok string) (registry.Identi
 // namespace (base images) are readable by every authenticated user.
 type regAuthz struct{ z *auth.Authorizer }
 
-// LibraryNamespace holds base images anyone may pull.
-const LibraryNamespace = "library"
-
 func (r regAuthz) Authorize(ctx context.Context, id registry.Identity, ns, action string) error {
-	if action == "pull" && ns == LibraryNamespace {
+	if action == "pull" && ns == v1.LibraryNamespace {
 		return nil
 	}
 	err := r.z.Authorize(ctx, &auth.Identity{User: id.User, Node: id.Node}, auth.Attributes{Verb: action, Resource: "images", Namespace: ns})

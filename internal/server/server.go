@@ -288,7 +288,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.goRun(func() error { s.Apps.Run(ctx); return nil })
 	s.goRun(func() error { rollout.Run(ctx, 4); return nil })
 	s.Autoscaler = &controller.Autoscaler{Store: s.Store, Apps: rollout.Apps, Window: s.Window, Quota: s.API.FitReplicas,
-		Recorder: s.Recorder, Log: log.With("controller", "autoscaler")}
+		HoldQuota: s.API.HoldQuota, Recorder: s.Recorder, Log: log.With("controller", "autoscaler")}
 	s.Discovery = discovery.NewWatcher(s.Store, s.Instances, s.Apps, log)
 	s.goRun(func() error { s.Discovery.Run(ctx); return nil })
 	cfg.DNS.Registerer = s.Metrics
