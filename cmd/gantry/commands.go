@@ -289,6 +289,12 @@ func watchObjects(ctx context.Context, w io.Writer, c *client.Client, k *v1.Kind
 			return ev.Err
 		case "BOOKMARK":
 			continue
+		case "DELETED":
+			if k.Kind == "Event" && output != "json" && output != "yaml" {
+				// Events expire an hour after they happen; a table
+				// row for the expiry would print the event again.
+				continue
+			}
 		}
 		switch output {
 		case "json":
