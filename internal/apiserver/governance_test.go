@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -325,5 +326,21 @@ func TestCPULimitAboveMaxCPUIsRefused(t *testing.T) {
 	within, _ := v1.DecodeManifest([]byte("kind: App\nname: w\nimage: x:v1\nresources: {cpu: 100m, limits: {cpu: 2}}\n"))
 	if _, err := c.Apply(ctx, within); err != nil {
 		t.Errorf("cpu limit 2 in a namespace with maxCPU 2: %v; want it admitted", err)
+	}
+}
+
+// A token cannot be created by apply: its hash (and a node credential)
+// would be the caller's choice, not the server's.
+func TestTokenApplyDoesNotCreate(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	ctx := context.Background()
+	body := &v1.Token{TypeMeta: v1.TypeMeta{Kind: "Token"}, Metadata: v1.ObjectMeta{Name: "chosen"},
+		Spec: v1.TokenSpec{Node: "n9", Hash: auth.HashSecret("known")}}
+	_, err := ts.client(t, ts.Token).Do(ctx, http.MethodPut, "/api/v1/tokens/chosen", url.Values{"apply": {"true"}}, body, nil)
+	if !errors.Is(err, v1.ErrUnprocessable) {
+		t.Errorf("apply of a new token: %v; want 422", err)
+	}
+	if _, err := store.Get[*v1.Token](ctx, ts.Store, "", "chosen"); !errors.Is(err, v1.ErrNotFound) {
+		t.Errorf("the applied token was stored (%v)", err)
 	}
 }

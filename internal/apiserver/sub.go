@@ -462,13 +462,17 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, t *v1.Token
 func (s *Server) admitOther(ctx context.Context, o, prev v1.Object) error {
 	switch o := o.(type) {
 	case *v1.Token:
-		if prev != nil {
-			p := prev.(*v1.Token)
-			if o.Spec.User != p.Spec.User || o.Spec.Node != p.Spec.Node {
-				return fmt.Errorf("%w: a token's user cannot change; create a new token", v1.ErrUnprocessable)
-			}
-			o.Spec.Hash = p.Spec.Hash
+		if prev == nil {
+			// The server makes up a token's secret (and a node's comes
+			// only from a join): an apply must not store a hash or a
+			// node credential of the caller's choosing.
+			return fmt.Errorf("%w: create tokens with POST /api/v1/tokens (gantry token create)", v1.ErrUnprocessable)
 		}
+		p := prev.(*v1.Token)
+		if o.Spec.User != p.Spec.User || o.Spec.Node != p.Spec.Node {
+			return fmt.Errorf("%w: a token's user cannot change; create a new token", v1.ErrUnprocessable)
+		}
+		o.Spec.Hash = p.Spec.Hash
 	case *v1.RoleBinding:
 		if _, ok := authRoleExists(ctx, s.authz, o.Spec.Role); !ok {
 			return v1.FieldErrors{{Field: "spec.role", Message: fmt.Sprintf("role %q does not exist: use cluster-admin, admin, developer, viewer or a Role you created", o.Spec.Role)}}
