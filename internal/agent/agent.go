@@ -230,6 +230,7 @@ func (a *Agent) watch(ctx context.Context) {
 			case "BOOKMARK":
 				if listing {
 					listing = false
+					a.retire(seen)
 					a.collect(ctx, seen)
 				}
 			case "DELETED":
@@ -299,6 +300,25 @@ func (a *Agent) forget(i *v1.Instance, gone bool) {
 	}
 }
 
+// retire removes, without a drain, the instances whose workers run but
+// that a fresh list (desired) no longer has: they were deleted while the
+// watch was away (a node cut off for longer than the history kept, a
+// watch the server ended), so no DELETED event will come for them.
+func (a *Agent) retire(desired map[string]bool) {
+	a.mu.Lock()
+	var gone []*worker
+	for key, w := range a.workers {
+		if !desired[key] {
+			gone = append(gone, w)
+		}
+	}
+	a.mu.Unlock()
+	for _, w := range gone {
+		a.log.Info("instance deleted while the watch was away; removing it", "instance", w.key)
+		w.remove(true)
+	}
+}
+
 // collect removes containers and network attachments of instances that no
 // longer exist, after the watch has delivered the full list once (on
 // start, this is what cleans up after a crash or a node's return).
@@ -310,8 +330,8 @@ func (a *Agent) collect(ctx context.Context, desired map[string]bool) {
 	}
 	for _, c := range cs {
 		ns, name := c.Labels[labelNamespace], c.Labels[labelInstance]
-		if name == "" || desired[ns+"/"+name] {
-			continue
+		if name == "" || desired[ns+"/"+name] || a.hasWorker(c.ID) {
+			continue // a worker (removing it, if retired) owns it
 		}
 		a.log.Info("removing container of a deleted instance", "container", c.ID)
 		if err := a.rt.Stop(ctx, c.ID, 5*time.Second); err != nil {
