@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"os/signal"
@@ -55,6 +56,7 @@ func newLogsCmd(g *globals) *cobra.Command {
 			ctx := cmd.Context()
 			ns := g.ns()
 			var instances []string
+			listed := false // the instances came from a list: a 404 for one means it was deleted since
 			if kind, name, ok := strings.Cut(args[0], "/"); ok {
 				k, found := v1.LookupKind(kind)
 				switch {
@@ -72,6 +74,7 @@ func newLogsCmd(g *globals) *cobra.Command {
 					for _, i := range insts {
 						instances = append(instances, i.Metadata.Name)
 					}
+					listed = true
 				case found && k.Kind == "Instance":
 					instances = []string{name}
 				default:
@@ -114,7 +117,7 @@ func newLogsCmd(g *globals) *cobra.Command {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					errc <- followLogs(ctx, c, ns, inst, q, func(l logLine) { p.print(l, instances) })
+					errc <- followLogs(ctx, c, ns, inst, q, listed, func(l logLine) { p.print(l, instances) })
 				}()
 			}
 			wg.Wait()
@@ -193,6 +196,11 @@ func streamLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Va
 	if err != nil {
 		return fmt.Errorf("logs of %s: %w", inst, err)
 	}
+	return scanLogs(ctx, body, inst, fn)
+}
+
+// scanLogs calls fn with each line of an open log stream and closes it.
+func scanLogs(ctx context.Context, body io.ReadCloser, inst string, fn func(logLine)) error {
 	defer body.Close()
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
@@ -210,36 +218,93 @@ func streamLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Va
 	return sc.Err()
 }
 
+// followRetry is how long followLogs waits before it reconnects.
+const followRetry = 500 * time.Millisecond
+
 // followLogs follows an instance's log and reconnects when the stream
-// breaks (the server or agent restarting), continuing after the last line
-// seen.
-func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Values, fn func(logLine)) error {
-	var last time.Time
-	for ctx.Err() == nil {
+// breaks or the server or node is unavailable (restarting), continuing
+// after the last line printed. It ends without error when the instance is
+// deleted while followed; existed says the caller has seen the instance
+// (it listed it), so that even a first 404 means that. Other errors
+// (not found, forbidden, a bad request) are returned.
+func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Values, existed bool, fn func(logLine)) error {
+	var printed printedLines
+	for {
 		qq := url.Values{}
-		for k, v := range q {
-			qq[k] = v
-		}
-		if !last.IsZero() {
+		maps.Copy(qq, q)
+		// After a break, ask again from the time of the last line
+		// printed, that time included: lines not yet printed may share
+		// it. Of the lines at that time, skip as many of each as were
+		// printed.
+		var since time.Time
+		var skip map[streamLine]int
+		if printed.any {
+			since, skip = printed.last, maps.Clone(printed.atTime)
 			qq.Del("tail")
-			qq.Set("since", last.Add(time.Nanosecond).Format(time.RFC3339Nano))
+			qq.Set("since", since.Format(time.RFC3339Nano))
 		}
-		err := streamLogs(ctx, c, ns, inst, qq, func(l logLine) {
-			if !l.Time.After(last) && !last.IsZero() {
-				return
-			}
-			last = l.Time
-			fn(l)
-		})
-		if ctx.Err() != nil {
+		body, err := c.Stream(ctx, logsPath(ns, inst), qq)
+		switch {
+		case ctx.Err() != nil:
 			return ctx.Err()
-		}
-		if errors.Is(err, v1.ErrNotFound) {
+		case err == nil:
+			existed = true
+			// A stream that breaks is reconnected as one that ends.
+			_ = scanLogs(ctx, body, inst, func(l logLine) {
+				if skip != nil && !l.Time.After(since) {
+					if l.Time.Before(since) {
+						return // printed before the break, or older than asked for
+					}
+					if k := (streamLine{l.Stream, l.Line}); skip[k] > 0 {
+						skip[k]--
+						return
+					}
+				}
+				printed.add(l)
+				fn(l)
+			})
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// The stream ended or broke (the server or agent restarting):
+			// reconnect.
+		case errors.Is(err, v1.ErrNotFound) && existed:
 			return nil // the instance is gone
+		case errors.Is(err, v1.ErrUnavailable):
+			// The server or the node cannot be reached, or the instance
+			// is not on a node yet: try again.
+		default:
+			return fmt.Errorf("logs of %s: %w", inst, err)
 		}
-		time.Sleep(500 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(followRetry):
+		}
 	}
-	return ctx.Err()
+}
+
+// streamLine is a log line without its time.
+type streamLine struct{ stream, line string }
+
+// printedLines remembers what a follower needs to resume without printing
+// a line twice: the latest time printed and how often each line was
+// printed with that time (a program may print the same line twice within
+// the clock's resolution).
+type printedLines struct {
+	any    bool
+	last   time.Time
+	atTime map[streamLine]int
+}
+
+func (p *printedLines) add(l logLine) {
+	switch {
+	case !p.any || l.Time.After(p.last):
+		p.any, p.last, p.atTime = true, l.Time, map[streamLine]int{}
+	case l.Time.Before(p.last):
+		return // an older line (a log written out of order) does not move the boundary
+	}
+	p.atTime[streamLine{l.Stream, l.Line}]++
 }
 
 func newExecCmd(g *globals) *cobra.Command {

@@ -35,10 +35,14 @@ func (a *Agent) Handler() http.Handler {
 	return mux
 }
 
-func httpError(w http.ResponseWriter, code int, msg string) {
+// httpError answers as the API server does: the status and reason of
+// kind (one of the v1 error kinds, or nil for an internal error) in a
+// v1.Status body.
+func httpError(w http.ResponseWriter, kind error, msg string) {
+	code, reason := v1.StatusFor(kind)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v1.Status{Code: code, Reason: http.StatusText(code), Message: msg})
+	json.NewEncoder(w).Encode(v1.Status{Code: code, Reason: reason, Message: msg})
 }
 
 func (a *Agent) serveLogs(w http.ResponseWriter, r *http.Request) {
@@ -47,8 +51,8 @@ func (a *Agent) serveLogs(w http.ResponseWriter, r *http.Request) {
 	opts := logfile.ReadOptions{Follow: q.Get("follow") == "true"}
 	if v := q.Get("tail"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil {
-			httpError(w, http.StatusBadRequest, "tail must be a number")
+		if err != nil || n < 0 {
+			httpError(w, v1.ErrInvalid, fmt.Sprintf("tail=%q: send the number of last lines to return (0 or more)", v))
 			return
 		}
 		opts.Tail = n
@@ -56,7 +60,7 @@ func (a *Agent) serveLogs(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("since"); v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
-			httpError(w, http.StatusBadRequest, "since must be an RFC 3339 time")
+			httpError(w, v1.ErrInvalid, fmt.Sprintf("since=%q: send an RFC 3339 time, such as 2025-01-02T15:04:05Z", v))
 			return
 		}
 		opts.Since = t
@@ -66,7 +70,7 @@ func (a *Agent) serveLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	rd, err := logfile.Open(a.LogPath(ns, name), opts)
 	if err != nil {
-		httpError(w, http.StatusInternalServerError, err.Error())
+		httpError(w, nil, err.Error())
 		return
 	}
 	defer rd.Close()
@@ -122,22 +126,22 @@ func (a *Agent) serveExec(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	cmd := q["cmd"]
 	if len(cmd) == 0 {
-		httpError(w, http.StatusBadRequest, "give the command to run: gantry exec INSTANCE -- CMD [ARGS…]")
+		httpError(w, v1.ErrInvalid, "give the command to run: gantry exec INSTANCE -- CMD [ARGS…]")
 		return
 	}
 	if !strings.EqualFold(r.Header.Get("Upgrade"), stream.Protocol) {
-		httpError(w, http.StatusBadRequest, "exec needs an upgraded connection (Upgrade: "+stream.Protocol+")")
+		httpError(w, v1.ErrInvalid, "exec needs an upgraded connection (Upgrade: "+stream.Protocol+")")
 		return
 	}
 	id := containerID(ns + "/" + name)
 	c, err := a.rt.Inspect(r.Context(), id)
 	if err != nil || c.Status != runtime.StatusRunning {
-		httpError(w, http.StatusConflict, fmt.Sprintf("instance %s is not running on node %s", name, a.cfg.NodeName))
+		httpError(w, v1.ErrConflict, fmt.Sprintf("instance %s is not running on node %s", name, a.cfg.NodeName))
 		return
 	}
 	hj, ok := w.(http.Hijacker)
 	if !ok {
-		httpError(w, http.StatusInternalServerError, "connection cannot be upgraded")
+		httpError(w, nil, "connection cannot be upgraded")
 		return
 	}
 	conn, brw, err := hj.Hijack()

@@ -2,11 +2,16 @@ package apiserver
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,17 +27,65 @@ type appLogLine struct {
 	Instance string    `json:"instance"`
 }
 
-// pipeResponse lets a node's log handler write into a pipe.
+// pipeResponse lets a node's log handler write into a pipe. The body of
+// an answer other than 200 is kept, not piped, to become its error.
 type pipeResponse struct {
 	header http.Header
 	w      *io.PipeWriter
 	status int
+	body   bytes.Buffer // of an answer other than 200
 }
 
-func (p *pipeResponse) Header() http.Header         { return p.header }
-func (p *pipeResponse) Write(b []byte) (int, error) { return p.w.Write(b) }
-func (p *pipeResponse) WriteHeader(code int)        { p.status = code }
-func (p *pipeResponse) Flush()                      {}
+func (p *pipeResponse) Header() http.Header { return p.header }
+
+func (p *pipeResponse) WriteHeader(code int) {
+	if p.status == 0 {
+		p.status = code
+	}
+}
+
+func (p *pipeResponse) Write(b []byte) (int, error) {
+	p.WriteHeader(http.StatusOK)
+	if p.status != http.StatusOK {
+		if p.body.Len() < 64<<10 {
+			p.body.Write(b)
+		}
+		return len(b), nil
+	}
+	return p.w.Write(b)
+}
+
+func (p *pipeResponse) Flush() {}
+
+// err turns an answer other than 200 into an error, with the message of
+// its v1.Status body.
+func (p *pipeResponse) err() error {
+	if p.status == 0 || p.status == http.StatusOK {
+		return nil
+	}
+	msg := strings.TrimSpace(p.body.String())
+	var st v1.Status
+	if json.Unmarshal(p.body.Bytes(), &st) == nil && st.Message != "" {
+		msg = st.Message
+	}
+	return fmt.Errorf("agent answered %d: %s", p.status, msg)
+}
+
+// checkLogQuery refuses the tail and since of a logs request that an
+// agent would refuse, before any answer is sent.
+func checkLogQuery(q url.Values) error {
+	if v := q.Get("tail"); v != "" {
+		if n, err := strconv.Atoi(v); err != nil || n < 0 {
+			return fmt.Errorf("%w: tail=%q: send the number of last lines to return (0 or more)", v1.ErrInvalid, v)
+		}
+	}
+	if v := q.Get("since"); v != "" {
+		if _, err := time.Parse(time.RFC3339Nano, v); err != nil {
+			return fmt.Errorf("%w: since=%q: send an RFC 3339 time, such as 2025-01-02T15:04:05Z", v1.ErrInvalid, v)
+		}
+	}
+	return nil
+}
 
 // appLogs merges the logs of every instance of an App, each line naming
 // its instance: in time order without follow, as they come with it.
@@ -40,6 +93,12 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo
 	ctx := r.Context()
 	if s.proxy == nil {
 		return fmt.Errorf("%w: this server cannot reach agents", v1.ErrUnavailable)
+	}
+	// The answer is 200 before any agent is asked; what agents would
+	// refuse must be refused here.
+	query := r.URL.Query()
+	if err := checkLogQuery(query); err != nil {
+		return err
 	}
 	if _, err := store.Get[*v1.App](ctx, s.store, ri.Namespace, ri.Name); err != nil {
 		return err
@@ -49,7 +108,7 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo
 	if err != nil {
 		return err
 	}
-	follow := r.URL.Query().Get("follow") == "true"
+	follow := query.Get("follow") == "true"
 	fl, _ := w.(http.Flusher)
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
@@ -62,8 +121,12 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo
 		if nodeName == "" {
 			continue
 		}
+		// An instance whose node cannot answer is left out of the
+		// merged logs, not the reason for failing them all.
+		log := s.log.With("app", ri.Name, "ns", ri.Namespace, "instance", inst.Metadata.Name, "node", nodeName)
 		n, err := store.Get[*v1.Node](ctx, s.store, "", nodeName)
 		if err != nil {
+			log.Warn("app logs: instance left out", "err", err)
 			continue
 		}
 		pr, pw := io.Pipe()
@@ -71,8 +134,7 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			s.proxy.ServeNode(&pipeResponse{header: http.Header{}, w: pw}, r, n, path, r.URL.Query())
-			pw.Close()
+			pw.CloseWithError(s.nodeLogs(&pipeResponse{header: http.Header{}, w: pw}, r, n, path, query))
 		}()
 		go func() {
 			defer wg.Done()
@@ -96,6 +158,9 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo
 				}
 				mu.Unlock()
 			}
+			if err := sc.Err(); err != nil && ctx.Err() == nil {
+				log.Warn("app logs: instance left out", "err", err)
+			}
 		}()
 	}
 	wg.Wait()
@@ -106,4 +171,22 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo
 		}
 	}
 	return nil
+}
+
+// nodeLogs asks a node for an instance's logs into resp and returns the
+// error of its answer. The reverse proxy to a remote agent aborts with
+// http.ErrAbortHandler when the agent's stream breaks: meant to end a
+// handler, it would end the server from this goroutine, so it becomes the
+// instance's error.
+func (s *Server) nodeLogs(resp *pipeResponse, r *http.Request, n *v1.Node, path string, q url.Values) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v != http.ErrAbortHandler {
+				panic(v)
+			}
+			err = errors.New("the agent's stream broke")
+		}
+	}()
+	s.proxy.ServeNode(resp, r, n, path, q)
+	return resp.err()
 }

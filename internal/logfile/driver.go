@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -60,14 +61,15 @@ func RunDriver() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	logging.Run(func(ctx context.Context, lc *logging.Config, ready func() error) error {
-		return drive(ctx, cfg, lc, ready)
+		return drive(ctx, cfg, lc, ready, log)
 	})
 }
 
 // drive copies both streams into the log file until they end.
-func drive(ctx context.Context, cfg DriverConfig, lc *logging.Config, ready func() error) error {
-	w, err := Create(cfg.Path, Options{MaxSize: cfg.MaxSize, MaxFiles: cfg.MaxFiles})
+func drive(ctx context.Context, cfg DriverConfig, lc *logging.Config, ready func() error, log *slog.Logger) error {
+	w, err := Create(cfg.Path, Options{MaxSize: cfg.MaxSize, MaxFiles: cfg.MaxFiles, Log: log})
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -345,7 +346,7 @@ func TestDriverCopiesBothStreamsUntilTheyEnd(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- drive(context.Background(), DriverConfig{Path: path}, &logging.Config{Stdout: outR, Stderr: errR},
-			func() error { close(readyCalled); return nil })
+			func() error { close(readyCalled); return nil }, slog.New(slog.DiscardHandler))
 	}()
 	select {
 	case <-readyCalled:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -34,6 +35,9 @@ type Options struct {
 	// DefaultMaxFiles when zero. One means the file is cut to zero on
 	// rotation and no history is kept.
 	MaxFiles int
+	// Log receives what the Writer cannot return to a caller: a failed
+	// rotation, after which it writes on to the live file. Nil discards.
+	Log *slog.Logger
 }
 
 func (o Options) withDefaults() Options {
@@ -43,6 +47,9 @@ func (o Options) withDefaults() Options {
 	if o.MaxFiles <= 0 {
 		o.MaxFiles = DefaultMaxFiles
 	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
 	return o
 }
 
@@ -51,17 +58,24 @@ func (o Options) withDefaults() Options {
 type Writer struct {
 	path string
 	opts Options
+	now  func() time.Time // the clock Copy stamps lines with
 
-	mu   sync.Mutex
-	f    *os.File
-	size int64
-	buf  []byte
+	mu     sync.Mutex
+	f      *os.File // nil after Close, or when reopening after a failed rotation failed too
+	closed bool
+	size   int64
+	// retryAt is, after a failed rotation, the size past which the next
+	// attempt is made (zero otherwise), so that a lasting failure (a
+	// read-only or full disk) costs an attempt and a log line per MaxSize
+	// bytes written, not per line.
+	retryAt int64
+	buf     []byte
 }
 
 // Create opens the log file at path for appending, creating it and its
 // directory as needed.
 func Create(path string, opts Options) (*Writer, error) {
-	w := &Writer{path: path, opts: opts.withDefaults()}
+	w := &Writer{path: path, opts: opts.withDefaults(), now: time.Now}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create log directory: %w", err)
 	}
@@ -90,13 +104,40 @@ func (w *Writer) open() error {
 func (w *Writer) Write(e Entry) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.f == nil {
+	return w.write(e)
+}
+
+// writeNow appends e stamped with the current time. The clock is read
+// under the lock, so that the records of concurrent copies (stdout and
+// stderr) are in time order in the file: readers and followers select
+// and resume by time.
+func (w *Writer) writeNow(e Entry) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e.Time = w.now()
+	return w.write(e)
+}
+
+func (w *Writer) write(e Entry) error {
+	if w.closed {
 		return os.ErrClosed
 	}
-	w.buf = appendRecord(w.buf[:0], e)
-	if w.opts.MaxSize > 0 && w.size > 0 && w.size+int64(len(w.buf)) > w.opts.MaxSize {
-		if err := w.rotate(); err != nil {
+	if w.f == nil {
+		// Reopening the live file after a failed rotation failed too.
+		if err := w.open(); err != nil {
 			return err
+		}
+	}
+	w.buf = appendRecord(w.buf[:0], e)
+	if w.opts.MaxSize > 0 && w.size > 0 && w.size+int64(len(w.buf)) > max(w.opts.MaxSize, w.retryAt) {
+		w.retryAt = 0
+		if err := w.rotate(); err != nil {
+			w.retryAt = w.size + w.opts.MaxSize
+			if w.f == nil {
+				w.opts.Log.Error("log file rotation failed and the live file could not be reopened; lines are dropped until it can be", "path", w.path, "err", err)
+				return fmt.Errorf("log file %s is not open after a failed rotation: %w", w.path, os.ErrClosed)
+			}
+			w.opts.Log.Error("log file rotation failed; writing on to the live file", "path", w.path, "err", err)
 		}
 	}
 	n, err := w.f.Write(w.buf)
@@ -109,36 +150,51 @@ func (w *Writer) Write(e Entry) error {
 
 // rotate shifts path.N to path.N+1 from the oldest down, so that at every
 // moment each file holds what its name says, then starts a new live file.
+// When the shift fails it reopens the live file, so that writing goes on
+// (past MaxSize) rather than stopping; w.f is nil only if that failed too.
 func (w *Writer) rotate() error {
-	if err := w.f.Close(); err != nil {
-		return fmt.Errorf("close log file for rotation: %w", err)
-	}
+	err := w.f.Close()
 	w.f = nil
+	if err != nil {
+		err = fmt.Errorf("close log file for rotation: %w", err)
+	} else if err = w.shift(); err != nil {
+		err = fmt.Errorf("rotate log file: %w", err)
+	}
+	if oerr := w.open(); oerr != nil {
+		return errors.Join(err, oerr)
+	}
+	return err
+}
+
+// shift renames the closed live file and the rotated ones one number up,
+// dropping the oldest.
+func (w *Writer) shift() error {
 	if w.opts.MaxFiles <= 1 {
 		if err := os.Remove(w.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("rotate log file: %w", err)
+			return err
 		}
-		return w.open()
+		return nil
 	}
 	last := rotatedName(w.path, w.opts.MaxFiles-1)
 	if err := os.Remove(last); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("rotate log file: %w", err)
+		return err
 	}
 	for i := w.opts.MaxFiles - 2; i >= 1; i-- {
 		if err := os.Rename(rotatedName(w.path, i), rotatedName(w.path, i+1)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("rotate log file: %w", err)
+			return err
 		}
 	}
 	if err := os.Rename(w.path, rotatedName(w.path, 1)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("rotate log file: %w", err)
+		return err
 	}
-	return w.open()
+	return nil
 }
 
 // Close closes the live file.
 func (w *Writer) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.closed = true
 	if w.f == nil {
 		return nil
 	}
@@ -150,7 +206,8 @@ func (w *Writer) Close() error {
 func rotatedName(path string, n int) string { return path + "." + strconv.Itoa(n) }
 
 // Copy reads r until EOF and writes one record per line of it, tagged with
-// stream and the time the line was read. Lines longer than MaxLineSize are
+// stream and the time the line was written (so that the records of
+// concurrent copies are in time order). Lines longer than MaxLineSize are
 // cut at a rune boundary into partial records. A line cut short by EOF is
 // written as a complete line. It returns the first read error other than
 // EOF; write errors are counted in dropped and the data discarded, because
@@ -159,7 +216,7 @@ func (w *Writer) Copy(stream string, r io.Reader) (dropped int, err error) {
 	br := bufio.NewReaderSize(r, MaxLineSize)
 	var pending []byte // a line longer than the buffer, being assembled
 	emit := func(line []byte, partial bool) {
-		if w.Write(Entry{Time: time.Now(), Stream: stream, Line: string(line), Partial: partial}) != nil {
+		if w.writeNow(Entry{Stream: stream, Line: string(line), Partial: partial}) != nil {
 			dropped++
 		}
 	}
