@@ -12,15 +12,18 @@ import (
 	"github.com/gantry-dev/gantry/client"
 )
 
+// metricsBody is what top reads of a …/metrics answer.
 type metricsBody struct {
-	CPULimit float64 `json:"cpuLimit"`
-	Points   []struct {
-		CPU         float64 `json:"cpu"`
-		Memory      int64   `json:"memory"`
-		MemoryLimit int64   `json:"memoryLimit"`
-		Restarts    int     `json:"restarts"`
-		Instances   int     `json:"instances"`
-	} `json:"points"`
+	CPULimit float64        `json:"cpuLimit"`
+	Points   []metricsPoint `json:"points"`
+}
+
+type metricsPoint struct {
+	CPU         float64 `json:"cpu"`
+	Memory      int64   `json:"memory"`
+	MemoryLimit int64   `json:"memoryLimit"`
+	Restarts    int     `json:"restarts"`
+	Instances   int     `json:"instances"`
 }
 
 func fetchMetrics(ctx context.Context, c *client.Client, kind, ns, name string) (*metricsBody, error) {
@@ -52,6 +55,21 @@ func cpuShare(use, of float64, r v1.Resources) string {
 	return pct(use, of) + " of limit"
 }
 
+// appTopRow is an App's line of gantry top apps, from its metrics (nil
+// when they could not be fetched). CPU, memory and their limits are the
+// App's totals over the instances its newest point counts (the server
+// counts every instance still reporting, whichever node sampled last),
+// and so is the CPU request.
+func appTopRow(a *v1.App, m *metricsBody) []string {
+	perInstance := float64(a.Spec.Resources.CPU) / 1000
+	if m == nil || len(m.Points) == 0 {
+		return []string{a.Metadata.Namespace, a.Metadata.Name, fmt.Sprint(a.Status.Replicas), "-", "-", cores(perInstance * float64(a.Status.Replicas)), "-", "-"}
+	}
+	p := m.Points[len(m.Points)-1]
+	return []string{a.Metadata.Namespace, a.Metadata.Name, fmt.Sprint(p.Instances), cores(p.CPU), cpuShare(p.CPU, m.CPULimit, a.Spec.Resources),
+		cores(perInstance * float64(p.Instances)), v1.Bytes(p.Memory).String(), pct(float64(p.Memory), float64(p.MemoryLimit))}
+}
+
 func newTopCmd(g *globals) *cobra.Command {
 	var all bool
 	cmd := &cobra.Command{
@@ -80,17 +98,13 @@ func newTopCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				// CPU and its request are the App's totals, over its instances.
 				rows := [][]string{{"NAMESPACE", "APP", "INSTANCES", "CPU", "CPU%", "CPU REQUEST", "MEMORY", "MEMORY/LIMIT"}}
 				for _, a := range apps {
 					m, err := fetchMetrics(ctx, c, "App", a.Metadata.Namespace, a.Metadata.Name)
-					if err != nil || len(m.Points) == 0 {
-						rows = append(rows, []string{a.Metadata.Namespace, a.Metadata.Name, fmt.Sprint(a.Status.Replicas), "-", "-", cores(float64(a.Spec.Resources.CPU) / 1000 * float64(a.Status.Replicas)), "-", "-"})
-						continue
+					if err != nil {
+						m = nil
 					}
-					p := m.Points[len(m.Points)-1]
-					rows = append(rows, []string{a.Metadata.Namespace, a.Metadata.Name, fmt.Sprint(p.Instances), cores(p.CPU), cpuShare(p.CPU, m.CPULimit, a.Spec.Resources),
-						cores(float64(a.Spec.Resources.CPU) / 1000 * float64(p.Instances)), v1.Bytes(p.Memory).String(), pct(float64(p.Memory), float64(p.MemoryLimit))})
+					rows = append(rows, appTopRow(a, m))
 				}
 				printRows(w, rows)
 			case "Instance":

@@ -3,9 +3,12 @@ package agent
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +24,8 @@ import (
 type sampler struct {
 	a        *Agent
 	interval time.Duration
+	// proc is where the proc filesystem is read ("/proc" when empty).
+	proc string
 
 	mu      sync.Mutex
 	prev    map[string]prevCounters // by container id
@@ -34,7 +39,10 @@ type sampler struct {
 type prevCounters struct {
 	at       time.Time
 	cpuNanos uint64
-	rx, tx   uint64
+	// netAt is when rx and tx were read: a failed read keeps the
+	// counters of the last good one. Zero while none has succeeded.
+	netAt  time.Time
+	rx, tx uint64
 }
 
 type cpuTimes struct {
@@ -51,7 +59,7 @@ func (s *sampler) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		r := s.sample(ctx)
+		r := s.sample(ctx, time.Now().UTC())
 		s.mu.Lock()
 		s.last = r
 		s.mu.Unlock()
@@ -61,8 +69,8 @@ func (s *sampler) run(ctx context.Context) {
 	}
 }
 
-func (s *sampler) sample(ctx context.Context) metrics.Report {
-	now := time.Now().UTC()
+// sample reads one round at now.
+func (s *sampler) sample(ctx context.Context, now time.Time) metrics.Report {
 	s.a.mu.Lock()
 	workers := make([]*worker, 0, len(s.a.workers))
 	for _, w := range s.a.workers {
@@ -87,20 +95,29 @@ func (s *sampler) sample(ctx context.Context) metrics.Report {
 			continue
 		}
 		seen[w.id] = true
-		c, _ := s.a.rt.Inspect(ctx, w.id)
-		rx, tx := netCounters(c.Pid)
 		p := metrics.Point{Time: now, Memory: int64(st.MemoryWorkingSetBytes), MemoryLimit: int64(st.MemoryLimitBytes), Restarts: w.restarts()}
-		if prev, ok := s.prev[w.id]; ok && st.CPUUsageNanos >= prev.cpuNanos {
-			secs := now.Sub(prev.at).Seconds()
-			if secs > 0 {
+		prev, havePrev := s.prev[w.id]
+		if havePrev && st.CPUUsageNanos >= prev.cpuNanos {
+			if secs := now.Sub(prev.at).Seconds(); secs > 0 {
 				p.CPU = float64(st.CPUUsageNanos-prev.cpuNanos) / 1e9 / secs
-				if rx >= prev.rx && tx >= prev.tx {
-					p.RxBytes = float64(rx-prev.rx) / secs
-					p.TxBytes = float64(tx-prev.tx) / secs
-				}
 			}
 		}
-		s.prev[w.id] = prevCounters{at: now, cpuNanos: st.CPUUsageNanos, rx: rx, tx: tx}
+		cur := prevCounters{at: now, cpuNanos: st.CPUUsageNanos, netAt: now}
+		cur.rx, cur.tx, err = s.netCounters(ctx, w.id)
+		switch {
+		case err != nil:
+			// Keep what was last read, and when: read as zero, the
+			// counters would drop in /metrics, and the next rate would be
+			// the whole count over one interval. No rate this round.
+			s.a.log.Debug("read network counters", "instance", w.key, "err", err)
+			cur.netAt, cur.rx, cur.tx = prev.netAt, prev.rx, prev.tx
+		case !prev.netAt.IsZero() && cur.rx >= prev.rx && cur.tx >= prev.tx:
+			if secs := now.Sub(prev.netAt).Seconds(); secs > 0 {
+				p.RxBytes = float64(cur.rx-prev.rx) / secs
+				p.TxBytes = float64(cur.tx-prev.tx) / secs
+			}
+		}
+		s.prev[w.id] = cur
 		res := inst.Spec.Template.Resources
 		limit := res.CPULimit()
 		if limit == 0 {
@@ -124,14 +141,14 @@ func (s *sampler) sample(ctx context.Context) metrics.Report {
 		}
 	}
 	node := metrics.Point{Time: now, Instances: len(r.Instances), MemoryLimit: int64(s.a.cfg.Capacity.Memory)}
-	if busy, total, err := readCPUTimes(); err == nil {
+	if busy, total, err := readCPUTimes(s.procDir()); err == nil {
 		if s.prevCPU.total > 0 && total > s.prevCPU.total {
 			frac := float64(busy-s.prevCPU.busy) / float64(total-s.prevCPU.total)
 			node.CPU = frac * float64(s.a.cfg.Capacity.CPU) / 1000
 		}
 		s.prevCPU = cpuTimes{at: now, busy: busy, total: total}
 	}
-	if used, err := hostMemoryUsed(); err == nil {
+	if used, err := hostMemoryUsed(s.procDir()); err == nil {
 		node.Memory = used
 	} else {
 		node.Memory = memSum
@@ -146,46 +163,76 @@ func (w *worker) restarts() int {
 	return w.status.Restarts
 }
 
-// netCounters reads eth0's byte counters in the network namespace of pid.
-func netCounters(pid uint32) (rx, tx uint64) {
-	if pid == 0 {
-		return 0, 0
+func (s *sampler) procDir() string {
+	if s.proc == "" {
+		return "/proc"
 	}
-	f, err := os.Open(fmt.Sprintf("/proc/%d/net/dev", pid))
+	return s.proc
+}
+
+// netCounters reads the byte counters of container id's eth0, in its
+// network namespace (both zero if it has no eth0).
+func (s *sampler) netCounters(ctx context.Context, id string) (rx, tx uint64, err error) {
+	c, err := s.a.rt.Inspect(ctx, id)
 	if err != nil {
-		return 0, 0
+		return 0, 0, fmt.Errorf("inspect: %w", err)
+	}
+	if c.Pid == 0 {
+		return 0, 0, errors.New("no process running")
+	}
+	f, err := os.Open(filepath.Join(s.procDir(), strconv.FormatUint(uint64(c.Pid), 10), "net", "dev"))
+	if err != nil {
+		return 0, 0, err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		name, rest, ok := strings.Cut(line, ":")
+		name, rest, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
 		if !ok || strings.TrimSpace(name) != "eth0" {
 			continue
 		}
 		fields := strings.Fields(rest)
-		if len(fields) >= 9 {
-			fmt.Sscan(fields[0], &rx)
-			fmt.Sscan(fields[8], &tx)
+		if len(fields) < 9 {
+			return 0, 0, fmt.Errorf("net/dev: eth0 has %d fields, want at least 9", len(fields))
+		}
+		if rx, err = strconv.ParseUint(fields[0], 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("net/dev: eth0 receive bytes: %w", err)
+		}
+		if tx, err = strconv.ParseUint(fields[8], 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("net/dev: eth0 transmit bytes: %w", err)
 		}
 	}
-	return rx, tx
+	if err := sc.Err(); err != nil {
+		return 0, 0, fmt.Errorf("read net/dev: %w", err)
+	}
+	return rx, tx, nil
 }
 
-// readCPUTimes returns busy and total jiffies from /proc/stat.
-func readCPUTimes() (busy, total uint64, err error) {
-	b, err := os.ReadFile("/proc/stat")
+// readCPUTimes returns busy and total jiffies from proc/stat.
+func readCPUTimes(proc string) (busy, total uint64, err error) {
+	b, err := os.ReadFile(filepath.Join(proc, "stat"))
 	if err != nil {
 		return 0, 0, err
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
+	return parseCPUTimes(line)
+}
+
+// parseCPUTimes reads the "cpu" line of /proc/stat: user nice system
+// idle iowait irq softirq steal, then guest and guest_nice, which the
+// kernel already counts in user and nice and so are left out. Busy is
+// all but idle and iowait.
+func parseCPUTimes(line string) (busy, total uint64, err error) {
 	fields := strings.Fields(line)
 	if len(fields) < 5 || fields[0] != "cpu" {
-		return 0, 0, fmt.Errorf("unexpected /proc/stat")
+		return 0, 0, fmt.Errorf("unexpected /proc/stat line %q", line)
 	}
-	for i, f := range fields[1:] {
-		var v uint64
-		fmt.Sscan(f, &v)
+	fields = fields[1:min(len(fields), 9)]
+	for i, f := range fields {
+		v, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat field %d: %w", i+1, err)
+		}
 		total += v
 		if i != 3 && i != 4 { // idle, iowait
 			busy += v
@@ -195,8 +242,8 @@ func readCPUTimes() (busy, total uint64, err error) {
 }
 
 // hostMemoryUsed is MemTotal - MemAvailable.
-func hostMemoryUsed() (int64, error) {
-	b, err := os.ReadFile("/proc/meminfo")
+func hostMemoryUsed(proc string) (int64, error) {
+	b, err := os.ReadFile(filepath.Join(proc, "meminfo"))
 	if err != nil {
 		return 0, err
 	}
@@ -253,8 +300,10 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descCPUTotal, prometheus.CounterValue, float64(t.cpuNanos)/1e9, l...)
 		ch <- prometheus.MustNewConstMetric(descMem, prometheus.GaugeValue, float64(s.Memory), l...)
 		ch <- prometheus.MustNewConstMetric(descMemLimit, prometheus.GaugeValue, float64(s.MemoryLimit), l...)
-		ch <- prometheus.MustNewConstMetric(descRx, prometheus.CounterValue, float64(t.rx), l...)
-		ch <- prometheus.MustNewConstMetric(descTx, prometheus.CounterValue, float64(t.tx), l...)
+		if !t.netAt.IsZero() { // until a read succeeds, the counters are not known
+			ch <- prometheus.MustNewConstMetric(descRx, prometheus.CounterValue, float64(t.rx), l...)
+			ch <- prometheus.MustNewConstMetric(descTx, prometheus.CounterValue, float64(t.tx), l...)
+		}
 		ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(s.Restarts), l...)
 	}
 	if r.Node.Node != "" {

@@ -71,13 +71,19 @@ func (s *snapshot) ruleInstances(r *v1.AlertRule) []*v1.Instance {
 	return out
 }
 
+// minFresh is the least time an instance's newest sample counts for.
+const minFresh = 30 * time.Second
+
 // fresh is how old an instance's newest sample may be and still count:
-// an instance that stopped reporting is not using anything now.
-func (s *snapshot) fresh() time.Duration {
+// an instance that stopped reporting is not using anything now. It is
+// three of the instance's sampling intervals, as its agent samples
+// (--sample-interval), so that a slow agent's instances do not drop out
+// between samples; at least minFresh.
+func (s *snapshot) fresh(i *v1.Instance) time.Duration {
 	if s.window == nil {
 		return 0
 	}
-	return 3 * s.window.Interval()
+	return max(3*s.window.InstanceInterval(i.Metadata.Namespace, i.Metadata.Name), minFresh)
 }
 
 // instanceValue measures one instance for a cpu, memory or restarts rule.
@@ -89,7 +95,7 @@ func (s *snapshot) instanceValue(r *v1.AlertRule, i *v1.Instance) (float64, bool
 		return 0, false
 	}
 	smp, ok := s.window.InstanceLatest(i.Metadata.Namespace, i.Metadata.Name)
-	if !ok || s.now.Sub(smp.Time) > s.fresh() {
+	if !ok || s.now.Sub(smp.Time) > s.fresh(i) {
 		return 0, false
 	}
 	if r.Spec.Condition == v1.AlertCPU {

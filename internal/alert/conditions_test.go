@@ -184,6 +184,51 @@ func TestRestartIncreaseWithinAWindow(t *testing.T) {
 	})
 }
 
+// A cpu or memory rule counts an instance's newest sample for three of
+// its agent's sampling intervals, at least 30s: with --sample-interval
+// 60s a fixed 30s dropped every instance between samples and the rules
+// flapped.
+func TestUsageRulesCountASampleForThreeSamplingIntervals(t *testing.T) {
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name    string
+		every   time.Duration // the agent's sampling interval; 0: one sample
+		age     time.Duration // of the newest sample
+		counted bool
+	}{
+		{"every 10s, newest 25s old", 10 * time.Second, 25 * time.Second, true},
+		{"every 10s, newest 31s old", 10 * time.Second, 31 * time.Second, false},
+		{"every 60s, newest 50s old", time.Minute, 50 * time.Second, true},
+		{"every 60s, newest 170s old", time.Minute, 170 * time.Second, true},
+		{"every 60s, newest 190s old", time.Minute, 190 * time.Second, false},
+		{"every 2s, newest 20s old (at least 30s)", 2 * time.Second, 20 * time.Second, true},
+		{"every 2s, newest 31s old", 2 * time.Second, 31 * time.Second, false},
+		{"a first sample 25s old", 0, 25 * time.Second, true},
+		{"a first sample 31s old", 0, 31 * time.Second, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := metrics.NewWindow(time.Hour, 10*time.Second)
+			newest := now.Add(-tt.age)
+			times := []time.Time{newest}
+			if tt.every > 0 {
+				times = []time.Time{newest.Add(-2 * tt.every), newest.Add(-tt.every), newest}
+			}
+			for _, at := range times {
+				w.Add(metrics.Report{Node: metrics.NodeSample{Node: "n1", Point: metrics.Point{Time: at}}, Instances: []metrics.InstanceSample{
+					{Namespace: "default", Name: "web-a", App: "web", CPULimit: 1, Point: metrics.Point{Time: at, CPU: 0.95, Memory: 90, MemoryLimit: 100}},
+				}})
+			}
+			s := &snapshot{now: now, window: w}
+			for _, cond := range []string{v1.AlertCPU, v1.AlertMemory} {
+				v, ok := s.instanceValue(rule("r", cond, 80), inst("web-a", "web"))
+				if ok != tt.counted || ok && v < 89.9 {
+					t.Fatalf("%s rule: value %v, counted %v; want counted %v", cond, v, ok, tt.counted)
+				}
+			}
+		})
+	}
+}
+
 func TestDescribeReadsAsASentence(t *testing.T) {
 	r := rule("x", v1.AlertRestarts, 3, func(r *v1.AlertRule) { r.Spec.App = "web"; r.Spec.Window = v1.Duration(5 * time.Minute) })
 	if got := describe(r); !strings.Contains(got, "an instance of web restarting 3 times in 5m0s") {

@@ -60,7 +60,7 @@ func (l *restartLog) increase(w *metrics.Window, now time.Time, i *v1.Instance, 
 	if w != nil {
 		// Look a little before the window for the sample that gives
 		// its starting count.
-		lookback := max(3*w.Interval(), time.Minute)
+		lookback := max(3*w.InstanceInterval(i.Metadata.Namespace, i.Metadata.Name), time.Minute)
 		for _, p := range w.Instance(i.Metadata.Namespace, i.Metadata.Name, start.Add(-lookback)) {
 			if !p.Time.After(now) {
 				obs = append(obs, observation{t: p.Time, n: p.Restarts})

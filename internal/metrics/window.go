@@ -1,14 +1,18 @@
 // Package metrics keeps the recent history of resource use: every node's
-// agent samples its instances and itself, and the server holds the
-// samples in fixed-size rings (by default one hour at 10-second
-// resolution) for `gantry top`, the metrics API, alert rules and the
-// autoscaler.
+// agent samples its instances and itself, and the server holds an hour
+// of samples (by default) in rings for `gantry top`, the metrics API,
+// alert rules and the autoscaler. A ring is sized for the window's
+// resolution (10 s by default) and grows when an agent samples faster, so
+// that the window holds its span by time whatever the agents'
+// --sample-interval.
 //
 // The window is in memory on purpose: it is a short, lossy view for
 // decisions made now. Long-term history is Prometheus's job (/metrics).
 package metrics
 
 import (
+	"math"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -58,7 +62,12 @@ type Report struct {
 	Instances []InstanceSample `json:"instances"`
 }
 
-// ring is a fixed-size circular buffer of points.
+// minSpacing bounds a series' memory: the window holds its span of a
+// series sampled at most this often, and less of one sampled faster.
+const minSpacing = time.Second
+
+// ring is a circular buffer of one series' points, oldest overwritten
+// first.
 type ring struct {
 	pts   []Point
 	next  int
@@ -67,15 +76,35 @@ type ring struct {
 	touch time.Time
 }
 
-func newRing(n int) *ring { return &ring{pts: make([]Point, n)} }
+func newRing(n int) *ring { return &ring{pts: make([]Point, max(n, 2))} }
 
-func (r *ring) add(p Point) {
+// add stores p. A full ring about to overwrite a point younger than span
+// is too small for how often its series is sampled: it first grows to
+// the size that holds span at the spacing its points arrive at, up to
+// limit points. The slack keeps a sample that comes early (a tick
+// delayed by a slow round) from growing a ring of the right size.
+func (r *ring) add(p Point, span time.Duration, limit int) {
+	if r.full && len(r.pts) < limit {
+		// len(pts) spacings separate the oldest point from p.
+		held := p.Time.Sub(r.pts[r.next].Time)
+		if held > 0 && held < span-span/32 {
+			want := int(math.Ceil(float64(span) / float64(held) * float64(len(r.pts))))
+			r.grow(min(want, limit))
+		}
+	}
 	r.pts[r.next] = p
 	r.next = (r.next + 1) % len(r.pts)
 	if r.next == 0 {
 		r.full = true
 	}
 	r.touch = p.Time
+}
+
+// grow moves the points, oldest first, into a larger buffer of n.
+func (r *ring) grow(n int) {
+	pts := make([]Point, n)
+	held := copy(pts, r.since(time.Time{}))
+	r.pts, r.next, r.full = pts, held%n, held == n
 }
 
 // since returns the points at or after t, oldest first.
@@ -105,11 +134,24 @@ func (r *ring) last() (Point, bool) {
 	return r.pts[(r.next-1+len(r.pts))%len(r.pts)], true
 }
 
+// spacing is the time between the two newest points: how often the
+// agent samples the series. Zero until there are two.
+func (r *ring) spacing() time.Duration {
+	if r.next < 2 && !r.full {
+		return 0
+	}
+	n := len(r.pts)
+	d := r.pts[(r.next-1+n)%n].Time.Sub(r.pts[(r.next-2+n)%n].Time)
+	return max(d, 0)
+}
+
 // Window holds recent samples of every instance and node. It is safe for
 // concurrent use.
 type Window struct {
-	size     int
+	span     time.Duration
 	interval time.Duration
+	size     int // points of a new ring: span at interval
+	limit    int // points a ring may grow to: span at minSpacing
 
 	mu        sync.RWMutex
 	instances map[string]*ring // ns/name
@@ -119,16 +161,20 @@ type Window struct {
 	listeners []func(Report)
 }
 
-// NewWindow keeps span of history at the given sampling interval.
+// NewWindow keeps span of history. interval is the resolution: the
+// sampling interval the rings are first sized for (they grow for agents
+// that sample faster) and the width of an App's slots.
 func NewWindow(span, interval time.Duration) *Window {
+	size := max(int(span/interval), 2)
 	return &Window{
-		size: int(span / interval), interval: interval,
+		span: span, interval: interval, size: size, limit: max(int(span/minSpacing), size),
 		instances: map[string]*ring{}, nodes: map[string]*ring{},
 		cpuLimit: map[string]float64{}, nodeCPU: map[string]float64{},
 	}
 }
 
-// Interval is the sampling interval the window expects.
+// Interval is the window's resolution: the width of an App's slots, and
+// the sampling interval assumed of a series until it has two points.
 func (w *Window) Interval() time.Duration { return w.interval }
 
 // OnReport registers fn to see every report after it is stored (the
@@ -147,7 +193,7 @@ func (w *Window) Add(r Report) {
 		nr = newRing(w.size)
 		w.nodes[r.Node.Node] = nr
 	}
-	nr.add(r.Node.Point)
+	nr.add(r.Node.Point, w.span, w.limit)
 	w.nodeCPU[r.Node.Node] = r.Node.CPUCapacity
 	for _, s := range r.Instances {
 		key := s.Namespace + "/" + s.Name
@@ -157,7 +203,7 @@ func (w *Window) Add(r Report) {
 			w.instances[key] = ir
 		}
 		ir.meta = s
-		ir.add(s.Point)
+		ir.add(s.Point, w.span, w.limit)
 		w.cpuLimit[key] = s.CPULimit
 	}
 	listeners := w.listeners
@@ -186,12 +232,29 @@ func (w *Window) Forget(before time.Time) {
 	}
 }
 
+// since returns r's points at or after t and within the window's span of
+// its newest (a ring sized for faster sampling holds more).
+func (w *Window) since(r *ring, t time.Time) []Point {
+	if oldest := r.touch.Add(-w.span); t.Before(oldest) {
+		t = oldest
+	}
+	return r.since(t)
+}
+
+// every is how often r's series is sampled.
+func (w *Window) every(r *ring) time.Duration {
+	if d := r.spacing(); d > 0 {
+		return d
+	}
+	return w.interval
+}
+
 // Instance returns an instance's points since t.
 func (w *Window) Instance(ns, name string, since time.Time) []Point {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if r, ok := w.instances[ns+"/"+name]; ok {
-		return r.since(since)
+		return w.since(r, since)
 	}
 	return nil
 }
@@ -210,12 +273,25 @@ func (w *Window) InstanceLatest(ns, name string) (InstanceSample, bool) {
 	return s, ok
 }
 
+// InstanceInterval is how often an instance is sampled, as the gap
+// between its two newest points (its agent's --sample-interval, which
+// the reports do not carry); the window's interval until there are two.
+// It is zero for an instance the window does not hold.
+func (w *Window) InstanceInterval(ns, name string) time.Duration {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if r, ok := w.instances[ns+"/"+name]; ok {
+		return w.every(r)
+	}
+	return 0
+}
+
 // Node returns a node's points since t.
 func (w *Window) Node(name string, since time.Time) []Point {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if r, ok := w.nodes[name]; ok {
-		return r.since(since)
+		return w.since(r, since)
 	}
 	return nil
 }
@@ -232,35 +308,67 @@ func (w *Window) NodeLatest(name string) (Point, float64, bool) {
 	return p, w.nodeCPU[name], ok
 }
 
-// App aggregates the instances of an App since t: for each sampling
-// slot, CPU and memory are summed and Instances counts the instances that
-// reported. The second result is the summed CPU limit (in cores) of the
-// instances that reported in the newest slot.
+// App aggregates the instances of an App since t, one point per slot of
+// the window's interval that holds a sample of any of them. Each point
+// sums, over the App's instances, the newest sample of each taken before
+// the slot ends, if that sample still stands for its instance during the
+// slot (its next was not yet due when the slot began); Instances counts
+// them. So an instance counts once per slot, and every slot has every
+// instance still reporting, also when their agents sample at other
+// moments and a slot boundary falls between two nodes' samples. The
+// second result is the summed CPU limit (in cores) of the instances the
+// newest point counts.
 func (w *Window) App(ns, app string, since time.Time) ([]Point, float64) {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
-	slots := map[int64]*Point{}
-	var newest time.Time
-	var members []string
+	type member struct {
+		key   string
+		pts   []Point
+		every time.Duration
+	}
+	var members []member
+	slotSet := map[int64]bool{}
 	for key, r := range w.instances {
 		if r.meta.Namespace != ns || r.meta.App != app {
 			continue
 		}
-		members = append(members, key)
-		if r.touch.After(newest) {
-			newest = r.touch
+		every := w.every(r)
+		// From one interval back: a sample before t may stand for its
+		// instance in the first slot.
+		pts := w.since(r, since.Add(-every))
+		for _, p := range pts {
+			if !p.Time.Before(since) {
+				slotSet[p.Time.Truncate(w.interval).UnixNano()] = true
+			}
 		}
-		// Agents may sample more often than the window's resolution: an
-		// instance counts once per slot, with its newest point in it.
-		latest := map[int64]Point{}
-		for _, p := range r.since(since) {
-			latest[p.Time.Truncate(w.interval).Unix()] = p
-		}
-		for slot, p := range latest {
-			a, ok := slots[slot]
-			if !ok {
-				a = &Point{Time: time.Unix(slot, 0).UTC()}
-				slots[slot] = a
+		members = append(members, member{key, pts, every})
+	}
+	// In a fixed order, so that the sums come out the same every time.
+	sort.Slice(members, func(i, j int) bool { return members[i].key < members[j].key })
+	slots := make([]int64, 0, len(slotSet))
+	for s := range slotSet {
+		slots = append(slots, s)
+	}
+	slices.Sort(slots)
+	out := make([]Point, 0, len(slots))
+	next := make([]int, len(members)) // per member, its first point not before the slot's end
+	var limit float64
+	for k, slot := range slots {
+		start := time.Unix(0, slot).UTC()
+		end := start.Add(w.interval)
+		a := Point{Time: start}
+		for m, mem := range members {
+			j := next[m]
+			for j < len(mem.pts) && mem.pts[j].Time.Before(end) {
+				j++
+			}
+			next[m] = j
+			if j == 0 {
+				continue
+			}
+			p := mem.pts[j-1]
+			if p.Time.Add(mem.every).Before(start) {
+				continue // stopped reporting
 			}
 			a.CPU += p.CPU
 			a.Memory += p.Memory
@@ -269,19 +377,12 @@ func (w *Window) App(ns, app string, since time.Time) ([]Point, float64) {
 			a.TxBytes += p.TxBytes
 			a.Restarts += p.Restarts
 			a.Instances++
+			if k == len(slots)-1 {
+				limit += w.cpuLimit[mem.key]
+			}
 		}
+		out = append(out, a)
 	}
-	var limit float64
-	for _, key := range members {
-		if !w.instances[key].touch.Before(newest.Add(-w.interval)) {
-			limit += w.cpuLimit[key]
-		}
-	}
-	out := make([]Point, 0, len(slots))
-	for _, p := range slots {
-		out = append(out, *p)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 	return out, limit
 }
 

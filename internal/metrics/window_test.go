@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"math"
 	"runtime"
 	"testing"
 	"time"
@@ -34,11 +35,151 @@ func TestAppAggregatesOncePerInstancePerSlot(t *testing.T) {
 	}
 }
 
+// sampled is one instance's sample as its node's agent reports it.
+type sampled struct {
+	node, inst string
+	at         time.Duration // after the test's base, a slot boundary
+}
+
+// addSamples reports each sample from its node, every instance of App
+// "a" running at 0.8 of its 1-core limit.
+func addSamples(w *Window, base time.Time, samples []sampled) {
+	for _, s := range samples {
+		at := base.Add(s.at)
+		w.Add(Report{Node: NodeSample{Node: s.node, Point: Point{Time: at}}, Instances: []InstanceSample{
+			{Namespace: "ns", Name: s.inst, App: "a", CPULimit: 1, Point: Point{Time: at, CPU: 0.8, Memory: 100, MemoryLimit: 200}},
+		}})
+	}
+}
+
+// every returns the samples of inst on node every d from first, n times.
+func every(node, inst string, first, d time.Duration, n int) []sampled {
+	var out []sampled
+	for k := 0; k < n; k++ {
+		out = append(out, sampled{node, inst, first + time.Duration(k)*d})
+	}
+	return out
+}
+
+// Agents sample at their own moments: the newest slot of an App must
+// still count the instances whose node sampled just before it began, and
+// the CPU limit must be that of the instances counted (gantry top apps
+// showed half an App at half its CPU when a slot boundary fell between
+// two nodes' samples).
+func TestAppNewestPointCountsEveryInstanceStillReporting(t *testing.T) {
+	const s = time.Second
+	for _, tc := range []struct {
+		name      string
+		samples   []sampled
+		instances int
+		limit     float64
+	}{
+		{
+			name:      "two nodes a slot boundary apart",
+			samples:   append(every("n1", "a-1", 8*s, 10*s, 3), every("n2", "a-2", 11*s, 10*s, 3)...), // :08 :18 :28, :11 :21 :31
+			instances: 2, limit: 2,
+		},
+		{
+			name:      "two nodes sampling every minute at different moments",
+			samples:   append(every("n1", "a-1", 5*s, 60*s, 3), every("n2", "a-2", 42*s, 60*s, 3)...),
+			instances: 2, limit: 2,
+		},
+		{
+			name: "an instance that stopped reporting drops out once its next sample was due",
+			samples: append(append(every("n1", "a-1", 8*s, 10*s, 5), every("n2", "a-2", 11*s, 10*s, 5)...),
+				every("n2", "a-3", 11*s, 10*s, 2)...), // a-3 last at :21, due at :31
+			instances: 2, limit: 2,
+		},
+		{
+			name:      "an instance sampled twice in the slot counts once",
+			samples:   append(every("n1", "a-1", 0, 2*s, 20), every("n2", "a-2", 5*s, 10*s, 4)...),
+			instances: 2, limit: 2,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := NewWindow(time.Hour, 10*time.Second)
+			base := time.Unix(1_000_000, 0).UTC()
+			addSamples(w, base, tc.samples)
+			pts, limit := w.App("ns", "a", base.Add(-time.Hour))
+			if len(pts) == 0 {
+				t.Fatal("no points")
+			}
+			p := pts[len(pts)-1]
+			if p.Instances != tc.instances || limit != tc.limit {
+				t.Fatalf("newest point %+v, limit %v; want %d instances, limit %v", p, limit, tc.instances, tc.limit)
+			}
+			if share := p.CPU / limit; math.Abs(share-0.8) > 1e-9 {
+				t.Fatalf("CPU %.2f of limit %.2f is %.0f%%, want 80%% (each instance runs at 80%%)", p.CPU, limit, share*100)
+			}
+			if p.Memory != 100*int64(tc.instances) || p.MemoryLimit != 200*int64(tc.instances) {
+				t.Fatalf("memory %d of %d, want both from the %d instances counted", p.Memory, p.MemoryLimit, tc.instances)
+			}
+		})
+	}
+}
+
+// The window holds its span by time whatever the agents' sampling
+// interval, and no more points than that takes: a ring for 10 s sampling
+// stays at 360 (the memory benchmark's figure), one for faster sampling
+// grows, up to one point a second.
+func TestWindowHoldsAnHourWhateverTheSamplingInterval(t *testing.T) {
+	for _, tc := range []struct {
+		every  time.Duration
+		points int // the ring's size after two hours
+		held   time.Duration
+	}{
+		{every: 10 * time.Second, points: 360, held: time.Hour - 10*time.Second},
+		{every: 2 * time.Second, points: 1800, held: time.Hour - 2*time.Second},
+		{every: 60 * time.Second, points: 360, held: time.Hour},
+		{every: time.Second, points: 3600, held: time.Hour - time.Second},
+		{every: 100 * time.Millisecond, points: 3600, held: 6*time.Minute - 100*time.Millisecond},
+	} {
+		t.Run("sampled every "+tc.every.String(), func(t *testing.T) {
+			w := NewWindow(time.Hour, 10*time.Second)
+			base := time.Unix(1_000_000, 0).UTC()
+			var last time.Time
+			for at := base; at.Before(base.Add(2 * time.Hour)); at = at.Add(tc.every) {
+				w.Add(Report{Node: NodeSample{Node: "n1", Point: Point{Time: at}}, Instances: []InstanceSample{{Namespace: "ns", Name: "i", App: "a", Point: Point{Time: at}}}})
+				last = at
+			}
+			pts := w.Instance("ns", "i", base)
+			if held := pts[len(pts)-1].Time.Sub(pts[0].Time); held != tc.held || !pts[len(pts)-1].Time.Equal(last) {
+				t.Fatalf("instance series holds %s up to %s, want %s up to the newest sample", held, pts[len(pts)-1].Time, tc.held)
+			}
+			if nodes := w.Node("n1", base); len(nodes) != len(pts) {
+				t.Fatalf("node series has %d points, instance series %d", len(nodes), len(pts))
+			}
+			if got := len(w.instances["ns/i"].pts); got != tc.points {
+				t.Fatalf("ring of %d points, want %d", got, tc.points)
+			}
+			if got := w.InstanceInterval("ns", "i"); got != tc.every {
+				t.Fatalf("InstanceInterval = %s, want %s", got, tc.every)
+			}
+		})
+	}
+}
+
+func TestInstanceIntervalIsTheWindowsUntilTwoSamples(t *testing.T) {
+	w := NewWindow(time.Hour, 10*time.Second)
+	if got := w.InstanceInterval("ns", "i"); got != 0 {
+		t.Fatalf("unknown instance: %s, want 0", got)
+	}
+	base := time.Unix(1_000_000, 0).UTC()
+	addSamples(w, base, []sampled{{"n1", "i", 0}})
+	if got := w.InstanceInterval("ns", "i"); got != 10*time.Second {
+		t.Fatalf("after one sample: %s, want the window's 10s", got)
+	}
+	addSamples(w, base, []sampled{{"n1", "i", 30 * time.Second}})
+	if got := w.InstanceInterval("ns", "i"); got != 30*time.Second {
+		t.Fatalf("after two samples 30s apart: %s, want 30s", got)
+	}
+}
+
 func TestRingWrapsAndKeepsOrder(t *testing.T) {
 	r := newRing(3)
 	base := time.Unix(0, 0)
 	for i := 0; i < 5; i++ {
-		r.add(Point{Time: base.Add(time.Duration(i) * time.Second), Restarts: i})
+		r.add(Point{Time: base.Add(time.Duration(i) * time.Second), Restarts: i}, 3*time.Second, 3)
 	}
 	got := r.since(base)
 	if len(got) != 3 || got[0].Restarts != 2 || got[2].Restarts != 4 {
