@@ -32,6 +32,7 @@ type worker struct {
 	removing bool // the instance is being deleted: drain and stop
 	gone     bool // the instance object no longer exists: stop now
 	ip       net.IP
+	hostNet  bool // in the node's network namespace: ip is the node's
 	wake     chan struct{}
 	done     chan struct{}
 
@@ -97,7 +98,7 @@ func (w *worker) state() (inst *v1.Instance, removing, gone bool) {
 func (w *worker) member() (network.Member, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.ip == nil || w.gone {
+	if w.ip == nil || w.gone || w.hostNet {
 		return network.Member{}, false
 	}
 	return network.Member{IP: w.ip, Namespace: w.ns, AllowFrom: w.desired.Spec.AllowFrom}, true
@@ -319,6 +320,9 @@ func (w *worker) setup(ctx context.Context, adopted bool) (err error) {
 	if adopted {
 		w.restoreSecretFiles(ctx, inst)
 	}
+	if sc := inst.Spec.Template.SecurityContext; sc != nil && sc.HostNetwork {
+		return w.setupHostNetwork(ctx, inst, adopted)
+	}
 	start := time.Now()
 	var took setupTimes
 	var ctrErr error
@@ -399,6 +403,41 @@ func (w *worker) setup(ctx context.Context, adopted bool) (err error) {
 		return fmt.Errorf("write hosts: %w", err)
 	}
 	return nil
+}
+
+// setupHostNetwork is setup for an instance in the node's network
+// namespace: no namespace or interface of its own to attach, and its
+// address is the node's, where its probes and the load balancer reach
+// it. It is no member of the isolation rules, which filter bridge
+// addresses.
+func (w *worker) setupHostNetwork(ctx context.Context, inst *v1.Instance, adopted bool) error {
+	if !adopted {
+		var took setupTimes
+		if err := w.createContainer(ctx, inst, &took, func() error { return nil }); err != nil {
+			return err
+		}
+	}
+	ip := w.a.hostIP()
+	w.mu.Lock()
+	w.ip, w.hostNet = ip, true
+	w.mu.Unlock()
+	if _, err := w.a.net.WriteHosts(w.a.instanceDir(w.id), inst.Metadata.Name, ip); err != nil {
+		return fmt.Errorf("write hosts: %w", err)
+	}
+	return nil
+}
+
+// hostIP is the node's address, for instances in its network namespace:
+// Config.Address when it is an IP, else loopback (a single node).
+func (a *Agent) hostIP() net.IP {
+	host := a.cfg.Address
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+		return ip
+	}
+	return net.IPv4(127, 0, 0, 1)
 }
 
 // setupTimes is where one setup spent its time, for the debug log.
@@ -889,7 +928,7 @@ func (w *worker) terminate(ctx context.Context) {
 		w.a.log.Warn("detach network", "instance", w.key, "err", err)
 	}
 	w.mu.Lock()
-	w.ip = nil
+	w.ip, w.hostNet = nil, false
 	w.mu.Unlock()
 	w.removeFiles()
 	if _, _, gone := w.state(); !gone {
