@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -54,6 +55,7 @@ func (c *NodeLifecycle) Run(ctx context.Context) {
 		for _, n := range nodes {
 			c.setReady(ctx, n.Metadata.Name, alive[n.Metadata.Name])
 		}
+		go c.evictOrphans(ctx, nodes)
 		for ev := range c.Heartbeats.Watch(ctx, rev+1) {
 			if ev.Err != nil {
 				log.Warn("watch heartbeats", "err", ev.Err)
@@ -84,38 +86,118 @@ func (c *NodeLifecycle) setReady(ctx context.Context, name string, ready bool) {
 		return nil
 	})
 	if errors.Is(err, v1.ErrNotFound) {
+		if !ready {
+			// The Node was deleted (its lease goes with it): instances
+			// still bound to it must move as a dead node's do, unless
+			// its agent registers it again in time.
+			c.arm(ctx, name, c.EvictAfter, 0)
+		}
 		return
 	}
 	if err != nil {
 		c.Log.Warn("set node readiness", "node", name, "err", err)
 		return
 	}
+	if ready {
+		c.disarm(name)
+		return
+	}
+	c.Recorder.Eventf(ctx, n, v1.EventWarning, "NodeNotReady", "node %s stopped sending heartbeats; its instances move elsewhere in %s unless it returns", name, c.EvictAfter)
+	c.arm(ctx, name, c.EvictAfter, 0)
+}
+
+// arm (re)starts the eviction timer of a node.
+func (c *NodeLifecycle) arm(ctx context.Context, name string, after time.Duration, attempt int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ctx.Err() != nil {
+		return
+	}
+	if t, ok := c.timers[name]; ok {
+		t.Stop()
+	}
+	c.timers[name] = time.AfterFunc(after, func() { c.evict(ctx, name, attempt) })
+}
+
+func (c *NodeLifecycle) disarm(name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if t, ok := c.timers[name]; ok {
 		t.Stop()
 		delete(c.timers, name)
 	}
-	if ready {
-		return
-	}
-	c.Recorder.Eventf(ctx, n, v1.EventWarning, "NodeNotReady", "node %s stopped sending heartbeats; its instances move elsewhere in %s unless it returns", name, c.EvictAfter)
-	c.timers[name] = time.AfterFunc(c.EvictAfter, func() { c.evict(ctx, name) })
 }
 
-// evict deletes the instances of a node that is still NotReady.
-func (c *NodeLifecycle) evict(ctx context.Context, name string) {
+// evictRetryMax bounds the wait between attempts to evict a node's
+// instances.
+const evictRetryMax = 30 * time.Second
+
+// evict deletes the instances of a node that is still NotReady, or that
+// no longer exists. It tries again, backing off, until it has deleted
+// them all: a dead node sends no heartbeat that would arm another try,
+// and an instance left bound to it would never be replaced.
+func (c *NodeLifecycle) evict(ctx context.Context, name string, attempt int) {
+	if ctx.Err() != nil {
+		return
+	}
+	retry := func(what string, err error) {
+		d := min(time.Second<<min(attempt, 5), evictRetryMax)
+		c.Log.Warn("evict a node's instances: trying again", "node", name, "step", what, "in", d, "err", err)
+		c.arm(ctx, name, d, attempt+1)
+	}
 	n, err := store.Get[*v1.Node](ctx, c.Store, "", name)
-	if err != nil || n.Status.Ready {
+	why := "is NotReady"
+	switch {
+	case errors.Is(err, v1.ErrNotFound):
+		why = "was deleted"
+	case err != nil:
+		retry("read the node", err)
+		return
+	case n.Status.Ready:
+		return
+	}
+	select {
+	case <-c.Instances.Synced():
+	default:
+		retry("list instances", errors.New("the instance cache has not listed yet"))
 		return
 	}
 	k := store.KindFor[*v1.Instance]()
+	var failed error
 	for _, i := range c.Instances.List(func(i *v1.Instance) bool { return i.Spec.Node == name }) {
 		_, err := c.Store.Delete(ctx, k, i.Metadata.Namespace, i.Metadata.Name, 0)
-		if err != nil && !errors.Is(err, v1.ErrNotFound) {
-			c.Log.Warn("evict instance", "instance", i.Metadata.Key(), "err", err)
+		if errors.Is(err, v1.ErrNotFound) {
 			continue
 		}
-		c.Recorder.Eventf(ctx, i, v1.EventWarning, "Rescheduled", "node %s is NotReady; instance %s removed so that a replacement is placed on another node", name, i.Metadata.Name)
+		if err != nil {
+			failed = fmt.Errorf("delete instance %s: %w", i.Metadata.Key(), err)
+			continue
+		}
+		c.Recorder.Eventf(ctx, i, v1.EventWarning, "Rescheduled", "node %s %s; instance %s removed so that a replacement is placed on another node", name, why, i.Metadata.Name)
+	}
+	if failed != nil {
+		retry("delete instances", failed)
+	}
+}
+
+// evictOrphans arms the eviction of nodes that instances are bound to but
+// that do not exist (deleted while no server ran), once the instance
+// cache has listed.
+func (c *NodeLifecycle) evictOrphans(ctx context.Context, nodes []*v1.Node) {
+	select {
+	case <-c.Instances.Synced():
+	case <-ctx.Done():
+		return
+	}
+	known := map[string]bool{}
+	for _, n := range nodes {
+		known[n.Metadata.Name] = true
+	}
+	armed := map[string]bool{}
+	for _, i := range c.Instances.List(func(i *v1.Instance) bool { return i.Spec.Node != "" && !known[i.Spec.Node] }) {
+		if !armed[i.Spec.Node] {
+			armed[i.Spec.Node] = true
+			c.arm(ctx, i.Spec.Node, c.EvictAfter, 0)
+		}
 	}
 }
