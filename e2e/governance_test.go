@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -61,6 +62,9 @@ func TestGovernance(t *testing.T) {
 	})
 	t.Run("an instance reaches its own namespace but another only once that namespace's app allows it", func(t *testing.T) {
 		testNetworkIsolation(t, c)
+	})
+	t.Run("a hostNetwork instance is probed and reached at the node's address", func(t *testing.T) {
+		testHostNetwork(t, c)
 	})
 	t.Run("expired, revoked and malformed tokens get 401 from the API and the registry", func(t *testing.T) {
 		testBadTokens(t, c)
@@ -443,6 +447,42 @@ func testSecureDefaults(t *testing.T, c *Cluster) {
 			t.Errorf("a privileged container still runs under seccomp:\n%s", st)
 		}
 	})
+}
+
+// --- host network ---
+
+// testHostNetwork runs an instance in the node's network namespace: its
+// readiness probe must reach it (at the node's address, not at a bridge
+// address nothing listens on), and so must a client of that address.
+func testHostNetwork(t *testing.T, c *Cluster) {
+	c.apply("kind: Namespace\nname: hostnet\npolicy: {allowHostNetwork: true}\n")
+	c.Push(WebappImage(t), "hostnet/webapp:v1")
+	const port = "18481"
+	c.apply(`kind: App
+name: hn
+namespace: hostnet
+image: webapp:v1
+env: {VERSION: "host", PORT: "` + port + `"}
+resources: {cpu: 10m, memory: 32Mi}
+ports: [{name: http, port: ` + port + `}]
+health:
+  readiness: {http: {path: /healthz, port: ` + port + `}, period: 200ms}
+securityContext: {hostNetwork: true}
+stopGracePeriod: 2s
+`)
+	inst := c.waitRunning("hostnet", "hn", 1, 60*time.Second)[0]
+	node, err := client.Get[*v1.Node](context.Background(), c.Client, "", c.Node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := node.Status.Address; want != "" && net.ParseIP(want) != nil && inst.Status.IP != want {
+		t.Errorf("hostNetwork instance reports IP %s; want the node's address %s", inst.Status.IP, want)
+	}
+	code, body, err := HTTPGet("http://"+inst.Status.IP+":"+port+"/", "")
+	if err != nil || code != http.StatusOK || !strings.Contains(body, "version=host") {
+		t.Errorf("GET the instance at its reported address %s: %d %q %v", inst.Status.IP, code, body, err)
+	}
+	c.MustGantry("", "delete", "app", "hn", "-n", "hostnet")
 }
 
 // --- network isolation ---
