@@ -82,6 +82,10 @@ type Authenticator struct {
 
 	mu    sync.Mutex
 	cache map[string]cached // by token id
+	// forgets counts Forget calls: a lookup that read the store before
+	// one must not cache what it read, which may be the token as it was
+	// before its revocation.
+	forgets uint64
 }
 
 type cached struct {
@@ -90,6 +94,10 @@ type cached struct {
 	expires *time.Time
 	until   time.Time
 }
+
+// afterLookup, when set (by tests), runs between a lookup's store reads
+// and its caching of what it read.
+var afterLookup func()
 
 // ErrInvalidToken is returned for unknown, expired, revoked or malformed
 // tokens; the message never says which, so as not to help a guesser.
@@ -105,6 +113,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, tok string) (*Identity
 	now := time.Now()
 	a.mu.Lock()
 	c, ok := a.cache[id]
+	forgets := a.forgets
 	a.mu.Unlock()
 	if ok && now.Before(c.until) {
 		if subtle.ConstantTimeCompare([]byte(c.hash), []byte(hash)) != 1 || (c.expires != nil && now.After(*c.expires)) {
@@ -129,6 +138,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, tok string) (*Identity
 		}
 	}
 	ident := &Identity{User: t.Spec.User, Node: t.Spec.Node, TokenID: id}
+	if afterLookup != nil {
+		afterLookup()
+	}
 	ttl := a.CacheTTL
 	if ttl == 0 {
 		ttl = 5 * time.Second
@@ -137,7 +149,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, tok string) (*Identity
 	if a.cache == nil {
 		a.cache = map[string]cached{}
 	}
-	a.cache[id] = cached{hash: t.Spec.Hash, id: ident, expires: t.Spec.Expires, until: now.Add(ttl)}
+	if a.forgets == forgets {
+		a.cache[id] = cached{hash: t.Spec.Hash, id: ident, expires: t.Spec.Expires, until: now.Add(ttl)}
+	}
 	a.mu.Unlock()
 	a.touch(ctx, t)
 	return ident, nil
@@ -166,6 +180,7 @@ func (a *Authenticator) touch(ctx context.Context, t *v1.Token) {
 func (a *Authenticator) Forget(id string) {
 	a.mu.Lock()
 	delete(a.cache, id)
+	a.forgets++
 	a.mu.Unlock()
 }
 
