@@ -56,6 +56,18 @@ func imageAuth(c *CLIConfig) image.Auth {
 
 func (e *imageEnv) ref(r string) string { return image.Reference(e.registry, e.ns, r) }
 
+// authFor is the registry login for ref: the CLI's token goes to the
+// cluster registry only. A reference that names another registry is
+// used without credentials, so that the platform token never reaches a
+// third party (or its token service).
+func (e *imageEnv) authFor(ref string) image.Auth {
+	a := e.auth
+	if host, _, _ := strings.Cut(ref, "/"); host != strings.TrimSuffix(e.registry, "/") {
+		a.Token = ""
+	}
+	return a
+}
+
 // progress returns a progress callback drawing a bar on a terminal.
 func progress(cmd *cobra.Command, label string) (func(done, total int64), func()) {
 	bar := image.NewBar(cmd.ErrOrStderr(), label)
@@ -122,7 +134,7 @@ steps run as Docker would, with RUN executed in a real containerd container.`,
 				return nil
 			}
 			up, done := progress(cmd, "push "+tag)
-			dig, err := image.Push(ctx, img, ref, env.auth, up)
+			dig, err := image.Push(ctx, img, ref, env.authFor(ref), up)
 			done()
 			if err != nil {
 				return err
@@ -154,7 +166,7 @@ steps run as Docker would, with RUN executed in a real containerd container.`,
 				return err
 			}
 			up, done := progress(cmd, "push "+args[1])
-			d, err := image.Push(cmd.Context(), img, env.ref(args[1]), env.auth, up)
+			d, err := image.Push(cmd.Context(), img, env.ref(args[1]), env.authFor(env.ref(args[1])), up)
 			done()
 			if err != nil {
 				return err
@@ -174,7 +186,7 @@ steps run as Docker would, with RUN executed in a real containerd container.`,
 				return err
 			}
 			ref := env.ref(args[0])
-			img, err := image.Pull(cmd.Context(), ref, env.auth)
+			img, err := image.Pull(cmd.Context(), ref, env.authFor(ref))
 			if err != nil {
 				return err
 			}
@@ -221,7 +233,7 @@ steps run as Docker would, with RUN executed in a real containerd container.`,
 			if err != nil {
 				return err
 			}
-			t, err := image.Tags(cmd.Context(), env.ref(args[0]), env.auth)
+			t, err := image.Tags(cmd.Context(), env.ref(args[0]), env.authFor(env.ref(args[0])))
 			if err != nil {
 				return err
 			}
@@ -238,7 +250,7 @@ steps run as Docker would, with RUN executed in a real containerd container.`,
 			if err != nil {
 				return err
 			}
-			info, err := image.Inspect(cmd.Context(), env.ref(args[0]), env.auth)
+			info, err := image.Inspect(cmd.Context(), env.ref(args[0]), env.authFor(env.ref(args[0])))
 			if err != nil {
 				return err
 			}
@@ -253,7 +265,7 @@ steps run as Docker would, with RUN executed in a real containerd container.`,
 			if err != nil {
 				return err
 			}
-			if err := image.Delete(cmd.Context(), env.ref(args[0]), env.auth, force); err != nil {
+			if err := image.Delete(cmd.Context(), env.ref(args[0]), env.authFor(env.ref(args[0])), force); err != nil {
 				return err
 			}
 			ref := env.ref(args[0])
@@ -290,7 +302,7 @@ steps run as Docker would, with RUN executed in a real containerd container.`,
 				return err
 			}
 			up, done := progress(cmd, "push "+importTag)
-			d, err := image.Push(cmd.Context(), img, env.ref(importTag), env.auth, up)
+			d, err := image.Push(cmd.Context(), img, env.ref(importTag), env.authFor(env.ref(importTag)), up)
 			done()
 			if err != nil {
 				return err

@@ -207,6 +207,9 @@ func (r *Registry) mountSource(ctx context.Context, c *caller, target string, d 
 		if repo == target {
 			continue
 		}
+		if c.token != nil && !c.token.allows("repository", repo, "pull") {
+			continue // a registry token reads only what its scopes name
+		}
 		ns, _, _ := strings.Cut(repo, "/")
 		ok, seen := allowed[ns]
 		if !seen {

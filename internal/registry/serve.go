@@ -2,6 +2,7 @@ package registry
 
 import (
 	"io"
+	"mime"
 	"net/http"
 	"time"
 )
@@ -110,6 +111,14 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request, who *Identity
 			return
 		}
 	}
+	if isForm(req) {
+		// The engine reads mount, from and digest with FormValue, which
+		// takes them from a form body too, while the permissions are
+		// worked out from the query: a mount in a body would skip the
+		// pull check on its source. No registry client sends forms.
+		writeError(w, http.StatusBadRequest, codeUnsupported, "form bodies are not accepted: send mount, from and digest in the query string, and blob data as application/octet-stream", nil)
+		return
+	}
 	if rt.kind == routeUploads && req.Method == http.MethodPost {
 		if from := req.URL.Query().Get("from"); from != "" {
 			if err := validateRepo(from); err != nil {
@@ -197,4 +206,14 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request, who *Identity
 func (r *Registry) toEngine(w http.ResponseWriter, req *http.Request) {
 	w.Header().Del(apiVersionHeader)
 	r.engine.ServeHTTP(w, req)
+}
+
+// isForm reports whether req carries an HTML form body, whose fields
+// Request.FormValue would mix with the query's.
+func isForm(req *http.Request) bool {
+	if req.Method != http.MethodPost && req.Method != http.MethodPut && req.Method != http.MethodPatch {
+		return false
+	}
+	ct, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	return ct == "application/x-www-form-urlencoded" || ct == "multipart/form-data"
 }
