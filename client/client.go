@@ -22,6 +22,7 @@ import (
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/pki"
 )
 
 // Config says how to reach the server.
@@ -65,7 +66,9 @@ func New(cfg Config) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("server address %q must look like https://host:port", cfg.Server)
 	}
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: cfg.Certificates}
+	// The cluster CA also signs agents' listeners: none of them may pass
+	// for the API server.
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: cfg.Certificates, VerifyConnection: pki.RefuseNodeListeners}
 	if len(cfg.CA) > 0 {
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(cfg.CA) {

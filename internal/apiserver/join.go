@@ -134,6 +134,15 @@ func (s *Server) join(ctx context.Context, req JoinRequest, src string) (*JoinRe
 	if err := (pki.JoinToken{ID: jt.Metadata.Name, Hash: jt.Spec.Hash, Expires: jt.Spec.Expires}).Verify(req.Token, time.Now()); err != nil {
 		return nil, err
 	}
+	// A join takes over the name's identity (certificates, registry
+	// token, the Node's agent address): refused while a node of that
+	// name is alive, so that a join token cannot take a live node's
+	// place. A dead node's name may be joined again (a reinstall).
+	if n, err := store.Get[*v1.Node](ctx, s.store, "", req.Node); err == nil && n.Status.Ready {
+		return nil, fmt.Errorf("%w: node %q is registered and sending heartbeats; stop its agent (or pick another name) to join under it", v1.ErrConflict, req.Node)
+	} else if err != nil && !errors.Is(err, v1.ErrNotFound) {
+		return nil, err
+	}
 	nodePEM, err := s.ca.SignNodeCSR([]byte(req.CSR), req.Node)
 	if err != nil {
 		return nil, err
@@ -153,7 +162,14 @@ func (s *Server) join(ctx context.Context, req JoinRequest, src string) (*JoinRe
 	if err != nil {
 		return nil, err
 	}
-	_, regTok, err := auth.CreateToken(ctx, s.store, v1.TokenSpec{User: auth.NodeUser(req.Node), Node: req.Node, Description: "registry pulls of node " + req.Node})
+	// One registry credential per node, lasting as long as its
+	// certificate: each join replaces the last one's.
+	if err := deleteMatching(ctx, s, func(t *v1.Token) bool { return t.Spec.Node == req.Node }); err != nil {
+		return nil, err
+	}
+	expires := time.Now().Add(pki.NodeValidity).UTC()
+	_, regTok, err := auth.CreateToken(ctx, s.store, v1.TokenSpec{User: auth.NodeUser(req.Node), Node: req.Node, Expires: &expires,
+		Description: "registry pulls of node " + req.Node})
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,8 @@ import (
 	ggcr "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/gantry-dev/gantry/internal/pki"
 )
 
 // Auth says how to reach and log in to a registry, normally Gantry's own.
@@ -93,7 +95,8 @@ func (a Auth) RemoteOptions(ctx context.Context) []remote.Option {
 
 func (a Auth) transport() http.RoundTripper {
 	t := remote.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = &tls.Config{RootCAs: a.RootCAs, InsecureSkipVerify: a.Insecure, MinVersion: tls.VersionTLS12}
+	t.TLSClientConfig = &tls.Config{RootCAs: a.RootCAs, InsecureSkipVerify: a.Insecure, MinVersion: tls.VersionTLS12,
+		VerifyConnection: pki.RefuseNodeListeners}
 	return t
 }
 

@@ -236,26 +236,29 @@ func (ca *CA) IssueServer(names []string, ips []net.IP) (tls.Certificate, error)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	leaf, err := ca.signServer(key.Public(), names, ips)
+	leaf, err := ca.signServer(key.Public(), names, ips, "gantry")
 	if err != nil {
 		return tls.Certificate{}, err
 	}
 	return tls.Certificate{Certificate: [][]byte{leaf.Raw, ca.cert.Raw}, PrivateKey: key, Leaf: leaf}, nil
 }
 
-// SignServer issues a server certificate for a key held elsewhere (an
-// agent's listener). The caller decides the names: they must be the
-// node's own, never taken from the requester, or a node could get a
-// certificate for the API server's name.
+// SignServer issues a server certificate for a key held elsewhere: an
+// agent's listener. The caller decides the names: they must be the
+// node's own, never taken from the requester. The certificate is marked
+// as a node listener's (NodeListenerOrganization), and the clients of the
+// API server and the registry refuse such a certificate whatever names
+// it carries, so that a node (or whoever holds a join token) cannot pose
+// as either.
 func (ca *CA) SignServer(pub crypto.PublicKey, names []string, ips []net.IP) (certPEM []byte, err error) {
-	leaf, err := ca.signServer(pub, names, ips)
+	leaf, err := ca.signServer(pub, names, ips, NodeListenerOrganization)
 	if err != nil {
 		return nil, err
 	}
 	return encodeCert(leaf.Raw), nil
 }
 
-func (ca *CA) signServer(pub crypto.PublicKey, names []string, ips []net.IP) (*x509.Certificate, error) {
+func (ca *CA) signServer(pub crypto.PublicKey, names []string, ips []net.IP, org string) (*x509.Certificate, error) {
 	if len(names) == 0 && len(ips) == 0 {
 		return nil, errors.New("a server certificate needs at least one DNS name or IP address")
 	}
@@ -271,7 +274,7 @@ func (ca *CA) signServer(pub crypto.PublicKey, names []string, ips []net.IP) (*x
 		cn = ips[0].String()
 	}
 	return ca.sign(&x509.Certificate{
-		Subject:     pkix.Name{CommonName: cn, Organization: []string{"gantry"}},
+		Subject:     pkix.Name{CommonName: cn, Organization: []string{org}},
 		DNSNames:    names,
 		IPAddresses: ips,
 		KeyUsage:    x509.KeyUsageDigitalSignature,

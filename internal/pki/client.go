@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"slices"
 )
@@ -31,6 +32,24 @@ func (ca *CA) IssueServerClient() (tls.Certificate, error) {
 		return tls.Certificate{}, fmt.Errorf("issue the server's client certificate: %w", err)
 	}
 	return tls.Certificate{Certificate: [][]byte{leaf.Raw, ca.cert.Raw}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// NodeListenerOrganization marks the server certificates of agents'
+// listeners (SignServer).
+const NodeListenerOrganization = "gantry:node-listeners"
+
+// ErrNodeListener is the error of a TLS client that reached a node's
+// listener where it expected the API server or the registry.
+var ErrNodeListener = errors.New("the server presented a node agent's certificate, not the Gantry API server's or registry's: refusing it")
+
+// RefuseNodeListeners is a tls.Config VerifyConnection for clients of the
+// API server and the registry: it refuses a peer whose certificate is a
+// node listener's, which the cluster CA also signs.
+func RefuseNodeListeners(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) > 0 && slices.Contains(cs.PeerCertificates[0].Subject.Organization, NodeListenerOrganization) {
+		return ErrNodeListener
+	}
+	return nil
 }
 
 // IsServer reports whether a verified TLS peer is a Gantry API server.

@@ -34,7 +34,7 @@ func ClientTLS(caPEM []byte, cert *tls.Certificate) (*tls.Config, error) {
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, errors.New("no CA certificate in the given PEM")
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, VerifyConnection: RefuseNodeListeners}
 	if cert != nil {
 		cfg.Certificates = []tls.Certificate{*cert}
 	}
@@ -63,6 +63,9 @@ func PinnedClientTLS(pin, host string) *tls.Config {
 func verifyPinned(certs []*x509.Certificate, pin, host string) error {
 	if len(certs) == 0 {
 		return errors.New("server presented no certificate")
+	}
+	if err := RefuseNodeListeners(tls.ConnectionState{PeerCertificates: certs}); err != nil {
+		return err
 	}
 	for _, c := range certs[1:] {
 		if !c.IsCA || subtle.ConstantTimeCompare([]byte(Pin(c)), []byte(pin)) != 1 {
