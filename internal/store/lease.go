@@ -27,6 +27,11 @@ type Heartbeats struct {
 
 	mu     sync.Mutex
 	leases map[string]clientv3.LeaseID
+	// granting holds a lock per holder for Beat's grant-and-put: two
+	// at once (a register and a heartbeat, a retried request) would
+	// each grant a lease, and the loser's revoke of the other's lease
+	// would delete the key the winner had just put.
+	granting sync.Map // name → *sync.Mutex
 }
 
 // Heartbeats returns the heartbeat registry for a kind of holder.
@@ -38,16 +43,18 @@ func (h *Heartbeats) key(name string) string { return h.s.prefix + "leases/" + h
 
 // Beat renews name's lease, creating it if needed.
 func (h *Heartbeats) Beat(ctx context.Context, name string) error {
+	if h.keepAlive(ctx, name, 0) {
+		return nil
+	}
+	m, _ := h.granting.LoadOrStore(name, new(sync.Mutex))
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	defer mu.Unlock()
 	h.mu.Lock()
 	id, ok := h.leases[name]
 	h.mu.Unlock()
-	if ok {
-		_, err := h.s.cli.KeepAliveOnce(ctx, id)
-		if err == nil {
-			return nil
-		}
-		// The lease expired (the holder was silent too long) or this
-		// server restarted; grant a fresh one.
+	if ok && h.keepAlive(ctx, name, id) {
+		return nil // another Beat granted one meanwhile
 	}
 	ttl := int64(h.ttl.Round(time.Second) / time.Second)
 	if ttl < 1 {
@@ -67,6 +74,22 @@ func (h *Heartbeats) Beat(ctx context.Context, name string) error {
 	h.leases[name] = g.ID
 	h.mu.Unlock()
 	return nil
+}
+
+// keepAlive renews name's lease (id, or the one on record when id is 0)
+// and reports whether that worked: false when there is none, or it
+// expired (the holder was silent too long) or this server restarted.
+func (h *Heartbeats) keepAlive(ctx context.Context, name string, id clientv3.LeaseID) bool {
+	if id == 0 {
+		h.mu.Lock()
+		id = h.leases[name]
+		h.mu.Unlock()
+		if id == 0 {
+			return false
+		}
+	}
+	_, err := h.s.cli.KeepAliveOnce(ctx, id)
+	return err == nil
 }
 
 // Alive reports which holders have a live heartbeat.
