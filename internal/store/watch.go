@@ -108,8 +108,13 @@ func (s *Store) Watch(ctx context.Context, k *v1.KindInfo, opts WatchOptions) <-
 					send(Event{Type: Error, Err: err})
 					return
 				}
-				if !ok || (opts.Selector != nil && !opts.Selector.Matches(e.Object.GetMeta().Labels)) {
+				if !ok {
 					continue
+				}
+				if opts.Selector != nil {
+					if e, ok = selected(k, ev, e, opts.Selector); !ok {
+						continue
+					}
 				}
 				if !send(e) {
 					return
@@ -123,6 +128,32 @@ func (s *Store) Watch(ctx context.Context, k *v1.KindInfo, opts WatchOptions) <-
 		}
 	}()
 	return out
+}
+
+// selected passes on, as Kubernetes' watches do, what a watcher with a
+// label selector sees of e: an object that comes to match is ADDED, one
+// that stops matching is DELETED (with its new state), and one that
+// neither matches nor matched is not seen.
+func selected(k *v1.KindInfo, ev *clientv3.Event, e Event, sel v1.Selector) (Event, bool) {
+	now := sel.Matches(e.Object.GetMeta().Labels)
+	if e.Type != Modified {
+		return e, now
+	}
+	before := false
+	if ev.PrevKv != nil {
+		if prev, err := decode(k, ev.PrevKv.Value, ev.PrevKv.ModRevision); err == nil {
+			before = sel.Matches(prev.GetMeta().Labels)
+		}
+	}
+	switch {
+	case now && !before:
+		e.Type = Added
+	case !now && before:
+		e.Type = Deleted
+	case !now:
+		return e, false
+	}
+	return e, true
 }
 
 func convert(k *v1.KindInfo, ev *clientv3.Event) (Event, bool, error) {
