@@ -96,6 +96,15 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
 		return err
 	}
+	// The pid file tells gantry down that this node is still served.
+	pidPath := filepath.Join(o.dataDir, "gantry.pid")
+	if pidAlive(pidPath) {
+		return fmt.Errorf("another gantry agent runs on %s (pid file %s)", o.dataDir, pidPath)
+	}
+	if err := os.WriteFile(pidPath, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o600); err != nil {
+		return err
+	}
+	defer os.Remove(pidPath)
 	idPath := filepath.Join(o.dataDir, "identity.json")
 	id, err := loadIdentity(idPath)
 	if errors.Is(err, fs.ErrNotExist) {

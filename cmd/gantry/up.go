@@ -343,9 +343,14 @@ stopping gantry up. With --purge the data directory (state, images, logs) goes t
 			if pidAlive(filepath.Join(dataDir, "gantry.pid")) {
 				return fmt.Errorf("gantry up is still running on %s: stop it first (Ctrl-C)", dataDir)
 			}
+			agentDir := filepath.Join(dataDir, "agent")
+			if pidAlive(filepath.Join(agentDir, "gantry.pid")) {
+				return fmt.Errorf("gantry agent is still running on %s: stop it first", agentDir)
+			}
 			// gantry up keeps its node under DATA/node; gantry agent
-			// keeps it in DATA itself.
-			for _, d := range []string{filepath.Join(dataDir, "node"), dataDir} {
+			// under DATA/agent by default, or in the --data-dir it was
+			// given (which down may be pointed at).
+			for _, d := range []string{filepath.Join(dataDir, "node"), agentDir, dataDir} {
 				if err := node.Down(cmd.Context(), d, log); err != nil {
 					return err
 				}

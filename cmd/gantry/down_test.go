@@ -1,0 +1,58 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// `gantry agent` keeps its node under $GANTRY_HOME/agent by default, and
+// `gantry down` takes that node down too: before, it looked only in
+// $GANTRY_HOME/node and $GANTRY_HOME, said "gantry is down", and --purge
+// deleted the agent's directory (identity key, containerd root) under a
+// node it never took down.
+func TestDownTakesTheAgentsNodeDown(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("GANTRY_HOME", home)
+	agentDir := filepath.Join(home, "agent")
+	os.MkdirAll(agentDir, 0o700)
+	// A node.json whose containerd cannot be reached: Down would fail on it
+	// (rather than silently succeed) if it looked there.
+	os.WriteFile(filepath.Join(agentDir, "node.json"), []byte(`{"containerdSocket":"/nonexistent/review.sock"}`), 0o600)
+	os.WriteFile(filepath.Join(agentDir, "identity.json"), []byte(`{}`), 0o600)
+	cmd := newDownCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs([]string{"--purge"})
+	err := cmd.Execute()
+	if _, statErr := os.Stat(agentDir); err == nil || os.IsNotExist(statErr) {
+		t.Fatalf("down --purge with the agent's containerd unreachable: %v (%q), %s exists: %v; want an error and the directory kept", err, out.String(), agentDir, statErr == nil)
+	}
+}
+
+// While gantry agent runs (its pid file names a live gantry process),
+// gantry down refuses, as it does for gantry up.
+func TestDownRefusesWhileTheAgentRuns(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("GANTRY_HOME", home)
+	agentDir := filepath.Join(home, "agent")
+	os.MkdirAll(agentDir, 0o700)
+	// This test binary (gantry.test) stands for the running agent.
+	os.WriteFile(filepath.Join(agentDir, "gantry.pid"), []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o600)
+	cmd := newDownCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs([]string{"--purge"})
+	err := cmd.Execute()
+	if err == nil || !strings.Contains(err.Error(), "gantry agent is still running") {
+		t.Fatalf("down while the agent runs: %v; want a refusal", err)
+	}
+	if _, err := os.Stat(agentDir); err != nil {
+		t.Errorf("the agent's directory is gone: %v", err)
+	}
+}
