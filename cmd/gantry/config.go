@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/gantry-dev/gantry/client"
+	"github.com/gantry-dev/gantry/internal/pki"
 )
 
 // CLIConfig is ~/.gantry/config: where the server is and how to prove who
@@ -71,11 +72,7 @@ func saveConfig(path string, c *CLIConfig) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return pki.WriteFileAtomic(path, b, 0o600)
 }
 
 // globals are the flags every client command shares.

@@ -94,10 +94,11 @@ func readPrivateFile(path string) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, 1<<20))
 }
 
-// writeFileAtomic writes data under a temporary name, syncs it and
-// renames it over path, so a reader sees the old file or the new one,
-// never a torn one.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+// WriteFileAtomic writes data under a fresh temporary name (never one
+// that exists, so no mode or link left there applies), syncs it and
+// renames it over path: a reader sees the old file or the new one, never
+// a torn one, and the file has perm from its first byte.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -135,10 +136,10 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 // certificate, which LoadKeyPair reports, never a certificate whose key is
 // missing.
 func WriteKeyPair(dir, name string, certPEM, keyPEM []byte) error {
-	if err := writeFileAtomic(filepath.Join(dir, name+".key"), keyPEM, 0o600); err != nil {
+	if err := WriteFileAtomic(filepath.Join(dir, name+".key"), keyPEM, 0o600); err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, name+".crt"), certPEM, 0o644)
+	return WriteFileAtomic(filepath.Join(dir, name+".crt"), certPEM, 0o644)
 }
 
 // LoadKeyPair reads NAME.crt and NAME.key from dir, refusing a key file
