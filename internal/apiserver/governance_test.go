@@ -344,3 +344,18 @@ func TestTokenApplyDoesNotCreate(t *testing.T) {
 		t.Errorf("the applied token was stored (%v)", err)
 	}
 }
+
+// A viewer reads alert rules but not notifiers, whose URLs and headers
+// are credentials, as it reads no secrets.
+func TestViewerDoesNotReadNotifiers(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	govNamespace(t, ts, "team", nil)
+	viewer, _ := govUser(t, ts, "vic", "viewer", "team")
+	ctx := context.Background()
+	if _, _, err := client.List[*v1.Notifier](ctx, viewer, "team", client.ListOptions{}); !errors.Is(err, v1.ErrForbidden) {
+		t.Errorf("viewer lists notifiers: %v; want 403", err)
+	}
+	if _, _, err := client.List[*v1.AlertRule](ctx, viewer, "team", client.ListOptions{}); err != nil {
+		t.Errorf("viewer lists alert rules: %v", err)
+	}
+}

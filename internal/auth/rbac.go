@@ -48,7 +48,10 @@ var BuiltinRoles = map[string][]v1.Rule{
 		{Verbs: readVerbs, Resources: []string{"revisions", "events", "namespaces", "metrics", "instances/metrics"}},
 	},
 	RoleViewer: {
-		{Verbs: readVerbs, Resources: []string{"apps", "revisions", "instances", "events", "namespaces", "metrics", "alertrules", "notifiers"}},
+		// Not notifiers: their URLs and headers are credentials (a
+		// Slack webhook's path, an Authorization header), and viewers
+		// read no secrets.
+		{Verbs: readVerbs, Resources: []string{"apps", "revisions", "instances", "events", "namespaces", "metrics", "alertrules"}},
 		{Verbs: []string{"get"}, Resources: []string{"instances/logs", "apps/logs", "apps/metrics", "instances/metrics"}},
 		{Verbs: []string{"pull", "get", "list"}, Resources: []string{"images"}},
 	},
