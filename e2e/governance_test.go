@@ -23,6 +23,7 @@ import (
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/client"
+	"github.com/gantry-dev/gantry/internal/image"
 	"github.com/gantry-dev/gantry/internal/pki"
 	"github.com/gantry-dev/gantry/internal/secrets"
 )
@@ -191,6 +192,20 @@ func testQuota(t *testing.T, c *Cluster) {
 		}
 		if _, err := client.Get[*v1.Secret](ctx, c.Client, "quota", "s2"); !errors.Is(err, v1.ErrNotFound) {
 			t.Fatalf("refused secret: get says %v, want not found", err)
+		}
+	})
+	t.Run("registry storage", func(t *testing.T) {
+		// The busybox image is well over 100 KiB: its push is refused,
+		// and nothing of it can be pulled.
+		c.apply("kind: Namespace\nname: regquota\nquota: {registryStorage: 100Ki}\n")
+		ref := c.RegAddr + "/regquota/busybox:v1"
+		_, err := image.Push(ctx, BusyboxImage(t), ref, c.ImageAuth(), nil)
+		want := `quota exceeded in namespace "regquota": registryStorage: used`
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("push of busybox into a 100Ki namespace: %v; want %q", err, want)
+		}
+		if _, err := image.Inspect(ctx, ref, c.ImageAuth()); err == nil {
+			t.Fatalf("the refused image can be inspected")
 		}
 	})
 }

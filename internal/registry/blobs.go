@@ -86,6 +86,25 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, rt rout
 				canonical, _ = digest.Parse(string(b))
 			}
 		}
+		if from != "" {
+			// A mount adds the blob to this namespace's storage.
+			blob := d
+			if canonical != "" {
+				blob = canonical
+			}
+			var size int64
+			if st, err := r.driver.Stat(req.Context(), blobDataPath(blob)); err == nil {
+				size = st.Size()
+			}
+			release, err := r.holdStorage(req.Context(), rt.repo, blob, size)
+			if err != nil {
+				writeQuotaError(w, err)
+				return
+			}
+			if release != nil {
+				defer release()
+			}
+		}
 		r.toEngine(r.mountHook(w, rt.repo, d, canonical), req)
 		return
 	}
@@ -115,6 +134,18 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, rt rou
 		return
 	}
 	r.touches.add(d, r.now())
+	size := int64(-1)
+	if req.ContentLength >= 0 {
+		size = r.uploadedSize(req.Context(), rt.repo, rt.ref) + req.ContentLength
+	}
+	release, err := r.holdStorage(req.Context(), rt.repo, d, size)
+	if err != nil {
+		writeQuotaError(w, err)
+		return
+	}
+	if release != nil {
+		defer release()
+	}
 	r.completeUpload(w, req, rt.repo, rt.ref, d)
 }
 
@@ -164,6 +195,14 @@ func (r *Registry) dropUpload(ctx context.Context, repo, id string) {
 // request's body, which is what a client that gets 202 does next anyway.
 func (r *Registry) uploadInOne(w http.ResponseWriter, req *http.Request, rt route, d digest.Digest) {
 	ctx := req.Context()
+	release, err := r.holdStorage(ctx, rt.repo, d, req.ContentLength)
+	if err != nil {
+		writeQuotaError(w, err)
+		return
+	}
+	if release != nil {
+		defer release()
+	}
 	start := req.Clone(ctx)
 	start.Method = http.MethodPost
 	start.URL = &url.URL{Path: "/v2/" + rt.repo + "/blobs/uploads/"}

@@ -61,6 +61,12 @@ type Config struct {
 	// request says ?force=true. ref is a tag or a digest.
 	CanDelete func(ctx context.Context, repo, ref string) error
 
+	// StorageQuota, when set, gives a namespace's registryStorage quota
+	// in bytes (0 for none): a blob that would take the distinct blobs
+	// its repositories link past it is refused with 403 DENIED. An error
+	// refuses the blob too (503 when it wraps v1.ErrUnavailable).
+	StorageQuota func(ctx context.Context, namespace string) (int64, error)
+
 	// MaxManifestSize is the largest manifest accepted, in bytes; larger
 	// ones get 413. Default and ceiling 4 MiB, the engine's own limit.
 	MaxManifestSize int64
@@ -124,6 +130,9 @@ type Registry struct {
 	writeMu sync.RWMutex
 	gcMu    sync.Mutex // one collection at a time
 	touches touchSet
+	// quotaLocks serializes, per namespace with a storage quota, the
+	// check of a blob against it and the blob's commit.
+	quotaLocks sync.Map // namespace → *sync.Mutex
 
 	now func() time.Time
 }

@@ -49,6 +49,23 @@ func (r regAuthz) Authorize(ctx context.Context, id registry.Identity, ns, actio
 	return nil
 }
 
+// registryStorageQuota is the registryStorage quota of namespace ns in
+// bytes, 0 for none (or a namespace that does not exist: its images are a
+// cluster admin's).
+func (s *Server) registryStorageQuota(ctx context.Context, ns string) (int64, error) {
+	n, err := store.Get[*v1.Namespace](ctx, s.Store, "", ns)
+	if errors.Is(err, v1.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if n.Spec.Quota == nil {
+		return 0, nil
+	}
+	return int64(n.Spec.Quota.Storage), nil
+}
+
 // loadKey reads a 32-byte secret key from path, making it on first use.
 func loadKey(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
@@ -85,6 +102,7 @@ func (s *Server) startRegistry(ctx context.Context, authn *auth.Authenticator, a
 		OnEvent:       func(e registry.Event) { s.imageEvent(ctx, e) },
 		OnRequest:     func(rr registry.RequestRecord) { s.auditRegistry(ctx, rr) },
 		CanDelete:     s.imageInUse,
+		StorageQuota:  s.registryStorageQuota,
 	}, s.log.With("component", "registry"))
 	if err != nil {
 		return fmt.Errorf("registry: %w", err)

@@ -1,0 +1,153 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"path"
+	"strings"
+	"sync"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/opencontainers/go-digest"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+)
+
+// A namespace's registryStorage quota counts the bytes of the distinct
+// blobs (layers and configs) that its repositories link: a blob shared by
+// two of its repositories counts once, one shared with another namespace
+// counts in both. It is checked when a blob is committed to a repository
+// (the PUT that ends an upload, an upload in one POST, a mount), not while
+// an upload's chunks arrive.
+
+// errQuota is a refusal by the storage quota.
+type errQuota struct {
+	ns                   string
+	used, request, limit int64
+}
+
+func (e *errQuota) Error() string {
+	return fmt.Sprintf("quota exceeded in namespace %q: registryStorage: used %s + requested %s > limit %s",
+		e.ns, v1.Bytes(e.used), v1.Bytes(e.request), v1.Bytes(e.limit))
+}
+
+// errLengthRequired is the refusal of a blob of unknown size where a
+// quota applies.
+var errLengthRequired = errors.New("namespace has a registryStorage quota: send the blob with a Content-Length")
+
+// holdStorage checks that a blob d of size bytes (negative: unknown) fits
+// the quota of repo's namespace and, if it does, returns a release to call
+// once the blob is committed: until then, other commits to the namespace
+// wait, so that two cannot both fit in the same room. A nil error with a
+// nil release means no quota applies.
+func (r *Registry) holdStorage(ctx context.Context, repo string, d digest.Digest, size int64) (func(), error) {
+	if r.cfg.StorageQuota == nil {
+		return nil, nil
+	}
+	ns, _, _ := strings.Cut(repo, "/")
+	limit, err := r.cfg.StorageQuota(ctx, ns)
+	if err != nil || limit <= 0 {
+		return nil, err
+	}
+	m, _ := r.quotaLocks.LoadOrStore(ns, new(sync.Mutex))
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	used, has, err := r.storageUsage(ctx, ns, d)
+	switch {
+	case err != nil:
+		err = fmt.Errorf("%w: count the registry storage of namespace %q: %v", v1.ErrUnavailable, ns, err)
+	case has:
+		// Already counted: linking it again adds nothing.
+	case size < 0:
+		err = errLengthRequired
+	case used+size > limit:
+		err = &errQuota{ns: ns, used: used, request: size, limit: limit}
+	}
+	if err != nil {
+		mu.Unlock()
+		return nil, err
+	}
+	return mu.Unlock, nil
+}
+
+// storageUsage sums the sizes of the distinct blobs the repositories of
+// namespace ns link, and says whether d is one of them.
+func (r *Registry) storageUsage(ctx context.Context, ns string, d digest.Digest) (used int64, has bool, err error) {
+	repos, err := r.allRepositories(ctx)
+	if err != nil {
+		return 0, false, err
+	}
+	seen := map[digest.Digest]bool{}
+	var nf storagedriver.PathNotFoundError
+	for _, repo := range repos {
+		if !strings.HasPrefix(repo, ns+"/") {
+			continue
+		}
+		layers := path.Join(storageRoot, "repositories", repo, "_layers")
+		err := r.driver.Walk(ctx, layers, func(fi storagedriver.FileInfo) error {
+			if fi.IsDir() || path.Base(fi.Path()) != "link" {
+				return nil
+			}
+			// .../_layers/<alg>/<hex>/link names the digest as the
+			// repository knows it; its content, the canonical blob.
+			named := digest.NewDigestFromEncoded(digest.Algorithm(path.Base(path.Dir(path.Dir(fi.Path())))), path.Base(path.Dir(fi.Path())))
+			if named == d {
+				has = true
+			}
+			b, err := r.driver.GetContent(ctx, fi.Path())
+			if err != nil {
+				return nil // removed meanwhile
+			}
+			target, err := digest.Parse(strings.TrimSpace(string(b)))
+			if err != nil || seen[target] {
+				return nil
+			}
+			seen[target] = true
+			if target == d {
+				has = true
+			}
+			if st, err := r.driver.Stat(ctx, blobDataPath(target)); err == nil {
+				used += st.Size()
+			}
+			return nil
+		})
+		if err != nil && !errors.As(err, &nf) {
+			return 0, false, err
+		}
+	}
+	return used, has, nil
+}
+
+func blobDataPath(d digest.Digest) string {
+	enc := d.Encoded()
+	return path.Join(storageRoot, "blobs", string(d.Algorithm()), enc[:2], enc, "data")
+}
+
+// uploadedSize is what an upload in progress holds so far.
+func (r *Registry) uploadedSize(ctx context.Context, repo, id string) int64 {
+	if !uploadID.MatchString(id) {
+		return 0
+	}
+	st, err := r.driver.Stat(ctx, path.Join(storageRoot, "repositories", repo, "_uploads", id, "data"))
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// writeQuotaError answers a refusal by holdStorage.
+func writeQuotaError(w http.ResponseWriter, err error) {
+	var q *errQuota
+	switch {
+	case errors.As(err, &q):
+		writeError(w, http.StatusForbidden, codeDenied, err.Error(), map[string]any{"namespace": q.ns, "used": q.used, "requested": q.request, "limit": q.limit})
+	case errors.Is(err, errLengthRequired):
+		writeError(w, http.StatusLengthRequired, codeUnsupported, err.Error(), nil)
+	case errors.Is(err, v1.ErrUnavailable):
+		writeError(w, http.StatusServiceUnavailable, codeUnavailable, err.Error(), nil)
+	default:
+		writeError(w, http.StatusInternalServerError, "UNKNOWN", err.Error(), nil)
+	}
+}
