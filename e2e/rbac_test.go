@@ -263,7 +263,8 @@ func TestRBACMatrix(t *testing.T) {
 	ops = append(ops, nsOps("alertrules", "ar", "CADV", "CAD", func(r *rbacRole) any {
 		return map[string]any{"metadata": meta("new-" + r.sfx), "spec": map[string]any{"condition": "not-ready"}}
 	}, nil)...)
-	ops = append(ops, nsOps("notifiers", "nt", "CADV", "CAD", func(r *rbacRole) any {
+	// Viewers do not read notifiers: their URLs and headers are credentials.
+	ops = append(ops, nsOps("notifiers", "nt", "CAD", "CAD", func(r *rbacRole) any {
 		return map[string]any{"metadata": meta("new-" + r.sfx), "spec": map[string]any{"type": "webhook", "url": "https://hooks.example.com/gantry"}}
 	}, nil)...)
 	ops = append(ops, rbacOp{name: "send a test notification", allow: "CAD", want: 200, perm: apiPerm("update", "notifiers/test", ns), do: post(p+"/notifiers/nt/test", nil)})
