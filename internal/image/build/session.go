@@ -563,7 +563,7 @@ func (s *session) run(ctx context.Context, a active, rs runSpec, out io.Writer) 
 	}()
 	exited, err := t.Wait(ctx)
 	if err != nil {
-		return fmt.Errorf("wait for the step: %w", err)
+		return fmt.Errorf("wait for the step: %w", cancelled(ctx, err))
 	}
 	if err := t.Start(ctx); err != nil {
 		return fmt.Errorf("start the step: %w", err)
@@ -572,7 +572,9 @@ func (s *session) run(ctx context.Context, a active, rs runSpec, out io.Writer) 
 	case st := <-exited:
 		code, _, err := st.Result()
 		if err != nil {
-			return fmt.Errorf("wait for the step: %w", err)
+			// A cancelled build ends the wait's stream too, and that may
+			// come first; the deferred Delete kills the task.
+			return fmt.Errorf("wait for the step: %w", cancelled(ctx, err))
 		}
 		if code != 0 {
 			return &ExitError{Code: int(code)}
@@ -588,6 +590,16 @@ func (s *session) run(ctx context.Context, a active, rs runSpec, out io.Writer) 
 		}
 		return ctx.Err()
 	}
+}
+
+// cancelled is ctx's error when ctx has ended (containerd reports it as a
+// gRPC status, which errors.Is does not match with context.Canceled),
+// and err otherwise.
+func cancelled(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
 }
 
 // StartContainerd adopts the private containerd running under dir, or
