@@ -43,6 +43,23 @@ var refusedPrefixes = []struct {
 // server's own addresses.
 type Guard struct {
 	server []netip.Addr
+	// extra are ranges refused besides the fixed ones (RefuseNetwork).
+	extra []struct {
+		prefix netip.Prefix
+		why    string
+	}
+}
+
+// RefuseNetwork refuses the addresses of cidr too, named why in the
+// refusal; an invalid cidr is ignored. It returns g.
+func (g *Guard) RefuseNetwork(cidr, why string) *Guard {
+	if p, err := netip.ParsePrefix(cidr); err == nil {
+		g.extra = append(g.extra, struct {
+			prefix netip.Prefix
+			why    string
+		}{p.Masked(), why})
+	}
+	return g
 }
 
 // NewGuard returns a guard that also refuses the API server's addresses.
@@ -108,6 +125,11 @@ func (g *Guard) Check(ip netip.Addr) error {
 		}
 	}
 	if g != nil {
+		for _, r := range g.extra {
+			if r.prefix.Contains(ip) {
+				return fmt.Errorf("%w: %s is in %s (%s); a cluster admin can allow private targets with the namespace policy allowPrivateTargets", ErrTargetRefused, ip, r.why, r.prefix)
+			}
+		}
 		for _, s := range g.server {
 			if s == ip {
 				return fmt.Errorf("%w: %s is the API server's address", ErrTargetRefused, ip)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -84,5 +85,28 @@ func TestCheckURL(t *testing.T) {
 				t.Fatalf("CheckURL(%s) = %v, want %v", tt.url, err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// The cluster network is refused even when it is not a private range
+// (--cluster-cidr may be any network): notifiers must not reach other
+// namespaces' instances from the server.
+func TestGuardRefusesTheClusterNetwork(t *testing.T) {
+	g := NewGuard("127.0.0.1:7443").RefuseNetwork("198.18.0.0/16", "the cluster network")
+	for _, tt := range []struct {
+		ip      string
+		refused bool
+	}{
+		{"198.18.3.7", true},
+		{"198.19.0.1", false},
+		{"93.184.216.34", false},
+	} {
+		err := g.Check(netip.MustParseAddr(tt.ip))
+		if (err != nil) != tt.refused {
+			t.Errorf("%s: %v; want refused %v", tt.ip, err, tt.refused)
+		}
+		if err != nil && !strings.Contains(err.Error(), "the cluster network") {
+			t.Errorf("%s: %v; want the reason named", tt.ip, err)
+		}
 	}
 }

@@ -188,7 +188,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 
 	s.Recorder = events.NewRecorder(s.Store, "server", log)
 	s.Notify = &notify.Manager{Store: s.Store, Log: log.With("component", "notify"), Metrics: notify.NewMetrics(s.Metrics),
-		Guard: notify.NewGuard(cfg.APIAddr), Apps: s.Apps}
+		Guard: notify.NewGuard(cfg.APIAddr).RefuseNetwork(cfg.API.ClusterCIDR, "the cluster network"), Apps: s.Apps}
 	s.Recorder.Listen(s.Notify.ObserveEvent)
 	acfg := audit.DefaultConfig()
 	acfg.Store, acfg.Dir = s.Store, filepath.Join(cfg.DataDir, "audit")
