@@ -70,7 +70,7 @@ func loadOrCreateCA(dataDir string, now func() time.Time) (*CA, error) {
 			return nil, err
 		}
 		// The key goes to disk before any certificate names it.
-		if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+		if err := WriteFileAtomic(keyPath, keyPEM, 0o600); err != nil {
 			return nil, fmt.Errorf("write CA key: %w", err)
 		}
 		ca.key = k
@@ -91,7 +91,7 @@ func loadOrCreateCA(dataDir string, now func() time.Time) (*CA, error) {
 		if certPEM, err = ca.selfSign(); err != nil {
 			return nil, err
 		}
-		if err := writeFileAtomic(certPath, certPEM, 0o644); err != nil {
+		if err := WriteFileAtomic(certPath, certPEM, 0o644); err != nil {
 			return nil, fmt.Errorf("write CA certificate: %w", err)
 		}
 	} else if err != nil {
