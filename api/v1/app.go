@@ -1,6 +1,7 @@
 package v1
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -125,7 +126,9 @@ type EnvList []EnvVar
 func (e *EnvList) UnmarshalJSON(b []byte) error {
 	if len(b) > 0 && b[0] == '{' {
 		var m map[string]any
-		if err := json.Unmarshal(b, &m); err != nil {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber() // 1000000 stays "1000000", not "1e+06"
+		if err := dec.Decode(&m); err != nil {
 			return err
 		}
 		out := make(EnvList, 0, len(m))
@@ -135,7 +138,9 @@ func (e *EnvList) UnmarshalJSON(b []byte) error {
 			case string:
 				s = v
 			case nil:
-			case float64, bool:
+			case json.Number:
+				s = v.String()
+			case bool:
 				s = fmt.Sprint(v)
 			default:
 				return fmt.Errorf("env %s: value must be a string, number or boolean", k)

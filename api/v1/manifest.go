@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"regexp"
 	"strings"
 
+	yaml3 "go.yaml.in/yaml/v3"
 	"sigs.k8s.io/yaml"
 )
 
@@ -60,8 +62,14 @@ func SplitDocuments(r io.Reader) ([][]byte, error) {
 	}
 	for sc.Scan() {
 		line := sc.Bytes()
-		if isSeparator(line) {
+		if sep, rest := separator(line); sep {
 			flush()
+			// "--- {kind: App, …}" or "--- !!map": what follows the
+			// marker on its line starts the next document.
+			if len(rest) > 0 {
+				cur.Write(rest)
+				cur.WriteByte('\n')
+			}
 			continue
 		}
 		if cur.Len()+len(line) > MaxManifestSize {
@@ -80,12 +88,26 @@ func SplitDocuments(r io.Reader) ([][]byte, error) {
 	return docs, nil
 }
 
-func isSeparator(line []byte) bool {
-	if !bytes.HasPrefix(line, []byte("---")) {
-		return false
+// separator reports whether line ends a document: a "---" marker (with
+// what follows it on the line, the start of the next document, as rest)
+// or a "..." end marker. YAML wants a space or a line end after either;
+// "---x" is content.
+func separator(line []byte) (sep bool, rest []byte) {
+	for _, m := range []string{"---", "..."} {
+		after, ok := bytes.CutPrefix(line, []byte(m))
+		if !ok || (len(after) > 0 && after[0] != ' ' && after[0] != '\t' && after[0] != '\r') {
+			continue
+		}
+		rest = bytes.TrimSpace(after)
+		if len(rest) > 0 && rest[0] == '#' {
+			rest = nil
+		}
+		if m == "..." && len(rest) > 0 {
+			return false, nil // not a marker YAML knows; let the decoder say
+		}
+		return true, rest
 	}
-	rest := bytes.TrimSpace(line[3:])
-	return len(rest) == 0 || rest[0] == '#'
+	return false, nil
 }
 
 func hasContent(doc []byte) bool {
@@ -234,13 +256,63 @@ func decodeFlat(top map[string]json.RawMessage, o Object) error {
 // the document uses merge keys (<<: *anchor), whose point is to override
 // what they bring in.
 func YAMLToJSON(doc []byte) ([]byte, error) {
+	if bytes.IndexByte(doc, '*') >= 0 {
+		if err := checkExpansion(doc); err != nil {
+			return nil, err
+		}
+	}
 	j, err := yaml.YAMLToJSONStrict(doc)
-	if err != nil && bytes.Contains(doc, []byte("<<")) {
+	if err != nil && mergeKey.Match(doc) {
 		if lax, laxErr := yaml.YAMLToJSON(doc); laxErr == nil {
 			return lax, nil
 		}
 	}
 	return j, err
+}
+
+// mergeKey finds a merge key (<<: *anchor) as a mapping key, not a "<<"
+// anywhere (a heredoc in an argument).
+var mergeKey = regexp.MustCompile(`(^|[\s{,])<<\s*:`)
+
+// maxExpanded bounds what a document may grow to through aliases: the
+// YAML decoder's own limit on aliasing counts nodes, not bytes, so a few
+// hundred aliases of a large scalar would otherwise make a small body
+// expand to gigabytes.
+const maxExpanded = 8 * MaxManifestSize
+
+// checkExpansion refuses a document whose aliases would expand it past
+// maxExpanded, measuring the node tree without expanding it.
+func checkExpansion(doc []byte) error {
+	var root yaml3.Node
+	if err := yaml3.Unmarshal(doc, &root); err != nil {
+		return nil // the decoder proper says what is wrong
+	}
+	sizes := map[*yaml3.Node]int64{}
+	var size func(n *yaml3.Node, depth int) int64
+	size = func(n *yaml3.Node, depth int) int64 {
+		if n == nil || depth > 1000 {
+			return 0
+		}
+		if s, ok := sizes[n]; ok {
+			return s
+		}
+		s := int64(len(n.Value)) + 2
+		if n.Kind == yaml3.AliasNode {
+			s = size(n.Alias, depth+1)
+		}
+		for _, c := range n.Content {
+			s += size(c, depth+1)
+			if s > maxExpanded {
+				break
+			}
+		}
+		sizes[n] = s
+		return s
+	}
+	if size(&root, 0) > maxExpanded {
+		return fmt.Errorf("the document expands to more than %d bytes through its YAML aliases (*name)", maxExpanded)
+	}
+	return nil
 }
 
 func strictUnmarshal(b []byte, into any) error {

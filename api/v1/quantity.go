@@ -9,6 +9,10 @@ import (
 	"time"
 )
 
+// maxMillicores bounds a CPU quantity (a billion cores), as cores are
+// bounded, so that sums and products of quantities cannot overflow.
+const maxMillicores = 1e12
+
 // CPU is an amount of processor time in millicores: 1000 is one core.
 // It reads and writes as a string like "250m", "0.5" or "2".
 type CPU int64
@@ -23,6 +27,9 @@ func ParseCPU(s string) (CPU, error) {
 		n, err := strconv.ParseInt(m, 10, 64)
 		if err != nil || n < 0 {
 			return 0, fmt.Errorf("cpu %q: millicores must be a whole non-negative number, like 250m", s)
+		}
+		if n > maxMillicores {
+			return 0, fmt.Errorf("cpu %q is too large (at most a billion cores)", s)
 		}
 		return CPU(n), nil
 	}
@@ -202,6 +209,10 @@ func (v IntOrPercent) MarshalJSON() ([]byte, error) {
 	return json.Marshal(v.Value)
 }
 
+// maxIntOrPercent bounds a count or percentage (a maxSurge): far above
+// any replica count, and small enough that arithmetic on it is safe.
+const maxIntOrPercent = 1000000
+
 // UnmarshalJSON accepts 2, "2" or "25%".
 func (v *IntOrPercent) UnmarshalJSON(b []byte) error {
 	s := string(b)
@@ -212,8 +223,8 @@ func (v *IntOrPercent) UnmarshalJSON(b []byte) error {
 	}
 	p, isPct := strings.CutSuffix(strings.TrimSpace(s), "%")
 	n, err := strconv.Atoi(p)
-	if err != nil || n < 0 {
-		return fmt.Errorf("%s: want a non-negative count like 1 or a percentage like \"25%%\"", b)
+	if err != nil || n < 0 || n > maxIntOrPercent {
+		return fmt.Errorf("%s: want a non-negative count like 1 or a percentage like \"25%%\" (at most %d)", b, maxIntOrPercent)
 	}
 	*v = IntOrPercent{Value: n, IsPercent: isPct}
 	return nil

@@ -359,3 +359,31 @@ func TestViewerDoesNotReadNotifiers(t *testing.T) {
 		t.Errorf("viewer lists alert rules: %v", err)
 	}
 }
+
+// Huge quantities cannot wrap the namespace's counted use around: a cpu
+// beyond a billion cores is refused as a quantity, and memory × replicas
+// saturates rather than overflowing, so the quota still refuses it and
+// later Apps.
+func TestQuotaArithmeticDoesNotOverflow(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	ctx := context.Background()
+	govNamespace(t, ts, "team", &v1.Quota{CPU: 4000, Memory: 8 << 30})
+	c := ts.client(t, ts.Token)
+	if _, err := v1.DecodeManifest([]byte("kind: App\nname: huge\nnamespace: team\nimage: x:v1\nresources: {cpu: 4611686018427387904m}\n")); err == nil {
+		t.Errorf("cpu 2^62m decoded")
+	}
+	mem, err := v1.DecodeManifest([]byte("kind: App\nname: mem\nnamespace: team\nimage: x:v1\nreplicas: 3\nresources: {memory: 4e18}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Apply(ctx, mem); !errors.Is(err, v1.ErrQuotaExceeded) {
+		t.Errorf("memory 4e18 x 3 replicas under an 8Gi quota: %v; want quota exceeded", err)
+	}
+	big, _ := v1.DecodeManifest([]byte("kind: App\nname: big\nnamespace: team\nimage: x:v1\nreplicas: 100\nresources: {cpu: 4}\n"))
+	if _, err := c.Apply(ctx, big); !errors.Is(err, v1.ErrQuotaExceeded) {
+		t.Errorf("400 cores under a 4-core quota: %v; want quota exceeded", err)
+	}
+	if _, err := v1.DecodeManifest([]byte("kind: App\nname: s\nimage: x:v1\nstrategy: {maxSurge: 9223372036854775807}\n")); err == nil {
+		t.Errorf("maxSurge 2^63-1 decoded")
+	}
+}

@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -27,13 +28,34 @@ func (e *QuotaError) Is(target error) bool { return target == v1.ErrQuotaExceede
 
 // appFootprint is what an App reserves: its replicas (plus the surge a
 // rollout adds when surging) times each instance's requests.
+// The products and sums saturate at the largest int64: no quantity can
+// wrap around and make a namespace's use look small.
 func appFootprint(a *v1.App, surging bool) (cpu v1.CPU, mem v1.Bytes, instances int) {
 	n := int(a.DesiredReplicas())
 	if surging && a.Spec.Strategy.MaxSurge != nil {
 		n += a.Spec.Strategy.MaxSurge.Resolve(n, true)
 	}
 	r := a.Spec.Resources
-	return r.CPU * v1.CPU(n), r.Memory * v1.Bytes(n), n
+	return v1.CPU(satMul(int64(r.CPU), int64(n))), v1.Bytes(satMul(int64(r.Memory), int64(n))), n
+}
+
+// satMul and satAdd are a*b and a+b for non-negative operands, or the
+// largest int64 when that would overflow.
+func satMul(a, b int64) int64 {
+	if a == 0 || b == 0 {
+		return 0
+	}
+	if a > math.MaxInt64/b {
+		return math.MaxInt64
+	}
+	return a * b
+}
+
+func satAdd(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 // checkQuota refuses an App whose footprint, added to the rest of the
@@ -68,7 +90,8 @@ func (s *Server) checkQuota(ctx context.Context, ns *v1.Namespace, a *v1.App, pr
 			continue
 		}
 		c, m, n := appFootprint(o, false)
-		usedCPU, usedMem, usedInst, usedApps = usedCPU+c, usedMem+m, usedInst+n, usedApps+1
+		usedCPU, usedMem = v1.CPU(satAdd(int64(usedCPU), int64(c))), v1.Bytes(satAdd(int64(usedMem), int64(m)))
+		usedInst, usedApps = usedInst+n, usedApps+1
 	}
 	// A template change starts a rollout, which may surge.
 	surging := prev == nil || prev.Spec.Template.Hash() != a.Spec.Template.Hash()
@@ -82,9 +105,9 @@ func (s *Server) checkQuota(ctx context.Context, ns *v1.Namespace, a *v1.App, pr
 		return &QuotaError{name, "apps", fmt.Sprint(usedApps), "1", fmt.Sprint(q.Apps)}
 	case q.Instances > 0 && usedInst+inst > q.Instances:
 		return &QuotaError{name, "instances", fmt.Sprint(usedInst), fmt.Sprint(inst) + surgeNote(surging), fmt.Sprint(q.Instances)}
-	case q.CPU > 0 && usedCPU+cpu > q.CPU:
+	case q.CPU > 0 && satAdd(int64(usedCPU), int64(cpu)) > int64(q.CPU):
 		return &QuotaError{name, "cpu", usedCPU.String(), cpu.String() + surgeNote(surging), q.CPU.String()}
-	case q.Memory > 0 && usedMem+mem > q.Memory:
+	case q.Memory > 0 && satAdd(int64(usedMem), int64(mem)) > int64(q.Memory):
 		return &QuotaError{name, "memory", usedMem.String(), mem.String() + surgeNote(surging), q.Memory.String()}
 	}
 	return nil
