@@ -313,9 +313,9 @@ func watchObjects(ctx context.Context, w io.Writer, c *client.Client, k *v1.Kind
 func newDeleteCmd(g *globals) *cobra.Command {
 	var files []string
 	cmd := &cobra.Command{
-		Use:     "delete KIND NAME | -f FILE",
+		Use:     "delete KIND NAME… | KIND/NAME… | -f FILE",
 		Short:   "Delete objects",
-		Example: "  gantry delete app hello\n  gantry delete -f examples/hello.yaml",
+		Example: "  gantry delete app hello\n  gantry delete app web api\n  gantry delete app/web secret/db\n  gantry delete -f examples/hello.yaml",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -327,16 +327,35 @@ func newDeleteCmd(g *globals) *cobra.Command {
 				ns, name string
 			}
 			var targets []target
-			if len(files) > 0 {
+			switch {
+			case len(files) > 0 && len(args) > 0:
+				return errors.New("give either -f FILE or KIND NAME…, not both")
+			case len(files) > 0:
 				objs, err := readManifests(files, cmd.InOrStdin(), g.ns())
 				if err != nil {
+					return err
+				}
+				if err := g.namespaceClash(objs); err != nil {
 					return err
 				}
 				for _, o := range objs {
 					k, _ := v1.KindOf(o)
 					targets = append(targets, target{k, o.GetMeta().Namespace, o.GetMeta().Name})
 				}
-			} else {
+			case len(args) > 0 && strings.Contains(args[0], "/"):
+				// kind/name kind/name …
+				for _, a := range args {
+					k, name, err := parseRef([]string{a})
+					if err != nil {
+						return err
+					}
+					if name == "" || !strings.Contains(a, "/") {
+						return fmt.Errorf("%q: give every object as KIND/NAME, like app/hello", a)
+					}
+					targets = append(targets, target{k, g.ns(), name})
+				}
+			default:
+				// kind name name …
 				k, name, err := parseRef(args)
 				if err != nil {
 					return err
@@ -344,7 +363,9 @@ func newDeleteCmd(g *globals) *cobra.Command {
 				if name == "" {
 					return fmt.Errorf("name the %s to delete: gantry delete %s NAME", strings.ToLower(k.Kind), strings.ToLower(k.Kind))
 				}
-				targets = append(targets, target{k, g.ns(), name})
+				for _, n := range args[1:] {
+					targets = append(targets, target{k, g.ns(), n})
+				}
 			}
 			failed := false
 			for _, t := range targets {

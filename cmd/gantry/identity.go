@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -166,10 +168,19 @@ func bindRole(cmd *cobra.Command, g *globals, c *client.Client, user, role strin
 	if role == "cluster-admin" {
 		ns = "*"
 	}
-	name := user + "-" + role + "-" + strings.ReplaceAll(ns, "*", "all")
-	b := &v1.RoleBinding{TypeMeta: v1.TypeMeta{Kind: "RoleBinding"}, Metadata: v1.ObjectMeta{Name: name}, Spec: v1.RoleBindingSpec{User: user, Role: role, Namespace: ns}}
+	spec := v1.RoleBindingSpec{User: user, Role: role, Namespace: ns}
+	name := bindingName(spec, false)
+	if cur, err := client.Get[*v1.RoleBinding](cmd.Context(), c, "", name); err == nil && cur.Spec != spec {
+		// "a-b" as developer and "a" as "b-developer" read alike: the
+		// other binding keeps its name, and this one gets a hashed one.
+		name = bindingName(spec, true)
+	}
+	b := &v1.RoleBinding{TypeMeta: v1.TypeMeta{Kind: "RoleBinding"}, Metadata: v1.ObjectMeta{Name: name}, Spec: spec}
 	if err := v1.Validate(b).OrNil(); err != nil {
 		return err
+	}
+	if cur, err := client.Get[*v1.RoleBinding](cmd.Context(), c, "", name); err == nil && cur.Spec != spec {
+		return fmt.Errorf("rolebinding/%s already binds %s as %s in %q: unbind it first", name, cur.Spec.User, cur.Spec.Role, cur.Spec.Namespace)
 	}
 	if _, err := c.Apply(cmd.Context(), b); err != nil {
 		return err
@@ -180,6 +191,19 @@ func bindRole(cmd *cobra.Command, g *globals, c *client.Client, user, role strin
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "rolebinding/%s: %s is %s in %s\n", name, user, role, where)
 	return nil
+}
+
+// bindingName names the binding of spec USER-ROLE-NAMESPACE, cut to fit
+// a name and made unique with a hash of spec when it is too long or
+// hashed is set.
+func bindingName(spec v1.RoleBindingSpec, hashed bool) string {
+	name := spec.User + "-" + spec.Role + "-" + strings.ReplaceAll(spec.Namespace, "*", "all")
+	if !hashed && len(name) <= 63 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(spec.User + "\x00" + spec.Role + "\x00" + spec.Namespace))
+	suffix := "-" + hex.EncodeToString(sum[:4])
+	return strings.TrimRight(name[:min(len(name), 63-len(suffix))], "-.") + suffix
 }
 
 func newRoleCmd(g *globals) *cobra.Command {
@@ -239,6 +263,9 @@ func newTokenCmd(g *globals) *cobra.Command {
 		Example: "  gantry token create --user alice --expires 24h --description ci",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if expires < 0 || (cmd.Flags().Changed("expires") && expires == 0) {
+				return fmt.Errorf("--expires %s: give a lifetime such as 24h, or leave the flag out for a token that does not expire", expires)
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
