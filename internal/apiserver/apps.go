@@ -410,6 +410,9 @@ func (s *Server) deleteInstance(ctx context.Context, ns, name string, rev int64,
 	if force || inst.Spec.Node == "" || node != "" {
 		return s.store.Delete(ctx, k, ns, name, rev)
 	}
+	if rev != 0 && rev != inst.Metadata.Revision {
+		return nil, fmt.Errorf("instance %q was modified (now at revision %d, you sent %d): %w", name, inst.Metadata.Revision, rev, v1.ErrConflict)
+	}
 	if inst.Metadata.Deleting != nil {
 		return inst, nil
 	}

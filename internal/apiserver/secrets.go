@@ -38,7 +38,8 @@ func (s *Server) writeSecret(ctx context.Context, sec *v1.Secret, prev *v1.Secre
 	}
 	if prev != nil {
 		old, err := s.secrets.Open(prev.Metadata.Namespace, prev.Metadata.Name, fromV1(prev.Sealed))
-		if err == nil && sameData(old, data) && equalLabels(prev.Metadata.Labels, sec.Metadata.Labels) {
+		if err == nil && sameData(old, data) && equalLabels(prev.Metadata.Labels, sec.Metadata.Labels) &&
+			equalLabels(prev.Metadata.Annotations, sec.Metadata.Annotations) {
 			return "unchanged", nil
 		}
 		sec.Metadata.UID, sec.Metadata.Created, sec.Metadata.Revision = prev.Metadata.UID, prev.Metadata.Created, prev.Metadata.Revision
@@ -84,6 +85,7 @@ func sameData(a, b map[string][]byte) bool {
 	return true
 }
 
+// equalLabels compares two string maps (labels, annotations).
 func equalLabels(a, b map[string]string) bool {
 	if len(a) != len(b) {
 		return false
