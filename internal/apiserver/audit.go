@@ -57,10 +57,42 @@ func (s *Server) serveAuditExport(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
-	log.Export(r.Context(), w, f)
+	lw := &lazyOK{w: w, contentType: "application/x-ndjson"}
+	if err := log.Export(r.Context(), lw, f); err != nil {
+		if !lw.started {
+			return err // nothing sent yet: a JSON error with its status
+		}
+		// Part of the trail is out: end the connection without the
+		// clean end of a chunked body, so that the client sees the
+		// trail cut short rather than complete.
+		s.log.Warn("audit export cut short", "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	if !lw.started {
+		lw.start() // an empty trail is still a 200
+	}
 	return nil
+}
+
+// lazyOK sends 200 and the content type with the first bytes written,
+// so that an error before them can still be answered as an error.
+type lazyOK struct {
+	w           http.ResponseWriter
+	contentType string
+	started     bool
+}
+
+func (l *lazyOK) start() {
+	l.started = true
+	l.w.Header().Set("Content-Type", l.contentType)
+	l.w.WriteHeader(http.StatusOK)
+}
+
+func (l *lazyOK) Write(b []byte) (int, error) {
+	if !l.started {
+		l.start()
+	}
+	return l.w.Write(b)
 }
 
 func (s *Server) serveAuditVerify(w http.ResponseWriter, r *http.Request) error {

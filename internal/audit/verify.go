@@ -159,6 +159,11 @@ func VerifyDir(dir string) (VerifyResult, error) {
 	if err != nil {
 		return VerifyResult{}, err
 	}
+	if len(files) == 0 {
+		// A wrong --dir, or one whose files were all deleted: nothing
+		// checked is not an intact chain.
+		return VerifyResult{}, fmt.Errorf("no audit files (%s, audit-*.jsonl) in %s", ActiveFile, dir)
+	}
 	var c checker
 	for _, f := range files {
 		if err := verifyFileInto(&c, f); err != nil {
