@@ -1,0 +1,50 @@
+package discovery_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/store"
+	"github.com/gantry-dev/gantry/internal/store/storetest"
+)
+
+// Deleting a Node that is NotReady (its agent is dead) must not put
+// the instances still bound to it back into DNS and the load balancer
+// while the node controller has yet to evict them.
+func TestDeletingANotReadyNodeDoesNotReviveItsInstances(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := storetest.New(t)
+	node := &v1.Node{TypeMeta: v1.TypeMeta{Kind: "Node"}, Metadata: v1.ObjectMeta{Name: "dead"}}
+	node.Status.Ready = false
+	if err := s.Create(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	createWeb(ctx, t, s, webPort)
+	inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"}, Metadata: v1.ObjectMeta{Name: "web-a", Namespace: "default"},
+		Spec: v1.InstanceSpec{App: "web", Node: "dead"}, Status: v1.InstanceStatus{IP: "10.0.0.2", Ready: true}}
+	if err := s.Create(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	w := startWatcher(ctx, s)
+	ready := func() int {
+		if svc := w.Current().Service("default", "web"); svc != nil {
+			return len(svc.Ready)
+		}
+		return -1
+	}
+	for deadline := time.Now().Add(5 * time.Second); ready() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("instance on the NotReady node served at the start (%d ready)", ready())
+		}
+	}
+	if _, err := s.Delete(ctx, store.KindFor[*v1.Node](), "", "dead", 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := ready(); n != 0 {
+		t.Fatalf("after deleting the NotReady node, %d instance(s) on it are served again", n)
+	}
+}
