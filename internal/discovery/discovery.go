@@ -22,6 +22,19 @@ type Endpoint struct {
 	Instance string `json:"instance"`
 	IP       string `json:"ip"`
 	Node     string `json:"node,omitempty"`
+	// Ports are the instance's own port numbers by name, where its
+	// revision's template differs from the App's (a rollout that moves
+	// a port: the old instances still listen on the old number). Nil
+	// when they agree.
+	Ports map[string]int `json:"ports,omitempty"`
+}
+
+// PortFor is the number the instance listens on for the App's port p.
+func (e Endpoint) PortFor(p v1.Port) int {
+	if n, ok := e.Ports[p.Name]; ok {
+		return n
+	}
+	return p.Port
 }
 
 // Service is an App as DNS and the ingress see it.

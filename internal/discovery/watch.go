@@ -185,13 +185,30 @@ func (w *Watcher) service(a *v1.App) *Service {
 		if i.Status.IP == "" || i.Metadata.Deleting != nil {
 			continue
 		}
-		ep := Endpoint{Instance: i.Metadata.Name, IP: i.Status.IP, Node: i.Spec.Node}
+		ep := Endpoint{Instance: i.Metadata.Name, IP: i.Status.IP, Node: i.Spec.Node, Ports: ownPorts(i.Spec.Template.Ports, a.Spec.Ports)}
 		svc.All = append(svc.All, ep)
 		if Serves(i) && !w.nodeDown(i.Spec.Node) {
 			svc.Ready = append(svc.Ready, ep)
 		}
 	}
 	return svc
+}
+
+// ownPorts is an instance's port numbers by name where they differ from
+// the App's, or nil.
+func ownPorts(inst, app []v1.Port) map[string]int {
+	var out map[string]int
+	for _, p := range inst {
+		for _, q := range app {
+			if q.Name == p.Name && q.Port != p.Port {
+				if out == nil {
+					out = map[string]int{}
+				}
+				out[p.Name] = p.Port
+			}
+		}
+	}
+	return out
 }
 
 // Serves is the rule of who gets traffic: ready, addressed, and not being

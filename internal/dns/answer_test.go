@@ -374,3 +374,22 @@ func TestConcurrentQueriesDuringUpdates(t *testing.T) {
 	close(stop)
 	<-published
 }
+
+// During a rollout that moves a port, an old instance's SRV record gives
+// the port it listens on (Endpoint.Ports), the new ones the App's.
+func TestSRVGivesEachInstancesOwnPort(t *testing.T) {
+	moved := svc("default", "web", 2, "10.88.0.30", "10.88.0.31")
+	moved.Ports[0].Port = 9090
+	moved.Ready[0].Ports = map[string]int{"http": 8080}
+	s, _ := newTestServer(t, Config{}, snapshot(3, moved))
+	m := ask(t, s, "_http._tcp.web.default.svc.gantry.internal.", miekg.TypeSRV)
+	got := map[string]uint16{}
+	for _, rr := range m.Answer {
+		if srv, ok := rr.(*miekg.SRV); ok {
+			got[srv.Target] = srv.Port
+		}
+	}
+	if got["web-0.web.default.svc.gantry.internal."] != 8080 || got["web-1.web.default.svc.gantry.internal."] != 9090 {
+		t.Errorf("SRV ports %v; want web-0 on 8080 (its own), web-1 on 9090", got)
+	}
+}

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"maps"
 	"net"
 	"strings"
 	"time"
@@ -293,7 +294,7 @@ func (sr *svcRecords) addSRV(z *zones, svcName string, svc *discovery.Service, t
 				Hdr:      miekg.RR_Header{Name: name, Rrtype: miekg.TypeSRV, Class: miekg.ClassINET, Ttl: z.ttl},
 				Priority: 0,
 				Weight:   weight,
-				Port:     uint16(p.Port),
+				Port:     uint16(ep.PortFor(p)),
 				Target:   inst + "." + svcName,
 			})
 			set.extra = append(set.extra, addr)
@@ -319,7 +320,8 @@ func sameService(a, b *discovery.Service) bool {
 		}
 	}
 	for i := range a.Ready {
-		if a.Ready[i].Instance != b.Ready[i].Instance || a.Ready[i].IP != b.Ready[i].IP {
+		if a.Ready[i].Instance != b.Ready[i].Instance || a.Ready[i].IP != b.Ready[i].IP ||
+			!maps.Equal(a.Ready[i].Ports, b.Ready[i].Ports) {
 			return false
 		}
 	}

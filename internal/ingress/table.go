@@ -262,7 +262,7 @@ func (b *tableBuilder) build(s *discovery.Snapshot) *table {
 				if e.IP == "" {
 					continue
 				}
-				addr := net.JoinHostPort(e.IP, strconv.Itoa(p.Port))
+				addr := net.JoinHostPort(e.IP, strconv.Itoa(e.PortFor(p)))
 				be.eps = append(be.eps, b.endpoint(e.Instance+"@"+addr, addr, e.Instance, app))
 			}
 			// Start round-robin at a spread-out point so frequent

@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -241,5 +242,39 @@ func TestValidHostPort(t *testing.T) {
 		if got := validHostPort(tc.host); got != tc.ok {
 			t.Errorf("validHostPort(%q) = %v, want %v", tc.host, got, tc.ok)
 		}
+	}
+}
+
+// During a rollout that moves a port, each instance is dialled on its own
+// number (Endpoint.Ports), for HTTP and L4 alike: the old ones on the old
+// port, the new ones on the App's.
+func TestBackendsUseEachInstancesOwnPort(t *testing.T) {
+	ports := []v1.Port{{Name: "web", Port: 9090, Protocol: v1.ProtocolHTTP}, {Name: "db", Port: 6432, Protocol: v1.ProtocolTCP, Expose: "tcp"}}
+	ready := []discovery.Endpoint{
+		{Instance: "old", IP: "10.0.0.1", Ports: map[string]int{"web": 8080, "db": 5432}},
+		{Instance: "new", IP: "10.0.0.2"},
+	}
+	b := &tableBuilder{
+		cfg: &Config{AppsDomain: "localhost"},
+		app: func(ns, name string) *appStats { return &appStats{ns: ns, name: name, key: ns + "/" + name} },
+		endpoint: func(key, addr, instance string, app *appStats) *endpoint {
+			return &endpoint{key: key, addr: addr, instance: instance, app: app}
+		},
+	}
+	tab := b.build(snapshot(&discovery.Service{Namespace: "default", Name: "web", Ports: ports, Ready: ready}))
+	r := tab.match("web.default.localhost", "/")
+	if r == nil {
+		t.Fatal("no route for web.default.localhost")
+	}
+	var got []string
+	for _, e := range r.backend.eps {
+		got = append(got, e.addr)
+	}
+	if want := []string{"10.0.0.1:8080", "10.0.0.2:9090"}; !slices.Equal(got, want) {
+		t.Errorf("HTTP endpoints %v; want %v", got, want)
+	}
+	be := tab.backends[tcpKeyPrefix+"default/web/db"]
+	if be == nil || len(be.eps) != 2 || be.eps[0].addr != "10.0.0.1:5432" || be.eps[1].addr != "10.0.0.2:6432" {
+		t.Errorf("L4 backend %+v; want the old instance on 5432, the new on 6432", be)
 	}
 }
