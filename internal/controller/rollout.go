@@ -450,7 +450,16 @@ func (av *availability) count(l []*v1.Instance) int {
 func (r *Rollout) retireOld(ctx context.Context, av *availability, cur, old []*v1.Instance, keep, minAvailable int, drain v1.Duration, why string) ([]*v1.Instance, error) {
 	newAvailable := av.count(cur)
 	available := newAvailable + av.count(old)
-	unreadyBudget := len(old) + newAvailable - minAvailable
+	// The budget counts the old instances that would be left serving or
+	// about to: unplaced ones and ones whose container is not running go
+	// freely, and must not make room for removing a running one.
+	running := 0
+	for _, i := range old {
+		if i.Spec.Node != "" && i.Status.Phase == v1.PhaseRunning {
+			running++
+		}
+	}
+	unreadyBudget := running + newAvailable - minAvailable
 	removable := len(old) - keep
 	sortRetireFirst(old)
 	kept := make([]*v1.Instance, 0, len(old))
