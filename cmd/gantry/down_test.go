@@ -15,44 +15,52 @@ import (
 // deleted the agent's directory (identity key, containerd root) under a
 // node it never took down.
 func TestDownTakesTheAgentsNodeDown(t *testing.T) {
-	home := t.TempDir()
-	t.Setenv("GANTRY_HOME", home)
-	agentDir := filepath.Join(home, "agent")
-	os.MkdirAll(agentDir, 0o700)
+	agentDir := agentHome(t)
 	// A node.json whose containerd cannot be reached: Down would fail on it
 	// (rather than silently succeed) if it looked there.
 	os.WriteFile(filepath.Join(agentDir, "node.json"), []byte(`{"containerdSocket":"/nonexistent/review.sock"}`), 0o600)
 	os.WriteFile(filepath.Join(agentDir, "identity.json"), []byte(`{}`), 0o600)
-	cmd := newDownCmd()
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs([]string{"--purge"})
-	err := cmd.Execute()
+	out, err := downPurge()
 	if _, statErr := os.Stat(agentDir); err == nil || os.IsNotExist(statErr) {
-		t.Fatalf("down --purge with the agent's containerd unreachable: %v (%q), %s exists: %v; want an error and the directory kept", err, out.String(), agentDir, statErr == nil)
+		t.Fatalf("down --purge with the agent's containerd unreachable: %v (%q), %s exists: %v; want an error and the directory kept", err, out, agentDir, statErr == nil)
 	}
 }
 
 // While gantry agent runs (its pid file names a live gantry process),
 // gantry down refuses, as it does for gantry up.
 func TestDownRefusesWhileTheAgentRuns(t *testing.T) {
-	home := t.TempDir()
-	t.Setenv("GANTRY_HOME", home)
-	agentDir := filepath.Join(home, "agent")
-	os.MkdirAll(agentDir, 0o700)
+	agentDir := agentHome(t)
 	// This test binary (gantry.test) stands for the running agent.
 	os.WriteFile(filepath.Join(agentDir, "gantry.pid"), []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o600)
-	cmd := newDownCmd()
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs([]string{"--purge"})
-	err := cmd.Execute()
+	_, err := downPurge()
 	if err == nil || !strings.Contains(err.Error(), "gantry agent is still running") {
 		t.Fatalf("down while the agent runs: %v; want a refusal", err)
 	}
 	if _, err := os.Stat(agentDir); err != nil {
 		t.Errorf("the agent's directory is gone: %v", err)
 	}
+}
+
+// agentHome makes a GANTRY_HOME with the agent's default data directory
+// in it, and returns that directory.
+func agentHome(t *testing.T) string {
+	t.Helper()
+	home := t.TempDir()
+	t.Setenv("GANTRY_HOME", home)
+	dir := filepath.Join(home, "agent")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// downPurge runs gantry down --purge and returns what it printed.
+func downPurge() (string, error) {
+	cmd := newDownCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs([]string{"--purge"})
+	err := cmd.Execute()
+	return out.String(), err
 }

@@ -96,14 +96,11 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, rt rout
 			if st, err := r.driver.Stat(req.Context(), blobDataPath(blob)); err == nil {
 				size = st.Size()
 			}
-			release, err := r.holdStorage(req.Context(), rt.repo, blob, size)
-			if err != nil {
-				writeQuotaError(w, err)
+			release, ok := r.holdOrRefuse(req.Context(), w, rt.repo, blob, size)
+			if !ok {
 				return
 			}
-			if release != nil {
-				defer release()
-			}
+			defer release()
 		}
 		r.toEngine(r.mountHook(w, rt.repo, d, canonical), req)
 		return
@@ -138,14 +135,11 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, rt rou
 	if req.ContentLength >= 0 {
 		size = r.uploadedSize(req.Context(), rt.repo, rt.ref) + req.ContentLength
 	}
-	release, err := r.holdStorage(req.Context(), rt.repo, d, size)
-	if err != nil {
-		writeQuotaError(w, err)
+	release, ok := r.holdOrRefuse(req.Context(), w, rt.repo, d, size)
+	if !ok {
 		return
 	}
-	if release != nil {
-		defer release()
-	}
+	defer release()
 	r.completeUpload(w, req, rt.repo, rt.ref, d)
 }
 
@@ -195,14 +189,11 @@ func (r *Registry) dropUpload(ctx context.Context, repo, id string) {
 // request's body, which is what a client that gets 202 does next anyway.
 func (r *Registry) uploadInOne(w http.ResponseWriter, req *http.Request, rt route, d digest.Digest) {
 	ctx := req.Context()
-	release, err := r.holdStorage(ctx, rt.repo, d, req.ContentLength)
-	if err != nil {
-		writeQuotaError(w, err)
+	release, ok := r.holdOrRefuse(ctx, w, rt.repo, d, req.ContentLength)
+	if !ok {
 		return
 	}
-	if release != nil {
-		defer release()
-	}
+	defer release()
 	start := req.Clone(ctx)
 	start.Method = http.MethodPost
 	start.URL = &url.URL{Path: "/v2/" + rt.repo + "/blobs/uploads/"}

@@ -137,6 +137,21 @@ func (r *Registry) uploadedSize(ctx context.Context, repo, id string) int64 {
 	return st.Size()
 }
 
+// holdOrRefuse is holdStorage for a handler: on a refusal it answers w
+// and reports false; otherwise the release (a no-op where no quota
+// applies) is to be deferred.
+func (r *Registry) holdOrRefuse(ctx context.Context, w http.ResponseWriter, repo string, d digest.Digest, size int64) (func(), bool) {
+	release, err := r.holdStorage(ctx, repo, d, size)
+	if err != nil {
+		writeQuotaError(w, err)
+		return nil, false
+	}
+	if release == nil {
+		release = func() {}
+	}
+	return release, true
+}
+
 // writeQuotaError answers a refusal by holdStorage.
 func writeQuotaError(w http.ResponseWriter, err error) {
 	var q *errQuota
