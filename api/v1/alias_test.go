@@ -36,6 +36,12 @@ func TestAliasExpansionIsBounded(t *testing.T) {
 	if _, err := YAMLToJSON([]byte(nested)); err == nil {
 		t.Errorf("30 aliases of a list of 30 aliases of 100 KB decoded")
 	}
+	// The same bomb below 1001 levels of lists: depth is no escape.
+	deep := "kind: App\nname: a\nimage: x\nx: &s " + strings.Repeat("a", 100_000) + "\nargs: " + strings.Repeat("[", 1001) +
+		strings.TrimSuffix(strings.Repeat("*s,", 900), ",") + strings.Repeat("]", 1001) + "\n"
+	if _, err := YAMLToJSON([]byte(deep)); err == nil {
+		t.Errorf("900 aliases of 100 KB nested 1001 lists deep decoded")
+	}
 	fine := "kind: App\nname: a\nimage: x\nlabels: &l {tier: web}\nannotations: *l\n"
 	if _, err := DecodeManifest([]byte(fine)); err != nil {
 		t.Errorf("a small alias: %v", err)

@@ -280,6 +280,10 @@ var mergeKey = regexp.MustCompile(`(^|[\s{,])<<\s*:`)
 // expand to gigabytes.
 const maxExpanded = 8 * MaxManifestSize
 
+// maxDepth bounds the nesting of a document with aliases, far beyond
+// any manifest's.
+const maxDepth = 200
+
 // checkExpansion refuses a document whose aliases would expand it past
 // maxExpanded, measuring the node tree without expanding it.
 func checkExpansion(doc []byte) error {
@@ -290,8 +294,11 @@ func checkExpansion(doc []byte) error {
 	sizes := map[*yaml3.Node]int64{}
 	var size func(n *yaml3.Node, depth int) int64
 	size = func(n *yaml3.Node, depth int) int64 {
-		if n == nil || depth > 1000 {
+		if n == nil {
 			return 0
+		}
+		if depth > maxDepth {
+			return maxExpanded + 1 // deeper than any manifest: refused
 		}
 		if s, ok := sizes[n]; ok {
 			return s
@@ -310,7 +317,7 @@ func checkExpansion(doc []byte) error {
 		return s
 	}
 	if size(&root, 0) > maxExpanded {
-		return fmt.Errorf("the document expands to more than %d bytes through its YAML aliases (*name)", maxExpanded)
+		return fmt.Errorf("the document expands to more than %d bytes through its YAML aliases (*name), or nests deeper than %d levels", maxExpanded, maxDepth)
 	}
 	return nil
 }
