@@ -164,6 +164,9 @@ func (s *Server) rollbackApp(w http.ResponseWriter, r *http.Request, ri *request
 		return v1.FieldErrors{{Field: "toRevision", Message: "must be a revision number"}}
 	}
 	ctx := r.Context()
+	// A rollback counts for the quota (its surge): checked and written
+	// under the namespace's quota lock, as an apply is.
+	defer s.HoldQuota(ctx, ri.Namespace)()
 	a, _, err := apps.Rollback(ctx, s.store, ri.Namespace, ri.Name, apps.RollbackOptions{To: req.ToRevision,
 		Admit: func(a, prev *v1.App) error {
 			if err := notPaused(prev, "rollback"); err != nil {

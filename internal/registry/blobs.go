@@ -96,7 +96,7 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, rt rout
 			if st, err := r.driver.Stat(req.Context(), blobDataPath(blob)); err == nil {
 				size = st.Size()
 			}
-			release, ok := r.holdOrRefuse(req.Context(), w, rt.repo, blob, size)
+			release, ok := r.holdOrRefuse(req.Context(), w, rt.repo, blob, size, true)
 			if !ok {
 				return
 			}
@@ -135,7 +135,7 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, rt rou
 	if req.ContentLength >= 0 {
 		size = r.uploadedSize(req.Context(), rt.repo, rt.ref) + req.ContentLength
 	}
-	release, ok := r.holdOrRefuse(req.Context(), w, rt.repo, d, size)
+	release, ok := r.holdOrRefuse(req.Context(), w, rt.repo, d, size, req.ContentLength == 0)
 	if !ok {
 		return
 	}
@@ -189,7 +189,7 @@ func (r *Registry) dropUpload(ctx context.Context, repo, id string) {
 // request's body, which is what a client that gets 202 does next anyway.
 func (r *Registry) uploadInOne(w http.ResponseWriter, req *http.Request, rt route, d digest.Digest) {
 	ctx := req.Context()
-	release, ok := r.holdOrRefuse(ctx, w, rt.repo, d, req.ContentLength)
+	release, ok := r.holdOrRefuse(ctx, w, rt.repo, d, req.ContentLength, false)
 	if !ok {
 		return
 	}

@@ -101,6 +101,11 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, rt rout
 
 	r.writeMu.RLock()
 	defer r.writeMu.RUnlock()
+	release, ok := r.holdOrRefuse(req.Context(), w, rt.repo, canonical, int64(len(body)), true)
+	if !ok {
+		return
+	}
+	defer release()
 	now := r.now()
 	r.touches.add(canonical, now)
 	for _, d := range m.references() {

@@ -29,7 +29,8 @@ type errQuota struct {
 }
 
 func (e *errQuota) Error() string {
-	return fmt.Sprintf("quota exceeded in namespace %q: registryStorage: used %s + requested %s > limit %s",
+	return fmt.Sprintf("quota exceeded in namespace %q: registryStorage: used %s + requested %s > limit %s; "+
+		"remove images the namespace no longer needs (gantry image rm NAME@DIGEST) and run gantry registry gc, or ask a cluster admin to raise the quota",
 		e.ns, v1.Bytes(e.used), v1.Bytes(e.request), v1.Bytes(e.limit))
 }
 
@@ -40,9 +41,12 @@ var errLengthRequired = errors.New("namespace has a registryStorage quota: send 
 // holdStorage checks that a blob d of size bytes (negative: unknown) fits
 // the quota of repo's namespace and, if it does, returns a release to call
 // once the blob is committed: until then, other commits to the namespace
-// wait, so that two cannot both fit in the same room. A nil error with a
-// nil release means no quota applies.
-func (r *Registry) holdStorage(ctx context.Context, repo string, d digest.Digest, size int64) (func(), error) {
+// wait, so that two cannot both fit in the same room. Unless hold is set
+// it only checks: a request whose body is still to stream in must not
+// keep the namespace's other pushes waiting on a slow client (so commits
+// that stream at the same moment may pass the quota by what they add
+// together). A nil error with a nil release means no quota applies.
+func (r *Registry) holdStorage(ctx context.Context, repo string, d digest.Digest, size int64, hold bool) (func(), error) {
 	if r.cfg.StorageQuota == nil {
 		return nil, nil
 	}
@@ -65,15 +69,16 @@ func (r *Registry) holdStorage(ctx context.Context, repo string, d digest.Digest
 	case used+size > limit:
 		err = &errQuota{ns: ns, used: used, request: size, limit: limit}
 	}
-	if err != nil {
+	if err != nil || !hold {
 		mu.Unlock()
 		return nil, err
 	}
 	return mu.Unlock, nil
 }
 
-// storageUsage sums the sizes of the distinct blobs the repositories of
-// namespace ns link, and says whether d is one of them.
+// storageUsage sums the sizes of the distinct blobs (layers, configs and
+// manifests) the repositories of namespace ns link, and says whether d is
+// one of them.
 func (r *Registry) storageUsage(ctx context.Context, ns string, d digest.Digest) (used int64, has bool, err error) {
 	repos, err := r.allRepositories(ctx)
 	if err != nil {
@@ -85,36 +90,38 @@ func (r *Registry) storageUsage(ctx context.Context, ns string, d digest.Digest)
 		if !strings.HasPrefix(repo, ns+"/") {
 			continue
 		}
-		layers := path.Join(storageRoot, "repositories", repo, "_layers")
-		err := r.driver.Walk(ctx, layers, func(fi storagedriver.FileInfo) error {
-			if fi.IsDir() || path.Base(fi.Path()) != "link" {
+		for _, links := range []string{"_layers", "_manifests/revisions"} {
+			dir := path.Join(storageRoot, "repositories", repo, links)
+			err := r.driver.Walk(ctx, dir, func(fi storagedriver.FileInfo) error {
+				if fi.IsDir() || path.Base(fi.Path()) != "link" {
+					return nil
+				}
+				// .../_layers/<alg>/<hex>/link names the digest as the
+				// repository knows it; its content, the canonical blob.
+				named := digest.NewDigestFromEncoded(digest.Algorithm(path.Base(path.Dir(path.Dir(fi.Path())))), path.Base(path.Dir(fi.Path())))
+				if named == d {
+					has = true
+				}
+				b, err := r.driver.GetContent(ctx, fi.Path())
+				if err != nil {
+					return nil // removed meanwhile
+				}
+				target, err := digest.Parse(strings.TrimSpace(string(b)))
+				if err != nil || seen[target] {
+					return nil
+				}
+				seen[target] = true
+				if target == d {
+					has = true
+				}
+				if st, err := r.driver.Stat(ctx, blobDataPath(target)); err == nil {
+					used += st.Size()
+				}
 				return nil
+			})
+			if err != nil && !errors.As(err, &nf) {
+				return 0, false, err
 			}
-			// .../_layers/<alg>/<hex>/link names the digest as the
-			// repository knows it; its content, the canonical blob.
-			named := digest.NewDigestFromEncoded(digest.Algorithm(path.Base(path.Dir(path.Dir(fi.Path())))), path.Base(path.Dir(fi.Path())))
-			if named == d {
-				has = true
-			}
-			b, err := r.driver.GetContent(ctx, fi.Path())
-			if err != nil {
-				return nil // removed meanwhile
-			}
-			target, err := digest.Parse(strings.TrimSpace(string(b)))
-			if err != nil || seen[target] {
-				return nil
-			}
-			seen[target] = true
-			if target == d {
-				has = true
-			}
-			if st, err := r.driver.Stat(ctx, blobDataPath(target)); err == nil {
-				used += st.Size()
-			}
-			return nil
-		})
-		if err != nil && !errors.As(err, &nf) {
-			return 0, false, err
 		}
 	}
 	return used, has, nil
@@ -140,8 +147,8 @@ func (r *Registry) uploadedSize(ctx context.Context, repo, id string) int64 {
 // holdOrRefuse is holdStorage for a handler: on a refusal it answers w
 // and reports false; otherwise the release (a no-op where no quota
 // applies) is to be deferred.
-func (r *Registry) holdOrRefuse(ctx context.Context, w http.ResponseWriter, repo string, d digest.Digest, size int64) (func(), bool) {
-	release, err := r.holdStorage(ctx, repo, d, size)
+func (r *Registry) holdOrRefuse(ctx context.Context, w http.ResponseWriter, repo string, d digest.Digest, size int64, hold bool) (func(), bool) {
+	release, err := r.holdStorage(ctx, repo, d, size, hold)
 	if err != nil {
 		writeQuotaError(w, err)
 		return nil, false

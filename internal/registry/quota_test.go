@@ -3,9 +3,11 @@ package registry
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -92,4 +94,59 @@ func TestStorageQuota(t *testing.T) {
 	if code, body := chunked("team/app", blob('d', 10)); code != http.StatusCreated {
 		t.Fatalf("90 + 10 of 100 bytes in chunks: %d %s", code, body)
 	}
+}
+
+// Manifests are blobs too: they count toward the quota, and one that
+// would pass it is refused.
+func TestStorageQuotaCountsManifests(t *testing.T) {
+	tr := newTestRegistry(t, func(c *Config) {
+		c.StorageQuota = func(_ context.Context, ns string) (int64, error) { return 1000, nil }
+	})
+	cfg := []byte("{}")
+	tr.uploadBlob(t, "team/app", adminToken, cfg)
+	small := manifestWith(t, map[string]any{"annotations": map[string]string{"n": "1"}}, cfg)
+	if resp, body := tr.putManifest(t, "team/app", "v1", adminToken, small); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("a small manifest: %d %s", resp.StatusCode, body)
+	}
+	big := manifestWith(t, map[string]any{"annotations": map[string]string{"pad": strings.Repeat("x", 2000)}}, cfg)
+	resp, body := tr.putManifest(t, "team/app", "v2", adminToken, big)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "registryStorage") || !strings.Contains(string(body), "registry gc") {
+		t.Fatalf("a manifest past the quota: %d %s; want 403 naming the quota and what to do", resp.StatusCode, body)
+	}
+}
+
+// A client whose upload body stalls does not hold up other pushes to
+// its namespace: the quota is checked, not held, while a body streams.
+func TestStorageQuotaDoesNotWaitForAStalledBody(t *testing.T) {
+	tr := newTestRegistry(t, func(c *Config) {
+		c.StorageQuota = func(_ context.Context, ns string) (int64, error) { return 1 << 20, nil }
+	})
+	big := []byte(strings.Repeat("z", 1000))
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", tr.srv.URL+"/v2/team/slow/blobs/uploads/?digest="+digest.FromBytes(big).String(), pr)
+	req.ContentLength = int64(len(big))
+	req.SetBasicAuth("someone", adminToken)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	go pw.Write(big[:10]) // and then nothing until the other push is done
+	slow := make(chan struct{})
+	go func() {
+		defer close(slow)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tr.uploadBlob(t, "team/other", adminToken, []byte("small"))
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Error("a push to the namespace waited on another client's stalled body")
+	}
+	pw.Write(big[10:])
+	pw.Close()
+	<-slow
+	<-done
 }

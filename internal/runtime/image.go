@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/image-spec/identity"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/pki"
 )
 
 // ImageInfo describes an image present in containerd, unpacked.
@@ -222,7 +223,9 @@ func pullError(name string, err error) error {
 func (d *Driver) resolver() remotes.Resolver {
 	var tlsCfg *tls.Config
 	if d.cfg.RootCAs != nil {
-		tlsCfg = &tls.Config{RootCAs: d.cfg.RootCAs, MinVersion: tls.VersionTLS12}
+		// Nodes' listeners have certificates of the same CA: none may
+		// pass for the registry, which gets the node's credential.
+		tlsCfg = &tls.Config{RootCAs: d.cfg.RootCAs, MinVersion: tls.VersionTLS12, VerifyConnection: pki.RefuseNodeListeners}
 	}
 	transport := docker.DefaultHTTPTransport(tlsCfg)
 	transport.DialContext = (&net.Dialer{Timeout: registryDialTimeout, KeepAlive: 30 * time.Second}).DialContext
