@@ -1,9 +1,11 @@
 package apiserver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"time"
@@ -38,8 +40,8 @@ func (s *Server) writeSecret(ctx context.Context, sec *v1.Secret, prev *v1.Secre
 	}
 	if prev != nil {
 		old, err := s.secrets.Open(prev.Metadata.Namespace, prev.Metadata.Name, fromV1(prev.Sealed))
-		if err == nil && sameData(old, data) && equalLabels(prev.Metadata.Labels, sec.Metadata.Labels) &&
-			equalLabels(prev.Metadata.Annotations, sec.Metadata.Annotations) {
+		if err == nil && maps.EqualFunc(old, data, bytes.Equal) && maps.Equal(prev.Metadata.Labels, sec.Metadata.Labels) &&
+			maps.Equal(prev.Metadata.Annotations, sec.Metadata.Annotations) {
 			return "unchanged", nil
 		}
 		sec.Metadata.UID, sec.Metadata.Created, sec.Metadata.Revision = prev.Metadata.UID, prev.Metadata.Created, prev.Metadata.Revision
@@ -71,31 +73,6 @@ func (s *Server) writeSecret(ctx context.Context, sec *v1.Secret, prev *v1.Secre
 		return "created", nil
 	}
 	return "configured", nil
-}
-
-func sameData(a, b map[string][]byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || string(v) != string(w) {
-			return false
-		}
-	}
-	return true
-}
-
-// equalLabels compares two string maps (labels, annotations).
-func equalLabels(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 func (s *Server) checkSecretQuota(ctx context.Context, ns string) error {

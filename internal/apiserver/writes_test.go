@@ -62,3 +62,26 @@ func TestInstanceDeleteHonoursRevision(t *testing.T) {
 		t.Errorf("delete at the current revision: %v", err)
 	}
 }
+
+// A Secret apply that swaps one empty-valued label for another is a
+// change: comparing values alone took {a: ""} and {b: ""} for the same.
+func TestSecretApplyStoresALabelSwap(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	ctx := context.Background()
+	c := ts.client(t, ts.Token)
+	one, _ := v1.DecodeManifest([]byte("kind: Secret\nname: db\nlabels: {a: \"\"}\nstringData: {p: x}\n"))
+	if _, err := c.Apply(ctx, one); err != nil {
+		t.Fatal(err)
+	}
+	two, _ := v1.DecodeManifest([]byte("kind: Secret\nname: db\nlabels: {b: \"\"}\nstringData: {p: x}\n"))
+	if _, err := c.Apply(ctx, two); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Get(ctx, "Secret", "default", "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got.GetMeta().Labels["b"]; !ok {
+		t.Errorf("stored labels %v; want b", got.GetMeta().Labels)
+	}
+}
