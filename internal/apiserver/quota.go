@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"sync"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/keylock"
 	"github.com/gantry-dev/gantry/internal/store"
 )
 
@@ -120,7 +120,7 @@ func (s *Server) checkQuota(ctx context.Context, ns *v1.Namespace, a *v1.App, pr
 // serves the cluster; namespaces without a quota take none, so that
 // their writes stay concurrent.
 type quotaLocks struct {
-	locks sync.Map // namespace → *sync.Mutex
+	locks keylock.Locks // by namespace
 }
 
 // hold locks ns's quota if it has one, and returns the unlock.
@@ -128,10 +128,7 @@ func (q *quotaLocks) hold(ns *v1.Namespace) func() {
 	if ns == nil || ns.Spec.Quota == nil {
 		return func() {}
 	}
-	m, _ := q.locks.LoadOrStore(ns.Metadata.Name, new(sync.Mutex))
-	mu := m.(*sync.Mutex)
-	mu.Lock()
-	return mu.Unlock
+	return q.locks.Lock(ns.Metadata.Name)
 }
 
 // HoldQuota locks the quota of the namespace named ns, if it has one,

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"path"
 	"strings"
-	"sync"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/opencontainers/go-digest"
@@ -16,11 +15,11 @@ import (
 )
 
 // A namespace's registryStorage quota counts the bytes of the distinct
-// blobs (layers and configs) that its repositories link: a blob shared by
-// two of its repositories counts once, one shared with another namespace
-// counts in both. It is checked when a blob is committed to a repository
-// (the PUT that ends an upload, an upload in one POST, a mount), not while
-// an upload's chunks arrive.
+// blobs (layers, configs and manifests) that its repositories link: a
+// blob shared by two of its repositories counts once, one shared with
+// another namespace counts in both. It is checked when a blob is
+// committed to a repository (the PUT that ends an upload, an upload in one
+// POST, a mount, a manifest PUT), not while an upload's chunks arrive.
 
 // errQuota is a refusal by the storage quota.
 type errQuota struct {
@@ -55,9 +54,7 @@ func (r *Registry) holdStorage(ctx context.Context, repo string, d digest.Digest
 	if err != nil || limit <= 0 {
 		return nil, err
 	}
-	m, _ := r.quotaLocks.LoadOrStore(ns, new(sync.Mutex))
-	mu := m.(*sync.Mutex)
-	mu.Lock()
+	unlock := r.quotaLocks.Lock(ns)
 	used, has, err := r.storageUsage(ctx, ns, d)
 	switch {
 	case err != nil:
@@ -70,59 +67,57 @@ func (r *Registry) holdStorage(ctx context.Context, repo string, d digest.Digest
 		err = &errQuota{ns: ns, used: used, request: size, limit: limit}
 	}
 	if err != nil || !hold {
-		mu.Unlock()
+		unlock()
 		return nil, err
 	}
-	return mu.Unlock, nil
+	return unlock, nil
 }
 
 // storageUsage sums the sizes of the distinct blobs (layers, configs and
 // manifests) the repositories of namespace ns link, and says whether d is
-// one of them.
+// one of them. It walks that namespace's repositories only.
 func (r *Registry) storageUsage(ctx context.Context, ns string, d digest.Digest) (used int64, has bool, err error) {
-	repos, err := r.allRepositories(ctx)
-	if err != nil {
-		return 0, false, err
-	}
 	seen := map[digest.Digest]bool{}
-	var nf storagedriver.PathNotFoundError
-	for _, repo := range repos {
-		if !strings.HasPrefix(repo, ns+"/") {
-			continue
-		}
-		for _, links := range []string{"_layers", "_manifests/revisions"} {
-			dir := path.Join(storageRoot, "repositories", repo, links)
-			err := r.driver.Walk(ctx, dir, func(fi storagedriver.FileInfo) error {
-				if fi.IsDir() || path.Base(fi.Path()) != "link" {
-					return nil
-				}
-				// .../_layers/<alg>/<hex>/link names the digest as the
-				// repository knows it; its content, the canonical blob.
-				named := digest.NewDigestFromEncoded(digest.Algorithm(path.Base(path.Dir(path.Dir(fi.Path())))), path.Base(path.Dir(fi.Path())))
-				if named == d {
-					has = true
-				}
-				b, err := r.driver.GetContent(ctx, fi.Path())
-				if err != nil {
-					return nil // removed meanwhile
-				}
-				target, err := digest.Parse(strings.TrimSpace(string(b)))
-				if err != nil || seen[target] {
-					return nil
-				}
-				seen[target] = true
-				if target == d {
-					has = true
-				}
-				if st, err := r.driver.Stat(ctx, blobDataPath(target)); err == nil {
-					used += st.Size()
-				}
-				return nil
-			})
-			if err != nil && !errors.As(err, &nf) {
-				return 0, false, err
+	root := path.Join(storageRoot, "repositories", ns)
+	err = r.driver.Walk(ctx, root, func(fi storagedriver.FileInfo) error {
+		p := fi.Path()
+		if fi.IsDir() {
+			// Uploads in progress, and tags (which link revisions
+			// already counted), hold no blob of their own.
+			if base := path.Base(p); base == "_uploads" || (base == "tags" && path.Base(path.Dir(p)) == "_manifests") {
+				return storagedriver.ErrSkipDir
 			}
+			return nil
 		}
+		if path.Base(p) != "link" || !(strings.Contains(p, "/_layers/") || strings.Contains(p, "/_manifests/revisions/")) {
+			return nil
+		}
+		// .../<alg>/<hex>/link names the digest as the repository
+		// knows it; its content, the canonical blob.
+		named := digest.NewDigestFromEncoded(digest.Algorithm(path.Base(path.Dir(path.Dir(p)))), path.Base(path.Dir(p)))
+		if named == d {
+			has = true
+		}
+		b, err := r.driver.GetContent(ctx, p)
+		if err != nil {
+			return nil // removed meanwhile
+		}
+		target, err := digest.Parse(strings.TrimSpace(string(b)))
+		if err != nil || seen[target] {
+			return nil
+		}
+		seen[target] = true
+		if target == d {
+			has = true
+		}
+		if st, err := r.driver.Stat(ctx, blobDataPath(target)); err == nil {
+			used += st.Size()
+		}
+		return nil
+	})
+	var nf storagedriver.PathNotFoundError
+	if err != nil && !errors.As(err, &nf) {
+		return 0, false, err
 	}
 	return used, has, nil
 }

@@ -21,6 +21,7 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 
+	"github.com/gantry-dev/gantry/internal/keylock"
 	"github.com/gantry-dev/gantry/internal/ratelimit"
 )
 
@@ -132,7 +133,7 @@ type Registry struct {
 	touches touchSet
 	// quotaLocks serializes, per namespace with a storage quota, the
 	// check of a blob against it and the blob's commit.
-	quotaLocks sync.Map // namespace → *sync.Mutex
+	quotaLocks keylock.Locks // by namespace
 
 	now func() time.Time
 }

@@ -10,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/keylock"
 )
 
 // Leases are etcd leases: keys attached to one vanish when it is not kept
@@ -31,7 +32,7 @@ type Heartbeats struct {
 	// at once (a register and a heartbeat, a retried request) would
 	// each grant a lease, and the loser's revoke of the other's lease
 	// would delete the key the winner had just put.
-	granting sync.Map // name → *sync.Mutex
+	granting keylock.Locks // by name
 }
 
 // Heartbeats returns the heartbeat registry for a kind of holder.
@@ -43,17 +44,12 @@ func (h *Heartbeats) key(name string) string { return h.s.prefix + "leases/" + h
 
 // Beat renews name's lease, creating it if needed.
 func (h *Heartbeats) Beat(ctx context.Context, name string) error {
-	if h.keepAlive(ctx, name, 0) {
+	tried := h.lease(name)
+	if tried != 0 && h.keepAlive(ctx, tried) {
 		return nil
 	}
-	m, _ := h.granting.LoadOrStore(name, new(sync.Mutex))
-	mu := m.(*sync.Mutex)
-	mu.Lock()
-	defer mu.Unlock()
-	h.mu.Lock()
-	id, ok := h.leases[name]
-	h.mu.Unlock()
-	if ok && h.keepAlive(ctx, name, id) {
+	defer h.granting.Lock(name)()
+	if cur := h.lease(name); cur != 0 && cur != tried && h.keepAlive(ctx, cur) {
 		return nil // another Beat granted one meanwhile
 	}
 	ttl := int64(h.ttl.Round(time.Second) / time.Second)
@@ -76,18 +72,16 @@ func (h *Heartbeats) Beat(ctx context.Context, name string) error {
 	return nil
 }
 
-// keepAlive renews name's lease (id, or the one on record when id is 0)
-// and reports whether that worked: false when there is none, or it
-// expired (the holder was silent too long) or this server restarted.
-func (h *Heartbeats) keepAlive(ctx context.Context, name string, id clientv3.LeaseID) bool {
-	if id == 0 {
-		h.mu.Lock()
-		id = h.leases[name]
-		h.mu.Unlock()
-		if id == 0 {
-			return false
-		}
-	}
+// lease is the lease on record for name, 0 for none.
+func (h *Heartbeats) lease(name string) clientv3.LeaseID {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.leases[name]
+}
+
+// keepAlive renews lease id and reports whether that worked: false when
+// it expired (the holder was silent too long) or this server restarted.
+func (h *Heartbeats) keepAlive(ctx context.Context, id clientv3.LeaseID) bool {
 	_, err := h.s.cli.KeepAliveOnce(ctx, id)
 	return err == nil
 }
