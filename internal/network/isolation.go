@@ -34,6 +34,7 @@ import (
 //	  anything else        -> REJECT    unknown destinations are isolated
 //	GANTRY-<tag>-P<hash>                (one per namespace + AllowFrom set)
 //	  -> S chain of each namespace allowed in (its own first)
+//	  ACCEPT                            (allowFrom "*": from every namespace)
 //	  anything else        -> REJECT
 //	GANTRY-<tag>-S<hash>                (one per source namespace)
 //	  -s <member IP>       -> ACCEPT
@@ -56,9 +57,12 @@ type Member struct {
 	// namespace may always connect to each other.
 	Namespace string
 	// AllowFrom names other namespaces whose instances may connect to this
-	// one (the App's network.allowFrom).
+	// one (the App's network.allowFrom); AllowAll admits every namespace.
 	AllowFrom []string
 }
+
+// AllowAll in Member.AllowFrom admits instances of every namespace.
+const AllowAll = "*"
 
 type policyState struct {
 	mu sync.Mutex
@@ -156,25 +160,24 @@ func ensureBridgeNetfilter() error {
 // host still can). The agent calls it whenever an instance gets an IP,
 // goes away, or its App's allowFrom changes. It fails with an error
 // wrapping v1.ErrUnsupported when the kernel cannot pass bridged traffic
-// through iptables (no br_netfilter).
+// through iptables (no br_netfilter). A member it cannot take (see
+// validateMembers) is left out, and so isolated, while the others' rules
+// are applied; the error, wrapping v1.ErrInvalid, then names it.
 func (n *Network) SetPolicy(ctx context.Context, members []Member) error {
 	// Checked every time (a file read): anyone may turn the sysctl off,
 	// and the chains would then silently stop seeing bridged traffic.
 	if err := ensureBridgeNetfilter(); err != nil {
 		return fmt.Errorf("network: namespace isolation: %w", err)
 	}
-	clean, err := validateMembers(members)
-	if err != nil {
-		return err
-	}
+	clean, invalid := validateMembers(members)
 	n.policy.mu.Lock()
 	defer n.policy.mu.Unlock()
 	if err := n.applyPolicy(ctx, clean); err != nil {
-		return err
+		return errors.Join(err, invalid)
 	}
 	n.policy.applied = true
 	n.policy.members = clean
-	return nil
+	return invalid
 }
 
 // forgetMemberIP drops the member holding ip from the policy in force.
@@ -306,36 +309,62 @@ func (n *Network) restore(ctx context.Context, rules string) error {
 
 // validateMembers checks members and returns a copy with sorted,
 // de-duplicated AllowFrom lists and 4-byte IPs. Namespace names end up in
-// iptables-restore input, so only DNS labels are accepted.
+// iptables-restore input, so only DNS labels are accepted, and AllowAll
+// in AllowFrom. A member that fails a check is left out of the copy,
+// which isolates it (its address meets the main chain's reject), and the
+// error, wrapping v1.ErrInvalid, says why; one bad member does not keep
+// the rest of the node's policy from being applied. Two members with one
+// address are both left out: which of them the address belongs to is
+// not known.
 func validateMembers(members []Member) ([]Member, error) {
 	out := make([]Member, 0, len(members))
-	seen := map[string]string{}
+	var errs []error
+	drop := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("network: "+format+": %w", append(args, v1.ErrInvalid)...))
+	}
+	count := map[string]int{}
+	for _, m := range members {
+		if ip := m.IP.To4(); ip != nil {
+			count[ip.String()]++
+		}
+	}
+	dups := map[string]bool{}
 	for _, m := range members {
 		ip := m.IP.To4()
-		if ip == nil {
-			return nil, fmt.Errorf("network: policy member %v: not an IPv4 address: %w", m.IP, v1.ErrInvalid)
-		}
-		if !labelPattern.MatchString(m.Namespace) {
-			return nil, fmt.Errorf("network: policy member %s: namespace %q is not a DNS label: %w", ip, m.Namespace, v1.ErrInvalid)
-		}
-		if prev, dup := seen[ip.String()]; dup {
-			return nil, fmt.Errorf("network: policy lists %s twice (namespaces %s and %s): %w", ip, prev, m.Namespace, v1.ErrInvalid)
-		}
-		seen[ip.String()] = m.Namespace
-		allow := []string{}
-		for _, a := range m.AllowFrom {
-			if !labelPattern.MatchString(a) {
-				return nil, fmt.Errorf("network: policy member %s: allowFrom %q is not a DNS label: %w", ip, a, v1.ErrInvalid)
+		switch {
+		case ip == nil:
+			drop("policy member %v: not an IPv4 address", m.IP)
+			continue
+		case !labelPattern.MatchString(m.Namespace):
+			drop("policy member %s: namespace %q is not a DNS label", ip, m.Namespace)
+			continue
+		case count[ip.String()] > 1:
+			if !dups[ip.String()] {
+				dups[ip.String()] = true
+				drop("policy lists %s %d times; none of them is admitted", ip, count[ip.String()])
 			}
-			if a != m.Namespace {
+			continue
+		}
+		allow, bad := []string{}, ""
+		for _, a := range m.AllowFrom {
+			switch {
+			case a == AllowAll:
+				allow = []string{AllowAll}
+			case !labelPattern.MatchString(a):
+				bad = a
+			case a != m.Namespace && !slices.Contains(allow, AllowAll):
 				allow = append(allow, a)
 			}
+		}
+		if bad != "" {
+			drop("policy member %s: allowFrom %q is not a DNS label or %q", ip, bad, AllowAll)
+			continue
 		}
 		slices.Sort(allow)
 		out = append(out, Member{IP: ip, Namespace: m.Namespace, AllowFrom: slices.Compact(allow)})
 	}
 	slices.SortFunc(out, func(a, b Member) int { return bytes.Compare(a.IP, b.IP) })
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 // renderPolicy writes the iptables-restore input that makes the chains of
@@ -414,6 +443,10 @@ func renderPolicy(main, prefix string, members []Member, existing []string) (rul
 	for _, key := range groupNames {
 		g := groups[key]
 		for _, ns := range g.allowed {
+			if ns == AllowAll {
+				fmt.Fprintf(&b, "-A %s -m comment --comment \"from every ns\" -j ACCEPT\n", g.chain)
+				break
+			}
 			if usedSources[ns] && len(sources[ns]) > 0 {
 				fmt.Fprintf(&b, "-A %s -m comment --comment \"from ns %s\" -j %s\n", g.chain, ns, sourceChain(ns))
 			}

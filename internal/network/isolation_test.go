@@ -90,6 +90,37 @@ func TestIsolation(t *testing.T) {
 		mustBlock(t, b1, a1)
 	})
 
+	t.Run("lets every namespace in when the target allows *", func(t *testing.T) {
+		policy(t,
+			Member{IP: a1.IP, Namespace: "a", AllowFrom: []string{AllowAll}},
+			Member{IP: a2.IP, Namespace: "a"},
+			Member{IP: b1.IP, Namespace: "b"},
+		)
+		mustReach(t, b1.NetNSPath, addr(a1), "a-1")
+		mustBlock(t, b1, a2)
+		mustBlock(t, a1, b1)
+	})
+
+	t.Run("applies the others' rules when one member is bad, isolating it", func(t *testing.T) {
+		err := n.SetPolicy(ctx, []Member{
+			{IP: a1.IP, Namespace: "a"},
+			{IP: a2.IP, Namespace: "a", AllowFrom: []string{"Not A Label"}},
+			{IP: b1.IP, Namespace: "b", AllowFrom: []string{"a"}},
+		})
+		if !errors.Is(err, v1.ErrInvalid) || !strings.Contains(err.Error(), a2.IP.String()) {
+			t.Fatalf("SetPolicy = %v, want ErrInvalid naming %s", err, a2.IP)
+		}
+		mustReach(t, a1.NetNSPath, addr(b1), "b-1")
+		mustBlock(t, a1, a2)
+		mustBlock(t, b1, a1)
+	})
+
+	policy(t,
+		Member{IP: a1.IP, Namespace: "a"},
+		Member{IP: a2.IP, Namespace: "a"},
+		Member{IP: b1.IP, Namespace: "b", AllowFrom: []string{"a"}},
+	)
+
 	t.Run("removes the rules of members that are gone", func(t *testing.T) {
 		policy(t, Member{IP: a1.IP, Namespace: "a"}, Member{IP: a2.IP, Namespace: "a"})
 		if lines := iptablesLines(t, b1.IP.String()); len(lines) != 0 {
@@ -151,8 +182,9 @@ func TestIsolation(t *testing.T) {
 	})
 }
 
-func TestSetPolicyRejectsBadMembers(t *testing.T) {
+func TestSetPolicyLeavesOutBadMembers(t *testing.T) {
 	ip := net.ParseIP("10.251.0.2")
+	good := Member{IP: net.ParseIP("10.251.0.9"), Namespace: "z", AllowFrom: []string{"a"}}
 	cases := []struct {
 		name    string
 		members []Member
@@ -162,14 +194,48 @@ func TestSetPolicyRejectsBadMembers(t *testing.T) {
 		{"an empty namespace", []Member{{IP: ip}}},
 		{"a namespace that would break the rules file", []Member{{IP: ip, Namespace: "a\"\n-A FORWARD -j ACCEPT"}}},
 		{"an allowFrom that is not a DNS label", []Member{{IP: ip, Namespace: "a", AllowFrom: []string{"B C"}}}},
+		{"an allowFrom that is not a DNS label beside *", []Member{{IP: ip, Namespace: "a", AllowFrom: []string{"*", "B C"}}}},
 		{"the same address twice", []Member{{IP: ip, Namespace: "a"}, {IP: ip, Namespace: "b"}}},
 	}
 	for _, c := range cases {
-		t.Run("refuses "+c.name, func(t *testing.T) {
-			if _, err := validateMembers(c.members); !errors.Is(err, v1.ErrInvalid) {
+		t.Run("leaves out "+c.name, func(t *testing.T) {
+			got, err := validateMembers(append(c.members, good))
+			if !errors.Is(err, v1.ErrInvalid) {
 				t.Fatalf("got %v, want ErrInvalid", err)
 			}
+			if len(got) != 1 || !got[0].IP.Equal(good.IP) {
+				t.Fatalf("kept %v, want only the good member %v", got, good)
+			}
 		})
+	}
+}
+
+func TestAllowFromEveryNamespace(t *testing.T) {
+	members, err := validateMembers([]Member{
+		{IP: net.ParseIP("10.0.0.2"), Namespace: "a", AllowFrom: []string{"b", AllowAll, "c"}},
+		{IP: net.ParseIP("10.0.0.3"), Namespace: "b"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(members[0].AllowFrom, []string{AllowAll}) {
+		t.Fatalf("allowFrom = %v, want only %q", members[0].AllowFrom, AllowAll)
+	}
+	out, _ := renderPolicy("GANTRY-ISO-br", "GANTRY-XXXXXX-", members, nil)
+	var group string
+	for _, r := range strings.Split(out, "\n") {
+		if f := strings.Fields(r); len(f) > 4 && f[1] == "GANTRY-ISO-br" && f[3] == "10.0.0.2/32" {
+			group = f[len(f)-1]
+		}
+	}
+	var rules []string
+	for _, r := range strings.Split(out, "\n") {
+		if strings.HasPrefix(r, "-A "+group+" ") {
+			rules = append(rules, r)
+		}
+	}
+	if len(rules) < 2 || !strings.HasSuffix(rules[len(rules)-2], "-j ACCEPT") || !strings.Contains(rules[len(rules)-2], "every ns") {
+		t.Fatalf("group chain %s of a member open to every namespace:\n%s", group, strings.Join(rules, "\n"))
 	}
 }
 
