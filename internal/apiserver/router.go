@@ -124,16 +124,26 @@ func parseRequest(r *http.Request) (*requestInfo, error) {
 	default:
 		return nil, fmt.Errorf("%w: dryRun=%q: use dryRun=true (or All)", v1.ErrInvalid, dry)
 	}
-	// Subresources that read are "get"; exec is "create" as in
-	// Kubernetes; the rest change the object.
+	// Subresources that read are "get" and answer GET only; exec is
+	// "create" as in Kubernetes, by POST; the rest change the object.
 	switch ri.Sub {
 	case "metrics":
-		if r.Method == http.MethodGet {
+		switch r.Method {
+		case http.MethodGet:
 			ri.Verb = "get"
+		case http.MethodPost, http.MethodPut: // a node's report
+		default:
+			return nil, methodNotAllowed(r)
 		}
 	case "logs", "reveal":
+		if r.Method != http.MethodGet {
+			return nil, methodNotAllowed(r)
+		}
 		ri.Verb = "get"
 	case "exec":
+		if r.Method != http.MethodPost {
+			return nil, methodNotAllowed(r)
+		}
 		ri.Verb = "create"
 	case "test":
 		ri.Verb = "update"
