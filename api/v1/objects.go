@@ -2,6 +2,7 @@ package v1
 
 import (
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -187,10 +188,33 @@ type LimitDefaults struct {
 type Policy struct {
 	AllowPrivileged  bool `json:"allowPrivileged,omitempty"`
 	AllowHostNetwork bool `json:"allowHostNetwork,omitempty"`
+	// AllowCapabilities names the capabilities beyond DefaultCapabilities
+	// that Apps of the namespace may add (NET_ADMIN, SYS_PTRACE...).
+	// Most of them open ways out of the sandbox or around network
+	// isolation; adding ALL takes AllowPrivileged.
+	AllowCapabilities []string `json:"allowCapabilities,omitempty"`
+	// AllowHostPorts lets Apps publish ports (ports[].hostPort) on the
+	// node's addresses, where they take precedence over any service of
+	// the node on that port, Gantry's own included.
+	AllowHostPorts bool `json:"allowHostPorts,omitempty"`
 	// AllowPrivateTargets lets this namespace's notifiers and health
 	// checks reach loopback, link-local and private addresses and the
 	// API server (refused by default: SSRF).
 	AllowPrivateTargets bool `json:"allowPrivateTargets,omitempty"`
+}
+
+// DefaultCapabilities are the capabilities a container gets unless its
+// App drops them: Docker's default set less NET_RAW. An App may add these
+// back after dropping them; any other needs the namespace's policy.
+var DefaultCapabilities = []string{
+	"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+	"NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+}
+
+// CapabilityName is a capability as policies compare it: upper case,
+// without the CAP_ prefix ("cap_net_admin" is NET_ADMIN).
+func CapabilityName(c string) string {
+	return strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(c)), "CAP_")
 }
 
 // Event records something that happened to an object.

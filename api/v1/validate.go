@@ -3,6 +3,7 @@ package v1
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"net"
 	"path"
 	"regexp"
@@ -151,6 +152,13 @@ func validateNamespace(errs *FieldErrors, n *Namespace) {
 			errs.add("spec.quota", "quota values must not be negative")
 		}
 	}
+	if p := n.Spec.Policy; p != nil {
+		for i, c := range p.AllowCapabilities {
+			if !capName.MatchString(strings.ToUpper(c)) || CapabilityName(c) == "ALL" {
+				errs.add(fmt.Sprintf("spec.policy.allowCapabilities[%d]", i), "%q is not a capability name (ALL is allowed by allowPrivileged, not here)", c)
+			}
+		}
+	}
 	if l := n.Spec.Limits; l != nil {
 		if l.MaxCPU > 0 && l.DefaultCPU > l.MaxCPU {
 			errs.add("spec.limits.defaultCPU", "must not exceed maxCPU (%s)", l.MaxCPU)
@@ -162,6 +170,11 @@ func validateNamespace(errs *FieldErrors, n *Namespace) {
 }
 
 const maxReplicas = 10000
+
+// MaxPids bounds resources.pids: a container may not lift its process
+// limit past what keeps a fork bomb from exhausting the node's PIDs
+// (pid_max is 32768 on many kernels, 4194304 at most).
+const MaxPids = 32768
 
 // NodePortMin and NodePortMax bound the nodePort of an exposed port: the
 // load balancer's default node port range.
@@ -338,8 +351,8 @@ func validateTemplate(errs *FieldErrors, f string, t *Template) {
 	} else if r.Memory > 0 && r.Memory < 4<<20 {
 		errs.add(f+".resources.memory", "must be at least 4Mi (got %s)", r.Memory)
 	}
-	if r.Pids < 0 {
-		errs.add(f+".resources.pids", "must not be negative")
+	if r.Pids < 0 || r.Pids > MaxPids {
+		errs.add(f+".resources.pids", "must be between 0 (the default, %d) and %d", DefaultPids, MaxPids)
 	}
 	if l := r.Limits; l != nil {
 		if l.Memory > 0 && l.Memory < r.Memory {
@@ -468,11 +481,13 @@ func validateTemplate(errs *FieldErrors, f string, t *Template) {
 		}
 	}
 	if sc := t.SecurityContext; sc != nil {
-		if sc.RunAsUser != nil && *sc.RunAsUser < 0 {
-			errs.add(f+".securityContext.runAsUser", "must not be negative")
+		// Linux IDs are 32-bit and runc refuses those past 2^31-1; a
+		// larger one must not wrap around to root on its way down.
+		if sc.RunAsUser != nil && (*sc.RunAsUser < 0 || *sc.RunAsUser > math.MaxInt32) {
+			errs.add(f+".securityContext.runAsUser", "must be between 0 and %d", math.MaxInt32)
 		}
-		if sc.RunAsGroup != nil && *sc.RunAsGroup < 0 {
-			errs.add(f+".securityContext.runAsGroup", "must not be negative")
+		if sc.RunAsGroup != nil && (*sc.RunAsGroup < 0 || *sc.RunAsGroup > math.MaxInt32) {
+			errs.add(f+".securityContext.runAsGroup", "must be between 0 and %d", math.MaxInt32)
 		}
 	}
 }

@@ -26,9 +26,11 @@ func (a *Agent) secretValue(ctx context.Context, ns, name, key string) (string, 
 }
 
 // secretFiles writes the secrets an instance asks for as files into a
-// directory on the host's tmpfs (/run: never on disk), readable only by
-// the owner (0400), and bind-mounts each read-only into the container.
-func (a *Agent) secretFiles(ctx context.Context, i *v1.Instance, _ string) ([]runtime.Mount, error) {
+// directory on the host's tmpfs (never on disk), readable only by their
+// owner (0400; directories 0500), and bind-mounts each read-only into the
+// container. The runtime gives them to the user the container runs as
+// (runtime.Mount.Chown), which only the image may know.
+func (a *Agent) secretFiles(ctx context.Context, i *v1.Instance) ([]runtime.Mount, error) {
 	files := i.Spec.Template.Files
 	if len(files) == 0 {
 		return nil, nil
@@ -38,29 +40,11 @@ func (a *Agent) secretFiles(ctx context.Context, i *v1.Instance, _ string) ([]ru
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("secret files: %w", err)
 	}
-	uid, gid := -1, -1
-	if sc := i.Spec.Template.SecurityContext; sc != nil {
-		if sc.RunAsUser != nil {
-			uid = int(*sc.RunAsUser)
-		}
-		if sc.RunAsGroup != nil {
-			gid = int(*sc.RunAsGroup)
-		}
-	}
 	var mounts []runtime.Mount
 	for n, f := range files {
 		var out map[string]string
 		if err := a.api.Sub(ctx, "GET", "Secret", i.Metadata.Namespace, f.Secret, "reveal", nil, &out); err != nil {
 			return nil, fmt.Errorf("read secret %s: %w", f.Secret, err)
-		}
-		write := func(path, value string) error {
-			if err := os.WriteFile(path, []byte(value), 0o400); err != nil {
-				return err
-			}
-			if uid >= 0 || gid >= 0 {
-				return os.Chown(path, uid, gid)
-			}
-			return nil
 		}
 		src := filepath.Join(dir, fmt.Sprintf("%d", n))
 		if f.Key != "" {
@@ -68,7 +52,7 @@ func (a *Agent) secretFiles(ctx context.Context, i *v1.Instance, _ string) ([]ru
 			if !ok {
 				return nil, fmt.Errorf("%w: secret %s has no key %q", v1.ErrNotFound, f.Secret, f.Key)
 			}
-			if err := write(src, v); err != nil {
+			if err := os.WriteFile(src, []byte(v), 0o400); err != nil {
 				return nil, err
 			}
 		} else {
@@ -76,17 +60,39 @@ func (a *Agent) secretFiles(ctx context.Context, i *v1.Instance, _ string) ([]ru
 				return nil, err
 			}
 			for k, v := range out {
-				if err := write(filepath.Join(src, k), v); err != nil {
+				if err := os.WriteFile(filepath.Join(src, k), []byte(v), 0o400); err != nil {
 					return nil, err
 				}
 			}
-			if uid >= 0 || gid >= 0 {
-				os.Chown(src, uid, gid)
-			}
 		}
-		mounts = append(mounts, runtime.Mount{Source: src, Destination: f.Path, ReadOnly: true})
+		mounts = append(mounts, runtime.Mount{Source: src, Destination: f.Path, ReadOnly: true, Chown: true})
 	}
 	return mounts, nil
+}
+
+// ownSecretFiles gives the secret files written again for an adopted
+// container to the user it runs as: the one the runtime recorded, or,
+// for a container made before it did, the App's runAsUser and
+// runAsGroup (root otherwise, as then).
+func ownSecretFiles(mounts []runtime.Mount, c runtime.Container, sc *v1.SecurityContext) error {
+	uid, gid := 0, 0
+	switch {
+	case c.HasUser:
+		uid, gid = int(c.UID), int(c.GID)
+	case sc != nil:
+		if sc.RunAsUser != nil {
+			uid = int(*sc.RunAsUser)
+		}
+		if sc.RunAsGroup != nil {
+			gid = int(*sc.RunAsGroup)
+		}
+	}
+	for _, m := range mounts {
+		if err := runtime.ChownTree(m.Source, uid, gid); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // secretDir is where an instance's secret files live: under /run, a

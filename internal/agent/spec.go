@@ -66,7 +66,7 @@ func (a *Agent) containerSpec(ctx context.Context, i *v1.Instance, id string) (*
 		{Source: resolv, Destination: "/etc/resolv.conf", ReadOnly: true},
 		{Source: hosts, Destination: "/etc/hosts", ReadOnly: true},
 	}
-	files, err := a.secretFiles(ctx, i, dir)
+	files, err := a.secretFiles(ctx, i)
 	if err != nil {
 		return nil, err
 	}

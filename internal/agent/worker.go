@@ -26,6 +26,9 @@ type worker struct {
 	key, id  string
 	uid      string
 	ns, name string
+	// adopted is the container run found and adopted, if any; only the
+	// worker's goroutine uses it.
+	adopted runtime.Container
 
 	mu       sync.Mutex
 	desired  *v1.Instance
@@ -205,7 +208,11 @@ func (w *worker) pause(ctx context.Context, d time.Duration) bool {
 // has. A failure is only logged: the container runs on, and a restart
 // that then fails says so.
 func (w *worker) restoreSecretFiles(ctx context.Context, inst *v1.Instance) {
-	if _, err := w.a.secretFiles(ctx, inst, ""); err != nil && ctx.Err() == nil {
+	mounts, err := w.a.secretFiles(ctx, inst)
+	if err == nil {
+		err = ownSecretFiles(mounts, w.adopted, inst.Spec.Template.SecurityContext)
+	}
+	if err != nil && ctx.Err() == nil {
 		w.a.log.Warn("could not write the secret files of an adopted instance again; a restart in place may fail", "instance", w.key, "err", err)
 	}
 }
@@ -223,6 +230,9 @@ func (w *worker) run(ctx context.Context) {
 		c, err = w.a.rt.Inspect(ctx, w.id)
 	}
 	adopted, stale := w.found(c, err)
+	if adopted {
+		w.adopted = c
+	}
 	if stale {
 		w.a.rt.Stop(ctx, w.id, 0)
 		w.a.rt.Remove(ctx, w.id)

@@ -11,11 +11,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/client"
+	"github.com/gantry-dev/gantry/internal/runtime"
 )
 
 func TestBackoffFor(t *testing.T) {
@@ -205,6 +207,15 @@ func TestAdoptedInstancesGetTheirSecretFilesBack(t *testing.T) {
 	w.restoreSecretFiles(context.Background(), inst)
 	if b, err := os.ReadFile(src); err != nil || string(b) != "s3cret" {
 		t.Fatalf("%s after adoption: %q, %v", src, b, err)
+	}
+	// They go to the user the container runs as, as the runtime recorded
+	// it (an image's USER, which the App need not name).
+	w.adopted = runtime.Container{UID: 65532, GID: 65533, HasUser: true}
+	w.restoreSecretFiles(context.Background(), inst)
+	if fi, err := os.Stat(src); err != nil {
+		t.Fatal(err)
+	} else if st := fi.Sys().(*syscall.Stat_t); os.Geteuid() == 0 && (st.Uid != 65532 || st.Gid != 65533 || fi.Mode().Perm() != 0o400) {
+		t.Fatalf("%s after adopting a container of user 65532:65533: %v %d:%d", src, fi.Mode().Perm(), st.Uid, st.Gid)
 	}
 	fail.Store(true)
 	w.restoreSecretFiles(context.Background(), inst) // logs, does not panic or block

@@ -192,18 +192,53 @@ func (s *Server) mayPull(ctx context.Context, image string) error {
 	return nil
 }
 
-// checkPolicy refuses what the namespace's policy does not allow.
+// checkPolicy refuses what the namespace's policy does not allow: the
+// sandbox settings that reach the node (privileged, host network, host
+// ports) or open ways out of the container (capabilities beyond the
+// default set).
 func checkPolicy(ns *v1.Namespace, t *v1.Template) error {
+	p := ns.Spec.Policy
+	if p == nil {
+		p = &v1.Policy{}
+	}
+	name := ns.Metadata.Name
+	if !p.AllowHostPorts {
+		for _, port := range t.Ports {
+			if port.HostPort != 0 {
+				return fmt.Errorf("%w: host ports are not allowed in namespace %q (port %s asks for host port %d): publish it with expose: tcp or a route instead, or a cluster admin can allow host ports with policy.allowHostPorts",
+					v1.ErrForbidden, name, port.Name, port.HostPort)
+			}
+		}
+	}
 	sc := t.SecurityContext
 	if sc == nil {
 		return nil
 	}
-	p := ns.Spec.Policy
-	if sc.Privileged && (p == nil || !p.AllowPrivileged) {
-		return fmt.Errorf("%w: privileged containers are not allowed in namespace %q; a cluster admin can allow them with policy.allowPrivileged", v1.ErrForbidden, ns.Metadata.Name)
+	if sc.Privileged && !p.AllowPrivileged {
+		return fmt.Errorf("%w: privileged containers are not allowed in namespace %q; a cluster admin can allow them with policy.allowPrivileged", v1.ErrForbidden, name)
 	}
-	if sc.HostNetwork && (p == nil || !p.AllowHostNetwork) {
-		return fmt.Errorf("%w: host networking is not allowed in namespace %q; a cluster admin can allow it with policy.allowHostNetwork", v1.ErrForbidden, ns.Metadata.Name)
+	if sc.HostNetwork && !p.AllowHostNetwork {
+		return fmt.Errorf("%w: host networking is not allowed in namespace %q; a cluster admin can allow it with policy.allowHostNetwork", v1.ErrForbidden, name)
+	}
+	if sc.Capabilities == nil || p.AllowPrivileged {
+		return nil // a namespace that may run privileged containers may add any capability
+	}
+	var refused []string
+	for _, c := range sc.Capabilities.Add {
+		n := v1.CapabilityName(c)
+		switch {
+		case n == "ALL":
+			return fmt.Errorf("%w: adding ALL capabilities is not allowed in namespace %q; a cluster admin can allow it with policy.allowPrivileged", v1.ErrForbidden, name)
+		case slices.Contains(v1.DefaultCapabilities, n), slices.ContainsFunc(p.AllowCapabilities, func(a string) bool { return v1.CapabilityName(a) == n }):
+		default:
+			if !slices.Contains(refused, n) {
+				refused = append(refused, n)
+			}
+		}
+	}
+	if len(refused) > 0 {
+		return fmt.Errorf("%w: capabilities %s are not allowed in namespace %q: an App may add only the default set (%s) unless a cluster admin allows more with policy.allowCapabilities",
+			v1.ErrForbidden, strings.Join(refused, ", "), name, strings.Join(v1.DefaultCapabilities, ", "))
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"net/http"
 	"net/url"
 	"sync"
@@ -385,5 +386,72 @@ func TestQuotaArithmeticDoesNotOverflow(t *testing.T) {
 	}
 	if _, err := v1.DecodeManifest([]byte("kind: App\nname: s\nimage: x:v1\nstrategy: {maxSurge: 9223372036854775807}\n")); err == nil {
 		t.Errorf("maxSurge 2^63-1 decoded")
+	}
+}
+
+// What reaches past the container (privileged, host network, host ports,
+// capabilities beyond the default set) takes the namespace's policy,
+// which only a cluster admin writes; a developer gets 403 naming it.
+func TestPolicyGatesWhatReachesTheNode(t *testing.T) {
+	ts := &testServer{apiservertest.StartConfig(t, t.TempDir(), "127.0.0.1:0", apiserver.Config{AppsDomain: "localhost"})}
+	ctx := context.Background()
+	for name, p := range map[string]*v1.Policy{
+		"plain": nil,
+		"net":   {AllowCapabilities: []string{"net_admin", "CAP_SYS_PTRACE"}, AllowHostPorts: true},
+		"priv":  {AllowPrivileged: true},
+	} {
+		ns := &v1.Namespace{TypeMeta: v1.TypeMeta{Kind: "Namespace"}, Metadata: v1.ObjectMeta{Name: name}}
+		ns.Spec.Policy = p
+		if err := ts.Store.Create(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dev, _ := govUser(t, ts, "dev", "developer", "plain")
+	admin := ts.client(t, ts.Token)
+	for _, ns := range []string{"net", "priv"} {
+		o, err := v1.DecodeManifest([]byte(fmt.Sprintf("kind: RoleBinding\nname: dev-%s\nuser: dev\nrole: developer\nnamespace: %s\n", ns, ns)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := admin.Apply(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		ns, spec string
+		refusal  string // "" when admitted
+	}{
+		{"plain", "securityContext: {capabilities: {drop: [ALL], add: [NET_BIND_SERVICE, cap_chown]}}", ""},
+		{"plain", "securityContext: {capabilities: {add: [NET_ADMIN, SYS_ADMIN, net_admin]}}", "capabilities NET_ADMIN, SYS_ADMIN are not allowed"},
+		{"plain", "securityContext: {capabilities: {add: [NET_RAW]}}", "policy.allowCapabilities"},
+		{"plain", "securityContext: {capabilities: {add: [ALL]}}", "policy.allowPrivileged"},
+		{"plain", "ports: [{port: 53, protocol: udp, hostPort: 53}]", "host ports are not allowed"},
+		{"plain", "securityContext: {privileged: true}", "policy.allowPrivileged"},
+		{"net", "securityContext: {capabilities: {add: [NET_ADMIN, sys_ptrace]}}\nports: [{port: 8080, hostPort: 8081}]", ""},
+		{"net", "securityContext: {capabilities: {add: [SYS_ADMIN]}}", "capabilities SYS_ADMIN are not allowed"},
+		{"net", "securityContext: {capabilities: {add: [ALL]}}", "policy.allowPrivileged"},
+		{"priv", "securityContext: {capabilities: {add: [ALL]}}", ""},
+		{"priv", "ports: [{port: 8080, hostPort: 8082}]", "host ports are not allowed"},
+	}
+	for i, c := range cases {
+		t.Run(c.ns+": "+c.spec, func(t *testing.T) {
+			o, err := v1.DecodeManifest([]byte(fmt.Sprintf("kind: App\nname: a%d\nnamespace: %s\nimage: web:v1\n%s\n", i, c.ns, c.spec)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = dev.Apply(ctx, o)
+			switch {
+			case c.refusal == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case c.refusal != "" && (!errors.Is(err, v1.ErrForbidden) || !strings.Contains(err.Error(), c.refusal)):
+				t.Fatalf("got %v, want 403 saying %q", err, c.refusal)
+			}
+			if c.refusal != "" {
+				k, _ := v1.LookupKind("App")
+				if _, err := ts.Store.Get(ctx, k, c.ns, fmt.Sprintf("a%d", i)); !errors.Is(err, v1.ErrNotFound) {
+					t.Fatalf("a refused App was stored: %v", err)
+				}
+			}
+		})
 	}
 }

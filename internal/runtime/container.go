@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -43,6 +44,10 @@ type Container struct {
 	ExitedAt time.Time
 	LogPath  string
 	Created  time.Time
+	// UID and GID are the user the process runs as, when HasUser (not
+	// for containers made before the runtime recorded it).
+	UID, GID uint32
+	HasUser  bool
 }
 
 // Exit is how a container's main process ended.
@@ -422,6 +427,13 @@ func (d *Driver) describe(ctx context.Context, c client.Container) (Container, e
 	if arg := info.Labels[labelLog]; arg != "" {
 		if lc, err := logfile.ParseDriverConfig(arg); err == nil {
 			ct.LogPath = lc.Path
+		}
+	}
+	if u, g, ok := strings.Cut(info.Labels[labelUser], ":"); ok {
+		uid, uerr := strconv.ParseUint(u, 10, 32)
+		gid, gerr := strconv.ParseUint(g, 10, 32)
+		if uerr == nil && gerr == nil {
+			ct.UID, ct.GID, ct.HasUser = uint32(uid), uint32(gid), true
 		}
 	}
 	t, err := c.Task(ctx, nil)

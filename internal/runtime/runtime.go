@@ -77,6 +77,10 @@ const (
 	// so that any later Start, by this process or the next agent, runs
 	// the log driver the same way.
 	labelLog = labelPrefix + "log"
+	// labelUser keeps "UID:GID", the user the container's process runs
+	// as once the spec has resolved the image's USER and the App's
+	// runAsUser/runAsGroup, for Container.UID and GID.
+	labelUser = labelPrefix + "user"
 	// maxLogDriverArgs: the binary and at most one argument, see
 	// Config.LogDriver.
 	maxLogDriverArgs = 2

@@ -2,13 +2,17 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path"
+	"path/filepath"
 	goruntime "runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/containerd/containerd/v2/contrib/seccomp"
 	"github.com/containerd/containerd/v2/core/containers"
@@ -96,6 +100,12 @@ type Mount struct {
 	// for secrets). SizeBytes caps a tmpfs; zero is the kernel default.
 	Mode      os.FileMode
 	SizeBytes int64
+	// Chown gives a bind mount's source (and, for a directory, the files
+	// in it) to the user and group the container's process runs as, once
+	// the spec has resolved them: an image's USER may be a name that only
+	// its /etc/passwd knows. Secret files use it to stay 0400 and still
+	// be readable by a non-root process.
+	Chown bool
 }
 
 // DefaultCapabilities is Docker's default set less CAP_NET_RAW: raw
@@ -141,6 +151,12 @@ func (s *ContainerSpec) validate() error {
 			problems = append(problems, fmt.Sprintf("mount type %q is neither bind nor tmpfs", m.Type))
 		case (m.Type == "" || m.Type == MountBind) && !path.IsAbs(m.Source):
 			problems = append(problems, fmt.Sprintf("bind mount source %q must be absolute", m.Source))
+		}
+	}
+	for _, id := range []*int64{s.Security.RunAsUser, s.Security.RunAsGroup} {
+		if id != nil && (*id < 0 || *id > math.MaxInt32) {
+			// The spec's IDs are uint32: 2^32 would become root.
+			problems = append(problems, fmt.Sprintf("user or group ID %d is outside 0..%d", *id, math.MaxInt32))
 		}
 	}
 	for _, c := range append(slices.Clone(s.Security.CapAdd), s.Security.CapDrop...) {
@@ -318,7 +334,53 @@ func (d *Driver) specOpts(s *ContainerSpec, img ImageInfo, image oci.Image) []oc
 	case sec.RunAsGroup != nil:
 		opts = append(opts, withGID(uint32(*sec.RunAsGroup)))
 	}
-	return opts
+	// Last: the user is final only now.
+	return append(opts, withUserRecorded(s.Mounts))
+}
+
+// withUserRecorded notes the process's user on the container (labelUser)
+// and gives it the sources of the mounts marked Chown.
+func withUserRecorded(mounts []Mount) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, c *containers.Container, s *oci.Spec) error {
+		if s.Process == nil {
+			return nil
+		}
+		uid, gid := s.Process.User.UID, s.Process.User.GID
+		if c.Labels == nil {
+			c.Labels = map[string]string{}
+		}
+		c.Labels[labelUser] = fmt.Sprintf("%d:%d", uid, gid)
+		for _, m := range mounts {
+			if m.Chown {
+				if err := ChownTree(m.Source, int(uid), int(gid)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+}
+
+// ChownTree gives path, and the entries of it when it is a directory
+// (one level: secret directories are flat), to uid and gid. Symbolic
+// links are changed themselves, never followed.
+func ChownTree(path string, uid, gid int) error {
+	if err := os.Lchown(path, uid, gid); err != nil {
+		return fmt.Errorf("chown %s: %w", path, err)
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		if errors.Is(err, syscall.ENOTDIR) {
+			return nil
+		}
+		return fmt.Errorf("chown %s: %w", path, err)
+	}
+	for _, e := range entries {
+		if err := os.Lchown(filepath.Join(path, e.Name()), uid, gid); err != nil {
+			return fmt.Errorf("chown %s: %w", path, err)
+		}
+	}
+	return nil
 }
 
 // WithSeccompProfile applies containerd's default seccomp profile (the
@@ -366,7 +428,11 @@ func withGID(gid uint32) oci.SpecOpts {
 		if s.Process == nil {
 			s.Process = &specs.Process{}
 		}
+		// The image user's own primary group must not stay on as a
+		// supplementary one (WithImageConfig lists it there), as
+		// WithUIDGID and WithUserID also make sure.
 		s.Process.User.GID = gid
+		s.Process.User.AdditionalGids = []uint32{gid}
 		return nil
 	}
 }

@@ -3,14 +3,19 @@ package runtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	goruntime "runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/containerd/containerd/v2/contrib/seccomp"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -119,6 +124,8 @@ func TestValidateRejectsBadSpecs(t *testing.T) {
 		{name: "a relative mount", mutate: func(s *ContainerSpec) { s.Mounts = []Mount{{Source: "/x", Destination: "y"}} }, want: "destination"},
 		{name: "an unknown mount type", mutate: func(s *ContainerSpec) { s.Mounts = []Mount{{Type: "nfs", Destination: "/y"}} }, want: "neither"},
 		{name: "an unknown capability", mutate: func(s *ContainerSpec) { s.Security.CapAdd = []string{"CAP_FLY"} }, want: "unknown capability"},
+		{name: "a uid that would wrap to root", mutate: func(s *ContainerSpec) { u := int64(1) << 32; s.Security.RunAsUser = &u }, want: "outside 0..2147483647"},
+		{name: "a gid past 2^31-1", mutate: func(s *ContainerSpec) { g := int64(1) << 31; s.Security.RunAsGroup = &g }, want: "outside"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -253,5 +260,94 @@ func TestIsCompat32(t *testing.T) {
 		if got := isCompat32(arch); got != want {
 			t.Errorf("isCompat32(%q) = %v, want %v", arch, got, want)
 		}
+	}
+}
+
+// runAsGroup alone replaces the primary group but keeps the image user's
+// old primary group as a supplementary one (WithImageConfig puts it in
+// AdditionalGids): an image with USER 1000:0 and runAsGroup: 1000 still
+// has group 0. WithUIDGID and WithUserID both reset AdditionalGids.
+func TestRunAsGroupAloneReplacesTheImageGroups(t *testing.T) {
+	d := &Driver{cfg: Config{DefaultMemoryLimit: 1 << 30, DefaultPidsLimit: 100}}
+	gid := int64(1000)
+	s := &ContainerSpec{ID: "x", Image: "i", Security: Security{RunAsGroup: &gid}}
+	ctx := namespaces.WithNamespace(context.Background(), "t")
+	c := &containers.Container{ID: "x"}
+	spec, err := oci.GenerateSpec(ctx, nil, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What WithImageConfig leaves for an image with USER 1000:0.
+	spec.Process.User.UID, spec.Process.User.GID, spec.Process.User.AdditionalGids = 1000, 0, []uint32{0}
+	for _, o := range d.specOpts(s, ImageInfo{}, nil)[2:] {
+		if err := o(ctx, nil, c, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, g := range spec.Process.User.AdditionalGids {
+		if g == 0 {
+			t.Errorf("runAsGroup %d: user %+v keeps group 0", gid, spec.Process.User)
+		}
+	}
+}
+
+// Mounts marked Chown go to the user the process runs as once every
+// option has had its say (here the image's USER 1000:1000, which
+// WithImageConfig would have resolved), and the container records it.
+func TestMountsMarkedChownGoToTheProcessUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown")
+	}
+	dir := t.TempDir()
+	file, sub := filepath.Join(dir, "file"), filepath.Join(dir, "dir")
+	other := filepath.Join(dir, "other")
+	for _, p := range []string{file, other} {
+		if err := os.WriteFile(p, []byte("x"), 0o400); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(sub, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sub, "key"), []byte("x"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	d := &Driver{cfg: Config{DefaultMemoryLimit: 1 << 30, DefaultPidsLimit: 100}}
+	gid := int64(2000)
+	s := &ContainerSpec{ID: "x", Image: "i", Security: Security{RunAsGroup: &gid}, Mounts: []Mount{
+		{Source: file, Destination: "/run/secrets/a", ReadOnly: true, Chown: true},
+		{Source: sub, Destination: "/run/secrets/b", ReadOnly: true, Chown: true},
+		{Source: other, Destination: "/etc/other", ReadOnly: true},
+	}}
+	ctx := namespaces.WithNamespace(context.Background(), "t")
+	c := &containers.Container{ID: "x"}
+	spec, err := oci.GenerateSpec(ctx, nil, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Process.User.UID, spec.Process.User.GID = 1000, 1000 // the image's USER
+	for _, o := range d.specOpts(s, ImageInfo{}, nil)[2:] {
+		if err := o(ctx, nil, c, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owner := func(p string) string {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		return fmt.Sprintf("%d:%d", st.Uid, st.Gid)
+	}
+	for _, p := range []string{file, sub, filepath.Join(sub, "key")} {
+		if got := owner(p); got != "1000:2000" {
+			t.Errorf("%s is owned by %s, want 1000:2000 (the image's user, the App's group)", p, got)
+		}
+	}
+	if got := owner(other); got != "0:0" {
+		t.Errorf("a mount not marked Chown was given away: %s", got)
+	}
+	if got := c.Labels[labelUser]; got != "1000:2000" {
+		t.Errorf("label %s = %q, want 1000:2000", labelUser, got)
 	}
 }
