@@ -3,6 +3,7 @@ package apiserver_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -96,6 +97,7 @@ func TestStatusCodes(t *testing.T) {
 		{"revisions are immutable: 422", "PUT", "/api/v1/namespaces/default/revisions/hello-1", "application/json", `{"kind":"Revision","metadata":{"name":"hello-1","revision":5}}`, 422, "immutable"},
 		{"name in body must match the URL", "PUT", "/api/v1/namespaces/default/apps/hello", "application/json", `{"kind":"App","metadata":{"name":"other","revision":5},"spec":{"image":"x"}}`, 400, "does not match"},
 		{"wrong methods are 405", "PATCH", "/api/v1/namespaces/default/apps", "", "", 405, "not allowed"},
+		{"a negative revision guard on delete is 400", "DELETE", "/api/v1/namespaces/default/apps/hello?revision=-1", "", "", 400, "give the object's metadata.revision"},
 		{"a read subresource answers GET only", "DELETE", "/api/v1/namespaces/default/secrets/s/reveal", "", "", 405, "not allowed"},
 		{"logs answer GET only", "POST", "/api/v1/namespaces/default/apps/hello/logs", "", "", 405, "not allowed"},
 		{"an App's metrics answer GET only", "DELETE", "/api/v1/namespaces/default/apps/hello/metrics", "", "", 405, "not allowed"},
@@ -129,6 +131,32 @@ func TestStatusCodes(t *testing.T) {
 			t.Errorf("stored apps = %v, want hello, two, yml", names)
 		}
 	})
+}
+
+// metadata.created is the server's to set, as uid is: a create stamps
+// its own time whatever the body says, an update keeps the stored one.
+func TestCreationTimeIsTheServers(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	before := time.Now().Add(-time.Minute)
+	var got struct {
+		Metadata v1.ObjectMeta `json:"metadata"`
+	}
+	for i, req := range []struct{ method, path, body string }{
+		{"POST", "/api/v1/roles", `{"kind":"Role","metadata":{"name":"r1","created":"2001-01-01T00:00:00Z"},"spec":{"rules":[{"verbs":["get"],"resources":["apps"]}]}}`},
+		{"PUT", "/api/v1/roles/r1?apply=true", `{"kind":"Role","metadata":{"name":"r1","created":"2001-01-01T00:00:00Z"},"spec":{"rules":[{"verbs":["list"],"resources":["apps"]}]}}`},
+	} {
+		code, body := raw(t, ts, req.method, req.path, "application/json", []byte(req.body))
+		if code >= 300 {
+			t.Fatalf("%s %s: %d %s", req.method, req.path, code, trunc(body))
+		}
+		created := got.Metadata.Created
+		if err := json.Unmarshal([]byte(body), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Metadata.Created.Before(before) || i > 0 && !got.Metadata.Created.Equal(created) {
+			t.Fatalf("%s %s: created %v, want the server's time of the create", req.method, req.path, got.Metadata.Created)
+		}
+	}
 }
 
 func trunc(s string) string {

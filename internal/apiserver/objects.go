@@ -223,7 +223,9 @@ func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, ri *reques
 			return nil, fmt.Errorf("%w: metadata.name %q does not match the URL's name %q", v1.ErrInvalid, m.Name, ri.Name)
 		}
 	}
-	m.Deleting = nil
+	// Set by the server alone: a create stamps its own time, an update
+	// keeps the stored one.
+	m.Deleting, m.Created = nil, time.Time{}
 	if ri.DryRun {
 		if err := dryRunnable(o); err != nil {
 			return nil, err
@@ -534,8 +536,8 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	var rev int64
 	if v := r.URL.Query().Get("revision"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return fmt.Errorf("%w: revision must be a number", v1.ErrInvalid)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%w: revision=%q: give the object's metadata.revision, a whole number, to delete only that version", v1.ErrInvalid, v)
 		}
 		rev = n
 	}
