@@ -445,12 +445,22 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, t *v1.Token
 	if t.Spec.Node != "" {
 		return fmt.Errorf("%w: node credentials are issued at join, not through tokens", v1.ErrForbidden)
 	}
-	if _, err := store.Get[*v1.User](ctx, s.store, "", t.Spec.User); err != nil {
-		return err
-	}
-	tok, secret, err := auth.CreateToken(ctx, s.store, t.Spec)
-	if err != nil {
-		return err
+	// The token is stored only if its user is still as read: a delete of
+	// the user in between (which deletes their tokens) must not leave
+	// this one behind for a later user of the same name.
+	tok, secret := auth.TokenFor(t.Spec)
+	for attempt := 0; ; attempt++ {
+		u, err := store.Get[*v1.User](ctx, s.store, "", t.Spec.User)
+		if err != nil {
+			return err
+		}
+		err = s.store.Txn().Unmodified(store.KindFor[*v1.User](), "", u.Metadata.Name, u.Metadata.Revision).Create(tok).Commit(ctx)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, v1.ErrConflict) || attempt == 2 {
+			return fmt.Errorf("store token: %w", err)
+		}
 	}
 	w.Header().Set("X-Gantry-Token", secret)
 	red := redact(tok).(*v1.Token)

@@ -184,12 +184,17 @@ func (a *Authenticator) Forget(id string) {
 	a.mu.Unlock()
 }
 
+// TokenFor makes a token object for spec, not yet stored, and its secret.
+func TokenFor(spec v1.TokenSpec) (*v1.Token, string) {
+	id, full, hash := NewToken()
+	spec.Hash = hash
+	return &v1.Token{TypeMeta: v1.TypeMeta{Kind: "Token"}, Metadata: v1.ObjectMeta{Name: id}, Spec: spec}, full
+}
+
 // CreateToken stores a new token for user and returns the full secret
 // string, which is not recoverable afterwards.
 func CreateToken(ctx context.Context, s *store.Store, spec v1.TokenSpec) (*v1.Token, string, error) {
-	id, full, hash := NewToken()
-	spec.Hash = hash
-	t := &v1.Token{TypeMeta: v1.TypeMeta{Kind: "Token"}, Metadata: v1.ObjectMeta{Name: id}, Spec: spec}
+	t, full := TokenFor(spec)
 	if err := s.Create(ctx, t); err != nil {
 		return nil, "", fmt.Errorf("store token: %w", err)
 	}
