@@ -116,6 +116,9 @@ func (s *Server) admitApp(ctx context.Context, a *v1.App, prev *v1.App, dry bool
 		return "", "", nil, fmt.Errorf("%w: app %q is being deleted", v1.ErrConflict, a.Metadata.Name)
 	}
 	ns, err := s.namespace(ctx, a.Metadata.Namespace)
+	if err == nil {
+		err = notDeleting(ns)
+	}
 	if err != nil {
 		return "", "", nil, err
 	}
@@ -378,54 +381,6 @@ func (s *Server) deleteApp(ctx context.Context, ns, name string, rev int64) (v1.
 		return nil, err
 	}
 	return a, nil
-}
-
-// deleteNamespace removes a namespace and everything in it. Instances are
-// left to the rollout controller, which stops those whose App is gone.
-func (s *Server) deleteNamespace(ctx context.Context, name string, rev int64) (v1.Object, error) {
-	if name == v1.DefaultNamespace {
-		return nil, fmt.Errorf("%w: the default namespace cannot be deleted", v1.ErrUnprocessable)
-	}
-	ns, err := store.Get[*v1.Namespace](ctx, s.store, "", name)
-	if err != nil {
-		return nil, err
-	}
-	if rev != 0 && rev != ns.Metadata.Revision {
-		return nil, fmt.Errorf("namespace %q was modified: %w", name, v1.ErrConflict)
-	}
-	appList, _, err := store.List[*v1.App](ctx, s.store, store.ListOptions{Namespace: name})
-	if err != nil {
-		return nil, err
-	}
-	for _, a := range appList {
-		if _, err := apps.Delete(ctx, s.store, name, a.Metadata.Name, 0); err != nil && !errors.Is(err, v1.ErrNotFound) {
-			return nil, fmt.Errorf("delete app %s: %w", a.Metadata.Name, err)
-		}
-	}
-	for _, k := range v1.Kinds() {
-		if !k.Namespaced || k.Kind == "App" || k.Kind == "Instance" || k.Kind == "Revision" {
-			continue
-		}
-		objs, _, err := s.store.List(ctx, k, store.ListOptions{Namespace: name})
-		if err != nil {
-			return nil, err
-		}
-		for _, o := range objs {
-			if _, err := s.store.Delete(ctx, k, name, o.GetMeta().Name, 0); err != nil && !errors.Is(err, v1.ErrNotFound) {
-				return nil, err
-			}
-		}
-	}
-	old, err := s.store.Delete(ctx, store.KindFor[*v1.Namespace](), "", name, 0)
-	if err != nil {
-		return nil, err
-	}
-	// Bindings name their namespace by name: left behind, they would
-	// grant their roles again in a later namespace of the same name.
-	if err := deleteMatching(ctx, s, func(b *v1.RoleBinding) bool { return b.Spec.Namespace == name }); err != nil {
-		return nil, fmt.Errorf("namespace %s was deleted, but not all of its role bindings: %w; delete them with `gantry delete rolebinding NAME`", name, err)
-	}
-	return old, nil
 }
 
 // deleteInstance begins an instance's graceful deletion: it is marked so

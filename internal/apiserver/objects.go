@@ -368,8 +368,11 @@ func (s *Server) checkNamespace(ctx context.Context, o v1.Object) error {
 	if ns == "" {
 		return nil
 	}
-	_, err := s.namespace(ctx, ns)
-	return err
+	n, err := s.namespace(ctx, ns)
+	if err != nil {
+		return err
+	}
+	return notDeleting(n)
 }
 
 // namespace reads a namespace, from the cache when it has it: namespaces

@@ -336,6 +336,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, wrap func(http.Hand
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	go s.sweepLoop(ctx)
 	select {
 	case err := <-errc:
 		return err
