@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -30,7 +31,12 @@ func buildDockerfile(ctx context.Context, cmd *cobra.Command, g *globals, env *i
 	for _, kv := range f.args {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
-			v = ""
+			// As docker build: NAME alone passes NAME from the
+			// environment, and nothing (the ARG's default stands) when
+			// the environment has none.
+			if v, ok = os.LookupEnv(k); !ok {
+				continue
+			}
 		}
 		args[k] = v
 	}
@@ -39,8 +45,12 @@ func buildDockerfile(ctx context.Context, cmd *cobra.Command, g *globals, env *i
 		data = defaultHome()
 	}
 	df := f.dockerfile
-	if df != "" && !filepath.IsAbs(df) {
-		df = filepath.Join(dir, df)
+	if df != "" {
+		// Relative to the current directory, as docker build takes -f.
+		var err error
+		if df, err = filepath.Abs(df); err != nil {
+			return nil, err
+		}
 	}
 	return build.Build(ctx, build.Options{
 		Dir: dir, Dockerfile: df, BuildArgs: args, Target: f.target,

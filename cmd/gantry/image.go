@@ -98,12 +98,13 @@ steps run as Docker would, with RUN executed in a real containerd container.`,
 			ctx := cmd.Context()
 			dir := args[0]
 			var img ggcr.Image
-			dockerfile := bf.dockerfile
-			if dockerfile == "" {
-				dockerfile = "Dockerfile"
-			}
-			if !filepath.IsAbs(dockerfile) {
-				dockerfile = filepath.Join(dir, dockerfile)
+			dockerfile := filepath.Join(dir, "Dockerfile")
+			if bf.dockerfile != "" {
+				// Named, it must be there: no falling back to a Go build.
+				if _, err := os.Stat(bf.dockerfile); err != nil {
+					return fmt.Errorf("-f %s: %w (a relative path is taken from the current directory, as docker build takes it)", bf.dockerfile, err)
+				}
+				dockerfile = bf.dockerfile
 			}
 			if _, err := os.Stat(dockerfile); err == nil {
 				img, err = buildDockerfile(ctx, cmd, g, env, dir, bf)
@@ -145,7 +146,7 @@ steps run as Docker would, with RUN executed in a real containerd container.`,
 	}
 	build.Flags().StringVarP(&tag, "tag", "t", "", "image name and tag, e.g. web:v1 (bare names go to the namespace)")
 	build.Flags().BoolVar(&push, "push", false, "push to the cluster registry")
-	build.Flags().StringVarP(&bf.dockerfile, "file", "f", "", "the Dockerfile (default DIR/Dockerfile)")
+	build.Flags().StringVarP(&bf.dockerfile, "file", "f", "", "the Dockerfile (default DIR/Dockerfile; a relative path is from the current directory, as in docker build)")
 	build.Flags().StringArrayVar(&bf.args, "build-arg", nil, "ARG values, NAME=VALUE (repeatable)")
 	build.Flags().StringVar(&bf.target, "target", "", "build this stage of a multi-stage Dockerfile")
 	build.Flags().BoolVar(&bf.noCache, "no-cache", false, "run every step even if cached")

@@ -636,3 +636,40 @@ func TestDockerFormatBase(t *testing.T) {
 		t.Errorf("exit %d, output %q", code, out)
 	}
 }
+
+// WORKDIR makes its directory, as BuildKit does: owned by the USER in
+// force, so that a RUN as that user may write there and an App with a
+// read-only root file system can start in it. One that exists adds no
+// layer.
+func TestWorkdirMakesTheDirectory(t *testing.T) {
+	e := testEnv(t)
+	dir := writeContext(t, map[string]string{
+		"Dockerfile": `FROM library/busybox
+USER nobody
+WORKDIR /srv/app/data
+RUN touch made-by-nobody
+WORKDIR /tmp
+`,
+	})
+	img, progress, err := e.build(t, dir, t.TempDir(), nil)
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, progress)
+	}
+	fs := flatten(t, img)
+	for _, p := range []string{"/srv/app", "/srv/app/data", "/srv/app/data/made-by-nobody"} {
+		if f, ok := fs[p]; !ok || f.uid != 65534 {
+			t.Errorf("%s: %+v (present %v), want it owned by nobody (65534)", p, f, ok)
+		}
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf.Config.WorkingDir != "/tmp" {
+		t.Errorf("working dir %q, want /tmp", cf.Config.WorkingDir)
+	}
+	last := cf.History[len(cf.History)-1]
+	if last.CreatedBy != "WORKDIR /tmp" || !last.EmptyLayer {
+		t.Errorf("last history entry %+v, want an empty layer for the WORKDIR of a directory that exists", last)
+	}
+}

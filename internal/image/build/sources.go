@@ -13,6 +13,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // source is one source of a COPY or ADD after glob expansion, with
@@ -72,6 +75,12 @@ func collectSources(root string, args []string, ig *ignorer) ([]source, error) {
 			host, err := resolveIn(root, rel, true)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", arg, err)
+			}
+			// Docker never sends what .dockerignore excludes, so a link
+			// to it would dangle there: what a link leads to is checked
+			// as well as the link.
+			if to, err := filepath.Rel(root, host); err == nil && filepath.ToSlash(to) != rel && ig.ignored(filepath.ToSlash(to)) {
+				return nil, fmt.Errorf("%s: leads, through a symbolic link, to %s, which .dockerignore excludes", arg, filepath.ToSlash(to))
 			}
 			fi, err := os.Lstat(host)
 			if errors.Is(err, fs.ErrNotExist) {
@@ -173,6 +182,16 @@ func hashEntry(h hash.Hash, buf []byte, rel, host string, fi fs.FileInfo) error 
 			return err
 		}
 		fmt.Fprintf(h, " %d %x", n, fh.Sum(nil))
+		// The copy keeps a file's capabilities (fileItem): a setcap
+		// makes another layer.
+		capBuf := make([]byte, 128)
+		if n, err := unix.Lgetxattr(host, "security.capability", capBuf); err == nil && n > 0 {
+			fmt.Fprintf(h, " caps %x", capBuf[:n])
+		}
+	case fi.Mode()&(fs.ModeDevice|fs.ModeCharDevice) != 0:
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			fmt.Fprintf(h, " dev %d", uint64(st.Rdev))
+		}
 	}
 	_, err := io.WriteString(h, "\n")
 	return err

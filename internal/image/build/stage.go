@@ -313,7 +313,7 @@ func (b *builder) instruction(ctx context.Context, st *stageState, idx int, in I
 			dir = path.Join(st.workdir(), dir)
 		}
 		st.cfg.WorkingDir = path.Clean(dir)
-		change = "WORKDIR " + st.cfg.WorkingDir
+		return b.workdir(ctx, st, in)
 	case "USER":
 		u, err := lx.word(in.Args)
 		if err != nil {

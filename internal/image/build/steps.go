@@ -110,6 +110,34 @@ func (b *builder) run(ctx context.Context, st *stageState, in Instruction) error
 	})
 }
 
+// workdir is a WORKDIR step: the directory is made, as BuildKit makes
+// it, owned by the stage's USER (0755, its missing parents too) unless
+// it exists, so that a later RUN as that user can write there and a
+// container with a read-only root file system can start in it. A
+// directory that exists makes an empty layer, which the image does not
+// carry.
+func (b *builder) workdir(ctx context.Context, st *stageState, in Instruction) error {
+	dir, user := st.cfg.WorkingDir, st.cfg.User
+	createdBy := "WORKDIR " + dir
+	key := stepKey(st.key, "WORKDIR", dir, user)
+	return b.layerStep(ctx, st, in, key, createdBy, func(s *session, a active) error {
+		return s.edit(ctx, a, func(root string) error {
+			w := &writer{root: root}
+			if user != "" {
+				o, err := lookupOwner(root, user)
+				if err != nil {
+					return invalidf("WORKDIR %s: USER %s: %v", dir, user, err)
+				}
+				w.uid, w.gid = o.uid, o.gid
+			}
+			if _, err := w.mkdirAll(dir); err != nil {
+				return invalidf("WORKDIR %s: %v", dir, err)
+			}
+			return nil
+		})
+	})
+}
+
 // layerStep makes the layer of a step that changes files: the one cached
 // under key, or one that change makes on top of the stage's layers,
 // committed and kept in the cache under key.
