@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -35,17 +36,20 @@ type wireEvent struct {
 // WatchOptions narrow a watch.
 type WatchOptions struct {
 	Selector string
-	// After is the last revision already seen: the watch delivers every
-	// change after it. Zero first delivers every existing object as
-	// ADDED, then changes.
+	// After is the last revision already seen in full (a List's or a
+	// BOOKMARK's; an event's revision may be shared with events still to
+	// come): the watch delivers every change after it. Zero first
+	// delivers every existing object as ADDED, then changes.
 	After int64
 }
 
 // Watch streams changes to a kind in ns (every namespace when empty). If
 // the connection drops, it reconnects and resumes after the last revision
-// it delivered, so the caller sees every change once and in order, even
-// across a restart of the server. The channel closes when ctx ends or after
-// an ERROR event.
+// it delivered in full, so the caller sees every change once and in order,
+// even across a restart of the server. The existing objects (when
+// opts.After is zero) come only once the whole list has arrived, just
+// before the first BOOKMARK. The channel closes when ctx ends or after an
+// ERROR event.
 func (c *Client) Watch(ctx context.Context, kind, ns string, opts WatchOptions) <-chan Event {
 	out := make(chan Event, 64)
 	k, ok := v1.LookupKind(kind)
@@ -55,83 +59,181 @@ func (c *Client) Watch(ctx context.Context, kind, ns string, opts WatchOptions) 
 			out <- Event{Type: "ERROR", Err: fmt.Errorf("%w: unknown kind %q", v1.ErrInvalid, kind)}
 			return
 		}
-		last := opts.After
-		// Until the first bookmark, the server is replaying the current
-		// list in key (not revision) order; a resume from the middle of
-		// it could skip objects, so a drop then starts over.
-		listing := last == 0
-		backoff := 50 * time.Millisecond
-		for ctx.Err() == nil {
-			q := url.Values{"watch": {"true"}}
-			if opts.Selector != "" {
-				q.Set("labelSelector", opts.Selector)
-			}
-			if !listing {
-				q.Set("revision", strconv.FormatInt(last, 10))
-			}
-			resp, err := c.send(ctx, c.stream, http.MethodGet, Path(k, ns, ""), q, nil)
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				if !errors.Is(err, v1.ErrUnavailable) {
-					out <- Event{Type: "ERROR", Err: err}
-					return
-				}
-				select {
-				case <-time.After(backoff):
-				case <-ctx.Done():
-					return
-				}
-				backoff = min(backoff*2, 2*time.Second)
-				continue
-			}
-			sc := bufio.NewScanner(resp.Body)
-			sc.Buffer(make([]byte, 64<<10), 16<<20)
-			for sc.Scan() {
-				var we wireEvent
-				if err := json.Unmarshal(sc.Bytes(), &we); err != nil {
-					continue
-				}
-				backoff = 50 * time.Millisecond
-				ev := Event{Type: we.Type, Revision: we.Revision}
-				switch we.Type {
-				case "ERROR":
-					st := v1.Status{Code: http.StatusInternalServerError, Message: "watch error"}
-					if we.Error != nil {
-						st = *we.Error
-					}
-					ev.Err = &v1.StatusError{Status: st}
-					select {
-					case out <- ev:
-					case <-ctx.Done():
-					}
-					resp.Body.Close()
-					return
-				case "BOOKMARK":
-					listing = false
-				default:
-					o, err := decodeObject(k.Kind, we.Object)
-					if err != nil {
-						continue
-					}
-					ev.Object = o
-				}
-				if !listing && ev.Revision > last {
-					last = ev.Revision
-				}
-				if ev.Type == "BOOKMARK" && ev.Revision > last {
-					last = ev.Revision
-				}
-				select {
-				case out <- ev:
-				case <-ctx.Done():
-					resp.Body.Close()
-					return
-				}
-			}
-			resp.Body.Close()
+		w := &watchStream{c: c, k: k, ns: ns, selector: opts.Selector, out: out,
+			pos: resumePoint{done: opts.After, cur: opts.After},
+			// Until the first bookmark, the server is replaying the
+			// current list in key (not revision) order; a resume from
+			// the middle of it could skip objects, so a drop then
+			// starts over.
+			listing: opts.After == 0,
 		}
+		w.run(ctx)
 	}()
 	return out
+}
+
+// watchStream is one Watch: its connections, one after another, and what
+// it has delivered so far.
+type watchStream struct {
+	c        *Client
+	k        *v1.KindInfo
+	ns       string
+	selector string
+	out      chan<- Event
+	backoff  time.Duration // before the next reconnect
+
+	pos     resumePoint
+	listing bool
+	// listed holds the initial list until its bookmark: a list cut short
+	// by a drop must not reach the caller, as the next one may lack
+	// objects the first had (deleted in between), and nothing would
+	// ever report them DELETED.
+	listed []Event
+}
+
+const watchRetryMin, watchRetryMax = 50 * time.Millisecond, 2 * time.Second
+
+func (w *watchStream) run(ctx context.Context) {
+	w.backoff = watchRetryMin
+	for ctx.Err() == nil {
+		q := url.Values{"watch": {"true"}}
+		if w.selector != "" {
+			q.Set("labelSelector", w.selector)
+		}
+		if !w.listing {
+			q.Set("revision", strconv.FormatInt(w.pos.done, 10))
+		}
+		resp, err := w.c.send(ctx, w.c.stream, http.MethodGet, Path(w.k, w.ns, ""), q, nil)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if !errors.Is(err, v1.ErrUnavailable) {
+				w.emit(ctx, Event{Type: "ERROR", Err: err})
+				return
+			}
+			select {
+			case <-time.After(w.backoff):
+			case <-ctx.Done():
+				return
+			}
+			w.backoff = min(w.backoff*2, watchRetryMax)
+			continue
+		}
+		w.listed = w.listed[:0]
+		over := w.read(ctx, resp.Body)
+		resp.Body.Close()
+		if over {
+			return
+		}
+	}
+}
+
+// read passes on the events of one connection. It reports whether the
+// watch is over (an ERROR, or ctx ended); otherwise the connection
+// dropped and the caller reconnects.
+func (w *watchStream) read(ctx context.Context, body io.Reader) bool {
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		var we wireEvent
+		if err := json.Unmarshal(sc.Bytes(), &we); err != nil {
+			continue
+		}
+		w.backoff = watchRetryMin
+		ev := Event{Type: we.Type, Revision: we.Revision}
+		switch we.Type {
+		case "ERROR":
+			st := v1.Status{Code: http.StatusInternalServerError, Message: "watch error"}
+			if we.Error != nil {
+				st = *we.Error
+			}
+			ev.Err = &v1.StatusError{Status: st}
+			w.emit(ctx, ev)
+			return true
+		case "BOOKMARK":
+			w.pos.bookmark(ev.Revision)
+			if w.listing {
+				w.listing = false
+				for _, l := range w.listed {
+					if !w.emit(ctx, l) {
+						return true
+					}
+				}
+				w.listed = nil
+			}
+		default:
+			o, err := decodeObject(w.k.Kind, we.Object)
+			if err != nil {
+				continue
+			}
+			ev.Object = o
+			if w.listing {
+				w.listed = append(w.listed, ev)
+				continue
+			}
+			if !w.pos.deliver(ev.Revision, o.GetMeta().Key()) {
+				continue
+			}
+		}
+		if !w.emit(ctx, ev) {
+			return true
+		}
+	}
+	return ctx.Err() != nil
+}
+
+func (w *watchStream) emit(ctx context.Context, ev Event) bool {
+	select {
+	case w.out <- ev:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// resumePoint is where a watch can pick up after a drop without losing or
+// repeating an event. One transaction makes several events at the same
+// revision, and the connection can drop between two of them; resuming
+// after that revision would lose the rest, so the watch resumes after
+// the last revision delivered in full and skips the events of the next
+// one it has already passed on. An object changes at most once in a
+// revision, so its key tells them apart.
+type resumePoint struct {
+	done int64           // every event up to this revision was delivered
+	cur  int64           // the revision of the last event delivered
+	keys map[string]bool // the objects whose event at cur was delivered
+}
+
+// bookmark records the server's word that every event up to rev was sent.
+func (p *resumePoint) bookmark(rev int64) {
+	p.done = max(p.done, rev)
+	if rev > p.cur {
+		p.cur = rev
+		clear(p.keys)
+	}
+}
+
+// deliver records an event of the object key at rev and reports whether
+// it is new, rather than a replay after a resume.
+func (p *resumePoint) deliver(rev int64, key string) bool {
+	switch {
+	case rev < p.cur:
+		// Out of order: not from a server that keeps its promises, but
+		// hiding it would be worse than passing it on.
+		return true
+	case rev == p.cur && p.keys[key]:
+		return false
+	case rev > p.cur:
+		// Events come in revision order: the first of a new revision
+		// completes every one before it.
+		p.done = max(p.done, rev-1)
+		p.cur = rev
+		clear(p.keys)
+	}
+	if p.keys == nil {
+		p.keys = map[string]bool{}
+	}
+	p.keys[key] = true
+	return true
 }

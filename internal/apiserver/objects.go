@@ -167,7 +167,11 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, ri *requestInfo) 
 				if ev.Type != store.Modified {
 					continue
 				}
-				enc.Encode(WatchEvent{Type: string(store.Bookmark), Revision: ev.Revision})
+				// Other events of this revision (one transaction) may
+				// follow, and a bookmark promises that everything up to
+				// its revision was sent: a client resuming after it
+				// would lose them. Only the revisions before are done.
+				enc.Encode(WatchEvent{Type: string(store.Bookmark), Revision: ev.Revision - 1})
 				continue
 			}
 			if err := enc.Encode(WatchEvent{Type: string(ev.Type), Revision: ev.Revision, Object: redact(ev.Object)}); err != nil {

@@ -154,8 +154,12 @@ func (inf *Informer[T]) apply(ev store.Event) {
 	key := o.GetMeta().Key()
 	inf.mu.Lock()
 	prev, had := inf.objs[key]
-	if had && ev.Type != store.Deleted && prev.GetMeta().Revision >= o.GetMeta().Revision {
-		// Already newer through Observe: the watch is catching up.
+	// ev.Revision is the revision of the change; for a DELETED that is
+	// the delete's, above every revision the removed object was written
+	// at, so a real delete always passes. A cached object at or above it
+	// was written after the change (for a DELETED: made again under the
+	// same name) and recorded with Observe: the watch is catching up.
+	if had && prev.GetMeta().Revision >= ev.Revision {
 		inf.mu.Unlock()
 		return
 	}

@@ -242,7 +242,14 @@ func (s *Store) List(ctx context.Context, k *v1.KindInfo, opts ListOptions) ([]v
 			break
 		}
 	}
-	return out, resp.Header.Revision, nil
+	// The header carries the store's current revision, not the one the
+	// list was read at; a watch from the former would skip what came
+	// between.
+	rev := resp.Header.Revision
+	if opts.Revision > 0 {
+		rev = opts.Revision
+	}
+	return out, rev, nil
 }
 
 // List reads every object of type T that matches opts.

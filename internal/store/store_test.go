@@ -378,3 +378,30 @@ func TestAWriteTooLargeIsTooLargeNotUnavailable(t *testing.T) {
 		}
 	}
 }
+
+// A list read at an earlier revision returns that revision, not the
+// current one: a watch resumed from the current revision would skip the
+// changes in between.
+func TestListAtARevisionReturnsThatRevision(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.New(t)
+	a := app("default", "web", "web:v1")
+	if err := s.Create(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	then := a.Metadata.Revision
+	a.Spec.Image = "web:v2"
+	if err := s.Update(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	objs, rev, err := s.List(ctx, appKind, store.ListOptions{Namespace: "default", Revision: then})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 1 || objs[0].(*v1.App).Spec.Image != "web:v1" {
+		t.Fatalf("list at revision %d: %v, want web at web:v1", then, objs)
+	}
+	if rev != then {
+		t.Errorf("list at revision %d says it was read at %d (the current revision is %d)", then, rev, a.Metadata.Revision)
+	}
+}

@@ -30,10 +30,13 @@ const (
 // Event is one change seen by a watch.
 type Event struct {
 	Type EventType
-	// Object is the object after the change; for Deleted, as it was last.
+	// Object is the object after the change; for Deleted, as it was last,
+	// but with the delete's revision in its metadata.
 	Object v1.Object
 	// Revision is the store revision of the change. Resume a watch from
-	// Revision+1 to see what came after.
+	// Revision+1 to see what came after. One transaction makes several
+	// events with the same revision; they come one after another, before
+	// any event of a later revision.
 	Revision int64
 	// Err is set on Error events; errors.Is(Err, v1.ErrResyncRequired)
 	// means the revision asked for was compacted away: list again.
@@ -105,7 +108,7 @@ func (s *Store) Watch(ctx context.Context, k *v1.KindInfo, opts WatchOptions) <-
 			for _, ev := range resp.Events {
 				e, ok, err := convert(k, ev)
 				if err != nil {
-					send(Event{Type: Error, Err: err})
+					send(Event{Type: Error, Revision: ev.Kv.ModRevision, Err: err})
 					return
 				}
 				if !ok {
@@ -139,13 +142,22 @@ func selected(k *v1.KindInfo, ev *clientv3.Event, e Event, sel v1.Selector) (Eve
 	if e.Type != Modified {
 		return e, now
 	}
-	before := false
+	// Without the previous value (compacted away when the change is at
+	// the compaction revision, or unreadable) we cannot tell whether the
+	// watcher was shown the object. Assume it was: a DELETED for an
+	// object a watcher never saw is a no-op for it, while dropping the
+	// event would leave a watcher that did see it with a ghost.
+	before, known := false, false
 	if ev.PrevKv != nil {
 		if prev, err := decode(k, ev.PrevKv.Value, ev.PrevKv.ModRevision); err == nil {
-			before = sel.Matches(prev.GetMeta().Labels)
+			before, known = sel.Matches(prev.GetMeta().Labels), true
 		}
 	}
 	switch {
+	case !known && now:
+		e.Type = Added
+	case !known:
+		e.Type = Deleted
 	case now && !before:
 		e.Type = Added
 	case !now && before:
@@ -170,9 +182,14 @@ func convert(k *v1.KindInfo, ev *clientv3.Event) (Event, bool, error) {
 		return Event{Type: t, Object: o, Revision: ev.Kv.ModRevision}, true, nil
 	case mvccpb.DELETE:
 		if ev.PrevKv == nil {
-			// The previous value was compacted; nothing to report but
-			// the fact, which a name-less event cannot carry.
-			return Event{}, false, nil
+			// etcd leaves out the previous value when compaction has
+			// removed it: a watch resumed at the compaction revision,
+			// or one that was catching up when etcd compacted. An
+			// event built from the key alone would lack what watchers
+			// match deletes on (the UID, an instance's node, labels),
+			// so the watcher lists again instead.
+			return Event{}, false, fmt.Errorf("watch %s: the last state of %s, deleted at revision %d, was compacted away: %w",
+				k.Plural, ev.Kv.Key, ev.Kv.ModRevision, v1.ErrResyncRequired)
 		}
 		o, err := decode(k, ev.PrevKv.Value, ev.Kv.ModRevision)
 		if err != nil {
