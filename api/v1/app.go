@@ -119,7 +119,9 @@ type FileMount struct {
 }
 
 // EnvList is a list of environment variables. In manifests it may also be
-// written as a map of name to value.
+// written as a map of name to value; YAMLToJSON quotes the map's values,
+// so that they arrive here as the strings written, and a JSON number keeps
+// its text below.
 type EnvList []EnvVar
 
 // UnmarshalJSON accepts a list of EnvVar or a map of name to literal value.

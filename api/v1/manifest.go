@@ -9,7 +9,10 @@ import (
 	"io"
 	"reflect"
 	"regexp"
+	"slices"
+	"sort"
 	"strings"
+	"unicode/utf8"
 
 	yaml3 "go.yaml.in/yaml/v3"
 	"sigs.k8s.io/yaml"
@@ -198,7 +201,14 @@ func decodeManifest(doc []byte, ns string) (Object, error) {
 	*o.GetType() = TypeMeta{Kind: k.Kind, APIVersion: Version}
 	m := o.GetMeta()
 	m.Revision, m.UID, m.Deleting = 0, "", nil
+	errs := FieldErrors(unknown)
 	if sec, ok := o.(*Secret); ok {
+		// Reads list a secret's keys and never its values: a manifest
+		// with keys and no values is one read back, and applied it would
+		// empty the secret.
+		if len(sec.Keys) > 0 && len(sec.Data) == 0 && len(sec.StringData) == 0 {
+			errs = append(errs, FieldError{Field: "keys", Message: "a secret read back names its keys but never holds its values: give them in data or stringData, or use gantry secret set"})
+		}
 		// Only the server seals; what a manifest says about it is ignored.
 		sec.Sealed, sec.Keys = nil, nil
 	}
@@ -206,7 +216,7 @@ func decodeManifest(doc []byte, ns string) (Object, error) {
 		m.Namespace = ns
 	}
 	SetDefaults(o)
-	if errs := append(FieldErrors(unknown), Validate(o)...); len(errs) > 0 {
+	if errs = append(errs, Validate(o)...); len(errs) > 0 {
 		return o, errs
 	}
 	return o, nil
@@ -249,17 +259,22 @@ func decodeFlat(top map[string]json.RawMessage, o Object) error {
 	return nil
 }
 
-// strictUnmarshal decodes JSON and refuses unknown fields, turning
-// encoding/json's messages into field paths users recognise.
-// YAMLToJSON converts a YAML document to JSON, refusing a key given twice
-// in one mapping (rather than letting the last one win), except where
-// the document uses merge keys (<<: *anchor), whose point is to override
-// what they bring in.
+// YAMLToJSON converts one YAML document to JSON. It refuses a key given
+// twice in one mapping (rather than letting the last one win), except
+// where the document uses merge keys (<<: *anchor), whose point is to
+// override what they bring in; it refuses a second document, which the
+// conversion would drop without a word; and it keeps the values of env
+// maps as written (see quoteEnvValues).
 func YAMLToJSON(doc []byte) ([]byte, error) {
-	if bytes.IndexByte(doc, '*') >= 0 {
-		if err := checkExpansion(doc); err != nil {
+	root, err := parseOneDocument(doc)
+	if err != nil {
+		return nil, err
+	}
+	if root != nil {
+		if err := checkExpansion(root); err != nil {
 			return nil, err
 		}
+		doc = quoteEnvValues(doc, root)
 	}
 	j, err := yaml.YAMLToJSONStrict(doc)
 	if err != nil && mergeKey.Match(doc) {
@@ -268,6 +283,210 @@ func YAMLToJSON(doc []byte) ([]byte, error) {
 		}
 	}
 	return j, err
+}
+
+// ErrMultipleDocuments is YAMLToJSON's error for a stream of more than
+// one document.
+var ErrMultipleDocuments = errors.New("more than one YAML document (--- line): send one object per request, or use `gantry apply -f`, which sends each document of a file on its own")
+
+// parseOneDocument parses doc into a node tree and refuses a second
+// document after the first; a document that holds nothing (a "---" at
+// the end) does not count. It returns a nil node when the YAML does not
+// parse, leaving the converter to say what is wrong.
+func parseOneDocument(doc []byte) (*yaml3.Node, error) {
+	dec := yaml3.NewDecoder(bytes.NewReader(doc))
+	var root yaml3.Node
+	if err := dec.Decode(&root); err != nil {
+		return nil, nil
+	}
+	for {
+		var next yaml3.Node
+		err := dec.Decode(&next)
+		if errors.Is(err, io.EOF) {
+			return &root, nil
+		}
+		if err != nil || !isEmptyDocument(&next) {
+			return nil, ErrMultipleDocuments
+		}
+	}
+}
+
+func isEmptyDocument(n *yaml3.Node) bool {
+	if n.Kind != yaml3.DocumentNode {
+		return false
+	}
+	for _, c := range n.Content {
+		if c.Kind != yaml3.ScalarNode || c.Tag != "!!null" {
+			return false
+		}
+	}
+	return true
+}
+
+// envPaths are where env maps sit in a document: an App's env in the
+// flat and the API form, and the template of a Revision or Instance.
+var envPaths = [][]string{{"env"}, {"spec", "env"}, {"template", "env"}, {"spec", "template", "env"}}
+
+// quoteEnvValues returns doc with every plain (unquoted) scalar value of
+// an env map double-quoted, so that it reaches the environment as it is
+// written: the conversion to JSON would otherwise read 1.50 as the
+// number 1.5, 007 as 7, 0x1F as 31 and yes (YAML 1.1) as true. Nulls (no
+// value, ~, null) stay null, an empty value. The document is edited as
+// text, at the positions the parser reports, so that everything else in
+// it, and what the converter says about it, is unchanged; a value whose
+// text is not where the parser says is left as it is.
+func quoteEnvValues(doc []byte, root *yaml3.Node) []byte {
+	var edits []textEdit
+	seen := map[*yaml3.Node]bool{}
+	var visit func(m *yaml3.Node)
+	visit = func(m *yaml3.Node) {
+		m = unalias(m)
+		if m == nil || m.Kind != yaml3.MappingNode || seen[m] {
+			return
+		}
+		seen[m] = true
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			k, v := m.Content[i], m.Content[i+1]
+			if k.Kind == yaml3.ScalarNode && k.Style == 0 && k.Value == "<<" {
+				// A merge key brings in a mapping, or a list of them.
+				if t := unalias(v); t != nil && t.Kind == yaml3.SequenceNode {
+					for _, e := range t.Content {
+						visit(e)
+					}
+				} else {
+					visit(v)
+				}
+				continue
+			}
+			if e, ok := quoteEdit(v); ok {
+				edits = append(edits, e)
+			}
+		}
+	}
+	for _, p := range envPaths {
+		visit(lookupPath(root, p))
+	}
+	return applyEdits(doc, edits)
+}
+
+// unalias follows an alias to the node it names.
+func unalias(n *yaml3.Node) *yaml3.Node {
+	for i := 0; n != nil && n.Kind == yaml3.AliasNode; i++ {
+		if i == maxDepth {
+			return nil
+		}
+		n = n.Alias
+	}
+	return n
+}
+
+// lookupPath follows keys from a document's root mapping.
+func lookupPath(root *yaml3.Node, path []string) *yaml3.Node {
+	n := root
+	if n.Kind == yaml3.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	for _, key := range path {
+		n = unalias(n)
+		if n == nil || n.Kind != yaml3.MappingNode {
+			return nil
+		}
+		var next *yaml3.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i]; k.Kind == yaml3.ScalarNode && k.Value == key {
+				next = n.Content[i+1]
+			}
+		}
+		n = next
+	}
+	return n
+}
+
+// textEdit replaces old, found at a line and column (1-based, the column
+// counted in characters, as the parser counts it), with new.
+type textEdit struct {
+	line, column int
+	old, new     string
+}
+
+// quoteEdit is the edit that quotes one env value: a plain scalar where
+// it stands (after its anchor, if it has one), or an alias of a plain
+// scalar where the alias stands.
+func quoteEdit(v *yaml3.Node) (textEdit, bool) {
+	t := unalias(v)
+	if t == nil || t.Kind != yaml3.ScalarNode || t.Style != 0 || t.Tag == "!!null" || strings.ContainsAny(t.Value, "\n\r") {
+		return textEdit{}, false
+	}
+	e := textEdit{line: v.Line, column: v.Column, old: t.Value, new: jsonString(t.Value)}
+	switch {
+	case v.Kind == yaml3.AliasNode:
+		e.old = "*" + v.Value
+	case v.Anchor != "":
+		e.old = "&" + v.Anchor + " " + t.Value
+		e.new = "&" + v.Anchor + " " + e.new
+	}
+	return e, true
+}
+
+// jsonString quotes s as JSON does, which YAML reads as a double-quoted
+// scalar with the same value.
+func jsonString(s string) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s) // a string always encodes
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// applyEdits makes the edits whose old text is where they say, from the
+// last to the first so that the earlier positions stay valid.
+func applyEdits(doc []byte, edits []textEdit) []byte {
+	type at struct {
+		off int
+		e   textEdit
+	}
+	var found []at
+	for _, e := range edits {
+		off, ok := offsetOf(doc, e.line, e.column)
+		if ok && bytes.HasPrefix(doc[off:], []byte(e.old)) {
+			found = append(found, at{off, e})
+		}
+	}
+	if len(found) == 0 {
+		return doc
+	}
+	sort.Slice(found, func(i, j int) bool { return found[i].off > found[j].off })
+	out := bytes.Clone(doc)
+	end := len(out)
+	for _, f := range found {
+		if f.off+len(f.e.old) > end {
+			continue // overlaps an edit already made
+		}
+		out = slices.Concat(out[:f.off], []byte(f.e.new), out[f.off+len(f.e.old):])
+		end = f.off
+	}
+	return out
+}
+
+// offsetOf turns a 1-based line and column (counted in characters) into a
+// byte offset in doc.
+func offsetOf(doc []byte, line, column int) (int, bool) {
+	off := 0
+	for l := 1; l < line; l++ {
+		i := bytes.IndexByte(doc[off:], '\n')
+		if i < 0 {
+			return 0, false
+		}
+		off += i + 1
+	}
+	for c := 1; c < column; c++ {
+		if off >= len(doc) || doc[off] == '\n' {
+			return 0, false
+		}
+		_, size := utf8.DecodeRune(doc[off:])
+		off += size
+	}
+	return off, true
 }
 
 // mergeKey finds a merge key (<<: *anchor) as a mapping key, not a "<<"
@@ -286,11 +505,7 @@ const maxDepth = 200
 
 // checkExpansion refuses a document whose aliases would expand it past
 // maxExpanded, measuring the node tree without expanding it.
-func checkExpansion(doc []byte) error {
-	var root yaml3.Node
-	if err := yaml3.Unmarshal(doc, &root); err != nil {
-		return nil // the decoder proper says what is wrong
-	}
+func checkExpansion(root *yaml3.Node) error {
 	sizes := map[*yaml3.Node]int64{}
 	var size func(n *yaml3.Node, depth int) int64
 	size = func(n *yaml3.Node, depth int) int64 {
@@ -316,13 +531,19 @@ func checkExpansion(doc []byte) error {
 		sizes[n] = s
 		return s
 	}
-	if size(&root, 0) > maxExpanded {
+	if size(root, 0) > maxExpanded {
 		return fmt.Errorf("the document expands to more than %d bytes through its YAML aliases (*name), or nests deeper than %d levels", maxExpanded, maxDepth)
 	}
 	return nil
 }
 
+// strictUnmarshal decodes one JSON value and refuses unknown fields,
+// turning encoding/json's messages into field paths users recognise. Data
+// after the value is an error, not something to ignore.
 func strictUnmarshal(b []byte, into any) error {
+	if err := trailingData(b); err != nil {
+		return err
+	}
 	if dup := duplicateKeys(b); len(dup) > 0 {
 		return dup
 	}
@@ -360,6 +581,23 @@ func strictUnmarshal(b []byte, into any) error {
 		return fe
 	}
 	return nil
+}
+
+// trailingData refuses anything but white space after the first JSON
+// value of b: a second object or stray text would otherwise be dropped
+// without a word. A first value that is not valid JSON is left to the
+// decoder to describe.
+func trailingData(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var first json.RawMessage
+	if dec.Decode(&first) != nil {
+		return nil
+	}
+	rest := bytes.TrimLeft(b[dec.InputOffset():], " \t\r\n")
+	if len(rest) == 0 {
+		return nil
+	}
+	return fmt.Errorf("unexpected data after the first JSON value, at byte %d: send one object per request, or use `gantry apply -f`, which sends each document of a file on its own", len(b)-len(rest))
 }
 
 const unknownFieldMessage = "unknown field: check its spelling and indentation"

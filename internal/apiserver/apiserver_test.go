@@ -87,6 +87,10 @@ func TestStatusCodes(t *testing.T) {
 		{"a key twice is 400", "POST", "/api/v1/namespaces/default/apps", "application/json", `{"kind":"App","metadata":{"name":"x","name":"y"},"spec":{"image":"x"}}`, 400, `"field":"metadata.name","message":"appears twice`},
 		{"a body that is no object is 400", "POST", "/api/v1/namespaces/default/apps", "application/json", `[1]`, 400, "must be"},
 		{"yaml bodies are accepted", "POST", "/api/v1/namespaces/default/apps", "application/yaml", "kind: App\nmetadata: {name: yml}\nspec: {image: yml}\n", 201, `"name":"yml"`},
+		{"a yaml env map keeps its values as written", "POST", "/api/v1/namespaces/default/apps", "application/yaml", "kind: App\nmetadata: {name: env}\nspec: {image: env, env: {PYTHON_VERSION: 3.10}}\n", 201, `"value":"3.10"`},
+		{"a second object after the first is 400", "POST", "/api/v1/namespaces/default/apps", "application/json", `{"kind":"App","metadata":{"name":"t1"},"spec":{"image":"x"}} {"metadata":{"name":"t2"}}`, 400, "after the first JSON value"},
+		{"text after the object is 400", "POST", "/api/v1/namespaces/default/apps", "application/json", `{"kind":"App","metadata":{"name":"t3"},"spec":{"image":"x"}} garbage`, 400, "after the first JSON value"},
+		{"a second yaml document is 400", "POST", "/api/v1/namespaces/default/apps", "application/yaml", "kind: App\nmetadata: {name: t4}\nspec: {image: x}\n---\nkind: App\nmetadata: {name: t5}\nspec: {image: x}\n", 400, "the body is more than one YAML document"},
 		{"other content types are 415", "POST", "/api/v1/namespaces/default/apps", "text/plain", `x`, 415, "not supported"},
 		{"oversized bodies are 413", "POST", "/api/v1/namespaces/default/apps", "application/json", string(big), 413, "larger than"},
 		{"missing objects are 404", "GET", "/api/v1/namespaces/default/apps/nope", "", "", 404, "not found"},
@@ -127,8 +131,8 @@ func TestStatusCodes(t *testing.T) {
 		for _, a := range apps {
 			names = append(names, a.Metadata.Name)
 		}
-		if strings.Join(names, ",") != "hello,two,yml" {
-			t.Errorf("stored apps = %v, want hello, two, yml", names)
+		if strings.Join(names, ",") != "env,hello,two,yml" {
+			t.Errorf("stored apps = %v, want env, hello, two, yml", names)
 		}
 	})
 }

@@ -49,6 +49,8 @@ func TestDryRun(t *testing.T) {
 		{"a secret's new value", "PUT", "/api/v1/namespaces/default/secrets/db?apply=true&dryRun=true", `{"kind":"Secret","metadata":{"name":"db"},"stringData":{"password":"two"}}`, 200, `"keys":["password"]`},
 		{"another object kind", "POST", "/api/v1/namespaces?dryRun=true", `{"kind":"Namespace","metadata":{"name":"dry"}}`, 201, `"name":"dry"`},
 		{"a token", "POST", "/api/v1/tokens?dryRun=true", `{"kind":"Token","spec":{"user":"x"}}`, 400, "not supported for tokens"},
+		{"a join token", "POST", "/api/v1/jointokens?dryRun=true", `{"kind":"JoinToken"}`, 400, "not supported for jointokens"},
+		{"a user's event is refused as any event write of theirs", "POST", "/api/v1/namespaces/default/events?dryRun=true", `{"kind":"Event","metadata":{"name":"x.1.a"},"type":"Normal","reason":"R","message":"m","object":{"kind":"App","name":"a"}}`, 422, "written by Gantry"},
 		{"a delete", "DELETE", apps + "/hello?dryRun=true", "", 400, "dryRun works on create"},
 		{"a subresource", "POST", apps + "/hello/scale?dryRun=true", `{"replicas":5}`, 400, "dryRun works on create"},
 		{"a bad value", "POST", apps + "?dryRun=yes", `{"kind":"App","metadata":{"name":"x"},"spec":{"image":"x"}}`, 400, "use dryRun=true"},

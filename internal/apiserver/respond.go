@@ -76,6 +76,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 	}
 	if isYAML {
 		body, err = v1.YAMLToJSON(body)
+		if errors.Is(err, v1.ErrMultipleDocuments) {
+			return fmt.Errorf("%w: the body is %v", v1.ErrInvalid, err)
+		}
 		if err != nil {
 			return fmt.Errorf("%w: body is not valid YAML: %v", v1.ErrInvalid, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -336,7 +337,12 @@ func (s *Server) registerNode(w http.ResponseWriter, r *http.Request, ri *reques
 		} else if err != nil {
 			return err
 		} else {
-			n.Metadata.Labels = req.Labels
+			// The agent's labels over what is there: labels a cluster
+			// admin gave the Node stay, as under the kubelet.
+			if n.Metadata.Labels == nil && len(req.Labels) > 0 {
+				n.Metadata.Labels = map[string]string{}
+			}
+			maps.Copy(n.Metadata.Labels, req.Labels)
 			n.Status = req.Status
 			if n.Spec.Subnet == "" {
 				if n.Spec.Subnet, err = s.allocateSubnet(ctx); err != nil {
