@@ -355,7 +355,7 @@ func (e *Evaluator) message(r *v1.AlertRule, status string, st v1.AlertRuleStatu
 	return notify.Message{
 		Kind: notify.KindAlert, Status: status, Rule: r.Metadata.Name, Condition: r.Spec.Condition,
 		Severity: sev, App: app, Subjects: st.Subjects, Value: st.Value, Threshold: r.Spec.Threshold,
-		Message: st.Message, Since: st.Since, Time: *st.LastEvaluated,
+		Message: st.Message, Description: r.Spec.Description, Since: st.Since, Time: *st.LastEvaluated,
 	}
 }
 

@@ -40,23 +40,26 @@ const (
 // in. The JSON field names are the generic webhook's (see the package
 // documentation).
 type Message struct {
-	Version   string     `json:"version"`
-	ID        string     `json:"id"`
-	Kind      string     `json:"kind"`
-	Status    string     `json:"status"`
-	Namespace string     `json:"namespace"`
-	Rule      string     `json:"rule,omitempty"`
-	Condition string     `json:"condition,omitempty"`
-	Severity  string     `json:"severity,omitempty"`
-	App       string     `json:"app,omitempty"`
-	Revision  int64      `json:"revision,omitempty"`
-	Subjects  []string   `json:"subjects,omitempty"`
-	Value     float64    `json:"value,omitempty"`
-	Threshold float64    `json:"threshold,omitempty"`
-	Message   string     `json:"message"`
-	Since     *time.Time `json:"since,omitempty"`
-	Time      time.Time  `json:"time"`
-	Cluster   string     `json:"cluster,omitempty"`
+	Version   string   `json:"version"`
+	ID        string   `json:"id"`
+	Kind      string   `json:"kind"`
+	Status    string   `json:"status"`
+	Namespace string   `json:"namespace"`
+	Rule      string   `json:"rule,omitempty"`
+	Condition string   `json:"condition,omitempty"`
+	Severity  string   `json:"severity,omitempty"`
+	App       string   `json:"app,omitempty"`
+	Revision  int64    `json:"revision,omitempty"`
+	Subjects  []string `json:"subjects,omitempty"`
+	Value     float64  `json:"value,omitempty"`
+	Threshold float64  `json:"threshold,omitempty"`
+	Message   string   `json:"message"`
+	// Description is the AlertRule's note for people (what to check,
+	// a runbook link), as the rule says it.
+	Description string     `json:"description,omitempty"`
+	Since       *time.Time `json:"since,omitempty"`
+	Time        time.Time  `json:"time"`
+	Cluster     string     `json:"cluster,omitempty"`
 }
 
 // PayloadVersion is the generic webhook schema version.
@@ -195,6 +198,9 @@ func slackBody(m *Message) ([]byte, error) {
 		short("Threshold", strconv.FormatFloat(m.Threshold, 'f', -1, 64))
 		if m.Since != nil {
 			short("Since", m.Since.UTC().Format(time.RFC3339))
+		}
+		if m.Description != "" {
+			a.Fields = append(a.Fields, slackField{Title: "Description", Value: slackEscape(m.Description)})
 		}
 		if len(m.Subjects) > 0 {
 			subj := m.Subjects

@@ -140,3 +140,19 @@ func TestEventsSelectWhatANotifierGets(t *testing.T) {
 		}
 	}
 }
+
+// An AlertRule's description reaches both kinds of receiver.
+func TestAlertDescriptionIsSent(t *testing.T) {
+	m := firingMessage()
+	m.Description = "check the <db> pool: https://runbooks.example/db"
+	for _, typ := range []string{v1.NotifierSlack, v1.NotifierWebhook} {
+		b, err := body(typ, &m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "check the"
+		if !strings.Contains(string(b), want) || !strings.Contains(string(b), "runbooks.example/db") {
+			t.Errorf("%s payload lacks the description: %s", typ, b)
+		}
+	}
+}
