@@ -552,6 +552,10 @@ func strictUnmarshal(b []byte, into any) error {
 	if err := dec.Decode(into); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
+			// The same, with the list indexes of its path.
+			if fe := fieldProblems(reflect.TypeOf(into), b, ""); len(fe) > 0 {
+				return fe
+			}
 			if te.Field == "" {
 				return fmt.Errorf("must be %s, not %s", jsonTypeName(te.Type), te.Value)
 			}

@@ -58,6 +58,8 @@ func TestDecodeManifestErrors(t *testing.T) {
 		{"unknown fields in the API form have their paths", `{"kind":"App","metadata":{"name":"x","labelz":{}},"spec":{"image":"a","ports":[{"port":80,"bogus":1}]}}`,
 			[]string{"metadata.labelz: unknown field", "spec.ports[0].bogus: unknown field"}},
 		{"wrong type names the field", "kind: App\nname: x\nimage: a\nreplicas: many", []string{"spec.replicas", "whole number"}},
+		{"wrong types in a list name the item", "kind: App\nname: x\nimage: a\nenv: [{name: A, value: a}, {name: B, value: [1]}]\nports: [{port: 80}, {port: http}]",
+			[]string{"spec.env[1].value: must be a string, not array", "spec.ports[1].port: must be a whole number, not string"}},
 		{"every field error is reported", `kind: App
 name: Bad_Name
 image: ""

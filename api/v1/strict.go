@@ -95,8 +95,47 @@ func fieldProblems(t reflect.Type, raw json.RawMessage, path string) FieldErrors
 		for _, key := range slices.Sorted(maps.Keys(obj)) {
 			out = append(out, fieldProblems(t.Elem(), obj[key], join(key))...)
 		}
+	case reflect.String, reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		// encoding/json names a value of the wrong type by its field
+		// path without list indexes (spec.env.value); here it has them.
+		if got := jsonKind(raw); got != jsonKindOf(t.Kind()) {
+			out = append(out, FieldError{Field: path, Message: fmt.Sprintf("must be %s, not %s", jsonTypeName(t), got)})
+		}
 	}
 	return out
+}
+
+// jsonKind names the kind of the JSON value raw as encoding/json's type
+// errors do.
+func jsonKind(raw json.RawMessage) string {
+	b := bytes.TrimSpace(raw)
+	if len(b) == 0 {
+		return ""
+	}
+	switch b[0] {
+	case '"':
+		return "string"
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case 't', 'f':
+		return "bool"
+	case 'n':
+		return "null"
+	}
+	return "number"
+}
+
+func jsonKindOf(k reflect.Kind) string {
+	switch k {
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "bool"
+	}
+	return "number"
 }
 
 // jsonFields maps the JSON names of t's fields, those of embedded
