@@ -151,6 +151,63 @@ var (
 	heredocRE = regexp.MustCompile(`(^|[^<])<<-?[ \t]*["']?[A-Za-z_][A-Za-z0-9_]*["']?`)
 )
 
+// hasHeredoc reports whether a shell-form line starts a heredoc: a <<WORD
+// outside quotes and outside shell arithmetic ($((1<<x)) is a shift, and
+// echo "a<<b" prints it).
+func hasHeredoc(line string) bool {
+	var b strings.Builder
+	depth := 0 // of $(( … ))
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case depth > 0:
+			if strings.HasPrefix(line[i:], "))") {
+				depth--
+				i++
+			} else if strings.HasPrefix(line[i:], "((") {
+				depth++
+				i++
+			}
+			continue
+		case strings.HasPrefix(line[i:], "$(("):
+			depth++
+			i += 2
+			continue
+		case c == '\\' && i+1 < len(line):
+			i++
+			b.WriteByte(' ')
+			continue
+		case c == '\'' || c == '"':
+			j := i + 1
+			for j < len(line) && line[j] != c {
+				if c == '"' && line[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			if j >= len(line) {
+				return false // an open quote: the shell would fail first
+			}
+			if quotedDelimiter(b.String()) {
+				b.WriteString(line[i : j+1]) // <<'EOF': the quotes are the heredoc's
+			} else {
+				b.WriteByte(' ')
+			}
+			i = j
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return heredocRE.MatchString(b.String())
+}
+
+// quotedDelimiter reports whether what comes before a quote ends with
+// << or <<- (and blanks): the quote then holds a heredoc's delimiter.
+func quotedDelimiter(before string) bool {
+	before = strings.TrimRight(before, " \t")
+	return strings.HasSuffix(before, "<<") || strings.HasSuffix(before, "<<-")
+}
+
 // Parse reads a Dockerfile. name is the file name used in error messages.
 // It checks everything that does not depend on build arguments: known and
 // supported instructions, flags, the shape of each instruction's
@@ -325,7 +382,7 @@ func parseInstruction(line int, text string, escape rune) (Instruction, error) {
 		if in.IsExec && len(in.Exec) == 0 || !in.IsExec && rest == "" {
 			return in, invalidf("RUN needs a command")
 		}
-		if !in.IsExec && heredocRE.MatchString(rest) {
+		if !in.IsExec && hasHeredoc(rest) {
 			return in, unsupportedf("heredocs (<<EOF) are not supported; put the script in a file, COPY it and RUN it")
 		}
 	case "CMD", "ENTRYPOINT":
@@ -335,7 +392,7 @@ func parseInstruction(line int, text string, escape rune) (Instruction, error) {
 	case "COPY", "ADD":
 		n := len(in.Exec)
 		if !in.IsExec {
-			if heredocRE.MatchString(rest) {
+			if hasHeredoc(rest) {
 				return in, unsupportedf("heredocs (<<EOF) are not supported; put the content in a file in the build context")
 			}
 			words, err := lexer{escape: escape}.words(rest)

@@ -217,3 +217,24 @@ func TestParsePorts(t *testing.T) {
 		}
 	}
 }
+
+// A heredoc starts with <<WORD outside quotes and shell arithmetic; the
+// same characters inside them are the shell's, not a heredoc.
+func TestHasHeredoc(t *testing.T) {
+	for line, want := range map[string]bool{
+		"<<EOF":                        true,
+		"cat <<-'EOF' > /x":            true,
+		`python3 <<"PY"`:               true,
+		`echo "1<<x"`:                  false,
+		`echo '<<EOF'`:                 false,
+		`echo $((1<<x))`:               false,
+		`echo $(( (a<<b) + 1 )) <<EOF`: true,
+		`echo a\<<EOF`:                 false,
+		`printf '%s' "it's" <<END`:     true,
+		"echo hi":                      false,
+	} {
+		if got := hasHeredoc(line); got != want {
+			t.Errorf("hasHeredoc(%q) = %v, want %v", line, got, want)
+		}
+	}
+}
