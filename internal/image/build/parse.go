@@ -362,6 +362,9 @@ func parseInstruction(line int, text string, escape rune) (Instruction, error) {
 			if value == "" {
 				return in, invalidf("%s --%s needs a value (--%s=…)", in.Keyword, fname, fname)
 			}
+			if _, twice := in.flag(fname); twice {
+				return in, invalidf("%s --%s is given twice", in.Keyword, fname)
+			}
 			in.Flags = append(in.Flags, Flag{Name: fname, Value: value})
 		}
 	}

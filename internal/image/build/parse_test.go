@@ -102,6 +102,7 @@ func TestParseErrors(t *testing.T) {
 		{"RUN --mount is not supported", "FROM scratch\nRUN --mount=type=cache,target=/x make\n", "Dockerfile:2: RUN --mount is not supported", v1.ErrUnsupported},
 		{"COPY --link is not supported", "FROM scratch\nCOPY --link=true a /a\n", "Dockerfile:2: COPY --link is not supported", v1.ErrUnsupported},
 		{"ADD --checksum is not supported", "FROM scratch\nADD --checksum=sha256:x a /a\n", "Dockerfile:2: ADD --checksum is not supported", v1.ErrUnsupported},
+		{"a flag given twice is refused", "FROM scratch\nCOPY --chown=1 --chown=2 a /a\n", "Dockerfile:2: COPY --chown is given twice", v1.ErrInvalid},
 		{"a heredoc is refused on its first line", "FROM scratch\nRUN <<EOF\necho hi\nEOF\n", "Dockerfile:2: heredocs", v1.ErrUnsupported},
 		{"a stage name is used once", "FROM scratch AS a\nFROM scratch AS a\n", "Dockerfile:2: stage name \"a\" is used twice (first on line 1)", v1.ErrInvalid},
 		{"a stage name must be valid", "FROM scratch AS 1abc\n", "Dockerfile:1: stage name \"1abc\" is not valid", v1.ErrInvalid},
