@@ -934,12 +934,14 @@ func (w *worker) terminate(ctx context.Context) {
 		}
 		w.a.log.Warn("remove container", "instance", w.key, "err", err)
 	}
-	if err := w.a.net.Teardown(ctx, w.id); err != nil {
-		w.a.log.Warn("detach network", "instance", w.key, "err", err)
-	}
+	// Out of the node's policy first: a policy written while the address
+	// is freed must not put it back under this instance's namespace.
 	w.mu.Lock()
 	w.ip, w.hostNet = nil, false
 	w.mu.Unlock()
+	if err := w.a.net.Teardown(ctx, w.id); err != nil {
+		w.a.log.Warn("detach network", "instance", w.key, "err", err)
+	}
 	w.removeFiles()
 	if _, _, gone := w.state(); !gone {
 		// Nothing else deletes the object: keep asking until it is

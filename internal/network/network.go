@@ -482,21 +482,20 @@ func (n *Network) teardown(ctx context.Context, id string) error {
 		// mappings DEL names, but does nothing when DEL names none.
 		rt.CapabilityArgs = map[string]any{"portMappings": []cniPortMapping{{HostPort: 1, ContainerPort: 1, Protocol: "tcp"}}}
 	}
-	var forgetErr error
 	if ip != nil {
 		// CNI DEL frees the address for the next instance, maybe of
 		// another namespace: the rules granting it this one's namespace
-		// go first.
-		forgetErr = n.forgetMemberIP(ctx, ip)
+		// go first, and while they cannot, the address stays taken (a
+		// later teardown, or the agent's GC, tries again).
+		if err := n.forgetMemberIP(ctx, ip); err != nil {
+			return fmt.Errorf("network: teardown %s: %w", id, err)
+		}
 	}
 	if err := n.cni.DelNetworkList(ctx, list, rt); err != nil {
-		return fmt.Errorf("network: teardown %s: CNI DEL: %w", id, errors.Join(err, forgetErr))
+		return fmt.Errorf("network: teardown %s: CNI DEL: %w", id, err)
 	}
 	if err := removeNetNS(path); err != nil {
-		return fmt.Errorf("network: teardown %s: %w", id, errors.Join(err, forgetErr))
-	}
-	if forgetErr != nil {
-		return fmt.Errorf("network: teardown %s: %w", id, forgetErr)
+		return fmt.Errorf("network: teardown %s: %w", id, err)
 	}
 	return nil
 }
