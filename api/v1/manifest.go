@@ -327,21 +327,29 @@ func isEmptyDocument(n *yaml3.Node) bool {
 // flat and the API form, and the template of a Revision or Instance.
 var envPaths = [][]string{{"env"}, {"spec", "env"}, {"template", "env"}, {"spec", "template", "env"}}
 
-// quoteEnvValues returns doc with every plain (unquoted) scalar value of
-// an env map double-quoted, so that it reaches the environment as it is
-// written: the conversion to JSON would otherwise read 1.50 as the
-// number 1.5, 007 as 7, 0x1F as 31 and yes (YAML 1.1) as true. Nulls (no
-// value, ~, null) stay null, an empty value. The document is edited as
-// text, at the positions the parser reports, so that everything else in
-// it, and what the converter says about it, is unchanged; a value whose
-// text is not where the parser says is left as it is.
+// quoteEnvValues returns doc with every plain (unquoted) scalar key and
+// value of an env map double-quoted, so that it reaches the environment
+// as it is written: the conversion to JSON would otherwise read 1.50 as
+// the number 1.5, 007 as 7, 0x1F as 31, and yes or N (YAML 1.1) as true
+// or false. Nulls (no value, ~, null) stay null, an empty value. The
+// document is edited as text, at the positions the parser reports, so
+// that everything else in it, and what the converter says about it, is
+// unchanged; a scalar whose text is not where the parser says is left as
+// it is. Anchored env maps and values are left alone: an alias elsewhere
+// in the document (replicas: *n) must keep reading them as before.
 func quoteEnvValues(doc []byte, root *yaml3.Node) []byte {
 	var edits []textEdit
 	seen := map[*yaml3.Node]bool{}
+	// An anchored scalar of an env map is quoted only when every alias of
+	// it is in an env map too (A: &v 3.10, B: *v).
+	aliases := map[*yaml3.Node][]*yaml3.Node{}
+	aliasesOf(root, aliases, 0)
+	inEnv := map[*yaml3.Node]bool{}
+	var anchored []*yaml3.Node
 	var visit func(m *yaml3.Node)
 	visit = func(m *yaml3.Node) {
 		m = unalias(m)
-		if m == nil || m.Kind != yaml3.MappingNode || seen[m] {
+		if m == nil || m.Kind != yaml3.MappingNode || m.Anchor != "" || seen[m] {
 			return
 		}
 		seen[m] = true
@@ -358,15 +366,45 @@ func quoteEnvValues(doc []byte, root *yaml3.Node) []byte {
 				}
 				continue
 			}
+			inEnv[k], inEnv[v] = true, true
+			if e, ok := quoteEdit(k); ok && k.Kind == yaml3.ScalarNode {
+				edits = append(edits, e)
+			}
 			if e, ok := quoteEdit(v); ok {
 				edits = append(edits, e)
+			} else if v.Anchor != "" && v.Kind == yaml3.ScalarNode {
+				anchored = append(anchored, v)
 			}
 		}
 	}
 	for _, p := range envPaths {
 		visit(lookupPath(root, p))
 	}
+	for _, v := range anchored {
+		if !slices.ContainsFunc(aliases[v], func(a *yaml3.Node) bool { return !inEnv[a] }) {
+			if e, ok := quoteEdit(&yaml3.Node{Kind: yaml3.ScalarNode, Value: v.Value, Tag: v.Tag, Style: v.Style, Line: v.Line, Column: v.Column}); ok {
+				e.old = "&" + v.Anchor + " " + e.old
+				e.new = "&" + v.Anchor + " " + e.new
+				edits = append(edits, e)
+			}
+		}
+	}
 	return applyEdits(doc, edits)
+}
+
+// aliasesOf maps each anchored node of the tree under n to the alias
+// nodes that name it.
+func aliasesOf(n *yaml3.Node, out map[*yaml3.Node][]*yaml3.Node, depth int) {
+	if n == nil || depth > maxDepth {
+		return
+	}
+	if n.Kind == yaml3.AliasNode {
+		out[n.Alias] = append(out[n.Alias], n)
+		return
+	}
+	for _, c := range n.Content {
+		aliasesOf(c, out, depth+1)
+	}
 }
 
 // unalias follows an alias to the node it names.
@@ -409,21 +447,17 @@ type textEdit struct {
 	old, new     string
 }
 
-// quoteEdit is the edit that quotes one env value: a plain scalar where
-// it stands (after its anchor, if it has one), or an alias of a plain
-// scalar where the alias stands.
+// quoteEdit is the edit that quotes one env key or value: a plain scalar
+// where it stands, or an alias of a plain scalar where the alias stands.
+// An anchored scalar is not quoted: its aliases elsewhere would be too.
 func quoteEdit(v *yaml3.Node) (textEdit, bool) {
 	t := unalias(v)
-	if t == nil || t.Kind != yaml3.ScalarNode || t.Style != 0 || t.Tag == "!!null" || strings.ContainsAny(t.Value, "\n\r") {
+	if t == nil || t.Kind != yaml3.ScalarNode || t.Style != 0 || t.Tag == "!!null" || v.Anchor != "" || strings.ContainsAny(t.Value, "\n\r") {
 		return textEdit{}, false
 	}
 	e := textEdit{line: v.Line, column: v.Column, old: t.Value, new: jsonString(t.Value)}
-	switch {
-	case v.Kind == yaml3.AliasNode:
+	if v.Kind == yaml3.AliasNode {
 		e.old = "*" + v.Value
-	case v.Anchor != "":
-		e.old = "&" + v.Anchor + " " + t.Value
-		e.new = "&" + v.Anchor + " " + e.new
 	}
 	return e, true
 }
@@ -438,16 +472,20 @@ func jsonString(s string) string {
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
-// applyEdits makes the edits whose old text is where they say, from the
-// last to the first so that the earlier positions stay valid.
+// applyEdits makes the edits whose old text is where they say, in one
+// pass over doc.
 func applyEdits(doc []byte, edits []textEdit) []byte {
+	if len(edits) == 0 {
+		return doc
+	}
+	starts := lineStarts(doc)
 	type at struct {
 		off int
 		e   textEdit
 	}
 	var found []at
 	for _, e := range edits {
-		off, ok := offsetOf(doc, e.line, e.column)
+		off, ok := offsetOf(doc, starts, e.line, e.column)
 		if ok && bytes.HasPrefix(doc[off:], []byte(e.old)) {
 			found = append(found, at{off, e})
 		}
@@ -455,32 +493,54 @@ func applyEdits(doc []byte, edits []textEdit) []byte {
 	if len(found) == 0 {
 		return doc
 	}
-	sort.Slice(found, func(i, j int) bool { return found[i].off > found[j].off })
-	out := bytes.Clone(doc)
-	end := len(out)
+	sort.Slice(found, func(i, j int) bool { return found[i].off < found[j].off })
+	var out bytes.Buffer
+	out.Grow(len(doc) + 2*len(found))
+	next := 0
 	for _, f := range found {
-		if f.off+len(f.e.old) > end {
-			continue // overlaps an edit already made
+		if f.off < next {
+			continue // overlaps the edit before
 		}
-		out = slices.Concat(out[:f.off], []byte(f.e.new), out[f.off+len(f.e.old):])
-		end = f.off
+		out.Write(doc[next:f.off])
+		out.WriteString(f.e.new)
+		next = f.off + len(f.e.old)
 	}
-	return out
+	out.Write(doc[next:])
+	return out.Bytes()
+}
+
+// lineStarts are the byte offsets at which the lines of doc begin, with
+// lines broken where the YAML parser breaks them: at \n, \r\n, a lone
+// \r, and NEL, LS and PS (U+0085, U+2028, U+2029).
+func lineStarts(doc []byte) []int {
+	starts := []int{0}
+	for i := 0; i < len(doc); i++ {
+		switch {
+		case doc[i] == '\r' && i+1 < len(doc) && doc[i+1] == '\n':
+			i++
+			starts = append(starts, i+1)
+		case doc[i] == '\n' || doc[i] == '\r':
+			starts = append(starts, i+1)
+		case doc[i] == 0xC2 && i+1 < len(doc) && doc[i+1] == 0x85:
+			i++
+			starts = append(starts, i+1)
+		case doc[i] == 0xE2 && i+2 < len(doc) && doc[i+1] == 0x80 && (doc[i+2] == 0xA8 || doc[i+2] == 0xA9):
+			i += 2
+			starts = append(starts, i+1)
+		}
+	}
+	return starts
 }
 
 // offsetOf turns a 1-based line and column (counted in characters) into a
-// byte offset in doc.
-func offsetOf(doc []byte, line, column int) (int, bool) {
-	off := 0
-	for l := 1; l < line; l++ {
-		i := bytes.IndexByte(doc[off:], '\n')
-		if i < 0 {
-			return 0, false
-		}
-		off += i + 1
+// byte offset in doc, whose lines begin at starts.
+func offsetOf(doc []byte, starts []int, line, column int) (int, bool) {
+	if line < 1 || line > len(starts) {
+		return 0, false
 	}
+	off := starts[line-1]
 	for c := 1; c < column; c++ {
-		if off >= len(doc) || doc[off] == '\n' {
+		if off >= len(doc) || doc[off] == '\n' || doc[off] == '\r' {
 			return 0, false
 		}
 		_, size := utf8.DecodeRune(doc[off:])
