@@ -32,6 +32,14 @@ var sweepAfterDelete = []time.Duration{2 * time.Second, 15 * time.Second}
 // sweepEvery is how often every namespace is swept.
 const sweepEvery = 10 * time.Minute
 
+// resumeDeleteAfter is how long a namespace may stay marked as being
+// deleted before a sweep finishes the delete.
+const resumeDeleteAfter = time.Minute
+
+// sweepListed is called by a sweep of every namespace once it has listed
+// them; tests use it to make a namespace in between.
+var sweepListed = func() {}
+
 // notDeleting refuses writes into a namespace being deleted.
 func notDeleting(ns *v1.Namespace) error {
 	if ns.Metadata.Deleting != nil {
@@ -42,10 +50,14 @@ func notDeleting(ns *v1.Namespace) error {
 
 // deleteNamespace removes a namespace and everything in it. Instances are
 // left to the rollout controller, which stops those whose App is gone.
+// Everything it deletes after the mark holds only while the namespace is
+// still the one it marked: a second DELETE running late must not empty
+// a namespace made again under the same name.
 func (s *Server) deleteNamespace(ctx context.Context, name string, rev int64) (v1.Object, error) {
 	if name == v1.DefaultNamespace {
 		return nil, fmt.Errorf("%w: the default namespace cannot be deleted", v1.ErrUnprocessable)
 	}
+	nsKind := store.KindFor[*v1.Namespace]()
 	ns, err := store.Get[*v1.Namespace](ctx, s.store, "", name)
 	if err != nil {
 		return nil, err
@@ -60,11 +72,23 @@ func (s *Server) deleteNamespace(ctx context.Context, name string, rev int64) (v
 			return nil, fmt.Errorf("mark namespace %s as being deleted: %w", name, err)
 		}
 	}
+	marked := ns.Metadata.Revision
+	changed := fmt.Errorf("namespace %q changed while it was being deleted (made again, or written): %w", name, v1.ErrConflict)
+	still := func() error {
+		cur, err := store.Get[*v1.Namespace](ctx, s.store, "", name)
+		if errors.Is(err, v1.ErrNotFound) || err == nil && cur.Metadata.Revision != marked {
+			return changed
+		}
+		return err
+	}
 	appList, _, err := store.List[*v1.App](ctx, s.store, store.ListOptions{Namespace: name})
 	if err != nil {
 		return nil, err
 	}
 	for _, a := range appList {
+		if err := still(); err != nil {
+			return nil, err
+		}
 		if _, err := apps.Delete(ctx, s.store, name, a.Metadata.Name, 0); err != nil && !errors.Is(err, v1.ErrNotFound) {
 			return nil, fmt.Errorf("delete app %s: %w", a.Metadata.Name, err)
 		}
@@ -78,12 +102,23 @@ func (s *Server) deleteNamespace(ctx context.Context, name string, rev int64) (v
 			return nil, err
 		}
 		for _, o := range objs {
-			if _, err := s.store.Delete(ctx, k, name, o.GetMeta().Name, 0); err != nil && !errors.Is(err, v1.ErrNotFound) {
+			err := s.store.Txn().Unmodified(nsKind, "", name, marked).Delete(k, name, o.GetMeta().Name, 0).Commit(ctx)
+			if errors.Is(err, v1.ErrConflict) {
+				if err := still(); err != nil {
+					return nil, err
+				}
+				continue // the object went meanwhile
+			}
+			if err != nil {
 				return nil, err
 			}
+			s.afterDelete(o)
 		}
 	}
-	old, err := s.store.Delete(ctx, store.KindFor[*v1.Namespace](), "", name, 0)
+	old, err := s.store.Delete(ctx, nsKind, "", name, marked)
+	if errors.Is(err, v1.ErrConflict) || errors.Is(err, v1.ErrNotFound) {
+		return nil, changed
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -95,20 +130,32 @@ func (s *Server) deleteNamespace(ctx context.Context, name string, rev int64) (v
 	if err := s.sweep(ctx, name); err != nil {
 		s.log.Warn("sweep a deleted namespace", "namespace", name, "err", err)
 	}
-	go func() {
-		// The request is over by then; the sweeps are the server's.
-		bg := context.WithoutCancel(ctx)
-		for _, d := range sweepAfterDelete {
-			time.Sleep(d)
-			sctx, cancel := context.WithTimeout(bg, time.Minute)
-			err := s.sweep(sctx, name)
-			cancel()
-			if err != nil {
-				s.log.Warn("sweep a deleted namespace", "namespace", name, "err", err)
-			}
-		}
-	}()
+	go s.sweepLater(ctx, name)
 	return old, nil
+}
+
+// sweepLater sweeps a deleted namespace again after each of
+// sweepAfterDelete, for as long as the server serves (or a minute, for a
+// server that is not serving).
+func (s *Server) sweepLater(ctx context.Context, name string) {
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if life := s.life.Load(); life != nil {
+		bg = *life
+	}
+	for _, d := range sweepAfterDelete {
+		select {
+		case <-bg.Done():
+			return
+		case <-time.After(d):
+		}
+		sctx, cancel := context.WithTimeout(bg, time.Minute)
+		err := s.sweep(sctx, name)
+		cancel()
+		if err != nil && bg.Err() == nil {
+			s.log.Warn("sweep a deleted namespace", "namespace", name, "err", err)
+		}
+	}
 }
 
 // sweptKinds are the kinds a sweep deletes: every namespaced one but
@@ -137,7 +184,17 @@ func (s *Server) sweep(ctx context.Context, namespace string) error {
 		}
 		for _, n := range list {
 			live[n.Metadata.Name] = true
+			// A delete that stopped half-way (its server died, or etcd
+			// failed it) is finished here.
+			if d := n.Metadata.Deleting; d != nil && time.Since(*d) > resumeDeleteAfter {
+				if _, err := s.deleteNamespace(ctx, n.Metadata.Name, n.Metadata.Revision); err != nil && !errors.Is(err, v1.ErrNotFound) {
+					s.log.Warn("finish the delete of a namespace", "namespace", n.Metadata.Name, "err", err)
+				} else if err == nil {
+					s.log.Info("finished the delete of a namespace", "namespace", n.Metadata.Name)
+				}
+			}
 		}
+		sweepListed()
 	} else if _, err := store.Get[*v1.Namespace](ctx, s.store, "", namespace); err == nil {
 		return nil // it exists (again): nothing is left over
 	} else if !errors.Is(err, v1.ErrNotFound) {
@@ -175,8 +232,9 @@ func (s *Server) sweep(ctx context.Context, namespace string) error {
 }
 
 // sweepLoop sweeps every namespace at start and every sweepEvery until
-// ctx ends.
+// ctx ends; the sweeps a namespace's delete schedules end with it too.
 func (s *Server) sweepLoop(ctx context.Context) {
+	s.life.Store(&ctx)
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
 	for {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -88,6 +89,9 @@ type AuditEntry = audit.Entry
 
 // Server is the API server.
 type Server struct {
+	// life is the context Serve runs under, for work a request leaves
+	// behind (the sweeps after a namespace's delete).
+	life         atomic.Pointer[context.Context]
 	cfg          Config
 	store        *store.Store
 	log          *slog.Logger
