@@ -673,3 +673,28 @@ WORKDIR /tmp
 		t.Errorf("last history entry %+v, want an empty layer for the WORKDIR of a directory that exists", last)
 	}
 }
+
+// A file of the build context edited while a COPY copies it fails the
+// step, rather than storing its new content under the key of the old.
+func TestCopyRefusesAContextThatChanges(t *testing.T) {
+	e := testEnv(t)
+	dir := writeContext(t, map[string]string{
+		"Dockerfile": "FROM scratch\nCOPY app.conf /etc/\n",
+		"app.conf":   "v1\n",
+	})
+	afterCopy = func() { os.WriteFile(filepath.Join(dir, "app.conf"), []byte("v2\n"), 0o644) }
+	t.Cleanup(func() { afterCopy = func() {} })
+	cache := t.TempDir()
+	_, progress, err := e.build(t, dir, cache, nil)
+	if err == nil || !strings.Contains(err.Error(), "changed while they were copied") {
+		t.Fatalf("build: %v, want the COPY refused\n%s", err, progress)
+	}
+	afterCopy = func() {}
+	img, _, err := e.build(t, dir, cache, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := flatten(t, img)["/etc/app.conf"].content; got != "v2\n" {
+		t.Errorf("/etc/app.conf = %q after a clean rebuild, want v2", got)
+	}
+}

@@ -312,7 +312,22 @@ func (b *builder) copy(ctx context.Context, st *stageState, idx int, in Instruct
 	return b.layerStep(ctx, st, in, key, createdBy, func(s *session, a active) error {
 		return s.edit(ctx, a, func(root string) error {
 			if !hasFrom {
-				return copyInto(ctx, root, sources, spec)
+				if err := copyInto(ctx, root, sources, spec); err != nil {
+					return err
+				}
+				afterCopy()
+				// The layer is kept under the sources' hash taken before
+				// the copy: a file edited meanwhile would put its new
+				// content under the old key, for a later build with the
+				// old content to get.
+				again, err := hashSources(sources)
+				if err != nil {
+					return err
+				}
+				if again != srcKey {
+					return invalidf("%s: files of the build context changed while they were copied; build again", in.Keyword)
+				}
+				return nil
 			}
 			return s.view(ctx, fromLayers, b.out, func(src string) error {
 				srcs, err := collectSources(src, srcs, nil)
@@ -324,6 +339,10 @@ func (b *builder) copy(ctx context.Context, st *stageState, idx int, in Instruct
 		})
 	})
 }
+
+// afterCopy runs when a COPY from the build context has copied its
+// files; tests change one then.
+var afterCopy = func() {}
 
 func isURL(s string) bool {
 	l := strings.ToLower(s)
