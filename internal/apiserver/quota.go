@@ -99,15 +99,24 @@ func (s *Server) checkQuota(ctx context.Context, ns *v1.Namespace, a *v1.App, pr
 		surging = false // nothing to roll from
 	}
 	cpu, mem, inst := appFootprint(a, surging)
+	// A change is refused on a resource only if it asks for more of it
+	// than the App holds now: a namespace left over a quota lowered
+	// under it can still scale down or shrink, as in Kubernetes.
+	var heldCPU v1.CPU
+	var heldMem v1.Bytes
+	heldInst := 0
+	if prev != nil {
+		heldCPU, heldMem, heldInst = appFootprint(prev, false)
+	}
 	name := ns.Metadata.Name
 	switch {
 	case q.Apps > 0 && prev == nil && usedApps+1 > q.Apps:
 		return &QuotaError{name, "apps", fmt.Sprint(usedApps), "1", fmt.Sprint(q.Apps)}
-	case q.Instances > 0 && usedInst+inst > q.Instances:
+	case q.Instances > 0 && inst > heldInst && usedInst+inst > q.Instances:
 		return &QuotaError{name, "instances", fmt.Sprint(usedInst), fmt.Sprint(inst) + surgeNote(surging), fmt.Sprint(q.Instances)}
-	case q.CPU > 0 && satAdd(int64(usedCPU), int64(cpu)) > int64(q.CPU):
+	case q.CPU > 0 && cpu > heldCPU && satAdd(int64(usedCPU), int64(cpu)) > int64(q.CPU):
 		return &QuotaError{name, "cpu", usedCPU.String(), cpu.String() + surgeNote(surging), q.CPU.String()}
-	case q.Memory > 0 && satAdd(int64(usedMem), int64(mem)) > int64(q.Memory):
+	case q.Memory > 0 && mem > heldMem && satAdd(int64(usedMem), int64(mem)) > int64(q.Memory):
 		return &QuotaError{name, "memory", usedMem.String(), mem.String() + surgeNote(surging), q.Memory.String()}
 	}
 	return nil

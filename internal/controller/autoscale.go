@@ -148,7 +148,10 @@ func (s *Autoscaler) evaluate(ctx context.Context, a *v1.App) error {
 		}
 	}
 	out, err := store.Mutate(ctx, s.Store, a.Metadata.Namespace, a.Metadata.Name, func(x *v1.App) error {
-		if x.Spec.Autoscale == nil {
+		// Decided on the App as the cache had it: one changed since (a
+		// larger template, a rollout begun) is decided on afresh at the
+		// next pass, not given a count the quota approved for the old.
+		if x.Spec.Autoscale == nil || x.Metadata.Revision != a.Metadata.Revision {
 			return store.ErrUnchanged
 		}
 		x.Status.AutoscaleReplicas = want

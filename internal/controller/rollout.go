@@ -49,7 +49,10 @@ type Rollout struct {
 	// the App before) against today's policy and quota; a refusal
 	// marks the App Failed instead. Nil admits every rollback.
 	Admit func(ctx context.Context, a, prev *v1.App) error
-	queue *Queue
+	// HoldQuota, when set, serializes an automatic rollback's quota check
+	// and write with the other writes a namespace quota counts.
+	HoldQuota func(ctx context.Context, namespace string) (release func())
+	queue     *Queue
 
 	// spells remembers, by instance UID, when this controller saw the
 	// current spell of an instance's readiness begin, on its own clock:
@@ -938,7 +941,12 @@ func (r *Rollout) deadlineExceeded(ctx context.Context, a *v1.App, rev *v1.Revis
 			return refused
 		}
 	}
+	release := func() {}
+	if r.HoldQuota != nil {
+		release = r.HoldQuota(ctx, a.Metadata.Namespace)
+	}
 	out, _, err := apps.Rollback(ctx, r.store, a.Metadata.Namespace, a.Metadata.Name, opts)
+	release()
 	if refused != nil && !isRefusal(refused) {
 		// Admission could not tell (the store is unavailable): the
 		// next pass tries again.

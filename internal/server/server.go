@@ -283,6 +283,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	rollout := controller.NewRollout(s.Store, s.Recorder, log, s.Instances, s.Apps)
 	rollout.Metrics = controller.NewRolloutMetrics(s.Metrics)
 	rollout.Admit = s.API.AdmitRollback
+	rollout.HoldQuota = s.API.HoldQuota
 	s.Metrics.MustRegister(newEtcdCollector(s.cli))
 	s.goRun(func() error { s.Instances.Run(ctx); return nil })
 	s.goRun(func() error { s.Apps.Run(ctx); return nil })
