@@ -30,11 +30,15 @@ type NodeLifecycle struct {
 
 	mu     sync.Mutex
 	timers map[string]*time.Timer
+	// alive is the latest heartbeat verdict of each node, so that a
+	// retried readiness write gives up once a newer verdict came.
+	alive map[string]bool
 }
 
 // Run watches heartbeats until ctx ends.
 func (c *NodeLifecycle) Run(ctx context.Context) {
 	c.timers = map[string]*time.Timer{}
+	c.alive = map[string]bool{}
 	if c.EvictAfter == 0 {
 		c.EvictAfter = 5 * time.Second
 	}
@@ -53,7 +57,7 @@ func (c *NodeLifecycle) Run(ctx context.Context) {
 			continue
 		}
 		for _, n := range nodes {
-			c.setReady(ctx, n.Metadata.Name, alive[n.Metadata.Name])
+			c.setReady(ctx, n.Metadata.Name, alive[n.Metadata.Name], 0)
 		}
 		go c.evictOrphans(ctx, nodes)
 		for ev := range c.Heartbeats.Watch(ctx, rev+1) {
@@ -61,7 +65,7 @@ func (c *NodeLifecycle) Run(ctx context.Context) {
 				log.Warn("watch heartbeats", "err", ev.Err)
 				break
 			}
-			c.setReady(ctx, ev.Name, ev.Alive)
+			c.setReady(ctx, ev.Name, ev.Alive, 0)
 		}
 		informer.Sleep(ctx, 200*time.Millisecond)
 	}
@@ -72,7 +76,17 @@ func (c *NodeLifecycle) Run(ctx context.Context) {
 	c.mu.Unlock()
 }
 
-func (c *NodeLifecycle) setReady(ctx context.Context, name string, ready bool) {
+// setReady writes a node's readiness from a heartbeat verdict. A write
+// that fails is tried again with backoff while that verdict stands: the
+// heartbeat watch reports a change once. A node that is alive keeps its
+// instances at once, written or not.
+func (c *NodeLifecycle) setReady(ctx context.Context, name string, ready bool, attempt int) {
+	c.mu.Lock()
+	c.alive[name] = ready
+	c.mu.Unlock()
+	if ready {
+		c.disarm(name)
+	}
 	n, err := store.Mutate(ctx, c.Store, "", name, func(n *v1.Node) error {
 		if n.Status.Ready == ready {
 			return store.ErrUnchanged
@@ -95,11 +109,21 @@ func (c *NodeLifecycle) setReady(ctx context.Context, name string, ready bool) {
 		return
 	}
 	if err != nil {
-		c.Log.Warn("set node readiness", "node", name, "err", err)
+		if ctx.Err() != nil {
+			return
+		}
+		c.Log.Warn("set node readiness; trying again", "node", name, "ready", ready, "err", err)
+		time.AfterFunc(min(time.Duration(100<<min(attempt, 6))*time.Millisecond, 5*time.Second), func() {
+			c.mu.Lock()
+			current := c.alive[name] == ready
+			c.mu.Unlock()
+			if current && ctx.Err() == nil {
+				c.setReady(ctx, name, ready, attempt+1)
+			}
+		})
 		return
 	}
 	if ready {
-		c.disarm(name)
 		return
 	}
 	c.Recorder.Eventf(ctx, n, v1.EventWarning, "NodeNotReady", "node %s stopped sending heartbeats; its instances move elsewhere in %s unless it returns", name, c.EvictAfter)
