@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // EmbedConfig configures the embedded single-member etcd.
@@ -80,7 +81,11 @@ func StartEmbedded(ctx context.Context, cfg EmbedConfig) (*Embedded, error) {
 	// election timeout on start.
 	ec.ElectionMs = 100
 	ec.TickMs = 10
-	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	// Quiet, but not mute: etcd ends the process with a Fatal on what it
+	// cannot survive (a full disk: "failed to save Raft hard state",
+	// "failed to commit tx"), and that line is the only reason given.
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(zapcore.NewCore(
+		zapcore.NewConsoleEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(os.Stderr), zapcore.DPanicLevel)))
 	// Idle watchers get a progress notification (a bookmark) this often,
 	// so they can resume from a recent revision after a disconnect.
 	ec.WatchProgressNotifyInterval = 5 * time.Second
