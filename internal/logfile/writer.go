@@ -141,6 +141,17 @@ func (w *Writer) write(e Entry) error {
 		}
 	}
 	n, err := w.f.Write(w.buf)
+	if err != nil && n > 0 {
+		// A record cut short (a full disk) has no newline: the next one
+		// would be appended to it and both be lost to readers. Cut it
+		// off, or failing that end it, so that the next record stands
+		// on a line of its own.
+		if terr := w.f.Truncate(w.size); terr == nil {
+			n = 0
+		} else if m, _ := w.f.Write([]byte("\n")); m == 1 {
+			n++
+		}
+	}
 	w.size += int64(n)
 	if err != nil {
 		return fmt.Errorf("write log record: %w", err)
