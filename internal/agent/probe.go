@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -36,6 +37,10 @@ var probeClient = &http.Client{
 		return http.ErrUseLastResponse
 	},
 }
+
+// errNoVerdict is a check that could not be made (containerd away): it
+// counts neither as a pass nor as a failure.
+var errNoVerdict = errors.New("the check could not run")
 
 // check runs one probe attempt.
 func check(ctx context.Context, rt Runtime, id string, ip net.IP, p *v1.Probe) error {
@@ -78,6 +83,10 @@ func check(ctx context.Context, rt Runtime, id string, ip net.IP, p *v1.Probe) e
 		return nil
 	case p.Exec != nil:
 		code, err := rt.Exec(ctx, id, runtime.ExecOptions{Cmd: p.Exec.Command})
+		if errors.Is(err, v1.ErrUnavailable) {
+			// containerd is away (restarting): no verdict on the app.
+			return fmt.Errorf("exec %v: %w", p.Exec.Command, errNoVerdict)
+		}
 		if err != nil {
 			return fmt.Errorf("exec %v: %v", p.Exec.Command, err)
 		}
@@ -170,6 +179,10 @@ func loop(ctx context.Context, rt Runtime, id string, ip net.IP, p *v1.Probe, st
 		err := check(ctx, rt, id, ip, p)
 		if ctx.Err() != nil {
 			return false
+		}
+		if errors.Is(err, errNoVerdict) {
+			next = min(period, time.Second)
+			continue
 		}
 		if err == nil {
 			passes, fails = passes+1, 0

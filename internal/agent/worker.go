@@ -593,13 +593,21 @@ func (w *worker) afterExit(ctx context.Context, exitCode int, why string, starte
 		w.report(ctx, func(s *v1.InstanceStatus) {
 			s.Phase, s.Ready, s.Reason, s.Message = phase, false, why, fmt.Sprintf("exited with code %d; restart policy %s%s", exitCode, policy, exitHint(why))
 		})
-		// Nothing more to do until the instance is removed.
+		// Nothing more to do until the instance is removed, but to get
+		// the final status through if the API was away when it was sent.
 		for {
 			if _, removing, _ := w.state(); removing {
 				w.terminate(ctx)
 				return false
 			}
-			if !w.wait(ctx, time.Hour) && ctx.Err() != nil {
+			d := time.Hour
+			if w.unsent != nil {
+				d = statusRetry
+			}
+			if w.wait(ctx, d) && w.unsent != nil {
+				w.report(ctx, func(*v1.InstanceStatus) {})
+			}
+			if ctx.Err() != nil {
 				return false
 			}
 		}
@@ -730,11 +738,16 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 		}
 	})
 	wr := <-waited
+	if errors.Is(wr.err, v1.ErrUnavailable) && ctx.Err() == nil {
+		// containerd is restarting: the process may well run on.
+		wr.exits, wr.err = w.rewait(ctx)
+	}
 	if wr.err != nil {
 		return -1, "ContainerGone", ctx.Err() != nil
 	}
 	exits := wr.exits
 	killedBy := ""
+	stopFailed := make(chan struct{}, 1)
 	for {
 		var resend <-chan time.Time
 		if w.unsent != nil {
@@ -745,6 +758,8 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 			return 0, "", true
 		case <-resend:
 			w.report(ctx, func(*v1.InstanceStatus) {})
+		case <-stopFailed:
+			killedBy = ""
 		case e := <-exits:
 			if e.Err != nil {
 				if ctx.Err() != nil {
@@ -798,7 +813,28 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 					w.event(ctx, v1.EventWarning, "Unhealthy", "liveness check failed: %s; restarting", r.msg)
 					w.report(ctx, func(s *v1.InstanceStatus) { s.Ready, s.Message = false, "liveness check failed: "+r.msg })
 					grace := stopGrace(inst)
-					go w.a.rt.Stop(ctx, w.id, grace)
+					go func() {
+						// containerd may be restarting: try for as long
+						// as a wait on it is tried again.
+						deadline := time.Now().Add(rewaitFor)
+						for {
+							err := w.a.rt.Stop(ctx, w.id, grace)
+							if err == nil || ctx.Err() != nil {
+								return
+							}
+							if !errors.Is(err, v1.ErrUnavailable) || time.Now().After(deadline) {
+								// Not stopped: an exit for another reason
+								// later is not put down to the check.
+								w.a.log.Warn("stop a container whose liveness check failed", "instance", w.key, "err", err)
+								select {
+								case stopFailed <- struct{}{}:
+								default:
+								}
+								return
+							}
+							sleep(ctx, 500*time.Millisecond)
+						}
+					}()
 				}
 			}
 		case <-w.wake:
