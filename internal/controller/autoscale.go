@@ -147,18 +147,21 @@ func (s *Autoscaler) evaluate(ctx context.Context, a *v1.App) error {
 			return nil
 		}
 	}
+	wrote := false
 	out, err := store.Mutate(ctx, s.Store, a.Metadata.Namespace, a.Metadata.Name, func(x *v1.App) error {
-		// Decided on the App as the cache had it: one changed since (a
-		// larger template, a rollout begun) is decided on afresh at the
-		// next pass, not given a count the quota approved for the old.
-		if x.Spec.Autoscale == nil || x.Metadata.Revision != a.Metadata.Revision {
+		wrote = false // a retry after a conflict decides again
+		// A scale-up was decided, and its quota checked, on the App as
+		// the cache had it: one changed since (a larger template, a
+		// rollout begun) is decided on afresh at the next pass.
+		if x.Spec.Autoscale == nil || want > current && x.Metadata.Revision != a.Metadata.Revision {
 			return store.ErrUnchanged
 		}
 		x.Status.AutoscaleReplicas = want
 		x.Status.AutoscaleReason = why
+		wrote = true
 		return nil
 	})
-	if err != nil {
+	if err != nil || !wrote {
 		return err
 	}
 	s.Apps.Observe(out)

@@ -32,13 +32,20 @@ type NodeLifecycle struct {
 	timers map[string]*time.Timer
 	// alive is the latest heartbeat verdict of each node, so that a
 	// retried readiness write gives up once a newer verdict came.
-	alive map[string]bool
+	verdicts map[string]verdict
+}
+
+// verdict is the latest heartbeat verdict on a node, and its number: a
+// retried write of an older one writes nothing.
+type verdict struct {
+	ready bool
+	gen   uint64
 }
 
 // Run watches heartbeats until ctx ends.
 func (c *NodeLifecycle) Run(ctx context.Context) {
 	c.timers = map[string]*time.Timer{}
-	c.alive = map[string]bool{}
+	c.verdicts = map[string]verdict{}
 	if c.EvictAfter == 0 {
 		c.EvictAfter = 5 * time.Second
 	}
@@ -57,7 +64,7 @@ func (c *NodeLifecycle) Run(ctx context.Context) {
 			continue
 		}
 		for _, n := range nodes {
-			c.setReady(ctx, n.Metadata.Name, alive[n.Metadata.Name], 0)
+			c.observe(ctx, n.Metadata.Name, alive[n.Metadata.Name])
 		}
 		go c.evictOrphans(ctx, nodes)
 		for ev := range c.Heartbeats.Watch(ctx, rev+1) {
@@ -65,7 +72,7 @@ func (c *NodeLifecycle) Run(ctx context.Context) {
 				log.Warn("watch heartbeats", "err", ev.Err)
 				break
 			}
-			c.setReady(ctx, ev.Name, ev.Alive, 0)
+			c.observe(ctx, ev.Name, ev.Alive)
 		}
 		informer.Sleep(ctx, 200*time.Millisecond)
 	}
@@ -76,19 +83,36 @@ func (c *NodeLifecycle) Run(ctx context.Context) {
 	c.mu.Unlock()
 }
 
-// setReady writes a node's readiness from a heartbeat verdict. A write
-// that fails is tried again with backoff while that verdict stands: the
-// heartbeat watch reports a change once. A node that is alive keeps its
-// instances at once, written or not.
-func (c *NodeLifecycle) setReady(ctx context.Context, name string, ready bool, attempt int) {
+// observe takes a heartbeat verdict on a node: a node that is alive
+// keeps its instances at once, and its readiness is written.
+func (c *NodeLifecycle) observe(ctx context.Context, name string, ready bool) {
 	c.mu.Lock()
-	c.alive[name] = ready
+	v := verdict{ready: ready, gen: c.verdicts[name].gen + 1}
+	c.verdicts[name] = v
 	c.mu.Unlock()
 	if ready {
 		c.disarm(name)
 	}
+	c.setReady(ctx, name, v, 0)
+}
+
+// current reports whether v is still the latest verdict on a node.
+func (c *NodeLifecycle) current(name string, v verdict) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.verdicts[name] == v
+}
+
+// setReady writes a node's readiness from verdict v, while v is the
+// latest: a write that etcd fails for a passing reason is tried again
+// with backoff (the heartbeat watch reports a change once), and one of a
+// verdict a newer one has replaced writes nothing, checked inside the
+// write so that it cannot land after the newer one's.
+func (c *NodeLifecycle) setReady(ctx context.Context, name string, v verdict, attempt int) {
+	ready, wrote := v.ready, false
 	n, err := store.Mutate(ctx, c.Store, "", name, func(n *v1.Node) error {
-		if n.Status.Ready == ready {
+		wrote = false
+		if n.Status.Ready == ready || !c.current(name, v) {
 			return store.ErrUnchanged
 		}
 		n.Status.Ready = ready
@@ -97,8 +121,21 @@ func (c *NodeLifecycle) setReady(ctx context.Context, name string, ready bool, a
 		} else {
 			n.Status.Message = "heartbeat lost: the node's agent stopped reporting"
 		}
+		wrote = true
 		return nil
 	})
+	if !c.current(name, v) {
+		if wrote {
+			// A newer verdict came while this one was being written,
+			// and its own write may have seen nothing to change: write
+			// the newest again over this one.
+			c.mu.Lock()
+			latest := c.verdicts[name]
+			c.mu.Unlock()
+			c.setReady(ctx, name, latest, attempt+1)
+		}
+		return
+	}
 	if errors.Is(err, v1.ErrNotFound) {
 		if !ready {
 			// The Node was deleted (its lease goes with it): instances
@@ -112,13 +149,14 @@ func (c *NodeLifecycle) setReady(ctx context.Context, name string, ready bool, a
 		if ctx.Err() != nil {
 			return
 		}
+		if !errors.Is(err, v1.ErrUnavailable) {
+			c.Log.Error("set node readiness", "node", name, "ready", ready, "err", err)
+			return
+		}
 		c.Log.Warn("set node readiness; trying again", "node", name, "ready", ready, "err", err)
 		time.AfterFunc(min(time.Duration(100<<min(attempt, 6))*time.Millisecond, 5*time.Second), func() {
-			c.mu.Lock()
-			current := c.alive[name] == ready
-			c.mu.Unlock()
-			if current && ctx.Err() == nil {
-				c.setReady(ctx, name, ready, attempt+1)
+			if ctx.Err() == nil && c.current(name, v) {
+				c.setReady(ctx, name, v, attempt+1)
 			}
 		})
 		return
@@ -126,8 +164,12 @@ func (c *NodeLifecycle) setReady(ctx context.Context, name string, ready bool, a
 	if ready {
 		return
 	}
-	c.Recorder.Eventf(ctx, n, v1.EventWarning, "NodeNotReady", "node %s stopped sending heartbeats; its instances move elsewhere in %s unless it returns", name, c.EvictAfter)
-	c.arm(ctx, name, c.EvictAfter, 0)
+	if wrote {
+		c.Recorder.Eventf(ctx, n, v1.EventWarning, "NodeNotReady", "node %s stopped sending heartbeats; its instances move elsewhere in %s unless it returns", name, c.EvictAfter)
+	}
+	if attempt == 0 || wrote {
+		c.arm(ctx, name, c.EvictAfter, 0)
+	}
 }
 
 // arm (re)starts the eviction timer of a node.

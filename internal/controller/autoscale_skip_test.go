@@ -1,0 +1,42 @@
+package controller
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/informer"
+	"github.com/gantry-dev/gantry/internal/store"
+	"github.com/gantry-dev/gantry/internal/store/storetest"
+)
+
+// An App written since the cache read it (here: only a status write) is
+// not scaled, and the autoscaler does not announce that it scaled it.
+func TestAutoscalerSaysNothingWhenItWroteNothing(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := storetest.New(t)
+	const doc = "kind: App\nname: a\nnamespace: default\nimage: x:v1\nautoscale: {min: 1, max: 4, targetRequestsPerSecond: 1}\n"
+	saveApp(t, s, decodeApp(t, doc))
+	stale, err := store.Get[*v1.App](ctx, s, "default", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.Status.StableRevision, stale.Status.Phase = stale.Status.Revision, v1.AppRunning
+	// A status write (e.g. the rollout controller's) bumps the revision.
+	if _, err := store.Mutate(ctx, s, "default", "a", func(x *v1.App) error { x.Status.Message = "x"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	rec := &eventLog{}
+	as := &Autoscaler{Store: s, Apps: informer.New[*v1.App](s, quiet), Requests: fixedRate(4),
+		Recorder: rec, Log: quiet, Now: time.Now, Tolerance: 0.1,
+		DownStabilization: time.Minute, recs: map[string][]recommendation{}}
+	if err := as.evaluate(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := store.Get[*v1.App](ctx, s, "default", "a")
+	if a.DesiredReplicas() == 1 && rec.has("Scaled") {
+		t.Errorf("App left at %d replicas, yet events say: %v", a.DesiredReplicas(), rec.events)
+	}
+}
