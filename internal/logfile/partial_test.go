@@ -9,9 +9,10 @@ import (
 )
 
 // A record cut short by a full disk (write(2) stores what fits, then
-// fails; here the file size limit stands in for the full disk) is cut
-// off the file, so that the next record, written once there is room
-// again, is read back rather than lost in a line joined to the fragment.
+// fails; here the file size limit stands in for the full disk) gets its
+// line ended before the next record, written once there is room again,
+// so that one is read back rather than lost in a line joined to the
+// fragment. The file is not cut back: a follower may have read past it.
 func TestARecordCutShortDoesNotSwallowTheNext(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.log")
 	w, err := Create(path, Options{MaxSize: -1})

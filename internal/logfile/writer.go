@@ -64,6 +64,9 @@ type Writer struct {
 	f      *os.File // nil after Close, or when reopening after a failed rotation failed too
 	closed bool
 	size   int64
+	// torn is set when the last record written was cut short: the next
+	// one starts with the newline it lacks.
+	torn bool
 	// retryAt is, after a failed rotation, the size past which the next
 	// attempt is made (zero otherwise), so that a lasting failure (a
 	// read-only or full disk) costs an attempt and a log line per MaxSize
@@ -96,6 +99,7 @@ func (w *Writer) open() error {
 		return fmt.Errorf("stat log file: %w", err)
 	}
 	w.f, w.size = f, st.Size()
+	w.torn = w.torn && w.size > 0 // a new file has no line to end
 	return nil
 }
 
@@ -140,19 +144,18 @@ func (w *Writer) write(e Entry) error {
 			w.opts.Log.Error("log file rotation failed; writing on to the live file", "path", w.path, "err", err)
 		}
 	}
-	n, err := w.f.Write(w.buf)
-	if err != nil && n > 0 {
-		// A record cut short (a full disk) has no newline: the next one
-		// would be appended to it and both be lost to readers. Cut it
-		// off, or failing that end it, so that the next record stands
-		// on a line of its own.
-		if terr := w.f.Truncate(w.size); terr == nil {
-			n = 0
-		} else if m, _ := w.f.Write([]byte("\n")); m == 1 {
-			n++
-		}
+	if w.torn {
+		// The last record was cut short: end its line first, so that
+		// this one is read back (readers skip the broken one).
+		w.buf = append(append(w.buf[:0:0], '\n'), w.buf...)
 	}
+	n, err := w.f.Write(w.buf)
 	w.size += int64(n)
+	if n > 0 {
+		// A record cut short (a full disk) has no newline; the file is
+		// not cut back, as a follower may have read past its end.
+		w.torn = w.buf[n-1] != '\n'
+	}
 	if err != nil {
 		return fmt.Errorf("write log record: %w", err)
 	}
