@@ -74,9 +74,15 @@ func (s *Server) deleteNamespace(ctx context.Context, name string, rev int64) (v
 	}
 	marked := ns.Metadata.Revision
 	changed := fmt.Errorf("namespace %q changed while it was being deleted (made again, or written): %w", name, v1.ErrConflict)
+	// still reports whether the namespace is still the one marked:
+	// errGone when another delete finished it meanwhile.
+	errGone := errors.New("deleted meanwhile")
 	still := func() error {
 		cur, err := store.Get[*v1.Namespace](ctx, s.store, "", name)
-		if errors.Is(err, v1.ErrNotFound) || err == nil && cur.Metadata.Revision != marked {
+		if errors.Is(err, v1.ErrNotFound) {
+			return errGone
+		}
+		if err == nil && cur.Metadata.Revision != marked {
 			return changed
 		}
 		return err
@@ -86,7 +92,9 @@ func (s *Server) deleteNamespace(ctx context.Context, name string, rev int64) (v
 		return nil, err
 	}
 	for _, a := range appList {
-		if err := still(); err != nil {
+		if err := still(); errors.Is(err, errGone) {
+			return ns, nil // another delete of it finished first
+		} else if err != nil {
 			return nil, err
 		}
 		if _, err := apps.Delete(ctx, s.store, name, a.Metadata.Name, 0); err != nil && !errors.Is(err, v1.ErrNotFound) {
@@ -104,7 +112,9 @@ func (s *Server) deleteNamespace(ctx context.Context, name string, rev int64) (v
 		for _, o := range objs {
 			err := s.store.Txn().Unmodified(nsKind, "", name, marked).Delete(k, name, o.GetMeta().Name, 0).Commit(ctx)
 			if errors.Is(err, v1.ErrConflict) {
-				if err := still(); err != nil {
+				if err := still(); errors.Is(err, errGone) {
+					return ns, nil // another delete of it finished first
+				} else if err != nil {
 					return nil, err
 				}
 				continue // the object went meanwhile
@@ -116,10 +126,14 @@ func (s *Server) deleteNamespace(ctx context.Context, name string, rev int64) (v
 		}
 	}
 	old, err := s.store.Delete(ctx, nsKind, "", name, marked)
-	if errors.Is(err, v1.ErrConflict) || errors.Is(err, v1.ErrNotFound) {
+	switch {
+	case errors.Is(err, v1.ErrNotFound):
+		// Another delete of it (a retry, or a sweep finishing it) got
+		// there first: deleted, as asked.
+		old = ns
+	case errors.Is(err, v1.ErrConflict):
 		return nil, changed
-	}
-	if err != nil {
+	case err != nil:
 		return nil, err
 	}
 	// Bindings name their namespace by name: left behind, they would
