@@ -26,12 +26,7 @@ import (
 func TestAutomaticRollbackHoldsTheQuotaLock(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s := storetest.New(t)
-	ns := &v1.Namespace{TypeMeta: v1.TypeMeta{Kind: "Namespace"}, Metadata: v1.ObjectMeta{Name: "q"}}
-	ns.Spec.Quota = &v1.Quota{CPU: 2000}
-	if err := s.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
+	s := quotaStore(t, 2000)
 	tok, err := auth.Bootstrap(ctx, s)
 	if err != nil {
 		t.Fatal(err)
@@ -102,6 +97,19 @@ func TestAutomaticRollbackHoldsTheQuotaLock(t *testing.T) {
 	}
 }
 
+// quotaStore is a store holding namespace q with a CPU quota of cpu
+// millicores.
+func quotaStore(t *testing.T, cpu v1.CPU) *store.Store {
+	t.Helper()
+	s := storetest.New(t)
+	ns := &v1.Namespace{TypeMeta: v1.TypeMeta{Kind: "Namespace"}, Metadata: v1.ObjectMeta{Name: "q"}}
+	ns.Spec.Quota = &v1.Quota{CPU: cpu}
+	if err := s.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 type fixedRate float64
 
 func (r fixedRate) RequestRate(ns, app string) float64 { return float64(r) }
@@ -112,12 +120,7 @@ func (r fixedRate) RequestRate(ns, app string) float64 { return float64(r) }
 func TestAutoscalerDecidesOnTheStoredApp(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s := storetest.New(t)
-	ns := &v1.Namespace{TypeMeta: v1.TypeMeta{Kind: "Namespace"}, Metadata: v1.ObjectMeta{Name: "q"}}
-	ns.Spec.Quota = &v1.Quota{CPU: 2000}
-	if err := s.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
+	s := quotaStore(t, 2000)
 	api := apiserver.New(apiserver.Config{AppsDomain: "localhost"}, s, &auth.Authenticator{Store: s}, &auth.Authorizer{Store: s},
 		slog.New(slog.NewTextHandler(io.Discard, nil)), apiserver.WithSecrets(secretstest.Codec(t)))
 	const doc = "kind: App\nname: a\nnamespace: q\nimage: x:v1\nresources: {cpu: %s}\nautoscale: {min: 1, max: 4, targetRequestsPerSecond: 1}\n"
