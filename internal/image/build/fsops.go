@@ -321,12 +321,19 @@ func fileItem(host string, fi fs.FileInfo) (item, error) {
 		it.link = l
 	case fi.Mode().IsRegular():
 		it.open = func() (io.ReadCloser, error) { return os.Open(host) }
-		buf := make([]byte, 128)
-		if n, err := unix.Lgetxattr(host, "security.capability", buf); err == nil && n > 0 {
-			it.caps = buf[:n]
-		}
+		it.caps = fileCaps(host)
 	}
 	return it, nil
+}
+
+// fileCaps returns the file capabilities (security.capability) of the
+// file at host, or nil.
+func fileCaps(host string) []byte {
+	buf := make([]byte, 128)
+	if n, err := unix.Lgetxattr(host, "security.capability", buf); err == nil && n > 0 {
+		return buf[:n]
+	}
+	return nil
 }
 
 // owner is a resolved --chown.

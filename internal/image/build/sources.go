@@ -14,8 +14,6 @@ import (
 	"sort"
 	"strings"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // source is one source of a COPY or ADD after glob expansion, with
@@ -184,9 +182,8 @@ func hashEntry(h hash.Hash, buf []byte, rel, host string, fi fs.FileInfo) error 
 		fmt.Fprintf(h, " %d %x", n, fh.Sum(nil))
 		// The copy keeps a file's capabilities (fileItem): a setcap
 		// makes another layer.
-		capBuf := make([]byte, 128)
-		if n, err := unix.Lgetxattr(host, "security.capability", capBuf); err == nil && n > 0 {
-			fmt.Fprintf(h, " caps %x", capBuf[:n])
+		if caps := fileCaps(host); caps != nil {
+			fmt.Fprintf(h, " caps %x", caps)
 		}
 	case fi.Mode()&(fs.ModeDevice|fs.ModeCharDevice) != 0:
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
