@@ -335,13 +335,12 @@ var envPaths = [][]string{{"env"}, {"spec", "env"}, {"template", "env"}, {"spec"
 // document is edited as text, at the positions the parser reports, so
 // that everything else in it, and what the converter says about it, is
 // unchanged; a scalar whose text is not where the parser says is left as
-// it is. Anchored env maps and values are left alone: an alias elsewhere
-// in the document (replicas: *n) must keep reading them as before.
+// it is. Anchored env maps and keys are left alone, and an anchored value
+// is quoted only when every alias of it is in an env map too: an alias
+// elsewhere in the document (replicas: *n) must read it as before.
 func quoteEnvValues(doc []byte, root *yaml3.Node) []byte {
 	var edits []textEdit
 	seen := map[*yaml3.Node]bool{}
-	// An anchored scalar of an env map is quoted only when every alias of
-	// it is in an env map too (A: &v 3.10, B: *v).
 	aliases := map[*yaml3.Node][]*yaml3.Node{}
 	aliasesOf(root, aliases, 0)
 	inEnv := map[*yaml3.Node]bool{}
@@ -367,13 +366,15 @@ func quoteEnvValues(doc []byte, root *yaml3.Node) []byte {
 				continue
 			}
 			inEnv[k], inEnv[v] = true, true
-			if e, ok := quoteEdit(k); ok && k.Kind == yaml3.ScalarNode {
-				edits = append(edits, e)
+			if k.Kind == yaml3.ScalarNode && k.Anchor == "" {
+				if e, ok := quoteEdit(k); ok {
+					edits = append(edits, e)
+				}
 			}
-			if e, ok := quoteEdit(v); ok {
+			if v.Anchor != "" {
+				anchored = append(anchored, v) // decided once every alias is known
+			} else if e, ok := quoteEdit(v); ok {
 				edits = append(edits, e)
-			} else if v.Anchor != "" && v.Kind == yaml3.ScalarNode {
-				anchored = append(anchored, v)
 			}
 		}
 	}
@@ -381,12 +382,11 @@ func quoteEnvValues(doc []byte, root *yaml3.Node) []byte {
 		visit(lookupPath(root, p))
 	}
 	for _, v := range anchored {
-		if !slices.ContainsFunc(aliases[v], func(a *yaml3.Node) bool { return !inEnv[a] }) {
-			if e, ok := quoteEdit(&yaml3.Node{Kind: yaml3.ScalarNode, Value: v.Value, Tag: v.Tag, Style: v.Style, Line: v.Line, Column: v.Column}); ok {
-				e.old = "&" + v.Anchor + " " + e.old
-				e.new = "&" + v.Anchor + " " + e.new
-				edits = append(edits, e)
-			}
+		if slices.ContainsFunc(aliases[v], func(a *yaml3.Node) bool { return !inEnv[a] }) {
+			continue
+		}
+		if e, ok := quoteEdit(v); ok {
+			edits = append(edits, e)
 		}
 	}
 	return applyEdits(doc, edits)
@@ -448,16 +448,19 @@ type textEdit struct {
 }
 
 // quoteEdit is the edit that quotes one env key or value: a plain scalar
-// where it stands, or an alias of a plain scalar where the alias stands.
-// An anchored scalar is not quoted: its aliases elsewhere would be too.
+// where it stands (after its anchor, which stays), or an alias of a plain
+// scalar where the alias stands.
 func quoteEdit(v *yaml3.Node) (textEdit, bool) {
 	t := unalias(v)
-	if t == nil || t.Kind != yaml3.ScalarNode || t.Style != 0 || t.Tag == "!!null" || v.Anchor != "" || strings.ContainsAny(t.Value, "\n\r") {
+	if t == nil || t.Kind != yaml3.ScalarNode || t.Style != 0 || t.Tag == "!!null" || strings.ContainsAny(t.Value, "\n\r") {
 		return textEdit{}, false
 	}
 	e := textEdit{line: v.Line, column: v.Column, old: t.Value, new: jsonString(t.Value)}
-	if v.Kind == yaml3.AliasNode {
+	switch {
+	case v.Kind == yaml3.AliasNode:
 		e.old = "*" + v.Value
+	case v.Anchor != "":
+		e.old, e.new = "&"+v.Anchor+" "+e.old, "&"+v.Anchor+" "+e.new
 	}
 	return e, true
 }
