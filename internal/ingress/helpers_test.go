@@ -261,6 +261,10 @@ func startProxyTLS(t *testing.T, cfg Config, tlsLn net.Listener, services ...*di
 		}
 	})
 	h.waitRunning(t)
+	// New applied the snapshot before Run opened the node-port layer:
+	// apply it again under Run, so that what a test reads of the node
+	// ports is there when startProxy returns.
+	h.publish(t, services...)
 	return h
 }
 
