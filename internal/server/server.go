@@ -342,6 +342,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 				return nil
 			}
 		})
+		// Reclaims etcd's free pages, and its space after a NOSPACE alarm.
+		s.goRun(func() error { s.etcd.KeepSpace(ctx, 30*time.Second); return nil })
 	}
 	ok = true
 	return s, nil

@@ -25,15 +25,21 @@ type EmbedConfig struct {
 	// CompactionRetention is how much watch history is kept: a watch can
 	// resume from any revision written within it. Default 1h.
 	CompactionRetention time.Duration
-	Logger              *slog.Logger
+	// QuotaBytes is the size etcd's backend file may reach before etcd
+	// refuses writes (its NOSPACE alarm; see KeepSpace). 0 means etcd's
+	// default, DefaultQuotaBytes.
+	QuotaBytes int64
+	Logger     *slog.Logger
 }
 
 // Embedded is a running in-process etcd and a client connected to it.
 type Embedded struct {
-	etcd   *embed.Etcd
-	Client *clientv3.Client
-	log    *slog.Logger
-	once   sync.Once
+	etcd     *embed.Etcd
+	Client   *clientv3.Client
+	endpoint string // the client URL, for the per-member maintenance calls
+	quota    int64
+	log      *slog.Logger
+	once     sync.Once
 }
 
 // StartEmbedded starts etcd in-process with its data under cfg.Dir,
@@ -46,6 +52,9 @@ func StartEmbedded(ctx context.Context, cfg EmbedConfig) (*Embedded, error) {
 	}
 	if cfg.CompactionRetention == 0 {
 		cfg.CompactionRetention = time.Hour
+	}
+	if cfg.QuotaBytes <= 0 {
+		cfg.QuotaBytes = DefaultQuotaBytes
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -74,6 +83,7 @@ func StartEmbedded(ctx context.Context, cfg EmbedConfig) (*Embedded, error) {
 	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
 	ec.AutoCompactionMode = "periodic"
 	ec.AutoCompactionRetention = cfg.CompactionRetention.String()
+	ec.QuotaBackendBytes = cfg.QuotaBytes
 	ec.Logger = "zap"
 	ec.LogLevel = "error"
 	ec.LogOutputs = []string{"stderr"}
@@ -116,7 +126,7 @@ func StartEmbedded(ctx context.Context, cfg EmbedConfig) (*Embedded, error) {
 		return nil, fmt.Errorf("connect to embedded etcd: %w", err)
 	}
 	log.Debug("embedded etcd ready", "dir", dir)
-	return &Embedded{etcd: e, Client: cli, log: log}, nil
+	return &Embedded{etcd: e, Client: cli, endpoint: "unix://" + clientSock, quota: cfg.QuotaBytes, log: log}, nil
 }
 
 // Err reports a fatal error of the etcd server.

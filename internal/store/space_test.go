@@ -1,0 +1,155 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// A store that fills its quota refuses writes with a message that says so
+// (503, not a bare etcd error); a maintenance round leaves the alarm while
+// the data still fills the quota, and once objects are deleted, reclaims
+// the space and accepts writes again, keeping what was stored.
+func TestKeepSpaceReclaimsAFullStore(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const quota = 8 << 20
+	e, err := StartEmbedded(ctx, EmbedConfig{Dir: t.TempDir(), QuotaBytes: quota})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	s := New(e.Client, "")
+
+	kept := &v1.Namespace{TypeMeta: v1.TypeMeta{Kind: "Namespace"}, Metadata: v1.ObjectMeta{Name: "kept"}}
+	if err := s.Create(ctx, kept); err != nil {
+		t.Fatal(err)
+	}
+	gone := &v1.Namespace{TypeMeta: v1.TypeMeta{Kind: "Namespace"}, Metadata: v1.ObjectMeta{Name: "gone"}}
+	if err := s.Create(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+
+	// A round on a store far from its quota does nothing.
+	r, err := e.spaceRound(ctx)
+	if err != nil || r.Alarmed || r.Defragged || r.Compacted {
+		t.Fatalf("round on an empty store: %+v, %v; want nothing done", r, err)
+	}
+
+	value := strings.Repeat("x", 512<<10)
+	full := false
+	for i := 0; i < 200 && !full; i++ {
+		_, err := e.Client.Put(ctx, fmt.Sprintf("/fill/%03d", i), value)
+		switch {
+		case err == nil:
+		case noSpace(err):
+			full = true
+		default:
+			t.Fatalf("put %d: %v", i, err)
+		}
+	}
+	if !full {
+		t.Fatal("the store never reached its quota")
+	}
+	err = s.Create(ctx, &v1.Namespace{TypeMeta: v1.TypeMeta{Kind: "Namespace"}, Metadata: v1.ObjectMeta{Name: "late"}})
+	if !errors.Is(err, v1.ErrUnavailable) || !strings.Contains(err.Error(), "the store is full") {
+		t.Fatalf("create in a full store: %v; want ErrUnavailable saying the store is full", err)
+	}
+
+	// Nothing deleted: compaction and defragmentation cannot bring the
+	// data under the quota, so the alarm stays.
+	r, err = e.spaceRound(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Alarmed || r.Disarmed || !r.Compacted || !r.Defragged {
+		t.Fatalf("round on a full store: %+v; want alarmed, compacted, defragmented, not disarmed", r)
+	}
+	if !alarmed(ctx, t, e.Client) {
+		t.Fatal("the NOSPACE alarm was disarmed with the data still over 80 % of the quota")
+	}
+
+	// Deletes work under the alarm; the next round reclaims and disarms.
+	if _, err := s.Delete(ctx, KindFor[*v1.Namespace](), "", "gone", gone.Metadata.Revision); err != nil {
+		t.Fatalf("store delete under the alarm: %v", err)
+	}
+	if _, err := e.Client.Delete(ctx, "/fill/", clientv3.WithPrefix()); err != nil {
+		t.Fatalf("delete under the alarm: %v", err)
+	}
+	r, err = e.spaceRound(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Disarmed || r.InUseBytes >= quota/2 {
+		t.Fatalf("round after the deletes: %+v; want disarmed with most space free", r)
+	}
+	if alarmed(ctx, t, e.Client) {
+		t.Fatal("the NOSPACE alarm is still raised")
+	}
+	if err := s.Create(ctx, &v1.Namespace{TypeMeta: v1.TypeMeta{Kind: "Namespace"}, Metadata: v1.ObjectMeta{Name: "late"}}); err != nil {
+		t.Fatalf("create after reclaiming: %v", err)
+	}
+	got, err := s.Get(ctx, KindFor[*v1.Namespace](), "", "kept")
+	if err != nil || got.GetMeta().UID != kept.Metadata.UID {
+		t.Fatalf("the object stored before the store filled: %v, %v", got, err)
+	}
+}
+
+// Without the alarm, a round defragments only a file that is at least
+// half the quota and at least half free pages.
+func TestKeepSpaceDefragmentsAMostlyFreeFile(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const quota = 8 << 20
+	e, err := StartEmbedded(ctx, EmbedConfig{Dir: t.TempDir(), QuotaBytes: quota})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+
+	value := strings.Repeat("y", 512<<10)
+	for i := 0; i < 10; i++ { // 5 MiB: past half the quota, under all of it
+		if _, err := e.Client.Put(ctx, fmt.Sprintf("/big/%d", i), value); err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+	}
+	r, err := e.spaceRound(ctx)
+	if err != nil || r.Defragged {
+		t.Fatalf("round with the file full of live data: %+v, %v; want no defragmentation", r, err)
+	}
+	resp, err := e.Client.Delete(ctx, "/big/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Client.Compact(ctx, resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	r, err = e.spaceRound(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Defragged || r.FreedBytes <= 0 || r.Alarmed {
+		t.Fatalf("round with the file mostly free: %+v; want defragmented and smaller", r)
+	}
+}
+
+func alarmed(ctx context.Context, t *testing.T, cli *clientv3.Client) bool {
+	t.Helper()
+	resp, err := cli.AlarmList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range resp.Alarms {
+		if a.Alarm == pb.AlarmType_NOSPACE {
+			return true
+		}
+	}
+	return false
+}
