@@ -36,6 +36,10 @@ type Config struct {
 	CA []byte
 	// Certificates are client certificates (node identity).
 	Certificates []tls.Certificate
+	// GetClientCertificate, if set, is asked for the client certificate
+	// at each TLS handshake instead of Certificates, so that a renewed
+	// node certificate is used from the next connection on.
+	GetClientCertificate func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
 	// Timeout bounds non-streaming requests (default 30s).
 	Timeout time.Duration
 	// UserAgent names the caller.
@@ -68,7 +72,8 @@ func New(cfg Config) (*Client, error) {
 	}
 	// The cluster CA also signs agents' listeners: none of them may pass
 	// for the API server.
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: cfg.Certificates, VerifyConnection: pki.RefuseNodeListeners}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: cfg.Certificates, GetClientCertificate: cfg.GetClientCertificate,
+		VerifyConnection: pki.RefuseNodeListeners}
 	if len(cfg.CA) > 0 {
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(cfg.CA) {

@@ -115,8 +115,7 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 		if err != nil {
 			return err
 		}
-		b, _ := json.MarshalIndent(id, "", "  ")
-		if err := os.WriteFile(idPath, b, 0o600); err != nil {
+		if err := writeIdentity(idPath, id); err != nil {
 			return err
 		}
 		fmt.Fprintf(cmd.ErrOrStderr(), "node %s joined %s\n", id.Node, id.Server)
@@ -126,14 +125,15 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 	if id.Node != o.name && cmd.Flags().Changed("name") {
 		return fmt.Errorf("this data dir belongs to node %s; use another --data-dir for node %s", id.Node, o.name)
 	}
-	cert, err := tls.X509KeyPair([]byte(id.Certificate), []byte(id.Key))
-	if err != nil {
-		return fmt.Errorf("node certificate: %w", err)
-	}
-	api, err := client.New(client.Config{Server: id.Server, CA: []byte(id.CA), Certificates: []tls.Certificate{cert}, UserAgent: "gantry-agent/" + version})
+	nid, err := newNodeIdentity(idPath, id)
 	if err != nil {
 		return err
 	}
+	api, err := client.New(client.Config{Server: id.Server, CA: []byte(id.CA), GetClientCertificate: nid.clientCert, UserAgent: "gantry-agent/" + version})
+	if err != nil {
+		return err
+	}
+	go nid.keepRenewed(ctx, api, log)
 	labels := map[string]string{}
 	for _, l := range o.labels {
 		k, v, _ := strings.Cut(l, "=")
@@ -147,10 +147,9 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 	if port != "" {
 		agentURL = "https://" + net.JoinHostPort(host, port)
 	}
-	regToken := id.RegistryToken
 	creds := func(h string) (string, string) {
-		if h == id.Registry {
-			return "node", regToken
+		if cur := nid.current(); h == cur.Registry {
+			return "node", cur.RegistryToken
 		}
 		return "", ""
 	}
@@ -171,7 +170,7 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 	}
 	defer nd.Stop()
 	if o.listen != "" {
-		if err := serveAgent(ctx, o.listen, id, nd); err != nil {
+		if err := serveAgent(ctx, o.listen, nid, nd); err != nil {
 			return err
 		}
 	}
@@ -247,13 +246,9 @@ func joinCluster(ctx context.Context, o *agentOptions) (*identity, error) {
 // serveAgent serves logs, exec and /metrics to the API server only: TLS
 // with the node's server certificate, and the server's client certificate
 // required.
-func serveAgent(ctx context.Context, addr string, id *identity, nd *node.Node) error {
-	cert, err := tls.X509KeyPair([]byte(id.ServerCert), []byte(id.Key))
-	if err != nil {
-		return fmt.Errorf("agent listener certificate: %w", err)
-	}
+func serveAgent(ctx context.Context, addr string, nid *nodeIdentity, nd *node.Node) error {
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM([]byte(id.CA))
+	pool.AppendCertsFromPEM([]byte(nid.current().CA))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("agent listener on %s: %w", addr, err)
@@ -268,7 +263,7 @@ func serveAgent(ctx context.Context, addr string, id *identity, nd *node.Node) e
 		}
 		mux.ServeHTTP(w, r)
 	})
-	tl := tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS12})
+	tl := tls.NewListener(ln, &tls.Config{GetCertificate: nid.listenerCert, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS12})
 	hs := &http.Server{Handler: guard, ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(tl)
 	go func() { <-ctx.Done(); hs.Close() }()

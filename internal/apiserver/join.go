@@ -143,36 +143,87 @@ func (s *Server) join(ctx context.Context, req JoinRequest, src string) (*JoinRe
 	} else if err != nil && !errors.Is(err, v1.ErrNotFound) {
 		return nil, err
 	}
-	nodePEM, err := s.ca.SignNodeCSR([]byte(req.CSR), req.Node)
+	return s.issueIdentity(ctx, req.Node, req.CSR, src)
+}
+
+// issueIdentity signs a node's certificates for the key of csrPEM, and
+// replaces the node's registry credential: what a join and a renewal
+// hand out.
+func (s *Server) issueIdentity(ctx context.Context, node, csrPEM, src string) (*JoinResponse, error) {
+	nodePEM, err := s.ca.SignNodeCSR([]byte(csrPEM), node)
 	if err != nil {
 		return nil, err
 	}
-	blk, _ := pem.Decode([]byte(req.CSR))
+	blk, _ := pem.Decode([]byte(csrPEM))
 	csr, err := x509.ParseCertificateRequest(blk.Bytes)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", v1.ErrInvalid, err)
 	}
 	// The agent's listener is named for the node and for the address the
-	// server saw it join from: never for names the agent asks for.
+	// server saw it join (or renew) from: never for names the agent asks
+	// for.
 	var ips []net.IP
 	if ip := net.ParseIP(src); ip != nil {
 		ips = append(ips, ip)
 	}
-	servPEM, err := s.ca.SignServer(csr.PublicKey, []string{req.Node}, ips)
+	servPEM, err := s.ca.SignServer(csr.PublicKey, []string{node}, ips)
 	if err != nil {
 		return nil, err
 	}
 	// One registry credential per node, lasting as long as its
-	// certificate: each join replaces the last one's.
-	if err := deleteMatching(ctx, s, func(t *v1.Token) bool { return t.Spec.Node == req.Node }); err != nil {
+	// certificate: each join or renewal replaces the last one's.
+	if err := deleteMatching(ctx, s, func(t *v1.Token) bool { return t.Spec.Node == node }); err != nil {
 		return nil, err
 	}
 	expires := time.Now().Add(pki.NodeValidity).UTC()
-	_, regTok, err := auth.CreateToken(ctx, s.store, v1.TokenSpec{User: auth.NodeUser(req.Node), Node: req.Node, Expires: &expires,
-		Description: "registry pulls of node " + req.Node})
+	_, regTok, err := auth.CreateToken(ctx, s.store, v1.TokenSpec{User: auth.NodeUser(node), Node: node, Expires: &expires,
+		Description: "registry pulls of node " + node})
 	if err != nil {
 		return nil, err
 	}
 	return &JoinResponse{Certificate: string(nodePEM), ServerCertificate: string(servPEM), CA: string(s.ca.CertPEM()),
 		RegistryToken: regTok, Registry: s.registryHost}, nil
+}
+
+// RenewRequest is what an agent sends to renew its identity: a
+// certificate request for a new key, under the node's name.
+type RenewRequest struct {
+	CSR string `json:"csr"`
+}
+
+// serveRenew gives an agent a new identity (the same answer as a join)
+// before its certificate expires. The caller must present the node's
+// current client certificate: a bearer token, even a node's registry
+// credential, cannot renew, and an expired certificate fails the TLS
+// handshake, so such a node joins again.
+func (s *Server) serveRenew(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w}
+	ri := &requestInfo{Kind: &v1.KindInfo{Kind: "Node", Plural: "nodes"}, Verb: "update", Sub: "renew"}
+	reason := ""
+	id := auth.Anonymous
+	defer func() { s.finish(r, rec, ri, id, start, reason) }()
+	node, ok := pki.NodeFromTLS(r.TLS)
+	if !ok || r.Header.Get("Authorization") != "" {
+		reason = "authentication failed"
+		writeError(rec, fmt.Errorf("%w: renewing a node's identity takes that node's client certificate, and no bearer token", v1.ErrUnauthorized))
+		return
+	}
+	id = &auth.Identity{User: auth.NodeUser(node), Node: node}
+	ri.Name = node
+	if s.ca == nil {
+		writeError(rec, fmt.Errorf("%w: this server has no CA (started without TLS)", v1.ErrUnavailable))
+		return
+	}
+	var req RenewRequest
+	if err := decodeBody(rec, r, 64<<10, &req); err != nil {
+		writeError(rec, err)
+		return
+	}
+	resp, err := s.issueIdentity(r.Context(), node, req.CSR, sourceIP(r))
+	if err != nil {
+		writeError(rec, err)
+		return
+	}
+	writeJSON(rec, http.StatusOK, resp)
 }

@@ -205,6 +205,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/secret-key/rotate", s.guarded("update", "secretkeys", "", s.rotateKey))
 	mux.HandleFunc("POST /api/v1/registry/gc", s.guarded("update", "registry", "gc", s.serveRegistryGC))
 	mux.HandleFunc("POST /api/v1/join", s.serveJoin)
+	mux.HandleFunc("POST /api/v1/join/renew", s.serveRenew)
 	mux.HandleFunc("GET /api/v1/audit", s.guarded("list", "audit", "", s.serveAuditQuery))
 	mux.HandleFunc("GET /api/v1/audit/export", s.guarded("list", "audit", "export", s.serveAuditExport))
 	mux.HandleFunc("GET /api/v1/audit/verify", s.guarded("get", "audit", "verify", s.serveAuditVerify))

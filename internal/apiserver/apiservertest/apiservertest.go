@@ -1,20 +1,23 @@
 // Package apiservertest starts an API server on a real embedded etcd for
 // tests of the server and of its clients (the CLI): a default namespace,
-// a bootstrap admin token, plain HTTP.
+// a bootstrap admin token, plain HTTP (or HTTPS with StartTLS).
 package apiservertest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"sync"
 	"testing"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/apiserver"
 	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/pki"
 	"github.com/gantry-dev/gantry/internal/secrets/secretstest"
 	"github.com/gantry-dev/gantry/internal/store"
 	"github.com/gantry-dev/gantry/internal/store/storetest"
@@ -40,6 +43,25 @@ func Start(t testing.TB, dir, addr string, opts ...apiserver.Option) *Server {
 // StartConfig is Start with a configuration of the caller's.
 func StartConfig(t testing.TB, dir, addr string, cfg apiserver.Config, opts ...apiserver.Option) *Server {
 	t.Helper()
+	return start(t, dir, addr, cfg, nil, opts...)
+}
+
+// StartTLS is Start over HTTPS, as gantry server listens: a certificate of
+// ca for 127.0.0.1, and client certificates of ca (node identities)
+// verified when given. The server issues join tokens and node
+// certificates with ca.
+func StartTLS(t testing.TB, dir string, ca *pki.CA, opts ...apiserver.Option) *Server {
+	t.Helper()
+	sc, err := ca.ServingCert(filepath.Join(dir, "tls"), "api", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts = append([]apiserver.Option{apiserver.WithCA(ca)}, opts...)
+	return start(t, dir, "127.0.0.1:0", apiserver.Config{AppsDomain: "localhost"}, pki.ServerTLS(ca.Pool(), sc.GetCertificate), opts...)
+}
+
+func start(t testing.TB, dir, addr string, cfg apiserver.Config, tlsCfg *tls.Config, opts ...apiserver.Option) *Server {
+	t.Helper()
 	e := storetest.EmbeddedIn(t, dir)
 	s := store.New(e.Client, "")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -58,9 +80,13 @@ func StartConfig(t testing.TB, dir, addr string, cfg apiserver.Config, opts ...a
 	if err != nil {
 		t.Fatal(err)
 	}
+	scheme := "http://"
+	if tlsCfg != nil {
+		ln, scheme = tls.NewListener(ln, tlsCfg), "https://"
+	}
 	done := make(chan struct{})
 	go func() { api.Serve(ctx, ln, nil); close(done) }()
-	srv := &Server{URL: "http://" + ln.Addr().String(), Token: tok, Store: s}
+	srv := &Server{URL: scheme + ln.Addr().String(), Token: tok, Store: s}
 	var once sync.Once
 	srv.stop = func() {
 		once.Do(func() {
