@@ -427,9 +427,10 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 		restore()
 		var notes []string
 		res, err := s.updateOnce(ctx, ri, o, apply, &notes)
-		if apply && errors.Is(err, v1.ErrConflict) && attempt < 5 {
+		if apply && (errors.Is(err, v1.ErrConflict) || errors.Is(err, v1.ErrAlreadyExists)) && attempt < 5 {
 			// Apply means "make it so": retry against the fresh
-			// object. Plain updates surface the conflict.
+			// object (or, when another apply created it first, against
+			// the one it created). Plain updates surface the conflict.
 			o.GetMeta().Revision = 0
 			continue
 		}

@@ -58,17 +58,24 @@ func (s *Server) writeSecret(ctx context.Context, sec *v1.Secret, prev *v1.Secre
 		}
 		return "configured", nil
 	}
+	// What is stored is a copy: the request keeps its values until the
+	// write succeeds, because an apply that loses a race is tried again
+	// with the same request (clearing them here stored the next attempt
+	// with no values at all).
+	var stored v1.Secret
 	err := s.secrets.SealAndWrite(sec.Metadata.Namespace, sec.Metadata.Name, data, func(sd *secrets.SealedData) error {
-		sec.Sealed = toV1(sd, keys)
-		sec.Data, sec.StringData, sec.Keys = nil, nil, nil
+		stored = *sec
+		stored.Sealed = toV1(sd, keys)
+		stored.Data, stored.StringData, stored.Keys = nil, nil, nil
 		if prev == nil {
-			return s.store.Create(ctx, sec)
+			return s.store.Create(ctx, &stored)
 		}
-		return s.store.Update(ctx, sec)
+		return s.store.Update(ctx, &stored)
 	})
 	if err != nil {
 		return "", err
 	}
+	*sec = stored
 	if prev == nil {
 		return "created", nil
 	}
