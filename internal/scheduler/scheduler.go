@@ -142,6 +142,9 @@ type entry struct {
 	req  Request
 	seq  uint64    // arrival order: older instances are tried first
 	seen time.Time // first seen pending
+	// retryAfterWrite: a retry pass skipped this instance because a
+	// write of its was in flight; it is tried again when that ends.
+	retryAfterWrite bool
 }
 
 type result struct {
@@ -339,9 +342,13 @@ func (l *loop) retryPending() {
 	l.retry = false
 	var todo []*entry
 	for key, e := range l.pending {
-		if !l.busy[key] {
-			todo = append(todo, e)
+		if l.busy[key] {
+			// What made room may fit it too: the end of its write
+			// asks for another pass.
+			e.retryAfterWrite = true
+			continue
 		}
+		todo = append(todo, e)
 	}
 	slices.SortFunc(todo, func(a, b *entry) int { return cmp.Compare(a.seq, b.seq) })
 	noFit := map[string]error{}
@@ -437,6 +444,10 @@ func (l *loop) write(key string, do func(context.Context) result) {
 func (l *loop) onResult(r result) {
 	l.inflight--
 	delete(l.busy, r.key)
+	if e := l.pending[r.key]; e != nil && e.retryAfterWrite {
+		e.retryAfterWrite = false
+		l.retry = true
+	}
 	switch {
 	case r.bind && r.err == nil:
 		now := time.Now()
