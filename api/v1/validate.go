@@ -364,6 +364,7 @@ func validateTemplate(errs *FieldErrors, f string, t *Template) {
 	}
 	names := map[string]int{}
 	ports := map[string]int{}
+	hostPorts := map[string]int{}
 	nodePorts := map[int]int{}
 	for i, p := range t.Ports {
 		pf := fmt.Sprintf("%s.ports[%d]", f, i)
@@ -391,6 +392,13 @@ func validateTemplate(errs *FieldErrors, f string, t *Template) {
 		ports[key] = i
 		if p.HostPort < 0 || p.HostPort > 65535 {
 			errs.add(pf+".hostPort", "must be 1-65535")
+		}
+		if p.HostPort > 0 {
+			key := strconv.Itoa(p.HostPort) + "/" + transport(p.Protocol)
+			if j, dup := hostPorts[key]; dup {
+				errs.add(pf+".hostPort", "%s is already published by ports[%d]; a node port can be published once", key, j)
+			}
+			hostPorts[key] = i
 		}
 		switch p.Expose {
 		case "", "tcp":

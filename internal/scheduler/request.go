@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"slices"
 	"strconv"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -32,9 +33,15 @@ func RequestFor(inst *v1.Instance) Request {
 	if inst.Spec.App != "" {
 		r.App = inst.Metadata.Namespace + "/" + inst.Spec.App
 	}
+	hostNetwork := t.SecurityContext != nil && t.SecurityContext.HostNetwork
 	for _, p := range t.Ports {
-		if p.HostPort > 0 {
-			r.HostPorts = append(r.HostPorts, HostPort{Port: p.HostPort, Protocol: transport(p.Protocol)})
+		port := p.HostPort
+		if hostNetwork {
+			// The container listens on the node's own address.
+			port = p.Port
+		}
+		if hp := (HostPort{Port: port, Protocol: transport(p.Protocol)}); port > 0 && !slices.Contains(r.HostPorts, hp) {
+			r.HostPorts = append(r.HostPorts, hp)
 		}
 	}
 	return r
