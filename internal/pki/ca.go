@@ -232,11 +232,15 @@ func (ca *CA) sign(tmpl *x509.Certificate, pub crypto.PublicKey, validity time.D
 // certificate carries the CA certificate after the leaf, so clients that
 // pin the CA can find it.
 func (ca *CA) IssueServer(names []string, ips []net.IP) (tls.Certificate, error) {
+	return ca.issueServer(names, ips, PlatformOrganization)
+}
+
+func (ca *CA) issueServer(names []string, ips []net.IP, org string) (tls.Certificate, error) {
 	key, err := NewKey()
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	leaf, err := ca.signServer(key.Public(), names, ips, "gantry")
+	leaf, err := ca.signServer(key.Public(), names, ips, org)
 	if err != nil {
 		return tls.Certificate{}, err
 	}

@@ -34,20 +34,44 @@ func (ca *CA) IssueServerClient() (tls.Certificate, error) {
 	return tls.Certificate{Certificate: [][]byte{leaf.Raw, ca.cert.Raw}, PrivateKey: key, Leaf: leaf}, nil
 }
 
-// NodeListenerOrganization marks the server certificates of agents'
-// listeners (SignServer).
-const NodeListenerOrganization = "gantry:node-listeners"
+// The Organization of a server certificate the cluster CA signs says
+// whose it is. Only PlatformOrganization's may speak for the API server
+// or the registry.
+const (
+	// PlatformOrganization marks the API server's and registry's
+	// certificates (IssueServer).
+	PlatformOrganization = "gantry"
+	// NodeListenerOrganization marks the server certificates of agents'
+	// listeners (SignServer).
+	NodeListenerOrganization = "gantry:node-listeners"
+	// RouteOrganization marks the certificates of apps' `tls: auto`
+	// routes (RouteServingCert): a tenant picks their host names, which
+	// may be the API server's own.
+	RouteOrganization = "gantry:routes"
+)
 
 // ErrNodeListener is the error of a TLS client that reached a node's
 // listener where it expected the API server or the registry.
 var ErrNodeListener = errors.New("the server presented a node agent's certificate, not the Gantry API server's or registry's: refusing it")
 
+// ErrRouteCert is the error of a TLS client that reached an app's route
+// where it expected the API server or the registry.
+var ErrRouteCert = errors.New("the server presented the certificate of an app's route (tls: auto), not the Gantry API server's or registry's: refusing it")
+
 // RefuseNodeListeners is a tls.Config VerifyConnection for clients of the
 // API server and the registry: it refuses a peer whose certificate is a
-// node listener's, which the cluster CA also signs.
+// node listener's or an app route's, which the cluster CA also signs.
+// (It does not demand PlatformOrganization: the same clients reach other
+// registries, under other CAs.)
 func RefuseNodeListeners(cs tls.ConnectionState) error {
-	if len(cs.PeerCertificates) > 0 && slices.Contains(cs.PeerCertificates[0].Subject.Organization, NodeListenerOrganization) {
+	if len(cs.PeerCertificates) == 0 {
+		return nil
+	}
+	switch org := cs.PeerCertificates[0].Subject.Organization; {
+	case slices.Contains(org, NodeListenerOrganization):
 		return ErrNodeListener
+	case slices.Contains(org, RouteOrganization):
+		return ErrRouteCert
 	}
 	return nil
 }

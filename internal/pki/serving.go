@@ -76,11 +76,15 @@ func sameSANs(c *x509.Certificate, names []string, ips []net.IP) bool {
 // in any order) or when it needs renewal. Calls for the same name must not
 // overlap (ServingCert serializes its own).
 func (ca *CA) EnsureServerCert(dir, name string, sans ...string) (tls.Certificate, error) {
+	return ca.ensureServerCert(dir, name, PlatformOrganization, sans)
+}
+
+func (ca *CA) ensureServerCert(dir, name, org string, sans []string) (tls.Certificate, error) {
 	names, ips := splitSANs(sans)
 	cert, err := LoadKeyPair(dir, name)
 	switch {
 	case err == nil:
-		if ca.serverCertFits(&cert, names, ips) {
+		if ca.serverCertFits(&cert, org, names, ips) {
 			return cert, nil
 		}
 	case errors.Is(err, ErrInsecureKeyFile):
@@ -91,7 +95,7 @@ func (ca *CA) EnsureServerCert(dir, name string, sans ...string) (tls.Certificat
 	case !errors.Is(err, os.ErrNotExist):
 		// Unreadable or mismatched files are replaced.
 	}
-	cert, err = ca.IssueServer(names, ips)
+	cert, err = ca.issueServer(names, ips, org)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("issue %s certificate: %w", name, err)
 	}
@@ -106,12 +110,15 @@ func (ca *CA) EnsureServerCert(dir, name string, sans ...string) (tls.Certificat
 	return cert, nil
 }
 
-func (ca *CA) serverCertFits(cert *tls.Certificate, names []string, ips []net.IP) bool {
+func (ca *CA) serverCertFits(cert *tls.Certificate, org string, names []string, ips []net.IP) bool {
 	leaf := cert.Leaf
 	if leaf == nil {
 		return false
 	}
-	return ca.Verify(leaf, x509.ExtKeyUsageServerAuth) == nil &&
+	// A certificate of another mark is issued again: route certificates
+	// issued before routes had their own were marked as the platform's.
+	return slices.Equal(leaf.Subject.Organization, []string{org}) &&
+		ca.Verify(leaf, x509.ExtKeyUsageServerAuth) == nil &&
 		sameSANs(leaf, names, ips) &&
 		!NeedsRenewal(leaf, ca.now())
 }
@@ -122,6 +129,7 @@ func (ca *CA) serverCertFits(cert *tls.Certificate, names []string, ips []net.IP
 type ServingCert struct {
 	ca        *CA
 	dir, name string
+	org       string
 	sans      []string
 
 	mu   sync.Mutex
@@ -131,11 +139,22 @@ type ServingCert struct {
 // ServingCert ensures the certificate NAME in dir (see EnsureServerCert)
 // and returns a source that renews it while the server runs.
 func (ca *CA) ServingCert(dir, name string, sans ...string) (*ServingCert, error) {
-	c, err := ca.EnsureServerCert(dir, name, sans...)
+	return ca.servingCert(dir, name, PlatformOrganization, sans)
+}
+
+// RouteServingCert is ServingCert for an app's `tls: auto` route: the
+// certificate is marked RouteOrganization, which the clients of the API
+// server and the registry refuse, whatever host the route names.
+func (ca *CA) RouteServingCert(dir, name, host string) (*ServingCert, error) {
+	return ca.servingCert(dir, name, RouteOrganization, []string{host})
+}
+
+func (ca *CA) servingCert(dir, name, org string, sans []string) (*ServingCert, error) {
+	c, err := ca.ensureServerCert(dir, name, org, sans)
 	if err != nil {
 		return nil, err
 	}
-	return &ServingCert{ca: ca, dir: dir, name: name, sans: slices.Clone(sans), cert: &c}, nil
+	return &ServingCert{ca: ca, dir: dir, name: name, org: org, sans: slices.Clone(sans), cert: &c}, nil
 }
 
 // GetCertificate returns the current certificate, renewing it first when
@@ -148,7 +167,7 @@ func (s *ServingCert) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, er
 	if !NeedsRenewal(s.cert.Leaf, now) {
 		return s.cert, nil
 	}
-	c, err := s.ca.EnsureServerCert(s.dir, s.name, s.sans...)
+	c, err := s.ca.ensureServerCert(s.dir, s.name, s.org, s.sans)
 	if err != nil {
 		if now.Before(s.cert.Leaf.NotAfter) {
 			return s.cert, nil

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -326,4 +327,40 @@ func serveTLS(t *testing.T, cfg *tls.Config, h http.Handler) string {
 	go srv.Serve(tls.NewListener(ln, cfg))
 	t.Cleanup(func() { srv.Close() })
 	return "https://" + ln.Addr().String()
+}
+
+// A route's certificate carries the route mark, which the clients of the
+// API server refuse; one issued before the mark existed (marked as the
+// platform's) is issued again instead of served.
+func TestRouteServingCertIsMarked(t *testing.T) {
+	ca, err := LoadOrCreateCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	old, err := ca.EnsureServerCert(dir, "route-localhost", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(old.Leaf.Subject.Organization, []string{PlatformOrganization}) {
+		t.Fatalf("platform certificate marked %v", old.Leaf.Subject.Organization)
+	}
+	sc, err := ca.RouteServingCert(dir, "route-localhost", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := sc.GetCertificate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c.Leaf.Subject.Organization, []string{RouteOrganization}) || c.Leaf.SerialNumber.Cmp(old.Leaf.SerialNumber) == 0 {
+		t.Fatalf("route certificate: marked %v, serial kept %v; want a new one marked %s", c.Leaf.Subject.Organization,
+			c.Leaf.SerialNumber.Cmp(old.Leaf.SerialNumber) == 0, RouteOrganization)
+	}
+	if err := RefuseNodeListeners(tls.ConnectionState{PeerCertificates: []*x509.Certificate{c.Leaf}}); !errors.Is(err, ErrRouteCert) {
+		t.Fatalf("API client check of a route certificate: %v; want ErrRouteCert", err)
+	}
+	if err := RefuseNodeListeners(tls.ConnectionState{PeerCertificates: []*x509.Certificate{old.Leaf}}); err != nil {
+		t.Fatalf("API client check of the platform's certificate: %v", err)
+	}
 }

@@ -77,7 +77,7 @@ func (c *routeCerts) autoCert(services map[string]*discovery.Service, routeHost 
 	sc := c.auto[routeHost]
 	if sc == nil {
 		var err error
-		if sc, err = c.ca.ServingCert(c.dir, certFileName(routeHost), routeHost); err != nil {
+		if sc, err = c.ca.RouteServingCert(c.dir, certFileName(routeHost), routeHost); err != nil {
 			c.mu.Unlock()
 			return nil, err
 		}
