@@ -3,6 +3,7 @@ package dns
 import (
 	"maps"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,9 +73,9 @@ type index struct {
 	services map[string]*svcRecords
 	// routes are route hosts outside our zones, answered with the load
 	// balancer's addresses; wildRoutes are the parents of "*.PARENT"
-	// route hosts.
-	routes     map[string]struct{}
-	wildRoutes map[string]struct{}
+	// route hosts. Each maps to the namespaces whose Apps route it.
+	routes     map[string][]string
+	wildRoutes map[string][]string
 	// soa and appsSOA go into the authority section of negative answers.
 	soa, appsSOA miekg.RR
 	appsNS       miekg.RR
@@ -186,8 +187,8 @@ func buildIndex(z *zones, snap *discovery.Snapshot, prev *index) *index {
 	idx := &index{
 		snap:       snap,
 		namespaces: make(map[string]struct{}),
-		routes:     make(map[string]struct{}),
-		wildRoutes: make(map[string]struct{}),
+		routes:     make(map[string][]string),
+		wildRoutes: make(map[string][]string),
 	}
 	var serial uint32
 	if snap != nil {
@@ -209,7 +210,7 @@ func buildIndex(z *zones, snap *discovery.Snapshot, prev *index) *index {
 			continue
 		}
 		for _, r := range svc.Routes {
-			idx.addRoute(z, r.Host)
+			idx.addRoute(z, r.Host, strings.ToLower(svc.Namespace))
 		}
 		ns, app := strings.ToLower(svc.Namespace), strings.ToLower(svc.Name)
 		if !isLabel(ns) || !isLabel(app) {
@@ -333,8 +334,9 @@ func sameService(a, b *discovery.Service) bool {
 	return true
 }
 
-// addRoute records an App route host that lies outside our zones.
-func (idx *index) addRoute(z *zones, host string) {
+// addRoute records an App route host that lies outside our zones, routed
+// by an App of namespace ns.
+func (idx *index) addRoute(z *zones, host, ns string) {
 	host = strings.ToLower(strings.TrimSpace(host))
 	if host == "" {
 		return
@@ -348,30 +350,33 @@ func (idx *index) addRoute(z *zones, host string) {
 		// addresses); a route cannot override a service name.
 		return
 	}
+	m := idx.routes
 	if parent, ok := strings.CutPrefix(host, "*."); ok {
-		idx.wildRoutes[parent] = struct{}{}
-		return
+		m, host = idx.wildRoutes, parent
 	}
-	idx.routes[host] = struct{}{}
+	if !slices.Contains(m[host], ns) {
+		m[host] = append(m[host], ns)
+	}
 }
 
-// isRoute reports whether name is a route host, exactly or through a
-// wildcard route "*.PARENT" for one label under PARENT: the names the
-// load balancer routes (as a Kubernetes Ingress wildcard does), not a
-// DNS wildcard's any depth, which would send clients to a 404.
-func (idx *index) isRoute(name string) bool {
-	if _, ok := idx.routes[name]; ok {
-		return true
+// routeOwners reports whether name is a route host, exactly or through a
+// wildcard route "*.PARENT" for one label under PARENT (the names the
+// load balancer routes, as a Kubernetes Ingress wildcard does, not a DNS
+// wildcard's any depth, which would send clients to a 404), and the
+// namespaces whose Apps route it.
+func (idx *index) routeOwners(name string) ([]string, bool) {
+	if ns, ok := idx.routes[name]; ok {
+		return ns, true
 	}
 	if len(idx.wildRoutes) == 0 {
-		return false
+		return nil, false
 	}
 	i := strings.IndexByte(name, '.')
 	if i <= 0 || i == len(name)-1 {
-		return false
+		return nil, false
 	}
-	_, ok := idx.wildRoutes[name[i+1:]]
-	return ok
+	ns, ok := idx.wildRoutes[name[i+1:]]
+	return ns, ok
 }
 
 // addAddr adds an A or AAAA record for ip to set and returns it, or nil

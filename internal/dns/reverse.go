@@ -2,6 +2,7 @@ package dns
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 
@@ -24,25 +25,45 @@ const (
 type reverseIndex struct {
 	once  sync.Once
 	names map[netip.Addr][]string
+	// namespaces are the namespaces of the instances at an address
+	// (several for a node's address shared by hostNetwork instances).
+	namespaces map[netip.Addr][]string
 }
 
-func (idx *index) reverseNames(z *zones, ip netip.Addr) []string {
+func (idx *index) buildReverse(z *zones) {
 	idx.reverse.once.Do(func() {
 		m := make(map[netip.Addr][]string)
+		nss := make(map[netip.Addr][]string)
 		for key, sr := range idx.services {
+			ns := strings.ToLower(sr.src.Namespace)
 			for _, ep := range sr.src.All {
-				inst := strings.ToLower(ep.Instance)
 				a, err := netip.ParseAddr(ep.IP)
-				if err != nil || !isLabel(inst) {
+				if err != nil {
 					continue
 				}
 				a = a.Unmap()
-				m[a] = append(m[a], inst+"."+key+z.svcSuffix)
+				if !slices.Contains(nss[a], ns) {
+					nss[a] = append(nss[a], ns)
+				}
+				if inst := strings.ToLower(ep.Instance); isLabel(inst) {
+					m[a] = append(m[a], inst+"."+key+z.svcSuffix)
+				}
 			}
 		}
-		idx.reverse.names = m
+		idx.reverse.names, idx.reverse.namespaces = m, nss
 	})
+}
+
+func (idx *index) reverseNames(z *zones, ip netip.Addr) []string {
+	idx.buildReverse(z)
 	return idx.reverse.names[ip]
+}
+
+// instanceNamespaces returns the namespaces of the instances at ip, none
+// when ip is not an instance's.
+func (idx *index) instanceNamespaces(z *zones, ip netip.Addr) []string {
+	idx.buildReverse(z)
+	return idx.reverse.namespaces[ip.Unmap()]
 }
 
 // reverseAddr parses a lower-case reverse name of a whole address:

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -417,7 +418,7 @@ func (s *Server) answer(w miekg.ResponseWriter, r *miekg.Msg) (m *miekg.Msg, opt
 	case strings.HasSuffix(name, ".arpa.") && s.answerReverse(m, idx, name, q):
 		// The reverse name of an instance's address, answered there;
 		// other reverse names go on down, to the upstreams.
-	case idx.isRoute(name):
+	case s.answersRoute(w, idx, name):
 		// Every type of a route host is ours to answer: an HTTPS or
 		// SVCB record from upstream could lead browsers past the load
 		// balancer (address hints, ALPN).
@@ -446,6 +447,33 @@ func (s *Server) answer(w miekg.ResponseWriter, r *miekg.Msg) (m *miekg.Msg, opt
 		return s.forward(r, opt), opt
 	}
 	return m, opt
+}
+
+// answersRoute reports whether name is a route host that Gantry answers
+// for this client: every client but an instance of another namespace
+// than the route's. A route host outside the apps domain may be any
+// public name, and a tenant's route must not redirect other tenants'
+// lookups of it (`github.com` to the load balancer): their instances get
+// the public answer, forwarded like any other name.
+func (s *Server) answersRoute(w miekg.ResponseWriter, idx *index, name string) bool {
+	owners, ok := idx.routeOwners(name)
+	if !ok {
+		return false
+	}
+	client, ok := netip.AddrFromSlice(addrIP(w.RemoteAddr()))
+	if !ok {
+		return true
+	}
+	clientNS := idx.instanceNamespaces(&s.z, client)
+	if len(clientNS) == 0 {
+		return true
+	}
+	for _, ns := range clientNS {
+		if slices.Contains(owners, ns) {
+			return true
+		}
+	}
+	return false
 }
 
 // forwardsFor reports whether queries from addr may be forwarded.
