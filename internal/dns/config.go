@@ -160,6 +160,9 @@ func (c *Config) setDefaults() error {
 	if c.Domain == c.AppsDomain {
 		return fmt.Errorf("dns: domain and apps domain are both %q; give them different names: %w", c.Domain, v1.ErrInvalid)
 	}
+	if svc := "svc." + c.Domain; inZone(c.AppsDomain, svc) {
+		return fmt.Errorf("dns: apps domain %q lies within %q, where it would hide the service names; give another: %w", c.AppsDomain, svc, v1.ErrInvalid)
+	}
 	return nil
 }
 

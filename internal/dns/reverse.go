@@ -161,7 +161,12 @@ func (s *Server) answerReverse(m *miekg.Msg, idx *index, name string, q miekg.Qu
 		return true
 	}
 	// NODATA, with the name itself as the apex of what we answer, as
-	// for route hosts.
-	m.Ns = []miekg.RR{s.z.soaFor(name, idx.soa.(*miekg.SOA).Serial)}
+	// for route hosts; so its SOA is there to be asked for.
+	soa := s.z.soaFor(name, idx.soa.(*miekg.SOA).Serial)
+	if q.Qtype == miekg.TypeSOA {
+		m.Answer = withOwner([]miekg.RR{soa}, q.Name, name)
+		return true
+	}
+	m.Ns = []miekg.RR{soa}
 	return true
 }

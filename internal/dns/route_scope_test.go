@@ -22,11 +22,11 @@ func TestRouteHostsAnswerOnlyTheirNamespacesInstances(t *testing.T) {
 	lb := net.ParseIP("192.0.2.80")
 	const client = "10.88.0.7" // the test recorder's client address
 	for _, tc := range []struct {
-		name    string
-		route   string
-		ask     string
-		at      string // namespace of the instance at the client's address, "" for none
-		wantLB  bool
+		name   string
+		route  string
+		ask    string
+		at     string // namespace of the instance at the client's address, "" for none
+		wantLB bool
 	}{
 		{"the route's own namespace", "example.test", "example.test.", "tenant-a", true},
 		{"another namespace's instance", "example.test", "example.test.", "tenant-b", false},

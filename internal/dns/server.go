@@ -413,7 +413,18 @@ func (s *Server) answer(w miekg.ResponseWriter, r *miekg.Msg) (m *miekg.Msg, opt
 	// when it is already lower case: the usual query costs nothing here.
 	name := strings.ToLower(q.Name)
 	idx := s.current()
+	// Zones are matched on the presentation form, where a dot inside a
+	// label, escaped (`x\.gantry.internal.` is the label "x.gantry"
+	// under internal.), would pass for a label boundary: such a name is
+	// not ours (none of our names has a dot in a label).
+	escaped := strings.Contains(name, `\.`)
 	switch {
+	case escaped:
+		if !mayForward {
+			m.Rcode = miekg.RcodeRefused
+			break
+		}
+		return s.forward(r, opt), opt
 	case inZone(name, s.z.apps) && (len(s.z.apps) > len(s.z.domain) || !inZone(name, s.z.domain)):
 		s.answerApps(w, m, idx, name, q)
 	case inZone(name, s.z.domain):
@@ -541,7 +552,13 @@ func (s *Server) answerApps(w miekg.ResponseWriter, m *miekg.Msg, idx *index, na
 			m.Answer = withOwner([]miekg.RR{idx.appsSOA, idx.appsNS}, q.Name, name)
 		}
 	}
-	if isAddressType(q.Qtype) {
+	switch {
+	case !isAddressType(q.Qtype):
+	case name == "localhost." && name == s.z.apps:
+		// The default apps domain's apex holds no App, and localhost
+		// itself is the loopback address (RFC 6761 6.3).
+		m.Answer = append(m.Answer, addrRecords(q, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, s.z.ttl)...)
+	default:
 		m.Answer = append(m.Answer, s.lbRecords(w, q)...)
 	}
 	if len(m.Answer) == 0 {
