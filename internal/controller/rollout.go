@@ -43,6 +43,12 @@ type Rollout struct {
 
 	Apps      *informer.Informer[*v1.App]
 	Instances *informer.Informer[*v1.Instance]
+	// Nodes, when set, tells which nodes are down: an instance on a
+	// node that is not ready (or, once the informer has synced, is not
+	// registered) counts as not ready, whatever its last status says,
+	// as its agent cannot say otherwise and discovery gives it no
+	// traffic. Set it before Run, which runs it.
+	Nodes *informer.Informer[*v1.Node]
 	// Metrics may be nil.
 	Metrics *RolloutMetrics
 	// Admit checks the App an automatic rollback would make (prev is
@@ -109,6 +115,19 @@ func NewRollout(s *store.Store, rec Recorder, log *slog.Logger, instances *infor
 func (r *Rollout) Run(ctx context.Context, workers int) {
 	go r.Apps.Run(ctx)
 	go r.Instances.Run(ctx)
+	if r.Nodes != nil {
+		// A node that stops (or starts again) answering changes what
+		// its instances count for.
+		r.Nodes.OnChange(func(old, n *v1.Node, deleted bool) {
+			if old != nil && !deleted && old.Status.Ready == n.Status.Ready {
+				return
+			}
+			for _, i := range r.Instances.List(func(i *v1.Instance) bool { return i.Spec.Node == n.Metadata.Name }) {
+				r.queue.Add(i.Metadata.Namespace + "/" + i.Spec.App)
+			}
+		})
+		go r.Nodes.Run(ctx)
+	}
 	select {
 	case <-ctx.Done():
 		return
@@ -197,7 +216,7 @@ func TemplateHash(rev *v1.Revision) string {
 // to look again even if nothing changes (for the progress deadline).
 func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, error) {
 	ns, name, _ := strings.Cut(key, "/")
-	insts := r.Instances.List(func(i *v1.Instance) bool { return i.Metadata.Namespace == ns && i.Spec.App == name })
+	insts := r.withNodeReadiness(r.Instances.List(func(i *v1.Instance) bool { return i.Metadata.Namespace == ns && i.Spec.App == name }))
 	app, ok := r.Apps.Get(ns, name)
 	if !ok || app.Metadata.Deleting != nil {
 		// The App is gone: drain and stop everything it had, each
@@ -348,6 +367,35 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 		requeue = next
 	}
 	return requeue, err
+}
+
+// withNodeReadiness replaces, in l, each ready instance whose node is down
+// with a copy that is not ready (see Rollout.Nodes). The copies are only
+// read: every write of an instance reads it again.
+func (r *Rollout) withNodeReadiness(l []*v1.Instance) []*v1.Instance {
+	if r.Nodes == nil {
+		return l
+	}
+	synced := false
+	select {
+	case <-r.Nodes.Synced():
+		synced = true
+	default:
+	}
+	for k, i := range l {
+		if !i.Status.Ready || i.Spec.Node == "" {
+			continue
+		}
+		n, known := r.Nodes.Get("", i.Spec.Node)
+		if known && n.Status.Ready || !known && !synced {
+			continue
+		}
+		c := *i
+		c.Status.Ready = false
+		c.Status.Message = "node " + i.Spec.Node + " is not ready"
+		l[k] = &c
+	}
+	return l
 }
 
 // spell is a spell of readiness: since is its start as the node's agent
