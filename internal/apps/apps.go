@@ -247,7 +247,7 @@ type RollbackOptions struct {
 // a new revision with that template and pinned digest. It returns the App
 // as written and the revision whose template it restored.
 func Rollback(ctx context.Context, s *store.Store, ns, name string, opts RollbackOptions) (*v1.App, int64, error) {
-	to, cause := opts.To, opts.Cause
+	to := opts.To
 	for attempt := 0; ; attempt++ {
 		a, err := store.Get[*v1.App](ctx, s, ns, name)
 		if err != nil {
@@ -280,6 +280,9 @@ func Rollback(ctx context.Context, s *store.Store, ns, name string, opts Rollbac
 				return nil, 0, err
 			}
 		}
+		// Each attempt names its own target: a retry after a conflict
+		// may find another previous revision.
+		cause := opts.Cause
 		if cause == "" {
 			cause = fmt.Sprintf("rollback to revision %d", target)
 		}

@@ -798,6 +798,14 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 		if a.Spec.Paused {
 			st.Message += " (paused)"
 		}
+	case st.Phase == v1.AppFailed:
+		// A first rollout that never worked: stays failed until the
+		// user applies a fix, paused or not (a pause and resume must
+		// not hide the failure, nor start a deadline to fail again).
+		st.Message = strings.TrimSuffix(strings.TrimSpace(st.Message), " (paused)")
+		if a.Spec.Paused {
+			st.Message += " (paused)"
+		}
 	case a.Spec.Paused:
 		st.Stalled = false // no clock runs while paused
 		st.Phase, st.Message = v1.AppPaused, fmt.Sprintf("paused with %d of %d instances on revision %d", len(cur), desired, st.Revision)
@@ -828,10 +836,6 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 			st.Phase, st.Stalled = v1.AppDegraded, true
 			st.Message += fmt.Sprintf("; no progress for %s", deadline)
 		}
-	case st.Phase == v1.AppFailed:
-		// A first rollout that never worked: stays failed until the
-		// user applies a fix.
-		st.Message = strings.TrimSpace(st.Message)
 	default:
 		st.Phase = v1.AppProgressing
 		st.Message = fmt.Sprintf("%d of %d new instances ready", newReady, desired) + waitingMinReady(a, newReady, newAvailable) + blame(cur)
