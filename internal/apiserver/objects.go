@@ -285,7 +285,13 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 		return err
 	}
 	if e, ok := o.(*v1.Event); ok {
-		// Agents report events; they expire like the server's own.
+		// Agents report events about their own instances; they expire
+		// like the server's own.
+		if node := nodeScoped(ctx); node != "" {
+			if err := s.nodeEvent(ctx, node, e); err != nil {
+				return err
+			}
+		}
 		if e.Time.IsZero() {
 			e.Time = time.Now().UTC()
 		}
@@ -660,4 +666,29 @@ func redact(o v1.Object) v1.Object {
 		return r.Redacted()
 	}
 	return o
+}
+
+// nodeEvent checks an event a node reports: it must be about an instance
+// bound to that node, in the instance's namespace. Its source and app
+// label are set here, not taken from the node, so that a node cannot
+// speak for the controllers (whose events reach chat notifiers) or for
+// another node.
+func (s *Server) nodeEvent(ctx context.Context, node string, e *v1.Event) error {
+	attrs := auth.Attributes{Verb: "create", Resource: "events", Namespace: e.Metadata.Namespace, Name: e.Metadata.Name}
+	if e.Object.Kind != "Instance" {
+		return auth.Forbidden(IdentityFrom(ctx), attrs, "a node reports events about instances only")
+	}
+	inst, err := store.Get[*v1.Instance](ctx, s.store, e.Metadata.Namespace, e.Object.Name)
+	if errors.Is(err, v1.ErrNotFound) || err == nil && inst.Spec.Node != node {
+		return auth.Forbidden(IdentityFrom(ctx), attrs, "instance "+e.Object.Name+" is not bound to node "+node)
+	}
+	if err != nil {
+		return err
+	}
+	e.Source = "agent/" + node
+	e.Metadata.Labels = nil
+	if app := inst.Spec.App; app != "" {
+		e.Metadata.Labels = map[string]string{v1.LabelApp: app}
+	}
+	return nil
 }

@@ -451,6 +451,9 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, t *v1.Token
 	if t.Spec.Node != "" {
 		return fmt.Errorf("%w: node credentials are issued at join, not through tokens", v1.ErrForbidden)
 	}
+	if t.Spec.Expires != nil && !t.Spec.Expires.After(time.Now()) {
+		return v1.FieldErrors{{Field: "spec.expires", Message: fmt.Sprintf("%s is not in the future: a token that has expired can never be used", t.Spec.Expires.UTC().Format(time.RFC3339))}}
+	}
 	// The token is stored only if its user is still as read: a delete of
 	// the user in between (which deletes their tokens) must not leave
 	// this one behind for a later user of the same name.
