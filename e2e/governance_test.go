@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -386,6 +387,18 @@ files: [{path: /etc/db/password, secret: db, key: password}]
 			} else if m.Namespace == ns && m.Name == "db" && string(data["password"]) != value {
 				t.Errorf("secret db opened to %q", data["password"])
 			}
+		}
+	})
+	t.Run("after rotate-key etcd serves no revision sealed with the old key", func(t *testing.T) {
+		ctx, cancel := timeoutCtx(10 * time.Second)
+		defer cancel()
+		resp, err := cli.Get(ctx, "/gantry/secrets/"+ns+"/db")
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("secret db in etcd: %v, %v", resp, err)
+		}
+		_, err = cli.Get(ctx, "/gantry/secrets/"+ns+"/db", clientv3.WithRev(resp.Kvs[0].ModRevision-1))
+		if !errors.Is(err, rpctypes.ErrCompacted) {
+			t.Fatalf("secret db at the revision before its resealing: %v; want it compacted away", err)
 		}
 	})
 	t.Run("after rotate-key the value is still nowhere in etcd in plain text", noPlaintext)

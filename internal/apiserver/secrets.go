@@ -188,7 +188,12 @@ type RotateResult struct {
 	KeyID    string   `json:"keyID"`
 	Resealed int      `json:"resealed"`
 	Retired  []string `json:"retired"`
-	Took     string   `json:"took"`
+	// CompactedRevision is the store revision the history was compacted
+	// to afterwards, so that no earlier revision sealed with a retired
+	// key is still served; 0 if the compaction failed (a warning says
+	// why).
+	CompactedRevision int64  `json:"compactedRevision"`
+	Took              string `json:"took"`
 }
 
 // rotateKey re-encrypts every secret under a new master key while the
@@ -209,6 +214,14 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) error {
 	if retired == nil {
 		retired = []string{}
 	}
-	writeJSON(w, http.StatusOK, RotateResult{KeyID: res.KeyID, Resealed: res.Resealed, Retired: retired, Took: time.Since(start).Round(time.Millisecond).String()})
+	// etcd keeps the earlier revisions of every resealed secret, sealed
+	// with the old key, until its history is compacted.
+	compacted, err := s.store.CompactHistory(r.Context())
+	if err != nil {
+		s.log.Warn("secret key rotated, but the store's history was not compacted", "err", err)
+		warn(w, fmt.Sprintf("the store's history was not compacted (%v): earlier revisions sealed with the old key stay readable to whoever holds that key until etcd compacts them (within an hour)", err))
+	}
+	writeJSON(w, http.StatusOK, RotateResult{KeyID: res.KeyID, Resealed: res.Resealed, Retired: retired, CompactedRevision: compacted,
+		Took: time.Since(start).Round(time.Millisecond).String()})
 	return nil
 }

@@ -468,6 +468,23 @@ func (s *Store) Revision(ctx context.Context) (int64, error) {
 	return resp.Header.Revision, nil
 }
 
+// CompactHistory drops every revision of the store older than the
+// current one (etcd's compaction, physical: it returns once the old
+// values are gone from what etcd serves) and returns that revision.
+// Watchers behind it start again from a list, as after etcd's periodic
+// compaction. Secret key rotation uses it so that no earlier revision
+// sealed with a retired key stays readable.
+func (s *Store) CompactHistory(ctx context.Context) (int64, error) {
+	rev, err := s.Revision(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := s.cli.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil && !errors.Is(err, rpctypes.ErrCompacted) {
+		return 0, fmt.Errorf("compact the store to revision %d: %w", rev, unavailable(err))
+	}
+	return rev, nil
+}
+
 // MaxWriteBytes is about the most one write (a transaction) may carry:
 // etcd's default request limit.
 const MaxWriteBytes = 3 << 19 // 1.5 MiB
