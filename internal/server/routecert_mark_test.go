@@ -44,4 +44,3 @@ func TestRouteCertCannotPassForTheAPIServer(t *testing.T) {
 		}
 	}
 }
-
