@@ -24,12 +24,16 @@ type Endpoint struct {
 	Node     string `json:"node,omitempty"`
 	// Ports are the instance's own port numbers by name, where its
 	// revision's template differs from the App's (a rollout that moves
-	// a port: the old instances still listen on the old number). Nil
-	// when they agree.
+	// a port: the old instances still listen on the old number); 0 for
+	// an App port the instance's template has no port of that name for
+	// (a rollout that adds or renames one), which it gets no traffic of.
+	// Nil when they agree.
 	Ports map[string]int `json:"ports,omitempty"`
 }
 
-// PortFor is the number the instance listens on for the App's port p.
+// PortFor is the number the instance listens on for the App's port p, 0
+// if it has no such port (see Ports): leave it out of that port's
+// endpoints.
 func (e Endpoint) PortFor(p v1.Port) int {
 	if n, ok := e.Ports[p.Name]; ok {
 		return n

@@ -49,3 +49,41 @@ func TestOldInstancesKeepTheirPortDuringAPortChange(t *testing.T) {
 		t.Fatalf("web-old (listening on 8080 per its template) is offered on port %d", got)
 	}
 }
+
+// A rollout may rename a port and renumber it at once (http:8080 ->
+// web:9090). The old instances have no port named web: they once got
+// the new number from the App (9090, where they listen on nothing); now
+// they are left out of that port's endpoints, and the new instances
+// serve it once ready.
+func TestOldInstancesLackARenamedPort(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := storetest.New(t)
+	createWeb(ctx, t, s, v1.Port{Name: "http", Port: 8080, Protocol: "http"})
+	old := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"}, Metadata: v1.ObjectMeta{Name: "web-old", Namespace: "default"},
+		Spec:   v1.InstanceSpec{App: "web", Node: "n1", Revision: 1},
+		Status: v1.InstanceStatus{IP: "10.0.0.2", Ready: true}}
+	old.Spec.Template.Ports = []v1.Port{{Name: "http", Port: 8080, Protocol: "http"}}
+	if err := s.Create(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Mutate(ctx, s, "default", "web", func(a *v1.App) error {
+		a.Spec.Ports = []v1.Port{{Name: "web", Port: 9090, Protocol: "http"}}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	w := startWatcher(ctx, s)
+	var svc *discovery.Service
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if svc = w.Current().Service("default", "web"); svc != nil && len(svc.Ports) == 1 && svc.Ports[0].Name == "web" {
+			break
+		}
+	}
+	if svc == nil || len(svc.Ready) != 1 {
+		t.Fatalf("service: %+v; want web-old ready", svc)
+	}
+	if got := svc.Ready[0].PortFor(svc.Ports[0]); got != 0 {
+		t.Fatalf("web-old (no port named web in its template) is offered on port %d for it; want none (0)", got)
+	}
+}

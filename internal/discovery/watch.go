@@ -195,17 +195,24 @@ func (w *Watcher) service(a *v1.App) *Service {
 }
 
 // ownPorts is an instance's port numbers by name where they differ from
-// the App's, or nil.
+// the App's (0 where the instance has no port of an App port's name: a
+// port renamed and renumbered at once must not send the new name's
+// traffic to the old instances' new number), or nil.
 func ownPorts(inst, app []v1.Port) map[string]int {
 	var out map[string]int
-	for _, p := range inst {
-		for _, q := range app {
-			if q.Name == p.Name && q.Port != p.Port {
-				if out == nil {
-					out = map[string]int{}
-				}
-				out[p.Name] = p.Port
+	for _, q := range app {
+		n := 0
+		for _, p := range inst {
+			if p.Name == q.Name {
+				n = p.Port
+				break
 			}
+		}
+		if n != q.Port {
+			if out == nil {
+				out = map[string]int{}
+			}
+			out[q.Name] = n
 		}
 	}
 	return out

@@ -286,9 +286,10 @@ func (sr *svcRecords) addSRV(z *zones, svcName string, svc *discovery.Service, t
 		for _, ep := range svc.Ready {
 			inst := strings.ToLower(ep.Instance)
 			addr, ok := targets[inst]
-			if !ok {
+			if !ok || ep.PortFor(p) == 0 {
 				// A ready endpoint without a usable instance name
-				// cannot be a resolvable SRV target.
+				// cannot be a resolvable SRV target; one without the
+				// port (an old revision's) does not serve it.
 				continue
 			}
 			set.srv = append(set.srv, &miekg.SRV{

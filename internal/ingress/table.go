@@ -259,10 +259,13 @@ func (b *tableBuilder) build(s *discovery.Snapshot) *table {
 			}
 			be := &backend{key: key, app: app, port: p.Port, least: policy == LeastRequests}
 			for _, e := range svc.Ready {
-				if e.IP == "" {
+				port := e.PortFor(p)
+				if e.IP == "" || port == 0 {
+					// No port of that name: an instance of a revision
+					// before the port was added or renamed.
 					continue
 				}
-				addr := net.JoinHostPort(e.IP, strconv.Itoa(e.PortFor(p)))
+				addr := net.JoinHostPort(e.IP, strconv.Itoa(port))
 				be.eps = append(be.eps, b.endpoint(e.Instance+"@"+addr, addr, e.Instance, app))
 			}
 			// Start round-robin at a spread-out point so frequent

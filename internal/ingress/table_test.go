@@ -277,4 +277,13 @@ func TestBackendsUseEachInstancesOwnPort(t *testing.T) {
 	if be == nil || len(be.eps) != 2 || be.eps[0].addr != "10.0.0.1:5432" || be.eps[1].addr != "10.0.0.2:6432" {
 		t.Errorf("L4 backend %+v; want the old instance on 5432, the new on 6432", be)
 	}
+
+	// An instance without a port of that name (a rename: 0) serves
+	// none of its traffic.
+	ready[0].Ports = map[string]int{"web": 0, "db": 5432}
+	tab = b.build(snapshot(&discovery.Service{Namespace: "default", Name: "web", Ports: ports, Ready: ready}))
+	r = tab.match("web.default.localhost", "/")
+	if r == nil || len(r.backend.eps) != 1 || r.backend.eps[0].addr != "10.0.0.2:9090" {
+		t.Errorf("HTTP endpoints with the old instance lacking port web: %+v; want only the new one", r)
+	}
 }
