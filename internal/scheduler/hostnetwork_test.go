@@ -29,3 +29,41 @@ func TestHostNetworkPortsAreReserved(t *testing.T) {
 		t.Fatalf("second hostNetwork instance on port 8080 placed on node a, which already runs one on 8080 (request host ports: %v)", r.HostPorts)
 	}
 }
+
+// A finished instance frees its CPU and memory at once, but not its host
+// ports: its network namespace and port mapping stay on the node until
+// the instance is deleted. Once, another instance asking for the same
+// host port was placed there, and its traffic went to the dead one's
+// mapping.
+func TestFinishedInstanceKeepsItsHostPortsUntilDeleted(t *testing.T) {
+	mk := func(name string) *v1.Instance {
+		i := newInstance(name, "job", 3000, 6*gi)
+		i.Spec.Template.Ports = []v1.Port{{Name: "http", Port: 80, HostPort: 8080, Protocol: v1.ProtocolHTTP}}
+		return i
+	}
+	done := boundTo(mk("job-1"), "a")
+	done.Status.Phase = v1.PhaseSucceeded
+	s := NewSnapshot([]*v1.Node{newNode("a", 4000, 8*gi), newNode("b", 4000, 8*gi)}, nil)
+	s.SetInstance(done)
+	r := RequestFor(mk("job-2"))
+	if node, err := Place(s, &r); err != nil || node != "b" {
+		t.Fatalf("placed on %q (%v); want b: a still maps host port 8080 for a finished instance", node, err)
+	}
+	// Its CPU and memory are free: without the port, a fits.
+	other := newInstance("big", "other", 3000, 6*gi)
+	r = RequestFor(other)
+	s2 := NewSnapshot([]*v1.Node{newNode("a", 4000, 8*gi)}, nil)
+	s2.SetInstance(done)
+	if node, err := Place(s2, &r); err != nil || node != "a" {
+		t.Fatalf("an instance without host ports: %q, %v; want a, whose CPU and memory the finished one freed", node, err)
+	}
+	// Deleted: the port is free again.
+	if !s.Release(done.Metadata.Key()) {
+		t.Fatal("the finished instance held nothing")
+	}
+	r = RequestFor(mk("job-3"))
+	s.SetInstance(boundTo(mk("job-x"), "b"))
+	if node, err := Place(s, &r); err != nil || node != "a" {
+		t.Fatalf("after the delete: %q, %v; want a", node, err)
+	}
+}

@@ -81,6 +81,13 @@ func transport(protocol string) string {
 	return v1.ProtocolTCP
 }
 
+// holdsPorts reports whether a bound instance that no longer counts (it
+// finished) still holds host ports on its node: its agent keeps the
+// network namespace and its port mapping until the instance is deleted.
+func holdsPorts(inst *v1.Instance) bool {
+	return inst.Spec.Node != "" && len(RequestFor(inst).HostPorts) > 0
+}
+
 // counts reports whether an instance holds resources on a node: it is
 // bound and has not finished. Instances being deleted still count, because
 // their containers run until the agent has drained and stopped them.

@@ -198,7 +198,7 @@ func (s *Scheduler) session(ctx context.Context, log *slog.Logger, m *Metrics) e
 	var waiting []*v1.Instance
 	for _, inst := range insts {
 		switch {
-		case counts(inst):
+		case counts(inst) || holdsPorts(inst):
 			l.snap.SetInstance(inst)
 		case inst.Spec.Node == "" && inst.Metadata.Deleting == nil:
 			waiting = append(waiting, inst)

@@ -178,10 +178,18 @@ func (s *Snapshot) RemoveNode(name string) {
 // make room for instances that did not fit before.
 func (s *Snapshot) SetInstance(inst *v1.Instance) (freed bool) {
 	key := inst.Metadata.Key()
-	if !counts(inst) {
+	var r Request
+	switch {
+	case counts(inst):
+		r = RequestFor(inst)
+	case holdsPorts(inst):
+		// Finished: its CPU and memory are free, but its network
+		// namespace, and the port mapping in it, stay on the node
+		// until the instance is deleted.
+		r = Request{HostPorts: RequestFor(inst).HostPorts}
+	default:
 		return s.Release(key)
 	}
-	r := RequestFor(inst)
 	p, had := s.placed[key]
 	if had && s.nodes[p.node].Name == inst.Spec.Node && p.cpu == r.CPU && p.memory == r.Memory && p.app == r.App && slices.Equal(p.ports, r.HostPorts) {
 		return false
