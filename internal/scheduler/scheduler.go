@@ -520,7 +520,9 @@ func (s *Scheduler) bind(ctx context.Context, inst *v1.Instance, node string) (*
 		if i.Spec.Node != "" {
 			return fmt.Errorf("instance %s: %w to node %s", i.Metadata.Key(), errAlreadyBound, i.Spec.Node)
 		}
-		if i.Metadata.Deleting != nil {
+		if i.Metadata.Deleting != nil || i.Metadata.UID != inst.Metadata.UID {
+			// Being deleted, or deleted and made again under its
+			// name: the decision was for another object.
 			return fmt.Errorf("instance %s: %w", i.Metadata.Key(), errGone)
 		}
 		setBound(i, node)
