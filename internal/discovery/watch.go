@@ -195,9 +195,11 @@ func (w *Watcher) service(a *v1.App) *Service {
 }
 
 // ownPorts is an instance's port numbers by name where they differ from
-// the App's (0 where the instance has no port of an App port's name: a
-// port renamed and renumbered at once must not send the new name's
-// traffic to the old instances' new number), or nil.
+// the App's, or nil. An App port the instance has no port of that name
+// for is matched by number and transport (a port renamed, or left
+// unnamed beside a new one, still listens where it did); 0 if neither
+// matches (a port renamed and renumbered at once must not send the new
+// name's traffic to the old instances' new number).
 func ownPorts(inst, app []v1.Port) map[string]int {
 	var out map[string]int
 	for _, q := range app {
@@ -206,6 +208,14 @@ func ownPorts(inst, app []v1.Port) map[string]int {
 			if p.Name == q.Name {
 				n = p.Port
 				break
+			}
+		}
+		if n == 0 {
+			for _, p := range inst {
+				if p.Port == q.Port && (p.Protocol == v1.ProtocolUDP) == (q.Protocol == v1.ProtocolUDP) {
+					n = p.Port
+					break
+				}
 			}
 		}
 		if n != q.Port {
