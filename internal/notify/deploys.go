@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -29,14 +30,15 @@ const seenEvents = 4096
 // ways is sent once. It never blocks.
 func (m *Manager) ObserveEvent(e *v1.Event) {
 	status, ok := deployReasons[e.Reason]
-	if !ok || !m.firstSight(e.Metadata.Namespace+"/"+e.Metadata.Name) {
+	// Only the rollout controller's events about an App are deploys:
+	// agents report events too (about their instances, under
+	// "agent/NODE"), and one of theirs with a deploy reason must not
+	// reach chat as the controller's word.
+	if !ok || e.Object.Kind != "App" || strings.HasPrefix(e.Source, "agent/") || !m.firstSight(e.Metadata.Namespace+"/"+e.Metadata.Name) {
 		return
 	}
 	m.init()
-	app := e.Metadata.Labels[v1.LabelApp]
-	if e.Object.Kind == "App" {
-		app = e.Object.Name
-	}
+	app := e.Object.Name
 	msg := Message{Kind: KindDeploy, Status: status, App: app, Message: e.Message, Time: e.Time, Severity: "info"}
 	if status != StatusSucceeded {
 		msg.Severity = "warning"
