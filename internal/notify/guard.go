@@ -36,6 +36,11 @@ var refusedPrefixes = []struct {
 	{netip.MustParsePrefix("fe80::/10"), "link-local"},
 	{netip.MustParsePrefix("fc00::/7"), "private"},
 	{netip.MustParsePrefix("ff00::/8"), "multicast"},
+	// Addresses that carry an IPv4 address a translator on the way may
+	// turn into a private one.
+	{netip.MustParsePrefix("64:ff9b::/96"), "NAT64"},
+	{netip.MustParsePrefix("64:ff9b:1::/48"), "NAT64 (local use)"},
+	{netip.MustParsePrefix("2002::/16"), "6to4"},
 }
 
 // Guard decides which addresses notifications may connect to. The zero
@@ -112,7 +117,9 @@ func localAddrs() []netip.Addr {
 // Check returns an error wrapping ErrTargetRefused if ip may not be
 // reached from a namespace without allowPrivateTargets.
 func (g *Guard) Check(ip netip.Addr) error {
-	ip = ip.Unmap()
+	// A zone ("::1%lo") puts an address outside every prefix, while the
+	// kernel connects to it all the same.
+	ip = ip.WithZone("").Unmap()
 	if !ip.IsValid() {
 		return fmt.Errorf("%w: invalid address", ErrTargetRefused)
 	}
