@@ -2,8 +2,14 @@ package v1
 
 import (
 	"fmt"
+	"maps"
+	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Alert conditions.
@@ -105,10 +111,15 @@ func (a *AlertRule) Validate() FieldErrors {
 	default:
 		errs.add("spec.severity", "must be info, warning or critical")
 	}
+	seen := map[string]int{}
 	for i, n := range s.Notifiers {
 		if msg := ValidateName(n, 63); msg != "" {
 			errs.add(fmt.Sprintf("spec.notifiers[%d]", i), "%s", msg)
 		}
+		if j, dup := seen[n]; dup {
+			errs.add(fmt.Sprintf("spec.notifiers[%d]", i), "%q is already named by spec.notifiers[%d]", n, j)
+		}
+		seen[n] = i
 	}
 	return errs
 }
@@ -178,7 +189,26 @@ func (n *Notifier) Validate() FieldErrors {
 			errs.add(fmt.Sprintf("spec.events[%d]", i), "must be alerts or deploys")
 		}
 	}
+	for _, k := range slices.Sorted(maps.Keys(s.Headers)) {
+		f := "spec.headers[" + strconv.Quote(k) + "]"
+		switch {
+		case !httpguts.ValidHeaderFieldName(k):
+			errs.add(f, "is not a valid header name (letters, digits and !#$%%&'*+-.^_`|~ only)")
+		case !httpguts.ValidHeaderFieldValue(s.Headers[k]):
+			errs.add(f, "the value holds a control character (a line break?)")
+		case notifierOwnHeaders[http.CanonicalHeaderKey(k)]:
+			errs.add(f, "is set by the delivery itself and cannot be given")
+		}
+	}
 	return errs
+}
+
+// notifierOwnHeaders are the headers a delivery sets, or that describe
+// the connection rather than the message.
+var notifierOwnHeaders = map[string]bool{
+	"Host": true, "Content-Length": true, "Content-Type": true, "Transfer-Encoding": true, "Connection": true,
+	"Keep-Alive": true, "Proxy-Connection": true, "Te": true, "Trailer": true, "Upgrade": true,
+	"User-Agent": true, "X-Gantry-Delivery": true, "X-Gantry-Event": true,
 }
 
 func init() {
