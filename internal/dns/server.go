@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -45,9 +46,6 @@ type Server struct {
 	// rebuilding it.
 	idx   atomic.Pointer[index]
 	build sync.Mutex
-	// turn rotates the order of a service's addresses from one answer
-	// to the next (see rotate).
-	turn atomic.Uint32
 
 	// ctx ends at Close: it stops the snapshot subscription, every Serve
 	// call and forwarding in flight.
@@ -629,27 +627,29 @@ func addrRecords(q miekg.Question, ips []net.IP, ttl uint32) []miekg.RR {
 	return out
 }
 
-// withOwner returns rrs with the owner name spelled as the client asked
-// (qname) where it differs from the index's lower-case name: resolvers
-// that randomise case (DNS 0x20) like to see their spelling back. The
-// shared records are copied, never changed.
-// rotate returns the addresses (or SRV records) of a name starting one
-// further along than the last answer did, as CoreDNS's loadbalance
-// does: clients dial the first address they get (Go's resolver keeps the
-// order of IPv4 answers), so a fixed order would send every client in the
-// cluster to the same instance. rrs is shared and is not modified.
+// rotate returns the addresses (or SRV records) of a name rotated by a
+// random number of places, as CoreDNS's loadbalance shuffles them:
+// clients dial the first address they get (Go's resolver keeps the order
+// of IPv4 answers), so a fixed order would send every client in the
+// cluster to the same instance. (A counter shared by every name would
+// not do: a client that looks up two services in turn would see each
+// always start at the same place.) rrs is shared and is not modified.
 func (s *Server) rotate(rrs []miekg.RR, qtype uint16) []miekg.RR {
 	n := len(rrs)
 	if n < 2 || (qtype != miekg.TypeA && qtype != miekg.TypeAAAA && qtype != miekg.TypeSRV) {
 		return rrs
 	}
-	k := int(s.turn.Add(1) % uint32(n))
+	k := rand.N(n)
 	out := make([]miekg.RR, n)
 	copy(out, rrs[k:])
 	copy(out[n-k:], rrs[:k])
 	return out
 }
 
+// withOwner returns rrs with the owner name spelled as the client asked
+// (qname) where it differs from the index's lower-case name: resolvers
+// that randomise case (DNS 0x20) like to see their spelling back. The
+// shared records are copied, never changed.
 func withOwner(rrs []miekg.RR, qname, name string) []miekg.RR {
 	if qname == name || len(rrs) == 0 {
 		return rrs
