@@ -67,3 +67,25 @@ func TestFinishedInstanceKeepsItsHostPortsUntilDeleted(t *testing.T) {
 		t.Fatalf("after the delete: %q, %v; want a", node, err)
 	}
 }
+
+// A finished hostNetwork instance has no port mapping to keep (the agent
+// sets up CNI port mappings only for ports[].hostPort, and a hostNetwork
+// container's listening socket dies with its process): its container
+// ports are free once it finishes. A first version kept them reserved,
+// and a single-node cluster could not place the next instance of a
+// hostNetwork App while a finished one was kept.
+func TestFinishedHostNetworkInstanceFreesItsPorts(t *testing.T) {
+	mk := func(name string) *v1.Instance {
+		i := newInstance(name, "edge", 100, 128*mi)
+		i.Spec.Template.SecurityContext = &v1.SecurityContext{HostNetwork: true}
+		i.Spec.Template.Ports = []v1.Port{{Name: "http", Port: 8080, Protocol: v1.ProtocolHTTP}}
+		return i
+	}
+	done := boundTo(mk("edge-1"), "a")
+	done.Status.Phase = v1.PhaseFailed
+	s := NewSnapshot([]*v1.Node{newNode("a", 4000, 8*gi)}, []*v1.Instance{done})
+	r := RequestFor(mk("edge-2"))
+	if node, err := Place(s, &r); err != nil || node != "a" {
+		t.Fatalf("placed on %q (%v); want a: the finished hostNetwork instance listens on nothing", node, err)
+	}
+}

@@ -83,9 +83,26 @@ func transport(protocol string) string {
 
 // holdsPorts reports whether a bound instance that no longer counts (it
 // finished) still holds host ports on its node: its agent keeps the
-// network namespace and its port mapping until the instance is deleted.
+// network namespace and its port mappings until the instance is deleted.
 func holdsPorts(inst *v1.Instance) bool {
-	return inst.Spec.Node != "" && len(RequestFor(inst).HostPorts) > 0
+	return inst.Spec.Node != "" && len(mappedHostPorts(inst)) > 0
+}
+
+// mappedHostPorts are the host ports the agent maps into an instance's
+// network namespace (ports[].hostPort). A hostNetwork instance has none:
+// its ports are its process's own sockets, gone when it exits.
+func mappedHostPorts(inst *v1.Instance) []HostPort {
+	t := &inst.Spec.Template
+	if t.SecurityContext != nil && t.SecurityContext.HostNetwork {
+		return nil
+	}
+	var out []HostPort
+	for _, p := range t.Ports {
+		if hp := (HostPort{Port: p.HostPort, Protocol: transport(p.Protocol)}); p.HostPort > 0 && !slices.Contains(out, hp) {
+			out = append(out, hp)
+		}
+	}
+	return out
 }
 
 // counts reports whether an instance holds resources on a node: it is

@@ -186,7 +186,7 @@ func (s *Snapshot) SetInstance(inst *v1.Instance) (freed bool) {
 		// Finished: its CPU and memory are free, but its network
 		// namespace, and the port mapping in it, stay on the node
 		// until the instance is deleted.
-		r = Request{HostPorts: RequestFor(inst).HostPorts}
+		r = Request{HostPorts: mappedHostPorts(inst)}
 	default:
 		return s.Release(key)
 	}
