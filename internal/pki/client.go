@@ -56,7 +56,17 @@ var ErrNodeListener = errors.New("the server presented a node agent's certificat
 
 // ErrRouteCert is the error of a TLS client that reached an app's route
 // where it expected the API server or the registry.
-var ErrRouteCert = errors.New("the server presented the certificate of an app's route (tls: auto), not the Gantry API server's or registry's: refusing it")
+var ErrRouteCert = errors.New("the server presented the certificate of an app's route (tls: auto), not a Gantry server's or agent's: refusing it")
+
+// RefuseRoutes is a tls.Config VerifyConnection for the API server as a
+// client of agents: it refuses an app route's certificate, which a
+// tenant may have had issued for a node's name or address.
+func RefuseRoutes(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) > 0 && slices.Contains(cs.PeerCertificates[0].Subject.Organization, RouteOrganization) {
+		return ErrRouteCert
+	}
+	return nil
+}
 
 // RefuseNodeListeners is a tls.Config VerifyConnection for clients of the
 // API server and the registry: it refuses a peer whose certificate is a

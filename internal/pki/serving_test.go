@@ -363,4 +363,24 @@ func TestRouteServingCertIsMarked(t *testing.T) {
 	if err := RefuseNodeListeners(tls.ConnectionState{PeerCertificates: []*x509.Certificate{old.Leaf}}); err != nil {
 		t.Fatalf("API client check of the platform's certificate: %v", err)
 	}
+	// The API server, as the agents' client, refuses a route's
+	// certificate and takes a node listener's.
+	if err := RefuseRoutes(tls.ConnectionState{PeerCertificates: []*x509.Certificate{c.Leaf}}); !errors.Is(err, ErrRouteCert) {
+		t.Fatalf("agent client check of a route certificate: %v; want ErrRouteCert", err)
+	}
+	key, err := NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodePEM, err := ca.SignServer(key.Public(), []string{"n1"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := ParseCert(nodePEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := RefuseRoutes(tls.ConnectionState{PeerCertificates: []*x509.Certificate{node}}); err != nil {
+		t.Fatalf("agent client check of a node listener's certificate: %v", err)
+	}
 }

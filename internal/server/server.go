@@ -246,8 +246,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.Nodes.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.CA.Pool(), Certificates: []tls.Certificate{cc}, MinVersion: tls.VersionTLS12},
-			ForceAttemptHTTP2: false, IdleConnTimeout: 90 * time.Second}
+		// A route's certificate for a node's name or address is the
+		// cluster CA's too: it must not pass for the agent.
+		s.Nodes.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.CA.Pool(), Certificates: []tls.Certificate{cc}, MinVersion: tls.VersionTLS12,
+			VerifyConnection: pki.RefuseRoutes}, ForceAttemptHTTP2: false, IdleConnTimeout: 90 * time.Second}
 	}
 	if s.Registry != nil {
 		opts = append(opts, apiserver.WithImageResolver(imageResolver{host: cfg.RegistryHost, reg: s.Registry}),
