@@ -39,18 +39,27 @@ func newNodeIdentity(path string, id *identity) (*nodeIdentity, error) {
 
 // set checks that id's certificates go with its key and makes it current.
 func (n *nodeIdentity) set(id identity) error {
-	cert, err := tls.X509KeyPair([]byte(id.Certificate), []byte(id.Key))
+	cert, serverCert, err := keyPairs(id)
 	if err != nil {
-		return fmt.Errorf("node certificate: %w", err)
-	}
-	serverCert, err := tls.X509KeyPair([]byte(id.ServerCert), []byte(id.Key))
-	if err != nil {
-		return fmt.Errorf("agent listener certificate: %w", err)
+		return err
 	}
 	n.mu.Lock()
-	n.id, n.cert, n.serverCert = id, &cert, &serverCert
+	n.id, n.cert, n.serverCert = id, cert, serverCert
 	n.mu.Unlock()
 	return nil
+}
+
+// keyPairs parses id's client and listener certificates with its key.
+func keyPairs(id identity) (cert, serverCert *tls.Certificate, err error) {
+	c, err := tls.X509KeyPair([]byte(id.Certificate), []byte(id.Key))
+	if err != nil {
+		return nil, nil, fmt.Errorf("node certificate: %w", err)
+	}
+	sc, err := tls.X509KeyPair([]byte(id.ServerCert), []byte(id.Key))
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent listener certificate: %w", err)
+	}
+	return &c, &sc, nil
 }
 
 func (n *nodeIdentity) current() identity {
@@ -124,6 +133,10 @@ func (n *nodeIdentity) renew(ctx context.Context, api *client.Client) error {
 	}
 	if name, ok := pki.NodeFromCert(leaf); !ok || name != cur.Node {
 		return fmt.Errorf("the renewed certificate is for %q, not node %s", name, cur.Node)
+	}
+	// Nothing the agent could not start from reaches the file.
+	if _, _, err := keyPairs(next); err != nil {
+		return fmt.Errorf("renewed identity: %w", err)
 	}
 	if err := writeIdentity(n.path, &next); err != nil {
 		return err
