@@ -2,11 +2,9 @@ package notify
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"net/url"
 	"syscall"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -155,32 +153,4 @@ func (g *Guard) control(network, address string, _ syscall.RawConn) error {
 		return fmt.Errorf("%w: cannot parse dialled address %q", ErrTargetRefused, address)
 	}
 	return g.Check(ap.Addr())
-}
-
-// CheckURL resolves a notifier URL's host and checks every address it
-// resolves to, for an early, friendly refusal at admission or on test.
-// Delivery checks again at connect time regardless.
-func (g *Guard) CheckURL(ctx context.Context, raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
-		return fmt.Errorf("%w: notifier URL must be an http or https URL", v1.ErrInvalid)
-	}
-	host := u.Hostname()
-	if ip, err := netip.ParseAddr(host); err == nil {
-		return g.Check(ip)
-	}
-	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-	if err != nil {
-		return fmt.Errorf("resolve %s: %w", host, err)
-	}
-	var errs []error
-	for _, ip := range ips {
-		if err := g.Check(ip); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%s resolves to a refused address: %w", host, errors.Join(errs...))
-	}
-	return nil
 }

@@ -1,7 +1,6 @@
 package notify
 
 import (
-	"context"
 	"errors"
 	"net/netip"
 	"strings"
@@ -60,31 +59,6 @@ func TestGuardWithAnUnspecifiedServerAddressRefusesThisMachine(t *testing.T) {
 		if err := g.Check(ip); err == nil {
 			t.Errorf("local address %s is allowed", ip)
 		}
-	}
-}
-
-func TestCheckURL(t *testing.T) {
-	g := &Guard{}
-	ctx := context.Background()
-	tests := []struct {
-		name    string
-		url     string
-		wantErr error
-	}{
-		{"a loopback literal is refused", "http://127.0.0.1:9000/hook", ErrTargetRefused},
-		{"localhost is resolved and refused", "http://localhost:9000/hook", ErrTargetRefused},
-		{"the metadata service is refused", "http://169.254.169.254/latest/meta-data", ErrTargetRefused},
-		{"a private address is refused", "https://10.0.0.5/hook", ErrTargetRefused},
-		{"a public literal is allowed", "https://198.51.100.7/hook", nil},
-		{"a non-http scheme is invalid", "file:///etc/passwd", v1.ErrInvalid},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := g.CheckURL(ctx, tt.url)
-			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
-				t.Fatalf("CheckURL(%s) = %v, want %v", tt.url, err, tt.wantErr)
-			}
-		})
 	}
 }
 
