@@ -294,20 +294,27 @@ func (f *front) serveConn(c net.Conn, cs *connState) {
 			head, _ = br.Peek(n)
 			req = parseHead(head)
 		}
-		if req == nil || !frontEligible(req, head) {
-			if framedTwice(head) {
+		eligible := req != nil && frontEligible(req, head)
+		// Go's reader drops Transfer-Encoding from an HTTP/1.0 request,
+		// so such a request can look eligible: its head is read too.
+		if !eligible || !req.ProtoAtLeast(1, 1) {
+			if why := badFraming(head); why != "" {
 				// RFC 9112 6.1: a request with both Content-Length and
-				// Transfer-Encoding is a smuggling attempt or a broken
-				// client. net/http would read it as chunked and keep the
-				// connection; a proxy in front of us may have read it by
-				// its length, and take what we read as the next request
-				// for part of this one. Refuse it, and close.
+				// Transfer-Encoding, or an HTTP/1.0 one with
+				// Transfer-Encoding, is a smuggling attempt or a broken
+				// client. net/http would read the first as chunked, and
+				// ignore the field of the second (so read its body as
+				// the next request), and keep the connection; a proxy
+				// in front of us may have framed it otherwise. Refuse
+				// it, and close.
 				if flushPending(c, bw) {
-					writeFrontRefusal(c, "the request gives both Content-Length and Transfer-Encoding: send one of them")
+					writeFrontRefusal(c, why)
 				}
-				f.p.log.Debug("refused a request framed twice", "remote", remote)
+				f.p.log.Debug("refused a badly framed request", "remote", remote, "why", why)
 				return
 			}
+		}
+		if !eligible {
 			// Everything net/http should see: the head has only been
 			// peeked, so the replay starts at this request.
 			pending, _ := br.Peek(br.Buffered())
@@ -349,14 +356,19 @@ func (f *front) serveConn(c net.Conn, cs *connState) {
 	}
 }
 
-// framedTwice reports whether a request head has both a Content-Length
-// and a Transfer-Encoding field.
-func framedTwice(head []byte) bool {
-	_, rest, ok := cutCRLF(head)
+// badFraming says what is wrong with the framing of a request head, or ""
+// if nothing is: both a Content-Length and a Transfer-Encoding field, or a
+// Transfer-Encoding field in a request older than HTTP/1.1 (RFC 9112 6.1).
+// Lines may end in a bare LF, as textproto, and so net/http, take them.
+func badFraming(head []byte) string {
+	line, rest, ok := cutLine(head)
+	if !ok {
+		return ""
+	}
+	old := bytes.HasSuffix(line, []byte(" HTTP/1.0")) || bytes.HasSuffix(line, []byte(" HTTP/0.9"))
 	cl, te := false, false
 	for ok {
-		var line []byte
-		if line, rest, ok = cutCRLF(rest); !ok || len(line) == 0 {
+		if line, rest, ok = cutLine(rest); !ok || len(line) == 0 {
 			break
 		}
 		name, _, found := bytes.Cut(line, []byte(":"))
@@ -366,7 +378,22 @@ func framedTwice(head []byte) bool {
 		cl = cl || asciiEqualFold(name, "Content-Length")
 		te = te || asciiEqualFold(name, "Transfer-Encoding")
 	}
-	return cl && te
+	switch {
+	case cl && te:
+		return "the request gives both Content-Length and Transfer-Encoding: send one of them"
+	case te && old:
+		return "an HTTP/1.0 request cannot use Transfer-Encoding: give its body a Content-Length, or send HTTP/1.1"
+	}
+	return ""
+}
+
+// cutLine cuts the first line off b, ended by LF or CRLF.
+func cutLine(b []byte) (line, rest []byte, ok bool) {
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return nil, nil, false
+	}
+	return bytes.TrimSuffix(b[:i], []byte("\r")), b[i+1:], true
 }
 
 // writeFrontRefusal answers 400 with msg, on a connection that closes

@@ -148,6 +148,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// (An extended CONNECT, a WebSocket over HTTP/2, is a tunnel.)
 		st.rec.sendTimeout, st.rec.perWrite = p.cfg.ClientSendTimeout, true
 	}
+	if _, front := w.(*frontWriter); !front && r.ProtoMajor == 1 && r.ProtoMinor == 0 {
+		// net/http drops an HTTP/1.0 request's Transfer-Encoding field
+		// and reads no body; the front refuses such requests, but sees
+		// only heads that fit its buffer. A connection that ends with
+		// the answer has no next request for a body to pass for.
+		w.Header().Set("Connection", "close")
+	}
 	host := canonicalHost(r.Host)
 	defer func() {
 		if st.body != nil {
