@@ -252,7 +252,7 @@ func (f *front) serveConn(c net.Conn, cs *connState) {
 	f.mu.Lock()
 	cs.watch = watch
 	f.mu.Unlock()
-	fw := &frontWriter{bw: bw, h: make(http.Header, 8), watch: watch, c: c, sendSlack: sendSlack(f.p.cfg.ClientSendTimeout)}
+	fw := &frontWriter{bw: bw, h: make(http.Header, 8), watch: watch, c: c, sendSlack: sendSlack(f.p.cfg.ClientSendTimeout), closing: &f.closing}
 	// idleDeadline is the read deadline on c while it is the idle one, or
 	// zero once something else set c's deadline. Setting a deadline costs
 	// a runtime timer update, so it is moved only when less than a full
@@ -552,6 +552,10 @@ type frontWriter struct {
 	// so that one set for an earlier answer spares a timer update.
 	sendBy    time.Time
 	sendSlack time.Duration
+	// closing is the front's: once it shuts down, answers say
+	// Connection: close, as net/http's do, so that no client sends
+	// another request on a connection about to close.
+	closing *atomic.Bool
 
 	status     int
 	wroteHead  bool
@@ -564,7 +568,7 @@ type frontWriter struct {
 // reset prepares fw, which lives as long as its connection, for req.
 func (fw *frontWriter) reset(req *http.Request) {
 	clear(fw.h)
-	*fw = frontWriter{bw: fw.bw, h: fw.h, watch: fw.watch, c: fw.c, sendBy: fw.sendBy, sendSlack: fw.sendSlack, req: req}
+	*fw = frontWriter{bw: fw.bw, h: fw.h, watch: fw.watch, c: fw.c, sendBy: fw.sendBy, sendSlack: fw.sendSlack, closing: fw.closing, req: req}
 }
 
 // SetWriteDeadline moves the connection's write deadline, for
@@ -666,7 +670,7 @@ func (fw *frontWriter) writeHead() {
 	if !fw.chunked {
 		delete(fw.h, "Trailer")
 	}
-	if fw.req.Close {
+	if fw.req.Close || fw.closing != nil && fw.closing.Load() {
 		fw.closeAfter = true
 	}
 	switch {
