@@ -318,6 +318,17 @@ func (p *Proxy) roundTripFast(st *reqState, pc *pconn, r *http.Request) (*http.R
 	}
 	// Heads too long for readSimpleResponse's buffer are read with a
 	// limit, as http.Transport reads them, and so are interim answers.
+	// A kept-alive connection the instance had closed ends (or is reset)
+	// before the first byte of an answer: that, and only that, is stale.
+	// Once any byte came, the instance took the request, and a retry
+	// could run it twice. (ReadResponse says io.ErrUnexpectedEOF for an
+	// end before the first byte too, hence the Peek.)
+	if _, err := pc.br.Peek(1); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+			return nil, errStale
+		}
+		return nil, err
+	}
 	defer pc.lim.off()
 	for interim := 0; ; interim++ {
 		if interim > maxInterimResponses {
@@ -326,9 +337,6 @@ func (p *Proxy) roundTripFast(st *reqState, pc *pconn, r *http.Request) (*http.R
 		pc.lim.on(maxResponseHeadBytes - int64(pc.br.Buffered()))
 		resp, err := http.ReadResponse(pc.br, r)
 		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
-				return nil, errStale
-			}
 			return nil, err
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
