@@ -235,8 +235,8 @@ func (f *front) serveConn(c net.Conn, cs *connState) {
 	defer func() {
 		f.untrack(c)
 		if !handedOff {
-			// Answers to pipelined requests wait in bw for the last of
-			// them; whatever ends the connection, they go out first.
+			// What bw still holds (an answer the connection ends
+			// behind) goes out first, whatever ends the connection.
 			flushPending(c, bw)
 			c.Close()
 		}
@@ -347,11 +347,12 @@ func (f *front) serveConn(c net.Conn, cs *connState) {
 			bw.Flush()
 			return
 		}
-		// Pipelined requests are answered in one write.
-		if br.Buffered() == 0 {
-			if bw.Flush() != nil {
-				return
-			}
+		// Each answer goes out whole before the next request is read:
+		// a pipelined request behind it may wait on its instance, or
+		// on the rest of its head, for as long as it takes, and must
+		// not hold back an answer that is ready (as net/http does).
+		if bw.Flush() != nil {
+			return
 		}
 	}
 }
@@ -415,8 +416,8 @@ func writeFrontRefusal(c net.Conn, msg string) {
 	}
 }
 
-// pendingFlushTimeout bounds the last write of answers to pipelined
-// requests when a connection ends or changes hands, so that a client that
+// pendingFlushTimeout bounds the last write of what the front holds for a
+// client when a connection ends or changes hands, so that a client that
 // stopped reading cannot hold it.
 const pendingFlushTimeout = 10 * time.Second
 

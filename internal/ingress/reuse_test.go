@@ -35,9 +35,9 @@ func rawService(t *testing.T, name string, handle func(net.Conn)) *discovery.Ser
 		Ready: []discovery.Endpoint{{Instance: name + "-0", IP: addr.IP.String()}}}
 }
 
-// Answers to pipelined requests wait in the front's buffer for the last
-// of them; they must reach the client whatever ends the batch: a request
-// handed to net/http, an aborted answer, or the client closing its side.
+// Answers to pipelined requests must reach the client whatever ends the
+// batch: a request handed to net/http, an aborted answer, or the client
+// closing its side.
 func TestPipelinedAnswersAreNotLost(t *testing.T) {
 	app := func(name string) http.Handler {
 		echo := echoHandler(name)
