@@ -21,6 +21,10 @@ type finding struct {
 	message string
 	// app is the one App the subjects belong to, if there is one.
 	app string
+	// unknown counts the instances the condition could not be judged
+	// for (no usage sample, or no restart count from the start of the
+	// rule's window) and did not hold for on what was known.
+	unknown int
 }
 
 func (f finding) holds() bool { return len(f.subjects) > 0 }
@@ -32,8 +36,9 @@ type snapshot struct {
 	instances []*v1.Instance
 	apps      []*v1.App
 	nodes     []*v1.Node
-	// increase returns how much an instance's restarts grew within d.
-	increase func(i *v1.Instance, d time.Duration) int
+	// increase returns how much an instance's restarts grew within d,
+	// and whether the count at the start of d is known.
+	increase func(i *v1.Instance, d time.Duration) (int, bool)
 }
 
 // measured is one subject's measure.
@@ -86,11 +91,20 @@ func (s *snapshot) fresh(i *v1.Instance) time.Duration {
 	return max(3*s.window.InstanceInterval(i.Metadata.Namespace, i.Metadata.Name), minFresh)
 }
 
-// instanceValue measures one instance for a cpu, memory or restarts rule.
-func (s *snapshot) instanceValue(r *v1.AlertRule, i *v1.Instance) (float64, bool) {
+// instanceValue measures one instance for a cpu, memory or restarts rule:
+// ok is false when there is no measure, and partial when the measure may
+// fall short (a restart increase from an unknown starting count).
+func (s *snapshot) instanceValue(r *v1.AlertRule, i *v1.Instance) (v float64, ok, partial bool) {
 	if r.Spec.Condition == v1.AlertRestarts {
-		return float64(s.increase(i, r.Spec.Window.D())), true
+		n, known := s.increase(i, r.Spec.Window.D())
+		return float64(n), true, !known
 	}
+	v, ok = s.usage(r, i)
+	return v, ok, false
+}
+
+// usage measures one instance for a cpu or memory rule.
+func (s *snapshot) usage(r *v1.AlertRule, i *v1.Instance) (float64, bool) {
 	if s.window == nil {
 		return 0, false
 	}
@@ -113,9 +127,11 @@ func (s *snapshot) instanceValue(r *v1.AlertRule, i *v1.Instance) (float64, bool
 func checkInstances(r *v1.AlertRule, s *snapshot) finding {
 	var over []measured
 	var worst float64
+	unknown := 0
 	for _, i := range s.ruleInstances(r) {
-		v, ok := s.instanceValue(r, i)
+		v, ok, partial := s.instanceValue(r, i)
 		if !ok {
+			unknown++
 			continue
 		}
 		worst = max(worst, v)
@@ -124,11 +140,14 @@ func checkInstances(r *v1.AlertRule, s *snapshot) finding {
 		if r.Spec.Condition == v1.AlertRestarts {
 			hit = v >= r.Spec.Threshold
 		}
-		if hit {
+		switch {
+		case hit:
 			over = append(over, measured{subject: "instance/" + i.Metadata.Name, name: i.Metadata.Name, app: i.Spec.App, value: v})
+		case partial:
+			unknown++
 		}
 	}
-	f := finding{value: round(worst)}
+	f := finding{value: round(worst), unknown: unknown}
 	if len(over) == 0 {
 		return f
 	}

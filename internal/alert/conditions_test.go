@@ -60,8 +60,8 @@ func TestConditions(t *testing.T) {
 		},
 		apps:  []*v1.App{appObj("web", 2), appObj("api", 1), appObj("idle", 0), appObj("old", 3)},
 		nodes: []*v1.Node{{Metadata: v1.ObjectMeta{Name: "n1"}, Status: v1.NodeStatus{Ready: true}}, {Metadata: v1.ObjectMeta{Name: "n2"}, Status: v1.NodeStatus{Message: "no heartbeat for 40s"}}},
-		increase: func(i *v1.Instance, d time.Duration) int {
-			return map[string]int{"web-a": 5, "web-b": 1, "web-gone": 50}[i.Metadata.Name]
+		increase: func(i *v1.Instance, d time.Duration) (int, bool) {
+			return map[string]int{"web-a": 5, "web-b": 1, "web-gone": 50}[i.Metadata.Name], true
 		},
 	}
 	onlyWeb := func(r *v1.AlertRule) { r.Spec.App = "web" }
@@ -169,7 +169,7 @@ func TestRestartIncreaseWithinAWindow(t *testing.T) {
 				i.Status.Restarts = o.n
 				l.observe(o.t, []*v1.Instance{i}, time.Hour)
 			}
-			if got := l.increase(w, t0.Add(tt.now), i, tt.window); got != tt.want {
+			if got, _ := l.increase(w, t0.Add(tt.now), i, tt.window); got != tt.want {
 				t.Fatalf("increase = %d, want %d (log %v)", got, tt.want, l.byKey)
 			}
 		})
@@ -220,7 +220,7 @@ func TestUsageRulesCountASampleForThreeSamplingIntervals(t *testing.T) {
 			}
 			s := &snapshot{now: now, window: w}
 			for _, cond := range []string{v1.AlertCPU, v1.AlertMemory} {
-				v, ok := s.instanceValue(rule("r", cond, 80), inst("web-a", "web"))
+				v, ok, _ := s.instanceValue(rule("r", cond, 80), inst("web-a", "web"))
 				if ok != tt.counted || ok && v < 89.9 {
 					t.Fatalf("%s rule: value %v, counted %v; want counted %v", cond, v, ok, tt.counted)
 				}

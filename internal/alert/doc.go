@@ -8,7 +8,11 @@
 //
 // The rule's stored status is the state machine's memory, so a restarted
 // or newly elected server continues where the last one stopped instead of
-// firing everything again. A transition is notified only after its status
+// firing everything again. The usage samples and restart history the
+// instance conditions read are in memory, though: until a restarted
+// evaluator has seen enough of them (a minute, or a restarts rule's
+// window), it leaves a firing or pending rule as stored rather than take
+// their absence for the condition's end. A transition is notified only after its status
 // write succeeded with compare-and-swap against the revision the
 // evaluator read: two evaluators racing over the same rule notify once.
 //

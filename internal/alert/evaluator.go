@@ -82,6 +82,10 @@ type Evaluator struct {
 	evalMu    sync.Mutex
 	restarts  restartLog
 	lastRules map[string]bool
+	// started is when Run had synced: the metrics window and the
+	// restart history, which the instance conditions read, are in
+	// memory and begin empty then (see warmingUp).
+	started time.Time
 }
 
 func (e *Evaluator) init() {
@@ -138,6 +142,7 @@ func (e *Evaluator) Run(ctx context.Context) {
 		case <-ch:
 		}
 	}
+	e.started = e.Now()
 	close(e.ready)
 	if e.Window != nil {
 		e.Window.OnReport(func(metrics.Report) {
@@ -191,7 +196,7 @@ func (e *Evaluator) Evaluate(ctx context.Context) error {
 	snap := &snapshot{
 		now: now, window: e.Window, instances: instances,
 		apps: e.apps.List(nil), nodes: e.nodes.List(nil),
-		increase: func(i *v1.Instance, d time.Duration) int { return e.restarts.increase(e.Window, now, i, d) },
+		increase: func(i *v1.Instance, d time.Duration) (int, bool) { return e.restarts.increase(e.Window, now, i, d) },
 	}
 	var errs []error
 	seen := map[string]bool{}
@@ -286,9 +291,40 @@ func sameTime(a, b *time.Time) bool {
 	return a.Equal(*b)
 }
 
+// warmUpSamples is how long after its start the evaluator waits for
+// instances' usage samples before it takes their absence for a cpu or
+// memory condition that no longer holds: three sampling intervals at the
+// agents' default, and minFresh.
+const warmUpSamples = time.Minute
+
+// warmingUp reports whether the evaluator, started at e.started, has yet
+// to see enough of the instances to tell that r's condition no longer
+// holds: a cpu or memory rule until usage samples have come in, a
+// restarts rule for its window (the restart history is rebuilt from what
+// this process sees).
+func (e *Evaluator) warmingUp(r *v1.AlertRule, now time.Time) bool {
+	if e.started.IsZero() {
+		return false
+	}
+	switch r.Spec.Condition {
+	case v1.AlertCPU, v1.AlertMemory:
+		return now.Sub(e.started) < warmUpSamples
+	case v1.AlertRestarts:
+		return now.Sub(e.started) < r.Spec.Window.D()
+	}
+	return false
+}
+
 func (e *Evaluator) evaluateRule(ctx context.Context, r *v1.AlertRule, snap *snapshot) error {
 	f := check(r, snap)
 	prev := r.Status
+	if !f.holds() && f.unknown > 0 && (prev.State == v1.AlertFiring || prev.State == v1.AlertPending) && e.warmingUp(r, snap.now) {
+		// A restarted server has no samples or restart history yet for
+		// some instances: that says nothing about the condition, so
+		// the stored state stands until it has (or until the condition
+		// is seen to hold, or every instance is judged).
+		return nil
+	}
 	st, transition := advance(prev, f, r.Spec.For.D(), snap.now)
 	if e.Metrics != nil {
 		v := 0.0

@@ -52,8 +52,13 @@ func (l *restartLog) observe(now time.Time, instances []*v1.Instance, keep time.
 }
 
 // increase returns how much i's restarts grew in the d before now, from
-// the evaluator's own observations and the metrics window's samples.
-func (l *restartLog) increase(w *metrics.Window, now time.Time, i *v1.Instance, d time.Duration) int {
+// the evaluator's own observations and the metrics window's samples, and
+// whether the count at the start of that time is known (an observation
+// from then, or an instance created since). When it is not (the
+// evaluator started within d, and the window has no sample from then),
+// the increase is counted from the lowest count seen, which may fall
+// short of the true one, never exceed it.
+func (l *restartLog) increase(w *metrics.Window, now time.Time, i *v1.Instance, d time.Duration) (int, bool) {
 	start := now.Add(-d)
 	obs := append([]observation(nil), l.byKey[i.Metadata.Key()]...)
 	obs = append(obs, observation{t: now, n: i.Status.Restarts})
@@ -78,9 +83,10 @@ func (l *restartLog) increase(w *metrics.Window, now time.Time, i *v1.Instance, 
 		}
 	}
 	baseline := base.n
+	known := haveBase
 	if !haveBase {
 		if !i.Metadata.Created.IsZero() && !i.Metadata.Created.Before(start) {
-			baseline = 0
+			baseline, known = 0, true
 		} else {
 			baseline = -1
 			for _, o := range obs {
@@ -96,5 +102,5 @@ func (l *restartLog) increase(w *metrics.Window, now time.Time, i *v1.Instance, 
 			current = max(current, o.n)
 		}
 	}
-	return max(current-baseline, 0)
+	return max(current-baseline, 0), known
 }
