@@ -151,9 +151,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if _, front := w.(*frontWriter); !front && r.ProtoMajor == 1 && r.ProtoMinor == 0 {
 		// net/http drops an HTTP/1.0 request's Transfer-Encoding field
 		// and reads no body; the front refuses such requests, but sees
-		// only heads that fit its buffer. A connection that ends with
-		// the answer has no next request for a body to pass for.
-		w.Header().Set("Connection", "close")
+		// only heads that fit its buffer (and none over TLS). A
+		// connection that ends with the answer has no next request for
+		// a body to pass for.
+		st.rec.closeAfter = true
 	}
 	host := canonicalHost(r.Host)
 	defer func() {
@@ -186,7 +187,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// request, but one whose head is too large for it comes here:
 		// end the connection after it (RFC 9112 6.1), so that nothing a
 		// proxy in front read by the length is taken for a request.
-		w.Header().Set("Connection", "close")
+		st.rec.closeAfter = true
 	}
 	clean, ok := cleanRequestPath(r.URL.Path)
 	if !ok {
@@ -661,6 +662,11 @@ type recorder struct {
 	// perWrite lifts the deadline after each write (HTTP/2; see
 	// ServeHTTP).
 	perWrite bool
+	// closeAfter puts Connection: close on the final answer (see
+	// ServeHTTP). It is applied as that answer's head is written, not
+	// set on the header map before: a 1xx answer on the way clears the
+	// map.
+	closeAfter bool
 }
 
 // sendSlack is how far a write deadline may lag behind now+timeout
@@ -697,6 +703,7 @@ func (r *recorder) sent() {
 func (r *recorder) WriteHeader(code int) {
 	if r.status == 0 && code >= 200 {
 		r.status = code
+		r.final()
 	}
 	r.armSend(time.Now())
 	r.ResponseWriter.WriteHeader(code)
@@ -706,12 +713,20 @@ func (r *recorder) WriteHeader(code int) {
 func (r *recorder) Write(b []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
+		r.final()
 	}
 	r.armSend(time.Now())
 	n, err := r.ResponseWriter.Write(b)
 	r.sent()
 	r.bytes += int64(n)
 	return n, err
+}
+
+// final prepares the head of the final answer, about to be written.
+func (r *recorder) final() {
+	if r.closeAfter {
+		r.ResponseWriter.Header().Set("Connection", "close")
+	}
 }
 
 // FlushError flushes under the send deadline, as Write writes: on HTTP/2 a
