@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -212,7 +213,11 @@ func ownPorts(inst, app []v1.Port) map[string]int {
 		}
 		if n == 0 {
 			for _, p := range inst {
-				if p.Port == q.Port && (p.Protocol == v1.ProtocolUDP) == (q.Protocol == v1.ProtocolUDP) {
+				// Not a port that serves another App port by name
+				// (metrics on 8080 moving to 9100 while http takes
+				// 8080: the old instances' 8080 is still metrics).
+				if p.Port == q.Port && (p.Protocol == v1.ProtocolUDP) == (q.Protocol == v1.ProtocolUDP) &&
+					!slices.ContainsFunc(app, func(o v1.Port) bool { return o.Name == p.Name }) {
 					n = p.Port
 					break
 				}
