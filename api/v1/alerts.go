@@ -189,9 +189,17 @@ func (n *Notifier) Validate() FieldErrors {
 			errs.add(fmt.Sprintf("spec.events[%d]", i), "must be alerts or deploys")
 		}
 	}
+	canon := map[string]string{}
 	for _, k := range slices.Sorted(maps.Keys(s.Headers)) {
 		f := "spec.headers[" + strconv.Quote(k) + "]"
+		ck := http.CanonicalHeaderKey(k)
+		first, dup := canon[ck]
+		if !dup {
+			canon[ck] = k
+		}
 		switch {
+		case dup:
+			errs.add(f, "names the same header as %q (header names ignore case): keep one", first)
 		case !httpguts.ValidHeaderFieldName(k):
 			errs.add(f, "is not a valid header name (letters, digits and !#$%%&'*+-.^_`|~ only)")
 		case !httpguts.ValidHeaderFieldValue(s.Headers[k]):

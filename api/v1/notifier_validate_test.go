@@ -22,6 +22,8 @@ func TestNotifierHeadersAreValidated(t *testing.T) {
 		{map[string]string{"host": "evil.example"}, `spec.headers["host"]`},
 		{map[string]string{"Content-Type": "text/plain"}, `spec.headers["Content-Type"]`},
 		{map[string]string{"X-Gantry-Event": "deploy/succeeded"}, `spec.headers["X-Gantry-Event"]`},
+		// One header, sent with either value at random.
+		{map[string]string{"X-Token": "a", "x-token": "b"}, `spec.headers["x-token"]`},
 	} {
 		n := &Notifier{Metadata: ObjectMeta{Name: "h", Namespace: "default"},
 			Spec: NotifierSpec{Type: NotifierWebhook, URL: "https://hooks.example.com/x", Headers: tc.headers}}
