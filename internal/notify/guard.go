@@ -34,12 +34,16 @@ var refusedPrefixes = []struct {
 	{netip.MustParsePrefix("fe80::/10"), "link-local"},
 	{netip.MustParsePrefix("fc00::/7"), "private"},
 	{netip.MustParsePrefix("ff00::/8"), "multicast"},
-	// Addresses that carry an IPv4 address a translator on the way may
-	// turn into a private one.
-	{netip.MustParsePrefix("64:ff9b::/96"), "NAT64"},
+	// Local-use NAT64 (RFC 8215) may embed an IPv4 address anywhere;
+	// the well-known prefix and 6to4 are judged by the address they
+	// carry (see Check).
 	{netip.MustParsePrefix("64:ff9b:1::/48"), "NAT64 (local use)"},
-	{netip.MustParsePrefix("2002::/16"), "6to4"},
 }
+
+var (
+	nat64     = netip.MustParsePrefix("64:ff9b::/96")
+	sixToFour = netip.MustParsePrefix("2002::/16")
+)
 
 // Guard decides which addresses notifications may connect to. The zero
 // Guard refuses the fixed private ranges only; NewGuard adds the API
@@ -120,6 +124,20 @@ func (g *Guard) Check(ip netip.Addr) error {
 	ip = ip.WithZone("").Unmap()
 	if !ip.IsValid() {
 		return fmt.Errorf("%w: invalid address", ErrTargetRefused)
+	}
+	// A translator on the way turns these into the IPv4 address they
+	// carry, which is what must be allowed (DNS64 gives every public
+	// IPv4 host such an address on an IPv6-only network).
+	if b := ip.As16(); nat64.Contains(ip) {
+		if err := g.Check(netip.AddrFrom4([4]byte(b[12:16]))); err != nil {
+			return fmt.Errorf("NAT64 address %s: %w", ip, err)
+		}
+		return nil
+	} else if sixToFour.Contains(ip) {
+		if err := g.Check(netip.AddrFrom4([4]byte(b[2:6]))); err != nil {
+			return fmt.Errorf("6to4 address %s: %w", ip, err)
+		}
+		return nil
 	}
 	if ip.IsUnspecified() {
 		return fmt.Errorf("%w: %s is an unspecified address", ErrTargetRefused, ip)

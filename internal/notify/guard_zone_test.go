@@ -16,7 +16,7 @@ import (
 // the scope id for non-link-local addresses and connects anyway. NAT64
 // and 6to4 addresses, which embed an IPv4 one, are refused too.
 func TestGuardRefusesZonedIPv6(t *testing.T) {
-	for _, a := range []string{"::1%lo", "fe80::1%eth0", "fd00:ec2::254%eth0", "::ffff:127.0.0.1%lo", "64:ff9b::a00:1", "2002:a00:1::1"} {
+	for _, a := range []string{"::1%lo", "fe80::1%eth0", "fd00:ec2::254%eth0", "::ffff:127.0.0.1%lo", "64:ff9b::a00:1", "2002:a00:1::1", "64:ff9b::7f00:1", "64:ff9b:1::1"} {
 		if err := (&Guard{}).Check(netip.MustParseAddr(a)); err == nil {
 			t.Errorf("Check(%s) = nil, want refused", a)
 		}
@@ -61,4 +61,15 @@ func TestZonedLoopbackURLIsRefused(t *testing.T) {
 
 func itoa(n int) string {
 	return netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(n)).String()[len("0.0.0.0:"):]
+}
+
+// A NAT64 or 6to4 address is judged by the IPv4 address it carries: on an
+// IPv6-only network with DNS64 every public webhook has one, and refusing
+// the whole prefix would refuse them all.
+func TestGuardJudgesNAT64ByItsIPv4Address(t *testing.T) {
+	for _, a := range []string{"64:ff9b::c633:6407", "2002:c633:6407::1"} { // 198.51.100.7
+		if err := (&Guard{}).Check(netip.MustParseAddr(a)); err != nil {
+			t.Errorf("Check(%s) = %v; want allowed (it carries a public IPv4 address)", a, err)
+		}
+	}
 }
