@@ -118,7 +118,10 @@ type markSet struct {
 
 func (r *Registry) mark(ctx context.Context, res *GCResult) (*markSet, error) {
 	m := &markSet{reachable: map[digest.Digest]bool{}, links: map[string]map[digest.Digest]digest.Digest{}}
-	repos, err := r.repositories(ctx)
+	// Every repository with anything stored: one that only ever got
+	// blobs (a push that stopped before its manifest) has links the
+	// sweep must remove with their blobs.
+	repos, err := r.allRepositories(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -156,9 +159,17 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (*markSet, error) {
 		}
 		err = ms.(distribution.ManifestEnumerator).Enumerate(ctx, func(d digest.Digest) error {
 			man, err := ms.Get(ctx, d)
-			if err != nil {
+			var unknown distribution.ErrManifestUnknownRevision
+			var gone storagedriver.PathNotFoundError
+			switch {
+			case errors.As(err, &unknown) || errors.As(err, &gone) || errors.Is(err, distribution.ErrBlobUnknown):
 				// Deleted since it was listed.
 				return nil
+			case err != nil:
+				// Any other failure to read it (an I/O error, too many
+				// open files) leaves what it references unmarked: the
+				// sweep would delete a tagged image's layers.
+				return fmt.Errorf("read manifest %s: %w", d, err)
 			}
 			res.Manifests++
 			m.reachable[d] = true

@@ -110,6 +110,15 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, rt rout
 	r.touches.add(canonical, now)
 	for _, d := range m.references() {
 		r.touches.add(d, now)
+		if d.Algorithm() != digest.Canonical && d.Validate() == nil {
+			// The blob on disk is the sha256 one the repository's link
+			// names: that is what a sweep would delete.
+			if b, err := r.driver.GetContent(req.Context(), layerLinkPath(rt.repo, d)); err == nil {
+				if t, err := digest.Parse(strings.TrimSpace(string(b))); err == nil {
+					r.touches.add(t, now)
+				}
+			}
+		}
 	}
 	if parsed && m.Subject != nil && m.Subject.Digest.Validate() == nil {
 		// Written before the engine commits the manifest, so that a

@@ -95,23 +95,26 @@ func (r *Registry) storageUsage(ctx context.Context, ns string, d digest.Digest)
 		// .../<alg>/<hex>/link names the digest as the repository
 		// knows it; its content, the canonical blob.
 		named := digest.NewDigestFromEncoded(digest.Algorithm(path.Base(path.Dir(path.Dir(p)))), path.Base(path.Dir(p)))
-		if named == d {
-			has = true
-		}
 		b, err := r.driver.GetContent(ctx, p)
 		if err != nil {
 			return nil // removed meanwhile
 		}
 		target, err := digest.Parse(strings.TrimSpace(string(b)))
-		if err != nil || seen[target] {
+		if err != nil {
 			return nil
 		}
-		seen[target] = true
-		if target == d {
-			has = true
-		}
-		if st, err := r.driver.Stat(ctx, blobDataPath(target)); err == nil {
+		if !seen[target] {
+			st, err := r.driver.Stat(ctx, blobDataPath(target))
+			if err != nil {
+				// A link whose blob is gone (swept) holds nothing: the
+				// blob must be sent, and counted, again.
+				return nil
+			}
+			seen[target] = true
 			used += st.Size()
+		}
+		if named == d || target == d {
+			has = true
 		}
 		return nil
 	})
