@@ -14,6 +14,8 @@ import (
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
 )
 
 // Garbage collection while the registry serves.
@@ -51,10 +53,11 @@ import (
 // (PATCH) take none either: an upload in progress lives under _uploads,
 // which the collector does not touch. A request that completes an upload
 // with data in its body (a monolithic PUT or POST) holds the shared lock
-// while that data streams; a collection waiting for the exclusive lock
-// then waits for it, and, Go's RWMutex preferring the writer, so do new
-// blob writes meanwhile. Collections are rare and short, so this costs
-// little.
+// while that data streams, which a slow client may make last. The
+// collection therefore never queues for the exclusive lock (Go's RWMutex
+// would then hold every new writer of every namespace behind it): it
+// tries for it every few milliseconds, and gives up after gcLockWait with
+// an error saying uploads kept it out.
 //
 // Deleted blobs are also unlinked from the repositories that linked them,
 // and referrers index entries whose manifest is gone are dropped.
@@ -81,7 +84,9 @@ func (r *Registry) GC(ctx context.Context) (GCResult, error) {
 	defer r.gcMu.Unlock()
 	began := time.Now()
 
-	r.writeMu.Lock()
+	if err := r.lockWrites(ctx); err != nil {
+		return GCResult{}, err
+	}
 	start := r.now()
 	r.writeMu.Unlock()
 	cutoff := start.Add(-r.cfg.GCGrace)
@@ -92,7 +97,9 @@ func (r *Registry) GC(ctx context.Context) (GCResult, error) {
 		return res, fmt.Errorf("registry gc: mark: %w", err)
 	}
 
-	r.writeMu.Lock()
+	if err := r.lockWrites(ctx); err != nil {
+		return res, err
+	}
 	defer r.writeMu.Unlock()
 	if err := r.sweep(ctx, m, cutoff, &res); err != nil {
 		return res, fmt.Errorf("registry gc: sweep: %w", err)
@@ -107,6 +114,31 @@ func (r *Registry) GC(ctx context.Context) (GCResult, error) {
 		"inFlight", res.BlobsInFlight, "links", res.LinksRemoved, "referrers", res.ReferrersPruned,
 		"took", res.Duration)
 	return res, nil
+}
+
+// gcLockWait is how long a collection tries for the exclusive write lock
+// before it gives up.
+var gcLockWait = 30 * time.Second
+
+// ErrGCBusy is the error of a collection that writes in progress kept
+// from its exclusive lock for gcLockWait.
+var ErrGCBusy = fmt.Errorf("%w: registry gc: uploads in progress held the registry for 30s; nothing was deleted, run it again later", v1.ErrUnavailable)
+
+// lockWrites takes writeMu exclusively without queueing for it (see the
+// package comment on locking).
+func (r *Registry) lockWrites(ctx context.Context) error {
+	deadline := time.Now().Add(gcLockWait)
+	for !r.writeMu.TryLock() {
+		if time.Now().After(deadline) {
+			return ErrGCBusy
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // markSet is the mark phase's result: the canonical digests of reachable
