@@ -9,15 +9,16 @@ import (
 // Error codes of the OCI distribution specification that Gantry's own
 // front end emits. The engine emits the others itself.
 const (
-	codeUnauthorized    = "UNAUTHORIZED"
-	codeDenied          = "DENIED"
-	codeNameInvalid     = "NAME_INVALID"
-	codeDigestInvalid   = "DIGEST_INVALID"
-	codeTagInvalid      = "TAG_INVALID"
-	codeManifestInvalid = "MANIFEST_INVALID"
-	codeUnsupported     = "UNSUPPORTED"
-	codeUnavailable     = "UNAVAILABLE"
-	codeTooManyRequests = "TOOMANYREQUESTS"
+	codeUnauthorized      = "UNAUTHORIZED"
+	codeDenied            = "DENIED"
+	codeNameInvalid       = "NAME_INVALID"
+	codeDigestInvalid     = "DIGEST_INVALID"
+	codeTagInvalid        = "TAG_INVALID"
+	codeManifestInvalid   = "MANIFEST_INVALID"
+	codeBlobUploadInvalid = "BLOB_UPLOAD_INVALID"
+	codeUnsupported       = "UNSUPPORTED"
+	codeUnavailable       = "UNAVAILABLE"
+	codeTooManyRequests   = "TOOMANYREQUESTS"
 )
 
 type specError struct {

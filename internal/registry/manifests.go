@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -19,13 +22,46 @@ import (
 // manifestFields is what the front end reads out of a manifest or index
 // on its way to the engine.
 type manifestFields struct {
-	MediaType    string               `json:"mediaType"`
-	ArtifactType string               `json:"artifactType"`
-	Config       *ocispec.Descriptor  `json:"config"`
-	Layers       []ocispec.Descriptor `json:"layers"`
-	Manifests    []ocispec.Descriptor `json:"manifests"`
-	Subject      *ocispec.Descriptor  `json:"subject"`
-	Annotations  map[string]string    `json:"annotations"`
+	SchemaVersion *int                 `json:"schemaVersion"`
+	MediaType     string               `json:"mediaType"`
+	ArtifactType  string               `json:"artifactType"`
+	Config        *ocispec.Descriptor  `json:"config"`
+	Layers        []ocispec.Descriptor `json:"layers"`
+	Manifests     []ocispec.Descriptor `json:"manifests"`
+	Subject       *ocispec.Descriptor  `json:"subject"`
+	Annotations   map[string]string    `json:"annotations"`
+}
+
+// check finds what the engine would answer with a 500 rather than a
+// client error: a schema version other than 2, a descriptor whose digest
+// is malformed, a foreign-layer URL that is not http(s). It returns the
+// error code and message, or "" if the fields are sound.
+func (m *manifestFields) check() (code, msg string) {
+	if m.SchemaVersion != nil && *m.SchemaVersion != 2 {
+		return codeManifestInvalid, fmt.Sprintf("schemaVersion is %d; image manifests and indexes are version 2", *m.SchemaVersion)
+	}
+	descs := map[string]*ocispec.Descriptor{"config": m.Config, "subject": m.Subject}
+	for i := range m.Layers {
+		descs[fmt.Sprintf("layers[%d]", i)] = &m.Layers[i]
+	}
+	for i := range m.Manifests {
+		descs[fmt.Sprintf("manifests[%d]", i)] = &m.Manifests[i]
+	}
+	for _, f := range slices.Sorted(maps.Keys(descs)) {
+		d := descs[f]
+		if d == nil {
+			continue
+		}
+		if err := d.Digest.Validate(); err != nil {
+			return codeDigestInvalid, fmt.Sprintf("%s.digest %q: %v", f, d.Digest, err)
+		}
+		for j, u := range d.URLs {
+			if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+				return codeManifestInvalid, fmt.Sprintf("%s.urls[%d] %q is not an http or https URL", f, j, u)
+			}
+		}
+	}
+	return "", ""
 }
 
 func (m *manifestFields) references() []digest.Digest {
@@ -94,6 +130,12 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, rt rout
 	var m manifestFields
 	// A body that is not JSON is the engine's to refuse (MANIFEST_INVALID).
 	parsed := json.Unmarshal(body, &m) == nil
+	if parsed {
+		if code, msg := m.check(); code != "" {
+			writeError(w, http.StatusBadRequest, code, msg, nil)
+			return
+		}
+	}
 	mediaType := m.MediaType
 	if mediaType == "" {
 		mediaType, _, _ = strings.Cut(req.Header.Get("Content-Type"), ";")

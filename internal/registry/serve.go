@@ -1,9 +1,11 @@
 package registry
 
 import (
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"regexp"
 	"time"
 )
 
@@ -190,6 +192,18 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request, who *Identity
 		}
 	case routeUpload:
 		switch req.Method {
+		case http.MethodPatch:
+			// The engine answers these client mistakes with a 500.
+			if ct := req.Header.Get("Content-Type"); ct != "" && ct != "application/octet-stream" {
+				writeError(w, http.StatusUnsupportedMediaType, codeBlobUploadInvalid,
+					fmt.Sprintf("a chunk is sent as application/octet-stream, not %q", ct), nil)
+				return
+			}
+			if cr := req.Header.Get("Content-Range"); cr != "" && !chunkRange.MatchString(cr) {
+				writeError(w, http.StatusRequestedRangeNotSatisfiable, codeBlobUploadInvalid,
+					fmt.Sprintf("Content-Range %q is not START-END (as 0-1023)", cr), nil)
+				return
+			}
 		case http.MethodPut:
 			r.finishUpload(w, req, rt)
 			return
@@ -217,3 +231,6 @@ func isForm(req *http.Request) bool {
 	ct, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type"))
 	return ct == "application/x-www-form-urlencoded" || ct == "multipart/form-data"
 }
+
+// chunkRange is the Content-Range of a chunk PATCH: "START-END", bytes.
+var chunkRange = regexp.MustCompile(`^[0-9]+-[0-9]+$`)
