@@ -234,7 +234,9 @@ type tokenResponse struct {
 // short-lived token granting the allowed ones. Like other token servers it
 // grants a subset rather than failing, and the registry then answers the
 // actual request 403 with the reason.
-func (r *Registry) serveToken(w http.ResponseWriter, req *http.Request) {
+// serveToken exchanges a platform token for a registry token; who, when
+// not nil, learns whom it was issued to (for the audit).
+func (r *Registry) serveToken(w http.ResponseWriter, req *http.Request, who *Identity) {
 	var (
 		secret string
 		scopes []string
@@ -287,6 +289,9 @@ func (r *Registry) serveToken(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="gantry"`)
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, fail.err.Error(), nil)
 		return
+	}
+	if who != nil {
+		*who = c.id
 	}
 	grants, err := r.grant(req.Context(), c.id, scopes)
 	if err != nil {

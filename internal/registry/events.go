@@ -10,6 +10,9 @@ import (
 const (
 	ActionPush   = "push"
 	ActionDelete = "delete"
+	// ActionToken is a registry token exchange (/v2/token), for the
+	// audit only.
+	ActionToken = "token"
 )
 
 // Event tells that a manifest was pushed or deleted. Blob traffic makes no

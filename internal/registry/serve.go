@@ -33,8 +33,12 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if status == 0 {
 		status = http.StatusOK
 	}
+	action := actionOf(req)
+	if rt.kind == routeToken {
+		action = ActionToken
+	}
 	r.cfg.OnRequest(RequestRecord{Time: start, Identity: who, Method: req.Method, Path: req.URL.Path,
-		Repository: rt.repo, Action: actionOf(req), Status: status, Duration: time.Since(start), Source: req.RemoteAddr})
+		Repository: rt.repo, Action: action, Status: status, Duration: time.Since(start), Source: req.RemoteAddr})
 }
 
 // RequestRecord describes a finished registry request, for the audit log.
@@ -44,7 +48,7 @@ type RequestRecord struct {
 	Method     string
 	Path       string
 	Repository string
-	Action     string // pull, push or delete
+	Action     string // pull, push, delete, or token (a /v2/token exchange)
 	Status     int
 	Duration   time.Duration
 	Source     string
@@ -104,7 +108,7 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request, who *Identity
 	rt := parseRoute(req.URL.Path)
 	w.Header().Set(apiVersionHeader, "registry/2.0")
 	if rt.kind == routeToken {
-		r.serveToken(w, req)
+		r.serveToken(w, req, who)
 		return
 	}
 	if rt.repo != "" {
