@@ -292,11 +292,21 @@ func (r *Registry) deleteManifest(w http.ResponseWriter, req *http.Request, rt r
 	if rec.status != http.StatusAccepted {
 		return
 	}
-	if canonical != "" && canonical != d {
+	deleteToo := func(other digest.Digest) {
 		sub := req.Clone(req.Context())
-		sub.URL.Path = strings.TrimSuffix(req.URL.Path, rt.ref) + canonical.String()
+		sub.URL.Path = strings.TrimSuffix(req.URL.Path, rt.ref) + other.String()
 		sub.URL.RawPath = ""
 		r.engine.ServeHTTP(newBufferedWriter(), sub)
+	}
+	if canonical != "" && canonical != d {
+		deleteToo(canonical)
+	}
+	if isDigest == nil && d.Algorithm() == digest.SHA256 {
+		// Deleted by its sha256: the aliases it was pushed under go too,
+		// with the tags that point through them.
+		for _, alias := range r.revisionAliases(req.Context(), rt.repo, d) {
+			deleteToo(alias)
+		}
 	}
 	ev := Event{Action: ActionDelete, Repository: rt.repo, Namespace: rt.namespace(), User: c.id.User, Node: c.id.Node, Time: r.now()}
 	if isDigest == nil {
@@ -305,6 +315,34 @@ func (r *Registry) deleteManifest(w http.ResponseWriter, req *http.Request, rt r
 		ev.Tag = rt.ref
 	}
 	r.events.emit(ev)
+}
+
+// revisionAliases lists the non-sha256 revision links of repo that point
+// at the sha256 manifest d (see putManifest).
+func (r *Registry) revisionAliases(ctx context.Context, repo string, d digest.Digest) []digest.Digest {
+	root := path.Join(storageRoot, "repositories", repo, "_manifests", "revisions")
+	algs, err := r.driver.List(ctx, root)
+	if err != nil {
+		return nil
+	}
+	var out []digest.Digest
+	for _, algDir := range algs {
+		alg := digest.Algorithm(path.Base(algDir))
+		if alg == digest.SHA256 || !alg.Available() {
+			continue
+		}
+		entries, err := r.driver.List(ctx, algDir)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			alias := digest.NewDigestFromEncoded(alg, path.Base(e))
+			if b, err := r.driver.GetContent(ctx, revisionLinkPath(repo, alias)); err == nil && strings.TrimSpace(string(b)) == d.String() {
+				out = append(out, alias)
+			}
+		}
+	}
+	return out
 }
 
 // bufferedWriter holds a small response (a manifest PUT's) so that its
