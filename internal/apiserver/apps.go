@@ -115,6 +115,15 @@ func (s *Server) admitApp(ctx context.Context, a *v1.App, prev *v1.App, dry bool
 	if prev != nil && prev.Metadata.Deleting != nil {
 		return "", "", nil, fmt.Errorf("%w: app %q is being deleted", v1.ErrConflict, a.Metadata.Name)
 	}
+	// The status is the server's, and the quota counts an autoscaled
+	// App's replicas from it: judge by the one that will be stored (the
+	// stored App's, or none for a new one), never by what the request
+	// carried (status: {autoscaleReplicas: 1} slipped ten past a quota).
+	if prev != nil {
+		a.Status = prev.Status
+	} else {
+		a.Status = v1.AppStatus{}
+	}
 	ns, err := s.namespace(ctx, a.Metadata.Namespace)
 	if err == nil {
 		err = notDeleting(ns)
