@@ -145,6 +145,18 @@ func parseRequest(r *http.Request) (*requestInfo, error) {
 			return nil, methodNotAllowed(r)
 		}
 		ri.Verb = "create"
+	case "register", "heartbeat":
+		// An agent's writes: another method must not do them under
+		// the verb it maps to (a GET is authorized as "get").
+		if r.Method != http.MethodPost {
+			return nil, methodNotAllowed(r)
+		}
+	case "status":
+		switch r.Method {
+		case http.MethodGet, http.MethodPut, http.MethodPost:
+		default:
+			return nil, methodNotAllowed(r)
+		}
 	case "test":
 		ri.Verb = "update"
 	}
