@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -451,6 +452,13 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, t *v1.Token
 	if t.Spec.Node != "" {
 		return fmt.Errorf("%w: node credentials are issued at join, not through tokens", v1.ErrForbidden)
 	}
+	if t.Spec.User != id.User {
+		// A token acts with all of its user's rights: making one for
+		// someone else takes holding every right there is.
+		if err := s.authz.Authorize(ctx, id, auth.Attributes{Verb: "*", Resource: "*", Namespace: "*"}); err != nil {
+			return fmt.Errorf("%w: only a cluster admin may create a token for another user (%s); %s may create tokens for themselves", v1.ErrForbidden, t.Spec.User, id.User)
+		}
+	}
 	if t.Spec.Expires != nil && !t.Spec.Expires.After(time.Now()) {
 		return v1.FieldErrors{{Field: "spec.expires", Message: fmt.Sprintf("%s is not in the future: a token that has expired can never be used", t.Spec.Expires.UTC().Format(time.RFC3339))}}
 	}
@@ -496,8 +504,19 @@ func (s *Server) admitOther(ctx context.Context, o, prev v1.Object) error {
 		}
 		o.Spec.Hash = p.Spec.Hash
 	case *v1.RoleBinding:
-		if _, ok := authRoleExists(ctx, s.authz, o.Spec.Role); !ok {
+		rules, ok := authRoleExists(ctx, s.authz, o.Spec.Role)
+		if !ok {
 			return v1.FieldErrors{{Field: "spec.role", Message: fmt.Sprintf("role %q does not exist: use cluster-admin, admin, developer, viewer or a Role you created", o.Spec.Role)}}
+		}
+		if err := s.mayGrant(ctx, "bind role "+o.Spec.Role, rules, o.Spec.Namespace); err != nil {
+			return err
+		}
+	case *v1.Role:
+		if _, builtin := auth.BuiltinRoles[o.Metadata.Name]; builtin {
+			return v1.FieldErrors{{Field: "metadata.name", Message: fmt.Sprintf("%q is a built-in role, whose rules cannot change; give yours another name and bind that", o.Metadata.Name)}}
+		}
+		if err := s.mayGrant(ctx, "write role "+o.Metadata.Name, o.Spec.Rules, "*"); err != nil {
+			return err
 		}
 	case *v1.Node:
 		if prev != nil {
@@ -508,6 +527,35 @@ func (s *Server) admitOther(ctx context.Context, o, prev v1.Object) error {
 			return fmt.Errorf("%w: create join tokens with POST /api/v1/jointokens", v1.ErrUnprocessable)
 		}
 		o.Spec.Hash = prev.(*v1.JoinToken).Spec.Hash
+	}
+	return nil
+}
+
+// mayGrant refuses what would let the caller grant rights it does not
+// hold itself (Kubernetes' escalation check): a binding to a role, or a
+// role's rules, in namespace ns ("*": everywhere) must be within what the
+// caller may do there. Without an identity (the server's own writes)
+// there is nothing to check.
+func (s *Server) mayGrant(ctx context.Context, what string, rules []v1.Rule, ns string) error {
+	id := IdentityFrom(ctx)
+	if id == nil || s.authz == nil {
+		return nil
+	}
+	for _, r := range rules {
+		for _, verb := range r.Verbs {
+			for _, res := range r.Resources {
+				base, sub, _ := strings.Cut(res, "/")
+				a := auth.Attributes{Verb: verb, Resource: base, Subresource: sub, Namespace: ns}
+				if err := s.authz.Authorize(ctx, id, a); err != nil {
+					where := "in namespace " + ns
+					if ns == "*" {
+						where = "everywhere"
+					}
+					return fmt.Errorf("%w: %s would grant %s on %s %s, which you may not do yourself: only someone who holds a right may grant it",
+						v1.ErrForbidden, what, verb, res, where)
+				}
+			}
+		}
 	}
 	return nil
 }
