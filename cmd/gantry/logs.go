@@ -49,6 +49,14 @@ func newLogsCmd(g *globals) *cobra.Command {
   gantry logs app/hello --since 10m -o json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case tail < -1:
+				return fmt.Errorf("--tail %d: give a number of lines (0 for none), or -1 for all", tail)
+			case since < 0:
+				return fmt.Errorf("--since %s: give a positive duration, such as 10m", since)
+			case output != "text" && output != "json":
+				return fmt.Errorf("-o %s: give text or json", output)
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
@@ -88,10 +96,18 @@ func newLogsCmd(g *globals) *cobra.Command {
 			if follow {
 				q.Set("follow", "true")
 			}
-			if tail >= 0 {
+			switch {
+			case tail == 0:
+				// No line printed so far; with -f, only what comes from
+				// now on. (The API's tail=0 means no limit.)
+				if !follow {
+					return nil
+				}
+				q.Set("since", time.Now().UTC().Format(time.RFC3339Nano))
+			case tail > 0:
 				q.Set("tail", strconv.Itoa(tail))
 			}
-			if since > 0 {
+			if since > 0 && tail != 0 {
 				q.Set("since", time.Now().Add(-since).UTC().Format(time.RFC3339Nano))
 			}
 			p := &logPrinter{w: cmd.OutOrStdout(), json: output == "json", timestamps: timestamps,
@@ -127,12 +143,13 @@ func newLogsCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
-			return nil
+			// Interrupted (Ctrl-C) is not success: main exits 130.
+			return ctx.Err()
 		},
 	}
 	f := cmd.Flags()
 	f.BoolVarP(&follow, "follow", "f", false, "keep printing new lines")
-	f.IntVar(&tail, "tail", -1, "print only the last N lines of each instance")
+	f.IntVar(&tail, "tail", -1, "print only the last N lines of each instance (0: none, only new ones with -f; -1: all)")
 	f.DurationVar(&since, "since", 0, "only lines newer than this (e.g. 10m)")
 	f.BoolVar(&timestamps, "timestamps", false, "prefix each line with its time")
 	f.StringVarP(&output, "output", "o", "text", "text or json")
@@ -228,6 +245,40 @@ const followRetry = 500 * time.Millisecond
 // (it listed it), so that even a first 404 means that. Other errors
 // (not found, forbidden, a bad request) are returned.
 func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Values, existed bool, fn func(logLine)) error {
+	// The log outlives its instance (the agent keeps it for a day), so
+	// its stream does not end when the instance is deleted: look for the
+	// instance now and then, and end the follow when it is gone.
+	outer := ctx
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	gone := make(chan struct{})
+	go func() {
+		t := time.NewTicker(instanceCheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if _, err := c.Get(ctx, "Instance", ns, inst); errors.Is(err, v1.ErrNotFound) {
+				close(gone)
+				stop()
+				return
+			}
+		}
+	}()
+	ended := func() (bool, error) {
+		select {
+		case <-gone:
+			return true, nil
+		default:
+		}
+		if outer.Err() != nil {
+			return true, outer.Err()
+		}
+		return false, nil
+	}
 	var printed printedLines
 	for {
 		qq := url.Values{}
@@ -244,9 +295,10 @@ func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Va
 			qq.Set("since", since.Format(time.RFC3339Nano))
 		}
 		body, err := c.Stream(ctx, logsPath(ns, inst), qq)
+		if done, err := ended(); done {
+			return err
+		}
 		switch {
-		case ctx.Err() != nil:
-			return ctx.Err()
 		case err == nil:
 			existed = true
 			// A stream that breaks is reconnected as one that ends.
@@ -263,8 +315,8 @@ func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Va
 				printed.add(l)
 				fn(l)
 			})
-			if ctx.Err() != nil {
-				return ctx.Err()
+			if done, err := ended(); done {
+				return err
 			}
 			// The stream ended or broke (the server or agent restarting):
 			// reconnect.
@@ -278,11 +330,15 @@ func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Va
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			_, err := ended()
+			return err
 		case <-time.After(followRetry):
 		}
 	}
 }
+
+// instanceCheck is how often a follow looks whether its instance is gone.
+var instanceCheck = 2 * time.Second
 
 // streamLine is a log line without its time.
 type streamLine struct{ stream, line string }
