@@ -131,7 +131,7 @@ var manifestAccept = map[string]string{"Accept": "application/vnd.oci.image.mani
 // not empty, through the CLI, and returns the token.
 func (c *Cluster) createUser(name, role, ns string) string {
 	c.t.Helper()
-	args := []string{"user", "create", name, "--token"}
+	args := []string{"user", "create", name, "--issue-token"}
 	if role != "" {
 		args = append(args, "--role", role, "-n", ns)
 	}

@@ -91,9 +91,9 @@ func newUserCmd(g *globals) *cobra.Command {
 	var role, fullName string
 	var withToken bool
 	create := &cobra.Command{
-		Use:   "create NAME [--role ROLE -n NAMESPACE] [--token]",
+		Use:   "create NAME [--role ROLE -n NAMESPACE] [--issue-token]",
 		Short: "Create a user, optionally bind a role and issue a token",
-		Example: `  gantry user create alice --role developer -n team --token
+		Example: `  gantry user create alice --role developer -n team --issue-token
   gantry user create ops --role cluster-admin`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -106,12 +106,20 @@ func newUserCmd(g *globals) *cobra.Command {
 			if err := v1.Validate(u).OrNil(); err != nil {
 				return err
 			}
+			if role != "" {
+				// Checked before anything is made: a role that cannot be
+				// bound must not leave the user half made (the corrected
+				// command would then find it exists).
+				if err := bindRole(cmd, g, c, args[0], role, true); err != nil {
+					return err
+				}
+			}
 			if err := c.Create(ctx, u); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "user/%s created\n", args[0])
 			if role != "" {
-				if err := bindRole(cmd, g, c, args[0], role); err != nil {
+				if err := bindRole(cmd, g, c, args[0], role, false); err != nil {
 					return err
 				}
 			}
@@ -127,7 +135,8 @@ func newUserCmd(g *globals) *cobra.Command {
 	}
 	create.Flags().StringVar(&role, "role", "", "bind this role (cluster-admin, admin, developer, viewer or a custom one) in -n NAMESPACE; cluster-admin binds everywhere")
 	create.Flags().StringVar(&fullName, "full-name", "", "the user's full name")
-	create.Flags().BoolVar(&withToken, "token", false, "also issue an API token and print it")
+	// Not --token, which is the global flag of the caller's own token.
+	create.Flags().BoolVar(&withToken, "issue-token", false, "also issue an API token for the user and print it")
 	ls := &cobra.Command{
 		Use: "ls", Short: "List users", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -163,7 +172,9 @@ func newUserCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func bindRole(cmd *cobra.Command, g *globals, c *client.Client, user, role string) error {
+// bindRole binds role to user in -n's namespace (everywhere for
+// cluster-admin); with dry set, it only asks the server whether it would.
+func bindRole(cmd *cobra.Command, g *globals, c *client.Client, user, role string, dry bool) error {
 	ns := g.ns()
 	if role == "cluster-admin" {
 		ns = "*"
@@ -181,6 +192,10 @@ func bindRole(cmd *cobra.Command, g *globals, c *client.Client, user, role strin
 	}
 	if cur, err := client.Get[*v1.RoleBinding](cmd.Context(), c, "", name); err == nil && cur.Spec != spec {
 		return fmt.Errorf("rolebinding/%s already binds %s as %s in %q: unbind it first", name, cur.Spec.User, cur.Spec.Role, cur.Spec.Namespace)
+	}
+	if dry {
+		_, err := c.ApplyDryRun(cmd.Context(), b)
+		return err
 	}
 	if _, err := c.Apply(cmd.Context(), b); err != nil {
 		return err
@@ -218,7 +233,7 @@ func newRoleCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return bindRole(cmd, g, c, args[0], args[1])
+			return bindRole(cmd, g, c, args[0], args[1], false)
 		},
 	}
 	ls := &cobra.Command{
