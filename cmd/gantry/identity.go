@@ -36,6 +36,16 @@ func newLoginCmd(g *globals) *cobra.Command {
 			if c.Server == "" || c.Token == "" {
 				return errors.New("give --server and --token (or - to read the token from standard input)")
 			}
+			path := g.configPath
+			if path == "" {
+				path = defaultConfigPath()
+			}
+			if stored, err := loadConfig(path); err == nil && stored.Server != "" && stored.Server != c.Server {
+				// Another cluster: its CA, registry and namespaces are
+				// not the old one's (image push would send this
+				// cluster's token to the old registry).
+				c.CA, c.Registry, c.Namespace = "", "", ""
+			}
 			if caFile != "" {
 				b, err := os.ReadFile(caFile)
 				if err != nil {
@@ -50,10 +60,6 @@ func newLoginCmd(g *globals) *cobra.Command {
 			var who struct{ User, Node string }
 			if _, err := cl.Do(cmd.Context(), "GET", "/api/v1/whoami", nil, nil, &who); err != nil {
 				return fmt.Errorf("login to %s: %w", c.Server, err)
-			}
-			path := g.configPath
-			if path == "" {
-				path = defaultConfigPath()
 			}
 			if err := saveConfig(path, c); err != nil {
 				return err
