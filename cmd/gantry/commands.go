@@ -209,6 +209,22 @@ func parseRef(args []string) (*v1.KindInfo, string, error) {
 	return k, name, nil
 }
 
+// oneRef reads the one object (or kind) of get and describe: "kind/name",
+// "kind name" or "kind". A second object is refused rather than dropped.
+func oneRef(args []string) (*v1.KindInfo, string, error) {
+	if len(args) > 0 {
+		if kind, name, slash := strings.Cut(args[0], "/"); slash {
+			switch {
+			case name == "":
+				return nil, "", fmt.Errorf("%q: give a name after the slash, like %s/hello, or the kind alone to list", args[0], kind)
+			case len(args) > 1:
+				return nil, "", fmt.Errorf("one object at a time: %q, then %q; give KIND/NAME or KIND NAME", args[0], args[1])
+			}
+		}
+	}
+	return parseRef(args)
+}
+
 func newGetCmd(g *globals) *cobra.Command {
 	var output, selector string
 	var all, watch bool
@@ -231,7 +247,7 @@ func newGetCmd(g *globals) *cobra.Command {
 			return completeNames(cmd.Context(), g, args[0]), cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, name, err := parseRef(args)
+			k, name, err := oneRef(args)
 			if err != nil {
 				return err
 			}
@@ -242,7 +258,12 @@ func newGetCmd(g *globals) *cobra.Command {
 			ctx := cmd.Context()
 			ns := g.listNamespace(all)
 			if watch {
-				return watchObjects(ctx, cmd.OutOrStdout(), c, k, ns, selector, output, all)
+				switch output {
+				case "", "table", "wide", "json", "yaml", "name":
+				default:
+					return fmt.Errorf("unknown output format %q: use table, wide, json, yaml or name", output)
+				}
+				return watchObjects(ctx, cmd.OutOrStdout(), c, k, ns, name, selector, output, all)
 			}
 			if name != "" {
 				o, err := c.Get(ctx, k.Kind, ns, name)
@@ -281,7 +302,9 @@ func completeNames(ctx context.Context, g *globals, kind string) []string {
 	return out
 }
 
-func watchObjects(ctx context.Context, w io.Writer, c *client.Client, k *v1.KindInfo, ns, selector, output string, all bool) error {
+// watchObjects prints the objects of kind k (only the one called name,
+// when it is given) and then their changes, until ctx ends.
+func watchObjects(ctx context.Context, w io.Writer, c *client.Client, k *v1.KindInfo, ns, name, selector, output string, all bool) error {
 	headers := true
 	for ev := range c.Watch(ctx, k.Kind, ns, client.WatchOptions{Selector: selector}) {
 		switch ev.Type {
@@ -289,6 +312,11 @@ func watchObjects(ctx context.Context, w io.Writer, c *client.Client, k *v1.Kind
 			return ev.Err
 		case "BOOKMARK":
 			continue
+		}
+		if name != "" && ev.Object.GetMeta().Name != name {
+			continue
+		}
+		switch ev.Type {
 		case "DELETED":
 			if k.Kind == "Event" && output != "json" && output != "yaml" {
 				// Events expire an hour after they happen; a table
@@ -302,6 +330,8 @@ func watchObjects(ctx context.Context, w io.Writer, c *client.Client, k *v1.Kind
 		case "yaml":
 			printYAML(w, map[string]any{"type": ev.Type, "object": ev.Object})
 			fmt.Fprintln(w, "---")
+		case "name":
+			fmt.Fprintf(w, "%s/%s\n", strings.ToLower(k.Kind), ev.Object.GetMeta().Name)
 		default:
 			printTable(w, k.Kind, []v1.Object{ev.Object}, output == "wide", all && k.Namespaced, headers)
 			headers = false

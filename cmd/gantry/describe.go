@@ -19,7 +19,7 @@ func newDescribeCmd(g *globals) *cobra.Command {
 		Example: "  gantry describe app hello\n  gantry describe instance hello-x7k2p",
 		Args:    cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, name, err := parseRef(args)
+			k, name, err := oneRef(args)
 			if err != nil {
 				return err
 			}

@@ -32,7 +32,7 @@ func newEventsCmd(g *globals) *cobra.Command {
 			ns := g.listNamespace(all)
 			k, _ := v1.LookupKind("Event")
 			if watch {
-				return watchObjects(cmd.Context(), cmd.OutOrStdout(), c, k, ns, "", output, all)
+				return watchObjects(cmd.Context(), cmd.OutOrStdout(), c, k, ns, "", "", output, all)
 			}
 			evs, _, err := c.List(cmd.Context(), "Event", ns, client.ListOptions{})
 			if err != nil {

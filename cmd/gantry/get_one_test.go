@@ -1,0 +1,49 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// `get app hello -w` once watched every app of the namespace: the name
+// was dropped (kubectl get deploy hello -w shows only hello).
+func TestGetWatchKeepsToTheNamedObject(t *testing.T) {
+	rs := startRolloutServer(t)
+	applyRolloutApp(t, rs, "hello", "hello:v1")
+	applyRolloutApp(t, rs, "other", "other:v1")
+	out, _, _ := rs.run(t, 2*time.Second, "get", "app", "hello", "-w")
+	if strings.Contains(out, "other") {
+		t.Errorf("get app hello -w printed app other:\n%s", out)
+	}
+}
+
+// An output format watch cannot give is refused, as without -w (it once
+// printed a table).
+func TestGetWatchRefusesAnUnknownFormat(t *testing.T) {
+	rs := startRolloutServer(t)
+	applyRolloutApp(t, rs, "hello", "hello:v1")
+	out, err, _ := rs.run(t, 2*time.Second, "get", "apps", "-w", "-o", "bogus")
+	if err == nil || !strings.Contains(err.Error(), "unknown output format") {
+		t.Errorf("get apps -w -o bogus: %v, printed:\n%s", err, out)
+	}
+}
+
+// A second KIND/NAME (or a NAME after KIND/NAME) was once dropped without
+// a word: exit 0 with only the first object shown. kubectl shows both, or
+// refuses "app/hello world"; so does gantry now.
+func TestGetAndDescribeDoNotDropASecondObject(t *testing.T) {
+	rs := startRolloutServer(t)
+	applyRolloutApp(t, rs, "hello", "hello:v1")
+	applyRolloutApp(t, rs, "world", "world:v1")
+	for _, args := range [][]string{
+		{"get", "app/hello", "app/world"},
+		{"get", "app/hello", "world"},
+		{"describe", "app/hello", "app/world"},
+	} {
+		out, err, _ := rs.run(t, 10*time.Second, args...)
+		if err == nil && !strings.Contains(out, "world") {
+			t.Errorf("%s: exit 0 showing only hello:\n%s", strings.Join(args, " "), out)
+		}
+	}
+}
