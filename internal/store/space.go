@@ -108,7 +108,7 @@ func (e *Embedded) spaceRound(ctx context.Context) (spaceRound, error) {
 		return r, err
 	}
 	r.FreedBytes = before - r.SizeBytes
-	if r.InUseBytes >= e.quota/10*8 {
+	if !mayDisarm(r.InUseBytes, e.quota) {
 		e.log.Error("the store is full: writes are refused until objects are deleted",
 			"inUseMiB", r.InUseBytes>>20, "quotaMiB", e.quota>>20)
 		return r, nil
@@ -123,6 +123,11 @@ func (e *Embedded) spaceRound(ctx context.Context) (spaceRound, error) {
 		"freedMiB", r.FreedBytes>>20, "inUseMiB", r.InUseBytes>>20, "quotaMiB", e.quota>>20)
 	return r, nil
 }
+
+// mayDisarm reports whether the NOSPACE alarm may be lifted with inUse of
+// quota bytes holding data: below 80 %, so that writes have room before
+// the next alarm.
+func mayDisarm(inUse, quota int64) bool { return inUse < quota/10*8 }
 
 func (e *Embedded) defrag(ctx context.Context, r *spaceRound) error {
 	if _, err := e.Client.Defragment(ctx, e.endpoint); err != nil {
