@@ -145,6 +145,15 @@ func (g *globals) client() (*client.Client, error) {
 		return nil, err
 	}
 	if c.Server == "" {
+		path := g.configPath
+		if path == "" {
+			path = defaultConfigPath()
+		}
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && (g.configPath != "" || os.Getenv("GANTRY_CONFIG") != "") {
+			// A config named by hand that is not there is more likely
+			// a typo than a wish to have none.
+			return nil, fmt.Errorf("no Gantry server configured: the config file %s does not exist (check --config or GANTRY_CONFIG), and no --server or GANTRY_SERVER is given", path)
+		}
 		return nil, errors.New("no Gantry server configured: start one with `gantry up` (it writes ~/.gantry/config), or pass --server / set GANTRY_SERVER")
 	}
 	return client.New(client.Config{Server: c.Server, Token: c.Token, CA: []byte(c.CA), UserAgent: "gantry-cli/" + version,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -35,5 +36,23 @@ func TestLoginToAnotherServerForgetsTheOldOnesRegistry(t *testing.T) {
 	b, _ := os.ReadFile(path)
 	if c.Registry == "old.example:5000" {
 		t.Errorf("after login to %s the config still names the old registry:\n%s", rs.url, b)
+	}
+}
+
+// A config file named with --config that does not exist, and no server
+// given otherwise: the error names the file (a typo), rather than saying
+// to start a server.
+func TestMissingNamedConfigIsNamed(t *testing.T) {
+	t.Setenv("GANTRY_SERVER", "")
+	t.Setenv("GANTRY_TOKEN", "")
+	missing := filepath.Join(t.TempDir(), "typo")
+	root := newRootCmd()
+	var out strings.Builder
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs([]string{"--config", missing, "get", "apps"})
+	err := root.ExecuteContext(context.Background())
+	if err == nil || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("get apps with --config %s: %v; want an error naming the missing file", missing, err)
 	}
 }
