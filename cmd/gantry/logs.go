@@ -101,6 +101,13 @@ func newLogsCmd(g *globals) *cobra.Command {
 				// No line printed so far; with -f, only what comes from
 				// now on. (The API's tail=0 means no limit.)
 				if !follow {
+					// Nothing to print, but a name that is wrong is
+					// still an error.
+					for _, inst := range instances {
+						if _, err := c.Get(ctx, "Instance", ns, inst); err != nil {
+							return err
+						}
+					}
 					return nil
 				}
 				q.Set("since", time.Now().UTC().Format(time.RFC3339Nano))
@@ -261,9 +268,15 @@ func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Va
 				return
 			case <-t.C:
 			}
-			if _, err := c.Get(ctx, "Instance", ns, inst); errors.Is(err, v1.ErrNotFound) {
+			_, err := c.Get(ctx, "Instance", ns, inst)
+			switch {
+			case errors.Is(err, v1.ErrNotFound):
 				close(gone)
 				stop()
+				return
+			case errors.Is(err, v1.ErrForbidden) || errors.Is(err, v1.ErrUnauthorized):
+				// A role that may read logs but not instances: the
+				// follow ends on a reconnect's 404 instead, as before.
 				return
 			}
 		}
@@ -295,8 +308,11 @@ func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Va
 			qq.Set("since", since.Format(time.RFC3339Nano))
 		}
 		body, err := c.Stream(ctx, logsPath(ns, inst), qq)
-		if done, err := ended(); done {
-			return err
+		if done, end := ended(); done {
+			if err == nil {
+				body.Close()
+			}
+			return end
 		}
 		switch {
 		case err == nil:

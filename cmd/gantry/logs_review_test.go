@@ -53,6 +53,10 @@ func TestLogsTailZeroPrintsNothing(t *testing.T) {
 	if err != nil || strings.TrimSpace(out) != "" {
 		t.Fatalf("logs --tail 0: %q, %v; want no lines", out, err)
 	}
+	// No lines, but a wrong name is still an error.
+	if _, err, _ := rs.run(t, 10*time.Second, "logs", "web-nope", "--tail", "0"); err == nil {
+		t.Fatal("logs web-nope --tail 0 succeeded; want not found")
+	}
 }
 
 // A follow ends without error when the instance is deleted. It once went
