@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -172,23 +170,7 @@ func writeIdentity(path string, id *identity) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".identity-*.json")
-	if err != nil {
-		return fmt.Errorf("write the node identity: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("write the node identity: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write the node identity: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write the node identity: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
+	if err := pki.WriteFileAtomic(path, b, 0o600); err != nil {
 		return fmt.Errorf("write the node identity: %w", err)
 	}
 	return nil
