@@ -33,18 +33,31 @@ func RequestFor(inst *v1.Instance) Request {
 	if inst.Spec.App != "" {
 		r.App = inst.Metadata.Namespace + "/" + inst.Spec.App
 	}
+	r.HostPorts = nodePorts(t, false)
+	return r
+}
+
+// nodePorts are the ports an instance of template t takes on its node's
+// address: its ports[].hostPort mappings, or, with hostNetwork, its
+// container ports, on which it listens there itself. With mappedOnly,
+// only the mappings, which outlive the process (a hostNetwork socket
+// does not).
+func nodePorts(t *v1.Template, mappedOnly bool) []HostPort {
 	hostNetwork := t.SecurityContext != nil && t.SecurityContext.HostNetwork
+	if hostNetwork && mappedOnly {
+		return nil
+	}
+	var out []HostPort
 	for _, p := range t.Ports {
 		port := p.HostPort
 		if hostNetwork {
-			// The container listens on the node's own address.
 			port = p.Port
 		}
-		if hp := (HostPort{Port: port, Protocol: transport(p.Protocol)}); port > 0 && !slices.Contains(r.HostPorts, hp) {
-			r.HostPorts = append(r.HostPorts, hp)
+		if hp := (HostPort{Port: port, Protocol: transport(p.Protocol)}); port > 0 && !slices.Contains(out, hp) {
+			out = append(out, hp)
 		}
 	}
-	return r
+	return out
 }
 
 // fitKey appends an encoding of everything in r that the Filters look at:
@@ -89,21 +102,8 @@ func holdsPorts(inst *v1.Instance) bool {
 }
 
 // mappedHostPorts are the host ports the agent maps into an instance's
-// network namespace (ports[].hostPort). A hostNetwork instance has none:
-// its ports are its process's own sockets, gone when it exits.
-func mappedHostPorts(inst *v1.Instance) []HostPort {
-	t := &inst.Spec.Template
-	if t.SecurityContext != nil && t.SecurityContext.HostNetwork {
-		return nil
-	}
-	var out []HostPort
-	for _, p := range t.Ports {
-		if hp := (HostPort{Port: p.HostPort, Protocol: transport(p.Protocol)}); p.HostPort > 0 && !slices.Contains(out, hp) {
-			out = append(out, hp)
-		}
-	}
-	return out
-}
+// network namespace (ports[].hostPort); a hostNetwork instance has none.
+func mappedHostPorts(inst *v1.Instance) []HostPort { return nodePorts(&inst.Spec.Template, true) }
 
 // counts reports whether an instance holds resources on a node: it is
 // bound and has not finished. Instances being deleted still count, because
