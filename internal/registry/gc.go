@@ -220,10 +220,8 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (*markSet, error) {
 		links := map[digest.Digest]digest.Digest{}
 		err = blobs.(distribution.ManifestEnumerator).Enumerate(ctx, func(d digest.Digest) error {
 			target := d
-			if b, err := r.driver.GetContent(ctx, layerLinkPath(name, d)); err == nil {
-				if t, err := digest.Parse(string(b)); err == nil {
-					target = t
-				}
+			if t, ok := r.readLink(ctx, layerLinkPath(name, d)); ok {
+				target = t
 			}
 			links[d] = target
 			return nil

@@ -155,10 +155,8 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, rt rout
 		if d.Algorithm() != digest.Canonical && d.Validate() == nil {
 			// The blob on disk is the sha256 one the repository's link
 			// names: that is what a sweep would delete.
-			if b, err := r.driver.GetContent(req.Context(), layerLinkPath(rt.repo, d)); err == nil {
-				if t, err := digest.Parse(strings.TrimSpace(string(b))); err == nil {
-					r.touches.add(t, now)
-				}
+			if t, ok := r.readLink(req.Context(), layerLinkPath(rt.repo, d)); ok {
+				r.touches.add(t, now)
 			}
 		}
 	}
@@ -262,6 +260,18 @@ func revisionLinkPath(repo string, d digest.Digest) string {
 	return path.Join(storageRoot, "repositories", repo, "_manifests", "revisions", string(d.Algorithm()), d.Encoded(), "link")
 }
 
+// readLink reads the digest a link file of the storage names (a
+// repository's name for a blob or manifest points at the canonical one);
+// ok is false if there is no such file or it holds no digest.
+func (r *Registry) readLink(ctx context.Context, p string) (digest.Digest, bool) {
+	b, err := r.driver.GetContent(ctx, p)
+	if err != nil {
+		return "", false
+	}
+	d, err := digest.Parse(strings.TrimSpace(string(b)))
+	return d, err == nil
+}
+
 func (r *Registry) linkRevision(ctx context.Context, repo string, alias, canonical digest.Digest) error {
 	return r.driver.PutContent(ctx, revisionLinkPath(repo, alias), []byte(canonical.String()))
 }
@@ -337,7 +347,7 @@ func (r *Registry) revisionAliases(ctx context.Context, repo string, d digest.Di
 		}
 		for _, e := range entries {
 			alias := digest.NewDigestFromEncoded(alg, path.Base(e))
-			if b, err := r.driver.GetContent(ctx, revisionLinkPath(repo, alias)); err == nil && strings.TrimSpace(string(b)) == d.String() {
+			if t, ok := r.readLink(ctx, revisionLinkPath(repo, alias)); ok && t == d {
 				out = append(out, alias)
 			}
 		}

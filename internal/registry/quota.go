@@ -95,13 +95,9 @@ func (r *Registry) storageUsage(ctx context.Context, ns string, d digest.Digest)
 		// .../<alg>/<hex>/link names the digest as the repository
 		// knows it; its content, the canonical blob.
 		named := digest.NewDigestFromEncoded(digest.Algorithm(path.Base(path.Dir(path.Dir(p)))), path.Base(path.Dir(p)))
-		b, err := r.driver.GetContent(ctx, p)
-		if err != nil {
+		target, ok := r.readLink(ctx, p)
+		if !ok {
 			return nil // removed meanwhile
-		}
-		target, err := digest.Parse(strings.TrimSpace(string(b)))
-		if err != nil {
-			return nil
 		}
 		if !seen[target] {
 			st, err := r.driver.Stat(ctx, blobDataPath(target))
