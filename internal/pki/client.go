@@ -74,16 +74,10 @@ func RefuseRoutes(cs tls.ConnectionState) error {
 // (It does not demand PlatformOrganization: the same clients reach other
 // registries, under other CAs.)
 func RefuseNodeListeners(cs tls.ConnectionState) error {
-	if len(cs.PeerCertificates) == 0 {
-		return nil
-	}
-	switch org := cs.PeerCertificates[0].Subject.Organization; {
-	case slices.Contains(org, NodeListenerOrganization):
+	if len(cs.PeerCertificates) > 0 && slices.Contains(cs.PeerCertificates[0].Subject.Organization, NodeListenerOrganization) {
 		return ErrNodeListener
-	case slices.Contains(org, RouteOrganization):
-		return ErrRouteCert
 	}
-	return nil
+	return RefuseRoutes(cs)
 }
 
 // IsServer reports whether a verified TLS peer is a Gantry API server.
