@@ -37,7 +37,7 @@ func (e *Embedded) KeepSpace(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if err := e.keepSpace(ctx); err != nil && ctx.Err() == nil {
+		if _, err := e.spaceRound(ctx); err != nil && ctx.Err() == nil {
 			e.log.Warn("store space maintenance", "err", err)
 		}
 		select {
@@ -59,11 +59,6 @@ type spaceRound struct {
 	QuotaBytes int64
 	Revision   int64
 	FreedBytes int64 // how much the file shrank in this round
-}
-
-func (e *Embedded) keepSpace(ctx context.Context) error {
-	_, err := e.spaceRound(ctx)
-	return err
 }
 
 func (e *Embedded) spaceRound(ctx context.Context) (spaceRound, error) {
