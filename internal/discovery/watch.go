@@ -183,10 +183,14 @@ func (w *Watcher) service(a *v1.App) *Service {
 	})
 	sort.Slice(insts, func(x, y int) bool { return insts[x].Metadata.Name < insts[y].Metadata.Name })
 	for _, i := range insts {
-		if i.Status.IP == "" || i.Metadata.Deleting != nil {
+		if i.Status.IP == "" {
 			continue
 		}
 		ep := Endpoint{Instance: i.Metadata.Name, IP: i.Status.IP, Node: i.Spec.Node, Ports: ownPorts(i.Spec.Template.Ports, a.Spec.Ports)}
+		if i.Metadata.Deleting != nil {
+			svc.Draining = append(svc.Draining, ep)
+			continue
+		}
 		svc.All = append(svc.All, ep)
 		if Serves(i) && !w.nodeDown(i.Spec.Node) {
 			svc.Ready = append(svc.Ready, ep)

@@ -98,6 +98,10 @@ func TestWatcherPublishesOnlyServingInstances(t *testing.T) {
 		ips := readyIPs(s)
 		return len(ips) == 1 && ips[0] == "10.0.0.3"
 	})
+	// It is still listed as draining, for DNS to know whose address it is.
+	if d := w.Current().Service("default", "web").Draining; len(d) != 1 || d[0].Instance != "web-a" {
+		t.Fatalf("draining = %+v, want web-a", d)
+	}
 	if _, err := s.Delete(ctx, store.KindFor[*v1.App](), "default", "web", 0); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -316,6 +317,15 @@ func TestIndexReusesUnchangedServicesOnly(t *testing.T) {
 	}
 	if soa := next.apex.soa[0].(*miekg.SOA); soa.Serial != 2 {
 		t.Fatalf("SOA serial %d, want the new revision 2", soa.Serial)
+	}
+
+	// An instance of a that starts draining changes no record, but the
+	// address it still has must count as a's namespace's (route scoping).
+	aDraining := svc("default", "a", 1, "10.88.0.1")
+	aDraining.Draining = []discovery.Endpoint{{Instance: "a-old", IP: "10.88.0.9"}}
+	last := buildIndex(&z, snapshot(3, aDraining, b2), next)
+	if got := last.instanceNamespaces(&z, netip.MustParseAddr("10.88.0.9")); !slices.Equal(got, []string{"default"}) {
+		t.Fatalf("namespaces at a draining instance's address: %q, want [default]", got)
 	}
 }
 

@@ -312,7 +312,7 @@ func sameService(a, b *discovery.Service) bool {
 		return true
 	}
 	if a.Namespace != b.Namespace || a.Name != b.Name || len(a.Ports) != len(b.Ports) ||
-		len(a.Ready) != len(b.Ready) || len(a.All) != len(b.All) {
+		len(a.Ready) != len(b.Ready) || len(a.All) != len(b.All) || len(a.Draining) != len(b.Draining) {
 		return false
 	}
 	for i := range a.Ports {
@@ -329,6 +329,11 @@ func sameService(a, b *discovery.Service) bool {
 	}
 	for i := range a.All {
 		if a.All[i].Instance != b.All[i].Instance || a.All[i].IP != b.All[i].IP {
+			return false
+		}
+	}
+	for i := range a.Draining {
+		if a.Draining[i].IP != b.Draining[i].IP {
 			return false
 		}
 	}

@@ -49,6 +49,13 @@ func (idx *index) buildReverse(z *zones) {
 					m[a] = append(m[a], inst+"."+key+z.svcSuffix)
 				}
 			}
+			// A draining instance has no name any more, but its
+			// lookups are still its namespace's (answersRoute).
+			for _, ep := range sr.src.Draining {
+				if a, err := netip.ParseAddr(ep.IP); err == nil && !slices.Contains(nss[a.Unmap()], ns) {
+					nss[a.Unmap()] = append(nss[a.Unmap()], ns)
+				}
+			}
 		}
 		idx.reverse.names, idx.reverse.namespaces = m, nss
 	})

@@ -22,24 +22,33 @@ func TestRouteHostsAnswerOnlyTheirNamespacesInstances(t *testing.T) {
 	lb := net.ParseIP("192.0.2.80")
 	const client = "10.88.0.7" // the test recorder's client address
 	for _, tc := range []struct {
-		name   string
-		route  string
-		ask    string
-		at     string // namespace of the instance at the client's address, "" for none
-		wantLB bool
+		name  string
+		route string
+		ask   string
+		at    string // namespace of the instance at the client's address, "" for none
+		// draining: that instance is being deleted (out of All, in
+		// Draining).
+		draining bool
+		wantLB   bool
 	}{
-		{"the route's own namespace", "example.test", "example.test.", "tenant-a", true},
-		{"another namespace's instance", "example.test", "example.test.", "tenant-b", false},
-		{"a wildcard, another namespace", "*.test", "example.test.", "tenant-b", false},
-		{"a wildcard, own namespace", "*.test", "example.test.", "tenant-a", true},
-		{"a client that is no instance", "example.test", "example.test.", "", true},
+		{"the route's own namespace", "example.test", "example.test.", "tenant-a", false, true},
+		{"another namespace's instance", "example.test", "example.test.", "tenant-b", false, false},
+		{"a wildcard, another namespace", "*.test", "example.test.", "tenant-b", false, false},
+		{"another namespace's draining instance", "example.test", "example.test.", "tenant-b", true, false},
+		{"the route's own namespace's draining instance", "example.test", "example.test.", "tenant-a", true, true},
+		{"a wildcard, own namespace", "*.test", "example.test.", "tenant-a", false, true},
+		{"a client that is no instance", "example.test", "example.test.", "", false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			route := svc("tenant-a", "grab", 1, "10.88.5.5")
 			route.Routes = []v1.Route{{Host: tc.route}}
 			services := []*discovery.Service{route}
 			if tc.at != "" {
-				services = append(services, svc(tc.at, "caller", 1, client))
+				caller := svc(tc.at, "caller", 1, client)
+				if tc.draining {
+					caller.Draining, caller.All, caller.Ready = caller.All, nil, nil
+				}
+				services = append(services, caller)
 			}
 			s, _ := newTestServer(t, Config{
 				Upstreams: []string{up.addr}, ForwardTimeout: time.Second,
