@@ -132,6 +132,13 @@ const (
 	LabelRevision = "gantry.dev/revision"
 	LabelNode     = "gantry.dev/node"
 
+	// LabelNodeRestrictionPrefix starts the Node labels that only a
+	// cluster admin may set: a node's own credential can neither set nor
+	// change nor remove them (as Kubernetes' NodeRestriction keeps
+	// node-restriction.kubernetes.io/ from kubelets), so a constraint on
+	// one trusts the admin, not the node.
+	LabelNodeRestrictionPrefix = "node-restriction.gantry.dev/"
+
 	// AnnotationChangeCause records why a revision was made.
 	AnnotationChangeCause = "gantry.dev/change-cause"
 )

@@ -3,10 +3,12 @@ package v1
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -136,14 +138,23 @@ func validateMeta(errs *FieldErrors, k *KindInfo, m *ObjectMeta) {
 	} else if m.Namespace != "" {
 		errs.add("metadata.namespace", "%s is cluster-scoped and takes no namespace", k.Kind)
 	}
-	for key, v := range m.Labels {
+	*errs = append(*errs, ValidateLabels("metadata.labels", m.Labels)...)
+}
+
+// ValidateLabels checks the keys and values of a label map; field names
+// the map in the errors ("metadata.labels").
+func ValidateLabels(field string, labels map[string]string) FieldErrors {
+	var errs FieldErrors
+	for _, key := range slices.Sorted(maps.Keys(labels)) {
+		v := labels[key]
 		if len(key) > 253 || !labelKey.MatchString(key) {
-			errs.add("metadata.labels["+key+"]", "invalid label key: use letters, digits, '-', '_', '.', with an optional DNS prefix and '/'")
+			errs.add(field+"["+key+"]", "invalid label key: use letters, digits, '-', '_', '.', with an optional DNS prefix and '/'")
 		}
 		if len(v) > 63 || !labelValue.MatchString(v) {
-			errs.add("metadata.labels["+key+"]", "invalid label value %q: at most 63 letters, digits, '-', '_' or '.'", v)
+			errs.add(field+"["+key+"]", "invalid label value %q: at most 63 letters, digits, '-', '_' or '.'", v)
 		}
 	}
+	return errs
 }
 
 func validateNamespace(errs *FieldErrors, n *Namespace) {

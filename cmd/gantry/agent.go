@@ -71,7 +71,7 @@ The token carries a pin of the cluster CA, so nothing else needs copying.`,
 	f.StringVar(&o.domain, "cluster-domain", "gantry.internal", "DNS domain of service names")
 	f.DurationVar(&o.sample, "sample-interval", 10*time.Second, "how often instance CPU and memory are sampled")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	f.StringSliceVar(&o.labels, "label", nil, "node labels KEY=VALUE (for placement constraints)")
+	f.StringSliceVar(&o.labels, "label", nil, "node labels KEY=VALUE (for placement constraints; not under node-restriction.gantry.dev/, which only a cluster admin sets)")
 	return cmd
 }
 
@@ -93,6 +93,10 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 		return err
 	}
 	ctx := cmd.Context()
+	labels, err := parseNodeLabels(o.labels)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
 		return err
 	}
@@ -134,11 +138,6 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 		return err
 	}
 	go nid.keepRenewed(ctx, api, log)
-	labels := map[string]string{}
-	for _, l := range o.labels {
-		k, v, _ := strings.Cut(l, "=")
-		labels[k] = v
-	}
 	agentURL := ""
 	host, port, _ := net.SplitHostPort(o.listen)
 	if host == "" {
@@ -333,4 +332,24 @@ func newJoinTokenCmd(g *globals) *cobra.Command {
 	}
 	cmd.AddCommand(create, ls, rm)
 	return cmd
+}
+
+// parseNodeLabels reads --label KEY=VALUE flags, checked as the server
+// checks them, before the node joins or starts.
+func parseNodeLabels(flags []string) (map[string]string, error) {
+	labels := map[string]string{}
+	for _, l := range flags {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			return nil, fmt.Errorf("--label %q: give KEY=VALUE (an empty value is KEY=)", l)
+		}
+		if strings.HasPrefix(k, v1.LabelNodeRestrictionPrefix) {
+			return nil, fmt.Errorf("--label %s: %s* labels are set by a cluster admin on the Node (gantry apply), never by the node itself", k, v1.LabelNodeRestrictionPrefix)
+		}
+		labels[k] = v
+	}
+	if errs := v1.ValidateLabels("--label", labels); len(errs) > 0 {
+		return nil, errs
+	}
+	return labels, nil
 }

@@ -317,6 +317,16 @@ func (s *Server) registerNode(w http.ResponseWriter, r *http.Request, ri *reques
 	if err := decodeBody(w, r, s.cfg.MaxBodyBytes, &req); err != nil {
 		return err
 	}
+	if errs := v1.ValidateLabels("labels", req.Labels); len(errs) > 0 {
+		return errs
+	}
+	if id := IdentityFrom(ctx); id.Node != "" {
+		for k := range req.Labels {
+			if strings.HasPrefix(k, v1.LabelNodeRestrictionPrefix) {
+				return auth.Forbidden(id, ri.attributes(), "a node may not set its own "+v1.LabelNodeRestrictionPrefix+"* labels (here "+k+"): a cluster admin sets them by applying the Node")
+			}
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		n, err := store.Get[*v1.Node](ctx, s.store, "", ri.Name)
 		now := time.Now().UTC()
@@ -519,8 +529,16 @@ func (s *Server) admitOther(ctx context.Context, o, prev v1.Object) error {
 			return err
 		}
 	case *v1.Node:
+		var was map[string]string
 		if prev != nil {
 			o.Spec.Subnet = prev.(*v1.Node).Spec.Subnet
+			was = prev.(*v1.Node).Metadata.Labels
+		}
+		if id := IdentityFrom(ctx); id.Node != "" {
+			if k, changed := restrictedLabelChange(was, o.Metadata.Labels); changed {
+				attrs := auth.Attributes{Verb: "update", Resource: "nodes", Name: o.Metadata.Name}
+				return auth.Forbidden(id, attrs, "a node may not set, change or remove its own "+v1.LabelNodeRestrictionPrefix+"* labels (here "+k+"): a cluster admin does")
+			}
 		}
 	case *v1.JoinToken:
 		if prev == nil {
@@ -594,4 +612,22 @@ func (s *Server) testNotifier(w http.ResponseWriter, r *http.Request, ri *reques
 	}
 	writeJSON(w, http.StatusOK, s.tester.Test(r.Context(), n))
 	return nil
+}
+
+// restrictedLabelChange returns a node-restricted label key that differs
+// between a Node's labels before and after a write.
+func restrictedLabelChange(before, after map[string]string) (string, bool) {
+	for _, m := range []map[string]string{before, after} {
+		for k := range m {
+			if !strings.HasPrefix(k, v1.LabelNodeRestrictionPrefix) {
+				continue
+			}
+			a, inA := before[k]
+			b, inB := after[k]
+			if a != b || inA != inB {
+				return k, true
+			}
+		}
+	}
+	return "", false
 }
