@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
+	"sync"
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -220,10 +222,56 @@ func (s *Server) serveRenew(w http.ResponseWriter, r *http.Request) {
 		writeError(rec, err)
 		return
 	}
+	if wait := s.renewals.take(node, time.Now()); wait > 0 {
+		reason = "renewal rate limit"
+		rec.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		writeError(rec, fmt.Errorf("%w: node %s renewed its identity less than %s ago; try again in %s", v1.ErrTooManyRequest, node, renewEvery, wait.Round(time.Second)))
+		return
+	}
 	resp, err := s.issueIdentity(r.Context(), node, req.CSR, sourceIP(r))
 	if err != nil {
+		s.renewals.undo(node)
 		writeError(rec, err)
 		return
 	}
 	writeJSON(rec, http.StatusOK, resp)
+}
+
+// renewEvery is how often a node may renew its identity. Its agent renews
+// once in a certificate's last 30 days; a credential that renews more
+// often is someone else's, and each renewal writes to the store.
+const renewEvery = time.Hour
+
+// renewalLimiter remembers each node's last renewal, in memory: a server
+// restart forgets them, which lets one more renewal through.
+type renewalLimiter struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+// take records a renewal of node at now, or returns how long it must wait.
+func (l *renewalLimiter) take(node string, now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t, ok := l.last[node]; ok && now.Sub(t) < renewEvery {
+		return renewEvery - now.Sub(t)
+	}
+	if l.last == nil {
+		l.last = map[string]time.Time{}
+	}
+	for n, t := range l.last {
+		if now.Sub(t) >= renewEvery {
+			delete(l.last, n)
+		}
+	}
+	l.last[node] = now
+	return 0
+}
+
+// undo forgets a renewal that failed, so the agent's retry is not held
+// back by it.
+func (l *renewalLimiter) undo(node string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.last, node)
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -140,6 +141,13 @@ func TestRenewNodeIdentity(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("registry credentials of n1 after a renewal: %d; want 1 (the old one replaced)", n)
+	}
+	// A second renewal within the hour is refused (429, with when to come
+	// back), whichever certificate asks: a node renews once a year.
+	code, body = post(t, &cert, "", "/api/v1/join/renew", apiserver.RenewRequest{CSR: csr2})
+	var st v1.Status
+	if json.Unmarshal(body, &st); code != http.StatusTooManyRequests || !strings.Contains(st.Message, "renewed its identity") {
+		t.Errorf("second renewal at once: HTTP %d %s; want 429 saying why", code, body)
 	}
 	// The new certificate identifies the node.
 	cert2, _ := tls.X509KeyPair([]byte(renewed.Certificate), key2PEM)

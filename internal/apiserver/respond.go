@@ -38,7 +38,7 @@ func writeError(w http.ResponseWriter, err error) {
 	if code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="gantry"`)
 	}
-	if code == http.StatusTooManyRequests {
+	if code == http.StatusTooManyRequests && w.Header().Get("Retry-After") == "" {
 		// The failure budget refills at several a second.
 		w.Header().Set("Retry-After", "1")
 	}

@@ -111,6 +111,7 @@ type Server struct {
 	proxy        NodeProxy
 	metrics      *apiMetrics
 	limiter      *ratelimit.FailLimiter
+	renewals     renewalLimiter
 	window       *metrics.Window
 	reported     reportedInstances
 	quotaLocks   quotaLocks
