@@ -31,5 +31,6 @@
 //
 // Not done yet: cross-node traffic (VXLAN between node subnets) is out of
 // scope for now, so isolation only covers instances on the same bridge;
-// IPv6 is not configured.
+// IPv6 is not configured: ensureNetNS turns it off for the interfaces of
+// a new namespace (lo keeps ::1), as the isolation rules filter IPv4 only.
 package network

@@ -3,6 +3,7 @@ package network
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"runtime"
 
@@ -47,6 +48,16 @@ func ensureNetNS(path string) (bool, error) {
 		}
 		if err != nil {
 			errc <- fmt.Errorf("bring up lo in new netns: %w", err)
+			return
+		}
+		// No IPv6 on the interfaces made from now on (eth0): Gantry
+		// gives instances no IPv6 address and filters only IPv4 between
+		// namespaces, so a link-local fe80:: address would reach another
+		// namespace's instance on the bridge past the isolation rules.
+		// lo, made with the namespace, keeps ::1. (Without IPv6 in the
+		// kernel there is no such file, and nothing to turn off.)
+		if err := os.WriteFile("/proc/sys/net/ipv6/conf/default/disable_ipv6", []byte("1"), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errc <- fmt.Errorf("turn off IPv6 in new netns: %w", err)
 			return
 		}
 		src := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())

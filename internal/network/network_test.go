@@ -94,6 +94,31 @@ func TestSetup(t *testing.T) {
 		mustReach(t, "", net.JoinHostPort(att.IP.String(), "8080"), "orphan")
 	})
 
+	// Isolation filters IPv4 only: an instance's eth0 with an fe80::
+	// address reached other namespaces' instances over the bridge.
+	t.Run("gives eth0 no IPv6, and keeps ::1 on lo", func(t *testing.T) {
+		att := setup(t, n, "nov6-1")
+		err := ns.WithNetNSPath(att.NetNSPath, func(ns.NetNS) error {
+			for dev, want := range map[string]int{"eth0": 0, "lo": 1} {
+				link, err := netlink.LinkByName(dev)
+				if err != nil {
+					return err
+				}
+				addrs, err := netlink.AddrList(link, netlink.FAMILY_V6)
+				if err != nil {
+					return err
+				}
+				if len(addrs) != want {
+					t.Errorf("%s has IPv6 addresses %v, want %d", dev, addrs, want)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("rejects ids that are not file and CNI safe", func(t *testing.T) {
 		for _, id := range []string{"", "../etc", "a/b", "-x", "has space"} {
 			if _, err := n.Setup(ctx, id, nil); !errors.Is(err, v1.ErrInvalid) {
