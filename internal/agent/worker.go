@@ -384,8 +384,16 @@ func (w *worker) setup(ctx context.Context, adopted bool) (err error) {
 			polErr <- err
 		}()
 		defer func() {
-			if err := <-polErr; err != nil && ctx.Err() == nil {
-				w.a.log.Warn("apply network isolation", "instance", w.key, "err", err)
+			perr := <-polErr
+			if perr != nil && ctx.Err() == nil {
+				w.a.log.Warn("apply network isolation", "instance", w.key, "err", perr)
+			}
+			// Without br_netfilter bridged traffic bypasses every rule:
+			// the instance would reach, and be reached by, every other
+			// namespace. It does not start. (Other failures leave it
+			// out of the rules, so isolated, until the next apply.)
+			if errors.Is(perr, v1.ErrUnsupported) && err == nil {
+				err = fmt.Errorf("attach network: %w", perr)
 			}
 			if err == nil {
 				w.a.log.Debug("instance ready to start", "instance", w.key, "took", time.Since(start),
@@ -413,6 +421,19 @@ func (w *worker) setup(ctx context.Context, adopted bool) (err error) {
 		return fmt.Errorf("write hosts: %w", err)
 	}
 	return nil
+}
+
+// leavePolicy takes the instance out of the policies the agent writes
+// from now on, before its address is freed (Teardown), so that no policy
+// puts the address back under this instance's namespace. It waits for a
+// policy being written: one whose member list still has the address
+// would otherwise land after Teardown had dropped it.
+func (w *worker) leavePolicy() {
+	w.a.polMu.Lock()
+	defer w.a.polMu.Unlock()
+	w.mu.Lock()
+	w.ip, w.hostNet = nil, false
+	w.mu.Unlock()
 }
 
 // setupHostNetwork is setup for an instance in the node's network
@@ -970,11 +991,7 @@ func (w *worker) terminate(ctx context.Context) {
 		}
 		w.a.log.Warn("remove container", "instance", w.key, "err", err)
 	}
-	// Out of the node's policy first: a policy written while the address
-	// is freed must not put it back under this instance's namespace.
-	w.mu.Lock()
-	w.ip, w.hostNet = nil, false
-	w.mu.Unlock()
+	w.leavePolicy()
 	if err := w.a.net.Teardown(ctx, w.id); err != nil {
 		w.a.log.Warn("detach network", "instance", w.key, "err", err)
 	}

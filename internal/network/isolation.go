@@ -110,8 +110,8 @@ func shortHash(s string, length int) string {
 // sets it again. A new one starts with no members, isolating everything.
 func (n *Network) initIsolation() error {
 	if err := ensureBridgeNetfilter(); err != nil {
-		// Networking still works; SetPolicy will fail until this is fixed,
-		// so the agent can refuse to run instances that need isolation.
+		// Networking still works; SetPolicy will fail until this is
+		// fixed, and the agent starts no instance on the bridge.
 		n.log.Error("namespace isolation unavailable: bridged traffic bypasses iptables", "err", err)
 	}
 	existing, hooks, err := n.readFilter(context.Background())
