@@ -390,13 +390,15 @@ func (a *Agent) syncPolicy(ctx context.Context) {
 	tick := time.NewTicker(network.PolicyRecheck)
 	defer tick.Stop()
 	for {
+		check := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.policy:
 		case <-tick.C:
+			check = true
 		}
-		if err := a.applyPolicy(ctx); err != nil && ctx.Err() == nil {
+		if err := a.writePolicy(ctx, check); err != nil && ctx.Err() == nil {
 			a.log.Warn("apply network isolation", "err", err)
 		}
 	}
@@ -405,7 +407,11 @@ func (a *Agent) syncPolicy(ctx context.Context) {
 // applyPolicy writes the isolation rules for every instance on the node.
 // New instances are unreachable from other instances until it ran, so a
 // worker calls it before starting its container.
-func (a *Agent) applyPolicy(ctx context.Context) error {
+func (a *Agent) applyPolicy(ctx context.Context) error { return a.writePolicy(ctx, false) }
+
+// writePolicy is applyPolicy that, with check, reads back the rules in
+// force first (network.Network.CheckPolicy).
+func (a *Agent) writePolicy(ctx context.Context, check bool) error {
 	a.polMu.Lock()
 	defer a.polMu.Unlock()
 	a.mu.Lock()
@@ -416,6 +422,9 @@ func (a *Agent) applyPolicy(ctx context.Context) error {
 		}
 	}
 	a.mu.Unlock()
+	if check {
+		return a.net.CheckPolicy(ctx, members)
+	}
 	return a.net.SetPolicy(ctx, members)
 }
 

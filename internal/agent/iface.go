@@ -40,4 +40,7 @@ type Network interface {
 	WriteResolvConf(dir, namespace, domain string) (string, error)
 	WriteHosts(dir, hostname string, ip net.IP) (string, error)
 	SetPolicy(ctx context.Context, members []network.Member) error
+	// CheckPolicy is SetPolicy that reads back what is in force first,
+	// to repair rules someone removed.
+	CheckPolicy(ctx context.Context, members []network.Member) error
 }

@@ -81,8 +81,8 @@ type policyState struct {
 // PolicyRecheck is how long an apply trusts what the previous one left
 // in the filter table. Past it, an apply reads the table again and puts
 // back a hook that someone removed (a firewall reload, say); the agent
-// reapplies every PolicyRecheck so that this happens even when nothing
-// changes.
+// calls CheckPolicy every PolicyRecheck so that this happens even when
+// nothing changes.
 const PolicyRecheck = 30 * time.Second
 
 const hookComment = "gantry namespace isolation"
@@ -178,6 +178,17 @@ func (n *Network) SetPolicy(ctx context.Context, members []Member) error {
 	n.policy.applied = true
 	n.policy.members = clean
 	return invalid
+}
+
+// CheckPolicy is SetPolicy that reads the filter table first, whatever
+// the last apply left: the periodic reapply, which puts back rules that
+// someone removed since (an apply that trusts the table re-creates
+// flushed chains but not the FORWARD hook into them).
+func (n *Network) CheckPolicy(ctx context.Context, members []Member) error {
+	n.policy.mu.Lock()
+	n.policy.checked = time.Time{}
+	n.policy.mu.Unlock()
+	return n.SetPolicy(ctx, members)
 }
 
 // forgetMemberIP drops the member holding ip from the policy in force.
