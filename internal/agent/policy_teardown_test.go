@@ -61,8 +61,9 @@ func TestTerminatedInstanceIsNotReadmittedByAPolicyInFlight(t *testing.T) {
 	a.workers[w.key] = w
 
 	applied := make(chan struct{})
-	go func() { defer close(applied); a.applyPolicy(context.Background()) }() // syncPolicy's tick
-	<-nw.entered // it has its member list, with 10.77.1.9
+	// syncPolicy's tick, held once it has its member list, with 10.77.1.9.
+	go func() { defer close(applied); a.applyPolicy(context.Background()) }()
+	<-nw.entered
 	left := make(chan struct{})
 	go func() {
 		defer close(left)
