@@ -490,6 +490,12 @@ func (n *Network) teardown(ctx context.Context, id string) error {
 		if err := n.forgetMemberIP(ctx, ip); err != nil {
 			return fmt.Errorf("network: teardown %s: %w", id, err)
 		}
+		// So are the kernel's tracked flows of the address: the rules
+		// let an established flow through, and a UDP flow that a peer
+		// keeps sending to would reach the address's next holder.
+		if err := clearConntrack(ip); err != nil {
+			n.log.Warn("forget tracked connections of a freed address", "instance", id, "ip", ip, "err", err)
+		}
 	}
 	if err := n.cni.DelNetworkList(ctx, list, rt); err != nil {
 		return fmt.Errorf("network: teardown %s: CNI DEL: %w", id, err)
@@ -498,6 +504,25 @@ func (n *Network) teardown(ctx context.Context, id string) error {
 		return fmt.Errorf("network: teardown %s: %w", id, err)
 	}
 	return nil
+}
+
+// clearConntrack deletes the connection tracking entries to and from ip
+// (conntrack -D -s IP, -d IP and --reply-src/--reply-dst IP).
+func clearConntrack(ip net.IP) error {
+	var filters []netlink.CustomConntrackFilter
+	for _, tp := range []netlink.ConntrackFilterType{netlink.ConntrackOrigSrcIP, netlink.ConntrackOrigDstIP, netlink.ConntrackReplyAnyIP} {
+		f := &netlink.ConntrackFilter{}
+		if err := f.AddIP(tp, ip); err != nil {
+			return err
+		}
+		filters = append(filters, f)
+	}
+	family := netlink.InetFamily(unix.AF_INET)
+	if ip.To4() == nil {
+		family = netlink.InetFamily(unix.AF_INET6)
+	}
+	_, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, family, filters...)
+	return err
 }
 
 // reservations maps instance ids to the addresses host-local reserved

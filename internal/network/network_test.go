@@ -194,6 +194,43 @@ func TestTeardown(t *testing.T) {
 		}
 	})
 
+	// A flow the kernel tracked for a freed address outlived it: the
+	// isolation rules accept established flows, so datagrams a peer kept
+	// sending would reach the address's next holder.
+	t.Run("forgets the tracked flows of the address", func(t *testing.T) {
+		att := setup(t, n, "tracked-1")
+		// A tracked flow from the host to the instance; a datagram to a
+		// port nobody listens on is tracked all the same.
+		c, err := net.Dial("udp4", net.JoinHostPort(att.IP.String(), "9"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("x"))
+		c.Close()
+		tracked := func() int {
+			flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, netlink.InetFamily(unix.AF_INET))
+			if err != nil {
+				t.Skipf("cannot list tracked connections here: %v", err)
+			}
+			k := 0
+			for _, f := range flows {
+				if f.Forward.DstIP.Equal(att.IP) || f.Forward.SrcIP.Equal(att.IP) || f.Reverse.SrcIP.Equal(att.IP) {
+					k++
+				}
+			}
+			return k
+		}
+		if tracked() == 0 {
+			t.Skip("the kernel tracks no flow to the instance here (no conntrack on the bridge)")
+		}
+		if err := n.Teardown(ctx, "tracked-1"); err != nil {
+			t.Fatal(err)
+		}
+		if k := tracked(); k != 0 {
+			t.Errorf("%d tracked flows of %s left after its teardown", k, att.IP)
+		}
+	})
+
 	t.Run("is a no-op the second time", func(t *testing.T) {
 		if err := n.Teardown(ctx, "gone-1"); err != nil {
 			t.Fatal(err)
