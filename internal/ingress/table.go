@@ -139,12 +139,13 @@ func (h *hostRoutes) match(p string) *route {
 }
 
 // match finds the route for a canonical host and a request path. An exact
-// host wins over a wildcard; within a host the longest prefix wins.
+// host wins over a wildcard, whatever the path: a path the host's routes
+// do not serve is no route, never the wildcard's (which may be another
+// namespace's, and would get the host's cookies), as in a Kubernetes
+// Ingress. Within a host the longest prefix wins.
 func (t *table) match(host, p string) *route {
 	if h := t.hosts[host]; h != nil {
-		if r := h.match(p); r != nil {
-			return r
-		}
+		return h.match(p)
 	}
 	if i := strings.IndexByte(host, '.'); i > 0 {
 		if h := t.wild[host[i+1:]]; h != nil {

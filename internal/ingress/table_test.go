@@ -48,6 +48,11 @@ func TestRoutingTable(t *testing.T) {
 			{Host: "hello.default.localhost", Path: "/"},
 		}},
 		&discovery.Service{Namespace: "default", Name: "worker", Ports: []v1.Port{{Name: "q", Port: 7000, Protocol: v1.ProtocolTCP}}},
+		// A host under shop's wildcard, routed on one path by another
+		// namespace.
+		&discovery.Service{Namespace: "own", Name: "app", Ports: ports, Ready: ready, Routes: []v1.Route{
+			{Host: "own.tenants.example.com", Path: "/only"},
+		}},
 	)
 	b := &tableBuilder{
 		cfg: &Config{AppsDomain: "localhost"},
@@ -71,6 +76,10 @@ func TestRoutingTable(t *testing.T) {
 		{"a prefix does not match inside a segment", "shop.example.com", "/apis", "shop/web/web", ""},
 		{"the longest prefix wins and uses the named port", "shop.example.com", "/api/admin/users", "shop/api/admin", "10.0.0.1:9090"},
 		{"a wildcard host matches one label", "acme.tenants.example.com", "/", "shop/api/web", ""},
+		{"an exact host routes its own paths", "own.tenants.example.com", "/only/x", "own/app/web", ""},
+		// Before, the wildcard's App (another namespace's) got it, with
+		// the host's cookies.
+		{"an exact host's other paths are not the wildcard's", "own.tenants.example.com", "/login", "", ""},
 		{"a wildcard host does not match deeper names", "a.b.tenants.example.com", "/", "", ""},
 		{"a wildcard host does not match its own suffix", "tenants.example.com", "/", "", ""},
 		{"an app without an http port has no default host", "worker.default.localhost", "/", "", ""},

@@ -188,7 +188,9 @@ func certFileName(routeHost string) string {
 // Among routes of one host (on different paths) the first App by
 // namespace/name that sets TLS wins, so the choice does not change from
 // one handshake to the next (the API refuses routes of one host that
-// disagree on it).
+// disagree on it). A host that has routes of its own never takes the
+// wildcard's certificate, even when none of them sets TLS: the load
+// balancer does not route it to the wildcard's App either.
 func routeTLS(services map[string]*discovery.Service, host string) (ns, routeHost, tlsRef string) {
 	wild := ""
 	if i := strings.IndexByte(host, '.'); i > 0 {
@@ -196,13 +198,16 @@ func routeTLS(services map[string]*discovery.Service, host string) (ns, routeHos
 	}
 	keys := slices.Sorted(maps.Keys(services))
 	var wildNS, wildRef string
+	exact := false
 	for _, k := range keys {
 		svc := services[k]
 		for _, r := range svc.Routes {
+			h := strings.ToLower(r.Host)
+			exact = exact || h == host
 			if r.TLS == "" {
 				continue
 			}
-			switch h := strings.ToLower(r.Host); {
+			switch {
 			case h == host && tlsRef == "":
 				ns, tlsRef = svc.Namespace, r.TLS
 			case h == wild && wildRef == "":
@@ -213,7 +218,7 @@ func routeTLS(services map[string]*discovery.Service, host string) (ns, routeHos
 	if tlsRef != "" {
 		return ns, host, tlsRef
 	}
-	if wildRef != "" {
+	if wildRef != "" && !exact {
 		return wildNS, wild, wildRef
 	}
 	return "", "", ""

@@ -16,6 +16,9 @@ func TestRouteTLS(t *testing.T) {
 		"b/tenants": svc("b", "tenants", v1.Route{Host: "*.tenants.example.com", TLS: "auto"}),
 		"c/acme":    svc("c", "acme", v1.Route{Host: "acme.tenants.example.com", TLS: "acme-cert"}),
 		"d/plain":   svc("d", "plain", v1.Route{Host: "plain.example.com"}),
+		// A host with routes of its own, none with TLS, under another
+		// namespace's wildcard: it was given the wildcard's certificate.
+		"g/mine": svc("g", "mine", v1.Route{Host: "mine.tenants.example.com"}),
 		// Two apps on one host, on different paths, naming different
 		// secrets: the first by namespace/name wins, every time.
 		"e/api": svc("e", "api", v1.Route{Host: "both.example.com", Path: "/api", TLS: "api-cert"}),
@@ -28,6 +31,7 @@ func TestRouteTLS(t *testing.T) {
 		{"a.b.tenants.example.com", "", ""},            // a wildcard covers one label
 		{"tenants.example.com", "", ""},
 		{"plain.example.com", "", ""},
+		{"mine.tenants.example.com", "", ""}, // its own routes, no TLS: not the wildcard's
 		{"unknown.example.com", "", ""},
 		{"both.example.com", "e", "api-cert"},
 	} {
