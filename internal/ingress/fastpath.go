@@ -419,7 +419,7 @@ func appendRequest(b []byte, r *http.Request, addr string) []byte {
 	b = append(b, "\r\n"...)
 	listed := connectionListed(r.Header)
 	for k, vv := range r.Header {
-		if requestHopHeaders[k] || (listed != nil && listed[k]) {
+		if requestHopHeaders[k] || (listed != nil && listed[k]) || forwardingLookalike(k) {
 			continue
 		}
 		for _, v := range vv {

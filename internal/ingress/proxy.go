@@ -254,8 +254,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // ReverseProxy turns into tunnels. An Upgrade field alone is dropped as
 // hop-by-hop and leaves an ordinary request, which keeps its body and
 // send timeouts.
+// isUpgrade reports whether an HTTP/1 request asks to become a tunnel.
+// An h2c upgrade does not: it concerns the client's connection to us,
+// rewrite drops it, and the instance answers an ordinary request, which
+// keeps the body and send timeouts.
 func isUpgrade(r *http.Request) bool {
-	return r.ProtoMajor == 1 && upgradeType(r.Header) != ""
+	up := upgradeType(r.Header)
+	return r.ProtoMajor == 1 && up != "" && !strings.EqualFold(up, "h2c")
 }
 
 // upgradeType is the protocol a request or a 101 answer switches to, ""
@@ -437,6 +442,11 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	// Apps see the host the client asked for, as with nginx's
 	// `proxy_set_header Host $host`.
 	pr.Out.Host = pr.In.Host
+	for k := range pr.Out.Header {
+		if forwardingLookalike(k) {
+			delete(pr.Out.Header, k)
+		}
+	}
 	// Keep the chain of earlier proxies; SetXForwarded appends the client.
 	if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
 		pr.Out.Header["X-Forwarded-For"] = prior
@@ -454,6 +464,24 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.Header.Del("Connection")
 		pr.Out.Header.Del("Http2-Settings")
 	}
+}
+
+// forwardingLookalike reports whether a request field is a forwarding
+// field the proxy sets, spelt with '_' for '-' (X_Forwarded_Proto): CGI-
+// style servers (Rack, WSGI, PHP) read both as HTTP_X_FORWARDED_PROTO, so
+// the client's would stand in for the proxy's. nginx drops every field
+// with '_' by default; these are the ones that matter here.
+func forwardingLookalike(k string) bool {
+	if strings.IndexByte(k, '_') < 0 {
+		return false
+	}
+	k = strings.ReplaceAll(k, "_", "-")
+	for _, f := range [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"} {
+		if strings.EqualFold(k, f) {
+			return true
+		}
+	}
+	return false
 }
 
 // upstream is the ReverseProxy transport: it sends to the endpoint chosen
