@@ -354,10 +354,21 @@ func checkNodePorts(a *v1.App, others []*v1.App) error {
 	}
 	var errs v1.FieldErrors
 	for _, other := range others {
+		seen := map[int]bool{}
 		for _, op := range other.Spec.Ports {
 			if i, taken := mine[op.NodePort]; taken && op.Expose != "" {
+				seen[op.NodePort] = true
 				errs = append(errs, v1.FieldError{Field: fmt.Sprintf("spec.ports[%d].nodePort", i),
 					Message: fmt.Sprintf("%d is already the node port of app %s/%s; choose another or leave it out to have one chosen", op.NodePort, other.Metadata.Namespace, other.Metadata.Name)})
+			}
+		}
+		// A port chosen for another App is taken too: its clients know
+		// it (from its status), and would reach this App instead.
+		for _, np := range other.Status.NodePorts {
+			if i, taken := mine[np.NodePort]; taken && !seen[np.NodePort] {
+				seen[np.NodePort] = true
+				errs = append(errs, v1.FieldError{Field: fmt.Sprintf("spec.ports[%d].nodePort", i),
+					Message: fmt.Sprintf("%d is the node port chosen for port %q of app %s/%s; choose another or leave it out to have one chosen", np.NodePort, np.Port, other.Metadata.Namespace, other.Metadata.Name)})
 			}
 		}
 	}

@@ -1,8 +1,12 @@
 package apiserver_test
 
 import (
+	"context"
 	"strings"
 	"testing"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/store"
 )
 
 // A nodePort is checked against every other App's at apply, as routes
@@ -27,6 +31,21 @@ func TestNodePortCollisionsAreRefused(t *testing.T) {
 		if code != tc.code || !strings.Contains(body, tc.says) {
 			t.Errorf("%s/%s with ports %s: %d %s; want %d saying %q", tc.ns, tc.name, tc.ports, code, body, tc.code, tc.says)
 		}
+	}
+	// A port the load balancer chose for another App (in its status) was
+	// free for the taking: another namespace's App that named it got
+	// that App's clients.
+	a, err := store.Get[*v1.App](context.Background(), ts.Store, "shop", "auto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Status.NodePorts = []v1.NodePortStatus{{Port: "pg", NodePort: 30500}}
+	if err := ts.Store.Update(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := app("default", "x", "[{name: pg, port: 5432, protocol: tcp, expose: tcp, nodePort: 30500}]"); code != 409 ||
+		!strings.Contains(body, `30500 is the node port chosen for port \"pg\" of app shop/auto`) {
+		t.Errorf("an App naming the node port chosen for shop/auto: %d %s; want 409 naming it", code, body)
 	}
 	// An App keeps its own node port when it is applied again.
 	if code, body := raw(t, ts, "PUT", "/api/v1/namespaces/default/apps/pg?apply=true", "application/yaml",

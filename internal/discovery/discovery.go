@@ -58,6 +58,10 @@ type Service struct {
 	Draining []Endpoint `json:"draining,omitempty"`
 	// AllowFrom lists other namespaces allowed to connect.
 	AllowFrom []string `json:"allowFrom,omitempty"`
+	// NodePorts are the node ports the App's status says its exposed
+	// ports are published on, by port name: the load balancer keeps the
+	// ones it chose over a restart.
+	NodePorts map[string]int `json:"nodePorts,omitempty"`
 	// Balancing is the App's spec.loadBalancing ("" for the load
 	// balancer's default).
 	Balancing string `json:"balancing,omitempty"`

@@ -178,6 +178,12 @@ func (w *Watcher) service(a *v1.App) *Service {
 	if a.Spec.Network != nil {
 		svc.AllowFrom = a.Spec.Network.AllowFrom
 	}
+	for _, np := range a.Status.NodePorts {
+		if svc.NodePorts == nil {
+			svc.NodePorts = map[string]int{}
+		}
+		svc.NodePorts[np.Port] = np.NodePort
+	}
 	insts := w.instances.List(func(i *v1.Instance) bool {
 		return i.Metadata.Namespace == a.Metadata.Namespace && i.Spec.App == a.Metadata.Name
 	})

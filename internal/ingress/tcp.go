@@ -43,7 +43,6 @@ type tcpService struct {
 	key      string
 	beKey    string
 	nodePort int
-	target   int
 	explicit bool
 	ln       net.Listener
 	accepted prometheus.Counter
@@ -202,6 +201,12 @@ func (tb *tcpBalancer) reconcile(s *discovery.Snapshot) {
 				}
 				want[k] = tcpWant{ns: svc.Namespace, app: svc.Name, port: pt.Name, nodePort: pt.NodePort, target: pt.Port,
 					proxyProtocol: pt.ProxyProtocol}
+				if _, ok := tb.allocated[k]; !ok && pt.NodePort == 0 && svc.NodePorts[pt.Name] != 0 {
+					// Chosen before this process started (the App's
+					// status says so): its clients know it. allocate
+					// tries it first.
+					tb.allocated[k] = svc.NodePorts[pt.Name]
+				}
 				order = append(order, k)
 				if pt.NodePort != 0 {
 					reserved[pt.NodePort] = true
@@ -216,7 +221,11 @@ func (tb *tcpBalancer) reconcile(s *discovery.Snapshot) {
 		// asks for it by number, and gets another.
 		yields := ok && w.nodePort == 0 && reserved[ts.nodePort]
 		// A port that lost its explicit node port keeps the one it has.
-		if !ok || moved || yields || w.target != ts.target {
+		// A new target port number (a rollout that moves the port) keeps
+		// the listener: each instance is dialled on its own revision's
+		// number (Endpoint.PortFor), and a new listener would refuse the
+		// connections of the gap and forget the flows in progress.
+		if !ok || moved || yields {
 			ts.ln.Close()
 			delete(tb.services, k)
 			tb.p.log.Info("closed node port", "service", k, "nodePort", ts.nodePort)
@@ -260,7 +269,7 @@ func (tb *tcpBalancer) reconcile(s *discovery.Snapshot) {
 		}
 		inUse[port] = true
 		ts := &tcpService{
-			key: k, beKey: tcpKeyPrefix + k, nodePort: port, target: w.target,
+			key: k, beKey: tcpKeyPrefix + k, nodePort: port,
 			explicit: w.nodePort != 0, ln: ln,
 			accepted: tb.p.m.tcpFlows.WithLabelValues(w.ns, w.app, w.port),
 		}
