@@ -27,10 +27,6 @@ type Watcher struct {
 	mu      sync.Mutex
 	pending map[string]bool
 	kick    chan struct{}
-	// goneNodes are nodes deleted after they were seen: their instances
-	// are out of traffic, as a NotReady node's are, until eviction
-	// deletes them or the node registers again.
-	goneNodes map[string]bool
 }
 
 // NewWatcher returns a watcher; instances and apps may be informers
@@ -47,7 +43,6 @@ func NewWatcher(s *store.Store, instances *informer.Informer[*v1.Instance], apps
 		nodes:       informer.New[*v1.Node](s, log),
 		log:         log,
 		pending:     map[string]bool{},
-		goneNodes:   map[string]bool{},
 		kick:        make(chan struct{}, 1),
 	}
 	if w.instances == nil {
@@ -62,15 +57,7 @@ func NewWatcher(s *store.Store, instances *informer.Informer[*v1.Instance], apps
 	// A node that stops (or starts again) answering takes its instances
 	// out of (or back into) traffic at once, before they are evicted.
 	w.nodes.OnChange(func(old, n *v1.Node, deleted bool) {
-		w.mu.Lock()
-		wasGone := w.goneNodes[n.Metadata.Name]
-		if deleted {
-			w.goneNodes[n.Metadata.Name] = true
-		} else {
-			delete(w.goneNodes, n.Metadata.Name)
-		}
-		w.mu.Unlock()
-		if old != nil && !deleted && !wasGone && old.Status.Ready == n.Status.Ready {
+		if old != nil && !deleted && old.Status.Ready == n.Status.Ready {
 			return
 		}
 		for _, i := range w.instances.List(func(i *v1.Instance) bool { return i.Spec.Node == n.Metadata.Name }) {
@@ -80,14 +67,18 @@ func NewWatcher(s *store.Store, instances *informer.Informer[*v1.Instance], apps
 	return w
 }
 
-// nodeDown reports whether an instance's node is known and not ready, or
-// was deleted. A node never seen counts as up.
+// nodeDown reports whether an instance's node is not ready or does not
+// exist: deleted while this server watched, or before it started (the
+// node controller evicts such orphans later). Snapshots are built once
+// the node informer has synced, and a node that registers later
+// rebuilds its instances' services.
 func (w *Watcher) nodeDown(name string) bool {
+	if name == "" {
+		return false
+	}
 	n, ok := w.nodes.Get("", name)
 	if !ok {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		return w.goneNodes[name]
+		return true
 	}
 	return !n.Status.Ready
 }

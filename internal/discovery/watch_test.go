@@ -16,9 +16,15 @@ import (
 // webPort is the http port of the test app.
 var webPort = v1.Port{Name: "http", Port: 8080, Protocol: "http"}
 
-// createWeb stores App default/web with the given ports.
+// createWeb stores App default/web with the given ports, and the ready
+// node n1 that the tests bind its instances to (an instance on a node
+// that does not exist gets no traffic).
 func createWeb(ctx context.Context, t *testing.T, s *store.Store, ports ...v1.Port) *v1.App {
 	t.Helper()
+	n1 := &v1.Node{TypeMeta: v1.TypeMeta{Kind: "Node"}, Metadata: v1.ObjectMeta{Name: "n1"}, Status: v1.NodeStatus{Ready: true}}
+	if err := s.Create(ctx, n1); err != nil {
+		t.Fatal(err)
+	}
 	app := &v1.App{TypeMeta: v1.TypeMeta{Kind: "App"}, Metadata: v1.ObjectMeta{Name: "web", Namespace: "default"}}
 	app.Spec.Image = "web:v1"
 	app.Spec.Ports = ports
