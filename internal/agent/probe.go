@@ -30,9 +30,10 @@ type probeResult struct {
 }
 
 // probeClient is shared by every HTTP check: no keep-alive, so a check
-// measures a fresh connection the way a client would make it.
+// measures a fresh connection the way a client would make it. The
+// check's context bounds the connect with the rest, by its timeout.
 var probeClient = &http.Client{
-	Transport: &http.Transport{DisableKeepAlives: true, DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext},
+	Transport: &http.Transport{DisableKeepAlives: true, DialContext: (&net.Dialer{}).DialContext},
 	CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse
 	},
