@@ -19,7 +19,20 @@ import (
 )
 
 // readAll returns every record a non-following Reader gives.
+// readAll reads the lines of a log, as Next joins them.
 func readAll(t *testing.T, path string, opts ReadOptions) []Entry {
+	t.Helper()
+	return read(t, path, opts, (*Reader).Next)
+}
+
+// readRecords reads the records of a log as they are stored: a long line
+// in its pieces.
+func readRecords(t *testing.T, path string, opts ReadOptions) []Entry {
+	t.Helper()
+	return read(t, path, opts, (*Reader).nextRecord)
+}
+
+func read(t *testing.T, path string, opts ReadOptions, next func(*Reader, context.Context) (Entry, error)) []Entry {
 	t.Helper()
 	r, err := Open(path, opts)
 	if err != nil {
@@ -28,7 +41,7 @@ func readAll(t *testing.T, path string, opts ReadOptions) []Entry {
 	defer r.Close()
 	var out []Entry
 	for {
-		e, err := r.Next(context.Background())
+		e, err := next(r, context.Background())
 		if err == io.EOF {
 			return out
 		}
@@ -161,7 +174,7 @@ func TestCopySplitsOutputIntoLines(t *testing.T) {
 				t.Fatalf("Copy = %d, %v", dropped, err)
 			}
 			w.Close()
-			got := readAll(t, path, ReadOptions{})
+			got := readRecords(t, path, ReadOptions{})
 			if len(got) != len(tt.want) {
 				t.Fatalf("got %d records, want %d: %+v", len(got), len(tt.want), got)
 			}

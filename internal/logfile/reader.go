@@ -48,7 +48,15 @@ type Reader struct {
 	partial []byte // bytes of a record whose newline has not arrived yet
 	skip    bool   // discarding an oversized record up to its newline
 	ticker  *time.Ticker
+	// held are the pieces of a long line read so far, by stream (the
+	// pieces of a stdout line may have stderr records between them).
+	held [2]*Entry
 }
+
+// MaxJoinedLine bounds the text of a long line that Next joins from its
+// pieces; a longer one comes out in several entries of this size, all
+// but the last marked Partial.
+const MaxJoinedLine = 1 << 20
 
 // Open opens the log at path (with its rotated files) for reading. A log
 // that does not exist yet reads as empty, and a following Reader waits for
@@ -114,10 +122,57 @@ func (r *Reader) Close() error {
 	return nil
 }
 
-// Next returns the next record. Without Follow it returns io.EOF after the
-// last one; with Follow it waits for more and returns ctx's error when ctx
-// ends.
+// Next returns the next line. A line the writer cut into pieces
+// (MaxLineSize) comes out whole, up to MaxJoinedLine, with the time of
+// its first piece. Without Follow it returns io.EOF after the last one;
+// with Follow it waits for more and returns ctx's error when ctx ends
+// (pieces read so far are kept for the next call).
 func (r *Reader) Next(ctx context.Context) (Entry, error) {
+	for {
+		e, err := r.nextRecord(ctx)
+		if errors.Is(err, io.EOF) {
+			// A line whose last piece never came (its writer died).
+			if h := r.takeHeld(); h != nil {
+				return *h, nil
+			}
+		}
+		if err != nil {
+			return Entry{}, err
+		}
+		i := streamIndex(e.Stream)
+		if h := r.held[i]; h != nil {
+			h.Line += e.Line
+			h.Partial = e.Partial
+			e, r.held[i] = *h, nil
+		}
+		if e.Partial && len(e.Line) < MaxJoinedLine {
+			r.held[i] = &e
+			continue
+		}
+		return e, nil
+	}
+}
+
+func streamIndex(s string) int {
+	if s == Stderr {
+		return 1
+	}
+	return 0
+}
+
+// takeHeld returns the oldest held piece, if any, and forgets it.
+func (r *Reader) takeHeld() *Entry {
+	i := 0
+	if r.held[0] == nil || (r.held[1] != nil && r.held[1].Time.Before(r.held[0].Time)) {
+		i = 1
+	}
+	h := r.held[i]
+	r.held[i] = nil
+	return h
+}
+
+// nextRecord returns the next record as it is stored.
+func (r *Reader) nextRecord(ctx context.Context) (Entry, error) {
 	if len(r.pending) > 0 {
 		e := r.pending[0]
 		r.pending = r.pending[1:]
@@ -403,8 +458,10 @@ func tailFiles(files []*os.File, newest *os.File, n int, since time.Time) ([]Ent
 	var (
 		out     []Entry // newest first while collecting
 		liveEnd int64
+		lines   int // records that end a line (not Partial) in out
+		full    bool
 	)
-	for i := len(files) - 1; i >= 0 && len(out) < n; i-- {
+	for i := len(files) - 1; i >= 0 && !full; i-- {
 		f := files[i]
 		st, err := f.Stat()
 		if err != nil {
@@ -419,8 +476,17 @@ func tailFiles(files []*os.File, newest *os.File, n int, since time.Time) ([]Ent
 			if !since.IsZero() && e.Time.Before(since) {
 				return false
 			}
+			// n lines, not n records: the pieces of a long line
+			// before its last one come with it.
+			if !e.Partial {
+				if lines == n {
+					full = true
+					return false
+				}
+				lines++
+			}
 			out = append(out, e)
-			return len(out) < n
+			return true
 		})
 		if err != nil {
 			return nil, 0, err

@@ -100,7 +100,28 @@ func (w *Writer) open() error {
 	}
 	w.f, w.size = f, st.Size()
 	w.torn = w.torn && w.size > 0 // a new file has no line to end
+	if w.size > 0 && !w.torn {
+		// A record cut short by a writer that died (killed, a full
+		// disk): the next one must not be glued onto it, or a reader
+		// drops both.
+		w.torn = !endsWithNewline(w.path, w.size)
+	}
 	return nil
+}
+
+// endsWithNewline reports whether the file at path, of size bytes, ends
+// a line; true when it cannot be read (nothing is known to end).
+func endsWithNewline(path string, size int64) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	var b [1]byte
+	if _, err := f.ReadAt(b[:], size-1); err != nil {
+		return true
+	}
+	return b[0] == '\n'
 }
 
 // Write appends one record. Each record is a single write(2), so a reader
