@@ -54,9 +54,11 @@ type Reader struct {
 }
 
 // MaxJoinedLine bounds the text of a long line that Next joins from its
-// pieces; a longer one comes out in several entries of this size, all
-// but the last marked Partial.
-const MaxJoinedLine = 1 << 20
+// pieces; a longer one comes out in several entries of about this size,
+// all but the last marked Partial. Encoded as JSON (at most six bytes a
+// character) it stays within the 4 MiB line the API server and the CLI
+// accept.
+const MaxJoinedLine = 512 << 10
 
 // Open opens the log at path (with its rotated files) for reading. A log
 // that does not exist yet reads as empty, and a following Reader waits for
