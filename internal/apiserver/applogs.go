@@ -3,13 +3,13 @@ package apiserver
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -113,7 +113,10 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	var mu sync.Mutex
-	var all []appLogLine
+	// Without follow, each instance's lines (in time order, as its agent
+	// sends them) go through a small queue to a merge, so the server
+	// holds a few lines per instance, not every log of the App.
+	var queues []chan appLogLine
 	enc := json.NewEncoder(w)
 	var wg sync.WaitGroup
 	for _, inst := range insts {
@@ -131,6 +134,11 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo
 		}
 		pr, pw := io.Pipe()
 		path := "/instances/" + ri.Namespace + "/" + inst.Metadata.Name + "/logs"
+		var q chan appLogLine
+		if !follow {
+			q = make(chan appLogLine, 64)
+			queues = append(queues, q)
+		}
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
@@ -139,6 +147,9 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo
 		go func() {
 			defer wg.Done()
 			defer pr.Close()
+			if q != nil {
+				defer close(q)
+			}
 			sc := bufio.NewScanner(pr)
 			sc.Buffer(make([]byte, 64<<10), 4<<20)
 			for sc.Scan() {
@@ -147,14 +158,18 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo
 					continue
 				}
 				l.Instance = inst.Metadata.Name
-				mu.Lock()
-				if follow {
-					enc.Encode(l)
-					if fl != nil {
-						fl.Flush()
+				if q != nil {
+					select {
+					case q <- l:
+					case <-ctx.Done():
+						return
 					}
-				} else {
-					all = append(all, l)
+					continue
+				}
+				mu.Lock()
+				enc.Encode(l)
+				if fl != nil {
+					fl.Flush()
 				}
 				mu.Unlock()
 			}
@@ -163,14 +178,42 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo
 			}
 		}()
 	}
-	wg.Wait()
 	if !follow {
-		sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
-		for _, l := range all {
-			enc.Encode(l)
+		mergeLogs(ctx, queues, func(l appLogLine) { enc.Encode(l) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// mergeLogs writes the lines of queues, each in time order, in time order
+// (the earlier queue first among equal times) until every queue is closed
+// or ctx ends.
+func mergeLogs(ctx context.Context, queues []chan appLogLine, emit func(appLogLine)) {
+	heads := make([]appLogLine, len(queues))
+	open := make([]bool, len(queues))
+	next := func(i int) {
+		select {
+		case heads[i], open[i] = <-queues[i]:
+		case <-ctx.Done():
+			open[i] = false
 		}
 	}
-	return nil
+	for i := range queues {
+		next(i)
+	}
+	for {
+		first := -1
+		for i := range queues {
+			if open[i] && (first < 0 || heads[i].Time.Before(heads[first].Time)) {
+				first = i
+			}
+		}
+		if first < 0 {
+			return
+		}
+		emit(heads[first])
+		next(first)
+	}
 }
 
 // nodeLogs asks a node for an instance's logs into resp and returns the

@@ -25,8 +25,15 @@ func TestAppLogs(t *testing.T) {
 	nodes.AddLocal("n1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		asked.Add(1)
 		w.Header().Set("Content-Type", "application/x-ndjson")
-		w.Write([]byte(`{"time":"2025-01-02T03:04:06Z","stream":"stdout","line":"second"}` + "\n" +
-			`{"time":"2025-01-02T03:04:05Z","stream":"stderr","line":"first"}` + "\n"))
+		// Each instance's lines in time order, as an agent sends them;
+		// the two instances' lines interleave in time.
+		if strings.Contains(r.URL.Path, "/web-d/") {
+			w.Write([]byte(`{"time":"2025-01-02T03:04:06Z","stream":"stdout","line":"second"}` + "\n" +
+				`{"time":"2025-01-02T03:04:08Z","stream":"stdout","line":"fourth"}` + "\n"))
+			return
+		}
+		w.Write([]byte(`{"time":"2025-01-02T03:04:05Z","stream":"stderr","line":"first"}` + "\n" +
+			`{"time":"2025-01-02T03:04:07Z","stream":"stdout","line":"third"}` + "\n"))
 	}))
 	refuse := func(code int, reason string) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -44,9 +51,11 @@ func TestAppLogs(t *testing.T) {
 	if _, err := ts.client(t, ts.Token).Apply(ctx, newApp("web", "web:v1")); err != nil {
 		t.Fatal(err)
 	}
-	for i, node := range []string{"n1", "n2", "n3"} {
-		if err := ts.Store.Create(ctx, &v1.Node{TypeMeta: v1.TypeMeta{Kind: "Node"}, Metadata: v1.ObjectMeta{Name: node}}); err != nil {
-			t.Fatal(err)
+	for i, node := range []string{"n1", "n2", "n3", "n1"} {
+		if i < 3 {
+			if err := ts.Store.Create(ctx, &v1.Node{TypeMeta: v1.TypeMeta{Kind: "Node"}, Metadata: v1.ObjectMeta{Name: node}}); err != nil {
+				t.Fatal(err)
+			}
 		}
 		inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"},
 			Metadata: v1.ObjectMeta{Name: "web-" + string(rune('a'+i)), Namespace: "default", Labels: map[string]string{v1.LabelApp: "web"}},
@@ -67,7 +76,7 @@ func TestAppLogs(t *testing.T) {
 		{name: "a negative tail is refused", query: "tail=-1", code: 400, says: `tail="-1": send the number of last lines`},
 		{name: "a since that is a duration is refused", query: "since=10m", code: 400, says: `since="10m": send an RFC 3339 time`},
 		{name: "instances whose agent refuses or cannot answer are left out", query: "tail=5&since=2025-01-02T03:04:05.5Z", code: 200,
-			lines: []string{"web-a first", "web-a second"}},
+			lines: []string{"web-a first", "web-d second", "web-a third", "web-d fourth"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -86,8 +95,8 @@ func TestAppLogs(t *testing.T) {
 				}
 				return
 			}
-			if n := asked.Load() - before; n != 3 {
-				t.Errorf("agents were asked %d times, want once for each of the 3 instances", n)
+			if n := asked.Load() - before; n != 4 {
+				t.Errorf("agents were asked %d times, want once for each of the 4 instances", n)
 			}
 			var got []string
 			for _, s := range strings.Split(strings.TrimSpace(body), "\n") {
