@@ -198,7 +198,7 @@ func (p *Proxy) serveFast(st *reqState, r *http.Request) {
 				st.rec.status = statusClientClosed
 				return
 			}
-			p.connectFailed(st.ep)
+			p.connectFailed(st.ep, err)
 			if !st.retried && p.switchEndpoint(st) {
 				staleRetried = false
 				continue

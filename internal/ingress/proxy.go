@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -531,13 +532,22 @@ func (p *Proxy) send(st *reqState, req *http.Request) (*http.Response, error) {
 	}
 	var de *dialError
 	if errors.As(err, &de) && req.Context().Err() == nil {
-		p.connectFailed(ep)
+		p.connectFailed(ep, err)
 	}
 	return nil, err
 }
 
-func (p *Proxy) connectFailed(ep *endpoint) {
+// connectFailed counts a failed connect to ep towards its ejection,
+// unless the failure was this process's or this machine's own (out of
+// file descriptors, ports or memory): every instance would fail alike,
+// and ejecting healthy ones would only spread the outage.
+func (p *Proxy) connectFailed(ep *endpoint, err error) {
 	ep.app.connectErrors.Inc()
+	if localDialError(err) {
+		p.log.Warn("connect to instance failed on the load balancer's side", "app", ep.app.name, "ns", ep.app.ns,
+			"instance", ep.instance, "addr", ep.addr, "err", err)
+		return
+	}
 	if ep.connectFailed(&p.cfg, monoNow()) {
 		ep.app.ejections.Inc()
 		p.log.Warn("ejecting instance after consecutive connect failures",
@@ -866,3 +876,14 @@ func (b *bodyGuard) detach() {
 type keepOpenBody struct{ io.ReadCloser }
 
 func (keepOpenBody) Close() error { return nil }
+
+// localDialError reports whether a connect failed for want of a local
+// resource rather than because of the instance.
+func localDialError(err error) bool {
+	for _, e := range [...]error{syscall.EMFILE, syscall.ENFILE, syscall.EADDRNOTAVAIL, syscall.ENOBUFS, syscall.ENOMEM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}

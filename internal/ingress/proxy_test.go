@@ -17,9 +17,11 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -585,5 +587,37 @@ func TestACertificateFailureIsLoggedOncePerRoute(t *testing.T) {
 	}
 	if n := warnings.Load(); n != 2 {
 		t.Errorf("%d warnings logged for 400 failed handshakes on two routes, want 2", n)
+	}
+}
+
+// A connect that failed for want of a local resource (the load balancer
+// out of file descriptors or ports) counted towards the instance's
+// ejection: under such a shortage every healthy instance was ejected in
+// turn. Only failures that can be the instance's count.
+func TestLocalConnectFailuresDoNotEject(t *testing.T) {
+	port, ins := startInstances(t, "local", 1, nil)
+	h := startProxy(t, Config{EjectAfter: 2, EjectFor: time.Minute}, httpService("default", "local", port, ins...))
+	var ep *endpoint
+	for _, be := range h.p.table.Load().backends {
+		if be.app.name == "local" {
+			ep = be.eps[0]
+		}
+	}
+	if ep == nil {
+		t.Fatal("no endpoint of default/local")
+	}
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.EADDRNOTAVAIL} {
+		for range 3 {
+			h.p.connectFailed(ep, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", errno)})
+		}
+	}
+	if n := counterValue(t, h.p.m.ejections.WithLabelValues("default", "local")); n != 0 {
+		t.Fatalf("ejections after local failures = %v, want 0", n)
+	}
+	for range 2 {
+		h.p.connectFailed(ep, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)})
+	}
+	if n := counterValue(t, h.p.m.ejections.WithLabelValues("default", "local")); n != 1 {
+		t.Fatalf("ejections after two refused connects = %v, want 1", n)
 	}
 }

@@ -388,7 +388,7 @@ func (tb *tcpBalancer) serve(ts *tcpService, client net.Conn) {
 		c, err := d.DialContext(tb.ctx, "tcp", next.addr)
 		if err != nil {
 			if tb.ctx.Err() == nil {
-				p.connectFailed(next)
+				p.connectFailed(next, err)
 			}
 			next.release()
 			ep = next
