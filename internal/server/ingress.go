@@ -47,8 +47,12 @@ type routeCerts struct {
 
 type secretCert struct {
 	cert    *tls.Certificate
-	source  string    // ns/secret@revision
+	source  string    // ns/secret@revision; ns/secret@ when err is set
 	checked time.Time // when the Secret's revision was last read
+	// err is why the Secret gave no certificate (cert is nil): kept for
+	// secretRecheck too, so that handshakes for a host whose Secret is
+	// missing or broken do not each read etcd.
+	err error
 }
 
 // secretRecheck is how long a certificate from a Secret is served before
@@ -96,6 +100,13 @@ func (c *routeCerts) secretCert(services map[string]*discovery.Service, ns, rout
 	c.mu.Lock()
 	cached, ok := c.fromSecret[routeHost]
 	ok = ok && strings.HasPrefix(cached.source, prefix)
+	if ok && cached.cert == nil {
+		if time.Since(cached.checked) < secretRecheck {
+			c.mu.Unlock()
+			return nil, cached.err
+		}
+		ok = false // read it again, as the first time
+	}
 	if ok && time.Since(cached.checked) < secretRecheck {
 		c.mu.Unlock()
 		return cached.cert, nil
@@ -110,13 +121,24 @@ func (c *routeCerts) secretCert(services map[string]*discovery.Service, ns, rout
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	// A Secret that holds no usable certificate: if one was cached from
+	// before, it goes too, so every handshake fails alike (and the load
+	// balancer logs why), rather than one in each secretRecheck while the
+	// others get the old one.
+	fail := func(err error) (*tls.Certificate, error) {
+		c.mu.Lock()
+		c.forgetGone(services)
+		if c.fromSecret == nil {
+			c.fromSecret = map[string]secretCert{}
+		}
+		c.fromSecret[routeHost] = secretCert{source: prefix, checked: time.Now(), err: err}
+		c.mu.Unlock()
+		return nil, err
+	}
 	sec, err := store.Get[*v1.Secret](ctx, c.store, ns, tlsRef)
 	switch {
 	case errors.Is(err, v1.ErrNotFound):
-		c.mu.Lock()
-		delete(c.fromSecret, routeHost)
-		c.mu.Unlock()
-		return nil, err
+		return fail(err)
 	case err != nil && ok:
 		// etcd is slow or away: HTTPS goes on with what it had.
 		return cached.cert, nil
@@ -127,16 +149,7 @@ func (c *routeCerts) secretCert(services map[string]*discovery.Service, ns, rout
 	if ok && cached.source == src {
 		return cached.cert, nil
 	}
-	// The Secret changed, or is new to us. If it holds no usable
-	// certificate, the one cached from before goes too: every handshake
-	// then fails alike (and the load balancer logs why), rather than
-	// one in each secretRecheck while the others get the old one.
-	fail := func(err error) (*tls.Certificate, error) {
-		c.mu.Lock()
-		delete(c.fromSecret, routeHost)
-		c.mu.Unlock()
-		return nil, err
-	}
+	// The Secret changed, or is new to us.
 	if sec.Sealed == nil || c.codec == nil {
 		return fail(fmt.Errorf("%w: secret %s holds no certificate", v1.ErrNotFound, tlsRef))
 	}

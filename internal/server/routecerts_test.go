@@ -185,7 +185,14 @@ func TestSecretCertificateIsRecheckedNotReadPerHandshake(t *testing.T) {
 		}
 	}
 
+	// A missing Secret is remembered as missing for secretRecheck, so
+	// that handshakes for its host do not each read etcd: made again, it
+	// is served after that.
 	put()
+	if _, err := c.GetCertificate("n1.shop.example.com"); !errors.Is(err, v1.ErrNotFound) {
+		t.Fatalf("within secretRecheck of finding the Secret missing: %v, want not found", err)
+	}
+	c.age()
 	c.serial(t, "n1.shop.example.com")
 	c.src.(*discovery.Broadcaster).Publish(&discovery.Snapshot{Revision: 2, Services: map[string]*discovery.Service{
 		"b/dev": {Namespace: "b", Name: "dev", Routes: []v1.Route{{Host: "dev.example.com", TLS: "auto"}}}}})
