@@ -3,7 +3,9 @@ package agent
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -31,12 +33,24 @@ func (a *Agent) secretValue(ctx context.Context, ns, name, key string) (string, 
 // container. The runtime gives them to the user the container runs as
 // (runtime.Mount.Chown), which only the image may know.
 func (a *Agent) secretFiles(ctx context.Context, i *v1.Instance) ([]runtime.Mount, error) {
+	return a.writeSecretFiles(ctx, i, true)
+}
+
+// writeSecretFiles is secretFiles; without fresh it writes over what is
+// there instead of starting from nothing: a running container bind-mounts
+// these very files and directories, and one removed and made again would
+// be gone from under it (a directory of keys left empty). Files are
+// written in place, so the container sees current values; keys no longer
+// in a secret are removed.
+func (a *Agent) writeSecretFiles(ctx context.Context, i *v1.Instance, fresh bool) ([]runtime.Mount, error) {
 	files := i.Spec.Template.Files
 	if len(files) == 0 {
 		return nil, nil
 	}
 	dir := a.secretDir(containerID(i.Metadata.Key()))
-	os.RemoveAll(dir)
+	if fresh {
+		os.RemoveAll(dir)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("secret files: %w", err)
 	}
@@ -56,12 +70,23 @@ func (a *Agent) secretFiles(ctx context.Context, i *v1.Instance) ([]runtime.Moun
 				return nil, err
 			}
 		} else {
-			if err := os.Mkdir(src, 0o500); err != nil {
+			if err := os.Mkdir(src, 0o500); err != nil && (fresh || !errors.Is(err, fs.ErrExist)) {
 				return nil, err
 			}
 			for k, v := range out {
 				if err := os.WriteFile(filepath.Join(src, k), []byte(v), 0o400); err != nil {
 					return nil, err
+				}
+			}
+			if !fresh {
+				old, err := os.ReadDir(src)
+				if err != nil {
+					return nil, err
+				}
+				for _, e := range old {
+					if _, ok := out[e.Name()]; !ok {
+						os.RemoveAll(filepath.Join(src, e.Name()))
+					}
 				}
 			}
 		}

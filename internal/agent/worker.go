@@ -204,11 +204,12 @@ func (w *worker) pause(ctx context.Context, d time.Duration) bool {
 // Its task bind-mounts them from the node's tmpfs, which may be new since
 // the container was made (the first start after they moved off the disk,
 // a node whose mounts were lost): without them, the next restart in
-// place could not mount its files. The running process keeps the ones it
-// has. A failure is only logged: the container runs on, and a restart
-// that then fails says so.
+// place could not mount its files. They are written in place, over the
+// files and directories the running container has mounted (made anew,
+// they would be gone from under it). A failure is only logged: the
+// container runs on, and a restart that then fails says so.
 func (w *worker) restoreSecretFiles(ctx context.Context, inst *v1.Instance) {
-	mounts, err := w.a.secretFiles(ctx, inst)
+	mounts, err := w.a.writeSecretFiles(ctx, inst, false)
 	if err == nil {
 		err = ownSecretFiles(mounts, w.adopted, inst.Spec.Template.SecurityContext)
 	}

@@ -1,0 +1,59 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/client"
+)
+
+// After an agent restart, the worker adopts the running container and
+// writes its secret files again (restoreSecretFiles). For a files entry
+// without `key` (one file per key in a directory), the running
+// container's bind mount refers to the directory inode written at
+// create time. That started with os.RemoveAll(dir), which unlinked the
+// files inside that very inode, so the running app's /run/secrets/db was
+// left empty. The fd held here stands for the container's bind mount.
+func TestAdoptionKeepsRunningContainersSecretFiles(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"password":"s3cret","user":"app"}`)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := client.New(client.Config{Server: srv.URL, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	a := &Agent{cfg: Config{NodeName: "n1", SecretDir: filepath.Join(dir, "secrets")}, api: c, log: slog.New(slog.DiscardHandler)}
+	inst := instanceWith(v1.Health{})
+	inst.Spec.Template.Files = []v1.FileMount{{Path: "/run/secrets/db", Secret: "db"}}
+	w := newWorker(a, inst)
+
+	// The container is created: its files are written and bind-mounted.
+	mounts, err := a.secretFiles(context.Background(), inst)
+	if err != nil || len(mounts) != 1 {
+		t.Fatalf("secretFiles: %v %v", mounts, err)
+	}
+	mounted, err := os.Open(mounts[0].Source) // what the container's mount sees
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mounted.Close()
+
+	// Agent restart: the running container is adopted.
+	w.restoreSecretFiles(context.Background(), inst)
+
+	names, err := os.ReadDir(fmt.Sprintf("/proc/self/fd/%d", mounted.Fd()))
+	if err != nil || len(names) != 2 {
+		t.Fatalf("the running container's secret directory after adoption holds %d entries (err %v), want its 2 files", len(names), err)
+	}
+}
