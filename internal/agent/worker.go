@@ -29,6 +29,9 @@ type worker struct {
 	// adopted is the container run found and adopted, if any; only the
 	// worker's goroutine uses it.
 	adopted runtime.Container
+	// exitCounted: the exit afterExit handles next was counted in
+	// status.restarts already, by the agent before this one.
+	exitCounted bool
 
 	mu       sync.Mutex
 	desired  *v1.Instance
@@ -538,9 +541,13 @@ func (w *worker) supervise(ctx context.Context, adopted runtime.Container) {
 	running := adopted.Status == runtime.StatusRunning
 	if adopted.Status == runtime.StatusStopped {
 		code, fin := adopted.ExitCode, adopted.ExitedAt.UTC()
+		// The agent before this one may have seen this exit and counted
+		// its restart already (it was waiting out the back-off).
+		counted := w.status.FinishedAt != nil && w.status.FinishedAt.Equal(fin) && w.status.ExitCode != nil && *w.status.ExitCode == code
 		w.report(ctx, func(s *v1.InstanceStatus) {
 			s.ExitCode, s.FinishedAt, s.Ready = &code, &fin, false
 		})
+		w.exitCounted = counted
 		if !w.afterExit(ctx, code, exitReason(code, ""), time.Time{}, &crashes) {
 			return
 		}
@@ -606,10 +613,13 @@ func (w *worker) afterExit(ctx context.Context, exitCode int, why string, starte
 	if time.Since(startedAt) > 30*time.Second {
 		*crashes = 0
 	}
-	restart := policy == v1.RestartAlways || (policy == v1.RestartOnFailure && exitCode != 0)
+	// A process the liveness check stopped failed, whatever its exit
+	// code (one that handles SIGTERM exits 0), as under Kubernetes.
+	failed := exitCode != 0 || why == reasonLivenessFailed
+	restart := policy == v1.RestartAlways || (policy == v1.RestartOnFailure && failed)
 	if !restart {
 		phase := v1.PhaseSucceeded
-		if exitCode != 0 {
+		if failed {
 			phase = v1.PhaseFailed
 		}
 		w.report(ctx, func(s *v1.InstanceStatus) {
@@ -636,8 +646,12 @@ func (w *worker) afterExit(ctx context.Context, exitCode int, why string, starte
 	}
 	*crashes++
 	delay := backoffFor(*crashes)
+	counted := w.exitCounted
+	w.exitCounted = false
 	w.report(ctx, func(s *v1.InstanceStatus) {
-		s.Restarts++
+		if !counted {
+			s.Restarts++
+		}
 		s.Ready = false
 		if delay >= time.Second {
 			s.Phase, s.Reason = v1.PhaseBackOff, why
@@ -670,6 +684,10 @@ func backoffFor(n int) time.Duration {
 
 // exitReason names why a container's process ended: killedBy if the
 // agent killed it (a failed liveness check, say), else by its exit code.
+// reasonLivenessFailed is the reason of an exit the liveness check
+// caused.
+const reasonLivenessFailed = "LivenessFailed"
+
 func exitReason(code int, killedBy string) string {
 	switch {
 	case killedBy != "":
@@ -741,8 +759,16 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 	w.mu.Lock()
 	ip := w.ip
 	w.mu.Unlock()
-	go runProbes(runCtx, w.a.rt, w.id, ip, inst.Spec.Template.Health, startReady, results)
-	started := inst.Spec.Template.Health.Startup == nil
+	health := inst.Spec.Template.Health
+	if startReady {
+		// Adopted, and ready: its startup check passed before the agent
+		// restarted (as the kubelet takes a container that ran before
+		// it started as started). Run again, a failing one would hold
+		// back the readiness check that could take it out of traffic.
+		health.Startup = nil
+	}
+	go runProbes(runCtx, w.a.rt, w.id, ip, health, startReady, results)
+	started := health.Startup == nil
 	ready := startReady
 	w.report(ctx, func(s *v1.InstanceStatus) {
 		s.Phase, s.Reason, s.Message = v1.PhaseRunning, "", ""
@@ -831,17 +857,19 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 				})
 			case livenessProbe:
 				if !r.ok && killedBy == "" {
-					killedBy = "LivenessFailed"
+					killedBy = reasonLivenessFailed
 					w.event(ctx, v1.EventWarning, "Unhealthy", "liveness check failed: %s; restarting", r.msg)
 					w.report(ctx, func(s *v1.InstanceStatus) { s.Ready, s.Message = false, "liveness check failed: "+r.msg })
 					grace := stopGrace(inst)
 					go func() {
 						// containerd may be restarting: try for as long
 						// as a wait on it is tried again.
+						// Only while this run lasts: a retry after it
+						// ended would stop the next one.
 						deadline := time.Now().Add(rewaitFor)
 						for {
-							err := w.a.rt.Stop(ctx, w.id, grace)
-							if err == nil || ctx.Err() != nil {
+							err := w.a.rt.Stop(runCtx, w.id, grace)
+							if err == nil || runCtx.Err() != nil {
 								return
 							}
 							if !errors.Is(err, v1.ErrUnavailable) || time.Now().After(deadline) {
@@ -854,7 +882,7 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 								}
 								return
 							}
-							sleep(ctx, 500*time.Millisecond)
+							sleep(runCtx, 500*time.Millisecond)
 						}
 					}()
 				}
