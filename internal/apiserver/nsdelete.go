@@ -125,6 +125,14 @@ func (s *Server) deleteNamespace(ctx context.Context, name string, rev int64) (v
 			s.afterDelete(o)
 		}
 	}
+	// Bindings name their namespace by name: left behind, they would
+	// grant their roles again in a later namespace of the same name. They
+	// go while the namespace is still marked, so that a delete stopped
+	// half-way is finished by the next one (the namespace's sweeps cover
+	// namespaced kinds only), and again after it, for any made meanwhile.
+	if err := deleteMatching(ctx, s, func(b *v1.RoleBinding) bool { return b.Spec.Namespace == name }); err != nil {
+		return nil, fmt.Errorf("delete the role bindings of namespace %s: %w", name, err)
+	}
 	old, err := s.store.Delete(ctx, nsKind, "", name, marked)
 	switch {
 	case errors.Is(err, v1.ErrNotFound):
@@ -136,8 +144,6 @@ func (s *Server) deleteNamespace(ctx context.Context, name string, rev int64) (v
 	case err != nil:
 		return nil, err
 	}
-	// Bindings name their namespace by name: left behind, they would
-	// grant their roles again in a later namespace of the same name.
 	if err := deleteMatching(ctx, s, func(b *v1.RoleBinding) bool { return b.Spec.Namespace == name }); err != nil {
 		return nil, fmt.Errorf("namespace %s was deleted, but not all of its role bindings: %w; delete them with `gantry delete rolebinding NAME`", name, err)
 	}

@@ -27,16 +27,75 @@ func (e *QuotaError) Error() string {
 func (e *QuotaError) Is(target error) bool { return target == v1.ErrQuotaExceeded }
 
 // appFootprint is what an App reserves: its replicas (plus the surge a
-// rollout adds when surging) times each instance's requests.
+// rollout adds when surging) times each instance's requests, each being
+// the larger of the App's template's and of the instances it runs now
+// (run, a zero value for none): during a rollout, or a pause in one, a
+// scale adds instances of the old template (the old side grows), which
+// may ask for more.
 // The products and sums saturate at the largest int64: no quantity can
 // wrap around and make a namespace's use look small.
-func appFootprint(a *v1.App, surging bool) (cpu v1.CPU, mem v1.Bytes, instances int) {
+func appFootprint(a *v1.App, surging bool, run requests) (cpu v1.CPU, mem v1.Bytes, instances int) {
 	n := int(a.DesiredReplicas())
 	if surging && a.Spec.Strategy.MaxSurge != nil {
 		n += a.Spec.Strategy.MaxSurge.Resolve(n, true)
 	}
-	r := a.Spec.Resources
-	return v1.CPU(satMul(int64(r.CPU), int64(n))), v1.Bytes(satMul(int64(r.Memory), int64(n))), n
+	each := run.max(requestsOf(&a.Spec.Template))
+	return v1.CPU(satMul(int64(each.cpu), int64(n))), v1.Bytes(satMul(int64(each.mem), int64(n))), n
+}
+
+// requests are what one instance asks for.
+type requests struct {
+	cpu v1.CPU
+	mem v1.Bytes
+}
+
+func requestsOf(t *v1.Template) requests {
+	return requests{t.Resources.CPU, t.Resources.Memory}
+}
+
+func (r requests) max(o requests) requests {
+	return requests{max(r.cpu, o.cpu), max(r.mem, o.mem)}
+}
+
+// quotaUse is what a namespace's Apps hold, but for the one being
+// checked.
+type quotaUse struct {
+	cpu             v1.CPU
+	mem             v1.Bytes
+	instances, apps int
+	// running is, for the App being checked, the largest requests of
+	// its instances now (not being deleted).
+	running requests
+}
+
+// namespaceUse lists the Apps of namespace ns and their instances once,
+// and sums what they hold, leaving out the App named app.
+func (s *Server) namespaceUse(ctx context.Context, ns, app string) (quotaUse, error) {
+	var u quotaUse
+	apps, _, err := store.List[*v1.App](ctx, s.store, store.ListOptions{Namespace: ns})
+	if err != nil {
+		return u, err
+	}
+	insts, _, err := store.List[*v1.Instance](ctx, s.store, store.ListOptions{Namespace: ns})
+	if err != nil {
+		return u, err
+	}
+	running := map[string]requests{}
+	for _, i := range insts {
+		if i.Metadata.Deleting == nil {
+			running[i.Spec.App] = running[i.Spec.App].max(requestsOf(&i.Spec.Template))
+		}
+	}
+	u.running = running[app]
+	for _, o := range apps {
+		if o.Metadata.Name == app {
+			continue
+		}
+		c, m, n := appFootprint(o, false, running[o.Metadata.Name])
+		u.cpu, u.mem = v1.CPU(satAdd(int64(u.cpu), int64(c))), v1.Bytes(satAdd(int64(u.mem), int64(m)))
+		u.instances, u.apps = u.instances+n, u.apps+1
+	}
+	return u, nil
 }
 
 // satMul and satAdd are a*b and a+b for non-negative operands, or the
@@ -62,43 +121,45 @@ func satAdd(a, b int64) int64 {
 // namespace, exceeds the namespace quota, or whose containers exceed the
 // per-container maximums.
 func (s *Server) checkQuota(ctx context.Context, ns *v1.Namespace, a *v1.App, prev *v1.App) error {
-	if l := ns.Spec.Limits; l != nil {
-		r := a.Spec.Resources
-		if l.MaxCPU > 0 && r.CPU > l.MaxCPU {
-			return fmt.Errorf("%w: spec.resources.cpu %s is above the per-container maximum %s of namespace %q", v1.ErrQuotaExceeded, r.CPU, l.MaxCPU, ns.Metadata.Name)
-		}
-		if l.MaxCPU > 0 && r.CPULimit() > l.MaxCPU {
-			return fmt.Errorf("%w: spec.resources.limits.cpu %s is above the per-container maximum %s of namespace %q", v1.ErrQuotaExceeded, r.CPULimit(), l.MaxCPU, ns.Metadata.Name)
-		}
-		if l.MaxMemory > 0 && r.MemoryLimit() > l.MaxMemory {
-			return fmt.Errorf("%w: memory %s is above the per-container maximum %s of namespace %q", v1.ErrQuotaExceeded, r.MemoryLimit(), l.MaxMemory, ns.Metadata.Name)
-		}
+	if err := checkLimits(ns, a); err != nil || ns.Spec.Quota == nil {
+		return err
 	}
+	use, err := s.namespaceUse(ctx, ns.Metadata.Name, a.Metadata.Name)
+	if err != nil {
+		return err
+	}
+	return quotaAllows(ns, use, a, prev)
+}
+
+// checkLimits refuses containers over the namespace's per-container
+// maximums.
+func checkLimits(ns *v1.Namespace, a *v1.App) error {
+	l := ns.Spec.Limits
+	if l == nil {
+		return nil
+	}
+	r := a.Spec.Resources
+	switch {
+	case l.MaxCPU > 0 && r.CPU > l.MaxCPU:
+		return fmt.Errorf("%w: spec.resources.cpu %s is above the per-container maximum %s of namespace %q", v1.ErrQuotaExceeded, r.CPU, l.MaxCPU, ns.Metadata.Name)
+	case l.MaxCPU > 0 && r.CPULimit() > l.MaxCPU:
+		return fmt.Errorf("%w: spec.resources.limits.cpu %s is above the per-container maximum %s of namespace %q", v1.ErrQuotaExceeded, r.CPULimit(), l.MaxCPU, ns.Metadata.Name)
+	case l.MaxMemory > 0 && r.MemoryLimit() > l.MaxMemory:
+		return fmt.Errorf("%w: memory %s is above the per-container maximum %s of namespace %q", v1.ErrQuotaExceeded, r.MemoryLimit(), l.MaxMemory, ns.Metadata.Name)
+	}
+	return nil
+}
+
+// quotaAllows is the quota check of a against what the rest of its
+// namespace uses.
+func quotaAllows(ns *v1.Namespace, use quotaUse, a, prev *v1.App) error {
 	q := ns.Spec.Quota
 	if q == nil {
 		return nil
 	}
-	others, _, err := store.List[*v1.App](ctx, s.store, store.ListOptions{Namespace: ns.Metadata.Name})
-	if err != nil {
-		return err
-	}
-	var usedCPU v1.CPU
-	var usedMem v1.Bytes
-	usedInst, usedApps := 0, 0
-	for _, o := range others {
-		if o.Metadata.Name == a.Metadata.Name {
-			continue
-		}
-		c, m, n := appFootprint(o, false)
-		usedCPU, usedMem = v1.CPU(satAdd(int64(usedCPU), int64(c))), v1.Bytes(satAdd(int64(usedMem), int64(m)))
-		usedInst, usedApps = usedInst+n, usedApps+1
-	}
 	// A template change starts a rollout, which may surge.
-	surging := prev == nil || prev.Spec.Template.Hash() != a.Spec.Template.Hash()
-	if prev == nil {
-		surging = false // nothing to roll from
-	}
-	cpu, mem, inst := appFootprint(a, surging)
+	surging := prev != nil && prev.Spec.Template.Hash() != a.Spec.Template.Hash()
+	cpu, mem, inst := appFootprint(a, surging, use.running)
 	// A change is refused on a resource only if it asks for more of it
 	// than the App holds now: a namespace left over a quota lowered
 	// under it can still scale down or shrink, as in Kubernetes.
@@ -106,18 +167,18 @@ func (s *Server) checkQuota(ctx context.Context, ns *v1.Namespace, a *v1.App, pr
 	var heldMem v1.Bytes
 	heldInst := 0
 	if prev != nil {
-		heldCPU, heldMem, heldInst = appFootprint(prev, false)
+		heldCPU, heldMem, heldInst = appFootprint(prev, false, use.running)
 	}
 	name := ns.Metadata.Name
 	switch {
-	case q.Apps > 0 && prev == nil && usedApps+1 > q.Apps:
-		return &QuotaError{name, "apps", fmt.Sprint(usedApps), "1", fmt.Sprint(q.Apps)}
-	case q.Instances > 0 && inst > heldInst && usedInst+inst > q.Instances:
-		return &QuotaError{name, "instances", fmt.Sprint(usedInst), fmt.Sprint(inst) + surgeNote(surging), fmt.Sprint(q.Instances)}
-	case q.CPU > 0 && cpu > heldCPU && satAdd(int64(usedCPU), int64(cpu)) > int64(q.CPU):
-		return &QuotaError{name, "cpu", usedCPU.String(), cpu.String() + surgeNote(surging), q.CPU.String()}
-	case q.Memory > 0 && mem > heldMem && satAdd(int64(usedMem), int64(mem)) > int64(q.Memory):
-		return &QuotaError{name, "memory", usedMem.String(), mem.String() + surgeNote(surging), q.Memory.String()}
+	case q.Apps > 0 && prev == nil && use.apps+1 > q.Apps:
+		return &QuotaError{name, "apps", fmt.Sprint(use.apps), "1", fmt.Sprint(q.Apps)}
+	case q.Instances > 0 && inst > heldInst && use.instances+inst > q.Instances:
+		return &QuotaError{name, "instances", fmt.Sprint(use.instances), fmt.Sprint(inst) + surgeNote(surging), fmt.Sprint(q.Instances)}
+	case q.CPU > 0 && cpu > heldCPU && satAdd(int64(use.cpu), int64(cpu)) > int64(q.CPU):
+		return &QuotaError{name, "cpu", use.cpu.String(), cpu.String() + surgeNote(surging), q.CPU.String()}
+	case q.Memory > 0 && mem > heldMem && satAdd(int64(use.mem), int64(mem)) > int64(q.Memory):
+		return &QuotaError{name, "memory", use.mem.String(), mem.String() + surgeNote(surging), q.Memory.String()}
 	}
 	return nil
 }
@@ -168,10 +229,21 @@ func (s *Server) FitReplicas(ctx context.Context, a *v1.App, want int32) (int32,
 		return 0, err
 	}
 	cur := a.DesiredReplicas()
+	if want <= cur || checkLimits(ns, a) != nil {
+		return cur, nil
+	}
+	if ns.Spec.Quota == nil {
+		return want, nil
+	}
+	// One listing for every count tried (the quota lock is held).
+	use, err := s.namespaceUse(ctx, ns.Metadata.Name, a.Metadata.Name)
+	if err != nil {
+		return 0, err
+	}
 	for n := want; n > cur; n-- {
 		trial := *a
 		trial.Status.AutoscaleReplicas = n
-		if err := s.checkQuota(ctx, ns, &trial, a); err == nil {
+		if quotaAllows(ns, use, &trial, a) == nil {
 			return n, nil
 		}
 	}

@@ -107,6 +107,9 @@ func (s *Server) scaleApp(w http.ResponseWriter, r *http.Request, ri *requestInf
 	want := *req.Replicas
 	ctx := r.Context()
 	ns, err := store.Get[*v1.Namespace](ctx, s.store, "", ri.Namespace)
+	if err == nil {
+		err = notDeleting(ns)
+	}
 	if err != nil {
 		return err
 	}
@@ -197,7 +200,17 @@ func (s *Server) pauseApp(w http.ResponseWriter, r *http.Request, ri *requestInf
 	if err := writeVerb(r); err != nil {
 		return err
 	}
+	ns, err := store.Get[*v1.Namespace](r.Context(), s.store, "", ri.Namespace)
+	if err == nil {
+		err = notDeleting(ns)
+	}
+	if err != nil {
+		return err
+	}
 	a, err := store.Mutate(r.Context(), s.store, ri.Namespace, ri.Name, func(a *v1.App) error {
+		if a.Metadata.Deleting != nil {
+			return fmt.Errorf("%w: app %q is being deleted", v1.ErrConflict, a.Metadata.Name)
+		}
 		if a.Spec.Paused == pause {
 			return store.ErrUnchanged
 		}
