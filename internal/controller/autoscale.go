@@ -110,16 +110,26 @@ func (s *Autoscaler) evaluate(ctx context.Context, a *v1.App) error {
 	}
 	want = max(as.Min, min(as.Max, want))
 	s.mu.Lock()
-	recs := append(s.recs[key], recommendation{now, want})
+	recs, seen := s.recs[key]
+	if !seen {
+		// An App new to this autoscaler (it just started, or autoscale
+		// was just set): its current count stands for the window before,
+		// as in Kubernetes' HPA, so one low reading after a restart
+		// cannot scale it down at once.
+		recs = []recommendation{{now, current}}
+	}
+	recs = append(recs, recommendation{now, want})
 	for len(recs) > 0 && now.Sub(recs[0].at) > s.DownStabilization {
 		recs = recs[1:]
 	}
 	s.recs[key] = recs
-	// Scale down only to the highest recommendation of the window.
+	// Scale down only to the highest recommendation of the window, within
+	// the App's bounds as they are now (a lowered max).
 	if want < current {
 		for _, r := range recs {
 			want = max(want, r.replicas)
 		}
+		want = max(as.Min, min(as.Max, want))
 	}
 	s.mu.Unlock()
 	// A rollout in progress is left alone except to reach min (an App
@@ -191,7 +201,7 @@ func (s *Autoscaler) recommend(a *v1.App, current int32, now time.Time) (int32, 
 			util := perInstance / req * 100
 			ratio := util / float64(as.TargetCPUPercent)
 			if math.Abs(ratio-1) > s.Tolerance {
-				want = int32(math.Ceil(float64(current) * ratio))
+				want = replicasFor(float64(current) * ratio)
 			} else {
 				want = current
 			}
@@ -205,7 +215,7 @@ func (s *Autoscaler) recommend(a *v1.App, current int32, now time.Time) (int32, 
 		ratio := perInstance / as.TargetRequestsPerSecond
 		r := current
 		if math.Abs(ratio-1) > s.Tolerance {
-			r = int32(math.Ceil(rps / as.TargetRequestsPerSecond))
+			r = replicasFor(rps / as.TargetRequestsPerSecond)
 		}
 		if !found || r > want {
 			want = r
@@ -214,4 +224,17 @@ func (s *Autoscaler) recommend(a *v1.App, current int32, now time.Time) (int32, 
 		found = true
 	}
 	return want, why, found
+}
+
+// replicasFor rounds a replica count up, saturating at the largest int32:
+// a huge ratio (a tiny target) is a scale to max, never a wrap to a
+// negative count and so to min.
+func replicasFor(x float64) int32 {
+	switch {
+	case math.IsNaN(x) || x <= 0:
+		return 0
+	case x >= math.MaxInt32:
+		return math.MaxInt32
+	}
+	return int32(math.Ceil(x))
 }
