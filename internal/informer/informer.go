@@ -117,11 +117,15 @@ func (inf *Informer[T]) Run(ctx context.Context) {
 				}
 				break
 			}
-			inf.seen(ev.Revision)
 			if ev.Type == store.Bookmark {
+				inf.seen(ev.Revision)
 				continue
 			}
 			inf.apply(ev)
+			// Caught up with a revision once all it wrote is cached.
+			if !ev.More {
+				inf.seen(ev.Revision)
+			}
 		}
 		Sleep(ctx, 100*time.Millisecond)
 	}
@@ -190,6 +194,12 @@ func (inf *Informer[T]) Observe(o T) {
 	inf.mu.Lock()
 	prev, had := inf.objs[key]
 	if had && prev.GetMeta().Revision >= o.GetMeta().Revision {
+		inf.mu.Unlock()
+		return
+	}
+	// Not cached, and the watch is past this write: it has seen the
+	// object deleted after it. Cached again, nothing would ever remove it.
+	if !had && o.GetMeta().Revision <= inf.rev.Load() {
 		inf.mu.Unlock()
 		return
 	}

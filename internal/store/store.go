@@ -271,7 +271,9 @@ func List[T v1.Object](ctx context.Context, s *Store, opts ListOptions) ([]T, in
 
 // Update writes o if it is unchanged since it was read at
 // o.GetMeta().Revision; otherwise it fails with ErrConflict (or ErrNotFound
-// if the object is gone). UID and creation time cannot change.
+// if the object is gone). It writes o as it is: the caller keeps UID and
+// creation time as they were read (the API server copies them from the
+// stored object; a client cannot change them).
 func (s *Store) Update(ctx context.Context, o v1.Object) error {
 	op, cmps, err := s.updateOp(o)
 	if err != nil {
@@ -445,6 +447,10 @@ const MaxTxnOps = 128
 func (t *Txn) Commit(ctx context.Context) error {
 	if err := errors.Join(t.errs...); err != nil {
 		return err
+	}
+	if len(t.ops) > MaxTxnOps {
+		// etcd refuses it whole; sending it again would not help.
+		return fmt.Errorf("transaction (%s): %d operations, more than the store takes at once (%d): %w", strings.Join(t.what, ", "), len(t.ops), MaxTxnOps, v1.ErrInvalid)
 	}
 	resp, err := t.s.cli.Txn(ctx).If(t.cmps...).Then(t.ops...).Commit()
 	if err != nil {

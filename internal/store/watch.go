@@ -38,6 +38,10 @@ type Event struct {
 	// events with the same revision; they come one after another, before
 	// any event of a later revision.
 	Revision int64
+	// More is set when the next event has the same revision: one
+	// transaction wrote both. A watcher that reports the revision it has
+	// caught up with waits for the last of them.
+	More bool
 	// Err is set on Error events; errors.Is(Err, v1.ErrResyncRequired)
 	// means the revision asked for was compacted away: list again.
 	Err error
@@ -105,6 +109,7 @@ func (s *Store) Watch(ctx context.Context, k *v1.KindInfo, opts WatchOptions) <-
 				}
 				continue
 			}
+			batch := make([]Event, 0, len(resp.Events))
 			for _, ev := range resp.Events {
 				e, ok, err := convert(k, ev)
 				if err != nil {
@@ -119,6 +124,12 @@ func (s *Store) Watch(ctx context.Context, k *v1.KindInfo, opts WatchOptions) <-
 						continue
 					}
 				}
+				batch = append(batch, e)
+			}
+			// etcd sends the events of one revision (a transaction) in
+			// one response.
+			for i, e := range batch {
+				e.More = i+1 < len(batch) && batch[i+1].Revision == e.Revision
 				if !send(e) {
 					return
 				}
