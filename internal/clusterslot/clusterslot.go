@@ -23,6 +23,11 @@ const count = 150
 
 // Claim takes a number no live process holds and whose bridge does not
 // exist, trying from start on. release gives it back.
+//
+// A number is held by an exclusive flock(2) on its lock file, which the
+// kernel drops when the holder exits, however it exits: no stale lock to
+// judge, and no moment when a lock file exists that its maker does not
+// hold yet. The file names the holder's pid for people.
 func Claim(start int) (n int, release func(), err error) {
 	if err := os.MkdirAll(Dir, 0o755); err != nil {
 		return 0, nil, err
@@ -32,24 +37,17 @@ func Claim(start int) (n int, release func(), err error) {
 		if _, err := os.Stat("/sys/class/net/gte" + fmt.Sprint(n)); err == nil {
 			continue
 		}
-		lock := filepath.Join(Dir, fmt.Sprint(n))
-		f, err := os.OpenFile(lock, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		f, err := os.OpenFile(filepath.Join(Dir, fmt.Sprint(n)), os.O_CREATE|os.O_RDWR, 0o644)
 		if err != nil {
-			// Taken, unless its owner is gone.
-			b, _ := os.ReadFile(lock)
-			var pid int
-			fmt.Sscanf(string(b), "%d", &pid)
-			if pid > 0 && syscall.Kill(pid, 0) == nil {
-				continue
-			}
-			os.Remove(lock)
-			if f, err = os.OpenFile(lock, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644); err != nil {
-				continue
-			}
+			return 0, nil, err
 		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close() // held by a live process
+			continue
+		}
+		f.Truncate(0)
 		fmt.Fprintf(f, "%d\n", os.Getpid())
-		f.Close()
-		return n, func() { os.Remove(lock) }, nil
+		return n, func() { f.Close() }, nil
 	}
 	return 0, nil, errors.New("no free cluster number: too many clusters on this machine")
 }
