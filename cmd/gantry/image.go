@@ -162,7 +162,12 @@ steps run as Docker would, with RUN executed in a real containerd container.`,
 			if err != nil {
 				return err
 			}
-			img, err := loadLocalImage(args[0])
+			work, err := os.MkdirTemp("", "gantry-push")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(work)
+			img, err := loadLocalImage(args[0], work)
 			if err != nil {
 				return err
 			}
@@ -298,7 +303,8 @@ steps run as Docker would, with RUN executed in a real containerd container.`,
 				return err
 			}
 			defer os.RemoveAll(work)
-			img, err := image.Import(cmd.Context(), args[0], work, image.Config{Cmd: []string{"/bin/sh"}})
+			// /bin/sh is the command when the root has one.
+			img, err := image.Import(cmd.Context(), args[0], work, image.Config{})
 			if err != nil {
 				return err
 			}
@@ -337,7 +343,9 @@ steps run as Docker would, with RUN executed in a real containerd container.`,
 }
 
 // loadLocalImage reads an image from a tarball or an OCI layout directory.
-func loadLocalImage(path string) (ggcr.Image, error) {
+// loadLocalImage reads an OCI layout directory, or an image archive
+// (unpacked into workDir where it must be).
+func loadLocalImage(path, workDir string) (ggcr.Image, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
@@ -356,11 +364,7 @@ func loadLocalImage(path string) (ggcr.Image, error) {
 		}
 		return idx.Image(m.Manifests[0].Digest)
 	}
-	img, err := tarball.ImageFromPath(path, nil)
-	if err != nil {
-		return nil, fmt.Errorf("%s is not an image tarball (docker save or OCI archive): %w", path, err)
-	}
-	return img, nil
+	return image.LoadArchive(path, workDir)
 }
 
 func newRegistryCmd(g *globals) *cobra.Command {

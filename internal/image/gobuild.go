@@ -51,7 +51,7 @@ func IsGoMain(ctx context.Context, dir string) bool {
 func goMainName(ctx context.Context, dir string) (string, error) {
 	cmd := exec.CommandContext(ctx, "go", "list", "-f", "{{.Name}} {{.ImportPath}}", ".")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	cmd.Env = goEnv()
 	out, err := cmd.Output()
 	if err != nil {
 		var ee *exec.ExitError
@@ -73,4 +73,12 @@ func goMainName(ctx context.Context, dir string) (string, error) {
 		name = filepath.Base(abs)
 	}
 	return name, nil
+}
+
+// goEnv is the environment of the go commands that build an image's
+// binary: a static Linux binary for this machine's architecture, which
+// the image is labelled with, whatever GOOS or GOARCH the user's shell
+// exports for cross-compiling.
+func goEnv() []string {
+	return append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch())
 }

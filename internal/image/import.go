@@ -48,21 +48,20 @@ func Import(ctx context.Context, src, workDir string, cfg Config) (ggcr.Image, e
 		return nil, fmt.Errorf("import: %w", err)
 	}
 	if fi.IsDir() {
-		return importTree(ctx, workDir, cfg, func(tw *tar.Writer) (bool, error) { return tarDir(ctx, src, tw) })
+		// A symbolic link to the root is the root: the walk would not
+		// go into it, and the image would be empty.
+		root, err := filepath.EvalSymlinks(src)
+		if err != nil {
+			return nil, fmt.Errorf("import: %w", err)
+		}
+		return importTree(ctx, workDir, cfg, func(tw *tar.Writer) (bool, error) { return tarDir(ctx, root, tw) })
 	}
-	kind, err := sniff(src)
+	kind, compressed, err := sniff(src)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", src, err)
 	}
-	switch kind {
-	case "docker-archive":
-		img, err := tarball.ImageFromPath(src, nil)
-		if err != nil {
-			return nil, fmt.Errorf("import %s as a docker save archive: %w", src, err)
-		}
-		return img, nil
-	case "oci-archive":
-		return importOCIArchive(src, workDir)
+	if kind != "rootfs" {
+		return loadArchive(src, workDir, kind, compressed)
 	}
 	return importTree(ctx, workDir, cfg, func(tw *tar.Writer) (bool, error) {
 		f, err := os.Open(src)
@@ -73,6 +72,9 @@ func Import(ctx context.Context, src, workDir string, cfg Config) (ggcr.Image, e
 		r, err := decompress(bufio.NewReaderSize(f, 1<<20))
 		if err != nil {
 			return false, fmt.Errorf("%s: %w", src, err)
+		}
+		if c, ok := r.(io.Closer); ok {
+			defer c.Close() // a zstd decoder's goroutines
 		}
 		return retar(ctx, r, tw)
 	})
@@ -348,30 +350,42 @@ func cleanName(n string) (string, error) {
 
 // sniff tells what kind of tarball a file is: "docker-archive" (docker
 // save), "oci-archive" (an OCI image layout), or "rootfs".
-func sniff(p string) (string, error) {
+func sniff(p string) (kind string, compressed bool, err error) {
 	f, err := os.Open(p)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	defer f.Close()
-	magic := make([]byte, 6)
-	n, _ := io.ReadFull(f, magic)
-	if _, _, compressed := compression(magic[:n]); compressed {
-		return "rootfs", nil
+	br := bufio.NewReaderSize(f, 1<<20)
+	magic, _ := br.Peek(6)
+	_, _, compressed = compression(magic)
+	var r io.Reader = f // a plain tarball's contents are seeked past
+	if !compressed {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return "", false, err
+		}
+	} else {
+		// The names tell an image archive from a root filesystem, also
+		// compressed; reading them costs a pass of decompression.
+		if r, err = decompress(br); err != nil {
+			return "", false, err
+		}
+		if c, ok := r.(io.Closer); ok {
+			defer c.Close()
+		}
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return "", err
-	}
-	tr := tar.NewReader(f)
+	tr := tar.NewReader(r)
 	var manifest, ociLayout bool
+	entries := 0
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return "", fmt.Errorf("not a tarball (plain, gzip, bzip2 or zstd) nor a directory: %w", err)
+			return "", false, fmt.Errorf("not a tarball (plain, gzip, bzip2 or zstd) nor a directory: %w", err)
 		}
+		entries++
 		switch strings.TrimPrefix(hdr.Name, "./") {
 		case "manifest.json":
 			manifest = true
@@ -380,12 +394,77 @@ func sniff(p string) (string, error) {
 		}
 	}
 	switch {
-	case ociLayout:
-		return "oci-archive", nil
+	case entries == 0:
+		// Also what an empty file reads as (a failed download).
+		return "", false, errors.New("the tarball holds no files")
+	case ociLayout && !manifest:
+		return "oci-archive", compressed, nil
 	case manifest:
-		return "docker-archive", nil
+		// `docker save` of Docker's containerd image store writes both;
+		// its manifest.json names the image to take.
+		return "docker-archive", compressed, nil
 	}
-	return "rootfs", nil
+	return "rootfs", compressed, nil
+}
+
+// LoadArchive reads an image archive, from `docker save` or an OCI image
+// layout in a tar (`skopeo copy … oci-archive:`), plain or compressed
+// whole (gzip, bzip2, zstd), for `gantry image push`. Files it unpacks go
+// into workDir, which must outlive every use of the image.
+func LoadArchive(src, workDir string) (ggcr.Image, error) {
+	kind, compressed, err := sniff(src)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src, err)
+	}
+	if kind == "rootfs" {
+		return nil, fmt.Errorf("%s is a tarball of files, not an image archive (docker save or OCI archive): make an image of it with `gantry image import`", src)
+	}
+	return loadArchive(src, workDir, kind, compressed)
+}
+
+func loadArchive(src, workDir, kind string, compressed bool) (ggcr.Image, error) {
+	if compressed {
+		// `docker save app | gzip`: an image archive, compressed whole.
+		plain, err := decompressTo(src, workDir)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", src, err)
+		}
+		src = plain
+	}
+	if kind == "oci-archive" {
+		return importOCIArchive(src, workDir)
+	}
+	img, err := tarball.ImageFromPath(src, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s as a docker save archive: %w", src, err)
+	}
+	return img, nil
+}
+
+// decompressTo writes the decompressed content of the file src into a
+// file in dir and returns its path.
+func decompressTo(src, dir string) (string, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return "", err
+	}
+	defer in.Close()
+	r, err := decompress(bufio.NewReaderSize(in, 1<<20))
+	if err != nil {
+		return "", err
+	}
+	if c, ok := r.(io.Closer); ok {
+		defer c.Close()
+	}
+	out, err := os.CreateTemp(dir, "archive-*.tar")
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(out, r); err != nil {
+		out.Close()
+		return "", fmt.Errorf("decompress: %w", err)
+	}
+	return out.Name(), out.Close()
 }
 
 // compression names the compression a stream starts with.

@@ -106,8 +106,18 @@ func isTarHeader(r *bufio.Reader) bool {
 }
 
 // extract writes the entries of a tar stream below dest (an image path)
-// through w. Entry names cannot leave dest.
+// through w. Entries cannot leave dest: they are written as if dest were
+// the root (as Docker unpacks an archive chrooted into its destination),
+// so a symbolic link in the archive to / or ../.. leads to dest, not to
+// the image's own /etc.
 func extract(ctx context.Context, r io.Reader, w *writer, dest string) error {
+	host, err := w.mkdirAll(dest)
+	if err != nil {
+		return err
+	}
+	sub := &writer{root: host, uid: w.uid, gid: w.gid, keepOwner: w.keepOwner, chmod: w.chmod, buf: w.buf}
+	defer func() { w.dirTimes = append(w.dirTimes, sub.dirTimes...) }()
+	w, dest = sub, "/"
 	tr := tar.NewReader(r)
 	for {
 		if err := ctx.Err(); err != nil {
