@@ -440,6 +440,24 @@ func (w *worker) leavePolicy() {
 	w.mu.Unlock()
 }
 
+// releaseNetwork detaches a finished instance from the node's network,
+// and reports whether it has none left. A host-network instance has
+// nothing of its own to release.
+func (w *worker) releaseNetwork(ctx context.Context) bool {
+	w.mu.Lock()
+	hostNet := w.hostNet
+	w.mu.Unlock()
+	if hostNet {
+		return false
+	}
+	w.leavePolicy()
+	if err := w.a.net.Teardown(ctx, w.id); err != nil {
+		w.a.log.Warn("release the network of a finished instance; it keeps its address until it is deleted", "instance", w.key, "err", err)
+		return false
+	}
+	return true
+}
+
 // setupHostNetwork is setup for an instance in the node's network
 // namespace: no namespace or interface of its own to attach, and its
 // address is the node's, where its probes and the load balancer reach
@@ -622,8 +640,17 @@ func (w *worker) afterExit(ctx context.Context, exitCode int, why string, starte
 		if failed {
 			phase = v1.PhaseFailed
 		}
+		// It never runs again: its address and host ports go back to
+		// the node, as a finished pod's sandbox or a stopped Docker
+		// container's do, before the status that says so (the
+		// scheduler takes a finished instance without an address as
+		// holding no host ports).
+		released := w.releaseNetwork(ctx)
 		w.report(ctx, func(s *v1.InstanceStatus) {
 			s.Phase, s.Ready, s.Reason, s.Message = phase, false, why, fmt.Sprintf("exited with code %d; restart policy %s%s", exitCode, policy, exitHint(why))
+			if released {
+				s.IP = ""
+			}
 		})
 		// Nothing more to do until the instance is removed, but to get
 		// the final status through if the API was away when it was sent.

@@ -31,18 +31,19 @@ func TestHostNetworkPortsAreReserved(t *testing.T) {
 }
 
 // A finished instance frees its CPU and memory at once, but not its host
-// ports: its network namespace and port mapping stay on the node until
-// the instance is deleted. Once, another instance asking for the same
-// host port was placed there, and its traffic went to the dead one's
-// mapping.
-func TestFinishedInstanceKeepsItsHostPortsUntilDeleted(t *testing.T) {
+// ports while it has an address: its network namespace and port mapping
+// stay on the node until its agent releases them (and clears the
+// address), or the instance is deleted. Once, another instance asking for
+// the same host port was placed there, and its traffic went to the dead
+// one's mapping.
+func TestFinishedInstanceKeepsItsHostPortsUntilReleased(t *testing.T) {
 	mk := func(name string) *v1.Instance {
 		i := newInstance(name, "job", 3000, 6*gi)
 		i.Spec.Template.Ports = []v1.Port{{Name: "http", Port: 80, HostPort: 8080, Protocol: v1.ProtocolHTTP}}
 		return i
 	}
 	done := boundTo(mk("job-1"), "a")
-	done.Status.Phase = v1.PhaseSucceeded
+	done.Status.Phase, done.Status.IP = v1.PhaseSucceeded, "10.77.0.5"
 	s := NewSnapshot([]*v1.Node{newNode("a", 4000, 8*gi), newNode("b", 4000, 8*gi)}, nil)
 	s.SetInstance(done)
 	r := RequestFor(mk("job-2"))
@@ -65,6 +66,16 @@ func TestFinishedInstanceKeepsItsHostPortsUntilDeleted(t *testing.T) {
 	s.SetInstance(boundTo(mk("job-x"), "b"))
 	if node, err := Place(s, &r); err != nil || node != "a" {
 		t.Fatalf("after the delete: %q, %v; want a", node, err)
+	}
+	// Released by its agent (no address): free too, before the delete.
+	s3 := NewSnapshot([]*v1.Node{newNode("a", 4000, 8*gi), newNode("b", 4000, 8*gi)}, nil)
+	released := boundTo(mk("job-1"), "a")
+	released.Status.Phase = v1.PhaseSucceeded
+	s3.SetInstance(released)
+	s3.SetInstance(boundTo(mk("job-y"), "b"))
+	r = RequestFor(mk("job-4"))
+	if node, err := Place(s3, &r); err != nil || node != "a" {
+		t.Fatalf("after its agent released the network: %q, %v; want a", node, err)
 	}
 }
 

@@ -95,10 +95,12 @@ func transport(protocol string) string {
 }
 
 // holdsPorts reports whether a bound instance that no longer counts (it
-// finished) still holds host ports on its node: its agent keeps the
-// network namespace and its port mappings until the instance is deleted.
+// finished) still holds host ports on its node: until its agent has
+// released its network namespace and the port mappings in it, which it
+// says by clearing the instance's address (agents before 2026-11-28 kept
+// them until the instance was deleted).
 func holdsPorts(inst *v1.Instance) bool {
-	return inst.Spec.Node != "" && len(mappedHostPorts(inst)) > 0
+	return inst.Spec.Node != "" && inst.Status.IP != "" && len(mappedHostPorts(inst)) > 0
 }
 
 // mappedHostPorts are the host ports the agent maps into an instance's
