@@ -709,12 +709,12 @@ func backoffFor(n int) time.Duration {
 	return d
 }
 
-// exitReason names why a container's process ended: killedBy if the
-// agent killed it (a failed liveness check, say), else by its exit code.
 // reasonLivenessFailed is the reason of an exit the liveness check
 // caused.
 const reasonLivenessFailed = "LivenessFailed"
 
+// exitReason names why a container's process ended: killedBy if the
+// agent killed it (a failed liveness check, say), else by its exit code.
 func exitReason(code int, killedBy string) string {
 	switch {
 	case killedBy != "":
@@ -890,9 +890,9 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 					grace := stopGrace(inst)
 					go func() {
 						// containerd may be restarting: try for as long
-						// as a wait on it is tried again.
-						// Only while this run lasts: a retry after it
-						// ended would stop the next one.
+						// as a wait on it is tried again, but only while
+						// this run lasts (a retry after it ended would
+						// stop the next one).
 						deadline := time.Now().Add(rewaitFor)
 						for {
 							err := w.a.rt.Stop(runCtx, w.id, grace)
