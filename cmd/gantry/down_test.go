@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,8 +31,15 @@ func TestDownTakesTheAgentsNodeDown(t *testing.T) {
 // gantry down refuses, as it does for gantry up.
 func TestDownRefusesWhileTheAgentRuns(t *testing.T) {
 	agentDir := agentHome(t)
-	// This test binary (gantry.test) stands for the running agent.
-	os.WriteFile(filepath.Join(agentDir, "gantry.pid"), []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o600)
+	// A process whose command line names gantry stands for the running
+	// agent (not this one: a pid file naming the reader itself is a
+	// stale one, left by a gantry that died and whose pid it got).
+	agent := exec.Command("sh", "-c", "sleep 60", "gantry-agent")
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
+	os.WriteFile(filepath.Join(agentDir, "gantry.pid"), []byte(fmt.Sprintf("%d\n", agent.Process.Pid)), 0o600)
 	_, err := downPurge()
 	if err == nil || !strings.Contains(err.Error(), "gantry agent is still running") {
 		t.Fatalf("down while the agent runs: %v; want a refusal", err)

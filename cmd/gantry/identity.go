@@ -45,6 +45,11 @@ func newLoginCmd(g *globals) *cobra.Command {
 				// not the old one's (image push would send this
 				// cluster's token to the old registry).
 				c.CA, c.Registry, c.Namespace = "", "", ""
+				// Nor is its token: the stored one must not be sent to
+				// whatever server was typed.
+				if g.token == "" && os.Getenv("GANTRY_TOKEN") == "" {
+					return fmt.Errorf("give --token for %s: the saved token is %s's", c.Server, stored.Server)
+				}
 			}
 			if caFile != "" {
 				b, err := os.ReadFile(caFile)

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -100,6 +102,7 @@ The first start creates a cluster admin and writes the CLI config
 (~/.gantry/config, mode 0600) so that other gantry commands just work.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			o.configPath = upConfigPath(cmd, o.configPath)
 			return runUp(cmd, o)
 		},
 	}
@@ -356,7 +359,7 @@ stopping gantry up. With --purge the data directory (state, images, logs) goes t
 				}
 			}
 			if purge {
-				if err := os.RemoveAll(dataDir); err != nil {
+				if err := purgeDataDir(dataDir); err != nil {
 					return err
 				}
 			}
@@ -369,14 +372,73 @@ stopping gantry up. With --purge the data directory (state, images, logs) goes t
 	return cmd
 }
 
-// pidAlive reports whether the pid in path names a running gantry.
+// upConfigPath is where gantry up writes the CLI config: --write-config,
+// else the global --config (the file other commands then read), else
+// GANTRY_CONFIG or ~/.gantry/config. "" means the default.
+func upConfigPath(cmd *cobra.Command, writeConfig string) string {
+	if writeConfig != "" {
+		return writeConfig
+	}
+	if f := cmd.Flags().Lookup("config"); f != nil && f.Changed {
+		return f.Value.String()
+	}
+	return ""
+}
+
+// purgeDataDir deletes a data directory of gantry up or gantry agent:
+// the directory a symbolic link leads to, then the link. It refuses one
+// that holds none of what Gantry keeps there, so that a mistyped
+// --data-dir or GANTRY_HOME cannot wipe someone's files.
+func purgeDataDir(dataDir string) error {
+	dir, err := filepath.EvalSymlinks(dataDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	dir, err = filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	home, _ := os.UserHomeDir()
+	if dir == "/" || dir == home {
+		return fmt.Errorf("refusing to purge %s: give the data directory of gantry up (--data-dir)", dir)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	ours := len(entries) == 0
+	for _, marker := range []string{"etcd", "pki", "admin-token", "node", "agent", "gantry.pid"} {
+		if _, err := os.Lstat(filepath.Join(dir, marker)); err == nil {
+			ours = true
+		}
+	}
+	if !ours {
+		return fmt.Errorf("refusing to purge %s: it holds nothing of Gantry's (no etcd, pki, node or agent); delete it yourself if it is meant to go", dir)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if dir != dataDir {
+		if err := os.Remove(dataDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// pidAlive reports whether the pid in path names a running gantry other
+// than this process: a file left by one that died may name the pid this
+// process now has (pid 1 in a container, or one reused after a reboot).
 func pidAlive(path string) bool {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return false
 	}
 	var pid int
-	if _, err := fmt.Sscanf(string(b), "%d", &pid); err != nil || pid <= 0 {
+	if _, err := fmt.Sscanf(string(b), "%d", &pid); err != nil || pid <= 0 || pid == os.Getpid() {
 		return false
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
