@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -27,11 +28,14 @@ import (
 // GANTRY_E2E_ROLLOUT_RATE raises the load (bench/rollout runs it so); the
 // requests then go out from loadgen's event loop on 64 connections.
 func TestZeroDowntimeRollouts(t *testing.T) {
-	cfg := loadgen.Config{Rate: 300}
+	// Sent at 320/s, so that the rate achieved is at least the issue's
+	// 300 even on a busy machine.
+	const minRate = 300
+	cfg := loadgen.Config{Rate: 320}
 	if v := os.Getenv("GANTRY_E2E_ROLLOUT_RATE"); v != "" {
 		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f < 1 || f > 1e6 {
-			t.Fatalf("GANTRY_E2E_ROLLOUT_RATE=%q: want requests per second between 1 and 1000000", v)
+		if err != nil || f < minRate || f > 1e6 {
+			t.Fatalf("GANTRY_E2E_ROLLOUT_RATE=%q: want requests per second between %d and 1000000 (it raises the load)", v, minRate)
 		}
 		cfg = loadgen.Config{Rate: f, EventLoop: true, Connections: 64}
 	}
@@ -59,14 +63,11 @@ func TestZeroDowntimeRollouts(t *testing.T) {
 	defer run.Stop()
 	time.Sleep(time.Second)
 
-	// rollout waits for the app to finish rolling out to the wanted
-	// revision, then checks that the last second of traffic came from
-	// version only.
-	rollout := func(step, version string, apply func()) {
+	// settled waits for the app to finish rolling out to a revision other
+	// than before, then checks that the traffic of the next 2.5 s came
+	// from version only.
+	settled := func(step, version string, before int64) time.Time {
 		t.Helper()
-		before := getApp(t, c, "default", "hello").Status.Revision
-		start := time.Now()
-		apply()
 		Eventually(t, 90*time.Second, step+" to finish", func() bool {
 			a := getApp(t, c, "default", "hello")
 			if a.Status.Revision == before || a.Status.Phase != v1.AppRunning || a.Status.AvailableReplicas != 3 {
@@ -92,6 +93,14 @@ func TestZeroDowntimeRollouts(t *testing.T) {
 		if len(sum.Markers) != 1 || sum.Markers[version] == 0 {
 			t.Errorf("%s: after completion the answers came from %v, want only %s", step, sum.Markers, version)
 		}
+		return done
+	}
+	rollout := func(step, version string, apply func()) {
+		t.Helper()
+		before := getApp(t, c, "default", "hello").Status.Revision
+		start := time.Now()
+		apply()
+		done := settled(step, version, before)
 		t.Logf("%s: done in %s", step, done.Sub(start).Round(time.Millisecond))
 	}
 	rollout("rolling update v1 → v2", "v2", func() { c.apply(manifest("v2", "")) })
@@ -124,13 +133,25 @@ func TestZeroDowntimeRollouts(t *testing.T) {
 	if want := fmt.Sprintf("rolled back from revision %d to the template of revision %d (now revision %d)", rb.From, rb.To, rb.Revision); !strings.Contains(ev, want) {
 		t.Errorf("no event saying %q:\n%s", want, ev)
 	}
-	time.Sleep(2 * time.Second)
+	// The v3 instances go, and v1 alone answers again.
+	settled("automatic rollback of v3", "v1", rb.From)
 
 	res := run.Stop()
 	sum := res.Summary()
 	t.Logf("load: %s", sum)
-	if sum.Rate < 0.96*cfg.Rate {
-		t.Errorf("the generator reached only %.0f requests/s; the test needs at least %.0f", sum.Rate, cfg.Rate)
+	if sum.Rate < minRate {
+		t.Errorf("the generator reached only %.0f requests/s; the test needs at least %d", sum.Rate, minRate)
+	}
+	// A v3 instance never passed its readiness check: none of its
+	// answers (its / answers 200) may have reached a client.
+	if n := sum.Markers["v3"]; n != 0 {
+		t.Errorf("%d requests were answered by v3, whose instances never became ready (answers by version: %v)", n, sum.Markers)
+	}
+	// Not a performance target: a load balancer that held requests for
+	// seconds at each switch, and answered them all in the end, would
+	// fail none.
+	if sum.Max > 3*time.Second {
+		t.Errorf("a request took %s from when it was due to its answer: traffic stalled during the rollouts", sum.Max)
 	}
 	if sum.Retried != 0 {
 		// The load balancer keeps client connections for two idle
@@ -161,7 +182,9 @@ func TestDNSAndIngress(t *testing.T) {
 	host, port, _ := net.SplitHostPort(c.DNSAddr)
 	dig := func(args ...string) []string {
 		t.Helper()
-		out, err := exec.Command("dig", append([]string{"@" + host, "-p", port, "+short"}, args...)...).Output()
+		// One try, of a second at most: dig's retries would hide an
+		// answer that came late.
+		out, err := exec.Command("dig", append([]string{"@" + host, "-p", port, "+short", "+time=1", "+tries=1"}, args...)...).Output()
 		if err != nil {
 			t.Fatalf("dig %v: %v", args, err)
 		}
@@ -203,22 +226,31 @@ func TestDNSAndIngress(t *testing.T) {
 			i, err := client.Get[*v1.Instance](context.Background(), c.Client, "default", sick.Metadata.Name)
 			return err == nil && !i.Status.Ready
 		})
-		unready := time.Now()
-		want := strings.Join(ips(insts, sick.Metadata.Name), ",")
-		for strings.Join(dig(name), ",") != want {
-			if time.Since(unready) > time.Second {
-				t.Fatalf("DNS still answers %v a second after the instance became unready", dig(name))
+		// within checks that DNS answers want within a second of since.
+		within := func(what, want string, since time.Time) {
+			t.Helper()
+			for {
+				got := strings.Join(dig(name), ",")
+				took := time.Since(since)
+				if took > time.Second {
+					t.Fatalf("%s: DNS answered [%s] %s after the status changed; want [%s] within a second", what, got, took.Round(time.Millisecond), want)
+				}
+				if got == want {
+					t.Logf("%s: DNS reflected it %s after the status", what, took.Round(time.Millisecond))
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
 			}
-			time.Sleep(20 * time.Millisecond)
 		}
-		t.Logf("DNS reflected the readiness change %s after the status", time.Since(unready).Round(time.Millisecond))
-		// The next subtests expect every instance ready and in DNS: wait
-		// for the instance to pass its readiness check again.
+		within("unready", strings.Join(ips(insts, sick.Metadata.Name), ","), time.Now())
+		// And back: ready again (the next subtests expect every
+		// instance ready and in DNS).
 		HTTPGet("http://"+sick.Status.IP+":8080/well", "")
-		all := strings.Join(ips(insts, ""), ",")
-		Eventually(t, 10*time.Second, "the instance back in DNS", func() bool {
-			return strings.Join(dig(name), ",") == all
+		Eventually(t, 10*time.Second, "instance ready again", func() bool {
+			i, err := client.Get[*v1.Instance](context.Background(), c.Client, "default", sick.Metadata.Name)
+			return err == nil && i.Status.Ready
 		})
+		within("ready again", strings.Join(ips(insts, ""), ","), time.Now())
 	})
 	t.Run("an instance of another app resolves hello by short name", func(t *testing.T) {
 		c.apply(webapp("client", "default", "v1", 1, ""))
@@ -242,8 +274,10 @@ func TestDNSAndIngress(t *testing.T) {
 	})
 	t.Run("an unknown host gets 404 with a clear body", func(t *testing.T) {
 		code, body, _ := HTTPGet("http://"+c.HTTPAddr+"/", "nobody.default.localhost")
-		if code != 404 || !strings.Contains(body, "nobody.default.localhost") {
-			t.Fatalf("unknown host: %d %q", code, body)
+		var e struct{ Reason, Message string }
+		if code != 404 || json.Unmarshal([]byte(body), &e) != nil || e.Reason != "NotFound" ||
+			!strings.Contains(e.Message, `no app routes host "nobody.default.localhost"`) {
+			t.Fatalf("unknown host: %d %q; want 404 with reason NotFound and a message naming the host", code, body)
 		}
 	})
 	t.Run("an app with no ready instance gets 503", func(t *testing.T) {
