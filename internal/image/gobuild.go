@@ -30,7 +30,7 @@ func BuildGo(ctx context.Context, dir string, cfg Config) (ggcr.Image, error) {
 	}
 	defer os.RemoveAll(tmp)
 	bin := filepath.Join(tmp, name)
-	if err := buildStatic(ctx, dir, bin); err != nil {
+	if err := buildStatic(ctx, dir, bin, goEnv()); err != nil {
 		return nil, err
 	}
 	// GoBinary reads the binary into the layer now, so tmp can go.

@@ -220,16 +220,17 @@ func GoBinary(binPath, name string, cfg Config) (ggcr.Image, error) {
 	return FromLayers(cfg, l)
 }
 
-// BuildStatic compiles the Go main package in dir into a static binary at
-// out (CGO disabled, trimmed paths), for GoBinary.
+// BuildStatic compiles the Go main package in dir into a static Linux
+// binary at out (CGO disabled, trimmed paths), for GoBinary, for the
+// GOARCH of the environment (tests build 32-bit programs so).
 func BuildStatic(dir, out string) error {
-	return buildStatic(context.Background(), dir, out)
+	return buildStatic(context.Background(), dir, out, append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux"))
 }
 
-func buildStatic(ctx context.Context, dir, out string) error {
+func buildStatic(ctx context.Context, dir, out string, env []string) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
 	cmd.Dir = dir
-	cmd.Env = goEnv()
+	cmd.Env = env
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build in %s: %w\n%s", dir, err, b)
 	}
