@@ -197,14 +197,15 @@ func sanitize(h string) string {
 	for len(b) > 0 && b[0] == '-' {
 		b = b[1:]
 	}
+	// Cut before the trim at the end, which a cut may have made needed.
+	if len(b) > 63 {
+		b = b[:63]
+	}
 	for len(b) > 0 && b[len(b)-1] == '-' {
 		b = b[:len(b)-1]
 	}
 	if len(b) == 0 {
 		return "node-1"
-	}
-	if len(b) > 63 {
-		b = b[:63]
 	}
 	return string(b)
 }

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -114,6 +115,10 @@ func (d *Driver) Create(ctx context.Context, spec *ContainerSpec) error {
 		// round trip.
 		if _, lerr := d.client.LoadContainer(ctx, spec.ID); lerr == nil {
 			return fmt.Errorf("create %s: container exists: %w", spec.ID, v1.ErrAlreadyExists)
+		} else if !errdefs.IsNotFound(lerr) {
+			// Not known to be gone (containerd restarting): its
+			// snapshot may be a live container's.
+			return fmt.Errorf("create %s: %w", spec.ID, kindOf(lerr))
 		}
 		d.removeSnapshot(ctx, spec.ID)
 		err = newContainer()
@@ -192,6 +197,9 @@ func (d *Driver) task(ctx context.Context, id string) (client.Task, client.Proce
 		switch st.Status {
 		case client.Running, client.Paused, client.Pausing, client.Created:
 			return t, st.Status, nil
+		case client.Unknown:
+			// It may run: not a previous run to delete.
+			return nil, "", fmt.Errorf("task status: the shim did not answer: %w", v1.ErrUnavailable)
 		default:
 			if _, err := t.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
 				return nil, "", fmt.Errorf("delete the previous run: %w", kindOf(err))
@@ -311,40 +319,24 @@ func (d *Driver) stop(ctx context.Context, c client.Container, grace time.Durati
 		return fmt.Errorf("stop %s: %w", id, kindOf(err))
 	}
 	if st.Status != client.Stopped {
-		exited, err := t.Wait(ctx)
-		if err != nil {
-			return fmt.Errorf("stop %s: %w", id, kindOf(err))
-		}
 		if st.Status == client.Paused {
 			_ = t.Resume(ctx) // a paused process cannot act on SIGTERM
 		}
-		killed := false
+		exited := false
 		if grace > 0 && st.Status != client.Created {
 			if err := t.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
 				return fmt.Errorf("stop %s: SIGTERM: %w", id, kindOf(err))
 			}
-			timer := time.NewTimer(grace)
-			select {
-			case es := <-exited:
-				killed = es.Error() == nil
-			case <-timer.C:
-			case <-ctx.Done():
-				timer.Stop()
-				return fmt.Errorf("stop %s: %w", id, ctx.Err())
+			if exited, err = awaitExit(ctx, t, time.Now().Add(grace)); err != nil {
+				return fmt.Errorf("stop %s: wait: %w", id, err)
 			}
-			timer.Stop()
 		}
-		if !killed {
+		if !exited {
 			if err := t.Kill(ctx, syscall.SIGKILL); err != nil && !errdefs.IsNotFound(err) {
 				return fmt.Errorf("stop %s: SIGKILL: %w", id, kindOf(err))
 			}
-			select {
-			case es := <-exited:
-				if err := es.Error(); err != nil {
-					return fmt.Errorf("stop %s: wait: %w", id, kindOf(err))
-				}
-			case <-ctx.Done():
-				return fmt.Errorf("stop %s: %w", id, ctx.Err())
+			if _, err := awaitExit(ctx, t, time.Time{}); err != nil {
+				return fmt.Errorf("stop %s: wait: %w", id, err)
 			}
 		}
 	}
@@ -352,6 +344,47 @@ func (d *Driver) stop(ctx context.Context, c client.Container, grace time.Durati
 		return fmt.Errorf("stop %s: delete task: %w", id, kindOf(err))
 	}
 	return nil
+}
+
+// awaitExit waits for t's process to exit until the deadline (zero: for as
+// long as ctx lasts), and reports whether it did. A wait that breaks
+// (containerd restarting: its shim keeps the process) is made again, so
+// that the process is neither killed before its grace period is over nor
+// taken for gone; one that cannot be made again, or that keeps breaking
+// (for about two seconds), is the error: the caller tries the stop again.
+func awaitExit(ctx context.Context, t client.Task, deadline time.Time) (bool, error) {
+	var timeout <-chan time.Time
+	if !deadline.IsZero() {
+		timer := time.NewTimer(time.Until(deadline))
+		defer timer.Stop()
+		timeout = timer.C
+	}
+	for broken := 0; ; broken++ {
+		exited, err := t.Wait(ctx)
+		if err != nil {
+			return false, kindOf(err)
+		}
+		select {
+		case es := <-exited:
+			if es.Error() == nil {
+				return true, nil
+			}
+			if err := kindOf(es.Error()); !errors.Is(err, v1.ErrUnavailable) || broken == 20 {
+				return false, err
+			}
+			select { // containerd is coming back: wait on it again
+			case <-time.After(100 * time.Millisecond):
+			case <-timeout:
+				return false, nil
+			case <-ctx.Done():
+				return false, ctx.Err()
+			}
+		case <-timeout:
+			return false, nil
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
 }
 
 // Remove kills the container if it runs, then deletes it and its
@@ -455,6 +488,10 @@ func (d *Driver) describe(ctx context.Context, c client.Container) (Container, e
 		ct.Status, ct.Pid = StatusRunning, t.Pid()
 	case client.Stopped:
 		ct.Status, ct.ExitCode, ct.ExitedAt = StatusStopped, int(st.ExitStatus), st.ExitTime
+	case client.Unknown:
+		// The shim did not say (slow, or stuck): the process may well
+		// run. Taken for "created", it would be killed and made again.
+		return Container{}, fmt.Errorf("task status of %s: the shim did not answer: %w", info.ID, v1.ErrUnavailable)
 	}
 	return ct, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -144,32 +145,53 @@ func (d *Driver) Exec(ctx context.Context, id string, opts ExecOptions) (int, er
 			}
 		}()
 	}
-	// cancelled kills the process after ctx ended and waits again, so that
-	// the deferred Delete finds it gone.
-	cancelled := func() (int, error) {
+	// reap kills the process and waits for it to go, so that the deferred
+	// Delete finds it gone rather than leave it running, unseen.
+	reap := func() {
 		_ = p.Kill(cleanupCtx, syscall.SIGKILL)
 		wctx, cancel := context.WithTimeout(cleanupCtx, 10*time.Second)
 		if ch, err := p.Wait(wctx); err == nil {
 			<-ch
 		}
 		cancel()
+	}
+	cancelled := func() (int, error) {
+		reap()
 		return -1, fmt.Errorf("exec in %s: %w", id, ctxEnded(ctx))
 	}
 	var code uint32
-	select {
-	case st := <-statusC:
+	for broken := 0; ; broken++ {
+		var st client.ExitStatus
+		select {
+		case st = <-statusC:
+		case <-ctx.Done():
+			return cancelled()
+		}
 		var werr error
-		code, _, werr = st.Result()
-		if werr != nil {
-			if ctxEnded(ctx) != nil {
-				// The wait ended because ctx did; containerd reports
-				// that as an unknown error.
+		if code, _, werr = st.Result(); werr == nil {
+			break
+		}
+		if ctxEnded(ctx) != nil {
+			// The wait ended because ctx did; containerd reports that
+			// as an unknown error.
+			return cancelled()
+		}
+		err := kindOf(werr)
+		if errors.Is(err, v1.ErrUnavailable) && broken < 20 {
+			// containerd restarting: its shim keeps the process (and
+			// the session's IO) going. Wait on it again.
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
 				return cancelled()
 			}
-			return -1, fmt.Errorf("exec in %s: wait: %w", id, kindOf(werr))
+			if statusC, werr = p.Wait(ctx); werr == nil {
+				continue
+			}
+			err = kindOf(werr)
 		}
-	case <-ctx.Done():
-		return cancelled()
+		reap()
+		return -1, fmt.Errorf("exec in %s: wait: %w", id, err)
 	}
 	// Let the output of the process reach the caller's writers.
 	drained := make(chan struct{})

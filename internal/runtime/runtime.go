@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	clog "github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc"
@@ -208,8 +209,13 @@ func (d *Driver) ns(ctx context.Context) context.Context {
 }
 
 // kindOf wraps a containerd error with the matching Gantry error kind, so
-// that callers can use errors.Is with v1.Err*.
+// that callers can use errors.Is with v1.Err*. An error that is still a
+// raw gRPC status (the client passes a task's or a process's broken wait
+// on as it came: containerd restarting) is given its kind first.
 func kindOf(err error) error {
+	if s, ok := status.FromError(err); ok && err != nil && s.Code() != codes.OK && s.Code() != codes.Unknown && !classified(err) {
+		err = fmt.Errorf("%w: %w", errgrpc.ToNative(err), err)
+	}
 	switch {
 	case err == nil:
 		return nil
@@ -231,6 +237,18 @@ func kindOf(err error) error {
 		return err
 	}
 	return err
+}
+
+// classified reports whether err carries one of containerd's error kinds.
+func classified(err error) bool {
+	for _, is := range []func(error) bool{errdefs.IsNotFound, errdefs.IsAlreadyExists, errdefs.IsInvalidArgument,
+		errdefs.IsUnauthorized, errdefs.IsPermissionDenied, errdefs.IsUnavailable, errdefs.IsFailedPrecondition,
+		errdefs.IsConflict, errdefs.IsCanceled, errdefs.IsDeadlineExceeded} {
+		if is(err) {
+			return true
+		}
+	}
+	return false
 }
 
 // keyedMutex serializes work per key without keeping a mutex per key
