@@ -211,6 +211,12 @@ func decodeError(resp *http.Response) error {
 	if st.Code == 0 {
 		st.Code = resp.StatusCode
 	}
+	if st.Reason == "" && st.Code == http.StatusConflict && resp.Request != nil && resp.Request.Method != http.MethodPost {
+		// No reason (a proxy's body, or a cut one): a 409 to a write of
+		// an existing object is a conflict of revisions, which a caller
+		// may retry; a create's is "already exists".
+		st.Reason = "Conflict"
+	}
 	return &v1.StatusError{Status: st}
 }
 

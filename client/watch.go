@@ -93,6 +93,30 @@ type watchStream struct {
 
 const watchRetryMin, watchRetryMax = 50 * time.Millisecond, 2 * time.Second
 
+// watchIdle is how long a connection may go without a line before the
+// watch takes it for dead and reconnects: the server sends a BOOKMARK on
+// an idle stream every few seconds, and a half-open connection (a server
+// machine gone, a NAT entry dropped) would otherwise be waited on until
+// TCP keepalive gives up, minutes later.
+var watchIdle = 20 * time.Second
+
+// temporary reports whether an error of the watch's request or stream is
+// worth reconnecting for: the server or a proxy in front of it restarting
+// or overloaded.
+func temporary(err error) bool {
+	if errors.Is(err, v1.ErrUnavailable) || errors.Is(err, v1.ErrTooManyRequest) {
+		return true
+	}
+	var se *v1.StatusError
+	if errors.As(err, &se) {
+		switch se.Status.Code {
+		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout, http.StatusTooManyRequests:
+			return true
+		}
+	}
+	return false
+}
+
 func (w *watchStream) run(ctx context.Context) {
 	w.backoff = watchRetryMin
 	for ctx.Err() == nil {
@@ -108,39 +132,60 @@ func (w *watchStream) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if !errors.Is(err, v1.ErrUnavailable) {
+			if !temporary(err) {
 				w.emit(ctx, Event{Type: "ERROR", Err: err})
 				return
 			}
-			select {
-			case <-time.After(w.backoff):
-			case <-ctx.Done():
+			if !w.pause(ctx) {
 				return
 			}
-			w.backoff = min(w.backoff*2, watchRetryMax)
 			continue
 		}
 		w.listed = w.listed[:0]
-		over := w.read(ctx, resp.Body)
+		over, progressed := w.read(ctx, resp.Body)
 		resp.Body.Close()
 		if over {
+			return
+		}
+		// A connection that brought nothing (closed at once, or an
+		// ERROR worth retrying) waits before the next, as a failed
+		// request does.
+		if progressed {
+			w.backoff = watchRetryMin
+		} else if !w.pause(ctx) {
 			return
 		}
 	}
 }
 
+// pause waits out the back-off before a reconnect, and doubles it; false
+// when ctx ended.
+func (w *watchStream) pause(ctx context.Context) bool {
+	select {
+	case <-time.After(w.backoff):
+	case <-ctx.Done():
+		return false
+	}
+	w.backoff = min(w.backoff*2, watchRetryMax)
+	return true
+}
+
 // read passes on the events of one connection. It reports whether the
-// watch is over (an ERROR, or ctx ended); otherwise the connection
-// dropped and the caller reconnects.
-func (w *watchStream) read(ctx context.Context, body io.Reader) bool {
+// watch is over (an ERROR that retrying cannot help, or ctx ended), and
+// whether the connection brought anything; otherwise the connection
+// dropped (or went silent for watchIdle, or the server said to retry)
+// and the caller reconnects.
+func (w *watchStream) read(ctx context.Context, body io.ReadCloser) (over, progressed bool) {
+	idle := time.AfterFunc(watchIdle, func() { body.Close() })
+	defer idle.Stop()
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for sc.Scan() {
+		idle.Reset(watchIdle)
 		var we wireEvent
 		if err := json.Unmarshal(sc.Bytes(), &we); err != nil {
 			continue
 		}
-		w.backoff = watchRetryMin
 		ev := Event{Type: we.Type, Revision: we.Revision}
 		switch we.Type {
 		case "ERROR":
@@ -149,15 +194,21 @@ func (w *watchStream) read(ctx context.Context, body io.Reader) bool {
 				st = *we.Error
 			}
 			ev.Err = &v1.StatusError{Status: st}
+			if temporary(ev.Err) {
+				// The server's own watch of its store was cut (etcd
+				// lost its leader, say): resume from where we are.
+				return false, progressed
+			}
 			w.emit(ctx, ev)
-			return true
+			return true, progressed
 		case "BOOKMARK":
+			progressed = true
 			w.pos.bookmark(ev.Revision)
 			if w.listing {
 				w.listing = false
 				for _, l := range w.listed {
 					if !w.emit(ctx, l) {
-						return true
+						return true, progressed
 					}
 				}
 				w.listed = nil
@@ -168,6 +219,7 @@ func (w *watchStream) read(ctx context.Context, body io.Reader) bool {
 				continue
 			}
 			ev.Object = o
+			progressed = true
 			if w.listing {
 				w.listed = append(w.listed, ev)
 				continue
@@ -177,10 +229,10 @@ func (w *watchStream) read(ctx context.Context, body io.Reader) bool {
 			}
 		}
 		if !w.emit(ctx, ev) {
-			return true
+			return true, progressed
 		}
 	}
-	return ctx.Err() != nil
+	return ctx.Err() != nil, progressed
 }
 
 func (w *watchStream) emit(ctx context.Context, ev Event) bool {

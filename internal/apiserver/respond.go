@@ -7,7 +7,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strings"
+	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 )
@@ -47,6 +49,10 @@ func writeError(w http.ResponseWriter, err error) {
 
 // decodeBody reads a JSON (or YAML) request body into v, enforcing the
 // size limit and refusing unknown fields.
+// bodyTimeout is how long a request body may take to arrive (a variable
+// for tests).
+var bodyTimeout = 30 * time.Second
+
 func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
 	ct := r.Header.Get("Content-Type")
 	isYAML := false
@@ -63,7 +69,22 @@ func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 			return fmt.Errorf("%w: Content-Type %s is not supported; send application/json or application/yaml", v1.ErrUnsupported, mt)
 		}
 	}
+	// A body that stops coming must not hold a connection for ever (the
+	// join needs no credential); the server has no ReadTimeout, which
+	// would cut long watches.
+	rc := http.NewResponseController(w)
+	deadline := rc.SetReadDeadline(time.Now().Add(bodyTimeout)) == nil
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The rest of the body is not waited for (net/http would try
+		// to read it before answering): the connection goes.
+		w.Header().Set("Connection", "close")
+		return &v1.StatusError{Status: v1.Status{Code: http.StatusRequestTimeout, Reason: "RequestTimeout",
+			Message: fmt.Sprintf("the request body did not arrive within %s", bodyTimeout)}}
+	}
+	if deadline {
+		rc.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

@@ -213,6 +213,17 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/audit/{op}", s.guarded("list", "audit", "", func(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("%w: no audit operation %q (use /audit, /audit/export or /audit/verify)", v1.ErrNotFound, r.PathValue("op"))
 	}))
+	// Another method on these paths is 405, not the object API's 404.
+	for path, method := range map[string]string{
+		"/api/v1/whoami": "GET", "/api/v1/secret-key/rotate": "POST", "/api/v1/registry/gc": "POST",
+		"/api/v1/join": "POST", "/api/v1/join/renew": "POST", "/api/v1/audit": "GET",
+		"/api/v1/audit/{op}": "GET",
+	} {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", method)
+			writeError(w, methodNotAllowed(r))
+		})
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no API at %s; the API lives under /api/v1", v1.ErrNotFound, r.URL.Path))
 	})
@@ -259,7 +270,11 @@ func (s *Server) withRecover(h http.Handler) http.Handler {
 
 // authenticate resolves the bearer token. A missing token gives the
 // anonymous identity; a bad one is an error. A source that keeps failing
-// is slowed down (429) before its tokens are even checked.
+// gets 429 for each further failing request, but a valid token from it is
+// served: many users may share its address (a NAT, a CI runner, a proxy),
+// and one broken script must not lock the others out. (Tokens hold 128
+// random bits: the limit keeps failing clients in check, it does not
+// make guessing possible or impossible.)
 func (s *Server) authenticate(r *http.Request) (*auth.Identity, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
@@ -271,17 +286,21 @@ func (s *Server) authenticate(r *http.Request) (*auth.Identity, error) {
 		return auth.Anonymous, nil
 	}
 	src, now := sourceIP(r), time.Now()
-	if s.limiter.Blocked(src, now) {
-		return nil, fmt.Errorf("%w: too many failed authentications from %s; wait and retry", v1.ErrTooManyRequest, src)
+	failed := func(err error) error {
+		blocked := s.limiter.Blocked(src, now)
+		s.limiter.Fail(src, now)
+		if blocked {
+			return fmt.Errorf("%w: too many failed authentications from %s; wait and retry", v1.ErrTooManyRequest, src)
+		}
+		return err
 	}
 	tok, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok {
-		s.limiter.Fail(src, now)
-		return nil, fmt.Errorf("%w: Authorization header must be \"Bearer <token>\"", v1.ErrUnauthorized)
+		return nil, failed(fmt.Errorf("%w: Authorization header must be \"Bearer <token>\"", v1.ErrUnauthorized))
 	}
 	id, err := s.authn.Authenticate(r.Context(), strings.TrimSpace(tok))
 	if err != nil && errors.Is(err, v1.ErrUnauthorized) {
-		s.limiter.Fail(src, now)
+		return nil, failed(err)
 	}
 	return id, err
 }

@@ -73,19 +73,24 @@ func sourceOf(req *http.Request) string {
 	return host
 }
 
+// authenticate resolves a request's credentials. A source that keeps
+// failing gets 429 for each further failing request, but valid
+// credentials from it are served: many users may share its address.
 func (r *Registry) authenticate(req *http.Request) (*caller, *authFailure) {
 	c, fail := r.authenticate1(req)
-	if fail != nil && !fail.unavailable && !fail.tooMany && req.Header.Get("Authorization") != "" {
-		r.limiter.Fail(sourceOf(req), time.Now())
+	if fail != nil && !fail.unavailable && req.Header.Get("Authorization") != "" {
+		src, now := sourceOf(req), time.Now()
+		blocked := r.limiter.Blocked(src, now)
+		r.limiter.Fail(src, now)
+		if blocked {
+			return nil, tooManyFailures
+		}
 	}
 	return c, fail
 }
 
 func (r *Registry) authenticate1(req *http.Request) (*caller, *authFailure) {
 	h := req.Header.Get("Authorization")
-	if h != "" && r.limiter.Blocked(sourceOf(req), time.Now()) {
-		return nil, tooManyFailures
-	}
 	scheme, cred, _ := strings.Cut(h, " ")
 	cred = strings.TrimSpace(cred)
 	switch {
@@ -272,14 +277,17 @@ func (r *Registry) serveToken(w http.ResponseWriter, req *http.Request, who *Ide
 		return
 	}
 	src := sourceOf(req)
-	if r.limiter.Blocked(src, time.Now()) {
-		w.Header().Set("Retry-After", "1") // the failure budget refills at several a second
-		writeError(w, http.StatusTooManyRequests, codeTooManyRequests, tooManyFailures.err.Error(), nil)
-		return
-	}
 	c, fail := r.platformToken(req.Context(), secret)
 	if fail != nil && !fail.unavailable {
+		// Failing again from a source that keeps failing: 429 (a valid
+		// token from the same address is still served).
+		blocked := r.limiter.Blocked(src, time.Now())
 		r.limiter.Fail(src, time.Now())
+		if blocked {
+			w.Header().Set("Retry-After", "1") // the failure budget refills at several a second
+			writeError(w, http.StatusTooManyRequests, codeTooManyRequests, tooManyFailures.err.Error(), nil)
+			return
+		}
 	}
 	if fail != nil {
 		if fail.unavailable {
