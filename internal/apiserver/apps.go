@@ -417,6 +417,11 @@ func (s *Server) deleteInstance(ctx context.Context, ns, name string, rev int64,
 	if node != "" && inst.Spec.Node != node {
 		return nil, fmt.Errorf("%w: instance %s is not bound to node %s", v1.ErrForbidden, name, node)
 	}
+	if node != "" && rev == 0 {
+		// Only the instance checked above: one deleted and made again
+		// under its name meanwhile may be another node's.
+		rev = inst.Metadata.Revision
+	}
 	if force || inst.Spec.Node == "" || node != "" {
 		return s.store.Delete(ctx, k, ns, name, rev)
 	}

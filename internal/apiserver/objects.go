@@ -139,19 +139,31 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, ri *requestInfo) 
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
+	// A client that stops reading, but keeps its connection, must not
+	// hold the stream (and the store's events behind it, in memory) for
+	// ever: each write has watchWriteTimeout to go out.
+	rc := http.NewResponseController(w)
+	deadline := func() { rc.SetWriteDeadline(time.Now().Add(watchWriteTimeout)) }
 	enc := json.NewEncoder(w)
 	for _, o := range initial {
 		if node != "" && !boundTo(o, node) {
 			continue
 		}
-		enc.Encode(WatchEvent{Type: string(store.Added), Revision: o.GetMeta().Revision, Object: redact(o)})
+		deadline()
+		if enc.Encode(WatchEvent{Type: string(store.Added), Revision: o.GetMeta().Revision, Object: redact(o)}) != nil {
+			return nil
+		}
 	}
 	// A bookmark right away tells the client the revision it is now
 	// caught up to, even when nothing changes for a while.
+	deadline()
 	enc.Encode(WatchEvent{Type: string(store.Bookmark), Revision: after})
-	fl.Flush()
+	if rc.Flush() != nil {
+		return nil
+	}
 	ch := s.store.Watch(ctx, ri.Kind, store.WatchOptions{Namespace: ri.Namespace, Selector: opts.Selector, Revision: after + 1, ProgressNotify: true})
 	for ev := range ch {
+		deadline()
 		switch ev.Type {
 		case store.Error:
 			code, reason := v1.StatusFor(ev.Err)
@@ -180,10 +192,16 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, ri *requestInfo) 
 		}
 		// Flush each event: watchers are latency-sensitive (an instance
 		// becoming ready must reach the load balancer within ms).
-		fl.Flush()
+		if rc.Flush() != nil {
+			return nil
+		}
 	}
 	return nil
 }
+
+// watchWriteTimeout is how long one write of a watch stream may take
+// before the stream is ended (a client that stopped reading).
+const watchWriteTimeout = 30 * time.Second
 
 func (s *Server) get(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
 	o, err := s.store.Get(r.Context(), ri.Kind, ri.Namespace, ri.Name)
