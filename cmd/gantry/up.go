@@ -175,7 +175,12 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		go http.ListenAndServe(o.debugAddr, mux)
+		ln, err := net.Listen("tcp", o.debugAddr)
+		if err != nil {
+			return fmt.Errorf("--debug-addr %s: %w", o.debugAddr, err)
+		}
+		defer ln.Close()
+		go http.Serve(ln, mux)
 	}
 	srv, err := server.Start(ctx, cfg, log)
 	if err != nil {

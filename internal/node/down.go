@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/internal/network"
+	"github.com/gantry-dev/gantry/internal/pki"
 	"github.com/gantry-dev/gantry/internal/runtime"
 )
 
@@ -34,7 +35,8 @@ func saveState(dir string, s state) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(statePath(dir), b, 0o600)
+	// Whole or not at all: gantry down reads it to know what to remove.
+	return pki.WriteFileAtomic(statePath(dir), b, 0o600)
 }
 
 // Down removes what a node left on the machine: every Gantry container
