@@ -37,6 +37,10 @@ type Config struct {
 	// MTU of the bridge and the instances' interfaces. Default: the MTU of
 	// the link carrying the host's default route, else 1500.
 	MTU int
+	// KeepBridge says the bridge was there before the node first used
+	// it (a bridge of the machine's own, named with --bridge): Cleanup
+	// leaves it, and removes only what Gantry put on it.
+	KeepBridge bool `json:",omitempty"`
 }
 
 // Defaults used when a Config field is empty.

@@ -640,7 +640,7 @@ func (n *Network) masqueradeRule() []string {
 
 // Cleanup removes everything the node network put on the machine: every
 // attachment, Gantry's iptables rules and chains for this bridge, and the
-// bridge itself. It is for tests and `gantry down`; the Network must not
+// bridge itself (unless Config.KeepBridge). It is for tests and `gantry down`; the Network must not
 // be used afterwards.
 func (n *Network) Cleanup(ctx context.Context) error {
 	var errs []error
@@ -653,7 +653,9 @@ func (n *Network) Cleanup(ctx context.Context) error {
 	if err := n.ipt.DeleteIfExists("nat", "POSTROUTING", n.masqueradeRule()...); err != nil {
 		errs = append(errs, fmt.Errorf("network: remove masquerade rule: %w", err))
 	}
-	if link, err := netlinksafe.LinkByName(n.cfg.BridgeName); err == nil {
+	if n.cfg.KeepBridge {
+		n.log.Info("leaving the bridge, which was there before Gantry used it", "bridge", n.cfg.BridgeName)
+	} else if link, err := netlinksafe.LinkByName(n.cfg.BridgeName); err == nil {
 		if err := netlink.LinkDel(link); err != nil {
 			errs = append(errs, fmt.Errorf("network: delete bridge %s: %w", n.cfg.BridgeName, err))
 		}

@@ -511,6 +511,28 @@ func TestCleanupRemovesEverything(t *testing.T) {
 	}
 }
 
+// A bridge of the machine's own (KeepBridge) stays after Cleanup, with
+// what Gantry put on it gone.
+func TestCleanupKeepsABridgeThatWasThere(t *testing.T) {
+	requireRoot(t)
+	cfg := newTestConfig(t)
+	cfg.KeepBridge = true
+	n := openTestNetwork(t, cfg, true)
+	ctx := context.Background()
+	setup(t, n, "k-1")
+	if err := n.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	link, err := netlink.LinkByName(cfg.BridgeName)
+	if err != nil {
+		t.Fatalf("bridge %s gone after Cleanup: %v", cfg.BridgeName, err)
+	}
+	netlink.LinkDel(link)
+	if names := dirNames(t, cfg.NetNSDir); len(names) != 0 {
+		t.Errorf("netns left after Cleanup: %v", names)
+	}
+}
+
 func TestConcurrentSetupAndTeardown(t *testing.T) {
 	n := newTestNetwork(t)
 	ctx := context.Background()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -26,6 +27,24 @@ type state struct {
 }
 
 func statePath(dir string) string { return filepath.Join(dir, "node.json") }
+
+// bridgeWasThere reports whether the node's bridge belongs to the machine
+// rather than to Gantry: as the node's state records it, or, at its first
+// start (no state yet), whether the bridge exists already. gantry down
+// leaves such a bridge (a LAN or VM bridge named with --bridge) in place.
+func bridgeWasThere(dir, bridge string) bool {
+	if b, err := os.ReadFile(statePath(dir)); err == nil {
+		var st state
+		if json.Unmarshal(b, &st) == nil && st.Network.BridgeName == bridge {
+			return st.Network.KeepBridge
+		}
+	}
+	if bridge == "" {
+		bridge = network.DefaultBridgeName
+	}
+	_, err := net.InterfaceByName(bridge)
+	return err == nil
+}
 
 func saveState(dir string, s state) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {

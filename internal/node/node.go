@@ -127,6 +127,7 @@ func Start(ctx context.Context, cfg Config, api *client.Client, log *slog.Logger
 			ncfg := network.Config{
 				BridgeName: cfg.BridgeName, Subnet: subnet, ClusterCIDR: cfg.ClusterCIDR,
 				DataDir: filepath.Join(cfg.DataDir, "net"), NetNSDir: cfg.NetNSDir,
+				KeepBridge: bridgeWasThere(cfg.DataDir, cfg.BridgeName),
 			}
 			if err := saveState(cfg.DataDir, state{Network: ncfg, ContainerdSocket: cfg.ContainerdSocket, SecretDir: secretDir}); err != nil {
 				return nil, err
