@@ -18,6 +18,12 @@ fi
 
 missing=()
 for p in "${want[@]}"; do
+	# containerd and runc from another package (Docker's containerd.io)
+	# will do: installing Debian's would make apt remove that one, and
+	# Docker with it.
+	case "$p" in
+	containerd | runc) command -v "$p" >/dev/null && continue ;;
+	esac
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
 		missing+=("$p")
 	fi
