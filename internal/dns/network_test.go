@@ -627,3 +627,54 @@ func TestListenAndServe(t *testing.T) {
 		}
 	})
 }
+
+// FuzzServeDNSWire sends arbitrary bytes to a running server's UDP
+// socket, the path a container's or a stranger's packet takes (the
+// library's reader, the accept hook, the handler), and checks after each
+// that the server still answers a valid query. FuzzServeDNS skips what
+// does not parse as a message; this one does not.
+//
+//	go test ./internal/dns -run '^$' -fuzz FuzzServeDNSWire -fuzztime 60s
+func FuzzServeDNSWire(f *testing.F) {
+	valid := new(miekg.Msg)
+	valid.SetQuestion("hello.default.svc.gantry.internal.", miekg.TypeA)
+	vb, err := valid.Pack()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte{})
+	f.Add([]byte{0x12, 0x34, 0x01})
+	f.Add(append(append([]byte{}, vb[:12]...), 0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01))
+	f.Add(vb[:len(vb)-3])
+	f.Add(vb)
+	s, _ := newTestServer(f, Config{}, tableSnapshot())
+	addr := serve(f, s)
+	conn, err := net.Dial("udp", addr)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { conn.Close() })
+	buf := make([]byte, 65535)
+	f.Fuzz(func(t *testing.T, packet []byte) {
+		if _, err := conn.Write(packet); err != nil {
+			t.Skip(err) // too large for a datagram
+		}
+		id := valid.Id + 1
+		valid.Id = id
+		q, _ := valid.Pack()
+		if _, err := conn.Write(q); err != nil {
+			t.Fatal(err)
+		}
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				t.Fatalf("no answer to a valid query after %x: %v", packet, err)
+			}
+			m := new(miekg.Msg)
+			if m.Unpack(buf[:n]) == nil && m.Id == id && m.Rcode == miekg.RcodeSuccess && len(m.Answer) > 0 {
+				return
+			}
+		}
+	})
+}
