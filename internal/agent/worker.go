@@ -244,7 +244,10 @@ func (w *worker) run(ctx context.Context) {
 		// starts with none.
 		os.RemoveAll(w.a.instanceDir(w.id))
 	}
-	if !w.prepare(ctx, adopted) {
+	// A container that exited for good (its restart policy will not run
+	// it again) is not set up again: its network was released when it
+	// finished, and its host ports may be another instance's by now.
+	if !(adopted && w.finishedForGood(c)) && !w.prepare(ctx, adopted) {
 		w.terminate(ctx)
 		return
 	}
@@ -252,6 +255,23 @@ func (w *worker) run(ctx context.Context) {
 		c = runtime.Container{}
 	}
 	w.supervise(ctx, c)
+}
+
+// finishedForGood reports whether an adopted container's process exited
+// and its restart policy will not start it again.
+func (w *worker) finishedForGood(c runtime.Container) bool {
+	if c.Status != runtime.StatusStopped {
+		return false
+	}
+	inst, _, _ := w.state()
+	switch inst.Spec.Template.RestartPolicy {
+	case v1.RestartNever:
+		return true
+	case v1.RestartOnFailure:
+		return c.ExitCode == 0 && w.status.Reason != reasonLivenessFailed ||
+			w.status.Phase == v1.PhaseSucceeded || w.status.Phase == v1.PhaseFailed
+	}
+	return false
 }
 
 // found decides what run does with what Inspect found under the

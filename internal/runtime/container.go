@@ -424,6 +424,13 @@ func (d *Driver) List(ctx context.Context) ([]Container, error) {
 		if errdefs.IsNotFound(err) {
 			continue // removed while we listed
 		}
+		if errors.Is(err, errShimSilent) {
+			// One stuck shim must not hide every other container (the
+			// agent's clean-ups would stop): this one is left out, as
+			// neither running nor gone.
+			d.log.Warn("container left out of the list: its shim does not answer", "id", c.ID())
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -431,6 +438,9 @@ func (d *Driver) List(ctx context.Context) ([]Container, error) {
 	}
 	return out, nil
 }
+
+// errShimSilent is the state of a task whose shim did not answer.
+var errShimSilent = fmt.Errorf("the shim did not answer: %w", v1.ErrUnavailable)
 
 // Inspect reports one container (v1.ErrNotFound if it does not exist).
 func (d *Driver) Inspect(ctx context.Context, id string) (Container, error) {
@@ -491,7 +501,7 @@ func (d *Driver) describe(ctx context.Context, c client.Container) (Container, e
 	case client.Unknown:
 		// The shim did not say (slow, or stuck): the process may well
 		// run. Taken for "created", it would be killed and made again.
-		return Container{}, fmt.Errorf("task status of %s: the shim did not answer: %w", info.ID, v1.ErrUnavailable)
+		return Container{}, fmt.Errorf("task status of %s: %w", info.ID, errShimSilent)
 	}
 	return ct, nil
 }
