@@ -26,21 +26,34 @@ func (e *QuotaError) Error() string {
 // Is makes errors.Is(err, v1.ErrQuotaExceeded) true.
 func (e *QuotaError) Is(target error) bool { return target == v1.ErrQuotaExceeded }
 
-// appFootprint is what an App reserves: its replicas (plus the surge a
-// rollout adds when surging) times each instance's requests, each being
-// the larger of the App's template's and of the instances it runs now
-// (run, a zero value for none): during a rollout, or a pause in one, a
-// scale adds instances of the old template (the old side grows), which
-// may ask for more.
+// appFootprint is what an App reserves: its replicas, each at the larger
+// of the template's requests and those of the instances it runs now
+// (run, a zero value for none: during a rollout, or a pause in one, a
+// scale adds instances of the old template, which may ask for more),
+// plus, when surging, the rollout's extra instances at the template's
+// own requests (they run the new template). A rollout to smaller requests
+// counts no surge of that resource: each old instance it replaces frees
+// more than the new one takes, so it shrinks the App, which a quota
+// never refuses, even one lowered below what the namespace uses.
 // The products and sums saturate at the largest int64: no quantity can
 // wrap around and make a namespace's use look small.
 func appFootprint(a *v1.App, surging bool, run requests) (cpu v1.CPU, mem v1.Bytes, instances int) {
 	n := int(a.DesiredReplicas())
+	tmpl := requestsOf(&a.Spec.Template)
+	each := run.max(tmpl)
+	cpu = v1.CPU(satMul(int64(each.cpu), int64(n)))
+	mem = v1.Bytes(satMul(int64(each.mem), int64(n)))
 	if surging && a.Spec.Strategy.MaxSurge != nil {
-		n += a.Spec.Strategy.MaxSurge.Resolve(n, true)
+		extra := a.Spec.Strategy.MaxSurge.Resolve(n, true)
+		if tmpl.cpu >= run.cpu {
+			cpu = v1.CPU(satAdd(int64(cpu), satMul(int64(tmpl.cpu), int64(extra))))
+		}
+		if tmpl.mem >= run.mem {
+			mem = v1.Bytes(satAdd(int64(mem), satMul(int64(tmpl.mem), int64(extra))))
+		}
+		n += extra
 	}
-	each := run.max(requestsOf(&a.Spec.Template))
-	return v1.CPU(satMul(int64(each.cpu), int64(n))), v1.Bytes(satMul(int64(each.mem), int64(n))), n
+	return cpu, mem, n
 }
 
 // requests are what one instance asks for.

@@ -3,6 +3,7 @@ package apiserver_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -80,5 +81,45 @@ func TestScaleAndPauseInADeletingNamespace(t *testing.T) {
 	}
 	if _, err := c.Pause(ctx, "gone", "a", true); !errors.Is(err, v1.ErrConflict) {
 		t.Errorf("pause in a namespace being deleted: %v; want 409", err)
+	}
+}
+
+// guide.md: "A quota lowered below what a namespace uses refuses only what
+// would grow its use: an App can still be scaled down or made smaller."
+// An App at its quota (4 x 2 CPU, quota 8) whose instances run the 2-CPU
+// template is made smaller (1 CPU). A first version of counting instances
+// at the larger of the running and the new requests counted the surge so
+// too (5 x 2 = 10 > 8) and refused it; a rollout to smaller requests counts
+// no surge of them.
+func TestQuotaAllowsAShrinkingRollout(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	govNamespace(t, ts, "q", &v1.Quota{CPU: 8000})
+	c := ts.client(t, ts.Token)
+	ctx := context.Background()
+	apply := func(doc string) error {
+		t.Helper()
+		o, err := v1.DecodeManifest([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Apply(ctx, o)
+		return err
+	}
+	if err := apply("kind: App\nname: big\nnamespace: q\nimage: x:v1\nreplicas: 4\nresources: {cpu: 2}\n"); err != nil {
+		t.Fatal(err)
+	}
+	rev1, err := store.Get[*v1.Revision](ctx, ts.Store, "q", v1.RevisionName("big", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ {
+		inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"}, Metadata: v1.ObjectMeta{Name: fmt.Sprintf("big-%d", i), Namespace: "q", Labels: map[string]string{v1.LabelApp: "big"}},
+			Spec: v1.InstanceSpec{App: "big", Revision: 1, Template: rev1.Spec.Template}}
+		if err := ts.Store.Create(ctx, inst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := apply("kind: App\nname: big\nnamespace: q\nimage: x:v1\nreplicas: 4\nresources: {cpu: 1}\n"); err != nil {
+		t.Errorf("making an App smaller (2 -> 1 CPU each) at its quota was refused: %v", err)
 	}
 }
