@@ -462,8 +462,18 @@ func tailFiles(files []*os.File, newest *os.File, n int, since time.Time) ([]Ent
 		liveEnd int64
 		lines   int // records that end a line (not Partial) in out
 		full    bool
+		// open: a line of that stream (by streamIndex) is in out by its
+		// last piece, and its earlier pieces come before, with the other
+		// stream's records maybe in between.
+		open [2]bool
+		stop bool
+		// past counts the records looked at once n lines are in: the
+		// pieces of one line are written close together, so the scan
+		// for the first pieces stops after a few (a line that had none
+		// would otherwise send it back to the file's start).
+		past int
 	)
-	for i := len(files) - 1; i >= 0 && !full; i-- {
+	for i := len(files) - 1; i >= 0 && !stop; i-- {
 		f := files[i]
 		st, err := f.Stat()
 		if err != nil {
@@ -479,13 +489,28 @@ func tailFiles(files []*os.File, newest *os.File, n int, since time.Time) ([]Ent
 				return false
 			}
 			// n lines, not n records: the pieces of a long line
-			// before its last one come with it.
-			if !e.Partial {
-				if lines == n {
-					full = true
+			// before its last one come with it, also when the other
+			// stream wrote between them.
+			si := streamIndex(e.Stream)
+			if full {
+				if past++; past > 256 {
+					stop = true
 					return false
 				}
+			}
+			if !e.Partial {
+				// The end of the line before: a line of this stream
+				// taken already is whole.
+				open[si] = false
+				if full {
+					stop = !open[0] && !open[1]
+					return !stop
+				}
 				lines++
+				open[si] = true
+				full = lines == n
+			} else if full && !open[si] {
+				return true // a piece of a line beyond the n
 			}
 			out = append(out, e)
 			return true
