@@ -9,3 +9,11 @@ func SetBodyTimeout(cleanup func(func()), d time.Duration) {
 	bodyTimeout = d
 	cleanup(func() { bodyTimeout = old })
 }
+
+// SetWatchHeartbeat sets how often an idle watch gets a BOOKMARK, until
+// the test ends.
+func SetWatchHeartbeat(cleanup func(func()), d time.Duration) {
+	old := watchHeartbeat
+	watchHeartbeat = d
+	cleanup(func() { watchHeartbeat = old })
+}

@@ -162,8 +162,39 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, ri *requestInfo) 
 		return nil
 	}
 	ch := s.store.Watch(ctx, ri.Kind, store.WatchOptions{Namespace: ri.Namespace, Selector: opts.Selector, Revision: after + 1, ProgressNotify: true})
-	for ev := range ch {
+	// An idle stream gets a BOOKMARK every watchHeartbeat whatever etcd
+	// does (an external etcd sends its progress every ten minutes), so
+	// that clients can tell a quiet stream from a dead connection. It
+	// repeats the last revision the stream promised complete.
+	heartbeat := time.NewTicker(watchHeartbeat)
+	defer heartbeat.Stop()
+	mark, wrote := after, false
+	for {
+		var ev store.Event
+		select {
+		case e, ok := <-ch:
+			if !ok {
+				return nil
+			}
+			ev = e
+		case <-heartbeat.C:
+			if !wrote {
+				deadline()
+				enc.Encode(WatchEvent{Type: string(store.Bookmark), Revision: mark})
+				if rc.Flush() != nil {
+					return nil
+				}
+			}
+			wrote = false
+			continue
+		}
+		wrote = true
 		deadline()
+		if ev.Type != store.Error && ev.Type != store.Bookmark && !ev.More {
+			// The last event of its revision: the revision is complete
+			// once this one is sent (or left out for this node).
+			mark = max(mark, ev.Revision)
+		}
 		switch ev.Type {
 		case store.Error:
 			code, reason := v1.StatusFor(ev.Err)
@@ -171,6 +202,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, ri *requestInfo) 
 			fl.Flush()
 			return nil
 		case store.Bookmark:
+			mark = max(mark, ev.Revision)
 			enc.Encode(WatchEvent{Type: string(store.Bookmark), Revision: ev.Revision})
 		default:
 			if node != "" && !boundTo(ev.Object, node) {
@@ -183,6 +215,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, ri *requestInfo) 
 				// follow, and a bookmark promises that everything up to
 				// its revision was sent: a client resuming after it
 				// would lose them. Only the revisions before are done.
+				mark = max(mark, ev.Revision-1)
 				enc.Encode(WatchEvent{Type: string(store.Bookmark), Revision: ev.Revision - 1})
 				continue
 			}
@@ -196,8 +229,11 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, ri *requestInfo) 
 			return nil
 		}
 	}
-	return nil
 }
+
+// watchHeartbeat is how often an idle watch stream gets a BOOKMARK (a
+// variable for tests).
+var watchHeartbeat = 5 * time.Second
 
 // watchWriteTimeout is how long one write of a watch stream may take
 // before the stream is ended (a client that stopped reading).

@@ -3,11 +3,14 @@ package apiserver_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"net/http"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gantry-dev/gantry/internal/apiserver"
 )
 
 // A watch whose client goes away ends on the server, with its store watch.
@@ -36,5 +39,43 @@ func TestWatchEndsWhenClientGoes(t *testing.T) {
 	}
 	if n := left(); n > 0 {
 		t.Fatalf("%d watch goroutines left after their clients went away", n)
+	}
+}
+
+// An idle watch gets a BOOKMARK every few seconds from the server itself:
+// an external etcd sends its progress only every ten minutes, and the Go
+// client takes 20 s without a line for a dead connection. The heartbeat
+// names the last revision the stream has sent in full.
+func TestIdleWatchGetsHeartbeats(t *testing.T) {
+	// Far more often than the embedded etcd's own progress (5 s), so
+	// that only the server's heartbeats can bring three in time.
+	apiserver.SetWatchHeartbeat(t.Cleanup, 100*time.Millisecond)
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL+"/api/v1/namespaces/default/secrets?watch=true", nil)
+	req.Header.Set("Authorization", "Bearer "+ts.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	var marks []int64
+	start := time.Now()
+	for len(marks) < 3 && sc.Scan() {
+		var ev struct {
+			Type     string
+			Revision int64
+		}
+		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Type == "BOOKMARK" {
+			marks = append(marks, ev.Revision)
+		}
+	}
+	if len(marks) < 3 {
+		t.Fatalf("bookmarks on an idle stream in %s: %v, want 3 (the first, then heartbeats)", time.Since(start).Round(time.Millisecond), marks)
+	}
+	if marks[1] < marks[0] || marks[2] < marks[1] {
+		t.Fatalf("heartbeat revisions went back: %v", marks)
 	}
 }
