@@ -150,8 +150,10 @@ func TestZeroDowntimeRollouts(t *testing.T) {
 	// Not a performance target: a load balancer that held requests for
 	// seconds at each switch, and answered them all in the end, would
 	// fail none.
-	if sum.Max > 3*time.Second {
-		t.Errorf("a request took %s from when it was due to its answer: traffic stalled during the rollouts", sum.Max)
+	// (Less the generator's own worst lag: a busy CI machine that stalls
+	// the generator is not the load balancer stalling.)
+	if sum.Max-sum.MaxLag > 3*time.Second {
+		t.Errorf("a request took %s from when it was due to its answer (the generator lagged %s at most): traffic stalled during the rollouts", sum.Max, sum.MaxLag)
 	}
 	if sum.Retried != 0 {
 		// The load balancer keeps client connections for two idle
