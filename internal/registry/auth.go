@@ -75,21 +75,29 @@ func sourceOf(req *http.Request) string {
 
 // authenticate resolves a request's credentials. A source that keeps
 // failing gets 429 for each further failing request, but valid
-// credentials from it are served: many users may share its address.
+// credentials in use lately are served from it: many users may share its
+// address. Other platform tokens from it are refused unread (no store
+// read for a flood of made-up ones).
 func (r *Registry) authenticate(req *http.Request) (*caller, *authFailure) {
-	c, fail := r.authenticate1(req)
-	if fail != nil && !fail.unavailable && req.Header.Get("Authorization") != "" {
-		src, now := sourceOf(req), time.Now()
-		blocked := r.limiter.Blocked(src, now)
-		r.limiter.Fail(src, now)
-		if blocked {
-			return nil, tooManyFailures
-		}
-	}
-	return c, fail
+	blocked := req.Header.Get("Authorization") != "" && r.limiter.Blocked(sourceOf(req), time.Now())
+	c, fail := r.authenticate1(req, blocked)
+	return c, r.failed(req, fail, blocked)
 }
 
-func (r *Registry) authenticate1(req *http.Request) (*caller, *authFailure) {
+// failed counts a failed authentication against its source, and turns
+// it into tooManyFailures when the source was over its budget already.
+func (r *Registry) failed(req *http.Request, fail *authFailure, blocked bool) *authFailure {
+	if fail == nil || fail.unavailable || fail.tooMany {
+		return fail
+	}
+	if blocked {
+		return tooManyFailures
+	}
+	r.limiter.Fail(sourceOf(req), time.Now())
+	return fail
+}
+
+func (r *Registry) authenticate1(req *http.Request, blocked bool) (*caller, *authFailure) {
 	h := req.Header.Get("Authorization")
 	scheme, cred, _ := strings.Cut(h, " ")
 	cred = strings.TrimSpace(cred)
@@ -105,7 +113,7 @@ func (r *Registry) authenticate1(req *http.Request) (*caller, *authFailure) {
 		if !ok || password == "" {
 			return nil, &authFailure{err: errors.New("Basic credentials need a Gantry token as the password")}
 		}
-		return r.platformToken(req.Context(), password)
+		return r.platformToken(req.Context(), password, blocked)
 	case strings.EqualFold(scheme, "Bearer") && isOurs(cred):
 		c, err := r.signer.verify(cred)
 		if err != nil {
@@ -114,13 +122,16 @@ func (r *Registry) authenticate1(req *http.Request) (*caller, *authFailure) {
 		return &caller{id: c.identity(), token: c}, nil
 	case strings.EqualFold(scheme, "Bearer"):
 		// A platform token sent as a bearer token, as curl users do.
-		return r.platformToken(req.Context(), cred)
+		return r.platformToken(req.Context(), cred, blocked)
 	default:
 		return nil, &authFailure{err: fmt.Errorf("unsupported authorization scheme %q", scheme)}
 	}
 }
 
-func (r *Registry) platformToken(ctx context.Context, tok string) (*caller, *authFailure) {
+func (r *Registry) platformToken(ctx context.Context, tok string, blocked bool) (*caller, *authFailure) {
+	if k, ok := r.cfg.Authenticator.(interface{ Known(string) bool }); blocked && ok && !k.Known(tok) {
+		return nil, tooManyFailures
+	}
 	id, err := r.cfg.Authenticator.Authenticate(ctx, tok)
 	if err != nil {
 		return nil, &authFailure{err: fmt.Errorf("token rejected: %w", err), unavailable: errors.Is(err, v1.ErrUnavailable)}
@@ -276,18 +287,12 @@ func (r *Registry) serveToken(w http.ResponseWriter, req *http.Request, who *Ide
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, "log in with a Gantry token as the password", nil)
 		return
 	}
-	src := sourceOf(req)
-	c, fail := r.platformToken(req.Context(), secret)
-	if fail != nil && !fail.unavailable {
-		// Failing again from a source that keeps failing: 429 (a valid
-		// token from the same address is still served).
-		blocked := r.limiter.Blocked(src, time.Now())
-		r.limiter.Fail(src, time.Now())
-		if blocked {
-			w.Header().Set("Retry-After", "1") // the failure budget refills at several a second
-			writeError(w, http.StatusTooManyRequests, codeTooManyRequests, tooManyFailures.err.Error(), nil)
-			return
-		}
+	blocked := r.limiter.Blocked(sourceOf(req), time.Now())
+	c, fail := r.platformToken(req.Context(), secret, blocked)
+	if fail = r.failed(req, fail, blocked); fail != nil && fail.tooMany {
+		w.Header().Set("Retry-After", "1") // the failure budget refills at several a second
+		writeError(w, http.StatusTooManyRequests, codeTooManyRequests, tooManyFailures.err.Error(), nil)
+		return
 	}
 	if fail != nil {
 		if fail.unavailable {

@@ -25,6 +25,10 @@ import (
 // regAuthn checks registry credentials with the platform's tokens.
 type regAuthn struct{ a *auth.Authenticator }
 
+// Known passes on auth.Authenticator.Known: the registry's rate limit
+// lets a failing address reach the store with tokens in use only.
+func (r regAuthn) Known(tok string) bool { return r.a.Known(tok) }
+
 func (r regAuthn) Authenticate(ctx context.Context, tok string) (registry.Identity, error) {
 	id, err := r.a.Authenticate(ctx, tok)
 	if err != nil {
