@@ -6,11 +6,14 @@ import (
 	"encoding/json"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/apiserver"
+	"github.com/gantry-dev/gantry/internal/auth"
 )
 
 // A watch whose client goes away ends on the server, with its store watch.
@@ -77,5 +80,49 @@ func TestIdleWatchGetsHeartbeats(t *testing.T) {
 	}
 	if marks[1] < marks[0] || marks[2] < marks[1] {
 		t.Fatalf("heartbeat revisions went back: %v", marks)
+	}
+}
+
+// A node's watch of instances leaves out other nodes' instances. Those
+// left out counted as written, so in a busy cluster a node's stream could
+// go without a byte, and without heartbeats, for as long as the others
+// kept changing, and its agent would take it for dead.
+func TestNodeWatchGetsHeartbeatsWhileOthersChange(t *testing.T) {
+	apiserver.SetWatchHeartbeat(t.Cleanup, 100*time.Millisecond)
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, nodeTok, err := auth.CreateToken(ctx, ts.Store, v1.TokenSpec{Node: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL+"/api/v1/namespaces/default/instances?watch=true", nil)
+	req.Header.Set("Authorization", "Bearer "+nodeTok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("node watch: %d", resp.StatusCode)
+	}
+	// Another node's instances keep coming, faster than the heartbeat.
+	go func() {
+		for i := 0; ctx.Err() == nil; i++ {
+			inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"}, Metadata: v1.ObjectMeta{Name: "other-" + strconv.Itoa(i), Namespace: "default"},
+				Spec: v1.InstanceSpec{App: "web", Node: "n2"}}
+			ts.Store.Create(ctx, inst)
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	sc := bufio.NewScanner(resp.Body)
+	marks := 0
+	for marks < 4 && sc.Scan() {
+		if strings.Contains(sc.Text(), `"BOOKMARK"`) {
+			marks++
+		}
+	}
+	if marks < 4 {
+		t.Fatalf("bookmarks on node n1's stream while n2's instances kept changing: %d in 3 s, want 4 (heartbeat 100 ms)", marks)
 	}
 }
