@@ -19,18 +19,9 @@ import (
 func TestAutoscalerFirstEvaluationDoesNotScaleDownAtOnce(t *testing.T) {
 	ctx := context.Background()
 	s := storetest.New(t)
-	saveApp(t, s, decodeApp(t, "kind: App\nname: a\nnamespace: default\nimage: x:v1\nautoscale: {min: 1, max: 8, targetRequestsPerSecond: 10}\n"))
-	a, err := store.Mutate(ctx, s, "default", "a", func(x *v1.App) error {
-		x.Status.Phase, x.Status.StableRevision, x.Status.AutoscaleReplicas = v1.AppRunning, x.Status.Revision, 8
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := runningAutoscaled(t, s, "kind: App\nname: a\nnamespace: default\nimage: x:v1\nautoscale: {min: 1, max: 8, targetRequestsPerSecond: 10}\n", 8)
 	// A momentary dip: 1 request/s across 8 instances.
-	as := &Autoscaler{Store: s, Apps: informer.New[*v1.App](s, quiet), Requests: fixedRate(1),
-		Recorder: &eventLog{}, Log: quiet, Now: time.Now, Tolerance: 0.1,
-		DownStabilization: time.Minute, recs: map[string][]recommendation{}}
+	as := rateAutoscaler(s, 1, time.Now, &eventLog{})
 	if err := as.evaluate(ctx, a); err != nil {
 		t.Fatal(err)
 	}
@@ -45,19 +36,9 @@ func TestAutoscalerFirstEvaluationDoesNotScaleDownAtOnce(t *testing.T) {
 // clamped to min. Heavy load then scaled the App DOWN to min instead of up
 // to max.
 func TestAutoscalerHugeRatioScalesToMax(t *testing.T) {
-	ctx := context.Background()
 	s := storetest.New(t)
-	saveApp(t, s, decodeApp(t, "kind: App\nname: a\nnamespace: default\nimage: x:v1\nautoscale: {min: 1, max: 8, targetRequestsPerSecond: 0.000001}\n"))
-	a, err := store.Mutate(ctx, s, "default", "a", func(x *v1.App) error {
-		x.Status.Phase, x.Status.StableRevision, x.Status.AutoscaleReplicas = v1.AppRunning, x.Status.Revision, 4
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	as := &Autoscaler{Store: s, Apps: informer.New[*v1.App](s, quiet), Requests: fixedRate(5000),
-		Recorder: &eventLog{}, Log: quiet, Now: time.Now, Tolerance: 0.1,
-		DownStabilization: time.Minute, recs: map[string][]recommendation{}}
+	a := runningAutoscaled(t, s, "kind: App\nname: a\nnamespace: default\nimage: x:v1\nautoscale: {min: 1, max: 8, targetRequestsPerSecond: 0.000001}\n", 4)
+	as := rateAutoscaler(s, 5000, time.Now, &eventLog{})
 	want, _, _ := as.recommend(a, 4, time.Now())
 	if want < 4 {
 		t.Errorf("5000 req/s against a target of 1e-6 per instance: recommendation %d (< current 4); want max", want)
@@ -72,21 +53,12 @@ func TestAutoscalerHugeRatioScalesToMax(t *testing.T) {
 func TestAutoscalerStabilizationKeepsALoweredMax(t *testing.T) {
 	ctx := context.Background()
 	s := storetest.New(t)
-	saveApp(t, s, decodeApp(t, "kind: App\nname: a\nnamespace: default\nimage: x:v1\nautoscale: {min: 1, max: 4, targetRequestsPerSecond: 10}\n"))
-	a, err := store.Mutate(ctx, s, "default", "a", func(x *v1.App) error {
-		x.Status.Phase, x.Status.StableRevision, x.Status.AutoscaleReplicas = v1.AppRunning, x.Status.Revision, 4
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := runningAutoscaled(t, s, "kind: App\nname: a\nnamespace: default\nimage: x:v1\nautoscale: {min: 1, max: 4, targetRequestsPerSecond: 10}\n", 4)
 	now := time.Now()
 	rec := &eventLog{}
-	as := &Autoscaler{Store: s, Apps: informer.New[*v1.App](s, quiet), Requests: fixedRate(1),
-		Recorder: rec, Log: quiet, Now: func() time.Time { return now }, Tolerance: 0.1,
-		DownStabilization: time.Minute,
-		// recommended 10 seconds ago, under the former max of 10
-		recs: map[string][]recommendation{a.Metadata.Key(): {{now.Add(-10 * time.Second), 10}}}}
+	as := rateAutoscaler(s, 1, func() time.Time { return now }, rec)
+	// recommended 10 seconds ago, under the former max of 10
+	as.recs[a.Metadata.Key()] = []recommendation{{now.Add(-10 * time.Second), 10}}
 	if err := as.evaluate(ctx, a); err != nil {
 		t.Fatal(err)
 	}
@@ -94,4 +66,27 @@ func TestAutoscalerStabilizationKeepsALoweredMax(t *testing.T) {
 	if got.Status.AutoscaleReplicas > 4 {
 		t.Errorf("status.autoscaleReplicas = %d with autoscale.max 4; events: %v", got.Status.AutoscaleReplicas, rec.events)
 	}
+}
+
+// runningAutoscaled stores the App of doc, done rolling out and scaled by
+// the autoscaler to replicas, and returns it.
+func runningAutoscaled(t *testing.T, s *store.Store, doc string, replicas int32) *v1.App {
+	t.Helper()
+	saveApp(t, s, decodeApp(t, doc))
+	a, err := store.Mutate(context.Background(), s, "default", "a", func(x *v1.App) error {
+		x.Status.Phase, x.Status.StableRevision, x.Status.AutoscaleReplicas = v1.AppRunning, x.Status.Revision, replicas
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// rateAutoscaler is an Autoscaler on s that sees rate requests/s for
+// every App, with a minute of scale-down stabilization.
+func rateAutoscaler(s *store.Store, rate float64, now func() time.Time, rec *eventLog) *Autoscaler {
+	return &Autoscaler{Store: s, Apps: informer.New[*v1.App](s, quiet), Requests: fixedRate(rate),
+		Recorder: rec, Log: quiet, Now: now, Tolerance: 0.1,
+		DownStabilization: time.Minute, recs: map[string][]recommendation{}}
 }

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
-	"github.com/gantry-dev/gantry/internal/informer"
 	"github.com/gantry-dev/gantry/internal/store"
 	"github.com/gantry-dev/gantry/internal/store/storetest"
 )
@@ -29,9 +28,7 @@ func TestAutoscalerSaysNothingWhenItWroteNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := &eventLog{}
-	as := &Autoscaler{Store: s, Apps: informer.New[*v1.App](s, quiet), Requests: fixedRate(4),
-		Recorder: rec, Log: quiet, Now: time.Now, Tolerance: 0.1,
-		DownStabilization: time.Minute, recs: map[string][]recommendation{}}
+	as := rateAutoscaler(s, 4, time.Now, rec)
 	if err := as.evaluate(ctx, stale); err != nil {
 		t.Fatal(err)
 	}
