@@ -27,25 +27,13 @@ func TestWatchResumesAfterAnUnavailableError(t *testing.T) {
 			fmt.Fprint(w, `{"type":"BOOKMARK","revision":7}`+"\n")
 			fmt.Fprint(w, `{"type":"ERROR","error":{"code":503,"reason":"Unavailable","message":"watch secrets: unavailable: watch channel closed"}}`+"\n")
 		default:
-			fmt.Fprint(w, `{"type":"BOOKMARK","revision":7}`+"\n")
-			fmt.Fprint(w, `{"type":"ADDED","revision":8,"object":{"kind":"Secret","metadata":{"name":"a","namespace":"default","revision":8}}}`+"\n")
-			w.(http.Flusher).Flush()
-			<-r.Context().Done()
+			serveResumed(w, r)
 		}
 	}))
 	defer srv.Close()
-	c, _ := New(Config{Server: srv.URL})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	for ev := range c.Watch(ctx, "Secret", "default", WatchOptions{After: 7}) {
-		if ev.Type == "ERROR" {
-			t.Fatalf("watch ended with %v instead of resuming after revision 7", ev.Err)
-		}
-		if ev.Type == "ADDED" {
-			return
-		}
+	if err := watchForTheChange(srv.URL, 3*time.Second); err != nil {
+		t.Fatalf("after an ERROR 503: %v; want it to resume after revision 7", err)
 	}
-	t.Fatal("no event")
 }
 
 // A reverse proxy in front of the server answers 502/504 while the server
@@ -58,25 +46,12 @@ func TestWatchRetriesABadGatewayDuringARestart(t *testing.T) {
 			http.Error(w, "upstream connect error", http.StatusBadGateway)
 			return
 		}
-		w.Header().Set("Content-Type", "application/x-ndjson")
-		fmt.Fprint(w, `{"type":"BOOKMARK","revision":7}`+"\n")
-		fmt.Fprint(w, `{"type":"ADDED","revision":8,"object":{"kind":"Secret","metadata":{"name":"a","namespace":"default","revision":8}}}`+"\n")
-		w.(http.Flusher).Flush()
-		<-r.Context().Done()
+		serveResumed(w, r)
 	}))
 	defer srv.Close()
-	c, _ := New(Config{Server: srv.URL})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	for ev := range c.Watch(ctx, "Secret", "default", WatchOptions{After: 7}) {
-		if ev.Type == "ERROR" {
-			t.Fatalf("watch ended with %v on a 502", ev.Err)
-		}
-		if ev.Type == "ADDED" {
-			return
-		}
+	if err := watchForTheChange(srv.URL, 3*time.Second); err != nil {
+		t.Fatalf("after a 502: %v", err)
 	}
-	t.Fatal("no event")
 }
 
 // An error answer without a JSON Status (a proxy's, or a truncated body)
@@ -106,24 +81,19 @@ func TestWatchNoticesASilentConnection(t *testing.T) {
 	t.Cleanup(func() { watchIdle = old })
 	var conns atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if conns.Add(1) > 1 {
+			serveResumed(w, r)
+			return
+		}
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		fmt.Fprint(w, `{"type":"BOOKMARK","revision":7}`+"\n")
-		if conns.Add(1) > 1 {
-			fmt.Fprint(w, `{"type":"ADDED","revision":8,"object":{"kind":"Secret","metadata":{"name":"a","namespace":"default","revision":8}}}`+"\n")
-		}
 		w.(http.Flusher).Flush()
 		<-r.Context().Done() // the first connection: silent from now on
 	}))
 	defer srv.Close()
-	c, _ := New(Config{Server: srv.URL})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for ev := range c.Watch(ctx, "Secret", "default", WatchOptions{After: 7}) {
-		if ev.Type == "ADDED" {
-			return
-		}
+	if err := watchForTheChange(srv.URL, 10*time.Second); err != nil {
+		t.Fatalf("%v: 10 s without a byte (watchIdle 500 ms) and the watch still waits on the same connection (%d connections)", err, conns.Load())
 	}
-	t.Fatalf("10 s without a byte (watchIdle 500 ms) and the watch still waits on the same connection (%d connections)", conns.Load())
 }
 
 // A connection that the server (or a proxy) ends at once, without an
@@ -147,4 +117,32 @@ func TestWatchBacksOffOnEmptyStreams(t *testing.T) {
 	if n := conns.Load(); n > 20 {
 		t.Fatalf("%d connections in one second", n)
 	}
+}
+
+// serveResumed answers a watch resumed after revision 7: a bookmark at 7,
+// then the change at 8, then nothing until the client goes.
+func serveResumed(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	fmt.Fprint(w, `{"type":"BOOKMARK","revision":7}`+"\n")
+	fmt.Fprint(w, `{"type":"ADDED","revision":8,"object":{"kind":"Secret","metadata":{"name":"a","namespace":"default","revision":8}}}`+"\n")
+	w.(http.Flusher).Flush()
+	<-r.Context().Done()
+}
+
+// watchForTheChange watches secrets of server from revision 7 until the
+// change at 8 arrives: nil then, the ERROR the watch ended with, or an
+// error when it did not come within d.
+func watchForTheChange(server string, d time.Duration) error {
+	c, _ := New(Config{Server: server})
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	for ev := range c.Watch(ctx, "Secret", "default", WatchOptions{After: 7}) {
+		if ev.Type == "ERROR" {
+			return fmt.Errorf("watch ended with %v", ev.Err)
+		}
+		if ev.Type == "ADDED" {
+			return nil
+		}
+	}
+	return fmt.Errorf("no change within %s", d)
 }
