@@ -56,25 +56,8 @@ func TestIdleWatchGetsHeartbeats(t *testing.T) {
 	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL+"/api/v1/namespaces/default/secrets?watch=true", nil)
-	req.Header.Set("Authorization", "Bearer "+ts.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	var marks []int64
 	start := time.Now()
-	for len(marks) < 3 && sc.Scan() {
-		var ev struct {
-			Type     string
-			Revision int64
-		}
-		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Type == "BOOKMARK" {
-			marks = append(marks, ev.Revision)
-		}
-	}
+	marks := watchBookmarks(t, ctx, ts.URL+"/api/v1/namespaces/default/secrets?watch=true", ts.Token, 3)
 	if len(marks) < 3 {
 		t.Fatalf("bookmarks on an idle stream in %s: %v, want 3 (the first, then heartbeats)", time.Since(start).Round(time.Millisecond), marks)
 	}
@@ -96,16 +79,6 @@ func TestNodeWatchGetsHeartbeatsWhileOthersChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL+"/api/v1/namespaces/default/instances?watch=true", nil)
-	req.Header.Set("Authorization", "Bearer "+nodeTok)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("node watch: %d", resp.StatusCode)
-	}
 	// Another node's instances keep coming, faster than the heartbeat.
 	go func() {
 		for i := 0; ctx.Err() == nil; i++ {
@@ -115,14 +88,36 @@ func TestNodeWatchGetsHeartbeatsWhileOthersChange(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
+	marks := watchBookmarks(t, ctx, ts.URL+"/api/v1/namespaces/default/instances?watch=true", nodeTok, 4)
+	if len(marks) < 4 {
+		t.Fatalf("bookmarks on node n1's stream while n2's instances kept changing: %d in 3 s, want 4 (heartbeat 100 ms)", len(marks))
+	}
+}
+
+// watchBookmarks opens the watch at url with token and returns the
+// revisions of its BOOKMARKs, once it has n or the stream (ctx) ends.
+func watchBookmarks(t *testing.T, ctx context.Context, url, token string, n int) []int64 {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("watch %s: %d", url, resp.StatusCode)
+	}
 	sc := bufio.NewScanner(resp.Body)
-	marks := 0
-	for marks < 4 && sc.Scan() {
-		if strings.Contains(sc.Text(), `"BOOKMARK"`) {
-			marks++
+	var marks []int64
+	for len(marks) < n && sc.Scan() {
+		var ev struct {
+			Type     string
+			Revision int64
+		}
+		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Type == "BOOKMARK" {
+			marks = append(marks, ev.Revision)
 		}
 	}
-	if marks < 4 {
-		t.Fatalf("bookmarks on node n1's stream while n2's instances kept changing: %d in 3 s, want 4 (heartbeat 100 ms)", marks)
-	}
+	return marks
 }
