@@ -23,11 +23,7 @@ func TestDeletingANotReadyNodeDoesNotReviveItsInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	createWeb(ctx, t, s, webPort)
-	inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"}, Metadata: v1.ObjectMeta{Name: "web-a", Namespace: "default"},
-		Spec: v1.InstanceSpec{App: "web", Node: "dead"}, Status: v1.InstanceStatus{IP: "10.0.0.2", Ready: true}}
-	if err := s.Create(ctx, inst); err != nil {
-		t.Fatal(err)
-	}
+	createReadyOn(ctx, t, s, "dead")
 	w := startWatcher(ctx, s)
 	ready := func() int {
 		if svc := w.Current().Service("default", "web"); svc != nil {
@@ -60,11 +56,7 @@ func TestInstancesOnANodeDeletedBeforeTheServerStartedAreNotServed(t *testing.T)
 	s := storetest.New(t)
 	createWeb(ctx, t, s, webPort)
 	// Bound to node "dead", which no longer exists in the store.
-	inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"}, Metadata: v1.ObjectMeta{Name: "web-a", Namespace: "default"},
-		Spec: v1.InstanceSpec{App: "web", Node: "dead"}, Status: v1.InstanceStatus{IP: "10.0.0.2", Ready: true}}
-	if err := s.Create(ctx, inst); err != nil {
-		t.Fatal(err)
-	}
+	createReadyOn(ctx, t, s, "dead")
 	w := startWatcher(ctx, s)
 	deadline := time.Now().Add(5 * time.Second)
 	for w.Current().Service("default", "web") == nil {
@@ -75,5 +67,15 @@ func TestInstancesOnANodeDeletedBeforeTheServerStartedAreNotServed(t *testing.T)
 	}
 	if n := len(w.Current().Service("default", "web").Ready); n != 0 {
 		t.Fatalf("%d instance(s) bound to a node that does not exist are served", n)
+	}
+}
+
+// createReadyOn stores a ready instance web-a of App web, bound to node.
+func createReadyOn(ctx context.Context, t *testing.T, s *store.Store, node string) {
+	t.Helper()
+	inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"}, Metadata: v1.ObjectMeta{Name: "web-a", Namespace: "default"},
+		Spec: v1.InstanceSpec{App: "web", Node: node}, Status: v1.InstanceStatus{IP: "10.0.0.2", Ready: true}}
+	if err := s.Create(ctx, inst); err != nil {
+		t.Fatal(err)
 	}
 }
