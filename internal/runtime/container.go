@@ -327,7 +327,7 @@ func (d *Driver) stop(ctx context.Context, c client.Container, grace time.Durati
 			if err := t.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
 				return fmt.Errorf("stop %s: SIGTERM: %w", id, kindOf(err))
 			}
-			if exited, err = awaitExit(ctx, t, time.Now().Add(grace)); err != nil {
+			if _, exited, err = awaitExit(ctx, t, nil, time.Now().Add(grace)); err != nil {
 				return fmt.Errorf("stop %s: wait: %w", id, err)
 			}
 		}
@@ -335,7 +335,7 @@ func (d *Driver) stop(ctx context.Context, c client.Container, grace time.Durati
 			if err := t.Kill(ctx, syscall.SIGKILL); err != nil && !errdefs.IsNotFound(err) {
 				return fmt.Errorf("stop %s: SIGKILL: %w", id, kindOf(err))
 			}
-			if _, err := awaitExit(ctx, t, time.Time{}); err != nil {
+			if _, _, err := awaitExit(ctx, t, nil, time.Time{}); err != nil {
 				return fmt.Errorf("stop %s: wait: %w", id, err)
 			}
 		}
@@ -346,43 +346,49 @@ func (d *Driver) stop(ctx context.Context, c client.Container, grace time.Durati
 	return nil
 }
 
-// awaitExit waits for t's process to exit until the deadline (zero: for as
-// long as ctx lasts), and reports whether it did. A wait that breaks
-// (containerd restarting: its shim keeps the process) is made again, so
-// that the process is neither killed before its grace period is over nor
-// taken for gone; one that cannot be made again, or that keeps breaking
-// (for about two seconds), is the error: the caller tries the stop again.
-func awaitExit(ctx context.Context, t client.Task, deadline time.Time) (bool, error) {
+// awaitExit waits for process p to exit until the deadline (zero: for as
+// long as ctx lasts), and returns its exit status and whether it exited.
+// first, when not nil, is a wait made already (before p started). A wait
+// that breaks (containerd restarting: its shim keeps the process) is made
+// again, so that the process is neither killed before its grace period is
+// over nor taken for gone; one that cannot be made again, or that keeps
+// breaking (for about two seconds), is the error: the caller tries again,
+// or ends the process.
+func awaitExit(ctx context.Context, p client.Process, first <-chan client.ExitStatus, deadline time.Time) (client.ExitStatus, bool, error) {
 	var timeout <-chan time.Time
 	if !deadline.IsZero() {
 		timer := time.NewTimer(time.Until(deadline))
 		defer timer.Stop()
 		timeout = timer.C
 	}
+	exited := first
 	for broken := 0; ; broken++ {
-		exited, err := t.Wait(ctx)
-		if err != nil {
-			return false, kindOf(err)
+		if exited == nil {
+			var err error
+			if exited, err = p.Wait(ctx); err != nil {
+				return client.ExitStatus{}, false, kindOf(err)
+			}
 		}
 		select {
 		case es := <-exited:
 			if es.Error() == nil {
-				return true, nil
+				return es, true, nil
 			}
 			if err := kindOf(es.Error()); !errors.Is(err, v1.ErrUnavailable) || broken == 20 {
-				return false, err
+				return client.ExitStatus{}, false, err
 			}
+			exited = nil
 			select { // containerd is coming back: wait on it again
 			case <-time.After(100 * time.Millisecond):
 			case <-timeout:
-				return false, nil
+				return client.ExitStatus{}, false, nil
 			case <-ctx.Done():
-				return false, ctx.Err()
+				return client.ExitStatus{}, false, ctx.Err()
 			}
 		case <-timeout:
-			return false, nil
+			return client.ExitStatus{}, false, nil
 		case <-ctx.Done():
-			return false, ctx.Err()
+			return client.ExitStatus{}, false, ctx.Err()
 		}
 	}
 }

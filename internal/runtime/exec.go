@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -159,36 +158,12 @@ func (d *Driver) Exec(ctx context.Context, id string, opts ExecOptions) (int, er
 		reap()
 		return -1, fmt.Errorf("exec in %s: %w", id, ctxEnded(ctx))
 	}
-	var code uint32
-	for broken := 0; ; broken++ {
-		var st client.ExitStatus
-		select {
-		case st = <-statusC:
-		case <-ctx.Done():
-			return cancelled()
-		}
-		var werr error
-		if code, _, werr = st.Result(); werr == nil {
-			break
-		}
+	st, _, err := awaitExit(ctx, p, statusC, time.Time{})
+	if err != nil {
 		if ctxEnded(ctx) != nil {
-			// The wait ended because ctx did; containerd reports that
-			// as an unknown error.
+			// The wait ended because ctx did (containerd may report
+			// that as an unknown error).
 			return cancelled()
-		}
-		err := kindOf(werr)
-		if errors.Is(err, v1.ErrUnavailable) && broken < 20 {
-			// containerd restarting: its shim keeps the process (and
-			// the session's IO) going. Wait on it again.
-			select {
-			case <-time.After(100 * time.Millisecond):
-			case <-ctx.Done():
-				return cancelled()
-			}
-			if statusC, werr = p.Wait(ctx); werr == nil {
-				continue
-			}
-			err = kindOf(werr)
 		}
 		reap()
 		return -1, fmt.Errorf("exec in %s: wait: %w", id, err)
@@ -200,7 +175,7 @@ func (d *Driver) Exec(ctx context.Context, id string, opts ExecOptions) (int, er
 	case <-drained:
 	case <-time.After(ioDrainTimeout):
 	}
-	return int(code), nil
+	return int(st.ExitCode()), nil
 }
 
 // eofNotifier closes done when its reader returns an error (EOF or not):
