@@ -74,6 +74,7 @@ restartPolicy: sometimes
 			"spec.ports[1].protocol: must be http, tcp or udp",
 			"spec.restartPolicy: must be always, on-failure or never",
 		}},
+		{"probe period below the floor", "kind: App\nname: x\nimage: a\nhealth: {liveness: {tcp: {port: 80}, period: 1ns}}", []string{"spec.health.liveness.period: must be at least 100ms (got 1ns)"}},
 		{"probe needs one check", "kind: App\nname: x\nimage: a\nhealth: {readiness: {period: 1s}}", []string{"spec.health.readiness: set exactly one of http, tcp or exec"}},
 		{"bad cpu quantity", "kind: App\nname: x\nimage: a\nresources: {cpu: lots}", []string{`cpu "lots"`}},
 		{"bad duration", "kind: App\nname: x\nimage: a\nstrategy: {drainDelay: soon}", []string{`duration "soon"`}},

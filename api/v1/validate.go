@@ -194,6 +194,11 @@ const (
 	NodePortMax = 32767
 )
 
+// MinProbePeriod is the shortest period a health check may have. It is
+// below Kubernetes' one second so that readiness can follow an app within
+// a fraction of a second, and far above what would keep a node busy.
+const MinProbePeriod = 100 * time.Millisecond
+
 // maxRevisionHistory bounds revisionHistoryLimit: every kept revision is a
 // copy of the template in etcd.
 const maxRevisionHistory = 1000
@@ -549,6 +554,11 @@ func validateProbe(errs *FieldErrors, f string, p *Probe) {
 	}
 	if p.Period < 0 || p.Timeout < 0 || p.InitialDelay < 0 {
 		errs.add(f, "period, timeout and initialDelay must not be negative")
+	}
+	if p.Period > 0 && p.Period.D() < MinProbePeriod {
+		// A check every nanosecond would keep the agent running exec
+		// processes and connections back to back for one App.
+		errs.add(f+".period", "must be at least %s (got %s)", MinProbePeriod, p.Period.D())
 	}
 	if p.FailureThreshold < 0 || p.SuccessThreshold < 0 {
 		errs.add(f, "thresholds must not be negative")
