@@ -87,6 +87,14 @@ type identity struct {
 	Registry      string `json:"registry"`
 }
 
+// checkSampleInterval refuses a --sample-interval the sampler cannot use.
+func checkSampleInterval(d time.Duration) error {
+	if d < time.Second {
+		return fmt.Errorf("--sample-interval %s: give a duration of 1s or more", d)
+	}
+	return nil
+}
+
 func runAgent(cmd *cobra.Command, o *agentOptions) error {
 	log, err := newLogger(o.logLevel, "text")
 	if err != nil {
@@ -95,6 +103,9 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 	ctx := cmd.Context()
 	labels, err := parseNodeLabels(o.labels)
 	if err != nil {
+		return err
+	}
+	if err := checkSampleInterval(o.sample); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {

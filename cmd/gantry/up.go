@@ -156,6 +156,9 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	cfg.RegistryAddr, cfg.RegistryHost = o.registryAddr, o.registryHost
 	cfg.TLS = !o.noTLS
 	cfg.IngressAddr, cfg.IngressHTTPSAddr = o.ingressAddr, o.ingressHTTPS
+	if err := checkSampleInterval(o.sampleEvery); err != nil {
+		return err
+	}
 	if o.ingressResponseTimeout < 0 {
 		return fmt.Errorf("--ingress-response-timeout %s: give a duration of 0 (no limit) or more", o.ingressResponseTimeout)
 	}

@@ -74,7 +74,7 @@ func (c *Config) setDefaults() {
 	if c.SecretDir == "" {
 		c.SecretDir = filepath.Join("/run/gantry/secrets", c.NodeName)
 	}
-	if c.SampleInterval == 0 {
+	if c.SampleInterval <= 0 {
 		c.SampleInterval = 10 * time.Second
 	}
 	if c.Capacity.CPU == 0 {
