@@ -119,7 +119,7 @@ func TestExecCheckGivesNoVerdictWhileContainerdRestarts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	var verdicts []bool
-	loop(ctx, rt, "c1", nil, p, true, false, func(ok bool, msg string) bool {
+	loop(ctx, rt, "c1", nil, p, true, onFlip, func(ok bool, msg string) bool {
 		verdicts = append(verdicts, ok)
 		return true
 	})

@@ -127,7 +127,7 @@ func runProbes(ctx context.Context, rt Runtime, id string, ip net.IP, h v1.Healt
 		}
 	}
 	if h.Startup != nil {
-		if !loop(ctx, rt, id, ip, h.Startup, false, true, func(ok bool, msg string) bool {
+		if !loop(ctx, rt, id, ip, h.Startup, false, untilPass, func(ok bool, msg string) bool {
 			if ok {
 				return false // stop: started
 			}
@@ -142,22 +142,39 @@ func runProbes(ctx context.Context, rt Runtime, id string, ip net.IP, h v1.Healt
 	if h.Readiness == nil {
 		send(probeResult{readinessProbe, true, ""})
 	} else {
-		go loop(ctx, rt, id, ip, h.Readiness, startReady, false, func(ok bool, msg string) bool {
+		go loop(ctx, rt, id, ip, h.Readiness, startReady, onFlip, func(ok bool, msg string) bool {
 			return send(probeResult{readinessProbe, ok, msg})
 		})
 	}
 	if h.Liveness != nil {
-		go loop(ctx, rt, id, ip, h.Liveness, true, false, func(ok bool, msg string) bool {
+		go loop(ctx, rt, id, ip, h.Liveness, true, repeatFailures, func(ok bool, msg string) bool {
 			return send(probeResult{livenessProbe, ok, msg})
 		})
 	}
 }
 
+// loopMode says when loop reports a verdict.
+type loopMode int
+
+const (
+	// onFlip reports each change of verdict (readiness).
+	onFlip loopMode = iota
+	// untilPass returns true at the first verdict of success (startup).
+	// Failures are reported as for repeatFailures.
+	untilPass
+	// repeatFailures reports a failing verdict after each
+	// failureThreshold failures in a row, not only when the verdict
+	// flips (liveness): if the stop it led to failed, the next report is
+	// another try, as the kubelet kills again at the next failure.
+	repeatFailures
+)
+
 // loop runs a probe every period and calls onChange when its verdict
-// flips (after successThreshold passes or failureThreshold failures).
-// With untilPass, it returns true at the first verdict of success. It
-// returns false when ctx ends or onChange asks to stop.
-func loop(ctx context.Context, rt Runtime, id string, ip net.IP, p *v1.Probe, state, untilPass bool, onChange func(ok bool, msg string) bool) bool {
+// is reached (after successThreshold passes or failureThreshold
+// failures), as mode says. It returns true at the first verdict of
+// success in mode untilPass, and false when ctx ends or onChange asks
+// to stop.
+func loop(ctx context.Context, rt Runtime, id string, ip net.IP, p *v1.Probe, state bool, mode loopMode, onChange func(ok bool, msg string) bool) bool {
 	period := p.Period.D()
 	if period <= 0 {
 		period = time.Second
@@ -171,6 +188,7 @@ func loop(ctx context.Context, rt Runtime, id string, ip net.IP, p *v1.Probe, st
 	next := 20 * time.Millisecond
 	fails, passes := 0, 0
 	reportedFailure := false
+	var counted time.Time // when the last failure counted toward fail
 	for {
 		select {
 		case <-ctx.Done():
@@ -187,9 +205,9 @@ func loop(ctx context.Context, rt Runtime, id string, ip net.IP, p *v1.Probe, st
 		}
 		if err == nil {
 			passes, fails = passes+1, 0
-			if passes >= pass && (!state || untilPass) {
+			if passes >= pass && (!state || mode == untilPass) {
 				state = true
-				if untilPass {
+				if mode == untilPass {
 					return true
 				}
 				if !onChange(true, "") {
@@ -197,9 +215,18 @@ func loop(ctx context.Context, rt Runtime, id string, ip net.IP, p *v1.Probe, st
 				}
 			}
 		} else {
-			fails, passes = fails+1, 0
-			if fails >= fail && (state || !reportedFailure) {
+			passes = 0
+			// The quick retries below come more often than the period;
+			// failures count at most once a period, so failureThreshold
+			// still means that many periods (a startup check's budget).
+			if now := time.Now(); counted.IsZero() || now.Sub(counted) >= period {
+				fails, counted = fails+1, now
+			}
+			if fails >= fail && (state || !reportedFailure || mode != onFlip) {
 				state, reportedFailure = false, true
+				if mode != onFlip {
+					fails = 0
+				}
 				if !onChange(false, err.Error()) {
 					return false
 				}
@@ -207,7 +234,7 @@ func loop(ctx context.Context, rt Runtime, id string, ip net.IP, p *v1.Probe, st
 		}
 		// Until the first success, retry quickly (but not faster than
 		// every 100ms) so startup is not held back by the period.
-		if !state && passes == 0 && fails < fail {
+		if !state && passes == 0 && !reportedFailure && fails < fail {
 			next = min(period, 100*time.Millisecond)
 		} else {
 			next = period

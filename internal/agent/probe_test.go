@@ -292,7 +292,7 @@ type loopRun struct {
 // runLoop runs loop on an exec probe answered by f and records the
 // verdict changes. onChange returns false on its stopAt-th call (never
 // when stopAt is 0).
-func runLoop(t *testing.T, ctx context.Context, f *fakeRuntime, p *v1.Probe, state, untilPass bool, stopAt int) loopRun {
+func runLoop(t *testing.T, ctx context.Context, f *fakeRuntime, p *v1.Probe, state bool, mode loopMode, stopAt int) loopRun {
 	t.Helper()
 	var r loopRun
 	var mu sync.Mutex
@@ -309,7 +309,7 @@ func runLoop(t *testing.T, ctx context.Context, f *fakeRuntime, p *v1.Probe, sta
 		return stopAt == 0 || len(r.changes) < stopAt
 	}
 	done := make(chan bool, 1)
-	go func() { done <- loop(ctx, f, "inst", nil, p, state, untilPass, onChange) }()
+	go func() { done <- loop(ctx, f, "inst", nil, p, state, mode, onChange) }()
 	select {
 	case r.ret = <-done:
 	case <-time.After(10 * time.Second):
@@ -337,7 +337,7 @@ func TestLoopThresholds(t *testing.T) {
 	tests := []struct {
 		name       string
 		state      bool
-		untilPass  bool
+		mode       loopMode
 		fail, pass int
 		script     string
 		stopAt     int
@@ -345,37 +345,41 @@ func TestLoopThresholds(t *testing.T) {
 		wantRet    bool
 		wantCalls  int
 	}{
-		{"a probe that starts failing reports a pass at once", false, false, 3, 1, "ppp", 0, []string{"P1"}, false, 4},
-		{"a passing probe that starts passing reports nothing", true, false, 3, 1, "ppp", 0, nil, false, 4},
-		{"a pass is reported only after successThreshold passes in a row", false, false, 5, 3, "ppfppp", 0, []string{"P6"}, false, 7},
-		{"a failure resets the count of passes", false, false, 5, 3, "ppfpp", 0, nil, false, 6},
-		{"a failure is reported only after failureThreshold failures in a row", true, false, 3, 1, "fff", 0, []string{"F3"}, false, 4},
-		{"a pass resets the count of failures", true, false, 3, 1, "ffpff", 0, nil, false, 6},
-		{"failures after a pass count from zero", true, false, 3, 1, "ffpfff", 0, []string{"F6"}, false, 7},
-		{"a probe that starts failing reports its first failure once", false, false, 2, 1, "ffffff", 0, []string{"F2"}, false, 7},
-		{"a failing probe that starts failing reports failure and then the pass", false, false, 1, 1, "fp", 0, []string{"F1", "P2"}, false, 3},
-		{"verdicts flip back and forth at their thresholds", true, false, 2, 2, "ffppff", 0, []string{"F2", "P4", "F6"}, false, 7},
-		{"thresholds of one report every flip", true, false, 1, 1, "fpfp", 0, []string{"F1", "P2", "F3", "P4"}, false, 5},
-		{"thresholds of zero count as one", true, false, 0, 0, "fp", 0, []string{"F1", "P2"}, false, 3},
-		{"an exec error counts as a failure", true, false, 2, 1, "fe", 0, []string{"F2"}, false, 3},
-		{"a check cut short by the end of ctx is not reported", true, false, 1, 1, "", 0, nil, false, 1},
+		{"a probe that starts failing reports a pass at once", false, onFlip, 3, 1, "ppp", 0, []string{"P1"}, false, 4},
+		{"a passing probe that starts passing reports nothing", true, onFlip, 3, 1, "ppp", 0, nil, false, 4},
+		{"a pass is reported only after successThreshold passes in a row", false, onFlip, 5, 3, "ppfppp", 0, []string{"P6"}, false, 7},
+		{"a failure resets the count of passes", false, onFlip, 5, 3, "ppfpp", 0, nil, false, 6},
+		{"a failure is reported only after failureThreshold failures in a row", true, onFlip, 3, 1, "fff", 0, []string{"F3"}, false, 4},
+		{"a pass resets the count of failures", true, onFlip, 3, 1, "ffpff", 0, nil, false, 6},
+		{"failures after a pass count from zero", true, onFlip, 3, 1, "ffpfff", 0, []string{"F6"}, false, 7},
+		{"a probe that starts failing reports its first failure once", false, onFlip, 2, 1, "ffffff", 0, []string{"F2"}, false, 7},
+		{"a failing probe that starts failing reports failure and then the pass", false, onFlip, 1, 1, "fp", 0, []string{"F1", "P2"}, false, 3},
+		{"verdicts flip back and forth at their thresholds", true, onFlip, 2, 2, "ffppff", 0, []string{"F2", "P4", "F6"}, false, 7},
+		{"thresholds of one report every flip", true, onFlip, 1, 1, "fpfp", 0, []string{"F1", "P2", "F3", "P4"}, false, 5},
+		{"thresholds of zero count as one", true, onFlip, 0, 0, "fp", 0, []string{"F1", "P2"}, false, 3},
+		{"an exec error counts as a failure", true, onFlip, 2, 1, "fe", 0, []string{"F2"}, false, 3},
+		{"a check cut short by the end of ctx is not reported", true, onFlip, 1, 1, "", 0, nil, false, 1},
 
-		{"untilPass returns true at the first pass without reporting it", false, true, 3, 1, "ffp", 0, nil, true, 3},
-		{"untilPass reports a failing verdict once before the pass", false, true, 2, 1, "ffffp", 0, []string{"F2"}, true, 5},
-		{"untilPass waits for successThreshold passes in a row", false, true, 3, 2, "pfpp", 0, nil, true, 4},
-		{"untilPass returns false when ctx ends before a pass", false, true, 1, 1, "fff", 0, []string{"F1"}, false, 4},
+		{"untilPass returns true at the first pass without reporting it", false, untilPass, 3, 1, "ffp", 0, nil, true, 3},
+		{"untilPass reports a failing verdict after each failureThreshold failures before the pass", false, untilPass, 2, 1, "fffffp", 0, []string{"F2", "F4"}, true, 6},
+		{"untilPass waits for successThreshold passes in a row", false, untilPass, 3, 2, "pfpp", 0, nil, true, 4},
+		{"untilPass returns false when ctx ends before a pass", false, untilPass, 1, 1, "fff", 0, []string{"F1", "F2", "F3"}, false, 4},
 
-		{"onChange refusing a failure stops the loop", true, false, 1, 1, "ffff", 1, []string{"F1"}, false, 1},
-		{"onChange refusing a pass stops the loop", false, false, 1, 1, "pppp", 1, []string{"P1"}, false, 1},
-		{"onChange refusing a later change stops the loop there", true, false, 1, 1, "fpfpfp", 3, []string{"F1", "P2", "F3"}, false, 3},
-		{"untilPass stops when onChange refuses a failure", false, true, 1, 1, "fp", 1, []string{"F1"}, false, 1},
+		{"repeatFailures reports each run of failureThreshold failures", true, repeatFailures, 2, 1, "fffff", 0, []string{"F2", "F4"}, false, 6},
+		{"repeatFailures reports a pass after failures", true, repeatFailures, 2, 1, "ffpff", 0, []string{"F2", "P3", "F5"}, false, 6},
+		{"repeatFailures does not report passes that change nothing", true, repeatFailures, 1, 1, "ppp", 0, nil, false, 4},
+
+		{"onChange refusing a failure stops the loop", true, onFlip, 1, 1, "ffff", 1, []string{"F1"}, false, 1},
+		{"onChange refusing a pass stops the loop", false, onFlip, 1, 1, "pppp", 1, []string{"P1"}, false, 1},
+		{"onChange refusing a later change stops the loop there", true, onFlip, 1, 1, "fpfpfp", 3, []string{"F1", "P2", "F3"}, false, 3},
+		{"untilPass stops when onChange refuses a failure", false, untilPass, 1, 1, "fp", 1, []string{"F1"}, false, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			f := &fakeRuntime{script: tt.script, cancel: cancel}
-			r := runLoop(t, ctx, f, execProbe(time.Millisecond, tt.fail, tt.pass), tt.state, tt.untilPass, tt.stopAt)
+			r := runLoop(t, ctx, f, execProbe(time.Millisecond, tt.fail, tt.pass), tt.state, tt.mode, tt.stopAt)
 			if !slices.Equal(r.changes, tt.want) {
 				t.Errorf("changes %q, want %q", r.changes, tt.want)
 			}
@@ -410,7 +414,7 @@ func TestLoopStops(t *testing.T) {
 		p := execProbe(time.Millisecond, 1, 1)
 		p.InitialDelay = v1.Duration(time.Hour)
 		time.AfterFunc(20*time.Millisecond, cancel)
-		r := runLoop(t, ctx, f, p, false, false, 0)
+		r := runLoop(t, ctx, f, p, false, onFlip, 0)
 		if r.ret || r.calls != 0 || len(r.changes) != 0 {
 			t.Errorf("returned %v after %d checks with changes %q, want false after none", r.ret, r.calls, r.changes)
 		}
@@ -431,7 +435,7 @@ func TestLoopStops(t *testing.T) {
 			<-checked
 			cancel()
 		}()
-		r := runLoop(t, ctx, f, execProbe(time.Hour, 1, 1), true, false, 0)
+		r := runLoop(t, ctx, f, execProbe(time.Hour, 1, 1), true, onFlip, 0)
 		if r.ret || r.calls != 1 || len(r.changes) != 0 {
 			t.Errorf("returned %v after %d checks with changes %q, want false after 1", r.ret, r.calls, r.changes)
 		}
@@ -445,7 +449,7 @@ func TestLoopPacing(t *testing.T) {
 		f := &fakeRuntime{script: "ff", cancel: cancel}
 		// With an hour's period, a third check within runLoop's 10s
 		// means the retries did not wait for the period.
-		r := runLoop(t, ctx, f, execProbe(time.Hour, 3, 1), false, false, 0)
+		r := runLoop(t, ctx, f, execProbe(time.Hour, 3, 1), false, onFlip, 0)
 		if r.calls != 3 || len(r.changes) != 0 {
 			t.Errorf("%d checks with changes %q, want 3 and none", r.calls, r.changes)
 		}
@@ -473,7 +477,7 @@ func TestLoopPacing(t *testing.T) {
 				}
 				return 0, nil
 			}}
-			r := runLoop(t, ctx, f, execProbe(time.Hour, 3, 3), tt.state, false, 0)
+			r := runLoop(t, ctx, f, execProbe(time.Hour, 3, 3), tt.state, onFlip, 0)
 			if r.calls != 1 || len(r.changes) != 0 {
 				t.Errorf("%d checks within 300ms of the first with changes %q, want 1 and none (the next is an hour away)", r.calls, r.changes)
 			}
@@ -533,8 +537,8 @@ func TestRunProbes(t *testing.T) {
 			[]probeResult{{readinessProbe, true, ""}}},
 		{"a startup check gates readiness", v1.Health{Startup: probe()}, false, "fp",
 			[]probeResult{{startupProbe, false, failed}, {startupProbe, true, ""}, {readinessProbe, true, ""}}},
-		{"a startup check that never passes sends no readiness", v1.Health{Startup: probe()}, false, "ff",
-			[]probeResult{{startupProbe, false, failed}}},
+		{"a startup check that never passes sends no readiness, and each failing verdict", v1.Health{Startup: probe()}, false, "ff",
+			[]probeResult{{startupProbe, false, failed}, {startupProbe, false, failed}}},
 		{"readiness starts false and follows its check", v1.Health{Readiness: probe()}, false, "pf",
 			[]probeResult{{readinessProbe, true, ""}, {readinessProbe, false, failed}}},
 		{"readiness that starts ready reports only a failure", v1.Health{Readiness: probe()}, true, "pf",

@@ -132,6 +132,8 @@ func deletingWorker(a *Agent) *worker {
 	inst := instanceWith(v1.Health{})
 	now := time.Now()
 	inst.Metadata.Deleting = &now
+	// It was serving: it is drained before it stops.
+	inst.Status = v1.InstanceStatus{Phase: v1.PhaseRunning, Ready: true, IP: "10.0.0.9", Node: "n1"}
 	w := newWorker(a, inst)
 	w.update(inst)
 	return w

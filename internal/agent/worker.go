@@ -268,7 +268,7 @@ func (w *worker) finishedForGood(c runtime.Container) bool {
 	case v1.RestartNever:
 		return true
 	case v1.RestartOnFailure:
-		return c.ExitCode == 0 && w.status.Reason != reasonLivenessFailed ||
+		return c.ExitCode == 0 && !stoppedByCheck(w.status.Reason) ||
 			w.status.Phase == v1.PhaseSucceeded || w.status.Phase == v1.PhaseFailed
 	}
 	return false
@@ -581,7 +581,11 @@ func (w *worker) supervise(ctx context.Context, adopted runtime.Container) {
 		code, fin := adopted.ExitCode, adopted.ExitedAt.UTC()
 		// The agent before this one may have seen this exit and counted
 		// its restart already (it was waiting out the back-off).
-		counted := w.status.FinishedAt != nil && w.status.FinishedAt.Equal(fin) && w.status.ExitCode != nil && *w.status.ExitCode == code
+		// The exit is written first (still Running), the restart in the
+		// next write (BackOff or Starting): an agent stopped between the
+		// two left it uncounted.
+		counted := w.status.FinishedAt != nil && w.status.FinishedAt.Equal(fin) && w.status.ExitCode != nil && *w.status.ExitCode == code &&
+			w.status.Phase != v1.PhaseRunning
 		w.report(ctx, func(s *v1.InstanceStatus) {
 			s.ExitCode, s.FinishedAt, s.Ready = &code, &fin, false
 		})
@@ -651,9 +655,9 @@ func (w *worker) afterExit(ctx context.Context, exitCode int, why string, starte
 	if time.Since(startedAt) > 30*time.Second {
 		*crashes = 0
 	}
-	// A process the liveness check stopped failed, whatever its exit
-	// code (one that handles SIGTERM exits 0), as under Kubernetes.
-	failed := exitCode != 0 || why == reasonLivenessFailed
+	// A process a liveness or startup check stopped failed, whatever its
+	// exit code (one that handles SIGTERM exits 0), as under Kubernetes.
+	failed := exitCode != 0 || stoppedByCheck(why)
 	restart := policy == v1.RestartAlways || (policy == v1.RestartOnFailure && failed)
 	if !restart {
 		phase := v1.PhaseSucceeded
@@ -729,9 +733,17 @@ func backoffFor(n int) time.Duration {
 	return d
 }
 
-// reasonLivenessFailed is the reason of an exit the liveness check
-// caused.
-const reasonLivenessFailed = "LivenessFailed"
+// The reasons of exits a health check caused.
+const (
+	reasonLivenessFailed = "LivenessFailed"
+	reasonStartupFailed  = "StartupFailed"
+)
+
+// stoppedByCheck reports whether an exit's reason says a health check
+// had the agent stop the container.
+func stoppedByCheck(reason string) bool {
+	return reason == reasonLivenessFailed || reason == reasonStartupFailed
+}
 
 // exitReason names why a container's process ended: killedBy if the
 // agent killed it (a failed liveness check, say), else by its exit code.
@@ -885,9 +897,14 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 				if r.ok {
 					started = true
 					w.report(ctx, func(s *v1.InstanceStatus) { s.Phase, s.Message = v1.PhaseRunning, "" })
-				} else {
-					msg := r.msg
-					w.report(ctx, func(s *v1.InstanceStatus) { s.Message = "startup check failing: " + msg })
+				} else if killedBy == "" {
+					// As under the kubelet: a container that does not
+					// start within failureThreshold periods is stopped
+					// and handled by its restart policy.
+					killedBy = reasonStartupFailed
+					w.event(ctx, v1.EventWarning, "Unhealthy", "startup check failed: %s; restarting", r.msg)
+					w.report(ctx, func(s *v1.InstanceStatus) { s.Message = "startup check failed: " + r.msg })
+					w.stopForCheck(runCtx, stopGrace(inst), stopFailed)
 				}
 			case readinessProbe:
 				if r.ok && !ready {
@@ -903,35 +920,13 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 					s.Ready, s.Message = r.ok, msg
 				})
 			case livenessProbe:
+				// The check reports again after each failureThreshold
+				// failures: if the last stop failed, this is another try.
 				if !r.ok && killedBy == "" {
 					killedBy = reasonLivenessFailed
 					w.event(ctx, v1.EventWarning, "Unhealthy", "liveness check failed: %s; restarting", r.msg)
 					w.report(ctx, func(s *v1.InstanceStatus) { s.Ready, s.Message = false, "liveness check failed: "+r.msg })
-					grace := stopGrace(inst)
-					go func() {
-						// containerd may be restarting: try for as long
-						// as a wait on it is tried again, but only while
-						// this run lasts (a retry after it ended would
-						// stop the next one).
-						deadline := time.Now().Add(rewaitFor)
-						for {
-							err := w.a.rt.Stop(runCtx, w.id, grace)
-							if err == nil || runCtx.Err() != nil {
-								return
-							}
-							if !errors.Is(err, v1.ErrUnavailable) || time.Now().After(deadline) {
-								// Not stopped: an exit for another reason
-								// later is not put down to the check.
-								w.a.log.Warn("stop a container whose liveness check failed", "instance", w.key, "err", err)
-								select {
-								case stopFailed <- struct{}{}:
-								default:
-								}
-								return
-							}
-							sleep(runCtx, 500*time.Millisecond)
-						}
-					}()
+					w.stopForCheck(runCtx, stopGrace(inst), stopFailed)
 				}
 			}
 		case <-w.wake:
@@ -940,6 +935,34 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 			}
 		}
 	}
+}
+
+// stopForCheck stops the container of the run runCtx belongs to because
+// a health check failed. containerd may be restarting: it tries for as
+// long as a wait on it is tried again, but only while this run lasts (a
+// retry after it ended would stop the next one). If the container could
+// not be stopped it signals failed, so that an exit for another reason
+// later is not put down to the check and the check's next report tries
+// again.
+func (w *worker) stopForCheck(runCtx context.Context, grace time.Duration, failed chan<- struct{}) {
+	go func() {
+		deadline := time.Now().Add(rewaitFor)
+		for {
+			err := w.a.rt.Stop(runCtx, w.id, grace)
+			if err == nil || runCtx.Err() != nil {
+				return
+			}
+			if !errors.Is(err, v1.ErrUnavailable) || time.Now().After(deadline) {
+				w.a.log.Warn("stop a container whose health check failed", "instance", w.key, "err", err)
+				select {
+				case failed <- struct{}{}:
+				default:
+				}
+				return
+			}
+			sleep(runCtx, 500*time.Millisecond)
+		}
+	}()
 }
 
 func stopGrace(i *v1.Instance) time.Duration {
@@ -1025,11 +1048,38 @@ func (w *worker) removeDrainRecord() {
 	os.Remove(dir)
 }
 
+// mayServe reports whether the instance, as last reported, may have a
+// process with requests in flight: one with an address whose phase is
+// not before its first start or after its process ended. Only those
+// are drained (an image that never pulled, a crash-looping or finished
+// process would hold their slot for drainDelay, up to an hour, for
+// nothing).
+func (w *worker) mayServe() bool {
+	if w.status.IP == "" {
+		return false
+	}
+	switch w.status.Phase {
+	case v1.PhasePending, v1.PhasePulling, v1.PhaseBackOff, v1.PhaseSucceeded, v1.PhaseFailed:
+		return false
+	case v1.PhaseTerminating:
+		return w.status.Reason != reasonStopping // an agent before this one found no drain due
+	}
+	return true
+}
+
+// reasonStopping is the reason of a Terminating instance that is not
+// drained.
+const reasonStopping = "Stopping"
+
 // terminate drains and stops the instance and removes everything it had:
 // container, snapshot, network, files, and finally the instance object.
 func (w *worker) terminate(ctx context.Context) {
 	inst, _, gone := w.state()
-	if !gone {
+	if !gone && !w.mayServe() {
+		w.report(ctx, func(s *v1.InstanceStatus) {
+			s.Phase, s.Ready, s.Reason, s.Message = v1.PhaseTerminating, false, reasonStopping, "stopping (no process that could have had traffic: no drain)"
+		})
+	} else if !gone {
 		w.report(ctx, func(s *v1.InstanceStatus) {
 			s.Phase, s.Ready, s.Reason, s.Message = v1.PhaseTerminating, false, "Draining", "draining before stop"
 		})
