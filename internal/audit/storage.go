@@ -154,8 +154,8 @@ func chain(head chainHead, entries []Entry) ([]encoded, error) {
 }
 
 // commit appends a prefix of entries to the chain in one transaction and
-// returns how many it wrote. The transaction only succeeds if the next
-// sequence number is still free, so servers sharing the store never fork
+// returns how many it wrote. The transaction only succeeds if no record
+// has the next sequence number or a later one, so servers sharing the store never fork
 // the chain: the loser re-reads the end and chains its records after the
 // winner's.
 func (s *storeChain) commit(ctx context.Context, entries []Entry) (int, []encoded, error) {
@@ -175,8 +175,12 @@ func (s *storeChain) commit(ctx context.Context, entries []Entry) (int, []encode
 			b, _ := json.Marshal(anchor{Seq: s.last.seq, Hash: s.last.hash})
 			ops = append(ops, clientv3.OpPut(s.anchorKey(), string(b)))
 		}
+		// No record may exist at or after the first slot: a slot
+		// pruning emptied passes "never created" again, and a server
+		// that has been idle while another appended and pruned would
+		// fill it below the anchor, forking the chain.
 		resp, err := s.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(s.key(recs[0].seq)), "=", 0)).
+			If(clientv3.Compare(clientv3.CreateRevision(s.key(recs[0].seq)), "=", 0).WithRange(clientv3.GetPrefixRangeEnd(s.recPrefix()))).
 			Then(ops...).Commit()
 		if err != nil {
 			return 0, nil, fmt.Errorf("write audit records %d-%d: %w", recs[0].seq, recs[len(recs)-1].seq, unavailable(err))
