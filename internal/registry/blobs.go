@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -11,7 +12,9 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/distribution/distribution/v3"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -39,6 +42,10 @@ func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, rt route)
 		r.toEngine(w, req)
 		return
 	}
+	if req.Method == http.MethodDelete {
+		r.deleteBlob(w, req, rt, d)
+		return
+	}
 	if req.Method != http.MethodHead {
 		if d.Algorithm() != digest.Canonical {
 			w = r.blobHook(w, d, false)
@@ -47,11 +54,103 @@ func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, rt route)
 		return
 	}
 	// A client that finds a blob here skips uploading it and will
-	// reference it from its manifest: protect it from the collector.
+	// reference it from its manifest: protect it from the collector. The
+	// hook records it once the engine has found it, still under the
+	// lock and before the client hears: a HEAD of a digest the registry
+	// lacks promises nothing, and recording those would let any reader
+	// grow the touch set with made-up digests.
 	r.writeMu.RLock()
 	defer r.writeMu.RUnlock()
-	r.touches.add(d, r.now())
 	r.toEngine(r.blobHook(w, d, true), req)
+}
+
+// deleteBlob handles DELETE /v2/<name>/blobs/<digest>, which unlinks a
+// blob from the repository. It is refused while a manifest of the
+// repository references the blob: the image would lose the blob for its
+// pulls, and the collector, marking from that manifest, would keep the
+// data on disk where the quota, which counts linked blobs, no longer
+// sees it (a namespace could store past its quota by pushing, unlinking
+// and pushing again). It runs under the namespace's quota lock, which a
+// manifest PUT holds while it commits in a namespace with a quota, so
+// that there no manifest referencing the blob lands between the check
+// and the unlink.
+func (r *Registry) deleteBlob(w http.ResponseWriter, req *http.Request, rt route, d digest.Digest) {
+	unlock := r.quotaLocks.Lock(rt.namespace())
+	defer unlock()
+	m, err := r.manifestReferencing(req.Context(), rt.repo, d)
+	if err != nil {
+		r.log.Error("registry: find the manifests that reference a blob", "repo", rt.repo, "digest", d, "err", err)
+		writeError(w, http.StatusInternalServerError, "UNKNOWN", "cannot check which manifests reference "+d.String(), nil)
+		return
+	}
+	if m != "" {
+		writeError(w, http.StatusConflict, codeDenied,
+			fmt.Sprintf("blob %s is referenced by manifest %s of %s: delete the manifest (gantry image rm %s@%s), and gantry registry gc frees the blob if nothing else uses it",
+				d, m, rt.repo, rt.repo, m),
+			map[string]string{"repository": rt.repo, "digest": d.String(), "manifest": m.String()})
+		return
+	}
+	if d.Algorithm() != digest.Canonical {
+		w = r.blobHook(w, d, false)
+	}
+	r.toEngine(w, req)
+}
+
+// manifestReferencing returns a manifest of repo that references blob d,
+// directly or under another digest the repository links to the same
+// data, or "" if none does (or repo does not link d).
+func (r *Registry) manifestReferencing(ctx context.Context, repo string, d digest.Digest) (digest.Digest, error) {
+	target, ok := r.readLink(ctx, layerLinkPath(repo, d))
+	if !ok {
+		return "", nil // nothing to unlink: the engine answers 404
+	}
+	named, err := reference.WithName(repo)
+	if err != nil {
+		return "", err
+	}
+	rp, err := r.ns.Repository(ctx, named)
+	if err != nil {
+		return "", err
+	}
+	ms, err := rp.Manifests(ctx)
+	if err != nil {
+		return "", err
+	}
+	var found digest.Digest
+	errFound := errors.New("found")
+	err = ms.(distribution.ManifestEnumerator).Enumerate(ctx, func(md digest.Digest) error {
+		man, err := ms.Get(ctx, md)
+		var unknown distribution.ErrManifestUnknownRevision
+		var gone storagedriver.PathNotFoundError
+		switch {
+		case errors.As(err, &unknown) || errors.As(err, &gone) || errors.Is(err, distribution.ErrBlobUnknown):
+			return nil // deleted since it was listed
+		case err != nil:
+			return fmt.Errorf("read manifest %s: %w", md, err)
+		}
+		for _, ref := range man.References() {
+			same := ref.Digest == d || ref.Digest == target
+			if !same && ref.Digest.Algorithm() != digest.Canonical && ref.Digest.Validate() == nil {
+				t, ok := r.readLink(ctx, layerLinkPath(repo, ref.Digest))
+				same = ok && t == target
+			}
+			if same {
+				found = md
+				return errFound
+			}
+		}
+		return nil
+	})
+	// The storage driver's walk does not wrap the error that stops it:
+	// tell the early stop by found.
+	var nf storagedriver.PathNotFoundError
+	switch {
+	case found != "":
+		return found, nil
+	case err != nil && !errors.As(err, &nf):
+		return "", fmt.Errorf("manifests of %s: %w", repo, err)
+	}
+	return "", nil
 }
 
 // startUpload handles POST /v2/<name>/blobs/uploads/: a mount, an upload
@@ -283,13 +382,16 @@ func (r *Registry) mountHook(w http.ResponseWriter, repo string, d, canonical di
 }
 
 // blobHook wraps the response to a blob request for digest want. When
-// the engine answers with success it records the canonical digest it
-// names in the touch set (if touch) and shows the client want rather than
-// the canonical digest.
+// the engine answers with success it records want and the canonical
+// digest it names in the touch set (if touch) and shows the client want
+// rather than the canonical digest.
 func (r *Registry) blobHook(w http.ResponseWriter, want digest.Digest, touch bool) *headerHook {
 	return &headerHook{ResponseWriter: w, hook: func(status int, h http.Header) {
 		if status < 200 || status > 299 {
 			return
+		}
+		if touch {
+			r.touches.add(want, r.now())
 		}
 		canonical, err := digest.Parse(h.Get("Docker-Content-Digest"))
 		if err != nil || canonical == want {

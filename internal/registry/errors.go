@@ -19,6 +19,10 @@ const (
 	codeUnsupported       = "UNSUPPORTED"
 	codeUnavailable       = "UNAVAILABLE"
 	codeTooManyRequests   = "TOOMANYREQUESTS"
+	// codeRangeInvalid is not in the OCI specification: it is the
+	// engine's answer to a chunk out of order, which the front end gives
+	// too.
+	codeRangeInvalid = "RANGE_INVALID"
 )
 
 type specError struct {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -330,10 +331,17 @@ type touchSet struct {
 	mu   sync.Mutex
 	m    map[digest.Digest]time.Time
 	keep time.Duration // at least GCGrace
+	// dropped is the latest touch time of an entry dropped to keep the
+	// set within touchSetPruneAt while still younger than keep: the set
+	// no longer knows which blob it was, so since answers yes for every
+	// blob until the cutoff passes it.
+	dropped time.Time
 }
 
-// touchSetPruneAt bounds the set when collections are rare: past this
-// many entries, adding one drops those older than keep.
+// touchSetPruneAt bounds the set: adding an entry to a full set drops
+// those older than keep and, if more than half of it is left, the oldest
+// entries down to half. Leaving half the room free means the scan that
+// finds them runs once per touchSetPruneAt/2 new entries at most.
 const touchSetPruneAt = 100_000
 
 func (t *touchSet) add(d digest.Digest, now time.Time) {
@@ -342,15 +350,46 @@ func (t *touchSet) add(d digest.Digest, now time.Time) {
 	if t.m == nil {
 		t.m = map[digest.Digest]time.Time{}
 	}
-	if len(t.m) >= touchSetPruneAt {
-		t.pruneLocked(now.Add(-t.keep))
+	if _, ok := t.m[d]; !ok && len(t.m) >= touchSetPruneAt {
+		t.shrinkLocked(now)
 	}
 	t.m[d] = now
 }
 
+// shrinkLocked makes room in a full set (see touchSetPruneAt).
+func (t *touchSet) shrinkLocked(now time.Time) {
+	t.pruneLocked(now.Add(-t.keep))
+	excess := len(t.m) - touchSetPruneAt/2
+	if excess <= 0 {
+		return
+	}
+	times := make([]time.Time, 0, len(t.m))
+	for _, at := range t.m {
+		times = append(times, at)
+	}
+	slices.SortFunc(times, time.Time.Compare)
+	// Entries touched at the same instant go together, so this may drop
+	// more than excess; dropped keeps the collector safe either way.
+	last := times[excess-1]
+	for d, at := range t.m {
+		if !at.After(last) {
+			delete(t.m, d)
+		}
+	}
+	if last.After(t.dropped) {
+		t.dropped = last
+	}
+}
+
+// since reports whether d was touched at or after cutoff, or may have
+// been: after the set dropped entries touched since cutoff, every blob
+// counts as touched, and the collector keeps it for one more run.
 func (t *touchSet) since(d digest.Digest, cutoff time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if !t.dropped.IsZero() && !t.dropped.Before(cutoff) {
+		return true
+	}
 	at, ok := t.m[d]
 	return ok && !at.Before(cutoff)
 }
@@ -359,6 +398,9 @@ func (t *touchSet) prune(cutoff time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.pruneLocked(cutoff)
+	if t.dropped.Before(cutoff) {
+		t.dropped = time.Time{}
+	}
 }
 
 func (t *touchSet) pruneLocked(cutoff time.Time) {

@@ -277,24 +277,44 @@ func (r *Registry) linkRevision(ctx context.Context, repo string, alias, canonic
 }
 
 // deleteManifest deletes a tag or a manifest through the engine, after
-// Config.CanDelete agrees (unless ?force=true), and emits the event. A
-// manifest pushed under a non-sha256 digest is deleted under its sha256
-// too, so that nothing of it stays behind.
+// Config.CanDelete agrees (unless ?force=true), and emits the events. A
+// manifest goes under every digest it is stored by (the sha256 the engine
+// keeps and the aliases it was pushed under, see putManifest) and with
+// every tag that points at one of them, so that nothing of it stays
+// behind. CanDelete is asked about each of those names, not only the one
+// the request gives: an App pins the sha256 and a tag, and deleting the
+// manifest by an alias takes both.
 func (r *Registry) deleteManifest(w http.ResponseWriter, req *http.Request, rt route, c *caller) {
 	force, _ := strconv.ParseBool(req.URL.Query().Get("force"))
-	if !force && r.cfg.CanDelete != nil {
-		if err := r.cfg.CanDelete(req.Context(), rt.repo, rt.ref); err != nil {
-			writeError(w, http.StatusConflict, codeDenied,
-				fmt.Sprintf("%s:%s cannot be deleted: %v (force it with gantry image rm --force, or ?force=true)", rt.repo, rt.ref, err),
-				map[string]string{"repository": rt.repo, "reference": rt.ref})
+	d, isDigest := digest.Parse(rt.ref)
+	var others []digest.Digest // the manifest's other digests
+	var tags []string          // the tags that go with it
+	if isDigest == nil {
+		var err error
+		if others, tags, err = r.manifestNames(req.Context(), rt.repo, d); err != nil {
+			r.log.Error("registry: list the names of a manifest to delete", "repo", rt.repo, "digest", d, "err", err)
+			writeError(w, http.StatusInternalServerError, "UNKNOWN", "cannot list the digests and tags of "+rt.ref, nil)
 			return
 		}
 	}
-	var canonical digest.Digest
-	d, isDigest := digest.Parse(rt.ref)
-	if isDigest == nil && d.Algorithm() != digest.SHA256 {
-		if b, err := r.driver.GetContent(req.Context(), revisionLinkPath(rt.repo, d)); err == nil {
-			canonical, _ = digest.Parse(string(b))
+	if !force && r.cfg.CanDelete != nil {
+		refs := []string{rt.ref}
+		for _, o := range others {
+			refs = append(refs, o.String())
+		}
+		refs = append(refs, tags...)
+		for _, ref := range refs {
+			err := r.cfg.CanDelete(req.Context(), rt.repo, ref)
+			if err == nil {
+				continue
+			}
+			msg := fmt.Sprintf("%s:%s cannot be deleted: %v (force it with gantry image rm --force, or ?force=true)", rt.repo, rt.ref, err)
+			if ref != rt.ref {
+				msg = fmt.Sprintf("%s:%s cannot be deleted: it takes %s:%s with it: %v (force it with gantry image rm --force, or ?force=true)",
+					rt.repo, rt.ref, rt.repo, ref, err)
+			}
+			writeError(w, http.StatusConflict, codeDenied, msg, map[string]string{"repository": rt.repo, "reference": ref})
+			return
 		}
 	}
 	rec := &statusWriter{ResponseWriter: w}
@@ -302,29 +322,69 @@ func (r *Registry) deleteManifest(w http.ResponseWriter, req *http.Request, rt r
 	if rec.status != http.StatusAccepted {
 		return
 	}
-	deleteToo := func(other digest.Digest) {
+	event := func(tag string, dg digest.Digest) {
+		r.events.emit(Event{Action: ActionDelete, Repository: rt.repo, Namespace: rt.namespace(), Tag: tag, Digest: dg.String(),
+			User: c.id.User, Node: c.id.Node, Time: r.now()})
+	}
+	if isDigest != nil {
+		event(rt.ref, "")
+		return
+	}
+	event("", d)
+	// The engine deleted the manifest under d with the tags that point
+	// at d; the other digests take the tags that point through them.
+	for _, other := range others {
 		sub := req.Clone(req.Context())
 		sub.URL.Path = strings.TrimSuffix(req.URL.Path, rt.ref) + other.String()
 		sub.URL.RawPath = ""
-		r.engine.ServeHTTP(newBufferedWriter(), sub)
-	}
-	if canonical != "" && canonical != d {
-		deleteToo(canonical)
-	}
-	if isDigest == nil && d.Algorithm() == digest.SHA256 {
-		// Deleted by its sha256: the aliases it was pushed under go too,
-		// with the tags that point through them.
-		for _, alias := range r.revisionAliases(req.Context(), rt.repo, d) {
-			deleteToo(alias)
+		sw := newBufferedWriter()
+		r.engine.ServeHTTP(sw, sub)
+		if sw.status == http.StatusAccepted {
+			event("", other)
 		}
 	}
-	ev := Event{Action: ActionDelete, Repository: rt.repo, Namespace: rt.namespace(), User: c.id.User, Node: c.id.Node, Time: r.now()}
-	if isDigest == nil {
-		ev.Digest = rt.ref
-	} else {
-		ev.Tag = rt.ref
+	for _, tag := range tags {
+		event(tag, "")
 	}
-	r.events.emit(ev)
+}
+
+// manifestNames lists what deleting manifest d of repo takes with it: its
+// other digests (the sha256 it is stored by and the aliases linked to
+// that) and the tags that point at d or at one of them.
+func (r *Registry) manifestNames(ctx context.Context, repo string, d digest.Digest) (others []digest.Digest, tags []string, err error) {
+	canonical := d
+	if d.Algorithm() != digest.SHA256 {
+		if t, ok := r.readLink(ctx, revisionLinkPath(repo, d)); ok {
+			canonical = t
+		}
+	}
+	all := append([]digest.Digest{canonical}, r.revisionAliases(ctx, repo, canonical)...)
+	named, err := reference.WithName(repo)
+	if err != nil {
+		return nil, nil, err
+	}
+	rp, err := r.ns.Repository(ctx, named)
+	if err != nil {
+		return nil, nil, err
+	}
+	ts := rp.Tags(ctx)
+	seen := map[digest.Digest]bool{}
+	for _, x := range append(all, d) {
+		if seen[x] {
+			continue
+		}
+		seen[x] = true
+		if x != d {
+			others = append(others, x)
+		}
+		found, err := ts.Lookup(ctx, ocispec.Descriptor{Digest: x})
+		if err != nil {
+			return nil, nil, fmt.Errorf("tags of %s: %w", x, err)
+		}
+		tags = append(tags, found...)
+	}
+	slices.Sort(tags) // Lookup's order varies; ask and report in a stable one
+	return others, tags, nil
 }
 
 // revisionAliases lists the non-sha256 revision links of repo that point

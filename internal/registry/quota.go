@@ -19,7 +19,9 @@ import (
 // blob shared by two of its repositories counts once, one shared with
 // another namespace counts in both. It is checked when a blob is
 // committed to a repository (the PUT that ends an upload, an upload in one
-// POST, a mount, a manifest PUT), not while an upload's chunks arrive.
+// POST, a mount, a manifest PUT), not while an upload's chunks arrive. A
+// blob a manifest of the repository references cannot be unlinked (see
+// deleteBlob): the collector keeps it, so the quota must go on counting it.
 
 // errQuota is a refusal by the storage quota.
 type errQuota struct {
@@ -128,14 +130,21 @@ func blobDataPath(d digest.Digest) string {
 
 // uploadedSize is what an upload in progress holds so far.
 func (r *Registry) uploadedSize(ctx context.Context, repo, id string) int64 {
+	size, _ := r.uploadSize(ctx, repo, id)
+	return size
+}
+
+// uploadSize is what upload id holds so far; ok is false when there is no
+// such upload (the engine answers for it).
+func (r *Registry) uploadSize(ctx context.Context, repo, id string) (size int64, ok bool) {
 	if !uploadID.MatchString(id) {
-		return 0
+		return 0, false
 	}
 	st, err := r.driver.Stat(ctx, path.Join(storageRoot, "repositories", repo, "_uploads", id, "data"))
 	if err != nil {
-		return 0
+		return 0, false
 	}
-	return st.Size()
+	return st.Size(), true
 }
 
 // holdOrRefuse is holdStorage for a handler: on a refusal it answers w

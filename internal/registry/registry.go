@@ -59,7 +59,9 @@ type Config struct {
 	OnEvent func(Event)
 	// CanDelete, when set, is asked before a manifest or tag is deleted;
 	// an error refuses the delete with 409 and its text, unless the
-	// request says ?force=true. ref is a tag or a digest.
+	// request says ?force=true. ref is a tag or a digest: a delete by
+	// digest asks about each digest of the manifest and each tag that
+	// points at it, as all of them go.
 	CanDelete func(ctx context.Context, repo, ref string) error
 
 	// StorageQuota, when set, gives a namespace's registryStorage quota

@@ -1,11 +1,14 @@
 package registry
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"regexp"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -203,12 +206,13 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request, who *Identity
 					fmt.Sprintf("a chunk is sent as application/octet-stream, not %q", ct), nil)
 				return
 			}
-			if cr := req.Header.Get("Content-Range"); cr != "" && !chunkRange.MatchString(cr) {
-				writeError(w, http.StatusRequestedRangeNotSatisfiable, codeBlobUploadInvalid,
-					fmt.Sprintf("Content-Range %q is not START-END (as 0-1023)", cr), nil)
+			if !r.checkChunkRange(w, req, rt) {
 				return
 			}
 		case http.MethodPut:
+			if !r.checkChunkRange(w, req, rt) {
+				return
+			}
 			r.finishUpload(w, req, rt)
 			return
 		case http.MethodDelete:
@@ -236,5 +240,44 @@ func isForm(req *http.Request) bool {
 	return ct == "application/x-www-form-urlencoded" || ct == "multipart/form-data"
 }
 
-// chunkRange is the Content-Range of a chunk PATCH: "START-END", bytes.
+// chunkRange is the Content-Range of a chunk (a PATCH, or the PUT that
+// ends an upload): "START-END", bytes.
 var chunkRange = regexp.MustCompile(`^[0-9]+-[0-9]+$`)
+
+// checkChunkRange answers 416 for a chunk whose Content-Range is not
+// START-END, runs backwards, or does not start where the upload ends, and
+// returns false. The engine checks the range only when the request has a
+// Content-Length: a chunk sent with Transfer-Encoding: chunked would be
+// appended wherever the upload ends, whatever its range says, and a range
+// it cannot parse (not START-END, past int64) is its 500.
+func (r *Registry) checkChunkRange(w http.ResponseWriter, req *http.Request, rt route) bool {
+	cr := req.Header.Get("Content-Range")
+	if cr == "" {
+		return true
+	}
+	var start, end int64
+	var err error
+	if !chunkRange.MatchString(cr) {
+		err = errors.New("it is not START-END (as 0-1023)")
+	} else {
+		s, e, _ := strings.Cut(cr, "-")
+		if start, err = strconv.ParseInt(s, 10, 64); err == nil {
+			end, err = strconv.ParseInt(e, 10, 64)
+		}
+		if err == nil && start > end {
+			err = errors.New("it ends before it starts")
+		}
+	}
+	if err != nil {
+		writeError(w, http.StatusRequestedRangeNotSatisfiable, codeBlobUploadInvalid,
+			fmt.Sprintf("Content-Range %q: %v", cr, err), nil)
+		return false
+	}
+	if size, ok := r.uploadSize(req.Context(), rt.repo, rt.ref); ok && start != size {
+		writeError(w, http.StatusRequestedRangeNotSatisfiable, codeRangeInvalid,
+			fmt.Sprintf("Content-Range %q does not start where the upload ends, at byte %d", cr, size),
+			map[string]int64{"uploaded": size})
+		return false
+	}
+	return true
+}
