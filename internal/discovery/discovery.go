@@ -91,6 +91,11 @@ type Snapshot struct {
 	// Time is when the snapshot was built.
 	Time     time.Time
 	Services map[string]*Service // by Key
+	// Initial marks the empty snapshot a Broadcaster holds until its
+	// first Publish: it reflects no read of the store, so a service
+	// missing from it may well exist (DNS answers SERVFAIL, not
+	// NXDOMAIN, for it).
+	Initial bool
 }
 
 // Service looks up a service by namespace and name.
@@ -114,7 +119,7 @@ func (s *Snapshot) Sorted() []*Service {
 // Source publishes snapshots.
 type Source interface {
 	// Current returns the newest snapshot; never nil once the source has
-	// synced (an empty snapshot before).
+	// synced (before, nil or an empty snapshot marked Initial).
 	Current() *Snapshot
 	// Subscribe returns a channel that receives the current snapshot at
 	// once and then every newer one until ctx ends. A slow reader skips
@@ -131,9 +136,10 @@ type Broadcaster struct {
 	subs map[chan *Snapshot]struct{}
 }
 
-// NewBroadcaster returns a Broadcaster holding an empty snapshot.
+// NewBroadcaster returns a Broadcaster holding an empty snapshot marked
+// Initial.
 func NewBroadcaster() *Broadcaster {
-	return &Broadcaster{cur: &Snapshot{Services: map[string]*Service{}, Time: time.Now()}, subs: map[chan *Snapshot]struct{}{}}
+	return &Broadcaster{cur: &Snapshot{Services: map[string]*Service{}, Time: time.Now(), Initial: true}, subs: map[chan *Snapshot]struct{}{}}
 }
 
 // Current returns the newest snapshot.

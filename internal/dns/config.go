@@ -74,6 +74,14 @@ type Config struct {
 	// make an open resolver, which floods use to amplify their traffic;
 	// an empty non-nil slice forwards for no one.
 	ForwardFrom []netip.Prefix `json:"forwardFrom,omitempty"`
+	// InstanceNetworks are the networks instances get their addresses
+	// from (the cluster CIDR). A client inside them that no snapshot
+	// lists (a container whose address is not reported yet, one of an
+	// App just deleted) may belong to any namespace, so it is answered
+	// as another namespace's instance: route hosts outside the apps
+	// domain get the public answer. Nil counts every unlisted client as
+	// no instance.
+	InstanceNetworks []netip.Prefix `json:"instanceNetworks,omitempty"`
 	// ResolvConf is read when Upstreams is nil.
 	ResolvConf string `json:"resolvConf,omitempty"`
 	// ForwardTimeout bounds one exchange with one upstream.
@@ -138,6 +146,15 @@ func (c *Config) setDefaults() error {
 		}
 		c.ForwardFrom = append(c.ForwardFrom, p.Masked())
 	}
+	// A copy, as ForwardFrom's.
+	nets := make([]netip.Prefix, 0, len(c.InstanceNetworks))
+	for i, p := range c.InstanceNetworks {
+		if !p.IsValid() {
+			return fmt.Errorf("dns: instanceNetworks: entry %d is not a network; give one such as 10.77.0.0/16: %w", i, v1.ErrInvalid)
+		}
+		nets = append(nets, p.Masked())
+	}
+	c.InstanceNetworks = nets
 	if c.ResolvConf == "" {
 		c.ResolvConf = DefaultResolvConf
 	}

@@ -83,6 +83,10 @@ type index struct {
 	reverse reverseIndex
 }
 
+// loaded reports whether the index reflects a read of the store: not so
+// for the nil or Initial snapshot a source holds before it has synced.
+func (idx *index) loaded() bool { return idx.snap != nil && !idx.snap.Initial }
+
 // svcRecords are the records of one service.
 type svcRecords struct {
 	// src is what they were built from, to tell whether the next

@@ -425,6 +425,13 @@ func (s *Server) answer(w miekg.ResponseWriter, r *miekg.Msg) (m *miekg.Msg, opt
 		return s.forward(r, opt), opt
 	case inZone(name, s.z.apps) && (len(s.z.apps) > len(s.z.domain) || !inZone(name, s.z.domain)):
 		s.answerApps(w, m, idx, name, q)
+	case inZone(name, s.z.domain) && !idx.loaded():
+		// The source has not read the store yet (the server has just
+		// started, while containers kept running): an empty index
+		// would deny names that exist, and an authoritative NXDOMAIN
+		// is final for the client and cached. SERVFAIL makes it try
+		// again.
+		m.Rcode = miekg.RcodeServerFailure
 	case inZone(name, s.z.domain):
 		s.answerCluster(w, m, idx, name, q)
 	case strings.HasSuffix(name, ".arpa.") && s.answerReverse(m, idx, name, q):
@@ -466,7 +473,10 @@ func (s *Server) answer(w miekg.ResponseWriter, r *miekg.Msg) (m *miekg.Msg, opt
 // than the route's. A route host outside the apps domain may be any
 // public name, and a tenant's route must not redirect other tenants'
 // lookups of it (`github.com` to the load balancer): their instances get
-// the public answer, forwarded like any other name.
+// the public answer, forwarded like any other name. A client in the
+// instance networks that no snapshot lists is taken for another
+// namespace's instance, since it may be one (see
+// Config.InstanceNetworks).
 func (s *Server) answersRoute(w miekg.ResponseWriter, idx *index, name string) bool {
 	owners, ok := idx.routeOwners(name)
 	if !ok {
@@ -476,9 +486,10 @@ func (s *Server) answersRoute(w miekg.ResponseWriter, idx *index, name string) b
 	if !ok {
 		return true
 	}
+	client = client.Unmap()
 	clientNS := idx.instanceNamespaces(&s.z, client)
 	if len(clientNS) == 0 {
-		return true
+		return !s.inInstanceNetwork(client) || s.isLocal(w, client)
 	}
 	for _, ns := range clientNS {
 		if slices.Contains(owners, ns) {
@@ -486,6 +497,24 @@ func (s *Server) answersRoute(w miekg.ResponseWriter, idx *index, name string) b
 		}
 	}
 	return false
+}
+
+// inInstanceNetwork reports whether client lies in Config.InstanceNetworks.
+func (s *Server) inInstanceNetwork(client netip.Addr) bool {
+	for _, p := range s.cfg.InstanceNetworks {
+		if p.Contains(client) {
+			return true
+		}
+	}
+	return false
+}
+
+// isLocal reports whether client is the address the query reached, i.e.
+// this host itself querying its bridge gateway's listener, which lies in
+// the instance network but is no instance.
+func (s *Server) isLocal(w miekg.ResponseWriter, client netip.Addr) bool {
+	local, ok := netip.AddrFromSlice(addrIP(w.LocalAddr()))
+	return ok && local.Unmap() == client
 }
 
 // forwardsFor reports whether queries from addr may be forwarded.

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -296,6 +297,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.Discovery = discovery.NewWatcher(s.Store, s.Instances, s.Apps, log)
 	s.goRun(func() error { s.Discovery.Run(ctx); return nil })
 	cfg.DNS.Registerer = s.Metrics
+	if cfg.DNS.InstanceNetworks == nil {
+		// Instances not yet in a snapshot must not count as "not an
+		// instance", who get every namespace's route hosts.
+		if cfg.DNS.InstanceNetworks, err = instanceNetworks(cfg.API.ClusterCIDR); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.IngressAddr != "" {
 		cfg.DNS.LoadBalancer = loadBalancerIPs(cfg.IngressAddr)
 		if err := s.startIngress(ctx, codec); err != nil {
@@ -445,6 +453,19 @@ func (s *Server) NodeCredential(ctx context.Context, node string) (string, error
 		return "", err
 	}
 	return tok, nil
+}
+
+// instanceNetworks is the cluster CIDR (the API server's default when
+// empty) as the DNS server's instance networks.
+func instanceNetworks(clusterCIDR string) ([]netip.Prefix, error) {
+	if clusterCIDR == "" {
+		clusterCIDR = apiserver.DefaultConfig().ClusterCIDR
+	}
+	p, err := netip.ParsePrefix(clusterCIDR)
+	if err != nil {
+		return nil, fmt.Errorf("cluster CIDR %q: give a network such as 10.77.0.0/16: %w", clusterCIDR, err)
+	}
+	return []netip.Prefix{p.Masked()}, nil
 }
 
 // ServeDNSOn serves DNS on another address too, e.g. a node bridge's
