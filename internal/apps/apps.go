@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -192,6 +193,25 @@ func expired(ctx context.Context, s *store.Store, a *v1.App) ([]string, error) {
 			running[i.Spec.Revision] = true
 		}
 	}
+	// A revision whose template (and pinned image) a newer one has
+	// again, as an undo makes, goes before any distinct one: the undo
+	// moves it, as Kubernetes does, instead of costing the oldest
+	// distinct template its place.
+	newer := map[string]bool{a.Status.TemplateHash: true}
+	var dups, rest []*v1.Revision
+	for k := len(older) - 1; k >= 0; k-- {
+		r := older[k]
+		key := statusHash(r.Spec.Hash, r.Spec.Image, r.Spec.ImageDigest)
+		if newer[key] {
+			dups = append(dups, r)
+		} else {
+			rest = append(rest, r)
+		}
+		newer[key] = true
+	}
+	slices.Reverse(dups)
+	slices.Reverse(rest)
+	older = append(dups, rest...)
 	var out []string
 	for _, r := range older[:len(older)-a.Spec.HistoryLimit()] {
 		if running[r.Spec.Number] {
@@ -247,14 +267,26 @@ type RollbackOptions struct {
 // a new revision with that template and pinned digest. It returns the App
 // as written and the revision whose template it restored.
 func Rollback(ctx context.Context, s *store.Store, ns, name string, opts RollbackOptions) (*v1.App, int64, error) {
-	to := opts.To
+	to, from := opts.To, opts.From
 	for attempt := 0; ; attempt++ {
 		a, err := store.Get[*v1.App](ctx, s, ns, name)
 		if err != nil {
 			return nil, 0, err
 		}
-		if opts.From != 0 && a.Status.Revision != opts.From {
-			return nil, 0, fmt.Errorf("%w: app %q moved on from revision %d to %d", v1.ErrConflict, name, opts.From, a.Status.Revision)
+		if from != 0 && a.Status.Revision != from {
+			if opts.From == 0 {
+				return nil, 0, fmt.Errorf("%w: app %q moved from revision %d to %d while it was being rolled back (an automatic rollback or an apply); see gantry rollout history app/%s and undo again, or name the revision with --to-revision",
+					v1.ErrConflict, name, from, a.Status.Revision, name)
+			}
+			return nil, 0, fmt.Errorf("%w: app %q moved on from revision %d to %d", v1.ErrConflict, name, from, a.Status.Revision)
+		}
+		if to == 0 && from == 0 {
+			// "The previous revision" is the one before what this
+			// read found: a retry that found the App on another
+			// revision (the automatic rollback committed meanwhile)
+			// would otherwise undo that instead, and could put back
+			// the very revision the user meant to undo.
+			from = a.Status.Revision
 		}
 		target := to
 		if target == 0 {
@@ -276,7 +308,16 @@ func Rollback(ctx context.Context, s *store.Store, ns, name string, opts Rollbac
 		prev := *a
 		a.Spec.Template = rev.Spec.Template
 		if opts.Admit != nil {
-			if err := opts.Admit(a, &prev); err != nil {
+			// Admission judges a copy: it fills in today's defaults
+			// (a namespace's default memory, say), and the restored
+			// template must stay the revision's to the byte, or its
+			// hash differs and every instance still running it is
+			// replaced instead of kept.
+			c, err := cloneApp(a)
+			if err != nil {
+				return nil, 0, err
+			}
+			if err := opts.Admit(c, &prev); err != nil {
 				return nil, 0, err
 			}
 		}

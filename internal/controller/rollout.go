@@ -97,9 +97,15 @@ func NewRollout(s *store.Store, rec Recorder, log *slog.Logger, instances *infor
 			r.trimRevisions(a)
 		}
 		// An automatic rollback is announced by its own RolledBack
-		// event, and starts with phase RolledBack.
-		if !deleted && old != nil && a.Status.Revision > old.Status.Revision && a.Status.Phase == v1.AppProgressing {
-			r.rec.Eventf(context.Background(), a, v1.EventNormal, "RolloutStarted", "rolling out revision %d (template changed)", a.Status.Revision)
+		// event, and starts with phase RolledBack. A paused App rolls
+		// nothing out until it is resumed, and is announced then.
+		if !deleted && old != nil && !a.Spec.Paused {
+			switch {
+			case a.Status.Revision > old.Status.Revision && a.Status.Phase == v1.AppProgressing:
+				r.announce(a, "rolling out")
+			case old.Spec.Paused && a.Status.Phase == v1.AppPaused && a.Status.Revision != a.Status.StableRevision:
+				r.announce(a, "resuming the rollout of")
+			}
 		}
 		r.queue.Add(a.Metadata.Key())
 	})
@@ -108,6 +114,25 @@ func NewRollout(s *store.Store, rec Recorder, log *slog.Logger, instances *infor
 		r.queue.Add(i.Metadata.Namespace + "/" + i.Spec.App)
 	})
 	return r
+}
+
+// announce records the RolloutStarted event of a's current revision,
+// saying why the revision was made (an undo, a restart, the cause an
+// apply gave), as `gantry rollout history` does.
+func (r *Rollout) announce(a *v1.App, what string) {
+	why := "template changed"
+	// Handlers run in the informer's watch loop: the read, whose
+	// revision the next pass needs anyway, is kept short.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	rev, err := r.revision(ctx, a, a.Status.Revision)
+	switch {
+	case err != nil:
+		r.log.Debug("read the revision to announce", "app", a.Metadata.Key(), "revision", a.Status.Revision, "err", err)
+	case rev.Spec.ChangeCause != "":
+		why = rev.Spec.ChangeCause
+	}
+	r.rec.Eventf(context.Background(), a, v1.EventNormal, "RolloutStarted", "%s revision %d (%s)", what, a.Status.Revision, why)
 }
 
 // Run starts the informers (shared ones run once) and the workers; it
@@ -739,6 +764,9 @@ func (r *Rollout) retire(ctx context.Context, i *v1.Instance, drain v1.Duration,
 func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision, av *availability, cur, old []*v1.Instance, newReady, oldReady, desired int) (time.Duration, error) {
 	now := r.now().UTC()
 	st := a.Status
+	// Whether an instance of the revision was ever ready, read before
+	// the peaks follow a scale to zero down.
+	everReady := a.Status.PeakUpdatedReady > 0
 	newAvailable := av.count(cur)
 	st.Replicas = int32(len(cur) + len(old))
 	st.ReadyReplicas = int32(newReady + oldReady)
@@ -776,12 +804,15 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 		st.Stalled = false // it was about another count
 	}
 	// Zero instances prove nothing: a revision scaled to zero before
-	// any instance of it was ready must not replace the last good one
-	// as the revision rollbacks go back to.
-	complete := len(old) == 0 && len(cur) == desired && newAvailable == desired && (desired > 0 || !rolling || st.StableRevision == 0)
+	// any instance of it was ready must neither replace the last good
+	// one as the revision rollbacks go back to nor, for a first rollout,
+	// become it (a failed first rollout scaled to 0 was later "rolled
+	// back" to, and sat RolledBack on a template that never ran).
+	complete := len(old) == 0 && len(cur) == desired && newAvailable == desired && (desired > 0 || !rolling || st.StableRevision == 0 && everReady)
+	idle := desired == 0 && len(old) == 0 && len(cur) == 0 && rolling
 	var requeue time.Duration
 	switch {
-	case desired == 0 && len(old) == 0 && len(cur) == 0 && rolling && st.StableRevision > 0:
+	case idle && st.StableRevision > 0:
 		// Scaled to zero mid-rollout (often to stop a bad one): done,
 		// as far as waiting goes, but revision StableRevision stays
 		// the last good one.
@@ -790,6 +821,14 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 	case complete:
 		st.Phase, st.Message, st.StableRevision = v1.AppRunning, "", st.Revision
 		st.Stalled = false
+	case idle && st.Phase != v1.AppFailed:
+		// Created with 0 replicas, or a first rollout scaled to 0
+		// before any instance was ready: nothing to wait for, nor to
+		// roll back to. Scaled up, the rollout starts (deadline and
+		// all, see above) and completes as any first one. A Failed one
+		// stays Failed (below): scaling to 0 is no fix.
+		st.Phase = v1.AppRunning
+		st.Message = fmt.Sprintf("no instances wanted; revision %d has yet to have a ready instance", st.Revision)
 	case st.Phase == v1.AppRolledBack && st.RolledBack != nil && st.RolledBack.Revision == st.Revision:
 		// Rolling back: the revision it made is stable by definition
 		// (no deadline, nothing earlier to go to), but until it runs
