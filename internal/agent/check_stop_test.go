@@ -29,7 +29,9 @@ func (f *checkStopRuntime) Wait(context.Context, string) (<-chan runtime.Exit, e
 	return make(chan runtime.Exit), nil
 }
 
-func (f *checkStopRuntime) Exec(context.Context, string, runtime.ExecOptions) (int, error) { return 1, nil }
+func (f *checkStopRuntime) Exec(context.Context, string, runtime.ExecOptions) (int, error) {
+	return 1, nil
+}
 
 func (f *checkStopRuntime) Stop(_ context.Context, _ string, grace time.Duration) error {
 	f.mu.Lock()
@@ -63,6 +65,15 @@ func (f *checkStopRuntime) stopCount() int {
 	return len(f.stops)
 }
 
+// watchRunFor has a worker watch one run of inst's container for d.
+func watchRunFor(a *Agent, inst *v1.Instance, d time.Duration) {
+	w := newWorker(a, inst)
+	w.ip = net.IPv4(10, 0, 0, 9)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	w.watchRun(ctx, time.Now(), false)
+}
+
 // A liveness failure whose Stop failed (not as unavailable: the SIGTERM
 // could not be delivered, or containerd stayed away longer than
 // rewaitFor) cleared killedBy, but the probe loop had reported the
@@ -75,14 +86,7 @@ func TestLivenessStopIsRetriedAfterAFailedStop(t *testing.T) {
 	a := agentWithAPI(t, rt, api)
 	probe := &v1.Probe{Exec: &v1.ExecCheck{Command: []string{"true"}}, Period: v1.Duration(20 * time.Millisecond), FailureThreshold: 1, SuccessThreshold: 1}
 	inst := instanceWith(v1.Health{Liveness: probe})
-	w := newWorker(a, inst)
-	w.ip = net.IPv4(10, 0, 0, 9)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); w.watchRun(ctx, time.Now(), false) }()
-	time.Sleep(1500 * time.Millisecond)
-	cancel()
-	<-done
+	watchRunFor(a, inst, 1500*time.Millisecond)
 	if n := rt.stopCount(); n < 2 {
 		t.Fatalf("liveness failing for 1.5s at a 20ms period, threshold 1: Stop called %d time(s); after the first Stop failed the hung container is never stopped again", n)
 	}
@@ -99,14 +103,7 @@ func TestStartupFailureThresholdStopsTheContainer(t *testing.T) {
 	a := agentWithAPI(t, rt, api)
 	probe := &v1.Probe{Exec: &v1.ExecCheck{Command: []string{"true"}}, Period: v1.Duration(20 * time.Millisecond), FailureThreshold: 3, SuccessThreshold: 1}
 	inst := instanceWith(v1.Health{Startup: probe})
-	w := newWorker(a, inst)
-	w.ip = net.IPv4(10, 0, 0, 9)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); w.watchRun(ctx, time.Now(), false) }()
-	time.Sleep(1500 * time.Millisecond)
-	cancel()
-	<-done
+	watchRunFor(a, inst, 1500*time.Millisecond)
 	if n := rt.stopCount(); n == 0 {
 		api.mu.Lock()
 		last := api.statuses[len(api.statuses)-1]
