@@ -25,7 +25,12 @@ func (s *Server) saveApp(ctx context.Context, a *v1.App, prev *v1.App, dry bool)
 		// again.
 		a.Spec.Template.RestartNonce = prev.Spec.Template.RestartNonce
 	}
+	// Locks in a fixed order, the namespace's quota first, then the
+	// cluster's claims (the rollback takes them so too).
 	defer s.HoldQuota(ctx, a.Metadata.Namespace)()
+	if hasClaims(a) && !dry {
+		defer s.holdClaims()()
+	}
 	image, digest, resolve, err := s.admitApp(ctx, a, prev, dry)
 	if err != nil {
 		return "", err
@@ -275,11 +280,7 @@ func applyLimitDefaults(ns *v1.Namespace, t *v1.Template) {
 // has, reading the other Apps once for both. prev is the App as stored,
 // or nil.
 func (s *Server) checkClaims(ctx context.Context, a, prev *v1.App) error {
-	claims := len(a.Spec.Routes) > 0
-	for _, p := range a.Spec.Ports {
-		claims = claims || (p.Expose != "" && p.NodePort != 0)
-	}
-	if !claims {
+	if !hasClaims(a) {
 		return nil
 	}
 	all, _, err := store.List[*v1.App](ctx, s.store, store.ListOptions{})
@@ -296,6 +297,28 @@ func (s *Server) checkClaims(ctx context.Context, a, prev *v1.App) error {
 		return err
 	}
 	return checkNodePorts(a, others)
+}
+
+// hasClaims reports whether a asks for something that one App of the
+// cluster may have: a route, or a node port.
+func hasClaims(a *v1.App) bool {
+	claims := len(a.Spec.Routes) > 0
+	for _, p := range a.Spec.Ports {
+		claims = claims || (p.Expose != "" && p.NodePort != 0)
+	}
+	return claims
+}
+
+// holdClaims locks the cluster's routes and node ports until the returned
+// release is called. checkClaims lists the other Apps and the write comes
+// later: two writers interleaved so, in different namespaces (or one
+// without a quota, whose writes take no quota lock), each saw the route
+// free and both were admitted. A lock in the process suffices because one
+// API server serves the cluster (as for quotaLocks). Whoever holds a
+// quota lock too takes it first.
+func (s *Server) holdClaims() func() {
+	s.claimsMu.Lock()
+	return s.claimsMu.Unlock
 }
 
 // checkRoutes refuses a route that one of the other Apps already serves,

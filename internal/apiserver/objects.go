@@ -94,9 +94,14 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, ri *requestInfo) e
 		return err
 	}
 	node := nodeScoped(r.Context())
+	own := ownTokensOnly(r.Context())
+	me := IdentityFrom(r.Context()).User
 	out := make([]v1.Object, 0, len(items))
 	for _, o := range items {
 		if node != "" && !boundTo(o, node) {
+			continue
+		}
+		if t, ok := o.(*v1.Token); own && (!ok || t.Spec.User != me || t.Spec.Node != "") {
 			continue
 		}
 		out = append(out, redact(o))
@@ -118,6 +123,20 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, ri *requestInfo) 
 			return fmt.Errorf("%w: revision must be a non-negative number", v1.ErrInvalid)
 		}
 		after = n
+	}
+	if after > 0 {
+		// A revision the store has not reached (a position from before
+		// the store was restored from a backup, or a typo) would be
+		// answered with a BOOKMARK promising everything up to it, and
+		// the changes until the store got there were never sent. The
+		// client lists again on 410, as after a compaction.
+		cur, err := s.store.Revision(ctx)
+		if err != nil {
+			return err
+		}
+		if after > cur {
+			return fmt.Errorf("%w: revision %d is ahead of the store's current revision %d (was the store restored?): list again and watch from the list's revision", v1.ErrResyncRequired, after, cur)
+		}
 	}
 	opts, err := s.listOptions(r, ri)
 	if err != nil {
@@ -264,6 +283,11 @@ func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, ri *reques
 	t := o.GetType()
 	if t.Kind != "" && t.Kind != ri.Kind.Kind {
 		return nil, fmt.Errorf("%w: body is a %s but the URL is for %s", v1.ErrInvalid, t.Kind, ri.Kind.Plural)
+	}
+	// As the manifest decoder: an object of another API version (apps/v2)
+	// was stored as a v1 object without a word.
+	if av := t.APIVersion; av != "" && av != v1.Version && av != "gantry.dev/"+v1.Version {
+		return nil, fmt.Errorf("%w: apiVersion %q is not supported: use %s", v1.ErrInvalid, av, v1.Version)
 	}
 	*t = v1.TypeMeta{Kind: ri.Kind.Kind, APIVersion: v1.Version}
 	m := o.GetMeta()
@@ -480,16 +504,19 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	}
 	// An apply carries over fields from the stored App (keepLiveFields):
 	// each attempt starts again from what the request said.
+	// saveApp fills in the stored restart nonce too: an attempt after a
+	// restart that won the race kept the nonce from before it, and the
+	// apply rolled every instance again.
 	restore := func() {}
 	if a, ok := o.(*v1.App); ok {
-		replicas, paused := a.Spec.Replicas, a.Spec.Paused
-		restore = func() { a.Spec.Replicas, a.Spec.Paused = replicas, paused }
+		replicas, paused, nonce := a.Spec.Replicas, a.Spec.Paused, a.Spec.Template.RestartNonce
+		restore = func() { a.Spec.Replicas, a.Spec.Paused, a.Spec.Template.RestartNonce = replicas, paused, nonce }
 	}
 	for attempt := 0; ; attempt++ {
 		restore()
 		var notes []string
 		res, err := s.updateOnce(ctx, ri, o, apply, &notes)
-		if apply && (errors.Is(err, v1.ErrConflict) || errors.Is(err, v1.ErrAlreadyExists)) && attempt < 5 {
+		if apply && raced(err) && attempt < 5 {
 			// Apply means "make it so": retry against the fresh
 			// object (or, when another apply created it first, against
 			// the one it created). Plain updates surface the conflict.
@@ -580,6 +607,17 @@ func (s *Server) updateOnce(ctx context.Context, ri *requestInfo, o v1.Object, a
 	}
 	s.afterWrite(o)
 	return "configured", nil
+}
+
+// raced reports whether a write lost a race with another writer of the
+// same object (the store's compare-and-swap, or a create of the same
+// name), which a retry against the fresh object mends. An admission's
+// refusal with a status of its own (a route or node port another App
+// has: 409 too) is not retried: the next attempt would only be refused
+// again.
+func raced(err error) bool {
+	var se *v1.StatusError
+	return (errors.Is(err, v1.ErrConflict) || errors.Is(err, v1.ErrAlreadyExists)) && !errors.As(err, &se)
 }
 
 // copyStatus carries the stored status over an update: users write spec,

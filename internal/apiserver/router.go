@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -25,6 +26,9 @@ type requestInfo struct {
 	// update or apply through every check and answers what it would
 	// store, without storing anything.
 	DryRun bool
+	// OwnTokens is a request on tokens that the authorizer refused and
+	// that is served for the caller's own tokens only (owntokens.go).
+	OwnTokens bool
 }
 
 func (ri *requestInfo) attributes() auth.Attributes {
@@ -104,11 +108,13 @@ func parseRequest(r *http.Request) (*requestInfo, error) {
 		if q.Get("apply") == "true" && ri.Sub == "" {
 			ri.Verb = "apply"
 		}
+	case r.Method == http.MethodPost && ri.Sub == "":
+		// A named object takes GET, PUT and DELETE (docs/api.md); a
+		// POST here was served as a create of it.
+		return nil, &v1.StatusError{Status: v1.Status{Code: http.StatusMethodNotAllowed, Reason: "MethodNotAllowed",
+			Message: fmt.Sprintf("POST is not allowed on %s: create by POST to the collection (%s), or PUT ?apply=true here to create or replace", r.URL.Path, strings.TrimSuffix(r.URL.Path, "/"+ri.Name))}}
 	case r.Method == http.MethodPost:
-		ri.Verb = "create"
-		if ri.Sub != "" {
-			ri.Verb = "update"
-		}
+		ri.Verb = "update"
 	case r.Method == http.MethodDelete:
 		ri.Verb = "delete"
 	default:
@@ -218,9 +224,25 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.authz.Authorize(r.Context(), id, ri.attributes()); err != nil {
-		reason = "denied"
-		writeError(rec, err)
-		return
+		if !errors.Is(err, v1.ErrForbidden) || !ownTokenRequest(id, ri) {
+			reason = "denied"
+			writeError(rec, err)
+			return
+		}
+		// Served for the caller's own tokens only; another's gets
+		// the authorizer's answer.
+		ri.OwnTokens = true
+		if ri.Name != "" {
+			own, oerr := s.ownsToken(r.Context(), id, ri.Name)
+			if oerr != nil || !own {
+				if oerr == nil {
+					reason = "denied"
+					oerr = err
+				}
+				writeError(rec, oerr)
+				return
+			}
+		}
 	}
 	ctx := r.Context()
 	ctx = contextWith(ctx, id, ri)

@@ -39,10 +39,16 @@ func (s *Server) writeSecret(ctx context.Context, sec *v1.Secret, prev *v1.Secre
 		return "", fmt.Errorf("%w: this secret carries key names but no values (reads never return values); set values with data, stringData or `gantry secret set`", v1.ErrInvalid)
 	}
 	if prev != nil {
-		old, err := s.secrets.Open(prev.Metadata.Namespace, prev.Metadata.Name, fromV1(prev.Sealed))
-		if err == nil && maps.EqualFunc(old, data, bytes.Equal) && maps.Equal(prev.Metadata.Labels, sec.Metadata.Labels) &&
-			maps.Equal(prev.Metadata.Annotations, sec.Metadata.Annotations) {
-			return "unchanged", nil
+		// "unchanged" says the stored values equal the request's: only
+		// for those who may read them. For anyone else it was an oracle
+		// (a dry-run apply per guess told a stored PIN without a trace);
+		// their writes always write and answer "configured".
+		if s.mayReveal(ctx, prev) {
+			old, err := s.secrets.Open(prev.Metadata.Namespace, prev.Metadata.Name, fromV1(prev.Sealed))
+			if err == nil && maps.EqualFunc(old, data, bytes.Equal) && maps.Equal(prev.Metadata.Labels, sec.Metadata.Labels) &&
+				maps.Equal(prev.Metadata.Annotations, sec.Metadata.Annotations) {
+				return "unchanged", nil
+			}
 		}
 		sec.Metadata.UID, sec.Metadata.Created, sec.Metadata.Revision = prev.Metadata.UID, prev.Metadata.Created, prev.Metadata.Revision
 	} else {
@@ -80,6 +86,17 @@ func (s *Server) writeSecret(ctx context.Context, sec *v1.Secret, prev *v1.Secre
 		return "created", nil
 	}
 	return "configured", nil
+}
+
+// mayReveal reports whether the caller may read sec's values, as GET
+// secrets/NAME/reveal would be authorized (a node never: it reads only
+// what its instances use, and does not write secrets).
+func (s *Server) mayReveal(ctx context.Context, sec *v1.Secret) bool {
+	if nodeScoped(ctx) != "" {
+		return false
+	}
+	a := auth.Attributes{Verb: "get", Resource: "secrets", Subresource: "reveal", Namespace: sec.Metadata.Namespace, Name: sec.Metadata.Name}
+	return s.authz.Authorize(ctx, IdentityFrom(ctx), a) == nil
 }
 
 func (s *Server) checkSecretQuota(ctx context.Context, ns string) error {

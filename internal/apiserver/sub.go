@@ -172,6 +172,10 @@ func (s *Server) rollbackApp(w http.ResponseWriter, r *http.Request, ri *request
 	// A rollback counts for the quota (its surge): checked and written
 	// under the namespace's quota lock, as an apply is.
 	defer s.HoldQuota(ctx, ri.Namespace)()
+	// The restored template may bring back a node port: checked and
+	// written under the claims lock, as an apply is (after the quota
+	// lock, in saveApp's order).
+	defer s.holdClaims()()
 	a, _, err := apps.Rollback(ctx, s.store, ri.Namespace, ri.Name, apps.RollbackOptions{To: req.ToRevision,
 		Admit: func(a, prev *v1.App) error {
 			if err := notPaused(prev, "rollback"); err != nil {
@@ -524,6 +528,9 @@ func (s *Server) admitOther(ctx context.Context, o, prev v1.Object) error {
 		p := prev.(*v1.Token)
 		if o.Spec.User != p.Spec.User || o.Spec.Node != p.Spec.Node {
 			return fmt.Errorf("%w: a token's user cannot change; create a new token", v1.ErrUnprocessable)
+		}
+		if err := checkOwnTokenUpdate(ctx, o, p); err != nil {
+			return err
 		}
 		o.Spec.Hash = p.Spec.Hash
 	case *v1.RoleBinding:

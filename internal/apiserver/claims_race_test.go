@@ -1,0 +1,76 @@
+package apiserver_test
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// Two Apps created at once, in different namespaces (or in one without a
+// quota), with the same route: checkClaims listed the other Apps and the
+// write followed without any lock, so both could be admitted and the
+// host+path ended up "owned" by two Apps, where the docs say the second is
+// refused with 409.
+func TestConcurrentCreatesOfOneRouteAdmitOnlyOne(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	const n = 6
+	for i := 0; i < n; i++ {
+		if code, body := raw(t, ts, "POST", "/api/v1/namespaces", "application/json",
+			[]byte(fmt.Sprintf(`{"kind":"Namespace","metadata":{"name":"ns%d"}}`, i))); code != 201 {
+			t.Fatalf("namespace: %d %s", code, body)
+		}
+	}
+	worst := 0
+	for round := 0; round < 10; round++ {
+		var ok atomic.Int32
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				<-start
+				body := fmt.Sprintf(`{"kind":"App","metadata":{"name":"a%d"},"spec":{"image":"x:1","ports":[{"port":80}],"routes":[{"host":"race%d.example.com"}]}}`, round, round)
+				if code, _ := raw(t, ts, "POST", fmt.Sprintf("/api/v1/namespaces/ns%d/apps", i), "application/json", []byte(body)); code == 201 {
+					ok.Add(1)
+				}
+			}(i)
+		}
+		close(start)
+		wg.Wait()
+		worst = max(worst, int(ok.Load()))
+	}
+	if worst > 1 {
+		t.Errorf("up to %d Apps were admitted at once with the same route host; want at most 1 (the rest 409)", worst)
+	}
+}
+
+// The same race for an App's nodePort: checkNodePorts ran in the same
+// unguarded claim check, and several Apps were admitted with one port.
+func TestConcurrentCreatesOfOneNodePortAdmitOnlyOne(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	const n = 6
+	var ok atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			<-start
+			body := fmt.Sprintf(`{"kind":"App","metadata":{"name":"np%d"},"spec":{"image":"x:1","ports":[{"port":5432,"protocol":"tcp","expose":"tcp","nodePort":31000}]}}`, i)
+			code, b := raw(t, ts, "POST", "/api/v1/namespaces/default/apps", "application/json", []byte(body))
+			if code == 201 {
+				ok.Add(1)
+			} else if code != 409 {
+				t.Errorf("create: %d %s", code, b)
+			}
+		}(i)
+	}
+	close(start)
+	wg.Wait()
+	if got := ok.Load(); got > 1 {
+		t.Errorf("%d Apps were admitted at once with nodePort 31000; want at most 1 (the rest 409)", got)
+	}
+}
