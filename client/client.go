@@ -99,16 +99,71 @@ func New(cfg Config) (*Client, error) {
 	}
 	return &Client{
 		base: u, token: cfg.Token, ua: ua, timeout: cfg.Timeout, warn: cfg.Warnings,
-		hc:     &http.Client{Transport: tr, Timeout: cfg.Timeout},
-		stream: &http.Client{Transport: tr},
+		hc:     &http.Client{Transport: tr, Timeout: cfg.Timeout, CheckRedirect: refuseRedirect},
+		stream: &http.Client{Transport: tr, CheckRedirect: refuseRedirect},
 	}, nil
+}
+
+// refuseRedirect stops the client at a redirect: the API never redirects
+// on purpose, and following one is dangerous. Go's ServeMux answers a
+// path with a "." or ".." segment with a 307 to the cleaned path, and a
+// 307 keeps the method, so DELETE .../namespaces/team/apps/.. once
+// deleted namespace team. send turns the 3xx into an error.
+func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// CheckName refuses a namespace or object name that cannot stand as one
+// segment of an API path: "", "." and ".." (which an HTTP server resolves
+// against the path around them, so that apps/.. means the namespace) and
+// anything else that is no valid name, by the rule the server applies to
+// paths. Event names are dotted (object.time.random), so for them only
+// what would change the path is refused. what says which ("name",
+// "namespace") in the error.
+func CheckName(k *v1.KindInfo, what, name string) error {
+	if k.Kind == "Event" && what == "name" {
+		if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
+			return fmt.Errorf("%w: %q is not a valid event name", v1.ErrInvalid, name)
+		}
+		return nil
+	}
+	if msg := v1.ValidateName(name, 253); msg != "" {
+		return fmt.Errorf("%w: %q is not a valid %s: it %s", v1.ErrInvalid, name, what, msg)
+	}
+	return nil
+}
+
+// ObjectPath is Path for one object, with its namespace (for namespaced
+// kinds, when given) and name checked by CheckName first: a name such as
+// ".." would otherwise make the path name another object.
+func ObjectPath(k *v1.KindInfo, ns, name string) (string, error) {
+	if k.Namespaced && ns != "" {
+		if err := CheckName(k, "namespace", ns); err != nil {
+			return "", err
+		}
+	}
+	if err := CheckName(k, "name", name); err != nil {
+		return "", err
+	}
+	return Path(k, ns, name), nil
+}
+
+// collectionPath is Path for a kind's collection in ns (every namespace
+// when empty), with ns checked.
+func collectionPath(k *v1.KindInfo, ns string) (string, error) {
+	if k.Namespaced && ns != "" {
+		if err := CheckName(k, "namespace", ns); err != nil {
+			return "", err
+		}
+	}
+	return Path(k, ns, ""), nil
 }
 
 // Server returns the base URL.
 func (c *Client) Server() string { return c.base.String() }
 
-// Path returns the API path of a kind's collection or object. ns is
-// ignored for cluster-scoped kinds; an empty ns lists across namespaces.
+// Path returns the API path of a kind's collection or object, with each
+// segment escaped. ns is ignored for cluster-scoped kinds; an empty ns
+// lists across namespaces. It checks nothing: use ObjectPath for names
+// that come from a user.
 func Path(k *v1.KindInfo, ns, name string) string {
 	p := "/api/v1/"
 	if k.Namespaced && ns != "" {
@@ -134,9 +189,21 @@ func warningText(field string) string {
 }
 
 // Do sends a request and decodes a JSON response into out (when non-nil).
-// Error responses become *v1.StatusError.
+// path is escaped, as Path gives it. Error responses become
+// *v1.StatusError. The request is bounded by Config.Timeout.
 func (c *Client) Do(ctx context.Context, method, path string, query url.Values, body, out any) (http.Header, error) {
-	resp, err := c.send(ctx, c.hc, method, path, query, body)
+	return c.do(ctx, c.hc, method, path, query, body, out)
+}
+
+// DoLong is Do without the overall timeout, for operations that may run
+// on the server for longer (registry garbage collection, resealing every
+// secret): hanging up would cancel them half-way. Only ctx ends it.
+func (c *Client) DoLong(ctx context.Context, method, path string, query url.Values, body, out any) (http.Header, error) {
+	return c.do(ctx, c.stream, method, path, query, body, out)
+}
+
+func (c *Client) do(ctx context.Context, hc *http.Client, method, path string, query url.Values, body, out any) (http.Header, error) {
+	resp, err := c.send(ctx, hc, method, path, query, body)
 	if err != nil {
 		return nil, err
 	}
@@ -156,11 +223,35 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 	return resp.Header, nil
 }
 
+// url returns the URL of an escaped API path. path is escaped already
+// (Path escapes each segment), so it becomes RawPath as it is and Path
+// unescaped: assigning it to Path alone would escape it a second time,
+// and the server would see "h%C3%A9llo" for héllo.
+func (c *Client) url(path string, query url.Values) (*url.URL, error) {
+	u := *c.base
+	raw := strings.TrimRight(u.EscapedPath(), "/") + path
+	p, err := url.PathUnescape(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: path %q: %v", v1.ErrInvalid, path, err)
+	}
+	// Whatever built the path, a dot segment must not reach the server:
+	// it resolves against its neighbours (see refuseRedirect).
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "." || seg == ".." {
+			return nil, fmt.Errorf("%w: path %q has a %q segment", v1.ErrInvalid, path, seg)
+		}
+	}
+	u.Path, u.RawPath = p, raw
+	u.RawQuery = query.Encode()
+	return &u, nil
+}
+
 // send performs a request and returns the response if its status is 2xx.
 func (c *Client) send(ctx context.Context, hc *http.Client, method, path string, query url.Values, body any) (*http.Response, error) {
-	u := *c.base
-	u.Path = strings.TrimRight(u.Path, "/") + path
-	u.RawQuery = query.Encode()
+	u, err := c.url(path, query)
+	if err != nil {
+		return nil, err
+	}
 	var rd io.Reader
 	if body != nil {
 		if r, ok := body.(io.Reader); ok {
@@ -191,6 +282,11 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 			return nil, ctx.Err()
 		}
 		return nil, fmt.Errorf("%w: %s %s: %v", v1.ErrUnavailable, method, c.base.Host, err)
+	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s %s: the server answered %s (to %q), but the Gantry API never redirects: check that --server is the API's address",
+			method, u.Redacted(), resp.Status, resp.Header.Get("Location"))
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
@@ -241,8 +337,12 @@ func (c *Client) Get(ctx context.Context, kind, ns, name string) (v1.Object, err
 	if !ok {
 		return nil, fmt.Errorf("%w: unknown kind %q", v1.ErrInvalid, kind)
 	}
+	p, err := ObjectPath(k, ns, name)
+	if err != nil {
+		return nil, err
+	}
 	var raw json.RawMessage
-	if _, err := c.Do(ctx, http.MethodGet, Path(k, ns, name), nil, nil, &raw); err != nil {
+	if _, err := c.Do(ctx, http.MethodGet, p, nil, nil, &raw); err != nil {
 		return nil, err
 	}
 	return decodeObject(k.Kind, raw)
@@ -270,8 +370,12 @@ func (c *Client) List(ctx context.Context, kind, ns string, opts ListOptions) ([
 	if opts.Selector != "" {
 		q.Set("labelSelector", opts.Selector)
 	}
+	p, err := collectionPath(k, ns)
+	if err != nil {
+		return nil, 0, err
+	}
 	var lb listBody
-	if _, err := c.Do(ctx, http.MethodGet, Path(k, ns, ""), q, nil, &lb); err != nil {
+	if _, err := c.Do(ctx, http.MethodGet, p, q, nil, &lb); err != nil {
 		return nil, 0, err
 	}
 	out := make([]v1.Object, 0, len(lb.Items))
@@ -292,11 +396,16 @@ func (c *Client) write(ctx context.Context, method string, o v1.Object, query ur
 		return "", err
 	}
 	m := o.GetMeta()
-	name := m.Name
+	var p string
 	if method == http.MethodPost {
-		name = ""
+		p, err = collectionPath(k, m.Namespace)
+	} else {
+		p, err = ObjectPath(k, m.Namespace, m.Name)
 	}
-	h, err := c.Do(ctx, method, Path(k, m.Namespace, name), query, o, o)
+	if err != nil {
+		return "", err
+	}
+	h, err := c.Do(ctx, method, p, query, o, o)
 	if err != nil {
 		return "", err
 	}
@@ -335,7 +444,11 @@ func (c *Client) ApplyDryRun(ctx context.Context, o v1.Object) (string, error) {
 	// (a secret's values) must not survive from the request.
 	out := reflect.New(reflect.TypeOf(o).Elem())
 	m := o.GetMeta()
-	h, err := c.Do(ctx, http.MethodPut, Path(k, m.Namespace, m.Name), url.Values{"apply": {"true"}, "dryRun": {"true"}}, o, out.Interface())
+	p, err := ObjectPath(k, m.Namespace, m.Name)
+	if err != nil {
+		return "", err
+	}
+	h, err := c.Do(ctx, http.MethodPut, p, url.Values{"apply": {"true"}, "dryRun": {"true"}}, o, out.Interface())
 	if err != nil {
 		return "", err
 	}
@@ -350,8 +463,12 @@ func (c *Client) Delete(ctx context.Context, kind, ns, name string) (v1.Object, 
 	if !ok {
 		return nil, fmt.Errorf("%w: unknown kind %q", v1.ErrInvalid, kind)
 	}
+	p, err := ObjectPath(k, ns, name)
+	if err != nil {
+		return nil, err
+	}
 	var raw json.RawMessage
-	if _, err := c.Do(ctx, http.MethodDelete, Path(k, ns, name), nil, nil, &raw); err != nil {
+	if _, err := c.Do(ctx, http.MethodDelete, p, nil, nil, &raw); err != nil {
 		return nil, err
 	}
 	return decodeObject(k.Kind, raw)
@@ -364,7 +481,11 @@ func (c *Client) Sub(ctx context.Context, method, kind, ns, name, sub string, bo
 	if !ok {
 		return fmt.Errorf("%w: unknown kind %q", v1.ErrInvalid, kind)
 	}
-	_, err := c.Do(ctx, method, Path(k, ns, name)+"/"+sub, nil, body, out)
+	p, err := ObjectPath(k, ns, name)
+	if err != nil {
+		return err
+	}
+	_, err = c.Do(ctx, method, p+"/"+url.PathEscape(sub), nil, body, out)
 	return err
 }
 

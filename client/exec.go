@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/stream"
@@ -33,9 +32,14 @@ func (c *Client) Exec(ctx context.Context, ns, instance string, opts ExecOptions
 		q.Set("stdin", "true")
 	}
 	k, _ := v1.LookupKind("Instance")
-	u := *c.base
-	u.Path = strings.TrimRight(u.Path, "/") + Path(k, ns, instance) + "/exec"
-	u.RawQuery = q.Encode()
+	p, err := ObjectPath(k, ns, instance)
+	if err != nil {
+		return nil, nil, err
+	}
+	u, err := c.url(p+"/exec", q)
+	if err != nil {
+		return nil, nil, err
+	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", u.Host)
 	if err != nil {

@@ -59,6 +59,10 @@ func (c *Client) Watch(ctx context.Context, kind, ns string, opts WatchOptions) 
 			out <- Event{Type: "ERROR", Err: fmt.Errorf("%w: unknown kind %q", v1.ErrInvalid, kind)}
 			return
 		}
+		if _, err := collectionPath(k, ns); err != nil {
+			out <- Event{Type: "ERROR", Err: err}
+			return
+		}
 		w := &watchStream{c: c, k: k, ns: ns, selector: opts.Selector, out: out,
 			pos: resumePoint{done: opts.After, cur: opts.After},
 			// Until the first bookmark, the server is replaying the

@@ -289,14 +289,16 @@ func newJoinTokenCmd(g *globals) *cobra.Command {
 		Short: "Make a join token; give it to `gantry agent --join` on the new node",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if ttl <= 0 {
+				// Sent as no expiry, it would get the server's default
+				// of 24h without a word.
+				return fmt.Errorf("--ttl %s: give a lifetime such as 1h or 24h (the default)", ttl)
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			body := &v1.JoinToken{TypeMeta: v1.TypeMeta{Kind: "JoinToken"}, Spec: v1.JoinTokenSpec{Description: desc}}
-			if ttl > 0 {
-				body.Spec.Expires = time.Now().Add(ttl).UTC()
-			}
+			body := &v1.JoinToken{TypeMeta: v1.TypeMeta{Kind: "JoinToken"}, Spec: v1.JoinTokenSpec{Description: desc, Expires: time.Now().Add(ttl).UTC()}}
 			var out apiserver.CreatedJoinToken
 			if _, err := c.Do(cmd.Context(), "POST", "/api/v1/jointokens", nil, body, &out); err != nil {
 				return err

@@ -157,6 +157,13 @@ func newNotifierCmd(g *globals) *cobra.Command {
 			return completeNames(cmd.Context(), g, "Notifier"), cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Checked before the message is sent: a refusal after it
+			// would hide whether it was delivered.
+			switch testOutput {
+			case "", "text", "json", "yaml":
+			default:
+				return fmt.Errorf("unknown output format %q: use text, json or yaml", testOutput)
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
@@ -186,8 +193,6 @@ func newNotifierCmd(g *globals) *cobra.Command {
 						fmt.Fprintln(w, "  the target is a loopback, link-local, private or API-server address; a cluster admin can allow it with policy.allowPrivateTargets on the namespace")
 					}
 				}
-			default:
-				return fmt.Errorf("unknown output format %q: use text, json or yaml", testOutput)
 			}
 			if !res.Delivered {
 				return &exitError{1, errSilent}

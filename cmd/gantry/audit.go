@@ -39,6 +39,12 @@ func newAuditCmd(g *globals) *cobra.Command {
   gantry audit export --since 24h > trail.jsonl`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			switch output {
+			case "table", "json":
+			default:
+				// A script asking for yaml must not get the table.
+				return fmt.Errorf("unknown output format %q: use table or json", output)
+			}
 			c, err := g.client()
 			if err != nil {
 				return err

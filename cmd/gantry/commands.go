@@ -251,6 +251,14 @@ func newGetCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if name != "" && selector != "" {
+				// Shown whatever its labels, the object would pass for
+				// one that matches (kubectl refuses the pair too).
+				return fmt.Errorf("give a name or a selector (-l), not both: gantry get %s -l %s lists the matching ones", k.Plural, selector)
+			}
+			if name != "" && all && k.Namespaced {
+				return fmt.Errorf("a name needs one namespace: use -n NS instead of -A to get %s/%s", strings.ToLower(k.Kind), name)
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
@@ -258,10 +266,15 @@ func newGetCmd(g *globals) *cobra.Command {
 			ctx := cmd.Context()
 			ns := g.listNamespace(all)
 			if watch {
-				switch output {
-				case "", "table", "wide", "json", "yaml", "name":
-				default:
-					return fmt.Errorf("unknown output format %q: use table, wide, json, yaml or name", output)
+				if err := checkWatchOutput(output); err != nil {
+					return err
+				}
+				if name != "" {
+					// A name no object can have would be watched for
+					// in silence.
+					if err := client.CheckName(k, "name", name); err != nil {
+						return err
+					}
 				}
 				return watchObjects(ctx, cmd.OutOrStdout(), c, k, ns, name, selector, output, all)
 			}
@@ -300,6 +313,16 @@ func completeNames(ctx context.Context, g *globals, kind string) []string {
 		out = append(out, o.GetMeta().Name)
 	}
 	return out
+}
+
+// checkWatchOutput refuses an -o that watchObjects does not know, which
+// it would otherwise print as a table.
+func checkWatchOutput(output string) error {
+	switch output {
+	case "", "table", "wide", "json", "yaml", "name":
+		return nil
+	}
+	return fmt.Errorf("unknown output format %q: use table, wide, json, yaml or name", output)
 }
 
 // watchObjects prints the objects of kind k (only the one called name,

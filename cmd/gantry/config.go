@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
@@ -139,6 +140,10 @@ func (g *globals) listNamespace(all bool) string {
 	return g.ns()
 }
 
+// requestTimeout bounds the CLI's ordinary requests; zero leaves the
+// client's default. Tests shorten it.
+var requestTimeout time.Duration
+
 func (g *globals) client() (*client.Client, error) {
 	c, err := g.config()
 	if err != nil {
@@ -156,6 +161,6 @@ func (g *globals) client() (*client.Client, error) {
 		}
 		return nil, errors.New("no Gantry server configured: start one with `gantry up` (it writes ~/.gantry/config), or pass --server / set GANTRY_SERVER")
 	}
-	return client.New(client.Config{Server: c.Server, Token: c.Token, CA: []byte(c.CA), UserAgent: "gantry-cli/" + version,
+	return client.New(client.Config{Server: c.Server, Token: c.Token, CA: []byte(c.CA), UserAgent: "gantry-cli/" + version, Timeout: requestTimeout,
 		Warnings: func(text string) { fmt.Fprintln(os.Stderr, "Warning:", text) }})
 }

@@ -61,7 +61,14 @@ func newDescribeCmd(g *globals) *cobra.Command {
 				}
 				describeEvents(w, c, cmd, ns, "App", name, v1.LabelApp+"="+name)
 			default:
-				describeEvents(w, c, cmd, ns, o.GetType().Kind, name, "")
+				evNS := ns
+				if !k.Namespaced {
+					// Events about cluster-scoped objects (a node's
+					// NodeNotReady) are kept in the default namespace,
+					// whatever -n says.
+					evNS = v1.DefaultNamespace
+				}
+				describeEvents(w, c, cmd, evNS, o.GetType().Kind, name, "")
 			}
 			return nil
 		},

@@ -32,6 +32,9 @@ func newEventsCmd(g *globals) *cobra.Command {
 			ns := g.listNamespace(all)
 			k, _ := v1.LookupKind("Event")
 			if watch {
+				if err := checkWatchOutput(output); err != nil {
+					return err
+				}
 				return watchObjects(cmd.Context(), cmd.OutOrStdout(), c, k, ns, "", "", output, all)
 			}
 			evs, _, err := c.List(cmd.Context(), "Event", ns, client.ListOptions{})

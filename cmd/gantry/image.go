@@ -375,12 +375,22 @@ func newRegistryCmd(g *globals) *cobra.Command {
 		Short: "Remove blobs no manifest references (safe while the registry serves)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Checked before the collection runs: its report cannot
+			// be asked for again.
+			switch gcOutput {
+			case "", "json", "yaml":
+			default:
+				return fmt.Errorf("unknown output format %q: use json or yaml, or leave -o out for a summary", gcOutput)
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
 			var res map[string]any
-			if _, err := c.Do(cmd.Context(), "POST", "/api/v1/registry/gc", nil, nil, &res); err != nil {
+			// No request timeout: the collection may wait for the
+			// registry's write lock, then sweep, for longer than one,
+			// and hanging up would cancel it half-way.
+			if _, err := c.DoLong(cmd.Context(), "POST", "/api/v1/registry/gc", nil, nil, &res); err != nil {
 				return err
 			}
 			w := cmd.OutOrStdout()
@@ -389,9 +399,6 @@ func newRegistryCmd(g *globals) *cobra.Command {
 				return printJSON(w, res)
 			case "yaml":
 				return printYAML(w, res)
-			case "":
-			default:
-				return fmt.Errorf("unknown output format %q: use json or yaml, or leave -o out for a summary", gcOutput)
 			}
 			n := func(k string) int64 { f, _ := res[k].(float64); return int64(f) }
 			fmt.Fprintf(w, "freed %s in %d blobs; kept %d manifests in %d repositories and the %d blobs they use",

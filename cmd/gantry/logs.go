@@ -205,8 +205,15 @@ func indexOf(l []string, s string) int {
 	return 0
 }
 
-func logsPath(ns, inst string) string {
-	return "/api/v1/namespaces/" + url.PathEscape(ns) + "/instances/" + url.PathEscape(inst) + "/logs"
+// logsPath is the path of an instance's log. The names are checked: an
+// instance called ".." would make it the log of another path.
+func logsPath(ns, inst string) (string, error) {
+	k, _ := v1.LookupKind("Instance")
+	p, err := client.ObjectPath(k, ns, inst)
+	if err != nil {
+		return "", err
+	}
+	return p + "/logs", nil
 }
 
 func readLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Values) ([]logLine, error) {
@@ -216,7 +223,11 @@ func readLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Valu
 }
 
 func streamLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Values, fn func(logLine)) error {
-	body, err := c.Stream(ctx, logsPath(ns, inst), q)
+	path, err := logsPath(ns, inst)
+	if err != nil {
+		return err
+	}
+	body, err := c.Stream(ctx, path, q)
 	if err != nil {
 		return fmt.Errorf("logs of %s: %w", inst, err)
 	}
@@ -252,6 +263,10 @@ const followRetry = 500 * time.Millisecond
 // (it listed it), so that even a first 404 means that. Other errors
 // (not found, forbidden, a bad request) are returned.
 func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Values, existed bool, fn func(logLine)) error {
+	path, err := logsPath(ns, inst)
+	if err != nil {
+		return err
+	}
 	// The log outlives its instance (the agent keeps it for a day), so
 	// its stream does not end when the instance is deleted: look for the
 	// instance now and then, and end the follow when it is gone.
@@ -307,7 +322,7 @@ func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Va
 			qq.Del("tail")
 			qq.Set("since", since.Format(time.RFC3339Nano))
 		}
-		body, err := c.Stream(ctx, logsPath(ns, inst), qq)
+		body, err := c.Stream(ctx, path, qq)
 		if done, end := ended(); done {
 			if err == nil {
 				body.Close()

@@ -144,7 +144,9 @@ func newSecretCmd(g *globals) *cobra.Command {
 				Retired  []string
 				Took     string
 			}
-			if _, err := c.Do(cmd.Context(), "POST", "/api/v1/secret-key/rotate", nil, nil, &res); err != nil {
+			// No request timeout: resealing every secret may take longer
+			// than one, and hanging up would cancel it half-way.
+			if _, err := c.DoLong(cmd.Context(), "POST", "/api/v1/secret-key/rotate", nil, nil, &res); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "master key rotated to %s: %d secrets re-encrypted in %s; retired keys %s no longer decrypt anything\n",

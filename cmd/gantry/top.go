@@ -28,8 +28,12 @@ type metricsPoint struct {
 
 func fetchMetrics(ctx context.Context, c *client.Client, kind, ns, name string) (*metricsBody, error) {
 	k, _ := v1.LookupKind(kind)
+	p, err := client.ObjectPath(k, ns, name)
+	if err != nil {
+		return nil, err
+	}
 	var m metricsBody
-	_, err := c.Do(ctx, "GET", client.Path(k, ns, name)+"/metrics", url.Values{"since": {"1m"}}, nil, &m)
+	_, err = c.Do(ctx, "GET", p+"/metrics", url.Values{"since": {"1m"}}, nil, &m)
 	return &m, err
 }
 
