@@ -167,9 +167,24 @@ func (c *NodeLifecycle) setReady(ctx context.Context, name string, v verdict, at
 	if wrote {
 		c.Recorder.Eventf(ctx, n, v1.EventWarning, "NodeNotReady", "node %s stopped sending heartbeats; its instances move elsewhere in %s unless it returns", name, c.EvictAfter)
 	}
-	if attempt == 0 || wrote {
+	// A verdict newly written starts the countdown. One found already
+	// written (the server restarted, the heartbeat watch listed again,
+	// or a write whose answer was lost committed) starts it only if none
+	// runs: restarting it would put eviction off for as long as the
+	// watch keeps failing, and not starting it would leave a dead node's
+	// instances bound to it for good.
+	if wrote || !c.armed(name) {
 		c.arm(ctx, name, c.EvictAfter, 0)
 	}
+}
+
+// armed reports whether a node has an eviction timer, running or fired,
+// since it was last seen ready.
+func (c *NodeLifecycle) armed(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.timers[name]
+	return ok
 }
 
 // arm (re)starts the eviction timer of a node.
@@ -230,7 +245,13 @@ func (c *NodeLifecycle) evict(ctx context.Context, name string, attempt int) {
 	}
 	k := store.KindFor[*v1.Instance]()
 	var failed error
-	for _, i := range c.Instances.List(func(i *v1.Instance) bool { return i.Spec.Node == name }) {
+	// A finished instance stays, with its logs, until it is deleted
+	// (docs/manifest.md, restartPolicy): deleting it would have the
+	// rollout replace it and run finished work again.
+	finished := func(i *v1.Instance) bool {
+		return i.Status.Phase == v1.PhaseSucceeded || i.Status.Phase == v1.PhaseFailed
+	}
+	for _, i := range c.Instances.List(func(i *v1.Instance) bool { return i.Spec.Node == name && !finished(i) }) {
 		_, err := c.Store.Delete(ctx, k, i.Metadata.Namespace, i.Metadata.Name, 0)
 		if errors.Is(err, v1.ErrNotFound) {
 			continue
