@@ -74,6 +74,8 @@ restartPolicy: sometimes
 			"spec.ports[1].protocol: must be http, tcp or udp",
 			"spec.restartPolicy: must be always, on-failure or never",
 		}},
+		{"a constraint value no label can have", "kind: App\nname: x\nimage: a\nconstraints: [{label: zone, op: in, values: [a, \"a\\x01b\"]}, {label: \"bad key!\", value: x}]",
+			[]string{`spec.constraints[0].values[1]: "a\x01b" is not a label value`, `spec.constraints[1].label: "bad key!" is not a label key`}},
 		{"probe period below the floor", "kind: App\nname: x\nimage: a\nhealth: {liveness: {tcp: {port: 80}, period: 1ns}}", []string{"spec.health.liveness.period: must be at least 100ms (got 1ns)"}},
 		{"probe needs one check", "kind: App\nname: x\nimage: a\nhealth: {readiness: {period: 1s}}", []string{"spec.health.readiness: set exactly one of http, tcp or exec"}},
 		{"bad cpu quantity", "kind: App\nname: x\nimage: a\nresources: {cpu: lots}", []string{`cpu "lots"`}},

@@ -461,6 +461,19 @@ func validateTemplate(errs *FieldErrors, f string, t *Template) {
 		cf := fmt.Sprintf("%s.constraints[%d]", f, i)
 		if c.Label == "" {
 			errs.add(cf+".label", "is required")
+		} else if len(c.Label) > 253 || !labelKey.MatchString(c.Label) {
+			errs.add(cf+".label", "%q is not a label key: use letters, digits, '-', '_', '.', with an optional DNS prefix and '/'", c.Label)
+		}
+		// A value no node label can have would match nothing (or
+		// everything, negated): refuse it, as the node's labels are.
+		for j, v := range append([]string{c.Value}, c.Values...) {
+			if len(v) > 63 || !labelValue.MatchString(v) {
+				vf := cf + ".value"
+				if j > 0 {
+					vf = fmt.Sprintf("%s.values[%d]", cf, j-1)
+				}
+				errs.add(vf, "%q is not a label value: at most 63 letters, digits, '-', '_' or '.'", v)
+			}
 		}
 		switch c.Op {
 		case "", OpEqual, "==", OpNotEqual:

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"maps"
 	"slices"
+	"strconv"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 )
@@ -331,19 +332,26 @@ func (s *Snapshot) candidates(cs []v1.Constraint) []int32 {
 	return l
 }
 
-// constraintKey appends an unambiguous encoding of a constraint set.
+// constraintKey appends an unambiguous encoding of a constraint set:
+// every string is prefixed with its length, since labels and values may
+// hold any byte (separators alone let {zone in ["a\x01b"]} share a key
+// with {zone in [a, b]}, and one App's placement decide the other's).
 func constraintKey(b []byte, cs []v1.Constraint) []byte {
+	str := func(b []byte, s string) []byte {
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(b, ':')
+		return append(b, s...)
+	}
+	b = strconv.AppendInt(b, int64(len(cs)), 10)
 	for _, c := range cs {
-		b = append(b, c.Label...)
-		b = append(b, 0)
-		b = append(b, c.Op...)
-		b = append(b, 0)
-		b = append(b, c.Value...)
+		b = append(b, '|')
+		b = str(b, c.Label)
+		b = str(b, c.Op)
+		b = str(b, c.Value)
+		b = strconv.AppendInt(b, int64(len(c.Values)), 10)
 		for _, v := range c.Values {
-			b = append(b, 1)
-			b = append(b, v...)
+			b = str(b, v)
 		}
-		b = append(b, 2)
 	}
 	return b
 }
