@@ -97,9 +97,17 @@ func (s *sampler) sample(ctx context.Context, now time.Time) metrics.Report {
 		seen[w.id] = true
 		p := metrics.Point{Time: now, Memory: int64(st.MemoryWorkingSetBytes), MemoryLimit: int64(st.MemoryLimitBytes), Restarts: w.restarts()}
 		prev, havePrev := s.prev[w.id]
-		if havePrev && st.CPUUsageNanos >= prev.cpuNanos {
+		if havePrev {
+			// A counter that went back belongs to a container that
+			// restarted within the interval: all of it was used since,
+			// so it gives at least the rate (read as zero, a hot
+			// crash-looping instance would look idle after each restart).
+			used := st.CPUUsageNanos
+			if used >= prev.cpuNanos {
+				used -= prev.cpuNanos
+			}
 			if secs := now.Sub(prev.at).Seconds(); secs > 0 {
-				p.CPU = float64(st.CPUUsageNanos-prev.cpuNanos) / 1e9 / secs
+				p.CPU = float64(used) / 1e9 / secs
 			}
 		}
 		cur := prevCounters{at: now, cpuNanos: st.CPUUsageNanos, netAt: now}

@@ -185,3 +185,34 @@ func TestParseCPUTimesLeavesOutGuestTime(t *testing.T) {
 		})
 	}
 }
+
+// A container that restarted between two rounds has a CPU counter that
+// went back; the round reported a rate of 0, so a hot, crash-looping
+// instance looked idle after each restart (a cpu alert rule resolved and
+// fired again). All of the new count was used within the interval.
+func TestSamplerCountsCPUOfAContainerThatRestarted(t *testing.T) {
+	const pid = 4243
+	base := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	rt := &statsRuntime{pid: pid, cpuNanos: 50e9}
+	s := newTestSampler(t, rt)
+	writeNetDev(t, s.proc, pid, 0, 0, true)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		at      time.Duration
+		counter uint64
+		want    float64
+	}{
+		{0, 50e9, 0},                 // no earlier round: no rate
+		{10 * time.Second, 60e9, 1},  // 10 s of CPU in 10 s
+		{20 * time.Second, 8e9, 0.8}, // restarted: 8 s since, within the 10 s
+	} {
+		rt.cpuNanos = tt.counter
+		r := s.sample(ctx, base.Add(tt.at))
+		if len(r.Instances) != 1 {
+			t.Fatalf("round at %s reported %d instances, want 1", tt.at, len(r.Instances))
+		}
+		if got := r.Instances[0].CPU; got != tt.want {
+			t.Errorf("round at %s, counter %d: cpu %v, want %v", tt.at, tt.counter, got, tt.want)
+		}
+	}
+}
