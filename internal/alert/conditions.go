@@ -277,6 +277,43 @@ func oneApp(ms []measured) string {
 	return app
 }
 
+// subjectsApp returns the App every one of subjects (a status's, in
+// namespace ns) belongs to, or "": an app's own, an instance's from the
+// instance or, once it is gone, from its metrics series.
+func (s *snapshot) subjectsApp(ns string, subjects []string) string {
+	app := ""
+	for i, subj := range subjects {
+		kind, name, _ := strings.Cut(subj, "/")
+		var a string
+		switch kind {
+		case "app":
+			a = name
+		case "instance":
+			a = s.instanceApp(ns, name)
+		}
+		if a == "" || (i > 0 && a != app) {
+			return ""
+		}
+		app = a
+	}
+	return app
+}
+
+// instanceApp returns the App of instance ns/name, or "" if unknown.
+func (s *snapshot) instanceApp(ns, name string) string {
+	for _, i := range s.instances {
+		if i.Metadata.Namespace == ns && i.Metadata.Name == name {
+			return i.Spec.App
+		}
+	}
+	if s.window != nil {
+		if smp, ok := s.window.InstanceLatest(ns, name); ok {
+			return smp.App
+		}
+	}
+	return ""
+}
+
 func times(n int) string {
 	if n == 1 {
 		return "once"

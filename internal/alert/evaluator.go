@@ -322,17 +322,13 @@ func (e *Evaluator) evaluateRule(ctx context.Context, r *v1.AlertRule, snap *sna
 		// A restarted server has no samples or restart history yet for
 		// some instances: that says nothing about the condition, so
 		// the stored state stands until it has (or until the condition
-		// is seen to hold, or every instance is judged).
+		// is seen to hold, or every instance is judged). So does its
+		// gauge: a restarted server's starts out without the rule.
+		e.setFiring(r, prev.State)
 		return nil
 	}
 	st, transition := advance(prev, f, r.Spec.For.D(), snap.now)
-	if e.Metrics != nil {
-		v := 0.0
-		if st.State == v1.AlertFiring {
-			v = 1
-		}
-		e.Metrics.Firing.WithLabelValues(r.Metadata.Namespace, r.Metadata.Name).Set(v)
-	}
+	e.setFiring(r, st.State)
 	due := prev.LastEvaluated == nil || snap.now.Sub(*prev.LastEvaluated) >= e.StatusEvery
 	if !significant(prev, st) && !due {
 		return nil
@@ -360,7 +356,14 @@ func (e *Evaluator) evaluateRule(ctx context.Context, r *v1.AlertRule, snap *sna
 		e.send(ctx, r, e.message(r, notify.StatusFiring, st, f.app))
 	case toResolved:
 		e.Log.Info("alert resolved", "ns", r.Metadata.Namespace, "rule", r.Metadata.Name)
-		msg := e.message(r, notify.StatusResolved, st, f.app)
+		// The condition no longer holds for anything, so f has no App:
+		// name the one the firing subjects belong to, as the firing
+		// message did, so that receivers can pair the two.
+		app := r.Spec.App
+		if app == "" {
+			app = snap.subjectsApp(r.Metadata.Namespace, prev.Subjects)
+		}
+		msg := e.message(r, notify.StatusResolved, st, app)
 		msg.Subjects = prev.Subjects
 		msg.Message = fmt.Sprintf("%s no longer holds", describe(r))
 		if prev.Since != nil {
@@ -372,6 +375,18 @@ func (e *Evaluator) evaluateRule(ctx context.Context, r *v1.AlertRule, snap *sna
 		e.send(ctx, r, msg)
 	}
 	return nil
+}
+
+// setFiring sets r's gantry_alerts_firing gauge for state.
+func (e *Evaluator) setFiring(r *v1.AlertRule, state string) {
+	if e.Metrics == nil {
+		return
+	}
+	v := 0.0
+	if state == v1.AlertFiring {
+		v = 1
+	}
+	e.Metrics.Firing.WithLabelValues(r.Metadata.Namespace, r.Metadata.Name).Set(v)
 }
 
 func (e *Evaluator) send(ctx context.Context, r *v1.AlertRule, msg notify.Message) {

@@ -134,15 +134,33 @@ func (r *ring) last() (Point, bool) {
 	return r.pts[(r.next-1+len(r.pts))%len(r.pts)], true
 }
 
-// spacing is the time between the two newest points: how often the
-// agent samples the series. Zero until there are two.
+// spacings is how many of a series' newest spacings its sampling
+// interval is judged from.
+const spacings = 5
+
+// spacing is how often the agent samples the series: the median of the
+// times between its newest points (the shorter middle one of an even
+// count). Not just the newest: after a break in reporting that one is the
+// break, and would let the series' last sample stand for it for as long.
+// Zero until there are two points.
 func (r *ring) spacing() time.Duration {
-	if r.next < 2 && !r.full {
+	n := r.next
+	if r.full {
+		n = len(r.pts)
+	}
+	var ds [spacings]time.Duration
+	k := 0
+	for i := 1; i < n && k < spacings; i++ {
+		newer := r.pts[(r.next-i+len(r.pts))%len(r.pts)]
+		older := r.pts[(r.next-i-1+len(r.pts))%len(r.pts)]
+		ds[k] = max(newer.Time.Sub(older.Time), 0)
+		k++
+	}
+	if k == 0 {
 		return 0
 	}
-	n := len(r.pts)
-	d := r.pts[(r.next-1+n)%n].Time.Sub(r.pts[(r.next-2+n)%n].Time)
-	return max(d, 0)
+	slices.Sort(ds[:k])
+	return ds[(k-1)/2]
 }
 
 // Window holds recent samples of every instance and node. It is safe for
@@ -273,9 +291,10 @@ func (w *Window) InstanceLatest(ns, name string) (InstanceSample, bool) {
 	return s, ok
 }
 
-// InstanceInterval is how often an instance is sampled, as the gap
-// between its two newest points (its agent's --sample-interval, which
-// the reports do not carry); the window's interval until there are two.
+// InstanceInterval is how often an instance is sampled, as the median
+// gap between its newest points (its agent's --sample-interval, which
+// the reports do not carry; one break in reporting does not change it);
+// the window's interval until there are two.
 // It is zero for an instance the window does not hold.
 func (w *Window) InstanceInterval(ns, name string) time.Duration {
 	w.mu.RLock()

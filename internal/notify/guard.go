@@ -71,14 +71,20 @@ func (g *Guard) RefuseNetwork(cidr, why string) *Guard {
 
 // NewGuard returns a guard that also refuses the API server's addresses.
 // serverAddrs are its listen addresses (host:port or host); an
-// unspecified host (0.0.0.0, ::) stands for every address of this
-// machine, which are then all refused.
+// unspecified or empty host (0.0.0.0, ::, ":7443") stands for every
+// address of this machine, which are then all refused.
 func NewGuard(serverAddrs ...string) *Guard {
 	g := &Guard{}
 	for _, a := range serverAddrs {
 		host := a
 		if h, _, err := net.SplitHostPort(a); err == nil {
 			host = h
+		}
+		if host == "" {
+			// net.Listen takes ":7443" for every interface; looked up
+			// as a name, "" would add none of them.
+			g.server = append(g.server, localAddrs()...)
+			continue
 		}
 		ip, err := netip.ParseAddr(host)
 		if err != nil {
