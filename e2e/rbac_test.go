@@ -291,8 +291,17 @@ func TestRBACMatrix(t *testing.T) {
 		rbacOp{name: "read a node's metrics", allow: "C", want: 200, perm: apiPerm("get", "nodes/metrics", ""), do: get("/api/v1/nodes/" + fx.node + "/metrics")},
 	)
 	ops = append(ops, clusterOps("users", "fixture", func(r *rbacRole) any { return map[string]any{"metadata": meta("new-" + r.sfx)} }, named("/api/v1/users/del-"))...)
-	ops = append(ops, clusterOps("tokens", fx.fixtureToken, func(r *rbacRole) any { return map[string]any{"spec": map[string]any{"user": "fixture"}} },
-		func(r *rbacRole) string { return "/api/v1/tokens/" + fx.delTokens[r.sfx] })...)
+	// Everyone may list and make tokens of their own (the list shows
+	// only theirs: see TestUserManagesTheirOwnTokensOnly); another
+	// user's, as here, only a cluster admin may touch.
+	tokenOps := clusterOps("tokens", fx.fixtureToken, func(r *rbacRole) any { return map[string]any{"spec": map[string]any{"user": "fixture"}} },
+		func(r *rbacRole) string { return "/api/v1/tokens/" + fx.delTokens[r.sfx] })
+	for i := range tokenOps {
+		if strings.HasPrefix(tokenOps[i].name, "list ") {
+			tokenOps[i].allow = "CADVU"
+		}
+	}
+	ops = append(ops, tokenOps...)
 	ops = append(ops, clusterOps("roles", "custom", func(r *rbacRole) any {
 		return map[string]any{"metadata": meta("new-" + r.sfx), "spec": map[string]any{"rules": []map[string]any{{"verbs": []string{"get"}, "resources": []string{"apps"}}}}}
 	}, named("/api/v1/roles/del-"))...)

@@ -483,7 +483,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, t *v1.Token
 		// A token acts with all of its user's rights: making one for
 		// someone else takes holding every right there is.
 		if err := s.authz.Authorize(ctx, id, auth.Attributes{Verb: "*", Resource: "*", Namespace: "*"}); err != nil {
-			return fmt.Errorf("%w: only a cluster admin may create a token for another user (%s); %s may create tokens for themselves", v1.ErrForbidden, t.Spec.User, id.User)
+			return fmt.Errorf("%w: user %q may not create tokens for another user (%s): only a cluster admin may; anyone may create tokens for themselves", v1.ErrForbidden, id.User, t.Spec.User)
 		}
 	}
 	if t.Spec.Expires != nil && !t.Spec.Expires.After(time.Now()) {
