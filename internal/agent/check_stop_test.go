@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -165,5 +167,48 @@ func TestNeverStartedInstanceIsNotDrained(t *testing.T) {
 	}
 	if took > 2*time.Second {
 		t.Fatalf("an instance that never ran (no container, no IP) waited %v of drainDelay before it was removed", took.Round(100*time.Millisecond))
+	}
+}
+
+// An agent restarted while a drained instance had its grace period (the
+// drain ended 4s ago, the grace is 10s) sent SIGTERM again with the whole
+// grace period: each restart gave the process up to an hour more. It
+// now gets what is left.
+func TestRestartedAgentGivesWhatIsLeftOfTheGracePeriod(t *testing.T) {
+	api := &flakyAPI{}
+	rt := &checkStopRuntime{}
+	a := agentWithAPI(t, rt, api)
+	w := deletingWorker(a)
+	w.desired.Spec.DrainDelay = v1.Duration(2 * time.Second)
+	grace := v1.Duration(10 * time.Second)
+	w.desired.Spec.Template.StopGracePeriod = &grace
+	os.MkdirAll(a.instanceDir(w.id), 0o700)
+	began := time.Now().Add(-6 * time.Second) // drain 2s, then 4s of grace
+	os.WriteFile(filepath.Join(a.instanceDir(w.id), drainFile), []byte(w.uid+" "+began.Format(time.RFC3339Nano)), 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	w.terminate(ctx)
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if len(rt.stops) != 1 {
+		t.Fatalf("%d stops, want 1", len(rt.stops))
+	}
+	if got := rt.stops[0]; got < 5*time.Second || got > 6*time.Second+500*time.Millisecond {
+		t.Fatalf("stopped with a grace of %s, want what is left of 10s after 4s (about 6s)", got)
+	}
+}
+
+func TestGraceLeft(t *testing.T) {
+	for _, tt := range []struct{ grace, elapsed, want time.Duration }{
+		{10 * time.Second, 0, 10 * time.Second},
+		{10 * time.Second, -time.Second, 10 * time.Second}, // the drain has not ended
+		{10 * time.Second, 4 * time.Second, 6 * time.Second},
+		{10 * time.Second, time.Hour, time.Second}, // past: SIGTERM still gets a second
+		{0, time.Minute, 0},                        // none asked for
+		{500 * time.Millisecond, time.Minute, 500 * time.Millisecond},
+	} {
+		if got := graceLeft(tt.grace, tt.elapsed); got != tt.want {
+			t.Errorf("graceLeft(%s, %s) = %s, want %s", tt.grace, tt.elapsed, got, tt.want)
+		}
 	}
 }

@@ -1071,10 +1071,21 @@ func (w *worker) mayServe() bool {
 // drained.
 const reasonStopping = "Stopping"
 
+// graceLeft is what remains of a grace period that began elapsed ago: at
+// least a second (or the whole period, if shorter), so that a process
+// whose SIGTERM an earlier agent may never have sent still hears one.
+func graceLeft(grace, elapsed time.Duration) time.Duration {
+	if elapsed <= 0 {
+		return grace
+	}
+	return max(grace-elapsed, min(grace, time.Second))
+}
+
 // terminate drains and stops the instance and removes everything it had:
 // container, snapshot, network, files, and finally the instance object.
 func (w *worker) terminate(ctx context.Context) {
 	inst, _, gone := w.state()
+	grace := stopGrace(inst)
 	if !gone && !w.mayServe() {
 		w.report(ctx, func(s *v1.InstanceStatus) {
 			s.Phase, s.Ready, s.Reason, s.Message = v1.PhaseTerminating, false, reasonStopping, "stopping (no process that could have had traffic: no drain)"
@@ -1093,17 +1104,21 @@ func (w *worker) terminate(ctx context.Context) {
 			}
 			w.wait(ctx, time.Until(deadline))
 		}
+		// An agent restarted after the drain ended, while the process
+		// had its grace period, gives it what is left of it rather
+		// than all of it again (up to an hour each restart).
+		grace = graceLeft(grace, time.Since(deadline))
 	}
 	if ctx.Err() != nil {
 		return // the agent is stopping; the next one finishes the job
 	}
 	if !gone {
-		w.event(ctx, v1.EventNormal, "Killing", "stopping container (SIGTERM, then SIGKILL after %s)", stopGrace(inst))
+		w.event(ctx, v1.EventNormal, "Killing", "stopping container (SIGTERM, then SIGKILL after %s)", grace)
 	}
 	// While containerd is away (restarting), the container may still
 	// run: wait for it to come back rather than tear down the network
 	// and delete the object of a live process.
-	stop := func() error { return w.a.rt.Stop(ctx, w.id, stopGrace(inst)) }
+	stop := func() error { return w.a.rt.Stop(ctx, w.id, grace) }
 	if err := retry(ctx, w.a.log, "stop container", stop, isUnavailable, "instance", w.key); err != nil && !errors.Is(err, v1.ErrNotFound) {
 		if ctx.Err() != nil {
 			return
