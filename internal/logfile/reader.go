@@ -19,8 +19,10 @@ import (
 type ReadOptions struct {
 	// Since drops records older than this time (zero: keep all).
 	Since time.Time
-	// Tail returns only the last Tail records that pass Since; zero or
-	// negative returns all. To follow new records only, set Since to now.
+	// Tail returns only the last Tail lines that pass Since (whole: all
+	// their pieces), and the pieces so far of a line still being
+	// written; zero or negative returns all. To follow new records only,
+	// set Since to now.
 	Tail int
 	// Follow keeps the reader waiting for new records, across rotations,
 	// until its context ends.
@@ -452,6 +454,21 @@ func rotatedFiles(path string) ([]string, error) {
 	return names, nil
 }
 
+// Bounds of the backward scan of tailFiles past what it returns.
+const (
+	// maxPiecesGap is how many records the scan looks at, once it has
+	// its n lines, after the last piece it kept of a line whose first
+	// pieces it still looks for: the pieces of one line are written
+	// close together, and a line that had no earlier record of its
+	// stream would otherwise send the scan back to the file's start.
+	maxPiecesGap = 256
+	// maxOlderRun is how many records older than since in a row end the
+	// scan. One older record does not: after the wall clock stepped
+	// back, newer records lie before it, and a read without a tail
+	// returns them.
+	maxOlderRun = 1024
+)
+
 // tailFiles returns the last n records (not older than since) of files,
 // given oldest first, scanning backwards from the end so that a short tail
 // of a large log reads little. For newest it reads only up to the last
@@ -466,12 +483,14 @@ func tailFiles(files []*os.File, newest *os.File, n int, since time.Time) ([]Ent
 		// last piece, and its earlier pieces come before, with the other
 		// stream's records maybe in between.
 		open [2]bool
-		stop bool
-		// past counts the records looked at once n lines are in: the
-		// pieces of one line are written close together, so the scan
-		// for the first pieces stops after a few (a line that had none
-		// would otherwise send it back to the file's start).
-		past int
+		// ended: a record that ends a line of that stream was seen.
+		// Pieces of a stream newer than its last such record are a line
+		// still being written: they are kept (a follower joins its rest
+		// to them) but are not one of the n lines.
+		ended [2]bool
+		stop  bool
+		past  int // records looked at since the last piece kept, once full
+		older int // records older than since in a row
 	)
 	for i := len(files) - 1; i >= 0 && !stop; i-- {
 		f := files[i]
@@ -486,22 +505,28 @@ func tailFiles(files []*os.File, newest *os.File, n int, since time.Time) ([]Ent
 				return true
 			}
 			if !since.IsZero() && e.Time.Before(since) {
-				return false
+				if older++; older > maxOlderRun {
+					stop = true
+					return false
+				}
+				return true
 			}
+			older = 0
 			// n lines, not n records: the pieces of a long line
 			// before its last one come with it, also when the other
 			// stream wrote between them.
 			si := streamIndex(e.Stream)
 			if full {
-				if past++; past > 256 {
+				if past++; past > maxPiecesGap {
 					stop = true
 					return false
 				}
 			}
-			if !e.Partial {
+			switch {
+			case !e.Partial:
 				// The end of the line before: a line of this stream
 				// taken already is whole.
-				open[si] = false
+				ended[si], open[si] = true, false
 				if full {
 					stop = !open[0] && !open[1]
 					return !stop
@@ -509,7 +534,13 @@ func tailFiles(files []*os.File, newest *os.File, n int, since time.Time) ([]Ent
 				lines++
 				open[si] = true
 				full = lines == n
-			} else if full && !open[si] {
+			case !ended[si] || open[si]:
+				// A piece of a line in progress or of one taken: the
+				// bound counts from here, so that a line of many
+				// pieces comes whole.
+				open[si] = true
+				past = 0
+			default:
 				return true // a piece of a line beyond the n
 			}
 			out = append(out, e)

@@ -73,10 +73,16 @@ type Writer struct {
 	// bytes written, not per line.
 	retryAt int64
 	buf     []byte
+	// lineOpen is set, by streamIndex, while the last record stored of
+	// that stream is a piece of a line (Partial): Close ends the line.
+	lineOpen [2]bool
 }
 
 // Create opens the log file at path for appending, creating it and its
-// directory as needed.
+// directory as needed. A line the log's last writer left open (it was
+// killed in the middle of a long line) is ended first with an empty
+// record, so that readers do not join this writer's first line of that
+// stream onto its pieces.
 func Create(path string, opts Options) (*Writer, error) {
 	w := &Writer{path: path, opts: opts.withDefaults(), now: time.Now}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -85,7 +91,67 @@ func Create(path string, opts Options) (*Writer, error) {
 	if err := w.open(); err != nil {
 		return nil, err
 	}
+	w.endLinesLeftOpen()
 	return w, nil
+}
+
+// endLinesLeftOpen writes an empty closing record for each stream whose
+// last record in the log is a piece of a line. Failing to look or to write
+// is logged, not returned: the container's output matters more than a
+// line joined to the next.
+func (w *Writer) endLinesLeftOpen() {
+	open, err := linesLeftOpen(w.path)
+	if err != nil {
+		w.opts.Log.Warn("could not check the log for a line its last writer left open", "path", w.path, "err", err)
+	}
+	for i, s := range [2]string{Stdout, Stderr} {
+		if !open[i] {
+			continue
+		}
+		if err := w.writeNow(Entry{Stream: s}); err != nil {
+			w.opts.Log.Warn("could not end a line the log's last writer left open", "path", w.path, "stream", s, "err", err)
+		}
+	}
+}
+
+// linesLeftOpen reports, by streamIndex, whether the last record of that
+// stream in the log at path is a piece of a line. It looks at the last
+// records of the live file, then of the newest rotated one (the writer
+// may have died between a rotation and its first write), and gives up
+// on a stream not found among the last few hundred.
+func linesLeftOpen(path string) (open [2]bool, err error) {
+	var seen [2]bool
+	looked := 0
+	for _, name := range []string{path, rotatedName(path, 1)} {
+		f, err := os.Open(name)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return open, fmt.Errorf("open log: %w", err)
+		}
+		st, err := f.Stat()
+		if err == nil {
+			_, _, err = scanBackward(f, st.Size(), func(line []byte) bool {
+				looked++
+				e, perr := ParseEntry(line)
+				if perr == nil {
+					if i := streamIndex(e.Stream); !seen[i] {
+						seen[i], open[i] = true, e.Partial
+					}
+				}
+				return looked < 256 && !(seen[0] && seen[1])
+			})
+		}
+		f.Close()
+		if err != nil {
+			return open, fmt.Errorf("read log: %w", err)
+		}
+		if looked >= 256 || (seen[0] && seen[1]) {
+			break
+		}
+	}
+	return open, nil
 }
 
 func (w *Writer) open() error {
@@ -180,6 +246,7 @@ func (w *Writer) write(e Entry) error {
 	if err != nil {
 		return fmt.Errorf("write log record: %w", err)
 	}
+	w.lineOpen[streamIndex(e.Stream)] = e.Partial
 	return nil
 }
 
@@ -225,17 +292,31 @@ func (w *Writer) shift() error {
 	return nil
 }
 
-// Close closes the live file.
+// Close ends the lines left open (a copy still in the middle of a long
+// line, as when the driver gives up waiting for the streams to end) with
+// an empty record, so that the next writer's first line of that stream is
+// not joined to their pieces, then closes the live file. Writes after
+// Close fail.
 func (w *Writer) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.closed = true
-	if w.f == nil {
+	if w.closed {
 		return nil
 	}
-	err := w.f.Close()
-	w.f = nil
-	return err
+	var errs []error
+	for i, s := range [2]string{Stdout, Stderr} {
+		if w.lineOpen[i] {
+			if err := w.write(Entry{Time: w.now(), Stream: s}); err != nil {
+				errs = append(errs, fmt.Errorf("end the open %s line: %w", s, err))
+			}
+		}
+	}
+	w.closed = true
+	if w.f != nil {
+		errs = append(errs, w.f.Close())
+		w.f = nil
+	}
+	return errors.Join(errs...)
 }
 
 func rotatedName(path string, n int) string { return path + "." + strconv.Itoa(n) }
