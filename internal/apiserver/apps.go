@@ -29,9 +29,9 @@ func (s *Server) saveApp(ctx context.Context, a *v1.App, prev *v1.App, dry bool)
 	// cluster's claims (the rollback takes them so too).
 	defer s.HoldQuota(ctx, a.Metadata.Namespace)()
 	if hasClaims(a) && !dry {
-		defer s.holdClaims()()
+		defer s.HoldClaims()()
 	}
-	image, digest, resolve, err := s.admitApp(ctx, a, prev, dry)
+	image, digest, resolve, err := s.admitApp(ctx, a, prev, admitOptions{dry: dry})
 	if err != nil {
 		return "", err
 	}
@@ -115,8 +115,7 @@ func warn(w http.ResponseWriter, text string) {
 // admitApp runs the admission checks on an App and returns the qualified
 // image, its digest when the reference names one, and how to look the
 // digest up in the registry otherwise (done only when a revision is made).
-// A dry run's refusal by quota makes no event.
-func (s *Server) admitApp(ctx context.Context, a *v1.App, prev *v1.App, dry bool) (string, string, func() string, error) {
+func (s *Server) admitApp(ctx context.Context, a *v1.App, prev *v1.App, opt admitOptions) (string, string, func() string, error) {
 	if prev != nil && prev.Metadata.Deleting != nil {
 		return "", "", nil, fmt.Errorf("%w: app %q is being deleted", v1.ErrConflict, a.Metadata.Name)
 	}
@@ -139,7 +138,9 @@ func (s *Server) admitApp(ctx context.Context, a *v1.App, prev *v1.App, dry bool
 	if err := checkPolicy(ns, &a.Spec.Template); err != nil {
 		return "", "", nil, err
 	}
-	applyLimitDefaults(ns, &a.Spec.Template)
+	if !opt.restore {
+		applyLimitDefaults(ns, &a.Spec.Template)
+	}
 	if err := v1.Validate(a).OrNil(); err != nil {
 		return "", "", nil, err
 	}
@@ -147,7 +148,7 @@ func (s *Server) admitApp(ctx context.Context, a *v1.App, prev *v1.App, dry bool
 		return "", "", nil, err
 	}
 	if err := s.checkQuota(ctx, ns, a, prev); err != nil {
-		if !dry {
+		if !opt.dry {
 			s.quotaDenied(ctx, a, err)
 		}
 		return "", "", nil, err
@@ -177,6 +178,17 @@ func (s *Server) admitApp(ctx context.Context, a *v1.App, prev *v1.App, dry bool
 		return d
 	}
 	return image, "", resolve, nil
+}
+
+// admitOptions says how admitApp treats an App.
+type admitOptions struct {
+	// dry marks a dry run: its refusal by quota makes no event.
+	dry bool
+	// restore marks a rollback's template, stored as its revision has
+	// it: today's namespace defaults are not filled in, so the limits
+	// and quota judge the values that will run (a copy with the
+	// defaults filled in passed a maximum the stored template broke).
+	restore bool
 }
 
 // mayPull refuses an image of the cluster registry that the caller may
@@ -309,14 +321,15 @@ func hasClaims(a *v1.App) bool {
 	return claims
 }
 
-// holdClaims locks the cluster's routes and node ports until the returned
+// HoldClaims locks the cluster's routes and node ports until the returned
 // release is called. checkClaims lists the other Apps and the write comes
 // later: two writers interleaved so, in different namespaces (or one
 // without a quota, whose writes take no quota lock), each saw the route
 // free and both were admitted. A lock in the process suffices because one
 // API server serves the cluster (as for quotaLocks). Whoever holds a
-// quota lock too takes it first.
-func (s *Server) holdClaims() func() {
+// quota lock too takes it first, and so does the controller's automatic
+// rollback, which may bring a route or node port back.
+func (s *Server) HoldClaims() func() {
 	s.claimsMu.Lock()
 	return s.claimsMu.Unlock
 }

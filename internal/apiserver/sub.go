@@ -175,7 +175,7 @@ func (s *Server) rollbackApp(w http.ResponseWriter, r *http.Request, ri *request
 	// The restored template may bring back a node port: checked and
 	// written under the claims lock, as an apply is (after the quota
 	// lock, in saveApp's order).
-	defer s.holdClaims()()
+	defer s.HoldClaims()()
 	a, _, err := apps.Rollback(ctx, s.store, ri.Namespace, ri.Name, apps.RollbackOptions{To: req.ToRevision,
 		Admit: func(a, prev *v1.App) error {
 			if err := notPaused(prev, "rollback"); err != nil {
@@ -194,9 +194,12 @@ func (s *Server) rollbackApp(w http.ResponseWriter, r *http.Request, ri *request
 // is the App before) against the namespace's policy and quota as they
 // are now, as a rollback through the API is: the controller's automatic
 // rollbacks go through it too, so a template the policy has since
-// forbidden does not come back by itself.
+// forbidden does not come back by itself. The template is judged as the
+// revision has it, without today's namespace defaults, because that is
+// what is stored and runs. The caller holds the quota and claims locks
+// (HoldQuota, then HoldClaims) across the check and the write.
 func (s *Server) AdmitRollback(ctx context.Context, a, prev *v1.App) error {
-	_, _, _, err := s.admitApp(ctx, a, prev, false)
+	_, _, _, err := s.admitApp(ctx, a, prev, admitOptions{restore: true})
 	return err
 }
 

@@ -308,11 +308,10 @@ func Rollback(ctx context.Context, s *store.Store, ns, name string, opts Rollbac
 		prev := *a
 		a.Spec.Template = rev.Spec.Template
 		if opts.Admit != nil {
-			// Admission judges a copy: it fills in today's defaults
-			// (a namespace's default memory, say), and the restored
-			// template must stay the revision's to the byte, or its
-			// hash differs and every instance still running it is
-			// replaced instead of kept.
+			// Admission judges a copy: the restored template must
+			// stay the revision's to the byte, or its hash differs
+			// and every instance still running it is replaced
+			// instead of kept, whatever admission touches.
 			c, err := cloneApp(a)
 			if err != nil {
 				return nil, 0, err
