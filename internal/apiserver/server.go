@@ -118,7 +118,7 @@ type Server struct {
 	quotaLocks   quotaLocks
 	gatherer     prometheus.Gatherer
 	// claimsMu is held from the check of an App's routes and node ports
-	// to its write (holdClaims).
+	// to its write (HoldClaims).
 	claimsMu sync.Mutex
 }
 

@@ -58,7 +58,12 @@ type Rollout struct {
 	// HoldQuota, when set, serializes an automatic rollback's quota check
 	// and write with the other writes a namespace quota counts.
 	HoldQuota func(ctx context.Context, namespace string) (release func())
-	queue     *Queue
+	// HoldClaims, when set, serializes an automatic rollback's check of
+	// routes and node ports (which the old template may bring back) and
+	// its write with the API server's writes of Apps. Taken after
+	// HoldQuota, in the API server's order.
+	HoldClaims func() (release func())
+	queue      *Queue
 
 	// spells remembers, by instance UID, when this controller saw the
 	// current spell of an instance's readiness begin, on its own clock:
@@ -1032,12 +1037,7 @@ func (r *Rollout) deadlineExceeded(ctx context.Context, a *v1.App, rev *v1.Revis
 			return refused
 		}
 	}
-	release := func() {}
-	if r.HoldQuota != nil {
-		release = r.HoldQuota(ctx, a.Metadata.Namespace)
-	}
-	out, _, err := apps.Rollback(ctx, r.store, a.Metadata.Namespace, a.Metadata.Name, opts)
-	release()
+	out, err := r.rollBack(ctx, a, opts)
 	if refused != nil && !isRefusal(refused) {
 		// Admission could not tell (the store is unavailable): the
 		// next pass tries again.
@@ -1075,4 +1075,18 @@ func (r *Rollout) deadlineExceeded(ctx context.Context, a *v1.App, rev *v1.Revis
 	r.Apps.Observe(out)
 	r.rec.Eventf(ctx, a, v1.EventWarning, "RolledBack", "rolled back from revision %d to the template of revision %d (now revision %d): %s", from, stable, out.Status.Revision, reason)
 	return nil
+}
+
+// rollBack makes the automatic rollback under the API server's quota and
+// claims locks, in its order, so that the admission check and the write
+// are one step for the other writers of Apps.
+func (r *Rollout) rollBack(ctx context.Context, a *v1.App, opts apps.RollbackOptions) (*v1.App, error) {
+	if r.HoldQuota != nil {
+		defer r.HoldQuota(ctx, a.Metadata.Namespace)()
+	}
+	if r.HoldClaims != nil {
+		defer r.HoldClaims()()
+	}
+	out, _, err := apps.Rollback(ctx, r.store, a.Metadata.Namespace, a.Metadata.Name, opts)
+	return out, err
 }

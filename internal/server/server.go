@@ -287,6 +287,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	rollout.Metrics = controller.NewRolloutMetrics(s.Metrics)
 	rollout.Admit = s.API.AdmitRollback
 	rollout.HoldQuota = s.API.HoldQuota
+	rollout.HoldClaims = s.API.HoldClaims
 	rollout.Nodes = informer.New[*v1.Node](s.Store, log)
 	s.Metrics.MustRegister(newEtcdCollector(s.cli))
 	s.goRun(func() error { s.Instances.Run(ctx); return nil })
