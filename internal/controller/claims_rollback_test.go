@@ -2,17 +2,10 @@ package controller
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"net"
 	"testing"
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
-	"github.com/gantry-dev/gantry/client"
-	"github.com/gantry-dev/gantry/internal/apiserver"
-	"github.com/gantry-dev/gantry/internal/auth"
-	"github.com/gantry-dev/gantry/internal/secrets/secretstest"
 	"github.com/gantry-dev/gantry/internal/store"
 	"github.com/gantry-dev/gantry/internal/store/storetest"
 )
@@ -31,29 +24,7 @@ func TestAutomaticRollbackHoldsTheClaimsLock(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tok, err := auth.Bootstrap(ctx, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := apiserver.New(apiserver.Config{AppsDomain: "localhost"}, s, &auth.Authenticator{Store: s}, &auth.Authorizer{Store: s},
-		slog.New(slog.NewTextHandler(io.Discard, nil)), apiserver.WithSecrets(secretstest.Codec(t)))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go api.Serve(ctx, ln, nil)
-	c, err := client.New(client.Config{Server: "http://" + ln.Addr().String(), Token: tok})
-	if err != nil {
-		t.Fatal(err)
-	}
-	apply := func(doc string) error {
-		o, err := v1.DecodeManifest([]byte(doc))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = c.Apply(ctx, o)
-		return err
-	}
+	api, apply := serveAPI(ctx, t, s)
 	// Revision 1 has node port 30432; revision 2, the failing one, gave
 	// it up.
 	if err := apply("kind: App\nname: a\nnamespace: q\nimage: x:v1\nports: [{name: pg, port: 5432, protocol: tcp, expose: tcp, nodePort: 30432}]\n"); err != nil {

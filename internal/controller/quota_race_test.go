@@ -27,29 +27,7 @@ func TestAutomaticRollbackHoldsTheQuotaLock(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s := quotaStore(t, 2000)
-	tok, err := auth.Bootstrap(ctx, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := apiserver.New(apiserver.Config{AppsDomain: "localhost"}, s, &auth.Authenticator{Store: s}, &auth.Authorizer{Store: s},
-		slog.New(slog.NewTextHandler(io.Discard, nil)), apiserver.WithSecrets(secretstest.Codec(t)))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go api.Serve(ctx, ln, nil)
-	c, err := client.New(client.Config{Server: "http://" + ln.Addr().String(), Token: tok})
-	if err != nil {
-		t.Fatal(err)
-	}
-	apply := func(doc string) error {
-		o, err := v1.DecodeManifest([]byte(doc))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = c.Apply(ctx, o)
-		return err
-	}
+	api, apply := serveAPI(ctx, t, s)
 	const app = "kind: App\nname: a\nnamespace: q\nimage: x:%s\nresources: {cpu: %s}\nstrategy: {maxSurge: 0, maxUnavailable: 1}\n"
 	if err := apply(fmt.Sprintf(app, "v1", "1000m")); err != nil {
 		t.Fatal(err)
@@ -94,6 +72,35 @@ func TestAutomaticRollbackHoldsTheQuotaLock(t *testing.T) {
 	}
 	if cpu > 2000 {
 		t.Errorf("namespace q requests %dm CPU under a 2000m quota: the automatic rollback and an apply interleaved", cpu)
+	}
+}
+
+// serveAPI serves an API server on s with an admin's token, and returns
+// it with a function that applies a manifest through it.
+func serveAPI(ctx context.Context, t *testing.T, s *store.Store) (*apiserver.Server, func(doc string) error) {
+	t.Helper()
+	tok, err := auth.Bootstrap(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := apiserver.New(apiserver.Config{AppsDomain: "localhost"}, s, &auth.Authenticator{Store: s}, &auth.Authorizer{Store: s},
+		slog.New(slog.NewTextHandler(io.Discard, nil)), apiserver.WithSecrets(secretstest.Codec(t)))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go api.Serve(ctx, ln, nil)
+	c, err := client.New(client.Config{Server: "http://" + ln.Addr().String(), Token: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api, func(doc string) error {
+		o, err := v1.DecodeManifest([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Apply(ctx, o)
+		return err
 	}
 }
 
