@@ -5,7 +5,6 @@ import (
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
-	"github.com/gantry-dev/gantry/internal/metrics"
 )
 
 // docs/guide.md: "A cpu or memory alert rule counts an instance's newest
@@ -19,19 +18,14 @@ func TestUsageRuleDropsAStaleSampleAfterABreakInReporting(t *testing.T) {
 	f.create(t, appObj("web", 1))
 	f.create(t, inst("web-a", "web", ready))
 	f.create(t, rule("hot", v1.AlertCPU, 80))
-	report := func(cpu float64) {
-		f.window.Add(metrics.Report{Node: metrics.NodeSample{Node: "n1", Point: metrics.Point{Time: f.clock.Now()}},
-			Instances: []metrics.InstanceSample{{Namespace: "default", Name: "web-a", App: "web", Node: "n1", CPULimit: 0.5,
-				Point: metrics.Point{Time: f.clock.Now(), CPU: cpu}}}})
-	}
 	// The agent samples every 10 s.
 	for i := 0; i < 6; i++ {
 		f.clock.Advance(10 * time.Second)
-		report(0.1)
+		f.reportCPU(0.1)
 	}
 	// Cut off for 10 minutes, one report, then nothing more.
 	f.clock.Advance(10 * time.Minute)
-	report(0.49)
+	f.reportCPU(0.49)
 	// Five minutes (30 sampling intervals) later.
 	f.clock.Advance(5 * time.Minute)
 	f.evaluate(t)
