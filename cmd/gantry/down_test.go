@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // `gantry agent` keeps its node under $GANTRY_HOME/agent by default, and
@@ -34,11 +35,23 @@ func TestDownRefusesWhileTheAgentRuns(t *testing.T) {
 	// A process whose command line names gantry stands for the running
 	// agent (not this one: a pid file naming the reader itself is a
 	// stale one, left by a gantry that died and whose pid it got).
-	agent := exec.Command("sh", "-c", "sleep 60", "gantry-agent")
+	// The shell must outlive sleep: given a lone command, dash may exec
+	// it in its own place, and the command line then no longer names
+	// gantry.
+	agent := exec.Command("sh", "-c", "sleep 60; exit 0", "gantry-agent")
 	if err := agent.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
+	// Start returns before the child has become the shell: until then its
+	// command line is empty or this test's, and the test failed when down
+	// read it in that moment.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", agent.Process.Pid))
+		if strings.Contains(string(b), "gantry-agent") || time.Now().After(deadline) {
+			break
+		}
+	}
 	os.WriteFile(filepath.Join(agentDir, "gantry.pid"), []byte(fmt.Sprintf("%d\n", agent.Process.Pid)), 0o600)
 	_, err := downPurge()
 	if err == nil || !strings.Contains(err.Error(), "gantry agent is still running") {
