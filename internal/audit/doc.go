@@ -80,9 +80,12 @@
 //	anchor                   {"seq":N,"hash":"…"}: the record just before the oldest stored one
 //
 // Records are written in batches of up to 100 in one transaction that
-// succeeds only if the batch's first seq is still free, so servers
-// sharing one etcd append to one chain: a server that loses the race
-// re-reads the end of the chain and re-chains its batch after it.
+// succeeds only if no record has the batch's first seq or a later one and
+// the anchor has not changed since the writer read the end of the chain
+// (after pruning deleted every record, the anchor is that end), so
+// servers sharing one etcd append to one chain: a server that loses the
+// race re-reads the end of the chain, anchor included, and re-chains its
+// batch after it.
 //
 // Pruning deletes the oldest records that ended more than Retention ago,
 // or beyond the newest MaxRecords, in chunks; each chunk's transaction

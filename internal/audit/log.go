@@ -150,11 +150,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Log, error) {
 		stop:     make(chan struct{}),
 		exited:   make(chan struct{}),
 	}
-	head, empty, err := l.st.head(ctx)
+	head, empty, anchorRev, err := l.st.head(ctx)
 	if err != nil {
 		return nil, err
 	}
-	l.st.storeEmpty = empty
+	l.st.storeEmpty, l.st.anchorRev = empty, anchorRev
 	if cfg.Dir != "" {
 		fw, err := openFileWriter(cfg.Dir, cfg.MaxFileSize, cfg.MaxFiles, log)
 		if err != nil {

@@ -56,9 +56,12 @@ type anchor struct {
 type storeChain struct {
 	cli    *clientv3.Client
 	prefix string
-	// last and storeEmpty belong to the writer goroutine.
+	// last, storeEmpty and anchorRev belong to the writer goroutine.
 	last       chainHead
 	storeEmpty bool
+	// anchorRev is the anchor's ModRevision (0: absent) when last was
+	// read or written; commit requires it unchanged.
+	anchorRev int64
 	// races counts batches re-chained because another writer took
 	// their slot first.
 	races atomic.Uint64
@@ -90,32 +93,41 @@ func unavailable(err error) error {
 }
 
 // head reads the end of the chain: the newest record, or the anchor when
-// pruning removed every record. empty says whether no record is stored.
-func (s *storeChain) head(ctx context.Context) (chainHead, bool, error) {
+// pruning removed every record (or, in a damaged store, when the anchor
+// is past the newest record). empty says whether no record is stored;
+// anchorRev is the anchor's ModRevision (0 when there is none).
+func (s *storeChain) head(ctx context.Context) (h chainHead, empty bool, anchorRev int64, err error) {
 	resp, err := s.cli.Txn(ctx).Then(
 		clientv3.OpGet(s.recPrefix(), clientv3.WithLastKey()...),
 		clientv3.OpGet(s.anchorKey()),
 	).Commit()
 	if err != nil {
-		return chainHead{}, false, fmt.Errorf("read the end of the audit chain: %w", unavailable(err))
-	}
-	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-		seq, err := s.seqOf(kvs[0].Key)
-		if err != nil {
-			return chainHead{}, false, err
-		}
-		e, err := ParseRecord(kvs[0].Value)
-		if err != nil {
-			// The newest record is unreadable: carry on after it, so
-			// Verify shows the damage rather than the log stopping.
-			return chainHead{seq: seq, hash: ""}, false, nil
-		}
-		return chainHead{seq: seq, hash: e.Hash}, false, nil
+		return chainHead{}, false, 0, fmt.Errorf("read the end of the audit chain: %w", unavailable(err))
 	}
 	// A damaged anchor is left for Verify to report; the chain then
 	// starts again from record 1 rather than the log refusing to start.
-	a, _, _ := decodeAnchor(resp.Responses[1].GetResponseRange().Kvs)
-	return chainHead{seq: a.Seq, hash: a.Hash}, true, nil
+	a, anchorRev, _ := decodeAnchor(resp.Responses[1].GetResponseRange().Kvs)
+	h = chainHead{seq: a.Seq, hash: a.Hash}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 {
+		return h, true, anchorRev, nil
+	}
+	seq, err := s.seqOf(kvs[0].Key)
+	if err != nil {
+		return chainHead{}, false, 0, err
+	}
+	// Seqs up to the anchor's were used, even if no record holds them
+	// now: never continue below it.
+	if seq < a.Seq {
+		return h, false, anchorRev, nil
+	}
+	e, err := ParseRecord(kvs[0].Value)
+	if err != nil {
+		// The newest record is unreadable: carry on after it, so
+		// Verify shows the damage rather than the log stopping.
+		return chainHead{seq: seq, hash: ""}, false, anchorRev, nil
+	}
+	return chainHead{seq: seq, hash: e.Hash}, false, anchorRev, nil
 }
 
 func decodeAnchor(kvs []*mvccpb.KeyValue) (anchor, int64, error) {
@@ -155,9 +167,10 @@ func chain(head chainHead, entries []Entry) ([]encoded, error) {
 
 // commit appends a prefix of entries to the chain in one transaction and
 // returns how many it wrote. The transaction only succeeds if no record
-// has the next sequence number or a later one, so servers sharing the store never fork
-// the chain: the loser re-reads the end and chains its records after the
-// winner's.
+// has the next sequence number or a later one and the anchor is as it was
+// when the writer last saw the end of the chain, so servers sharing the
+// store never fork the chain: the loser re-reads the end and chains its
+// records after the winner's.
 func (s *storeChain) commit(ctx context.Context, entries []Entry) (int, []encoded, error) {
 	for attempt := 0; ; attempt++ {
 		recs, err := chain(s.last, entries)
@@ -178,20 +191,31 @@ func (s *storeChain) commit(ctx context.Context, entries []Entry) (int, []encode
 		// No record may exist at or after the first slot: a slot
 		// pruning emptied passes "never created" again, and a server
 		// that has been idle while another appended and pruned would
-		// fill it below the anchor, forking the chain.
+		// fill it below the anchor, forking the chain. When pruning
+		// emptied the store, that range is empty for every writer, so
+		// the anchor must also be unchanged: every prune moves it, and
+		// so does a writer continuing an empty store.
 		resp, err := s.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(s.key(recs[0].seq)), "=", 0).WithRange(clientv3.GetPrefixRangeEnd(s.recPrefix()))).
+			If(
+				clientv3.Compare(clientv3.CreateRevision(s.key(recs[0].seq)), "=", 0).WithRange(clientv3.GetPrefixRangeEnd(s.recPrefix())),
+				clientv3.Compare(clientv3.ModRevision(s.anchorKey()), "=", s.anchorRev),
+			).
 			Then(ops...).Commit()
 		if err != nil {
 			return 0, nil, fmt.Errorf("write audit records %d-%d: %w", recs[0].seq, recs[len(recs)-1].seq, unavailable(err))
 		}
 		if resp.Succeeded {
+			if len(ops) > len(recs) {
+				s.anchorRev = resp.Header.Revision
+			}
 			s.last = chainHead{seq: recs[len(recs)-1].seq, hash: recs[len(recs)-1].hash}
 			s.storeEmpty = false
 			return len(recs), recs, nil
 		}
-		// The slot is taken. Either an earlier attempt of ours did
-		// commit but its answer was lost, or another server appended.
+		// The slot is taken or the anchor moved. Either an earlier
+		// attempt of ours did commit but its answer was lost (its
+		// anchor revision is then unknown: the next batch re-reads
+		// it), another server appended, or a prune moved the anchor.
 		if ok, err := s.alreadyStored(ctx, recs); err != nil {
 			return 0, nil, err
 		} else if ok {
@@ -199,18 +223,19 @@ func (s *storeChain) commit(ctx context.Context, entries []Entry) (int, []encode
 			s.storeEmpty = false
 			return len(recs), recs, nil
 		}
-		s.races.Add(1)
-		head, empty, err := s.head(ctx)
+		head, empty, anchorRev, err := s.head(ctx)
 		if err != nil {
 			return 0, nil, err
 		}
-		if head.seq <= s.last.seq {
-			// Only a store edited behind our back gets here (the
-			// record in our slot vanished between two reads); the
-			// writer retries after a pause.
-			return 0, nil, fmt.Errorf("%w: audit chain slot %d is taken but the chain ends at %d", v1.ErrConflict, recs[0].seq, head.seq)
+		s.anchorRev, s.storeEmpty = anchorRev, empty
+		if head.seq > s.last.seq {
+			s.races.Add(1)
+			s.last = head
 		}
-		s.last, s.storeEmpty = head, empty
+		// Otherwise nobody used a seq after ours (pruning moves the
+		// anchor to the last record it deletes, so it would show): the
+		// anchor only moved, or the store was edited behind our back.
+		// Keep our place and try again with the anchor as it is now.
 		if attempt > 100 {
 			return 0, nil, fmt.Errorf("%w: could not append audit records after %d attempts", v1.ErrConflict, attempt)
 		}
@@ -438,7 +463,8 @@ func (l *Log) Prune(ctx context.Context) (int, error) {
 			return deleted, fmt.Errorf("prune audit records %d-%d: %w", from, to, unavailable(err))
 		}
 		if !tr.Succeeded {
-			// Another server is pruning; leave it to that one.
+			// Another server is pruning (or a writer continued the
+			// chain of an emptied store); leave it to the next run.
 			return deleted, nil
 		}
 		deleted += int(tr.Responses[0].GetResponseDeleteRange().Deleted)
