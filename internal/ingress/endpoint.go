@@ -18,10 +18,17 @@ type endpoint struct {
 	instance string
 	app      *appStats
 
-	inflight atomic.Int64 // requests or TCP flows using it now
+	inflight atomic.Int64 // requests or TCP flows using this object now
 	fails    atomic.Int32 // consecutive connect failures
 	ejected  atomic.Int64 // monoNow value until which it gets no traffic
 	retired  atomic.Bool  // left every table; draining
+
+	// load counts the requests and flows on the instance address across
+	// endpoint objects: after a readiness flap the instance comes back as
+	// a new object while requests still run on the retired one, and
+	// least-requests must see those. inflight stays per object because
+	// draining waits for the retired object's own requests only.
+	load *atomic.Int64
 
 	// pool holds the fast path's keep-alive connections and tr the
 	// connections of requests that need http.Transport (bodies, upgrades).
@@ -42,7 +49,7 @@ func (e *dialError) Error() string { return fmt.Sprintf("connect to %s: %v", e.a
 func (e *dialError) Unwrap() error { return e.err }
 
 func newEndpoint(cfg *Config, key, addr, instance string, app *appStats) *endpoint {
-	ep := &endpoint{key: key, addr: addr, instance: instance, app: app}
+	ep := &endpoint{key: key, addr: addr, instance: instance, app: app, load: new(atomic.Int64)}
 	d := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
 	ep.tr = &http.Transport{
 		// Proxy stays nil: an HTTP_PROXY in gantry's environment must not
@@ -81,8 +88,15 @@ var clockStart = time.Now()
 func monoNow() int64 { return int64(time.Since(clockStart)) }
 
 // acquire counts a request or flow on e.
-func (e *endpoint) acquire() { e.inflight.Add(1) }
-func (e *endpoint) release() { e.inflight.Add(-1) }
+func (e *endpoint) acquire() {
+	e.inflight.Add(1)
+	e.load.Add(1)
+}
+
+func (e *endpoint) release() {
+	e.inflight.Add(-1)
+	e.load.Add(-1)
+}
 
 // succeeded clears the failure streak; the load-then-store keeps the hot
 // path from writing a shared cache line on every request.
@@ -130,7 +144,19 @@ func (b *backend) pick(now int64, skip *endpoint) *endpoint {
 	if n == 0 {
 		return nil
 	}
+	// Draw again while the draw lands on an endpoint that cannot take the
+	// request. Moving on to the next one instead would hand an ejected
+	// endpoint's turns to its neighbour, which would then get two shares
+	// per round (and, under least-requests, win every tie it gave).
+	// Concurrent picks can still leave the last draw on an ejected
+	// endpoint; the scans below then move on from it.
 	start := b.next.Add(1)
+	for i := uint64(1); i < n; i++ {
+		if e := b.eps[start%n]; !skip.covers(e) && !e.isEjected(now) {
+			break
+		}
+		start = b.next.Add(1)
+	}
 	if b.least {
 		var best *endpoint
 		var bestLoad int64
@@ -139,7 +165,7 @@ func (b *backend) pick(now int64, skip *endpoint) *endpoint {
 			if skip.covers(e) || e.isEjected(now) {
 				continue
 			}
-			if l := e.inflight.Load(); best == nil || l < bestLoad {
+			if l := e.load.Load(); best == nil || l < bestLoad {
 				best, bestLoad = e, l
 			}
 		}

@@ -23,6 +23,13 @@ func (p *Proxy) apply(s *discovery.Snapshot) {
 	defer p.mu.Unlock()
 	live := map[string]*endpoint{}
 	apps := map[string]*appStats{}
+	// An instance back after a readiness flap gets a new endpoint object
+	// while its retired one still drains; the new one shares the old one's
+	// load, or least-requests would take it for idle.
+	drainingByKey := map[string]*endpoint{}
+	for e := range p.draining {
+		drainingByKey[e.key] = e
+	}
 	b := &tableBuilder{
 		cfg: &p.cfg,
 		app: func(ns, name string) *appStats {
@@ -44,6 +51,9 @@ func (p *Proxy) apply(s *discovery.Snapshot) {
 			e := p.endpoints[key]
 			if e == nil {
 				e = newEndpoint(&p.cfg, key, addr, instance, app)
+				if old := drainingByKey[key]; old != nil {
+					e.load = old.load
+				}
 			}
 			live[key] = e
 			return e

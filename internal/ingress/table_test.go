@@ -3,6 +3,7 @@ package ingress
 import (
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -137,8 +138,9 @@ func TestPick(t *testing.T) {
 		var out []*endpoint
 		for i, l := range loads {
 			name := string(rune('a' + i))
-			e := &endpoint{key: name, instance: name, addr: "10.0.0." + name + ":80"}
+			e := &endpoint{key: name, instance: name, addr: "10.0.0." + name + ":80", load: new(atomic.Int64)}
 			e.inflight.Store(l)
+			e.load.Store(l)
 			out = append(out, e)
 		}
 		return out
@@ -213,7 +215,7 @@ func TestPick(t *testing.T) {
 		t.Run(fmt.Sprintf("a retry skips the instance after a flap (least=%v)", least), func(t *testing.T) {
 			es := eps(0, 5)
 			failed := es[0]
-			back := &endpoint{key: failed.key, instance: failed.instance, addr: failed.addr}
+			back := &endpoint{key: failed.key, instance: failed.instance, addr: failed.addr, load: new(atomic.Int64)}
 			be := &backend{eps: []*endpoint{back, es[1]}, least: least}
 			for i := 0; i < 10; i++ {
 				if e := be.pick(0, failed); e != es[1] {
@@ -221,7 +223,7 @@ func TestPick(t *testing.T) {
 				}
 			}
 			// The same IP and port under another instance is someone else.
-			other := &endpoint{key: "c", instance: "c", addr: failed.addr}
+			other := &endpoint{key: "c", instance: "c", addr: failed.addr, load: new(atomic.Int64)}
 			if e := (&backend{eps: []*endpoint{other}}).pick(0, failed); e != other {
 				t.Fatalf("picked %v, want the new instance at the reused address", e)
 			}
