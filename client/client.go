@@ -436,9 +436,26 @@ func (c *Client) Apply(ctx context.Context, o v1.Object) (string, error) {
 // and says what the apply would do; o becomes the object as it would be
 // stored.
 func (c *Client) ApplyDryRun(ctx context.Context, o v1.Object) (string, error) {
+	r, err := c.ApplyDryRunResult(ctx, o)
+	return r.Result, err
+}
+
+// DryRunResult is the answer of a dry-run apply.
+type DryRunResult struct {
+	// Result is "created", "configured" or "unchanged".
+	Result string
+	// SecretValuesNotCompared says that the server did not compare a
+	// Secret's values with the stored ones, because the caller may not
+	// read them: Result "configured" then does not tell whether they
+	// change.
+	SecretValuesNotCompared bool
+}
+
+// ApplyDryRunResult is ApplyDryRun, with what else the answer says.
+func (c *Client) ApplyDryRunResult(ctx context.Context, o v1.Object) (DryRunResult, error) {
 	k, err := kindOf(o)
 	if err != nil {
-		return "", err
+		return DryRunResult{}, err
 	}
 	// Decoded into a fresh object, not over o: what the answer leaves out
 	// (a secret's values) must not survive from the request.
@@ -446,14 +463,14 @@ func (c *Client) ApplyDryRun(ctx context.Context, o v1.Object) (string, error) {
 	m := o.GetMeta()
 	p, err := ObjectPath(k, m.Namespace, m.Name)
 	if err != nil {
-		return "", err
+		return DryRunResult{}, err
 	}
 	h, err := c.Do(ctx, http.MethodPut, p, url.Values{"apply": {"true"}, "dryRun": {"true"}}, o, out.Interface())
 	if err != nil {
-		return "", err
+		return DryRunResult{}, err
 	}
 	reflect.ValueOf(o).Elem().Set(out.Elem())
-	return h.Get("X-Gantry-Result"), nil
+	return DryRunResult{Result: h.Get("X-Gantry-Result"), SecretValuesNotCompared: h.Get("X-Gantry-Secret-Values") == "not-compared"}, nil
 }
 
 // Delete removes an object and returns it as it was (or as marked for

@@ -27,7 +27,8 @@ were applied: the live object against the one the server would store (a server
 dry run, so defaults, kept replica counts and namespace limits show as they would
 be). Status and store bookkeeping (uid, revision, created) are left out; secret
 values never leave the server, so a secret whose values alone would change is
-named below the diff.
+named below the diff. The values of a secret you may not read (secrets/reveal)
+are not compared at all: diff says so, and compares its keys and metadata only.
 
 The diff is made by "diff -u -N", or by the command in GANTRY_EXTERNAL_DIFF,
 given two directories. Exit status, as with kubectl diff: 0 when nothing would
@@ -82,7 +83,7 @@ func runDiff(cmd *cobra.Command, c *client.Client, objs []v1.Object) (bool, erro
 			return false, err
 		}
 	}
-	var hidden []string
+	var hidden, uncompared []string
 	for _, o := range objs {
 		k, _ := v1.KindOf(o)
 		m := o.GetMeta()
@@ -95,7 +96,7 @@ func runDiff(cmd *cobra.Command, c *client.Client, objs []v1.Object) (bool, erro
 		if err != nil && !errors.Is(err, v1.ErrNotFound) {
 			return false, fmt.Errorf("%s: %w", ref, err)
 		}
-		res, err := c.ApplyDryRun(ctx, o)
+		res, err := c.ApplyDryRunResult(ctx, o)
 		if err != nil {
 			return false, fmt.Errorf("%s: %w", ref, err)
 		}
@@ -115,9 +116,17 @@ func runDiff(cmd *cobra.Command, c *client.Client, objs []v1.Object) (bool, erro
 		if err := os.WriteFile(filepath.Join(merged, file), after, 0o600); err != nil {
 			return false, err
 		}
-		if _, secret := o.(*v1.Secret); secret && res == "configured" && bytes.Equal(before, after) {
-			// What changes is not shown: secret values.
-			hidden = append(hidden, ref)
+		if _, secret := o.(*v1.Secret); secret && res.Result == "configured" {
+			switch {
+			case res.SecretValuesNotCompared:
+				// The server answers "configured" whatever the values
+				// to a caller who may not read them: counting that as
+				// a change reported every such secret as changed.
+				uncompared = append(uncompared, ref)
+			case bytes.Equal(before, after):
+				// What changes is not shown: secret values.
+				hidden = append(hidden, ref)
+			}
 		}
 	}
 	changed, err := externalDiff(ctx, cmd, live, merged)
@@ -126,6 +135,9 @@ func runDiff(cmd *cobra.Command, c *client.Client, objs []v1.Object) (bool, erro
 	}
 	for _, ref := range hidden {
 		fmt.Fprintf(cmd.OutOrStdout(), "%s would be configured: its values change (secret values are not shown)\n", ref)
+	}
+	for _, ref := range uncompared {
+		fmt.Fprintf(cmd.ErrOrStderr(), "%s: values not compared: you may not read them (secrets/reveal); only its keys and metadata were\n", ref)
 	}
 	return changed || len(hidden) > 0, nil
 }

@@ -531,6 +531,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 			status = http.StatusCreated
 		}
 		w.Header().Set("X-Gantry-Result", res)
+		s.markUncomparedValues(ctx, w, o, res)
 		// Also when nothing changed: the apply kept what it kept again,
 		// and a route's missing certificate is still missing.
 		if a, ok := o.(*v1.App); ok {

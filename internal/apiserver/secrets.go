@@ -99,6 +99,24 @@ func (s *Server) mayReveal(ctx context.Context, sec *v1.Secret) bool {
 	return s.authz.Authorize(ctx, IdentityFrom(ctx), a) == nil
 }
 
+// secretValuesHeader is set on the answer to an apply (or its dry run) of
+// an existing Secret whose values were not compared with the stored ones
+// because the caller may not read them: its X-Gantry-Result
+// "configured" then does not say whether they change (see writeSecret),
+// and without the header gantry diff took it for a change every time.
+// It depends only on the caller's permission, never on the values.
+const secretValuesHeader = "X-Gantry-Secret-Values"
+
+// markUncomparedValues sets secretValuesHeader on the answer to an apply
+// of o that answered res, when o is a Secret its caller may not reveal.
+func (s *Server) markUncomparedValues(ctx context.Context, w http.ResponseWriter, o v1.Object, res string) {
+	sec, ok := o.(*v1.Secret)
+	if !ok || res != "configured" || s.mayReveal(ctx, sec) {
+		return
+	}
+	w.Header().Set(secretValuesHeader, "not-compared")
+}
+
 func (s *Server) checkSecretQuota(ctx context.Context, ns string) error {
 	n, err := store.Get[*v1.Namespace](ctx, s.store, "", ns)
 	if err != nil {
