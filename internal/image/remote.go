@@ -97,7 +97,35 @@ func (a Auth) transport() http.RoundTripper {
 	t := remote.DefaultTransport.(*http.Transport).Clone()
 	t.TLSClientConfig = &tls.Config{RootCAs: a.RootCAs, InsecureSkipVerify: a.Insecure, MinVersion: tls.VersionTLS12,
 		VerifyConnection: pki.RefuseNodeListeners}
-	return t
+	if a.Insecure {
+		return t
+	}
+	return httpsOnly{t}
+}
+
+// httpsOnly refuses plain HTTP to anything but a loopback registry.
+// go-containerregistry falls back to HTTP by itself when HTTPS fails for
+// a private address (10/8, 172.16/12, 192.168/16) or a .local name, and
+// would send the token in clear there; Auth promises plain HTTP only to
+// loopback unless Insecure is set.
+type httpsOnly struct{ next http.RoundTripper }
+
+func (h httpsOnly) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme == "http" && !isLoopback(req.URL.Hostname()) {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, fmt.Errorf("refusing plain HTTP to %s: only a registry on a loopback address is reached without TLS, so the token is not sent in clear; serve it over HTTPS", req.URL.Host)
+	}
+	return h.next.RoundTrip(req)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Push uploads img to ref and returns the digest of its manifest. When
