@@ -47,8 +47,16 @@ func newApp(name, image string) *v1.App {
 
 func raw(t *testing.T, ts *testServer, method, path, ctype string, body []byte) (int, string) {
 	t.Helper()
+	return rawAs(t, ts, ts.Token, method, path, ctype, body)
+}
+
+// rawAs is raw with the caller's token; an empty token asks anonymously.
+func rawAs(t *testing.T, ts *testServer, token, method, path, ctype string, body []byte) (int, string) {
+	t.Helper()
 	req, _ := http.NewRequest(method, ts.URL+path, bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+ts.Token)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}

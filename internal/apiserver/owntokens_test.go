@@ -104,3 +104,88 @@ func TestUserManagesTheirOwnTokensOnly(t *testing.T) {
 		t.Errorf("alice deleting her token = %d %.200s; want 200", code, body)
 	}
 }
+
+// A role that grants `update tokens` everywhere (a help desk that may
+// revoke leaked tokens) lets its holder revoke an admin's token, not
+// lift the revocation or extend its expiry: either would hand them a
+// token with all of the admin's rights, as only a cluster admin may.
+func TestUpdateTokensRoleMayRevokeButNotRevive(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	ctx := context.Background()
+	admin := ts.client(t, ts.Token)
+	for _, m := range []string{
+		"kind: User\nname: helper\n",
+		"kind: Role\nname: token-desk\nrules:\n- verbs: [get, list, update]\n  resources: [tokens]\n",
+		"kind: RoleBinding\nname: helper-desk\nuser: helper\nrole: token-desk\nnamespace: \"*\"\n",
+	} {
+		o, err := v1.DecodeManifest([]byte(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := admin.Apply(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ht, err := admin.CreateToken(ctx, v1.TokenSpec{User: "helper"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	helper := ts.client(t, ht.Secret)
+
+	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	leaked, err := admin.CreateToken(ctx, v1.TokenSpec{Description: "leaked", Expires: &exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	whoami := func() int {
+		code, _ := rawAs(t, ts, leaked.Secret, "GET", "/api/v1/whoami", "", nil)
+		return code
+	}
+	tok, err := client.Get[*v1.Token](ctx, helper, "", leaked.Metadata.Name)
+	if err != nil {
+		t.Fatalf("helper reading the admin's token: %v", err)
+	}
+	later := exp.Add(24 * time.Hour)
+	longer := *tok
+	longer.Spec.Expires = &later
+	if err := helper.Update(ctx, &longer); err == nil || !strings.Contains(err.Error(), "cluster admin") {
+		t.Errorf("helper extending the admin's token: %v; want 403 naming a cluster admin", err)
+	}
+	tok.Spec.Revoked = true
+	if err := helper.Update(ctx, tok); err != nil {
+		t.Fatalf("helper revoking the admin's token: %v", err)
+	}
+	if code := whoami(); code != http.StatusUnauthorized {
+		t.Fatalf("the revoked token: whoami %d; want 401", code)
+	}
+
+	tok, err = client.Get[*v1.Token](ctx, helper, "", leaked.Metadata.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok.Spec.Revoked = false
+	if err := helper.Update(ctx, tok); err == nil || !strings.Contains(err.Error(), "stays revoked") {
+		t.Errorf("helper lifting the revocation: %v; want 403", err)
+	}
+	if code := whoami(); code != http.StatusUnauthorized {
+		t.Errorf("after the helper's attempt the revoked token answers whoami %d; want 401", code)
+	}
+
+	// A cluster admin may.
+	tok, err = client.Get[*v1.Token](ctx, admin, "", leaked.Metadata.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok.Spec.Revoked = false
+	tok.Spec.Expires = &later
+	if err := admin.Update(ctx, tok); err != nil {
+		t.Fatalf("a cluster admin lifting the revocation: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for whoami() != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("the token lifted by a cluster admin still does not authenticate")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -532,7 +532,7 @@ func (s *Server) admitOther(ctx context.Context, o, prev v1.Object) error {
 		if o.Spec.User != p.Spec.User || o.Spec.Node != p.Spec.Node {
 			return fmt.Errorf("%w: a token's user cannot change; create a new token", v1.ErrUnprocessable)
 		}
-		if err := checkOwnTokenUpdate(ctx, o, p); err != nil {
+		if err := s.checkTokenUpdate(ctx, o, p); err != nil {
 			return err
 		}
 		o.Spec.Hash = p.Spec.Hash
