@@ -158,6 +158,10 @@ func (a *Agent) serveExec(w http.ResponseWriter, r *http.Request) {
 	tty := q.Get("tty") == "true"
 	withStdin := q.Get("stdin") == "true"
 	stdinR, stdinW := io.Pipe()
+	// Once the command is done nobody reads its stdin: closing the read
+	// side makes the frame reader's writes fail rather than block it for
+	// ever (`yes | gantry exec -i INST -- head -1`).
+	defer stdinR.Close()
 	resize := make(chan runtime.Size, 4)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -171,7 +175,9 @@ func (a *Agent) serveExec(w http.ResponseWriter, r *http.Request) {
 			}
 			switch t {
 			case stream.Stdin:
-				stdinW.Write(p)
+				if withStdin {
+					stdinW.Write(p)
+				}
 			case stream.CloseStdin:
 				stdinW.Close()
 			case stream.Resize:
