@@ -729,15 +729,19 @@ func (s *Server) afterWrite(o v1.Object) {
 		if a, ok := s.authn.(interface{ Forget(string) }); ok {
 			a.Forget(o.Metadata.Name)
 		}
+	case *v1.User:
+		if a, ok := s.authn.(interface{ ForgetUser(string) }); ok && o.Spec.Disabled {
+			a.ForgetUser(o.Metadata.Name)
+		}
 	}
 }
 
 func (s *Server) afterDelete(o v1.Object) {
 	s.afterWrite(o)
 	switch o := o.(type) {
-	case *v1.Token:
-		if a, ok := s.authn.(interface{ Forget(string) }); ok {
-			a.Forget(o.Metadata.Name)
+	case *v1.User:
+		if a, ok := s.authn.(interface{ ForgetUser(string) }); ok {
+			a.ForgetUser(o.Metadata.Name)
 		}
 	case *v1.Node:
 		s.heartbeats.Forget(context.Background(), o.Metadata.Name)

@@ -189,3 +189,27 @@ func TestUpdateTokensRoleMayRevokeButNotRevive(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Disabling a user locks her out at once, as revoking a token does: her
+// tokens verified a moment before were served from the cache for its TTL.
+func TestDisabledUserIsLockedOutAtOnce(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	govNamespace(t, ts, "team", nil)
+	_, tok := govUser(t, ts, "mallory", "developer", "team")
+	if code, body := rawAs(t, ts, tok, "GET", "/api/v1/whoami", "", nil); code != http.StatusOK {
+		t.Fatalf("setup: whoami %d %.200s", code, body)
+	}
+	admin := ts.client(t, ts.Token)
+	ctx := context.Background()
+	u, err := client.Get[*v1.User](ctx, admin, "", "mallory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Spec.Disabled = true
+	if err := admin.Update(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := rawAs(t, ts, tok, "GET", "/api/v1/whoami", "", nil); code != http.StatusUnauthorized {
+		t.Errorf("the disabled user's token right after the update: whoami %d; want 401", code)
+	}
+}

@@ -206,6 +206,19 @@ func (a *Authenticator) Forget(id string) {
 	a.mu.Unlock()
 }
 
+// ForgetUser drops every cached token of a user at once (after the user
+// is disabled).
+func (a *Authenticator) ForgetUser(user string) {
+	a.mu.Lock()
+	for id, c := range a.cache {
+		if c.id.Node == "" && c.id.User == user {
+			delete(a.cache, id)
+		}
+	}
+	a.forgets++
+	a.mu.Unlock()
+}
+
 // TokenFor makes a token object for spec, not yet stored, and its secret.
 func TokenFor(spec v1.TokenSpec) (*v1.Token, string) {
 	id, full, hash := NewToken()
