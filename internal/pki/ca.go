@@ -59,31 +59,46 @@ func loadOrCreateCA(dataDir string, now func() time.Time) (*CA, error) {
 	keyPath, certPath := filepath.Join(dir, "ca.key"), filepath.Join(dir, "ca.crt")
 	ca := &CA{now: now}
 
-	keyPEM, err := readPrivateFile(keyPath)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
+	// What is there, links included: a link whose target is missing (a
+	// volume not mounted yet) is a CA to wait for, not a first start.
+	haveKey, err := present(keyPath)
+	if err != nil {
+		return nil, fmt.Errorf("CA key: %w", err)
+	}
+	haveCert, err := present(certPath)
+	if err != nil {
+		return nil, fmt.Errorf("CA certificate: %w", err)
+	}
+	if haveCert && !haveKey {
+		return nil, fmt.Errorf("CA certificate %s is there but its key %s is missing: restore ca.key from a backup; only if the CA is lost for good, move both away to make a new one (every node then rejoins)", certPath, keyPath)
+	}
+
+	if !haveKey {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			return nil, fmt.Errorf("generate CA key: %w", err)
 		}
-		if keyPEM, err = EncodeKey(k); err != nil {
+		keyPEM, err := EncodeKey(k)
+		if err != nil {
 			return nil, err
 		}
 		// The key goes to disk before any certificate names it.
-		if err := WriteFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+		if err := writeFileNew(keyPath, keyPEM, 0o600); err != nil {
 			return nil, fmt.Errorf("write CA key: %w", err)
 		}
 		ca.key = k
-	case err != nil:
-		return nil, fmt.Errorf("CA key: %w", err)
-	default:
+	} else {
+		keyPEM, err := readPrivateFile(keyPath)
+		if err != nil {
+			return nil, fmt.Errorf("CA key: %w", dangling(keyPath, err))
+		}
 		if ca.key, err = ParseKey(keyPEM); err != nil {
 			return nil, fmt.Errorf("CA key %s: %w", keyPath, err)
 		}
 	}
 
-	certPEM, err := os.ReadFile(certPath)
-	if errors.Is(err, os.ErrNotExist) {
+	var certPEM []byte
+	if !haveCert {
 		// First start, or a crash between writing the key and the
 		// certificate: nothing can have been issued by a CA whose
 		// certificate never reached the disk, so self-signing one now
@@ -91,16 +106,36 @@ func loadOrCreateCA(dataDir string, now func() time.Time) (*CA, error) {
 		if certPEM, err = ca.selfSign(); err != nil {
 			return nil, err
 		}
-		if err := WriteFileAtomic(certPath, certPEM, 0o644); err != nil {
+		if err := writeFileNew(certPath, certPEM, 0o644); err != nil {
 			return nil, fmt.Errorf("write CA certificate: %w", err)
 		}
-	} else if err != nil {
-		return nil, fmt.Errorf("CA certificate: %w", err)
+	} else if certPEM, err = os.ReadFile(certPath); err != nil {
+		return nil, fmt.Errorf("CA certificate: %w", dangling(certPath, err))
 	}
 	if err := ca.setCert(certPEM); err != nil {
 		return nil, fmt.Errorf("CA certificate %s: %w", certPath, err)
 	}
 	return ca, nil
+}
+
+// present reports whether something, a link included, is at path.
+func present(path string) (bool, error) {
+	_, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// dangling explains a read that failed because path is a link to nothing.
+func dangling(path string, err error) error {
+	if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if to, lerr := os.Readlink(path); lerr == nil {
+		return fmt.Errorf("%s links to %s, which does not exist (is its volume mounted?): %w", path, to, err)
+	}
+	return err
 }
 
 func (ca *CA) selfSign() ([]byte, error) {

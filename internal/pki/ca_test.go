@@ -107,6 +107,62 @@ func TestCAFilesAreChecked(t *testing.T) {
 			t.Fatal("the recovered certificate is for another key")
 		}
 	})
+	t.Run("a certificate without its key is refused, and no key is made", func(t *testing.T) {
+		_, dir := newTestCA(t)
+		key := filepath.Join(dir, "pki", "ca.key")
+		if err := os.Remove(key); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadOrCreateCA(dir)
+		if err == nil || !strings.Contains(err.Error(), "ca.key is missing") || !strings.Contains(err.Error(), "restore") {
+			t.Fatalf("got %v; want an error naming the missing key and what to do", err)
+		}
+		if _, err := os.Lstat(key); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("a refused start left a new %s (%v)", key, err)
+		}
+	})
+	t.Run("links to a volume not mounted yet are not replaced by a new CA", func(t *testing.T) {
+		dir := t.TempDir()
+		vault := filepath.Join(t.TempDir(), "vault")
+		if err := os.MkdirAll(Dir(dir), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{"ca.key", "ca.crt"} {
+			if err := os.Symlink(filepath.Join(vault, f), filepath.Join(Dir(dir), f)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err := LoadOrCreateCA(dir)
+		if err == nil || !strings.Contains(err.Error(), "volume mounted") {
+			t.Errorf("got %v; want an error saying the link's target is missing", err)
+		}
+		for _, f := range []string{"ca.key", "ca.crt"} {
+			fi, err := os.Lstat(filepath.Join(Dir(dir), f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode()&os.ModeSymlink == 0 {
+				t.Errorf("%s: the link was replaced by a new file", f)
+			}
+		}
+		// Once the volume is there, the CA made in it is loaded.
+		if err := os.MkdirAll(vault, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		ca, other := newTestCA(t)
+		for _, f := range []string{"ca.key", "ca.crt"} {
+			if err := os.Rename(filepath.Join(Dir(other), f), filepath.Join(vault, f)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		again, err := LoadOrCreateCA(dir)
+		if err != nil {
+			t.Fatalf("after the volume came: %v", err)
+		}
+		if !bytes.Equal(again.Certificate().Raw, ca.Certificate().Raw) {
+			t.Error("the CA loaded through the links is not the one in the volume")
+		}
+	})
 	t.Run("an expired CA is refused with what to do", func(t *testing.T) {
 		dir := t.TempDir()
 		past := func() time.Time { return time.Now().Add(-CAValidity - 24*time.Hour) }

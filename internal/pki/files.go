@@ -99,6 +99,22 @@ func readPrivateFile(path string) ([]byte, error) {
 // renames it over path: a reader sees the old file or the new one, never
 // a torn one, and the file has perm from its first byte.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return writeFile(path, data, perm, os.Rename)
+}
+
+// writeFileNew is WriteFileAtomic for a file that must not exist yet: it
+// fails with os.ErrExist, and leaves alone, whatever is at path,
+// a symbolic link that leads nowhere included.
+func writeFileNew(path string, data []byte, perm os.FileMode) error {
+	return writeFile(path, data, perm, func(tmp, path string) error {
+		if err := os.Link(tmp, path); err != nil {
+			return err
+		}
+		return os.Remove(tmp)
+	})
+}
+
+func writeFile(path string, data []byte, perm os.FileMode, place func(tmp, path string) error) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -118,7 +134,7 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(f.Name(), path)
+		err = place(f.Name(), path)
 	}
 	if err != nil {
 		os.Remove(f.Name())
