@@ -171,6 +171,11 @@ func decodeKey(s string) ([]byte, error) {
 func OpenKeyFile(path string) (*Keyring, error) {
 	keys, err := readKeyFile(path)
 	if errors.Is(err, os.ErrNotExist) {
+		if to, lerr := os.Readlink(path); lerr == nil {
+			// A key kept elsewhere (a volume not mounted yet): making a
+			// new one would seal nothing the cluster has.
+			return nil, fmt.Errorf("master key file %s links to %s, which does not exist (is its volume mounted?): %w", path, to, err)
+		}
 		keys, err = createKeyFile(path)
 	}
 	if err != nil {
@@ -275,8 +280,15 @@ func writeTemp(dir string, keys [][]byte) (string, error) {
 	return f.Name(), nil
 }
 
-// replaceKeyFile atomically replaces the key file with keys.
+// replaceKeyFile atomically replaces the key file with keys. A key file
+// that is a symbolic link (to a volume of its own) stays one: its target
+// is replaced, so the new key lands where the operator keeps and backs up
+// the key, not in a file of the data directory over the link.
 func replaceKeyFile(path string, keys [][]byte) error {
+	path, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return fmt.Errorf("replace master key file: %w", err)
+	}
 	dir := filepath.Dir(path)
 	tmp, err := writeTemp(dir, keys)
 	if err != nil {

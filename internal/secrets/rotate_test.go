@@ -464,3 +464,63 @@ func TestRotateStopsWhenTheContextEnds(t *testing.T) {
 		t.Fatalf("keyring %v: retired keys although nothing was resealed", ids)
 	}
 }
+
+// A master key kept on a volume of its own and linked into the data
+// directory stays there through a rotation: the link's target gets the
+// new key. Before, the link was replaced by a file in the data directory,
+// and the operator's file kept only the key the rotation had retired.
+// A link that leads nowhere is refused rather than taken for a first start.
+func TestRotateKeepsALinkedKeyFileLinked(t *testing.T) {
+	vault := filepath.Join(t.TempDir(), "master.key")
+	dataDir := t.TempDir()
+	path := KeyFile(dataDir)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(vault, path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadKeyring(dataDir); err == nil || !strings.Contains(err.Error(), "volume mounted") {
+		t.Fatalf("a link to a missing key: %v; want an error saying so", err)
+	}
+	if fi, err := os.Lstat(path); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the link to a missing key was replaced (%v)", err)
+	}
+
+	k, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(vault, []byte(EncodeKey(k)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kr, err := LoadKeyring(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewCodec(kr)
+	st := newMemStore()
+	s, err := c.Seal("ns", "db", map[string][]byte{"pw": []byte("hunter2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.put("ns", "db", s)
+	res, err := c.Rotate(context.Background(), st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(path); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the rotation replaced the link %s with a file (%v)", path, err)
+	}
+	b, err := os.ReadFile(vault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := ParseKeys(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := KeyID(keys[0]); got != res.KeyID {
+		t.Errorf("the linked key file seals with %s; the rotation sealed every secret with %s", got, res.KeyID)
+	}
+}
