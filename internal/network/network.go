@@ -367,6 +367,12 @@ func (n *Network) existing(id, path string) (*Attachment, *libcni.RuntimeConf, e
 		if nsFileErr == nil {
 			return nil, nil, errors.New("netns without a CNI result")
 		}
+		// ADD that died after host-local reserved the address, and a
+		// reboot that took the netns: ADD again would be refused as a
+		// duplicate allocation.
+		if ip := n.reservedIP(id); ip != nil {
+			return nil, nil, fmt.Errorf("address %s reserved without a CNI result", ip)
+		}
 		return nil, nil, nil
 	}
 	if nsErr != nil {

@@ -94,6 +94,25 @@ func TestSetup(t *testing.T) {
 		mustReach(t, "", net.JoinHostPort(att.IP.String(), "8080"), "orphan")
 	})
 
+	// ADD that died after host-local reserved the address, then a
+	// reboot that took the netns: only the reservation is left, and ADD
+	// on top of it is refused as a duplicate allocation.
+	t.Run("repairs an address reserved without a CNI result", func(t *testing.T) {
+		const id = "reserved-1"
+		dir := filepath.Join(n.cfg.DataDir, "ipam", n.list.Name)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		ip := slices.Clone(n.subnet.IP.To4())
+		ip[3] = 200
+		if err := os.WriteFile(filepath.Join(dir, ip.String()), []byte(id+"\r\n"+ifName), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		att := setup(t, n, id)
+		serveIn(t, att.NetNSPath, 8080, "reserved")
+		mustReach(t, "", net.JoinHostPort(att.IP.String(), "8080"), "reserved")
+	})
+
 	// Isolation filters IPv4 only: an instance's eth0 with an fe80::
 	// address reached other namespaces' instances over the bridge.
 	t.Run("gives eth0 no IPv6, and keeps ::1 on lo", func(t *testing.T) {
