@@ -33,6 +33,11 @@ func NewFailLimiter(perSecond, burst float64) *FailLimiter {
 func (l *FailLimiter) Blocked(source string, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if _, ok := l.buckets[source]; !ok {
+		// Never failed lately: no bucket, so that sources that only
+		// succeed (which Fail's sweep never sees) cost no memory.
+		return l.burst < 1
+	}
 	b := l.refill(source, now)
 	return b.tokens < 1
 }
