@@ -47,11 +47,20 @@ func newApp(name, image string) *v1.App {
 
 func raw(t *testing.T, ts *testServer, method, path, ctype string, body []byte) (int, string) {
 	t.Helper()
-	return rawAs(t, ts, ts.Token, method, path, ctype, body)
+	code, b, _ := request(t, ts, ts.Token, method, path, ctype, body)
+	return code, b
 }
 
 // rawAs is raw with the caller's token; an empty token asks anonymously.
 func rawAs(t *testing.T, ts *testServer, token, method, path, ctype string, body []byte) (int, string) {
+	t.Helper()
+	code, b, _ := request(t, ts, token, method, path, ctype, body)
+	return code, b
+}
+
+// request sends a request with token (none if empty) and returns the
+// answer's status, body and header.
+func request(t *testing.T, ts *testServer, token, method, path, ctype string, body []byte) (int, string, http.Header) {
 	t.Helper()
 	req, _ := http.NewRequest(method, ts.URL+path, bytes.NewReader(body))
 	if token != "" {
@@ -66,7 +75,7 @@ func rawAs(t *testing.T, ts *testServer, token, method, path, ctype string, body
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, string(b), resp.Header
 }
 
 func TestStatusCodes(t *testing.T) {

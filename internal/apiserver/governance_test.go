@@ -263,14 +263,8 @@ func TestDeletingAUserDeletesTokensAndBindings(t *testing.T) {
 	admin := ts.client(t, ts.Token)
 	_, tok := govUser(t, ts, "bob", "admin", "default")
 	whoami := func() int {
-		req, _ := http.NewRequest("GET", ts.URL+"/api/v1/namespaces/default/secrets", nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		code, _ := rawAs(t, ts, tok, "GET", "/api/v1/namespaces/default/secrets", "", nil)
+		return code
 	}
 	if _, err := admin.Delete(ctx, "User", "", "bob"); err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package apiserver_test
 import (
 	"context"
 	"net/http"
-	"strings"
 	"testing"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -48,16 +47,8 @@ func TestReadOnlyRoleCannotWriteNodes(t *testing.T) {
 		{"/api/v1/nodes/n1/heartbeat", ""},
 		{"/api/v1/nodes/rogue/register", `{"status":{}}`},
 	} {
-		req, _ := http.NewRequest(http.MethodGet, ts.URL+c.path, strings.NewReader(c.body))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode < 300 {
-			t.Errorf("read-only user: GET %s answered %d: a write", c.path, resp.StatusCode)
+		if code, _ := rawAs(t, ts, tok, http.MethodGet, c.path, "application/json", []byte(c.body)); code < 300 {
+			t.Errorf("read-only user: GET %s answered %d: a write", c.path, code)
 		}
 	}
 	if _, err := store.Get[*v1.Node](context.Background(), ts.Store, "", "rogue"); err == nil {

@@ -3,7 +3,6 @@ package apiserver_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -27,16 +26,7 @@ func TestUserManagesTheirOwnTokensOnly(t *testing.T) {
 	govUser(t, ts, "bob", "developer", "team")
 	ctx := context.Background()
 	as := func(method, path, body string) (int, string) {
-		req, _ := http.NewRequest(method, ts.URL+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return rawAs(t, ts, tok, method, path, "application/json", []byte(body))
 	}
 
 	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Second)

@@ -3,9 +3,7 @@ package apiserver_test
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
-	"strings"
 	"testing"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -60,16 +58,7 @@ func TestTokenForAnotherUserNeedsAClusterAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, tok := clusterUser(t, ts, "tm", "tokens")
-	req, _ := http.NewRequest(http.MethodPost, ts.URL+"/api/v1/tokens", strings.NewReader(`{"kind":"Token","spec":{"user":"admin"}}`))
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	code, body := resp.StatusCode, string(b)
+	code, body := rawAs(t, ts, tok, http.MethodPost, "/api/v1/tokens", "application/json", []byte(`{"kind":"Token","spec":{"user":"admin"}}`))
 	if code != http.StatusForbidden {
 		t.Errorf("a user who may create tokens, making one for the cluster admin: %d %.120s; want 403", code, body)
 	}

@@ -1,8 +1,6 @@
 package apiserver_test
 
 import (
-	"bytes"
-	"io"
 	"net/http"
 	"testing"
 )
@@ -18,31 +16,13 @@ func TestSecretApplyResultDoesNotRevealAGuessedValue(t *testing.T) {
 	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
 	govNamespace(t, ts, "team", nil)
 	put := func(tok, body string) (int, string, string) {
-		req, _ := http.NewRequest(http.MethodPut, ts.URL+"/api/v1/namespaces/team/secrets/db?apply=true&dryRun=true", bytes.NewReader([]byte(body)))
-		if tok != "" {
-			req.Header.Set("Authorization", "Bearer "+tok)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode, resp.Header.Get("X-Gantry-Result"), string(b)
+		code, b, h := request(t, ts, tok, http.MethodPut, "/api/v1/namespaces/team/secrets/db?apply=true&dryRun=true", "application/json", []byte(body))
+		return code, h.Get("X-Gantry-Result"), b
 	}
 	// The admin stores the secret for real.
-	req, _ := http.NewRequest(http.MethodPut, ts.URL+"/api/v1/namespaces/team/secrets/db?apply=true",
-		bytes.NewReader([]byte(`{"kind":"Secret","metadata":{"name":"db","namespace":"team"},"stringData":{"pin":"4711"}}`)))
-	req.Header.Set("Authorization", "Bearer "+ts.Token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		t.Fatalf("setup: store secret: %d", resp.StatusCode)
+	if code, body := raw(t, ts, http.MethodPut, "/api/v1/namespaces/team/secrets/db?apply=true", "application/json",
+		[]byte(`{"kind":"Secret","metadata":{"name":"db","namespace":"team"},"stringData":{"pin":"4711"}}`)); code >= 300 {
+		t.Fatalf("setup: store secret: %d %.200s", code, body)
 	}
 	_, tok := govUser(t, ts, "dev", "developer", "team")
 	guess := func(v string) string {

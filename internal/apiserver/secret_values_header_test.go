@@ -1,8 +1,6 @@
 package apiserver_test
 
 import (
-	"bytes"
-	"io"
 	"net/http"
 	"testing"
 )
@@ -20,19 +18,11 @@ func TestSecretApplySaysWhenValuesWereNotCompared(t *testing.T) {
 	const changed = `{"kind":"Secret","metadata":{"name":"db","namespace":"team"},"stringData":{"password":"other"}}`
 	apply := func(tok, query, body string) (res, values string) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPut, ts.URL+"/api/v1/namespaces/team/secrets/db?apply=true"+query, bytes.NewReader([]byte(body)))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
+		code, b, h := request(t, ts, tok, http.MethodPut, "/api/v1/namespaces/team/secrets/db?apply=true"+query, "application/json", []byte(body))
+		if code >= 300 {
+			t.Fatalf("apply%s: %d %.200s", query, code, b)
 		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode >= 300 {
-			t.Fatalf("apply%s: %d %.200s", query, resp.StatusCode, b)
-		}
-		return resp.Header.Get("X-Gantry-Result"), resp.Header.Get("X-Gantry-Secret-Values")
+		return h.Get("X-Gantry-Result"), h.Get("X-Gantry-Secret-Values")
 	}
 	_, dev := govUser(t, ts, "dev", "developer", "team")
 	// A create compares nothing with anything stored.
