@@ -103,24 +103,14 @@ func TestUpdateTokensRoleMayRevokeButNotRevive(t *testing.T) {
 	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
 	ctx := context.Background()
 	admin := ts.client(t, ts.Token)
-	for _, m := range []string{
-		"kind: User\nname: helper\n",
-		"kind: Role\nname: token-desk\nrules:\n- verbs: [get, list, update]\n  resources: [tokens]\n",
-		"kind: RoleBinding\nname: helper-desk\nuser: helper\nrole: token-desk\nnamespace: \"*\"\n",
-	} {
-		o, err := v1.DecodeManifest([]byte(m))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := admin.Apply(ctx, o); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ht, err := admin.CreateToken(ctx, v1.TokenSpec{User: "helper"})
+	role, err := v1.DecodeManifest([]byte("kind: Role\nname: token-desk\nrules: [{verbs: [get, list, update], resources: [tokens]}]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	helper := ts.client(t, ht.Secret)
+	if _, err := admin.Apply(ctx, role); err != nil {
+		t.Fatal(err)
+	}
+	helper, _ := clusterUser(t, ts, "helper", "token-desk")
 
 	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
 	leaked, err := admin.CreateToken(ctx, v1.TokenSpec{Description: "leaked", Expires: &exp})
