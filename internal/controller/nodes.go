@@ -237,6 +237,14 @@ func (c *NodeLifecycle) evict(ctx context.Context, name string, attempt int) {
 	case n.Status.Ready:
 		return
 	}
+	// The stored readiness lags the heartbeats: a node whose heartbeat
+	// came back as the timer fired keeps its instances.
+	c.mu.Lock()
+	alive := c.verdicts[name].ready
+	c.mu.Unlock()
+	if alive {
+		return
+	}
 	select {
 	case <-c.Instances.Synced():
 	default:
@@ -247,11 +255,12 @@ func (c *NodeLifecycle) evict(ctx context.Context, name string, attempt int) {
 	var failed error
 	// A finished instance stays, with its logs, until it is deleted
 	// (docs/manifest.md, restartPolicy): deleting it would have the
-	// rollout replace it and run finished work again.
-	finished := func(i *v1.Instance) bool {
-		return i.Status.Phase == v1.PhaseSucceeded || i.Status.Phase == v1.PhaseFailed
+	// rollout replace it and run finished work again. One whose delete
+	// was asked for goes: only its node's agent could finish that.
+	keep := func(i *v1.Instance) bool {
+		return (i.Status.Phase == v1.PhaseSucceeded || i.Status.Phase == v1.PhaseFailed) && i.Metadata.Deleting == nil
 	}
-	for _, i := range c.Instances.List(func(i *v1.Instance) bool { return i.Spec.Node == name && !finished(i) }) {
+	for _, i := range c.Instances.List(func(i *v1.Instance) bool { return i.Spec.Node == name && !keep(i) }) {
 		_, err := c.Store.Delete(ctx, k, i.Metadata.Namespace, i.Metadata.Name, 0)
 		if errors.Is(err, v1.ErrNotFound) {
 			continue
@@ -282,9 +291,13 @@ func (c *NodeLifecycle) evictOrphans(ctx context.Context, nodes []*v1.Node) {
 	}
 	armed := map[string]bool{}
 	for _, i := range c.Instances.List(func(i *v1.Instance) bool { return i.Spec.Node != "" && !known[i.Spec.Node] }) {
+		// A countdown already running goes on: restarting it on every
+		// relist would put eviction off while the watch keeps failing.
 		if !armed[i.Spec.Node] {
 			armed[i.Spec.Node] = true
-			c.arm(ctx, i.Spec.Node, c.EvictAfter, 0)
+			if !c.armed(i.Spec.Node) {
+				c.arm(ctx, i.Spec.Node, c.EvictAfter, 0)
+			}
 		}
 	}
 }
