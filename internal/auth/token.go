@@ -123,23 +123,68 @@ func (a *Authenticator) Authenticate(ctx context.Context, tok string) (*Identity
 		}
 		return c.id, nil
 	}
-	t, err := store.Get[*v1.Token](ctx, a.Store, "", id)
-	if errors.Is(err, v1.ErrNotFound) {
-		return nil, ErrInvalidToken
-	}
+	t, ident, err := a.load(ctx, id, now)
 	if err != nil {
 		return nil, err
 	}
-	if t.Spec.Revoked || subtle.ConstantTimeCompare([]byte(t.Spec.Hash), []byte(hash)) != 1 || (t.Spec.Expires != nil && now.After(*t.Spec.Expires)) {
+	if subtle.ConstantTimeCompare([]byte(t.Spec.Hash), []byte(hash)) != 1 {
 		return nil, ErrInvalidToken
+	}
+	a.remember(t, ident, now, forgets)
+	a.touch(ctx, t)
+	return ident, nil
+}
+
+// Valid reports whether the token with this id may still be used: it
+// exists, is neither revoked nor expired, and its user is not disabled.
+// It checks no secret: it is for credentials issued on a token's
+// strength (the registry's bearer tokens), which must stop working when
+// the token does.
+func (a *Authenticator) Valid(ctx context.Context, id string) error {
+	now := time.Now()
+	a.mu.Lock()
+	c, ok := a.cache[id]
+	forgets := a.forgets
+	a.mu.Unlock()
+	if ok && now.Before(c.until) {
+		if c.expires != nil && now.After(*c.expires) {
+			return ErrInvalidToken
+		}
+		return nil
+	}
+	t, ident, err := a.load(ctx, id, now)
+	if err != nil {
+		return err
+	}
+	a.remember(t, ident, now, forgets)
+	return nil
+}
+
+// load reads token id and checks all of it but its secret.
+func (a *Authenticator) load(ctx context.Context, id string, now time.Time) (*v1.Token, *Identity, error) {
+	t, err := store.Get[*v1.Token](ctx, a.Store, "", id)
+	if errors.Is(err, v1.ErrNotFound) {
+		return nil, nil, ErrInvalidToken
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if t.Spec.Revoked || (t.Spec.Expires != nil && now.After(*t.Spec.Expires)) {
+		return nil, nil, ErrInvalidToken
 	}
 	if t.Spec.Node == "" {
 		u, err := store.Get[*v1.User](ctx, a.Store, "", t.Spec.User)
 		if err != nil || u.Spec.Disabled {
-			return nil, ErrInvalidToken
+			return nil, nil, ErrInvalidToken
 		}
 	}
-	ident := &Identity{User: t.Spec.User, Node: t.Spec.Node, TokenID: id}
+	return t, &Identity{User: t.Spec.User, Node: t.Spec.Node, TokenID: id}, nil
+}
+
+// remember caches a token read from the store, unless a Forget came
+// since the read began (forgets is the count then): what was read may
+// be the token as it was before its revocation.
+func (a *Authenticator) remember(t *v1.Token, ident *Identity, now time.Time, forgets uint64) {
 	if afterLookup != nil {
 		afterLookup()
 	}
@@ -147,7 +192,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, tok string) (*Identity
 	if ttl == 0 {
 		ttl = 5 * time.Second
 	}
+	id := t.Metadata.Name
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	if a.cache == nil {
 		a.cache = map[string]cached{}
 	}
@@ -158,9 +205,6 @@ func (a *Authenticator) Authenticate(ctx context.Context, tok string) (*Identity
 		a.seen = map[string]time.Time{}
 	}
 	a.seen[id] = now // one entry per token, at most
-	a.mu.Unlock()
-	a.touch(ctx, t)
-	return ident, nil
 }
 
 // touch records the token's last use at most once a minute.

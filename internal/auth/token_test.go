@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -38,5 +39,64 @@ func TestRevokeDuringALookupIsNotCachedOver(t *testing.T) {
 	}
 	if _, err := a.Authenticate(ctx, secret); !errors.Is(err, v1.ErrUnauthorized) {
 		t.Fatalf("after the revoke: %v; want 401", err)
+	}
+}
+
+// Valid answers for a token by its id, without its secret, from the cache
+// while it is fresh: a revoke or a disabled user that the API server
+// forgets counts at once, as it does for Authenticate.
+func TestValidFollowsRevokeAndDisable(t *testing.T) {
+	s := storetest.New(t)
+	ctx := context.Background()
+	for _, u := range []string{"alice", "bob"} {
+		if err := s.Create(ctx, &v1.User{TypeMeta: v1.TypeMeta{Kind: "User"}, Metadata: v1.ObjectMeta{Name: u}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alice, aliceSecret, err := CreateToken(ctx, s, v1.TokenSpec{User: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, _, err := CreateToken(ctx, s, v1.TokenSpec{User: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Authenticator{Store: s}
+	if _, err := a.Authenticate(ctx, aliceSecret); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{alice.Metadata.Name, bob.Metadata.Name} {
+		if err := a.Valid(ctx, id); err != nil {
+			t.Fatalf("Valid(%s) of a working token: %v", id, err)
+		}
+	}
+	if err := a.Valid(ctx, "nosuchtoken"); !errors.Is(err, v1.ErrUnauthorized) {
+		t.Errorf("Valid of an unknown id: %v; want 401", err)
+	}
+
+	if _, err := store.Mutate(ctx, s, "", alice.Metadata.Name, func(t *v1.Token) error { t.Spec.Revoked = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	a.Forget(alice.Metadata.Name)
+	if err := a.Valid(ctx, alice.Metadata.Name); !errors.Is(err, v1.ErrUnauthorized) {
+		t.Errorf("Valid of a revoked token: %v; want 401", err)
+	}
+	if _, err := store.Mutate(ctx, s, "", "bob", func(u *v1.User) error { u.Spec.Disabled = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	a.ForgetUser("bob")
+	if err := a.Valid(ctx, bob.Metadata.Name); !errors.Is(err, v1.ErrUnauthorized) {
+		t.Errorf("Valid of a disabled user's token: %v; want 401", err)
+	}
+	// A secret is still checked by Authenticate after Valid cached an id.
+	other, _, err := CreateToken(ctx, s, v1.TokenSpec{User: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Valid(ctx, other.Metadata.Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Authenticate(ctx, "gtk_"+other.Metadata.Name+"_"+strings.Repeat("a", 52)); !errors.Is(err, v1.ErrUnauthorized) {
+		t.Errorf("a made-up secret for an id Valid cached: %v; want 401", err)
 	}
 }

@@ -21,6 +21,10 @@ type Identity struct {
 	// Node is set when the credential is a node's: the Authorizer may
 	// let nodes pull what is scheduled on them and nothing else.
 	Node string
+	// Credential names the platform token the identity was proven with,
+	// if the Authenticator says (see CredentialChecker). Registry tokens
+	// issued on its strength carry it.
+	Credential string
 }
 
 // String names the identity in messages: "user alice" or "node n1".
@@ -36,6 +40,14 @@ func (id Identity) String() string {
 // v1.ErrUnavailable (the store is down) is answered 503 instead of 401.
 type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (Identity, error)
+}
+
+// CredentialChecker is an Authenticator that can tell whether the
+// platform token an Identity.Credential names may still be used. With
+// it, a registry token stops working as soon as the token it was issued
+// for is revoked or its user disabled, instead of at its own expiry.
+type CredentialChecker interface {
+	CredentialValid(ctx context.Context, credential string) error
 }
 
 // Authorizer decides whether an identity may act on a Gantry namespace.
@@ -119,6 +131,14 @@ func (r *Registry) authenticate1(req *http.Request, blocked bool) (*caller, *aut
 		if err != nil {
 			return nil, &authFailure{err: err, tokenProblem: "invalid_token"}
 		}
+		if cc, ok := r.cfg.Authenticator.(CredentialChecker); ok && c.Credential != "" {
+			if err := cc.CredentialValid(req.Context(), c.Credential); err != nil {
+				if errors.Is(err, v1.ErrUnavailable) {
+					return nil, &authFailure{err: err, unavailable: true}
+				}
+				return nil, &authFailure{err: fmt.Errorf("the token this registry token was issued for no longer works (revoked, expired or its user disabled): %w", err), tokenProblem: "invalid_token"}
+			}
+		}
 		return &caller{id: c.identity(), token: c}, nil
 	case strings.EqualFold(scheme, "Bearer"):
 		// A platform token sent as a bearer token, as curl users do.
@@ -200,9 +220,8 @@ func scopeString(acc []access) string {
 func (r *Registry) authorize(w http.ResponseWriter, req *http.Request, c *caller, acc []access) bool {
 	var missingScope bool
 	for _, a := range acc {
-		if c.token != nil && c.token.allows("repository", a.repo, a.action) {
-			continue
-		}
+		// A registry token's scope narrows what its holder may do, never
+		// widens it: a role taken away since it was issued counts now.
 		if err := r.cfg.Authorizer.Authorize(req.Context(), c.id, a.namespace(), a.action); err != nil {
 			if errors.Is(err, v1.ErrUnavailable) {
 				writeError(w, http.StatusServiceUnavailable, codeUnavailable, "cannot check permissions now, retry shortly", nil)
@@ -215,7 +234,7 @@ func (r *Registry) authorize(w http.ResponseWriter, req *http.Request, c *caller
 			r.log.Info("registry: request denied", "user", c.id.User, "node", c.id.Node, "repo", a.repo, "action", a.action, "reason", err)
 			return false
 		}
-		if c.token != nil {
+		if c.token != nil && !c.token.allows("repository", a.repo, a.action) {
 			missingScope = true
 		}
 	}
@@ -313,14 +332,15 @@ func (r *Registry) serveToken(w http.ResponseWriter, req *http.Request, who *Ide
 	}
 	now := r.signer.now()
 	cl := &claims{
-		Issuer:    r.signer.issuer,
-		Audience:  r.signer.audience,
-		Subject:   c.id.User,
-		Node:      c.id.Node,
-		IssuedAt:  now.Unix(),
-		NotBefore: now.Unix(),
-		Expires:   now.Add(r.cfg.TokenTTL).Unix(),
-		Access:    grants,
+		Issuer:     r.signer.issuer,
+		Audience:   r.signer.audience,
+		Subject:    c.id.User,
+		Node:       c.id.Node,
+		Credential: c.id.Credential,
+		IssuedAt:   now.Unix(),
+		NotBefore:  now.Unix(),
+		Expires:    now.Add(r.cfg.TokenTTL).Unix(),
+		Access:     grants,
 	}
 	tok, err := r.signer.sign(cl)
 	if err != nil {

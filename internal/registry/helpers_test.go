@@ -65,11 +65,27 @@ func (f *fakeAuth) Authenticate(_ context.Context, tok string) (Identity, error)
 	if f.isDown() {
 		return Identity{}, fmt.Errorf("token store: %w", v1.ErrUnavailable)
 	}
+	f.mu.Lock()
 	id, ok := f.tokens[tok]
+	f.mu.Unlock()
 	if !ok {
 		return Identity{}, fmt.Errorf("unknown token: %w", v1.ErrUnauthorized)
 	}
+	id.Credential = "cred-" + tok
 	return id, nil
+}
+
+// CredentialValid: a credential works while its token is in the table.
+func (f *fakeAuth) CredentialValid(_ context.Context, cred string) error {
+	if f.isDown() {
+		return fmt.Errorf("token store: %w", v1.ErrUnavailable)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.tokens[strings.TrimPrefix(cred, "cred-")]; !ok {
+		return fmt.Errorf("revoked: %w", v1.ErrUnauthorized)
+	}
+	return nil
 }
 
 func (f *fakeAuth) Authorize(_ context.Context, id Identity, ns, action string) error {
@@ -79,7 +95,9 @@ func (f *fakeAuth) Authorize(_ context.Context, id Identity, ns, action string) 
 	if id.User == "admin" {
 		return nil
 	}
+	f.mu.Lock()
 	have := f.grants[id.User][ns]
+	f.mu.Unlock()
 	need := permissionFor(action)
 	if have == "write" || have == need {
 		return nil

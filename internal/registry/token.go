@@ -40,9 +40,14 @@ type claims struct {
 	Expires   int64        `json:"exp"`
 	ID        string       `json:"jti"`
 	Access    []scopeGrant `json:"access"`
+	// Credential is the platform token the registry token was issued
+	// for (its id, never its secret), checked again on every use.
+	Credential string `json:"gantry_credential,omitempty"`
 }
 
-func (c *claims) identity() Identity { return Identity{User: c.Subject, Node: c.Node} }
+func (c *claims) identity() Identity {
+	return Identity{User: c.Subject, Node: c.Node, Credential: c.Credential}
+}
 
 // allows reports whether the token grants action on the resource.
 func (c *claims) allows(typ, name, action string) bool {

@@ -34,8 +34,13 @@ func (r regAuthn) Authenticate(ctx context.Context, tok string) (registry.Identi
 	if err != nil {
 		return registry.Identity{}, err
 	}
-	return registry.Identity{User: id.User, Node: id.Node}, nil
+	return registry.Identity{User: id.User, Node: id.Node, Credential: id.TokenID}, nil
 }
+
+// CredentialValid tells the registry whether the platform token its
+// bearer token was issued for still works (not revoked or expired, its
+// user not disabled).
+func (r regAuthn) CredentialValid(ctx context.Context, id string) error { return r.a.Valid(ctx, id) }
 
 // regAuthz maps registry actions onto RBAC: pull is get on images of the
 // namespace, push and delete are writes. Images of the "library"
