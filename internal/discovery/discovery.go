@@ -11,6 +11,7 @@ package discovery
 import (
 	"context"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -27,15 +28,30 @@ type Endpoint struct {
 	// a port: the old instances still listen on the old number); 0 for
 	// an App port the instance's template has no port of that name for
 	// (a rollout that adds or renames one), which it gets no traffic of.
-	// Nil when they agree.
+	// Nil when they agree. An unnamed port is keyed by its number and
+	// transport ("8080/tcp"; see PortKey): an App may have several.
 	Ports map[string]int `json:"ports,omitempty"`
+}
+
+// PortKey is how Endpoint.Ports names an App port: its name, or for an
+// unnamed one its number and transport, which no name can spell (names
+// have no slash).
+func PortKey(p v1.Port) string {
+	if p.Name != "" {
+		return p.Name
+	}
+	transport := "tcp"
+	if p.Protocol == v1.ProtocolUDP {
+		transport = "udp"
+	}
+	return strconv.Itoa(p.Port) + "/" + transport
 }
 
 // PortFor is the number the instance listens on for the App's port p, 0
 // if it has no such port (see Ports): leave it out of that port's
 // endpoints.
 func (e Endpoint) PortFor(p v1.Port) int {
-	if n, ok := e.Ports[p.Name]; ok {
+	if n, ok := e.Ports[PortKey(p)]; ok {
 		return n
 	}
 	return p.Port

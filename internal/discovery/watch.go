@@ -196,20 +196,23 @@ func (w *Watcher) service(a *v1.App) *Service {
 	return svc
 }
 
-// ownPorts is an instance's port numbers by name where they differ from
-// the App's, or nil. An App port the instance has no port of that name
-// for is matched by number and transport (a port renamed, or left
-// unnamed beside a new one, still listens where it did); 0 if neither
+// ownPorts is an instance's port numbers (keyed by PortKey) where they
+// differ from the App's, or nil. A named App port is the instance's port
+// of that name; one the instance has no port of that name for, and an
+// unnamed one, is matched by number and transport (a port renamed, or
+// left unnamed beside a new one, still listens where it did); 0 if none
 // matches (a port renamed and renumbered at once must not send the new
 // name's traffic to the old instances' new number).
 func ownPorts(inst, app []v1.Port) map[string]int {
 	var out map[string]int
 	for _, q := range app {
 		n := 0
-		for _, p := range inst {
-			if p.Name == q.Name {
-				n = p.Port
-				break
+		if q.Name != "" {
+			for _, p := range inst {
+				if p.Name == q.Name {
+					n = p.Port
+					break
+				}
 			}
 		}
 		if n == 0 {
@@ -218,7 +221,7 @@ func ownPorts(inst, app []v1.Port) map[string]int {
 				// (metrics on 8080 moving to 9100 while http takes
 				// 8080: the old instances' 8080 is still metrics).
 				if p.Port == q.Port && (p.Protocol == v1.ProtocolUDP) == (q.Protocol == v1.ProtocolUDP) &&
-					!slices.ContainsFunc(app, func(o v1.Port) bool { return o.Name == p.Name }) {
+					(p.Name == "" || !slices.ContainsFunc(app, func(o v1.Port) bool { return o.Name == p.Name })) {
 					n = p.Port
 					break
 				}
@@ -228,7 +231,7 @@ func ownPorts(inst, app []v1.Port) map[string]int {
 			if out == nil {
 				out = map[string]int{}
 			}
-			out[q.Name] = n
+			out[PortKey(q)] = n
 		}
 	}
 	return out
