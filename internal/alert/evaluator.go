@@ -81,7 +81,7 @@ type Evaluator struct {
 	ready     chan struct{}
 	evalMu    sync.Mutex
 	restarts  restartLog
-	lastRules map[string]bool
+	lastRules map[string]*v1.AlertRule
 	// started is when Run had synced: the metrics window and the
 	// restart history, which the instance conditions read, are in
 	// memory and begin empty then (see warmingUp).
@@ -115,7 +115,7 @@ func (e *Evaluator) init() {
 		}
 		e.kick = make(chan struct{}, 1)
 		e.ready = make(chan struct{})
-		e.lastRules = map[string]bool{}
+		e.lastRules = map[string]*v1.AlertRule{}
 	})
 }
 
@@ -198,18 +198,35 @@ func (e *Evaluator) Evaluate(ctx context.Context) error {
 		apps: e.apps.List(nil), nodes: e.nodes.List(nil),
 		increase: func(i *v1.Instance, d time.Duration) (int, bool) { return e.restarts.increase(e.Window, now, i, d) },
 	}
-	var errs []error
-	seen := map[string]bool{}
+	// Rules gone since the last pass, or deleted and made again under
+	// their name, end their alert first: a new rule of the name may fire
+	// in this pass, after the old one's resolved message.
+	uids := make(map[string]string, len(rules))
 	for _, r := range rules {
-		seen[r.Metadata.Key()] = true
+		uids[r.Metadata.Key()] = r.Metadata.UID
+	}
+	for key, r := range e.lastRules {
+		uid, ok := uids[key]
+		if ok && uid == r.Metadata.UID {
+			continue
+		}
+		if !ok && e.Metrics != nil {
+			ns, name := splitKey(key)
+			e.Metrics.Firing.DeleteLabelValues(ns, name)
+		}
+		if r.Status.State == v1.AlertFiring {
+			e.resolveDeleted(ctx, r, snap)
+		}
+	}
+	var errs []error
+	seen := make(map[string]*v1.AlertRule, len(rules))
+	for _, r := range rules {
 		if err := e.evaluateRule(ctx, r, snap); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	for key := range e.lastRules {
-		if !seen[key] && e.Metrics != nil {
-			ns, name := splitKey(key)
-			e.Metrics.Firing.DeleteLabelValues(ns, name)
+		seen[r.Metadata.Key()] = r
+		if cur, ok := e.rules.Get(r.Metadata.Namespace, r.Metadata.Name); ok && cur.Metadata.UID == r.Metadata.UID {
+			seen[r.Metadata.Key()] = cur // with the status this pass wrote
 		}
 	}
 	e.lastRules = seen
@@ -375,6 +392,27 @@ func (e *Evaluator) evaluateRule(ctx context.Context, r *v1.AlertRule, snap *sna
 		e.send(ctx, r, msg)
 	}
 	return nil
+}
+
+// resolveDeleted tells the receivers of a rule deleted while it fired
+// that the alert is over, so that what they opened (a page, a red chat
+// message) is closed: no later pass will judge the rule again.
+func (e *Evaluator) resolveDeleted(ctx context.Context, r *v1.AlertRule, snap *snapshot) {
+	prev := r.Status
+	st := prev
+	st.State = v1.AlertInactive
+	st.LastEvaluated = &snap.now
+	app := r.Spec.App
+	if app == "" {
+		app = snap.subjectsApp(r.Metadata.Namespace, prev.Subjects)
+	}
+	msg := e.message(r, notify.StatusResolved, st, app)
+	msg.Message = fmt.Sprintf("rule deleted while firing: %s", describe(r))
+	if prev.Since != nil {
+		msg.Message += fmt.Sprintf(" (firing for %s: %s)", snap.now.Sub(*prev.Since).Round(time.Second), prev.Message)
+	}
+	e.Log.Info("alert resolved: rule deleted", "ns", r.Metadata.Namespace, "rule", r.Metadata.Name)
+	e.send(ctx, r, msg)
 }
 
 // setFiring sets r's gantry_alerts_firing gauge for state.
