@@ -163,9 +163,12 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, rt rout
 			r.toEngine(w, req)
 			return
 		}
+		// Blobs are recorded for gc only once the engine has them (here,
+		// in mountHook and blobHook), under writeMu like the write: a
+		// made-up digest recorded up front fills the touch set, and past
+		// its limit every blob counts as touched and gc frees nothing.
 		r.writeMu.RLock()
 		defer r.writeMu.RUnlock()
-		r.touches.add(d, r.now())
 		from := q.Get("from")
 		if from == "" {
 			if from = r.mountSource(req.Context(), c, rt.repo, d); from != "" {
@@ -212,7 +215,6 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, rt rout
 		}
 		r.writeMu.RLock()
 		defer r.writeMu.RUnlock()
-		r.touches.add(d, r.now())
 		r.uploadInOne(w, req, rt, d)
 		return
 	}
@@ -229,7 +231,6 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, rt rou
 		r.toEngine(w, req)
 		return
 	}
-	r.touches.add(d, r.now())
 	size := int64(-1)
 	if req.ContentLength >= 0 {
 		size = r.uploadedSize(req.Context(), rt.repo, rt.ref) + req.ContentLength
@@ -360,14 +361,15 @@ func (r *Registry) mountSource(ctx context.Context, c *caller, target string, d 
 }
 
 // mountHook wraps the response to a mount of digest d into repo. On
-// success it touches the canonical blob and, for a non-canonical d,
-// links the canonical blob into repo under both digests.
+// success it touches the blob and, for a non-canonical d, links the
+// canonical blob into repo under both digests.
 func (r *Registry) mountHook(w http.ResponseWriter, repo string, d, canonical digest.Digest) http.ResponseWriter {
-	if canonical == "" || canonical == d {
-		return w
-	}
 	return &headerHook{ResponseWriter: w, hook: func(status int, h http.Header) {
 		if status != http.StatusCreated {
+			return
+		}
+		r.touches.add(d, r.now())
+		if canonical == "" || canonical == d {
 			return
 		}
 		r.touches.add(canonical, r.now())
