@@ -61,7 +61,12 @@ import (
 // an error saying uploads kept it out.
 //
 // Deleted blobs are also unlinked from the repositories that linked them,
-// and referrers index entries whose manifest is gone are dropped.
+// and so is a blob that lives on for other repositories but that no
+// manifest of its own repository references (by the same rules, so a
+// push in flight keeps its links); referrers index entries whose manifest
+// is gone are dropped. Only what a repository links counts as reachable
+// from its manifests: a foreign layer's digest, which the engine lets a
+// manifest name without linking it, keeps nothing.
 
 // GCResult reports what a collection did.
 type GCResult struct {
@@ -143,14 +148,17 @@ func (r *Registry) lockWrites(ctx context.Context) error {
 }
 
 // markSet is the mark phase's result: the canonical digests of reachable
-// blobs, and for every repository its blob links with their targets.
+// blobs, and for every repository its blob links with their targets and
+// the links its own manifests reference.
 type markSet struct {
 	reachable map[digest.Digest]bool
 	links     map[string]map[digest.Digest]digest.Digest // repo → link digest → canonical target
+	used      map[string]map[digest.Digest]bool          // repo → link digests its manifests reference
 }
 
 func (r *Registry) mark(ctx context.Context, res *GCResult) (*markSet, error) {
-	m := &markSet{reachable: map[digest.Digest]bool{}, links: map[string]map[digest.Digest]digest.Digest{}}
+	m := &markSet{reachable: map[digest.Digest]bool{}, links: map[string]map[digest.Digest]digest.Digest{},
+		used: map[string]map[digest.Digest]bool{}}
 	// Every repository with anything stored: one that only ever got
 	// blobs (a push that stopped before its manifest) has links the
 	// sweep must remove with their blobs.
@@ -176,20 +184,12 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (*markSet, error) {
 			return nil, err
 		}
 		blobs := repo.Blobs(ctx)
-		// resolve maps a digest as the repository knows it onto the
-		// canonical blob it names: the same digest for sha256, the link
-		// target for others (sha512 links point at sha256 blobs).
-		resolve := func(d digest.Digest) {
-			if d.Validate() != nil {
-				return
-			}
-			m.reachable[d] = true
-			if d.Algorithm() != digest.Canonical {
-				if desc, err := blobs.Stat(ctx, d); err == nil {
-					m.reachable[desc.Digest] = true
-				}
-			}
-		}
+		// What the manifests reference counts once the repository's links
+		// are read: only a blob the repository links is its to keep. A
+		// manifest may name a digest it does not link (a foreign layer,
+		// fetched from its URLs), which must not keep another
+		// namespace's deleted layer on disk.
+		var refs []digest.Digest
 		err = ms.(distribution.ManifestEnumerator).Enumerate(ctx, func(d digest.Digest) error {
 			man, err := ms.Get(ctx, d)
 			var unknown distribution.ErrManifestUnknownRevision
@@ -210,7 +210,9 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (*markSet, error) {
 				m.reachable[digest.Canonical.FromBytes(payload)] = true
 			}
 			for _, ref := range man.References() {
-				resolve(ref.Digest)
+				if ref.Digest.Validate() == nil {
+					refs = append(refs, ref.Digest)
+				}
 			}
 			return nil
 		})
@@ -231,6 +233,25 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (*markSet, error) {
 			return nil, fmt.Errorf("blob links of %s: %w", name, err)
 		}
 		m.links[name] = links
+		// A link maps the digest as the manifest names it onto the
+		// canonical blob: the same digest for sha256, the sha256 blob
+		// for others.
+		used := map[digest.Digest]bool{}
+		for _, d := range refs {
+			target, ok := links[d]
+			if !ok {
+				// The engine's enumeration lists sha256 links only.
+				if target, ok = r.readLink(ctx, layerLinkPath(name, d)); ok {
+					links[d] = target
+				}
+			}
+			if ok {
+				used[d] = true
+				m.reachable[d] = true
+				m.reachable[target] = true
+			}
+		}
+		m.used[name] = used
 	}
 	res.BlobsMarked = len(m.reachable)
 	return m, nil
@@ -281,9 +302,14 @@ func (r *Registry) sweep(ctx context.Context, m *markSet, cutoff time.Time, res 
 		res.BlobsDeleted++
 		res.BytesFreed += v.size
 	}
+	// A link goes with its blob, and also when no manifest of its own
+	// repository references it: the blob may live on for another
+	// repository's manifests, but it no longer counts for this one's
+	// namespace (its registryStorage quota counts linked blobs). The
+	// same grace as for blobs keeps the links of a push in flight.
 	for repo, links := range m.links {
 		for link, target := range links {
-			if !gone[target] {
+			if !gone[target] && (m.used[repo][link] || !r.unlinkable(ctx, repo, link, target, cutoff)) {
 				continue
 			}
 			if err := r.driver.Delete(ctx, path.Dir(layerLinkPath(repo, link))); err != nil && !errors.As(err, &nf) {
@@ -293,6 +319,17 @@ func (r *Registry) sweep(ctx context.Context, m *markSet, cutoff time.Time, res 
 		}
 	}
 	return nil
+}
+
+// unlinkable reports whether a link no manifest of its repository uses
+// is old enough to remove: neither it nor its blob touched, and the link
+// not written, since cutoff.
+func (r *Registry) unlinkable(ctx context.Context, repo string, link, target digest.Digest, cutoff time.Time) bool {
+	if r.touches.since(link, cutoff) || r.touches.since(target, cutoff) {
+		return false
+	}
+	fi, err := r.driver.Stat(ctx, layerLinkPath(repo, link))
+	return err == nil && !fi.ModTime().After(cutoff)
 }
 
 // pruneReferrers drops index entries whose manifest no longer exists. It
