@@ -600,6 +600,14 @@ func (s *Server) updateOnce(ctx context.Context, ri *requestInfo, o v1.Object, a
 	if sameObject(o, prev) {
 		return "unchanged", nil
 	}
+	if ns, ok := prev.(*v1.Namespace); ok {
+		// Its delete goes on whatever is written now (a delete stopped
+		// half-way is resumed at the new revision): a change would be
+		// answered as made, then deleted.
+		if err := notDeleting(ns); err != nil {
+			return "", fmt.Errorf("%w; apply it again once the delete has finished", err)
+		}
+	}
 	if ri.DryRun {
 		return "configured", nil
 	}
