@@ -90,7 +90,11 @@ func checkLogQuery(q url.Values) error {
 // appLogs merges the logs of every instance of an App, each line naming
 // its instance: in time order without follow, as they come with it.
 func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
-	ctx := r.Context()
+	// A write that cannot go out (the client stopped reading) cancels
+	// ctx, and with it the request to every agent.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	r = r.WithContext(ctx)
 	if s.proxy == nil {
 		return fmt.Errorf("%w: this server cannot reach agents", v1.ErrUnavailable)
 	}
@@ -118,6 +122,18 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo
 	// holds a few lines per instance, not every log of the App.
 	var queues []chan appLogLine
 	enc := json.NewEncoder(w)
+	rc := http.NewResponseController(w)
+	// emit writes one line, within watchWriteTimeout.
+	emit := func(l appLogLine) {
+		rc.SetWriteDeadline(time.Now().Add(watchWriteTimeout))
+		err := enc.Encode(l)
+		if err == nil && follow && fl != nil {
+			err = rc.Flush()
+		}
+		if err != nil {
+			cancel()
+		}
+	}
 	var wg sync.WaitGroup
 	for _, inst := range insts {
 		nodeName := inst.Spec.Node
@@ -167,10 +183,7 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo
 					continue
 				}
 				mu.Lock()
-				enc.Encode(l)
-				if fl != nil {
-					fl.Flush()
-				}
+				emit(l)
 				mu.Unlock()
 			}
 			if err := sc.Err(); err != nil && ctx.Err() == nil {
@@ -179,7 +192,7 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo
 		}()
 	}
 	if !follow {
-		mergeLogs(ctx, queues, func(l appLogLine) { enc.Encode(l) })
+		mergeLogs(ctx, queues, emit)
 	}
 	wg.Wait()
 	return nil

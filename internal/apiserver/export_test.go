@@ -17,3 +17,11 @@ func SetWatchHeartbeat(cleanup func(func()), d time.Duration) {
 	watchHeartbeat = d
 	cleanup(func() { watchHeartbeat = old })
 }
+
+// SetWatchWriteTimeout sets how long one write of a stream may take,
+// until the test ends.
+func SetWatchWriteTimeout(cleanup func(func()), d time.Duration) {
+	old := watchWriteTimeout
+	watchWriteTimeout = d
+	cleanup(func() { watchWriteTimeout = old })
+}

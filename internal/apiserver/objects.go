@@ -256,9 +256,10 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, ri *requestInfo) 
 // variable for tests).
 var watchHeartbeat = 5 * time.Second
 
-// watchWriteTimeout is how long one write of a watch stream may take
-// before the stream is ended (a client that stopped reading).
-const watchWriteTimeout = 30 * time.Second
+// watchWriteTimeout is how long one write of a watch stream, or of
+// followed App logs, may take before the stream is ended (a client that
+// stopped reading but keeps its connection). A variable for tests.
+var watchWriteTimeout = 30 * time.Second
 
 func (s *Server) get(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
 	o, err := s.store.Get(r.Context(), ri.Kind, ri.Namespace, ri.Name)

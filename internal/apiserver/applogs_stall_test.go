@@ -1,0 +1,70 @@
+package apiserver_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/apiserver"
+	"github.com/gantry-dev/gantry/internal/apiserver/apiservertest"
+)
+
+// A client that stops reading followed App logs, but keeps its
+// connection, held the handler, its goroutines and a request to every
+// agent for as long as the connection lived. A write now has
+// watchWriteTimeout to go out, as a watch's has.
+func TestFollowedAppLogsEndWhenTheClientStopsReading(t *testing.T) {
+	apiserver.SetWatchWriteTimeout(t.Cleanup, time.Second)
+	var active, lines atomic.Int64
+	agent := func(w http.ResponseWriter, r *http.Request) {
+		active.Add(1)
+		defer active.Add(-1)
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		pad := strings.Repeat("x", 200)
+		for i := 0; r.Context().Err() == nil; i++ {
+			if _, err := fmt.Fprintf(w, `{"time":"2025-01-02T03:04:05Z","stream":"stdout","line":"%d %s"}`+"\n", i, pad); err != nil {
+				return
+			}
+			lines.Add(1)
+		}
+	}
+	nodes := apiserver.NewNodes()
+	nodes.AddLocal("n1", http.HandlerFunc(agent))
+	ts := &testServer{apiservertest.Start(t, t.TempDir(), "127.0.0.1:0", apiserver.WithNodeProxy(nodes))}
+	ctx := context.Background()
+	if _, err := ts.client(t, ts.Token).Apply(ctx, newApp("web", "web:v1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.Store.Create(ctx, &v1.Node{TypeMeta: v1.TypeMeta{Kind: "Node"}, Metadata: v1.ObjectMeta{Name: "n1"}}); err != nil {
+		t.Fatal(err)
+	}
+	inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"},
+		Metadata: v1.ObjectMeta{Name: "web-1", Namespace: "default", Labels: map[string]string{v1.LabelApp: "web"}},
+		Spec:     v1.InstanceSpec{App: "web", Revision: 1, Node: "n1"}}
+	if err := ts.Store.Create(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetReadBuffer(4096)
+	}
+	fmt.Fprintf(conn, "GET /api/v1/namespaces/default/apps/web/logs?follow=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", ts.Token)
+	// Never read: once the stream backs up, a write times out.
+	deadline := time.Now().Add(20 * time.Second)
+	for active.Load() != 0 || lines.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("20 s after its client stopped reading (connection kept, %d lines sent), the followed App logs still hold the agent request", lines.Load())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
