@@ -227,13 +227,29 @@ func (s *Server) Handler() http.Handler {
 	} {
 		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", method)
-			writeError(w, methodNotAllowed(r))
+			s.refuse(w, r, methodNotAllowed(r))
 		})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no API at %s; the API lives under /api/v1", v1.ErrNotFound, r.URL.Path))
 	})
-	return s.withRequestID(s.withRecover(refuseUncleanPaths(mux)))
+	return s.withRequestID(s.withRecover(s.refuseUncleanPaths(mux)))
+}
+
+// refuse answers a request refused before it reached an endpoint (a
+// method the path does not take, an unclean path) with err, and records
+// it as every API request is recorded: probes of /api/v1/audit or of a
+// path that once deleted a namespace leave a trace too.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, err error) {
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w}
+	id, aerr := s.authenticate(r)
+	reason := "refused"
+	if aerr != nil {
+		id, reason = nil, "authentication failed"
+	}
+	writeError(rec, err)
+	s.finish(r, rec, nil, orAnon(id), start, reason)
 }
 
 // refuseUncleanPaths answers 400 for a path with a "." or ".." segment or
@@ -242,7 +258,7 @@ func (s *Server) Handler() http.Handler {
 // /api/v1/namespaces/team/apps/.. deleted namespace team. It looks at the
 // path as sent, as ServeMux does; an escaped dot or slash (%2e%2e, ..%2F)
 // is no segment of its own, and reaches parseRequest as an invalid name.
-func refuseUncleanPaths(h http.Handler) http.Handler {
+func (s *Server) refuseUncleanPaths(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.EscapedPath()
 		unclean := strings.Contains(p, "//")
@@ -250,7 +266,7 @@ func refuseUncleanPaths(h http.Handler) http.Handler {
 			unclean = unclean || seg == "." || seg == ".."
 		}
 		if unclean {
-			writeError(w, fmt.Errorf("%w: path %q has an empty, \".\" or \"..\" segment: name the object's path exactly", v1.ErrInvalid, p))
+			s.refuse(w, r, fmt.Errorf("%w: path %q has an empty, \".\" or \"..\" segment: name the object's path exactly", v1.ErrInvalid, p))
 			return
 		}
 		h.ServeHTTP(w, r)
