@@ -300,7 +300,7 @@ func (p *Proxy) roundTripFast(st *reqState, pc *pconn, r *http.Request) (*http.R
 	if t := p.cfg.ResponseHeaderTimeout; t > 0 {
 		pc.conn.SetReadDeadline(time.Now().Add(t))
 	}
-	pc.head = appendRequest(pc.head[:0], r, st.ep.addr)
+	pc.head = appendRequest(pc.head[:0], r, st.ep.addr, r.TLS != nil || st.fwdHTTPS)
 	err := pc.send(pc.head)
 	if cap(pc.head) > maxKeptHead {
 		pc.head = nil
@@ -404,9 +404,10 @@ var requestHopHeaders = map[string]bool{
 	"Content-Length": true,
 }
 
-// appendRequest serialises r as an HTTP/1.1 request head without a body.
-// Header names and values were validated by the server that parsed r.
-func appendRequest(b []byte, r *http.Request, addr string) []byte {
+// appendRequest serialises r as an HTTP/1.1 request head without a body,
+// saying X-Forwarded-Proto https if https. Header names and values were
+// validated by the server that parsed r.
+func appendRequest(b []byte, r *http.Request, addr string, https bool) []byte {
 	b = append(b, r.Method...)
 	b = append(b, ' ')
 	b = append(b, r.URL.RequestURI()...)
@@ -442,7 +443,7 @@ func appendRequest(b []byte, r *http.Request, addr string) []byte {
 	}
 	b = append(b, "X-Forwarded-Host: "...)
 	b = append(b, r.Host...)
-	if r.TLS != nil {
+	if https {
 		b = append(b, "\r\nX-Forwarded-Proto: https\r\n"...)
 	} else {
 		b = append(b, "\r\nX-Forwarded-Proto: http\r\n"...)

@@ -126,6 +126,10 @@ type reqState struct {
 	ep       *endpoint
 	upgraded bool
 	retried  bool
+	// fwdHTTPS: a proxy in front said the client used HTTPS, and a TLS
+	// route was served over plain HTTP on its word; the instance is told
+	// so too, or an App that insists on HTTPS itself redirects in a loop.
+	fwdHTTPS bool
 	// body guards the request body, when it has one (see bodyGuard).
 	body *bodyGuard
 }
@@ -216,8 +220,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			map[string]string{"host": host, "path": r.URL.Path})
 		return
 	}
-	if rt.toHTTPS && r.TLS == nil && r.RequestURI != "*" && !forwardedHTTPS(r) {
-		if port := p.httpsPort.Load(); port != nil {
+	if rt.toHTTPS && r.TLS == nil && r.RequestURI != "*" {
+		if forwardedHTTPS(r) {
+			st.fwdHTTPS = true
+		} else if port := p.httpsPort.Load(); port != nil {
 			toHTTPS(&st.rec, r, host, *port)
 			return
 		}
@@ -453,6 +459,9 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.Header["X-Forwarded-For"] = prior
 	}
 	pr.SetXForwarded()
+	if st.fwdHTTPS {
+		pr.Out.Header.Set("X-Forwarded-Proto", "https")
+	}
 	if pr.Out.Body != nil {
 		// The transport closes a request body when a connect fails, and
 		// ReverseProxy's wrapper refuses reads after that; keep the body
