@@ -921,7 +921,7 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 	}
 	r.Apps.Observe(out)
 	if wrote && complete && rolling {
-		r.rec.Eventf(ctx, a, v1.EventNormal, "RolloutComplete", "revision %d is running with %d/%d instances ready", st.Revision, newReady, desired)
+		r.rec.Eventf(ctx, out, v1.EventNormal, "RolloutComplete", "revision %d is running with %d/%d instances ready", st.Revision, newReady, desired)
 		r.observe(a, "completed", now)
 	}
 	return requeue, nil
@@ -1073,7 +1073,7 @@ func (r *Rollout) deadlineExceeded(ctx context.Context, a *v1.App, rev *v1.Revis
 	r.rec.Eventf(ctx, a, v1.EventWarning, "ProgressDeadlineExceeded", "%s; rolling back to revision %d", reason, stable)
 	r.observe(a, "rolled_back", r.now())
 	r.Apps.Observe(out)
-	r.rec.Eventf(ctx, a, v1.EventWarning, "RolledBack", "rolled back from revision %d to the template of revision %d (now revision %d): %s", from, stable, out.Status.Revision, reason)
+	r.rec.Eventf(ctx, out, v1.EventWarning, "RolledBack", "rolled back from revision %d to the template of revision %d (now revision %d): %s", from, stable, out.Status.Revision, reason)
 	return nil
 }
 

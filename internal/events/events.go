@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -64,16 +65,24 @@ func (r *Recorder) Eventf(ctx context.Context, obj v1.Object, eventType, reason,
 	if app == "" && obj.GetType().Kind == "App" {
 		app = m.Name
 	}
-	r.record(m.Namespace, v1.ObjectRef{Kind: obj.GetType().Kind, Name: m.Name}, app, eventType, reason, fmt.Sprintf(format, args...))
+	var rev int64
+	if a, ok := obj.(*v1.App); ok {
+		rev = a.Status.Revision
+	}
+	r.record(m.Namespace, v1.ObjectRef{Kind: obj.GetType().Kind, Name: m.Name}, app, rev, eventType, reason, fmt.Sprintf(format, args...))
 }
 
 // Record records an event about something that is not a stored object
 // (an image in the registry, say).
 func (r *Recorder) Record(ctx context.Context, ns string, ref v1.ObjectRef, eventType, reason, message string) {
-	r.record(ns, ref, "", eventType, reason, message)
+	r.record(ns, ref, "", 0, eventType, reason, message)
 }
 
-func (r *Recorder) record(ns string, ref v1.ObjectRef, app, eventType, reason, message string) {
+// record records an event; app and revision, when set, become the
+// event's gantry.dev/app and gantry.dev/revision labels (an App's event
+// names the revision it is about, which may no longer be the App's
+// current one when the event is read: a deploy notification needs it).
+func (r *Recorder) record(ns string, ref v1.ObjectRef, app string, revision int64, eventType, reason, message string) {
 	if ns == "" {
 		ns = v1.DefaultNamespace
 	}
@@ -96,6 +105,9 @@ func (r *Recorder) record(ns string, ref v1.ObjectRef, app, eventType, reason, m
 	}
 	if app != "" {
 		e.Metadata.Labels = map[string]string{v1.LabelApp: app}
+		if revision > 0 {
+			e.Metadata.Labels[v1.LabelRevision] = strconv.FormatInt(revision, 10)
+		}
 	}
 	if len(e.Metadata.Name) > 253 {
 		e.Metadata.Name = e.Metadata.Name[len(e.Metadata.Name)-253:]

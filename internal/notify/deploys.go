@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,7 +44,12 @@ func (m *Manager) ObserveEvent(e *v1.Event) {
 	if status != StatusSucceeded {
 		msg.Severity = "warning"
 	}
-	if a, ok := m.apps.Get(e.Metadata.Namespace, app); ok {
+	// The revision the event is about: by the time it is observed the
+	// App may be on another (an automatic rollback writes its revision
+	// before the failure's event is recorded).
+	if rev, err := strconv.ParseInt(e.Metadata.Labels[v1.LabelRevision], 10, 64); err == nil && rev > 0 {
+		msg.Revision = rev
+	} else if a, ok := m.apps.Get(e.Metadata.Namespace, app); ok {
 		msg.Revision = a.Status.Revision
 	}
 	m.Send(context.Background(), e.Metadata.Namespace, nil, msg)
