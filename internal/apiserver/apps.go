@@ -339,6 +339,19 @@ func (s *Server) HoldClaims() func() {
 // with the tls it had when stored is not checked for the latter: Apps
 // stored before the check existed must still be updated and rolled back.
 func (s *Server) checkRoutes(a, prev *v1.App, others []*v1.App) error {
+	// Names of the service domain are services' (DNS would not answer a
+	// route host there); a route stored before this check keeps its host.
+	var bad v1.FieldErrors
+	for i, r := range a.Spec.Routes {
+		had := prev != nil && slices.ContainsFunc(prev.Spec.Routes, func(p v1.Route) bool { return strings.EqualFold(p.Host, r.Host) })
+		if d := s.cfg.ServiceDomain; d != "" && !had && inDomain(r.Host, d) {
+			bad = append(bad, v1.FieldError{Field: fmt.Sprintf("spec.routes[%d].host", i),
+				Message: fmt.Sprintf("%s is inside %s, the cluster's service domain, whose names Gantry's DNS keeps for services: choose a host outside it (or use the app's default host APP.NAMESPACE.%s)", r.Host, d, s.cfg.AppsDomain)})
+		}
+	}
+	if len(bad) > 0 {
+		return bad
+	}
 	var errs v1.FieldErrors
 	for i, r := range a.Spec.Routes {
 		hadTLS := prev != nil && slices.ContainsFunc(prev.Spec.Routes, func(p v1.Route) bool {
@@ -412,6 +425,14 @@ func checkNodePorts(a *v1.App, others []*v1.App) error {
 		return &v1.StatusError{Status: v1.Status{Code: http.StatusConflict, Reason: "Conflict", Message: "node port already in use by another app", Details: errs}}
 	}
 	return nil
+}
+
+// inDomain reports whether host (a wildcard "*.PARENT" included) is
+// domain or a name under it, whatever the case and a trailing dot.
+func inDomain(host, domain string) bool {
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	domain = strings.TrimSuffix(strings.ToLower(domain), ".")
+	return host == domain || strings.HasSuffix(host, "."+domain)
 }
 
 // defaultHostOf reports whether host has the form of the load balancer's

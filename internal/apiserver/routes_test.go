@@ -36,6 +36,11 @@ func TestRouteCollisionsAreRefused(t *testing.T) {
 		{"default", "tlsweb", "[{host: TLS.example.com, path: /web, tls: web-cert}]", 409, "already gets its certificate from tls \\\"auto\\\" of app default/tlsapi"},
 		{"shop", "tlsthief", "[{host: tls.example.com, path: /, tls: auto}]", 409, "of app default/tlsapi"},
 		{"shop", "tlsplain", "[{host: tls.example.com, path: /plain}]", 201, ""},
+		// Names of the service domain are services': DNS would not
+		// answer such a route host.
+		{"shop", "svcname", "[{host: shop.gantry.internal}]", 400, "the cluster's service domain"},
+		{"shop", "svcwild", "[{host: '*.svc.gantry.internal'}]", 400, "service domain"},
+		{"shop", "near", "[{host: gantry.internal.example.com}]", 201, ""},
 	} {
 		code, body := app(tc.ns, tc.name, tc.routes)
 		if code != tc.code || !strings.Contains(body, tc.says) {

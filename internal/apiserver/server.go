@@ -47,6 +47,10 @@ type Config struct {
 	// AppsDomain is the load balancer's apps domain: a route may not take
 	// the default host (APP.NS.AppsDomain) of another namespace's app.
 	AppsDomain string
+	// ServiceDomain is the cluster's DNS domain (gantry.internal): its
+	// names are services', so a route may not take one (DNS would not
+	// answer it).
+	ServiceDomain string
 	// IngressHTTPS says whether the load balancer serves HTTPS; without
 	// it, an App whose routes ask for TLS is warned that they are served
 	// over plain HTTP only.

@@ -260,6 +260,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if cfg.API.AppsDomain == "" {
 		cfg.API.AppsDomain = cfg.DNS.AppsDomain
 	}
+	if cfg.API.ServiceDomain == "" {
+		cfg.API.ServiceDomain = cfg.DNS.Domain
+	}
 	s.API = apiserver.New(cfg.API, s.Store, authn, authz, log, opts...)
 	s.Metrics.MustRegister(s.API.Collectors()...)
 

@@ -37,7 +37,7 @@ type Server struct {
 // master key of its own; opts add to what it is configured with.
 func Start(t testing.TB, dir, addr string, opts ...apiserver.Option) *Server {
 	t.Helper()
-	return StartConfig(t, dir, addr, apiserver.Config{AppsDomain: "localhost"}, opts...)
+	return StartConfig(t, dir, addr, apiserver.Config{AppsDomain: "localhost", ServiceDomain: "gantry.internal"}, opts...)
 }
 
 // StartConfig is Start with a configuration of the caller's.
@@ -57,7 +57,7 @@ func StartTLS(t testing.TB, dir string, ca *pki.CA, opts ...apiserver.Option) *S
 		t.Fatal(err)
 	}
 	opts = append([]apiserver.Option{apiserver.WithCA(ca)}, opts...)
-	return start(t, dir, "127.0.0.1:0", apiserver.Config{AppsDomain: "localhost"}, pki.ServerTLS(ca.Pool(), sc.GetCertificate), opts...)
+	return start(t, dir, "127.0.0.1:0", apiserver.Config{AppsDomain: "localhost", ServiceDomain: "gantry.internal"}, pki.ServerTLS(ca.Pool(), sc.GetCertificate), opts...)
 }
 
 func start(t testing.TB, dir, addr string, cfg apiserver.Config, tlsCfg *tls.Config, opts ...apiserver.Option) *Server {
