@@ -319,9 +319,34 @@ func (s *Server) proxyInstance(w http.ResponseWriter, r *http.Request, ri *reque
 	if s.proxy == nil {
 		return fmt.Errorf("%w: this server cannot reach agents", v1.ErrUnavailable)
 	}
+	if ri.Sub == "logs" {
+		// Followed logs run as long as the client reads them; one that
+		// stops reading but keeps its connection ends them, as it ends
+		// a watch. (Not for exec: its connection is taken over, and a
+		// deadline set now would stay on it.)
+		w = &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w)}
+	}
 	s.proxy.ServeNode(w, r, n, "/instances/"+ri.Namespace+"/"+ri.Name+"/"+ri.Sub, r.URL.Query())
 	return nil
 }
+
+// deadlineWriter gives each write watchWriteTimeout to go out.
+type deadlineWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	d.rc.SetWriteDeadline(time.Now().Add(watchWriteTimeout))
+	return d.ResponseWriter.Write(p)
+}
+
+func (d *deadlineWriter) Flush() {
+	d.rc.SetWriteDeadline(time.Now().Add(watchWriteTimeout))
+	d.rc.Flush()
+}
+
+func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
 
 // registerNode creates or refreshes a Node when its agent starts, and
 // hands it a subnet of the cluster CIDR the first time.
