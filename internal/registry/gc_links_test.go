@@ -24,21 +24,7 @@ func TestGCUnlinksASharedLayerFromARepositoryThatNoLongerUsesIt(t *testing.T) {
 			return 0, nil
 		}
 	})
-	layer := bytes.Repeat([]byte{'L'}, 5000)
-	cfgA := []byte(`{"a":1}`)
-	cfgB := []byte(`{"b":2}`)
-	// The base image, in a namespace without quota.
-	tr.uploadBlob(t, "shared/base", adminToken, layer)
-	tr.uploadBlob(t, "shared/base", adminToken, cfgA)
-	if resp, b := tr.putManifest(t, "shared/base", "v1", adminToken, manifestJSON(t, cfgA, layer)); resp.StatusCode != http.StatusCreated {
-		t.Fatalf("put base: %d %s", resp.StatusCode, b)
-	}
-	// team/app built on it: the layer mounted, its own config.
-	resp, b := tr.do(t, "POST", "/v2/team/app/blobs/uploads/?mount="+digest.FromBytes(layer).String()+"&from=shared/base", adminToken, nil, nil)
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("mount: %d %s", resp.StatusCode, b)
-	}
-	tr.uploadBlob(t, "team/app", adminToken, cfgB)
+	layer, cfgB := startOnABase(t, tr)
 	man := manifestJSON(t, cfgB, layer)
 	if resp, b := tr.putManifest(t, "team/app", "v1", adminToken, man); resp.StatusCode != http.StatusCreated {
 		t.Fatalf("put app: %d %s", resp.StatusCode, b)
@@ -103,22 +89,31 @@ func TestGCIgnoresAForeignLayerTheRepositoryDoesNotLink(t *testing.T) {
 // blobs of an image are mounted or uploaded before its manifest.
 func TestGCKeepsTheLinksOfAPushInFlight(t *testing.T) {
 	tr := newTestRegistry(t, nil)
-	layer := bytes.Repeat([]byte{'L'}, 5000)
-	cfgA, cfgB := []byte(`{"a":1}`), []byte(`{"b":2}`)
-	tr.uploadBlob(t, "shared/base", adminToken, layer)
-	tr.uploadBlob(t, "shared/base", adminToken, cfgA)
-	if resp, b := tr.putManifest(t, "shared/base", "v1", adminToken, manifestJSON(t, cfgA, layer)); resp.StatusCode != http.StatusCreated {
-		t.Fatalf("put base: %d %s", resp.StatusCode, b)
-	}
-	resp, b := tr.do(t, "POST", "/v2/team/app/blobs/uploads/?mount="+digest.FromBytes(layer).String()+"&from=shared/base", adminToken, nil, nil)
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("mount: %d %s", resp.StatusCode, b)
-	}
-	tr.uploadBlob(t, "team/app", adminToken, cfgB)
+	layer, cfgB := startOnABase(t, tr)
 	if res := tr.gc(t); res.LinksRemoved != 0 {
 		t.Errorf("gc removed %d links of a push in flight: %+v", res.LinksRemoved, res)
 	}
 	if resp, b := tr.putManifest(t, "team/app", "v1", adminToken, manifestJSON(t, cfgB, layer)); resp.StatusCode != http.StatusCreated {
 		t.Fatalf("the manifest of the push, after gc: %d %s", resp.StatusCode, b)
 	}
+}
+
+// startOnABase pushes shared/base:v1 (one layer of 5000 bytes) and starts
+// a push of team/app on it: the layer mounted from the base, a config of
+// its own uploaded, no manifest yet. It returns the layer and the config.
+func startOnABase(t *testing.T, tr *testRegistry) (layer, config []byte) {
+	t.Helper()
+	layer = bytes.Repeat([]byte{'L'}, 5000)
+	base, config := []byte(`{"a":1}`), []byte(`{"b":2}`)
+	tr.uploadBlob(t, "shared/base", adminToken, layer)
+	tr.uploadBlob(t, "shared/base", adminToken, base)
+	if resp, b := tr.putManifest(t, "shared/base", "v1", adminToken, manifestJSON(t, base, layer)); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("put base: %d %s", resp.StatusCode, b)
+	}
+	resp, b := tr.do(t, "POST", "/v2/team/app/blobs/uploads/?mount="+digest.FromBytes(layer).String()+"&from=shared/base", adminToken, nil, nil)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("mount: %d %s", resp.StatusCode, b)
+	}
+	tr.uploadBlob(t, "team/app", adminToken, config)
+	return layer, config
 }
