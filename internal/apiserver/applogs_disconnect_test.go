@@ -28,27 +28,8 @@ func TestAppLogsEndAgentRequestsWhenTheClientLeaves(t *testing.T) {
 	}
 	remote := httptest.NewServer(http.HandlerFunc(agent))
 	t.Cleanup(remote.Close)
-	nodes := apiserver.NewNodes()
-	nodes.AddLocal("n1", http.HandlerFunc(agent))
-	ts := &testServer{apiservertest.Start(t, t.TempDir(), "127.0.0.1:0", apiserver.WithNodeProxy(nodes))}
+	ts := logServer(t, agent, remote.URL)
 	ctx := context.Background()
-	if _, err := ts.client(t, ts.Token).Apply(ctx, newApp("web", "web:v1")); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []*v1.Node{
-		{TypeMeta: v1.TypeMeta{Kind: "Node"}, Metadata: v1.ObjectMeta{Name: "n1"}},
-		{TypeMeta: v1.TypeMeta{Kind: "Node"}, Metadata: v1.ObjectMeta{Name: "n2"}, Status: v1.NodeStatus{AgentURL: remote.URL}},
-	} {
-		if err := ts.Store.Create(ctx, n); err != nil {
-			t.Fatal(err)
-		}
-		inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"},
-			Metadata: v1.ObjectMeta{Name: "web-" + n.Metadata.Name, Namespace: "default", Labels: map[string]string{v1.LabelApp: "web"}},
-			Spec:     v1.InstanceSpec{App: "web", Revision: 1, Node: n.Metadata.Name}}
-		if err := ts.Store.Create(ctx, inst); err != nil {
-			t.Fatal(err)
-		}
-	}
 	for _, q := range []string{"follow=true", ""} {
 		cctx, cancel := context.WithCancel(ctx)
 		req, _ := http.NewRequestWithContext(cctx, "GET", ts.URL+"/api/v1/namespaces/default/apps/web/logs?"+q, nil)
@@ -90,4 +71,34 @@ func TestAppLogsEndAgentRequestsWhenTheClientLeaves(t *testing.T) {
 			t.Fatalf("?%s: %d agent requests still running 3s after the client left", q, n)
 		}
 	}
+}
+
+// logServer starts a server whose App web has an instance web-n1 on node
+// n1, whose agent is the in-process handler agent, and if remote is set
+// an instance web-n2 on node n2, whose agent listens at remote.
+func logServer(t *testing.T, agent http.HandlerFunc, remote string) *testServer {
+	t.Helper()
+	nodes := apiserver.NewNodes()
+	nodes.AddLocal("n1", agent)
+	ts := &testServer{apiservertest.Start(t, t.TempDir(), "127.0.0.1:0", apiserver.WithNodeProxy(nodes))}
+	ctx := context.Background()
+	if _, err := ts.client(t, ts.Token).Apply(ctx, newApp("web", "web:v1")); err != nil {
+		t.Fatal(err)
+	}
+	ns := []*v1.Node{{TypeMeta: v1.TypeMeta{Kind: "Node"}, Metadata: v1.ObjectMeta{Name: "n1"}}}
+	if remote != "" {
+		ns = append(ns, &v1.Node{TypeMeta: v1.TypeMeta{Kind: "Node"}, Metadata: v1.ObjectMeta{Name: "n2"}, Status: v1.NodeStatus{AgentURL: remote}})
+	}
+	for _, n := range ns {
+		if err := ts.Store.Create(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"},
+			Metadata: v1.ObjectMeta{Name: "web-" + n.Metadata.Name, Namespace: "default", Labels: map[string]string{v1.LabelApp: "web"}},
+			Spec:     v1.InstanceSpec{App: "web", Revision: 1, Node: n.Metadata.Name}}
+		if err := ts.Store.Create(ctx, inst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ts
 }

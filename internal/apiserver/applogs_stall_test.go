@@ -1,7 +1,6 @@
 package apiserver_test
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -10,9 +9,7 @@ import (
 	"testing"
 	"time"
 
-	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/apiserver"
-	"github.com/gantry-dev/gantry/internal/apiserver/apiservertest"
 )
 
 // A client that stops reading followed logs (of an App or of an
@@ -34,23 +31,8 @@ func TestFollowedLogsEndWhenTheClientStopsReading(t *testing.T) {
 			lines.Add(1)
 		}
 	}
-	nodes := apiserver.NewNodes()
-	nodes.AddLocal("n1", http.HandlerFunc(agent))
-	ts := &testServer{apiservertest.Start(t, t.TempDir(), "127.0.0.1:0", apiserver.WithNodeProxy(nodes))}
-	ctx := context.Background()
-	if _, err := ts.client(t, ts.Token).Apply(ctx, newApp("web", "web:v1")); err != nil {
-		t.Fatal(err)
-	}
-	if err := ts.Store.Create(ctx, &v1.Node{TypeMeta: v1.TypeMeta{Kind: "Node"}, Metadata: v1.ObjectMeta{Name: "n1"}}); err != nil {
-		t.Fatal(err)
-	}
-	inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"},
-		Metadata: v1.ObjectMeta{Name: "web-1", Namespace: "default", Labels: map[string]string{v1.LabelApp: "web"}},
-		Spec:     v1.InstanceSpec{App: "web", Revision: 1, Node: "n1"}}
-	if err := ts.Store.Create(ctx, inst); err != nil {
-		t.Fatal(err)
-	}
-	for _, path := range []string{"/api/v1/namespaces/default/apps/web/logs?follow=true", "/api/v1/namespaces/default/instances/web-1/logs?follow=true"} {
+	ts := logServer(t, agent, "")
+	for _, path := range []string{"/api/v1/namespaces/default/apps/web/logs?follow=true", "/api/v1/namespaces/default/instances/web-n1/logs?follow=true"} {
 		lines.Store(0)
 		conn, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))
 		if err != nil {
