@@ -144,15 +144,23 @@ func newBuilder(opts Options) (*builder, error) {
 	if err != nil {
 		return nil, err
 	}
+	// As BuildKit: a Dockerfile's own NAME.dockerignore, next to it, in
+	// place of the context's .dockerignore.
 	var ig *ignorer
-	if f, err := os.Open(filepath.Join(dir, ".dockerignore")); err == nil {
-		ig, err = parseIgnore(f)
-		f.Close()
+	for _, p := range []string{dfPath + ".dockerignore", filepath.Join(dir, ".dockerignore")} {
+		f, err := os.Open(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
+		ig, err = parseIgnore(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		break
 	}
 	cacheDir := opts.CacheDir
 	if cacheDir == "" {

@@ -33,7 +33,13 @@ func parseIgnore(r io.Reader) (*ignorer, error) {
 	}
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
+		line := sc.Text()
+		if n == 1 {
+			// A file saved with a byte-order mark (Windows editors) must
+			// not lose its first pattern to it, as in BuildKit.
+			line = strings.TrimPrefix(line, "\ufeff")
+		}
+		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
