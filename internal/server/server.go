@@ -101,6 +101,7 @@ func DefaultConfig(dataDir string) Config {
 
 // Server is a running server.
 type Server struct {
+	dataLock   *os.File
 	Config     Config
 	Store      *store.Store
 	API        *apiserver.Server
@@ -148,8 +149,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	// One server per data directory: a second one would remove the
+	// first's etcd sockets and then wait for ever on etcd's own lock.
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
-	s := &Server{Config: cfg, log: log, cancel: cancel, errc: make(chan error, 4), Metrics: prometheus.NewRegistry()}
+	s := &Server{Config: cfg, log: log, cancel: cancel, errc: make(chan error, 4), Metrics: prometheus.NewRegistry(), dataLock: lock}
 	ok := false
 	defer func() {
 		if !ok {
@@ -403,6 +410,28 @@ func (s *Server) Stop() {
 	} else if s.cli != nil {
 		s.cli.Close()
 	}
+	if s.dataLock != nil {
+		s.dataLock.Close() // releases the flock
+	}
+}
+
+// lockDataDir takes DATA/gantry.lock (flock, not waiting) for as long as
+// the server runs; the kernel lets it go when the process ends, however
+// it ends.
+func lockDataDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, "gantry.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("data dir lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another Gantry server uses the data directory %s (%s is locked): stop it first (gantry down), or give this one another --data-dir", dir, path)
+		}
+		return nil, fmt.Errorf("data dir lock %s: %w", path, err)
+	}
+	return f, nil
 }
 
 // bootstrap makes what a fresh cluster needs: the default namespace and a
