@@ -283,29 +283,79 @@ func CreateToken(ctx context.Context, s *store.Store, spec v1.TokenSpec) (*v1.To
 // AdminUser is the cluster admin that the first start creates.
 const AdminUser = "admin"
 
-// Bootstrap creates the first cluster admin and a token for it when the
-// cluster has no users yet. It returns the token, or "" when users already
-// existed (their tokens are not recoverable).
-func Bootstrap(ctx context.Context, s *store.Store) (string, error) {
+// Bootstrap creates the first cluster admin, its cluster-admin binding
+// and a token for it when the cluster has no users yet, in one
+// transaction: a first start stopped half-way leaves all of it or none.
+// save, if set, is given the token's secret before the transaction
+// commits (to write it where the CLI finds it); a crash between the two
+// leaves a secret no token matches, which the next start replaces. It
+// returns the secret, or "" when users already existed (their tokens are
+// not recoverable).
+func Bootstrap(ctx context.Context, s *store.Store, save func(secret string) error) (string, error) {
 	users, _, err := store.List[*v1.User](ctx, s, store.ListOptions{Limit: 1})
 	if err != nil {
 		return "", err
 	}
 	if len(users) > 0 {
-		return "", nil
+		return completeBootstrap(ctx, s, save)
 	}
 	u := &v1.User{TypeMeta: v1.TypeMeta{Kind: "User"}, Metadata: v1.ObjectMeta{Name: AdminUser, Labels: map[string]string{"gantry.dev/role": "cluster-admin"}}, Spec: v1.UserSpec{FullName: "Cluster administrator"}}
-	if err := s.Create(ctx, u); err != nil {
-		return "", fmt.Errorf("create admin user: %w", err)
+	tok, full := TokenFor(v1.TokenSpec{User: AdminUser, Description: "created at first start"})
+	if save != nil {
+		if err := save(full); err != nil {
+			return "", err
+		}
 	}
-	b := &v1.RoleBinding{TypeMeta: v1.TypeMeta{Kind: "RoleBinding"}, Metadata: v1.ObjectMeta{Name: "admin-cluster-admin"},
+	if err := s.Txn().Create(u).Create(adminBinding()).Create(tok).Commit(ctx); err != nil {
+		return "", fmt.Errorf("create the cluster admin: %w", err)
+	}
+	return full, nil
+}
+
+func adminBinding() *v1.RoleBinding {
+	return &v1.RoleBinding{TypeMeta: v1.TypeMeta{Kind: "RoleBinding"}, Metadata: v1.ObjectMeta{Name: "admin-cluster-admin"},
 		Spec: v1.RoleBindingSpec{User: AdminUser, Role: RoleClusterAdmin, Namespace: "*"}}
-	if err := s.Create(ctx, b); err != nil && !errors.Is(err, v1.ErrAlreadyExists) {
-		return "", fmt.Errorf("bind admin to cluster-admin: %w", err)
+}
+
+// completeBootstrap finishes a first start of an earlier version, which
+// stored the admin User, its binding and its token one by one and could
+// stop after the User: the admin a first start made (labelled
+// gantry.dev/role: cluster-admin) that has no token at all gets its
+// binding, if missing, and a new token. Anything else is left alone.
+func completeBootstrap(ctx context.Context, s *store.Store, save func(secret string) error) (string, error) {
+	u, err := store.Get[*v1.User](ctx, s, "", AdminUser)
+	if errors.Is(err, v1.ErrNotFound) {
+		return "", nil
 	}
-	_, full, err := CreateToken(ctx, s, v1.TokenSpec{User: AdminUser, Description: "created at first start"})
 	if err != nil {
 		return "", err
+	}
+	if u.Metadata.Labels["gantry.dev/role"] != "cluster-admin" {
+		return "", nil // not the first start's
+	}
+	toks, _, err := store.List[*v1.Token](ctx, s, store.ListOptions{})
+	if err != nil {
+		return "", err
+	}
+	for _, t := range toks {
+		if t.Spec.User == AdminUser {
+			return "", nil
+		}
+	}
+	txn := s.Txn().Unmodified(store.KindFor[*v1.User](), "", AdminUser, u.Metadata.Revision)
+	if _, err := store.Get[*v1.RoleBinding](ctx, s, "", "admin-cluster-admin"); errors.Is(err, v1.ErrNotFound) {
+		txn = txn.Create(adminBinding())
+	} else if err != nil {
+		return "", err
+	}
+	tok, full := TokenFor(v1.TokenSpec{User: AdminUser, Description: "created at first start"})
+	if save != nil {
+		if err := save(full); err != nil {
+			return "", err
+		}
+	}
+	if err := txn.Create(tok).Commit(ctx); err != nil {
+		return "", fmt.Errorf("complete the cluster admin of an interrupted first start: %w", err)
 	}
 	return full, nil
 }

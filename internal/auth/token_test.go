@@ -100,3 +100,30 @@ func TestValidFollowsRevokeAndDisable(t *testing.T) {
 		t.Errorf("a made-up secret for an id Valid cached: %v; want 401", err)
 	}
 }
+
+// The first start's admin is made in one transaction, the secret saved
+// before it commits; later starts make nothing more, and a failed save
+// leaves nothing stored.
+func TestBootstrap(t *testing.T) {
+	s := storetest.New(t)
+	ctx := context.Background()
+	if _, err := Bootstrap(ctx, s, func(string) error { return errors.New("disk full") }); err == nil {
+		t.Fatal("a bootstrap whose secret could not be saved succeeded")
+	}
+	if users, _, err := store.List[*v1.User](ctx, s, store.ListOptions{}); err != nil || len(users) != 0 {
+		t.Fatalf("a failed bootstrap left users %v (%v)", users, err)
+	}
+	var saved string
+	tok, err := Bootstrap(ctx, s, func(secret string) error { saved = secret; return nil })
+	if err != nil || tok == "" || tok != saved {
+		t.Fatalf("first bootstrap: %q, %v (saved %q)", tok, err, saved)
+	}
+	again, err := Bootstrap(ctx, s, func(string) error { t.Error("a second bootstrap saved a secret"); return nil })
+	if err != nil || again != "" {
+		t.Fatalf("second bootstrap: %q, %v; want nothing", again, err)
+	}
+	toks, _, err := store.List[*v1.Token](ctx, s, store.ListOptions{})
+	if err != nil || len(toks) != 1 {
+		t.Fatalf("tokens after two bootstraps: %d, %v; want 1", len(toks), err)
+	}
+}

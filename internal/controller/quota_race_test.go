@@ -79,7 +79,7 @@ func TestAutomaticRollbackHoldsTheQuotaLock(t *testing.T) {
 // it with a function that applies a manifest through it.
 func serveAPI(ctx context.Context, t *testing.T, s *store.Store) (*apiserver.Server, func(doc string) error) {
 	t.Helper()
-	tok, err := auth.Bootstrap(ctx, s)
+	tok, err := auth.Bootstrap(ctx, s, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

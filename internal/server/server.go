@@ -441,15 +441,17 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	if err := s.Store.Create(ctx, ns); err != nil && !errors.Is(err, v1.ErrAlreadyExists) {
 		return fmt.Errorf("create default namespace: %w", err)
 	}
-	tok, err := auth.Bootstrap(ctx, s.Store)
+	path := filepath.Join(s.Config.DataDir, "admin-token")
+	tok, err := auth.Bootstrap(ctx, s.Store, func(secret string) error {
+		if err := pki.WriteFileAtomic(path, []byte(secret+"\n"), 0o600); err != nil {
+			return fmt.Errorf("write admin token: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(s.Config.DataDir, "admin-token")
 	if tok != "" {
-		if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
-			return fmt.Errorf("write admin token: %w", err)
-		}
 		s.AdminToken = tok
 		return nil
 	}

@@ -69,7 +69,7 @@ func start(t testing.TB, dir, addr string, cfg apiserver.Config, tlsCfg *tls.Con
 	if err := s.Create(ctx, ns); err != nil && !errors.Is(err, v1.ErrAlreadyExists) {
 		t.Fatal(err)
 	}
-	tok, err := auth.Bootstrap(ctx, s)
+	tok, err := auth.Bootstrap(ctx, s, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
