@@ -131,7 +131,7 @@ The first start creates a cluster admin and writes the CLI config
 	f.StringVar(&o.ingressHTTPS, "ingress-https-addr", "", "where the HTTPS load balancer listens, for routes with tls (e.g. :8443)")
 	f.DurationVar(&o.ingressResponseTimeout, "ingress-response-timeout", 0, "how long the load balancer waits for an instance to start answering before a 504 (0: no limit, for long polls; nginx's proxy_read_timeout is 60s)")
 	f.StringVar(&o.registryAddr, "registry-addr", ":5000", "where the OCI registry listens (empty: no registry)")
-	f.StringVar(&o.registryHost, "registry-host", "", "host:port that image references use for the registry (default: the listen address, with a wildcard host as 127.0.0.1)")
+	f.StringVar(&o.registryHost, "registry-host", "", "host:port that image references use for the registry (default: the listen address, with a wildcard host as this machine's outbound address when --api-addr is not loopback, else 127.0.0.1)")
 	f.StringVar(&o.dnsAddr, "dns-addr", "127.0.0.1:5353", "host address of the DNS server (UDP and TCP; empty: none)")
 	f.StringSliceVar(&o.dnsForward, "dns-forward-from", nil, "client networks (CIDR) whose queries for other names the DNS server forwards upstream, or none (default: loopback, private ranges and the cluster CIDR)")
 	return cmd

@@ -212,7 +212,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 			return nil, err
 		}
 		if cfg.RegistryHost == "" {
-			cfg.RegistryHost = advertised(cfg.RegistryAddr)
+			cfg.RegistryHost = registryHost(cfg.RegistryAddr, cfg.APIAddr)
 		}
 		cfg.API.Registry = cfg.RegistryHost
 		s.Config = cfg
@@ -558,6 +558,24 @@ func (c windowCollector) Collect(ch chan<- prometheus.Metric) {
 
 // advertised turns a listen address into one clients can use: a wildcard
 // host becomes loopback.
+// registryHost is the address image references name the registry by
+// when --registry-host does not say: its listen address, with a wildcard
+// host as this machine's outbound address when the API listens for other
+// machines (a joined node must reach it: 127.0.0.1 would be the node
+// itself), and as 127.0.0.1 otherwise.
+func registryHost(regAddr, apiAddr string) string {
+	host, port, err := net.SplitHostPort(regAddr)
+	if err != nil || (host != "" && host != "0.0.0.0" && host != "::") {
+		return advertised(regAddr)
+	}
+	if api, _, err := net.SplitHostPort(apiAddr); err == nil {
+		if ip := net.ParseIP(api); api == "localhost" || (ip != nil && ip.IsLoopback()) {
+			return advertised(regAddr)
+		}
+	}
+	return net.JoinHostPort(outboundIP(), port)
+}
+
 func advertised(addr string) string {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
