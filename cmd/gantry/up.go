@@ -33,6 +33,7 @@ type upOptions struct {
 	dataDir       string
 	apiAddr       string
 	etcdEndpoints []string
+	tlsNames      []string
 	clusterCIDR   string
 	logLevel      string
 	logFormat     string
@@ -110,6 +111,7 @@ The first start creates a cluster admin and writes the CLI config
 	f.StringVar(&o.dataDir, "data-dir", defaultHome(), "directory for all state (etcd, containers, images, logs)")
 	f.StringVar(&o.apiAddr, "api-addr", "127.0.0.1:7443", "address the API listens on")
 	f.StringSliceVar(&o.etcdEndpoints, "etcd-endpoints", nil, "use this external etcd cluster instead of the embedded one")
+	f.StringSliceVar(&o.tlsNames, "tls-name", nil, "more names or addresses the API and registry certificates cover (repeat it): those by which other machines reach this one, beyond its host name and outbound address")
 	f.StringVar(&o.clusterCIDR, "cluster-cidr", "10.77.0.0/16", "address range split into per-node instance subnets")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -151,6 +153,7 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	cfg := server.DefaultConfig(dataDir)
 	cfg.APIAddr = o.apiAddr
 	cfg.EtcdEndpoints = o.etcdEndpoints
+	cfg.TLSNames = o.tlsNames
 	cfg.API.ClusterCIDR = o.clusterCIDR
 	cfg.DNSAddr = o.dnsAddr
 	cfg.RegistryAddr, cfg.RegistryHost = o.registryAddr, o.registryHost
