@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,6 +27,10 @@ type CLIConfig struct {
 	Registry string `json:"registry,omitempty"`
 	// Namespace is the default namespace of commands.
 	Namespace string `json:"namespace,omitempty"`
+
+	// otherServer is the file's server when --server or GANTRY_SERVER
+	// named another: its token and registry were left out.
+	otherServer string
 }
 
 // defaultHome is the directory of the CLI config and, by default, of the
@@ -105,20 +110,41 @@ func (g *globals) config() (*CLIConfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	saved := c.Server
+	tokenGiven := false
 	if v := os.Getenv("GANTRY_SERVER"); v != "" {
 		c.Server = v
 	}
 	if v := os.Getenv("GANTRY_TOKEN"); v != "" {
-		c.Token = v
+		c.Token, tokenGiven = v, true
 	}
 	if g.server != "" {
 		c.Server = g.server
 	}
 	if g.token != "" {
-		c.Token = g.token
+		c.Token, tokenGiven = g.token, true
+	}
+	if saved != "" && !sameServer(c.Server, saved) {
+		// Another cluster than the file's: its token and registry are
+		// the file's cluster's, and go nowhere else (as at login).
+		if !tokenGiven {
+			c.Token = ""
+		}
+		c.Registry = ""
+		c.otherServer = saved
+	}
+	if v := os.Getenv("GANTRY_REGISTRY"); v != "" {
+		c.Registry = v
 	}
 	g.cfg = c
 	return c, nil
+}
+
+// sameServer reports whether two server URLs name the same server,
+// whatever a trailing slash or the case of the scheme and host say.
+func sameServer(a, b string) bool {
+	norm := func(s string) string { return strings.ToLower(strings.TrimRight(strings.TrimSpace(s), "/")) }
+	return norm(a) == norm(b)
 }
 
 func (g *globals) ns() string {

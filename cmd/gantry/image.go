@@ -32,6 +32,9 @@ func (g *globals) imageEnv() (*imageEnv, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.Registry == "" && c.otherServer != "" {
+		return nil, fmt.Errorf("the CLI config's registry belongs to %s, not to %s: give this server's registry with GANTRY_REGISTRY=HOST:PORT, or log in to it (gantry login)", c.otherServer, c.Server)
+	}
 	if c.Registry == "" {
 		return nil, errors.New("no registry in the CLI config: run `gantry up` (it writes it) or add `registry: HOST:PORT` to ~/.gantry/config")
 	}
