@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/stream"
@@ -40,10 +41,20 @@ func (c *Client) Exec(ctx context.Context, ns, instance string, opts ExecOptions
 	if err != nil {
 		return nil, nil, err
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", u.Host)
+	// The scheme's port when the server names none, as net/http takes it
+	// for every other request.
+	addr := u.Host
+	if u.Port() == "" {
+		port := "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+		addr = net.JoinHostPort(u.Hostname(), port)
+	}
+	d := net.Dialer{Timeout: 5 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: connect to %s: %v", v1.ErrUnavailable, u.Host, err)
+		return nil, nil, fmt.Errorf("%w: connect to %s: %v", v1.ErrUnavailable, addr, err)
 	}
 	if u.Scheme == "https" {
 		tr := c.hc.Transport.(*http.Transport)
