@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -391,7 +392,10 @@ func newDeleteCmd(g *globals) *cobra.Command {
 				if err := g.namespaceClash(objs); err != nil {
 					return err
 				}
-				for _, o := range objs {
+				// In reverse: a file lists a Namespace before what goes
+				// in it, as apply needs, and deleting it first would take
+				// the rest along and leave their deletes "not found".
+				for _, o := range slices.Backward(objs) {
 					k, _ := v1.KindOf(o)
 					targets = append(targets, target{k, o.GetMeta().Namespace, o.GetMeta().Name})
 				}

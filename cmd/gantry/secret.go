@@ -33,12 +33,18 @@ func newSecretCmd(g *globals) *cobra.Command {
 				if !ok || k == "" {
 					return fmt.Errorf("%q: give values as KEY=VALUE", kv)
 				}
+				if _, dup := sec.Data[k]; dup {
+					return fmt.Errorf("key %q is given twice: give each key once", k)
+				}
 				sec.Data[k] = []byte(v)
 			}
 			for _, kp := range fromFiles {
 				k, p, ok := strings.Cut(kp, "=")
 				if !ok {
 					p, k = kp, baseName(kp)
+				}
+				if _, dup := sec.Data[k]; dup {
+					return fmt.Errorf("key %q is given twice (--from-file %s): give each key once", k, kp)
 				}
 				b, err := os.ReadFile(p)
 				if err != nil {

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/client"
+)
+
+// gantry secret set db password=old password=new (a paste twice, or a
+// KEY=VALUE and a --from-file for the same key) kept one of the two
+// values in silence and reported success; kubectl create secret refuses a
+// key given twice. The value stored may not be the one the user meant.
+func TestSecretSetRefusesAKeyGivenTwice(t *testing.T) {
+	rs := startRolloutServer(t)
+	f := filepath.Join(t.TempDir(), "password")
+	os.WriteFile(f, []byte("from-file"), 0o600)
+	for _, args := range [][]string{
+		{"secret", "set", "db", "password=one", "password=two"},
+		{"secret", "set", "db2", "password=literal", "--from-file", "password=" + f},
+	} {
+		out, err, _ := rs.run(t, 10*time.Second, args...)
+		if err == nil {
+			s, _ := client.Get[*v1.Secret](context.Background(), rs.c, "default", args[2])
+			t.Errorf("%q: exit 0 (%q); stored keys %v: one value was dropped without a word", args, out, s.Keys)
+		}
+	}
+}
