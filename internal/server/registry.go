@@ -133,16 +133,22 @@ func (s *Server) startRegistry(ctx context.Context, authn *auth.Authenticator, a
 	}
 	hs := &http.Server{Handler: reg.Handler(), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	s.goRun(func() error {
+		// This returns once the requests in flight are done (or 10 s
+		// passed): Stop closes the audit log and the store after it, so
+		// their records are in.
+		stopped := make(chan struct{})
 		go func() {
+			defer close(stopped)
 			<-ctx.Done()
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			hs.Shutdown(sctx)
 			reg.Close()
 		}()
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return err
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err // it stopped on its own: no Shutdown to wait for
 		}
+		<-stopped
 		return nil
 	})
 	return nil
