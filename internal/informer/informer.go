@@ -107,7 +107,7 @@ func (inf *Informer[T]) Run(ctx context.Context) {
 			continue
 		}
 		inf.seen(rev)
-		inf.replace(objs)
+		inf.replace(objs, rev)
 		inf.once.Do(func() { close(inf.synced) })
 		next := rev + 1
 		for ev := range inf.store.Watch(ctx, k, store.WatchOptions{Revision: next, ProgressNotify: true}) {
@@ -131,13 +131,22 @@ func (inf *Informer[T]) Run(ctx context.Context) {
 	}
 }
 
-func (inf *Informer[T]) replace(objs []v1.Object) {
+// replace swaps in a list the store gave at revision rev. What the cache
+// holds at a later revision was recorded with Observe after the list was
+// read (the controller's own write): it stays, as apply would keep it,
+// until the watch from rev on brings it or what came after it.
+func (inf *Informer[T]) replace(objs []v1.Object, rev int64) {
 	fresh := make(map[string]T, len(objs))
 	for _, o := range objs {
 		fresh[o.GetMeta().Key()] = o.(T)
 	}
 	inf.mu.Lock()
 	old := inf.objs
+	for key, o := range old {
+		if o.GetMeta().Revision > rev {
+			fresh[key] = o
+		}
+	}
 	inf.objs = fresh
 	inf.mu.Unlock()
 	for key, o := range fresh {
