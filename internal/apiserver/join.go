@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -140,12 +141,44 @@ func (s *Server) join(ctx context.Context, req JoinRequest, src string) (*JoinRe
 	// token, the Node's agent address): refused while a node of that
 	// name is alive, so that a join token cannot take a live node's
 	// place. A dead node's name may be joined again (a reinstall).
-	if n, err := store.Get[*v1.Node](ctx, s.store, "", req.Node); err == nil && n.Status.Ready {
+	n, err := store.Get[*v1.Node](ctx, s.store, "", req.Node)
+	switch {
+	case err == nil && n.Status.Ready:
 		return nil, fmt.Errorf("%w: node %q is registered and sending heartbeats; stop its agent (or pick another name) to join under it", v1.ErrConflict, req.Node)
-	} else if err != nil && !errors.Is(err, v1.ErrNotFound) {
+	case err == nil:
+		if err := s.forgetNodeTrust(ctx, req.Node); err != nil {
+			return nil, err
+		}
+	case !errors.Is(err, v1.ErrNotFound):
 		return nil, err
 	}
 	return s.issueIdentity(ctx, req.Node, req.CSR, src)
+}
+
+// forgetNodeTrust is what a join under a dead node's name takes from it:
+// a join token says a machine may join, not that it is the machine that
+// had the name. The admin-set node-restriction labels go (a cluster admin
+// sets them again for a reinstalled machine), and so do the instances
+// bound to it, whose secrets it could read: they are placed again, as a
+// dead node's are.
+func (s *Server) forgetNodeTrust(ctx context.Context, node string) error {
+	_, err := store.Mutate(ctx, s.store, "", node, func(n *v1.Node) error {
+		changed := false
+		for k := range n.Metadata.Labels {
+			if strings.HasPrefix(k, v1.LabelNodeRestrictionPrefix) {
+				delete(n.Metadata.Labels, k)
+				changed = true
+			}
+		}
+		if !changed {
+			return store.ErrUnchanged
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, v1.ErrNotFound) {
+		return fmt.Errorf("clear the labels of node %s: %w", node, err)
+	}
+	return deleteMatching(ctx, s, func(i *v1.Instance) bool { return i.Spec.Node == node })
 }
 
 // issueIdentity signs a node's certificates for the key of csrPEM, and

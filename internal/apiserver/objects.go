@@ -702,8 +702,8 @@ func (s *Server) deleteUser(ctx context.Context, name string, rev int64) (v1.Obj
 	return old, nil
 }
 
-// deleteMatching deletes every cluster-scoped object of kind T that match
-// picks, keeping the caches in step.
+// deleteMatching deletes every object of kind T (of every namespace)
+// that match picks, keeping the caches in step.
 func deleteMatching[T v1.Object](ctx context.Context, s *Server, match func(T) bool) error {
 	objs, _, err := store.List[T](ctx, s.store, store.ListOptions{})
 	if err != nil {
@@ -714,12 +714,12 @@ func deleteMatching[T v1.Object](ctx context.Context, s *Server, match func(T) b
 		if !match(o) {
 			continue
 		}
-		old, err := s.store.Delete(ctx, k, "", o.GetMeta().Name, 0)
+		old, err := s.store.Delete(ctx, k, o.GetMeta().Namespace, o.GetMeta().Name, 0)
 		if errors.Is(err, v1.ErrNotFound) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("delete %s %s: %w", k.Kind, o.GetMeta().Name, err)
+			return fmt.Errorf("delete %s %s: %w", k.Kind, o.GetMeta().Key(), err)
 		}
 		s.afterDelete(old)
 	}

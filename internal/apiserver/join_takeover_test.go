@@ -1,0 +1,47 @@
+package apiserver_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/store"
+)
+
+// A join token says a machine may join, not that it is the machine that
+// had a name. A join under the name of a node that is down (a reboot)
+// took over that Node whole: its admin-set node-restriction labels, which
+// Apps that need trusted machines are constrained by, and its instances,
+// whose secrets it could then read. Both are dropped now.
+func TestJoinUnderADeadNodesNameTakesNoneOfItsTrust(t *testing.T) {
+	srv, _, joinTok := startJoinServer(t)
+	ctx := context.Background()
+	n := &v1.Node{TypeMeta: v1.TypeMeta{Kind: "Node"}, Metadata: v1.ObjectMeta{Name: "vault-1",
+		Labels: map[string]string{"node-restriction.gantry.dev/trusted": "true"}}}
+	n.Status.Ready = false // rebooting
+	if err := srv.Store.Create(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"}, Metadata: v1.ObjectMeta{Name: "vault-app-1", Namespace: "default"},
+		Spec: v1.InstanceSpec{App: "vault-app", Revision: 1, Node: "vault-1"}}
+	if err := srv.Store.Create(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	resp, _, _ := joinAs(t, srv.URL, joinTok, "vault-1")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("a join under a dead node's name: HTTP %d; want 200 (a reinstall)", resp.StatusCode)
+	}
+	got, err := store.Get[*v1.Node](ctx, srv.Store, "", "vault-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Metadata.Labels["node-restriction.gantry.dev/trusted"] != "" {
+		t.Errorf("a machine that joined with a join token under a down node's name holds its admin-set label node-restriction.gantry.dev/trusted=%s",
+			got.Metadata.Labels["node-restriction.gantry.dev/trusted"])
+	}
+	if _, err := store.Get[*v1.Instance](ctx, srv.Store, "default", "vault-app-1"); !errors.Is(err, v1.ErrNotFound) {
+		t.Errorf("the dead node's instance is still bound to the machine that joined under its name: %v", err)
+	}
+}
