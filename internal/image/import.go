@@ -15,6 +15,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -558,18 +559,62 @@ func importOCIArchive(src, workDir string) (ggcr.Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("import %s as an OCI layout: %w", src, err)
 	}
-	m, err := idx.IndexManifest()
+	images, err := layoutImages(idx, 0)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", src, err)
 	}
-	var images []ggcr.Hash
-	for _, d := range m.Manifests {
-		if d.MediaType.IsImage() {
-			images = append(images, d.Digest)
+	all := len(images)
+	if len(images) > 1 {
+		// buildx's multi-platform output: this machine's platform.
+		var mine []layoutImage
+		for _, li := range images {
+			if p := li.desc.Platform; p != nil && p.OS == "linux" && p.Architecture == runtime.GOARCH {
+				mine = append(mine, li)
+			}
 		}
+		images = mine
 	}
 	if len(images) != 1 {
-		return nil, fmt.Errorf("import %s: the layout holds %d images; import needs exactly one", src, len(images))
+		return nil, fmt.Errorf("import %s: the layout holds %d images (%d for linux/%s); import needs exactly one", src, all, len(images), runtime.GOARCH)
 	}
-	return idx.Image(images[0])
+	return images[0].idx.Image(images[0].desc.Digest)
+}
+
+// layoutImage is an image of an OCI layout and the index that lists it.
+type layoutImage struct {
+	idx  ggcr.ImageIndex
+	desc ggcr.Descriptor
+}
+
+// layoutImages lists the images of an index and of the indexes it holds
+// (buildx writes an index of the image and its attestation manifest),
+// leaving out attestations, which are no runnable image.
+func layoutImages(idx ggcr.ImageIndex, depth int) ([]layoutImage, error) {
+	if depth > 4 {
+		return nil, errors.New("image indexes nested too deep")
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	var out []layoutImage
+	for _, d := range m.Manifests {
+		switch {
+		case d.Annotations["vnd.docker.reference.type"] == "attestation-manifest",
+			d.Platform != nil && d.Platform.OS == "unknown":
+		case d.MediaType.IsImage():
+			out = append(out, layoutImage{idx, d})
+		case d.MediaType.IsIndex():
+			child, err := idx.ImageIndex(d.Digest)
+			if err != nil {
+				return nil, err
+			}
+			more, err := layoutImages(child, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, more...)
+		}
+	}
+	return out, nil
 }
