@@ -42,34 +42,39 @@ func hasGlob(p string) bool { return strings.ContainsAny(p, "*?[") }
 // it, by ".." or by symbolic links.
 func collectSources(root string, args []string, ig *ignorer) ([]source, error) {
 	var out []source
+	// A source .dockerignore excludes may still be a directory that a
+	// ! pattern brings files of back (`docs` and `!docs/README.md`):
+	// Docker sends those, so COPY docs copies them.
+	type match struct {
+		rel      string
+		excluded bool
+	}
 	for _, arg := range args {
 		p := path.Clean("/" + arg)
-		var hosts []string
+		var hosts []match
 		if hasGlob(p) {
-			matches, err := filepath.Glob(filepath.Join(root, filepath.FromSlash(p)))
+			matches, err := globIn(root, p)
 			if err != nil {
 				return nil, fmt.Errorf("source pattern %q: %w", arg, err)
 			}
-			for _, m := range matches {
-				rel, err := filepath.Rel(root, m)
-				if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+			for _, rel := range matches {
+				excluded := ig.ignored(rel)
+				if excluded && !ig.hasIncludes() {
 					continue
 				}
-				if ig.ignored(filepath.ToSlash(rel)) {
-					continue
-				}
-				hosts = append(hosts, filepath.ToSlash(rel))
-			}
-			if len(hosts) == 0 {
-				return nil, fmt.Errorf("no source files match %q (or .dockerignore excludes all of them)", arg)
+				hosts = append(hosts, match{rel, excluded})
 			}
 		} else {
-			if ig.ignored(strings.TrimPrefix(p, "/")) {
+			rel := strings.TrimPrefix(p, "/")
+			excluded := ig.ignored(rel)
+			if excluded && !ig.hasIncludes() {
 				return nil, fmt.Errorf("%s: excluded by .dockerignore", arg)
 			}
-			hosts = []string{strings.TrimPrefix(p, "/")}
+			hosts = []match{{rel, excluded}}
 		}
-		for _, rel := range hosts {
+		n := len(out)
+		for _, h := range hosts {
+			rel := h.rel
 			host, err := resolveIn(root, rel, true)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", arg, err)
@@ -78,24 +83,89 @@ func collectSources(root string, args []string, ig *ignorer) ([]source, error) {
 			// to it would dangle there: what a link leads to is checked
 			// as well as the link.
 			if to, err := filepath.Rel(root, host); err == nil && filepath.ToSlash(to) != rel && ig.ignored(filepath.ToSlash(to)) {
+				if h.excluded {
+					continue
+				}
 				return nil, fmt.Errorf("%s: leads, through a symbolic link, to %s, which .dockerignore excludes", arg, filepath.ToSlash(to))
 			}
 			fi, err := os.Lstat(host)
-			if errors.Is(err, fs.ErrNotExist) {
+			if errors.Is(err, fs.ErrNotExist) && !h.excluded {
 				return nil, fmt.Errorf("%s: not found", arg)
 			}
-			if err != nil {
+			if err != nil && !h.excluded {
 				return nil, fmt.Errorf("%s: %w", arg, err)
+			}
+			if h.excluded && (err != nil || !fi.IsDir()) {
+				continue
 			}
 			s := source{arg: arg, name: path.Base("/" + rel), host: host, info: fi}
 			if fi.IsDir() {
 				if s.entries, err = walkSource(root, host, ig); err != nil {
 					return nil, fmt.Errorf("%s: %w", arg, err)
 				}
+				if h.excluded && len(s.entries) == 0 {
+					continue // nothing of it comes back
+				}
 			}
 			out = append(out, s)
 		}
+		if len(out) == n {
+			if hasGlob(p) {
+				return nil, fmt.Errorf("no source files match %q (or .dockerignore excludes all of them)", arg)
+			}
+			return nil, fmt.Errorf("%s: excluded by .dockerignore", arg)
+		}
 	}
+	return out, nil
+}
+
+// globIn expands the pattern p (a slash path) in the tree at root, as
+// filepath.Glob would with root as "/": one component at a time, each
+// directory reached as resolveIn reaches it (a link, absolute or not,
+// stays in the tree), and root's own path never part of the pattern. It
+// returns the matching paths relative to root, as p spells them, sorted.
+func globIn(root, p string) ([]string, error) {
+	prefixes := []string{""}
+	for _, c := range components(p) {
+		var next []string
+		if !hasGlob(c) {
+			for _, pre := range prefixes {
+				next = append(next, path.Join(pre, c))
+			}
+			prefixes = next
+			continue
+		}
+		if _, err := path.Match(c, ""); err != nil {
+			return nil, err
+		}
+		for _, pre := range prefixes {
+			dir, err := resolveIn(root, pre, true)
+			if err != nil {
+				return nil, err
+			}
+			ents, err := os.ReadDir(dir)
+			if err != nil {
+				continue // not a directory, or gone: no match below it
+			}
+			for _, e := range ents {
+				if ok, _ := path.Match(c, e.Name()); ok {
+					next = append(next, path.Join(pre, e.Name()))
+				}
+			}
+		}
+		prefixes = next
+	}
+	var out []string
+	for _, rel := range prefixes {
+		host, err := resolveIn(root, rel, false)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := os.Lstat(host); err == nil {
+			out = append(out, rel)
+		}
+	}
+	sort.Strings(out)
 	return out, nil
 }
 
