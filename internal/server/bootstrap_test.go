@@ -36,10 +36,7 @@ func TestAStartCompletesAnInterruptedFirstStart(t *testing.T) {
 	}
 	e.Close()
 
-	cfg := DefaultConfig(dir)
-	cfg.APIAddr = "127.0.0.1:0"
-	cfg.TLS = false
-	cfg.RegistryAddr, cfg.IngressAddr, cfg.DNSAddr = "", "", ""
+	cfg := apiOnly(dir)
 	s, err := Start(ctx, cfg, log)
 	if err != nil {
 		t.Fatal(err)

@@ -20,10 +20,7 @@ import (
 func TestASecondServerOnADataDirectoryInUseFailsAtOnce(t *testing.T) {
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg := DefaultConfig(dir)
-	cfg.APIAddr = "127.0.0.1:0"
-	cfg.TLS = false
-	cfg.RegistryAddr, cfg.IngressAddr, cfg.DNSAddr = "", "", ""
+	cfg := apiOnly(dir)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	a, err := Start(ctx, cfg, log)
@@ -63,4 +60,14 @@ func TestASecondServerOnADataDirectoryInUseFailsAtOnce(t *testing.T) {
 	if _, err := cli.Get(gctx, "/"); err != nil {
 		t.Errorf("the first server's etcd is unreachable after the second start: %v", err)
 	}
+}
+
+// apiOnly is the config of a server in dir with the API alone, on a free
+// loopback port, without TLS: no registry, load balancer or DNS.
+func apiOnly(dir string) Config {
+	cfg := DefaultConfig(dir)
+	cfg.APIAddr = "127.0.0.1:0"
+	cfg.TLS = false
+	cfg.RegistryAddr, cfg.IngressAddr, cfg.DNSAddr = "", "", ""
+	return cfg
 }

@@ -21,10 +21,7 @@ import (
 func TestStopWaitsForRegistryRequestsInFlight(t *testing.T) {
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg := DefaultConfig(dir)
-	cfg.APIAddr = "127.0.0.1:0"
-	cfg.TLS = false
-	cfg.IngressAddr, cfg.DNSAddr = "", ""
+	cfg := apiOnly(dir)
 	addr, err := clusterslot.FreePort()
 	if err != nil {
 		t.Fatal(err)
