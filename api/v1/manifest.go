@@ -88,7 +88,38 @@ func SplitDocuments(r io.Reader) ([][]byte, error) {
 		return nil, err
 	}
 	flush()
-	return docs, nil
+	var out [][]byte
+	for _, d := range docs {
+		out = append(out, jsonStream(d)...)
+	}
+	return out, nil
+}
+
+// jsonStream splits a document that is a stream of JSON objects (one per
+// line, as `jq -c` writes them, or back to back) into one document per
+// object, as kubectl reads such a stream. Anything else, a single object
+// included, comes back as it is, for the YAML decoder to judge.
+func jsonStream(doc []byte) [][]byte {
+	if t := bytes.TrimSpace(doc); len(t) == 0 || t[0] != '{' {
+		return [][]byte{doc}
+	}
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	var objs [][]byte
+	for {
+		var v json.RawMessage
+		err := dec.Decode(&v)
+		if err == io.EOF {
+			break
+		}
+		if err != nil || len(v) == 0 || v[0] != '{' {
+			return [][]byte{doc}
+		}
+		objs = append(objs, append([]byte(nil), v...))
+	}
+	if len(objs) < 2 {
+		return [][]byte{doc}
+	}
+	return objs
 }
 
 // separator reports whether line ends a document: a "---" marker (with

@@ -276,3 +276,33 @@ func TestDecodeManifestAcceptsNullsAndMergeOverrides(t *testing.T) {
 		}
 	}
 }
+
+// A stream of JSON objects (`jq -c '.items[]' | gantry apply -f -`) is
+// one document per object, as kubectl reads it; it was refused with a
+// message telling the user to use `gantry apply -f`.
+func TestSplitDocumentsReadsAJSONStream(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int
+	}{
+		{`{"kind":"Namespace","name":"a"}` + "\n" + `{"kind":"Namespace","name":"b"}` + "\n", 2},
+		{`{"kind":"Namespace","name":"a"}{"kind":"Namespace","name":"b"}`, 2},
+		{`{"kind":"Namespace","name":"a"}`, 1},
+		{"{kind: Namespace, name: a}\n", 1},          // YAML flow mapping: left to YAML
+		{`{"kind":"Namespace","name":"a"} stray`, 1}, // not a clean stream: left whole
+		{"kind: Namespace\nname: a\n---\n{\"kind\":\"Namespace\",\"name\":\"b\"}\n{\"kind\":\"Namespace\",\"name\":\"c\"}\n", 3},
+	}
+	for _, tt := range tests {
+		docs, err := SplitDocuments(strings.NewReader(tt.in))
+		if err != nil {
+			t.Fatalf("%q: %v", tt.in, err)
+		}
+		if len(docs) != tt.want {
+			t.Errorf("%q: %d documents; want %d", tt.in, len(docs), tt.want)
+		}
+	}
+	objs, err := DecodeManifests(strings.NewReader(`{"kind":"Namespace","name":"a"}` + "\n" + `{"kind":"Namespace","name":"b"}` + "\n"))
+	if err != nil || len(objs) != 2 || objs[1].GetMeta().Name != "b" {
+		t.Fatalf("decode of a JSON stream: %v, %v", objs, err)
+	}
+}
