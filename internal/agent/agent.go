@@ -351,10 +351,16 @@ func (a *Agent) collect(ctx context.Context, desired map[string]bool) {
 	// Files of instances that are gone, whose containers were gone
 	// first (an agent stopped between removing a container and
 	// deleting the object, say).
-	if dirs, err := os.ReadDir(filepath.Join(a.cfg.DataDir, "instances")); err == nil {
+	// Their secret files go too: they sit on the node's tmpfs until it
+	// reboots otherwise.
+	for _, parent := range []string{filepath.Join(a.cfg.DataDir, "instances"), a.cfg.SecretDir} {
+		dirs, err := os.ReadDir(parent)
+		if err != nil {
+			continue
+		}
 		for _, d := range dirs {
-			if id := d.Name(); !keep[id] && !a.hasWorker(id) {
-				os.RemoveAll(a.instanceDir(id))
+			if id := d.Name(); d.IsDir() && !keep[id] && !a.hasWorker(id) {
+				os.RemoveAll(filepath.Join(parent, id))
 			}
 		}
 	}
