@@ -113,12 +113,12 @@ func (a *Authenticator) Authenticate(ctx context.Context, tok string) (*Identity
 	}
 	hash := HashSecret(secret)
 	now := time.Now()
-	a.mu.Lock()
-	c, ok := a.cache[id]
-	forgets := a.forgets
-	a.mu.Unlock()
-	if ok && now.Before(c.until) {
-		if subtle.ConstantTimeCompare([]byte(c.hash), []byte(hash)) != 1 || (c.expires != nil && now.After(*c.expires)) {
+	c, ok, forgets, err := a.fromCache(id, now)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		if subtle.ConstantTimeCompare([]byte(c.hash), []byte(hash)) != 1 {
 			return nil, ErrInvalidToken
 		}
 		return c.id, nil
@@ -142,15 +142,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, tok string) (*Identity
 // the token does.
 func (a *Authenticator) Valid(ctx context.Context, id string) error {
 	now := time.Now()
-	a.mu.Lock()
-	c, ok := a.cache[id]
-	forgets := a.forgets
-	a.mu.Unlock()
-	if ok && now.Before(c.until) {
-		if c.expires != nil && now.After(*c.expires) {
-			return ErrInvalidToken
-		}
-		return nil
+	_, ok, forgets, err := a.fromCache(id, now)
+	if err != nil || ok {
+		return err
 	}
 	t, ident, err := a.load(ctx, id, now)
 	if err != nil {
@@ -158,6 +152,23 @@ func (a *Authenticator) Valid(ctx context.Context, id string) error {
 	}
 	a.remember(t, ident, now, forgets)
 	return nil
+}
+
+// fromCache returns token id's cache entry if it is fresh (ok), or
+// ErrInvalidToken if that entry says the token has expired; forgets is
+// the Forget count to hand remember after a store read.
+func (a *Authenticator) fromCache(id string, now time.Time) (c cached, ok bool, forgets uint64, err error) {
+	a.mu.Lock()
+	c, ok = a.cache[id]
+	forgets = a.forgets
+	a.mu.Unlock()
+	if !ok || !now.Before(c.until) {
+		return cached{}, false, forgets, nil
+	}
+	if c.expires != nil && now.After(*c.expires) {
+		return cached{}, false, forgets, ErrInvalidToken
+	}
+	return c, true, forgets, nil
 }
 
 // load reads token id and checks all of it but its secret.
