@@ -185,8 +185,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Registry, error) {
 		driver:    driver,
 		ns:        ns,
 		referrers: &referrersIndex{root: filepath.Join(cfg.DataDir, "referrers")},
-		touches:   touchSet{keep: max(cfg.GCGrace, time.Hour)},
-		now:       time.Now,
+		// A blob promised to a client just before a restart is not in
+		// the new set, so the set starts as if it had dropped entries
+		// now: nothing unreferenced is collected in the first GCGrace.
+		touches: touchSet{keep: max(cfg.GCGrace, time.Hour), dropped: time.Now()},
+		now:     time.Now,
 	}
 	r.signer = &signer{key: derive(key, "registry token"), issuer: "gantry-registry", audience: cfg.Service, now: func() time.Time { return r.now() }}
 	r.limiter = ratelimit.NewFailLimiter(5, 40)

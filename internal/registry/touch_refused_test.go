@@ -23,7 +23,7 @@ func TestRefusedUploadsAndMountsRecordNoBlob(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("POST with a wrong digest: %d %s", resp.StatusCode, b)
 	}
-	if tr.touches.since(made, time.Time{}) {
+	if tr.touches.recorded(made) {
 		t.Errorf("an upload refused for its digest recorded %s in the touch set", made)
 	}
 	made2 := digest.FromString("no such blob either")
@@ -31,7 +31,7 @@ func TestRefusedUploadsAndMountsRecordNoBlob(t *testing.T) {
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("mount of a missing blob: %d %s", resp.StatusCode, b)
 	}
-	if tr.touches.since(made2, time.Time{}) {
+	if tr.touches.recorded(made2) {
 		t.Errorf("a mount of a blob nobody has (202, upload started) recorded %s in the touch set", made2)
 	}
 
