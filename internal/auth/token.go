@@ -185,7 +185,13 @@ func (a *Authenticator) load(ctx context.Context, id string, now time.Time) (*v1
 	}
 	if t.Spec.Node == "" {
 		u, err := store.Get[*v1.User](ctx, a.Store, "", t.Spec.User)
-		if err != nil || u.Spec.Disabled {
+		if errors.Is(err, v1.ErrNotFound) {
+			return nil, nil, ErrInvalidToken
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("read the token's user: %w", err) // the store's trouble, not a bad token
+		}
+		if u.Spec.Disabled {
 			return nil, nil, ErrInvalidToken
 		}
 	}
@@ -332,7 +338,10 @@ func adminBinding() *v1.RoleBinding {
 // stored the admin User, its binding and its token one by one and could
 // stop after the User: the admin a first start made (labelled
 // gantry.dev/role: cluster-admin) that has no token at all gets its
-// binding, if missing, and a new token. Anything else is left alone.
+// binding, if missing, and a new token. It acts only while the cluster
+// still looks like that interrupted start: no user holds a token and no
+// other binding exists. An admin whose tokens an operator revoked in a
+// cluster in use is left alone; a restart must not mint it a new one.
 func completeBootstrap(ctx context.Context, s *store.Store, save func(secret string) error) (string, error) {
 	u, err := store.Get[*v1.User](ctx, s, "", AdminUser)
 	if errors.Is(err, v1.ErrNotFound) {
@@ -349,15 +358,25 @@ func completeBootstrap(ctx context.Context, s *store.Store, save func(secret str
 		return "", err
 	}
 	for _, t := range toks {
-		if t.Spec.User == AdminUser {
-			return "", nil
+		if t.Spec.Node == "" {
+			return "", nil // a user has a token: not a first start
 		}
 	}
-	txn := s.Txn().Unmodified(store.KindFor[*v1.User](), "", AdminUser, u.Metadata.Revision)
-	if _, err := store.Get[*v1.RoleBinding](ctx, s, "", "admin-cluster-admin"); errors.Is(err, v1.ErrNotFound) {
-		txn = txn.Create(adminBinding())
-	} else if err != nil {
+	binds, _, err := store.List[*v1.RoleBinding](ctx, s, store.ListOptions{})
+	if err != nil {
 		return "", err
+	}
+	missing := true
+	for _, b := range binds {
+		if b.Metadata.Name != adminBinding().Metadata.Name {
+			return "", nil // someone granted roles since: not a first start
+		}
+		missing = false
+	}
+	slog.WarnContext(ctx, "auth: completing an interrupted first start: a new token for the cluster admin", "user", AdminUser)
+	txn := s.Txn().Unmodified(store.KindFor[*v1.User](), "", AdminUser, u.Metadata.Revision)
+	if missing {
+		txn = txn.Create(adminBinding())
 	}
 	tok, full := TokenFor(v1.TokenSpec{User: AdminUser, Description: "created at first start"})
 	if save != nil {
