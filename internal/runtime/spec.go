@@ -184,13 +184,16 @@ func processArgs(img ImageInfo, command, args []string) []string {
 }
 
 // cpuShares converts a CPU request in millicores to cgroup v1 shares the
-// way the kubelet does: 1024 per core, at least 2 (the kernel minimum).
+// way the kubelet does: 1024 per core, at least 2 and at most 262144 (the
+// kernel's bounds; runc refuses a value above them).
 func cpuShares(millis int64) uint64 {
 	if millis <= 0 {
 		return 0
 	}
-	return uint64(max(millis*1024/1000, 2))
+	return uint64(min(max(millis*1024/1000, 2), maxCPUShares))
 }
+
+const maxCPUShares = 1 << 18
 
 // cpuQuota converts a CPU limit in millicores to a CFS quota over
 // cpuPeriod, at least 1ms (the kernel minimum).

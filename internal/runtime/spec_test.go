@@ -62,6 +62,8 @@ func TestCPUConversions(t *testing.T) {
 		{millis: 250, shares: 256, quota: 25000},
 		{millis: 1, shares: 2, quota: 1000},
 		{millis: 2500, shares: 2560, quota: 250000},
+		{millis: 256000, shares: 262144, quota: 25600000},
+		{millis: 1000000, shares: 262144, quota: 100000000},
 	}
 	for _, tt := range tests {
 		if got := cpuShares(tt.millis); got != tt.shares {
