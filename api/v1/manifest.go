@@ -185,6 +185,34 @@ func DecodeManifestsIn(r io.Reader, ns string) ([]Object, error) {
 	return objs, errors.Join(errs...)
 }
 
+// DecodeRefsIn reads a YAML stream as DecodeManifestsIn does, for a
+// caller that needs only which objects the documents name (a delete):
+// a document that decodes but does not validate still names its kind,
+// namespace and name, and is returned with the others. Only documents
+// that name no object are errors.
+func DecodeRefsIn(r io.Reader, ns string) ([]Object, error) {
+	docs, err := SplitDocuments(r)
+	if err != nil {
+		return nil, err
+	}
+	var objs []Object
+	var errs []error
+	for i, d := range docs {
+		o, err := decodeManifest(d, ns)
+		var fe FieldErrors
+		if err != nil && (o == nil || o.GetMeta().Name == "" || !errors.As(err, &fe)) {
+			me := &ManifestError{Doc: i + 1, Err: err}
+			if o != nil {
+				me.Kind, me.Name = o.GetType().Kind, o.GetMeta().Name
+			}
+			errs = append(errs, me)
+			continue
+		}
+		objs = append(objs, o)
+	}
+	return objs, errors.Join(errs...)
+}
+
 var metaKeys = map[string]bool{"kind": true, "apiVersion": true, "name": true, "namespace": true, "labels": true, "annotations": true}
 
 // DecodeManifest decodes, defaults and validates one document. When

@@ -54,13 +54,23 @@ func newVersionCmd(g *globals) *cobra.Command {
 // readManifests decodes the manifests at paths; ns ("" for the default)
 // is the namespace of namespaced objects whose documents name none.
 func readManifests(paths []string, stdin io.Reader, ns string) ([]v1.Object, error) {
+	return readDocs(paths, stdin, ns, v1.DecodeManifestsIn)
+}
+
+// readRefs is readManifests for a delete, which needs only what each
+// document names: one that no longer validates is still deleted.
+func readRefs(paths []string, stdin io.Reader, ns string) ([]v1.Object, error) {
+	return readDocs(paths, stdin, ns, v1.DecodeRefsIn)
+}
+
+func readDocs(paths []string, stdin io.Reader, ns string, decode func(io.Reader, string) ([]v1.Object, error)) ([]v1.Object, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("give manifests with -f FILE, -f DIR or -f -")
 	}
 	var objs []v1.Object
 	var errs []error
 	read := func(name string, r io.Reader) {
-		o, err := v1.DecodeManifestsIn(r, ns)
+		o, err := decode(r, ns)
 		objs = append(objs, o...)
 		if j, ok := err.(interface{ Unwrap() []error }); ok {
 			for _, e := range j.Unwrap() {
@@ -385,7 +395,7 @@ func newDeleteCmd(g *globals) *cobra.Command {
 			case len(files) > 0 && len(args) > 0:
 				return errors.New("give either -f FILE or KIND NAME…, not both")
 			case len(files) > 0:
-				objs, err := readManifests(files, cmd.InOrStdin(), g.ns())
+				objs, err := readRefs(files, cmd.InOrStdin(), g.ns())
 				if err != nil {
 					return err
 				}
