@@ -60,6 +60,14 @@ func ensureNetNS(path string) (bool, error) {
 			errc <- fmt.Errorf("turn off IPv6 in new netns: %w", err)
 			return
 		}
+		// Instances lack CAP_NET_RAW (see runtime.DefaultCapabilities), so
+		// ping works only with ICMP datagram sockets, which the kernel
+		// allows to the groups in this range: all of them, as Docker and
+		// containerd's CRI set it.
+		if err := os.WriteFile("/proc/sys/net/ipv4/ping_group_range", []byte("0 2147483647"), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errc <- fmt.Errorf("allow ICMP datagram sockets in new netns: %w", err)
+			return
+		}
 		src := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
 		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
 			errc <- fmt.Errorf("bind-mount netns to %s: %w", path, err)
