@@ -16,6 +16,19 @@
 // it never logs or reports a webhook URL's path or query, because chat
 // webhook URLs are credentials.
 //
+// # Pending messages
+//
+// Every queued message is also written to the store (the outbox, under
+// <prefix>notify-outbox/<namespace>/<notifier>/) before it is queued,
+// and deleted once it is delivered or given up. Run queues what an
+// earlier run left, oldest first, before anything new, so a restart
+// while an endpoint is down or a message waits in its queue loses
+// nothing; a message whose delivery was cut short is sent again with the
+// same X-Gantry-Delivery, so delivery is at least once. A notifier's
+// entries are bounded with its queue (QueueSize, plus the one in flight).
+// A message still in Send's inbox, or one whose entry could not be
+// written, is kept in memory only.
+//
 // # Outbound address policy
 //
 // Notifier URLs are written by tenants, so every connection is checked at

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/informer"
@@ -71,8 +72,9 @@ type Manager struct {
 	Apps *informer.Informer[*v1.App]
 	// Retry defaults to DefaultRetry.
 	Retry Retry
-	// QueueSize bounds each notifier's queue (default 64); when it is
-	// full the oldest message is dropped.
+	// QueueSize bounds each notifier's queue (default 64), and so its
+	// share of the outbox; when it is full the oldest message is
+	// dropped.
 	QueueSize int
 	// IdleTimeout ends a notifier's worker after that long without work
 	// (default 5 min); the next message starts a new one.
@@ -86,6 +88,7 @@ type Manager struct {
 	apps       *informer.Informer[*v1.App]
 	strict     *http.Client
 	open       *http.Client
+	outbox     string // key prefix of the pending messages in the store
 
 	mu      sync.Mutex
 	workers map[string]*worker
@@ -143,6 +146,9 @@ func (m *Manager) init() {
 		m.apps.OnChange(m.appChanged)
 		m.strict = newClient(m.Guard)
 		m.open = newClient(nil)
+		if m.Store != nil {
+			m.outbox = outboxPrefix(m.Store)
+		}
 	})
 }
 
@@ -215,6 +221,16 @@ func (m *Manager) Run(ctx context.Context) {
 	m.mu.Lock()
 	m.runCtx = ctx
 	m.mu.Unlock()
+	// What an earlier run left undelivered goes first, so that it keeps
+	// its place before anything sent since.
+	for {
+		err := m.restore(ctx)
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		m.Log.Warn("restore pending notifications; retrying", "err", err)
+		informer.Sleep(ctx, time.Second)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -246,7 +262,10 @@ func (m *Manager) dispatch(env envelope) {
 		})
 	}
 	for _, n := range targets {
-		m.enqueue(n, env.msg)
+		it := item{msg: env.msg, key: m.persist(n, env.msg)}
+		if dropped := m.enqueue(n, it); dropped != "" {
+			m.unpersist(context.Background(), dropped)
+		}
 	}
 }
 
@@ -254,11 +273,20 @@ func (m *Manager) dispatch(env envelope) {
 // that a resolved notification never overtakes its firing one.
 type worker struct {
 	ns, name, typ string
-	q             []Message
+	q             []item
 	wake          chan struct{}
 }
 
-func (m *Manager) enqueue(n *v1.Notifier, msg Message) {
+// item is one queued message and the key of its outbox entry ("" when
+// it could not be written).
+type item struct {
+	msg Message
+	key string
+}
+
+// enqueue queues it for n and returns the outbox key of a message it
+// dropped to make room, for the caller to delete outside the lock.
+func (m *Manager) enqueue(n *v1.Notifier, it item) (dropped string) {
 	key := n.Metadata.Key()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -270,16 +298,18 @@ func (m *Manager) enqueue(n *v1.Notifier, msg Message) {
 		go m.work(m.runCtx, key, w)
 	}
 	if len(w.q) >= m.QueueSize {
-		dropped := w.q[0]
+		old := w.q[0]
 		w.q = w.q[1:]
+		dropped = old.key
 		m.Metrics.count(w.typ, ResultDropped)
-		m.Log.Warn("notifier queue full; dropping its oldest message", "ns", w.ns, "notifier", w.name, "kind", dropped.Kind, "status", dropped.Status)
+		m.Log.Warn("notifier queue full; dropping its oldest message", "ns", w.ns, "notifier", w.name, "kind", old.msg.Kind, "status", old.msg.Status)
 	}
-	w.q = append(w.q, msg)
+	w.q = append(w.q, it)
 	select {
 	case w.wake <- struct{}{}:
 	default:
 	}
+	return dropped
 }
 
 func (m *Manager) work(ctx context.Context, key string, w *worker) {
@@ -289,10 +319,13 @@ func (m *Manager) work(ctx context.Context, key string, w *worker) {
 	for {
 		m.mu.Lock()
 		if len(w.q) > 0 {
-			msg := w.q[0]
+			it := w.q[0]
 			w.q = w.q[1:]
 			m.mu.Unlock()
-			m.deliver(ctx, w, msg)
+			// Unsettled (ctx ended), the entry stays for the next run.
+			if m.deliver(ctx, w, it.msg) && it.key != "" {
+				m.unpersist(ctx, it.key)
+			}
 			if !idle.Stop() {
 				select {
 				case <-idle.C:
@@ -329,33 +362,35 @@ type outcome struct {
 }
 
 // deliver tries one message until it is delivered, fails for good, or
-// ctx ends.
-func (m *Manager) deliver(ctx context.Context, w *worker, msg Message) {
+// ctx ends; it reports whether the message is settled (not ctx ending).
+func (m *Manager) deliver(ctx context.Context, w *worker, msg Message) (settled bool) {
 	for attempt := 1; ; attempt++ {
 		n, ok := m.notifiers.Get(w.ns, w.name)
 		if !ok {
-			return // deleted since: nothing to deliver to
+			m.Metrics.count(w.typ, ResultDropped)
+			m.Log.Info("notifier deleted; dropping its pending message", "ns", w.ns, "notifier", w.name, "kind", msg.Kind, "status", msg.Status)
+			return true
 		}
 		o := m.attempt(ctx, n, &msg, m.allowPrivate(w.ns))
 		if ctx.Err() != nil {
-			return
+			return false
 		}
 		switch {
 		case o.err == nil:
 			m.Metrics.count(n.Spec.Type, ResultDelivered)
 			m.Log.Debug("notification delivered", "ns", w.ns, "notifier", w.name, "kind", msg.Kind, "status", msg.Status, "attempt", attempt)
 			m.record(ctx, w, "")
-			return
+			return true
 		case o.refused:
 			m.Metrics.count(n.Spec.Type, ResultRefused)
 			m.Log.Warn("notification target refused", "ns", w.ns, "notifier", w.name, "err", o.err)
 			m.record(ctx, w, o.err.Error())
-			return
+			return true
 		case !o.retryable || attempt >= m.Retry.Attempts:
 			m.Metrics.count(n.Spec.Type, ResultFailed)
 			m.Log.Warn("notification failed; giving up", "ns", w.ns, "notifier", w.name, "kind", msg.Kind, "status", msg.Status, "attempts", attempt, "err", o.err)
 			m.record(ctx, w, fmt.Sprintf("%v (after %d attempts)", o.err, attempt))
-			return
+			return true
 		}
 		m.Metrics.count(n.Spec.Type, ResultRetried)
 		wait := m.backoff(attempt, o.retryAfter)
@@ -364,7 +399,7 @@ func (m *Manager) deliver(ctx context.Context, w *worker, msg Message) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return
+			return false
 		case <-t.C:
 		}
 	}
@@ -423,9 +458,13 @@ func (m *Manager) target(ctx context.Context, n *v1.Notifier) (*url.URL, error) 
 		if m.Secrets == nil {
 			return nil, fmt.Errorf("%w: notifier %s reads its URL from secret %s, but this server cannot read secrets", v1.ErrUnavailable, n.Metadata.Name, n.Spec.URLFrom.Name)
 		}
-		s, err := m.Secrets(ctx, n.Metadata.Namespace, *n.Spec.URLFrom)
+		ref := n.Spec.URLFrom
+		s, err := m.Secrets(ctx, n.Metadata.Namespace, *ref)
+		if errors.Is(err, v1.ErrNotFound) {
+			return nil, fmt.Errorf("notifier %s reads its URL from secret %s key %s, which does not exist: %w; add the key to the secret or change urlFrom", n.Metadata.Name, ref.Name, ref.Key, err)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("read the URL of notifier %s from secret %s key %s: %w", n.Metadata.Name, n.Spec.URLFrom.Name, n.Spec.URLFrom.Key, err)
+			return nil, fmt.Errorf("read the URL of notifier %s from secret %s key %s: %w", n.Metadata.Name, ref.Name, ref.Key, err)
 		}
 		raw = strings.TrimSpace(s)
 	}
@@ -451,7 +490,9 @@ func Redact(u *url.URL) string {
 func (m *Manager) attempt(ctx context.Context, n *v1.Notifier, msg *Message, allowPrivate bool) outcome {
 	u, err := m.target(ctx, n)
 	if err != nil {
-		return outcome{err: err}
+		// With a secret reader, the only target errors that may pass
+		// are the reader's own: a store that did not answer in time.
+		return outcome{err: err, retryable: n.Spec.URLFrom != nil && m.Secrets != nil && transient(err)}
 	}
 	b, err := body(n.Spec.Type, msg)
 	if err != nil {
@@ -483,7 +524,9 @@ func (m *Manager) attempt(ctx context.Context, n *v1.Notifier, msg *Message, all
 		return outcome{err: err, retryable: true}
 	}
 	defer resp.Body.Close()
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	// One byte more than answer keeps, so that it can tell where the
+	// rune that byte belongs to starts.
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody+1))
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return outcome{status: resp.StatusCode}
@@ -508,16 +551,41 @@ func redactErr(err error) error {
 	return err
 }
 
-// answer formats the start of an error response body for LastError.
+// transient reports whether err may pass on its own: the store did not
+// answer, or not in time.
+func transient(err error) bool {
+	return errors.Is(err, v1.ErrUnavailable) || errors.Is(err, v1.ErrTooManyRequest) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// maxAnswer bounds the part of an error response shown in LastError.
+const maxAnswer = 200
+
+// answer formats the start of an error response body for LastError:
+// of its first maxErrorBody bytes, whitespace collapsed, at most
+// maxAnswer bytes.
 func answer(b []byte) string {
-	s := strings.Join(strings.Fields(string(b)), " ")
+	s := strings.Join(strings.Fields(cut(string(b), maxErrorBody)), " ")
 	if s == "" {
 		return ""
 	}
-	if len(s) > 200 {
-		s = s[:200] + "…"
+	if len(s) > maxAnswer {
+		s = cut(s, maxAnswer) + "…"
 	}
 	return ": " + s
+}
+
+// cut shortens s to at most n bytes without splitting a UTF-8 sequence.
+// Bytes that are not UTF-8 are cut at n.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for i := n; i >= 0 && i > n-utf8.UTFMax; i-- {
+		if utf8.RuneStart(s[i]) {
+			return s[:i]
+		}
+	}
+	return s[:n]
 }
 
 func parseRetryAfter(v string, now time.Time) time.Duration {

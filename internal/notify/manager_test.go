@@ -141,14 +141,25 @@ func newEnv(t *testing.T, allowPrivate bool, configure func(*Manager)) *env {
 	if err := s.Create(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(cancel)
 	reg := prometheus.NewRegistry()
-	m := &Manager{Store: s, Log: slog.New(slog.DiscardHandler), Metrics: NewMetrics(reg), Retry: fastRetry, ClusterURL: "https://gantry.test:7443"}
+	m, _ := startManager(t, s, reg, configure)
+	return &env{ctx: ctx, store: s, m: m, reg: reg}
+}
+
+// startManager runs a Manager over s until stop is called or the test
+// ends, and waits for its informers to sync.
+func startManager(t *testing.T, s *store.Store, reg prometheus.Registerer, configure func(*Manager)) (m *Manager, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	m = &Manager{Store: s, Log: slog.New(slog.DiscardHandler), Metrics: NewMetrics(reg), Retry: fastRetry, ClusterURL: "https://gantry.test:7443"}
 	if configure != nil {
 		configure(m)
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); m.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	stop = sync.OnceFunc(func() { cancel(); <-done })
+	t.Cleanup(stop)
 	m.init()
 	for _, ch := range []<-chan struct{}{m.notifiers.Synced(), m.namespaces.Synced(), m.apps.Synced()} {
 		select {
@@ -157,7 +168,7 @@ func newEnv(t *testing.T, allowPrivate bool, configure func(*Manager)) *env {
 			t.Fatal("informers did not sync")
 		}
 	}
-	return &env{ctx: ctx, store: s, m: m, reg: reg}
+	return m, stop
 }
 
 func (e *env) notifier(t *testing.T, name, typ, url string, events ...string) *v1.Notifier {
