@@ -97,6 +97,9 @@ func (s *sampler) sample(ctx context.Context, now time.Time) metrics.Report {
 		seen[w.id] = true
 		p := metrics.Point{Time: now, Memory: int64(st.MemoryWorkingSetBytes), MemoryLimit: int64(st.MemoryLimitBytes), Restarts: w.restarts()}
 		prev, havePrev := s.prev[w.id]
+		// Without an earlier counter (a new container, or the agent's
+		// first round) there is no rate: unknown, not idle.
+		p.CPUUnknown = true
 		if havePrev {
 			// A counter that went back belongs to a container that
 			// restarted within the interval: all of it was used since,
@@ -107,7 +110,7 @@ func (s *sampler) sample(ctx context.Context, now time.Time) metrics.Report {
 				used -= prev.cpuNanos
 			}
 			if secs := now.Sub(prev.at).Seconds(); secs > 0 {
-				p.CPU = float64(used) / 1e9 / secs
+				p.CPU, p.CPUUnknown = float64(used)/1e9/secs, false
 			}
 		}
 		cur := prevCounters{at: now, cpuNanos: st.CPUUsageNanos, netAt: now}
@@ -148,11 +151,10 @@ func (s *sampler) sample(ctx context.Context, now time.Time) metrics.Report {
 			s.totals[w.ns+"/"+w.name] = p
 		}
 	}
-	node := metrics.Point{Time: now, Instances: len(r.Instances), MemoryLimit: int64(s.a.cfg.Capacity.Memory)}
+	node := metrics.Point{Time: now, Instances: len(r.Instances), MemoryLimit: int64(s.a.cfg.Capacity.Memory), CPUUnknown: true}
 	if busy, total, err := readCPUTimes(s.procDir()); err == nil {
-		if s.prevCPU.total > 0 && total > s.prevCPU.total {
-			frac := float64(busy-s.prevCPU.busy) / float64(total-s.prevCPU.total)
-			node.CPU = frac * float64(s.a.cfg.Capacity.CPU) / 1000
+		if frac, ok := metrics.BusyShare(s.prevCPU.busy, s.prevCPU.total, busy, total); ok {
+			node.CPU, node.CPUUnknown = frac*float64(s.a.cfg.Capacity.CPU)/1000, false
 		}
 		s.prevCPU = cpuTimes{at: now, busy: busy, total: total}
 	}
@@ -304,7 +306,9 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range r.Instances {
 		l := []string{s.Namespace, s.App, s.Name, s.Node}
 		t := totals[s.Namespace+"/"+s.Name]
-		ch <- prometheus.MustNewConstMetric(descCPU, prometheus.GaugeValue, s.CPU, l...)
+		if !s.CPUUnknown {
+			ch <- prometheus.MustNewConstMetric(descCPU, prometheus.GaugeValue, s.CPU, l...)
+		}
 		ch <- prometheus.MustNewConstMetric(descCPUTotal, prometheus.CounterValue, float64(t.cpuNanos)/1e9, l...)
 		ch <- prometheus.MustNewConstMetric(descMem, prometheus.GaugeValue, float64(s.Memory), l...)
 		ch <- prometheus.MustNewConstMetric(descMemLimit, prometheus.GaugeValue, float64(s.MemoryLimit), l...)
@@ -315,7 +319,9 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(s.Restarts), l...)
 	}
 	if r.Node.Node != "" {
-		ch <- prometheus.MustNewConstMetric(descNodeCPU, prometheus.GaugeValue, r.Node.CPU, r.Node.Node)
+		if !r.Node.CPUUnknown {
+			ch <- prometheus.MustNewConstMetric(descNodeCPU, prometheus.GaugeValue, r.Node.CPU, r.Node.Node)
+		}
 		ch <- prometheus.MustNewConstMetric(descNodeMem, prometheus.GaugeValue, float64(r.Node.Memory), r.Node.Node)
 		ch <- prometheus.MustNewConstMetric(descNodeInst, prometheus.GaugeValue, float64(r.Node.Instances), r.Node.Node)
 	}

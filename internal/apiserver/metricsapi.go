@@ -57,6 +57,12 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request, ri *reques
 			return err
 		}
 		rep.Node.Node = ri.Name
+		// The window's slots and ages are of the server's clock: a report
+		// from a node whose clock is off is moved to when it arrived.
+		if now := time.Now(); rep.Skewed(now) {
+			s.log.Debug("restamp a metrics report", "node", ri.Name, "skew", rep.Time().Sub(now))
+			rep.Restamp(now)
+		}
 		rep.Instances = s.reported.bound(ctx, s.store, ri.Name, rep.Instances)
 		s.window.Add(rep)
 		w.WriteHeader(http.StatusNoContent)

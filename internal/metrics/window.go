@@ -34,6 +34,13 @@ type Point struct {
 	Restarts int `json:"restarts,omitempty"`
 	// Instances counts what the point aggregates (apps, nodes).
 	Instances int `json:"instances,omitempty"`
+	// CPUUnknown marks a point without a CPU measure (CPU is then 0): an
+	// agent reports one when it has no earlier counter to take the rate
+	// from (the first sample of a container, or of a node after its agent
+	// started) or a counter went back. The window keeps the series' last
+	// known CPU in its place, so its points are unknown only while their
+	// series has none.
+	CPUUnknown bool `json:"cpuUnknown,omitempty"`
 }
 
 // InstanceSample is what an agent reports about one instance.
@@ -60,6 +67,52 @@ type NodeSample struct {
 type Report struct {
 	Node      NodeSample       `json:"node"`
 	Instances []InstanceSample `json:"instances"`
+}
+
+// maxSkew is how far a report's time may be from the server's clock
+// before the server restamps it.
+const maxSkew = time.Second
+
+// Time is when the report was sampled: its node sample's time or, when
+// that is zero, its newest instance sample's.
+func (r *Report) Time() time.Time {
+	t := r.Node.Time
+	if t.IsZero() {
+		for _, s := range r.Instances {
+			if s.Time.After(t) {
+				t = s.Time
+			}
+		}
+	}
+	return t
+}
+
+// Skewed tells whether the report's Time is more than a second off now:
+// its agent's clock is not the server's.
+func (r *Report) Skewed(now time.Time) bool {
+	return r.Time().Sub(now).Abs() > maxSkew
+}
+
+// Restamp moves every sample's time by the same amount, so that the
+// report's Time is now and the intervals between its samples stay as
+// sampled. The server restamps a report whose agent's clock is off, so
+// that the window's slots and ages are of one clock. A sample without a
+// time gets now.
+func (r *Report) Restamp(now time.Time) {
+	shift := func(t time.Time, by time.Duration) time.Time {
+		if t.IsZero() {
+			return now
+		}
+		return t.Add(by)
+	}
+	var by time.Duration
+	if t := r.Time(); !t.IsZero() {
+		by = now.Sub(t)
+	}
+	r.Node.Time = shift(r.Node.Time, by)
+	for i := range r.Instances {
+		r.Instances[i].Time = shift(r.Instances[i].Time, by)
+	}
 }
 
 // minSpacing bounds a series' memory: the window holds its span of a
@@ -125,6 +178,20 @@ func (r *ring) since(t time.Time) []Point {
 		}
 	}
 	return out
+}
+
+// knownCPU returns p, with the CPU of the series' newest point in place
+// of an unknown one if that point is within span of p: a rate the agent
+// could not take (its first sample after a restart) would otherwise read
+// as idle and pull averages down.
+func (r *ring) knownCPU(p Point, span time.Duration) Point {
+	if !p.CPUUnknown {
+		return p
+	}
+	if l, ok := r.last(); ok && !l.CPUUnknown && p.Time.Sub(l.Time) <= span {
+		p.CPU, p.CPUUnknown = l.CPU, false
+	}
+	return p
 }
 
 func (r *ring) last() (Point, bool) {
@@ -211,7 +278,7 @@ func (w *Window) Add(r Report) {
 		nr = newRing(w.size)
 		w.nodes[r.Node.Node] = nr
 	}
-	nr.add(r.Node.Point, w.span, w.limit)
+	nr.add(nr.knownCPU(r.Node.Point, w.span), w.span, w.limit)
 	w.nodeCPU[r.Node.Node] = r.Node.CPUCapacity
 	for _, s := range r.Instances {
 		key := s.Namespace + "/" + s.Name
@@ -221,7 +288,7 @@ func (w *Window) Add(r Report) {
 			w.instances[key] = ir
 		}
 		ir.meta = s
-		ir.add(s.Point, w.span, w.limit)
+		ir.add(ir.knownCPU(s.Point, w.span), w.span, w.limit)
 		w.cpuLimit[key] = s.CPULimit
 	}
 	listeners := w.listeners
@@ -334,7 +401,9 @@ func (w *Window) NodeLatest(name string) (Point, float64, bool) {
 // slot (its next was not yet due when the slot began); Instances counts
 // them. So an instance counts once per slot, and every slot has every
 // instance still reporting, also when their agents sample at other
-// moments and a slot boundary falls between two nodes' samples. The
+// moments and a slot boundary falls between two nodes' samples. An
+// instance whose CPU is not known yet (its first sample) counts in CPU at
+// the mean of the others; a point with none known is CPUUnknown. The
 // second result is the summed CPU limit (in cores) of the instances the
 // newest point counts.
 func (w *Window) App(ns, app string, since time.Time) ([]Point, float64) {
@@ -376,6 +445,7 @@ func (w *Window) App(ns, app string, since time.Time) ([]Point, float64) {
 		start := time.Unix(0, slot).UTC()
 		end := start.Add(w.interval)
 		a := Point{Time: start}
+		cpuKnown := 0
 		for m, mem := range members {
 			j := next[m]
 			for j < len(mem.pts) && mem.pts[j].Time.Before(end) {
@@ -389,7 +459,10 @@ func (w *Window) App(ns, app string, since time.Time) ([]Point, float64) {
 			if p.Time.Add(mem.every).Before(start) {
 				continue // stopped reporting
 			}
-			a.CPU += p.CPU
+			if !p.CPUUnknown {
+				a.CPU += p.CPU
+				cpuKnown++
+			}
 			a.Memory += p.Memory
 			a.MemoryLimit += p.MemoryLimit
 			a.RxBytes += p.RxBytes
@@ -399,6 +472,14 @@ func (w *Window) App(ns, app string, since time.Time) ([]Point, float64) {
 			if k == len(slots)-1 {
 				limit += w.cpuLimit[mem.key]
 			}
+		}
+		switch {
+		case cpuKnown == 0 && a.Instances > 0:
+			a.CPUUnknown = true
+		case cpuKnown < a.Instances:
+			// An instance with no CPU known yet counts at the others'
+			// mean, so that CPU per instance is theirs, not lowered.
+			a.CPU *= float64(a.Instances) / float64(cpuKnown)
 		}
 		out = append(out, a)
 	}
