@@ -113,7 +113,9 @@ func (s *snapshot) usage(r *v1.AlertRule, i *v1.Instance) (float64, bool) {
 		return 0, false
 	}
 	if r.Spec.Condition == v1.AlertCPU {
-		if smp.CPULimit <= 0 {
+		if smp.CPULimit <= 0 || smp.CPUUnknown {
+			// Unknown CPU (no rate yet) is no measure, not 0 %: it must
+			// not resolve a firing rule.
 			return 0, false
 		}
 		return smp.CPU / smp.CPULimit * 100, true
