@@ -131,6 +131,9 @@ const (
 	LabelApp      = "gantry.dev/app"
 	LabelRevision = "gantry.dev/revision"
 	LabelNode     = "gantry.dev/node"
+	// LabelAppUID is the UID of the App an instance was made for: an App
+	// created again under the same name does not adopt its namesake's.
+	LabelAppUID = "gantry.dev/app-uid"
 
 	// LabelNodeRestrictionPrefix starts the Node labels that only a
 	// cluster admin may set: a node's own credential can neither set nor

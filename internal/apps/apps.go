@@ -100,6 +100,12 @@ func Save(ctx context.Context, s *store.Store, c Change) (Result, error) {
 	a.Metadata.UID, a.Metadata.Created, a.Metadata.Revision = prev.Metadata.UID, prev.Metadata.Created, prev.Metadata.Revision
 	a.Metadata.Deleting = prev.Metadata.Deleting
 	a.Status = prev.Status
+	// The autoscaler's decision goes with autoscale: spec.replicas
+	// counts again, and an autoscale set later starts from it.
+	stale := a.Spec.Autoscale == nil && (a.Status.AutoscaleReplicas != 0 || a.Status.AutoscaleReason != "")
+	if stale {
+		a.Status.AutoscaleReplicas, a.Status.AutoscaleReason = 0, ""
+	}
 	var templateChanged bool
 	switch {
 	case prev.Status.TemplateHash != "" && c.ImageDigest == "":
@@ -115,7 +121,7 @@ func Save(ctx context.Context, s *store.Store, c Change) (Result, error) {
 		}
 		templateChanged = cur == nil || cur.Spec.Hash != hash || cur.Spec.Image != c.Image || (c.ImageDigest != "" && cur.Spec.ImageDigest != c.ImageDigest)
 	}
-	if !templateChanged && sameApp(a, prev) {
+	if !templateChanged && !stale && sameApp(a, prev) {
 		return Unchanged, nil
 	}
 	txn := s.Txn()

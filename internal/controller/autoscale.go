@@ -25,7 +25,8 @@ type QuotaChecker func(ctx context.Context, a *v1.App, replicas int32) (int32, e
 
 // Autoscaler sets the replica count of Apps that ask for it from their
 // recent CPU use (and optionally ingress request rate), like Kubernetes'
-// HPA: desired = ceil(current × observed / target), within [min, max].
+// HPA: desired = ceil(measured × observed / target), within [min, max],
+// where measured is the instances the newest metrics sample covered.
 // Scaling up happens at once; scaling down only when every recommendation
 // of the last DownStabilization agrees, so a dip does not flap.
 type Autoscaler struct {
@@ -50,7 +51,10 @@ type Autoscaler struct {
 	Tolerance         float64
 	Now               func() time.Time
 
-	mu   sync.Mutex
+	mu sync.Mutex
+	// recs holds each autoscaled App's recent recommendations, by UID
+	// (an App created again under its name starts afresh); evaluateAll
+	// drops those of Apps it no longer scales.
 	recs map[string][]recommendation
 }
 
@@ -90,10 +94,26 @@ func (s *Autoscaler) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		for _, a := range s.Apps.List(func(a *v1.App) bool { return a.Spec.Autoscale != nil && a.Metadata.Deleting == nil }) {
-			if err := s.evaluate(ctx, a); err != nil && ctx.Err() == nil {
-				s.Log.Warn("autoscale", "app", a.Metadata.Key(), "err", err)
-			}
+		s.evaluateAll(ctx)
+	}
+}
+
+// evaluateAll makes a decision for every App that asks for autoscaling,
+// and forgets the recommendations of the others (deleted, or no longer
+// autoscaled): an App that asks again starts afresh.
+func (s *Autoscaler) evaluateAll(ctx context.Context) {
+	scaled := map[string]bool{}
+	for _, a := range s.Apps.List(func(a *v1.App) bool { return a.Spec.Autoscale != nil && a.Metadata.Deleting == nil }) {
+		scaled[a.Metadata.UID] = true
+		if err := s.evaluate(ctx, a); err != nil && ctx.Err() == nil {
+			s.Log.Warn("autoscale", "app", a.Metadata.Key(), "err", err)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for uid := range s.recs {
+		if !scaled[uid] {
+			delete(s.recs, uid)
 		}
 	}
 }
@@ -103,26 +123,27 @@ func (s *Autoscaler) evaluate(ctx context.Context, a *v1.App) error {
 	as := a.Spec.Autoscale
 	now := s.Now()
 	current := a.DesiredReplicas()
-	key := a.Metadata.Key()
 	want, why, ok := s.recommend(a, current, now)
 	if !ok {
 		return nil
 	}
 	want = max(as.Min, min(as.Max, want))
 	s.mu.Lock()
-	recs, seen := s.recs[key]
-	if !seen {
-		// An App new to this autoscaler (it just started, or autoscale
-		// was just set): its current count stands for the window before,
-		// as in Kubernetes' HPA, so one low reading after a restart
-		// cannot scale it down at once.
-		recs = []recommendation{{now, current}}
-	}
-	recs = append(recs, recommendation{now, want})
+	uid := a.Metadata.UID
+	recs := s.recs[uid]
 	for len(recs) > 0 && now.Sub(recs[0].at) > s.DownStabilization {
 		recs = recs[1:]
 	}
-	s.recs[key] = recs
+	if len(recs) == 0 {
+		// An App new to this autoscaler (it just started, or autoscale
+		// was just set), or one it has had no metrics of for a whole
+		// window: its current count stands for the window before, as in
+		// Kubernetes' HPA, so one low reading cannot scale it down at
+		// once.
+		recs = []recommendation{{now, current}}
+	}
+	recs = append(recs, recommendation{now, want})
+	s.recs[uid] = recs
 	// Scale down only to the highest recommendation of the window, within
 	// the App's bounds as they are now (a lowered max).
 	if want < current {
@@ -188,11 +209,14 @@ func (s *Autoscaler) recommend(a *v1.App, current int32, now time.Time) (int32, 
 	if as.TargetCPUPercent > 0 && s.Window != nil {
 		pts, _ := s.Window.App(a.Metadata.Namespace, a.Metadata.Name, now.Add(-s.Lookback))
 		var cpu float64
-		var n int
+		var n, measured int
 		for _, p := range pts {
-			if p.Instances > 0 {
+			// A point without a CPU measure says nothing of the load
+			// (its CPU is 0, not idle).
+			if p.Instances > 0 && !p.CPUUnknown {
 				cpu += p.CPU / float64(p.Instances)
 				n++
+				measured = p.Instances
 			}
 		}
 		req := float64(a.Spec.Resources.CPU) / 1000
@@ -201,7 +225,10 @@ func (s *Autoscaler) recommend(a *v1.App, current int32, now time.Time) (int32, 
 			util := perInstance / req * 100
 			ratio := util / float64(as.TargetCPUPercent)
 			if math.Abs(ratio-1) > s.Tolerance {
-				want = replicasFor(float64(current) * ratio)
+				// Scaled from the instances the newest point measured,
+				// not from the count asked for: right after a scale the
+				// two differ, and the new instances carry no load yet.
+				want = replicasFor(float64(measured) * ratio)
 			} else {
 				want = current
 			}

@@ -58,7 +58,7 @@ func TestAutoscalerStabilizationKeepsALoweredMax(t *testing.T) {
 	rec := &eventLog{}
 	as := rateAutoscaler(s, 1, func() time.Time { return now }, rec)
 	// recommended 10 seconds ago, under the former max of 10
-	as.recs[a.Metadata.Key()] = []recommendation{{now.Add(-10 * time.Second), 10}}
+	as.recs[a.Metadata.UID] = []recommendation{{now.Add(-10 * time.Second), 10}}
 	if err := as.evaluate(ctx, a); err != nil {
 		t.Fatal(err)
 	}

@@ -269,6 +269,13 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 	for _, i := range insts {
 		switch {
 		case i.Metadata.Deleting != nil:
+		case foreign(app, i):
+			// Left by a deleted App of the same name (still draining,
+			// or on a node that was down): stopped as that App's
+			// delete would have, and never counted for this one.
+			if err := r.retire(ctx, i, i.Spec.DrainDelay, "made for a deleted app of the same name"); err != nil {
+				return 0, err
+			}
 		case i.Metadata.Labels[LabelTemplateHash] == hash:
 			cur = append(cur, i)
 		default:
@@ -397,6 +404,13 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 		requeue = next
 	}
 	return requeue, err
+}
+
+// foreign reports whether i was made for another App than a, one of the
+// same name since deleted. Instances made before the UID label are a's.
+func foreign(a *v1.App, i *v1.Instance) bool {
+	uid, ok := i.Metadata.Labels[v1.LabelAppUID]
+	return ok && uid != a.Metadata.UID
 }
 
 // withNodeReadiness replaces, in l, each ready instance whose node is down
@@ -690,6 +704,7 @@ func (r *Rollout) createInstance(ctx context.Context, a *v1.App, rev *v1.Revisio
 				Namespace: a.Metadata.Namespace,
 				Labels: map[string]string{
 					v1.LabelApp:       a.Metadata.Name,
+					v1.LabelAppUID:    a.Metadata.UID,
 					v1.LabelRevision:  fmt.Sprint(rev.Spec.Number),
 					LabelTemplateHash: hash,
 				},
