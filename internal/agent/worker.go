@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -32,6 +33,10 @@ type worker struct {
 	// exitCounted: the exit afterExit handles next was counted in
 	// status.restarts already, by the agent before this one.
 	exitCounted bool
+	// stopping is a stop a failed health check began, in progress when
+	// the agent before this one stopped: the next watchRun finishes it.
+	// Only the worker's goroutine uses it.
+	stopping *checkStop
 
 	mu       sync.Mutex
 	desired  *v1.Instance
@@ -268,7 +273,8 @@ func (w *worker) finishedForGood(c runtime.Container) bool {
 	case v1.RestartNever:
 		return true
 	case v1.RestartOnFailure:
-		return c.ExitCode == 0 && !stoppedByCheck(w.status.Reason) ||
+		_, byCheck := w.adoptedCheckStop(c)
+		return c.ExitCode == 0 && !byCheck ||
 			w.status.Phase == v1.PhaseSucceeded || w.status.Phase == v1.PhaseFailed
 	}
 	return false
@@ -577,8 +583,17 @@ func (w *worker) dropStaleTask(ctx context.Context) bool {
 func (w *worker) supervise(ctx context.Context, adopted runtime.Container) {
 	crashes := 0
 	running := adopted.Status == runtime.StatusRunning
+	if cs, ok := w.adoptedCheckStop(adopted); ok && running {
+		w.stopping = &cs
+	}
 	if adopted.Status == runtime.StatusStopped {
 		code, fin := adopted.ExitCode, adopted.ExitedAt.UTC()
+		why := exitReason(code, "")
+		if cs, ok := w.adoptedCheckStop(adopted); ok {
+			// A health check had the agent before this one stop it: a
+			// failure, whatever the code.
+			why = cs.reason
+		}
 		// The agent before this one may have seen this exit and counted
 		// its restart already (it was waiting out the back-off).
 		// The exit is written first (still Running), the restart in the
@@ -590,7 +605,7 @@ func (w *worker) supervise(ctx context.Context, adopted runtime.Container) {
 			s.ExitCode, s.FinishedAt, s.Ready = &code, &fin, false
 		})
 		w.exitCounted = counted
-		if !w.afterExit(ctx, code, exitReason(code, ""), time.Time{}, &crashes) {
+		if !w.afterExit(ctx, code, why, time.Time{}, &crashes) {
 			return
 		}
 	}
@@ -610,6 +625,8 @@ func (w *worker) supervise(ctx context.Context, adopted runtime.Container) {
 				startedAt = *w.status.StartedAt
 			}
 		} else {
+			// A stop recorded from here on is of the run about to start.
+			w.clearCheckStop()
 			if _, err := w.a.rt.Start(ctx, w.id); err != nil {
 				if ctx.Err() != nil {
 					return
@@ -652,7 +669,7 @@ func (w *worker) afterExit(ctx context.Context, exitCode int, why string, starte
 	}
 	inst, _, _ := w.state()
 	policy := inst.Spec.Template.RestartPolicy
-	if time.Since(startedAt) > 30*time.Second {
+	if time.Since(startedAt) >= backoffReset {
 		*crashes = 0
 	}
 	// A process a liveness or startup check stopped failed, whatever its
@@ -719,6 +736,12 @@ func (w *worker) afterExit(ctx context.Context, exitCode int, why string, starte
 	return w.pause(ctx, delay) || ctx.Err() == nil
 }
 
+// backoffReset is how long a run must last for the back-off to start
+// over at its exit, as the kubelet's 10 minutes: with a shorter one, a
+// container that crashes after 20 s of work would restart forever at the
+// shortest delays.
+const backoffReset = 10 * time.Minute
+
 // backoffFor is the pause before the nth consecutive restart: none for
 // the first (a single crash is back within milliseconds), then doubling
 // from one second up to a minute.
@@ -743,6 +766,89 @@ const (
 // had the agent stop the container.
 func stoppedByCheck(reason string) bool {
 	return reason == reasonLivenessFailed || reason == reasonStartupFailed
+}
+
+// checkOf names the check a reason of stoppedByCheck is about.
+func checkOf(reason string) probeKind {
+	if reason == reasonStartupFailed {
+		return startupProbe
+	}
+	return livenessProbe
+}
+
+// checkStopFile, in the instance's directory, records a stop a failed
+// health check began: the instance's UID, the check's reason and when.
+// An agent restarted during the grace period finishes that stop and
+// counts the exit as the check's. It is removed before the container
+// starts again, so a record found always belongs to the container's
+// current (or last) run.
+const checkStopFile = "check-stop"
+
+// checkStop is a stop a failed health check began.
+type checkStop struct {
+	reason string
+	began  time.Time // zero if not known
+}
+
+func (w *worker) checkStopPath() string {
+	return filepath.Join(w.a.instanceDir(w.id), checkStopFile)
+}
+
+// recordCheckStop writes the record of a stop for reason beginning now.
+func (w *worker) recordCheckStop(reason string) {
+	path := w.checkStopPath()
+	err := os.MkdirAll(filepath.Dir(path), 0o700)
+	if err == nil {
+		err = os.WriteFile(path, []byte(w.uid+" "+reason+" "+time.Now().UTC().Format(time.RFC3339Nano)+"\n"), 0o600)
+	}
+	if err != nil {
+		w.a.log.Warn("record the stop of a container whose health check failed; a restarted agent would go by the status alone", "instance", w.key, "err", err)
+	}
+}
+
+// readCheckStop reads the record of recordCheckStop, if it is this
+// instance's.
+func (w *worker) readCheckStop() (checkStop, bool) {
+	b, err := os.ReadFile(w.checkStopPath())
+	if err != nil {
+		return checkStop{}, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 3 || f[0] != w.uid || !stoppedByCheck(f[1]) {
+		return checkStop{}, false
+	}
+	began, _ := time.Parse(time.RFC3339Nano, f[2]) // zero if unreadable
+	return checkStop{reason: f[1], began: began}, true
+}
+
+// clearCheckStop removes the record of recordCheckStop.
+func (w *worker) clearCheckStop() {
+	if err := os.Remove(w.checkStopPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		w.a.log.Warn("remove the record of a stop for a failed health check; a restarted agent may stop the container", "instance", w.key, "err", err)
+	}
+}
+
+// adoptedCheckStop reports whether the container the worker found when
+// it started was being stopped, or was stopped, by the agent before this
+// one because a health check failed. The record on disk says so, and
+// when that stop began. Without one (it could not be written), the
+// status written before the stop does: a check's reason and no exit yet,
+// or this container's exit; the time is not known then.
+func (w *worker) adoptedCheckStop(c runtime.Container) (checkStop, bool) {
+	if c.Status != runtime.StatusRunning && c.Status != runtime.StatusStopped {
+		return checkStop{}, false
+	}
+	if cs, ok := w.readCheckStop(); ok {
+		return cs, true
+	}
+	s := w.status
+	if !stoppedByCheck(s.Reason) {
+		return checkStop{}, false
+	}
+	if c.Status == runtime.StatusRunning {
+		return checkStop{reason: s.Reason}, s.FinishedAt == nil && s.ExitCode == nil
+	}
+	return checkStop{reason: s.Reason}, s.FinishedAt == nil || s.FinishedAt.Equal(c.ExitedAt.UTC())
 }
 
 // exitReason names why a container's process ended: killedBy if the
@@ -797,9 +903,15 @@ const rewaitFor = time.Minute
 
 // watchRun follows one run of the container: it reports Running, runs
 // the probes, and returns when the process exits (with its code and why)
-// or, with stop set, when the agent itself is stopping.
+// or, with stop set, when the agent itself is stopping. A stop the agent
+// before this one began for a failed check (w.stopping) is finished.
 func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady bool) (code int, why string, stop bool) {
 	inst, _, _ := w.state()
+	resumed := w.stopping
+	w.stopping = nil
+	if resumed != nil {
+		startReady = false // no traffic while it stops
+	}
 	// The wait is set up while Running is written: both are round trips
 	// (to containerd, to the API) on a deploy's critical path. If the
 	// container is gone by then, afterExit reports that next.
@@ -830,9 +942,20 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 	started := health.Startup == nil
 	ready := startReady
 	w.report(ctx, func(s *v1.InstanceStatus) {
-		s.Phase, s.Reason, s.Message = v1.PhaseRunning, "", ""
-		if !started {
-			s.Phase, s.Message = v1.PhaseStarting, "waiting for the startup check"
+		switch {
+		case resumed != nil:
+			// What the agent before this one wrote when the check
+			// failed stays while the stop goes on.
+			if s.Reason != resumed.reason || s.Message == "" {
+				s.Reason, s.Message = resumed.reason, fmt.Sprintf("%s check failed; stopping the container", checkOf(resumed.reason))
+			}
+			if s.Phase != v1.PhaseStarting {
+				s.Phase = v1.PhaseRunning
+			}
+		case started:
+			s.Phase, s.Reason, s.Message = v1.PhaseRunning, "", ""
+		default:
+			s.Phase, s.Reason, s.Message = v1.PhaseStarting, "", "waiting for the startup check"
 		}
 		s.IP = ip.String()
 		s.Ready = ready
@@ -854,7 +977,19 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 	}
 	exits := wr.exits
 	killedBy := ""
-	stopFailed := make(chan struct{}, 1)
+	stopFailed := make(chan error, 1)
+	if resumed != nil {
+		// The agent before this one sent SIGTERM and stopped before the
+		// grace period ended: SIGKILL is still owed, after what is left
+		// of it (all of it if when it began is not known).
+		killedBy = resumed.reason
+		grace := stopGrace(inst)
+		if !resumed.began.IsZero() {
+			grace = graceLeft(grace, time.Since(resumed.began))
+		}
+		w.a.log.Info("finishing the stop of a container whose health check failed", "instance", w.key, "reason", killedBy, "grace", grace)
+		w.stopForCheck(runCtx, grace, stopFailed)
+	}
 	for {
 		var resend <-chan time.Time
 		if w.unsent != nil {
@@ -865,8 +1000,15 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 			return 0, "", true
 		case <-resend:
 			w.report(ctx, func(*v1.InstanceStatus) {})
-		case <-stopFailed:
+		case err := <-stopFailed:
+			// It runs on: the check's next failure tries again.
+			check := checkOf(killedBy)
 			killedBy = ""
+			w.clearCheckStop()
+			w.report(ctx, func(s *v1.InstanceStatus) {
+				s.Ready, s.Reason = ready, ""
+				s.Message = fmt.Sprintf("%s check failed but the container could not be stopped: %v; trying again at the check's next failure", check, err)
+			})
 		case e := <-exits:
 			if e.Err != nil {
 				if ctx.Err() != nil {
@@ -896,18 +1038,22 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 			case startupProbe:
 				if r.ok {
 					started = true
-					w.report(ctx, func(s *v1.InstanceStatus) { s.Phase, s.Message = v1.PhaseRunning, "" })
+					w.report(ctx, func(s *v1.InstanceStatus) {
+						s.Phase = v1.PhaseRunning
+						if killedBy == "" {
+							s.Message = ""
+						}
+					})
 				} else if killedBy == "" {
 					// As under the kubelet: a container that does not
 					// start within failureThreshold periods is stopped
 					// and handled by its restart policy.
 					killedBy = reasonStartupFailed
 					w.event(ctx, v1.EventWarning, "Unhealthy", "startup check failed: %s; restarting", r.msg)
-					w.report(ctx, func(s *v1.InstanceStatus) { s.Message = "startup check failed: " + r.msg })
-					w.stopForCheck(runCtx, stopGrace(inst), stopFailed)
+					w.beginCheckStop(ctx, runCtx, killedBy, r.msg, stopGrace(inst), stopFailed)
 				}
 			case readinessProbe:
-				if r.ok && !ready {
+				if r.ok && !ready && killedBy == "" {
 					w.event(ctx, v1.EventNormal, "Ready", "instance %s is ready and gets traffic", w.name)
 				}
 				ready = r.ok
@@ -916,8 +1062,13 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 					msg = "readiness check failing: " + r.msg
 					w.event(ctx, v1.EventWarning, "Unhealthy", "readiness check failed: %s", r.msg)
 				}
+				// A container being stopped gets no traffic, and its
+				// status keeps saying why it is stopped.
 				w.report(ctx, func(s *v1.InstanceStatus) {
-					s.Ready, s.Message = r.ok, msg
+					s.Ready = r.ok && killedBy == ""
+					if killedBy == "" {
+						s.Message = msg
+					}
 				})
 			case livenessProbe:
 				// The check reports again after each failureThreshold
@@ -925,8 +1076,7 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 				if !r.ok && killedBy == "" {
 					killedBy = reasonLivenessFailed
 					w.event(ctx, v1.EventWarning, "Unhealthy", "liveness check failed: %s; restarting", r.msg)
-					w.report(ctx, func(s *v1.InstanceStatus) { s.Ready, s.Message = false, "liveness check failed: "+r.msg })
-					w.stopForCheck(runCtx, stopGrace(inst), stopFailed)
+					w.beginCheckStop(ctx, runCtx, killedBy, r.msg, stopGrace(inst), stopFailed)
 				}
 			}
 		case <-w.wake:
@@ -937,6 +1087,19 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 	}
 }
 
+// beginCheckStop stops the container because a health check failed
+// (reason says which) with msg. The status says so first, as the stop
+// may take the whole grace period; the record on disk lets an agent
+// restarted meanwhile finish the stop.
+func (w *worker) beginCheckStop(ctx, runCtx context.Context, reason, msg string, grace time.Duration, failed chan<- error) {
+	w.report(ctx, func(s *v1.InstanceStatus) {
+		s.Ready, s.Reason = false, reason
+		s.Message = fmt.Sprintf("%s check failed: %s; stopping the container (SIGTERM, then SIGKILL after %s)", checkOf(reason), msg, grace)
+	})
+	w.recordCheckStop(reason)
+	w.stopForCheck(runCtx, grace, failed)
+}
+
 // stopForCheck stops the container of the run runCtx belongs to because
 // a health check failed. containerd may be restarting: it tries for as
 // long as a wait on it is tried again, but only while this run lasts (a
@@ -944,7 +1107,7 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 // not be stopped it signals failed, so that an exit for another reason
 // later is not put down to the check and the check's next report tries
 // again.
-func (w *worker) stopForCheck(runCtx context.Context, grace time.Duration, failed chan<- struct{}) {
+func (w *worker) stopForCheck(runCtx context.Context, grace time.Duration, failed chan<- error) {
 	go func() {
 		deadline := time.Now().Add(rewaitFor)
 		for {
@@ -955,7 +1118,7 @@ func (w *worker) stopForCheck(runCtx context.Context, grace time.Duration, faile
 			if !errors.Is(err, v1.ErrUnavailable) || time.Now().After(deadline) {
 				w.a.log.Warn("stop a container whose health check failed", "instance", w.key, "err", err)
 				select {
-				case failed <- struct{}{}:
+				case failed <- err:
 				default:
 				}
 				return
