@@ -25,3 +25,11 @@ func SetWatchWriteTimeout(cleanup func(func()), d time.Duration) {
 	watchWriteTimeout = d
 	cleanup(func() { watchWriteTimeout = old })
 }
+
+// SetWatchRechecked calls f with the user and result of each re-check of
+// a watch's caller, until the test ends. Set it before the server starts.
+func SetWatchRechecked(cleanup func(func()), f func(user string, err error)) {
+	old := watchRechecked
+	watchRechecked = f
+	cleanup(func() { watchRechecked = old })
+}

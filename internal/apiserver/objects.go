@@ -142,6 +142,21 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, ri *requestInfo) 
 	if err != nil {
 		return err
 	}
+	// The caller was authorized once, as the request came; a watch
+	// lasts. It is checked again whenever a write may have taken its
+	// rights away (the auth epoch moved on) and at each heartbeat (a
+	// token that expired, a change made through another server).
+	recheck := s.watchRecheck(r, ri)
+	var authChanged <-chan struct{}
+	if recheck != nil {
+		var epoch uint64
+		epoch, authChanged = s.authEpoch.current()
+		if epoch != ri.authEpoch {
+			if err := recheck(ctx); err != nil {
+				return err
+			}
+		}
+	}
 	node := nodeScoped(ctx)
 	var initial []v1.Object
 	if after == 0 {
@@ -187,6 +202,26 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, ri *requestInfo) 
 	// repeats the last revision the stream promised complete.
 	heartbeat := time.NewTicker(watchHeartbeat)
 	defer heartbeat.Stop()
+	// stillAllowed re-checks the caller and ends the stream with an
+	// ERROR if it may no longer watch.
+	stillAllowed := func() bool {
+		err := recheck(ctx)
+		if err == nil || ctx.Err() != nil {
+			return true
+		}
+		id := IdentityFrom(ctx)
+		if !refused(err) {
+			s.log.WarnContext(ctx, "watch: could not check the caller again; trying at the next heartbeat", "user", id.User, "resource", ri.Kind.Plural, "ns", ri.Namespace, "err", err)
+			return true
+		}
+		s.log.InfoContext(ctx, "watch: caller may no longer watch; ending it", "user", id.User, "resource", ri.Kind.Plural, "ns", ri.Namespace, "err", err)
+		code, reason := v1.StatusFor(err)
+		deadline()
+		enc.Encode(WatchEvent{Type: string(store.Error), Error: &v1.Status{Code: code, Reason: reason,
+			Message: fmt.Sprintf("watch ended: its caller may no longer make it: %v", err)}})
+		rc.Flush()
+		return false
+	}
 	mark, wrote := after, false
 	for {
 		var ev store.Event
@@ -196,7 +231,18 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, ri *requestInfo) 
 				return nil
 			}
 			ev = e
+		case <-authChanged:
+			// The channel of the epoch now, before the check: a write
+			// during it wakes the stream again.
+			_, authChanged = s.authEpoch.current()
+			if !stillAllowed() {
+				return nil
+			}
+			continue
 		case <-heartbeat.C:
+			if recheck != nil && !stillAllowed() {
+				return nil
+			}
 			if !wrote {
 				deadline()
 				enc.Encode(WatchEvent{Type: string(store.Bookmark), Revision: mark})
@@ -729,6 +775,24 @@ func deleteMatching[T v1.Object](ctx context.Context, s *Server, match func(T) b
 // afterWrite and afterDelete keep caches that depend on what was written
 // in step.
 func (s *Server) afterWrite(o v1.Object) {
+	s.dropCached(o)
+	s.rightsChanged(o)
+}
+
+func (s *Server) afterDelete(o v1.Object) {
+	s.dropCached(o)
+	switch o := o.(type) {
+	case *v1.User:
+		if a, ok := s.authn.(interface{ ForgetUser(string) }); ok {
+			a.ForgetUser(o.Metadata.Name)
+		}
+	case *v1.Node:
+		s.heartbeats.Forget(context.Background(), o.Metadata.Name)
+	}
+	s.rightsChanged(o)
+}
+
+func (s *Server) dropCached(o v1.Object) {
 	switch o := o.(type) {
 	case *v1.Role, *v1.RoleBinding:
 		if z, ok := s.authz.(interface{ Invalidate() }); ok {
@@ -745,15 +809,13 @@ func (s *Server) afterWrite(o v1.Object) {
 	}
 }
 
-func (s *Server) afterDelete(o v1.Object) {
-	s.afterWrite(o)
-	switch o := o.(type) {
-	case *v1.User:
-		if a, ok := s.authn.(interface{ ForgetUser(string) }); ok {
-			a.ForgetUser(o.Metadata.Name)
-		}
-	case *v1.Node:
-		s.heartbeats.Forget(context.Background(), o.Metadata.Name)
+// rightsChanged moves the auth epoch on after a write that may take
+// rights away, once the caches are dropped: running watches check their
+// callers again.
+func (s *Server) rightsChanged(o v1.Object) {
+	switch o.(type) {
+	case *v1.Role, *v1.RoleBinding, *v1.Token, *v1.User:
+		s.authEpoch.bump()
 	}
 }
 

@@ -29,6 +29,9 @@ type requestInfo struct {
 	// OwnTokens is a request on tokens that the authorizer refused and
 	// that is served for the caller's own tokens only (owntokens.go).
 	OwnTokens bool
+	// authEpoch is the server's auth epoch before the caller was
+	// authenticated: a watch checks its caller again if it moved on.
+	authEpoch uint64
 }
 
 func (ri *requestInfo) attributes() auth.Attributes {
@@ -210,6 +213,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		s.finish(r, rec, ri, id, start, reason)
 	}()
+	epoch := s.authEpoch.load()
 	var err error
 	id, err = s.authenticate(r)
 	if err != nil {
@@ -223,6 +227,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		writeError(rec, err)
 		return
 	}
+	ri.authEpoch = epoch
 	if err := s.authz.Authorize(r.Context(), id, ri.attributes()); err != nil {
 		if !errors.Is(err, v1.ErrForbidden) || !ownTokenRequest(id, ri) {
 			reason = "denied"

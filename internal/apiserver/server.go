@@ -124,6 +124,9 @@ type Server struct {
 	// claimsMu is held from the check of an App's routes and node ports
 	// to its write (HoldClaims).
 	claimsMu sync.Mutex
+	// authEpoch moves on with each write that may take rights away
+	// (watchauth.go).
+	authEpoch authEpoch
 }
 
 // Option sets an optional collaborator.

@@ -588,6 +588,10 @@ func (s *Server) admitOther(ctx context.Context, o, prev v1.Object) error {
 				return auth.Forbidden(id, attrs, "a node may not set, change or remove its own "+v1.LabelNodeRestrictionPrefix+"* labels (here "+k+"): a cluster admin does")
 			}
 		}
+	case *v1.User:
+		if prev != nil && prev.(*v1.User).Spec.Disabled && !o.Spec.Disabled {
+			return s.mayEnableUser(ctx, o.Metadata.Name)
+		}
 	case *v1.JoinToken:
 		if prev == nil {
 			return fmt.Errorf("%w: create join tokens with POST /api/v1/jointokens", v1.ErrUnprocessable)
@@ -595,6 +599,20 @@ func (s *Server) admitOther(ctx context.Context, o, prev v1.Object) error {
 		o.Spec.Hash = prev.(*v1.JoinToken).Spec.Hash
 	}
 	return nil
+}
+
+// mayEnableUser refuses to enable a disabled user to all but a cluster
+// admin: it gives back every token of theirs, with all of their rights,
+// which may be a cluster admin's. A role that grants `update users`
+// lets its holder disable users and edit them, as checkTokenUpdate lets
+// one revoke tokens but not revive them.
+func (s *Server) mayEnableUser(ctx context.Context, name string) error {
+	id := IdentityFrom(ctx)
+	if s.authz.Authorize(ctx, id, auth.Attributes{Verb: "*", Resource: "*", Namespace: "*"}) == nil {
+		return nil
+	}
+	attrs := auth.Attributes{Verb: "update", Resource: "users", Name: name}
+	return auth.Forbidden(id, attrs, "only a cluster admin may enable a disabled user (set spec.disabled to false)")
 }
 
 // mayGrant refuses what would let the caller grant rights it does not

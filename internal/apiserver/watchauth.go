@@ -1,0 +1,96 @@
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/auth"
+)
+
+// authEpoch counts this server's writes of Roles, RoleBindings, Tokens
+// and Users: each may take a right away from a caller whose watch was
+// authorized when it began. Watches wait on the channel of current and
+// check their caller again when it closes; nothing is checked per event.
+type authEpoch struct {
+	n  atomic.Uint64
+	mu sync.Mutex
+	ch chan struct{} // closed by the next bump
+}
+
+// load returns the epoch; a request reads it before it is authenticated.
+func (e *authEpoch) load() uint64 { return e.n.Load() }
+
+// bump moves the epoch on, after the write and after the caches it
+// concerns were dropped, and wakes the watches.
+func (e *authEpoch) bump() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.n.Add(1)
+	if e.ch != nil {
+		close(e.ch)
+		e.ch = nil
+	}
+}
+
+// current returns the epoch and a channel closed at its next bump.
+func (e *authEpoch) current() (uint64, <-chan struct{}) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ch == nil {
+		e.ch = make(chan struct{})
+	}
+	return e.n.Load(), e.ch
+}
+
+// watchRechecked, when set (by tests), is called after each re-check of a
+// watch's caller with its user and the result.
+var watchRechecked func(user string, err error)
+
+// watchRecheck returns the check that a watch's caller may still make it,
+// as serveAPI decided at its start: its token still authenticates (not
+// deleted, revoked or expired, its user neither disabled nor deleted) as
+// the same identity, and the authorizer still allows the request. It
+// returns nil for a node's client certificate, which no write changes:
+// the node restriction does not depend on roles.
+func (s *Server) watchRecheck(r *http.Request, ri *requestInfo) func(context.Context) error {
+	id := IdentityFrom(r.Context())
+	tok, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	tok = strings.TrimSpace(tok)
+	if !bearer && id.Node != "" {
+		return nil
+	}
+	attrs := ri.attributes()
+	return func(ctx context.Context) error {
+		err := s.stillAllowed(ctx, tok, bearer, id, attrs)
+		if watchRechecked != nil {
+			watchRechecked(id.User, err)
+		}
+		return err
+	}
+}
+
+func (s *Server) stillAllowed(ctx context.Context, tok string, bearer bool, id *auth.Identity, attrs auth.Attributes) error {
+	if bearer {
+		now, err := s.authn.Authenticate(ctx, tok)
+		if err != nil {
+			return err
+		}
+		if now.User != id.User || now.Node != id.Node {
+			return fmt.Errorf("%w: the token now belongs to another identity", v1.ErrUnauthorized)
+		}
+	}
+	return s.authz.Authorize(ctx, id, attrs)
+}
+
+// refused reports whether a re-check's error says the caller may no
+// longer watch; another (the store unavailable) leaves the watch running
+// until the next check.
+func refused(err error) bool {
+	return errors.Is(err, v1.ErrUnauthorized) || errors.Is(err, v1.ErrForbidden)
+}
