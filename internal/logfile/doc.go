@@ -6,7 +6,9 @@
 //	{"t":"2025-01-02T03:04:05.123456789Z","s":"stdout","log":"hello"}
 //
 // Lines longer than MaxLineSize are cut into several records; every record
-// but the last of such a line carries "p":true (partial). The file is
+// but the last of such a line carries "p":true (partial), and every one but
+// the first "c":true (continued), so that a reader that starts inside the
+// log can tell the rest of a line from a line. The file is
 // rotated by size and a fixed number of files is kept: path, path.1,
 // path.2 … where a higher number is older.
 //

@@ -21,6 +21,10 @@ type Entry struct {
 	Line   string // without the trailing newline
 	// Partial is set on every piece of a cut long line except the last.
 	Partial bool
+	// cont is set on every piece of a cut long line except the first, so
+	// that a reader starting inside the log knows a piece whose line began
+	// before it. The Writer sets it; logs of older writers lack it.
+	cont bool
 }
 
 // record is the JSON shape of an Entry on disk. The field names are short
@@ -30,6 +34,7 @@ type record struct {
 	S   string `json:"s"`
 	Log string `json:"log"`
 	P   bool   `json:"p,omitempty"`
+	C   bool   `json:"c,omitempty"`
 }
 
 // appendRecord appends e as one JSON line, newline included. It writes the
@@ -44,6 +49,9 @@ func appendRecord(b []byte, e Entry) []byte {
 	b = appendString(b, e.Line)
 	if e.Partial {
 		b = append(b, `,"p":true`...)
+	}
+	if e.cont {
+		b = append(b, `,"c":true`...)
 	}
 	return append(b, "}\n"...)
 }
@@ -114,5 +122,5 @@ func ParseEntry(line []byte) (Entry, error) {
 	if r.S != Stdout && r.S != Stderr {
 		return Entry{}, fmt.Errorf("%w: unknown stream %q", ErrBadRecord, r.S)
 	}
-	return Entry{Time: t, Stream: r.S, Line: r.Log, Partial: r.P}, nil
+	return Entry{Time: t, Stream: r.S, Line: r.Log, Partial: r.P, cont: r.C}, nil
 }

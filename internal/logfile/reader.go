@@ -17,12 +17,13 @@ import (
 
 // ReadOptions selects what a Reader returns.
 type ReadOptions struct {
-	// Since drops records older than this time (zero: keep all).
+	// Since drops lines older than this time (zero: keep all); a line
+	// stored in pieces is as old as its first piece.
 	Since time.Time
-	// Tail returns only the last Tail lines that pass Since (whole: all
-	// their pieces), and the pieces so far of a line still being
-	// written; zero or negative returns all. To follow new records only,
-	// set Since to now.
+	// Tail returns only the last Tail lines (by their last piece) that
+	// pass Since, whole, and a line still being written that passes it;
+	// zero or negative returns all. To follow new records only, set
+	// Since to now.
 	Tail int
 	// Follow keeps the reader waiting for new records, across rotations,
 	// until its context ends.
@@ -53,7 +54,18 @@ type Reader struct {
 	// held are the pieces of a long line read so far, by stream (the
 	// pieces of a stdout line may have stderr records between them).
 	held [2]*Entry
+	// line says, by stream, what becomes of the next pieces of the line
+	// being read.
+	line [2]lineState
 }
+
+type lineState uint8
+
+const (
+	lineNone lineState = iota // between lines: the next record starts one
+	lineKeep                  // its first piece was returned or is held
+	lineDrop                  // begun before Since, or before the reader
+)
 
 // MaxJoinedLine bounds the text of a long line that Next joins from its
 // pieces; a longer one comes out in several entries of about this size,
@@ -128,9 +140,12 @@ func (r *Reader) Close() error {
 
 // Next returns the next line. A line the writer cut into pieces
 // (MaxLineSize) comes out whole, up to MaxJoinedLine, with the time of
-// its first piece. Without Follow it returns io.EOF after the last one;
-// with Follow it waits for more and returns ctx's error when ctx ends
-// (pieces read so far are kept for the next call).
+// its first piece, and Since selects it by that time. The rest of a line
+// whose first piece lies before the reader's start (a tail, or the oldest
+// file after older ones were deleted) is not returned. Without Follow it
+// returns io.EOF after the last line; with Follow it waits for more and
+// returns ctx's error when ctx ends (pieces read so far are kept for the
+// next call).
 func (r *Reader) Next(ctx context.Context) (Entry, error) {
 	for {
 		e, err := r.nextRecord(ctx)
@@ -144,6 +159,24 @@ func (r *Reader) Next(ctx context.Context) (Entry, error) {
 			return Entry{}, err
 		}
 		i := streamIndex(e.Stream)
+		switch r.line[i] {
+		case lineNone:
+			if e.cont || (!r.opts.Since.IsZero() && e.Time.Before(r.opts.Since)) {
+				if e.Partial {
+					r.line[i] = lineDrop
+				}
+				continue
+			}
+		case lineDrop:
+			if !e.Partial {
+				r.line[i] = lineNone
+			}
+			continue
+		}
+		r.line[i] = lineNone
+		if e.Partial {
+			r.line[i] = lineKeep
+		}
 		if h := r.held[i]; h != nil {
 			h.Line += e.Line
 			h.Partial = e.Partial
@@ -192,9 +225,6 @@ func (r *Reader) nextRecord(ctx context.Context) (Entry, error) {
 				return Entry{}, err
 			}
 			if ok {
-				if !r.opts.Since.IsZero() && e.Time.Before(r.opts.Since) {
-					continue
-				}
 				return e, nil
 			}
 			// cur is at its end for now.
@@ -207,6 +237,9 @@ func (r *Reader) nextRecord(ctx context.Context) (Entry, error) {
 			return Entry{}, io.EOF
 		}
 		moved, err := r.checkRotation()
+		if errors.Is(err, errRotatingTooFast) {
+			moved, err = false, nil // the next poll looks again
+		}
 		if err != nil {
 			return Entry{}, err
 		}
@@ -349,10 +382,14 @@ func openSnapshot(path string) ([]opened, error) {
 			return snap, nil
 		}
 		closeSnapshot(snap)
-		lastErr = errors.New("log rotates too fast to open a consistent set of files")
+		lastErr = errRotatingTooFast
 	}
 	return nil, lastErr
 }
+
+// errRotatingTooFast: every attempt of openSnapshot saw a rotation. A
+// follower tries again at its next poll rather than end.
+var errRotatingTooFast = errors.New("log rotates too fast to open a consistent set of files")
 
 func tryOpenSnapshot(path string) (snap []opened, stable bool, err error) {
 	rotated, err := rotatedFiles(path)
@@ -456,96 +493,148 @@ func rotatedFiles(path string) ([]string, error) {
 
 // Bounds of the backward scan of tailFiles past what it returns.
 const (
-	// maxPiecesGap is how many records the scan looks at, once it has
-	// its n lines, after the last piece it kept of a line whose first
-	// pieces it still looks for: the pieces of one line are written
-	// close together, and a line that had no earlier record of its
-	// stream would otherwise send the scan back to the file's start.
+	// maxPiecesGap is how many records the scan looks at, once it has its
+	// n lines, for the last record of a stream it has not met yet: a line
+	// of that stream still being written is returned with the tail, so
+	// that a follower joins its rest to it. A stream silent for longer is
+	// taken to have none, and the rest of one it had is not returned.
 	maxPiecesGap = 256
 	// maxOlderRun is how many records older than since in a row end the
 	// scan. One older record does not: after the wall clock stepped
 	// back, newer records lie before it, and a read without a tail
-	// returns them.
+	// returns them. A line whose first piece was not met by then is
+	// taken to have begun before since.
 	maxOlderRun = 1024
 )
 
-// tailFiles returns the last n records (not older than since) of files,
-// given oldest first, scanning backwards from the end so that a short tail
-// of a large log reads little. For newest it reads only up to the last
-// complete line and returns that offset, where following resumes.
+// tailLine is a line met by the backward scan of tailFiles.
+type tailLine struct {
+	pieces  []tailPiece // the last first
+	decided bool        // its first piece was met
+	kept    bool        // decided, and its first piece passes since
+}
+
+type tailPiece struct {
+	seq int // order in which the scan met it: higher is older
+	e   Entry
+}
+
+// tailFiles returns the records of the last n lines (by their last piece)
+// whose first piece is not older than since, all the pieces of each, and
+// those of a line still being written that passes since, from files given
+// oldest first. It scans backwards from the end, so that a short tail of a
+// large log reads little, and on to the first piece of every line it may
+// return. For newest it reads only up to the last complete record and
+// returns that offset, where following resumes.
 func tailFiles(files []*os.File, newest *os.File, n int, since time.Time) ([]Entry, int64, error) {
 	var (
-		out     []Entry // newest first while collecting
+		ended []*tailLine // lines by their last piece, the last first
+		// inProgress is, by streamIndex, the line whose piece is the
+		// last record of that stream.
+		inProgress [2]*tailLine
+		// open is, by streamIndex, the line whose earlier pieces the
+		// scan meets next.
+		open    [2]*tailLine
+		seen    [2]bool // a record of that stream was met
+		seq     int
+		older   int  // records older than since in a row
+		counted int  // ended[:counted] are decided
+		kept    int  // kept lines in ended[:counted]
+		enough  bool // kept == n
+		beyond  int  // records met once enough
 		liveEnd int64
-		lines   int // records that end a line (not Partial) in out
-		full    bool
-		// open: a line of that stream (by streamIndex) is in out by its
-		// last piece, and its earlier pieces come before, with the other
-		// stream's records maybe in between.
-		open [2]bool
-		// ended: a record that ends a line of that stream was seen.
-		// Pieces of a stream newer than its last such record are a line
-		// still being written: they are kept (a follower joins its rest
-		// to them) but are not one of the n lines.
-		ended [2]bool
-		stop  bool
-		past  int // records looked at since the last piece kept, once full
-		older int // records older than since in a row
 	)
-	for i := len(files) - 1; i >= 0 && !stop; i-- {
+	decide := func(l *tailLine, first Entry) {
+		l.decided = true
+		l.kept = since.IsZero() || !first.Time.Before(since)
+		if !l.kept {
+			l.pieces = nil
+		}
+	}
+	complete := func() bool {
+		for !enough && counted < len(ended) && ended[counted].decided {
+			if ended[counted].kept {
+				kept++
+			}
+			counted++
+			enough = kept == n
+		}
+		if !enough {
+			return false
+		}
+		for _, l := range inProgress {
+			if l != nil && !l.decided {
+				return false
+			}
+		}
+		return seen[0] && seen[1] || beyond > maxPiecesGap
+	}
+	visit := func(line []byte) bool {
+		e, err := ParseEntry(line)
+		if err != nil {
+			return true
+		}
+		seq++
+		if !since.IsZero() && e.Time.Before(since) {
+			if older++; older > maxOlderRun {
+				return false
+			}
+		} else {
+			older = 0
+		}
+		if enough {
+			beyond++
+		}
+		si := streamIndex(e.Stream)
+		p := tailPiece{seq, e}
+		if l := open[si]; l != nil {
+			open[si] = nil
+			if e.Partial {
+				l.pieces = append(l.pieces, p)
+				if e.cont {
+					open[si] = l
+				} else {
+					decide(l, e)
+				}
+				return !complete()
+			}
+			// The end of a line before a later piece: a damaged log.
+			// The pieces met are not returned (l stays undecided).
+			l.pieces = nil
+		}
+		var l *tailLine
+		switch {
+		case !e.Partial && !enough:
+			l = &tailLine{}
+			ended = append(ended, l)
+		case !e.Partial:
+			// A line before the n: only whether its stream was seen
+			// matters now.
+		case !seen[si]:
+			l = &tailLine{}
+			inProgress[si] = l
+		default:
+			// A piece before the first piece of a line already met: a
+			// log written before later pieces were marked.
+		}
+		seen[si] = true
+		if l != nil {
+			l.pieces = append(l.pieces, p)
+			if e.cont {
+				open[si] = l
+			} else {
+				decide(l, e)
+			}
+		}
+		return !complete()
+	}
+	for i := len(files) - 1; i >= 0; i-- {
 		f := files[i]
 		st, err := f.Stat()
 		if err != nil {
 			return nil, 0, fmt.Errorf("stat log: %w", err)
 		}
-		end := st.Size()
-		done, end, err := scanBackward(f, end, func(line []byte) bool {
-			e, err := ParseEntry(line)
-			if err != nil {
-				return true
-			}
-			if !since.IsZero() && e.Time.Before(since) {
-				if older++; older > maxOlderRun {
-					stop = true
-					return false
-				}
-				return true
-			}
-			older = 0
-			// n lines, not n records: the pieces of a long line
-			// before its last one come with it, also when the other
-			// stream wrote between them.
-			si := streamIndex(e.Stream)
-			if full {
-				if past++; past > maxPiecesGap {
-					stop = true
-					return false
-				}
-			}
-			switch {
-			case !e.Partial:
-				// The end of the line before: a line of this stream
-				// taken already is whole.
-				ended[si], open[si] = true, false
-				if full {
-					stop = !open[0] && !open[1]
-					return !stop
-				}
-				lines++
-				open[si] = true
-				full = lines == n
-			case !ended[si] || open[si]:
-				// A piece of a line in progress or of one taken: the
-				// bound counts from here, so that a line of many
-				// pieces comes whole.
-				open[si] = true
-				past = 0
-			default:
-				return true // a piece of a line beyond the n
-			}
-			out = append(out, e)
-			return true
-		})
+		done, end, err := scanBackward(f, st.Size(), visit)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -556,8 +645,31 @@ func tailFiles(files []*os.File, newest *os.File, n int, since time.Time) ([]Ent
 			break
 		}
 	}
-	slices.Reverse(out)
-	return out, liveEnd, nil
+
+	// Lines not decided when the scan ended lost their first piece (with
+	// a deleted file) or began before since.
+	var out []tailPiece
+	taken := 0
+	for _, l := range ended {
+		if taken == n {
+			break
+		}
+		if l.kept {
+			taken++
+			out = append(out, l.pieces...)
+		}
+	}
+	for _, l := range inProgress {
+		if l != nil && l.kept {
+			out = append(out, l.pieces...)
+		}
+	}
+	slices.SortFunc(out, func(a, b tailPiece) int { return b.seq - a.seq })
+	entries := make([]Entry, len(out))
+	for i, p := range out {
+		entries[i] = p.e
+	}
+	return entries, liveEnd, nil
 }
 
 // scanBackward calls fn on each complete line of f[:size], last first,

@@ -108,6 +108,7 @@ func (w *Writer) endLinesLeftOpen() {
 		if !open[i] {
 			continue
 		}
+		w.lineOpen[i] = true // so that the record is marked as the line's last piece
 		if err := w.writeNow(Entry{Stream: s}); err != nil {
 			w.opts.Log.Warn("could not end a line the log's last writer left open", "path", w.path, "stream", s, "err", err)
 		}
@@ -219,6 +220,7 @@ func (w *Writer) write(e Entry) error {
 			return err
 		}
 	}
+	e.cont = w.lineOpen[streamIndex(e.Stream)]
 	w.buf = appendRecord(w.buf[:0], e)
 	if w.opts.MaxSize > 0 && w.size > 0 && w.size+int64(len(w.buf)) > max(w.opts.MaxSize, w.retryAt) {
 		w.retryAt = 0
