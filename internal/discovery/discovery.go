@@ -68,9 +68,11 @@ type Service struct {
 	// All are every instance that has an IP, ready or not, for the
 	// per-instance DNS names.
 	All []Endpoint `json:"all"`
-	// Draining are the instances being deleted that still have an IP:
-	// out of traffic and of DNS names, but still running, so DNS still
-	// knows their address as an instance of this namespace.
+	// Draining are the instances being deleted that still have an IP,
+	// and those made for a deleted App of the same name (see
+	// v1.LabelAppUID): out of traffic and of DNS names, but still
+	// running, so DNS still knows their address as an instance of this
+	// namespace.
 	Draining []Endpoint `json:"draining,omitempty"`
 	// AllowFrom lists other namespaces allowed to connect.
 	AllowFrom []string `json:"allowFrom,omitempty"`
