@@ -49,12 +49,18 @@ func (s *Server) saveApp(ctx context.Context, a *v1.App, prev *v1.App, dry bool)
 // gives none, and a pause, which only `gantry rollout resume` (or
 // `paused: true` in the manifest, the other way) changes. Otherwise
 // applying an edited manifest would scale a scaled App back and roll out
-// a paused one at once.
+// a paused one at once. A manifest that removes autoscale and gives no
+// replicas keeps the count the autoscaler ran the App at, as removing a
+// Kubernetes HPA leaves its Deployment's.
 // It returns what it kept that the manifest may have meant to change,
 // for a warning.
 func keepLiveFields(a, prev *v1.App) []string {
 	var notes []string
-	if a.Spec.Replicas == nil && prev.Spec.Replicas != nil {
+	if a.Spec.Replicas == nil && a.Spec.Autoscale == nil && prev.Spec.Autoscale != nil {
+		n := prev.DesiredReplicas()
+		a.Spec.Replicas = &n
+		notes = append(notes, fmt.Sprintf("app/%s keeps %d replicas, its count under autoscale (the manifest removes autoscale and gives no replicas); set replicas in it to change the count", a.Metadata.Name, n))
+	} else if a.Spec.Replicas == nil && prev.Spec.Replicas != nil {
 		n := *prev.Spec.Replicas
 		a.Spec.Replicas = &n
 		if n != 1 && prev.Spec.Autoscale == nil {
