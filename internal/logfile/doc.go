@@ -8,7 +8,9 @@
 // Lines longer than MaxLineSize are cut into several records; every record
 // but the last of such a line carries "p":true (partial), and every one but
 // the first "c":true (continued), so that a reader that starts inside the
-// log can tell the rest of a line from a line. The file is
+// log can tell the rest of a line from a line (in logs written before
+// the "c" mark, a record after a "p" one of its stream is such a rest).
+// The file is
 // rotated by size and a fixed number of files is kept: path, path.1,
 // path.2 … where a higher number is older.
 //

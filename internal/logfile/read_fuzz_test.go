@@ -1,8 +1,10 @@
 package logfile
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -114,25 +116,68 @@ func FuzzTailIsASuffixOfTheFullRead(f *testing.F) {
 	f.Add([]byte{2, 5, 1, 6, 0, 2, 7, 28, 0, 0}, uint8(3), uint8(12), uint8(1), uint8(1))
 	f.Add([]byte{2, 1, 1, 1, 1, 0, 26, 3, 2, 0}, uint8(1), uint8(11), uint8(3), uint8(2))
 	f.Fuzz(func(t *testing.T, data []byte, tail, since, size, files uint8) {
-		path := filepath.Join(t.TempDir(), "c.log")
-		opts := Options{MaxSize: -1, MaxFiles: 1 + int(files)%4}
-		if size > 0 {
-			opts.MaxSize = 100 + 20*int64(size)
-		}
-		w, err := Create(path, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w, err = applyOps(path, opts, w, fuzzOps(data))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
-		ro := ReadOptions{Since: sinceOf(since)}
-		full := readAll(t, path, ro)
-		ro.Tail = int(tail) % 40
-		sameEntries(t, "tail "+strconv.Itoa(ro.Tail), readAll(t, path, ro), lastLines(full, ro.Tail))
+		tailIsASuffixOfTheFullRead(t, data, tail, since, size, files, false)
 	})
+}
+
+// The same, for a log written before later pieces were marked ("c"): in
+// whole, or in its rotated files only (a writer upgraded at a rotation).
+func FuzzTailIsASuffixOfTheFullReadOfAnUnmarkedLog(f *testing.F) {
+	f.Add([]byte{2, 2, 0, 1, 0, 3, 2, 0, 1}, uint8(2), uint8(0), uint8(0), uint8(0))
+	f.Add([]byte{2, 5, 1, 6, 0, 2, 7, 28, 0, 0}, uint8(3), uint8(12), uint8(1), uint8(1))
+	f.Add([]byte{2, 1, 3, 1, 1, 0, 26, 3, 2, 0}, uint8(1), uint8(11), uint8(3), uint8(2))
+	f.Fuzz(func(t *testing.T, data []byte, tail, since, size, files uint8) {
+		tailIsASuffixOfTheFullRead(t, data, tail, since, size, files, true)
+	})
+}
+
+func tailIsASuffixOfTheFullRead(t *testing.T, data []byte, tail, since, size, files uint8, unmarked bool) {
+	path := filepath.Join(t.TempDir(), "c.log")
+	opts := Options{MaxSize: -1, MaxFiles: 1 + int(files)%4}
+	if size > 0 {
+		opts.MaxSize = 100 + 20*int64(size)
+	}
+	w, err := Create(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err = applyOps(path, opts, w, fuzzOps(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if unmarked {
+		// Odd sizes unmark the live file too; even ones leave it as the
+		// upgraded writer wrote it.
+		unmark(t, path, size%2 == 1)
+	}
+	ro := ReadOptions{Since: sinceOf(since)}
+	full := readAll(t, path, ro)
+	ro.Tail = int(tail) % 40
+	sameEntries(t, "tail "+strconv.Itoa(ro.Tail), readAll(t, path, ro), lastLines(full, ro.Tail))
+}
+
+// unmark takes the "c" marks out of the rotated files of a log, and out
+// of the live one too with live: what a writer from before the marks left.
+// The mark cannot occur inside a line's text, whose quotes are escaped.
+func unmark(t *testing.T, path string, live bool) {
+	t.Helper()
+	names, err := rotatedFiles(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if live {
+		names = append(names, path)
+	}
+	for _, name := range names {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, bytes.ReplaceAll(b, []byte(`,"c":true`), nil), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // A follower opened after the first records (with a tail or not, since or

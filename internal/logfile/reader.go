@@ -512,6 +512,11 @@ type tailLine struct {
 	pieces  []tailPiece // the last first
 	decided bool        // its first piece was met
 	kept    bool        // decided, and its first piece passes since
+	// maybeFirst is set while its earliest piece met has no "c" mark but
+	// the record before it in its stream is not met yet: in a log written
+	// before later pieces were marked, that record being a partial one
+	// makes it a piece of this line.
+	maybeFirst bool
 }
 
 type tailPiece struct {
@@ -551,7 +556,19 @@ func tailFiles(files []*os.File, newest *os.File, n int, since time.Time) ([]Ent
 			l.pieces = nil
 		}
 	}
+	// settle decides lines waiting on the record before their earliest
+	// piece (maybeFirst) once too many records went by without it: a
+	// stream silent that long did not leave a line open.
+	settle := func() {
+		for si, l := range open {
+			if l != nil && l.maybeFirst && seq-l.pieces[len(l.pieces)-1].seq > maxPiecesGap {
+				open[si] = nil
+				decide(l, l.pieces[len(l.pieces)-1].e)
+			}
+		}
+	}
 	complete := func() bool {
+		settle()
 		for !enough && counted < len(ended) && ended[counted].decided {
 			if ended[counted].kept {
 				kept++
@@ -568,6 +585,15 @@ func tailFiles(files []*os.File, newest *os.File, n int, since time.Time) ([]Ent
 			}
 		}
 		return seen[0] && seen[1] || beyond > maxPiecesGap
+	}
+	// leaveOpen keeps l open for the scan to meet its earlier pieces
+	// after e, its earliest piece met so far. A piece marked "c" has
+	// some; one without the mark may still have them in a log written
+	// before the mark existed, as the record before it in its stream
+	// being partial tells.
+	leaveOpen := func(si int, l *tailLine, e Entry) {
+		l.maybeFirst = !e.cont
+		open[si] = l
 	}
 	visit := func(line []byte) bool {
 		e, err := ParseEntry(line)
@@ -591,16 +617,18 @@ func tailFiles(files []*os.File, newest *os.File, n int, since time.Time) ([]Ent
 			open[si] = nil
 			if e.Partial {
 				l.pieces = append(l.pieces, p)
-				if e.cont {
-					open[si] = l
-				} else {
-					decide(l, e)
-				}
+				leaveOpen(si, l, e)
 				return !complete()
 			}
-			// The end of a line before a later piece: a damaged log.
-			// The pieces met are not returned (l stays undecided).
-			l.pieces = nil
+			if l.maybeFirst {
+				// Its earliest piece met was its first.
+				decide(l, l.pieces[len(l.pieces)-1].e)
+			} else {
+				// The end of a line before a later piece: a damaged
+				// log. The pieces met are not returned (l stays
+				// undecided).
+				l.pieces = nil
+			}
 		}
 		var l *tailLine
 		switch {
@@ -614,17 +642,13 @@ func tailFiles(files []*os.File, newest *os.File, n int, since time.Time) ([]Ent
 			l = &tailLine{}
 			inProgress[si] = l
 		default:
-			// A piece before the first piece of a line already met: a
-			// log written before later pieces were marked.
+			// An earlier piece of a line not returned (before the n),
+			// or of one settled as begun after it.
 		}
 		seen[si] = true
 		if l != nil {
 			l.pieces = append(l.pieces, p)
-			if e.cont {
-				open[si] = l
-			} else {
-				decide(l, e)
-			}
+			leaveOpen(si, l, e)
 		}
 		return !complete()
 	}
@@ -646,8 +670,14 @@ func tailFiles(files []*os.File, newest *os.File, n int, since time.Time) ([]Ent
 		}
 	}
 
-	// Lines not decided when the scan ended lost their first piece (with
-	// a deleted file) or began before since.
+	// Lines waiting on the record before their earliest piece when the
+	// scan ended began with that piece. Other lines not decided lost their
+	// first piece (with a deleted file) or began before since.
+	for _, l := range open {
+		if l != nil && l.maybeFirst {
+			decide(l, l.pieces[len(l.pieces)-1].e)
+		}
+	}
 	var out []tailPiece
 	taken := 0
 	for _, l := range ended {
