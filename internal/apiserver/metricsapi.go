@@ -59,9 +59,8 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request, ri *reques
 		rep.Node.Node = ri.Name
 		// The window's slots and ages are of the server's clock: a report
 		// from a node whose clock is off is moved to when it arrived.
-		if now := time.Now(); rep.Skewed(now) {
-			s.log.Debug("restamp a metrics report", "node", ri.Name, "skew", rep.Time().Sub(now))
-			rep.Restamp(now)
+		if by := s.clocks.Align(ri.Name, &rep, time.Now()); by != 0 {
+			s.log.Debug("restamped a metrics report", "node", ri.Name, "by", by)
 		}
 		rep.Instances = s.reported.bound(ctx, s.store, ri.Name, rep.Instances)
 		s.window.Add(rep)

@@ -118,6 +118,7 @@ type Server struct {
 	limiter      *ratelimit.FailLimiter
 	renewals     renewalLimiter
 	window       *metrics.Window
+	clocks       metrics.Clocks
 	reported     reportedInstances
 	quotaLocks   quotaLocks
 	gatherer     prometheus.Gatherer

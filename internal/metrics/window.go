@@ -93,26 +93,60 @@ func (r *Report) Skewed(now time.Time) bool {
 	return r.Time().Sub(now).Abs() > maxSkew
 }
 
-// Restamp moves every sample's time by the same amount, so that the
-// report's Time is now and the intervals between its samples stay as
-// sampled. The server restamps a report whose agent's clock is off, so
-// that the window's slots and ages are of one clock. A sample without a
-// time gets now.
-func (r *Report) Restamp(now time.Time) {
-	shift := func(t time.Time, by time.Duration) time.Time {
+// shift moves every sample's time by the same amount, so that the
+// intervals between them stay as sampled. A sample without a time gets
+// now.
+func (r *Report) shift(by time.Duration, now time.Time) {
+	move := func(t time.Time) time.Time {
 		if t.IsZero() {
 			return now
 		}
 		return t.Add(by)
 	}
+	r.Node.Time = move(r.Node.Time)
+	for i := range r.Instances {
+		r.Instances[i].Time = move(r.Instances[i].Time)
+	}
+}
+
+// Clocks restamps the reports of agents whose clocks are off (Skewed).
+// It keeps the shift it gave a node's last report and gives the next the
+// same while that lands within maxSkew of its arrival: restamping each
+// report to its own arrival would carry network and scheduling delays
+// into the series, so that a late report followed by a prompt one could
+// put a sample before the previous one. The zero value is ready to use,
+// and it is safe for concurrent use.
+type Clocks struct {
+	mu     sync.Mutex
+	shifts map[string]time.Duration // by node
+}
+
+// Align restamps rep, a report from node that arrived at now, if its
+// clock is off, so that the window's slots and ages are of one clock, and
+// returns by how much it moved its samples. The first report it restamps
+// lands at now.
+func (c *Clocks) Align(node string, rep *Report, now time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !rep.Skewed(now) {
+		delete(c.shifts, node) // its clock was set right
+		return 0
+	}
+	t := rep.Time()
+	if by, ok := c.shifts[node]; ok && !t.IsZero() && t.Add(by).Sub(now).Abs() <= maxSkew {
+		rep.shift(by, now)
+		return by
+	}
 	var by time.Duration
-	if t := r.Time(); !t.IsZero() {
+	if !t.IsZero() {
 		by = now.Sub(t)
 	}
-	r.Node.Time = shift(r.Node.Time, by)
-	for i := range r.Instances {
-		r.Instances[i].Time = shift(r.Instances[i].Time, by)
+	if c.shifts == nil {
+		c.shifts = map[string]time.Duration{}
 	}
+	c.shifts[node] = by
+	rep.shift(by, now)
+	return by
 }
 
 // minSpacing bounds a series' memory: the window holds its span of a
