@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -370,6 +372,10 @@ func TestRBACMatrix(t *testing.T) {
 		})
 	}
 
+	t.Run("exec and followed logs end when their token is revoked", func(t *testing.T) {
+		testStreamsEndOnRevocation(t, c, ns, fx.inst)
+	})
+
 	t.Run("denied deletes removed nothing", func(t *testing.T) {
 		for _, r := range roles {
 			var paths []string
@@ -394,6 +400,76 @@ func TestRBACMatrix(t *testing.T) {
 			}
 		}
 	})
+}
+
+// testStreamsEndOnRevocation opens an exec session and followed logs as
+// a developer, revokes the developer's token, and checks that both end
+// with the right, and that following again is refused.
+func testStreamsEndOnRevocation(t *testing.T, c *Cluster, ns, inst string) {
+	tok := c.createUser("rbac-streamer", "developer", ns)
+	cl := c.clientAs(tok)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sc, closer, err := cl.Exec(ctx, ns, inst, client.ExecOptions{Cmd: []string{"sleep", "300"}})
+	if err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+	defer closer.Close()
+	logsPath := "/api/v1/namespaces/" + ns + "/instances/" + inst + "/logs"
+	body, err := cl.Stream(ctx, logsPath, url.Values{"follow": {"true"}})
+	if err != nil {
+		t.Fatalf("follow logs: %v", err)
+	}
+	defer body.Close()
+	execEnded := make(chan string, 1)
+	go func() {
+		for {
+			typ, p, err := sc.Read()
+			switch {
+			case err != nil:
+				execEnded <- "connection ended: " + err.Error()
+				return
+			case typ == stream.Error:
+				execEnded <- "error frame: " + string(p)
+				return
+			case typ == stream.Exit:
+				execEnded <- fmt.Sprintf("exit %d", stream.ParseExit(p))
+				return
+			}
+		}
+	}()
+	logsEnded := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, body)
+		logsEnded <- err
+	}()
+	select {
+	case how := <-execEnded:
+		t.Fatalf("the exec session ended before the token was revoked (%s)", how)
+	case <-logsEnded:
+		t.Fatal("the followed logs ended before the token was revoked")
+	case <-time.After(time.Second):
+	}
+
+	c.MustGantry("", "token", "revoke", strings.Split(tok, "_")[1])
+	select {
+	case how := <-execEnded:
+		// Through the in-process agent of `gantry up` the command is
+		// ended with an error frame that says why.
+		if !strings.Contains(how, "may no longer make it") {
+			t.Errorf("the exec session ended with %q; want an error saying its caller may no longer make it", how)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the exec session went on 15s after its token was revoked")
+	}
+	select {
+	case <-logsEnded:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the followed logs went on 15s after their token was revoked")
+	}
+	if _, err := cl.Stream(ctx, logsPath, url.Values{"follow": {"true"}}); !errors.Is(err, v1.ErrUnauthorized) {
+		t.Fatalf("following again with the revoked token: %v, want 401", err)
+	}
 }
 
 func checkDenied(t *testing.T, got reply, r *rbacRole, op rbacOp) {

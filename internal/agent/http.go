@@ -163,7 +163,9 @@ func (a *Agent) serveExec(w http.ResponseWriter, r *http.Request) {
 	// ever (`yes | gantry exec -i INST -- head -1`).
 	defer stdinR.Close()
 	resize := make(chan runtime.Size, 4)
-	ctx, cancel := context.WithCancel(context.Background())
+	// The request's context outlives the hijack; the API server serving
+	// this in-process cancels it when the caller loses the right to exec.
+	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	go func() {
 		defer stdinW.Close()
@@ -196,6 +198,9 @@ func (a *Agent) serveExec(w http.ResponseWriter, r *http.Request) {
 	}
 	code, err := a.rt.Exec(ctx, id, opts)
 	if err != nil {
+		if c := context.Cause(r.Context()); c != nil {
+			err = c // why the API server ended it
+		}
 		sc.Write(stream.Error, []byte(err.Error()))
 		return
 	}

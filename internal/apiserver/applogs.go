@@ -91,7 +91,10 @@ func checkLogQuery(q url.Values) error {
 // its instance: in time order without follow, as they come with it.
 func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
 	// A write that cannot go out (the client stopped reading) cancels
-	// ctx, and with it the request to every agent.
+	// ctx, and with it the request to every agent; so does the caller
+	// losing the right to read them.
+	r, stop := s.guardStream(r, ri)
+	defer stop()
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	r = r.WithContext(ctx)

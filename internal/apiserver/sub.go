@@ -319,6 +319,9 @@ func (s *Server) proxyInstance(w http.ResponseWriter, r *http.Request, ri *reque
 	if s.proxy == nil {
 		return fmt.Errorf("%w: this server cannot reach agents", v1.ErrUnavailable)
 	}
+	// Authorized as it opened; it ends when its caller loses the right.
+	r, stop := s.guardStream(r, ri)
+	defer stop()
 	if ri.Sub == "logs" {
 		// Followed logs run as long as the client reads them; one that
 		// stops reading but keeps its connection ends them, as it ends

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/auth"
@@ -73,6 +74,54 @@ func (s *Server) watchRecheck(r *http.Request, ri *requestInfo) func(context.Con
 		}
 		return err
 	}
+}
+
+// guardStream returns r with a context that is cancelled, ending the
+// stream it serves (followed logs, exec), once its caller may no longer
+// make it: checked as for a watch, whenever the auth epoch moves on and
+// every watchHeartbeat, until r's context ends or the returned stop is
+// called. Proxied streams carry no event to say why, so they just end: a
+// follower that reconnects is told (401 or 403), and exec ends as if its
+// connection broke.
+func (s *Server) guardStream(r *http.Request, ri *requestInfo) (*http.Request, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(r.Context())
+	stop := func() { cancel(context.Canceled) }
+	recheck := s.watchRecheck(r, ri)
+	if recheck == nil {
+		return r.WithContext(ctx), stop
+	}
+	go func() {
+		epoch, changed := s.authEpoch.current()
+		now := epoch != ri.authEpoch // a write while the stream opened
+		heartbeat := time.NewTicker(watchHeartbeat)
+		defer heartbeat.Stop()
+		for {
+			if !now {
+				select {
+				case <-ctx.Done():
+					return
+				case <-changed:
+					_, changed = s.authEpoch.current()
+				case <-heartbeat.C:
+				}
+			}
+			now = false
+			err := recheck(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			if refused(err) {
+				id := IdentityFrom(ctx)
+				s.log.InfoContext(ctx, "stream: caller may no longer make it; ending it", "user", id.User, "resource", ri.Kind.Plural+"/"+ri.Sub, "ns", ri.Namespace, "name", ri.Name, "err", err)
+				cancel(fmt.Errorf("stream ended: its caller may no longer make it: %w", err))
+				return
+			}
+			if err != nil {
+				s.log.WarnContext(ctx, "stream: could not check the caller again; trying at the next heartbeat", "resource", ri.Kind.Plural+"/"+ri.Sub, "err", err)
+			}
+		}
+	}()
+	return r.WithContext(ctx), stop
 }
 
 func (s *Server) stillAllowed(ctx context.Context, tok string, bearer bool, id *auth.Identity, attrs auth.Attributes) error {
