@@ -49,6 +49,14 @@ type Instance struct {
 // GetMeta returns the Instance's metadata.
 func (i *Instance) GetMeta() *ObjectMeta { return &i.Metadata }
 
+// ForeignTo reports whether i was made for another App than a, one of the
+// same name since deleted (LabelAppUID): the controller retires it, and it
+// gets none of a's traffic. Instances made before the label are a's.
+func (i *Instance) ForeignTo(a *App) bool {
+	uid, ok := i.Metadata.Labels[LabelAppUID]
+	return ok && uid != a.Metadata.UID
+}
+
 // InstanceSpec says what the instance runs and where.
 type InstanceSpec struct {
 	App      string   `json:"app"`

@@ -195,7 +195,8 @@ func expired(ctx context.Context, s *store.Store, a *v1.App) ([]string, error) {
 	}
 	running := map[int64]bool{a.Status.StableRevision: true}
 	for _, i := range insts {
-		if i.Spec.App == name {
+		// A namesake's instances run its revisions, not a's.
+		if i.Spec.App == name && !i.ForeignTo(a) {
 			running[i.Spec.Revision] = true
 		}
 	}

@@ -117,6 +117,39 @@ func TestRevisionsInUseAreKept(t *testing.T) {
 	}
 }
 
+// The instances of a deleted App of the same name, retiring beside the
+// new one's, run the old App's revision numbers: they kept the new App's
+// revisions of those numbers from being pruned.
+func TestANamesakesInstancesKeepNoRevision(t *testing.T) {
+	s := storetest.New(t)
+	ctx := context.Background()
+	for i := 1; i <= 3; i++ {
+		deploy(t, s, fmt.Sprint("v", i), 1)
+	}
+	a, err := store.Get[*v1.App](ctx, s, "default", "web")
+	if err != nil || a.Metadata.UID == "" {
+		t.Fatalf("the App has no UID (%v)", err)
+	}
+	for name, uid := range map[string]string{"web-namesake": "uid-of-a-deleted-web", "web-own": a.Metadata.UID} {
+		rev := int64(2)
+		if uid == a.Metadata.UID {
+			rev = 3
+		}
+		inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"},
+			Metadata: v1.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{v1.LabelApp: "web", v1.LabelAppUID: uid}},
+			Spec:     v1.InstanceSpec{App: "web", Revision: rev}}
+		if err := s.Create(ctx, inst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 4; i <= 6; i++ {
+		deploy(t, s, fmt.Sprint("v", i), 1)
+	}
+	if got, want := history(t, s), []int64{3, 5, 6}; !slices.Equal(got, want) {
+		t.Errorf("revisions kept = %v, want %v (3 runs an instance of web; 2 only one of a deleted namesake)", got, want)
+	}
+}
+
 // A delete that fails part-way through a long history has deleted the
 // oldest revisions, never the current or stable one.
 func TestKeepLast(t *testing.T) {

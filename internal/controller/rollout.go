@@ -269,7 +269,7 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 	for _, i := range insts {
 		switch {
 		case i.Metadata.Deleting != nil:
-		case foreign(app, i):
+		case i.ForeignTo(app):
 			// Left by a deleted App of the same name (still draining,
 			// or on a node that was down): stopped as that App's
 			// delete would have, and never counted for this one.
@@ -404,13 +404,6 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 		requeue = next
 	}
 	return requeue, err
-}
-
-// foreign reports whether i was made for another App than a, one of the
-// same name since deleted. Instances made before the UID label are a's.
-func foreign(a *v1.App, i *v1.Instance) bool {
-	uid, ok := i.Metadata.Labels[v1.LabelAppUID]
-	return ok && uid != a.Metadata.UID
 }
 
 // withNodeReadiness replaces, in l, each ready instance whose node is down

@@ -184,7 +184,7 @@ func (w *Watcher) service(a *v1.App) *Service {
 			continue
 		}
 		ep := Endpoint{Instance: i.Metadata.Name, IP: i.Status.IP, Node: i.Spec.Node, Ports: ownPorts(i.Spec.Template.Ports, a.Spec.Ports)}
-		if i.Metadata.Deleting != nil || foreign(a, i) {
+		if i.Metadata.Deleting != nil || i.ForeignTo(a) {
 			svc.Draining = append(svc.Draining, ep)
 			continue
 		}
@@ -194,14 +194,6 @@ func (w *Watcher) service(a *v1.App) *Service {
 		}
 	}
 	return svc
-}
-
-// foreign reports whether i was made for a deleted App of a's name (the
-// controller retires it): it gets none of a's traffic. Instances made
-// before the UID label are a's.
-func foreign(a *v1.App, i *v1.Instance) bool {
-	uid, ok := i.Metadata.Labels[v1.LabelAppUID]
-	return ok && uid != a.Metadata.UID
 }
 
 // ownPorts is an instance's port numbers (keyed by PortKey) where they
