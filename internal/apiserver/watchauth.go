@@ -17,7 +17,8 @@ import (
 // authEpoch counts this server's writes of Roles, RoleBindings, Tokens
 // and Users: each may take a right away from a caller whose watch was
 // authorized when it began. Watches wait on the channel of current and
-// check their caller again when it closes; nothing is checked per event.
+// check their caller again when it closes, as do followed logs and exec
+// sessions (guardStream); nothing is checked per event.
 type authEpoch struct {
 	n  atomic.Uint64
 	mu sync.Mutex
