@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -546,6 +547,25 @@ func TestLimitsAreApplied(t *testing.T) {
 		st, err := d.Stats(ctxT(t, 10*time.Second), s.ID)
 		if err != nil || st.Pids > 8 || st.Pids < 2 {
 			t.Fatalf("pids = %d (limit 8, 30 forks asked), %v", st.Pids, err)
+		}
+	})
+	// containerd's default spec set 1024 as the hard limit of open files
+	// too: no server in a container could raise its own. The process now
+	// gets runc's limits, which it inherits from containerd, and so from
+	// this test, which started it.
+	t.Run("the open files limit is the one containerd runs with", func(t *testing.T) {
+		var own syscall.Rlimit
+		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &own); err != nil {
+			t.Fatal(err)
+		}
+		code, out := output(t, e, nil, "sh", "-c", "ulimit -Hn")
+		got := strings.TrimSpace(out)
+		want := strconv.FormatUint(own.Max, 10)
+		if own.Max == math.MaxUint64 { // RLIM_INFINITY
+			want = "unlimited"
+		}
+		if code != 0 || got != want {
+			t.Fatalf("ulimit -Hn in the container = %q (exit %d); want %s, this process's hard limit", got, code, want)
 		}
 	})
 	t.Run("the memory limit kills a process that exceeds it", func(t *testing.T) {

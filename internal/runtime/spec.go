@@ -270,6 +270,17 @@ func ociMounts(ms []Mount) []specs.Mount {
 	return out
 }
 
+// withoutRlimit removes the limit of type typ from the spec's process, so
+// that it inherits the one runc runs with.
+func withoutRlimit(typ string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		if s.Process != nil {
+			s.Process.Rlimits = slices.DeleteFunc(s.Process.Rlimits, func(l specs.POSIXRlimit) bool { return l.Type == typ })
+		}
+		return nil
+	}
+}
+
 // specOpts builds the OCI spec of a container: the image's config, then
 // the spec's process, namespaces, mounts and limits, then the security
 // settings, with the secure defaults unless the spec is privileged.
@@ -296,6 +307,11 @@ func (d *Driver) specOpts(s *ContainerSpec, img ImageInfo, image oci.Image) []oc
 	if len(s.Mounts) > 0 {
 		opts = append(opts, oci.WithMounts(ociMounts(s.Mounts)))
 	}
+	// No limit of open files is set, so the process gets runc's (which is
+	// containerd's), as a Kubernetes pod gets it: containerd's default
+	// spec caps it at 1024 for good, where servers need more. Raising it
+	// here instead could fail where runc may not (no CAP_SYS_RESOURCE).
+	opts = append(opts, withoutRlimit("RLIMIT_NOFILE"))
 
 	r := s.Resources
 	mem := r.MemoryLimitBytes
