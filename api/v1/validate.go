@@ -38,6 +38,10 @@ func (l *FieldErrors) add(field, format string, args ...any) {
 	*l = append(*l, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
 }
 
+// Is makes field errors an ErrInvalid for errors.Is, as StatusFor answers
+// them.
+func (l FieldErrors) Is(target error) bool { return target == ErrInvalid }
+
 // OrNil returns nil when there are no errors, so the result can be
 // returned as an error without the typed-nil trap.
 func (l FieldErrors) OrNil() error {

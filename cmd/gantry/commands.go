@@ -550,6 +550,9 @@ func newRolloutCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if toRevision < 0 {
+				return fmt.Errorf("--to-revision %d: revisions are numbered from 1 (leave it out for the previous one)", toRevision)
+			}
 			a, err := c.Rollback(cmd.Context(), g.ns(), name, toRevision)
 			if err != nil {
 				return err

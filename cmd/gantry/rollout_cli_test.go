@@ -157,6 +157,19 @@ func TestRolloutBadInputsFail(t *testing.T) {
 	if err != nil || !strings.Contains(out, "REVISION") {
 		t.Errorf("history: %v\n%s", err, out)
 	}
+	// The messages name the flag, and a revision not made yet is not
+	// taken for a pruned one.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"rollout", "undo", "app/hello", "--to-revision", "-1"}, "--to-revision -1: revisions are numbered from 1"},
+		{[]string{"rollout", "undo", "app/hello", "--to-revision", "7"}, "has no revision 7: its current revision is 1"},
+	} {
+		if _, err, _ := rs.run(t, 20*time.Second, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v; want %q", strings.Join(tc.args, " "), err, tc.want)
+		}
+	}
 }
 
 // history --revision shows what a revision ran; the list marks the

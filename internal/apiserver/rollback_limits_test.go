@@ -83,3 +83,35 @@ func TestRollbackRefusesATemplateOverTodaysMaximum(t *testing.T) {
 		t.Errorf("after the refused rollback the App is on revision %d with memory %s, want revision 2 with 32Mi", a.Status.Revision, a.Spec.Template.Resources.Memory)
 	}
 }
+
+// A rollback whose template clashes with the App's other fields (a route
+// on a port the old template does not name) was refused with a bare
+// "1 invalid field(s)" about a field the caller never sent. It is a 422
+// that names the revision and what to change.
+func TestRollbackRefusedByValidationSaysWhatClashes(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	c := ts.client(t, ts.Token)
+	ctx := context.Background()
+	for _, m := range []string{
+		"kind: App\nname: web\nimage: web:v1\nports: [{port: 8080}]\n",
+		"kind: App\nname: web\nimage: web:v2\nports: [{name: site, port: 8080}]\nroutes: [{host: x.example.com, port: site}]\n",
+	} {
+		o, err := v1.DecodeManifest([]byte(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Apply(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := c.Rollback(ctx, "default", "web", 1)
+	var se *v1.StatusError
+	if !errors.As(err, &se) || se.Status.Code != 422 ||
+		!strings.Contains(se.Status.Message, "the template of revision 1 does not fit") || !strings.Contains(se.Status.Message, `no http port named "site"`) {
+		t.Fatalf("rollback: %v; want a 422 naming revision 1 and the clash", err)
+	}
+	a, err := store.Get[*v1.App](ctx, ts.Store, "default", "web")
+	if err != nil || a.Status.Revision != 2 || a.Spec.Template.Image != "web:v2" {
+		t.Fatalf("the refused rollback changed the App: revision %d, image %s (%v)", a.Status.Revision, a.Spec.Template.Image, err)
+	}
+}

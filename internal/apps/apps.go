@@ -307,7 +307,7 @@ func Rollback(ctx context.Context, s *store.Store, ns, name string, opts Rollbac
 		}
 		rev, err := store.Get[*v1.Revision](ctx, s, ns, v1.RevisionName(name, target))
 		if errors.Is(err, v1.ErrNotFound) {
-			return nil, 0, &NoRevisionError{App: name, Revision: target}
+			return nil, 0, &NoRevisionError{App: name, Revision: target, Current: a.Status.Revision}
 		}
 		if err != nil {
 			return nil, 0, err
@@ -324,6 +324,11 @@ func Rollback(ctx context.Context, s *store.Store, ns, name string, opts Rollbac
 				return nil, 0, err
 			}
 			if err := opts.Admit(c, &prev); err != nil {
+				var fe v1.FieldErrors
+				if errors.As(err, &fe) {
+					// The caller sent no spec: say which part clashes.
+					return nil, 0, fmt.Errorf("%w: the template of revision %d does not fit the rest of app %q as it is now (%v): change the App so that it does (its routes, say), then roll back", v1.ErrUnprocessable, target, name, fe)
+				}
 				return nil, 0, err
 			}
 		}
@@ -352,9 +357,13 @@ func Rollback(ctx context.Context, s *store.Store, ns, name string, opts Rollbac
 type NoRevisionError struct {
 	App      string
 	Revision int64
+	Current  int64 // the App's current revision
 }
 
 func (e *NoRevisionError) Error() string {
+	if e.Current > 0 && e.Revision > e.Current {
+		return fmt.Sprintf("app/%s has no revision %d: its current revision is %d", e.App, e.Revision, e.Current)
+	}
 	return fmt.Sprintf("app/%s has no revision %d: gantry rollout history app/%s lists those it keeps (revisionHistoryLimit)", e.App, e.Revision, e.App)
 }
 
