@@ -166,6 +166,18 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 		return fmt.Errorf("--ingress-response-timeout %s: give a duration of 0 (no limit) or more", o.ingressResponseTimeout)
 	}
 	cfg.Ingress.ResponseHeaderTimeout = o.ingressResponseTimeout
+	if _, err := dns.CanonicalZone(o.domain); err != nil {
+		return fmt.Errorf("--cluster-domain %q: %w", o.domain, err)
+	}
+	if _, err := dns.CanonicalZone(o.appsDomain); err != nil {
+		return fmt.Errorf("--apps-domain %q: %w", o.appsDomain, err)
+	}
+	if _, _, err := dns.CheckDomains(o.domain, o.appsDomain); err != nil {
+		return fmt.Errorf("--cluster-domain %q, --apps-domain %q: %w", o.domain, o.appsDomain, err)
+	}
+	if o.ingressHTTPS != "" && o.ingressAddr == "" {
+		return fmt.Errorf("--ingress-https-addr %s needs --ingress-addr: the HTTPS load balancer runs beside the HTTP one", o.ingressHTTPS)
+	}
 	cfg.DNS.Domain = o.domain
 	cfg.DNS.AppsDomain = o.appsDomain
 	if cfg.DNS.ForwardFrom, err = forwardFrom(o.dnsForward, o.clusterCIDR); err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,6 +63,8 @@ func (c *Config) setDefaults() {
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = 2 * time.Second
 	}
+	// The search domains of resolv.conf name it without the root's dot.
+	c.ClusterDomain = strings.Trim(strings.ToLower(strings.TrimSpace(c.ClusterDomain)), ".")
 	if c.ClusterDomain == "" {
 		c.ClusterDomain = "gantry.internal"
 	}

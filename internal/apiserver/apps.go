@@ -350,7 +350,10 @@ func (s *Server) checkRoutes(a, prev *v1.App, others []*v1.App) error {
 	var bad v1.FieldErrors
 	for i, r := range a.Spec.Routes {
 		had := prev != nil && slices.ContainsFunc(prev.Spec.Routes, func(p v1.Route) bool { return strings.EqualFold(p.Host, r.Host) })
-		if d := s.cfg.ServiceDomain; d != "" && !had && inDomain(r.Host, d) {
+		// The apps domain may lie inside it (DNS answers its names as
+		// app hosts): a route may take a host there.
+		inApps := s.cfg.AppsDomain != "" && inDomain(r.Host, s.cfg.AppsDomain)
+		if d := s.cfg.ServiceDomain; d != "" && !had && !inApps && inDomain(r.Host, d) {
 			bad = append(bad, v1.FieldError{Field: fmt.Sprintf("spec.routes[%d].host", i),
 				Message: fmt.Sprintf("%s is inside %s, the cluster's service domain, whose names Gantry's DNS keeps for services: choose a host outside it (or use the app's default host APP.NAMESPACE.%s)", r.Host, d, s.cfg.AppsDomain)})
 		}

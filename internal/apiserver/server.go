@@ -154,6 +154,10 @@ func WithNodeProxy(p NodeProxy) Option { return func(s *Server) { s.proxy = p } 
 // New returns a server over st.
 func New(cfg Config, st *store.Store, authn Authenticator, authz Authorizer, log *slog.Logger, opts ...Option) *Server {
 	d := DefaultConfig()
+	// Host names are matched against the domains lower-cased and without
+	// the root's dot, whatever form they were given in.
+	cfg.AppsDomain = strings.Trim(strings.ToLower(strings.TrimSpace(cfg.AppsDomain)), ".")
+	cfg.ServiceDomain = strings.Trim(strings.ToLower(strings.TrimSpace(cfg.ServiceDomain)), ".")
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = d.MaxBodyBytes
 	}

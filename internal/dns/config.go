@@ -168,23 +168,35 @@ func (c *Config) setDefaults() error {
 		c.MaxUDPSize = miekg.MaxMsgSize
 	}
 	var err error
-	if c.Domain, err = canonicalZone(c.Domain); err != nil {
-		return fmt.Errorf("dns: domain: %w", err)
-	}
-	if c.AppsDomain, err = canonicalZone(c.AppsDomain); err != nil {
-		return fmt.Errorf("dns: apps domain: %w", err)
-	}
-	if c.Domain == c.AppsDomain {
-		return fmt.Errorf("dns: domain and apps domain are both %q; give them different names: %w", c.Domain, v1.ErrInvalid)
-	}
-	if svc := "svc." + c.Domain; inZone(c.AppsDomain, svc) {
-		return fmt.Errorf("dns: apps domain %q lies within %q, where it would hide the service names; give another: %w", c.AppsDomain, svc, v1.ErrInvalid)
+	if c.Domain, c.AppsDomain, err = CheckDomains(c.Domain, c.AppsDomain); err != nil {
+		return fmt.Errorf("dns: %w", err)
 	}
 	return nil
 }
 
-// canonicalZone lower-cases a zone name and makes it fully qualified.
-func canonicalZone(z string) (string, error) {
+// CheckDomains checks the cluster domain and the apps domain and returns
+// them lower-cased and fully qualified ("gantry.internal."): what every
+// part of Gantry that matches names against them must use, so that a
+// value given with a trailing dot or in capitals means the same to all.
+func CheckDomains(domain, apps string) (string, string, error) {
+	var err error
+	if domain, err = CanonicalZone(domain); err != nil {
+		return "", "", fmt.Errorf("cluster domain: %w", err)
+	}
+	if apps, err = CanonicalZone(apps); err != nil {
+		return "", "", fmt.Errorf("apps domain: %w", err)
+	}
+	if domain == apps {
+		return "", "", fmt.Errorf("cluster domain and apps domain are both %q; give them different names: %w", domain, v1.ErrInvalid)
+	}
+	if svc := "svc." + domain; inZone(apps, svc) {
+		return "", "", fmt.Errorf("apps domain %q lies within %q, where it would hide the service names; give another: %w", apps, svc, v1.ErrInvalid)
+	}
+	return domain, apps, nil
+}
+
+// CanonicalZone lower-cases a zone name and makes it fully qualified.
+func CanonicalZone(z string) (string, error) {
 	z = strings.ToLower(strings.TrimSpace(z))
 	if z == "." || z == "" {
 		return "", fmt.Errorf("the root zone cannot be served; give a domain such as %q: %w", DefaultDomain, v1.ErrInvalid)

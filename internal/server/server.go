@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -143,9 +144,33 @@ type Server struct {
 	errc     chan error
 }
 
+// check refuses, before anything starts, what the parts would take in
+// different senses, and puts the domains in the one form they all use
+// (lower case, fully qualified): an apps domain given as "localhost."
+// made the API's default-host check miss hosts the load balancer matched.
+func (cfg *Config) check() error {
+	if cfg.DNS.Domain == "" {
+		cfg.DNS.Domain = dns.DefaultDomain
+	}
+	if cfg.DNS.AppsDomain == "" {
+		cfg.DNS.AppsDomain = dns.DefaultAppsDomain
+	}
+	var err error
+	if cfg.DNS.Domain, cfg.DNS.AppsDomain, err = dns.CheckDomains(cfg.DNS.Domain, cfg.DNS.AppsDomain); err != nil {
+		return err
+	}
+	if cfg.IngressHTTPSAddr != "" && cfg.IngressAddr == "" {
+		return fmt.Errorf("the HTTPS load balancer (%s) runs beside the HTTP one, which has no address: give the ingress address too, or no HTTPS address: %w", cfg.IngressHTTPSAddr, v1.ErrInvalid)
+	}
+	return nil
+}
+
 // Start brings the server up and returns once the API answers. Stop (or
 // ending ctx) shuts it down.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -265,10 +290,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	cfg.API.IngressHTTPS = cfg.IngressHTTPSAddr != ""
 	if cfg.API.AppsDomain == "" {
-		cfg.API.AppsDomain = cfg.DNS.AppsDomain
+		cfg.API.AppsDomain = strings.TrimSuffix(cfg.DNS.AppsDomain, ".")
 	}
 	if cfg.API.ServiceDomain == "" {
-		cfg.API.ServiceDomain = cfg.DNS.Domain
+		cfg.API.ServiceDomain = strings.TrimSuffix(cfg.DNS.Domain, ".")
 	}
 	s.API = apiserver.New(cfg.API, s.Store, authn, authz, log, opts...)
 	s.Metrics.MustRegister(s.API.Collectors()...)
@@ -325,7 +350,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.goRun(func() error { s.Autoscaler.Run(ctx); return nil })
 	d, err := dns.New(cfg.DNS, s.Discovery, log.With("component", "dns"))
 	if err != nil {
-		return nil, fmt.Errorf("dns: %w", err)
+		return nil, err // it says "dns: …"
 	}
 	s.DNS = d
 	if cfg.DNSAddr != "" {
@@ -623,7 +648,7 @@ func (s *Server) startIngress(ctx context.Context, codec *secrets.Codec) error {
 	cfg := s.Config.Ingress
 	cfg.HTTPAddr, cfg.HTTPSAddr = s.Config.IngressAddr, s.Config.IngressHTTPSAddr
 	if cfg.AppsDomain == "" {
-		cfg.AppsDomain = s.Config.DNS.AppsDomain
+		cfg.AppsDomain = strings.TrimSuffix(s.Config.DNS.AppsDomain, ".")
 	}
 	cfg.Registerer = s.Metrics
 	nps := newNodePortStatus(s.Store, func() []*v1.App { return s.Apps.List(nil) }, s.log.With("component", "ingress"))
