@@ -1,10 +1,12 @@
 package apiserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -107,6 +109,18 @@ func (s *Server) tlsWarnings(ctx context.Context, a *v1.App) []string {
 		case err == nil && sec.Sealed != nil && len(sec.Sealed.Keys) > 0 && (!slices.Contains(sec.Sealed.Keys, "tls.crt") || !slices.Contains(sec.Sealed.Keys, "tls.key")):
 			out = append(out, fmt.Sprintf("app/%s: route %s has tls %q, but that secret has no tls.crt and tls.key (it has %s): HTTPS for %s fails until it does",
 				a.Metadata.Name, route, r.TLS, strings.Join(sec.Sealed.Keys, ", "), r.Host))
+		}
+	}
+	return out
+}
+
+// appWarnings are the warnings an App earns on this server.
+func (s *Server) appWarnings(ctx context.Context, a *v1.App) []string {
+	out := s.tlsWarnings(ctx, a)
+	for _, p := range a.Spec.Ports {
+		if p.ProxyProtocol != "" && (p.Protocol == "" || p.Protocol == v1.ProtocolHTTP) {
+			name := cmp.Or(p.Name, strconv.Itoa(p.Port))
+			out = append(out, fmt.Sprintf("app/%s: port %s gets the PROXY protocol header (%s) on its node port only: requests through routes and the default host reach it without one; give the header a port of its own (protocol: tcp) if the app requires it", a.Metadata.Name, name, p.ProxyProtocol))
 		}
 	}
 	return out
@@ -340,6 +354,34 @@ func (s *Server) HoldClaims() func() {
 	return s.claimsMu.Unlock
 }
 
+// routeFieldErrors checks what the load balancer would take otherwise than
+// meant: a tls that no Secret can be named (Secret names are DNS-1123
+// labels; "auto" is lower case), and a path with %-escapes, which never
+// matches since requests are matched by their decoded path. A route
+// stored as it is before these checks is left alone: it still updates and
+// rolls back.
+func routeFieldErrors(i int, r v1.Route, prev *v1.App) v1.FieldErrors {
+	var errs v1.FieldErrors
+	f := fmt.Sprintf("spec.routes[%d]", i)
+	if r.TLS != "" && r.TLS != "auto" && v1.ValidateName(r.TLS, 63) != "" && !hasRoute(prev, func(p v1.Route) bool { return p.TLS == r.TLS }) {
+		msg := fmt.Sprintf("%q is neither auto (a certificate from the cluster CA) nor a Secret's name (a DNS-1123 label: lower-case letters, digits and '-')", r.TLS)
+		if strings.EqualFold(r.TLS, "auto") {
+			msg += `: write auto in lower case`
+		}
+		errs = append(errs, v1.FieldError{Field: f + ".tls", Message: msg})
+	}
+	if dec, err := url.PathUnescape(r.Path); err == nil && dec != r.Path && !hasRoute(prev, func(p v1.Route) bool { return strings.EqualFold(p.Host, r.Host) && p.Path == r.Path }) {
+		errs = append(errs, v1.FieldError{Field: f + ".path", Message: fmt.Sprintf("%q has %%-escapes, but requests are matched by their decoded path, so it would never match: write %q", r.Path, dec)})
+	}
+	return errs
+}
+
+// hasRoute reports whether prev (nil for a new App) has a route that
+// match accepts.
+func hasRoute(prev *v1.App, match func(v1.Route) bool) bool {
+	return prev != nil && slices.ContainsFunc(prev.Spec.Routes, match)
+}
+
 // checkRoutes refuses a route that one of the other Apps already serves,
 // or whose tls disagrees with another App's on the same host. A route
 // with the tls it had when stored is not checked for the latter: Apps
@@ -357,6 +399,7 @@ func (s *Server) checkRoutes(a, prev *v1.App, others []*v1.App) error {
 			bad = append(bad, v1.FieldError{Field: fmt.Sprintf("spec.routes[%d].host", i),
 				Message: fmt.Sprintf("%s is inside %s, the cluster's service domain, whose names Gantry's DNS keeps for services: choose a host outside it (or use the app's default host APP.NAMESPACE.%s)", r.Host, d, s.cfg.AppsDomain)})
 		}
+		bad = append(bad, routeFieldErrors(i, r, prev)...)
 	}
 	if len(bad) > 0 {
 		return bad

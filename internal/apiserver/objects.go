@@ -437,7 +437,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 		if err != nil {
 			return err
 		}
-		for _, n := range s.tlsWarnings(ctx, o) {
+		for _, n := range s.appWarnings(ctx, o) {
 			warn(w, n)
 		}
 		w.Header().Set("X-Gantry-Result", string(res))
@@ -582,7 +582,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 		// Also when nothing changed: the apply kept what it kept again,
 		// and a route's missing certificate is still missing.
 		if a, ok := o.(*v1.App); ok {
-			notes = append(notes, s.tlsWarnings(ctx, a)...)
+			notes = append(notes, s.appWarnings(ctx, a)...)
 		}
 		for _, n := range notes {
 			warn(w, n)
