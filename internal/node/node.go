@@ -98,6 +98,11 @@ func Start(ctx context.Context, cfg Config, api *client.Client, log *slog.Logger
 		}()
 	}
 	rcfg := runtime.Config{Address: addr, LogDriver: cfg.LogDriver, Credentials: cfg.Credentials}
+	if n.Daemon != nil {
+		// Only of a containerd of our own is the limit known; another
+		// keeps containerd's default.
+		rcfg.OpenFiles = n.Daemon.OpenFilesLimit
+	}
 	if len(cfg.CAPEM) > 0 {
 		pool, err := x509.SystemCertPool()
 		if err != nil || pool == nil {

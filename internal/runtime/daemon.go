@@ -131,6 +131,43 @@ func StartDaemon(ctx context.Context, cfg DaemonConfig, log *slog.Logger) (*Daem
 // Address is the daemon's gRPC socket, for Config.Address.
 func (d *Daemon) Address() string { return d.addr }
 
+// OpenFilesLimit returns the hard limit of open files of the current
+// containerd, which its shims and runc inherit, or 0 if it cannot be read
+// or is unlimited (for Config.OpenFiles). It reads it from the process,
+// since an adopted containerd may have been started with other limits.
+func (d *Daemon) OpenFilesLimit() uint64 {
+	pid := d.Pid()
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		return 0
+	}
+	return hardOpenFiles(string(b))
+}
+
+// hardOpenFiles reads the hard limit of open files from the text of a
+// /proc/PID/limits file; 0 if it is missing or unlimited.
+func hardOpenFiles(limits string) uint64 {
+	for _, line := range strings.Split(limits, "\n") {
+		rest, ok := strings.CutPrefix(line, "Max open files")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest) // soft, hard, unit
+		if len(f) < 2 {
+			return 0
+		}
+		n, err := strconv.ParseUint(f[1], 10, 64)
+		if err != nil {
+			return 0 // "unlimited"
+		}
+		return n
+	}
+	return 0
+}
+
 // Pid is the process ID of the current containerd.
 func (d *Daemon) Pid() int {
 	d.mu.Lock()

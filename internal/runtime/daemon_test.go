@@ -253,3 +253,21 @@ func waitReachable(t *testing.T, d *Driver, id string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+func TestHardOpenFiles(t *testing.T) {
+	const head = "Limit                     Soft Limit           Hard Limit           Units     \n"
+	for _, tc := range []struct {
+		text string
+		want uint64
+	}{
+		{head + "Max cpu time              unlimited            unlimited            seconds   \nMax open files            1024                 524288               files     \n", 524288},
+		{head + "Max open files            unlimited            unlimited            files     \n", 0},
+		{head + "Max processes             63704                63704                processes \n", 0},
+		{"", 0},
+		{"Max open files 12\n", 0},
+	} {
+		if got := hardOpenFiles(tc.text); got != tc.want {
+			t.Errorf("hardOpenFiles(%q) = %d, want %d", tc.text, got, tc.want)
+		}
+	}
+}

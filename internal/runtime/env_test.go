@@ -123,6 +123,7 @@ func (e *env) newDriver(ctx context.Context) (*Driver, error) {
 		Address:   e.daemon.Address(),
 		Namespace: testNamespace,
 		LogDriver: []string{exe, logDriverArg},
+		OpenFiles: e.daemon.OpenFilesLimit,
 	}, testLogger())
 }
 

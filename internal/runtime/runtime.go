@@ -49,6 +49,15 @@ type Config struct {
 	// keep more than one in order). The driver receives the log file
 	// settings as one more argument; see logfile.RunDriver.
 	LogDriver []string
+	// OpenFiles, when set, returns the hard limit of open files that
+	// containerd (and so the shims and runc it starts) runs with, or 0
+	// when it cannot tell: containers then get that hard limit and a
+	// soft one of 1024, as under Docker, instead of containerd's default
+	// 1024 for both. It must not overstate: runc may not raise a limit
+	// above its own without CAP_SYS_RESOURCE, and would refuse to start
+	// the container. Daemon.OpenFilesLimit gives it for a private
+	// containerd.
+	OpenFiles func() uint64
 	// DefaultMemoryLimit and DefaultPidsLimit apply to containers whose
 	// spec sets none: no container runs without both.
 	DefaultMemoryLimit int64

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -550,22 +549,22 @@ func TestLimitsAreApplied(t *testing.T) {
 		}
 	})
 	// containerd's default spec set 1024 as the hard limit of open files
-	// too: no server in a container could raise its own. The process now
-	// gets runc's limits, which it inherits from containerd, and so from
-	// this test, which started it.
-	t.Run("the open files limit is the one containerd runs with", func(t *testing.T) {
+	// too: no server in a container could raise its own. A container now
+	// gets the hard limit runc runs with (containerd's, which this test
+	// started, so its own) and a soft one of 1024, as under Docker.
+	t.Run("the open files limit is containerd's hard one, 1024 soft", func(t *testing.T) {
 		var own syscall.Rlimit
 		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &own); err != nil {
 			t.Fatal(err)
 		}
-		code, out := output(t, e, nil, "sh", "-c", "ulimit -Hn")
-		got := strings.TrimSpace(out)
-		want := strconv.FormatUint(own.Max, 10)
-		if own.Max == math.MaxUint64 { // RLIM_INFINITY
-			want = "unlimited"
+		hard := e.daemon.OpenFilesLimit()
+		if hard != own.Max {
+			t.Fatalf("containerd's hard limit of open files reads %d; it inherited this process's %d", hard, own.Max)
 		}
-		if code != 0 || got != want {
-			t.Fatalf("ulimit -Hn in the container = %q (exit %d); want %s, this process's hard limit", got, code, want)
+		code, out := output(t, e, nil, "sh", "-c", "echo $(ulimit -Hn) $(ulimit -Sn)")
+		want := fmt.Sprintf("%d %d", hard, min(1024, hard))
+		if got := strings.TrimSpace(out); code != 0 || got != want {
+			t.Fatalf("ulimit -Hn, -Sn in the container = %q (exit %d); want %q", got, code, want)
 		}
 	})
 	t.Run("the memory limit kills a process that exceeds it", func(t *testing.T) {

@@ -270,15 +270,17 @@ func ociMounts(ms []Mount) []specs.Mount {
 	return out
 }
 
-// withoutRlimit removes the limit of type typ from the spec's process, so
-// that it inherits the one runc runs with.
-func withoutRlimit(typ string) oci.SpecOpts {
-	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
-		if s.Process != nil {
-			s.Process.Rlimits = slices.DeleteFunc(s.Process.Rlimits, func(l specs.POSIXRlimit) bool { return l.Type == typ })
-		}
-		return nil
-	}
+// softOpenFiles is the soft limit of open files a container starts with
+// when its hard limit is known, as under Docker: programs that loop over
+// every possible descriptor (close_fds, rpm) stay fast, and servers raise
+// it up to the hard limit themselves.
+const softOpenFiles = 1024
+
+// openFilesLimit sets the container's limit of open files to a hard limit
+// of hard, the one runc runs with (so that it needs no CAP_SYS_RESOURCE:
+// nothing is raised above runc's own), and a soft one of softOpenFiles.
+func openFilesLimit(hard uint64) oci.SpecOpts {
+	return oci.WithRlimit(&specs.POSIXRlimit{Type: "RLIMIT_NOFILE", Hard: hard, Soft: min(softOpenFiles, hard)})
 }
 
 // specOpts builds the OCI spec of a container: the image's config, then
@@ -307,11 +309,14 @@ func (d *Driver) specOpts(s *ContainerSpec, img ImageInfo, image oci.Image) []oc
 	if len(s.Mounts) > 0 {
 		opts = append(opts, oci.WithMounts(ociMounts(s.Mounts)))
 	}
-	// No limit of open files is set, so the process gets runc's (which is
-	// containerd's), as a Kubernetes pod gets it: containerd's default
-	// spec caps it at 1024 for good, where servers need more. Raising it
-	// here instead could fail where runc may not (no CAP_SYS_RESOURCE).
-	opts = append(opts, withoutRlimit("RLIMIT_NOFILE"))
+	// containerd's default spec caps open files at 1024, soft and hard,
+	// where servers need more; where the driver knows the hard limit runc
+	// runs with, containers get it.
+	if d.cfg.OpenFiles != nil {
+		if hard := d.cfg.OpenFiles(); hard > 0 {
+			opts = append(opts, openFilesLimit(hard))
+		}
+	}
 
 	r := s.Resources
 	mem := r.MemoryLimitBytes
