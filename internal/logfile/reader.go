@@ -57,6 +57,11 @@ type Reader struct {
 	// line says, by stream, what becomes of the next pieces of the line
 	// being read.
 	line [2]lineState
+	// dropRest says, by stream, that the tail scan left out a line still
+	// being written: once pending is returned, that stream's line is
+	// lineDrop (the next pieces of a log written before later pieces
+	// were marked do not say they are not a line's first).
+	dropRest [2]bool
 }
 
 type lineState uint8
@@ -107,7 +112,7 @@ func Open(path string, opts ReadOptions) (*Reader, error) {
 		// (normally the live one; a rotated one if we opened in the
 		// middle of a rotation).
 		newest := all[len(all)-1]
-		entries, end, err := tailFiles(all, newest, opts.Tail, opts.Since)
+		entries, end, dropRest, err := tailFiles(all, newest, opts.Tail, opts.Since)
 		closeAll(all[:len(all)-1])
 		if err == nil {
 			_, err = newest.Seek(end, io.SeekStart)
@@ -116,7 +121,7 @@ func Open(path string, opts ReadOptions) (*Reader, error) {
 			newest.Close()
 			return nil, fmt.Errorf("tail log: %w", err)
 		}
-		r.pending = entries
+		r.pending, r.dropRest = entries, dropRest
 		all = all[len(all)-1:]
 	}
 	r.queue = all
@@ -214,6 +219,11 @@ func (r *Reader) nextRecord(ctx context.Context) (Entry, error) {
 		e := r.pending[0]
 		r.pending = r.pending[1:]
 		return e, nil
+	}
+	for i, drop := range r.dropRest {
+		if drop {
+			r.line[i], r.dropRest[i] = lineDrop, false
+		}
 	}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -498,12 +508,17 @@ const (
 	// of that stream still being written is returned with the tail, so
 	// that a follower joins its rest to it. A stream silent for longer is
 	// taken to have none, and the rest of one it had is not returned.
+	// It also bounds how many records a line waits for the record before
+	// its earliest piece when that piece has no "c" mark (settle): in a
+	// log written before the mark, a line whose pieces lie further apart
+	// is cut there, and its last pieces are taken for a line.
 	maxPiecesGap = 256
 	// maxOlderRun is how many records older than since in a row end the
 	// scan. One older record does not: after the wall clock stepped
 	// back, newer records lie before it, and a read without a tail
 	// returns them. A line whose first piece was not met by then is
-	// taken to have begun before since.
+	// taken to have begun before since, unless its earliest piece met
+	// has no "c" mark: it is then taken for the first.
 	maxOlderRun = 1024
 )
 
@@ -530,8 +545,11 @@ type tailPiece struct {
 // oldest first. It scans backwards from the end, so that a short tail of a
 // large log reads little, and on to the first piece of every line it may
 // return. For newest it reads only up to the last complete record and
-// returns that offset, where following resumes.
-func tailFiles(files []*os.File, newest *os.File, n int, since time.Time) ([]Entry, int64, error) {
+// returns that offset, where following resumes; dropRest says, by stream,
+// that a line still being written there is not returned (it began before
+// since, or its start is gone), so that a follower drops its rest as a
+// full read does.
+func tailFiles(files []*os.File, newest *os.File, n int, since time.Time) (entries []Entry, end int64, dropRest [2]bool, err error) {
 	var (
 		ended []*tailLine // lines by their last piece, the last first
 		// inProgress is, by streamIndex, the line whose piece is the
@@ -557,8 +575,10 @@ func tailFiles(files []*os.File, newest *os.File, n int, since time.Time) ([]Ent
 		}
 	}
 	// settle decides lines waiting on the record before their earliest
-	// piece (maybeFirst) once too many records went by without it: a
-	// stream silent that long did not leave a line open.
+	// piece (maybeFirst) once maxPiecesGap records went by without it,
+	// taking that piece for their first: a bound on the scan, which cuts
+	// a line of a log from before the "c" mark whose pieces lie further
+	// apart.
 	settle := func() {
 		for si, l := range open {
 			if l != nil && l.maybeFirst && seq-l.pieces[len(l.pieces)-1].seq > maxPiecesGap {
@@ -656,11 +676,11 @@ func tailFiles(files []*os.File, newest *os.File, n int, since time.Time) ([]Ent
 		f := files[i]
 		st, err := f.Stat()
 		if err != nil {
-			return nil, 0, fmt.Errorf("stat log: %w", err)
+			return nil, 0, dropRest, fmt.Errorf("stat log: %w", err)
 		}
 		done, end, err := scanBackward(f, st.Size(), visit)
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, dropRest, err
 		}
 		if f == newest {
 			liveEnd = end
@@ -689,17 +709,21 @@ func tailFiles(files []*os.File, newest *os.File, n int, since time.Time) ([]Ent
 			out = append(out, l.pieces...)
 		}
 	}
-	for _, l := range inProgress {
-		if l != nil && l.kept {
+	for si, l := range inProgress {
+		switch {
+		case l == nil:
+		case l.kept:
 			out = append(out, l.pieces...)
+		default:
+			dropRest[si] = true
 		}
 	}
 	slices.SortFunc(out, func(a, b tailPiece) int { return b.seq - a.seq })
-	entries := make([]Entry, len(out))
+	entries = make([]Entry, len(out))
 	for i, p := range out {
 		entries[i] = p.e
 	}
-	return entries, liveEnd, nil
+	return entries, liveEnd, dropRest, nil
 }
 
 // scanBackward calls fn on each complete line of f[:size], last first,
