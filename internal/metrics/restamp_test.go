@@ -110,6 +110,28 @@ func TestClocksAlignKeepsANodesShift(t *testing.T) {
 	if by := c.Align("n1", &r, now); by != now.Sub(agent.Add(10*time.Minute)) || !r.Time().Equal(now) {
 		t.Fatalf("after a clock step: moved by %v to %v, want to %v", by, r.Time(), now)
 	}
+	// A node about a second off, whose reports arrive with some delay,
+	// keeps one shift rather than flipping between restamped and not.
+	var near Clocks
+	base := server.Add(time.Hour)
+	for i, d := range []time.Duration{0, 400 * time.Millisecond, 100 * time.Millisecond, 350 * time.Millisecond} {
+		// 1.2 s ahead: a delayed report arrives less than a second off.
+		sampled := base.Add(time.Duration(i)*time.Second + 1200*time.Millisecond)
+		r := report(sampled)
+		by := near.Align("n2", &r, base.Add(time.Duration(i)*time.Second+d))
+		if by != -1200*time.Millisecond {
+			t.Fatalf("near report %d moved by %v, want the kept -1.2s", i, by)
+		}
+	}
+	// A report without times takes the arrival and leaves the shift.
+	empty := Report{Instances: []InstanceSample{{Namespace: "ns", Name: "i"}}}
+	if by := near.Align("n2", &empty, base); by != 0 || !empty.Instances[0].Time.Equal(base) {
+		t.Fatalf("a report without times: moved by %v to %v", by, empty.Instances[0].Time)
+	}
+	if got := near.shifts["n2"]; got != -1200*time.Millisecond {
+		t.Fatalf("a report without times changed the node's shift to %v", got)
+	}
+
 	// A report on time is left as it is, and the shift forgotten.
 	now = now.Add(time.Second)
 	r = report(now.Add(-200 * time.Millisecond))

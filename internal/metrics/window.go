@@ -128,19 +128,23 @@ type Clocks struct {
 func (c *Clocks) Align(node string, rep *Report, now time.Time) time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	t := rep.Time()
+	if t.IsZero() {
+		rep.shift(0, now) // nothing to learn the node's clock from
+		return 0
+	}
+	// The kept shift first: a node about maxSkew off would otherwise
+	// flip between restamped and not from one report to the next. A
+	// clock set right leaves it more than maxSkew off, since it was more.
+	if by, ok := c.shifts[node]; ok && t.Add(by).Sub(now).Abs() <= maxSkew {
+		rep.shift(by, now)
+		return by
+	}
 	if !rep.Skewed(now) {
 		delete(c.shifts, node) // its clock was set right
 		return 0
 	}
-	t := rep.Time()
-	if by, ok := c.shifts[node]; ok && !t.IsZero() && t.Add(by).Sub(now).Abs() <= maxSkew {
-		rep.shift(by, now)
-		return by
-	}
-	var by time.Duration
-	if !t.IsZero() {
-		by = now.Sub(t)
-	}
+	by := now.Sub(t)
 	if c.shifts == nil {
 		c.shifts = map[string]time.Duration{}
 	}
