@@ -93,7 +93,10 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo
 	// A write that cannot go out (the client stopped reading) cancels
 	// ctx, and with it the request to every agent; so does the caller
 	// losing the right to read them.
-	r, stop := s.guardStream(r, ri)
+	r, stop, err := s.guardStream(r, ri)
+	if err != nil {
+		return err
+	}
 	defer stop()
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()

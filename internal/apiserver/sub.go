@@ -320,7 +320,10 @@ func (s *Server) proxyInstance(w http.ResponseWriter, r *http.Request, ri *reque
 		return fmt.Errorf("%w: this server cannot reach agents", v1.ErrUnavailable)
 	}
 	// Authorized as it opened; it ends when its caller loses the right.
-	r, stop := s.guardStream(r, ri)
+	r, stop, err := s.guardStream(r, ri)
+	if err != nil {
+		return err
+	}
 	defer stop()
 	if ri.Sub == "logs" {
 		// Followed logs run as long as the client reads them; one that

@@ -84,29 +84,42 @@ func (s *Server) watchRecheck(r *http.Request, ri *requestInfo) func(context.Con
 // called. Proxied streams carry no event to say why, so they just end: a
 // follower that reconnects is told (401 or 403), and exec ends as if its
 // connection broke.
-func (s *Server) guardStream(r *http.Request, ri *requestInfo) (*http.Request, context.CancelFunc) {
-	ctx, cancel := context.WithCancelCause(r.Context())
-	stop := func() { cancel(context.Canceled) }
+func (s *Server) guardStream(r *http.Request, ri *requestInfo) (*http.Request, context.CancelFunc, error) {
 	recheck := s.watchRecheck(r, ri)
-	if recheck == nil {
-		return r.WithContext(ctx), stop
+	var changed <-chan struct{}
+	if recheck != nil {
+		var epoch uint64
+		epoch, changed = s.authEpoch.current()
+		// A write while the request was authorized: check again before
+		// the stream opens, so that a refusal is a 401 or 403.
+		if epoch != ri.authEpoch {
+			if err := recheck(r.Context()); refused(err) {
+				return nil, nil, err
+			}
+		}
 	}
+	ctx, cancel := context.WithCancelCause(r.Context())
+	if recheck == nil {
+		return r.WithContext(ctx), func() { cancel(context.Canceled) }, nil
+	}
+	done := make(chan struct{})
+	// stop waits for the checks to end: none outlives the request.
+	stop := func() {
+		cancel(context.Canceled)
+		<-done
+	}
+	heartbeat := time.NewTicker(watchHeartbeat)
 	go func() {
-		epoch, changed := s.authEpoch.current()
-		now := epoch != ri.authEpoch // a write while the stream opened
-		heartbeat := time.NewTicker(watchHeartbeat)
+		defer close(done)
 		defer heartbeat.Stop()
 		for {
-			if !now {
-				select {
-				case <-ctx.Done():
-					return
-				case <-changed:
-					_, changed = s.authEpoch.current()
-				case <-heartbeat.C:
-				}
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+				_, changed = s.authEpoch.current()
+			case <-heartbeat.C:
 			}
-			now = false
 			err := recheck(ctx)
 			if ctx.Err() != nil {
 				return
@@ -122,7 +135,7 @@ func (s *Server) guardStream(r *http.Request, ri *requestInfo) (*http.Request, c
 			}
 		}
 	}()
-	return r.WithContext(ctx), stop
+	return r.WithContext(ctx), stop, nil
 }
 
 func (s *Server) stillAllowed(ctx context.Context, tok string, bearer bool, id *auth.Identity, attrs auth.Attributes) error {
