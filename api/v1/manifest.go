@@ -735,6 +735,9 @@ type unknownFields FieldErrors
 
 func (u unknownFields) Error() string { return FieldErrors(u).Error() }
 
+// Is makes it an ErrInvalid, as FieldErrors are.
+func (u unknownFields) Is(target error) bool { return target == ErrInvalid }
+
 // As lets errors.As find the FieldErrors.
 func (u unknownFields) As(target any) bool {
 	if fe, ok := target.(*FieldErrors); ok {

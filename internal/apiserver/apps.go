@@ -371,7 +371,11 @@ func routeFieldErrors(i int, r v1.Route, prev *v1.App) v1.FieldErrors {
 		errs = append(errs, v1.FieldError{Field: f + ".tls", Message: msg})
 	}
 	if dec, err := url.PathUnescape(r.Path); err == nil && dec != r.Path && !hasRoute(prev, func(p v1.Route) bool { return strings.EqualFold(p.Host, r.Host) && p.Path == r.Path }) {
-		errs = append(errs, v1.FieldError{Field: f + ".path", Message: fmt.Sprintf("%q has %%-escapes, but requests are matched by their decoded path, so it would never match: write %q", r.Path, dec)})
+		msg := fmt.Sprintf("%q has %%-escapes, but requests are matched by their decoded path, so it would never match: write %q", r.Path, dec)
+		if strings.ContainsFunc(dec, func(c rune) bool { return c == '?' || c == '#' || c <= ' ' || c == 0x7f }) {
+			msg = fmt.Sprintf("%q has %%-escapes, but requests are matched by their decoded path, %q, which has a query, fragment, space or control character: no route can serve it", r.Path, dec)
+		}
+		errs = append(errs, v1.FieldError{Field: f + ".path", Message: msg})
 	}
 	return errs
 }
@@ -392,9 +396,12 @@ func (s *Server) checkRoutes(a, prev *v1.App, others []*v1.App) error {
 	var bad v1.FieldErrors
 	for i, r := range a.Spec.Routes {
 		had := prev != nil && slices.ContainsFunc(prev.Spec.Routes, func(p v1.Route) bool { return strings.EqualFold(p.Host, r.Host) })
-		// The apps domain may lie inside it (DNS answers its names as
-		// app hosts): a route may take a host there.
-		inApps := s.cfg.AppsDomain != "" && inDomain(r.Host, s.cfg.AppsDomain)
+		// The apps domain may lie inside it, and DNS then answers the
+		// names of the apps domain as app hosts (the longer zone wins): a
+		// route may take a host there. Not when the service domain lies
+		// inside the apps domain instead.
+		inApps := s.cfg.AppsDomain != "" && s.cfg.ServiceDomain != "" && inDomain(s.cfg.AppsDomain, s.cfg.ServiceDomain) &&
+			inDomain(r.Host, s.cfg.AppsDomain)
 		if d := s.cfg.ServiceDomain; d != "" && !had && !inApps && inDomain(r.Host, d) {
 			bad = append(bad, v1.FieldError{Field: fmt.Sprintf("spec.routes[%d].host", i),
 				Message: fmt.Sprintf("%s is inside %s, the cluster's service domain, whose names Gantry's DNS keeps for services: choose a host outside it (or use the app's default host APP.NAMESPACE.%s)", r.Host, d, s.cfg.AppsDomain)})

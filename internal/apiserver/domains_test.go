@@ -34,6 +34,9 @@ func TestDomainsAreMatchedInOneForm(t *testing.T) {
 		{apiserver.Config{AppsDomain: " LocalHost"}, "evil", "web.default.localhost", http.StatusConflict, "is the default host of app web in namespace default", "spaces and capitals"},
 		{apiserver.Config{AppsDomain: "apps.gantry.internal", ServiceDomain: "gantry.internal."}, "default", "web.default.apps.gantry.internal", 0, "", "apps domain inside the cluster domain"},
 		{apiserver.Config{AppsDomain: "apps.gantry.internal", ServiceDomain: "gantry.internal."}, "default", "db.gantry.internal", http.StatusBadRequest, "the cluster's service domain", "the rest of the cluster domain"},
+		// The other way round, DNS answers the cluster domain's names
+		// as services: they stay refused.
+		{apiserver.Config{AppsDomain: "example.com", ServiceDomain: "gantry.example.com"}, "default", "db.svc.gantry.example.com", http.StatusBadRequest, "the cluster's service domain", "cluster domain inside the apps domain"},
 	} {
 		t.Run(tc.label, func(t *testing.T) {
 			ts := &testServer{apiservertest.StartConfig(t, t.TempDir(), "127.0.0.1:0", tc.cfg)}

@@ -37,7 +37,8 @@ func TestRouteInputsTheLoadBalancerCannotServeAreRefused(t *testing.T) {
 		{"a2", "ports: [{port: 8080}]\nroutes: [{host: b.example.com, tls: Auto}]\n", "write auto in lower case"},
 		{"a3", "ports: [{port: 8080}]\nroutes: [{host: c.example.com, tls: ../x}]\n", "is neither auto"},
 		{"a4", "ports: [{port: 8080}]\nroutes: [{host: d.example.com, path: /%7Euser}]\n", `write "/~user"`},
-		{"a5", "ports: [{port: 8080}]\nroutes: [{host: e.example.com, path: /a%20b}]\n", `write "/a b"`},
+		{"a5", "ports: [{port: 8080}]\nroutes: [{host: e.example.com, path: /a%20b}]\n", `no route can serve it`},
+		{"a6", "ports: [{port: 8080}]\nroutes: [{host: e.example.com, path: /a%2Fb}]\n", `write "/a/b"`},
 		{"ok1", "ports: [{port: 8080}]\nroutes: [{host: f.example.com, tls: auto}, {host: g.example.com, tls: my-cert, path: /100%}]\n", ""},
 	} {
 		err := apply(tc.name, tc.extra)
