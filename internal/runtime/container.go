@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -12,7 +13,9 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -212,6 +215,9 @@ func (d *Driver) task(ctx context.Context, id string) (client.Task, client.Proce
 	if err != nil {
 		return nil, "", kindOf(err)
 	}
+	if err := d.fitOpenFiles(ctx, c, labels[labelOpenFiles]); err != nil {
+		return nil, "", err
+	}
 	ioc, err := d.logIO(labels[labelLog])
 	if err != nil {
 		return nil, "", err
@@ -221,6 +227,36 @@ func (d *Driver) task(ctx context.Context, id string) (client.Task, client.Proce
 		return nil, "", fmt.Errorf("create task: %w", kindOf(err))
 	}
 	return t, client.Created, nil
+}
+
+// fitOpenFiles lowers the hard limit of open files in c's spec (stored,
+// as labelOpenFiles says, when it was made) to the one runc runs with now,
+// if that is lower: containerd restarted with other limits than the one
+// that made c (an adopted one), and runc may not raise its own.
+func (d *Driver) fitOpenFiles(ctx context.Context, c client.Container, stored string) error {
+	had, err := strconv.ParseUint(stored, 10, 64)
+	if err != nil {
+		return nil // none set: containerd's default
+	}
+	now := d.openFiles()
+	if now == 0 || now >= had {
+		return nil
+	}
+	err = c.Update(ctx, func(ctx context.Context, cl *client.Client, ci *containers.Container) error {
+		var s oci.Spec
+		if err := json.Unmarshal(ci.Spec.GetValue(), &s); err != nil {
+			return fmt.Errorf("read spec: %w", err)
+		}
+		if err := withOpenFiles(now)(ctx, cl, ci, &s); err != nil {
+			return err
+		}
+		return client.WithSpec(&s)(ctx, cl, ci)
+	})
+	if err != nil {
+		return fmt.Errorf("lower the open files limit of %s to %d: %w", c.ID(), now, kindOf(err))
+	}
+	d.log.Info("lowered a container's open files limit to containerd's", "id", c.ID(), "from", had, "to", now)
+	return nil
 }
 
 // logIO returns the task IO for a container's log settings: the binary

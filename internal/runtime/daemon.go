@@ -137,8 +137,8 @@ func (d *Daemon) Address() string { return d.addr }
 // since an adopted containerd may have been started with other limits.
 func (d *Daemon) OpenFilesLimit() uint64 {
 	pid := d.Pid()
-	if pid <= 0 {
-		return 0
+	if !d.isOurs(pid) {
+		return 0 // gone, or its pid taken by another process
 	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
 	if err != nil {

@@ -91,6 +91,10 @@ const (
 	// as once the spec has resolved the image's USER and the App's
 	// runAsUser/runAsGroup, for Container.UID and GID.
 	labelUser = labelPrefix + "user"
+	// labelOpenFiles keeps the hard limit of open files in the
+	// container's spec (withOpenFiles), so that a later start under a
+	// containerd run with a lower one lowers it first.
+	labelOpenFiles = labelPrefix + "openfiles"
 	// maxLogDriverArgs: the binary and at most one argument, see
 	// Config.LogDriver.
 	maxLogDriverArgs = 2

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -565,6 +566,41 @@ func TestLimitsAreApplied(t *testing.T) {
 		want := fmt.Sprintf("%d %d", hard, min(1024, hard))
 		if got := strings.TrimSpace(out); code != 0 || got != want {
 			t.Fatalf("ulimit -Hn, -Sn in the container = %q (exit %d); want %q", got, code, want)
+		}
+	})
+	// The limit is written in the spec when the container is made; a
+	// restart in place under a containerd run with a lower limit (the
+	// one that made it was adopted, then restarted) would have runc raise
+	// its own, which it may not do without CAP_SYS_RESOURCE.
+	t.Run("a restart under a lower limit lowers the container's first", func(t *testing.T) {
+		own := e.daemon.OpenFilesLimit()
+		if own < 200 {
+			t.Skipf("containerd's hard limit of open files is %d", own)
+		}
+		var limit atomic.Uint64
+		limit.Store(own)
+		exe, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d2, err := New(ctxT(t, 10*time.Second), Config{Address: e.daemon.Address(), Namespace: testNamespace,
+			LogDriver: []string{exe, logDriverArg}, OpenFiles: limit.Load}, testLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := run(t, e, d2, func(s *ContainerSpec) { s.Command = []string{"sh", "-c", "ulimit -Hn"} })
+		waitExit(t, d2, s.ID, 30*time.Second)
+		limit.Store(own - 100)
+		if _, err := d2.Start(ctxT(t, 30*time.Second), s.ID); err != nil {
+			t.Fatalf("restart in place: %v", err)
+		}
+		waitExit(t, d2, s.ID, 30*time.Second)
+		var got []string
+		for _, l := range logLines(t, s.LogPath, 2) {
+			got = append(got, l.Line)
+		}
+		if want := []string{strconv.FormatUint(own, 10), strconv.FormatUint(own-100, 10)}; !slices.Equal(got, want) {
+			t.Fatalf("ulimit -Hn of the two runs = %q, want %q", got, want)
 		}
 	})
 	t.Run("the memory limit kills a process that exceeds it", func(t *testing.T) {

@@ -276,11 +276,42 @@ func ociMounts(ms []Mount) []specs.Mount {
 // it up to the hard limit themselves.
 const softOpenFiles = 1024
 
-// openFilesLimit sets the container's limit of open files to a hard limit
-// of hard, the one runc runs with (so that it needs no CAP_SYS_RESOURCE:
-// nothing is raised above runc's own), and a soft one of softOpenFiles.
-func openFilesLimit(hard uint64) oci.SpecOpts {
-	return oci.WithRlimit(&specs.POSIXRlimit{Type: "RLIMIT_NOFILE", Hard: hard, Soft: min(softOpenFiles, hard)})
+// maxOpenFiles caps the hard limit a container gets: a containerd run
+// with LimitNOFILE=infinity may have 2^30, and programs that raise their
+// soft limit to the hard one (Go's runtime, Java) then size tables by it.
+const maxOpenFiles = 1 << 20
+
+// openFiles returns the hard limit of open files to give containers now,
+// or 0 to keep containerd's default (see Config.OpenFiles).
+func (d *Driver) openFiles() uint64 {
+	if d.cfg.OpenFiles == nil {
+		return 0
+	}
+	return min(d.cfg.OpenFiles(), maxOpenFiles)
+}
+
+// withOpenFiles sets the container's limit of open files to a hard limit
+// of hard, at most the one runc runs with (so that it needs no
+// CAP_SYS_RESOURCE: nothing is raised above runc's own), and a soft one of
+// softOpenFiles, and notes hard on the container (labelOpenFiles) for
+// later starts to check.
+func withOpenFiles(hard uint64) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, c *containers.Container, s *oci.Spec) error {
+		if s.Process == nil {
+			s.Process = &specs.Process{}
+		}
+		l := specs.POSIXRlimit{Type: "RLIMIT_NOFILE", Hard: hard, Soft: min(softOpenFiles, hard)}
+		if i := slices.IndexFunc(s.Process.Rlimits, func(r specs.POSIXRlimit) bool { return r.Type == l.Type }); i >= 0 {
+			s.Process.Rlimits[i] = l
+		} else {
+			s.Process.Rlimits = append(s.Process.Rlimits, l)
+		}
+		if c.Labels == nil {
+			c.Labels = map[string]string{}
+		}
+		c.Labels[labelOpenFiles] = strconv.FormatUint(hard, 10)
+		return nil
+	}
 }
 
 // specOpts builds the OCI spec of a container: the image's config, then
@@ -312,10 +343,8 @@ func (d *Driver) specOpts(s *ContainerSpec, img ImageInfo, image oci.Image) []oc
 	// containerd's default spec caps open files at 1024, soft and hard,
 	// where servers need more; where the driver knows the hard limit runc
 	// runs with, containers get it.
-	if d.cfg.OpenFiles != nil {
-		if hard := d.cfg.OpenFiles(); hard > 0 {
-			opts = append(opts, openFilesLimit(hard))
-		}
+	if hard := d.openFiles(); hard > 0 {
+		opts = append(opts, withOpenFiles(hard))
 	}
 
 	r := s.Resources
