@@ -2,8 +2,10 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 )
@@ -119,4 +121,42 @@ func (c *Client) CreateToken(ctx context.Context, spec v1.TokenSpec) (*CreatedTo
 	body := &v1.Token{TypeMeta: v1.TypeMeta{Kind: "Token"}, Spec: spec}
 	_, err := c.Do(ctx, http.MethodPost, "/api/v1/tokens", nil, body, out)
 	return out, err
+}
+
+// RevealSecret returns a Secret's values, as stored: byte for byte, also
+// values that are not text. It asks for them base64-encoded; a server from
+// before that encoding answers with text, which is taken as it is.
+func (c *Client) RevealSecret(ctx context.Context, ns, name string) (map[string][]byte, error) {
+	k, _ := v1.LookupKind("Secret")
+	p, err := ObjectPath(k, ns, name)
+	if err != nil {
+		return nil, err
+	}
+	var raw map[string]json.RawMessage
+	if _, err := c.Do(ctx, http.MethodGet, p+"/reveal", url.Values{"encoding": {"base64"}}, nil, &raw); err != nil {
+		return nil, err
+	}
+	return decodeRevealed(raw)
+}
+
+// decodeRevealed reads a reveal's answer: {"data": {KEY: BASE64}} when the
+// server encoded the values, else {KEY: TEXT}. A text answer's values are
+// all strings, so a key named "data" in it never holds an object.
+func decodeRevealed(raw map[string]json.RawMessage) (map[string][]byte, error) {
+	if d, ok := raw["data"]; ok && len(raw) == 1 && len(d) > 0 && d[0] == '{' {
+		var out map[string][]byte
+		if err := json.Unmarshal(d, &out); err != nil {
+			return nil, fmt.Errorf("read revealed secret: %w", err)
+		}
+		return out, nil
+	}
+	out := make(map[string][]byte, len(raw))
+	for k, v := range raw {
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return nil, fmt.Errorf("read revealed secret key %q: %w", k, err)
+		}
+		out[k] = []byte(s)
+	}
+	return out, nil
 }

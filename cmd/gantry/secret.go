@@ -6,6 +6,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -95,8 +96,8 @@ func newSecretCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out map[string]string
-			if err := c.Sub(cmd.Context(), "GET", "Secret", g.ns(), args[0], "reveal", nil, &out); err != nil {
+			out, err := c.RevealSecret(cmd.Context(), g.ns(), args[0])
+			if err != nil {
 				return err
 			}
 			if len(args) == 2 {
@@ -104,7 +105,7 @@ func newSecretCmd(g *globals) *cobra.Command {
 				if !ok {
 					return fmt.Errorf("secret %s has no key %q", args[0], args[1])
 				}
-				fmt.Fprint(cmd.OutOrStdout(), v)
+				cmd.OutOrStdout().Write(v) // as stored, byte for byte
 				if isTerminal(cmd.OutOrStdout()) {
 					fmt.Fprintln(cmd.OutOrStdout())
 				}
@@ -116,7 +117,11 @@ func newSecretCmd(g *globals) *cobra.Command {
 			}
 			sort.Strings(keys)
 			for _, k := range keys {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s=%s\n", k, out[k])
+				if v := out[k]; utf8.Valid(v) {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s=%s\n", k, v)
+				} else {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s=(%d bytes, not text: gantry secret get %s %s > FILE)\n", k, len(v), args[0], k)
+				}
 			}
 			return nil
 		},

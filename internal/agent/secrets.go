@@ -16,15 +16,15 @@ import (
 // secretValue reads one key of a secret through the API. Node credentials
 // may read only secrets their instances use.
 func (a *Agent) secretValue(ctx context.Context, ns, name, key string) (string, error) {
-	var out map[string]string
-	if err := a.api.Sub(ctx, "GET", "Secret", ns, name, "reveal", nil, &out); err != nil {
+	out, err := a.api.RevealSecret(ctx, ns, name)
+	if err != nil {
 		return "", fmt.Errorf("read secret %s: %w", name, err)
 	}
 	v, ok := out[key]
 	if !ok {
 		return "", fmt.Errorf("%w: secret %s has no key %q", v1.ErrNotFound, name, key)
 	}
-	return v, nil
+	return string(v), nil
 }
 
 // secretFiles writes the secrets an instance asks for as files into a
@@ -56,8 +56,8 @@ func (a *Agent) writeSecretFiles(ctx context.Context, i *v1.Instance, fresh bool
 	}
 	var mounts []runtime.Mount
 	for n, f := range files {
-		var out map[string]string
-		if err := a.api.Sub(ctx, "GET", "Secret", i.Metadata.Namespace, f.Secret, "reveal", nil, &out); err != nil {
+		out, err := a.api.RevealSecret(ctx, i.Metadata.Namespace, f.Secret)
+		if err != nil {
 			return nil, fmt.Errorf("read secret %s: %w", f.Secret, err)
 		}
 		src := filepath.Join(dir, fmt.Sprintf("%d", n))
@@ -66,7 +66,7 @@ func (a *Agent) writeSecretFiles(ctx context.Context, i *v1.Instance, fresh bool
 			if !ok {
 				return nil, fmt.Errorf("%w: secret %s has no key %q", v1.ErrNotFound, f.Secret, f.Key)
 			}
-			if err := os.WriteFile(src, []byte(v), 0o400); err != nil {
+			if err := os.WriteFile(src, v, 0o400); err != nil {
 				return nil, err
 			}
 		} else {
@@ -74,7 +74,7 @@ func (a *Agent) writeSecretFiles(ctx context.Context, i *v1.Instance, fresh bool
 				return nil, err
 			}
 			for k, v := range out {
-				if err := os.WriteFile(filepath.Join(src, k), []byte(v), 0o400); err != nil {
+				if err := os.WriteFile(filepath.Join(src, k), v, 0o400); err != nil {
 					return nil, err
 				}
 			}

@@ -143,6 +143,13 @@ func (s *Server) revealSecret(w http.ResponseWriter, r *http.Request, ri *reques
 	if s.secrets == nil {
 		return fmt.Errorf("%w: this server has no secret master key", v1.ErrUnavailable)
 	}
+	// ?encoding=base64 answers {"data": {KEY: BASE64}}, byte for byte.
+	// Without it the values are text, and bytes that are not UTF-8 come
+	// out as U+FFFD: the answer older clients read.
+	enc := r.URL.Query().Get("encoding")
+	if enc != "" && enc != "base64" {
+		return fmt.Errorf("%w: encoding %q: leave it out for text, or give base64", v1.ErrInvalid, enc)
+	}
 	if node := nodeScoped(ctx); node != "" {
 		if !s.nodeUsesSecret(ctx, node, ri.Namespace, ri.Name) {
 			return auth.Forbidden(IdentityFrom(ctx), ri.attributes(), "no instance on node "+node+" uses this secret")
@@ -152,19 +159,24 @@ func (s *Server) revealSecret(w http.ResponseWriter, r *http.Request, ri *reques
 	if err != nil {
 		return err
 	}
-	if sec.Sealed == nil {
-		writeJSON(w, http.StatusOK, map[string]string{})
-		return nil
+	var data map[string][]byte
+	if sec.Sealed != nil {
+		if data, err = s.secrets.Open(ri.Namespace, ri.Name, fromV1(sec.Sealed)); err != nil {
+			return fmt.Errorf("open secret %s: %w", ri.Name, err)
+		}
 	}
-	data, err := s.secrets.Open(ri.Namespace, ri.Name, fromV1(sec.Sealed))
-	if err != nil {
-		return fmt.Errorf("open secret %s: %w", ri.Name, err)
+	w.Header().Set("Cache-Control", "no-store")
+	if enc == "base64" {
+		if data == nil {
+			data = map[string][]byte{}
+		}
+		writeJSON(w, http.StatusOK, map[string]map[string][]byte{"data": data})
+		return nil
 	}
 	out := make(map[string]string, len(data))
 	for k, v := range data {
 		out[k] = string(v)
 	}
-	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
