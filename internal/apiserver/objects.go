@@ -716,6 +716,13 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 		old, err = s.deleteInstance(ctx, ri.Namespace, ri.Name, rev, r.URL.Query().Get("force") == "true")
 	case "User":
 		old, err = s.deleteUser(ctx, ri.Name, rev)
+	case "Role":
+		if err = s.roleUnbound(ctx, ri.Name); err == nil {
+			old, err = s.store.Delete(ctx, ri.Kind, ri.Namespace, ri.Name, rev)
+			if err == nil {
+				s.afterDelete(old)
+			}
+		}
 	default:
 		old, err = s.store.Delete(ctx, ri.Kind, ri.Namespace, ri.Name, rev)
 		if err == nil {
@@ -727,6 +734,26 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	}
 	writeJSON(w, http.StatusOK, redact(old))
 	return nil
+}
+
+// roleUnbound refuses the delete of a Role that bindings still name: they
+// would stay, granting nothing, until a later Role of the same name,
+// perhaps made for something else, gave its rules to them all.
+func (s *Server) roleUnbound(ctx context.Context, role string) error {
+	bs, _, err := store.List[*v1.RoleBinding](ctx, s.store, store.ListOptions{})
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, b := range bs {
+		if b.Spec.Role == role {
+			names = append(names, b.Metadata.Name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: role %s is bound by %s: delete those bindings first (gantry delete rolebinding NAME), so that a later role of this name grants nothing unasked", v1.ErrConflict, role, strings.Join(names, ", "))
 }
 
 // deleteUser deletes a user, then their tokens and role bindings: both

@@ -532,6 +532,9 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, t *v1.Token
 		if err != nil {
 			return err
 		}
+		if u.Spec.Disabled {
+			return fmt.Errorf("%w: user %s is disabled, so a token of theirs could never be used: enable the user first (disabled: false, by a cluster admin)", v1.ErrConflict, u.Metadata.Name)
+		}
 		err = s.store.Txn().Unmodified(store.KindFor[*v1.User](), "", u.Metadata.Name, u.Metadata.Revision).Create(tok).Commit(ctx)
 		if err == nil {
 			break
@@ -571,6 +574,17 @@ func (s *Server) admitOther(ctx context.Context, o, prev v1.Object) error {
 		rules, ok := authRoleExists(ctx, s.authz, o.Spec.Role)
 		if !ok {
 			return v1.FieldErrors{{Field: "spec.role", Message: fmt.Sprintf("role %q does not exist: use cluster-admin, admin, developer, viewer or a Role you created", o.Spec.Role)}}
+		}
+		// A binding for a namespace not made yet would grant its role in
+		// whatever namespace is made later under that name (which is why
+		// deleting a namespace deletes its bindings). One stored before
+		// this check keeps its namespace.
+		if ns := o.Spec.Namespace; ns != "*" && (prev == nil || prev.(*v1.RoleBinding).Spec.Namespace != ns) {
+			if _, err := store.Get[*v1.Namespace](ctx, s.store, "", ns); errors.Is(err, v1.ErrNotFound) {
+				return v1.FieldErrors{{Field: "spec.namespace", Message: fmt.Sprintf("namespace %q does not exist: create it first (gantry create namespace %s), or bind in another", ns, ns)}}
+			} else if err != nil {
+				return err
+			}
 		}
 		if err := s.mayGrant(ctx, "bind role "+o.Spec.Role, rules, o.Spec.Namespace); err != nil {
 			return err
