@@ -183,6 +183,16 @@ func (n *Notifier) Validate() FieldErrors {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs.add("spec.url", "must be an http or https URL")
 		}
+	default:
+		// Checked now, not at the first delivery.
+		if msg := ValidateName(s.URLFrom.Name, 63); msg != "" {
+			errs.add("spec.urlFrom.name", "the Secret's name %s", msg)
+		}
+		if k := s.URLFrom.Key; k == "" {
+			errs.add("spec.urlFrom.key", "is required: the key of the Secret that holds the URL")
+		} else if len(k) > 253 || !secretKey.MatchString(k) || k == "." || k == ".." {
+			errs.add("spec.urlFrom.key", "%q is no Secret key: keys are letters, digits, '.', '_' and '-'", k)
+		}
 	}
 	for i, e := range s.Events {
 		if e != "alerts" && e != "deploys" {

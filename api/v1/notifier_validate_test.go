@@ -47,3 +47,32 @@ func TestAlertRuleNamesANotifierOnce(t *testing.T) {
 		t.Fatalf("errors %v; want one on spec.notifiers[2] naming spec.notifiers[0]", errs)
 	}
 }
+
+// urlFrom was checked only for being set: {} or a name no Secret can have
+// were stored, and every delivery failed later ("secret  key , which does
+// not exist").
+func TestNotifierURLFromIsValidated(t *testing.T) {
+	for _, tc := range []struct {
+		ref    SecretRef
+		fields []string // none for valid
+	}{
+		{SecretRef{Name: "hooks", Key: "url"}, nil},
+		{SecretRef{Name: "hooks", Key: "SLACK_URL.v2"}, nil},
+		{SecretRef{}, []string{"spec.urlFrom.name", "spec.urlFrom.key"}},
+		{SecretRef{Name: "Bad Name!", Key: "url"}, []string{"spec.urlFrom.name"}},
+		{SecretRef{Name: "hooks", Key: "a b"}, []string{"spec.urlFrom.key"}},
+		{SecretRef{Name: "hooks", Key: ".."}, []string{"spec.urlFrom.key"}},
+	} {
+		ref := tc.ref
+		n := &Notifier{Metadata: ObjectMeta{Name: "h", Namespace: "default"},
+			Spec: NotifierSpec{Type: NotifierSlack, URLFrom: &ref}}
+		errs := n.Validate()
+		var got []string
+		for _, e := range errs {
+			got = append(got, e.Field)
+		}
+		if strings.Join(got, ",") != strings.Join(tc.fields, ",") {
+			t.Errorf("urlFrom %+v: errors %v; want on %v", tc.ref, errs, tc.fields)
+		}
+	}
+}
