@@ -196,52 +196,79 @@ func (f *forwarder) exchange(ctx context.Context, r *miekg.Msg) (*miekg.Msg, err
 	defer cancel()
 	var errs []error
 	var fallback *miekg.Msg
-	start := int(f.prefer.Load())
 	deadline, _ := ctx.Deadline()
-	for i := range ups {
-		n := (start + i) % len(ups)
-		// An attempt is fair when it may run its whole timeout, or the
-		// whole budget when that is shorter: its failure is its own.
-		fair := i == 0 || time.Until(deadline) >= f.timeout
-		resp, err := f.one(ctx, q, ups[n])
-		if err == nil && (resp.Rcode == miekg.RcodeFormatError || resp.Rcode == miekg.RcodeNotImplemented) {
-			// Even without EDNS0 this upstream cannot answer: try the
-			// others, and pass its answer on only if none can.
-			if fallback == nil {
-				fallback = resp
+	// A second round asks again the upstreams that did not answer, budget
+	// left: one lost datagram must not fail a query that a second would
+	// answer (with one upstream, the usual resolv.conf, there is no other
+	// to try). An upstream that answered with a failure is not asked
+	// again: it would say the same. Two rounds, not more: a dead upstream
+	// fails the query after twice its timeout.
+	answered := make([]bool, len(ups))
+	for round, lost := 0, true; round < 2 && lost && !spent(ctx); round++ {
+		lost = false
+		start := int(f.prefer.Load())
+		for i := range ups {
+			n := (start + i) % len(ups)
+			if answered[n] {
+				continue
 			}
-			err = fmt.Errorf("%s: %s", ups[n], miekg.RcodeToString[resp.Rcode])
-		}
-		if err != nil {
-			errs = append(errs, err)
-			if fair {
-				// The next query starts after an upstream that
-				// failed, so dead ones do not eat every query's
-				// budget. One cut short by the budget keeps its
-				// place and gets a whole timeout next time: moving
-				// on would let an upstream slow to answer behind
-				// dead ones send the next query back to them.
-				f.prefer.CompareAndSwap(uint32(n), uint32((n+1)%len(ups)))
-			}
-			if spent(ctx) {
-				cause := context.Cause(ctx)
-				if cause == nil {
-					cause = errBudget
+			// An attempt is fair when it may run its whole timeout, or
+			// the whole budget when that is shorter: its failure is its
+			// own.
+			fair := (round == 0 && i == 0) || time.Until(deadline) >= f.timeout
+			resp, err := f.one(ctx, q, ups[n])
+			if err == nil && (resp.Rcode == miekg.RcodeFormatError || resp.Rcode == miekg.RcodeNotImplemented) {
+				// Even without EDNS0 this upstream cannot answer: try
+				// the others, and pass its answer on only if none can.
+				if fallback == nil {
+					fallback = resp
 				}
-				errs = append(errs, cause)
-				break
+				err = fmt.Errorf("%s: %s", ups[n], miekg.RcodeToString[resp.Rcode])
 			}
-			continue
+			if err != nil {
+				errs = append(errs, err)
+				if timedOut(err) {
+					lost = true
+				} else {
+					answered[n] = true
+				}
+				if fair {
+					// The next query starts after an upstream that
+					// failed, so dead ones do not eat every query's
+					// budget. One cut short by the budget keeps its
+					// place and gets a whole timeout next time:
+					// moving on would let an upstream slow to answer
+					// behind dead ones send the next query back to
+					// them.
+					f.prefer.CompareAndSwap(uint32(n), uint32((n+1)%len(ups)))
+				}
+				if spent(ctx) {
+					cause := context.Cause(ctx)
+					if cause == nil {
+						cause = errBudget
+					}
+					errs = append(errs, cause)
+					break
+				}
+				continue
+			}
+			f.prefer.Store(uint32(n))
+			resp.Id = r.Id
+			return resp, nil
 		}
-		f.prefer.Store(uint32(n))
-		resp.Id = r.Id
-		return resp, nil
 	}
 	if fallback != nil {
 		fallback.Id = r.Id
 		return fallback, nil
 	}
 	return nil, fmt.Errorf("forward %s: %w", r.Question[0].Name, errors.Join(errs...))
+}
+
+// timedOut reports whether an attempt's error is an upstream that did
+// not answer in time (a lost datagram, perhaps), not one that answered.
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // spent reports whether ctx is done or past its deadline. The socket
