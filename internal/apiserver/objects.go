@@ -715,7 +715,17 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	case "Instance":
 		old, err = s.deleteInstance(ctx, ri.Namespace, ri.Name, rev, r.URL.Query().Get("force") == "true")
 	case "User":
-		old, err = s.deleteUser(ctx, ri.Name, rev)
+		if err = s.keepsAClusterAdmin(ctx, "deleting user "+ri.Name, func(b *v1.RoleBinding) bool { return b.Spec.User == ri.Name }); err == nil {
+			old, err = s.deleteUser(ctx, ri.Name, rev)
+		}
+	case "RoleBinding":
+		err = s.keepsAClusterAdmin(ctx, "deleting rolebinding "+ri.Name, func(b *v1.RoleBinding) bool { return b.Metadata.Name == ri.Name })
+		if err == nil {
+			old, err = s.store.Delete(ctx, ri.Kind, ri.Namespace, ri.Name, rev)
+			if err == nil {
+				s.afterDelete(old)
+			}
+		}
 	case "Role":
 		if err = s.roleUnbound(ctx, ri.Name); err == nil {
 			old, err = s.store.Delete(ctx, ri.Kind, ri.Namespace, ri.Name, rev)

@@ -589,6 +589,11 @@ func (s *Server) admitOther(ctx context.Context, o, prev v1.Object) error {
 		if err := s.mayGrant(ctx, "bind role "+o.Spec.Role, rules, o.Spec.Namespace); err != nil {
 			return err
 		}
+		if p, ok := prev.(*v1.RoleBinding); ok && isClusterAdminBinding(p) && !isClusterAdminBinding(o) {
+			if err := s.keepsAClusterAdmin(ctx, "changing rolebinding "+o.Metadata.Name, func(b *v1.RoleBinding) bool { return b.Metadata.Name == o.Metadata.Name }); err != nil {
+				return err
+			}
+		}
 	case *v1.Role:
 		if _, builtin := auth.BuiltinRoles[o.Metadata.Name]; builtin {
 			return v1.FieldErrors{{Field: "metadata.name", Message: fmt.Sprintf("%q is a built-in role, whose rules cannot change; give yours another name and bind that", o.Metadata.Name)}}
@@ -612,6 +617,9 @@ func (s *Server) admitOther(ctx context.Context, o, prev v1.Object) error {
 		if prev != nil && prev.(*v1.User).Spec.Disabled && !o.Spec.Disabled {
 			return s.mayEnableUser(ctx, o.Metadata.Name)
 		}
+		if prev != nil && !prev.(*v1.User).Spec.Disabled && o.Spec.Disabled {
+			return s.keepsAClusterAdmin(ctx, "disabling user "+o.Metadata.Name, func(b *v1.RoleBinding) bool { return b.Spec.User == o.Metadata.Name })
+		}
 	case *v1.JoinToken:
 		if prev == nil {
 			return fmt.Errorf("%w: create join tokens with POST /api/v1/jointokens", v1.ErrUnprocessable)
@@ -619,6 +627,55 @@ func (s *Server) admitOther(ctx context.Context, o, prev v1.Object) error {
 		o.Spec.Hash = prev.(*v1.JoinToken).Spec.Hash
 	}
 	return nil
+}
+
+// isClusterAdminBinding reports whether b makes its user a cluster admin.
+func isClusterAdminBinding(b *v1.RoleBinding) bool {
+	return b.Spec.Role == "cluster-admin" && b.Spec.Namespace == "*"
+}
+
+// keepsAClusterAdmin refuses a change (what, for the message) after which
+// no enabled user would hold cluster-admin: nobody could then manage
+// users, roles or namespaces through the API, and a start makes a new
+// admin only on an empty cluster. gone says which bindings the change
+// takes away.
+func (s *Server) keepsAClusterAdmin(ctx context.Context, what string, gone func(*v1.RoleBinding) bool) error {
+	bs, _, err := store.List[*v1.RoleBinding](ctx, s.store, store.ListOptions{})
+	if err != nil {
+		return err
+	}
+	// An enabled user's cluster-admin binding, or "".
+	effective := func(b *v1.RoleBinding) (string, error) {
+		if !isClusterAdminBinding(b) {
+			return "", nil
+		}
+		u, err := store.Get[*v1.User](ctx, s.store, "", b.Spec.User)
+		if errors.Is(err, v1.ErrNotFound) || err == nil && u.Spec.Disabled {
+			return "", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		return u.Metadata.Name, nil
+	}
+	takes, keeps := false, false
+	for _, b := range bs {
+		user, err := effective(b)
+		if err != nil {
+			return err
+		}
+		switch {
+		case user == "":
+		case gone(b):
+			takes = true
+		default:
+			keeps = true
+		}
+	}
+	if !takes || keeps {
+		return nil
+	}
+	return fmt.Errorf("%w: %s would leave no enabled user with cluster-admin, and nobody could manage users, roles or namespaces any more: bind cluster-admin to another user first (gantry role bind NAME cluster-admin)", v1.ErrConflict, what)
 }
 
 // mayEnableUser refuses to enable a disabled user to all but a cluster

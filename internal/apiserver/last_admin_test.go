@@ -1,0 +1,81 @@
+package apiserver_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/store"
+)
+
+// Deleting the last cluster-admin binding, or the user who held it, or
+// disabling that user, was accepted: nobody could manage users, roles or
+// namespaces afterwards, and a start makes a new admin only on an empty
+// cluster. Each is refused until another user holds cluster-admin.
+func TestTheLastClusterAdminStays(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	ctx := context.Background()
+	c := ts.client(t, ts.Token)
+	bs, _, err := store.List[*v1.RoleBinding](ctx, ts.Store, store.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var binding, user string
+	for _, b := range bs {
+		if b.Spec.Role == "cluster-admin" && b.Spec.Namespace == "*" {
+			binding, user = b.Metadata.Name, b.Spec.User
+		}
+	}
+	if binding == "" {
+		t.Fatal("no cluster-admin binding after bootstrap")
+	}
+	apply := func(m string) error {
+		o, err := v1.DecodeManifest([]byte(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Apply(ctx, o)
+		return err
+	}
+	refused := func(what string, err error) {
+		t.Helper()
+		var se *v1.StatusError
+		if !errors.As(err, &se) || se.Status.Code != http.StatusConflict || !strings.Contains(se.Status.Message, "would leave no enabled user with cluster-admin") {
+			t.Fatalf("%s: %v; want 409 saying no cluster admin would be left", what, err)
+		}
+	}
+	_, err = c.Delete(ctx, "RoleBinding", "", binding)
+	refused("deleting the last cluster-admin binding", err)
+	_, err = c.Delete(ctx, "User", "", user)
+	refused("deleting the last cluster admin", err)
+	refused("disabling the last cluster admin", apply("kind: User\nname: "+user+"\ndisabled: true\n"))
+	refused("binding the last cluster admin to another role", apply("kind: RoleBinding\nname: "+binding+"\nuser: "+user+"\nrole: viewer\nnamespace: \"*\"\n"))
+
+	// A cluster admin who is disabled does not count.
+	if err := apply("kind: User\nname: ops\ndisabled: true\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := apply("kind: RoleBinding\nname: ops-admin\nuser: ops\nrole: cluster-admin\nnamespace: \"*\"\n"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Delete(ctx, "RoleBinding", "", binding)
+	refused("deleting the last enabled cluster admin's binding", err)
+
+	// Other users and bindings come and go as before.
+	if err := apply("kind: User\nname: dev\n"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Delete(ctx, "User", "", "dev"); err != nil {
+		t.Fatal(err)
+	}
+	// With another, enabled, cluster admin, it goes.
+	if err := apply("kind: User\nname: ops\n"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Delete(ctx, "RoleBinding", "", binding); err != nil {
+		t.Fatalf("deleting one of two cluster-admin bindings: %v", err)
+	}
+}
