@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -437,7 +438,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 		if err != nil {
 			return err
 		}
-		for _, n := range s.appWarnings(ctx, o) {
+		for _, n := range s.objectWarnings(ctx, o) {
 			warn(w, n)
 		}
 		w.Header().Set("X-Gantry-Result", string(res))
@@ -468,8 +469,30 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 		}
 		s.afterWrite(o)
 	}
+	for _, n := range s.objectWarnings(ctx, o) {
+		warn(w, n)
+	}
 	w.Header().Set("X-Gantry-Result", "created")
 	writeJSON(w, http.StatusCreated, redact(o))
+	return nil
+}
+
+// objectWarnings are the warnings a write of o earns on this server.
+func (s *Server) objectWarnings(ctx context.Context, o v1.Object) []string {
+	switch o := o.(type) {
+	case *v1.App:
+		return s.appWarnings(ctx, o)
+	case *v1.AlertRule:
+		// A rule naming a Notifier that is not there fires unheard: its
+		// alert is dropped with a line in the server's log only.
+		var out []string
+		for _, n := range o.Spec.Notifiers {
+			if _, err := store.Get[*v1.Notifier](ctx, s.store, o.Metadata.Namespace, n); errors.Is(err, v1.ErrNotFound) {
+				out = append(out, fmt.Sprintf("alertrule/%s names notifier %q, which does not exist in namespace %s: its alerts reach nobody until it does", o.Metadata.Name, n, o.Metadata.Namespace))
+			}
+		}
+		return out
+	}
 	return nil
 }
 
@@ -581,9 +604,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 		s.markUncomparedValues(ctx, w, o, res)
 		// Also when nothing changed: the apply kept what it kept again,
 		// and a route's missing certificate is still missing.
-		if a, ok := o.(*v1.App); ok {
-			notes = append(notes, s.appWarnings(ctx, a)...)
-		}
+		notes = append(notes, s.objectWarnings(ctx, o)...)
 		for _, n := range notes {
 			warn(w, n)
 		}
@@ -741,6 +762,15 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	}
 	if err != nil {
 		return err
+	}
+	if ri.Kind.Kind == "Notifier" {
+		if rules, _, lerr := store.List[*v1.AlertRule](ctx, s.store, store.ListOptions{Namespace: ri.Namespace}); lerr == nil {
+			for _, r := range rules {
+				if slices.Contains(r.Spec.Notifiers, ri.Name) {
+					warn(w, fmt.Sprintf("alertrule/%s names notifier %s, which is gone: its alerts reach nobody until a notifier of that name exists again or the rule names another", r.Metadata.Name, ri.Name))
+				}
+			}
+		}
 	}
 	writeJSON(w, http.StatusOK, redact(old))
 	return nil
