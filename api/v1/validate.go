@@ -181,10 +181,29 @@ func validateNamespace(errs *FieldErrors, n *Namespace) {
 		if l.MaxMemory > 0 && l.DefaultMemory > l.MaxMemory {
 			errs.add("spec.limits.defaultMemory", "must not exceed maxMemory (%s)", l.MaxMemory)
 		}
+		// Limits no App could meet: every App would be refused with
+		// errors on fields its author never wrote.
+		for _, m := range []struct {
+			field string
+			v     Bytes
+		}{{"spec.limits.defaultMemory", l.DefaultMemory}, {"spec.limits.maxMemory", l.MaxMemory}} {
+			if m.v > 0 && m.v < minMemory {
+				errs.add(m.field, "must be at least %s, the least a container gets (got %s)", minMemory, m.v)
+			}
+		}
+		if l.MaxCPU > 0 && l.DefaultCPU == 0 && l.MaxCPU < DefaultCPU {
+			errs.add("spec.limits.maxCPU", "is below the cluster's default cpu (%s), which Apps that give none get: set defaultCPU too, at most maxCPU", DefaultCPU)
+		}
+		if l.MaxMemory > 0 && l.DefaultMemory == 0 && l.MaxMemory < DefaultMemory {
+			errs.add("spec.limits.maxMemory", "is below the cluster's default memory (%s), which Apps that give none get: set defaultMemory too, at most maxMemory", DefaultMemory)
+		}
 	}
 }
 
 const maxReplicas = 10000
+
+// minMemory is the least memory a container may have.
+const minMemory = Bytes(4 << 20)
 
 // MaxPids bounds resources.pids: a container may not lift its process
 // limit past what keeps a fork bomb from exhausting the node's PIDs
@@ -368,8 +387,8 @@ func validateTemplate(errs *FieldErrors, f string, t *Template) {
 	}
 	if r.Memory < 0 {
 		errs.add(f+".resources.memory", "must not be negative")
-	} else if r.Memory > 0 && r.Memory < 4<<20 {
-		errs.add(f+".resources.memory", "must be at least 4Mi (got %s)", r.Memory)
+	} else if r.Memory > 0 && r.Memory < minMemory {
+		errs.add(f+".resources.memory", "must be at least %s (got %s)", minMemory, r.Memory)
 	}
 	if r.Pids < 0 || r.Pids > MaxPids {
 		errs.add(f+".resources.pids", "must be between 0 (the default, %d) and %d", DefaultPids, MaxPids)
