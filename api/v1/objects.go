@@ -1,6 +1,7 @@
 package v1
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -224,6 +225,23 @@ var DefaultCapabilities = []string{
 func CapabilityName(c string) string {
 	return strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(c)), "CAP_")
 }
+
+// LinuxCapabilities are the Linux capabilities up to 6.x, by CapabilityName.
+var LinuxCapabilities = []string{
+	"CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID",
+	"KILL", "SETGID", "SETUID", "SETPCAP", "LINUX_IMMUTABLE",
+	"NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+	"IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT",
+	"SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+	"SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE",
+	"AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE",
+	"MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ",
+	"PERFMON", "BPF", "CHECKPOINT_RESTORE",
+}
+
+// isCapability reports whether c names a Linux capability (with or
+// without CAP_, in any case).
+func isCapability(c string) bool { return slices.Contains(LinuxCapabilities, CapabilityName(c)) }
 
 // Event records something that happened to an object.
 type Event struct {

@@ -56,7 +56,6 @@ var (
 	envName      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	labelKey     = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
 	labelValue   = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$`)
-	capName      = regexp.MustCompile(`^(CAP_)?[A-Z_]+$`)
 )
 
 // MaxAppName leaves room in a DNS label for an instance suffix.
@@ -169,8 +168,11 @@ func validateNamespace(errs *FieldErrors, n *Namespace) {
 	}
 	if p := n.Spec.Policy; p != nil {
 		for i, c := range p.AllowCapabilities {
-			if !capName.MatchString(strings.ToUpper(c)) || CapabilityName(c) == "ALL" {
-				errs.add(fmt.Sprintf("spec.policy.allowCapabilities[%d]", i), "%q is not a capability name (ALL is allowed by allowPrivileged, not here)", c)
+			switch {
+			case CapabilityName(c) == "ALL":
+				errs.add(fmt.Sprintf("spec.policy.allowCapabilities[%d]", i), "ALL is allowed by allowPrivileged, not here")
+			case !isCapability(c):
+				errs.add(fmt.Sprintf("spec.policy.allowCapabilities[%d]", i), "%q is not a Linux capability (such as NET_ADMIN or SYS_PTRACE)", c)
 			}
 		}
 	}
@@ -530,13 +532,13 @@ func validateTemplate(errs *FieldErrors, f string, t *Template) {
 	}
 	if sc := t.SecurityContext; sc != nil && sc.Capabilities != nil {
 		for i, c := range sc.Capabilities.Add {
-			if !capName.MatchString(strings.ToUpper(c)) {
-				errs.add(fmt.Sprintf("%s.securityContext.capabilities.add[%d]", f, i), "%q is not a capability name", c)
+			if CapabilityName(c) != "ALL" && !isCapability(c) {
+				errs.add(fmt.Sprintf("%s.securityContext.capabilities.add[%d]", f, i), "%q is not a Linux capability (such as NET_ADMIN, or ALL)", c)
 			}
 		}
 		for i, c := range sc.Capabilities.Drop {
-			if !capName.MatchString(strings.ToUpper(c)) {
-				errs.add(fmt.Sprintf("%s.securityContext.capabilities.drop[%d]", f, i), "%q is not a capability name", c)
+			if CapabilityName(c) != "ALL" && !isCapability(c) {
+				errs.add(fmt.Sprintf("%s.securityContext.capabilities.drop[%d]", f, i), "%q is not a Linux capability (such as NET_RAW, or ALL)", c)
 			}
 		}
 	}

@@ -230,19 +230,15 @@ func capName(c string) string {
 	return c
 }
 
-// knownCapabilities are the Linux capabilities up to 6.x, for validation
-// and CapAdd ALL.
-var knownCapabilities = []string{
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-	"CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-	"CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-	"CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-	"CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-	"CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-	"CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
-	"CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
-	"CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
-}
+// knownCapabilities are the Linux capabilities (v1.LinuxCapabilities), for
+// validation and CapAdd ALL.
+var knownCapabilities = func() []string {
+	out := make([]string, len(v1.LinuxCapabilities))
+	for i, c := range v1.LinuxCapabilities {
+		out[i] = "CAP_" + c
+	}
+	return out
+}()
 
 // ociMounts converts the spec's mounts.
 func ociMounts(ms []Mount) []specs.Mount {
