@@ -85,3 +85,41 @@ func TestApplyRefusesMovingAnExplicitDefaultNamespace(t *testing.T) {
 		t.Fatalf("err %v; want the clash named", err)
 	}
 }
+
+// apply -f applied documents in file order: an App listed before its
+// Namespace, or a binding before its Role, failed with a message to
+// create what the same run then created. They are applied in dependency
+// order (file order within a kind), and delete -f goes the other way.
+func TestApplyAppliesWhatObjectsNameFirst(t *testing.T) {
+	rs := startRolloutServer(t)
+	p := filepath.Join(t.TempDir(), "all.yaml")
+	docs := strings.Join([]string{
+		"kind: AlertRule\nname: down\nnamespace: team\ncondition: not-ready\nnotifiers: [chat]\n",
+		"kind: App\nname: web\nnamespace: team\nimage: web:v1\n",
+		"kind: RoleBinding\nname: bob-ops\nuser: bob\nrole: ops\nnamespace: team\n",
+		"kind: Notifier\nname: chat\nnamespace: team\ntype: webhook\nurl: https://hooks.example.com/x\n",
+		"kind: Role\nname: ops\nrules: [{verbs: [get], resources: [apps]}]\n",
+		"kind: User\nname: bob\n",
+		"kind: Namespace\nname: team\n",
+	}, "---\n")
+	if err := os.WriteFile(p, []byte(docs), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err, _ := rs.run(t, 20*time.Second, "apply", "-f", p)
+	if err != nil {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	want := []string{"namespace/team created", "role/ops created", "user/bob created", "rolebinding/bob-ops created",
+		"notifier/chat created", "alertrule/down created", "app/web created"}
+	got := strings.Split(strings.TrimSpace(out), "\n")
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("apply printed\n%s\nwant, in this order,\n%s", out, strings.Join(want, "\n"))
+	}
+	out, err, _ = rs.run(t, 20*time.Second, "delete", "-f", p)
+	if err != nil {
+		t.Fatalf("delete -f: %v\n%s", err, out)
+	}
+	if !strings.HasSuffix(strings.TrimSpace(out), "namespace/team deleted") {
+		t.Fatalf("delete -f printed\n%s\nwant the namespace last", out)
+	}
+}

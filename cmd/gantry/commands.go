@@ -57,6 +57,26 @@ func readManifests(paths []string, stdin io.Reader, ns string) ([]v1.Object, err
 	return readDocs(paths, stdin, ns, v1.DecodeManifestsIn)
 }
 
+// applyRank orders kinds so that what an object names is applied before
+// it: namespaces, then roles and users, then bindings, secrets and
+// notifiers, then the rest.
+var applyRank = map[string]int{"Namespace": 0, "Role": 1, "User": 1, "RoleBinding": 2, "Secret": 2, "Notifier": 2}
+
+// inApplyOrder returns objs sorted by applyRank, file order kept within a
+// rank: a file need not list a Namespace before what goes in it.
+func inApplyOrder(objs []v1.Object) []v1.Object {
+	rank := func(o v1.Object) int {
+		k, _ := v1.KindOf(o)
+		if r, ok := applyRank[k.Kind]; ok {
+			return r
+		}
+		return len(applyRank)
+	}
+	out := slices.Clone(objs)
+	slices.SortStableFunc(out, func(a, b v1.Object) int { return rank(a) - rank(b) })
+	return out
+}
+
 // readRefs is readManifests for a delete, which needs only what each
 // document names: one that no longer validates is still deleted.
 func readRefs(paths []string, stdin io.Reader, ns string) ([]v1.Object, error) {
@@ -171,8 +191,8 @@ apply would do, without storing anything; gantry diff shows the changes.`,
 				return err
 			}
 			ctx := cmd.Context()
-			failed := false
-			for _, o := range objs {
+			failed := 0
+			for _, o := range inApplyOrder(objs) {
 				k, _ := v1.KindOf(o)
 				apply, suffix := c.Apply, ""
 				if dryRun == "server" {
@@ -181,14 +201,15 @@ apply would do, without storing anything; gantry diff shows the changes.`,
 				res, err := apply(ctx, o)
 				ref := strings.ToLower(k.Kind) + "/" + o.GetMeta().Name
 				if err != nil {
-					failed = true
+					failed++
 					fmt.Fprintf(cmd.ErrOrStderr(), "%s: ", ref)
 					printError(os.Stderr, err)
 					continue
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s %s%s\n", ref, res, suffix)
 			}
-			if failed {
+			if failed > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%d of %d objects not applied (the others were): fix them and apply again\n", failed, len(objs))
 				return errSilent
 			}
 			return nil
@@ -402,10 +423,11 @@ func newDeleteCmd(g *globals) *cobra.Command {
 				if err := g.namespaceClash(objs); err != nil {
 					return err
 				}
-				// In reverse: a file lists a Namespace before what goes
-				// in it, as apply needs, and deleting it first would take
-				// the rest along and leave their deletes "not found".
-				for _, o := range slices.Backward(objs) {
+				// In reverse of apply's order: a Namespace goes last, as
+				// deleting it first would take the rest along and leave
+				// their deletes "not found", and a Role after its
+				// bindings, which must go first.
+				for _, o := range slices.Backward(inApplyOrder(objs)) {
 					k, _ := v1.KindOf(o)
 					targets = append(targets, target{k, o.GetMeta().Namespace, o.GetMeta().Name})
 				}
