@@ -45,7 +45,7 @@ func TestForwardAdvertisesItsOwnUDPSize(t *testing.T) {
 		m.Answer = []miekg.RR{answerA(r.Question[0].Name)}
 		w.WriteMsg(m)
 	})
-	s, _ := newTestServer(t, Config{Upstreams: []string{up}, ForwardTimeout: 500 * time.Millisecond}, nil)
+	s, _ := newTestServer(t, Config{Upstreams: []string{up}, ForwardTimeout: 500 * time.Millisecond}, snapshot(0))
 	q := new(miekg.Msg)
 	q.SetQuestion("example.test.", miekg.TypeA)
 	q.SetEdns0(65000, true)
@@ -68,7 +68,7 @@ func TestForwardChecksTheClass(t *testing.T) {
 		m.Question[0].Qclass = miekg.ClassCHAOS
 		w.WriteMsg(m)
 	})
-	s, _ := newTestServer(t, Config{Upstreams: []string{up}, ForwardTimeout: 500 * time.Millisecond}, nil)
+	s, _ := newTestServer(t, Config{Upstreams: []string{up}, ForwardTimeout: 500 * time.Millisecond}, snapshot(0))
 	m := ask(t, s, "example.test.", miekg.TypeA)
 	if m.Rcode != miekg.RcodeServerFailure {
 		t.Fatalf("an answer for class CH was accepted for an IN question: rcode %s", miekg.RcodeToString[m.Rcode])
@@ -84,7 +84,7 @@ func TestForwardRejectsAQueryAsAnswer(t *testing.T) {
 		echo.Response = false
 		w.WriteMsg(echo)
 	})
-	s, _ := newTestServer(t, Config{Upstreams: []string{up}, ForwardTimeout: 500 * time.Millisecond}, nil)
+	s, _ := newTestServer(t, Config{Upstreams: []string{up}, ForwardTimeout: 500 * time.Millisecond}, snapshot(0))
 	q := new(miekg.Msg)
 	q.SetQuestion("example.test.", miekg.TypeA)
 	w := newRecorder(false)
@@ -155,7 +155,7 @@ func TestForwardBudgetIsSharedByEveryUpstream(t *testing.T) {
 			[]string{dead, good.addr}, 40 * time.Millisecond, miekg.RcodeSuccess},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			s, _ := newTestServer(t, Config{Upstreams: tt.upstreams, ForwardTimeout: tt.timeout, ForwardBudget: budget}, nil)
+			s, _ := newTestServer(t, Config{Upstreams: tt.upstreams, ForwardTimeout: tt.timeout, ForwardBudget: budget}, snapshot(0))
 			before := good.queries.Load()
 			start := time.Now()
 			m := ask(t, s, "example.test.", miekg.TypeA)
@@ -219,7 +219,7 @@ func TestForwardRetriesWithoutEDNSOnFormerr(t *testing.T) {
 				}
 				w.WriteMsg(m)
 			})
-			s, _ := newTestServer(t, Config{Upstreams: []string{up}, ForwardTimeout: 500 * time.Millisecond}, nil)
+			s, _ := newTestServer(t, Config{Upstreams: []string{up}, ForwardTimeout: 500 * time.Millisecond}, snapshot(0))
 			q := new(miekg.Msg)
 			q.SetQuestion("example.test.", miekg.TypeA)
 			if tt.clientEDNS {
@@ -263,7 +263,7 @@ func TestForwardSendsOnlyTheQuestion(t *testing.T) {
 		m.Answer = []miekg.RR{answerA(r.Question[0].Name)}
 		w.WriteMsg(m)
 	})
-	s, _ := newTestServer(t, Config{Upstreams: []string{up}, ForwardTimeout: 500 * time.Millisecond}, nil)
+	s, _ := newTestServer(t, Config{Upstreams: []string{up}, ForwardTimeout: 500 * time.Millisecond}, snapshot(0))
 	tsig := func(q *miekg.Msg) {
 		q.Extra = append(q.Extra, &miekg.TSIG{
 			Hdr:        miekg.RR_Header{Name: "key.", Rrtype: miekg.TypeTSIG, Class: miekg.ClassANY},

@@ -21,7 +21,7 @@ func TestForwardFormerrUpstreamMakesWayForTheNext(t *testing.T) {
 				w.WriteMsg(m)
 			})
 			good := startUpstream(t, miekg.RcodeSuccess)
-			s, _ := newTestServer(t, Config{Upstreams: []string{broken, good.addr}, ForwardTimeout: 500 * time.Millisecond}, nil)
+			s, _ := newTestServer(t, Config{Upstreams: []string{broken, good.addr}, ForwardTimeout: 500 * time.Millisecond}, snapshot(0))
 			m := ask(t, s, "example.test.", miekg.TypeA)
 			if m.Rcode != miekg.RcodeSuccess || len(m.Answer) != 1 {
 				t.Fatalf("rcode %s with %d answers; want the second upstream's answer (asked: %d)",
@@ -89,7 +89,7 @@ func TestForwardTruncatedDatagramCutMidRecordFallsBackToTCP(t *testing.T) {
 		}
 		return b[:miekg.MinMsgSize]
 	}, func(w miekg.ResponseWriter, r *miekg.Msg) { w.WriteMsg(bigTXT(r)) })
-	s, _ := newTestServer(t, Config{Upstreams: []string{up}, ForwardTimeout: time.Second}, nil)
+	s, _ := newTestServer(t, Config{Upstreams: []string{up}, ForwardTimeout: time.Second}, snapshot(0))
 	q := new(miekg.Msg)
 	q.SetQuestion("big.example.test.", miekg.TypeTXT)
 	m := exchangeHandler(t, s, q, true)
@@ -108,7 +108,7 @@ func TestForwardDeadUpstreamsDoNotHideALiveOneForever(t *testing.T) {
 		Upstreams:      []string{dead1, dead2, good.addr},
 		ForwardTimeout: 100 * time.Millisecond,
 		ForwardBudget:  150 * time.Millisecond,
-	}, nil)
+	}, snapshot(0))
 	var rcodes []string
 	for range 4 {
 		m := ask(t, s, "example.test.", miekg.TypeA)
@@ -136,7 +136,7 @@ func TestForwardOversizeDatagramFallsBackToTCP(t *testing.T) {
 		}
 		return b
 	}, func(w miekg.ResponseWriter, r *miekg.Msg) { w.WriteMsg(big(r)) })
-	s, _ := newTestServer(t, Config{Upstreams: []string{up}, ForwardTimeout: time.Second}, nil)
+	s, _ := newTestServer(t, Config{Upstreams: []string{up}, ForwardTimeout: time.Second}, snapshot(0))
 	q := new(miekg.Msg)
 	q.SetQuestion("big.example.test.", miekg.TypeTXT)
 	m := exchangeHandler(t, s, q, true)
@@ -154,7 +154,7 @@ func TestForwardTimeoutAsLongAsTheBudgetStillMovesOn(t *testing.T) {
 		Upstreams:      []string{deadAddr(t), good.addr},
 		ForwardTimeout: 150 * time.Millisecond,
 		ForwardBudget:  100 * time.Millisecond,
-	}, nil)
+	}, snapshot(0))
 	var rcodes []string
 	for range 3 {
 		m := ask(t, s, "example.test.", miekg.TypeA)

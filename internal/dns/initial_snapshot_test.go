@@ -16,13 +16,20 @@ import (
 // again; an empty snapshot that was published is answered from as usual.
 func TestClusterNamesAreSERVFAILBeforeTheFirstSnapshot(t *testing.T) {
 	lb := net.ParseIP("192.0.2.80")
-	s, b := newTestServer(t, Config{LoadBalancer: func() []net.IP { return []net.IP{lb} }}, nil)
-	for _, name := range []string{"hello.default.svc.gantry.internal.", "gantry.internal."} {
+	up := startUpstream(t, miekg.RcodeSuccess)
+	s, b := newTestServer(t, Config{LoadBalancer: func() []net.IP { return []net.IP{lb} }, Upstreams: []string{up.addr}}, nil)
+	// A route host (example.test. in the snapshot published below) and an
+	// instance's reverse name are not forwarded either: the public answer
+	// would be cached past the load.
+	for _, name := range []string{"hello.default.svc.gantry.internal.", "gantry.internal.", "example.test.", "10.0.88.10.in-addr.arpa."} {
 		m := ask(t, s, name, miekg.TypeA)
 		if m.Rcode != miekg.RcodeServerFailure || m.Authoritative {
 			t.Fatalf("%s before the first snapshot: rcode %s aa=%v, want SERVFAIL without aa:\n%v",
 				name, miekg.RcodeToString[m.Rcode], m.Authoritative, m)
 		}
+	}
+	if n := up.queries.Load(); n != 0 {
+		t.Fatalf("%d queries forwarded before the first snapshot", n)
 	}
 	// App hostnames do not depend on the snapshot.
 	if m := ask(t, s, "hello.default.localhost.", miekg.TypeA); len(m.Answer) != 1 || !m.Answer[0].(*miekg.A).A.Equal(lb) {

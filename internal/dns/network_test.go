@@ -361,7 +361,7 @@ func TestForwarding(t *testing.T) {
 		}
 	})
 	t.Run("queries beyond the forwarding limit get SERVFAIL at once", func(t *testing.T) {
-		s, _ := newTestServer(t, Config{Upstreams: []string{dead}, ForwardTimeout: 500 * time.Millisecond, MaxConcurrentForwards: 1}, nil)
+		s, _ := newTestServer(t, Config{Upstreams: []string{dead}, ForwardTimeout: 500 * time.Millisecond, MaxConcurrentForwards: 1}, snapshot(0))
 		addr := serve(t, s)
 		first := make(chan *miekg.Msg, 1)
 		go func() {
@@ -413,7 +413,7 @@ func TestForwarding(t *testing.T) {
 			t.Fatal(err)
 		}
 		self := pc.LocalAddr().String()
-		s, _ := newTestServer(t, Config{Upstreams: []string{self}, ForwardTimeout: 300 * time.Millisecond}, nil)
+		s, _ := newTestServer(t, Config{Upstreams: []string{self}, ForwardTimeout: 300 * time.Millisecond}, snapshot(0))
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- s.Serve(ctx, pc, ln) }()

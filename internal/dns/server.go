@@ -425,12 +425,14 @@ func (s *Server) answer(w miekg.ResponseWriter, r *miekg.Msg) (m *miekg.Msg, opt
 		return s.forward(r, opt), opt
 	case inZone(name, s.z.apps) && (len(s.z.apps) > len(s.z.domain) || !inZone(name, s.z.domain)):
 		s.answerApps(w, m, idx, name, q)
-	case inZone(name, s.z.domain) && !idx.loaded():
+	case !idx.loaded():
 		// The source has not read the store yet (the server has just
 		// started, while containers kept running): an empty index
 		// would deny names that exist, and an authoritative NXDOMAIN
-		// is final for the client and cached. SERVFAIL makes it try
-		// again.
+		// is final for the client and cached; a route host or an
+		// instance's reverse name, not known yet, would be forwarded,
+		// and the public answer cached for its TTL. SERVFAIL makes the
+		// client try again.
 		m.Rcode = miekg.RcodeServerFailure
 	case inZone(name, s.z.domain):
 		s.answerCluster(w, m, idx, name, q)
