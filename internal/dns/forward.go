@@ -217,9 +217,10 @@ func (f *forwarder) exchange(ctx context.Context, r *miekg.Msg) (*miekg.Msg, err
 			// own.
 			fair := (round == 0 && i == 0) || time.Until(deadline) >= f.timeout
 			resp, err := f.one(ctx, q, ups[n])
-			if err == nil && (resp.Rcode == miekg.RcodeFormatError || resp.Rcode == miekg.RcodeNotImplemented) {
-				// Even without EDNS0 this upstream cannot answer: try
-				// the others, and pass its answer on only if none can.
+			if err == nil && (resp.Rcode == miekg.RcodeFormatError || resp.Rcode == miekg.RcodeNotImplemented || resp.Rcode == miekg.RcodeRefused) {
+				// Even without EDNS0 this upstream cannot answer, or it
+				// will not (a policy of its own): try the others, and
+				// pass its answer on only if none can.
 				if fallback == nil {
 					fallback = resp
 				}
@@ -306,8 +307,7 @@ func (f *forwarder) one(ctx context.Context, q *miekg.Msg, upstream string) (*mi
 		resp.Question[0].Qtype != q.Question[0].Qtype || resp.Question[0].Qclass != q.Question[0].Qclass {
 		return nil, fmt.Errorf("%s: answer is for another question", upstream)
 	}
-	switch resp.Rcode {
-	case miekg.RcodeServerFailure, miekg.RcodeRefused:
+	if resp.Rcode == miekg.RcodeServerFailure {
 		return nil, fmt.Errorf("%s: %s", upstream, miekg.RcodeToString[resp.Rcode])
 	}
 	return resp, nil
@@ -323,7 +323,13 @@ func (f *forwarder) send(ctx context.Context, q *miekg.Msg, upstream string) (*m
 	// a server that ignores our EDNS0 size sends more than the read
 	// buffer, and the kernel cuts the datagram without a TC bit.
 	if resp != nil && resp.Id == q.Id && (resp.Truncated || err != nil) {
+		cut, cutErr := resp, err
 		resp, _, err = f.tcp.ExchangeContext(ctx, q, upstream)
+		if err != nil && cutErr == nil && cut.Truncated && cut.Response && cut.Opcode == q.Opcode {
+			// No TCP to this upstream: its truncated answer, passed on
+			// with TC, sends the client to TCP with us.
+			resp, err = cut, nil
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", upstream, err)

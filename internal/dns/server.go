@@ -467,6 +467,11 @@ func (s *Server) answer(w miekg.ResponseWriter, r *miekg.Msg) (m *miekg.Msg, opt
 	default:
 		return s.forward(r, opt), opt
 	}
+	if q.Qclass == miekg.ClassANY {
+		// Answered for IN only: not authoritative for every class
+		// (RFC 1035 6.2).
+		m.Authoritative = false
+	}
 	return m, opt
 }
 
