@@ -114,4 +114,26 @@ func TestTokenCreateRefusesANonPositiveLifetime(t *testing.T) {
 			t.Errorf("token create --expires %s: %v %s; want a refusal", d, err, out)
 		}
 	}
+	// Under a second was refused by the server naming spec.expires, a
+	// field the user never typed.
+	if out, err, _ := rs.run(t, 20*time.Second, "token", "create", "--expires", "1ms"); err == nil || !strings.Contains(err.Error(), "--expires 1ms: give at least 10s") {
+		t.Errorf("token create --expires 1ms: %v %s; want a refusal naming the flag", err, out)
+	}
+}
+
+// A bad name was reported as "metadata.name: …", a field the user never
+// typed; the CLI names what it is.
+func TestUserAndSecretNamesAreNamedInErrors(t *testing.T) {
+	rs := startRolloutServer(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"user", "create", "Alice"}, `user name "Alice": it must be a DNS-1123 label`},
+		{[]string{"secret", "set", "Bad_Name", "k=v"}, `secret name "Bad_Name": it must be a DNS-1123 label`},
+	} {
+		if out, err, _ := rs.run(t, 20*time.Second, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v %s; want %q", strings.Join(tc.args, " "), err, out, tc.want)
+		}
+	}
 }

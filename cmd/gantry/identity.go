@@ -113,6 +113,9 @@ func newUserCmd(g *globals) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
+			if msg := v1.ValidateName(args[0], 63); msg != "" {
+				return fmt.Errorf("user name %q: it %s", args[0], msg)
+			}
 			u := &v1.User{TypeMeta: v1.TypeMeta{Kind: "User"}, Metadata: v1.ObjectMeta{Name: args[0]}, Spec: v1.UserSpec{FullName: fullName}}
 			if err := v1.Validate(u).OrNil(); err != nil {
 				return err
@@ -291,6 +294,11 @@ func newTokenCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if expires < 0 || (cmd.Flags().Changed("expires") && expires == 0) {
 				return fmt.Errorf("--expires %s: give a lifetime such as 24h, or leave the flag out for a token that does not expire", expires)
+			}
+			if expires > 0 && expires < 10*time.Second {
+				// Expiry is kept to the second: less would expire as it
+				// is made (and be refused, naming spec.expires).
+				return fmt.Errorf("--expires %s: give at least 10s, such as 24h", expires)
 			}
 			c, err := g.client()
 			if err != nil {

@@ -28,6 +28,9 @@ func newSecretCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if msg := v1.ValidateName(args[0], 63); msg != "" {
+				return fmt.Errorf("secret name %q: it %s", args[0], msg)
+			}
 			sec := &v1.Secret{TypeMeta: v1.TypeMeta{Kind: "Secret"}, Metadata: v1.ObjectMeta{Name: args[0], Namespace: g.ns()}, Data: map[string][]byte{}}
 			for _, kv := range args[1:] {
 				k, v, ok := strings.Cut(kv, "=")
