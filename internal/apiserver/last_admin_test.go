@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/auth"
 	"github.com/gantry-dev/gantry/internal/store"
 )
 
@@ -53,6 +54,12 @@ func TestTheLastClusterAdminStays(t *testing.T) {
 	refused("deleting the last cluster admin", err)
 	refused("disabling the last cluster admin", apply("kind: User\nname: "+user+"\ndisabled: true\n"))
 	refused("binding the last cluster admin to another role", apply("kind: RoleBinding\nname: "+binding+"\nuser: "+user+"\nrole: viewer\nnamespace: \"*\"\n"))
+	refused("giving the last cluster-admin binding to a user who does not exist", apply("kind: RoleBinding\nname: "+binding+"\nuser: nobody\nrole: cluster-admin\nnamespace: \"*\"\n"))
+	// A built-in role is not stored: deleting it is not found, whatever
+	// binds it.
+	if _, err := c.Delete(ctx, "Role", "", "cluster-admin"); !errors.Is(err, v1.ErrNotFound) {
+		t.Fatalf("deleting the built-in cluster-admin role: %v; want not found", err)
+	}
 
 	// A cluster admin who is disabled does not count.
 	if err := apply("kind: User\nname: ops\ndisabled: true\n"); err != nil {
@@ -71,11 +78,45 @@ func TestTheLastClusterAdminStays(t *testing.T) {
 	if _, err := c.Delete(ctx, "User", "", "dev"); err != nil {
 		t.Fatal(err)
 	}
-	// With another, enabled, cluster admin, it goes.
+	// With another, enabled, cluster admin, one of the two goes; two
+	// deletes at once cannot take both.
 	if err := apply("kind: User\nname: ops\n"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Delete(ctx, "RoleBinding", "", binding); err != nil {
-		t.Fatalf("deleting one of two cluster-admin bindings: %v", err)
+	// The deletes come from a user whose rights do not hang on them.
+	if err := apply("kind: Role\nname: unbinder\nrules: [{verbs: [delete], resources: [rolebindings]}]\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := apply("kind: User\nname: ctl\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := apply("kind: RoleBinding\nname: ctl-unbinder\nuser: ctl\nrole: unbinder\nnamespace: \"*\"\n"); err != nil {
+		t.Fatal(err)
+	}
+	_, ctlTok, err := auth.CreateToken(ctx, ts.Store, v1.TokenSpec{User: "ctl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl := ts.client(t, ctlTok)
+	errs := make(chan error, 2)
+	for _, b := range []string{binding, "ops-admin"} {
+		go func() {
+			_, err := ctl.Delete(ctx, "RoleBinding", "", b)
+			errs <- err
+		}()
+	}
+	var ok, conflict int
+	for range 2 {
+		switch err := <-errs; {
+		case err == nil:
+			ok++
+		case errors.Is(err, v1.ErrConflict):
+			conflict++
+		default:
+			t.Fatalf("concurrent delete: %v", err)
+		}
+	}
+	if ok != 1 || conflict != 1 {
+		t.Fatalf("two concurrent deletes of the last two cluster-admin bindings: %d succeeded, %d refused; want one each", ok, conflict)
 	}
 }

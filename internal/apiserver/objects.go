@@ -662,6 +662,11 @@ func (s *Server) updateOnce(ctx context.Context, ri *requestInfo, o v1.Object, a
 	pm := prev.GetMeta()
 	m.UID, m.Created, m.Deleting = pm.UID, pm.Created, pm.Deleting
 	copyStatus(o, prev)
+	switch o.(type) {
+	case *v1.User, *v1.RoleBinding:
+		s.adminMu.Lock()
+		defer s.adminMu.Unlock()
+	}
 	if err := s.admitOther(ctx, o, prev); err != nil {
 		return "", err
 	}
@@ -736,10 +741,13 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	case "Instance":
 		old, err = s.deleteInstance(ctx, ri.Namespace, ri.Name, rev, r.URL.Query().Get("force") == "true")
 	case "User":
+		s.adminMu.Lock()
 		if err = s.keepsAClusterAdmin(ctx, "deleting user "+ri.Name, func(b *v1.RoleBinding) bool { return b.Spec.User == ri.Name }); err == nil {
 			old, err = s.deleteUser(ctx, ri.Name, rev)
 		}
+		s.adminMu.Unlock()
 	case "RoleBinding":
+		s.adminMu.Lock()
 		err = s.keepsAClusterAdmin(ctx, "deleting rolebinding "+ri.Name, func(b *v1.RoleBinding) bool { return b.Metadata.Name == ri.Name })
 		if err == nil {
 			old, err = s.store.Delete(ctx, ri.Kind, ri.Namespace, ri.Name, rev)
@@ -747,8 +755,14 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 				s.afterDelete(old)
 			}
 		}
+		s.adminMu.Unlock()
 	case "Role":
-		if err = s.roleUnbound(ctx, ri.Name); err == nil {
+		// A Role that is not stored (a built-in one, or none) is not
+		// found, whatever bindings name it.
+		if _, err = store.Get[*v1.Role](ctx, s.store, "", ri.Name); err == nil {
+			err = s.roleUnbound(ctx, ri.Name)
+		}
+		if err == nil {
 			old, err = s.store.Delete(ctx, ri.Kind, ri.Namespace, ri.Name, rev)
 			if err == nil {
 				s.afterDelete(old)

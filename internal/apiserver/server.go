@@ -125,6 +125,10 @@ type Server struct {
 	// claimsMu is held from the check of an App's routes and node ports
 	// to its write (HoldClaims).
 	claimsMu sync.Mutex
+	// adminMu is held from the check that a cluster admin remains
+	// (keepsAClusterAdmin) to the write of the User or RoleBinding, so
+	// that two writes cannot each leave the other's admin as the last.
+	adminMu sync.Mutex
 	// authEpoch moves on with each write that may take rights away
 	// (watchauth.go).
 	authEpoch authEpoch

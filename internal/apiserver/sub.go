@@ -589,9 +589,15 @@ func (s *Server) admitOther(ctx context.Context, o, prev v1.Object) error {
 		if err := s.mayGrant(ctx, "bind role "+o.Spec.Role, rules, o.Spec.Namespace); err != nil {
 			return err
 		}
-		if p, ok := prev.(*v1.RoleBinding); ok && isClusterAdminBinding(p) && !isClusterAdminBinding(o) {
-			if err := s.keepsAClusterAdmin(ctx, "changing rolebinding "+o.Metadata.Name, func(b *v1.RoleBinding) bool { return b.Metadata.Name == o.Metadata.Name }); err != nil {
+		// A cluster admin's binding that changes (its role, namespace or
+		// user) takes a cluster admin away, unless it names another.
+		if p, ok := prev.(*v1.RoleBinding); ok && isClusterAdminBinding(p) && o.Spec != p.Spec {
+			if admin, err := s.effectiveAdmin(ctx, o); err != nil {
 				return err
+			} else if admin == "" {
+				if err := s.keepsAClusterAdmin(ctx, "changing rolebinding "+o.Metadata.Name, func(b *v1.RoleBinding) bool { return b.Metadata.Name == o.Metadata.Name }); err != nil {
+					return err
+				}
 			}
 		}
 	case *v1.Role:
@@ -634,33 +640,36 @@ func isClusterAdminBinding(b *v1.RoleBinding) bool {
 	return b.Spec.Role == "cluster-admin" && b.Spec.Namespace == "*"
 }
 
+// effectiveAdmin returns the user b makes a cluster admin: its user if it
+// binds cluster-admin in every namespace and that user exists and is
+// enabled, else "".
+func (s *Server) effectiveAdmin(ctx context.Context, b *v1.RoleBinding) (string, error) {
+	if !isClusterAdminBinding(b) {
+		return "", nil
+	}
+	u, err := store.Get[*v1.User](ctx, s.store, "", b.Spec.User)
+	if errors.Is(err, v1.ErrNotFound) || err == nil && u.Spec.Disabled {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return u.Metadata.Name, nil
+}
+
 // keepsAClusterAdmin refuses a change (what, for the message) after which
 // no enabled user would hold cluster-admin: nobody could then manage
 // users, roles or namespaces through the API, and a start makes a new
 // admin only on an empty cluster. gone says which bindings the change
-// takes away.
+// takes away. The caller holds adminMu from the check to its write.
 func (s *Server) keepsAClusterAdmin(ctx context.Context, what string, gone func(*v1.RoleBinding) bool) error {
 	bs, _, err := store.List[*v1.RoleBinding](ctx, s.store, store.ListOptions{})
 	if err != nil {
 		return err
 	}
-	// An enabled user's cluster-admin binding, or "".
-	effective := func(b *v1.RoleBinding) (string, error) {
-		if !isClusterAdminBinding(b) {
-			return "", nil
-		}
-		u, err := store.Get[*v1.User](ctx, s.store, "", b.Spec.User)
-		if errors.Is(err, v1.ErrNotFound) || err == nil && u.Spec.Disabled {
-			return "", nil
-		}
-		if err != nil {
-			return "", err
-		}
-		return u.Metadata.Name, nil
-	}
 	takes, keeps := false, false
 	for _, b := range bs {
-		user, err := effective(b)
+		user, err := s.effectiveAdmin(ctx, b)
 		if err != nil {
 			return err
 		}
