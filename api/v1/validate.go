@@ -193,12 +193,6 @@ func validateNamespace(errs *FieldErrors, n *Namespace) {
 				errs.add(m.field, "must be at least %s, the least a container gets (got %s)", minMemory, m.v)
 			}
 		}
-		if l.MaxCPU > 0 && l.DefaultCPU == 0 && l.MaxCPU < DefaultCPU {
-			errs.add("spec.limits.maxCPU", "is below the cluster's default cpu (%s), which Apps that give none get: set defaultCPU too, at most maxCPU", DefaultCPU)
-		}
-		if l.MaxMemory > 0 && l.DefaultMemory == 0 && l.MaxMemory < DefaultMemory {
-			errs.add("spec.limits.maxMemory", "is below the cluster's default memory (%s), which Apps that give none get: set defaultMemory too, at most maxMemory", DefaultMemory)
-		}
 	}
 }
 
