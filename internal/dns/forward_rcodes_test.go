@@ -45,6 +45,12 @@ func TestForwardPassesATruncatedAnswerOnWhenTCPFails(t *testing.T) {
 	if m.Rcode != miekg.RcodeSuccess || !m.Truncated {
 		t.Fatalf("rcode %s TC %v; want the truncated answer with TC", miekg.RcodeToString[m.Rcode], m.Truncated)
 	}
+	// A client that asked over TCP has nowhere else to go: SERVFAIL.
+	q := new(miekg.Msg)
+	q.SetQuestion("example.test.", miekg.TypeA)
+	if m := exchangeHandler(t, s, q, true); m.Rcode != miekg.RcodeServerFailure || m.Truncated {
+		t.Fatalf("over TCP: rcode %s TC %v; want SERVFAIL", miekg.RcodeToString[m.Rcode], m.Truncated)
+	}
 }
 
 // A query of class ANY is answered for IN only, so not authoritatively

@@ -344,6 +344,16 @@ func (s *Server) ServeDNS(w miekg.ResponseWriter, r *miekg.Msg) {
 		_, tcp = ra.(*net.TCPAddr)
 	}
 	m, opt := s.answer(w, r)
+	if tcp && m.Truncated {
+		// Only a forwarded answer is truncated here (write cuts ours
+		// for UDP alone): from an upstream without TCP, it sends a UDP
+		// client to TCP, but a TCP client has nowhere else to go.
+		f := new(miekg.Msg)
+		f.SetReply(r)
+		f.RecursionAvailable = m.RecursionAvailable
+		f.Rcode = miekg.RcodeServerFailure
+		m = f
+	}
 	s.write(w, r, m, opt, tcp)
 }
 
