@@ -295,10 +295,10 @@ func newTokenCmd(g *globals) *cobra.Command {
 			if expires < 0 || (cmd.Flags().Changed("expires") && expires == 0) {
 				return fmt.Errorf("--expires %s: give a lifetime such as 24h, or leave the flag out for a token that does not expire", expires)
 			}
-			if expires > 0 && expires < 10*time.Second {
+			if expires > 0 && expires < time.Second {
 				// Expiry is kept to the second: less would expire as it
 				// is made (and be refused, naming spec.expires).
-				return fmt.Errorf("--expires %s: give at least 10s, such as 24h", expires)
+				return fmt.Errorf("--expires %s: give at least 1s, such as 24h", expires)
 			}
 			c, err := g.client()
 			if err != nil {
