@@ -74,6 +74,17 @@ func ValidateName(name string, max int) string {
 	return ""
 }
 
+// UnroutablePathChar reports whether c cannot stand in a route's path:
+// requests are routed by their path alone, which holds no query (?),
+// fragment (#), space or control character.
+func UnroutablePathChar(c rune) bool { return c == '?' || c == '#' || c <= ' ' || c == 0x7f }
+
+// CanonicalDomain is a domain as host names are matched against it:
+// lower case, without surrounding space or the root's dot.
+func CanonicalDomain(d string) string {
+	return strings.Trim(strings.ToLower(strings.TrimSpace(d)), ".")
+}
+
 // ValidateHostname checks a DNS name such as app.example.com.
 func ValidateHostname(h string) string {
 	if h == "" {
@@ -272,7 +283,7 @@ func validateApp(errs *FieldErrors, a *App) {
 		}
 		if r.Path != "" && (!strings.HasPrefix(r.Path, "/") || path.Clean(r.Path) != strings.TrimSuffix(r.Path, "/") && r.Path != "/") {
 			errs.add(f+".path", "must be a clean absolute path such as /api")
-		} else if i := strings.IndexFunc(r.Path, func(c rune) bool { return c == '?' || c == '#' || c <= ' ' || c == 0x7f }); i >= 0 {
+		} else if i := strings.IndexFunc(r.Path, UnroutablePathChar); i >= 0 {
 			errs.add(f+".path", "must be a path alone, without a query (?), a fragment (#), spaces or control characters: requests are routed by their path (found %q)", r.Path[i:i+1])
 		}
 		if r.Port != "" && !httpPorts[r.Port] {

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
-	"strings"
 	"sync"
 	"time"
 
@@ -64,7 +63,7 @@ func (c *Config) setDefaults() {
 		c.HeartbeatInterval = 2 * time.Second
 	}
 	// The search domains of resolv.conf name it without the root's dot.
-	c.ClusterDomain = strings.Trim(strings.ToLower(strings.TrimSpace(c.ClusterDomain)), ".")
+	c.ClusterDomain = v1.CanonicalDomain(c.ClusterDomain)
 	if c.ClusterDomain == "" {
 		c.ClusterDomain = "gantry.internal"
 	}

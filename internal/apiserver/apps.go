@@ -372,7 +372,7 @@ func routeFieldErrors(i int, r v1.Route, prev *v1.App) v1.FieldErrors {
 	}
 	if dec, err := url.PathUnescape(r.Path); err == nil && dec != r.Path && !hasRoute(prev, func(p v1.Route) bool { return strings.EqualFold(p.Host, r.Host) && p.Path == r.Path }) {
 		msg := fmt.Sprintf("%q has %%-escapes, but requests are matched by their decoded path, so it would never match: write %q", r.Path, dec)
-		if strings.ContainsFunc(dec, func(c rune) bool { return c == '?' || c == '#' || c <= ' ' || c == 0x7f }) {
+		if strings.ContainsFunc(dec, v1.UnroutablePathChar) {
 			msg = fmt.Sprintf("%q has %%-escapes, but requests are matched by their decoded path, %q, which has a query, fragment, space or control character: no route can serve it", r.Path, dec)
 		}
 		errs = append(errs, v1.FieldError{Field: f + ".path", Message: msg})
@@ -395,7 +395,7 @@ func (s *Server) checkRoutes(a, prev *v1.App, others []*v1.App) error {
 	// route host there); a route stored before this check keeps its host.
 	var bad v1.FieldErrors
 	for i, r := range a.Spec.Routes {
-		had := prev != nil && slices.ContainsFunc(prev.Spec.Routes, func(p v1.Route) bool { return strings.EqualFold(p.Host, r.Host) })
+		had := hasRoute(prev, func(p v1.Route) bool { return strings.EqualFold(p.Host, r.Host) })
 		// The apps domain may lie inside it, and DNS then answers the
 		// names of the apps domain as app hosts (the longer zone wins): a
 		// route may take a host there. Not when the service domain lies

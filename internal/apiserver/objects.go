@@ -733,6 +733,14 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	}
 	var old v1.Object
 	var err error
+	// plain deletes an object with nothing else to delete beside it.
+	plain := func() (v1.Object, error) {
+		old, err := s.store.Delete(ctx, ri.Kind, ri.Namespace, ri.Name, rev)
+		if err == nil {
+			s.afterDelete(old)
+		}
+		return old, err
+	}
 	switch ri.Kind.Kind {
 	case "App":
 		old, err = s.deleteApp(ctx, ri.Namespace, ri.Name, rev)
@@ -748,12 +756,8 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 		s.adminMu.Unlock()
 	case "RoleBinding":
 		s.adminMu.Lock()
-		err = s.keepsAClusterAdmin(ctx, "deleting rolebinding "+ri.Name, func(b *v1.RoleBinding) bool { return b.Metadata.Name == ri.Name })
-		if err == nil {
-			old, err = s.store.Delete(ctx, ri.Kind, ri.Namespace, ri.Name, rev)
-			if err == nil {
-				s.afterDelete(old)
-			}
+		if err = s.keepsAClusterAdmin(ctx, "deleting rolebinding "+ri.Name, func(b *v1.RoleBinding) bool { return b.Metadata.Name == ri.Name }); err == nil {
+			old, err = plain()
 		}
 		s.adminMu.Unlock()
 	case "Role":
@@ -763,16 +767,10 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 			err = s.roleUnbound(ctx, ri.Name)
 		}
 		if err == nil {
-			old, err = s.store.Delete(ctx, ri.Kind, ri.Namespace, ri.Name, rev)
-			if err == nil {
-				s.afterDelete(old)
-			}
+			old, err = plain()
 		}
 	default:
-		old, err = s.store.Delete(ctx, ri.Kind, ri.Namespace, ri.Name, rev)
-		if err == nil {
-			s.afterDelete(old)
-		}
+		old, err = plain()
 	}
 	if err != nil {
 		return err

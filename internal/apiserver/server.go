@@ -160,8 +160,7 @@ func New(cfg Config, st *store.Store, authn Authenticator, authz Authorizer, log
 	d := DefaultConfig()
 	// Host names are matched against the domains lower-cased and without
 	// the root's dot, whatever form they were given in.
-	cfg.AppsDomain = strings.Trim(strings.ToLower(strings.TrimSpace(cfg.AppsDomain)), ".")
-	cfg.ServiceDomain = strings.Trim(strings.ToLower(strings.TrimSpace(cfg.ServiceDomain)), ".")
+	cfg.AppsDomain, cfg.ServiceDomain = v1.CanonicalDomain(cfg.AppsDomain), v1.CanonicalDomain(cfg.ServiceDomain)
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = d.MaxBodyBytes
 	}
