@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/store"
@@ -79,4 +80,91 @@ func TestGovernanceReferencesMustHoldWhenWritten(t *testing.T) {
 	}
 	_, err = c.CreateToken(ctx, v1.TokenSpec{User: "bob"})
 	wantStatus("a token for a disabled user", err, http.StatusConflict, "user bob is disabled")
+}
+
+// A Role deleted while a binding to it is written, and a namespace
+// deleted while a binding in it is written, leave no binding naming
+// what is gone: the check of the reference and the write are not
+// interleaved with the delete.
+func TestGovernanceReferencesHoldUnderConcurrentDeletes(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	ctx := context.Background()
+	c := ts.client(t, ts.Token)
+	apply := func(m string) error {
+		o, err := v1.DecodeManifest([]byte(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Apply(ctx, o)
+		return err
+	}
+	if err := apply("kind: User\nname: bob\n"); err != nil {
+		t.Fatal(err)
+	}
+	dangling := func(pred func(*v1.RoleBinding) bool) []string {
+		bs, _, err := store.List[*v1.RoleBinding](ctx, ts.Store, store.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, b := range bs {
+			if pred(b) {
+				names = append(names, b.Metadata.Name)
+			}
+		}
+		return names
+	}
+	for i := range 25 {
+		role, ns := fmt.Sprintf("r%d", i), fmt.Sprintf("n%d", i)
+		if err := apply("kind: Role\nname: " + role + "\nrules: [{verbs: [get], resources: [apps]}]\n"); err != nil {
+			t.Fatal(err)
+		}
+		if err := apply("kind: Namespace\nname: " + ns + "\n"); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 4)
+		go func() {
+			done <- apply("kind: RoleBinding\nname: bob-" + role + "\nuser: bob\nrole: " + role + "\nnamespace: default\n")
+		}()
+		go func() {
+			_, err := c.Delete(ctx, "Role", "", role)
+			done <- err
+		}()
+		go func() {
+			done <- apply("kind: RoleBinding\nname: bob-" + ns + "\nuser: bob\nrole: viewer\nnamespace: " + ns + "\n")
+		}()
+		go func() {
+			_, err := c.Delete(ctx, "Namespace", "", ns)
+			done <- err
+		}()
+		for range 4 {
+			// Either side may be refused (a bound role, a missing
+			// role or namespace); what is stored afterwards must hold.
+			<-done
+		}
+		if _, err := store.Get[*v1.Role](ctx, ts.Store, "", role); errors.Is(err, v1.ErrNotFound) {
+			if names := dangling(func(b *v1.RoleBinding) bool { return b.Spec.Role == role }); len(names) > 0 {
+				t.Fatalf("round %d: role %s was deleted, but bindings %v still name it", i, role, names)
+			}
+		}
+	}
+	// Namespaces go in the background once marked: wait for the deletes,
+	// then no binding may name a namespace that is gone.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var gone []string
+		for i := range 25 {
+			ns := fmt.Sprintf("n%d", i)
+			if _, err := store.Get[*v1.Namespace](ctx, ts.Store, "", ns); errors.Is(err, v1.ErrNotFound) {
+				gone = append(gone, dangling(func(b *v1.RoleBinding) bool { return b.Spec.Namespace == ns })...)
+			}
+		}
+		if len(gone) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bindings %v name namespaces that were deleted", gone)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -144,7 +144,12 @@ func (s *Server) deleteNamespace(ctx context.Context, name string, rev int64) (v
 	case err != nil:
 		return nil, err
 	}
-	if err := deleteMatching(ctx, s, func(b *v1.RoleBinding) bool { return b.Spec.Namespace == name }); err != nil {
+	// Under authMu: a binding whose check saw the namespace is stored
+	// by now, and goes; one checked later finds it gone.
+	s.authMu.Lock()
+	err = deleteMatching(ctx, s, func(b *v1.RoleBinding) bool { return b.Spec.Namespace == name })
+	s.authMu.Unlock()
+	if err != nil {
 		return nil, fmt.Errorf("namespace %s was deleted, but not all of its role bindings: %w; delete them with `gantry delete rolebinding NAME`", name, err)
 	}
 	if err := s.sweep(ctx, name); err != nil {

@@ -456,18 +456,18 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 		writeJSON(w, http.StatusCreated, redact(o))
 		return nil
 	}
-	if err := s.admitOther(ctx, o, nil); err != nil {
-		return err
+	unlock := s.lockAuthWrite(o)
+	err = s.admitOther(ctx, o, nil)
+	if err == nil && ri.DryRun {
+		err = s.dryCreate(ctx, ri.Kind, o)
+	} else if err == nil {
+		if err = s.store.Create(ctx, o); err == nil {
+			s.afterWrite(o)
+		}
 	}
-	if ri.DryRun {
-		if err := s.dryCreate(ctx, ri.Kind, o); err != nil {
-			return err
-		}
-	} else {
-		if err := s.store.Create(ctx, o); err != nil {
-			return err
-		}
-		s.afterWrite(o)
+	unlock()
+	if err != nil {
+		return err
 	}
 	for _, n := range s.objectWarnings(ctx, o) {
 		warn(w, n)
@@ -627,6 +627,7 @@ func (s *Server) updateOnce(ctx context.Context, ri *requestInfo, o v1.Object, a
 		if sec, ok := o.(*v1.Secret); ok {
 			return s.writeSecret(ctx, sec, nil, ri.DryRun)
 		}
+		defer s.lockAuthWrite(o)()
 		if err := s.admitOther(ctx, o, nil); err != nil {
 			return "", err
 		}
@@ -662,11 +663,7 @@ func (s *Server) updateOnce(ctx context.Context, ri *requestInfo, o v1.Object, a
 	pm := prev.GetMeta()
 	m.UID, m.Created, m.Deleting = pm.UID, pm.Created, pm.Deleting
 	copyStatus(o, prev)
-	switch o.(type) {
-	case *v1.User, *v1.RoleBinding:
-		s.adminMu.Lock()
-		defer s.adminMu.Unlock()
-	}
+	defer s.lockAuthWrite(o)()
 	if err := s.admitOther(ctx, o, prev); err != nil {
 		return "", err
 	}
@@ -718,6 +715,17 @@ func sameObject(a, b v1.Object) bool {
 	return string(x) == string(y)
 }
 
+// lockAuthWrite takes authMu for a write of o that is checked against
+// other auth objects (a User or RoleBinding), and returns its unlock.
+func (s *Server) lockAuthWrite(o v1.Object) (unlock func()) {
+	switch o.(type) {
+	case *v1.User, *v1.RoleBinding:
+		s.authMu.Lock()
+		return s.authMu.Unlock
+	}
+	return func() {}
+}
+
 func (s *Server) delete(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
 	ctx := r.Context()
 	if err := readOnly(ri.Kind, "delete"); err != nil {
@@ -749,26 +757,28 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	case "Instance":
 		old, err = s.deleteInstance(ctx, ri.Namespace, ri.Name, rev, r.URL.Query().Get("force") == "true")
 	case "User":
-		s.adminMu.Lock()
+		s.authMu.Lock()
 		if err = s.keepsAClusterAdmin(ctx, "deleting user "+ri.Name, func(b *v1.RoleBinding) bool { return b.Spec.User == ri.Name }); err == nil {
 			old, err = s.deleteUser(ctx, ri.Name, rev)
 		}
-		s.adminMu.Unlock()
+		s.authMu.Unlock()
 	case "RoleBinding":
-		s.adminMu.Lock()
+		s.authMu.Lock()
 		if err = s.keepsAClusterAdmin(ctx, "deleting rolebinding "+ri.Name, func(b *v1.RoleBinding) bool { return b.Metadata.Name == ri.Name }); err == nil {
 			old, err = plain()
 		}
-		s.adminMu.Unlock()
+		s.authMu.Unlock()
 	case "Role":
 		// A Role that is not stored (a built-in one, or none) is not
 		// found, whatever bindings name it.
+		s.authMu.Lock()
 		if _, err = store.Get[*v1.Role](ctx, s.store, "", ri.Name); err == nil {
 			err = s.roleUnbound(ctx, ri.Name)
 		}
 		if err == nil {
 			old, err = plain()
 		}
+		s.authMu.Unlock()
 	default:
 		old, err = plain()
 	}

@@ -125,10 +125,12 @@ type Server struct {
 	// claimsMu is held from the check of an App's routes and node ports
 	// to its write (HoldClaims).
 	claimsMu sync.Mutex
-	// adminMu is held from the check that a cluster admin remains
-	// (keepsAClusterAdmin) to the write of the User or RoleBinding, so
-	// that two writes cannot each leave the other's admin as the last.
-	adminMu sync.Mutex
+	// authMu is held from the checks of a User, RoleBinding or Role
+	// write against the others to the write itself: that a cluster
+	// admin remains (keepsAClusterAdmin), that a binding's Role and
+	// namespace exist, and that a Role deleted is bound by nothing.
+	// Two writes cannot then each pass the check the other undoes.
+	authMu sync.Mutex
 	// authEpoch moves on with each write that may take rights away
 	// (watchauth.go).
 	authEpoch authEpoch

@@ -661,7 +661,7 @@ func (s *Server) effectiveAdmin(ctx context.Context, b *v1.RoleBinding) (string,
 // no enabled user would hold cluster-admin: nobody could then manage
 // users, roles or namespaces through the API, and a start makes a new
 // admin only on an empty cluster. gone says which bindings the change
-// takes away. The caller holds adminMu from the check to its write.
+// takes away. The caller holds authMu from the check to its write.
 func (s *Server) keepsAClusterAdmin(ctx context.Context, what string, gone func(*v1.RoleBinding) bool) error {
 	bs, _, err := store.List[*v1.RoleBinding](ctx, s.store, store.ListOptions{})
 	if err != nil {
