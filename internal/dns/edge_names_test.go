@@ -40,6 +40,38 @@ func TestEscapedDotIsNotALabelBoundary(t *testing.T) {
 	}
 }
 
+// A label with an escape in it below one of our zones is ours all the
+// same (the zone is matched on the labels right of it): such names were
+// forwarded upstream, leaking the private zone's names and getting a
+// public, non-authoritative answer, or REFUSED without an upstream.
+func TestEscapedLabelsBelowOurZones(t *testing.T) {
+	s := tableServer(t)
+	for _, name := range []string{
+		`a\.b.hello.default.svc.gantry.internal.`, // the label "a.b" below a service
+		`a\\.hello.default.svc.gantry.internal.`,  // the label `a\`, then a real dot
+		`x\.default.svc.gantry.internal.`,
+		`a\032b.gantry.internal.`, // a space in a label
+	} {
+		m := ask(t, s, name, miekg.TypeA)
+		if m.Rcode != miekg.RcodeNameError || !m.Authoritative || len(m.Ns) != 1 || m.Ns[0].Header().Rrtype != miekg.TypeSOA {
+			t.Errorf("%s: want an authoritative NXDOMAIN with the SOA, got:\n%v", name, m)
+		}
+	}
+	// In the apps zone every name is the load balancer.
+	m := ask(t, s, `a\.b.web.default.localhost.`, miekg.TypeA)
+	if m.Rcode != miekg.RcodeSuccess || !m.Authoritative || len(m.Answer) == 0 {
+		t.Errorf("a name with an escaped dot in the apps zone: want the load balancer, got:\n%v", m)
+	}
+	// Escapes elsewhere are still not ours: a label "gantry.internal"
+	// under the root, or below a public name.
+	for _, name := range []string{`gantry\.internal.`, `a\.gantry.internal.example.`} {
+		m := ask(t, s, name, miekg.TypeA)
+		if m.Rcode == miekg.RcodeNameError || m.Authoritative {
+			t.Errorf("%s answered as ours:\n%v", name, m)
+		}
+	}
+}
+
 // An apps domain that covers the service names is refused: with
 // AppsDomain svc.gantry.internal every APP.NS.svc name once answered the
 // load balancer instead of the instances, silently.

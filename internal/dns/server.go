@@ -421,19 +421,13 @@ func (s *Server) answer(w miekg.ResponseWriter, r *miekg.Msg) (m *miekg.Msg, opt
 	// when it is already lower case: the usual query costs nothing here.
 	name := strings.ToLower(q.Name)
 	idx := s.current()
-	// Zones are matched on the presentation form, where a dot inside a
-	// label, escaped (`x\.gantry.internal.` is the label "x.gantry"
-	// under internal.), would pass for a label boundary: such a name is
-	// not ours (none of our names has a dot in a label).
-	escaped := strings.Contains(name, `\.`)
+	// Zones are matched on the presentation form, where an escaped dot
+	// inside a label (`x\.gantry.internal.` is the label "x.gantry"
+	// under internal.) would pass for a label boundary: they are matched
+	// on the labels right of the last one with an escape in it.
+	zoned, escaped := plainSuffix(name)
 	switch {
-	case escaped:
-		if !mayForward {
-			m.Rcode = miekg.RcodeRefused
-			break
-		}
-		return s.forward(r, opt), opt
-	case inZone(name, s.z.apps) && (len(s.z.apps) > len(s.z.domain) || !inZone(name, s.z.domain)):
+	case inZone(zoned, s.z.apps) && (len(s.z.apps) > len(s.z.domain) || !inZone(zoned, s.z.domain)):
 		s.answerApps(w, m, idx, name, q)
 	case !idx.loaded():
 		// The source has not read the store yet (the server has just
@@ -444,8 +438,21 @@ func (s *Server) answer(w miekg.ResponseWriter, r *miekg.Msg) (m *miekg.Msg, opt
 		// and the public answer cached for its TTL. SERVFAIL makes the
 		// client try again.
 		m.Rcode = miekg.RcodeServerFailure
-	case inZone(name, s.z.domain):
+	case inZone(zoned, s.z.domain) && escaped:
+		// None of our names has a label with an escape in it (a dot,
+		// a backslash, a space), and none lies below one.
+		m.Authoritative = true
+		m.Rcode = miekg.RcodeNameError
+		m.Ns = []miekg.RR{idx.soa}
+	case inZone(zoned, s.z.domain):
 		s.answerCluster(w, m, idx, name, q)
+	case escaped:
+		// Not ours, and no route host or reverse name of an instance.
+		if !mayForward {
+			m.Rcode = miekg.RcodeRefused
+			break
+		}
+		return s.forward(r, opt), opt
 	case strings.HasSuffix(name, ".arpa.") && s.answerReverse(m, idx, name, q):
 		// The reverse name of an instance's address, answered there;
 		// other reverse names go on down, to the upstreams.
@@ -483,6 +490,26 @@ func (s *Server) answer(w miekg.ResponseWriter, r *miekg.Msg) (m *miekg.Msg, opt
 		m.Authoritative = false
 	}
 	return m, opt
+}
+
+// plainSuffix returns the part of name (presentation form, as
+// unpacked) right of its last label holding an escape, and whether there
+// was one; name itself when none does.
+func plainSuffix(name string) (string, bool) {
+	if !strings.Contains(name, `\`) {
+		return name, false
+	}
+	starts := miekg.Split(name)
+	for i := len(starts) - 1; i >= 0; i-- {
+		if !strings.Contains(name[starts[i]:], `\`) {
+			continue
+		}
+		if i+1 < len(starts) {
+			return name[starts[i+1]:], true
+		}
+		return ".", true
+	}
+	return name, false
 }
 
 // answersRoute reports whether name is a route host that Gantry answers
