@@ -59,4 +59,27 @@ func TestEvictionKeepsFinishedInstances(t *testing.T) {
 	if _, err := store.Get[*v1.Instance](ctx, s, "default", "job-1"); err != nil {
 		t.Fatalf("finished instance of a NotReady node was deleted (its App will run it again): %v", err)
 	}
+
+	// Its delete asked for after the eviction ran (its App deleted or
+	// scaled down: the instance is marked, for its node's agent to
+	// finish): the dead node's agent cannot, so it goes. It stayed
+	// Terminating for good, as nothing armed another eviction.
+	if _, err := store.Mutate(ctx, s, "default", "job-1", func(i *v1.Instance) error {
+		now := time.Now().UTC()
+		i.Metadata.Deleting = &now
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		i, err := store.Get[*v1.Instance](ctx, s, "default", "job-1")
+		if err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("5 s after its delete was asked for, the finished instance on dead node n1 is still there (deleting since %v)", i.Metadata.Deleting)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

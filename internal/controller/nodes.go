@@ -30,6 +30,10 @@ type NodeLifecycle struct {
 
 	mu     sync.Mutex
 	timers map[string]*time.Timer
+	// evicted holds the nodes whose instances were evicted and that
+	// have not been seen ready since: an instance of one marked for
+	// deletion later (a finished one, kept) is deleted outright.
+	evicted map[string]bool
 	// alive is the latest heartbeat verdict of each node, so that a
 	// retried readiness write gives up once a newer verdict came.
 	verdicts map[string]verdict
@@ -46,10 +50,23 @@ type verdict struct {
 func (c *NodeLifecycle) Run(ctx context.Context) {
 	c.timers = map[string]*time.Timer{}
 	c.verdicts = map[string]verdict{}
+	c.evicted = map[string]bool{}
 	if c.EvictAfter == 0 {
 		c.EvictAfter = 5 * time.Second
 	}
 	log := c.Log.With("controller", "nodes")
+	c.Instances.OnChange(func(old, i *v1.Instance, deleted bool) {
+		if deleted || i.Metadata.Deleting == nil || i.Spec.Node == "" || (old != nil && old.Metadata.Deleting != nil) {
+			return
+		}
+		c.mu.Lock()
+		evicted := c.evicted[i.Spec.Node]
+		c.mu.Unlock()
+		if evicted {
+			// Only the dead node's agent would finish this delete.
+			c.arm(ctx, i.Spec.Node, 0, 0)
+		}
+	})
 	for ctx.Err() == nil {
 		alive, rev, err := c.Heartbeats.Alive(ctx)
 		if err != nil {
@@ -207,6 +224,7 @@ func (c *NodeLifecycle) disarm(name string) {
 		t.Stop()
 		delete(c.timers, name)
 	}
+	delete(c.evicted, name)
 }
 
 // evictRetryMax bounds the wait between attempts to evict a node's
@@ -273,7 +291,14 @@ func (c *NodeLifecycle) evict(ctx context.Context, name string, attempt int) {
 	}
 	if failed != nil {
 		retry("delete instances", failed)
+		return
 	}
+	c.mu.Lock()
+	if c.evicted == nil {
+		c.evicted = map[string]bool{}
+	}
+	c.evicted[name] = true
+	c.mu.Unlock()
 }
 
 // evictOrphans arms the eviction of nodes that instances are bound to but
