@@ -2,10 +2,12 @@ package v1
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
 	"net"
+	"net/url"
 	"path"
 	"regexp"
 	"slices"
@@ -367,6 +369,11 @@ func validateTemplate(errs *FieldErrors, f string, t *Template) {
 			errs.add(ef+".name", "%q is set twice", e.Name)
 		}
 		seenEnv[e.Name] = true
+		if strings.IndexByte(e.Value, 0) >= 0 {
+			errs.add(ef+".value", "must not hold a NUL byte: the environment is C strings (mount binary data as a file)")
+		} else if n := len(e.Name) + 1 + len(e.Value); n > MaxArgLen {
+			errs.add(ef+".value", "NAME=value is %d bytes; the kernel takes at most %d per variable (mount larger data as a file)", n, MaxArgLen)
+		}
 		if e.Secret != nil {
 			if e.Value != "" {
 				errs.add(ef, "set value or secret, not both")
@@ -379,10 +386,26 @@ func validateTemplate(errs *FieldErrors, f string, t *Template) {
 			}
 		}
 	}
+	validateArgv(errs, f+".command", t.Command)
+	validateArgv(errs, f+".args", t.Args)
+	if t.WorkingDir != "" && !path.IsAbs(t.WorkingDir) {
+		errs.add(f+".workingDir", "must be an absolute path (got %q)", t.WorkingDir)
+	}
 	for i, m := range t.Files {
 		mf := fmt.Sprintf("%s.files[%d]", f, i)
 		if !path.IsAbs(m.Path) || path.Clean(m.Path) != m.Path || m.Path == "/" {
 			errs.add(mf+".path", "must be a clean absolute path other than /")
+		} else if msg := reservedFilePath(m.Path); msg != "" {
+			errs.add(mf+".path", "%s", msg)
+		} else {
+			for j, o := range t.Files[:i] {
+				switch {
+				case o.Path == m.Path:
+					errs.add(mf+".path", "%s is also files[%d]'s path: one mount would hide the other", m.Path, j)
+				case strings.HasPrefix(m.Path, o.Path+"/"), strings.HasPrefix(o.Path, m.Path+"/"):
+					errs.add(mf+".path", "%s and files[%d]'s %s lie one inside the other: each is a read-only mount of its own, which the other cannot be made in", m.Path, j, o.Path)
+				}
+			}
 		}
 		if msg := ValidateName(m.Secret, 63); msg != "" {
 			errs.add(mf+".secret", "%s", msg)
@@ -566,6 +589,42 @@ func transport(proto string) string {
 	return "tcp"
 }
 
+// MaxArgLen is the longest argument or NAME=value environment string the
+// kernel passes to a program (MAX_ARG_STRLEN, less its NUL).
+const MaxArgLen = 128<<10 - 1
+
+// validateArgv checks a command or its arguments (field f): strings the
+// kernel can pass, and a program to run first when f is a command. A
+// container given others exits at once, saying nothing of why.
+func validateArgv(errs *FieldErrors, f string, argv []string) {
+	if strings.HasSuffix(f, "command") && len(argv) > 0 && argv[0] == "" {
+		errs.add(f+"[0]", "must name the program to run")
+	}
+	for i, a := range argv {
+		switch {
+		case strings.IndexByte(a, 0) >= 0:
+			errs.add(fmt.Sprintf("%s[%d]", f, i), "must not hold a NUL byte: arguments are C strings")
+		case len(a) > MaxArgLen:
+			errs.add(fmt.Sprintf("%s[%d]", f, i), "is %d bytes; the kernel takes at most %d per argument", len(a), MaxArgLen)
+		}
+	}
+}
+
+// reservedFilePath says why a secret file cannot be mounted at p (clean
+// and absolute), or "".
+func reservedFilePath(p string) string {
+	for _, d := range []string{"/proc", "/sys", "/dev"} {
+		if p == d || strings.HasPrefix(p, d+"/") {
+			return fmt.Sprintf("%s lies in %s, which the runtime mounts for the kernel: choose a path elsewhere", p, d)
+		}
+	}
+	switch p {
+	case "/etc/hosts", "/etc/hostname", "/etc/resolv.conf":
+		return fmt.Sprintf("%s is written by Gantry for the instance's name and DNS: choose another path", p)
+	}
+	return ""
+}
+
 func validateProbe(errs *FieldErrors, f string, p *Probe) {
 	if p == nil {
 		return
@@ -578,6 +637,10 @@ func validateProbe(errs *FieldErrors, f string, p *Probe) {
 		}
 		if p.HTTP.Path != "" && !strings.HasPrefix(p.HTTP.Path, "/") {
 			errs.add(f+".http.path", "must start with /")
+		} else if _, err := url.Parse("http://probe" + p.HTTP.Path); err != nil {
+			// The agent asks for this URL: one that does not parse
+			// fails every check, and the instance never passes it.
+			errs.add(f+".http.path", "is not a URL path: %v (escape %% as %%25 and spaces as %%20)", errors.Unwrap(err))
 		}
 	}
 	if p.TCP != nil {
@@ -591,6 +654,7 @@ func validateProbe(errs *FieldErrors, f string, p *Probe) {
 		if len(p.Exec.Command) == 0 {
 			errs.add(f+".exec.command", "is required")
 		}
+		validateArgv(errs, f+".exec.command", p.Exec.Command)
 	}
 	if n != 1 {
 		errs.add(f, "set exactly one of http, tcp or exec (got %d)", n)
