@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -101,7 +103,7 @@ type Agent struct {
 	log *slog.Logger
 
 	net     Network
-	node    *v1.Node
+	node    atomic.Pointer[v1.Node]
 	ready   chan struct{}
 	mu      sync.Mutex
 	workers map[string]*worker // by namespace/name
@@ -124,7 +126,7 @@ func New(cfg Config, api *client.Client, rt Runtime, log *slog.Logger) *Agent {
 func (a *Agent) Ready() <-chan struct{} { return a.ready }
 
 // Node returns the node as last registered.
-func (a *Agent) Node() *v1.Node { return a.node }
+func (a *Agent) Node() *v1.Node { return a.node.Load() }
 
 // Run registers the node and runs its instances until ctx ends. Running
 // containers are left running when it returns: a restarted agent adopts
@@ -137,14 +139,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.node = node
+	a.node.Store(node)
 	a.net, err = a.cfg.Network(node.Spec.Subnet)
 	if err != nil {
 		return fmt.Errorf("node network on %s: %w", node.Spec.Subnet, err)
 	}
 	node.Status.BridgeIP = a.net.Gateway().String()
 	if n, err := a.api.UpdateNodeStatus(ctx, node); err == nil {
-		a.node = n
+		a.node.Store(n)
 	}
 	close(a.ready)
 	a.log.Info("agent ready", "subnet", node.Spec.Subnet, "gateway", a.net.Gateway())
@@ -181,6 +183,11 @@ func (a *Agent) register(ctx context.Context) (*v1.Node, error) {
 		AgentVer: "gantry", Runtime: a.cfg.RuntimeName, OS: goruntime.GOOS, Arch: goruntime.GOARCH,
 		AgentURL: a.cfg.AgentURL,
 	}
+	if a.net != nil {
+		// Registered again (the Node was deleted): the bridge it runs
+		// asks for its subnet back.
+		st.BridgeIP = a.net.Gateway().String()
+	}
 	var n *v1.Node
 	err := retry(ctx, a.log, "register node: server unavailable", func() (err error) {
 		n, err = a.api.RegisterNode(ctx, a.cfg.NodeName, labels, st)
@@ -208,7 +215,10 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		if errors.Is(err, v1.ErrNotFound) {
 			// The node object was deleted; come back.
 			if n, err := a.register(ctx); err == nil {
-				a.node = n
+				a.node.Store(n)
+				if _, sn, err := net.ParseCIDR(n.Spec.Subnet); err != nil || !sn.Contains(a.net.Gateway()) {
+					a.log.Error("the node was registered again with another subnet, as another node holds its own now; restart the agent to move its bridge there", "subnet", n.Spec.Subnet, "gateway", a.net.Gateway())
+				}
 			}
 			continue
 		}

@@ -384,7 +384,10 @@ func (s *Server) registerNode(w http.ResponseWriter, r *http.Request, ri *reques
 		req.Status.Heartbeat = &now
 		req.Status.Ready = true
 		if errors.Is(err, v1.ErrNotFound) {
-			subnet, err := s.allocateSubnet(ctx)
+			// An agent whose Node was deleted while it ran registers
+			// again with the bridge it runs (status.bridgeIP): it gets
+			// that bridge's subnet back, if no node took it meanwhile.
+			subnet, err := s.allocateSubnet(ctx, req.Status.BridgeIP)
 			if err != nil {
 				return err
 			}
@@ -407,7 +410,7 @@ func (s *Server) registerNode(w http.ResponseWriter, r *http.Request, ri *reques
 			maps.Copy(n.Metadata.Labels, req.Labels)
 			n.Status = req.Status
 			if n.Spec.Subnet == "" {
-				if n.Spec.Subnet, err = s.allocateSubnet(ctx); err != nil {
+				if n.Spec.Subnet, err = s.allocateSubnet(ctx, req.Status.BridgeIP); err != nil {
 					return err
 				}
 			}
@@ -427,10 +430,11 @@ func (s *Server) registerNode(w http.ResponseWriter, r *http.Request, ri *reques
 	}
 }
 
-// allocateSubnet picks the first subnet of the cluster CIDR that no node
-// holds. Two nodes registering at once may pick the same one; the node
-// lifecycle controller resolves that (rare) case by re-assigning.
-func (s *Server) allocateSubnet(ctx context.Context) (string, error) {
+// allocateSubnet picks the subnet of the cluster CIDR that holds the
+// address prefer, if no node holds it, and otherwise the first that no
+// node holds. Two nodes registering at once may pick the same one; the
+// node lifecycle controller resolves that (rare) case by re-assigning.
+func (s *Server) allocateSubnet(ctx context.Context, prefer string) (string, error) {
 	_, cidr, err := net.ParseCIDR(s.cfg.ClusterCIDR)
 	if err != nil {
 		return "", fmt.Errorf("cluster CIDR %q: %w", s.cfg.ClusterCIDR, err)
@@ -454,6 +458,12 @@ func (s *Server) allocateSubnet(ctx context.Context) (string, error) {
 	}
 	step := uint32(1) << (bits - s.cfg.NodeSubnetBits)
 	start := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
+	if ip := net.ParseIP(prefer).To4(); ip != nil && cidr.Contains(ip) {
+		sn := (&net.IPNet{IP: ip.Mask(net.CIDRMask(s.cfg.NodeSubnetBits, 32)), Mask: net.CIDRMask(s.cfg.NodeSubnetBits, 32)}).String()
+		if !used[sn] {
+			return sn, nil
+		}
+	}
 	for i := 0; i < count; i++ {
 		v := start + uint32(i)*step
 		ip := net.IPv4(byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
