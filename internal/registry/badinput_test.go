@@ -34,6 +34,23 @@ func TestBadInputGets4xx(t *testing.T) {
 	resp, body = tr.putManifest(t, "team/app", "c", adminToken, manifest(cd,
 		`{"mediaType":"application/vnd.oci.image.layer.nondistributable.v1.tar","digest":"`+digest.FromString("x").String()+`","size":1,"urls":["ftp://example.com/x"]}`, 2))
 	check("manifest with an ftp:// layer URL", resp, body)
+	for _, b := range []string{`{}`, `null`, `{"mediaType":"application/vnd.oci.image.manifest.v1+json"}`} {
+		resp, body = tr.do(t, "PUT", "/v2/team/app/manifests/d", adminToken, strings.NewReader(b), map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+		check("manifest "+b+" (no schemaVersion)", resp, body)
+	}
+	resp, body = tr.do(t, "GET", "/v2/team/app/blobs/notadigest", adminToken, nil, nil)
+	check("blob named by something that is not a digest", resp, body)
+	for _, r := range []string{"bytes=500-900", "garbage"} {
+		resp, body = tr.do(t, "GET", "/v2/team/app/blobs/"+cd, adminToken, nil, map[string]string{"Range": r})
+		check("blob with Range "+r, resp, body)
+		if r == "bytes=500-900" && resp.Header.Get("Content-Range") != "bytes */2" {
+			t.Errorf("Range %s: Content-Range %q, want bytes */2", r, resp.Header.Get("Content-Range"))
+		}
+	}
+	resp, body = tr.do(t, "GET", "/v2/team/app/blobs/"+cd, adminToken, nil, map[string]string{"Range": "bytes=1-1"})
+	if resp.StatusCode != http.StatusPartialContent || string(body) != "}" {
+		t.Errorf("a satisfiable Range: %d %q", resp.StatusCode, body)
+	}
 
 	resp, body = tr.do(t, "POST", "/v2/team/app/blobs/uploads/", adminToken, nil, nil)
 	if resp.StatusCode != http.StatusAccepted {

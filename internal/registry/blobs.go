@@ -39,7 +39,9 @@ import (
 func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, rt route) {
 	d, err := digest.Parse(rt.ref)
 	if err != nil {
-		r.toEngine(w, req)
+		// The engine's router matches no digest it cannot parse, and
+		// answers a plain-text 404 page.
+		writeError(w, http.StatusBadRequest, codeDigestInvalid, fmt.Sprintf("%q is not a digest: %v (write ALGORITHM:HEX, such as sha256:…)", rt.ref, err), nil)
 		return
 	}
 	if req.Method == http.MethodDelete {
@@ -49,6 +51,9 @@ func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, rt route)
 	if req.Method != http.MethodHead {
 		if d.Algorithm() != digest.Canonical {
 			w = r.blobHook(w, d, false)
+		}
+		if req.Header.Get("Range") != "" {
+			w = &rangeErrorWriter{ResponseWriter: w}
 		}
 		r.toEngine(w, req)
 		return
@@ -461,3 +466,34 @@ func (h *headerHook) ReadFrom(src io.Reader) (int64, error) {
 }
 
 func (h *headerHook) Unwrap() http.ResponseWriter { return h.ResponseWriter }
+
+// rangeErrorWriter gives the engine's answer to a Range it cannot satisfy
+// (http.ServeContent's 416, in plain text) the JSON error body of every
+// other registry error, keeping its Content-Range.
+type rangeErrorWriter struct {
+	http.ResponseWriter
+	replaced bool
+}
+
+func (w *rangeErrorWriter) WriteHeader(code int) {
+	if code != http.StatusRequestedRangeNotSatisfiable || w.replaced {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.replaced = true
+	w.Header().Del("X-Content-Type-Options")
+	msg := "the Range cannot be satisfied"
+	if cr := w.Header().Get("Content-Range"); cr != "" {
+		msg += ": the blob's bytes are " + cr
+	}
+	writeError(w.ResponseWriter, code, codeRangeInvalid, msg, nil)
+}
+
+func (w *rangeErrorWriter) Write(b []byte) (int, error) {
+	if w.replaced {
+		return len(b), nil // the engine's plain-text body
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *rangeErrorWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -14,9 +15,13 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/distribution/distribution/v3"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
 )
 
 // manifestFields is what the front end reads out of a manifest or index
@@ -37,7 +42,10 @@ type manifestFields struct {
 // is malformed, a foreign-layer URL that is not http(s). It returns the
 // error code and message, or "" if the fields are sound.
 func (m *manifestFields) check() (code, msg string) {
-	if m.SchemaVersion != nil && *m.SchemaVersion != 2 {
+	switch {
+	case m.SchemaVersion == nil:
+		return codeManifestInvalid, "schemaVersion is missing: image manifests and indexes are version 2"
+	case *m.SchemaVersion != 2:
 		return codeManifestInvalid, fmt.Sprintf("schemaVersion is %d; image manifests and indexes are version 2", *m.SchemaVersion)
 	}
 	descs := map[string]*ocispec.Descriptor{"config": m.Config, "subject": m.Subject}
@@ -303,13 +311,47 @@ func (r *Registry) deleteManifest(w http.ResponseWriter, req *http.Request, rt r
 			refs = append(refs, o.String())
 		}
 		refs = append(refs, tags...)
+		// A manifest that an index of the repository lists is part of
+		// every image that index is (a platform of a multi-platform
+		// image): the names of those indexes are asked about too.
+		parents := map[string]digest.Digest{}
+		if isDigest == nil {
+			ps, err := r.indexesListing(req.Context(), rt.repo, append([]digest.Digest{d}, others...))
+			if err != nil {
+				r.log.Error("registry: find the indexes that list a manifest to delete", "repo", rt.repo, "digest", d, "err", err)
+				writeError(w, http.StatusInternalServerError, "UNKNOWN", "cannot read the indexes of "+rt.repo+" that may list "+rt.ref, nil)
+				return
+			}
+			for _, p := range ps {
+				pOthers, pTags, err := r.manifestNames(req.Context(), rt.repo, p)
+				if err != nil {
+					r.log.Error("registry: list the names of an index", "repo", rt.repo, "digest", p, "err", err)
+					writeError(w, http.StatusInternalServerError, "UNKNOWN", "cannot list the digests and tags of "+p.String(), nil)
+					return
+				}
+				for _, n := range append(append([]string{p.String()}, pTags...), digestStrings(pOthers)...) {
+					if _, ok := parents[n]; !ok {
+						parents[n] = p
+						refs = append(refs, n)
+					}
+				}
+			}
+		}
 		for _, ref := range refs {
 			err := r.cfg.CanDelete(req.Context(), rt.repo, ref)
 			if err == nil {
 				continue
 			}
+			if errors.Is(err, v1.ErrUnavailable) {
+				writeError(w, http.StatusServiceUnavailable, codeUnavailable, fmt.Sprintf("cannot tell now whether %s:%s is in use, retry shortly: %v", rt.repo, rt.ref, err), nil)
+				return
+			}
 			msg := fmt.Sprintf("%s:%s cannot be deleted: %v (force it with gantry image rm --force, or ?force=true)", rt.repo, rt.ref, err)
-			if ref != rt.ref {
+			switch p, ok := parents[ref]; {
+			case ok:
+				msg = fmt.Sprintf("%s:%s cannot be deleted: index %s@%s lists it (one platform of that image), and %s:%s: %v (force it with gantry image rm --force, or ?force=true)",
+					rt.repo, rt.ref, rt.repo, p, rt.repo, ref, err)
+			case ref != rt.ref:
 				msg = fmt.Sprintf("%s:%s cannot be deleted: it takes %s:%s with it: %v (force it with gantry image rm --force, or ?force=true)",
 					rt.repo, rt.ref, rt.repo, ref, err)
 			}
@@ -385,6 +427,74 @@ func (r *Registry) manifestNames(ctx context.Context, repo string, d digest.Dige
 	}
 	slices.Sort(tags) // Lookup's order varies; ask and report in a stable one
 	return others, tags, nil
+}
+
+// indexesListing returns the indexes (and manifest lists) of repo that
+// list one of ds as a manifest, and, in turn, those that list them.
+func (r *Registry) indexesListing(ctx context.Context, repo string, ds []digest.Digest) ([]digest.Digest, error) {
+	named, err := reference.WithName(repo)
+	if err != nil {
+		return nil, err
+	}
+	rp, err := r.ns.Repository(ctx, named)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := rp.Manifests(ctx)
+	if err != nil {
+		return nil, err
+	}
+	children := map[digest.Digest][]digest.Digest{} // index → what it lists
+	err = ms.(distribution.ManifestEnumerator).Enumerate(ctx, func(d digest.Digest) error {
+		man, err := ms.Get(ctx, d)
+		var unknown distribution.ErrManifestUnknownRevision
+		var gone storagedriver.PathNotFoundError
+		switch {
+		case errors.As(err, &unknown) || errors.As(err, &gone) || errors.Is(err, distribution.ErrBlobUnknown):
+			return nil // deleted since it was listed
+		case err != nil:
+			return fmt.Errorf("read manifest %s: %w", d, err)
+		}
+		if mt, _, err := man.Payload(); err != nil || (mt != ocispec.MediaTypeImageIndex && mt != mediaTypeDockerManifestList) {
+			return nil
+		}
+		for _, ref := range man.References() {
+			children[d] = append(children[d], ref.Digest)
+		}
+		return nil
+	})
+	var nf storagedriver.PathNotFoundError
+	if err != nil && !errors.As(err, &nf) {
+		return nil, fmt.Errorf("manifests of %s: %w", repo, err)
+	}
+	listed := map[digest.Digest]bool{}
+	for _, d := range ds {
+		listed[d] = true
+	}
+	var out []digest.Digest
+	for grew := true; grew; {
+		grew = false
+		for idx, kids := range children {
+			if listed[idx] || !slices.ContainsFunc(kids, func(k digest.Digest) bool { return listed[k] }) {
+				continue
+			}
+			listed[idx], grew = true, true
+			out = append(out, idx)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// mediaTypeDockerManifestList is Docker's multi-platform index.
+const mediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+
+func digestStrings(ds []digest.Digest) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.String()
+	}
+	return out
 }
 
 // revisionAliases lists the non-sha256 revision links of repo that point

@@ -58,10 +58,12 @@ type Config struct {
 	// It is called on one goroutine in order; see Event.
 	OnEvent func(Event)
 	// CanDelete, when set, is asked before a manifest or tag is deleted;
-	// an error refuses the delete with 409 and its text, unless the
-	// request says ?force=true. ref is a tag or a digest: a delete by
-	// digest asks about each digest of the manifest and each tag that
-	// points at it, as all of them go.
+	// an error refuses the delete with 409 and its text (503 when it
+	// wraps v1.ErrUnavailable: it could not tell), unless the request
+	// says ?force=true. ref is a tag or a digest: a delete by digest
+	// asks about each digest of the manifest and each tag that points
+	// at it, as all of them go, and about those of each index that
+	// lists it, which would lose a platform.
 	CanDelete func(ctx context.Context, repo, ref string) error
 
 	// StorageQuota, when set, gives a namespace's registryStorage quota

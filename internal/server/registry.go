@@ -186,9 +186,11 @@ func (s *Server) imageEvent(ctx context.Context, e registry.Event) {
 // revision uses, or its stable one: the revision an automatic rollback
 // returns to, which must still be pullable when a rollout fails.
 func (s *Server) imageInUse(ctx context.Context, repo, ref string) error {
+	// A store that cannot be read cannot tell: the registry answers 503,
+	// not "in use, force it".
 	apps, _, err := store.List[*v1.App](ctx, s.Store, store.ListOptions{})
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: list apps: %v", v1.ErrUnavailable, err)
 	}
 	for _, a := range apps {
 		for _, n := range []int64{a.Status.Revision, a.Status.StableRevision} {
@@ -196,10 +198,16 @@ func (s *Server) imageInUse(ctx context.Context, repo, ref string) error {
 				continue
 			}
 			rev, err := store.Get[*v1.Revision](ctx, s.Store, a.Metadata.Namespace, v1.RevisionName(a.Metadata.Name, n))
-			if err != nil {
+			if errors.Is(err, v1.ErrNotFound) {
 				continue
 			}
+			if err != nil {
+				return fmt.Errorf("%w: read revision %d of app %s: %v", v1.ErrUnavailable, n, a.Metadata.Key(), err)
+			}
 			name, tag := repoAndTag(rev.Spec.Image)
+			if tag == "" && !strings.Contains(rev.Spec.Image, "@") {
+				tag = "latest" // what a pull of the untagged name takes
+			}
 			if name != repo || (ref != tag && ref != rev.Spec.ImageDigest) {
 				continue
 			}

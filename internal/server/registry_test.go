@@ -55,3 +55,23 @@ func TestImageInUse(t *testing.T) {
 		t.Errorf("another repository's tag: %v", err)
 	}
 }
+
+// An App whose image has no tag runs :latest (when admission could not
+// pin a digest, its instances pull the untagged name), so deleting that
+// tag is refused too; it was not, as the revision's tag read as "".
+func TestImageInUseUntaggedIsLatest(t *testing.T) {
+	ctx := context.Background()
+	s := &Server{Store: storetest.New(t)}
+	a := &v1.App{TypeMeta: v1.TypeMeta{Kind: "App"}, Metadata: v1.ObjectMeta{Name: "web", Namespace: "default"}}
+	a.Spec.Image = "web"
+	v1.SetDefaults(a)
+	if _, err := apps.Save(ctx, s.Store, apps.Change{App: a, Image: "reg.local:5000/default/web"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.imageInUse(ctx, "default/web", "latest"); err == nil || !strings.Contains(err.Error(), "current revision") {
+		t.Errorf("deleting default/web:latest, which an App runs untagged: %v", err)
+	}
+	if err := s.imageInUse(ctx, "default/web", "v2"); err != nil {
+		t.Errorf("deleting another tag: %v", err)
+	}
+}
