@@ -123,3 +123,84 @@ func TestApplyAppliesWhatObjectsNameFirst(t *testing.T) {
 		t.Fatalf("delete -f printed\n%s\nwant the namespace last", out)
 	}
 }
+
+// A server dry run stores nothing, so a file whose objects need the ones
+// before them (a namespace and what goes in it, a role and its binding, a
+// notifier and the rule that names it) failed its dry run, or warned,
+// though applying it works. The objects that need one the dry run would
+// create are said to be unchecked, warnings that only say such an object
+// is missing are left out, and a real problem is still reported.
+func TestApplyDryRunOfObjectsThatNeedEachOther(t *testing.T) {
+	rs := startRolloutServer(t)
+	dir := t.TempDir()
+	p := filepath.Join(dir, "team.yaml")
+	doc := `kind: Namespace
+name: team-new
+---
+kind: App
+name: web
+namespace: team-new
+image: web:v1
+---
+kind: Role
+name: deployer
+rules: [{verbs: [get], resources: [apps]}]
+---
+kind: User
+name: dana
+---
+kind: RoleBinding
+name: dana-deployer
+user: dana
+role: deployer
+namespace: default
+---
+kind: Notifier
+name: chat
+type: webhook
+url: https://hooks.example.com/x
+events: [alerts]
+---
+kind: AlertRule
+name: crashes
+condition: restarts
+threshold: 3
+window: 5m
+notifiers: [chat]
+`
+	if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err, _ := rs.run(t, 20*time.Second, "apply", "-f", p, "--dry-run")
+	if err != nil {
+		t.Fatalf("dry run: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"namespace/team-new created (server dry run)",
+		"app/web not checked by the server (server dry run): it needs namespace/team-new",
+		"rolebinding/dana-deployer not checked by the server (server dry run): it needs role/deployer",
+		"notifier/chat created (server dry run)",
+		"alertrule/crashes created (server dry run)",
+		"2 of 7 objects could not be checked",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "Warning:") {
+		t.Errorf("a warning about an object the dry run creates:\n%s", out)
+	}
+	// Nothing was stored.
+	if _, err := client.Get[*v1.Namespace](context.Background(), rs.c, "", "team-new"); err == nil {
+		t.Error("the dry run created namespace team-new")
+	}
+	// A notifier that the file does not create is still warned about.
+	q := filepath.Join(dir, "rule.yaml")
+	if err := os.WriteFile(q, []byte("kind: AlertRule\nname: crashes\ncondition: restarts\nthreshold: 3\nwindow: 5m\nnotifiers: [nobody]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err, _ = rs.run(t, 20*time.Second, "apply", "-f", q, "--dry-run")
+	if err != nil || !strings.Contains(out, `Warning: alertrule/crashes names notifier "nobody"`) {
+		t.Errorf("dry run of a rule naming a missing notifier: %v\n%s", err, out)
+	}
+}

@@ -62,6 +62,55 @@ func readManifests(paths []string, stdin io.Reader, ns string) ([]v1.Object, err
 // notifiers, then the rest.
 var applyRank = map[string]int{"Namespace": 0, "Role": 1, "User": 1, "RoleBinding": 2, "Secret": 2, "Notifier": 2}
 
+// dryRunPending holds what a server dry run of a set of objects would
+// have created ("kind/namespace/name"), which the server, storing nothing,
+// cannot know of when it checks the objects after them.
+type dryRunPending map[string]bool
+
+func pendingKey(kind, ns, name string) string {
+	return strings.ToLower(kind) + "/" + ns + "/" + name
+}
+
+func (p dryRunPending) add(o v1.Object) {
+	k, _ := v1.KindOf(o)
+	p[pendingKey(k.Kind, o.GetMeta().Namespace, o.GetMeta().Name)] = true
+}
+
+// blockedBy names the object that the dry run would create and that o
+// must find stored to be checked at all (the server refuses o without
+// it), or "".
+func (p dryRunPending) blockedBy(o v1.Object) string {
+	if ns := o.GetMeta().Namespace; ns != "" && p[pendingKey("Namespace", "", ns)] {
+		return "namespace/" + ns
+	}
+	if b, ok := o.(*v1.RoleBinding); ok {
+		if p[pendingKey("Role", "", b.Spec.Role)] {
+			return "role/" + b.Spec.Role
+		}
+		if p[pendingKey("Namespace", "", b.Spec.Namespace)] {
+			return "namespace/" + b.Spec.Namespace
+		}
+	}
+	return ""
+}
+
+// expected reports whether a warning the server gave on o is about an
+// object that the dry run would create (a route's TLS secret, an alert
+// rule's notifier): it says only that the object is not stored.
+func (p dryRunPending) expected(o v1.Object, text string) bool {
+	ns := o.GetMeta().Namespace
+	for _, kind := range []string{"secret", "notifier"} {
+		for key := range p {
+			k, rest, _ := strings.Cut(key, "/")
+			kns, name, _ := strings.Cut(rest, "/")
+			if k == kind && kns == ns && strings.Contains(text, kind+" "+strconv.Quote(name)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // inApplyOrder returns objs sorted by applyRank, file order kept within a
 // rank: a file need not list a Namespace before what goes in it.
 func inApplyOrder(objs []v1.Object) []v1.Object {
@@ -186,31 +235,59 @@ apply would do, without storing anything; gantry diff shows the changes.`,
 			if err := g.namespaceClash(objs); err != nil {
 				return err
 			}
+			// A server dry run stores nothing, so what it would create
+			// is unknown to the checks of the objects after it.
+			pending := dryRunPending{}
+			var current v1.Object
+			if dryRun == "server" {
+				g.warn = func(text string) {
+					if current == nil || !pending.expected(current, text) {
+						fmt.Fprintln(cmd.ErrOrStderr(), "Warning:", text)
+					}
+				}
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			failed := 0
+			failed, unchecked := 0, 0
 			for _, o := range inApplyOrder(objs) {
 				k, _ := v1.KindOf(o)
+				ref := strings.ToLower(k.Kind) + "/" + o.GetMeta().Name
 				apply, suffix := c.Apply, ""
 				if dryRun == "server" {
 					apply, suffix = c.ApplyDryRun, " (server dry run)"
+					if dep := pending.blockedBy(o); dep != "" {
+						unchecked++
+						fmt.Fprintf(cmd.OutOrStdout(), "%s not checked by the server (server dry run): it needs %s, which this apply creates first; it passed the local checks\n", ref, dep)
+						continue
+					}
 				}
+				current = o
 				res, err := apply(ctx, o)
-				ref := strings.ToLower(k.Kind) + "/" + o.GetMeta().Name
+				current = nil
 				if err != nil {
 					failed++
 					fmt.Fprintf(cmd.ErrOrStderr(), "%s: ", ref)
 					printError(os.Stderr, err)
 					continue
 				}
+				if res == "created" {
+					pending.add(o)
+				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s %s%s\n", ref, res, suffix)
 			}
 			if failed > 0 {
-				fmt.Fprintf(cmd.ErrOrStderr(), "%d of %d objects not applied (the others were): fix them and apply again\n", failed, len(objs))
+				what := "applied (the others were)"
+				if dryRun == "server" {
+					what = "accepted by the server's dry run"
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "%d of %d objects not %s: fix them and apply again\n", failed, len(objs), what)
 				return errSilent
+			}
+			if unchecked > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%d of %d objects could not be checked by the server before what they need exists: apply without --dry-run to create them in order\n", unchecked, len(objs))
 			}
 			return nil
 		},

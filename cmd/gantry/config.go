@@ -88,6 +88,9 @@ type globals struct {
 	token      string
 	namespace  string
 	cfg        *CLIConfig
+	// warn, when set, hears the server's warnings instead of standard
+	// error (apply --dry-run sorts out the ones it expects).
+	warn func(text string)
 }
 
 func (g *globals) bind(root *cobra.Command) {
@@ -188,5 +191,11 @@ func (g *globals) client() (*client.Client, error) {
 		return nil, errors.New("no Gantry server configured: start one with `gantry up` (it writes ~/.gantry/config), or pass --server / set GANTRY_SERVER")
 	}
 	return client.New(client.Config{Server: c.Server, Token: c.Token, CA: []byte(c.CA), UserAgent: "gantry-cli/" + version, Timeout: requestTimeout,
-		Warnings: func(text string) { fmt.Fprintln(os.Stderr, "Warning:", text) }})
+		Warnings: func(text string) {
+			if g.warn != nil {
+				g.warn(text)
+				return
+			}
+			fmt.Fprintln(os.Stderr, "Warning:", text)
+		}})
 }
