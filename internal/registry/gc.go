@@ -43,7 +43,10 @@ import (
 //  3. The sweep holds writeMu exclusively. It deletes a blob only if the
 //     mark did not reach it, it was not touched after T - GCGrace, and
 //     its data file was not written after T - GCGrace (the file time
-//     covers uploads made before a restart emptied the touch set).
+//     covers uploads made before a restart emptied the touch set). The
+//     walk over every blob stored that finds the candidates runs before,
+//     without the lock, so that writes are held only while the sweep
+//     checks those candidates again and deletes them.
 //
 // A write that commits during the mark touched its blobs after T (rule 1
 // and 2), so the sweep keeps them. A write that starts after the sweep
@@ -103,11 +106,18 @@ func (r *Registry) GC(ctx context.Context) (GCResult, error) {
 		return res, fmt.Errorf("registry gc: mark: %w", err)
 	}
 
+	victims, err := r.candidates(ctx, m, cutoff, &res)
+	if err != nil {
+		return res, fmt.Errorf("registry gc: sweep: %w", err)
+	}
+	if gcBeforeSweep != nil {
+		gcBeforeSweep()
+	}
 	if err := r.lockWrites(ctx); err != nil {
 		return res, err
 	}
 	defer r.writeMu.Unlock()
-	if err := r.sweep(ctx, m, cutoff, &res); err != nil {
+	if err := r.sweep(ctx, m, cutoff, victims, &res); err != nil {
 		return res, fmt.Errorf("registry gc: sweep: %w", err)
 	}
 	r.touches.prune(cutoff)
@@ -261,12 +271,22 @@ func layerLinkPath(repo string, d digest.Digest) string {
 	return path.Join(storageRoot, "repositories", repo, "_layers", string(d.Algorithm()), d.Encoded(), "link")
 }
 
-func (r *Registry) sweep(ctx context.Context, m *markSet, cutoff time.Time, res *GCResult) error {
-	type victim struct {
-		d    digest.Digest
-		dir  string
-		size int64
-	}
+// gcBeforeSweep, when set (by tests), runs between the walk for
+// candidates and the sweep.
+var gcBeforeSweep func()
+
+// victim is a blob the sweep may delete.
+type victim struct {
+	d    digest.Digest
+	dir  string
+	size int64
+}
+
+// candidates walks every blob stored, taking no lock, for those the mark
+// did not reach and that were neither written nor touched since cutoff:
+// the walk takes as long as there are blobs, and writes go on meanwhile.
+// The sweep checks each again under the lock.
+func (r *Registry) candidates(ctx context.Context, m *markSet, cutoff time.Time, res *GCResult) ([]victim, error) {
 	var victims []victim
 	blobsDir := path.Join(storageRoot, "blobs")
 	err := r.driver.Walk(ctx, blobsDir, func(fi storagedriver.FileInfo) error {
@@ -291,10 +311,32 @@ func (r *Registry) sweep(ctx context.Context, m *markSet, cutoff time.Time, res 
 	})
 	var nf storagedriver.PathNotFoundError
 	if err != nil && !errors.As(err, &nf) {
-		return err
+		return nil, err
 	}
+	return victims, nil
+}
+
+// sweep deletes the candidates that nothing touched and that were not
+// written again since the walk, and unlinks blobs; writeMu is held
+// exclusively (rule 3).
+func (r *Registry) sweep(ctx context.Context, m *markSet, cutoff time.Time, victims []victim, res *GCResult) error {
+	var nf storagedriver.PathNotFoundError
 	gone := map[digest.Digest]bool{}
 	for _, v := range victims {
+		if r.touches.since(v.d, cutoff) {
+			res.BlobsInFlight++ // promised or referenced since the walk
+			continue
+		}
+		fi, err := r.driver.Stat(ctx, path.Join(v.dir, "data"))
+		switch {
+		case errors.As(err, &nf):
+			continue
+		case err != nil:
+			return fmt.Errorf("stat blob %s: %w", v.d, err)
+		case fi.ModTime().After(cutoff):
+			res.BlobsInFlight++ // written again since the walk
+			continue
+		}
 		if err := r.driver.Delete(ctx, v.dir); err != nil && !errors.As(err, &nf) {
 			return fmt.Errorf("delete blob %s: %w", v.d, err)
 		}

@@ -131,8 +131,12 @@ func TestGCKeepsTheSHA256BlobOfAManifestPutDuringMark(t *testing.T) {
 		t.Fatalf("manifest: %d %s", resp.StatusCode, body)
 	}
 	// ...then the sweep.
+	victims, err := tr.candidates(context.Background(), m, cutoff, &res)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tr.writeMu.Lock()
-	err = tr.sweep(context.Background(), m, cutoff, &res)
+	err = tr.sweep(context.Background(), m, cutoff, victims, &res)
 	tr.writeMu.Unlock()
 	if err != nil {
 		t.Fatal(err)
