@@ -62,6 +62,22 @@ func readManifests(paths []string, stdin io.Reader, ns string) ([]v1.Object, err
 // notifiers, then the rest.
 var applyRank = map[string]int{"Namespace": 0, "Role": 1, "User": 1, "RoleBinding": 2, "Secret": 2, "Notifier": 2}
 
+// dryRunner follows a server dry run of several objects, one at a time.
+type dryRunner struct {
+	pending dryRunPending
+	current v1.Object // the object being sent
+}
+
+// warnings prints the server's warnings to w but those about an object
+// the dry run would create.
+func (d *dryRunner) warnings(w io.Writer) func(string) {
+	return func(text string) {
+		if d.current == nil || !d.pending.expected(d.current, text) {
+			fmt.Fprintln(w, "Warning:", text)
+		}
+	}
+}
+
 // dryRunPending holds what a server dry run of a set of objects would
 // have created ("kind/namespace/name"), which the server, storing nothing,
 // cannot know of when it checks the objects after them.
@@ -237,14 +253,9 @@ apply would do, without storing anything; gantry diff shows the changes.`,
 			}
 			// A server dry run stores nothing, so what it would create
 			// is unknown to the checks of the objects after it.
-			pending := dryRunPending{}
-			var current v1.Object
+			dr := &dryRunner{pending: dryRunPending{}}
 			if dryRun == "server" {
-				g.warn = func(text string) {
-					if current == nil || !pending.expected(current, text) {
-						fmt.Fprintln(cmd.ErrOrStderr(), "Warning:", text)
-					}
-				}
+				g.warn = dr.warnings(cmd.ErrOrStderr())
 			}
 			c, err := g.client()
 			if err != nil {
@@ -258,15 +269,15 @@ apply would do, without storing anything; gantry diff shows the changes.`,
 				apply, suffix := c.Apply, ""
 				if dryRun == "server" {
 					apply, suffix = c.ApplyDryRun, " (server dry run)"
-					if dep := pending.blockedBy(o); dep != "" {
+					if dep := dr.pending.blockedBy(o); dep != "" {
 						unchecked++
 						fmt.Fprintf(cmd.OutOrStdout(), "%s not checked by the server (server dry run): it needs %s, which this apply creates first; it passed the local checks\n", ref, dep)
 						continue
 					}
 				}
-				current = o
+				dr.current = o
 				res, err := apply(ctx, o)
-				current = nil
+				dr.current = nil
 				if err != nil {
 					failed++
 					fmt.Fprintf(cmd.ErrOrStderr(), "%s: ", ref)
@@ -274,7 +285,7 @@ apply would do, without storing anything; gantry diff shows the changes.`,
 					continue
 				}
 				if res == "created" {
-					pending.add(o)
+					dr.pending.add(o)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s %s%s\n", ref, res, suffix)
 			}

@@ -49,11 +49,13 @@ change, 1 when something would, 2 or more on an error.`,
 			if err := g.namespaceClash(objs); err != nil {
 				return &exitError{code: 2, err: err}
 			}
+			dr := &dryRunner{pending: dryRunPending{}}
+			g.warn = dr.warnings(cmd.ErrOrStderr())
 			c, err := g.client()
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			changed, err := runDiff(cmd, c, objs)
+			changed, err := runDiff(cmd, c, dr, inApplyOrder(objs))
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
@@ -70,7 +72,9 @@ change, 1 when something would, 2 or more on an error.`,
 
 // runDiff writes each object as it is and as it would be into two
 // directories and diffs them. It reports whether anything would change.
-func runDiff(cmd *cobra.Command, c *client.Client, objs []v1.Object) (bool, error) {
+// An object that needs one the same manifests create first (what goes in
+// a new namespace) is shown as written: the server cannot check it yet.
+func runDiff(cmd *cobra.Command, c *client.Client, dr *dryRunner, objs []v1.Object) (bool, error) {
 	ctx := cmd.Context()
 	dir, err := os.MkdirTemp("", "gantry-diff-")
 	if err != nil {
@@ -96,9 +100,20 @@ func runDiff(cmd *cobra.Command, c *client.Client, objs []v1.Object) (bool, erro
 		if err != nil && !errors.Is(err, v1.ErrNotFound) {
 			return false, fmt.Errorf("%s: %w", ref, err)
 		}
-		res, err := c.ApplyDryRunResult(ctx, o)
-		if err != nil {
-			return false, fmt.Errorf("%s: %w", ref, err)
+		var res client.DryRunResult
+		if dep := dr.pending.blockedBy(o); dep != "" {
+			res.Result = "created"
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s: shown as written, not checked by the server: it needs %s, which these manifests create first\n", ref, dep)
+		} else {
+			dr.current = o
+			res, err = c.ApplyDryRunResult(ctx, o)
+			dr.current = nil
+			if err != nil {
+				return false, fmt.Errorf("%s: %w", ref, err)
+			}
+			if res.Result == "created" {
+				dr.pending.add(o)
+			}
 		}
 		after, err := diffYAML(o)
 		if err != nil {

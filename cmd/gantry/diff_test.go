@@ -55,3 +55,26 @@ func startDiffServer(t *testing.T) (*rolloutServer, func(name, doc string) strin
 		return p
 	}
 }
+
+// A diff of manifests that create a namespace and what goes in it failed
+// (the server's dry run of the App found no namespace) and depended on
+// the file's order. The objects go in apply's order, and one that needs
+// an object the same manifests create is shown as written.
+func TestDiffOfANewNamespaceAndItsContents(t *testing.T) {
+	rs, write := startDiffServer(t)
+	p := write("team.yaml", "kind: App\nname: web\nnamespace: team-diff\nimage: web:v1\n---\nkind: Namespace\nname: team-diff\n")
+	out, err, _ := rs.run(t, 20*time.Second, "diff", "-f", p)
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 1 {
+		t.Fatalf("diff: err=%v; want exit status 1 (changes):\n%s", err, out)
+	}
+	for _, want := range []string{
+		"app/web: shown as written, not checked by the server: it needs namespace/team-diff",
+		"  name: team-diff",
+		"image: web:v1",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
