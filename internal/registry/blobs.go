@@ -14,7 +14,6 @@ import (
 
 	"github.com/distribution/distribution/v3"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
-	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -109,30 +108,12 @@ func (r *Registry) manifestReferencing(ctx context.Context, repo string, d diges
 	if !ok {
 		return "", nil // nothing to unlink: the engine answers 404
 	}
-	named, err := reference.WithName(repo)
-	if err != nil {
-		return "", err
-	}
-	rp, err := r.ns.Repository(ctx, named)
-	if err != nil {
-		return "", err
-	}
-	ms, err := rp.Manifests(ctx)
+	rp, err := r.repository(ctx, repo)
 	if err != nil {
 		return "", err
 	}
 	var found digest.Digest
-	errFound := errors.New("found")
-	err = ms.(distribution.ManifestEnumerator).Enumerate(ctx, func(md digest.Digest) error {
-		man, err := ms.Get(ctx, md)
-		var unknown distribution.ErrManifestUnknownRevision
-		var gone storagedriver.PathNotFoundError
-		switch {
-		case errors.As(err, &unknown) || errors.As(err, &gone) || errors.Is(err, distribution.ErrBlobUnknown):
-			return nil // deleted since it was listed
-		case err != nil:
-			return fmt.Errorf("read manifest %s: %w", md, err)
-		}
+	err = eachManifest(ctx, rp, repo, func(md digest.Digest, man distribution.Manifest) error {
 		for _, ref := range man.References() {
 			same := ref.Digest == d || ref.Digest == target
 			if !same && ref.Digest.Algorithm() != digest.Canonical && ref.Digest.Validate() == nil {
@@ -141,21 +122,12 @@ func (r *Registry) manifestReferencing(ctx context.Context, repo string, d diges
 			}
 			if same {
 				found = md
-				return errFound
+				return errStopManifests
 			}
 		}
 		return nil
 	})
-	// The storage driver's walk does not wrap the error that stops it:
-	// tell the early stop by found.
-	var nf storagedriver.PathNotFoundError
-	switch {
-	case found != "":
-		return found, nil
-	case err != nil && !errors.As(err, &nf):
-		return "", fmt.Errorf("manifests of %s: %w", repo, err)
-	}
-	return "", nil
+	return found, err
 }
 
 // startUpload handles POST /v2/<name>/blobs/uploads/: a mount, an upload

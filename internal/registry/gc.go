@@ -181,15 +181,7 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (*markSet, error) {
 			return nil, err
 		}
 		res.Repositories++
-		named, err := reference.WithName(name)
-		if err != nil {
-			return nil, err
-		}
-		repo, err := r.ns.Repository(ctx, named)
-		if err != nil {
-			return nil, err
-		}
-		ms, err := repo.Manifests(ctx)
+		repo, err := r.repository(ctx, name)
 		if err != nil {
 			return nil, err
 		}
@@ -198,22 +190,11 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (*markSet, error) {
 		// are read: only a blob the repository links is its to keep. A
 		// manifest may name a digest it does not link (a foreign layer,
 		// fetched from its URLs), which must not keep another
-		// namespace's deleted layer on disk.
+		// namespace's deleted layer on disk. A manifest that cannot be
+		// read stops the collection: the sweep would delete a tagged
+		// image's layers.
 		var refs []digest.Digest
-		err = ms.(distribution.ManifestEnumerator).Enumerate(ctx, func(d digest.Digest) error {
-			man, err := ms.Get(ctx, d)
-			var unknown distribution.ErrManifestUnknownRevision
-			var gone storagedriver.PathNotFoundError
-			switch {
-			case errors.As(err, &unknown) || errors.As(err, &gone) || errors.Is(err, distribution.ErrBlobUnknown):
-				// Deleted since it was listed.
-				return nil
-			case err != nil:
-				// Any other failure to read it (an I/O error, too many
-				// open files) leaves what it references unmarked: the
-				// sweep would delete a tagged image's layers.
-				return fmt.Errorf("read manifest %s: %w", d, err)
-			}
+		err = eachManifest(ctx, repo, name, func(d digest.Digest, man distribution.Manifest) error {
 			res.Manifests++
 			m.reachable[d] = true
 			if _, payload, err := man.Payload(); err == nil {
@@ -226,10 +207,10 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (*markSet, error) {
 			}
 			return nil
 		})
-		var nf storagedriver.PathNotFoundError
-		if err != nil && !errors.As(err, &nf) {
-			return nil, fmt.Errorf("manifests of %s: %w", name, err)
+		if err != nil {
+			return nil, err
 		}
+		var nf storagedriver.PathNotFoundError
 		links := map[digest.Digest]digest.Digest{}
 		err = blobs.(distribution.ManifestEnumerator).Enumerate(ctx, func(d digest.Digest) error {
 			target := d

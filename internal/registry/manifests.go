@@ -244,11 +244,7 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, rt rout
 // view: the engine's HTTP API tags only what is pushed by tag, and
 // always under its sha256.
 func (r *Registry) tagManifest(ctx context.Context, repo string, d digest.Digest, tags []string) error {
-	named, err := reference.WithName(repo)
-	if err != nil {
-		return err
-	}
-	rp, err := r.ns.Repository(ctx, named)
+	rp, err := r.repository(ctx, repo)
 	if err != nil {
 		return err
 	}
@@ -401,11 +397,7 @@ func (r *Registry) manifestNames(ctx context.Context, repo string, d digest.Dige
 		}
 	}
 	all := append([]digest.Digest{canonical}, r.revisionAliases(ctx, repo, canonical)...)
-	named, err := reference.WithName(repo)
-	if err != nil {
-		return nil, nil, err
-	}
-	rp, err := r.ns.Repository(ctx, named)
+	rp, err := r.repository(ctx, repo)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -429,22 +421,20 @@ func (r *Registry) manifestNames(ctx context.Context, repo string, d digest.Dige
 	return others, tags, nil
 }
 
-// indexesListing returns the indexes (and manifest lists) of repo that
-// list one of ds as a manifest, and, in turn, those that list them.
-func (r *Registry) indexesListing(ctx context.Context, repo string, ds []digest.Digest) ([]digest.Digest, error) {
-	named, err := reference.WithName(repo)
-	if err != nil {
-		return nil, err
-	}
-	rp, err := r.ns.Repository(ctx, named)
-	if err != nil {
-		return nil, err
-	}
+// errStopManifests ends eachManifest early, with no error.
+var errStopManifests = errors.New("stop")
+
+// eachManifest calls fn with each manifest stored in the repository rp
+// (named name), leaving out those deleted since they were listed; a
+// repository with none has none. Any other failure to read one is an
+// error: what it references would go unseen. fn may end the walk with
+// errStopManifests.
+func eachManifest(ctx context.Context, rp distribution.Repository, name string, fn func(digest.Digest, distribution.Manifest) error) error {
 	ms, err := rp.Manifests(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	children := map[digest.Digest][]digest.Digest{} // index → what it lists
+	stopped := false
 	err = ms.(distribution.ManifestEnumerator).Enumerate(ctx, func(d digest.Digest) error {
 		man, err := ms.Get(ctx, d)
 		var unknown distribution.ErrManifestUnknownRevision
@@ -453,8 +443,41 @@ func (r *Registry) indexesListing(ctx context.Context, repo string, ds []digest.
 		case errors.As(err, &unknown) || errors.As(err, &gone) || errors.Is(err, distribution.ErrBlobUnknown):
 			return nil // deleted since it was listed
 		case err != nil:
+			// Any other failure to read it (an I/O error, too many
+			// open files) must not pass for its absence.
 			return fmt.Errorf("read manifest %s: %w", d, err)
 		}
+		err = fn(d, man)
+		// The storage driver's walk does not wrap the error that stops
+		// it: tell the early stop apart here.
+		stopped = err == errStopManifests
+		return err
+	})
+	var nf storagedriver.PathNotFoundError
+	if stopped || err == nil || errors.As(err, &nf) {
+		return nil
+	}
+	return fmt.Errorf("manifests of %s: %w", name, err)
+}
+
+// repository opens the engine's repository name.
+func (r *Registry) repository(ctx context.Context, name string) (distribution.Repository, error) {
+	named, err := reference.WithName(name)
+	if err != nil {
+		return nil, err
+	}
+	return r.ns.Repository(ctx, named)
+}
+
+// indexesListing returns the indexes (and manifest lists) of repo that
+// list one of ds as a manifest, and, in turn, those that list them.
+func (r *Registry) indexesListing(ctx context.Context, repo string, ds []digest.Digest) ([]digest.Digest, error) {
+	rp, err := r.repository(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	children := map[digest.Digest][]digest.Digest{} // index → what it lists
+	err = eachManifest(ctx, rp, repo, func(d digest.Digest, man distribution.Manifest) error {
 		if mt, _, err := man.Payload(); err != nil || (mt != ocispec.MediaTypeImageIndex && mt != mediaTypeDockerManifestList) {
 			return nil
 		}
@@ -463,9 +486,8 @@ func (r *Registry) indexesListing(ctx context.Context, repo string, ds []digest.
 		}
 		return nil
 	})
-	var nf storagedriver.PathNotFoundError
-	if err != nil && !errors.As(err, &nf) {
-		return nil, fmt.Errorf("manifests of %s: %w", repo, err)
+	if err != nil {
+		return nil, err
 	}
 	listed := map[digest.Digest]bool{}
 	for _, d := range ds {
