@@ -10,6 +10,7 @@ import (
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/client"
 	"github.com/gantry-dev/gantry/internal/store"
 )
 
@@ -22,14 +23,7 @@ func TestGovernanceReferencesMustHoldWhenWritten(t *testing.T) {
 	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
 	ctx := context.Background()
 	c := ts.client(t, ts.Token)
-	apply := func(m string) error {
-		o, err := v1.DecodeManifest([]byte(m))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = c.Apply(ctx, o)
-		return err
-	}
+	apply := manifestApplier(t, c)
 	wantStatus := func(what string, err error, code int, msg string) {
 		t.Helper()
 		var se *v1.StatusError
@@ -90,14 +84,7 @@ func TestGovernanceReferencesHoldUnderConcurrentDeletes(t *testing.T) {
 	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
 	ctx := context.Background()
 	c := ts.client(t, ts.Token)
-	apply := func(m string) error {
-		o, err := v1.DecodeManifest([]byte(m))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = c.Apply(ctx, o)
-		return err
-	}
+	apply := manifestApplier(t, c)
 	if err := apply("kind: User\nname: bob\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -166,5 +153,17 @@ func TestGovernanceReferencesHoldUnderConcurrentDeletes(t *testing.T) {
 			t.Fatalf("bindings %v name namespaces that were deleted", gone)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// manifestApplier returns a function that applies one manifest through c.
+func manifestApplier(t *testing.T, c *client.Client) func(manifest string) error {
+	return func(m string) error {
+		o, err := v1.DecodeManifest([]byte(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Apply(context.Background(), o)
+		return err
 	}
 }

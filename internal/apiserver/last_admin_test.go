@@ -33,14 +33,7 @@ func TestTheLastClusterAdminStays(t *testing.T) {
 	if binding == "" {
 		t.Fatal("no cluster-admin binding after bootstrap")
 	}
-	apply := func(m string) error {
-		o, err := v1.DecodeManifest([]byte(m))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = c.Apply(ctx, o)
-		return err
-	}
+	apply := manifestApplier(t, c)
 	refused := func(what string, err error) {
 		t.Helper()
 		var se *v1.StatusError
