@@ -122,15 +122,13 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo
 	fl, _ := w.(http.Flusher)
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
-	var mu sync.Mutex
-	// Without follow, each instance's lines (in time order, as its agent
-	// sends them) go through a small queue to a merge, so the server
-	// holds a few lines per instance, not every log of the App.
-	var queues []chan appLogLine
 	enc := json.NewEncoder(w)
 	rc := http.NewResponseController(w)
+	var mu sync.Mutex
 	// emit writes one line, within watchWriteTimeout.
 	emit := func(l appLogLine) {
+		mu.Lock()
+		defer mu.Unlock()
 		rc.SetWriteDeadline(time.Now().Add(watchWriteTimeout))
 		err := enc.Encode(l)
 		if err == nil && follow && fl != nil {
@@ -140,68 +138,196 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo
 			cancel()
 		}
 	}
+	if follow {
+		s.followAppLogs(ctx, r, ri, insts, query, emit)
+		return nil
+	}
+	// Without follow, each instance's lines (in time order, as its agent
+	// sends them) go through a small queue to a merge, so the server
+	// holds a few lines per instance, not every log of the App.
+	var queues []chan appLogLine
 	var wg sync.WaitGroup
 	for _, inst := range insts {
-		nodeName := inst.Spec.Node
-		if nodeName == "" {
+		if inst.Spec.Node == "" {
 			continue
 		}
-		// An instance whose node cannot answer is left out of the
-		// merged logs, not the reason for failing them all.
-		log := s.log.With("app", ri.Name, "ns", ri.Namespace, "instance", inst.Metadata.Name, "node", nodeName)
-		n, err := store.Get[*v1.Node](ctx, s.store, "", nodeName)
-		if err != nil {
-			log.Warn("app logs: instance left out", "err", err)
-			continue
-		}
-		pr, pw := io.Pipe()
-		path := "/instances/" + ri.Namespace + "/" + inst.Metadata.Name + "/logs"
-		var q chan appLogLine
-		if !follow {
-			q = make(chan appLogLine, 64)
-			queues = append(queues, q)
-		}
-		wg.Add(2)
+		q := make(chan appLogLine, 64)
+		queues = append(queues, q)
+		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pw.CloseWithError(s.nodeLogs(&pipeResponse{header: http.Header{}, w: pw}, r, n, path, query))
-		}()
-		go func() {
-			defer wg.Done()
-			defer pr.Close()
-			if q != nil {
-				defer close(q)
-			}
-			sc := bufio.NewScanner(pr)
-			sc.Buffer(make([]byte, 64<<10), 4<<20)
-			for sc.Scan() {
-				var l appLogLine
-				if json.Unmarshal(sc.Bytes(), &l) != nil || l.Time.IsZero() {
-					continue
+			defer close(q)
+			s.instanceLogs(ctx, r, ri, inst, query, func(l appLogLine) bool {
+				select {
+				case q <- l:
+					return true
+				case <-ctx.Done():
+					return false
 				}
-				l.Instance = inst.Metadata.Name
-				if q != nil {
-					select {
-					case q <- l:
-					case <-ctx.Done():
-						return
-					}
-					continue
-				}
-				mu.Lock()
-				emit(l)
-				mu.Unlock()
-			}
-			if err := sc.Err(); err != nil && ctx.Err() == nil {
-				log.Warn("app logs: instance left out", "err", err)
-			}
+			})
 		}()
 	}
-	if !follow {
-		mergeLogs(ctx, queues, emit)
-	}
+	mergeLogs(ctx, queues, emit)
 	wg.Wait()
 	return nil
+}
+
+// appLogsRelist is how often a follow of an App's logs looks for its
+// instances again (and reconnects to one whose stream ended: its agent
+// restarted, the connection broke), and how long it goes on reading one
+// that was deleted, for the lines its agent has not sent yet.
+var appLogsRelist = time.Second
+
+// logFollower follows one instance's log for followAppLogs.
+type logFollower struct {
+	stop  context.CancelFunc
+	gone  time.Time // when the instance was first missed from a list
+	mu    sync.Mutex
+	query url.Values
+	last  time.Time // of the latest line sent
+	ended bool      // the stream ended with the instance still there
+}
+
+// followAppLogs follows the logs of an App's instances: those listed when
+// the request came (insts), and those made later (a rollout's, a
+// replacement's, a scale-up's), from their first line; it stops reading
+// an instance's log once the instance is deleted, and reconnects to one
+// whose stream ended, from the time of its latest line sent (a line
+// written in that same nanosecond after it is not sent). It ends when
+// ctx does or the App is deleted.
+func (s *Server) followAppLogs(ctx context.Context, r *http.Request, ri *requestInfo, insts []*v1.Instance, query url.Values, emit func(appLogLine)) {
+	following := map[string]*logFollower{} // by instance UID
+	// An instance made after the request has only new lines: all of
+	// them are sent, whatever tail asked of the first ones.
+	later := url.Values{}
+	for k, v := range query {
+		if k != "tail" {
+			later[k] = v
+		}
+	}
+	var wg sync.WaitGroup
+	defer func() {
+		for _, f := range following {
+			f.stop()
+		}
+		wg.Wait()
+	}()
+	start := func(inst *v1.Instance, f *logFollower) {
+		ictx, stop := context.WithCancel(ctx)
+		f.stop = stop
+		f.mu.Lock()
+		q, since := f.query, f.last
+		f.ended = false
+		f.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.instanceLogs(ictx, r, ri, inst, q, func(l appLogLine) bool {
+				if !l.Time.After(since) && !since.IsZero() {
+					return true // sent before the reconnect
+				}
+				emit(l)
+				f.mu.Lock()
+				f.last = l.Time
+				f.mu.Unlock()
+				return true
+			})
+			f.mu.Lock()
+			f.ended = ictx.Err() == nil
+			f.mu.Unlock()
+		}()
+	}
+	sel := v1.Selector{{Key: v1.LabelApp, Op: v1.OpEqual, Value: ri.Name}}
+	q := query
+	for {
+		seen := map[string]bool{}
+		for _, inst := range insts {
+			uid := inst.Metadata.UID
+			seen[uid] = true
+			f := following[uid]
+			switch {
+			case f == nil && inst.Spec.Node != "": // not placed yet: once it is
+				f = &logFollower{query: q}
+				following[uid] = f
+				start(inst, f)
+			case f != nil:
+				f.gone = time.Time{}
+				f.mu.Lock()
+				ended, last := f.ended, f.last
+				if ended && !last.IsZero() {
+					f.query = url.Values{}
+					for k, v := range later {
+						f.query[k] = v
+					}
+					f.query.Set("since", last.Format(time.RFC3339Nano))
+				}
+				f.mu.Unlock()
+				if ended {
+					start(inst, f)
+				}
+			}
+		}
+		for uid, f := range following {
+			switch {
+			case seen[uid]:
+			case f.gone.IsZero():
+				f.gone = time.Now()
+			case time.Since(f.gone) >= appLogsRelist:
+				f.stop()
+				delete(following, uid)
+			}
+		}
+		q = later
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(appLogsRelist):
+		}
+		if _, err := store.Get[*v1.App](ctx, s.store, ri.Namespace, ri.Name); errors.Is(err, v1.ErrNotFound) {
+			return
+		}
+		list, _, err := store.List[*v1.Instance](ctx, s.store, store.ListOptions{Namespace: ri.Namespace, Selector: sel})
+		if err != nil {
+			continue // the store is away: keep following what is followed
+		}
+		insts = list
+	}
+}
+
+// instanceLogs streams the logs of inst from its node into fn, until they
+// end, fn returns false or ctx ends. An instance whose node cannot answer
+// is left out of the merged logs, not the reason for failing them all.
+func (s *Server) instanceLogs(ctx context.Context, r *http.Request, ri *requestInfo, inst *v1.Instance, query url.Values, fn func(appLogLine) bool) {
+	log := s.log.With("app", ri.Name, "ns", ri.Namespace, "instance", inst.Metadata.Name, "node", inst.Spec.Node)
+	n, err := store.Get[*v1.Node](ctx, s.store, "", inst.Spec.Node)
+	if err != nil {
+		log.Warn("app logs: instance left out", "err", err)
+		return
+	}
+	pr, pw := io.Pipe()
+	defer pr.Close()
+	path := "/instances/" + ri.Namespace + "/" + inst.Metadata.Name + "/logs"
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pw.CloseWithError(s.nodeLogs(&pipeResponse{header: http.Header{}, w: pw}, r.WithContext(ctx), n, path, query))
+	}()
+	defer func() { <-done }()
+	sc := bufio.NewScanner(pr)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		var l appLogLine
+		if json.Unmarshal(sc.Bytes(), &l) != nil || l.Time.IsZero() {
+			continue
+		}
+		l.Instance = inst.Metadata.Name
+		if !fn(l) {
+			return
+		}
+	}
+	if err := sc.Err(); err != nil && ctx.Err() == nil {
+		log.Warn("app logs: instance left out", "err", err)
+	}
 }
 
 // mergeLogs writes the lines of queues, each in time order, in time order
