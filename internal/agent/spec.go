@@ -27,39 +27,29 @@ func (a *Agent) LogPath(ns, name string) string {
 // the network is set up: /etc/hosts, which holds the instance's IP, is a
 // bind mount of dir/hosts, which WriteHosts fills in before the container
 // starts.
-func (a *Agent) containerSpec(ctx context.Context, i *v1.Instance, id string) (*runtime.ContainerSpec, error) {
+//
+// It also returns the secret values it put into the environment, which
+// no message may repeat (see worker.redact).
+func (a *Agent) containerSpec(ctx context.Context, i *v1.Instance, id string) (*runtime.ContainerSpec, []string, error) {
 	t := i.Spec.Template
 	dir := a.instanceDir(id)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	resolv, err := a.net.WriteResolvConf(dir, i.Metadata.Namespace, a.cfg.ClusterDomain)
 	if err != nil {
-		return nil, fmt.Errorf("write resolv.conf: %w", err)
+		return nil, nil, fmt.Errorf("write resolv.conf: %w", err)
 	}
-	env := []string{
-		"GANTRY_INSTANCE=" + i.Metadata.Name,
-		"GANTRY_APP=" + i.Spec.App,
-		"GANTRY_NAMESPACE=" + i.Metadata.Namespace,
-		"GANTRY_REVISION=" + fmt.Sprint(i.Spec.Revision),
-	}
-	for _, e := range t.Env {
-		if e.Secret != nil {
-			v, err := a.secretValue(ctx, i.Metadata.Namespace, e.Secret.Name, e.Secret.Key)
-			if err != nil {
-				return nil, fmt.Errorf("env %s: %w", e.Name, err)
-			}
-			env = append(env, e.Name+"="+v)
-			continue
-		}
-		env = append(env, e.Name+"="+e.Value)
+	env, secrets, err := a.environment(ctx, i)
+	if err != nil {
+		return nil, nil, err
 	}
 	// The task is created before the IP is known, and its mount needs the
 	// file: an empty one until WriteHosts fills it in, in place.
 	hosts := filepath.Join(dir, network.HostsFile)
 	f, err := os.OpenFile(hosts, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("hosts file: %w", err)
+		return nil, nil, fmt.Errorf("hosts file: %w", err)
 	}
 	f.Close()
 	mounts := []runtime.Mount{
@@ -68,12 +58,12 @@ func (a *Agent) containerSpec(ctx context.Context, i *v1.Instance, id string) (*
 	}
 	files, err := a.secretFiles(ctx, i)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	mounts = append(mounts, files...)
 	logPath := a.LogPath(i.Metadata.Namespace, i.Metadata.Name)
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	spec := &runtime.ContainerSpec{
 		ID:    id,
@@ -113,7 +103,7 @@ func (a *Agent) containerSpec(ctx context.Context, i *v1.Instance, id string) (*
 			spec.HostNetwork, spec.NetNSPath = true, ""
 		}
 	}
-	return spec, nil
+	return spec, secrets, nil
 }
 
 // hostPorts lists the ports the instance publishes on the node.
@@ -160,4 +150,39 @@ func equalJSON(a, b any) bool {
 
 func randomHex(n int) string {
 	return strings.ToLower(fmt.Sprintf("%x", randBytes(n)))[:n]
+}
+
+// environment is the container's environment, and the secret values in
+// it.
+func (a *Agent) environment(ctx context.Context, i *v1.Instance) (env, secrets []string, err error) {
+	t := i.Spec.Template
+	env = []string{
+		"GANTRY_INSTANCE=" + i.Metadata.Name,
+		"GANTRY_APP=" + i.Spec.App,
+		"GANTRY_NAMESPACE=" + i.Metadata.Namespace,
+		"GANTRY_REVISION=" + fmt.Sprint(i.Spec.Revision),
+	}
+	for _, e := range t.Env {
+		if e.Secret != nil {
+			v, err := a.secretValue(ctx, i.Metadata.Namespace, e.Secret.Name, e.Secret.Key)
+			if err != nil {
+				return nil, nil, fmt.Errorf("env %s: %w", e.Name, err)
+			}
+			// What the runtime would refuse is refused here, naming the
+			// key: runc's own error quotes NAME=value, the secret in
+			// clear, and a value too long for the kernel fails only
+			// the program's exec.
+			if strings.IndexByte(v, 0) >= 0 {
+				return nil, nil, fmt.Errorf("%w: env %s: key %q of secret %s holds a NUL byte, which no environment variable can: mount it as a file (files:) instead", v1.ErrInvalid, e.Name, e.Secret.Key, e.Secret.Name)
+			}
+			if n := len(e.Name) + 1 + len(v); n > v1.MaxArgLen {
+				return nil, nil, fmt.Errorf("%w: env %s: key %q of secret %s makes NAME=value %d bytes, and the kernel takes at most %d per variable: mount it as a file (files:) instead", v1.ErrInvalid, e.Name, e.Secret.Key, e.Secret.Name, n, v1.MaxArgLen)
+			}
+			env = append(env, e.Name+"="+v)
+			secrets = append(secrets, v)
+			continue
+		}
+		env = append(env, e.Name+"="+e.Value)
+	}
+	return env, secrets, nil
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,10 @@ type worker struct {
 	// the agent before this one stopped: the next watchRun finishes it.
 	// Only the worker's goroutine uses it.
 	stopping *checkStop
+	// secrets are the secret values in the container's environment,
+	// which runtime errors may quote (see redact). Only the worker's
+	// goroutine uses them.
+	secrets []string
 
 	mu       sync.Mutex
 	desired  *v1.Instance
@@ -324,7 +329,7 @@ func (w *worker) prepare(ctx context.Context, adopted bool) bool {
 		if errors.As(err, &pe) {
 			reason = "ErrImagePull"
 		}
-		msg := err.Error()
+		msg := w.redact(err.Error())
 		w.report(ctx, func(s *v1.InstanceStatus) {
 			s.Phase, s.Reason, s.Message, s.Ready = v1.PhasePending, reason, fmt.Sprintf("%s (retrying in %s)", msg, backoff), false
 		})
@@ -340,6 +345,23 @@ func (w *worker) prepare(ctx context.Context, adopted bool) bool {
 			backoff = min(backoff*2, 60*time.Second)
 		}
 	}
+}
+
+// redact takes the secret values of the container's environment out of
+// a runtime's message, which goes into the instance's status and events
+// (readable by whoever may read instances, and stored in clear): runc
+// quotes NAME=value pairs it refuses. Values shorter than 4 bytes are
+// left, as they would blank out ordinary words.
+func (w *worker) redact(msg string) string {
+	for _, v := range w.secrets {
+		if len(v) < 4 {
+			continue
+		}
+		quoted := strconv.Quote(v)
+		msg = strings.ReplaceAll(msg, quoted[1:len(quoted)-1], "[secret]")
+		msg = strings.ReplaceAll(msg, v, "[secret]")
+	}
+	return msg
 }
 
 type pullError struct{ err error }
@@ -538,10 +560,11 @@ func (w *worker) createContainer(ctx context.Context, inst *v1.Instance, took *s
 		w.event(ctx, v1.EventNormal, "Pulled", "pulled image %s", inst.Spec.Image)
 	}
 	start = time.Now()
-	spec, err := w.a.containerSpec(ctx, inst, w.id)
+	spec, secrets, err := w.a.containerSpec(ctx, inst, w.id)
 	if err != nil {
 		return err
 	}
+	w.secrets = secrets
 	if err := w.a.rt.Create(ctx, spec); err != nil && !errors.Is(err, v1.ErrAlreadyExists) {
 		return fmt.Errorf("create container: %w", err)
 	}
@@ -631,7 +654,7 @@ func (w *worker) supervise(ctx context.Context, adopted runtime.Container) {
 				if ctx.Err() != nil {
 					return
 				}
-				msg := err.Error()
+				msg := w.redact(err.Error())
 				w.report(ctx, func(s *v1.InstanceStatus) {
 					s.Phase, s.Reason, s.Message, s.Ready = v1.PhaseBackOff, "StartFailed", msg, false
 				})
