@@ -84,8 +84,28 @@ func (s *Secret) MergedData() map[string][]byte {
 
 var secretKey = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 
-// MaxSecretSize bounds the total size of a secret's values.
-const MaxSecretSize = 1 << 20
+// MaxSecretSize bounds a secret's size as SecretSize counts it. Stored,
+// its values are base64 inside the sealed JSON and the sealed bytes
+// base64 again (16/9 of their size), and its key names stand in the
+// plaintext and in the list of keys: 768 KiB so counted stays within
+// the store's 1.5 MiB per write, with room for the metadata.
+const MaxSecretSize = 768 << 10
+
+// SecretSize is what MaxSecretSize bounds: the values, and each key name
+// twice with 16 bytes of framing.
+func SecretSize(data map[string][]byte, stringData map[string]string) int {
+	size := 0
+	for k, v := range data {
+		size += len(v) + 2*len(k) + 16
+	}
+	for k, v := range stringData {
+		if _, dup := data[k]; !dup {
+			size += 2*len(k) + 16
+		}
+		size += len(v)
+	}
+	return size
+}
 
 // Validate checks a Secret.
 func (s *Secret) Validate() FieldErrors {
@@ -96,14 +116,8 @@ func (s *Secret) Validate() FieldErrors {
 			errs.add(fmt.Sprintf("data[%s]", k), "keys are letters, digits, '.', '_' and '-'")
 		}
 	}
-	for _, v := range s.Data {
-		size += len(v)
-	}
-	for _, v := range s.StringData {
-		size += len(v)
-	}
-	if size > MaxSecretSize {
-		errs.add("data", "values total %d bytes; the limit is %d", size, MaxSecretSize)
+	if size = SecretSize(s.Data, s.StringData); size > MaxSecretSize {
+		errs.add("data", "values and key names come to %d bytes (each key name counts twice, plus 16); the limit is %d (768 KiB): keep larger data in the image or a volume", size, MaxSecretSize)
 	}
 	return errs
 }

@@ -502,7 +502,7 @@ func unavailable(err error) error {
 	if tooLarge(err) {
 		// Not a failure of the store, and sending it again will not
 		// help: the client must send less.
-		return fmt.Errorf("%w: the write is larger than the store takes (%d KiB at most, and an App is written together with its new revision, so an App's spec must stay under about %d KiB): move big values into Secrets or files in the image",
+		return fmt.Errorf("%w: the write is larger than the store takes (%d KiB at most; an App is written together with its new revision, so an App's spec must stay under about %d KiB: move its big values into Secrets or files in the image)",
 			v1.ErrTooLarge, MaxWriteBytes>>10, MaxWriteBytes>>11)
 	}
 	if noSpace(err) {
