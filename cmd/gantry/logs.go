@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -64,6 +65,7 @@ func newLogsCmd(g *globals) *cobra.Command {
 			ctx := cmd.Context()
 			ns := g.ns()
 			var instances []string
+			var appName string // of app/NAME
 			listed := false // the instances came from a list: a 404 for one means it was deleted since
 			if kind, name, ok := strings.Cut(args[0], "/"); ok {
 				k, found := v1.LookupKind(kind)
@@ -82,7 +84,7 @@ func newLogsCmd(g *globals) *cobra.Command {
 					for _, i := range insts {
 						instances = append(instances, i.Metadata.Name)
 					}
-					listed = true
+					listed, appName = true, name
 				case found && k.Kind == "Instance":
 					instances = []string{name}
 				default:
@@ -117,12 +119,21 @@ func newLogsCmd(g *globals) *cobra.Command {
 			if since > 0 && tail != 0 {
 				q.Set("since", time.Now().Add(-since).UTC().Format(time.RFC3339Nano))
 			}
+			// An App's follow takes in instances made later: its lines
+			// name their instance from the start.
 			p := &logPrinter{w: cmd.OutOrStdout(), json: output == "json", timestamps: timestamps,
-				prefix: len(instances) > 1, color: isTerminal(cmd.OutOrStdout())}
+				prefix: len(instances) > 1 || listed && follow, color: isTerminal(cmd.OutOrStdout()), names: slices.Clone(instances)}
 			if !follow {
 				var all []logLine
 				for _, inst := range instances {
 					lines, err := readLogs(ctx, c, ns, inst, q)
+					if listed && (errors.Is(err, v1.ErrNotFound) || errors.Is(err, v1.ErrUnavailable)) {
+						// Deleted since the list, or not placed (or its
+						// node away): the others' logs still print, as the
+						// server's merged logs leave it out.
+						fmt.Fprintf(cmd.ErrOrStderr(), "%v (left out)\n", err)
+						continue
+					}
 					if err != nil {
 						return err
 					}
@@ -130,25 +141,45 @@ func newLogsCmd(g *globals) *cobra.Command {
 				}
 				sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
 				for _, l := range all {
-					p.print(l, instances)
+					p.print(l)
 				}
 				return nil
 			}
 			var wg sync.WaitGroup
-			errc := make(chan error, len(instances))
-			for _, inst := range instances {
+			var mu sync.Mutex
+			followed := map[string]bool{}
+			var errs []error
+			start := func(inst string, q url.Values, existed bool) {
+				mu.Lock()
+				defer mu.Unlock()
+				if followed[inst] {
+					return
+				}
+				followed[inst] = true
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					errc <- followLogs(ctx, c, ns, inst, q, listed, func(l logLine) { p.print(l, instances) })
+					if err := followLogs(ctx, c, ns, inst, q, existed, p.print); err != nil && !errors.Is(err, context.Canceled) {
+						mu.Lock()
+						errs = append(errs, err)
+						mu.Unlock()
+					}
 				}()
 			}
+			for _, inst := range instances {
+				start(inst, q, listed)
+			}
+			if listed {
+				// The App's instances change (a rollout, a replacement,
+				// a scale-up): follow each new one from its first line,
+				// until the App is deleted. Each follow ends when its
+				// instance is deleted.
+				later := url.Values{"follow": {"true"}}
+				watchApp(ctx, c, ns, appName, func(inst string) { start(inst, later, true) })
+			}
 			wg.Wait()
-			close(errc)
-			for err := range errc {
-				if err != nil && !errors.Is(err, context.Canceled) {
-					return err
-				}
+			if len(errs) > 0 {
+				return errs[0]
 			}
 			// Interrupted (Ctrl-C) is not success: main exits 130.
 			return ctx.Err()
@@ -170,9 +201,10 @@ type logPrinter struct {
 	timestamps bool
 	prefix     bool
 	color      bool
+	names      []string // the instances, in the order of their colors
 }
 
-func (p *logPrinter) print(l logLine, all []string) {
+func (p *logPrinter) print(l logLine) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.json {
@@ -182,7 +214,7 @@ func (p *logPrinter) print(l logLine, all []string) {
 	var b strings.Builder
 	if p.prefix {
 		if p.color {
-			b.WriteString(prefixColors[indexOf(all, l.Instance)%len(prefixColors)])
+			b.WriteString(prefixColors[p.index(l.Instance)%len(prefixColors)])
 		}
 		b.WriteString("[" + l.Instance + "] ")
 		if p.color {
@@ -196,13 +228,36 @@ func (p *logPrinter) print(l logLine, all []string) {
 	fmt.Fprintln(p.w, b.String())
 }
 
-func indexOf(l []string, s string) int {
-	for i, v := range l {
-		if v == s {
-			return i
+// index is the number of an instance among those printed, for its
+// color; the caller holds mu.
+func (p *logPrinter) index(inst string) int {
+	if i := slices.Index(p.names, inst); i >= 0 {
+		return i
+	}
+	p.names = append(p.names, inst)
+	return len(p.names) - 1
+}
+
+// watchApp lists an App's instances every instanceCheck and calls found
+// with each one's name (those seen before included), until ctx ends or
+// the App is deleted.
+func watchApp(ctx context.Context, c *client.Client, ns, app string, found func(inst string)) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(instanceCheck):
+		}
+		insts, _, err := client.List[*v1.Instance](ctx, c, ns, client.ListOptions{Selector: v1.LabelApp + "=" + app})
+		if err == nil {
+			for _, i := range insts {
+				found(i.Metadata.Name)
+			}
+		}
+		if _, err := client.Get[*v1.App](ctx, c, ns, app); errors.Is(err, v1.ErrNotFound) {
+			return
 		}
 	}
-	return 0
 }
 
 // logsPath is the path of an instance's log. The names are checked: an

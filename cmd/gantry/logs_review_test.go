@@ -9,6 +9,7 @@ import (
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/client"
 	"github.com/gantry-dev/gantry/internal/agent"
 	"github.com/gantry-dev/gantry/internal/apiserver"
 	"github.com/gantry-dev/gantry/internal/apiserver/apiservertest"
@@ -40,7 +41,7 @@ func startLogsCluster(t *testing.T) *rolloutServer {
 		w.Write(logfile.Entry{Time: time.Now(), Stream: logfile.Stdout, Line: l})
 	}
 	w.Close()
-	rs := &rolloutServer{url: srv.URL, token: srv.Token, st: srv.Store}
+	rs := &rolloutServer{url: srv.URL, token: srv.Token, st: srv.Store, logPath: a.LogPath}
 	return rs
 }
 
@@ -112,5 +113,77 @@ func TestLogsFollowInterruptedIsNotSuccess(t *testing.T) {
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		t.Fatalf("logs -f ended by Ctrl-C returned nil: gantry exits 0 (events -w gives 130)")
+	}
+}
+
+// logs app/NAME printed nothing when one instance could not answer (not
+// placed yet, or deleted since the list): the others' lines print, and
+// that one is said to be left out.
+func TestAppLogsLeaveOutAnInstanceNotPlaced(t *testing.T) {
+	rs := startLogsCluster(t)
+	inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"}, Metadata: v1.ObjectMeta{Name: "web-2", Namespace: "default", Labels: map[string]string{v1.LabelApp: "web"}},
+		Spec: v1.InstanceSpec{App: "web", Revision: 1, Image: "web:v1"}}
+	if err := rs.st.Create(context.Background(), inst); err != nil {
+		t.Fatal(err)
+	}
+	out, err, _ := rs.run(t, 10*time.Second, "logs", "app/web")
+	if err != nil || !strings.Contains(out, "one\n") || !strings.Contains(out, "three\n") || !strings.Contains(out, "web-2") || !strings.Contains(out, "left out") {
+		t.Fatalf("logs app/web with an instance not placed: %v\n%s", err, out)
+	}
+}
+
+// logs -f app/NAME followed the instances there when it started, and
+// ended (exit 0) once they were deleted, in a rollout say, printing
+// nothing of the new ones. It follows instances made later from their
+// first line, and ends when the App is deleted.
+func TestAppLogsFollowTakesInNewInstances(t *testing.T) {
+	saved := instanceCheck
+	instanceCheck = 100 * time.Millisecond
+	t.Cleanup(func() { instanceCheck = saved })
+	rs := startLogsCluster(t)
+	ctx := context.Background()
+	c, err := client.New(client.Config{Server: rs.url, Token: rs.token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _ := v1.DecodeManifest([]byte("kind: App\nname: web\nimage: web:v1\n"))
+	if _, err := c.Apply(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(time.Second)
+		w, err := logfile.Create(rs.logPath("default", "web-2"), logfile.Options{})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		w.Write(logfile.Entry{Time: time.Now(), Stream: logfile.Stdout, Line: "from the new one"})
+		w.Close()
+		inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"}, Metadata: v1.ObjectMeta{Name: "web-2", Namespace: "default", Labels: map[string]string{v1.LabelApp: "web"}},
+			Spec: v1.InstanceSpec{App: "web", Revision: 2, Image: "web:v2", Node: "n1"}}
+		if err := rs.st.Create(ctx, inst); err != nil {
+			t.Error(err)
+		}
+		k, _ := v1.LookupKind("Instance")
+		if _, err := rs.st.Delete(ctx, k, "default", "web-1", 0); err != nil {
+			t.Error(err)
+		}
+		time.Sleep(time.Second)
+		if _, err := rs.st.Delete(ctx, k, "default", "web-2", 0); err != nil {
+			t.Error(err)
+		}
+		ak, _ := v1.LookupKind("App")
+		if _, err := rs.st.Delete(ctx, ak, "default", "web", 0); err != nil {
+			t.Error(err)
+		}
+	}()
+	out, err, took := rs.run(t, 15*time.Second, "logs", "-f", "app/web")
+	if err != nil || took > 10*time.Second {
+		t.Fatalf("logs -f app/web: ended after %v with %v; want it to end soon after the App is deleted\n%s", took.Round(time.Millisecond), err, out)
+	}
+	for _, want := range []string{"[web-1] one", "[web-2] from the new one"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -22,6 +22,8 @@ type rolloutServer struct {
 	url, token string
 	st         *store.Store
 	c          *client.Client
+	// logPath is where its node keeps an instance's log (startLogsCluster).
+	logPath func(ns, name string) string
 }
 
 func startRolloutServer(t *testing.T) *rolloutServer {
