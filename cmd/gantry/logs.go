@@ -66,7 +66,7 @@ func newLogsCmd(g *globals) *cobra.Command {
 			ns := g.ns()
 			var instances []string
 			var appName string // of app/NAME
-			listed := false // the instances came from a list: a 404 for one means it was deleted since
+			listed := false    // the instances came from a list: a 404 for one means it was deleted since
 			if kind, name, ok := strings.Cut(args[0], "/"); ok {
 				k, found := v1.LookupKind(kind)
 				switch {
