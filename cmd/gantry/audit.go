@@ -25,8 +25,8 @@ func newAuditCmd(g *globals) *cobra.Command {
 		if !allNS && g.namespace != "" {
 			q.Set("namespace", g.namespace)
 		}
-		if limit > 0 {
-			q.Set("limit", strconv.Itoa(limit))
+		if limit != 0 {
+			q.Set("limit", strconv.Itoa(limit)) // a negative one is the server's to refuse
 		}
 		return q
 	}

@@ -480,6 +480,11 @@ func TestFilterFromQuery(t *testing.T) {
 		{"since=-1h", Filter{}, true},
 		{"limit=-1", Filter{}, true},
 		{"afterSeq=x", Filter{}, true},
+		// until before since matches nothing: a swapped pair is refused,
+		// not answered with an empty list.
+		{"since=1h&until=2h", Filter{}, true},
+		{"since=2026-05-01T00:00:00Z&until=2026-04-30T00:00:00Z", Filter{}, true},
+		{"since=2h&until=1h", Filter{Since: now.Add(-2 * time.Hour), Until: now.Add(-time.Hour)}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.query, func(t *testing.T) {

@@ -74,6 +74,11 @@ func FilterFromQuery(q url.Values, now time.Time) (Filter, error) {
 	if f.Until, err = parseWhen(q.Get(ParamUntil), now); err != nil {
 		return Filter{}, fmt.Errorf("%w: %s: %v", v1.ErrInvalid, ParamUntil, err)
 	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && f.Until.Before(f.Since) {
+		// Nothing can match: a swapped pair, most likely.
+		return Filter{}, fmt.Errorf("%w: %s (%s) is before %s (%s): no record can match", v1.ErrInvalid,
+			ParamUntil, f.Until.UTC().Format(time.RFC3339), ParamSince, f.Since.UTC().Format(time.RFC3339))
+	}
 	if s := q.Get(ParamAfterSeq); s != "" {
 		if f.AfterSeq, err = strconv.ParseUint(s, 10, 64); err != nil {
 			return Filter{}, fmt.Errorf("%w: %s must be a record number", v1.ErrInvalid, ParamAfterSeq)
@@ -163,8 +168,11 @@ func (l *Log) Export(ctx context.Context, w io.Writer, f Filter) error {
 
 // each calls fn with the matching records, oldest first. Without a limit
 // it streams forward from the first record that can match; with one it
-// reads backward from the newest until it has Limit matches. Records
-// that cannot be parsed are skipped here: Verify reports them.
+// reads backward from the newest until it has Limit matches, but with
+// AfterSeq too it takes the first Limit after that record (a reader
+// paging through the chain, whose next AfterSeq is the last seq it got,
+// would otherwise skip the records between). Records that cannot be
+// parsed are skipped here: Verify reports them.
 func (l *Log) each(ctx context.Context, f Filter, fn func(e *Entry, raw []byte) error) error {
 	s := l.st
 	oldest, newest, err := s.bounds(ctx, 0)
@@ -182,8 +190,9 @@ func (l *Log) each(ctx context.Context, f Filter, fn func(e *Entry, raw []byte) 
 	if from > newest {
 		return nil
 	}
-	if f.Limit <= 0 {
+	if f.Limit <= 0 || f.AfterSeq > 0 {
 		var ferr error
+		n := 0
 		_, err := s.scan(ctx, from, 0, false, 0, func(_ uint64, raw []byte) (bool, error) {
 			e, err := ParseRecord(raw)
 			if err != nil || !f.Matches(&e) {
@@ -192,7 +201,8 @@ func (l *Log) each(ctx context.Context, f Filter, fn func(e *Entry, raw []byte) 
 			if ferr = fn(&e, raw); ferr != nil {
 				return false, nil
 			}
-			return true, ctx.Err()
+			n++
+			return f.Limit <= 0 || n < f.Limit, ctx.Err()
 		})
 		if ferr != nil {
 			return ferr
