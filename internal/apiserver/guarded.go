@@ -31,7 +31,13 @@ func (s *Server) audited(verb, resource, sub string, authorize bool, fn func(w h
 		ri := &requestInfo{Kind: &v1.KindInfo{Kind: resource, Plural: resource}, Verb: verb, Sub: sub}
 		id, err := s.authenticate(r)
 		reason := ""
-		defer func() { s.finish(r, rec, ri, orAnon(id), start, reason) }()
+		defer func() {
+			if v := recover(); v != nil {
+				s.finish(r, rec, ri, orAnon(id), start, panicked(rec, v))
+				panic(v) // withRecover answers it
+			}
+			s.finish(r, rec, ri, orAnon(id), start, reason)
+		}()
 		if err != nil {
 			reason = "authentication failed"
 			writeError(rec, err)

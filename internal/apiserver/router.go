@@ -211,6 +211,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	var ri *requestInfo
 	reason := ""
 	defer func() {
+		if v := recover(); v != nil {
+			s.finish(r, rec, ri, id, start, panicked(rec, v))
+			panic(v) // withRecover answers it
+		}
 		s.finish(r, rec, ri, id, start, reason)
 	}()
 	epoch := s.authEpoch.load()
@@ -252,6 +256,19 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	ctx = contextWith(ctx, id, ri)
 	s.dispatch(rec, r.WithContext(ctx), ri)
+}
+
+// panicked is the audit reason of a request whose handler panicked with
+// v, and records as its status the 500 withRecover answers, unless an
+// answer had begun (the client then has a broken one).
+func panicked(rec *statusRecorder, v any) string {
+	if v == http.ErrAbortHandler {
+		return "cut short" // a stream ended on purpose, mid-answer
+	}
+	if rec.status == 0 {
+		rec.status = http.StatusInternalServerError
+	}
+	return "panic"
 }
 
 func (s *Server) finish(r *http.Request, rec *statusRecorder, ri *requestInfo, id *auth.Identity, start time.Time, reason string) {
