@@ -19,11 +19,14 @@ type metricsBody struct {
 }
 
 type metricsPoint struct {
-	CPU         float64 `json:"cpu"`
-	Memory      int64   `json:"memory"`
-	MemoryLimit int64   `json:"memoryLimit"`
-	Restarts    int     `json:"restarts"`
-	Instances   int     `json:"instances"`
+	CPU float64 `json:"cpu"`
+	// CPUUnknown: no CPU rate is known yet (a first sample after a
+	// start), and CPU is 0 without meaning idle.
+	CPUUnknown  bool  `json:"cpuUnknown"`
+	Memory      int64 `json:"memory"`
+	MemoryLimit int64 `json:"memoryLimit"`
+	Restarts    int   `json:"restarts"`
+	Instances   int   `json:"instances"`
 }
 
 func fetchMetrics(ctx context.Context, c *client.Client, kind, ns, name string) (*metricsBody, error) {
@@ -45,6 +48,15 @@ func pct(v, of float64) string {
 }
 
 func cores(c float64) string { return fmt.Sprintf("%dm", int64(c*1000+0.5)) }
+
+// cpuCells are a point's CPU and CPU% columns, share giving the latter;
+// "-" for both when the CPU is not known, which is not idle.
+func cpuCells(p metricsPoint, share func(float64) string) (string, string) {
+	if p.CPUUnknown {
+		return "-", "-"
+	}
+	return cores(p.CPU), share(p.CPU)
+}
 
 // cpuShare is CPU use as a share of the CPU limit, or of the request
 // when the template sets no limit (instances may then use more than
@@ -70,7 +82,8 @@ func appTopRow(a *v1.App, m *metricsBody) []string {
 		return []string{a.Metadata.Namespace, a.Metadata.Name, fmt.Sprint(a.Status.Replicas), "-", "-", cores(perInstance * float64(a.Status.Replicas)), "-", "-"}
 	}
 	p := m.Points[len(m.Points)-1]
-	return []string{a.Metadata.Namespace, a.Metadata.Name, fmt.Sprint(p.Instances), cores(p.CPU), cpuShare(p.CPU, m.CPULimit, a.Spec.Resources),
+	cpu, share := cpuCells(p, func(c float64) string { return cpuShare(c, m.CPULimit, a.Spec.Resources) })
+	return []string{a.Metadata.Namespace, a.Metadata.Name, fmt.Sprint(p.Instances), cpu, share,
 		cores(perInstance * float64(p.Instances)), v1.Bytes(p.Memory).String(), pct(float64(p.Memory), float64(p.MemoryLimit))}
 }
 
@@ -125,7 +138,8 @@ func newTopCmd(g *globals) *cobra.Command {
 						continue
 					}
 					p := m.Points[len(m.Points)-1]
-					rows = append(rows, []string{i.Metadata.Namespace, i.Metadata.Name, i.Spec.App, cores(p.CPU), cpuShare(p.CPU, m.CPULimit, i.Spec.Template.Resources),
+					cpu, share := cpuCells(p, func(c float64) string { return cpuShare(c, m.CPULimit, i.Spec.Template.Resources) })
+					rows = append(rows, []string{i.Metadata.Namespace, i.Metadata.Name, i.Spec.App, cpu, share,
 						v1.Bytes(p.Memory).String(), pct(float64(p.Memory), float64(p.MemoryLimit)), fmt.Sprint(i.Status.Restarts), orDash(i.Spec.Node)})
 				}
 				printRows(w, rows)
@@ -142,7 +156,8 @@ func newTopCmd(g *globals) *cobra.Command {
 						continue
 					}
 					p := m.Points[len(m.Points)-1]
-					rows = append(rows, []string{n.Metadata.Name, cores(p.CPU), pct(p.CPU, m.CPULimit), v1.Bytes(p.Memory).String(),
+					cpu, share := cpuCells(p, func(c float64) string { return pct(c, m.CPULimit) })
+					rows = append(rows, []string{n.Metadata.Name, cpu, share, v1.Bytes(p.Memory).String(),
 						pct(float64(p.Memory), float64(p.MemoryLimit)), fmt.Sprint(p.Instances), fmt.Sprint(n.Status.Ready)})
 				}
 				printRows(w, rows)

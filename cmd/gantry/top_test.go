@@ -66,6 +66,13 @@ func TestTopAppRow(t *testing.T) {
 			m:    &metricsBody{CPULimit: 2},
 			want: []string{"ns", "web", "2", "-", "-", "1000m", "-", "-"},
 		},
+		{
+			// Shown as 0m and 0%: idle, which the server is careful
+			// never to say of an unknown rate.
+			name: "a CPU not known yet is not idle",
+			m:    &metricsBody{CPULimit: 2, Points: []metricsPoint{{CPUUnknown: true, Memory: 100 << 20, MemoryLimit: 200 << 20, Instances: 2}}},
+			want: []string{"ns", "web", "2", "-", "-", "1000m", "100Mi", "50%"},
+		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := appTopRow(app, tt.m); !slices.Equal(got, tt.want) {
