@@ -29,11 +29,12 @@ func (s *Server) saveApp(ctx context.Context, a *v1.App, prev *v1.App, dry bool)
 	}
 	// Locks in a fixed order, the namespace's quota first, then the
 	// cluster's claims (the rollback takes them so too).
-	defer s.HoldQuota(ctx, a.Metadata.Namespace)()
+	ns, release := s.holdQuota(ctx, a.Metadata.Namespace)
+	defer release()
 	if hasClaims(a) && !dry {
 		defer s.HoldClaims()()
 	}
-	image, digest, resolve, err := s.admitApp(ctx, a, prev, admitOptions{dry: dry})
+	image, digest, resolve, err := s.admitApp(ctx, a, prev, admitOptions{dry: dry, ns: ns})
 	if err != nil {
 		return "", err
 	}
@@ -148,7 +149,12 @@ func (s *Server) admitApp(ctx context.Context, a *v1.App, prev *v1.App, opt admi
 	} else {
 		a.Status = v1.AppStatus{}
 	}
-	ns, err := s.namespace(ctx, a.Metadata.Namespace)
+	// Policy, limits and quota are judged by the namespace as stored,
+	// not as the cache has it: one tightened a moment ago applies.
+	ns, err := opt.ns, error(nil)
+	if ns == nil {
+		ns, err = s.storedNamespace(ctx, a.Metadata.Namespace)
+	}
 	if err == nil {
 		err = notDeleting(ns)
 	}
@@ -209,6 +215,9 @@ type admitOptions struct {
 	// and quota judge the values that will run (a copy with the
 	// defaults filled in passed a maximum the stored template broke).
 	restore bool
+	// ns is the App's namespace as read under the quota lock; nil has
+	// admitApp read it from the store.
+	ns *v1.Namespace
 }
 
 // mayPull refuses an image of the cluster registry that the caller may

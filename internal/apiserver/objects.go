@@ -544,6 +544,11 @@ func (s *Server) namespace(ctx context.Context, name string) (*v1.Namespace, err
 			return n, nil
 		}
 	}
+	return s.storedNamespace(ctx, name)
+}
+
+// storedNamespace reads a namespace from the store.
+func (s *Server) storedNamespace(ctx context.Context, name string) (*v1.Namespace, error) {
 	n, err := store.Get[*v1.Namespace](ctx, s.store, "", name)
 	if errors.Is(err, v1.ErrNotFound) {
 		return nil, fmt.Errorf("%w: namespace %q does not exist: create it with `gantry create namespace %s`", v1.ErrNotFound, name, name)

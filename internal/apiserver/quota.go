@@ -220,11 +220,20 @@ func (q *quotaLocks) hold(ns *v1.Namespace) func() {
 // pairs (the autoscaler's scale-ups hold it too). An unknown namespace
 // takes no lock (the write that follows refuses it).
 func (s *Server) HoldQuota(ctx context.Context, ns string) func() {
-	n, err := s.namespace(ctx, ns)
+	_, release := s.holdQuota(ctx, ns)
+	return release
+}
+
+// holdQuota is HoldQuota that also returns the namespace as it read it,
+// from the store, not the cache: a quota set a moment ago, which the
+// cache may not have yet, is held and judged by (nil when it could not be
+// read; the write's own read then refuses it).
+func (s *Server) holdQuota(ctx context.Context, name string) (*v1.Namespace, func()) {
+	n, err := store.Get[*v1.Namespace](ctx, s.store, "", name)
 	if err != nil {
-		return func() {}
+		return nil, func() {}
 	}
-	return s.quotaLocks.hold(n)
+	return n, s.quotaLocks.hold(n)
 }
 
 func surgeNote(surging bool) string {
