@@ -94,21 +94,41 @@ func (s *Server) namespaceUse(ctx context.Context, ns, app string) (quotaUse, er
 		return u, err
 	}
 	running := map[string]requests{}
+	live := map[string]liveUse{}
 	for _, i := range insts {
-		if i.Metadata.Deleting == nil {
-			running[i.Spec.App] = running[i.Spec.App].max(requestsOf(&i.Spec.Template))
+		if i.Metadata.Deleting != nil || i.Status.Phase == v1.PhaseSucceeded || i.Status.Phase == v1.PhaseFailed {
+			continue
 		}
+		r := requestsOf(&i.Spec.Template)
+		running[i.Spec.App] = running[i.Spec.App].max(r)
+		l := live[i.Spec.App]
+		l.cpu, l.mem, l.instances = v1.CPU(satAdd(int64(l.cpu), int64(r.cpu))), v1.Bytes(satAdd(int64(l.mem), int64(r.mem))), l.instances+1
+		live[i.Spec.App] = l
 	}
 	u.running = running[app]
 	for _, o := range apps {
 		if o.Metadata.Name == app {
 			continue
 		}
+		// An App counts at its replicas, or at the instances it runs
+		// when they hold more: a rollout's surge, kept for as long as
+		// the rollout is paused or slow, counts against the quota of
+		// the Apps written meanwhile.
 		c, m, n := appFootprint(o, false, running[o.Metadata.Name])
+		l := live[o.Metadata.Name]
+		c, m, n = max(c, l.cpu), max(m, l.mem), max(n, l.instances)
 		u.cpu, u.mem = v1.CPU(satAdd(int64(u.cpu), int64(c))), v1.Bytes(satAdd(int64(u.mem), int64(m)))
 		u.instances, u.apps = u.instances+n, u.apps+1
 	}
 	return u, nil
+}
+
+// liveUse is what an App's instances (not being deleted, not finished)
+// ask for together.
+type liveUse struct {
+	cpu       v1.CPU
+	mem       v1.Bytes
+	instances int
 }
 
 // satMul and satAdd are a*b and a+b for non-negative operands, or the
