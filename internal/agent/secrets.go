@@ -3,9 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -36,12 +34,14 @@ func (a *Agent) secretFiles(ctx context.Context, i *v1.Instance) ([]runtime.Moun
 	return a.writeSecretFiles(ctx, i, true)
 }
 
-// writeSecretFiles is secretFiles; without fresh it writes over what is
-// there instead of starting from nothing: a running container bind-mounts
-// these very files and directories, and one removed and made again would
-// be gone from under it (a directory of keys left empty). Files are
-// written in place, so the container sees current values; keys no longer
-// in a secret are removed.
+// writeSecretFiles is secretFiles; without fresh it writes only what is
+// missing (the tmpfs emptied by a reboot) instead of starting from
+// nothing: a running container bind-mounts these very files and
+// directories, and one removed and made again would be gone from under
+// it (a directory of keys left empty). Files that are there keep the
+// values the container started with, as its environment does: a changed
+// secret reaches an instance when it is replaced (rollout restart), never
+// half of it at once under a running program.
 func (a *Agent) writeSecretFiles(ctx context.Context, i *v1.Instance, fresh bool) ([]runtime.Mount, error) {
 	files := i.Spec.Template.Files
 	if len(files) == 0 {
@@ -56,11 +56,17 @@ func (a *Agent) writeSecretFiles(ctx context.Context, i *v1.Instance, fresh bool
 	}
 	var mounts []runtime.Mount
 	for n, f := range files {
+		src := filepath.Join(dir, fmt.Sprintf("%d", n))
+		mount := runtime.Mount{Source: src, Destination: f.Path, ReadOnly: true, Chown: true}
+		if _, err := os.Lstat(src); err == nil && !fresh {
+			// There, as the container started with it: kept whole.
+			mounts = append(mounts, mount)
+			continue
+		}
 		out, err := a.api.RevealSecret(ctx, i.Metadata.Namespace, f.Secret)
 		if err != nil {
 			return nil, fmt.Errorf("read secret %s: %w", f.Secret, err)
 		}
-		src := filepath.Join(dir, fmt.Sprintf("%d", n))
 		if f.Key != "" {
 			v, ok := out[f.Key]
 			if !ok {
@@ -70,7 +76,7 @@ func (a *Agent) writeSecretFiles(ctx context.Context, i *v1.Instance, fresh bool
 				return nil, err
 			}
 		} else {
-			if err := os.Mkdir(src, 0o500); err != nil && (fresh || !errors.Is(err, fs.ErrExist)) {
+			if err := os.Mkdir(src, 0o500); err != nil {
 				return nil, err
 			}
 			for k, v := range out {
@@ -78,19 +84,8 @@ func (a *Agent) writeSecretFiles(ctx context.Context, i *v1.Instance, fresh bool
 					return nil, err
 				}
 			}
-			if !fresh {
-				old, err := os.ReadDir(src)
-				if err != nil {
-					return nil, err
-				}
-				for _, e := range old {
-					if _, ok := out[e.Name()]; !ok {
-						os.RemoveAll(filepath.Join(src, e.Name()))
-					}
-				}
-			}
 		}
-		mounts = append(mounts, runtime.Mount{Source: src, Destination: f.Path, ReadOnly: true, Chown: true})
+		mounts = append(mounts, mount)
 	}
 	return mounts, nil
 }

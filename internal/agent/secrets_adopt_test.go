@@ -57,3 +57,53 @@ func TestAdoptionKeepsRunningContainersSecretFiles(t *testing.T) {
 		t.Fatalf("the running container's secret directory after adoption holds %d entries (err %v), want its 2 files", len(names), err)
 	}
 }
+
+// A changed secret reached a running instance's files when its node's
+// agent restarted, key by key under the running program, while its
+// environment kept the old values. An adopted container keeps the files
+// it started with; only files lost (a reboot's emptied tmpfs) are written
+// again, from the current values.
+func TestAdoptionKeepsTheValuesAContainerStartedWith(t *testing.T) {
+	value := `{"password":"first","user":"app"}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, value)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := client.New(client.Config{Server: srv.URL, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	a := &Agent{cfg: Config{NodeName: "n1", SecretDir: filepath.Join(dir, "secrets")}, api: c, log: slog.New(slog.DiscardHandler)}
+	inst := instanceWith(v1.Health{})
+	inst.Spec.Template.Files = []v1.FileMount{{Path: "/run/secrets/db", Secret: "db"}, {Path: "/run/secrets/pw", Secret: "db", Key: "password"}}
+	w := newWorker(a, inst)
+	mounts, err := a.secretFiles(context.Background(), inst)
+	if err != nil || len(mounts) != 2 {
+		t.Fatalf("secretFiles: %v %v", mounts, err)
+	}
+	read := func(p string) string {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+
+	value = `{"password":"second"}` // changed, and user removed
+	w.restoreSecretFiles(context.Background(), inst)
+	if got := read(filepath.Join(mounts[0].Source, "password")) + " " + read(mounts[1].Source); got != "first first" {
+		t.Errorf("after adoption the files hold %q; want the values the container started with", got)
+	}
+	if got := read(filepath.Join(mounts[0].Source, "user")); got != "app" {
+		t.Errorf("a key removed since was taken from under the container: %q", got)
+	}
+
+	// A reboot emptied the tmpfs: written again, from the current values.
+	os.RemoveAll(filepath.Dir(mounts[0].Source))
+	w.restoreSecretFiles(context.Background(), inst)
+	if got := read(filepath.Join(mounts[0].Source, "password")) + " " + read(mounts[1].Source); got != "second second" {
+		t.Errorf("files lost and written again hold %q; want the current values", got)
+	}
+}
