@@ -711,3 +711,28 @@ var (
 	repoComponent = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$`)
 	tagPattern    = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
 )
+
+// LogSince reads the start of a logs request: since, an RFC 3339 time,
+// or sinceSeconds, a whole number of seconds back from now, the clock of
+// whoever answers (the node that has the log): a client whose clock is
+// off asks for the lines it means. The zero time when neither is given.
+func LogSince(q url.Values, now time.Time) (time.Time, error) {
+	since, secs := q.Get("since"), q.Get("sinceSeconds")
+	switch {
+	case since != "" && secs != "":
+		return time.Time{}, fmt.Errorf("give since or sinceSeconds, not both")
+	case since != "":
+		t, err := time.Parse(time.RFC3339Nano, since)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("since=%q: send an RFC 3339 time, such as 2025-01-02T15:04:05Z", since)
+		}
+		return t, nil
+	case secs != "":
+		n, err := strconv.ParseInt(secs, 10, 64)
+		if err != nil || n < 0 || n > math.MaxInt64/int64(time.Second) {
+			return time.Time{}, fmt.Errorf("sinceSeconds=%q: send a whole number of seconds back from now (0 or more)", secs)
+		}
+		return now.Add(-time.Duration(n) * time.Second), nil
+	}
+	return time.Time{}, nil
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net/url"
 	"os"
 	"os/signal"
@@ -112,12 +113,14 @@ func newLogsCmd(g *globals) *cobra.Command {
 					}
 					return nil
 				}
-				q.Set("since", time.Now().UTC().Format(time.RFC3339Nano))
+				// From now on the node's clock, not this machine's,
+				// which may be off.
+				q.Set("sinceSeconds", "0")
 			case tail > 0:
 				q.Set("tail", strconv.Itoa(tail))
 			}
 			if since > 0 && tail != 0 {
-				q.Set("since", time.Now().Add(-since).UTC().Format(time.RFC3339Nano))
+				q.Set("sinceSeconds", strconv.FormatInt(int64(math.Ceil(since.Seconds())), 10))
 			}
 			// An App's follow takes in instances made later: its lines
 			// name their instance from the start.
@@ -375,6 +378,7 @@ func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Va
 		if printed.any {
 			since, skip = printed.last, maps.Clone(printed.atTime)
 			qq.Del("tail")
+			qq.Del("sinceSeconds")
 			qq.Set("since", since.Format(time.RFC3339Nano))
 		}
 		body, err := c.Stream(ctx, path, qq)

@@ -4,6 +4,10 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -186,4 +190,36 @@ func TestAppLogsFollowTakesInNewInstances(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// --since and --tail 0 -f are sent as seconds back from now, which the
+// node counts on its own clock: lines are chosen by the clock that
+// stamped them, not by this machine's.
+func TestLogsSinceIsCountedOnTheNodesClock(t *testing.T) {
+	rs := startLogsCluster(t)
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/logs") {
+			asked = append(asked, r.URL.RawQuery)
+		}
+		proxy := httputil.NewSingleHostReverseProxy(mustURL(t, rs.url))
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	via := &rolloutServer{url: srv.URL, token: rs.token}
+	out, err, _ := via.run(t, 10*time.Second, "logs", "web-1", "--since", "90s")
+	if err != nil || !strings.Contains(out, "one") {
+		t.Fatalf("logs --since 90s: %v\n%s", err, out)
+	}
+	if len(asked) != 1 || asked[0] != "sinceSeconds=90" {
+		t.Errorf("asked %q; want sinceSeconds=90", asked)
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }

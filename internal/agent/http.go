@@ -57,14 +57,12 @@ func (a *Agent) serveLogs(w http.ResponseWriter, r *http.Request) {
 		}
 		opts.Tail = n
 	}
-	if v := q.Get("since"); v != "" {
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			httpError(w, v1.ErrInvalid, fmt.Sprintf("since=%q: send an RFC 3339 time, such as 2025-01-02T15:04:05Z", v))
-			return
-		}
-		opts.Since = t
+	since, err := v1.LogSince(q, time.Now())
+	if err != nil {
+		httpError(w, v1.ErrInvalid, err.Error())
+		return
 	}
+	opts.Since = since
 	if opts.Follow {
 		opts.PollInterval = 50 * time.Millisecond
 	}

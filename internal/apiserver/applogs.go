@@ -79,10 +79,8 @@ func checkLogQuery(q url.Values) error {
 			return fmt.Errorf("%w: tail=%q: send the number of last lines to return (0 or more)", v1.ErrInvalid, v)
 		}
 	}
-	if v := q.Get("since"); v != "" {
-		if _, err := time.Parse(time.RFC3339Nano, v); err != nil {
-			return fmt.Errorf("%w: since=%q: send an RFC 3339 time, such as 2025-01-02T15:04:05Z", v1.ErrInvalid, v)
-		}
+	if _, err := v1.LogSince(q, time.Now()); err != nil {
+		return fmt.Errorf("%w: %v", v1.ErrInvalid, err)
 	}
 	return nil
 }
@@ -198,10 +196,12 @@ type logFollower struct {
 func (s *Server) followAppLogs(ctx context.Context, r *http.Request, ri *requestInfo, insts []*v1.Instance, query url.Values, emit func(appLogLine)) {
 	following := map[string]*logFollower{} // by instance UID
 	// An instance made after the request has only new lines: all of
-	// them are sent, whatever tail asked of the first ones.
+	// them are sent, whatever tail or since asked of the first ones (a
+	// sinceSeconds, taken when the agent is asked, would drop the lines
+	// written before the instance was found).
 	later := url.Values{}
 	for k, v := range query {
-		if k != "tail" {
+		if k != "tail" && k != "since" && k != "sinceSeconds" {
 			later[k] = v
 		}
 	}
