@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -155,7 +157,7 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo
 		go func() {
 			defer wg.Done()
 			defer close(q)
-			s.instanceLogs(ctx, r, ri, inst, query, func(l appLogLine) bool {
+			s.instanceLogs(ctx, r, ri, inst, query, false, func(l appLogLine) bool {
 				select {
 				case q <- l:
 					return true
@@ -178,12 +180,40 @@ var appLogsRelist = time.Second
 
 // logFollower follows one instance's log for followAppLogs.
 type logFollower struct {
-	stop  context.CancelFunc
-	gone  time.Time // when the instance was first missed from a list
-	mu    sync.Mutex
-	query url.Values
-	last  time.Time // of the latest line sent
-	ended bool      // the stream ended with the instance still there
+	stop    context.CancelFunc
+	gone    time.Time // when the instance was first missed from a list
+	first   time.Time // when it was first asked for
+	retryAt time.Time // when a stream that ended may be asked for again
+	fails   int       // streams in a row that ended with no line
+	mu      sync.Mutex
+	query   url.Values
+	last    time.Time // of the latest line sent
+	sent    bool      // the current stream sent a line
+	ended   bool      // the stream ended with the instance still there
+}
+
+// resume is the query that asks again for what f has not sent: from its
+// last line, on the node's clock; or, when it sent none, the first query
+// with any sinceSeconds widened by the time since it was first asked, so
+// that lines written between the two asks are not lost. The caller holds
+// f.mu.
+func (f *logFollower) resume(later url.Values) url.Values {
+	q := url.Values{}
+	switch {
+	case !f.last.IsZero():
+		for k, v := range later {
+			q[k] = v
+		}
+		q.Set("since", f.last.Format(time.RFC3339Nano))
+	default:
+		for k, v := range f.query {
+			q[k] = v
+		}
+		if n, err := strconv.ParseInt(q.Get("sinceSeconds"), 10, 64); err == nil {
+			q.Set("sinceSeconds", strconv.FormatInt(n+int64(math.Ceil(time.Since(f.first).Seconds())), 10))
+		}
+	}
+	return q
 }
 
 // followAppLogs follows the logs of an App's instances: those listed when
@@ -212,23 +242,30 @@ func (s *Server) followAppLogs(ctx context.Context, r *http.Request, ri *request
 		}
 		wg.Wait()
 	}()
-	start := func(inst *v1.Instance, f *logFollower) {
+	start := func(inst *v1.Instance, f *logFollower, q url.Values) {
 		ictx, stop := context.WithCancel(ctx)
 		f.stop = stop
+		if f.first.IsZero() {
+			f.first = time.Now()
+		}
 		f.mu.Lock()
-		q, since := f.query, f.last
-		f.ended = false
+		since := f.last
+		f.ended, f.sent = false, false
 		f.mu.Unlock()
+		// A node that cannot answer is warned of once, not at every
+		// attempt.
+		quiet := f.fails > 0
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.instanceLogs(ictx, r, ri, inst, q, func(l appLogLine) bool {
+			defer stop()
+			s.instanceLogs(ictx, r, ri, inst, q, quiet, func(l appLogLine) bool {
 				if !l.Time.After(since) && !since.IsZero() {
 					return true // sent before the reconnect
 				}
 				emit(l)
 				f.mu.Lock()
-				f.last = l.Time
+				f.last, f.sent = l.Time, true
 				f.mu.Unlock()
 				return true
 			})
@@ -249,21 +286,32 @@ func (s *Server) followAppLogs(ctx context.Context, r *http.Request, ri *request
 			case f == nil && inst.Spec.Node != "": // not placed yet: once it is
 				f = &logFollower{query: q}
 				following[uid] = f
-				start(inst, f)
+				start(inst, f, q)
 			case f != nil:
 				f.gone = time.Time{}
 				f.mu.Lock()
-				ended, last := f.ended, f.last
-				if ended && !last.IsZero() {
-					f.query = url.Values{}
-					for k, v := range later {
-						f.query[k] = v
-					}
-					f.query.Set("since", last.Format(time.RFC3339Nano))
+				ended, sent := f.ended, f.sent
+				var resume url.Values
+				if ended {
+					resume = f.resume(later)
 				}
 				f.mu.Unlock()
-				if ended {
-					start(inst, f)
+				if !ended {
+					break
+				}
+				// One that keeps ending with nothing (its node is
+				// gone or cannot answer) is asked less and less often.
+				switch {
+				case f.retryAt.IsZero():
+					if sent {
+						f.fails = 0
+					} else {
+						f.fails++
+					}
+					f.retryAt = time.Now().Add(min(appLogsRelist<<min(max(f.fails-1, 0), 5), 30*time.Second))
+				case time.Now().After(f.retryAt):
+					f.retryAt = time.Time{}
+					start(inst, f, resume)
 				}
 			}
 		}
@@ -297,22 +345,30 @@ func (s *Server) followAppLogs(ctx context.Context, r *http.Request, ri *request
 // instanceLogs streams the logs of inst from its node into fn, until they
 // end, fn returns false or ctx ends. An instance whose node cannot answer
 // is left out of the merged logs, not the reason for failing them all.
-func (s *Server) instanceLogs(ctx context.Context, r *http.Request, ri *requestInfo, inst *v1.Instance, query url.Values, fn func(appLogLine) bool) {
+func (s *Server) instanceLogs(ctx context.Context, r *http.Request, ri *requestInfo, inst *v1.Instance, query url.Values, quiet bool, fn func(appLogLine) bool) {
 	log := s.log.With("app", ri.Name, "ns", ri.Namespace, "instance", inst.Metadata.Name, "node", inst.Spec.Node)
+	if quiet {
+		log = slog.New(slog.DiscardHandler)
+	}
 	n, err := store.Get[*v1.Node](ctx, s.store, "", inst.Spec.Node)
 	if err != nil {
 		log.Warn("app logs: instance left out", "err", err)
 		return
 	}
 	pr, pw := io.Pipe()
-	defer pr.Close()
 	path := "/instances/" + ri.Namespace + "/" + inst.Metadata.Name + "/logs"
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		pw.CloseWithError(s.nodeLogs(&pipeResponse{header: http.Header{}, w: pw}, r.WithContext(ctx), n, path, query))
 	}()
-	defer func() { <-done }()
+	// The read end goes first: a node writing into the pipe (which a
+	// cancelled context does not stop) then fails and returns, and is
+	// waited for.
+	defer func() {
+		pr.CloseWithError(context.Canceled)
+		<-done
+	}()
 	sc := bufio.NewScanner(pr)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	for sc.Scan() {
