@@ -152,6 +152,11 @@ func newLogsCmd(g *globals) *cobra.Command {
 			var mu sync.Mutex
 			followed := map[string]bool{}
 			var errs []error
+			// A follow that fails for good (forbidden, a bad request)
+			// ends them all and the command with its error, not a
+			// silent wait.
+			fctx, failed := context.WithCancel(ctx)
+			defer failed()
 			start := func(inst string, q url.Values, existed bool) {
 				mu.Lock()
 				defer mu.Unlock()
@@ -162,10 +167,11 @@ func newLogsCmd(g *globals) *cobra.Command {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if err := followLogs(ctx, c, ns, inst, q, existed, p.print); err != nil && !errors.Is(err, context.Canceled) {
+					if err := followLogs(fctx, c, ns, inst, q, existed, p.print); err != nil && !errors.Is(err, context.Canceled) {
 						mu.Lock()
 						errs = append(errs, err)
 						mu.Unlock()
+						failed()
 					}
 				}()
 			}
@@ -178,7 +184,7 @@ func newLogsCmd(g *globals) *cobra.Command {
 				// until the App is deleted. Each follow ends when its
 				// instance is deleted.
 				later := url.Values{"follow": {"true"}}
-				watchApp(ctx, c, ns, appName, func(inst string) { start(inst, later, true) })
+				watchApp(fctx, c, ns, appName, func(inst string) { start(inst, later, true) })
 			}
 			wg.Wait()
 			if len(errs) > 0 {
@@ -366,9 +372,15 @@ func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Va
 		return false, nil
 	}
 	var printed printedLines
+	first := time.Now()
 	for {
 		qq := url.Values{}
 		maps.Copy(qq, q)
+		if n, err := strconv.ParseInt(q.Get("sinceSeconds"), 10, 64); err == nil {
+			// Asked again before a line came: lines written since the
+			// first ask are still wanted.
+			qq.Set("sinceSeconds", strconv.FormatInt(n+int64(math.Ceil(time.Since(first).Seconds())), 10))
+		}
 		// After a break, ask again from the time of the last line
 		// printed, that time included: lines not yet printed may share
 		// it. Of the lines at that time, skip as many of each as were

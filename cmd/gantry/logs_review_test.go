@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -172,7 +173,9 @@ func TestAppLogsFollowTakesInNewInstances(t *testing.T) {
 		if _, err := rs.st.Delete(ctx, k, "default", "web-1", 0); err != nil {
 			t.Error(err)
 		}
-		time.Sleep(time.Second)
+		// Long enough for a loaded machine to find web-2 (polled every
+		// 100 ms) and read its line.
+		time.Sleep(3 * time.Second)
 		if _, err := rs.st.Delete(ctx, k, "default", "web-2", 0); err != nil {
 			t.Error(err)
 		}
@@ -222,4 +225,39 @@ func mustURL(t *testing.T, s string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// logs -f app/NAME by a user who may list instances but not read their
+// logs waited silently until Ctrl-C: each follow's 403 was kept until the
+// App went. The first such error ends the command.
+func TestAppLogsFollowEndsOnAForbiddenLog(t *testing.T) {
+	rs := startLogsCluster(t)
+	ctx := context.Background()
+	admin, err := client.New(client.Config{Server: rs.url, Token: rs.token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{
+		"kind: App\nname: web\nimage: web:v1\n",
+		"kind: Role\nname: lister\nrules: [{verbs: [get, list, watch], resources: [apps, instances]}]\n",
+		"kind: User\nname: lee\n",
+		"kind: RoleBinding\nname: lee-lister\nuser: lee\nrole: lister\nnamespace: default\n",
+	} {
+		o, err := v1.DecodeManifest([]byte(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := admin.Apply(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok, err := admin.CreateToken(ctx, v1.TokenSpec{User: "lee"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lee := &rolloutServer{url: rs.url, token: tok.Secret}
+	_, err, took := lee.run(t, 15*time.Second, "logs", "-f", "app/web")
+	if !errors.Is(err, v1.ErrForbidden) || took > 10*time.Second {
+		t.Fatalf("logs -f app/web without the right to read logs: %v after %v; want forbidden at once", err, took.Round(time.Millisecond))
+	}
 }
