@@ -456,17 +456,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 		writeJSON(w, http.StatusCreated, redact(o))
 		return nil
 	}
-	unlock := s.lockAuthWrite(o)
-	err = s.admitOther(ctx, o, nil)
-	if err == nil && ri.DryRun {
-		err = s.dryCreate(ctx, ri.Kind, o)
-	} else if err == nil {
-		if err = s.store.Create(ctx, o); err == nil {
-			s.afterWrite(o)
-		}
-	}
-	unlock()
-	if err != nil {
+	if err := s.createOther(ctx, ri, o); err != nil {
 		return err
 	}
 	for _, n := range s.objectWarnings(ctx, o) {
@@ -474,6 +464,24 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	}
 	w.Header().Set("X-Gantry-Result", "created")
 	writeJSON(w, http.StatusCreated, redact(o))
+	return nil
+}
+
+// createOther admits and stores (or, in a dry run, only admits) an
+// object of a kind with no create of its own, holding authMu throughout
+// for the kinds checked against other auth objects.
+func (s *Server) createOther(ctx context.Context, ri *requestInfo, o v1.Object) error {
+	defer s.lockAuthWrite(o)()
+	if err := s.admitOther(ctx, o, nil); err != nil {
+		return err
+	}
+	if ri.DryRun {
+		return s.dryCreate(ctx, ri.Kind, o)
+	}
+	if err := s.store.Create(ctx, o); err != nil {
+		return err
+	}
+	s.afterWrite(o)
 	return nil
 }
 
