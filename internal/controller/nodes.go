@@ -30,7 +30,7 @@ type NodeLifecycle struct {
 
 	mu     sync.Mutex
 	timers map[string]*time.Timer
-	// evicted holds the nodes whose instances were evicted and that
+	// evicted holds the nodes an eviction pass has run for and that
 	// have not been seen ready since: an instance of one marked for
 	// deletion later (a finished one, kept) is deleted outright.
 	evicted map[string]bool
@@ -269,6 +269,15 @@ func (c *NodeLifecycle) evict(ctx context.Context, name string, attempt int) {
 		retry("list instances", errors.New("the instance cache has not listed yet"))
 		return
 	}
+	// Marked before the list: an instance whose delete is asked for
+	// while this pass runs, after the list kept it, has the handler
+	// arm another pass.
+	c.mu.Lock()
+	if c.evicted == nil {
+		c.evicted = map[string]bool{}
+	}
+	c.evicted[name] = true
+	c.mu.Unlock()
 	k := store.KindFor[*v1.Instance]()
 	var failed error
 	// A finished instance stays, with its logs, until it is deleted
@@ -291,14 +300,7 @@ func (c *NodeLifecycle) evict(ctx context.Context, name string, attempt int) {
 	}
 	if failed != nil {
 		retry("delete instances", failed)
-		return
 	}
-	c.mu.Lock()
-	if c.evicted == nil {
-		c.evicted = map[string]bool{}
-	}
-	c.evicted[name] = true
-	c.mu.Unlock()
 }
 
 // evictOrphans arms the eviction of nodes that instances are bound to but
