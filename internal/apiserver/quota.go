@@ -253,7 +253,16 @@ func (s *Server) holdQuota(ctx context.Context, name string) (*v1.Namespace, fun
 	if err != nil {
 		return nil, func() {}
 	}
-	return n, s.quotaLocks.hold(n)
+	release := s.quotaLocks.hold(n)
+	if n.Spec.Quota == nil {
+		return n, release
+	}
+	// Read again once held: the quota may have changed while another
+	// write held the lock.
+	if again, err := store.Get[*v1.Namespace](ctx, s.store, "", name); err == nil {
+		n = again
+	}
+	return n, release
 }
 
 func surgeNote(surging bool) string {
