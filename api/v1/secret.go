@@ -116,8 +116,16 @@ func (s *Secret) Validate() FieldErrors {
 			errs.add(fmt.Sprintf("data[%s]", k), "keys are letters, digits, '.', '_' and '-'")
 		}
 	}
-	if size = SecretSize(s.Data, s.StringData); size > MaxSecretSize {
-		errs.add("data", "values and key names come to %d bytes (each key name counts twice, plus 16); the limit is %d (768 KiB): keep larger data in the image or a volume", size, MaxSecretSize)
+	// Labels and annotations are stored beside the sealed values, in
+	// the same write.
+	for k, v := range s.Metadata.Labels {
+		size += len(k) + len(v)
+	}
+	for k, v := range s.Metadata.Annotations {
+		size += len(k) + len(v)
+	}
+	if size += SecretSize(s.Data, s.StringData); size > MaxSecretSize {
+		errs.add("data", "values, key names, labels and annotations come to %d bytes (each key name counts twice, plus 16); the limit is %d (768 KiB): keep larger data in the image or a volume", size, MaxSecretSize)
 	}
 	return errs
 }

@@ -68,6 +68,14 @@ type Change struct {
 // users cannot write it. A concurrent writer makes Save fail with
 // v1.ErrConflict; nothing is written then.
 func Save(ctx context.Context, s *store.Store, c Change) (Result, error) {
+	res, err := save(ctx, s, c)
+	if errors.Is(err, v1.ErrTooLarge) {
+		err = fmt.Errorf("%w; an App is written together with its new revision, so its spec must stay under about %d KiB: move big values into Secrets or files in the image", err, store.MaxWriteBytes>>11)
+	}
+	return res, err
+}
+
+func save(ctx context.Context, s *store.Store, c Change) (Result, error) {
 	a := c.App
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	hash := a.Spec.Template.Hash()

@@ -502,8 +502,7 @@ func unavailable(err error) error {
 	if tooLarge(err) {
 		// Not a failure of the store, and sending it again will not
 		// help: the client must send less.
-		return fmt.Errorf("%w: the write is larger than the store takes (%d KiB at most; an App is written together with its new revision, so an App's spec must stay under about %d KiB: move its big values into Secrets or files in the image)",
-			v1.ErrTooLarge, MaxWriteBytes>>10, MaxWriteBytes>>11)
+		return fmt.Errorf("%w: the write is larger than the store takes (%d KiB at most)", v1.ErrTooLarge, MaxWriteBytes>>10)
 	}
 	if noSpace(err) {
 		return fmt.Errorf("%w: the store is full: etcd's database reached its space quota and refuses writes until space is reclaimed (reads and deletes still work; the embedded store reclaims space on its own within a minute once deleted objects free enough, see the guide's \"Store space\")", v1.ErrUnavailable)
