@@ -67,23 +67,34 @@ func (a *Agent) writeSecretFiles(ctx context.Context, i *v1.Instance, fresh bool
 		if err != nil {
 			return nil, fmt.Errorf("read secret %s: %w", f.Secret, err)
 		}
+		// Written beside it, then renamed into place: a file or
+		// directory there is whole (one the agent stopped writing would
+		// be kept, half of it, by the next adoption).
+		tmp := src + ".new"
+		os.RemoveAll(tmp)
 		if f.Key != "" {
 			v, ok := out[f.Key]
 			if !ok {
 				return nil, fmt.Errorf("%w: secret %s has no key %q", v1.ErrNotFound, f.Secret, f.Key)
 			}
-			if err := os.WriteFile(src, v, 0o400); err != nil {
+			if err := os.WriteFile(tmp, v, 0o400); err != nil {
 				return nil, err
 			}
 		} else {
-			if err := os.Mkdir(src, 0o500); err != nil {
+			if err := os.Mkdir(tmp, 0o700); err != nil {
 				return nil, err
 			}
 			for k, v := range out {
-				if err := os.WriteFile(filepath.Join(src, k), v, 0o400); err != nil {
+				if err := os.WriteFile(filepath.Join(tmp, k), v, 0o400); err != nil {
 					return nil, err
 				}
 			}
+			if err := os.Chmod(tmp, 0o500); err != nil {
+				return nil, err
+			}
+		}
+		if err := os.Rename(tmp, src); err != nil {
+			return nil, fmt.Errorf("secret files: %w", err)
 		}
 		mounts = append(mounts, mount)
 	}

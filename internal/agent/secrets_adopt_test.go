@@ -107,3 +107,36 @@ func TestAdoptionKeepsTheValuesAContainerStartedWith(t *testing.T) {
 		t.Errorf("files lost and written again hold %q; want the current values", got)
 	}
 }
+
+// A key directory the agent stopped writing half-way was kept as it was
+// by the next adoption, keys missing. Files are written beside their
+// place and renamed into it, so a place holds all or nothing.
+func TestAHalfWrittenSecretDirectoryIsWrittenAgain(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"password":"s3cret","user":"app"}`)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := client.New(client.Config{Server: srv.URL, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Agent{cfg: Config{NodeName: "n1", SecretDir: filepath.Join(t.TempDir(), "secrets")}, api: c, log: slog.New(slog.DiscardHandler)}
+	inst := instanceWith(v1.Health{})
+	inst.Spec.Template.Files = []v1.FileMount{{Path: "/run/secrets/db", Secret: "db"}}
+	w := newWorker(a, inst)
+	// What an agent killed while writing leaves: the directory beside
+	// its place, one key in it.
+	dir := filepath.Join(a.secretDir(containerID(inst.Metadata.Key())), "0")
+	if err := os.MkdirAll(dir+".new", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir+".new", "user"), []byte("app"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	w.restoreSecretFiles(context.Background(), inst)
+	names, err := os.ReadDir(dir)
+	if err != nil || len(names) != 2 {
+		t.Fatalf("after adoption the directory holds %v (%v); want both keys", names, err)
+	}
+}
