@@ -34,3 +34,16 @@ func TestLogSince(t *testing.T) {
 		}
 	}
 }
+
+func TestLogFollow(t *testing.T) {
+	for q, want := range map[string]bool{"": false, "follow=true": true, "follow=1": true, "follow=TRUE": true, "follow=false": false, "follow=0": false} {
+		v, _ := url.ParseQuery(q)
+		if got, err := LogFollow(v); err != nil || got != want {
+			t.Errorf("%q: %v %v; want %v", q, got, err, want)
+		}
+	}
+	v, _ := url.ParseQuery("follow=yes")
+	if _, err := LogFollow(v); err == nil {
+		t.Error("follow=yes accepted")
+	}
+}

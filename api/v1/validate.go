@@ -736,3 +736,17 @@ func LogSince(q url.Values, now time.Time) (time.Time, error) {
 	}
 	return time.Time{}, nil
 }
+
+// LogFollow reads follow of a logs request: true or false as
+// strconv.ParseBool takes them (1, t, TRUE, ...), false when not given.
+func LogFollow(q url.Values) (bool, error) {
+	v := q.Get("follow")
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("follow=%q: send true or false", v)
+	}
+	return b, nil
+}

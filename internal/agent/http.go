@@ -48,7 +48,12 @@ func httpError(w http.ResponseWriter, kind error, msg string) {
 func (a *Agent) serveLogs(w http.ResponseWriter, r *http.Request) {
 	ns, name := r.PathValue("ns"), r.PathValue("name")
 	q := r.URL.Query()
-	opts := logfile.ReadOptions{Follow: q.Get("follow") == "true"}
+	follow, err := v1.LogFollow(q)
+	if err != nil {
+		httpError(w, v1.ErrInvalid, err.Error())
+		return
+	}
+	opts := logfile.ReadOptions{Follow: follow}
 	if v := q.Get("tail"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {

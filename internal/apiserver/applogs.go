@@ -84,6 +84,9 @@ func checkLogQuery(q url.Values) error {
 	if _, err := v1.LogSince(q, time.Now()); err != nil {
 		return fmt.Errorf("%w: %v", v1.ErrInvalid, err)
 	}
+	if _, err := v1.LogFollow(q); err != nil {
+		return fmt.Errorf("%w: %v", v1.ErrInvalid, err)
+	}
 	return nil
 }
 
@@ -118,7 +121,7 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo
 	if err != nil {
 		return err
 	}
-	follow := query.Get("follow") == "true"
+	follow, _ := v1.LogFollow(query) // checked above
 	fl, _ := w.(http.Flusher)
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)

@@ -79,6 +79,8 @@ func TestAppLogs(t *testing.T) {
 		{name: "a since that is a duration is refused", query: "since=10m", code: 400, says: `since="10m": send an RFC 3339 time`},
 		{name: "a negative sinceSeconds is refused", query: "sinceSeconds=-5", code: 400, says: `sinceSeconds="-5": send a whole number of seconds`},
 		{name: "since and sinceSeconds together are refused", query: "sinceSeconds=5&since=2025-01-02T03:04:05Z", code: 400, says: "give since or sinceSeconds, not both"},
+		// follow=yes was taken silently as no follow.
+		{name: "a follow that is not a boolean is refused", query: "follow=yes", code: 400, says: `follow="yes": send true or false`},
 		{name: "instances whose agent refuses or cannot answer are left out", query: "tail=5&since=2025-01-02T03:04:05.5Z", code: 200,
 			lines: []string{"web-a first", "web-d second", "web-a third", "web-d fourth"}},
 	}
