@@ -89,8 +89,15 @@ func (c *Client) Exec(ctx context.Context, ns, instance string, opts ExecOptions
 		defer conn.Close()
 		return nil, nil, decodeError(resp)
 	}
+	// The session ends with ctx: a read waiting for output that does
+	// not come (a remote command that prints nothing) returns then.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	return stream.New(struct {
 		io.Reader
 		io.Writer
-	}{br, conn}), conn, nil
+	}{br, conn}), closerFunc(func() error { stop(); return conn.Close() }), nil
 }
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }

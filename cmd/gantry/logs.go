@@ -532,6 +532,9 @@ func newExecCmd(g *globals) *cobra.Command {
 			for {
 				t, p, err := sc.Read()
 				if err != nil {
+					if ctx.Err() != nil {
+						return ctx.Err() // Ctrl-C: the client closed the session
+					}
 					return fmt.Errorf("exec session ended unexpectedly: %w", err)
 				}
 				switch t {

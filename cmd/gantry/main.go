@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"fmt"
 	"os"
 	"os/signal"
@@ -34,23 +35,42 @@ func main() {
 		logfile.RunDriver()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	sigs := make(chan os.Signal, 1)
+	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	var got atomic.Value // the signal that ended the run
 	go func() {
-		if sig, ok := <-sigs; ok {
-			got.Store(sig)
-			cancel()
+		sig, ok := <-sigs
+		if !ok {
+			return
+		}
+		got.Store(sig)
+		cancel()
+		// The first signal lets the command end cleanly (a server
+		// stops its containers' clients, a follow prints its last
+		// line); a second one ends the process at once, as under
+		// Docker, whatever it was waiting for.
+		if _, ok := <-sigs; ok {
+			if s, ok := sig.(syscall.Signal); ok {
+				os.Exit(128 + int(s))
+			}
+			os.Exit(1)
 		}
 	}()
 	root := newRootCmd()
+	// Standard input read through ctx: a command waiting for it (-f -,
+	// login --token -) ends at Ctrl-C.
+	root.SetIn(ctxReader{ctx: ctx, r: os.Stdin})
 	err := root.ExecuteContext(ctx)
 	signal.Stop(sigs)
 	cancel()
-	if sig, ok := got.Load().(syscall.Signal); ok && err != nil && errors.Is(err, context.Canceled) {
-		// Ctrl-C (or SIGTERM) ended a command that follows (logs -f,
-		// events -w, rollout status): not an error to report; the
-		// status is 128 + the signal, as shells give.
+	if sig, ok := got.Load().(syscall.Signal); ok && err != nil {
+		// Ctrl-C (or SIGTERM) ended the command (logs -f, events -w,
+		// rollout status, a read of standard input): not an error to
+		// report but what came of it; the status is 128 + the signal,
+		// as shells give.
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, errSilent) {
+			printError(os.Stderr, err)
+		}
 		os.Exit(128 + int(sig))
 	}
 	if err != nil {
@@ -157,4 +177,34 @@ func refuseUnknownSubcommands(c *cobra.Command) {
 		return nil
 	}
 	c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+}
+
+// ctxReader reads r until ctx ends: a read blocked on a terminal or a
+// pipe that sends nothing then returns ctx's error (the read itself goes
+// on in the background, and the process ends soon after).
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	type result struct {
+		n   int
+		err error
+	}
+	buf := make([]byte, len(p))
+	done := make(chan result, 1)
+	go func() {
+		n, err := c.r.Read(buf)
+		done <- result{n, err}
+	}()
+	select {
+	case r := <-done:
+		return copy(p, buf[:r.n]), r.err
+	case <-c.ctx.Done():
+		return 0, c.ctx.Err()
+	}
 }
