@@ -40,23 +40,32 @@ func newDescribeCmd(g *globals) *cobra.Command {
 			printYAML(w, o)
 			switch o := o.(type) {
 			case *v1.App:
-				revs, _, _ := client.List[*v1.Revision](ctx, c, ns, client.ListOptions{Selector: v1.LabelApp + "=" + name})
-				sort.Slice(revs, func(i, j int) bool { return revs[i].Spec.Number < revs[j].Spec.Number })
+				revs, _, err := client.List[*v1.Revision](ctx, c, ns, client.ListOptions{Selector: v1.LabelApp + "=" + name})
 				fmt.Fprintln(w, "\nRevisions:")
-				rows := [][]string{{"  REVISION", "IMAGE", "DIGEST", "CAUSE"}}
-				for _, r := range revs {
-					rows = append(rows, []string{fmt.Sprintf("  %d", r.Spec.Number), r.Spec.Template.Image, orDash(shortDigest(r.Spec.ImageDigest)), orDash(r.Spec.ChangeCause)})
+				if err != nil {
+					// Said, not shown as none: kubectl describe shows
+					// what it could not read too.
+					fmt.Fprintf(w, "  (cannot be read: %v)\n", err)
+				} else {
+					sort.Slice(revs, func(i, j int) bool { return revs[i].Spec.Number < revs[j].Spec.Number })
+					rows := [][]string{{"  REVISION", "IMAGE", "DIGEST", "CAUSE"}}
+					for _, r := range revs {
+						rows = append(rows, []string{fmt.Sprintf("  %d", r.Spec.Number), r.Spec.Template.Image, orDash(shortDigest(r.Spec.ImageDigest)), orDash(r.Spec.ChangeCause)})
+					}
+					printRows(w, rows)
 				}
-				printRows(w, rows)
-				insts, _, _ := client.List[*v1.Instance](ctx, c, ns, client.ListOptions{Selector: v1.LabelApp + "=" + name})
+				insts, _, err := client.List[*v1.Instance](ctx, c, ns, client.ListOptions{Selector: v1.LabelApp + "=" + name})
 				fmt.Fprintln(w, "\nInstances:")
 				objs := make([]v1.Object, len(insts))
 				for i := range insts {
 					objs[i] = insts[i]
 				}
-				if len(objs) == 0 {
+				switch {
+				case err != nil:
+					fmt.Fprintf(w, "  (cannot be read: %v)\n", err)
+				case len(objs) == 0:
 					fmt.Fprintln(w, "  none")
-				} else {
+				default:
 					printTable(&indent{w: w}, "Instance", objs, true, false, true)
 				}
 				describeEvents(w, c, cmd, ns, "App", name, v1.LabelApp+"="+name)
@@ -109,6 +118,7 @@ func shortDigest(d string) string {
 func describeEvents(w io.Writer, c *client.Client, cmd *cobra.Command, ns, kind, name, selector string) {
 	evs, _, err := client.List[*v1.Event](cmd.Context(), c, ns, client.ListOptions{Selector: selector})
 	if err != nil {
+		fmt.Fprintf(w, "\nEvents:\n  (cannot be read: %v)\n", err)
 		return
 	}
 	var objs []v1.Object

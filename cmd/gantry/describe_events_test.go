@@ -32,3 +32,37 @@ func TestDescribeNodeShowsItsEventsWhateverTheNamespace(t *testing.T) {
 		}
 	}
 }
+
+// describe app by a user who may read Apps but not list their instances,
+// revisions or events printed "Instances: none", an empty revision table
+// and no Events: false statements. What could not be read is said.
+func TestDescribeSaysWhatItCouldNotRead(t *testing.T) {
+	rs := startRolloutServer(t)
+	applyRolloutApp(t, rs, "hello", "hello:v1")
+	ctx := context.Background()
+	for _, m := range []string{
+		"kind: Role\nname: app-reader\nrules: [{verbs: [get], resources: [apps]}]\n",
+		"kind: User\nname: ar\n",
+		"kind: RoleBinding\nname: ar-apps\nuser: ar\nrole: app-reader\nnamespace: default\n",
+	} {
+		o, err := v1.DecodeManifest([]byte(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rs.c.Apply(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok, err := rs.c.CreateToken(ctx, v1.TokenSpec{User: "ar"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ar := &rolloutServer{url: rs.url, token: tok.Secret}
+	out, err, _ := ar.run(t, 10*time.Second, "describe", "app", "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "none") || strings.Count(out, "(cannot be read: ") != 3 {
+		t.Errorf("describe by a user who may only get apps:\n%s", out)
+	}
+}
