@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -69,14 +70,19 @@ func newAuditCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	f := cmd.PersistentFlags()
-	f.StringVar(&since, "since", "", "records newer than this (e.g. 1h, or an RFC 3339 time)")
-	f.StringVar(&until, "until", "", "records older than this")
-	f.StringVar(&user, "user", "", "only this user's requests")
-	f.StringVar(&verb, "verb", "", "only this verb (get, list, create, update, delete, pull, push, …)")
-	f.StringVar(&resource, "resource", "", "only this resource (apps, secrets, images, …)")
-	f.IntVar(&limit, "limit", 0, "at most this many (newest) records (default 500)")
-	f.BoolVarP(&allNS, "all-namespaces", "A", false, "every namespace (the default unless -n is given)")
+	// The filters of a query and of an export; verify checks the whole
+	// chain and takes none.
+	filters := func(c *cobra.Command) {
+		f := c.Flags()
+		f.StringVar(&since, "since", "", "records newer than this (e.g. 1h, or an RFC 3339 time)")
+		f.StringVar(&until, "until", "", "records older than this")
+		f.StringVar(&user, "user", "", "only this user's requests")
+		f.StringVar(&verb, "verb", "", "only this verb (get, list, create, update, delete, pull, push, …)")
+		f.StringVar(&resource, "resource", "", "only this resource (apps, secrets, images, …)")
+		f.BoolVarP(&allNS, "all-namespaces", "A", false, "every namespace (the default unless -n is given)")
+	}
+	filters(cmd)
+	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many (newest) records (default 500)")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
 
 	var dir string
@@ -129,7 +135,6 @@ one before. With --dir, check the JSON-lines files in that directory offline
 				return err
 			}
 			q := filter()
-			q.Del("limit")
 			if afterSeq > 0 {
 				q.Set("afterSeq", strconv.FormatUint(afterSeq, 10))
 			}
@@ -143,6 +148,15 @@ one before. With --dir, check the JSON-lines files in that directory offline
 		},
 	}
 	export.Flags().Uint64Var(&afterSeq, "after-seq", 0, "only records after this sequence number (to pull the trail in pieces)")
+	filters(export)
+	// -A and -n together would be -A, silently.
+	bothNS := func(*cobra.Command, []string) error {
+		if allNS && g.namespace != "" {
+			return errors.New("give -n NAMESPACE or -A, not both")
+		}
+		return nil
+	}
+	cmd.PreRunE, export.PreRunE = bothNS, bothNS
 	cmd.AddCommand(verify, export)
 	return cmd
 }

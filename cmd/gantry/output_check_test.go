@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -80,6 +81,28 @@ func TestOutputFormatIsCheckedBeforeTheSideEffect(t *testing.T) {
 		}
 		if posts.Load() != before {
 			t.Errorf("%q: sent the POST, then refused the output format (%v)", strings.Join(args, " "), err)
+		}
+	}
+}
+
+// audit verify and export took the query's filters and ignored them:
+// verify --since 1h --user alice checked the whole chain and said it was
+// intact, and export --limit 1 streamed the whole trail. Only the flags a
+// command honours are its own; -A with -n is refused.
+func TestAuditSubcommandsTakeOnlyTheFiltersTheyHonour(t *testing.T) {
+	for _, args := range [][]string{
+		{"audit", "verify", "--since", "1h"},
+		{"audit", "verify", "--user", "alice"},
+		{"audit", "export", "--limit", "1"},
+		{"audit", "-A", "-n", "team"},
+		{"audit", "export", "-A", "-n", "team"},
+	} {
+		root := newRootCmd()
+		root.SetArgs(append([]string{"--server", "http://127.0.0.1:1", "--token", "x"}, args...))
+		root.SetOut(io.Discard)
+		root.SetErr(io.Discard)
+		if err := root.Execute(); err == nil || !(strings.Contains(err.Error(), "unknown flag") || strings.Contains(err.Error(), "not both")) {
+			t.Errorf("gantry %s: %v; want it refused", strings.Join(args, " "), err)
 		}
 	}
 }
