@@ -303,7 +303,8 @@ func newJoinTokenCmd(g *globals) *cobra.Command {
 			if _, err := c.Do(cmd.Context(), "POST", "/api/v1/jointokens", nil, body, &out); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "join token %s, valid until %s; on the new node run:\n  gantry agent --server %s --join <token>\n", out.Metadata.Name, out.Spec.Expires.Local().Format(time.RFC3339), c.Server())
+			server, note := joinServer(c.Server(), node.OutboundIP())
+			fmt.Fprintf(cmd.ErrOrStderr(), "join token %s, valid until %s; on the new node run:\n  gantry agent --server %s --join <token>\n%s", out.Metadata.Name, out.Spec.Expires.Local().Format(time.RFC3339), server, note)
 			fmt.Fprintln(cmd.OutOrStdout(), out.Token)
 			return nil
 		},
@@ -365,4 +366,29 @@ func parseNodeLabels(flags []string) (map[string]string, error) {
 		return nil, errs
 	}
 	return labels, nil
+}
+
+// joinServer is the server address to give a new node: the CLI's own,
+// unless that is this machine's loopback (gantry up and gantry server
+// write one), which on the new node would name the new node itself; then
+// this machine's outbound address, with a note saying so.
+func joinServer(server, outbound string) (string, string) {
+	u, err := url.Parse(server)
+	if err != nil {
+		return server, ""
+	}
+	h := u.Hostname()
+	if ip := net.ParseIP(h); h != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return server, ""
+	}
+	note := "  (" + outbound + " is this machine's outbound address, in place of the loopback one this CLI uses; the server must listen on it, e.g. gantry server --api-addr 0.0.0.0:7443)\n"
+	if ip := net.ParseIP(outbound); ip == nil || ip.IsLoopback() {
+		outbound, note = "SERVER-ADDRESS", "  (SERVER-ADDRESS: an address of the server the new node can reach; the server must listen on it, e.g. gantry server --api-addr 0.0.0.0:7443)\n"
+	}
+	if port := u.Port(); port != "" {
+		u.Host = net.JoinHostPort(outbound, port)
+	} else {
+		u.Host = outbound
+	}
+	return u.String(), note
 }

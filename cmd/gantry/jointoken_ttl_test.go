@@ -30,3 +30,22 @@ func TestJoinTokenRefusesANonPositiveTTL(t *testing.T) {
 		t.Errorf("join-token create --ttl 1h: %v, sent %s", err, strings.Join(sent, " "))
 	}
 }
+
+// join-token create told the new node to join the CLI's own server
+// address, which gantry up and gantry server write as 127.0.0.1: on the
+// new node that names the new node. A loopback address is replaced by
+// this machine's outbound one, said as such.
+func TestJoinServerIsOneANewNodeCanReach(t *testing.T) {
+	for _, tc := range []struct{ server, outbound, want, note string }{
+		{"https://gantry.example.com:7443", "10.0.0.5", "https://gantry.example.com:7443", ""},
+		{"https://127.0.0.1:7443", "10.0.0.5", "https://10.0.0.5:7443", "outbound address"},
+		{"https://localhost:7443", "10.0.0.5", "https://10.0.0.5:7443", "outbound address"},
+		{"https://[::1]:7443", "fd00::5", "https://[fd00::5]:7443", "outbound address"},
+		{"https://127.0.0.1:7443", "127.0.0.1", "https://SERVER-ADDRESS:7443", "SERVER-ADDRESS:"},
+	} {
+		got, note := joinServer(tc.server, tc.outbound)
+		if got != tc.want || (tc.note == "") != (note == "") || !strings.Contains(note, tc.note) {
+			t.Errorf("joinServer(%q, %q) = %q, %q; want %q with a note saying %q", tc.server, tc.outbound, got, note, tc.want, tc.note)
+		}
+	}
+}
