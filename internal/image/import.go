@@ -293,6 +293,9 @@ func retar(ctx context.Context, r io.Reader, tw *tar.Writer) (bool, error) {
 	tr := tar.NewReader(r)
 	hasShell := false
 	buf := make([]byte, 1<<20)
+	// The regular files so far: a hard link must name one of them, or
+	// the layer imports but fails where a node unpacks it.
+	files := map[string]bool{}
 	for {
 		if err := ctx.Err(); err != nil {
 			return false, err
@@ -311,10 +314,24 @@ func retar(ctx context.Context, r io.Reader, tw *tar.Writer) (bool, error) {
 		if name == "" {
 			continue // the root itself
 		}
+		if hdr.Typeflag == tar.TypeGNUSparse {
+			// The reader has filled in the holes: a regular file, as
+			// the writer cannot write a sparse map (and containerd
+			// could not read the header it would write).
+			hdr.Typeflag = tar.TypeReg
+		}
 		if hdr.Typeflag == tar.TypeLink {
 			if hdr.Linkname, err = cleanName(hdr.Linkname); err != nil {
 				return false, err
 			}
+			if !files[hdr.Linkname] {
+				return false, fmt.Errorf("tar entry %q is a hard link to %q, which is not a regular file earlier in the tarball: a node could not unpack it", name, hdr.Linkname)
+			}
+		}
+		if hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeLink {
+			files[name] = true
+		} else {
+			delete(files, name) // replaced by a later entry of another type
 		}
 		if isShell(name) {
 			hasShell = true

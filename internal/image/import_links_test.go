@@ -1,0 +1,92 @@
+package image
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A GNU tar made with -S (sparse) imported without error, but its layer
+// kept the sparse type with no map, which Go's tar reader, and so
+// containerd, could not read: the image failed where a node pulled it.
+// The file goes into the layer as a regular one, holes filled.
+func TestImportASparseTarball(t *testing.T) {
+	root := makeRoot(t)
+	f, err := os.Create(filepath.Join(root, "etc", "lastlog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("HEAD")
+	f.Truncate(1 << 20)
+	f.WriteAt([]byte("TAIL"), 1<<20-4)
+	f.Close()
+	src := filepath.Join(t.TempDir(), "sparse.tar")
+	if b, err := exec.Command("tar", "-C", root, "-cSf", src, ".").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v\n%s", err, b)
+	}
+	img, err := Import(context.Background(), src, t.TempDir(), Config{Cmd: []string{"/bin/busybox"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := layerEntries(t, img)["etc/lastlog"]
+	if got.typ != tar.TypeReg || len(got.content) != 1<<20 || !strings.HasPrefix(got.content, "HEAD") || !strings.HasSuffix(got.content, "TAIL") {
+		t.Errorf("etc/lastlog in the layer: type %q, %d bytes", got.typ, len(got.content))
+	}
+}
+
+// Hard links a node cannot make (to a name not in the tarball, to one
+// that comes later, to a directory) imported without error and failed
+// where a node unpacked the layer. They are refused at import, naming
+// the entry.
+func TestImportRefusesHardLinksANodeCannotMake(t *testing.T) {
+	type entry struct {
+		name, link string
+		typ        byte
+	}
+	for _, tc := range []struct {
+		name    string
+		entries []entry
+		bad     bool
+	}{
+		{"to a file before it", []entry{{"bin/sh", "", tar.TypeReg}, {"bin/h", "bin/sh", tar.TypeLink}}, false},
+		{"to a link to a file", []entry{{"bin/sh", "", tar.TypeReg}, {"bin/h", "bin/sh", tar.TypeLink}, {"bin/i", "bin/h", tar.TypeLink}}, false},
+		{"to nothing", []entry{{"bin/h", "nope", tar.TypeLink}}, true},
+		{"to a file after it", []entry{{"bin/h", "bin/sh", tar.TypeLink}, {"bin/sh", "", tar.TypeReg}}, true},
+		{"to a directory", []entry{{"etc", "", tar.TypeDir}, {"bin/h", "etc", tar.TypeLink}}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			tw := tar.NewWriter(&buf)
+			for _, e := range tc.entries {
+				h := &tar.Header{Name: e.name, Linkname: e.link, Typeflag: e.typ, Mode: 0o755, ModTime: time.Unix(0, 0)}
+				if e.typ == tar.TypeReg {
+					h.Size = 1
+				}
+				if err := tw.WriteHeader(h); err != nil {
+					t.Fatal(err)
+				}
+				if e.typ == tar.TypeReg {
+					tw.Write([]byte("x"))
+				}
+			}
+			tw.Close()
+			src := filepath.Join(t.TempDir(), "links.tar")
+			if err := os.WriteFile(src, buf.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Import(context.Background(), src, t.TempDir(), Config{Cmd: []string{"/bin/sh"}})
+			if tc.bad && (err == nil || !strings.Contains(err.Error(), `"bin/h" is a hard link`)) {
+				t.Errorf("imported: %v; want the link refused", err)
+			}
+			if !tc.bad && err != nil {
+				t.Errorf("refused: %v", err)
+			}
+		})
+	}
+}
