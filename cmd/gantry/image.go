@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcr "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/spf13/cobra"
 
@@ -345,27 +344,19 @@ steps run as Docker would, with RUN executed in a real containerd container.`,
 	return cmd
 }
 
-// loadLocalImage reads an image from a tarball or an OCI layout directory.
 // loadLocalImage reads an OCI layout directory, or an image archive
-// (unpacked into workDir where it must be).
+// (unpacked into workDir where it must be), choosing its image alike.
 func loadLocalImage(path, workDir string) (ggcr.Image, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
 	if st.IsDir() {
-		idx, err := layout.ImageIndexFromPath(path)
+		img, err := image.LoadLayout(path)
 		if err != nil {
-			return nil, fmt.Errorf("%s is not an OCI layout: %w", path, err)
+			return nil, fmt.Errorf("push %s: %w", path, err)
 		}
-		m, err := idx.IndexManifest()
-		if err != nil {
-			return nil, err
-		}
-		if len(m.Manifests) == 0 {
-			return nil, fmt.Errorf("OCI layout %s holds no image", path)
-		}
-		return idx.Image(m.Manifests[0].Digest)
+		return img, nil
 	}
 	return image.LoadArchive(path, workDir)
 }

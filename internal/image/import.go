@@ -7,6 +7,7 @@ import (
 	"compress/bzip2"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -400,13 +401,24 @@ func sniff(p string) (kind string, compressed bool, err error) {
 		if errors.Is(err, io.EOF) {
 			break
 		}
+		if err != nil && entries > 0 {
+			return "", false, fmt.Errorf("read the tarball: %w (truncated or corrupt?)", err)
+		}
 		if err != nil {
 			return "", false, fmt.Errorf("not a tarball (plain, gzip, bzip2 or zstd) nor a directory: %w", err)
 		}
 		entries++
 		switch strings.TrimPrefix(hdr.Name, "./") {
 		case "manifest.json":
-			manifest = true
+			// docker save's, a list naming each image's config and
+			// layers, not any file of that name at the top of a
+			// root filesystem (a web app's).
+			var m []struct {
+				Config string
+				Layers []string
+			}
+			b, _ := io.ReadAll(io.LimitReader(tr, 4<<20))
+			manifest = json.Unmarshal(b, &m) == nil && len(m) > 0 && m[0].Config != ""
 		case "oci-layout":
 			ociLayout = true
 		}
@@ -572,13 +584,26 @@ func importOCIArchive(src, workDir string) (ggcr.Image, error) {
 			}
 		}
 	}
+	img, err := LoadLayout(dir)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", src, err)
+	}
+	return img, nil
+}
+
+// LoadLayout reads the image of an OCI layout directory: following the
+// indexes it holds (buildx writes an index of the image and its
+// attestation), leaving attestations out, and of several platforms
+// taking this machine's; more than one image left is an error that says
+// how many.
+func LoadLayout(dir string) (ggcr.Image, error) {
 	idx, err := layout.ImageIndexFromPath(dir)
 	if err != nil {
-		return nil, fmt.Errorf("import %s as an OCI layout: %w", src, err)
+		return nil, fmt.Errorf("%s is not an OCI layout: %w", dir, err)
 	}
 	images, err := layoutImages(idx, 0)
 	if err != nil {
-		return nil, fmt.Errorf("import %s: %w", src, err)
+		return nil, err
 	}
 	all := len(images)
 	if len(images) > 1 {
@@ -592,7 +617,7 @@ func importOCIArchive(src, workDir string) (ggcr.Image, error) {
 		images = mine
 	}
 	if len(images) != 1 {
-		return nil, fmt.Errorf("import %s: the layout holds %d images (%d for linux/%s); import needs exactly one", src, all, len(images), runtime.GOARCH)
+		return nil, fmt.Errorf("the layout holds %d images (%d for linux/%s); exactly one is needed", all, len(images), runtime.GOARCH)
 	}
 	return images[0].idx.Image(images[0].desc.Digest)
 }

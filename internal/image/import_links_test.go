@@ -90,3 +90,29 @@ func TestImportRefusesHardLinksANodeCannotMake(t *testing.T) {
 		})
 	}
 }
+
+// A root filesystem with a manifest.json at its top (a web app's) was
+// taken for a docker save archive and could not be imported; a tarball
+// cut short was said to be no tarball at all.
+func TestImportTellsARootFilesystemFromAnArchive(t *testing.T) {
+	root := makeRoot(t)
+	if err := os.WriteFile(filepath.Join(root, "manifest.json"), []byte(`{"name": "my-web-app", "start_url": "/"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := writeTar(t, root, "")
+	if _, err := Import(context.Background(), src, t.TempDir(), Config{Cmd: []string{"/bin/busybox"}}); err != nil {
+		t.Fatalf("a root filesystem holding a web app's manifest.json: %v", err)
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(t.TempDir(), "cut.tar")
+	if err := os.WriteFile(cut, b[:len(b)/2+100], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Import(context.Background(), cut, t.TempDir(), Config{})
+	if err == nil || !strings.Contains(err.Error(), "truncated or corrupt") {
+		t.Errorf("a tarball cut short: %v", err)
+	}
+}

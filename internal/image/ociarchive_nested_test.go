@@ -50,3 +50,44 @@ func TestOCIArchiveWithANestedIndex(t *testing.T) {
 		t.Errorf("took %s, want the linux/%s image", d, goruntime.GOARCH)
 	}
 }
+
+// gantry image push DIR took the first entry of an OCI layout's
+// index.json: a buildx layout (an index of the image and its
+// attestation) failed with "unexpected media type", and one of two
+// platforms, the other listed first, pushed the wrong one silently. A
+// layout directory is read as an archive of it is.
+func TestOCILayoutDirectoryChoosesAsAnArchiveDoes(t *testing.T) {
+	mine, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherArch := "arm64"
+	if goruntime.GOARCH == "arm64" {
+		otherArch = "amd64"
+	}
+	platforms := mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: other, Descriptor: ggcrv1.Descriptor{Platform: &ggcrv1.Platform{OS: "linux", Architecture: otherArch}}},
+		mutate.IndexAddendum{Add: mine, Descriptor: ggcrv1.Descriptor{Platform: &ggcrv1.Platform{OS: "linux", Architecture: goruntime.GOARCH}}},
+	)
+	for name, idx := range map[string]ggcrv1.ImageIndex{
+		"two platforms, the other first": platforms,
+		"an index in the index (buildx)": mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: platforms}),
+	} {
+		dir := t.TempDir()
+		if _, err := layout.Write(dir, idx); err != nil {
+			t.Fatal(err)
+		}
+		got, err := LoadLayout(dir)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if d, _ := got.Digest(); d != mustDigest(t, mine) {
+			t.Errorf("%s: took %s, want the linux/%s image", name, d, goruntime.GOARCH)
+		}
+	}
+}
