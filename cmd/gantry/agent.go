@@ -136,6 +136,12 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 		fmt.Fprintf(cmd.ErrOrStderr(), "node %s joined %s\n", id.Node, id.Server)
 	} else if err != nil {
 		return err
+	} else if o.server != "" && !sameServer(o.server, id.Server) {
+		// Joined already: another server would be ignored, and the
+		// node would go on serving the cluster it joined first. (The
+		// same command line again, --join included, as a service
+		// restarts it, is fine.)
+		return fmt.Errorf("this data dir has joined %s as node %s, not %s: to join another cluster, use another --data-dir, or remove %s (the node then starts afresh)", id.Server, id.Node, o.server, idPath)
 	}
 	if id.Node != o.name && cmd.Flags().Changed("name") {
 		return fmt.Errorf("this data dir belongs to node %s; use another --data-dir for node %s", id.Node, o.name)

@@ -86,6 +86,23 @@ func newServerCmd() *cobra.Command {
 the registry, DNS and the load balancer, without running containers here. Make a join
 token with ` + "`gantry join-token create`" + ` and start ` + "`gantry agent --join`" + ` on each node.`
 	cmd.Flags().Set("no-agent", "true")
+	// What only a node of gantry up uses: hidden here, and refused if
+	// given, rather than taken and ignored.
+	nodeOnly := []string{"no-agent", "node-name", "containerd-socket", "bridge", "netns-dir", "agent-metrics-addr", "sample-interval"}
+	for _, n := range nodeOnly {
+		cmd.Flags().MarkHidden(n)
+	}
+	cmd.PreRunE = func(c *cobra.Command, _ []string) error {
+		if on, _ := c.Flags().GetBool("no-agent"); !on {
+			return errors.New("gantry server runs no node: use gantry up for a server with a node on this machine")
+		}
+		for _, n := range nodeOnly[1:] {
+			if c.Flags().Changed(n) {
+				return fmt.Errorf("--%s is for a node, and gantry server runs none: give it to gantry up, or to gantry agent on the node", n)
+			}
+		}
+		return nil
+	}
 	return cmd
 }
 
@@ -489,7 +506,7 @@ func upExtras(ctx context.Context, cmd *cobra.Command, o *upOptions, srv *server
 	if err != nil {
 		return err
 	}
-	for _, obj := range objs {
+	for _, obj := range inApplyOrder(objs) { // as gantry apply: a Namespace before what goes in it
 		res, err := c.Apply(ctx, obj)
 		if err != nil {
 			return fmt.Errorf("apply %s/%s: %w", strings.ToLower(obj.GetType().Kind), obj.GetMeta().Name, err)
