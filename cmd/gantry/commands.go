@@ -624,7 +624,7 @@ func newScaleCmd(g *globals) *cobra.Command {
 		Use:     "scale app/NAME --replicas N",
 		Short:   "Set the number of instances of an app",
 		Example: "  gantry scale app/hello --replicas 5",
-		Args:    cobra.ExactArgs(1),
+		Args:    oneApp,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !cmd.Flags().Changed("replicas") {
 				return errors.New("--replicas is required")
@@ -654,7 +654,7 @@ func newRolloutCmd(g *globals) *cobra.Command {
 	undo := &cobra.Command{
 		Use:   "undo app/NAME [--to-revision N]",
 		Short: "Roll an app back to its previous (or a given) revision",
-		Args:  cobra.ExactArgs(1),
+		Args:  oneApp,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, c, err := g.appClient(args[0])
 			if err != nil {
@@ -677,7 +677,7 @@ func newRolloutCmd(g *globals) *cobra.Command {
 	history := &cobra.Command{
 		Use:   "history app/NAME",
 		Short: "List an app's revisions, or show one with --revision",
-		Args:  cobra.ExactArgs(1),
+		Args:  oneApp,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, c, err := g.appClient(args[0])
 			if err != nil {
@@ -741,7 +741,7 @@ func newRolloutCmd(g *globals) *cobra.Command {
 	// simple runs fn on one app and prints what it says happened.
 	simple := func(use, short string, fn func(ctx context.Context, c *client.Client, ns, name string) (string, error)) *cobra.Command {
 		return &cobra.Command{
-			Use: use + " app/NAME", Short: short, Args: cobra.ExactArgs(1),
+			Use: use + " app/NAME", Short: short, Args: oneApp,
 			RunE: func(cmd *cobra.Command, args []string) error {
 				name, c, err := g.appClient(args[0])
 				if err != nil {
@@ -816,7 +816,7 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 or the rollout fails (exit 1): an automatic rollback, a failed first rollout, a stuck one.
 After an automatic rollback it reports that failure, and exits 1, until a new revision is
 applied. A paused rollout is waited for until it is resumed, or until --timeout.`,
-		Args: cobra.ExactArgs(1),
+		Args: oneApp,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if timeout < 0 {
 				return fmt.Errorf("--timeout %s: give a positive duration such as 5m, or leave it out to wait until done", timeout)
@@ -970,4 +970,18 @@ func printRevision(ctx context.Context, w io.Writer, c *client.Client, a *v1.App
 	})
 	fmt.Fprintln(w, "Template:")
 	return printYAML(&indent{w: w}, r.Spec.Template)
+}
+
+// oneApp takes the one app/NAME argument of scale and rollout, and for
+// kubectl's two-word form (app hello) says what to write.
+func oneApp(cmd *cobra.Command, args []string) error {
+	if len(args) == 2 {
+		if k, ok := v1.LookupKind(args[0]); ok && k.Kind == "App" {
+			return fmt.Errorf("give the app as one argument: app/%s", args[1])
+		}
+	}
+	if len(args) != 1 {
+		return fmt.Errorf("give one app, as app/NAME (got %d arguments)", len(args))
+	}
+	return nil
 }

@@ -472,15 +472,23 @@ func newExecCmd(g *globals) *cobra.Command {
 		Short: "Run a command in an instance's container",
 		Example: `  gantry exec hello-x7k2p -- cat /etc/resolv.conf
   gantry exec -it hello-x7k2p -- sh`,
-		Args: cobra.MinimumNArgs(2),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 2 {
+				return errors.New("give an instance and, after --, the command to run: gantry exec INSTANCE -- CMD [ARGS…]")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			inst := args[0]
+			if kind, name, ok := strings.Cut(inst, "/"); ok {
+				if k, found := v1.LookupKind(kind); !found || k.Kind != "Instance" {
+					return fmt.Errorf("%q: exec runs in one instance: give its name (gantry get instances -l %s=NAME lists an app's)", inst, v1.LabelApp)
+				}
+				inst = name
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
-			}
-			inst := args[0]
-			if _, name, ok := strings.Cut(inst, "/"); ok {
-				inst = name
 			}
 			in := os.Stdin
 			if tty && !term.IsTerminal(int(in.Fd())) {

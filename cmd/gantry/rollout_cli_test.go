@@ -338,3 +338,24 @@ func TestApplyDryRunAndDiff(t *testing.T) {
 		t.Errorf("diff of an invalid manifest: err=%v; want exit status 2", err)
 	}
 }
+
+// Common slips got cobra's bare argument counts ("accepts 1 arg(s),
+// received 2") or a misleading not found; they say what to write.
+func TestCommonSlipsSayWhatToWrite(t *testing.T) {
+	rs := startRolloutServer(t)
+	for _, tc := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"scale", "app", "hello", "--replicas", "2"}, "give the app as one argument: app/hello"},
+		{[]string{"rollout", "status", "app", "hello"}, "give the app as one argument: app/hello"},
+		{[]string{"rollout", "undo", "hello", "world"}, "give one app, as app/NAME"},
+		{[]string{"exec", "hello-x"}, "after --, the command to run"},
+		{[]string{"exec", "app/hello", "--", "ls"}, "exec runs in one instance"},
+	} {
+		_, err, _ := rs.run(t, 10*time.Second, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("gantry %s: %v; want it to say %q", strings.Join(tc.args, " "), err, tc.says)
+		}
+	}
+}
