@@ -104,10 +104,10 @@ const watchRetryMin, watchRetryMax = 50 * time.Millisecond, 2 * time.Second
 // TCP keepalive gives up, minutes later.
 var watchIdle = 20 * time.Second
 
-// temporary reports whether an error of the watch's request or stream is
-// worth reconnecting for: the server or a proxy in front of it restarting
-// or overloaded.
-func temporary(err error) bool {
+// Temporary reports whether an error of a request or a stream is worth
+// trying again for: the server or a proxy in front of it restarting or
+// overloaded (503, 502, 504, 429).
+func Temporary(err error) bool {
 	if errors.Is(err, v1.ErrUnavailable) || errors.Is(err, v1.ErrTooManyRequest) {
 		return true
 	}
@@ -136,7 +136,7 @@ func (w *watchStream) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if !temporary(err) {
+			if !Temporary(err) {
 				w.emit(ctx, Event{Type: "ERROR", Err: err})
 				return
 			}
@@ -198,7 +198,7 @@ func (w *watchStream) read(ctx context.Context, body io.ReadCloser) (over, progr
 				st = *we.Error
 			}
 			ev.Err = &v1.StatusError{Status: st}
-			if temporary(ev.Err) {
+			if Temporary(ev.Err) {
 				// The server's own watch of its store was cut (etcd
 				// lost its leader, say): resume from where we are.
 				return false, progressed

@@ -372,14 +372,17 @@ func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Va
 		return false, nil
 	}
 	var printed printedLines
-	first := time.Now()
+	var first time.Time
 	for {
 		qq := url.Values{}
 		maps.Copy(qq, q)
-		if n, err := strconv.ParseInt(q.Get("sinceSeconds"), 10, 64); err == nil {
+		if n, err := strconv.ParseInt(q.Get("sinceSeconds"), 10, 64); err == nil && !first.IsZero() {
 			// Asked again before a line came: lines written since the
 			// first ask are still wanted.
 			qq.Set("sinceSeconds", strconv.FormatInt(n+int64(math.Ceil(time.Since(first).Seconds())), 10))
+		}
+		if first.IsZero() {
+			first = time.Now()
 		}
 		// After a break, ask again from the time of the last line
 		// printed, that time included: lines not yet printed may share
@@ -424,9 +427,10 @@ func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Va
 			// reconnect.
 		case errors.Is(err, v1.ErrNotFound) && existed:
 			return nil // the instance is gone
-		case errors.Is(err, v1.ErrUnavailable):
-			// The server or the node cannot be reached, or the instance
-			// is not on a node yet: try again.
+		case client.Temporary(err):
+			// The server or the node cannot be reached, a proxy in
+			// front of the server says so (502, 504, 429), or the
+			// instance is not on a node yet: try again.
 		default:
 			return fmt.Errorf("logs of %s: %w", inst, err)
 		}

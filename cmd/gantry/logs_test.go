@@ -129,6 +129,20 @@ func TestFollowLogs(t *testing.T) {
 			queries: []string{first, first, first, since(1)},
 		},
 		{
+			// A proxy in front of the server restarting or busy: one
+			// such answer ended the follow, and with it every follow
+			// of logs -f app/NAME.
+			name: "retries what a proxy answers while the server is away",
+			answers: []logsAnswer{
+				{status: http.StatusBadGateway, reason: "BadGateway"},
+				{status: http.StatusTooManyRequests, reason: "TooManyRequests"},
+				{lines: []logLine{out(1, "a")}},
+				gone(),
+			},
+			want:    []string{"a"},
+			queries: []string{first, first, first, since(1)},
+		},
+		{
 			name:    "ends without error when the instance is deleted while followed",
 			answers: []logsAnswer{{}, gone()},
 		},
@@ -205,5 +219,32 @@ func TestFollowLogs(t *testing.T) {
 				t.Errorf("queries:\n got %q\nwant %q", reqs, tt.queries)
 			}
 		})
+	}
+}
+
+// --tail 0 -f sends sinceSeconds=0, counted on the node's clock. The
+// first ask is exactly that (it once asked for one second more, and
+// printed up to a second of old lines); a retry before any line widens
+// it by the time since, so that lines written meanwhile are not lost.
+func TestFollowLogsWidensSinceSecondsOnlyOnARetry(t *testing.T) {
+	fake := &logsServer{t: t, answers: []logsAnswer{
+		{status: http.StatusServiceUnavailable, reason: "Unavailable"},
+		{lines: []logLine{{Time: time.Now(), Stream: "stdout", Line: "a"}}},
+		gone(),
+	}}
+	srv := httptest.NewServer(fake)
+	t.Cleanup(srv.Close)
+	c, err := client.New(client.Config{Server: srv.URL, Token: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := followLogs(ctx, c, "default", "web-x", url.Values{"follow": {"true"}, "sinceSeconds": {"0"}}, false, func(logLine) {}); err != nil {
+		t.Fatal(err)
+	}
+	reqs := fake.requests()
+	if len(reqs) < 2 || reqs[0] != "follow=true&sinceSeconds=0" || reqs[1] != "follow=true&sinceSeconds=1" {
+		t.Errorf("queries %q; want sinceSeconds=0, then 1 after the retry", reqs)
 	}
 }
