@@ -17,6 +17,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -294,8 +295,8 @@ func retar(ctx context.Context, r io.Reader, tw *tar.Writer) (bool, error) {
 	tr := tar.NewReader(r)
 	hasShell := false
 	buf := make([]byte, 1<<20)
-	// The regular files so far: a hard link must name one of them, or
-	// the layer imports but fails where a node unpacks it.
+	// The entries so far a hard link may name: one that names another
+	// imports, but fails where a node unpacks the layer.
 	files := map[string]bool{}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -326,14 +327,12 @@ func retar(ctx context.Context, r io.Reader, tw *tar.Writer) (bool, error) {
 				return false, err
 			}
 			if !files[hdr.Linkname] {
-				return false, fmt.Errorf("tar entry %q is a hard link to %q, which is not a regular file earlier in the tarball: a node could not unpack it", name, hdr.Linkname)
+				return false, fmt.Errorf("tar entry %q is a hard link to %q, which is not an earlier entry of the tarball other than a directory: a node could not unpack it", name, hdr.Linkname)
 			}
 		}
-		if hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeLink {
-			files[name] = true
-		} else {
-			delete(files, name) // replaced by a later entry of another type
-		}
+		// What a hard link may name: any earlier entry but a directory
+		// (GNU tar links symbolic links, fifos and devices too).
+		files[name] = hdr.Typeflag != tar.TypeDir
 		if isShell(name) {
 			hasShell = true
 		}
@@ -605,6 +604,13 @@ func LoadLayout(dir string) (ggcr.Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	// One image under two tags (skopeo's oci:dir:tag, twice) is one.
+	seen := map[ggcr.Hash]bool{}
+	images = slices.DeleteFunc(images, func(li layoutImage) bool {
+		dup := seen[li.desc.Digest]
+		seen[li.desc.Digest] = true
+		return dup
+	})
 	all := len(images)
 	if len(images) > 1 {
 		// buildx's multi-platform output: this machine's platform.

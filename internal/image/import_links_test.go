@@ -56,6 +56,7 @@ func TestImportRefusesHardLinksANodeCannotMake(t *testing.T) {
 	}{
 		{"to a file before it", []entry{{"bin/sh", "", tar.TypeReg}, {"bin/h", "bin/sh", tar.TypeLink}}, false},
 		{"to a link to a file", []entry{{"bin/sh", "", tar.TypeReg}, {"bin/h", "bin/sh", tar.TypeLink}, {"bin/i", "bin/h", tar.TypeLink}}, false},
+		{"to a symbolic link (GNU tar links those too)", []entry{{"bin/sh", "busybox", tar.TypeSymlink}, {"bin/h", "bin/sh", tar.TypeLink}}, false},
 		{"to nothing", []entry{{"bin/h", "nope", tar.TypeLink}}, true},
 		{"to a file after it", []entry{{"bin/h", "bin/sh", tar.TypeLink}, {"bin/sh", "", tar.TypeReg}}, true},
 		{"to a directory", []entry{{"etc", "", tar.TypeDir}, {"bin/h", "etc", tar.TypeLink}}, true},

@@ -76,6 +76,10 @@ func TestOCILayoutDirectoryChoosesAsAnArchiveDoes(t *testing.T) {
 	for name, idx := range map[string]ggcrv1.ImageIndex{
 		"two platforms, the other first": platforms,
 		"an index in the index (buildx)": mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: platforms}),
+		// skopeo copy of one image to oci:dir:v1 and oci:dir:latest.
+		"one image under two tags": mutate.AppendManifests(empty.Index,
+			mutate.IndexAddendum{Add: mine, Descriptor: ggcrv1.Descriptor{Annotations: map[string]string{"org.opencontainers.image.ref.name": "v1"}}},
+			mutate.IndexAddendum{Add: mine, Descriptor: ggcrv1.Descriptor{Annotations: map[string]string{"org.opencontainers.image.ref.name": "latest"}}}),
 	} {
 		dir := t.TempDir()
 		if _, err := layout.Write(dir, idx); err != nil {
