@@ -23,7 +23,9 @@ type ExecOptions struct {
 }
 
 // Exec opens an exec session in an instance's container. The returned
-// connection carries stream frames; close it when done.
+// connection carries stream frames; close it when done. ctx bounds the
+// whole session, not only its opening: when it ends, the connection is
+// closed.
 func (c *Client) Exec(ctx context.Context, ns, instance string, opts ExecOptions) (*stream.Conn, io.Closer, error) {
 	q := url.Values{"cmd": opts.Cmd}
 	if opts.TTY {

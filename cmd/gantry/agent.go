@@ -393,6 +393,8 @@ func joinServer(server, outbound string) (string, string) {
 	}
 	if port := u.Port(); port != "" {
 		u.Host = net.JoinHostPort(outbound, port)
+	} else if ip := net.ParseIP(outbound); ip != nil && ip.To4() == nil {
+		u.Host = "[" + outbound + "]"
 	} else {
 		u.Host = outbound
 	}

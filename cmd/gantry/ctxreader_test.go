@@ -37,3 +37,21 @@ func TestStdinEndsWithTheContext(t *testing.T) {
 		t.Fatalf("%q %v", b, err)
 	}
 }
+
+// login --token - interrupted while it waited for the token said "give
+// --server and --token", as if none had been meant; it ends as
+// interrupted.
+func TestLoginTokenFromStdinEndsAtCtrlC(t *testing.T) {
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	root := newRootCmd()
+	root.SetIn(ctxReader{ctx: ctx, r: pr})
+	root.SetOut(io.Discard)
+	root.SetErr(io.Discard)
+	root.SetArgs([]string{"--config", t.TempDir() + "/config", "login", "--server", "https://127.0.0.1:7443", "--token", "-"})
+	if err := root.ExecuteContext(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("login --token - at Ctrl-C: %v; want it interrupted", err)
+	}
+}

@@ -30,7 +30,9 @@ func newLoginCmd(g *globals) *cobra.Command {
 			}
 			if g.token == "-" {
 				var t string
-				fmt.Fscanln(cmd.InOrStdin(), &t)
+				if _, err := fmt.Fscanln(cmd.InOrStdin(), &t); err != nil && cmd.Context().Err() != nil {
+					return cmd.Context().Err() // Ctrl-C while it waited
+				}
 				c.Token = strings.TrimSpace(t)
 			}
 			if c.Server == "" || c.Token == "" {

@@ -42,6 +42,7 @@ func TestJoinServerIsOneANewNodeCanReach(t *testing.T) {
 		{"https://localhost:7443", "10.0.0.5", "https://10.0.0.5:7443", "outbound address"},
 		{"https://[::1]:7443", "fd00::5", "https://[fd00::5]:7443", "outbound address"},
 		{"https://127.0.0.1:7443", "127.0.0.1", "https://SERVER-ADDRESS:7443", "SERVER-ADDRESS:"},
+		{"https://[::1]", "fd00::5", "https://[fd00::5]", "outbound address"},
 	} {
 		got, note := joinServer(tc.server, tc.outbound)
 		if got != tc.want || (tc.note == "") != (note == "") || !strings.Contains(note, tc.note) {

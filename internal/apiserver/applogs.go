@@ -122,6 +122,10 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo
 		return err
 	}
 	follow, _ := v1.LogFollow(query) // checked above
+	if follow {
+		// As agents before LogFollow read it (true only).
+		query.Set("follow", "true")
+	}
 	fl, _ := w.(http.Flusher)
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
@@ -358,6 +362,10 @@ func (s *Server) instanceLogs(ctx context.Context, r *http.Request, ri *requestI
 		log.Warn("app logs: instance left out", "err", err)
 		return
 	}
+	// Its own end: a scan that stops for its own reason (a line past
+	// the scanner's limit) also stops the node's stream, which may be
+	// waiting for a line to write rather than writing one.
+	ctx, cancel := context.WithCancel(ctx)
 	pr, pw := io.Pipe()
 	path := "/instances/" + ri.Namespace + "/" + inst.Metadata.Name + "/logs"
 	done := make(chan struct{})
@@ -369,6 +377,7 @@ func (s *Server) instanceLogs(ctx context.Context, r *http.Request, ri *requestI
 	// cancelled context does not stop) then fails and returns, and is
 	// waited for.
 	defer func() {
+		cancel()
 		pr.CloseWithError(context.Canceled)
 		<-done
 	}()
