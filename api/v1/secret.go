@@ -1,6 +1,7 @@
 package v1
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"sort"
@@ -117,12 +118,11 @@ func (s *Secret) Validate() FieldErrors {
 		}
 	}
 	// Labels and annotations are stored beside the sealed values, in
-	// the same write.
-	for k, v := range s.Metadata.Labels {
-		size += len(k) + len(v)
-	}
-	for k, v := range s.Metadata.Annotations {
-		size += len(k) + len(v)
+	// the same write, as JSON (where <, > and & take six bytes each).
+	for _, m := range []map[string]string{s.Metadata.Labels, s.Metadata.Annotations} {
+		if b, err := json.Marshal(m); err == nil && len(m) > 0 {
+			size += len(b)
+		}
 	}
 	if size += SecretSize(s.Data, s.StringData); size > MaxSecretSize {
 		errs.add("data", "values, key names, labels and annotations come to %d bytes (each key name counts twice, plus 16); the limit is %d (768 KiB): keep larger data in the image or a volume", size, MaxSecretSize)

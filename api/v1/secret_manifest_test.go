@@ -23,3 +23,12 @@ func TestSecretReadBackIsNoManifest(t *testing.T) {
 		}
 	}
 }
+
+// Annotations count toward a Secret's size as stored, JSON-escaped: a
+// value of < and > takes six bytes a character there.
+func TestSecretSizeCountsAnnotationsAsStored(t *testing.T) {
+	s := &Secret{Metadata: ObjectMeta{Name: "s", Annotations: map[string]string{"a": strings.Repeat("<", MaxSecretSize/6)}}}
+	if errs := s.Validate(); len(errs) != 1 || errs[0].Field != "data" {
+		t.Fatalf("a Secret whose annotation is %d bytes raw, about %d as JSON: %v; want refused at data", MaxSecretSize/6, MaxSecretSize, errs)
+	}
+}

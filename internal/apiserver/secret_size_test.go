@@ -19,7 +19,8 @@ import (
 // it is a 400 naming data, in a dry run too.
 func TestSecretsUpToTheLimitAreStored(t *testing.T) {
 	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
-	note := strings.Repeat("a", 60<<10) // an annotation counts too
+	note := strings.Repeat("a", 60<<10) // an annotation counts too, as JSON
+	noteSize := len(`{"note":""}`) + len(note)
 	put := func(name string, data map[string][]byte, dry bool) (int, string) {
 		t.Helper()
 		enc := map[string]string{}
@@ -49,8 +50,8 @@ func TestSecretsUpToTheLimitAreStored(t *testing.T) {
 		name string
 		data map[string][]byte
 	}{
-		{"one-value", one(v1.MaxSecretSize - len("note") - len(note))},
-		{"many-keys", many(v1.MaxSecretSize - len("note") - len(note))},
+		{"one-value", one(v1.MaxSecretSize - noteSize)},
+		{"many-keys", many(v1.MaxSecretSize - noteSize)},
 	} {
 		if code, body := put(tc.name, tc.data, false); code != http.StatusCreated {
 			t.Errorf("%s at %d of %d counted: %d %.300s", tc.name, v1.SecretSize(tc.data, nil), v1.MaxSecretSize, code, body)
@@ -58,7 +59,7 @@ func TestSecretsUpToTheLimitAreStored(t *testing.T) {
 	}
 	// Past the limit by its annotation alone: refused before the store,
 	// in a dry run too (it answered 201, then the write 413).
-	over := one(v1.MaxSecretSize - len("note") - len(note) + 1)
+	over := one(v1.MaxSecretSize - noteSize + 1)
 	for _, dry := range []bool{true, false} {
 		code, body := put("over", over, dry)
 		if code != http.StatusBadRequest || !strings.Contains(body, `"data"`) || !strings.Contains(body, "768 KiB") {
