@@ -23,17 +23,7 @@ import (
 // files inside that very inode, so the running app's /run/secrets/db was
 // left empty. The fd held here stands for the container's bind mount.
 func TestAdoptionKeepsRunningContainersSecretFiles(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprint(w, `{"password":"s3cret","user":"app"}`)
-	}))
-	t.Cleanup(srv.Close)
-	c, err := client.New(client.Config{Server: srv.URL, Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	a := &Agent{cfg: Config{NodeName: "n1", SecretDir: filepath.Join(dir, "secrets")}, api: c, log: slog.New(slog.DiscardHandler)}
+	a := secretsAgent(t, func() string { return `{"password":"s3cret","user":"app"}` })
 	inst := instanceWith(v1.Health{})
 	inst.Spec.Template.Files = []v1.FileMount{{Path: "/run/secrets/db", Secret: "db"}}
 	w := newWorker(a, inst)
@@ -65,17 +55,7 @@ func TestAdoptionKeepsRunningContainersSecretFiles(t *testing.T) {
 // again, from the current values.
 func TestAdoptionKeepsTheValuesAContainerStartedWith(t *testing.T) {
 	value := `{"password":"first","user":"app"}`
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprint(w, value)
-	}))
-	t.Cleanup(srv.Close)
-	c, err := client.New(client.Config{Server: srv.URL, Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	a := &Agent{cfg: Config{NodeName: "n1", SecretDir: filepath.Join(dir, "secrets")}, api: c, log: slog.New(slog.DiscardHandler)}
+	a := secretsAgent(t, func() string { return value })
 	inst := instanceWith(v1.Health{})
 	inst.Spec.Template.Files = []v1.FileMount{{Path: "/run/secrets/db", Secret: "db"}, {Path: "/run/secrets/pw", Secret: "db", Key: "password"}}
 	w := newWorker(a, inst)
@@ -112,16 +92,7 @@ func TestAdoptionKeepsTheValuesAContainerStartedWith(t *testing.T) {
 // by the next adoption, keys missing. Files are written beside their
 // place and renamed into it, so a place holds all or nothing.
 func TestAHalfWrittenSecretDirectoryIsWrittenAgain(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprint(w, `{"password":"s3cret","user":"app"}`)
-	}))
-	t.Cleanup(srv.Close)
-	c, err := client.New(client.Config{Server: srv.URL, Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &Agent{cfg: Config{NodeName: "n1", SecretDir: filepath.Join(t.TempDir(), "secrets")}, api: c, log: slog.New(slog.DiscardHandler)}
+	a := secretsAgent(t, func() string { return `{"password":"s3cret","user":"app"}` })
 	inst := instanceWith(v1.Health{})
 	inst.Spec.Template.Files = []v1.FileMount{{Path: "/run/secrets/db", Secret: "db"}}
 	w := newWorker(a, inst)
@@ -139,4 +110,20 @@ func TestAHalfWrittenSecretDirectoryIsWrittenAgain(t *testing.T) {
 	if err != nil || len(names) != 2 {
 		t.Fatalf("after adoption the directory holds %v (%v); want both keys", names, err)
 	}
+}
+
+// secretsAgent is an agent whose API answers every reveal with what
+// reveal returns, writing secret files under a temporary directory.
+func secretsAgent(t *testing.T, reveal func() string) *Agent {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, reveal())
+	}))
+	t.Cleanup(srv.Close)
+	c, err := client.New(client.Config{Server: srv.URL, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Agent{cfg: Config{NodeName: "n1", SecretDir: filepath.Join(t.TempDir(), "secrets")}, api: c, log: slog.New(slog.DiscardHandler)}
 }
