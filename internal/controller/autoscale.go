@@ -208,15 +208,39 @@ func (s *Autoscaler) recommend(a *v1.App, current int32, now time.Time) (int32, 
 	found := false
 	if as.TargetCPUPercent > 0 && s.Window != nil {
 		pts, _ := s.Window.App(a.Metadata.Namespace, a.Metadata.Name, now.Add(-s.Lookback))
-		var cpu float64
-		var n, measured int
+		// Per instance, over the points taken at the newest point's
+		// instance count: figures from before a scale-up, read against
+		// the count after it, overshot (2 → 4 → 6 → 8 for a load that
+		// 4 carry).
+		type reading struct {
+			perInstance float64
+			instances   int
+		}
+		var readings []reading
 		for _, p := range pts {
 			// A point without a CPU measure says nothing of the load
 			// (its CPU is 0, not idle).
-			if p.Instances > 0 && !p.CPUUnknown {
-				cpu += p.CPU / float64(p.Instances)
+			if p.Instances == 0 || p.CPUUnknown {
+				continue
+			}
+			// Instances whose CPU is not known yet (just started)
+			// carry none here, as the HPA takes them for a scale-up,
+			// not the others' mean the point counts them at.
+			known := p.CPU
+			if p.CPUKnown > 0 && p.CPUKnown < p.Instances {
+				known = p.CPU * float64(p.CPUKnown) / float64(p.Instances)
+			}
+			readings = append(readings, reading{known / float64(p.Instances), p.Instances})
+		}
+		var cpu float64
+		var n, measured int
+		if len(readings) > 0 {
+			measured = readings[len(readings)-1].instances
+		}
+		for _, r := range readings {
+			if r.instances == measured {
+				cpu += r.perInstance
 				n++
-				measured = p.Instances
 			}
 		}
 		req := float64(a.Spec.Resources.CPU) / 1000

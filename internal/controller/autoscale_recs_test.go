@@ -23,6 +23,7 @@ func TestAutoscalerScalesTheInstancesMeasured(t *testing.T) {
 	type sample struct {
 		instances int
 		cpuEach   float64 // cores, of a 250m request; -1 for not known yet
+		unknown   int     // of the instances, those whose CPU is not known yet
 	}
 	tests := []struct {
 		name    string
@@ -31,11 +32,17 @@ func TestAutoscalerScalesTheInstancesMeasured(t *testing.T) {
 		want    int32
 		wantOK  bool
 	}{
-		{"steady", 4, []sample{{4, 0.25}, {4, 0.25}, {4, 0.25}}, 8, true},
-		{"just scaled up: the new instances do not report yet", 4, []sample{{2, 0.25}, {2, 0.25}, {2, 0.25}}, 4, true},
-		{"just scaled down: the retired ones still report", 2, []sample{{4, 0.0625}, {4, 0.0625}, {4, 0.0625}}, 2, true},
-		{"the newest sample's count", 2, []sample{{2, 0.25}, {2, 0.25}, {3, 0.25}}, 6, true},
-		{"no CPU measured yet is no reading", 4, []sample{{4, -1}, {4, -1}}, 0, false},
+		{"steady", 4, []sample{{4, 0.25, 0}, {4, 0.25, 0}, {4, 0.25, 0}}, 8, true},
+		{"just scaled up: the new instances do not report yet", 4, []sample{{2, 0.25, 0}, {2, 0.25, 0}, {2, 0.25, 0}}, 4, true},
+		{"just scaled down: the retired ones still report", 2, []sample{{4, 0.0625, 0}, {4, 0.0625, 0}, {4, 0.0625, 0}}, 2, true},
+		{"the newest sample's count", 2, []sample{{2, 0.25, 0}, {2, 0.25, 0}, {3, 0.25, 0}}, 6, true},
+		{"no CPU measured yet is no reading", 4, []sample{{4, -1, 0}, {4, -1, 0}}, 0, false},
+		// Scaled 2 → 4 for 0.5 cores: per-instance figures of before
+		// the scale, read against the 4 after it, made 6, then 8.
+		{"after a scale-up the same load is the same count", 4, []sample{{2, 0.25, 0}, {4, 0.125, 0}, {4, 0.125, 0}}, 4, true},
+		// The two new instances' first samples have no CPU yet: the
+		// point counts them at the others' mean, which doubled the load.
+		{"instances not measured yet carry no load", 4, []sample{{2, 0.25, 0}, {4, 0.25, 2}, {4, 0.25, 2}}, 4, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -47,7 +54,7 @@ func TestAutoscalerScalesTheInstancesMeasured(t *testing.T) {
 				r := metrics.Report{Node: metrics.NodeSample{Node: "n1", Point: metrics.Point{Time: now}}}
 				for k := 0; k < smp.instances; k++ {
 					p := metrics.Point{Time: now, CPU: smp.cpuEach}
-					if smp.cpuEach < 0 {
+					if smp.cpuEach < 0 || k >= smp.instances-smp.unknown {
 						p = metrics.Point{Time: now, CPUUnknown: true}
 					}
 					r.Instances = append(r.Instances, metrics.InstanceSample{Namespace: "default", Name: fmt.Sprintf("burn-%d", k), App: "burn", CPULimit: 0.25, Point: p})

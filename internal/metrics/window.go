@@ -41,6 +41,10 @@ type Point struct {
 	// known CPU in its place, so its points are unknown only while their
 	// series has none.
 	CPUUnknown bool `json:"cpuUnknown,omitempty"`
+	// CPUKnown counts the instances of an App's point whose CPU is
+	// known; those not known yet count in CPU at their mean (for the
+	// autoscaler, which takes them as carrying none).
+	CPUKnown int `json:"-"`
 }
 
 // InstanceSample is what an agent reports about one instance.
@@ -511,6 +515,7 @@ func (w *Window) App(ns, app string, since time.Time) ([]Point, float64) {
 				limit += w.cpuLimit[mem.key]
 			}
 		}
+		a.CPUKnown = cpuKnown
 		switch {
 		case cpuKnown == 0 && a.Instances > 0:
 			a.CPUUnknown = true
