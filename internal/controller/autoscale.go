@@ -56,6 +56,10 @@ type Autoscaler struct {
 	// (an App created again under its name starts afresh); evaluateAll
 	// drops those of Apps it no longer scales.
 	recs map[string][]recommendation
+	// capped holds, by App UID, the quota cap last announced (wanted,
+	// allowed): the event is recorded when it changes, not at every
+	// pass that meets it again.
+	capped map[string][2]int32
 }
 
 type recommendation struct {
@@ -116,6 +120,11 @@ func (s *Autoscaler) evaluateAll(ctx context.Context) {
 			delete(s.recs, uid)
 		}
 	}
+	for uid := range s.capped {
+		if !scaled[uid] {
+			delete(s.capped, uid)
+		}
+	}
 }
 
 // evaluate makes one decision for an App.
@@ -171,8 +180,21 @@ func (s *Autoscaler) evaluate(ctx context.Context, a *v1.App) error {
 			return err
 		}
 		if fit < want {
-			s.Recorder.Eventf(ctx, a, v1.EventWarning, "QuotaLimitsScaling", "autoscaler wanted %d replicas (%s) but the namespace quota allows %d", want, why, fit)
+			s.mu.Lock()
+			if s.capped == nil {
+				s.capped = map[string][2]int32{}
+			}
+			news := s.capped[a.Metadata.UID] != [2]int32{want, fit}
+			s.capped[a.Metadata.UID] = [2]int32{want, fit}
+			s.mu.Unlock()
+			if news {
+				s.Recorder.Eventf(ctx, a, v1.EventWarning, "QuotaLimitsScaling", "autoscaler wanted %d replicas (%s) but the namespace quota allows %d", want, why, fit)
+			}
 			want = fit
+		} else {
+			s.mu.Lock()
+			delete(s.capped, a.Metadata.UID)
+			s.mu.Unlock()
 		}
 		if want <= current {
 			return nil
