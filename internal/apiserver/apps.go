@@ -118,6 +118,9 @@ func (s *Server) tlsWarnings(ctx context.Context, a *v1.App) []string {
 // appWarnings are the warnings an App earns on this server.
 func (s *Server) appWarnings(ctx context.Context, a *v1.App) []string {
 	out := s.tlsWarnings(ctx, a)
+	if as, r := a.Spec.Autoscale, a.Spec.Replicas; as != nil && r != nil && (*r < as.Min || *r > as.Max) {
+		out = append(out, fmt.Sprintf("app/%s: replicas %d lies outside autoscale's %d to %d: the autoscaler keeps the count within those", a.Metadata.Name, *r, as.Min, as.Max))
+	}
 	for _, p := range a.Spec.Ports {
 		if p.ProxyProtocol != "" && (p.Protocol == "" || p.Protocol == v1.ProtocolHTTP) {
 			name := cmp.Or(p.Name, strconv.Itoa(p.Port))

@@ -83,4 +83,20 @@ func TestRouteInputsTheLoadBalancerCannotServeAreRefused(t *testing.T) {
 	if len(*warnings) != 0 {
 		t.Errorf("a tcp port with the PROXY header got warnings %q", *warnings)
 	}
+
+	// replicas outside autoscale's bounds has no effect: said so.
+	*warnings = nil
+	if err := apply("as", "replicas: 10\nautoscale: {min: 1, max: 4, targetCPUPercent: 50}\n"); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(*warnings, "\n"); !strings.Contains(got, "replicas 10 lies outside autoscale's 1 to 4") {
+		t.Errorf("warnings %q; want one about replicas outside the autoscale bounds", got)
+	}
+	*warnings = nil
+	if err := apply("as2", "replicas: 2\nautoscale: {min: 1, max: 4, targetCPUPercent: 50}\n"); err != nil {
+		t.Fatal(err)
+	}
+	if len(*warnings) != 0 {
+		t.Errorf("replicas within the bounds got warnings %q", *warnings)
+	}
 }
