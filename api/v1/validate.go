@@ -712,6 +712,43 @@ var (
 	tagPattern    = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
 )
 
+// LogQuery is what a logs request asks for, as the node that has the log
+// reads it and the API server checks it before it answers.
+type LogQuery struct {
+	Follow bool
+	Tail   int       // the last lines of each log; 0: every line
+	Since  time.Time // zero: from the start
+}
+
+// ParseLogQuery reads follow, tail, and since or sinceSeconds (counted
+// back from now), and says which is wrong and what to send.
+func ParseLogQuery(q url.Values, now time.Time) (LogQuery, error) {
+	var lq LogQuery
+	var err error
+	if lq.Follow, err = LogFollow(q); err != nil {
+		return LogQuery{}, err
+	}
+	if v := q.Get("tail"); v != "" {
+		if lq.Tail, err = strconv.Atoi(v); err != nil || lq.Tail < 0 {
+			return LogQuery{}, fmt.Errorf("tail=%q: send the number of last lines to return (0 or more)", v)
+		}
+	}
+	if lq.Since, err = LogSince(q, now); err != nil {
+		return LogQuery{}, err
+	}
+	return lq, nil
+}
+
+// WidenSinceSeconds sets the sinceSeconds of a logs request q asked
+// again elapsed after its first ask to cover that time too (rounded up
+// to a second), so that the lines written between the two asks are not
+// lost; a q without sinceSeconds is left as it is.
+func WidenSinceSeconds(q url.Values, elapsed time.Duration) {
+	if n, err := strconv.ParseInt(q.Get("sinceSeconds"), 10, 64); err == nil {
+		q.Set("sinceSeconds", strconv.FormatInt(n+int64(math.Ceil(elapsed.Seconds())), 10))
+	}
+}
+
 // LogSince reads the start of a logs request: since, an RFC 3339 time,
 // or sinceSeconds, a whole number of seconds back from now, the clock of
 // whoever answers (the node that has the log): a client whose clock is

@@ -376,13 +376,12 @@ func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Va
 	for {
 		qq := url.Values{}
 		maps.Copy(qq, q)
-		if n, err := strconv.ParseInt(q.Get("sinceSeconds"), 10, 64); err == nil && !first.IsZero() {
-			// Asked again before a line came: lines written since the
-			// first ask are still wanted.
-			qq.Set("sinceSeconds", strconv.FormatInt(n+int64(math.Ceil(time.Since(first).Seconds())), 10))
-		}
 		if first.IsZero() {
 			first = time.Now()
+		} else {
+			// Asked again before a line came: lines written since the
+			// first ask are still wanted.
+			v1.WidenSinceSeconds(qq, time.Since(first))
 		}
 		// After a break, ask again from the time of the last line
 		// printed, that time included: lines not yet printed may share

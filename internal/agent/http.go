@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -48,26 +47,12 @@ func httpError(w http.ResponseWriter, kind error, msg string) {
 func (a *Agent) serveLogs(w http.ResponseWriter, r *http.Request) {
 	ns, name := r.PathValue("ns"), r.PathValue("name")
 	q := r.URL.Query()
-	follow, err := v1.LogFollow(q)
+	lq, err := v1.ParseLogQuery(q, time.Now())
 	if err != nil {
 		httpError(w, v1.ErrInvalid, err.Error())
 		return
 	}
-	opts := logfile.ReadOptions{Follow: follow}
-	if v := q.Get("tail"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			httpError(w, v1.ErrInvalid, fmt.Sprintf("tail=%q: send the number of last lines to return (0 or more)", v))
-			return
-		}
-		opts.Tail = n
-	}
-	since, err := v1.LogSince(q, time.Now())
-	if err != nil {
-		httpError(w, v1.ErrInvalid, err.Error())
-		return
-	}
-	opts.Since = since
+	opts := logfile.ReadOptions{Follow: lq.Follow, Tail: lq.Tail, Since: lq.Since}
 	if opts.Follow {
 		opts.PollInterval = 50 * time.Millisecond
 	}

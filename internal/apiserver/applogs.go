@@ -9,10 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -73,23 +71,6 @@ func (p *pipeResponse) err() error {
 	return fmt.Errorf("agent answered %d: %s", p.status, msg)
 }
 
-// checkLogQuery refuses the tail and since of a logs request that an
-// agent would refuse, before any answer is sent.
-func checkLogQuery(q url.Values) error {
-	if v := q.Get("tail"); v != "" {
-		if n, err := strconv.Atoi(v); err != nil || n < 0 {
-			return fmt.Errorf("%w: tail=%q: send the number of last lines to return (0 or more)", v1.ErrInvalid, v)
-		}
-	}
-	if _, err := v1.LogSince(q, time.Now()); err != nil {
-		return fmt.Errorf("%w: %v", v1.ErrInvalid, err)
-	}
-	if _, err := v1.LogFollow(q); err != nil {
-		return fmt.Errorf("%w: %v", v1.ErrInvalid, err)
-	}
-	return nil
-}
-
 // appLogs merges the logs of every instance of an App, each line naming
 // its instance: in time order without follow, as they come with it.
 func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
@@ -110,8 +91,9 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo
 	// The answer is 200 before any agent is asked; what agents would
 	// refuse must be refused here.
 	query := r.URL.Query()
-	if err := checkLogQuery(query); err != nil {
-		return err
+	lq, err := v1.ParseLogQuery(query, time.Now())
+	if err != nil {
+		return fmt.Errorf("%w: %v", v1.ErrInvalid, err)
 	}
 	if _, err := store.Get[*v1.App](ctx, s.store, ri.Namespace, ri.Name); err != nil {
 		return err
@@ -121,7 +103,7 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo
 	if err != nil {
 		return err
 	}
-	follow, _ := v1.LogFollow(query) // checked above
+	follow := lq.Follow
 	if follow {
 		// As agents before LogFollow read it (true only).
 		query.Set("follow", "true")
@@ -216,9 +198,7 @@ func (f *logFollower) resume(later url.Values) url.Values {
 		for k, v := range f.query {
 			q[k] = v
 		}
-		if n, err := strconv.ParseInt(q.Get("sinceSeconds"), 10, 64); err == nil {
-			q.Set("sinceSeconds", strconv.FormatInt(n+int64(math.Ceil(time.Since(f.first).Seconds())), 10))
-		}
+		v1.WidenSinceSeconds(q, time.Since(f.first))
 	}
 	return q
 }
