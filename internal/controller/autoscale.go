@@ -234,15 +234,19 @@ func (s *Autoscaler) recommend(a *v1.App, current int32, now time.Time) (int32, 
 		// instance count: figures from before a scale-up, read against
 		// the count after it, overshot (2 → 4 → 6 → 8 for a load that
 		// 4 carry).
-		type reading struct {
-			perInstance float64
-			instances   int
-		}
-		var readings []reading
+		// A point without a CPU measure says nothing of the load (its
+		// CPU is 0, not idle).
+		measures := func(p metrics.Point) bool { return p.Instances > 0 && !p.CPUUnknown }
+		measured := 0 // the newest measuring point's instance count
 		for _, p := range pts {
-			// A point without a CPU measure says nothing of the load
-			// (its CPU is 0, not idle).
-			if p.Instances == 0 || p.CPUUnknown {
+			if measures(p) {
+				measured = p.Instances
+			}
+		}
+		var cpu float64
+		var n int
+		for _, p := range pts {
+			if !measures(p) || p.Instances != measured {
 				continue
 			}
 			// Instances whose CPU is not known yet (just started)
@@ -252,18 +256,8 @@ func (s *Autoscaler) recommend(a *v1.App, current int32, now time.Time) (int32, 
 			if p.CPUKnown > 0 && p.CPUKnown < p.Instances {
 				known = p.CPU * float64(p.CPUKnown) / float64(p.Instances)
 			}
-			readings = append(readings, reading{known / float64(p.Instances), p.Instances})
-		}
-		var cpu float64
-		var n, measured int
-		if len(readings) > 0 {
-			measured = readings[len(readings)-1].instances
-		}
-		for _, r := range readings {
-			if r.instances == measured {
-				cpu += r.perInstance
-				n++
-			}
+			cpu += known / float64(p.Instances)
+			n++
 		}
 		req := float64(a.Spec.Resources.CPU) / 1000
 		if n > 0 && req > 0 {
