@@ -456,8 +456,13 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 		writeJSON(w, http.StatusCreated, redact(o))
 		return nil
 	}
-	if err := s.createOther(ctx, ri, o); err != nil {
+	if err := s.createOther(ctx, o, ri.DryRun); err != nil {
 		return err
+	}
+	if ri.DryRun {
+		if err := s.dryCreate(ctx, ri.Kind, o); err != nil {
+			return err
+		}
 	}
 	for _, n := range s.objectWarnings(ctx, o) {
 		warn(w, n)
@@ -470,13 +475,13 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 // createOther admits and stores (or, in a dry run, only admits) an
 // object of a kind with no create of its own, holding authMu throughout
 // for the kinds checked against other auth objects.
-func (s *Server) createOther(ctx context.Context, ri *requestInfo, o v1.Object) error {
+func (s *Server) createOther(ctx context.Context, o v1.Object, dry bool) error {
 	defer s.lockAuthWrite(o)()
 	if err := s.admitOther(ctx, o, nil); err != nil {
 		return err
 	}
-	if ri.DryRun {
-		return s.dryCreate(ctx, ri.Kind, o)
+	if dry {
+		return nil
 	}
 	if err := s.store.Create(ctx, o); err != nil {
 		return err
@@ -640,17 +645,9 @@ func (s *Server) updateOnce(ctx context.Context, ri *requestInfo, o v1.Object, a
 		if sec, ok := o.(*v1.Secret); ok {
 			return s.writeSecret(ctx, sec, nil, ri.DryRun)
 		}
-		defer s.lockAuthWrite(o)()
-		if err := s.admitOther(ctx, o, nil); err != nil {
+		if err := s.createOther(ctx, o, ri.DryRun); err != nil {
 			return "", err
 		}
-		if ri.DryRun {
-			return "created", nil
-		}
-		if err := s.store.Create(ctx, o); err != nil {
-			return "", err
-		}
-		s.afterWrite(o)
 		return "created", nil
 	}
 	if err != nil {
