@@ -387,10 +387,11 @@ func joinServer(server, outbound string) (string, string) {
 	if ip := net.ParseIP(h); h != "localhost" && (ip == nil || !ip.IsLoopback()) {
 		return server, ""
 	}
-	note := "  (" + outbound + " is this machine's outbound address, in place of the loopback one this CLI uses; the server must listen on it, e.g. gantry server --api-addr 0.0.0.0:7443)\n"
+	what := outbound + " is this machine's outbound address, in place of the loopback one this CLI uses"
 	if ip := net.ParseIP(outbound); ip == nil || ip.IsLoopback() {
-		outbound, note = "SERVER-ADDRESS", "  (SERVER-ADDRESS: an address of the server the new node can reach; the server must listen on it, e.g. gantry server --api-addr 0.0.0.0:7443)\n"
+		outbound, what = "SERVER-ADDRESS", "SERVER-ADDRESS: an address of the server the new node can reach"
 	}
+	note := "  (" + what + "; the server must listen on it, e.g. gantry server --api-addr 0.0.0.0:7443)\n"
 	if port := u.Port(); port != "" {
 		u.Host = net.JoinHostPort(outbound, port)
 	} else if ip := net.ParseIP(outbound); ip != nil && ip.To4() == nil {

@@ -75,6 +75,20 @@ func (s *logsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// startLogsServer serves answers as a logsServer, and returns it with a
+// client of it.
+func startLogsServer(t *testing.T, answers []logsAnswer) (*logsServer, *client.Client) {
+	t.Helper()
+	fake := &logsServer{t: t, answers: answers}
+	srv := httptest.NewServer(fake)
+	t.Cleanup(srv.Close)
+	c, err := client.New(client.Config{Server: srv.URL, Token: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fake, c
+}
+
 func (s *logsServer) requests() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -184,18 +198,12 @@ func TestFollowLogs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			fake := &logsServer{t: t, answers: tt.answers}
-			srv := httptest.NewServer(fake)
-			t.Cleanup(srv.Close)
-			c, err := client.New(client.Config{Server: srv.URL, Token: "t"})
-			if err != nil {
-				t.Fatal(err)
-			}
+			fake, c := startLogsServer(t, tt.answers)
 			// Only a bug makes it wait this long: every script ends.
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			var got []string
-			err = followLogs(ctx, c, "default", "web-x", url.Values{"follow": {"true"}, "tail": {"10"}}, tt.existed,
+			err := followLogs(ctx, c, "default", "web-x", url.Values{"follow": {"true"}, "tail": {"10"}}, tt.existed,
 				func(l logLine) { got = append(got, l.Line) })
 			if errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("followLogs never returned; requests: %q", fake.requests())
@@ -227,17 +235,11 @@ func TestFollowLogs(t *testing.T) {
 // printed up to a second of old lines); a retry before any line widens
 // it by the time since, so that lines written meanwhile are not lost.
 func TestFollowLogsWidensSinceSecondsOnlyOnARetry(t *testing.T) {
-	fake := &logsServer{t: t, answers: []logsAnswer{
+	fake, c := startLogsServer(t, []logsAnswer{
 		{status: http.StatusServiceUnavailable, reason: "Unavailable"},
 		{lines: []logLine{{Time: time.Now(), Stream: "stdout", Line: "a"}}},
 		gone(),
-	}}
-	srv := httptest.NewServer(fake)
-	t.Cleanup(srv.Close)
-	c, err := client.New(client.Config{Server: srv.URL, Token: "t"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := followLogs(ctx, c, "default", "web-x", url.Values{"follow": {"true"}, "sinceSeconds": {"0"}}, false, func(logLine) {}); err != nil {
