@@ -80,7 +80,12 @@ func newLogsCmd(g *globals) *cobra.Command {
 						if _, err := client.Get[*v1.App](ctx, c, ns, name); err != nil {
 							return err
 						}
-						return fmt.Errorf("app/%s has no instances", name)
+						if !follow {
+							return fmt.Errorf("app/%s has no instances", name)
+						}
+						// Just applied, or scaled to 0: follow the
+						// instances as they are made.
+						fmt.Fprintf(cmd.ErrOrStderr(), "app/%s has no instances yet; waiting for them\n", name)
 					}
 					for _, i := range insts {
 						instances = append(instances, i.Metadata.Name)

@@ -261,3 +261,61 @@ func TestAppLogsFollowEndsOnAForbiddenLog(t *testing.T) {
 		t.Fatalf("logs -f app/web without the right to read logs: %v after %v; want forbidden at once", err, took.Round(time.Millisecond))
 	}
 }
+
+// logs -f app/NAME right after an apply (no instance made yet) or of an
+// App scaled to 0 failed at once with "has no instances"; it waits for
+// the instances and follows them, as it does those made later. Without
+// -f, an App with none is still an error.
+func TestAppLogsFollowWaitsForTheFirstInstance(t *testing.T) {
+	saved := instanceCheck
+	instanceCheck = 100 * time.Millisecond
+	t.Cleanup(func() { instanceCheck = saved })
+	rs := startLogsCluster(t)
+	ctx := context.Background()
+	c, err := client.New(client.Config{Server: rs.url, Token: rs.token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _ := v1.DecodeManifest([]byte("kind: App\nname: api\nimage: api:v1\n"))
+	if _, err := c.Apply(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	if _, err, _ := rs.run(t, 10*time.Second, "logs", "app/api"); err == nil || !strings.Contains(err.Error(), "has no instances") {
+		t.Fatalf("logs app/api without instances: %v, want has no instances", err)
+	}
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		w, err := logfile.Create(rs.logPath("default", "api-1"), logfile.Options{})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		w.Write(logfile.Entry{Time: time.Now(), Stream: logfile.Stdout, Line: "first words"})
+		w.Close()
+		inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"}, Metadata: v1.ObjectMeta{Name: "api-1", Namespace: "default", Labels: map[string]string{v1.LabelApp: "api"}},
+			Spec: v1.InstanceSpec{App: "api", Revision: 1, Image: "api:v1", Node: "n1"}}
+		if err := rs.st.Create(ctx, inst); err != nil {
+			t.Error(err)
+		}
+		// Deleted as the App's delete would (no controller runs here).
+		time.Sleep(3 * time.Second)
+		k, _ := v1.LookupKind("Instance")
+		if _, err := rs.st.Delete(ctx, k, "default", "api-1", 0); err != nil {
+			t.Error(err)
+		}
+		ak, _ := v1.LookupKind("App")
+		if _, err := rs.st.Delete(ctx, ak, "default", "api", 0); err != nil {
+			t.Error(err)
+		}
+	}()
+	out, err, took := rs.run(t, 15*time.Second, "logs", "-f", "app/api")
+	if err != nil || took > 10*time.Second {
+		t.Fatalf("logs -f app/api: ended after %v with %v; want it to wait for the instance and end when the App is deleted\n%s", took.Round(time.Millisecond), err, out)
+	}
+	if !strings.Contains(out, "[api-1] first words") {
+		t.Errorf("output lacks the new instance's line:\n%s", out)
+	}
+	if _, err, _ := rs.run(t, 10*time.Second, "logs", "-f", "app/nope"); err == nil || !errors.Is(err, v1.ErrNotFound) && !strings.Contains(err.Error(), "not found") {
+		t.Errorf("logs -f of a missing App: %v, want not found", err)
+	}
+}
