@@ -42,7 +42,7 @@ func newLoginCmd(g *globals) *cobra.Command {
 			if path == "" {
 				path = defaultConfigPath()
 			}
-			if stored, err := loadConfig(path); err == nil && stored.Server != "" && strings.TrimRight(stored.Server, "/") != strings.TrimRight(c.Server, "/") {
+			if stored, err := loadConfig(path); err == nil && stored.Server != "" && !sameServer(stored.Server, c.Server) {
 				// Another cluster: its CA, registry and namespaces are
 				// not the old one's (image push would send this
 				// cluster's token to the old registry).

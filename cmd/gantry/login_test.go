@@ -56,3 +56,35 @@ func TestMissingNamedConfigIsNamed(t *testing.T) {
 		t.Fatalf("get apps with --config %s: %v; want an error naming the missing file", missing, err)
 	}
 }
+
+// login judged "another server" by the text of the URL, case and all,
+// while every other command goes by sameServer: a login to the server the
+// config names, typed with other capitals, dropped its registry and
+// namespace and asked for --token. It is the same server now.
+func TestLoginToTheSameServerInOtherCapitalsKeepsTheConfig(t *testing.T) {
+	t.Setenv("GANTRY_SERVER", "")
+	t.Setenv("GANTRY_TOKEN", "")
+	rs := startRolloutServer(t)
+	path := filepath.Join(t.TempDir(), "config")
+	saved := strings.Replace(rs.url, "http://", "HTTP://", 1) + "/"
+	if err := saveConfig(path, &CLIConfig{Server: saved, Token: rs.token, Registry: "reg.example:5000", Namespace: "team"}); err != nil {
+		t.Fatal(err)
+	}
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs([]string{"--config", path, "login", "--server", rs.url})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := root.ExecuteContext(ctx); err != nil {
+		t.Fatalf("login --server %s with %s saved: %v\n%s", rs.url, saved, err, out.String())
+	}
+	c, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Registry != "reg.example:5000" || c.Namespace != "team" {
+		t.Errorf("after login to the same server the config lost its registry or namespace: %+v", c)
+	}
+}
