@@ -47,6 +47,9 @@ type measured struct {
 	name    string
 	app     string
 	value   float64
+	// capped says a cpu rule measured it against a CPU limit, not its
+	// request (it has no limit).
+	capped bool
 }
 
 // check evaluates a rule's condition.
@@ -144,7 +147,8 @@ func checkInstances(r *v1.AlertRule, s *snapshot) finding {
 		}
 		switch {
 		case hit:
-			over = append(over, measured{subject: "instance/" + i.Metadata.Name, name: i.Metadata.Name, app: i.Spec.App, value: v})
+			over = append(over, measured{subject: "instance/" + i.Metadata.Name, name: i.Metadata.Name, app: i.Spec.App, value: v,
+				capped: i.Spec.Template.Resources.CPULimit() > 0})
 		case partial:
 			unknown++
 		}
@@ -177,14 +181,20 @@ func checkInstances(r *v1.AlertRule, s *snapshot) finding {
 			f.message = fmt.Sprintf("%d instances restarted at least %s in %s; most: %s (%s)", len(over), times(int(r.Spec.Threshold)), r.Spec.Window, top.name, times(int(top.value)))
 		}
 	default:
-		what := "CPU limit"
-		if r.Spec.Condition == v1.AlertMemory {
-			what = "memory limit"
+		what, theirs := "memory limit", "memory limit"
+		if r.Spec.Condition == v1.AlertCPU {
+			// Without a limit, CPU is measured against the request.
+			what, theirs = cpuBase(top.capped), cpuBase(top.capped)
+			for _, o := range over {
+				if o.capped != top.capped {
+					theirs = "CPU limit (or request, without one)"
+				}
+			}
 		}
 		if len(over) == 1 {
 			f.message = fmt.Sprintf("instance %s uses %.0f%% of its %s (threshold %g%%)", top.name, top.value, what, r.Spec.Threshold)
 		} else {
-			f.message = fmt.Sprintf("%d instances use more than %g%% of their %s; highest: %s at %.0f%%", len(over), r.Spec.Threshold, what, top.name, top.value)
+			f.message = fmt.Sprintf("%d instances use more than %g%% of their %s; highest: %s at %.0f%%", len(over), r.Spec.Threshold, theirs, top.name, top.value)
 		}
 	}
 	return f
@@ -327,4 +337,12 @@ func times(n int) string {
 // writes from chasing noise.
 func round(v float64) float64 {
 	return float64(int64(v*10+0.5)) / 10
+}
+
+// cpuBase names what a cpu rule measured an instance against.
+func cpuBase(capped bool) string {
+	if capped {
+		return "CPU limit"
+	}
+	return "CPU request"
 }

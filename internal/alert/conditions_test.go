@@ -35,7 +35,10 @@ func appObj(name string, replicas int32) *v1.App {
 	return a
 }
 
-func ready(i *v1.Instance)    { i.Status.Ready = true }
+func ready(i *v1.Instance) { i.Status.Ready = true }
+func cpuCap(i *v1.Instance) {
+	i.Spec.Template.Resources.Limits = &v1.ResourceLimits{CPU: 500}
+}
 func deleting(i *v1.Instance) { now := time.Now(); i.Metadata.Deleting = &now }
 
 func TestConditions(t *testing.T) {
@@ -55,7 +58,7 @@ func TestConditions(t *testing.T) {
 	snap := &snapshot{
 		now: now, window: w,
 		instances: []*v1.Instance{
-			inst("web-a", "web", ready), inst("web-b", "web"), inst("api-a", "api", ready),
+			inst("web-a", "web", ready, cpuCap), inst("web-b", "web", cpuCap), inst("api-a", "api", ready),
 			inst("old-a", "old", ready), inst("nolimit", "misc"), inst("web-gone", "web", deleting),
 		},
 		apps:  []*v1.App{appObj("web", 2), appObj("api", 1), appObj("idle", 0), appObj("old", 3)},
@@ -65,6 +68,7 @@ func TestConditions(t *testing.T) {
 		},
 	}
 	onlyWeb := func(r *v1.AlertRule) { r.Spec.App = "web" }
+	onlyAPI := func(r *v1.AlertRule) { r.Spec.App = "api" }
 	window := func(r *v1.AlertRule) { r.Spec.Window = v1.Duration(5 * time.Minute) }
 	tests := []struct {
 		name     string
@@ -74,7 +78,8 @@ func TestConditions(t *testing.T) {
 		app      string
 		message  string
 	}{
-		{"cpu above the threshold of the limit fires for those instances", rule("cpu", v1.AlertCPU, 90), []string{"instance/api-a", "instance/web-a"}, 96, "", "2 instances use more than 90% of their CPU limit; highest: web-a at 96%"},
+		{"cpu above the threshold of the limit fires for those instances", rule("cpu", v1.AlertCPU, 90), []string{"instance/api-a", "instance/web-a"}, 96, "", "2 instances use more than 90% of their CPU limit (or request, without one); highest: web-a at 96%"},
+		{"an instance without a CPU limit is measured against its request, and the message says so", rule("cpu", v1.AlertCPU, 90, onlyAPI), []string{"instance/api-a"}, 95, "api", "instance api-a uses 95% of its CPU request (threshold 90%)"},
 		{"a rule for one app looks at that app only", rule("cpu", v1.AlertCPU, 90, onlyWeb), []string{"instance/web-a"}, 96, "web", "instance web-a uses 96% of its CPU limit (threshold 90%)"},
 		{"cpu below the threshold does not fire and reports the highest value", rule("cpu", v1.AlertCPU, 97), nil, 96, "", ""},
 		{"memory uses the memory limit and skips instances without one", rule("mem", v1.AlertMemory, 90), []string{"instance/web-b"}, 97.7, "web", "instance web-b uses 98% of its memory limit (threshold 90%)"},

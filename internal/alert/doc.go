@@ -25,7 +25,8 @@
 //
 //   - cpu, memory: an instance's newest sample (not older than three
 //     sampling intervals) is above threshold percent of its CPU limit
-//     (or request) or memory limit. Instances without a limit are skipped.
+//     (or, without one, its request; the message says which) or memory
+//     limit. Instances without a limit are skipped.
 //   - restarts: an instance's cumulative restart count grew by at least
 //     threshold within window. The count at the start of the window comes
 //     from the metrics window and from the instance statuses the

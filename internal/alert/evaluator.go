@@ -456,7 +456,7 @@ func describe(r *v1.AlertRule) string {
 	}
 	switch r.Spec.Condition {
 	case v1.AlertCPU:
-		return fmt.Sprintf("%s above %g%% of its CPU limit", scope, r.Spec.Threshold)
+		return fmt.Sprintf("%s above %g%% of its CPU limit (or request, without one)", scope, r.Spec.Threshold)
 	case v1.AlertMemory:
 		return fmt.Sprintf("%s above %g%% of its memory limit", scope, r.Spec.Threshold)
 	case v1.AlertRestarts:
