@@ -145,14 +145,21 @@ func (s *Server) join(ctx context.Context, req JoinRequest, src string) (*JoinRe
 	switch {
 	case err == nil && n.Status.Ready:
 		return nil, fmt.Errorf("%w: node %q is registered and sending heartbeats; stop its agent (or pick another name) to join under it", v1.ErrConflict, req.Node)
-	case err == nil:
+	case err != nil && !errors.Is(err, v1.ErrNotFound):
+		return nil, err
+	}
+	// Signed before anything is written: a join refused for its
+	// certificate request leaves a dead node's labels and instances be.
+	id, err := s.signIdentity(req.Node, req.CSR, src)
+	if err != nil {
+		return nil, err
+	}
+	if n != nil {
 		if err := s.forgetNodeTrust(ctx, req.Node); err != nil {
 			return nil, err
 		}
-	case !errors.Is(err, v1.ErrNotFound):
-		return nil, err
 	}
-	return s.issueIdentity(ctx, req.Node, req.CSR, src)
+	return s.handOut(ctx, req.Node, id)
 }
 
 // forgetNodeTrust is what a join under a dead node's name takes from it:
@@ -185,14 +192,28 @@ func (s *Server) forgetNodeTrust(ctx context.Context, node string) error {
 // replaces the node's registry credential: what a join and a renewal
 // hand out.
 func (s *Server) issueIdentity(ctx context.Context, node, csrPEM, src string) (*JoinResponse, error) {
-	nodePEM, err := s.ca.SignNodeCSR([]byte(csrPEM), node)
+	id, err := s.signIdentity(node, csrPEM, src)
 	if err != nil {
 		return nil, err
+	}
+	return s.handOut(ctx, node, id)
+}
+
+// nodeIdentity is a node's two certificates, signed and not yet handed
+// out.
+type nodeIdentity struct{ client, server []byte }
+
+// signIdentity signs a node's certificates for the key of csrPEM; it
+// writes nothing.
+func (s *Server) signIdentity(node, csrPEM, src string) (nodeIdentity, error) {
+	nodePEM, err := s.ca.SignNodeCSR([]byte(csrPEM), node)
+	if err != nil {
+		return nodeIdentity{}, err
 	}
 	blk, _ := pem.Decode([]byte(csrPEM))
 	csr, err := x509.ParseCertificateRequest(blk.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", v1.ErrInvalid, err)
+		return nodeIdentity{}, fmt.Errorf("%w: %v", v1.ErrInvalid, err)
 	}
 	// The agent's listener is named for the node and for the address the
 	// server saw it join (or renew) from: never for names the agent asks
@@ -203,8 +224,14 @@ func (s *Server) issueIdentity(ctx context.Context, node, csrPEM, src string) (*
 	}
 	servPEM, err := s.ca.SignServer(csr.PublicKey, []string{node}, ips)
 	if err != nil {
-		return nil, err
+		return nodeIdentity{}, err
 	}
+	return nodeIdentity{client: nodePEM, server: servPEM}, nil
+}
+
+// handOut replaces the node's registry credential and answers with it
+// and the node's certificates.
+func (s *Server) handOut(ctx context.Context, node string, id nodeIdentity) (*JoinResponse, error) {
 	// One registry credential per node, lasting as long as its
 	// certificate: each join or renewal replaces the last one's.
 	if err := deleteMatching(ctx, s, func(t *v1.Token) bool { return t.Spec.Node == node }); err != nil {
@@ -216,7 +243,7 @@ func (s *Server) issueIdentity(ctx context.Context, node, csrPEM, src string) (*
 	if err != nil {
 		return nil, err
 	}
-	return &JoinResponse{Certificate: string(nodePEM), ServerCertificate: string(servPEM), CA: string(s.ca.CertPEM()),
+	return &JoinResponse{Certificate: string(id.client), ServerCertificate: string(id.server), CA: string(s.ca.CertPEM()),
 		RegistryToken: regTok, Registry: s.registryHost}, nil
 }
 
