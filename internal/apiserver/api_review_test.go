@@ -59,10 +59,47 @@ func TestWrongMethodOnFixedEndpointsIs405(t *testing.T) {
 		{http.MethodGet, "/api/v1/join/renew"},
 		{http.MethodGet, "/api/v1/secret-key/rotate"},
 		{http.MethodDelete, "/api/v1/secret-key/rotate"},
+		// These were 404 "no API at /healthz", a path that exists.
+		{http.MethodPost, "/healthz"},
+		{http.MethodDelete, "/readyz"},
+		{http.MethodPost, "/version"},
+		{http.MethodPost, "/metrics"},
 	} {
 		code, body := raw(t, ts, c.method, c.path, "", nil)
 		if code != http.StatusMethodNotAllowed {
 			t.Errorf("%s %s = %d %s, want 405", c.method, c.path, code, trunc(body))
+		}
+	}
+}
+
+// The Bearer scheme was matched in one case only: a client or proxy that
+// sends "bearer" (the scheme is case-insensitive, RFC 9110) got 401, and
+// a failure counted against its address.
+func TestBearerSchemeInAnyCase(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	for _, scheme := range []string{"bearer", "BEARER", "Bearer"} {
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+"/api/v1/whoami", nil)
+		req.Header.Set("Authorization", scheme+" "+ts.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("whoami with %q: %d %s, want 200", scheme, resp.StatusCode, trunc(string(b)))
+		}
+	}
+	for _, h := range []string{"Basic abc", "Bearer", "Bearerx " + ts.Token} {
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+"/api/v1/whoami", nil)
+		req.Header.Set("Authorization", h)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("whoami with Authorization %.12q: %d, want 401", h, resp.StatusCode)
 		}
 	}
 }

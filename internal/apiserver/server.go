@@ -238,6 +238,7 @@ func (s *Server) Handler() http.Handler {
 	}))
 	// Another method on these paths is 405, not the object API's 404.
 	for path, method := range map[string]string{
+		"/healthz": "GET", "/readyz": "GET", "/version": "GET", "/metrics": "GET",
 		"/api/v1/whoami": "GET", "/api/v1/secret-key/rotate": "POST", "/api/v1/registry/gc": "POST",
 		"/api/v1/join": "POST", "/api/v1/join/renew": "POST", "/api/v1/audit": "GET",
 		"/api/v1/audit/{op}": "GET",
@@ -328,6 +329,17 @@ func (s *Server) withRecover(h http.Handler) http.Handler {
 	})
 }
 
+// bearerToken is the token of r's Authorization header and whether it
+// names the Bearer scheme, in any case (RFC 9110 11.1: some clients and
+// proxies send "bearer").
+func bearerToken(r *http.Request) (string, bool) {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(tok), true
+}
+
 // authenticate resolves the bearer token. A missing token gives the
 // anonymous identity; a bad one is an error. A source that keeps failing
 // gets 429 for each further failing request, but a valid token in use
@@ -355,11 +367,10 @@ func (s *Server) authenticate(r *http.Request) (*auth.Identity, error) {
 		s.limiter.Fail(src, now)
 		return err
 	}
-	tok, ok := strings.CutPrefix(h, "Bearer ")
+	tok, ok := bearerToken(r)
 	if !ok {
 		return nil, failed(fmt.Errorf("%w: Authorization header must be \"Bearer <token>\"", v1.ErrUnauthorized))
 	}
-	tok = strings.TrimSpace(tok)
 	if k, ok := s.authn.(interface{ Known(string) bool }); blocked && ok && !k.Known(tok) {
 		// Not a token in use lately: no store read for it.
 		return nil, tooMany

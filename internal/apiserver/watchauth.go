@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,8 +61,7 @@ var watchRechecked func(user string, err error)
 // the node restriction does not depend on roles.
 func (s *Server) watchRecheck(r *http.Request, ri *requestInfo) func(context.Context) error {
 	id := IdentityFrom(r.Context())
-	tok, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	tok = strings.TrimSpace(tok)
+	tok, bearer := bearerToken(r)
 	if !bearer && id.Node != "" {
 		return nil
 	}
