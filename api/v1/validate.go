@@ -774,16 +774,21 @@ func LogSince(q url.Values, now time.Time) (time.Time, error) {
 	return time.Time{}, nil
 }
 
-// LogFollow reads follow of a logs request: true or false as
-// strconv.ParseBool takes them (1, t, TRUE, ...), false when not given.
-func LogFollow(q url.Values) (bool, error) {
-	v := q.Get("follow")
+// LogFollow reads follow of a logs request (QueryBool).
+func LogFollow(q url.Values) (bool, error) { return QueryBool(q, "follow") }
+
+// QueryBool reads a yes-or-no query parameter: true or false as
+// strconv.ParseBool takes them (1, t, TRUE, ...), false when not given
+// or empty; any other value is an error naming it, so that watch=yes is
+// not quietly a list, nor force=1 a graceful delete.
+func QueryBool(q url.Values, name string) (bool, error) {
+	v := q.Get(name)
 	if v == "" {
 		return false, nil
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		return false, fmt.Errorf("follow=%q: send true or false", v)
+		return false, fmt.Errorf("%s=%q: send true or false", name, v)
 	}
 	return b, nil
 }

@@ -749,8 +749,11 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 		}
 		rev = n
 	}
+	force, err := v1.QueryBool(r.URL.Query(), "force")
+	if err != nil {
+		return fmt.Errorf("%w: %v", v1.ErrInvalid, err)
+	}
 	var old v1.Object
-	var err error
 	// plain deletes an object with nothing else to delete beside it.
 	plain := func() (v1.Object, error) {
 		old, err := s.store.Delete(ctx, ri.Kind, ri.Namespace, ri.Name, rev)
@@ -765,7 +768,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, ri *requestInfo)
 	case "Namespace":
 		old, err = s.deleteNamespace(ctx, ri.Name, rev)
 	case "Instance":
-		old, err = s.deleteInstance(ctx, ri.Namespace, ri.Name, rev, r.URL.Query().Get("force") == "true")
+		old, err = s.deleteInstance(ctx, ri.Namespace, ri.Name, rev, force)
 	case "User":
 		s.authMu.Lock()
 		if err = s.keepsAClusterAdmin(ctx, "deleting user "+ri.Name, func(b *v1.RoleBinding) bool { return b.Spec.User == ri.Name }); err == nil {

@@ -90,8 +90,19 @@ func parseRequest(r *http.Request) (*requestInfo, error) {
 		}
 	}
 	q := r.URL.Query()
+	var watch, apply bool
+	var err error
 	switch {
-	case ri.Name == "" && r.Method == http.MethodGet && q.Get("watch") == "true":
+	case ri.Name == "" && r.Method == http.MethodGet:
+		watch, err = v1.QueryBool(q, "watch")
+	case r.Method == http.MethodPut && ri.Sub == "":
+		apply, err = v1.QueryBool(q, "apply")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", v1.ErrInvalid, err)
+	}
+	switch {
+	case watch:
 		ri.Verb = "watch"
 	case ri.Name == "" && r.Method == http.MethodGet:
 		ri.Verb = "list"
@@ -108,7 +119,7 @@ func parseRequest(r *http.Request) (*requestInfo, error) {
 			Message: fmt.Sprintf("PATCH is not supported on %s: PUT the whole object (with ?apply=true to create or replace it)", r.URL.Path)}}
 	case r.Method == http.MethodPut:
 		ri.Verb = "update"
-		if q.Get("apply") == "true" && ri.Sub == "" {
+		if apply {
 			ri.Verb = "apply"
 		}
 	case r.Method == http.MethodPost && ri.Sub == "":
