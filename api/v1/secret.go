@@ -125,7 +125,7 @@ func (s *Secret) Validate() FieldErrors {
 		}
 	}
 	if size += SecretSize(s.Data, s.StringData); size > MaxSecretSize {
-		errs.add("data", "values, key names, labels and annotations come to %d bytes (each key name counts twice, plus 16); the limit is %d (768 KiB): keep larger data in the image or a volume", size, MaxSecretSize)
+		errs.add("data", "values, key names, labels and annotations come to %d bytes (each key name counts twice, plus 16); the limit is %d (768 KiB): keep larger data in the image", size, MaxSecretSize)
 	}
 	return errs
 }

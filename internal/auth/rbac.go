@@ -31,7 +31,7 @@ var BuiltinRoles = map[string][]v1.Rule{
 	RoleAdmin: {
 		{Verbs: []string{"*"}, Resources: []string{
 			"apps", "apps/*", "revisions", "instances", "instances/logs", "instances/exec", "instances/metrics", "events",
-			"secrets", "secrets/reveal", "images", "volumes", "alertrules", "notifiers", "notifiers/*",
+			"secrets", "secrets/reveal", "images", "alertrules", "notifiers", "notifiers/*",
 			"metrics",
 		}},
 		// An instance's status is what its node reports: the address the

@@ -120,7 +120,7 @@ const MaxDockerfileSize = 1 << 20
 // do instead.
 var unsupported = map[string]string{
 	"HEALTHCHECK": "use health checks in the App manifest",
-	"VOLUME":      "declare volumes in the App manifest",
+	"VOLUME":      "Apps have no volumes: keep data in a service outside the container, and mount Secrets with files",
 	"ONBUILD":     "write the instructions into the Dockerfile that builds on this image",
 	"SHELL":       `use the exec form with the shell you want, e.g. RUN ["/bin/bash", "-c", "…"]`,
 	"STOPSIGNAL":  "Gantry stops containers with SIGTERM, then SIGKILL after the grace period",

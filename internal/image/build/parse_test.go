@@ -89,7 +89,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"HEALTHCHECK names its line and says what to use", "FROM scratch\n\n# c\nCOPY a /a\nENV A=1\nRUN x\nHEALTHCHECK CMD true\n",
 			"Dockerfile:7: HEALTHCHECK is not supported; use health checks in the App manifest", v1.ErrUnsupported},
-		{"VOLUME is not supported", "FROM scratch\nVOLUME /data\n", "Dockerfile:2: VOLUME is not supported; declare volumes in the App manifest", v1.ErrUnsupported},
+		{"VOLUME is not supported", "FROM scratch\nVOLUME /data\n", "Dockerfile:2: VOLUME is not supported; Apps have no volumes: keep data in a service outside the container, and mount Secrets with files", v1.ErrUnsupported},
 		{"ONBUILD is not supported", "FROM scratch\nonbuild RUN x\n", "Dockerfile:2: ONBUILD is not supported", v1.ErrUnsupported},
 		{"SHELL is not supported", "FROM scratch\nSHELL [\"/bin/bash\", \"-c\"]\n", "Dockerfile:2: SHELL is not supported", v1.ErrUnsupported},
 		{"STOPSIGNAL is not supported", "FROM scratch\nSTOPSIGNAL SIGINT\n", "Dockerfile:2: STOPSIGNAL is not supported", v1.ErrUnsupported},
