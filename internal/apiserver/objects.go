@@ -505,8 +505,67 @@ func (s *Server) objectWarnings(ctx context.Context, o v1.Object) []string {
 			}
 		}
 		return out
+	case *v1.Role:
+		return roleWarnings(o)
 	}
 	return nil
+}
+
+// roleVerbs are the verbs requests are authorized for.
+var roleVerbs = []string{"get", "list", "watch", "create", "update", "delete", "apply", "pull", "push", "*"}
+
+// otherResources are what RBAC is asked about besides the kinds and their
+// subresources, each with its subresources.
+var otherResources = map[string][]string{
+	"images": nil, "metrics": nil, "secretkeys": nil, "audit": {"export", "verify"}, "registry": {"gc"},
+}
+
+// knownResource says whether a Role's resource ("apps", "apps/scale",
+// "apps/*", "*") names something requests are authorized for.
+func knownResource(res string) bool {
+	if res == "*" {
+		return true
+	}
+	base, sub, hasSub := strings.Cut(res, "/")
+	if subs, ok := otherResources[base]; ok {
+		return !hasSub || sub == "*" && len(subs) > 0 || slices.Contains(subs, sub)
+	}
+	k, ok := v1.LookupKind(base)
+	if !ok || k.Plural != base {
+		return false
+	}
+	if !hasSub {
+		return true
+	}
+	if sub == "*" {
+		for ks := range subresources {
+			if strings.HasPrefix(ks, k.Kind+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	return subresources[k.Kind+"/"+sub]
+}
+
+// roleWarnings name the verbs and resources of a Role that no request is
+// authorized for (a typo, such as "apss"): they grant nothing. They are
+// stored, as Kubernetes stores them, but the writer is told.
+func roleWarnings(r *v1.Role) []string {
+	var out []string
+	for i, rule := range r.Spec.Rules {
+		for _, v := range rule.Verbs {
+			if !slices.Contains(roleVerbs, v) {
+				out = append(out, fmt.Sprintf("role/%s spec.rules[%d]: verb %q grants nothing; the verbs are %s", r.Metadata.Name, i, v, strings.Join(roleVerbs, ", ")))
+			}
+		}
+		for _, res := range rule.Resources {
+			if !knownResource(res) {
+				out = append(out, fmt.Sprintf("role/%s spec.rules[%d]: resource %q grants nothing; resources are kinds in the plural (apps, instances, secrets, ...), a kind's subresource (apps/scale, instances/logs, apps/*), images, metrics, audit, registry/gc or secretkeys", r.Metadata.Name, i, res))
+			}
+		}
+	}
+	return out
 }
 
 // dryCreate fails as the store's create would for an object that exists
