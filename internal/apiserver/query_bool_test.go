@@ -65,3 +65,23 @@ func TestYesNoQueryParameters(t *testing.T) {
 		t.Errorf("GET watch=1 = %d %s, want a watch stream (application/x-ndjson)", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 }
+
+// A PUT (update or apply, which may create) to a name that cannot be was
+// 404 "not found", where the same name in a POST's body is a 400 naming
+// metadata.name. A GET or DELETE of it is still 404: no such object can
+// exist.
+func TestInvalidNameInAPutPathIsAFieldError(t *testing.T) {
+	ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+	body := []byte(`{"kind":"App","metadata":{"name":"Bad_Name"},"spec":{"image":"web:v1"}}`)
+	for _, q := range []string{"?apply=true", ""} {
+		code, out := raw(t, ts, http.MethodPut, "/api/v1/namespaces/default/apps/Bad_Name"+q, "application/json", body)
+		if code != http.StatusBadRequest || !strings.Contains(out, `"field":"metadata.name"`) {
+			t.Errorf("PUT apps/Bad_Name%s = %d %s, want 400 on metadata.name", q, code, trunc(out))
+		}
+	}
+	for _, m := range []string{http.MethodGet, http.MethodDelete} {
+		if code, out := raw(t, ts, m, "/api/v1/namespaces/default/apps/Bad_Name", "", nil); code != http.StatusNotFound {
+			t.Errorf("%s apps/Bad_Name = %d %s, want 404", m, code, trunc(out))
+		}
+	}
+}

@@ -85,9 +85,16 @@ func parseRequest(r *http.Request) (*requestInfo, error) {
 		return nil, fmt.Errorf("%w: %s are cluster-scoped: use /api/v1/%s", v1.ErrNotFound, k.Plural, k.Plural)
 	}
 	for _, seg := range []string{ri.Namespace, ri.Name} {
-		if seg != "" && v1.ValidateName(seg, 253) != "" && !(k.Kind == "Event" && seg == ri.Name) {
-			return nil, fmt.Errorf("%w: %q is not a valid name", v1.ErrNotFound, seg)
+		msg := v1.ValidateName(seg, 253)
+		if seg == "" || msg == "" || k.Kind == "Event" && seg == ri.Name {
+			continue
 		}
+		if seg == ri.Name && r.Method == http.MethodPut && ri.Sub == "" {
+			// An update or apply (which may create) of a name that
+			// cannot be: the body's own name would be refused so.
+			return nil, v1.FieldErrors{{Field: "metadata.name", Message: fmt.Sprintf("%q: %s", seg, msg)}}
+		}
+		return nil, fmt.Errorf("%w: %q is not a valid name", v1.ErrNotFound, seg)
 	}
 	q := r.URL.Query()
 	var watch, apply bool
