@@ -85,15 +85,15 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request, ri *requestInfo
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	r = r.WithContext(ctx)
-	if s.proxy == nil {
-		return fmt.Errorf("%w: this server cannot reach agents", v1.ErrUnavailable)
-	}
 	// The answer is 200 before any agent is asked; what agents would
-	// refuse must be refused here.
+	// refuse must be refused here (and before whether any can be asked).
 	query := r.URL.Query()
 	lq, err := v1.ParseLogQuery(query, time.Now())
 	if err != nil {
 		return fmt.Errorf("%w: %v", v1.ErrInvalid, err)
+	}
+	if s.proxy == nil {
+		return fmt.Errorf("%w: this server cannot reach agents", v1.ErrUnavailable)
 	}
 	if _, err := store.Get[*v1.App](ctx, s.store, ri.Namespace, ri.Name); err != nil {
 		return err

@@ -41,9 +41,10 @@ func sinceParam(r *http.Request) (time.Time, error) {
 // serveMetrics answers metrics GETs for apps, instances and nodes, and
 // takes the agents' reports (POST on nodes/NAME/metrics).
 func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
-	if s.window == nil {
-		return fmt.Errorf("%w: metrics are not kept by this server", v1.ErrUnavailable)
-	}
+	// What the request is (its method, its since) is judged before
+	// whether this server can answer it: a wrong one is 405 or 400
+	// wherever it is sent.
+	unavailable := fmt.Errorf("%w: metrics are not kept by this server", v1.ErrUnavailable)
 	ctx := r.Context()
 	if r.Method == http.MethodPost || r.Method == http.MethodPut {
 		if ri.Kind.Kind != "Node" {
@@ -51,6 +52,9 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request, ri *reques
 		}
 		if id := IdentityFrom(ctx); id.Node != ri.Name {
 			return auth.Forbidden(id, ri.attributes(), "only a node's agent reports its metrics")
+		}
+		if s.window == nil {
+			return unavailable
 		}
 		var rep metrics.Report
 		if err := decodeBody(w, r, s.cfg.MaxBodyBytes, &rep); err != nil {
@@ -70,6 +74,9 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request, ri *reques
 	since, err := sinceParam(r)
 	if err != nil {
 		return err
+	}
+	if s.window == nil {
+		return unavailable
 	}
 	resp := MetricsResponse{Kind: ri.Kind.Kind, Namespace: ri.Namespace, Name: ri.Name, Interval: v1.Duration(s.window.Interval())}
 	switch ri.Kind.Kind {

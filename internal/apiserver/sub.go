@@ -301,6 +301,13 @@ func (s *Server) instanceStatus(w http.ResponseWriter, r *http.Request, ri *requ
 
 func (s *Server) proxyInstance(w http.ResponseWriter, r *http.Request, ri *requestInfo) error {
 	ctx := r.Context()
+	if ri.Sub == "logs" {
+		// A bad query is 400 here, not only at the agent: an instance
+		// not on a node, or a node away, would answer 503 first.
+		if _, err := v1.ParseLogQuery(r.URL.Query(), time.Now()); err != nil {
+			return fmt.Errorf("%w: %v", v1.ErrInvalid, err)
+		}
+	}
 	inst, err := store.Get[*v1.Instance](ctx, s.store, ri.Namespace, ri.Name)
 	if err != nil {
 		return err
@@ -310,7 +317,11 @@ func (s *Server) proxyInstance(w http.ResponseWriter, r *http.Request, ri *reque
 		node = inst.Status.Node
 	}
 	if node == "" {
-		return fmt.Errorf("%w: instance %s is not on a node yet (it is %s)", v1.ErrUnavailable, ri.Name, inst.Status.Phase)
+		phase := inst.Status.Phase
+		if phase == "" {
+			phase = "waiting to be placed"
+		}
+		return fmt.Errorf("%w: instance %s is not on a node yet (it is %s)", v1.ErrUnavailable, ri.Name, phase)
 	}
 	n, err := store.Get[*v1.Node](ctx, s.store, "", node)
 	if err != nil {
