@@ -317,25 +317,32 @@ func newJoinTokenCmd(g *globals) *cobra.Command {
 	}
 	create.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token can be used")
 	create.Flags().StringVar(&desc, "description", "", "what the token is for")
+	list := &listOutput{}
 	ls := &cobra.Command{
 		Use: "ls", Short: "List join tokens", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := list.check(); err != nil {
+				return err
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			l, _, err := client.List[*v1.JoinToken](cmd.Context(), c, "", client.ListOptions{})
+			objs, _, err := c.List(cmd.Context(), "JoinToken", "", client.ListOptions{})
 			if err != nil {
 				return err
 			}
-			rows := [][]string{{"ID", "EXPIRES", "DESCRIPTION"}}
-			for _, t := range l {
-				rows = append(rows, []string{t.Metadata.Name, t.Spec.Expires.Local().Format(time.RFC3339), t.Spec.Description})
-			}
-			printRows(cmd.OutOrStdout(), rows)
-			return nil
+			return list.print(cmd.OutOrStdout(), "JoinToken", objs, func() {
+				rows := [][]string{{"ID", "EXPIRES", "DESCRIPTION"}}
+				for _, o := range objs {
+					t := o.(*v1.JoinToken)
+					rows = append(rows, []string{t.Metadata.Name, t.Spec.Expires.Local().Format(time.RFC3339), t.Spec.Description})
+				}
+				printRows(cmd.OutOrStdout(), rows)
+			})
 		},
 	}
+	list.bind(ls)
 	rm := &cobra.Command{
 		Use: "rm ID", Short: "Delete a join token", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

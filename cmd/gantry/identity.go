@@ -153,9 +153,13 @@ func newUserCmd(g *globals) *cobra.Command {
 	create.Flags().StringVar(&fullName, "full-name", "", "the user's full name")
 	// Not --token, which is the global flag of the caller's own token.
 	create.Flags().BoolVar(&withToken, "issue-token", false, "also issue an API token for the user and print it")
+	list := &listOutput{}
 	ls := &cobra.Command{
 		Use: "ls", Short: "List users", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := list.check(); err != nil {
+				return err
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
@@ -164,9 +168,10 @@ func newUserCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printObjects(cmd.OutOrStdout(), "User", "table", objs, false, false)
+			return list.print(cmd.OutOrStdout(), "User", objs, func() { printTable(cmd.OutOrStdout(), "User", objs, false, false, true) })
 		},
 	}
+	list.bind(ls)
 	rm := &cobra.Command{
 		Use: "rm NAME", Short: "Delete a user (their tokens stop working at once)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -252,9 +257,13 @@ func newRoleCmd(g *globals) *cobra.Command {
 			return bindRole(cmd, g, c, args[0], args[1], false)
 		},
 	}
+	list := &listOutput{}
 	ls := &cobra.Command{
 		Use: "ls", Short: "List role bindings", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := list.check(); err != nil {
+				return err
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
@@ -263,9 +272,10 @@ func newRoleCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printObjects(cmd.OutOrStdout(), "RoleBinding", "table", objs, false, false)
+			return list.print(cmd.OutOrStdout(), "RoleBinding", objs, func() { printTable(cmd.OutOrStdout(), "RoleBinding", objs, false, false, true) })
 		},
 	}
+	list.bind(ls)
 	unbind := &cobra.Command{
 		Use: "unbind BINDING", Short: "Remove a role binding", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -323,9 +333,13 @@ func newTokenCmd(g *globals) *cobra.Command {
 	create.Flags().StringVar(&user, "user", "", "the user the token acts as (default: you)")
 	create.Flags().DurationVar(&expires, "expires", 0, "lifetime, e.g. 24h (default: no expiry)")
 	create.Flags().StringVar(&desc, "description", "", "what the token is for")
+	list := &listOutput{}
 	ls := &cobra.Command{
 		Use: "ls", Short: "List tokens (never their secrets)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := list.check(); err != nil {
+				return err
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
@@ -334,9 +348,10 @@ func newTokenCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printObjects(cmd.OutOrStdout(), "Token", "table", objs, false, false)
+			return list.print(cmd.OutOrStdout(), "Token", objs, func() { printTable(cmd.OutOrStdout(), "Token", objs, false, false, true) })
 		},
 	}
+	list.bind(ls)
 	revoke := &cobra.Command{
 		Use: "revoke ID", Short: "Revoke a token at once", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

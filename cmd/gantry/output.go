@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
 	"golang.org/x/term"
 	"sigs.k8s.io/yaml"
 
@@ -251,4 +252,36 @@ func printObjects(w io.Writer, kind, format string, objs []v1.Object, single, wi
 		return nil
 	}
 	return fmt.Errorf("unknown output format %q: use table, wide, json, yaml or name", format)
+}
+
+// listOutput gives an ls command -o: its own table, or the objects as
+// json, yaml or name (as get prints them), for scripts.
+type listOutput struct{ format string }
+
+// bind adds the -o flag to cmd.
+func (o *listOutput) bind(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&o.format, "output", "o", "table", "table, json, yaml or name")
+}
+
+// check refuses an unknown format before anything is asked of the server.
+func (o *listOutput) check() error {
+	switch o.format {
+	case "table", "json", "yaml", "name":
+		return nil
+	}
+	return fmt.Errorf("-o %s: give table, json, yaml or name", o.format)
+}
+
+// print writes objs in the chosen format; table prints the command's own
+// table.
+func (o *listOutput) print(w io.Writer, kind string, objs []v1.Object, table func()) error {
+	if o.format == "table" {
+		if len(objs) == 0 {
+			fmt.Fprintln(os.Stderr, "No resources found.")
+			return nil
+		}
+		table()
+		return nil
+	}
+	return printObjects(w, kind, o.format, objs, false, false)
 }

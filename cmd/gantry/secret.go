@@ -71,25 +71,32 @@ func newSecretCmd(g *globals) *cobra.Command {
 		},
 	}
 	set.Flags().StringArrayVar(&fromFiles, "from-file", nil, "KEY=PATH (or PATH, keyed by its file name) to read a value from a file")
+	list := &listOutput{}
 	ls := &cobra.Command{
 		Use: "ls", Short: "List secrets and their keys (never values)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := list.check(); err != nil {
+				return err
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			l, _, err := client.List[*v1.Secret](cmd.Context(), c, g.ns(), client.ListOptions{})
+			objs, _, err := c.List(cmd.Context(), "Secret", g.ns(), client.ListOptions{})
 			if err != nil {
 				return err
 			}
-			rows := [][]string{{"NAME", "KEYS", "AGE"}}
-			for _, s := range l {
-				rows = append(rows, []string{s.Metadata.Name, strings.Join(s.Keys, ","), age(s.Metadata.Created)})
-			}
-			printRows(cmd.OutOrStdout(), rows)
-			return nil
+			return list.print(cmd.OutOrStdout(), "Secret", objs, func() {
+				rows := [][]string{{"NAME", "KEYS", "AGE"}}
+				for _, o := range objs {
+					s := o.(*v1.Secret)
+					rows = append(rows, []string{s.Metadata.Name, strings.Join(s.Keys, ","), age(s.Metadata.Created)})
+				}
+				printRows(cmd.OutOrStdout(), rows)
+			})
 		},
 	}
+	list.bind(ls)
 	get := &cobra.Command{
 		Use:   "get NAME [KEY]",
 		Short: "Reveal a secret's values (needs the secrets/reveal permission; the reveal is audited)",
