@@ -33,6 +33,11 @@ type Informer[T v1.Object] struct {
 
 	hmu     sync.RWMutex
 	handler []func(old, cur T, deleted bool)
+	// nmu orders notifications as the cache changes: it is held from a
+	// change of the cache (a watch event's, a list's, an Observe) to the
+	// end of its handlers, so handlers run one call at a time and hear
+	// the versions of an object in the order the cache took them.
+	nmu sync.Mutex
 }
 
 // NewInformer returns an informer of kind T.
@@ -43,7 +48,8 @@ func New[T v1.Object](s *store.Store, log *slog.Logger) *Informer[T] {
 // OnChange registers a handler. old is the zero value for additions;
 // deleted marks removals (cur is then the last state). A handler
 // registered after Run started hears only of later changes: it should
-// List what exists.
+// List what exists. Handlers are called one at a time, in the order the
+// cache changed; a handler must not call Observe on the same informer.
 func (inf *Informer[T]) OnChange(fn func(old, cur T, deleted bool)) {
 	inf.hmu.Lock()
 	inf.handler = append(inf.handler, fn)
@@ -106,8 +112,10 @@ func (inf *Informer[T]) Run(ctx context.Context) {
 			Sleep(ctx, time.Second)
 			continue
 		}
-		inf.seen(rev)
+		// The cache first, then its revision: a reader of Revision
+		// must find the cache at least that new.
 		inf.replace(objs, rev)
+		inf.seen(rev)
 		inf.once.Do(func() { close(inf.synced) })
 		next := rev + 1
 		for ev := range inf.store.Watch(ctx, k, store.WatchOptions{Revision: next, ProgressNotify: true}) {
@@ -140,6 +148,8 @@ func (inf *Informer[T]) replace(objs []v1.Object, rev int64) {
 	for _, o := range objs {
 		fresh[o.GetMeta().Key()] = o.(T)
 	}
+	inf.nmu.Lock()
+	defer inf.nmu.Unlock()
 	inf.mu.Lock()
 	old := inf.objs
 	for key, o := range old {
@@ -148,23 +158,35 @@ func (inf *Informer[T]) replace(objs []v1.Object, rev int64) {
 		}
 	}
 	inf.objs = fresh
-	inf.mu.Unlock()
+	// The changes are read under the lock: once it is released, fresh
+	// is the cache, which Observe and Forget write.
+	type change struct {
+		old, cur T
+		deleted  bool
+	}
+	var changes []change
 	for key, o := range fresh {
 		prev, had := old[key]
 		if !had || prev.GetMeta().Revision != o.GetMeta().Revision {
-			inf.notify(prev, o, false)
+			changes = append(changes, change{prev, o, false})
 		}
 	}
 	for key, o := range old {
 		if _, still := fresh[key]; !still {
-			inf.notify(o, o, true)
+			changes = append(changes, change{o, o, true})
 		}
+	}
+	inf.mu.Unlock()
+	for _, c := range changes {
+		inf.notify(c.old, c.cur, c.deleted)
 	}
 }
 
 func (inf *Informer[T]) apply(ev store.Event) {
 	o := ev.Object.(T)
 	key := o.GetMeta().Key()
+	inf.nmu.Lock()
+	defer inf.nmu.Unlock()
 	inf.mu.Lock()
 	prev, had := inf.objs[key]
 	// ev.Revision is the revision of the change; for a DELETED that is
@@ -200,6 +222,8 @@ func (inf *Informer[T]) notify(old, cur T, deleted bool) {
 // the watch event itself is then skipped.
 func (inf *Informer[T]) Observe(o T) {
 	key := o.GetMeta().Key()
+	inf.nmu.Lock()
+	defer inf.nmu.Unlock()
 	inf.mu.Lock()
 	prev, had := inf.objs[key]
 	if had && prev.GetMeta().Revision >= o.GetMeta().Revision {
