@@ -42,6 +42,13 @@ type Config struct {
 	GetClientCertificate func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
 	// Timeout bounds non-streaming requests (default 30s).
 	Timeout time.Duration
+	// HealthCheck is how long an HTTP/2 connection may go without a
+	// frame from the server before it is pinged, and how long the ping
+	// may take before the connection is dropped (default 15s). Requests
+	// share one connection: one that the network dropped silently (a
+	// firewall that lost its state) would otherwise hold every request,
+	// heartbeats included, until TCP gives up after some 15 minutes.
+	HealthCheck time.Duration
 	// UserAgent names the caller.
 	UserAgent string
 	// Warnings, if set, hears each warning the server sends with an
@@ -81,6 +88,9 @@ func New(cfg Config) (*Client, error) {
 		}
 		tlsCfg.RootCAs = pool
 	}
+	if cfg.HealthCheck == 0 {
+		cfg.HealthCheck = 15 * time.Second
+	}
 	tr := &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -89,6 +99,7 @@ func New(cfg Config) (*Client, error) {
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 		ForceAttemptHTTP2:   true,
+		HTTP2:               &http.HTTP2Config{SendPingTimeout: cfg.HealthCheck, PingTimeout: cfg.HealthCheck},
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 30 * time.Second

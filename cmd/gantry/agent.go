@@ -150,7 +150,10 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 	if err != nil {
 		return err
 	}
-	api, err := client.New(client.Config{Server: id.Server, CA: []byte(id.CA), GetClientCertificate: nid.clientCert, UserAgent: "gantry-agent/" + version})
+	// A connection the network dropped silently is found within a
+	// heartbeat or two (the node lease lasts 6 s), not by TCP's timeout.
+	api, err := client.New(client.Config{Server: id.Server, CA: []byte(id.CA), GetClientCertificate: nid.clientCert, UserAgent: "gantry-agent/" + version,
+		HealthCheck: 2 * time.Second})
 	if err != nil {
 		return err
 	}

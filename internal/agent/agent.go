@@ -211,7 +211,11 @@ func (a *Agent) heartbeat(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		err := a.api.Heartbeat(ctx, a.cfg.NodeName)
+		// Bounded by the next two beats, not the client's 30 s: one
+		// stuck request must not outlast the node's lease.
+		hctx, cancel := context.WithTimeout(ctx, 2*a.cfg.HeartbeatInterval)
+		err := a.api.Heartbeat(hctx, a.cfg.NodeName)
+		cancel()
 		if errors.Is(err, v1.ErrNotFound) {
 			// The node object was deleted; come back.
 			if n, err := a.register(ctx); err == nil {
