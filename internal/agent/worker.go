@@ -247,6 +247,13 @@ func (w *worker) run(ctx context.Context) {
 	if adopted {
 		w.adopted = c
 	}
+	if errors.Is(err, v1.ErrNotFound) && (w.status.Phase == v1.PhaseSucceeded || w.status.Phase == v1.PhaseFailed) {
+		// It finished on an earlier run and its container is gone since
+		// (gantry down removes containers, not instances): finished work
+		// is not run again, as it is not when the container is there.
+		w.idleUntilRemoved(ctx)
+		return
+	}
 	if stale {
 		w.a.rt.Stop(ctx, w.id, 0)
 		w.a.rt.Remove(ctx, w.id)
@@ -265,6 +272,28 @@ func (w *worker) run(ctx context.Context) {
 		c = runtime.Container{}
 	}
 	w.supervise(ctx, c)
+}
+
+// idleUntilRemoved waits, for a finished instance, until it is to be
+// removed, then removes it; meanwhile it only gets a status the API did
+// not take through.
+func (w *worker) idleUntilRemoved(ctx context.Context) {
+	for {
+		if _, removing, _ := w.state(); removing {
+			w.terminate(ctx)
+			return
+		}
+		d := time.Hour
+		if w.unsent != nil {
+			d = statusRetry
+		}
+		if w.wait(ctx, d) && w.unsent != nil {
+			w.report(ctx, func(*v1.InstanceStatus) {})
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
 }
 
 // finishedForGood reports whether an adopted container's process exited
@@ -716,24 +745,8 @@ func (w *worker) afterExit(ctx context.Context, exitCode int, why string, starte
 				s.IP = ""
 			}
 		})
-		// Nothing more to do until the instance is removed, but to get
-		// the final status through if the API was away when it was sent.
-		for {
-			if _, removing, _ := w.state(); removing {
-				w.terminate(ctx)
-				return false
-			}
-			d := time.Hour
-			if w.unsent != nil {
-				d = statusRetry
-			}
-			if w.wait(ctx, d) && w.unsent != nil {
-				w.report(ctx, func(*v1.InstanceStatus) {})
-			}
-			if ctx.Err() != nil {
-				return false
-			}
-		}
+		w.idleUntilRemoved(ctx)
+		return false
 	}
 	*crashes++
 	delay := backoffFor(*crashes)
