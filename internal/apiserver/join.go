@@ -167,7 +167,9 @@ func (s *Server) join(ctx context.Context, req JoinRequest, src string) (*JoinRe
 // had the name. The admin-set node-restriction labels go (a cluster admin
 // sets them again for a reinstalled machine), and so do the instances
 // bound to it, whose secrets it could read: they are placed again, as a
-// dead node's are.
+// dead node's are. Finished ones stay, as a dead node's do (placed again,
+// they would run finished work twice); no node may read the secrets of a
+// finished instance, which never runs again.
 func (s *Server) forgetNodeTrust(ctx context.Context, node string) error {
 	_, err := store.Mutate(ctx, s.store, "", node, func(n *v1.Node) error {
 		changed := false
@@ -185,7 +187,14 @@ func (s *Server) forgetNodeTrust(ctx context.Context, node string) error {
 	if err != nil && !errors.Is(err, v1.ErrNotFound) {
 		return fmt.Errorf("clear the labels of node %s: %w", node, err)
 	}
-	return deleteMatching(ctx, s, func(i *v1.Instance) bool { return i.Spec.Node == node })
+	return deleteMatching(ctx, s, func(i *v1.Instance) bool { return i.Spec.Node == node && !finished(i) })
+}
+
+// finished reports whether an instance ran to its end (Succeeded, or
+// Failed and not restarted) and is not being deleted: it never runs
+// again, and stays with its logs until it is deleted.
+func finished(i *v1.Instance) bool {
+	return (i.Status.Phase == v1.PhaseSucceeded || i.Status.Phase == v1.PhaseFailed) && i.Metadata.Deleting == nil
 }
 
 // issueIdentity signs a node's certificates for the key of csrPEM, and

@@ -187,7 +187,10 @@ func (s *Server) nodeUsesSecret(ctx context.Context, node, ns, name string) bool
 		return false
 	}
 	for _, i := range insts {
-		if i.Spec.Node != node {
+		// A finished instance never runs again: its secrets are no
+		// longer the node's to read (one kept through a join under a
+		// dead node's name would give them to the machine that joined).
+		if i.Spec.Node != node || i.Status.Phase == v1.PhaseSucceeded || i.Status.Phase == v1.PhaseFailed {
 			continue
 		}
 		t := i.Spec.Template
