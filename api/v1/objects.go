@@ -148,6 +148,12 @@ type NodeStatus struct {
 	BridgeIP string `json:"bridgeIP,omitempty"`
 	// AgentURL is where the server reaches the agent for logs and exec.
 	AgentURL string `json:"agentURL,omitempty"`
+	// JoinedAt is set by the server when a machine joins under the name
+	// of a Node that exists (a dead node's): the start of its
+	// certificate. Node certificates that start before it are another
+	// machine's, which no longer holds the name, and are refused.
+	// Agents cannot write it.
+	JoinedAt *time.Time `json:"joinedAt,omitempty"`
 }
 
 // Capacity counts a node's resources.

@@ -155,7 +155,7 @@ func (s *Server) join(ctx context.Context, req JoinRequest, src string) (*JoinRe
 		return nil, err
 	}
 	if n != nil {
-		if err := s.forgetNodeTrust(ctx, req.Node); err != nil {
+		if err := s.forgetNodeTrust(ctx, req.Node, id.since); err != nil {
 			return nil, err
 		}
 	}
@@ -164,29 +164,29 @@ func (s *Server) join(ctx context.Context, req JoinRequest, src string) (*JoinRe
 
 // forgetNodeTrust is what a join under a dead node's name takes from it:
 // a join token says a machine may join, not that it is the machine that
-// had the name. The admin-set node-restriction labels go (a cluster admin
-// sets them again for a reinstalled machine), and so do the instances
-// bound to it, whose secrets it could read: they are placed again, as a
-// dead node's are. Finished ones stay, as a dead node's do (placed again,
+// had the name. The machine that had it loses it: its certificates start
+// before since, which becomes the Node's status.joinedAt, and are refused
+// from then on (it would otherwise come back and run the same instances
+// as the one that joined). The admin-set node-restriction labels go (a
+// cluster admin sets them again for a reinstalled machine), and so do the
+// instances bound to it, whose secrets it could read: they are placed
+// again, as a dead node's are. Finished ones stay, as a dead node's do (placed again,
 // they would run finished work twice); no node may read the secrets of a
 // finished instance, which never runs again.
-func (s *Server) forgetNodeTrust(ctx context.Context, node string) error {
+func (s *Server) forgetNodeTrust(ctx context.Context, node string, since time.Time) error {
 	_, err := store.Mutate(ctx, s.store, "", node, func(n *v1.Node) error {
-		changed := false
 		for k := range n.Metadata.Labels {
 			if strings.HasPrefix(k, v1.LabelNodeRestrictionPrefix) {
 				delete(n.Metadata.Labels, k)
-				changed = true
 			}
 		}
-		if !changed {
-			return store.ErrUnchanged
-		}
+		n.Status.JoinedAt = &since
 		return nil
 	})
 	if err != nil && !errors.Is(err, v1.ErrNotFound) {
 		return fmt.Errorf("clear the labels of node %s: %w", node, err)
 	}
+	s.joins.set(node, since)
 	return deleteMatching(ctx, s, func(i *v1.Instance) bool { return i.Spec.Node == node && !finished(i) })
 }
 
@@ -209,8 +209,11 @@ func (s *Server) issueIdentity(ctx context.Context, node, csrPEM, src string) (*
 }
 
 // nodeIdentity is a node's two certificates, signed and not yet handed
-// out.
-type nodeIdentity struct{ client, server []byte }
+// out, and when the client certificate starts.
+type nodeIdentity struct {
+	client, server []byte
+	since          time.Time
+}
 
 // signIdentity signs a node's certificates for the key of csrPEM; it
 // writes nothing.
@@ -235,7 +238,11 @@ func (s *Server) signIdentity(node, csrPEM, src string) (nodeIdentity, error) {
 	if err != nil {
 		return nodeIdentity{}, err
 	}
-	return nodeIdentity{client: nodePEM, server: servPEM}, nil
+	leaf, err := pki.ParseCert(nodePEM)
+	if err != nil {
+		return nodeIdentity{}, fmt.Errorf("read the node certificate just signed: %w", err)
+	}
+	return nodeIdentity{client: nodePEM, server: servPEM, since: leaf.NotBefore}, nil
 }
 
 // handOut replaces the node's registry credential and answers with it
@@ -282,6 +289,13 @@ func (s *Server) serveRenew(w http.ResponseWriter, r *http.Request) {
 	}
 	id = &auth.Identity{User: auth.NodeUser(node), Node: node}
 	ri.Name = node
+	// A machine that lost the name to a later join must not renew its
+	// way past that join.
+	if err := s.currentNodeCert(r.Context(), node, r.TLS); err != nil {
+		reason = "authentication failed"
+		writeError(rec, err)
+		return
+	}
 	if s.ca == nil {
 		writeError(rec, fmt.Errorf("%w: this server has no CA (started without TLS)", v1.ErrUnavailable))
 		return

@@ -113,6 +113,7 @@ type Server struct {
 	namespaces   *informer.Informer[*v1.Namespace]
 	registryHost string
 	heartbeats   *store.Heartbeats
+	joins        nodeJoins
 	proxy        NodeProxy
 	metrics      *apiMetrics
 	limiter      *ratelimit.FailLimiter
@@ -353,6 +354,9 @@ func (s *Server) authenticate(r *http.Request) (*auth.Identity, error) {
 		// A node certificate from the cluster CA, verified in the TLS
 		// handshake, identifies an agent.
 		if node, ok := pki.NodeFromTLS(r.TLS); ok {
+			if err := s.currentNodeCert(r.Context(), node, r.TLS); err != nil {
+				return nil, err
+			}
 			return &auth.Identity{User: auth.NodeUser(node), Node: node}, nil
 		}
 		return auth.Anonymous, nil

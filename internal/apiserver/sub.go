@@ -402,6 +402,7 @@ func (s *Server) registerNode(w http.ResponseWriter, r *http.Request, ri *reques
 			if err != nil {
 				return err
 			}
+			req.Status.JoinedAt = nil // the server's to set
 			n = &v1.Node{TypeMeta: v1.TypeMeta{Kind: "Node"}, Metadata: v1.ObjectMeta{Name: ri.Name, Labels: req.Labels}, Spec: v1.NodeSpec{Subnet: subnet}, Status: req.Status}
 			err = s.store.Create(ctx, n)
 			if errors.Is(err, v1.ErrAlreadyExists) && attempt < 5 {
@@ -419,7 +420,9 @@ func (s *Server) registerNode(w http.ResponseWriter, r *http.Request, ri *reques
 				n.Metadata.Labels = map[string]string{}
 			}
 			maps.Copy(n.Metadata.Labels, req.Labels)
+			joined := n.Status.JoinedAt
 			n.Status = req.Status
+			n.Status.JoinedAt = joined
 			if n.Spec.Subnet == "" {
 				if n.Spec.Subnet, err = s.allocateSubnet(ctx, req.Status.BridgeIP); err != nil {
 					return err
@@ -511,10 +514,11 @@ func (s *Server) nodeStatus(w http.ResponseWriter, r *http.Request, ri *requestI
 		return err
 	}
 	out, err := store.Mutate(ctx, s.store, "", ri.Name, func(n *v1.Node) error {
-		ready := n.Status.Ready
+		ready, joined := n.Status.Ready, n.Status.JoinedAt
 		n.Status = body.Status
-		// Readiness is the lifecycle controller's call, from the lease.
-		n.Status.Ready = ready
+		// Readiness is the lifecycle controller's call, from the lease;
+		// joinedAt is the join's.
+		n.Status.Ready, n.Status.JoinedAt = ready, joined
 		return nil
 	})
 	if err != nil {

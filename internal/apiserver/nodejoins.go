@@ -1,0 +1,73 @@
+package apiserver
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/store"
+)
+
+// nodeJoinsTTL is how long the time of a node's last join under a dead
+// node's name is trusted from the store before it is read again.
+const nodeJoinsTTL = 5 * time.Second
+
+// nodeJoins remembers, by node name, the Node's status.joinedAt: node
+// certificates that start before it belong to a machine that lost the
+// name to a later join.
+type nodeJoins struct {
+	mu sync.Mutex
+	m  map[string]nodeJoin
+}
+
+type nodeJoin struct {
+	at   time.Time // zero: no join under a dead node's name
+	read time.Time
+}
+
+func (j *nodeJoins) set(node string, at time.Time) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.m == nil {
+		j.m = map[string]nodeJoin{}
+	}
+	j.m[node] = nodeJoin{at: at, read: time.Now()}
+}
+
+func (j *nodeJoins) cached(node string) (time.Time, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	e, ok := j.m[node]
+	if !ok || time.Since(e.read) > nodeJoinsTTL {
+		return time.Time{}, false
+	}
+	return e.at, true
+}
+
+// currentNodeCert refuses the client certificate of cs, which names node,
+// if it starts before the last join under node's name: another machine
+// joined since, and this one no longer holds the name.
+func (s *Server) currentNodeCert(ctx context.Context, node string, cs *tls.ConnectionState) error {
+	at, ok := s.joins.cached(node)
+	if !ok {
+		n, err := store.Get[*v1.Node](ctx, s.store, "", node)
+		switch {
+		case errors.Is(err, v1.ErrNotFound):
+		case err != nil:
+			return err
+		case n.Status.JoinedAt != nil:
+			at = *n.Status.JoinedAt
+		}
+		s.joins.set(node, at)
+	}
+	cert := cs.VerifiedChains[0][0]
+	if at.IsZero() || !cert.NotBefore.Before(at) {
+		return nil
+	}
+	return fmt.Errorf("%w: this certificate of node %s dates from %s, and another machine joined under that name at %s: this machine no longer holds it; stop its agent (its containers still run: gantry down), or join it again under another name (remove identity.json, gantry agent --join)",
+		v1.ErrUnauthorized, node, cert.NotBefore.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339))
+}
