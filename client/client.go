@@ -292,6 +292,10 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		if msg := certificateTrouble(err); msg != "" {
+			// Not a server that is away: trying again will not help.
+			return nil, fmt.Errorf("%s %s: %v: %s", method, c.base.Host, err, msg)
+		}
 		return nil, fmt.Errorf("%w: %s %s: %v", v1.ErrUnavailable, method, c.base.Host, err)
 	}
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
@@ -524,4 +528,32 @@ func (c *Client) Stream(ctx context.Context, path string, query url.Values) (io.
 		return nil, err
 	}
 	return resp.Body, nil
+}
+
+// certificateTrouble says what to do about a TLS failure that no retry
+// mends: the server's certificate is not one the client trusts, or the
+// server refused the client's (a node's that expired, or of another
+// cluster). It is empty for other errors.
+func certificateTrouble(err error) string {
+	var unknownCA x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var host x509.HostnameError
+	var verify *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &unknownCA), errors.As(err, &verify) && errors.As(verify.Err, &unknownCA):
+		return "the server's certificate is not signed by the CA this client trusts (the server was set up again, or this is another server): log in again with its CA, or join the node again"
+	case errors.As(err, &invalid), errors.As(err, &host):
+		return "the server's certificate does not fit this address or has expired"
+	}
+	// An alert from the server comes as a net.OpError "remote error"
+	// whose error (crypto/tls's unexported alert) has only its text.
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "remote error" && op.Err != nil {
+		switch strings.TrimPrefix(op.Err.Error(), "tls: ") {
+		case "bad certificate", "unsupported certificate", "revoked certificate", "expired certificate",
+			"unknown certificate", "unknown certificate authority", "certificate required":
+			return "the server refused this client's certificate (expired, or of another cluster): join the node again"
+		}
+	}
+	return ""
 }

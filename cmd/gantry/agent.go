@@ -87,6 +87,28 @@ type identity struct {
 	Registry      string `json:"registry"`
 }
 
+// usableIdentity refuses to start on an identity the server would refuse,
+// or that a --join given again says is of another cluster, saying what to
+// do: the agent would otherwise retry its registration for ever.
+func usableIdentity(n *nodeIdentity, join string, now time.Time) error {
+	id := n.current()
+	if join != "" {
+		// Joined already, and given a join token again: fine for the
+		// same cluster (a service's command line), but one for another
+		// cluster (the server set up again, with a new CA) would be
+		// ignored without a word.
+		if jc, err := pki.ParseJoinToken(join); err == nil {
+			if _, err := pki.CheckPin([]byte(id.CA), jc.CAPin); err != nil {
+				return fmt.Errorf("this data dir has joined %s as node %s, and --join is a token of another cluster (its CA is not the one this node trusts; was the server set up again?): to join with it, remove %s (the node then starts afresh)", id.Server, id.Node, n.path)
+			}
+		}
+	}
+	if end := n.expires(); now.After(end) {
+		return fmt.Errorf("the certificate of node %s ended on %s, so the server refuses it and it cannot be renewed: join again (remove %s, then gantry agent --server %s --join TOKEN with a token from gantry join-token create)", id.Node, end.UTC().Format(time.RFC3339), n.path, id.Server)
+	}
+	return nil
+}
+
 // checkSampleInterval refuses a --sample-interval the sampler cannot use.
 func checkSampleInterval(d time.Duration) error {
 	if d < time.Second {
@@ -148,6 +170,9 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 	}
 	nid, err := newNodeIdentity(idPath, id)
 	if err != nil {
+		return err
+	}
+	if err := usableIdentity(nid, o.join, time.Now()); err != nil {
 		return err
 	}
 	// A connection the network dropped silently is found within a
