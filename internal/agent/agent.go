@@ -236,6 +236,10 @@ func (a *Agent) heartbeat(ctx context.Context) {
 // instance. On a resync it lists again and stops workers of instances
 // that are gone.
 func (a *Agent) watch(ctx context.Context) {
+	// Watches that keep ending at once (a lasting error such as a
+	// certificate the server refuses) are started again less and less
+	// often, up to every 5 s.
+	fails := 0
 	for ctx.Err() == nil {
 		seen := map[string]bool{}
 		listing := true
@@ -243,7 +247,9 @@ func (a *Agent) watch(ctx context.Context) {
 			switch ev.Type {
 			case "ERROR":
 				a.log.Warn("instance watch ended; listing again", "err", ev.Err)
+				fails++
 			case "BOOKMARK":
+				fails = 0
 				if listing {
 					listing = false
 					a.retire(seen)
@@ -262,7 +268,7 @@ func (a *Agent) watch(ctx context.Context) {
 				a.desire(ctx, i)
 			}
 		}
-		sleep(ctx, 200*time.Millisecond)
+		sleep(ctx, min(200*time.Millisecond<<min(fails, 5), 5*time.Second))
 	}
 }
 
