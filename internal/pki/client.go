@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 )
 
 // ServerCommonName and ServerOrganization name the API server when it
@@ -32,6 +33,44 @@ func (ca *CA) IssueServerClient() (tls.Certificate, error) {
 		return tls.Certificate{}, fmt.Errorf("issue the server's client certificate: %w", err)
 	}
 	return tls.Certificate{Certificate: [][]byte{leaf.Raw, ca.cert.Raw}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// ServerClientCert holds the client certificate the API server presents to
+// agents and issues a new one when it nears its end (NeedsRenewal), so a
+// server that runs for longer than ServerValidity still reaches them.
+type ServerClientCert struct {
+	ca   *CA
+	mu   sync.Mutex
+	cert tls.Certificate
+}
+
+// NewServerClientCert issues the server's first client certificate.
+func (ca *CA) NewServerClientCert() (*ServerClientCert, error) {
+	c, err := ca.IssueServerClient()
+	if err != nil {
+		return nil, err
+	}
+	return &ServerClientCert{ca: ca, cert: c}, nil
+}
+
+// GetClientCertificate is for tls.Config: the certificate held, or a new
+// one once that nears its end. A failed issue keeps the old one while it
+// lasts.
+func (s *ServerClientCert) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.ca.now()
+	if NeedsRenewal(s.cert.Leaf, now) {
+		c, err := s.ca.IssueServerClient()
+		switch {
+		case err == nil:
+			s.cert = c
+		case !now.Before(s.cert.Leaf.NotAfter):
+			return nil, err
+		}
+	}
+	c := s.cert
+	return &c, nil
 }
 
 // The Organization of a server certificate the cluster CA signs says

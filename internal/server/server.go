@@ -275,13 +275,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		opts = append(opts, apiserver.WithCA(s.CA))
 		// The server proves itself to agents with a client certificate
 		// when it forwards logs and exec.
-		cc, err := s.CA.IssueServerClient()
+		// It is issued again as it nears its end.
+		cc, err := s.CA.NewServerClientCert()
 		if err != nil {
 			return nil, err
 		}
 		// A route's certificate for a node's name or address is the
 		// cluster CA's too: it must not pass for the agent.
-		s.Nodes.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.CA.Pool(), Certificates: []tls.Certificate{cc}, MinVersion: tls.VersionTLS12,
+		s.Nodes.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.CA.Pool(), GetClientCertificate: cc.GetClientCertificate, MinVersion: tls.VersionTLS12,
 			VerifyConnection: pki.RefuseRoutes}, ForceAttemptHTTP2: false, IdleConnTimeout: 90 * time.Second}
 	}
 	if s.Registry != nil {
