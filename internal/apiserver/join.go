@@ -159,7 +159,7 @@ func (s *Server) join(ctx context.Context, req JoinRequest, src string) (*JoinRe
 			return nil, err
 		}
 	}
-	return s.handOut(ctx, req.Node, id)
+	return s.handOut(ctx, req.Node, id, false)
 }
 
 // forgetNodeTrust is what a join under a dead node's name takes from it:
@@ -198,15 +198,20 @@ func finished(i *v1.Instance) bool {
 }
 
 // issueIdentity signs a node's certificates for the key of csrPEM, and
-// replaces the node's registry credential: what a join and a renewal
-// hand out.
+// replaces the node's registry credential: what a renewal hands out.
 func (s *Server) issueIdentity(ctx context.Context, node, csrPEM, src string) (*JoinResponse, error) {
 	id, err := s.signIdentity(node, csrPEM, src)
 	if err != nil {
 		return nil, err
 	}
-	return s.handOut(ctx, node, id)
+	return s.handOut(ctx, node, id, true)
 }
+
+// renewalGrace is how long a node's registry credential keeps working
+// after a renewal replaced it: the renewal's answer may not have reached
+// the node (a timeout, identity.json not written for a full disk), which
+// cannot renew again within the hour (renewEvery).
+const renewalGrace = 2 * time.Hour
 
 // nodeIdentity is a node's two certificates, signed and not yet handed
 // out, and when the client certificate starts.
@@ -246,11 +251,13 @@ func (s *Server) signIdentity(node, csrPEM, src string) (nodeIdentity, error) {
 }
 
 // handOut replaces the node's registry credential and answers with it
-// and the node's certificates.
-func (s *Server) handOut(ctx context.Context, node string, id nodeIdentity) (*JoinResponse, error) {
+// and the node's certificates. After a join the old credentials go at
+// once (they are another machine's); after a renewal they last
+// renewalGrace more.
+func (s *Server) handOut(ctx context.Context, node string, id nodeIdentity, renewal bool) (*JoinResponse, error) {
 	// One registry credential per node, lasting as long as its
 	// certificate: each join or renewal replaces the last one's.
-	if err := deleteMatching(ctx, s, func(t *v1.Token) bool { return t.Spec.Node == node }); err != nil {
+	if err := s.retireRegistryTokens(ctx, node, renewal); err != nil {
 		return nil, err
 	}
 	expires := time.Now().Add(pki.NodeValidity).UTC()
@@ -261,6 +268,43 @@ func (s *Server) handOut(ctx context.Context, node string, id nodeIdentity) (*Jo
 	}
 	return &JoinResponse{Certificate: string(id.client), ServerCertificate: string(id.server), CA: string(s.ca.CertPEM()),
 		RegistryToken: regTok, Registry: s.registryHost}, nil
+}
+
+// retireRegistryTokens deletes the registry credentials of node, or, with
+// grace, cuts their lives to renewalGrace from now (deleting those that
+// have ended).
+func (s *Server) retireRegistryTokens(ctx context.Context, node string, grace bool) error {
+	if !grace {
+		return deleteMatching(ctx, s, func(t *v1.Token) bool { return t.Spec.Node == node })
+	}
+	now := time.Now()
+	if err := deleteMatching(ctx, s, func(t *v1.Token) bool {
+		return t.Spec.Node == node && t.Spec.Expires != nil && !t.Spec.Expires.After(now)
+	}); err != nil {
+		return err
+	}
+	toks, _, err := store.List[*v1.Token](ctx, s.store, store.ListOptions{})
+	if err != nil {
+		return err
+	}
+	cut := now.Add(renewalGrace).UTC()
+	for _, t := range toks {
+		if t.Spec.Node != node || t.Spec.Expires != nil && !t.Spec.Expires.After(cut) {
+			continue
+		}
+		out, err := store.Mutate(ctx, s.store, "", t.Metadata.Name, func(t *v1.Token) error {
+			t.Spec.Expires = &cut
+			return nil
+		})
+		if errors.Is(err, v1.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("shorten the registry credential of node %s: %w", node, err)
+		}
+		s.afterWrite(out)
+	}
+	return nil
 }
 
 // RenewRequest is what an agent sends to renew its identity: a
