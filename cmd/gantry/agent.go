@@ -332,9 +332,11 @@ func newJoinTokenCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			body := &v1.JoinToken{TypeMeta: v1.TypeMeta{Kind: "JoinToken"}, Spec: v1.JoinTokenSpec{Description: desc, Expires: time.Now().Add(ttl).UTC()}}
+			// The lifetime, not an end: the server counts it on its own
+			// clock, whatever this machine's says.
+			body := &v1.JoinToken{TypeMeta: v1.TypeMeta{Kind: "JoinToken"}, Spec: v1.JoinTokenSpec{Description: desc}}
 			var out apiserver.CreatedJoinToken
-			if _, err := c.Do(cmd.Context(), "POST", "/api/v1/jointokens", nil, body, &out); err != nil {
+			if _, err := c.Do(cmd.Context(), "POST", "/api/v1/jointokens", url.Values{"ttl": {ttl.String()}}, body, &out); err != nil {
 				return err
 			}
 			server, note := joinServer(c.Server(), node.OutboundIP())

@@ -59,10 +59,22 @@ func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request, jt *v1.
 		return fmt.Errorf("%w: this server has no CA (started without TLS)", v1.ErrUnavailable)
 	}
 	ttl := pki.DefaultJoinTokenTTL
-	if !jt.Spec.Expires.IsZero() {
+	// ?ttl= counts on the server's clock (gantry join-token create sends
+	// it): an expiry computed on a client whose clock is off would make
+	// the token last longer than asked, or refuse it as past.
+	if v := r.URL.Query().Get("ttl"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%w: ttl=%q: give a lifetime such as 1h or 24h", v1.ErrInvalid, v)
+		}
+		if !jt.Spec.Expires.IsZero() {
+			return fmt.Errorf("%w: give ttl or spec.expires, not both", v1.ErrInvalid)
+		}
+		ttl = d
+	} else if !jt.Spec.Expires.IsZero() {
 		ttl = time.Until(jt.Spec.Expires)
 		if ttl <= 0 {
-			return v1.FieldErrors{{Field: "spec.expires", Message: "must be in the future"}}
+			return v1.FieldErrors{{Field: "spec.expires", Message: fmt.Sprintf("%s is not in the future (the server's time is %s)", jt.Spec.Expires.UTC().Format(time.RFC3339), time.Now().UTC().Format(time.RFC3339))}}
 		}
 	}
 	tok, rec, err := pki.NewJoinToken(s.ca.Pin(), ttl, time.Now())
