@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -84,4 +85,47 @@ func downPurge() (string, error) {
 	cmd.SetArgs([]string{"--purge"})
 	err := cmd.Execute()
 	return out.String(), err
+}
+
+// down looked only at the pid file, which gantry up writes once its
+// server has started: a down --purge during a slow start (embedded etcd)
+// deleted the data from under it. The lock the server takes at its first
+// step is checked (and held) now. Pointed at a directory where no node
+// ran, down said "gantry is down" having removed nothing; it says so.
+func TestDownChecksTheServersLockAndSaysWhenNothingRan(t *testing.T) {
+	home := t.TempDir()
+	run := func(args ...string) (string, error) {
+		cmd := newDownCmd()
+		var out bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetErr(&out)
+		cmd.SetArgs(append([]string{"--data-dir", home}, args...))
+		err := cmd.Execute()
+		return out.String(), err
+	}
+	out, err := run()
+	if err != nil || strings.Contains(out, "gantry is down") || !strings.Contains(out, "nothing taken down") {
+		t.Errorf("down where no node ran: %v %q, want it to say nothing was taken down", err, out)
+	}
+	// A server starting: it holds DATA/gantry.lock, and has no pid file
+	// yet.
+	os.MkdirAll(filepath.Join(home, "etcd"), 0o700)
+	f, err := os.OpenFile(filepath.Join(home, "gantry.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	out, err = run("--purge")
+	if err == nil || !strings.Contains(err.Error(), "maybe still starting") {
+		t.Errorf("down --purge while a server holds the lock: %v %q, want a refusal", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(home, "etcd")); err != nil {
+		t.Errorf("the data went while a server was starting: %v", err)
+	}
+	f.Close()
+	if _, err := run("--purge"); err != nil {
+		t.Errorf("down --purge once the server is gone: %v", err)
+	}
 }

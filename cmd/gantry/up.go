@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -383,8 +384,19 @@ stopping gantry up. With --purge the data directory (state, images, logs) goes t
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log, _ := newLogger("warn", "text")
+			// The server holds the directory's lock from its first step;
+			// its pid file comes only once it has started. Held here
+			// too, no server starts on it while down runs.
+			unlock, err := holdDataDir(dataDir)
+			if err != nil {
+				return err
+			}
+			defer unlock()
 			if pidAlive(filepath.Join(dataDir, "gantry.pid")) {
-				return fmt.Errorf("gantry up is still running on %s: stop it first (Ctrl-C)", dataDir)
+				if _, err := os.Stat(filepath.Join(dataDir, "identity.json")); err == nil {
+					return fmt.Errorf("gantry agent is still running on %s: stop it first", dataDir)
+				}
+				return fmt.Errorf("gantry up (or gantry server) is still running on %s: stop it first (Ctrl-C)", dataDir)
 			}
 			agentDir := filepath.Join(dataDir, "agent")
 			if pidAlive(filepath.Join(agentDir, "gantry.pid")) {
@@ -393,7 +405,9 @@ stopping gantry up. With --purge the data directory (state, images, logs) goes t
 			// gantry up keeps its node under DATA/node; gantry agent
 			// under DATA/agent by default, or in the --data-dir it was
 			// given (which down may be pointed at).
+			found := false
 			for _, d := range []string{filepath.Join(dataDir, "node"), agentDir, dataDir} {
+				found = found || node.Ran(d)
 				if err := node.Down(cmd.Context(), d, log); err != nil {
 					return err
 				}
@@ -403,6 +417,10 @@ stopping gantry up. With --purge the data directory (state, images, logs) goes t
 					return err
 				}
 			}
+			if !found && !purge {
+				fmt.Fprintf(cmd.OutOrStdout(), "no node ran with %s as its data directory: nothing taken down (give --data-dir the directory gantry up or gantry agent used)\n", dataDir)
+				return nil
+			}
 			fmt.Fprintln(cmd.OutOrStdout(), "gantry is down")
 			return nil
 		},
@@ -410,6 +428,28 @@ stopping gantry up. With --purge the data directory (state, images, logs) goes t
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultHome(), "the data directory of gantry up")
 	cmd.Flags().BoolVar(&purge, "purge", false, "also delete the data directory")
 	return cmd
+}
+
+// holdDataDir takes the lock a Gantry server holds on its data directory
+// (DATA/gantry.lock) for as long as down works there, and refuses when a
+// server holds it: one still starting has written no pid file yet.
+func holdDataDir(dir string) (unlock func(), err error) {
+	path := filepath.Join(dir, "gantry.lock")
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return func() {}, nil // no server ever ran here
+	}
+	if err != nil {
+		return nil, fmt.Errorf("data dir lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("gantry up (or gantry server) is running on %s (it holds %s), maybe still starting: stop it first (Ctrl-C)", dir, path)
+		}
+		return nil, fmt.Errorf("data dir lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
 }
 
 // upConfigPath is where gantry up writes the CLI config: --write-config,

@@ -28,6 +28,13 @@ type state struct {
 
 func statePath(dir string) string { return filepath.Join(dir, "node.json") }
 
+// Ran reports whether a node ran with dataDir as its directory (and left
+// what Down removes).
+func Ran(dataDir string) bool {
+	_, err := os.Stat(statePath(dataDir))
+	return err == nil
+}
+
 // bridgeWasThere reports whether the node's bridge belongs to the machine
 // rather than to Gantry: as the node's state records it, or, at its first
 // start (no state yet), whether the bridge exists already. gantry down

@@ -453,7 +453,7 @@ func lockDataDir(dir string) (*os.File, error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("another Gantry server uses the data directory %s (%s is locked): stop it first (gantry down), or give this one another --data-dir", dir, path)
+			return nil, fmt.Errorf("another Gantry server uses the data directory %s (%s is locked): stop it first (Ctrl-C where it runs), or give this one another --data-dir", dir, path)
 		}
 		return nil, fmt.Errorf("data dir lock %s: %w", path, err)
 	}
