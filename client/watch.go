@@ -188,7 +188,9 @@ func (w *watchStream) read(ctx context.Context, body io.ReadCloser) (over, progr
 		idle.Reset(watchIdle)
 		var we wireEvent
 		if err := json.Unmarshal(sc.Bytes(), &we); err != nil {
-			continue
+			// A line cut short (the connection broke in it): resume from
+			// the last event read, which brings this one again.
+			return false, progressed
 		}
 		ev := Event{Type: we.Type, Revision: we.Revision}
 		switch we.Type {
@@ -220,7 +222,12 @@ func (w *watchStream) read(ctx context.Context, body io.ReadCloser) (over, progr
 		default:
 			o, err := decodeObject(w.k.Kind, we.Object)
 			if err != nil {
-				continue
+				// Dropped, a DELETED would leave the caller's copy for
+				// good; resumed, it would come again and again. The
+				// watch ends with the error: the caller lists again,
+				// and the list fails saying the same.
+				w.emit(ctx, Event{Type: "ERROR", Revision: we.Revision, Err: fmt.Errorf("watch %s: event at revision %d cannot be read (is the server newer than this client?): %w", w.k.Plural, we.Revision, err)})
+				return true, progressed
 			}
 			ev.Object = o
 			progressed = true

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -145,4 +146,33 @@ func watchForTheChange(server string, d time.Duration) error {
 		}
 	}
 	return fmt.Errorf("no change within %s", d)
+}
+
+// An event whose object the client could not decode (a server newer than
+// the client, say) was dropped without a word: a DELETED lost so left the
+// caller's copy of the object for good. The watch ends with an ERROR that
+// says so now, and the caller lists again.
+func TestWatchEndsOnAnEventItCannotRead(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		fmt.Fprint(w, `{"type":"BOOKMARK","revision":7}`+"\n")
+		fmt.Fprint(w, `{"type":"DELETED","revision":8,"object":{"kind":"Secret","metadata":{"name":"db","namespace":"default","labels":"not a map"}}}`+"\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	c, _ := New(Config{Server: srv.URL})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var got []Event
+	for ev := range c.Watch(ctx, "Secret", "default", WatchOptions{After: 7}) {
+		got = append(got, ev)
+	}
+	last := got[len(got)-1]
+	if last.Type != "ERROR" || last.Err == nil || ctx.Err() != nil {
+		t.Fatalf("events %+v (ctx %v); want the watch to end with an ERROR before the deadline", got, ctx.Err())
+	}
+	if msg := last.Err.Error(); !strings.Contains(msg, "cannot be read") || !strings.Contains(msg, "revision 8") {
+		t.Errorf("the ERROR says %q; want it to name the event it could not read", msg)
+	}
 }
