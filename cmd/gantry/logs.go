@@ -343,8 +343,10 @@ func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Va
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	gone := make(chan struct{})
+	// Read here, not in the goroutine, which nothing waits for.
+	every := instanceCheck
 	go func() {
-		t := time.NewTicker(instanceCheck)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
