@@ -112,10 +112,7 @@ func (inf *Informer[T]) Run(ctx context.Context) {
 			Sleep(ctx, time.Second)
 			continue
 		}
-		// The cache first, then its revision: a reader of Revision
-		// must find the cache at least that new.
 		inf.replace(objs, rev)
-		inf.seen(rev)
 		inf.once.Do(func() { close(inf.synced) })
 		next := rev + 1
 		for ev := range inf.store.Watch(ctx, k, store.WatchOptions{Revision: next, ProgressNotify: true}) {
@@ -129,11 +126,8 @@ func (inf *Informer[T]) Run(ctx context.Context) {
 				inf.seen(ev.Revision)
 				continue
 			}
-			inf.apply(ev)
 			// Caught up with a revision once all it wrote is cached.
-			if !ev.More {
-				inf.seen(ev.Revision)
-			}
+			inf.apply(ev, !ev.More)
 		}
 		Sleep(ctx, 100*time.Millisecond)
 	}
@@ -158,6 +152,11 @@ func (inf *Informer[T]) replace(objs []v1.Object, rev int64) {
 		}
 	}
 	inf.objs = fresh
+	// The revision moves with the cache, under the lock: a reader of
+	// Revision finds the cache at least that new, and an Observe of an
+	// object the list no longer has is judged against the list's
+	// revision (cached, a deleted one would stay).
+	inf.seen(rev)
 	// The changes are read under the lock: once it is released, fresh
 	// is the cache, which Observe and Forget write.
 	type change struct {
@@ -182,7 +181,10 @@ func (inf *Informer[T]) replace(objs []v1.Object, rev int64) {
 	}
 }
 
-func (inf *Informer[T]) apply(ev store.Event) {
+// apply puts a watch event into the cache; with caughtUp, the cache has
+// then all that the event's revision wrote, and Revision moves to it
+// (under the lock, as in replace).
+func (inf *Informer[T]) apply(ev store.Event, caughtUp bool) {
 	o := ev.Object.(T)
 	key := o.GetMeta().Key()
 	inf.nmu.Lock()
@@ -194,17 +196,21 @@ func (inf *Informer[T]) apply(ev store.Event) {
 	// at, so a real delete always passes. A cached object at or above it
 	// was written after the change (for a DELETED: made again under the
 	// same name) and recorded with Observe: the watch is catching up.
-	if had && prev.GetMeta().Revision >= ev.Revision {
-		inf.mu.Unlock()
-		return
-	}
-	if ev.Type == store.Deleted {
+	skip := had && prev.GetMeta().Revision >= ev.Revision
+	switch {
+	case skip:
+	case ev.Type == store.Deleted:
 		delete(inf.objs, key)
-	} else {
+	default:
 		inf.objs[key] = o
 	}
+	if caughtUp {
+		inf.seen(ev.Revision)
+	}
 	inf.mu.Unlock()
-	inf.notify(prev, o, ev.Type == store.Deleted)
+	if !skip {
+		inf.notify(prev, o, ev.Type == store.Deleted)
+	}
 }
 
 func (inf *Informer[T]) notify(old, cur T, deleted bool) {

@@ -61,7 +61,7 @@ func TestApplySkipsEventsOlderThanTheCache(t *testing.T) {
 					changes++
 				}
 			})
-			inf.apply(tt.ev)
+			inf.apply(tt.ev, true)
 			var cached int64
 			if o, ok := inf.Get("default", "db"); ok {
 				cached = o.Metadata.Revision

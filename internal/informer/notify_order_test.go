@@ -77,7 +77,7 @@ func TestHandlersHearChangesOneAtATimeInOrder(t *testing.T) {
 	applied := make(chan struct{})
 	go func() {
 		defer close(applied)
-		inf.apply(store.Event{Type: store.Modified, Object: secretAt(6), Revision: 6})
+		inf.apply(store.Event{Type: store.Modified, Object: secretAt(6), Revision: 6}, true)
 	}()
 	time.Sleep(100 * time.Millisecond) // apply waits for Observe's handlers
 	close(release)
@@ -90,5 +90,21 @@ func TestHandlersHearChangesOneAtATimeInOrder(t *testing.T) {
 	}
 	if cached, _ := inf.Get("default", "db"); cached.Metadata.Revision != 6 {
 		t.Errorf("the cache holds revision %d, want 6", cached.Metadata.Revision)
+	}
+}
+
+// A relist moved Revision after it released the cache: an Observe in
+// between, of an object the list no longer has (deleted after the write
+// it records), was judged against the old revision and cached, and no
+// watch event would ever remove it. The revision moves with the cache.
+func TestARelistMovesTheRevisionWithTheCache(t *testing.T) {
+	inf := New[*v1.Secret](nil, slog.New(slog.DiscardHandler))
+	inf.replace(nil, 10) // db was written at 5 and deleted before 10
+	if got := inf.Revision(); got != 10 {
+		t.Fatalf("after a list at revision 10, Revision() = %d", got)
+	}
+	inf.Observe(secretAt(5))
+	if _, ok := inf.Get("default", "db"); ok {
+		t.Error("an Observe of a write older than the list cached an object the list no longer has")
 	}
 }
