@@ -153,6 +153,8 @@ func (s *Server) join(ctx context.Context, req JoinRequest, src string) (*JoinRe
 	// token, the Node's agent address): refused while a node of that
 	// name is alive, so that a join token cannot take a live node's
 	// place. A dead node's name may be joined again (a reinstall).
+	unlock := s.identities.Lock(req.Node)
+	defer unlock()
 	n, err := store.Get[*v1.Node](ctx, s.store, "", req.Node)
 	switch {
 	case err == nil && n.Status.Ready:
@@ -192,13 +194,20 @@ func (s *Server) forgetNodeTrust(ctx context.Context, node string, since time.Ti
 				delete(n.Metadata.Labels, k)
 			}
 		}
-		n.Status.JoinedAt = &since
+		// Only forward: of two joins, the later certificate holds the
+		// name.
+		if n.Status.JoinedAt == nil || since.After(*n.Status.JoinedAt) {
+			n.Status.JoinedAt = &since
+		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, v1.ErrNotFound) {
 		return fmt.Errorf("clear the labels of node %s: %w", node, err)
 	}
-	s.joins.set(node, since)
+	s.joins.forget(node)
+	// Open watches of the machine that had the name are checked again
+	// at once, and end.
+	s.authEpoch.bump()
 	return deleteMatching(ctx, s, func(i *v1.Instance) bool { return i.Spec.Node == node && !finished(i) })
 }
 
@@ -358,6 +367,17 @@ func (s *Server) serveRenew(w http.ResponseWriter, r *http.Request) {
 	}
 	var req RenewRequest
 	if err := decodeBody(rec, r, 64<<10, &req); err != nil {
+		writeError(rec, err)
+		return
+	}
+	// Checked again, from the store and under the name's lock, now the
+	// body is in: a join under the name may have come while it was
+	// sent, and a certificate signed after it would hold the name again.
+	unlock := s.identities.Lock(node)
+	defer unlock()
+	s.joins.forget(node)
+	if err := s.currentNodeCert(r.Context(), node, r.TLS); err != nil {
+		reason = "authentication failed"
 		writeError(rec, err)
 		return
 	}

@@ -38,6 +38,14 @@ func (j *nodeJoins) set(node string, at time.Time) {
 	j.m[node] = nodeJoin{at: at, read: time.Now()}
 }
 
+// forget drops what is known of node, so that the next check reads the
+// store.
+func (j *nodeJoins) forget(node string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	delete(j.m, node)
+}
+
 func (j *nodeJoins) cached(node string) (time.Time, bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()

@@ -18,6 +18,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/audit"
 	"github.com/gantry-dev/gantry/internal/auth"
 	"github.com/gantry-dev/gantry/internal/informer"
+	"github.com/gantry-dev/gantry/internal/keylock"
 	"github.com/gantry-dev/gantry/internal/metrics"
 	"github.com/gantry-dev/gantry/internal/pki"
 	"github.com/gantry-dev/gantry/internal/ratelimit"
@@ -114,15 +115,19 @@ type Server struct {
 	registryHost string
 	heartbeats   *store.Heartbeats
 	joins        nodeJoins
-	proxy        NodeProxy
-	metrics      *apiMetrics
-	limiter      *ratelimit.FailLimiter
-	renewals     renewalLimiter
-	window       *metrics.Window
-	clocks       metrics.Clocks
-	reported     reportedInstances
-	quotaLocks   quotaLocks
-	gatherer     prometheus.Gatherer
+	// identities is held by node name from a join's or a renewal's last
+	// check of the name to its identity handed out, so that a renewal
+	// by a machine that lost the name to a join cannot finish after it.
+	identities keylock.Locks
+	proxy      NodeProxy
+	metrics    *apiMetrics
+	limiter    *ratelimit.FailLimiter
+	renewals   renewalLimiter
+	window     *metrics.Window
+	clocks     metrics.Clocks
+	reported   reportedInstances
+	quotaLocks quotaLocks
+	gatherer   prometheus.Gatherer
 	// claimsMu is held from the check of an App's routes and node ports
 	// to its write (HoldClaims).
 	claimsMu sync.Mutex

@@ -402,7 +402,12 @@ func (s *Server) registerNode(w http.ResponseWriter, r *http.Request, ri *reques
 			if err != nil {
 				return err
 			}
-			req.Status.JoinedAt = nil // the server's to set
+			// The server's to set, at a join. (A Node deleted and made
+			// again by its agent has none: it forgets which machine
+			// joined last. Set here from the registering certificate, it
+			// would refuse the same agent's certificate from before a
+			// renewal, still in use on an open connection.)
+			req.Status.JoinedAt = nil
 			n = &v1.Node{TypeMeta: v1.TypeMeta{Kind: "Node"}, Metadata: v1.ObjectMeta{Name: ri.Name, Labels: req.Labels}, Spec: v1.NodeSpec{Subnet: subnet}, Status: req.Status}
 			err = s.store.Create(ctx, n)
 			if errors.Is(err, v1.ErrAlreadyExists) && attempt < 5 {

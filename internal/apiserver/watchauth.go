@@ -57,13 +57,14 @@ var watchRechecked func(user string, err error)
 // as serveAPI decided at its start: its token still authenticates (not
 // deleted, revoked or expired, its user neither disabled nor deleted) as
 // the same identity, and the authorizer still allows the request. It
-// returns nil for a node's client certificate, which no write changes:
-// the node restriction does not depend on roles.
+// checks a node's client certificate only against a later join under the
+// node's name (currentNodeCert): the node restriction does not depend on
+// roles.
 func (s *Server) watchRecheck(r *http.Request, ri *requestInfo) func(context.Context) error {
 	id := IdentityFrom(r.Context())
 	tok, bearer := bearerToken(r)
 	if !bearer && id.Node != "" {
-		return nil
+		return func(ctx context.Context) error { return s.currentNodeCert(ctx, id.Node, r.TLS) }
 	}
 	attrs := ri.attributes()
 	return func(ctx context.Context) error {
