@@ -542,8 +542,13 @@ func certificateTrouble(err error) string {
 	switch {
 	case errors.As(err, &unknownCA), errors.As(err, &verify) && errors.As(verify.Err, &unknownCA):
 		return "the server's certificate is not signed by the CA this client trusts (the server was set up again, or this is another server): log in again with its CA, or join the node again"
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		// Expired, or not yet valid, by this machine's clock, which
+		// may be wrong for a while (a board that boots before its
+		// clock is set): retried, as a server that is away.
+		return ""
 	case errors.As(err, &invalid), errors.As(err, &host):
-		return "the server's certificate does not fit this address or has expired"
+		return "the server's certificate does not fit this address"
 	}
 	// An alert from the server comes as a net.OpError "remote error"
 	// whose error (crypto/tls's unexported alert) has only its text.

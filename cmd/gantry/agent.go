@@ -104,7 +104,7 @@ func usableIdentity(n *nodeIdentity, join string, now time.Time) error {
 		}
 	}
 	if end := n.expires(); now.After(end) {
-		return fmt.Errorf("the certificate of node %s ended on %s, so the server refuses it and it cannot be renewed: join again (remove %s, then gantry agent --server %s --join TOKEN with a token from gantry join-token create)", id.Node, end.UTC().Format(time.RFC3339), n.path, id.Server)
+		return fmt.Errorf("the certificate of node %s ended on %s by this machine's clock (%s), so the server refuses it and it cannot be renewed: if the clock is right, join again (remove %s, then gantry agent --server %s --join TOKEN with a token from gantry join-token create; the node's instances are then placed again)", id.Node, end.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), n.path, id.Server)
 	}
 	return nil
 }
