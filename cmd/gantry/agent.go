@@ -336,8 +336,17 @@ func newJoinTokenCmd(g *globals) *cobra.Command {
 			// clock, whatever this machine's says.
 			body := &v1.JoinToken{TypeMeta: v1.TypeMeta{Kind: "JoinToken"}, Spec: v1.JoinTokenSpec{Description: desc}}
 			var out apiserver.CreatedJoinToken
-			if _, err := c.Do(cmd.Context(), "POST", "/api/v1/jointokens", url.Values{"ttl": {ttl.String()}}, body, &out); err != nil {
+			hdr, err := c.Do(cmd.Context(), "POST", "/api/v1/jointokens", url.Values{"ttl": {ttl.String()}}, body, &out)
+			if err != nil {
 				return err
+			}
+			// A server from before ?ttl= gives its default instead: said,
+			// judged on the server's own clock (its Date).
+			if at, err := http.ParseTime(hdr.Get("Date")); err == nil {
+				if off := out.Spec.Expires.Sub(at) - ttl; off > 2*time.Minute || off < -2*time.Minute {
+					fmt.Fprintf(cmd.ErrOrStderr(), "Warning: the server did not take --ttl %s (a server older than this CLI?): the token lasts until %s; remove it with gantry join-token rm %s if that is too long\n",
+						ttl, out.Spec.Expires.Local().Format(time.RFC3339), out.Metadata.Name)
+				}
 			}
 			server, note := joinServer(c.Server(), node.OutboundIP())
 			fmt.Fprintf(cmd.ErrOrStderr(), "join token %s, valid until %s; on the new node run:\n  gantry agent --server %s --join <token>\n%s", out.Metadata.Name, out.Spec.Expires.Local().Format(time.RFC3339), server, note)
