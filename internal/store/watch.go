@@ -184,7 +184,8 @@ func convert(k *v1.KindInfo, ev *clientv3.Event) (Event, bool, error) {
 	case mvccpb.PUT:
 		o, err := decode(k, ev.Kv.Value, ev.Kv.ModRevision)
 		if err != nil {
-			return Event{}, false, err
+			undecodable(k, ev.Kv.Key, ev.Kv.ModRevision, err)
+			return Event{}, false, nil
 		}
 		t := Modified
 		if ev.IsCreate() {
@@ -204,7 +205,9 @@ func convert(k *v1.KindInfo, ev *clientv3.Event) (Event, bool, error) {
 		}
 		o, err := decode(k, ev.PrevKv.Value, ev.Kv.ModRevision)
 		if err != nil {
-			return Event{}, false, err
+			// Its last state was never in a list or a watch either.
+			undecodable(k, ev.Kv.Key, ev.Kv.ModRevision, err)
+			return Event{}, false, nil
 		}
 		return Event{Type: Deleted, Object: o, Revision: ev.Kv.ModRevision}, true, nil
 	}
