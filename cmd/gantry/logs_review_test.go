@@ -142,33 +142,11 @@ func TestAppLogsLeaveOutAnInstanceNotPlaced(t *testing.T) {
 // nothing of the new ones. It follows instances made later from their
 // first line, and ends when the App is deleted.
 func TestAppLogsFollowTakesInNewInstances(t *testing.T) {
-	saved := instanceCheck
-	instanceCheck = 100 * time.Millisecond
-	t.Cleanup(func() { instanceCheck = saved })
-	rs := startLogsCluster(t)
+	rs := followCluster(t, "web")
 	ctx := context.Background()
-	c, err := client.New(client.Config{Server: rs.url, Token: rs.token})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, _ := v1.DecodeManifest([]byte("kind: App\nname: web\nimage: web:v1\n"))
-	if _, err := c.Apply(ctx, o); err != nil {
-		t.Fatal(err)
-	}
 	go func() {
 		time.Sleep(time.Second)
-		w, err := logfile.Create(rs.logPath("default", "web-2"), logfile.Options{})
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		w.Write(logfile.Entry{Time: time.Now(), Stream: logfile.Stdout, Line: "from the new one"})
-		w.Close()
-		inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"}, Metadata: v1.ObjectMeta{Name: "web-2", Namespace: "default", Labels: map[string]string{v1.LabelApp: "web"}},
-			Spec: v1.InstanceSpec{App: "web", Revision: 2, Image: "web:v2", Node: "n1"}}
-		if err := rs.st.Create(ctx, inst); err != nil {
-			t.Error(err)
-		}
+		placeWithLine(t, rs, "web", "web-2", "from the new one", 2)
 		k, _ := v1.LookupKind("Instance")
 		if _, err := rs.st.Delete(ctx, k, "default", "web-1", 0); err != nil {
 			t.Error(err)
@@ -267,36 +245,14 @@ func TestAppLogsFollowEndsOnAForbiddenLog(t *testing.T) {
 // the instances and follows them, as it does those made later. Without
 // -f, an App with none is still an error.
 func TestAppLogsFollowWaitsForTheFirstInstance(t *testing.T) {
-	saved := instanceCheck
-	instanceCheck = 100 * time.Millisecond
-	t.Cleanup(func() { instanceCheck = saved })
-	rs := startLogsCluster(t)
+	rs := followCluster(t, "api")
 	ctx := context.Background()
-	c, err := client.New(client.Config{Server: rs.url, Token: rs.token})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, _ := v1.DecodeManifest([]byte("kind: App\nname: api\nimage: api:v1\n"))
-	if _, err := c.Apply(ctx, o); err != nil {
-		t.Fatal(err)
-	}
 	if _, err, _ := rs.run(t, 10*time.Second, "logs", "app/api"); err == nil || !strings.Contains(err.Error(), "has no instances") {
 		t.Fatalf("logs app/api without instances: %v, want has no instances", err)
 	}
 	go func() {
 		time.Sleep(500 * time.Millisecond)
-		w, err := logfile.Create(rs.logPath("default", "api-1"), logfile.Options{})
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		w.Write(logfile.Entry{Time: time.Now(), Stream: logfile.Stdout, Line: "first words"})
-		w.Close()
-		inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"}, Metadata: v1.ObjectMeta{Name: "api-1", Namespace: "default", Labels: map[string]string{v1.LabelApp: "api"}},
-			Spec: v1.InstanceSpec{App: "api", Revision: 1, Image: "api:v1", Node: "n1"}}
-		if err := rs.st.Create(ctx, inst); err != nil {
-			t.Error(err)
-		}
+		placeWithLine(t, rs, "api", "api-1", "first words", 1)
 		// Deleted as the App's delete would (no controller runs here).
 		time.Sleep(3 * time.Second)
 		k, _ := v1.LookupKind("Instance")
@@ -317,5 +273,41 @@ func TestAppLogsFollowWaitsForTheFirstInstance(t *testing.T) {
 	}
 	if _, err, _ := rs.run(t, 10*time.Second, "logs", "-f", "app/nope"); err == nil || !errors.Is(err, v1.ErrNotFound) && !strings.Contains(err.Error(), "not found") {
 		t.Errorf("logs -f of a missing App: %v, want not found", err)
+	}
+}
+
+// followCluster is startLogsCluster with instance checks every 100 ms
+// and App app applied (no instance of it made: no controller runs).
+func followCluster(t *testing.T, app string) *rolloutServer {
+	t.Helper()
+	saved := instanceCheck
+	instanceCheck = 100 * time.Millisecond
+	t.Cleanup(func() { instanceCheck = saved })
+	rs := startLogsCluster(t)
+	c, err := client.New(client.Config{Server: rs.url, Token: rs.token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _ := v1.DecodeManifest([]byte("kind: App\nname: " + app + "\nimage: " + app + ":v1\n"))
+	if _, err := c.Apply(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+// placeWithLine makes instance name of app on n1 whose log holds line,
+// as an agent running it would.
+func placeWithLine(t *testing.T, rs *rolloutServer, app, name, line string, rev int64) {
+	w, err := logfile.Create(rs.logPath("default", name), logfile.Options{})
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	w.Write(logfile.Entry{Time: time.Now(), Stream: logfile.Stdout, Line: line})
+	w.Close()
+	inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"}, Metadata: v1.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{v1.LabelApp: app}},
+		Spec: v1.InstanceSpec{App: app, Revision: rev, Image: app + ":v1", Node: "n1"}}
+	if err := rs.st.Create(context.Background(), inst); err != nil {
+		t.Error(err)
 	}
 }

@@ -22,23 +22,7 @@ import (
 // the new certificate. Before that, nothing is renewed.
 func TestAgentRenewsItsIdentity(t *testing.T) {
 	ctx := context.Background()
-	ca, err := pki.LoadOrCreateCA(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := apiservertest.StartTLS(t, t.TempDir(), ca)
-	admin, err := client.New(client.Config{Server: srv.URL, Token: srv.Token, CA: ca.CertPEM()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var jt apiserver.CreatedJoinToken
-	if _, err := admin.Do(ctx, http.MethodPost, "/api/v1/jointokens", nil, &v1.JoinToken{TypeMeta: v1.TypeMeta{Kind: "JoinToken"}}, &jt); err != nil {
-		t.Fatal(err)
-	}
-	id, err := joinCluster(ctx, &agentOptions{server: srv.URL, join: jt.Token, name: "n1"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, id, _ := joinedNode(t)
 	path := filepath.Join(t.TempDir(), "identity.json")
 	if err := writeIdentity(path, id); err != nil {
 		t.Fatal(err)
@@ -120,4 +104,29 @@ func mustCertDER(t *testing.T, certPEM string) []byte {
 		t.Fatal(err)
 	}
 	return leaf.Raw
+}
+
+// joinedNode is a TLS API server with a CA and the identity of node n1,
+// joined to it as gantry agent --join does, with the join token used.
+func joinedNode(t *testing.T) (*apiservertest.Server, *identity, string) {
+	t.Helper()
+	ctx := context.Background()
+	ca, err := pki.LoadOrCreateCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := apiservertest.StartTLS(t, t.TempDir(), ca)
+	admin, err := client.New(client.Config{Server: srv.URL, Token: srv.Token, CA: ca.CertPEM()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jt apiserver.CreatedJoinToken
+	if _, err := admin.Do(ctx, http.MethodPost, "/api/v1/jointokens", nil, &v1.JoinToken{TypeMeta: v1.TypeMeta{Kind: "JoinToken"}}, &jt); err != nil {
+		t.Fatal(err)
+	}
+	id, err := joinCluster(ctx, &agentOptions{server: srv.URL, join: jt.Token, name: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, id, jt.Token
 }

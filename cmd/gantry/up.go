@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -434,20 +433,14 @@ stopping gantry up. With --purge the data directory (state, images, logs) goes t
 // (DATA/gantry.lock) for as long as down works there, and refuses when a
 // server holds it: one still starting has written no pid file yet.
 func holdDataDir(dir string) (unlock func(), err error) {
-	path := filepath.Join(dir, "gantry.lock")
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if errors.Is(err, fs.ErrNotExist) {
+	f, err := server.TryLockDataDir(dir, false)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return func() {}, nil // no server ever ran here
-	}
-	if err != nil {
-		return nil, fmt.Errorf("data dir lock: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("gantry up (or gantry server) is running on %s (it holds %s), maybe still starting: stop it first (Ctrl-C)", dir, path)
-		}
-		return nil, fmt.Errorf("data dir lock %s: %w", path, err)
+	case errors.Is(err, server.ErrDataDirInUse):
+		return nil, fmt.Errorf("gantry up (or gantry server) is running on %s (it holds %s), maybe still starting: stop it first (Ctrl-C)", dir, filepath.Join(dir, "gantry.lock"))
+	case err != nil:
+		return nil, err
 	}
 	return func() { f.Close() }, nil
 }

@@ -445,15 +445,35 @@ func (s *Server) Stop() {
 // the server runs; the kernel lets it go when the process ends, however
 // it ends.
 func lockDataDir(dir string) (*os.File, error) {
+	f, err := TryLockDataDir(dir, true)
+	if errors.Is(err, ErrDataDirInUse) {
+		return nil, fmt.Errorf("another Gantry server uses the data directory %s (%s is locked): stop it first (Ctrl-C where it runs), or give this one another --data-dir", dir, filepath.Join(dir, "gantry.lock"))
+	}
+	return f, err
+}
+
+// ErrDataDirInUse is TryLockDataDir's error when a server holds the lock.
+var ErrDataDirInUse = errors.New("a Gantry server holds the data directory's lock")
+
+// TryLockDataDir takes the lock a server holds on its data directory,
+// DATA/gantry.lock, without waiting: ErrDataDirInUse if another process
+// holds it. Without create, a directory with no lock file (where no
+// server ever ran) is an fs.ErrNotExist. Closing the file lets the lock
+// go.
+func TryLockDataDir(dir string, create bool) (*os.File, error) {
 	path := filepath.Join(dir, "gantry.lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	flags := os.O_RDWR
+	if create {
+		flags |= os.O_CREATE
+	}
+	f, err := os.OpenFile(path, flags, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("data dir lock: %w", err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("another Gantry server uses the data directory %s (%s is locked): stop it first (Ctrl-C where it runs), or give this one another --data-dir", dir, path)
+			return nil, ErrDataDirInUse
 		}
 		return nil, fmt.Errorf("data dir lock %s: %w", path, err)
 	}
