@@ -2,6 +2,7 @@ package v1
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 )
 
@@ -26,6 +27,10 @@ var (
 	ErrUnavailable    = errors.New("unavailable")
 	ErrTooManyRequest = errors.New("too many requests")
 	ErrQuotaExceeded  = errors.New("quota exceeded")
+	// ErrNodeSuperseded is the ErrUnauthorized of a node certificate
+	// from before another machine joined under the node's name: the
+	// agent that holds it no longer holds the name.
+	ErrNodeSuperseded = fmt.Errorf("%w: node superseded", ErrUnauthorized)
 )
 
 // Status is the JSON body of every API error.
@@ -47,9 +52,11 @@ func (e *StatusError) Error() string {
 	return msg
 }
 
-// Is lets errors.Is match a StatusError against the error kinds.
+// Is lets errors.Is match a StatusError against the error kinds (and the
+// kinds a kind wraps: a NodeSuperseded is Unauthorized too).
 func (e *StatusError) Is(target error) bool {
-	return kindForCode(e.Status.Code, e.Status.Reason) == target
+	k := kindForCode(e.Status.Code, e.Status.Reason)
+	return k != nil && errors.Is(k, target)
 }
 
 var codes = []struct {
@@ -62,6 +69,7 @@ var codes = []struct {
 	{ErrConflict, http.StatusConflict, "Conflict"},
 	{ErrInvalid, http.StatusBadRequest, "Invalid"},
 	{ErrUnprocessable, http.StatusUnprocessableEntity, "Unprocessable"},
+	{ErrNodeSuperseded, http.StatusUnauthorized, "NodeSuperseded"}, // before ErrUnauthorized, which it wraps
 	{ErrUnauthorized, http.StatusUnauthorized, "Unauthorized"},
 	{ErrForbidden, http.StatusForbidden, "Forbidden"},
 	{ErrQuotaExceeded, http.StatusForbidden, "QuotaExceeded"},

@@ -111,6 +111,9 @@ type Agent struct {
 	polMu   sync.Mutex
 	sampler *sampler
 	wg      sync.WaitGroup
+	// superseded is set once the server says another machine joined
+	// under this node's name: the agent runs nothing from then on.
+	superseded atomic.Bool
 }
 
 // New returns an agent; Run starts it.
@@ -226,9 +229,33 @@ func (a *Agent) heartbeat(ctx context.Context) {
 			}
 			continue
 		}
+		if errors.Is(err, v1.ErrNodeSuperseded) {
+			a.stepDown(err)
+			continue
+		}
 		if err != nil && ctx.Err() == nil {
 			a.log.Warn("heartbeat", "err", err)
 		}
+	}
+}
+
+// stepDown stops every instance this agent runs, once the server has said
+// that another machine joined under the node's name: the instances bound
+// to it are that machine's now, and run there too. It runs nothing more
+// until it is stopped (its requests are refused anyway).
+func (a *Agent) stepDown(err error) {
+	if a.superseded.Swap(true) {
+		return
+	}
+	a.log.Error("another machine joined under this node's name: stopping every container this agent runs for it; stop this agent (gantry down), or join it again under another name", "err", err)
+	a.mu.Lock()
+	workers := make([]*worker, 0, len(a.workers))
+	for _, w := range a.workers {
+		workers = append(workers, w)
+	}
+	a.mu.Unlock()
+	for _, w := range workers {
+		w.remove(true)
 	}
 }
 
@@ -246,6 +273,9 @@ func (a *Agent) watch(ctx context.Context) {
 		for ev := range a.api.Watch(ctx, "Instance", "", client.WatchOptions{}) {
 			switch ev.Type {
 			case "ERROR":
+				if errors.Is(ev.Err, v1.ErrNodeSuperseded) {
+					a.stepDown(ev.Err)
+				}
 				a.log.Warn("instance watch ended; listing again", "err", ev.Err)
 				fails++
 			case "BOOKMARK":
@@ -265,7 +295,9 @@ func (a *Agent) watch(ctx context.Context) {
 					continue
 				}
 				seen[i.Metadata.Key()] = true
-				a.desire(ctx, i)
+				if !a.superseded.Load() {
+					a.desire(ctx, i)
+				}
 			}
 		}
 		sleep(ctx, min(200*time.Millisecond<<min(fails, 5), 5*time.Second))

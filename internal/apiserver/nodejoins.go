@@ -76,6 +76,6 @@ func (s *Server) currentNodeCert(ctx context.Context, node string, cs *tls.Conne
 	if at.IsZero() || !cert.NotBefore.Before(at) {
 		return nil
 	}
-	return fmt.Errorf("%w: this certificate of node %s dates from %s, and another machine joined under that name at %s: this machine no longer holds it; stop its agent (its containers still run: gantry down), or join it again under another name (remove identity.json, gantry agent --join)",
-		v1.ErrUnauthorized, node, cert.NotBefore.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339))
+	return fmt.Errorf("%w: this certificate of node %s dates from %s, and another machine joined under that name at %s: this machine no longer holds it; stop its agent (gantry down), or join it again under another name (remove identity.json, gantry agent --join)",
+		v1.ErrNodeSuperseded, node, cert.NotBefore.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339))
 }
