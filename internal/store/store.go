@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -94,15 +93,6 @@ func decode(k *v1.KindInfo, b []byte, rev int64) (v1.Object, error) {
 	*o.GetType() = v1.TypeMeta{Kind: k.Kind, APIVersion: v1.Version}
 	o.GetMeta().Revision = rev
 	return o, nil
-}
-
-// undecodable reports a stored value this code cannot read (written by
-// hand into etcd, or by a version whose fields differ): it is left out of
-// lists and watches, loudly, rather than failing them, which would hide
-// every other object of its kind from every cache for as long as it is
-// there. A Get of it still fails with the reason.
-func undecodable(k *v1.KindInfo, key []byte, rev int64, err error) {
-	slog.Error("store: a stored object cannot be read and is left out of lists and watches; fix or delete it", "kind", k.Kind, "key", string(key), "revision", rev, "err", err)
 }
 
 func newUID() string {
@@ -243,8 +233,7 @@ func (s *Store) List(ctx context.Context, k *v1.KindInfo, opts ListOptions) ([]v
 	for _, kv := range resp.Kvs {
 		o, err := decode(k, kv.Value, kv.ModRevision)
 		if err != nil {
-			undecodable(k, kv.Key, kv.ModRevision, err)
-			continue
+			return nil, 0, err
 		}
 		if opts.Selector.Matches(o.GetMeta().Labels) {
 			out = append(out, o)

@@ -184,8 +184,7 @@ func convert(k *v1.KindInfo, ev *clientv3.Event) (Event, bool, error) {
 	case mvccpb.PUT:
 		o, err := decode(k, ev.Kv.Value, ev.Kv.ModRevision)
 		if err != nil {
-			undecodable(k, ev.Kv.Key, ev.Kv.ModRevision, err)
-			return Event{}, false, nil
+			return Event{}, false, err
 		}
 		t := Modified
 		if ev.IsCreate() {
@@ -205,9 +204,7 @@ func convert(k *v1.KindInfo, ev *clientv3.Event) (Event, bool, error) {
 		}
 		o, err := decode(k, ev.PrevKv.Value, ev.Kv.ModRevision)
 		if err != nil {
-			// Its last state was never in a list or a watch either.
-			undecodable(k, ev.Kv.Key, ev.Kv.ModRevision, err)
-			return Event{}, false, nil
+			return Event{}, false, err
 		}
 		return Event{Type: Deleted, Object: o, Revision: ev.Kv.ModRevision}, true, nil
 	}
