@@ -233,7 +233,9 @@ func (s *Store) List(ctx context.Context, k *v1.KindInfo, opts ListOptions) ([]v
 	for _, kv := range resp.Kvs {
 		o, err := decode(k, kv.Value, kv.ModRevision)
 		if err != nil {
-			return nil, 0, err
+			// Failed whole, not left out: left out, it would look
+			// deleted to every controller. The key says what to mend.
+			return nil, 0, fmt.Errorf("list %s: %s: %w", k.Plural, kv.Key, err)
 		}
 		if opts.Selector.Matches(o.GetMeta().Labels) {
 			out = append(out, o)

@@ -113,7 +113,7 @@ func (s *Store) Watch(ctx context.Context, k *v1.KindInfo, opts WatchOptions) <-
 			for _, ev := range resp.Events {
 				e, ok, err := convert(k, ev)
 				if err != nil {
-					send(Event{Type: Error, Revision: ev.Kv.ModRevision, Err: err})
+					send(Event{Type: Error, Revision: ev.Kv.ModRevision, Err: fmt.Errorf("%s: %w", ev.Kv.Key, err)})
 					return
 				}
 				if !ok {
