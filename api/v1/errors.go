@@ -101,8 +101,11 @@ func kindForCode(code int, reason string) error {
 			return c.err
 		}
 	}
+	// By code alone (an answer without a Gantry body: a proxy's), the
+	// general kind of the code: never NodeSuperseded, which only its
+	// reason says.
 	for _, c := range codes {
-		if c.code == code {
+		if c.code == code && c.err != ErrNodeSuperseded {
 			return c.err
 		}
 	}

@@ -244,11 +244,14 @@ func (a *Agent) heartbeat(ctx context.Context) {
 // to it are that machine's now, and run there too. It runs nothing more
 // until it is stopped (its requests are refused anyway).
 func (a *Agent) stepDown(err error) {
+	// Set under mu, which desire holds to start a worker: none starts
+	// after the workers are read here.
+	a.mu.Lock()
 	if a.superseded.Swap(true) {
+		a.mu.Unlock()
 		return
 	}
 	a.log.Error("another machine joined under this node's name: stopping every container this agent runs for it; stop this agent (gantry down), or join it again under another name", "err", err)
-	a.mu.Lock()
 	workers := make([]*worker, 0, len(a.workers))
 	for _, w := range a.workers {
 		workers = append(workers, w)
@@ -295,9 +298,7 @@ func (a *Agent) watch(ctx context.Context) {
 					continue
 				}
 				seen[i.Metadata.Key()] = true
-				if !a.superseded.Load() {
-					a.desire(ctx, i)
-				}
+				a.desire(ctx, i)
 			}
 		}
 		sleep(ctx, min(200*time.Millisecond<<min(fails, 5), 5*time.Second))
@@ -309,6 +310,10 @@ func (a *Agent) watch(ctx context.Context) {
 func (a *Agent) desire(ctx context.Context, i *v1.Instance) {
 	key := i.Metadata.Key()
 	a.mu.Lock()
+	if a.superseded.Load() {
+		a.mu.Unlock()
+		return // another machine runs the node's instances now
+	}
 	w, ok := a.workers[key]
 	var prev <-chan struct{}
 	if ok && w.uid != i.Metadata.UID {

@@ -48,8 +48,25 @@ func TestASupersededAgentStopsItsInstances(t *testing.T) {
 	// It is a 401 like any other to what checks for those; a plain 401
 	// (a revoked token) is not it.
 	sup := &v1.StatusError{Status: v1.Status{Code: http.StatusUnauthorized, Reason: "NodeSuperseded"}}
-	plain := &v1.StatusError{Status: v1.Status{Code: http.StatusUnauthorized, Reason: "Unauthorized"}}
-	if !errors.Is(sup, v1.ErrUnauthorized) || errors.Is(plain, v1.ErrNodeSuperseded) || !errors.Is(sup, v1.ErrNodeSuperseded) {
-		t.Error("NodeSuperseded is not told from, or not taken as, a 401")
+	if !errors.Is(sup, v1.ErrUnauthorized) || !errors.Is(sup, v1.ErrNodeSuperseded) {
+		t.Error("NodeSuperseded is not taken as itself and a 401")
+	}
+	// A 401 with another reason, or none (a proxy's answer without a
+	// Gantry body), is never it: the agent would stop everything.
+	for _, reason := range []string{"Unauthorized", ""} {
+		plain := &v1.StatusError{Status: v1.Status{Code: http.StatusUnauthorized, Reason: reason}}
+		if errors.Is(plain, v1.ErrNodeSuperseded) || !errors.Is(plain, v1.ErrUnauthorized) {
+			t.Errorf("a 401 with reason %q taken for a superseded node (or not for a 401)", reason)
+		}
+	}
+	// Nor does the agent start an instance the watch hands it after.
+	later := instanceWith(v1.Health{})
+	later.Metadata.Name, later.Metadata.UID = "web-2", "uid-2"
+	a.desire(ctx, later)
+	a.mu.Lock()
+	_, started := a.workers[later.Metadata.Key()]
+	a.mu.Unlock()
+	if started {
+		t.Error("a superseded agent started a worker for an instance the watch handed it")
 	}
 }
