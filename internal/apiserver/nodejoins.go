@@ -22,6 +22,9 @@ const nodeJoinsTTL = 5 * time.Second
 type nodeJoins struct {
 	mu sync.Mutex
 	m  map[string]nodeJoin
+	// forgotten counts forget calls: a store read begun before one (a
+	// join) must not be cached after it.
+	forgotten uint64
 }
 
 type nodeJoin struct {
@@ -29,9 +32,14 @@ type nodeJoin struct {
 	read time.Time
 }
 
-func (j *nodeJoins) set(node string, at time.Time) {
+// set caches at for node, as read from the store when forgotten was
+// since (a value from cached): unless a join came in between.
+func (j *nodeJoins) set(node string, at time.Time, since uint64) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.forgotten != since {
+		return
+	}
 	if j.m == nil {
 		j.m = map[string]nodeJoin{}
 	}
@@ -44,23 +52,26 @@ func (j *nodeJoins) forget(node string) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	delete(j.m, node)
+	j.forgotten++
 }
 
-func (j *nodeJoins) cached(node string) (time.Time, bool) {
+// cached is what is known of node, if fresh, and the count of forgets
+// to give set after a store read.
+func (j *nodeJoins) cached(node string) (time.Time, bool, uint64) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	e, ok := j.m[node]
 	if !ok || time.Since(e.read) > nodeJoinsTTL {
-		return time.Time{}, false
+		return time.Time{}, false, j.forgotten
 	}
-	return e.at, true
+	return e.at, true, j.forgotten
 }
 
 // currentNodeCert refuses the client certificate of cs, which names node,
 // if it starts before the last join under node's name: another machine
 // joined since, and this one no longer holds the name.
 func (s *Server) currentNodeCert(ctx context.Context, node string, cs *tls.ConnectionState) error {
-	at, ok := s.joins.cached(node)
+	at, ok, since := s.joins.cached(node)
 	if !ok {
 		n, err := store.Get[*v1.Node](ctx, s.store, "", node)
 		switch {
@@ -70,7 +81,7 @@ func (s *Server) currentNodeCert(ctx context.Context, node string, cs *tls.Conne
 		case n.Status.JoinedAt != nil:
 			at = *n.Status.JoinedAt
 		}
-		s.joins.set(node, at)
+		s.joins.set(node, at, since)
 	}
 	cert := cs.VerifiedChains[0][0]
 	if at.IsZero() || !cert.NotBefore.Before(at) {
