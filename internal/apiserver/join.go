@@ -194,11 +194,10 @@ func (s *Server) forgetNodeTrust(ctx context.Context, node string, since time.Ti
 				delete(n.Metadata.Labels, k)
 			}
 		}
-		// Only forward: of two joins, the later certificate holds the
-		// name.
-		if n.Status.JoinedAt == nil || since.After(*n.Status.JoinedAt) {
-			n.Status.JoinedAt = &since
-		}
+		// The last join's, whatever the one before it said: joins of a
+		// name are one at a time (s.identities), and a server clock
+		// stepped back since the last one must not refuse this one.
+		n.Status.JoinedAt = &since
 		return nil
 	})
 	if err != nil && !errors.Is(err, v1.ErrNotFound) {
