@@ -184,9 +184,9 @@ func (s *Server) join(ctx context.Context, req JoinRequest, src string) (*JoinRe
 // as the one that joined). The admin-set node-restriction labels go (a
 // cluster admin sets them again for a reinstalled machine), and so do the
 // instances bound to it, whose secrets it could read: they are placed
-// again, as a dead node's are. Finished ones stay, as a dead node's do (placed again,
-// they would run finished work twice); no node may read the secrets of a
-// finished instance, which never runs again.
+// again, as a dead node's are. Finished ones stay, as a dead node's do
+// (placed again, they would run finished work twice); no node may read
+// the secrets of a finished instance, which never runs again.
 func (s *Server) forgetNodeTrust(ctx context.Context, node string, since time.Time) error {
 	_, err := store.Mutate(ctx, s.store, "", node, func(n *v1.Node) error {
 		for k := range n.Metadata.Labels {
