@@ -371,7 +371,7 @@ func newJoinTokenCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return list.print(cmd.OutOrStdout(), "JoinToken", objs, func() {
+			return list.print(cmd, "JoinToken", objs, func() {
 				rows := [][]string{{"ID", "EXPIRES", "DESCRIPTION"}}
 				for _, o := range objs {
 					t := o.(*v1.JoinToken)

@@ -168,7 +168,7 @@ func newUserCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return list.print(cmd.OutOrStdout(), "User", objs, func() { printTable(cmd.OutOrStdout(), "User", objs, false, false, true) })
+			return list.print(cmd, "User", objs, func() { printTable(cmd.OutOrStdout(), "User", objs, false, false, true) })
 		},
 	}
 	list.bind(ls)
@@ -272,7 +272,7 @@ func newRoleCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return list.print(cmd.OutOrStdout(), "RoleBinding", objs, func() { printTable(cmd.OutOrStdout(), "RoleBinding", objs, false, false, true) })
+			return list.print(cmd, "RoleBinding", objs, func() { printTable(cmd.OutOrStdout(), "RoleBinding", objs, false, false, true) })
 		},
 	}
 	list.bind(ls)
@@ -348,7 +348,7 @@ func newTokenCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return list.print(cmd.OutOrStdout(), "Token", objs, func() { printTable(cmd.OutOrStdout(), "Token", objs, false, false, true) })
+			return list.print(cmd, "Token", objs, func() { printTable(cmd.OutOrStdout(), "Token", objs, false, false, true) })
 		},
 	}
 	list.bind(ls)

@@ -61,3 +61,21 @@ func TestLsCommandsTakeOutputFormats(t *testing.T) {
 		t.Errorf("secret ls (table): %v\n%s", err, out)
 	}
 }
+
+// An empty list says so on the command's error output (it went to the
+// process's stderr, past what a caller of the command set), and prints
+// nothing on its output.
+func TestAnEmptyLsSaysSoOnItsErrorOutput(t *testing.T) {
+	rs := startRolloutServer(t)
+	root := newRootCmd()
+	var out, errOut strings.Builder
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs([]string{"--config", t.TempDir() + "/none", "--server", rs.url, "--token", rs.token, "secret", "ls"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "" || !strings.Contains(errOut.String(), "No resources found.") {
+		t.Errorf("secret ls with none: output %q, error output %q", out.String(), errOut.String())
+	}
+}

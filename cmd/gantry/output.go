@@ -272,12 +272,13 @@ func (o *listOutput) check() error {
 	return fmt.Errorf("-o %s: give table, json, yaml or name", o.format)
 }
 
-// print writes objs in the chosen format; table prints the command's own
-// table.
-func (o *listOutput) print(w io.Writer, kind string, objs []v1.Object, table func()) error {
+// print writes objs in the chosen format to cmd's output; table prints
+// the command's own table.
+func (o *listOutput) print(cmd *cobra.Command, kind string, objs []v1.Object, table func()) error {
+	w := cmd.OutOrStdout()
 	if o.format == "table" {
 		if len(objs) == 0 {
-			fmt.Fprintln(os.Stderr, "No resources found.")
+			fmt.Fprintln(cmd.ErrOrStderr(), "No resources found.")
 			return nil
 		}
 		table()

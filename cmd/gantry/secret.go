@@ -86,7 +86,7 @@ func newSecretCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return list.print(cmd.OutOrStdout(), "Secret", objs, func() {
+			return list.print(cmd, "Secret", objs, func() {
 				rows := [][]string{{"NAME", "KEYS", "AGE"}}
 				for _, o := range objs {
 					s := o.(*v1.Secret)

@@ -439,6 +439,8 @@ func holdDataDir(dir string) (unlock func(), err error) {
 		return func() {}, nil // no server ever ran here
 	case errors.Is(err, server.ErrDataDirInUse):
 		return nil, fmt.Errorf("gantry up (or gantry server) is running on %s (it holds %s), maybe still starting: stop it first (Ctrl-C)", dir, filepath.Join(dir, "gantry.lock"))
+	case errors.Is(err, fs.ErrPermission):
+		return nil, fmt.Errorf("%w: run gantry down as the user gantry up ran as (usually root)", err)
 	case err != nil:
 		return nil, err
 	}
