@@ -89,6 +89,10 @@ const (
 	PhaseLost        = "Lost"
 )
 
+// Finished reports whether the instance ran to its end: Succeeded, or
+// Failed (its restart policy did not run it again). It never runs again.
+func (s InstanceStatus) Finished() bool { return s.Phase == PhaseSucceeded || s.Phase == PhaseFailed }
+
 // InstanceStatus is reported by the scheduler (while pending) and then by
 // the node's agent.
 type InstanceStatus struct {

@@ -247,7 +247,7 @@ func (w *worker) run(ctx context.Context) {
 	if adopted {
 		w.adopted = c
 	}
-	if errors.Is(err, v1.ErrNotFound) && (w.status.Phase == v1.PhaseSucceeded || w.status.Phase == v1.PhaseFailed) {
+	if errors.Is(err, v1.ErrNotFound) && w.status.Finished() {
 		// It finished on an earlier run and its container is gone since
 		// (gantry down removes containers, not instances): finished work
 		// is not run again, as it is not when the container is there.
@@ -308,8 +308,7 @@ func (w *worker) finishedForGood(c runtime.Container) bool {
 		return true
 	case v1.RestartOnFailure:
 		_, byCheck := w.adoptedCheckStop(c)
-		return c.ExitCode == 0 && !byCheck ||
-			w.status.Phase == v1.PhaseSucceeded || w.status.Phase == v1.PhaseFailed
+		return c.ExitCode == 0 && !byCheck || w.status.Finished()
 	}
 	return false
 }

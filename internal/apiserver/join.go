@@ -207,14 +207,9 @@ func (s *Server) forgetNodeTrust(ctx context.Context, node string, since time.Ti
 	// Open watches of the machine that had the name are checked again
 	// at once, and end.
 	s.authEpoch.bump()
-	return deleteMatching(ctx, s, func(i *v1.Instance) bool { return i.Spec.Node == node && !finished(i) })
-}
-
-// finished reports whether an instance ran to its end (Succeeded, or
-// Failed and not restarted) and is not being deleted: it never runs
-// again, and stays with its logs until it is deleted.
-func finished(i *v1.Instance) bool {
-	return (i.Status.Phase == v1.PhaseSucceeded || i.Status.Phase == v1.PhaseFailed) && i.Metadata.Deleting == nil
+	return deleteMatching(ctx, s, func(i *v1.Instance) bool {
+		return i.Spec.Node == node && !(i.Status.Finished() && i.Metadata.Deleting == nil)
+	})
 }
 
 // issueIdentity signs a node's certificates for the key of csrPEM, and

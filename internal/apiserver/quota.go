@@ -96,7 +96,7 @@ func (s *Server) namespaceUse(ctx context.Context, ns, app string) (quotaUse, er
 	running := map[string]requests{}
 	live := map[string]liveUse{}
 	for _, i := range insts {
-		if i.Metadata.Deleting != nil || i.Status.Phase == v1.PhaseSucceeded || i.Status.Phase == v1.PhaseFailed {
+		if i.Metadata.Deleting != nil || i.Status.Finished() {
 			continue
 		}
 		r := requestsOf(&i.Spec.Template)

@@ -190,7 +190,7 @@ func (s *Server) nodeUsesSecret(ctx context.Context, node, ns, name string) bool
 		// A finished instance never runs again: its secrets are no
 		// longer the node's to read (one kept through a join under a
 		// dead node's name would give them to the machine that joined).
-		if i.Spec.Node != node || i.Status.Phase == v1.PhaseSucceeded || i.Status.Phase == v1.PhaseFailed {
+		if i.Spec.Node != node || i.Status.Finished() {
 			continue
 		}
 		t := i.Spec.Template

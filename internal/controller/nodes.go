@@ -285,7 +285,7 @@ func (c *NodeLifecycle) evict(ctx context.Context, name string, attempt int) {
 	// rollout replace it and run finished work again. One whose delete
 	// was asked for goes: only its node's agent could finish that.
 	keep := func(i *v1.Instance) bool {
-		return (i.Status.Phase == v1.PhaseSucceeded || i.Status.Phase == v1.PhaseFailed) && i.Metadata.Deleting == nil
+		return i.Status.Finished() && i.Metadata.Deleting == nil
 	}
 	for _, i := range c.Instances.List(func(i *v1.Instance) bool { return i.Spec.Node == name && !keep(i) }) {
 		_, err := c.Store.Delete(ctx, k, i.Metadata.Namespace, i.Metadata.Name, 0)

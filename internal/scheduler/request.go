@@ -111,12 +111,5 @@ func mappedHostPorts(inst *v1.Instance) []HostPort { return nodePorts(&inst.Spec
 // bound and has not finished. Instances being deleted still count, because
 // their containers run until the agent has drained and stopped them.
 func counts(inst *v1.Instance) bool {
-	if inst.Spec.Node == "" {
-		return false
-	}
-	switch inst.Status.Phase {
-	case v1.PhaseFailed, v1.PhaseSucceeded:
-		return false
-	}
-	return true
+	return inst.Spec.Node != "" && !inst.Status.Finished()
 }
