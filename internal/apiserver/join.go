@@ -292,32 +292,35 @@ func (s *Server) retireRegistryTokens(ctx context.Context, node string, grace bo
 	if !grace {
 		return deleteMatching(ctx, s, func(t *v1.Token) bool { return t.Spec.Node == node })
 	}
-	now := time.Now()
-	if err := deleteMatching(ctx, s, func(t *v1.Token) bool {
-		return t.Spec.Node == node && t.Spec.Expires != nil && !t.Spec.Expires.After(now)
-	}); err != nil {
-		return err
-	}
 	toks, _, err := store.List[*v1.Token](ctx, s.store, store.ListOptions{})
 	if err != nil {
 		return err
 	}
+	now := time.Now()
 	cut := now.Add(renewalGrace).UTC()
 	for _, t := range toks {
-		if t.Spec.Node != node || t.Spec.Expires != nil && !t.Spec.Expires.After(cut) {
+		if t.Spec.Node != node {
 			continue
 		}
-		out, err := store.Mutate(ctx, s.store, "", t.Metadata.Name, func(t *v1.Token) error {
-			t.Spec.Expires = &cut
-			return nil
-		})
-		if errors.Is(err, v1.ErrNotFound) {
-			continue
+		var err error
+		switch {
+		case t.Spec.Expires != nil && !t.Spec.Expires.After(now): // ended
+			var old v1.Object
+			if old, err = s.store.Delete(ctx, store.KindFor[*v1.Token](), "", t.Metadata.Name, 0); err == nil {
+				s.afterDelete(old)
+			}
+		case t.Spec.Expires == nil || t.Spec.Expires.After(cut):
+			var out *v1.Token
+			if out, err = store.Mutate(ctx, s.store, "", t.Metadata.Name, func(t *v1.Token) error {
+				t.Spec.Expires = &cut
+				return nil
+			}); err == nil {
+				s.afterWrite(out)
+			}
 		}
-		if err != nil {
-			return fmt.Errorf("shorten the registry credential of node %s: %w", node, err)
+		if err != nil && !errors.Is(err, v1.ErrNotFound) {
+			return fmt.Errorf("retire the registry credential %s of node %s: %w", t.Metadata.Name, node, err)
 		}
-		s.afterWrite(out)
 	}
 	return nil
 }
