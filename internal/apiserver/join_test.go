@@ -48,8 +48,18 @@ func startJoinServer(t *testing.T) (*apiservertest.Server, *pki.CA, string) {
 		t.Fatal(err)
 	}
 	srv := apiservertest.Start(t, t.TempDir(), "127.0.0.1:0", apiserver.WithCA(ca))
-	body, _ := json.Marshal(&v1.JoinToken{TypeMeta: v1.TypeMeta{Kind: "JoinToken"}})
-	req, _ := http.NewRequest("POST", srv.URL+"/api/v1/jointokens", bytes.NewReader(body))
+	code, created := postJoinToken(t, srv, "", `{"kind":"JoinToken"}`)
+	if created.Token == "" {
+		t.Fatalf("no join token (HTTP %d)", code)
+	}
+	return srv, ca, created.Token
+}
+
+// postJoinToken asks srv, as its admin, for a join token (POST
+// /api/v1/jointokens with query and body), and returns the answer.
+func postJoinToken(t *testing.T, srv *apiservertest.Server, query, body string) (int, apiserver.CreatedJoinToken) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/v1/jointokens"+query, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+srv.Token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
@@ -59,10 +69,7 @@ func startJoinServer(t *testing.T) (*apiservertest.Server, *pki.CA, string) {
 	defer resp.Body.Close()
 	var created apiserver.CreatedJoinToken
 	json.NewDecoder(resp.Body).Decode(&created)
-	if created.Token == "" {
-		t.Fatalf("no join token (HTTP %d)", resp.StatusCode)
-	}
-	return srv, ca, created.Token
+	return resp.StatusCode, created
 }
 
 // A join token lets its holder name the node, "localhost" included, and
