@@ -10,6 +10,7 @@ import (
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/apiserver"
+	"github.com/gantry-dev/gantry/internal/apiserver/apiservertest"
 	"github.com/gantry-dev/gantry/internal/pki"
 	"github.com/gantry-dev/gantry/internal/store"
 )
@@ -20,19 +21,8 @@ import (
 // Apps that need trusted machines are constrained by, and its instances,
 // whose secrets it could then read. Both are dropped now.
 func TestJoinUnderADeadNodesNameTakesNoneOfItsTrust(t *testing.T) {
-	srv, _, joinTok := startJoinServer(t)
+	srv, joinTok := deadTrustedNode(t)
 	ctx := context.Background()
-	n := &v1.Node{TypeMeta: v1.TypeMeta{Kind: "Node"}, Metadata: v1.ObjectMeta{Name: "vault-1",
-		Labels: map[string]string{"node-restriction.gantry.dev/trusted": "true"}}}
-	n.Status.Ready = false // rebooting
-	if err := srv.Store.Create(ctx, n); err != nil {
-		t.Fatal(err)
-	}
-	inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"}, Metadata: v1.ObjectMeta{Name: "vault-app-1", Namespace: "default"},
-		Spec: v1.InstanceSpec{App: "vault-app", Revision: 1, Node: "vault-1"}}
-	if err := srv.Store.Create(ctx, inst); err != nil {
-		t.Fatal(err)
-	}
 	resp, _, _ := joinAs(t, srv.URL, joinTok, "vault-1")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("a join under a dead node's name: HTTP %d; want 200 (a reinstall)", resp.StatusCode)
@@ -55,18 +45,8 @@ func TestJoinUnderADeadNodesNameTakesNoneOfItsTrust(t *testing.T) {
 // already dropped the node's admin-set labels and deleted its instances.
 // Nothing is written before the request is signed now.
 func TestJoinRefusedForItsCSRWritesNothing(t *testing.T) {
-	srv, _, joinTok := startJoinServer(t)
+	srv, joinTok := deadTrustedNode(t)
 	ctx := context.Background()
-	n := &v1.Node{TypeMeta: v1.TypeMeta{Kind: "Node"}, Metadata: v1.ObjectMeta{Name: "vault-1",
-		Labels: map[string]string{"node-restriction.gantry.dev/trusted": "true"}}}
-	if err := srv.Store.Create(ctx, n); err != nil {
-		t.Fatal(err)
-	}
-	inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"}, Metadata: v1.ObjectMeta{Name: "vault-app-1", Namespace: "default"},
-		Spec: v1.InstanceSpec{App: "vault-app", Revision: 1, Node: "vault-1"}}
-	if err := srv.Store.Create(ctx, inst); err != nil {
-		t.Fatal(err)
-	}
 	key, err := pki.NewKey()
 	if err != nil {
 		t.Fatal(err)
@@ -93,4 +73,24 @@ func TestJoinRefusedForItsCSRWritesNothing(t *testing.T) {
 			t.Fatalf("after a join refused for its CSR %.20q the node's instance is gone: %v", csr, err)
 		}
 	}
+}
+
+// deadTrustedNode is a join server with a join token, and a Node vault-1
+// that is not ready (rebooting), carries the admin-set label
+// node-restriction.gantry.dev/trusted=true and has instance vault-app-1.
+func deadTrustedNode(t *testing.T) (*apiservertest.Server, string) {
+	t.Helper()
+	srv, _, joinTok := startJoinServer(t)
+	ctx := context.Background()
+	n := &v1.Node{TypeMeta: v1.TypeMeta{Kind: "Node"}, Metadata: v1.ObjectMeta{Name: "vault-1",
+		Labels: map[string]string{"node-restriction.gantry.dev/trusted": "true"}}}
+	if err := srv.Store.Create(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"}, Metadata: v1.ObjectMeta{Name: "vault-app-1", Namespace: "default"},
+		Spec: v1.InstanceSpec{App: "vault-app", Revision: 1, Node: "vault-1"}}
+	if err := srv.Store.Create(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	return srv, joinTok
 }
