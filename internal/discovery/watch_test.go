@@ -54,7 +54,7 @@ func TestWatcherPublishesOnlyServingInstances(t *testing.T) {
 		}
 		return i
 	}
-	a := inst("web-a", "10.0.0.2", true)
+	inst("web-a", "10.0.0.2", true)
 	inst("web-b", "10.0.0.3", false)
 	w := startWatcher(ctx, s)
 	sub := w.Subscribe(ctx)
@@ -98,8 +98,7 @@ func TestWatcherPublishesOnlyServingInstances(t *testing.T) {
 	t.Logf("readiness change propagated in %s", d)
 	// An instance marked for deletion leaves at once, before it stops.
 	now := time.Now()
-	a.Metadata.Deleting = &now
-	a, _ = store.Mutate(ctx, s, "default", "web-a", func(i *v1.Instance) error { i.Metadata.Deleting = &now; return nil })
+	store.Mutate(ctx, s, "default", "web-a", func(i *v1.Instance) error { i.Metadata.Deleting = &now; return nil })
 	waitFor("web-a draining", func(s *discovery.Snapshot) bool {
 		ips := readyIPs(s)
 		return len(ips) == 1 && ips[0] == "10.0.0.3"

@@ -90,11 +90,11 @@ func TestPendingMessagesSurviveAManagerRestartAndAreDeliveredOnceInOrder(t *test
 	}
 
 	m2, _ := startManager(t, s, nil, nil)
-	got := rcv.waitRequests(t, 1+len(texts), 10*time.Second)
+	rcv.waitRequests(t, 1+len(texts), 10*time.Second)
 	eventually(t, "the outbox is empty", func() bool { return len(pending(t, s, "chat")) == 0 })
 	// Anything sent again would come before a message sent now.
 	m2.Send(ctx, "default", nil, alert(StatusFiring, "barrier"))
-	got = rcv.waitRequests(t, 2+len(texts), 10*time.Second)
+	got := rcv.waitRequests(t, 2+len(texts), 10*time.Second)
 	eventually(t, "the deliveries are recorded", func() bool {
 		n, err := store.Get[*v1.Notifier](ctx, s, "default", "chat")
 		return err == nil && n.Status.Delivered == len(texts)+1

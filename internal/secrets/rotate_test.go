@@ -35,12 +35,6 @@ func (m *memStore) put(ns, name string, s *SealedData) {
 	m.items[ns+"/"+name] = StoredSecret{Namespace: ns, Name: name, Sealed: s, Revision: m.rev}
 }
 
-func (m *memStore) get(ns, name string) StoredSecret {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.items[ns+"/"+name]
-}
-
 func (m *memStore) List(context.Context) ([]StoredSecret, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

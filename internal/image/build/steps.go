@@ -206,7 +206,7 @@ func shorten(s string, n int) string {
 
 // copy is a COPY or ADD step.
 func (b *builder) copy(ctx context.Context, st *stageState, idx int, in Instruction, lx lexer) error {
-	words := in.Exec
+	var words []string
 	var err error
 	if in.IsExec {
 		words = make([]string, len(in.Exec))
