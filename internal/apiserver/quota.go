@@ -6,6 +6,7 @@ import (
 	"math"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/apps"
 	"github.com/gantry-dev/gantry/internal/keylock"
 	"github.com/gantry-dev/gantry/internal/store"
 )
@@ -79,13 +80,17 @@ type quotaUse struct {
 	// running is, for the App being checked, the largest requests of
 	// its instances now (not being deleted).
 	running requests
+	// rolling says that the App being checked has instances of another
+	// template than its current one: a rollout runs, or waits paused,
+	// and will surge.
+	rolling bool
 }
 
 // namespaceUse lists the Apps of namespace ns and their instances once,
 // and sums what they hold, leaving out the App named app.
 func (s *Server) namespaceUse(ctx context.Context, ns, app string) (quotaUse, error) {
 	var u quotaUse
-	apps, _, err := store.List[*v1.App](ctx, s.store, store.ListOptions{Namespace: ns})
+	appList, _, err := store.List[*v1.App](ctx, s.store, store.ListOptions{Namespace: ns})
 	if err != nil {
 		return u, err
 	}
@@ -93,11 +98,21 @@ func (s *Server) namespaceUse(ctx context.Context, ns, app string) (quotaUse, er
 	if err != nil {
 		return u, err
 	}
+	current := map[string]string{} // App name → its instances' hash
+	for _, o := range appList {
+		if o.Status.TemplateHash != "" {
+			current[o.Metadata.Name] = apps.InstanceHash(o.Status.TemplateHash)
+		}
+	}
 	running := map[string]requests{}
 	live := map[string]liveUse{}
+	rolling := map[string]bool{}
 	for _, i := range insts {
 		if i.Metadata.Deleting != nil || i.Status.Finished() {
 			continue
+		}
+		if h, cur := i.Metadata.Labels[apps.LabelTemplateHash], current[i.Spec.App]; h != "" && cur != "" && h != cur {
+			rolling[i.Spec.App] = true
 		}
 		r := requestsOf(&i.Spec.Template)
 		running[i.Spec.App] = running[i.Spec.App].max(r)
@@ -105,16 +120,18 @@ func (s *Server) namespaceUse(ctx context.Context, ns, app string) (quotaUse, er
 		l.cpu, l.mem, l.instances = v1.CPU(satAdd(int64(l.cpu), int64(r.cpu))), v1.Bytes(satAdd(int64(l.mem), int64(r.mem))), l.instances+1
 		live[i.Spec.App] = l
 	}
-	u.running = running[app]
-	for _, o := range apps {
+	u.running, u.rolling = running[app], rolling[app]
+	for _, o := range appList {
 		if o.Metadata.Name == app {
 			continue
 		}
 		// An App counts at its replicas, or at the instances it runs
 		// when they hold more: a rollout's surge, kept for as long as
 		// the rollout is paused or slow, counts against the quota of
-		// the Apps written meanwhile.
-		c, m, n := appFootprint(o, false, running[o.Metadata.Name])
+		// the Apps written meanwhile. An App in a rollout counts with
+		// the surge it may still take, even one paused before it
+		// surged: resuming it takes no admission.
+		c, m, n := appFootprint(o, rolling[o.Metadata.Name], running[o.Metadata.Name])
 		l := live[o.Metadata.Name]
 		c, m, n = max(c, l.cpu), max(m, l.mem), max(n, l.instances)
 		u.cpu, u.mem = v1.CPU(satAdd(int64(u.cpu), int64(c))), v1.Bytes(satAdd(int64(u.mem), int64(m)))
@@ -190,8 +207,9 @@ func quotaAllows(ns *v1.Namespace, use quotaUse, a, prev *v1.App) error {
 	if q == nil {
 		return nil
 	}
-	// A template change starts a rollout, which may surge.
-	surging := prev != nil && prev.Spec.Template.Hash() != a.Spec.Template.Hash()
+	// A template change starts a rollout, which may surge; so does one
+	// under way or paused (a scale of it grows the surge too).
+	surging := use.rolling || prev != nil && prev.Spec.Template.Hash() != a.Spec.Template.Hash()
 	cpu, mem, inst := appFootprint(a, surging, use.running)
 	// A change is refused on a resource only if it asks for more of it
 	// than the App holds now: a namespace left over a quota lowered
@@ -200,7 +218,7 @@ func quotaAllows(ns *v1.Namespace, use quotaUse, a, prev *v1.App) error {
 	var heldMem v1.Bytes
 	heldInst := 0
 	if prev != nil {
-		heldCPU, heldMem, heldInst = appFootprint(prev, false, use.running)
+		heldCPU, heldMem, heldInst = appFootprint(prev, use.rolling, use.running)
 	}
 	name := ns.Metadata.Name
 	switch {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/client"
+	"github.com/gantry-dev/gantry/internal/apps"
 	"github.com/gantry-dev/gantry/internal/store"
 )
 
@@ -121,5 +123,75 @@ func TestQuotaAllowsAShrinkingRollout(t *testing.T) {
 	}
 	if err := apply("kind: App\nname: big\nnamespace: q\nimage: x:v1\nreplicas: 4\nresources: {cpu: 1}\n"); err != nil {
 		t.Errorf("making an App smaller (2 -> 1 CPU each) at its quota was refused: %v", err)
+	}
+}
+
+// An App paused before its rollout surged holds no surge instance yet, and
+// resuming it takes no admission: the surge must count from the template
+// change on. Counted only by the write that changed the template, it let
+// another App, or a scale of the paused one, take the room, and the resume
+// then ran 6 instances under a quota of 4 (review helper-159).
+func TestAPausedRolloutKeepsItsSurgeCounted(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		write func(ctx context.Context, c *client.Client, apply func(string) error) error
+	}{
+		{"another App", func(ctx context.Context, c *client.Client, apply func(string) error) error {
+			return apply("kind: App\nname: b\nnamespace: q\nimage: x:v1\nreplicas: 2\n")
+		}},
+		{"a scale of the paused App", func(ctx context.Context, c *client.Client, apply func(string) error) error {
+			_, err := c.Scale(ctx, "q", "a", 4)
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := startServer(t, t.TempDir(), "127.0.0.1:0")
+			govNamespace(t, ts, "q", &v1.Quota{Instances: 4})
+			c := ts.client(t, ts.Token)
+			ctx := context.Background()
+			apply := func(doc string) error {
+				t.Helper()
+				o, err := v1.DecodeManifest([]byte(doc))
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = c.Apply(ctx, o)
+				return err
+			}
+			if err := apply("kind: App\nname: a\nnamespace: q\nimage: x:v1\nreplicas: 2\nstrategy: {maxSurge: 2}\n"); err != nil {
+				t.Fatal(err)
+			}
+			// Its two instances, as the rollout controller makes them.
+			a, err := store.Get[*v1.App](ctx, ts.Store, "q", "a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rev1, err := store.Get[*v1.Revision](ctx, ts.Store, "q", v1.RevisionName("a", 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 2 {
+				inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"}, Metadata: v1.ObjectMeta{Name: fmt.Sprintf("a-%d", i), Namespace: "q",
+					Labels: map[string]string{v1.LabelApp: "a", apps.LabelTemplateHash: apps.InstanceHash(a.Status.TemplateHash)}},
+					Spec: v1.InstanceSpec{App: "a", Revision: 1, Template: rev1.Spec.Template}}
+				if err := ts.Store.Create(ctx, inst); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := c.Pause(ctx, "q", "a", true); err != nil {
+				t.Fatal(err)
+			}
+			// 2 replicas + a surge of 2: the quota's 4.
+			if err := apply("kind: App\nname: a\nnamespace: q\nimage: x:v2\nreplicas: 2\nstrategy: {maxSurge: 2}\n"); err != nil {
+				t.Fatalf("template change of the paused App (2 + surge 2 = quota 4): %v", err)
+			}
+			if err := tc.write(ctx, c, apply); !errors.Is(err, v1.ErrQuotaExceeded) {
+				t.Errorf("with the paused rollout's surge of 2 still to come: %v; want quota exceeded", err)
+			}
+			// Scaling the paused App down still goes (1 + surge 2).
+			if _, err := c.Scale(ctx, "q", "a", 1); err != nil {
+				t.Errorf("scale of the paused App down to 1: %v", err)
+			}
+		})
 	}
 }

@@ -9,6 +9,8 @@ package apps
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -87,7 +89,7 @@ func save(ctx context.Context, s *store.Store, c Change) (Result, error) {
 	}
 	if c.Prev == nil {
 		digest()
-		a.Status = v1.AppStatus{Revision: 1, Phase: v1.AppProgressing, RolloutStarted: &now, TemplateHash: statusHash(hash, c.Image, c.ImageDigest)}
+		a.Status = v1.AppStatus{Revision: 1, Phase: v1.AppProgressing, RolloutStarted: &now, TemplateHash: StatusHash(hash, c.Image, c.ImageDigest)}
 		rev := newRevision(a, 1, hash, c.Image, c.ImageDigest, c.Cause)
 		if c.DryRun {
 			return Created, nil
@@ -121,7 +123,7 @@ func save(ctx context.Context, s *store.Store, c Change) (Result, error) {
 		// the image only if the template changed.
 		templateChanged = !strings.HasPrefix(prev.Status.TemplateHash, hash+"|"+c.Image+"|")
 	case prev.Status.TemplateHash != "":
-		templateChanged = prev.Status.TemplateHash != statusHash(hash, c.Image, c.ImageDigest)
+		templateChanged = prev.Status.TemplateHash != StatusHash(hash, c.Image, c.ImageDigest)
 	default:
 		cur, err := store.Get[*v1.Revision](ctx, s, a.Metadata.Namespace, v1.RevisionName(a.Metadata.Name, prev.Status.Revision))
 		if err != nil && !errors.Is(err, v1.ErrNotFound) {
@@ -135,7 +137,7 @@ func save(ctx context.Context, s *store.Store, c Change) (Result, error) {
 	txn := s.Txn()
 	if templateChanged {
 		digest()
-		a.Status.TemplateHash = statusHash(hash, c.Image, c.ImageDigest)
+		a.Status.TemplateHash = StatusHash(hash, c.Image, c.ImageDigest)
 		n := prev.Status.Revision + 1
 		a.Status.Revision = n
 		a.Status.Phase = v1.AppProgressing
@@ -216,7 +218,7 @@ func expired(ctx context.Context, s *store.Store, a *v1.App) ([]string, error) {
 	var dups, rest []*v1.Revision
 	for k := len(older) - 1; k >= 0; k-- {
 		r := older[k]
-		key := statusHash(r.Spec.Hash, r.Spec.Image, r.Spec.ImageDigest)
+		key := StatusHash(r.Spec.Hash, r.Spec.Image, r.Spec.ImageDigest)
 		if newer[key] {
 			dups = append(dups, r)
 		} else {
@@ -483,8 +485,20 @@ func keepLast(revs []*v1.Revision, cur, stable int64) []*v1.Revision {
 	return append(out, last...)
 }
 
-// statusHash is what AppStatus.TemplateHash records: the template's hash
+// StatusHash is what AppStatus.TemplateHash records: the template's hash
 // and the image it resolved to.
-func statusHash(templateHash, image, digest string) string {
+func StatusHash(templateHash, image, digest string) string {
 	return templateHash + "|" + image + "|" + digest
+}
+
+// LabelTemplateHash marks which template (and pinned image) an instance
+// runs: InstanceHash of its revision's StatusHash.
+const LabelTemplateHash = "gantry.dev/template-hash"
+
+// InstanceHash is the LabelTemplateHash value of the instances of a
+// revision whose StatusHash is statusHash: an App runs its current
+// template where its instances carry InstanceHash(a.Status.TemplateHash).
+func InstanceHash(statusHash string) string {
+	sum := sha256.Sum256([]byte(statusHash))
+	return hex.EncodeToString(sum[:5])
 }

@@ -3,8 +3,6 @@ package controller
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,7 +27,7 @@ type Recorder interface {
 // runs. Instances whose hash equals the current revision's are up to date
 // even if they were made for an older revision number — which is what
 // makes a rollback to a still-running revision instant.
-const LabelTemplateHash = "gantry.dev/template-hash"
+const LabelTemplateHash = apps.LabelTemplateHash
 
 // Rollout makes each App have the right number of instances of its
 // current revision, replacing old ones in a rolling fashion that never
@@ -238,8 +236,7 @@ func (r *Rollout) trimRevisions(a *v1.App) {
 // TemplateHash identifies what an instance of rev runs: template and
 // pinned image.
 func TemplateHash(rev *v1.Revision) string {
-	sum := sha256.Sum256([]byte(rev.Spec.Hash + "|" + rev.Spec.Image + "|" + rev.Spec.ImageDigest))
-	return hex.EncodeToString(sum[:5])
+	return apps.InstanceHash(apps.StatusHash(rev.Spec.Hash, rev.Spec.Image, rev.Spec.ImageDigest))
 }
 
 // reconcile brings one App's instances toward its spec. It returns when
