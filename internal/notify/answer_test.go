@@ -1,9 +1,15 @@
 package notify
 
 import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
 )
 
 func TestErrorAnswersAreCutAtARuneBoundary(t *testing.T) {
@@ -57,5 +63,43 @@ func TestCutNeverSplitsARune(t *testing.T) {
 		if got := cut(tt.s, tt.n); got != tt.want {
 			t.Errorf("cut(%q, %d) = %q, want %q", tt.s, tt.n, got, tt.want)
 		}
+	}
+}
+
+// Many servers echo the request path in an error page ("Cannot POST
+// /services/T0/B0/TOKEN"); the answer kept in a Notifier's status, the
+// log and `gantry notifier test` must not carry the webhook URL's path or
+// query, which are credentials (review helper-160).
+func TestErrorAnswersDoNotEchoTheWebhookURL(t *testing.T) {
+	e := newEnv(t, true, nil)
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprintf(w, "<pre>Cannot POST %s</pre> (%s) token=%s", r.URL.Path, r.URL.RequestURI(), r.URL.Query().Get("token"))
+	}))
+	t.Cleanup(echo.Close)
+	n := &v1.Notifier{TypeMeta: v1.TypeMeta{Kind: "Notifier"}, Metadata: v1.ObjectMeta{Name: "echo", Namespace: "default"},
+		Spec: v1.NotifierSpec{Type: v1.NotifierWebhook, URL: echo.URL + "/services/T0AAAAAAA/B0BBBBBBB/TOPSECRETTOKEN123?token=QUERYSECRET99"}}
+	res := e.m.Test(e.ctx, n)
+	if res.Delivered || res.StatusCode != http.StatusNotFound {
+		t.Fatalf("test notification = %+v, want a 404", res)
+	}
+	for _, secret := range []string{"TOPSECRETTOKEN123", "QUERYSECRET99", "T0AAAAAAA", "B0BBBBBBB"} {
+		if strings.Contains(res.Error, secret) {
+			t.Errorf("error %q shows %q from the webhook URL", res.Error, secret)
+		}
+	}
+	if !strings.Contains(res.Error, "Cannot POST …") {
+		t.Errorf("error %q lost the rest of the answer", res.Error)
+	}
+}
+
+func TestScrubURLCutsAPieceAtTheEnd(t *testing.T) {
+	u, _ := url.Parse("https://hooks.example/services/T0/B0/TOPSECRETTOKEN123")
+	got := string(scrubURL([]byte("Cannot POST /services/T0/B0/TOPSEC"), u))
+	if strings.Contains(got, "TOPSEC") {
+		t.Errorf("scrubURL left the start of a cut-off token: %q", got)
+	}
+	if got := string(scrubURL([]byte("Bad Request"), u)); got != "Bad Request" {
+		t.Errorf("scrubURL changed an answer without the URL: %q", got)
 	}
 }

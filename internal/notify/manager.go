@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,7 +40,8 @@ type Retry struct {
 	Timeout time.Duration
 }
 
-// DefaultRetry tries 6 times over about a minute, 10 s per attempt.
+// DefaultRetry tries 6 times over 15 to 31 s (waits of 1, 2, 4, 8 and 16 s,
+// each jittered to between half and all of it), 10 s per attempt.
 func DefaultRetry() Retry {
 	return Retry{Attempts: 6, Base: time.Second, Max: 30 * time.Second, Timeout: 10 * time.Second}
 }
@@ -531,7 +533,7 @@ func (m *Manager) attempt(ctx context.Context, n *v1.Notifier, msg *Message, all
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return outcome{status: resp.StatusCode}
 	}
-	o := outcome{status: resp.StatusCode, err: fmt.Errorf("POST %s: %s%s", Redact(u), resp.Status, answer(snippet))}
+	o := outcome{status: resp.StatusCode, err: fmt.Errorf("POST %s: %s%s", Redact(u), resp.Status, answer(scrubURL(snippet, u)))}
 	switch {
 	case resp.StatusCode == http.StatusRequestTimeout, resp.StatusCode == http.StatusTooEarly,
 		resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode >= 500:
@@ -539,6 +541,55 @@ func (m *Manager) attempt(ctx context.Context, n *v1.Notifier, msg *Message, all
 		o.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), m.Now())
 	}
 	return o
+}
+
+// scrubURL replaces in an error answer the parts of u that may be
+// credentials (its path, query and password, whole or piece by piece)
+// with "…": many servers echo the request path in an error page
+// ("Cannot POST /services/T0/B0/TOKEN"). A piece cut off at the end of
+// b, by the read limit, goes too.
+func scrubURL(b []byte, u *url.URL) []byte {
+	var secrets []string
+	add := func(s string, least int) {
+		if len(s) >= least {
+			secrets = append(secrets, s)
+		}
+	}
+	for _, p := range []string{u.Path, u.EscapedPath()} {
+		if p != "/" {
+			add(p, 1)
+		}
+		for _, seg := range strings.Split(p, "/") {
+			add(seg, 8)
+		}
+	}
+	add(u.RawQuery, 1)
+	for _, vs := range u.Query() {
+		for _, v := range vs {
+			add(v, 8)
+		}
+	}
+	if pw, ok := u.User.Password(); ok {
+		add(pw, 1)
+	}
+	if len(secrets) == 0 {
+		return b
+	}
+	// The longest first, so that a whole path goes before its pieces.
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	s := string(b)
+	for _, sec := range secrets {
+		s = strings.ReplaceAll(s, sec, "…")
+	}
+	for _, sec := range secrets {
+		for k := len(sec) - 1; k >= 4; k-- {
+			if strings.HasSuffix(s, sec[:k]) {
+				s = s[:len(s)-k] + "…"
+				break
+			}
+		}
+	}
+	return []byte(s)
 }
 
 // redactErr drops the URL from the *url.Error the HTTP client returns,
