@@ -32,10 +32,11 @@ func newSecretCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("secret name %q: it %s", args[0], msg)
 			}
 			sec := &v1.Secret{TypeMeta: v1.TypeMeta{Kind: "Secret"}, Metadata: v1.ObjectMeta{Name: args[0], Namespace: g.ns()}, Data: map[string][]byte{}}
-			for _, kv := range args[1:] {
+			for n, kv := range args[1:] {
 				k, v, ok := strings.Cut(kv, "=")
 				if !ok || k == "" {
-					return fmt.Errorf("%q: give values as KEY=VALUE", kv)
+					// Not the argument itself: it may be the value.
+					return fmt.Errorf("argument %d after the secret name is not KEY=VALUE (it is not shown: it may be a value): give values as KEY=VALUE", n+1)
 				}
 				if _, dup := sec.Data[k]; dup {
 					return fmt.Errorf("key %q is given twice: give each key once", k)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,6 +28,25 @@ func TestSecretSetRefusesAKeyGivenTwice(t *testing.T) {
 		if err == nil {
 			s, _ := client.Get[*v1.Secret](context.Background(), rs.c, "default", args[2])
 			t.Errorf("%q: exit 0 (%q); stored keys %v: one value was dropped without a word", args, out, s.Keys)
+		}
+	}
+}
+
+// gantry secret set db hunter2 (KEY= left out) printed the value in its
+// error, to the terminal and CI logs (review helper-159).
+func TestSecretSetDoesNotEchoAValueWithoutKey(t *testing.T) {
+	rs := startRolloutServer(t)
+	for _, args := range [][]string{
+		{"secret", "set", "db", "user=app", "hunter2-secret"},
+		{"secret", "set", "db", "=hunter2-secret"},
+	} {
+		out, err, _ := rs.run(t, 10*time.Second, args...)
+		msg := out
+		if err != nil {
+			msg += err.Error()
+		}
+		if err == nil || strings.Contains(msg, "hunter2") || !strings.Contains(msg, "KEY=VALUE") {
+			t.Errorf("%q: err %v, output %q; want an error naming KEY=VALUE, without the value", args, err, out)
 		}
 	}
 }
