@@ -312,9 +312,26 @@ func (s *Server) finish(r *http.Request, rec *statusRecorder, ri *requestInfo, i
 	if s.auditor != nil {
 		s.auditor.Record(r.Context(), e)
 	}
-	if s.metrics != nil && e.Verb != "watch" {
-		s.metrics.observe(route, e.Verb, status, e.Duration)
+	if s.metrics != nil {
+		s.metrics.observe(route, e.Verb, status, e.Duration, streams(r, ri))
 	}
+}
+
+// streams reports whether a request is a stream that lasts as long as the
+// client wants (a watch, a log follow, an exec session): its duration is
+// not a latency.
+func streams(r *http.Request, ri *requestInfo) bool {
+	if ri == nil {
+		return false
+	}
+	switch {
+	case ri.Verb == "watch", ri.Sub == "exec":
+		return true
+	case ri.Sub == "logs":
+		follow, _ := v1.QueryBool(r.URL.Query(), "follow")
+		return follow
+	}
+	return false
 }
 
 func sourceIP(r *http.Request) string {
