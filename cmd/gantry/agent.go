@@ -33,6 +33,7 @@ type agentOptions struct {
 	name       string
 	dataDir    string
 	listen     string
+	metrics    string
 	containerd string
 	bridge     string
 	cidr       string
@@ -64,6 +65,7 @@ The token carries a pin of the cluster CA, so nothing else needs copying.`,
 	f.StringVar(&o.name, "name", node.DefaultName(), "this node's name")
 	f.StringVar(&o.dataDir, "data-dir", filepath.Join(defaultHome(), "agent"), "where the node keeps its state, images and logs")
 	f.StringVar(&o.listen, "listen", ":7446", "where the agent serves logs, exec and /metrics to the server (TLS, server certificate required)")
+	f.StringVar(&o.metrics, "metrics-addr", "127.0.0.1:7445", "where the agent serves /metrics over plain HTTP, for Prometheus (empty: nowhere)")
 	f.StringVar(&o.containerd, "containerd-socket", "", "use this containerd instead of starting a private one")
 	f.StringVar(&o.bridge, "bridge", "gantry0", "the Linux bridge instances attach to")
 	f.StringVar(&o.cidr, "cluster-cidr", "10.77.0.0/16", "the cluster CIDR the server hands node subnets out of")
@@ -217,6 +219,9 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 		if err := serveAgent(ctx, o.listen, nid, nd); err != nil {
 			return err
 		}
+	}
+	if _, err := serveNodeMetrics(ctx, o.metrics, "--metrics-addr", nd.Registry, log); err != nil {
+		return err
 	}
 	log.Info("agent running", "node", id.Node, "server", id.Server, "listen", o.listen)
 	select {

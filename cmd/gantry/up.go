@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
@@ -309,16 +310,9 @@ func startLocalNode(ctx context.Context, o *upOptions, srv *server.Server, dataD
 		return nil, fmt.Errorf("start node %s: %w", o.nodeName, err)
 	}
 	srv.Nodes.AddLocal(o.nodeName, nd.Agent.Handler())
-	if o.agentMetrics != "" {
-		ln, err := net.Listen("tcp", o.agentMetrics)
-		if err != nil {
-			nd.Stop()
-			return nil, fmt.Errorf("agent metrics listener on %s: %w (pass --agent-metrics-addr)", o.agentMetrics, err)
-		}
-		hs := &http.Server{Handler: promhttp.HandlerFor(nd.Registry, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
-		go hs.Serve(ln)
-		log.Info("agent metrics listening", "addr", ln.Addr().String())
-		go func() { <-ctx.Done(); hs.Close() }()
+	if _, err := serveNodeMetrics(ctx, o.agentMetrics, "--agent-metrics-addr", nd.Registry, log); err != nil {
+		nd.Stop()
+		return nil, err
 	}
 	// Containers resolve through the node's bridge gateway.
 	if gw := nd.Network.Gateway(); gw != nil {
@@ -592,4 +586,25 @@ func parseNetwork(s string) (netip.Prefix, error) {
 		return netip.PrefixFrom(a, a.BitLen()), nil
 	}
 	return netip.Prefix{}, fmt.Errorf("%q is not a network: give a CIDR such as 192.0.2.0/24, an address, or none", s)
+}
+
+// serveNodeMetrics serves a node agent's metrics, reg, at /metrics over
+// plain HTTP on addr (none when empty), for Prometheus, until ctx ends. It
+// returns the address it listens on. flag names the option that sets
+// addr, for the error.
+func serveNodeMetrics(ctx context.Context, addr, flag string, reg prometheus.Gatherer, log *slog.Logger) (net.Addr, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("agent metrics listener on %s: %w (pass %s, empty for none)", addr, err, flag)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	log.Info("agent metrics listening", "addr", ln.Addr().String())
+	go func() { <-ctx.Done(); hs.Close() }()
+	return ln.Addr(), nil
 }
