@@ -72,7 +72,11 @@ type AlertRuleStatus struct {
 	Since *time.Time `json:"since,omitempty"`
 	// Subjects are the objects the condition holds for, e.g.
 	// "instance/web-x7k2p".
-	Subjects      []string   `json:"subjects,omitempty"`
+	Subjects []string `json:"subjects,omitempty"`
+	// FiredSubjects are, while the rule fires, every subject the
+	// condition has held for since it fired: the resolved notification
+	// names them all, since the firing ones named them.
+	FiredSubjects []string   `json:"firedSubjects,omitempty"`
 	Value         float64    `json:"value,omitempty"`
 	Message       string     `json:"message,omitempty"`
 	LastEvaluated *time.Time `json:"lastEvaluated,omitempty"`

@@ -121,12 +121,29 @@ func TestAdvance(t *testing.T) {
 		{"pending stays pending until for has passed", v1.AlertRuleStatus{State: v1.AlertPending, Since: at(0)}, holds, time.Minute, 59 * time.Second, v1.AlertPending, at(0), toNone},
 		{"pending fires once for has passed", v1.AlertRuleStatus{State: v1.AlertPending, Since: at(0)}, holds, time.Minute, time.Minute, v1.AlertFiring, at(time.Minute), toFiring},
 		{"pending that stops holding clears without notice", v1.AlertRuleStatus{State: v1.AlertPending, Since: at(0)}, none, time.Minute, 30 * time.Second, v1.AlertInactive, at(30 * time.Second), toCleared},
-		{"firing stays firing while it holds", v1.AlertRuleStatus{State: v1.AlertFiring, Since: at(0)}, holds, time.Minute, time.Hour, v1.AlertFiring, at(0), toNone},
+		{"firing stays firing while it holds", v1.AlertRuleStatus{State: v1.AlertFiring, Since: at(0), Subjects: []string{"instance/a"}}, holds, time.Minute, time.Hour, v1.AlertFiring, at(0), toNone},
+		{"firing that holds for a new subject spreads", v1.AlertRuleStatus{State: v1.AlertFiring, Since: at(0), Subjects: []string{"instance/b"}, FiredSubjects: []string{"instance/b"}}, holds, time.Minute, time.Hour, v1.AlertFiring, at(0), toSpread},
+		{"firing that holds again for a subject it fired for does not", v1.AlertRuleStatus{State: v1.AlertFiring, Since: at(0), Subjects: []string{"instance/b"}, FiredSubjects: []string{"instance/a", "instance/b"}}, holds, time.Minute, time.Hour, v1.AlertFiring, at(0), toNone},
 		{"firing that stops holding resolves", v1.AlertRuleStatus{State: v1.AlertFiring, Since: at(0)}, none, time.Minute, time.Hour, v1.AlertInactive, at(time.Hour), toResolved},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st, tr := advance(tt.prev, tt.f, tt.hold, t0.Add(tt.now))
+			// FiredSubjects: every subject since the rule fired, while
+			// it fires; nothing otherwise.
+			wantFired := []string(nil)
+			if st.State == v1.AlertFiring {
+				wantFired = slices.Clone(tt.prev.FiredSubjects)
+				for _, s := range tt.f.subjects {
+					if !slices.Contains(wantFired, s) {
+						wantFired = append(wantFired, s)
+					}
+				}
+				slices.Sort(wantFired)
+			}
+			if !slices.Equal(st.FiredSubjects, wantFired) {
+				t.Errorf("fired subjects %v, want %v", st.FiredSubjects, wantFired)
+			}
 			if st.State != tt.state || tr != tt.transition || !sameTime(st.Since, tt.since) {
 				t.Fatalf("got state %s since %v transition %q, want %s since %v transition %q", st.State, st.Since, tr, tt.state, tt.since, tt.transition)
 			}

@@ -253,6 +253,9 @@ const (
 	toFiring   = "firing"
 	toResolved = "resolved"
 	toCleared  = "cleared" // pending that never fired
+	// toSpread: a firing rule's condition holds for a subject it had not
+	// held for since the rule fired.
+	toSpread = "spread"
 )
 
 // advance computes a rule's next status from its previous one and what
@@ -277,6 +280,19 @@ func advance(prev v1.AlertRuleStatus, f finding, hold time.Duration, now time.Ti
 			if prev.Since == nil || now.Sub(*prev.Since) >= hold {
 				st.State, st.Since, transition = v1.AlertFiring, &t, toFiring
 			}
+		case v1.AlertFiring:
+			fired := slices.Clone(firedSubjects(prev))
+			for _, subj := range f.subjects {
+				if !slices.Contains(fired, subj) {
+					fired = append(fired, subj)
+					transition = toSpread
+				}
+			}
+			slices.Sort(fired)
+			st.FiredSubjects = fired
+		}
+		if transition == toFiring {
+			st.FiredSubjects = slices.Clone(f.subjects)
 		}
 	} else {
 		switch state {
@@ -288,6 +304,9 @@ func advance(prev v1.AlertRuleStatus, f finding, hold time.Duration, now time.Ti
 			st.State = v1.AlertInactive
 		}
 	}
+	if st.State != v1.AlertFiring {
+		st.FiredSubjects = nil
+	}
 	st.Subjects = f.subjects
 	st.Value = f.value
 	st.Message = f.message
@@ -298,7 +317,7 @@ func advance(prev v1.AlertRuleStatus, f finding, hold time.Duration, now time.Ti
 // significant reports whether a status change must be written now, as
 // opposed to with the next periodic refresh.
 func significant(a, b v1.AlertRuleStatus) bool {
-	return a.State != b.State || !sameTime(a.Since, b.Since) || !slices.Equal(a.Subjects, b.Subjects)
+	return a.State != b.State || !sameTime(a.Since, b.Since) || !slices.Equal(a.Subjects, b.Subjects) || !slices.Equal(a.FiredSubjects, b.FiredSubjects)
 }
 
 func sameTime(a, b *time.Time) bool {
@@ -371,17 +390,28 @@ func (e *Evaluator) evaluateRule(ctx context.Context, r *v1.AlertRule, snap *sna
 			e.Recorder.Eventf(ctx, &upd, v1.EventWarning, ReasonFiring, "%s", st.Message)
 		}
 		e.send(ctx, r, e.message(r, notify.StatusFiring, st, f.app))
+	case toSpread:
+		// Receivers hear of every subject the alert is about before the
+		// resolved message names it: another firing message, for the
+		// same alert (rule), with the subjects it holds for now.
+		e.Log.Info("alert firing for more", "ns", r.Metadata.Namespace, "rule", r.Metadata.Name, "subjects", st.Subjects, "value", st.Value)
+		if e.Recorder != nil {
+			e.Recorder.Eventf(ctx, &upd, v1.EventWarning, ReasonFiring, "%s", st.Message)
+		}
+		e.send(ctx, r, e.message(r, notify.StatusFiring, st, f.app))
 	case toResolved:
 		e.Log.Info("alert resolved", "ns", r.Metadata.Namespace, "rule", r.Metadata.Name)
 		// The condition no longer holds for anything, so f has no App:
 		// name the one the firing subjects belong to, as the firing
-		// message did, so that receivers can pair the two.
+		// messages did, so that receivers can pair them; and every
+		// subject they named.
+		fired := firedSubjects(prev)
 		app := r.Spec.App
 		if app == "" {
-			app = snap.subjectsApp(r.Metadata.Namespace, prev.Subjects)
+			app = snap.subjectsApp(r.Metadata.Namespace, fired)
 		}
 		msg := e.message(r, notify.StatusResolved, st, app)
-		msg.Subjects = prev.Subjects
+		msg.Subjects = fired
 		msg.Message = fmt.Sprintf("%s no longer holds", describe(r))
 		if prev.Since != nil {
 			msg.Message += fmt.Sprintf(" (firing for %s: %s)", snap.now.Sub(*prev.Since).Round(time.Second), prev.Message)
@@ -402,9 +432,10 @@ func (e *Evaluator) resolveDeleted(ctx context.Context, r *v1.AlertRule, snap *s
 	st := prev
 	st.State = v1.AlertInactive
 	st.LastEvaluated = &snap.now
+	st.Subjects, st.FiredSubjects = firedSubjects(prev), nil
 	app := r.Spec.App
 	if app == "" {
-		app = snap.subjectsApp(r.Metadata.Namespace, prev.Subjects)
+		app = snap.subjectsApp(r.Metadata.Namespace, st.Subjects)
 	}
 	msg := e.message(r, notify.StatusResolved, st, app)
 	msg.Message = fmt.Sprintf("rule deleted while firing: %s", describe(r))
@@ -413,6 +444,15 @@ func (e *Evaluator) resolveDeleted(ctx context.Context, r *v1.AlertRule, snap *s
 	}
 	e.Log.Info("alert resolved: rule deleted", "ns", r.Metadata.Namespace, "rule", r.Metadata.Name)
 	e.send(ctx, r, msg)
+}
+
+// firedSubjects are the subjects a firing status's notifications named:
+// its FiredSubjects, or for a status stored before them its Subjects.
+func firedSubjects(st v1.AlertRuleStatus) []string {
+	if st.FiredSubjects != nil {
+		return st.FiredSubjects
+	}
+	return st.Subjects
 }
 
 // setFiring sets r's gantry_alerts_firing gauge for state.
