@@ -125,6 +125,13 @@ stopGracePeriod: 1s
 			l := c.Instances("default", "sick")
 			return len(l) == 1 && l[0].Status.Restarts >= 1
 		})
+		// And it runs again (a stop cut short left containerd with the
+		// task, and no start ever succeeded again). It fails again: the
+		// /tmp/unready that /sick wrote stays in the container's files.
+		Eventually(t, 30*time.Second, "sick running again after a restart", func() bool {
+			l := c.Instances("default", "sick")
+			return len(l) == 1 && l[0].Status.Restarts >= 1 && l[0].Status.Phase == v1.PhaseRunning && l[0].Status.Reason != "StartFailed"
+		})
 		ev := c.MustGantry("", "events")
 		if !strings.Contains(ev, "liveness check failed") {
 			t.Errorf("no liveness event:\n%s", ev)

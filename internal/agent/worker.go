@@ -1013,6 +1013,9 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 	exits := wr.exits
 	killedBy := ""
 	stopFailed := make(chan error, 1)
+	// stopping is closed when a stop for a failed check, begun in this
+	// run, is done (nil if none began).
+	var stopping <-chan struct{}
 	if resumed != nil {
 		// The agent before this one sent SIGTERM and stopped before the
 		// grace period ended: SIGKILL is still owed, after what is left
@@ -1023,7 +1026,7 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 			grace = graceLeft(grace, time.Since(resumed.began))
 		}
 		w.a.log.Info("finishing the stop of a container whose health check failed", "instance", w.key, "reason", killedBy, "grace", grace)
-		w.stopForCheck(runCtx, grace, stopFailed)
+		stopping = w.stopForCheck(runCtx, grace, stopFailed)
 	}
 	for {
 		var resend <-chan time.Time
@@ -1061,6 +1064,16 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 				}
 				continue
 			}
+			if stopping != nil {
+				// The exit may be the stop's own doing: it deletes the
+				// task next, and a start before it is done would find
+				// the task there still.
+				select {
+				case <-stopping:
+				case <-ctx.Done():
+					return 0, "", true
+				}
+			}
 			reason := exitReason(e.Code, killedBy)
 			fin := e.At.UTC()
 			code := e.Code
@@ -1085,7 +1098,7 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 					// and handled by its restart policy.
 					killedBy = reasonStartupFailed
 					w.event(ctx, v1.EventWarning, "Unhealthy", "startup check failed: %s; restarting", r.msg)
-					w.beginCheckStop(ctx, runCtx, killedBy, r.msg, stopGrace(inst), stopFailed)
+					stopping = w.beginCheckStop(ctx, runCtx, killedBy, r.msg, stopGrace(inst), stopFailed)
 				}
 			case readinessProbe:
 				if r.ok && !ready && killedBy == "" {
@@ -1111,7 +1124,7 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 				if !r.ok && killedBy == "" {
 					killedBy = reasonLivenessFailed
 					w.event(ctx, v1.EventWarning, "Unhealthy", "liveness check failed: %s; restarting", r.msg)
-					w.beginCheckStop(ctx, runCtx, killedBy, r.msg, stopGrace(inst), stopFailed)
+					stopping = w.beginCheckStop(ctx, runCtx, killedBy, r.msg, stopGrace(inst), stopFailed)
 				}
 			}
 		case <-w.wake:
@@ -1126,13 +1139,13 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 // (reason says which) with msg. The status says so first, as the stop
 // may take the whole grace period; the record on disk lets an agent
 // restarted meanwhile finish the stop.
-func (w *worker) beginCheckStop(ctx, runCtx context.Context, reason, msg string, grace time.Duration, failed chan<- error) {
+func (w *worker) beginCheckStop(ctx, runCtx context.Context, reason, msg string, grace time.Duration, failed chan<- error) <-chan struct{} {
 	w.report(ctx, func(s *v1.InstanceStatus) {
 		s.Ready, s.Reason = false, reason
 		s.Message = fmt.Sprintf("%s check failed: %s; stopping the container (SIGTERM, then SIGKILL after %s)", checkOf(reason), msg, grace)
 	})
 	w.recordCheckStop(reason)
-	w.stopForCheck(runCtx, grace, failed)
+	return w.stopForCheck(runCtx, grace, failed)
 }
 
 // stopForCheck stops the container of the run runCtx belongs to because
@@ -1142,8 +1155,14 @@ func (w *worker) beginCheckStop(ctx, runCtx context.Context, reason, msg string,
 // not be stopped it signals failed, so that an exit for another reason
 // later is not put down to the check and the check's next report tries
 // again.
-func (w *worker) stopForCheck(runCtx context.Context, grace time.Duration, failed chan<- error) {
+//
+// The returned channel is closed when it is done: the run must not end
+// (and start again) before, or its start would race the stop's delete of
+// the task.
+func (w *worker) stopForCheck(runCtx context.Context, grace time.Duration, failed chan<- error) <-chan struct{} {
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		deadline := time.Now().Add(rewaitFor)
 		for {
 			err := w.a.rt.Stop(runCtx, w.id, grace)
@@ -1161,6 +1180,7 @@ func (w *worker) stopForCheck(runCtx context.Context, grace time.Duration, faile
 			sleep(runCtx, 500*time.Millisecond)
 		}
 	}()
+	return done
 }
 
 func stopGrace(i *v1.Instance) time.Duration {

@@ -376,11 +376,21 @@ func (d *Driver) stop(ctx context.Context, c client.Container, grace time.Durati
 			}
 		}
 	}
-	if _, err := t.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+	// Once begun, the delete is not cut short by the caller's context
+	// (its run ending, its instance deleted): containerd, interrupted in
+	// it, was left with the task registered and its shim gone, and every
+	// later start of the container failed with "already exists".
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), taskDeleteTimeout)
+	defer cancel()
+	if _, err := t.Delete(dctx); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("stop %s: delete task: %w", id, kindOf(err))
 	}
 	return nil
 }
+
+// taskDeleteTimeout bounds the delete of a stopped task, which goes on
+// after its caller's context has ended.
+const taskDeleteTimeout = 30 * time.Second
 
 // awaitExit waits for process p to exit until the deadline (zero: for as
 // long as ctx lasts), and returns its exit status and whether it exited.
