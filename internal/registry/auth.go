@@ -70,6 +70,7 @@ type authFailure struct {
 	err          error
 	unavailable  bool   // the Authenticator could not answer
 	tooMany      bool   // the source failed too often lately
+	anonymous    bool   // the request presented no credentials
 	tokenProblem string // "invalid_token" for a bad registry token
 }
 
@@ -97,9 +98,14 @@ func (r *Registry) authenticate(req *http.Request) (*caller, *authFailure) {
 }
 
 // failed counts a failed authentication against its source, and turns
-// it into tooManyFailures when the source was over its budget already.
+// it into tooManyFailures when the source was over its budget already. A
+// request without credentials guessed nothing and is not counted: every
+// Docker, containerd or skopeo client starts with one to learn the
+// challenge, and a host pulling many images at once would otherwise use
+// up its address's budget, and then its users' tokens not used lately
+// would get 429.
 func (r *Registry) failed(req *http.Request, fail *authFailure, blocked bool) *authFailure {
-	if fail == nil || fail.unavailable || fail.tooMany {
+	if fail == nil || fail.unavailable || fail.tooMany || fail.anonymous {
 		return fail
 	}
 	if blocked {
@@ -115,7 +121,7 @@ func (r *Registry) authenticate1(req *http.Request, blocked bool) (*caller, *aut
 	cred = strings.TrimSpace(cred)
 	switch {
 	case h == "":
-		return nil, &authFailure{err: errors.New("authentication required: log in with a Gantry token as the password")}
+		return nil, &authFailure{err: errors.New("authentication required: log in with a Gantry token as the password"), anonymous: true}
 	case strings.EqualFold(scheme, "Basic"):
 		raw, err := base64.StdEncoding.DecodeString(cred)
 		if err != nil {

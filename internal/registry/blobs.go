@@ -74,12 +74,12 @@ func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, rt route)
 // pulls, and the collector, marking from that manifest, would keep the
 // data on disk where the quota, which counts linked blobs, no longer
 // sees it (a namespace could store past its quota by pushing, unlinking
-// and pushing again). It runs under the namespace's quota lock, which a
-// manifest PUT holds while it commits in a namespace with a quota, so
-// that there no manifest referencing the blob lands between the check
-// and the unlink.
+// and pushing again). It runs under the namespace's lock, which a
+// manifest PUT holds while it commits, in every namespace, quota or not,
+// so that no manifest referencing the blob lands between the check and
+// the unlink.
 func (r *Registry) deleteBlob(w http.ResponseWriter, req *http.Request, rt route, d digest.Digest) {
-	unlock := r.quotaLocks.Lock(rt.namespace())
+	unlock := r.lockNamespace(rt.namespace())
 	defer unlock()
 	m, err := r.manifestReferencing(req.Context(), rt.repo, d)
 	if err != nil {
@@ -93,6 +93,9 @@ func (r *Registry) deleteBlob(w http.ResponseWriter, req *http.Request, rt route
 				d, m, rt.repo, rt.repo, m),
 			map[string]string{"repository": rt.repo, "digest": d.String(), "manifest": m.String()})
 		return
+	}
+	if r.blobDeleteChecked != nil {
+		r.blobDeleteChecked()
 	}
 	if d.Algorithm() != digest.Canonical {
 		w = r.blobHook(w, d, false)
@@ -212,12 +215,46 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, rt rou
 	if req.ContentLength >= 0 {
 		size = r.uploadedSize(req.Context(), rt.repo, rt.ref) + req.ContentLength
 	}
-	release, ok := r.holdOrRefuse(req.Context(), w, rt.repo, d, size, req.ContentLength == 0)
-	if !ok {
+	release, err := r.holdStorage(req.Context(), rt.repo, d, size, req.ContentLength == 0)
+	if err != nil {
+		r.refuseUpload(req.Context(), w, rt, err)
 		return
 	}
-	defer release()
+	if release != nil {
+		defer release()
+	}
 	r.completeUpload(w, req, rt.repo, rt.ref, d)
+}
+
+// checkChunkQuota refuses, before its data streams in, a chunk (a PATCH)
+// that cannot fit the quota of the upload's namespace: what the upload
+// holds so far and the chunk's Content-Length, when it has one, must fit
+// in what the namespace has left. The upload's blob may turn out to be
+// one the namespace has already, which would count nothing when it
+// completes, but a chunk does not say which blob it is part of. It
+// reports whether the chunk may go on; where no quota applies it always
+// may.
+func (r *Registry) checkChunkQuota(w http.ResponseWriter, req *http.Request, rt route) bool {
+	size := r.uploadedSize(req.Context(), rt.repo, rt.ref) + max(req.ContentLength, 0)
+	// Only checked, not held: the chunk's data may take long to stream.
+	if _, err := r.holdStorage(req.Context(), rt.repo, "", size, false); err != nil {
+		r.refuseUpload(req.Context(), w, rt, err)
+		return false
+	}
+	return true
+}
+
+// refuseUpload answers a refusal by holdStorage of a request that
+// continues or completes upload rt.ref. A refusal by the quota also
+// removes the upload and its data at once: the client has to start over
+// anyway, and the data, which the quota does not count, would otherwise
+// stay on disk until the purger takes it a day later.
+func (r *Registry) refuseUpload(ctx context.Context, w http.ResponseWriter, rt route, err error) {
+	var q *errQuota
+	if errors.As(err, &q) {
+		r.dropUpload(ctx, rt.repo, rt.ref)
+	}
+	writeQuotaError(w, err)
 }
 
 // completeUpload passes the PUT that completes upload id to the engine.

@@ -149,26 +149,38 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, rt rout
 		mediaType, _, _ = strings.Cut(req.Header.Get("Content-Type"), ";")
 	}
 
-	r.writeMu.RLock()
-	defer r.writeMu.RUnlock()
-	release, ok := r.holdOrRefuse(req.Context(), w, rt.repo, canonical, int64(len(body)), true)
-	if !ok {
+	// The namespace's lock is held until the manifest is committed,
+	// whether or not the namespace has a quota. With a quota, it keeps
+	// two commits from both fitting in the same room. In every
+	// namespace, it keeps the commit of a manifest from landing inside a
+	// blob delete, which holds the lock from its check that no manifest
+	// references the blob until the unlink (see deleteBlob). It also
+	// keeps other PUTs of this manifest out while the referrers entry
+	// written below may be removed again.
+	ns := rt.namespace()
+	limit, err := r.storageLimit(req.Context(), ns)
+	if err != nil {
+		writeQuotaError(w, err)
 		return
 	}
-	defer release()
-	now := r.now()
-	r.touches.add(canonical, now)
-	for _, d := range m.references() {
-		r.touches.add(d, now)
-		if d.Algorithm() != digest.Canonical && d.Validate() == nil {
-			// The blob on disk is the sha256 one the repository's link
-			// names: that is what a sweep would delete.
-			if t, ok := r.readLink(req.Context(), layerLinkPath(rt.repo, d)); ok {
-				r.touches.add(t, now)
-			}
+	r.writeMu.RLock()
+	defer r.writeMu.RUnlock()
+	unlock := r.lockNamespace(ns)
+	defer unlock()
+	if limit > 0 {
+		if err := r.fitStorage(req.Context(), ns, canonical, int64(len(body)), limit); err != nil {
+			writeQuotaError(w, err)
+			return
 		}
 	}
+	var subject digest.Digest
 	if parsed && m.Subject != nil && m.Subject.Digest.Validate() == nil {
+		subject = m.Subject.Digest
+	}
+	// addedReferrer is set when this PUT wrote a referrers entry that did
+	// not exist before: it goes again if the engine refuses the manifest.
+	addedReferrer := false
+	if subject != "" {
 		// Written before the engine commits the manifest, so that a
 		// crash in between leaves an entry whose manifest does not
 		// exist (filtered out on read, pruned by GC) rather than a
@@ -184,12 +196,16 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, rt rout
 			ArtifactType: artifactType,
 			Annotations:  m.Annotations,
 		}
-		if err := r.referrers.add(rt.repo, m.Subject.Digest, desc); err != nil {
-			r.log.Error("registry: write referrers index", "repo", rt.repo, "subject", m.Subject.Digest, "err", err)
+		existed, err := r.referrers.has(rt.repo, subject, dgst)
+		if err == nil {
+			err = r.referrers.add(rt.repo, subject, desc)
+		}
+		if err != nil {
+			r.log.Error("registry: write referrers index", "repo", rt.repo, "subject", subject, "err", err)
 			writeError(w, http.StatusInternalServerError, "UNKNOWN", "cannot record the manifest's subject", nil)
 			return
 		}
-		w.Header().Set("OCI-Subject", m.Subject.Digest.String())
+		addedReferrer = !existed
 	}
 
 	fwd := req.Clone(req.Context())
@@ -203,6 +219,45 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, rt rout
 	rec := newBufferedWriter()
 	r.toEngine(rec, fwd)
 
+	if rec.status != http.StatusCreated && addedReferrer {
+		// The manifest was not stored: its entry would only wait for
+		// the next collection. The namespace's lock keeps any other PUT
+		// of this manifest out since the entry was written.
+		if err := r.referrers.remove(rt.repo, subject, dgst); err != nil {
+			r.log.Warn("registry: remove the referrers entry of a refused manifest", "repo", rt.repo, "subject", subject, "digest", dgst, "err", err)
+		}
+	}
+	if rec.status == http.StatusCreated {
+		// The manifest and what it references are recorded for the
+		// collector only now that the engine has stored it: a refused
+		// manifest may name any number of made-up digests, and past the
+		// touch set's limit every blob counts as touched, so gc would
+		// free nothing. Recording them after the commit is as safe as
+		// before it: writeMu is still held shared, and a collection's
+		// sweep needs it exclusively, so no sweep runs between the
+		// commit and these records. A sweep that ran before this PUT
+		// took writeMu deleted what it deleted, and the engine then
+		// refused a manifest naming those blobs; a collection whose
+		// barrier passed before this PUT took writeMu may have marked
+		// without this manifest, but its sweep, which comes after the
+		// RUnlock, finds the touches (made after its barrier, so after
+		// its cutoff) and keeps the blobs.
+		now := r.now()
+		r.touches.add(canonical, now)
+		for _, d := range m.references() {
+			r.touches.add(d, now)
+			if d.Algorithm() != digest.Canonical && d.Validate() == nil {
+				// The blob on disk is the sha256 one the repository's
+				// link names: that is what a sweep would delete.
+				if t, ok := r.readLink(req.Context(), layerLinkPath(rt.repo, d)); ok {
+					r.touches.add(t, now)
+				}
+			}
+		}
+		if subject != "" {
+			rec.header.Set("OCI-Subject", subject.String())
+		}
+	}
 	if rec.status == http.StatusCreated && dgst != canonical {
 		if err := r.linkRevision(req.Context(), rt.repo, dgst, canonical); err != nil {
 			r.log.Error("registry: link manifest digest", "repo", rt.repo, "digest", dgst, "err", err)

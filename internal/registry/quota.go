@@ -19,9 +19,12 @@ import (
 // blob shared by two of its repositories counts once, one shared with
 // another namespace counts in both. It is checked when a blob is
 // committed to a repository (the PUT that ends an upload, an upload in one
-// POST, a mount, a manifest PUT), not while an upload's chunks arrive. A
-// blob a manifest of the repository references cannot be unlinked (see
-// deleteBlob): the collector keeps it, so the quota must go on counting it.
+// POST, a mount, a manifest PUT). An upload's chunks count for nothing,
+// but a chunk that would take its upload past what the namespace has
+// left is refused before it streams in (checkChunkQuota), and an upload
+// the quota refuses is removed with its data. A blob a manifest of the
+// repository references cannot be unlinked (see deleteBlob): the
+// collector keeps it, so the quota must go on counting it.
 
 // errQuota is a refusal by the storage quota.
 type errQuota struct {
@@ -48,31 +51,59 @@ var errLengthRequired = errors.New("namespace has a registryStorage quota: send 
 // that stream at the same moment may pass the quota by what they add
 // together). A nil error with a nil release means no quota applies.
 func (r *Registry) holdStorage(ctx context.Context, repo string, d digest.Digest, size int64, hold bool) (func(), error) {
-	if r.cfg.StorageQuota == nil {
-		return nil, nil
-	}
 	ns, _, _ := strings.Cut(repo, "/")
-	limit, err := r.cfg.StorageQuota(ctx, ns)
+	limit, err := r.storageLimit(ctx, ns)
 	if err != nil || limit <= 0 {
 		return nil, err
 	}
-	unlock := r.quotaLocks.Lock(ns)
-	used, has, err := r.storageUsage(ctx, ns, d)
-	switch {
-	case err != nil:
-		err = fmt.Errorf("%w: count the registry storage of namespace %q: %v", v1.ErrUnavailable, ns, err)
-	case has:
-		// Already counted: linking it again adds nothing.
-	case size < 0:
-		err = errLengthRequired
-	case used+size > limit:
-		err = &errQuota{ns: ns, used: used, request: size, limit: limit}
-	}
+	unlock := r.lockNamespace(ns)
+	err = r.fitStorage(ctx, ns, d, size, limit)
 	if err != nil || !hold {
 		unlock()
 		return nil, err
 	}
 	return unlock, nil
+}
+
+// lockNamespace takes the lock of namespace ns (see Registry.nsLocks)
+// and returns its unlock.
+func (r *Registry) lockNamespace(ns string) func() {
+	if r.nsLocking != nil {
+		r.nsLocking(ns)
+	}
+	return r.nsLocks.Lock(ns)
+}
+
+// storageLimit is the registryStorage quota of namespace ns; 0 when it
+// has none.
+func (r *Registry) storageLimit(ctx context.Context, ns string) (int64, error) {
+	if r.cfg.StorageQuota == nil {
+		return 0, nil
+	}
+	limit, err := r.cfg.StorageQuota(ctx, ns)
+	if err != nil {
+		return 0, err
+	}
+	return max(limit, 0), nil
+}
+
+// fitStorage checks that a blob d of size bytes (negative: unknown) fits
+// limit, the quota of namespace ns. The caller holds the namespace's
+// lock when it goes on to commit the blob.
+func (r *Registry) fitStorage(ctx context.Context, ns string, d digest.Digest, size, limit int64) error {
+	used, has, err := r.storageUsage(ctx, ns, d)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: count the registry storage of namespace %q: %v", v1.ErrUnavailable, ns, err)
+	case has:
+		// Already counted: linking it again adds nothing.
+		return nil
+	case size < 0:
+		return errLengthRequired
+	case used+size > limit:
+		return &errQuota{ns: ns, used: used, request: size, limit: limit}
+	}
+	return nil
 }
 
 // storageUsage sums the sizes of the distinct blobs (layers, configs and

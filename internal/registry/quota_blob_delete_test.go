@@ -3,7 +3,10 @@ package registry
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -77,5 +80,89 @@ func TestBlobDeleteRefusedForTheSHA256OfABlobReferencedBySHA512(t *testing.T) {
 	for _, d := range []digest.Digest{digest.FromBytes(config), d512} {
 		resp, body := tr.do(t, "DELETE", "/v2/team/app/blobs/"+d.String(), adminToken, nil, nil)
 		wantError(t, resp, body, http.StatusConflict, codeDenied)
+	}
+}
+
+// A blob DELETE checks that no manifest of the repository references
+// the blob, then unlinks it. A manifest PUT referencing the blob must not
+// commit in between, or the stored image points at a blob its repository
+// no longer links (its pulls fail, and gc deletes the data). Only a PUT
+// to a namespace with a quota used to wait for the delete. The test stops
+// the delete between its check and its unlink until the PUT has either
+// finished or reached the namespace's lock, which the delete holds.
+func TestBlobDeleteAndManifestPUTDoNotInterleave(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		quota int64
+	}{
+		{name: "a namespace without a quota"},
+		{name: "a namespace with a quota", quota: 1 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := newTestRegistry(t, func(c *Config) {
+				c.StorageQuota = func(context.Context, string) (int64, error) { return tc.quota, nil }
+			})
+			config := []byte(`{"architecture":"amd64","os":"linux"}`)
+			layer := []byte("the layer to delete")
+			tr.uploadBlob(t, "team/app", adminToken, config)
+			l := tr.uploadBlob(t, "team/app", adminToken, layer)
+			man := manifestJSON(t, config, layer)
+
+			var armed atomic.Bool
+			locking := make(chan struct{}, 1) // the PUT is about to take the namespace's lock
+			tr.nsLocking = func(ns string) {
+				if armed.Load() {
+					select {
+					case locking <- struct{}{}:
+					default:
+					}
+				}
+			}
+			putDone := make(chan struct{})
+			var putStatus int
+			var putBody []byte
+			var putErr error
+			tr.blobDeleteChecked = func() {
+				armed.Store(true)
+				go func() {
+					defer close(putDone)
+					req, err := http.NewRequest("PUT", tr.srv.URL+"/v2/team/app/manifests/v1", bytes.NewReader(man))
+					if err != nil {
+						putErr = err
+						return
+					}
+					req.SetBasicAuth("someone", adminToken)
+					req.Header.Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						putErr = err
+						return
+					}
+					defer resp.Body.Close()
+					putStatus = resp.StatusCode
+					putBody, putErr = io.ReadAll(resp.Body)
+				}()
+				select {
+				case <-locking:
+				case <-putDone:
+				}
+			}
+			resp, body := tr.do(t, "DELETE", "/v2/team/app/blobs/"+l.String(), adminToken, nil, nil)
+			<-putDone
+			if putErr != nil {
+				t.Fatal(putErr)
+			}
+			if resp.StatusCode == http.StatusAccepted && putStatus == http.StatusCreated {
+				t.Fatalf("the delete unlinked %s (202) while the PUT of a manifest referencing it was stored (201): the image lost its layer", l)
+			}
+			// The delete held the namespace's lock: it went first, and
+			// the PUT found the layer gone.
+			if resp.StatusCode != http.StatusAccepted {
+				t.Errorf("DELETE: %d %s, want 202", resp.StatusCode, body)
+			}
+			if putStatus != http.StatusBadRequest || !strings.Contains(string(putBody), "MANIFEST_BLOB_UNKNOWN") {
+				t.Errorf("PUT after the delete: %d %s, want 400 MANIFEST_BLOB_UNKNOWN", putStatus, putBody)
+			}
+		})
 	}
 }

@@ -26,9 +26,12 @@ import (
 // An entry is written before the engine stores the manifest (so no stored
 // manifest can be missing from the index), and a read keeps only entries
 // whose manifest exists in the repository (so a deleted manifest, or one
-// whose push failed after the entry was written, never shows). The
-// collector removes such stale entries under its exclusive lock, when no
-// manifest write is between writing its entry and storing its manifest.
+// whose push failed after the entry was written, never shows). A PUT the
+// engine refuses removes the entry it added (not one an earlier push of
+// the same manifest wrote). The collector removes the stale entries left
+// behind (by a crash, a deleted manifest) under its exclusive lock, when
+// no manifest write is between writing its entry and storing its
+// manifest.
 type referrersIndex struct {
 	root string
 }
@@ -93,6 +96,19 @@ func (x *referrersIndex) list(repo string, subject digest.Digest) ([]ocispec.Des
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+// has reports whether the index holds an entry for referrer under
+// subject.
+func (x *referrersIndex) has(repo string, subject, referrer digest.Digest) (bool, error) {
+	_, err := os.Stat(filepath.Join(x.dir(repo, subject), entryName(referrer)))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	}
+	return false, err
 }
 
 func (x *referrersIndex) remove(repo string, subject, referrer digest.Digest) error {

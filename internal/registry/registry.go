@@ -135,9 +135,18 @@ type Registry struct {
 	writeMu sync.RWMutex
 	gcMu    sync.Mutex // one collection at a time
 	touches touchSet
-	// quotaLocks serializes, per namespace with a storage quota, the
-	// check of a blob against it and the blob's commit.
-	quotaLocks keylock.Locks // by namespace
+	// nsLocks serializes per namespace: in a namespace with a storage
+	// quota, the check of a blob against it and the blob's commit; in
+	// every namespace, a manifest commit and a blob delete (see
+	// deleteBlob).
+	nsLocks keylock.Locks // by namespace
+
+	// Test hooks, nil outside tests: nsLocking runs as a request is
+	// about to take a namespace's lock, blobDeleteChecked as a blob
+	// delete has found no manifest referencing the blob and is about to
+	// unlink it.
+	nsLocking         func(ns string)
+	blobDeleteChecked func()
 
 	now func() time.Time
 }

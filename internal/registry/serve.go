@@ -206,7 +206,7 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request, who *Identity
 					fmt.Sprintf("a chunk is sent as application/octet-stream, not %q", ct), nil)
 				return
 			}
-			if !r.checkChunkRange(w, req, rt) {
+			if !r.checkChunkRange(w, req, rt) || !r.checkChunkQuota(w, req, rt) {
 				return
 			}
 		case http.MethodPut:
