@@ -1082,6 +1082,14 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 			})
 			return e.Code, reason, false
 		case r := <-results:
+			if len(exits) > 0 {
+				// The process has ended already (select picks either
+				// of two ready cases at random): the result is about a
+				// run that is over, and the exit, taken next, ends it.
+				// Without it, a container that exits at once could be
+				// reported ready, which a rollout counts as progress.
+				continue
+			}
 			switch r.kind {
 			case startupProbe:
 				if r.ok {
