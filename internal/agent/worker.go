@@ -1332,8 +1332,10 @@ func (w *worker) terminate(ctx context.Context) {
 		}
 		// An agent restarted after the drain ended, while the process
 		// had its grace period, gives it what is left of it rather
-		// than all of it again (up to an hour each restart).
-		grace = graceLeft(grace, time.Since(deadline))
+		// than all of it again (up to an hour each restart). In whole
+		// seconds: the microseconds since the drain ended just now are
+		// not worth a "SIGKILL after 9.999661s".
+		grace = graceLeft(grace, time.Since(deadline).Truncate(time.Second))
 	}
 	if ctx.Err() != nil {
 		return // the agent is stopping; the next one finishes the job
