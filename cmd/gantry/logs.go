@@ -328,21 +328,25 @@ const followRetry = 500 * time.Millisecond
 // followLogs follows an instance's log and reconnects when the stream
 // breaks or the server or node is unavailable (restarting), continuing
 // after the last line printed. It ends without error when the instance is
-// deleted while followed; existed says the caller has seen the instance
-// (it listed it), so that even a first 404 means that. Other errors
-// (not found, forbidden, a bad request) are returned.
+// deleted while followed, and once it has printed the last lines of an
+// instance that has finished (Succeeded or Failed for good), as docker
+// logs -f and kubectl logs -f end with their container; existed says the
+// caller has seen the instance (it listed it), so that even a first 404
+// means that. Other errors (not found, forbidden, a bad request) are
+// returned.
 func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Values, existed bool, fn func(logLine)) error {
 	path, err := logsPath(ns, inst)
 	if err != nil {
 		return err
 	}
 	// The log outlives its instance (the agent keeps it for a day), so
-	// its stream does not end when the instance is deleted: look for the
-	// instance now and then, and end the follow when it is gone.
+	// its stream does not end when the instance is deleted or finishes:
+	// look at the instance now and then, and end the follow when it is
+	// gone, or read what is left and end it when it has finished.
 	outer := ctx
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	gone := make(chan struct{})
+	gone, finished := make(chan struct{}), make(chan struct{})
 	// Read here, not in the goroutine, which nothing waits for.
 	every := instanceCheck
 	go func() {
@@ -354,8 +358,12 @@ func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Va
 				return
 			case <-t.C:
 			}
-			_, err := c.Get(ctx, "Instance", ns, inst)
+			i, err := client.Get[*v1.Instance](ctx, c, ns, inst)
 			switch {
+			case err == nil && i.Status.Finished():
+				close(finished)
+				stop()
+				return
 			case errors.Is(err, v1.ErrNotFound):
 				close(gone)
 				stop()
@@ -367,11 +375,17 @@ func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Va
 			}
 		}
 	}()
-	ended := func() (bool, error) {
+	closed := func(ch chan struct{}) bool {
 		select {
-		case <-gone:
-			return true, nil
+		case <-ch:
+			return true
 		default:
+			return false
+		}
+	}
+	ended := func() (bool, error) {
+		if closed(gone) {
+			return true, nil
 		}
 		if outer.Err() != nil {
 			return true, outer.Err()
@@ -380,9 +394,14 @@ func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Va
 	}
 	var printed printedLines
 	var first time.Time
-	for {
+	// fetch asks for the lines after those printed, following them or
+	// not, and prints them.
+	fetch := func(ctx context.Context, follow bool) error {
 		qq := url.Values{}
 		maps.Copy(qq, q)
+		if !follow {
+			qq.Del("follow")
+		}
 		if first.IsZero() {
 			first = time.Now()
 		} else {
@@ -403,32 +422,41 @@ func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Va
 			qq.Set("since", since.Format(time.RFC3339Nano))
 		}
 		body, err := c.Stream(ctx, path, qq)
-		if done, end := ended(); done {
-			if err == nil {
-				body.Close()
+		if err != nil {
+			return err
+		}
+		existed = true
+		// A stream that breaks is reconnected as one that ends.
+		_ = scanLogs(ctx, body, inst, func(l logLine) {
+			if skip != nil && !l.Time.After(since) {
+				if l.Time.Before(since) {
+					return // printed before the break, or older than asked for
+				}
+				if k := (streamLine{l.Stream, l.Line}); skip[k] > 0 {
+					skip[k]--
+					return
+				}
 			}
+			printed.add(l)
+			fn(l)
+		})
+		return nil
+	}
+	for {
+		err := fetch(ctx, true)
+		if done, end := ended(); done {
 			return end
+		}
+		if closed(finished) {
+			// Its last lines, once: the follow was cut short to stop
+			// waiting for more.
+			if err := fetch(outer, false); err != nil && !errors.Is(err, v1.ErrNotFound) && outer.Err() == nil {
+				return fmt.Errorf("logs of %s: %w", inst, err)
+			}
+			return outer.Err()
 		}
 		switch {
 		case err == nil:
-			existed = true
-			// A stream that breaks is reconnected as one that ends.
-			_ = scanLogs(ctx, body, inst, func(l logLine) {
-				if skip != nil && !l.Time.After(since) {
-					if l.Time.Before(since) {
-						return // printed before the break, or older than asked for
-					}
-					if k := (streamLine{l.Stream, l.Line}); skip[k] > 0 {
-						skip[k]--
-						return
-					}
-				}
-				printed.add(l)
-				fn(l)
-			})
-			if done, err := ended(); done {
-				return err
-			}
 			// The stream ended or broke (the server or agent restarting):
 			// reconnect.
 		case errors.Is(err, v1.ErrNotFound) && existed:
@@ -442,6 +470,9 @@ func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Va
 		}
 		select {
 		case <-ctx.Done():
+			if closed(finished) {
+				continue // read its last lines
+			}
 			_, err := ended()
 			return err
 		case <-time.After(followRetry):

@@ -19,6 +19,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/apiserver"
 	"github.com/gantry-dev/gantry/internal/apiserver/apiservertest"
 	"github.com/gantry-dev/gantry/internal/logfile"
+	"github.com/gantry-dev/gantry/internal/store"
 )
 
 // startLogsCluster is an API server whose node n1 is an in-process agent
@@ -83,6 +84,40 @@ func TestLogsFollowEndsWhenTheInstanceIsDeleted(t *testing.T) {
 	out, err, took := rs.run(t, 8*time.Second, "logs", "-f", "web-1")
 	if err != nil || took > 5*time.Second {
 		t.Fatalf("logs -f of an instance deleted after 1s: ended after %v with %v (output %q); want it to end soon after the deletion", took.Round(time.Millisecond), err, out)
+	}
+}
+
+// A follow of an instance that has finished (Succeeded, or Failed for
+// good) ends after its last lines, as docker logs -f and kubectl logs -f
+// end with their container; it once went on until the instance was
+// deleted (review helper-162).
+func TestLogsFollowEndsWhenTheInstanceFinishes(t *testing.T) {
+	saved := instanceCheck
+	instanceCheck = 100 * time.Millisecond
+	t.Cleanup(func() { instanceCheck = saved })
+	rs := startLogsCluster(t)
+	go func() {
+		time.Sleep(time.Second)
+		w, err := logfile.Create(rs.logPath("default", "web-1"), logfile.Options{})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		w.Write(logfile.Entry{Time: time.Now(), Stream: logfile.Stdout, Line: "last words"})
+		w.Close()
+		if _, err := store.Mutate(context.Background(), rs.st, "default", "web-1", func(i *v1.Instance) error {
+			i.Status.Phase = v1.PhaseSucceeded
+			return nil
+		}); err != nil {
+			t.Error(err)
+		}
+	}()
+	out, err, took := rs.run(t, 8*time.Second, "logs", "-f", "web-1")
+	if err != nil || took > 5*time.Second {
+		t.Fatalf("logs -f of an instance that succeeded after 1s: ended after %v with %v (output %q); want it to end soon after", took.Round(time.Millisecond), err, out)
+	}
+	if !strings.Contains(out, "three") || !strings.Contains(out, "last words") {
+		t.Errorf("logs -f printed %q; want every line, the last one written as it finished included", out)
 	}
 }
 
