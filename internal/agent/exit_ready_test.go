@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 // worker waits on it.
 type exitedRuntime struct {
 	Runtime
+	exit  runtime.Exit // zero: code 7
 	mu    sync.Mutex
 	waits int
 }
@@ -25,7 +27,12 @@ func (f *exitedRuntime) Wait(context.Context, string) (<-chan runtime.Exit, erro
 	f.waits++
 	ch := make(chan runtime.Exit, 1)
 	if f.waits == 1 {
-		ch <- runtime.Exit{Code: 7, At: time.Now()}
+		ex := f.exit
+		if ex.Code == 0 {
+			ex.Code = 7
+		}
+		ex.At = time.Now()
+		ch <- ex
 	}
 	return ch, nil
 }
@@ -42,30 +49,7 @@ func (f *exitedRuntime) Stop(context.Context, string, time.Duration) error {
 // retires an old instance for it) (review helper-162).
 func TestAnExitedProcessIsNeverReportedReady(t *testing.T) {
 	for n := range 20 {
-		api := &flakyAPI{}
-		a := agentWithAPI(t, &exitedRuntime{}, api)
-		inst := instanceWith(v1.Health{})
-		inst.Spec.Template.RestartPolicy = v1.RestartNever
-		w := newWorker(a, inst)
-		w.ip = net.IPv4(10, 0, 0, 9)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			w.supervise(ctx, runtime.Container{Status: runtime.StatusRunning})
-		}()
-		deadline := time.Now().Add(5 * time.Second)
-		for time.Now().Before(deadline) {
-			api.mu.Lock()
-			finished := len(api.statuses) > 0 && api.statuses[len(api.statuses)-1].ExitCode != nil
-			api.mu.Unlock()
-			if finished {
-				break
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		cancel()
-		<-done
+		api := runToExit(t, &exitedRuntime{})
 		api.mu.Lock()
 		for _, st := range api.statuses {
 			if st.Ready {
@@ -73,5 +57,62 @@ func TestAnExitedProcessIsNeverReportedReady(t *testing.T) {
 			}
 		}
 		api.mu.Unlock()
+	}
+}
+
+// runToExit supervises an adopted running container of an instance with
+// restart policy never, whose process has exited, until its exit is
+// reported, and returns what the API received.
+func runToExit(t *testing.T, rt *exitedRuntime) *flakyAPI {
+	t.Helper()
+	api := &flakyAPI{}
+	a := agentWithAPI(t, rt, api)
+	inst := instanceWith(v1.Health{})
+	inst.Spec.Template.RestartPolicy = v1.RestartNever
+	inst.Spec.Template.Resources.Memory = 16 << 20
+	w := newWorker(a, inst)
+	w.ip = net.IPv4(10, 0, 0, 9)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.supervise(ctx, runtime.Container{Status: runtime.StatusRunning})
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		api.mu.Lock()
+		finished := len(api.statuses) > 0 && api.statuses[len(api.statuses)-1].Phase == v1.PhaseFailed
+		api.mu.Unlock()
+		if finished {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	return api
+}
+
+// An OOM kill showed as reason Killed (exit 137), the same as a kill -9
+// or a grace period run out; Docker says OOMKilled, and so does
+// Kubernetes (review helper-162).
+func TestAnOOMKillIsReportedAsSuch(t *testing.T) {
+	for _, tc := range []struct {
+		exit runtime.Exit
+		want string
+	}{
+		{runtime.Exit{Code: 137, OOMKilled: true}, "OOMKilled"},
+		{runtime.Exit{Code: 137}, "Killed"},
+	} {
+		api := runToExit(t, &exitedRuntime{exit: tc.exit})
+		api.mu.Lock()
+		last := api.statuses[len(api.statuses)-1]
+		api.mu.Unlock()
+		if last.Phase != v1.PhaseFailed || last.Reason != tc.want {
+			t.Errorf("exit %+v: status %s reason %q (%s), want Failed %s", tc.exit, last.Phase, last.Reason, last.Message, tc.want)
+		}
+		if tc.want == "OOMKilled" && !strings.Contains(last.Message, "memory limit") {
+			t.Errorf("message %q does not say what to do", last.Message)
+		}
 	}
 }

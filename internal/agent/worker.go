@@ -908,11 +908,26 @@ const (
 	reasonBadSyscall = "BadSyscall"
 )
 
+// reasonOOMKilled is the reason of an exit by the out-of-memory killer
+// (runtime.Exit.OOMKilled), as Kubernetes names it.
+const reasonOOMKilled = "OOMKilled"
+
+// memoryLimit is the memory limit inst's container runs with.
+func memoryLimit(inst *v1.Instance) v1.Bytes {
+	if l := inst.Spec.Template.Resources.MemoryLimit(); l > 0 {
+		return l
+	}
+	return v1.Bytes(runtime.DefaultMemoryLimit)
+}
+
 // exitHint is what to add to an exit's message so that its reader knows
 // what to do; most exits need none.
 func exitHint(why string) string {
-	if why == reasonBadSyscall {
+	switch why {
+	case reasonBadSyscall:
 		return "; the seccomp filter refused a system call (SIGSYS): a 32-bit program needs securityContext.allow32Bit: true"
+	case reasonOOMKilled:
+		return "; it went past its memory limit: raise resources.memory (or resources.limits.memory), or make it use less"
 	}
 	return ""
 }
@@ -1075,6 +1090,10 @@ func (w *worker) watchRun(ctx context.Context, startedAt time.Time, startReady b
 				}
 			}
 			reason := exitReason(e.Code, killedBy)
+			if e.OOMKilled && killedBy == "" {
+				reason = reasonOOMKilled
+				w.event(ctx, v1.EventWarning, reasonOOMKilled, "the kernel killed the container's process: it went past its memory limit of %s", memoryLimit(inst))
+			}
 			fin := e.At.UTC()
 			code := e.Code
 			w.report(ctx, func(s *v1.InstanceStatus) {

@@ -12,11 +12,14 @@ import (
 	"syscall"
 	"time"
 
+	cgroup1 "github.com/containerd/cgroups/v3/cgroup1/stats"
+	cgroup2 "github.com/containerd/cgroups/v3/cgroup2/stats"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/logfile"
@@ -58,6 +61,10 @@ type Container struct {
 type Exit struct {
 	Code int
 	At   time.Time
+	// OOMKilled says that the process died of SIGKILL and the kernel's
+	// out-of-memory killer killed a process of the container's cgroup in
+	// this run: it went past its memory limit.
+	OOMKilled bool
 	// Err is set when the wait itself failed (containerd went away or ctx
 	// ended): the process may still be running, and the caller should
 	// Wait again once containerd is back.
@@ -321,9 +328,35 @@ func (d *Driver) Wait(ctx context.Context, id string) (<-chan Exit, error) {
 			out <- Exit{Err: fmt.Errorf("wait %s: %w", id, kindOf(err))}
 			return
 		}
-		out <- Exit{Code: int(code), At: at}
+		ex := Exit{Code: int(code), At: at}
+		if code == 128+uint32(syscall.SIGKILL) {
+			ex.OOMKilled = d.oomKilled(ctx, t)
+		}
+		out <- ex
 	}()
 	return out, nil
+}
+
+// oomKilled reports whether the out-of-memory killer has killed a process
+// in the cgroup of task t, whose process has exited (its cgroup stays
+// until the task is deleted). An error reading it is taken for no.
+func (d *Driver) oomKilled(ctx context.Context, t client.Task) bool {
+	m, err := t.Metrics(ctx)
+	if err != nil {
+		d.log.Debug("read the OOM kill count of an exited task", "id", t.ID(), "err", err)
+		return false
+	}
+	data, err := typeurl.UnmarshalAny(m.Data)
+	if err != nil {
+		return false
+	}
+	switch v := data.(type) {
+	case *cgroup1.Metrics:
+		return v.GetMemoryOomControl().GetOomKill() > 0
+	case *cgroup2.Metrics:
+		return v.GetMemoryEvents().GetOomKill() > 0
+	}
+	return false
 }
 
 // Stop sends SIGTERM to the container's main process, SIGKILL after grace

@@ -385,8 +385,8 @@ func TestWaitReportsAKill9OfTheMainProcess(t *testing.T) {
 	}
 	select {
 	case ex := <-ch:
-		if ex.Err != nil || ex.Code != 128+int(syscall.SIGKILL) {
-			t.Fatalf("exit = %+v, want code 137", ex)
+		if ex.Err != nil || ex.Code != 128+int(syscall.SIGKILL) || ex.OOMKilled {
+			t.Fatalf("exit = %+v, want code 137, not OOMKilled", ex)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("Wait did not report the kill")
@@ -608,6 +608,19 @@ func TestLimitsAreApplied(t *testing.T) {
 			"sh", "-c", `x=$(head -c 64000000 /dev/zero | tr '\0' a); echo survived ${#x}`)
 		if code == 0 && strings.Contains(out, "survived 64000000") {
 			t.Fatal("a 64MB string fit in a 16MB limit")
+		}
+	})
+	// The exit of a process the OOM killer ended says so: a SIGKILL
+	// alone (137) looks the same as a kill -9 or a grace period run out
+	// (review helper-162).
+	t.Run("an OOM kill of the main process is reported as such", func(t *testing.T) {
+		s := run(t, e, e.driver, func(s *ContainerSpec) {
+			s.Resources.MemoryLimitBytes = 16 << 20
+			s.Command = []string{"sh", "-c", "x=a; while true; do x=$x$x; done"}
+		})
+		ex := waitExit(t, e.driver, s.ID, 30*time.Second)
+		if ex.Code != 137 || !ex.OOMKilled {
+			t.Fatalf("exit = %+v, want code 137 and OOMKilled", ex)
 		}
 	})
 }
