@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
@@ -20,6 +21,10 @@ type ExecOptions struct {
 	Cmd   []string
 	TTY   bool
 	Stdin bool
+	// Width and Height are the terminal's size at the start (with TTY;
+	// zero: unknown), so that a program that reads it at once gets it
+	// right; later changes go as Resize frames.
+	Width, Height uint16
 }
 
 // Exec opens an exec session in an instance's container. The returned
@@ -33,6 +38,10 @@ func (c *Client) Exec(ctx context.Context, ns, instance string, opts ExecOptions
 	}
 	if opts.Stdin {
 		q.Set("stdin", "true")
+	}
+	if opts.TTY && opts.Width > 0 && opts.Height > 0 {
+		q.Set("width", strconv.Itoa(int(opts.Width)))
+		q.Set("height", strconv.Itoa(int(opts.Height)))
 	}
 	k, _ := v1.LookupKind("Instance")
 	p, err := ObjectPath(k, ns, instance)

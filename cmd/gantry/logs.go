@@ -536,7 +536,13 @@ func newExecCmd(g *globals) *cobra.Command {
 				return errors.New("-t needs a terminal on standard input; drop -t")
 			}
 			ctx := cmd.Context()
-			sc, closer, err := c.Exec(ctx, g.ns(), inst, client.ExecOptions{Cmd: args[1:], TTY: tty, Stdin: interactive})
+			opts := client.ExecOptions{Cmd: args[1:], TTY: tty, Stdin: interactive}
+			if tty {
+				if w, h, err := term.GetSize(int(in.Fd())); err == nil && w > 0 && h > 0 && w <= math.MaxUint16 && h <= math.MaxUint16 {
+					opts.Width, opts.Height = uint16(w), uint16(h)
+				}
+			}
+			sc, closer, err := c.Exec(ctx, g.ns(), inst, opts)
 			if err != nil {
 				return err
 			}

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -181,6 +183,9 @@ func (a *Agent) serveExec(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	opts := runtime.ExecOptions{Cmd: cmd, Tty: tty, Stdout: sc.Writer(stream.Stdout), Stderr: sc.Writer(stream.Stderr), Resize: resize}
+	if tty {
+		opts.Size = initialSize(q)
+	}
 	if withStdin {
 		opts.Stdin = stdinR
 	}
@@ -193,4 +198,15 @@ func (a *Agent) serveExec(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sc.Write(stream.Exit, stream.ExitPayload(code))
+}
+
+// initialSize is the terminal size an exec's request gives (width and
+// height, in characters), or nil when it gives none that makes sense.
+func initialSize(q url.Values) *runtime.Size {
+	w, errW := strconv.ParseUint(q.Get("width"), 10, 16)
+	h, errH := strconv.ParseUint(q.Get("height"), 10, 16)
+	if errW != nil || errH != nil || w == 0 || h == 0 {
+		return nil
+	}
+	return &runtime.Size{Width: uint16(w), Height: uint16(h)}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 )
@@ -33,6 +34,9 @@ type ExecOptions struct {
 	Stdin  io.Reader // nil: no input
 	Stdout io.Writer // nil: discarded
 	Stderr io.Writer // nil: discarded
+	// Size is the terminal's size at the start (with Tty; nil: none
+	// given); Resize carries its changes.
+	Size   *Size
 	Resize <-chan Size
 }
 
@@ -73,6 +77,16 @@ func (d *Driver) Exec(ctx context.Context, id string, opts ExecOptions) (int, er
 		pspec.Cwd = opts.WorkingDir
 	}
 	pspec.ConsoleSize = nil
+	if opts.Tty {
+		if opts.Size != nil {
+			pspec.ConsoleSize = &specs.Box{Width: uint(opts.Size.Width), Height: uint(opts.Size.Height)}
+		}
+		// As docker exec -t: programs that draw on the terminal need
+		// to know its kind.
+		if !hasEnv(pspec.Env, "TERM") {
+			pspec.Env = append(pspec.Env, "TERM=xterm")
+		}
+	}
 
 	stdout, stderr := opts.Stdout, opts.Stderr
 	if stdout == nil {
@@ -228,4 +242,14 @@ func ctxEnded(ctx context.Context) error {
 		return context.DeadlineExceeded
 	}
 	return nil
+}
+
+// hasEnv reports whether env (KEY=VALUE entries) sets key.
+func hasEnv(env []string, key string) bool {
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); k == key {
+			return true
+		}
+	}
+	return false
 }

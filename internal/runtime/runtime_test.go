@@ -774,6 +774,22 @@ func TestExec(t *testing.T) {
 			t.Fatalf("code %d err %v output %q", code, err, got)
 		}
 	})
+	// A program that reads the size at once (top, vi, a shell laying out
+	// its prompt) got 0x0: the size came only with the first resize,
+	// after the start; and TERM was not set (review helper-162).
+	t.Run("with a terminal, the size given is there from the start, and TERM is set", func(t *testing.T) {
+		var out syncBuffer
+		code, err := d.Exec(ctxT(t, 30*time.Second), s.ID, ExecOptions{
+			Cmd:    []string{"sh", "-c", `busybox stty size; echo "term=$TERM"`},
+			Tty:    true,
+			Stdout: &out,
+			Size:   &Size{Width: 132, Height: 43},
+		})
+		got := strings.ReplaceAll(out.String(), "\r", "")
+		if err != nil || code != 0 || !strings.Contains(got, "43 132") || !strings.Contains(got, "term=xterm") {
+			t.Fatalf("code %d err %v output %q; want size 43 132 and TERM=xterm at once", code, err, got)
+		}
+	})
 	t.Run("exec is held to the container's security settings", func(t *testing.T) {
 		var out bytes.Buffer
 		if _, err := d.Exec(ctxT(t, 30*time.Second), s.ID, ExecOptions{Cmd: []string{"grep", "-E", "NoNewPrivs|Seccomp:", "/proc/self/status"}, Stdout: &out}); err != nil {
