@@ -496,6 +496,9 @@ const (
 	AppRolledBack  = "RolledBack"
 	AppPaused      = "Paused"
 	AppFailed      = "Failed"
+	// AppCompleted: an App whose restart policy is not always has every
+	// instance of its current revision run to completion (Succeeded).
+	AppCompleted = "Completed"
 )
 
 // DesiredReplicas returns the replica count the App asks for.

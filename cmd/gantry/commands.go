@@ -868,7 +868,8 @@ applied. A paused rollout is waited for until it is resumed, or until --timeout.
 					}
 					st := a.Status
 					desired := a.DesiredReplicas()
-					done := st.Phase == v1.AppRunning && st.UpdatedReplicas >= desired && st.ReadyReplicas >= desired && st.Replicas == desired
+					done := st.Phase == v1.AppRunning && st.UpdatedReplicas >= desired && st.ReadyReplicas >= desired && st.Replicas == desired ||
+						st.Phase == v1.AppCompleted && st.StableRevision == st.Revision
 					// Scaled to 0 before the revision ever ran: it did
 					// not roll out, and never will at 0.
 					zeroed := done && desired == 0 && st.StableRevision > 0 && st.StableRevision != st.Revision
@@ -893,6 +894,9 @@ applied. A paused rollout is waited for until it is resumed, or until --timeout.
 						// After the failures: a rollout that failed is
 						// not waiting for a resume.
 						line = fmt.Sprintf("app/%s rollout is paused at revision %d (gantry rollout resume app/%s)", name, st.Revision, name)
+					case done && st.Phase == v1.AppCompleted:
+						fmt.Fprintf(w, "app/%s successfully rolled out and ran to completion (revision %d, %d/%d succeeded)\n", name, st.Revision, desired, desired)
+						return nil
 					case done:
 						fmt.Fprintf(w, "app/%s successfully rolled out (revision %d, %d/%d ready)\n", name, st.Revision, st.ReadyReplicas, desired)
 						return nil

@@ -203,7 +203,9 @@ func checkInstances(r *v1.AlertRule, s *snapshot) finding {
 func checkApps(r *v1.AlertRule, s *snapshot) finding {
 	ready := map[string]int{}
 	for _, i := range s.ruleInstances(r) {
-		if i.Status.Ready {
+		// An instance of an App whose work ends (restart policy never
+		// or on-failure) that has done it is not missing.
+		if i.Status.Ready || i.Status.Phase == v1.PhaseSucceeded {
 			ready[i.Spec.App]++
 		}
 	}

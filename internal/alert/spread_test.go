@@ -58,3 +58,19 @@ func TestAnAlertThatSpreadsSaysSoAndResolvesEverySubject(t *testing.T) {
 		t.Errorf("status after the resolve = %+v, want inactive without fired subjects", st)
 	}
 }
+
+// An App whose work ends (restart policy on-failure) and whose instance
+// has done it is Completed, not missing an instance: a not-ready rule
+// fired for every finished batch App (review helper-162).
+func TestASucceededInstanceIsNotMissing(t *testing.T) {
+	f := newFixture(t, nil)
+	job := appObj("job", 1)
+	job.Spec.Template.RestartPolicy = v1.RestartOnFailure
+	f.create(t, job)
+	f.create(t, inst("job-a", "job", func(i *v1.Instance) { i.Status.Phase = v1.PhaseSucceeded }))
+	f.create(t, rule("ready", v1.AlertNotReady, 0))
+	f.evaluate(t)
+	if st := f.rule(t, "ready").Status; st.State != v1.AlertInactive {
+		t.Errorf("not-ready rule = %s (%s), want inactive: the App ran to completion", st.State, st.Message)
+	}
+}

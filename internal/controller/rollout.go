@@ -802,7 +802,7 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 		// Kubernetes, so it starts again from now.
 		st.Progressed = &now
 	}
-	if desired > 0 && rolling && a.Status.Phase == v1.AppRunning {
+	if desired > 0 && rolling && (a.Status.Phase == v1.AppRunning || a.Status.Phase == v1.AppCompleted) {
 		// Scaled up from zero in the middle of a rollout (the case
 		// below): the deadline's clock starts now.
 		st.Progressed = &now
@@ -820,8 +820,19 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 	// back" to, and sat RolledBack on a template that never ran).
 	complete := len(old) == 0 && len(cur) == desired && newAvailable == desired && (desired > 0 || !rolling || st.StableRevision == 0 && everReady)
 	idle := desired == 0 && len(old) == 0 && len(cur) == 0 && rolling
+	// An App of work that ends (restart policy never or on-failure)
+	// whose instances have all done it: finished, not broken. Its
+	// instances are never ready again, which would otherwise read as a
+	// stall, and a rollout's as no progress, to be rolled back.
+	completed := a.Spec.Template.RestartPolicy != v1.RestartAlways && desired > 0 && len(old) == 0 &&
+		len(cur) == desired && countPhase(cur, v1.PhaseSucceeded) == desired
+	complete = complete || completed
 	var requeue time.Duration
 	switch {
+	case completed:
+		st.Phase, st.StableRevision = v1.AppCompleted, st.Revision
+		st.Message = fmt.Sprintf("all %d instances of revision %d ran to completion", desired, st.Revision)
+		st.Stalled = false
 	case idle && st.StableRevision > 0:
 		// Scaled to zero mid-rollout (often to stop a bad one): done,
 		// as far as waiting goes, but revision StableRevision stays
@@ -862,7 +873,7 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 		// The rollout finished earlier. Either the App was scaled (or
 		// an instance replaced) and new instances are on their way, or
 		// something broke: an instance says what.
-		if a.Status.Phase == v1.AppRunning || st.Progressed == nil || rescaled {
+		if a.Status.Phase == v1.AppRunning || a.Status.Phase == v1.AppCompleted || st.Progressed == nil || rescaled {
 			// It was whole until now, or has a new count to reach:
 			// the deadline's clock starts, and every instance that
 			// gets ready from here on is progress.
@@ -926,7 +937,11 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 	}
 	r.Apps.Observe(out)
 	if wrote && complete && rolling {
-		r.rec.Eventf(ctx, out, v1.EventNormal, "RolloutComplete", "revision %d is running with %d/%d instances ready", st.Revision, newReady, desired)
+		if completed {
+			r.rec.Eventf(ctx, out, v1.EventNormal, "RolloutComplete", "revision %d ran to completion on %d/%d instances", st.Revision, desired, desired)
+		} else {
+			r.rec.Eventf(ctx, out, v1.EventNormal, "RolloutComplete", "revision %d is running with %d/%d instances ready", st.Revision, newReady, desired)
+		}
 		r.observe(a, "completed", now)
 	}
 	return requeue, nil
@@ -961,6 +976,17 @@ func waitingMinReady(a *v1.App, ready, available int) string {
 		return ""
 	}
 	return fmt.Sprintf(" (%d of them not yet for minReady %s)", ready-available, a.Spec.Strategy.MinReady)
+}
+
+// countPhase counts the instances in phase.
+func countPhase(l []*v1.Instance, phase string) int {
+	n := 0
+	for _, i := range l {
+		if i.Status.Phase == phase {
+			n++
+		}
+	}
+	return n
 }
 
 // blame explains why new instances are not ready, from their status.

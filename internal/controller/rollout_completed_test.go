@@ -1,0 +1,74 @@
+package controller
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/store"
+	"github.com/gantry-dev/gantry/internal/store/storetest"
+)
+
+// finishingNode runs every instance placed on it to completion at once
+// (exit 0), as a node does a batch program's.
+func finishingNode(ctx context.Context, s *store.Store) {
+	k := store.KindFor[*v1.Instance]()
+	go func() {
+		for ev := range s.Watch(ctx, k, store.WatchOptions{}) {
+			if ev.Type == store.Error || ev.Object == nil || ev.Type == store.Deleted {
+				continue
+			}
+			i := ev.Object.(*v1.Instance)
+			if i.Metadata.Deleting != nil {
+				s.Delete(ctx, k, i.Metadata.Namespace, i.Metadata.Name, 0)
+				continue
+			}
+			if i.Status.Phase == v1.PhaseSucceeded {
+				continue
+			}
+			store.Mutate(ctx, s, i.Metadata.Namespace, i.Metadata.Name, func(x *v1.Instance) error {
+				if x.Status.Phase == v1.PhaseSucceeded {
+					return store.ErrUnchanged
+				}
+				code, now := 0, time.Now().UTC()
+				x.Spec.Node = "n1"
+				x.Status = v1.InstanceStatus{Phase: v1.PhaseSucceeded, Reason: "Completed", Message: "exited with code 0; restart policy on-failure", ExitCode: &code, FinishedAt: &now}
+				return nil
+			})
+		}
+	}()
+}
+
+// An App whose restart policy is not always and whose instances all ran
+// to completion showed Degraded and, after its progress deadline,
+// stalled; a rollout of a new revision that ran to completion too was
+// rolled back for making no progress (review helper-162). Such an App is
+// Completed now.
+func TestAnAppWhoseInstancesAllSucceededIsCompleted(t *testing.T) {
+	s := storetest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	finishingNode(ctx, s)
+	rec := &eventLog{}
+	startRollout(t, s, rec)
+	saveApp(t, s, decodeApp(t, "kind: App\nname: job\nimage: job:v1\nreplicas: 2\nrestartPolicy: on-failure\nstrategy: {progressDeadline: 1s}"))
+	waitApp(t, s, "job", "revision 1 completed", func(a *v1.App, l []*v1.Instance) bool {
+		return a.Status.Phase == v1.AppCompleted && a.Status.StableRevision == 1
+	})
+	saveApp(t, s, decodeApp(t, "kind: App\nname: job\nimage: job:v2\nreplicas: 2\nrestartPolicy: on-failure\nstrategy: {progressDeadline: 1s}"))
+	waitApp(t, s, "job", "revision 2 completed", func(a *v1.App, l []*v1.Instance) bool {
+		return a.Status.Phase == v1.AppCompleted && a.Status.StableRevision == 2
+	})
+	time.Sleep(1500 * time.Millisecond) // past the progress deadline
+	a, err := store.Get[*v1.App](ctx, s, "default", "job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Status.Phase != v1.AppCompleted || a.Status.Stalled || a.Status.RolledBack != nil || a.Status.Revision != 2 {
+		t.Errorf("after the deadline: phase %s stalled %v rolledBack %+v revision %d; want Completed at revision 2", a.Status.Phase, a.Status.Stalled, a.Status.RolledBack, a.Status.Revision)
+	}
+	if rec.has("ProgressDeadlineExceeded") || rec.has("RolledBack") {
+		t.Errorf("events: %v", rec.events)
+	}
+}
