@@ -332,8 +332,15 @@ func (b *builder) instruction(ctx context.Context, st *stageState, idx int, in I
 		if st.cfg.ExposedPorts == nil {
 			st.cfg.ExposedPorts = map[string]struct{}{}
 		}
-		var ports []string
+		// A variable holding several ports (ARG PORTS="80 443", EXPOSE
+		// $PORTS) exposes each, as under BuildKit, which splits the
+		// expansion of an EXPOSE word on white space.
+		var split []string
 		for _, w := range words {
+			split = append(split, strings.Fields(w)...)
+		}
+		var ports []string
+		for _, w := range split {
 			ps, err := parsePorts(w)
 			if err != nil {
 				return err
