@@ -449,12 +449,30 @@ func checkWatchOutput(output string) error {
 // when it is given) and then their changes, until ctx ends.
 func watchObjects(ctx context.Context, w io.Writer, c *client.Client, k *v1.KindInfo, ns, name, selector, output string, all bool) error {
 	headers := true
+	table := output != "json" && output != "yaml" && output != "name"
+	// The objects there at the start (the watch's first ADDED events, up
+	// to its first BOOKMARK) print as one table, as get prints them (in
+	// time order for events, aligned), then each change as it comes.
+	var initial []v1.Object
+	listing := table
+	flush := func() {
+		if listing && len(initial) > 0 {
+			printTable(w, k.Kind, initial, output == "wide", all && k.Namespaced, headers)
+			headers = false
+		}
+		listing, initial = false, nil
+	}
 	for ev := range c.Watch(ctx, k.Kind, ns, client.WatchOptions{Selector: selector}) {
 		switch ev.Type {
 		case "ERROR":
+			flush()
 			return ev.Err
 		case "BOOKMARK":
+			flush()
 			continue
+		}
+		if ev.Type != "ADDED" {
+			flush()
 		}
 		if name != "" && ev.Object.GetMeta().Name != name {
 			continue
@@ -476,10 +494,15 @@ func watchObjects(ctx context.Context, w io.Writer, c *client.Client, k *v1.Kind
 		case "name":
 			fmt.Fprintf(w, "%s/%s\n", strings.ToLower(k.Kind), ev.Object.GetMeta().Name)
 		default:
+			if listing {
+				initial = append(initial, ev.Object)
+				continue
+			}
 			printTable(w, k.Kind, []v1.Object{ev.Object}, output == "wide", all && k.Namespaced, headers)
 			headers = false
 		}
 	}
+	flush()
 	return ctx.Err()
 }
 

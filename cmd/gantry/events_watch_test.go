@@ -33,3 +33,44 @@ func TestEventsWatchDoesNotReprintExpiredEvents(t *testing.T) {
 		t.Fatalf("the event was printed %d times; want once:\n%s", n, out)
 	}
 }
+
+// `gantry events -w` printed the events there at the start in the
+// watch's order (by object name), each row formatted on its own; they
+// print as one table in time order now, as `gantry events` prints them
+// (review helper-160).
+func TestEventsWatchStartsWithTheEventsInTimeOrder(t *testing.T) {
+	rs := startRolloutServer(t)
+	ctx := context.Background()
+	now := time.Now()
+	for _, e := range []struct {
+		name, msg string
+		age       time.Duration
+	}{
+		{"aaa.1", "third", time.Minute},
+		{"mmm.1", "first", 3 * time.Minute},
+		{"zzz.1", "second", 2 * time.Minute},
+	} {
+		ev := &v1.Event{TypeMeta: v1.TypeMeta{Kind: "Event"}, Metadata: v1.ObjectMeta{Name: e.name, Namespace: "default"},
+			Type: v1.EventNormal, Reason: "Test", Message: e.msg, Object: v1.ObjectRef{Kind: "App", Name: "hello"}, Time: now.Add(-e.age)}
+		if err := rs.st.Create(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, _, _ := rs.run(t, 2*time.Second, "events", "-w")
+	a, b, c := strings.Index(out, "first"), strings.Index(out, "second"), strings.Index(out, "third")
+	if a < 0 || b < a || c < b {
+		t.Errorf("events -w printed them out of time order:\n%s", out)
+	}
+	// One table: every row's message starts in the same column.
+	col := -1
+	for _, line := range strings.Split(out, "\n") {
+		for _, m := range []string{"first", "second", "third"} {
+			if i := strings.Index(line, m); i >= 0 {
+				if col >= 0 && i != col {
+					t.Errorf("rows not aligned:\n%s", out)
+				}
+				col = i
+			}
+		}
+	}
+}
