@@ -126,8 +126,8 @@ func TestObservabilityPrometheus(t *testing.T) {
 		if !regexp.MustCompile(`gantry_api_requests_total\{[^}]*code="2\d\d"[^}]*route="[^"]+"`).MatchString(server) {
 			t.Errorf("gantry_api_requests_total has no code and route labels:\n%s", grepLines(server, "gantry_api_requests_total{", 5))
 		}
-		if !regexp.MustCompile(`gantry_ingress_requests_total\{[^}]*app="web"[^}]*code="2xx"[^}]*namespace="default"`).MatchString(server) {
-			t.Errorf("gantry_ingress_requests_total has no series of app web with code 2xx:\n%s", grepLines(server, "gantry_ingress_requests_total{", 5))
+		if !regexp.MustCompile(`gantry_ingress_requests_total\{[^}]*app="web"[^}]*code_class="2xx"[^}]*namespace="default"`).MatchString(server) {
+			t.Errorf("gantry_ingress_requests_total has no series of app web with code_class 2xx:\n%s", grepLines(server, "gantry_ingress_requests_total{", 5))
 		}
 	})
 

@@ -24,8 +24,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gantry_ingress_requests_total",
-			Help: "HTTP requests proxied to an app, by status class (2xx, 5xx, ...).",
-		}, []string{"namespace", "app", "code"}),
+			Help: "HTTP requests proxied to an app, by status class (code_class 2xx, 5xx, ...; \"other\" for a status outside 100-599).",
+		}, []string{"namespace", "app", "code_class"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "gantry_ingress_request_duration_seconds",
 			Help:    "Time from receiving a request to the end of its response, through the ingress.",
