@@ -264,9 +264,15 @@ func (w *worker) run(ctx context.Context) {
 	// A container that exited for good (its restart policy will not run
 	// it again) is not set up again: its network was released when it
 	// finished, and its host ports may be another instance's by now.
-	if !(adopted && w.finishedForGood(c)) && !w.prepare(ctx, adopted) {
-		w.terminate(ctx)
-		return
+	if !(adopted && w.finishedForGood(c)) {
+		switch w.prepare(ctx, adopted) {
+		case prepRemoved:
+			w.terminate(ctx)
+			return
+		case prepFailed:
+			w.idleUntilRemoved(ctx)
+			return
+		}
 	}
 	if !adopted {
 		c = runtime.Container{}
@@ -336,21 +342,30 @@ func (w *worker) found(c runtime.Container, err error) (adopt, stale bool) {
 	return true, false
 }
 
+// What prepare came to.
+const (
+	prepReady   = iota // the container is there, ready to start
+	prepRemoved        // the instance is being removed (or the agent stops)
+	prepFailed         // it can never run: the instance has failed
+)
+
 // prepare pulls the image, attaches the network and creates the
 // container, retrying with back-off until it works or the instance goes
-// away. It returns false if the instance is being removed.
-func (w *worker) prepare(ctx context.Context, adopted bool) bool {
+// away. A command that cannot be run at all (no such file, not
+// executable) fails an instance whose restart policy is never at once,
+// as Kubernetes fails its pod with StartError; the others retry.
+func (w *worker) prepare(ctx context.Context, adopted bool) int {
 	backoff := time.Second
 	for attempt := 0; ; attempt++ {
 		if _, removing, _ := w.state(); removing || ctx.Err() != nil {
-			return false
+			return prepRemoved
 		}
 		err := w.setup(ctx, adopted)
 		if err == nil {
-			return true
+			return prepReady
 		}
 		if ctx.Err() != nil {
-			return false
+			return prepRemoved
 		}
 		reason := "CreateFailed"
 		var pe *pullError
@@ -358,6 +373,10 @@ func (w *worker) prepare(ctx context.Context, adopted bool) bool {
 			reason = "ErrImagePull"
 		}
 		msg := w.redact(err.Error())
+		if inst, _, _ := w.state(); runtime.CommandNotRunnable(err) && inst.Spec.Template.RestartPolicy == v1.RestartNever {
+			w.failStart(ctx, msg)
+			return prepFailed
+		}
 		w.report(ctx, func(s *v1.InstanceStatus) {
 			s.Phase, s.Reason, s.Message, s.Ready = v1.PhasePending, reason, fmt.Sprintf("%s (retrying in %s)", msg, backoff), false
 		})
@@ -374,6 +393,27 @@ func (w *worker) prepare(ctx context.Context, adopted bool) bool {
 		}
 	}
 }
+
+// failStart reports an instance whose command could not be started, and
+// will not be tried again, as Failed (reason StartError, exit code 128,
+// as Kubernetes reports it), with its address given back.
+func (w *worker) failStart(ctx context.Context, msg string) {
+	released := w.releaseNetwork(ctx)
+	code, fin := 128, time.Now().UTC()
+	w.report(ctx, func(s *v1.InstanceStatus) {
+		s.Phase, s.Ready, s.Reason = v1.PhaseFailed, false, reasonStartError
+		s.Message = fmt.Sprintf("the command could not be started: %s; restart policy never", msg)
+		s.ExitCode, s.FinishedAt = &code, &fin
+		if released {
+			s.IP = ""
+		}
+	})
+	w.event(ctx, v1.EventWarning, reasonStartError, "the command could not be started: %s", msg)
+}
+
+// reasonStartError is the reason of an instance whose command could not
+// be started at all.
+const reasonStartError = "StartError"
 
 // redact takes the secret values of the container's environment out of
 // a runtime's message, which goes into the instance's status and events

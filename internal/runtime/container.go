@@ -421,6 +421,26 @@ func (d *Driver) stop(ctx context.Context, c client.Container, grace time.Durati
 	return nil
 }
 
+// CommandNotRunnable reports whether err says that the container's command
+// cannot be run at all: runc found no such file, or one it may not or
+// cannot execute. Another try fails the same way; Kubernetes calls it a
+// StartError, Docker exits 127 or 126.
+func CommandNotRunnable(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "exec: ") {
+		return false
+	}
+	for _, cause := range []string{"no such file or directory", "permission denied", "exec format error", "executable file not found", "is a directory", "not a directory"} {
+		if strings.Contains(msg, cause) {
+			return true
+		}
+	}
+	return false
+}
+
 // taskDeleteTimeout bounds the delete of a stopped task, which goes on
 // after its caller's context has ended.
 const taskDeleteTimeout = 30 * time.Second

@@ -989,6 +989,21 @@ func TestErrorsNameTheirKind(t *testing.T) {
 			t.Errorf("Remove of nothing: %v", err)
 		}
 	})
+	t.Run("a command that cannot be run is told from other failures", func(t *testing.T) {
+		for _, cmd := range []string{"/nonexistent", "/etc/passwd", "/etc"} {
+			s := create(t, e, d, func(s *ContainerSpec) { s.Command = []string{cmd} })
+			err := d.CreateTask(ctx, s.ID)
+			if err == nil {
+				_, err = d.Start(ctx, s.ID)
+			}
+			if !CommandNotRunnable(err) {
+				t.Errorf("command %s: %v; want an error CommandNotRunnable knows", cmd, err)
+			}
+		}
+		if CommandNotRunnable(errors.New("connection refused")) || CommandNotRunnable(nil) {
+			t.Error("CommandNotRunnable took another error for one")
+		}
+	})
 	t.Run("creating an existing container is a conflict of names", func(t *testing.T) {
 		s := run(t, e, d, func(s *ContainerSpec) { s.Command = []string{"sleep", "600"} })
 		if err := d.Create(ctx, s); !errors.Is(err, v1.ErrAlreadyExists) {
