@@ -621,7 +621,11 @@ type setupTimes struct {
 func (w *worker) createContainer(ctx context.Context, inst *v1.Instance, took *setupTimes, netnsMade func() error) error {
 	start := time.Now()
 	if _, err := w.a.rt.EnsureImage(ctx, inst.Spec.Image); err != nil {
-		return &pullError{fmt.Errorf("pull %s: %w", inst.Spec.Image, err)}
+		if !strings.HasPrefix(err.Error(), "pull ") {
+			// Not said by the runtime already.
+			err = fmt.Errorf("pull %s: %w", inst.Spec.Image, err)
+		}
+		return &pullError{err}
 	}
 	took.image = time.Since(start)
 	if took.image > 500*time.Millisecond {
