@@ -818,13 +818,17 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 	// one as the revision rollbacks go back to nor, for a first rollout,
 	// become it (a failed first rollout scaled to 0 was later "rolled
 	// back" to, and sat RolledBack on a template that never ran).
-	complete := len(old) == 0 && len(cur) == desired && newAvailable == desired && (desired > 0 || !rolling || st.StableRevision == 0 && everReady)
+	// A Failed rollout stays Failed until a fix is applied (a new
+	// revision): instances of a revision that crashes at once can all
+	// look ready for a moment, which is no proof that it works.
+	failed := st.Phase == v1.AppFailed
+	complete := !failed && len(old) == 0 && len(cur) == desired && newAvailable == desired && (desired > 0 || !rolling || st.StableRevision == 0 && everReady)
 	idle := desired == 0 && len(old) == 0 && len(cur) == 0 && rolling
 	// An App of work that ends (restart policy never or on-failure)
 	// whose instances have all done it: finished, not broken. Its
 	// instances are never ready again, which would otherwise read as a
 	// stall, and a rollout's as no progress, to be rolled back.
-	completed := a.Spec.Template.RestartPolicy != v1.RestartAlways && desired > 0 && len(old) == 0 &&
+	completed := !failed && a.Spec.Template.RestartPolicy != v1.RestartAlways && desired > 0 && len(old) == 0 &&
 		len(cur) == desired && countPhase(cur, v1.PhaseSucceeded) == desired
 	complete = complete || completed
 	var requeue time.Duration

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,5 +71,52 @@ func TestAnAppWhoseInstancesAllSucceededIsCompleted(t *testing.T) {
 	}
 	if rec.has("ProgressDeadlineExceeded") || rec.has("RolledBack") {
 		t.Errorf("events: %v", rec.events)
+	}
+}
+
+// A first rollout that failed its deadline was declared complete, with a
+// RolloutComplete event and its revision made the stable one, when its
+// crash-looping instances happened to be ready at the same moment
+// (review helper-164). The guide: Failed "until a fix is applied".
+func TestAFailedFirstRolloutStaysFailed(t *testing.T) {
+	s := storetest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	healthy := false
+	fakeNode(ctx, t, s, func(*v1.Instance) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return !healthy
+	})
+	rec := &eventLog{}
+	startRollout(t, s, rec)
+	saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:crash\nreplicas: 2\nstrategy: {progressDeadline: 1s}"))
+	waitApp(t, s, "web", "the first rollout failed", func(a *v1.App, l []*v1.Instance) bool {
+		return a.Status.Phase == v1.AppFailed
+	})
+	// Both instances look ready for a moment.
+	mu.Lock()
+	healthy = true
+	mu.Unlock()
+	l, _, err := store.List[*v1.Instance](ctx, s, store.ListOptions{Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range l {
+		if _, err := store.Mutate(ctx, s, "default", i.Metadata.Name, func(x *v1.Instance) error {
+			x.Status.Ready, x.Status.Reason, x.Status.Message = true, "", ""
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second)
+	a, err := store.Get[*v1.App](ctx, s, "default", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Status.Phase != v1.AppFailed || a.Status.StableRevision != 0 || rec.has("RolloutComplete") {
+		t.Errorf("phase %s, stable revision %d, events %v; want it Failed with no stable revision until a fix is applied", a.Status.Phase, a.Status.StableRevision, rec.events)
 	}
 }
