@@ -300,7 +300,7 @@ func (p *Proxy) roundTripFast(st *reqState, pc *pconn, r *http.Request) (*http.R
 	if t := p.cfg.ResponseHeaderTimeout; t > 0 {
 		pc.conn.SetReadDeadline(time.Now().Add(t))
 	}
-	pc.head = appendRequest(pc.head[:0], r, st.ep.addr, r.TLS != nil || st.fwdHTTPS)
+	pc.head = appendRequest(pc.head[:0], r, st.ep.addr, st.port, r.TLS != nil || st.fwdHTTPS)
 	err := pc.send(pc.head)
 	if cap(pc.head) > maxKeptHead {
 		pc.head = nil
@@ -399,15 +399,16 @@ var requestHopHeaders = map[string]bool{
 	"Host":       true,
 	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
 	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
-	// Set by the proxy itself:
+	// Set (or removed) by the proxy itself: forwardedFields.
 	"Forwarded": true, "X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true,
+	"X-Real-Ip": true, "X-Forwarded-Port": true, "X-Forwarded-Prefix": true,
 	"Content-Length": true,
 }
 
 // appendRequest serialises r as an HTTP/1.1 request head without a body,
 // saying X-Forwarded-Proto https if https. Header names and values were
 // validated by the server that parsed r.
-func appendRequest(b []byte, r *http.Request, addr string, https bool) []byte {
+func appendRequest(b []byte, r *http.Request, addr, port string, https bool) []byte {
 	b = append(b, r.Method...)
 	b = append(b, ' ')
 	b = append(b, r.URL.RequestURI()...)
@@ -439,6 +440,13 @@ func appendRequest(b []byte, r *http.Request, addr string, https bool) []byte {
 			b = append(b, ", "...)
 		}
 		b = append(b, ip...)
+		b = append(b, "\r\nX-Real-Ip: "...)
+		b = append(b, ip...)
+		b = append(b, "\r\n"...)
+	}
+	if port != "" {
+		b = append(b, "X-Forwarded-Port: "...)
+		b = append(b, port...)
 		b = append(b, "\r\n"...)
 	}
 	b = append(b, "X-Forwarded-Host: "...)

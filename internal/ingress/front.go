@@ -558,12 +558,26 @@ type frontWriter struct {
 	// another request on a connection about to close.
 	closing *atomic.Bool
 
+	// port is c's local port, once asked for (localPort).
+	port string
+
 	status     int
 	wroteHead  bool
 	noBody     bool
 	chunked    bool
 	closeAfter bool
 	err        error
+}
+
+// localPort is the port of the load balancer's address that fw's
+// connection came in on.
+func (fw *frontWriter) localPort() string {
+	if fw.port == "" {
+		if _, port, err := net.SplitHostPort(fw.c.LocalAddr().String()); err == nil {
+			fw.port = port
+		}
+	}
+	return fw.port
 }
 
 // reset prepares fw, which lives as long as its connection, for req.

@@ -130,6 +130,9 @@ type reqState struct {
 	// route was served over plain HTTP on its word; the instance is told
 	// so too, or an App that insists on HTTPS itself redirects in a loop.
 	fwdHTTPS bool
+	// port is the port the client connected to, for X-Forwarded-Port
+	// ("" when not known).
+	port string
 	// body guards the request body, when it has one (see bodyGuard).
 	body *bodyGuard
 }
@@ -161,6 +164,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// a body to pass for.
 		st.rec.closeAfter = true
 	}
+	st.port = localPort(w, r)
 	host := canonicalHost(r.Host)
 	defer func() {
 		if st.body != nil {
@@ -462,6 +466,17 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	if st.fwdHTTPS {
 		pr.Out.Header.Set("X-Forwarded-Proto", "https")
 	}
+	// The rest of what apps behind a proxy trust it for (see
+	// forwardedFields): set here, whatever the client sent.
+	pr.Out.Header.Del("X-Real-Ip")
+	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+		pr.Out.Header.Set("X-Real-Ip", ip)
+	}
+	pr.Out.Header.Del("X-Forwarded-Port")
+	if st.port != "" {
+		pr.Out.Header.Set("X-Forwarded-Port", st.port)
+	}
+	pr.Out.Header.Del("X-Forwarded-Prefix")
 	if pr.Out.Body != nil {
 		// The transport closes a request body when a connect fails, and
 		// ReverseProxy's wrapper refuses reads after that; keep the body
@@ -486,12 +501,34 @@ func forwardingLookalike(k string) bool {
 		return false
 	}
 	k = strings.ReplaceAll(k, "_", "-")
-	for _, f := range [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"} {
+	for _, f := range forwardedFields {
 		if strings.EqualFold(k, f) {
 			return true
 		}
 	}
 	return false
+}
+
+// forwardedFields are the request fields the load balancer owns: it sets
+// them (X-Forwarded-For appended to), or removes them (Forwarded,
+// X-Forwarded-Prefix: it strips no prefix), whatever the client sent, as
+// apps behind a proxy take them from it: the client's address, the host,
+// scheme and port it asked for.
+var forwardedFields = [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded",
+	"X-Real-Ip", "X-Forwarded-Port", "X-Forwarded-Prefix"}
+
+// localPort is the port of the load balancer's address the request came
+// in on, or "" if not known.
+func localPort(w http.ResponseWriter, r *http.Request) string {
+	if fw, ok := w.(*frontWriter); ok {
+		return fw.localPort()
+	}
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if _, port, err := net.SplitHostPort(a.String()); err == nil {
+			return port
+		}
+	}
+	return ""
 }
 
 // upstream is the ReverseProxy transport: it sends to the endpoint chosen

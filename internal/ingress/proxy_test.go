@@ -17,6 +17,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -95,33 +96,56 @@ func TestErrorResponses(t *testing.T) {
 	}
 }
 
+// The fields apps behind a proxy trust it for are the proxy's, whatever
+// the client sent: X-Real-IP, X-Forwarded-Port and X-Forwarded-Prefix
+// passed through as the client set them, so a client could pose as
+// another address or change the links an app builds (review helper-164).
 func TestForwardedHeaders(t *testing.T) {
 	port, ins := startInstances(t, "fw", 1, nil)
 	h := startProxy(t, Config{}, httpService("default", "fw", port, ins...))
-	req, _ := http.NewRequest(http.MethodGet, h.url+"/p?q=1", nil)
-	req.Host = "fw.default.localhost"
-	req.Header.Set("X-Forwarded-For", "203.0.113.7")
-	req.Header.Set("X-Forwarded-Host", "spoofed.example.com")
-	req.Header.Set("Connection", "keep-alive, X-Hop")
-	req.Header.Set("X-Hop", "must not pass")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	e := decodeEcho(t, b)
-	hd := http.Header(e.Header)
-	for _, c := range []struct{ name, got, want string }{
-		{"Host", e.Host, "fw.default.localhost"},
-		{"X-Forwarded-For", hd.Get("X-Forwarded-For"), "203.0.113.7, 127.0.0.1"},
-		{"X-Forwarded-Host", hd.Get("X-Forwarded-Host"), "fw.default.localhost"},
-		{"X-Forwarded-Proto", hd.Get("X-Forwarded-Proto"), "http"},
-		{"X-Hop", hd.Get("X-Hop"), ""},
-	} {
-		if c.got != c.want {
-			t.Errorf("%s = %q, want %q", c.name, c.got, c.want)
-		}
+	u, _ := url.Parse(h.url)
+	for _, path := range []struct {
+		name string
+		pad  int // a head over 8 KiB is read by net/http, not the front
+	}{{"front", 0}, {"net/http", 9000}} {
+		t.Run(path.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, h.url+"/p?q=1", nil)
+			req.Host = "fw.default.localhost"
+			req.Header.Set("X-Forwarded-For", "203.0.113.7")
+			req.Header.Set("X-Forwarded-Host", "spoofed.example.com")
+			req.Header.Set("X-Real-IP", "6.6.6.6")
+			req.Header.Set("X-Forwarded-Port", "1234")
+			req.Header.Set("X-Forwarded-Prefix", "/evil")
+			req.Header.Set("X_Real_IP", "6.6.6.7")
+			req.Header.Set("Connection", "keep-alive, X-Hop")
+			req.Header.Set("X-Hop", "must not pass")
+			if path.pad > 0 {
+				req.Header.Set("X-Pad", strings.Repeat("p", path.pad))
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			e := decodeEcho(t, b)
+			hd := http.Header(e.Header)
+			for _, c := range []struct{ name, got, want string }{
+				{"Host", e.Host, "fw.default.localhost"},
+				{"X-Forwarded-For", hd.Get("X-Forwarded-For"), "203.0.113.7, 127.0.0.1"},
+				{"X-Forwarded-Host", hd.Get("X-Forwarded-Host"), "fw.default.localhost"},
+				{"X-Forwarded-Proto", hd.Get("X-Forwarded-Proto"), "http"},
+				{"X-Real-IP", strings.Join(hd.Values("X-Real-Ip"), ","), "127.0.0.1"},
+				{"X-Forwarded-Port", strings.Join(hd.Values("X-Forwarded-Port"), ","), u.Port()},
+				{"X-Forwarded-Prefix", hd.Get("X-Forwarded-Prefix"), ""},
+				{"X_Real_IP", hd.Get("X_Real_Ip") + hd.Get("X_real_ip"), ""},
+				{"X-Hop", hd.Get("X-Hop"), ""},
+			} {
+				if c.got != c.want {
+					t.Errorf("%s = %q, want %q", c.name, c.got, c.want)
+				}
+			}
+		})
 	}
 }
 
