@@ -227,21 +227,35 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, rt rou
 }
 
 // checkChunkQuota refuses, before its data streams in, a chunk (a PATCH)
-// that cannot fit the quota of the upload's namespace: what the upload
-// holds so far and the chunk's Content-Length, when it has one, must fit
-// in what the namespace has left. The upload's blob may turn out to be
-// one the namespace has already, which would count nothing when it
-// completes, but a chunk does not say which blob it is part of. It
-// reports whether the chunk may go on; where no quota applies it always
-// may.
+// that would make its upload larger than the whole storage quota of its
+// namespace: what the upload holds so far and the chunk's Content-Length,
+// when it has one. Such a blob can never be committed (a blob the
+// namespace already holds, which would count nothing, is not larger than
+// the quota), so its data would only fill the disk. The room left is not
+// what bounds a chunk: a chunk does not say which blob it is part of, and
+// one of a blob the namespace already holds must go through. It reports
+// whether the chunk may go on; where no quota applies it always may.
 func (r *Registry) checkChunkQuota(w http.ResponseWriter, req *http.Request, rt route) bool {
-	size := r.uploadedSize(req.Context(), rt.repo, rt.ref) + max(req.ContentLength, 0)
-	// Only checked, not held: the chunk's data may take long to stream.
-	if _, err := r.holdStorage(req.Context(), rt.repo, "", size, false); err != nil {
-		r.refuseUpload(req.Context(), w, rt, err)
+	ns := rt.namespace()
+	limit, err := r.storageLimit(req.Context(), ns)
+	if err != nil {
+		writeQuotaError(w, err)
 		return false
 	}
-	return true
+	if limit <= 0 {
+		return true
+	}
+	size := r.uploadedSize(req.Context(), rt.repo, rt.ref) + max(req.ContentLength, 0)
+	if size <= limit {
+		return true
+	}
+	used, _, err := r.storageUsage(req.Context(), ns, "")
+	if err != nil {
+		writeQuotaError(w, fmt.Errorf("%w: count the registry storage of namespace %q: %v", v1.ErrUnavailable, ns, err))
+		return false
+	}
+	r.refuseUpload(req.Context(), w, rt, &errQuota{ns: ns, used: used, request: size, limit: limit})
+	return false
 }
 
 // refuseUpload answers a refusal by holdStorage of a request that

@@ -21,7 +21,8 @@ import (
 // completed: its chunks streamed to disk without a limit, and an upload
 // the quota refused stayed there, data and all, until the purger took it
 // a day later. A chunk that cannot fit is now refused before it streams
-// in, and an upload the quota refuses is removed at once.
+// in (one larger than the whole quota: its blob can never be committed),
+// and an upload the quota refuses is removed at once.
 func TestStorageQuotaBoundsUploadsInProgress(t *testing.T) {
 	const limit = 1024 // namespace team's; shared has no quota
 	blob := func(c byte, n int) []byte { return bytes.Repeat([]byte{c}, n) }
@@ -32,8 +33,14 @@ func TestStorageQuotaBoundsUploadsInProgress(t *testing.T) {
 		chunked   bool   // send the PATCH without a Content-Length
 		put       []byte // the body of the PUT that completes the upload
 		wantPatch int
-		wantPut   int // 0: no PUT is sent
+		wantPut   int    // 0: no PUT is sent
+		stored    []byte // a blob team/other holds first (counted in the quota)
 	}{
+		// A chunk is not refused for the room left: its blob may be one
+		// the namespace holds already, which counts nothing (review
+		// helper-165: it was refused and the upload deleted).
+		{name: "a blob the namespace holds already, in another repository, near the quota", repo: "team/app",
+			stored: blob('f', 3*limit/4), patch: blob('f', 3*limit/4), wantPatch: http.StatusAccepted, wantPut: http.StatusCreated},
 		{name: "a chunk past the quota is refused before it streams in", repo: "team/app",
 			patch: blob('a', 4*limit), wantPatch: http.StatusForbidden},
 		{name: "an upload streamed past the quota is removed when its PUT is refused", repo: "team/app",
@@ -54,6 +61,13 @@ func TestStorageQuotaBoundsUploadsInProgress(t *testing.T) {
 					return 0, nil
 				}
 			})
+			if tc.stored != nil {
+				resp, body := tr.do(t, "POST", "/v2/team/other/blobs/uploads/?digest="+digest.FromBytes(tc.stored).String(), adminToken,
+					bytes.NewReader(tc.stored), map[string]string{"Content-Type": "application/octet-stream"})
+				if resp.StatusCode != http.StatusCreated {
+					t.Fatalf("pushing the stored blob: %d %s", resp.StatusCode, body)
+				}
+			}
 			resp, body := tr.do(t, "POST", "/v2/"+tc.repo+"/blobs/uploads/", adminToken, nil, nil)
 			if resp.StatusCode != http.StatusAccepted {
 				t.Fatalf("POST: %d %s", resp.StatusCode, body)
