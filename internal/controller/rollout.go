@@ -790,10 +790,18 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 	// scale-down and up again can progress.
 	st.PeakUpdatedReady = min(st.PeakUpdatedReady, int32(desired))
 	st.PeakUpdatedAvailable = min(st.PeakUpdatedAvailable, int32(desired))
-	if int32(newReady) > st.PeakUpdatedReady || int32(newAvailable) > st.PeakUpdatedAvailable {
+	// For an App whose work ends (restart policy never or on-failure),
+	// an instance that has done it (Succeeded) is as far as one gets:
+	// progress as a ready one is.
+	doneReady, doneAvailable := newReady, newAvailable
+	if a.Spec.Template.RestartPolicy != v1.RestartAlways {
+		n := countPhase(cur, v1.PhaseSucceeded)
+		doneReady, doneAvailable = doneReady+n, doneAvailable+n
+	}
+	if int32(doneReady) > st.PeakUpdatedReady || int32(doneAvailable) > st.PeakUpdatedAvailable {
 		st.Progressed = &now
-		st.PeakUpdatedReady = max(st.PeakUpdatedReady, int32(newReady))
-		st.PeakUpdatedAvailable = max(st.PeakUpdatedAvailable, int32(newAvailable))
+		st.PeakUpdatedReady = max(st.PeakUpdatedReady, int32(doneReady))
+		st.PeakUpdatedAvailable = max(st.PeakUpdatedAvailable, int32(doneAvailable))
 		st.Stalled = false
 	}
 	rolling := st.StableRevision != st.Revision
@@ -822,7 +830,7 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 	// revision): instances of a revision that crashes at once can all
 	// look ready for a moment, which is no proof that it works.
 	failed := st.Phase == v1.AppFailed
-	complete := !failed && len(old) == 0 && len(cur) == desired && newAvailable == desired && (desired > 0 || !rolling || st.StableRevision == 0 && everReady)
+	complete := !failed && len(old) == 0 && len(cur) == desired && doneAvailable == desired && (desired > 0 || !rolling || st.StableRevision == 0 && everReady)
 	idle := desired == 0 && len(old) == 0 && len(cur) == 0 && rolling
 	// An App of work that ends (restart policy never or on-failure)
 	// whose instances have all done it: finished, not broken. Its
@@ -996,7 +1004,7 @@ func countPhase(l []*v1.Instance, phase string) int {
 // blame explains why new instances are not ready, from their status.
 func blame(cur []*v1.Instance) string {
 	for _, i := range cur {
-		if i.Status.Ready || i.Status.Message == "" {
+		if i.Status.Ready || i.Status.Message == "" || i.Status.Phase == v1.PhaseSucceeded {
 			continue
 		}
 		switch i.Status.Reason {

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -118,5 +119,85 @@ func TestAFailedFirstRolloutStaysFailed(t *testing.T) {
 	}
 	if a.Status.Phase != v1.AppFailed || a.Status.StableRevision != 0 || rec.has("RolloutComplete") {
 		t.Errorf("phase %s, stable revision %d, events %v; want it Failed with no stable revision until a fix is applied", a.Status.Phase, a.Status.StableRevision, rec.events)
+	}
+}
+
+// staggeredNode runs, of each template's instances, the first to
+// completion at once and the others (ready meanwhile) for long first.
+func staggeredNode(ctx context.Context, s *store.Store, long time.Duration) {
+	k := store.KindFor[*v1.Instance]()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	handled := map[string]bool{}
+	succeed := func(name string) {
+		store.Mutate(ctx, s, "default", name, func(x *v1.Instance) error {
+			code, now := 0, time.Now().UTC()
+			x.Spec.Node = "n1"
+			x.Status = v1.InstanceStatus{Phase: v1.PhaseSucceeded, Reason: "Completed", Message: "exited with code 0; restart policy never", ExitCode: &code, FinishedAt: &now}
+			return nil
+		})
+	}
+	go func() {
+		for ev := range s.Watch(ctx, k, store.WatchOptions{}) {
+			if ev.Type == store.Error || ev.Object == nil || ev.Type == store.Deleted {
+				continue
+			}
+			i := ev.Object.(*v1.Instance)
+			if i.Metadata.Deleting != nil {
+				s.Delete(ctx, k, i.Metadata.Namespace, i.Metadata.Name, 0)
+				continue
+			}
+			mu.Lock()
+			first, done := seen[i.Metadata.Labels[LabelTemplateHash]] == 0, handled[i.Metadata.UID]
+			if !done {
+				handled[i.Metadata.UID] = true
+				seen[i.Metadata.Labels[LabelTemplateHash]]++
+			}
+			mu.Unlock()
+			switch {
+			case done:
+			case first:
+				succeed(i.Metadata.Name)
+			default:
+				store.Mutate(ctx, s, "default", i.Metadata.Name, func(x *v1.Instance) error {
+					now := time.Now().UTC()
+					x.Spec.Node = "n1"
+					x.Status = v1.InstanceStatus{Phase: v1.PhaseRunning, Ready: true, ReadySince: &now, StartedAt: &now}
+					return nil
+				})
+				name := i.Metadata.Name
+				time.AfterFunc(long, func() { succeed(name) })
+			}
+		}
+	}()
+}
+
+// Instances of a batch App that end at different times: one had
+// succeeded while another ran on past the progress deadline, and the
+// first rollout failed, a later one was rolled back (which ran the old
+// work again), blaming "exited with code 0" (review helper-165). An
+// instance that has done its work counts as one that is ready.
+func TestABatchRolloutWhoseInstancesEndAtDifferentTimes(t *testing.T) {
+	s := storetest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	staggeredNode(ctx, s, 2*time.Second)
+	rec := &eventLog{}
+	startRollout(t, s, rec)
+	const app = "kind: App\nname: job\nimage: job:%s\nreplicas: 2\nrestartPolicy: never\nstrategy: {progressDeadline: 1s}"
+	saveApp(t, s, decodeApp(t, fmt.Sprintf(app, "v1")))
+	waitApp(t, s, "job", "revision 1 completed", func(a *v1.App, l []*v1.Instance) bool {
+		return a.Status.Phase == v1.AppCompleted || a.Status.Phase == v1.AppFailed
+	})
+	if a, _ := store.Get[*v1.App](ctx, s, "default", "job"); a.Status.Phase != v1.AppCompleted {
+		t.Fatalf("revision 1: %s (%s), want Completed", a.Status.Phase, a.Status.Message)
+	}
+	saveApp(t, s, decodeApp(t, fmt.Sprintf(app, "v2")))
+	waitApp(t, s, "job", "revision 2 completed", func(a *v1.App, l []*v1.Instance) bool {
+		return a.Status.Revision == 2 && a.Status.Phase == v1.AppCompleted || a.Status.RolledBack != nil
+	})
+	a, _ := store.Get[*v1.App](ctx, s, "default", "job")
+	if a.Status.RolledBack != nil || a.Status.StableRevision != 2 || rec.has("ProgressDeadlineExceeded") {
+		t.Errorf("revision 2: phase %s stable %d rolledBack %+v events %v; want Completed at 2", a.Status.Phase, a.Status.StableRevision, a.Status.RolledBack, rec.events)
 	}
 }
