@@ -9,6 +9,7 @@ import (
 
 	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/client"
+	"github.com/gantry-dev/gantry/internal/runtime"
 )
 
 // releasingNetwork is setupNetwork that can also release an attachment.
@@ -60,5 +61,39 @@ func TestACommandThatCannotRunFailsAnInstanceThatNeverRestarts(t *testing.T) {
 				t.Errorf("status %s %s exit %v (%s), want Failed StartError, exit code 128", last.Phase, last.Reason, last.ExitCode, last.Message)
 			}
 		})
+	}
+}
+
+// inspectRuntime is setupRuntime with a container to find.
+type inspectRuntime struct {
+	*setupRuntime
+	c runtime.Container
+}
+
+func (f *inspectRuntime) Inspect(context.Context, string) (runtime.Container, error) { return f.c, nil }
+
+// An instance failed with StartError keeps its container, made but never
+// started (no task); after an agent restart it was set up again: pulled,
+// attached to the network (host ports that may be another's by now),
+// failed again with a new event, or, if the pull failed, turned from
+// Failed back to Pending for ever (review helper-165).
+func TestAStartErrorIsNotSetUpAgainAfterAnAgentRestart(t *testing.T) {
+	sr := &setupRuntime{}
+	sn := &setupNetwork{}
+	w := newSetupWorker(t, sr, sn)
+	rt := &inspectRuntime{setupRuntime: sr, c: runtime.Container{Status: runtime.StatusCreated, Labels: map[string]string{labelUID: w.uid}}}
+	w.a.rt = rt
+	w.a.net = releasingNetwork{sn}
+	w.desired.Spec.Template.RestartPolicy = v1.RestartNever
+	code := 128
+	w.status = v1.InstanceStatus{Phase: v1.PhaseFailed, Reason: "StartError", ExitCode: &code}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.run(ctx) }()
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	<-done
+	if calls := sr.log(); calls != "" {
+		t.Errorf("runtime calls %s after the restart; want none: the instance has failed for good", calls)
 	}
 }

@@ -247,10 +247,12 @@ func (w *worker) run(ctx context.Context) {
 	if adopted {
 		w.adopted = c
 	}
-	if errors.Is(err, v1.ErrNotFound) && w.status.Finished() {
+	if w.status.Finished() && (errors.Is(err, v1.ErrNotFound) || err == nil && !adopted && !stale) {
 		// It finished on an earlier run and its container is gone since
-		// (gantry down removes containers, not instances): finished work
-		// is not run again, as it is not when the container is there.
+		// (gantry down removes containers, not instances), or never ran
+		// (its command could not start: the container has no task):
+		// finished work is not set up or run again, as it is not when
+		// its container is there.
 		w.idleUntilRemoved(ctx)
 		return
 	}

@@ -429,8 +429,10 @@ func CommandNotRunnable(err error) bool {
 	if err == nil {
 		return false
 	}
+	// runc's words for the container's own process; not a shim or
+	// runc binary of the node's that cannot be run.
 	msg := err.Error()
-	if !strings.Contains(msg, "exec: ") {
+	if !strings.Contains(msg, "unable to start container process: exec: ") {
 		return false
 	}
 	for _, cause := range []string{"no such file or directory", "permission denied", "exec format error", "executable file not found", "is a directory", "not a directory"} {

@@ -1000,7 +1000,8 @@ func TestErrorsNameTheirKind(t *testing.T) {
 				t.Errorf("command %s: %v; want an error CommandNotRunnable knows", cmd, err)
 			}
 		}
-		if CommandNotRunnable(errors.New("connection refused")) || CommandNotRunnable(nil) {
+		if CommandNotRunnable(errors.New("connection refused")) || CommandNotRunnable(nil) ||
+			CommandNotRunnable(errors.New(`failed to start shim: exec: "containerd-shim-runc-v2": executable file not found in $PATH`)) {
 			t.Error("CommandNotRunnable took another error for one")
 		}
 	})
