@@ -221,7 +221,9 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 		}
 	}
 	if _, err := serveNodeMetrics(ctx, o.metrics, "--metrics-addr", nd.Registry, log); err != nil {
-		return err
+		// The node's work does not depend on it: run without, and say
+		// so (a gantry up on the same machine holds the default port).
+		log.Warn("serving no metrics for Prometheus", "err", err)
 	}
 	log.Info("agent running", "node", id.Node, "server", id.Server, "listen", o.listen)
 	select {
