@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -350,5 +351,33 @@ func TestTheDrainRecordOutlivesTheContainerUntilTheObjectIsGone(t *testing.T) {
 	}
 	if _, ok := w.drainStart(filepath.Join(a.instanceDir(w.id), drainFile)); !ok {
 		t.Fatal("the drain record is not this instance's")
+	}
+}
+
+// Once drained and sent SIGTERM, an instance said "draining before stop"
+// for its whole grace period, which hid a process that ignores SIGTERM
+// (review helper-164). It says so now, under a reason that keeps an
+// agent restarted meanwhile counting the grace period from the drain.
+func TestTerminateSaysWhenSIGTERMIsSent(t *testing.T) {
+	api := &flakyAPI{}
+	rt := &scriptedRuntime{}
+	a := agentWithAPI(t, rt, api)
+	w := deletingWorker(a)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	w.terminate(ctx)
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	var reasons []string
+	for _, st := range api.statuses {
+		reasons = append(reasons, st.Reason)
+	}
+	i := slices.Index(reasons, "Killing")
+	if slices.Index(reasons, "Draining") < 0 || i < slices.Index(reasons, "Draining") || !strings.Contains(api.statuses[i].Message, "SIGTERM sent") {
+		t.Errorf("status reasons %v; want Draining, then Killing saying SIGTERM was sent", reasons)
+	}
+	w.status = api.statuses[i]
+	if !w.mayServe() {
+		t.Error("an agent restarted after SIGTERM would skip the drain record and give the full grace period again")
 	}
 }

@@ -1362,6 +1362,10 @@ func (w *worker) mayServe() bool {
 // drained.
 const reasonStopping = "Stopping"
 
+// reasonKilling is the reason of a Terminating instance that was drained
+// and has been sent SIGTERM.
+const reasonKilling = "Killing"
+
 // graceLeft is what remains of a grace period that began elapsed ago: at
 // least a second (or the whole period, if shorter), so that a process
 // whose SIGTERM an earlier agent may never have sent still hears one.
@@ -1377,6 +1381,7 @@ func graceLeft(grace, elapsed time.Duration) time.Duration {
 func (w *worker) terminate(ctx context.Context) {
 	inst, _, gone := w.state()
 	grace := stopGrace(inst)
+	drained := false
 	if !gone && !w.mayServe() {
 		w.report(ctx, func(s *v1.InstanceStatus) {
 			s.Phase, s.Ready, s.Reason, s.Message = v1.PhaseTerminating, false, reasonStopping, "stopping (no process that could have had traffic: no drain)"
@@ -1401,12 +1406,23 @@ func (w *worker) terminate(ctx context.Context) {
 		// seconds: the microseconds since the drain ended just now are
 		// not worth a "SIGKILL after 9.999661s".
 		grace = graceLeft(grace, time.Since(deadline).Truncate(time.Second))
+		drained = true
 	}
 	if ctx.Err() != nil {
 		return // the agent is stopping; the next one finishes the job
 	}
 	if !gone {
 		w.event(ctx, v1.EventNormal, "Killing", "stopping container (SIGTERM, then SIGKILL after %s)", grace)
+	}
+	if drained {
+		// The drain is over: the status says what the process is waiting
+		// for now, or a process that ignores SIGTERM would look as if
+		// the load balancer still drained it. (Not reasonStopping: an
+		// agent restarted now must still count the grace period from
+		// the drain's end.)
+		w.report(ctx, func(s *v1.InstanceStatus) {
+			s.Reason, s.Message = reasonKilling, fmt.Sprintf("SIGTERM sent; SIGKILL after %s if it has not exited", grace)
+		})
 	}
 	// While containerd is away (restarting), the container may still
 	// run: wait for it to come back rather than tear down the network
