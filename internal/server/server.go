@@ -664,10 +664,25 @@ func outboundIP() string {
 	return conn.LocalAddr().(*net.UDPAddr).IP.String()
 }
 
+// nodePortHost is the address node ports listen on: the host of the load
+// balancer's address (ingressAddr) when it names one, so that a load
+// balancer kept on loopback, behind a proxy, does not publish its node
+// ports to the world; every address otherwise.
+func nodePortHost(ingressAddr string) string {
+	host, _, err := net.SplitHostPort(ingressAddr)
+	if err != nil {
+		return ""
+	}
+	return host
+}
+
 // startIngress runs the load balancer over the discovery snapshots.
 func (s *Server) startIngress(ctx context.Context, codec *secrets.Codec) error {
 	cfg := s.Config.Ingress
 	cfg.HTTPAddr, cfg.HTTPSAddr = s.Config.IngressAddr, s.Config.IngressHTTPSAddr
+	if cfg.TCPBindAddress == "" {
+		cfg.TCPBindAddress = nodePortHost(cfg.HTTPAddr)
+	}
 	if cfg.AppsDomain == "" {
 		cfg.AppsDomain = strings.TrimSuffix(s.Config.DNS.AppsDomain, ".")
 	}
