@@ -2,12 +2,10 @@ package agent
 
 import (
 	"context"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
-	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/runtime"
 )
 
@@ -82,20 +80,8 @@ func (f *stopRaceRuntime) Stop(ctx context.Context, _ string, _ time.Duration) e
 // with every kind of check (review helper-162). The run now ends once the
 // stop is done.
 func TestACheckStopIsDoneBeforeTheRestart(t *testing.T) {
-	api := &flakyAPI{}
 	rt := &stopRaceRuntime{firstExit: make(chan runtime.Exit, 1)}
-	a := agentWithAPI(t, rt, api)
-	probe := &v1.Probe{Exec: &v1.ExecCheck{Command: []string{"true"}}, Period: v1.Duration(20 * time.Millisecond), FailureThreshold: 1}
-	inst := instanceWith(v1.Health{Liveness: probe})
-	inst.Spec.Template.RestartPolicy = v1.RestartAlways
-	w := newWorker(a, inst)
-	w.ip = net.IPv4(10, 0, 0, 9)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		w.supervise(ctx, runtime.Container{Status: runtime.StatusRunning})
-	}()
+	_, stop := superviseAdopted(t, rt, failingLiveness())
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		rt.mu.Lock()
@@ -107,8 +93,7 @@ func TestACheckStopIsDoneBeforeTheRestart(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	time.Sleep(400 * time.Millisecond)
-	cancel()
-	<-done
+	stop()
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if rt.starts == 0 {

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -65,19 +64,10 @@ func TestAnExitedProcessIsNeverReportedReady(t *testing.T) {
 // reported, and returns what the API received.
 func runToExit(t *testing.T, rt *exitedRuntime) *flakyAPI {
 	t.Helper()
-	api := &flakyAPI{}
-	a := agentWithAPI(t, rt, api)
 	inst := instanceWith(v1.Health{})
 	inst.Spec.Template.RestartPolicy = v1.RestartNever
 	inst.Spec.Template.Resources.Memory = 16 << 20
-	w := newWorker(a, inst)
-	w.ip = net.IPv4(10, 0, 0, 9)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		w.supervise(ctx, runtime.Container{Status: runtime.StatusRunning})
-	}()
+	api, stop := superviseAdopted(t, rt, inst)
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		api.mu.Lock()
@@ -88,8 +78,7 @@ func runToExit(t *testing.T, rt *exitedRuntime) *flakyAPI {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	cancel()
-	<-done
+	stop()
 	return api
 }
 

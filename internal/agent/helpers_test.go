@@ -3,9 +3,12 @@ package agent
 import (
 	"context"
 	"errors"
+	"net"
 	"sync"
+	"testing"
 	"time"
 
+	v1 "github.com/gantry-dev/gantry/api/v1"
 	"github.com/gantry-dev/gantry/internal/runtime"
 )
 
@@ -66,4 +69,32 @@ func (f *fakeRuntime) execCalls() []execCall {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]execCall(nil), f.calls...)
+}
+
+// superviseAdopted runs a worker of inst over rt, as for a container the
+// agent found running after a restart, until the returned stop is called
+// (which waits for it to end). api records what the worker reported.
+func superviseAdopted(t *testing.T, rt Runtime, inst *v1.Instance) (api *flakyAPI, stop func()) {
+	t.Helper()
+	api = &flakyAPI{}
+	w := newWorker(agentWithAPI(t, rt, api), inst)
+	w.ip = net.IPv4(10, 0, 0, 9)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.supervise(ctx, runtime.Container{Status: runtime.StatusRunning})
+	}()
+	stop = sync.OnceFunc(func() { cancel(); <-done })
+	t.Cleanup(stop)
+	return api, stop
+}
+
+// failingLiveness is an instance whose exec liveness check fails at its
+// first run (FailureThreshold 1, every 20ms), restarted always.
+func failingLiveness() *v1.Instance {
+	probe := &v1.Probe{Exec: &v1.ExecCheck{Command: []string{"true"}}, Period: v1.Duration(20 * time.Millisecond), FailureThreshold: 1}
+	inst := instanceWith(v1.Health{Liveness: probe})
+	inst.Spec.Template.RestartPolicy = v1.RestartAlways
+	return inst
 }

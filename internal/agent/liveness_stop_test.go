@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -65,25 +64,12 @@ func (f *liveRuntime) Stop(context.Context, string, time.Duration) error {
 // not the run's: when that run ended meanwhile and the container was
 // restarted, the retry stopped the new, healthy run.
 func TestLivenessStopRetryDoesNotStopTheNextRun(t *testing.T) {
-	api := &flakyAPI{}
 	rt := &liveRuntime{firstExit: make(chan runtime.Exit, 1)}
-	a := agentWithAPI(t, rt, api)
-	probe := &v1.Probe{Exec: &v1.ExecCheck{Command: []string{"true"}}, Period: v1.Duration(20 * time.Millisecond), FailureThreshold: 1}
-	inst := instanceWith(v1.Health{Liveness: probe})
-	inst.Spec.Template.RestartPolicy = v1.RestartAlways
-	w := newWorker(a, inst)
-	w.ip = net.IPv4(10, 0, 0, 9)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		w.supervise(ctx, runtime.Container{Status: runtime.StatusRunning})
-	}()
+	_, stop := superviseAdopted(t, rt, failingLiveness())
 	time.Sleep(200 * time.Millisecond)
 	rt.firstExit <- runtime.Exit{Code: 1, At: time.Now()} // the first run ends
 	time.Sleep(time.Second)
-	cancel()
-	<-done
+	stop()
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	for _, s := range rt.stops {
