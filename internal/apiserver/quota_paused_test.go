@@ -25,13 +25,10 @@ func TestPausedScaleCountsTheRunningTemplate(t *testing.T) {
 	govNamespace(t, ts, "q", &v1.Quota{CPU: 4000})
 	c := ts.client(t, ts.Token)
 	ctx := context.Background()
+	applyDoc := manifestApplier(t, c)
 	apply := func(doc string) {
 		t.Helper()
-		o, err := v1.DecodeManifest([]byte(doc))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Apply(ctx, o); err != nil {
+		if err := applyDoc(doc); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -98,15 +95,7 @@ func TestQuotaAllowsAShrinkingRollout(t *testing.T) {
 	govNamespace(t, ts, "q", &v1.Quota{CPU: 8000})
 	c := ts.client(t, ts.Token)
 	ctx := context.Background()
-	apply := func(doc string) error {
-		t.Helper()
-		o, err := v1.DecodeManifest([]byte(doc))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = c.Apply(ctx, o)
-		return err
-	}
+	apply := manifestApplier(t, c)
 	if err := apply("kind: App\nname: big\nnamespace: q\nimage: x:v1\nreplicas: 4\nresources: {cpu: 2}\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -149,15 +138,7 @@ func TestAPausedRolloutKeepsItsSurgeCounted(t *testing.T) {
 			govNamespace(t, ts, "q", &v1.Quota{Instances: 4})
 			c := ts.client(t, ts.Token)
 			ctx := context.Background()
-			apply := func(doc string) error {
-				t.Helper()
-				o, err := v1.DecodeManifest([]byte(doc))
-				if err != nil {
-					t.Fatal(err)
-				}
-				_, err = c.Apply(ctx, o)
-				return err
-			}
+			apply := manifestApplier(t, c)
 			if err := apply("kind: App\nname: a\nnamespace: q\nimage: x:v1\nreplicas: 2\nstrategy: {maxSurge: 2}\n"); err != nil {
 				t.Fatal(err)
 			}
