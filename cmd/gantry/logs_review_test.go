@@ -51,6 +51,14 @@ func startLogsCluster(t *testing.T) *rolloutServer {
 	return rs
 }
 
+// checkInstancesOften makes followers look at their instance every 100ms
+// (instead of 2s) for the rest of the test.
+func checkInstancesOften(t *testing.T) {
+	saved := instanceCheck
+	instanceCheck = 100 * time.Millisecond
+	t.Cleanup(func() { instanceCheck = saved })
+}
+
 // --tail 0 asks for the last 0 lines ("print only the last N lines"), as
 // kubectl logs --tail=0: none. The agent reads tail=0 as "no limit", and
 // the CLI once passed it on and printed the whole log.
@@ -70,10 +78,8 @@ func TestLogsTailZeroPrintsNothing(t *testing.T) {
 // on forever: the agent keeps the stream open on the log file, which
 // outlives the instance.
 func TestLogsFollowEndsWhenTheInstanceIsDeleted(t *testing.T) {
-	saved := instanceCheck
-	instanceCheck = 100 * time.Millisecond
-	t.Cleanup(func() { instanceCheck = saved })
 	rs := startLogsCluster(t)
+	checkInstancesOften(t)
 	go func() {
 		time.Sleep(time.Second)
 		k, _ := v1.LookupKind("Instance")
@@ -92,10 +98,8 @@ func TestLogsFollowEndsWhenTheInstanceIsDeleted(t *testing.T) {
 // end with their container; it once went on until the instance was
 // deleted (review helper-162).
 func TestLogsFollowEndsWhenTheInstanceFinishes(t *testing.T) {
-	saved := instanceCheck
-	instanceCheck = 100 * time.Millisecond
-	t.Cleanup(func() { instanceCheck = saved })
 	rs := startLogsCluster(t)
+	checkInstancesOften(t)
 	go func() {
 		time.Sleep(time.Second)
 		w, err := logfile.Create(rs.logPath("default", "web-1"), logfile.Options{})
@@ -315,10 +319,8 @@ func TestAppLogsFollowWaitsForTheFirstInstance(t *testing.T) {
 // and App app applied (no instance of it made: no controller runs).
 func followCluster(t *testing.T, app string) *rolloutServer {
 	t.Helper()
-	saved := instanceCheck
-	instanceCheck = 100 * time.Millisecond
-	t.Cleanup(func() { instanceCheck = saved })
 	rs := startLogsCluster(t)
+	checkInstancesOften(t)
 	c, err := client.New(client.Config{Server: rs.url, Token: rs.token})
 	if err != nil {
 		t.Fatal(err)
