@@ -77,6 +77,28 @@ func saveApp(t *testing.T, s *store.Store, a *v1.App) {
 // instance and marks it running and ready (unless unready says not), and
 // deletes instances marked for deletion, as an agent would after draining.
 func fakeNode(ctx context.Context, t *testing.T, s *store.Store, unready func(*v1.Instance) bool) {
+	nodeFor(ctx, s, func(i *v1.Instance) {
+		if i.Spec.Node == "" || i.Status.Phase != v1.PhaseRunning {
+			store.Mutate(ctx, s, i.Metadata.Namespace, i.Metadata.Name, func(x *v1.Instance) error {
+				if x.Spec.Node != "" && x.Status.Phase == v1.PhaseRunning {
+					return store.ErrUnchanged
+				}
+				x.Spec.Node = "n1"
+				x.Status = v1.InstanceStatus{Phase: v1.PhaseRunning, IP: "10.0.0.1", Ready: !unready(x)}
+				if !x.Status.Ready {
+					x.Status.Message = "readiness check failing: HTTP 500"
+					x.Status.Reason = "Unhealthy"
+				}
+				return nil
+			})
+		}
+	})
+}
+
+// nodeFor plays a node for the tests: it deletes every instance marked
+// for deletion, as an agent does once it has stopped it, and hands every
+// other instance written to handle, until ctx ends.
+func nodeFor(ctx context.Context, s *store.Store, handle func(*v1.Instance)) {
 	k := store.KindFor[*v1.Instance]()
 	go func() {
 		for ev := range s.Watch(ctx, k, store.WatchOptions{}) {
@@ -88,20 +110,7 @@ func fakeNode(ctx context.Context, t *testing.T, s *store.Store, unready func(*v
 				s.Delete(ctx, k, i.Metadata.Namespace, i.Metadata.Name, 0)
 				continue
 			}
-			if i.Spec.Node == "" || i.Status.Phase != v1.PhaseRunning {
-				store.Mutate(ctx, s, i.Metadata.Namespace, i.Metadata.Name, func(x *v1.Instance) error {
-					if x.Spec.Node != "" && x.Status.Phase == v1.PhaseRunning {
-						return store.ErrUnchanged
-					}
-					x.Spec.Node = "n1"
-					x.Status = v1.InstanceStatus{Phase: v1.PhaseRunning, IP: "10.0.0.1", Ready: !unready(x)}
-					if !x.Status.Ready {
-						x.Status.Message = "readiness check failing: HTTP 500"
-						x.Status.Reason = "Unhealthy"
-					}
-					return nil
-				})
-			}
+			handle(i)
 		}
 	}()
 }

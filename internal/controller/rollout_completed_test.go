@@ -15,31 +15,20 @@ import (
 // finishingNode runs every instance placed on it to completion at once
 // (exit 0), as a node does a batch program's.
 func finishingNode(ctx context.Context, s *store.Store) {
-	k := store.KindFor[*v1.Instance]()
-	go func() {
-		for ev := range s.Watch(ctx, k, store.WatchOptions{}) {
-			if ev.Type == store.Error || ev.Object == nil || ev.Type == store.Deleted {
-				continue
-			}
-			i := ev.Object.(*v1.Instance)
-			if i.Metadata.Deleting != nil {
-				s.Delete(ctx, k, i.Metadata.Namespace, i.Metadata.Name, 0)
-				continue
-			}
-			if i.Status.Phase == v1.PhaseSucceeded {
-				continue
-			}
-			store.Mutate(ctx, s, i.Metadata.Namespace, i.Metadata.Name, func(x *v1.Instance) error {
-				if x.Status.Phase == v1.PhaseSucceeded {
-					return store.ErrUnchanged
-				}
-				code, now := 0, time.Now().UTC()
-				x.Spec.Node = "n1"
-				x.Status = v1.InstanceStatus{Phase: v1.PhaseSucceeded, Reason: "Completed", Message: "exited with code 0; restart policy on-failure", ExitCode: &code, FinishedAt: &now}
-				return nil
-			})
+	nodeFor(ctx, s, func(i *v1.Instance) {
+		if i.Status.Phase == v1.PhaseSucceeded {
+			return
 		}
-	}()
+		store.Mutate(ctx, s, i.Metadata.Namespace, i.Metadata.Name, func(x *v1.Instance) error {
+			if x.Status.Phase == v1.PhaseSucceeded {
+				return store.ErrUnchanged
+			}
+			code, now := 0, time.Now().UTC()
+			x.Spec.Node = "n1"
+			x.Status = v1.InstanceStatus{Phase: v1.PhaseSucceeded, Reason: "Completed", Message: "exited with code 0; restart policy on-failure", ExitCode: &code, FinishedAt: &now}
+			return nil
+		})
+	})
 }
 
 // An App whose restart policy is not always and whose instances all ran
@@ -125,7 +114,6 @@ func TestAFailedFirstRolloutStaysFailed(t *testing.T) {
 // staggeredNode runs, of each template's instances, the first to
 // completion at once and the others (ready meanwhile) for long first.
 func staggeredNode(ctx context.Context, s *store.Store, long time.Duration) {
-	k := store.KindFor[*v1.Instance]()
 	var mu sync.Mutex
 	seen := map[string]int{}
 	handled := map[string]bool{}
@@ -137,39 +125,29 @@ func staggeredNode(ctx context.Context, s *store.Store, long time.Duration) {
 			return nil
 		})
 	}
-	go func() {
-		for ev := range s.Watch(ctx, k, store.WatchOptions{}) {
-			if ev.Type == store.Error || ev.Object == nil || ev.Type == store.Deleted {
-				continue
-			}
-			i := ev.Object.(*v1.Instance)
-			if i.Metadata.Deleting != nil {
-				s.Delete(ctx, k, i.Metadata.Namespace, i.Metadata.Name, 0)
-				continue
-			}
-			mu.Lock()
-			first, done := seen[i.Metadata.Labels[LabelTemplateHash]] == 0, handled[i.Metadata.UID]
-			if !done {
-				handled[i.Metadata.UID] = true
-				seen[i.Metadata.Labels[LabelTemplateHash]]++
-			}
-			mu.Unlock()
-			switch {
-			case done:
-			case first:
-				succeed(i.Metadata.Name)
-			default:
-				store.Mutate(ctx, s, "default", i.Metadata.Name, func(x *v1.Instance) error {
-					now := time.Now().UTC()
-					x.Spec.Node = "n1"
-					x.Status = v1.InstanceStatus{Phase: v1.PhaseRunning, Ready: true, ReadySince: &now, StartedAt: &now}
-					return nil
-				})
-				name := i.Metadata.Name
-				time.AfterFunc(long, func() { succeed(name) })
-			}
+	nodeFor(ctx, s, func(i *v1.Instance) {
+		mu.Lock()
+		first, done := seen[i.Metadata.Labels[LabelTemplateHash]] == 0, handled[i.Metadata.UID]
+		if !done {
+			handled[i.Metadata.UID] = true
+			seen[i.Metadata.Labels[LabelTemplateHash]]++
 		}
-	}()
+		mu.Unlock()
+		switch {
+		case done:
+		case first:
+			succeed(i.Metadata.Name)
+		default:
+			store.Mutate(ctx, s, "default", i.Metadata.Name, func(x *v1.Instance) error {
+				now := time.Now().UTC()
+				x.Spec.Node = "n1"
+				x.Status = v1.InstanceStatus{Phase: v1.PhaseRunning, Ready: true, ReadySince: &now, StartedAt: &now}
+				return nil
+			})
+			name := i.Metadata.Name
+			time.AfterFunc(long, func() { succeed(name) })
+		}
+	})
 }
 
 // Instances of a batch App that end at different times: one had
