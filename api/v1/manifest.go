@@ -90,9 +90,46 @@ func SplitDocuments(r io.Reader) ([][]byte, error) {
 	flush()
 	var out [][]byte
 	for _, d := range docs {
-		out = append(out, jsonStream(d)...)
+		for _, o := range jsonStream(d) {
+			out = append(out, listItems(o)...)
+		}
 	}
 	return out, nil
+}
+
+// listItems returns the items of a document that is a list as `gantry get
+// -o yaml|json` writes one (kind: AppList, items: [...]), one document
+// each, so that its output can be applied, diffed or deleted as kubectl's
+// can; any other document is returned as it is.
+func listItems(doc []byte) [][]byte {
+	if !bytes.Contains(doc, []byte("List")) || !bytes.Contains(doc, []byte("items")) {
+		return [][]byte{doc}
+	}
+	j, err := YAMLToJSON(doc)
+	if err != nil {
+		return [][]byte{doc}
+	}
+	var list struct {
+		Kind  string            `json:"kind"`
+		Items []json.RawMessage `json:"items"`
+	}
+	if json.Unmarshal(j, &list) != nil || !strings.HasSuffix(list.Kind, "List") || len(list.Kind) == len("List") {
+		return [][]byte{doc}
+	}
+	// An item without a kind takes the list's.
+	kind, _ := json.Marshal(strings.TrimSuffix(list.Kind, "List"))
+	items := make([][]byte, 0, len(list.Items))
+	for _, it := range list.Items {
+		var top map[string]json.RawMessage
+		if json.Unmarshal(it, &top) == nil && top != nil {
+			if _, ok := top["kind"]; !ok {
+				top["kind"] = kind
+				it, _ = json.Marshal(top)
+			}
+		}
+		items = append(items, it)
+	}
+	return items
 }
 
 // jsonStream splits a document that is a stream of JSON objects (one per

@@ -211,6 +211,7 @@ func FuzzDecodeManifest(f *testing.F) {
 		"kind: Namespace\nname: team\nquota: {cpu: 2, memory: 4Gi}",
 		"kind: App\nmetadata: {name: x}\nspec: {image: a}",
 		"{}", "---\n---", "kind: [", "kind: App\nname: x\nimage: a@sha256:" + strings.Repeat("a", 64),
+		"kind: AppList\nitems:\n- {kind: App, metadata: {name: x}, spec: {image: a}}\n- {metadata: {name: y}, spec: {image: b}}",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -304,5 +305,41 @@ func TestSplitDocumentsReadsAJSONStream(t *testing.T) {
 	objs, err := DecodeManifests(strings.NewReader(`{"kind":"Namespace","name":"a"}` + "\n" + `{"kind":"Namespace","name":"b"}` + "\n"))
 	if err != nil || len(objs) != 2 || objs[1].GetMeta().Name != "b" {
 		t.Fatalf("decode of a JSON stream: %v, %v", objs, err)
+	}
+}
+
+// `gantry get apps -o yaml` writes a list (kind: AppList, items: [...]);
+// apply, diff and delete refused it ("unknown kind AppList"), where
+// kubectl takes its own List output back (review helper-166). Its items
+// are documents of their own now.
+func TestAListDecodesAsItsItems(t *testing.T) {
+	for _, tc := range []struct {
+		name, doc string
+		want      []string // kind/name of each object
+	}{
+		{"yaml, as get -o yaml writes it", "kind: AppList\nitems:\n- kind: App\n  metadata: {name: a, namespace: default}\n  spec: {image: a:v1}\n- kind: App\n  metadata: {name: b, namespace: default}\n  spec: {image: b:v1}\n",
+			[]string{"App/a", "App/b"}},
+		{"json, as get -o json writes it", `{"kind":"AppList","items":[{"kind":"App","metadata":{"name":"a"},"spec":{"image":"a:v1"}}]}`,
+			[]string{"App/a"}},
+		{"an item without a kind takes the list's", "kind: SecretList\nitems:\n- {metadata: {name: s}, data: {k: dg==}}\n",
+			[]string{"Secret/s"}},
+		{"beside other documents", "kind: App\nname: c\nimage: c:v1\n---\nkind: AppList\nitems: [{kind: App, metadata: {name: d}, spec: {image: d:v1}}]\n",
+			[]string{"App/c", "App/d"}},
+		{"a document that only mentions List and items is itself", "kind: App\nname: e\nimage: e:v1\nenv: {items: List}\n",
+			[]string{"App/e"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			objs, err := DecodeManifests(strings.NewReader(tc.doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, o := range objs {
+				got = append(got, o.GetType().Kind+"/"+o.GetMeta().Name)
+			}
+			if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+				t.Errorf("decoded %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
