@@ -314,9 +314,16 @@ func parseRef(args []string) (*v1.KindInfo, string, error) {
 	if len(args) == 0 {
 		return nil, "", errors.New("name a kind, such as apps, instances, nodes")
 	}
-	kindName, name, _ := strings.Cut(args[0], "/")
+	kindName, name, slash := strings.Cut(args[0], "/")
 	if name == "" && len(args) > 1 {
 		name = args[1]
+		if name == "" {
+			// As kubectl: an empty name (a script's variable that came
+			// out empty) names nothing; it must not mean all of them.
+			return nil, "", errors.New("the name is empty: give a name, or leave it out to list them all")
+		}
+	} else if slash && name == "" {
+		return nil, "", fmt.Errorf("%q names no object: give KIND/NAME, or KIND alone to list them all", args[0])
 	}
 	k, ok := v1.LookupKind(kindName)
 	if !ok {

@@ -47,3 +47,20 @@ func TestGetAndDescribeDoNotDropASecondObject(t *testing.T) {
 		}
 	}
 }
+
+// `gantry get app ""` (a script's variable that came out empty) listed
+// every App and exited 0; kubectl refuses an empty name (review
+// helper-166).
+func TestAnEmptyNameIsRefused(t *testing.T) {
+	rs := startRolloutServer(t)
+	for _, args := range [][]string{
+		{"get", "app", ""},
+		{"get", "app/"},
+		{"describe", "app", ""},
+		{"delete", "app", ""},
+	} {
+		if out, err, _ := rs.run(t, 5*time.Second, args...); err == nil {
+			t.Errorf("%q: exit 0 with %q; want an error about the empty name", args, out)
+		}
+	}
+}
