@@ -133,6 +133,7 @@ func newLogsCmd(g *globals) *cobra.Command {
 				prefix: len(instances) > 1 || listed && follow, color: isTerminal(cmd.OutOrStdout()), names: slices.Clone(instances)}
 			if !follow {
 				var all []logLine
+				read := 0
 				for _, inst := range instances {
 					lines, err := readLogs(ctx, c, ns, inst, q)
 					if listed && (errors.Is(err, v1.ErrNotFound) || errors.Is(err, v1.ErrUnavailable)) {
@@ -145,11 +146,17 @@ func newLogsCmd(g *globals) *cobra.Command {
 					if err != nil {
 						return err
 					}
+					read++
 					all = append(all, lines...)
 				}
 				sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
 				for _, l := range all {
 					p.print(l)
+				}
+				if read == 0 && len(instances) > 0 {
+					// None could be read: not a success, as asking for
+					// one of them by name is not.
+					return &exitError{1, fmt.Errorf("no instance of app/%s could be read (each is left out above)", appName)}
 				}
 				return nil
 			}

@@ -176,6 +176,25 @@ func TestAppLogsLeaveOutAnInstanceNotPlaced(t *testing.T) {
 	}
 }
 
+// logs app/NAME exited 0 when none of its instances could be read (all
+// not placed yet), where naming one of them exits 1 (review helper-166).
+func TestAppLogsFailWhenNoInstanceCouldBeRead(t *testing.T) {
+	rs := startLogsCluster(t)
+	k, _ := v1.LookupKind("Instance")
+	if _, err := rs.st.Delete(context.Background(), k, "default", "web-1", 0); err != nil {
+		t.Fatal(err)
+	}
+	inst := &v1.Instance{TypeMeta: v1.TypeMeta{Kind: "Instance"}, Metadata: v1.ObjectMeta{Name: "web-2", Namespace: "default", Labels: map[string]string{v1.LabelApp: "web"}},
+		Spec: v1.InstanceSpec{App: "web", Revision: 1, Image: "web:v1"}}
+	if err := rs.st.Create(context.Background(), inst); err != nil {
+		t.Fatal(err)
+	}
+	out, err, _ := rs.run(t, 10*time.Second, "logs", "app/web")
+	if err == nil || !strings.Contains(out+err.Error(), "left out") {
+		t.Fatalf("logs app/web with its only instance not placed: %v\n%s; want an error", err, out)
+	}
+}
+
 // logs -f app/NAME followed the instances there when it started, and
 // ended (exit 0) once they were deleted, in a rollout say, printing
 // nothing of the new ones. It follows instances made later from their
