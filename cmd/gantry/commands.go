@@ -416,6 +416,9 @@ func newGetCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if k.Kind == "RoleBinding" && g.namespace != "" && !all {
+				objs = bindingsIn(objs, g.namespace)
+			}
 			return printObjects(cmd.OutOrStdout(), k.Kind, output, objs, false, all && k.Namespaced)
 		},
 	}

@@ -272,6 +272,9 @@ func newRoleCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if g.namespace != "" {
+				objs = bindingsIn(objs, g.namespace)
+			}
 			return list.print(cmd, "RoleBinding", objs, func() { printTable(cmd.OutOrStdout(), "RoleBinding", objs, false, false, true) })
 		},
 	}
@@ -374,4 +377,17 @@ func newTokenCmd(g *globals) *cobra.Command {
 	}
 	cmd.AddCommand(create, ls, revoke)
 	return cmd
+}
+
+// bindingsIn keeps the role bindings of namespace ns (-n given to a list
+// of them, which are cluster objects, each naming its namespace): those
+// that grant there, "*" (every namespace) included.
+func bindingsIn(objs []v1.Object, ns string) []v1.Object {
+	var out []v1.Object
+	for _, o := range objs {
+		if b, ok := o.(*v1.RoleBinding); ok && (b.Spec.Namespace == ns || b.Spec.Namespace == "*") {
+			out = append(out, o)
+		}
+	}
+	return out
 }
