@@ -118,14 +118,16 @@ func (g *globals) config() (*CLIConfig, error) {
 	if v := os.Getenv("GANTRY_SERVER"); v != "" {
 		c.Server = v
 	}
-	if v := os.Getenv("GANTRY_TOKEN"); v != "" {
+	// A token read from a file or a secret store often ends in a
+	// newline, which no token has (login --token - trims it too).
+	if v := strings.TrimSpace(os.Getenv("GANTRY_TOKEN")); v != "" {
 		c.Token, tokenGiven = v, true
 	}
 	if g.server != "" {
 		c.Server = g.server
 	}
-	if g.token != "" {
-		c.Token, tokenGiven = g.token, true
+	if v := strings.TrimSpace(g.token); v != "" {
+		c.Token, tokenGiven = v, true
 	}
 	if saved != "" && !sameServer(c.Server, saved) {
 		// Another cluster than the file's: its token and registry are
