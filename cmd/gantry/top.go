@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"sort"
@@ -109,6 +110,25 @@ func newTopCmd(g *globals) *cobra.Command {
 			if !ok {
 				return fmt.Errorf("top shows apps, instances or nodes, not %q", args[0])
 			}
+			// A refusal is the answer for every row: say it, rather
+			// than a table of "-" that reads as no sample yet. Other
+			// errors (a node away) leave their row empty, with a note.
+			var missed error
+			metricsOf := func(kind, ns, name string) (*metricsBody, error) {
+				m, err := fetchMetrics(ctx, c, kind, ns, name)
+				if errors.Is(err, v1.ErrForbidden) || errors.Is(err, v1.ErrUnauthorized) {
+					return nil, err
+				}
+				if err != nil {
+					missed = err
+				}
+				return m, nil
+			}
+			defer func() {
+				if missed != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "note: some metrics could not be read (shown as -): %v\n", missed)
+				}
+			}()
 			switch k.Kind {
 			case "App":
 				apps, _, err := client.List[*v1.App](ctx, c, ns, client.ListOptions{})
@@ -117,9 +137,9 @@ func newTopCmd(g *globals) *cobra.Command {
 				}
 				rows := [][]string{{"NAMESPACE", "APP", "INSTANCES", "CPU", "CPU%", "CPU REQUEST", "MEMORY", "MEMORY/LIMIT"}}
 				for _, a := range apps {
-					m, err := fetchMetrics(ctx, c, "App", a.Metadata.Namespace, a.Metadata.Name)
+					m, err := metricsOf("App", a.Metadata.Namespace, a.Metadata.Name)
 					if err != nil {
-						m = nil
+						return err
 					}
 					rows = append(rows, appTopRow(a, m))
 				}
@@ -132,8 +152,11 @@ func newTopCmd(g *globals) *cobra.Command {
 				sort.Slice(insts, func(i, j int) bool { return insts[i].Metadata.Key() < insts[j].Metadata.Key() })
 				rows := [][]string{{"NAMESPACE", "INSTANCE", "APP", "CPU", "CPU%", "MEMORY", "MEMORY/LIMIT", "RESTARTS", "NODE"}}
 				for _, i := range insts {
-					m, err := fetchMetrics(ctx, c, "Instance", i.Metadata.Namespace, i.Metadata.Name)
-					if err != nil || len(m.Points) == 0 {
+					m, err := metricsOf("Instance", i.Metadata.Namespace, i.Metadata.Name)
+					if err != nil {
+						return err
+					}
+					if m == nil || len(m.Points) == 0 {
 						rows = append(rows, []string{i.Metadata.Namespace, i.Metadata.Name, i.Spec.App, "-", "-", "-", "-", fmt.Sprint(i.Status.Restarts), orDash(i.Spec.Node)})
 						continue
 					}
@@ -150,8 +173,11 @@ func newTopCmd(g *globals) *cobra.Command {
 				}
 				rows := [][]string{{"NODE", "CPU", "CPU%", "MEMORY", "MEMORY%", "INSTANCES", "READY"}}
 				for _, n := range nodes {
-					m, err := fetchMetrics(ctx, c, "Node", "", n.Metadata.Name)
-					if err != nil || len(m.Points) == 0 {
+					m, err := metricsOf("Node", "", n.Metadata.Name)
+					if err != nil {
+						return err
+					}
+					if m == nil || len(m.Points) == 0 {
 						rows = append(rows, []string{n.Metadata.Name, "-", "-", "-", "-", "-", fmt.Sprint(n.Status.Ready)})
 						continue
 					}
