@@ -402,6 +402,11 @@ func newGetCmd(g *globals) *cobra.Command {
 					if err := client.CheckName(k, "name", name); err != nil {
 						return err
 					}
+					// As kubectl: an object that is not there is an
+					// error, not a silent wait for one to appear.
+					if _, err := c.Get(ctx, k.Kind, ns, name); err != nil {
+						return err
+					}
 				}
 				return watchObjects(ctx, cmd.OutOrStdout(), c, k, ns, name, selector, output, all)
 			}

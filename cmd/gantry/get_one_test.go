@@ -64,3 +64,13 @@ func TestAnEmptyNameIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// `get app nosuch -w` waited for ever without a word; kubectl says it is
+// not found (review helper-166).
+func TestGetWatchOfAMissingObjectIsNotFound(t *testing.T) {
+	rs := startRolloutServer(t)
+	out, err, took := rs.run(t, 5*time.Second, "get", "app", "nosuch", "-w")
+	if err == nil || !strings.Contains(err.Error(), "not found") || took > 3*time.Second {
+		t.Errorf("get app nosuch -w: %v after %v\n%s; want not found at once", err, took, out)
+	}
+}
