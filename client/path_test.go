@@ -134,7 +134,7 @@ func TestDoLongOutlivesTheRequestTimeout(t *testing.T) {
 		case <-r.Context().Done():
 			return
 		}
-		w.Write([]byte(`{"BytesFreed":1}`))
+		w.Write([]byte(`{"bytesFreed":1}`))
 	}))
 	defer srv.Close()
 	c, err := New(Config{Server: srv.URL, Timeout: 50 * time.Millisecond})
@@ -146,7 +146,7 @@ func TestDoLongOutlivesTheRequestTimeout(t *testing.T) {
 		t.Fatal("Do outlived its 50ms timeout; the test proves nothing")
 	}
 	var res map[string]any
-	if _, err := c.DoLong(ctx, http.MethodPost, "/api/v1/registry/gc", nil, nil, &res); err != nil || res["BytesFreed"] != 1.0 {
+	if _, err := c.DoLong(ctx, http.MethodPost, "/api/v1/registry/gc", nil, nil, &res); err != nil || res["bytesFreed"] != 1.0 {
 		t.Errorf("DoLong: %v, %v", res, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)

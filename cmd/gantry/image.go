@@ -396,11 +396,12 @@ func newRegistryCmd(g *globals) *cobra.Command {
 			}
 			n := func(k string) int64 { f, _ := res[k].(float64); return int64(f) }
 			fmt.Fprintf(w, "freed %s in %d blobs; kept %d manifests in %d repositories and the %d blobs they use",
-				image.HumanBytes(n("BytesFreed")), n("BlobsDeleted"), n("Manifests"), n("Repositories"), n("BlobsMarked"))
-			if in := n("BlobsInFlight"); in > 0 {
+				image.HumanBytes(n("bytesFreed")), n("blobsDeleted"), n("manifests"), n("repositories"), n("blobsMarked"))
+			if in := n("blobsInFlight"); in > 0 {
 				fmt.Fprintf(w, "; %d unused blobs pushed or asked for in the last 15 minutes wait for a later run", in)
 			}
-			fmt.Fprintf(w, " (%s)\n", time.Duration(n("Duration")).Round(time.Millisecond))
+			secs, _ := res["seconds"].(float64)
+			fmt.Fprintf(w, " (%s)\n", time.Duration(secs*float64(time.Second)).Round(time.Millisecond))
 			return nil
 		},
 	}

@@ -19,7 +19,7 @@ func TestLongOperationsOutliveTheRequestTimeout(t *testing.T) {
 		path, body string
 		args       []string
 	}{
-		{"/api/v1/registry/gc", `{"BytesFreed":1}`, []string{"registry", "gc"}},
+		{"/api/v1/registry/gc", `{"bytesFreed":1}`, []string{"registry", "gc"}},
 		{"/api/v1/secret-key/rotate", `{"KeyID":"k2","Resealed":5000}`, []string{"secret", "rotate-key"}},
 	} {
 		t.Run(tc.args[0], func(t *testing.T) {

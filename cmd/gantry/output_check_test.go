@@ -69,7 +69,7 @@ func TestEventsWatchRefusesAnUnknownFormat(t *testing.T) {
 // -o wide` ran the collection, then exited 1 and lost its report;
 // `gantry notifier test chat -o txt` sent the message.
 func TestOutputFormatIsCheckedBeforeTheSideEffect(t *testing.T) {
-	url, posts := fakeAPI(t, `{"BytesFreed":1,"Delivered":true}`)
+	url, posts := fakeAPI(t, `{"bytesFreed":1,"Delivered":true}`)
 	for _, args := range [][]string{
 		{"registry", "gc", "-o", "wide"},
 		{"notifier", "test", "chat", "-o", "txt"},

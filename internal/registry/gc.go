@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
@@ -71,19 +72,30 @@ import (
 // from its manifests: a foreign layer's digest, which the engine lets a
 // manifest name without linking it, keeps nothing.
 
-// GCResult reports what a collection did.
+// GCResult reports what a collection did. In JSON (the API's answer) its
+// fields are camelCase, as every other API field, and Duration is
+// "seconds".
 type GCResult struct {
-	Repositories int
-	Manifests    int
-	BlobsMarked  int   // blobs reachable from a manifest
-	BlobsDeleted int   // unreferenced blobs removed
-	BytesFreed   int64 // their size
+	Repositories int   `json:"repositories"`
+	Manifests    int   `json:"manifests"`
+	BlobsMarked  int   `json:"blobsMarked"`  // blobs reachable from a manifest
+	BlobsDeleted int   `json:"blobsDeleted"` // unreferenced blobs removed
+	BytesFreed   int64 `json:"bytesFreed"`   // their size
 	// BlobsInFlight are unreferenced blobs left alone because a push may
 	// be about to reference them (see GCGrace). The next run takes them.
-	BlobsInFlight   int
-	LinksRemoved    int
-	ReferrersPruned int
-	Duration        time.Duration
+	BlobsInFlight   int           `json:"blobsInFlight"`
+	LinksRemoved    int           `json:"linksRemoved"`
+	ReferrersPruned int           `json:"referrersPruned"`
+	Duration        time.Duration `json:"-"`
+}
+
+// MarshalJSON writes r with its duration in seconds.
+func (r GCResult) MarshalJSON() ([]byte, error) {
+	type fields GCResult // without this method
+	return json.Marshal(struct {
+		fields
+		Seconds float64 `json:"seconds"`
+	}{fields(r), r.Duration.Seconds()})
 }
 
 // GC removes blobs that no manifest references, safely while the

@@ -3,6 +3,7 @@ package registry
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -283,5 +284,22 @@ func TestGCDuringConcurrentPushesLosesNothingReferenced(t *testing.T) {
 				t.Errorf("garbage layer %s stored=%v, want %v (reused=%v)", l, got, reused[l], reused[l])
 			}
 		}
+	}
+}
+
+// The API answers a collection with camelCase keys, as every other API
+// answer, and its time in seconds; it answered Go's field names and
+// nanoseconds (review helper-166).
+func TestGCResultJSON(t *testing.T) {
+	b, err := json.Marshal(GCResult{BytesFreed: 5, BlobsDeleted: 2, Duration: 1500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m["bytesFreed"] != 5.0 || m["blobsDeleted"] != 2.0 || m["seconds"] != 1.5 || m["Duration"] != nil || m["BytesFreed"] != nil {
+		t.Errorf("GCResult as JSON: %s", b)
 	}
 }
