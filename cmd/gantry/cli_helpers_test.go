@@ -37,7 +37,7 @@ func TestUsageErrorsExitNonZero(t *testing.T) {
 		{[]string{"completion", "bash"}, 0, ""},
 		{[]string{"rollout"}, 0, ""}, // help, as kubectl rollout
 		{[]string{"diff", "-f", "x.yaml", "--bogus"}, 2, "unknown flag: --bogus"},
-		{[]string{"diff", "stray"}, 2, `unknown command "stray" for "gantry diff"`},
+		{[]string{"diff", "stray"}, 2, `"stray": give manifests with -f, as gantry diff -f stray`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			root := newRootCmd()

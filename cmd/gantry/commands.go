@@ -235,7 +235,7 @@ With --dry-run the server checks each object as it would for a real apply
 (validation, namespace policy, quota, routes other apps own) and says what the
 apply would do, without storing anything; gantry diff shows the changes.`,
 		Example: "  gantry apply -f examples/hello.yaml\n  cat app.yaml | gantry apply -f -\n  gantry apply -f web.yaml --dry-run",
-		Args:    cobra.NoArgs,
+		Args:    manifestArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch dryRun {
 			case "none", "server":
@@ -307,6 +307,19 @@ apply would do, without storing anything; gantry diff shows the changes.`,
 	cmd.Flags().StringVar(&dryRun, "dry-run", "none", "server: check everything and say what would change, storing nothing")
 	cmd.Flags().Lookup("dry-run").NoOptDefVal = "server"
 	return cmd
+}
+
+// manifestArgs refuses the arguments of a command that reads manifests
+// with -f only (apply), saying what was meant: a file given without -f,
+// or a --dry-run value given after a space.
+func manifestArgs(cmd *cobra.Command, args []string) error {
+	switch {
+	case len(args) == 0:
+		return nil
+	case args[0] == "server" || args[0] == "client" || args[0] == "none":
+		return fmt.Errorf("%q: give --dry-run its value with =, as --dry-run=%s (or --dry-run alone for server)", args[0], args[0])
+	}
+	return fmt.Errorf("%q: give manifests with -f, as %s -f %s", args[0], cmd.CommandPath(), args[0])
 }
 
 // parseRef reads "kind/name", "kind name" or "kind" from args.

@@ -36,7 +36,7 @@ change, 1 when something would, 2 or more on an error.`,
 		Example: "  gantry diff -f web.yaml\n  GANTRY_EXTERNAL_DIFF='diff -u --color=always' gantry diff -f deploy/",
 		// Usage errors are errors too (2), not "something would change".
 		Args: func(cmd *cobra.Command, args []string) error {
-			if err := cobra.NoArgs(cmd, args); err != nil {
+			if err := manifestArgs(cmd, args); err != nil {
 				return &exitError{code: 2, err: err}
 			}
 			return nil

@@ -74,3 +74,23 @@ func TestGetWatchOfAMissingObjectIsNotFound(t *testing.T) {
 		t.Errorf("get app nosuch -w: %v after %v\n%s; want not found at once", err, took, out)
 	}
 }
+
+// `apply hello.yaml` and `apply --dry-run server -f x` said "unknown
+// command"; the error says what was meant now (review helper-166).
+func TestManifestCommandsSayHowToGiveFiles(t *testing.T) {
+	rs := startRolloutServer(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"apply", "hello.yaml"}, "-f hello.yaml"},
+		{[]string{"diff", "hello.yaml"}, "-f hello.yaml"},
+		{[]string{"apply", "--dry-run", "server", "-f", "x.yaml"}, "--dry-run=server"},
+		{[]string{"top"}, "top apps"},
+	} {
+		out, err, _ := rs.run(t, 5*time.Second, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v (%s); want an error naming %q", tc.args, err, out, tc.want)
+		}
+	}
+}

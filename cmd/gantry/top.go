@@ -96,7 +96,12 @@ func newTopCmd(g *globals) *cobra.Command {
 		Example: `  gantry top apps
   gantry top instances -n team
   gantry top nodes`,
-		Args:      cobra.ExactArgs(1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return errors.New("name what to show: gantry top apps, top instances or top nodes")
+			}
+			return nil
+		},
 		ValidArgs: []string{"apps", "instances", "nodes"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
