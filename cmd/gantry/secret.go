@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -128,9 +129,15 @@ func newSecretCmd(g *globals) *cobra.Command {
 			}
 			sort.Strings(keys)
 			for _, k := range keys {
-				if v := out[k]; utf8.Valid(v) {
+				v := out[k]
+				switch {
+				case utf8.Valid(v) && bytes.ContainsAny(v, "\r\n"):
+					// Printed as is, its lines would read as keys of
+					// their own.
+					fmt.Fprintf(cmd.OutOrStdout(), "%s=(%d lines: gantry secret get %s %s)\n", k, bytes.Count(v, []byte("\n"))+1, args[0], k)
+				case utf8.Valid(v):
 					fmt.Fprintf(cmd.OutOrStdout(), "%s=%s\n", k, v)
-				} else {
+				default:
 					fmt.Fprintf(cmd.OutOrStdout(), "%s=(%d bytes, not text: gantry secret get %s %s > FILE)\n", k, len(v), args[0], k)
 				}
 			}

@@ -50,3 +50,22 @@ func TestSecretSetDoesNotEchoAValueWithoutKey(t *testing.T) {
 		}
 	}
 }
+
+// secret get NAME printed a value of several lines as is, so that its
+// lines read as keys of their own (review helper-166).
+func TestSecretGetDoesNotPrintAValueOfSeveralLinesAsKeys(t *testing.T) {
+	rs := startRolloutServer(t)
+	f := filepath.Join(t.TempDir(), "pem")
+	os.WriteFile(f, []byte("line one\nevil=1\n"), 0o600)
+	if out, err, _ := rs.run(t, 10*time.Second, "secret", "set", "tls", "user=app", "--from-file", "cert="+f); err != nil {
+		t.Fatalf("secret set: %v %s", err, out)
+	}
+	out, err, _ := rs.run(t, 10*time.Second, "secret", "get", "tls")
+	if err != nil || strings.Contains(out, "evil=1") || !strings.Contains(out, "user=app") || !strings.Contains(out, "gantry secret get tls cert") {
+		t.Errorf("secret get tls: %v\n%s", err, out)
+	}
+	out, err, _ = rs.run(t, 10*time.Second, "secret", "get", "tls", "cert")
+	if err != nil || out != "line one\nevil=1\n" {
+		t.Errorf("secret get tls cert = %q, %v; want the value byte for byte", out, err)
+	}
+}
