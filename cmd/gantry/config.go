@@ -192,6 +192,11 @@ func (g *globals) client() (*client.Client, error) {
 		}
 		return nil, errors.New("no Gantry server configured: start one with `gantry up` (it writes ~/.gantry/config), or pass --server / set GANTRY_SERVER")
 	}
+	if c.Token == "" && c.otherServer != "" {
+		// Held back on purpose (it is another server's): say so, rather
+		// than send the request without one and report "no token given".
+		return nil, fmt.Errorf("the CLI config's token is for %s, not %s: give this server's token with --token or GANTRY_TOKEN, or log in to it (gantry login --server %s)", c.otherServer, c.Server, c.Server)
+	}
 	return client.New(client.Config{Server: c.Server, Token: c.Token, CA: []byte(c.CA), UserAgent: "gantry-cli/" + version, Timeout: requestTimeout,
 		Warnings: func(text string) {
 			if g.warn != nil {

@@ -94,3 +94,35 @@ func TestSavedTokenStaysWithItsServer(t *testing.T) {
 		}
 	}
 }
+
+// --server naming another server than the config's (or the same one by
+// another name) sends no token, on purpose; the error was only
+// "unauthorized: no token given" (review helper-166). It says why now,
+// before sending anything.
+func TestAnotherServerWithoutATokenSaysWhy(t *testing.T) {
+	var calls int
+	var mu sync.Mutex
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer api.Close()
+	cfg := filepath.Join(t.TempDir(), "config")
+	os.WriteFile(cfg, []byte("server: http://127.0.0.1:1\ntoken: token-of-A\n"), 0o600)
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs([]string{"--config", cfg, "--server", api.URL, "get", "apps"})
+	err := root.ExecuteContext(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "token is for http://127.0.0.1:1") || !strings.Contains(err.Error(), "--token") {
+		t.Errorf("get apps against another server: %v; want the reason the config's token was not sent", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 0 {
+		t.Errorf("%d requests sent without a token", calls)
+	}
+}
