@@ -58,6 +58,15 @@ func imageAuth(c *CLIConfig) image.Auth {
 
 func (e *imageEnv) ref(r string) string { return image.Reference(e.registry, e.ns, r) }
 
+// checkRef refuses, before any work, an image name r that is no valid
+// reference, saying what a name may hold.
+func (e *imageEnv) checkRef(r string) error {
+	if _, err := name.ParseReference(e.ref(r)); err != nil {
+		return fmt.Errorf("image name %q: a repository name is lower-case letters, digits, '.', '_', '-' and '/', and a tag up to 128 letters, digits, '_', '.' and '-' (%v)", r, err)
+	}
+	return nil
+}
+
 // authFor is the registry login for ref: the CLI's token goes to the
 // cluster registry only. A reference that names another registry is
 // used without credentials, so that the platform token never reaches a
@@ -162,6 +171,9 @@ steps run as Docker would, with RUN executed in a real containerd container.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			env, err := g.imageEnv()
 			if err != nil {
+				return err
+			}
+			if err := env.checkRef(args[1]); err != nil {
 				return err
 			}
 			work, err := os.MkdirTemp("", "gantry-push")
@@ -298,6 +310,9 @@ steps run as Docker would, with RUN executed in a real containerd container.`,
 			}
 			env, err := g.imageEnv()
 			if err != nil {
+				return err
+			}
+			if err := env.checkRef(importTag); err != nil {
 				return err
 			}
 			work, err := os.MkdirTemp("", "gantry-import")

@@ -126,3 +126,25 @@ func TestAnotherServerWithoutATokenSaysWhy(t *testing.T) {
 		t.Errorf("%d requests sent without a token", calls)
 	}
 }
+
+// image push to a name no registry takes (upper case) read the archive
+// and drew its progress bar before a bare parse error (review
+// helper-166); the name is checked first, saying what it may hold.
+func TestImagePushChecksTheNameFirst(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "config")
+	os.WriteFile(cfg, []byte("server: https://127.0.0.1:1\ntoken: t\nregistry: 127.0.0.1:5000\n"), 0o600)
+	for _, args := range [][]string{
+		{"image", "push", "/nonexistent.tar", "Web:V1"},
+		{"image", "import", "/nonexistent", "-t", "Web:V1"},
+	} {
+		root := newRootCmd()
+		var out bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&out)
+		root.SetArgs(append([]string{"--config", cfg}, args...))
+		err := root.ExecuteContext(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "lower-case") || strings.Contains(out.String(), "push Web") {
+			t.Errorf("%q: %v\n%s; want the name refused before anything else", args, err, out.String())
+		}
+	}
+}
