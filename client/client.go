@@ -318,6 +318,12 @@ func decodeError(resp *http.Response) error {
 		if st.Message == "" {
 			st.Message = resp.Status
 		}
+		if resp.StatusCode == http.StatusNotFound && resp.Request != nil && resp.Request.URL != nil {
+			// Not the API's own answer (it always says what is not
+			// found): most likely not a Gantry API server at all.
+			u := resp.Request.URL
+			st.Message = fmt.Sprintf("%s://%s answered %q for %s, not as a Gantry API server does: check --server (the registry and the load balancer listen on other ports)", u.Scheme, u.Host, st.Message, u.Path)
+		}
 	}
 	if st.Code == 0 {
 		st.Code = resp.StatusCode

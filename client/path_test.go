@@ -155,3 +155,20 @@ func TestDoLongOutlivesTheRequestTimeout(t *testing.T) {
 		t.Errorf("DoLong after its context ended: %v", err)
 	}
 }
+
+// A server that is not Gantry's API (the registry's port given as
+// --server) answered 404 "404 page not found", and that was the whole
+// error (review helper-166). It names the server and what to check now;
+// it is still a not-found.
+func TestA404FromSomethingElseSaysSo(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	c, err := New(Config{Server: srv.URL, Token: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Get(context.Background(), "App", "default", "web")
+	if !errors.Is(err, v1.ErrNotFound) || !strings.Contains(err.Error(), "not as a Gantry API server does") || !strings.Contains(err.Error(), srv.Listener.Addr().String()) {
+		t.Errorf("err = %v", err)
+	}
+}
