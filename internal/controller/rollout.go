@@ -293,6 +293,7 @@ func (r *Rollout) reconcile(ctx context.Context, key string) (time.Duration, err
 	}
 	drain := st.Drain()
 	av := r.newAvailability(st.MinReady.D())
+	av.done = app.Spec.Template.RestartPolicy != v1.RestartAlways
 	newReady, oldReady := countReady(cur), countReady(old)
 
 	// 0. Network policy and the drain delay are not part of the
@@ -477,7 +478,10 @@ func (r *Rollout) readySince(i *v1.Instance, now time.Time) time.Time {
 // first of the latter becomes available.
 type availability struct {
 	minReady time.Duration
-	now      time.Time
+	// done: an instance that has done its work (Succeeded) counts as
+	// available, as for an App whose restart policy is not always.
+	done bool
+	now  time.Time
 	// since is when an instance's spell of readiness began.
 	since func(i *v1.Instance, now time.Time) time.Time
 	// next is how long until the soonest ready instance asked about
@@ -493,6 +497,9 @@ func (r *Rollout) newAvailability(minReady time.Duration) *availability {
 // minReady. A ready instance whose start of readiness is unknown is not
 // (its agent reports one with its next status).
 func (av *availability) available(i *v1.Instance) bool {
+	if av.done && i.Status.Phase == v1.PhaseSucceeded {
+		return true
+	}
 	if !i.Status.Ready {
 		return false
 	}
@@ -534,7 +541,12 @@ func (av *availability) count(l []*v1.Instance) int {
 // old instances that remain.
 func (r *Rollout) retireOld(ctx context.Context, av *availability, cur, old []*v1.Instance, keep, minAvailable int, drain v1.Duration, why string) ([]*v1.Instance, error) {
 	newAvailable := av.count(cur)
-	available := newAvailable + av.count(old)
+	available := newAvailable
+	for _, i := range old {
+		if !i.Status.Finished() && av.available(i) {
+			available++
+		}
+	}
 	// The budget counts the old instances that would be left serving or
 	// about to: unplaced ones and ones whose container is not running go
 	// freely, and must not make room for removing a running one.
@@ -552,6 +564,8 @@ func (r *Rollout) retireOld(ctx context.Context, av *availability, cur, old []*v
 		ok := removable > 0
 		switch {
 		case !ok:
+		case i.Status.Finished():
+			// Its work is done (a batch App's): it serves nothing.
 		case av.available(i):
 			if ok = available-1 >= minAvailable; ok {
 				available--
@@ -793,10 +807,10 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 	// For an App whose work ends (restart policy never or on-failure),
 	// an instance that has done it (Succeeded) is as far as one gets:
 	// progress as a ready one is.
+	// (newAvailable counts them already: av.done.)
 	doneReady, doneAvailable := newReady, newAvailable
-	if a.Spec.Template.RestartPolicy != v1.RestartAlways {
-		n := countPhase(cur, v1.PhaseSucceeded)
-		doneReady, doneAvailable = doneReady+n, doneAvailable+n
+	if av.done {
+		doneReady += countPhase(cur, v1.PhaseSucceeded)
 	}
 	if int32(doneReady) > st.PeakUpdatedReady || int32(doneAvailable) > st.PeakUpdatedAvailable {
 		st.Progressed = &now
@@ -826,17 +840,25 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 	// one as the revision rollbacks go back to nor, for a first rollout,
 	// become it (a failed first rollout scaled to 0 was later "rolled
 	// back" to, and sat RolledBack on a template that never ran).
-	// A Failed rollout stays Failed until a fix is applied (a new
-	// revision): instances of a revision that crashes at once can all
-	// look ready for a moment, which is no proof that it works.
-	failed := st.Phase == v1.AppFailed
-	complete := !failed && len(old) == 0 && len(cur) == desired && doneAvailable == desired && (desired > 0 || !rolling || st.StableRevision == 0 && everReady)
+	complete := len(old) == 0 && len(cur) == desired && doneAvailable == desired && (desired > 0 || !rolling || st.StableRevision == 0 && everReady)
+	// A Failed rollout recovers (a Secret created late, a slow pull, a
+	// node back) only once its instances have stayed ready for a while:
+	// those of a revision that crashes at once can all look ready for a
+	// moment, which is no proof that it works.
+	var steadyNext time.Duration
+	if complete && st.Phase == v1.AppFailed {
+		steady := r.newAvailability(max(a.Spec.Strategy.MinReady.D(), failedRecovery))
+		steady.done = av.done
+		if steady.count(cur) < desired {
+			complete, steadyNext = false, steady.next
+		}
+	}
 	idle := desired == 0 && len(old) == 0 && len(cur) == 0 && rolling
 	// An App of work that ends (restart policy never or on-failure)
 	// whose instances have all done it: finished, not broken. Its
 	// instances are never ready again, which would otherwise read as a
 	// stall, and a rollout's as no progress, to be rolled back.
-	completed := !failed && a.Spec.Template.RestartPolicy != v1.RestartAlways && desired > 0 && len(old) == 0 &&
+	completed := a.Spec.Template.RestartPolicy != v1.RestartAlways && desired > 0 && len(old) == 0 &&
 		len(cur) == desired && countPhase(cur, v1.PhaseSucceeded) == desired
 	complete = complete || completed
 	var requeue time.Duration
@@ -925,6 +947,9 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 		}
 		requeue = left + 10*time.Millisecond
 	}
+	if steadyNext > 0 && (requeue == 0 || steadyNext < requeue) {
+		requeue = steadyNext // a Failed rollout's instances may have stayed ready by then
+	}
 	if sameStatus(a.Status, st) {
 		return requeue, nil
 	}
@@ -989,6 +1014,11 @@ func waitingMinReady(a *v1.App, ready, available int) string {
 	}
 	return fmt.Sprintf(" (%d of them not yet for minReady %s)", ready-available, a.Spec.Strategy.MinReady)
 }
+
+// failedRecovery is how long every instance of a Failed rollout must have
+// been ready, without a break, for it to count as complete after all (or
+// strategy.minReady, if longer).
+var failedRecovery = 30 * time.Second
 
 // countPhase counts the instances in phase.
 func countPhase(l []*v1.Instance, phase string) int {

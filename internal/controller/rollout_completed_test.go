@@ -67,48 +67,56 @@ func TestAnAppWhoseInstancesAllSucceededIsCompleted(t *testing.T) {
 // A first rollout that failed its deadline was declared complete, with a
 // RolloutComplete event and its revision made the stable one, when its
 // crash-looping instances happened to be ready at the same moment
-// (review helper-164). The guide: Failed "until a fix is applied".
-func TestAFailedFirstRolloutStaysFailed(t *testing.T) {
+// (review helper-164). It recovers only once they have stayed ready for
+// a while (review helper-167: never recovering was wrong too: a Secret
+// created late, a slow pull).
+func TestAFailedFirstRolloutRecoversOnlyWhenItsInstancesStayReady(t *testing.T) {
+	saved := failedRecovery
+	failedRecovery = time.Second
+	t.Cleanup(func() { failedRecovery = saved })
 	s := storetest.New(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var mu sync.Mutex
-	healthy := false
-	fakeNode(ctx, t, s, func(*v1.Instance) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return !healthy
-	})
+	fakeNode(ctx, t, s, func(*v1.Instance) bool { return true })
 	rec := &eventLog{}
 	startRollout(t, s, rec)
 	saveApp(t, s, decodeApp(t, "kind: App\nname: web\nimage: web:crash\nreplicas: 2\nstrategy: {progressDeadline: 1s}"))
 	waitApp(t, s, "web", "the first rollout failed", func(a *v1.App, l []*v1.Instance) bool {
 		return a.Status.Phase == v1.AppFailed
 	})
-	// Both instances look ready for a moment.
-	mu.Lock()
-	healthy = true
-	mu.Unlock()
-	l, _, err := store.List[*v1.Instance](ctx, s, store.ListOptions{Namespace: "default"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, i := range l {
-		if _, err := store.Mutate(ctx, s, "default", i.Metadata.Name, func(x *v1.Instance) error {
-			x.Status.Ready, x.Status.Reason, x.Status.Message = true, "", ""
-			return nil
-		}); err != nil {
+	setReady := func(ready bool) {
+		t.Helper()
+		l, _, err := store.List[*v1.Instance](ctx, s, store.ListOptions{Namespace: "default"})
+		if err != nil {
 			t.Fatal(err)
 		}
+		for _, i := range l {
+			if _, err := store.Mutate(ctx, s, "default", i.Metadata.Name, func(x *v1.Instance) error {
+				now := time.Now().UTC()
+				x.Status.Ready, x.Status.Reason, x.Status.Message, x.Status.ReadySince = ready, "", "", &now
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
-	time.Sleep(time.Second)
+	// Both instances look ready for a moment, then crash again.
+	setReady(true)
+	time.Sleep(300 * time.Millisecond)
+	setReady(false)
+	time.Sleep(1500 * time.Millisecond)
 	a, err := store.Get[*v1.App](ctx, s, "default", "web")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a.Status.Phase != v1.AppFailed || a.Status.StableRevision != 0 || rec.has("RolloutComplete") {
-		t.Errorf("phase %s, stable revision %d, events %v; want it Failed with no stable revision until a fix is applied", a.Status.Phase, a.Status.StableRevision, rec.events)
+		t.Fatalf("after a moment of readiness: phase %s, stable revision %d, events %v; want it still Failed", a.Status.Phase, a.Status.StableRevision, rec.events)
 	}
+	// Now they stay ready (the cause went away): it recovers.
+	setReady(true)
+	waitApp(t, s, "web", "recovered", func(a *v1.App, l []*v1.Instance) bool {
+		return a.Status.Phase == v1.AppRunning && a.Status.StableRevision == 1
+	})
 }
 
 // staggeredNode runs, of each template's instances, the first to
@@ -177,5 +185,53 @@ func TestABatchRolloutWhoseInstancesEndAtDifferentTimes(t *testing.T) {
 	a, _ := store.Get[*v1.App](ctx, s, "default", "job")
 	if a.Status.RolledBack != nil || a.Status.StableRevision != 2 || rec.has("ProgressDeadlineExceeded") {
 		t.Errorf("revision 2: phase %s stable %d rolledBack %+v events %v; want Completed at 2", a.Status.Phase, a.Status.StableRevision, a.Status.RolledBack, rec.events)
+	}
+}
+
+// A batch rollout over old instances still at work: the new ones ran to
+// completion, but retiring the old ones waited for new instances
+// "available", which a finished one never was, and the rollout was rolled
+// back (review helper-167). A finished new instance counts as available.
+func TestABatchRolloutOverRunningOldInstances(t *testing.T) {
+	s := storetest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	v1Hash := ""
+	nodeFor(ctx, s, func(i *v1.Instance) {
+		if i.Spec.Node != "" {
+			return
+		}
+		mu.Lock()
+		if v1Hash == "" {
+			v1Hash = i.Metadata.Labels[LabelTemplateHash]
+		}
+		old := i.Metadata.Labels[LabelTemplateHash] == v1Hash
+		mu.Unlock()
+		store.Mutate(ctx, s, "default", i.Metadata.Name, func(x *v1.Instance) error {
+			now := time.Now().UTC()
+			x.Spec.Node = "n1"
+			if old { // still at work
+				x.Status = v1.InstanceStatus{Phase: v1.PhaseRunning, Ready: true, ReadySince: &now, StartedAt: &now}
+			} else {
+				code := 0
+				x.Status = v1.InstanceStatus{Phase: v1.PhaseSucceeded, Reason: "Completed", ExitCode: &code, FinishedAt: &now}
+			}
+			return nil
+		})
+	})
+	rec := &eventLog{}
+	startRollout(t, s, rec)
+	const app = "kind: App\nname: job\nimage: job:%s\nreplicas: 2\nrestartPolicy: on-failure\nstrategy: {progressDeadline: 1s}"
+	saveApp(t, s, decodeApp(t, fmt.Sprintf(app, "v1")))
+	waitApp(t, s, "job", "revision 1 running", func(a *v1.App, l []*v1.Instance) bool {
+		return a.Status.Phase == v1.AppRunning && a.Status.StableRevision == 1
+	})
+	saveApp(t, s, decodeApp(t, fmt.Sprintf(app, "v2")))
+	waitApp(t, s, "job", "revision 2 completed", func(a *v1.App, l []*v1.Instance) bool {
+		return a.Status.Revision == 2 && a.Status.Phase == v1.AppCompleted || a.Status.RolledBack != nil
+	})
+	if a, _ := store.Get[*v1.App](ctx, s, "default", "job"); a.Status.RolledBack != nil {
+		t.Errorf("the batch rollout was rolled back: %+v (events %v)", a.Status.RolledBack, rec.events)
 	}
 }
