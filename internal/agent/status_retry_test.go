@@ -373,8 +373,8 @@ func TestTerminateSaysWhenSIGTERMIsSent(t *testing.T) {
 		reasons = append(reasons, st.Reason)
 	}
 	i := slices.Index(reasons, "Killing")
-	if slices.Index(reasons, "Draining") < 0 || i < slices.Index(reasons, "Draining") || !strings.Contains(api.statuses[i].Message, "SIGTERM sent") {
-		t.Errorf("status reasons %v; want Draining, then Killing saying SIGTERM was sent", reasons)
+	if slices.Index(reasons, "Draining") < 0 || i < slices.Index(reasons, "Draining") || !strings.Contains(api.statuses[i].Message, "SIGTERM, then SIGKILL") {
+		t.Errorf("status reasons %v; want Draining, then Killing saying SIGTERM goes", reasons)
 	}
 	w.status = api.statuses[i]
 	if !w.mayServe() {

@@ -1420,9 +1420,13 @@ func (w *worker) terminate(ctx context.Context) {
 		// the load balancer still drained it. (Not reasonStopping: an
 		// agent restarted now must still count the grace period from
 		// the drain's end.)
-		w.report(ctx, func(s *v1.InstanceStatus) {
-			s.Reason, s.Message = reasonKilling, fmt.Sprintf("SIGTERM sent; SIGKILL after %s if it has not exited", grace)
+		// Bounded: an API server that is slow to answer must not hold
+		// the SIGTERM back (an unsent status goes again later).
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		w.report(rctx, func(s *v1.InstanceStatus) {
+			s.Reason, s.Message = reasonKilling, fmt.Sprintf("stopping: SIGTERM, then SIGKILL after %s if it has not exited", grace)
 		})
+		cancel()
 	}
 	// While containerd is away (restarting), the container may still
 	// run: wait for it to come back rather than tear down the network

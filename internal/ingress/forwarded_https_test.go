@@ -45,5 +45,24 @@ func TestForwardedHTTPSIsPassedOnWhenItSkipsTheRedirect(t *testing.T) {
 		if got := http.Header(e.Header).Values("X-Forwarded-Proto"); len(got) != 1 || got[0] != "https" {
 			t.Errorf("%s: served over HTTP because X-Forwarded-Proto said https, but the instance was told X-Forwarded-Proto %v", c.method, got)
 		}
+		// The port goes with the scheme: the proxy's in front, not
+		// the load balancer's plain HTTP one (review helper-167).
+		if got := http.Header(e.Header).Values("X-Forwarded-Port"); len(got) != 1 || got[0] != "443" {
+			t.Errorf("%s: told X-Forwarded-Proto https with X-Forwarded-Port %v, want 443", c.method, got)
+		}
+	}
+	// A port the proxy in front names is passed on.
+	req, _ := http.NewRequest(http.MethodGet, h.url+"/behind-a-proxy", nil)
+	req.Host = "shop.example.com"
+	req.Header.Set("X-Forwarded-Proto", "https")
+	req.Header.Set("X-Forwarded-Port", "8443")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got := http.Header(decodeEcho(t, b).Header).Values("X-Forwarded-Port"); len(got) != 1 || got[0] != "8443" {
+		t.Errorf("X-Forwarded-Port from the proxy in front: the instance got %v, want 8443", got)
 	}
 }

@@ -227,6 +227,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rt.toHTTPS && r.TLS == nil && r.RequestURI != "*" {
 		if forwardedHTTPS(r) {
 			st.fwdHTTPS = true
+			// The client's port is the proxy's in front, as its scheme
+			// is: what it says, else HTTPS's.
+			st.port = "443"
+			if v := r.Header.Get("X-Forwarded-Port"); v != "" {
+				if n, err := strconv.Atoi(v); err == nil && n > 0 && n < 65536 {
+					st.port = strconv.Itoa(n)
+				}
+			}
 		} else if port := p.httpsPort.Load(); port != nil {
 			toHTTPS(&st.rec, r, host, *port)
 			return
