@@ -128,17 +128,24 @@ func newSecretCmd(g *globals) *cobra.Command {
 				keys = append(keys, k)
 			}
 			sort.Strings(keys)
+			nsFlag := ""
+			if ns := g.ns(); ns != v1.DefaultNamespace {
+				nsFlag = " -n " + ns
+			}
 			for _, k := range keys {
 				v := out[k]
+				// One line, with or without its newline, prints as
+				// KEY=VALUE.
+				line := bytes.TrimSuffix(bytes.TrimSuffix(v, []byte("\n")), []byte("\r"))
 				switch {
-				case utf8.Valid(v) && bytes.ContainsAny(v, "\r\n"):
+				case utf8.Valid(v) && bytes.ContainsAny(line, "\r\n"):
 					// Printed as is, its lines would read as keys of
 					// their own.
-					fmt.Fprintf(cmd.OutOrStdout(), "%s=(%d lines: gantry secret get %s %s)\n", k, bytes.Count(v, []byte("\n"))+1, args[0], k)
+					fmt.Fprintf(cmd.OutOrStdout(), "%s=(%d lines: gantry secret get %s %s%s)\n", k, bytes.Count(line, []byte("\n"))+1, args[0], k, nsFlag)
 				case utf8.Valid(v):
-					fmt.Fprintf(cmd.OutOrStdout(), "%s=%s\n", k, v)
+					fmt.Fprintf(cmd.OutOrStdout(), "%s=%s\n", k, line)
 				default:
-					fmt.Fprintf(cmd.OutOrStdout(), "%s=(%d bytes, not text: gantry secret get %s %s > FILE)\n", k, len(v), args[0], k)
+					fmt.Fprintf(cmd.OutOrStdout(), "%s=(%d bytes, not text: gantry secret get %s %s%s > FILE)\n", k, len(v), args[0], k, nsFlag)
 				}
 			}
 			return nil

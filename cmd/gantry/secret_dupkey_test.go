@@ -60,8 +60,16 @@ func TestSecretGetDoesNotPrintAValueOfSeveralLinesAsKeys(t *testing.T) {
 	if out, err, _ := rs.run(t, 10*time.Second, "secret", "set", "tls", "user=app", "--from-file", "cert="+f); err != nil {
 		t.Fatalf("secret set: %v %s", err, out)
 	}
+	one := filepath.Join(t.TempDir(), "one")
+	os.WriteFile(one, []byte("hunter2\n"), 0o600)
+	if out, err, _ := rs.run(t, 10*time.Second, "secret", "set", "pw", "--from-file", "password="+one); err != nil {
+		t.Fatalf("secret set: %v %s", err, out)
+	}
+	if out, err, _ := rs.run(t, 10*time.Second, "secret", "get", "pw"); err != nil || out != "password=hunter2\n" {
+		t.Errorf("secret get pw = %q, %v; a value of one line and its newline is KEY=VALUE", out, err)
+	}
 	out, err, _ := rs.run(t, 10*time.Second, "secret", "get", "tls")
-	if err != nil || strings.Contains(out, "evil=1") || !strings.Contains(out, "user=app") || !strings.Contains(out, "gantry secret get tls cert") {
+	if err != nil || strings.Contains(out, "evil=1") || !strings.Contains(out, "user=app") || !strings.Contains(out, "cert=(2 lines: gantry secret get tls cert)") {
 		t.Errorf("secret get tls: %v\n%s", err, out)
 	}
 	out, err, _ = rs.run(t, 10*time.Second, "secret", "get", "tls", "cert")
