@@ -221,6 +221,9 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 		}
 	}
 	if _, err := serveNodeMetrics(ctx, o.metrics, "--metrics-addr", nd.Registry, log); err != nil {
+		if cmd.Flags().Changed("metrics-addr") {
+			return err // an address asked for that cannot be had
+		}
 		// The node's work does not depend on it: run without, and say
 		// so (a gantry up on the same machine holds the default port).
 		log.Warn("serving no metrics for Prometheus", "err", err)

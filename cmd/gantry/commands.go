@@ -920,7 +920,12 @@ applied. A paused rollout is waited for until it is resumed, or until --timeout.
 					st := a.Status
 					desired := a.DesiredReplicas()
 					done := st.Phase == v1.AppRunning && st.UpdatedReplicas >= desired && st.ReadyReplicas >= desired && st.Replicas == desired ||
-						st.Phase == v1.AppCompleted && st.StableRevision == st.Revision && st.Replicas == desired && st.ObservedReplicas == desired
+						st.Phase == v1.AppCompleted && st.StableRevision == st.Revision && st.Replicas == desired && st.ObservedReplicas == desired ||
+						// A batch App whose instances are partly done (they
+						// are never ready again) is complete as the
+						// controller judged it.
+						a.Spec.Template.RestartPolicy != v1.RestartAlways && st.Phase == v1.AppRunning && st.StableRevision == st.Revision &&
+							st.UpdatedReplicas >= desired && st.Replicas == desired && st.ObservedReplicas == desired
 					// Scaled to 0 before the revision ever ran: it did
 					// not roll out, and never will at 0.
 					zeroed := done && desired == 0 && st.StableRevision > 0 && st.StableRevision != st.Revision

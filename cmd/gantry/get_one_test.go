@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
+
+	v1 "github.com/gantry-dev/gantry/api/v1"
+	"github.com/gantry-dev/gantry/internal/store"
 )
 
 // `get app hello -w` once watched every app of the namespace: the name
@@ -92,5 +96,30 @@ func TestManifestCommandsSayHowToGiveFiles(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v (%s); want an error naming %q", tc.args, err, out, tc.want)
 		}
+	}
+}
+
+// A batch App that the controller judged complete with some instances
+// done and others at work (done ones are never ready again) kept rollout
+// status waiting on "ready" instances (review helper-167).
+func TestRolloutStatusOfAPartlyDoneBatchApp(t *testing.T) {
+	rs := startRolloutServer(t)
+	o, err := v1.DecodeManifest([]byte("kind: App\nname: job\nimage: job:v1\nreplicas: 2\nrestartPolicy: on-failure\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rs.c.Apply(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Mutate(context.Background(), rs.st, "default", "job", func(a *v1.App) error {
+		a.Status.Phase, a.Status.StableRevision = v1.AppRunning, a.Status.Revision
+		a.Status.Replicas, a.Status.UpdatedReplicas, a.Status.ObservedReplicas, a.Status.ReadyReplicas = 2, 2, 2, 1
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	out, err, _ := rs.run(t, 5*time.Second, "rollout", "status", "app/job")
+	if err != nil || !strings.Contains(out, "successfully rolled out") {
+		t.Errorf("rollout status of a batch App complete with 1 of 2 done: %v\n%s", err, out)
 	}
 }

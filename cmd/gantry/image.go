@@ -409,13 +409,25 @@ func newRegistryCmd(g *globals) *cobra.Command {
 			case "yaml":
 				return printYAML(w, res)
 			}
-			n := func(k string) int64 { f, _ := res[k].(float64); return int64(f) }
+			n := func(k string) int64 {
+				f, ok := res[k].(float64)
+				if !ok {
+					// A server from before 2026-11-29 answers
+					// capitalized keys.
+					f, _ = res[strings.ToUpper(k[:1])+k[1:]].(float64)
+				}
+				return int64(f)
+			}
 			fmt.Fprintf(w, "freed %s in %d blobs; kept %d manifests in %d repositories and the %d blobs they use",
 				image.HumanBytes(n("bytesFreed")), n("blobsDeleted"), n("manifests"), n("repositories"), n("blobsMarked"))
 			if in := n("blobsInFlight"); in > 0 {
 				fmt.Fprintf(w, "; %d unused blobs pushed or asked for in the last 15 minutes wait for a later run", in)
 			}
-			secs, _ := res["seconds"].(float64)
+			secs, ok := res["seconds"].(float64)
+			if !ok {
+				ns, _ := res["Duration"].(float64) // nanoseconds, before 2026-11-29
+				secs = ns / 1e9
+			}
 			fmt.Fprintf(w, " (%s)\n", time.Duration(secs*float64(time.Second)).Round(time.Millisecond))
 			return nil
 		},

@@ -124,16 +124,11 @@ func newTopCmd(g *globals) *cobra.Command {
 				if errors.Is(err, v1.ErrForbidden) || errors.Is(err, v1.ErrUnauthorized) {
 					return nil, err
 				}
-				if err != nil {
+				if err != nil && !errors.Is(err, v1.ErrNotFound) { // not one deleted since the list
 					missed = err
 				}
 				return m, nil
 			}
-			defer func() {
-				if missed != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "note: some metrics could not be read (shown as -): %v\n", missed)
-				}
-			}()
 			switch k.Kind {
 			case "App":
 				apps, _, err := client.List[*v1.App](ctx, c, ns, client.ListOptions{})
@@ -194,6 +189,9 @@ func newTopCmd(g *globals) *cobra.Command {
 				printRows(w, rows)
 			default:
 				return fmt.Errorf("top shows apps, instances or nodes, not %q", args[0])
+			}
+			if missed != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "note: some metrics could not be read (shown as -): %v\n", missed)
 			}
 			return nil
 		},

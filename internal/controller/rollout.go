@@ -977,7 +977,7 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 		if completed {
 			r.rec.Eventf(ctx, out, v1.EventNormal, "RolloutComplete", "revision %d ran to completion on %d/%d instances", st.Revision, desired, desired)
 		} else {
-			r.rec.Eventf(ctx, out, v1.EventNormal, "RolloutComplete", "revision %d is running with %d/%d instances ready", st.Revision, newReady, desired)
+			r.rec.Eventf(ctx, out, v1.EventNormal, "RolloutComplete", "revision %d is running with %d/%d instances ready (or done)", st.Revision, doneReady, desired)
 		}
 		r.observe(a, "completed", now)
 	}

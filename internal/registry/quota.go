@@ -20,9 +20,9 @@ import (
 // another namespace counts in both. It is checked when a blob is
 // committed to a repository (the PUT that ends an upload, an upload in one
 // POST, a mount, a manifest PUT). An upload's chunks count for nothing,
-// but a chunk that would take its upload past what the namespace has
-// left is refused before it streams in (checkChunkQuota), and an upload
-// the quota refuses is removed with its data. A blob a manifest of the
+// but a chunk that would make its upload larger than the whole quota is
+// refused before it streams in (checkChunkQuota), and an upload the quota
+// refuses is removed with its data. A blob a manifest of the
 // repository references cannot be unlinked (see deleteBlob): the
 // collector keeps it, so the quota must go on counting it.
 

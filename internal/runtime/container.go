@@ -432,7 +432,8 @@ func CommandNotRunnable(err error) bool {
 	// runc's words for the container's own process; not a shim or
 	// runc binary of the node's that cannot be run.
 	msg := err.Error()
-	if !strings.Contains(msg, "unable to start container process: exec: ") {
+	if !strings.Contains(msg, "unable to start container process: exec: ") && // runc 1.1 and later
+		!strings.Contains(msg, "starting container process caused: exec: ") { // runc 1.0
 		return false
 	}
 	for _, cause := range []string{"no such file or directory", "permission denied", "exec format error", "executable file not found", "is a directory", "not a directory"} {
