@@ -50,3 +50,18 @@ func TestServeNodeMetrics(t *testing.T) {
 		t.Errorf("an address in use: %v, want an error naming --metrics-addr", err)
 	}
 }
+
+// --node-port-addr takes an IP address only; a port or a name is refused
+// before anything starts (review helper-167 asked for the flag).
+func TestNodePortAddrIsAnIP(t *testing.T) {
+	for _, v := range []string{"1.2.3.4:5", "localhost", "x"} {
+		root := newRootCmd()
+		var out strings.Builder
+		root.SetOut(&out)
+		root.SetErr(&out)
+		root.SetArgs([]string{"up", "--no-agent", "--data-dir", t.TempDir(), "--node-port-addr", v})
+		if err := root.ExecuteContext(context.Background()); err == nil || !strings.Contains(err.Error(), "--node-port-addr") {
+			t.Errorf("--node-port-addr %q: %v", v, err)
+		}
+	}
+}

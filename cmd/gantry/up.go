@@ -54,6 +54,9 @@ type upOptions struct {
 	registryAddr  string
 	registryHost  string
 	ingressAddr   string
+	// nodePortAddr is where node ports listen ("": the host of
+	// ingressAddr).
+	nodePortAddr string
 	// ingressResponseTimeout bounds the wait for an instance's answer.
 	ingressResponseTimeout time.Duration
 	ingressHTTPS           string
@@ -149,6 +152,7 @@ The first start creates a cluster admin and writes the CLI config
 	f.StringSliceVar(&o.apply, "apply", nil, "apply these manifests once up (the demo of make up)")
 	f.StringVar(&o.ingressAddr, "ingress-addr", ":8080", "where the HTTP load balancer listens (empty: no load balancer)")
 	f.StringVar(&o.ingressHTTPS, "ingress-https-addr", "", "where the HTTPS load balancer listens, for routes with tls (e.g. :8443)")
+	f.StringVar(&o.nodePortAddr, "node-port-addr", "", "the address node ports of expose: tcp ports listen on (default: the host of --ingress-addr, so every address with :8080; 0.0.0.0 for every address)")
 	f.DurationVar(&o.ingressResponseTimeout, "ingress-response-timeout", 0, "how long the load balancer waits for an instance to start answering before a 504 (0: no limit, for long polls; nginx's proxy_read_timeout is 60s)")
 	f.StringVar(&o.registryAddr, "registry-addr", ":5000", "where the OCI registry listens (empty: no registry)")
 	f.StringVar(&o.registryHost, "registry-host", "", "host:port that image references use for the registry (default: the listen address, with a wildcard host as this machine's outbound address when --api-addr is not loopback, else 127.0.0.1)")
@@ -184,6 +188,12 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 		return fmt.Errorf("--ingress-response-timeout %s: give a duration of 0 (no limit) or more", o.ingressResponseTimeout)
 	}
 	cfg.Ingress.ResponseHeaderTimeout = o.ingressResponseTimeout
+	if o.nodePortAddr != "" {
+		if net.ParseIP(o.nodePortAddr) == nil {
+			return fmt.Errorf("--node-port-addr %q: give an IP address (0.0.0.0 for every address), without a port", o.nodePortAddr)
+		}
+		cfg.Ingress.TCPBindAddress = o.nodePortAddr
+	}
 	if _, err := dns.CanonicalZone(o.domain); err != nil {
 		return fmt.Errorf("--cluster-domain %q: %w", o.domain, err)
 	}

@@ -683,6 +683,11 @@ func (s *Server) startIngress(ctx context.Context, codec *secrets.Codec) error {
 	if cfg.TCPBindAddress == "" {
 		cfg.TCPBindAddress = nodePortHost(cfg.HTTPAddr)
 	}
+	if cfg.TCPBindAddress == "" {
+		s.log.Info("node ports of expose: tcp listen on every address")
+	} else {
+		s.log.Info("node ports of expose: tcp listen on one address", "addr", cfg.TCPBindAddress)
+	}
 	if cfg.AppsDomain == "" {
 		cfg.AppsDomain = strings.TrimSuffix(s.Config.DNS.AppsDomain, ".")
 	}
