@@ -558,7 +558,8 @@ type frontWriter struct {
 	// another request on a connection about to close.
 	closing *atomic.Bool
 
-	// port is c's local port, once asked for (localPort).
+	// port is c's local port, once asked for (localPort); it outlives
+	// requests, as the connection does.
 	port string
 
 	status     int
@@ -583,7 +584,7 @@ func (fw *frontWriter) localPort() string {
 // reset prepares fw, which lives as long as its connection, for req.
 func (fw *frontWriter) reset(req *http.Request) {
 	clear(fw.h)
-	*fw = frontWriter{bw: fw.bw, h: fw.h, watch: fw.watch, c: fw.c, sendBy: fw.sendBy, sendSlack: fw.sendSlack, closing: fw.closing, req: req}
+	*fw = frontWriter{bw: fw.bw, h: fw.h, watch: fw.watch, c: fw.c, sendBy: fw.sendBy, sendSlack: fw.sendSlack, closing: fw.closing, port: fw.port, req: req}
 }
 
 // SetWriteDeadline moves the connection's write deadline, for
