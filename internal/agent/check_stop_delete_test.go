@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,12 +12,8 @@ import (
 // the process at once (the exit reaches the worker) and then takes a
 // while to delete the task, as containerd does.
 type stopRaceRuntime struct {
-	Runtime
-	mu        sync.Mutex
-	starts    int
-	waits     int
-	firstExit chan runtime.Exit
-	stopping  bool // a Stop has not returned yet
+	unhealthyFirstRun
+	stopping bool // a Stop has not returned yet
 	// startedDuringStop and cutShort record what went wrong: a start
 	// while the stop was still deleting the task, and a stop whose
 	// context ended before its delete was done.
@@ -33,25 +28,6 @@ func (f *stopRaceRuntime) Start(context.Context, string) (uint32, error) {
 		f.startedDuringStop = true
 	}
 	return 1, nil
-}
-
-func (f *stopRaceRuntime) Wait(context.Context, string) (<-chan runtime.Exit, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.waits++
-	if f.waits == 1 {
-		return f.firstExit, nil
-	}
-	return make(chan runtime.Exit), nil
-}
-
-func (f *stopRaceRuntime) Exec(context.Context, string, runtime.ExecOptions) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.starts == 0 {
-		return 1, nil // the adopted first run is unhealthy
-	}
-	return 0, nil
 }
 
 func (f *stopRaceRuntime) Stop(ctx context.Context, _ string, _ time.Duration) error {
@@ -80,7 +56,7 @@ func (f *stopRaceRuntime) Stop(ctx context.Context, _ string, _ time.Duration) e
 // with every kind of check (review helper-162). The run now ends once the
 // stop is done.
 func TestACheckStopIsDoneBeforeTheRestart(t *testing.T) {
-	rt := &stopRaceRuntime{firstExit: make(chan runtime.Exit, 1)}
+	rt := &stopRaceRuntime{unhealthyFirstRun: unhealthyFirstRun{firstExit: make(chan runtime.Exit, 1)}}
 	_, stop := superviseAdopted(t, rt, failingLiveness())
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -11,26 +11,18 @@ import (
 	"github.com/gantry-dev/gantry/internal/runtime"
 )
 
-// liveRuntime: the first run fails its liveness checks and its Stop
-// first fails as unavailable (containerd restarting); that run then
-// exits on its own and is restarted; the second run is healthy.
-type liveRuntime struct {
+// unhealthyFirstRun is a Runtime whose adopted first run fails its exec
+// checks and ends when the test sends on firstExit; every run started
+// after it is healthy and runs on.
+type unhealthyFirstRun struct {
 	Runtime
 	mu        sync.Mutex
 	starts    int
 	waits     int
 	firstExit chan runtime.Exit
-	stops     []int // starts at the time of each Stop
 }
 
-func (f *liveRuntime) Start(context.Context, string) (uint32, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.starts++
-	return 1, nil
-}
-
-func (f *liveRuntime) Wait(context.Context, string) (<-chan runtime.Exit, error) {
+func (f *unhealthyFirstRun) Wait(context.Context, string) (<-chan runtime.Exit, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.waits++
@@ -40,13 +32,28 @@ func (f *liveRuntime) Wait(context.Context, string) (<-chan runtime.Exit, error)
 	return make(chan runtime.Exit), nil
 }
 
-func (f *liveRuntime) Exec(context.Context, string, runtime.ExecOptions) (int, error) {
+func (f *unhealthyFirstRun) Exec(context.Context, string, runtime.ExecOptions) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.starts == 0 {
 		return 1, nil // the adopted first run is unhealthy
 	}
 	return 0, nil
+}
+
+// liveRuntime: the first run fails its liveness checks and its Stop
+// first fails as unavailable (containerd restarting); that run then
+// exits on its own and is restarted; the second run is healthy.
+type liveRuntime struct {
+	unhealthyFirstRun
+	stops []int // starts at the time of each Stop
+}
+
+func (f *liveRuntime) Start(context.Context, string) (uint32, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.starts++
+	return 1, nil
 }
 
 func (f *liveRuntime) Stop(context.Context, string, time.Duration) error {
@@ -64,7 +71,7 @@ func (f *liveRuntime) Stop(context.Context, string, time.Duration) error {
 // not the run's: when that run ended meanwhile and the container was
 // restarted, the retry stopped the new, healthy run.
 func TestLivenessStopRetryDoesNotStopTheNextRun(t *testing.T) {
-	rt := &liveRuntime{firstExit: make(chan runtime.Exit, 1)}
+	rt := &liveRuntime{unhealthyFirstRun: unhealthyFirstRun{firstExit: make(chan runtime.Exit, 1)}}
 	_, stop := superviseAdopted(t, rt, failingLiveness())
 	time.Sleep(200 * time.Millisecond)
 	rt.firstExit <- runtime.Exit{Code: 1, At: time.Now()} // the first run ends
