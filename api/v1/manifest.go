@@ -113,7 +113,10 @@ func listItems(doc []byte) [][]byte {
 		Kind  string            `json:"kind"`
 		Items []json.RawMessage `json:"items"`
 	}
-	if json.Unmarshal(j, &list) != nil || !strings.HasSuffix(list.Kind, "List") || len(list.Kind) == len("List") {
+	// Without a list of items (none, null, or not a list) it is no list
+	// get wrote: left as it is, it is refused for its kind, not read as
+	// nothing in silence.
+	if json.Unmarshal(j, &list) != nil || !strings.HasSuffix(list.Kind, "List") || len(list.Kind) == len("List") || list.Items == nil {
 		return [][]byte{doc}
 	}
 	// An item without a kind takes the list's.

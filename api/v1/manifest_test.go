@@ -327,6 +327,7 @@ func TestAListDecodesAsItsItems(t *testing.T) {
 			[]string{"App/c", "App/d"}},
 		{"a document that only mentions List and items is itself", "kind: App\nname: e\nimage: e:v1\nenv: {items: List}\n",
 			[]string{"App/e"}},
+		{"an empty list is no objects", "kind: AppList\nitems: []\n", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			objs, err := DecodeManifests(strings.NewReader(tc.doc))
@@ -341,5 +342,20 @@ func TestAListDecodesAsItsItems(t *testing.T) {
 				t.Errorf("decoded %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// A list without items (none, null, misplaced) was read as no objects
+// without a word (review helper-167); it is refused for its kind now.
+func TestAListWithoutItemsIsRefused(t *testing.T) {
+	for _, doc := range []string{
+		"kind: AppList\n",
+		"kind: AppList\nitems: null\n",
+		"kind: AppList\nmetadata: {items: [1]}\n",
+		"kind: AppList\nitems: {a: 1}\n",
+	} {
+		if objs, err := DecodeManifests(strings.NewReader(doc)); err == nil {
+			t.Errorf("%q decoded to %d objects without an error", doc, len(objs))
+		}
 	}
 }
