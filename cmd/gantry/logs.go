@@ -179,7 +179,8 @@ func newLogsCmd(g *globals) *cobra.Command {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if err := followLogs(fctx, c, ns, inst, q, existed, p.print); err != nil && !errors.Is(err, context.Canceled) {
+					note := func(msg string) { fmt.Fprintln(cmd.ErrOrStderr(), msg) }
+					if err := followLogs(fctx, c, ns, inst, q, existed, p.print, note); err != nil && !errors.Is(err, context.Canceled) {
 						mu.Lock()
 						errs = append(errs, err)
 						mu.Unlock()
@@ -341,7 +342,11 @@ const followRetry = 500 * time.Millisecond
 // caller has seen the instance (it listed it), so that even a first 404
 // means that. Other errors (not found, forbidden, a bad request) are
 // returned.
-func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Values, existed bool, fn func(logLine)) error {
+//
+// note, when not nil, hears once why the follow waits (the instance not
+// placed yet, its node away), so that a follow that prints nothing says
+// why.
+func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Values, existed bool, fn func(logLine), note func(string)) error {
 	path, err := logsPath(ns, inst)
 	if err != nil {
 		return err
@@ -472,6 +477,10 @@ func followLogs(ctx context.Context, c *client.Client, ns, inst string, q url.Va
 			// The server or the node cannot be reached, a proxy in
 			// front of the server says so (502, 504, 429), or the
 			// instance is not on a node yet: try again.
+			if note != nil {
+				note(fmt.Sprintf("waiting for the logs of %s: %v", inst, err))
+				note = nil
+			}
 		default:
 			return fmt.Errorf("logs of %s: %w", inst, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -204,7 +205,7 @@ func TestFollowLogs(t *testing.T) {
 			defer cancel()
 			var got []string
 			err := followLogs(ctx, c, "default", "web-x", url.Values{"follow": {"true"}, "tail": {"10"}}, tt.existed,
-				func(l logLine) { got = append(got, l.Line) })
+				func(l logLine) { got = append(got, l.Line) }, nil)
 			if errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("followLogs never returned; requests: %q", fake.requests())
 			}
@@ -242,11 +243,30 @@ func TestFollowLogsWidensSinceSecondsOnlyOnARetry(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := followLogs(ctx, c, "default", "web-x", url.Values{"follow": {"true"}, "sinceSeconds": {"0"}}, false, func(logLine) {}); err != nil {
+	if err := followLogs(ctx, c, "default", "web-x", url.Values{"follow": {"true"}, "sinceSeconds": {"0"}}, false, func(logLine) {}, nil); err != nil {
 		t.Fatal(err)
 	}
 	reqs := fake.requests()
 	if len(reqs) < 2 || reqs[0] != "follow=true&sinceSeconds=0" || reqs[1] != "follow=true&sinceSeconds=1" {
 		t.Errorf("queries %q; want sinceSeconds=0, then 1 after the retry", reqs)
+	}
+}
+
+// logs -f of an instance not placed yet waited without a word (review
+// helper-166); the follow says once why it waits.
+func TestFollowLogsSaysWhyItWaits(t *testing.T) {
+	_, c := startLogsServer(t, []logsAnswer{
+		{status: http.StatusServiceUnavailable, reason: "Unavailable", message: `instance web-x is not on a node yet (it is Pending)`},
+		{status: http.StatusServiceUnavailable, reason: "Unavailable", message: `instance web-x is not on a node yet (it is Pending)`},
+		gone(),
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var notes []string
+	if err := followLogs(ctx, c, "default", "web-x", url.Values{"follow": {"true"}}, true, func(logLine) {}, func(s string) { notes = append(notes, s) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(notes) != 1 || !strings.Contains(notes[0], "not on a node yet") {
+		t.Errorf("notes %q; want one saying why it waits", notes)
 	}
 }
