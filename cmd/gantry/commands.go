@@ -416,8 +416,9 @@ func newGetCmd(g *globals) *cobra.Command {
 						return err
 					}
 					// As kubectl: an object that is not there is an
-					// error, not a silent wait for one to appear.
-					if _, err := c.Get(ctx, k.Kind, ns, name); err != nil {
+					// error, not a silent wait for one to appear. (A
+					// role that may watch but not get is not asked.)
+					if _, err := c.Get(ctx, k.Kind, ns, name); err != nil && !errors.Is(err, v1.ErrForbidden) {
 						return err
 					}
 				}
