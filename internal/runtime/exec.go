@@ -83,7 +83,7 @@ func (d *Driver) Exec(ctx context.Context, id string, opts ExecOptions) (int, er
 		}
 		// As docker exec -t: programs that draw on the terminal need
 		// to know its kind.
-		if !hasEnv(pspec.Env, "TERM") {
+		if envIndex(pspec.Env, "TERM") < 0 {
 			pspec.Env = append(pspec.Env, "TERM=xterm")
 		}
 	}
@@ -215,8 +215,7 @@ func mergeEnv(base, extra []string) []string {
 	out := slices.Clone(base)
 	for _, kv := range extra {
 		name, _, _ := strings.Cut(kv, "=")
-		i := slices.IndexFunc(out, func(x string) bool { n, _, _ := strings.Cut(x, "="); return n == name })
-		if i >= 0 {
+		if i := envIndex(out, name); i >= 0 {
 			out[i] = kv
 		} else {
 			out = append(out, kv)
@@ -244,12 +243,8 @@ func ctxEnded(ctx context.Context) error {
 	return nil
 }
 
-// hasEnv reports whether env (KEY=VALUE entries) sets key.
-func hasEnv(env []string, key string) bool {
-	for _, kv := range env {
-		if k, _, _ := strings.Cut(kv, "="); k == key {
-			return true
-		}
-	}
-	return false
+// envIndex is the index of the entry of env (KEY=VALUE entries) that sets
+// name, or -1.
+func envIndex(env []string, name string) int {
+	return slices.IndexFunc(env, func(kv string) bool { k, _, _ := strings.Cut(kv, "="); return k == name })
 }
