@@ -393,17 +393,21 @@ func (l *headLimit) Read(p []byte) (int, error) {
 func (l *headLimit) on(n int64) { l.active, l.n = true, n }
 func (l *headLimit) off()       { l.active = false }
 
-var requestHopHeaders = map[string]bool{
-	// Written from r.Host: an HTTP/2 request may carry a host field
-	// beside its :authority, and only the one routed on goes on.
-	"Host":       true,
-	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
-	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
-	// Set (or removed) by the proxy itself: forwardedFields.
-	"Forwarded": true, "X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true,
-	"X-Real-Ip": true, "X-Forwarded-Port": true, "X-Forwarded-Prefix": true,
-	"Content-Length": true,
-}
+var requestHopHeaders = func() map[string]bool {
+	m := map[string]bool{
+		// Written from r.Host: an HTTP/2 request may carry a host field
+		// beside its :authority, and only the one routed on goes on.
+		"Host":       true,
+		"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
+		"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+		"Content-Length": true,
+	}
+	// Set (or removed) by the proxy itself.
+	for _, f := range forwardedFields {
+		m[f] = true
+	}
+	return m
+}()
 
 // appendRequest serialises r as an HTTP/1.1 request head without a body,
 // saying X-Forwarded-Proto https if https. Header names and values were
