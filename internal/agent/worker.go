@@ -400,17 +400,30 @@ func (w *worker) prepare(ctx context.Context, adopted bool) int {
 // will not be tried again, as Failed (reason StartError, exit code 128,
 // as Kubernetes reports it), with its address given back.
 func (w *worker) failStart(ctx context.Context, msg string) {
-	released := w.releaseNetwork(ctx)
 	code, fin := 128, time.Now().UTC()
-	w.report(ctx, func(s *v1.InstanceStatus) {
-		s.Phase, s.Ready, s.Reason = v1.PhaseFailed, false, reasonStartError
-		s.Message = fmt.Sprintf("the command could not be started: %s; restart policy never", msg)
+	w.finishForGood(ctx, v1.PhaseFailed, reasonStartError, fmt.Sprintf("the command could not be started: %s; restart policy never", msg), func(s *v1.InstanceStatus) {
 		s.ExitCode, s.FinishedAt = &code, &fin
+	})
+	w.event(ctx, v1.EventWarning, reasonStartError, "the command could not be started: %s", msg)
+}
+
+// finishForGood reports an instance that never runs again in phase
+// (Succeeded or Failed) with reason and msg, and change for anything
+// else. Its address and host ports go back to the node first, as a
+// finished pod's sandbox or a stopped Docker container's do, before the
+// status that says so (the scheduler takes a finished instance without
+// an address as holding no host ports).
+func (w *worker) finishForGood(ctx context.Context, phase, reason, msg string, change func(*v1.InstanceStatus)) {
+	released := w.releaseNetwork(ctx)
+	w.report(ctx, func(s *v1.InstanceStatus) {
+		s.Phase, s.Ready, s.Reason, s.Message = phase, false, reason, msg
+		if change != nil {
+			change(s)
+		}
 		if released {
 			s.IP = ""
 		}
 	})
-	w.event(ctx, v1.EventWarning, reasonStartError, "the command could not be started: %s", msg)
 }
 
 // reasonStartError is the reason of an instance whose command could not
@@ -778,18 +791,7 @@ func (w *worker) afterExit(ctx context.Context, exitCode int, why string, starte
 		if failed {
 			phase = v1.PhaseFailed
 		}
-		// It never runs again: its address and host ports go back to
-		// the node, as a finished pod's sandbox or a stopped Docker
-		// container's do, before the status that says so (the
-		// scheduler takes a finished instance without an address as
-		// holding no host ports).
-		released := w.releaseNetwork(ctx)
-		w.report(ctx, func(s *v1.InstanceStatus) {
-			s.Phase, s.Ready, s.Reason, s.Message = phase, false, why, fmt.Sprintf("exited with code %d; restart policy %s%s", exitCode, policy, exitHint(why))
-			if released {
-				s.IP = ""
-			}
-		})
+		w.finishForGood(ctx, phase, why, fmt.Sprintf("exited with code %d; restart policy %s%s", exitCode, policy, exitHint(why)), nil)
 		w.idleUntilRemoved(ctx)
 		return false
 	}
