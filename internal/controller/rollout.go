@@ -808,10 +808,11 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 	// an instance that has done it (Succeeded) is as far as one gets:
 	// progress as a ready one is.
 	// (newAvailable counts them already: av.done.)
-	doneReady, doneAvailable := newReady, newAvailable
+	succeeded := 0
 	if av.done {
-		doneReady += countPhase(cur, v1.PhaseSucceeded)
+		succeeded = countPhase(cur, v1.PhaseSucceeded)
 	}
+	doneReady, doneAvailable := newReady+succeeded, newAvailable
 	if int32(doneReady) > st.PeakUpdatedReady || int32(doneAvailable) > st.PeakUpdatedAvailable {
 		st.Progressed = &now
 		st.PeakUpdatedReady = max(st.PeakUpdatedReady, int32(doneReady))
@@ -858,8 +859,7 @@ func (r *Rollout) updateStatus(ctx context.Context, a *v1.App, rev *v1.Revision,
 	// whose instances have all done it: finished, not broken. Its
 	// instances are never ready again, which would otherwise read as a
 	// stall, and a rollout's as no progress, to be rolled back.
-	completed := a.Spec.Template.RestartPolicy != v1.RestartAlways && desired > 0 && len(old) == 0 &&
-		len(cur) == desired && countPhase(cur, v1.PhaseSucceeded) == desired
+	completed := av.done && desired > 0 && len(old) == 0 && len(cur) == desired && succeeded == desired
 	complete = complete || completed
 	var requeue time.Duration
 	switch {
